@@ -1,0 +1,134 @@
+package taskflow
+
+import (
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/google/uuid"
+)
+
+// keyspace builds every Redis key of a flow space; nothing else in the
+// package formats a key.
+//
+// A flow lives in one of a fixed number of shards, chosen by a hash of its
+// id. Each shard has a hash tag, {<n>}, shared by the flow's own keys and
+// the shard's indexes, so every script touches one cluster slot:
+//
+//	<prefix>:{<n>}:flow:<id>          hash: the flow record
+//	<prefix>:{<n>}:state:<id>         hash: top-level state key -> raw JSON
+//	<prefix>:{<n>}:events:<id>        list: audit entries, newest first
+//	<prefix>:{<n>}:steps:<id>         zset: run id by insertion order
+//	<prefix>:{<n>}:step:<id>:<run>    hash: one step
+//	<prefix>:{<n>}:status:<status>    zset: flow id by time it entered status
+//	<prefix>:{<n>}:updated            zset: flow id by last update
+//	<prefix>:{<n>}:owner:<owner>      zset: flow id by creation time
+//	<prefix>:{<n>}:timers             zset: waiting flow id by deadline
+//	<prefix>:{<n>}:cancelwait         set:  waiting flows with a cancel request
+//	<prefix>:{<n>}:corr               zset: correlation members (lex order)
+type keyspace struct {
+	prefix string
+	shards int
+}
+
+// validatePrefix refuses prefixes that would break the hash tags or read
+// badly in redis-cli.
+func validatePrefix(p string) error {
+	if p == "" {
+		return fmt.Errorf("%w: the key prefix is empty", ErrInvalidData)
+	}
+	if len(p) > 128 {
+		return fmt.Errorf("%w: the key prefix is %d bytes, at most 128", ErrInvalidData, len(p))
+	}
+	for _, r := range p {
+		if r == '{' || r == '}' {
+			return fmt.Errorf("%w: the key prefix %q contains a brace, which would break the hash tags", ErrInvalidData, p)
+		}
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return fmt.Errorf("%w: the key prefix %q contains a space or control character", ErrInvalidData, p)
+		}
+	}
+	return nil
+}
+
+func (k keyspace) shardOf(id uuid.UUID) int {
+	h := fnv.New32a()
+	_, _ = h.Write(id[:])
+	return int(h.Sum32() % uint32(k.shards))
+}
+
+// tag is "<prefix>:{<n>}", the part every key of shard n starts with.
+func (k keyspace) tag(shard int) string {
+	return k.prefix + ":{" + strconv.Itoa(shard) + "}"
+}
+
+func (k keyspace) flow(id uuid.UUID) string {
+	return k.tag(k.shardOf(id)) + ":flow:" + id.String()
+}
+
+func (k keyspace) state(id uuid.UUID) string {
+	return k.tag(k.shardOf(id)) + ":state:" + id.String()
+}
+
+func (k keyspace) events(id uuid.UUID) string {
+	return k.tag(k.shardOf(id)) + ":events:" + id.String()
+}
+
+func (k keyspace) steps(id uuid.UUID) string {
+	return k.tag(k.shardOf(id)) + ":steps:" + id.String()
+}
+
+func (k keyspace) step(id uuid.UUID, runID string) string {
+	return k.tag(k.shardOf(id)) + ":step:" + id.String() + ":" + runID
+}
+
+func (k keyspace) status(shard int, st FlowStatus) string {
+	return k.tag(shard) + ":status:" + string(st)
+}
+
+func (k keyspace) updated(shard int) string { return k.tag(shard) + ":updated" }
+
+func (k keyspace) owner(shard int, owner string) string {
+	return k.tag(shard) + ":owner:" + owner
+}
+
+func (k keyspace) timers(shard int) string     { return k.tag(shard) + ":timers" }
+func (k keyspace) cancelWait(shard int) string { return k.tag(shard) + ":cancelwait" }
+func (k keyspace) corr(shard int) string       { return k.tag(shard) + ":corr" }
+
+// flowKeys returns the key set every flow script receives, in the order
+// lua/lib.lua documents. owner is added as key 15 when not empty.
+func (k keyspace) flowKeys(id uuid.UUID, owner string) []string {
+	s := k.shardOf(id)
+	keys := make([]string, 0, 15)
+	keys = append(keys, k.flow(id), k.state(id), k.events(id), k.steps(id))
+	for _, st := range allStatuses {
+		keys = append(keys, k.status(s, st))
+	}
+	keys = append(keys, k.updated(s), k.timers(s), k.cancelWait(s), k.corr(s))
+	if owner != "" {
+		keys = append(keys, k.owner(s, owner))
+	}
+	return keys
+}
+
+// corrPrefix is the start of every correlation member of (topic, corr):
+// lengths make the pair unambiguous whatever bytes it holds.
+func corrPrefix(topic, correlationID string) string {
+	var b strings.Builder
+	b.WriteString(strconv.Itoa(len(topic)))
+	b.WriteByte(':')
+	b.WriteString(topic)
+	b.WriteString(strconv.Itoa(len(correlationID)))
+	b.WriteByte(':')
+	b.WriteString(correlationID)
+	b.WriteByte(':')
+	return b.String()
+}
+
+// corrMember is the member of the correlation zset for one waiting flow.
+func corrMember(topic, correlationID string, id uuid.UUID) string {
+	return corrPrefix(topic, correlationID) + id.String()
+}

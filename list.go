@@ -1,0 +1,194 @@
+package taskflow
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// Limits of a list page.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+// ListOption adjusts a list call.
+type ListOption func(*listConfig)
+
+type listConfig struct {
+	limit  int
+	cursor string
+}
+
+// WithLimit sets the page size (default 100, at most 1000; values below 1
+// mean the default).
+func WithLimit(n int) ListOption {
+	return func(c *listConfig) { c.limit = n }
+}
+
+// WithCursor continues a listing after the page that returned cursor
+// (FlowPage.Next). An empty cursor starts at the beginning.
+func WithCursor(cursor string) ListOption {
+	return func(c *listConfig) { c.cursor = cursor }
+}
+
+// FlowPage is one page of a listing.
+type FlowPage struct {
+	Flows []*Flow
+	// Next is the cursor of the following page, "" after the last one.
+	Next string
+}
+
+// indexEntry is one member of a sorted-set index with its score.
+type indexEntry struct {
+	score int64
+	id    string
+}
+
+// before reports whether a sorts before b in the listing's direction.
+func (a indexEntry) before(b indexEntry, desc bool) bool {
+	if a.score != b.score {
+		return (a.score < b.score) != desc
+	}
+	if a.id == b.id {
+		return false
+	}
+	return (a.id < b.id) != desc
+}
+
+func (a indexEntry) cursor() string { return strconv.FormatInt(a.score, 10) + ":" + a.id }
+
+func parseCursor(c string) (indexEntry, error) {
+	s, id, ok := strings.Cut(c, ":")
+	score, err := strconv.ParseInt(s, 10, 64)
+	if !ok || err != nil {
+		return indexEntry{}, fmt.Errorf("%w: malformed list cursor %q", ErrInvalidData, c)
+	}
+	return indexEntry{score: score, id: id}, nil
+}
+
+// listIndex pages through one index that is split over the shards: it
+// reads at most limit entries after the cursor from every shard in one
+// pipeline, merges them, and reads the flows of the first limit. Entries
+// whose flow vanished meanwhile are skipped. The cost is O(shards × limit),
+// whatever the size of the index.
+func (s *RedisStore) listIndex(ctx context.Context, keyOf func(shard int) string, desc bool, opts []ListOption) (*FlowPage, error) {
+	cfg := listConfig{limit: DefaultListLimit}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.limit < 1 {
+		cfg.limit = DefaultListLimit
+	}
+	if cfg.limit > MaxListLimit {
+		cfg.limit = MaxListLimit
+	}
+	var after *indexEntry
+	if cfg.cursor != "" {
+		c, err := parseCursor(cfg.cursor)
+		if err != nil {
+			return nil, err
+		}
+		after = &c
+	}
+	entries, err := s.readShards(ctx, keyOf, desc, after, cfg.limit)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].before(entries[j], desc) })
+	page := &FlowPage{Flows: []*Flow{}}
+	more := len(entries) > cfg.limit
+	if more {
+		entries = entries[:cfg.limit]
+	}
+	ids := make([]uuid.UUID, 0, len(entries))
+	for _, e := range entries {
+		if id, err := uuid.Parse(e.id); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	flows, err := s.getMany(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	page.Flows = flows
+	if more && len(entries) > 0 {
+		page.Next = entries[len(entries)-1].cursor()
+	}
+	return page, nil
+}
+
+// readShards returns, from every shard, up to limit+1 entries strictly
+// after the cursor, so the caller can tell whether a next page exists.
+func (s *RedisStore) readShards(ctx context.Context, keyOf func(int) string, desc bool, after *indexEntry, limit int) ([]indexEntry, error) {
+	type shardRead struct {
+		key    string
+		offset int64
+		done   bool
+	}
+	reads := make([]*shardRead, s.keys.shards)
+	for i := range reads {
+		reads[i] = &shardRead{key: keyOf(i)}
+	}
+	want := limit + 1
+	got := make([][]indexEntry, s.keys.shards)
+	for round := 0; ; round++ {
+		pipe := s.client.Pipeline()
+		cmds := make([]*redis.ZSliceCmd, len(reads))
+		pending := 0
+		for i, r := range reads {
+			if r.done {
+				continue
+			}
+			by := &redis.ZRangeBy{Min: "-inf", Max: "+inf", Offset: r.offset, Count: int64(want)}
+			if after != nil {
+				bound := strconv.FormatInt(after.score, 10)
+				if desc {
+					by.Max = bound
+				} else {
+					by.Min = bound
+				}
+			}
+			if desc {
+				cmds[i] = pipe.ZRevRangeByScoreWithScores(ctx, r.key, by)
+			} else {
+				cmds[i] = pipe.ZRangeByScoreWithScores(ctx, r.key, by)
+			}
+			pending++
+		}
+		if pending == 0 {
+			break
+		}
+		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+			return nil, fmt.Errorf("taskflow: list: %w", err)
+		}
+		for i, r := range reads {
+			if r.done {
+				continue
+			}
+			zs := cmds[i].Val()
+			r.offset += int64(len(zs))
+			for _, z := range zs {
+				m, _ := z.Member.(string)
+				e := indexEntry{score: int64(z.Score), id: m}
+				// Entries with the cursor's score that sort at or
+				// before the cursor were on earlier pages.
+				if after != nil && !after.before(e, desc) {
+					continue
+				}
+				got[i] = append(got[i], e)
+			}
+			r.done = len(zs) < want || len(got[i]) >= want
+		}
+	}
+	var all []indexEntry
+	for _, g := range got {
+		all = append(all, g...)
+	}
+	return all, nil
+}

@@ -1,0 +1,217 @@
+-- lib.lua: helpers shared by every taskflow script.
+--
+-- The loader puts a generated prelude (STATUS_KEY, TERMINAL, ALLOWED: the
+-- Go transition table) before this file and the script's own body after
+-- it, so each script is self-contained on the server and the state
+-- machine has one source of truth, in Go.
+--
+-- The flow key set, in KEYS order (all under one hash tag, one slot):
+--   1 flow hash         2 state hash       3 events list   4 steps zset
+--   5..10 status index zsets, in the order of STATUS_KEY
+--   11 updated zset     12 timers zset     13 cancelwait set
+--   14 correlation zset 15 owner zset (only scripts that need it)
+--
+-- The common ARGV head of mutation scripts:
+--   1 flow id  2 now (unix ms)  3 now (RFC 3339, UTC)
+--   4 expected revision ('' = any)  5 event cap (0 = none)
+--   6 state size limit in bytes
+--
+-- Refusals are redis.error_reply('<CODE> <details>'), mapped to typed
+-- errors in Go: NOTFOUND, REVISION <expected> <actual>, TERMINAL <status>,
+-- CANCELPENDING <status>, ILLEGAL <from>, TOOLARGE <size>, NOMATCH, EXISTS,
+-- DUPSTEP, IMMUTABLE <field>.
+
+local K_FLOW, K_STATE, K_EVENTS, K_STEPS = 1, 2, 3, 4
+local K_UPDATED, K_TIMERS, K_CANCELWAIT, K_CORR, K_OWNER = 11, 12, 13, 14, 15
+
+local ID, NOW_MS, NOW_STR = ARGV[1], ARGV[2], ARGV[3]
+local EXPECTED, EVENT_CAP, STATE_LIMIT = ARGV[4], tonumber(ARGV[5] or '0'), tonumber(ARGV[6] or '0')
+
+local function err(code, detail)
+  if detail ~= nil then
+    return redis.error_reply(code .. ' ' .. tostring(detail))
+  end
+  return redis.error_reply(code)
+end
+
+-- load_flow returns the flow hash as a table, or nil when it is missing.
+local function load_flow()
+  local raw = redis.call('HGETALL', KEYS[K_FLOW])
+  if #raw == 0 then
+    return nil
+  end
+  local f = {}
+  for i = 1, #raw, 2 do
+    f[raw[i]] = raw[i + 1]
+  end
+  return f
+end
+
+-- check_revision refuses a stale compare-and-set.
+local function check_revision(f)
+  if EXPECTED ~= '' and tonumber(EXPECTED) ~= tonumber(f.revision) then
+    return err('REVISION', EXPECTED .. ' ' .. f.revision)
+  end
+  return nil
+end
+
+-- check_mutable refuses terminal and cancel-pending flows (state updates).
+local function check_mutable(f)
+  if TERMINAL[f.status] then
+    return err('TERMINAL', f.status)
+  end
+  if f.cancel_requested == '1' then
+    return err('CANCELPENDING', f.status)
+  end
+  return nil
+end
+
+-- check_transition applies the state machine's checks in the contract's
+-- order: terminal, cancel pending, then the graph. from, when not '',
+-- narrows the edge to one source (resume is waiting -> running only).
+local function check_transition(f, to, from)
+  if TERMINAL[f.status] then
+    return err('TERMINAL', f.status)
+  end
+  if f.cancel_requested == '1' and to ~= 'cancelled' then
+    return err('CANCELPENDING', f.status)
+  end
+  if not ALLOWED[to][f.status] or (from ~= '' and from ~= f.status) then
+    return err('ILLEGAL', f.status)
+  end
+  return nil
+end
+
+-- set_status moves the flow between status indexes; the score is the time
+-- it entered the status, so pages of a status list are stable.
+local function set_status(f, to)
+  if f.status ~= to then
+    if f.status ~= nil and STATUS_KEY[f.status] then
+      redis.call('ZREM', KEYS[STATUS_KEY[f.status]], ID)
+    end
+    redis.call('ZADD', KEYS[STATUS_KEY[to]], NOW_MS, ID)
+    redis.call('HSET', KEYS[K_FLOW], 'status', to)
+    f.status = to
+  end
+end
+
+-- clear_wait drops the wait and every index entry that points at it.
+local function clear_wait(f)
+  redis.call('ZREM', KEYS[K_TIMERS], ID)
+  redis.call('SREM', KEYS[K_CANCELWAIT], ID)
+  if f.wait_corr ~= nil then
+    redis.call('ZREM', KEYS[K_CORR], f.wait_corr)
+  end
+  if f.wait_json ~= nil or f.wait_corr ~= nil then
+    redis.call('HDEL', KEYS[K_FLOW], 'wait_json', 'wait_corr')
+  end
+  f.wait_json, f.wait_corr = nil, nil
+end
+
+-- set_wait stores a wait and indexes it: a timer by deadline, an external
+-- event by its correlation member.
+local function set_wait(f, wait_json, timer_ms, corr)
+  redis.call('HSET', KEYS[K_FLOW], 'wait_json', wait_json)
+  f.wait_json = wait_json
+  if timer_ms ~= '' then
+    redis.call('ZADD', KEYS[K_TIMERS], timer_ms, ID)
+  end
+  if corr ~= '' then
+    redis.call('ZADD', KEYS[K_CORR], 0, corr)
+    redis.call('HSET', KEYS[K_FLOW], 'wait_corr', corr)
+    f.wait_corr = corr
+  end
+end
+
+-- hset_pairs writes field/value pairs from ARGV[from..to] in chunks, so a
+-- large patch never overflows Lua's unpack limit.
+local function hset_pairs(key, from, to)
+  local chunk = 400
+  local i = from
+  while i <= to do
+    local last = math.min(i + chunk * 2 - 1, to)
+    redis.call('HSET', key, unpack(ARGV, i, last))
+    i = last + 1
+  end
+end
+
+-- apply_state changes the state as ARGV[at..] says and keeps state_size.
+-- ARGV[at] is the mode:
+--   'none'    nothing
+--   'merge'   ARGV[at+1..] are key/raw-JSON pairs: a shallow merge
+--   'object'  the same pairs replace the whole state
+--   'replace' ARGV[at+1] is a non-object JSON value that replaces the state
+-- Returns an error reply when the new state would exceed STATE_LIMIT,
+-- before anything is written.
+local function apply_state(f, at)
+  local mode = ARGV[at]
+  if mode == 'none' then
+    return nil
+  end
+  local size = tonumber(f.state_size or '0')
+  if mode == 'replace' then
+    local raw = ARGV[at + 1]
+    if #raw > STATE_LIMIT then
+      return err('TOOLARGE', #raw)
+    end
+    redis.call('DEL', KEYS[K_STATE])
+    redis.call('HSET', KEYS[K_FLOW], 'state', raw, 'state_size', #raw)
+    f.state_size = tostring(#raw)
+    return nil
+  end
+  local object_now = f.state == nil
+  if mode == 'object' or not object_now then
+    size = 0
+  end
+  for i = at + 1, #ARGV, 2 do
+    local k, v = ARGV[i], ARGV[i + 1]
+    if mode == 'merge' and object_now then
+      local old = redis.call('HSTRLEN', KEYS[K_STATE], k)
+      if old > 0 then
+        size = size - #k - old
+      end
+    end
+    size = size + #k + #v
+  end
+  if size > STATE_LIMIT then
+    return err('TOOLARGE', size)
+  end
+  if mode == 'object' or not object_now then
+    redis.call('DEL', KEYS[K_STATE])
+    if not object_now then
+      redis.call('HDEL', KEYS[K_FLOW], 'state')
+      f.state = nil
+    end
+  end
+  if #ARGV > at then
+    hset_pairs(KEYS[K_STATE], at + 1, #ARGV)
+  end
+  redis.call('HSET', KEYS[K_FLOW], 'state_size', size)
+  f.state_size = tostring(size)
+  return nil
+end
+
+-- bump persists one mutation: revision + 1, updated_at, updated index.
+local function bump(f)
+  f.revision = tostring(redis.call('HINCRBY', KEYS[K_FLOW], 'revision', 1))
+  redis.call('HSET', KEYS[K_FLOW], 'updated_at', NOW_MS)
+  redis.call('ZADD', KEYS[K_UPDATED], NOW_MS, ID)
+end
+
+-- append_event pushes one audit entry (newest at the head) and keeps the
+-- newest EVENT_CAP entries. kind_json is a JSON string, payload raw JSON.
+local function append_event(f, kind_json, payload)
+  local seq = redis.call('HINCRBY', KEYS[K_FLOW], 'event_seq', 1)
+  local entry = '{"id":"' .. seq .. '","kind":' .. kind_json .. ',"revision":' ..
+    f.revision .. ',"at":"' .. NOW_STR .. '","payload":' .. payload .. '}'
+  redis.call('LPUSH', KEYS[K_EVENTS], entry)
+  if EVENT_CAP > 0 then
+    redis.call('LTRIM', KEYS[K_EVENTS], 0, EVENT_CAP - 1)
+  end
+  return entry
+end
+
+-- reply returns the persisted flow: its hash and its state hash.
+local function reply(extra)
+  return {redis.call('HGETALL', KEYS[K_FLOW]), redis.call('HGETALL', KEYS[K_STATE]), extra or ''}
+end

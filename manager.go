@@ -1,0 +1,240 @@
+package taskflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Manager drives flows through the state machine. Each mutation is one
+// Lua script run by Redis (one round trip): it checks the flow, applies the
+// change, bumps the revision, keeps every index in step and appends the
+// audit event, or refuses and writes nothing. A Manager is safe for
+// concurrent use; any number of managers in any number of processes may
+// share a flow space.
+type Manager struct {
+	store *RedisStore
+}
+
+// NewManager returns a manager on store.
+func NewManager(store *RedisStore) *Manager { return &Manager{store: store} }
+
+// Store returns the manager's store, for the store-level operations.
+func (m *Manager) Store() *RedisStore { return m.store }
+
+// CreateManaged creates a flow in status created at revision 0 and records
+// a created event. ControllerID, Goal and OwnerSessionKey are required.
+func (m *Manager) CreateManaged(ctx context.Context, in CreateManagedInput) (*Flow, error) {
+	return m.store.create(ctx, in, false)
+}
+
+// CreateMirrored creates a flow that mirrors work run elsewhere: it is
+// created and started at once (status running, revision 1, events created
+// and started), in one atomic step.
+func (m *Manager) CreateMirrored(ctx context.Context, in CreateManagedInput) (*Flow, error) {
+	return m.store.create(ctx, in, true)
+}
+
+// Get returns a flow; a missing one is an error wrapping ErrNotFound.
+func (m *Manager) Get(ctx context.Context, id uuid.UUID) (*Flow, error) {
+	return m.store.Get(ctx, id)
+}
+
+// StartRunning moves a created flow to running.
+func (m *Manager) StartRunning(ctx context.Context, id uuid.UUID, opts ...MutationOption) (*Flow, error) {
+	return m.store.transition(ctx, transitionReq{
+		id: id, from: StatusCreated, to: StatusRunning, kind: EventStarted, payload: json.RawMessage(`{}`),
+		mut: applyMutationOptions(opts),
+	})
+}
+
+// SetWaiting moves a running flow to waiting on wait, which is a
+// WaitCondition or its JSON (json.RawMessage, []byte, or any value that
+// marshals to it). A timer is indexed by deadline and an external event by
+// topic and correlation id, in the same script.
+func (m *Manager) SetWaiting(ctx context.Context, id uuid.UUID, wait any, opts ...MutationOption) (*Flow, error) {
+	w, err := waitFromAny(id, wait)
+	if err != nil {
+		return nil, err
+	}
+	return m.store.transition(ctx, transitionReq{
+		id: id, to: StatusWaiting, kind: EventWaiting,
+		payload: json.RawMessage(`{"wait":` + w.json + `}`),
+		wait:    w, mut: applyMutationOptions(opts),
+	})
+}
+
+// Resume moves a waiting flow back to running, clears its wait, and
+// shallow-merges patch into the state when patch is not nil.
+func (m *Manager) Resume(ctx context.Context, id uuid.UUID, patch any, opts ...MutationOption) (*Flow, error) {
+	req, err := m.resumeReq(id, patch, "")
+	if err != nil {
+		return nil, err
+	}
+	req.mut = applyMutationOptions(opts)
+	return m.store.transition(ctx, req)
+}
+
+func (m *Manager) resumeReq(id uuid.UUID, patch any, guard string) (transitionReq, error) {
+	p, err := toJSON("patch", patch)
+	if err != nil {
+		return transitionReq{}, err
+	}
+	state, err := m.store.stateArgs("patch", p, true)
+	if err != nil {
+		return transitionReq{}, err
+	}
+	return transitionReq{
+		id: id, from: StatusWaiting, to: StatusRunning, kind: EventResumed,
+		payload: json.RawMessage(`{"state_patch":` + rawOrNull(p) + `}`),
+		guard:   guard, state: state,
+	}, nil
+}
+
+// Finish moves a running flow to finished, merging finalState (when not
+// nil) into the state.
+func (m *Manager) Finish(ctx context.Context, id uuid.UUID, finalState any, opts ...MutationOption) (*Flow, error) {
+	p, err := toJSON("final state", finalState)
+	if err != nil {
+		return nil, err
+	}
+	state, err := m.store.stateArgs("final state", p, true)
+	if err != nil {
+		return nil, err
+	}
+	return m.store.transition(ctx, transitionReq{
+		id: id, to: StatusFinished, kind: EventFinished,
+		payload: json.RawMessage(`{"final_state":` + rawOrNull(p) + `}`),
+		state:   state, mut: applyMutationOptions(opts),
+	})
+}
+
+// Fail moves a running or waiting flow to failed and merges
+// {"failure":{"reason":reason,"at":<RFC 3339>}} into its state. The
+// reason is required.
+func (m *Manager) Fail(ctx context.Context, id uuid.UUID, reason string, opts ...MutationOption) (*Flow, error) {
+	if strings.TrimSpace(reason) == "" {
+		return nil, fmt.Errorf("%w: a failure reason is required", ErrInvalidData)
+	}
+	now, _, _ := m.store.clock()
+	failure, err := json.Marshal(map[string]any{
+		"failure": map[string]string{"reason": reason, "at": now.Format(time.RFC3339)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidData, err)
+	}
+	state, err := m.store.stateArgs("failure", failure, true)
+	if err != nil {
+		return nil, err
+	}
+	return m.store.transition(ctx, transitionReq{
+		id: id, to: StatusFailed, kind: EventFailed,
+		payload: json.RawMessage(`{"reason":` + jsonString(reason) + `}`),
+		state:   state, mut: applyMutationOptions(opts),
+	})
+}
+
+// RequestCancel sets the sticky cancel intent: from then on every
+// transition but Cancel is refused with ErrCancelPending, and a waiting
+// flow is cancelled by the engine's next tick. On a terminal flow, or one
+// already cancel-requested, it changes nothing and returns the flow.
+func (m *Manager) RequestCancel(ctx context.Context, id uuid.UUID, opts ...MutationOption) (*Flow, error) {
+	return m.store.requestCancel(ctx, id, applyMutationOptions(opts))
+}
+
+// Cancel moves any non-terminal flow to cancelled and clears its wait.
+func (m *Manager) Cancel(ctx context.Context, id uuid.UUID, opts ...MutationOption) (*Flow, error) {
+	return m.store.transition(ctx, transitionReq{
+		id: id, to: StatusCancelled, kind: EventCancelled, payload: json.RawMessage(`{}`),
+		mut: applyMutationOptions(opts),
+	})
+}
+
+// UpdateState shallow-merges patch into the state (nil: no change) and
+// sets the current step to nextStep unless it is "". The status does not
+// change; a terminal flow refuses with ErrAlreadyTerminal and a
+// cancel-requested one with ErrCancelPending. Concurrent updates of one
+// flow all land: the merge runs inside Redis.
+func (m *Manager) UpdateState(ctx context.Context, id uuid.UUID, patch any, nextStep string, opts ...MutationOption) (*Flow, error) {
+	p, err := toJSON("patch", patch)
+	if err != nil {
+		return nil, err
+	}
+	return m.store.updateState(ctx, id, p, nextStep, applyMutationOptions(opts))
+}
+
+// RecordStepObservation upserts the step (FlowID, RunID): a new run id
+// creates a mirrored step; a known one has its task, status and result
+// replaced in place (same step id), keeping its child session key when
+// the observation has none. A step_observed event is appended. An unknown
+// flow is ErrNotFound.
+func (m *Manager) RecordStepObservation(ctx context.Context, obs StepObservation) (*FlowStep, error) {
+	return m.store.recordStep(ctx, obs)
+}
+
+// ListSteps returns a flow's steps, oldest first.
+func (m *Manager) ListSteps(ctx context.Context, flowID uuid.UUID) ([]*FlowStep, error) {
+	return m.store.ListSteps(ctx, flowID)
+}
+
+// ListEvents returns up to limit of a flow's events, newest first.
+func (m *Manager) ListEvents(ctx context.Context, flowID uuid.UUID, limit int) ([]*FlowEvent, error) {
+	return m.store.ListEvents(ctx, flowID, limit)
+}
+
+// ListByOwner returns an owner's flows, newest created first, one page
+// (see ListOption). Use ListByOwnerPage for the cursor of the next page.
+func (m *Manager) ListByOwner(ctx context.Context, owner string, opts ...ListOption) ([]*Flow, error) {
+	p, err := m.ListByOwnerPage(ctx, owner, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return p.Flows, nil
+}
+
+// ListByStatus returns flows in a status, oldest first by the time they
+// entered it (for a flow that changed status, its last update of status),
+// one page. Use ListByStatusPage for the cursor of the next page.
+func (m *Manager) ListByStatus(ctx context.Context, status FlowStatus, opts ...ListOption) ([]*Flow, error) {
+	p, err := m.ListByStatusPage(ctx, status, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return p.Flows, nil
+}
+
+// ListByOwnerPage is ListByOwner with the cursor of the next page.
+func (m *Manager) ListByOwnerPage(ctx context.Context, owner string, opts ...ListOption) (*FlowPage, error) {
+	if owner == "" {
+		return nil, fmt.Errorf("%w: owner is required", ErrInvalidData)
+	}
+	return m.store.listIndex(ctx, func(shard int) string { return m.store.keys.owner(shard, owner) }, true, opts)
+}
+
+// ListByStatusPage is ListByStatus with the cursor of the next page.
+func (m *Manager) ListByStatusPage(ctx context.Context, status FlowStatus, opts ...ListOption) (*FlowPage, error) {
+	if !status.Valid() {
+		return nil, fmt.Errorf("%w: unknown flow status %q", ErrInvalidData, status)
+	}
+	return m.store.listIndex(ctx, func(shard int) string { return m.store.keys.status(shard, status) }, false, opts)
+}
+
+// ListRecent returns flows of every status, most recently updated first,
+// one page: the operator's view.
+func (m *Manager) ListRecent(ctx context.Context, opts ...ListOption) (*FlowPage, error) {
+	return m.store.listIndex(ctx, m.store.keys.updated, true, opts)
+}
+
+// PruneTerminalFlows deletes terminal flows last updated more than
+// olderThan ago; see RedisStore.PruneTerminalFlows.
+func (m *Manager) PruneTerminalFlows(ctx context.Context, olderThan time.Duration) (int, error) {
+	return m.store.PruneTerminalFlows(ctx, olderThan)
+}
+
+// isNotFound reports ErrNotFound.
+func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

@@ -1,0 +1,883 @@
+package taskflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults of a RedisStore's options.
+const (
+	DefaultPrefix        = "taskflow"
+	DefaultShards        = 16
+	DefaultEventCap      = 1000
+	DefaultMaxStateBytes = 1 << 20
+	MaxShards            = 4096
+)
+
+// RedisStore keeps a flow space in Redis. It is safe for concurrent use by
+// any number of goroutines, and any number of processes may open stores on
+// the same Redis with the same prefix and shard count.
+type RedisStore struct {
+	client   redis.UniversalClient
+	keys     keyspace
+	scripts  *scripts
+	now      func() time.Time
+	eventCap int
+	maxState int
+
+	loadMu sync.Mutex
+	loaded bool
+}
+
+// StoreOption configures a RedisStore.
+type StoreOption func(*storeConfig)
+
+type storeConfig struct {
+	prefix   string
+	shards   int
+	now      func() time.Time
+	eventCap int
+	maxState int
+}
+
+// WithPrefix sets the first part of every key (default "taskflow"). It
+// must be non-empty, at most 128 bytes, and hold no braces, spaces or
+// control characters; NewRedisStore refuses anything else.
+func WithPrefix(prefix string) StoreOption {
+	return func(c *storeConfig) { c.prefix = prefix }
+}
+
+// WithShards sets how many shards the flow space's indexes are split into
+// (default 16, from 1 to 4096). Every process sharing a flow space must
+// use the same count: a flow's keys are found by hashing its id into a
+// shard. More shards spread a Redis Cluster's load over more slots; fewer
+// make lists and ticks cheaper (they visit every shard).
+func WithShards(n int) StoreOption {
+	return func(c *storeConfig) { c.shards = n }
+}
+
+// WithClock sets where the store reads the current time (default
+// time.Now). Scripts never read the server's clock: the time is passed in,
+// so tests and WaitEngine.TickAt control it.
+func WithClock(now func() time.Time) StoreOption {
+	return func(c *storeConfig) { c.now = now }
+}
+
+// WithEventCap sets how many audit events are kept per flow, newest first
+// (default 1000; 0 keeps every event, so a flow's log grows without bound).
+func WithEventCap(n int) StoreOption {
+	return func(c *storeConfig) { c.eventCap = n }
+}
+
+// WithMaxStateBytes caps the size of a flow's state and of any one patch,
+// in bytes of compact JSON (default 1 MiB). Larger writes fail with
+// ErrInvalidData and change nothing.
+func WithMaxStateBytes(n int) StoreOption {
+	return func(c *storeConfig) { c.maxState = n }
+}
+
+// NewRedisStore returns a store on client. The client may be a
+// *redis.Client, a *redis.ClusterClient, a failover client or a ring of
+// one; the store does not close it.
+func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisStore, error) {
+	if client == nil {
+		return nil, fmt.Errorf("%w: nil redis client", ErrInvalidData)
+	}
+	cfg := storeConfig{
+		prefix:   DefaultPrefix,
+		shards:   DefaultShards,
+		now:      time.Now,
+		eventCap: DefaultEventCap,
+		maxState: DefaultMaxStateBytes,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := validatePrefix(cfg.prefix); err != nil {
+		return nil, err
+	}
+	if cfg.shards < 1 || cfg.shards > MaxShards {
+		return nil, fmt.Errorf("%w: shard count %d is outside 1..%d", ErrInvalidData, cfg.shards, MaxShards)
+	}
+	if cfg.eventCap < 0 {
+		return nil, fmt.Errorf("%w: event cap %d is negative", ErrInvalidData, cfg.eventCap)
+	}
+	if cfg.maxState < 1 {
+		return nil, fmt.Errorf("%w: state size limit %d is not positive", ErrInvalidData, cfg.maxState)
+	}
+	if cfg.now == nil {
+		return nil, fmt.Errorf("%w: nil clock", ErrInvalidData)
+	}
+	sc, err := loadScripts()
+	if err != nil {
+		return nil, err
+	}
+	return &RedisStore{
+		client:   client,
+		keys:     keyspace{prefix: cfg.prefix, shards: cfg.shards},
+		scripts:  sc,
+		now:      cfg.now,
+		eventCap: cfg.eventCap,
+		maxState: cfg.maxState,
+	}, nil
+}
+
+// Client returns the Redis client the store uses.
+func (s *RedisStore) Client() redis.UniversalClient { return s.client }
+
+// Prefix returns the key prefix.
+func (s *RedisStore) Prefix() string { return s.keys.prefix }
+
+// Shards returns the shard count.
+func (s *RedisStore) Shards() int { return s.keys.shards }
+
+// now returns the store's clock in milliseconds, and as RFC 3339.
+func (s *RedisStore) clock() (time.Time, string, string) {
+	t := s.now().UTC().Truncate(time.Millisecond)
+	return t, strconv.FormatInt(t.UnixMilli(), 10), t.Format(time.RFC3339Nano)
+}
+
+// head returns the common ARGV head of mutation scripts.
+func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, expected *int64) []any {
+	exp := ""
+	if expected != nil {
+		exp = strconv.FormatInt(*expected, 10)
+	}
+	return []any{id.String(), nowMs, nowStr, exp, s.eventCap, s.maxState}
+}
+
+// LoadScripts loads every script into Redis's script cache (on every
+// master of a cluster). Calling it when a worker starts saves the first
+// call of each script its EVALSHA miss; it is never required: a script
+// the server lost (restart, failover, SCRIPT FLUSH) is sent again.
+func (s *RedisStore) LoadScripts(ctx context.Context) error {
+	if err := s.scripts.loadAll(ctx, s.client); err != nil {
+		return err
+	}
+	s.loadMu.Lock()
+	s.loaded = true
+	s.loadMu.Unlock()
+	return nil
+}
+
+// ensureLoaded loads every script once, before the first pipeline: a
+// pipelined EVALSHA does not fall back to EVAL by itself.
+func (s *RedisStore) ensureLoaded(ctx context.Context) error {
+	s.loadMu.Lock()
+	defer s.loadMu.Unlock()
+	if s.loaded {
+		return nil
+	}
+	if err := s.scripts.loadAll(ctx, s.client); err != nil {
+		return err
+	}
+	s.loaded = true
+	return nil
+}
+
+// scriptCall is one script invocation in a pipeline.
+type scriptCall struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+}
+
+// runPipelined runs calls in one pipeline (split by node on a cluster).
+// A call that meets NOSCRIPT (the server lost its cache after a restart
+// or failover) is re-run on its own, which loads the script again.
+func (s *RedisStore) runPipelined(ctx context.Context, calls []scriptCall) ([]any, []error) {
+	vals := make([]any, len(calls))
+	errs := make([]error, len(calls))
+	if len(calls) == 0 {
+		return vals, errs
+	}
+	if err := s.ensureLoaded(ctx); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return vals, errs
+	}
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.Cmd, len(calls))
+	for i, c := range calls {
+		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, cmd := range cmds {
+		v, err := cmd.Result()
+		if isNoScript(err) {
+			v, err = calls[i].script.Run(ctx, s.client, calls[i].keys, calls[i].args...).Result()
+		}
+		vals[i], errs[i] = v, err
+	}
+	return vals, errs
+}
+
+// mutation describes one flow-changing script run.
+type mutation struct {
+	expected *int64
+}
+
+// MutationOption adjusts one manager mutation.
+type MutationOption func(*mutation)
+
+// IfRevision makes a mutation a compare-and-set: it is refused with a
+// *RevisionMismatchError (ErrRevisionMismatch) unless the flow is still at
+// revision rev. Without it, mutations apply to whatever revision is
+// current, atomically, and never conflict.
+func IfRevision(rev int64) MutationOption {
+	return func(m *mutation) { m.expected = &rev }
+}
+
+func applyMutationOptions(opts []MutationOption) mutation {
+	var m mutation
+	for _, o := range opts {
+		if o != nil {
+			o(&m)
+		}
+	}
+	return m
+}
+
+// stateArgs renders a state change for apply_state: mode then data.
+// merge says whether an object is merged (patch) or replaces (whole state).
+func (s *RedisStore) stateArgs(what string, raw json.RawMessage, merge bool) ([]any, error) {
+	if raw == nil {
+		return []any{"none"}, nil
+	}
+	if len(raw) > s.maxState {
+		return nil, fmt.Errorf("%w: %s is %d bytes, over the limit of %d", ErrInvalidData, what, len(raw), s.maxState)
+	}
+	if !isObject(raw) {
+		return []any{"replace", string(raw)}, nil
+	}
+	keys, vals, err := splitObject(raw)
+	if err != nil {
+		return nil, err
+	}
+	mode := "object"
+	if merge {
+		mode = "merge"
+	}
+	args := make([]any, 0, 1+2*len(keys))
+	args = append(args, mode)
+	for i, k := range keys {
+		args = append(args, k, string(vals[i]))
+	}
+	return args, nil
+}
+
+// runFlowScript runs a mutation script and decodes the flow it returns.
+func (s *RedisStore) runFlowScript(ctx context.Context, sc *redis.Script, id uuid.UUID, keys []string, args []any) (*Flow, []any, error) {
+	v, err := sc.Run(ctx, s.client, keys, args...).Result()
+	if err != nil {
+		return nil, nil, scriptError(err, id)
+	}
+	arr, ok := v.([]any)
+	if !ok || len(arr) < 2 {
+		return nil, nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
+	}
+	f, err := decodeFlow(arr[0], arr[1])
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, arr, nil
+}
+
+// Get returns the flow with id, or an error wrapping ErrNotFound.
+func (s *RedisStore) Get(ctx context.Context, id uuid.UUID) (*Flow, error) {
+	v, err := s.scripts.getFlow.Run(ctx, s.client, []string{s.keys.flow(id), s.keys.state(id)}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: get flow %s: %w", id, err)
+	}
+	return decodeGet(id, v)
+}
+
+func decodeGet(id uuid.UUID, v any) (*Flow, error) {
+	arr, ok := v.([]any)
+	if !ok || len(arr) != 2 {
+		return nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
+	}
+	if fields, _ := arr[0].([]any); len(fields) == 0 {
+		return nil, fmt.Errorf("%w: flow %s", ErrNotFound, id)
+	}
+	return decodeFlow(arr[0], arr[1])
+}
+
+// getMany reads flows in one pipeline; missing ones are skipped.
+func (s *RedisStore) getMany(ctx context.Context, ids []uuid.UUID) ([]*Flow, error) {
+	calls := make([]scriptCall, len(ids))
+	for i, id := range ids {
+		calls[i] = scriptCall{s.scripts.getFlow, []string{s.keys.flow(id), s.keys.state(id)}, nil}
+	}
+	vals, errs := s.runPipelined(ctx, calls)
+	out := make([]*Flow, 0, len(ids))
+	for i := range ids {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("taskflow: get flow %s: %w", ids[i], errs[i])
+		}
+		f, err := decodeGet(ids[i], vals[i])
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// decodeFlow builds a Flow from the flow hash and the state hash.
+func decodeFlow(flowReply, stateReply any) (*Flow, error) {
+	fields, _ := flowReply.([]any)
+	m := make(map[string]string, len(fields)/2)
+	for i := 0; i+1 < len(fields); i += 2 {
+		k, _ := fields[i].(string)
+		v, _ := fields[i+1].(string)
+		m[k] = v
+	}
+	id, err := uuid.Parse(m["id"])
+	if err != nil {
+		return nil, fmt.Errorf("%w: stored flow has a bad id %q", ErrInvalidData, m["id"])
+	}
+	st, err := ParseFlowStatus(m["status"])
+	if err != nil {
+		return nil, fmt.Errorf("flow %s: %w", id, err)
+	}
+	f := &Flow{
+		ID:              id,
+		ControllerID:    m["controller_id"],
+		Goal:            m["goal"],
+		OwnerSessionKey: m["owner_session_key"],
+		RequesterOrigin: m["requester_origin"],
+		CurrentStep:     m["current_step"],
+		Status:          st,
+		CancelRequested: m["cancel_requested"] == "1",
+	}
+	f.Revision, _ = strconv.ParseInt(m["revision"], 10, 64)
+	f.CreatedAt = msTime(m["created_at"])
+	f.UpdatedAt = msTime(m["updated_at"])
+	if w, ok := m["wait_json"]; ok {
+		f.Wait = json.RawMessage(w)
+	}
+	if raw, ok := m["state"]; ok {
+		f.State = json.RawMessage(raw)
+	} else {
+		pairs, _ := stateReply.([]any)
+		keys := make([]string, 0, len(pairs)/2)
+		vals := make([][]byte, 0, len(pairs)/2)
+		for i := 0; i+1 < len(pairs); i += 2 {
+			k, _ := pairs[i].(string)
+			v, _ := pairs[i+1].(string)
+			keys = append(keys, k)
+			vals = append(vals, []byte(v))
+		}
+		f.State = joinObject(keys, vals)
+	}
+	return f, nil
+}
+
+func msTime(s string) time.Time {
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// create runs create.lua.
+func (s *RedisStore) create(ctx context.Context, in CreateManagedInput, mirrored bool) (*Flow, error) {
+	for _, r := range []struct{ name, v string }{
+		{"controller_id", in.ControllerID},
+		{"goal", in.Goal},
+		{"owner_session_key", in.OwnerSessionKey},
+	} {
+		if strings.TrimSpace(r.v) == "" {
+			return nil, fmt.Errorf("%w: %s is required", ErrInvalidData, r.name)
+		}
+	}
+	state, err := toJSON("state", in.State)
+	if err != nil {
+		return nil, err
+	}
+	if state == nil {
+		state = json.RawMessage(`{}`)
+	}
+	stateArgs, err := s.stateArgs("state", state, false)
+	if err != nil {
+		return nil, err
+	}
+	payload, _ := json.Marshal(map[string]string{
+		"controller_id": in.ControllerID,
+		"goal":          in.Goal,
+		"current_step":  in.CurrentStep,
+	})
+	id := uuid.New()
+	_, nowMs, nowStr := s.clock()
+	mir := "0"
+	if mirrored {
+		mir = "1"
+	}
+	args := append(s.head(id, nowMs, nowStr, nil),
+		in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, mir, string(payload))
+	args = append(args, stateArgs...)
+	f, _, err := s.runFlowScript(ctx, s.scripts.create, id, s.keys.flowKeys(id, in.OwnerSessionKey), args)
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: create flow: %w", err)
+	}
+	return f, nil
+}
+
+// waitArgs are the index entries of a wait: ARGV 10..12 of transition.lua.
+type waitArgs struct {
+	json    string
+	timerMs string
+	corr    string
+}
+
+// transitionReq is one run of transition.lua.
+type transitionReq struct {
+	id      uuid.UUID
+	from    FlowStatus // "" = any source the graph allows
+	to      FlowStatus
+	kind    string
+	payload json.RawMessage
+	wait    waitArgs
+	guard   string
+	state   []any
+	mut     mutation
+}
+
+func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, error) {
+	_, nowMs, nowStr := s.clock()
+	return s.transitionAt(ctx, r, nowMs, nowStr)
+}
+
+func (s *RedisStore) transitionArgs(r transitionReq, nowMs, nowStr string) []any {
+	state := r.state
+	if state == nil {
+		state = []any{"none"}
+	}
+	args := append(s.head(r.id, nowMs, nowStr, r.mut.expected),
+		string(r.to), jsonString(r.kind), string(r.payload),
+		r.wait.json, r.wait.timerMs, r.wait.corr, r.guard, string(r.from))
+	return append(args, state...)
+}
+
+func (s *RedisStore) transitionAt(ctx context.Context, r transitionReq, nowMs, nowStr string) (*Flow, error) {
+	f, _, err := s.runFlowScript(ctx, s.scripts.transition, r.id, s.keys.flowKeys(r.id, ""), s.transitionArgs(r, nowMs, nowStr))
+	if err != nil {
+		var te *TransitionError
+		if errors.As(err, &te) {
+			te.To = r.to
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// updateState runs update_state.lua.
+func (s *RedisStore) updateState(ctx context.Context, id uuid.UUID, patch json.RawMessage, nextStep string, mut mutation) (*Flow, error) {
+	stateArgs, err := s.stateArgs("patch", patch, true)
+	if err != nil {
+		return nil, err
+	}
+	payload := []byte(`{"patch":` + rawOrNull(patch) + `,"next_step":` + stringOrNull(nextStep) + `}`)
+	_, nowMs, nowStr := s.clock()
+	args := append(s.head(id, nowMs, nowStr, mut.expected), nextStep, string(payload))
+	args = append(args, stateArgs...)
+	f, _, err := s.runFlowScript(ctx, s.scripts.updateState, id, s.keys.flowKeys(id, ""), args)
+	return f, err
+}
+
+// requestCancel runs request_cancel.lua.
+func (s *RedisStore) requestCancel(ctx context.Context, id uuid.UUID, mut mutation) (*Flow, error) {
+	_, nowMs, nowStr := s.clock()
+	f, _, err := s.runFlowScript(ctx, s.scripts.requestCancel, id, s.keys.flowKeys(id, ""), s.head(id, nowMs, nowStr, mut.expected))
+	return f, err
+}
+
+func rawOrNull(raw json.RawMessage) string {
+	if raw == nil {
+		return "null"
+	}
+	return string(raw)
+}
+
+func stringOrNull(s string) string {
+	if s == "" {
+		return "null"
+	}
+	return jsonString(s)
+}
+
+// UpdateAndAppend writes the whole flow record f if the stored revision is
+// still f.Revision, together with one audit event of kind and payload; the
+// stored flow gets revision f.Revision+1 and the store's current time as
+// UpdatedAt. ID, OwnerSessionKey and CreatedAt cannot change. On a stale
+// revision it returns a *RevisionMismatchError (ErrRevisionMismatch) and
+// writes nothing. Indexes (status, timers, correlation) follow the record;
+// the state machine is not checked: this is the layer below the Manager.
+func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, payload any) (*Flow, *FlowEvent, error) {
+	if f == nil {
+		return nil, nil, fmt.Errorf("%w: nil flow", ErrInvalidData)
+	}
+	if !f.Status.Valid() {
+		return nil, nil, fmt.Errorf("%w: unknown flow status %q", ErrInvalidData, f.Status)
+	}
+	if strings.TrimSpace(kind) == "" {
+		return nil, nil, fmt.Errorf("%w: event kind is required", ErrInvalidData)
+	}
+	state, err := toJSON("state", f.State)
+	if err != nil {
+		return nil, nil, err
+	}
+	if state == nil {
+		state = json.RawMessage(`{}`)
+	}
+	stateArgs, err := s.stateArgs("state", state, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	pl, err := toJSON("event payload", payload)
+	if err != nil {
+		return nil, nil, err
+	}
+	if pl == nil {
+		pl = json.RawMessage(`{}`)
+	}
+	var wait waitArgs
+	if f.Status == StatusWaiting && f.Wait != nil {
+		wait, err = waitIndexArgs(f.ID, f.Wait)
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	cancel := "0"
+	if f.CancelRequested {
+		cancel = "1"
+	}
+	_, nowMs, nowStr := s.clock()
+	rev := f.Revision
+	args := append(s.head(f.ID, nowMs, nowStr, &rev),
+		string(f.Status), f.ControllerID, f.Goal, f.OwnerSessionKey, f.RequesterOrigin, f.CurrentStep,
+		cancel, wait.json, wait.timerMs, wait.corr, jsonString(kind), string(pl))
+	args = append(args, stateArgs...)
+	nf, arr, err := s.runFlowScript(ctx, s.scripts.writeFlow, f.ID, s.keys.flowKeys(f.ID, ""), args)
+	if err != nil {
+		return nil, nil, err
+	}
+	entry, _ := arr[2].(string)
+	ev, err := decodeEvent(f.ID, entry)
+	if err != nil {
+		return nil, nil, err
+	}
+	return nf, ev, nil
+}
+
+// storedEvent is the JSON of one audit entry as kept in Redis.
+type storedEvent struct {
+	ID       string          `json:"id"`
+	Kind     string          `json:"kind"`
+	Revision int64           `json:"revision"`
+	At       time.Time       `json:"at"`
+	Payload  json.RawMessage `json:"payload"`
+}
+
+func decodeEvent(flowID uuid.UUID, entry string) (*FlowEvent, error) {
+	var se storedEvent
+	if err := json.Unmarshal([]byte(entry), &se); err != nil {
+		return nil, fmt.Errorf("%w: stored event of flow %s: %v", ErrInvalidData, flowID, err)
+	}
+	return &FlowEvent{ID: se.ID, FlowID: flowID, Kind: se.Kind, Revision: se.Revision, Payload: se.Payload, At: se.At}, nil
+}
+
+// ListEvents returns up to limit of a flow's events, newest first. A limit
+// of zero or less returns none; an unknown flow has none.
+func (s *RedisStore) ListEvents(ctx context.Context, flowID uuid.UUID, limit int) ([]*FlowEvent, error) {
+	if limit <= 0 {
+		return []*FlowEvent{}, nil
+	}
+	entries, err := s.client.LRange(ctx, s.keys.events(flowID), 0, int64(limit)-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: list events of %s: %w", flowID, err)
+	}
+	out := make([]*FlowEvent, 0, len(entries))
+	for _, e := range entries {
+		ev, err := decodeEvent(flowID, e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// InsertStep stores a new step. The flow must exist (ErrNotFound); a step
+// with the same flow and run id is ErrDuplicateStep. A zero ID or
+// timestamp is filled in; the step is not added to the audit log.
+func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
+	if st == nil {
+		return fmt.Errorf("%w: nil step", ErrInvalidData)
+	}
+	if st.RunID == "" {
+		return fmt.Errorf("%w: run_id is required", ErrInvalidData)
+	}
+	if !st.Runtime.Valid() {
+		return fmt.Errorf("%w: unknown step runtime %q", ErrInvalidData, st.Runtime)
+	}
+	if !st.Status.Valid() {
+		return fmt.Errorf("%w: unknown step status %q", ErrInvalidData, st.Status)
+	}
+	result, err := toJSON("result", st.Result)
+	if err != nil {
+		return err
+	}
+	if st.ID == uuid.Nil {
+		st.ID = uuid.New()
+	}
+	now, _, _ := s.clock()
+	if st.CreatedAt.IsZero() {
+		st.CreatedAt = now
+	}
+	if st.UpdatedAt.IsZero() {
+		st.UpdatedAt = st.CreatedAt
+	}
+	keys := []string{s.keys.flow(st.FlowID), s.keys.steps(st.FlowID), s.keys.step(st.FlowID, st.RunID)}
+	err = s.scripts.insertStep.Run(ctx, s.client, keys,
+		st.ID.String(), st.FlowID.String(), string(st.Runtime), st.RunID, st.Task, string(st.Status),
+		st.ChildSessionKey, string(result), st.CreatedAt.UnixMilli(), st.UpdatedAt.UnixMilli()).Err()
+	if err != nil {
+		err = scriptError(err, st.FlowID)
+		if errors.Is(err, ErrDuplicateStep) {
+			return fmt.Errorf("%w: flow %s already has run_id %q", ErrDuplicateStep, st.FlowID, st.RunID)
+		}
+		return fmt.Errorf("taskflow: insert step: %w", err)
+	}
+	return nil
+}
+
+// recordStep runs record_step.lua.
+func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation) (*FlowStep, error) {
+	if obs.RunID == "" {
+		return nil, fmt.Errorf("%w: run_id is required", ErrInvalidData)
+	}
+	if !obs.Status.Valid() {
+		return nil, fmt.Errorf("%w: unknown step status %q", ErrInvalidData, obs.Status)
+	}
+	result, err := toJSON("result", obs.Result)
+	if err != nil {
+		return nil, err
+	}
+	if len(result) > s.maxState {
+		return nil, fmt.Errorf("%w: result is %d bytes, over the limit of %d", ErrInvalidData, len(result), s.maxState)
+	}
+	payload, _ := json.Marshal(map[string]string{
+		"run_id": obs.RunID, "status": string(obs.Status), "runtime": string(RuntimeMirrored),
+	})
+	_, nowMs, nowStr := s.clock()
+	keys := []string{s.keys.flow(obs.FlowID), s.keys.events(obs.FlowID), s.keys.steps(obs.FlowID), s.keys.step(obs.FlowID, obs.RunID)}
+	args := append(s.head(obs.FlowID, nowMs, nowStr, nil),
+		obs.RunID, uuid.NewString(), obs.Task, string(obs.Status), obs.ChildSessionKey, string(result),
+		string(RuntimeMirrored), string(payload))
+	v, err := s.scripts.recordStep.Run(ctx, s.client, keys, args...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: record step: %w", scriptError(err, obs.FlowID))
+	}
+	return decodeStep(v)
+}
+
+func decodeStep(v any) (*FlowStep, error) {
+	fields, _ := v.([]any)
+	m := make(map[string]string, len(fields)/2)
+	for i := 0; i+1 < len(fields); i += 2 {
+		k, _ := fields[i].(string)
+		val, _ := fields[i+1].(string)
+		m[k] = val
+	}
+	id, err := uuid.Parse(m["id"])
+	if err != nil {
+		return nil, fmt.Errorf("%w: stored step has a bad id %q", ErrInvalidData, m["id"])
+	}
+	flowID, _ := uuid.Parse(m["flow_id"])
+	st := &FlowStep{
+		ID:              id,
+		FlowID:          flowID,
+		Runtime:         StepRuntime(m["runtime"]),
+		ChildSessionKey: m["child_session_key"],
+		RunID:           m["run_id"],
+		Task:            m["task"],
+		Status:          StepStatus(m["status"]),
+		CreatedAt:       msTime(m["created_at"]),
+		UpdatedAt:       msTime(m["updated_at"]),
+	}
+	if r, ok := m["result_json"]; ok {
+		st.Result = json.RawMessage(r)
+	}
+	return st, nil
+}
+
+// ListSteps returns a flow's steps, oldest first. An unknown flow has none.
+func (s *RedisStore) ListSteps(ctx context.Context, flowID uuid.UUID) ([]*FlowStep, error) {
+	runIDs, err := s.client.ZRange(ctx, s.keys.steps(flowID), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: list steps of %s: %w", flowID, err)
+	}
+	if len(runIDs) == 0 {
+		return []*FlowStep{}, nil
+	}
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(runIDs))
+	for i, r := range runIDs {
+		cmds[i] = pipe.HGetAll(ctx, s.keys.step(flowID, r))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("taskflow: list steps of %s: %w", flowID, err)
+	}
+	out := make([]*FlowStep, 0, len(runIDs))
+	for _, c := range cmds {
+		m := c.Val()
+		if len(m) == 0 {
+			continue
+		}
+		fields := make([]any, 0, 2*len(m))
+		for k, v := range m {
+			fields = append(fields, k, v)
+		}
+		st, err := decodeStep(fields)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// PruneTerminalFlows deletes terminal flows whose last update is older than
+// olderThan, with their state, steps, events and index entries, and
+// returns how many it deleted. It works shard by shard in batches of 100
+// flows, and never touches a flow that is not terminal.
+func (s *RedisStore) PruneTerminalFlows(ctx context.Context, olderThan time.Duration) (int, error) {
+	if olderThan < 0 {
+		return 0, fmt.Errorf("%w: negative retention %s", ErrInvalidData, olderThan)
+	}
+	now, _, _ := s.clock()
+	cutoff := now.Add(-olderThan).UnixMilli()
+	total := 0
+	for shard := 0; shard < s.keys.shards; shard++ {
+		for _, st := range allStatuses {
+			if !st.IsTerminal() {
+				continue
+			}
+			n, err := s.pruneIndex(ctx, shard, st, cutoff)
+			total += n
+			if err != nil {
+				return total, err
+			}
+		}
+	}
+	return total, nil
+}
+
+const pruneBatch = 100
+
+func (s *RedisStore) pruneIndex(ctx context.Context, shard int, st FlowStatus, cutoff int64) (int, error) {
+	key := s.keys.status(shard, st)
+	total := 0
+	for {
+		// Entered a terminal status before the cutoff implies last
+		// updated before it: terminal flows are not updated any more.
+		ids, err := s.client.ZRangeByScore(ctx, key, &redis.ZRangeBy{
+			Min: "-inf", Max: "(" + strconv.FormatInt(cutoff, 10), Count: pruneBatch,
+		}).Result()
+		if err != nil {
+			return total, fmt.Errorf("taskflow: prune: %w", err)
+		}
+		if len(ids) == 0 {
+			return total, nil
+		}
+		n, dropped, err := s.pruneIDs(ctx, key, ids, cutoff)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n+dropped == 0 {
+			// The whole batch refused (changing under us): leave it
+			// for the next call rather than spin.
+			return total, nil
+		}
+	}
+}
+
+// pruneIDs prunes the flows named by one batch of index entries of key.
+// An entry whose flow is gone (or whose id is not a UUID) is dropped from
+// the index and counted as progress, not as a pruned flow.
+func (s *RedisStore) pruneIDs(ctx context.Context, key string, raw []string, cutoff int64) (pruned, dropped int, err error) {
+	ids := make([]uuid.UUID, 0, len(raw))
+	var stale []any
+	for _, r := range raw {
+		id, err := uuid.Parse(r)
+		if err != nil {
+			stale = append(stale, r)
+			continue
+		}
+		ids = append(ids, id)
+	}
+	flows, err := s.getMany(ctx, ids)
+	if err != nil {
+		return 0, 0, err
+	}
+	found := make(map[uuid.UUID]bool, len(flows))
+	for _, f := range flows {
+		found[f.ID] = true
+	}
+	for _, id := range ids {
+		if !found[id] {
+			stale = append(stale, id.String())
+		}
+	}
+	if len(stale) > 0 {
+		if err := s.client.ZRem(ctx, key, stale...).Err(); err != nil {
+			return 0, 0, fmt.Errorf("taskflow: prune: %w", err)
+		}
+	}
+	pipe := s.client.Pipeline()
+	stepCmds := make([]*redis.StringSliceCmd, len(flows))
+	for i, f := range flows {
+		stepCmds[i] = pipe.ZRange(ctx, s.keys.steps(f.ID), 0, -1)
+	}
+	if len(flows) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return 0, len(stale), fmt.Errorf("taskflow: prune: %w", err)
+		}
+	}
+	calls := make([]scriptCall, len(flows))
+	for i, f := range flows {
+		keys := s.keys.flowKeys(f.ID, f.OwnerSessionKey)
+		runs := stepCmds[i].Val()
+		for _, r := range runs {
+			keys = append(keys, s.keys.step(f.ID, r))
+		}
+		calls[i] = scriptCall{s.scripts.pruneFlow, keys, []any{f.ID.String(), cutoff, len(runs)}}
+	}
+	vals, errs := s.runPipelined(ctx, calls)
+	for i := range calls {
+		if errs[i] != nil {
+			return pruned, len(stale), fmt.Errorf("taskflow: prune %s: %w", flows[i].ID, errs[i])
+		}
+		if v, _ := vals[i].(int64); v == 1 {
+			pruned++
+		}
+	}
+	return pruned, len(stale), nil
+}

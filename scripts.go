@@ -1,0 +1,137 @@
+package taskflow
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed lua/*.lua
+var luaFiles embed.FS
+
+// scripts holds every compiled script of a store.
+type scripts struct {
+	create, transition, updateState, requestCancel, writeFlow *redis.Script
+	getFlow, recordStep, insertStep, pruneFlow                  *redis.Script
+	all                                                          []*redis.Script
+}
+
+// luaPrelude renders the state machine for the scripts: which index key
+// each status uses, which statuses are terminal, and ALLOWED[to][from].
+func luaPrelude() string {
+	var b strings.Builder
+	b.WriteString("-- generated from taskflow.go: do not edit\n")
+	b.WriteString("local STATUS_KEY = {")
+	for i, st := range allStatuses {
+		fmt.Fprintf(&b, "[%q]=%d,", st, 5+i)
+	}
+	b.WriteString("}\nlocal TERMINAL = {")
+	for _, st := range allStatuses {
+		if st.IsTerminal() {
+			fmt.Fprintf(&b, "[%q]=true,", st)
+		}
+	}
+	b.WriteString("}\nlocal ALLOWED = {")
+	for _, to := range allStatuses {
+		fmt.Fprintf(&b, "[%q]={", to)
+		for _, from := range sourcesOf(to) {
+			fmt.Fprintf(&b, "[%q]=true,", from)
+		}
+		b.WriteString("},")
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func loadScripts() (*scripts, error) {
+	lib, err := luaFiles.ReadFile("lua/lib.lua")
+	if err != nil {
+		return nil, err
+	}
+	head := luaPrelude() + string(lib) + "\n"
+	s := &scripts{}
+	for _, x := range []struct {
+		name string
+		dst  **redis.Script
+	}{
+		{"create", &s.create},
+		{"transition", &s.transition},
+		{"update_state", &s.updateState},
+		{"request_cancel", &s.requestCancel},
+		{"write_flow", &s.writeFlow},
+		{"get_flow", &s.getFlow},
+		{"record_step", &s.recordStep},
+		{"insert_step", &s.insertStep},
+		{"prune_flow", &s.pruneFlow},
+	} {
+		body, err := luaFiles.ReadFile("lua/" + x.name + ".lua")
+		if err != nil {
+			return nil, err
+		}
+		*x.dst = redis.NewScript(head + "-- " + x.name + ".lua\n" + string(body))
+		s.all = append(s.all, *x.dst)
+	}
+	return s, nil
+}
+
+// scriptError maps a script's refusal code to a typed error.
+func scriptError(err error, id uuid.UUID) error {
+	if err == nil {
+		return nil
+	}
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return err
+	}
+	msg := rerr.Error()
+	// Redis 7 and miniredis prefix error_reply texts with "ERR ".
+	code, detail, _ := strings.Cut(strings.TrimPrefix(msg, "ERR "), " ")
+	switch code {
+	case "NOTFOUND":
+		return fmt.Errorf("%w: flow %s", ErrNotFound, id)
+	case "NOMATCH":
+		return errNoMatch
+	case "REVISION":
+		var exp, act int64
+		_, _ = fmt.Sscanf(detail, "%d %d", &exp, &act)
+		return &RevisionMismatchError{FlowID: id, Expected: exp, Actual: act}
+	case "TERMINAL":
+		return &TransitionError{FlowID: id, From: FlowStatus(detail), Err: ErrAlreadyTerminal}
+	case "CANCELPENDING":
+		return &TransitionError{FlowID: id, From: FlowStatus(detail), Err: ErrCancelPending}
+	case "ILLEGAL":
+		return &TransitionError{FlowID: id, From: FlowStatus(detail), Err: ErrIllegalTransition}
+	case "TOOLARGE":
+		return fmt.Errorf("%w: the state of flow %s would be %s bytes, over the limit", ErrInvalidData, id, detail)
+	case "DUPSTEP":
+		return fmt.Errorf("%w: flow %s", ErrDuplicateStep, id)
+	case "IMMUTABLE":
+		return fmt.Errorf("%w: %s of flow %s cannot change", ErrInvalidData, detail, id)
+	case "EXISTS":
+		return fmt.Errorf("taskflow: flow %s already exists", id)
+	}
+	return err
+}
+
+// errNoMatch is a guard that did not hold: the caller turns it into a no-op.
+var errNoMatch = errors.New("taskflow: no match")
+
+// isNoScript reports a NOSCRIPT reply (the server lost its script cache).
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// loadAll loads every script, on every master of a cluster.
+func (s *scripts) loadAll(ctx context.Context, c redis.UniversalClient) error {
+	for _, sc := range s.all {
+		if err := sc.Load(ctx, c).Err(); err != nil {
+			return fmt.Errorf("taskflow: loading scripts: %w", err)
+		}
+	}
+	return nil
+}

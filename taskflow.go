@@ -1,0 +1,368 @@
+// Package taskflow is a durable, shared flow space in Redis for
+// horizontally scaled AI-agent workers.
+//
+// A flow is a long job with a state machine, a JSON state that is
+// shallow-merged, steps, an append-only audit log and waits (timer,
+// external event, manual) that a [WaitEngine] resumes. Every mutation is
+// one Lua script run atomically inside Redis, so any number of processes
+// on any number of machines can drive the same flows without losing an
+// update.
+//
+// The state machine:
+//
+//	created ──start──▶ running ──wait──▶ waiting
+//	                    │  ▲               │
+//	                    │  └────resume─────┘
+//	                    ├──finish──▶ finished
+//	                    └──fail────▶ failed ◀──fail── waiting
+//	any non-terminal ──cancel──▶ cancelled
+//
+// Terminal flows (finished, failed, cancelled) refuse every transition with
+// [ErrAlreadyTerminal]; a flow whose cancel was requested refuses every
+// transition but the one to cancelled with [ErrCancelPending]; any other
+// move outside the graph is [ErrIllegalTransition].
+package taskflow
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// FlowStatus is the position of a flow in its state machine.
+type FlowStatus string
+
+// The statuses of a flow. Finished, failed and cancelled are terminal.
+const (
+	StatusCreated   FlowStatus = "created"
+	StatusRunning   FlowStatus = "running"
+	StatusWaiting   FlowStatus = "waiting"
+	StatusCancelled FlowStatus = "cancelled"
+	StatusFinished  FlowStatus = "finished"
+	StatusFailed    FlowStatus = "failed"
+)
+
+// AllStatuses lists every status in a fixed order (the order of the
+// per-shard status indexes).
+var allStatuses = [...]FlowStatus{
+	StatusCreated, StatusRunning, StatusWaiting,
+	StatusCancelled, StatusFinished, StatusFailed,
+}
+
+// Statuses returns every flow status, non-terminal ones first.
+func Statuses() []FlowStatus {
+	out := make([]FlowStatus, len(allStatuses))
+	copy(out, allStatuses[:])
+	return out
+}
+
+// transitions is the state machine: the single source of truth. The Lua
+// scripts receive the allowed source statuses computed from it.
+var transitions = map[FlowStatus][]FlowStatus{
+	StatusCreated: {StatusRunning, StatusCancelled},
+	StatusRunning: {StatusWaiting, StatusFinished, StatusFailed, StatusCancelled},
+	StatusWaiting: {StatusRunning, StatusFailed, StatusCancelled},
+}
+
+// ParseFlowStatus parses one of the six status strings. Anything else is
+// an error wrapping [ErrInvalidData].
+func ParseFlowStatus(s string) (FlowStatus, error) {
+	for _, st := range allStatuses {
+		if string(st) == s {
+			return st, nil
+		}
+	}
+	return "", fmt.Errorf("%w: unknown flow status %q", ErrInvalidData, s)
+}
+
+// String returns the status as stored and shown.
+func (s FlowStatus) String() string { return string(s) }
+
+// Valid reports whether s is one of the six statuses.
+func (s FlowStatus) Valid() bool {
+	_, err := ParseFlowStatus(string(s))
+	return err == nil
+}
+
+// IsTerminal reports whether s is finished, failed or cancelled.
+func (s FlowStatus) IsTerminal() bool {
+	return s == StatusFinished || s == StatusFailed || s == StatusCancelled
+}
+
+// CanTransitionTo reports whether the state machine has an edge from s to
+// next. It does not look at cancel requests; see [Flow.TransitionTo].
+func (s FlowStatus) CanTransitionTo(next FlowStatus) bool {
+	for _, t := range transitions[s] {
+		if t == next {
+			return true
+		}
+	}
+	return false
+}
+
+// sourcesOf returns the statuses that may move to target.
+func sourcesOf(target FlowStatus) []FlowStatus {
+	var out []FlowStatus
+	for _, from := range allStatuses {
+		if from.CanTransitionTo(target) {
+			out = append(out, from)
+		}
+	}
+	return out
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s FlowStatus) MarshalText() ([]byte, error) {
+	if !s.Valid() {
+		return nil, fmt.Errorf("%w: unknown flow status %q", ErrInvalidData, string(s))
+	}
+	return []byte(s), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler; unknown strings are
+// refused.
+func (s *FlowStatus) UnmarshalText(b []byte) error {
+	st, err := ParseFlowStatus(string(b))
+	if err != nil {
+		return err
+	}
+	*s = st
+	return nil
+}
+
+// Flow is one durable job.
+type Flow struct {
+	// ID is a UUID v4 assigned on create.
+	ID uuid.UUID `json:"id"`
+	// ControllerID labels the flow's definition, e.g. "kate/inbox-triage".
+	ControllerID string `json:"controller_id"`
+	// Goal is the human-readable intent.
+	Goal string `json:"goal"`
+	// OwnerSessionKey is "agent:<agent>:session:<session>", the tenancy key.
+	OwnerSessionKey string `json:"owner_session_key"`
+	// RequesterOrigin says who asked (a user id, an external system).
+	RequesterOrigin string `json:"requester_origin"`
+	// CurrentStep labels the current phase.
+	CurrentStep string `json:"current_step"`
+	// State is the flow's free-form JSON, shallow-merged on update. It is
+	// never nil on a flow read from the store ({} when empty).
+	State json.RawMessage `json:"state_json"`
+	// Wait is what the flow is blocked on; nil unless Status is waiting.
+	Wait json.RawMessage `json:"wait_json,omitempty"`
+	// Status is the position in the state machine.
+	Status FlowStatus `json:"status"`
+	// CancelRequested is the sticky cancel intent.
+	CancelRequested bool `json:"cancel_requested"`
+	// Revision starts at 0 and grows by one on every persisted mutation.
+	Revision int64 `json:"revision"`
+	// CreatedAt is when the flow was created.
+	CreatedAt time.Time `json:"created_at"`
+	// UpdatedAt is when the flow was last mutated.
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// TransitionTo moves the in-memory flow to next, applying the same checks
+// as the store, in the same order: a terminal flow refuses with
+// [ErrAlreadyTerminal], a cancel-requested flow refuses every move but the
+// one to cancelled with [ErrCancelPending], and a move outside the graph is
+// [ErrIllegalTransition]. It does not persist anything.
+func (f *Flow) TransitionTo(next FlowStatus) error {
+	if err := checkTransition(f.Status, f.CancelRequested, next); err != nil {
+		return err
+	}
+	f.Status = next
+	if next != StatusWaiting {
+		f.Wait = nil
+	}
+	return nil
+}
+
+// RequestCancel sets the sticky cancel intent on a non-terminal flow; on a
+// terminal one it does nothing. It does not persist anything.
+func (f *Flow) RequestCancel() {
+	if !f.Status.IsTerminal() {
+		f.CancelRequested = true
+	}
+}
+
+func checkTransition(from FlowStatus, cancelRequested bool, to FlowStatus) error {
+	if from.IsTerminal() {
+		return &TransitionError{From: from, To: to, Err: ErrAlreadyTerminal}
+	}
+	if cancelRequested && to != StatusCancelled {
+		return &TransitionError{From: from, To: to, Err: ErrCancelPending}
+	}
+	if !from.CanTransitionTo(to) {
+		return &TransitionError{From: from, To: to, Err: ErrIllegalTransition}
+	}
+	return nil
+}
+
+// CreateManagedInput describes a new flow.
+type CreateManagedInput struct {
+	// ControllerID is required.
+	ControllerID string `json:"controller_id"`
+	// Goal is required.
+	Goal string `json:"goal"`
+	// OwnerSessionKey is required.
+	OwnerSessionKey string `json:"owner_session_key"`
+	// RequesterOrigin is optional.
+	RequesterOrigin string `json:"requester_origin"`
+	// CurrentStep is optional.
+	CurrentStep string `json:"current_step"`
+	// State is the initial state: nil means {}; a json.RawMessage or []byte
+	// is used as is (it must be valid JSON); anything else is marshalled.
+	State any `json:"state_json"`
+}
+
+// StepRuntime says who runs a step.
+type StepRuntime string
+
+// Step runtimes.
+const (
+	RuntimeManaged  StepRuntime = "managed"
+	RuntimeMirrored StepRuntime = "mirrored"
+)
+
+// StepStatus is the status of one step.
+type StepStatus string
+
+// Step statuses.
+const (
+	StepPending   StepStatus = "pending"
+	StepRunning   StepStatus = "running"
+	StepSucceeded StepStatus = "succeeded"
+	StepFailed    StepStatus = "failed"
+	StepCancelled StepStatus = "cancelled"
+)
+
+// Valid reports whether s is a known step status.
+func (s StepStatus) Valid() bool {
+	switch s {
+	case StepPending, StepRunning, StepSucceeded, StepFailed, StepCancelled:
+		return true
+	}
+	return false
+}
+
+// Valid reports whether r is a known runtime.
+func (r StepRuntime) Valid() bool { return r == RuntimeManaged || r == RuntimeMirrored }
+
+// FlowStep is one unit of work inside a flow; (FlowID, RunID) is unique.
+type FlowStep struct {
+	ID              uuid.UUID       `json:"id"`
+	FlowID          uuid.UUID       `json:"flow_id"`
+	Runtime         StepRuntime     `json:"runtime"`
+	ChildSessionKey string          `json:"child_session_key,omitempty"`
+	RunID           string          `json:"run_id"`
+	Task            string          `json:"task"`
+	Status          StepStatus      `json:"status"`
+	Result          json.RawMessage `json:"result_json,omitempty"`
+	CreatedAt       time.Time       `json:"created_at"`
+	UpdatedAt       time.Time       `json:"updated_at"`
+}
+
+// StepObservation reports what a step is doing; recording it upserts the
+// step identified by (FlowID, RunID).
+type StepObservation struct {
+	FlowID uuid.UUID `json:"flow_id"`
+	RunID  string    `json:"run_id"`
+	Task   string    `json:"task"`
+	Status StepStatus `json:"status"`
+	// ChildSessionKey, when empty, keeps the one already recorded.
+	ChildSessionKey string `json:"child_session_key,omitempty"`
+	// Result is optional: nil keeps none; see CreateManagedInput.State for
+	// the accepted forms.
+	Result any `json:"result_json,omitempty"`
+}
+
+// FlowEvent is one entry of a flow's append-only audit log.
+type FlowEvent struct {
+	// ID orders a flow's events: a decimal sequence number, 1 for the first.
+	ID     string    `json:"id"`
+	FlowID uuid.UUID `json:"flow_id"`
+	Kind   string    `json:"kind"`
+	// Revision is the flow's revision after the event.
+	Revision int64           `json:"revision"`
+	Payload  json.RawMessage `json:"payload"`
+	At       time.Time       `json:"at"`
+}
+
+// Event kinds written by the manager.
+const (
+	EventCreated         = "created"
+	EventStarted         = "started"
+	EventWaiting         = "waiting"
+	EventResumed         = "resumed"
+	EventFinished        = "finished"
+	EventFailed          = "failed"
+	EventCancelRequested = "cancel_requested"
+	EventCancelled       = "cancelled"
+	EventStateUpdated    = "state_updated"
+	EventStepObserved    = "step_observed"
+)
+
+// Sentinel errors. Every error the package returns for these conditions
+// wraps one of them, so errors.Is works.
+var (
+	// ErrNotFound: no flow (or step) with that id.
+	ErrNotFound = errors.New("taskflow: not found")
+	// ErrRevisionMismatch: the caller's expected revision is stale; use
+	// errors.As with *RevisionMismatchError for the numbers.
+	ErrRevisionMismatch = errors.New("taskflow: revision mismatch")
+	// ErrIllegalTransition: the state machine has no such edge.
+	ErrIllegalTransition = errors.New("taskflow: illegal transition")
+	// ErrAlreadyTerminal: the flow is finished, failed or cancelled.
+	ErrAlreadyTerminal = errors.New("taskflow: flow already terminal")
+	// ErrCancelPending: the flow's cancel was requested; only cancel is allowed.
+	ErrCancelPending = errors.New("taskflow: cancel pending")
+	// ErrInvalidData: input that is not valid JSON, too large, or malformed.
+	ErrInvalidData = errors.New("taskflow: invalid data")
+	// ErrDuplicateStep: a step with that flow and run id already exists.
+	ErrDuplicateStep = errors.New("taskflow: duplicate step")
+)
+
+// RevisionMismatchError carries the expected and actual revisions of a
+// refused compare-and-set. It matches ErrRevisionMismatch with errors.Is.
+type RevisionMismatchError struct {
+	FlowID   uuid.UUID
+	Expected int64
+	Actual   int64
+}
+
+func (e *RevisionMismatchError) Error() string {
+	return fmt.Sprintf("taskflow: revision mismatch on flow %s: expected %d, actual %d", e.FlowID, e.Expected, e.Actual)
+}
+
+// Is makes errors.Is(err, ErrRevisionMismatch) true.
+func (e *RevisionMismatchError) Is(target error) bool { return target == ErrRevisionMismatch }
+
+// TransitionError is a refused status change. Err is ErrAlreadyTerminal,
+// ErrCancelPending or ErrIllegalTransition, and errors.Is sees through it.
+type TransitionError struct {
+	FlowID uuid.UUID
+	From   FlowStatus
+	To     FlowStatus
+	Err    error
+}
+
+func (e *TransitionError) Error() string {
+	id := ""
+	if e.FlowID != uuid.Nil {
+		id = " of flow " + e.FlowID.String()
+	}
+	switch e.Err {
+	case ErrAlreadyTerminal:
+		return fmt.Sprintf("%v: cannot move%s from %s to %s", e.Err, id, e.From, e.To)
+	case ErrCancelPending:
+		return fmt.Sprintf("%v: cannot move%s from %s to %s, only to cancelled", e.Err, id, e.From, e.To)
+	default:
+		return fmt.Sprintf("%v%s: %s -> %s", e.Err, id, e.From, e.To)
+	}
+}
+
+// Unwrap returns the sentinel.
+func (e *TransitionError) Unwrap() error { return e.Err }

@@ -1,0 +1,198 @@
+package taskflow
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// WaitKind names what a waiting flow waits for.
+type WaitKind string
+
+// The wait kinds a WaitEngine understands.
+const (
+	// WaitKindTimer resumes on the engine's first tick at or after At.
+	WaitKindTimer WaitKind = "timer"
+	// WaitKindExternalEvent resumes on an event with the same Topic and
+	// CorrelationID (WaitEngine.TryResumeExternal, the resume bridge).
+	WaitKindExternalEvent WaitKind = "external_event"
+	// WaitKindManual resumes only on an explicit Manager.Resume.
+	WaitKindManual WaitKind = "manual"
+)
+
+// WaitCondition is what a waiting flow is blocked on. It marshals to the
+// wait_json of the contract:
+//
+//	{"kind":"timer","at":"<RFC 3339>"}
+//	{"kind":"external_event","topic":"…","correlation_id":"…"}
+//	{"kind":"manual"}
+type WaitCondition struct {
+	Kind          WaitKind
+	At            time.Time
+	Topic         string
+	CorrelationID string
+}
+
+// WaitTimer waits until at.
+func WaitTimer(at time.Time) WaitCondition { return WaitCondition{Kind: WaitKindTimer, At: at} }
+
+// WaitExternalEvent waits for an event of topic with correlationID.
+func WaitExternalEvent(topic, correlationID string) WaitCondition {
+	return WaitCondition{Kind: WaitKindExternalEvent, Topic: topic, CorrelationID: correlationID}
+}
+
+// WaitManual waits for an explicit resume.
+func WaitManual() WaitCondition { return WaitCondition{Kind: WaitKindManual} }
+
+type waitJSON struct {
+	Kind          WaitKind `json:"kind"`
+	At            *string  `json:"at,omitempty"`
+	Topic         *string  `json:"topic,omitempty"`
+	CorrelationID *string  `json:"correlation_id,omitempty"`
+}
+
+// Validate reports what is wrong with the condition, wrapping
+// ErrInvalidData: an unknown kind, a timer without a time, an external
+// event with an empty topic or correlation id.
+func (w WaitCondition) Validate() error {
+	switch w.Kind {
+	case WaitKindTimer:
+		if w.At.IsZero() {
+			return fmt.Errorf("%w: a timer wait needs a time (at)", ErrInvalidData)
+		}
+	case WaitKindExternalEvent:
+		if strings.TrimSpace(w.Topic) == "" {
+			return fmt.Errorf("%w: an external_event wait needs a non-empty topic", ErrInvalidData)
+		}
+		if strings.TrimSpace(w.CorrelationID) == "" {
+			return fmt.Errorf("%w: an external_event wait needs a non-empty correlation_id", ErrInvalidData)
+		}
+	case WaitKindManual:
+	default:
+		return fmt.Errorf("%w: unknown wait kind %q (want timer, external_event or manual)", ErrInvalidData, w.Kind)
+	}
+	return nil
+}
+
+// MarshalJSON writes exactly the contract's JSON for the kind.
+func (w WaitCondition) MarshalJSON() ([]byte, error) {
+	if err := w.Validate(); err != nil {
+		return nil, err
+	}
+	out := waitJSON{Kind: w.Kind}
+	switch w.Kind {
+	case WaitKindTimer:
+		at := w.At.UTC().Format(time.RFC3339Nano)
+		out.At = &at
+	case WaitKindExternalEvent:
+		out.Topic, out.CorrelationID = &w.Topic, &w.CorrelationID
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads the contract's JSON; see ParseWaitCondition.
+func (w *WaitCondition) UnmarshalJSON(b []byte) error {
+	c, err := ParseWaitCondition(b)
+	if err != nil {
+		return err
+	}
+	*w = c
+	return nil
+}
+
+// ParseWaitCondition reads a wait_json. A malformed document, an unknown
+// kind, an unparsable timer or an empty topic or correlation id is an
+// error wrapping ErrInvalidData.
+func ParseWaitCondition(raw json.RawMessage) (WaitCondition, error) {
+	if !isObject(bytes.TrimSpace(raw)) {
+		return WaitCondition{}, fmt.Errorf("%w: a wait condition must be a JSON object", ErrInvalidData)
+	}
+	var in waitJSON
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return WaitCondition{}, fmt.Errorf("%w: malformed wait condition: %v", ErrInvalidData, err)
+	}
+	w := WaitCondition{Kind: in.Kind}
+	switch in.Kind {
+	case WaitKindTimer:
+		if in.At == nil {
+			return WaitCondition{}, fmt.Errorf("%w: a timer wait needs \"at\" (RFC 3339)", ErrInvalidData)
+		}
+		at, err := time.Parse(time.RFC3339Nano, *in.At)
+		if err != nil {
+			return WaitCondition{}, fmt.Errorf("%w: timer \"at\" %q is not an RFC 3339 time", ErrInvalidData, *in.At)
+		}
+		w.At = at
+	case WaitKindExternalEvent:
+		if in.Topic != nil {
+			w.Topic = *in.Topic
+		}
+		if in.CorrelationID != nil {
+			w.CorrelationID = *in.CorrelationID
+		}
+	}
+	if err := w.Validate(); err != nil {
+		return WaitCondition{}, err
+	}
+	return w, nil
+}
+
+// waitFromAny turns SetWaiting's argument into a validated wait_json and
+// its index entries.
+func waitFromAny(id uuid.UUID, wait any) (waitArgs, error) {
+	var raw json.RawMessage
+	switch w := wait.(type) {
+	case WaitCondition:
+		b, err := json.Marshal(w)
+		if err != nil {
+			return waitArgs{}, unwrapMarshal(err)
+		}
+		raw = b
+	case *WaitCondition:
+		if w == nil {
+			return waitArgs{}, fmt.Errorf("%w: a wait condition is required", ErrInvalidData)
+		}
+		return waitFromAny(id, *w)
+	default:
+		r, err := toJSON("wait condition", wait)
+		if err != nil {
+			return waitArgs{}, err
+		}
+		raw = r
+	}
+	if raw == nil || string(raw) == "null" {
+		return waitArgs{}, fmt.Errorf("%w: a wait condition is required", ErrInvalidData)
+	}
+	return waitIndexArgs(id, raw)
+}
+
+// waitIndexArgs validates a wait_json (it must parse as a WaitCondition)
+// and computes its index entries: the timer deadline or the correlation
+// member. The stored JSON keeps the caller's bytes (compacted).
+func waitIndexArgs(id uuid.UUID, raw json.RawMessage) (waitArgs, error) {
+	raw, err := toJSON("wait condition", raw)
+	if err != nil {
+		return waitArgs{}, err
+	}
+	w, err := ParseWaitCondition(raw)
+	if err != nil {
+		return waitArgs{}, err
+	}
+	out := waitArgs{json: string(raw)}
+	switch w.Kind {
+	case WaitKindTimer:
+		out.timerMs = strconv.FormatInt(w.At.UnixMilli(), 10)
+	case WaitKindExternalEvent:
+		out.corr = corrMember(w.Topic, w.CorrelationID, id)
+	}
+	return out, nil
+}
+
+// unwrapMarshal digs ErrInvalidData out of a json.Marshal error.
+func unwrapMarshal(err error) error {
+	return fmt.Errorf("%w: %v", ErrInvalidData, err)
+}
