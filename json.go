@@ -95,7 +95,7 @@ func joinObject(keys []string, vals [][]byte) json.RawMessage {
 func writeJSONString(buf *bytes.Buffer, s string) {
 	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes
+	_ = enc.Encode(s)           // a string always encodes
 	buf.Truncate(buf.Len() - 1) // drop the encoder's newline
 }
 

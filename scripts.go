@@ -17,8 +17,8 @@ var luaFiles embed.FS
 // scripts holds every compiled script of a store.
 type scripts struct {
 	create, transition, updateState, requestCancel, writeFlow *redis.Script
-	getFlow, recordStep, insertStep, pruneFlow                  *redis.Script
-	all                                                          []*redis.Script
+	getFlow, recordStep, insertStep, pruneFlow                *redis.Script
+	all                                                       []*redis.Script
 }
 
 // luaPrelude renders the state machine for the scripts: which index key

@@ -268,9 +268,9 @@ type FlowStep struct {
 // StepObservation reports what a step is doing; recording it upserts the
 // step identified by (FlowID, RunID).
 type StepObservation struct {
-	FlowID uuid.UUID `json:"flow_id"`
-	RunID  string    `json:"run_id"`
-	Task   string    `json:"task"`
+	FlowID uuid.UUID  `json:"flow_id"`
+	RunID  string     `json:"run_id"`
+	Task   string     `json:"task"`
 	Status StepStatus `json:"status"`
 	// ChildSessionKey, when empty, keeps the one already recorded.
 	ChildSessionKey string `json:"child_session_key,omitempty"`
