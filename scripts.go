@@ -96,6 +96,8 @@ func scriptError(err error, id uuid.UUID) error {
 		return fmt.Errorf("%w: flow %s", ErrNotFound, id)
 	case "NOMATCH":
 		return errNoMatch
+	case "BADWAIT":
+		return fmt.Errorf("%w: flow %s has a timer entry but its wait is not a timer", ErrInvalidData, id)
 	case "REVISION":
 		var exp, act int64
 		_, _ = fmt.Sscanf(detail, "%d %d", &exp, &act)

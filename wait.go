@@ -172,7 +172,8 @@ func waitFromAny(id uuid.UUID, wait any) (waitArgs, error) {
 
 // waitIndexArgs validates a wait_json (it must parse as a WaitCondition)
 // and computes its index entries: the timer deadline or the correlation
-// member. The stored JSON keeps the caller's bytes (compacted).
+// member. The stored JSON is the condition's canonical form (a timer's
+// time in UTC), so scripts can rely on its exact shape.
 func waitIndexArgs(id uuid.UUID, raw json.RawMessage) (waitArgs, error) {
 	raw, err := toJSON("wait condition", raw)
 	if err != nil {
@@ -182,7 +183,11 @@ func waitIndexArgs(id uuid.UUID, raw json.RawMessage) (waitArgs, error) {
 	if err != nil {
 		return waitArgs{}, err
 	}
-	out := waitArgs{json: string(raw)}
+	canonical, err := json.Marshal(w)
+	if err != nil {
+		return waitArgs{}, unwrapMarshal(err)
+	}
+	out := waitArgs{json: string(canonical)}
 	switch w.Kind {
 	case WaitKindTimer:
 		out.timerMs = strconv.FormatInt(w.At.UnixMilli(), 10)

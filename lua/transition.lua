@@ -18,7 +18,8 @@
 -- Returns: {flow hash, state hash, ''}.
 -- Errors: NOTFOUND, REVISION <exp> <act>, TERMINAL <status>,
 --   CANCELPENDING <status>, ILLEGAL <from>, TOOLARGE <size>,
---   NOMATCH (the guard did not hold; nothing written).
+--   NOMATCH (the guard did not hold; nothing written), BADWAIT (a due
+--   timer entry whose flow's wait is not a timer: the entry is dropped).
 -- Events: the given kind (cancelled when a timer guard cancels).
 
 local f = load_flow()
@@ -35,6 +36,12 @@ if guard ~= '' then
     local due = redis.call('ZSCORE', KEYS[K_TIMERS], ID)
     if not due or tonumber(due) > tonumber(NOW_MS) then
       return err('NOMATCH')
+    end
+    if f.wait_json == nil or not string.find(f.wait_json, '"kind":"timer"', 1, true) then
+      -- A timer entry whose wait is not a timer (written by hand?):
+      -- drop the entry so it is reported once, and leave the flow be.
+      redis.call('ZREM', KEYS[K_TIMERS], ID)
+      return err('BADWAIT')
     end
     if f.cancel_requested == '1' then
       to, kind, payload = 'cancelled', '"cancelled"', '{}'

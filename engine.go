@@ -1,0 +1,439 @@
+package taskflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults and limits of a WaitEngine.
+const (
+	DefaultTickInterval  = 5 * time.Second
+	DefaultTickBatch     = 100
+	MaxTickBatch         = 1000
+	DefaultClaimAfter    = 30 * time.Second
+	DefaultBridgeBlock   = time.Second
+	DefaultBridgeGroup   = "taskflow-bridge"
+	defaultBridgeBatch   = 50
+	bridgeTransientPause = 200 * time.Millisecond
+)
+
+// WaitEngine resumes waiting flows: due timers on each tick, cancel
+// requests of waiting flows on each tick, and external events through
+// TryResumeExternal, ResumeByCorrelation and the resume bridge.
+//
+// Any number of engines in any number of processes may run on one flow
+// space at once: every resume is one script that re-checks the flow, so
+// each due flow is resumed exactly once. A tick costs O(shards + due),
+// not O(waiting): timers sit in per-shard sorted sets by deadline, and
+// cancel-requested waiting flows in per-shard sets.
+type WaitEngine struct {
+	m       *Manager
+	s       *RedisStore
+	batch   int
+	log     *slog.Logger
+	group   string
+	name    string
+	claim   time.Duration
+	block   time.Duration
+	bridgeN atomic.Int64 // messages handled (any outcome)
+	bridgeR atomic.Int64 // flows resumed through the bridge
+	bridgeB atomic.Int64 // malformed messages
+	bridgeE atomic.Int64 // messages whose handling failed for good
+	bridgeC atomic.Int64 // messages claimed from other consumers
+}
+
+// EngineOption configures a WaitEngine.
+type EngineOption func(*WaitEngine)
+
+// WithTickBatch sets how many due entries a tick takes from one shard per
+// round trip (default 100, at most 1000). A tick keeps taking batches
+// until nothing is due, so the batch bounds each script run, not the tick.
+func WithTickBatch(n int) EngineOption {
+	return func(e *WaitEngine) {
+		if n >= 1 && n <= MaxTickBatch {
+			e.batch = n
+		}
+	}
+}
+
+// WithLogger sets where the engine logs (default slog.Default()).
+func WithLogger(l *slog.Logger) EngineOption {
+	return func(e *WaitEngine) {
+		if l != nil {
+			e.log = l
+		}
+	}
+}
+
+// WithConsumerName names this engine in the bridge's consumer group
+// (default: a random name per engine). Names must differ between live
+// engines; a restarted process may reuse its old name to take its pending
+// messages back at once.
+func WithConsumerName(name string) EngineOption {
+	return func(e *WaitEngine) {
+		if name != "" {
+			e.name = name
+		}
+	}
+}
+
+// WithClaimAfter sets how long a bridge message may stay unacknowledged
+// by another consumer before this engine claims it (default 30 s, at
+// least 100 ms). It should exceed the longest time a handler can take.
+func WithClaimAfter(d time.Duration) EngineOption {
+	return func(e *WaitEngine) {
+		if d >= 100*time.Millisecond {
+			e.claim = d
+		}
+	}
+}
+
+// WithBridgeBlock sets how long one bridge read blocks waiting for
+// messages (default 1 s, from 10 ms to 10 s). RunResumeBridge notices the
+// end of its context within about this long.
+func WithBridgeBlock(d time.Duration) EngineOption {
+	return func(e *WaitEngine) {
+		if d >= 10*time.Millisecond && d <= 10*time.Second {
+			e.block = d
+		}
+	}
+}
+
+// NewWaitEngine returns an engine over m's flow space.
+func NewWaitEngine(m *Manager, opts ...EngineOption) *WaitEngine {
+	e := &WaitEngine{
+		m:     m,
+		s:     m.store,
+		batch: DefaultTickBatch,
+		log:   slog.Default(),
+		group: DefaultBridgeGroup,
+		name:  "engine-" + uuid.NewString()[:8],
+		claim: DefaultClaimAfter,
+		block: DefaultBridgeBlock,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o(e)
+		}
+	}
+	return e
+}
+
+// TickReport counts what one tick did. Scanned is Resumed + Cancelled +
+// StillWaiting + Errors: StillWaiting is the number of waiting flows after
+// the tick (read from the status indexes, not by visiting flows).
+type TickReport struct {
+	Scanned      int `json:"scanned"`
+	Resumed      int `json:"resumed"`
+	Cancelled    int `json:"cancelled"`
+	StillWaiting int `json:"still_waiting"`
+	Errors       int `json:"errors"`
+	// Err is the first error met, nil when none.
+	Err error `json:"-"`
+}
+
+func (r *TickReport) fail(err error) {
+	r.Errors++
+	if r.Err == nil {
+		r.Err = err
+	}
+}
+
+// Tick runs one tick at the store's current time.
+func (e *WaitEngine) Tick(ctx context.Context) TickReport {
+	now, _, _ := e.s.clock()
+	return e.TickAt(ctx, now)
+}
+
+// TickAt runs one tick as if the time were now: waiting flows with a
+// cancel request are cancelled, then timers due at now resume (a
+// cancel-requested one is cancelled instead). External-event and manual
+// waits are left alone.
+func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) TickReport {
+	var rep TickReport
+	now = now.UTC().Truncate(time.Millisecond)
+	nowMs := strconv.FormatInt(now.UnixMilli(), 10)
+	nowStr := now.Format(time.RFC3339Nano)
+	// Visit shards from a random start so engines ticking at once
+	// mostly work on different shards.
+	shards := make([]int, e.s.keys.shards)
+	start := rand.IntN(len(shards))
+	for i := range shards {
+		shards[i] = (start + i) % len(shards)
+	}
+	active := shards
+	for len(active) > 0 && ctx.Err() == nil {
+		active = e.tickRound(ctx, active, nowMs, nowStr, &rep)
+	}
+	if err := ctx.Err(); err != nil && rep.Err == nil {
+		rep.fail(err)
+	}
+	waiting, err := e.s.countIndex(ctx, func(shard int) string { return e.s.keys.status(shard, StatusWaiting) })
+	if err != nil {
+		rep.fail(err)
+	}
+	rep.StillWaiting = waiting
+	rep.Scanned = rep.Resumed + rep.Cancelled + rep.StillWaiting + rep.Errors
+	return rep
+}
+
+// tickRound reads one batch of due timers and cancel requests from each
+// active shard in one pipeline, handles them in a second, and returns the
+// shards that may have more.
+func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr string, rep *TickReport) []int {
+	pipe := e.s.client.Pipeline()
+	cancels := make([]*redis.StringSliceCmd, len(shards))
+	timers := make([]*redis.StringSliceCmd, len(shards))
+	for i, sh := range shards {
+		cancels[i] = pipe.SRandMemberN(ctx, e.s.keys.cancelWait(sh), int64(e.batch))
+		timers[i] = pipe.ZRangeByScore(ctx, e.s.keys.timers(sh), &redis.ZRangeBy{
+			Min: "-inf", Max: nowMs, Count: int64(e.batch),
+		})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		rep.fail(fmt.Errorf("taskflow: tick: %w", err))
+		return nil
+	}
+	var calls []scriptCall
+	var kinds []bool // true: a timer entry
+	var more []int
+	for i, sh := range shards {
+		cs, ts := cancels[i].Val(), timers[i].Val()
+		if len(cs) == e.batch || len(ts) == e.batch {
+			more = append(more, sh)
+		}
+		for _, raw := range cs {
+			id, err := uuid.Parse(raw)
+			if err != nil {
+				_ = e.s.client.SRem(ctx, e.s.keys.cancelWait(sh), raw).Err()
+				continue
+			}
+			calls = append(calls, e.cancelCall(id, nowMs, nowStr))
+			kinds = append(kinds, false)
+		}
+		for _, raw := range ts {
+			id, err := uuid.Parse(raw)
+			if err != nil {
+				_ = e.s.client.ZRem(ctx, e.s.keys.timers(sh), raw).Err()
+				continue
+			}
+			calls = append(calls, e.timerCall(id, nowMs, nowStr))
+			kinds = append(kinds, true)
+		}
+	}
+	if len(calls) == 0 {
+		return nil
+	}
+	vals, errs := e.s.runPipelined(ctx, calls)
+	progress := 0
+	for i, err := range errs {
+		id, _ := uuid.Parse(calls[i].args[0].(string))
+		if err != nil {
+			err = scriptError(err, id)
+		}
+		switch {
+		case err == nil:
+			progress++
+			f, derr := decodeReply(vals[i])
+			switch {
+			case derr != nil:
+				rep.fail(derr)
+			case f.Status == StatusCancelled:
+				rep.Cancelled++
+			default:
+				rep.Resumed++
+			}
+		case errors.Is(err, errNoMatch), errors.Is(err, ErrNotFound),
+			errors.Is(err, ErrAlreadyTerminal), errors.Is(err, ErrIllegalTransition):
+			// Another engine got there first, or the flow moved on.
+			progress++
+		case errors.Is(err, ErrInvalidData) && kinds[i]:
+			// An unreadable wait: the script dropped its entry.
+			progress++
+			rep.fail(err)
+			e.log.Warn("taskflow: skipping a flow whose wait is unreadable", "flow_id", id, "err", err)
+		default:
+			rep.fail(err)
+		}
+	}
+	if progress == 0 {
+		// Nothing moved: do not spin on the same failing entries.
+		return nil
+	}
+	return more
+}
+
+func (e *WaitEngine) timerCall(id uuid.UUID, nowMs, nowStr string) scriptCall {
+	r := transitionReq{
+		id: id, from: StatusWaiting, to: StatusRunning, kind: EventResumed,
+		payload: json.RawMessage(`{"state_patch":null}`), guard: "timer",
+	}
+	return scriptCall{e.s.scripts.transition, e.s.keys.flowKeys(id, ""), e.s.transitionArgs(r, nowMs, nowStr)}
+}
+
+func (e *WaitEngine) cancelCall(id uuid.UUID, nowMs, nowStr string) scriptCall {
+	r := transitionReq{
+		id: id, from: StatusWaiting, to: StatusCancelled, kind: EventCancelled,
+		payload: json.RawMessage(`{}`),
+	}
+	return scriptCall{e.s.scripts.transition, e.s.keys.flowKeys(id, ""), e.s.transitionArgs(r, nowMs, nowStr)}
+}
+
+func decodeReply(v any) (*Flow, error) {
+	arr, ok := v.([]any)
+	if !ok || len(arr) < 2 {
+		return nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
+	}
+	return decodeFlow(arr[0], arr[1])
+}
+
+// countIndex sums the sizes of one index over the shards, in one pipeline.
+func (s *RedisStore) countIndex(ctx context.Context, keyOf func(int) string) (int, error) {
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.IntCmd, s.keys.shards)
+	for i := range cmds {
+		cmds[i] = pipe.ZCard(ctx, keyOf(i))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("taskflow: count: %w", err)
+	}
+	n := 0
+	for _, c := range cmds {
+		n += int(c.Val())
+	}
+	return n, nil
+}
+
+// Run ticks every interval (DefaultTickInterval when interval <= 0) until
+// ctx ends, then returns ctx's error. A tick that overruns delays the
+// next one; missed ticks are dropped, never burst. When Redis is away the
+// loop keeps going: it logs once when ticks start failing and once when
+// they recover.
+func (e *WaitEngine) Run(ctx context.Context, interval time.Duration) error {
+	return e.RunWithReports(ctx, interval, nil)
+}
+
+// RunWithReports is Run that also hands every tick's report to report
+// (when not nil), for progress displays and metrics.
+func (e *WaitEngine) RunWithReports(ctx context.Context, interval time.Duration, report func(TickReport)) error {
+	if interval <= 0 {
+		interval = DefaultTickInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	failing := false
+	for {
+		rep := e.Tick(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		switch {
+		case rep.Err != nil && rep.Resumed+rep.Cancelled == 0 && !failing:
+			failing = true
+			e.log.Error("taskflow: engine tick failing; will keep trying", "err", rep.Err)
+		case rep.Err == nil && failing:
+			failing = false
+			e.log.Info("taskflow: engine tick recovered")
+		}
+		if report != nil {
+			report(rep)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// TryResumeExternal resumes flowID if it is waiting for an external event
+// with exactly topic and correlationID, merging {"resume_event": payload}
+// into its state when payload is not nil. It returns (nil, nil) when the
+// flow is unknown, not waiting, or waiting for something else. A
+// cancel-requested flow is refused with ErrCancelPending (the next tick
+// cancels it).
+func (e *WaitEngine) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any) (*Flow, error) {
+	return e.m.TryResumeExternal(ctx, flowID, topic, correlationID, payload)
+}
+
+// ResumeByCorrelation resumes every flow waiting for topic and
+// correlationID, wherever it lives, for senders that do not know the flow
+// id; see Manager.ResumeByCorrelation.
+func (e *WaitEngine) ResumeByCorrelation(ctx context.Context, topic, correlationID string, payload any) ([]*Flow, error) {
+	return e.m.ResumeByCorrelation(ctx, topic, correlationID, payload)
+}
+
+// TryResumeExternal: see WaitEngine.TryResumeExternal.
+func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any) (*Flow, error) {
+	if topic == "" || correlationID == "" {
+		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
+	}
+	var patch any
+	if payload != nil {
+		p, err := toJSON("payload", payload)
+		if err != nil {
+			return nil, err
+		}
+		if p != nil {
+			patch = json.RawMessage(`{"resume_event":` + string(p) + `}`)
+		}
+	}
+	req, err := m.resumeReq(flowID, patch, "corr:"+corrMember(topic, correlationID, flowID))
+	if err != nil {
+		return nil, err
+	}
+	f, err := m.store.transition(ctx, req)
+	if errors.Is(err, errNoMatch) {
+		return nil, nil
+	}
+	return f, err
+}
+
+// ResumeByCorrelation resumes every flow waiting for an external event
+// with topic and correlationID (usually one), merging
+// {"resume_event": payload} when payload is not nil, and returns the
+// resumed flows (none is not an error). It looks the pair up in every
+// shard's correlation index, in one pipeline.
+func (m *Manager) ResumeByCorrelation(ctx context.Context, topic, correlationID string, payload any) ([]*Flow, error) {
+	if topic == "" || correlationID == "" {
+		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
+	}
+	prefix := corrPrefix(topic, correlationID)
+	pipe := m.store.client.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, m.store.keys.shards)
+	for i := range cmds {
+		cmds[i] = pipe.ZRangeByLex(ctx, m.store.keys.corr(i), &redis.ZRangeBy{
+			Min: "[" + prefix, Max: "(" + prefix + "\xff",
+		})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("taskflow: resume by correlation: %w", err)
+	}
+	var out []*Flow
+	for _, c := range cmds {
+		for _, member := range c.Val() {
+			id, err := uuid.Parse(member[len(prefix):])
+			if err != nil {
+				continue
+			}
+			f, err := m.TryResumeExternal(ctx, id, topic, correlationID, payload)
+			if err != nil {
+				return out, err
+			}
+			if f != nil {
+				out = append(out, f)
+			}
+		}
+	}
+	return out, nil
+}
