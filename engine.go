@@ -244,7 +244,7 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 		switch {
 		case err == nil:
 			progress++
-			f, derr := decodeReply(vals[i])
+			f, derr := decodeReply(id, vals[i])
 			switch {
 			case derr != nil:
 				rep.fail(derr)
@@ -289,12 +289,12 @@ func (e *WaitEngine) cancelCall(id uuid.UUID, nowMs, nowStr string) scriptCall {
 	return scriptCall{e.s.scripts.transition, e.s.keys.flowKeys(id, ""), e.s.transitionArgs(r, nowMs, nowStr)}
 }
 
-func decodeReply(v any) (*Flow, error) {
+func decodeReply(id uuid.UUID, v any) (*Flow, error) {
 	arr, ok := v.([]any)
 	if !ok || len(arr) < 2 {
 		return nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
 	}
-	return decodeFlow(arr[0], arr[1])
+	return decodeFlow(id, arr[0], arr[1])
 }
 
 // countIndex sums the sizes of one index over the shards, in one pipeline.

@@ -23,7 +23,6 @@ import (
 //	<prefix>:{<n>}:steps:<id>         zset: run id by insertion order
 //	<prefix>:{<n>}:step:<id>:<run>    hash: one step
 //	<prefix>:{<n>}:status:<status>    zset: flow id by time it entered status
-//	<prefix>:{<n>}:updated            zset: flow id by last update
 //	<prefix>:{<n>}:owner:<owner>      zset: flow id by creation time
 //	<prefix>:{<n>}:timers             zset: waiting flow id by deadline
 //	<prefix>:{<n>}:cancelwait         set:  waiting flows with a cancel request
@@ -88,8 +87,6 @@ func (k keyspace) status(shard int, st FlowStatus) string {
 	return k.tag(shard) + ":status:" + string(st)
 }
 
-func (k keyspace) updated(shard int) string { return k.tag(shard) + ":updated" }
-
 func (k keyspace) owner(shard int, owner string) string {
 	return k.tag(shard) + ":owner:" + owner
 }
@@ -99,19 +96,28 @@ func (k keyspace) cancelWait(shard int) string { return k.tag(shard) + ":cancelw
 func (k keyspace) corr(shard int) string       { return k.tag(shard) + ":corr" }
 
 // flowKeys returns the key set every flow script receives, in the order
-// lua/lib.lua documents. owner is added as key 15 when not empty.
+// lua/lib.lua documents. owner is added as key 14 when not empty.
 func (k keyspace) flowKeys(id uuid.UUID, owner string) []string {
 	s := k.shardOf(id)
-	keys := make([]string, 0, 15)
+	keys := make([]string, 0, 14)
 	keys = append(keys, k.flow(id), k.state(id), k.events(id), k.steps(id))
 	for _, st := range allStatuses {
 		keys = append(keys, k.status(s, st))
 	}
-	keys = append(keys, k.updated(s), k.timers(s), k.cancelWait(s), k.corr(s))
+	keys = append(keys, k.timers(s), k.cancelWait(s), k.corr(s))
 	if owner != "" {
 		keys = append(keys, k.owner(s, owner))
 	}
 	return keys
+}
+
+// perShard returns keyOf for every shard.
+func (k keyspace) perShard(keyOf func(shard int) string) []string {
+	out := make([]string, k.shards)
+	for i := range out {
+		out[i] = keyOf(i)
+	}
+	return out
 }
 
 // corrPrefix is the start of every correlation member of (topic, corr):

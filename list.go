@@ -72,12 +72,12 @@ func parseCursor(c string) (indexEntry, error) {
 	return indexEntry{score: score, id: id}, nil
 }
 
-// listIndex pages through one index that is split over the shards: it
-// reads at most limit entries after the cursor from every shard in one
-// pipeline, merges them, and reads the flows of the first limit. Entries
-// whose flow vanished meanwhile are skipped. The cost is O(shards × limit),
-// whatever the size of the index.
-func (s *RedisStore) listIndex(ctx context.Context, keyOf func(shard int) string, desc bool, opts []ListOption) (*FlowPage, error) {
+// listIndex pages through an index split over keys (one per shard, or
+// several): it reads at most limit+1 entries after the cursor from every
+// key in one pipeline, merges them, and reads the flows of the first
+// limit. Entries whose flow vanished meanwhile are skipped. The cost is
+// O(keys × limit), whatever the size of the index.
+func (s *RedisStore) listIndex(ctx context.Context, keys []string, desc bool, opts []ListOption) (*FlowPage, error) {
 	cfg := listConfig{limit: DefaultListLimit}
 	for _, o := range opts {
 		o(&cfg)
@@ -96,7 +96,7 @@ func (s *RedisStore) listIndex(ctx context.Context, keyOf func(shard int) string
 		}
 		after = &c
 	}
-	entries, err := s.readShards(ctx, keyOf, desc, after, cfg.limit)
+	entries, err := s.readShards(ctx, keys, desc, after, cfg.limit)
 	if err != nil {
 		return nil, err
 	}
@@ -123,20 +123,20 @@ func (s *RedisStore) listIndex(ctx context.Context, keyOf func(shard int) string
 	return page, nil
 }
 
-// readShards returns, from every shard, up to limit+1 entries strictly
+// readShards returns, from every key, up to limit+1 entries strictly
 // after the cursor, so the caller can tell whether a next page exists.
-func (s *RedisStore) readShards(ctx context.Context, keyOf func(int) string, desc bool, after *indexEntry, limit int) ([]indexEntry, error) {
+func (s *RedisStore) readShards(ctx context.Context, keys []string, desc bool, after *indexEntry, limit int) ([]indexEntry, error) {
 	type shardRead struct {
 		key    string
 		offset int64
 		done   bool
 	}
-	reads := make([]*shardRead, s.keys.shards)
+	reads := make([]*shardRead, len(keys))
 	for i := range reads {
-		reads[i] = &shardRead{key: keyOf(i)}
+		reads[i] = &shardRead{key: keys[i]}
 	}
 	want := limit + 1
-	got := make([][]indexEntry, s.keys.shards)
+	got := make([][]indexEntry, len(keys))
 	for round := 0; ; round++ {
 		pipe := s.client.Pipeline()
 		cmds := make([]*redis.ZSliceCmd, len(reads))

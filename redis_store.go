@@ -286,7 +286,7 @@ func (s *RedisStore) runFlowScript(ctx context.Context, sc *redis.Script, id uui
 	if !ok || len(arr) < 2 {
 		return nil, nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
 	}
-	f, err := decodeFlow(arr[0], arr[1])
+	f, err := decodeFlow(id, arr[0], arr[1])
 	if err != nil {
 		return nil, nil, err
 	}
@@ -310,7 +310,7 @@ func decodeGet(id uuid.UUID, v any) (*Flow, error) {
 	if fields, _ := arr[0].([]any); len(fields) == 0 {
 		return nil, fmt.Errorf("%w: flow %s", ErrNotFound, id)
 	}
-	return decodeFlow(arr[0], arr[1])
+	return decodeFlow(id, arr[0], arr[1])
 }
 
 // getMany reads flows in one pipeline; missing ones are skipped.
@@ -337,18 +337,14 @@ func (s *RedisStore) getMany(ctx context.Context, ids []uuid.UUID) ([]*Flow, err
 	return out, nil
 }
 
-// decodeFlow builds a Flow from the flow hash and the state hash.
-func decodeFlow(flowReply, stateReply any) (*Flow, error) {
+// decodeFlow builds the Flow id from its flow hash and state hash.
+func decodeFlow(id uuid.UUID, flowReply, stateReply any) (*Flow, error) {
 	fields, _ := flowReply.([]any)
 	m := make(map[string]string, len(fields)/2)
 	for i := 0; i+1 < len(fields); i += 2 {
 		k, _ := fields[i].(string)
 		v, _ := fields[i+1].(string)
 		m[k] = v
-	}
-	id, err := uuid.Parse(m["id"])
-	if err != nil {
-		return nil, fmt.Errorf("%w: stored flow has a bad id %q", ErrInvalidData, m["id"])
 	}
 	st, err := ParseFlowStatus(m["status"])
 	if err != nil {
@@ -585,12 +581,13 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, 
 	return nf, ev, nil
 }
 
-// storedEvent is the JSON of one audit entry as kept in Redis.
+// storedEvent is the JSON of one audit entry as kept in Redis, kept
+// short because a flow space holds millions: at is unix milliseconds.
 type storedEvent struct {
-	ID       string          `json:"id"`
+	ID       int64           `json:"id"`
 	Kind     string          `json:"kind"`
-	Revision int64           `json:"revision"`
-	At       time.Time       `json:"at"`
+	Revision int64           `json:"rev"`
+	At       int64           `json:"at"`
 	Payload  json.RawMessage `json:"payload"`
 }
 
@@ -599,7 +596,10 @@ func decodeEvent(flowID uuid.UUID, entry string) (*FlowEvent, error) {
 	if err := json.Unmarshal([]byte(entry), &se); err != nil {
 		return nil, fmt.Errorf("%w: stored event of flow %s: %v", ErrInvalidData, flowID, err)
 	}
-	return &FlowEvent{ID: se.ID, FlowID: flowID, Kind: se.Kind, Revision: se.Revision, Payload: se.Payload, At: se.At}, nil
+	return &FlowEvent{
+		ID: strconv.FormatInt(se.ID, 10), FlowID: flowID, Kind: se.Kind, Revision: se.Revision,
+		Payload: se.Payload, At: time.UnixMilli(se.At).UTC(),
+	}, nil
 }
 
 // ListEvents returns up to limit of a flow's events, newest first. A limit

@@ -756,7 +756,7 @@ func TestListPaging(t *testing.T) {
 		wantErr(t, err, ErrInvalidData)
 		_, err = e.m.ListByOwner(ctx, owner, WithCursor("garbage"))
 		wantErr(t, err, ErrInvalidData)
-		rec := must(t, try(e.m.ListRecent(ctx, WithLimit(3))))
+		rec := must(t, try(e.m.ListRecent(ctx, nil, WithLimit(3))))
 		if len(rec.Flows) != 3 || rec.Flows[0].ID != ids[14] {
 			t.Fatalf("recent: first %v", rec.Flows[0].ID)
 		}

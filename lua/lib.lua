@@ -8,8 +8,8 @@
 -- The flow key set, in KEYS order (all under one hash tag, one slot):
 --   1 flow hash         2 state hash       3 events list   4 steps zset
 --   5..10 status index zsets, in the order of STATUS_KEY
---   11 updated zset     12 timers zset     13 cancelwait set
---   14 correlation zset 15 owner zset (only scripts that need it)
+--   11 timers zset      12 cancelwait set  13 correlation zset
+--   14 owner zset (only the scripts that need it)
 --
 -- The common ARGV head of mutation scripts:
 --   1 flow id  2 now (unix ms)  3 now (RFC 3339, UTC)
@@ -22,7 +22,7 @@
 -- DUPSTEP, IMMUTABLE <field>.
 
 local K_FLOW, K_STATE, K_EVENTS, K_STEPS = 1, 2, 3, 4
-local K_UPDATED, K_TIMERS, K_CANCELWAIT, K_CORR, K_OWNER = 11, 12, 13, 14, 15
+local K_TIMERS, K_CANCELWAIT, K_CORR, K_OWNER = 11, 12, 13, 14
 
 local ID, NOW_MS, NOW_STR = ARGV[1], ARGV[2], ARGV[3]
 local EXPECTED, EVENT_CAP, STATE_LIMIT = ARGV[4], tonumber(ARGV[5] or '0'), tonumber(ARGV[6] or '0')
@@ -191,19 +191,18 @@ local function apply_state(f, at)
   return nil
 end
 
--- bump persists one mutation: revision + 1, updated_at, updated index.
+-- bump persists one mutation: revision + 1 and updated_at.
 local function bump(f)
   f.revision = tostring(redis.call('HINCRBY', KEYS[K_FLOW], 'revision', 1))
   redis.call('HSET', KEYS[K_FLOW], 'updated_at', NOW_MS)
-  redis.call('ZADD', KEYS[K_UPDATED], NOW_MS, ID)
 end
 
 -- append_event pushes one audit entry (newest at the head) and keeps the
 -- newest EVENT_CAP entries. kind_json is a JSON string, payload raw JSON.
 local function append_event(f, kind_json, payload)
   local seq = redis.call('HINCRBY', KEYS[K_FLOW], 'event_seq', 1)
-  local entry = '{"id":"' .. seq .. '","kind":' .. kind_json .. ',"revision":' ..
-    f.revision .. ',"at":"' .. NOW_STR .. '","payload":' .. payload .. '}'
+  local entry = '{"id":' .. seq .. ',"kind":' .. kind_json .. ',"rev":' ..
+    f.revision .. ',"at":' .. NOW_MS .. ',"payload":' .. payload .. '}'
   redis.call('LPUSH', KEYS[K_EVENTS], entry)
   if EVENT_CAP > 0 then
     redis.call('LTRIM', KEYS[K_EVENTS], 0, EVENT_CAP - 1)
@@ -211,7 +210,8 @@ local function append_event(f, kind_json, payload)
   return entry
 end
 
--- reply returns the persisted flow: its hash and its state hash.
+-- reply returns the persisted flow: its hash and its state hash. The id
+-- is not stored in the hash (the key names it): Go adds it.
 local function reply(extra)
   return {redis.call('HGETALL', KEYS[K_FLOW]), redis.call('HGETALL', KEYS[K_STATE]), extra or ''}
 end

@@ -32,8 +32,8 @@ else
   redis.call('HDEL', step, 'result_json')
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'event_seq', 1)
-redis.call('LPUSH', KEYS[2], '{"id":"' .. seq .. '","kind":"step_observed","revision":' ..
-  f.revision .. ',"at":"' .. NOW_STR .. '","payload":' .. ARGV[14] .. '}')
+redis.call('LPUSH', KEYS[2], '{"id":' .. seq .. ',"kind":"step_observed","rev":' ..
+  f.revision .. ',"at":' .. NOW_MS .. ',"payload":' .. ARGV[14] .. '}')
 if EVENT_CAP > 0 then
   redis.call('LTRIM', KEYS[2], 0, EVENT_CAP - 1)
 end

@@ -1,7 +1,7 @@
 -- request_cancel.lua: set the sticky cancel intent. On a terminal or an
 -- already cancel-requested flow nothing changes and the flow is returned.
 --
--- KEYS: the flow key set 1..14 (see lib.lua).
+-- KEYS: the flow key set 1..13 (see lib.lua).
 -- ARGV: 1..6 the common head.
 -- Returns: {flow hash, state hash, 'unchanged' or ''}.
 -- Errors: NOTFOUND, REVISION <exp> <act>.

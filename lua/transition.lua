@@ -1,7 +1,7 @@
 -- transition.lua: move a flow along the state machine (start, wait,
 -- resume, finish, fail, cancel), with its state change and event.
 --
--- KEYS: the flow key set 1..14 (see lib.lua).
+-- KEYS: the flow key set 1..13 (see lib.lua).
 -- ARGV: 1..6 the common head
 --   7 target status
 --   8 event kind (a JSON string)  9 event payload (JSON)

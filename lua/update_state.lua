@@ -1,7 +1,7 @@
 -- update_state.lua: shallow-merge a patch into a flow's state and
 -- optionally set its current step; the status does not change.
 --
--- KEYS: the flow key set 1..14 (see lib.lua).
+-- KEYS: the flow key set 1..13 (see lib.lua).
 -- ARGV: 1..6 the common head
 --   7 next step ('' keeps the current one)
 --   8 payload of the state_updated event (JSON)

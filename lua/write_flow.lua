@@ -1,7 +1,7 @@
 -- write_flow.lua: the store-level compare-and-set: write a whole flow
 -- record if its revision still matches, and append one event.
 --
--- KEYS: the flow key set 1..14 (see lib.lua).
+-- KEYS: the flow key set 1..13 (see lib.lua).
 -- ARGV: 1..6 the common head (4, the expected revision, is required)
 --   7 status  8 controller_id  9 goal  10 owner_session_key (must equal
 --   the stored one)  11 requester_origin  12 current_step
