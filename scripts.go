@@ -18,6 +18,7 @@ var luaFiles embed.FS
 type scripts struct {
 	create, transition, updateState, requestCancel, writeFlow *redis.Script
 	getFlow, recordStep, insertStep, pruneFlow                *redis.Script
+	verifyFlow, reindexFlow, deleteOrphans                    *redis.Script
 	all                                                       []*redis.Script
 }
 
@@ -68,6 +69,9 @@ func loadScripts() (*scripts, error) {
 		{"record_step", &s.recordStep},
 		{"insert_step", &s.insertStep},
 		{"prune_flow", &s.pruneFlow},
+		{"verify_flow", &s.verifyFlow},
+		{"reindex_flow", &s.reindexFlow},
+		{"delete_orphans", &s.deleteOrphans},
 	} {
 		body, err := luaFiles.ReadFile("lua/" + x.name + ".lua")
 		if err != nil {

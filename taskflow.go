@@ -27,6 +27,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -45,8 +46,8 @@ const (
 	StatusFailed    FlowStatus = "failed"
 )
 
-// AllStatuses lists every status in a fixed order (the order of the
-// per-shard status indexes).
+// allStatuses lists every status in a fixed order (the order of the
+// status index keys the scripts receive).
 var allStatuses = [...]FlowStatus{
 	StatusCreated, StatusRunning, StatusWaiting,
 	StatusCancelled, StatusFinished, StatusFailed,
@@ -353,6 +354,14 @@ func (e *TransitionError) Error() string {
 	id := ""
 	if e.FlowID != uuid.Nil {
 		id = " of flow " + e.FlowID.String()
+	}
+	if e.To == "" { // a state update, not a status change
+		switch e.Err {
+		case ErrAlreadyTerminal:
+			return fmt.Sprintf("%v: flow%s is %s and cannot change", e.Err, strings.TrimPrefix(id, " of flow"), e.From)
+		case ErrCancelPending:
+			return fmt.Sprintf("%v: flow%s has a cancel request; only cancel is allowed", e.Err, strings.TrimPrefix(id, " of flow"))
+		}
 	}
 	switch e.Err {
 	case ErrAlreadyTerminal:

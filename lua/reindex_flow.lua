@@ -1,0 +1,58 @@
+-- reindex_flow.lua: rebuild one flow's index entries from its record
+-- (the invariant checker's repair). Without a flow record, drop the id
+-- from every index it may still be in.
+--
+-- KEYS: the flow key set 1..13 (see lib.lua), 14 an owner index to fix
+--   (the flow's own, or the one holding a stale entry).
+-- ARGV: 1 flow id  2 timer deadline ms for a waiting timer flow ('' none)
+--   3 the correlation member the flow's wait implies ('' none)
+--   4.. stale correlation members naming this flow, to drop unless they
+--       are the implied one.
+-- Returns: 1 when the flow exists, 0 when it does not.
+-- Events: none; the audit log is not touched.
+
+local f = load_flow()
+for i = 4, #ARGV do
+  if ARGV[i] ~= ARGV[3] or f == nil then
+    redis.call('ZREM', KEYS[K_CORR], ARGV[i])
+  end
+end
+if f == nil then
+  for i = 5, 10 do
+    redis.call('ZREM', KEYS[i], ID)
+  end
+  redis.call('ZREM', KEYS[K_OWNER], ID)
+  redis.call('ZREM', KEYS[K_TIMERS], ID)
+  redis.call('SREM', KEYS[K_CANCELWAIT], ID)
+  return 0
+end
+for st, i in pairs(STATUS_KEY) do
+  if st ~= f.status then
+    redis.call('ZREM', KEYS[i], ID)
+  elseif not redis.call('ZSCORE', KEYS[i], ID) then
+    redis.call('ZADD', KEYS[i], f.updated_at, ID)
+  end
+end
+if f.owner_session_key ~= nil and KEYS[K_OWNER] then
+  redis.call('ZADD', KEYS[K_OWNER], 'NX', f.created_at, ID)
+end
+local waiting = f.status == 'waiting'
+if waiting and ARGV[2] ~= '' then
+  redis.call('ZADD', KEYS[K_TIMERS], ARGV[2], ID)
+else
+  redis.call('ZREM', KEYS[K_TIMERS], ID)
+end
+if waiting and f.cancel_requested == '1' then
+  redis.call('SADD', KEYS[K_CANCELWAIT], ID)
+else
+  redis.call('SREM', KEYS[K_CANCELWAIT], ID)
+end
+if f.wait_corr ~= nil and f.wait_corr ~= ARGV[3] then
+  redis.call('ZREM', KEYS[K_CORR], f.wait_corr)
+  redis.call('HDEL', KEYS[K_FLOW], 'wait_corr')
+end
+if waiting and ARGV[3] ~= '' then
+  redis.call('ZADD', KEYS[K_CORR], 0, ARGV[3])
+  redis.call('HSET', KEYS[K_FLOW], 'wait_corr', ARGV[3])
+end
+return 1

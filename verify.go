@@ -1,0 +1,708 @@
+package taskflow
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// Problem is one broken invariant found by Verify.
+type Problem struct {
+	// Kind names the invariant, e.g. "status_index_missing" or "orphan_key".
+	Kind   string `json:"kind"`
+	FlowID string `json:"flow_id,omitempty"`
+	Key    string `json:"key"`
+	Detail string `json:"detail"`
+	// Repaired is true when Verify ran with WithRepair and fixed it.
+	Repaired bool `json:"repaired"`
+}
+
+// VerifyReport is what Verify found.
+type VerifyReport struct {
+	Shards   int       `json:"shards"`
+	Flows    int       `json:"flows"`
+	Keys     int       `json:"keys"`
+	Problems []Problem `json:"problems"`
+}
+
+// OK reports whether no problem was found.
+func (r *VerifyReport) OK() bool { return len(r.Problems) == 0 }
+
+// Unrepaired counts the problems left as they were.
+func (r *VerifyReport) Unrepaired() int {
+	n := 0
+	for _, p := range r.Problems {
+		if !p.Repaired {
+			n++
+		}
+	}
+	return n
+}
+
+// VerifyOption adjusts Verify.
+type VerifyOption func(*verifyConfig)
+
+type verifyConfig struct{ repair bool }
+
+// WithRepair makes Verify fix what it finds: index entries are rebuilt
+// from the flow records, stale entries dropped, and keys of flows that no
+// longer exist deleted. Flow records and audit logs are never changed.
+func WithRepair() VerifyOption { return func(c *verifyConfig) { c.repair = true } }
+
+// Verify walks the flow space shard by shard and checks every invariant
+// the scripts maintain: each flow is in exactly its status's index and in
+// its owner's; a waiting flow has a wait, and only waiting flows do; a
+// waiting timer flow is in the timer set at its deadline and no other
+// flow is; correlation entries point at flows waiting for them; the
+// cancel set holds exactly the waiting flows with a cancel request; the
+// newest audit event carries the flow's revision; every step in a flow's
+// step set has its record and every step record is in the set; no key is
+// left of a flow that does not exist. It reports and changes nothing
+// unless WithRepair is given. Flows changing while Verify runs are
+// re-read before a problem is reported.
+func (s *RedisStore) Verify(ctx context.Context, opts ...VerifyOption) (*VerifyReport, error) {
+	var cfg verifyConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := s.ensureLoaded(ctx); err != nil {
+		return nil, err
+	}
+	rep := &VerifyReport{Shards: s.keys.shards, Problems: []Problem{}}
+	for shard := 0; shard < s.keys.shards; shard++ {
+		if err := s.verifyShard(ctx, shard, cfg, rep); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// Verify checks the manager's flow space; see RedisStore.Verify.
+func (m *Manager) Verify(ctx context.Context, opts ...VerifyOption) (*VerifyReport, error) {
+	return m.store.Verify(ctx, opts...)
+}
+
+// shardKeys is what a SCAN of one shard found.
+type shardKeys struct {
+	flows   []uuid.UUID
+	byID    map[uuid.UUID][]string // non-flow keys of each flow id
+	steps   map[uuid.UUID][]string // run ids of step records
+	owners  []string               // owner index keys
+	unknown []string
+}
+
+// nodeFor returns the client that holds shard's slot (the cluster master
+// for it, or the client itself).
+func (s *RedisStore) nodeFor(ctx context.Context, shard int) (redis.Cmdable, error) {
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		return cc.MasterForKey(ctx, s.keys.tag(shard))
+	}
+	return s.client, nil
+}
+
+func (s *RedisStore) scanShard(ctx context.Context, shard int, rep *VerifyReport) (*shardKeys, error) {
+	node, err := s.nodeFor(ctx, shard)
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: verify: %w", err)
+	}
+	tag := s.keys.tag(shard) + ":"
+	sk := &shardKeys{byID: map[uuid.UUID][]string{}, steps: map[uuid.UUID][]string{}}
+	pattern := escapeGlob(tag) + "*"
+	var cursor uint64
+	for {
+		keys, next, err := node.Scan(ctx, cursor, pattern, 1000).Result()
+		if err != nil {
+			return nil, fmt.Errorf("taskflow: verify scan: %w", err)
+		}
+		for _, k := range keys {
+			rep.Keys++
+			s.classify(shard, strings.TrimPrefix(k, tag), k, sk)
+		}
+		if next == 0 {
+			return sk, nil
+		}
+		cursor = next
+	}
+}
+
+// classify files one key of a shard by what it is.
+func (s *RedisStore) classify(shard int, rest, key string, sk *shardKeys) {
+	kind, tail, _ := strings.Cut(rest, ":")
+	switch kind {
+	case "flow", "state", "events", "steps":
+		id, err := uuid.Parse(tail)
+		if err != nil {
+			sk.unknown = append(sk.unknown, key)
+			return
+		}
+		if kind == "flow" {
+			sk.flows = append(sk.flows, id)
+		} else {
+			sk.byID[id] = append(sk.byID[id], key)
+		}
+	case "step":
+		if len(tail) < 37 {
+			sk.unknown = append(sk.unknown, key)
+			return
+		}
+		id, err := uuid.Parse(tail[:36])
+		if err != nil || tail[36] != ':' {
+			sk.unknown = append(sk.unknown, key)
+			return
+		}
+		sk.steps[id] = append(sk.steps[id], tail[37:])
+	case "owner":
+		sk.owners = append(sk.owners, key)
+	case "status", "timers", "cancelwait", "corr":
+	default:
+		sk.unknown = append(sk.unknown, key)
+	}
+}
+
+// escapeGlob escapes SCAN MATCH metacharacters.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// flowSnap is one flow as verify_flow.lua read it.
+type flowSnap struct {
+	id          uuid.UUID
+	fields      map[string]string
+	scores      []string
+	ownerScore  string
+	timerScore  string
+	cancelWait  bool
+	corrScore   string
+	lastEvent   string
+	stepMembers []string
+}
+
+func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg verifyConfig, rep *VerifyReport) error {
+	sk, err := s.scanShard(ctx, shard, rep)
+	if err != nil {
+		return err
+	}
+	snaps := map[uuid.UUID]*flowSnap{}
+	const batch = 200
+	for i := 0; i < len(sk.flows); i += batch {
+		end := min(i+batch, len(sk.flows))
+		got, err := s.snapshotFlows(ctx, sk.flows[i:end])
+		if err != nil {
+			return err
+		}
+		for _, sn := range got {
+			snaps[sn.id] = sn
+		}
+	}
+	rep.Flows += len(snaps)
+	var found []Problem
+	ids := make([]uuid.UUID, 0, len(snaps))
+	for id := range snaps {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(a, b int) bool { return ids[a].String() < ids[b].String() })
+	for _, id := range ids {
+		found = append(found, s.checkFlow(snaps[id], sk.steps[id])...)
+	}
+	// Keys of flows that do not exist.
+	for id, keys := range sk.byID {
+		if snaps[id] == nil {
+			for _, k := range keys {
+				found = append(found, Problem{Kind: "orphan_key", FlowID: id.String(), Key: k, Detail: "no flow record"})
+			}
+		}
+	}
+	for id, runs := range sk.steps {
+		if snaps[id] == nil {
+			for _, r := range runs {
+				found = append(found, Problem{Kind: "orphan_key", FlowID: id.String(), Key: s.keys.step(id, r), Detail: "no flow record"})
+			}
+		}
+	}
+	for _, k := range sk.unknown {
+		found = append(found, Problem{Kind: "unknown_key", Key: k, Detail: "not a key taskflow writes"})
+	}
+	idx, err := s.checkIndexes(ctx, shard, sk, snaps)
+	if err != nil {
+		return err
+	}
+	found = append(found, idx...)
+	// Re-read what looks wrong: a flow that moved while we looked is fine.
+	found, err = s.confirmProblems(ctx, found)
+	if err != nil {
+		return err
+	}
+	if cfg.repair {
+		if err := s.repair(ctx, shard, found); err != nil {
+			return err
+		}
+	}
+	rep.Problems = append(rep.Problems, found...)
+	return nil
+}
+
+// snapshotFlows reads flows with verify_flow.lua, two pipelines: the
+// owners first (the script needs the owner index key), then the scripts.
+func (s *RedisStore) snapshotFlows(ctx context.Context, ids []uuid.UUID) ([]*flowSnap, error) {
+	pipe := s.client.Pipeline()
+	owners := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		owners[i] = pipe.HGet(ctx, s.keys.flow(id), "owner_session_key")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("taskflow: verify: %w", err)
+	}
+	calls := make([]scriptCall, len(ids))
+	for i, id := range ids {
+		keys := s.keys.flowKeys(id, "")
+		keys = append(keys, s.keys.owner(s.keys.shardOf(id), owners[i].Val()))
+		calls[i] = scriptCall{s.scripts.verifyFlow, keys, []any{id.String()}}
+	}
+	vals, errs := s.runPipelined(ctx, calls)
+	out := make([]*flowSnap, 0, len(ids))
+	for i, id := range ids {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("taskflow: verify flow %s: %w", id, errs[i])
+		}
+		arr, _ := vals[i].([]any)
+		if len(arr) < 8 {
+			continue // deleted meanwhile
+		}
+		sn := &flowSnap{id: id, fields: map[string]string{}}
+		raw, _ := arr[0].([]any)
+		for j := 0; j+1 < len(raw); j += 2 {
+			k, _ := raw[j].(string)
+			v, _ := raw[j+1].(string)
+			sn.fields[k] = v
+		}
+		for _, sc := range asSlice(arr[1]) {
+			v, _ := sc.(string)
+			sn.scores = append(sn.scores, v)
+		}
+		sn.ownerScore, _ = arr[2].(string)
+		sn.timerScore, _ = arr[3].(string)
+		cw, _ := arr[4].(int64)
+		sn.cancelWait = cw == 1
+		sn.corrScore, _ = arr[5].(string)
+		sn.lastEvent, _ = arr[6].(string)
+		for _, m := range asSlice(arr[7]) {
+			v, _ := m.(string)
+			sn.stepMembers = append(sn.stepMembers, v)
+		}
+		out = append(out, sn)
+	}
+	return out, nil
+}
+
+func asSlice(v any) []any { a, _ := v.([]any); return a }
+
+// expectedWait returns the timer deadline and correlation member a flow's
+// record implies, and a problem when its wait is unreadable.
+func (s *RedisStore) expectedWait(id uuid.UUID, fields map[string]string) (timerMs, corr string, problem string) {
+	if fields["status"] != string(StatusWaiting) {
+		return "", "", ""
+	}
+	raw, ok := fields["wait_json"]
+	if !ok {
+		return "", "", ""
+	}
+	w, err := ParseWaitCondition(json.RawMessage(raw))
+	if err != nil {
+		return "", "", err.Error()
+	}
+	switch w.Kind {
+	case WaitKindTimer:
+		timerMs = strconv.FormatInt(w.At.UnixMilli(), 10)
+	case WaitKindExternalEvent:
+		corr = corrMember(w.Topic, w.CorrelationID, id)
+	}
+	return timerMs, corr, ""
+}
+
+// checkFlow compares one flow snapshot with the invariants.
+func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []Problem {
+	var out []Problem
+	id := sn.id.String()
+	flowKey := s.keys.flow(sn.id)
+	shard := s.keys.shardOf(sn.id)
+	add := func(kind, key, detail string) {
+		out = append(out, Problem{Kind: kind, FlowID: id, Key: key, Detail: detail})
+	}
+	st, err := ParseFlowStatus(sn.fields["status"])
+	if err != nil {
+		add("bad_flow", flowKey, err.Error())
+		return out
+	}
+	for i, other := range allStatuses {
+		in := i < len(sn.scores) && sn.scores[i] != ""
+		switch {
+		case other == st && !in:
+			add("status_index_missing", s.keys.status(shard, other), "flow is "+string(st)+" but not in its status index")
+		case other != st && in:
+			add("status_index_extra", s.keys.status(shard, other), "flow is "+string(st)+" but in the "+string(other)+" index")
+		}
+	}
+	if sn.ownerScore == "" {
+		add("owner_index_missing", s.keys.owner(shard, sn.fields["owner_session_key"]), "flow is not in its owner's index")
+	}
+	_, hasWait := sn.fields["wait_json"]
+	switch {
+	case st == StatusWaiting && !hasWait:
+		add("wait_missing", flowKey, "waiting flow without wait_json")
+	case st != StatusWaiting && hasWait:
+		add("wait_extra", flowKey, string(st)+" flow with a wait_json")
+	}
+	timerMs, corr, bad := s.expectedWait(sn.id, sn.fields)
+	if bad != "" {
+		add("bad_wait", flowKey, bad)
+	}
+	switch {
+	case timerMs != "" && sn.timerScore == "":
+		add("timer_missing", s.keys.timers(shard), "waiting timer flow not in the timer set")
+	case timerMs != "" && sn.timerScore != timerMs:
+		add("timer_wrong", s.keys.timers(shard), "timer entry at "+sn.timerScore+", wait says "+timerMs)
+	case timerMs == "" && sn.timerScore != "":
+		add("timer_extra", s.keys.timers(shard), "flow in the timer set without a timer wait")
+	}
+	wantCW := st == StatusWaiting && sn.fields["cancel_requested"] == "1"
+	switch {
+	case wantCW && !sn.cancelWait:
+		add("cancelwait_missing", s.keys.cancelWait(shard), "waiting flow with a cancel request not in the cancel set")
+	case !wantCW && sn.cancelWait:
+		add("cancelwait_extra", s.keys.cancelWait(shard), "flow in the cancel set but not waiting with a cancel request")
+	}
+	gotCorr := sn.fields["wait_corr"]
+	switch {
+	case corr != "" && (gotCorr != corr || sn.corrScore == ""):
+		add("corr_missing", s.keys.corr(shard), "waiting external-event flow not in the correlation index")
+	case corr == "" && gotCorr != "":
+		add("corr_extra", s.keys.corr(shard), "flow keeps a correlation entry without an external-event wait")
+	}
+	if sn.lastEvent == "" {
+		add("events_missing", s.keys.events(sn.id), "flow has no audit event")
+	} else if ev, err := decodeEvent(sn.id, sn.lastEvent); err != nil {
+		add("bad_event", s.keys.events(sn.id), err.Error())
+	} else if strconv.FormatInt(ev.Revision, 10) != sn.fields["revision"] {
+		add("event_revision", s.keys.events(sn.id), fmt.Sprintf("newest event has revision %d, flow has %s", ev.Revision, sn.fields["revision"]))
+	}
+	records := map[string]bool{}
+	for _, r := range stepRecords {
+		records[r] = true
+	}
+	members := map[string]bool{}
+	for _, m := range sn.stepMembers {
+		members[m] = true
+		if !records[m] {
+			add("step_missing", s.keys.step(sn.id, m), "step set names a step without a record")
+		}
+	}
+	for _, r := range stepRecords {
+		if !members[r] {
+			add("step_unindexed", s.keys.step(sn.id, r), "step record not in the flow's step set")
+		}
+	}
+	return out
+}
+
+// checkIndexes reads every index of a shard and reports entries that do
+// not match a flow.
+func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys, snaps map[uuid.UUID]*flowSnap) ([]Problem, error) {
+	var out []Problem
+	stale := func(key, member, detail string) {
+		p := Problem{Kind: "stale_index_entry", Key: key, Detail: detail + " (" + member + ")"}
+		if id, err := uuid.Parse(lastUUID(member)); err == nil {
+			p.FlowID = id.String()
+		}
+		out = append(out, p)
+	}
+	check := func(key string, ok func(sn *flowSnap, member string) bool, detail string) error {
+		members, err := s.indexMembers(ctx, key)
+		if err != nil {
+			return err
+		}
+		for _, m := range members {
+			id, err := uuid.Parse(lastUUID(m))
+			if err != nil {
+				stale(key, m, "entry does not name a flow")
+				continue
+			}
+			sn := snaps[id]
+			if sn == nil || !ok(sn, m) {
+				stale(key, m, detail)
+			}
+		}
+		return nil
+	}
+	for _, st := range allStatuses {
+		st := st
+		if err := check(s.keys.status(shard, st), func(sn *flowSnap, _ string) bool { return sn.fields["status"] == string(st) },
+			"entry of a flow that is not "+string(st)); err != nil {
+			return nil, err
+		}
+	}
+	for _, ok := range sk.owners {
+		owner := strings.TrimPrefix(ok, s.keys.tag(shard)+":owner:")
+		if err := check(ok, func(sn *flowSnap, _ string) bool { return sn.fields["owner_session_key"] == owner },
+			"entry of a flow of another owner, or of none"); err != nil {
+			return nil, err
+		}
+	}
+	if err := check(s.keys.timers(shard), func(sn *flowSnap, _ string) bool {
+		t, _, _ := s.expectedWait(sn.id, sn.fields)
+		return t != ""
+	}, "timer entry of a flow not waiting on a timer"); err != nil {
+		return nil, err
+	}
+	if err := check(s.keys.cancelWait(shard), func(sn *flowSnap, _ string) bool {
+		return sn.fields["status"] == string(StatusWaiting) && sn.fields["cancel_requested"] == "1"
+	}, "cancel entry of a flow not waiting with a cancel request"); err != nil {
+		return nil, err
+	}
+	if err := check(s.keys.corr(shard), func(sn *flowSnap, m string) bool {
+		_, c, _ := s.expectedWait(sn.id, sn.fields)
+		return c == m
+	}, "correlation entry of a flow not waiting for it"); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// lastUUID returns the last 36 bytes of an index member (index members
+// end with the flow id).
+func lastUUID(m string) string {
+	if len(m) < 36 {
+		return m
+	}
+	return m[len(m)-36:]
+}
+
+// indexMembers reads every member of a zset or set, in batches.
+func (s *RedisStore) indexMembers(ctx context.Context, key string) ([]string, error) {
+	typ, err := s.client.Type(ctx, key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: verify: %w", err)
+	}
+	var out []string
+	var cursor uint64
+	for {
+		var keys []string
+		var next uint64
+		switch typ {
+		case "zset":
+			keys, next, err = s.client.ZScan(ctx, key, cursor, "", 1000).Result()
+			// ZSCAN returns member, score pairs.
+			for i := 0; i < len(keys); i += 2 {
+				out = append(out, keys[i])
+			}
+		case "set":
+			keys, next, err = s.client.SScan(ctx, key, cursor, "", 1000).Result()
+			out = append(out, keys...)
+		default:
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("taskflow: verify: %w", err)
+		}
+		if next == 0 {
+			return out, nil
+		}
+		cursor = next
+	}
+}
+
+// confirmProblems re-reads the flows of the problems found and keeps the
+// ones still there: Verify runs beside live traffic.
+func (s *RedisStore) confirmProblems(ctx context.Context, found []Problem) ([]Problem, error) {
+	if len(found) == 0 {
+		return found, nil
+	}
+	var ids []uuid.UUID
+	seen := map[uuid.UUID]bool{}
+	for _, p := range found {
+		if id, err := uuid.Parse(p.FlowID); err == nil && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	again := map[uuid.UUID]*flowSnap{}
+	for i := 0; i < len(ids); i += 200 {
+		got, err := s.snapshotFlows(ctx, ids[i:min(i+200, len(ids))])
+		if err != nil {
+			return nil, err
+		}
+		for _, sn := range got {
+			again[sn.id] = sn
+		}
+	}
+	var out []Problem
+	for _, p := range found {
+		id, err := uuid.Parse(p.FlowID)
+		if err != nil {
+			out = append(out, p)
+			continue
+		}
+		sn := again[id]
+		switch p.Kind {
+		case "orphan_key":
+			if sn == nil {
+				out = append(out, p)
+			}
+		case "stale_index_entry":
+			// Still stale when the flow is gone, or when its fresh
+			// snapshot still disagrees with the entry's index.
+			if sn == nil || s.entryStillStale(p, sn) {
+				out = append(out, p)
+			}
+		case "step_missing", "step_unindexed":
+			holds, err := s.stepProblemHolds(ctx, p, sn)
+			if err != nil {
+				return nil, err
+			}
+			if holds {
+				out = append(out, p)
+			}
+		default:
+			if sn == nil {
+				continue
+			}
+			for _, q := range s.checkFlow(sn, nil) {
+				if q.Kind == p.Kind && q.Key == p.Key {
+					out = append(out, p)
+					break
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// stepProblemHolds re-checks a step problem live.
+func (s *RedisStore) stepProblemHolds(ctx context.Context, p Problem, sn *flowSnap) (bool, error) {
+	if sn == nil {
+		return false, nil
+	}
+	run := p.Key[len(s.keys.step(sn.id, "")):]
+	exists, err := s.client.Exists(ctx, p.Key).Result()
+	if err != nil {
+		return false, fmt.Errorf("taskflow: verify: %w", err)
+	}
+	member := false
+	for _, m := range sn.stepMembers {
+		if m == run {
+			member = true
+		}
+	}
+	if p.Kind == "step_missing" {
+		return member && exists == 0, nil
+	}
+	return !member && exists == 1, nil
+}
+
+// entryStillStale re-checks a stale index entry against a fresh snapshot.
+func (s *RedisStore) entryStillStale(p Problem, sn *flowSnap) bool {
+	shard := s.keys.shardOf(sn.id)
+	member := p.Detail[strings.LastIndex(p.Detail, "(")+1 : len(p.Detail)-1]
+	switch {
+	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":status:"):
+		return sn.fields["status"] != strings.TrimPrefix(p.Key, s.keys.tag(shard)+":status:")
+	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":owner:"):
+		return sn.fields["owner_session_key"] != strings.TrimPrefix(p.Key, s.keys.tag(shard)+":owner:")
+	case p.Key == s.keys.timers(shard):
+		t, _, _ := s.expectedWait(sn.id, sn.fields)
+		return t == ""
+	case p.Key == s.keys.cancelWait(shard):
+		return !(sn.fields["status"] == string(StatusWaiting) && sn.fields["cancel_requested"] == "1")
+	case p.Key == s.keys.corr(shard):
+		_, c, _ := s.expectedWait(sn.id, sn.fields)
+		return c != member
+	}
+	return true
+}
+
+// repair fixes the confirmed problems of one shard.
+func (s *RedisStore) repair(ctx context.Context, shard int, found []Problem) error {
+	type fix struct {
+		ownerKey string
+		corrs    []string
+	}
+	reindex := map[uuid.UUID]*fix{}
+	orphans := map[uuid.UUID][]string{}
+	for i := range found {
+		p := &found[i]
+		id, err := uuid.Parse(p.FlowID)
+		switch {
+		case p.Kind == "unknown_key" || p.Kind == "bad_flow" || p.Kind == "bad_wait" ||
+			p.Kind == "bad_event" || p.Kind == "event_revision" || p.Kind == "events_missing" ||
+			p.Kind == "wait_missing" || p.Kind == "wait_extra" || p.Kind == "step_missing":
+			// Records are not rewritten: these need a person.
+			continue
+		case err != nil:
+			continue
+		case p.Kind == "orphan_key":
+			orphans[id] = append(orphans[id], p.Key)
+		case p.Kind == "step_unindexed":
+			run := p.Key[len(s.keys.step(id, "")):]
+			if err := s.client.ZAddNX(ctx, s.keys.steps(id), redis.Z{Score: float64(s.client.ZCard(ctx, s.keys.steps(id)).Val() + 1), Member: run}).Err(); err != nil {
+				return fmt.Errorf("taskflow: repair: %w", err)
+			}
+		default:
+			f := reindex[id]
+			if f == nil {
+				f = &fix{}
+				reindex[id] = f
+			}
+			if strings.HasPrefix(p.Key, s.keys.tag(shard)+":owner:") {
+				f.ownerKey = p.Key
+			}
+			if p.Key == s.keys.corr(shard) && p.Kind == "stale_index_entry" {
+				f.corrs = append(f.corrs, p.Detail[strings.LastIndex(p.Detail, "(")+1:len(p.Detail)-1])
+			}
+		}
+		p.Repaired = true
+	}
+	var calls []scriptCall
+	for id, f := range reindex {
+		fields, err := s.client.HGetAll(ctx, s.keys.flow(id)).Result()
+		if err != nil {
+			return fmt.Errorf("taskflow: repair: %w", err)
+		}
+		ownerKey := f.ownerKey
+		if owner, ok := fields["owner_session_key"]; ok && ownerKey == "" {
+			ownerKey = s.keys.owner(shard, owner)
+		}
+		if ownerKey == "" {
+			ownerKey = s.keys.owner(shard, "")
+		}
+		timerMs, corr, _ := s.expectedWait(id, fields)
+		keys := append(s.keys.flowKeys(id, ""), ownerKey)
+		args := []any{id.String(), timerMs, corr}
+		for _, c := range f.corrs {
+			args = append(args, c)
+		}
+		calls = append(calls, scriptCall{s.scripts.reindexFlow, keys, args})
+	}
+	for id, keys := range orphans {
+		calls = append(calls, scriptCall{s.scripts.deleteOrphans, append([]string{s.keys.flow(id)}, keys...), nil})
+	}
+	_, errs := s.runPipelined(ctx, calls)
+	for _, err := range errs {
+		if err != nil {
+			return fmt.Errorf("taskflow: repair: %w", err)
+		}
+	}
+	return nil
+}

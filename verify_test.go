@@ -1,0 +1,165 @@
+package taskflow
+
+import (
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// driveEveryStatus makes flows in every status and every kind of wait.
+func driveEveryStatus(t testing.TB, e *env) map[string]*Flow {
+	t.Helper()
+	ctx := e.ctx
+	out := map[string]*Flow{}
+	out["created"] = must(t, try(e.m.CreateManaged(ctx, seedInput())))
+	r := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+	must(t, try(e.m.RecordStepObservation(ctx, StepObservation{FlowID: r.ID, RunID: "r1", Status: StepRunning})))
+	out["running"] = r
+	out["timer"] = e.waitingFlow(t, WaitTimer(e.clock.Now().Add(time.Hour)))
+	out["external"] = e.waitingFlow(t, WaitExternalEvent("mail", "m-1"))
+	out["manual"] = e.waitingFlow(t, WaitManual())
+	cw := e.waitingFlow(t, WaitManual())
+	out["cancelwait"] = must(t, try(e.m.RequestCancel(ctx, cw.ID)))
+	f := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+	out["finished"] = must(t, try(e.m.Finish(ctx, f.ID, map[string]int{"done": 1})))
+	f = must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+	out["failed"] = must(t, try(e.m.Fail(ctx, f.ID, "boom")))
+	f = must(t, try(e.m.CreateManaged(ctx, seedInput())))
+	out["cancelled"] = must(t, try(e.m.Cancel(ctx, f.ID)))
+	return out
+}
+
+func kindsOf(rep *VerifyReport) []string {
+	var ks []string
+	for _, p := range rep.Problems {
+		ks = append(ks, p.Kind)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func TestVerifyCleanSpace(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		driveEveryStatus(t, e)
+		rep := must(t, try(e.m.Verify(e.ctx)))
+		if !rep.OK() || rep.Flows != 9 {
+			t.Fatalf("clean space: flows %d problems %+v", rep.Flows, rep.Problems)
+		}
+	})
+}
+
+func TestVerifyFindsAndRepairs(t *testing.T) {
+	type damage struct {
+		name       string
+		do         func(e *env, fs map[string]*Flow)
+		kinds      []string
+		repairable bool
+	}
+	k := func(e *env) keyspace { return e.store.keys }
+	sh := func(e *env, f *Flow) int { return e.store.keys.shardOf(f.ID) }
+	cases := []damage{
+		{"status entry lost", func(e *env, fs map[string]*Flow) {
+			f := fs["running"]
+			e.client.ZRem(e.ctx, k(e).status(sh(e, f), StatusRunning), f.ID.String())
+		}, []string{"status_index_missing"}, true},
+		{"in two status indexes", func(e *env, fs map[string]*Flow) {
+			f := fs["running"]
+			e.client.ZAdd(e.ctx, k(e).status(sh(e, f), StatusFailed), redis.Z{Score: 1, Member: f.ID.String()})
+		}, []string{"stale_index_entry", "status_index_extra"}, true},
+		{"owner entry lost", func(e *env, fs map[string]*Flow) {
+			f := fs["finished"]
+			e.client.ZRem(e.ctx, k(e).owner(sh(e, f), f.OwnerSessionKey), f.ID.String())
+		}, []string{"owner_index_missing"}, true},
+		{"timer lost", func(e *env, fs map[string]*Flow) {
+			f := fs["timer"]
+			e.client.ZRem(e.ctx, k(e).timers(sh(e, f)), f.ID.String())
+		}, []string{"timer_missing"}, true},
+		{"timer on a running flow", func(e *env, fs map[string]*Flow) {
+			f := fs["running"]
+			e.client.ZAdd(e.ctx, k(e).timers(sh(e, f)), redis.Z{Score: 1, Member: f.ID.String()})
+		}, []string{"stale_index_entry", "timer_extra"}, true},
+		{"cancel entry on a running flow", func(e *env, fs map[string]*Flow) {
+			f := fs["running"]
+			e.client.SAdd(e.ctx, k(e).cancelWait(sh(e, f)), f.ID.String())
+		}, []string{"cancelwait_extra", "stale_index_entry"}, true},
+		{"cancel entry lost", func(e *env, fs map[string]*Flow) {
+			f := fs["cancelwait"]
+			e.client.SRem(e.ctx, k(e).cancelWait(sh(e, f)), f.ID.String())
+		}, []string{"cancelwait_missing"}, true},
+		{"correlation entry lost", func(e *env, fs map[string]*Flow) {
+			f := fs["external"]
+			e.client.ZRem(e.ctx, k(e).corr(sh(e, f)), corrMember("mail", "m-1", f.ID))
+		}, []string{"corr_missing"}, true},
+		{"correlation entry of a finished flow", func(e *env, fs map[string]*Flow) {
+			f := fs["finished"]
+			e.client.ZAdd(e.ctx, k(e).corr(sh(e, f)), redis.Z{Score: 0, Member: corrMember("x", "y", f.ID)})
+		}, []string{"stale_index_entry"}, true},
+		{"orphan keys", func(e *env, fs map[string]*Flow) {
+			id := uuid.New()
+			e.client.HSet(e.ctx, k(e).state(id), "a", "1")
+			e.client.LPush(e.ctx, k(e).events(id), "{}")
+			e.client.HSet(e.ctx, k(e).step(id, "r"), "id", "x")
+			e.client.ZAdd(e.ctx, k(e).status(k(e).shardOf(id), StatusRunning), redis.Z{Score: 1, Member: id.String()})
+		}, []string{"orphan_key", "orphan_key", "orphan_key", "stale_index_entry"}, true},
+		{"step record lost", func(e *env, fs map[string]*Flow) {
+			f := fs["running"]
+			e.client.Del(e.ctx, k(e).step(f.ID, "r1"))
+		}, []string{"step_missing"}, false},
+		{"step not in the step set", func(e *env, fs map[string]*Flow) {
+			f := fs["running"]
+			e.client.ZRem(e.ctx, k(e).steps(f.ID), "r1")
+		}, []string{"step_unindexed"}, true},
+		{"garbage wait", func(e *env, fs map[string]*Flow) {
+			f := fs["manual"]
+			e.client.HSet(e.ctx, k(e).flow(f.ID), "wait_json", "}{")
+		}, []string{"bad_wait"}, false},
+		{"revision bumped by hand", func(e *env, fs map[string]*Flow) {
+			f := fs["failed"]
+			e.client.HIncrBy(e.ctx, k(e).flow(f.ID), "revision", 1)
+		}, []string{"event_revision"}, false},
+		{"unknown key", func(e *env, fs map[string]*Flow) {
+			e.client.Set(e.ctx, k(e).tag(3)+":mystery", "x", 0)
+		}, []string{"unknown_key"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			forEachBackend(t, func(t *testing.T, e *env) {
+				fs := driveEveryStatus(t, e)
+				c.do(e, fs)
+				rep := must(t, try(e.m.Verify(e.ctx)))
+				if got := strings.Join(kindsOf(rep), ","); got != strings.Join(c.kinds, ",") {
+					t.Fatalf("problems %s, want %s: %+v", got, strings.Join(c.kinds, ","), rep.Problems)
+				}
+				before := e.dump()
+				rep2 := must(t, try(e.m.Verify(e.ctx)))
+				if len(rep2.Problems) != len(rep.Problems) {
+					t.Fatal("Verify is not repeatable")
+				}
+				if after := e.dump(); len(after) != len(before) {
+					t.Fatal("Verify without repair changed Redis")
+				}
+				fixed := must(t, try(e.m.Verify(e.ctx, WithRepair())))
+				if c.repairable && fixed.Unrepaired() != 0 {
+					t.Fatalf("unrepaired: %+v", fixed.Problems)
+				}
+				final := must(t, try(e.m.Verify(e.ctx)))
+				if c.repairable && !final.OK() {
+					t.Fatalf("after repair: %+v", final.Problems)
+				}
+				if !c.repairable && final.OK() {
+					t.Fatal("a problem that needs a person vanished")
+				}
+				// The flows still work after a repair.
+				if c.repairable {
+					if _, err := e.m.UpdateState(e.ctx, fs["running"].ID, map[string]int{"after": 1}, ""); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
