@@ -1,0 +1,700 @@
+package taskflow
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// ToolName is the name of the agent-facing tool, as an LLM sees it.
+const ToolName = "taskflow"
+
+// DefaultTimerMaxHorizon is how far ahead a timer wait may be set through
+// the tool unless WithTimerMaxHorizon says otherwise: 30 days.
+const DefaultTimerMaxHorizon = 30 * 24 * time.Hour
+
+// ToolListLimit is how many flows the list_mine action returns at most:
+// the session's most recently created flows.
+const ToolListLimit = 100
+
+// The tool's actions, the values of the "action" argument.
+const (
+	ActionStart    = "start"
+	ActionStatus   = "status"
+	ActionAdvance  = "advance"
+	ActionWait     = "wait"
+	ActionFinish   = "finish"
+	ActionFail     = "fail"
+	ActionCancel   = "cancel"
+	ActionListMine = "list_mine"
+)
+
+// ToolActions returns the tool's actions in the order the schema lists
+// them.
+func ToolActions() []string {
+	return []string{ActionStart, ActionStatus, ActionAdvance, ActionWait, ActionFinish, ActionFail, ActionCancel, ActionListMine}
+}
+
+// Errors of the tool. Every argument or validation problem wraps
+// ErrToolArgs, and every attempt to touch a flow of another session wraps
+// ErrForbidden, so a host can tell them apart with errors.Is. Errors the
+// manager returns (ErrAlreadyTerminal, ErrCancelPending,
+// ErrIllegalTransition, ErrInvalidData, ...) stay visible through the
+// tool's error with errors.Is as well.
+var (
+	// ErrToolArgs: the call's arguments (or its session) are missing,
+	// malformed or refused by a guardrail. The error text says what to fix.
+	ErrToolArgs = errors.New("taskflow: invalid tool arguments")
+	// ErrForbidden: the flow named by the call belongs to another session.
+	// The error never carries any data of that flow.
+	ErrForbidden = errors.New("taskflow: forbidden")
+)
+
+// Session identifies the caller of the tool: the agent and its session.
+// Every flow the tool creates is owned by the session, and only that
+// session can see or change it through the tool.
+type Session struct {
+	// AgentID identifies the agent, e.g. "kate". It must not be empty and
+	// must not contain ':' (it would make owner keys ambiguous).
+	AgentID string
+	// SessionID identifies the agent's session. It must not be empty.
+	SessionID string
+}
+
+// OwnerKey returns the session's owner key, the tenancy key of its flows:
+// "agent:<agent_id>:session:<session_id>", with both ids trimmed of
+// surrounding white space.
+func (s Session) OwnerKey() string {
+	return "agent:" + strings.TrimSpace(s.AgentID) + ":session:" + strings.TrimSpace(s.SessionID)
+}
+
+// validate refuses a session that cannot own flows.
+func (s Session) validate() error {
+	agent, session := strings.TrimSpace(s.AgentID), strings.TrimSpace(s.SessionID)
+	if agent == "" || session == "" {
+		return fmt.Errorf("%w: no session: the call needs both an agent id and a session id", ErrToolArgs)
+	}
+	if strings.Contains(agent, ":") {
+		return fmt.Errorf("%w: the agent id %q contains ':', which would make the owner key ambiguous", ErrToolArgs, agent)
+	}
+	return nil
+}
+
+// ToolOption configures a Tool.
+type ToolOption func(*toolConfig)
+
+type toolConfig struct {
+	maxHorizon time.Duration
+	now        func() time.Time
+}
+
+// WithTimerMaxHorizon sets how far in the future a timer wait may be set
+// (default DefaultTimerMaxHorizon, 30 days). A timer's "at" must be
+// strictly after now and at most now + d. d must be positive: zero or a
+// negative value keeps the default. There is no upper limit.
+func WithTimerMaxHorizon(d time.Duration) ToolOption {
+	return func(c *toolConfig) {
+		if d > 0 {
+			c.maxHorizon = d
+		}
+	}
+}
+
+// WithToolClock sets the clock the tool checks timer waits against
+// (default: the clock of the manager's store, see WithClock). A nil clock
+// keeps the default.
+func WithToolClock(now func() time.Time) ToolOption {
+	return func(c *toolConfig) {
+		if now != nil {
+			c.now = now
+		}
+	}
+}
+
+// Tool is the agent-facing tool: one tool named "taskflow" that an LLM
+// calls with a JSON object whose "action" is one of start, status,
+// advance, wait, finish, fail, cancel and list_mine. Hand Definition to
+// the LLM provider and route the model's calls to Call with the caller's
+// Session. A Tool is safe for concurrent use.
+type Tool struct {
+	m   *Manager
+	cfg toolConfig
+}
+
+// NewTool returns the tool on m. See WithTimerMaxHorizon and
+// WithToolClock for the options.
+func NewTool(m *Manager, opts ...ToolOption) *Tool {
+	cfg := toolConfig{maxHorizon: DefaultTimerMaxHorizon}
+	if m != nil && m.store != nil {
+		cfg.now = m.store.now
+	}
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
+	return &Tool{m: m, cfg: cfg}
+}
+
+// ToolDefinition is a tool as LLM providers describe it: a name, a
+// description for the model, and a JSON Schema of the arguments. It
+// marshals to the shape OpenAI function tools, Anthropic tools
+// (input_schema) and MCP tool lists (inputSchema) take, with Parameters
+// usable as is.
+type ToolDefinition struct {
+	// Name is "taskflow".
+	Name string `json:"name"`
+	// Description tells the model what the tool does and how to call it.
+	Description string `json:"description"`
+	// Parameters is a plain JSON Schema of type object: no $ref, no
+	// top-level oneOf.
+	Parameters json.RawMessage `json:"parameters"`
+}
+
+const toolDescription = `Durable multi-step flows that outlive this conversation: track a long job (its goal, current step and JSON state), pause it until a time, an external event or a human, and finish or fail it. Flows belong to the current session; you only see your own.
+
+Actions (set "action"):
+- start: create a flow and start it (status running). Needs controller_id and goal; optional current_step (default "init") and state (a JSON object, default {}). Returns the flow with its id: keep the id for the other actions.
+- status: read a flow. Needs flow_id.
+- advance: record progress on a flow: patch (a JSON object shallow-merged into the state: the top-level keys it names are replaced, the others kept) and/or current_step. Needs flow_id.
+- wait: pause a running flow until wait_condition is met; it resumes by itself. wait_condition is {"kind":"timer","at":"<RFC 3339 time in the future>"}, {"kind":"external_event","topic":"...","correlation_id":"..."} or {"kind":"manual"} (a human or operator resumes it). Needs flow_id.
+- finish: complete a running flow, optionally merging final_state (a JSON object) into the state. Needs flow_id.
+- fail: mark a running or waiting flow failed with a reason (required). Needs flow_id.
+- cancel: cancel a flow that is not finished, failed or cancelled yet. Needs flow_id.
+- list_mine: list this session's flows, newest first (at most 100).
+
+A flow moves created -> running -> (waiting -> running)* -> finished | failed | cancelled; finished, failed and cancelled flows cannot change any more. Results are {"ok":true,"flow":{...}} or {"ok":true,"count":N,"flows":[...]}; an unknown flow_id gives {"ok":false,"error":"not_found","flow_id":"..."}. Errors say what to fix.`
+
+// toolSchema is the JSON Schema of the arguments.
+const toolSchema = `{
+  "type": "object",
+  "properties": {
+    "action": {
+      "type": "string",
+      "enum": ["start", "status", "advance", "wait", "finish", "fail", "cancel", "list_mine"],
+      "description": "What to do."
+    },
+    "flow_id": {
+      "type": "string",
+      "description": "The flow's id (a UUID, as returned by start or list_mine). Required by status, advance, wait, finish, fail and cancel."
+    },
+    "controller_id": {
+      "type": "string",
+      "description": "start: a label for the kind of job, e.g. \"kate/inbox-triage\". Required by start."
+    },
+    "goal": {
+      "type": "string",
+      "description": "start: what the flow is meant to achieve, in plain words. Required by start."
+    },
+    "current_step": {
+      "type": "string",
+      "description": "start (default \"init\") and advance: a label for the flow's current phase."
+    },
+    "state": {
+      "type": "object",
+      "description": "start: the flow's initial JSON state (default {})."
+    },
+    "patch": {
+      "type": "object",
+      "description": "advance: keys to set in the flow's state; top-level keys named here replace the old values, the others are kept."
+    },
+    "wait_condition": {
+      "type": "object",
+      "description": "wait: what the flow waits for. Required by wait.",
+      "properties": {
+        "kind": {
+          "type": "string",
+          "enum": ["timer", "external_event", "manual"],
+          "description": "timer: resume at a time; external_event: resume when an event with this topic and correlation_id arrives; manual: a human or operator resumes it."
+        },
+        "at": {
+          "type": "string",
+          "description": "timer: when to resume, an RFC 3339 time such as \"2030-01-02T15:04:05Z\"; it must be in the future and at most the maximum horizon (default 30 days) ahead."
+        },
+        "topic": {
+          "type": "string",
+          "description": "external_event: the event's topic (non-empty)."
+        },
+        "correlation_id": {
+          "type": "string",
+          "description": "external_event: the id that ties the event to this flow (non-empty)."
+        }
+      },
+      "required": ["kind"]
+    },
+    "final_state": {
+      "type": "object",
+      "description": "finish: keys to merge into the state as the flow finishes (optional)."
+    },
+    "reason": {
+      "type": "string",
+      "description": "fail: why the flow failed. Required by fail."
+    }
+  },
+  "required": ["action"]
+}`
+
+// Definition returns the tool's definition for an LLM provider: the name
+// "taskflow", a description and the JSON Schema of the arguments.
+func (t *Tool) Definition() ToolDefinition {
+	var buf bytes.Buffer
+	_ = json.Compact(&buf, []byte(toolSchema)) // a constant, valid JSON (tested)
+	return ToolDefinition{Name: ToolName, Description: toolDescription, Parameters: buf.Bytes()}
+}
+
+// toolArgs are the arguments the model sends. Unknown fields (a revision,
+// say) are ignored.
+type toolArgs struct {
+	Action        string          `json:"action"`
+	FlowID        string          `json:"flow_id"`
+	ControllerID  string          `json:"controller_id"`
+	Goal          string          `json:"goal"`
+	CurrentStep   string          `json:"current_step"`
+	State         json.RawMessage `json:"state"`
+	Patch         json.RawMessage `json:"patch"`
+	WaitCondition json.RawMessage `json:"wait_condition"`
+	FinalState    json.RawMessage `json:"final_state"`
+	Reason        string          `json:"reason"`
+}
+
+// toolFlow is a flow as the model sees it.
+type toolFlow struct {
+	ID              string          `json:"id"`
+	ControllerID    string          `json:"controller_id"`
+	Goal            string          `json:"goal"`
+	CurrentStep     string          `json:"current_step"`
+	Status          FlowStatus      `json:"status"`
+	CancelRequested bool            `json:"cancel_requested"`
+	State           json.RawMessage `json:"state"`
+	Wait            json.RawMessage `json:"wait"`
+	Revision        int64           `json:"revision"`
+	CreatedAt       string          `json:"created_at"`
+	UpdatedAt       string          `json:"updated_at"`
+}
+
+func newToolFlow(f *Flow) toolFlow {
+	state := f.State
+	if len(bytes.TrimSpace(state)) == 0 {
+		state = json.RawMessage(`{}`)
+	}
+	var wait json.RawMessage
+	if len(bytes.TrimSpace(f.Wait)) > 0 {
+		wait = f.Wait
+	}
+	return toolFlow{
+		ID:              f.ID.String(),
+		ControllerID:    f.ControllerID,
+		Goal:            f.Goal,
+		CurrentStep:     f.CurrentStep,
+		Status:          f.Status,
+		CancelRequested: f.CancelRequested,
+		State:           state,
+		Wait:            wait,
+		Revision:        f.Revision,
+		CreatedAt:       f.CreatedAt.UTC().Format(time.RFC3339Nano),
+		UpdatedAt:       f.UpdatedAt.UTC().Format(time.RFC3339Nano),
+	}
+}
+
+type flowResult struct {
+	OK   bool     `json:"ok"`
+	Flow toolFlow `json:"flow"`
+}
+
+type listResult struct {
+	OK    bool       `json:"ok"`
+	Count int        `json:"count"`
+	Flows []toolFlow `json:"flows"`
+}
+
+type notFoundResult struct {
+	OK     bool   `json:"ok"`
+	Error  string `json:"error"`
+	FlowID string `json:"flow_id"`
+}
+
+// encodeResult marshals a result without HTML escaping, so the state comes
+// back with its bytes.
+func encodeResult(v any) (json.RawMessage, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("taskflow tool: encoding the result: %w", err)
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+func argErr(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrToolArgs}, a...)...)
+}
+
+// Call runs one call of the tool by session s with the model's arguments
+// args (a JSON object with an "action"), and returns the result to hand
+// back to the model:
+//
+//   - start, status, advance, wait, finish, fail, cancel:
+//     {"ok":true,"flow":{id, controller_id, goal, current_step, status,
+//     cancel_requested, state, wait, revision, created_at, updated_at}}
+//   - list_mine: {"ok":true,"count":N,"flows":[...]}, the session's
+//     ToolListLimit most recently created flows, newest first
+//   - a flow_id that names no flow: {"ok":false,"error":"not_found",
+//     "flow_id":"<id>"}, with a nil error
+//
+// Start creates the flow owned by s.OwnerKey() with the session id as
+// requester origin, and starts it (status running, revision 1). Any
+// action naming a flow first checks that the flow belongs to s: a flow of
+// another session is an error wrapping ErrForbidden that says it "belongs
+// to a different session" and carries none of its data, and nothing is
+// changed. Missing, malformed or refused arguments (including a missing
+// session and the guardrails of wait: a timer must be in the future and
+// within the maximum horizon) are errors wrapping ErrToolArgs. A move the
+// flow's status does not allow is an error that says what to do instead
+// and wraps the manager's sentinel (ErrAlreadyTerminal, ErrCancelPending,
+// ErrIllegalTransition). The model never handles revisions: a "revision"
+// argument is ignored. Error texts are written for the model.
+func (t *Tool) Call(ctx context.Context, s Session, args json.RawMessage) (json.RawMessage, error) {
+	if t == nil || t.m == nil || t.m.store == nil {
+		return nil, errors.New("taskflow tool: the tool has no manager (use NewTool with a Manager)")
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	trimmed := bytes.TrimSpace(args)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, argErr("the arguments must be a JSON object with an \"action\" (one of %s)", actionList())
+	}
+	var a toolArgs
+	if err := json.Unmarshal(trimmed, &a); err != nil {
+		return nil, argErr("malformed arguments: %s", describeJSONError(err))
+	}
+	action := strings.TrimSpace(a.Action)
+	switch action {
+	case ActionStart:
+		return t.start(ctx, s, a)
+	case ActionListMine:
+		return t.listMine(ctx, s)
+	case ActionStatus, ActionAdvance, ActionWait, ActionFinish, ActionFail, ActionCancel:
+		return t.flowAction(ctx, s, action, a)
+	case "":
+		return nil, argErr("\"action\" is missing; it must be one of %s", actionList())
+	default:
+		return nil, argErr("unknown action %q; it must be one of %s", action, actionList())
+	}
+}
+
+func actionList() string { return strings.Join(ToolActions(), ", ") }
+
+// describeJSONError turns a decoding error into a short model-friendly
+// text.
+func describeJSONError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return fmt.Sprintf("%q must be a %s, not a JSON %s", te.Field, jsonTypeName(te.Type.Kind().String()), te.Value)
+	}
+	return err.Error()
+}
+
+func jsonTypeName(kind string) string {
+	switch kind {
+	case "string":
+		return "string"
+	case "slice", "map", "struct":
+		return "JSON value"
+	default:
+		return kind
+	}
+}
+
+// objectArg returns an optional JSON-object argument: nil when it is
+// absent or null.
+func objectArg(name string, raw json.RawMessage) (json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if raw[0] != '{' {
+		return nil, argErr("%q must be a JSON object, not %s", name, jsonKind(raw))
+	}
+	return raw, nil
+}
+
+// jsonKind names the type of a valid JSON value.
+func jsonKind(raw json.RawMessage) string {
+	switch raw[0] {
+	case '"':
+		return "a string"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	case '{':
+		return "an object"
+	default:
+		return "a number"
+	}
+}
+
+func (t *Tool) start(ctx context.Context, s Session, a toolArgs) (json.RawMessage, error) {
+	controller, goal := strings.TrimSpace(a.ControllerID), strings.TrimSpace(a.Goal)
+	if controller == "" {
+		return nil, argErr("start needs \"controller_id\" (a non-empty label for the kind of job, e.g. \"kate/inbox-triage\")")
+	}
+	if goal == "" {
+		return nil, argErr("start needs \"goal\" (a non-empty description of what the flow is meant to achieve)")
+	}
+	step := strings.TrimSpace(a.CurrentStep)
+	if step == "" {
+		step = "init"
+	}
+	state, err := objectArg("state", a.State)
+	if err != nil {
+		return nil, err
+	}
+	if state == nil {
+		state = json.RawMessage(`{}`)
+	}
+	// CreateMirrored is created-then-started in one atomic script: the same
+	// flow and events (created, started; revision 1) as CreateManaged
+	// followed by StartRunning, without a window in which a crash leaves
+	// a flow stuck in created.
+	f, err := t.m.CreateMirrored(ctx, CreateManagedInput{
+		ControllerID:    controller,
+		Goal:            goal,
+		OwnerSessionKey: s.OwnerKey(),
+		RequesterOrigin: strings.TrimSpace(s.SessionID),
+		CurrentStep:     step,
+		State:           state,
+	})
+	if err != nil {
+		return nil, t.managerError(ActionStart, uuid.Nil, err)
+	}
+	return encodeResult(flowResult{OK: true, Flow: newToolFlow(f)})
+}
+
+func (t *Tool) listMine(ctx context.Context, s Session) (json.RawMessage, error) {
+	owner := s.OwnerKey()
+	flows, err := t.m.ListByOwner(ctx, owner, WithLimit(ToolListLimit))
+	if err != nil {
+		return nil, fmt.Errorf("taskflow tool: list_mine failed: %w", err)
+	}
+	out := listResult{OK: true, Flows: make([]toolFlow, 0, len(flows))}
+	for _, f := range flows {
+		if f.OwnerSessionKey != owner { // the index is per owner; be certain
+			continue
+		}
+		out.Flows = append(out.Flows, newToolFlow(f))
+	}
+	out.Count = len(out.Flows)
+	return encodeResult(out)
+}
+
+// flowAction runs an action that names a flow: it validates the
+// arguments, reads the flow, checks its owner, and only then mutates.
+func (t *Tool) flowAction(ctx context.Context, s Session, action string, a toolArgs) (json.RawMessage, error) {
+	rawID := strings.TrimSpace(a.FlowID)
+	if rawID == "" {
+		return nil, argErr("%s needs \"flow_id\" (the flow's UUID, as returned by start or list_mine)", action)
+	}
+	id, err := uuid.Parse(rawID)
+	if err != nil || len(rawID) != 36 {
+		return nil, argErr("flow_id must be a UUID such as \"123e4567-e89b-12d3-a456-426614174000\", got %q", rawID)
+	}
+
+	// Validate everything that does not need the flow first, so a bad call
+	// costs no round trip.
+	var mutate func() (*Flow, error)
+	switch action {
+	case ActionStatus:
+	case ActionAdvance:
+		patch, err := objectArg("patch", a.Patch)
+		if err != nil {
+			return nil, err
+		}
+		step := strings.TrimSpace(a.CurrentStep)
+		if patch == nil && step == "" {
+			return nil, argErr("advance needs \"patch\" (a JSON object of state keys to set) and/or \"current_step\"")
+		}
+		mutate = func() (*Flow, error) {
+			var p any
+			if patch != nil {
+				p = patch
+			}
+			return t.m.UpdateState(ctx, id, p, step)
+		}
+	case ActionWait:
+		cond, err := t.waitCondition(a.WaitCondition)
+		if err != nil {
+			return nil, err
+		}
+		mutate = func() (*Flow, error) { return t.m.SetWaiting(ctx, id, cond) }
+	case ActionFinish:
+		final, err := objectArg("final_state", a.FinalState)
+		if err != nil {
+			return nil, err
+		}
+		mutate = func() (*Flow, error) {
+			var p any
+			if final != nil {
+				p = final
+			}
+			return t.m.Finish(ctx, id, p)
+		}
+	case ActionFail:
+		reason := strings.TrimSpace(a.Reason)
+		if reason == "" {
+			return nil, argErr("fail needs \"reason\" (a non-empty explanation of why the flow failed)")
+		}
+		mutate = func() (*Flow, error) { return t.m.Fail(ctx, id, reason) }
+	case ActionCancel:
+		mutate = func() (*Flow, error) { return t.m.Cancel(ctx, id) }
+	}
+
+	// Tenancy: the owner of a flow never changes, so checking it on a read
+	// before the mutation is enough.
+	f, err := t.m.Get(ctx, id)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return notFound(id)
+		}
+		return nil, fmt.Errorf("taskflow tool: %s failed: %w", action, err)
+	}
+	if f.OwnerSessionKey != s.OwnerKey() {
+		return nil, fmt.Errorf("%w: flow %s belongs to a different session; use list_mine to see your flows", ErrForbidden, id)
+	}
+	if mutate != nil {
+		f, err = mutate()
+		if err != nil {
+			if errors.Is(err, ErrNotFound) { // pruned meanwhile
+				return notFound(id)
+			}
+			return nil, t.managerError(action, id, err)
+		}
+	}
+	return encodeResult(flowResult{OK: true, Flow: newToolFlow(f)})
+}
+
+func notFound(id uuid.UUID) (json.RawMessage, error) {
+	return encodeResult(notFoundResult{OK: false, Error: "not_found", FlowID: id.String()})
+}
+
+const waitForms = `{"kind":"timer","at":"<RFC 3339 time>"}, {"kind":"external_event","topic":"...","correlation_id":"..."} or {"kind":"manual"}`
+
+// waitCondition parses and checks the wait action's condition.
+func (t *Tool) waitCondition(raw json.RawMessage) (WaitCondition, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return WaitCondition{}, argErr("wait needs \"wait_condition\": %s", waitForms)
+	}
+	if raw[0] != '{' {
+		return WaitCondition{}, argErr("\"wait_condition\" must be a JSON object (%s), not %s", waitForms, jsonKind(raw))
+	}
+	// Name the problem precisely before the generic parser does.
+	var peek struct {
+		Kind          *string `json:"kind"`
+		At            *string `json:"at"`
+		Topic         *string `json:"topic"`
+		CorrelationID *string `json:"correlation_id"`
+	}
+	if err := json.Unmarshal(raw, &peek); err != nil {
+		return WaitCondition{}, argErr("malformed \"wait_condition\": %s; use %s", describeJSONError(err), waitForms)
+	}
+	if peek.Kind == nil || strings.TrimSpace(*peek.Kind) == "" {
+		return WaitCondition{}, argErr("\"wait_condition\" needs a \"kind\": timer, external_event or manual; use %s", waitForms)
+	}
+	if WaitKind(*peek.Kind) == WaitKindExternalEvent {
+		if peek.Topic == nil || strings.TrimSpace(*peek.Topic) == "" {
+			return WaitCondition{}, argErr("an external_event wait needs a non-empty \"topic\" (the name of the event to wait for)")
+		}
+		if peek.CorrelationID == nil || strings.TrimSpace(*peek.CorrelationID) == "" {
+			return WaitCondition{}, argErr("an external_event wait needs a non-empty \"correlation_id\" (the id that ties the event to this flow)")
+		}
+	}
+	cond, err := ParseWaitCondition(raw)
+	if err != nil {
+		msg := strings.TrimPrefix(err.Error(), ErrInvalidData.Error()+": ")
+		return WaitCondition{}, argErr("invalid \"wait_condition\": %s; use %s", msg, waitForms)
+	}
+	if cond.Kind == WaitKindTimer {
+		now := t.cfg.now()
+		latest := now.Add(t.cfg.maxHorizon)
+		switch {
+		case !cond.At.After(now):
+			return WaitCondition{}, argErr("the timer's \"at\" (%s) is not in the future: it must be after now (%s)",
+				cond.At.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		case cond.At.After(latest):
+			return WaitCondition{}, argErr("the timer's \"at\" (%s) is too far ahead: the maximum horizon is %s, so it must be no later than %s",
+				cond.At.UTC().Format(time.RFC3339), formatHorizon(t.cfg.maxHorizon), latest.UTC().Format(time.RFC3339))
+		}
+	}
+	return cond, nil
+}
+
+// formatHorizon writes a duration for the model: whole days as days.
+func formatHorizon(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d >= day && d%day == 0 {
+		n := int64(d / day)
+		if n == 1 {
+			return "1 day"
+		}
+		return strconv.FormatInt(n, 10) + " days"
+	}
+	return d.String()
+}
+
+// managerError turns a manager's refusal into an error that tells the
+// model what to do, keeping the manager's error in the chain.
+func (t *Tool) managerError(action string, id uuid.UUID, err error) error {
+	var te *TransitionError
+	if errors.As(err, &te) {
+		from := te.From
+		switch {
+		// The sentinel alone: the TransitionError's text would repeat the
+		// flow id and, for advance, name no target status.
+		case errors.Is(err, ErrAlreadyTerminal):
+			return fmt.Errorf("cannot %s: flow %s is already %s, and a %s flow cannot change any more; start a new flow if there is more to do (%w)",
+				action, id, from, from, ErrAlreadyTerminal)
+		case errors.Is(err, ErrCancelPending):
+			return fmt.Errorf("cannot %s: a cancel was requested for flow %s; the only action it accepts now is cancel (%w)", action, id, ErrCancelPending)
+		case errors.Is(err, ErrIllegalTransition):
+			return fmt.Errorf("cannot %s: flow %s is %s; %s (%w)", action, id, from, illegalHint(action, from), err)
+		}
+	}
+	if errors.Is(err, ErrInvalidData) {
+		return fmt.Errorf("%w: cannot %s: %w", ErrToolArgs, action, err)
+	}
+	return fmt.Errorf("taskflow tool: %s failed: %w", action, err)
+}
+
+// illegalHint says what the model can do instead of a refused move.
+func illegalHint(action string, from FlowStatus) string {
+	switch from {
+	case StatusWaiting:
+		switch action {
+		case ActionWait:
+			return "it is already waiting and resumes by itself when its wait condition is met; fail or cancel it if it should not go on"
+		case ActionFinish:
+			return "it resumes by itself when its wait condition is met, and can be finished once it is running again; fail or cancel it if it should not go on"
+		}
+		return "it resumes by itself when its wait condition is met; fail or cancel it if it should not go on"
+	case StatusCreated:
+		return "it was never started; cancel it and start a new flow"
+	}
+	return "only a running flow can " + action
+}
