@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"unicode/utf8"
 )
 
 // toJSON turns a caller's value into compact JSON. nil stays nil (no
@@ -35,6 +36,10 @@ func toJSON(what string, v any) (json.RawMessage, error) {
 	}
 	if !json.Valid(raw) {
 		return nil, fmt.Errorf("%w: %s is not valid JSON", ErrInvalidData, what)
+	}
+	if !utf8.Valid(raw) {
+		// encoding/json would silently replace the bad bytes in keys.
+		return nil, fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidData, what)
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(raw))
@@ -104,37 +109,4 @@ func jsonString(s string) string {
 	var buf bytes.Buffer
 	writeJSONString(&buf, s)
 	return buf.String()
-}
-
-// shallowMerge is the pure-Go reference of the merge the scripts do: an
-// object patch overwrites the keys it names, anything else replaces.
-func shallowMerge(state, patch json.RawMessage) (json.RawMessage, error) {
-	if patch == nil {
-		return state, nil
-	}
-	if !isObject(patch) || !isObject(state) {
-		return patch, nil
-	}
-	sk, sv, err := splitObject(state)
-	if err != nil {
-		return nil, err
-	}
-	pk, pv, err := splitObject(patch)
-	if err != nil {
-		return nil, err
-	}
-	m := make(map[string][]byte, len(sk)+len(pk))
-	for i, k := range sk {
-		m[k] = sv[i]
-	}
-	for i, k := range pk {
-		m[k] = pv[i]
-	}
-	keys := make([]string, 0, len(m))
-	vals := make([][]byte, 0, len(m))
-	for k, v := range m {
-		keys = append(keys, k)
-		vals = append(vals, v)
-	}
-	return joinObject(keys, vals), nil
 }

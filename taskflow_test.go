@@ -417,7 +417,7 @@ func TestMergeMatchesReference(t *testing.T) {
 			in.State = json.RawMessage(c[0])
 			f := must(t, try(e.m.CreateMirrored(e.ctx, in)))
 			f = must(t, try(e.m.UpdateState(e.ctx, f.ID, json.RawMessage(c[1]), "")))
-			want, err := shallowMerge(json.RawMessage(c[0]), json.RawMessage(c[1]))
+			want, err := referenceMerge([]byte(c[0]), []byte(c[1]))
 			if err != nil {
 				t.Fatal(err)
 			}
