@@ -1,0 +1,102 @@
+package taskflow
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// aclCommands is every command taskflow sends, directly or from its
+// scripts: the README's ACL example grants exactly these.
+var aclCommands = []string{
+	// connection
+	"ping", "hello",
+	// scripts and what they call
+	"evalsha", "eval", "script|load", "exists", "hgetall", "hget", "hset", "hdel", "hincrby", "hstrlen",
+	"del", "zadd", "zrem", "zscore", "zcard", "zrange", "sadd", "srem", "sismember",
+	"lpush", "ltrim", "lindex",
+	// reads, lists, ticks
+	"lrange", "zrangebyscore", "zrevrangebyscore", "zrangebylex", "srandmember", "zscan", "sscan", "scan", "type",
+	// the resume bridge
+	"xadd", "xgroup|create", "xreadgroup", "xautoclaim", "xack", "xdel", "xlen", "multi", "exec",
+}
+
+func aclSetUser(prefix string) []any {
+	args := []any{"ACL", "SETUSER", "taskflow", "reset", "on", ">s3cret", "~" + prefix + ":*", "resetchannels", "-@all"}
+	for _, c := range aclCommands {
+		args = append(args, "+"+c)
+	}
+	return args
+}
+
+// TestACLUserLimitedToPrefix runs a whole workload as a Redis user that
+// may only touch the prefix's keys and only the commands above.
+func TestACLUserLimitedToPrefix(t *testing.T) {
+	srv := startRedisServer(t)
+	admin := srv.client(t)
+	prefix := randomPrefix()
+	ctx := context.Background()
+	if err := admin.Do(ctx, aclSetUser(prefix)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	admin.Set(ctx, "secret:key", "do not read", 0)
+	b := backend{name: "acl", real: true, client: func(t testing.TB) redis.UniversalClient {
+		c := redis.NewClient(&redis.Options{Addr: srv.addr(), Username: "taskflow", Password: "s3cret"})
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}}
+	c := b.client(t)
+	s, err := NewRedisStore(c, WithPrefix(prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, b: b, client: c, prefix: prefix, clock: newFakeClock(), ctx: ctx, store: s, m: NewManager(s)}
+	e.options = []StoreOption{WithPrefix(prefix)}
+	if err := s.LoadScripts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fs := driveEveryStatus(t, e)
+	eng := NewWaitEngine(e.m, WithLogger(quietLogger()), WithBridgeBlock(20*time.Millisecond))
+	if rep := eng.TickAt(ctx, time.Now().Add(2*time.Hour)); rep.Errors != 0 || rep.Resumed != 1 || rep.Cancelled != 1 {
+		t.Fatalf("tick as the limited user: %+v (%v)", rep, rep.Err)
+	}
+	if err := e.m.PublishResume(ctx, ResumeRequest{FlowID: fs["external"].ID, Topic: "mail", CorrelationID: "m-1"}); err != nil {
+		t.Fatal(err)
+	}
+	bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	go func() { _ = eng.RunResumeBridge(bctx) }()
+	for bctx.Err() == nil && eng.BridgeStats().Handled == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if st := eng.BridgeStats(); st.Resumed != 1 {
+		t.Fatalf("bridge as the limited user: %+v", st)
+	}
+	if _, err := e.m.ListByOwner(ctx, seedInput().OwnerSessionKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.ListRecent(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.m.Verify(ctx, WithRepair())
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify as the limited user: %v %+v", err, rep)
+	}
+	if _, err := e.m.PruneTerminalFlows(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Outside the prefix, nothing.
+	if err := c.Get(ctx, "secret:key").Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("read outside the prefix: %v", err)
+	}
+	other, _ := NewRedisStore(c, WithPrefix("other"))
+	if _, err := NewManager(other).CreateManaged(ctx, seedInput()); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("write outside the prefix: %v", err)
+	}
+	if err := c.FlushAll(ctx).Err(); err == nil {
+		t.Fatal("FLUSHALL allowed")
+	}
+}
