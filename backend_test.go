@@ -16,9 +16,11 @@ import (
 )
 
 // The same test code runs on every backend: an embedded miniredis always,
-// and a real Redis at TASKFLOW_TEST_REDIS_URL (default
-// redis://127.0.0.1:6379/0) when it answers. With TASKFLOW_TEST_REQUIRE_REDIS=1
-// (CI sets it) an unreachable real Redis fails the run instead of being
+// a real Redis at TASKFLOW_TEST_REDIS_URL (default
+// redis://127.0.0.1:6379/0) when it answers, and a Redis Cluster when
+// TASKFLOW_TEST_CLUSTER_ADDRS lists its nodes (comma-separated; .ci/run
+// starts one with .ci/cluster.sh). With TASKFLOW_TEST_REQUIRE_REDIS=1 (CI
+// sets it) an unreachable real Redis fails the run instead of being
 // skipped. Each test gets its own key prefix and deletes its keys; nothing
 // flushes a shared server.
 
@@ -93,7 +95,54 @@ func backends(t testing.TB) []backend {
 	default:
 		t.Logf("real Redis not reachable, running on miniredis only: %v", err)
 	}
+	if addrs := clusterAddrs(); len(addrs) > 0 {
+		out = append(out, backend{
+			name: "cluster",
+			real: true,
+			client: func(t testing.TB) redis.UniversalClient {
+				c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+				t.Cleanup(func() { _ = c.Close() })
+				return c
+			},
+		})
+	}
 	return out
+}
+
+func clusterAddrs() []string {
+	v := strings.TrimSpace(os.Getenv("TASKFLOW_TEST_CLUSTER_ADDRS"))
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
+}
+
+// scanAll calls fn with every key matching pattern, on every master of a
+// cluster (concurrently: fn must be safe for that).
+func scanAll(ctx context.Context, c redis.UniversalClient, pattern string, fn func(node redis.Cmdable, keys []string)) error {
+	scan := func(ctx context.Context, node redis.Cmdable) error {
+		var cursor uint64
+		for {
+			keys, next, err := node.Scan(ctx, cursor, pattern, 1000).Result()
+			if err != nil {
+				return err
+			}
+			if len(keys) > 0 {
+				fn(node, keys)
+			}
+			if next == 0 {
+				return nil
+			}
+			cursor = next
+		}
+	}
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		// fn runs on the masters' goroutines at once.
+		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			return scan(ctx, node)
+		})
+	}
+	return scan(ctx, c)
 }
 
 // fakeClock is a settable clock for the store and engine.
@@ -162,18 +211,11 @@ func (e *env) reopenStore(c redis.UniversalClient) *RedisStore {
 func deletePrefix(t testing.TB, b backend, prefix string) {
 	c := b.client(t)
 	ctx := context.Background()
-	iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-		if len(keys) == 500 {
-			c.Del(ctx, keys...)
-			keys = keys[:0]
+	_ = scanAll(ctx, c, prefix+":*", func(node redis.Cmdable, keys []string) {
+		for _, k := range keys {
+			node.Del(ctx, k) // one by one: keys of a batch may be in different slots
 		}
-	}
-	if len(keys) > 0 {
-		c.Del(ctx, keys...)
-	}
+	})
 }
 
 // dump returns every key of the prefix with a rendering of its value, to
@@ -182,9 +224,16 @@ func (e *env) dump() map[string]string {
 	e.t.Helper()
 	ctx := context.Background()
 	out := map[string]string{}
-	iter := e.client.Scan(ctx, 0, e.prefix+":*", 1000).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
+	var all []string
+	var mu sync.Mutex
+	if err := scanAll(ctx, e.client, e.prefix+":*", func(_ redis.Cmdable, keys []string) {
+		mu.Lock()
+		all = append(all, keys...)
+		mu.Unlock()
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, k := range all {
 		typ := e.client.Type(ctx, k).Val()
 		var v string
 		switch typ {
