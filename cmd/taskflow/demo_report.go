@@ -1,0 +1,361 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskflow-dev/taskflow"
+)
+
+// demoProgress is what the workers know of their flows, for the live line.
+type demoProgress struct {
+	mu      sync.Mutex
+	status  []taskflow.FlowStatus
+	resumes int
+}
+
+func (p *demoProgress) init(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.status = make([]taskflow.FlowStatus, n)
+}
+
+func (p *demoProgress) set(i int, st taskflow.FlowStatus) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.status[i] = st
+}
+
+func (p *demoProgress) resumed() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.resumes++
+}
+
+// line summarises the progress in one line.
+func (p *demoProgress) line(elapsed time.Duration) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	counts := map[taskflow.FlowStatus]int{}
+	done := 0
+	for _, st := range p.status {
+		counts[st]++
+		if st.IsTerminal() {
+			done++
+		}
+	}
+	s := fmt.Sprintf("%d/%d flows done:", done, len(p.status))
+	for _, st := range taskflow.Statuses() {
+		s += fmt.Sprintf(" %s %d", st, counts[st])
+	}
+	return s + fmt.Sprintf("  resumes %d  %.1fs", p.resumes, elapsed.Seconds())
+}
+
+// showProgress prints the progress until the returned stop is called: one
+// line updated in place on a terminal, a plain line a second otherwise,
+// nothing with --json.
+func (d *demo) showProgress(total int) (stop func()) {
+	if d.c.json {
+		return func() {}
+	}
+	live := isTerminal(d.c.stdout)
+	period := time.Second
+	if live {
+		period = 100 * time.Millisecond
+	}
+	fmt.Fprintf(d.c.stdout, "demo: %d flows, %d workers, %d wait engines on %s\n", total, len(d.workers), len(d.engines), d.where())
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				d.printProgress(live)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		d.printProgress(live)
+		if live {
+			statusLine{d.c.stdout}.done()
+		}
+	}
+}
+
+func (d *demo) printProgress(live bool) {
+	line := d.progress.line(time.Since(d.start))
+	if live {
+		statusLine{d.c.stdout}.update(line)
+		return
+	}
+	fmt.Fprintln(d.c.stdout, line)
+}
+
+func (d *demo) where() string {
+	if d.target.embedded {
+		return fmt.Sprintf("an embedded Redis (prefix %s)", d.target.prefix)
+	}
+	return fmt.Sprintf("%s (prefix %s)", redactURL(d.target.url), d.target.prefix)
+}
+
+// audited is one flow as stored after the demo, with what the demo did.
+type audited struct {
+	o      *outcome
+	f      *taskflow.Flow
+	events []*taskflow.FlowEvent
+	err    error
+}
+
+// check is one invariant's verdict.
+type check struct {
+	Name   string `json:"name"`
+	Pass   bool   `json:"pass"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// demoReport is the demo's summary (the JSON output).
+type demoReport struct {
+	Flows           int                  `json:"flows"`
+	Workers         int                  `json:"workers"`
+	Engines         int                  `json:"engines"`
+	Embedded        bool                 `json:"embedded"`
+	Prefix          string               `json:"prefix"`
+	ElapsedMs       int64                `json:"elapsed_ms"`
+	ByStatus        map[string]int       `json:"by_status"`
+	TotalRevisions  int64                `json:"total_revisions"`
+	TotalEvents     int                  `json:"total_events"`
+	ResumesByKind   map[string]int       `json:"resumes_by_kind"`
+	CancelledByTick int                  `json:"cancelled_by_tick"`
+	EngineTicks     int                  `json:"engine_ticks"`
+	Bridge          taskflow.BridgeStats `json:"bridge"`
+	Checks          []check              `json:"checks"`
+	Pass            bool                 `json:"pass"`
+}
+
+// report reads every flow back, checks the invariants and prints the
+// summary. It returns errReported when a check fails.
+func (d *demo) report(ctx context.Context, outcomes []*outcome) error {
+	elapsed := time.Since(d.start)
+	flows := d.audit(ctx, outcomes)
+	rep := d.summarise(flows)
+	rep.ElapsedMs = elapsed.Milliseconds()
+	rep.Checks = runChecks(flows)
+	rep.Pass = true
+	for _, ch := range rep.Checks {
+		rep.Pass = rep.Pass && ch.Pass
+	}
+	if d.c.json {
+		if err := writeJSON(d.c.stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		d.printReport(rep, elapsed)
+	}
+	if !rep.Pass {
+		fmt.Fprintln(d.c.stderr, "taskflow: demo: an invariant failed (see FAIL above)")
+		return errReported
+	}
+	return nil
+}
+
+// audit reads each flow and its whole audit log with a fresh client.
+func (d *demo) audit(ctx context.Context, outcomes []*outcome) []audited {
+	out := make([]audited, len(outcomes))
+	for i, o := range outcomes {
+		a := audited{o: o}
+		if o.id != uuid.Nil {
+			a.f, a.err = d.auditor.Get(ctx, o.id)
+			if a.err == nil {
+				a.events, a.err = d.auditor.ListEvents(ctx, o.id, int(a.f.Revision)+o.observed+100)
+			}
+		}
+		out[i] = a
+	}
+	return out
+}
+
+func (d *demo) summarise(flows []audited) demoReport {
+	rep := demoReport{
+		Flows: len(flows), Workers: len(d.workers), Engines: len(d.engines),
+		Embedded: d.target.embedded, Prefix: d.target.prefix,
+		ByStatus: map[string]int{}, ResumesByKind: map[string]int{"timer": 0, "external": 0, "manual": 0},
+	}
+	for _, a := range flows {
+		if a.f == nil {
+			rep.ByStatus["missing"]++
+			continue
+		}
+		rep.ByStatus[string(a.f.Status)]++
+		rep.TotalRevisions += a.f.Revision
+		rep.TotalEvents += len(a.events)
+		if a.o.plan.resumes() {
+			rep.ResumesByKind[a.o.plan.kind] += countKind(a.events, taskflow.EventResumed)
+		}
+		if a.o.plan.kind == "cancel" {
+			rep.CancelledByTick += countKind(a.events, taskflow.EventCancelled)
+		}
+	}
+	d.engStats.mu.Lock()
+	rep.EngineTicks, rep.Bridge = d.engStats.ticks, d.engStats.bridge
+	d.engStats.mu.Unlock()
+	return rep
+}
+
+func countKind(events []*taskflow.FlowEvent, kind string) int {
+	n := 0
+	for _, e := range events {
+		if e.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+// runChecks verifies the invariants over every flow.
+func runChecks(flows []audited) []check {
+	return []check{
+		checkAll(flows, "every flow was driven without an unexpected error", func(a audited) string {
+			if a.o.err != nil {
+				return a.o.err.Error()
+			}
+			return ""
+		}),
+		checkAll(flows, "every flow is terminal", func(a audited) string {
+			if a.f == nil {
+				return fmt.Sprintf("cannot read it: %v", a.err)
+			}
+			if !a.f.Status.IsTerminal() {
+				return "status " + string(a.f.Status)
+			}
+			return ""
+		}),
+		checkAll(flows, "every flow ended as planned (finished, failed or cancelled)", func(a audited) string {
+			if a.f != nil && a.f.Status != a.o.plan.want() {
+				return fmt.Sprintf("%s plan ended %s, want %s", a.o.plan.kind, a.f.Status, a.o.plan.want())
+			}
+			return ""
+		}),
+		checkAll(flows, "no lost update: each state and revision match what the demo did", lostUpdate),
+		checkAll(flows, "audit log complete: events = revision + 1 + step observations", func(a audited) string {
+			want := int(a.o.mutations) + 1 + a.o.observed
+			if a.f != nil && len(a.events) != want {
+				return fmt.Sprintf("%d events, want %d", len(a.events), want)
+			}
+			return ""
+		}),
+		checkAll(flows, "exactly one resumed event per resume the demo caused", func(a audited) string {
+			if n := countKind(a.events, taskflow.EventResumed); a.f != nil && n != a.o.resumes {
+				return fmt.Sprintf("%d resumed events, want %d", n, a.o.resumes)
+			}
+			return ""
+		}),
+	}
+}
+
+// lostUpdate compares a flow's state and revision with the demo's record.
+func lostUpdate(a audited) string {
+	if a.f == nil {
+		return ""
+	}
+	var state map[string]json.RawMessage
+	if err := json.Unmarshal(a.f.State, &state); err != nil {
+		return "state is not a JSON object"
+	}
+	if got, want := string(state["steps_done"]), strconv.Itoa(a.o.stepsDone); got != want {
+		return fmt.Sprintf("steps_done %s, want %s", got, want)
+	}
+	if a.o.peerNote != "" && string(state["peer_note"]) != strconv.Quote(a.o.peerNote) {
+		return fmt.Sprintf("peer_note %s, want %q", state["peer_note"], a.o.peerNote)
+	}
+	if a.f.Revision != a.o.mutations {
+		return fmt.Sprintf("revision %d, want %d", a.f.Revision, a.o.mutations)
+	}
+	return ""
+}
+
+// checkAll applies bad to every flow: "" means fine.
+func checkAll(flows []audited, name string, bad func(audited) string) check {
+	failed, first := 0, ""
+	for _, a := range flows {
+		if a.o == nil {
+			failed++
+			continue
+		}
+		if why := bad(a); why != "" {
+			if failed == 0 {
+				first = fmt.Sprintf("flow #%d %s: %s", a.o.plan.n, idOrNil(a.o.id), why)
+			}
+			failed++
+		}
+	}
+	if failed == 0 {
+		return check{Name: name, Pass: true}
+	}
+	return check{Name: name, Detail: fmt.Sprintf("%d of %d flows; the first: %s", failed, len(flows), first)}
+}
+
+func (d *demo) printReport(rep demoReport, elapsed time.Duration) {
+	w := d.c.stdout
+	fmt.Fprintf(w, "\nsummary (%d flows in %.2fs)\n", rep.Flows, elapsed.Seconds())
+	tw := newTable(w)
+	for _, st := range append(taskflow.Statuses(), "missing") {
+		if n := rep.ByStatus[string(st)]; n > 0 {
+			fmt.Fprintf(tw, "  %s\t%d\n", st, n)
+		}
+	}
+	fmt.Fprintf(tw, "  revisions\t%d\t(all flows)\n", rep.TotalRevisions)
+	fmt.Fprintf(tw, "  events\t%d\t(all flows)\n", rep.TotalEvents)
+	fmt.Fprintf(tw, "  resumed: timer\t%d\tby the engines' ticks\n", rep.ResumesByKind["timer"])
+	fmt.Fprintf(tw, "  resumed: external\t%d\tthrough the resume bridge (%d messages handled)\n", rep.ResumesByKind["external"], rep.Bridge.Handled)
+	fmt.Fprintf(tw, "  resumed: manual\t%d\tby the operator\n", rep.ResumesByKind["manual"])
+	fmt.Fprintf(tw, "  cancelled by a tick\t%d\tafter the operator's cancel request\n", rep.CancelledByTick)
+	fmt.Fprintf(tw, "  engine ticks\t%d\t(%d engines, every %s)\n", rep.EngineTicks, rep.Engines, demoTick)
+	tw.Flush()
+	fmt.Fprintln(w, "\nchecks")
+	printChecks(w, rep.Checks)
+	d.printHint(w)
+}
+
+func printChecks(w io.Writer, checks []check) {
+	for _, ch := range checks {
+		verdict := "PASS"
+		if !ch.Pass {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(w, "  %s  %s\n", verdict, ch.Name)
+		if ch.Detail != "" {
+			fmt.Fprintf(w, "        %s\n", ch.Detail)
+		}
+	}
+}
+
+// printHint tells where the flows are, or that they are gone.
+func (d *demo) printHint(w io.Writer) {
+	if d.target.embedded {
+		fmt.Fprintln(w, "\nThe embedded Redis is gone with its flows; run with --redis URL to keep them.")
+		return
+	}
+	conn := fmt.Sprintf("--redis %s --prefix %s", redactURL(d.target.url), d.target.prefix)
+	if d.c.shards != taskflow.DefaultShards {
+		conn += fmt.Sprintf(" --shards %d", d.c.shards)
+	}
+	fmt.Fprintf(w, "\nThe flows stay in Redis; look at them with:\n")
+	fmt.Fprintf(w, "  taskflow list %s\n", conn)
+	fmt.Fprintf(w, "  taskflow list --status failed,cancelled %s\n", conn)
+	fmt.Fprintf(w, "  taskflow show <id> %s\n", conn)
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/taskflow-dev/taskflow"
+)
+
+// statusFilter is a repeatable --status flag that also takes comma lists.
+type statusFilter []taskflow.FlowStatus
+
+func (s *statusFilter) String() string {
+	parts := make([]string, len(*s))
+	for i, st := range *s {
+		parts[i] = string(st)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (s *statusFilter) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		st, err := taskflow.ParseFlowStatus(part)
+		if err != nil {
+			return fmt.Errorf("unknown status %q (want one of %s)", part, statusNames())
+		}
+		*s = append(*s, st)
+	}
+	return nil
+}
+
+func statusNames() string {
+	var names []string
+	for _, st := range taskflow.Statuses() {
+		names = append(names, string(st))
+	}
+	return strings.Join(names, ", ")
+}
+
+func (s statusFilter) has(st taskflow.FlowStatus) bool {
+	for _, x := range s {
+		if x == st {
+			return true
+		}
+	}
+	return false
+}
+
+// listPage is the JSON output of list.
+type listPage struct {
+	Flows []*taskflow.Flow `json:"flows"`
+	Next  string           `json:"next"`
+}
+
+func cmdList(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("list", "[--status S]... [--owner KEY] [--limit N] [--cursor C]",
+		"List flows, most recent status change first. --status is repeatable or a comma\n"+
+			"list. With --owner, the owner's flows come newest created first and --status\n"+
+			"filters them client-side: a page may then hold fewer than --limit rows while\n"+
+			"a next cursor is still printed.")
+	var statuses statusFilter
+	fs.Var(&statuses, "status", "only flows in `status` (repeatable, or a comma list)")
+	owner := fs.String("owner", "", "only flows of the owner session `key` (agent:<agent>:session:<session>)")
+	limit := fs.Int("limit", 50, "page size, 1.."+fmt.Sprint(taskflow.MaxListLimit))
+	cursor := fs.String("cursor", "", "continue after the page that printed this `cursor`")
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := c.wantArgs(pos); err != nil {
+		return err
+	}
+	if *limit < 1 || *limit > taskflow.MaxListLimit {
+		return usagef("--limit %d is outside 1..%d", *limit, taskflow.MaxListLimit)
+	}
+	m, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	opts := []taskflow.ListOption{taskflow.WithLimit(*limit), taskflow.WithCursor(*cursor)}
+	page, err := fetchPage(ctx, m, *owner, statuses, opts)
+	if errors.Is(err, taskflow.ErrInvalidData) && *cursor != "" {
+		return usagef("--cursor %q is not a list cursor (pass the one a previous page printed)", *cursor)
+	}
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return writeJSON(c.stdout, listPage{Flows: page.Flows, Next: page.Next})
+	}
+	return printFlows(c.stdout, page)
+}
+
+// fetchPage reads one page: by owner (filtered by status here) or by
+// status change.
+func fetchPage(ctx context.Context, m *taskflow.Manager, owner string, statuses statusFilter, opts []taskflow.ListOption) (*taskflow.FlowPage, error) {
+	if owner == "" {
+		return m.ListRecent(ctx, statuses, opts...)
+	}
+	page, err := m.ListByOwnerPage(ctx, owner, opts...)
+	if err != nil || len(statuses) == 0 {
+		return page, err
+	}
+	kept := make([]*taskflow.Flow, 0, len(page.Flows))
+	for _, f := range page.Flows {
+		if statuses.has(f.Status) {
+			kept = append(kept, f)
+		}
+	}
+	page.Flows = kept
+	return page, nil
+}
+
+func printFlows(w io.Writer, page *taskflow.FlowPage) error {
+	if len(page.Flows) == 0 {
+		fmt.Fprintln(w, "no flows")
+	} else {
+		tw := newTable(w)
+		fmt.Fprintln(tw, "ID\tSTATUS\tSTEP\tUPDATED\tGOAL")
+		for _, f := range page.Flows {
+			status := string(f.Status)
+			if f.CancelRequested && !f.Status.IsTerminal() {
+				status += " (cancel requested)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.ID, status, cell(f.CurrentStep, 24),
+				fmtTime(f.UpdatedAt), cell(f.Goal, 50))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if page.Next != "" {
+		fmt.Fprintf(w, "next: --cursor %s\n", page.Next)
+	}
+	return nil
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/google/uuid"
+
+	"github.com/taskflow-dev/taskflow"
+)
+
+// showEvents is how many events show prints.
+const showEvents = 20
+
+// flowDetail is the JSON output of show.
+type flowDetail struct {
+	Flow   *taskflow.Flow        `json:"flow"`
+	Steps  []*taskflow.FlowStep  `json:"steps"`
+	Events []*taskflow.FlowEvent `json:"events"`
+}
+
+func cmdShow(ctx context.Context, c *cli, args []string) error {
+	c.flags("show", "<id>", "Show a flow: its fields, its state, its steps and its latest 20 events.")
+	m, id, err := c.flowArg(ctx, args)
+	if err != nil {
+		return err
+	}
+	f, err := getFlow(ctx, m, id)
+	if err != nil {
+		return err
+	}
+	steps, err := m.ListSteps(ctx, id)
+	if err != nil {
+		return err
+	}
+	events, err := m.ListEvents(ctx, id, showEvents)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return writeJSON(c.stdout, flowDetail{Flow: f, Steps: steps, Events: events})
+	}
+	printFlow(c.stdout, f)
+	fmt.Fprintln(c.stdout)
+	printSteps(c.stdout, steps)
+	fmt.Fprintln(c.stdout)
+	fmt.Fprintf(c.stdout, "events (latest %d, newest first):\n", showEvents)
+	return printEvents(c.stdout, events, "  ")
+}
+
+func cmdEvents(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("events", "<id> [--limit N]", "List a flow's audit events, newest first.")
+	limit := fs.Int("limit", 50, "how many events, at least 1")
+	m, id, err := c.flowArg(ctx, args)
+	if err != nil {
+		return err
+	}
+	if *limit < 1 {
+		return usagef("--limit %d is below 1", *limit)
+	}
+	if _, err := getFlow(ctx, m, id); err != nil {
+		return err
+	}
+	events, err := m.ListEvents(ctx, id, *limit)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return writeJSON(c.stdout, events)
+	}
+	return printEvents(c.stdout, events, "")
+}
+
+// flowArg parses the flags and the one flow id argument, then connects.
+func (c *cli) flowArg(ctx context.Context, args []string) (*taskflow.Manager, uuid.UUID, error) {
+	pos, err := c.parse(args)
+	if err != nil {
+		return nil, uuid.Nil, err
+	}
+	if err := c.wantArgs(pos, "<id>"); err != nil {
+		return nil, uuid.Nil, err
+	}
+	id, err := parseID(pos[0])
+	if err != nil {
+		return nil, uuid.Nil, err
+	}
+	m, err := c.connect(ctx)
+	return m, id, err
+}
+
+// getFlow reads a flow, saying plainly when it does not exist.
+func getFlow(ctx context.Context, m *taskflow.Manager, id uuid.UUID) (*taskflow.Flow, error) {
+	f, err := m.Get(ctx, id)
+	if errors.Is(err, taskflow.ErrNotFound) {
+		return nil, notFound(id)
+	}
+	return f, err
+}
+
+func notFound(id uuid.UUID) error { return fmt.Errorf("flow %s not found", id) }
+
+func printFlow(w io.Writer, f *taskflow.Flow) {
+	tw := newTable(w)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row("id", f.ID.String())
+	row("status", string(f.Status))
+	row("cancel_requested", fmt.Sprint(f.CancelRequested))
+	row("controller_id", cell(f.ControllerID, 0))
+	row("goal", cell(f.Goal, 0))
+	row("owner_session_key", cell(f.OwnerSessionKey, 0))
+	row("requester_origin", cell(f.RequesterOrigin, 0))
+	row("current_step", cell(f.CurrentStep, 0))
+	row("wait", compactJSON(f.Wait))
+	row("revision", fmt.Sprint(f.Revision))
+	row("created_at", fmtTime(f.CreatedAt))
+	row("updated_at", fmtTime(f.UpdatedAt))
+	tw.Flush()
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "state:")
+	fmt.Fprintln(w, indentJSON(f.State, "  "))
+}
+
+func printSteps(w io.Writer, steps []*taskflow.FlowStep) {
+	fmt.Fprintln(w, "steps:")
+	if len(steps) == 0 {
+		fmt.Fprintln(w, "  none")
+		return
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "  RUN_ID\tSTATUS\tTASK\tUPDATED")
+	for _, s := range steps {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", cell(s.RunID, 36), s.Status, cell(s.Task, 50), fmtTime(s.UpdatedAt))
+	}
+	tw.Flush()
+}
+
+// printEvents prints an events table, each line after indent.
+func printEvents(w io.Writer, events []*taskflow.FlowEvent, indent string) error {
+	if len(events) == 0 {
+		fmt.Fprintln(w, indent+"no events")
+		return nil
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, indent+"ID\tKIND\tREV\tAT\tPAYLOAD")
+	for _, e := range events {
+		fmt.Fprintf(tw, "%s%s\t%s\t%d\t%s\t%s\n", indent, e.ID, e.Kind, e.Revision, fmtTime(e.At), cell(compactJSON(e.Payload), 60))
+	}
+	return tw.Flush()
+}
