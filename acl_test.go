@@ -21,7 +21,10 @@ var aclCommands = []string{
 	// reads, lists, ticks
 	"lrange", "zrangebyscore", "zrevrangebyscore", "zrangebylex", "srandmember", "zscan", "sscan", "scan", "type",
 	// the resume bridge
-	"xadd", "xgroup|create", "xreadgroup", "xautoclaim", "xack", "xdel", "xlen", "multi", "exec",
+	"xadd", "xgroup|create", "xgroup|delconsumer", "xreadgroup", "xautoclaim", "xack", "xdel", "xlen", "xpending",
+	"multi", "exec",
+	// the layout check
+	"hsetnx",
 }
 
 func aclSetUser(prefix string) []any {

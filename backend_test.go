@@ -145,6 +145,17 @@ func scanAll(ctx context.Context, c redis.UniversalClient, pattern string, fn fu
 	return scan(ctx, c)
 }
 
+func TestMain(m *testing.M) {
+	// The fault tests stop servers on purpose; go-redis would log every
+	// failed dial.
+	redis.SetLogger(silentLogger{})
+	os.Exit(m.Run())
+}
+
+type silentLogger struct{}
+
+func (silentLogger) Printf(context.Context, string, ...any) {}
+
 // fakeClock is a settable clock for the store and engine.
 type fakeClock struct {
 	mu  sync.Mutex

@@ -58,6 +58,9 @@ func (m *Manager) PublishResume(ctx context.Context, req ResumeRequest) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidData, err)
 	}
+	if err := m.store.checkLayout(ctx); err != nil {
+		return err
+	}
 	if err := m.store.client.XAdd(ctx, &redis.XAddArgs{
 		Stream: m.store.keys.bridge(),
 		Values: []any{"body", string(body)},
@@ -131,7 +134,23 @@ func (e *WaitEngine) RunResumeBridge(ctx context.Context) error {
 			failing = false
 		}
 	}
+	e.leaveGroup(stream)
 	return ctx.Err()
+}
+
+// leaveGroup removes this engine's consumer from the group when it holds
+// no pending message, so engines that come and go leave nothing behind.
+// A consumer with pending messages stays: another engine claims them.
+func (e *WaitEngine) leaveGroup(stream string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	pending, err := e.s.client.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: stream, Group: e.group, Start: "-", End: "+", Count: 1, Consumer: e.name,
+	}).Result()
+	if err != nil || len(pending) > 0 {
+		return
+	}
+	_ = e.s.client.XGroupDelConsumer(ctx, stream, e.group, e.name).Err()
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -161,6 +161,10 @@ func (e *WaitEngine) Tick(ctx context.Context) TickReport {
 // waits are left alone.
 func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) TickReport {
 	var rep TickReport
+	if err := e.s.checkLayout(ctx); err != nil {
+		rep.fail(err)
+		return rep
+	}
 	now = now.UTC().Truncate(time.Millisecond)
 	nowMs := strconv.FormatInt(now.UnixMilli(), 10)
 	nowStr := now.Format(time.RFC3339Nano)

@@ -420,6 +420,9 @@ func TestBridgeResumes(t *testing.T) {
 		if n := e.client.XLen(e.ctx, e.store.keys.bridge()).Val(); n != 0 {
 			t.Fatalf("stream keeps %d handled messages", n)
 		}
+		if cs, err := e.client.XInfoConsumers(e.ctx, e.store.keys.bridge(), DefaultBridgeGroup).Result(); err != nil || len(cs) != 0 {
+			t.Fatalf("the stopped engine left its consumer: %v %v", cs, err)
+		}
 		err := e.m.PublishResume(e.ctx, ResumeRequest{Topic: "", CorrelationID: "x"})
 		wantErr(t, err, ErrInvalidData)
 	})

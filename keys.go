@@ -27,6 +27,8 @@ import (
 //	<prefix>:{<n>}:timers             zset: waiting flow id by deadline
 //	<prefix>:{<n>}:cancelwait         set:  waiting flows with a cancel request
 //	<prefix>:{<n>}:corr               zset: correlation members (lex order)
+//	<prefix>:{meta}:layout            hash: shards (the flow space's shard count)
+//	<prefix>:{bridge}:resume          stream: the resume bridge's requests
 type keyspace struct {
 	prefix string
 	shards int
@@ -110,6 +112,10 @@ func (k keyspace) flowKeys(id uuid.UUID, owner string) []string {
 	}
 	return keys
 }
+
+// layout is the flow space's description: its shard count, written by the
+// first store that uses the prefix and checked by every other.
+func (k keyspace) layout() string { return k.prefix + ":{meta}:layout" }
 
 // perShard returns keyOf for every shard.
 func (k keyspace) perShard(keyOf func(shard int) string) []string {

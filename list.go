@@ -96,6 +96,9 @@ func (s *RedisStore) listIndex(ctx context.Context, keys []string, desc bool, op
 		}
 		after = &c
 	}
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, err
+	}
 	entries, err := s.readShards(ctx, keys, desc, after, cfg.limit)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -36,6 +37,8 @@ type RedisStore struct {
 
 	loadMu sync.Mutex
 	loaded bool
+	// laidOut is set once the layout check passed.
+	laidOut atomic.Bool
 }
 
 // StoreOption configures a RedisStore.
@@ -155,11 +158,40 @@ func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, expected *int64) [
 	return []any{id.String(), nowMs, nowStr, exp, s.eventCap, s.maxState}
 }
 
+// checkLayout makes sure the flow space was written with this store's
+// shard count (recording it on first use), once per store: a second
+// store with another count would look for flows in the wrong shards.
+// It costs one round trip, the first time only.
+func (s *RedisStore) checkLayout(ctx context.Context) error {
+	if s.laidOut.Load() {
+		return nil
+	}
+	key := s.keys.layout()
+	var got *redis.StringCmd
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSetNX(ctx, key, "shards", s.keys.shards)
+		got = p.HGet(ctx, key, "shards")
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("taskflow: reading the flow space layout: %w", err)
+	}
+	if got.Val() != strconv.Itoa(s.keys.shards) {
+		return fmt.Errorf("%w: flow space %q was written with %s shards, this store has %d (use WithShards(%s))",
+			ErrLayoutMismatch, s.keys.prefix, got.Val(), s.keys.shards, got.Val())
+	}
+	s.laidOut.Store(true)
+	return nil
+}
+
 // LoadScripts loads every script into Redis's script cache (on every
 // master of a cluster). Calling it when a worker starts saves the first
 // call of each script its EVALSHA miss; it is never required: a script
 // the server lost (restart, failover, SCRIPT FLUSH) is sent again.
 func (s *RedisStore) LoadScripts(ctx context.Context) error {
+	if err := s.checkLayout(ctx); err != nil {
+		return err
+	}
 	if err := s.scripts.loadAll(ctx, s.client); err != nil {
 		return err
 	}
@@ -172,6 +204,9 @@ func (s *RedisStore) LoadScripts(ctx context.Context) error {
 // ensureLoaded loads every script once, before the first pipeline: a
 // pipelined EVALSHA does not fall back to EVAL by itself.
 func (s *RedisStore) ensureLoaded(ctx context.Context) error {
+	if err := s.checkLayout(ctx); err != nil {
+		return err
+	}
 	s.loadMu.Lock()
 	defer s.loadMu.Unlock()
 	if s.loaded {
@@ -278,6 +313,9 @@ func (s *RedisStore) stateArgs(what string, raw json.RawMessage, merge bool) ([]
 
 // runFlowScript runs a mutation script and decodes the flow it returns.
 func (s *RedisStore) runFlowScript(ctx context.Context, sc *redis.Script, id uuid.UUID, keys []string, args []any) (*Flow, []any, error) {
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, nil, err
+	}
 	v, err := sc.Run(ctx, s.client, keys, args...).Result()
 	if err != nil {
 		return nil, nil, scriptError(err, id)
@@ -295,6 +333,9 @@ func (s *RedisStore) runFlowScript(ctx context.Context, sc *redis.Script, id uui
 
 // Get returns the flow with id, or an error wrapping ErrNotFound.
 func (s *RedisStore) Get(ctx context.Context, id uuid.UUID) (*Flow, error) {
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, err
+	}
 	v, err := s.scripts.getFlow.Run(ctx, s.client, []string{s.keys.flow(id), s.keys.state(id)}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("taskflow: get flow %s: %w", id, err)
@@ -608,6 +649,9 @@ func (s *RedisStore) ListEvents(ctx context.Context, flowID uuid.UUID, limit int
 	if limit <= 0 {
 		return []*FlowEvent{}, nil
 	}
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, err
+	}
 	entries, err := s.client.LRange(ctx, s.keys.events(flowID), 0, int64(limit)-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("taskflow: list events of %s: %w", flowID, err)
@@ -653,6 +697,9 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 	if st.UpdatedAt.IsZero() {
 		st.UpdatedAt = st.CreatedAt
 	}
+	if err := s.checkLayout(ctx); err != nil {
+		return err
+	}
 	keys := []string{s.keys.flow(st.FlowID), s.keys.steps(st.FlowID), s.keys.step(st.FlowID, st.RunID)}
 	err = s.scripts.insertStep.Run(ctx, s.client, keys,
 		st.ID.String(), st.FlowID.String(), string(st.Runtime), st.RunID, st.Task, string(st.Status),
@@ -690,6 +737,9 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation) (*Flow
 	args := append(s.head(obs.FlowID, nowMs, nowStr, nil),
 		obs.RunID, uuid.NewString(), obs.Task, string(obs.Status), obs.ChildSessionKey, string(result),
 		string(RuntimeMirrored), string(payload))
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, err
+	}
 	v, err := s.scripts.recordStep.Run(ctx, s.client, keys, args...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("taskflow: record step: %w", scriptError(err, obs.FlowID))
@@ -729,6 +779,9 @@ func decodeStep(v any) (*FlowStep, error) {
 
 // ListSteps returns a flow's steps, oldest first. An unknown flow has none.
 func (s *RedisStore) ListSteps(ctx context.Context, flowID uuid.UUID) ([]*FlowStep, error) {
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, err
+	}
 	runIDs, err := s.client.ZRange(ctx, s.keys.steps(flowID), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("taskflow: list steps of %s: %w", flowID, err)

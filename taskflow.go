@@ -324,6 +324,9 @@ var (
 	ErrInvalidData = errors.New("taskflow: invalid data")
 	// ErrDuplicateStep: a step with that flow and run id already exists.
 	ErrDuplicateStep = errors.New("taskflow: duplicate step")
+	// ErrLayoutMismatch: the store was opened with another shard count
+	// than the flow space was written with.
+	ErrLayoutMismatch = errors.New("taskflow: layout mismatch")
 )
 
 // RevisionMismatchError carries the expected and actual revisions of a
