@@ -21,6 +21,8 @@ var aclCommands = []string{
 	// reads, lists, ticks
 	"lrange", "zrangebyscore", "zrevrangebyscore", "zrangebylex", "srandmember", "zscan", "sscan", "scan", "type",
 	// the resume bridge
+	// fleet hand-off and watching
+	"publish", "subscribe", "unsubscribe", "hscan",
 	"xadd", "xgroup|create", "xgroup|delconsumer", "xreadgroup", "xautoclaim", "xack", "xdel", "xlen", "xpending",
 	"multi", "exec",
 	// the layout check
@@ -28,7 +30,7 @@ var aclCommands = []string{
 }
 
 func aclSetUser(prefix string) []any {
-	args := []any{"ACL", "SETUSER", "taskflow", "reset", "on", ">s3cret", "~" + prefix + ":*", "resetchannels", "-@all"}
+	args := []any{"ACL", "SETUSER", "taskflow", "reset", "on", ">s3cret", "~" + prefix + ":*", "resetchannels", "&" + prefix + ":*", "-@all"}
 	for _, c := range aclCommands {
 		args = append(args, "+"+c)
 	}

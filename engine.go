@@ -138,6 +138,10 @@ type TickReport struct {
 	Cancelled    int `json:"cancelled"`
 	StillWaiting int `json:"still_waiting"`
 	Errors       int `json:"errors"`
+	// LeasesExpired counts leases that ran out (their worker died or
+	// stalled): their running flows went back on the ready queues. Not
+	// part of Scanned.
+	LeasesExpired int `json:"leases_expired"`
 	// Err is the first error met, nil when none.
 	Err error `json:"-"`
 }
@@ -198,9 +202,13 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 	pipe := e.s.client.Pipeline()
 	cancels := make([]*redis.StringSliceCmd, len(shards))
 	timers := make([]*redis.StringSliceCmd, len(shards))
+	leases := make([]*redis.StringSliceCmd, len(shards))
 	for i, sh := range shards {
 		cancels[i] = pipe.SRandMemberN(ctx, e.s.keys.cancelWait(sh), int64(e.batch))
 		timers[i] = pipe.ZRangeByScore(ctx, e.s.keys.timers(sh), &redis.ZRangeBy{
+			Min: "-inf", Max: nowMs, Count: int64(e.batch),
+		})
+		leases[i] = pipe.ZRangeByScore(ctx, e.s.keys.leaseExp(sh), &redis.ZRangeBy{
 			Min: "-inf", Max: nowMs, Count: int64(e.batch),
 		})
 	}
@@ -209,12 +217,21 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 		return nil
 	}
 	var calls []scriptCall
-	var kinds []bool // true: a timer entry
+	var kinds []entryKind
 	var more []int
 	for i, sh := range shards {
-		cs, ts := cancels[i].Val(), timers[i].Val()
-		if len(cs) == e.batch || len(ts) == e.batch {
+		cs, ts, ls := cancels[i].Val(), timers[i].Val(), leases[i].Val()
+		if len(cs) == e.batch || len(ts) == e.batch || len(ls) == e.batch {
 			more = append(more, sh)
+		}
+		for _, raw := range ls {
+			id, err := uuid.Parse(raw)
+			if err != nil {
+				_ = e.s.client.ZRem(ctx, e.s.keys.leaseExp(sh), raw).Err()
+				continue
+			}
+			calls = append(calls, scriptCall{e.s.scripts.expireLease, e.s.keys.flowKeys(id, ""), e.s.head(id, nowMs, nowStr, mutation{})})
+			kinds = append(kinds, entryLease)
 		}
 		for _, raw := range cs {
 			id, err := uuid.Parse(raw)
@@ -223,7 +240,7 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 				continue
 			}
 			calls = append(calls, e.cancelCall(id, nowMs, nowStr))
-			kinds = append(kinds, false)
+			kinds = append(kinds, entryCancel)
 		}
 		for _, raw := range ts {
 			id, err := uuid.Parse(raw)
@@ -232,7 +249,7 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 				continue
 			}
 			calls = append(calls, e.timerCall(id, nowMs, nowStr))
-			kinds = append(kinds, true)
+			kinds = append(kinds, entryTimer)
 		}
 	}
 	if len(calls) == 0 {
@@ -246,6 +263,9 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 			err = scriptError(err, id)
 		}
 		switch {
+		case err == nil && kinds[i] == entryLease:
+			progress++
+			rep.LeasesExpired++
 		case err == nil:
 			progress++
 			f, derr := decodeReply(id, vals[i])
@@ -261,7 +281,7 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 			errors.Is(err, ErrAlreadyTerminal), errors.Is(err, ErrIllegalTransition):
 			// Another engine got there first, or the flow moved on.
 			progress++
-		case errors.Is(err, ErrInvalidData) && kinds[i]:
+		case errors.Is(err, ErrInvalidData) && kinds[i] == entryTimer:
 			// An unreadable wait: the script dropped its entry.
 			progress++
 			rep.fail(err)
@@ -276,6 +296,15 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 	}
 	return more
 }
+
+// entryKind says which index a tick entry came from.
+type entryKind int
+
+const (
+	entryCancel entryKind = iota
+	entryTimer
+	entryLease
+)
 
 func (e *WaitEngine) timerCall(id uuid.UUID, nowMs, nowStr string) scriptCall {
 	r := transitionReq{

@@ -27,6 +27,9 @@ import (
 //	<prefix>:{<n>}:timers             zset: waiting flow id by deadline
 //	<prefix>:{<n>}:cancelwait         set:  waiting flows with a cancel request
 //	<prefix>:{<n>}:corr               zset: correlation members (lex order)
+//	<prefix>:{<n>}:ready:<controller> zset: runnable unleased flows by time
+//	<prefix>:{<n>}:leases             hash: flow id -> "<token>|<expiry ms>|<worker JSON>"
+//	<prefix>:{<n>}:leasexp            zset: leased flow id by lease expiry
 //	<prefix>:{meta}:layout            hash: shards (the flow space's shard count)
 //	<prefix>:{bridge}:resume          stream: the resume bridge's requests
 type keyspace struct {
@@ -94,19 +97,32 @@ func (k keyspace) owner(shard int, owner string) string {
 }
 
 func (k keyspace) timers(shard int) string     { return k.tag(shard) + ":timers" }
+func (k keyspace) leases(shard int) string     { return k.tag(shard) + ":leases" }
+func (k keyspace) leaseExp(shard int) string   { return k.tag(shard) + ":leasexp" }
+
+// ready is a controller's ready queue in a shard; the scripts build the
+// same name from the shard base (KEYS[16]) and the flow's controller_id.
+// It is also the name of the channel that announces new entries.
+func (k keyspace) ready(shard int, controller string) string {
+	return k.tag(shard) + ":ready:" + controller
+}
+
+// watch is the channel on which a shard's scripts publish every audit
+// entry, as "<flow id> <entry>".
+func (k keyspace) watch(shard int) string { return k.tag(shard) + ":watch" }
 func (k keyspace) cancelWait(shard int) string { return k.tag(shard) + ":cancelwait" }
 func (k keyspace) corr(shard int) string       { return k.tag(shard) + ":corr" }
 
 // flowKeys returns the key set every flow script receives, in the order
-// lua/lib.lua documents. owner is added as key 14 when not empty.
+// lua/lib.lua documents. owner is added as key 17 when not empty.
 func (k keyspace) flowKeys(id uuid.UUID, owner string) []string {
 	s := k.shardOf(id)
-	keys := make([]string, 0, 14)
+	keys := make([]string, 0, 17)
 	keys = append(keys, k.flow(id), k.state(id), k.events(id), k.steps(id))
 	for _, st := range allStatuses {
 		keys = append(keys, k.status(s, st))
 	}
-	keys = append(keys, k.timers(s), k.cancelWait(s), k.corr(s))
+	keys = append(keys, k.timers(s), k.cancelWait(s), k.corr(s), k.leases(s), k.leaseExp(s), k.tag(s))
 	if owner != "" {
 		keys = append(keys, k.owner(s, owner))
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,6 +20,9 @@ import (
 // share a flow space.
 type Manager struct {
 	store *RedisStore
+
+	hubMu sync.Mutex
+	hubs  map[string]*readyHub // Claim's subscriptions, by controller
 }
 
 // NewManager returns a manager on store.

@@ -29,6 +29,7 @@ const (
 // the same Redis with the same prefix and shard count.
 type RedisStore struct {
 	client   redis.UniversalClient
+	cluster  bool
 	keys     keyspace
 	scripts  *scripts
 	now      func() time.Time
@@ -120,12 +121,14 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 	if cfg.now == nil {
 		return nil, fmt.Errorf("%w: nil clock", ErrInvalidData)
 	}
-	sc, err := loadScripts()
+	_, cluster := client.(*redis.ClusterClient)
+	sc, err := loadScripts(cluster)
 	if err != nil {
 		return nil, err
 	}
 	return &RedisStore{
 		client:   client,
+		cluster:  cluster,
 		keys:     keyspace{prefix: cfg.prefix, shards: cfg.shards},
 		scripts:  sc,
 		now:      cfg.now,
@@ -150,12 +153,15 @@ func (s *RedisStore) clock() (time.Time, string, string) {
 }
 
 // head returns the common ARGV head of mutation scripts.
-func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, expected *int64) []any {
-	exp := ""
-	if expected != nil {
-		exp = strconv.FormatInt(*expected, 10)
+func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []any {
+	exp, token := "", ""
+	if mut.expected != nil {
+		exp = strconv.FormatInt(*mut.expected, 10)
 	}
-	return []any{id.String(), nowMs, nowStr, exp, s.eventCap, s.maxState}
+	if mut.lease != nil {
+		token = mut.lease.Token
+	}
+	return []any{id.String(), nowMs, nowStr, exp, s.eventCap, s.maxState, token}
 }
 
 // checkLayout makes sure the flow space was written with this store's
@@ -260,6 +266,7 @@ func (s *RedisStore) runPipelined(ctx context.Context, calls []scriptCall) ([]an
 // mutation describes one flow-changing script run.
 type mutation struct {
 	expected *int64
+	lease    *Lease
 }
 
 // MutationOption adjusts one manager mutation.
@@ -271,6 +278,15 @@ type MutationOption func(*mutation)
 // current, atomically, and never conflict.
 func IfRevision(rev int64) MutationOption {
 	return func(m *mutation) { m.expected = &rev }
+}
+
+// WithLease makes a mutation part of a worker's lease (see Manager.Claim):
+// it is refused with ErrLeaseLost, writing nothing, once the lease expired,
+// was released, or moved to another worker, so a worker that stalled
+// cannot overwrite its successor's work. The audit event names the lease.
+// A nil lease means none.
+func WithLease(l *Lease) MutationOption {
+	return func(m *mutation) { m.lease = l }
 }
 
 func applyMutationOptions(opts []MutationOption) mutation {
@@ -465,7 +481,7 @@ func (s *RedisStore) create(ctx context.Context, in CreateManagedInput, mirrored
 	if mirrored {
 		mir = "1"
 	}
-	args := append(s.head(id, nowMs, nowStr, nil),
+	args := append(s.head(id, nowMs, nowStr, mutation{}),
 		in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, mir, string(payload))
 	args = append(args, stateArgs...)
 	f, _, err := s.runFlowScript(ctx, s.scripts.create, id, s.keys.flowKeys(id, in.OwnerSessionKey), args)
@@ -505,7 +521,7 @@ func (s *RedisStore) transitionArgs(r transitionReq, nowMs, nowStr string) []any
 	if state == nil {
 		state = []any{"none"}
 	}
-	args := append(s.head(r.id, nowMs, nowStr, r.mut.expected),
+	args := append(s.head(r.id, nowMs, nowStr, r.mut),
 		string(r.to), jsonString(r.kind), string(r.payload),
 		r.wait.json, r.wait.timerMs, r.wait.corr, r.guard, string(r.from))
 	return append(args, state...)
@@ -531,7 +547,7 @@ func (s *RedisStore) updateState(ctx context.Context, id uuid.UUID, patch json.R
 	}
 	payload := []byte(`{"patch":` + rawOrNull(patch) + `,"next_step":` + stringOrNull(nextStep) + `}`)
 	_, nowMs, nowStr := s.clock()
-	args := append(s.head(id, nowMs, nowStr, mut.expected), nextStep, string(payload))
+	args := append(s.head(id, nowMs, nowStr, mut), nextStep, string(payload))
 	args = append(args, stateArgs...)
 	f, _, err := s.runFlowScript(ctx, s.scripts.updateState, id, s.keys.flowKeys(id, ""), args)
 	return f, err
@@ -540,7 +556,7 @@ func (s *RedisStore) updateState(ctx context.Context, id uuid.UUID, patch json.R
 // requestCancel runs request_cancel.lua.
 func (s *RedisStore) requestCancel(ctx context.Context, id uuid.UUID, mut mutation) (*Flow, error) {
 	_, nowMs, nowStr := s.clock()
-	f, _, err := s.runFlowScript(ctx, s.scripts.requestCancel, id, s.keys.flowKeys(id, ""), s.head(id, nowMs, nowStr, mut.expected))
+	f, _, err := s.runFlowScript(ctx, s.scripts.requestCancel, id, s.keys.flowKeys(id, ""), s.head(id, nowMs, nowStr, mut))
 	return f, err
 }
 
@@ -606,7 +622,7 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, 
 	}
 	_, nowMs, nowStr := s.clock()
 	rev := f.Revision
-	args := append(s.head(f.ID, nowMs, nowStr, &rev),
+	args := append(s.head(f.ID, nowMs, nowStr, mutation{expected: &rev}),
 		string(f.Status), f.ControllerID, f.Goal, f.OwnerSessionKey, f.RequesterOrigin, f.CurrentStep,
 		cancel, wait.json, wait.timerMs, wait.corr, jsonString(kind), string(pl))
 	args = append(args, stateArgs...)
@@ -629,6 +645,7 @@ type storedEvent struct {
 	Kind     string          `json:"kind"`
 	Revision int64           `json:"rev"`
 	At       int64           `json:"at"`
+	Lease    string          `json:"lease"`
 	Payload  json.RawMessage `json:"payload"`
 }
 
@@ -639,7 +656,7 @@ func decodeEvent(flowID uuid.UUID, entry string) (*FlowEvent, error) {
 	}
 	return &FlowEvent{
 		ID: strconv.FormatInt(se.ID, 10), FlowID: flowID, Kind: se.Kind, Revision: se.Revision,
-		Payload: se.Payload, At: time.UnixMilli(se.At).UTC(),
+		Lease: se.Lease, Payload: se.Payload, At: time.UnixMilli(se.At).UTC(),
 	}, nil
 }
 
@@ -733,8 +750,8 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation) (*Flow
 		"run_id": obs.RunID, "status": string(obs.Status), "runtime": string(RuntimeMirrored),
 	})
 	_, nowMs, nowStr := s.clock()
-	keys := []string{s.keys.flow(obs.FlowID), s.keys.events(obs.FlowID), s.keys.steps(obs.FlowID), s.keys.step(obs.FlowID, obs.RunID)}
-	args := append(s.head(obs.FlowID, nowMs, nowStr, nil),
+	keys := append(s.keys.flowKeys(obs.FlowID, ""), s.keys.step(obs.FlowID, obs.RunID))
+	args := append(s.head(obs.FlowID, nowMs, nowStr, mutation{}),
 		obs.RunID, uuid.NewString(), obs.Task, string(obs.Status), obs.ChildSessionKey, string(result),
 		string(RuntimeMirrored), string(payload))
 	if err := s.checkLayout(ctx); err != nil {

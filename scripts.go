@@ -19,14 +19,21 @@ type scripts struct {
 	create, transition, updateState, requestCancel, writeFlow *redis.Script
 	getFlow, recordStep, insertStep, pruneFlow                *redis.Script
 	verifyFlow, reindexFlow, deleteOrphans                    *redis.Script
+	claim, extendLease, releaseLease, expireLease             *redis.Script
 	all                                                       []*redis.Script
 }
 
 // luaPrelude renders the state machine for the scripts: which index key
 // each status uses, which statuses are terminal, and ALLOWED[to][from].
-func luaPrelude() string {
+func luaPrelude(cluster bool) string {
 	var b strings.Builder
 	b.WriteString("-- generated from taskflow.go: do not edit\n")
+	// Sharded pub/sub keeps a Cluster's messages on the slot's node.
+	if cluster {
+		b.WriteString("local PUBLISH = 'SPUBLISH'\n")
+	} else {
+		b.WriteString("local PUBLISH = 'PUBLISH'\n")
+	}
 	b.WriteString("local STATUS_KEY = {")
 	for i, st := range allStatuses {
 		fmt.Fprintf(&b, "[%q]=%d,", st, 5+i)
@@ -49,12 +56,12 @@ func luaPrelude() string {
 	return b.String()
 }
 
-func loadScripts() (*scripts, error) {
+func loadScripts(cluster bool) (*scripts, error) {
 	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		return nil, err
 	}
-	head := luaPrelude() + string(lib) + "\n"
+	head := luaPrelude(cluster) + string(lib) + "\n"
 	s := &scripts{}
 	for _, x := range []struct {
 		name string
@@ -72,6 +79,10 @@ func loadScripts() (*scripts, error) {
 		{"verify_flow", &s.verifyFlow},
 		{"reindex_flow", &s.reindexFlow},
 		{"delete_orphans", &s.deleteOrphans},
+		{"claim", &s.claim},
+		{"extend_lease", &s.extendLease},
+		{"release_lease", &s.releaseLease},
+		{"expire_lease", &s.expireLease},
 	} {
 		body, err := luaFiles.ReadFile("lua/" + x.name + ".lua")
 		if err != nil {
@@ -118,6 +129,8 @@ func scriptError(err error, id uuid.UUID) error {
 		return fmt.Errorf("%w: flow %s", ErrDuplicateStep, id)
 	case "IMMUTABLE":
 		return fmt.Errorf("%w: %s of flow %s cannot change", ErrInvalidData, detail, id)
+	case "LEASELOST":
+		return fmt.Errorf("%w: flow %s", ErrLeaseLost, id)
 	case "EXISTS":
 		return fmt.Errorf("taskflow: flow %s already exists", id)
 	}

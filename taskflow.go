@@ -287,9 +287,11 @@ type FlowEvent struct {
 	FlowID uuid.UUID `json:"flow_id"`
 	Kind   string    `json:"kind"`
 	// Revision is the flow's revision after the event.
-	Revision int64           `json:"revision"`
-	Payload  json.RawMessage `json:"payload"`
-	At       time.Time       `json:"at"`
+	Revision int64 `json:"revision"`
+	// Lease is the token of the lease the mutation was made under, if any.
+	Lease   string          `json:"lease,omitempty"`
+	Payload json.RawMessage `json:"payload"`
+	At      time.Time       `json:"at"`
 }
 
 // Event kinds written by the manager.
@@ -304,6 +306,9 @@ const (
 	EventCancelled       = "cancelled"
 	EventStateUpdated    = "state_updated"
 	EventStepObserved    = "step_observed"
+	EventClaimed         = "claimed"
+	EventReleased        = "released"
+	EventLeaseExpired    = "lease_expired"
 )
 
 // Sentinel errors. Every error the package returns for these conditions
@@ -324,6 +329,9 @@ var (
 	ErrInvalidData = errors.New("taskflow: invalid data")
 	// ErrDuplicateStep: a step with that flow and run id already exists.
 	ErrDuplicateStep = errors.New("taskflow: duplicate step")
+	// ErrLeaseLost: a mutation made under a lease that expired, was
+	// released, or moved to another worker; nothing was written.
+	ErrLeaseLost = errors.New("taskflow: lease lost")
 	// ErrLayoutMismatch: the store was opened with another shard count
 	// than the flow space was written with.
 	ErrLayoutMismatch = errors.New("taskflow: layout mismatch")

@@ -122,7 +122,7 @@ func TestFlowTransitionToOrderOfChecks(t *testing.T) {
 }
 
 func TestLuaPreludeMatchesTable(t *testing.T) {
-	p := luaPrelude()
+	p := luaPrelude(false)
 	for _, to := range Statuses() {
 		for _, from := range sourcesOf(to) {
 			if !strings.Contains(p, fmt.Sprintf("[%q]=true", from)) {

@@ -94,6 +94,7 @@ type shardKeys struct {
 	byID    map[uuid.UUID][]string // non-flow keys of each flow id
 	steps   map[uuid.UUID][]string // run ids of step records
 	owners  []string               // owner index keys
+	readies []string               // ready queue keys
 	unknown []string
 }
 
@@ -159,7 +160,9 @@ func (s *RedisStore) classify(shard int, rest, key string, sk *shardKeys) {
 		sk.steps[id] = append(sk.steps[id], tail[37:])
 	case "owner":
 		sk.owners = append(sk.owners, key)
-	case "status", "timers", "cancelwait", "corr":
+	case "ready":
+		sk.readies = append(sk.readies, key)
+	case "status", "timers", "cancelwait", "corr", "leases", "leasexp":
 	default:
 		sk.unknown = append(sk.unknown, key)
 	}
@@ -189,6 +192,9 @@ type flowSnap struct {
 	corrScore   string
 	lastEvent   string
 	stepMembers []string
+	readyScore  string
+	lease       string
+	leaseExp    string
 }
 
 func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg verifyConfig, rep *VerifyReport) error {
@@ -279,7 +285,7 @@ func (s *RedisStore) snapshotFlows(ctx context.Context, ids []uuid.UUID) ([]*flo
 			return nil, fmt.Errorf("taskflow: verify flow %s: %w", id, errs[i])
 		}
 		arr, _ := vals[i].([]any)
-		if len(arr) < 8 {
+		if len(arr) < 11 {
 			continue // deleted meanwhile
 		}
 		sn := &flowSnap{id: id, fields: map[string]string{}}
@@ -303,6 +309,9 @@ func (s *RedisStore) snapshotFlows(ctx context.Context, ids []uuid.UUID) ([]*flo
 			v, _ := m.(string)
 			sn.stepMembers = append(sn.stepMembers, v)
 		}
+		sn.readyScore, _ = arr[8].(string)
+		sn.lease, _ = arr[9].(string)
+		sn.leaseExp, _ = arr[10].(string)
 		out = append(out, sn)
 	}
 	return out, nil
@@ -392,6 +401,28 @@ func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []Problem {
 	case corr == "" && gotCorr != "":
 		add("corr_extra", s.keys.corr(shard), "flow keeps a correlation entry without an external-event wait")
 	}
+	readyKey := s.keys.ready(shard, sn.fields["controller_id"])
+	if st == StatusRunning {
+		switch {
+		case sn.lease == "" && sn.readyScore == "":
+			add("ready_missing", readyKey, "running flow neither leased nor on its ready queue")
+		case sn.lease != "" && sn.readyScore != "":
+			add("ready_extra", readyKey, "leased flow still on its ready queue")
+		}
+		switch {
+		case sn.lease != "" && sn.leaseExp != leaseExpiry(sn.lease):
+			add("lease_expiry_wrong", s.keys.leaseExp(shard), "lease expiry entry does not match the lease")
+		case sn.lease == "" && sn.leaseExp != "":
+			add("lease_expiry_extra", s.keys.leaseExp(shard), "expiry entry without a lease")
+		}
+	} else {
+		if sn.readyScore != "" {
+			add("ready_extra", readyKey, string(st)+" flow on a ready queue")
+		}
+		if sn.lease != "" || sn.leaseExp != "" {
+			add("lease_extra", s.keys.leases(shard), string(st)+" flow with a lease")
+		}
+	}
 	if sn.lastEvent == "" {
 		add("events_missing", s.keys.events(sn.id), "flow has no audit event")
 	} else if ev, err := decodeEvent(sn.id, sn.lastEvent); err != nil {
@@ -416,6 +447,15 @@ func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []Problem {
 		}
 	}
 	return out
+}
+
+// leaseExpiry returns the expiry field of a stored lease.
+func leaseExpiry(lease string) string {
+	parts := strings.SplitN(lease, "|", 3)
+	if len(parts) < 2 {
+		return ""
+	}
+	return parts[1]
 }
 
 // checkIndexes reads every index of a shard and reports entries that do
@@ -458,6 +498,20 @@ func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys,
 		owner := strings.TrimPrefix(ok, s.keys.tag(shard)+":owner:")
 		if err := check(ok, func(sn *flowSnap, _ string) bool { return sn.fields["owner_session_key"] == owner },
 			"entry of a flow of another owner, or of none"); err != nil {
+			return nil, err
+		}
+	}
+	for _, rk := range sk.readies {
+		ctl := strings.TrimPrefix(rk, s.keys.tag(shard)+":ready:")
+		if err := check(rk, func(sn *flowSnap, _ string) bool {
+			return sn.fields["status"] == string(StatusRunning) && sn.fields["controller_id"] == ctl && sn.lease == ""
+		}, "ready entry of a flow that is not a runnable, unleased flow of this controller"); err != nil {
+			return nil, err
+		}
+	}
+	for _, lk := range []string{s.keys.leases(shard), s.keys.leaseExp(shard)} {
+		if err := check(lk, func(sn *flowSnap, _ string) bool { return sn.fields["status"] == string(StatusRunning) },
+			"lease of a flow that is not running"); err != nil {
 			return nil, err
 		}
 	}
@@ -511,6 +565,11 @@ func (s *RedisStore) indexMembers(ctx context.Context, key string) ([]string, er
 		case "set":
 			keys, next, err = s.client.SScan(ctx, key, cursor, "", 1000).Result()
 			out = append(out, keys...)
+		case "hash":
+			keys, next, err = s.client.HScan(ctx, key, cursor, "", 1000).Result()
+			for i := 0; i < len(keys); i += 2 {
+				out = append(out, keys[i])
+			}
 		default:
 			return out, nil
 		}
@@ -629,6 +688,11 @@ func (s *RedisStore) entryStillStale(p Problem, sn *flowSnap) bool {
 	case p.Key == s.keys.corr(shard):
 		_, c, _ := s.expectedWait(sn.id, sn.fields)
 		return c != member
+	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":ready:"):
+		ctl := strings.TrimPrefix(p.Key, s.keys.tag(shard)+":ready:")
+		return !(sn.fields["status"] == string(StatusRunning) && sn.fields["controller_id"] == ctl && sn.lease == "")
+	case p.Key == s.keys.leases(shard), p.Key == s.keys.leaseExp(shard):
+		return sn.fields["status"] != string(StatusRunning)
 	}
 	return true
 }
@@ -637,6 +701,7 @@ func (s *RedisStore) entryStillStale(p Problem, sn *flowSnap) bool {
 func (s *RedisStore) repair(ctx context.Context, shard int, found []Problem) error {
 	type fix struct {
 		ownerKey string
+		readies  []string
 		corrs    []string
 	}
 	reindex := map[uuid.UUID]*fix{}
@@ -668,6 +733,9 @@ func (s *RedisStore) repair(ctx context.Context, shard int, found []Problem) err
 			if strings.HasPrefix(p.Key, s.keys.tag(shard)+":owner:") {
 				f.ownerKey = p.Key
 			}
+			if strings.HasPrefix(p.Key, s.keys.tag(shard)+":ready:") && p.Kind == "stale_index_entry" {
+				f.readies = append(f.readies, p.Key)
+			}
 			if p.Key == s.keys.corr(shard) && p.Kind == "stale_index_entry" {
 				f.corrs = append(f.corrs, p.Detail[strings.LastIndex(p.Detail, "(")+1:len(p.Detail)-1])
 			}
@@ -689,7 +757,8 @@ func (s *RedisStore) repair(ctx context.Context, shard int, found []Problem) err
 		}
 		timerMs, corr, _ := s.expectedWait(id, fields)
 		keys := append(s.keys.flowKeys(id, ""), ownerKey)
-		args := []any{id.String(), timerMs, corr}
+		keys = append(keys, f.readies...)
+		args := []any{id.String(), timerMs, corr, len(f.readies)}
 		for _, c := range f.corrs {
 			args = append(args, c)
 		}

@@ -1,31 +1,42 @@
 -- lib.lua: helpers shared by every taskflow script.
 --
 -- The loader puts a generated prelude (STATUS_KEY, TERMINAL, ALLOWED: the
--- Go transition table) before this file and the script's own body after
--- it, so each script is self-contained on the server and the state
--- machine has one source of truth, in Go.
+-- Go transition table; PUBLISH: 'SPUBLISH' on a cluster, else 'PUBLISH')
+-- before this file and the script's own body after it, so each script is
+-- self-contained on the server and the state machine has one source of
+-- truth, in Go.
 --
 -- The flow key set, in KEYS order (all under one hash tag, one slot):
 --   1 flow hash         2 state hash       3 events list   4 steps zset
 --   5..10 status index zsets, in the order of STATUS_KEY
 --   11 timers zset      12 cancelwait set  13 correlation zset
---   14 owner zset (only the scripts that need it)
+--   14 leases hash (flow id -> '<token>|<expiry ms>|<worker>')
+--   15 lease expiry zset
+--   16 shard base '<prefix>:{<n>}' (not a key: names the ready queues)
+--   17 owner zset (only the scripts that need it)
+-- The one key built here is a flow's ready queue, KEYS[16]..':ready:'..
+-- controller_id, a zset under the same hash tag (same slot): Go cannot
+-- know the controller of a flow it did not read. Channels (not keys):
+-- '<base>:ready:<controller>' announces a flow ready to claim and
+-- '<base>:watch' carries every audit entry as '<flow id> <entry>'.
 --
 -- The common ARGV head of mutation scripts:
 --   1 flow id  2 now (unix ms)  3 now (RFC 3339, UTC)
 --   4 expected revision ('' = any)  5 event cap (0 = none)
---   6 state size limit in bytes
+--   6 state size limit in bytes  7 lease token ('' = no lease)
 --
 -- Refusals are redis.error_reply('<CODE> <details>'), mapped to typed
 -- errors in Go: NOTFOUND, REVISION <expected> <actual>, TERMINAL <status>,
 -- CANCELPENDING <status>, ILLEGAL <from>, TOOLARGE <size>, NOMATCH, EXISTS,
--- DUPSTEP, IMMUTABLE <field>.
+-- DUPSTEP, IMMUTABLE <field>, LEASELOST.
 
 local K_FLOW, K_STATE, K_EVENTS, K_STEPS = 1, 2, 3, 4
-local K_TIMERS, K_CANCELWAIT, K_CORR, K_OWNER = 11, 12, 13, 14
+local K_TIMERS, K_CANCELWAIT, K_CORR = 11, 12, 13
+local K_LEASES, K_LEASEXP, K_BASE, K_OWNER = 14, 15, 16, 17
 
 local ID, NOW_MS, NOW_STR = ARGV[1], ARGV[2], ARGV[3]
 local EXPECTED, EVENT_CAP, STATE_LIMIT = ARGV[4], tonumber(ARGV[5] or '0'), tonumber(ARGV[6] or '0')
+local LEASE = ARGV[7] or ''
 
 local function err(code, detail)
   if detail ~= nil then
@@ -53,6 +64,42 @@ local function check_revision(f)
     return err('REVISION', EXPECTED .. ' ' .. f.revision)
   end
   return nil
+end
+
+-- check_lease refuses a mutation made under a lease that expired or moved
+-- to another worker (fencing); a mutation without a lease always passes.
+local function check_lease(f)
+  if LEASE == '' then
+    return nil
+  end
+  local cur = redis.call('HGET', KEYS[K_LEASES], ID)
+  if cur then
+    local token, exp = string.match(cur, '^([^|]*)|(%d+)|')
+    if token == LEASE and tonumber(exp) > tonumber(NOW_MS) then
+      return nil
+    end
+  end
+  return err('LEASELOST')
+end
+
+-- ready_key is the flow's ready queue: flow ids by the time they became
+-- runnable, per controller, in this shard.
+local function ready_key(f)
+  return KEYS[K_BASE] .. ':ready:' .. (f.controller_id or '')
+end
+
+-- make_ready queues a running, unleased flow for its controller's workers
+-- and wakes them.
+local function make_ready(f)
+  redis.call('ZADD', ready_key(f), NOW_MS, ID)
+  redis.call(PUBLISH, ready_key(f), ID)
+end
+
+-- leave_running drops the flow from its ready queue and its lease.
+local function leave_running(f)
+  redis.call('ZREM', ready_key(f), ID)
+  redis.call('HDEL', KEYS[K_LEASES], ID)
+  redis.call('ZREM', KEYS[K_LEASEXP], ID)
 end
 
 -- check_mutable refuses terminal and cancel-pending flows (state updates).
@@ -83,15 +130,22 @@ local function check_transition(f, to, from)
 end
 
 -- set_status moves the flow between status indexes; the score is the time
--- it entered the status, so pages of a status list are stable.
+-- it entered the status, so pages of a status list are stable. Entering
+-- running queues the flow for a worker; leaving it ends any lease.
 local function set_status(f, to)
   if f.status ~= to then
     if f.status ~= nil and STATUS_KEY[f.status] then
       redis.call('ZREM', KEYS[STATUS_KEY[f.status]], ID)
     end
+    if f.status == 'running' then
+      leave_running(f)
+    end
     redis.call('ZADD', KEYS[STATUS_KEY[to]], NOW_MS, ID)
     redis.call('HSET', KEYS[K_FLOW], 'status', to)
     f.status = to
+    if to == 'running' then
+      make_ready(f)
+    end
   end
 end
 
@@ -197,16 +251,23 @@ local function bump(f)
   redis.call('HSET', KEYS[K_FLOW], 'updated_at', NOW_MS)
 end
 
--- append_event pushes one audit entry (newest at the head) and keeps the
--- newest EVENT_CAP entries. kind_json is a JSON string, payload raw JSON.
+-- append_event pushes one audit entry (newest at the head), keeps the
+-- newest EVENT_CAP entries and announces it on the shard's watch channel.
+-- kind_json is a JSON string, payload raw JSON; a mutation made under a
+-- lease names the lease's token.
 local function append_event(f, kind_json, payload)
   local seq = redis.call('HINCRBY', KEYS[K_FLOW], 'event_seq', 1)
+  local lease = ''
+  if LEASE ~= '' then
+    lease = ',"lease":"' .. LEASE .. '"'
+  end
   local entry = '{"id":' .. seq .. ',"kind":' .. kind_json .. ',"rev":' ..
-    f.revision .. ',"at":' .. NOW_MS .. ',"payload":' .. payload .. '}'
+    f.revision .. ',"at":' .. NOW_MS .. lease .. ',"payload":' .. payload .. '}'
   redis.call('LPUSH', KEYS[K_EVENTS], entry)
   if EVENT_CAP > 0 then
     redis.call('LTRIM', KEYS[K_EVENTS], 0, EVENT_CAP - 1)
   end
+  redis.call(PUBLISH, KEYS[K_BASE] .. ':watch', ID .. ' ' .. entry)
   return entry
 end
 

@@ -2,20 +2,29 @@
 -- (the invariant checker's repair). Without a flow record, drop the id
 -- from every index it may still be in.
 --
--- KEYS: the flow key set 1..13 (see lib.lua), 14 an owner index to fix
+-- KEYS: the flow key set 1..16 (see lib.lua), 17 an owner index to fix
 --   (the flow's own, or the one holding a stale entry).
 -- ARGV: 1 flow id  2 timer deadline ms for a waiting timer flow ('' none)
 --   3 the correlation member the flow's wait implies ('' none)
---   4.. stale correlation members naming this flow, to drop unless they
+--   4 how many stale ready queues follow in KEYS (from 18)
+--   5.. stale correlation members naming this flow, to drop unless they
 --       are the implied one.
+-- KEYS 18..: ready queues of other controllers holding the flow's id.
 -- Returns: 1 when the flow exists, 0 when it does not.
 -- Events: none; the audit log is not touched.
 
 local f = load_flow()
-for i = 4, #ARGV do
+local STALE_READY = {}
+for i = 18, 17 + tonumber(ARGV[4]) do
+  STALE_READY[#STALE_READY + 1] = KEYS[i]
+end
+for i = 5, #ARGV do
   if ARGV[i] ~= ARGV[3] or f == nil then
     redis.call('ZREM', KEYS[K_CORR], ARGV[i])
   end
+end
+for i = 1, #STALE_READY do
+  redis.call('ZREM', STALE_READY[i], ID)
 end
 if f == nil then
   for i = 5, 10 do
@@ -24,7 +33,24 @@ if f == nil then
   redis.call('ZREM', KEYS[K_OWNER], ID)
   redis.call('ZREM', KEYS[K_TIMERS], ID)
   redis.call('SREM', KEYS[K_CANCELWAIT], ID)
+  redis.call('HDEL', KEYS[K_LEASES], ID)
+  redis.call('ZREM', KEYS[K_LEASEXP], ID)
   return 0
+end
+-- A running flow is leased or ready, never both; any other is neither.
+local lease = redis.call('HGET', KEYS[K_LEASES], ID)
+if f.status == 'running' then
+  local exp = lease and string.match(lease, '^[^|]*|(%d+)|')
+  if exp then
+    redis.call('ZADD', KEYS[K_LEASEXP], exp, ID)
+    redis.call('ZREM', ready_key(f), ID)
+  else
+    redis.call('HDEL', KEYS[K_LEASES], ID)
+    redis.call('ZREM', KEYS[K_LEASEXP], ID)
+    redis.call('ZADD', ready_key(f), 'NX', f.updated_at, ID)
+  end
+else
+  leave_running(f)
 end
 for st, i in pairs(STATUS_KEY) do
   if st ~= f.status then

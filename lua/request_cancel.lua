@@ -1,10 +1,10 @@
 -- request_cancel.lua: set the sticky cancel intent. On a terminal or an
 -- already cancel-requested flow nothing changes and the flow is returned.
 --
--- KEYS: the flow key set 1..13 (see lib.lua).
--- ARGV: 1..6 the common head.
+-- KEYS: the flow key set 1..16 (see lib.lua).
+-- ARGV: 1..7 the common head.
 -- Returns: {flow hash, state hash, 'unchanged' or ''}.
--- Errors: NOTFOUND, REVISION <exp> <act>.
+-- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST.
 -- Events: cancel_requested (only when something changed). A waiting flow
 --   is also added to the cancelwait set, where the engine's tick finds it.
 
@@ -12,7 +12,7 @@ local f = load_flow()
 if f == nil then
   return err('NOTFOUND')
 end
-local e = check_revision(f)
+local e = check_revision(f) or check_lease(f)
 if e then
   return e
 end

@@ -1,30 +1,30 @@
 -- transition.lua: move a flow along the state machine (start, wait,
 -- resume, finish, fail, cancel), with its state change and event.
 --
--- KEYS: the flow key set 1..13 (see lib.lua).
--- ARGV: 1..6 the common head
---   7 target status
---   8 event kind (a JSON string)  9 event payload (JSON)
---   10 wait JSON to store (only when the target is waiting)
---   11 timer deadline in unix ms ('' = not a timer)
---   12 correlation member ('' = not an external event)
---   13 guard: ''          none
+-- KEYS: the flow key set 1..16 (see lib.lua).
+-- ARGV: 1..7 the common head
+--   8 target status
+--   9 event kind (a JSON string)  10 event payload (JSON)
+--   11 wait JSON to store (only when the target is waiting)
+--   12 timer deadline in unix ms ('' = not a timer)
+--   13 correlation member ('' = not an external event)
+--   14 guard: ''          none
 --             'timer'     the flow must be waiting on a timer that is due
 --                         (its timers entry <= now); a cancel-pending flow
 --                         is cancelled instead of resumed
 --             'corr:<m>'  the flow must be waiting with correlation member m
---   14 required source status ('' = any the graph allows)
---   15.. the state change (see apply_state)
+--   15 required source status ('' = any the graph allows)
+--   16.. the state change (see apply_state)
 -- Returns: {flow hash, state hash, ''}.
--- Errors: NOTFOUND, REVISION <exp> <act>, TERMINAL <status>,
+-- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST, TERMINAL <status>,
 --   CANCELPENDING <status>, ILLEGAL <from>, TOOLARGE <size>,
 --   NOMATCH (the guard did not hold; nothing written), BADWAIT (a due
 --   timer entry whose flow's wait is not a timer: the entry is dropped).
 -- Events: the given kind (cancelled when a timer guard cancels).
 
 local f = load_flow()
-local to, kind, payload = ARGV[7], ARGV[8], ARGV[9]
-local guard = ARGV[13]
+local to, kind, payload = ARGV[8], ARGV[9], ARGV[10]
+local guard = ARGV[14]
 if guard ~= '' then
   if f == nil or f.status ~= 'waiting' then
     if guard == 'timer' then
@@ -53,18 +53,18 @@ end
 if f == nil then
   return err('NOTFOUND')
 end
-local e = check_revision(f) or check_transition(f, to, ARGV[14])
+local e = check_revision(f) or check_lease(f) or check_transition(f, to, ARGV[15])
 if e then
   return e
 end
-e = apply_state(f, 15)
+e = apply_state(f, 16)
 if e then
   return e
 end
 clear_wait(f)
 set_status(f, to)
 if to == 'waiting' then
-  set_wait(f, ARGV[10], ARGV[11], ARGV[12])
+  set_wait(f, ARGV[11], ARGV[12], ARGV[13])
 end
 bump(f)
 append_event(f, kind, payload)

@@ -1,13 +1,14 @@
 -- verify_flow.lua: read, in one consistent step, a flow and everything
 -- the invariant checker compares it with. Writes nothing.
 --
--- KEYS: the flow key set 1..13 (see lib.lua), 14 the owner index.
+-- KEYS: the flow key set 1..16 (see lib.lua), 17 the owner index.
 -- ARGV: 1 flow id.
 -- Returns: {} when the flow hash is missing, else
 --   {flow hash, {score in each status index or ''}, owner score or '',
 --    timer score or '', cancelwait membership (0/1),
 --    correlation score of the flow's wait_corr or '', newest event or '',
---    step run ids}.
+--    step run ids, score in its controller's ready queue or '',
+--    its lease or '', its lease expiry score or ''}.
 
 local raw = redis.call('HGETALL', KEYS[K_FLOW])
 if #raw == 0 then
@@ -33,4 +34,7 @@ return {
   corr,
   redis.call('LINDEX', KEYS[K_EVENTS], 0) or '',
   redis.call('ZRANGE', KEYS[K_STEPS], 0, -1),
+  redis.call('ZSCORE', ready_key(f), ID) or '',
+  redis.call('HGET', KEYS[K_LEASES], ID) or '',
+  redis.call('ZSCORE', KEYS[K_LEASEXP], ID) or '',
 }

@@ -1,0 +1,408 @@
+package taskflow
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// A fleet of workers shares the flows of a controller: every script that
+// makes a flow runnable (start, resume by any path, create mirrored, a
+// released or expired lease) puts it on its controller's ready queue and
+// announces it, in the same atomic step. Claim takes one flow off a queue
+// and leases it to one worker; mutations made under the lease are fenced.
+//
+// The worker loop:
+//
+//	for {
+//		f, lease, err := m.Claim(ctx, "kate/inbox-triage", workerID, time.Minute)
+//		if err != nil || f == nil { continue }       // nothing ready within the wait
+//		// ... do the step; m.Extend(ctx, lease, time.Minute) if it takes long ...
+//		m.UpdateState(ctx, f.ID, patch, "next", taskflow.WithLease(lease))
+//		m.SetWaiting(ctx, f.ID, cond, taskflow.WithLease(lease)) // or Finish / Fail
+//		// leaving running ends the lease; otherwise m.Release(ctx, lease)
+//	}
+
+// Lease is a worker's exclusive, expiring right to drive one flow.
+type Lease struct {
+	FlowID       uuid.UUID `json:"flow_id"`
+	ControllerID string    `json:"controller_id"`
+	WorkerID     string    `json:"worker_id"`
+	// Token fences the lease: the scripts refuse a mutation carrying a
+	// token that is not the flow's current, live lease.
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Defaults and limits of claiming.
+const (
+	DefaultClaimWait = 30 * time.Second
+	MinLease         = 100 * time.Millisecond
+)
+
+// ClaimOption adjusts Claim.
+type ClaimOption func(*claimConfig)
+
+type claimConfig struct{ wait time.Duration }
+
+// WithClaimWait sets how long Claim blocks when nothing is ready (default
+// 30 s; 0 does not block). It blocks on a Redis subscription, sending no
+// command while it waits.
+func WithClaimWait(d time.Duration) ClaimOption {
+	return func(c *claimConfig) {
+		if d >= 0 {
+			c.wait = d
+		}
+	}
+}
+
+// Claim takes the oldest ready flow of controllerID from a shard chosen at
+// random among those that have one, and leases it to workerID for lease.
+// When nothing is ready it blocks up to the claim wait for one to be
+// announced, then returns (nil, nil, nil). The lease ends when it expires
+// (the engine's tick puts the flow back on the queue), on Release, or
+// when the flow leaves running (wait, finish, fail, cancel); a resumed
+// flow is queued again for any worker.
+func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, lease time.Duration, opts ...ClaimOption) (*Flow, *Lease, error) {
+	if controllerID == "" || strings.TrimSpace(workerID) == "" {
+		return nil, nil, fmt.Errorf("%w: a controller id and a worker id are required", ErrInvalidData)
+	}
+	if lease < MinLease {
+		return nil, nil, fmt.Errorf("%w: lease %s is shorter than %s", ErrInvalidData, lease, MinLease)
+	}
+	cfg := claimConfig{wait: DefaultClaimWait}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := m.store.ensureLoaded(ctx); err != nil {
+		return nil, nil, err
+	}
+	hub, err := m.readyHub(ctx, controllerID)
+	if err != nil {
+		return nil, nil, err
+	}
+	deadline := time.NewTimer(cfg.wait)
+	defer deadline.Stop()
+	for {
+		// Take the wake-up channel before looking, so an announcement
+		// made while we look is not missed.
+		wake := hub.next()
+		f, l, err := m.tryClaim(ctx, controllerID, workerID, lease)
+		if f != nil || err != nil {
+			return f, l, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-deadline.C:
+			return m.tryClaim(ctx, controllerID, workerID, lease)
+		case <-wake:
+		}
+	}
+}
+
+// tryClaim reads the head of the controller's ready queue in every shard
+// (one pipeline) and claims from the non-empty shards in random order.
+func (m *Manager) tryClaim(ctx context.Context, controllerID, workerID string, lease time.Duration) (*Flow, *Lease, error) {
+	s := m.store
+	pipe := s.client.Pipeline()
+	heads := make([]*redis.StringSliceCmd, s.keys.shards)
+	for i := range heads {
+		heads[i] = pipe.ZRange(ctx, s.keys.ready(i, controllerID), 0, 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, fmt.Errorf("taskflow: claim: %w", err)
+	}
+	var candidates []uuid.UUID
+	for _, h := range heads {
+		if v := h.Val(); len(v) == 1 {
+			if id, err := uuid.Parse(v[0]); err == nil {
+				candidates = append(candidates, id)
+			}
+		}
+	}
+	rand.Shuffle(len(candidates), func(i, j int) { candidates[i], candidates[j] = candidates[j], candidates[i] })
+	for _, id := range candidates {
+		l := &Lease{FlowID: id, ControllerID: controllerID, WorkerID: workerID, Token: newToken()}
+		now, nowMs, nowStr := s.clock()
+		l.ExpiresAt = now.Add(lease).Truncate(time.Millisecond)
+		args := append(s.head(id, nowMs, nowStr, mutation{lease: l}),
+			l.ExpiresAt.UnixMilli(), jsonString(workerID), controllerID)
+		f, _, err := s.runFlowScript(ctx, s.scripts.claim, id, s.keys.flowKeys(id, ""), args)
+		if errors.Is(err, errNoMatch) {
+			continue // another worker was faster, or the entry was stale
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("taskflow: claim: %w", err)
+		}
+		return f, l, nil
+	}
+	return nil, nil, nil
+}
+
+func newToken() string {
+	var b [12]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Extend pushes a live lease's expiry to now + d and returns the updated
+// lease. A lease that expired, was released or moved is ErrLeaseLost.
+func (m *Manager) Extend(ctx context.Context, l *Lease, d time.Duration) (*Lease, error) {
+	if l == nil || d < MinLease {
+		return nil, fmt.Errorf("%w: a lease and a duration of at least %s are required", ErrInvalidData, MinLease)
+	}
+	s := m.store
+	now, nowMs, nowStr := s.clock()
+	next := *l
+	next.ExpiresAt = now.Add(d).Truncate(time.Millisecond)
+	args := append(s.head(l.FlowID, nowMs, nowStr, mutation{lease: l}), next.ExpiresAt.UnixMilli())
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.scripts.extendLease.Run(ctx, s.client, s.keys.flowKeys(l.FlowID, ""), args...).Err(); err != nil {
+		return nil, scriptError(err, l.FlowID)
+	}
+	return &next, nil
+}
+
+// Release gives a leased flow back: a running flow goes back on its ready
+// queue for another worker. A lease that is no longer live is
+// ErrLeaseLost.
+func (m *Manager) Release(ctx context.Context, l *Lease) error {
+	if l == nil {
+		return fmt.Errorf("%w: a lease is required", ErrInvalidData)
+	}
+	s := m.store
+	_, nowMs, nowStr := s.clock()
+	if err := s.checkLayout(ctx); err != nil {
+		return err
+	}
+	err := s.scripts.releaseLease.Run(ctx, s.client, s.keys.flowKeys(l.FlowID, ""), s.head(l.FlowID, nowMs, nowStr, mutation{lease: l})...).Err()
+	return scriptError(err, l.FlowID)
+}
+
+// readyHub is one subscription to a controller's ready announcements in
+// every shard, shared by all Claim calls of a Manager. A waiter takes the
+// current generation channel; an announcement closes it.
+type readyHub struct {
+	mu   sync.Mutex
+	gen  chan struct{}
+	subs []*redis.PubSub
+}
+
+func (h *readyHub) next() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.gen
+}
+
+func (h *readyHub) wake() {
+	h.mu.Lock()
+	close(h.gen)
+	h.gen = make(chan struct{})
+	h.mu.Unlock()
+}
+
+func (h *readyHub) close() {
+	for _, ps := range h.subs {
+		_ = ps.Close()
+	}
+}
+
+// readyHub returns the manager's subscription for controllerID, opening
+// it on first use; Close ends it.
+func (m *Manager) readyHub(ctx context.Context, controllerID string) (*readyHub, error) {
+	m.hubMu.Lock()
+	defer m.hubMu.Unlock()
+	if h := m.hubs[controllerID]; h != nil {
+		return h, nil
+	}
+	channels := make([]string, m.store.keys.shards)
+	for i := range channels {
+		channels[i] = m.store.keys.ready(i, controllerID)
+	}
+	subs, err := m.store.subscribe(ctx, channels)
+	if err != nil {
+		return nil, err
+	}
+	h := &readyHub{gen: make(chan struct{}), subs: subs}
+	for _, ps := range subs {
+		go func(ch <-chan *redis.Message) {
+			for range ch {
+				h.wake()
+			}
+		}(ps.Channel())
+	}
+	if m.hubs == nil {
+		m.hubs = map[string]*readyHub{}
+	}
+	m.hubs[controllerID] = h
+	return h, nil
+}
+
+// subscribe subscribes to channels and waits for the confirmations, so
+// nothing published afterwards is missed. On a Cluster each shard's
+// channel is a sharded channel on its slot's node (one connection each).
+func (s *RedisStore) subscribe(ctx context.Context, channels []string) ([]*redis.PubSub, error) {
+	var subs []*redis.PubSub
+	fail := func(err error) ([]*redis.PubSub, error) {
+		for _, ps := range subs {
+			_ = ps.Close()
+		}
+		return nil, fmt.Errorf("taskflow: subscribe: %w", err)
+	}
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		for _, ch := range channels {
+			ps := cc.SSubscribe(ctx, ch)
+			subs = append(subs, ps)
+			if _, err := ps.Receive(ctx); err != nil {
+				return fail(err)
+			}
+		}
+		return subs, nil
+	}
+	ps := s.client.Subscribe(ctx, channels...)
+	subs = append(subs, ps)
+	for range channels {
+		if _, err := ps.Receive(ctx); err != nil {
+			return fail(err)
+		}
+	}
+	return subs, nil
+}
+
+// Close releases what the manager opened for Claim (its subscriptions).
+// The manager stays usable; a later Claim subscribes again.
+func (m *Manager) Close() error {
+	m.hubMu.Lock()
+	defer m.hubMu.Unlock()
+	for k, h := range m.hubs {
+		h.close()
+		delete(m.hubs, k)
+	}
+	return nil
+}
+
+// Watch streams the audit events of one flow as they are appended, until
+// ctx ends (then the channel is closed). It is a live view built on the
+// shard's watch channel, with no polling: events appended while no one
+// watches are in ListEvents, not here.
+func (m *Manager) Watch(ctx context.Context, flowID uuid.UUID) (<-chan *FlowEvent, error) {
+	return m.watch(ctx, []int{m.store.keys.shardOf(flowID)}, func(id uuid.UUID) bool { return id == flowID })
+}
+
+// WatchAll streams the audit events of every flow of the flow space, as
+// Watch does for one.
+func (m *Manager) WatchAll(ctx context.Context) (<-chan *FlowEvent, error) {
+	shards := make([]int, m.store.keys.shards)
+	for i := range shards {
+		shards[i] = i
+	}
+	return m.watch(ctx, shards, func(uuid.UUID) bool { return true })
+}
+
+func (m *Manager) watch(ctx context.Context, shards []int, keep func(uuid.UUID) bool) (<-chan *FlowEvent, error) {
+	if err := m.store.checkLayout(ctx); err != nil {
+		return nil, err
+	}
+	channels := make([]string, len(shards))
+	for i, sh := range shards {
+		channels[i] = m.store.keys.watch(sh)
+	}
+	subs, err := m.store.subscribe(ctx, channels)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan *FlowEvent, 64)
+	var wg sync.WaitGroup
+	for _, ps := range subs {
+		wg.Add(1)
+		go func(ps *redis.PubSub) {
+			defer wg.Done()
+			ch := ps.Channel()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case msg, ok := <-ch:
+					if !ok {
+						return
+					}
+					ev := parseWatchMessage(msg.Payload)
+					if ev == nil || !keep(ev.FlowID) {
+						continue
+					}
+					select {
+					case out <- ev:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		}(ps)
+	}
+	go func() {
+		<-ctx.Done()
+		for _, ps := range subs {
+			_ = ps.Close()
+		}
+		wg.Wait()
+		close(out)
+	}()
+	return out, nil
+}
+
+// parseWatchMessage reads "<flow id> <entry>".
+func parseWatchMessage(p string) *FlowEvent {
+	idStr, entry, ok := strings.Cut(p, " ")
+	if !ok {
+		return nil
+	}
+	id, err := uuid.Parse(idStr)
+	if err != nil {
+		return nil
+	}
+	ev, err := decodeEvent(id, entry)
+	if err != nil {
+		return nil
+	}
+	return ev
+}
+
+// LeaseOf returns the lease a flow is held under, or nil when no worker
+// holds it (an expired lease not yet collected by a tick is returned with
+// its past ExpiresAt).
+func (m *Manager) LeaseOf(ctx context.Context, flowID uuid.UUID) (*Lease, error) {
+	s := m.store
+	v, err := s.client.HGet(ctx, s.keys.leases(s.keys.shardOf(flowID)), flowID.String()).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: lease of %s: %w", flowID, err)
+	}
+	parts := strings.SplitN(v, "|", 3)
+	ms, perr := strconv.ParseInt(parts[min(1, len(parts)-1)], 10, 64)
+	var worker string
+	if len(parts) != 3 || perr != nil || json.Unmarshal([]byte(parts[2]), &worker) != nil {
+		return nil, fmt.Errorf("%w: malformed lease %q of flow %s", ErrInvalidData, v, flowID)
+	}
+	f, err := m.Get(ctx, flowID)
+	if err != nil {
+		return nil, err
+	}
+	return &Lease{FlowID: flowID, ControllerID: f.ControllerID, WorkerID: worker, Token: parts[0],
+		ExpiresAt: time.UnixMilli(ms).UTC()}, nil
+}

@@ -1,0 +1,27 @@
+-- expire_lease.lua: end a lease whose expiry passed (its worker died or
+-- stalled) and put a running flow back on its ready queue. The engine's
+-- tick calls it for due entries of the lease expiry set.
+--
+-- KEYS: the flow key set 1..16 (see lib.lua).
+-- ARGV: 1..7 the common head (7 unused).
+-- Returns: {flow hash, state hash, ''}.
+-- Errors: NOMATCH (the lease is not due, or already gone).
+-- Events: lease_expired {worker, lease}; the revision does not change.
+
+local exp = redis.call('ZSCORE', KEYS[K_LEASEXP], ID)
+if not exp or tonumber(exp) > tonumber(NOW_MS) then
+  return err('NOMATCH')
+end
+local cur = redis.call('HGET', KEYS[K_LEASES], ID)
+redis.call('HDEL', KEYS[K_LEASES], ID)
+redis.call('ZREM', KEYS[K_LEASEXP], ID)
+local f = load_flow()
+if f == nil or not cur then
+  return err('NOMATCH')
+end
+if f.status == 'running' then
+  make_ready(f)
+end
+local token, worker = string.match(cur, '^([^|]*)|%d+|(.*)$')
+append_event(f, '"lease_expired"', '{"worker":' .. worker .. ',"lease":"' .. token .. '"}')
+return reply()
