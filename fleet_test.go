@@ -240,15 +240,25 @@ func TestIdleFleetSendsNothing(t *testing.T) {
 				}
 			}(i)
 		}
-		time.Sleep(500 * time.Millisecond) // every worker is subscribed and waiting
-		for _, c := range counters {
-			c.reset()
+		sum := func() int {
+			n := 0
+			for _, c := range counters {
+				n += c.count()
+			}
+			return n
+		}
+		// Wait until every worker has subscribed, looked, and settled.
+		for settle := time.Now(); time.Since(settle) < 20*time.Second; {
+			for _, c := range counters {
+				c.reset()
+			}
+			time.Sleep(300 * time.Millisecond)
+			if sum() == 0 {
+				break
+			}
 		}
 		time.Sleep(2 * time.Second)
-		total := 0
-		for _, c := range counters {
-			total += c.count()
-		}
+		total := sum()
 		if total != 0 {
 			t.Fatalf("an idle fleet sent %d commands in 2s", total)
 		}
