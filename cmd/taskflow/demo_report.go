@@ -350,7 +350,8 @@ func (d *demo) printHint(w io.Writer) {
 		fmt.Fprintln(w, "\nThe embedded Redis is gone with its flows; run with --redis URL to keep them.")
 		return
 	}
-	conn := fmt.Sprintf("--redis %s --prefix %s", redactURL(d.target.url), d.target.prefix)
+	// Quoted for a shell: a cluster URL holds ? and &.
+	conn := fmt.Sprintf("--redis %s --prefix %s", shellQuote(redactURL(d.target.url)), shellQuote(d.target.prefix))
 	if d.c.shards != taskflow.DefaultShards {
 		conn += fmt.Sprintf(" --shards %d", d.c.shards)
 	}

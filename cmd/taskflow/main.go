@@ -25,12 +25,20 @@
 //	demo    [--flows N] [--workers N]
 //	                             play a fleet of workers against an embedded
 //	                             Redis (or --redis) and check the invariants
+//	fsck    [--repair]           check the flow space's invariants (indexes,
+//	                             waits, events, steps, orphan keys); with
+//	                             --repair rebuild indexes and delete orphans.
+//	                             Exit status 1 when a problem is found (with
+//	                             --repair: when one is left unrepaired)
 //
 // Every verb takes:
 //
 //	--json        machine-readable output
 //	--redis URL   Redis URL (env TASKFLOW_REDIS_URL, default
-//	              redis://127.0.0.1:6379/0; rediss:// for TLS)
+//	              redis://127.0.0.1:6379/0; rediss:// for TLS). A Redis
+//	              Cluster is named by one node in the URL and more in
+//	              addr= parameters (go-redis's cluster URL form), e.g.
+//	              redis://127.0.0.1:7101?addr=127.0.0.1:7102&addr=127.0.0.1:7103
 //	--prefix P    key prefix (env TASKFLOW_PREFIX, default taskflow)
 //	--shards N    shard count (env TASKFLOW_SHARDS, default 16); it must be
 //	              the one the workers use
@@ -85,6 +93,7 @@ func verbs() []verb {
 		{"tick", "run one wait-engine tick", cmdTick},
 		{"run", "run the wait engine and the resume bridge", cmdRun},
 		{"demo", "play a fleet of workers and check the invariants", cmdDemo},
+		{"fsck", "check (and with --repair fix) the flow space's invariants", cmdFsck},
 	}
 }
 
@@ -215,7 +224,8 @@ func (c *cli) flags(name, synopsis, summary string) *flag.FlagSet {
 	c.verb, c.synopsis, c.summary, c.fs = name, synopsis, summary, fs
 	fs.BoolVar(&c.json, "json", false, "machine-readable JSON output")
 	fs.StringVar(&c.redisURL, "redis", envOr("TASKFLOW_REDIS_URL", defaultRedisURL),
-		"Redis `URL`, redis:// or rediss:// (env TASKFLOW_REDIS_URL)")
+		"Redis `URL`, redis:// or rediss:// (env TASKFLOW_REDIS_URL); a Redis Cluster as one node\n"+
+			"plus addr= parameters, e.g. redis://127.0.0.1:7101?addr=127.0.0.1:7102&addr=127.0.0.1:7103")
 	fs.StringVar(&c.prefix, "prefix", envOr("TASKFLOW_PREFIX", taskflow.DefaultPrefix),
 		"key `prefix` of the flow space (env TASKFLOW_PREFIX)")
 	shards := taskflow.DefaultShards
@@ -320,22 +330,68 @@ func (c *cli) connectURL(ctx context.Context, rawURL, prefix string) (*taskflow.
 	return newManager(client, prefix, c.shards)
 }
 
-// dial opens a client on rawURL and pings it.
-func (c *cli) dial(ctx context.Context, rawURL string) (*redis.Client, error) {
+// dial opens a client on rawURL and pings it: a cluster client when the
+// URL names more nodes with addr= parameters, a plain client otherwise.
+func (c *cli) dial(ctx context.Context, rawURL string) (redis.UniversalClient, error) {
+	if isClusterURL(rawURL) {
+		return c.dialCluster(ctx, rawURL)
+	}
 	opts, err := redis.ParseURL(rawURL)
 	if err != nil {
-		return nil, usagef("--redis %s is not a Redis URL: %s", redactURL(rawURL), strings.TrimPrefix(err.Error(), "redis: "))
+		return nil, badURL(rawURL, err)
 	}
 	if err := probe(ctx, *opts); err != nil {
-		reason := netReason(err)
-		if opts.TLSConfig != nil && strings.HasPrefix(reason, "no answer") {
-			reason += " (rediss:// needs a server that speaks TLS)"
-		}
-		return nil, fmt.Errorf("cannot reach Redis at %s: %s", opts.Addr, reason)
+		return nil, fmt.Errorf("cannot reach Redis at %s: %s", opts.Addr, unreachable(err, opts.TLSConfig != nil))
 	}
 	client := redis.NewClient(opts)
 	c.closers = append(c.closers, func() { _ = client.Close() })
 	return client, nil
+}
+
+// dialCluster opens a Redis Cluster client on a URL in go-redis's cluster
+// form (redis://host:port?addr=host:port&addr=…) and pings it.
+func (c *cli) dialCluster(ctx context.Context, rawURL string) (redis.UniversalClient, error) {
+	opts, err := redis.ParseClusterURL(rawURL)
+	if err != nil {
+		return nil, badURL(rawURL, err)
+	}
+	// go-redis ignores the path of a cluster URL; a cluster has only db 0.
+	if u, _ := url.Parse(rawURL); u != nil && u.Path != "" && u.Path != "/" && u.Path != "/0" {
+		return nil, usagef("--redis %s names database %s, but a Redis Cluster has only database 0",
+			redactURL(rawURL), strings.TrimPrefix(u.Path, "/"))
+	}
+	if err := probeCluster(ctx, *opts); err != nil {
+		return nil, fmt.Errorf("cannot reach Redis Cluster at %s: %s",
+			strings.Join(opts.Addrs, ","), unreachable(err, opts.TLSConfig != nil))
+	}
+	client := redis.NewClusterClient(opts)
+	c.closers = append(c.closers, func() { _ = client.Close() })
+	return client, nil
+}
+
+// isClusterURL reports whether rawURL has addr= query parameters, the
+// mark of go-redis's cluster URL form.
+func isClusterURL(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false
+	}
+	_, ok := u.Query()["addr"]
+	return ok
+}
+
+func badURL(rawURL string, err error) error {
+	return usagef("--redis %s is not a Redis URL: %s", redactURL(rawURL), strings.TrimPrefix(err.Error(), "redis: "))
+}
+
+// unreachable says why a probe failed, with a hint when a TLS URL met a
+// server that does not answer TLS.
+func unreachable(err error, tls bool) string {
+	reason := netReason(err)
+	if tls && strings.HasPrefix(reason, "no answer") {
+		reason += " (rediss:// needs a server that speaks TLS)"
+	}
+	return reason
 }
 
 // probe pings Redis once, without go-redis's retries (the CLI's client
@@ -349,6 +405,19 @@ func probe(ctx context.Context, opts redis.Options) error {
 	return ping(ctx, client)
 }
 
+// probeCluster is probe for a cluster: the ping loads the slot map from
+// the nodes given, so it fails when none answers or when they are not a
+// cluster.
+func probeCluster(ctx context.Context, opts redis.ClusterOptions) error {
+	opts.MaxRetries = -1
+	opts.MaxRedirects = -1
+	opts.DialerRetries = 1
+	opts.PoolSize = 1
+	client := redis.NewClusterClient(&opts)
+	defer client.Close()
+	return ping(ctx, client)
+}
+
 func newManager(client redis.UniversalClient, prefix string, shards int) (*taskflow.Manager, error) {
 	store, err := taskflow.NewRedisStore(client, taskflow.WithPrefix(prefix), taskflow.WithShards(shards))
 	if err != nil {
@@ -357,7 +426,7 @@ func newManager(client redis.UniversalClient, prefix string, shards int) (*taskf
 	return taskflow.NewManager(store), nil
 }
 
-func ping(ctx context.Context, client *redis.Client) error {
+func ping(ctx context.Context, client redis.UniversalClient) error {
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	return client.Ping(ctx).Err()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,10 +24,13 @@ import (
 )
 
 // The tests build the binary once and run it against every backend: a
-// miniredis started in the test process, and the real Redis at
+// miniredis started in the test process, the real Redis at
 // TASKFLOW_TEST_REDIS_URL (default redis://127.0.0.1:6379/0) when it
-// answers (TASKFLOW_TEST_REQUIRE_REDIS=1 makes an unreachable one fail).
-// Each test uses its own key prefix and deletes its keys afterwards.
+// answers (TASKFLOW_TEST_REQUIRE_REDIS=1 makes an unreachable one fail),
+// and a Redis Cluster when TASKFLOW_TEST_CLUSTER_ADDRS lists its nodes
+// (comma-separated host:port; .ci/cluster.sh starts one), reached through
+// the CLI's cluster URL form. Each test uses its own key prefix and
+// deletes its keys afterwards.
 
 var binPath string
 
@@ -151,7 +155,31 @@ func backends(t *testing.T) []backend {
 	default:
 		t.Logf("real Redis unreachable, testing on miniredis only: %v", err)
 	}
+	if u := clusterURL(); u != "" {
+		out = append(out, backend{name: "cluster", url: u})
+	}
 	return out
+}
+
+// clusterURL builds the cluster URL from TASKFLOW_TEST_CLUSTER_ADDRS: the
+// first node in the host part, the others as addr= parameters ("" when
+// the variable is unset).
+func clusterURL() string {
+	var addrs []string
+	for _, a := range strings.Split(os.Getenv("TASKFLOW_TEST_CLUSTER_ADDRS"), ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) == 0 {
+		return ""
+	}
+	q := url.Values{"addr": addrs[1:]}
+	if len(addrs) == 1 {
+		// One node still needs an addr= to be a cluster URL.
+		q["addr"] = addrs
+	}
+	return "redis://" + addrs[0] + "?" + q.Encode()
 }
 
 // testEnv is one test on one backend: a fresh prefix, a manager on it for
@@ -160,7 +188,7 @@ type testEnv struct {
 	t      *testing.T
 	url    string
 	prefix string
-	client *redis.Client
+	client redis.UniversalClient
 	m      *taskflow.Manager
 }
 
@@ -175,11 +203,7 @@ func eachBackend(t *testing.T, f func(t *testing.T, e *testEnv)) {
 
 func newTestEnv(t *testing.T, url string) *testEnv {
 	t.Helper()
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &testEnv{t: t, url: url, prefix: "tfcli-test-" + uuid.NewString()[:8], client: redis.NewClient(opts)}
+	e := &testEnv{t: t, url: url, prefix: "tfcli-test-" + uuid.NewString()[:8], client: openClient(t, url)}
 	t.Cleanup(func() {
 		e.deleteKeys()
 		_ = e.client.Close()
@@ -198,18 +222,60 @@ func (e *testEnv) manager(now func() time.Time) *taskflow.Manager {
 	return taskflow.NewManager(s)
 }
 
-// deleteKeys removes the test's keys (never a flush: the server is shared).
+// openClient opens a client on a backend URL: a cluster client for the
+// cluster URL form, as the CLI does.
+func openClient(t *testing.T, rawURL string) redis.UniversalClient {
+	t.Helper()
+	if isClusterURL(rawURL) {
+		opts, err := redis.ParseClusterURL(rawURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return redis.NewClusterClient(opts)
+	}
+	opts, err := redis.ParseURL(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return redis.NewClient(opts)
+}
+
+// scanKeys returns the keys matching pattern; on a cluster it scans every
+// master.
+func (e *testEnv) scanKeys(pattern string) []string {
+	e.t.Helper()
+	ctx := context.Background()
+	var mu sync.Mutex
+	var keys []string
+	scan := func(ctx context.Context, node redis.Cmdable) error {
+		iter := node.Scan(ctx, 0, pattern, 500).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			keys = append(keys, iter.Val())
+			mu.Unlock()
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := e.client.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
+	} else {
+		err = scan(ctx, e.client)
+	}
+	if err != nil {
+		e.t.Errorf("scanning %s: %v", pattern, err)
+	}
+	return keys
+}
+
+// deleteKeys removes the test's keys (never a flush: the server is
+// shared), one DEL per key so that it works across cluster slots.
 func (e *testEnv) deleteKeys() {
 	ctx := context.Background()
-	iter := e.client.Scan(ctx, 0, e.prefix+":*", 500).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	for len(keys) > 0 {
-		n := min(len(keys), 500)
-		_ = e.client.Del(ctx, keys[:n]...).Err()
-		keys = keys[n:]
+	for _, k := range e.scanKeys(e.prefix + ":*") {
+		if err := e.client.Del(ctx, k).Err(); err != nil {
+			e.t.Errorf("deleting %s: %v", k, err)
+		}
 	}
 }
 
@@ -323,6 +389,9 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"list", "--shards", "0"}, "--shards 0"},
 		{[]string{"list", "--prefix", "a{b}"}, "brace"},
 		{[]string{"list", "--redis", "http://localhost"}, "is not a Redis URL"},
+		{[]string{"list", "--redis", "redis://127.0.0.1:7101?addr=bogus"}, "unable to parse addr param: bogus"},
+		{[]string{"list", "--redis", "redis://127.0.0.1:7101/3?addr=127.0.0.1:7102"}, "a Redis Cluster has only database 0"},
+		{[]string{"fsck", "extra"}, `unexpected argument "extra"`},
 	}
 	for _, c := range cases {
 		r := runCLI(t, c.args...)
@@ -341,6 +410,8 @@ func TestUnreachableRedis(t *testing.T) {
 		r := runCLI(t, append(args, "--redis", "redis://127.0.0.1:1")...).wantCode(t, 1)
 		r.wantOneLineError(t, "cannot reach Redis at 127.0.0.1:1")
 	}
+	r := runCLI(t, "fsck", "--redis", "redis://127.0.0.1:1?addr=127.0.0.1:2").wantCode(t, 1)
+	r.wantOneLineError(t, "cannot reach Redis Cluster at 127.0.0.1:1,127.0.0.1:2")
 }
 
 func TestParseRetention(t *testing.T) {

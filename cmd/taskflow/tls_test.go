@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// The TLS test starts its own redis-server with TLS only, on a throwaway
+// CA and server certificate, and runs the CLI on a rediss:// URL that
+// trusts the CA through SSL_CERT_FILE.
+
+// testPKI is a CA and a server certificate for 127.0.0.1, as PEM files.
+type testPKI struct {
+	caFile, certFile, keyFile string
+	pool                      *x509.CertPool
+}
+
+func newTestPKI(t *testing.T, dir string) testPKI {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "taskflow CLI test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvKeyDER, err := x509.MarshalECPrivateKey(srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testPKI{
+		caFile:   filepath.Join(dir, "ca.pem"),
+		certFile: filepath.Join(dir, "server.pem"),
+		keyFile:  filepath.Join(dir, "server.key"),
+		pool:     x509.NewCertPool(),
+	}
+	p.pool.AddCert(ca)
+	writePEM(t, p.caFile, "CERTIFICATE", caDER)
+	writePEM(t, p.certFile, "CERTIFICATE", srvDER)
+	writePEM(t, p.keyFile, "EC PRIVATE KEY", srvKeyDER)
+	return p
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startTLSRedis starts redis-server speaking only TLS on a free loopback
+// port and returns the port; the server is killed when the test ends.
+func startTLSRedis(t *testing.T) (int, testPKI) {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("TASKFLOW_TEST_REQUIRE_REDIS") == "1" {
+			t.Fatalf("redis-server required (TASKFLOW_TEST_REQUIRE_REDIS=1) but not found: %v", err)
+		}
+		t.Skip("redis-server not installed")
+	}
+	dir := t.TempDir()
+	pki := newTestPKI(t, dir)
+	var lastErr error
+	// The port may be taken between freePort and the server's bind: try a
+	// few.
+	for attempt := 0; attempt < 3; attempt++ {
+		port := freePort(t)
+		var log bytes.Buffer
+		cmd := exec.Command(bin,
+			"--port", "0", "--tls-port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--tls-cert-file", pki.certFile, "--tls-key-file", pki.keyFile,
+			"--tls-ca-cert-file", pki.caFile, "--tls-auth-clients", "no",
+			"--save", "", "--appendonly", "no", "--dir", dir)
+		cmd.Stdout, cmd.Stderr = &log, &log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		stop := func() {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if lastErr = waitTLSRedis(port, pki.pool, exited); lastErr == nil {
+			t.Cleanup(stop)
+			return port, pki
+		}
+		stop()
+		lastErr = fmt.Errorf("%v; server log:\n%s", lastErr, log.String())
+	}
+	t.Fatalf("redis-server with TLS did not start: %v", lastErr)
+	return 0, pki
+}
+
+// waitTLSRedis pings the server over TLS until it answers, it exits, or
+// 10 s pass.
+func waitTLSRedis(port int, pool *x509.CertPool, exited <-chan error) error {
+	c := redis.NewClient(&redis.Options{
+		Addr:       "127.0.0.1:" + strconv.Itoa(port),
+		TLSConfig:  &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"},
+		MaxRetries: -1,
+	})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("redis-server exited: %v", err)
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// runCLIWithEnv runs the binary with the CLI-free environment minus the
+// certificate variables, plus env.
+func runCLIWithEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	for _, kv := range cliEnv() {
+		if !strings.HasPrefix(kv, "SSL_CERT_FILE=") && !strings.HasPrefix(kv, "SSL_CERT_DIR=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	res := result{stdout: out.String(), stderr: errOut.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running taskflow %v: %v", args, err)
+	}
+	return res
+}
+
+func TestTLS(t *testing.T) {
+	port, pki := startTLSRedis(t)
+	url := fmt.Sprintf("rediss://127.0.0.1:%d/0", port)
+	prefix := "tfcli-tls-" + uuid.NewString()[:8]
+	trust := []string{"SSL_CERT_FILE=" + pki.caFile}
+
+	r := runCLIWithEnv(t, trust, "list", "--json", "--redis", url, "--prefix", prefix).wantCode(t, 0)
+	var page listPage
+	if err := decodeJSON(r.stdout, &page); err != nil || len(page.Flows) != 0 || page.Next != "" {
+		t.Fatalf("list over TLS: %v\n%s", err, r.stdout)
+	}
+
+	r = runCLIWithEnv(t, trust, "demo", "--redis", url, "--prefix", prefix, "--flows", "20", "--workers", "2").wantCode(t, 0)
+	wantPasses(t, r)
+	r = runCLIWithEnv(t, trust, "list", "--json", "--limit", "100", "--redis", url, "--prefix", prefix).wantCode(t, 0)
+	if err := decodeJSON(r.stdout, &page); err != nil || len(page.Flows) != 20 {
+		t.Fatalf("list after the demo: %v, %d flows", err, len(page.Flows))
+	}
+	runCLIWithEnv(t, trust, "fsck", "--redis", url, "--prefix", prefix).wantCode(t, 0)
+
+	// Without the CA the server's certificate is not trusted.
+	r = runCLIWithEnv(t, nil, "list", "--json", "--redis", url, "--prefix", prefix).wantCode(t, 1)
+	r.wantOneLineError(t, "certificate")
+	t.Logf("without the CA: %s", strings.TrimSpace(r.stderr))
+	if !strings.Contains(r.stderr, "cannot reach Redis at 127.0.0.1:"+strconv.Itoa(port)) || r.stdout != "" {
+		t.Fatalf("untrusted certificate:\nstdout %q\nstderr %q", r.stdout, r.stderr)
+	}
+}
+
+func decodeJSON(s string, v any) error {
+	return json.Unmarshal([]byte(s), v)
+}
