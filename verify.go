@@ -3,6 +3,7 @@ package taskflow
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -18,6 +19,8 @@ type Problem struct {
 	Kind   string `json:"kind"`
 	FlowID string `json:"flow_id,omitempty"`
 	Key    string `json:"key"`
+	// Member is the index entry at fault, for stale_index_entry.
+	Member string `json:"member,omitempty"`
 	Detail string `json:"detail"`
 	// Repaired is true when Verify ran with WithRepair and fixed it.
 	Repaired bool `json:"repaired"`
@@ -203,19 +206,21 @@ func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg verifyConfi
 		return err
 	}
 	snaps := map[uuid.UUID]*flowSnap{}
+	var unreadable []Problem
 	const batch = 200
 	for i := 0; i < len(sk.flows); i += batch {
 		end := min(i+batch, len(sk.flows))
-		got, err := s.snapshotFlows(ctx, sk.flows[i:end])
+		got, bad, err := s.snapshotFlows(ctx, sk.flows[i:end])
 		if err != nil {
 			return err
 		}
 		for _, sn := range got {
 			snaps[sn.id] = sn
 		}
+		unreadable = append(unreadable, bad...)
 	}
-	rep.Flows += len(snaps)
-	var found []Problem
+	rep.Flows += len(snaps) + len(unreadable)
+	found := unreadable
 	ids := make([]uuid.UUID, 0, len(snaps))
 	for id := range snaps {
 		ids = append(ids, id)
@@ -225,15 +230,26 @@ func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg verifyConfi
 		found = append(found, s.checkFlow(snaps[id], sk.steps[id])...)
 	}
 	// Keys of flows that do not exist.
+	exists := func(id uuid.UUID) bool {
+		if snaps[id] != nil {
+			return true
+		}
+		for _, p := range unreadable {
+			if p.FlowID == id.String() {
+				return true
+			}
+		}
+		return false
+	}
 	for id, keys := range sk.byID {
-		if snaps[id] == nil {
+		if !exists(id) {
 			for _, k := range keys {
 				found = append(found, Problem{Kind: "orphan_key", FlowID: id.String(), Key: k, Detail: "no flow record"})
 			}
 		}
 	}
 	for id, runs := range sk.steps {
-		if snaps[id] == nil {
+		if !exists(id) {
 			for _, r := range runs {
 				found = append(found, Problem{Kind: "orphan_key", FlowID: id.String(), Key: s.keys.step(id, r), Detail: "no flow record"})
 			}
@@ -242,7 +258,7 @@ func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg verifyConfi
 	for _, k := range sk.unknown {
 		found = append(found, Problem{Kind: "unknown_key", Key: k, Detail: "not a key taskflow writes"})
 	}
-	idx, err := s.checkIndexes(ctx, shard, sk, snaps)
+	idx, err := s.checkIndexes(ctx, shard, sk, snaps, exists)
 	if err != nil {
 		return err
 	}
@@ -263,14 +279,14 @@ func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg verifyConfi
 
 // snapshotFlows reads flows with verify_flow.lua, two pipelines: the
 // owners first (the script needs the owner index key), then the scripts.
-func (s *RedisStore) snapshotFlows(ctx context.Context, ids []uuid.UUID) ([]*flowSnap, error) {
+func (s *RedisStore) snapshotFlows(ctx context.Context, ids []uuid.UUID) ([]*flowSnap, []Problem, error) {
 	pipe := s.client.Pipeline()
 	owners := make([]*redis.StringCmd, len(ids))
 	for i, id := range ids {
 		owners[i] = pipe.HGet(ctx, s.keys.flow(id), "owner_session_key")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-		return nil, fmt.Errorf("taskflow: verify: %w", err)
+		return nil, nil, fmt.Errorf("taskflow: verify: %w", err)
 	}
 	calls := make([]scriptCall, len(ids))
 	for i, id := range ids {
@@ -280,9 +296,17 @@ func (s *RedisStore) snapshotFlows(ctx context.Context, ids []uuid.UUID) ([]*flo
 	}
 	vals, errs := s.runPipelined(ctx, calls)
 	out := make([]*flowSnap, 0, len(ids))
+	var problems []Problem
 	for i, id := range ids {
+		var rerr redis.Error
+		if errors.As(errs[i], &rerr) {
+			// A server error reading this flow (a key of the wrong type):
+			// report it and go on with the others.
+			problems = append(problems, Problem{Kind: "unreadable_flow", FlowID: id.String(), Key: s.keys.flow(id), Detail: rerr.Error()})
+			continue
+		}
 		if errs[i] != nil {
-			return nil, fmt.Errorf("taskflow: verify flow %s: %w", id, errs[i])
+			return nil, nil, fmt.Errorf("taskflow: verify flow %s: %w", id, errs[i])
 		}
 		arr, _ := vals[i].([]any)
 		if len(arr) < 11 {
@@ -314,7 +338,7 @@ func (s *RedisStore) snapshotFlows(ctx context.Context, ids []uuid.UUID) ([]*flo
 		sn.leaseExp, _ = arr[10].(string)
 		out = append(out, sn)
 	}
-	return out, nil
+	return out, problems, nil
 }
 
 func asSlice(v any) []any { a, _ := v.([]any); return a }
@@ -460,17 +484,31 @@ func leaseExpiry(lease string) string {
 
 // checkIndexes reads every index of a shard and reports entries that do
 // not match a flow.
-func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys, snaps map[uuid.UUID]*flowSnap) ([]Problem, error) {
+// exists says whether a flow record is there (even if unreadable, whose
+// entries are not judged).
+func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys, snaps map[uuid.UUID]*flowSnap, exists func(uuid.UUID) bool) ([]Problem, error) {
 	var out []Problem
 	stale := func(key, member, detail string) {
-		p := Problem{Kind: "stale_index_entry", Key: key, Detail: detail + " (" + member + ")"}
+		p := Problem{Kind: "stale_index_entry", Key: key, Member: member, Detail: detail}
 		if id, err := uuid.Parse(lastUUID(member)); err == nil {
 			p.FlowID = id.String()
 		}
 		out = append(out, p)
 	}
 	check := func(key string, ok func(sn *flowSnap, member string) bool, detail string) error {
-		members, err := s.indexMembers(ctx, key)
+		want := "zset"
+		switch key {
+		case s.keys.leases(shard):
+			want = "hash"
+		case s.keys.cancelWait(shard):
+			want = "set"
+		}
+		members, err := s.indexMembers(ctx, key, want)
+		var wt wrongTypeError
+		if errors.As(err, &wt) {
+			out = append(out, Problem{Kind: "wrong_type", Key: key, Detail: "key is a " + string(wt) + ", not an index"})
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -481,6 +519,9 @@ func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys,
 				continue
 			}
 			sn := snaps[id]
+			if sn == nil && exists(id) {
+				continue // unreadable: reported once, as such
+			}
 			if sn == nil || !ok(sn, m) {
 				stale(key, m, detail)
 			}
@@ -544,11 +585,23 @@ func lastUUID(m string) string {
 	return m[len(m)-36:]
 }
 
-// indexMembers reads every member of a zset or set, in batches.
-func (s *RedisStore) indexMembers(ctx context.Context, key string) ([]string, error) {
+// wrongTypeError is an index key holding another Redis type.
+type wrongTypeError string
+
+func (w wrongTypeError) Error() string { return "wrong type " + string(w) }
+
+// indexMembers reads every member of an index (zset, set, or hash
+// fields), in batches; a key of another type is a wrongTypeError.
+func (s *RedisStore) indexMembers(ctx context.Context, key, want string) ([]string, error) {
 	typ, err := s.client.Type(ctx, key).Result()
 	if err != nil {
 		return nil, fmt.Errorf("taskflow: verify: %w", err)
+	}
+	if typ == "none" {
+		return nil, nil
+	}
+	if typ != want {
+		return nil, wrongTypeError(typ)
 	}
 	var out []string
 	var cursor uint64
@@ -599,7 +652,7 @@ func (s *RedisStore) confirmProblems(ctx context.Context, found []Problem) ([]Pr
 	}
 	again := map[uuid.UUID]*flowSnap{}
 	for i := 0; i < len(ids); i += 200 {
-		got, err := s.snapshotFlows(ctx, ids[i:min(i+200, len(ids))])
+		got, _, err := s.snapshotFlows(ctx, ids[i:min(i+200, len(ids))])
 		if err != nil {
 			return nil, err
 		}
@@ -616,7 +669,7 @@ func (s *RedisStore) confirmProblems(ctx context.Context, found []Problem) ([]Pr
 		}
 		sn := again[id]
 		switch p.Kind {
-		case "orphan_key":
+		case "orphan_key", "unreadable_flow":
 			if sn == nil {
 				out = append(out, p)
 			}
@@ -674,7 +727,10 @@ func (s *RedisStore) stepProblemHolds(ctx context.Context, p Problem, sn *flowSn
 // entryStillStale re-checks a stale index entry against a fresh snapshot.
 func (s *RedisStore) entryStillStale(p Problem, sn *flowSnap) bool {
 	shard := s.keys.shardOf(sn.id)
-	member := p.Detail[strings.LastIndex(p.Detail, "(")+1 : len(p.Detail)-1]
+	if !strings.HasPrefix(p.Key, s.keys.tag(shard)+":") {
+		return true // an entry in another shard's index is always stale
+	}
+	member := p.Member
 	switch {
 	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":status:"):
 		return sn.fields["status"] != strings.TrimPrefix(p.Key, s.keys.tag(shard)+":status:")
@@ -697,6 +753,25 @@ func (s *RedisStore) entryStillStale(p Problem, sn *flowSnap) bool {
 	return true
 }
 
+// dropEntry removes one member from an index key of whatever type.
+func (s *RedisStore) dropEntry(ctx context.Context, key, member string) error {
+	typ, err := s.client.Type(ctx, key).Result()
+	if err == nil {
+		switch typ {
+		case "zset":
+			err = s.client.ZRem(ctx, key, member).Err()
+		case "set":
+			err = s.client.SRem(ctx, key, member).Err()
+		case "hash":
+			err = s.client.HDel(ctx, key, member).Err()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("taskflow: repair: %w", err)
+	}
+	return nil
+}
+
 // repair fixes the confirmed problems of one shard.
 func (s *RedisStore) repair(ctx context.Context, shard int, found []Problem) error {
 	type fix struct {
@@ -712,9 +787,15 @@ func (s *RedisStore) repair(ctx context.Context, shard int, found []Problem) err
 		switch {
 		case p.Kind == "unknown_key" || p.Kind == "bad_flow" || p.Kind == "bad_wait" ||
 			p.Kind == "bad_event" || p.Kind == "event_revision" || p.Kind == "events_missing" ||
-			p.Kind == "wait_missing" || p.Kind == "wait_extra" || p.Kind == "step_missing":
+			p.Kind == "wait_missing" || p.Kind == "wait_extra" || p.Kind == "step_missing" ||
+			p.Kind == "wrong_type" || p.Kind == "unreadable_flow":
 			// Records are not rewritten: these need a person.
 			continue
+		case p.Kind == "stale_index_entry" && (err != nil || s.keys.shardOf(id) != shard):
+			// The entry names no flow of this shard: drop it where it is.
+			if err := s.dropEntry(ctx, p.Key, p.Member); err != nil {
+				return err
+			}
 		case err != nil:
 			continue
 		case p.Kind == "orphan_key":
@@ -737,7 +818,7 @@ func (s *RedisStore) repair(ctx context.Context, shard int, found []Problem) err
 				f.readies = append(f.readies, p.Key)
 			}
 			if p.Key == s.keys.corr(shard) && p.Kind == "stale_index_entry" {
-				f.corrs = append(f.corrs, p.Detail[strings.LastIndex(p.Detail, "(")+1:len(p.Detail)-1])
+				f.corrs = append(f.corrs, p.Member)
 			}
 		}
 		p.Repaired = true
