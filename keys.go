@@ -96,9 +96,9 @@ func (k keyspace) owner(shard int, owner string) string {
 	return k.tag(shard) + ":owner:" + owner
 }
 
-func (k keyspace) timers(shard int) string     { return k.tag(shard) + ":timers" }
-func (k keyspace) leases(shard int) string     { return k.tag(shard) + ":leases" }
-func (k keyspace) leaseExp(shard int) string   { return k.tag(shard) + ":leasexp" }
+func (k keyspace) timers(shard int) string   { return k.tag(shard) + ":timers" }
+func (k keyspace) leases(shard int) string   { return k.tag(shard) + ":leases" }
+func (k keyspace) leaseExp(shard int) string { return k.tag(shard) + ":leasexp" }
 
 // ready is a controller's ready queue in a shard; the scripts build the
 // same name from the shard base (KEYS[16]) and the flow's controller_id.
@@ -109,7 +109,7 @@ func (k keyspace) ready(shard int, controller string) string {
 
 // watch is the channel on which a shard's scripts publish every audit
 // entry, as "<flow id> <entry>".
-func (k keyspace) watch(shard int) string { return k.tag(shard) + ":watch" }
+func (k keyspace) watch(shard int) string      { return k.tag(shard) + ":watch" }
 func (k keyspace) cancelWait(shard int) string { return k.tag(shard) + ":cancelwait" }
 func (k keyspace) corr(shard int) string       { return k.tag(shard) + ":corr" }
 
