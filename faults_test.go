@@ -591,15 +591,18 @@ func TestFaultClusterFailover(t *testing.T) {
 		}(w)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if err := replica.client(t).Do(e.ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 100; i++ {
-		role, _ := replica.client(t).Do(e.ctx, "ROLE").Slice()
-		if len(role) > 0 && role[0] == "master" {
-			break
+	// A manual failover waits for the replica to catch up; under load it
+	// can time out, so ask again (never FORCE: that could lose writes).
+	promoted := false
+	for attempt := 0; attempt < 4 && !promoted; attempt++ {
+		if err := replica.client(t).Do(e.ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		for i := 0; i < 200 && !promoted; i++ {
+			role, _ := replica.client(t).Do(e.ctx, "ROLE").Slice()
+			promoted = len(role) > 0 && role[0] == "master"
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 	time.Sleep(700 * time.Millisecond)
 	stop()
