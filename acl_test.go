@@ -15,7 +15,7 @@ var aclCommands = []string{
 	// connection
 	"ping", "hello",
 	// scripts and what they call
-	"evalsha", "eval", "script|load", "exists", "hgetall", "hget", "hset", "hdel", "hincrby", "hstrlen",
+	"evalsha", "eval", "script|load", "exists", "hgetall", "hget", "hmget", "hkeys", "hset", "hdel", "hincrby", "hstrlen",
 	"del", "zadd", "zrem", "zscore", "zcard", "zrange", "sadd", "srem", "sismember",
 	"lpush", "ltrim", "lindex",
 	// reads, lists, ticks

@@ -230,7 +230,7 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 				_ = e.s.client.ZRem(ctx, e.s.keys.leaseExp(sh), raw).Err()
 				continue
 			}
-			calls = append(calls, scriptCall{e.s.scripts.expireLease, e.s.keys.flowKeys(id, ""), e.s.head(id, nowMs, nowStr, mutation{})})
+			calls = append(calls, scriptCall{e.s.scripts.expireLease, e.s.keys.flowKeys(id, ""), e.s.head(id, nowMs, nowStr, mutation{lean: true})})
 			kinds = append(kinds, entryLease)
 		}
 		for _, raw := range cs {
@@ -311,13 +311,14 @@ func (e *WaitEngine) timerCall(id uuid.UUID, nowMs, nowStr string) scriptCall {
 		id: id, from: StatusWaiting, to: StatusRunning, kind: EventResumed,
 		payload: json.RawMessage(`{"state_patch":null}`), guard: "timer",
 	}
+	r.mut.lean = true // the tick reads the status only
 	return scriptCall{e.s.scripts.transition, e.s.keys.flowKeys(id, ""), e.s.transitionArgs(r, nowMs, nowStr)}
 }
 
 func (e *WaitEngine) cancelCall(id uuid.UUID, nowMs, nowStr string) scriptCall {
 	r := transitionReq{
 		id: id, from: StatusWaiting, to: StatusCancelled, kind: EventCancelled,
-		payload: json.RawMessage(`{}`),
+		payload: json.RawMessage(`{}`), mut: mutation{lean: true},
 	}
 	return scriptCall{e.s.scripts.transition, e.s.keys.flowKeys(id, ""), e.s.transitionArgs(r, nowMs, nowStr)}
 }
@@ -327,7 +328,7 @@ func decodeReply(id uuid.UUID, v any) (*Flow, error) {
 	if !ok || len(arr) < 2 {
 		return nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
 	}
-	return decodeFlow(id, arr[0], arr[1])
+	return decodeFlow(id, pairsToMap(arr[0]), false)
 }
 
 // countIndex sums the sizes of one index over the shards, in one pipeline.

@@ -17,8 +17,8 @@ import (
 // id. Each shard has a hash tag, {<n>}, shared by the flow's own keys and
 // the shard's indexes, so every script touches one cluster slot:
 //
-//	<prefix>:{<n>}:flow:<id>          hash: the flow record
-//	<prefix>:{<n>}:state:<id>         hash: top-level state key -> raw JSON
+//	<prefix>:{<n>}:flow:<id>          hash: the flow record, and the state
+//	                                  ("$<key>" -> raw JSON of a top-level key)
 //	<prefix>:{<n>}:events:<id>        list: audit entries, newest first
 //	<prefix>:{<n>}:steps:<id>         zset: run id by insertion order
 //	<prefix>:{<n>}:step:<id>:<run>    hash: one step
@@ -72,10 +72,6 @@ func (k keyspace) flow(id uuid.UUID) string {
 	return k.tag(k.shardOf(id)) + ":flow:" + id.String()
 }
 
-func (k keyspace) state(id uuid.UUID) string {
-	return k.tag(k.shardOf(id)) + ":state:" + id.String()
-}
-
 func (k keyspace) events(id uuid.UUID) string {
 	return k.tag(k.shardOf(id)) + ":events:" + id.String()
 }
@@ -114,11 +110,11 @@ func (k keyspace) cancelWait(shard int) string { return k.tag(shard) + ":cancelw
 func (k keyspace) corr(shard int) string       { return k.tag(shard) + ":corr" }
 
 // flowKeys returns the key set every flow script receives, in the order
-// lua/lib.lua documents. owner is added as key 17 when not empty.
+// lua/lib.lua documents. owner is added as key 16 when not empty.
 func (k keyspace) flowKeys(id uuid.UUID, owner string) []string {
 	s := k.shardOf(id)
-	keys := make([]string, 0, 17)
-	keys = append(keys, k.flow(id), k.state(id), k.events(id), k.steps(id))
+	keys := make([]string, 0, 16)
+	keys = append(keys, k.flow(id), k.events(id), k.steps(id))
 	for _, st := range allStatuses {
 		keys = append(keys, k.status(s, st))
 	}

@@ -154,14 +154,17 @@ func (s *RedisStore) clock() (time.Time, string, string) {
 
 // head returns the common ARGV head of mutation scripts.
 func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []any {
-	exp, token := "", ""
+	exp, token, reply := "", "", "full"
 	if mut.expected != nil {
 		exp = strconv.FormatInt(*mut.expected, 10)
 	}
 	if mut.lease != nil {
 		token = mut.lease.Token
 	}
-	return []any{id.String(), nowMs, nowStr, exp, s.eventCap, s.maxState, token}
+	if mut.lean {
+		reply = "lean"
+	}
+	return []any{id.String(), nowMs, nowStr, exp, s.eventCap, s.maxState, token, reply}
 }
 
 // checkLayout makes sure the flow space was written with this store's
@@ -267,6 +270,7 @@ func (s *RedisStore) runPipelined(ctx context.Context, calls []scriptCall) ([]an
 type mutation struct {
 	expected *int64
 	lease    *Lease
+	lean     bool
 }
 
 // MutationOption adjusts one manager mutation.
@@ -278,6 +282,13 @@ type MutationOption func(*mutation)
 // current, atomically, and never conflict.
 func IfRevision(rev int64) MutationOption {
 	return func(m *mutation) { m.expected = &rev }
+}
+
+// WithoutState makes a mutation return the flow without its state
+// (Flow.State is nil): the reply then costs the same whatever the state's
+// size. By default a mutation returns the whole flow as persisted.
+func WithoutState() MutationOption {
+	return func(m *mutation) { m.lean = true }
 }
 
 // WithLease makes a mutation part of a worker's lease (see Manager.Claim):
@@ -322,7 +333,7 @@ func (s *RedisStore) stateArgs(what string, raw json.RawMessage, merge bool) ([]
 	args := make([]any, 0, 1+2*len(keys))
 	args = append(args, mode)
 	for i, k := range keys {
-		args = append(args, k, string(vals[i]))
+		args = append(args, "$"+k, string(vals[i])) // a state key's field
 	}
 	return args, nil
 }
@@ -340,52 +351,49 @@ func (s *RedisStore) runFlowScript(ctx context.Context, sc *redis.Script, id uui
 	if !ok || len(arr) < 2 {
 		return nil, nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
 	}
-	f, err := decodeFlow(id, arr[0], arr[1])
+	lean := len(args) > 7 && args[7] == "lean"
+	f, err := decodeFlow(id, pairsToMap(arr[0]), !lean)
 	if err != nil {
 		return nil, nil, err
 	}
 	return f, arr, nil
 }
 
-// Get returns the flow with id, or an error wrapping ErrNotFound.
+// Get returns the flow with id, or an error wrapping ErrNotFound. It is
+// one HGETALL: the record and the state live in one hash.
 func (s *RedisStore) Get(ctx context.Context, id uuid.UUID) (*Flow, error) {
 	if err := s.checkLayout(ctx); err != nil {
 		return nil, err
 	}
-	v, err := s.scripts.getFlow.Run(ctx, s.client, []string{s.keys.flow(id), s.keys.state(id)}).Result()
+	m, err := s.client.HGetAll(ctx, s.keys.flow(id)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("taskflow: get flow %s: %w", id, err)
 	}
-	return decodeGet(id, v)
-}
-
-func decodeGet(id uuid.UUID, v any) (*Flow, error) {
-	arr, ok := v.([]any)
-	if !ok || len(arr) != 2 {
-		return nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
-	}
-	if fields, _ := arr[0].([]any); len(fields) == 0 {
+	if len(m) == 0 {
 		return nil, fmt.Errorf("%w: flow %s", ErrNotFound, id)
 	}
-	return decodeFlow(id, arr[0], arr[1])
+	return decodeFlow(id, m, true)
 }
 
 // getMany reads flows in one pipeline; missing ones are skipped.
 func (s *RedisStore) getMany(ctx context.Context, ids []uuid.UUID) ([]*Flow, error) {
-	calls := make([]scriptCall, len(ids))
-	for i, id := range ids {
-		calls[i] = scriptCall{s.scripts.getFlow, []string{s.keys.flow(id), s.keys.state(id)}, nil}
+	if len(ids) == 0 {
+		return []*Flow{}, nil
 	}
-	vals, errs := s.runPipelined(ctx, calls)
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, s.keys.flow(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("taskflow: get flows: %w", err)
+	}
 	out := make([]*Flow, 0, len(ids))
-	for i := range ids {
-		if errs[i] != nil {
-			return nil, fmt.Errorf("taskflow: get flow %s: %w", ids[i], errs[i])
-		}
-		f, err := decodeGet(ids[i], vals[i])
-		if errors.Is(err, ErrNotFound) {
+	for i, c := range cmds {
+		if len(c.Val()) == 0 {
 			continue
 		}
+		f, err := decodeFlow(ids[i], c.Val(), true)
 		if err != nil {
 			return nil, err
 		}
@@ -394,15 +402,22 @@ func (s *RedisStore) getMany(ctx context.Context, ids []uuid.UUID) ([]*Flow, err
 	return out, nil
 }
 
-// decodeFlow builds the Flow id from its flow hash and state hash.
-func decodeFlow(id uuid.UUID, flowReply, stateReply any) (*Flow, error) {
-	fields, _ := flowReply.([]any)
+// pairsToMap turns a script's field/value array into a map.
+func pairsToMap(v any) map[string]string {
+	fields, _ := v.([]any)
 	m := make(map[string]string, len(fields)/2)
 	for i := 0; i+1 < len(fields); i += 2 {
 		k, _ := fields[i].(string)
-		v, _ := fields[i+1].(string)
-		m[k] = v
+		val, _ := fields[i+1].(string)
+		m[k] = val
 	}
+	return m
+}
+
+// decodeFlow builds the Flow id from its hash: the record fields, and the
+// state as "$<key>" fields (or "state" when it is not an object). A lean
+// reply has no state: State stays nil.
+func decodeFlow(id uuid.UUID, m map[string]string, withState bool) (*Flow, error) {
 	st, err := ParseFlowStatus(m["status"])
 	if err != nil {
 		return nil, fmt.Errorf("flow %s: %w", id, err)
@@ -423,20 +438,22 @@ func decodeFlow(id uuid.UUID, flowReply, stateReply any) (*Flow, error) {
 	if w, ok := m["wait_json"]; ok {
 		f.Wait = json.RawMessage(w)
 	}
-	if raw, ok := m["state"]; ok {
+	if !withState {
+		return f, nil
+	}
+	if raw, ok := m["state"]; ok && m["raw_state"] == "1" {
 		f.State = json.RawMessage(raw)
-	} else {
-		pairs, _ := stateReply.([]any)
-		keys := make([]string, 0, len(pairs)/2)
-		vals := make([][]byte, 0, len(pairs)/2)
-		for i := 0; i+1 < len(pairs); i += 2 {
-			k, _ := pairs[i].(string)
-			v, _ := pairs[i+1].(string)
-			keys = append(keys, k)
+		return f, nil
+	}
+	var keys []string
+	var vals [][]byte
+	for k, v := range m {
+		if strings.HasPrefix(k, "$") {
+			keys = append(keys, k[1:])
 			vals = append(vals, []byte(v))
 		}
-		f.State = joinObject(keys, vals)
 	}
+	f.State = joinObject(keys, vals)
 	return f, nil
 }
 
@@ -630,7 +647,7 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, 
 	if err != nil {
 		return nil, nil, err
 	}
-	entry, _ := arr[2].(string)
+	entry, _ := arr[1].(string)
 	ev, err := decodeEvent(f.ID, entry)
 	if err != nil {
 		return nil, nil, err

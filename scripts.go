@@ -17,7 +17,7 @@ var luaFiles embed.FS
 // scripts holds every compiled script of a store.
 type scripts struct {
 	create, transition, updateState, requestCancel, writeFlow *redis.Script
-	getFlow, recordStep, insertStep, pruneFlow                *redis.Script
+	recordStep, insertStep, pruneFlow                         *redis.Script
 	verifyFlow, reindexFlow, deleteOrphans                    *redis.Script
 	claim, extendLease, releaseLease, expireLease             *redis.Script
 	all                                                       []*redis.Script
@@ -36,7 +36,7 @@ func luaPrelude(cluster bool) string {
 	}
 	b.WriteString("local STATUS_KEY = {")
 	for i, st := range allStatuses {
-		fmt.Fprintf(&b, "[%q]=%d,", st, 5+i)
+		fmt.Fprintf(&b, "[%q]=%d,", st, 4+i)
 	}
 	b.WriteString("}\nlocal TERMINAL = {")
 	for _, st := range allStatuses {
@@ -72,7 +72,6 @@ func loadScripts(cluster bool) (*scripts, error) {
 		{"update_state", &s.updateState},
 		{"request_cancel", &s.requestCancel},
 		{"write_flow", &s.writeFlow},
-		{"get_flow", &s.getFlow},
 		{"record_step", &s.recordStep},
 		{"insert_step", &s.insertStep},
 		{"prune_flow", &s.pruneFlow},

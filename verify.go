@@ -139,7 +139,7 @@ func (s *RedisStore) scanShard(ctx context.Context, shard int, rep *VerifyReport
 func (s *RedisStore) classify(shard int, rest, key string, sk *shardKeys) {
 	kind, tail, _ := strings.Cut(rest, ":")
 	switch kind {
-	case "flow", "state", "events", "steps":
+	case "flow", "events", "steps":
 		id, err := uuid.Parse(tail)
 		if err != nil {
 			sk.unknown = append(sk.unknown, key)

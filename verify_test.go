@@ -110,7 +110,7 @@ func TestVerifyFindsAndRepairs(t *testing.T) {
 		}, []string{"stale_index_entry"}, true},
 		{"orphan keys", func(e *env, fs map[string]*Flow) {
 			id := uuid.New()
-			e.client.HSet(e.ctx, k(e).state(id), "a", "1")
+			e.client.ZAdd(e.ctx, k(e).steps(id), redis.Z{Score: 1, Member: "r"})
 			e.client.LPush(e.ctx, k(e).events(id), "{}")
 			e.client.HSet(e.ctx, k(e).step(id, "r"), "id", "x")
 			e.client.ZAdd(e.ctx, k(e).status(k(e).shardOf(id), StatusRunning), redis.Z{Score: 1, Member: id.String()})

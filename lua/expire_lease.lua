@@ -2,9 +2,9 @@
 -- stalled) and put a running flow back on its ready queue. The engine's
 -- tick calls it for due entries of the lease expiry set.
 --
--- KEYS: the flow key set 1..16 (see lib.lua).
--- ARGV: 1..7 the common head (7 unused).
--- Returns: {flow hash, state hash, ''}.
+-- KEYS: the flow key set 1..15 (see lib.lua).
+-- ARGV: 1..8 the common head (7 unused).
+-- Returns: {flow hash (record and state, or record only), ''}.
 -- Errors: NOMATCH (the lease is not due, or already gone).
 -- Events: lease_expired {worker, lease}; the revision does not change.
 

@@ -1,8 +1,8 @@
 -- extend_lease.lua: push a live lease's expiry out.
 --
--- KEYS: the flow key set 1..16 (see lib.lua).
--- ARGV: 1..7 the common head (7, the lease token, is required)
---   8 new expiry (unix ms)
+-- KEYS: the flow key set 1..15 (see lib.lua).
+-- ARGV: 1..8 the common head (7, the lease token, is required)
+--   9 new expiry (unix ms)
 -- Returns: 1.
 -- Errors: NOTFOUND, LEASELOST (expired, released, or another worker's).
 -- Events: none.
@@ -16,6 +16,6 @@ if e then
   return e
 end
 local worker = string.match(redis.call('HGET', KEYS[K_LEASES], ID), '^[^|]*|%d+|(.*)$')
-redis.call('HSET', KEYS[K_LEASES], ID, LEASE .. '|' .. ARGV[8] .. '|' .. worker)
-redis.call('ZADD', KEYS[K_LEASEXP], ARGV[8], ID)
+redis.call('HSET', KEYS[K_LEASES], ID, LEASE .. '|' .. ARGV[9] .. '|' .. worker)
+redis.call('ZADD', KEYS[K_LEASEXP], ARGV[9], ID)
 return 1

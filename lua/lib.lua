@@ -6,15 +6,21 @@
 -- self-contained on the server and the state machine has one source of
 -- truth, in Go.
 --
+-- The flow hash holds the record (the fields in RECORD below) and the
+-- state: each top-level key k of an object state is the field '$'..k with
+-- the value's raw JSON; a state that is not an object is the field
+-- 'state' (and 'raw_state' = '1'). Scripts read the record with HMGET and
+-- never load the state, so their cost does not grow with it.
+--
 -- The flow key set, in KEYS order (all under one hash tag, one slot):
---   1 flow hash         2 state hash       3 events list   4 steps zset
---   5..10 status index zsets, in the order of STATUS_KEY
---   11 timers zset      12 cancelwait set  13 correlation zset
---   14 leases hash (flow id -> '<token>|<expiry ms>|<worker>')
---   15 lease expiry zset
---   16 shard base '<prefix>:{<n>}' (not a key: names the ready queues)
---   17 owner zset (only the scripts that need it)
--- The one key built here is a flow's ready queue, KEYS[16]..':ready:'..
+--   1 flow hash         2 events list      3 steps zset
+--   4..9 status index zsets, in the order of STATUS_KEY
+--   10 timers zset      11 cancelwait set  12 correlation zset
+--   13 leases hash (flow id -> '<token>|<expiry ms>|<worker as JSON>')
+--   14 lease expiry zset
+--   15 shard base '<prefix>:{<n>}' (not a key: names the ready queues)
+--   16 owner zset (only the scripts that need it)
+-- The one key built here is a flow's ready queue, KEYS[15]..':ready:'..
 -- controller_id, a zset under the same hash tag (same slot): Go cannot
 -- know the controller of a flow it did not read. Channels (not keys):
 -- '<base>:ready:<controller>' announces a flow ready to claim and
@@ -24,19 +30,28 @@
 --   1 flow id  2 now (unix ms)  3 now (RFC 3339, UTC)
 --   4 expected revision ('' = any)  5 event cap (0 = none)
 --   6 state size limit in bytes  7 lease token ('' = no lease)
+--   8 reply: 'full' (record and state) or 'lean' (record only)
 --
 -- Refusals are redis.error_reply('<CODE> <details>'), mapped to typed
 -- errors in Go: NOTFOUND, REVISION <expected> <actual>, TERMINAL <status>,
 -- CANCELPENDING <status>, ILLEGAL <from>, TOOLARGE <size>, NOMATCH, EXISTS,
 -- DUPSTEP, IMMUTABLE <field>, LEASELOST.
 
-local K_FLOW, K_STATE, K_EVENTS, K_STEPS = 1, 2, 3, 4
-local K_TIMERS, K_CANCELWAIT, K_CORR = 11, 12, 13
-local K_LEASES, K_LEASEXP, K_BASE, K_OWNER = 14, 15, 16, 17
+local K_FLOW, K_EVENTS, K_STEPS = 1, 2, 3
+local K_TIMERS, K_CANCELWAIT, K_CORR = 10, 11, 12
+local K_LEASES, K_LEASEXP, K_BASE, K_OWNER = 13, 14, 15, 16
 
 local ID, NOW_MS, NOW_STR = ARGV[1], ARGV[2], ARGV[3]
 local EXPECTED, EVENT_CAP, STATE_LIMIT = ARGV[4], tonumber(ARGV[5] or '0'), tonumber(ARGV[6] or '0')
-local LEASE = ARGV[7] or ''
+local LEASE, REPLY = ARGV[7] or '', ARGV[8] or 'full'
+
+-- The record's fields: what load_flow reads and a lean reply returns.
+local RECORD = {
+  'controller_id', 'goal', 'owner_session_key', 'requester_origin',
+  'current_step', 'status', 'cancel_requested', 'revision', 'created_at',
+  'updated_at', 'wait_json', 'wait_corr', 'raw_state', 'state_size',
+  'event_seq',
+}
 
 local function err(code, detail)
   if detail ~= nil then
@@ -45,15 +60,18 @@ local function err(code, detail)
   return redis.error_reply(code)
 end
 
--- load_flow returns the flow hash as a table, or nil when it is missing.
+-- load_flow returns the flow's record as a table, or nil when it is
+-- missing. It never reads the state.
 local function load_flow()
-  local raw = redis.call('HGETALL', KEYS[K_FLOW])
-  if #raw == 0 then
+  local vals = redis.call('HMGET', KEYS[K_FLOW], unpack(RECORD))
+  if not vals[6] then -- every flow has a status
     return nil
   end
   local f = {}
-  for i = 1, #raw, 2 do
-    f[raw[i]] = raw[i + 1]
+  for i, name in ipairs(RECORD) do
+    if vals[i] then
+      f[name] = vals[i]
+    end
   end
   return f
 end
@@ -151,14 +169,15 @@ end
 
 -- clear_wait drops the wait and every index entry that points at it.
 local function clear_wait(f)
+  if f.wait_json == nil and f.wait_corr == nil then
+    return
+  end
   redis.call('ZREM', KEYS[K_TIMERS], ID)
   redis.call('SREM', KEYS[K_CANCELWAIT], ID)
   if f.wait_corr ~= nil then
     redis.call('ZREM', KEYS[K_CORR], f.wait_corr)
   end
-  if f.wait_json ~= nil or f.wait_corr ~= nil then
-    redis.call('HDEL', KEYS[K_FLOW], 'wait_json', 'wait_corr')
-  end
+  redis.call('HDEL', KEYS[K_FLOW], 'wait_json', 'wait_corr')
   f.wait_json, f.wait_corr = nil, nil
 end
 
@@ -189,38 +208,58 @@ local function hset_pairs(key, from, to)
   end
 end
 
+-- drop_object_state deletes every '$' field (a state replaced whole).
+local function drop_object_state()
+  local doomed = {}
+  for _, k in ipairs(redis.call('HKEYS', KEYS[K_FLOW])) do
+    if string.byte(k, 1) == 36 then -- '$'
+      doomed[#doomed + 1] = k
+      if #doomed == 400 then
+        redis.call('HDEL', KEYS[K_FLOW], unpack(doomed))
+        doomed = {}
+      end
+    end
+  end
+  if #doomed > 0 then
+    redis.call('HDEL', KEYS[K_FLOW], unpack(doomed))
+  end
+end
+
 -- apply_state changes the state as ARGV[at..] says and keeps state_size.
 -- ARGV[at] is the mode:
 --   'none'    nothing
---   'merge'   ARGV[at+1..] are key/raw-JSON pairs: a shallow merge
+--   'merge'   ARGV[at+1..] are '$'key/raw-JSON pairs: a shallow merge
 --   'object'  the same pairs replace the whole state
 --   'replace' ARGV[at+1] is a non-object JSON value that replaces the state
 -- Returns an error reply when the new state would exceed STATE_LIMIT,
--- before anything is written.
+-- before anything is written. Its cost grows with the patch only (a whole
+-- replacement also with the old state's key count).
 local function apply_state(f, at)
   local mode = ARGV[at]
   if mode == 'none' then
     return nil
   end
-  local size = tonumber(f.state_size or '0')
+  local raw_now = f.raw_state == '1'
   if mode == 'replace' then
     local raw = ARGV[at + 1]
     if #raw > STATE_LIMIT then
       return err('TOOLARGE', #raw)
     end
-    redis.call('DEL', KEYS[K_STATE])
-    redis.call('HSET', KEYS[K_FLOW], 'state', raw, 'state_size', #raw)
-    f.state_size = tostring(#raw)
+    if not raw_now then
+      drop_object_state()
+    end
+    redis.call('HSET', KEYS[K_FLOW], 'state', raw, 'raw_state', '1', 'state_size', #raw)
+    f.raw_state, f.state_size = '1', tostring(#raw)
     return nil
   end
-  local object_now = f.state == nil
-  if mode == 'object' or not object_now then
+  local size = tonumber(f.state_size or '0')
+  if mode == 'object' or raw_now then
     size = 0
   end
   for i = at + 1, #ARGV, 2 do
     local k, v = ARGV[i], ARGV[i + 1]
-    if mode == 'merge' and object_now then
-      local old = redis.call('HSTRLEN', KEYS[K_STATE], k)
+    if mode == 'merge' and not raw_now then
+      local old = redis.call('HSTRLEN', KEYS[K_FLOW], k)
       if old > 0 then
         size = size - #k - old
       end
@@ -230,15 +269,15 @@ local function apply_state(f, at)
   if size > STATE_LIMIT then
     return err('TOOLARGE', size)
   end
-  if mode == 'object' or not object_now then
-    redis.call('DEL', KEYS[K_STATE])
-    if not object_now then
-      redis.call('HDEL', KEYS[K_FLOW], 'state')
-      f.state = nil
-    end
+  if mode == 'object' and not raw_now then
+    drop_object_state()
+  end
+  if raw_now then
+    redis.call('HDEL', KEYS[K_FLOW], 'state', 'raw_state')
+    f.raw_state = nil
   end
   if #ARGV > at then
-    hset_pairs(KEYS[K_STATE], at + 1, #ARGV)
+    hset_pairs(KEYS[K_FLOW], at + 1, #ARGV)
   end
   redis.call('HSET', KEYS[K_FLOW], 'state_size', size)
   f.state_size = tostring(size)
@@ -247,8 +286,9 @@ end
 
 -- bump persists one mutation: revision + 1 and updated_at.
 local function bump(f)
-  f.revision = tostring(redis.call('HINCRBY', KEYS[K_FLOW], 'revision', 1))
-  redis.call('HSET', KEYS[K_FLOW], 'updated_at', NOW_MS)
+  f.revision = tostring(tonumber(f.revision) + 1)
+  f.updated_at = NOW_MS
+  redis.call('HSET', KEYS[K_FLOW], 'revision', f.revision, 'updated_at', NOW_MS)
 end
 
 -- append_event pushes one audit entry (newest at the head), keeps the
@@ -263,16 +303,27 @@ local function append_event(f, kind_json, payload)
   end
   local entry = '{"id":' .. seq .. ',"kind":' .. kind_json .. ',"rev":' ..
     f.revision .. ',"at":' .. NOW_MS .. lease .. ',"payload":' .. payload .. '}'
-  redis.call('LPUSH', KEYS[K_EVENTS], entry)
-  if EVENT_CAP > 0 then
+  local n = redis.call('LPUSH', KEYS[K_EVENTS], entry)
+  if EVENT_CAP > 0 and n > EVENT_CAP then
     redis.call('LTRIM', KEYS[K_EVENTS], 0, EVENT_CAP - 1)
   end
   redis.call(PUBLISH, KEYS[K_BASE] .. ':watch', ID .. ' ' .. entry)
   return entry
 end
 
--- reply returns the persisted flow: its hash and its state hash. The id
--- is not stored in the hash (the key names it): Go adds it.
+-- reply returns the persisted flow: the whole hash (record and state), or
+-- with a lean reply the record only, as field/value pairs.
 local function reply(extra)
-  return {redis.call('HGETALL', KEYS[K_FLOW]), redis.call('HGETALL', KEYS[K_STATE]), extra or ''}
+  if REPLY == 'lean' then
+    local vals = redis.call('HMGET', KEYS[K_FLOW], unpack(RECORD))
+    local out = {}
+    for i, name in ipairs(RECORD) do
+      if vals[i] then
+        out[#out + 1] = name
+        out[#out + 1] = vals[i]
+      end
+    end
+    return {out, extra or ''}
+  end
+  return {redis.call('HGETALL', KEYS[K_FLOW]), extra or ''}
 end

@@ -1,7 +1,7 @@
 -- prune_flow.lua: delete one terminal flow last updated before a cutoff,
 -- with its state, events, steps and every index entry.
 --
--- KEYS: the flow key set 1..17 (see lib.lua), then the flow's step
+-- KEYS: the flow key set 1..16 (see lib.lua), then the flow's step
 --   hashes (as many as ARGV 3 says).
 -- ARGV: 1 flow id  2 cutoff (unix ms; updated_at must be below it)
 --   3 number of steps the caller saw (the steps zset must still hold
@@ -25,8 +25,8 @@ for _, k in pairs(STATUS_KEY) do
 end
 clear_wait(f)
 leave_running(f)
-for i = 18, #KEYS do
+for i = 17, #KEYS do
   redis.call('DEL', KEYS[i])
 end
-redis.call('DEL', KEYS[K_FLOW], KEYS[K_STATE], KEYS[K_EVENTS], KEYS[K_STEPS])
+redis.call('DEL', KEYS[K_FLOW], KEYS[K_EVENTS], KEYS[K_STEPS])
 return 1

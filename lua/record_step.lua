@@ -2,12 +2,12 @@
 -- append a step_observed event. The flow's revision does not change: a
 -- step is not part of the flow record; the event carries the revision.
 --
--- KEYS: the flow key set 1..16 (see lib.lua), 17 the step hash.
--- ARGV: 1..7 the common head (4, 6 and 7 unused)
---   8 run id  9 step id for a new step  10 task  11 status
---   12 child session key ('' keeps the recorded one)
---   13 result JSON ('' = none)  14 runtime for a new step
---   15 payload of the step_observed event (JSON)
+-- KEYS: the flow key set 1..15 (see lib.lua), 16 the step hash.
+-- ARGV: 1..8 the common head (4, 6, 7 and 8 unused)
+--   9 run id  10 step id for a new step  11 task  12 status
+--   13 child session key ('' keeps the recorded one)
+--   14 result JSON ('' = none)  15 runtime for a new step
+--   16 payload of the step_observed event (JSON)
 -- Returns: the step hash (field/value pairs).
 -- Errors: NOTFOUND (no such flow).
 -- Events: step_observed.
@@ -16,20 +16,20 @@ local f = load_flow()
 if f == nil then
   return err('NOTFOUND')
 end
-local step = KEYS[17]
+local step = KEYS[16]
 if redis.call('EXISTS', step) == 0 then
-  redis.call('HSET', step, 'id', ARGV[9], 'flow_id', ID, 'runtime', ARGV[14],
-    'run_id', ARGV[8], 'created_at', NOW_MS)
-  redis.call('ZADD', KEYS[K_STEPS], redis.call('ZCARD', KEYS[K_STEPS]) + 1, ARGV[8])
+  redis.call('HSET', step, 'id', ARGV[10], 'flow_id', ID, 'runtime', ARGV[15],
+    'run_id', ARGV[9], 'created_at', NOW_MS)
+  redis.call('ZADD', KEYS[K_STEPS], redis.call('ZCARD', KEYS[K_STEPS]) + 1, ARGV[9])
 end
-redis.call('HSET', step, 'task', ARGV[10], 'status', ARGV[11], 'updated_at', NOW_MS)
-if ARGV[12] ~= '' then
-  redis.call('HSET', step, 'child_session_key', ARGV[12])
-end
+redis.call('HSET', step, 'task', ARGV[11], 'status', ARGV[12], 'updated_at', NOW_MS)
 if ARGV[13] ~= '' then
-  redis.call('HSET', step, 'result_json', ARGV[13])
+  redis.call('HSET', step, 'child_session_key', ARGV[13])
+end
+if ARGV[14] ~= '' then
+  redis.call('HSET', step, 'result_json', ARGV[14])
 else
   redis.call('HDEL', step, 'result_json')
 end
-append_event(f, '"step_observed"', ARGV[15])
+append_event(f, '"step_observed"', ARGV[16])
 return redis.call('HGETALL', step)

@@ -2,20 +2,20 @@
 -- (the invariant checker's repair). Without a flow record, drop the id
 -- from every index it may still be in.
 --
--- KEYS: the flow key set 1..16 (see lib.lua), 17 an owner index to fix
+-- KEYS: the flow key set 1..15 (see lib.lua), 16 an owner index to fix
 --   (the flow's own, or the one holding a stale entry).
 -- ARGV: 1 flow id  2 timer deadline ms for a waiting timer flow ('' none)
 --   3 the correlation member the flow's wait implies ('' none)
---   4 how many stale ready queues follow in KEYS (from 18)
+--   4 how many stale ready queues follow in KEYS (from 17)
 --   5.. stale correlation members naming this flow, to drop unless they
 --       are the implied one.
--- KEYS 18..: ready queues of other controllers holding the flow's id.
+-- KEYS 17..: ready queues of other controllers holding the flow's id.
 -- Returns: 1 when the flow exists, 0 when it does not.
 -- Events: none; the audit log is not touched.
 
 local f = load_flow()
 local STALE_READY = {}
-for i = 18, 17 + tonumber(ARGV[4]) do
+for i = 17, 16 + tonumber(ARGV[4]) do
   STALE_READY[#STALE_READY + 1] = KEYS[i]
 end
 for i = 5, #ARGV do
@@ -27,7 +27,7 @@ for i = 1, #STALE_READY do
   redis.call('ZREM', STALE_READY[i], ID)
 end
 if f == nil then
-  for i = 5, 10 do
+  for _, i in pairs(STATUS_KEY) do
     redis.call('ZREM', KEYS[i], ID)
   end
   redis.call('ZREM', KEYS[K_OWNER], ID)

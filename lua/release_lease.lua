@@ -1,8 +1,8 @@
 -- release_lease.lua: give a leased flow back; a running flow goes back on
 -- its ready queue for another worker.
 --
--- KEYS: the flow key set 1..16 (see lib.lua).
--- ARGV: 1..7 the common head (7, the lease token, is required).
+-- KEYS: the flow key set 1..15 (see lib.lua).
+-- ARGV: 1..8 the common head (7, the lease token, is required).
 -- Returns: 1.
 -- Errors: NOTFOUND, LEASELOST (expired, or another worker's).
 -- Events: released, with the lease token; the revision does not change.

@@ -1,9 +1,9 @@
 -- request_cancel.lua: set the sticky cancel intent. On a terminal or an
 -- already cancel-requested flow nothing changes and the flow is returned.
 --
--- KEYS: the flow key set 1..16 (see lib.lua).
--- ARGV: 1..7 the common head.
--- Returns: {flow hash, state hash, 'unchanged' or ''}.
+-- KEYS: the flow key set 1..15 (see lib.lua).
+-- ARGV: 1..8 the common head.
+-- Returns: {flow hash, 'unchanged' or ''}.
 -- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST.
 -- Events: cancel_requested (only when something changed). A waiting flow
 --   is also added to the cancelwait set, where the engine's tick finds it.

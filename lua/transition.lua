@@ -1,21 +1,21 @@
 -- transition.lua: move a flow along the state machine (start, wait,
 -- resume, finish, fail, cancel), with its state change and event.
 --
--- KEYS: the flow key set 1..16 (see lib.lua).
--- ARGV: 1..7 the common head
---   8 target status
---   9 event kind (a JSON string)  10 event payload (JSON)
---   11 wait JSON to store (only when the target is waiting)
---   12 timer deadline in unix ms ('' = not a timer)
---   13 correlation member ('' = not an external event)
---   14 guard: ''          none
+-- KEYS: the flow key set 1..15 (see lib.lua).
+-- ARGV: 1..8 the common head
+--   9 target status
+--   10 event kind (a JSON string)  11 event payload (JSON)
+--   12 wait JSON to store (only when the target is waiting)
+--   13 timer deadline in unix ms ('' = not a timer)
+--   14 correlation member ('' = not an external event)
+--   15 guard: ''          none
 --             'timer'     the flow must be waiting on a timer that is due
 --                         (its timers entry <= now); a cancel-pending flow
 --                         is cancelled instead of resumed
 --             'corr:<m>'  the flow must be waiting with correlation member m
---   15 required source status ('' = any the graph allows)
---   16.. the state change (see apply_state)
--- Returns: {flow hash, state hash, ''}.
+--   16 required source status ('' = any the graph allows)
+--   17.. the state change (see apply_state)
+-- Returns: {flow hash (record and state, or record only), ''}.
 -- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST, TERMINAL <status>,
 --   CANCELPENDING <status>, ILLEGAL <from>, TOOLARGE <size>,
 --   NOMATCH (the guard did not hold; nothing written), BADWAIT (a due
@@ -23,8 +23,8 @@
 -- Events: the given kind (cancelled when a timer guard cancels).
 
 local f = load_flow()
-local to, kind, payload = ARGV[8], ARGV[9], ARGV[10]
-local guard = ARGV[14]
+local to, kind, payload = ARGV[9], ARGV[10], ARGV[11]
+local guard = ARGV[15]
 if guard ~= '' then
   if f == nil or f.status ~= 'waiting' then
     if guard == 'timer' then
@@ -53,18 +53,18 @@ end
 if f == nil then
   return err('NOTFOUND')
 end
-local e = check_revision(f) or check_lease(f) or check_transition(f, to, ARGV[15])
+local e = check_revision(f) or check_lease(f) or check_transition(f, to, ARGV[16])
 if e then
   return e
 end
-e = apply_state(f, 16)
+e = apply_state(f, 17)
 if e then
   return e
 end
 clear_wait(f)
 set_status(f, to)
 if to == 'waiting' then
-  set_wait(f, ARGV[11], ARGV[12], ARGV[13])
+  set_wait(f, ARGV[12], ARGV[13], ARGV[14])
 end
 bump(f)
 append_event(f, kind, payload)

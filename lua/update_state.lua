@@ -1,12 +1,12 @@
 -- update_state.lua: shallow-merge a patch into a flow's state and
 -- optionally set its current step; the status does not change.
 --
--- KEYS: the flow key set 1..16 (see lib.lua).
--- ARGV: 1..7 the common head
---   8 next step ('' keeps the current one)
---   9 payload of the state_updated event (JSON)
---   10.. the state change (see apply_state)
--- Returns: {flow hash, state hash, ''}.
+-- KEYS: the flow key set 1..15 (see lib.lua).
+-- ARGV: 1..8 the common head
+--   9 next step ('' keeps the current one)
+--   10 payload of the state_updated event (JSON)
+--   11.. the state change (see apply_state)
+-- Returns: {flow hash (record and state, or record only), ''}.
 -- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST, TERMINAL <status>,
 --   CANCELPENDING <status>, TOOLARGE <size>.
 -- Events: state_updated.
@@ -19,13 +19,13 @@ local e = check_revision(f) or check_lease(f) or check_mutable(f)
 if e then
   return e
 end
-e = apply_state(f, 10)
+e = apply_state(f, 11)
 if e then
   return e
 end
-if ARGV[8] ~= '' then
-  redis.call('HSET', KEYS[K_FLOW], 'current_step', ARGV[8])
+if ARGV[9] ~= '' then
+  redis.call('HSET', KEYS[K_FLOW], 'current_step', ARGV[9])
 end
 bump(f)
-append_event(f, '"state_updated"', ARGV[9])
+append_event(f, '"state_updated"', ARGV[10])
 return reply()

@@ -1,7 +1,7 @@
 -- verify_flow.lua: read, in one consistent step, a flow and everything
 -- the invariant checker compares it with. Writes nothing.
 --
--- KEYS: the flow key set 1..16 (see lib.lua), 17 the owner index.
+-- KEYS: the flow key set 1..15 (see lib.lua), 16 the owner index.
 -- ARGV: 1 flow id.
 -- Returns: {} when the flow hash is missing, else
 --   {flow hash, {score in each status index or ''}, owner score or '',
@@ -19,7 +19,7 @@ for i = 1, #raw, 2 do
   f[raw[i]] = raw[i + 1]
 end
 local scores = {}
-for i = 5, 10 do
+for i = 4, 9 do -- the status indexes, in STATUS_KEY order
   scores[#scores + 1] = redis.call('ZSCORE', KEYS[i], ID) or ''
 end
 local corr = ''
