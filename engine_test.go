@@ -235,7 +235,7 @@ func TestTickSkipsUnreadableWait(t *testing.T) {
 		now := e.clock.Now()
 		bad := e.waitingFlow(t, WaitTimer(now.Add(-time.Second)))
 		good := e.waitingFlow(t, WaitTimer(now.Add(-time.Second)))
-		if err := e.client.HSet(e.ctx, e.store.keys.flow(bad.ID), "wait_json", "}garbage{").Err(); err != nil {
+		if err := e.client.HSet(e.ctx, e.store.keys.flow(bad.ID), "wait", "}garbage{").Err(); err != nil {
 			t.Fatal(err)
 		}
 		rep := eng.TickAt(e.ctx, now)

@@ -364,9 +364,9 @@ func (m *Manager) watch(ctx context.Context, shards []int, keep func(uuid.UUID) 
 	return out, nil
 }
 
-// parseWatchMessage reads "<flow id> <entry>".
+// parseWatchMessage reads "<flow id> <event id> <entry>".
 func parseWatchMessage(p string) *FlowEvent {
-	idStr, entry, ok := strings.Cut(p, " ")
+	idStr, numbered, ok := strings.Cut(p, " ")
 	if !ok {
 		return nil
 	}
@@ -374,7 +374,7 @@ func parseWatchMessage(p string) *FlowEvent {
 	if err != nil {
 		return nil
 	}
-	ev, err := decodeEvent(id, entry)
+	ev, err := decodeNumbered(id, numbered)
 	if err != nil {
 		return nil
 	}

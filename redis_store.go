@@ -424,24 +424,24 @@ func decodeFlow(id uuid.UUID, m map[string]string, withState bool) (*Flow, error
 	}
 	f := &Flow{
 		ID:              id,
-		ControllerID:    m["controller_id"],
+		ControllerID:    m["controller"],
 		Goal:            m["goal"],
-		OwnerSessionKey: m["owner_session_key"],
-		RequesterOrigin: m["requester_origin"],
-		CurrentStep:     m["current_step"],
+		OwnerSessionKey: m["owner"],
+		RequesterOrigin: m["origin"],
+		CurrentStep:     m["step"],
 		Status:          st,
-		CancelRequested: m["cancel_requested"] == "1",
+		CancelRequested: m["cancel"] == "1",
 	}
-	f.Revision, _ = strconv.ParseInt(m["revision"], 10, 64)
-	f.CreatedAt = msTime(m["created_at"])
-	f.UpdatedAt = msTime(m["updated_at"])
-	if w, ok := m["wait_json"]; ok {
+	f.Revision, _ = strconv.ParseInt(m["rev"], 10, 64)
+	f.CreatedAt = msTime(m["created"])
+	f.UpdatedAt = msTime(m["updated"])
+	if w, ok := m["wait"]; ok {
 		f.Wait = json.RawMessage(w)
 	}
 	if !withState {
 		return f, nil
 	}
-	if raw, ok := m["state"]; ok && m["raw_state"] == "1" {
+	if raw, ok := m["state"]; ok && m["raw"] == "1" {
 		f.State = json.RawMessage(raw)
 		return f, nil
 	}
@@ -647,8 +647,8 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, 
 	if err != nil {
 		return nil, nil, err
 	}
-	entry, _ := arr[1].(string)
-	ev, err := decodeEvent(f.ID, entry)
+	numbered, _ := arr[1].(string)
+	ev, err := decodeNumbered(f.ID, numbered)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -656,9 +656,9 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, 
 }
 
 // storedEvent is the JSON of one audit entry as kept in Redis, kept
-// short because a flow space holds millions: at is unix milliseconds.
+// short because a flow space holds millions: at is unix milliseconds, and
+// the id is not stored (the flow's seq is the newest entry's id).
 type storedEvent struct {
-	ID       int64           `json:"id"`
 	Kind     string          `json:"kind"`
 	Revision int64           `json:"rev"`
 	At       int64           `json:"at"`
@@ -666,15 +666,25 @@ type storedEvent struct {
 	Payload  json.RawMessage `json:"payload"`
 }
 
-func decodeEvent(flowID uuid.UUID, entry string) (*FlowEvent, error) {
+func decodeEvent(flowID uuid.UUID, id int64, entry string) (*FlowEvent, error) {
 	var se storedEvent
 	if err := json.Unmarshal([]byte(entry), &se); err != nil {
 		return nil, fmt.Errorf("%w: stored event of flow %s: %v", ErrInvalidData, flowID, err)
 	}
 	return &FlowEvent{
-		ID: strconv.FormatInt(se.ID, 10), FlowID: flowID, Kind: se.Kind, Revision: se.Revision,
+		ID: strconv.FormatInt(id, 10), FlowID: flowID, Kind: se.Kind, Revision: se.Revision,
 		Lease: se.Lease, Payload: se.Payload, At: time.UnixMilli(se.At).UTC(),
 	}, nil
+}
+
+// decodeNumbered reads "<event id> <entry>".
+func decodeNumbered(flowID uuid.UUID, s string) (*FlowEvent, error) {
+	idStr, entry, _ := strings.Cut(s, " ")
+	id, err := strconv.ParseInt(idStr, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: event of flow %s without an id", ErrInvalidData, flowID)
+	}
+	return decodeEvent(flowID, id, entry)
 }
 
 // ListEvents returns up to limit of a flow's events, newest first. A limit
@@ -686,13 +696,22 @@ func (s *RedisStore) ListEvents(ctx context.Context, flowID uuid.UUID, limit int
 	if err := s.checkLayout(ctx); err != nil {
 		return nil, err
 	}
-	entries, err := s.client.LRange(ctx, s.keys.events(flowID), 0, int64(limit)-1).Result()
-	if err != nil {
+	// The newest entry's id is the flow's seq: read both at once.
+	var seqCmd *redis.StringCmd
+	var listCmd *redis.StringSliceCmd
+	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		seqCmd = p.HGet(ctx, s.keys.flow(flowID), "seq")
+		listCmd = p.LRange(ctx, s.keys.events(flowID), 0, int64(limit)-1)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("taskflow: list events of %s: %w", flowID, err)
 	}
+	entries := listCmd.Val()
+	newest, _ := strconv.ParseInt(seqCmd.Val(), 10, 64)
 	out := make([]*FlowEvent, 0, len(entries))
-	for _, e := range entries {
-		ev, err := decodeEvent(flowID, e)
+	for i, e := range entries {
+		ev, err := decodeEvent(flowID, newest-int64(i), e)
 		if err != nil {
 			return nil, err
 		}
@@ -802,8 +821,8 @@ func decodeStep(v any) (*FlowStep, error) {
 		RunID:           m["run_id"],
 		Task:            m["task"],
 		Status:          StepStatus(m["status"]),
-		CreatedAt:       msTime(m["created_at"]),
-		UpdatedAt:       msTime(m["updated_at"]),
+		CreatedAt:       msTime(m["created"]),
+		UpdatedAt:       msTime(m["updated"]),
 	}
 	if r, ok := m["result_json"]; ok {
 		st.Result = json.RawMessage(r)

@@ -503,6 +503,9 @@ func TestMirroredStepsUpsertAndDuplicate(t *testing.T) {
 			t.Fatalf("steps: %d", len(steps))
 		}
 		first := steps[0]
+		if first.CreatedAt.IsZero() || first.UpdatedAt.IsZero() || first.ID == uuid.Nil {
+			t.Fatalf("step fields not read back: %+v", first)
+		}
 		for i, s := range steps {
 			if s.RunID != fmt.Sprintf("cron-%d", i) || string(s.Result) != fmt.Sprintf(`{"idx":%d}`, i) || s.Runtime != RuntimeMirrored {
 				t.Fatalf("step %d: %+v", i, s)

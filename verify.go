@@ -283,7 +283,7 @@ func (s *RedisStore) snapshotFlows(ctx context.Context, ids []uuid.UUID) ([]*flo
 	pipe := s.client.Pipeline()
 	owners := make([]*redis.StringCmd, len(ids))
 	for i, id := range ids {
-		owners[i] = pipe.HGet(ctx, s.keys.flow(id), "owner_session_key")
+		owners[i] = pipe.HGet(ctx, s.keys.flow(id), "owner")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return nil, nil, fmt.Errorf("taskflow: verify: %w", err)
@@ -349,7 +349,7 @@ func (s *RedisStore) expectedWait(id uuid.UUID, fields map[string]string) (timer
 	if fields["status"] != string(StatusWaiting) {
 		return "", "", ""
 	}
-	raw, ok := fields["wait_json"]
+	raw, ok := fields["wait"]
 	if !ok {
 		return "", "", ""
 	}
@@ -390,9 +390,9 @@ func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []Problem {
 		}
 	}
 	if sn.ownerScore == "" {
-		add("owner_index_missing", s.keys.owner(shard, sn.fields["owner_session_key"]), "flow is not in its owner's index")
+		add("owner_index_missing", s.keys.owner(shard, sn.fields["owner"]), "flow is not in its owner's index")
 	}
-	_, hasWait := sn.fields["wait_json"]
+	_, hasWait := sn.fields["wait"]
 	switch {
 	case st == StatusWaiting && !hasWait:
 		add("wait_missing", flowKey, "waiting flow without wait_json")
@@ -411,21 +411,21 @@ func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []Problem {
 	case timerMs == "" && sn.timerScore != "":
 		add("timer_extra", s.keys.timers(shard), "flow in the timer set without a timer wait")
 	}
-	wantCW := st == StatusWaiting && sn.fields["cancel_requested"] == "1"
+	wantCW := st == StatusWaiting && sn.fields["cancel"] == "1"
 	switch {
 	case wantCW && !sn.cancelWait:
 		add("cancelwait_missing", s.keys.cancelWait(shard), "waiting flow with a cancel request not in the cancel set")
 	case !wantCW && sn.cancelWait:
 		add("cancelwait_extra", s.keys.cancelWait(shard), "flow in the cancel set but not waiting with a cancel request")
 	}
-	gotCorr := sn.fields["wait_corr"]
+	gotCorr := sn.fields["corr"]
 	switch {
 	case corr != "" && (gotCorr != corr || sn.corrScore == ""):
 		add("corr_missing", s.keys.corr(shard), "waiting external-event flow not in the correlation index")
 	case corr == "" && gotCorr != "":
 		add("corr_extra", s.keys.corr(shard), "flow keeps a correlation entry without an external-event wait")
 	}
-	readyKey := s.keys.ready(shard, sn.fields["controller_id"])
+	readyKey := s.keys.ready(shard, sn.fields["controller"])
 	if st == StatusRunning {
 		switch {
 		case sn.lease == "" && sn.readyScore == "":
@@ -449,10 +449,10 @@ func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []Problem {
 	}
 	if sn.lastEvent == "" {
 		add("events_missing", s.keys.events(sn.id), "flow has no audit event")
-	} else if ev, err := decodeEvent(sn.id, sn.lastEvent); err != nil {
+	} else if ev, err := decodeEvent(sn.id, 0, sn.lastEvent); err != nil {
 		add("bad_event", s.keys.events(sn.id), err.Error())
-	} else if strconv.FormatInt(ev.Revision, 10) != sn.fields["revision"] {
-		add("event_revision", s.keys.events(sn.id), fmt.Sprintf("newest event has revision %d, flow has %s", ev.Revision, sn.fields["revision"]))
+	} else if strconv.FormatInt(ev.Revision, 10) != sn.fields["rev"] {
+		add("event_revision", s.keys.events(sn.id), fmt.Sprintf("newest event has revision %d, flow has %s", ev.Revision, sn.fields["rev"]))
 	}
 	records := map[string]bool{}
 	for _, r := range stepRecords {
@@ -537,7 +537,7 @@ func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys,
 	}
 	for _, ok := range sk.owners {
 		owner := strings.TrimPrefix(ok, s.keys.tag(shard)+":owner:")
-		if err := check(ok, func(sn *flowSnap, _ string) bool { return sn.fields["owner_session_key"] == owner },
+		if err := check(ok, func(sn *flowSnap, _ string) bool { return sn.fields["owner"] == owner },
 			"entry of a flow of another owner, or of none"); err != nil {
 			return nil, err
 		}
@@ -545,7 +545,7 @@ func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys,
 	for _, rk := range sk.readies {
 		ctl := strings.TrimPrefix(rk, s.keys.tag(shard)+":ready:")
 		if err := check(rk, func(sn *flowSnap, _ string) bool {
-			return sn.fields["status"] == string(StatusRunning) && sn.fields["controller_id"] == ctl && sn.lease == ""
+			return sn.fields["status"] == string(StatusRunning) && sn.fields["controller"] == ctl && sn.lease == ""
 		}, "ready entry of a flow that is not a runnable, unleased flow of this controller"); err != nil {
 			return nil, err
 		}
@@ -563,7 +563,7 @@ func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys,
 		return nil, err
 	}
 	if err := check(s.keys.cancelWait(shard), func(sn *flowSnap, _ string) bool {
-		return sn.fields["status"] == string(StatusWaiting) && sn.fields["cancel_requested"] == "1"
+		return sn.fields["status"] == string(StatusWaiting) && sn.fields["cancel"] == "1"
 	}, "cancel entry of a flow not waiting with a cancel request"); err != nil {
 		return nil, err
 	}
@@ -735,18 +735,18 @@ func (s *RedisStore) entryStillStale(p Problem, sn *flowSnap) bool {
 	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":status:"):
 		return sn.fields["status"] != strings.TrimPrefix(p.Key, s.keys.tag(shard)+":status:")
 	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":owner:"):
-		return sn.fields["owner_session_key"] != strings.TrimPrefix(p.Key, s.keys.tag(shard)+":owner:")
+		return sn.fields["owner"] != strings.TrimPrefix(p.Key, s.keys.tag(shard)+":owner:")
 	case p.Key == s.keys.timers(shard):
 		t, _, _ := s.expectedWait(sn.id, sn.fields)
 		return t == ""
 	case p.Key == s.keys.cancelWait(shard):
-		return !(sn.fields["status"] == string(StatusWaiting) && sn.fields["cancel_requested"] == "1")
+		return !(sn.fields["status"] == string(StatusWaiting) && sn.fields["cancel"] == "1")
 	case p.Key == s.keys.corr(shard):
 		_, c, _ := s.expectedWait(sn.id, sn.fields)
 		return c != member
 	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":ready:"):
 		ctl := strings.TrimPrefix(p.Key, s.keys.tag(shard)+":ready:")
-		return !(sn.fields["status"] == string(StatusRunning) && sn.fields["controller_id"] == ctl && sn.lease == "")
+		return !(sn.fields["status"] == string(StatusRunning) && sn.fields["controller"] == ctl && sn.lease == "")
 	case p.Key == s.keys.leases(shard), p.Key == s.keys.leaseExp(shard):
 		return sn.fields["status"] != string(StatusRunning)
 	}
@@ -830,7 +830,7 @@ func (s *RedisStore) repair(ctx context.Context, shard int, found []Problem) err
 			return fmt.Errorf("taskflow: repair: %w", err)
 		}
 		ownerKey := f.ownerKey
-		if owner, ok := fields["owner_session_key"]; ok && ownerKey == "" {
+		if owner, ok := fields["owner"]; ok && ownerKey == "" {
 			ownerKey = s.keys.owner(shard, owner)
 		}
 		if ownerKey == "" {

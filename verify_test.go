@@ -125,11 +125,11 @@ func TestVerifyFindsAndRepairs(t *testing.T) {
 		}, []string{"step_unindexed"}, true},
 		{"garbage wait", func(e *env, fs map[string]*Flow) {
 			f := fs["manual"]
-			e.client.HSet(e.ctx, k(e).flow(f.ID), "wait_json", "}{")
+			e.client.HSet(e.ctx, k(e).flow(f.ID), "wait", "}{")
 		}, []string{"bad_wait"}, false},
 		{"revision bumped by hand", func(e *env, fs map[string]*Flow) {
 			f := fs["failed"]
-			e.client.HIncrBy(e.ctx, k(e).flow(f.ID), "revision", 1)
+			e.client.HIncrBy(e.ctx, k(e).flow(f.ID), "rev", 1)
 		}, []string{"event_revision"}, false},
 		{"entry in another shard's index", func(e *env, fs map[string]*Flow) {
 			f := fs["running"]

@@ -12,7 +12,7 @@
 --   change (a lease is not part of the flow record).
 
 local f = load_flow()
-if f == nil or f.status ~= 'running' or f.controller_id ~= ARGV[11] then
+if f == nil or f.status ~= 'running' or f.controller ~= ARGV[11] then
   redis.call('ZREM', KEYS[K_BASE] .. ':ready:' .. ARGV[11], ID)
   return err('NOMATCH')
 end

@@ -14,16 +14,16 @@
 if redis.call('EXISTS', KEYS[K_FLOW]) == 1 then
   return err('EXISTS')
 end
-local f = {status = nil, revision = '0', controller_id = ARGV[9]}
+local f = {status = nil, rev = '0', controller = ARGV[9]}
 local e = apply_state(f, 16)
 if e then
   return e
 end
 redis.call('HSET', KEYS[K_FLOW],
-  'controller_id', ARGV[9], 'goal', ARGV[10],
-  'owner_session_key', ARGV[11], 'requester_origin', ARGV[12],
-  'current_step', ARGV[13], 'cancel_requested', '0', 'revision', '0',
-  'created_at', NOW_MS, 'updated_at', NOW_MS)
+  'controller', ARGV[9], 'goal', ARGV[10],
+  'owner', ARGV[11], 'origin', ARGV[12],
+  'step', ARGV[13], 'cancel', '0', 'rev', '0',
+  'created', NOW_MS, 'updated', NOW_MS)
 set_status(f, 'created')
 redis.call('ZADD', KEYS[K_OWNER], NOW_MS, ID)
 append_event(f, '"created"', ARGV[15])

@@ -16,7 +16,7 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
 end
 redis.call('HSET', KEYS[3], 'id', ARGV[1], 'flow_id', ARGV[2], 'runtime', ARGV[3],
   'run_id', ARGV[4], 'task', ARGV[5], 'status', ARGV[6],
-  'created_at', ARGV[9], 'updated_at', ARGV[10])
+  'created', ARGV[9], 'updated', ARGV[10])
 if ARGV[7] ~= '' then
   redis.call('HSET', KEYS[3], 'child_session_key', ARGV[7])
 end

@@ -6,11 +6,12 @@
 -- self-contained on the server and the state machine has one source of
 -- truth, in Go.
 --
--- The flow hash holds the record (the fields in RECORD below) and the
--- state: each top-level key k of an object state is the field '$'..k with
--- the value's raw JSON; a state that is not an object is the field
--- 'state' (and 'raw_state' = '1'). Scripts read the record with HMGET and
--- never load the state, so their cost does not grow with it.
+-- The flow hash holds the record (the fields in RECORD below, short names
+-- because millions of flows repeat them) and the state: each top-level
+-- key k of an object state is the field '$'..k with the value's raw JSON;
+-- a state that is not an object is the field 'state' (and 'raw' = '1').
+-- Scripts read the record with HMGET and never load the state, so their
+-- cost does not grow with it.
 --
 -- The flow key set, in KEYS order (all under one hash tag, one slot):
 --   1 flow hash         2 events list      3 steps zset
@@ -47,10 +48,10 @@ local LEASE, REPLY = ARGV[7] or '', ARGV[8] or 'full'
 
 -- The record's fields: what load_flow reads and a lean reply returns.
 local RECORD = {
-  'controller_id', 'goal', 'owner_session_key', 'requester_origin',
-  'current_step', 'status', 'cancel_requested', 'revision', 'created_at',
-  'updated_at', 'wait_json', 'wait_corr', 'raw_state', 'state_size',
-  'event_seq',
+  'controller', 'goal', 'owner', 'origin',
+  'step', 'status', 'cancel', 'rev', 'created',
+  'updated', 'wait', 'corr', 'raw', 'size',
+  'seq',
 }
 
 local function err(code, detail)
@@ -78,8 +79,8 @@ end
 
 -- check_revision refuses a stale compare-and-set.
 local function check_revision(f)
-  if EXPECTED ~= '' and tonumber(EXPECTED) ~= tonumber(f.revision) then
-    return err('REVISION', EXPECTED .. ' ' .. f.revision)
+  if EXPECTED ~= '' and tonumber(EXPECTED) ~= tonumber(f.rev) then
+    return err('REVISION', EXPECTED .. ' ' .. f.rev)
   end
   return nil
 end
@@ -103,7 +104,7 @@ end
 -- ready_key is the flow's ready queue: flow ids by the time they became
 -- runnable, per controller, in this shard.
 local function ready_key(f)
-  return KEYS[K_BASE] .. ':ready:' .. (f.controller_id or '')
+  return KEYS[K_BASE] .. ':ready:' .. (f.controller or '')
 end
 
 -- make_ready queues a running, unleased flow for its controller's workers
@@ -125,7 +126,7 @@ local function check_mutable(f)
   if TERMINAL[f.status] then
     return err('TERMINAL', f.status)
   end
-  if f.cancel_requested == '1' then
+  if f.cancel == '1' then
     return err('CANCELPENDING', f.status)
   end
   return nil
@@ -138,7 +139,7 @@ local function check_transition(f, to, from)
   if TERMINAL[f.status] then
     return err('TERMINAL', f.status)
   end
-  if f.cancel_requested == '1' and to ~= 'cancelled' then
+  if f.cancel == '1' and to ~= 'cancelled' then
     return err('CANCELPENDING', f.status)
   end
   if not ALLOWED[to][f.status] or (from ~= '' and from ~= f.status) then
@@ -169,30 +170,30 @@ end
 
 -- clear_wait drops the wait and every index entry that points at it.
 local function clear_wait(f)
-  if f.wait_json == nil and f.wait_corr == nil then
+  if f.wait == nil and f.corr == nil then
     return
   end
   redis.call('ZREM', KEYS[K_TIMERS], ID)
   redis.call('SREM', KEYS[K_CANCELWAIT], ID)
-  if f.wait_corr ~= nil then
-    redis.call('ZREM', KEYS[K_CORR], f.wait_corr)
+  if f.corr ~= nil then
+    redis.call('ZREM', KEYS[K_CORR], f.corr)
   end
-  redis.call('HDEL', KEYS[K_FLOW], 'wait_json', 'wait_corr')
-  f.wait_json, f.wait_corr = nil, nil
+  redis.call('HDEL', KEYS[K_FLOW], 'wait', 'corr')
+  f.wait, f.corr = nil, nil
 end
 
 -- set_wait stores a wait and indexes it: a timer by deadline, an external
 -- event by its correlation member.
 local function set_wait(f, wait_json, timer_ms, corr)
-  redis.call('HSET', KEYS[K_FLOW], 'wait_json', wait_json)
-  f.wait_json = wait_json
+  redis.call('HSET', KEYS[K_FLOW], 'wait', wait_json)
+  f.wait = wait_json
   if timer_ms ~= '' then
     redis.call('ZADD', KEYS[K_TIMERS], timer_ms, ID)
   end
   if corr ~= '' then
     redis.call('ZADD', KEYS[K_CORR], 0, corr)
-    redis.call('HSET', KEYS[K_FLOW], 'wait_corr', corr)
-    f.wait_corr = corr
+    redis.call('HSET', KEYS[K_FLOW], 'corr', corr)
+    f.corr = corr
   end
 end
 
@@ -239,7 +240,7 @@ local function apply_state(f, at)
   if mode == 'none' then
     return nil
   end
-  local raw_now = f.raw_state == '1'
+  local raw_now = f.raw == '1'
   if mode == 'replace' then
     local raw = ARGV[at + 1]
     if #raw > STATE_LIMIT then
@@ -248,11 +249,11 @@ local function apply_state(f, at)
     if not raw_now then
       drop_object_state()
     end
-    redis.call('HSET', KEYS[K_FLOW], 'state', raw, 'raw_state', '1', 'state_size', #raw)
-    f.raw_state, f.state_size = '1', tostring(#raw)
+    redis.call('HSET', KEYS[K_FLOW], 'state', raw, 'raw', '1', 'size', #raw)
+    f.raw, f.size = '1', tostring(#raw)
     return nil
   end
-  local size = tonumber(f.state_size or '0')
+  local size = tonumber(f.size or '0')
   if mode == 'object' or raw_now then
     size = 0
   end
@@ -273,42 +274,46 @@ local function apply_state(f, at)
     drop_object_state()
   end
   if raw_now then
-    redis.call('HDEL', KEYS[K_FLOW], 'state', 'raw_state')
-    f.raw_state = nil
+    redis.call('HDEL', KEYS[K_FLOW], 'state', 'raw')
+    f.raw = nil
   end
   if #ARGV > at then
     hset_pairs(KEYS[K_FLOW], at + 1, #ARGV)
   end
-  redis.call('HSET', KEYS[K_FLOW], 'state_size', size)
-  f.state_size = tostring(size)
+  redis.call('HSET', KEYS[K_FLOW], 'size', size)
+  f.size = tostring(size)
   return nil
 end
 
 -- bump persists one mutation: revision + 1 and updated_at.
 local function bump(f)
-  f.revision = tostring(tonumber(f.revision) + 1)
-  f.updated_at = NOW_MS
-  redis.call('HSET', KEYS[K_FLOW], 'revision', f.revision, 'updated_at', NOW_MS)
+  f.rev = tostring(tonumber(f.rev) + 1)
+  f.updated = NOW_MS
+  redis.call('HSET', KEYS[K_FLOW], 'rev', f.rev, 'updated', NOW_MS)
 end
 
 -- append_event pushes one audit entry (newest at the head), keeps the
--- newest EVENT_CAP entries and announces it on the shard's watch channel.
--- kind_json is a JSON string, payload raw JSON; a mutation made under a
--- lease names the lease's token.
+-- newest EVENT_CAP entries and announces it on the shard's watch channel
+-- as '<flow id> <event id> <entry>'. kind_json is a JSON string, payload
+-- raw JSON; a mutation made under a lease names the lease's token. An
+-- entry does not store its id: the flow's 'seq' is the newest entry's id
+-- and ids fall by one towards the tail (trimming drops the oldest only).
+-- Returns '<event id> <entry>'.
 local function append_event(f, kind_json, payload)
-  local seq = redis.call('HINCRBY', KEYS[K_FLOW], 'event_seq', 1)
+  local seq = redis.call('HINCRBY', KEYS[K_FLOW], 'seq', 1)
   local lease = ''
   if LEASE ~= '' then
     lease = ',"lease":"' .. LEASE .. '"'
   end
-  local entry = '{"id":' .. seq .. ',"kind":' .. kind_json .. ',"rev":' ..
-    f.revision .. ',"at":' .. NOW_MS .. lease .. ',"payload":' .. payload .. '}'
+  local entry = '{"kind":' .. kind_json .. ',"rev":' .. f.rev .. ',"at":' ..
+    NOW_MS .. lease .. ',"payload":' .. payload .. '}'
   local n = redis.call('LPUSH', KEYS[K_EVENTS], entry)
   if EVENT_CAP > 0 and n > EVENT_CAP then
     redis.call('LTRIM', KEYS[K_EVENTS], 0, EVENT_CAP - 1)
   end
-  redis.call(PUBLISH, KEYS[K_BASE] .. ':watch', ID .. ' ' .. entry)
-  return entry
+  local numbered = seq .. ' ' .. entry
+  redis.call(PUBLISH, KEYS[K_BASE] .. ':watch', ID .. ' ' .. numbered)
+  return numbered
 end
 
 -- reply returns the persisted flow: the whole hash (record and state), or

@@ -11,13 +11,13 @@
 -- Events: none; the flow's audit log is deleted with it.
 
 local f = load_flow()
-if f == nil or not TERMINAL[f.status] or tonumber(f.updated_at) >= tonumber(ARGV[2]) then
+if f == nil or not TERMINAL[f.status] or tonumber(f.updated) >= tonumber(ARGV[2]) then
   return 0
 end
 if redis.call('ZCARD', KEYS[K_STEPS]) ~= tonumber(ARGV[3]) then
   return 0
 end
-if f.owner_session_key ~= nil then
+if f.owner ~= nil then
   redis.call('ZREM', KEYS[K_OWNER], ID)
 end
 for _, k in pairs(STATUS_KEY) do

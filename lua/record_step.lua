@@ -19,10 +19,10 @@ end
 local step = KEYS[16]
 if redis.call('EXISTS', step) == 0 then
   redis.call('HSET', step, 'id', ARGV[10], 'flow_id', ID, 'runtime', ARGV[15],
-    'run_id', ARGV[9], 'created_at', NOW_MS)
+    'run_id', ARGV[9], 'created', NOW_MS)
   redis.call('ZADD', KEYS[K_STEPS], redis.call('ZCARD', KEYS[K_STEPS]) + 1, ARGV[9])
 end
-redis.call('HSET', step, 'task', ARGV[11], 'status', ARGV[12], 'updated_at', NOW_MS)
+redis.call('HSET', step, 'task', ARGV[11], 'status', ARGV[12], 'updated', NOW_MS)
 if ARGV[13] ~= '' then
   redis.call('HSET', step, 'child_session_key', ARGV[13])
 end

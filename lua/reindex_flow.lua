@@ -47,7 +47,7 @@ if f.status == 'running' then
   else
     redis.call('HDEL', KEYS[K_LEASES], ID)
     redis.call('ZREM', KEYS[K_LEASEXP], ID)
-    redis.call('ZADD', ready_key(f), 'NX', f.updated_at, ID)
+    redis.call('ZADD', ready_key(f), 'NX', f.updated, ID)
   end
 else
   leave_running(f)
@@ -56,11 +56,11 @@ for st, i in pairs(STATUS_KEY) do
   if st ~= f.status then
     redis.call('ZREM', KEYS[i], ID)
   elseif not redis.call('ZSCORE', KEYS[i], ID) then
-    redis.call('ZADD', KEYS[i], f.updated_at, ID)
+    redis.call('ZADD', KEYS[i], f.updated, ID)
   end
 end
-if f.owner_session_key ~= nil and KEYS[K_OWNER] then
-  redis.call('ZADD', KEYS[K_OWNER], 'NX', f.created_at, ID)
+if f.owner ~= nil and KEYS[K_OWNER] then
+  redis.call('ZADD', KEYS[K_OWNER], 'NX', f.created, ID)
 end
 local waiting = f.status == 'waiting'
 if waiting and ARGV[2] ~= '' then
@@ -68,17 +68,17 @@ if waiting and ARGV[2] ~= '' then
 else
   redis.call('ZREM', KEYS[K_TIMERS], ID)
 end
-if waiting and f.cancel_requested == '1' then
+if waiting and f.cancel == '1' then
   redis.call('SADD', KEYS[K_CANCELWAIT], ID)
 else
   redis.call('SREM', KEYS[K_CANCELWAIT], ID)
 end
-if f.wait_corr ~= nil and f.wait_corr ~= ARGV[3] then
-  redis.call('ZREM', KEYS[K_CORR], f.wait_corr)
-  redis.call('HDEL', KEYS[K_FLOW], 'wait_corr')
+if f.corr ~= nil and f.corr ~= ARGV[3] then
+  redis.call('ZREM', KEYS[K_CORR], f.corr)
+  redis.call('HDEL', KEYS[K_FLOW], 'corr')
 end
 if waiting and ARGV[3] ~= '' then
   redis.call('ZADD', KEYS[K_CORR], 0, ARGV[3])
-  redis.call('HSET', KEYS[K_FLOW], 'wait_corr', ARGV[3])
+  redis.call('HSET', KEYS[K_FLOW], 'corr', ARGV[3])
 end
 return 1

@@ -16,11 +16,11 @@ local e = check_revision(f) or check_lease(f)
 if e then
   return e
 end
-if TERMINAL[f.status] or f.cancel_requested == '1' then
+if TERMINAL[f.status] or f.cancel == '1' then
   return reply('unchanged')
 end
-redis.call('HSET', KEYS[K_FLOW], 'cancel_requested', '1')
-f.cancel_requested = '1'
+redis.call('HSET', KEYS[K_FLOW], 'cancel', '1')
+f.cancel = '1'
 if f.status == 'waiting' then
   redis.call('SADD', KEYS[K_CANCELWAIT], ID)
 end

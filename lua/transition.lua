@@ -37,16 +37,16 @@ if guard ~= '' then
     if not due or tonumber(due) > tonumber(NOW_MS) then
       return err('NOMATCH')
     end
-    if f.wait_json == nil or not string.find(f.wait_json, '"kind":"timer"', 1, true) then
+    if f.wait == nil or not string.find(f.wait, '"kind":"timer"', 1, true) then
       -- A timer entry whose wait is not a timer (written by hand?):
       -- drop the entry so it is reported once, and leave the flow be.
       redis.call('ZREM', KEYS[K_TIMERS], ID)
       return err('BADWAIT')
     end
-    if f.cancel_requested == '1' then
+    if f.cancel == '1' then
       to, kind, payload = 'cancelled', '"cancelled"', '{}'
     end
-  elseif f.wait_corr ~= string.sub(guard, 6) then
+  elseif f.corr ~= string.sub(guard, 6) then
     return err('NOMATCH')
   end
 end

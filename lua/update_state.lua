@@ -24,7 +24,7 @@ if e then
   return e
 end
 if ARGV[9] ~= '' then
-  redis.call('HSET', KEYS[K_FLOW], 'current_step', ARGV[9])
+  redis.call('HSET', KEYS[K_FLOW], 'step', ARGV[9])
 end
 bump(f)
 append_event(f, '"state_updated"', ARGV[10])

@@ -23,8 +23,8 @@ for i = 4, 9 do -- the status indexes, in STATUS_KEY order
   scores[#scores + 1] = redis.call('ZSCORE', KEYS[i], ID) or ''
 end
 local corr = ''
-if f.wait_corr ~= nil then
-  corr = redis.call('ZSCORE', KEYS[K_CORR], f.wait_corr) or ''
+if f.corr ~= nil then
+  corr = redis.call('ZSCORE', KEYS[K_CORR], f.corr) or ''
 end
 return {
   raw, scores,

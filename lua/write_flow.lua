@@ -9,7 +9,7 @@
 --   17 timer deadline ms ('')  18 correlation member ('')
 --   19 event kind (JSON string)  20 event payload (JSON)
 --   21.. the whole state ('object' or 'replace', see apply_state)
--- Returns: {flow hash, event entry}.
+-- Returns: {flow hash, '<event id> <entry>'}.
 -- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST,
 --   IMMUTABLE owner_session_key,
 --   TOOLARGE <size>.
@@ -23,18 +23,18 @@ local e = check_revision(f) or check_lease(f)
 if e then
   return e
 end
-if ARGV[12] ~= f.owner_session_key then
-  return err('IMMUTABLE', 'owner_session_key')
+if ARGV[12] ~= f.owner then
+  return err('IMMUTABLE', 'owner')
 end
 e = apply_state(f, 21)
 if e then
   return e
 end
 clear_wait(f)
-redis.call('HSET', KEYS[K_FLOW], 'controller_id', ARGV[10], 'goal', ARGV[11],
-  'requester_origin', ARGV[13], 'current_step', ARGV[14],
-  'cancel_requested', ARGV[15])
-f.cancel_requested = ARGV[15]
+redis.call('HSET', KEYS[K_FLOW], 'controller', ARGV[10], 'goal', ARGV[11],
+  'origin', ARGV[13], 'step', ARGV[14],
+  'cancel', ARGV[15])
+f.cancel = ARGV[15]
 set_status(f, ARGV[9])
 if ARGV[9] == 'waiting' then
   if ARGV[16] ~= '' then

@@ -1,0 +1,237 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"github.com/taskflow-dev/taskflow"
+)
+
+// defaultShards is the library's default shard count, which the direct
+// fill below assumes.
+const defaultShards = taskflow.DefaultShards
+
+// shardOf computes a flow's shard exactly as keys.go does: FNV-32a of the
+// 16 UUID bytes, modulo the shard count.
+func shardOf(id uuid.UUID, shards int) int {
+	h := fnv.New32a()
+	_, _ = h.Write(id[:])
+	return int(h.Sum32() % uint32(shards))
+}
+
+// shardTag is "<prefix>:{<shard>}", the start of every key of the shard.
+func shardTag(prefix string, id uuid.UUID, shards int) string {
+	return prefix + ":{" + strconv.Itoa(shardOf(id, shards)) + "}"
+}
+
+// waitFill writes waiting flows (timer waits) straight into Redis with
+// pipelines, mirroring what CreateMirrored (empty state) followed by
+// SetWaiting(timer) writes: the flow hash, its three events, and the
+// status, owner and timers index entries. checkFillFidelity proves the
+// shape against the real Manager before a fill is trusted.
+type waitFill struct {
+	c       redis.UniversalClient
+	prefix  string
+	shards  int
+	owners  int
+	workers int
+	batch   int
+}
+
+const (
+	fillController = "kate/inbox-triage"
+	fillGoal       = "triage the inbox of kate@example.com"
+	fillOrigin     = "user:kate"
+	fillStep       = "fetch"
+)
+
+func fillOwner(i, owners int) string {
+	o := i % owners
+	return fmt.Sprintf("agent:kate-%d:session:s-%d", o, o)
+}
+
+// fill writes count waiting flows numbered from first; deadline gives
+// each one's timer. It returns the ids.
+func (w waitFill) fill(ctx context.Context, first, count int, created, waited time.Time, deadline func(i int) time.Time) ([]uuid.UUID, error) {
+	ids := make([]uuid.UUID, count)
+	for i := range ids {
+		ids[i] = uuid.New()
+	}
+	batch := w.batch
+	if batch <= 0 {
+		batch = 500
+	}
+	workers := max(w.workers, 1)
+	createdMs := strconv.FormatInt(created.UnixMilli(), 10)
+	waitedMs := strconv.FormatInt(waited.UnixMilli(), 10)
+	createdPayload, _ := json.Marshal(map[string]string{
+		"controller_id": fillController, "goal": fillGoal, "current_step": fillStep,
+	})
+	entryCreated := `{"kind":"created","rev":0,"at":` + createdMs + `,"payload":` + string(createdPayload) + `}`
+	entryStarted := `{"kind":"started","rev":1,"at":` + createdMs + `,"payload":{}}`
+	err := parallel(ctx, workers, (count+batch-1)/batch, func(ctx context.Context, b int) error {
+		pipe := w.c.Pipeline()
+		for j := b * batch; j < min((b+1)*batch, count); j++ {
+			id := ids[j]
+			idStr := id.String()
+			tag := shardTag(w.prefix, id, w.shards)
+			owner := fillOwner(first+j, w.owners)
+			at := deadline(first + j)
+			wj, err := json.Marshal(taskflow.WaitTimer(at))
+			if err != nil {
+				return err
+			}
+			pipe.HSet(ctx, tag+":flow:"+idStr,
+				"size", "0",
+				"controller", fillController, "goal", fillGoal,
+				"owner", owner, "origin", fillOrigin,
+				"step", fillStep, "cancel", "0", "rev", "2",
+				"created", createdMs, "updated", waitedMs,
+				"status", "waiting", "seq", "3", "wait", string(wj))
+			entryWaiting := `{"kind":"waiting","rev":2,"at":` + waitedMs + `,"payload":{"wait":` + string(wj) + `}}`
+			// Newest first, as LPUSH leaves them.
+			pipe.RPush(ctx, tag+":events:"+idStr, entryWaiting, entryStarted, entryCreated)
+			pipe.ZAdd(ctx, tag+":status:waiting", redis.Z{Score: float64(waited.UnixMilli()), Member: idStr})
+			pipe.ZAdd(ctx, tag+":owner:"+owner, redis.Z{Score: float64(created.UnixMilli()), Member: idStr})
+			pipe.ZAdd(ctx, tag+":timers", redis.Z{Score: float64(at.UnixMilli()), Member: idStr})
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+	return ids, err
+}
+
+// checkFillFidelity writes one flow with the Manager and one with the
+// direct fill, with the same inputs and deadline, and compares every key
+// they produced: names, types, hash fields and values, event entries,
+// index memberships (timestamps masked). A difference means the library's
+// layout changed and the fill must be updated.
+func checkFillFidelity(ctx context.Context, c *redis.Client, prefixBase string) error {
+	refPrefix, fillPrefix := prefixBase+"-ref", prefixBase+"-fill"
+	defer func() {
+		cctx, cancel := cleanupCtx(ctx)
+		defer cancel()
+		_, _ = deletePrefix(cctx, c, refPrefix)
+		_, _ = deletePrefix(cctx, c, fillPrefix)
+	}()
+	st, err := taskflow.NewRedisStore(c, taskflow.WithPrefix(refPrefix))
+	if err != nil {
+		return err
+	}
+	m := taskflow.NewManager(st)
+	deadline := time.Now().Add(48 * time.Hour).Truncate(time.Millisecond)
+	fl, err := m.CreateMirrored(ctx, taskflow.CreateManagedInput{
+		ControllerID: fillController, Goal: fillGoal, OwnerSessionKey: fillOwner(0, 1),
+		RequesterOrigin: fillOrigin, CurrentStep: fillStep, State: json.RawMessage(`{}`),
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := m.SetWaiting(ctx, fl.ID, taskflow.WaitTimer(deadline)); err != nil {
+		return err
+	}
+	now := time.Now()
+	ids, err := waitFill{c: c, prefix: fillPrefix, shards: defaultShards, owners: 1, workers: 1}.
+		fill(ctx, 0, 1, now, now, func(int) time.Time { return deadline })
+	if err != nil {
+		return err
+	}
+	want, err := describeFlow(ctx, c, refPrefix, fl.ID)
+	if err != nil {
+		return err
+	}
+	got, err := describeFlow(ctx, c, fillPrefix, ids[0])
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(want, got) {
+		return fmt.Errorf("the direct fill no longer mirrors the library's keys:\n  manager: %s\n  fill:    %s",
+			strings.Join(want, "\n           "), strings.Join(got, "\n           "))
+	}
+	return nil
+}
+
+var (
+	reAtMs  = regexp.MustCompile(`"at":\d+`)
+	reShard = regexp.MustCompile(`:\{\d+\}:`)
+)
+
+// describeFlow lists every shard key under prefix (one flow's worth) in a
+// normalized form.
+func describeFlow(ctx context.Context, c *redis.Client, prefix string, id uuid.UUID) ([]string, error) {
+	var keys []string
+	iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+	for iter.Next(ctx) {
+		// Only the shards' keys: flow-space records such as
+		// <prefix>:{meta}:layout are written once per space by the store.
+		if reShard.MatchString(iter.Val()) {
+			keys = append(keys, iter.Val())
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return nil, err
+	}
+	norm := func(s string) string {
+		s = strings.ReplaceAll(s, prefix, "P")
+		s = strings.ReplaceAll(s, id.String(), "ID")
+		return reShard.ReplaceAllString(s, ":{S}:")
+	}
+	var out []string
+	for _, k := range keys {
+		typ, err := c.Type(ctx, k).Result()
+		if err != nil {
+			return nil, err
+		}
+		line := norm(k) + " " + typ + ":"
+		switch typ {
+		case "hash":
+			m, err := c.HGetAll(ctx, k).Result()
+			if err != nil {
+				return nil, err
+			}
+			fields := make([]string, 0, len(m))
+			for f, v := range m {
+				if f == "created" || f == "updated" {
+					v = "T"
+				}
+				fields = append(fields, f+"="+v)
+			}
+			slices.Sort(fields)
+			line += strings.Join(fields, ",")
+		case "list":
+			es, err := c.LRange(ctx, k, 0, -1).Result()
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range es {
+				line += " " + reAtMs.ReplaceAllString(e, `"at":T`)
+			}
+		case "zset":
+			zs, err := c.ZRangeWithScores(ctx, k, 0, -1).Result()
+			if err != nil {
+				return nil, err
+			}
+			for _, z := range zs {
+				score := "T"
+				if strings.HasSuffix(k, ":timers") {
+					score = strconv.FormatFloat(z.Score, 'f', 0, 64)
+				}
+				line += " " + norm(fmt.Sprint(z.Member)) + "@" + score
+			}
+		default:
+			line += " (unexpected type)"
+		}
+		out = append(out, line)
+	}
+	slices.Sort(out)
+	return out, nil
+}

@@ -1,0 +1,200 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/taskflow-dev/taskflow"
+)
+
+// countHook counts what a go-redis client sends: round trips (one per
+// command or pipeline) and commands (each command of a pipeline).
+type countHook struct {
+	trips, cmds atomic.Int64
+	mu          sync.Mutex
+	names       map[string]int
+}
+
+func newCountHook() *countHook { return &countHook{names: map[string]int{}} }
+
+func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.trips.Add(1)
+		h.cmds.Add(1)
+		h.note(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.trips.Add(1)
+		h.cmds.Add(int64(len(cmds)))
+		for _, c := range cmds {
+			h.note(c)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func (h *countHook) note(c redis.Cmder) {
+	h.mu.Lock()
+	h.names[strings.ToUpper(c.Name())]++
+	h.mu.Unlock()
+}
+
+func (h *countHook) reset() {
+	h.trips.Store(0)
+	h.cmds.Store(0)
+	h.mu.Lock()
+	h.names = map[string]int{}
+	h.mu.Unlock()
+}
+
+// summary is "EVALSHA x1, ZCARD x16" in a stable order.
+func (h *countHook) summary() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	names := make([]string, 0, len(h.names))
+	for k := range h.names {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, k := range names {
+		parts[i] = fmt.Sprintf("%s x%d", k, h.names[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// tick: WaitEngine.TickAt with nothing due at a small and a large number
+// of waiting flows (timers in the future), on a private server.
+func (r *runner) tick(ctx context.Context) error {
+	srv, err := r.startServer(ctx)
+	if err != nil {
+		return err
+	}
+	defer srv.kill()
+	if err := checkFillFidelity(ctx, srv.client, r.newPrefix("fid")); err != nil {
+		return err
+	}
+	prefix := r.newPrefix("tick")
+	engClient := srv.newClient()
+	defer engClient.Close()
+	hook := newCountHook()
+	engClient.AddHook(hook)
+	st, err := taskflow.NewRedisStore(engClient, taskflow.WithPrefix(prefix))
+	if err != nil {
+		return err
+	}
+	if err := st.LoadScripts(ctx); err != nil {
+		return err
+	}
+	eng := taskflow.NewWaitEngine(taskflow.NewManager(st))
+	fw := waitFill{c: srv.client, prefix: prefix, shards: defaultShards, owners: 1000, workers: 4, batch: 500}
+	now := time.Now()
+	future := func(i int) time.Time { return now.Add(24*time.Hour + time.Duration(i)*time.Millisecond) }
+
+	base, err := stableMemory(ctx, srv.client)
+	if err != nil {
+		return err
+	}
+	type result struct {
+		size               int
+		med, lo, hi        float64
+		trips, cmds        float64
+		cmdSummary         string
+		memEach            float64
+		fillTime           time.Duration
+		stillWaitingReport int
+	}
+	var results []result
+	filled := 0
+	for _, size := range []int{r.sz.tickSmall, r.sz.tickLarge} {
+		t0 := time.Now()
+		if _, err := fw.fill(ctx, filled, size-filled, now.Add(-time.Minute), now.Add(-time.Minute), future); err != nil {
+			return err
+		}
+		fillTime := time.Since(t0)
+		filled = size
+		mem, err := stableMemory(ctx, srv.client)
+		if err != nil {
+			return err
+		}
+		// Warm up, then rounds of timed ticks.
+		for i := 0; i < 5; i++ {
+			eng.TickAt(ctx, time.Now())
+		}
+		var roundMeds []float64
+		var rep taskflow.TickReport
+		hook.reset()
+		ticks := 0
+		for round := 0; round < r.cfg.Rounds; round++ {
+			times := make([]float64, 0, r.sz.ticksPerRound)
+			for i := 0; i < r.sz.ticksPerRound; i++ {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				t := time.Now()
+				rep = eng.TickAt(ctx, t)
+				times = append(times, float64(time.Since(t).Microseconds()))
+				ticks++
+				if rep.Err != nil || rep.Resumed != 0 || rep.Cancelled != 0 || rep.StillWaiting != size {
+					return fmt.Errorf("tick at %d waiting: unexpected report %+v (err %v)", size, rep, rep.Err)
+				}
+			}
+			roundMeds = append(roundMeds, median(times))
+		}
+		lo, hi := minMax(roundMeds)
+		results = append(results, result{
+			size: size, med: median(roundMeds), lo: lo, hi: hi,
+			trips: float64(hook.trips.Load()) / float64(ticks), cmds: float64(hook.cmds.Load()) / float64(ticks),
+			cmdSummary: perTick(hook.summary(), ticks),
+			memEach:    float64(mem.data()-base.data()) / float64(size), fillTime: fillTime,
+			stillWaitingReport: rep.StillWaiting,
+		})
+	}
+	fmt.Fprintf(r.out, "WaitEngine.TickAt(now) with every timer a day ahead (nothing due), %d shards, private Redis;\n", defaultShards)
+	fmt.Fprintf(r.out, "%d timed ticks per round, median per round, then median of the rounds. Flows written directly with\n", r.sz.ticksPerRound)
+	fmt.Fprintln(r.out, "pipelines (shape checked against the Manager first: identical keys, fields, events and index entries).")
+	var rows [][]string
+	for _, x := range results {
+		rows = append(rows, []string{n(x.size), f(x.med, 0), f(x.lo, 0) + "-" + f(x.hi, 0), f(x.trips, 1), f(x.cmds, 1),
+			n(x.stillWaitingReport), f(x.memEach, 0), x.fillTime.Round(10 * time.Millisecond).String()})
+	}
+	table(r.out, []string{"waiting flows", "tick us (median)", "round medians", "round trips/tick", "commands/tick", "still_waiting", "bytes/waiting flow", "fill time"}, rows)
+	fmt.Fprintf(r.out, "commands per tick: %s\n", results[len(results)-1].cmdSummary)
+	ratio := results[1].med / results[0].med
+	fmt.Fprintln(r.out)
+	table(r.out, []string{"ratio", "value", "target", "verdict"}, [][]string{
+		{fmt.Sprintf("tick time at %s / at %s waiting", n(results[1].size), n(results[0].size)), f(ratio, 2), "<= 1.5", verdict(ratio <= 1.5)},
+	})
+	fmt.Fprintln(r.out, "(bytes/waiting flow: empty state, 3 events, status+owner+timers entries; used_memory delta over all flows so far.)")
+	return nil
+}
+
+// perTick divides a "NAME xN" summary by ticks.
+func perTick(summary string, ticks int) string {
+	if ticks == 0 || summary == "" {
+		return summary
+	}
+	parts := strings.Split(summary, ", ")
+	for i, p := range parts {
+		name, cnt, ok := strings.Cut(p, " x")
+		if !ok {
+			continue
+		}
+		c, _ := strconv.Atoi(cnt)
+		parts[i] = fmt.Sprintf("%s x%s", name, f(float64(c)/float64(ticks), 1))
+	}
+	return strings.Join(parts, ", ")
+}
