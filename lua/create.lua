@@ -19,11 +19,9 @@ local e = apply_state(f, 16)
 if e then
   return e
 end
-redis.call('HSET', KEYS[K_FLOW],
-  'controller', ARGV[9], 'goal', ARGV[10],
-  'owner', ARGV[11], 'origin', ARGV[12],
-  'step', ARGV[13], 'cancel', '0', 'rev', '0',
-  'created', NOW_MS, 'updated', NOW_MS)
+set_fields('controller', ARGV[9], 'goal', ARGV[10], 'owner', ARGV[11],
+  'origin', ARGV[12], 'step', ARGV[13], 'rev', '0', 'created', NOW_MS,
+  'updated', NOW_MS)
 set_status(f, 'created')
 redis.call('ZADD', KEYS[K_OWNER], NOW_MS, ID)
 append_event(f, '"created"', ARGV[15])

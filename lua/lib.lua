@@ -197,6 +197,28 @@ local function set_wait(f, wait_json, timer_ms, corr)
   end
 end
 
+-- set_fields writes record fields given as name, value, ...: an empty
+-- value is not stored (an absent field reads as empty, and every byte
+-- counts at millions of flows).
+local function set_fields(...)
+  local args = {...}
+  local set, del = {}, {}
+  for i = 1, #args, 2 do
+    if args[i + 1] == '' then
+      del[#del + 1] = args[i]
+    else
+      set[#set + 1] = args[i]
+      set[#set + 1] = args[i + 1]
+    end
+  end
+  if #set > 0 then
+    redis.call('HSET', KEYS[K_FLOW], unpack(set))
+  end
+  if #del > 0 then
+    redis.call('HDEL', KEYS[K_FLOW], unpack(del))
+  end
+end
+
 -- hset_pairs writes field/value pairs from ARGV[from..to] in chunks, so a
 -- large patch never overflows Lua's unpack limit.
 local function hset_pairs(key, from, to)

@@ -31,10 +31,13 @@ if e then
   return e
 end
 clear_wait(f)
-redis.call('HSET', KEYS[K_FLOW], 'controller', ARGV[10], 'goal', ARGV[11],
-  'origin', ARGV[13], 'step', ARGV[14],
-  'cancel', ARGV[15])
-f.cancel = ARGV[15]
+local cancel = ''
+if ARGV[15] == '1' then
+  cancel = '1'
+end
+set_fields('controller', ARGV[10], 'goal', ARGV[11], 'origin', ARGV[13],
+  'step', ARGV[14], 'cancel', cancel)
+f.cancel = cancel
 set_status(f, ARGV[9])
 if ARGV[9] == 'waiting' then
   if ARGV[16] ~= '' then

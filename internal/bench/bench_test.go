@@ -58,7 +58,7 @@ func TestRunQuick(t *testing.T) {
 	}
 	if _, err := exec.LookPath("redis-server"); err == nil {
 		suites = append(suites, SuiteStateSize, SuiteTick, SuiteWatchBaseline)
-		headers = append(headers, "=== state-size", "wall us/op", "ratio 1 MiB / 1 KiB",
+		headers = append(headers, "=== state-size", "wall us/op", "ratio of medians, 1 MiB / 1 KiB",
 			"=== tick", "tick us (median)", "bytes/waiting flow",
 			"=== watch-baseline", "scenario/impl", "successful ops/s", "contended/baseline",
 			"client CPU us/op")

@@ -94,7 +94,7 @@ func (w waitFill) fill(ctx context.Context, first, count int, created, waited ti
 				"size", "0",
 				"controller", fillController, "goal", fillGoal,
 				"owner", owner, "origin", fillOrigin,
-				"step", fillStep, "cancel", "0", "rev", "2",
+				"step", fillStep, "rev", "2",
 				"created", createdMs, "updated", waitedMs,
 				"status", "waiting", "seq", "3", "wait", string(wj))
 			entryWaiting := `{"kind":"waiting","rev":2,"at":` + waitedMs + `,"payload":{"wait":` + string(wj) + `}}`

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 	"github.com/taskflow-dev/taskflow"
 )
 
@@ -34,10 +33,9 @@ func (r *runner) stateSize(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	type sample struct{ wall, server, hgetall float64 }
-	var smallS, bigS []sample
+	type sample struct{ wall, server float64 }
 	N := r.sz.stateOps
-	measure := func(id uuid.UUID, round int) (sample, error) {
+	measure := func(id uuid.UUID, round int, opts []taskflow.MutationOption) (sample, error) {
 		before, err := commandStats(ctx, srv.client)
 		if err != nil {
 			return sample{}, err
@@ -45,7 +43,7 @@ func (r *runner) stateSize(ctx context.Context) error {
 		start := time.Now()
 		for i := 0; i < N; i++ {
 			patch := json.RawMessage(`{"counter":` + strconv.Itoa(round*N+i) + `}`)
-			if _, err := m.UpdateState(ctx, id, patch, ""); err != nil {
+			if _, err := m.UpdateState(ctx, id, patch, "", opts...); err != nil {
 				return sample{}, err
 			}
 		}
@@ -55,42 +53,23 @@ func (r *runner) stateSize(ctx context.Context) error {
 			return sample{}, err
 		}
 		ev := statDelta(before, after, "evalsha")
-		hg := statDelta(before, after, "hgetall")
 		if ev.calls != int64(N) {
 			return sample{}, fmt.Errorf("expected %d EVALSHA calls, commandstats saw %d", N, ev.calls)
 		}
-		return sample{
-			wall:    float64(el.Microseconds()) / float64(N),
-			server:  float64(ev.usec) / float64(N),
-			hgetall: float64(hg.usec) / float64(N),
-		}, nil
+		return sample{wall: float64(el.Microseconds()) / float64(N), server: float64(ev.usec) / float64(N)}, nil
 	}
-	// Warm up both (first EVALSHA per connection, allocator).
+	modes := []struct {
+		name string
+		opts []taskflow.MutationOption
+	}{
+		{"whole flow returned (default)", nil},
+		{"WithoutState()", []taskflow.MutationOption{taskflow.WithoutState()}},
+	}
+	// Warm up both flows (first EVALSHA per connection, allocator).
 	for _, id := range []uuid.UUID{small, big} {
 		for i := 0; i < 5; i++ {
 			if _, err := m.UpdateState(ctx, id, json.RawMessage(`{"counter":0}`), ""); err != nil {
 				return err
-			}
-		}
-	}
-	for round := 0; round < r.cfg.Rounds; round++ {
-		order := []bool{false, true} // false = small
-		if round%2 == 1 {
-			order = []bool{true, false}
-		}
-		for _, isBig := range order {
-			id := small
-			if isBig {
-				id = big
-			}
-			s, err := measure(id, round)
-			if err != nil {
-				return err
-			}
-			if isBig {
-				bigS = append(bigS, s)
-			} else {
-				smallS = append(smallS, s)
 			}
 		}
 	}
@@ -103,92 +82,54 @@ func (r *runner) stateSize(ctx context.Context) error {
 	}
 	wall := func(s sample) float64 { return s.wall }
 	server := func(s sample) float64 { return s.server }
-	hget := func(s sample) float64 { return s.hgetall }
-	rest := func(s sample) float64 { return s.server - s.hgetall }
 	netw := func(s sample) float64 { return s.wall - s.server }
-	row := func(name string, bytes int, ss []sample) []string {
-		lo, hi := minMax(func() []float64 {
+	fmt.Fprintf(r.out, "UpdateState with a 1-key patch, %d sequential calls per round from 1 goroutine, private Redis.\n", N)
+	fmt.Fprintln(r.out, "server = EVALSHA usec/call from INFO commandstats; client+net = wall - server (transfer and Go decode).")
+	fmt.Fprintln(r.out, "The scripts read the record with HMGET and never the state; the default reply returns the whole flow,")
+	fmt.Fprintln(r.out, "state included (an HGETALL), WithoutState() returns the record only.")
+	var rows, ratios [][]string
+	for _, mode := range modes {
+		var smallS, bigS []sample
+		for round := 0; round < r.cfg.Rounds; round++ {
+			order := []bool{false, true} // false = small
+			if round%2 == 1 {
+				order = []bool{true, false}
+			}
+			for _, isBig := range order {
+				id := small
+				if isBig {
+					id = big
+				}
+				s, err := measure(id, round, mode.opts)
+				if err != nil {
+					return err
+				}
+				if isBig {
+					bigS = append(bigS, s)
+				} else {
+					smallS = append(smallS, s)
+				}
+			}
+		}
+		row := func(name string, bytes int, ss []sample) []string {
 			xs := make([]float64, len(ss))
 			for i, s := range ss {
 				xs[i] = s.wall
 			}
-			return xs
-		}())
-		return []string{name, n(bytes), f(pick(ss, wall), 1), f(lo, 1) + "-" + f(hi, 1), f(pick(ss, server), 1),
-			f(pick(ss, hget), 1), f(pick(ss, rest), 1), f(pick(ss, netw), 1)}
-	}
-	fmt.Fprintf(r.out, "UpdateState with a 1-key patch, %d sequential calls per round from 1 goroutine, private Redis.\n", N)
-	fmt.Fprintln(r.out, "server = EVALSHA usec/call from INFO commandstats; HGETALL = the usec of the HGETALLs the script runs")
-	fmt.Fprintln(r.out, "(load_flow + the reply's flow and state hashes); client+net = wall - server (transfer and Go decode).")
-	table(r.out, []string{"state", "state bytes", "wall us/op", "wall range", "server us/op", "HGETALL us/op", "server minus HGETALL cmd", "client+net us/op"},
-		[][]string{row("~1 KiB", smallBytes, smallS), row("~1 MiB", bigBytes, bigS)})
-	wr := pick(bigS, wall) / pick(smallS, wall)
-	sr := pick(bigS, server) / pick(smallS, server)
-	rr := pick(bigS, rest) / pick(smallS, rest)
-	fmt.Fprintln(r.out)
-	table(r.out, []string{"ratio 1 MiB / 1 KiB", "value", "target", "verdict"}, [][]string{
-		{"wall clock (whole flow returned)", f(wr, 2), "<= 1.5", verdict(wr <= 1.5)},
-		{"server time of the script", f(sr, 2), "<= 1.5", verdict(sr <= 1.5)},
-		{"server time minus its HGETALL commands", f(rr, 2), "(diagnostic)", ""},
-	})
-	return r.stateReplyCost(ctx, srv, st.Prefix(), small, big, N)
-}
-
-// stateReplyCost isolates what reading a state hash costs the server, in
-// Lua (returned or not) and as a plain command, for both flows: the
-// evidence for where the big state's time goes.
-func (r *runner) stateReplyCost(ctx context.Context, srv *server, prefix string, small, big uuid.UUID, N int) error {
-	returned := redis.NewScript("return redis.call('HGETALL', KEYS[1])")
-	dropped := redis.NewScript("redis.call('HGETALL', KEYS[1]) return 1")
-	for _, sc := range []*redis.Script{returned, dropped} {
-		if err := sc.Load(ctx, srv.client).Err(); err != nil {
-			return err
+			lo, hi := minMax(xs)
+			return []string{mode.name, name, n(bytes), f(pick(ss, wall), 1), f(lo, 1) + "-" + f(hi, 1),
+				f(pick(ss, server), 1), f(pick(ss, netw), 1)}
 		}
+		rows = append(rows, row("~1 KiB", smallBytes, smallS), row("~1 MiB", bigBytes, bigS))
+		wr := pick(bigS, wall) / pick(smallS, wall)
+		sr := pick(bigS, server) / pick(smallS, server)
+		ratios = append(ratios,
+			[]string{mode.name + ": wall clock", f(wr, 2), "<= 1.5", verdict(wr <= 1.5)},
+			[]string{mode.name + ": server time", f(sr, 2), "<= 1.5", verdict(sr <= 1.5)})
 	}
-	type probe struct {
-		name string
-		cmd  string
-		run  func(key string) error
-	}
-	probes := []probe{
-		{"EVALSHA: return HGETALL(state)", "evalsha", func(k string) error { return returned.EvalSha(ctx, srv.client, []string{k}).Err() }},
-		{"EVALSHA: HGETALL(state), return 1", "evalsha", func(k string) error { return dropped.EvalSha(ctx, srv.client, []string{k}).Err() }},
-		{"plain HGETALL(state)", "hgetall", func(k string) error { return srv.client.HGetAll(ctx, k).Err() }},
-	}
-	var rows [][]string
-	for _, p := range probes {
-		row := []string{p.name}
-		for _, id := range []uuid.UUID{small, big} {
-			key := shardTag(prefix, id, defaultShards) + ":state:" + id.String()
-			var walls, servers []float64
-			for round := 0; round < r.cfg.Rounds; round++ {
-				before, err := commandStats(ctx, srv.client)
-				if err != nil {
-					return err
-				}
-				start := time.Now()
-				for i := 0; i < N; i++ {
-					if err := p.run(key); err != nil {
-						return fmt.Errorf("%s: %w", p.name, err)
-					}
-				}
-				el := time.Since(start)
-				after, err := commandStats(ctx, srv.client)
-				if err != nil {
-					return err
-				}
-				d := statDelta(before, after, p.cmd)
-				walls = append(walls, float64(el.Microseconds())/float64(N))
-				servers = append(servers, float64(d.usec)/float64(max(d.calls, 1)))
-			}
-			row = append(row, f(median(walls), 1), f(median(servers), 1))
-		}
-		rows = append(rows, row)
-	}
+	table(r.out, []string{"reply", "state", "state bytes", "wall us/op", "wall range", "server us/op", "client+net us/op"}, rows)
 	fmt.Fprintln(r.out)
-	fmt.Fprintln(r.out, "What reading the state hash costs (same flows, same N, us per call): the script's reply copies the")
-	fmt.Fprintln(r.out, "whole state through Lua; a plain HGETALL shows the command alone.")
-	table(r.out, []string{"probe", "1 KiB wall", "1 KiB server", "1 MiB wall", "1 MiB server"}, rows)
+	table(r.out, []string{"ratio of medians, 1 MiB / 1 KiB", "value", "target", "verdict"}, ratios)
 	return nil
 }
 
