@@ -98,6 +98,19 @@ func joinObject(keys []string, vals [][]byte) json.RawMessage {
 
 // writeJSONString writes s as a JSON string without HTML escaping.
 func writeJSONString(buf *bytes.Buffer, s string) {
+	plain := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
+			plain = false
+			break
+		}
+	}
+	if plain { // the common case: nothing to escape
+		buf.WriteByte('"')
+		buf.WriteString(s)
+		buf.WriteByte('"')
+		return
+	}
 	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(s)           // a string always encodes

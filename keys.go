@@ -35,6 +35,24 @@ import (
 type keyspace struct {
 	prefix string
 	shards int
+	// fixed holds, per shard, the keys of the flow key set that do not
+	// depend on the flow (built once: the hot path only appends).
+	fixed [][]string
+}
+
+// newKeyspace builds a keyspace and its per-shard constant keys.
+func newKeyspace(prefix string, shards int) keyspace {
+	k := keyspace{prefix: prefix, shards: shards}
+	k.fixed = make([][]string, shards)
+	for s := range k.fixed {
+		keys := make([]string, 0, 12)
+		for _, st := range allStatuses {
+			keys = append(keys, k.status(s, st))
+		}
+		keys = append(keys, k.timers(s), k.cancelWait(s), k.corr(s), k.leases(s), k.leaseExp(s), k.tag(s))
+		k.fixed[s] = keys
+	}
+	return k
 }
 
 // validatePrefix refuses prefixes that would break the hash tags or read
@@ -113,12 +131,10 @@ func (k keyspace) corr(shard int) string       { return k.tag(shard) + ":corr" }
 // lua/lib.lua documents. owner is added as key 16 when not empty.
 func (k keyspace) flowKeys(id uuid.UUID, owner string) []string {
 	s := k.shardOf(id)
+	tag, ids := k.tag(s), id.String()
 	keys := make([]string, 0, 16)
-	keys = append(keys, k.flow(id), k.events(id), k.steps(id))
-	for _, st := range allStatuses {
-		keys = append(keys, k.status(s, st))
-	}
-	keys = append(keys, k.timers(s), k.cancelWait(s), k.corr(s), k.leases(s), k.leaseExp(s), k.tag(s))
+	keys = append(keys, tag+":flow:"+ids, tag+":events:"+ids, tag+":steps:"+ids)
+	keys = append(keys, k.fixed[s]...)
 	if owner != "" {
 		keys = append(keys, k.owner(s, owner))
 	}

@@ -129,7 +129,7 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 	return &RedisStore{
 		client:   client,
 		cluster:  cluster,
-		keys:     keyspace{prefix: cfg.prefix, shards: cfg.shards},
+		keys:     newKeyspace(cfg.prefix, cfg.shards),
 		scripts:  sc,
 		now:      cfg.now,
 		eventCap: cfg.eventCap,
