@@ -22,7 +22,7 @@ var aclCommands = []string{
 	"lrange", "zrangebyscore", "zrevrangebyscore", "zrangebylex", "srandmember", "zscan", "sscan", "scan", "type",
 	// the resume bridge
 	// fleet hand-off and watching
-	"publish", "subscribe", "unsubscribe", "hscan",
+	"publish", "subscribe", "unsubscribe", "hscan", "set",
 	"xadd", "xgroup|create", "xgroup|delconsumer", "xreadgroup", "xautoclaim", "xack", "xdel", "xlen", "xpending",
 	"multi", "exec",
 	// the layout check

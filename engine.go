@@ -216,10 +216,21 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 		rep.fail(fmt.Errorf("taskflow: tick: %w", err))
 		return nil
 	}
+	owned, err := e.lockShards(ctx, shards, func(i int) bool {
+		return len(cancels[i].Val())+len(timers[i].Val())+len(leases[i].Val()) > 0
+	})
+	if err != nil {
+		rep.fail(err)
+		return nil
+	}
+	defer e.unlockShards(ctx, owned)
 	var calls []scriptCall
 	var kinds []entryKind
 	var more []int
 	for i, sh := range shards {
+		if !owned[sh] {
+			continue
+		}
 		cs, ts, ls := cancels[i].Val(), timers[i].Val(), leases[i].Val()
 		if len(cs) == e.batch || len(ts) == e.batch || len(ls) == e.batch {
 			more = append(more, sh)
@@ -295,6 +306,53 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 		return nil
 	}
 	return more
+}
+
+// tickLockTTL bounds how long a dead engine's shard lock stalls the others.
+const tickLockTTL = 5 * time.Second
+
+// lockShards takes, for the shards that have work (has(i) for shards[i]),
+// a short per-shard lock so that engines ticking at once work on
+// different shards instead of racing for the same entries. The lock only
+// saves work: every resume re-checks its flow, so correctness never
+// depends on it. It returns the shards this engine may work on.
+func (e *WaitEngine) lockShards(ctx context.Context, shards []int, has func(i int) bool) (map[int]bool, error) {
+	pipe := e.s.client.Pipeline()
+	cmds := map[int]*redis.BoolCmd{}
+	for i, sh := range shards {
+		if has(i) {
+			cmds[sh] = pipe.SetNX(ctx, e.s.keys.tickLock(sh), e.name, tickLockTTL)
+		}
+	}
+	owned := map[int]bool{}
+	if len(cmds) == 0 {
+		return owned, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("taskflow: tick lock: %w", err)
+	}
+	for sh, c := range cmds {
+		owned[sh] = c.Val()
+	}
+	return owned, nil
+}
+
+// unlockShards releases this engine's shard locks.
+func (e *WaitEngine) unlockShards(ctx context.Context, owned map[int]bool) {
+	var keys []string
+	for sh, ok := range owned {
+		if ok {
+			keys = append(keys, e.s.keys.tickLock(sh))
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	pipe := e.s.client.Pipeline()
+	for _, k := range keys {
+		pipe.Del(ctx, k) // one per key: they live in different slots
+	}
+	_, _ = pipe.Exec(ctx)
 }
 
 // entryKind says which index a tick entry came from.

@@ -30,6 +30,7 @@ import (
 //	<prefix>:{<n>}:ready:<controller> zset: runnable unleased flows by time
 //	<prefix>:{<n>}:leases             hash: flow id -> "<token>|<expiry ms>|<worker JSON>"
 //	<prefix>:{<n>}:leasexp            zset: leased flow id by lease expiry
+//	<prefix>:{<n>}:ticklock           string: the engine working on the shard (5 s)
 //	<prefix>:{meta}:layout            hash: shards (the flow space's shard count)
 //	<prefix>:{bridge}:resume          stream: the resume bridge's requests
 type keyspace struct {
@@ -113,6 +114,7 @@ func (k keyspace) owner(shard int, owner string) string {
 func (k keyspace) timers(shard int) string   { return k.tag(shard) + ":timers" }
 func (k keyspace) leases(shard int) string   { return k.tag(shard) + ":leases" }
 func (k keyspace) leaseExp(shard int) string { return k.tag(shard) + ":leasexp" }
+func (k keyspace) tickLock(shard int) string { return k.tag(shard) + ":ticklock" }
 
 // ready is a controller's ready queue in a shard; the scripts build the
 // same name from the shard base (KEYS[16]) and the flow's controller_id.

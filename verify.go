@@ -165,7 +165,7 @@ func (s *RedisStore) classify(shard int, rest, key string, sk *shardKeys) {
 		sk.owners = append(sk.owners, key)
 	case "ready":
 		sk.readies = append(sk.readies, key)
-	case "status", "timers", "cancelwait", "corr", "leases", "leasexp":
+	case "status", "timers", "cancelwait", "corr", "leases", "leasexp", "ticklock":
 	default:
 		sk.unknown = append(sk.unknown, key)
 	}
