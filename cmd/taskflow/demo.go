@@ -23,9 +23,9 @@ const (
 	demoDefaultPrefix = "taskflow-demo"
 	demoTick          = 50 * time.Millisecond
 	demoEngines       = 2
-	demoInFlight      = 16 // flows one worker drives at once
-	demoPoll          = 25 * time.Millisecond
-	demoWaitLimit     = 20 * time.Second
+	demoLease         = 2 * time.Second // far longer than a piece of work takes
+	demoClaimWait     = time.Second
+	demoWaitLimit     = 20 * time.Second // give up when no flow moved for this long
 	demoTopic         = "demo.webhook"
 )
 
@@ -41,6 +41,14 @@ type plan struct {
 	kind  string
 	steps int           // steps before the end or the wait
 	delay time.Duration // timer offset, or delay before the resume or cancel
+	// handoff: after a step the worker releases the flow, and whichever
+	// worker claims it next goes on.
+	handoff bool
+	// stall: after its first step the worker hangs: it shortens its lease
+	// to the minimum and stops working on the flow; once the lease has
+	// expired it wakes and tries its next write, which must be refused.
+	// An engine's tick puts the flow back on the ready queue.
+	stall bool
 }
 
 // resumes reports whether the flow waits and is resumed.
@@ -68,14 +76,25 @@ func (p plan) want() taskflow.FlowStatus {
 }
 
 // outcome is what the demo did to one flow: the expectations the checks
-// compare the stored flow with.
+// compare the stored flow with. A piece of work holds mu (so does the
+// operator, a stalled worker waking up and the monitor when they record
+// something): the flow's lease keeps the holders apart in Redis, mu makes
+// their records visible to each other in the process.
 type outcome struct {
+	mu        sync.Mutex
 	plan      plan
 	id        uuid.UUID
 	mutations int64 // persisted mutations after create: the expected revision
 	observed  int   // step observations (events that do not bump the revision)
 	stepsDone int
-	resumes   int
+	waits     int // the flow was put waiting
+	resumes   int // it came back running after a wait: one resume each
+	claims    int // successful claims: one claimed event each
+	releases  int // successful releases: one released event each
+	stalled   bool
+	fenced    int // stale writes refused with ErrLeaseLost
+	handedOff bool
+	peer      chan peerReply // the peer's note, while it is pending
 	peerNote  string
 	err       error
 }
@@ -84,10 +103,12 @@ func makePlans(n int) []plan {
 	out := make([]plan, n)
 	for i := range out {
 		out[i] = plan{
-			n:     i + 1,
-			kind:  demoKinds[i%len(demoKinds)],
-			steps: 1 + rand.IntN(3),
-			delay: time.Duration(100+rand.IntN(401)) * time.Millisecond,
+			n:       i + 1,
+			kind:    demoKinds[i%len(demoKinds)],
+			steps:   1 + rand.IntN(3),
+			delay:   time.Duration(100+rand.IntN(401)) * time.Millisecond,
+			handoff: (i+1)%5 == 2,
+			stall:   (i+1)%7 == 3,
 		}
 	}
 	return out
@@ -102,10 +123,14 @@ type demoTarget struct {
 
 func cmdDemo(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("demo", "[--flows N] [--workers N]",
-		"Play a small fleet: workers, each with its own Redis client and manager, drive\n"+
-			"flows through steps, timer, external-event and manual waits, failures and\n"+
-			"cancels, while two wait engines tick and run the resume bridge. Then print a\n"+
-			"summary and check the invariants (exit status 1 if one fails).\n\n"+
+		"Play a small fleet. Flows are created and started; workers, each with its own\n"+
+			"Redis client and manager, claim them off the ready queue under a lease and do\n"+
+			"the next piece of each flow's plan: steps, then a finish, a failure, or a\n"+
+			"timer, external-event or manual wait (or one the operator cancels). Two wait\n"+
+			"engines tick and run the resume bridge; a resumed flow goes back on the queue\n"+
+			"for whichever worker claims it. Some workers hand a flow back mid-way, some\n"+
+			"stall until their lease expires. Then print a summary and check the\n"+
+			"invariants (exit status 1 if one fails).\n\n"+
 			"Without --redis (and TASKFLOW_REDIS_URL) it runs on an embedded Redis under a\n"+
 			"fresh prefix. With --redis it uses --prefix (default taskflow-demo; the\n"+
 			"TASKFLOW_PREFIX variable is ignored, so the demo never writes into a real flow\n"+
@@ -136,7 +161,10 @@ func cmdDemo(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	res := d.play(ctx, makePlans(*flows))
+	res, err := d.play(ctx, makePlans(*flows))
+	if err != nil {
+		return err
+	}
 	if ctx.Err() != nil {
 		return errors.New("demo interrupted")
 	}
@@ -176,15 +204,34 @@ type demo struct {
 	auditor  *taskflow.Manager
 	engines  []*taskflow.WaitEngine
 	progress *demoProgress
+	tracker  *tracker
 	start    time.Time
 	engStats engineTotals
+	// later: the operator's delayed actions and the stalled workers'
+	// late writes, which outlive the piece of work that started them.
+	later sync.WaitGroup
+	// stuck is set when the flows stopped moving before all were done.
+	stuck bool
 }
 
-// demoWorker is one worker "process".
+// controller is the controller id of this run's flows: its own, so that
+// the workers never claim flows an earlier, interrupted run left running.
+func (d *demo) controller() string { return "demo/" + d.session }
+
+// demoWorker is one worker "process". Its counters are written by its
+// own goroutine and read once it has ended.
 type demoWorker struct {
 	n    int
+	id   string // the worker id given to Claim
 	m    *taskflow.Manager
 	peer chan peerReq
+
+	claims    int
+	releases  int
+	stalls    int
+	lost      int // leases lost while working (the next claimer went on)
+	claimErrs int
+	claimErr  error // the first one
 }
 
 // peerReq asks a worker to write a note into another worker's flow.
@@ -205,7 +252,9 @@ func newDemo(ctx context.Context, c *cli, t demoTarget, workers int) (*demo, err
 		if err != nil {
 			return nil, err
 		}
-		d.workers = append(d.workers, &demoWorker{n: i + 1, m: m, peer: make(chan peerReq)})
+		d.workers = append(d.workers, &demoWorker{
+			n: i + 1, id: fmt.Sprintf("worker-%d", i+1), m: m, peer: make(chan peerReq),
+		})
 	}
 	var err error
 	if d.operator, err = c.connectURL(ctx, t.url, t.prefix); err != nil {
@@ -227,10 +276,31 @@ func newDemo(ctx context.Context, c *cli, t demoTarget, workers int) (*demo, err
 	return d, nil
 }
 
-// play runs the fleet until every flow is done and returns the outcomes.
-func (d *demo) play(ctx context.Context, plans []plan) []*outcome {
-	d.start = time.Now()
+// play runs the fleet until every flow is done (or gave up) and returns
+// the outcomes. The auditor watches every flow's events: they drive the
+// progress line and tell when the last flow is done.
+func (d *demo) play(ctx context.Context, plans []plan) ([]*outcome, error) {
+	outcomes := make([]*outcome, len(plans))
+	for i, p := range plans {
+		outcomes[i] = &outcome{plan: p}
+	}
 	d.progress.init(len(plans))
+	d.tracker = newTracker(outcomes, d.progress)
+	monCtx, stopMonitor := context.WithCancel(ctx)
+	defer stopMonitor()
+	events, err := d.auditor.WatchAll(monCtx)
+	if err != nil {
+		return nil, fmt.Errorf("watch the flows: %w", err)
+	}
+	monitorDone := make(chan struct{})
+	go func() {
+		defer close(monitorDone)
+		for ev := range events {
+			d.tracker.event(ev)
+		}
+	}()
+
+	d.start = time.Now()
 	engCtx, stopEngines := context.WithCancel(ctx)
 	var bg sync.WaitGroup
 	d.runEngines(engCtx, &bg)
@@ -242,43 +312,78 @@ func (d *demo) play(ctx context.Context, plans []plan) []*outcome {
 		}()
 	}
 	stopShow := d.showProgress(len(plans))
-	outcomes := make([]*outcome, len(plans))
-	var fleet sync.WaitGroup
+	fleetCtx, stopFleet := context.WithCancel(ctx)
+	var fleet, producers sync.WaitGroup
 	for i, w := range d.workers {
 		fleet.Add(1)
 		go func() {
 			defer fleet.Done()
-			d.runWorker(ctx, w, plans, i, outcomes)
+			d.runWorker(ctx, fleetCtx, w)
+		}()
+		producers.Add(1)
+		go func() {
+			defer producers.Done()
+			d.produce(ctx, w, outcomes, i)
 		}()
 	}
+	producers.Wait()
+	d.stuck = !d.tracker.wait(ctx, demoWaitLimit)
+	stopFleet()
 	fleet.Wait()
+	d.later.Wait()
 	stopEngines()
 	bg.Wait()
 	stopShow()
-	return outcomes
+	stopMonitor()
+	<-monitorDone
+	for _, w := range d.workers {
+		_ = w.m.Close()
+	}
+	return outcomes, nil
 }
 
-// runWorker drives plans[first], plans[first+workers], …, up to
-// demoInFlight at once.
-func (d *demo) runWorker(ctx context.Context, w *demoWorker, plans []plan, first int, out []*outcome) {
-	sem := make(chan struct{}, demoInFlight)
-	var wg sync.WaitGroup
-	for i := first; i < len(plans); i += len(d.workers) {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			r := &flowRun{d: d, w: w, o: &outcome{plan: plans[i]}}
-			r.o.err = r.play(ctx)
-			out[i] = r.o
-		}()
+// produce creates and starts outcomes[first], outcomes[first+workers], …
+// with the worker's manager: starting a flow puts it on the ready queue,
+// for whichever worker claims it.
+func (d *demo) produce(ctx context.Context, w *demoWorker, outcomes []*outcome, first int) {
+	for i := first; i < len(outcomes) && ctx.Err() == nil; i += len(d.workers) {
+		o := outcomes[i]
+		o.mu.Lock()
+		if err := d.createAndStart(ctx, w, o); err != nil {
+			d.fail(o, err)
+		}
+		o.mu.Unlock()
 	}
-	wg.Wait()
+}
+
+// runWorker claims flows and does the next piece of each until fleetCtx
+// ends. The pieces run under ctx, so that the one in hand is finished.
+func (d *demo) runWorker(ctx, fleetCtx context.Context, w *demoWorker) {
+	for fleetCtx.Err() == nil {
+		f, l, err := w.m.Claim(fleetCtx, d.controller(), w.id, demoLease, taskflow.WithClaimWait(demoClaimWait))
+		if err != nil {
+			if fleetCtx.Err() != nil {
+				return
+			}
+			w.claimErrs++
+			if w.claimErr == nil {
+				w.claimErr = err
+			}
+			time.Sleep(demoTick) // do not spin on a failing Redis
+			continue
+		}
+		if f == nil {
+			continue // nothing became ready within the claim wait
+		}
+		w.claims++
+		d.progress.claimed()
+		d.drive(ctx, w, f, l)
+	}
 }
 
 // servePeers answers other workers' requests to note something in their
-// flows: a second writer on the same flow, at the same time as its owner.
+// flows: a second writer on the same flow, at the same time as its lease
+// holder, without a lease.
 func (w *demoWorker) servePeers(ctx context.Context) {
 	for {
 		select {
@@ -294,14 +399,120 @@ func (w *demoWorker) servePeers(ctx context.Context) {
 	}
 }
 
+// fail records an unexpected error of a flow (o.mu held): the demo stops
+// waiting for it.
+func (d *demo) fail(o *outcome, err error) {
+	if o.err == nil {
+		o.err = err
+	}
+	d.tracker.settle(o)
+}
+
+// tracker knows the run's flows by id, follows their events and tells
+// when every flow is done: terminal, or given up after an error.
+type tracker struct {
+	mu       sync.Mutex
+	byID     map[uuid.UUID]*outcome
+	settled  []bool
+	left     int
+	done     chan struct{}
+	last     time.Time // when one of the flows last moved
+	progress *demoProgress
+}
+
+func newTracker(outcomes []*outcome, p *demoProgress) *tracker {
+	return &tracker{
+		byID: map[uuid.UUID]*outcome{}, settled: make([]bool, len(outcomes)), left: len(outcomes),
+		done: make(chan struct{}), last: time.Now(), progress: p,
+	}
+}
+
+// register makes a created flow known, before it is started.
+func (t *tracker) register(o *outcome) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.byID[o.id] = o
+	t.last = time.Now()
+}
+
+func (t *tracker) lookup(id uuid.UUID) *outcome {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.byID[id]
+}
+
+// settle marks a flow done.
+func (t *tracker) settle(o *outcome) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.last = time.Now()
+	if i := o.plan.n - 1; !t.settled[i] {
+		t.settled[i] = true
+		if t.left--; t.left == 0 {
+			close(t.done)
+		}
+	}
+}
+
+// event follows one audit event of any flow of the flow space; the
+// events of other runs' flows are ignored.
+func (t *tracker) event(ev *taskflow.FlowEvent) {
+	o := t.lookup(ev.FlowID)
+	if o == nil {
+		return
+	}
+	t.mu.Lock()
+	t.last = time.Now()
+	t.mu.Unlock()
+	i := o.plan.n - 1
+	switch ev.Kind {
+	case taskflow.EventStarted, taskflow.EventResumed:
+		t.progress.set(i, taskflow.StatusRunning)
+	case taskflow.EventWaiting:
+		t.progress.set(i, taskflow.StatusWaiting)
+	case taskflow.EventFinished, taskflow.EventFailed, taskflow.EventCancelled:
+		t.progress.set(i, taskflow.FlowStatus(ev.Kind))
+		if ev.Kind == taskflow.EventCancelled && o.plan.kind == "cancel" {
+			// An engine's tick carried out the operator's request.
+			o.mu.Lock()
+			o.mutations++
+			o.mu.Unlock()
+		}
+		t.settle(o)
+	}
+}
+
+// wait blocks until every flow is done and reports true, or reports false
+// once no flow moved for idle.
+func (t *tracker) wait(ctx context.Context, idle time.Duration) bool {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.done:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+			t.mu.Lock()
+			quiet := time.Since(t.last)
+			t.mu.Unlock()
+			if quiet > idle {
+				return false
+			}
+		}
+	}
+}
+
 // engineTotals sums what the engines reported.
 type engineTotals struct {
-	mu        sync.Mutex
-	ticks     int
-	resumed   int
-	cancelled int
-	errors    int
-	bridge    taskflow.BridgeStats
+	mu            sync.Mutex
+	ticks         int
+	resumed       int
+	cancelled     int
+	leasesExpired int
+	errors        int
+	bridge        taskflow.BridgeStats
 }
 
 func (t *engineTotals) add(r taskflow.TickReport) {
@@ -310,6 +521,7 @@ func (t *engineTotals) add(r taskflow.TickReport) {
 	t.ticks++
 	t.resumed += r.Resumed
 	t.cancelled += r.Cancelled
+	t.leasesExpired += r.LeasesExpired
 	t.errors += r.Errors
 }
 
@@ -335,19 +547,29 @@ func (d *demo) runEngines(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// after runs f on the operator's manager once delay has passed, and
-// delivers its error.
-func (d *demo) after(ctx context.Context, delay time.Duration, f func(m *taskflow.Manager) error) <-chan error {
-	errc := make(chan error, 1)
+// after runs f on the operator's manager once delay has passed (the
+// operator holds no lease), then, holding o.mu, records its error or
+// calls ok.
+func (d *demo) after(ctx context.Context, o *outcome, delay time.Duration, what string,
+	f func(m *taskflow.Manager) error, ok func()) {
+	d.later.Add(1)
 	go func() {
+		defer d.later.Done()
 		t := time.NewTimer(delay)
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
-			errc <- ctx.Err()
+			return
 		case <-t.C:
-			errc <- f(d.operator)
+		}
+		err := f(d.operator)
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		switch {
+		case err != nil:
+			d.fail(o, fmt.Errorf("%s: %w", what, err))
+		case ok != nil:
+			ok()
 		}
 	}()
-	return errc
 }

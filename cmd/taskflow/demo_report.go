@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ type demoProgress struct {
 	mu      sync.Mutex
 	status  []taskflow.FlowStatus
 	resumes int
+	claims  int
 }
 
 func (p *demoProgress) init(n int) {
@@ -39,6 +41,12 @@ func (p *demoProgress) resumed() {
 	p.resumes++
 }
 
+func (p *demoProgress) claimed() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.claims++
+}
+
 // line summarises the progress in one line.
 func (p *demoProgress) line(elapsed time.Duration) string {
 	p.mu.Lock()
@@ -55,7 +63,7 @@ func (p *demoProgress) line(elapsed time.Duration) string {
 	for _, st := range taskflow.Statuses() {
 		s += fmt.Sprintf(" %s %d", st, counts[st])
 	}
-	return s + fmt.Sprintf("  resumes %d  %.1fs", p.resumes, elapsed.Seconds())
+	return s + fmt.Sprintf("  claims %d  resumes %d  %.1fs", p.claims, p.resumes, elapsed.Seconds())
 }
 
 // showProgress prints the progress until the returned stop is called: one
@@ -141,6 +149,13 @@ type demoReport struct {
 	TotalEvents     int                  `json:"total_events"`
 	ResumesByKind   map[string]int       `json:"resumes_by_kind"`
 	CancelledByTick int                  `json:"cancelled_by_tick"`
+	Claims          int                  `json:"claims"`
+	ClaimsByWorker  map[string]int       `json:"claims_by_worker"`
+	Released        int                  `json:"released"`
+	Stalled         int                  `json:"stalled"`
+	LeasesExpired   int                  `json:"leases_expired"`
+	StaleFenced     int                  `json:"stale_writes_fenced"`
+	LeasesLost      int                  `json:"leases_lost"`
 	EngineTicks     int                  `json:"engine_ticks"`
 	Bridge          taskflow.BridgeStats `json:"bridge"`
 	Checks          []check              `json:"checks"`
@@ -154,7 +169,7 @@ func (d *demo) report(ctx context.Context, outcomes []*outcome) error {
 	flows := d.audit(ctx, outcomes)
 	rep := d.summarise(flows)
 	rep.ElapsedMs = elapsed.Milliseconds()
-	rep.Checks = runChecks(flows)
+	rep.Checks = runChecks(flows, d.fleetErrors())
 	rep.Pass = true
 	for _, ch := range rep.Checks {
 		rep.Pass = rep.Pass && ch.Pass
@@ -181,7 +196,8 @@ func (d *demo) audit(ctx context.Context, outcomes []*outcome) []audited {
 		if o.id != uuid.Nil {
 			a.f, a.err = d.auditor.Get(ctx, o.id)
 			if a.err == nil {
-				a.events, a.err = d.auditor.ListEvents(ctx, o.id, int(a.f.Revision)+o.observed+100)
+				limit := int(a.f.Revision) + o.observed + 2*o.claims + o.releases + 100
+				a.events, a.err = d.auditor.ListEvents(ctx, o.id, limit)
 			}
 		}
 		out[i] = a
@@ -194,6 +210,14 @@ func (d *demo) summarise(flows []audited) demoReport {
 		Flows: len(flows), Workers: len(d.workers), Engines: len(d.engines),
 		Embedded: d.target.embedded, Prefix: d.target.prefix,
 		ByStatus: map[string]int{}, ResumesByKind: map[string]int{"timer": 0, "external": 0, "manual": 0},
+		ClaimsByWorker: map[string]int{},
+	}
+	for _, w := range d.workers {
+		rep.ClaimsByWorker[w.id] = w.claims
+		rep.Claims += w.claims
+		rep.Released += w.releases
+		rep.Stalled += w.stalls
+		rep.LeasesLost += w.lost
 	}
 	for _, a := range flows {
 		if a.f == nil {
@@ -209,9 +233,11 @@ func (d *demo) summarise(flows []audited) demoReport {
 		if a.o.plan.kind == "cancel" {
 			rep.CancelledByTick += countKind(a.events, taskflow.EventCancelled)
 		}
+		rep.StaleFenced += a.o.fenced
 	}
 	d.engStats.mu.Lock()
 	rep.EngineTicks, rep.Bridge = d.engStats.ticks, d.engStats.bridge
+	rep.LeasesExpired = d.engStats.leasesExpired
 	d.engStats.mu.Unlock()
 	return rep
 }
@@ -226,15 +252,34 @@ func countKind(events []*taskflow.FlowEvent, kind string) int {
 	return n
 }
 
+// fleetErrors lists what went wrong outside any one flow.
+func (d *demo) fleetErrors() []string {
+	var out []string
+	for _, w := range d.workers {
+		if w.claimErrs > 0 {
+			out = append(out, fmt.Sprintf("%s: %d failed claims; the first: %v", w.id, w.claimErrs, w.claimErr))
+		}
+	}
+	if d.stuck {
+		out = append(out, fmt.Sprintf("no flow moved for %s; gave up waiting", demoWaitLimit))
+	}
+	return out
+}
+
 // runChecks verifies the invariants over every flow.
-func runChecks(flows []audited) []check {
+func runChecks(flows []audited, fleet []string) []check {
+	noError := checkAll(flows, "every flow was driven without an unexpected error", func(a audited) string {
+		if a.o.err != nil {
+			return a.o.err.Error()
+		}
+		return ""
+	})
+	if len(fleet) > 0 {
+		noError.Pass = false
+		noError.Detail = strings.TrimPrefix(noError.Detail+"; "+strings.Join(fleet, "; "), "; ")
+	}
 	return []check{
-		checkAll(flows, "every flow was driven without an unexpected error", func(a audited) string {
-			if a.o.err != nil {
-				return a.o.err.Error()
-			}
-			return ""
-		}),
+		noError,
 		checkAll(flows, "every flow is terminal", func(a audited) string {
 			if a.f == nil {
 				return fmt.Sprintf("cannot read it: %v", a.err)
@@ -251,20 +296,76 @@ func runChecks(flows []audited) []check {
 			return ""
 		}),
 		checkAll(flows, "no lost update: each state and revision match what the demo did", lostUpdate),
-		checkAll(flows, "audit log complete: events = revision + 1 + step observations", func(a audited) string {
-			want := int(a.o.mutations) + 1 + a.o.observed
-			if a.f != nil && len(a.events) != want {
-				return fmt.Sprintf("%d events, want %d", len(a.events), want)
-			}
-			return ""
-		}),
+		checkAll(flows, "audit log complete: events = revision + 1 + step observations + claims + releases + expired leases", auditComplete),
 		checkAll(flows, "exactly one resumed event per resume the demo caused", func(a audited) string {
 			if n := countKind(a.events, taskflow.EventResumed); a.f != nil && n != a.o.resumes {
 				return fmt.Sprintf("%d resumed events, want %d", n, a.o.resumes)
 			}
 			return ""
 		}),
+		checkAll(flows, "no two lease holders interleave on a flow", leaseOrder),
 	}
+}
+
+// auditComplete compares the number of a flow's events with what the
+// demo did: one per mutation, the created event, one per step
+// observation, claim and release (neither bumps the revision), and one
+// per lease an engine expired, counted from the log (the engines do not
+// say which flows they were).
+func auditComplete(a audited) string {
+	if a.f == nil {
+		return ""
+	}
+	expired := countKind(a.events, taskflow.EventLeaseExpired)
+	want := int(a.o.mutations) + 1 + a.o.observed + a.o.claims + a.o.releases + expired
+	if len(a.events) != want {
+		return fmt.Sprintf("%d events, want %d (revision %d, created, %d observations, %d claims, %d releases, %d expired leases); %d claimed and %d released events in the log",
+			len(a.events), want, a.o.mutations, a.o.observed, a.o.claims, a.o.releases, expired,
+			countKind(a.events, taskflow.EventClaimed), countKind(a.events, taskflow.EventReleased))
+	}
+	return ""
+}
+
+// leaseOrder walks a flow's events oldest first: a lease begins with its
+// claimed event and ends with a released or lease_expired event, or with
+// the mutation that leaves running (a wait, finish, fail or cancel). No
+// event may name a lease while another is live, nor one that has ended.
+func leaseOrder(a audited) string {
+	live := ""
+	ended := map[string]bool{}
+	for i := len(a.events) - 1; i >= 0; i-- {
+		e := a.events[i]
+		token := e.Lease
+		if e.Kind == taskflow.EventLeaseExpired {
+			var p struct {
+				Lease string `json:"lease"`
+			}
+			if err := json.Unmarshal(e.Payload, &p); err != nil || p.Lease == "" {
+				return fmt.Sprintf("event %s (lease_expired) names no lease: %s", e.ID, compactJSON(e.Payload))
+			}
+			token = p.Lease
+		}
+		if token != "" {
+			switch {
+			case ended[token]:
+				return fmt.Sprintf("event %s (%s) is made under lease %s, which had ended", e.ID, e.Kind, shortToken(token))
+			case live != "" && token != live:
+				return fmt.Sprintf("event %s (%s) is made under lease %s while lease %s is live", e.ID, e.Kind, shortToken(token), shortToken(live))
+			case live == "" && e.Kind != taskflow.EventClaimed:
+				return fmt.Sprintf("event %s (%s) is made under lease %s, which was never claimed", e.ID, e.Kind, shortToken(token))
+			}
+			live = token
+		}
+		switch e.Kind {
+		case taskflow.EventReleased, taskflow.EventLeaseExpired, taskflow.EventWaiting,
+			taskflow.EventFinished, taskflow.EventFailed, taskflow.EventCancelled:
+			if live != "" {
+				ended[live] = true
+				live = ""
+			}
+		}
+	}
+	return ""
 }
 
 // lostUpdate compares a flow's state and revision with the demo's record.
@@ -324,11 +425,28 @@ func (d *demo) printReport(rep demoReport, elapsed time.Duration) {
 	fmt.Fprintf(tw, "  resumed: external\t%d\tthrough the resume bridge (%d messages handled)\n", rep.ResumesByKind["external"], rep.Bridge.Handled)
 	fmt.Fprintf(tw, "  resumed: manual\t%d\tby the operator\n", rep.ResumesByKind["manual"])
 	fmt.Fprintf(tw, "  cancelled by a tick\t%d\tafter the operator's cancel request\n", rep.CancelledByTick)
+	fmt.Fprintf(tw, "  claims\t%d\t%s\n", rep.Claims, claimsByWorker(rep.ClaimsByWorker))
+	fmt.Fprintf(tw, "  handed back\t%d\treleased mid-way, claimed again by any worker\n", rep.Released)
+	fmt.Fprintf(tw, "  stalled workers\t%d\t%d leases expired by the engines' ticks, %d stale writes fenced\n",
+		rep.Stalled, rep.LeasesExpired, rep.StaleFenced)
+	if rep.LeasesLost > 0 {
+		fmt.Fprintf(tw, "  leases lost\t%d\trun out under a working worker; the next claimer went on\n", rep.LeasesLost)
+	}
 	fmt.Fprintf(tw, "  engine ticks\t%d\t(%d engines, every %s)\n", rep.EngineTicks, rep.Engines, demoTick)
 	tw.Flush()
 	fmt.Fprintln(w, "\nchecks")
 	printChecks(w, rep.Checks)
 	d.printHint(w)
+}
+
+// claimsByWorker lists the claims per worker, in worker order.
+func claimsByWorker(m map[string]int) string {
+	var parts []string
+	for i := 1; i <= len(m); i++ {
+		id := fmt.Sprintf("worker-%d", i)
+		parts = append(parts, fmt.Sprintf("%s %d", id, m[id]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func printChecks(w io.Writer, checks []check) {

@@ -93,7 +93,7 @@ func TestFsck(t *testing.T) {
 		if len(flowKeys) != 1 {
 			t.Fatalf("flow keys %v", flowKeys)
 		}
-		if err := e.client.HSet(ctx, flowKeys[0], "revision", "99").Err(); err != nil {
+		if err := e.client.HSet(ctx, flowKeys[0], "rev", "99").Err(); err != nil {
 			t.Fatal(err)
 		}
 		rep, r = e.fsckJSON(1, "--repair")
@@ -101,7 +101,7 @@ func TestFsck(t *testing.T) {
 		if p := problem(rep, "event_revision", created.ID.String()); len(rep.Problems) != 1 || p == nil || p.Repaired {
 			t.Fatalf("report: %+v", rep)
 		}
-		if err := e.client.HSet(ctx, flowKeys[0], "revision", "0").Err(); err != nil {
+		if err := e.client.HSet(ctx, flowKeys[0], "rev", "0").Err(); err != nil {
 			t.Fatal(err)
 		}
 		e.run("fsck").wantCode(t, 0)

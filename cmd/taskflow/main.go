@@ -17,6 +17,10 @@
 //	events  <id> [--limit N]     a flow's audit events, newest first
 //	cancel  <id>                 cancel a non-terminal flow
 //	resume  <id>                 resume a waiting flow (manual unblock)
+//	watch   [<id>] [--count N] [--for D]
+//	                             stream a flow's audit events (without an
+//	                             id: every flow's) as they are appended,
+//	                             until SIGINT or SIGTERM, N events or D
 //	prune   --older-than D       delete terminal flows last updated more than
 //	                             D ago (Go duration or days: 7d, 1d12h, 36h)
 //	tick                         run one wait-engine tick and print its report
@@ -30,6 +34,9 @@
 //	                             --repair rebuild indexes and delete orphans.
 //	                             Exit status 1 when a problem is found (with
 //	                             --repair: when one is left unrepaired)
+//	bench   [--suites S] [--rounds N] [--quick] [--cluster-addrs A]
+//	                             run the benchmarks on private redis-servers
+//	                             and print medians and ratios
 //
 // Every verb takes:
 //
@@ -89,11 +96,13 @@ func verbs() []verb {
 		{"events", "list a flow's audit events", cmdEvents},
 		{"cancel", "cancel a flow", cmdCancel},
 		{"resume", "resume a waiting flow (manual unblock)", cmdResume},
+		{"watch", "stream audit events as they are appended", cmdWatch},
 		{"prune", "delete old terminal flows", cmdPrune},
 		{"tick", "run one wait-engine tick", cmdTick},
 		{"run", "run the wait engine and the resume bridge", cmdRun},
 		{"demo", "play a fleet of workers and check the invariants", cmdDemo},
 		{"fsck", "check (and with --repair fix) the flow space's invariants", cmdFsck},
+		{"bench", "run the benchmarks (medians and ratios measured in one run)", cmdBench},
 	}
 }
 

@@ -392,6 +392,10 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"list", "--redis", "redis://127.0.0.1:7101?addr=bogus"}, "unable to parse addr param: bogus"},
 		{[]string{"list", "--redis", "redis://127.0.0.1:7101/3?addr=127.0.0.1:7102"}, "a Redis Cluster has only database 0"},
 		{[]string{"fsck", "extra"}, `unexpected argument "extra"`},
+		{[]string{"watch", "xyz"}, `"xyz" is not a flow id (want a UUID)`},
+		{[]string{"watch", id, id}, "unexpected argument"},
+		{[]string{"watch", "--count", "-1"}, "--count -1"},
+		{[]string{"watch", "--for", "-1s"}, "--for -1s"},
 	}
 	for _, c := range cases {
 		r := runCLI(t, c.args...)
@@ -405,7 +409,7 @@ func TestBadUsage(t *testing.T) {
 
 func TestUnreachableRedis(t *testing.T) {
 	for _, args := range [][]string{
-		{"list"}, {"show", uuid.NewString()}, {"tick"}, {"prune", "--older-than", "7d"},
+		{"list"}, {"show", uuid.NewString()}, {"tick"}, {"prune", "--older-than", "7d"}, {"watch"},
 	} {
 		r := runCLI(t, append(args, "--redis", "redis://127.0.0.1:1")...).wantCode(t, 1)
 		r.wantOneLineError(t, "cannot reach Redis at 127.0.0.1:1")
@@ -846,10 +850,13 @@ func TestRunStopsOnSIGINT(t *testing.T) {
 	})
 }
 
+// demoChecks is how many invariants the demo checks.
+const demoChecks = 7
+
 // wantPasses checks a demo's output: every check passed.
 func wantPasses(t *testing.T, r result) {
 	t.Helper()
-	if n := strings.Count(r.stdout, "PASS"); n != 6 || strings.Contains(r.stdout, "FAIL") {
+	if n := strings.Count(r.stdout, "PASS"); n != demoChecks || strings.Contains(r.stdout, "FAIL") {
 		t.Fatalf("demo checks (%d PASS):\n%s\nstderr:\n%s", n, r.stdout, r.stderr)
 	}
 }
@@ -882,8 +889,18 @@ func TestDemoOnBackend(t *testing.T) {
 
 		var rep demoReport
 		e.runJSON(&rep, "demo", "--flows", "20", "--workers", "2")
-		if !rep.Pass || rep.Flows != 20 || len(rep.Checks) != 6 || rep.ResumesByKind["timer"] != 4 {
+		if !rep.Pass || rep.Flows != 20 || len(rep.Checks) != demoChecks || rep.ResumesByKind["timer"] != 4 {
 			t.Fatalf("json report: %+v", rep)
+		}
+		// Every flow is claimed at least once, and again after its resume,
+		// handoff or stall; plans 3, 10 and 17 stall.
+		claims := 0
+		for _, n := range rep.ClaimsByWorker {
+			claims += n
+		}
+		if len(rep.ClaimsByWorker) != 2 || claims != rep.Claims || rep.Claims < 20+rep.ResumesByKind["timer"] ||
+			rep.Stalled != 3 || rep.LeasesExpired < 3 || rep.StaleFenced != 3 {
+			t.Fatalf("json report, claims: %+v", rep)
 		}
 	})
 }

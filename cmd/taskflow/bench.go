@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/taskflow-dev/taskflow/internal/bench"
+)
+
+// cmdBench runs the benchmark harness (internal/bench): medians over
+// rounds and ratios measured in the same run, on private redis-servers it
+// starts on loopback ports (and the --redis server for the floor and
+// round-trip suites).
+func cmdBench(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("bench", "", "Run the benchmarks and print their tables: state size, memory per flow, tick\n"+
+		"cost, resume rate, the EVALSHA floor, a WATCH/MULTI baseline, round trips,\n"+
+		"pagination, fleet hand-off and (with --cluster-addrs) cluster scaling.\n"+
+		"Needs redis-server on PATH for the private servers. Suites: "+strings.Join(bench.AllSuites(), ", "))
+	suites := fs.String("suites", "", "comma-separated suites to run (default: all)")
+	rounds := fs.Int("rounds", 5, "rounds per measurement; tables show medians")
+	quick := fs.Bool("quick", false, "shrink every size 10-100x (a run of about a minute)")
+	clusterAddrs := fs.String("cluster-addrs", "", "comma-separated nodes of a running Redis Cluster for the cluster suite")
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := c.wantArgs(pos); err != nil {
+		return err
+	}
+	if *rounds < 1 {
+		return usagef("bench: --rounds must be at least 1")
+	}
+	cfg := bench.Config{RedisURL: c.redisURL, Rounds: *rounds, Quick: *quick}
+	if *suites != "" {
+		cfg.Suites = strings.Split(*suites, ",")
+	}
+	if *clusterAddrs != "" {
+		cfg.ClusterAddrs = strings.Split(*clusterAddrs, ",")
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return bench.Run(ctx, cfg, c.stdout)
+}
