@@ -41,6 +41,7 @@ func TestClaimLeaseAndFencing(t *testing.T) {
 			t.Fatalf("LeaseOf %+v", lo)
 		}
 		must(t, try(e.m.UpdateState(ctx, f.ID, map[string]int{"step": 1}, "s1", WithLease(l1))))
+		must(t, try(e.m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "r1", Status: StepRunning}, WithLease(l1))))
 		ev := must(t, try(e.m.ListEvents(ctx, f.ID, 1)))[0]
 		if !eventHasLease(ev, l1.Token) {
 			t.Fatalf("event without the lease: %+v", ev)
@@ -59,6 +60,8 @@ func TestClaimLeaseAndFencing(t *testing.T) {
 		_, err = e.m.UpdateState(ctx, f.ID, map[string]int{"stale": 1}, "", WithLease(l1))
 		wantErr(t, err, ErrLeaseLost)
 		_, err = e.m.Finish(ctx, f.ID, nil, WithLease(l1))
+		wantErr(t, err, ErrLeaseLost)
+		_, err = e.m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "late", Status: StepRunning}, WithLease(l1))
 		wantErr(t, err, ErrLeaseLost)
 		_, err = e.m.Extend(ctx, l1, time.Minute)
 		wantErr(t, err, ErrLeaseLost)

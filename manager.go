@@ -176,9 +176,9 @@ func (m *Manager) UpdateState(ctx context.Context, id uuid.UUID, patch any, next
 // creates a mirrored step; a known one has its task, status and result
 // replaced in place (same step id), keeping its child session key when
 // the observation has none. A step_observed event is appended. An unknown
-// flow is ErrNotFound.
-func (m *Manager) RecordStepObservation(ctx context.Context, obs StepObservation) (*FlowStep, error) {
-	return m.store.recordStep(ctx, obs)
+// flow is ErrNotFound. WithLease fences it like any mutation.
+func (m *Manager) RecordStepObservation(ctx context.Context, obs StepObservation, opts ...MutationOption) (*FlowStep, error) {
+	return m.store.recordStep(ctx, obs, applyMutationOptions(opts))
 }
 
 // ListSteps returns a flow's steps, oldest first.

@@ -768,7 +768,7 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 }
 
 // recordStep runs record_step.lua.
-func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation) (*FlowStep, error) {
+func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mutation) (*FlowStep, error) {
 	if obs.RunID == "" {
 		return nil, fmt.Errorf("%w: run_id is required", ErrInvalidData)
 	}
@@ -787,7 +787,7 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation) (*Flow
 	})
 	_, nowMs, nowStr := s.clock()
 	keys := append(s.keys.flowKeys(obs.FlowID, ""), s.keys.step(obs.FlowID, obs.RunID))
-	args := append(s.head(obs.FlowID, nowMs, nowStr, mutation{}),
+	args := append(s.head(obs.FlowID, nowMs, nowStr, mut),
 		obs.RunID, uuid.NewString(), obs.Task, string(obs.Status), obs.ChildSessionKey, string(result),
 		string(RuntimeMirrored), string(payload))
 	if err := s.checkLayout(ctx); err != nil {

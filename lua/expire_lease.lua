@@ -6,7 +6,8 @@
 -- ARGV: 1..8 the common head (7 unused).
 -- Returns: {flow hash (record and state, or record only), ''}.
 -- Errors: NOMATCH (the lease is not due, or already gone).
--- Events: lease_expired {worker, lease}; the revision does not change.
+-- Events: lease_expired {worker, lease}, naming the lease; the revision
+--   does not change.
 
 local exp = redis.call('ZSCORE', KEYS[K_LEASEXP], ID)
 if not exp or tonumber(exp) > tonumber(NOW_MS) then
@@ -23,5 +24,6 @@ if f.status == 'running' then
   make_ready(f)
 end
 local token, worker = string.match(cur, '^([^|]*)|%d+|(.*)$')
+LEASE = token -- the event names the lease that ended
 append_event(f, '"lease_expired"', '{"worker":' .. worker .. ',"lease":"' .. token .. '"}')
 return reply()

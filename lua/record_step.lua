@@ -3,18 +3,22 @@
 -- step is not part of the flow record; the event carries the revision.
 --
 -- KEYS: the flow key set 1..15 (see lib.lua), 16 the step hash.
--- ARGV: 1..8 the common head (4, 6, 7 and 8 unused)
+-- ARGV: 1..8 the common head (4, 6 and 8 unused; 7, a lease token, fences)
 --   9 run id  10 step id for a new step  11 task  12 status
 --   13 child session key ('' keeps the recorded one)
 --   14 result JSON ('' = none)  15 runtime for a new step
 --   16 payload of the step_observed event (JSON)
 -- Returns: the step hash (field/value pairs).
--- Errors: NOTFOUND (no such flow).
+-- Errors: NOTFOUND (no such flow), LEASELOST.
 -- Events: step_observed.
 
 local f = load_flow()
 if f == nil then
   return err('NOTFOUND')
+end
+local e = check_lease(f)
+if e then
+  return e
 end
 local step = KEYS[16]
 if redis.call('EXISTS', step) == 0 then
