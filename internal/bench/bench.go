@@ -53,13 +53,15 @@ const (
 	SuiteFloor         = "floor"
 	SuiteWatchBaseline = "watch-baseline"
 	SuiteRoundtrips    = "roundtrips"
+	SuiteList          = "list"
+	SuiteFleet         = "fleet"
 	SuiteCluster       = "cluster"
 )
 
 // AllSuites lists every suite name in run order.
 func AllSuites() []string {
 	return []string{SuiteStateSize, SuiteMemory, SuiteTick, SuiteResume, SuiteFloor,
-		SuiteWatchBaseline, SuiteRoundtrips, SuiteCluster}
+		SuiteWatchBaseline, SuiteRoundtrips, SuiteList, SuiteFleet, SuiteCluster}
 }
 
 // Config selects and sizes a run.
@@ -104,6 +106,15 @@ type sizes struct {
 	watchDuration   time.Duration
 	watchWorkers    int
 	floorConcurrent []int
+	listSmall       int           // flows in the small list space
+	listLarge       int           // flows in the large list space
+	listOwners      int           // owners of the list spaces (the listed one holds 1/listOwners)
+	listCalls       int           // first-page calls timed per round and listing
+	listWalkLimit   int           // page size of the paging walks
+	fleetFlows      int           // running flows per claim-to-completion run
+	fleetWorkers    []int         // worker counts of the throughput runs
+	idleWorkers     int           // workers blocked in Claim for the idle check
+	idleWindow      time.Duration // how long the idle fleet is watched
 }
 
 func sizesFor(quick bool) sizes {
@@ -114,6 +125,8 @@ func sizesFor(quick bool) sizes {
 		resumeFlows:   100_000,
 		floorDuration: time.Second, watchDuration: 2 * time.Second, watchWorkers: 64,
 		floorConcurrent: []int{1, 8, 64},
+		listSmall:       1_000, listLarge: 1_000_000, listOwners: 100, listCalls: 200, listWalkLimit: 50,
+		fleetFlows: 2_000, fleetWorkers: []int{1, 4, 16}, idleWorkers: 16, idleWindow: 10 * time.Second,
 	}
 	if quick {
 		s.stateOps = 30
@@ -122,6 +135,8 @@ func sizesFor(quick bool) sizes {
 		s.ticksPerRound = 20
 		s.resumeFlows = 5_000
 		s.floorDuration, s.watchDuration = 150*time.Millisecond, 200*time.Millisecond
+		s.listLarge, s.listCalls = 20_000, 20
+		s.fleetFlows, s.idleWindow = 200, 2*time.Second
 	}
 	return s
 }
@@ -193,6 +208,10 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			err = r.watchBaseline(ctx)
 		case SuiteRoundtrips:
 			err = r.roundtrips(ctx)
+		case SuiteList:
+			err = r.list(ctx)
+		case SuiteFleet:
+			err = r.fleet(ctx)
 		case SuiteCluster:
 			err = r.cluster(ctx)
 		}
@@ -232,6 +251,8 @@ func (r *runner) header(ctx context.Context, suites []string) {
 		s.stateOps, s.bigStateKeys, s.bigStateValue, s.memFlows, s.memSteps, s.memEvents, s.memWaiting, s.memVariant, s.memWorkers)
 	fmt.Fprintf(w, "             tick: %d and %d waiting, %d ticks/round; resume: %d due; floor: %s per cell at %v; watch: %s per cell, %d goroutines\n",
 		s.tickSmall, s.tickLarge, s.ticksPerRound, s.resumeFlows, s.floorDuration, s.floorConcurrent, s.watchDuration, s.watchWorkers)
+	fmt.Fprintf(w, "             list: %d and %d flows, %d owners, %d calls/round, walk pages of %d; fleet: %d flows/run at %v workers, %d idle workers for %s\n",
+		s.listSmall, s.listLarge, s.listOwners, s.listCalls, s.listWalkLimit, s.fleetFlows, s.fleetWorkers, s.idleWorkers, s.idleWindow)
 	if len(r.cfg.ClusterAddrs) > 0 {
 		fmt.Fprintf(w, "cluster:     %s\n", strings.Join(r.cfg.ClusterAddrs, ","))
 	}

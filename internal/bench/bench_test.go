@@ -57,11 +57,14 @@ func TestRunQuick(t *testing.T) {
 		"=== roundtrips", "call  ", "round trips", "UpdateState", "EVALSHA x1",
 	}
 	if _, err := exec.LookPath("redis-server"); err == nil {
-		suites = append(suites, SuiteStateSize, SuiteTick, SuiteWatchBaseline)
+		suites = append(suites, SuiteStateSize, SuiteTick, SuiteWatchBaseline, SuiteList, SuiteFleet)
 		headers = append(headers, "=== state-size", "wall us/op", "ratio of medians, 1 MiB / 1 KiB",
 			"=== tick", "tick us (median)", "bytes/waiting flow",
 			"=== watch-baseline", "scenario/impl", "successful ops/s", "contended/baseline",
-			"client CPU us/op")
+			"client CPU us/op",
+			"=== list", "us/call (median)", "ListByStatusPage(waiting) at 20,000 / at 1,000", "ListByOwnerPage(owner) at 20,000", "ListByOwnerPage(owner), limit 10 at 20,000",
+			"ListRecent(nil) at 20,000", "stayed waiting, skipped",
+			"=== fleet", "flows/s (median)", "scripts/flow", "exactly once:", "Idle fleet:", "one flow made ready")
 	} else {
 		t.Log("no redis-server binary: skipping the private-server suites")
 	}
@@ -84,6 +87,18 @@ func TestRunQuick(t *testing.T) {
 			!regexp.MustCompile(`ours: contended revision gain = successes +(\d+) = (\d+) +equal +ok`).MatchString(out.String()) {
 			t.Error("watch-baseline did not report ours as failure-free with revision = 1 + successes")
 		}
+	}
+	// Paging never repeats or skips a flow, and an idle fleet is silent.
+	if slices.Contains(suites, SuiteList) {
+		for _, space := range []string{"direct fill", "created with the Manager"} {
+			if !regexp.MustCompile(`(?m)^` + space + `.* 0 +0 +0 +0 +ok$`).MatchString(out.String()) {
+				t.Errorf("list: the paging walk on the %q space did not report ok", space)
+			}
+		}
+	}
+	if slices.Contains(suites, SuiteFleet) &&
+		!regexp.MustCompile(`commands sent by the 16 workers' clients in 2s \(go-redis hooks\) +0 +0 +ok`).MatchString(out.String()) {
+		t.Error("fleet: the idle fleet sent commands")
 	}
 	assertNoKeys(t, c, out.String())
 }
