@@ -45,6 +45,9 @@ type Lease struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
+// hubHealthCheck is how often an idle Claim subscription is pinged.
+const hubHealthCheck = 30 * time.Second
+
 // Defaults and limits of claiming.
 const (
 	DefaultClaimWait = 30 * time.Second
@@ -57,8 +60,10 @@ type ClaimOption func(*claimConfig)
 type claimConfig struct{ wait time.Duration }
 
 // WithClaimWait sets how long Claim blocks when nothing is ready (default
-// 30 s; 0 does not block). It blocks on a Redis subscription, sending no
-// command while it waits.
+// 30 s; 0 does not block). It blocks on a Redis subscription shared by the
+// Manager's Claim calls, sending no command while it waits; the only
+// traffic is go-redis's health check of that subscription connection (a
+// PING every 30 s).
 func WithClaimWait(d time.Duration) ClaimOption {
 	return func(c *claimConfig) {
 		if d >= 0 {
@@ -243,7 +248,7 @@ func (m *Manager) readyHub(ctx context.Context, controllerID string) (*readyHub,
 			for range ch {
 				h.wake()
 			}
-		}(ps.Channel())
+		}(ps.Channel(redis.WithChannelHealthCheckInterval(hubHealthCheck)))
 	}
 	if m.hubs == nil {
 		m.hubs = map[string]*readyHub{}
