@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -356,7 +357,8 @@ func TestFaultOutage(t *testing.T) {
 			okBefore.Add(1)
 		}
 	}
-	eng := NewWaitEngine(NewManager(e.reopenStore(srv.client(t))), WithLogger(quietLogger()), WithBridgeBlock(50*time.Millisecond))
+	logs := &countingHandler{}
+	eng := NewWaitEngine(NewManager(e.reopenStore(srv.client(t))), WithLogger(slog.New(logs)), WithBridgeBlock(50*time.Millisecond))
 	runCtx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -396,6 +398,16 @@ func TestFaultOutage(t *testing.T) {
 	}
 	if okBefore.Load() == 0 || okAfter.Load() == 0 || failures.Load() == 0 {
 		t.Fatalf("ok before %d, ok after %d, failures %d", okBefore.Load(), okAfter.Load(), failures.Load())
+	}
+	// One line when ticks start failing and one when they recover, for
+	// the engine loop and for the bridge: not one per tick.
+	for _, msg := range []string{
+		"taskflow: engine tick failing; will keep trying", "taskflow: engine tick recovered",
+		"taskflow: resume bridge failing; will keep trying", "taskflow: resume bridge recovered",
+	} {
+		if n := logs.count(msg); n != 1 {
+			t.Errorf("logged %q %d times during one outage, want once (all: %v)", msg, n, logs.all())
+		}
 	}
 	// Drain: flows whose resume request was published are resumed by a
 	// bridge that runs again.
@@ -495,6 +507,40 @@ func TestFaultSlowRedisHonoursDeadline(t *testing.T) {
 	// Work goes on when the server wakes.
 	time.Sleep(2 * time.Second)
 	must(t, try(e.m.UpdateState(e.ctx, f.ID, map[string]int{"b": 2}, "")))
+}
+
+// countingHandler is a slog handler that counts messages.
+type countingHandler struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.msgs = append(h.msgs, r.Message)
+	h.mu.Unlock()
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *countingHandler) count(msg string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, m := range h.msgs {
+		if m == msg {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *countingHandler) all() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.msgs...)
 }
 
 // startCluster starts a 3-master, 3-replica Redis Cluster of its own.
