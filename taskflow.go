@@ -148,8 +148,9 @@ type Flow struct {
 	RequesterOrigin string `json:"requester_origin"`
 	// CurrentStep labels the current phase.
 	CurrentStep string `json:"current_step"`
-	// State is the flow's free-form JSON, shallow-merged on update. It is
-	// never nil on a flow read from the store ({} when empty).
+	// State is the flow's free-form JSON, shallow-merged on update ({}
+	// when empty). It is nil only on a flow returned by a mutation made
+	// WithoutState().
 	State json.RawMessage `json:"state_json"`
 	// Wait is what the flow is blocked on; nil unless Status is waiting.
 	Wait json.RawMessage `json:"wait_json,omitempty"`
