@@ -89,12 +89,6 @@ func (s *redisServer) kill() {
 	}
 }
 
-func (s *redisServer) signal(sig syscall.Signal) {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(sig)
-	}
-}
-
 // client returns a client with context deadlines honoured.
 func (s *redisServer) client(t testing.TB) *redis.Client {
 	c := redis.NewClient(&redis.Options{

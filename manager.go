@@ -3,7 +3,6 @@ package taskflow
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -252,6 +251,3 @@ func (m *Manager) ListRecent(ctx context.Context, statuses []FlowStatus, opts ..
 func (m *Manager) PruneTerminalFlows(ctx context.Context, olderThan time.Duration) (int, error) {
 	return m.store.PruneTerminalFlows(ctx, olderThan)
 }
-
-// isNotFound reports ErrNotFound.
-func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

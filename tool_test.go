@@ -267,6 +267,7 @@ func TestToolAdvance(t *testing.T) {
 		err := callErr(t, tool, sessA, `{"action":"advance","flow_id":"`+id+`"}`, ErrToolArgs)
 		wantText(t, err, "patch", "current_step")
 		err = callErr(t, tool, sessA, `{"action":"advance","flow_id":"`+id+`","patch":null,"current_step":" "}`, ErrToolArgs)
+		wantText(t, err, "patch", "current_step")
 		err = callErr(t, tool, sessA, `{"action":"advance","flow_id":"`+id+`","patch":[1]}`, ErrToolArgs)
 		wantText(t, err, `"patch" must be a JSON object`)
 		e.sameDump(t, before, "refused advances")

@@ -239,10 +239,9 @@ func flowBreakdown(ctx context.Context, c *redis.Client, prefix string, id uuid.
 		return nil, err
 	}
 	type group struct {
-		keys       int
-		bytes      int64
-		enc        map[string]int
-		firstOrder int
+		keys  int
+		bytes int64
+		enc   map[string]int
 	}
 	groups := map[string]*group{}
 	var order []string
