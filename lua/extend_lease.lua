@@ -7,11 +7,7 @@
 -- Errors: NOTFOUND, LEASELOST (expired, released, or another worker's).
 -- Events: none.
 
-local f = load_flow()
-if f == nil then
-  return err('NOTFOUND')
-end
-local e = check_lease(f)
+local f, e = load_leased()
 if e then
   return e
 end

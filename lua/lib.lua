@@ -101,6 +101,20 @@ local function check_lease(f)
   return err('LEASELOST')
 end
 
+-- load_leased loads the flow and checks the lease: (flow, nil), or
+-- (nil, error reply) when the flow is missing or the lease is not live.
+local function load_leased()
+  local f = load_flow()
+  if f == nil then
+    return nil, err('NOTFOUND')
+  end
+  local e = check_lease(f)
+  if e then
+    return nil, e
+  end
+  return f, nil
+end
+
 -- ready_key is the flow's ready queue: flow ids by the time they became
 -- runnable, per controller, in this shard.
 local function ready_key(f)

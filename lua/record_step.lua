@@ -12,11 +12,7 @@
 -- Errors: NOTFOUND (no such flow), LEASELOST.
 -- Events: step_observed.
 
-local f = load_flow()
-if f == nil then
-  return err('NOTFOUND')
-end
-local e = check_lease(f)
+local f, e = load_leased()
 if e then
   return e
 end

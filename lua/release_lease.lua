@@ -7,11 +7,7 @@
 -- Errors: NOTFOUND, LEASELOST (expired, or another worker's).
 -- Events: released, with the lease token; the revision does not change.
 
-local f = load_flow()
-if f == nil then
-  return err('NOTFOUND')
-end
-local e = check_lease(f)
+local f, e = load_leased()
 if e then
   return e
 end
