@@ -100,17 +100,20 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 	deadline := time.NewTimer(cfg.wait)
 	defer deadline.Stop()
 	for {
-		// Take the wake-up channel before looking, so an announcement
-		// made while we look is not missed.
-		wake := hub.next()
+		// Register before looking, so an announcement made while we
+		// look wakes us instead of being lost.
+		wake := hub.register()
 		f, l, err := m.tryClaim(ctx, controllerID, workerID, lease)
 		if f != nil || err != nil {
+			hub.leave(wake)
 			return f, l, err
 		}
 		select {
 		case <-ctx.Done():
+			hub.leave(wake)
 			return nil, nil, ctx.Err()
 		case <-deadline.C:
+			hub.leave(wake)
 			return m.tryClaim(ctx, controllerID, workerID, lease)
 		case <-wake:
 		}
@@ -199,25 +202,48 @@ func (m *Manager) Release(ctx context.Context, l *Lease) error {
 }
 
 // readyHub is one subscription to a controller's ready announcements in
-// every shard, shared by all Claim calls of a Manager. A waiter takes the
-// current generation channel; an announcement closes it.
+// every shard, shared by all Claim calls of a Manager. Each announcement
+// wakes one registered waiter, oldest first, not all of them: one ready
+// flow costs this process one look at the queues. An announcement with no
+// waiter is dropped: every Claim looks at the queues before it waits.
 type readyHub struct {
-	mu   sync.Mutex
-	gen  chan struct{}
-	subs []*redis.PubSub
+	mu      sync.Mutex
+	waiters []chan struct{}
+	subs    []*redis.PubSub
 }
 
-func (h *readyHub) next() <-chan struct{} {
+// register adds a waiter; one announcement closes its channel.
+func (h *readyHub) register() chan struct{} {
+	ch := make(chan struct{})
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.gen
+	h.waiters = append(h.waiters, ch)
+	h.mu.Unlock()
+	return ch
 }
 
+// wake closes the oldest waiter's channel.
 func (h *readyHub) wake() {
 	h.mu.Lock()
-	close(h.gen)
-	h.gen = make(chan struct{})
+	defer h.mu.Unlock()
+	if len(h.waiters) > 0 {
+		close(h.waiters[0])
+		h.waiters = h.waiters[1:]
+	}
+}
+
+// leave removes a waiter that stops waiting. If an announcement woke it
+// meanwhile, it is passed on: the leaver may not have acted on it.
+func (h *readyHub) leave(ch chan struct{}) {
+	h.mu.Lock()
+	for i, w := range h.waiters {
+		if w == ch {
+			h.waiters = append(h.waiters[:i], h.waiters[i+1:]...)
+			h.mu.Unlock()
+			return
+		}
+	}
 	h.mu.Unlock()
+	h.wake()
 }
 
 func (h *readyHub) close() {
@@ -242,7 +268,7 @@ func (m *Manager) readyHub(ctx context.Context, controllerID string) (*readyHub,
 	if err != nil {
 		return nil, err
 	}
-	h := &readyHub{gen: make(chan struct{}), subs: subs}
+	h := &readyHub{subs: subs}
 	for _, ps := range subs {
 		go func(ch <-chan *redis.Message) {
 			for range ch {

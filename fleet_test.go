@@ -443,3 +443,31 @@ func backendAddr(t testing.TB, e *env) string {
 	t.Fatal("unknown client")
 	return ""
 }
+
+func TestReadyHubWakesOneWaiter(t *testing.T) {
+	h := &readyHub{}
+	a, b, c := h.register(), h.register(), h.register()
+	closed := func(ch chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	h.wake()
+	if !closed(a) || closed(b) || closed(c) {
+		t.Fatal("one announcement must wake exactly the oldest waiter")
+	}
+	// a was woken but leaves without acting: the wake goes on to b.
+	h.leave(a)
+	if !closed(b) || closed(c) {
+		t.Fatal("a woken leaver must pass the wake on")
+	}
+	// c leaves unwoken: nothing is passed on, and no waiter is left.
+	h.leave(c)
+	h.wake() // dropped: nobody waits
+	if len(h.waiters) != 0 {
+		t.Fatalf("%d waiters left", len(h.waiters))
+	}
+}
