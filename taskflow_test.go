@@ -1077,3 +1077,26 @@ func TestShardCountMismatch(t *testing.T) {
 		must(t, try(NewManager(e.reopenStore(e.b.client(t))).Get(e.ctx, f.ID)))
 	})
 }
+
+// TestLargePatch: a patch of more keys than one HSET chunk holds lands
+// whole, with the record fields written alongside.
+func TestLargePatch(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := must(t, try(e.m.CreateMirrored(e.ctx, seedInput())))
+		patch := map[string]int{}
+		for i := 0; i < 1500; i++ {
+			patch[fmt.Sprintf("k%04d", i)] = i
+		}
+		got := must(t, try(e.m.UpdateState(e.ctx, f.ID, patch, "bulk")))
+		st := stateOf(t, got)
+		if len(st) != 1502 || st["k1499"] != float64(1499) || got.CurrentStep != "bulk" || got.Revision != 2 {
+			t.Fatalf("%d keys, step %q, revision %d", len(st), got.CurrentStep, got.Revision)
+		}
+		in := seedInput()
+		in.State = patch
+		g := must(t, try(e.m.CreateManaged(e.ctx, in)))
+		if n := len(stateOf(t, must(t, try(e.m.Get(e.ctx, g.ID))))); n != 1500 {
+			t.Fatalf("created with %d keys", n)
+		}
+	})
+}

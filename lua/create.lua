@@ -24,10 +24,10 @@ set_fields('controller', ARGV[9], 'goal', ARGV[10], 'owner', ARGV[11],
   'updated', NOW_MS)
 set_status(f, 'created')
 redis.call('ZADD', KEYS[K_OWNER], NOW_MS, ID)
+flush(f, {})
 append_event(f, '"created"', ARGV[15])
 if ARGV[14] == '1' then
   set_status(f, 'running')
-  bump(f)
-  append_event(f, '"started"', '{}')
+  commit(f, '"started"', '{}')
 end
 return reply()

@@ -233,15 +233,35 @@ local function set_fields(...)
   end
 end
 
--- hset_pairs writes field/value pairs from ARGV[from..to] in chunks, so a
--- large patch never overflows Lua's unpack limit.
-local function hset_pairs(key, from, to)
-  local chunk = 400
-  local i = from
+-- flush writes, in as few HSETs as it can, the state pairs apply_state
+-- left pending (ARGV[f.pending..]), the state size when it changed, and
+-- the record fields in extra (name, value, ...). Pairs go in chunks of 400
+-- so a large patch never overflows Lua's unpack limit; extra rides with
+-- the last chunk.
+local function flush(f, extra)
+  if f.size_dirty then
+    extra[#extra + 1] = 'size'
+    extra[#extra + 1] = f.size
+    f.size_dirty = nil
+  end
+  local i, to = f.pending or (#ARGV + 1), #ARGV
+  f.pending = nil
   while i <= to do
-    local last = math.min(i + chunk * 2 - 1, to)
-    redis.call('HSET', key, unpack(ARGV, i, last))
+    local last = math.min(i + 799, to)
+    if last < to then
+      redis.call('HSET', KEYS[K_FLOW], unpack(ARGV, i, last))
+    else
+      local args = {unpack(ARGV, i, last)}
+      for j = 1, #extra do
+        args[#args + 1] = extra[j]
+      end
+      redis.call('HSET', KEYS[K_FLOW], unpack(args))
+      return
+    end
     i = last + 1
+  end
+  if #extra > 0 then
+    redis.call('HSET', KEYS[K_FLOW], unpack(extra))
   end
 end
 
@@ -262,7 +282,8 @@ local function drop_object_state()
   end
 end
 
--- apply_state changes the state as ARGV[at..] says and keeps state_size.
+-- apply_state changes the state as ARGV[at..] says and keeps the size; the
+-- new pairs and the size are written by the next flush (or commit).
 -- ARGV[at] is the mode:
 --   'none'    nothing
 --   'merge'   ARGV[at+1..] are '$'key/raw-JSON pairs: a shallow merge
@@ -314,29 +335,20 @@ local function apply_state(f, at)
     f.raw = nil
   end
   if #ARGV > at then
-    hset_pairs(KEYS[K_FLOW], at + 1, #ARGV)
+    f.pending = at + 1
   end
-  redis.call('HSET', KEYS[K_FLOW], 'size', size)
-  f.size = tostring(size)
+  f.size, f.size_dirty = tostring(size), true
   return nil
 end
 
--- bump persists one mutation: revision + 1 and updated_at.
-local function bump(f)
-  f.rev = tostring(tonumber(f.rev) + 1)
-  f.updated = NOW_MS
-  redis.call('HSET', KEYS[K_FLOW], 'rev', f.rev, 'updated', NOW_MS)
-end
-
--- append_event pushes one audit entry (newest at the head), keeps the
+-- push_event pushes audit entry seq (newest at the head), keeps the
 -- newest EVENT_CAP entries and announces it on the shard's watch channel
 -- as '<flow id> <event id> <entry>'. kind_json is a JSON string, payload
 -- raw JSON; a mutation made under a lease names the lease's token. An
 -- entry does not store its id: the flow's 'seq' is the newest entry's id
 -- and ids fall by one towards the tail (trimming drops the oldest only).
 -- Returns '<event id> <entry>'.
-local function append_event(f, kind_json, payload)
-  local seq = redis.call('HINCRBY', KEYS[K_FLOW], 'seq', 1)
+local function push_event(f, seq, kind_json, payload)
   local lease = ''
   if LEASE ~= '' then
     lease = ',"lease":"' .. LEASE .. '"'
@@ -350,6 +362,30 @@ local function append_event(f, kind_json, payload)
   local numbered = seq .. ' ' .. entry
   redis.call(PUBLISH, KEYS[K_BASE] .. ':watch', ID .. ' ' .. numbered)
   return numbered
+end
+
+-- append_event appends an event that does not change the revision.
+local function append_event(f, kind_json, payload)
+  local seq = redis.call('HINCRBY', KEYS[K_FLOW], 'seq', 1)
+  f.seq = tostring(seq)
+  return push_event(f, seq, kind_json, payload)
+end
+
+-- commit persists one mutation of the flow record: revision + 1,
+-- updated, the pending state, the record fields in extra (optional), and
+-- its event; one HSET for all the fields. Returns what append_event does.
+local function commit(f, kind_json, payload, extra)
+  extra = extra or {}
+  local seq = tonumber(f.seq or '0') + 1
+  f.rev, f.updated, f.seq = tostring(tonumber(f.rev) + 1), NOW_MS, tostring(seq)
+  extra[#extra + 1] = 'rev'
+  extra[#extra + 1] = f.rev
+  extra[#extra + 1] = 'updated'
+  extra[#extra + 1] = NOW_MS
+  extra[#extra + 1] = 'seq'
+  extra[#extra + 1] = f.seq
+  flush(f, extra)
+  return push_event(f, seq, kind_json, payload)
 end
 
 -- reply returns the persisted flow: the whole hash (record and state), or

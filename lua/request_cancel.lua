@@ -24,6 +24,5 @@ f.cancel = '1'
 if f.status == 'waiting' then
   redis.call('SADD', KEYS[K_CANCELWAIT], ID)
 end
-bump(f)
-append_event(f, '"cancel_requested"', '{}')
+commit(f, '"cancel_requested"', '{}')
 return reply()

@@ -66,6 +66,5 @@ set_status(f, to)
 if to == 'waiting' then
   set_wait(f, ARGV[12], ARGV[13], ARGV[14])
 end
-bump(f)
-append_event(f, kind, payload)
+commit(f, kind, payload)
 return reply()

@@ -23,9 +23,9 @@ e = apply_state(f, 11)
 if e then
   return e
 end
+local extra = {}
 if ARGV[9] ~= '' then
-  redis.call('HSET', KEYS[K_FLOW], 'step', ARGV[9])
+  extra = {'step', ARGV[9]}
 end
-bump(f)
-append_event(f, '"state_updated"', ARGV[10])
+commit(f, '"state_updated"', ARGV[10], extra)
 return reply()

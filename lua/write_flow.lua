@@ -47,6 +47,5 @@ if ARGV[9] == 'waiting' then
     redis.call('SADD', KEYS[K_CANCELWAIT], ID)
   end
 end
-bump(f)
-local entry = append_event(f, ARGV[19], ARGV[20])
+local entry = commit(f, ARGV[19], ARGV[20])
 return reply(entry)
