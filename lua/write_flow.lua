@@ -4,7 +4,7 @@
 -- KEYS: the flow key set 1..15 (see lib.lua).
 -- ARGV: 1..8 the common head (4, the expected revision, is required)
 --   9 status  10 controller_id  11 goal  12 owner_session_key (must equal
---   the stored one)  12 requester_origin  13 current_step
+--   the stored one)  13 requester_origin  14 current_step
 --   15 cancel_requested ('1'/'0')  16 wait JSON ('' = none)
 --   17 timer deadline ms ('')  18 correlation member ('')
 --   19 event kind (JSON string)  20 event payload (JSON)
