@@ -19,7 +19,7 @@ var aclCommands = []string{
 	"del", "zadd", "zrem", "zscore", "zcard", "zrange", "sadd", "srem", "sismember",
 	"lpush", "ltrim", "lindex",
 	// reads, lists, ticks
-	"lrange", "zrangebyscore", "zrevrangebyscore", "zrangebylex", "srandmember", "zscan", "sscan", "scan", "type",
+	"lrange", "zrangebyscore", "zrevrangebyscore", "zrevrange", "zcount", "zrangebylex", "srandmember", "zscan", "sscan", "scan", "type",
 	// the resume bridge
 	// fleet hand-off and watching
 	"publish", "subscribe", "unsubscribe", "hscan", "set",

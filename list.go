@@ -2,6 +2,7 @@ package taskflow
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -128,70 +129,55 @@ func (s *RedisStore) listIndex(ctx context.Context, keys []string, desc bool, op
 
 // readShards returns, from every key, up to limit+1 entries strictly
 // after the cursor, so the caller can tell whether a next page exists.
+// Without a cursor it reads each key's head; with one, page_after.lua
+// finds the position by binary search. One pipeline either way.
 func (s *RedisStore) readShards(ctx context.Context, keys []string, desc bool, after *indexEntry, limit int) ([]indexEntry, error) {
-	type shardRead struct {
-		key    string
-		offset int64
-		done   bool
-	}
-	reads := make([]*shardRead, len(keys))
-	for i := range reads {
-		reads[i] = &shardRead{key: keys[i]}
-	}
-	want := limit + 1
-	got := make([][]indexEntry, len(keys))
-	for round := 0; ; round++ {
+	want := int64(limit + 1)
+	var all []indexEntry
+	if after == nil {
 		pipe := s.client.Pipeline()
-		cmds := make([]*redis.ZSliceCmd, len(reads))
-		pending := 0
-		for i, r := range reads {
-			if r.done {
-				continue
-			}
-			by := &redis.ZRangeBy{Min: "-inf", Max: "+inf", Offset: r.offset, Count: int64(want)}
-			if after != nil {
-				bound := strconv.FormatInt(after.score, 10)
-				if desc {
-					by.Max = bound
-				} else {
-					by.Min = bound
-				}
-			}
+		cmds := make([]*redis.ZSliceCmd, len(keys))
+		for i, k := range keys {
 			if desc {
-				cmds[i] = pipe.ZRevRangeByScoreWithScores(ctx, r.key, by)
+				cmds[i] = pipe.ZRevRangeWithScores(ctx, k, 0, want-1)
 			} else {
-				cmds[i] = pipe.ZRangeByScoreWithScores(ctx, r.key, by)
+				cmds[i] = pipe.ZRangeWithScores(ctx, k, 0, want-1)
 			}
-			pending++
 		}
-		if pending == 0 {
-			break
-		}
-		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, fmt.Errorf("taskflow: list: %w", err)
 		}
-		for i, r := range reads {
-			if r.done {
-				continue
-			}
-			zs := cmds[i].Val()
-			r.offset += int64(len(zs))
-			for _, z := range zs {
+		for _, c := range cmds {
+			for _, z := range c.Val() {
 				m, _ := z.Member.(string)
-				e := indexEntry{score: int64(z.Score), id: m}
-				// Entries with the cursor's score that sort at or
-				// before the cursor were on earlier pages.
-				if after != nil && !after.before(e, desc) {
-					continue
-				}
-				got[i] = append(got[i], e)
+				all = append(all, indexEntry{score: int64(z.Score), id: m})
 			}
-			r.done = len(zs) < want || len(got[i]) >= want
 		}
+		return all, nil
 	}
-	var all []indexEntry
-	for _, g := range got {
-		all = append(all, g...)
+	order := "asc"
+	if desc {
+		order = "desc"
+	}
+	calls := make([]scriptCall, len(keys))
+	for i, k := range keys {
+		calls[i] = scriptCall{s.scripts.pageAfter, []string{k}, []any{after.score, after.id, want, order}}
+	}
+	vals, errs := s.runPipelined(ctx, calls)
+	for i := range calls {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("taskflow: list: %w", errs[i])
+		}
+		flat, _ := vals[i].([]any)
+		for j := 0; j+1 < len(flat); j += 2 {
+			m, _ := flat[j].(string)
+			sc, _ := flat[j+1].(string)
+			score, err := strconv.ParseFloat(sc, 64)
+			if err != nil {
+				return nil, fmt.Errorf("taskflow: list: bad score %q", sc)
+			}
+			all = append(all, indexEntry{score: int64(score), id: m})
+		}
 	}
 	return all, nil
 }

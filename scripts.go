@@ -20,6 +20,7 @@ type scripts struct {
 	recordStep, insertStep, pruneFlow                         *redis.Script
 	verifyFlow, reindexFlow, deleteOrphans                    *redis.Script
 	claim, extendLease, releaseLease, expireLease             *redis.Script
+	pageAfter                                                 *redis.Script
 	all                                                       []*redis.Script
 }
 
@@ -82,6 +83,7 @@ func loadScripts(cluster bool) (*scripts, error) {
 		{"extend_lease", &s.extendLease},
 		{"release_lease", &s.releaseLease},
 		{"expire_lease", &s.expireLease},
+		{"page_after", &s.pageAfter},
 	} {
 		body, err := luaFiles.ReadFile("lua/" + x.name + ".lua")
 		if err != nil {

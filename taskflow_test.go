@@ -1100,3 +1100,67 @@ func TestLargePatch(t *testing.T) {
 		}
 	})
 }
+
+// TestListPagingTies: flows that share one millisecond page correctly in
+// both directions, and a late page costs what an early one does.
+func TestListPagingTies(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		const n = 300
+		owner := "agent:ties:session:1"
+		for i := 0; i < n; i++ { // the fake clock stands still: all ties
+			in := seedInput()
+			in.OwnerSessionKey = owner
+			must(t, try(e.m.CreateManaged(e.ctx, in)))
+		}
+		walk := func(list func(cursor string) *FlowPage, desc bool) int {
+			seen := map[uuid.UUID]bool{}
+			last := ""
+			cursor := ""
+			for {
+				p := list(cursor)
+				for _, f := range p.Flows {
+					id := f.ID.String()
+					if seen[f.ID] {
+						t.Fatalf("flow %s seen twice", id)
+					}
+					seen[f.ID] = true
+					if last != "" && (id < last) != desc {
+						t.Fatalf("order broken: %s after %s (desc %v)", id, last, desc)
+					}
+					last = id
+				}
+				if p.Next == "" {
+					return len(seen)
+				}
+				cursor = p.Next
+			}
+		}
+		got := walk(func(c string) *FlowPage {
+			return must(t, try(e.m.ListByStatusPage(e.ctx, StatusCreated, WithLimit(7), WithCursor(c))))
+		}, false)
+		if got != n {
+			t.Fatalf("status walk saw %d of %d", got, n)
+		}
+		got = walk(func(c string) *FlowPage {
+			return must(t, try(e.m.ListByOwnerPage(e.ctx, owner, WithLimit(11), WithCursor(c))))
+		}, true)
+		if got != n {
+			t.Fatalf("owner walk saw %d of %d", got, n)
+		}
+		// A page deep into the ties is still one pipeline for the index
+		// and one for the flows.
+		counter := &commandCounter{}
+		c := e.b.client(t)
+		c.AddHook(counter)
+		m := NewManager(e.reopenStore(c))
+		p := must(t, try(m.ListByStatusPage(e.ctx, StatusCreated, WithLimit(10))))
+		for i := 0; i < 20; i++ {
+			p = must(t, try(m.ListByStatusPage(e.ctx, StatusCreated, WithLimit(10), WithCursor(p.Next))))
+		}
+		counter.reset()
+		must(t, try(m.ListByStatusPage(e.ctx, StatusCreated, WithLimit(10), WithCursor(p.Next))))
+		if got := counter.count(); got != e.store.Shards()+10 {
+			t.Fatalf("a late page sent %d commands, want %d (one per shard, one per flow)", got, e.store.Shards()+10)
+		}
+	})
+}
