@@ -190,25 +190,13 @@ func waitTLSRedis(port int, pool *x509.CertPool, exited <-chan error) error {
 // certificate variables, plus env.
 func runCLIWithEnv(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath, args...)
+	var all []string
 	for _, kv := range cliEnv() {
 		if !strings.HasPrefix(kv, "SSL_CERT_FILE=") && !strings.HasPrefix(kv, "SSL_CERT_DIR=") {
-			cmd.Env = append(cmd.Env, kv)
+			all = append(all, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, env...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	res := result{stdout: out.String(), stderr: errOut.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		res.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running taskflow %v: %v", args, err)
-	}
-	return res
+	return runCLIEnv(t, append(all, env...), args...)
 }
 
 func TestTLS(t *testing.T) {
