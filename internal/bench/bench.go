@@ -444,6 +444,15 @@ func (r *runner) cleanupShared(ctx context.Context, c redis.UniversalClient, pre
 
 // ---- statistics and tables ----
 
+// medianBy is the median of g over xs.
+func medianBy[T any](xs []T, g func(T) float64) float64 {
+	vs := make([]float64, len(xs))
+	for i, x := range xs {
+		vs[i] = g(x)
+	}
+	return median(vs)
+}
+
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0

@@ -100,13 +100,7 @@ func (r *runner) fleet(ctx context.Context) error {
 	var rows [][]string
 	meds := map[int]float64{}
 	for _, k := range r.sz.fleetWorkers {
-		pick := func(g func(fleetRun) float64) float64 {
-			xs := make([]float64, len(runs[k]))
-			for i, x := range runs[k] {
-				xs[i] = g(x)
-			}
-			return median(xs)
-		}
+		pick := func(g func(fleetRun) float64) float64 { return medianBy(runs[k], g) }
 		rates := make([]float64, len(runs[k]))
 		for i, x := range runs[k] {
 			rates[i] = x.rate

@@ -73,13 +73,7 @@ func (r *runner) stateSize(ctx context.Context) error {
 			}
 		}
 	}
-	pick := func(ss []sample, g func(sample) float64) float64 {
-		xs := make([]float64, len(ss))
-		for i, s := range ss {
-			xs[i] = g(s)
-		}
-		return median(xs)
-	}
+	pick := medianBy[sample]
 	wall := func(s sample) float64 { return s.wall }
 	server := func(s sample) float64 { return s.server }
 	netw := func(s sample) float64 { return s.wall - s.server }
