@@ -528,9 +528,18 @@ type transitionReq struct {
 	mut     mutation
 }
 
+// transition runs transition.lua at the store's current time.
 func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, error) {
 	_, nowMs, nowStr := s.clock()
-	return s.transitionAt(ctx, r, nowMs, nowStr)
+	f, _, err := s.runFlowScript(ctx, s.scripts.transition, r.id, s.keys.flowKeys(r.id, ""), s.transitionArgs(r, nowMs, nowStr))
+	if err != nil {
+		var te *TransitionError
+		if errors.As(err, &te) {
+			te.To = r.to
+		}
+		return nil, err
+	}
+	return f, nil
 }
 
 func (s *RedisStore) transitionArgs(r transitionReq, nowMs, nowStr string) []any {
@@ -542,18 +551,6 @@ func (s *RedisStore) transitionArgs(r transitionReq, nowMs, nowStr string) []any
 		string(r.to), jsonString(r.kind), string(r.payload),
 		r.wait.json, r.wait.timerMs, r.wait.corr, r.guard, string(r.from))
 	return append(args, state...)
-}
-
-func (s *RedisStore) transitionAt(ctx context.Context, r transitionReq, nowMs, nowStr string) (*Flow, error) {
-	f, _, err := s.runFlowScript(ctx, s.scripts.transition, r.id, s.keys.flowKeys(r.id, ""), s.transitionArgs(r, nowMs, nowStr))
-	if err != nil {
-		var te *TransitionError
-		if errors.As(err, &te) {
-			te.To = r.to
-		}
-		return nil, err
-	}
-	return f, nil
 }
 
 // updateState runs update_state.lua.
