@@ -503,6 +503,9 @@ func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 	if topic == "" || correlationID == "" {
 		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
 	}
+	if err := checkText("the topic", topic, "the correlation_id", correlationID); err != nil {
+		return nil, err
+	}
 	var patch any
 	if payload != nil {
 		p, err := toJSON("payload", payload)
@@ -532,6 +535,9 @@ func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 func (m *Manager) ResumeByCorrelation(ctx context.Context, topic, correlationID string, payload any) ([]*Flow, error) {
 	if topic == "" || correlationID == "" {
 		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
+	}
+	if err := checkText("the topic", topic, "the correlation_id", correlationID); err != nil {
+		return nil, err
 	}
 	prefix := corrPrefix(topic, correlationID)
 	pipe := m.store.client.Pipeline()
