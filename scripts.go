@@ -20,7 +20,7 @@ type scripts struct {
 	recordStep, insertStep, pruneFlow                         *redis.Script
 	verifyFlow, reindexFlow, deleteOrphans                    *redis.Script
 	claim, extendLease, releaseLease, expireLease             *redis.Script
-	pageAfter, tickCancel                                     *redis.Script
+	pageAfter, tickCancel, verifyEntry                        *redis.Script
 	all                                                       []*redis.Script
 }
 
@@ -85,6 +85,7 @@ func loadScripts(cluster bool) (*scripts, error) {
 		{"expire_lease", &s.expireLease},
 		{"page_after", &s.pageAfter},
 		{"tick_cancel", &s.tickCancel},
+		{"verify_entry", &s.verifyEntry},
 	} {
 		body, err := luaFiles.ReadFile("lua/" + x.name + ".lua")
 		if err != nil {
