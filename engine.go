@@ -175,8 +175,10 @@ func (e *WaitEngine) Tick(ctx context.Context) TickReport {
 
 // TickAt runs one tick as if the time were now: waiting flows with a
 // cancel request are cancelled, then timers due at now resume (a
-// cancel-requested one is cancelled instead). External-event and manual
-// waits are left alone.
+// cancel-requested one is cancelled instead), and expired leases end.
+// External-event and manual waits are left alone. Index entries the tick
+// cannot act on are removed (TickReport.Dropped), so a tick always ends,
+// after at most MaxTickRounds rounds.
 func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) TickReport {
 	var rep TickReport
 	if err := e.s.checkLayout(ctx); err != nil {

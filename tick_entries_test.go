@@ -121,6 +121,7 @@ func TestTickDropsEntriesItCannotActOn(t *testing.T) {
 		if got, limit := hook.n.Load(), int64(10*want+200); got > limit {
 			t.Fatalf("the tick sent %d commands for %d entries, want at most %d", got, want, limit)
 		}
+		t.Logf("%d entries dropped, 1 resumed, in %d commands", rep.Dropped, hook.n.Load())
 		for _, key := range []string{k.cancelWait(0), k.timers(0), k.leaseExp(0)} {
 			if typ := e.client.Type(ctx, key).Val(); typ != "none" {
 				t.Errorf("%s still holds entries (%s)", key, typ)
