@@ -20,7 +20,7 @@ type scripts struct {
 	recordStep, insertStep, pruneFlow                         *redis.Script
 	verifyFlow, reindexFlow, deleteOrphans                    *redis.Script
 	claim, extendLease, releaseLease, expireLease             *redis.Script
-	pageAfter, tickCancel, verifyEntry                        *redis.Script
+	pageAfter, tickCancel, verifyEntry, indexStep             *redis.Script
 	all                                                       []*redis.Script
 }
 
@@ -86,6 +86,7 @@ func loadScripts(cluster bool) (*scripts, error) {
 		{"page_after", &s.pageAfter},
 		{"tick_cancel", &s.tickCancel},
 		{"verify_entry", &s.verifyEntry},
+		{"index_step", &s.indexStep},
 	} {
 		body, err := luaFiles.ReadFile("lua/" + x.name + ".lua")
 		if err != nil {

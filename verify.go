@@ -796,8 +796,11 @@ func (s *RedisStore) repair(ctx context.Context, shard int, found []Problem) err
 		case p.Kind == "orphan_key":
 			orphans[id] = append(orphans[id], p.Key)
 		case p.Kind == "step_unindexed":
+			// One script: a prune between a read and a write would
+			// leave a step set of a flow that is gone.
 			run := p.Key[len(s.keys.step(id, "")):]
-			if err := s.client.ZAddNX(ctx, s.keys.steps(id), redis.Z{Score: float64(s.client.ZCard(ctx, s.keys.steps(id)).Val() + 1), Member: run}).Err(); err != nil {
+			keys := []string{s.keys.flow(id), s.keys.steps(id), p.Key}
+			if err := s.scripts.indexStep.Run(ctx, s.client, keys, run).Err(); err != nil {
 				return fmt.Errorf("taskflow: repair: %w", err)
 			}
 		default:

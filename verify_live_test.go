@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -279,5 +280,79 @@ func TestRepairLeavesAFlowThatWaitedAgainAlone(t *testing.T) {
 				}
 			}
 		}
+	})
+}
+
+// beforeKey runs fn once, just before the first command that names key
+// and is not a read that skip names (a command name or a script hash).
+type beforeKey struct {
+	key  string
+	skip []string
+	once atomic.Bool
+	fn   func()
+}
+
+func (h *beforeKey) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *beforeKey) check(cmds ...redis.Cmder) {
+	for _, c := range cmds {
+		args := c.Args()
+		if len(args) > 1 && slices.ContainsFunc(h.skip, func(s string) bool {
+			return strings.EqualFold(fmt.Sprint(args[0]), s) || args[1] == s
+		}) {
+			continue
+		}
+		for _, a := range args {
+			if a == h.key && h.once.CompareAndSwap(false, true) {
+				h.fn()
+				return
+			}
+		}
+	}
+}
+
+func (h *beforeKey) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.check(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *beforeKey) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.check(cmds...)
+		return next(ctx, cmds)
+	}
+}
+
+// TestRepairOfAStepBesidePrune: a repair that puts a step back in its
+// flow's step set must not recreate the set of a flow pruned meanwhile
+// (the old repair counted the set, then wrote it, in two commands).
+func TestRepairOfAStepBesidePrune(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		f := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+		must(t, try(e.m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "r1", Status: StepSucceeded})))
+		must(t, try(e.m.Finish(ctx, f.ID, nil)))
+		e.client.ZRem(ctx, e.store.keys.steps(f.ID), "r1") // step_unindexed
+		c2 := e.b.client(t)
+		verifier := NewManager(e.reopenStore(c2))
+		pruned := 0
+		c2.AddHook(&beforeKey{key: e.store.keys.steps(f.ID), skip: []string{"zrank", "exists", verifier.store.scripts.verifyFlow.Hash()}, fn: func() {
+			e.clock.Advance(time.Millisecond)
+			pruned = must(t, try(e.m.PruneTerminalFlows(ctx, 0)))
+		}})
+		must(t, try(verifier.Verify(ctx, WithRepair())))
+		if pruned != 1 {
+			t.Fatalf("the prune in the window pruned %d flows", pruned)
+		}
+		// The unindexed step record is left (prune deletes the steps it
+		// finds in the set), but the set is not recreated.
+		if e.client.Exists(ctx, e.store.keys.steps(f.ID)).Val() != 0 {
+			t.Fatal("the repair recreated the step set of a pruned flow")
+		}
+		// The next repair deletes the orphan; the space is clean.
+		must(t, try(e.m.Verify(ctx, WithRepair())))
+		requireVerifyClean(t, e.m)
 	})
 }
