@@ -93,7 +93,8 @@ func WithAllowedControllers(ids ...string) ToolOption {
 
 // WithControllerPolicy sets the rule that decides which controller ids a
 // session may start flows for: allow(s, id) returns true to allow. The
-// default allows an agent's own namespace only ("<agent id>/<name>"),
+// default allows an agent's own namespace only ("<agent id>/<name>"; an
+// agent id holding '/' has none),
 // so one tenant cannot put work on another's ready queues, where the
 // other's workers would claim it. A nil allow keeps the default.
 func WithControllerPolicy(allow func(s Session, controllerID string) bool) ToolOption {
@@ -110,9 +111,15 @@ func WithControllerPolicy(allow func(s Session, controllerID string) bool) ToolO
 	}
 }
 
-// ownNamespace is the default controller rule: "<agent id>/<name>".
+// ownNamespace is the default controller rule: "<agent id>/<name>". An
+// agent id holding '/' has no namespace of its own ("kate/x/" is inside
+// "kate/"), so such a session may start nothing under this rule.
 func ownNamespace(s Session, id string) error {
-	ns := strings.TrimSpace(s.AgentID) + "/"
+	agent := strings.TrimSpace(s.AgentID)
+	if strings.Contains(agent, "/") {
+		return argErr("the agent id %q contains '/', so it has no controller namespace of its own; the host must allow controllers with WithAllowedControllers or WithControllerPolicy", agent)
+	}
+	ns := agent + "/"
 	if strings.HasPrefix(id, ns) && len(id) > len(ns) {
 		return nil
 	}

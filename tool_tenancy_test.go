@@ -94,6 +94,9 @@ func TestToolControllersScoped(t *testing.T) {
 		if f := callFlow(t, tool, thief, args(t, "action", "start", "controller_id", " mallory/job ", "goal", "g")); f["controller_id"] != "mallory/job" {
 			t.Fatalf("own namespace refused: %v", f)
 		}
+		// An agent id with '/' would share another's namespace.
+		nested := Session{AgentID: "mallory/x", SessionID: "1"}
+		wantText(t, callErr(t, tool, nested, args(t, "action", "start", "controller_id", "mallory/x/job", "goal", "g"), ErrToolArgs), "contains '/'")
 
 		// A list the host configures replaces the namespace rule.
 		listed := NewTool(e.m, WithAllowedControllers(" shared/queue ", "", "shared/queue"))
