@@ -43,6 +43,9 @@ func (m *Manager) PublishResume(ctx context.Context, req ResumeRequest) error {
 	if strings.TrimSpace(req.Topic) == "" || strings.TrimSpace(req.CorrelationID) == "" {
 		return fmt.Errorf("%w: a resume request needs a topic and a correlation_id", ErrInvalidData)
 	}
+	if err := checkText("the topic", req.Topic, "the correlation_id", req.CorrelationID); err != nil {
+		return err
+	}
 	payload, err := toJSON("payload", req.Payload)
 	if err != nil {
 		return err

@@ -27,6 +27,10 @@ const (
 	bridgeTransientPause = 200 * time.Millisecond
 )
 
+// MaxTickRounds bounds one tick: at most this many rounds, each taking
+// at most one batch of each index from every shard.
+const MaxTickRounds = 1000
+
 // WaitEngine resumes waiting flows: due timers on each tick, cancel
 // requests of waiting flows on each tick, and external events through
 // TryResumeExternal, ResumeByCorrelation and the resume bridge.
@@ -57,7 +61,8 @@ type EngineOption func(*WaitEngine)
 
 // WithTickBatch sets how many due entries a tick takes from one shard per
 // round trip (default 100, at most 1000). A tick keeps taking batches
-// until nothing is due, so the batch bounds each script run, not the tick.
+// until nothing is due or MaxTickRounds rounds were taken, so the batch
+// bounds each round, and batch × MaxTickRounds the tick.
 func WithTickBatch(n int) EngineOption {
 	return func(e *WaitEngine) {
 		if n >= 1 && n <= MaxTickBatch {
@@ -142,6 +147,15 @@ type TickReport struct {
 	// stalled): their running flows went back on the ready queues. Not
 	// part of Scanned.
 	LeasesExpired int `json:"leases_expired"`
+	// Dropped counts index entries (timers, cancel requests, lease
+	// expiries) the tick could not act on and removed from their index:
+	// the flow is gone, no longer needs the entry, lives in another
+	// shard, or cannot be read (the last also counts in Errors; Verify
+	// reports such a flow). Not part of Scanned.
+	Dropped int `json:"dropped"`
+	// Truncated is true when the tick stopped after MaxTickRounds rounds
+	// with entries still due; the next tick takes them.
+	Truncated bool `json:"truncated,omitempty"`
 	// Err is the first error met, nil when none.
 	Err error `json:"-"`
 }
@@ -161,8 +175,10 @@ func (e *WaitEngine) Tick(ctx context.Context) TickReport {
 
 // TickAt runs one tick as if the time were now: waiting flows with a
 // cancel request are cancelled, then timers due at now resume (a
-// cancel-requested one is cancelled instead). External-event and manual
-// waits are left alone.
+// cancel-requested one is cancelled instead), and expired leases end.
+// External-event and manual waits are left alone. Index entries the tick
+// cannot act on are removed (TickReport.Dropped), so a tick always ends,
+// after at most MaxTickRounds rounds.
 func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) TickReport {
 	var rep TickReport
 	if err := e.s.checkLayout(ctx); err != nil {
@@ -180,8 +196,15 @@ func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) TickReport {
 		shards[i] = (start + i) % len(shards)
 	}
 	active := shards
-	for len(active) > 0 && ctx.Err() == nil {
+	for round := 0; len(active) > 0 && ctx.Err() == nil; round++ {
+		if round == MaxTickRounds {
+			rep.Truncated = true
+			break
+		}
 		active = e.tickRound(ctx, active, nowMs, nowStr, &rep)
+	}
+	if rep.Dropped > 0 {
+		e.log.Warn("taskflow: tick dropped index entries it could not act on", "dropped", rep.Dropped, "first_err", rep.Err)
 	}
 	if err := ctx.Err(); err != nil && rep.Err == nil {
 		rep.fail(err)
@@ -197,7 +220,11 @@ func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) TickReport {
 
 // tickRound reads one batch of due timers and cancel requests from each
 // active shard in one pipeline, handles them in a second, and returns the
-// shards that may have more.
+// shards that may have more. Every entry it reads either is acted on
+// (which removes it from its index), or leaves its index as one the tick
+// cannot act on (counted in Dropped), or meets a transient error (the
+// shard then rests until the next tick): a shard is visited again only
+// when its whole batch moved, so a round always makes progress or ends.
 func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr string, rep *TickReport) []int {
 	pipe := e.s.client.Pipeline()
 	cancels := make([]*redis.StringSliceCmd, len(shards))
@@ -225,60 +252,55 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 	}
 	defer e.unlockShards(ctx, owned)
 	var calls []scriptCall
-	var kinds []entryKind
-	var more []int
+	var entries, drops []tickEntry
+	read := map[int]int{} // entries read per shard
 	for i, sh := range shards {
 		if !owned[sh] {
 			continue
 		}
-		cs, ts, ls := cancels[i].Val(), timers[i].Val(), leases[i].Val()
-		if len(cs) == e.batch || len(ts) == e.batch || len(ls) == e.batch {
-			more = append(more, sh)
-		}
-		for _, raw := range ls {
-			id, err := uuid.Parse(raw)
-			if err != nil {
-				_ = e.s.client.ZRem(ctx, e.s.keys.leaseExp(sh), raw).Err()
-				continue
+		for _, x := range []struct {
+			kind entryKind
+			raw  []string
+			call func(uuid.UUID) scriptCall
+		}{
+			{entryLease, leases[i].Val(), func(id uuid.UUID) scriptCall {
+				return scriptCall{e.s.scripts.expireLease, e.s.keys.flowKeys(id, ""), e.s.head(id, nowMs, nowStr, mutation{lean: true})}
+			}},
+			{entryCancel, cancels[i].Val(), func(id uuid.UUID) scriptCall { return e.cancelCall(id, nowMs, nowStr) }},
+			{entryTimer, timers[i].Val(), func(id uuid.UUID) scriptCall { return e.timerCall(id, nowMs, nowStr) }},
+		} {
+			if len(x.raw) == e.batch {
+				read[sh] += len(x.raw) // a full batch: the shard may have more
 			}
-			calls = append(calls, scriptCall{e.s.scripts.expireLease, e.s.keys.flowKeys(id, ""), e.s.head(id, nowMs, nowStr, mutation{lean: true})})
-			kinds = append(kinds, entryLease)
-		}
-		for _, raw := range cs {
-			id, err := uuid.Parse(raw)
-			if err != nil {
-				_ = e.s.client.SRem(ctx, e.s.keys.cancelWait(sh), raw).Err()
-				continue
+			for _, raw := range x.raw {
+				ent := tickEntry{kind: x.kind, shard: sh, raw: raw}
+				id, ok := e.entryFlow(ent)
+				if !ok {
+					drops = append(drops, ent) // names no flow of this shard
+					continue
+				}
+				calls = append(calls, x.call(id))
+				entries = append(entries, ent)
 			}
-			calls = append(calls, e.cancelCall(id, nowMs, nowStr))
-			kinds = append(kinds, entryCancel)
-		}
-		for _, raw := range ts {
-			id, err := uuid.Parse(raw)
-			if err != nil {
-				_ = e.s.client.ZRem(ctx, e.s.keys.timers(sh), raw).Err()
-				continue
-			}
-			calls = append(calls, e.timerCall(id, nowMs, nowStr))
-			kinds = append(kinds, entryTimer)
 		}
 	}
-	if len(calls) == 0 {
+	if len(calls)+len(drops) == 0 {
 		return nil
 	}
 	vals, errs := e.s.runPipelined(ctx, calls)
-	progress := 0
+	moved := map[int]int{} // entries that left their index, per shard
 	for i, err := range errs {
-		id, _ := uuid.Parse(calls[i].args[0].(string))
+		ent := entries[i]
+		id, _ := uuid.Parse(ent.raw)
 		if err != nil {
 			err = scriptError(err, id)
 		}
 		switch {
-		case err == nil && kinds[i] == entryLease:
-			progress++
+		case err == nil && ent.kind == entryLease:
+			moved[ent.shard]++
 			rep.LeasesExpired++
 		case err == nil:
-			progress++
+			moved[ent.shard]++
 			f, derr := decodeReply(id, vals[i])
 			switch {
 			case derr != nil:
@@ -288,22 +310,39 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 			default:
 				rep.Resumed++
 			}
+		case errors.Is(err, errStaleEntry):
+			// The script dropped an entry that named no flow to act on.
+			moved[ent.shard]++
+			rep.Dropped++
 		case errors.Is(err, errNoMatch), errors.Is(err, ErrNotFound),
 			errors.Is(err, ErrAlreadyTerminal), errors.Is(err, ErrIllegalTransition):
 			// Another engine got there first, or the flow moved on.
-			progress++
-		case errors.Is(err, ErrInvalidData) && kinds[i] == entryTimer:
+			moved[ent.shard]++
+		case errors.Is(err, ErrInvalidData) && ent.kind == entryTimer:
 			// An unreadable wait: the script dropped its entry.
-			progress++
+			moved[ent.shard]++
+			rep.Dropped++
 			rep.fail(err)
-			e.log.Warn("taskflow: skipping a flow whose wait is unreadable", "flow_id", id, "err", err)
+		case transientError(err):
+			// Redis is busy, full or away: leave the entry for a later
+			// tick and rest the shard.
+			rep.fail(err)
 		default:
+			// The script cannot act on this flow (a record of the wrong
+			// type, a field it cannot read): drop the entry so it
+			// cannot stall the shard; Verify reports the flow.
 			rep.fail(err)
+			drops = append(drops, ent)
 		}
 	}
-	if progress == 0 {
-		// Nothing moved: do not spin on the same failing entries.
-		return nil
+	for sh, n := range e.dropEntries(ctx, drops, rep) {
+		moved[sh] += n
+	}
+	var more []int
+	for _, sh := range shards {
+		if read[sh] > 0 && moved[sh] > 0 {
+			more = append(more, sh)
+		}
 	}
 	return more
 }
@@ -374,11 +413,7 @@ func (e *WaitEngine) timerCall(id uuid.UUID, nowMs, nowStr string) scriptCall {
 }
 
 func (e *WaitEngine) cancelCall(id uuid.UUID, nowMs, nowStr string) scriptCall {
-	r := transitionReq{
-		id: id, from: StatusWaiting, to: StatusCancelled, kind: EventCancelled,
-		payload: json.RawMessage(`{}`), mut: mutation{lean: true},
-	}
-	return scriptCall{e.s.scripts.transition, e.s.keys.flowKeys(id, ""), e.s.transitionArgs(r, nowMs, nowStr)}
+	return scriptCall{e.s.scripts.tickCancel, e.s.keys.flowKeys(id, ""), e.s.head(id, nowMs, nowStr, mutation{lean: true})}
 }
 
 func decodeReply(id uuid.UUID, v any) (*Flow, error) {
@@ -470,6 +505,9 @@ func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 	if topic == "" || correlationID == "" {
 		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
 	}
+	if err := checkText("the topic", topic, "the correlation_id", correlationID); err != nil {
+		return nil, err
+	}
 	var patch any
 	if payload != nil {
 		p, err := toJSON("payload", payload)
@@ -499,6 +537,9 @@ func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 func (m *Manager) ResumeByCorrelation(ctx context.Context, topic, correlationID string, payload any) ([]*Flow, error) {
 	if topic == "" || correlationID == "" {
 		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
+	}
+	if err := checkText("the topic", topic, "the correlation_id", correlationID); err != nil {
+		return nil, err
 	}
 	prefix := corrPrefix(topic, correlationID)
 	pipe := m.store.client.Pipeline()

@@ -144,8 +144,22 @@ func FuzzShallowMerge(f *testing.F) {
 	})
 }
 
-// validJSON is what the store accepts: JSON in UTF-8.
-func validJSON(s string) bool { return json.Valid([]byte(s)) && utf8.ValidString(s) }
+// validJSON is what the store accepts: JSON in UTF-8 whose top-level
+// keys hold no lone UTF-16 surrogate escape.
+func validJSON(s string) bool {
+	if !json.Valid([]byte(s)) || !utf8.ValidString(s) {
+		return false
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal([]byte(s), &m) != nil {
+		return true // not an object
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return checkObjectKeys(json.RawMessage(s), keys) == nil
+}
 
 func FuzzParseWaitCondition(f *testing.F) {
 	for _, s := range []string{
@@ -295,6 +309,99 @@ func TestBadInputLeavesRedisUnchanged(t *testing.T) {
 			{"list empty owner", func() error { _, err := e.m.ListByOwner(ctx, ""); return err }, ErrInvalidData},
 			{"list bad status", func() error { _, err := e.m.ListByStatus(ctx, "nope"); return err }, ErrInvalidData},
 			{"prune negative", func() error { _, err := e.m.PruneTerminalFlows(ctx, -time.Hour); return err }, ErrInvalidData},
+			// Strings that are not UTF-8 would be stored as given but read
+			// back altered (and \xfe, \xff would collide): refused.
+			{"create controller not UTF-8", func() error {
+				in := seedInput()
+				in.ControllerID = "ctl\xfe"
+				_, err := e.m.CreateManaged(ctx, in)
+				return err
+			}, ErrInvalidData},
+			{"create goal not UTF-8", func() error {
+				in := seedInput()
+				in.Goal = "goal\xff"
+				_, err := e.m.CreateMirrored(ctx, in)
+				return err
+			}, ErrInvalidData},
+			{"create owner not UTF-8", func() error {
+				in := seedInput()
+				in.OwnerSessionKey = "agent:\xfe:session:1"
+				_, err := e.m.CreateManaged(ctx, in)
+				return err
+			}, ErrInvalidData},
+			{"create step not UTF-8", func() error {
+				in := seedInput()
+				in.CurrentStep = "\xff"
+				_, err := e.m.CreateManaged(ctx, in)
+				return err
+			}, ErrInvalidData},
+			{"create state lone surrogate keys", func() error {
+				in := seedInput()
+				in.State = json.RawMessage(`{"\ud800":1,"\udbff":2}`)
+				_, err := e.m.CreateManaged(ctx, in)
+				return err
+			}, ErrInvalidData},
+			{"patch lone surrogate key", func() error {
+				_, err := e.m.UpdateState(ctx, f.ID, json.RawMessage(`{"\udbff":2,"ok":1}`), "")
+				return err
+			}, ErrInvalidData},
+			{"patch low surrogate key", func() error {
+				_, err := e.m.UpdateState(ctx, f.ID, json.RawMessage(`{"a\udc00b":2}`), "")
+				return err
+			}, ErrInvalidData},
+			{"update step not UTF-8", func() error { _, err := e.m.UpdateState(ctx, f.ID, nil, "s\xfe"); return err }, ErrInvalidData},
+			{"wait topic not UTF-8", func() error {
+				_, err := e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("mail\xfe", "m-2"))
+				return err
+			}, ErrInvalidData},
+			{"wait correlation not UTF-8", func() error {
+				_, err := e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("mail", "m-\xff"))
+				return err
+			}, ErrInvalidData},
+			{"wait topic lone surrogate", func() error {
+				_, err := e.m.SetWaiting(ctx, f.ID, json.RawMessage(`{"kind":"external_event","topic":"\ud800","correlation_id":"c"}`))
+				return err
+			}, ErrInvalidData},
+			{"wait correlation lone surrogate", func() error {
+				_, err := e.m.SetWaiting(ctx, f.ID, json.RawMessage(`{"kind":"external_event","topic":"t","correlation_id":"x\udbffy"}`))
+				return err
+			}, ErrInvalidData},
+			{"external resume topic not UTF-8", func() error {
+				_, err := e.m.TryResumeExternal(ctx, w.ID, "mail\xfe", "m-1", nil)
+				return err
+			}, ErrInvalidData},
+			{"resume by correlation not UTF-8", func() error {
+				_, err := e.m.ResumeByCorrelation(ctx, "mail", "m-1\xff", nil)
+				return err
+			}, ErrInvalidData},
+			{"publish topic not UTF-8", func() error {
+				return e.m.PublishResume(ctx, ResumeRequest{FlowID: w.ID, Topic: "\xfe", CorrelationID: "m-1"})
+			}, ErrInvalidData},
+			{"write flow goal not UTF-8", func() error {
+				g := *f
+				g.Goal = "\xff"
+				_, _, err := e.store.UpdateAndAppend(ctx, &g, "x", nil)
+				return err
+			}, ErrInvalidData},
+			{"write flow controller not UTF-8", func() error {
+				g := *f
+				g.ControllerID = "\xfe"
+				_, _, err := e.store.UpdateAndAppend(ctx, &g, "x", nil)
+				return err
+			}, ErrInvalidData},
+			{"fail reason not UTF-8", func() error { _, err := e.m.Fail(ctx, f.ID, "bad \xff"); return err }, ErrInvalidData},
+			{"step run id not UTF-8", func() error {
+				_, err := e.m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "r\xfe", Status: StepRunning})
+				return err
+			}, ErrInvalidData},
+			{"tool wait topic lone surrogate", func() error {
+				_, err := tool.Call(ctx, Session{AgentID: "kate", SessionID: "abc"}, json.RawMessage(`{"action":"status","flow_id":"`+f.ID.String()+`"}`))
+				if err != nil {
+					return err
+				}
+				_, err = tool.Call(ctx, Session{AgentID: "kate", SessionID: "abc"}, json.RawMessage(`{"action":"wait","flow_id":"`+f.ID.String()+`","wait_condition":{"kind":"external_event","topic":"\udbff","correlation_id":"c"}}`))
+				return err
+			}, ErrToolArgs},
 			{"tool invalid uuid", func() error {
 				_, err := tool.Call(ctx, Session{AgentID: "kate", SessionID: "abc"}, json.RawMessage(`{"action":"status","flow_id":"../../etc"}`))
 				return err

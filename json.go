@@ -64,6 +64,9 @@ func splitObject(raw json.RawMessage) ([]string, []json.RawMessage, error) {
 	for k := range m {
 		keys = append(keys, k)
 	}
+	if err := checkObjectKeys(raw, keys); err != nil {
+		return nil, nil, err
+	}
 	sort.Strings(keys)
 	vals := make([]json.RawMessage, len(keys))
 	for i, k := range keys {

@@ -476,6 +476,10 @@ func (s *RedisStore) create(ctx context.Context, in CreateManagedInput, mirrored
 			return nil, fmt.Errorf("%w: %s is required", ErrInvalidData, r.name)
 		}
 	}
+	if err := checkText("controller_id", in.ControllerID, "goal", in.Goal, "owner_session_key", in.OwnerSessionKey,
+		"requester_origin", in.RequesterOrigin, "current_step", in.CurrentStep); err != nil {
+		return nil, err
+	}
 	state, err := toJSON("state", in.State)
 	if err != nil {
 		return nil, err
@@ -555,6 +559,9 @@ func (s *RedisStore) transitionArgs(r transitionReq, nowMs, nowStr string) []any
 
 // updateState runs update_state.lua.
 func (s *RedisStore) updateState(ctx context.Context, id uuid.UUID, patch json.RawMessage, nextStep string, mut mutation) (*Flow, error) {
+	if err := checkText("the next step", nextStep); err != nil {
+		return nil, err
+	}
 	stateArgs, err := s.stateArgs("patch", patch, true)
 	if err != nil {
 		return nil, err
@@ -604,6 +611,10 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, 
 	}
 	if strings.TrimSpace(kind) == "" {
 		return nil, nil, fmt.Errorf("%w: event kind is required", ErrInvalidData)
+	}
+	if err := checkText("controller_id", f.ControllerID, "goal", f.Goal, "owner_session_key", f.OwnerSessionKey,
+		"requester_origin", f.RequesterOrigin, "current_step", f.CurrentStep, "event kind", kind); err != nil {
+		return nil, nil, err
 	}
 	state, err := toJSON("state", f.State)
 	if err != nil {
@@ -727,6 +738,9 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 	if st.RunID == "" {
 		return fmt.Errorf("%w: run_id is required", ErrInvalidData)
 	}
+	if err := checkText("run_id", st.RunID, "task", st.Task, "child_session_key", st.ChildSessionKey); err != nil {
+		return err
+	}
 	if !st.Runtime.Valid() {
 		return fmt.Errorf("%w: unknown step runtime %q", ErrInvalidData, st.Runtime)
 	}
@@ -768,6 +782,9 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mutation) (*FlowStep, error) {
 	if obs.RunID == "" {
 		return nil, fmt.Errorf("%w: run_id is required", ErrInvalidData)
+	}
+	if err := checkText("run_id", obs.RunID, "task", obs.Task, "child_session_key", obs.ChildSessionKey); err != nil {
+		return nil, err
 	}
 	if !obs.Status.Valid() {
 		return nil, fmt.Errorf("%w: unknown step status %q", ErrInvalidData, obs.Status)

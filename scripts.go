@@ -20,7 +20,7 @@ type scripts struct {
 	recordStep, insertStep, pruneFlow                         *redis.Script
 	verifyFlow, reindexFlow, deleteOrphans                    *redis.Script
 	claim, extendLease, releaseLease, expireLease             *redis.Script
-	pageAfter                                                 *redis.Script
+	pageAfter, tickCancel, verifyEntry, indexStep             *redis.Script
 	all                                                       []*redis.Script
 }
 
@@ -84,6 +84,9 @@ func loadScripts(cluster bool) (*scripts, error) {
 		{"release_lease", &s.releaseLease},
 		{"expire_lease", &s.expireLease},
 		{"page_after", &s.pageAfter},
+		{"tick_cancel", &s.tickCancel},
+		{"verify_entry", &s.verifyEntry},
+		{"index_step", &s.indexStep},
 	} {
 		body, err := luaFiles.ReadFile("lua/" + x.name + ".lua")
 		if err != nil {
@@ -112,6 +115,8 @@ func scriptError(err error, id uuid.UUID) error {
 		return fmt.Errorf("%w: flow %s", ErrNotFound, id)
 	case "NOMATCH":
 		return errNoMatch
+	case "STALE":
+		return errStaleEntry
 	case "BADWAIT":
 		return fmt.Errorf("%w: flow %s has a timer entry but its wait is not a timer", ErrInvalidData, id)
 	case "REVISION":

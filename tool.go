@@ -93,6 +93,9 @@ type ToolOption func(*toolConfig)
 type toolConfig struct {
 	maxHorizon time.Duration
 	now        func() time.Time
+	// controllers refuses controller ids a session may not name (see
+	// WithAllowedControllers); the default is ownNamespace.
+	controllers func(s Session, controllerID string) error
 }
 
 // WithTimerMaxHorizon sets how far in the future a timer wait may be set
@@ -131,7 +134,7 @@ type Tool struct {
 // NewTool returns the tool on m. See WithTimerMaxHorizon and
 // WithToolClock for the options.
 func NewTool(m *Manager, opts ...ToolOption) *Tool {
-	cfg := toolConfig{maxHorizon: DefaultTimerMaxHorizon}
+	cfg := toolConfig{maxHorizon: DefaultTimerMaxHorizon, controllers: ownNamespace}
 	if m != nil && m.store != nil {
 		cfg.now = m.store.now
 	}
@@ -190,7 +193,7 @@ const toolSchema = `{
     },
     "controller_id": {
       "type": "string",
-      "description": "start: a label for the kind of job, e.g. \"kate/inbox-triage\". Required by start."
+      "description": "start: a label for the kind of job, in your agent's namespace: \"<agent id>/<name>\", e.g. \"kate/inbox-triage\" (unless the host allows other ids; an error names what is allowed). Required by start."
     },
     "goal": {
       "type": "string",
@@ -223,7 +226,7 @@ const toolSchema = `{
         },
         "topic": {
           "type": "string",
-          "description": "external_event: the event's topic (non-empty)."
+          "description": "external_event: the event's topic (non-empty). Topics are private to your agent: only events published for your agent resume the flow."
         },
         "correlation_id": {
           "type": "string",
@@ -289,7 +292,7 @@ func newToolFlow(f *Flow) toolFlow {
 	}
 	var wait json.RawMessage
 	if len(bytes.TrimSpace(f.Wait)) > 0 {
-		wait = f.Wait
+		wait = unscopeWait(f.OwnerSessionKey, f.Wait)
 	}
 	return toolFlow{
 		ID:              f.ID.String(),
@@ -458,6 +461,9 @@ func (t *Tool) start(ctx context.Context, s Session, a toolArgs) (json.RawMessag
 	if goal == "" {
 		return nil, argErr("start needs \"goal\" (a non-empty description of what the flow is meant to achieve)")
 	}
+	if err := t.cfg.controllers(s, controller); err != nil {
+		return nil, err
+	}
 	step := strings.TrimSpace(a.CurrentStep)
 	if step == "" {
 		step = "init"
@@ -542,6 +548,7 @@ func (t *Tool) flowAction(ctx context.Context, s Session, action string, a toolA
 		if err != nil {
 			return nil, err
 		}
+		cond = scopeWait(s, cond) // events reach only this agent's waits
 		mutate = func() (*Flow, error) { return t.m.SetWaiting(ctx, id, cond) }
 	case ActionFinish:
 		final, err := objectArg("final_state", a.FinalState)

@@ -147,7 +147,7 @@ func args(t *testing.T, kv ...any) string {
 // startFlow starts a flow through the tool and returns its id.
 func startFlow(t *testing.T, tool *Tool, s Session, goal string) string {
 	t.Helper()
-	f := callFlow(t, tool, s, args(t, "action", "start", "controller_id", "test/ctrl", "goal", goal))
+	f := callFlow(t, tool, s, args(t, "action", "start", "controller_id", strings.TrimSpace(s.AgentID)+"/ctrl", "goal", goal))
 	return f["id"].(string)
 }
 
@@ -207,11 +207,11 @@ func TestToolStartAndStatus(t *testing.T) {
 		e.sameDump(t, before, "status")
 
 		// Explicit step; no state means {}.
-		f2 := callFlow(t, tool, sessA, `{"action":" start ","controller_id":"c","goal":"g","current_step":"fetch","state":null}`)
+		f2 := callFlow(t, tool, sessA, `{"action":" start ","controller_id":"kate/c","goal":"g","current_step":"fetch","state":null}`)
 		if f2["current_step"] != "fetch" || !reflect.DeepEqual(f2["state"], map[string]any{}) {
 			t.Fatalf("second flow: %v", f2)
 		}
-		f3 := callFlow(t, tool, sessA, `{"action":"start","controller_id":"c","goal":"g","current_step":"   "}`)
+		f3 := callFlow(t, tool, sessA, `{"action":"start","controller_id":"kate/c","goal":"g","current_step":"   "}`)
 		if f3["current_step"] != "init" {
 			t.Fatalf("blank step: %v", f3)
 		}
@@ -225,12 +225,12 @@ func TestToolStartValidation(t *testing.T) {
 		for _, c := range []struct{ args, text string }{
 			{`{"action":"start","goal":"g"}`, "controller_id"},
 			{`{"action":"start","controller_id":"  ","goal":"g"}`, "controller_id"},
-			{`{"action":"start","controller_id":"c"}`, "goal"},
-			{`{"action":"start","controller_id":"c","goal":" \t "}`, "goal"},
-			{`{"action":"start","controller_id":"c","goal":"g","state":[1,2]}`, `"state" must be a JSON object, not an array`},
-			{`{"action":"start","controller_id":"c","goal":"g","state":"{}"}`, `"state" must be a JSON object, not a string`},
-			{`{"action":"start","controller_id":"c","goal":"g","state":7}`, "not a number"},
-			{`{"action":"start","controller_id":"c","goal":5}`, `"goal" must be a string`},
+			{`{"action":"start","controller_id":"kate/c"}`, "goal"},
+			{`{"action":"start","controller_id":"kate/c","goal":" \t "}`, "goal"},
+			{`{"action":"start","controller_id":"kate/c","goal":"g","state":[1,2]}`, `"state" must be a JSON object, not an array`},
+			{`{"action":"start","controller_id":"kate/c","goal":"g","state":"{}"}`, `"state" must be a JSON object, not a string`},
+			{`{"action":"start","controller_id":"kate/c","goal":"g","state":7}`, "not a number"},
+			{`{"action":"start","controller_id":"kate/c","goal":5}`, `"goal" must be a string`},
 		} {
 			err := callErr(t, tool, sessA, c.args, ErrToolArgs)
 			wantText(t, err, c.text)
@@ -242,7 +242,7 @@ func TestToolStartValidation(t *testing.T) {
 func TestToolAdvance(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		tool := NewTool(e.m)
-		f := callFlow(t, tool, sessA, `{"action":"start","controller_id":"c","goal":"g","state":{"a":1,"b":{"x":1}}}`)
+		f := callFlow(t, tool, sessA, `{"action":"start","controller_id":"kate/c","goal":"g","state":{"a":1,"b":{"x":1}}}`)
 		id := f["id"].(string)
 
 		// A stale "revision" from the model is ignored: the tool never does
@@ -578,7 +578,7 @@ func TestToolCrossSession(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		tool := NewTool(e.m)
 		const goal = "secret-goal-7f3a"
-		const ctrl = "secret-controller-91bc"
+		const ctrl = "kate/secret-controller-91bc"
 		for _, status := range []string{"running", "waiting"} {
 			f := callFlow(t, tool, sessA, args(t, "action", "start", "controller_id", ctrl, "goal", goal,
 				"current_step", "secret-step-55d0", "state", map[string]any{"token": "secret-state-c0de"}))

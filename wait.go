@@ -66,6 +66,9 @@ func (w WaitCondition) Validate() error {
 			return fmt.Errorf("%w: a timer wait needs a time (at)", ErrInvalidData)
 		}
 	case WaitKindExternalEvent:
+		if err := checkText("the topic", w.Topic, "the correlation_id", w.CorrelationID); err != nil {
+			return err
+		}
 		if strings.TrimSpace(w.Topic) == "" {
 			return fmt.Errorf("%w: an external_event wait needs a non-empty topic", ErrInvalidData)
 		}
@@ -111,6 +114,9 @@ func (w *WaitCondition) UnmarshalJSON(b []byte) error {
 func ParseWaitCondition(raw json.RawMessage) (WaitCondition, error) {
 	if !isObject(bytes.TrimSpace(raw)) {
 		return WaitCondition{}, fmt.Errorf("%w: a wait condition must be a JSON object", ErrInvalidData)
+	}
+	if hasLoneSurrogate(raw) {
+		return WaitCondition{}, fmt.Errorf("%w: a wait condition holds a lone UTF-16 surrogate escape (\\ud800-\\udfff without its pair)", ErrInvalidData)
 	}
 	var in waitJSON
 	if err := json.Unmarshal(raw, &in); err != nil {

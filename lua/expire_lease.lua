@@ -5,7 +5,8 @@
 -- KEYS: the flow key set 1..15 (see lib.lua).
 -- ARGV: 1..8 the common head (7 unused).
 -- Returns: {flow hash (record and state, or record only), ''}.
--- Errors: NOMATCH (the lease is not due, or already gone).
+-- Errors: NOMATCH (the lease is not due, or already gone), STALE (an
+--   expiry entry without a flow or a lease: the entry is dropped).
 -- Events: lease_expired {worker, lease}, naming the lease; the revision
 --   does not change.
 
@@ -18,7 +19,7 @@ redis.call('HDEL', KEYS[K_LEASES], ID)
 redis.call('ZREM', KEYS[K_LEASEXP], ID)
 local f = load_flow()
 if f == nil or not cur then
-  return err('NOMATCH')
+  return err('STALE') -- an expiry entry of no flow or no lease: dropped
 end
 if f.status == 'running' then
   make_ready(f)

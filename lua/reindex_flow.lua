@@ -7,18 +7,25 @@
 -- ARGV: 1 flow id  2 timer deadline ms for a waiting timer flow ('' none)
 --   3 the correlation member the flow's wait implies ('' none)
 --   4 how many stale ready queues follow in KEYS (from 17)
---   5.. stale correlation members naming this flow, to drop unless they
+--   5 the flow's revision ARGV 2..4 and 6.. were computed from ('' = no
+--     record): a flow that changed since is left alone, since its wait
+--     may be another one now
+--   6.. stale correlation members naming this flow, to drop unless they
 --       are the implied one.
 -- KEYS 17..: ready queues of other controllers holding the flow's id.
--- Returns: 1 when the flow exists, 0 when it does not.
+-- Returns: 1 when the flow exists, 0 when it does not, -1 when it changed
+--   since the caller read it (nothing written).
 -- Events: none; the audit log is not touched.
 
 local f = load_flow()
+if f ~= nil and f.rev ~= ARGV[5] then
+  return -1
+end
 local STALE_READY = {}
 for i = 17, 16 + tonumber(ARGV[4]) do
   STALE_READY[#STALE_READY + 1] = KEYS[i]
 end
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   if ARGV[i] ~= ARGV[3] or f == nil then
     redis.call('ZREM', KEYS[K_CORR], ARGV[i])
   end

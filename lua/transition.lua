@@ -18,7 +18,9 @@
 -- Returns: {flow hash (record and state, or record only), ''}.
 -- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST, TERMINAL <status>,
 --   CANCELPENDING <status>, ILLEGAL <from>, TOOLARGE <size>,
---   NOMATCH (the guard did not hold; nothing written), BADWAIT (a due
+--   NOMATCH (the guard did not hold; nothing written), STALE (a timer
+--   entry of a flow that is gone or not waiting: the entry is dropped),
+--   BADWAIT (a due
 --   timer entry whose flow's wait is not a timer: the entry is dropped).
 -- Events: the given kind (cancelled when a timer guard cancels).
 
@@ -27,8 +29,8 @@ local to, kind, payload = ARGV[9], ARGV[10], ARGV[11]
 local guard = ARGV[15]
 if guard ~= '' then
   if f == nil or f.status ~= 'waiting' then
-    if guard == 'timer' then
-      redis.call('ZREM', KEYS[K_TIMERS], ID)
+    if guard == 'timer' and redis.call('ZREM', KEYS[K_TIMERS], ID) == 1 then
+      return err('STALE') -- the entry named no waiting flow: dropped
     end
     return err('NOMATCH')
   end

@@ -38,6 +38,15 @@ end
 set_fields('controller', ARGV[10], 'goal', ARGV[11], 'origin', ARGV[13],
   'step', ARGV[14], 'cancel', cancel)
 f.cancel = cancel
+if (f.controller or '') ~= ARGV[10] then
+  -- A new controller: a queued running flow moves to its queue; a flow
+  -- that becomes running is queued there by set_status.
+  local queued = f.status == 'running' and redis.call('ZREM', ready_key(f), ID) == 1
+  f.controller = ARGV[10]
+  if queued and ARGV[9] == 'running' then
+    make_ready(f)
+  end
+end
 set_status(f, ARGV[9])
 if ARGV[9] == 'waiting' then
   if ARGV[16] ~= '' then
