@@ -59,7 +59,13 @@ func (m *Manager) StartRunning(ctx context.Context, id uuid.UUID, opts ...Mutati
 // SetWaiting moves a running flow to waiting on wait, which is a
 // WaitCondition or its JSON (json.RawMessage, []byte, or any value that
 // marshals to it). A timer is indexed by deadline and an external event by
-// topic and correlation id, in the same script.
+// topic and correlation id, in the same script. JSON is stored as given
+// (surrounding white space aside, at most MaxWaitBytes): extra fields such
+// as "reason" stay, and a timer's "at" keeps its zone. A wait of a kind
+// the engine does not know is kept and acts as a manual wait: only an
+// explicit Resume ends it. A missing kind, a timer without an RFC 3339
+// "at", or an external event without topic or correlation id is
+// ErrInvalidData.
 func (m *Manager) SetWaiting(ctx context.Context, id uuid.UUID, wait any, opts ...MutationOption) (*Flow, error) {
 	w, err := waitFromAny(id, wait)
 	if err != nil {

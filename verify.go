@@ -353,7 +353,7 @@ func (s *RedisStore) expectedWait(id uuid.UUID, fields map[string]string) (timer
 	if !ok {
 		return "", "", ""
 	}
-	w, err := ParseWaitCondition(json.RawMessage(raw))
+	w, err := parseStoredWait(json.RawMessage(raw))
 	if err != nil {
 		return "", "", err.Error()
 	}
