@@ -168,10 +168,28 @@ func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []an
 }
 
 // checkLayout makes sure the flow space was written with this store's
-// shard count (recording it on first use), once per store: a second
-// store with another count would look for flows in the wrong shards.
-// It costs one round trip, the first time only.
+// shard count, once per store: a second store with another count would
+// look for flows in the wrong shards. It only reads: a flow space with no
+// layout yet (nothing written) passes, and is checked again next time.
+// recordLayout is the writers' version.
 func (s *RedisStore) checkLayout(ctx context.Context) error {
+	if s.laidOut.Load() {
+		return nil
+	}
+	got, err := s.client.HGet(ctx, s.keys.layout(), "shards").Result()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("taskflow: reading the flow space layout: %w", err)
+	}
+	return s.matchLayout(got)
+}
+
+// recordLayout is checkLayout for a call that writes: it records the
+// layout when the flow space has none, so the first write pins it and a
+// read never does. It costs one round trip, the first time only.
+func (s *RedisStore) recordLayout(ctx context.Context) error {
 	if s.laidOut.Load() {
 		return nil
 	}
@@ -183,11 +201,16 @@ func (s *RedisStore) checkLayout(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("taskflow: reading the flow space layout: %w", err)
+		return fmt.Errorf("taskflow: recording the flow space layout: %w", err)
 	}
-	if got.Val() != strconv.Itoa(s.keys.shards) {
+	return s.matchLayout(got.Val())
+}
+
+// matchLayout compares a recorded shard count with the store's.
+func (s *RedisStore) matchLayout(got string) error {
+	if got != strconv.Itoa(s.keys.shards) {
 		return fmt.Errorf("%w: flow space %q was written with %s shards, this store has %d (use WithShards(%s))",
-			ErrLayoutMismatch, s.keys.prefix, got.Val(), s.keys.shards, got.Val())
+			ErrLayoutMismatch, s.keys.prefix, got, s.keys.shards, got)
 	}
 	s.laidOut.Store(true)
 	return nil
@@ -340,7 +363,7 @@ func (s *RedisStore) stateArgs(what string, raw json.RawMessage, merge bool) ([]
 
 // runFlowScript runs a mutation script and decodes the flow it returns.
 func (s *RedisStore) runFlowScript(ctx context.Context, sc *redis.Script, id uuid.UUID, keys []string, args []any) (*Flow, []any, error) {
-	if err := s.checkLayout(ctx); err != nil {
+	if err := s.recordLayout(ctx); err != nil {
 		return nil, nil, err
 	}
 	v, err := sc.Run(ctx, s.client, keys, args...).Result()
@@ -747,7 +770,7 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 	if st.UpdatedAt.IsZero() {
 		st.UpdatedAt = st.CreatedAt
 	}
-	if err := s.checkLayout(ctx); err != nil {
+	if err := s.recordLayout(ctx); err != nil {
 		return err
 	}
 	keys := []string{s.keys.flow(st.FlowID), s.keys.steps(st.FlowID), s.keys.step(st.FlowID, st.RunID)}
@@ -787,7 +810,7 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mu
 	args := append(s.head(obs.FlowID, nowMs, nowStr, mut),
 		obs.RunID, uuid.NewString(), obs.Task, string(obs.Status), obs.ChildSessionKey, string(result),
 		string(RuntimeMirrored), string(payload))
-	if err := s.checkLayout(ctx); err != nil {
+	if err := s.recordLayout(ctx); err != nil {
 		return nil, err
 	}
 	v, err := s.scripts.recordStep.Run(ctx, s.client, keys, args...).Result()
