@@ -196,25 +196,26 @@ func (m *Manager) ListEvents(ctx context.Context, flowID uuid.UUID, limit int) (
 	return m.store.ListEvents(ctx, flowID, limit)
 }
 
-// ListByOwner returns an owner's flows, newest created first, one page
-// (see ListOption). Use ListByOwnerPage for the cursor of the next page.
+// ListByOwner returns an owner's flows, newest created first. Without
+// options it returns all of them, read page by page (MaxListLimit flows
+// a round of reads), however many there are; with options (WithLimit,
+// WithCursor) it returns the one page they describe. Use ListByOwnerPage
+// for the cursor of the next page.
 func (m *Manager) ListByOwner(ctx context.Context, owner string, opts ...ListOption) ([]*Flow, error) {
-	p, err := m.ListByOwnerPage(ctx, owner, opts...)
-	if err != nil {
-		return nil, err
-	}
-	return p.Flows, nil
+	return listAllOrPage(ctx, opts, func(opts ...ListOption) (*FlowPage, error) {
+		return m.ListByOwnerPage(ctx, owner, opts...)
+	})
 }
 
 // ListByStatus returns flows in a status, oldest first by the time they
-// entered it (for a flow that changed status, its last update of status),
-// one page. Use ListByStatusPage for the cursor of the next page.
+// entered it (for a flow that changed status, its last update of status).
+// Without options it returns all of them, read page by page; with
+// options, the one page they describe. Use ListByStatusPage for the
+// cursor of the next page.
 func (m *Manager) ListByStatus(ctx context.Context, status FlowStatus, opts ...ListOption) ([]*Flow, error) {
-	p, err := m.ListByStatusPage(ctx, status, opts...)
-	if err != nil {
-		return nil, err
-	}
-	return p.Flows, nil
+	return listAllOrPage(ctx, opts, func(opts ...ListOption) (*FlowPage, error) {
+		return m.ListByStatusPage(ctx, status, opts...)
+	})
 }
 
 // ListByOwnerPage is ListByOwner with the cursor of the next page.
