@@ -32,13 +32,16 @@ func (m *Manager) Store() *RedisStore { return m.store }
 
 // CreateManaged creates a flow in status created at revision 0 and records
 // a created event. ControllerID, Goal and OwnerSessionKey are required.
+// With an IdempotencyKey, a repeated create returns the flow the key made
+// (see CreateManagedInput.IdempotencyKey).
 func (m *Manager) CreateManaged(ctx context.Context, in CreateManagedInput) (*Flow, error) {
 	return m.store.create(ctx, in, false)
 }
 
 // CreateMirrored creates a flow that mirrors work run elsewhere: it is
 // created and started at once (status running, revision 1, events created
-// and started), in one atomic step.
+// and started), in one atomic step. IdempotencyKey works as for
+// CreateManaged.
 func (m *Manager) CreateMirrored(ctx context.Context, in CreateManagedInput) (*Flow, error) {
 	return m.store.create(ctx, in, true)
 }

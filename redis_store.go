@@ -36,6 +36,9 @@ type RedisStore struct {
 	eventCap int
 	maxState int
 
+	// idemSpace namespaces the flow ids derived from idempotency keys.
+	idemSpace uuid.UUID
+
 	loadMu sync.Mutex
 	loaded bool
 	// laidOut is set once the layout check passed.
@@ -127,13 +130,14 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 		return nil, err
 	}
 	return &RedisStore{
-		client:   client,
-		cluster:  cluster,
-		keys:     newKeyspace(cfg.prefix, cfg.shards),
-		scripts:  sc,
-		now:      cfg.now,
-		eventCap: cfg.eventCap,
-		maxState: cfg.maxState,
+		client:    client,
+		cluster:   cluster,
+		keys:      newKeyspace(cfg.prefix, cfg.shards),
+		idemSpace: flowSpaceNamespace(cfg.prefix),
+		scripts:   sc,
+		now:       cfg.now,
+		eventCap:  cfg.eventCap,
+		maxState:  cfg.maxState,
 	}, nil
 }
 
@@ -515,16 +519,22 @@ func (s *RedisStore) create(ctx context.Context, in CreateManagedInput, mirrored
 		"goal":          in.Goal,
 		"current_step":  in.CurrentStep,
 	})
-	id := uuid.New()
+	id, fingerprint, err := s.idempotency(in, mirrored, state)
+	if err != nil {
+		return nil, err
+	}
 	_, nowMs, nowStr := s.clock()
 	mir := "0"
 	if mirrored {
 		mir = "1"
 	}
 	args := append(s.head(id, nowMs, nowStr, mutation{}),
-		in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, mir, string(payload))
+		in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, mir, string(payload), fingerprint)
 	args = append(args, stateArgs...)
 	f, _, err := s.runFlowScript(ctx, s.scripts.create, id, s.keys.flowKeys(id, in.OwnerSessionKey), args)
+	if errors.Is(err, ErrIdempotencyConflict) {
+		return nil, fmt.Errorf("%w: flow %s was created with this key from other input", ErrIdempotencyConflict, id)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("taskflow: create flow: %w", err)
 	}

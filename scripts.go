@@ -132,6 +132,8 @@ func scriptError(err error, id uuid.UUID) error {
 		return fmt.Errorf("%w: %s of flow %s cannot change", ErrInvalidData, detail, id)
 	case "LEASELOST":
 		return fmt.Errorf("%w: flow %s", ErrLeaseLost, id)
+	case "IDEMCONFLICT":
+		return ErrIdempotencyConflict
 	case "EXISTS":
 		return fmt.Errorf("taskflow: flow %s already exists", id)
 	}

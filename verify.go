@@ -66,8 +66,9 @@ func WithRepair() VerifyOption { return func(c *verifyConfig) { c.repair = true 
 // cancel set holds exactly the waiting flows with a cancel request; the
 // newest audit event carries the flow's revision; every step in a flow's
 // step set has its record and every step record is in the set; no key is
-// left of a flow that does not exist. It reports and changes nothing
-// unless WithRepair is given. Flows changing while Verify runs are
+// left of a flow that does not exist; a flow made with an idempotency
+// key has a version 5 id and a well-formed input fingerprint. It reports
+// and changes nothing unless WithRepair is given. Flows changing while Verify runs are
 // re-read before a problem is reported.
 func (s *RedisStore) Verify(ctx context.Context, opts ...VerifyOption) (*VerifyReport, error) {
 	var cfg verifyConfig
@@ -391,6 +392,9 @@ func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []Problem {
 	}
 	if sn.ownerScore == "" {
 		add("owner_index_missing", s.keys.owner(shard, sn.fields["owner"]), "flow is not in its owner's index")
+	}
+	if fp, ok := sn.fields["idem"]; ok && !validFingerprint(sn.id, fp) {
+		add("bad_idempotency", flowKey, "idempotency fingerprint "+strconv.Quote(fp)+" is malformed or on a flow whose id is not derived from a key")
 	}
 	_, hasWait := sn.fields["wait"]
 	switch {
@@ -788,7 +792,7 @@ func (s *RedisStore) repair(ctx context.Context, shard int, found []Problem) err
 		case p.Kind == "unknown_key" || p.Kind == "bad_flow" || p.Kind == "bad_wait" ||
 			p.Kind == "bad_event" || p.Kind == "event_revision" || p.Kind == "events_missing" ||
 			p.Kind == "wait_missing" || p.Kind == "wait_extra" || p.Kind == "step_missing" ||
-			p.Kind == "wrong_type" || p.Kind == "unreadable_flow":
+			p.Kind == "wrong_type" || p.Kind == "unreadable_flow" || p.Kind == "bad_idempotency":
 			// Records are not rewritten: these need a person.
 			continue
 		case p.Kind == "stale_index_entry" && (err != nil || s.keys.shardOf(id) != shard):
