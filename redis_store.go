@@ -460,6 +460,7 @@ func decodeFlow(id uuid.UUID, m map[string]string, withState bool) (*Flow, error
 		CancelRequested: m["cancel"] == "1",
 	}
 	f.Revision, _ = strconv.ParseInt(m["rev"], 10, 64)
+	f.Attempts, _ = strconv.Atoi(m["att"])
 	f.CreatedAt = msTime(m["created"])
 	f.UpdatedAt = msTime(m["updated"])
 	if w, ok := m["wait"]; ok {

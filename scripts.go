@@ -5,6 +5,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
@@ -21,6 +22,7 @@ type scripts struct {
 	verifyFlow, reindexFlow, deleteOrphans                    *redis.Script
 	claim, extendLease, releaseLease, expireLease             *redis.Script
 	pageAfter                                                 *redis.Script
+	retry                                                     *redis.Script
 	all                                                       []*redis.Script
 }
 
@@ -84,6 +86,7 @@ func loadScripts(cluster bool) (*scripts, error) {
 		{"release_lease", &s.releaseLease},
 		{"expire_lease", &s.expireLease},
 		{"page_after", &s.pageAfter},
+		{"retry", &s.retry},
 	} {
 		body, err := luaFiles.ReadFile("lua/" + x.name + ".lua")
 		if err != nil {
@@ -132,6 +135,9 @@ func scriptError(err error, id uuid.UUID) error {
 		return fmt.Errorf("%w: %s of flow %s cannot change", ErrInvalidData, detail, id)
 	case "LEASELOST":
 		return fmt.Errorf("%w: flow %s", ErrLeaseLost, id)
+	case "ATTEMPTS":
+		n, _ := strconv.Atoi(detail)
+		return &attemptsMoved{actual: n}
 	case "IDEMCONFLICT":
 		return ErrIdempotencyConflict
 	case "EXISTS":

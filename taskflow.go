@@ -161,6 +161,9 @@ type Flow struct {
 	CancelRequested bool `json:"cancel_requested"`
 	// Revision starts at 0 and grows by one on every persisted mutation.
 	Revision int64 `json:"revision"`
+	// Attempts counts the failed attempts recorded by Manager.RetryLater
+	// since the flow was created or Manager.ResetAttempts last ran.
+	Attempts int `json:"attempts,omitempty"`
 	// CreatedAt is when the flow was created.
 	CreatedAt time.Time `json:"created_at"`
 	// UpdatedAt is when the flow was last mutated.
@@ -322,6 +325,7 @@ const (
 	EventClaimed         = "claimed"
 	EventReleased        = "released"
 	EventLeaseExpired    = "lease_expired"
+	EventAttemptsReset   = "attempts_reset"
 )
 
 // Sentinel errors. Every error the package returns for these conditions

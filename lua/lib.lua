@@ -51,7 +51,7 @@ local RECORD = {
   'controller', 'goal', 'owner', 'origin',
   'step', 'status', 'cancel', 'rev', 'created',
   'updated', 'wait', 'corr', 'raw', 'size',
-  'seq',
+  'seq', 'att',
 }
 
 local function err(code, detail)
