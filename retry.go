@@ -110,9 +110,9 @@ func (e *attemptsMoved) Error() string {
 // the flow's Attempts grows by one and, while it is below MaxAttempts,
 // the flow waits on a timer at now + policy backoff (with jitter); any
 // WaitEngine resumes it when due like any timer, and a worker claims it
-// again. The wait is {"kind":"timer","at":…,"retry":{"attempt":n,
-// "max_attempts":m,"error":cause}} and the audit log shows a waiting
-// event. The attempt that reaches MaxAttempts fails the flow instead,
+// again. The wait is {"kind":"timer","at":…,"attempt":n}, and the
+// audit log shows a waiting event whose payload adds "retry":
+// {"attempt","max_attempts","error","backoff_ms"}. The attempt that reaches MaxAttempts fails the flow instead,
 // with the reason "gave up after <m> attempts: <cause>" (merged into the
 // state as by Fail); check the returned flow's Status. cause is required
 // and cut to MaxRetryCauseBytes. A flow that is not running is refused
@@ -170,8 +170,12 @@ func (s *RedisStore) retry(ctx context.Context, id uuid.UUID, p RetryPolicy, cau
 	now, nowMs, nowStr := s.clock()
 	attempt := attempts + 1
 	at := now.Add(p.backoff(attempt)).Truncate(time.Millisecond)
-	info := map[string]any{"attempt": attempt, "max_attempts": p.MaxAttempts, "error": cause}
-	wait, err := json.Marshal(map[string]any{"kind": WaitKindTimer, "at": at.Format(time.RFC3339Nano), "retry": info})
+	// The wait stays under 64 bytes, Redis's default limit for a compact
+	// hash value (hash-max-listpack-value): a longer one would turn the
+	// flow's hash into a hash table for good, about 500 bytes more. The
+	// cause goes into the event.
+	wait := `{"kind":"timer","at":"` + at.UTC().Format(time.RFC3339Nano) + `","attempt":` + strconv.Itoa(attempt) + `}`
+	info, err := json.Marshal(map[string]any{"attempt": attempt, "max_attempts": p.MaxAttempts, "error": cause, "backoff_ms": at.Sub(now).Milliseconds()})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidData, err)
 	}
@@ -185,7 +189,7 @@ func (s *RedisStore) retry(ctx context.Context, id uuid.UUID, p RetryPolicy, cau
 		return nil, err
 	}
 	args := append(s.head(id, nowMs, nowStr, mut), "retry", strconv.Itoa(attempts), strconv.Itoa(p.MaxAttempts),
-		string(wait), strconv.FormatInt(at.UnixMilli(), 10), `{"wait":`+string(wait)+`}`, string(failed))
+		wait, strconv.FormatInt(at.UnixMilli(), 10), `{"wait":`+wait+`,"retry":`+string(info)+`}`, string(failed))
 	args = append(args, state...)
 	f, _, err := s.runFlowScript(ctx, s.scripts.retry, id, s.keys.flowKeys(id, ""), args)
 	if err != nil {

@@ -65,19 +65,31 @@ func TestRetryLaterBacksOffThenFails(t *testing.T) {
 				t.Fatalf("attempt %d: status %s attempts %d", attempt+1, w.Status, w.Attempts)
 			}
 			var wait struct {
-				Kind  string    `json:"kind"`
-				At    time.Time `json:"at"`
-				Retry struct {
-					Attempt     int    `json:"attempt"`
-					MaxAttempts int    `json:"max_attempts"`
-					Error       string `json:"error"`
-				} `json:"retry"`
+				Kind    string    `json:"kind"`
+				At      time.Time `json:"at"`
+				Attempt int       `json:"attempt"`
 			}
 			if err := json.Unmarshal(w.Wait, &wait); err != nil {
 				t.Fatal(err)
 			}
-			if wait.Kind != "timer" || !wait.At.Equal(start.Add(delay)) || wait.Retry.Attempt != attempt+1 || wait.Retry.MaxAttempts != 3 || wait.Retry.Error != "rate limited" {
-				t.Fatalf("attempt %d: wait %s, want a timer at +%s", attempt+1, w.Wait, delay)
+			if wait.Kind != "timer" || !wait.At.Equal(start.Add(delay)) || wait.Attempt != attempt+1 || len(w.Wait) >= 64 {
+				t.Fatalf("attempt %d: wait %s, want a timer at +%s under 64 bytes", attempt+1, w.Wait, delay)
+			}
+			evs, _ := e.m.ListEvents(e.ctx, f.ID, 1)
+			var ev struct {
+				Wait  json.RawMessage `json:"wait"`
+				Retry struct {
+					Attempt     int    `json:"attempt"`
+					MaxAttempts int    `json:"max_attempts"`
+					Error       string `json:"error"`
+					BackoffMs   int64  `json:"backoff_ms"`
+				} `json:"retry"`
+			}
+			if len(evs) != 1 || evs[0].Kind != EventWaiting || json.Unmarshal(evs[0].Payload, &ev) != nil {
+				t.Fatalf("waiting event %+v", evs)
+			}
+			if string(ev.Wait) != string(w.Wait) || ev.Retry.Attempt != attempt+1 || ev.Retry.MaxAttempts != 3 || ev.Retry.Error != "rate limited" || ev.Retry.BackoffMs != delay.Milliseconds() {
+				t.Fatalf("waiting event payload %s", evs[0].Payload)
 			}
 			mustVerify(t, e)
 			if rep := engine.TickAt(e.ctx, start.Add(delay-time.Millisecond)); rep.Resumed != 0 {
