@@ -181,3 +181,39 @@ func (s *RedisStore) readShards(ctx context.Context, keys []string, desc bool, a
 	}
 	return all, nil
 }
+
+// listAllOrPage returns the page opts describe when there are options,
+// and otherwise every flow of the listing, following the cursors with
+// pages of MaxListLimit. A flow that changes index meanwhile may be
+// missed or seen twice, as with any paged reading; it is returned once.
+func listAllOrPage(ctx context.Context, opts []ListOption, page func(...ListOption) (*FlowPage, error)) ([]*Flow, error) {
+	if len(opts) > 0 {
+		p, err := page(opts...)
+		if err != nil {
+			return nil, err
+		}
+		return p.Flows, nil
+	}
+	out := []*Flow{}
+	seen := map[uuid.UUID]bool{}
+	cursor := ""
+	for {
+		p, err := page(WithLimit(MaxListLimit), WithCursor(cursor))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range p.Flows {
+			if !seen[f.ID] {
+				seen[f.ID] = true
+				out = append(out, f)
+			}
+		}
+		if p.Next == "" {
+			return out, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		cursor = p.Next
+	}
+}

@@ -32,13 +32,16 @@ func (m *Manager) Store() *RedisStore { return m.store }
 
 // CreateManaged creates a flow in status created at revision 0 and records
 // a created event. ControllerID, Goal and OwnerSessionKey are required.
+// With an IdempotencyKey, a repeated create returns the flow the key made
+// (see CreateManagedInput.IdempotencyKey).
 func (m *Manager) CreateManaged(ctx context.Context, in CreateManagedInput) (*Flow, error) {
 	return m.store.create(ctx, in, false)
 }
 
 // CreateMirrored creates a flow that mirrors work run elsewhere: it is
 // created and started at once (status running, revision 1, events created
-// and started), in one atomic step.
+// and started), in one atomic step. IdempotencyKey works as for
+// CreateManaged.
 func (m *Manager) CreateMirrored(ctx context.Context, in CreateManagedInput) (*Flow, error) {
 	return m.store.create(ctx, in, true)
 }
@@ -59,7 +62,13 @@ func (m *Manager) StartRunning(ctx context.Context, id uuid.UUID, opts ...Mutati
 // SetWaiting moves a running flow to waiting on wait, which is a
 // WaitCondition or its JSON (json.RawMessage, []byte, or any value that
 // marshals to it). A timer is indexed by deadline and an external event by
-// topic and correlation id, in the same script.
+// topic and correlation id, in the same script. JSON is stored as given
+// (surrounding white space aside, at most MaxWaitBytes): extra fields such
+// as "reason" stay, and a timer's "at" keeps its zone. A wait of a kind
+// the engine does not know is kept and acts as a manual wait: only an
+// explicit Resume ends it. A missing kind, a timer without an RFC 3339
+// "at", or an external event without topic or correlation id is
+// ErrInvalidData.
 func (m *Manager) SetWaiting(ctx context.Context, id uuid.UUID, wait any, opts ...MutationOption) (*Flow, error) {
 	w, err := waitFromAny(id, wait)
 	if err != nil {
@@ -193,25 +202,26 @@ func (m *Manager) ListEvents(ctx context.Context, flowID uuid.UUID, limit int) (
 	return m.store.ListEvents(ctx, flowID, limit)
 }
 
-// ListByOwner returns an owner's flows, newest created first, one page
-// (see ListOption). Use ListByOwnerPage for the cursor of the next page.
+// ListByOwner returns an owner's flows, newest created first. Without
+// options it returns all of them, read page by page (MaxListLimit flows
+// a round of reads), however many there are; with options (WithLimit,
+// WithCursor) it returns the one page they describe. Use ListByOwnerPage
+// for the cursor of the next page.
 func (m *Manager) ListByOwner(ctx context.Context, owner string, opts ...ListOption) ([]*Flow, error) {
-	p, err := m.ListByOwnerPage(ctx, owner, opts...)
-	if err != nil {
-		return nil, err
-	}
-	return p.Flows, nil
+	return listAllOrPage(ctx, opts, func(opts ...ListOption) (*FlowPage, error) {
+		return m.ListByOwnerPage(ctx, owner, opts...)
+	})
 }
 
 // ListByStatus returns flows in a status, oldest first by the time they
-// entered it (for a flow that changed status, its last update of status),
-// one page. Use ListByStatusPage for the cursor of the next page.
+// entered it (for a flow that changed status, its last update of status).
+// Without options it returns all of them, read page by page; with
+// options, the one page they describe. Use ListByStatusPage for the
+// cursor of the next page.
 func (m *Manager) ListByStatus(ctx context.Context, status FlowStatus, opts ...ListOption) ([]*Flow, error) {
-	p, err := m.ListByStatusPage(ctx, status, opts...)
-	if err != nil {
-		return nil, err
-	}
-	return p.Flows, nil
+	return listAllOrPage(ctx, opts, func(opts ...ListOption) (*FlowPage, error) {
+		return m.ListByStatusPage(ctx, status, opts...)
+	})
 }
 
 // ListByOwnerPage is ListByOwner with the cursor of the next page.

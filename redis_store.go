@@ -36,6 +36,9 @@ type RedisStore struct {
 	eventCap int
 	maxState int
 
+	// idemSpace namespaces the flow ids derived from idempotency keys.
+	idemSpace uuid.UUID
+
 	loadMu sync.Mutex
 	loaded bool
 	// laidOut is set once the layout check passed.
@@ -127,13 +130,14 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 		return nil, err
 	}
 	return &RedisStore{
-		client:   client,
-		cluster:  cluster,
-		keys:     newKeyspace(cfg.prefix, cfg.shards),
-		scripts:  sc,
-		now:      cfg.now,
-		eventCap: cfg.eventCap,
-		maxState: cfg.maxState,
+		client:    client,
+		cluster:   cluster,
+		keys:      newKeyspace(cfg.prefix, cfg.shards),
+		idemSpace: flowSpaceNamespace(cfg.prefix),
+		scripts:   sc,
+		now:       cfg.now,
+		eventCap:  cfg.eventCap,
+		maxState:  cfg.maxState,
 	}, nil
 }
 
@@ -168,10 +172,28 @@ func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []an
 }
 
 // checkLayout makes sure the flow space was written with this store's
-// shard count (recording it on first use), once per store: a second
-// store with another count would look for flows in the wrong shards.
-// It costs one round trip, the first time only.
+// shard count, once per store: a second store with another count would
+// look for flows in the wrong shards. It only reads: a flow space with no
+// layout yet (nothing written) passes, and is checked again next time.
+// recordLayout is the writers' version.
 func (s *RedisStore) checkLayout(ctx context.Context) error {
+	if s.laidOut.Load() {
+		return nil
+	}
+	got, err := s.client.HGet(ctx, s.keys.layout(), "shards").Result()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("taskflow: reading the flow space layout: %w", err)
+	}
+	return s.matchLayout(got)
+}
+
+// recordLayout is checkLayout for a call that writes: it records the
+// layout when the flow space has none, so the first write pins it and a
+// read never does. It costs one round trip, the first time only.
+func (s *RedisStore) recordLayout(ctx context.Context) error {
 	if s.laidOut.Load() {
 		return nil
 	}
@@ -183,11 +205,16 @@ func (s *RedisStore) checkLayout(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("taskflow: reading the flow space layout: %w", err)
+		return fmt.Errorf("taskflow: recording the flow space layout: %w", err)
 	}
-	if got.Val() != strconv.Itoa(s.keys.shards) {
+	return s.matchLayout(got.Val())
+}
+
+// matchLayout compares a recorded shard count with the store's.
+func (s *RedisStore) matchLayout(got string) error {
+	if got != strconv.Itoa(s.keys.shards) {
 		return fmt.Errorf("%w: flow space %q was written with %s shards, this store has %d (use WithShards(%s))",
-			ErrLayoutMismatch, s.keys.prefix, got.Val(), s.keys.shards, got.Val())
+			ErrLayoutMismatch, s.keys.prefix, got, s.keys.shards, got)
 	}
 	s.laidOut.Store(true)
 	return nil
@@ -340,7 +367,7 @@ func (s *RedisStore) stateArgs(what string, raw json.RawMessage, merge bool) ([]
 
 // runFlowScript runs a mutation script and decodes the flow it returns.
 func (s *RedisStore) runFlowScript(ctx context.Context, sc *redis.Script, id uuid.UUID, keys []string, args []any) (*Flow, []any, error) {
-	if err := s.checkLayout(ctx); err != nil {
+	if err := s.recordLayout(ctx); err != nil {
 		return nil, nil, err
 	}
 	v, err := sc.Run(ctx, s.client, keys, args...).Result()
@@ -433,6 +460,7 @@ func decodeFlow(id uuid.UUID, m map[string]string, withState bool) (*Flow, error
 		CancelRequested: m["cancel"] == "1",
 	}
 	f.Revision, _ = strconv.ParseInt(m["rev"], 10, 64)
+	f.Attempts, _ = strconv.Atoi(m["att"])
 	f.CreatedAt = msTime(m["created"])
 	f.UpdatedAt = msTime(m["updated"])
 	if w, ok := m["wait"]; ok {
@@ -496,16 +524,22 @@ func (s *RedisStore) create(ctx context.Context, in CreateManagedInput, mirrored
 		"goal":          in.Goal,
 		"current_step":  in.CurrentStep,
 	})
-	id := uuid.New()
+	id, fingerprint, err := s.idempotency(in, mirrored, state)
+	if err != nil {
+		return nil, err
+	}
 	_, nowMs, nowStr := s.clock()
 	mir := "0"
 	if mirrored {
 		mir = "1"
 	}
 	args := append(s.head(id, nowMs, nowStr, mutation{}),
-		in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, mir, string(payload))
+		in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, mir, string(payload), fingerprint)
 	args = append(args, stateArgs...)
 	f, _, err := s.runFlowScript(ctx, s.scripts.create, id, s.keys.flowKeys(id, in.OwnerSessionKey), args)
+	if errors.Is(err, ErrIdempotencyConflict) {
+		return nil, fmt.Errorf("%w: flow %s was created with this key from other input", ErrIdempotencyConflict, id)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("taskflow: create flow: %w", err)
 	}
@@ -761,7 +795,7 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 	if st.UpdatedAt.IsZero() {
 		st.UpdatedAt = st.CreatedAt
 	}
-	if err := s.checkLayout(ctx); err != nil {
+	if err := s.recordLayout(ctx); err != nil {
 		return err
 	}
 	keys := []string{s.keys.flow(st.FlowID), s.keys.steps(st.FlowID), s.keys.step(st.FlowID, st.RunID)}
@@ -804,7 +838,7 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mu
 	args := append(s.head(obs.FlowID, nowMs, nowStr, mut),
 		obs.RunID, uuid.NewString(), obs.Task, string(obs.Status), obs.ChildSessionKey, string(result),
 		string(RuntimeMirrored), string(payload))
-	if err := s.checkLayout(ctx); err != nil {
+	if err := s.recordLayout(ctx); err != nil {
 		return nil, err
 	}
 	v, err := s.scripts.recordStep.Run(ctx, s.client, keys, args...).Result()

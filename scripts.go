@@ -5,6 +5,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
@@ -21,6 +22,7 @@ type scripts struct {
 	verifyFlow, reindexFlow, deleteOrphans                    *redis.Script
 	claim, extendLease, releaseLease, expireLease             *redis.Script
 	pageAfter, tickCancel, verifyEntry, indexStep             *redis.Script
+	retry                                                     *redis.Script
 	all                                                       []*redis.Script
 }
 
@@ -87,6 +89,7 @@ func loadScripts(cluster bool) (*scripts, error) {
 		{"tick_cancel", &s.tickCancel},
 		{"verify_entry", &s.verifyEntry},
 		{"index_step", &s.indexStep},
+		{"retry", &s.retry},
 	} {
 		body, err := luaFiles.ReadFile("lua/" + x.name + ".lua")
 		if err != nil {
@@ -137,6 +140,11 @@ func scriptError(err error, id uuid.UUID) error {
 		return fmt.Errorf("%w: %s of flow %s cannot change", ErrInvalidData, detail, id)
 	case "LEASELOST":
 		return fmt.Errorf("%w: flow %s", ErrLeaseLost, id)
+	case "ATTEMPTS":
+		n, _ := strconv.Atoi(detail)
+		return &attemptsMoved{actual: n}
+	case "IDEMCONFLICT":
+		return ErrIdempotencyConflict
 	case "EXISTS":
 		return fmt.Errorf("taskflow: flow %s already exists", id)
 	}

@@ -136,7 +136,8 @@ func (s *FlowStatus) UnmarshalText(b []byte) error {
 
 // Flow is one durable job.
 type Flow struct {
-	// ID is a UUID v4 assigned on create.
+	// ID is a UUID assigned on create: random (version 4), or derived
+	// from CreateManagedInput.IdempotencyKey (version 5).
 	ID uuid.UUID `json:"id"`
 	// ControllerID labels the flow's definition, e.g. "kate/inbox-triage".
 	ControllerID string `json:"controller_id"`
@@ -160,6 +161,9 @@ type Flow struct {
 	CancelRequested bool `json:"cancel_requested"`
 	// Revision starts at 0 and grows by one on every persisted mutation.
 	Revision int64 `json:"revision"`
+	// Attempts counts the failed attempts recorded by Manager.RetryLater
+	// since the flow was created or Manager.ResetAttempts last ran.
+	Attempts int `json:"attempts,omitempty"`
 	// CreatedAt is when the flow was created.
 	CreatedAt time.Time `json:"created_at"`
 	// UpdatedAt is when the flow was last mutated.
@@ -218,6 +222,17 @@ type CreateManagedInput struct {
 	// State is the initial state: nil means {}; a json.RawMessage or []byte
 	// is used as is (it must be valid JSON); anything else is marshalled.
 	State any `json:"state_json"`
+	// IdempotencyKey, when not empty (at most MaxIdempotencyKeyBytes),
+	// makes the create idempotent in the flow space: the flow's id is
+	// derived from the key (RedisStore.IdempotentFlowID, a version 5
+	// UUID), and a second CreateManaged or CreateMirrored with the same
+	// key returns the existing flow as it is now, writing nothing (no
+	// event, no revision bump), also when creates race. The same key with
+	// different input (any other field, or managed instead of mirrored)
+	// is refused with ErrIdempotencyConflict. The key lives as long as
+	// its flow: once PruneTerminalFlows deletes the flow, the key creates
+	// a new one.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 }
 
 // StepRuntime says who runs a step.
@@ -310,6 +325,7 @@ const (
 	EventClaimed         = "claimed"
 	EventReleased        = "released"
 	EventLeaseExpired    = "lease_expired"
+	EventAttemptsReset   = "attempts_reset"
 )
 
 // Sentinel errors. Every error the package returns for these conditions

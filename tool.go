@@ -167,14 +167,14 @@ type ToolDefinition struct {
 const toolDescription = `Durable multi-step flows that outlive this conversation: track a long job (its goal, current step and JSON state), pause it until a time, an external event or a human, and finish or fail it. Flows belong to the current session; you only see your own.
 
 Actions (set "action"):
-- start: create a flow and start it (status running). Needs controller_id and goal; optional current_step (default "init") and state (a JSON object, default {}). Returns the flow with its id: keep the id for the other actions.
+- start: create a flow and start it (status running). Needs controller_id and goal; optional current_step (default "init"), state (a JSON object, default {}) and idempotency_key (a start repeated with the same key returns the flow the first one made). Returns the flow with its id: keep the id for the other actions.
 - status: read a flow. Needs flow_id.
 - advance: record progress on a flow: patch (a JSON object shallow-merged into the state: the top-level keys it names are replaced, the others kept) and/or current_step. Needs flow_id.
 - wait: pause a running flow until wait_condition is met; it resumes by itself. wait_condition is {"kind":"timer","at":"<RFC 3339 time in the future>"}, {"kind":"external_event","topic":"...","correlation_id":"..."} or {"kind":"manual"} (a human or operator resumes it). Needs flow_id.
 - finish: complete a running flow, optionally merging final_state (a JSON object) into the state. Needs flow_id.
 - fail: mark a running or waiting flow failed with a reason (required). Needs flow_id.
 - cancel: cancel a flow that is not finished, failed or cancelled yet. Needs flow_id.
-- list_mine: list this session's flows, newest first (at most 100).
+- list_mine: list this session's flows, newest first (at most 100; "total" counts them all and "truncated" is true when some were left out).
 
 A flow moves created -> running -> (waiting -> running)* -> finished | failed | cancelled; finished, failed and cancelled flows cannot change any more. Results are {"ok":true,"flow":{...}} or {"ok":true,"count":N,"flows":[...]}; an unknown flow_id gives {"ok":false,"error":"not_found","flow_id":"..."}. Errors say what to fix.`
 
@@ -206,6 +206,10 @@ const toolSchema = `{
     "state": {
       "type": "object",
       "description": "start: the flow's initial JSON state (default {})."
+    },
+    "idempotency_key": {
+      "type": "string",
+      "description": "start (optional): a key for this job of your choosing, e.g. the id of the message that asked for it (at most 256 bytes). A start repeated with the same key in this session returns the flow the first one made instead of starting a second."
     },
     "patch": {
       "type": "object",
@@ -268,6 +272,8 @@ type toolArgs struct {
 	WaitCondition json.RawMessage `json:"wait_condition"`
 	FinalState    json.RawMessage `json:"final_state"`
 	Reason        string          `json:"reason"`
+	// IdempotencyKey makes start idempotent per session.
+	IdempotencyKey string `json:"idempotency_key"`
 }
 
 // toolFlow is a flow as the model sees it.
@@ -315,9 +321,13 @@ type flowResult struct {
 }
 
 type listResult struct {
-	OK    bool       `json:"ok"`
-	Count int        `json:"count"`
-	Flows []toolFlow `json:"flows"`
+	OK    bool `json:"ok"`
+	Count int  `json:"count"`
+	// Total is how many flows the session has; Truncated says that
+	// Flows holds only the newest ToolListLimit of them.
+	Total     int        `json:"total"`
+	Truncated bool       `json:"truncated"`
+	Flows     []toolFlow `json:"flows"`
 }
 
 type notFoundResult struct {
@@ -349,8 +359,10 @@ func argErr(format string, a ...any) error {
 //   - start, status, advance, wait, finish, fail, cancel:
 //     {"ok":true,"flow":{id, controller_id, goal, current_step, status,
 //     cancel_requested, state, wait, revision, created_at, updated_at}}
-//   - list_mine: {"ok":true,"count":N,"flows":[...]}, the session's
-//     ToolListLimit most recently created flows, newest first
+//   - list_mine: {"ok":true,"count":N,"total":T,"truncated":B,
+//     "flows":[...]}, the session's ToolListLimit most recently created
+//     flows, newest first; T counts all of them and B says some were
+//     left out
 //   - a flow_id that names no flow: {"ok":false,"error":"not_found",
 //     "flow_id":"<id>"}, with a nil error
 //
@@ -479,15 +491,24 @@ func (t *Tool) start(ctx context.Context, s Session, a toolArgs) (json.RawMessag
 	// flow and events (created, started; revision 1) as CreateManaged
 	// followed by StartRunning, without a window in which a crash leaves
 	// a flow stuck in created.
-	f, err := t.m.CreateMirrored(ctx, CreateManagedInput{
+	in := CreateManagedInput{
 		ControllerID:    controller,
 		Goal:            goal,
 		OwnerSessionKey: s.OwnerKey(),
 		RequesterOrigin: strings.TrimSpace(s.SessionID),
 		CurrentStep:     step,
 		State:           state,
-	})
+	}
+	if key := strings.TrimSpace(a.IdempotencyKey); key != "" {
+		if in.IdempotencyKey, err = toolIdempotencyKey(s, key); err != nil {
+			return nil, err
+		}
+	}
+	f, err := t.m.CreateMirrored(ctx, in)
 	if err != nil {
+		if cerr := idempotencyConflict(s, strings.TrimSpace(a.IdempotencyKey), err); cerr != nil {
+			return nil, cerr
+		}
 		return nil, t.managerError(ActionStart, uuid.Nil, err)
 	}
 	return encodeResult(flowResult{OK: true, Flow: newToolFlow(f)})
@@ -495,7 +516,12 @@ func (t *Tool) start(ctx context.Context, s Session, a toolArgs) (json.RawMessag
 
 func (t *Tool) listMine(ctx context.Context, s Session) (json.RawMessage, error) {
 	owner := s.OwnerKey()
-	flows, err := t.m.ListByOwner(ctx, owner, WithLimit(ToolListLimit))
+	page, err := t.m.ListByOwnerPage(ctx, owner, WithLimit(ToolListLimit))
+	if err != nil {
+		return nil, fmt.Errorf("taskflow tool: list_mine failed: %w", err)
+	}
+	flows := page.Flows
+	total, err := t.m.store.countIndex(ctx, func(shard int) string { return t.m.store.keys.owner(shard, owner) })
 	if err != nil {
 		return nil, fmt.Errorf("taskflow tool: list_mine failed: %w", err)
 	}
@@ -507,6 +533,8 @@ func (t *Tool) listMine(ctx context.Context, s Session) (json.RawMessage, error)
 		out.Flows = append(out.Flows, newToolFlow(f))
 	}
 	out.Count = len(out.Flows)
+	out.Total = max(total, out.Count)
+	out.Truncated = page.Next != ""
 	return encodeResult(out)
 }
 

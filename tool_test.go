@@ -520,7 +520,7 @@ func TestToolListMine(t *testing.T) {
 		ids := func(s Session) []string {
 			res := callOK(t, tool, s, `{"action":"list_mine","flow_id":"`+b1+`"}`)
 			flows := res["flows"].([]any)
-			if num(t, res["count"]) != int64(len(flows)) || len(res) != 3 {
+			if num(t, res["count"]) != int64(len(flows)) || len(res) != 5 || res["truncated"] != false || num(t, res["total"]) != int64(len(flows)) {
 				t.Fatalf("list result: %v", res)
 			}
 			out := []string{}
@@ -540,7 +540,7 @@ func TestToolListMine(t *testing.T) {
 			t.Fatalf("session C lists %v", got)
 		}
 		raw, err := callRaw(t, tool, Session{AgentID: "nobody", SessionID: "x"}, `{"action":"list_mine"}`)
-		if err != nil || string(raw) != `{"ok":true,"count":0,"flows":[]}` {
+		if err != nil || string(raw) != `{"ok":true,"count":0,"total":0,"truncated":false,"flows":[]}` {
 			t.Fatalf("empty list = %s, %v", raw, err)
 		}
 	})
@@ -760,7 +760,7 @@ func TestToolDefinitionSchema(t *testing.T) {
 		props = append(props, k)
 	}
 	sort.Strings(props)
-	wantProps := []string{"action", "controller_id", "current_step", "final_state", "flow_id", "goal", "patch", "reason", "state", "wait_condition"}
+	wantProps := []string{"action", "controller_id", "current_step", "final_state", "flow_id", "goal", "idempotency_key", "patch", "reason", "state", "wait_condition"}
 	if !reflect.DeepEqual(props, wantProps) {
 		t.Fatalf("properties %v, want %v", props, wantProps)
 	}

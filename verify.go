@@ -66,7 +66,9 @@ func WithRepair() VerifyOption { return func(c *verifyConfig) { c.repair = true 
 // cancel set holds exactly the waiting flows with a cancel request; the
 // newest audit event carries the flow's revision; every step in a flow's
 // step set has its record and every step record is in the set; no key is
-// left of a flow that does not exist. It reports and changes nothing
+// left of a flow that does not exist; a flow made with an idempotency
+// key has a version 5 id and a well-formed input fingerprint; an
+// attempts count is a positive integer. It reports and changes nothing
 // unless WithRepair is given. Flows changing while Verify runs are
 // re-read before a problem is reported.
 func (s *RedisStore) Verify(ctx context.Context, opts ...VerifyOption) (*VerifyReport, error) {
@@ -353,7 +355,7 @@ func (s *RedisStore) expectedWait(id uuid.UUID, fields map[string]string) (timer
 	if !ok {
 		return "", "", ""
 	}
-	w, err := ParseWaitCondition(json.RawMessage(raw))
+	w, err := parseStoredWait(json.RawMessage(raw))
 	if err != nil {
 		return "", "", err.Error()
 	}
@@ -391,6 +393,14 @@ func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []Problem {
 	}
 	if sn.ownerScore == "" {
 		add("owner_index_missing", s.keys.owner(shard, sn.fields["owner"]), "flow is not in its owner's index")
+	}
+	if fp, ok := sn.fields["idem"]; ok && !validFingerprint(sn.id, fp) {
+		add("bad_idempotency", flowKey, "idempotency fingerprint "+strconv.Quote(fp)+" is malformed or on a flow whose id is not derived from a key")
+	}
+	if a, ok := sn.fields["att"]; ok {
+		if n, err := strconv.Atoi(a); err != nil || n < 1 {
+			add("bad_attempts", flowKey, "attempts count "+strconv.Quote(a)+" is not a positive integer")
+		}
 	}
 	_, hasWait := sn.fields["wait"]
 	switch {
@@ -783,7 +793,8 @@ func (s *RedisStore) repair(ctx context.Context, shard int, found []Problem) err
 		case p.Kind == "unknown_key" || p.Kind == "bad_flow" || p.Kind == "bad_wait" ||
 			p.Kind == "bad_event" || p.Kind == "event_revision" || p.Kind == "events_missing" ||
 			p.Kind == "wait_missing" || p.Kind == "wait_extra" || p.Kind == "step_missing" ||
-			p.Kind == "wrong_type" || p.Kind == "unreadable_flow":
+			p.Kind == "wrong_type" || p.Kind == "unreadable_flow" || p.Kind == "bad_idempotency" ||
+			p.Kind == "bad_attempts":
 			// Records are not rewritten: these need a person.
 			continue
 		case p.Kind == "stale_index_entry" && (err != nil || s.keys.shardOf(id) != shard):

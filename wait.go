@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -147,8 +148,14 @@ func ParseWaitCondition(raw json.RawMessage) (WaitCondition, error) {
 	return w, nil
 }
 
+// MaxWaitBytes caps the size of a wait condition's JSON as stored: it is
+// kept in the flow record and repeated in the waiting event.
+const MaxWaitBytes = 64 << 10
+
 // waitFromAny turns SetWaiting's argument into a validated wait_json and
-// its index entries.
+// its index entries. A json.RawMessage or []byte is kept as given (less
+// surrounding white space); a WaitCondition is its contract JSON; any
+// other value is marshalled.
 func waitFromAny(id uuid.UUID, wait any) (waitArgs, error) {
 	var raw json.RawMessage
 	switch w := wait.(type) {
@@ -163,6 +170,10 @@ func waitFromAny(id uuid.UUID, wait any) (waitArgs, error) {
 			return waitArgs{}, fmt.Errorf("%w: a wait condition is required", ErrInvalidData)
 		}
 		return waitFromAny(id, *w)
+	case json.RawMessage:
+		raw = w
+	case []byte:
+		raw = w
 	default:
 		r, err := toJSON("wait condition", wait)
 		if err != nil {
@@ -170,30 +181,63 @@ func waitFromAny(id uuid.UUID, wait any) (waitArgs, error) {
 		}
 		raw = r
 	}
-	if raw == nil || string(raw) == "null" {
+	if raw == nil || string(bytes.TrimSpace(raw)) == "null" {
 		return waitArgs{}, fmt.Errorf("%w: a wait condition is required", ErrInvalidData)
 	}
 	return waitIndexArgs(id, raw)
 }
 
-// waitIndexArgs validates a wait_json (it must parse as a WaitCondition)
-// and computes its index entries: the timer deadline or the correlation
-// member. The stored JSON is the condition's canonical form (a timer's
-// time in UTC), so scripts can rely on its exact shape.
+// storedWait is what the engine reads from a stored wait_json: the kind,
+// and the fields its index needs. Other fields are the caller's.
+type storedWait struct {
+	Kind          string  `json:"kind"`
+	At            *string `json:"at"`
+	Topic         *string `json:"topic"`
+	CorrelationID *string `json:"correlation_id"`
+}
+
+// parseStoredWait reads a wait_json as the engine sees it. Unlike
+// ParseWaitCondition it accepts any non-empty kind: a kind the engine
+// does not know is a manual wait (only an explicit resume ends it). A
+// timer needs an RFC 3339 "at"; an external event a non-empty topic and
+// correlation id.
+func parseStoredWait(raw json.RawMessage) (WaitCondition, error) {
+	if !isObject(bytes.TrimSpace(raw)) {
+		return WaitCondition{}, fmt.Errorf("%w: a wait condition must be a JSON object", ErrInvalidData)
+	}
+	var in storedWait
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return WaitCondition{}, fmt.Errorf("%w: malformed wait condition: %v", ErrInvalidData, err)
+	}
+	switch WaitKind(in.Kind) {
+	case WaitKindTimer, WaitKindExternalEvent, WaitKindManual:
+		return ParseWaitCondition(raw)
+	case "":
+		return WaitCondition{}, fmt.Errorf("%w: a wait condition needs a non-empty \"kind\"", ErrInvalidData)
+	}
+	return WaitCondition{Kind: WaitKind(in.Kind)}, nil
+}
+
+// waitIndexArgs validates a wait_json and computes its index entries: the
+// timer deadline or the correlation member. The JSON is stored as given
+// (surrounding white space aside), extra fields and the timer's time zone
+// included: the engine reads only what it indexes.
 func waitIndexArgs(id uuid.UUID, raw json.RawMessage) (waitArgs, error) {
-	raw, err := toJSON("wait condition", raw)
+	raw = bytes.TrimSpace(raw)
+	if len(raw) > MaxWaitBytes {
+		return waitArgs{}, fmt.Errorf("%w: wait condition is %d bytes, over the limit of %d", ErrInvalidData, len(raw), MaxWaitBytes)
+	}
+	if !json.Valid(raw) {
+		return waitArgs{}, fmt.Errorf("%w: wait condition is not valid JSON", ErrInvalidData)
+	}
+	if !utf8.Valid(raw) {
+		return waitArgs{}, fmt.Errorf("%w: wait condition is not valid UTF-8", ErrInvalidData)
+	}
+	w, err := parseStoredWait(raw)
 	if err != nil {
 		return waitArgs{}, err
 	}
-	w, err := ParseWaitCondition(raw)
-	if err != nil {
-		return waitArgs{}, err
-	}
-	canonical, err := json.Marshal(w)
-	if err != nil {
-		return waitArgs{}, unwrapMarshal(err)
-	}
-	out := waitArgs{json: string(canonical)}
+	out := waitArgs{json: string(raw)}
 	switch w.Kind {
 	case WaitKindTimer:
 		out.timerMs = strconv.FormatInt(w.At.UnixMilli(), 10)

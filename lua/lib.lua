@@ -51,7 +51,7 @@ local RECORD = {
   'controller', 'goal', 'owner', 'origin',
   'step', 'status', 'cancel', 'rev', 'created',
   'updated', 'wait', 'corr', 'raw', 'size',
-  'seq',
+  'seq', 'att',
 }
 
 local function err(code, detail)
@@ -182,13 +182,17 @@ local function set_status(f, to)
   end
 end
 
--- clear_wait drops the wait and every index entry that points at it.
+-- clear_wait drops the wait and every index entry that points at it. A
+-- waiting flow leaves the cancel set even without a wait (a cancel request
+-- written by write_flow on a waiting flow that has none).
 local function clear_wait(f)
+  if f.status == 'waiting' then
+    redis.call('SREM', KEYS[K_CANCELWAIT], ID)
+  end
   if f.wait == nil and f.corr == nil then
     return
   end
   redis.call('ZREM', KEYS[K_TIMERS], ID)
-  redis.call('SREM', KEYS[K_CANCELWAIT], ID)
   if f.corr ~= nil then
     redis.call('ZREM', KEYS[K_CORR], f.corr)
   end

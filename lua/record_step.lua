@@ -7,7 +7,9 @@
 --   9 run id  10 step id for a new step  11 task  12 status
 --   13 child session key ('' keeps the recorded one)
 --   14 result JSON ('' = none)  15 runtime for a new step
---   16 payload of the step_observed event (JSON)
+--   16 payload of the step_observed event (JSON), naming runtime ARGV[15]
+--      as '"runtime":<ARGV[15] as JSON>': a step recorded earlier with
+--      another runtime has it replaced by its own
 -- Returns: the step hash (field/value pairs).
 -- Errors: NOTFOUND (no such flow), LEASELOST.
 -- Events: step_observed.
@@ -31,5 +33,14 @@ if ARGV[14] ~= '' then
 else
   redis.call('HDEL', step, 'result_json')
 end
-append_event(f, '"step_observed"', ARGV[16])
+local payload = ARGV[16]
+local runtime = redis.call('HGET', step, 'runtime') or ''
+if runtime ~= ARGV[15] then
+  local from = '"runtime":"' .. ARGV[15] .. '"'
+  local i, j = string.find(payload, from, 1, true)
+  if i then
+    payload = string.sub(payload, 1, i - 1) .. '"runtime":' .. cjson.encode(runtime) .. string.sub(payload, j + 1)
+  end
+end
+append_event(f, '"step_observed"', payload)
 return redis.call('HGETALL', step)

@@ -39,7 +39,8 @@ if guard ~= '' then
     if not due or tonumber(due) > tonumber(NOW_MS) then
       return err('NOMATCH')
     end
-    if f.wait == nil or not string.find(f.wait, '"kind":"timer"', 1, true) then
+    local ok, w = pcall(cjson.decode, f.wait or '')
+    if not ok or type(w) ~= 'table' or w.kind ~= 'timer' then
       -- A timer entry whose wait is not a timer (written by hand?):
       -- drop the entry so it is reported once, and leave the flow be.
       redis.call('ZREM', KEYS[K_TIMERS], ID)
