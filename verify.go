@@ -98,6 +98,7 @@ type shardKeys struct {
 	steps   map[uuid.UUID][]string // run ids of step records
 	owners  []string               // owner index keys
 	readies []string               // ready queue keys
+	early   []string               // kept event lists (mailbox.go)
 	unknown []string
 }
 
@@ -165,7 +166,10 @@ func (s *RedisStore) classify(shard int, rest, key string, sk *shardKeys) {
 		sk.owners = append(sk.owners, key)
 	case "ready":
 		sk.readies = append(sk.readies, key)
-	case "status", "timers", "cancelwait", "corr", "leases", "leasexp", "ticklock":
+	case "inbox", "mbox":
+		sk.early = append(sk.early, key)
+	case "status", "timers", "cancelwait", "corr", "leases", "leasexp", "ticklock",
+		"kept", "claims", "claimdue":
 	default:
 		sk.unknown = append(sk.unknown, key)
 	}
@@ -263,6 +267,11 @@ func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg verifyConfi
 		return err
 	}
 	found = append(found, idx...)
+	early, err := s.checkEarly(ctx, shard, sk.early)
+	if err != nil {
+		return err
+	}
+	found = append(found, early...)
 	// Re-read what looks wrong: a flow that moved while we looked is fine.
 	found, err = s.confirmProblems(ctx, found)
 	if err != nil {
