@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"sort"
 	"sync"
@@ -328,12 +329,13 @@ func TestEarlyEventClaimRedriven(t *testing.T) {
 }
 
 // TestEarlyEventRace: events are published (by correlation, through the
-// bridge, and by flow id) while the flows that wait for them call
+// bridge, and by flow id; most pairs have one waiter, a quarter of the
+// flows share one pair) while the flows that wait for them call
 // SetWaiting, from many goroutines: every event resumes exactly one flow,
 // every flow exactly one event.
 func TestEarlyEventRace(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		const n = 48 // flows, and events: a third of each kind
+		const n = 64 // flows, and events: a quarter of each kind
 		flows := make([]*Flow, n)
 		for i := range flows {
 			flows[i] = e.runningFlow(t)
@@ -346,13 +348,18 @@ func TestEarlyEventRace(t *testing.T) {
 
 		var wg sync.WaitGroup
 		errs := make(chan error, 2*n)
+		start := make(chan struct{})
+		// Each side starts after a random pause, so events come before,
+		// during and after the waits.
+		jitter := func() { <-start; time.Sleep(rand.N(20 * time.Millisecond)) }
 		for i := 0; i < n; i++ {
 			wg.Add(2)
 			go func(i int) { // the waiter
 				defer wg.Done()
-				corr := "shared"
-				if i%3 == 2 {
-					corr = fmt.Sprintf("own-%d", i)
+				jitter()
+				corr := fmt.Sprintf("own-%d", i)
+				if i%4 == 3 {
+					corr = "shared"
 				}
 				if _, err := e.m.SetWaiting(e.ctx, flows[i].ID, WaitExternalEvent("race", corr)); err != nil {
 					errs <- fmt.Errorf("wait %d: %w", i, err)
@@ -360,20 +367,25 @@ func TestEarlyEventRace(t *testing.T) {
 			}(i)
 			go func(i int) { // the event
 				defer wg.Done()
+				jitter()
 				var err error
-				switch i % 3 {
+				own := fmt.Sprintf("own-%d", i)
+				switch i % 4 {
 				case 0:
-					_, err = e.m.ResumeByCorrelation(e.ctx, "race", "shared", i)
+					_, err = e.m.ResumeByCorrelation(e.ctx, "race", own, i)
 				case 1:
-					err = e.m.PublishResume(e.ctx, ResumeRequest{Topic: "race", CorrelationID: "shared", Payload: i})
+					err = e.m.PublishResume(e.ctx, ResumeRequest{Topic: "race", CorrelationID: own, Payload: i})
 				case 2:
-					_, err = e.m.TryResumeExternal(e.ctx, flows[i].ID, "race", fmt.Sprintf("own-%d", i), i)
+					_, err = e.m.TryResumeExternal(e.ctx, flows[i].ID, "race", own, i)
+				case 3:
+					_, err = e.m.ResumeByCorrelation(e.ctx, "race", "shared", i)
 				}
 				if err != nil {
 					errs <- fmt.Errorf("event %d: %w", i, err)
 				}
 			}(i)
 		}
+		close(start)
 		wg.Wait()
 		close(errs)
 		for err := range errs {
