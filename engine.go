@@ -50,6 +50,7 @@ type WaitEngine struct {
 	bridgeB atomic.Int64 // malformed messages
 	bridgeE atomic.Int64 // messages whose handling failed for good
 	bridgeC atomic.Int64 // messages claimed from other consumers
+	earlyAt atomic.Int64 // when the tick last re-drove early-event claims (unix ms)
 }
 
 // EngineOption configures a WaitEngine.

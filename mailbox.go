@@ -68,6 +68,9 @@ const (
 	// earlyClaimTimeout is how long a claimed event may wait for its
 	// delivery before an engine's tick re-drives it.
 	earlyClaimTimeout = 30 * time.Second
+	// earlyRedriveEvery is how often an engine's tick looks for claims
+	// past due.
+	earlyRedriveEvery = 10 * time.Second
 	// earlyPlaceRounds bounds how often one placement re-scans for
 	// waiters that keep leaving before it gives up (the event stays kept).
 	earlyPlaceRounds = 4
@@ -412,6 +415,14 @@ func (e *WaitEngine) redriveEarly(ctx context.Context, nowMs string) (int, error
 	if !s.early.on() {
 		return 0, nil
 	}
+	// Claims fall due earlyClaimTimeout after they were taken, and only
+	// when their owner died: looking once per earlyRedriveEvery keeps an
+	// idle tick at its cost most of the time.
+	ms, _ := strconv.ParseInt(nowMs, 10, 64)
+	if last := e.earlyAt.Load(); last != 0 && ms >= last && ms-last < earlyRedriveEvery.Milliseconds() {
+		return 0, nil
+	}
+	e.earlyAt.Store(ms)
 	pipe := s.client.Pipeline()
 	cmds := make([]*redis.StringSliceCmd, s.keys.shards)
 	for i := range cmds {
