@@ -66,7 +66,9 @@ func WithRepair() VerifyOption { return func(c *verifyConfig) { c.repair = true 
 // cancel set holds exactly the waiting flows with a cancel request; the
 // newest audit event carries the flow's revision; every step in a flow's
 // step set has its record and every step record is in the set; no key is
-// left of a flow that does not exist. It reports and changes nothing
+// left of a flow that does not exist; kept early events (mailbox.go) sit
+// in lists with a TTL, readable, on the shard that reads them, and every
+// claim of one has its due entry (checkEarly). It reports and changes nothing
 // unless WithRepair is given. Flows changing while Verify runs are
 // re-read before a problem is reported.
 func (s *RedisStore) Verify(ctx context.Context, opts ...VerifyOption) (*VerifyReport, error) {
