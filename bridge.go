@@ -236,13 +236,13 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 	if req.FlowID != "" {
 		id, _ := uuid.Parse(req.FlowID)
 		var f *Flow
-		f, err = e.m.TryResumeExternal(ctx, id, req.Topic, req.CorrelationID, payloadOrNil(req.Payload))
+		f, err = e.m.tryResumeExternal(ctx, id, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), "s"+msg.ID)
 		if f != nil {
 			resumed = 1
 		}
 	} else {
 		var fs []*Flow
-		fs, err = e.m.ResumeByCorrelation(ctx, req.Topic, req.CorrelationID, payloadOrNil(req.Payload))
+		fs, err = e.m.resumeByCorrelation(ctx, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), "s"+msg.ID)
 		resumed = len(fs)
 	}
 	e.bridgeR.Add(int64(resumed))

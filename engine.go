@@ -54,6 +54,7 @@ type WaitEngine struct {
 	bridgeB atomic.Int64 // malformed messages
 	bridgeE atomic.Int64 // messages whose handling failed for good
 	bridgeC atomic.Int64 // messages claimed from other consumers
+	earlyAt atomic.Int64 // when the tick last re-drove early-event claims (unix ms)
 }
 
 // EngineOption configures a WaitEngine.
@@ -156,6 +157,10 @@ type TickReport struct {
 	// Truncated is true when the tick stopped after MaxTickRounds rounds
 	// with entries still due; the next tick takes them.
 	Truncated bool `json:"truncated,omitempty"`
+	// EarlyRedriven counts kept events whose delivery to a waiting flow
+	// was claimed but not finished in time (the claimer died or stalled)
+	// and that this tick finished. Not part of Scanned.
+	EarlyRedriven int `json:"early_redriven"`
 	// Err is the first error met, nil when none.
 	Err error `json:"-"`
 }
@@ -214,6 +219,11 @@ func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) TickReport {
 		rep.fail(err)
 	}
 	rep.StillWaiting = waiting
+	if n, err := e.redriveEarly(ctx, nowMs); err != nil {
+		rep.fail(err)
+	} else {
+		rep.EarlyRedriven = n
+	}
 	rep.Scanned = rep.Resumed + rep.Cancelled + rep.StillWaiting + rep.Errors
 	return rep
 }
@@ -502,21 +512,35 @@ func (e *WaitEngine) ResumeByCorrelation(ctx context.Context, topic, correlation
 
 // TryResumeExternal: see WaitEngine.TryResumeExternal.
 func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any) (*Flow, error) {
+	return m.tryResumeExternal(ctx, flowID, topic, correlationID, payload, newEventID())
+}
+
+// tryResumeExternal is TryResumeExternal with the event's id (the bridge
+// names an event by its message, so a re-sent message is recognised).
+func (m *Manager) tryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any, eventID string) (*Flow, error) {
 	if topic == "" || correlationID == "" {
 		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
 	}
 	if err := checkText("the topic", topic, "the correlation_id", correlationID); err != nil {
 		return nil, err
 	}
-	var patch any
-	if payload != nil {
-		p, err := toJSON("payload", payload)
-		if err != nil {
+	p, err := eventPayload(payload)
+	if err != nil {
+		return nil, err
+	}
+	if m.store.early.on() {
+		if len(p) > m.store.maxState {
+			return nil, fmt.Errorf("%w: payload is %d bytes, over the limit of %d", ErrInvalidData, len(p), m.store.maxState)
+		}
+		if err := m.store.recordLayout(ctx); err != nil {
 			return nil, err
 		}
-		if p != nil {
-			patch = json.RawMessage(`{"resume_event":` + string(p) + `}`)
-		}
+		f, _, err := m.store.deliver(ctx, flowID, corrPrefix(topic, correlationID), eventID, p, "keep", false)
+		return f, err
+	}
+	var patch any
+	if p != nil {
+		patch = json.RawMessage(`{"resume_event":` + string(p) + `}`)
 	}
 	req, err := m.resumeReq(flowID, patch, "corr:"+corrMember(topic, correlationID, flowID))
 	if err != nil {
@@ -529,43 +553,57 @@ func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 	return f, err
 }
 
-// ResumeByCorrelation resumes every flow waiting for an external event
-// with topic and correlationID (usually one), merging
-// {"resume_event": payload} when payload is not nil, and returns the
-// resumed flows (none is not an error). It looks the pair up in every
-// shard's correlation index, in one pipeline.
+// ResumeByCorrelation resumes a flow waiting for an external event with
+// topic and correlationID, merging {"resume_event": payload} when payload
+// is not nil (nor JSON null), and returns the resumed flows (none is not
+// an error). It looks the pair up in every shard's correlation index, in
+// one pipeline.
+//
+// When the store keeps early events (WithEarlyEvents, the default), the
+// event is consumed once: it resumes one waiting flow, or, when none
+// waits, is kept until a flow's SetWaiting takes it; each event resumes
+// at most one flow. With the mailbox off, every flow waiting for the pair
+// is resumed and an event nobody waits for is dropped.
 func (m *Manager) ResumeByCorrelation(ctx context.Context, topic, correlationID string, payload any) ([]*Flow, error) {
+	return m.resumeByCorrelation(ctx, topic, correlationID, payload, newEventID())
+}
+
+func (m *Manager) resumeByCorrelation(ctx context.Context, topic, correlationID string, payload any, eventID string) ([]*Flow, error) {
 	if topic == "" || correlationID == "" {
 		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
 	}
 	if err := checkText("the topic", topic, "the correlation_id", correlationID); err != nil {
 		return nil, err
 	}
-	prefix := corrPrefix(topic, correlationID)
-	pipe := m.store.client.Pipeline()
-	cmds := make([]*redis.StringSliceCmd, m.store.keys.shards)
-	for i := range cmds {
-		cmds[i] = pipe.ZRangeByLex(ctx, m.store.keys.corr(i), &redis.ZRangeBy{
-			Min: "[" + prefix, Max: "(" + prefix + "\xff",
-		})
+	p, err := eventPayload(payload)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("taskflow: resume by correlation: %w", err)
+	if len(p) > m.store.maxState {
+		return nil, fmt.Errorf("%w: payload is %d bytes, over the limit of %d", ErrInvalidData, len(p), m.store.maxState)
+	}
+	if err := m.store.ensureLoaded(ctx); err != nil {
+		return nil, err
+	}
+	cp := corrPrefix(topic, correlationID)
+	if m.store.early.on() {
+		if err := m.store.recordLayout(ctx); err != nil {
+			return nil, err
+		}
+		return m.publishEarly(ctx, cp, eventID, p)
+	}
+	ids, err := m.store.waitersOf(ctx, cp)
+	if err != nil {
+		return nil, err
 	}
 	var out []*Flow
-	for _, c := range cmds {
-		for _, member := range c.Val() {
-			id, err := uuid.Parse(member[len(prefix):])
-			if err != nil {
-				continue
-			}
-			f, err := m.TryResumeExternal(ctx, id, topic, correlationID, payload)
-			if err != nil {
-				return out, err
-			}
-			if f != nil {
-				out = append(out, f)
-			}
+	for _, id := range ids {
+		f, err := m.tryResumeExternal(ctx, id, topic, correlationID, p, eventID)
+		if err != nil {
+			return out, err
+		}
+		if f != nil {
+			out = append(out, f)
 		}
 	}
 	return out, nil

@@ -197,6 +197,8 @@ func countKind(kinds []string, k string) int {
 	return n
 }
 
+// TestResumeByCorrelation: with the mailbox off, an event resumes every
+// flow waiting for it (mailbox_test.go has the mailbox's own rules).
 func TestResumeByCorrelation(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		var same []*Flow
@@ -226,7 +228,7 @@ func TestResumeByCorrelation(t *testing.T) {
 				t.Fatalf("correlation entries left: %d", n)
 			}
 		}
-	})
+	}, WithEarlyEvents(0, 0))
 }
 
 func TestTickSkipsUnreadableWait(t *testing.T) {

@@ -69,16 +69,27 @@ func (m *Manager) StartRunning(ctx context.Context, id uuid.UUID, opts ...Mutati
 // explicit Resume ends it. A missing kind, a timer without an RFC 3339
 // "at", or an external event without topic or correlation id is
 // ErrInvalidData.
+// When the store keeps early events (WithEarlyEvents, on by default), a
+// wait on an external event that already arrived is met at once: the flow
+// is resumed with it (the log shows waiting, then resumed) and the flow
+// returned is running.
 func (m *Manager) SetWaiting(ctx context.Context, id uuid.UUID, wait any, opts ...MutationOption) (*Flow, error) {
 	w, err := waitFromAny(id, wait)
 	if err != nil {
 		return nil, err
 	}
-	return m.store.transition(ctx, transitionReq{
+	early := w.corr != "" && m.store.early.on()
+	mut := applyMutationOptions(opts)
+	f, err := m.store.transition(ctx, transitionReq{
 		id: id, to: StatusWaiting, kind: EventWaiting,
 		payload: json.RawMessage(`{"wait":` + w.json + `}`),
-		wait:    w, mut: applyMutationOptions(opts),
+		wait:    w, mut: mut, inbox: early,
 	})
+	if err != nil || !early || f.Status != StatusWaiting {
+		return f, err
+	}
+	// Waiting and indexed: now take an event kept for the pair (mailbox.go).
+	return m.takeKept(ctx, f, strings.TrimSuffix(w.corr, id.String()), mut.lean)
 }
 
 // Resume moves a waiting flow back to running, clears its wait, and

@@ -35,6 +35,7 @@ type RedisStore struct {
 	now      func() time.Time
 	eventCap int
 	maxState int
+	early    earlyConfig // the mailbox for early events (mailbox.go)
 
 	// idemSpace namespaces the flow ids derived from idempotency keys.
 	idemSpace uuid.UUID
@@ -54,6 +55,7 @@ type storeConfig struct {
 	now      func() time.Time
 	eventCap int
 	maxState int
+	early    earlyConfig
 }
 
 // WithPrefix sets the first part of every key (default "taskflow"). It
@@ -105,6 +107,7 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 		now:      time.Now,
 		eventCap: DefaultEventCap,
 		maxState: DefaultMaxStateBytes,
+		early:    defaultEarlyConfig(),
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -124,6 +127,9 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 	if cfg.now == nil {
 		return nil, fmt.Errorf("%w: nil clock", ErrInvalidData)
 	}
+	if err := cfg.early.validate(); err != nil {
+		return nil, err
+	}
 	_, cluster := client.(*redis.ClusterClient)
 	sc, err := loadScripts(cluster)
 	if err != nil {
@@ -138,6 +144,7 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 		now:       cfg.now,
 		eventCap:  cfg.eventCap,
 		maxState:  cfg.maxState,
+		early:     cfg.early,
 	}, nil
 }
 
@@ -564,12 +571,19 @@ type transitionReq struct {
 	guard   string
 	state   []any
 	mut     mutation
+	// inbox: a wait on an external event is met at once by a kept event
+	// of the flow's inbox (mailbox.go).
+	inbox bool
 }
 
 // transition runs transition.lua at the store's current time.
 func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, error) {
 	_, nowMs, nowStr := s.clock()
-	f, _, err := s.runFlowScript(ctx, s.scripts.transition, r.id, s.keys.flowKeys(r.id, ""), s.transitionArgs(r, nowMs, nowStr))
+	keys := s.keys.flowKeys(r.id, "")
+	if r.inbox {
+		keys = s.keys.withInbox(keys, r.id)
+	}
+	f, _, err := s.runFlowScript(ctx, s.scripts.transition, r.id, keys, s.transitionArgs(r, nowMs, nowStr))
 	if err != nil {
 		var te *TransitionError
 		if errors.As(err, &te) {

@@ -23,6 +23,7 @@ type scripts struct {
 	claim, extendLease, releaseLease, expireLease             *redis.Script
 	pageAfter, tickCancel, verifyEntry, indexStep             *redis.Script
 	retry                                                     *redis.Script
+	deliverEvent, mboxKeep, mboxTake, mboxSettle              *redis.Script
 	all                                                       []*redis.Script
 }
 
@@ -64,6 +65,10 @@ func loadScripts(cluster bool) (*scripts, error) {
 	if err != nil {
 		return nil, err
 	}
+	early, err := luaFiles.ReadFile("lua/early_lib.lua")
+	if err != nil {
+		return nil, err
+	}
 	head := luaPrelude(cluster) + string(lib) + "\n"
 	s := &scripts{}
 	for _, x := range []struct {
@@ -90,12 +95,23 @@ func loadScripts(cluster bool) (*scripts, error) {
 		{"verify_entry", &s.verifyEntry},
 		{"index_step", &s.indexStep},
 		{"retry", &s.retry},
+		{"deliver_event", &s.deliverEvent},
+		{"mbox_keep", &s.mboxKeep},
+		{"mbox_take", &s.mboxTake},
+		{"mbox_settle", &s.mboxSettle},
 	} {
 		body, err := luaFiles.ReadFile("lua/" + x.name + ".lua")
 		if err != nil {
 			return nil, err
 		}
-		*x.dst = redis.NewScript(head + "-- " + x.name + ".lua\n" + string(body))
+		src := head
+		switch x.name {
+		case "transition", "deliver_event":
+			src += string(early) + "\n" // the mailbox's helpers
+		case "mbox_keep", "mbox_take", "mbox_settle":
+			src = "" // the mailbox's own keys, not a flow's
+		}
+		*x.dst = redis.NewScript(src + "-- " + x.name + ".lua\n" + string(body))
 		s.all = append(s.all, *x.dst)
 	}
 	return s, nil

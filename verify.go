@@ -68,7 +68,10 @@ func WithRepair() VerifyOption { return func(c *verifyConfig) { c.repair = true 
 // step set has its record and every step record is in the set; no key is
 // left of a flow that does not exist; a flow made with an idempotency
 // key has a version 5 id and a well-formed input fingerprint; an
-// attempts count is a positive integer. It reports and changes nothing
+// attempts count is a positive integer; kept early events (mailbox.go)
+// sit in lists with a TTL, readable, on the shard that reads them, and
+// every claim of one has its due entry (checkEarly). It reports and
+// changes nothing
 // unless WithRepair is given. Flows changing while Verify runs are
 // re-read before a problem is reported.
 func (s *RedisStore) Verify(ctx context.Context, opts ...VerifyOption) (*VerifyReport, error) {
@@ -100,6 +103,7 @@ type shardKeys struct {
 	steps   map[uuid.UUID][]string // run ids of step records
 	owners  []string               // owner index keys
 	readies []string               // ready queue keys
+	early   []string               // kept event lists (mailbox.go)
 	unknown []string
 }
 
@@ -167,7 +171,10 @@ func (s *RedisStore) classify(shard int, rest, key string, sk *shardKeys) {
 		sk.owners = append(sk.owners, key)
 	case "ready":
 		sk.readies = append(sk.readies, key)
-	case "status", "timers", "cancelwait", "corr", "leases", "leasexp", "ticklock":
+	case "inbox", "mbox":
+		sk.early = append(sk.early, key)
+	case "status", "timers", "cancelwait", "corr", "leases", "leasexp", "ticklock",
+		"kept", "claims", "claimdue":
 	default:
 		sk.unknown = append(sk.unknown, key)
 	}
@@ -265,6 +272,11 @@ func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg verifyConfi
 		return err
 	}
 	found = append(found, idx...)
+	early, err := s.checkEarly(ctx, shard, sk.early)
+	if err != nil {
+		return err
+	}
+	found = append(found, early...)
 	// Re-read what looks wrong: a flow that moved while we looked is fine.
 	found, err = s.confirmProblems(ctx, found)
 	if err != nil {

@@ -15,6 +15,10 @@
 --             'corr:<m>'  the flow must be waiting with correlation member m
 --   16 required source status ('' = any the graph allows)
 --   17.. the state change (see apply_state)
+-- A wait on an external event may come with KEYS 16 and 17 (the flow's
+-- inbox and the shard's kept-event index, see early_lib.lua): the wait is
+-- then met at once by a kept event addressed to this flow that matches
+-- it, in this same script (events waiting, then resumed).
 -- Returns: {flow hash (record and state, or record only), ''}.
 -- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST, TERMINAL <status>,
 --   CANCELPENDING <status>, ILLEGAL <from>, TOOLARGE <size>,
@@ -22,7 +26,8 @@
 --   entry of a flow that is gone or not waiting: the entry is dropped),
 --   BADWAIT (a due
 --   timer entry whose flow's wait is not a timer: the entry is dropped).
--- Events: the given kind (cancelled when a timer guard cancels).
+-- Events: the given kind (cancelled when a timer guard cancels); a wait
+--   met by a kept event adds resumed.
 
 local f = load_flow()
 local to, kind, payload = ARGV[9], ARGV[10], ARGV[11]
@@ -70,4 +75,7 @@ if to == 'waiting' then
   set_wait(f, ARGV[12], ARGV[13], ARGV[14])
 end
 commit(f, kind, payload)
+if to == 'waiting' and f.corr ~= nil and KEYS[K_INBOX] ~= nil then
+  take_inbox(f)
+end
 return reply()

@@ -170,6 +170,14 @@ func (r *runner) memory(ctx context.Context) error {
 		}
 	}
 
+	// 4. kept early events (the mailbox): by correlation, one event per
+	// pair (a reply per message id) and ten per pair; by flow id, one
+	// per running flow (the flows are measured before the events).
+	err = r.memoryEarly(ctx, sz.memWaiting, add)
+	if err != nil {
+		return err
+	}
+
 	fmt.Fprintf(r.out, "INFO memory used_memory delta minus mem_clients_normal delta, private Redis, filled by %d goroutines; one fill\n", sz.memWorkers)
 	fmt.Fprintln(r.out, "per row (memory figures are deterministic to well under 1%, so they are not repeated over rounds).")
 	table(r.out, []string{"what", "count", "bytes total", "bytes each", "target", "verdict"}, rows)
@@ -307,4 +315,71 @@ func flowBreakdown(ctx context.Context, c *redis.Client, prefix string, id uuid.
 	rows = append(rows, []string{"main dict buckets, allocator slack (difference)", "", "", "", f(perFlow-sum, 0)})
 	rows = append(rows, []string{"total per flow (measured used_memory delta)", "", "", "", f(perFlow, 0)})
 	return rows, nil
+}
+
+// memoryEarly measures kept early events: the bytes an event nobody waits
+// for costs until it is taken or expires, with a 20-byte payload.
+func (r *runner) memoryEarly(ctx context.Context, count int, add func(what string, count int, delta int64, target string, ok *bool)) error {
+	payload := json.RawMessage(`{"reply":"ok-000001"}`)
+	for _, v := range []struct {
+		name, what string
+		perPair    int
+	}{
+		{"meme1", "kept early event: ResumeByCorrelation, 1 event per correlation id, 20-byte payload", 1},
+		{"meme10", "kept early event: ResumeByCorrelation, 10 events per correlation id, 20-byte payload", 10},
+	} {
+		err := r.withManager(ctx, v.name, func(srv *server, m *taskflow.Manager, prefix string) error {
+			before, err := stableMemory(ctx, srv.client)
+			if err != nil {
+				return err
+			}
+			err = parallel(ctx, r.sz.memWorkers, count, func(ctx context.Context, i int) error {
+				_, err := m.ResumeByCorrelation(ctx, "email.reply", fmt.Sprintf("<msg-%08d@example.com>", i/v.perPair), payload)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			after, err := stableMemory(ctx, srv.client)
+			if err != nil {
+				return err
+			}
+			add(v.what, count, after.data()-before.data(), "", nil)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return r.withManager(ctx, "memei", func(srv *server, m *taskflow.Manager, prefix string) error {
+		ids := make([]uuid.UUID, count)
+		err := parallel(ctx, r.sz.memWorkers, count, func(ctx context.Context, i int) error {
+			fl, err := m.CreateMirrored(ctx, memFlowInput(i, max(count/100, 1), false))
+			if err != nil {
+				return err
+			}
+			ids[i] = fl.ID
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		before, err := stableMemory(ctx, srv.client)
+		if err != nil {
+			return err
+		}
+		err = parallel(ctx, r.sz.memWorkers, count, func(ctx context.Context, i int) error {
+			_, err := m.TryResumeExternal(ctx, ids[i], "email.reply", fmt.Sprintf("<msg-%08d@example.com>", i), payload)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		after, err := stableMemory(ctx, srv.client)
+		if err != nil {
+			return err
+		}
+		add("kept early event: TryResumeExternal to a running flow (its inbox), 20-byte payload", count, after.data()-before.data(), "", nil)
+		return nil
+	})
 }

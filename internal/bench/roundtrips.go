@@ -121,6 +121,60 @@ func (r *runner) roundtrips(ctx context.Context) error {
 			rep := taskflow.NewWaitEngine(m).TickAt(ctx, time.Now())
 			return rep.Err
 		}},
+		// The mailbox for early events:
+		{"(SetWaiting, external event, none kept)", func() error {
+			hook.reset() // the setup below is not counted
+			id, err := mirrored()
+			if err != nil {
+				return err
+			}
+			hook.reset()
+			_, err = m.SetWaiting(ctx, id, taskflow.WaitExternalEvent("rt", id.String()))
+			return err
+		}},
+		{"(SetWaiting, external event, one kept by correlation)", func() error {
+			hook.reset()
+			id, err := mirrored()
+			if err != nil {
+				return err
+			}
+			if _, err := m.ResumeByCorrelation(ctx, "rt", id.String(), nil); err != nil {
+				return err
+			}
+			hook.reset()
+			_, err = m.SetWaiting(ctx, id, taskflow.WaitExternalEvent("rt", id.String()))
+			return err
+		}},
+		{"(ResumeByCorrelation, one flow waiting)", func() error {
+			hook.reset()
+			id, err := mirrored()
+			if err != nil {
+				return err
+			}
+			if _, err := m.SetWaiting(ctx, id, taskflow.WaitExternalEvent("rt", id.String())); err != nil {
+				return err
+			}
+			hook.reset()
+			_, err = m.ResumeByCorrelation(ctx, "rt", id.String(), nil)
+			return err
+		}},
+		{"(ResumeByCorrelation, nobody waiting: kept)", func() error {
+			_, err := m.ResumeByCorrelation(ctx, "rt", uuid.NewString(), nil)
+			return err
+		}},
+		{"(TryResumeExternal, flow waiting)", func() error {
+			hook.reset()
+			id, err := mirrored()
+			if err != nil {
+				return err
+			}
+			if _, err := m.SetWaiting(ctx, id, taskflow.WaitExternalEvent("rt", id.String())); err != nil {
+				return err
+			}
+			hook.reset()
+			_, err = m.TryResumeExternal(ctx, id, "rt", id.String(), nil)
+			return err
+		}},
 	}
 	for _, s := range steps {
 		if err := measure(s.name, s.fn); err != nil {

@@ -1,0 +1,40 @@
+-- mbox_settle.lua: end a claim once its flow decided (deliver_event.lua):
+-- a used event is gone for good; a refused one goes back to the head of
+-- its pair's mailbox (it is the oldest) unless it expired or the
+-- mailbox is full. Settling twice is harmless: the claim is gone.
+--
+-- KEYS: 1 the shard's claims hash  2 the shard's claim due zset
+--   3 the pair's mailbox list  4 the shard's kept-event index
+-- ARGV: 1 event id  2 outcome ('used' or 'refused')  3 now (unix ms)
+--   4 cap: events kept per pair
+-- Returns: 1 when the event went back to the mailbox, else 0.
+-- Events: none.
+
+local id, now = ARGV[1], tonumber(ARGV[3])
+local c = redis.call('HGET', KEYS[1], id)
+if not c then
+  return 0
+end
+redis.call('HDEL', KEYS[1], id)
+redis.call('ZREM', KEYS[2], id)
+if ARGV[2] ~= 'refused' then
+  return 0
+end
+local n, rest = string.match(c, '^%S+ (%d+) (.*)$')
+if n == nil then
+  return 0
+end
+local entry = string.sub(rest, tonumber(n) + 1)
+local dl = tonumber(string.match(entry, '^%S+ (%d+) ') or '0')
+if dl <= now or redis.call('LLEN', KEYS[3]) >= tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('LPUSH', KEYS[3], entry)
+if redis.call('PTTL', KEYS[3]) < dl - now then
+  redis.call('PEXPIRE', KEYS[3], dl - now)
+end
+redis.call('ZADD', KEYS[4], dl, id)
+if redis.call('PTTL', KEYS[4]) < dl - now then
+  redis.call('PEXPIRE', KEYS[4], dl - now)
+end
+return 1

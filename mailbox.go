@@ -1,0 +1,495 @@
+package taskflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// The mailbox for early events.
+//
+// An external event that no flow waits for yet is kept, so that a flow
+// that starts waiting for it a moment later (the reply raced the worker)
+// is resumed at once instead of waiting forever. Two kinds of events, two
+// places, each with one linearization point:
+//
+// An event addressed to a flow id (TryResumeExternal, a bridge message
+// with flow_id) is kept in that flow's inbox, on the flow's own shard:
+// deliver_event.lua resumes the flow or keeps the event in one script,
+// and SetWaiting's script (transition.lua) takes a matching kept event in
+// the same script that starts the wait. Nothing can slip between them.
+//
+// An event known by topic and correlation id only (ResumeByCorrelation, a
+// bridge message without flow_id) has no flow shard. It is kept in the
+// pair's mailbox on the pair's rendezvous shard (a hash of the pair), and
+// waiters stay indexed on their own shards (the correlation index). Each
+// side writes its own mark, then looks for the other's:
+//
+//	publisher: keep the event (mbox_keep), then scan the correlation index
+//	waiter:    start waiting (transition: indexed), then take a kept event
+//
+// Every Redis command is linearizable and each side waits for one reply
+// before sending the next, so either the publisher's scan sees the waiter
+// or the waiter's take sees the event (if the scan of the waiter's shard
+// came before the waiter's index entry, the keep came before it too). An
+// event leaves the mailbox only by mbox_take.lua, atomically, into a
+// claim (event id -> flow id, due in 30 s) on the same shard: whoever
+// took it owns it. The owner delivers it to the flow (deliver_event.lua,
+// mode resume): the flow resumes with it, or refuses it when it no longer
+// waits for it; the flow records the event id and its decision ("mbx"),
+// so a second delivery of the same claim (the tick re-driving a claim
+// whose first owner is only slow) decides the same way. mbox_settle.lua
+// then ends the claim: a used event is gone; a refused one goes back to
+// the head of the mailbox, and its owner scans for waiters again (a
+// waiter may have looked while the event was claimed). An owner that dies
+// leaves its claim: an engine's tick re-drives claims past due. So an
+// event is applied to at most one flow, at most once, and is not lost
+// while it is unexpired and a flow waits for it.
+
+// Defaults of the mailbox for early events (see WithEarlyEvents).
+const (
+	// DefaultEarlyEventRetention is how long an event nobody waits for is
+	// kept.
+	DefaultEarlyEventRetention = 24 * time.Hour
+	// DefaultEarlyEventCap is how many events are kept per topic and
+	// correlation id, and per flow id; past it the oldest is dropped.
+	DefaultEarlyEventCap = 100
+	// MaxEarlyEventCap bounds WithEarlyEvents's cap: taking an event may
+	// read a whole mailbox in one script.
+	MaxEarlyEventCap = 10000
+	// earlyClaimTimeout is how long a claimed event may wait for its
+	// delivery before an engine's tick re-drives it.
+	earlyClaimTimeout = 30 * time.Second
+	// earlyRedriveEvery is how often an engine's tick looks for claims
+	// past due.
+	earlyRedriveEvery = 10 * time.Second
+	// earlyPlaceRounds bounds how often one placement re-scans for
+	// waiters that keep leaving before it gives up (the event stays kept).
+	earlyPlaceRounds = 4
+)
+
+type earlyConfig struct {
+	retention time.Duration
+	cap       int
+}
+
+func defaultEarlyConfig() earlyConfig {
+	return earlyConfig{retention: DefaultEarlyEventRetention, cap: DefaultEarlyEventCap}
+}
+
+func (c earlyConfig) on() bool { return c.retention > 0 }
+
+func (c earlyConfig) validate() error {
+	if c.retention < 0 {
+		return fmt.Errorf("%w: early event retention %s is negative", ErrInvalidData, c.retention)
+	}
+	if c.on() && (c.cap < 1 || c.cap > MaxEarlyEventCap) {
+		return fmt.Errorf("%w: early event cap %d is outside 1..%d", ErrInvalidData, c.cap, MaxEarlyEventCap)
+	}
+	if c.on() && c.retention < time.Millisecond {
+		return fmt.Errorf("%w: early event retention %s is under a millisecond", ErrInvalidData, c.retention)
+	}
+	return nil
+}
+
+// WithEarlyEvents sets the mailbox for early events: an external event
+// that matches no waiting flow is kept for retention (default 24 h), at
+// most maxPerCorrelation events per topic and correlation id and per flow
+// id (default 100, at most 10,000; past it the oldest is dropped), and a
+// flow that starts waiting for it takes it in SetWaiting. A retention of
+// 0 turns the mailbox off: an event nobody waits for is dropped, and
+// ResumeByCorrelation resumes every waiting flow (see there).
+//
+// Every process of a flow space should use the same setting. Each kept
+// event costs Redis memory: see the README (about 200 bytes plus its
+// payload).
+func WithEarlyEvents(retention time.Duration, maxPerCorrelation int) StoreOption {
+	return func(c *storeConfig) {
+		c.early = earlyConfig{retention: retention, cap: maxPerCorrelation}
+	}
+}
+
+// The mailbox's keys; see keyspace.
+//
+//	<prefix>:{<n>}:inbox:<flow id>  list: events kept for one flow
+//	<prefix>:{<r>}:mbox:<pair>      list: events kept for (topic, correlation id)
+//	<prefix>:{<n>}:kept             zset: kept event id by deadline (counts)
+//	<prefix>:{<r>}:claims           hash: claimed event id -> flow id, pair, entry
+//	<prefix>:{<r>}:claimdue         zset: claimed event id by due time
+//
+// <pair> is corrPrefix(topic, correlation id) and r its rendezvous shard.
+
+// rendezvous is the shard of a (topic, correlation id) pair's mailbox.
+func (k keyspace) rendezvous(cp string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(cp))
+	return int(h.Sum32() % uint32(k.shards))
+}
+
+func (k keyspace) mbox(cp string) string   { return k.tag(k.rendezvous(cp)) + ":mbox:" + cp }
+func (k keyspace) kept(shard int) string   { return k.tag(shard) + ":kept" }
+func (k keyspace) claims(shard int) string { return k.tag(shard) + ":claims" }
+func (k keyspace) claimDue(shard int) string {
+	return k.tag(shard) + ":claimdue"
+}
+
+func (k keyspace) inbox(id uuid.UUID) string {
+	return k.tag(k.shardOf(id)) + ":inbox:" + id.String()
+}
+
+// withInbox appends keys 16 and 17 of early_lib.lua to a flow key set.
+func (k keyspace) withInbox(keys []string, id uuid.UUID) []string {
+	return append(keys, k.inbox(id), k.kept(k.shardOf(id)))
+}
+
+// eventPayload reads an external event's payload: nil or JSON null is no
+// payload (as in the original: no resume_event is merged).
+func eventPayload(payload any) (json.RawMessage, error) {
+	p, err := toJSON("payload", payload)
+	if err != nil || string(p) == "null" {
+		return nil, err
+	}
+	return p, nil
+}
+
+// newEventID names an event that came without a name of its own.
+func newEventID() string { return uuid.NewString() }
+
+// Outcomes of deliver_event.lua.
+const (
+	earlyUsed    = "used"
+	earlyRefused = "refused"
+	earlyKept    = "kept"
+)
+
+// deliver runs deliver_event.lua: the flow, when the event resumed it (now
+// or before), and the outcome.
+func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID string, payload json.RawMessage, mode string, lean bool) (*Flow, string, error) {
+	if err := s.ensureLoaded(ctx); err != nil {
+		return nil, "", err
+	}
+	_, nowMs, nowStr := s.clock()
+	args := append(s.head(id, nowMs, nowStr, mutation{lean: lean}),
+		cp, eventID, string(payload), mode, s.early.retention.Milliseconds(), s.early.cap)
+	v, err := s.scripts.deliverEvent.Run(ctx, s.client, s.keys.withInbox(s.keys.flowKeys(id, ""), id), args...).Result()
+	if err != nil {
+		err = scriptError(err, id)
+		var te *TransitionError
+		if errors.As(err, &te) {
+			te.To = StatusRunning
+		}
+		return nil, "", err
+	}
+	arr, ok := v.([]any)
+	if !ok || len(arr) < 2 {
+		return nil, "", fmt.Errorf("taskflow: unexpected script reply %T", v)
+	}
+	outcome, _ := arr[1].(string)
+	if outcome != earlyUsed {
+		return nil, outcome, nil
+	}
+	f, err := decodeFlow(id, pairsToMap(arr[0]), !lean)
+	return f, outcome, err
+}
+
+// keepEarly runs mbox_keep.lua.
+func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload json.RawMessage) error {
+	r := s.keys.rendezvous(cp)
+	_, nowMs, _ := s.clock()
+	err := s.scripts.mboxKeep.Run(ctx, s.client, []string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r)},
+		eventID, nowMs, s.early.retention.Milliseconds(), string(payload), s.early.cap).Err()
+	if err != nil {
+		return fmt.Errorf("taskflow: keeping an early event: %w", err)
+	}
+	return nil
+}
+
+// takeEarly runs mbox_take.lua: it claims for flow id the oldest kept
+// event of the pair (eventID "") or the given one, and returns its id and
+// payload; ok is false when there was none.
+func (s *RedisStore) takeEarly(ctx context.Context, id uuid.UUID, cp, eventID string) (string, json.RawMessage, bool, error) {
+	r := s.keys.rendezvous(cp)
+	_, nowMs, _ := s.clock()
+	v, err := s.scripts.mboxTake.Run(ctx, s.client,
+		[]string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.claimDue(r)},
+		id.String(), nowMs, earlyClaimTimeout.Milliseconds(), cp, eventID).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil, false, nil
+	}
+	if err != nil {
+		return "", nil, false, fmt.Errorf("taskflow: taking an early event: %w", err)
+	}
+	entry, _ := v.(string)
+	got, payload, ok := parseMboxEntry(entry)
+	if !ok {
+		return "", nil, false, fmt.Errorf("%w: unreadable kept event %q", ErrInvalidData, entry)
+	}
+	return got, payload, true, nil
+}
+
+// parseMboxEntry splits '<event id> <deadline ms> <payload>'.
+func parseMboxEntry(entry string) (string, json.RawMessage, bool) {
+	id, rest, ok := strings.Cut(entry, " ")
+	if !ok {
+		return "", nil, false
+	}
+	dl, payload, ok := strings.Cut(rest, " ")
+	if _, err := strconv.ParseInt(dl, 10, 64); !ok || err != nil || id == "" {
+		return "", nil, false
+	}
+	if payload == "" {
+		return id, nil, true
+	}
+	return id, json.RawMessage(payload), true
+}
+
+// settleEarly runs mbox_settle.lua; back reports that a refused event
+// went back to its mailbox.
+func (s *RedisStore) settleEarly(ctx context.Context, cp, eventID, outcome string) (bool, error) {
+	r := s.keys.rendezvous(cp)
+	_, nowMs, _ := s.clock()
+	n, err := s.scripts.mboxSettle.Run(ctx, s.client,
+		[]string{s.keys.claims(r), s.keys.claimDue(r), s.keys.mbox(cp), s.keys.kept(r)},
+		eventID, outcome, nowMs, s.early.cap).Int()
+	if err != nil {
+		return false, fmt.Errorf("taskflow: settling an early event: %w", err)
+	}
+	return n == 1, nil
+}
+
+// waitersOf returns the flows indexed as waiting for the pair, from every
+// shard's correlation index in one pipeline.
+func (s *RedisStore) waitersOf(ctx context.Context, cp string) ([]uuid.UUID, error) {
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, s.keys.shards)
+	for i := range cmds {
+		cmds[i] = pipe.ZRangeByLex(ctx, s.keys.corr(i), &redis.ZRangeBy{
+			Min: "[" + cp, Max: "(" + cp + "\xff",
+		})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("taskflow: resume by correlation: %w", err)
+	}
+	var out []uuid.UUID
+	for _, c := range cmds {
+		for _, member := range c.Val() {
+			if id, err := uuid.Parse(member[len(cp):]); err == nil {
+				out = append(out, id)
+			}
+		}
+	}
+	return out, nil
+}
+
+// errEarlyBusy: waiters kept leaving while an event was offered to them.
+var errEarlyBusy = errors.New("taskflow: the waiters of an early event kept leaving; the event stays kept")
+
+// placeEarly offers a kept event to the flows waiting for its pair, one
+// at a time, until one takes it: it returns that flow, or nil when nobody
+// waits (the event stays kept) or a waiter took the event itself.
+func (m *Manager) placeEarly(ctx context.Context, cp, eventID string) (*Flow, error) {
+	s := m.store
+	for round := 0; round < earlyPlaceRounds; round++ {
+		ws, err := s.waitersOf(ctx, cp)
+		if err != nil || len(ws) == 0 {
+			return nil, err
+		}
+		for _, w := range ws {
+			_, payload, ok, err := s.takeEarly(ctx, w, cp, eventID)
+			if err != nil || !ok {
+				return nil, err // not kept any more: its taker owns it
+			}
+			f, outcome, err := s.deliver(ctx, w, cp, eventID, payload, "resume", false)
+			if err != nil {
+				return nil, err // the claim stays: an engine's tick re-drives it
+			}
+			back, err := s.settleEarly(ctx, cp, eventID, outcome)
+			if outcome == earlyUsed {
+				return f, nil // a failed settle is re-driven; the flow has it
+			}
+			if err != nil || !back {
+				return nil, err // expired or the mailbox filled: dropped
+			}
+		}
+	}
+	return nil, errEarlyBusy
+}
+
+// publishEarly handles an event by topic and correlation id when the
+// mailbox is on: keep it, then offer it to a waiting flow.
+func (m *Manager) publishEarly(ctx context.Context, cp, eventID string, payload json.RawMessage) ([]*Flow, error) {
+	if err := m.store.keepEarly(ctx, cp, eventID, payload); err != nil {
+		return nil, err
+	}
+	f, err := m.placeEarly(ctx, cp, eventID)
+	if f != nil {
+		return []*Flow{f}, err
+	}
+	return []*Flow{}, err
+}
+
+// takeKept is the waiter's half: f just started waiting for the pair cp;
+// take a kept event of the pair, if any, and resume f with it. It returns
+// the flow as persisted: running when it took an event.
+func (m *Manager) takeKept(ctx context.Context, f *Flow, cp string, lean bool) (*Flow, error) {
+	s := m.store
+	eventID, payload, ok, err := s.takeEarly(ctx, f.ID, cp, "")
+	if err != nil {
+		return nil, fmt.Errorf("%w (flow %s is waiting; Manager.TakeEarlyEvent retries)", err, f.ID)
+	}
+	if !ok {
+		return f, nil
+	}
+	g, outcome, err := s.deliver(ctx, f.ID, cp, eventID, payload, "resume", lean)
+	if err != nil {
+		return nil, err // the claim stays: an engine's tick re-drives it
+	}
+	back, err := s.settleEarly(ctx, cp, eventID, outcome)
+	if outcome == earlyUsed {
+		return g, nil // a failed settle is re-driven; the flow has the event
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The flow left its wait meanwhile; the event went back: another
+	// waiter may have looked while it was claimed.
+	if back {
+		if _, err := m.placeEarly(ctx, cp, eventID); err != nil {
+			return nil, err
+		}
+	}
+	return s.Get(ctx, f.ID)
+}
+
+// TakeEarlyEvent resumes a flow waiting for an external event with an
+// event kept for it, as SetWaiting does, and returns the flow as
+// persisted (running when it took one, else as it is). SetWaiting calls
+// it; call it again when SetWaiting failed after the wait was stored
+// (its error says so). A flow that does not wait for an external event
+// is returned unchanged.
+func (m *Manager) TakeEarlyEvent(ctx context.Context, id uuid.UUID) (*Flow, error) {
+	f, err := m.store.Get(ctx, id)
+	if err != nil || f.Status != StatusWaiting || f.Wait == nil || !m.store.early.on() {
+		return f, err
+	}
+	w, err := ParseWaitCondition(f.Wait)
+	if err != nil || w.Kind != WaitKindExternalEvent {
+		return f, nil
+	}
+	return m.takeKept(ctx, f, corrPrefix(w.Topic, w.CorrelationID), false)
+}
+
+// CountEarlyEvents returns how many kept events (of both kinds) have not
+// expired, from each shard's index of kept events: one ZCOUNT per shard,
+// in one pipeline. Events being delivered (claimed) are not counted.
+func (s *RedisStore) CountEarlyEvents(ctx context.Context) (int, error) {
+	_, nowMs, _ := s.clock()
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.IntCmd, s.keys.shards)
+	for i := range cmds {
+		cmds[i] = pipe.ZCount(ctx, s.keys.kept(i), "("+nowMs, "+inf")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("taskflow: counting early events: %w", err)
+	}
+	n := 0
+	for _, c := range cmds {
+		n += int(c.Val())
+	}
+	return n, nil
+}
+
+// redriveEarly finishes the claims past due (their owner died or stalled):
+// it delivers each to its flow again and settles it, at most one batch
+// per shard per tick, and returns how many it settled.
+func (e *WaitEngine) redriveEarly(ctx context.Context, nowMs string) (int, error) {
+	s := e.s
+	if !s.early.on() {
+		return 0, nil
+	}
+	// Claims fall due earlyClaimTimeout after they were taken, and only
+	// when their owner died: looking once per earlyRedriveEvery keeps an
+	// idle tick at its cost most of the time.
+	ms, _ := strconv.ParseInt(nowMs, 10, 64)
+	if last := e.earlyAt.Load(); last != 0 && ms >= last && ms-last < earlyRedriveEvery.Milliseconds() {
+		return 0, nil
+	}
+	e.earlyAt.Store(ms)
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, s.keys.shards)
+	for i := range cmds {
+		cmds[i] = pipe.ZRangeByScore(ctx, s.keys.claimDue(i), &redis.ZRangeBy{Min: "-inf", Max: nowMs, Count: int64(e.batch)})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("taskflow: early event claims: %w", err)
+	}
+	n := 0
+	for shard, c := range cmds {
+		for _, eventID := range c.Val() {
+			raw, err := s.client.HGet(ctx, s.keys.claims(shard), eventID).Result()
+			if errors.Is(err, redis.Nil) {
+				raw = ""
+			} else if err != nil {
+				return n, fmt.Errorf("taskflow: early event claims: %w", err)
+			}
+			id, cp, payload, ok := parseClaim(raw)
+			if !ok || s.keys.rendezvous(cp) != shard {
+				// Settled meanwhile, or unreadable: drop it, or it is
+				// met again on every tick.
+				_, _ = s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+					p.ZRem(ctx, s.keys.claimDue(shard), eventID)
+					if raw != "" {
+						p.HDel(ctx, s.keys.claims(shard), eventID)
+					}
+					return nil
+				})
+				continue
+			}
+			_, outcome, err := s.deliver(ctx, id, cp, eventID, payload, "resume", true)
+			if err != nil {
+				return n, err
+			}
+			back, err := s.settleEarly(ctx, cp, eventID, outcome)
+			if err != nil {
+				return n, err
+			}
+			n++
+			if back {
+				if _, err := e.m.placeEarly(ctx, cp, eventID); err != nil {
+					return n, err
+				}
+			}
+		}
+	}
+	return n, nil
+}
+
+// parseClaim splits a claim: '<flow id> <n> <corr prefix, n bytes><entry>'.
+func parseClaim(c string) (uuid.UUID, string, json.RawMessage, bool) {
+	idStr, rest, ok := strings.Cut(c, " ")
+	if !ok {
+		return uuid.Nil, "", nil, false
+	}
+	id, err := uuid.Parse(idStr)
+	if err != nil {
+		return uuid.Nil, "", nil, false
+	}
+	nStr, rest, ok := strings.Cut(rest, " ")
+	n, err := strconv.Atoi(nStr)
+	if !ok || err != nil || n < 0 || n > len(rest) {
+		return uuid.Nil, "", nil, false
+	}
+	_, payload, ok := parseMboxEntry(rest[n:])
+	if !ok {
+		return uuid.Nil, "", nil, false
+	}
+	return id, rest[:n], payload, true
+}

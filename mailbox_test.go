@@ -1,0 +1,479 @@
+package taskflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// runningFlow creates a running flow.
+func (e *env) runningFlow(t testing.TB) *Flow {
+	t.Helper()
+	return must(t, try(e.m.CreateMirrored(e.ctx, seedInput())))
+}
+
+func (e *env) countEarly(t testing.TB) int {
+	t.Helper()
+	return must(t, try(e.store.CountEarlyEvents(e.ctx)))
+}
+
+// requireEarlyResumed checks that f was resumed at once by a kept event:
+// running, no wait, the payload as resume_event, and the log's newest
+// entries are resumed then waiting.
+func requireEarlyResumed(t testing.TB, e *env, f *Flow, want any) {
+	t.Helper()
+	if f.Status != StatusRunning || f.Wait != nil {
+		t.Fatalf("flow %s is %s with wait %s, want running", f.ID, f.Status, f.Wait)
+	}
+	st := stateOf(t, f)
+	got, has := st["resume_event"]
+	if want == nil {
+		if has {
+			t.Fatalf("resume_event %v, want none", got)
+		}
+	} else if !reflect.DeepEqual(got, want) {
+		t.Fatalf("resume_event %#v, want %#v", got, want)
+	}
+	kinds := eventKinds(t, e, f.ID)
+	if len(kinds) < 2 || kinds[0] != EventResumed || kinds[1] != EventWaiting {
+		t.Fatalf("events %v, want resumed then waiting at the head", kinds)
+	}
+	if stored := must(t, try(e.m.Get(e.ctx, f.ID))); !reflect.DeepEqual(stored, f) {
+		t.Fatalf("returned %+v, stored %+v", f, stored)
+	}
+}
+
+func TestEarlyEventByFlowID(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := e.runningFlow(t)
+		got, err := e.m.TryResumeExternal(e.ctx, f.ID, "mail", "m-1", map[string]string{"from": "bob"})
+		if got != nil || err != nil {
+			t.Fatalf("early event: %v %v", got, err)
+		}
+		// Another pair's event stays kept; an unknown flow's is not kept.
+		must(t, try(e.m.TryResumeExternal(e.ctx, f.ID, "mail", "m-2", nil)))
+		must(t, try(e.m.TryResumeExternal(e.ctx, uuid.New(), "mail", "m-1", nil)))
+		if n := e.countEarly(t); n != 2 {
+			t.Fatalf("%d kept events, want 2", n)
+		}
+		w := must(t, try(e.m.SetWaiting(e.ctx, f.ID, WaitExternalEvent("mail", "m-1"))))
+		requireEarlyResumed(t, e, w, map[string]any{"from": "bob"})
+		if w.Revision != f.Revision+2 {
+			t.Fatalf("revision %d, want %d", w.Revision, f.Revision+2)
+		}
+		if n := e.countEarly(t); n != 1 {
+			t.Fatalf("%d kept events after the take, want 1", n)
+		}
+		// Taken once: the next wait on the same pair waits.
+		w = must(t, try(e.m.SetWaiting(e.ctx, f.ID, WaitExternalEvent("mail", "m-1"))))
+		if w.Status != StatusWaiting {
+			t.Fatalf("second wait is %s", w.Status)
+		}
+		requireVerifyClean(t, e.m)
+		// A terminal flow keeps nothing.
+		must(t, try(e.m.Cancel(e.ctx, f.ID)))
+		must(t, try(e.m.TryResumeExternal(e.ctx, f.ID, "mail", "m-9", nil)))
+		if n := e.countEarly(t); n != 1 {
+			t.Fatalf("%d kept events, want 1", n)
+		}
+	})
+}
+
+func TestEarlyEventByCorrelation(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		a, b, c := e.runningFlow(t), e.runningFlow(t), e.runningFlow(t)
+		for i := 1; i <= 2; i++ {
+			if got := must(t, try(e.m.ResumeByCorrelation(e.ctx, "reply", "job-7", map[string]int{"n": i}))); len(got) != 0 {
+				t.Fatalf("resumed %d flows with nobody waiting", len(got))
+			}
+		}
+		if n := e.countEarly(t); n != 2 {
+			t.Fatalf("%d kept events, want 2", n)
+		}
+		// Oldest first, each event to one flow.
+		wa := must(t, try(e.m.SetWaiting(e.ctx, a.ID, WaitExternalEvent("reply", "job-7"))))
+		requireEarlyResumed(t, e, wa, map[string]any{"n": float64(1)})
+		wb := must(t, try(e.m.SetWaiting(e.ctx, b.ID, WaitExternalEvent("reply", "job-7"), WithoutState())))
+		if wb.Status != StatusRunning || wb.State != nil {
+			t.Fatalf("lean early resume: %+v", wb)
+		}
+		requireEarlyResumed(t, e, must(t, try(e.m.Get(e.ctx, b.ID))), map[string]any{"n": float64(2)})
+		wc := must(t, try(e.m.SetWaiting(e.ctx, c.ID, WaitExternalEvent("reply", "job-7"))))
+		if wc.Status != StatusWaiting {
+			t.Fatalf("third flow is %s with no event left", wc.Status)
+		}
+		// A live event goes to one waiter, the next to the next.
+		x := e.waitingFlow(t, WaitExternalEvent("reply", "job-7"))
+		r1 := must(t, try(e.m.ResumeByCorrelation(e.ctx, "reply", "job-7", "x")))
+		r2 := must(t, try(e.m.ResumeByCorrelation(e.ctx, "reply", "job-7", "y")))
+		if len(r1) != 1 || len(r2) != 1 || r1[0].ID == r2[0].ID {
+			t.Fatalf("live events resumed %v and %v", r1, r2)
+		}
+		for _, id := range []uuid.UUID{c.ID, x.ID} {
+			if g := must(t, try(e.m.Get(e.ctx, id))); g.Status != StatusRunning {
+				t.Fatalf("flow %s is %s", id, g.Status)
+			}
+		}
+		if n := e.countEarly(t); n != 0 {
+			t.Fatalf("%d kept events left", n)
+		}
+		requireVerifyClean(t, e.m)
+	})
+}
+
+// TestEarlyEventThroughBridge: both kinds of bridge message, published
+// before the flows wait, are kept and taken by SetWaiting.
+func TestEarlyEventThroughBridge(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		byID, byCorr := e.runningFlow(t), e.runningFlow(t)
+		must(t, try(0, e.m.PublishResume(e.ctx, ResumeRequest{FlowID: byID.ID, Topic: "webhook", CorrelationID: "abc", Payload: map[string]int{"n": 1}})))
+		must(t, try(0, e.m.PublishResume(e.ctx, ResumeRequest{Topic: "webhook", CorrelationID: "def", Payload: "two"})))
+		eng := e.engine(WithBridgeBlock(20 * time.Millisecond))
+		ctx, cancel := context.WithCancel(e.ctx)
+		done := make(chan error, 1)
+		go func() { done <- eng.RunResumeBridge(ctx) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for eng.BridgeStats().Handled < 2 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		<-done
+		if st := eng.BridgeStats(); st.Handled != 2 || st.Resumed != 0 || st.Failed != 0 {
+			t.Fatalf("stats %+v", st)
+		}
+		if n := e.countEarly(t); n != 2 {
+			t.Fatalf("%d kept events, want 2", n)
+		}
+		requireEarlyResumed(t, e, must(t, try(e.m.SetWaiting(e.ctx, byID.ID, WaitExternalEvent("webhook", "abc")))), map[string]any{"n": float64(1)})
+		requireEarlyResumed(t, e, must(t, try(e.m.SetWaiting(e.ctx, byCorr.ID, WaitExternalEvent("webhook", "def")))), "two")
+		requireVerifyClean(t, e.m)
+	})
+}
+
+// TestEarlyEventResentBridgeMessage: a bridge message handled twice (its
+// handler died before acknowledging) is kept once.
+func TestEarlyEventResentBridgeMessage(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := e.runningFlow(t)
+		for i := 0; i < 2; i++ {
+			must(t, try(e.m.tryResumeExternal(e.ctx, f.ID, "t", "c", "p", "s1-0")))
+			must(t, try(e.m.resumeByCorrelation(e.ctx, "t", "d", "q", "s2-0")))
+		}
+		if n := e.countEarly(t); n != 2 {
+			t.Fatalf("%d kept events, want 2", n)
+		}
+	})
+}
+
+func TestEarlyEventExpiresAndCap(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		for i := 0; i < 5; i++ {
+			must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "c", i)))
+		}
+		if n := e.countEarly(t); n != 3 {
+			t.Fatalf("%d kept events past a cap of 3", n)
+		}
+		mbox := e.store.keys.mbox(corrPrefix("t", "c"))
+		if ttl := e.client.PTTL(e.ctx, mbox).Val(); ttl <= 0 || ttl > time.Minute {
+			t.Fatalf("mailbox TTL %s, want (0, 1m]", ttl)
+		}
+		// The newest three are kept, oldest first.
+		for _, want := range []float64{2, 3} {
+			f := must(t, try(e.m.SetWaiting(e.ctx, e.runningFlow(t).ID, WaitExternalEvent("t", "c"))))
+			requireEarlyResumed(t, e, f, want)
+		}
+		// Past the retention the last one is not delivered, nor counted.
+		e.clock.Advance(time.Minute + time.Millisecond)
+		if n := e.countEarly(t); n != 0 {
+			t.Fatalf("%d kept events after the retention", n)
+		}
+		f := must(t, try(e.m.SetWaiting(e.ctx, e.runningFlow(t).ID, WaitExternalEvent("t", "c"))))
+		if f.Status != StatusWaiting {
+			t.Fatalf("an expired event resumed the flow")
+		}
+		// And the key goes by TTL.
+		must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "other", nil)))
+		if e.b.mini != nil {
+			e.b.mini.FastForward(time.Minute + time.Second)
+		} else {
+			e.client.PExpire(e.ctx, e.store.keys.mbox(corrPrefix("t", "other")), 10*time.Millisecond)
+			time.Sleep(50 * time.Millisecond)
+		}
+		if n := e.client.Exists(e.ctx, e.store.keys.mbox(corrPrefix("t", "other"))).Val(); n != 0 {
+			t.Fatal("an expired mailbox is still there")
+		}
+		requireVerifyClean(t, e.m)
+	}, WithEarlyEvents(time.Minute, 3))
+}
+
+func TestEarlyEventsOff(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := e.runningFlow(t)
+		must(t, try(e.m.TryResumeExternal(e.ctx, f.ID, "mail", "m-1", nil)))
+		must(t, try(e.m.ResumeByCorrelation(e.ctx, "mail", "m-1", nil)))
+		w := must(t, try(e.m.SetWaiting(e.ctx, f.ID, WaitExternalEvent("mail", "m-1"))))
+		if w.Status != StatusWaiting || e.countEarly(t) != 0 {
+			t.Fatalf("mailbox off: flow %s, %d kept", w.Status, e.countEarly(t))
+		}
+	}, WithEarlyEvents(0, 0))
+	_, err := NewRedisStore(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), WithEarlyEvents(-time.Second, 1))
+	wantErr(t, err, ErrInvalidData)
+	_, err = NewRedisStore(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), WithEarlyEvents(time.Hour, 0))
+	wantErr(t, err, ErrInvalidData)
+}
+
+// TestResumeNullPayload: a JSON null payload is no payload, late or early,
+// by flow id or by correlation, mailbox on or off.
+func TestResumeNullPayload(t *testing.T) {
+	for _, opt := range []StoreOption{WithEarlyEvents(0, 0), WithEarlyEvents(time.Hour, 10)} {
+		forEachBackend(t, func(t *testing.T, e *env) {
+			null := json.RawMessage("null")
+			late := e.waitingFlow(t, WaitExternalEvent("t", "late"))
+			f := must(t, try(e.m.TryResumeExternal(e.ctx, late.ID, "t", "late", null)))
+			byCorr := e.waitingFlow(t, WaitExternalEvent("t", "corr"))
+			must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "corr", []byte("null"))))
+			for _, id := range []uuid.UUID{f.ID, byCorr.ID} {
+				g := must(t, try(e.m.Get(e.ctx, id)))
+				if _, has := stateOf(t, g)["resume_event"]; has || g.Status != StatusRunning {
+					t.Fatalf("flow %s: %s, state %s", id, g.Status, g.State)
+				}
+				ev := must(t, try(e.m.ListEvents(e.ctx, id, 1)))[0]
+				if ev.Kind != EventResumed || string(ev.Payload) != `{"state_patch":null}` {
+					t.Fatalf("event %s %s", ev.Kind, ev.Payload)
+				}
+			}
+			if !e.store.early.on() {
+				return
+			}
+			early := e.runningFlow(t)
+			must(t, try(e.m.TryResumeExternal(e.ctx, early.ID, "t", "early", null)))
+			requireEarlyResumed(t, e, must(t, try(e.m.SetWaiting(e.ctx, early.ID, WaitExternalEvent("t", "early")))), nil)
+		}, opt)
+	}
+}
+
+// TestEarlyEventClaimRedriven: a claim whose owner died is finished by
+// the tick: delivered when its flow still waits, else handed to another
+// waiter; a late delivery by the first owner changes nothing.
+func TestEarlyEventClaimRedriven(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		cp := corrPrefix("t", "c")
+		must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "c", "one")))
+		a := e.runningFlow(t)
+		// a's SetWaiting, dying after its take: the wait, then the claim.
+		must(t, try(e.m.store.transition(e.ctx, transitionReq{
+			id: a.ID, to: StatusWaiting, kind: EventWaiting, payload: json.RawMessage(`{}`),
+			wait: must(t, try(waitFromAny(a.ID, WaitExternalEvent("t", "c")))),
+		})))
+		eventID, payload, ok, err := e.store.takeEarly(e.ctx, a.ID, cp, "")
+		if err != nil || !ok {
+			t.Fatalf("take: %v %v", ok, err)
+		}
+		eng := e.engine()
+		if rep := eng.TickAt(e.ctx, e.clock.Now()); rep.EarlyRedriven != 0 {
+			t.Fatalf("a claim not yet due was re-driven: %+v", rep)
+		}
+		e.clock.Advance(earlyClaimTimeout)
+		rep := eng.TickAt(e.ctx, e.clock.Now())
+		if rep.EarlyRedriven != 1 || rep.Err != nil {
+			t.Fatalf("tick %+v", rep)
+		}
+		requireEarlyResumed(t, e, must(t, try(e.m.Get(e.ctx, a.ID))), "one")
+		// The first owner wakes up: same decision, nothing written.
+		before := e.dump()
+		g, outcome, err := e.store.deliver(e.ctx, a.ID, cp, eventID, payload, "resume", false)
+		if err != nil || outcome != earlyUsed || g.Status != StatusRunning {
+			t.Fatalf("late delivery: %v %s %v", g, outcome, err)
+		}
+		if back, err := e.store.settleEarly(e.ctx, cp, eventID, outcome); back || err != nil {
+			t.Fatalf("late settle: %v %v", back, err)
+		}
+		if after := e.dump(); !reflect.DeepEqual(before, after) {
+			t.Fatal("a late delivery changed the flow space")
+		}
+
+		// Refused: the claimer's flow left its wait; the event goes to b.
+		must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "c", "two")))
+		c := e.runningFlow(t)
+		must(t, try(e.m.store.transition(e.ctx, transitionReq{
+			id: c.ID, to: StatusWaiting, kind: EventWaiting, payload: json.RawMessage(`{}`),
+			wait: must(t, try(waitFromAny(c.ID, WaitExternalEvent("t", "c")))),
+		})))
+		if _, _, ok, err := e.store.takeEarly(e.ctx, c.ID, cp, ""); err != nil || !ok {
+			t.Fatalf("take: %v %v", ok, err)
+		}
+		must(t, try(e.m.Cancel(e.ctx, c.ID)))
+		b := e.waitingFlow(t, WaitExternalEvent("t", "c")) // found nothing: claimed
+		if b.Status != StatusWaiting {
+			t.Fatal("b took a claimed event")
+		}
+		e.clock.Advance(earlyClaimTimeout)
+		if rep := eng.TickAt(e.ctx, e.clock.Now()); rep.EarlyRedriven != 1 || rep.Err != nil {
+			t.Fatalf("tick %+v", rep)
+		}
+		if g := must(t, try(e.m.Get(e.ctx, b.ID))); g.Status != StatusRunning || stateOf(t, g)["resume_event"] != "two" {
+			t.Fatalf("b: %s %s", g.Status, g.State)
+		}
+		requireVerifyClean(t, e.m)
+	})
+}
+
+// TestEarlyEventRace: events are published (by correlation, through the
+// bridge, and by flow id; most pairs have one waiter, a quarter of the
+// flows share one pair) while the flows that wait for them call
+// SetWaiting, from many goroutines: every event resumes exactly one flow,
+// every flow exactly one event.
+func TestEarlyEventRace(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		const n = 64 // flows, and events: a quarter of each kind
+		flows := make([]*Flow, n)
+		for i := range flows {
+			flows[i] = e.runningFlow(t)
+		}
+		eng := e.engine(WithBridgeBlock(20 * time.Millisecond))
+		ctx, cancel := context.WithCancel(e.ctx)
+		defer cancel()
+		bridgeDone := make(chan error, 1)
+		go func() { bridgeDone <- eng.RunResumeBridge(ctx) }()
+
+		var wg sync.WaitGroup
+		errs := make(chan error, 2*n)
+		start := make(chan struct{})
+		// Each side starts after a random pause, so events come before,
+		// during and after the waits.
+		jitter := func() { <-start; time.Sleep(rand.N(20 * time.Millisecond)) }
+		for i := 0; i < n; i++ {
+			wg.Add(2)
+			go func(i int) { // the waiter
+				defer wg.Done()
+				jitter()
+				corr := fmt.Sprintf("own-%d", i)
+				if i%4 == 3 {
+					corr = "shared"
+				}
+				if _, err := e.m.SetWaiting(e.ctx, flows[i].ID, WaitExternalEvent("race", corr)); err != nil {
+					errs <- fmt.Errorf("wait %d: %w", i, err)
+				}
+			}(i)
+			go func(i int) { // the event
+				defer wg.Done()
+				jitter()
+				var err error
+				own := fmt.Sprintf("own-%d", i)
+				switch i % 4 {
+				case 0:
+					_, err = e.m.ResumeByCorrelation(e.ctx, "race", own, i)
+				case 1:
+					err = e.m.PublishResume(e.ctx, ResumeRequest{Topic: "race", CorrelationID: own, Payload: i})
+				case 2:
+					_, err = e.m.TryResumeExternal(e.ctx, flows[i].ID, "race", own, i)
+				case 3:
+					_, err = e.m.ResumeByCorrelation(e.ctx, "race", "shared", i)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("event %d: %w", i, err)
+				}
+			}(i)
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		var got []int
+		for {
+			got = got[:0]
+			for _, f := range flows {
+				g := must(t, try(e.m.Get(e.ctx, f.ID)))
+				if g.Status == StatusRunning {
+					if v, ok := stateOf(t, g)["resume_event"].(float64); ok {
+						got = append(got, int(v))
+					}
+				}
+			}
+			if len(got) == n || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		if err := <-bridgeDone; !errors.Is(err, context.Canceled) {
+			t.Fatalf("bridge: %v", err)
+		}
+		sort.Ints(got)
+		for i := range got {
+			if got[i] != i {
+				t.Fatalf("events used by the flows: %v (want each of 0..%d once); bridge %+v, kept %d",
+					got, n-1, eng.BridgeStats(), e.countEarly(t))
+			}
+		}
+		if len(got) != n {
+			t.Fatalf("%d of %d flows resumed: events %v; kept %d", len(got), n, got, e.countEarly(t))
+		}
+		for _, f := range flows {
+			kinds := eventKinds(t, e, f.ID)
+			if countKind(kinds, EventResumed) != 1 {
+				t.Fatalf("flow %s: events %v", f.ID, kinds)
+			}
+		}
+		if k := e.countEarly(t); k != 0 {
+			t.Fatalf("%d events still kept", k)
+		}
+		for shard := 0; shard < e.store.Shards(); shard++ {
+			if c := e.client.HLen(e.ctx, e.store.keys.claims(shard)).Val(); c != 0 {
+				t.Fatalf("%d claims left on shard %d", c, shard)
+			}
+		}
+		requireVerifyClean(t, e.m)
+	})
+}
+
+// TestVerifyEarlyEvents: Verify knows the mailbox's keys (kept events of
+// both kinds, a claim) and reports them broken.
+func TestVerifyEarlyEvents(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := e.runningFlow(t)
+		must(t, try(e.m.TryResumeExternal(e.ctx, f.ID, "t", "inbox", "x")))
+		must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "mbox", "y")))
+		must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "claimed", "z")))
+		w := e.waitingFlow(t, WaitManual())
+		cp := corrPrefix("t", "claimed")
+		if _, _, ok, err := e.store.takeEarly(e.ctx, w.ID, cp, ""); !ok || err != nil {
+			t.Fatalf("take: %v %v", ok, err)
+		}
+		rep := requireVerifyClean(t, e.m)
+		if rep.Keys == 0 {
+			t.Fatal("verify saw no keys")
+		}
+		r := e.store.keys.rendezvous(cp)
+		mbox := e.store.keys.mbox(corrPrefix("t", "mbox"))
+		e.client.Persist(e.ctx, mbox)
+		e.client.RPush(e.ctx, e.store.keys.inbox(f.ID), "garbage")
+		e.client.ZRem(e.ctx, e.store.keys.claimDue(r), must(t, try(e.client.HKeys(e.ctx, e.store.keys.claims(r)).Result()))[0])
+		got := must(t, try(e.m.Verify(e.ctx)))
+		kinds := map[string]string{}
+		for _, p := range got.Problems {
+			kinds[p.Kind] = p.Key
+		}
+		want := map[string]string{
+			"early_no_ttl":    mbox,
+			"bad_early_event": e.store.keys.inbox(f.ID),
+			"claim_unindexed": e.store.keys.claims(r),
+		}
+		if !reflect.DeepEqual(kinds, want) {
+			t.Fatalf("problems %+v, want %v", got.Problems, want)
+		}
+	})
+}
