@@ -9,7 +9,7 @@ import (
 func TestToolStartIdempotencyKey(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		tool := NewTool(e.m)
-		start := `{"action":"start","controller_id":"mail/triage","goal":"answer msg 42","idempotency_key":"msg-42"}`
+		start := `{"action":"start","controller_id":"kate/triage","goal":"answer msg 42","idempotency_key":"msg-42"}`
 		first := callFlow(t, tool, sessA, start)
 		again := callFlow(t, tool, sessA, start)
 		if first["id"] != again["id"] || num(t, again["revision"]) != 1 {
@@ -27,11 +27,11 @@ func TestToolStartIdempotencyKey(t *testing.T) {
 			}
 		}
 		// The same key with other arguments is refused, with a hint.
-		err := callErr(t, tool, sessA, `{"action":"start","controller_id":"mail/triage","goal":"something else","idempotency_key":"msg-42"}`, ErrToolArgs)
+		err := callErr(t, tool, sessA, `{"action":"start","controller_id":"kate/triage","goal":"something else","idempotency_key":"msg-42"}`, ErrToolArgs)
 		if !errors.Is(err, ErrIdempotencyConflict) || !strings.Contains(err.Error(), "new key") {
 			t.Fatalf("conflict error: %v", err)
 		}
-		callErr(t, tool, sessA, `{"action":"start","controller_id":"c","goal":"g","idempotency_key":"`+strings.Repeat("k", MaxToolIdempotencyKeyBytes+1)+`"}`, ErrToolArgs)
+		callErr(t, tool, sessA, `{"action":"start","controller_id":"kate/c","goal":"g","idempotency_key":"`+strings.Repeat("k", MaxToolIdempotencyKeyBytes+1)+`"}`, ErrToolArgs)
 		// Without a key each start is a new flow.
 		if startFlow(t, tool, sessC, "g") == startFlow(t, tool, sessC, "g") {
 			t.Fatal("keyless starts made one flow")
