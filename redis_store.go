@@ -271,6 +271,7 @@ type mutation struct {
 	expected *int64
 	lease    *Lease
 	lean     bool
+	audit    *auditNote // WithAudit, audit.go
 }
 
 // MutationOption adjusts one manager mutation.
