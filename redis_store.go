@@ -168,26 +168,48 @@ func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []an
 }
 
 // checkLayout makes sure the flow space was written with this store's
-// shard count (recording it on first use), once per store: a second
-// store with another count would look for flows in the wrong shards.
-// It costs one round trip, the first time only.
+// shard count and placement of flows (recording them on first use), once
+// per store: a store with another count or placement would look for
+// flows in the wrong shards. It costs one round trip, the first time only.
 func (s *RedisStore) checkLayout(ctx context.Context) error {
 	if s.laidOut.Load() {
 		return nil
 	}
 	key := s.keys.layout()
-	var got *redis.StringCmd
-	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSetNX(ctx, key, "shards", s.keys.shards)
-		got = p.HGet(ctx, key, "shards")
+	var setHash, setShards *redis.BoolCmd
+	var all *redis.MapStringStringCmd
+	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		setHash = p.HSetNX(ctx, key, "hash", layoutHash)
+		setShards = p.HSetNX(ctx, key, "shards", s.keys.shards)
+		all = p.HGetAll(ctx, key)
 		return nil
 	})
 	if err != nil {
+		// A refused command (NOPERM, say) aborts the transaction: report
+		// its own error rather than EXECABORT.
+		for _, c := range []redis.Cmder{setHash, setShards, all} {
+			if c.Err() != nil && !strings.HasPrefix(c.Err().Error(), "EXECABORT") {
+				err = c.Err()
+				break
+			}
+		}
 		return fmt.Errorf("taskflow: reading the flow space layout: %w", err)
 	}
-	if got.Val() != strconv.Itoa(s.keys.shards) {
+	got := all.Val()
+	if setHash.Val() && !setShards.Val() {
+		// A layout without a placement: written before it was recorded,
+		// when flows were placed by FNV-1a. Record that, so that every
+		// store refuses the space, not only this one.
+		_ = s.client.HSet(ctx, key, "hash", legacyHash).Err()
+		got["hash"] = legacyHash
+	}
+	if got["shards"] != strconv.Itoa(s.keys.shards) {
 		return fmt.Errorf("%w: flow space %q was written with %s shards, this store has %d (use WithShards(%s))",
-			ErrLayoutMismatch, s.keys.prefix, got.Val(), s.keys.shards, got.Val())
+			ErrLayoutMismatch, s.keys.prefix, got["shards"], s.keys.shards, got["shards"])
+	}
+	if got["hash"] != layoutHash {
+		return fmt.Errorf("%w: flow space %q places flows in shards by %q, this version by %q: it was written by an older taskflow; read it with that version",
+			ErrLayoutMismatch, s.keys.prefix, got["hash"], layoutHash)
 	}
 	s.laidOut.Store(true)
 	return nil
