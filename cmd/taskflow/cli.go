@@ -1,61 +1,3 @@
-// Command taskflow is the operator CLI of the taskflow library: it lists,
-// inspects, cancels and resumes the flows kept in Redis, runs the wait
-// engine, prunes old flows, and plays a self-checking demo fleet.
-//
-// Usage:
-//
-//	taskflow <verb> [flags] [args]
-//
-// Verbs:
-//
-//	list    [--status S]... [--owner KEY] [--limit N] [--cursor C]
-//	        flows, most recent status change first; --status is repeatable
-//	        or a comma list; with --owner the owner's flows (newest created
-//	        first) are filtered by status client-side, so a page may hold
-//	        fewer than --limit rows while a next cursor is still printed
-//	show    <id>                 a flow, its state, steps and latest 20 events
-//	events  <id> [--limit N]     a flow's audit events, newest first
-//	cancel  <id>                 cancel a non-terminal flow
-//	resume  <id>                 resume a waiting flow (manual unblock)
-//	watch   [<id>] [--count N] [--for D]
-//	                             stream a flow's audit events (without an
-//	                             id: every flow's) as they are appended,
-//	                             until SIGINT or SIGTERM, N events or D
-//	prune   --older-than D       delete terminal flows last updated more than
-//	                             D ago (Go duration or days: 7d, 1d12h, 36h)
-//	tick                         run one wait-engine tick and print its report
-//	run     [--interval D]       run the wait engine and the resume bridge
-//	                             until SIGINT or SIGTERM
-//	demo    [--flows N] [--workers N]
-//	                             play a fleet of workers against an embedded
-//	                             Redis (or --redis) and check the invariants
-//	fsck    [--repair]           check the flow space's invariants (indexes,
-//	                             waits, events, steps, orphan keys); with
-//	                             --repair rebuild indexes and delete orphans.
-//	                             Exit status 1 when a problem is found (with
-//	                             --repair: when one is left unrepaired)
-//	bench   [--suites S] [--rounds N] [--quick] [--cluster-addrs A]
-//	                             run the benchmarks on private redis-servers
-//	                             and print medians and ratios
-//
-// Every verb takes:
-//
-//	--json        machine-readable output
-//	--redis URL   Redis URL (env TASKFLOW_REDIS_URL, default
-//	              redis://127.0.0.1:6379/0; rediss:// for TLS). A Redis
-//	              Cluster is named by one node in the URL and more in
-//	              addr= parameters (go-redis's cluster URL form), e.g.
-//	              redis://127.0.0.1:7101?addr=127.0.0.1:7102&addr=127.0.0.1:7103
-//	--prefix P    key prefix (env TASKFLOW_PREFIX, default taskflow)
-//	--shards N    shard count (env TASKFLOW_SHARDS, default 16); it must be
-//	              the one the workers use
-//	-h, --help    the verb's usage
-//
-// Flags may come before or after the arguments. Errors are printed on one
-// line to stderr. Exit status: 0 on success, 1 when the operation fails
-// (Redis unreachable, flow not found, nothing to resume, a failed check),
-// 2 on bad usage (unknown verb, bad flag, missing or extra argument, an id
-// that is not a UUID).
 package main
 
 import (
@@ -64,13 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"os"
+	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -78,61 +18,140 @@ import (
 	"github.com/taskflow-dev/taskflow"
 )
 
-func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-}
-
-// verb is one subcommand.
+// verb is one subcommand: its usage text and what it does. The text is
+// written once, here, and printed by 'taskflow help <verb>'.
 type verb struct {
 	name    string
-	summary string
+	args    string // the synopsis after "taskflow <name>", e.g. "<id> [--limit N]"
+	summary string // one line for the verb list
+	help    string // paragraphs (blank-line separated), wrapped when printed
 	run     func(ctx context.Context, c *cli, args []string) error
 }
 
-func verbs() []verb {
-	return []verb{
-		{"list", "list flows, most recent status change first", cmdList},
-		{"show", "show a flow, its state, steps and latest events", cmdShow},
-		{"events", "list a flow's audit events", cmdEvents},
-		{"cancel", "cancel a flow", cmdCancel},
-		{"resume", "resume a waiting flow (manual unblock)", cmdResume},
-		{"watch", "stream audit events as they are appended", cmdWatch},
-		{"prune", "delete old terminal flows", cmdPrune},
-		{"tick", "run one wait-engine tick", cmdTick},
-		{"run", "run the wait engine and the resume bridge", cmdRun},
-		{"demo", "play a fleet of workers and check the invariants", cmdDemo},
-		{"fsck", "check (and with --repair fix) the flow space's invariants", cmdFsck},
-		{"bench", "run the benchmarks (medians and ratios measured in one run)", cmdBench},
+// version is the CLI's version; release builds set it with
+// -ldflags "-X main.version=v1.2.3". Otherwise the module version or VCS
+// revision recorded by the Go toolchain is shown.
+var version = ""
+
+func versionString() string {
+	v, rev, dirty := version, "", false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
 	}
+	if v == "" {
+		v = "devel"
+	}
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		v += " (" + rev
+		if dirty {
+			v += ", modified"
+		}
+		v += ")"
+	}
+	return "taskflow " + v
 }
 
 // run is the whole program: it returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
 	// go-redis logs dial failures on its own; the CLI reports them once.
 	redis.SetLogger(quietLogger{})
+	c := &cli{stdout: stdout, stderr: stderr, json: wantsJSON(args)}
+	defer c.close()
 	if len(args) == 0 {
 		printUsage(stderr)
 		return 2
 	}
 	name := args[0]
-	if name == "-h" || name == "--help" || name == "help" {
+	switch name {
+	case "-h", "-help", "--help":
 		printUsage(stdout)
 		return 0
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, versionString())
+		return 0
+	case "help":
+		return c.help(args[1:])
 	}
+	v := findVerb(name)
+	if v == nil {
+		return c.exitCode(unknownVerb(name))
+	}
+	c.v = v
+	return c.exitCode(v.run(context.Background(), c, args[1:]))
+}
+
+// help is 'taskflow help [<verb>]'.
+func (c *cli) help(args []string) int {
+	if len(args) == 0 {
+		printUsage(c.stdout)
+		return 0
+	}
+	if len(args) > 1 {
+		return c.exitCode(usagef("help takes one verb, got %d words", len(args)))
+	}
+	v := findVerb(args[0])
+	if v == nil {
+		return c.exitCode(unknownVerb(args[0]))
+	}
+	c.v = v
+	return c.exitCode(v.run(context.Background(), c, []string{"--help"}))
+}
+
+func findVerb(name string) *verb {
 	for _, v := range verbs() {
 		if v.name == name {
-			c := &cli{stdout: stdout, stderr: stderr}
-			defer c.close()
-			return c.exitCode(v.run(context.Background(), c, args[1:]))
+			return v
 		}
 	}
-	fmt.Fprintf(stderr, "taskflow: unknown verb %q\n", name)
-	printUsage(stderr)
-	return 2
+	return nil
 }
+
+func unknownVerb(name string) error {
+	var names []string
+	for _, v := range verbs() {
+		names = append(names, v.name)
+	}
+	msg := fmt.Sprintf("unknown verb %q", name)
+	if s := suggest(name, names); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	}
+	return usagef("%s (see 'taskflow help')", msg)
+}
+
+// wantsJSON reports whether --json is among the arguments, so that even
+// an error met before the flags are parsed is printed as JSON.
+func wantsJSON(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "--json" || a == "-json" || a == "--json=true" || a == "-json=true" {
+			return true
+		}
+	}
+	return false
+}
+
+// lineWidth is where help text wraps.
+const lineWidth = 80
 
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "usage: taskflow <verb> [flags] [args]")
+	fmt.Fprintln(w, "       taskflow help <verb>     a verb's usage and flags")
+	fmt.Fprintln(w, "       taskflow --version")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "verbs:")
 	tw := newTable(w)
@@ -141,7 +160,9 @@ func printUsage(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'taskflow <verb> --help' for a verb's flags.")
+	fmt.Fprintln(w, "common flags (every verb):")
+	c := &cli{}
+	printFlags(w, c.commonFlags(flag.NewFlagSet("", flag.ContinueOnError)), nil)
 }
 
 // Errors that decide the exit status.
@@ -161,21 +182,44 @@ func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
-// exitCode prints err (if any) as one line and maps it to a status.
+// cliError is the JSON form of an error, printed on stderr with --json.
+type cliError struct {
+	Error      string `json:"error"`
+	ExitStatus int    `json:"exit_status"`
+	Usage      bool   `json:"usage,omitempty"`
+}
+
+// exitCode prints err (if any) as one line, or as one JSON object with
+// --json, and maps it to a status.
 func (c *cli) exitCode(err error) int {
 	var ue *usageError
+	code, msg := 1, ""
 	switch {
 	case err == nil, errors.Is(err, errHelp):
 		return 0
 	case errors.Is(err, errReported):
 		return 1
 	case errors.As(err, &ue):
-		fmt.Fprintf(c.stderr, "taskflow: %s\n", oneLine(ue.msg))
-		return 2
+		code, msg = 2, oneLine(ue.msg)
 	default:
-		fmt.Fprintf(c.stderr, "taskflow: %s\n", oneLine(cleanError(err)))
-		return 1
+		msg = oneLine(cleanError(err))
 	}
+	if c.json {
+		_ = writeJSONLine(c.stderr, cliError{Error: msg, ExitStatus: code, Usage: code == 2})
+	} else {
+		fmt.Fprintf(c.stderr, "%s %s\n", paint(c.stderr, red, "taskflow:"), msg)
+	}
+	return code
+}
+
+// warnf prints a warning line on stderr (a JSON object with --json).
+func (c *cli) warnf(format string, args ...any) {
+	msg := oneLine(fmt.Sprintf(format, args...))
+	if c.json {
+		_ = writeJSONLine(c.stderr, map[string]string{"warning": msg})
+		return
+	}
+	fmt.Fprintf(c.stderr, "%s %s\n", paint(c.stderr, yellow, "taskflow: warning:"), msg)
 }
 
 // cleanError drops the library's "taskflow: " and "invalid data: "
@@ -201,40 +245,39 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// Connection defaults.
-const (
-	defaultRedisURL = "redis://127.0.0.1:6379/0"
-	pingTimeout     = 3 * time.Second
-)
-
-// cli holds one invocation's output streams, common flags and connection.
+// cli holds one invocation's verb, output streams, common flags and
+// connection.
 type cli struct {
 	stdout, stderr io.Writer
+	v              *verb
 
 	json     bool
 	redisURL string
 	prefix   string
 	shards   int
 
-	verb     string
-	synopsis string
-	summary  string
-	fs       *flag.FlagSet
-	envErr   error
-	closers  []func()
+	fs      *flag.FlagSet
+	common  map[string]bool
+	envErr  error
+	closers []func()
 }
 
 // flags returns the verb's FlagSet with the common flags registered.
-// synopsis is the argument part of the usage line, e.g. "<id>".
-func (c *cli) flags(name, synopsis, summary string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+func (c *cli) flags() *flag.FlagSet {
+	fs := flag.NewFlagSet(c.v.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	c.verb, c.synopsis, c.summary, c.fs = name, synopsis, summary, fs
-	fs.BoolVar(&c.json, "json", false, "machine-readable JSON output")
+	c.fs = fs
+	c.commonFlags(fs)
+	return fs
+}
+
+// commonFlags registers the flags every verb takes and returns their names.
+func (c *cli) commonFlags(fs *flag.FlagSet) map[string]bool {
+	fs.BoolVar(&c.json, "json", c.json, "machine-readable JSON output (errors too, on stderr)")
 	fs.StringVar(&c.redisURL, "redis", envOr("TASKFLOW_REDIS_URL", defaultRedisURL),
-		"Redis `URL`, redis:// or rediss:// (env TASKFLOW_REDIS_URL); a Redis Cluster as one node\n"+
-			"plus addr= parameters, e.g. redis://127.0.0.1:7101?addr=127.0.0.1:7102&addr=127.0.0.1:7103")
+		"Redis `URL`: redis://[user:pass@]host:port/db, rediss:// for TLS, or a Redis Cluster as one "+
+			"node plus addr= parameters, e.g. redis://10.0.0.1:7101?addr=10.0.0.2:7101 (env TASKFLOW_REDIS_URL)")
 	fs.StringVar(&c.prefix, "prefix", envOr("TASKFLOW_PREFIX", taskflow.DefaultPrefix),
 		"key `prefix` of the flow space (env TASKFLOW_PREFIX)")
 	shards := taskflow.DefaultShards
@@ -246,8 +289,9 @@ func (c *cli) flags(name, synopsis, summary string) *flag.FlagSet {
 		shards = n
 	}
 	fs.IntVar(&c.shards, "shards", shards,
-		"shard `count` of the flow space (env TASKFLOW_SHARDS); must match the workers'")
-	return fs
+		"shard `count` of the flow space; must match the workers' (env TASKFLOW_SHARDS)")
+	c.common = map[string]bool{"json": true, "redis": true, "prefix": true, "shards": true}
+	return c.common
 }
 
 func envOr(name, def string) string {
@@ -268,7 +312,7 @@ func (c *cli) parse(args []string) ([]string, error) {
 			return nil, errHelp
 		}
 		if err != nil {
-			return nil, usagef("%s: %v (see 'taskflow %s --help')", c.verb, err, c.verb)
+			return nil, c.flagError(err)
 		}
 		rest := c.fs.Args()
 		if len(rest) == 0 {
@@ -291,11 +335,99 @@ func (c *cli) parse(args []string) ([]string, error) {
 	return pos, nil
 }
 
+// flagError rewrites the flag package's messages in the --flag spelling
+// the help uses, with a suggestion for a mistyped flag.
+func (c *cli) flagError(err error) error {
+	msg := err.Error()
+	see := fmt.Sprintf("(see 'taskflow help %s')", c.v.name)
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		name = strings.TrimLeft(name, "-")
+		var names []string
+		c.fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+		msg = fmt.Sprintf("%s: unknown flag --%s", c.v.name, name)
+		if s := suggest(name, names); s != "" {
+			msg += fmt.Sprintf("; did you mean --%s?", s)
+		}
+		return usagef("%s %s", msg, see)
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
+		return usagef("%s: flag --%s needs a value %s", c.v.name, strings.TrimLeft(name, "-"), see)
+	}
+	// invalid value "x" for flag -limit: parse error
+	if i := strings.Index(msg, " for flag -"); i >= 0 {
+		rest := msg[i+len(" for flag -"):]
+		name, why, _ := strings.Cut(rest, ": ")
+		if why == "parse error" || strings.HasPrefix(why, "strconv.") {
+			why = "not a number"
+		}
+		return usagef("%s: --%s: %s: %s %s", c.v.name, name, msg[:i], why, see)
+	}
+	return usagef("%s: %s %s", c.v.name, msg, see)
+}
+
+// printHelp prints the verb's usage: synopsis, description, its own
+// flags, then the common ones.
 func (c *cli) printHelp() {
-	fmt.Fprintf(c.stdout, "usage: taskflow %s %s\n\n%s\n\nflags:\n", c.verb, c.synopsis, c.summary)
-	c.fs.SetOutput(c.stdout)
-	c.fs.PrintDefaults()
-	c.fs.SetOutput(io.Discard)
+	w := c.stdout
+	fmt.Fprintf(w, "usage: taskflow %s %s\n\n", c.v.name, c.v.args)
+	fmt.Fprint(w, wrapText(c.v.help, lineWidth, ""))
+	fmt.Fprintln(w)
+	own := map[string]bool{}
+	c.fs.VisitAll(func(f *flag.Flag) {
+		if !c.common[f.Name] {
+			own[f.Name] = true
+		}
+	})
+	if len(own) > 0 {
+		fmt.Fprintln(w, "flags:")
+		printFlags(w, own, c.fs)
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "common flags:")
+	printFlags(w, c.common, c.fs)
+}
+
+// printFlags prints the flags named in names, as --name VALUE and a
+// wrapped description with the default. fs nil: a scratch set of the
+// common flags.
+func printFlags(w io.Writer, names map[string]bool, fs *flag.FlagSet) {
+	if fs == nil {
+		fs = flag.NewFlagSet("", flag.ContinueOnError)
+		(&cli{}).commonFlags(fs)
+	}
+	var flags []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) {
+		if names[f.Name] {
+			flags = append(flags, f)
+		}
+	})
+	sort.Slice(flags, func(i, j int) bool { return flags[i].Name < flags[j].Name })
+	for _, f := range flags {
+		arg, usage := flag.UnquoteUsage(f)
+		if _, isBool := f.Value.(interface{ IsBoolFlag() bool }); isBool {
+			arg = ""
+		}
+		head := "  --" + f.Name
+		if arg != "" {
+			head += " " + strings.ToUpper(arg)
+		}
+		if d := f.DefValue; d != "" && d != "false" && d != "0" && d != "0s" && d != "[]" {
+			usage += " (default " + d + ")"
+		}
+		fmt.Fprintln(w, head)
+		fmt.Fprint(w, wrapText(usage, lineWidth, "      "))
+	}
+}
+
+// wantArgs checks the number of arguments.
+func (c *cli) wantArgs(pos []string, names ...string) error {
+	if len(pos) < len(names) {
+		return usagef("%s: missing %s (usage: taskflow %s %s)", c.v.name, names[len(pos)], c.v.name, c.v.args)
+	}
+	if len(pos) > len(names) {
+		return usagef("%s: unexpected argument %q (usage: taskflow %s %s)", c.v.name, pos[len(names)], c.v.name, c.v.args)
+	}
+	return nil
 }
 
 // isSet reports whether the flag name was given on the command line.
@@ -305,165 +437,58 @@ func (c *cli) isSet(name string) bool {
 	return set
 }
 
-// wantArgs checks the number of arguments.
-func (c *cli) wantArgs(pos []string, names ...string) error {
-	if len(pos) < len(names) {
-		return usagef("%s: missing %s (usage: taskflow %s %s)", c.verb, names[len(pos)], c.verb, c.synopsis)
-	}
-	if len(pos) > len(names) {
-		return usagef("%s: unexpected argument %q (usage: taskflow %s %s)", c.verb, pos[len(names)], c.verb, c.synopsis)
-	}
-	return nil
-}
-
 // parseID reads a flow id argument.
 func parseID(s string) (uuid.UUID, error) {
 	id, err := uuid.Parse(s)
 	if err != nil {
 		return uuid.Nil, usagef("%q is not a flow id (want a UUID)", s)
 	}
+	if id == uuid.Nil {
+		return uuid.Nil, usagef("%s is the nil UUID, which is no flow's id", s)
+	}
 	return id, nil
 }
 
-// connect opens the Redis client named by --redis, checks that Redis
-// answers, and returns a manager on the flow space.
-func (c *cli) connect(ctx context.Context) (*taskflow.Manager, error) {
-	return c.connectURL(ctx, c.redisURL, c.prefix)
+// suggest returns the name closest to s when it is close enough to be a
+// typo (an edit distance of at most 2, or a prefix of it), else "".
+func suggest(s string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		d := editDistance(strings.ToLower(s), n)
+		if d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if best != "" {
+		return best
+	}
+	for _, n := range names {
+		if len(s) >= 2 && strings.HasPrefix(n, s) {
+			return n
+		}
+	}
+	return ""
 }
 
-func (c *cli) connectURL(ctx context.Context, rawURL, prefix string) (*taskflow.Manager, error) {
-	client, err := c.dial(ctx, rawURL)
-	if err != nil {
-		return nil, err
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
 	}
-	return newManager(client, prefix, c.shards)
-}
-
-// dial opens a client on rawURL and pings it: a cluster client when the
-// URL names more nodes with addr= parameters, a plain client otherwise.
-func (c *cli) dial(ctx context.Context, rawURL string) (redis.UniversalClient, error) {
-	if isClusterURL(rawURL) {
-		return c.dialCluster(ctx, rawURL)
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
 	}
-	opts, err := redis.ParseURL(rawURL)
-	if err != nil {
-		return nil, badURL(rawURL, err)
-	}
-	if err := probe(ctx, *opts); err != nil {
-		return nil, fmt.Errorf("cannot reach Redis at %s: %s", opts.Addr, unreachable(err, opts.TLSConfig != nil))
-	}
-	client := redis.NewClient(opts)
-	c.closers = append(c.closers, func() { _ = client.Close() })
-	return client, nil
-}
-
-// dialCluster opens a Redis Cluster client on a URL in go-redis's cluster
-// form (redis://host:port?addr=host:port&addr=…) and pings it.
-func (c *cli) dialCluster(ctx context.Context, rawURL string) (redis.UniversalClient, error) {
-	opts, err := redis.ParseClusterURL(rawURL)
-	if err != nil {
-		return nil, badURL(rawURL, err)
-	}
-	// go-redis ignores the path of a cluster URL; a cluster has only db 0.
-	if u, _ := url.Parse(rawURL); u != nil && u.Path != "" && u.Path != "/" && u.Path != "/0" {
-		return nil, usagef("--redis %s names database %s, but a Redis Cluster has only database 0",
-			redactURL(rawURL), strings.TrimPrefix(u.Path, "/"))
-	}
-	if err := probeCluster(ctx, *opts); err != nil {
-		return nil, fmt.Errorf("cannot reach Redis Cluster at %s: %s",
-			strings.Join(opts.Addrs, ","), unreachable(err, opts.TLSConfig != nil))
-	}
-	client := redis.NewClusterClient(opts)
-	c.closers = append(c.closers, func() { _ = client.Close() })
-	return client, nil
-}
-
-// isClusterURL reports whether rawURL has addr= query parameters, the
-// mark of go-redis's cluster URL form.
-func isClusterURL(rawURL string) bool {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return false
-	}
-	_, ok := u.Query()["addr"]
-	return ok
-}
-
-func badURL(rawURL string, err error) error {
-	return usagef("--redis %s is not a Redis URL: %s", redactURL(rawURL), strings.TrimPrefix(err.Error(), "redis: "))
-}
-
-// unreachable says why a probe failed, with a hint when a TLS URL met a
-// server that does not answer TLS.
-func unreachable(err error, tls bool) string {
-	reason := netReason(err)
-	if tls && strings.HasPrefix(reason, "no answer") {
-		reason += " (rediss:// needs a server that speaks TLS)"
-	}
-	return reason
-}
-
-// probe pings Redis once, without go-redis's retries (the CLI's client
-// keeps them), so an unreachable server is reported at once.
-func probe(ctx context.Context, opts redis.Options) error {
-	opts.MaxRetries = -1
-	opts.DialerRetries = 1
-	opts.PoolSize = 1
-	client := redis.NewClient(&opts)
-	defer client.Close()
-	return ping(ctx, client)
-}
-
-// probeCluster is probe for a cluster: the ping loads the slot map from
-// the nodes given, so it fails when none answers or when they are not a
-// cluster.
-func probeCluster(ctx context.Context, opts redis.ClusterOptions) error {
-	opts.MaxRetries = -1
-	opts.MaxRedirects = -1
-	opts.DialerRetries = 1
-	opts.PoolSize = 1
-	client := redis.NewClusterClient(&opts)
-	defer client.Close()
-	return ping(ctx, client)
-}
-
-func newManager(client redis.UniversalClient, prefix string, shards int) (*taskflow.Manager, error) {
-	store, err := taskflow.NewRedisStore(client, taskflow.WithPrefix(prefix), taskflow.WithShards(shards))
-	if err != nil {
-		return nil, &usageError{msg: cleanError(err)}
-	}
-	return taskflow.NewManager(store), nil
-}
-
-func ping(ctx context.Context, client redis.UniversalClient) error {
-	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
-	defer cancel()
-	return client.Ping(ctx).Err()
-}
-
-// netReason says in a few words why a connection failed.
-func netReason(err error) string {
-	var errno syscall.Errno
-	var dns *net.DNSError
-	var nerr net.Error
-	switch {
-	case errors.As(err, &dns):
-		return "unknown host " + dns.Name
-	case errors.As(err, &errno):
-		return errno.Error()
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &nerr) && nerr.Timeout():
-		return fmt.Sprintf("no answer within %s", pingTimeout)
-	}
-	return strings.TrimPrefix(err.Error(), "redis: ")
-}
-
-// redactURL hides a password in a URL meant for display.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
+	return prev[len(b)]
 }
 
 func (c *cli) close() {

@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -119,56 +116,6 @@ type demoTarget struct {
 	url      string
 	prefix   string
 	embedded bool
-}
-
-func cmdDemo(ctx context.Context, c *cli, args []string) error {
-	fs := c.flags("demo", "[--flows N] [--workers N]",
-		"Play a small fleet. Flows are created and started; workers, each with its own\n"+
-			"Redis client and manager, claim them off the ready queue under a lease and do\n"+
-			"the next piece of each flow's plan: steps, then a finish, a failure, or a\n"+
-			"timer, external-event or manual wait (or one the operator cancels). Two wait\n"+
-			"engines tick and run the resume bridge; a resumed flow goes back on the queue\n"+
-			"for whichever worker claims it. Some workers hand a flow back mid-way, some\n"+
-			"stall until their lease expires. Then print a summary and check the\n"+
-			"invariants (exit status 1 if one fails).\n\n"+
-			"Without --redis (and TASKFLOW_REDIS_URL) it runs on an embedded Redis under a\n"+
-			"fresh prefix. With --redis it uses --prefix (default taskflow-demo; the\n"+
-			"TASKFLOW_PREFIX variable is ignored, so the demo never writes into a real flow\n"+
-			"space by accident) and leaves the flows there for 'taskflow list' and 'show'.")
-	flows := fs.Int("flows", 300, "how many flows to drive")
-	workers := fs.Int("workers", 4, "how many workers (each with its own client and manager)")
-	pos, err := c.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := c.wantArgs(pos); err != nil {
-		return err
-	}
-	if *flows < 1 || *flows > 100000 {
-		return usagef("--flows %d is outside 1..100000", *flows)
-	}
-	if *workers < 1 || *workers > 256 {
-		return usagef("--workers %d is outside 1..256", *workers)
-	}
-	target, stopRedis, err := c.demoTarget()
-	if err != nil {
-		return err
-	}
-	defer stopRedis()
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	d, err := newDemo(ctx, c, target, *workers)
-	if err != nil {
-		return err
-	}
-	res, err := d.play(ctx, makePlans(*flows))
-	if err != nil {
-		return err
-	}
-	if ctx.Err() != nil {
-		return errors.New("demo interrupted")
-	}
-	return d.report(ctx, res)
 }
 
 // demoTarget picks the Redis to play on: the one named by --redis or

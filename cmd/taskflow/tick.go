@@ -2,15 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
-	"sync"
-	"syscall"
-	"time"
 
 	"github.com/taskflow-dev/taskflow"
 )
@@ -34,10 +28,20 @@ func (c *cli) logger(level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
 }
 
+var tickVerb = &verb{
+	name:    "tick",
+	args:    "",
+	summary: "run one wait-engine tick and print its report",
+	help: `Run one wait-engine tick: cancel waiting flows whose cancel was requested,
+resume flows whose timer is due, put the flows of expired leases back on the
+ready queues, and print the report (scanned, resumed, cancelled,
+still_waiting, leases_expired, errors). Exit status 1 when the tick met
+errors.`,
+	run: cmdTick,
+}
+
 func cmdTick(ctx context.Context, c *cli, args []string) error {
-	c.flags("tick", "", "Run one wait-engine tick: cancel waiting flows whose cancel was requested,\n"+
-		"resume flows whose timer is due, and print the report. Exit status 1 when\n"+
-		"the tick met errors.")
+	c.flags()
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
@@ -45,7 +49,7 @@ func cmdTick(ctx context.Context, c *cli, args []string) error {
 	if err := c.wantArgs(pos); err != nil {
 		return err
 	}
-	m, err := c.connect(ctx)
+	m, err := c.connectWarn(ctx)
 	if err != nil {
 		return err
 	}
@@ -59,8 +63,7 @@ func cmdTick(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	if rep.Errors > 0 {
-		fmt.Fprintf(c.stderr, "taskflow: the tick met %d errors; the first: %s\n", rep.Errors, oneLine(cleanError(rep.Err)))
-		return errReported
+		return fmt.Errorf("the tick met %d errors; the first: %s", rep.Errors, oneLine(cleanError(rep.Err)))
 	}
 	return nil
 }
@@ -71,129 +74,7 @@ func printTick(w io.Writer, r taskflow.TickReport) error {
 	fmt.Fprintf(tw, "resumed\t%d\n", r.Resumed)
 	fmt.Fprintf(tw, "cancelled\t%d\n", r.Cancelled)
 	fmt.Fprintf(tw, "still_waiting\t%d\n", r.StillWaiting)
+	fmt.Fprintf(tw, "leases_expired\t%d\n", r.LeasesExpired)
 	fmt.Fprintf(tw, "errors\t%d\n", r.Errors)
 	return tw.Flush()
-}
-
-func cmdRun(ctx context.Context, c *cli, args []string) error {
-	fs := c.flags("run", "[--interval D]", "Run the wait engine (a tick every interval) and the resume bridge until\n"+
-		"SIGINT or SIGTERM. On a terminal one status line is updated in place;\n"+
-		"otherwise (or with --json) one JSON line is printed per tick.")
-	interval := fs.Duration("interval", taskflow.DefaultTickInterval, "time between ticks")
-	pos, err := c.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := c.wantArgs(pos); err != nil {
-		return err
-	}
-	if *interval <= 0 {
-		return usagef("--interval %s is not positive", *interval)
-	}
-	m, err := c.connect(ctx)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	e := taskflow.NewWaitEngine(m, taskflow.WithLogger(c.logger(slog.LevelInfo)))
-	d := &runDisplay{c: c, e: e, live: !c.json && isTerminal(c.stdout)}
-	if d.live {
-		fmt.Fprintf(c.stdout, "wait engine and resume bridge on prefix %q, a tick every %s; Ctrl-C stops\n", c.prefix, *interval)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = e.RunResumeBridge(ctx)
-	}()
-	if d.live {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.refresh(ctx, time.Second)
-		}()
-	}
-	err = e.RunWithReports(ctx, *interval, d.report)
-	wg.Wait()
-	d.finish()
-	if errors.Is(err, context.Canceled) {
-		return nil
-	}
-	return err
-}
-
-// runDisplay shows the progress of run.
-type runDisplay struct {
-	c    *cli
-	e    *taskflow.WaitEngine
-	live bool
-
-	mu        sync.Mutex
-	ticks     int
-	resumed   int
-	cancelled int
-	waiting   int
-	errors    int
-}
-
-// runLine is one JSON line of run: the tick's report and the bridge's
-// counters since the start.
-type runLine struct {
-	Tick int    `json:"tick"`
-	At   string `json:"at"`
-	tickJSON
-	Bridge taskflow.BridgeStats `json:"bridge"`
-}
-
-func (d *runDisplay) report(r taskflow.TickReport) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.ticks++
-	d.resumed += r.Resumed
-	d.cancelled += r.Cancelled
-	d.waiting = r.StillWaiting
-	d.errors += r.Errors
-	if d.live {
-		d.draw()
-		return
-	}
-	_ = writeJSONLine(d.c.stdout, runLine{
-		Tick: d.ticks, At: time.Now().UTC().Format(time.RFC3339Nano),
-		tickJSON: newTickJSON(r), Bridge: d.e.BridgeStats(),
-	})
-}
-
-// refresh redraws the status line every period, so bridge resumes show
-// between ticks.
-func (d *runDisplay) refresh(ctx context.Context, period time.Duration) {
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			d.mu.Lock()
-			d.draw()
-			d.mu.Unlock()
-		}
-	}
-}
-
-func (d *runDisplay) draw() {
-	b := d.e.BridgeStats()
-	statusLine{d.c.stdout}.update(fmt.Sprintf(
-		"ticks %d  resumed %d  cancelled %d  waiting %d  errors %d  bridge: handled %d, resumed %d",
-		d.ticks, d.resumed, d.cancelled, d.waiting, d.errors, b.Handled, b.Resumed))
-}
-
-func (d *runDisplay) finish() {
-	if !d.live {
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.draw()
-	statusLine{d.c.stdout}.done()
 }
