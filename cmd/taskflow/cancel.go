@@ -31,8 +31,8 @@ the worker learns of it only then.`,
 
 func cmdCancel(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
-	reason := fs.String("reason", "", "why, recorded in the cancelled event (at most 1024 bytes)")
-	actor := fs.String("actor", defaultActor(), "who, recorded in the cancelled event")
+	reason := fs.String("reason", "", "`text` saying why, recorded in the cancelled event (at most 1024 bytes)")
+	actor := fs.String("actor", defaultActor(), "`name` of who cancels, recorded in the cancelled event")
 	pos, err := c.parse(args)
 	if err != nil {
 		return err

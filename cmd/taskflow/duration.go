@@ -44,8 +44,8 @@ func parseDuration(s string) (time.Duration, error) {
 type durationFlag struct{ d *time.Duration }
 
 func (f durationFlag) String() string {
-	if f.d == nil {
-		return ""
+	if f.d == nil || *f.d < 0 {
+		return "" // unset (a required flag)
 	}
 	return fmtDuration(*f.d)
 }

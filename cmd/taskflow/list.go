@@ -113,7 +113,14 @@ func cmdList(ctx context.Context, c *cli, args []string) error {
 	if c.json {
 		return writeJSON(c.stdout, listPage{Flows: page.Flows, Next: page.Next})
 	}
-	return printFlows(c.stdout, page)
+	empty := fmt.Sprintf("no flows in flow space %q at %s", c.prefix, serverName(c.redisURL))
+	if len(statuses) > 0 || *owner != "" {
+		empty = fmt.Sprintf("no flows match in flow space %q at %s", c.prefix, serverName(c.redisURL))
+	}
+	if *cursor != "" {
+		empty = "no more flows"
+	}
+	return printFlows(c.stdout, page, empty)
 }
 
 // fetchPage reads one page: by owner (filtered by status here) or by
@@ -136,9 +143,10 @@ func fetchPage(ctx context.Context, m *taskflow.Manager, owner string, statuses 
 	return page, nil
 }
 
-func printFlows(w io.Writer, page *taskflow.FlowPage) error {
+// printFlows prints a page as a table, or empty when it holds no flow.
+func printFlows(w io.Writer, page *taskflow.FlowPage, empty string) error {
 	if len(page.Flows) == 0 {
-		fmt.Fprintln(w, "no flows")
+		fmt.Fprintln(w, empty)
 	} else {
 		tw := newTable(w)
 		fmt.Fprintln(tw, "ID\tSTATUS\tSTEP\tWAIT\tDUE\tUPDATED\tGOAL")

@@ -102,6 +102,9 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 	} else {
 		events, err = m.WatchAll(ctx)
 	}
+	if err != nil && ctx.Err() != nil {
+		return nil // --for, or a signal, ended the watch while it subscribed
+	}
 	if err != nil {
 		return err
 	}

@@ -213,7 +213,7 @@ func TestWatchBannerAndEnd(t *testing.T) {
 		// An ended flow is refused at once.
 		e.run("watch", f.ID.String()).wantCode(t, 1).wantOneLineError(t, "is finished and appends no more events")
 		// --for takes the same durations as every flag.
-		if r := e.run("watch", "--for", "0.000001d").wantCode(t, 0); !strings.Contains(r.stderr, "watching every flow") {
+		if r := e.run("watch", "--for", "0.000004d").wantCode(t, 0); !strings.Contains(r.stderr, "watching every flow") {
 			t.Fatalf("stderr %q", r.stderr)
 		}
 	})
