@@ -62,8 +62,8 @@ func WithPrefix(prefix string) StoreOption {
 
 // WithShards sets how many shards the flow space's indexes are split into
 // (default 16, from 1 to 4096). Every process sharing a flow space must
-// use the same count: a flow's keys are found by hashing its id into a
-// shard. More shards spread a Redis Cluster's load over more slots; fewer
+// use the same count: a flow's keys are found from its id's last 8 hex
+// digits modulo the count (RedisStore.ShardOf). More shards spread a Redis Cluster's load over more slots; fewer
 // make lists and ticks cheaper (they visit every shard).
 func WithShards(n int) StoreOption {
 	return func(c *storeConfig) { c.shards = n }
