@@ -174,7 +174,7 @@ const (
 // paint colours s for w when w is a terminal and NO_COLOR is not set
 // (https://no-color.org); otherwise it returns s as it is.
 func paint(w io.Writer, colour, s string) string {
-	if os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" || !isTerminal(w) {
+	if colour == "" || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" || !isTerminal(w) {
 		return s
 	}
 	return "\033[" + colour + "m" + s + "\033[0m"

@@ -20,7 +20,8 @@ var runVerb = &verb{
 	summary: "run the wait engine and the resume bridge",
 	help: `Run the wait engine (a tick every interval) and the resume bridge until
 SIGINT or SIGTERM. On a terminal one status line is updated in place (ticks,
-resumed, cancelled, waiting, leases expired, errors, the bridge's counts);
+resumed, cancelled, waiting, leases expired, errors, and the bridge's resumed
+out of handled requests; kept under 80 columns so it rewrites in place);
 otherwise (or with --json) one JSON line is printed per tick.
 
 A prefix with no flow space yet is served (the workers may not have started),
@@ -138,8 +139,8 @@ func (d *runDisplay) refresh(ctx context.Context, period time.Duration) {
 func (d *runDisplay) draw() {
 	b := d.e.BridgeStats()
 	statusLine{d.c.stdout}.update(fmt.Sprintf(
-		"ticks %d  resumed %d  cancelled %d  waiting %d  leases expired %d  errors %d  bridge: handled %d, resumed %d",
-		d.ticks, d.resumed, d.cancelled, d.waiting, d.expired, d.errors, b.Handled, b.Resumed))
+		"ticks %d  resumed %d  cancelled %d  waiting %d  expired %d  errors %d  bridge %d/%d",
+		d.ticks, d.resumed, d.cancelled, d.waiting, d.expired, d.errors, b.Resumed, b.Handled))
 }
 
 func (d *runDisplay) finish() {

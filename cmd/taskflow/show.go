@@ -104,7 +104,7 @@ func printFlow(w io.Writer, f *taskflow.Flow, l *taskflow.Lease, now time.Time) 
 	tw := newTable(w)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	row("id", f.ID.String())
-	row("status", string(f.Status))
+	row("status", paint(w, statusColour(f.Status), string(f.Status)))
 	row("cancel_requested", fmt.Sprint(f.CancelRequested))
 	row("controller_id", cell(f.ControllerID, 0))
 	row("goal", cell(f.Goal, 0))
@@ -161,4 +161,18 @@ func describeLease(l *taskflow.Lease, now time.Time) string {
 			what, fmtRelative(l.ExpiresAt, now), fmtTimeMs(l.ExpiresAt))
 	}
 	return fmt.Sprintf("%s until %s (%s)", what, fmtTimeMs(l.ExpiresAt), fmtRelative(l.ExpiresAt, now))
+}
+
+// statusColour is the colour of a status in show: green finished, red
+// failed, yellow cancelled, none otherwise.
+func statusColour(st taskflow.FlowStatus) string {
+	switch st {
+	case taskflow.StatusFinished:
+		return green
+	case taskflow.StatusFailed:
+		return red
+	case taskflow.StatusCancelled:
+		return yellow
+	}
+	return ""
 }
