@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -50,4 +52,35 @@ func TestFmtDuration(t *testing.T) {
 			t.Errorf("parseDuration(fmtDuration(%s)) = %s, %v", d, back, err)
 		}
 	}
+}
+
+// TestColourOnATerminal runs the binary on a pseudo-terminal (util-linux
+// script): show colours a finished flow's status there, and not with
+// NO_COLOR set.
+func TestColourOnATerminal(t *testing.T) {
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("script (util-linux) not installed")
+	}
+	eachBackend(t, func(t *testing.T, e *testEnv) {
+		f := e.running(ownerA, "colour me")
+		if _, err := e.m.Finish(context.Background(), f.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+		onTTY := func(env ...string) string {
+			line := strings.Join([]string{binPath, "show", f.ID.String(), "--redis", shellQuote(e.url), "--prefix", e.prefix}, " ")
+			cmd := exec.Command("script", "-qec", line, "/dev/null")
+			cmd.Env = append(cliEnv(), env...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", line, err, out)
+			}
+			return string(out)
+		}
+		if out := onTTY("TERM=xterm"); !strings.Contains(out, "\033[32mfinished\033[0m") {
+			t.Fatalf("no colour on a terminal:\n%q", out)
+		}
+		if out := onTTY("TERM=xterm", "NO_COLOR=1"); strings.Contains(out, "\033[") {
+			t.Fatalf("colour despite NO_COLOR:\n%q", out)
+		}
+	})
 }
