@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -86,6 +87,35 @@ func TestRunStopsOnSIGINT(t *testing.T) {
 			if st := e.get(id).Status; st != taskflow.StatusRunning {
 				t.Fatalf("flow %s is %s, want running", id, st)
 			}
+		}
+	})
+}
+
+// TestRunLiveLine runs the engine on a pseudo-terminal (util-linux
+// script) until timeout sends SIGINT: the status line, rewritten in place
+// and under 80 columns, counts the expired lease.
+func TestRunLiveLine(t *testing.T) {
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("script (util-linux) not installed")
+	}
+	eachBackend(t, func(t *testing.T, e *testEnv) {
+		e.running(ownerA, "stalls")
+		if _, _, err := e.m.Claim(context.Background(), "test/cli", "w", taskflow.MinLease, taskflow.WithClaimWait(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * taskflow.MinLease)
+		line := strings.Join([]string{"timeout", "--preserve-status", "-s", "INT", "2", binPath, "run", "--interval", "100ms",
+			"--redis", shellQuote(e.url), "--prefix", e.prefix}, " ")
+		cmd := exec.Command("script", "-qec", line, "/dev/null")
+		cmd.Env = append(cliEnv(), "TERM=xterm")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%q", line, err, out)
+		}
+		frames := strings.Split(string(out), "\r\033[K")
+		last := strings.TrimSpace(frames[len(frames)-1])
+		if len(frames) < 2 || !strings.Contains(last, "expired 1") || !strings.HasPrefix(last, "ticks ") || len(last) > 80 {
+			t.Fatalf("last status line %q of:\n%q", last, out)
 		}
 	})
 }
