@@ -30,25 +30,37 @@ import (
 //
 //	var fooVerb = &verb{
 //		name:    "foo",
-//		args:    "<id> [--bar N]",          // synopsis after "taskflow foo"
+//		args:    "<id> [--bar N]",  // the synopsis after "taskflow foo"
 //		summary: "one line for the verb list",
-//		help:    "paragraphs; wrapped at 80 columns when printed",
-//		run:     runFoo,
+//		help:    `Paragraphs, wrapped at 80 columns when printed; lines
+//	indented by two spaces (examples) are kept as they are.`,
+//		run: runFoo,
 //	}
 //
 //	func runFoo(ctx context.Context, c *cli, args []string) error {
-//		fs := c.flags()                    // --json, --redis, --prefix, --shards
+//		fs := c.flags()              // registers --json, --redis, --prefix, --shards
 //		bar := fs.Int("bar", 1, "what --bar does")
-//		pos, err := c.parse(args)          // handles --help, mixes flags and args
-//		...
-//		m, err := c.connect(ctx)           // or c.connectExisting for read verbs
+//		var d time.Duration
+//		durationVar(fs, &d, "for", 0, "a duration `D`") // 7d, 36h, 90m: one syntax
+//		pos, err := c.parse(args)    // --help, flags mixed with arguments
+//		if err != nil {
+//			return err
+//		}
+//		if err := c.wantArgs(pos, "<id>"); err != nil {
+//			return err
+//		}
+//		m, err := c.connectExisting(ctx) // refuses a missing flow space;
+//		// c.connectWarn serves it with a warning (engines, servers)
 //		...
 //	}
 //
-// and add fooVerb to the list below (one line). Errors: usagef(...) for
-// bad usage (exit 2), any other error for a failure (exit 1); with --json
-// both are printed as JSON. Durations use durationFlag (7d, 36h, 90m).
-// Tests drive the built binary: see main_test.go.
+// then add fooVerb to the list below: one line. Return usagef(...) for
+// bad usage (exit status 2) and any other error for a failure (exit
+// status 1): both are printed on one line, or as JSON with --json.
+// Print results on c.stdout (writeJSON when c.json), warnings with
+// c.warnf. Test through the built binary (runCLI, eachBackend in
+// main_test.go); 'taskflow help foo' is checked for 80 columns and --flag
+// spelling by TestHelpVerbVersion without more work.
 func verbs() []*verb {
 	return []*verb{
 		listVerb,
