@@ -1,8 +1,8 @@
 package taskflow
 
 import (
+	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"unicode"
@@ -13,8 +13,8 @@ import (
 // keyspace builds every Redis key of a flow space; nothing else in the
 // package formats a key.
 //
-// A flow lives in one of a fixed number of shards, chosen by a hash of its
-// id. Each shard has a hash tag, {<n>}, shared by the flow's own keys and
+// A flow lives in one of a fixed number of shards, chosen by its id's
+// last 8 hex digits (shardOf). Each shard has a hash tag, {<n>}, shared by the flow's own keys and
 // the shard's indexes, so every script touches one cluster slot:
 //
 //	<prefix>:{<n>}:flow:<id>          hash: the flow record, and the state
@@ -31,7 +31,8 @@ import (
 //	<prefix>:{<n>}:leases             hash: flow id -> "<token>|<expiry ms>|<worker JSON>"
 //	<prefix>:{<n>}:leasexp            zset: leased flow id by lease expiry
 //	<prefix>:{<n>}:ticklock           string: the engine working on the shard (5 s)
-//	<prefix>:{meta}:layout            hash: shards (the flow space's shard count)
+//	<prefix>:{meta}:layout            hash: shards (the flow space's shard count),
+//	                                  hash (the placement of flows: layoutHash)
 //	<prefix>:{bridge}:resume          stream: the resume bridge's requests
 type keyspace struct {
 	prefix string
@@ -76,11 +77,28 @@ func validatePrefix(p string) error {
 	return nil
 }
 
+// shardOf is the flow's shard: its id's last 8 hex digits read as a
+// number, modulo the shard count, so an operator computes it by hand
+// (in bash: echo $(( 0x${ID: -8} % 16 ))). The last digits are random in
+// every UUID version, including the time-ordered v7. The layout record
+// names this placement (layoutHash): a flow space written with another
+// one is refused.
 func (k keyspace) shardOf(id uuid.UUID) int {
-	h := fnv.New32a()
-	_, _ = h.Write(id[:])
-	return int(h.Sum32() % uint32(k.shards))
+	return int(binary.BigEndian.Uint32(id[12:16]) % uint32(k.shards))
 }
+
+// Placements of flows in shards, as recorded in the layout's "hash" field.
+const (
+	// layoutHash is shardOf's: the id's last 32 bits modulo the shards.
+	layoutHash = "id-tail32"
+	// legacyHash was the placement before: FNV-1a of the 16 id bytes.
+	legacyHash = "fnv32a"
+)
+
+// ShardOf returns the shard the flow with this id lives in: the id's
+// last 8 hex digits as a number, modulo the shard count. Every key of the
+// flow starts with "<prefix>:{<shard>}" (see the README's key table).
+func (s *RedisStore) ShardOf(id uuid.UUID) int { return s.keys.shardOf(id) }
 
 // tag is "<prefix>:{<n>}", the part every key of shard n starts with.
 func (k keyspace) tag(shard int) string {

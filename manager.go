@@ -174,10 +174,15 @@ func (m *Manager) RequestCancel(ctx context.Context, id uuid.UUID, opts ...Mutat
 }
 
 // Cancel moves any non-terminal flow to cancelled and clears its wait.
+// WithAudit names who cancelled and why in the cancelled event.
 func (m *Manager) Cancel(ctx context.Context, id uuid.UUID, opts ...MutationOption) (*Flow, error) {
+	mut := applyMutationOptions(opts)
+	payload, err := mut.auditPayload()
+	if err != nil {
+		return nil, err
+	}
 	return m.store.transition(ctx, transitionReq{
-		id: id, to: StatusCancelled, kind: EventCancelled, payload: json.RawMessage(`{}`),
-		mut: applyMutationOptions(opts),
+		id: id, to: StatusCancelled, kind: EventCancelled, payload: payload, mut: mut,
 	})
 }
 

@@ -67,8 +67,8 @@ func WithPrefix(prefix string) StoreOption {
 
 // WithShards sets how many shards the flow space's indexes are split into
 // (default 16, from 1 to 4096). Every process sharing a flow space must
-// use the same count: a flow's keys are found by hashing its id into a
-// shard. More shards spread a Redis Cluster's load over more slots; fewer
+// use the same count: a flow's keys are found from its id's last 8 hex
+// digits modulo the count (RedisStore.ShardOf). More shards spread a Redis Cluster's load over more slots; fewer
 // make lists and ticks cheaper (they visit every shard).
 func WithShards(n int) StoreOption {
 	return func(c *storeConfig) { c.shards = n }
@@ -179,49 +179,77 @@ func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []an
 }
 
 // checkLayout makes sure the flow space was written with this store's
-// shard count, once per store: a second store with another count would
-// look for flows in the wrong shards. It only reads: a flow space with no
-// layout yet (nothing written) passes, and is checked again next time.
-// recordLayout is the writers' version.
+// shard count and placement of flows, once per store: a store with
+// another count or placement would look for flows in the wrong shards. It
+// only reads: a flow space with no layout yet (nothing written) passes,
+// and is checked again next time. recordLayout is the writers' version.
 func (s *RedisStore) checkLayout(ctx context.Context) error {
 	if s.laidOut.Load() {
 		return nil
 	}
-	got, err := s.client.HGet(ctx, s.keys.layout(), "shards").Result()
-	if errors.Is(err, redis.Nil) {
-		return nil
-	}
+	got, err := s.client.HGetAll(ctx, s.keys.layout()).Result()
 	if err != nil {
 		return fmt.Errorf("taskflow: reading the flow space layout: %w", err)
+	}
+	if len(got) == 0 {
+		return nil
+	}
+	if got["hash"] == "" {
+		// Written before the placement was recorded, when flows were
+		// placed by FNV-1a: recordLayout marks it so.
+		got["hash"] = legacyHash
 	}
 	return s.matchLayout(got)
 }
 
 // recordLayout is checkLayout for a call that writes: it records the
-// layout when the flow space has none, so the first write pins it and a
-// read never does. It costs one round trip, the first time only.
+// shard count and placement when the flow space has none, so the first
+// write pins them and a read never does. It costs one round trip, the
+// first time only.
 func (s *RedisStore) recordLayout(ctx context.Context) error {
 	if s.laidOut.Load() {
 		return nil
 	}
 	key := s.keys.layout()
-	var got *redis.StringCmd
-	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSetNX(ctx, key, "shards", s.keys.shards)
-		got = p.HGet(ctx, key, "shards")
+	var setHash, setShards *redis.BoolCmd
+	var all *redis.MapStringStringCmd
+	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		setHash = p.HSetNX(ctx, key, "hash", layoutHash)
+		setShards = p.HSetNX(ctx, key, "shards", s.keys.shards)
+		all = p.HGetAll(ctx, key)
 		return nil
 	})
 	if err != nil {
+		// A refused command (NOPERM, say) aborts the transaction: report
+		// its own error rather than EXECABORT.
+		for _, c := range []redis.Cmder{setHash, setShards, all} {
+			if c.Err() != nil && !strings.HasPrefix(c.Err().Error(), "EXECABORT") {
+				err = c.Err()
+				break
+			}
+		}
 		return fmt.Errorf("taskflow: recording the flow space layout: %w", err)
 	}
-	return s.matchLayout(got.Val())
+	got := all.Val()
+	if setHash.Val() && !setShards.Val() {
+		// A layout without a placement: written before it was recorded,
+		// when flows were placed by FNV-1a. Record that, so that every
+		// store refuses the space, not only this one.
+		_ = s.client.HSet(ctx, key, "hash", legacyHash).Err()
+		got["hash"] = legacyHash
+	}
+	return s.matchLayout(got)
 }
 
-// matchLayout compares a recorded shard count with the store's.
-func (s *RedisStore) matchLayout(got string) error {
-	if got != strconv.Itoa(s.keys.shards) {
+// matchLayout compares a recorded layout with the store's.
+func (s *RedisStore) matchLayout(got map[string]string) error {
+	if got["shards"] != strconv.Itoa(s.keys.shards) {
 		return fmt.Errorf("%w: flow space %q was written with %s shards, this store has %d (use WithShards(%s))",
-			ErrLayoutMismatch, s.keys.prefix, got, s.keys.shards, got)
+			ErrLayoutMismatch, s.keys.prefix, got["shards"], s.keys.shards, got["shards"])
+	}
+	if got["hash"] != layoutHash {
+		return fmt.Errorf("%w: flow space %q places flows in shards by %q, this version by %q: it was written by an older taskflow; read it with that version",
+			ErrLayoutMismatch, s.keys.prefix, got["hash"], layoutHash)
 	}
 	s.laidOut.Store(true)
 	return nil
@@ -305,6 +333,7 @@ type mutation struct {
 	expected *int64
 	lease    *Lease
 	lean     bool
+	audit    *auditNote // WithAudit, audit.go
 }
 
 // MutationOption adjusts one manager mutation.

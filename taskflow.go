@@ -350,7 +350,8 @@ var (
 	// released, or moved to another worker; nothing was written.
 	ErrLeaseLost = errors.New("taskflow: lease lost")
 	// ErrLayoutMismatch: the store was opened with another shard count
-	// than the flow space was written with.
+	// than the flow space was written with, or the space was written by a
+	// version that placed flows in shards another way (see RedisStore.ShardOf).
 	ErrLayoutMismatch = errors.New("taskflow: layout mismatch")
 )
 

@@ -13,11 +13,19 @@ import (
 // rounds and ratios measured in the same run, on private redis-servers it
 // starts on loopback ports (and the --redis server for the floor and
 // round-trip suites).
+var benchVerb = &verb{
+	name:    "bench",
+	args:    "[--suites S] [--rounds N] [--quick] [--cluster-addrs A]",
+	summary: "run the benchmarks (medians and ratios measured in one run)",
+	help: `Run the benchmarks and print their tables: state size, memory per flow, tick
+cost, resume rate, the EVALSHA floor, a WATCH/MULTI baseline, round trips,
+pagination, fleet hand-off and (with --cluster-addrs) cluster scaling. Needs
+redis-server on PATH for the private servers. Suites: ` + strings.Join(bench.AllSuites(), ", ") + `.`,
+	run: cmdBench,
+}
+
 func cmdBench(ctx context.Context, c *cli, args []string) error {
-	fs := c.flags("bench", "", "Run the benchmarks and print their tables: state size, memory per flow, tick\n"+
-		"cost, resume rate, the EVALSHA floor, a WATCH/MULTI baseline, round trips,\n"+
-		"pagination, fleet hand-off and (with --cluster-addrs) cluster scaling.\n"+
-		"Needs redis-server on PATH for the private servers. Suites: "+strings.Join(bench.AllSuites(), ", "))
+	fs := c.flags()
 	suites := fs.String("suites", "", "comma-separated suites to run (default: all)")
 	rounds := fs.Int("rounds", 5, "rounds per measurement; tables show medians")
 	quick := fs.Bool("quick", false, "shrink every size 10-100x (a run of about a minute)")

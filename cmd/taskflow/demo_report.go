@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -163,7 +164,7 @@ type demoReport struct {
 }
 
 // report reads every flow back, checks the invariants and prints the
-// summary. It returns errReported when a check fails.
+// summary. It returns an error when a check fails.
 func (d *demo) report(ctx context.Context, outcomes []*outcome) error {
 	elapsed := time.Since(d.start)
 	flows := d.audit(ctx, outcomes)
@@ -182,8 +183,7 @@ func (d *demo) report(ctx context.Context, outcomes []*outcome) error {
 		d.printReport(rep, elapsed)
 	}
 	if !rep.Pass {
-		fmt.Fprintln(d.c.stderr, "taskflow: demo: an invariant failed (see FAIL above)")
-		return errReported
+		return errors.New("demo: an invariant failed (see FAIL above)")
 	}
 	return nil
 }

@@ -8,18 +8,32 @@ import (
 	"github.com/taskflow-dev/taskflow"
 )
 
+var fsckVerb = &verb{
+	name:    "fsck",
+	args:    "[--repair]",
+	summary: "check (and with --repair fix) the flow space's invariants",
+	help: `Check the invariants of the flow space, shard by shard: every flow is in its
+status's index and its owner's and in no other; waits, timers, cancel requests
+and correlation entries agree with the flow records; the newest audit event
+carries the flow's revision; step sets and step records agree; no key is left
+of a flow that does not exist. Flows that change while fsck runs are re-read
+before a problem is reported, so it is safe beside workers.
+
+With --repair, indexes are rebuilt from the flow records, stale entries
+dropped and orphan keys deleted; flow records and audit logs are never
+changed, so problems in them are reported and left for a person.
+
+The summary names the flow space and the server. A prefix with no flow space
+there is an error naming the flow spaces that do exist (found by a SCAN for
+*:{meta}:layout), not a clean bill of health.
+
+Exit status 0 when the space is clean, 1 when a problem was found (with
+--repair: when a problem is left unrepaired) or the space does not exist.`,
+	run: cmdFsck,
+}
+
 func cmdFsck(ctx context.Context, c *cli, args []string) error {
-	fs := c.flags("fsck", "[--repair]", "Check the invariants of the flow space, shard by shard: every flow is in its\n"+
-		"status's index and its owner's and in no other; waits, timers, cancel\n"+
-		"requests and correlation entries agree with the flow records; the newest\n"+
-		"audit event carries the flow's revision; step sets and step records agree;\n"+
-		"no key is left of a flow that does not exist. Flows that change while fsck\n"+
-		"runs are re-read before a problem is reported, so it is safe beside workers.\n\n"+
-		"With --repair, indexes are rebuilt from the flow records, stale entries\n"+
-		"dropped and orphan keys deleted; flow records and audit logs are never\n"+
-		"changed, so problems in them are reported and left for a person.\n\n"+
-		"Exit status 0 when the space is clean, 1 when a problem was found (with\n"+
-		"--repair: when a problem is left unrepaired).")
+	fs := c.flags()
 	repair := fs.Bool("repair", false, "fix what can be fixed: rebuild index entries, delete orphan keys")
 	pos, err := c.parse(args)
 	if err != nil {
@@ -28,7 +42,7 @@ func cmdFsck(ctx context.Context, c *cli, args []string) error {
 	if err := c.wantArgs(pos); err != nil {
 		return err
 	}
-	m, err := c.connect(ctx)
+	m, err := c.connectExisting(ctx)
 	if err != nil {
 		return err
 	}
@@ -48,6 +62,7 @@ func cmdFsck(ctx context.Context, c *cli, args []string) error {
 	if c.json {
 		err = writeJSON(c.stdout, rep)
 	} else {
+		fmt.Fprintf(c.stdout, "flow space %q at %s\n", c.prefix, serverName(c.redisURL))
 		err = printFsck(c.stdout, rep, *repair, false)
 	}
 	if err != nil {
@@ -57,13 +72,11 @@ func cmdFsck(ctx context.Context, c *cli, args []string) error {
 	case rep.OK():
 		return nil
 	case !*repair:
-		fmt.Fprintf(c.stderr, "taskflow: fsck found %s; 'taskflow fsck --repair' fixes the index and orphan ones\n",
+		return fmt.Errorf("fsck found %s; 'taskflow fsck --repair' fixes the index and orphan ones",
 			plural(len(rep.Problems), "problem"))
-		return errReported
 	case left > 0:
-		fmt.Fprintf(c.stderr, "taskflow: %d of %s could not be repaired (flow records, audit logs and unknown keys are left to a person)\n",
+		return fmt.Errorf("%d of %s could not be repaired (flow records, audit logs and unknown keys are left to a person)",
 			left, plural(len(rep.Problems), "problem"))
-		return errReported
 	}
 	return nil
 }

@@ -97,7 +97,7 @@ func TestFsck(t *testing.T) {
 			t.Fatal(err)
 		}
 		rep, r = e.fsckJSON(1, "--repair")
-		r.wantOneLineError(t, "1 of 1 problem could not be repaired")
+		r.wantJSONError(t, "1 of 1 problem could not be repaired")
 		if p := problem(rep, "event_revision", created.ID.String()); len(rep.Problems) != 1 || p == nil || p.Repaired {
 			t.Fatalf("report: %+v", rep)
 		}

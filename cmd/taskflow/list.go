@@ -59,12 +59,30 @@ type listPage struct {
 	Next  string           `json:"next"`
 }
 
+var listVerb = &verb{
+	name:    "list",
+	args:    "[--status S]... [--owner KEY] [--limit N] [--cursor C]",
+	summary: "list flows, most recent status change first",
+	help: `List flows, most recent status change first: id, status, current step,
+wait (timer, event <topic> or manual), due time of a timer, last update and
+goal. --status is repeatable or a comma list.
+
+With --owner, the owner's flows come newest created first and --status filters
+them client-side: a page may then hold fewer than --limit rows while a next
+cursor is still printed.
+
+A prefix with no flow space on the server is an error naming the server and
+the flow spaces that do exist there (found by a SCAN for *:{meta}:layout).
+
+Examples:
+
+  taskflow list --status waiting,running
+  taskflow list --owner agent:a:session:1 --json`,
+	run: cmdList,
+}
+
 func cmdList(ctx context.Context, c *cli, args []string) error {
-	fs := c.flags("list", "[--status S]... [--owner KEY] [--limit N] [--cursor C]",
-		"List flows, most recent status change first. --status is repeatable or a comma\n"+
-			"list. With --owner, the owner's flows come newest created first and --status\n"+
-			"filters them client-side: a page may then hold fewer than --limit rows while\n"+
-			"a next cursor is still printed.")
+	fs := c.flags()
 	var statuses statusFilter
 	fs.Var(&statuses, "status", "only flows in `status` (repeatable, or a comma list)")
 	owner := fs.String("owner", "", "only flows of the owner session `key` (agent:<agent>:session:<session>)")
@@ -80,7 +98,7 @@ func cmdList(ctx context.Context, c *cli, args []string) error {
 	if *limit < 1 || *limit > taskflow.MaxListLimit {
 		return usagef("--limit %d is outside 1..%d", *limit, taskflow.MaxListLimit)
 	}
-	m, err := c.connect(ctx)
+	m, err := c.connectExisting(ctx)
 	if err != nil {
 		return err
 	}
@@ -95,7 +113,14 @@ func cmdList(ctx context.Context, c *cli, args []string) error {
 	if c.json {
 		return writeJSON(c.stdout, listPage{Flows: page.Flows, Next: page.Next})
 	}
-	return printFlows(c.stdout, page)
+	empty := fmt.Sprintf("no flows in flow space %q at %s", c.prefix, serverName(c.redisURL))
+	if len(statuses) > 0 || *owner != "" {
+		empty = fmt.Sprintf("no flows match in flow space %q at %s", c.prefix, serverName(c.redisURL))
+	}
+	if *cursor != "" {
+		empty = "no more flows"
+	}
+	return printFlows(c.stdout, page, empty)
 }
 
 // fetchPage reads one page: by owner (filtered by status here) or by
@@ -118,19 +143,20 @@ func fetchPage(ctx context.Context, m *taskflow.Manager, owner string, statuses 
 	return page, nil
 }
 
-func printFlows(w io.Writer, page *taskflow.FlowPage) error {
+// printFlows prints a page as a table, or empty when it holds no flow.
+func printFlows(w io.Writer, page *taskflow.FlowPage, empty string) error {
 	if len(page.Flows) == 0 {
-		fmt.Fprintln(w, "no flows")
+		fmt.Fprintln(w, empty)
 	} else {
 		tw := newTable(w)
-		fmt.Fprintln(tw, "ID\tSTATUS\tSTEP\tUPDATED\tGOAL")
+		fmt.Fprintln(tw, "ID\tSTATUS\tSTEP\tWAIT\tDUE\tUPDATED\tGOAL")
 		for _, f := range page.Flows {
 			status := string(f.Status)
 			if f.CancelRequested && !f.Status.IsTerminal() {
 				status += " (cancel requested)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.ID, status, cell(f.CurrentStep, 24),
-				fmtTime(f.UpdatedAt), cell(f.Goal, 50))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.ID, status, cell(f.CurrentStep, 20),
+				waitColumn(f.Wait), dueColumn(f.Wait), fmtTime(f.UpdatedAt), cell(f.Goal, 40))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

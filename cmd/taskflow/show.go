@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -19,10 +20,22 @@ type flowDetail struct {
 	Flow   *taskflow.Flow        `json:"flow"`
 	Steps  []*taskflow.FlowStep  `json:"steps"`
 	Events []*taskflow.FlowEvent `json:"events"`
+	// Lease is who holds the flow, nil when no worker does.
+	Lease *taskflow.Lease `json:"lease"`
+}
+
+var showVerb = &verb{
+	name:    "show",
+	args:    "<id>",
+	summary: "show a flow, its lease, state, steps and latest events",
+	help: `Show a flow: its fields, its wait in words (a timer's due time and how far
+off it is), who holds its lease and until when, its state, its steps and its
+latest 20 events.`,
+	run: cmdShow,
 }
 
 func cmdShow(ctx context.Context, c *cli, args []string) error {
-	c.flags("show", "<id>", "Show a flow: its fields, its state, its steps and its latest 20 events.")
+	c.flags()
 	m, id, err := c.flowArg(ctx, args)
 	if err != nil {
 		return err
@@ -39,38 +52,19 @@ func cmdShow(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if c.json {
-		return writeJSON(c.stdout, flowDetail{Flow: f, Steps: steps, Events: events})
+	lease, err := m.LeaseOf(ctx, id)
+	if err != nil {
+		return err
 	}
-	printFlow(c.stdout, f)
+	if c.json {
+		return writeJSON(c.stdout, flowDetail{Flow: f, Steps: steps, Events: events, Lease: lease})
+	}
+	printFlow(c.stdout, f, lease, time.Now())
 	fmt.Fprintln(c.stdout)
 	printSteps(c.stdout, steps)
 	fmt.Fprintln(c.stdout)
 	fmt.Fprintf(c.stdout, "events (latest %d, newest first):\n", showEvents)
 	return printEvents(c.stdout, events, "  ")
-}
-
-func cmdEvents(ctx context.Context, c *cli, args []string) error {
-	fs := c.flags("events", "<id> [--limit N]", "List a flow's audit events, newest first.")
-	limit := fs.Int("limit", 50, "how many events, at least 1")
-	m, id, err := c.flowArg(ctx, args)
-	if err != nil {
-		return err
-	}
-	if *limit < 1 {
-		return usagef("--limit %d is below 1", *limit)
-	}
-	if _, err := getFlow(ctx, m, id); err != nil {
-		return err
-	}
-	events, err := m.ListEvents(ctx, id, *limit)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return writeJSON(c.stdout, events)
-	}
-	return printEvents(c.stdout, events, "")
 }
 
 // flowArg parses the flags and the one flow id argument, then connects.
@@ -79,6 +73,11 @@ func (c *cli) flowArg(ctx context.Context, args []string) (*taskflow.Manager, uu
 	if err != nil {
 		return nil, uuid.Nil, err
 	}
+	return c.flowArgParsed(ctx, pos)
+}
+
+// flowArgParsed reads the one flow id argument, then connects.
+func (c *cli) flowArgParsed(ctx context.Context, pos []string) (*taskflow.Manager, uuid.UUID, error) {
 	if err := c.wantArgs(pos, "<id>"); err != nil {
 		return nil, uuid.Nil, err
 	}
@@ -86,7 +85,7 @@ func (c *cli) flowArg(ctx context.Context, args []string) (*taskflow.Manager, uu
 	if err != nil {
 		return nil, uuid.Nil, err
 	}
-	m, err := c.connect(ctx)
+	m, err := c.connectExisting(ctx)
 	return m, id, err
 }
 
@@ -101,18 +100,19 @@ func getFlow(ctx context.Context, m *taskflow.Manager, id uuid.UUID) (*taskflow.
 
 func notFound(id uuid.UUID) error { return fmt.Errorf("flow %s not found", id) }
 
-func printFlow(w io.Writer, f *taskflow.Flow) {
+func printFlow(w io.Writer, f *taskflow.Flow, l *taskflow.Lease, now time.Time) {
 	tw := newTable(w)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	row("id", f.ID.String())
-	row("status", string(f.Status))
+	row("status", paint(w, statusColour(f.Status), string(f.Status)))
 	row("cancel_requested", fmt.Sprint(f.CancelRequested))
 	row("controller_id", cell(f.ControllerID, 0))
 	row("goal", cell(f.Goal, 0))
 	row("owner_session_key", cell(f.OwnerSessionKey, 0))
 	row("requester_origin", cell(f.RequesterOrigin, 0))
 	row("current_step", cell(f.CurrentStep, 0))
-	row("wait", compactJSON(f.Wait))
+	row("wait", describeWait(f.Wait, now))
+	row("lease", describeLease(l, now))
 	row("revision", fmt.Sprint(f.Revision))
 	row("created_at", fmtTime(f.CreatedAt))
 	row("updated_at", fmtTime(f.UpdatedAt))
@@ -148,4 +148,31 @@ func printEvents(w io.Writer, events []*taskflow.FlowEvent, indent string) error
 		fmt.Fprintf(tw, "%s%s\t%s\t%d\t%s\t%s\n", indent, e.ID, e.Kind, e.Revision, fmtTime(e.At), cell(compactJSON(e.Payload), 60))
 	}
 	return tw.Flush()
+}
+
+// describeLease says who holds a flow and until when.
+func describeLease(l *taskflow.Lease, now time.Time) string {
+	if l == nil {
+		return "none (no worker holds the flow)"
+	}
+	what := fmt.Sprintf("worker %s (controller %s, token %s)", cell(l.WorkerID, 0), cell(l.ControllerID, 0), shortToken(l.Token))
+	if !l.ExpiresAt.After(now) {
+		return fmt.Sprintf("%s, expired %s at %s; the engine's next tick puts the flow back on the ready queue",
+			what, fmtRelative(l.ExpiresAt, now), fmtTimeMs(l.ExpiresAt))
+	}
+	return fmt.Sprintf("%s until %s (%s)", what, fmtTimeMs(l.ExpiresAt), fmtRelative(l.ExpiresAt, now))
+}
+
+// statusColour is the colour of a status in show: green finished, red
+// failed, yellow cancelled, none otherwise.
+func statusColour(st taskflow.FlowStatus) string {
+	switch st {
+	case taskflow.StatusFinished:
+		return green
+	case taskflow.StatusFailed:
+		return red
+	case taskflow.StatusCancelled:
+		return yellow
+	}
+	return ""
 }

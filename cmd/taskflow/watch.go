@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -18,16 +19,36 @@ import (
 // always the same width.
 const watchTimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
+var watchVerb = &verb{
+	name:    "watch",
+	args:    "[<id>] [--count N] [--for D]",
+	summary: "stream audit events as they are appended",
+	help: `Stream audit events as they are appended: one flow's with an id, every flow's
+without. One line per event (time, flow id, kind, revision, lease, payload),
+or with --json one event object per line. A banner on stderr says what is
+watched, where.
+
+Watching every flow of a flow space that does not exist yet is allowed (the
+workers may not have started) with a warning naming the spaces that do exist.
+
+It runs until SIGINT or SIGTERM, until --count events were printed, for --for,
+or, watching one flow, until that flow ends (finished, failed, cancelled);
+each ends with exit status 0. A flow that has already ended is refused (exit
+status 1): it appends no more events. The stream is live: events appended
+before it started are in 'taskflow events <id>'.
+
+Examples:
+
+  taskflow watch 1b4e28ba-2fa1-11d2-883f-0016d3cca427
+  taskflow watch --for 1h --json`,
+	run: cmdWatch,
+}
+
 func cmdWatch(ctx context.Context, c *cli, args []string) error {
-	fs := c.flags("watch", "[<id>] [--count N] [--for D]",
-		"Stream audit events as they are appended: one flow's with an id, every flow's\n"+
-			"without. One line per event (time, flow id, kind, revision, lease, payload),\n"+
-			"or with --json one event object per line. It runs until SIGINT or SIGTERM,\n"+
-			"until --count events were printed, or for --for; each ends with exit status\n"+
-			"0. The stream is live: events appended before it started are in 'taskflow\n"+
-			"events <id>'.")
+	fs := c.flags()
 	count := fs.Int("count", 0, "stop after `N` events (0: no limit)")
-	limit := fs.Duration("for", 0, "stop after this `duration` (0: no limit)")
+	var limit time.Duration
+	durationVar(fs, &limit, "for", 0, "stop after `D`, e.g. 90s, 1h, 1d (0: no limit)")
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
@@ -38,41 +59,73 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 	if *count < 0 {
 		return usagef("--count %d is below 0", *count)
 	}
-	if *limit < 0 {
-		return usagef("--for %s is negative", *limit)
-	}
 	var id uuid.UUID
-	if len(pos) == 1 {
+	one := len(pos) == 1
+	if one {
 		if id, err = parseID(pos[0]); err != nil {
 			return err
 		}
 	}
-	m, err := c.connect(ctx)
+	// One flow must exist, so must its space; every flow's stream may
+	// start before the workers create the space (with a warning).
+	connect := c.connectExisting
+	if !one {
+		connect = c.connectWarn
+	}
+	m, err := connect(ctx)
 	if err != nil {
 		return err
 	}
-	if id != uuid.Nil {
-		if _, err := getFlow(ctx, m, id); err != nil {
+	what := fmt.Sprintf("every flow of flow space %q", c.prefix)
+	if one {
+		f, err := getFlow(ctx, m, id)
+		if err != nil {
 			return err
 		}
+		if err := ended(f); err != nil {
+			return err
+		}
+		what = fmt.Sprintf("flow %s (%s) of flow space %q", id, f.Status, c.prefix)
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if *limit > 0 {
+	if limit > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *limit)
+		ctx, cancel = context.WithTimeout(ctx, limit)
 		defer cancel()
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var events <-chan *taskflow.FlowEvent
-	if id != uuid.Nil {
+	if one {
 		events, err = m.Watch(ctx, id)
 	} else {
 		events, err = m.WatchAll(ctx)
 	}
+	if err != nil && ctx.Err() != nil {
+		return nil // --for, or a signal, ended the watch while it subscribed
+	}
 	if err != nil {
 		return err
+	}
+	if one {
+		// It may have ended between the read and the subscription.
+		f, err := getFlow(ctx, m, id)
+		if err == nil {
+			err = ended(f)
+		}
+		if err != nil {
+			cancel()
+			drain(events)
+			return err
+		}
+	}
+	if !c.json {
+		until := "Ctrl-C stops"
+		if limit > 0 {
+			until = "for " + fmtDuration(limit) + "; " + until
+		}
+		fmt.Fprintf(c.stderr, "%s\n", paint(c.stderr, dim, fmt.Sprintf("watching %s at %s, %s", what, serverName(c.redisURL), until)))
 	}
 	// The channel closes when ctx ends: a signal, --for, or --count below.
 	n := 0
@@ -82,14 +135,32 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 			drain(events)
 			return err
 		}
-		if n++; *count > 0 && n >= *count {
+		n++
+		last := one && isEndEvent(ev.Kind)
+		if last || (*count > 0 && n >= *count) {
 			cancel()
 			// Wait for the subscriptions to close before the client does.
 			drain(events)
+			if last && !c.json {
+				fmt.Fprintf(c.stderr, "flow %s is %s; nothing more to watch\n", id, ev.Kind)
+			}
 			break
 		}
 	}
 	return nil
+}
+
+// ended refuses to watch a flow that has ended.
+func ended(f *taskflow.Flow) error {
+	if !f.Status.IsTerminal() {
+		return nil
+	}
+	return fmt.Errorf("flow %s is %s and appends no more events; its history: taskflow events %s", f.ID, f.Status, f.ID)
+}
+
+// isEndEvent reports whether an event kind ends a flow.
+func isEndEvent(kind string) bool {
+	return kind == taskflow.EventFinished || kind == taskflow.EventFailed || kind == taskflow.EventCancelled
 }
 
 // drain reads a channel until it is closed.

@@ -193,3 +193,28 @@ func TestWatchStops(t *testing.T) {
 		e.run("watch", missing).wantCode(t, 1).wantOneLineError(t, "flow "+missing+" not found")
 	})
 }
+
+func TestWatchBannerAndEnd(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *testEnv) {
+		ctx := context.Background()
+		f := e.running(ownerA, "watch me end")
+		w := e.startWatch(1, "watch", f.ID.String())
+		if _, err := e.m.Finish(ctx, f.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+		if line := w.next(); !strings.Contains(line, " finished ") {
+			t.Fatalf("line %q", line)
+		}
+		w.wantExit() // the flow ended: so does the watch
+		if !strings.Contains(w.stderr.String(), "watching flow "+f.ID.String()) ||
+			!strings.Contains(w.stderr.String(), "is finished; nothing more to watch") {
+			t.Fatalf("stderr %q", w.stderr.String())
+		}
+		// An ended flow is refused at once.
+		e.run("watch", f.ID.String()).wantCode(t, 1).wantOneLineError(t, "is finished and appends no more events")
+		// --for takes the same durations as every flag.
+		if r := e.run("watch", "--for", "0.000004d").wantCode(t, 0); !strings.Contains(r.stderr, "watching every flow") {
+			t.Fatalf("stderr %q", r.stderr)
+		}
+	})
+}

@@ -2,9 +2,9 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"regexp"
 	"slices"
 	"strconv"
@@ -20,12 +20,10 @@ import (
 // fill below assumes.
 const defaultShards = taskflow.DefaultShards
 
-// shardOf computes a flow's shard exactly as keys.go does: FNV-32a of the
-// 16 UUID bytes, modulo the shard count.
+// shardOf computes a flow's shard exactly as keys.go does: the id's last
+// 32 bits, modulo the shard count.
 func shardOf(id uuid.UUID, shards int) int {
-	h := fnv.New32a()
-	_, _ = h.Write(id[:])
-	return int(h.Sum32() % uint32(shards))
+	return int(binary.BigEndian.Uint32(id[12:16]) % uint32(shards))
 }
 
 // shardTag is "<prefix>:{<shard>}", the start of every key of the shard.
