@@ -269,7 +269,7 @@ func TestBadInputLeavesRedisUnchanged(t *testing.T) {
 			{"patch unmarshalable", func() error { _, err := e.m.UpdateState(ctx, f.ID, func() {}, ""); return err }, ErrInvalidData},
 			{"wait as an array", func() error { _, err := e.m.SetWaiting(ctx, f.ID, json.RawMessage(`[]`)); return err }, ErrInvalidData},
 			{"wait as a string", func() error { _, err := e.m.SetWaiting(ctx, f.ID, "manual"); return err }, ErrInvalidData},
-			{"wait unknown kind", func() error { _, err := e.m.SetWaiting(ctx, f.ID, json.RawMessage(`{"kind":"forever"}`)); return err }, ErrInvalidData},
+			{"wait without a kind", func() error { _, err := e.m.SetWaiting(ctx, f.ID, json.RawMessage(`{"topic":"t"}`)); return err }, ErrInvalidData},
 			{"timer unparsable", func() error {
 				_, err := e.m.SetWaiting(ctx, f.ID, json.RawMessage(`{"kind":"timer","at":"soon"}`))
 				return err

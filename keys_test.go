@@ -55,6 +55,9 @@ func TestLayoutRefusesOldPlacement(t *testing.T) {
 			if !strings.Contains(err.Error(), `"fnv32a"`) {
 				t.Fatalf("unclear: %v", err)
 			}
+			// A write is refused too, and marks the space for every store.
+			_, err = m.CreateManaged(e.ctx, seedInput())
+			wantErr(t, err, ErrLayoutMismatch)
 		}
 		if got := e.client.HGet(e.ctx, key, "hash").Val(); got != legacyHash {
 			t.Fatalf("layout hash %q, want %q recorded", got, legacyHash)

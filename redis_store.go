@@ -258,9 +258,11 @@ func (s *RedisStore) matchLayout(got map[string]string) error {
 // LoadScripts loads every script into Redis's script cache (on every
 // master of a cluster). Calling it when a worker starts saves the first
 // call of each script its EVALSHA miss; it is never required: a script
-// the server lost (restart, failover, SCRIPT FLUSH) is sent again.
+// the server lost (restart, failover, SCRIPT FLUSH) is sent again. As a
+// worker's first act, it also records the flow space's layout when none
+// is recorded yet (as the first write would).
 func (s *RedisStore) LoadScripts(ctx context.Context) error {
-	if err := s.checkLayout(ctx); err != nil {
+	if err := s.recordLayout(ctx); err != nil {
 		return err
 	}
 	if err := s.scripts.loadAll(ctx, s.client); err != nil {

@@ -10,10 +10,11 @@ import (
 // --prefix or --shards must not pin a new flow space's layout.
 func TestReadingCommandsWriteNothing(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e *testEnv) {
-		e.run("list").wantCode(t, 0)
-		e.run("list", "--shards", "3").wantCode(t, 0)
-		e.run("fsck").wantCode(t, 0)
-		e.run("show", uuid.NewString())
+		// An unknown flow space is named as such (exit 1), and left alone.
+		e.run("list").wantCode(t, 1)
+		e.run("list", "--shards", "3").wantCode(t, 1)
+		e.run("fsck").wantCode(t, 1)
+		e.run("show", uuid.NewString()).wantCode(t, 1)
 		if keys := e.scanKeys(e.prefix + ":*"); len(keys) != 0 {
 			t.Fatalf("reading commands wrote %v", keys)
 		}
