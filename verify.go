@@ -165,7 +165,7 @@ func (s *RedisStore) classify(shard int, rest, key string, sk *shardKeys) {
 		sk.owners = append(sk.owners, key)
 	case "ready":
 		sk.readies = append(sk.readies, key)
-	case "status", "timers", "cancelwait", "corr", "leases", "leasexp", "ticklock":
+	case "status", "timers", "cancelwait", "corr", "leases", "leasexp", "ticklock", "controllers":
 	default:
 		sk.unknown = append(sk.unknown, key)
 	}
