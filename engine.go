@@ -163,8 +163,10 @@ func (e *WaitEngine) Tick(ctx context.Context) TickReport {
 // cancel request are cancelled, then timers due at now resume (a
 // cancel-requested one is cancelled instead). External-event and manual
 // waits are left alone.
-func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) TickReport {
-	var rep TickReport
+func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) (rep TickReport) {
+	if o := e.s.obs; o != nil && o.Tick != nil {
+		defer observeTick(ctx, o, time.Now(), &rep)
+	}
 	if err := e.s.checkLayout(ctx); err != nil {
 		rep.fail(err)
 		return rep
@@ -266,7 +268,7 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 	if len(calls) == 0 {
 		return nil
 	}
-	vals, errs := e.s.runPipelined(ctx, calls)
+	vals, errs := e.s.runPipelined(ctx, calls, e.s.tickMetas(kinds)...)
 	progress := 0
 	for i, err := range errs {
 		id, _ := uuid.Parse(calls[i].args[0].(string))

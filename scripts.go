@@ -22,6 +22,8 @@ type scripts struct {
 	claim, extendLease, releaseLease, expireLease             *redis.Script
 	pageAfter                                                 *redis.Script
 	all                                                       []*redis.Script
+	// names names the mutation scripts, for the observer.
+	names map[*redis.Script]string
 }
 
 // luaPrelude renders the state machine for the scripts: which index key
@@ -63,7 +65,7 @@ func loadScripts(cluster bool) (*scripts, error) {
 		return nil, err
 	}
 	head := luaPrelude(cluster) + string(lib) + "\n"
-	s := &scripts{}
+	s := &scripts{names: map[*redis.Script]string{}}
 	for _, x := range []struct {
 		name string
 		dst  **redis.Script
@@ -91,6 +93,9 @@ func loadScripts(cluster bool) (*scripts, error) {
 		}
 		*x.dst = redis.NewScript(head + "-- " + x.name + ".lua\n" + string(body))
 		s.all = append(s.all, *x.dst)
+		if x.name != "page_after" && x.name != "verify_flow" { // reads
+			s.names[*x.dst] = x.name
+		}
 	}
 	return s, nil
 }

@@ -6,7 +6,8 @@
 --   9 controller_id  10 goal  11 owner_session_key  12 requester_origin
 --   13 current_step  14 mirrored ('1' or '0')
 --   15 payload of the created event (JSON)
---   16.. the initial state (see apply_state: 'object' or 'replace')
+--   16 W3C traceparent of the creating call ('' = none; kept as 'tp')
+--   17.. the initial state (see apply_state: 'object' or 'replace')
 -- Returns: {flow hash (record and state, or record only), ''}.
 -- Errors: EXISTS (id already used), TOOLARGE <size>.
 -- Events: created (revision 0); mirrored also started (revision 1).
@@ -15,13 +16,13 @@ if redis.call('EXISTS', KEYS[K_FLOW]) == 1 then
   return err('EXISTS')
 end
 local f = {status = nil, rev = '0', controller = ARGV[9]}
-local e = apply_state(f, 16)
+local e = apply_state(f, 17)
 if e then
   return e
 end
 set_fields('controller', ARGV[9], 'goal', ARGV[10], 'owner', ARGV[11],
   'origin', ARGV[12], 'step', ARGV[13], 'rev', '0', 'created', NOW_MS,
-  'updated', NOW_MS)
+  'updated', NOW_MS, 'tp', ARGV[16])
 set_status(f, 'created')
 redis.call('ZADD', KEYS[K_OWNER], NOW_MS, ID)
 flush(f, {})

@@ -52,7 +52,7 @@ local RECORD = {
   'controller', 'goal', 'owner', 'origin',
   'step', 'status', 'cancel', 'rev', 'created',
   'updated', 'wait', 'corr', 'raw', 'size',
-  'seq',
+  'seq', 'tp',
 }
 
 local function err(code, detail)
