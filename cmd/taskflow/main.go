@@ -37,6 +37,10 @@
 //	bench   [--suites S] [--rounds N] [--quick] [--cluster-addrs A]
 //	                             run the benchmarks on private redis-servers
 //	                             and print medians and ratios
+//	stats   [--watch] [--interval D] [--count N]
+//	                             flows by status, ready queues, tick lag,
+//	                             leases, bridge backlog, kept early events
+//	serve   --metrics ADDR       serve Prometheus metrics at ADDR/metrics
 //
 // Every verb takes:
 //
@@ -103,6 +107,8 @@ func verbs() []verb {
 		{"demo", "play a fleet of workers and check the invariants", cmdDemo},
 		{"fsck", "check (and with --repair fix) the flow space's invariants", cmdFsck},
 		{"bench", "run the benchmarks (medians and ratios measured in one run)", cmdBench},
+		{"stats", "print the flow space's figures (statuses, ready queues, tick lag, leases)", cmdStats},
+		{"serve", "serve the flow space's Prometheus metrics", cmdServe},
 	}
 }
 
