@@ -289,3 +289,55 @@ func validTraceParent(tp string) bool {
 	}
 	return tp[:2] != "ff" && tp[3:35] != strings.Repeat("0", 32) && tp[36:52] != strings.Repeat("0", 16)
 }
+
+// JoinObservers returns an observer that calls each of obs in turn (nil
+// ones are skipped), e.g. OpenTelemetry and Prometheus together. Its
+// TraceParent is the first non-empty answer.
+func JoinObservers(obs ...*Observer) *Observer {
+	var list []*Observer
+	for _, o := range obs {
+		if o != nil {
+			list = append(list, o)
+		}
+	}
+	return &Observer{
+		Op: func(ctx context.Context, ev OpEvent) {
+			for _, o := range list {
+				if o.Op != nil {
+					o.Op(ctx, ev)
+				}
+			}
+		},
+		Tick: func(ctx context.Context, ev TickEvent) {
+			for _, o := range list {
+				if o.Tick != nil {
+					o.Tick(ctx, ev)
+				}
+			}
+		},
+		Claim: func(ctx context.Context, ev ClaimEvent) {
+			for _, o := range list {
+				if o.Claim != nil {
+					o.Claim(ctx, ev)
+				}
+			}
+		},
+		Bridge: func(ctx context.Context, ev BridgeEvent) {
+			for _, o := range list {
+				if o.Bridge != nil {
+					o.Bridge(ctx, ev)
+				}
+			}
+		},
+		TraceParent: func(ctx context.Context) string {
+			for _, o := range list {
+				if o.TraceParent != nil {
+					if tp := o.TraceParent(ctx); tp != "" {
+						return tp
+					}
+				}
+			}
+			return ""
+		},
+	}
+}

@@ -190,3 +190,23 @@ type redisErr string
 
 func (e redisErr) Error() string { return string(e) }
 func (redisErr) RedisError()     {}
+
+func TestJoinObservers(t *testing.T) {
+	a, b := &recorder{}, &recorder{}
+	bo := b.observer()
+	bo.TraceParent = nil
+	j := JoinObservers(nil, a.observer(), bo, &Observer{})
+	ctx := context.WithValue(context.Background(), tpKey{}, testTraceParent)
+	j.Op(ctx, OpEvent{Op: "create"})
+	j.Tick(ctx, TickEvent{})
+	j.Claim(ctx, ClaimEvent{})
+	j.Bridge(ctx, BridgeEvent{Outcome: "nomatch"})
+	for _, r := range []*recorder{a, b} {
+		if len(r.ops) != 1 || len(r.ticks) != 1 || len(r.claims) != 1 || len(r.bridge) != 1 {
+			t.Fatalf("joined observer reached %+v", r)
+		}
+	}
+	if got := j.TraceParent(ctx); got != testTraceParent {
+		t.Fatalf("trace parent %q", got)
+	}
+}
