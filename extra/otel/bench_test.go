@@ -51,7 +51,7 @@ func BenchmarkHookCost(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rounds, ops := 5, 2000
+	rounds, ops := 9, 2000
 	if testing.Short() {
 		rounds, ops = 2, 100
 	}

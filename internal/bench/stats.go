@@ -169,6 +169,7 @@ func HookCost(ctx context.Context, c redis.UniversalClient, prefix string, varia
 	}
 	patch := []byte(`{"n":1}`)
 	us := make([][]float64, len(variants))
+	cpu := make([][]float64, len(variants))
 	allocs := make([][]float64, len(variants))
 	var ms runtime.MemStats
 	for round := 0; round < rounds+1; round++ { // round 0 warms up
@@ -176,6 +177,7 @@ func HookCost(ctx context.Context, c redis.UniversalClient, prefix string, varia
 			runtime.GC()
 			runtime.ReadMemStats(&ms)
 			before := ms.Mallocs
+			cpu0 := processCPU()
 			t := time.Now()
 			for range ops {
 				if _, err := s.m.UpdateState(ctx, s.id, patch, "", taskflow.WithoutState()); err != nil {
@@ -183,34 +185,39 @@ func HookCost(ctx context.Context, c redis.UniversalClient, prefix string, varia
 				}
 			}
 			d := time.Since(t)
+			dcpu := processCPU() - cpu0
 			runtime.ReadMemStats(&ms)
 			if round > 0 {
 				us[i] = append(us[i], float64(d.Microseconds())/float64(ops))
+				cpu[i] = append(cpu[i], float64(dcpu.Microseconds())/float64(ops))
 				allocs[i] = append(allocs[i], float64(ms.Mallocs-before)/float64(ops))
 			}
 		}
 	}
 	fmt.Fprintf(out, "UpdateState (lean reply) on one flow, %d calls per round and variant, %d rounds, variants interleaved;\n", ops, rounds)
-	fmt.Fprintln(out, "median of the rounds' per-call means; allocs/call from runtime.MemStats (the whole process).")
+	fmt.Fprintln(out, "median of the rounds' per-call means; client CPU (getrusage) and allocs (runtime.MemStats) are the whole")
+	fmt.Fprintln(out, "process's per call. Wall time includes the round trip and moves with the machine's load; CPU and allocs less.")
 	var rows [][]string
-	base, baseAllocs := median(us[0]), median(allocs[0])
+	base, baseCPU, baseAllocs := median(us[0]), median(cpu[0]), median(allocs[0])
 	for i, v := range variants {
-		u, a := median(us[i]), median(allocs[i])
+		u, c, a := median(us[i]), median(cpu[i]), median(allocs[i])
 		lo, hi := minMax(us[i])
-		rows = append(rows, []string{v.Name, f(u, 1), f(lo, 1) + "-" + f(hi, 1), f(u/base, 3), f(a, 1), f(a-baseAllocs, 1)})
+		rows = append(rows, []string{v.Name, f(u, 1), f(lo, 1) + "-" + f(hi, 1), f(u/base, 2),
+			f(c, 1), f(c/baseCPU, 2), f(a, 1), f(a-baseAllocs, 1)})
 	}
-	table(out, []string{"observer", "us/call (median)", "round range", "ratio to " + variants[0].Name, "allocs/call", "extra allocs/call"}, rows)
+	table(out, []string{"observer", "wall us/call", "round range", "wall ratio", "client CPU us/call", "CPU ratio", "allocs/call", "extra allocs/call"}, rows)
 	return nil
 }
 
 // hooks: the observer's cost per mutation, unset and with a no-op
-// observer, on the shared Redis.
+// observer, on a private server.
 func (r *runner) hooks(ctx context.Context) error {
-	c, err := r.sharedClient(ctx)
+	srv, err := r.startServer(ctx)
 	if err != nil {
 		return err
 	}
-	prefix := r.newPrefix("hooks")
-	defer r.cleanupShared(ctx, c, prefix)
-	return HookCost(ctx, c, prefix, []HookVariant{{"unset", nil}, {"no-op", NoopObserver()}}, r.cfg.Rounds, r.sz.hookOps, r.out)
+	defer srv.kill()
+	c := srv.newClient()
+	defer c.Close()
+	return HookCost(ctx, c, r.newPrefix("hooks"), []HookVariant{{"unset", nil}, {"no-op", NoopObserver()}}, r.cfg.Rounds, r.sz.hookOps, r.out)
 }
