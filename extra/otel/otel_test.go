@@ -173,12 +173,54 @@ func TestOneFlowOneStory(t *testing.T) {
 			if rs.SpanKind != trace.SpanKindClient {
 				t.Errorf("resume span kind %v", rs.SpanKind)
 			}
+			// A flow resumed through the bridge: the engine's message span
+			// links to the request that created it.
+			ctx2, root2 := api.tp.Tracer("test").Start(context.Background(), "POST /mail")
+			mf := must[*taskflow.Flow](t)(api.m.CreateMirrored(ctx2, taskflow.CreateManagedInput{
+				ControllerID: "mail", Goal: "g", OwnerSessionKey: "o"}))
+			root2.End()
+			must[*taskflow.Flow](t)(api.m.SetWaiting(ctx2, mf.ID, taskflow.WaitExternalEvent("mail.reply", "m-1")))
+			if err := api.m.PublishResume(ctx2, taskflow.ResumeRequest{Topic: "mail.reply", CorrelationID: "m-1"}); err != nil {
+				t.Fatal(err)
+			}
+			bctx, cancel := context.WithCancel(bg)
+			done := make(chan struct{})
+			go func() {
+				_ = taskflow.NewWaitEngine(eng.m, taskflow.WithBridgeBlock(20*time.Millisecond)).RunResumeBridge(bctx)
+				close(done)
+			}()
+			var msg *tracetest.SpanStub
+			for deadline := time.Now().Add(10 * time.Second); msg == nil && time.Now().Before(deadline); {
+				for _, s := range eng.spans.GetSpans() {
+					if s.Name == "taskflow.bridge.message" {
+						msg = &s
+					}
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+			<-done
+			if msg == nil || !linksTo(*msg, root2.SpanContext()) || !hasAttr(msg.Attributes, AttrOutcome.String("resumed")) ||
+				msg.SpanKind != trace.SpanKindConsumer {
+				t.Fatalf("bridge message span %+v", msg)
+			}
+			resumed := flowSpans(eng, mf.ID.String())
+			if len(resumed) != 1 || !linksTo(resumed[0], root2.SpanContext()) || !hasAttr(resumed[0].Attributes, AttrWaitKind.String("external_event")) {
+				t.Fatalf("bridge resume spans %+v", resumed)
+			}
+
 			rm := collect(t, eng)
 			if got := sumOf(rm, "taskflow.resumes", AttrWaitKind.String("timer")); got != 1 {
 				t.Errorf("taskflow.resumes{timer} = %d", got)
 			}
 			if got := sumOf(rm, "taskflow.ticks"); got != 1 {
 				t.Errorf("taskflow.ticks = %d", got)
+			}
+			if got := sumOf(rm, "taskflow.bridge.messages", AttrOutcome.String("resumed")); got != 1 {
+				t.Errorf("taskflow.bridge.messages{resumed} = %d", got)
+			}
+			if got := sumOf(rm, "taskflow.resumes", AttrWaitKind.String("external_event")); got != 1 {
+				t.Errorf("taskflow.resumes{external_event} = %d", got)
 			}
 		})
 	}
