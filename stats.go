@@ -291,3 +291,45 @@ func (st *Stats) String() string {
 	}
 	return b.String()
 }
+
+// unlistedControllers reports the ready queues of a shard whose
+// controller is missing from the shard's controllers set (a flow space
+// written before the set existed): Stats cannot see them. Verify's
+// repair adds them. A queue holding only stale entries (found is what
+// the index check reported) is not reported: repair empties it.
+func (s *RedisStore) unlistedControllers(ctx context.Context, shard int, readies []string, found []Problem) ([]Problem, error) {
+	if len(readies) == 0 {
+		return nil, nil
+	}
+	stale := map[string]int64{}
+	for _, p := range found {
+		if p.Kind == "stale_index_entry" {
+			stale[p.Key]++
+		}
+	}
+	key := s.keys.controllers(shard)
+	listed, err := s.client.SMembers(ctx, key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: verify: %w", err)
+	}
+	known := make(map[string]bool, len(listed))
+	for _, c := range listed {
+		known[c] = true
+	}
+	var out []Problem
+	for _, rk := range readies {
+		ctl := strings.TrimPrefix(rk, s.keys.tag(shard)+":ready:")
+		if known[ctl] {
+			continue
+		}
+		n, err := s.client.ZCard(ctx, rk).Result()
+		if err != nil {
+			return nil, fmt.Errorf("taskflow: verify: %w", err)
+		}
+		if n > stale[rk] {
+			out = append(out, Problem{Kind: "controller_unlisted", Key: key, Member: ctl,
+				Detail: "ready queue " + rk + " is not in the shard's controllers set: Stats does not see it"})
+		}
+	}
+	return out, nil
+}

@@ -189,3 +189,32 @@ func (c *pipeCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		return next(ctx, cmds)
 	}
 }
+
+// TestStatsUnlistedController: a ready queue written before the
+// controllers set existed is invisible to Stats until Verify repairs it.
+func TestStatsUnlistedController(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := must(t, try(e.m.CreateMirrored(e.ctx, CreateManagedInput{ControllerID: "old", Goal: "g", OwnerSessionKey: "o"})))
+		shard := e.store.keys.shardOf(f.ID)
+		if err := e.client.Del(e.ctx, e.store.keys.controllers(shard)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if st := must(t, try(e.m.Stats(e.ctx))); len(st.Ready) != 0 {
+			t.Fatalf("ready %+v", st.Ready)
+		}
+		rep := must(t, try(e.m.Verify(e.ctx)))
+		if len(rep.Problems) != 1 || rep.Problems[0].Kind != "controller_unlisted" || rep.Problems[0].Member != "old" {
+			t.Fatalf("verify: %+v", rep.Problems)
+		}
+		rep = must(t, try(e.m.Verify(e.ctx, WithRepair())))
+		if rep.Unrepaired() != 0 {
+			t.Fatalf("repair: %+v", rep.Problems)
+		}
+		if st := must(t, try(e.m.Stats(e.ctx))); len(st.Ready) != 1 || st.Ready[0].Depth != 1 {
+			t.Fatalf("ready after repair %+v", st.Ready)
+		}
+		if rep := must(t, try(e.m.Verify(e.ctx))); !rep.OK() {
+			t.Fatalf("verify after repair: %+v", rep.Problems)
+		}
+	})
+}
