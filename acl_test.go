@@ -27,6 +27,8 @@ var aclCommands = []string{
 	"multi", "exec",
 	// the layout check
 	"hsetnx",
+	// Stats
+	"smembers", "hlen", "xinfo|groups",
 }
 
 func aclSetUser(prefix string) []any {
@@ -85,6 +87,9 @@ func TestACLUserLimitedToPrefix(t *testing.T) {
 	}
 	if _, err := e.m.ListRecent(ctx, nil); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := e.m.Stats(ctx); err != nil {
+		t.Fatalf("stats as the limited user: %v", err)
 	}
 	rep, err := e.m.Verify(ctx, WithRepair())
 	if err != nil || !rep.OK() {

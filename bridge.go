@@ -188,7 +188,7 @@ func (e *WaitEngine) claimIdle(ctx context.Context, stream string) error {
 		}
 		for _, msg := range msgs {
 			e.bridgeC.Add(1)
-			if err := e.handle(ctx, stream, msg); err != nil {
+			if err := e.handle(ctx, stream, msg, true); err != nil {
 				return err
 			}
 		}
@@ -214,7 +214,7 @@ func (e *WaitEngine) readOnce(ctx context.Context, stream string) error {
 	}
 	for _, st := range res {
 		for _, msg := range st.Messages {
-			if err := e.handle(ctx, stream, msg); err != nil {
+			if err := e.handle(ctx, stream, msg, false); err != nil {
 				return err
 			}
 		}
@@ -222,28 +222,43 @@ func (e *WaitEngine) readOnce(ctx context.Context, stream string) error {
 	return nil
 }
 
-// handle processes one message. It returns an error only when the message
-// must stay pending (Redis trouble); everything else is acknowledged.
-func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessage) error {
+// handle processes one message (claimed: taken over from another
+// consumer). It returns an error only when the message must stay pending
+// (Redis trouble); everything else is acknowledged.
+func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessage, claimed bool) (herr error) {
+	var ev *BridgeEvent
+	if o := e.s.obs; o != nil && o.Bridge != nil {
+		ev = &BridgeEvent{MessageID: msg.ID, Claimed: claimed, Start: time.Now()}
+		defer observeBridge(ctx, o, ev, &herr)
+	}
 	req, perr := parseBridgeMessage(msg)
 	if perr != nil {
+		if ev != nil {
+			ev.Outcome, ev.Err = "malformed", perr
+		}
 		e.bridgeB.Add(1)
 		e.log.Warn("taskflow: dropping a malformed resume request", "id", msg.ID, "err", perr)
 		return e.ack(ctx, stream, msg.ID)
 	}
 	var resumed int
 	var err error
+	var fs []*Flow
 	if req.FlowID != "" {
 		id, _ := uuid.Parse(req.FlowID)
 		var f *Flow
 		f, err = e.m.tryResumeExternal(ctx, id, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), "s"+msg.ID)
 		if f != nil {
 			resumed = 1
+			fs = []*Flow{f}
 		}
 	} else {
-		var fs []*Flow
 		fs, err = e.m.resumeByCorrelation(ctx, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), "s"+msg.ID)
 		resumed = len(fs)
+	}
+	if ev != nil {
+		ev.FlowID, _ = uuid.Parse(req.FlowID)
+		ev.Topic, ev.Resumed, ev.Err = req.Topic, fs, err
+		ev.Outcome = bridgeOutcome(resumed, err)
 	}
 	e.bridgeR.Add(int64(resumed))
 	if err != nil {

@@ -184,8 +184,10 @@ func (e *WaitEngine) Tick(ctx context.Context) TickReport {
 // External-event and manual waits are left alone. Index entries the tick
 // cannot act on are removed (TickReport.Dropped), so a tick always ends,
 // after at most MaxTickRounds rounds.
-func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) TickReport {
-	var rep TickReport
+func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) (rep TickReport) {
+	if o := e.s.obs; o != nil && o.Tick != nil {
+		defer observeTick(ctx, o, time.Now(), &rep)
+	}
 	if err := e.s.checkLayout(ctx); err != nil {
 		rep.fail(err)
 		return rep
@@ -297,7 +299,11 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 	if len(calls)+len(drops) == 0 {
 		return nil
 	}
-	vals, errs := e.s.runPipelined(ctx, calls)
+	kinds := make([]entryKind, len(entries))
+	for i, ent := range entries {
+		kinds[i] = ent.kind
+	}
+	vals, errs := e.s.runPipelined(ctx, calls, e.s.tickMetas(kinds)...)
 	moved := map[int]int{} // entries that left their index, per shard
 	for i, err := range errs {
 		ent := entries[i]

@@ -79,7 +79,10 @@ func WithClaimWait(d time.Duration) ClaimOption {
 // (the engine's tick puts the flow back on the queue), on Release, or
 // when the flow leaves running (wait, finish, fail, cancel); a resumed
 // flow is queued again for any worker.
-func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, lease time.Duration, opts ...ClaimOption) (*Flow, *Lease, error) {
+func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, lease time.Duration, opts ...ClaimOption) (f *Flow, l *Lease, err error) {
+	if o := m.store.obs; o != nil && o.Claim != nil {
+		defer observeClaim(ctx, o, controllerID, workerID, time.Now(), &f, &l, &err)
+	}
 	if controllerID == "" || strings.TrimSpace(workerID) == "" {
 		return nil, nil, fmt.Errorf("%w: a controller id and a worker id are required", ErrInvalidData)
 	}
@@ -179,7 +182,10 @@ func (m *Manager) Extend(ctx context.Context, l *Lease, d time.Duration) (*Lease
 	if err := s.checkLayout(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.scripts.extendLease.Run(ctx, s.client, s.keys.flowKeys(l.FlowID, ""), args...).Err(); err != nil {
+	start := s.observeStart()
+	err := s.scripts.extendLease.Run(ctx, s.client, s.keys.flowKeys(l.FlowID, ""), args...).Err()
+	s.observeRun(ctx, s.scripts.extendLease, l.FlowID, start, err)
+	if err != nil {
 		return nil, scriptError(err, l.FlowID)
 	}
 	return &next, nil
@@ -197,7 +203,9 @@ func (m *Manager) Release(ctx context.Context, l *Lease) error {
 	if err := s.checkLayout(ctx); err != nil {
 		return err
 	}
+	start := s.observeStart()
 	err := s.scripts.releaseLease.Run(ctx, s.client, s.keys.flowKeys(l.FlowID, ""), s.head(l.FlowID, nowMs, nowStr, mutation{lease: l})...).Err()
+	s.observeRun(ctx, s.scripts.releaseLease, l.FlowID, start, err)
 	return scriptError(err, l.FlowID)
 }
 

@@ -28,6 +28,7 @@ import (
 //	<prefix>:{<n>}:cancelwait         set:  waiting flows with a cancel request
 //	<prefix>:{<n>}:corr               zset: correlation members (lex order)
 //	<prefix>:{<n>}:ready:<controller> zset: runnable unleased flows by time
+//	<prefix>:{<n>}:controllers        set:  controller ids with a ready queue (Stats)
 //	<prefix>:{<n>}:leases             hash: flow id -> "<token>|<expiry ms>|<worker JSON>"
 //	<prefix>:{<n>}:leasexp            zset: leased flow id by lease expiry
 //	<prefix>:{<n>}:ticklock           string: the engine working on the shard (5 s)

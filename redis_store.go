@@ -44,6 +44,9 @@ type RedisStore struct {
 	loaded bool
 	// laidOut is set once the layout check passed.
 	laidOut atomic.Bool
+	// obs observes script runs, ticks, claims and bridge messages; nil
+	// when none (see WithObserver).
+	obs *Observer
 }
 
 // StoreOption configures a RedisStore.
@@ -56,6 +59,7 @@ type storeConfig struct {
 	eventCap int
 	maxState int
 	early    earlyConfig
+	obs      *Observer
 }
 
 // WithPrefix sets the first part of every key (default "taskflow"). It
@@ -145,6 +149,7 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 		eventCap:  cfg.eventCap,
 		maxState:  cfg.maxState,
 		early:     cfg.early,
+		obs:       cfg.obs,
 	}, nil
 }
 
@@ -301,8 +306,9 @@ type scriptCall struct {
 
 // runPipelined runs calls in one pipeline (split by node on a cluster).
 // A call that meets NOSCRIPT (the server lost its cache after a restart
-// or failover) is re-run on its own, which loads the script again.
-func (s *RedisStore) runPipelined(ctx context.Context, calls []scriptCall) ([]any, []error) {
+// or failover) is re-run on its own, which loads the script again. metas,
+// when given, has one entry per call, for the observer.
+func (s *RedisStore) runPipelined(ctx context.Context, calls []scriptCall, metas ...opMeta) ([]any, []error) {
 	vals := make([]any, len(calls))
 	errs := make([]error, len(calls))
 	if len(calls) == 0 {
@@ -316,6 +322,10 @@ func (s *RedisStore) runPipelined(ctx context.Context, calls []scriptCall) ([]an
 	}
 	pipe := s.client.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
+	var start time.Time
+	if s.observing() {
+		start = time.Now()
+	}
 	for i, c := range calls {
 		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
 	}
@@ -326,6 +336,9 @@ func (s *RedisStore) runPipelined(ctx context.Context, calls []scriptCall) ([]an
 			v, err = calls[i].script.Run(ctx, s.client, calls[i].keys, calls[i].args...).Result()
 		}
 		vals[i], errs[i] = v, err
+	}
+	if s.observing() {
+		s.observePipelined(ctx, calls, metas, vals, errs, start)
 	}
 	return vals, errs
 }
@@ -404,20 +417,25 @@ func (s *RedisStore) stateArgs(what string, raw json.RawMessage, merge bool) ([]
 }
 
 // runFlowScript runs a mutation script and decodes the flow it returns.
-func (s *RedisStore) runFlowScript(ctx context.Context, sc *redis.Script, id uuid.UUID, keys []string, args []any) (*Flow, []any, error) {
+// meta (at most one) tells the observer what the run is.
+func (s *RedisStore) runFlowScript(ctx context.Context, sc *redis.Script, id uuid.UUID, keys []string, args []any, meta ...opMeta) (f *Flow, arr []any, err error) {
 	if err := s.recordLayout(ctx); err != nil {
 		return nil, nil, err
 	}
-	v, err := sc.Run(ctx, s.client, keys, args...).Result()
-	if err != nil {
-		return nil, nil, scriptError(err, id)
+	var raw error
+	if s.observing() {
+		defer s.observeDeferred(ctx, sc, meta, id, time.Now(), &f, &raw, &err)
+	}
+	v, raw := sc.Run(ctx, s.client, keys, args...).Result()
+	if raw != nil {
+		return nil, nil, scriptError(raw, id)
 	}
 	arr, ok := v.([]any)
 	if !ok || len(arr) < 2 {
 		return nil, nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
 	}
 	lean := len(args) > 7 && args[7] == "lean"
-	f, err := decodeFlow(id, pairsToMap(arr[0]), !lean)
+	f, err = decodeFlow(id, pairsToMap(arr[0]), !lean)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -496,6 +514,7 @@ func decodeFlow(id uuid.UUID, m map[string]string, withState bool) (*Flow, error
 		CurrentStep:     m["step"],
 		Status:          st,
 		CancelRequested: m["cancel"] == "1",
+		TraceParent:     m["tp"],
 	}
 	f.Revision, _ = strconv.ParseInt(m["rev"], 10, 64)
 	f.Attempts, _ = strconv.Atoi(m["att"])
@@ -572,7 +591,8 @@ func (s *RedisStore) create(ctx context.Context, in CreateManagedInput, mirrored
 		mir = "1"
 	}
 	args := append(s.head(id, nowMs, nowStr, mutation{}),
-		in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, mir, string(payload), fingerprint)
+		in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, mir, string(payload), fingerprint,
+		s.traceParent(ctx))
 	args = append(args, stateArgs...)
 	f, _, err := s.runFlowScript(ctx, s.scripts.create, id, s.keys.flowKeys(id, in.OwnerSessionKey), args)
 	if errors.Is(err, ErrIdempotencyConflict) {
@@ -614,7 +634,7 @@ func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, er
 	if r.inbox {
 		keys = s.keys.withInbox(keys, r.id)
 	}
-	f, _, err := s.runFlowScript(ctx, s.scripts.transition, r.id, keys, s.transitionArgs(r, nowMs, nowStr))
+	f, _, err := s.runFlowScript(ctx, s.scripts.transition, r.id, keys, s.transitionArgs(r, nowMs, nowStr), r.meta())
 	if err != nil {
 		var te *TransitionError
 		if errors.As(err, &te) {
@@ -623,6 +643,15 @@ func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, er
 		return nil, err
 	}
 	return f, nil
+}
+
+// meta describes the transition to the observer.
+func (r transitionReq) meta() opMeta {
+	m := opMeta{event: r.kind}
+	if r.kind == EventResumed {
+		m.waitKind = waitKindOfGuard(r.guard)
+	}
+	return m
 }
 
 func (s *RedisStore) transitionArgs(r transitionReq, nowMs, nowStr string) []any {
@@ -844,9 +873,11 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 		return err
 	}
 	keys := []string{s.keys.flow(st.FlowID), s.keys.steps(st.FlowID), s.keys.step(st.FlowID, st.RunID)}
+	start := s.observeStart()
 	err = s.scripts.insertStep.Run(ctx, s.client, keys,
 		st.ID.String(), st.FlowID.String(), string(st.Runtime), st.RunID, st.Task, string(st.Status),
 		st.ChildSessionKey, string(result), st.CreatedAt.UnixMilli(), st.UpdatedAt.UnixMilli()).Err()
+	s.observeRun(ctx, s.scripts.insertStep, st.FlowID, start, err)
 	if err != nil {
 		err = scriptError(err, st.FlowID)
 		if errors.Is(err, ErrDuplicateStep) {
@@ -886,7 +917,9 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mu
 	if err := s.recordLayout(ctx); err != nil {
 		return nil, err
 	}
+	start := s.observeStart()
 	v, err := s.scripts.recordStep.Run(ctx, s.client, keys, args...).Result()
+	s.observeRun(ctx, s.scripts.recordStep, obs.FlowID, start, err)
 	if err != nil {
 		return nil, fmt.Errorf("taskflow: record step: %w", scriptError(err, obs.FlowID))
 	}

@@ -25,6 +25,8 @@ type scripts struct {
 	retry                                                     *redis.Script
 	deliverEvent, mboxKeep, mboxTake, mboxSettle              *redis.Script
 	all                                                       []*redis.Script
+	// names names the mutation scripts, for the observer.
+	names map[*redis.Script]string
 }
 
 // luaPrelude renders the state machine for the scripts: which index key
@@ -70,7 +72,7 @@ func loadScripts(cluster bool) (*scripts, error) {
 		return nil, err
 	}
 	head := luaPrelude(cluster) + string(lib) + "\n"
-	s := &scripts{}
+	s := &scripts{names: map[*redis.Script]string{}}
 	for _, x := range []struct {
 		name string
 		dst  **redis.Script
@@ -113,6 +115,9 @@ func loadScripts(cluster bool) (*scripts, error) {
 		}
 		*x.dst = redis.NewScript(src + "-- " + x.name + ".lua\n" + string(body))
 		s.all = append(s.all, *x.dst)
+		if x.name != "page_after" && x.name != "verify_flow" { // reads
+			s.names[*x.dst] = x.name
+		}
 	}
 	return s, nil
 }

@@ -168,6 +168,10 @@ type Flow struct {
 	CreatedAt time.Time `json:"created_at"`
 	// UpdatedAt is when the flow was last mutated.
 	UpdatedAt time.Time `json:"updated_at"`
+	// TraceParent is the W3C traceparent of the call that created the
+	// flow, when the store's Observer supplied one (see
+	// Observer.TraceParent); "" otherwise. It never changes.
+	TraceParent string `json:"trace_parent,omitempty"`
 }
 
 // TransitionTo moves the in-memory flow to next, applying the same checks

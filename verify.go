@@ -19,7 +19,8 @@ type Problem struct {
 	Kind   string `json:"kind"`
 	FlowID string `json:"flow_id,omitempty"`
 	Key    string `json:"key"`
-	// Member is the index entry at fault, for stale_index_entry.
+	// Member is the index entry at fault, for stale_index_entry (for
+	// controller_unlisted, the controller id missing from the set).
 	Member string `json:"member,omitempty"`
 	Detail string `json:"detail"`
 	// Repaired is true when Verify ran with WithRepair and fixed it.
@@ -174,7 +175,7 @@ func (s *RedisStore) classify(shard int, rest, key string, sk *shardKeys) {
 	case "inbox", "mbox":
 		sk.early = append(sk.early, key)
 	case "status", "timers", "cancelwait", "corr", "leases", "leasexp", "ticklock",
-		"kept", "claims", "claimdue":
+		"kept", "claims", "claimdue", "controllers":
 	default:
 		sk.unknown = append(sk.unknown, key)
 	}
@@ -572,6 +573,11 @@ func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys,
 			return nil, err
 		}
 	}
+	unlisted, err := s.unlistedControllers(ctx, shard, sk.readies, out)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, unlisted...)
 	for _, lk := range []string{s.keys.leases(shard), s.keys.leaseExp(shard)} {
 		if err := check(lk, func(sn *flowSnap, _ string) bool { return sn.fields["status"] == string(StatusRunning) },
 			"lease of a flow that is not running"); err != nil {
@@ -809,6 +815,10 @@ func (s *RedisStore) repair(ctx context.Context, shard int, found []Problem) err
 			p.Kind == "bad_attempts":
 			// Records are not rewritten: these need a person.
 			continue
+		case p.Kind == "controller_unlisted":
+			if err := s.client.SAdd(ctx, p.Key, p.Member).Err(); err != nil {
+				return fmt.Errorf("taskflow: repair: %w", err)
+			}
 		case p.Kind == "stale_index_entry" && (err != nil || s.keys.shardOf(id) != shard):
 			// The entry names no flow of this shard: drop it where it is.
 			if err := s.dropEntry(ctx, p.Key, p.Member); err != nil {

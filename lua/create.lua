@@ -8,7 +8,8 @@
 --   15 payload of the created event (JSON)
 --   16 idempotency fingerprint ('' = no key): the flow id was derived
 --      from the key, and this hash of the input is kept as field 'idem'
---   17.. the initial state (see apply_state: 'object' or 'replace')
+--   17 W3C traceparent of the creating call ('' = none; kept as 'tp')
+--   18.. the initial state (see apply_state: 'object' or 'replace')
 -- Returns: {flow hash (record and state, or record only), ''}, or
 --   {the existing flow, 'existing'} when a flow with this id was made
 --   with the same fingerprint (nothing written).
@@ -26,13 +27,13 @@ if redis.call('EXISTS', KEYS[K_FLOW]) == 1 then
   return err('IDEMCONFLICT')
 end
 local f = {status = nil, rev = '0', controller = ARGV[9]}
-local e = apply_state(f, 17)
+local e = apply_state(f, 18)
 if e then
   return e
 end
 set_fields('controller', ARGV[9], 'goal', ARGV[10], 'owner', ARGV[11],
   'origin', ARGV[12], 'step', ARGV[13], 'rev', '0', 'created', NOW_MS,
-  'updated', NOW_MS, 'idem', ARGV[16])
+  'updated', NOW_MS, 'idem', ARGV[16], 'tp', ARGV[17])
 set_status(f, 'created')
 redis.call('ZADD', KEYS[K_OWNER], NOW_MS, ID)
 flush(f, {})

@@ -21,9 +21,10 @@
 --   14 lease expiry zset
 --   15 shard base '<prefix>:{<n>}' (not a key: names the ready queues)
 --   16 owner zset (only the scripts that need it)
--- The one key built here is a flow's ready queue, KEYS[15]..':ready:'..
+-- The keys built here are a flow's ready queue, KEYS[15]..':ready:'..
 -- controller_id, a zset under the same hash tag (same slot): Go cannot
--- know the controller of a flow it did not read. Channels (not keys):
+-- know the controller of a flow it did not read; and the shard's set of
+-- controller ids with a ready queue, KEYS[15]..':controllers'. Channels (not keys):
 -- '<base>:ready:<controller>' announces a flow ready to claim and
 -- '<base>:watch' carries every audit entry as '<flow id> <entry>'.
 --
@@ -51,7 +52,7 @@ local RECORD = {
   'controller', 'goal', 'owner', 'origin',
   'step', 'status', 'cancel', 'rev', 'created',
   'updated', 'wait', 'corr', 'raw', 'size',
-  'seq', 'att',
+  'seq', 'att', 'tp',
 }
 
 local function err(code, detail)
@@ -122,9 +123,10 @@ local function ready_key(f)
 end
 
 -- make_ready queues a running, unleased flow for its controller's workers
--- and wakes them.
+-- and wakes them. The shard's controllers set names the queue for Stats.
 local function make_ready(f)
   redis.call('ZADD', ready_key(f), NOW_MS, ID)
+  redis.call('SADD', KEYS[K_BASE] .. ':controllers', f.controller or '')
   redis.call(PUBLISH, ready_key(f), ID)
 end
 

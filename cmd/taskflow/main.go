@@ -74,6 +74,8 @@ func verbs() []*verb {
 		tickVerb,
 		runVerb,
 		fsckVerb,
+		statsVerb,
+		serveVerb,
 		demoVerb,
 		benchVerb,
 	}

@@ -56,12 +56,14 @@ const (
 	SuiteList          = "list"
 	SuiteFleet         = "fleet"
 	SuiteCluster       = "cluster"
+	SuiteStats         = "stats"
+	SuiteHooks         = "hooks"
 )
 
 // AllSuites lists every suite name in run order.
 func AllSuites() []string {
 	return []string{SuiteStateSize, SuiteMemory, SuiteTick, SuiteResume, SuiteFloor,
-		SuiteWatchBaseline, SuiteRoundtrips, SuiteList, SuiteFleet, SuiteCluster}
+		SuiteWatchBaseline, SuiteRoundtrips, SuiteList, SuiteFleet, SuiteCluster, SuiteStats, SuiteHooks}
 }
 
 // Config selects and sizes a run.
@@ -115,6 +117,10 @@ type sizes struct {
 	fleetWorkers    []int         // worker counts of the throughput runs
 	idleWorkers     int           // workers blocked in Claim for the idle check
 	idleWindow      time.Duration // how long the idle fleet is watched
+	statsSmall      int           // waiting flows, small Stats space
+	statsLarge      int           // waiting flows, large Stats space
+	statsCalls      int           // Stats calls timed per round and size
+	hookOps         int           // UpdateState calls per round and observer variant
 }
 
 func sizesFor(quick bool) sizes {
@@ -127,6 +133,7 @@ func sizesFor(quick bool) sizes {
 		floorConcurrent: []int{1, 8, 64},
 		listSmall:       1_000, listLarge: 1_000_000, listOwners: 100, listCalls: 200, listWalkLimit: 50,
 		fleetFlows: 2_000, fleetWorkers: []int{1, 4, 16}, idleWorkers: 16, idleWindow: 10 * time.Second,
+		statsSmall: 1_000, statsLarge: 1_000_000, statsCalls: 200, hookOps: 2_000,
 	}
 	if quick {
 		s.stateOps = 30
@@ -137,6 +144,7 @@ func sizesFor(quick bool) sizes {
 		s.floorDuration, s.watchDuration = 150*time.Millisecond, 200*time.Millisecond
 		s.listLarge, s.listCalls = 20_000, 20
 		s.fleetFlows, s.idleWindow = 200, 2*time.Second
+		s.statsLarge, s.statsCalls, s.hookOps = 20_000, 20, 200
 	}
 	return s
 }
@@ -214,6 +222,10 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			err = r.fleet(ctx)
 		case SuiteCluster:
 			err = r.cluster(ctx)
+		case SuiteStats:
+			err = r.stats(ctx)
+		case SuiteHooks:
+			err = r.hooks(ctx)
 		}
 		if err != nil {
 			fmt.Fprintf(out, "%s: FAILED: %v\n", name, err)

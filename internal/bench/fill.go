@@ -33,9 +33,10 @@ func shardTag(prefix string, id uuid.UUID, shards int) string {
 
 // waitFill writes waiting flows (timer waits) straight into Redis with
 // pipelines, mirroring what CreateMirrored (empty state) followed by
-// SetWaiting(timer) writes: the flow hash, its three events, and the
-// status, owner and timers index entries. checkFillFidelity proves the
-// shape against the real Manager before a fill is trusted.
+// SetWaiting(timer) writes: the flow hash, its three events, the
+// status, owner and timers index entries, and the shard's controllers
+// set. checkFillFidelity proves the shape against the real Manager
+// before a fill is trusted.
 type waitFill struct {
 	c       redis.UniversalClient
 	prefix  string
@@ -101,6 +102,8 @@ func (w waitFill) fill(ctx context.Context, first, count int, created, waited ti
 			pipe.ZAdd(ctx, tag+":status:waiting", redis.Z{Score: float64(waited.UnixMilli()), Member: idStr})
 			pipe.ZAdd(ctx, tag+":owner:"+owner, redis.Z{Score: float64(created.UnixMilli()), Member: idStr})
 			pipe.ZAdd(ctx, tag+":timers", redis.Z{Score: float64(at.UnixMilli()), Member: idStr})
+			// Started, it was ready once: its controller is in the shard's set.
+			pipe.SAdd(ctx, tag+":controllers", fillController)
 		}
 		_, err := pipe.Exec(ctx)
 		return err
@@ -225,6 +228,13 @@ func describeFlow(ctx context.Context, c *redis.Client, prefix string, id uuid.U
 				}
 				line += " " + norm(fmt.Sprint(z.Member)) + "@" + score
 			}
+		case "set":
+			ms, err := c.SMembers(ctx, k).Result()
+			if err != nil {
+				return nil, err
+			}
+			slices.Sort(ms)
+			line += " " + strings.Join(ms, " ")
 		default:
 			line += " (unexpected type)"
 		}

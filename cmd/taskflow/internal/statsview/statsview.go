@@ -1,0 +1,83 @@
+// Package statsview renders a flow space's Stats for the CLI (`taskflow
+// stats`) and serves its Prometheus metrics (`taskflow serve`).
+package statsview
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/taskflow-dev/taskflow"
+	tfprom "github.com/taskflow-dev/taskflow/extra/prometheus"
+)
+
+// Print writes st as an aligned table.
+func Print(w io.Writer, st *taskflow.Stats) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "at\t%s\n", st.At.Format(time.RFC3339))
+	fmt.Fprintf(tw, "flows\t%d\n", st.Total)
+	for _, s := range taskflow.Statuses() {
+		fmt.Fprintf(tw, "  %s\t%d\n", s, st.Flows[s])
+	}
+	fmt.Fprintf(tw, "timers pending\t%d\n", st.Timers.Pending)
+	fmt.Fprintf(tw, "timers due\t%d\n", st.Timers.Due)
+	fmt.Fprintf(tw, "tick lag\t%s\n", round(st.Timers.Lag))
+	fmt.Fprintf(tw, "leases held\t%d\n", st.Leases.Held)
+	fmt.Fprintf(tw, "leases expired\t%d (oldest %s ago)\n", st.Leases.Expired, round(st.Leases.ExpiredLag))
+	fmt.Fprintf(tw, "bridge unhandled\t%d (backlog %d, pending %d)\n", st.Bridge.Length, st.Bridge.Backlog, st.Bridge.Pending)
+	fmt.Fprintf(tw, "kept early events\t%d\n", st.KeptEvents)
+	if len(st.Ready) == 0 {
+		fmt.Fprintf(tw, "ready queues\tnone\n")
+	}
+	for _, q := range st.Ready {
+		fmt.Fprintf(tw, "ready %s\t%d (oldest %s)\n", q.Controller, q.Depth, round(q.OldestAge))
+	}
+	return tw.Flush()
+}
+
+func round(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+
+// Handler returns the /metrics handler for a flow space: the Stats
+// gauges computed at scrape time, the counters of obs (when the caller
+// set tfprom's observer on its store), and the Go runtime's collectors.
+func Handler(c *tfprom.Collector) (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	for _, x := range []prometheus.Collector{c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(x); err != nil {
+			return nil, err
+		}
+	}
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), nil
+}
+
+// Serve serves h at /metrics on ln until ctx ends.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

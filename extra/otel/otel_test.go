@@ -1,0 +1,344 @@
+package tfotel
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/taskflow-dev/taskflow"
+)
+
+// clock is the shared, settable time of the test's processes.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// process is one "machine": its own client, store, tracer and meter.
+type process struct {
+	spans  *tracetest.InMemoryExporter
+	tp     *sdktrace.TracerProvider
+	reader *sdkmetric.ManualReader
+	mp     *sdkmetric.MeterProvider
+	m      *taskflow.Manager
+}
+
+func newProcess(t *testing.T, c redis.UniversalClient, prefix string, clk *clock) *process {
+	t.Helper()
+	p := &process{spans: tracetest.NewInMemoryExporter(), reader: sdkmetric.NewManualReader()}
+	p.tp = sdktrace.NewTracerProvider(sdktrace.WithSyncer(p.spans))
+	p.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(p.reader))
+	obs, err := NewObserver(WithTracerProvider(p.tp), WithMeterProvider(p.mp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := taskflow.NewRedisStore(c, taskflow.WithPrefix(prefix), taskflow.WithClock(clk.Now), taskflow.WithObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.m = taskflow.NewManager(s)
+	t.Cleanup(func() { _ = p.m.Close() })
+	return p
+}
+
+func must[T any](t *testing.T) func(T, error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+// flowSpans returns the process's spans about flow id, by name.
+func flowSpans(p *process, id string) []tracetest.SpanStub {
+	var out []tracetest.SpanStub
+	for _, s := range p.spans.GetSpans() {
+		for _, a := range s.Attributes {
+			if a.Key == AttrFlowID && a.Value.AsString() == id {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+func linksTo(s tracetest.SpanStub, sc trace.SpanContext) bool {
+	for _, l := range s.Links {
+		if l.SpanContext.TraceID() == sc.TraceID() && l.SpanContext.SpanID() == sc.SpanID() {
+			return true
+		}
+	}
+	return false
+}
+
+// TestOneFlowOneStory drives one flow through an API process that
+// creates it, two workers and an engine, each with its own tracer: every
+// span about the flow links back to the request that created it.
+func TestOneFlowOneStory(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			c := b.client(t)
+			prefix := randomPrefix()
+			cleanup(t, c, prefix)
+			clk := &clock{now: time.Now().UTC().Truncate(time.Millisecond)}
+			api, w1, w2, eng := newProcess(t, c, prefix, clk), newProcess(t, c, prefix, clk),
+				newProcess(t, c, prefix, clk), newProcess(t, c, prefix, clk)
+
+			ctx, root := api.tp.Tracer("test").Start(context.Background(), "POST /triage")
+			f := must[*taskflow.Flow](t)(api.m.CreateMirrored(ctx, taskflow.CreateManagedInput{
+				ControllerID: "triage", Goal: "g", OwnerSessionKey: "o"}))
+			root.End()
+			origin := root.SpanContext()
+			if f.TraceParent == "" || f.TraceParent != TraceParent(ctx) {
+				t.Fatalf("flow trace parent %q, want %q", f.TraceParent, TraceParent(ctx))
+			}
+
+			bg := context.Background() // the workers' own contexts: no parent
+			cf, l, err := w1.m.Claim(bg, "triage", "w1", time.Minute, taskflow.WithClaimWait(0))
+			if err != nil || cf == nil || cf.ID != f.ID {
+				t.Fatalf("w1 claim: %v %v", cf, err)
+			}
+			must[*taskflow.Flow](t)(w1.m.UpdateState(bg, f.ID, map[string]int{"n": 1}, "wait", taskflow.WithLease(l)))
+			must[*taskflow.Flow](t)(w1.m.SetWaiting(bg, f.ID, taskflow.WaitTimer(clk.Now().Add(time.Second)), taskflow.WithLease(l)))
+			clk.Advance(2 * time.Second)
+			if rep := taskflow.NewWaitEngine(eng.m).Tick(bg); rep.Resumed != 1 {
+				t.Fatalf("tick %+v", rep)
+			}
+			cf, l, err = w2.m.Claim(bg, "triage", "w2", time.Minute, taskflow.WithClaimWait(0))
+			if err != nil || cf == nil {
+				t.Fatalf("w2 claim: %v %v", cf, err)
+			}
+			must[*taskflow.Flow](t)(w2.m.Finish(bg, f.ID, nil, taskflow.WithLease(l)))
+
+			// The create span is the request's child.
+			cs := flowSpans(api, f.ID.String())
+			if len(cs) != 1 || cs[0].Name != "create" || cs[0].Parent.SpanID() != origin.SpanID() ||
+				cs[0].SpanContext.TraceID() != origin.TraceID() {
+				t.Fatalf("api spans %+v", cs)
+			}
+			// Every later span about the flow links to the request.
+			for _, x := range []struct {
+				name string
+				p    *process
+				want []string
+			}{
+				{"w1", w1, []string{"claim", "taskflow.claim", "update_state", "transition"}},
+				{"engine", eng, []string{"transition"}},
+				{"w2", w2, []string{"claim", "taskflow.claim", "transition"}},
+			} {
+				spans := flowSpans(x.p, f.ID.String())
+				var names []string
+				for _, s := range spans {
+					names = append(names, s.Name)
+					if !linksTo(s, origin) {
+						t.Errorf("%s span %s has no link to the creating request: %+v", x.name, s.Name, s.Links)
+					}
+					if s.SpanContext.TraceID() == origin.TraceID() {
+						t.Errorf("%s span %s joined the request's trace instead of linking", x.name, s.Name)
+					}
+				}
+				if len(names) != len(x.want) {
+					t.Errorf("%s spans %v, want %v", x.name, names, x.want)
+				}
+			}
+			// The engine's resume carries the semantic conventions and the
+			// wait kind; its metrics count it.
+			rs := flowSpans(eng, f.ID.String())[0]
+			for _, want := range []attribute.KeyValue{
+				attribute.String("db.system.name", "redis"), attribute.String("db.operation.name", "transition"),
+				AttrEvent.String("resumed"), AttrWaitKind.String("timer"),
+			} {
+				if !hasAttr(rs.Attributes, want) {
+					t.Errorf("resume span lacks %v: %v", want, rs.Attributes)
+				}
+			}
+			if rs.SpanKind != trace.SpanKindClient {
+				t.Errorf("resume span kind %v", rs.SpanKind)
+			}
+			// A flow resumed through the bridge: the engine's message span
+			// links to the request that created it.
+			ctx2, root2 := api.tp.Tracer("test").Start(context.Background(), "POST /mail")
+			mf := must[*taskflow.Flow](t)(api.m.CreateMirrored(ctx2, taskflow.CreateManagedInput{
+				ControllerID: "mail", Goal: "g", OwnerSessionKey: "o"}))
+			root2.End()
+			must[*taskflow.Flow](t)(api.m.SetWaiting(ctx2, mf.ID, taskflow.WaitExternalEvent("mail.reply", "m-1")))
+			if err := api.m.PublishResume(ctx2, taskflow.ResumeRequest{Topic: "mail.reply", CorrelationID: "m-1"}); err != nil {
+				t.Fatal(err)
+			}
+			bctx, cancel := context.WithCancel(bg)
+			done := make(chan struct{})
+			go func() {
+				_ = taskflow.NewWaitEngine(eng.m, taskflow.WithBridgeBlock(20*time.Millisecond)).RunResumeBridge(bctx)
+				close(done)
+			}()
+			var msg *tracetest.SpanStub
+			for deadline := time.Now().Add(10 * time.Second); msg == nil && time.Now().Before(deadline); {
+				for _, s := range eng.spans.GetSpans() {
+					if s.Name == "taskflow.bridge.message" {
+						msg = &s
+					}
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+			<-done
+			if msg == nil || !linksTo(*msg, root2.SpanContext()) || !hasAttr(msg.Attributes, AttrOutcome.String("resumed")) ||
+				msg.SpanKind != trace.SpanKindConsumer {
+				t.Fatalf("bridge message span %+v", msg)
+			}
+			resumed := flowSpans(eng, mf.ID.String())
+			if len(resumed) != 1 || !linksTo(resumed[0], root2.SpanContext()) || !hasAttr(resumed[0].Attributes, AttrWaitKind.String("external_event")) {
+				t.Fatalf("bridge resume spans %+v", resumed)
+			}
+
+			rm := collect(t, eng)
+			if got := sumOf(rm, "taskflow.resumes", AttrWaitKind.String("timer")); got != 1 {
+				t.Errorf("taskflow.resumes{timer} = %d", got)
+			}
+			if got := sumOf(rm, "taskflow.ticks"); got != 1 {
+				t.Errorf("taskflow.ticks = %d", got)
+			}
+			if got := sumOf(rm, "taskflow.bridge.messages", AttrOutcome.String("resumed")); got != 1 {
+				t.Errorf("taskflow.bridge.messages{resumed} = %d", got)
+			}
+			if got := sumOf(rm, "taskflow.resumes", AttrWaitKind.String("external_event")); got != 1 {
+				t.Errorf("taskflow.resumes{external_event} = %d", got)
+			}
+		})
+	}
+}
+
+// TestMetrics checks refusals, lease expiries and the Stats gauges.
+func TestMetrics(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			c := b.client(t)
+			prefix := randomPrefix()
+			cleanup(t, c, prefix)
+			clk := &clock{now: time.Now().UTC().Truncate(time.Millisecond)}
+			p := newProcess(t, c, prefix, clk)
+			reg, err := RegisterStats(p.mp, p.m.Stats)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = reg.Unregister() }()
+			ctx := context.Background()
+			in := taskflow.CreateManagedInput{ControllerID: "m", Goal: "g", OwnerSessionKey: "o"}
+			f := must[*taskflow.Flow](t)(p.m.CreateMirrored(ctx, in))
+			if _, err := p.m.StartRunning(ctx, f.ID); err == nil {
+				t.Fatal("starting a running flow was not refused")
+			}
+			_, _, err = p.m.Claim(ctx, "m", "w", time.Second, taskflow.WithClaimWait(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := must[*taskflow.Flow](t)(p.m.CreateMirrored(ctx, in))
+			must[*taskflow.Flow](t)(p.m.SetWaiting(ctx, w.ID, taskflow.WaitTimer(clk.Now().Add(time.Second))))
+			clk.Advance(3 * time.Second)
+
+			rm := collect(t, p)
+			if got := sumOf(rm, "taskflow.operation.refusals", attribute.String("db.response.status_code", "ILLEGAL")); got != 1 {
+				t.Errorf("refusals{ILLEGAL} = %d", got)
+			}
+			if got := gaugeOf(rm, "taskflow.tick.lag"); got != 2 {
+				t.Errorf("tick lag %v s, want 2", got)
+			}
+			if got := gaugeOf(rm, "taskflow.leases.expired"); got != 1 {
+				t.Errorf("expired leases %v, want 1", got)
+			}
+			if got := gaugeOf(rm, "taskflow.flows", AttrFlowStatus.String("waiting")); got != 1 {
+				t.Errorf("waiting flows %v", got)
+			}
+			if rep := taskflow.NewWaitEngine(p.m).Tick(ctx); rep.LeasesExpired != 1 || rep.Resumed != 1 {
+				t.Fatalf("tick %+v", rep)
+			}
+			rm = collect(t, p)
+			if got := sumOf(rm, "taskflow.lease.expiries"); got != 1 {
+				t.Errorf("lease expiries %d", got)
+			}
+			if got := gaugeOf(rm, "taskflow.tick.lag"); got != 0 {
+				t.Errorf("tick lag after the tick %v", got)
+			}
+			if got := gaugeOf(rm, "taskflow.ready.depth", AttrController.String("m")); got != 2 {
+				t.Errorf("ready depth %v, want 2", got)
+			}
+		})
+	}
+}
+
+func hasAttr(attrs []attribute.KeyValue, want attribute.KeyValue) bool {
+	for _, a := range attrs {
+		if a == want {
+			return true
+		}
+	}
+	return false
+}
+
+func collect(t *testing.T, p *process) metricdata.ResourceMetrics {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := p.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	return rm
+}
+
+// sumOf adds the points of counter name whose attributes include attrs.
+func sumOf(rm metricdata.ResourceMetrics, name string, attrs ...attribute.KeyValue) int64 {
+	var total int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if s, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == name {
+				for _, dp := range s.DataPoints {
+					if hasAll(dp.Attributes, attrs) {
+						total += dp.Value
+					}
+				}
+			}
+		}
+	}
+	return total
+}
+
+func gaugeOf(rm metricdata.ResourceMetrics, name string, attrs ...attribute.KeyValue) float64 {
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if g, ok := m.Data.(metricdata.Gauge[float64]); ok && m.Name == name {
+				for _, dp := range g.DataPoints {
+					if hasAll(dp.Attributes, attrs) {
+						return dp.Value
+					}
+				}
+			}
+		}
+	}
+	return -1
+}
+
+func hasAll(set attribute.Set, attrs []attribute.KeyValue) bool {
+	for _, a := range attrs {
+		if v, ok := set.Value(a.Key); !ok || v != a.Value {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,179 @@
+package tfprom
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/taskflow-dev/taskflow"
+)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func must[T any](t *testing.T) func(T, error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+// TestCollector builds a known flow space, scrapes it, and checks the
+// gauges, the counters and the linter.
+func TestCollector(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			client := b.client(t)
+			prefix := randomPrefix()
+			cleanup(t, client, prefix)
+			clk := &clock{now: time.Now().UTC().Truncate(time.Millisecond)}
+			var store *taskflow.RedisStore
+			c := New(func(ctx context.Context) (*taskflow.Stats, error) { return store.Stats(ctx) })
+			var err error
+			store, err = taskflow.NewRedisStore(client, taskflow.WithPrefix(prefix), taskflow.WithClock(clk.Now),
+				taskflow.WithObserver(c.Observer()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := taskflow.NewManager(store)
+			defer m.Close()
+			ctx := context.Background()
+			in := taskflow.CreateManagedInput{ControllerID: "triage", Goal: "g", OwnerSessionKey: "o"}
+			for range 3 {
+				must[*taskflow.Flow](t)(m.CreateMirrored(ctx, in))
+			}
+			must[*taskflow.Flow](t)(m.CreateManaged(ctx, in))
+			f, _, err := m.Claim(ctx, "triage", "w", time.Second, taskflow.WithClaimWait(0))
+			if err != nil || f == nil {
+				t.Fatalf("claim %v %v", f, err)
+			}
+			if _, err := m.StartRunning(ctx, f.ID); err == nil {
+				t.Fatal("not refused")
+			}
+			w := must[*taskflow.Flow](t)(m.CreateMirrored(ctx, in))
+			must[*taskflow.Flow](t)(m.SetWaiting(ctx, w.ID, taskflow.WaitTimer(clk.Now().Add(time.Second))))
+			clk.Advance(5 * time.Second)
+
+			reg := prometheus.NewPedanticRegistry()
+			reg.MustRegister(c)
+			want := `
+# HELP taskflow_flows Flows in the flow space, by status.
+# TYPE taskflow_flows gauge
+taskflow_flows{status="cancelled"} 0
+taskflow_flows{status="created"} 1
+taskflow_flows{status="failed"} 0
+taskflow_flows{status="finished"} 0
+taskflow_flows{status="running"} 3
+taskflow_flows{status="waiting"} 1
+# HELP taskflow_ready_queue_depth Running flows waiting for a worker on a controller's ready queue.
+# TYPE taskflow_ready_queue_depth gauge
+taskflow_ready_queue_depth{controller="triage"} 2
+# HELP taskflow_ready_queue_oldest_age_seconds How long the oldest flow of a controller's ready queue has waited for a worker.
+# TYPE taskflow_ready_queue_oldest_age_seconds gauge
+taskflow_ready_queue_oldest_age_seconds{controller="triage"} 5
+# HELP taskflow_tick_lag_seconds How late the most overdue timer is; grows when the engines do not keep up.
+# TYPE taskflow_tick_lag_seconds gauge
+taskflow_tick_lag_seconds 4
+# HELP taskflow_leases_expired Leases whose expiry passed and that no tick has collected yet.
+# TYPE taskflow_leases_expired gauge
+taskflow_leases_expired 1
+# HELP taskflow_operation_refusals_total Mutation scripts refused, by operation and refusal code.
+# TYPE taskflow_operation_refusals_total counter
+taskflow_operation_refusals_total{code="ILLEGAL",operation="transition"} 1
+# HELP taskflow_claims_total Claim calls, by outcome (claimed, empty, error).
+# TYPE taskflow_claims_total counter
+taskflow_claims_total{outcome="claimed"} 1
+# HELP taskflow_stats_up 1 when the last scrape read the flow space's figures, 0 when Redis could not be read.
+# TYPE taskflow_stats_up gauge
+taskflow_stats_up 1
+`
+			if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+				"taskflow_flows", "taskflow_ready_queue_depth", "taskflow_ready_queue_oldest_age_seconds",
+				"taskflow_tick_lag_seconds", "taskflow_leases_expired", "taskflow_operation_refusals_total",
+				"taskflow_claims_total", "taskflow_stats_up"); err != nil {
+				t.Fatal(err)
+			}
+			if got := testutil.ToFloat64(c.ops.WithLabelValues("create", "ok")); got != 5 {
+				t.Errorf("creates counted %v", got)
+			}
+
+			// A tick moves the figures; the counters follow.
+			if rep := taskflow.NewWaitEngine(m).Tick(ctx); rep.Resumed != 1 || rep.LeasesExpired != 1 {
+				t.Fatalf("tick %+v", rep)
+			}
+			want = `
+# HELP taskflow_tick_lag_seconds How late the most overdue timer is; grows when the engines do not keep up.
+# TYPE taskflow_tick_lag_seconds gauge
+taskflow_tick_lag_seconds 0
+# HELP taskflow_ready_queue_depth Running flows waiting for a worker on a controller's ready queue.
+# TYPE taskflow_ready_queue_depth gauge
+taskflow_ready_queue_depth{controller="triage"} 4
+# HELP taskflow_resumes_total Waiting flows resumed, by what resumed them (timer, external_event, manual).
+# TYPE taskflow_resumes_total counter
+taskflow_resumes_total{wait_kind="timer"} 1
+# HELP taskflow_lease_expiries_total Leases that ran out and were collected by this process's ticks.
+# TYPE taskflow_lease_expiries_total counter
+taskflow_lease_expiries_total 1
+# HELP taskflow_ticks_total Engine ticks run by this process.
+# TYPE taskflow_ticks_total counter
+taskflow_ticks_total 1
+`
+			if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "taskflow_tick_lag_seconds",
+				"taskflow_ready_queue_depth", "taskflow_resumes_total", "taskflow_lease_expiries_total", "taskflow_ticks_total"); err != nil {
+				t.Fatal(err)
+			}
+
+			problems, err := testutil.CollectAndLint(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range problems {
+				t.Errorf("lint: %s: %s", p.Metric, p.Text)
+			}
+
+			// Served over HTTP, as a scraper sees it.
+			srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+			defer srv.Close()
+			resp, err := http.Get(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(body), `taskflow_flows{status="running"} 4`) || strings.Contains(string(body), f.ID.String()) {
+				t.Fatalf("scrape:\n%s", body)
+			}
+		})
+	}
+}
+
+// TestCollectorDown reports stats_up 0 when the flow space cannot be read.
+func TestCollectorDown(t *testing.T) {
+	c := New(func(context.Context) (*taskflow.Stats, error) { return nil, errors.New("connection refused") })
+	want := "# HELP taskflow_stats_up 1 when the last scrape read the flow space's figures, 0 when Redis could not be read.\n# TYPE taskflow_stats_up gauge\ntaskflow_stats_up 0\n"
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "taskflow_stats_up"); err != nil {
+		t.Fatal(err)
+	}
+}

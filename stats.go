@@ -1,0 +1,334 @@
+package taskflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Stats is a snapshot of a flow space: what it holds and how far behind
+// its engines and workers are. Manager.Stats and RedisStore.Stats compute
+// it in two pipelined round trips whatever the number of flows: the
+// figures come from the per-shard indexes (ZCARD, ZCOUNT and the head of
+// sorted sets), never from visiting flows. Its cost grows with shards ×
+// controllers.
+//
+// The figures are read shard by shard without a transaction: under load
+// they are each exact at the moment their shard was read, not one
+// instant's cut of the whole space.
+type Stats struct {
+	// At is the store's clock when the snapshot was taken; ages and lags
+	// are measured from it.
+	At time.Time `json:"at"`
+	// Shards is the flow space's shard count.
+	Shards int `json:"shards"`
+	// Flows counts flows by status; every status is present (0 when none).
+	Flows map[FlowStatus]int64 `json:"flows"`
+	// Total is the sum of Flows.
+	Total int64 `json:"total"`
+	// Ready lists each controller's ready queue (running flows no worker
+	// holds), sorted by controller id. A controller stays listed with
+	// depth 0 after its queue empties.
+	Ready []ReadyQueueStats `json:"ready"`
+	// Timers is what the engines' ticks have to do for timers.
+	Timers TimerStats `json:"timers"`
+	// Leases counts the workers' leases.
+	Leases LeaseStats `json:"leases"`
+	// Bridge is the resume bridge's stream.
+	Bridge BridgeQueueStats `json:"bridge"`
+	// KeptEvents counts external events kept because they matched no
+	// waiting flow yet (the early-event mailbox), waiting to be consumed
+	// by a SetWaiting or to expire.
+	KeptEvents int64 `json:"kept_events"`
+}
+
+// ReadyQueueStats is one controller's ready queue, summed over the shards.
+type ReadyQueueStats struct {
+	Controller string `json:"controller"`
+	// Depth is how many flows wait for a worker.
+	Depth int64 `json:"depth"`
+	// OldestAge is how long the oldest of them has waited (0 when empty):
+	// a growing age says the workers are not keeping up.
+	OldestAge time.Duration `json:"oldest_age_ns"`
+}
+
+// TimerStats describes the timers of waiting flows.
+type TimerStats struct {
+	// Pending counts waiting flows with a timer.
+	Pending int64 `json:"pending"`
+	// Due counts timers whose deadline has passed but whose flow no tick
+	// has resumed yet.
+	Due int64 `json:"due"`
+	// Lag is how late the most overdue timer is (0 when none is due): the
+	// tick lag, the figure that says the engines are not keeping up. With
+	// engines ticking every interval it stays below about one interval.
+	Lag time.Duration `json:"lag_ns"`
+}
+
+// LeaseStats counts leases.
+type LeaseStats struct {
+	// Held counts the leases in the lease table, expired ones included.
+	Held int64 `json:"held"`
+	// Expired counts leases whose expiry has passed but which no tick has
+	// collected yet (their flows are not back on a ready queue).
+	Expired int64 `json:"expired"`
+	// ExpiredLag is how long ago the oldest uncollected lease expired
+	// (0 when none).
+	ExpiredLag time.Duration `json:"expired_lag_ns"`
+}
+
+// BridgeQueueStats describes the resume bridge's stream. Handled
+// messages are deleted, so the stream holds only unhandled ones.
+type BridgeQueueStats struct {
+	// Length counts the messages in the stream: not yet handled.
+	Length int64 `json:"length"`
+	// Pending counts messages delivered to an engine but not yet
+	// acknowledged (being handled, or held by an engine that died).
+	Pending int64 `json:"pending"`
+	// Backlog counts messages no engine has read yet (Length - Pending).
+	Backlog int64 `json:"backlog"`
+}
+
+// controllers is the per-shard set of controller ids that ever had a
+// ready flow in the shard (make_ready in lua/lib.lua adds to it): it is
+// how Stats finds the ready queues without a SCAN. It grows with the
+// number of controllers, never with flows.
+func (k keyspace) controllers(shard int) string { return k.tag(shard) + ":controllers" }
+
+// Stats returns a snapshot of the flow space; see Stats. It costs two
+// pipelined round trips (split by node on a cluster), plus one the first
+// time a store is used.
+func (m *Manager) Stats(ctx context.Context) (*Stats, error) { return m.store.Stats(ctx) }
+
+// Stats returns a snapshot of the flow space; see Stats.
+func (s *RedisStore) Stats(ctx context.Context) (*Stats, error) {
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, err
+	}
+	now, nowMs, _ := s.clock()
+	n := s.keys.shards
+	type shardCmds struct {
+		status      []*redis.IntCmd
+		timerHead   *redis.ZSliceCmd
+		timerCount  *redis.IntCmd
+		timersDue   *redis.IntCmd
+		leases      *redis.IntCmd
+		leaseHead   *redis.ZSliceCmd
+		leasesDue   *redis.IntCmd
+		controllers *redis.StringSliceCmd
+		kept        *redis.IntCmd
+	}
+	cmds := make([]shardCmds, n)
+	pipe := s.client.Pipeline()
+	due := &redis.ZRangeBy{Min: "-inf", Max: nowMs}
+	for sh := range cmds {
+		c := &cmds[sh]
+		for _, st := range allStatuses {
+			c.status = append(c.status, pipe.ZCard(ctx, s.keys.status(sh, st)))
+		}
+		c.timerHead = pipe.ZRangeWithScores(ctx, s.keys.timers(sh), 0, 0)
+		c.timerCount = pipe.ZCard(ctx, s.keys.timers(sh))
+		c.timersDue = pipe.ZCount(ctx, s.keys.timers(sh), due.Min, due.Max)
+		c.leases = pipe.HLen(ctx, s.keys.leases(sh))
+		c.leaseHead = pipe.ZRangeWithScores(ctx, s.keys.leaseExp(sh), 0, 0)
+		c.leasesDue = pipe.ZCount(ctx, s.keys.leaseExp(sh), due.Min, due.Max)
+		c.controllers = pipe.SMembers(ctx, s.keys.controllers(sh))
+		c.kept = s.keptEventsCmd(ctx, pipe, sh, nowMs)
+	}
+	streamLen := pipe.XLen(ctx, s.keys.bridge())
+	groups := pipe.XInfoGroups(ctx, s.keys.bridge())
+	_, _ = pipe.Exec(ctx)
+
+	st := &Stats{At: now, Shards: n, Flows: make(map[FlowStatus]int64, len(allStatuses))}
+	for _, x := range allStatuses {
+		st.Flows[x] = 0
+	}
+	ready := map[string][]int{} // controller -> shards that know it
+	for sh := range cmds {
+		c := &cmds[sh]
+		for i, x := range allStatuses {
+			if err := c.status[i].Err(); err != nil {
+				return nil, statsErr(err)
+			}
+			st.Flows[x] += c.status[i].Val()
+			st.Total += c.status[i].Val()
+		}
+		for _, cmd := range []redis.Cmder{c.timerHead, c.timerCount, c.timersDue, c.leases, c.leaseHead, c.leasesDue, c.controllers} {
+			if err := cmd.Err(); err != nil {
+				return nil, statsErr(err)
+			}
+		}
+		st.Timers.Pending += c.timerCount.Val()
+		st.Timers.Due += c.timersDue.Val()
+		st.Timers.Lag = max(st.Timers.Lag, lagOf(c.timerHead.Val(), now))
+		st.Leases.Held += c.leases.Val()
+		st.Leases.Expired += c.leasesDue.Val()
+		st.Leases.ExpiredLag = max(st.Leases.ExpiredLag, lagOf(c.leaseHead.Val(), now))
+		for _, ctl := range c.controllers.Val() {
+			ready[ctl] = append(ready[ctl], sh)
+		}
+		if c.kept != nil {
+			if err := c.kept.Err(); err != nil && !errors.Is(err, redis.Nil) {
+				return nil, statsErr(err)
+			}
+			st.KeptEvents += c.kept.Val()
+		}
+	}
+	if err := streamLen.Err(); err != nil {
+		return nil, statsErr(err)
+	}
+	st.Bridge.Length = streamLen.Val()
+	if err := groups.Err(); err != nil && !isNoSuchKey(err) {
+		return nil, statsErr(err)
+	}
+	for _, g := range groups.Val() {
+		if g.Name == DefaultBridgeGroup {
+			st.Bridge.Pending = g.Pending
+		}
+	}
+	st.Bridge.Backlog = max(st.Bridge.Length-st.Bridge.Pending, 0)
+
+	rq, err := s.readyStats(ctx, ready, now)
+	if err != nil {
+		return nil, err
+	}
+	st.Ready = rq
+	return st, nil
+}
+
+// readyStats reads the depth and head of every known ready queue in one
+// pipeline.
+func (s *RedisStore) readyStats(ctx context.Context, ready map[string][]int, now time.Time) ([]ReadyQueueStats, error) {
+	names := make([]string, 0, len(ready))
+	for ctl := range ready {
+		names = append(names, ctl)
+	}
+	sort.Strings(names)
+	out := make([]ReadyQueueStats, len(names))
+	if len(names) == 0 {
+		return out, nil
+	}
+	type queueCmds struct {
+		depth *redis.IntCmd
+		head  *redis.ZSliceCmd
+	}
+	cmds := make([][]queueCmds, len(names))
+	pipe := s.client.Pipeline()
+	for i, ctl := range names {
+		for _, sh := range ready[ctl] {
+			key := s.keys.ready(sh, ctl)
+			cmds[i] = append(cmds[i], queueCmds{pipe.ZCard(ctx, key), pipe.ZRangeWithScores(ctx, key, 0, 0)})
+		}
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, ctl := range names {
+		out[i].Controller = ctl
+		for _, c := range cmds[i] {
+			if err := c.depth.Err(); err != nil {
+				return nil, statsErr(err)
+			}
+			if err := c.head.Err(); err != nil {
+				return nil, statsErr(err)
+			}
+			out[i].Depth += c.depth.Val()
+			out[i].OldestAge = max(out[i].OldestAge, lagOf(c.head.Val(), now))
+		}
+	}
+	return out, nil
+}
+
+// keptEventsCmd queues, on pipe, the command that counts the early events
+// kept in shard and not yet expired (the mailbox's per-shard deadline
+// index, as CountEarlyEvents reads it).
+func (s *RedisStore) keptEventsCmd(ctx context.Context, pipe redis.Pipeliner, shard int, nowMs string) *redis.IntCmd {
+	return pipe.ZCount(ctx, s.keys.kept(shard), "("+nowMs, "+inf")
+}
+
+// lagOf returns how far in the past the score (unix ms) of a sorted set's
+// head is, or 0 when the set is empty or the head is in the future.
+func lagOf(head []redis.Z, now time.Time) time.Duration {
+	if len(head) == 0 {
+		return 0
+	}
+	at := time.UnixMilli(int64(head[0].Score))
+	if d := now.Sub(at); d > 0 {
+		return d
+	}
+	return 0
+}
+
+func statsErr(err error) error { return fmt.Errorf("taskflow: stats: %w", err) }
+
+// isNoSuchKey reports XINFO's reply for a stream that does not exist.
+func isNoSuchKey(err error) bool {
+	return err != nil && strings.Contains(strings.ToLower(err.Error()), "no such key")
+}
+
+// String renders the snapshot as the text `taskflow stats` prints.
+func (st *Stats) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "flows %d (", st.Total)
+	for i, x := range allStatuses {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", x, st.Flows[x])
+	}
+	b.WriteString(")\n")
+	fmt.Fprintf(&b, "timers %d pending, %d due, tick lag %s\n", st.Timers.Pending, st.Timers.Due, st.Timers.Lag)
+	fmt.Fprintf(&b, "leases %d held, %d expired uncollected (oldest %s ago)\n", st.Leases.Held, st.Leases.Expired, st.Leases.ExpiredLag)
+	fmt.Fprintf(&b, "bridge %d unhandled: %d backlog, %d pending\n", st.Bridge.Length, st.Bridge.Backlog, st.Bridge.Pending)
+	b.WriteString("kept early events " + strconv.FormatInt(st.KeptEvents, 10) + "\n")
+	for _, q := range st.Ready {
+		fmt.Fprintf(&b, "ready %s: %d (oldest %s)\n", q.Controller, q.Depth, q.OldestAge)
+	}
+	return b.String()
+}
+
+// unlistedControllers reports the ready queues of a shard whose
+// controller is missing from the shard's controllers set (a flow space
+// written before the set existed): Stats cannot see them. Verify's
+// repair adds them. A queue holding only stale entries (found is what
+// the index check reported) is not reported: repair empties it.
+func (s *RedisStore) unlistedControllers(ctx context.Context, shard int, readies []string, found []Problem) ([]Problem, error) {
+	if len(readies) == 0 {
+		return nil, nil
+	}
+	stale := map[string]int64{}
+	for _, p := range found {
+		if p.Kind == "stale_index_entry" {
+			stale[p.Key]++
+		}
+	}
+	key := s.keys.controllers(shard)
+	listed, err := s.client.SMembers(ctx, key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: verify: %w", err)
+	}
+	known := make(map[string]bool, len(listed))
+	for _, c := range listed {
+		known[c] = true
+	}
+	var out []Problem
+	for _, rk := range readies {
+		ctl := strings.TrimPrefix(rk, s.keys.tag(shard)+":ready:")
+		if known[ctl] {
+			continue
+		}
+		n, err := s.client.ZCard(ctx, rk).Result()
+		if err != nil {
+			return nil, fmt.Errorf("taskflow: verify: %w", err)
+		}
+		if n > stale[rk] {
+			out = append(out, Problem{Kind: "controller_unlisted", Key: key, Member: ctl,
+				Detail: "ready queue " + rk + " is not in the shard's controllers set: Stats does not see it"})
+		}
+	}
+	return out, nil
+}

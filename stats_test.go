@@ -1,0 +1,220 @@
+package taskflow
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// statsSpace builds a known flow space at the env's clock (T):
+//
+//	controller a: 2 created; 4 started, 2 of them claimed (leases of 10 s
+//	  and 60 s), so 2 ready
+//	controller b: 1 started (ready); 2 waiting on timers at T+10 s and
+//	  T+20 s; 1 waiting on an external event
+//	controller c: 1 finished, 1 failed, 1 cancelled (all ran: its ready
+//	  queue existed and is empty)
+//	bridge: 3 requests published, 1 of them read by a consumer of the
+//	  engines' group and not acknowledged
+func statsSpace(t *testing.T, e *env) {
+	t.Helper()
+	ctx := e.ctx
+	in := func(ctl string) CreateManagedInput {
+		return CreateManagedInput{ControllerID: ctl, Goal: "g", OwnerSessionKey: "owner"}
+	}
+	for range 2 {
+		must(t, try(e.m.CreateManaged(ctx, in("a"))))
+	}
+	for range 4 {
+		must(t, try(e.m.CreateMirrored(ctx, in("a"))))
+	}
+	for _, d := range []time.Duration{10 * time.Second, time.Minute} {
+		f, _ := must2(t)(e.m.Claim(ctx, "a", "w", d, WithClaimWait(0)))
+		if f == nil {
+			t.Fatal("nothing to claim")
+		}
+	}
+	must(t, try(e.m.CreateMirrored(ctx, in("b"))))
+	now := e.clock.Now()
+	for _, w := range []any{
+		WaitTimer(now.Add(10 * time.Second)), WaitTimer(now.Add(20 * time.Second)),
+		WaitExternalEvent("mail", "m-1"),
+	} {
+		f := must(t, try(e.m.CreateMirrored(ctx, in("b"))))
+		must(t, try(e.m.SetWaiting(ctx, f.ID, w)))
+	}
+	f := must(t, try(e.m.CreateMirrored(ctx, in("c"))))
+	must(t, try(e.m.Finish(ctx, f.ID, nil)))
+	f = must(t, try(e.m.CreateMirrored(ctx, in("c"))))
+	must(t, try(e.m.Fail(ctx, f.ID, "boom")))
+	f = must(t, try(e.m.CreateMirrored(ctx, in("c"))))
+	must(t, try(e.m.Cancel(ctx, f.ID)))
+	for i := range 3 {
+		if err := e.m.PublishResume(ctx, ResumeRequest{Topic: "t", CorrelationID: string(rune('x' + i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream := e.store.keys.bridge()
+	if err := e.client.XGroupCreateMkStream(ctx, stream, DefaultBridgeGroup, "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: DefaultBridgeGroup, Consumer: "stalled", Streams: []string{stream, ">"}, Count: 1,
+	}).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// must2 is must for calls with three results.
+func must2(t testing.TB) func(*Flow, *Lease, error) (*Flow, *Lease) {
+	return func(f *Flow, l *Lease, err error) (*Flow, *Lease) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+		return f, l
+	}
+}
+
+func TestStats(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		empty := must(t, try(e.m.Stats(e.ctx)))
+		if empty.Total != 0 || len(empty.Ready) != 0 || empty.Timers != (TimerStats{}) ||
+			empty.Leases != (LeaseStats{}) || empty.Bridge != (BridgeQueueStats{}) || len(empty.Flows) != len(Statuses()) {
+			t.Fatalf("empty flow space: %+v", empty)
+		}
+
+		statsSpace(t, e)
+		e.clock.Advance(25 * time.Second)
+		st := must(t, try(e.m.Stats(e.ctx)))
+		want := &Stats{
+			At: e.clock.Now(), Shards: DefaultShards, Total: 13,
+			Flows: map[FlowStatus]int64{
+				StatusCreated: 2, StatusRunning: 5, StatusWaiting: 3,
+				StatusFinished: 1, StatusFailed: 1, StatusCancelled: 1,
+			},
+			Ready: []ReadyQueueStats{
+				{Controller: "a", Depth: 2, OldestAge: 25 * time.Second},
+				{Controller: "b", Depth: 1, OldestAge: 25 * time.Second},
+				{Controller: "c", Depth: 0},
+			},
+			Timers: TimerStats{Pending: 2, Due: 2, Lag: 15 * time.Second},
+			Leases: LeaseStats{Held: 2, Expired: 1, ExpiredLag: 15 * time.Second},
+			Bridge: BridgeQueueStats{Length: 3, Pending: 1, Backlog: 2},
+		}
+		if !reflect.DeepEqual(st, want) {
+			t.Fatalf("stats:\n got %+v\nwant %+v", st, want)
+		}
+
+		// A tick resumes both timers and collects the expired lease:
+		// the figures follow.
+		rep := e.engine().Tick(e.ctx)
+		if rep.Resumed != 2 || rep.LeasesExpired != 1 || rep.Err != nil {
+			t.Fatalf("tick: %+v", rep)
+		}
+		st = must(t, try(e.m.Stats(e.ctx)))
+		want.Flows[StatusRunning], want.Flows[StatusWaiting] = 7, 1
+		want.Ready[0].Depth = 3 // the expired lease's flow is back
+		want.Ready[1].Depth = 3 // the resumed timers
+		want.Timers = TimerStats{}
+		want.Leases = LeaseStats{Held: 1}
+		if !reflect.DeepEqual(st, want) {
+			t.Fatalf("stats after the tick:\n got %+v\nwant %+v", st, want)
+		}
+
+		// The JSON form names every figure; the text form prints them.
+		raw, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{`"running":7`, `"lag_ns":0`, `"kept_events":0`, `"controller":"a"`, `"pending":1`} {
+			if !strings.Contains(string(raw), k) {
+				t.Errorf("JSON %s lacks %s", raw, k)
+			}
+		}
+		if txt := st.String(); !strings.Contains(txt, "flows 13") || !strings.Contains(txt, "ready a: 3") {
+			t.Errorf("text:\n%s", txt)
+		}
+	})
+}
+
+// TestStatsRoundTrips checks that Stats costs the same number of round
+// trips whatever the number of flows: two pipelines (after the layout
+// check of a store's first call): the flow space's indexes, then the
+// ready queues it names.
+func TestStatsRoundTrips(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		counter := &pipeCounter{}
+		c, ok := e.b.client(t).(*redis.Client)
+		if !ok {
+			t.Skip("a cluster pipeline is one round trip per node")
+		}
+		c.AddHook(counter)
+		s := e.reopenStore(c)
+		must(t, try(s.Stats(e.ctx))) // layout check
+		for _, n := range []int{1, 50} {
+			for range n {
+				must(t, try(e.m.CreateMirrored(e.ctx, CreateManagedInput{ControllerID: "a", Goal: "g", OwnerSessionKey: "o"})))
+			}
+			counter.n = 0
+			must(t, try(s.Stats(e.ctx)))
+			if counter.n != 2 {
+				t.Fatalf("with %d more flows Stats made %d round trips, want 2", n, counter.n)
+			}
+		}
+	})
+}
+
+// pipeCounter counts round trips: one per command sent alone, one per
+// pipeline.
+type pipeCounter struct{ n int }
+
+func (c *pipeCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *pipeCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name != "hello" && name != "client" {
+			c.n++
+		}
+		return next(ctx, cmd)
+	}
+}
+func (c *pipeCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n++
+		return next(ctx, cmds)
+	}
+}
+
+// TestStatsUnlistedController: a ready queue written before the
+// controllers set existed is invisible to Stats until Verify repairs it.
+func TestStatsUnlistedController(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := must(t, try(e.m.CreateMirrored(e.ctx, CreateManagedInput{ControllerID: "old", Goal: "g", OwnerSessionKey: "o"})))
+		shard := e.store.keys.shardOf(f.ID)
+		if err := e.client.Del(e.ctx, e.store.keys.controllers(shard)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if st := must(t, try(e.m.Stats(e.ctx))); len(st.Ready) != 0 {
+			t.Fatalf("ready %+v", st.Ready)
+		}
+		rep := must(t, try(e.m.Verify(e.ctx)))
+		if len(rep.Problems) != 1 || rep.Problems[0].Kind != "controller_unlisted" || rep.Problems[0].Member != "old" {
+			t.Fatalf("verify: %+v", rep.Problems)
+		}
+		rep = must(t, try(e.m.Verify(e.ctx, WithRepair())))
+		if rep.Unrepaired() != 0 {
+			t.Fatalf("repair: %+v", rep.Problems)
+		}
+		if st := must(t, try(e.m.Stats(e.ctx))); len(st.Ready) != 1 || st.Ready[0].Depth != 1 {
+			t.Fatalf("ready after repair %+v", st.Ready)
+		}
+		if rep := must(t, try(e.m.Verify(e.ctx))); !rep.OK() {
+			t.Fatalf("verify after repair: %+v", rep.Problems)
+		}
+	})
+}
