@@ -252,8 +252,20 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 		})
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		rep.fail(fmt.Errorf("taskflow: tick: %w", err))
-		return nil
+		var rerr redis.Error
+		if !errors.As(err, &rerr) {
+			rep.fail(fmt.Errorf("taskflow: tick: %w", err))
+			return nil
+		}
+		// An index key of the wrong type (written by hand) reads as
+		// empty and is reported; the other indexes are worked on.
+		for _, cmds := range [][]*redis.StringSliceCmd{cancels, timers, leases} {
+			for _, c := range cmds {
+				if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+					rep.fail(fmt.Errorf("taskflow: tick: %s: %w", c.Args()[1], err))
+				}
+			}
+		}
 	}
 	owned, err := e.lockShards(ctx, shards, func(i int) bool {
 		return len(cancels[i].Val())+len(timers[i].Val())+len(leases[i].Val()) > 0
@@ -264,7 +276,7 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 	}
 	defer e.unlockShards(ctx, owned)
 	var calls []scriptCall
-	var entries, drops []tickEntry
+	var entries, drops, suspect []tickEntry
 	read := map[int]int{} // entries read per shard
 	for i, sh := range shards {
 		if !owned[sh] {
@@ -344,11 +356,22 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 			// tick and rest the shard.
 			rep.fail(err)
 		default:
-			// The script cannot act on this flow (a record of the wrong
-			// type, a field it cannot read): drop the entry so it
-			// cannot stall the shard; Verify reports the flow.
+			// The script cannot act on this flow: a record of the wrong
+			// type, a field it cannot read, or an index of the shard of
+			// the wrong type (see below).
 			rep.fail(err)
-			drops = append(drops, ent)
+			suspect = append(suspect, ent)
+		}
+	}
+	// An entry whose flow's data is at fault is dropped so it cannot
+	// stall the shard (Verify reports the flow); in a shard with an index
+	// of the wrong type every script fails, so nothing is dropped there.
+	if len(suspect) > 0 {
+		sound := e.soundShards(ctx, suspect, rep)
+		for _, ent := range suspect {
+			if sound[ent.shard] {
+				drops = append(drops, ent)
+			}
 		}
 	}
 	for sh, n := range e.dropEntries(ctx, drops, rep) {

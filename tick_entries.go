@@ -3,6 +3,7 @@ package taskflow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/google/uuid"
@@ -69,6 +70,49 @@ func (e *WaitEngine) dropEntries(ctx context.Context, drops []tickEntry, rep *Ti
 		// Gone already (another engine) is progress too.
 		out[drops[i].shard]++
 		rep.Dropped += int(c.Val())
+	}
+	return out
+}
+
+// soundShards reports, for the shards of entries, whether every index
+// the flow scripts touch has its type (or does not exist). Each unsound
+// shard is reported once in rep.
+func (e *WaitEngine) soundShards(ctx context.Context, entries []tickEntry, rep *TickReport) map[int]bool {
+	want := func(key string, shard int) string {
+		switch key {
+		case e.s.keys.cancelWait(shard):
+			return "set"
+		case e.s.keys.leases(shard):
+			return "hash"
+		}
+		return "zset"
+	}
+	out := map[int]bool{}
+	pipe := e.s.client.Pipeline()
+	types := map[int]map[string]*redis.StatusCmd{}
+	for _, ent := range entries {
+		if types[ent.shard] != nil {
+			continue
+		}
+		types[ent.shard] = map[string]*redis.StatusCmd{}
+		fixed := e.s.keys.fixed[ent.shard]
+		for _, key := range fixed[:len(fixed)-1] { // the last is the shard base, not a key
+			types[ent.shard][key] = pipe.Type(ctx, key)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		rep.fail(fmt.Errorf("taskflow: tick: %w", err))
+		return out
+	}
+	for shard, keys := range types {
+		out[shard] = true
+		for key, c := range keys {
+			if typ := c.Val(); typ != "none" && typ != want(key, shard) {
+				out[shard] = false
+				rep.fail(fmt.Errorf("taskflow: tick: %s is a %s, not a %s: the shard's entries stay until it is fixed", key, typ, want(key, shard)))
+				break
+			}
+		}
 	}
 	return out
 }

@@ -149,3 +149,34 @@ func TestTickDropsEntriesItCannotActOn(t *testing.T) {
 		}
 	}, WithShards(2))
 }
+
+// TestTickWorksAroundAWrongTypedIndex: an index key of the wrong type
+// (written by hand) is reported on every tick, the other shards are
+// still worked on (the old tick gave up the whole round), and the tick
+// drops no entry of the broken shard: its scripts fail there whatever
+// the flow, so the flows are not to blame.
+func TestTickWorksAroundAWrongTypedIndex(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx, k := e.ctx, e.store.keys
+		now := e.clock.Now()
+		f0, f1 := e.flowInShard(t, 0), e.flowInShard(t, 1)
+		must(t, try(e.m.SetWaiting(ctx, f0.ID, WaitManual())))
+		must(t, try(e.m.RequestCancel(ctx, f0.ID)))
+		must(t, try(e.m.SetWaiting(ctx, f1.ID, WaitTimer(now))))
+		if err := e.client.Set(ctx, k.timers(0), "not a zset", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		rep := e.engine().TickAt(ctx, now)
+		if rep.Resumed != 1 || rep.Cancelled != 0 || rep.Dropped != 0 || rep.Err == nil || !strings.Contains(rep.Err.Error(), "timers") {
+			t.Fatalf("report %+v (%v)", rep, rep.Err)
+		}
+		if !e.client.SIsMember(ctx, k.cancelWait(0), f0.ID.String()).Val() {
+			t.Fatal("the broken shard's cancel entry was dropped")
+		}
+		// Once the key is fixed, the cancel goes through.
+		e.client.Del(ctx, k.timers(0))
+		if rep := e.engine().TickAt(ctx, now); rep.Cancelled != 1 || rep.Errors != 0 {
+			t.Fatalf("after the fix: %+v", rep)
+		}
+	}, WithShards(2))
+}

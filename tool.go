@@ -131,8 +131,11 @@ type Tool struct {
 	cfg toolConfig
 }
 
-// NewTool returns the tool on m. See WithTimerMaxHorizon and
-// WithToolClock for the options.
+// NewTool returns the tool on m. See WithTimerMaxHorizon, WithToolClock,
+// WithAllowedControllers and WithControllerPolicy for the options; by
+// default a session may start flows only in its agent's controller
+// namespace, and its external_event waits are scoped to its agent (see
+// ToolTopic).
 func NewTool(m *Manager, opts ...ToolOption) *Tool {
 	cfg := toolConfig{maxHorizon: DefaultTimerMaxHorizon, controllers: ownNamespace}
 	if m != nil && m.store != nil {
