@@ -175,7 +175,7 @@ func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []an
 // shard count, once per store: a second store with another count would
 // look for flows in the wrong shards. It only reads: a flow space with no
 // layout yet (nothing written) passes, and is checked again next time.
-// recordLayout is the writers' version.
+// recordLayout is the create's version.
 func (s *RedisStore) checkLayout(ctx context.Context) error {
 	if s.laidOut.Load() {
 		return nil
@@ -190,9 +190,10 @@ func (s *RedisStore) checkLayout(ctx context.Context) error {
 	return s.matchLayout(got)
 }
 
-// recordLayout is checkLayout for a call that writes: it records the
-// layout when the flow space has none, so the first write pins it and a
-// read never does. It costs one round trip, the first time only.
+// recordLayout is checkLayout for a create, the one call that writes to
+// an empty flow space: it records the layout when there is none, so the
+// first write pins it and a read never does. It costs one round trip,
+// the first time only.
 func (s *RedisStore) recordLayout(ctx context.Context) error {
 	if s.laidOut.Load() {
 		return nil
@@ -367,7 +368,7 @@ func (s *RedisStore) stateArgs(what string, raw json.RawMessage, merge bool) ([]
 
 // runFlowScript runs a mutation script and decodes the flow it returns.
 func (s *RedisStore) runFlowScript(ctx context.Context, sc *redis.Script, id uuid.UUID, keys []string, args []any) (*Flow, []any, error) {
-	if err := s.recordLayout(ctx); err != nil {
+	if err := s.checkLayout(ctx); err != nil {
 		return nil, nil, err
 	}
 	v, err := sc.Run(ctx, s.client, keys, args...).Result()
@@ -532,6 +533,11 @@ func (s *RedisStore) create(ctx context.Context, in CreateManagedInput, mirrored
 	args := append(s.head(id, nowMs, nowStr, mutation{}),
 		in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, mir, string(payload), fingerprint)
 	args = append(args, stateArgs...)
+	// Only a create can write to an empty flow space: it records the
+	// layout; every other mutation needs a flow, hence a recorded layout.
+	if err := s.recordLayout(ctx); err != nil {
+		return nil, err
+	}
 	f, _, err := s.runFlowScript(ctx, s.scripts.create, id, s.keys.flowKeys(id, in.OwnerSessionKey), args)
 	if errors.Is(err, ErrIdempotencyConflict) {
 		return nil, fmt.Errorf("%w: flow %s was created with this key from other input", ErrIdempotencyConflict, id)
@@ -781,7 +787,7 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 	if st.UpdatedAt.IsZero() {
 		st.UpdatedAt = st.CreatedAt
 	}
-	if err := s.recordLayout(ctx); err != nil {
+	if err := s.checkLayout(ctx); err != nil {
 		return err
 	}
 	keys := []string{s.keys.flow(st.FlowID), s.keys.steps(st.FlowID), s.keys.step(st.FlowID, st.RunID)}
@@ -821,7 +827,7 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mu
 	args := append(s.head(obs.FlowID, nowMs, nowStr, mut),
 		obs.RunID, uuid.NewString(), obs.Task, string(obs.Status), obs.ChildSessionKey, string(result),
 		string(RuntimeMirrored), string(payload))
-	if err := s.recordLayout(ctx); err != nil {
+	if err := s.checkLayout(ctx); err != nil {
 		return nil, err
 	}
 	v, err := s.scripts.recordStep.Run(ctx, s.client, keys, args...).Result()
