@@ -269,7 +269,8 @@ func TestBadInputLeavesRedisUnchanged(t *testing.T) {
 			{"patch unmarshalable", func() error { _, err := e.m.UpdateState(ctx, f.ID, func() {}, ""); return err }, ErrInvalidData},
 			{"wait as an array", func() error { _, err := e.m.SetWaiting(ctx, f.ID, json.RawMessage(`[]`)); return err }, ErrInvalidData},
 			{"wait as a string", func() error { _, err := e.m.SetWaiting(ctx, f.ID, "manual"); return err }, ErrInvalidData},
-			{"wait without a kind", func() error { _, err := e.m.SetWaiting(ctx, f.ID, json.RawMessage(`{"topic":"t"}`)); return err }, ErrInvalidData},
+			// A wait of an unknown kind is kept (a manual wait); one without a kind is not.
+			{"wait without a kind", func() error { _, err := e.m.SetWaiting(ctx, f.ID, json.RawMessage(`{"kind":""}`)); return err }, ErrInvalidData},
 			{"timer unparsable", func() error {
 				_, err := e.m.SetWaiting(ctx, f.ID, json.RawMessage(`{"kind":"timer","at":"soon"}`))
 				return err

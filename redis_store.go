@@ -187,7 +187,7 @@ func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []an
 // shard count and placement of flows, once per store: a store with
 // another count or placement would look for flows in the wrong shards. It
 // only reads: a flow space with no layout yet (nothing written) passes,
-// and is checked again next time. recordLayout is the writers' version.
+// and is checked again next time. recordLayout is the create's version.
 func (s *RedisStore) checkLayout(ctx context.Context) error {
 	if s.laidOut.Load() {
 		return nil
@@ -207,10 +207,11 @@ func (s *RedisStore) checkLayout(ctx context.Context) error {
 	return s.matchLayout(got)
 }
 
-// recordLayout is checkLayout for a call that writes: it records the
-// shard count and placement when the flow space has none, so the first
-// write pins them and a read never does. It costs one round trip, the
-// first time only.
+// recordLayout is checkLayout for a create, the one call that writes to
+// an empty flow space (and LoadScripts, a worker's first act): it records
+// the shard count and placement when there are none, so the first write
+// pins them and a read never does. It costs one round trip, the first
+// time only.
 func (s *RedisStore) recordLayout(ctx context.Context) error {
 	if s.laidOut.Load() {
 		return nil
@@ -419,7 +420,7 @@ func (s *RedisStore) stateArgs(what string, raw json.RawMessage, merge bool) ([]
 // runFlowScript runs a mutation script and decodes the flow it returns.
 // meta (at most one) tells the observer what the run is.
 func (s *RedisStore) runFlowScript(ctx context.Context, sc *redis.Script, id uuid.UUID, keys []string, args []any, meta ...opMeta) (f *Flow, arr []any, err error) {
-	if err := s.recordLayout(ctx); err != nil {
+	if err := s.checkLayout(ctx); err != nil {
 		return nil, nil, err
 	}
 	var raw error
@@ -594,6 +595,11 @@ func (s *RedisStore) create(ctx context.Context, in CreateManagedInput, mirrored
 		in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, mir, string(payload), fingerprint,
 		s.traceParent(ctx))
 	args = append(args, stateArgs...)
+	// Only a create can write to an empty flow space: it records the
+	// layout; every other mutation needs a flow, hence a recorded layout.
+	if err := s.recordLayout(ctx); err != nil {
+		return nil, err
+	}
 	f, _, err := s.runFlowScript(ctx, s.scripts.create, id, s.keys.flowKeys(id, in.OwnerSessionKey), args)
 	if errors.Is(err, ErrIdempotencyConflict) {
 		return nil, fmt.Errorf("%w: flow %s was created with this key from other input", ErrIdempotencyConflict, id)
@@ -869,7 +875,7 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 	if st.UpdatedAt.IsZero() {
 		st.UpdatedAt = st.CreatedAt
 	}
-	if err := s.recordLayout(ctx); err != nil {
+	if err := s.checkLayout(ctx); err != nil {
 		return err
 	}
 	keys := []string{s.keys.flow(st.FlowID), s.keys.steps(st.FlowID), s.keys.step(st.FlowID, st.RunID)}
@@ -914,7 +920,7 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mu
 	args := append(s.head(obs.FlowID, nowMs, nowStr, mut),
 		obs.RunID, uuid.NewString(), obs.Task, string(obs.Status), obs.ChildSessionKey, string(result),
 		string(RuntimeMirrored), string(payload))
-	if err := s.recordLayout(ctx); err != nil {
+	if err := s.checkLayout(ctx); err != nil {
 		return nil, err
 	}
 	start := s.observeStart()

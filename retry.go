@@ -129,7 +129,7 @@ func (m *Manager) RetryLater(ctx context.Context, id uuid.UUID, policy RetryPoli
 	if err != nil {
 		return nil, err
 	}
-	if err := m.store.recordLayout(ctx); err != nil {
+	if err := m.store.checkLayout(ctx); err != nil {
 		return nil, err
 	}
 	seen, err := m.store.client.HGet(ctx, m.store.keys.flow(id), "att").Result()
