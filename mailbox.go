@@ -370,11 +370,13 @@ func (m *Manager) takeKept(ctx context.Context, f *Flow, cp string, lean bool) (
 }
 
 // TakeEarlyEvent resumes a flow waiting for an external event with an
-// event kept for it, as SetWaiting does, and returns the flow as
-// persisted (running when it took one, else as it is). SetWaiting calls
-// it; call it again when SetWaiting failed after the wait was stored
-// (its error says so). A flow that does not wait for an external event
-// is returned unchanged.
+// event kept for its topic and correlation id (published by correlation),
+// as SetWaiting does after storing the wait, and returns the flow as
+// persisted (running when it took one, else as it is). Call it when
+// SetWaiting failed after the wait was stored (its error says so), or for
+// a flow put waiting by RedisStore.UpdateAndAppend. Events addressed to
+// the flow's id are taken by SetWaiting's own script only. A flow that
+// does not wait for an external event is returned unchanged.
 func (m *Manager) TakeEarlyEvent(ctx context.Context, id uuid.UUID) (*Flow, error) {
 	f, err := m.store.Get(ctx, id)
 	if err != nil || f.Status != StatusWaiting || f.Wait == nil || !m.store.early.on() {

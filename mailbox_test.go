@@ -477,3 +477,22 @@ func TestVerifyEarlyEvents(t *testing.T) {
 		}
 	})
 }
+
+// TestTakeEarlyEvent: a flow whose wait was stored but whose take never
+// ran (SetWaiting failed in between) takes the kept event on retry.
+func TestTakeEarlyEvent(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "c", "late")))
+		f := e.runningFlow(t)
+		if g := must(t, try(e.m.TakeEarlyEvent(e.ctx, f.ID))); g.Status != StatusRunning || g.Revision != f.Revision {
+			t.Fatalf("a running flow changed: %+v", g)
+		}
+		must(t, try(e.m.store.transition(e.ctx, transitionReq{
+			id: f.ID, to: StatusWaiting, kind: EventWaiting, payload: json.RawMessage(`{}`),
+			wait: must(t, try(waitFromAny(f.ID, WaitExternalEvent("t", "c")))),
+		})))
+		requireEarlyResumed(t, e, must(t, try(e.m.TakeEarlyEvent(e.ctx, f.ID))), "late")
+		_, err := e.m.TakeEarlyEvent(e.ctx, uuid.New())
+		wantErr(t, err, ErrNotFound)
+	})
+}
