@@ -68,6 +68,13 @@ const (
 	// earlyClaimTimeout is how long a claimed event may wait for its
 	// delivery before an engine's tick re-drives it.
 	earlyClaimTimeout = 30 * time.Second
+	// earlyRememberUsed is how long a bridge event by correlation that
+	// resumed a flow is remembered, so that its message, handled again
+	// after its handler died before acknowledging it, is not kept again.
+	earlyRememberUsed = time.Hour
+	// bridgeEventPrefix starts the id of an event that came through the
+	// bridge ("s" and the stream entry's id; other ids are UUIDs).
+	bridgeEventPrefix = "s"
 	// earlyRedriveEvery is how often an engine's tick looks for claims
 	// past due.
 	earlyRedriveEvery = 10 * time.Second
@@ -124,6 +131,7 @@ func WithEarlyEvents(retention time.Duration, maxPerCorrelation int) StoreOption
 //	<prefix>:{<n>}:kept             zset: kept event id by deadline (counts)
 //	<prefix>:{<r>}:claims           hash: claimed event id -> flow id, pair, entry
 //	<prefix>:{<r>}:claimdue         zset: claimed event id by due time
+//	<prefix>:{<r>}:used             zset: bridge event ids used, by when they are forgotten
 //
 // <pair> is corrPrefix(topic, correlation id) and r its rendezvous shard.
 
@@ -137,6 +145,7 @@ func (k keyspace) rendezvous(cp string) int {
 func (k keyspace) mbox(cp string) string   { return k.tag(k.rendezvous(cp)) + ":mbox:" + cp }
 func (k keyspace) kept(shard int) string   { return k.tag(shard) + ":kept" }
 func (k keyspace) claims(shard int) string { return k.tag(shard) + ":claims" }
+func (k keyspace) used(shard int) string   { return k.tag(shard) + ":used" }
 func (k keyspace) claimDue(shard int) string {
 	return k.tag(shard) + ":claimdue"
 }
@@ -204,7 +213,7 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload json.RawMessage) error {
 	r := s.keys.rendezvous(cp)
 	_, nowMs, _ := s.clock()
-	err := s.scripts.mboxKeep.Run(ctx, s.client, []string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r)},
+	err := s.scripts.mboxKeep.Run(ctx, s.client, []string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.used(r)},
 		eventID, nowMs, s.early.retention.Milliseconds(), string(payload), s.early.cap).Err()
 	if err != nil {
 		return fmt.Errorf("taskflow: keeping an early event: %w", err)
@@ -256,9 +265,13 @@ func parseMboxEntry(entry string) (string, json.RawMessage, bool) {
 func (s *RedisStore) settleEarly(ctx context.Context, cp, eventID, outcome string) (bool, error) {
 	r := s.keys.rendezvous(cp)
 	_, nowMs, _ := s.clock()
+	remember := int64(0)
+	if strings.HasPrefix(eventID, bridgeEventPrefix) {
+		remember = earlyRememberUsed.Milliseconds()
+	}
 	n, err := s.scripts.mboxSettle.Run(ctx, s.client,
-		[]string{s.keys.claims(r), s.keys.claimDue(r), s.keys.mbox(cp), s.keys.kept(r)},
-		eventID, outcome, nowMs, s.early.cap).Int()
+		[]string{s.keys.claims(r), s.keys.claimDue(r), s.keys.mbox(cp), s.keys.kept(r), s.keys.used(r)},
+		eventID, outcome, nowMs, s.early.cap, remember).Int()
 	if err != nil {
 		return false, fmt.Errorf("taskflow: settling an early event: %w", err)
 	}
