@@ -498,9 +498,6 @@ func (m *Manager) tryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 		if len(p) > m.store.maxState {
 			return nil, fmt.Errorf("%w: payload is %d bytes, over the limit of %d", ErrInvalidData, len(p), m.store.maxState)
 		}
-		if err := m.store.checkLayout(ctx); err != nil {
-			return nil, err
-		}
 		f, _, err := m.store.deliver(ctx, flowID, corrPrefix(topic, correlationID), eventID, p, "keep", false)
 		return f, err
 	}
