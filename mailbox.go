@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -78,9 +79,10 @@ const (
 	// earlyRedriveEvery is how often an engine's tick looks for claims
 	// past due.
 	earlyRedriveEvery = 10 * time.Second
-	// earlyPlaceRounds bounds how often one placement re-scans for
-	// waiters that keep leaving before it gives up (the event stays kept).
-	earlyPlaceRounds = 4
+	// earlyPlaceAttempts bounds how often one placement offers an event
+	// to waiters that keep leaving before it gives up (the event stays
+	// kept, and the caller gets errEarlyBusy).
+	earlyPlaceAttempts = 16
 )
 
 type earlyConfig struct {
@@ -305,32 +307,34 @@ func (s *RedisStore) waitersOf(ctx context.Context, cp string) ([]uuid.UUID, err
 // errEarlyBusy: waiters kept leaving while an event was offered to them.
 var errEarlyBusy = errors.New("taskflow: the waiters of an early event kept leaving; the event stays kept")
 
-// placeEarly offers a kept event to the flows waiting for its pair, one
-// at a time, until one takes it: it returns that flow, or nil when nobody
-// waits (the event stays kept) or a waiter took the event itself.
+// placeEarly offers a kept event to a flow waiting for its pair, one at a
+// time, until one takes it: it returns that flow, or nil when nobody
+// waits (the event stays kept) or a waiter took the event itself. After a
+// refusal (the flow left its wait since the scan) it scans again.
 func (m *Manager) placeEarly(ctx context.Context, cp, eventID string) (*Flow, error) {
 	s := m.store
-	for round := 0; round < earlyPlaceRounds; round++ {
+	for attempt := 0; attempt < earlyPlaceAttempts; attempt++ {
 		ws, err := s.waitersOf(ctx, cp)
 		if err != nil || len(ws) == 0 {
 			return nil, err
 		}
-		for _, w := range ws {
-			_, payload, ok, err := s.takeEarly(ctx, w, cp, eventID)
-			if err != nil || !ok {
-				return nil, err // not kept any more: its taker owns it
-			}
-			f, outcome, err := s.deliver(ctx, w, cp, eventID, payload, "resume", false)
-			if err != nil {
-				return nil, err // the claim stays: an engine's tick re-drives it
-			}
-			back, err := s.settleEarly(ctx, cp, eventID, outcome)
-			if outcome == earlyUsed {
-				return f, nil // a failed settle is re-driven; the flow has it
-			}
-			if err != nil || !back {
-				return nil, err // expired or the mailbox filled: dropped
-			}
+		// Publishers racing on one pair would all offer to the same
+		// first waiter: spread them.
+		w := ws[rand.IntN(len(ws))]
+		_, payload, ok, err := s.takeEarly(ctx, w, cp, eventID)
+		if err != nil || !ok {
+			return nil, err // not kept any more: its taker owns it
+		}
+		f, outcome, err := s.deliver(ctx, w, cp, eventID, payload, "resume", false)
+		if err != nil {
+			return nil, err // the claim stays: an engine's tick re-drives it
+		}
+		back, err := s.settleEarly(ctx, cp, eventID, outcome)
+		if outcome == earlyUsed {
+			return f, nil // a failed settle is re-driven; the flow has it
+		}
+		if err != nil || !back {
+			return nil, err // expired or the mailbox filled: dropped
 		}
 	}
 	return nil, errEarlyBusy

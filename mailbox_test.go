@@ -517,3 +517,80 @@ func TestTakeEarlyEvent(t *testing.T) {
 		wantErr(t, err, ErrNotFound)
 	})
 }
+
+// TestEarlyEventRaceWithCancels: on one pair, events are published while
+// flows start waiting and others are cancelled mid-wait (a claimed event
+// is then refused and handed on): no event is applied twice, every event
+// is applied or still kept, and none is kept while a flow still waits.
+func TestEarlyEventRaceWithCancels(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		const events, waiters, cancelled = 24, 16, 16
+		flows := make([]*Flow, waiters+cancelled)
+		for i := range flows {
+			flows[i] = e.runningFlow(t)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 2*len(flows)+events)
+		start := make(chan struct{})
+		jitter := func() { <-start; time.Sleep(rand.N(20 * time.Millisecond)) }
+		for i := range flows {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				jitter()
+				if _, err := e.m.SetWaiting(e.ctx, flows[i].ID, WaitExternalEvent("churn", "c")); err != nil {
+					errs <- fmt.Errorf("wait %d: %w", i, err)
+				}
+				if i >= waiters {
+					time.Sleep(rand.N(2 * time.Millisecond))
+					if _, err := e.m.Cancel(e.ctx, flows[i].ID); err != nil {
+						errs <- fmt.Errorf("cancel %d: %w", i, err)
+					}
+				}
+			}(i)
+		}
+		for i := 0; i < events; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				jitter()
+				if _, err := e.m.ResumeByCorrelation(e.ctx, "churn", "c", i); err != nil {
+					errs <- fmt.Errorf("event %d: %w", i, err)
+				}
+			}(i)
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		used := map[int]uuid.UUID{}
+		stillWaiting := 0
+		for _, f := range flows {
+			g := must(t, try(e.m.Get(e.ctx, f.ID)))
+			if g.Status == StatusWaiting {
+				stillWaiting++
+			}
+			v, ok := stateOf(t, g)["resume_event"].(float64)
+			if !ok {
+				continue
+			}
+			if other, dup := used[int(v)]; dup {
+				t.Fatalf("event %d used by %s and %s", int(v), other, f.ID)
+			}
+			used[int(v)] = f.ID
+			if n := countKind(eventKinds(t, e, f.ID), EventResumed); n != 1 {
+				t.Fatalf("flow %s resumed %d times", f.ID, n)
+			}
+		}
+		kept := e.countEarly(t)
+		if len(used)+kept != events {
+			t.Fatalf("%d events used + %d kept, want %d", len(used), kept, events)
+		}
+		if kept > 0 && stillWaiting > 0 {
+			t.Fatalf("%d events kept while %d flows wait for them", kept, stillWaiting)
+		}
+		requireVerifyClean(t, e.m)
+	})
+}
