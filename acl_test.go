@@ -29,6 +29,8 @@ var aclCommands = []string{
 	"hsetnx",
 	// Stats
 	"smembers", "hlen", "xinfo|groups",
+	// the mailbox for early events
+	"rpush", "lpop", "lrem", "llen", "pexpire", "pttl", "hexists",
 }
 
 func aclSetUser(prefix string) []any {
@@ -81,6 +83,25 @@ func TestACLUserLimitedToPrefix(t *testing.T) {
 	cancel()
 	if st := eng.BridgeStats(); st.Resumed != 1 {
 		t.Fatalf("bridge as the limited user: %+v", st)
+	}
+	// The mailbox: events kept by flow id and by correlation, then taken.
+	for _, byID := range []bool{true, false} {
+		f := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+		var err error
+		if byID {
+			_, err = e.m.TryResumeExternal(ctx, f.ID, "acl", "early", 1)
+		} else {
+			_, err = e.m.ResumeByCorrelation(ctx, "acl", "early", 1)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.CountEarlyEvents(ctx); n != 1 || err != nil {
+			t.Fatalf("kept events as the limited user: %d %v", n, err)
+		}
+		if w := must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("acl", "early")))); w.Status != StatusRunning {
+			t.Fatalf("early event not taken as the limited user: %s", w.Status)
+		}
 	}
 	if _, err := e.m.ListByOwner(ctx, seedInput().OwnerSessionKey); err != nil {
 		t.Fatal(err)

@@ -246,13 +246,13 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 	if req.FlowID != "" {
 		id, _ := uuid.Parse(req.FlowID)
 		var f *Flow
-		f, err = e.m.tryResumeExternal(ctx, id, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), "s"+msg.ID)
+		f, err = e.m.tryResumeExternal(ctx, id, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), bridgeEventPrefix+msg.ID)
 		if f != nil {
 			resumed = 1
 			fs = []*Flow{f}
 		}
 	} else {
-		fs, err = e.m.resumeByCorrelation(ctx, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), "s"+msg.ID)
+		fs, err = e.m.resumeByCorrelation(ctx, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), bridgeEventPrefix+msg.ID)
 		resumed = len(fs)
 	}
 	if ev != nil {

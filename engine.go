@@ -524,17 +524,21 @@ func (e *WaitEngine) RunWithReports(ctx context.Context, interval time.Duration,
 
 // TryResumeExternal resumes flowID if it is waiting for an external event
 // with exactly topic and correlationID, merging {"resume_event": payload}
-// into its state when payload is not nil. It returns (nil, nil) when the
-// flow is unknown, not waiting, or waiting for something else. A
-// cancel-requested flow is refused with ErrCancelPending (the next tick
-// cancels it).
+// into its state when payload is not nil (nor JSON null). It returns
+// (nil, nil) when the flow is unknown, not waiting, or waiting for
+// something else; when the store keeps early events (WithEarlyEvents, the
+// default) the event is then kept for the flow, unless it is unknown or
+// terminal, and the flow's next SetWaiting on topic and correlationID
+// takes it. A cancel-requested flow waiting for the event is refused with
+// ErrCancelPending (the next tick cancels it).
 func (e *WaitEngine) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any) (*Flow, error) {
 	return e.m.TryResumeExternal(ctx, flowID, topic, correlationID, payload)
 }
 
-// ResumeByCorrelation resumes every flow waiting for topic and
-// correlationID, wherever it lives, for senders that do not know the flow
-// id; see Manager.ResumeByCorrelation.
+// ResumeByCorrelation resumes a flow waiting for topic and correlationID
+// (with the mailbox off, every such flow), wherever it lives, for senders
+// that do not know the flow id, or keeps the event; see
+// Manager.ResumeByCorrelation.
 func (e *WaitEngine) ResumeByCorrelation(ctx context.Context, topic, correlationID string, payload any) ([]*Flow, error) {
 	return e.m.ResumeByCorrelation(ctx, topic, correlationID, payload)
 }

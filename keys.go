@@ -32,6 +32,7 @@ import (
 //	<prefix>:{<n>}:leases             hash: flow id -> "<token>|<expiry ms>|<worker JSON>"
 //	<prefix>:{<n>}:leasexp            zset: leased flow id by lease expiry
 //	<prefix>:{<n>}:ticklock           string: the engine working on the shard (5 s)
+//	<prefix>:{<n>}:inbox:<id> …       the mailbox for early events: see mailbox.go
 //	<prefix>:{meta}:layout            hash: shards (the flow space's shard count),
 //	                                  hash (the placement of flows: layoutHash)
 //	<prefix>:{bridge}:resume          stream: the resume bridge's requests

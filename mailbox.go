@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -44,15 +45,27 @@ import (
 // claim (event id -> flow id, due in 30 s) on the same shard: whoever
 // took it owns it. The owner delivers it to the flow (deliver_event.lua,
 // mode resume): the flow resumes with it, or refuses it when it no longer
-// waits for it; the flow records the event id and its decision ("mbx"),
-// so a second delivery of the same claim (the tick re-driving a claim
-// whose first owner is only slow) decides the same way. mbox_settle.lua
-// then ends the claim: a used event is gone; a refused one goes back to
-// the head of the mailbox, and its owner scans for waiters again (a
-// waiter may have looked while the event was claimed). An owner that dies
-// leaves its claim: an engine's tick re-drives claims past due. So an
-// event is applied to at most one flow, at most once, and is not lost
-// while it is unexpired and a flow waits for it.
+// waits for it; the flow records the event id and its decision (fields
+// mbx and mbr, see early_lib.lua), so a second delivery of the same claim
+// (the tick re-driving a claim whose first owner is only slow) decides
+// the same way. mbox_settle.lua then ends the claim: a used event is
+// gone; a refused one goes back to the head of the mailbox, and its owner
+// scans for waiters again (a waiter may have looked while the event was
+// claimed), offering it to one of them at random, again after each
+// refusal (at most 16 times; then the caller gets errEarlyBusy and the
+// event stays kept). An owner that dies leaves its claim: an engine's
+// tick re-drives claims past due. So an event is applied to at most one
+// flow, at most once, and is not lost while it is unexpired and a flow
+// waits for it.
+//
+// Limits: the flow's records are the newest 16 of each kind, and the
+// used bridge events by correlation are remembered for an hour, so the
+// "decides the same way" holds within those bounds (a claim stalled for
+// 16 more events of the same flow, or a bridge message re-handled an
+// hour later, is not recognised). Kept events are bounded per pair and
+// per flow (WithEarlyEvents) and by their retention, not in total: the
+// memory they take is about 520 bytes times the events nobody waited for
+// during the retention (README).
 
 // Defaults of the mailbox for early events (see WithEarlyEvents).
 const (
@@ -68,12 +81,20 @@ const (
 	// earlyClaimTimeout is how long a claimed event may wait for its
 	// delivery before an engine's tick re-drives it.
 	earlyClaimTimeout = 30 * time.Second
+	// earlyRememberUsed is how long a bridge event by correlation that
+	// resumed a flow is remembered, so that its message, handled again
+	// after its handler died before acknowledging it, is not kept again.
+	earlyRememberUsed = time.Hour
+	// bridgeEventPrefix starts the id of an event that came through the
+	// bridge ("s" and the stream entry's id; other ids are UUIDs).
+	bridgeEventPrefix = "s"
 	// earlyRedriveEvery is how often an engine's tick looks for claims
 	// past due.
 	earlyRedriveEvery = 10 * time.Second
-	// earlyPlaceRounds bounds how often one placement re-scans for
-	// waiters that keep leaving before it gives up (the event stays kept).
-	earlyPlaceRounds = 4
+	// earlyPlaceAttempts bounds how often one placement offers an event
+	// to waiters that keep leaving before it gives up (the event stays
+	// kept, and the caller gets errEarlyBusy).
+	earlyPlaceAttempts = 16
 )
 
 type earlyConfig struct {
@@ -124,6 +145,7 @@ func WithEarlyEvents(retention time.Duration, maxPerCorrelation int) StoreOption
 //	<prefix>:{<n>}:kept             zset: kept event id by deadline (counts)
 //	<prefix>:{<r>}:claims           hash: claimed event id -> flow id, pair, entry
 //	<prefix>:{<r>}:claimdue         zset: claimed event id by due time
+//	<prefix>:{<r>}:used             zset: bridge event ids used, by when they are forgotten
 //
 // <pair> is corrPrefix(topic, correlation id) and r its rendezvous shard.
 
@@ -137,6 +159,7 @@ func (k keyspace) rendezvous(cp string) int {
 func (k keyspace) mbox(cp string) string   { return k.tag(k.rendezvous(cp)) + ":mbox:" + cp }
 func (k keyspace) kept(shard int) string   { return k.tag(shard) + ":kept" }
 func (k keyspace) claims(shard int) string { return k.tag(shard) + ":claims" }
+func (k keyspace) used(shard int) string   { return k.tag(shard) + ":used" }
 func (k keyspace) claimDue(shard int) string {
 	return k.tag(shard) + ":claimdue"
 }
@@ -204,7 +227,7 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload json.RawMessage) error {
 	r := s.keys.rendezvous(cp)
 	_, nowMs, _ := s.clock()
-	err := s.scripts.mboxKeep.Run(ctx, s.client, []string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r)},
+	err := s.scripts.mboxKeep.Run(ctx, s.client, []string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.used(r)},
 		eventID, nowMs, s.early.retention.Milliseconds(), string(payload), s.early.cap).Err()
 	if err != nil {
 		return fmt.Errorf("taskflow: keeping an early event: %w", err)
@@ -256,9 +279,13 @@ func parseMboxEntry(entry string) (string, json.RawMessage, bool) {
 func (s *RedisStore) settleEarly(ctx context.Context, cp, eventID, outcome string) (bool, error) {
 	r := s.keys.rendezvous(cp)
 	_, nowMs, _ := s.clock()
+	remember := int64(0)
+	if strings.HasPrefix(eventID, bridgeEventPrefix) {
+		remember = earlyRememberUsed.Milliseconds()
+	}
 	n, err := s.scripts.mboxSettle.Run(ctx, s.client,
-		[]string{s.keys.claims(r), s.keys.claimDue(r), s.keys.mbox(cp), s.keys.kept(r)},
-		eventID, outcome, nowMs, s.early.cap).Int()
+		[]string{s.keys.claims(r), s.keys.claimDue(r), s.keys.mbox(cp), s.keys.kept(r), s.keys.used(r)},
+		eventID, outcome, nowMs, s.early.cap, remember).Int()
 	if err != nil {
 		return false, fmt.Errorf("taskflow: settling an early event: %w", err)
 	}
@@ -292,32 +319,34 @@ func (s *RedisStore) waitersOf(ctx context.Context, cp string) ([]uuid.UUID, err
 // errEarlyBusy: waiters kept leaving while an event was offered to them.
 var errEarlyBusy = errors.New("taskflow: the waiters of an early event kept leaving; the event stays kept")
 
-// placeEarly offers a kept event to the flows waiting for its pair, one
-// at a time, until one takes it: it returns that flow, or nil when nobody
-// waits (the event stays kept) or a waiter took the event itself.
+// placeEarly offers a kept event to a flow waiting for its pair, one at a
+// time, until one takes it: it returns that flow, or nil when nobody
+// waits (the event stays kept) or a waiter took the event itself. After a
+// refusal (the flow left its wait since the scan) it scans again.
 func (m *Manager) placeEarly(ctx context.Context, cp, eventID string) (*Flow, error) {
 	s := m.store
-	for round := 0; round < earlyPlaceRounds; round++ {
+	for attempt := 0; attempt < earlyPlaceAttempts; attempt++ {
 		ws, err := s.waitersOf(ctx, cp)
 		if err != nil || len(ws) == 0 {
 			return nil, err
 		}
-		for _, w := range ws {
-			_, payload, ok, err := s.takeEarly(ctx, w, cp, eventID)
-			if err != nil || !ok {
-				return nil, err // not kept any more: its taker owns it
-			}
-			f, outcome, err := s.deliver(ctx, w, cp, eventID, payload, "resume", false)
-			if err != nil {
-				return nil, err // the claim stays: an engine's tick re-drives it
-			}
-			back, err := s.settleEarly(ctx, cp, eventID, outcome)
-			if outcome == earlyUsed {
-				return f, nil // a failed settle is re-driven; the flow has it
-			}
-			if err != nil || !back {
-				return nil, err // expired or the mailbox filled: dropped
-			}
+		// Publishers racing on one pair would all offer to the same
+		// first waiter: spread them.
+		w := ws[rand.IntN(len(ws))]
+		_, payload, ok, err := s.takeEarly(ctx, w, cp, eventID)
+		if err != nil || !ok {
+			return nil, err // not kept any more: its taker owns it
+		}
+		f, outcome, err := s.deliver(ctx, w, cp, eventID, payload, "resume", false)
+		if err != nil {
+			return nil, err // the claim stays: an engine's tick re-drives it
+		}
+		back, err := s.settleEarly(ctx, cp, eventID, outcome)
+		if outcome == earlyUsed {
+			return f, nil // a failed settle is re-driven; the flow has it
+		}
+		if err != nil || !back {
+			return nil, err // expired or the mailbox filled: dropped
 		}
 	}
 	return nil, errEarlyBusy
@@ -370,11 +399,13 @@ func (m *Manager) takeKept(ctx context.Context, f *Flow, cp string, lean bool) (
 }
 
 // TakeEarlyEvent resumes a flow waiting for an external event with an
-// event kept for it, as SetWaiting does, and returns the flow as
-// persisted (running when it took one, else as it is). SetWaiting calls
-// it; call it again when SetWaiting failed after the wait was stored
-// (its error says so). A flow that does not wait for an external event
-// is returned unchanged.
+// event kept for its topic and correlation id (published by correlation),
+// as SetWaiting does after storing the wait, and returns the flow as
+// persisted (running when it took one, else as it is). Call it when
+// SetWaiting failed after the wait was stored (its error says so), or for
+// a flow put waiting by RedisStore.UpdateAndAppend. Events addressed to
+// the flow's id are taken by SetWaiting's own script only. A flow that
+// does not wait for an external event is returned unchanged.
 func (m *Manager) TakeEarlyEvent(ctx context.Context, id uuid.UUID) (*Flow, error) {
 	f, err := m.store.Get(ctx, id)
 	if err != nil || f.Status != StatusWaiting || f.Wait == nil || !m.store.early.on() {

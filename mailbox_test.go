@@ -161,7 +161,8 @@ func TestEarlyEventThroughBridge(t *testing.T) {
 }
 
 // TestEarlyEventResentBridgeMessage: a bridge message handled twice (its
-// handler died before acknowledging) is kept once.
+// handler died before acknowledging) is kept once, and not kept again
+// once a flow used it.
 func TestEarlyEventResentBridgeMessage(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		f := e.runningFlow(t)
@@ -172,6 +173,26 @@ func TestEarlyEventResentBridgeMessage(t *testing.T) {
 		if n := e.countEarly(t); n != 2 {
 			t.Fatalf("%d kept events, want 2", n)
 		}
+		// Taken, then the same messages handled again: not kept again.
+		must(t, try(e.m.SetWaiting(e.ctx, f.ID, WaitExternalEvent("t", "c"))))
+		g := e.runningFlow(t)
+		requireEarlyResumed(t, e, must(t, try(e.m.SetWaiting(e.ctx, g.ID, WaitExternalEvent("t", "d")))), "q")
+		if again := must(t, try(e.m.tryResumeExternal(e.ctx, f.ID, "t", "c", "p", "s1-0"))); again != nil {
+			t.Fatalf("a re-sent event resumed the flow again: %+v", again)
+		}
+		must(t, try(e.m.resumeByCorrelation(e.ctx, "t", "d", "q", "s2-0")))
+		if n := e.countEarly(t); n != 0 {
+			t.Fatalf("%d kept events after the messages came again, want 0", n)
+		}
+		// An event the bridge delivered live is remembered too.
+		h := e.waitingFlow(t, WaitExternalEvent("t", "live"))
+		for i := 0; i < 2; i++ {
+			must(t, try(e.m.resumeByCorrelation(e.ctx, "t", "live", nil, "s3-0")))
+		}
+		if g := must(t, try(e.m.Get(e.ctx, h.ID))); g.Status != StatusRunning || e.countEarly(t) != 0 {
+			t.Fatalf("live bridge event: flow %s, %d kept", g.Status, e.countEarly(t))
+		}
+		requireVerifyClean(t, e.m)
 	})
 }
 
@@ -475,5 +496,101 @@ func TestVerifyEarlyEvents(t *testing.T) {
 		if !reflect.DeepEqual(kinds, want) {
 			t.Fatalf("problems %+v, want %v", got.Problems, want)
 		}
+	})
+}
+
+// TestTakeEarlyEvent: a flow whose wait was stored but whose take never
+// ran (SetWaiting failed in between) takes the kept event on retry.
+func TestTakeEarlyEvent(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "c", "late")))
+		f := e.runningFlow(t)
+		if g := must(t, try(e.m.TakeEarlyEvent(e.ctx, f.ID))); g.Status != StatusRunning || g.Revision != f.Revision {
+			t.Fatalf("a running flow changed: %+v", g)
+		}
+		must(t, try(e.m.store.transition(e.ctx, transitionReq{
+			id: f.ID, to: StatusWaiting, kind: EventWaiting, payload: json.RawMessage(`{}`),
+			wait: must(t, try(waitFromAny(f.ID, WaitExternalEvent("t", "c")))),
+		})))
+		requireEarlyResumed(t, e, must(t, try(e.m.TakeEarlyEvent(e.ctx, f.ID))), "late")
+		_, err := e.m.TakeEarlyEvent(e.ctx, uuid.New())
+		wantErr(t, err, ErrNotFound)
+	})
+}
+
+// TestEarlyEventRaceWithCancels: on one pair, events are published while
+// flows start waiting and others are cancelled mid-wait (a claimed event
+// is then refused and handed on): no event is applied twice, every event
+// is applied or still kept, and none is kept while a flow still waits.
+func TestEarlyEventRaceWithCancels(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		const events, waiters, cancelled = 24, 16, 16
+		flows := make([]*Flow, waiters+cancelled)
+		for i := range flows {
+			flows[i] = e.runningFlow(t)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 2*len(flows)+events)
+		start := make(chan struct{})
+		jitter := func() { <-start; time.Sleep(rand.N(20 * time.Millisecond)) }
+		for i := range flows {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				jitter()
+				if _, err := e.m.SetWaiting(e.ctx, flows[i].ID, WaitExternalEvent("churn", "c")); err != nil {
+					errs <- fmt.Errorf("wait %d: %w", i, err)
+				}
+				if i >= waiters {
+					time.Sleep(rand.N(2 * time.Millisecond))
+					if _, err := e.m.Cancel(e.ctx, flows[i].ID); err != nil {
+						errs <- fmt.Errorf("cancel %d: %w", i, err)
+					}
+				}
+			}(i)
+		}
+		for i := 0; i < events; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				jitter()
+				if _, err := e.m.ResumeByCorrelation(e.ctx, "churn", "c", i); err != nil {
+					errs <- fmt.Errorf("event %d: %w", i, err)
+				}
+			}(i)
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		used := map[int]uuid.UUID{}
+		stillWaiting := 0
+		for _, f := range flows {
+			g := must(t, try(e.m.Get(e.ctx, f.ID)))
+			if g.Status == StatusWaiting {
+				stillWaiting++
+			}
+			v, ok := stateOf(t, g)["resume_event"].(float64)
+			if !ok {
+				continue
+			}
+			if other, dup := used[int(v)]; dup {
+				t.Fatalf("event %d used by %s and %s", int(v), other, f.ID)
+			}
+			used[int(v)] = f.ID
+			if n := countKind(eventKinds(t, e, f.ID), EventResumed); n != 1 {
+				t.Fatalf("flow %s resumed %d times", f.ID, n)
+			}
+		}
+		kept := e.countEarly(t)
+		if len(used)+kept != events {
+			t.Fatalf("%d events used + %d kept, want %d", len(used), kept, events)
+		}
+		if kept > 0 && stillWaiting > 0 {
+			t.Fatalf("%d events kept while %d flows wait for them", kept, stillWaiting)
+		}
+		requireVerifyClean(t, e.m)
 	})
 }

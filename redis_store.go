@@ -636,11 +636,11 @@ type transitionReq struct {
 // transition runs transition.lua at the store's current time.
 func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, error) {
 	_, nowMs, nowStr := s.clock()
-	keys := s.keys.flowKeys(r.id, "")
+	sc, keys := s.scripts.transition, s.keys.flowKeys(r.id, "")
 	if r.inbox {
-		keys = s.keys.withInbox(keys, r.id)
+		sc, keys = s.scripts.transitionEarly, s.keys.withInbox(keys, r.id)
 	}
-	f, _, err := s.runFlowScript(ctx, s.scripts.transition, r.id, keys, s.transitionArgs(r, nowMs, nowStr), r.meta())
+	f, _, err := s.runFlowScript(ctx, sc, r.id, keys, s.transitionArgs(r, nowMs, nowStr), r.meta())
 	if err != nil {
 		var te *TransitionError
 		if errors.As(err, &te) {

@@ -175,7 +175,7 @@ func (s *RedisStore) classify(shard int, rest, key string, sk *shardKeys) {
 	case "inbox", "mbox":
 		sk.early = append(sk.early, key)
 	case "status", "timers", "cancelwait", "corr", "leases", "leasexp", "ticklock",
-		"kept", "claims", "claimdue", "controllers":
+		"kept", "claims", "claimdue", "used", "controllers":
 	default:
 		sk.unknown = append(sk.unknown, key)
 	}

@@ -7,38 +7,43 @@
 -- A kept event of a flow's inbox is one list entry, oldest first:
 --   '<event id> <deadline ms> <n> <corr prefix, n bytes><payload JSON, or nothing>'
 -- (the corr prefix is the topic and correlation id, as in the correlation
--- index). The flow hash's 'mbx' field records the last MBX_CAP event ids
--- delivered to it, ' <id>=u' (used: applied) or ' <id>=r' (refused: never
--- applied, and never will be), so a delivery sent twice (a re-sent bridge
--- message, a claim the tick re-drives while its first sender is slow)
--- decides the same way twice and an event is applied at most once.
+-- index). The flow hash records the event ids delivered to it: field
+-- 'mbx' the last MBX_CAP it used (' <id>=u'), field 'mbr' the last
+-- MBX_CAP it refused (' <id>=r': never applied, and never will be), in
+-- separate fields so that refusals cannot push out the record of an event
+-- used. A delivery sent twice (a re-sent bridge message, a claim the tick
+-- re-drives while its first sender is slow) so decides the same way twice
+-- and an event is applied at most once.
 
 local K_INBOX, K_KEPT = 16, 17
 local MBX_CAP = 16
 
 -- mbx_get returns 'u' or 'r' when event id was delivered to the flow.
 local function mbx_get(id)
-  local m = redis.call('HGET', KEYS[K_FLOW], 'mbx')
-  if not m then
-    return nil
+  local vals = redis.call('HMGET', KEYS[K_FLOW], 'mbx', 'mbr')
+  for _, m in ipairs({vals[1] or '', vals[2] or ''}) do
+    local _, last = string.find(m, ' ' .. id .. '=', 1, true)
+    if last ~= nil then
+      return string.sub(m, last + 1, last + 1)
+    end
   end
-  local _, last = string.find(m, ' ' .. id .. '=', 1, true)
-  if last == nil then
-    return nil
-  end
-  return string.sub(m, last + 1, last + 1)
+  return nil
 end
 
 -- mbx_put records the outcome v ('u' or 'r') of event id, keeping the
--- newest MBX_CAP records.
+-- newest MBX_CAP records of each outcome.
 local function mbx_put(id, v)
-  local m = (redis.call('HGET', KEYS[K_FLOW], 'mbx') or '') .. ' ' .. id .. '=' .. v
+  local field = 'mbx'
+  if v == 'r' then
+    field = 'mbr'
+  end
+  local m = (redis.call('HGET', KEYS[K_FLOW], field) or '') .. ' ' .. id .. '=' .. v
   local _, n = string.gsub(m, ' ', ' ')
   while n > MBX_CAP do
     m = string.sub(m, (string.find(m, ' ', 2, true)))
     n = n - 1
   end
-  redis.call('HSET', KEYS[K_FLOW], 'mbx', m)
+  redis.call('HSET', KEYS[K_FLOW], field, m)
 end
 
 -- kept_add indexes a kept event by deadline (for counting), keeps the

@@ -3,16 +3,22 @@
 -- a waiting flow takes it or its retention ends.
 --
 -- KEYS: 1 the pair's mailbox list  2 the shard's kept-event index zset
---   3 the shard's claims hash (all on the rendezvous shard's tag)
+--   3 the shard's claims hash  4 the shard's used-event zset (see
+--   mbox_settle.lua; all on the rendezvous shard's tag)
 -- ARGV: 1 event id  2 now (unix ms)  3 retention (ms)
 --   4 payload JSON ('' = none)  5 cap: events kept per pair
 -- Entries: '<event id> <deadline ms> <payload>', oldest first. Past the
 --   cap the oldest is dropped. The list's TTL is the newest deadline, so
 --   expired events go away with the key; a taker skips expired entries.
--- Returns: 1 kept, 0 already kept or claimed (a re-sent event).
+-- Returns: 1 kept, 0 already kept, claimed or recently used (a re-sent
+--   event).
 -- Events: none.
 
 local id, now, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local used = redis.call('ZSCORE', KEYS[4], id)
+if used and tonumber(used) > now then
+  return 0
+end
 if redis.call('ZSCORE', KEYS[2], id) or redis.call('HEXISTS', KEYS[3], id) == 1 then
   return 0
 end

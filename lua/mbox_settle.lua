@@ -5,8 +5,12 @@
 --
 -- KEYS: 1 the shard's claims hash  2 the shard's claim due zset
 --   3 the pair's mailbox list  4 the shard's kept-event index
+--   5 the shard's used-event zset (event id by when it is forgotten)
 -- ARGV: 1 event id  2 outcome ('used' or 'refused')  3 now (unix ms)
 --   4 cap: events kept per pair
+--   5 how long to remember a used event, in ms (0 = not at all): a
+--     bridge message handled again is then not kept a second time
+--     (mbox_keep.lua)
 -- Returns: 1 when the event went back to the mailbox, else 0.
 -- Events: none.
 
@@ -18,6 +22,17 @@ end
 redis.call('HDEL', KEYS[1], id)
 redis.call('ZREM', KEYS[2], id)
 if ARGV[2] ~= 'refused' then
+  local keep = tonumber(ARGV[5])
+  if ARGV[2] == 'used' and keep > 0 then
+    redis.call('ZADD', KEYS[5], now + keep, id)
+    if redis.call('PTTL', KEYS[5]) < keep then
+      redis.call('PEXPIRE', KEYS[5], keep)
+    end
+    local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 32)
+    if #old > 0 then
+      redis.call('ZREM', KEYS[5], unpack(old))
+    end
+  end
   return 0
 end
 local n, rest = string.match(c, '^%S+ (%d+) (.*)$')

@@ -9,7 +9,8 @@
 -- ARGV: 1 flow id  2 now (unix ms)  3 claim timeout (ms)
 --   4 corr prefix of the pair  5 event id ('' = the oldest kept event)
 -- Returns: the claimed entry ('<event id> <deadline ms> <payload>'), or
---   false when there is none (or the given id is no longer kept).
+--   false when there is none (or the given id is no longer kept, or
+--   expired: then it is dropped).
 --   Expired entries met on the way are dropped (at most the cap).
 -- Events: none.
 
@@ -36,7 +37,9 @@ else
     if string.sub(e, 1, #want) == want then
       redis.call('LREM', KEYS[1], 1, e)
       redis.call('ZREM', KEYS[2], ARGV[5])
-      entry = e
+      if tonumber(string.match(e, '^%S+ (%d+) ') or '0') > now then
+        entry = e
+      end
       break
     end
   end

@@ -16,8 +16,9 @@
 --   16 required source status ('' = any the graph allows)
 --   17.. the state change (see apply_state)
 -- A wait on an external event may come with KEYS 16 and 17 (the flow's
--- inbox and the shard's kept-event index, see early_lib.lua): the wait is
--- then met at once by a kept event addressed to this flow that matches
+-- inbox and the shard's kept-event index, see early_lib.lua) to the
+-- variant of this script loaded with early_lib.lua (scripts.go): the wait
+-- is then met at once by a kept event addressed to this flow that matches
 -- it, in this same script (events waiting, then resumed).
 -- Returns: {flow hash (record and state, or record only), ''}.
 -- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST, TERMINAL <status>,
@@ -75,7 +76,7 @@ if to == 'waiting' then
   set_wait(f, ARGV[12], ARGV[13], ARGV[14])
 end
 commit(f, kind, payload)
-if to == 'waiting' and f.corr ~= nil and KEYS[K_INBOX] ~= nil then
-  take_inbox(f)
+if to == 'waiting' and f.corr ~= nil and #KEYS >= 17 then
+  take_inbox(f) -- early_lib.lua: only in the variant loaded with it
 end
 return reply()
