@@ -195,16 +195,29 @@ const (
 
 // deliver runs deliver_event.lua: the flow, when the event resumed it (now
 // or before), and the outcome.
-func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID string, payload json.RawMessage, mode string, lean bool) (*Flow, string, error) {
+func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID string, payload json.RawMessage, mode string, lean bool) (f *Flow, outcome string, err error) {
 	if err := s.ensureLoaded(ctx); err != nil {
 		return nil, "", err
+	}
+	var raw error
+	if s.observing() {
+		// A delivery that resumes the flow is a resume by external event
+		// for the observer, wherever it came from.
+		start := time.Now()
+		defer func() {
+			m := opMeta{waitKind: string(WaitKindExternalEvent)}
+			if outcome == earlyUsed {
+				m.event = EventResumed
+			}
+			s.observeOp(ctx, s.scripts.deliverEvent, m, id, start, f, raw, err)
+		}()
 	}
 	_, nowMs, nowStr := s.clock()
 	args := append(s.head(id, nowMs, nowStr, mutation{lean: lean}),
 		cp, eventID, string(payload), mode, s.early.retention.Milliseconds(), s.early.cap)
-	v, err := s.scripts.deliverEvent.Run(ctx, s.client, s.keys.withInbox(s.keys.flowKeys(id, ""), id), args...).Result()
-	if err != nil {
-		err = scriptError(err, id)
+	v, raw := s.scripts.deliverEvent.Run(ctx, s.client, s.keys.withInbox(s.keys.flowKeys(id, ""), id), args...).Result()
+	if raw != nil {
+		err = scriptError(raw, id)
 		var te *TransitionError
 		if errors.As(err, &te) {
 			te.To = StatusRunning
@@ -215,11 +228,11 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 	if !ok || len(arr) < 2 {
 		return nil, "", fmt.Errorf("taskflow: unexpected script reply %T", v)
 	}
-	outcome, _ := arr[1].(string)
+	outcome, _ = arr[1].(string)
 	if outcome != earlyUsed {
 		return nil, outcome, nil
 	}
-	f, err := decodeFlow(id, pairsToMap(arr[0]), !lean)
+	f, err = decodeFlow(id, pairsToMap(arr[0]), !lean)
 	return f, outcome, err
 }
 

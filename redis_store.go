@@ -208,7 +208,7 @@ func (s *RedisStore) checkLayout(ctx context.Context) error {
 }
 
 // recordLayout is checkLayout for a create, the one call that writes to
-// an empty flow space (and LoadScripts, a worker's first act): it records
+// an empty flow space: it records
 // the shard count and placement when there are none, so the first write
 // pins them and a read never does. It costs one round trip, the first
 // time only.
@@ -264,11 +264,10 @@ func (s *RedisStore) matchLayout(got map[string]string) error {
 // LoadScripts loads every script into Redis's script cache (on every
 // master of a cluster). Calling it when a worker starts saves the first
 // call of each script its EVALSHA miss; it is never required: a script
-// the server lost (restart, failover, SCRIPT FLUSH) is sent again. As a
-// worker's first act, it also records the flow space's layout when none
-// is recorded yet (as the first write would).
+// the server lost (restart, failover, SCRIPT FLUSH) is sent again. It
+// writes no key: the first create records the flow space's layout.
 func (s *RedisStore) LoadScripts(ctx context.Context) error {
-	if err := s.recordLayout(ctx); err != nil {
+	if err := s.checkLayout(ctx); err != nil {
 		return err
 	}
 	if err := s.scripts.loadAll(ctx, s.client); err != nil {

@@ -188,15 +188,21 @@ end
 -- waiting flow leaves the cancel set even without a wait (a cancel request
 -- written by write_flow on a waiting flow that has none).
 local function clear_wait(f)
+  local has_wait = f.wait ~= nil or f.corr ~= nil
+  -- The index writes come before the cancel set's: should an index key be
+  -- of the wrong type (written by hand), the script fails before it has
+  -- dropped the flow's cancel request.
+  if has_wait then
+    redis.call('ZREM', KEYS[K_TIMERS], ID)
+    if f.corr ~= nil then
+      redis.call('ZREM', KEYS[K_CORR], f.corr)
+    end
+  end
   if f.status == 'waiting' then
     redis.call('SREM', KEYS[K_CANCELWAIT], ID)
   end
-  if f.wait == nil and f.corr == nil then
+  if not has_wait then
     return
-  end
-  redis.call('ZREM', KEYS[K_TIMERS], ID)
-  if f.corr ~= nil then
-    redis.call('ZREM', KEYS[K_CORR], f.corr)
   end
   redis.call('HDEL', KEYS[K_FLOW], 'wait', 'corr')
   f.wait, f.corr = nil, nil

@@ -14,7 +14,7 @@ import (
 var statsVerb = &verb{
 	name:    "stats",
 	args:    "[--watch] [--interval D] [--count N]",
-	summary: "print the flow space's figures (statuses, ready queues, tick lag, leases)",
+	summary: "print the flow space's figures: statuses, queues, tick lag, leases",
 	help: `Print how many flows are in each status, each controller's ready queue
 (depth, oldest age), timers due and the tick lag, leases held and expired,
 the resume bridge's backlog, and kept early events. Two round trips
