@@ -76,6 +76,7 @@ func verbs() []*verb {
 		fsckVerb,
 		statsVerb,
 		serveVerb,
+		uiVerb,
 		demoVerb,
 		benchVerb,
 	}

@@ -1,0 +1,175 @@
+package ui
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/taskflow-dev/taskflow"
+)
+
+// Limits of an action's form.
+const (
+	MaxReasonLen   = 500
+	MaxOperatorLen = 100
+)
+
+// actionSpec describes one operator action.
+type actionSpec struct {
+	Name, Title, Button, Explain string
+	NeedsReason                  bool
+}
+
+var actionSpecs = map[string]actionSpec{
+	"cancel": {
+		Name: "cancel", Title: "Cancel this flow", Button: "Cancel the flow",
+		Explain: "The flow moves to cancelled now and its wait is cleared; a worker holding its lease " +
+			"loses it at its next write. This cannot be undone.",
+		NeedsReason: true,
+	},
+	"resume": {
+		Name: "resume", Title: "Resume this flow", Button: "Resume the flow",
+		Explain: "The waiting flow becomes running now, whatever it waits for, and goes back on its controller's ready queue.",
+	},
+	"requeue": {
+		Name: "requeue", Title: "Requeue this flow", Button: "Requeue the flow",
+		Explain: "The lease has expired: it is ended and the flow goes back on its controller's ready queue, " +
+			"as the engine's next tick would do. A live lease is never taken away.",
+	},
+}
+
+type confirmBody struct {
+	Action   actionSpec
+	Flow     *taskflow.Flow
+	ID       string
+	CSRF     string
+	Operator string
+	NeedName bool
+	Error    string
+}
+
+// confirm is the page that asks before an action is taken.
+func (s *Server) confirm(w http.ResponseWriter, r *http.Request) {
+	spec, ok := actionSpecs[r.PathValue("action")]
+	if !ok {
+		s.fail(w, http.StatusNotFound, "no such page", nil)
+		return
+	}
+	if s.cfg.ReadOnly {
+		s.fail(w, http.StatusForbidden, "the dashboard is read-only", nil)
+		return
+	}
+	f, ok := s.loadFlow(w, r)
+	if !ok {
+		return
+	}
+	s.render(w, http.StatusOK, "confirm", page{Title: spec.Title, Nav: "flows", Body: confirmBody{
+		Action: spec, Flow: f, ID: f.ID.String(), CSRF: s.csrf, NeedName: s.cfg.BasicUser == "",
+	}})
+}
+
+// act takes an action after checking read-only mode, the request's origin
+// and its CSRF token.
+func (s *Server) act(w http.ResponseWriter, r *http.Request) {
+	spec, ok := actionSpecs[r.PathValue("action")]
+	if !ok {
+		s.fail(w, http.StatusNotFound, "no such action", nil)
+		return
+	}
+	if s.cfg.ReadOnly {
+		s.fail(w, http.StatusForbidden, "the dashboard is read-only: no action is possible", nil)
+		return
+	}
+	if err := s.checkOrigin(r); err != nil {
+		s.fail(w, http.StatusForbidden, "refused", err)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, http.StatusBadRequest, "bad form", err)
+		return
+	}
+	if !equal(r.PostFormValue("csrf"), s.csrf) {
+		s.fail(w, http.StatusForbidden, "refused: the form's CSRF token is missing or stale (reload the page)", nil)
+		return
+	}
+	f, ok := s.loadFlow(w, r)
+	if !ok {
+		return
+	}
+	reason := strings.TrimSpace(r.PostFormValue("reason"))
+	operator := s.operator(r)
+	again := func(msg string) {
+		s.render(w, http.StatusBadRequest, "confirm", page{Title: spec.Title, Nav: "flows", Body: confirmBody{
+			Action: spec, Flow: f, ID: f.ID.String(), CSRF: s.csrf, Operator: operator,
+			NeedName: s.cfg.BasicUser == "", Error: msg,
+		}})
+	}
+	switch {
+	case operator == "":
+		again("Say who you are: the audit log records the operator of every action.")
+		return
+	case len(operator) > MaxOperatorLen:
+		again(fmt.Sprintf("The operator's name is over %d bytes.", MaxOperatorLen))
+		return
+	case spec.NeedsReason && reason == "":
+		again("Give a reason: the audit log records it.")
+		return
+	case len(reason) > MaxReasonLen:
+		again(fmt.Sprintf("The reason is over %d bytes.", MaxReasonLen))
+		return
+	}
+	ctx := r.Context()
+	var done string
+	var err error
+	switch spec.Name {
+	case "cancel":
+		_, err = s.m.Cancel(ctx, f.ID, auditOptions(operator, reason)...)
+		done = "cancelled"
+	case "resume":
+		if f.Status != taskflow.StatusWaiting {
+			again("The flow is " + string(f.Status) + ", not waiting: there is nothing to resume.")
+			return
+		}
+		_, err = s.m.Resume(ctx, f.ID, nil, auditOptions(operator, reason)...)
+		done = "resumed"
+	case "requeue":
+		var g *taskflow.Flow
+		g, err = s.m.RequeueExpiredLease(ctx, f.ID)
+		if err == nil && g == nil {
+			again("The flow holds no expired lease (it was collected already, or its worker is alive).")
+			return
+		}
+		done = "requeued"
+	}
+	if err != nil {
+		var te *taskflow.TransitionError
+		if errors.As(err, &te) || errors.Is(err, taskflow.ErrInvalidData) {
+			again(err.Error())
+			return
+		}
+		s.fail(w, http.StatusBadGateway, spec.Name, err)
+		return
+	}
+	s.log.Info("ui: action", "action", spec.Name, "flow", f.ID, "operator", operator, "reason", reason)
+	http.Redirect(w, r, "/flows/"+f.ID.String()+"?done="+url.QueryEscape(done), http.StatusSeeOther)
+}
+
+// checkOrigin refuses a request that says it comes from another site:
+// browsers send Sec-Fetch-Site and Origin on every POST.
+func (s *Server) checkOrigin(r *http.Request) error {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return errors.New("a cross-site request")
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+		u, err := url.Parse(o)
+		if err != nil || u.Host != r.Host {
+			return fmt.Errorf("origin %q is not this dashboard", o)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,125 @@
+package ui
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/internal/bench"
+)
+
+// BenchmarkFirstPage renders the first page of waiting flows of a
+// 1,000-flow space and of a 1,000,000-flow space (TASKFLOW_UI_BENCH_LARGE
+// changes the size) on a private redis-server, alternating the two in
+// every iteration, and reports each one's median and their ratio:
+//
+//	go test -run '^$' -bench FirstPage -benchtime 200x ./cmd/taskflow/internal/ui/
+//
+// Filling a million flows takes about a minute and ~1.5 GB of the
+// private server's memory.
+func BenchmarkFirstPage(b *testing.B) {
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		b.Skip("redis-server not on PATH")
+	}
+	large := 1_000_000
+	if v := os.Getenv("TASKFLOW_UI_BENCH_LARGE"); v != "" {
+		if large, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c := privateRedis(b, path)
+	ctx := context.Background()
+	sizes := []int{1000, large}
+	handlers := make([]http.Handler, len(sizes))
+	for i, n := range sizes {
+		prefix := fmt.Sprintf("uibench-%d", n)
+		t0 := time.Now()
+		if err := bench.FillWaiting(ctx, c, prefix, n); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("filled %d flows in %s", n, time.Since(t0).Round(time.Millisecond))
+		store, err := taskflow.NewRedisStore(c, taskflow.WithPrefix(prefix))
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := New(taskflow.NewManager(store), Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		handlers[i] = s
+	}
+	page := func(h http.Handler) time.Duration {
+		req := httptest.NewRequest(http.MethodGet, "/flows?status=waiting", nil)
+		rec := httptest.NewRecorder()
+		t0 := time.Now()
+		h.ServeHTTP(rec, req)
+		d := time.Since(t0)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+		}
+		return d
+	}
+	for _, h := range handlers { // warm up: scripts loaded, layout read
+		page(h)
+	}
+	times := make([][]time.Duration, len(sizes))
+	b.ResetTimer()
+	for b.Loop() {
+		for i, h := range handlers {
+			times[i] = append(times[i], page(h))
+		}
+	}
+	b.StopTimer()
+	med := func(ds []time.Duration) time.Duration {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	small, big := med(times[0]), med(times[1])
+	b.ReportMetric(float64(small.Microseconds()), "µs/page-1k")
+	b.ReportMetric(float64(big.Microseconds()), fmt.Sprintf("µs/page-%d", large))
+	b.ReportMetric(float64(big)/float64(small), "ratio")
+	b.Logf("first page of waiting flows, median over %d: %d flows %s, %d flows %s, ratio %.2f",
+		len(times[0]), sizes[0], small, large, big, float64(big)/float64(small))
+}
+
+// privateRedis starts a redis-server on a free loopback port in a temp
+// dir and stops it when the benchmark ends.
+func privateRedis(b *testing.B, path string) *redis.Client {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", b.TempDir(),
+		"--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
+	b.Cleanup(func() { _ = c.Close() })
+	for i := 0; ; i++ {
+		if c.Ping(context.Background()).Err() == nil {
+			return c
+		}
+		if i > 100 {
+			b.Fatal("private redis-server did not answer")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

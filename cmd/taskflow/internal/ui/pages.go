@@ -1,0 +1,458 @@
+package ui
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskflow-dev/taskflow"
+)
+
+// StatsFunc returns the overview's figures.
+type StatsFunc func(ctx context.Context) (*Overview, error)
+
+// Overview is what the overview page shows; the CLI fills it from
+// taskflow's Stats.
+type Overview struct {
+	// Statuses counts the flows in each status, in the state machine's
+	// order.
+	Statuses []StatusCount `json:"statuses"`
+	// Ready lists each controller's ready queue.
+	Ready []ReadyQueue `json:"ready"`
+	// TickLag is how late the most overdue timer is (0 when none is due).
+	TickLag time.Duration `json:"tick_lag_ns"`
+	// LeasesHeld and LeasesExpired count live leases and leases past
+	// their expiry that no tick has collected yet.
+	LeasesHeld    int64 `json:"leases_held"`
+	LeasesExpired int64 `json:"leases_expired"`
+	// BridgeBacklog is the resume bridge's stream length, BridgePending
+	// its delivered but unacknowledged messages.
+	BridgeBacklog int64 `json:"bridge_backlog"`
+	BridgePending int64 `json:"bridge_pending"`
+	// KeptEvents counts early events kept for a wait that has not begun.
+	KeptEvents int64 `json:"kept_events"`
+}
+
+// StatusCount is one status and how many flows are in it.
+type StatusCount struct {
+	Status string `json:"status"`
+	Count  int64  `json:"count"`
+}
+
+// ReadyQueue is one controller's ready queue.
+type ReadyQueue struct {
+	Controller string        `json:"controller"`
+	Depth      int64         `json:"depth"`
+	OldestAge  time.Duration `json:"oldest_age_ns"`
+}
+
+type page struct {
+	Title    string
+	Nav      string
+	ReadOnly bool
+	Refresh  int64
+	Body     any
+}
+
+func (s *Server) render(w http.ResponseWriter, status int, name string, p page) {
+	p.ReadOnly = s.cfg.ReadOnly
+	p.Refresh = s.cfg.Refresh.Milliseconds()
+	var buf bytes.Buffer
+	if err := s.tmpl[name].ExecuteTemplate(&buf, "layout", p); err != nil {
+		s.log.Error("ui: render", "page", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// fail renders an error page; err's text is escaped like any value.
+func (s *Server) fail(w http.ResponseWriter, status int, msg string, err error) {
+	if err != nil {
+		if status >= 500 {
+			s.log.Error("ui: "+msg, "err", err)
+		}
+		msg += ": " + err.Error()
+	}
+	s.render(w, status, "error", page{Title: http.StatusText(status), Body: msg})
+}
+
+type overviewBody struct {
+	Stats *Overview
+	Err   string
+}
+
+func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
+	b := overviewBody{}
+	if s.cfg.Stats != nil {
+		st, err := s.cfg.Stats(r.Context())
+		if err != nil {
+			b.Err = err.Error()
+		}
+		b.Stats = st
+	}
+	s.render(w, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Body: b})
+}
+
+func (s *Server) statsJSON(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Stats == nil {
+		http.Error(w, "no stats", http.StatusNotFound)
+		return
+	}
+	st, err := s.cfg.Stats(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(st)
+}
+
+type flowRow struct {
+	ID, Status, Controller, Goal, Step, Owner string
+	Wait, Due                                 string
+	Lease                                     string
+	Updated                                   string
+}
+
+type flowsBody struct {
+	Status, Owner string
+	Statuses      []string
+	Rows          []flowRow
+	Next          string
+	NextURL       string
+	Cursor        string
+	FirstURL      string
+}
+
+// flows lists flows by status (newest status change first) or by owner,
+// one page at a time with the library's cursors, so a page of a space of
+// millions of flows costs what a page of a small one does.
+func (s *Server) flows(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	b := flowsBody{Status: q.Get("status"), Owner: strings.TrimSpace(q.Get("owner")), Cursor: q.Get("cursor")}
+	for _, st := range taskflow.Statuses() {
+		b.Statuses = append(b.Statuses, string(st))
+	}
+	if b.Status == "" && b.Owner == "" {
+		b.Status = string(taskflow.StatusRunning)
+	}
+	opts := []taskflow.ListOption{taskflow.WithLimit(s.cfg.PageSize)}
+	if b.Cursor != "" {
+		opts = append(opts, taskflow.WithCursor(b.Cursor))
+	}
+	var pg *taskflow.FlowPage
+	var err error
+	if b.Owner != "" {
+		pg, err = s.m.ListByOwnerPage(r.Context(), b.Owner, opts...)
+	} else {
+		st, perr := taskflow.ParseFlowStatus(b.Status)
+		if perr != nil {
+			s.fail(w, http.StatusBadRequest, "bad status", perr)
+			return
+		}
+		pg, err = s.m.ListByStatusPage(r.Context(), st, opts...)
+	}
+	if err != nil {
+		status := http.StatusBadGateway
+		if errors.Is(err, taskflow.ErrInvalidData) {
+			status = http.StatusBadRequest
+		}
+		s.fail(w, status, "listing flows", err)
+		return
+	}
+	now := s.cfg.Now()
+	for _, f := range pg.Flows {
+		row := flowRow{
+			ID: f.ID.String(), Status: string(f.Status), Controller: f.ControllerID,
+			Goal: clip(f.Goal, 120), Step: f.CurrentStep, Owner: f.OwnerSessionKey,
+			Updated: ago(now, f.UpdatedAt),
+		}
+		row.Wait, row.Due = describeWait(f.Wait, now)
+		if f.Status == taskflow.StatusRunning {
+			if l, err := s.m.LeaseOf(r.Context(), f.ID); err == nil && l != nil {
+				row.Lease = l.WorkerID
+				if !l.ExpiresAt.After(now) {
+					row.Lease += " (expired)"
+				}
+			}
+		}
+		b.Rows = append(b.Rows, row)
+	}
+	base := url.Values{}
+	if b.Owner != "" {
+		base.Set("owner", b.Owner)
+	} else {
+		base.Set("status", b.Status)
+	}
+	b.FirstURL = "/flows?" + base.Encode()
+	if pg.Next != "" {
+		b.Next = pg.Next
+		base.Set("cursor", pg.Next)
+		b.NextURL = "/flows?" + base.Encode()
+	}
+	title := "Flows: " + b.Status
+	if b.Owner != "" {
+		title = "Flows of " + b.Owner
+	}
+	s.render(w, http.StatusOK, "flows", page{Title: title, Nav: "flows", Body: b})
+}
+
+// search takes a flow id (any form uuid.Parse reads) to its page.
+func (s *Server) search(w http.ResponseWriter, r *http.Request) {
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	id, err := uuid.Parse(q)
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, fmt.Sprintf("%q is not a flow id (a UUID)", clip(q, 80)), nil)
+		return
+	}
+	http.Redirect(w, r, "/flows/"+id.String(), http.StatusSeeOther)
+}
+
+type kv struct{ Key, Value string }
+
+type eventView struct {
+	ID, Kind, At, Lease string
+	Revision            int64
+	Payload             string
+}
+
+type stepView struct {
+	RunID, Task, Status, Runtime, Result, Updated string
+}
+
+type flowBody struct {
+	Flow       *taskflow.Flow
+	ID         string
+	Record     []kv
+	State      string
+	StateKeys  []kv
+	Wait, Due  string
+	WaitRaw    string
+	Lease      *taskflow.Lease
+	LeaseState string
+	Steps      []stepView
+	Events     []eventView
+	CSRF       string
+	CanCancel  bool
+	CanResume  bool
+	CanRequeue bool
+	Notice     string
+}
+
+func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (*taskflow.Flow, bool) {
+	id, err := uuid.Parse(r.PathValue("id"))
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, "not a flow id", err)
+		return nil, false
+	}
+	f, err := s.m.Get(r.Context(), id)
+	if errors.Is(err, taskflow.ErrNotFound) {
+		s.fail(w, http.StatusNotFound, "no flow "+id.String(), nil)
+		return nil, false
+	}
+	if err != nil {
+		s.fail(w, http.StatusBadGateway, "reading flow", err)
+		return nil, false
+	}
+	return f, true
+}
+
+func (s *Server) flow(w http.ResponseWriter, r *http.Request) {
+	f, ok := s.loadFlow(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	now := s.cfg.Now()
+	b := flowBody{Flow: f, ID: f.ID.String(), CSRF: s.csrf, Notice: r.URL.Query().Get("done")}
+	b.Record = []kv{
+		{"status", string(f.Status)},
+		{"revision", fmt.Sprint(f.Revision)},
+		{"controller", f.ControllerID},
+		{"goal", f.Goal},
+		{"current step", f.CurrentStep},
+		{"owner", f.OwnerSessionKey},
+		{"requested by", f.RequesterOrigin},
+		{"cancel requested", fmt.Sprint(f.CancelRequested)},
+		{"created", stamp(f.CreatedAt) + " (" + ago(now, f.CreatedAt) + ")"},
+		{"updated", stamp(f.UpdatedAt) + " (" + ago(now, f.UpdatedAt) + ")"},
+	}
+	b.State = pretty(f.State)
+	b.StateKeys = topLevel(f.State)
+	b.Wait, b.Due = describeWait(f.Wait, now)
+	if len(f.Wait) > 0 {
+		b.WaitRaw = pretty(f.Wait)
+	}
+	lease, err := s.m.LeaseOf(ctx, f.ID)
+	if err != nil {
+		s.fail(w, http.StatusBadGateway, "reading lease", err)
+		return
+	}
+	b.Lease = lease
+	if lease != nil {
+		if lease.ExpiresAt.After(now) {
+			b.LeaseState = "held, expires in " + lease.ExpiresAt.Sub(now).Round(time.Second).String()
+		} else {
+			b.LeaseState = "expired " + ago(now, lease.ExpiresAt) + ", not yet collected"
+		}
+	}
+	steps, err := s.m.ListSteps(ctx, f.ID)
+	if err != nil {
+		s.fail(w, http.StatusBadGateway, "reading steps", err)
+		return
+	}
+	for _, st := range steps {
+		b.Steps = append(b.Steps, stepView{
+			RunID: st.RunID, Task: st.Task, Status: string(st.Status), Runtime: string(st.Runtime),
+			Result: compact(st.Result), Updated: ago(now, st.UpdatedAt),
+		})
+	}
+	events, err := s.m.ListEvents(ctx, f.ID, s.cfg.EventLimit)
+	if err != nil {
+		s.fail(w, http.StatusBadGateway, "reading events", err)
+		return
+	}
+	for _, ev := range events {
+		b.Events = append(b.Events, viewEvent(ev))
+	}
+	if !s.cfg.ReadOnly {
+		b.CanCancel = !f.Status.IsTerminal()
+		b.CanResume = f.Status == taskflow.StatusWaiting
+		b.CanRequeue = lease != nil && !lease.ExpiresAt.After(now)
+	}
+	s.render(w, http.StatusOK, "flow", page{Title: "Flow " + b.ID, Nav: "flows", Body: b})
+}
+
+func viewEvent(ev *taskflow.FlowEvent) eventView {
+	return eventView{
+		ID: ev.ID, Kind: ev.Kind, At: stamp(ev.At), Lease: ev.Lease,
+		Revision: ev.Revision, Payload: pretty(ev.Payload),
+	}
+}
+
+// describeWait says what a wait is and when it is due.
+func describeWait(raw json.RawMessage, now time.Time) (what, due string) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", ""
+	}
+	var w struct {
+		Kind          string `json:"kind"`
+		At            string `json:"at"`
+		Topic         string `json:"topic"`
+		CorrelationID string `json:"correlation_id"`
+	}
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return clip(string(raw), 80), ""
+	}
+	switch w.Kind {
+	case "timer":
+		at, err := time.Parse(time.RFC3339Nano, w.At)
+		if err != nil {
+			return "timer " + w.At, ""
+		}
+		if at.After(now) {
+			return "timer", stamp(at) + " (in " + at.Sub(now).Round(time.Second).String() + ")"
+		}
+		return "timer", stamp(at) + " (due " + ago(now, at) + ")"
+	case "external_event":
+		return "event " + w.Topic + " / " + w.CorrelationID, ""
+	case "":
+		return clip(string(raw), 80), ""
+	}
+	return w.Kind, ""
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	d := now.Sub(t)
+	if d < 0 {
+		return "in " + (-d).Round(time.Second).String()
+	}
+	return d.Round(time.Second).String() + " ago"
+}
+
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}
+
+func pretty(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		return string(raw)
+	}
+	return buf.String()
+}
+
+func compact(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return string(raw)
+	}
+	return clip(buf.String(), 200)
+}
+
+// topLevel lists an object state's keys with each value's raw JSON.
+func topLevel(raw json.RawMessage) []kv {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil
+	}
+	out := make([]kv, 0, len(m))
+	for k, v := range m {
+		out = append(out, kv{k, string(v)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+func (s *Server) parseTemplates() error {
+	funcs := template.FuncMap{
+		"dur": func(d time.Duration) string {
+			if d <= 0 {
+				return "0s"
+			}
+			return d.Round(time.Millisecond).String()
+		},
+	}
+	s.tmpl = map[string]*template.Template{}
+	for _, name := range []string{"overview", "flows", "flow", "confirm", "error"} {
+		t, err := template.New("").Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+name+".html")
+		if err != nil {
+			return fmt.Errorf("ui: template %s: %w", name, err)
+		}
+		s.tmpl[name] = t
+	}
+	return nil
+}

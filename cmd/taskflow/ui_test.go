@@ -1,0 +1,337 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/taskflow-dev/taskflow"
+)
+
+// The dashboard is tested the way an operator uses it: the built binary
+// serves it against a real Redis filled by the demo, and headless
+// Chromium (Debian's chromium package; .ci/run installs it) loads the
+// pages, runs their JavaScript, fills the forms and clicks.
+
+// hostileGoal is markup a model might write into a goal.
+const hostileGoal = `<script>window.pwned=1</script>"><img src=x onerror="window.pwned=2">`
+
+// chromiumPath finds the browser, or skips the test (fails it when
+// TASKFLOW_TEST_REQUIRE_BROWSER=1, as in CI).
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("TASKFLOW_TEST_REQUIRE_BROWSER") == "1" {
+		t.Fatal("chromium is required (TASKFLOW_TEST_REQUIRE_BROWSER=1) but not installed")
+	}
+	t.Skip("chromium not installed")
+	return ""
+}
+
+// uiServer is a running `taskflow ui`.
+type uiServer struct {
+	base string
+	cmd  *exec.Cmd
+}
+
+func startUI(t *testing.T, e *testEnv, extra ...string) *uiServer {
+	t.Helper()
+	args := append([]string{"ui", "--addr", "127.0.0.1:0", "--redis", e.url, "--prefix", e.prefix}, extra...)
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = cliEnv()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	// The banner names the address the kernel picked.
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("ui did not start: %v", err)
+	}
+	i := strings.Index(line, "http://")
+	if i < 0 {
+		t.Fatalf("banner %q", line)
+	}
+	base := strings.TrimSuffix(strings.Fields(line[i:])[0], "/")
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	return &uiServer{base: base, cmd: cmd}
+}
+
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1300, 1000),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel2 := chromedp.NewContext(actx)
+	t.Cleanup(cancel2)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}
+
+// browse runs steps in the browser, each batch within stepTimeout.
+func browse(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+const stepTimeout = 30 * time.Second
+
+func textOf(t *testing.T, ctx context.Context, css string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(css)))
+	if err != nil {
+		t.Fatalf("text of %s: %v", css, err)
+	}
+	return s
+}
+
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+func shot(t *testing.T, ctx context.Context, name string) {
+	dir := os.Getenv("TASKFLOW_UI_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDashboardInBrowser(t *testing.T) {
+	realURL, err := realRedis()
+	if err != nil {
+		if os.Getenv("TASKFLOW_TEST_REQUIRE_REDIS") == "1" {
+			t.Fatalf("real Redis required: %v", err)
+		}
+		t.Skip("real Redis unreachable")
+	}
+	bctx := newBrowser(t)
+	e := newTestEnv(t, realURL)
+	ctx := context.Background()
+	// Fill the flow space with the demo, as an operator would see it.
+	e.run("demo", "--flows", "60").wantCode(t, 0)
+	// Flows in flight: a hostile goal under a lease, and a waiting one.
+	hostile := e.running("agent:mallory:session:s1", hostileGoal)
+	if _, _, err := e.m.Claim(ctx, hostile.ControllerID, "worker-7", time.Hour, taskflow.WithClaimWait(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	waiting := e.waiting("agent:kate:session:s2", taskflow.WaitTimer(time.Now().Add(48*time.Hour)))
+
+	ui := startUI(t, e, "--metrics")
+
+	t.Run("overview matches Stats", func(t *testing.T) {
+		browse(t, bctx, "overview", chromedp.Navigate(ui.base+"/"), chromedp.WaitVisible(chromedp.ID("overview")))
+		st, err := e.m.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range taskflow.Statuses() {
+			// Stats, and an independent count through the listing.
+			all, err := e.m.ListByStatus(ctx, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shown := textOf(t, bctx, `[data-stat="status.`+string(s)+`"]`)
+			if shown != strconv.FormatInt(st.Flows[s], 10) || shown != strconv.Itoa(len(all)) {
+				t.Errorf("overview says %s %s; Stats %d, listing %d", shown, s, st.Flows[s], len(all))
+			}
+		}
+		for stat, want := range map[string]int64{
+			"leases_held": st.Leases.Held, "leases_expired": st.Leases.Expired,
+			"bridge_backlog": st.Bridge.Backlog, "bridge_pending": st.Bridge.Pending, "kept_events": st.KeptEvents,
+		} {
+			if shown := textOf(t, bctx, `[data-stat="`+stat+`"]`); shown != strconv.FormatInt(want, 10) {
+				t.Errorf("overview says %s %s, Stats %d", stat, shown, want)
+			}
+		}
+		if st.Leases.Held != 1 {
+			t.Errorf("Stats: %d leases held, want 1", st.Leases.Held)
+		}
+		for _, q := range st.Ready {
+			if shown := textOf(t, bctx, `[data-stat="ready.`+q.Controller+`"]`); shown != strconv.FormatInt(q.Depth, 10) {
+				t.Errorf("ready queue %s: overview %s, Stats %d", q.Controller, shown, q.Depth)
+			}
+		}
+		shot(t, bctx, "ui-overview.png")
+	})
+
+	t.Run("metrics on the same server", func(t *testing.T) {
+		resp, err := http.Get(ui.base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `taskflow_flows{status="waiting"} 1`) {
+			t.Fatalf("/metrics: %d\n%.2000s", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("hostile goal renders as text", func(t *testing.T) {
+		browse(t, bctx, "flow page", chromedp.Navigate(ui.base+"/flows/"+hostile.ID.String()),
+			chromedp.WaitVisible(chromedp.ID("record")))
+		goal := textOf(t, bctx, `[data-field="goal"]`)
+		pwned := eval[bool](t, bctx, `typeof window.pwned !== "undefined"`)
+		imgs := eval[int](t, bctx, `document.querySelectorAll("main img").length`)
+		if goal != hostileGoal || pwned || imgs != 0 {
+			t.Fatalf("goal %q, pwned %v, %d img elements", goal, pwned, imgs)
+		}
+		if lease := textOf(t, bctx, "#lease"); !strings.Contains(lease, "worker-7") || !strings.Contains(lease, "expires in") {
+			t.Fatalf("lease shown as %q", lease)
+		}
+		// The flows list escapes it too.
+		browse(t, bctx, "list", chromedp.Navigate(ui.base+"/flows?status=running"), chromedp.WaitVisible(chromedp.ID("flows")))
+		pwned = eval[bool](t, bctx, `typeof window.pwned !== "undefined"`)
+		imgs = eval[int](t, bctx, `document.querySelectorAll("main img").length`)
+		if pwned || imgs != 0 {
+			t.Fatalf("list page: pwned %v, %d img elements", pwned, imgs)
+		}
+	})
+
+	t.Run("flow page updates live", func(t *testing.T) {
+		browse(t, bctx, "open", chromedp.Navigate(ui.base+"/flows/"+waiting.ID.String()),
+			chromedp.WaitVisible(chromedp.ID("events")))
+		before := eval[int](t, bctx, `document.querySelectorAll("#events li").length`)
+		// The page subscribes once loaded; a few appends cover the moment
+		// between the page's load and its subscription.
+		deadline := time.Now().Add(30 * time.Second)
+		for n := 0; ; n++ {
+			if _, err := e.m.UpdateState(ctx, waiting.ID, map[string]any{"note": fmt.Sprintf("operator check %d", n)}, ""); err != nil {
+				t.Fatal(err)
+			}
+			tctx, cancel := context.WithTimeout(bctx, 2*time.Second)
+			err := chromedp.Do(tctx, chromedp.WaitVisible(chromedp.CSS("#events li.new")))
+			cancel()
+			if err == nil {
+				got := eval[int](t, bctx, `document.querySelectorAll("#events li").length`)
+				kind := textOf(t, bctx, "#events li.new .kind")
+				if got <= before || kind != taskflow.EventStateUpdated {
+					t.Fatalf("timeline has %d entries (was %d), newest %q", got, before, kind)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the appended event never appeared on the page")
+			}
+		}
+		shot(t, bctx, "ui-flow.png")
+	})
+
+	t.Run("cancel with a reason is recorded", func(t *testing.T) {
+		browse(t, bctx, "cancel",
+			chromedp.Navigate(ui.base+"/flows/"+hostile.ID.String()),
+			chromedp.Click(chromedp.ID("action-cancel")),
+			chromedp.WaitVisible(chromedp.ID("confirm-form")),
+			chromedp.SendKeys(chromedp.ID("operator"), "olga"),
+			chromedp.SendKeys(chromedp.ID("reason"), "looping on the same step since Monday"),
+			chromedp.Click(chromedp.ID("confirm")),
+			chromedp.WaitVisible(chromedp.ID("notice")),
+		)
+		if notice := textOf(t, bctx, "#notice"); !strings.Contains(notice, "cancelled") {
+			t.Fatalf("notice %q", notice)
+		}
+		if f := e.get(hostile.ID); f.Status != taskflow.StatusCancelled {
+			t.Fatalf("flow is %s", f.Status)
+		}
+		evs, err := e.m.ListEvents(ctx, hostile.ID, 1)
+		if err != nil || len(evs) != 1 || evs[0].Kind != taskflow.EventCancelled {
+			t.Fatalf("newest event %v %v", evs, err)
+		}
+		checkCancelAudit(t, evs[0].Payload, "olga", "looping on the same step since Monday")
+	})
+
+	t.Run("read-only mode allows no action", func(t *testing.T) {
+		ro := startUI(t, e, "--read-only")
+		browse(t, bctx, "read-only page", chromedp.Navigate(ro.base+"/flows/"+waiting.ID.String()),
+			chromedp.WaitVisible(chromedp.ID("record")))
+		actions := eval[int](t, bctx, `document.querySelectorAll(".actions a, form[method=post]").length`)
+		badge := textOf(t, bctx, "#read-only")
+		if actions != 0 || badge != "read-only" {
+			t.Fatalf("%d actions offered, badge %q", actions, badge)
+		}
+		before := e.get(waiting.ID)
+		for _, a := range []string{"cancel", "resume", "requeue"} {
+			resp, err := http.PostForm(ro.base+"/flows/"+waiting.ID.String()+"/"+a,
+				url.Values{"reason": {"x"}, "operator": {"mallory"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("direct POST %s: %d, want 403", a, resp.StatusCode)
+			}
+		}
+		after := e.get(waiting.ID)
+		if after.Status != before.Status || after.Revision != before.Revision {
+			t.Fatalf("flow changed under read-only: %s/%d -> %s/%d", before.Status, before.Revision, after.Status, after.Revision)
+		}
+	})
+}
+
+// checkCancelAudit checks that a cancelled event names the operator and
+// the reason.
+func checkCancelAudit(t *testing.T, payload json.RawMessage, operator, reason string) {
+	t.Helper()
+	var p map[string]any
+	if err := json.Unmarshal(payload, &p); err != nil {
+		t.Fatalf("payload %s: %v", payload, err)
+	}
+	s := string(payload)
+	if !strings.Contains(s, operator) || !strings.Contains(s, reason) {
+		t.Fatalf("cancelled event %s does not name the operator and the reason", s)
+	}
+}
