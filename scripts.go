@@ -21,6 +21,7 @@ type scripts struct {
 	verifyFlow, reindexFlow, deleteOrphans                    *redis.Script
 	claim, extendLease, releaseLease, expireLease             *redis.Script
 	pageAfter                                                 *redis.Script
+	insertFlow, appendEventAt, getStep, findStep, updateStep  *redis.Script // import_store.go
 	all                                                       []*redis.Script
 }
 
@@ -84,6 +85,11 @@ func loadScripts(cluster bool) (*scripts, error) {
 		{"release_lease", &s.releaseLease},
 		{"expire_lease", &s.expireLease},
 		{"page_after", &s.pageAfter},
+		{"insert_flow", &s.insertFlow},
+		{"append_event_at", &s.appendEventAt},
+		{"get_step", &s.getStep},
+		{"find_step", &s.findStep},
+		{"update_step", &s.updateStep},
 	} {
 		body, err := luaFiles.ReadFile("lua/" + x.name + ".lua")
 		if err != nil {
@@ -133,7 +139,7 @@ func scriptError(err error, id uuid.UUID) error {
 	case "LEASELOST":
 		return fmt.Errorf("%w: flow %s", ErrLeaseLost, id)
 	case "EXISTS":
-		return fmt.Errorf("taskflow: flow %s already exists", id)
+		return fmt.Errorf("%w: %s", ErrFlowExists, id)
 	}
 	return err
 }
