@@ -37,6 +37,10 @@
 //	bench   [--suites S] [--rounds N] [--quick] [--cluster-addrs A]
 //	                             run the benchmarks on private redis-servers
 //	                             and print medians and ratios
+//	import  --sqlite PATH [--dry-run]
+//	                             import the original nexo-taskflow's flows,
+//	                             steps and events from its SQLite database;
+//	                             a second run changes nothing
 //
 // Every verb takes:
 //
@@ -103,6 +107,7 @@ func verbs() []verb {
 		{"demo", "play a fleet of workers and check the invariants", cmdDemo},
 		{"fsck", "check (and with --repair fix) the flow space's invariants", cmdFsck},
 		{"bench", "run the benchmarks (medians and ratios measured in one run)", cmdBench},
+		{"import", "import the original's SQLite flows (nexo-taskflow)", cmdImport},
 	}
 }
 
