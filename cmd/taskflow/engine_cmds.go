@@ -76,10 +76,15 @@ func printTick(w io.Writer, r taskflow.TickReport) error {
 }
 
 func cmdRun(ctx context.Context, c *cli, args []string) error {
-	fs := c.flags("run", "[--interval D]", "Run the wait engine (a tick every interval) and the resume bridge until\n"+
+	fs := c.flags("run", "[--interval D] [--nats URL]", "Run the wait engine (a tick every interval) and the resume bridge until\n"+
 		"SIGINT or SIGTERM. On a terminal one status line is updated in place;\n"+
-		"otherwise (or with --json) one JSON line is printed per tick.")
+		"otherwise (or with --json) one JSON line is printed per tick.\n\n"+
+		"With --nats, resume messages the original nexo-taskflow publishes on the\n"+
+		"NATS subject taskflow.resume are handed to the resume bridge too: through a\n"+
+		"durable JetStream consumer when the server has JetStream (nothing lost),\n"+
+		"with core NATS (at most once) otherwise.")
 	interval := fs.Duration("interval", taskflow.DefaultTickInterval, "time between ticks")
+	natsOpts := registerNATSFlags(fs)
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
@@ -102,6 +107,11 @@ func cmdRun(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(c.stdout, "wait engine and resume bridge on prefix %q, a tick every %s; Ctrl-C stops\n", c.prefix, *interval)
 	}
 	var wg sync.WaitGroup
+	if natsOpts.url != "" {
+		if err := startNATS(ctx, c, m, natsOpts, &wg); err != nil {
+			return err
+		}
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

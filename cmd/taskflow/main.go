@@ -24,8 +24,10 @@
 //	prune   --older-than D       delete terminal flows last updated more than
 //	                             D ago (Go duration or days: 7d, 1d12h, 36h)
 //	tick                         run one wait-engine tick and print its report
-//	run     [--interval D]       run the wait engine and the resume bridge
-//	                             until SIGINT or SIGTERM
+//	run     [--interval D] [--nats URL]
+//	                             run the wait engine and the resume bridge
+//	                             until SIGINT or SIGTERM; with --nats also
+//	                             bridge the original's NATS resume messages
 //	demo    [--flows N] [--workers N]
 //	                             play a fleet of workers against an embedded
 //	                             Redis (or --redis) and check the invariants
