@@ -29,7 +29,7 @@
 //     messages published while no bridge is subscribed, messages a bridge
 //     received but had not handed off when it died, and messages dropped
 //     by the NATS client when the bridge falls too far behind (a slow
-//     consumer) are lost. Bridges join one queue group, so each message is
+//     consumer: more than 500,000 messages or 64 MB pending) are lost. Bridges join one queue group, so each message is
 //     handed off by one of them.
 package natsbridge
 
@@ -334,8 +334,10 @@ func (b *Bridge) handleJetStream(ctx context.Context, msg jetstream.Msg) {
 }
 
 func (b *Bridge) runCore(ctx context.Context) error {
-	ch := make(chan *nats.Msg, 256)
-	sub, err := b.nc.ChanQueueSubscribe(b.subject, b.durable, ch)
+	// An asynchronous subscription: messages wait in the client's pending
+	// list (up to 500,000 or 64 MB, then the client drops them as a slow
+	// consumer) while the handler hands them off one at a time.
+	sub, err := b.nc.QueueSubscribe(b.subject, b.durable, func(msg *nats.Msg) { b.handleCore(ctx, msg) })
 	if err != nil {
 		return fmt.Errorf("natsbridge: subscribing to %s: %w", b.subject, err)
 	}
@@ -347,14 +349,8 @@ func (b *Bridge) runCore(ctx context.Context) error {
 		b.onReady()
 	}
 	b.log.Info("natsbridge: reading resume messages with core NATS (at most once)", "subject", b.subject, "queue", b.durable)
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case msg := <-ch:
-			b.handleCore(ctx, msg)
-		}
-	}
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 // handleCore hands one core NATS message off, trying again while Redis
