@@ -78,7 +78,9 @@ func InsertWithEvents(events ...*FlowEvent) InsertOption {
 // correlation entry and the cancel set, and a running flow's ready queue
 // (it arrives unleased, ready to claim). The state machine is not
 // checked: any status with any revision is accepted. Times are kept to
-// the millisecond, as every time of the store.
+// the millisecond, as every time of the store. The events are not
+// announced on the watch channel (a running flow is announced on its
+// ready queue, so waiting workers claim it).
 //
 // Refused with ErrInvalidData, writing nothing: a nil ID, an unknown
 // status, an empty OwnerSessionKey, a negative revision, a zero
