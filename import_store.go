@@ -89,6 +89,27 @@ func InsertWithEvents(events ...*FlowEvent) InsertOption {
 // size limit, an invalid step, a run id given twice, too many steps or
 // events.
 func (s *RedisStore) InsertFlow(ctx context.Context, f *Flow, opts ...InsertOption) (*Flow, error) {
+	keys, args, err := s.prepareInsert(f, opts)
+	if err != nil {
+		return nil, err
+	}
+	nf, _, err := s.runFlowScript(ctx, s.scripts.insertFlow, f.ID, keys, args)
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: insert flow: %w", err)
+	}
+	return nf, nil
+}
+
+// CheckInsert makes every check InsertFlow makes before it writes, and
+// writes nothing: a dry run. It returns the error InsertFlow would return
+// for f and opts, except ErrFlowExists (it does not read Redis).
+func (s *RedisStore) CheckInsert(f *Flow, opts ...InsertOption) error {
+	_, _, err := s.prepareInsert(f, opts)
+	return err
+}
+
+// prepareInsert checks an InsertFlow and renders its keys and arguments.
+func (s *RedisStore) prepareInsert(f *Flow, opts []InsertOption) ([]string, []any, error) {
 	var cfg insertConfig
 	for _, o := range opts {
 		if o != nil {
@@ -96,34 +117,34 @@ func (s *RedisStore) InsertFlow(ctx context.Context, f *Flow, opts ...InsertOpti
 		}
 	}
 	if err := s.checkInsertable(f); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var wait waitArgs
 	if f.Status == StatusWaiting {
 		w, err := waitIndexArgs(f.ID, f.Wait)
 		if err != nil {
-			return nil, fmt.Errorf("flow %s: %w", f.ID, err)
+			return nil, nil, fmt.Errorf("flow %s: %w", f.ID, err)
 		}
 		wait = w
 	}
 	state, err := toJSON("state", f.State)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if state == nil {
 		state = json.RawMessage(`{}`)
 	}
 	stateArgs, err := s.stateArgs("state", state, false)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stepArgs, runIDs, err := s.insertStepArgs(f, cfg.steps)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	eventArgs, kept, newest, err := s.insertEventArgs(f, cfg.events)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cancel := ""
 	if f.CancelRequested {
@@ -142,11 +163,7 @@ func (s *RedisStore) InsertFlow(ctx context.Context, f *Flow, opts ...InsertOpti
 	for _, r := range runIDs {
 		keys = append(keys, s.keys.step(f.ID, r))
 	}
-	nf, _, err := s.runFlowScript(ctx, s.scripts.insertFlow, f.ID, keys, args)
-	if err != nil {
-		return nil, fmt.Errorf("taskflow: insert flow: %w", err)
-	}
-	return nf, nil
+	return keys, args, nil
 }
 
 // checkInsertable checks a flow record for InsertFlow.

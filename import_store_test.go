@@ -181,6 +181,9 @@ func TestInsertFlowRefusesBadInput(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		// One good flow, so "nothing changed" is a real comparison.
 		good := importedFlow(e, StatusCreated, nil, false)
+		if err := e.store.CheckInsert(good, InsertWithSteps(importedSteps(good)...)); err != nil {
+			t.Fatalf("CheckInsert of a good flow: %v", err)
+		}
 		must(t, try(e.store.InsertFlow(e.ctx, good)))
 		before := e.dump()
 		cases := map[string]func(f *Flow) []InsertOption{
@@ -227,6 +230,9 @@ func TestInsertFlowRefusesBadInput(t *testing.T) {
 			_, err := e.store.InsertFlow(e.ctx, f, opts...)
 			if !errors.Is(err, ErrInvalidData) && !errors.Is(err, ErrDuplicateStep) {
 				t.Errorf("%s: %v, want ErrInvalidData", name, err)
+			}
+			if cerr := e.store.CheckInsert(f, opts...); cerr == nil || cerr.Error() != err.Error() {
+				t.Errorf("%s: CheckInsert says %v, InsertFlow %v", name, cerr, err)
 			}
 		}
 		if _, err := e.store.InsertFlow(e.ctx, nil); !errors.Is(err, ErrInvalidData) {

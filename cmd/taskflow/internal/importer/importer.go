@@ -234,7 +234,8 @@ func importOne(ctx context.Context, db *sql.DB, store *taskflow.RedisStore, rawI
 		return res, fmt.Errorf("flow %s: %w", f.ID, err)
 	}
 	if dryRun {
-		if err := dryCheck(f, steps); err != nil {
+		// Every check of InsertFlow but the id's, without writing.
+		if err := store.CheckInsert(f, taskflow.InsertWithSteps(steps...), taskflow.InsertWithEvents(events...)); err != nil {
 			return skip(err)
 		}
 		res.Outcome = Imported
@@ -269,18 +270,6 @@ func existing(res FlowResult, f, have *taskflow.Flow) FlowResult {
 	res.Reason = fmt.Sprintf("already in the flow space as %s at revision %d (the row is %s at revision %d); left as it is",
 		have.Status, have.Revision, f.Status, f.Revision)
 	return res
-}
-
-// dryCheck repeats the checks of InsertFlow that readFlow does not make,
-// so a dry run reports the rows a real run would skip.
-func dryCheck(f *taskflow.Flow, steps []*taskflow.FlowStep) error {
-	if strings.TrimSpace(f.OwnerSessionKey) == "" {
-		return badRow("owner_session_key is empty")
-	}
-	if len(steps) > taskflow.MaxInsertSteps {
-		return badRow("%d steps, at most %d can be imported", len(steps), taskflow.MaxInsertSteps)
-	}
-	return nil
 }
 
 // readFlow reads and checks one flows row.

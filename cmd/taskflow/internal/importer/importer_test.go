@@ -176,6 +176,10 @@ func buildFixture(t testing.TB, now time.Time) *fixture {
 	badEvent := add("bad-event", "finished", nil, 0, 2)
 	fx.events[badEvent.id] = append(fx.events[badEvent.id], eventRow{flowID: badEvent.id, kind: "finished", payload: `not json`, at: created})
 	fx.bad[badEvent.id] = "payload_json is not valid JSON"
+	add("huge-state", "running", nil, 0, 1).state = `{"blob":"` + strings.Repeat("x", taskflow.DefaultMaxStateBytes) + `"}`
+	fx.bad[fx.names["huge-state"]] = "over the limit"
+	add("no-owner", "created", nil, 0, 1).owner = ""
+	fx.bad[fx.names["no-owner"]] = "owner_session_key is required"
 
 	tx, err := db.Begin()
 	if err != nil {
