@@ -108,7 +108,10 @@ func Open(ctx context.Context, path string) (*sql.DB, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("opening the database: %w", err)
 	}
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
+	// A URI, so the file is opened read-only; its special characters
+	// are escaped.
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	db, err := sql.Open("sqlite", "file:"+esc+"?mode=ro&_pragma=busy_timeout(5000)")
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
@@ -198,7 +201,7 @@ func badRow(format string, a ...any) error { return &rowError{msg: fmt.Sprintf(f
 func importOne(ctx context.Context, db *sql.DB, store *taskflow.RedisStore, rawID string, dryRun bool) (FlowResult, error) {
 	res := FlowResult{ID: rawID}
 	skip := func(err error) (FlowResult, error) {
-		res.Outcome, res.Reason = Skipped, err.Error()
+		res.Outcome, res.Reason = Skipped, reason(err)
 		return res, nil
 	}
 	f, notes, err := readFlow(ctx, db, rawID)
@@ -260,6 +263,17 @@ func importOne(ctx context.Context, db *sql.DB, store *taskflow.RedisStore, rawI
 	return res, nil
 }
 
+// reason is an error as a person reads it in the report: without the
+// library's "taskflow: " and "invalid data: " prefixes.
+func reason(err error) string {
+	msg := err.Error()
+	for _, p := range []string{"taskflow: ", "invalid data: "} {
+		msg = strings.ReplaceAll(msg, ": "+p, ": ")
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return strings.TrimPrefix(msg, "invalid data: ")
+}
+
 // existing classifies a flow row whose id is already in the flow space.
 func existing(res FlowResult, f, have *taskflow.Flow) FlowResult {
 	if have.Status == f.Status && have.Revision == f.Revision {
@@ -283,6 +297,9 @@ func readFlow(ctx context.Context, db *sql.DB, rawID string) (*taskflow.Flow, []
 		current_step, state_json, wait_json, status, cancel_requested, revision, created_at, updated_at
 		FROM flows WHERE id = ?`, rawID).Scan(&controller, &goal, &owner, &origin, &step, &stateJSON,
 		&waitJSON, &status, &cancel, &revision, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, badRow("the row disappeared during the import")
+	}
 	if err != nil {
 		// A value of the wrong type (e.g. text in revision) is the row's
 		// fault; a failing database is not.

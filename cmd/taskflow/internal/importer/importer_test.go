@@ -673,6 +673,31 @@ func TestImportConflict(t *testing.T) {
 	})
 }
 
+func TestOpenOddPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a dir?#%")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fx := buildFixture(t, time.Now())
+	data, err := os.ReadFile(fx.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "my db?.sqlite")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("opening %q: %v", path, err)
+	}
+	defer db.Close()
+	ids, err := flowIDs(context.Background(), db)
+	if err != nil || len(ids) != len(fx.flows) {
+		t.Fatalf("%d ids, %v", len(ids), err)
+	}
+}
+
 func TestOpenRefusesOtherFiles(t *testing.T) {
 	ctx := context.Background()
 	if _, err := Open(ctx, filepath.Join(t.TempDir(), "missing.db")); err == nil {
