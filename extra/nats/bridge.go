@@ -211,11 +211,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("natsbridge: %w", err)
 	}
-	if mode == ModeAuto {
-		mode = ModeJetStream
+	if mode != ModeCore {
 		if _, err := js.AccountInfo(ctx); err != nil {
 			if !noJetStream(err) {
 				return fmt.Errorf("natsbridge: asking for JetStream: %w", err)
+			}
+			if mode == ModeJetStream {
+				return fmt.Errorf("natsbridge: the NATS server has no JetStream (start it with -js, or use the core mode): %w", err)
 			}
 			b.log.Warn("natsbridge: the NATS server has no JetStream; reading with core NATS, at most once (messages published while no bridge listens, or received by a bridge that dies, are lost)",
 				"subject", b.subject)
