@@ -149,6 +149,8 @@ func buildFixture(t testing.TB, now time.Time) *fixture {
 	add("cancelled", "cancelled", nil, 1, 5)
 	add("long-log", "running", nil, 0, 1500)
 	add("raw-state", "finished", nil, 0, 2).state = `[1,"two"]`
+	// A wait left on a flow that is not waiting: imported without it.
+	add("stale-wait", "failed", strp(`{"kind":"manual"}`), 0, 2)
 	// Steps: managed and mirrored, with and without child and result.
 	for i, r := range []*row{running, ext} {
 		fx.steps[r.id] = []stepRow{
@@ -404,10 +406,14 @@ func checkFlow(t *testing.T, e *env, fx *fixture, r *row) {
 	if !jsonEqual(f.State, r.state) {
 		t.Errorf("flow %s: state %s, row %s", r.controller, f.State, r.state)
 	}
+	rowWait := r.wait
+	if r.status != "waiting" {
+		rowWait = nil // dropped, with a note
+	}
 	switch {
-	case r.wait == nil && f.Wait != nil:
+	case rowWait == nil && f.Wait != nil:
 		t.Errorf("flow %s: wait %s, row has none", r.controller, f.Wait)
-	case r.wait != nil:
+	case rowWait != nil:
 		got, err1 := taskflow.ParseWaitCondition(f.Wait)
 		want, err2 := taskflow.ParseWaitCondition(json.RawMessage(*r.wait))
 		if err1 != nil || err2 != nil || got.Kind != want.Kind || !got.At.Equal(want.At) || got.Topic != want.Topic || got.CorrelationID != want.CorrelationID {
@@ -528,6 +534,15 @@ func TestImport(t *testing.T) {
 		wantSkipped(t, fx, rep)
 		for _, r := range good {
 			checkFlow(t, e, fx, r)
+		}
+		noted := false
+		for _, r := range rep.Flows {
+			if r.ID == fx.names["stale-wait"] && r.Outcome == Imported && len(r.Notes) == 1 && strings.Contains(r.Notes[0], "wait_json of a failed flow dropped") {
+				noted = true
+			}
+		}
+		if !noted {
+			t.Errorf("no note for the dropped wait: %+v", rep.Flows)
 		}
 		for id := range fx.bad {
 			if _, err := e.store.Get(e.ctx, uuid.MustParse(id)); !errors.Is(err, taskflow.ErrNotFound) {
