@@ -5,14 +5,14 @@
 -- KEYS: the flow key set 1..15 (see lib.lua).
 -- ARGV: 1..8 the common head; 2 and 3, "now", are the event's own time;
 --   4 an expected revision ('' = any); 7 (lease) and 8 (reply) unused
---   (A below is the head's length: the own arguments follow it)
---   A+1 event kind (a JSON string)  A+2 payload (JSON)
+--   then, as the last two arguments (so a longer head changes nothing):
+--   event kind (a JSON string), payload (JSON)
 -- Returns: '<event id> <entry>'.
 -- Errors: NOTFOUND, REVISION <expected> <actual>.
 -- Events: the given one, announced on the shard's watch channel; the
 --   oldest entries beyond the event cap are trimmed.
 
-local A = 8
+local A = #ARGV - 2 -- the head's length
 local f = load_flow()
 if f == nil then
   return err('NOTFOUND')
