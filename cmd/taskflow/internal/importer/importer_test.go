@@ -29,9 +29,9 @@ import (
 // answers or TASKFLOW_TEST_REQUIRE_REDIS=1; the Redis Cluster of
 // TASKFLOW_TEST_CLUSTER_ADDRS) and compare every field with the rows.
 
-// OriginalSchema is the original's SQLite schema (nexo-taskflow 0.1.3):
+// originalSchema is the original's SQLite schema (nexo-taskflow 0.1.3):
 // the tables and indexes its store creates.
-const OriginalSchema = `
+const originalSchema = `
 CREATE TABLE flows (
     id TEXT PRIMARY KEY, controller_id TEXT NOT NULL, goal TEXT NOT NULL,
     owner_session_key TEXT NOT NULL, requester_origin TEXT NOT NULL,
@@ -113,7 +113,7 @@ func buildFixture(t testing.TB, now time.Time) *fixture {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec(OriginalSchema); err != nil {
+	if _, err := db.Exec(originalSchema); err != nil {
 		t.Fatal(err)
 	}
 	created := now.Add(-72 * time.Hour).Add(123456789 * time.Nanosecond)
