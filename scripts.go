@@ -23,6 +23,7 @@ type scripts struct {
 	claim, extendLease, releaseLease, expireLease             *redis.Script
 	pageAfter, tickCancel, verifyEntry, indexStep             *redis.Script
 	retry                                                     *redis.Script
+	insertFlow, appendEventAt, getStep, findStep, updateStep  *redis.Script // import_store.go
 	deliverEvent, mboxKeep, mboxTake, mboxSettle              *redis.Script
 	// transitionEarly is transition.lua with early_lib.lua, for a wait on
 	// an external event (the mailbox's helpers cost every call about
@@ -106,6 +107,11 @@ func loadScripts(cluster bool) (*scripts, error) {
 		{"mbox_keep", &s.mboxKeep},
 		{"mbox_take", &s.mboxTake},
 		{"mbox_settle", &s.mboxSettle},
+		{"insert_flow", &s.insertFlow},
+		{"append_event_at", &s.appendEventAt},
+		{"get_step", &s.getStep},
+		{"find_step", &s.findStep},
+		{"update_step", &s.updateStep},
 	} {
 		file := x.name
 		if file == "transition_early" {
@@ -176,7 +182,7 @@ func scriptError(err error, id uuid.UUID) error {
 	case "IDEMCONFLICT":
 		return ErrIdempotencyConflict
 	case "EXISTS":
-		return fmt.Errorf("taskflow: flow %s already exists", id)
+		return fmt.Errorf("%w: %s", ErrFlowExists, id)
 	}
 	return err
 }

@@ -77,6 +77,7 @@ func verbs() []*verb {
 		statsVerb,
 		serveVerb,
 		uiVerb,
+		importVerb,
 		demoVerb,
 		benchVerb,
 	}

@@ -16,7 +16,7 @@ import (
 
 var runVerb = &verb{
 	name:    "run",
-	args:    "[--interval D]",
+	args:    "[--interval D] [--nats URL]",
 	summary: "run the wait engine and the resume bridge",
 	help: `Run the wait engine (a tick every interval) and the resume bridge until
 SIGINT or SIGTERM. On a terminal one status line is updated in place (ticks,
@@ -25,7 +25,12 @@ out of handled requests; kept under 80 columns so it rewrites in place);
 otherwise (or with --json) one JSON line is printed per tick.
 
 A prefix with no flow space yet is served (the workers may not have started),
-with a warning naming the flow spaces that do exist on the server.`,
+with a warning naming the flow spaces that do exist on the server.
+
+With --nats, resume messages the original nexo-taskflow publishes on the NATS
+subject taskflow.resume are handed to the resume bridge too: through a durable
+JetStream consumer when the server has JetStream (nothing lost), with core
+NATS (at most once) otherwise.`,
 	run: cmdRun,
 }
 
@@ -33,6 +38,7 @@ func cmdRun(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
 	var interval time.Duration
 	durationVar(fs, &interval, "interval", taskflow.DefaultTickInterval, "time `D` between ticks")
+	natsOpts := registerNATSFlags(fs)
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
@@ -55,6 +61,11 @@ func cmdRun(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(c.stdout, "wait engine and resume bridge on prefix %q, a tick every %s; Ctrl-C stops\n", c.prefix, fmtDuration(interval))
 	}
 	var wg sync.WaitGroup
+	if natsOpts.url != "" {
+		if err := startNATS(ctx, c, m, natsOpts, &wg); err != nil {
+			return err
+		}
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -1,0 +1,429 @@
+package taskflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// The store calls of this file are the ones an importer or an operator
+// tool needs beside the Manager's state machine: insert a whole flow as
+// another store kept it, append an event with its own time, and read or
+// overwrite one step. Each is one script that keeps every index in step
+// with the records it writes, so Verify stays clean after any mix of them.
+
+// ErrFlowExists: a flow with that id is already stored. InsertFlow
+// refuses with it and writes nothing.
+var ErrFlowExists = errors.New("taskflow: flow already exists")
+
+// EventImported is the kind of the one audit event InsertFlow writes when
+// it is given no audit log (a flow always has at least one event).
+const EventImported = "imported"
+
+// Limits of one InsertFlow call: it is one script, and a script must do
+// bounded work.
+const (
+	// MaxInsertSteps is the most steps one InsertFlow writes.
+	MaxInsertSteps = 1000
+	// MaxInsertEvents is the most audit events one InsertFlow writes
+	// (after the store's event cap dropped the oldest).
+	MaxInsertEvents = 10000
+)
+
+// InsertOption adds to what InsertFlow writes.
+type InsertOption func(*insertConfig)
+
+type insertConfig struct {
+	steps  []*FlowStep
+	events []*FlowEvent
+}
+
+// InsertWithSteps makes InsertFlow write the flow's steps too, in the
+// order given (ListSteps returns them in that order). Each step's RunID
+// must be unique within the flow; a zero ID is filled in; a zero FlowID
+// means the flow's; zero timestamps are the flow's CreatedAt. At most
+// MaxInsertSteps.
+func InsertWithSteps(steps ...*FlowStep) InsertOption {
+	return func(c *insertConfig) { c.steps = append(c.steps, steps...) }
+}
+
+// InsertWithEvents makes InsertFlow write the flow's audit log, oldest
+// first: each event's Kind, Payload (nil is {}) and At (zero is the
+// flow's UpdatedAt) are kept; ID and Revision are assigned (ids 1..n in
+// the order given; every event carries the flow's revision, since the
+// log the events came from may not say which revision each one made).
+// Only the newest events up to the store's event cap are written, as if
+// they had been appended one by one; at most MaxInsertEvents.
+func InsertWithEvents(events ...*FlowEvent) InsertOption {
+	return func(c *insertConfig) { c.events = append(c.events, events...) }
+}
+
+// InsertFlow stores f as given (an importer's call): its ID, status,
+// revision, CreatedAt and UpdatedAt, wait, state, cancel flag and the
+// other record fields, with the steps and events of InsertWithSteps and
+// InsertWithEvents, all in one script: either all of it is written or
+// nothing. Without InsertWithEvents it writes one event of kind
+// EventImported at UpdatedAt. A flow with f.ID already stored is refused
+// with ErrFlowExists.
+//
+// Every index follows the record: the status index (scored by
+// UpdatedAt), the owner's (by CreatedAt), a waiting flow's timer or
+// correlation entry and the cancel set, and a running flow's ready queue
+// (it arrives unleased, ready to claim). The state machine is not
+// checked: any status with any revision is accepted. Times are kept to
+// the millisecond, as every time of the store. The events are not
+// announced on the watch channel (a running flow is announced on its
+// ready queue, so waiting workers claim it).
+//
+// Refused with ErrInvalidData, writing nothing: a nil ID, an unknown
+// status, an empty OwnerSessionKey, a negative revision, a zero
+// CreatedAt or UpdatedAt, a waiting flow without a valid wait or another
+// flow with one, state or payloads that are not JSON or over the state
+// size limit, an invalid step, a run id given twice, too many steps or
+// events.
+func (s *RedisStore) InsertFlow(ctx context.Context, f *Flow, opts ...InsertOption) (*Flow, error) {
+	keys, args, err := s.prepareInsert(f, opts)
+	if err != nil {
+		return nil, err
+	}
+	nf, _, err := s.runFlowScript(ctx, s.scripts.insertFlow, f.ID, keys, args)
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: insert flow: %w", err)
+	}
+	return nf, nil
+}
+
+// CheckInsert makes every check InsertFlow makes before it writes, and
+// writes nothing: a dry run. It returns the error InsertFlow would return
+// for f and opts, except ErrFlowExists (it does not read Redis).
+func (s *RedisStore) CheckInsert(f *Flow, opts ...InsertOption) error {
+	_, _, err := s.prepareInsert(f, opts)
+	return err
+}
+
+// prepareInsert checks an InsertFlow and renders its keys and arguments.
+func (s *RedisStore) prepareInsert(f *Flow, opts []InsertOption) ([]string, []any, error) {
+	var cfg insertConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	if err := s.checkInsertable(f); err != nil {
+		return nil, nil, err
+	}
+	var wait waitArgs
+	if f.Status == StatusWaiting {
+		w, err := waitIndexArgs(f.ID, f.Wait)
+		if err != nil {
+			return nil, nil, fmt.Errorf("flow %s: %w", f.ID, err)
+		}
+		wait = w
+	}
+	state, err := toJSON("state", f.State)
+	if err != nil {
+		return nil, nil, err
+	}
+	if state == nil {
+		state = json.RawMessage(`{}`)
+	}
+	stateArgs, err := s.stateArgs("state", state, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	stepArgs, runIDs, err := s.insertStepArgs(f, cfg.steps)
+	if err != nil {
+		return nil, nil, err
+	}
+	eventArgs, kept, newest, err := s.insertEventArgs(f, cfg.events)
+	if err != nil {
+		return nil, nil, err
+	}
+	cancel := ""
+	if f.CancelRequested {
+		cancel = "1"
+	}
+	updated := f.UpdatedAt.UTC().Truncate(time.Millisecond)
+	args := s.head(f.ID, strconv.FormatInt(updated.UnixMilli(), 10), updated.Format(time.RFC3339Nano), mutation{})
+	args = append(args,
+		string(f.Status), f.ControllerID, f.Goal, f.OwnerSessionKey, f.RequesterOrigin, f.CurrentStep,
+		cancel, strconv.FormatInt(f.Revision, 10), strconv.FormatInt(f.CreatedAt.UnixMilli(), 10),
+		wait.json, wait.timerMs, wait.corr, len(runIDs), kept, newest)
+	args = append(args, stepArgs...)
+	args = append(args, eventArgs...)
+	args = append(args, stateArgs...)
+	keys := s.keys.flowKeys(f.ID, f.OwnerSessionKey)
+	for _, r := range runIDs {
+		keys = append(keys, s.keys.step(f.ID, r))
+	}
+	return keys, args, nil
+}
+
+// checkInsertable checks a flow record for InsertFlow.
+func (s *RedisStore) checkInsertable(f *Flow) error {
+	if f == nil {
+		return fmt.Errorf("%w: nil flow", ErrInvalidData)
+	}
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: flow %s: %s", ErrInvalidData, f.ID, fmt.Sprintf(format, a...))
+	}
+	switch {
+	case f.ID == uuid.Nil:
+		return fmt.Errorf("%w: a flow to insert needs an id", ErrInvalidData)
+	case !f.Status.Valid():
+		return bad("unknown flow status %q", f.Status)
+	case strings.TrimSpace(f.OwnerSessionKey) == "":
+		return bad("owner_session_key is required")
+	case f.Revision < 0:
+		return bad("revision %d is negative", f.Revision)
+	case f.CreatedAt.IsZero() || f.UpdatedAt.IsZero():
+		return bad("created_at and updated_at are required")
+	case f.Status != StatusWaiting && f.Wait != nil:
+		return bad("a %s flow cannot have a wait (only a waiting one has)", f.Status)
+	case f.Status == StatusWaiting && f.Wait == nil:
+		return bad("a waiting flow needs a wait")
+	}
+	return nil
+}
+
+// insertStepArgs validates the steps of an InsertFlow and renders them.
+func (s *RedisStore) insertStepArgs(f *Flow, steps []*FlowStep) ([]any, []string, error) {
+	if len(steps) > MaxInsertSteps {
+		return nil, nil, fmt.Errorf("%w: flow %s has %d steps, at most %d can be inserted", ErrInvalidData, f.ID, len(steps), MaxInsertSteps)
+	}
+	args := make([]any, 0, 9*len(steps))
+	runIDs := make([]string, 0, len(steps))
+	seen := make(map[string]bool, len(steps))
+	for i, st := range steps {
+		if st == nil {
+			return nil, nil, fmt.Errorf("%w: flow %s: step %d is nil", ErrInvalidData, f.ID, i)
+		}
+		if err := checkStep(st); err != nil {
+			return nil, nil, fmt.Errorf("flow %s: %w", f.ID, err)
+		}
+		if st.FlowID != uuid.Nil && st.FlowID != f.ID {
+			return nil, nil, fmt.Errorf("%w: step %q belongs to flow %s, not %s", ErrInvalidData, st.RunID, st.FlowID, f.ID)
+		}
+		if seen[st.RunID] {
+			return nil, nil, fmt.Errorf("%w: flow %s has run_id %q twice", ErrDuplicateStep, f.ID, st.RunID)
+		}
+		seen[st.RunID] = true
+		result, err := s.stepResult(st)
+		if err != nil {
+			return nil, nil, err
+		}
+		id := st.ID
+		if id == uuid.Nil {
+			id = uuid.New()
+		}
+		created, updated := st.CreatedAt, st.UpdatedAt
+		if created.IsZero() {
+			created = f.CreatedAt
+		}
+		if updated.IsZero() {
+			updated = created
+		}
+		args = append(args, id.String(), string(st.Runtime), st.RunID, st.Task, string(st.Status),
+			st.ChildSessionKey, string(result), created.UnixMilli(), updated.UnixMilli())
+		runIDs = append(runIDs, st.RunID)
+	}
+	return args, runIDs, nil
+}
+
+// checkStep checks what every stored step needs.
+func checkStep(st *FlowStep) error {
+	switch {
+	case st.RunID == "":
+		return fmt.Errorf("%w: run_id is required", ErrInvalidData)
+	case !st.Runtime.Valid():
+		return fmt.Errorf("%w: step %q: unknown step runtime %q", ErrInvalidData, st.RunID, st.Runtime)
+	case !st.Status.Valid():
+		return fmt.Errorf("%w: step %q: unknown step status %q", ErrInvalidData, st.RunID, st.Status)
+	}
+	return nil
+}
+
+// stepResult returns a step's result as compact JSON (nil for none),
+// within the state size limit.
+func (s *RedisStore) stepResult(st *FlowStep) (json.RawMessage, error) {
+	if st.Result == nil {
+		return nil, nil
+	}
+	result, err := toJSON("result of step "+strconv.Quote(st.RunID), st.Result)
+	if err != nil {
+		return nil, err
+	}
+	if len(result) > s.maxState {
+		return nil, fmt.Errorf("%w: the result of step %q is %d bytes, over the limit of %d", ErrInvalidData, st.RunID, len(result), s.maxState)
+	}
+	return result, nil
+}
+
+// insertEventArgs validates the events of an InsertFlow and renders the
+// ones the event cap keeps; it returns them, their count and the newest
+// event's id (the count of all events given).
+func (s *RedisStore) insertEventArgs(f *Flow, events []*FlowEvent) ([]any, int, int64, error) {
+	if len(events) == 0 {
+		events = []*FlowEvent{{Kind: EventImported, At: f.UpdatedAt}}
+	}
+	total := int64(len(events))
+	if s.eventCap > 0 && len(events) > s.eventCap {
+		events = events[len(events)-s.eventCap:]
+	}
+	if len(events) > MaxInsertEvents {
+		return nil, 0, 0, fmt.Errorf("%w: flow %s has %d events to keep, at most %d can be inserted", ErrInvalidData, f.ID, len(events), MaxInsertEvents)
+	}
+	args := make([]any, 0, 3*len(events))
+	for i, ev := range events {
+		if ev == nil {
+			return nil, 0, 0, fmt.Errorf("%w: flow %s: event %d is nil", ErrInvalidData, f.ID, i)
+		}
+		kind, payload, err := s.eventParts(ev.Kind, ev.Payload)
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("flow %s: %w", f.ID, err)
+		}
+		at := ev.At
+		if at.IsZero() {
+			at = f.UpdatedAt
+		}
+		args = append(args, kind, at.UnixMilli(), string(payload))
+	}
+	return args, len(events), total, nil
+}
+
+// eventParts checks an event's kind and payload and renders them for a
+// script: the kind as a JSON string, the payload as compact JSON ({} for
+// none).
+func (s *RedisStore) eventParts(kind string, payload any) (string, json.RawMessage, error) {
+	if strings.TrimSpace(kind) == "" {
+		return "", nil, fmt.Errorf("%w: event kind is required", ErrInvalidData)
+	}
+	pl, err := toJSON("event payload", payload)
+	if err != nil {
+		return "", nil, err
+	}
+	if pl == nil {
+		pl = json.RawMessage(`{}`)
+	}
+	if len(pl) > s.maxState {
+		return "", nil, fmt.Errorf("%w: event payload is %d bytes, over the limit of %d", ErrInvalidData, len(pl), s.maxState)
+	}
+	return jsonString(kind), pl, nil
+}
+
+// AppendEventAt appends one event of kind and payload (nil is {}) to a
+// flow's audit log with at as its time (kept to the millisecond), not the
+// store's clock: for importers and tools that carry events over from
+// another log. The flow record, its revision included, does not change;
+// the event carries the current revision and gets the next event id. The
+// oldest events beyond the event cap are trimmed, and the event is
+// announced on the watch channel like any other. An unknown flow is
+// ErrNotFound; an empty kind, a zero at or a payload that is not JSON (or
+// over the state size limit) is ErrInvalidData.
+func (s *RedisStore) AppendEventAt(ctx context.Context, flowID uuid.UUID, kind string, payload any, at time.Time) (*FlowEvent, error) {
+	if at.IsZero() {
+		return nil, fmt.Errorf("%w: an event needs a time", ErrInvalidData)
+	}
+	kindJSON, pl, err := s.eventParts(kind, payload)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, err
+	}
+	at = at.UTC().Truncate(time.Millisecond)
+	args := append(s.head(flowID, strconv.FormatInt(at.UnixMilli(), 10), at.Format(time.RFC3339Nano), mutation{}),
+		kindJSON, string(pl))
+	v, err := s.scripts.appendEventAt.Run(ctx, s.client, s.keys.flowKeys(flowID, ""), args...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: append event: %w", scriptError(err, flowID))
+	}
+	numbered, _ := v.(string)
+	return decodeNumbered(flowID, numbered)
+}
+
+// GetStep returns the step of flowID whose ID is stepID. An unknown flow
+// or step is ErrNotFound. Steps are kept by run id, so this reads the
+// flow's steps until it meets the id: its cost grows with the flow's step
+// count (FindStepByRunID is one read).
+func (s *RedisStore) GetStep(ctx context.Context, flowID, stepID uuid.UUID) (*FlowStep, error) {
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, err
+	}
+	keys := []string{s.keys.flow(flowID), s.keys.steps(flowID), s.keys.step(flowID, "")}
+	v, err := s.scripts.getStep.Run(ctx, s.client, keys, stepID.String()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: get step: %w", scriptError(err, flowID))
+	}
+	if fields, _ := v.([]any); len(fields) == 0 {
+		return nil, fmt.Errorf("%w: flow %s has no step %s", ErrNotFound, flowID, stepID)
+	}
+	return decodeStep(v)
+}
+
+// FindStepByRunID returns the step of flowID with runID. An unknown flow
+// or run id is ErrNotFound.
+func (s *RedisStore) FindStepByRunID(ctx context.Context, flowID uuid.UUID, runID string) (*FlowStep, error) {
+	if runID == "" {
+		return nil, fmt.Errorf("%w: run_id is required", ErrInvalidData)
+	}
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, err
+	}
+	keys := []string{s.keys.flow(flowID), s.keys.step(flowID, runID)}
+	v, err := s.scripts.findStep.Run(ctx, s.client, keys).Result()
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: find step: %w", scriptError(err, flowID))
+	}
+	if fields, _ := v.([]any); len(fields) == 0 {
+		return nil, fmt.Errorf("%w: flow %s has no step with run_id %q", ErrNotFound, flowID, runID)
+	}
+	return decodeStep(v)
+}
+
+// UpdateStep overwrites the stored step (st.FlowID, st.RunID) with st's
+// Runtime, Task, Status, ChildSessionKey and Result (empty ones are
+// removed) and UpdatedAt (zero is the store's clock), and returns the
+// step as stored. st.ID must be the stored step's id, and its CreatedAt
+// is kept. Like InsertStep this is store level: the flow's record and
+// audit log do not change. An unknown flow or step is ErrNotFound;
+// another id, an invalid runtime or status, or a result that is not JSON
+// is ErrInvalidData.
+func (s *RedisStore) UpdateStep(ctx context.Context, st *FlowStep) (*FlowStep, error) {
+	if st == nil {
+		return nil, fmt.Errorf("%w: nil step", ErrInvalidData)
+	}
+	if err := checkStep(st); err != nil {
+		return nil, err
+	}
+	result, err := s.stepResult(st)
+	if err != nil {
+		return nil, err
+	}
+	updated := st.UpdatedAt
+	if updated.IsZero() {
+		updated, _, _ = s.clock()
+	}
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, err
+	}
+	keys := []string{s.keys.flow(st.FlowID), s.keys.steps(st.FlowID), s.keys.step(st.FlowID, st.RunID)}
+	v, err := s.scripts.updateStep.Run(ctx, s.client, keys,
+		st.ID.String(), string(st.Runtime), st.Task, string(st.Status), st.ChildSessionKey, string(result),
+		updated.UnixMilli()).Result()
+	if err != nil {
+		var rerr redis.Error
+		if errors.As(err, &rerr) && strings.Contains(rerr.Error(), "NOSTEP") {
+			return nil, fmt.Errorf("%w: flow %s has no step with run_id %q", ErrNotFound, st.FlowID, st.RunID)
+		}
+		return nil, fmt.Errorf("taskflow: update step: %w", scriptError(err, st.FlowID))
+	}
+	return decodeStep(v)
+}
