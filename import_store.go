@@ -93,6 +93,10 @@ func (s *RedisStore) InsertFlow(ctx context.Context, f *Flow, opts ...InsertOpti
 	if err != nil {
 		return nil, err
 	}
+	// Like a create, an insert may be the flow space's first write.
+	if err := s.recordLayout(ctx); err != nil {
+		return nil, err
+	}
 	nf, _, err := s.runFlowScript(ctx, s.scripts.insertFlow, f.ID, keys, args)
 	if err != nil {
 		return nil, fmt.Errorf("taskflow: insert flow: %w", err)

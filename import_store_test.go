@@ -195,7 +195,7 @@ func TestInsertFlowRefusesBadInput(t *testing.T) {
 			"wait not waiting":  func(f *Flow) []InsertOption { f.Wait = json.RawMessage(`{"kind":"manual"}`); return nil },
 			"waiting no wait":   func(f *Flow) []InsertOption { f.Status = StatusWaiting; return nil },
 			"bad wait": func(f *Flow) []InsertOption {
-				f.Status, f.Wait = StatusWaiting, json.RawMessage(`{"kind":"sleep"}`)
+				f.Status, f.Wait = StatusWaiting, json.RawMessage(`{"topic":"t"}`)
 				return nil
 			},
 			"bad state": func(f *Flow) []InsertOption { f.State = json.RawMessage(`{"a":`); return nil },

@@ -104,6 +104,7 @@ func TestRunNATS(t *testing.T) {
 
 func TestRunNATSUnreachable(t *testing.T) {
 	e := newTestEnv(t, "redis://"+miniredis.RunT(t).Addr()+"/0")
+	e.create(ownerA, "a flow space that exists, so run warns of nothing")
 	r := e.run("run", "--nats", "nats://127.0.0.1:1")
 	r.wantCode(t, 1).wantOneLineError(t, "cannot reach NATS at nats://127.0.0.1:1")
 }
