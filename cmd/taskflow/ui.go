@@ -21,7 +21,7 @@ import (
 
 var uiVerb = &verb{
 	name:    "ui",
-	args:    "[--addr A] [--read-only] [--token T | --basic-auth U:P] [--metrics]",
+	args:    "[--addr A] [--read-only] [--token T | --basic-auth U:P]",
 	summary: "serve the operator dashboard (overview, flows, actions)",
 	help: `Serve the operator dashboard until SIGINT or SIGTERM: the overview (the Stats
 figures, refreshed live), flows by status or owner a page at a time, each flow
