@@ -37,6 +37,8 @@
 //	bench   [--suites S] [--rounds N] [--quick] [--cluster-addrs A]
 //	                             run the benchmarks on private redis-servers
 //	                             and print medians and ratios
+//	mcp     [--transport stdio|http] [--addr A] [--agent ID] [--session-id ID]
+//	                             serve the agent tool over MCP (see mcp.go)
 //
 // Every verb takes:
 //
@@ -103,6 +105,7 @@ func verbs() []verb {
 		{"demo", "play a fleet of workers and check the invariants", cmdDemo},
 		{"fsck", "check (and with --repair fix) the flow space's invariants", cmdFsck},
 		{"bench", "run the benchmarks (medians and ratios measured in one run)", cmdBench},
+		{"mcp", "serve the agent tool, flows and notifications over MCP", cmdMCP},
 	}
 }
 
