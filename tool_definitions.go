@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -676,6 +677,12 @@ func (t *Tool) CallTool(ctx context.Context, s Session, name string, args json.R
 func normalizeArgs(args json.RawMessage) (json.RawMessage, error) {
 	if !bytes.Contains(args, []byte(jsonStringSuffix)) && !bytes.Contains(args, []byte("null")) {
 		return args, nil
+	}
+	if !utf8.Valid(args) {
+		if bytes.Contains(args, []byte(jsonStringSuffix+`"`)) {
+			return nil, argErr("the arguments are not valid UTF-8")
+		}
+		return args, nil // decoding would replace the bad bytes: the store refuses them as they are
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(args, &m); err != nil {

@@ -525,6 +525,7 @@ func TestToolCallShapes(t *testing.T) {
 			{ToolName, `{"action":"start","controller_id":"c","goal":"g","state_json":"{bad"}`, `"state_json" must hold a JSON object`},
 			{ToolName, `{"action":"start","controller_id":"c","goal":"g","state":{},"state_json":"{}"}`, "not both"},
 			{"taskflow_advance", `{"flow_id":"` + id + `","patch_json":null,"current_step":null}`, `advance needs "patch"`},
+			{ToolName, "{\"action\":\"start\",\"controller_id\":\"c\",\"goal\":\"g\",\"state_json\":\"{\\\"a\\\":\\\"\xff\\\"}\"}", "not valid UTF-8"},
 		} {
 			raw, err := tool.CallTool(ctx, sessA, c.name, json.RawMessage(c.args))
 			if !errors.Is(err, ErrToolArgs) || !strings.Contains(err.Error(), c.text) {
