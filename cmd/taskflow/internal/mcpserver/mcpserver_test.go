@@ -78,6 +78,10 @@ func (c *client) call(name string, args map[string]any, isErr bool) map[string]a
 	if err := json.Unmarshal([]byte(text), &fromText); err != nil || len(fromText) != len(structured) {
 		c.t.Fatalf("text %q vs structured %s", text, b)
 	}
+	// It conforms to the tool's output schema.
+	if err := outputSchemas(c.t)[name].Validate(structured); err != nil {
+		c.t.Fatalf("%s's result %s does not match its output schema: %v", name, b, err)
+	}
 	return structured
 }
 
