@@ -103,6 +103,7 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*mcp.ServerSession]string // generated session ids (stdio)
 	watches  map[string]*watch             // by URI
+	watchers map[*mcp.ServerSession]bool   // sessions with a subscription: their end is awaited
 }
 
 // watch streams one flow's events to the sessions subscribed to it.
@@ -141,6 +142,7 @@ func New(cfg Config) (*Server, error) {
 		tool:     taskflow.NewTool(cfg.Manager, cfg.ToolOptions...),
 		sessions: map[*mcp.ServerSession]string{},
 		watches:  map[string]*watch{},
+		watchers: map[*mcp.ServerSession]bool{},
 	}
 	s.mcp = mcp.NewServer(&mcp.Implementation{Name: "taskflow", Title: "taskflow", Version: cfg.Version}, &mcp.ServerOptions{
 		Instructions: "Durable multi-step flows that outlive the conversation. Each flow is also a resource, " +
@@ -435,12 +437,12 @@ func (s *Server) subscribe(ctx context.Context, req *mcp.SubscribeRequest) error
 			}
 		}()
 	}
-	if !w.subs[req.Session] {
-		w.subs[req.Session] = true
-		ss := req.Session
-		go func() { // a session that goes away unsubscribes
+	w.subs[req.Session] = true
+	if ss := req.Session; !s.watchers[ss] {
+		s.watchers[ss] = true
+		go func() { // a session that goes away unsubscribes from everything
 			_ = ss.Wait()
-			s.drop(ss, uri)
+			s.dropSession(ss)
 		}()
 	}
 	return nil
@@ -464,6 +466,22 @@ func (s *Server) drop(ss *mcp.ServerSession, uri string) {
 	if len(w.subs) == 0 {
 		w.cancel()
 		delete(s.watches, uri)
+	}
+}
+
+// dropSession ends every subscription of a session that went away.
+func (s *Server) dropSession(ss *mcp.ServerSession) {
+	s.mu.Lock()
+	delete(s.watchers, ss)
+	var uris []string
+	for uri, w := range s.watches {
+		if w.subs[ss] {
+			uris = append(uris, uri)
+		}
+	}
+	s.mu.Unlock()
+	for _, uri := range uris {
+		s.drop(ss, uri)
 	}
 }
 

@@ -271,7 +271,29 @@ func TestServerCombinedTool(t *testing.T) {
 			t.Fatalf("state %v", st)
 		}
 		a.call("taskflow", map[string]any{"action": "nope"}, true)
+
+		// A session that goes away ends its subscriptions and the watch.
+		if err := a.cs.Subscribe(context.Background(), &mcp.SubscribeParams{URI: ResourcePrefix + f["id"].(string)}); err != nil {
+			t.Fatal(err)
+		}
+		if n := watchCount(s); n != 2 { // the flow's watch, and the session awaited
+			t.Fatalf("%d watches and watched sessions", n)
+		}
+		_ = a.cs.Close()
+		deadline := time.Now().Add(5 * time.Second)
+		for watchCount(s) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the closed session's watch is still running")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	})
+}
+
+func watchCount(s *Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.watches) + len(s.watchers)
 }
 
 // A configured session id is shared by every connection; a session header
