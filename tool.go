@@ -79,7 +79,7 @@ func (s Session) OwnerKey() string {
 func (s Session) validate() error {
 	agent, session := strings.TrimSpace(s.AgentID), strings.TrimSpace(s.SessionID)
 	if agent == "" || session == "" {
-		return fmt.Errorf("%w: no session: the call needs both an agent id and a session id", ErrToolArgs)
+		return fmt.Errorf("%w: no session: the call needs both an agent id and a session id (session_id cannot be empty)", ErrToolArgs)
 	}
 	if strings.Contains(agent, ":") {
 		return fmt.Errorf("%w: the agent id %q contains ':', which would make the owner key ambiguous", ErrToolArgs, agent)
@@ -152,34 +152,24 @@ func NewTool(m *Manager, opts ...ToolOption) *Tool {
 	return &Tool{m: m, cfg: cfg}
 }
 
-// ToolDefinition is a tool as LLM providers describe it: a name, a
-// description for the model, and a JSON Schema of the arguments. It
-// marshals to the shape OpenAI function tools, Anthropic tools
-// (input_schema) and MCP tool lists (inputSchema) take, with Parameters
-// usable as is.
+// ToolDefinition is the combined tool as LLM providers describe it: a
+// name, a description for the model, and a JSON Schema of the arguments.
+// It marshals to {"name","description","parameters"}: the function object
+// of OpenAI's function calling (non-strict) and a Gemini function
+// declaration's field names. For each provider's own shape use
+// OpenAITools (plain or strict), AnthropicTools (input_schema),
+// GeminiFunctionDeclarations and MCPTools (inputSchema, outputSchema,
+// annotations); they also offer one tool per action (ActionTools).
 type ToolDefinition struct {
 	// Name is "taskflow".
 	Name string `json:"name"`
-	// Description tells the model what the tool does and how to call it.
+	// Description tells the model what the tool does and how to call it;
+	// at most MaxToolDescription characters.
 	Description string `json:"description"`
 	// Parameters is a plain JSON Schema of type object: no $ref, no
 	// top-level oneOf.
 	Parameters json.RawMessage `json:"parameters"`
 }
-
-const toolDescription = `Durable multi-step flows that outlive this conversation: track a long job (its goal, current step and JSON state), pause it until a time, an external event or a human, and finish or fail it. Flows belong to the current session; you only see your own.
-
-Actions (set "action"):
-- start: create a flow and start it (status running). Needs controller_id and goal; optional current_step (default "init"), state (a JSON object, default {}) and idempotency_key (a start repeated with the same key returns the flow the first one made). Returns the flow with its id: keep the id for the other actions.
-- status: read a flow. Needs flow_id.
-- advance: record progress on a flow: patch (a JSON object shallow-merged into the state: the top-level keys it names are replaced, the others kept) and/or current_step. Needs flow_id.
-- wait: pause a running flow until wait_condition is met; it resumes by itself. wait_condition is {"kind":"timer","at":"<RFC 3339 time in the future>"}, {"kind":"external_event","topic":"...","correlation_id":"..."} or {"kind":"manual"} (a human or operator resumes it). Needs flow_id.
-- finish: complete a running flow, optionally merging final_state (a JSON object) into the state. Needs flow_id.
-- fail: mark a running or waiting flow failed with a reason (required). Needs flow_id.
-- cancel: cancel a flow that is not finished, failed or cancelled yet. Needs flow_id.
-- list_mine: list this session's flows, newest first (at most 100; "total" counts them all and "truncated" is true when some were left out).
-
-A flow moves created -> running -> (waiting -> running)* -> finished | failed | cancelled; finished, failed and cancelled flows cannot change any more. Results are {"ok":true,"flow":{...}} or {"ok":true,"count":N,"flows":[...]}; an unknown flow_id gives {"ok":false,"error":"not_found","flow_id":"..."}. Errors say what to fix.`
 
 // toolSchema is the JSON Schema of the arguments.
 const toolSchema = `{
@@ -257,9 +247,8 @@ const toolSchema = `{
 // Definition returns the tool's definition for an LLM provider: the name
 // "taskflow", a description and the JSON Schema of the arguments.
 func (t *Tool) Definition() ToolDefinition {
-	var buf bytes.Buffer
-	_ = json.Compact(&buf, []byte(toolSchema)) // a constant, valid JSON (tested)
-	return ToolDefinition{Name: ToolName, Description: toolDescription, Parameters: buf.Bytes()}
+	s := shapes(CombinedTool, dialectPlain)[0]
+	return ToolDefinition{Name: s.name, Description: s.description, Parameters: s.parameters}
 }
 
 // toolArgs are the arguments the model sends. Unknown fields (a revision,
@@ -395,6 +384,10 @@ func (t *Tool) Call(ctx context.Context, s Session, args json.RawMessage) (json.
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, argErr("the arguments must be a JSON object with an \"action\" (one of %s)", actionList())
 	}
+	trimmed, err := normalizeArgs(trimmed) // the strict and Gemini forms (tool_definitions.go)
+	if err != nil {
+		return nil, err
+	}
 	var a toolArgs
 	if err := json.Unmarshal(trimmed, &a); err != nil {
 		return nil, argErr("malformed arguments: %s", describeJSONError(err))
@@ -471,10 +464,10 @@ func jsonKind(raw json.RawMessage) string {
 func (t *Tool) start(ctx context.Context, s Session, a toolArgs) (json.RawMessage, error) {
 	controller, goal := strings.TrimSpace(a.ControllerID), strings.TrimSpace(a.Goal)
 	if controller == "" {
-		return nil, argErr("start needs \"controller_id\" (a non-empty label for the kind of job, e.g. \"kate/inbox-triage\")")
+		return nil, argErr("start needs \"controller_id\" (a label for the kind of job, e.g. \"kate/inbox-triage\"): controller_id cannot be empty")
 	}
 	if goal == "" {
-		return nil, argErr("start needs \"goal\" (a non-empty description of what the flow is meant to achieve)")
+		return nil, argErr("start needs \"goal\" (what the flow is meant to achieve, in plain words): goal cannot be empty")
 	}
 	if err := t.cfg.controllers(s, controller); err != nil {
 		return nil, err
@@ -548,8 +541,8 @@ func (t *Tool) flowAction(ctx context.Context, s Session, action string, a toolA
 	if rawID == "" {
 		return nil, argErr("%s needs \"flow_id\" (the flow's UUID, as returned by start or list_mine)", action)
 	}
-	id, err := uuid.Parse(rawID)
-	if err != nil || len(rawID) != 36 {
+	id, err := parseFlowID(rawID)
+	if err != nil {
 		return nil, argErr("flow_id must be a UUID such as \"123e4567-e89b-12d3-a456-426614174000\", got %q", rawID)
 	}
 
@@ -596,7 +589,7 @@ func (t *Tool) flowAction(ctx context.Context, s Session, action string, a toolA
 	case ActionFail:
 		reason := strings.TrimSpace(a.Reason)
 		if reason == "" {
-			return nil, argErr("fail needs \"reason\" (a non-empty explanation of why the flow failed)")
+			return nil, argErr("fail needs \"reason\" (why the flow failed): reason cannot be empty")
 		}
 		mutate = func() (*Flow, error) { return t.m.Fail(ctx, id, reason) }
 	case ActionCancel:
@@ -657,10 +650,10 @@ func (t *Tool) waitCondition(raw json.RawMessage) (WaitCondition, error) {
 	}
 	if WaitKind(*peek.Kind) == WaitKindExternalEvent {
 		if peek.Topic == nil || strings.TrimSpace(*peek.Topic) == "" {
-			return WaitCondition{}, argErr("an external_event wait needs a non-empty \"topic\" (the name of the event to wait for)")
+			return WaitCondition{}, argErr("an external_event wait needs a non-empty \"topic\" (the name of the event to wait for): topic cannot be empty")
 		}
 		if peek.CorrelationID == nil || strings.TrimSpace(*peek.CorrelationID) == "" {
-			return WaitCondition{}, argErr("an external_event wait needs a non-empty \"correlation_id\" (the id that ties the event to this flow)")
+			return WaitCondition{}, argErr("an external_event wait needs a non-empty \"correlation_id\" (the id that ties the event to this flow): correlation_id cannot be empty")
 		}
 	}
 	cond, err := ParseWaitCondition(raw)
@@ -673,10 +666,10 @@ func (t *Tool) waitCondition(raw json.RawMessage) (WaitCondition, error) {
 		latest := now.Add(t.cfg.maxHorizon)
 		switch {
 		case !cond.At.After(now):
-			return WaitCondition{}, argErr("the timer's \"at\" (%s) is not in the future: it must be after now (%s)",
+			return WaitCondition{}, argErr("the timer's \"at\" (%s) is not in the future: a timer's \"at\" must be in the future, after now (%s)",
 				cond.At.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 		case cond.At.After(latest):
-			return WaitCondition{}, argErr("the timer's \"at\" (%s) is too far ahead: the maximum horizon is %s, so it must be no later than %s",
+			return WaitCondition{}, argErr("the timer's \"at\" (%s) is too far ahead: it exceeds the max horizon of %s, so it must be no later than %s",
 				cond.At.UTC().Format(time.RFC3339), formatHorizon(t.cfg.maxHorizon), latest.UTC().Format(time.RFC3339))
 		}
 	}

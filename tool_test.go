@@ -634,7 +634,7 @@ func TestToolArgumentErrors(t *testing.T) {
 
 		// Invalid flow ids, for every action that takes one.
 		for _, action := range []string{"status", "advance", "wait", "finish", "fail", "cancel"} {
-			for _, bad := range []string{"nope", "1234", uuid.NewString() + "0", "{" + id + "}", "urn:uuid:" + id, strings.ReplaceAll(id, "-", "")} {
+			for _, bad := range []string{"nope", "1234", uuid.NewString() + "0", "{" + id, "urn:uuid:" + id + "}", "uuid:" + id, "(" + id + ")"} {
 				err := callErr(t, tool, sessA, args(t, "action", action, "flow_id", bad, "reason", "r", "patch", map[string]any{"a": 1},
 					"wait_condition", map[string]any{"kind": "manual"}), ErrToolArgs)
 				wantText(t, err, "flow_id must be a UUID")

@@ -77,6 +77,7 @@ func verbs() []*verb {
 		statsVerb,
 		serveVerb,
 		uiVerb,
+		mcpVerb,
 		importVerb,
 		demoVerb,
 		benchVerb,

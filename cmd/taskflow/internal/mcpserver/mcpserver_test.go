@@ -1,0 +1,344 @@
+package mcpserver
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/taskflow-dev/taskflow"
+)
+
+// client is an MCP client connected in memory to the server, as a host
+// would be.
+type client struct {
+	t       *testing.T
+	cs      *mcp.ClientSession
+	updates chan string // URIs of notifications/resources/updated
+}
+
+func connect(t *testing.T, s *Server) *client {
+	t.Helper()
+	ctx := context.Background()
+	st, ct := mcp.NewInMemoryTransports()
+	ss, err := s.MCP().Connect(ctx, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &client{t: t, updates: make(chan string, 64)}
+	mc := mcp.NewClient(&mcp.Implementation{Name: "test-host", Version: "1"}, &mcp.ClientOptions{
+		ResourceUpdatedHandler: func(_ context.Context, req *mcp.ResourceUpdatedNotificationRequest) {
+			c.updates <- req.Params.URI
+		},
+	})
+	c.cs, err = mc.Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = c.cs.Close()
+		_ = ss.Wait()
+	})
+	return c
+}
+
+// call calls a tool and returns its structured result; isErr says whether
+// the call must be refused (then the text is returned in "error").
+func (c *client) call(name string, args map[string]any, isErr bool) map[string]any {
+	c.t.Helper()
+	res, err := c.cs.CallTool(context.Background(), &mcp.CallToolParams{Name: name, Arguments: args})
+	if err != nil {
+		c.t.Fatalf("CallTool(%s): %v", name, err)
+	}
+	text := ""
+	if len(res.Content) == 1 {
+		if tc, ok := res.Content[0].(*mcp.TextContent); ok {
+			text = tc.Text
+		}
+	}
+	if res.IsError != isErr {
+		c.t.Fatalf("CallTool(%s, %v): isError %v, want %v: %s", name, args, res.IsError, isErr, text)
+	}
+	if isErr {
+		return map[string]any{"error": text}
+	}
+	// The structured content and the text carry the same result.
+	b, err := json.Marshal(res.StructuredContent)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var structured, fromText map[string]any
+	if err := json.Unmarshal(b, &structured); err != nil {
+		c.t.Fatalf("structured content %s: %v", b, err)
+	}
+	if err := json.Unmarshal([]byte(text), &fromText); err != nil || len(fromText) != len(structured) {
+		c.t.Fatalf("text %q vs structured %s", text, b)
+	}
+	// It conforms to the tool's output schema.
+	if err := outputSchemas(c.t)[name].Validate(structured); err != nil {
+		c.t.Fatalf("%s's result %s does not match its output schema: %v", name, b, err)
+	}
+	return structured
+}
+
+func flowOf(t *testing.T, res map[string]any) map[string]any {
+	t.Helper()
+	f, ok := res["flow"].(map[string]any)
+	if !ok || res["ok"] != true {
+		t.Fatalf("no flow in %v", res)
+	}
+	return f
+}
+
+func newServer(t *testing.T, m *taskflow.Manager, set taskflow.ToolSet) *Server {
+	t.Helper()
+	s, err := New(Config{Manager: m, AgentID: "kate", Tools: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestServerInProcess(t *testing.T) {
+	eachBackend(t, func(t *testing.T, m *taskflow.Manager) {
+		ctx := context.Background()
+		s := newServer(t, m, taskflow.ActionTools)
+		a, b := connect(t, s), connect(t, s)
+
+		// The tools, with their annotations and output schemas.
+		tools, err := a.cs.ListTools(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byName := map[string]*mcp.Tool{}
+		for _, tl := range tools.Tools {
+			byName[tl.Name] = tl
+			if tl.OutputSchema == nil || tl.InputSchema == nil || tl.Annotations == nil || tl.Description == "" {
+				t.Fatalf("tool %s lacks a schema, annotations or description", tl.Name)
+			}
+		}
+		if len(byName) != len(taskflow.ToolActions()) {
+			t.Fatalf("%d tools: %v", len(byName), byName)
+		}
+		if an := byName["taskflow_status"].Annotations; !an.ReadOnlyHint || *an.DestructiveHint {
+			t.Fatalf("status annotations %+v", an)
+		}
+		if an := byName["taskflow_cancel"].Annotations; an.ReadOnlyHint || !*an.DestructiveHint || !an.IdempotentHint {
+			t.Fatalf("cancel annotations %+v", an)
+		}
+
+		// Every action.
+		f := flowOf(t, a.call("taskflow_start", map[string]any{"controller_id": "kate/triage", "goal": "triage", "state": map[string]any{"n": 0}}, false))
+		id := f["id"].(string)
+		uri := ResourcePrefix + id
+		if f["status"] != "running" {
+			t.Fatalf("start: %v", f)
+		}
+		if f = flowOf(t, a.call("taskflow_status", map[string]any{"flow_id": id}, false)); f["id"] != id {
+			t.Fatalf("status: %v", f)
+		}
+
+		// Read the flow as a resource, and subscribe to it.
+		rr, err := a.cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: uri})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Flow   map[string]any   `json:"flow"`
+			Events []map[string]any `json:"events"`
+		}
+		if len(rr.Contents) != 1 || rr.Contents[0].MIMEType != "application/json" ||
+			json.Unmarshal([]byte(rr.Contents[0].Text), &body) != nil || body.Flow["id"] != id ||
+			len(body.Events) != 2 || body.Events[0]["kind"] != "started" || body.Events[0]["lease"] != nil {
+			t.Fatalf("resource: %+v", rr.Contents[0])
+		}
+		if err := a.cs.Subscribe(ctx, &mcp.SubscribeParams{URI: uri}); err != nil {
+			t.Fatal(err)
+		}
+		f = flowOf(t, a.call("taskflow_advance", map[string]any{"flow_id": id, "patch": map[string]any{"n": 1}, "current_step": "two"}, false))
+		if f["current_step"] != "two" {
+			t.Fatalf("advance: %v", f)
+		}
+		wantUpdate(t, a, uri)
+
+		f = flowOf(t, a.call("taskflow_wait", map[string]any{"flow_id": id, "wait_condition": map[string]any{"kind": "manual"}}, false))
+		if f["status"] != "waiting" {
+			t.Fatalf("wait: %v", f)
+		}
+		wantUpdate(t, a, uri)
+		a.call("taskflow_finish", map[string]any{"flow_id": id}, true) // waiting: refused, with a hint
+		f = flowOf(t, a.call("taskflow_cancel", map[string]any{"flow_id": id}, false))
+		if f["status"] != "cancelled" {
+			t.Fatalf("cancel: %v", f)
+		}
+		wantUpdate(t, a, uri)
+
+		id2 := flowOf(t, a.call("taskflow_start", map[string]any{"controller_id": "c", "goal": "g2"}, false))["id"].(string)
+		if f = flowOf(t, a.call("taskflow_finish", map[string]any{"flow_id": id2, "final_state": map[string]any{"done": true}}, false)); f["status"] != "finished" {
+			t.Fatalf("finish: %v", f)
+		}
+		id3 := flowOf(t, a.call("taskflow_start", map[string]any{"controller_id": "c", "goal": "g3"}, false))["id"].(string)
+		if f = flowOf(t, a.call("taskflow_fail", map[string]any{"flow_id": id3, "reason": "no"}, false)); f["status"] != "failed" {
+			t.Fatalf("fail: %v", f)
+		}
+		if l := a.call("taskflow_list_mine", nil, false); l["count"] != float64(3) {
+			t.Fatalf("list_mine: %v", l)
+		}
+		res, err := a.cs.ListResources(ctx, nil)
+		if err != nil || len(res.Resources) != 3 {
+			t.Fatalf("resources/list: %v %v", res, err)
+		}
+		// Bad arguments come back as a tool error the model can read.
+		if e := a.call("taskflow_start", map[string]any{"controller_id": "c"}, true); !strings.Contains(e["error"].(string), "goal cannot be empty") {
+			t.Fatalf("start without goal: %v", e)
+		}
+
+		// Another session is refused the flow every way, and sees nothing.
+		e := b.call("taskflow_status", map[string]any{"flow_id": id}, true)
+		if !strings.Contains(e["error"].(string), "belongs to a different session") || strings.Contains(e["error"].(string), "triage") {
+			t.Fatalf("other session's status: %v", e)
+		}
+		b.call("taskflow_cancel", map[string]any{"flow_id": id2}, true)
+		if _, err := b.cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: uri}); err == nil || !strings.Contains(err.Error(), "different session") {
+			t.Fatalf("other session's read: %v", err)
+		}
+		if err := b.cs.Subscribe(ctx, &mcp.SubscribeParams{URI: ResourcePrefix + id2}); err == nil {
+			t.Fatal("another session subscribed to the flow")
+		}
+		if l := b.call("taskflow_list_mine", map[string]any{}, false); l["count"] != float64(0) {
+			t.Fatalf("other session's list_mine: %v", l)
+		}
+		if res, err := b.cs.ListResources(ctx, nil); err != nil || len(res.Resources) != 0 {
+			t.Fatalf("other session's resources: %v %v", res, err)
+		}
+		// A missing flow is a resource-not-found.
+		if _, err := a.cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: ResourcePrefix + "00000000-0000-4000-8000-000000000000"}); err == nil {
+			t.Fatal("read a missing flow")
+		}
+
+		// After unsubscribing, no more notifications; the watch stops.
+		if err := a.cs.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: uri}); err != nil {
+			t.Fatal(err)
+		}
+		s.mu.Lock()
+		n := len(s.watches)
+		s.mu.Unlock()
+		if n != 0 {
+			t.Fatalf("%d watches left", n)
+		}
+	})
+}
+
+func wantUpdate(t *testing.T, c *client, uri string) {
+	t.Helper()
+	select {
+	case got := <-c.updates:
+		if got != uri {
+			t.Fatalf("update for %s, want %s", got, uri)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no notifications/resources/updated for %s", uri)
+	}
+	// The tool's one mutation is one event: drain anything late.
+	for {
+		select {
+		case <-c.updates:
+		case <-time.After(50 * time.Millisecond):
+			return
+		}
+	}
+}
+
+// The combined tool and the strict argument forms work through MCP too.
+func TestServerCombinedTool(t *testing.T) {
+	eachBackend(t, func(t *testing.T, m *taskflow.Manager) {
+		s := newServer(t, m, taskflow.CombinedTool)
+		a := connect(t, s)
+		tools, err := a.cs.ListTools(context.Background(), nil)
+		if err != nil || len(tools.Tools) != 1 || tools.Tools[0].Name != taskflow.ToolName {
+			t.Fatalf("tools %v %v", tools, err)
+		}
+		if an := tools.Tools[0].Annotations; an.ReadOnlyHint || !*an.DestructiveHint {
+			t.Fatalf("annotations %+v", an)
+		}
+		f := flowOf(t, a.call("taskflow", map[string]any{"action": "start", "controller_id": "c", "goal": "g", "state_json": `{"a":1}`}, false))
+		if st := f["state"].(map[string]any); st["a"] != float64(1) {
+			t.Fatalf("state %v", st)
+		}
+		a.call("taskflow", map[string]any{"action": "nope"}, true)
+
+		// A session that goes away ends its subscriptions and the watch.
+		if err := a.cs.Subscribe(context.Background(), &mcp.SubscribeParams{URI: ResourcePrefix + f["id"].(string)}); err != nil {
+			t.Fatal(err)
+		}
+		if n := watchCount(s); n != 2 { // the flow's watch, and the session awaited
+			t.Fatalf("%d watches and watched sessions", n)
+		}
+		_ = a.cs.Close()
+		deadline := time.Now().Add(5 * time.Second)
+		for watchCount(s) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the closed session's watch is still running")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+func watchCount(s *Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.watches) + len(s.watchers)
+}
+
+// A configured session id is shared by every connection; a session header
+// names the session per request (tested over HTTP in the CLI's tests).
+func TestServerFixedSession(t *testing.T) {
+	eachBackend(t, func(t *testing.T, m *taskflow.Manager) {
+		s, err := New(Config{Manager: m, AgentID: "kate", SessionID: "conv-1", Tools: taskflow.ActionTools})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		a, b := connect(t, s), connect(t, s)
+		id := flowOf(t, a.call("taskflow_start", map[string]any{"controller_id": "c", "goal": "g"}, false))["id"].(string)
+		flowOf(t, b.call("taskflow_status", map[string]any{"flow_id": id}, false))
+		f, err := m.Get(context.Background(), mustUUID(t, id))
+		if err != nil || f.OwnerSessionKey != "agent:kate:session:conv-1" {
+			t.Fatalf("owner %v %v", f, err)
+		}
+	})
+}
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	m := taskflow.NewManager(nil)
+	for _, c := range []Config{
+		{AgentID: "kate"},
+		{Manager: m},
+		{Manager: m, AgentID: " "},
+		{Manager: m, AgentID: "a:b"},
+		{Manager: m, AgentID: "kate", SessionID: "  "},
+		{Manager: m, AgentID: "kate", Tools: 7},
+	} {
+		if _, err := New(c); err == nil {
+			t.Errorf("New(%+v) accepted", c)
+		}
+	}
+	if err := Serve(context.Background(), Config{Manager: m, AgentID: "kate", Transport: "carrier-pigeon"}); err == nil {
+		t.Error("an unknown transport was accepted")
+	}
+}
+
+func mustUUID(t *testing.T, s string) uuid.UUID {
+	t.Helper()
+	id, err := uuid.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}

@@ -1,0 +1,93 @@
+package mcpserver
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/google/jsonschema-go/jsonschema"
+
+	"github.com/taskflow-dev/taskflow"
+)
+
+// resolve compiles a JSON Schema with the validator the MCP SDK uses.
+func resolve(t *testing.T, raw json.RawMessage) *jsonschema.Resolved {
+	t.Helper()
+	var s jsonschema.Schema
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatalf("schema %s: %v", raw, err)
+	}
+	rs, err := s.Resolve(nil)
+	if err != nil {
+		t.Fatalf("resolving %s: %v", raw, err)
+	}
+	return rs
+}
+
+// outputSchemas are the MCP tools' output schemas, by tool name.
+func outputSchemas(t *testing.T) map[string]*jsonschema.Resolved {
+	t.Helper()
+	out := map[string]*jsonschema.Resolved{}
+	for _, set := range []taskflow.ToolSet{taskflow.CombinedTool, taskflow.ActionTools} {
+		for _, tl := range taskflow.MCPTools(set) {
+			out[tl.Name] = resolve(t, tl.OutputSchema)
+		}
+	}
+	return out
+}
+
+func validate(t *testing.T, rs *jsonschema.Resolved, doc string) error {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal([]byte(doc), &v); err != nil {
+		t.Fatal(err)
+	}
+	return rs.Validate(v)
+}
+
+// The strict-mode schemas are real JSON Schemas that take the argument
+// form Call decodes (every property, nulls, *_json strings) and refuse a
+// missing or an extra property, as OpenAI's strict mode will.
+func TestStrictSchemasValidate(t *testing.T) {
+	byName := map[string]*jsonschema.Resolved{}
+	for _, set := range []taskflow.ToolSet{taskflow.CombinedTool, taskflow.ActionTools} {
+		for _, tl := range taskflow.OpenAITools(set, true) {
+			byName[tl.Function.Name] = resolve(t, tl.Function.Parameters)
+		}
+	}
+	id := "123e4567-e89b-12d3-a456-426614174000"
+	for _, c := range []struct {
+		tool, args string
+		ok         bool
+	}{
+		{"taskflow_start", `{"controller_id":"c","goal":"g","current_step":null,"state_json":"{\"n\":1}"}`, true},
+		{"taskflow_start", `{"controller_id":"c","goal":"g","current_step":null}`, false},                              // state_json missing
+		{"taskflow_start", `{"controller_id":"c","goal":"g","current_step":null,"state_json":null,"state":{}}`, false}, // extra
+		{"taskflow_wait", `{"flow_id":"` + id + `","wait_condition":{"kind":"manual","at":null,"topic":null,"correlation_id":null}}`, true},
+		{"taskflow_wait", `{"flow_id":"` + id + `","wait_condition":{"kind":"manual"}}`, false},
+		{"taskflow_list_mine", `{}`, true},
+		{"taskflow", `{"action":"status","flow_id":"` + id + `","controller_id":null,"goal":null,"current_step":null,"state_json":null,
+			"patch_json":null,"wait_condition":null,"final_state_json":null,"reason":null}`, true},
+		{"taskflow", `{"action":"status","flow_id":"` + id + `"}`, false},
+	} {
+		err := validate(t, byName[c.tool], c.args)
+		if (err == nil) != c.ok {
+			t.Errorf("%s %s: valid=%v, want %v (%v)", c.tool, c.args, err == nil, c.ok, err)
+		}
+	}
+	// The output schemas refuse a result of another shape.
+	out := outputSchemas(t)
+	for _, bad := range []string{`{"ok":"yes"}`, `{"flow":{}}`, `{"ok":true,"flow":{"id":"x"}}`} {
+		if validate(t, out["taskflow_status"], bad) == nil {
+			t.Errorf("the output schema takes %s", bad)
+		}
+	}
+	// The plain per-action schemas require each action's arguments.
+	for _, tl := range taskflow.MCPTools(taskflow.ActionTools) {
+		if tl.Name == "taskflow_fail" {
+			rs := resolve(t, tl.InputSchema)
+			if validate(t, rs, `{"flow_id":"`+id+`"}`) == nil || validate(t, rs, `{"flow_id":"`+id+`","reason":"r"}`) != nil {
+				t.Error("taskflow_fail's schema does not require reason")
+			}
+		}
+	}
+}
