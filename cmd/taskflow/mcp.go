@@ -15,7 +15,7 @@ import (
 
 var mcpVerb = &verb{
 	name:    "mcp",
-	args:    "[--transport stdio|http] [--addr A] [--agent ID] [--session-id ID]",
+	args:    "[--transport stdio|http] [--addr A] [--agent ID]",
 	summary: "serve the agent tool, flows and notifications over MCP",
 	help: `Serve the agent tool over the Model Context Protocol: the tools (one per
 action, or --tools combined), every flow of the session as

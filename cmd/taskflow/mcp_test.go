@@ -65,7 +65,7 @@ func (c *mcpClient) call(name string, args map[string]any, refused bool) map[str
 
 func (c *mcpClient) start(goal string) string {
 	c.t.Helper()
-	res := c.call("taskflow_start", map[string]any{"controller_id": "test/mcp", "goal": goal}, false)
+	res := c.call("taskflow_start", map[string]any{"controller_id": "kate/mcp", "goal": goal}, false)
 	return res["flow"].(map[string]any)["id"].(string)
 }
 

@@ -92,7 +92,7 @@ func toolNames(tools []any, get func(map[string]any) string) []string {
 
 func TestOpenAI(t *testing.T) {
 	tool, m := newTool(t)
-	args, _ := json.Marshal(`{"controller_id":"c","goal":"g","current_step":null,"state_json":"{\"n\":1}"}`)
+	args, _ := json.Marshal(`{"controller_id":"kate/c","goal":"g","current_step":null,"state_json":"{\"n\":1}"}`)
 	fp := &fakeProvider{
 		first: `{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"finish_reason":"tool_calls",
 			"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"taskflow_start","arguments":` + string(args) + `}}]}}]}`,
@@ -126,7 +126,7 @@ func TestAnthropic(t *testing.T) {
 	tool, m := newTool(t)
 	fp := &fakeProvider{
 		first: `{"id":"msg_1","type":"message","role":"assistant","model":"m","stop_reason":"tool_use",
-			"content":[{"type":"tool_use","id":"tu_1","name":"taskflow_start","input":{"controller_id":"c","goal":"g","state":{"n":1}}}],
+			"content":[{"type":"tool_use","id":"tu_1","name":"taskflow_start","input":{"controller_id":"kate/c","goal":"g","state":{"n":1}}}],
 			"usage":{"input_tokens":1,"output_tokens":1}}`,
 		final: `{"id":"msg_2","type":"message","role":"assistant","model":"m","stop_reason":"end_turn",
 			"content":[{"type":"text","text":"Started."}],"usage":{"input_tokens":1,"output_tokens":1}}`,
@@ -160,7 +160,7 @@ func TestGemini(t *testing.T) {
 	tool, m := newTool(t)
 	fp := &fakeProvider{
 		first: `{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"taskflow_start",
-			"args":{"controller_id":"c","goal":"g","state_json":"{\"n\":1}"}}}]}}]}`,
+			"args":{"controller_id":"kate/c","goal":"g","state_json":"{\"n\":1}"}}}]}}]}`,
 		final: `{"candidates":[{"content":{"role":"model","parts":[{"text":"Started."}]}}]}`,
 	}
 	srv := httptest.NewServer(fp)
@@ -185,7 +185,7 @@ func TestGemini(t *testing.T) {
 // A refused call reaches the model as text it can act on.
 func TestToolErrorsReachTheModel(t *testing.T) {
 	tool, _ := newTool(t)
-	out, err := tool.CallTool(context.Background(), session, "taskflow_start", json.RawMessage(`{"controller_id":"c"}`))
+	out, err := tool.CallTool(context.Background(), session, "taskflow_start", json.RawMessage(`{"controller_id":"kate/c"}`))
 	if got := toolResult(out, err); !strings.Contains(got, "goal cannot be empty") {
 		t.Fatalf("the model reads %q", got)
 	}

@@ -178,11 +178,11 @@ func TestServerInProcess(t *testing.T) {
 		}
 		wantUpdate(t, a, uri)
 
-		id2 := flowOf(t, a.call("taskflow_start", map[string]any{"controller_id": "c", "goal": "g2"}, false))["id"].(string)
+		id2 := flowOf(t, a.call("taskflow_start", map[string]any{"controller_id": "kate/c", "goal": "g2"}, false))["id"].(string)
 		if f = flowOf(t, a.call("taskflow_finish", map[string]any{"flow_id": id2, "final_state": map[string]any{"done": true}}, false)); f["status"] != "finished" {
 			t.Fatalf("finish: %v", f)
 		}
-		id3 := flowOf(t, a.call("taskflow_start", map[string]any{"controller_id": "c", "goal": "g3"}, false))["id"].(string)
+		id3 := flowOf(t, a.call("taskflow_start", map[string]any{"controller_id": "kate/c", "goal": "g3"}, false))["id"].(string)
 		if f = flowOf(t, a.call("taskflow_fail", map[string]any{"flow_id": id3, "reason": "no"}, false)); f["status"] != "failed" {
 			t.Fatalf("fail: %v", f)
 		}
@@ -194,7 +194,7 @@ func TestServerInProcess(t *testing.T) {
 			t.Fatalf("resources/list: %v %v", res, err)
 		}
 		// Bad arguments come back as a tool error the model can read.
-		if e := a.call("taskflow_start", map[string]any{"controller_id": "c"}, true); !strings.Contains(e["error"].(string), "goal cannot be empty") {
+		if e := a.call("taskflow_start", map[string]any{"controller_id": "kate/c"}, true); !strings.Contains(e["error"].(string), "goal cannot be empty") {
 			t.Fatalf("start without goal: %v", e)
 		}
 
@@ -266,7 +266,7 @@ func TestServerCombinedTool(t *testing.T) {
 		if an := tools.Tools[0].Annotations; an.ReadOnlyHint || !*an.DestructiveHint {
 			t.Fatalf("annotations %+v", an)
 		}
-		f := flowOf(t, a.call("taskflow", map[string]any{"action": "start", "controller_id": "c", "goal": "g", "state_json": `{"a":1}`}, false))
+		f := flowOf(t, a.call("taskflow", map[string]any{"action": "start", "controller_id": "kate/c", "goal": "g", "state_json": `{"a":1}`}, false))
 		if st := f["state"].(map[string]any); st["a"] != float64(1) {
 			t.Fatalf("state %v", st)
 		}
@@ -306,7 +306,7 @@ func TestServerFixedSession(t *testing.T) {
 		}
 		defer s.Close()
 		a, b := connect(t, s), connect(t, s)
-		id := flowOf(t, a.call("taskflow_start", map[string]any{"controller_id": "c", "goal": "g"}, false))["id"].(string)
+		id := flowOf(t, a.call("taskflow_start", map[string]any{"controller_id": "kate/c", "goal": "g"}, false))["id"].(string)
 		flowOf(t, b.call("taskflow_status", map[string]any{"flow_id": id}, false))
 		f, err := m.Get(context.Background(), mustUUID(t, id))
 		if err != nil || f.OwnerSessionKey != "agent:kate:session:conv-1" {

@@ -59,14 +59,14 @@ func TestStrictSchemasValidate(t *testing.T) {
 		tool, args string
 		ok         bool
 	}{
-		{"taskflow_start", `{"controller_id":"c","goal":"g","current_step":null,"state_json":"{\"n\":1}"}`, true},
+		{"taskflow_start", `{"controller_id":"c","goal":"g","current_step":null,"state_json":"{\"n\":1}","idempotency_key":null}`, true},
 		{"taskflow_start", `{"controller_id":"c","goal":"g","current_step":null}`, false},                              // state_json missing
 		{"taskflow_start", `{"controller_id":"c","goal":"g","current_step":null,"state_json":null,"state":{}}`, false}, // extra
 		{"taskflow_wait", `{"flow_id":"` + id + `","wait_condition":{"kind":"manual","at":null,"topic":null,"correlation_id":null}}`, true},
 		{"taskflow_wait", `{"flow_id":"` + id + `","wait_condition":{"kind":"manual"}}`, false},
 		{"taskflow_list_mine", `{}`, true},
 		{"taskflow", `{"action":"status","flow_id":"` + id + `","controller_id":null,"goal":null,"current_step":null,"state_json":null,
-			"patch_json":null,"wait_condition":null,"final_state_json":null,"reason":null}`, true},
+			"patch_json":null,"wait_condition":null,"final_state_json":null,"reason":null,"idempotency_key":null}`, true},
 		{"taskflow", `{"action":"status","flow_id":"` + id + `"}`, false},
 	} {
 		err := validate(t, byName[c.tool], c.args)
