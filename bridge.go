@@ -230,16 +230,20 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 	}
 	var resumed int
 	var err error
+	// The message id names the resume: a message handled again (its ack
+	// was lost, or its engine died before acking) does not resume a flow
+	// that waits again on the same correlation id.
+	mut := mutation{call: bridgeCallID(msg.ID), callSet: true, internal: true}
 	if req.FlowID != "" {
 		id, _ := uuid.Parse(req.FlowID)
 		var f *Flow
-		f, err = e.m.TryResumeExternal(ctx, id, req.Topic, req.CorrelationID, payloadOrNil(req.Payload))
+		f, err = e.m.tryResumeExternal(ctx, id, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), mut)
 		if f != nil {
 			resumed = 1
 		}
 	} else {
 		var fs []*Flow
-		fs, err = e.m.ResumeByCorrelation(ctx, req.Topic, req.CorrelationID, payloadOrNil(req.Payload))
+		fs, err = e.m.resumeByCorrelation(ctx, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), mut)
 		resumed = len(fs)
 	}
 	e.bridgeR.Add(int64(resumed))

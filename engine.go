@@ -467,6 +467,12 @@ func (e *WaitEngine) ResumeByCorrelation(ctx context.Context, topic, correlation
 
 // TryResumeExternal: see WaitEngine.TryResumeExternal.
 func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any) (*Flow, error) {
+	return m.tryResumeExternal(ctx, flowID, topic, correlationID, payload, mutation{})
+}
+
+// tryResumeExternal is TryResumeExternal with mutation options (the
+// resume bridge names each message's calls; see bridgeCallID).
+func (m *Manager) tryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any, mut mutation) (*Flow, error) {
 	if topic == "" || correlationID == "" {
 		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
 	}
@@ -484,6 +490,7 @@ func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 	if err != nil {
 		return nil, err
 	}
+	req.mut = mut
 	f, err := m.store.transition(ctx, req)
 	if errors.Is(err, errNoMatch) {
 		return nil, nil
@@ -497,6 +504,10 @@ func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 // resumed flows (none is not an error). It looks the pair up in every
 // shard's correlation index, in one pipeline.
 func (m *Manager) ResumeByCorrelation(ctx context.Context, topic, correlationID string, payload any) ([]*Flow, error) {
+	return m.resumeByCorrelation(ctx, topic, correlationID, payload, mutation{})
+}
+
+func (m *Manager) resumeByCorrelation(ctx context.Context, topic, correlationID string, payload any, mut mutation) ([]*Flow, error) {
 	if topic == "" || correlationID == "" {
 		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
 	}
@@ -518,7 +529,7 @@ func (m *Manager) ResumeByCorrelation(ctx context.Context, topic, correlationID 
 			if err != nil {
 				continue
 			}
-			f, err := m.TryResumeExternal(ctx, id, topic, correlationID, payload)
+			f, err := m.tryResumeExternal(ctx, id, topic, correlationID, payload, mut)
 			if err != nil {
 				return out, err
 			}

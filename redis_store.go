@@ -164,7 +164,12 @@ func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []an
 	if mut.lean {
 		reply = "lean"
 	}
-	return []any{id.String(), nowMs, nowStr, exp, s.eventCap, s.maxState, token, reply}
+	call := mut.call
+	if !mut.callSet {
+		call = newCallID()
+	}
+	// ARGV[3] is the call id (it was the time as RFC 3339, unused).
+	return []any{id.String(), nowMs, call, exp, s.eventCap, s.maxState, token, reply}
 }
 
 // checkLayout makes sure the flow space was written with this store's
@@ -271,6 +276,9 @@ type mutation struct {
 	expected *int64
 	lease    *Lease
 	lean     bool
+	call     string // the call id (WithCallID); a random one when unset
+	callSet  bool
+	internal bool // the call id is the library's own (bridge messages)
 }
 
 // MutationOption adjusts one manager mutation.
@@ -530,6 +538,9 @@ type transitionReq struct {
 
 // transition runs transition.lua at the store's current time.
 func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, error) {
+	if err := r.mut.check(); err != nil {
+		return nil, err
+	}
 	_, nowMs, nowStr := s.clock()
 	f, _, err := s.runFlowScript(ctx, s.scripts.transition, r.id, s.keys.flowKeys(r.id, ""), s.transitionArgs(r, nowMs, nowStr))
 	if err != nil {
@@ -555,6 +566,9 @@ func (s *RedisStore) transitionArgs(r transitionReq, nowMs, nowStr string) []any
 
 // updateState runs update_state.lua.
 func (s *RedisStore) updateState(ctx context.Context, id uuid.UUID, patch json.RawMessage, nextStep string, mut mutation) (*Flow, error) {
+	if err := mut.check(); err != nil {
+		return nil, err
+	}
 	stateArgs, err := s.stateArgs("patch", patch, true)
 	if err != nil {
 		return nil, err
@@ -569,6 +583,9 @@ func (s *RedisStore) updateState(ctx context.Context, id uuid.UUID, patch json.R
 
 // requestCancel runs request_cancel.lua.
 func (s *RedisStore) requestCancel(ctx context.Context, id uuid.UUID, mut mutation) (*Flow, error) {
+	if err := mut.check(); err != nil {
+		return nil, err
+	}
 	_, nowMs, nowStr := s.clock()
 	f, _, err := s.runFlowScript(ctx, s.scripts.requestCancel, id, s.keys.flowKeys(id, ""), s.head(id, nowMs, nowStr, mut))
 	return f, err
@@ -766,6 +783,9 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 
 // recordStep runs record_step.lua.
 func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mutation) (*FlowStep, error) {
+	if err := mut.check(); err != nil {
+		return nil, err
+	}
 	if obs.RunID == "" {
 		return nil, fmt.Errorf("%w: run_id is required", ErrInvalidData)
 	}

@@ -133,7 +133,7 @@ func scriptError(err error, id uuid.UUID) error {
 	case "LEASELOST":
 		return fmt.Errorf("%w: flow %s", ErrLeaseLost, id)
 	case "EXISTS":
-		return fmt.Errorf("taskflow: flow %s already exists", id)
+		return fmt.Errorf("%w: flow %s", ErrAlreadyExists, id)
 	}
 	return err
 }

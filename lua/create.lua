@@ -11,6 +11,9 @@
 -- Errors: EXISTS (id already used), TOOLARGE <size>.
 -- Events: created (revision 0); mirrored also started (revision 1).
 
+if repeated() then
+  return reply()
+end
 if redis.call('EXISTS', KEYS[K_FLOW]) == 1 then
   return err('EXISTS')
 end

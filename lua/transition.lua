@@ -22,6 +22,9 @@
 --   timer entry whose flow's wait is not a timer: the entry is dropped).
 -- Events: the given kind (cancelled when a timer guard cancels).
 
+if repeated() then
+  return reply()
+end
 local f = load_flow()
 local to, kind, payload = ARGV[9], ARGV[10], ARGV[11]
 local guard = ARGV[15]

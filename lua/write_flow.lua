@@ -15,6 +15,10 @@
 --   TOOLARGE <size>.
 -- Events: the given kind.
 
+local seen = repeated()
+if seen then
+  return reply(event_of(seen))
+end
 local f = load_flow()
 if f == nil then
   return err('NOTFOUND')
