@@ -475,6 +475,12 @@ func msTime(s string) time.Time {
 
 // create runs create.lua.
 func (s *RedisStore) create(ctx context.Context, in CreateManagedInput, mirrored bool) (*Flow, error) {
+	return s.createWithID(ctx, uuid.New(), in, mirrored)
+}
+
+// createWithID runs create.lua for flow id; a taken id is
+// ErrAlreadyExists.
+func (s *RedisStore) createWithID(ctx context.Context, id uuid.UUID, in CreateManagedInput, mirrored bool) (*Flow, error) {
 	for _, r := range []struct{ name, v string }{
 		{"controller_id", in.ControllerID},
 		{"goal", in.Goal},
@@ -500,7 +506,6 @@ func (s *RedisStore) create(ctx context.Context, in CreateManagedInput, mirrored
 		"goal":          in.Goal,
 		"current_step":  in.CurrentStep,
 	})
-	id := uuid.New()
 	_, nowMs, nowStr := s.clock()
 	mir := "0"
 	if mirrored {

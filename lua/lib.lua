@@ -107,7 +107,8 @@ local function remember_pairs(f, extra)
   local ring = (RING or '') .. ' ' .. CALL .. ':' .. (f.seq or '')
   local _, count = string.gsub(ring, ' ', ' ')
   while count > n do
-    ring = string.sub(ring, string.find(ring, ' ', 2, true))
+    local at = string.find(ring, ' ', 2, true)
+    ring = string.sub(ring, at)
     count = count - 1
   end
   extra[#extra + 1] = field
