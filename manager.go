@@ -175,7 +175,9 @@ func (m *Manager) UpdateState(ctx context.Context, id uuid.UUID, patch any, next
 // creates a mirrored step; a known one has its task, status and result
 // replaced in place (same step id), keeping its child session key when
 // the observation has none. A step_observed event is appended. An unknown
-// flow is ErrNotFound. WithLease fences it like any mutation.
+// flow is ErrNotFound; a terminal flow refuses with ErrAlreadyTerminal and
+// a cancel-requested one with ErrCancelPending (a *TransitionError), writing
+// nothing. WithLease fences it like any mutation.
 func (m *Manager) RecordStepObservation(ctx context.Context, obs StepObservation, opts ...MutationOption) (*FlowStep, error) {
 	return m.store.recordStep(ctx, obs, applyMutationOptions(opts))
 }

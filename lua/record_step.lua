@@ -9,13 +9,19 @@
 --   14 result JSON ('' = none)  15 runtime for a new step
 --   16 payload of the step_observed event (JSON)
 -- Returns: the step hash (field/value pairs).
--- Errors: NOTFOUND (no such flow), LEASELOST.
+-- Errors: NOTFOUND (no such flow), LEASELOST, TERMINAL <status>,
+--   CANCELPENDING <status> (a finished or cancel-requested flow takes no
+--   more steps).
 -- Events: step_observed.
 
 if repeated() then
   return redis.call('HGETALL', KEYS[16])
 end
 local f, e = load_leased()
+if e then
+  return e
+end
+e = check_mutable(f)
 if e then
   return e
 end
