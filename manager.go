@@ -119,7 +119,9 @@ func (m *Manager) Finish(ctx context.Context, id uuid.UUID, finalState any, opts
 
 // Fail moves a running or waiting flow to failed and merges
 // {"failure":{"reason":reason,"at":<RFC 3339>}} into its state. The
-// reason is required.
+// reason is required. A flow whose state is at its size cap can still
+// fail: the failure object may take the state past the cap by its own
+// size (a reason longer than the cap itself is refused, ErrInvalidData).
 func (m *Manager) Fail(ctx context.Context, id uuid.UUID, reason string, opts ...MutationOption) (*Flow, error) {
 	if strings.TrimSpace(reason) == "" {
 		return nil, fmt.Errorf("%w: a failure reason is required", ErrInvalidData)
@@ -135,10 +137,14 @@ func (m *Manager) Fail(ctx context.Context, id uuid.UUID, reason string, opts ..
 	if err != nil {
 		return nil, err
 	}
+	// Failing must always be possible: the failure object may take the
+	// state past its cap by its own size.
+	mut := applyMutationOptions(opts)
+	mut.slack = len(failure) + 16
 	return m.store.transition(ctx, transitionReq{
 		id: id, to: StatusFailed, kind: EventFailed,
 		payload: json.RawMessage(`{"reason":` + jsonString(reason) + `}`),
-		state:   state, mut: applyMutationOptions(opts),
+		state:   state, mut: mut,
 	})
 }
 

@@ -169,7 +169,7 @@ func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []an
 		call = newCallID()
 	}
 	// ARGV[3] is the call id (it was the time as RFC 3339, unused).
-	return []any{id.String(), nowMs, call, exp, s.eventCap, s.maxState, token, reply}
+	return []any{id.String(), nowMs, call, exp, s.eventCap, s.maxState + mut.slack, token, reply}
 }
 
 // checkLayout makes sure the flow space was written with this store's
@@ -279,6 +279,7 @@ type mutation struct {
 	call     string // the call id (WithCallID); a random one when unset
 	callSet  bool
 	internal bool // the call id is the library's own (bridge messages)
+	slack    int  // bytes the state may exceed the cap by (Fail's failure object)
 }
 
 // MutationOption adjusts one manager mutation.
