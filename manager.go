@@ -126,6 +126,9 @@ func (m *Manager) Fail(ctx context.Context, id uuid.UUID, reason string, opts ..
 	if strings.TrimSpace(reason) == "" {
 		return nil, fmt.Errorf("%w: a failure reason is required", ErrInvalidData)
 	}
+	if err := checkLen("reason", reason, MaxTextBytes); err != nil {
+		return nil, err
+	}
 	now, _, _ := m.store.clock()
 	failure, err := json.Marshal(map[string]any{
 		"failure": map[string]string{"reason": reason, "at": now.Format(time.RFC3339)},

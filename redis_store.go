@@ -335,6 +335,9 @@ func (s *RedisStore) stateArgs(what string, raw json.RawMessage, merge bool) ([]
 	if err != nil {
 		return nil, err
 	}
+	if len(keys) > MaxPatchKeys {
+		return nil, fmt.Errorf("%w: %s has %d top-level keys, over the limit of %d", ErrInvalidData, what, len(keys), MaxPatchKeys)
+	}
 	mode := "object"
 	if merge {
 		mode = "merge"
@@ -491,6 +494,11 @@ func (s *RedisStore) createWithID(ctx context.Context, id uuid.UUID, in CreateMa
 			return nil, fmt.Errorf("%w: %s is required", ErrInvalidData, r.name)
 		}
 	}
+	if err := checkLens(lim("controller_id", in.ControllerID, MaxLabelBytes), lim("goal", in.Goal, MaxTextBytes),
+		lim("owner_session_key", in.OwnerSessionKey, MaxLabelBytes), lim("requester_origin", in.RequesterOrigin, MaxLabelBytes),
+		lim("current_step", in.CurrentStep, MaxLabelBytes)); err != nil {
+		return nil, err
+	}
 	state, err := toJSON("state", in.State)
 	if err != nil {
 		return nil, err
@@ -572,6 +580,9 @@ func (s *RedisStore) transitionArgs(r transitionReq, nowMs, nowStr string) []any
 
 // updateState runs update_state.lua.
 func (s *RedisStore) updateState(ctx context.Context, id uuid.UUID, patch json.RawMessage, nextStep string, mut mutation) (*Flow, error) {
+	if err := checkLen("next_step", nextStep, MaxLabelBytes); err != nil {
+		return nil, err
+	}
 	if err := mut.check(); err != nil {
 		return nil, err
 	}
@@ -627,6 +638,11 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, 
 	}
 	if strings.TrimSpace(kind) == "" {
 		return nil, nil, fmt.Errorf("%w: event kind is required", ErrInvalidData)
+	}
+	if err := checkLens(lim("event kind", kind, MaxLabelBytes), lim("controller_id", f.ControllerID, MaxLabelBytes),
+		lim("goal", f.Goal, MaxTextBytes), lim("requester_origin", f.RequesterOrigin, MaxLabelBytes),
+		lim("current_step", f.CurrentStep, MaxLabelBytes)); err != nil {
+		return nil, nil, err
 	}
 	state, err := toJSON("state", f.State)
 	if err != nil {
@@ -750,6 +766,10 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 	if st.RunID == "" {
 		return fmt.Errorf("%w: run_id is required", ErrInvalidData)
 	}
+	if err := checkLens(lim("run_id", st.RunID, MaxLabelBytes), lim("task", st.Task, MaxTextBytes),
+		lim("child_session_key", st.ChildSessionKey, MaxLabelBytes)); err != nil {
+		return err
+	}
 	if !st.Runtime.Valid() {
 		return fmt.Errorf("%w: unknown step runtime %q", ErrInvalidData, st.Runtime)
 	}
@@ -794,6 +814,10 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mu
 	}
 	if obs.RunID == "" {
 		return nil, fmt.Errorf("%w: run_id is required", ErrInvalidData)
+	}
+	if err := checkLens(lim("run_id", obs.RunID, MaxLabelBytes), lim("task", obs.Task, MaxTextBytes),
+		lim("child_session_key", obs.ChildSessionKey, MaxLabelBytes)); err != nil {
+		return nil, err
 	}
 	if !obs.Status.Valid() {
 		return nil, fmt.Errorf("%w: unknown step status %q", ErrInvalidData, obs.Status)
