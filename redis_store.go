@@ -36,6 +36,9 @@ type RedisStore struct {
 	eventCap int
 	maxState int
 
+	replicas    int           // WithReplicaAcks
+	replTimeout time.Duration // WithReplicaAcks
+
 	loadMu sync.Mutex
 	loaded bool
 	// laidOut is set once the layout check passed.
@@ -51,6 +54,9 @@ type storeConfig struct {
 	now      func() time.Time
 	eventCap int
 	maxState int
+
+	replicas    int
+	replTimeout time.Duration
 }
 
 // WithPrefix sets the first part of every key (default "taskflow"). It
@@ -118,6 +124,9 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 	if cfg.maxState < 1 {
 		return nil, fmt.Errorf("%w: state size limit %d is not positive", ErrInvalidData, cfg.maxState)
 	}
+	if cfg.replicas < 0 || (cfg.replicas > 0 && cfg.replTimeout <= 0) {
+		return nil, fmt.Errorf("%w: replica acks %d with timeout %s", ErrInvalidData, cfg.replicas, cfg.replTimeout)
+	}
 	if cfg.now == nil {
 		return nil, fmt.Errorf("%w: nil clock", ErrInvalidData)
 	}
@@ -134,6 +143,9 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 		now:      cfg.now,
 		eventCap: cfg.eventCap,
 		maxState: cfg.maxState,
+
+		replicas:    cfg.replicas,
+		replTimeout: cfg.replTimeout,
 	}, nil
 }
 
@@ -355,9 +367,13 @@ func (s *RedisStore) runFlowScript(ctx context.Context, sc *redis.Script, id uui
 	if err := s.checkLayout(ctx); err != nil {
 		return nil, nil, err
 	}
-	v, err := sc.Run(ctx, s.client, keys, args...).Result()
-	if err != nil {
+	v, err := s.runScript(ctx, sc, keys, args)
+	var nre *NotReplicatedError
+	if err != nil && !errors.As(err, &nre) {
 		return nil, nil, scriptError(err, id)
+	}
+	if nre != nil {
+		return nil, nil, fmt.Errorf("taskflow: flow %s: %w", id, nre)
 	}
 	arr, ok := v.([]any)
 	if !ok || len(arr) < 2 {
