@@ -495,7 +495,36 @@ func (m *Manager) tryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 	if errors.Is(err, errNoMatch) {
 		return nil, nil
 	}
+	if errors.Is(err, ErrStateTooLarge) {
+		return nil, m.failUnmergeable(ctx, req, topic, err)
+	}
 	return f, err
+}
+
+// failUnmergeable fails a flow whose incoming event cannot be merged (the
+// state would pass its cap), if it still waits for that event, so the
+// event is never dropped silently: the flow's failure reason says so.
+// It returns err, noting that the flow was failed.
+func (m *Manager) failUnmergeable(ctx context.Context, req transitionReq, topic string, err error) error {
+	reason := fmt.Sprintf("an event for topic %q could not be merged: %v", topic, err)
+	if len(reason) > MaxTextBytes {
+		reason = reason[:MaxTextBytes]
+	}
+	now, _, _ := m.store.clock()
+	failure, merr := json.Marshal(map[string]any{
+		"failure": map[string]string{"reason": reason, "at": now.Format(time.RFC3339)},
+	})
+	if merr != nil {
+		return err
+	}
+	state, serr := m.store.stateArgs("failure", failure, true)
+	if serr != nil {
+		return err
+	}
+	if _, ferr := m.store.transition(ctx, failReq(req.id, reason, failure, state, req.guard, req.mut)); ferr != nil {
+		return err
+	}
+	return fmt.Errorf("%w (flow %s was failed with this reason)", err, req.id)
 }
 
 // ResumeByCorrelation resumes every flow waiting for an external event

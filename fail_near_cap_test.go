@@ -1,6 +1,7 @@
 package taskflow
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -21,6 +22,26 @@ func TestFailAtStateCap(t *testing.T) {
 		}
 		if got.Status != StatusFailed || !strings.Contains(string(got.State), "out of room") {
 			t.Fatalf("failed flow: %s %s", got.Status, got.State)
+		}
+	}, WithMaxStateBytes(1010))
+}
+
+// TestUnmergeableEventFailsTheFlow: an event whose merge would pass the
+// state cap is not dropped silently: the call errors (ErrStateTooLarge)
+// and the waiting flow is failed with a reason that says so.
+func TestUnmergeableEventFailsTheFlow(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		f := must(t, try(e.m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})))
+		must(t, try(e.m.UpdateState(ctx, f.ID, map[string]string{"big": strings.Repeat("x", 900)}, "")))
+		must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("mail", "m-1"))))
+		_, err := e.m.TryResumeExternal(ctx, f.ID, "mail", "m-1", map[string]string{"body": strings.Repeat("y", 200)})
+		if !errors.Is(err, ErrStateTooLarge) {
+			t.Fatalf("resume past the cap: %v", err)
+		}
+		got := must(t, try(e.m.Get(ctx, f.ID)))
+		if got.Status != StatusFailed || !strings.Contains(string(got.State), "could not be merged") {
+			t.Fatalf("flow after an unmergeable event: %s %s", got.Status, got.State)
 		}
 	}, WithMaxStateBytes(1010))
 }

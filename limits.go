@@ -1,6 +1,13 @@
 package taskflow
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrStateTooLarge is wrapped (with ErrInvalidData) by a refusal whose
+// state would exceed the store's cap (WithMaxStateBytes).
+var ErrStateTooLarge = errors.New("taskflow: state too large")
 
 // Bounds on what one call may store, so that a flow's memory and one
 // script's work stay bounded whatever the caller sends.

@@ -140,15 +140,19 @@ func (m *Manager) Fail(ctx context.Context, id uuid.UUID, reason string, opts ..
 	if err != nil {
 		return nil, err
 	}
+	return m.store.transition(ctx, failReq(id, reason, failure, state, "", applyMutationOptions(opts)))
+}
+
+// failReq is the transition of Fail; guard as in transition.lua.
+func failReq(id uuid.UUID, reason string, failure []byte, state []any, guard string, mut mutation) transitionReq {
 	// Failing must always be possible: the failure object may take the
 	// state past its cap by its own size.
-	mut := applyMutationOptions(opts)
 	mut.slack = len(failure) + 16
-	return m.store.transition(ctx, transitionReq{
+	return transitionReq{
 		id: id, to: StatusFailed, kind: EventFailed,
 		payload: json.RawMessage(`{"reason":` + jsonString(reason) + `}`),
-		state:   state, mut: mut,
-	})
+		state:   state, guard: guard, mut: mut,
+	}
 }
 
 // RequestCancel sets the sticky cancel intent: from then on every
