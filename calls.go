@@ -19,14 +19,16 @@ const MaxCallIDBytes = 64
 
 // CallMemory is how many of a flow's most recent mutating calls the flow
 // remembers (by call id) so that a call re-sent after its reply was lost
-// applies once; resume-bridge messages have their own memory of the same
-// size. It costs each flow about 13 bytes per remembered call (a
-// library-generated id), about 105 bytes once the ring is full.
-const CallMemory = 8
+// applies once; resume-bridge messages have a memory of their own. A
+// memory is one hash field of at most 64 bytes (a longer value would
+// turn the flow hash from a listpack into a hashtable): it keeps up to
+// CallMemory library-generated ids, fewer long ones (WithCallID, bridge
+// message ids: about 3), always at least the newest.
+const CallMemory = 6
 
 // WithCallID names one logical call, so that running it again applies
-// once: a repeat of a call the flow still remembers (its CallMemory most
-// recent mutating calls) writes nothing and answers as the first run did
+// once: a repeat of a call the flow still remembers (see CallMemory)
+// writes nothing and answers as the first run did
 // (the flow as persisted now; UpdateAndAppend also the first run's
 // event). Use it to retry a mutation whose outcome you did not learn
 // (a timeout, a crash between the call and its record): pass the same id

@@ -58,19 +58,24 @@ local RECORD = {
 -- retries after a dropped connection or a read timeout; a caller retries
 -- with WithCallID) must apply once and answer as the first run did. Each
 -- call carries an id (ARGV[3]); a call that wrote remembers it in the
--- flow hash, in a ring of the newest entries ' <call id>:<event id>':
--- field 'calls' (CALL_MEMORY entries) for library calls, 'xcalls'
--- (MSG_MEMORY entries) for resume-bridge messages (ids starting with
--- '~'), so a message redelivered long after is still recognised however
--- busy the flow was meanwhile. Call ids hold no space and no ':'.
-local CALL_MEMORY, MSG_MEMORY = 8, 8
+-- flow hash, in a ring of the newest entries ' <call id>:<event id>'
+-- (the event id only when RECORD_SEQ: write_flow answers with its event):
+-- field 'calls' for library calls, 'xcalls' for resume-bridge messages
+-- (ids starting with '~'), so a message redelivered long after is still
+-- recognised however busy the flow was meanwhile. A ring keeps at most
+-- CALL_MEMORY entries and RING_BYTES bytes (always the newest entry):
+-- a hash field over 64 bytes would turn the whole flow hash from a
+-- listpack into a hashtable, costing every flow hundreds of bytes. Call
+-- ids hold no space and no ':'.
+local CALL_MEMORY, RING_BYTES = 6, 64
+local RECORD_SEQ = false
 local RING -- the ring as read by repeated(), false when absent
 
 local function call_field()
   if string.byte(CALL, 1) == 126 then -- '~'
-    return 'xcalls', MSG_MEMORY
+    return 'xcalls'
   end
-  return 'calls', CALL_MEMORY
+  return 'calls'
 end
 
 -- repeated returns the event id (a string, maybe '') this call recorded
@@ -100,13 +105,17 @@ local function remember_pairs(f, extra)
     return
   end
   f.remembered = true
-  local field, n = call_field()
+  local field = call_field()
   if RING == nil then
     RING = redis.call('HGET', KEYS[1], field)
   end
-  local ring = (RING or '') .. ' ' .. CALL .. ':' .. (f.seq or '')
+  local seq = ''
+  if RECORD_SEQ then
+    seq = f.seq or ''
+  end
+  local ring = (RING or '') .. ' ' .. CALL .. ':' .. seq
   local _, count = string.gsub(ring, ' ', ' ')
-  while count > n do
+  while count > 1 and (count > CALL_MEMORY or #ring > RING_BYTES) do
     local at = string.find(ring, ' ', 2, true)
     ring = string.sub(ring, at)
     count = count - 1
