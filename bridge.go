@@ -242,17 +242,21 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 	}
 	var resumed int
 	var err error
+	// The message id names the resume: a message handled again (its ack
+	// was lost, or its engine died before acking) does not resume a flow
+	// that waits again on the same correlation id.
+	mut := mutation{call: bridgeCallID(msg.ID), callSet: true, internal: true}
 	var fs []*Flow
 	if req.FlowID != "" {
 		id, _ := uuid.Parse(req.FlowID)
 		var f *Flow
-		f, err = e.m.tryResumeExternal(ctx, id, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), bridgeEventPrefix+msg.ID)
+		f, err = e.m.tryResumeExternal(ctx, id, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), bridgeEventPrefix+msg.ID, mut)
 		if f != nil {
 			resumed = 1
 			fs = []*Flow{f}
 		}
 	} else {
-		fs, err = e.m.resumeByCorrelation(ctx, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), bridgeEventPrefix+msg.ID)
+		fs, err = e.m.resumeByCorrelation(ctx, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), bridgeEventPrefix+msg.ID, mut)
 		resumed = len(fs)
 	}
 	if ev != nil {

@@ -545,12 +545,14 @@ func (e *WaitEngine) ResumeByCorrelation(ctx context.Context, topic, correlation
 
 // TryResumeExternal: see WaitEngine.TryResumeExternal.
 func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any) (*Flow, error) {
-	return m.tryResumeExternal(ctx, flowID, topic, correlationID, payload, newEventID())
+	return m.tryResumeExternal(ctx, flowID, topic, correlationID, payload, newEventID(), mutation{})
 }
 
 // tryResumeExternal is TryResumeExternal with the event's id (the bridge
-// names an event by its message, so a re-sent message is recognised).
-func (m *Manager) tryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any, eventID string) (*Flow, error) {
+// names an event by its message, so a re-sent message is recognised) and
+// mutation options (the bridge names each message's calls; see
+// bridgeCallID).
+func (m *Manager) tryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any, eventID string, mut mutation) (*Flow, error) {
 	if topic == "" || correlationID == "" {
 		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
 	}
@@ -579,11 +581,41 @@ func (m *Manager) tryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 	if err != nil {
 		return nil, err
 	}
+	req.mut = mut
 	f, err := m.store.transition(ctx, req)
 	if errors.Is(err, errNoMatch) {
 		return nil, nil
 	}
+	if errors.Is(err, ErrStateTooLarge) {
+		return nil, m.failUnmergeable(ctx, req, topic, err)
+	}
 	return f, err
+}
+
+// failUnmergeable fails a flow whose incoming event cannot be merged (the
+// state would pass its cap), if it still waits for that event, so the
+// event is never dropped silently: the flow's failure reason says so.
+// It returns err, noting that the flow was failed.
+func (m *Manager) failUnmergeable(ctx context.Context, req transitionReq, topic string, err error) error {
+	reason := fmt.Sprintf("an event for topic %q could not be merged: %v", topic, err)
+	if len(reason) > MaxTextBytes {
+		reason = reason[:MaxTextBytes]
+	}
+	now, _, _ := m.store.clock()
+	failure, merr := json.Marshal(map[string]any{
+		"failure": map[string]string{"reason": reason, "at": now.Format(time.RFC3339)},
+	})
+	if merr != nil {
+		return err
+	}
+	state, serr := m.store.stateArgs("failure", failure, true)
+	if serr != nil {
+		return err
+	}
+	if _, ferr := m.store.transition(ctx, failReq(req.id, reason, failure, state, req.guard, req.mut)); ferr != nil {
+		return err
+	}
+	return fmt.Errorf("%w (flow %s was failed with this reason)", err, req.id)
 }
 
 // ResumeByCorrelation resumes a flow waiting for an external event with
@@ -598,10 +630,10 @@ func (m *Manager) tryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 // at most one flow. With the mailbox off, every flow waiting for the pair
 // is resumed and an event nobody waits for is dropped.
 func (m *Manager) ResumeByCorrelation(ctx context.Context, topic, correlationID string, payload any) ([]*Flow, error) {
-	return m.resumeByCorrelation(ctx, topic, correlationID, payload, newEventID())
+	return m.resumeByCorrelation(ctx, topic, correlationID, payload, newEventID(), mutation{})
 }
 
-func (m *Manager) resumeByCorrelation(ctx context.Context, topic, correlationID string, payload any, eventID string) ([]*Flow, error) {
+func (m *Manager) resumeByCorrelation(ctx context.Context, topic, correlationID string, payload any, eventID string, mut mutation) ([]*Flow, error) {
 	if topic == "" || correlationID == "" {
 		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
 	}
@@ -631,7 +663,7 @@ func (m *Manager) resumeByCorrelation(ctx context.Context, topic, correlationID 
 	}
 	var out []*Flow
 	for _, id := range ids {
-		f, err := m.tryResumeExternal(ctx, id, topic, correlationID, p, eventID)
+		f, err := m.tryResumeExternal(ctx, id, topic, correlationID, p, eventID, mut)
 		if err != nil {
 			return out, err
 		}

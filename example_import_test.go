@@ -55,7 +55,7 @@ func ExampleRedisStore_InsertFlow() {
 		log.Fatal(err)
 	}
 	_, err = store.InsertFlow(ctx, f)
-	fmt.Println("again:", errors.Is(err, taskflow.ErrFlowExists))
+	fmt.Println("again:", errors.Is(err, taskflow.ErrAlreadyExists))
 
 	events, _ := store.ListEvents(ctx, f.ID, 10)
 	for _, ev := range events {

@@ -439,9 +439,10 @@ func TestAwkwardStringsWork(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := e.ctx
 		victim := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
-		long := strings.Repeat("é", 5000) // 10,000 bytes
+		long := strings.Repeat("é", 5000)     // 10,000 bytes
+		longLabel := strings.Repeat("é", 500) // 1,000 bytes: labels are capped at MaxLabelBytes
 		owners := []string{
-			"agent:{0}:session:}{", "x\x00y", long,
+			"agent:{0}:session:}{", "x\x00y", longLabel,
 			// Crafted to look like other keys of the flow space.
 			e.prefix + ":{0}:flow:" + victim.ID.String(),
 			"} :status:running", "*", "[a-z]?",

@@ -19,10 +19,6 @@ import (
 // overwrite one step. Each is one script that keeps every index in step
 // with the records it writes, so Verify stays clean after any mix of them.
 
-// ErrFlowExists: a flow with that id is already stored. InsertFlow
-// refuses with it and writes nothing.
-var ErrFlowExists = errors.New("taskflow: flow already exists")
-
 // EventImported is the kind of the one audit event InsertFlow writes when
 // it is given no audit log (a flow always has at least one event).
 const EventImported = "imported"
@@ -71,7 +67,7 @@ func InsertWithEvents(events ...*FlowEvent) InsertOption {
 // InsertWithEvents, all in one script: either all of it is written or
 // nothing. Without InsertWithEvents it writes one event of kind
 // EventImported at UpdatedAt. A flow with f.ID already stored is refused
-// with ErrFlowExists.
+// with ErrAlreadyExists.
 //
 // Every index follows the record: the status index (scored by
 // UpdatedAt), the owner's (by CreatedAt), a waiting flow's timer or
@@ -106,7 +102,7 @@ func (s *RedisStore) InsertFlow(ctx context.Context, f *Flow, opts ...InsertOpti
 
 // CheckInsert makes every check InsertFlow makes before it writes, and
 // writes nothing: a dry run. It returns the error InsertFlow would return
-// for f and opts, except ErrFlowExists (it does not read Redis).
+// for f and opts, except ErrAlreadyExists (it does not read Redis).
 func (s *RedisStore) CheckInsert(f *Flow, opts ...InsertOption) error {
 	_, _, err := s.prepareInsert(f, opts)
 	return err

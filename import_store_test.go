@@ -143,8 +143,8 @@ func TestInsertFlowEveryStatus(t *testing.T) {
 		before := e.dump()
 		again := importedFlow(e, StatusCreated, nil, false)
 		again.ID = flows["running"].ID
-		if _, err := e.store.InsertFlow(e.ctx, again); !errors.Is(err, ErrFlowExists) {
-			t.Fatalf("second insert: %v, want ErrFlowExists", err)
+		if _, err := e.store.InsertFlow(e.ctx, again); !errors.Is(err, ErrAlreadyExists) {
+			t.Fatalf("second insert: %v, want ErrAlreadyExists", err)
 		}
 		if after := e.dump(); !reflect.DeepEqual(before, after) {
 			t.Fatal("a refused insert changed the flow space")

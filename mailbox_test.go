@@ -167,8 +167,8 @@ func TestEarlyEventResentBridgeMessage(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		f := e.runningFlow(t)
 		for i := 0; i < 2; i++ {
-			must(t, try(e.m.tryResumeExternal(e.ctx, f.ID, "t", "c", "p", "s1-0")))
-			must(t, try(e.m.resumeByCorrelation(e.ctx, "t", "d", "q", "s2-0")))
+			must(t, try(e.m.tryResumeExternal(e.ctx, f.ID, "t", "c", "p", "s1-0", mutation{})))
+			must(t, try(e.m.resumeByCorrelation(e.ctx, "t", "d", "q", "s2-0", mutation{})))
 		}
 		if n := e.countEarly(t); n != 2 {
 			t.Fatalf("%d kept events, want 2", n)
@@ -177,17 +177,17 @@ func TestEarlyEventResentBridgeMessage(t *testing.T) {
 		must(t, try(e.m.SetWaiting(e.ctx, f.ID, WaitExternalEvent("t", "c"))))
 		g := e.runningFlow(t)
 		requireEarlyResumed(t, e, must(t, try(e.m.SetWaiting(e.ctx, g.ID, WaitExternalEvent("t", "d")))), "q")
-		if again := must(t, try(e.m.tryResumeExternal(e.ctx, f.ID, "t", "c", "p", "s1-0"))); again != nil {
+		if again := must(t, try(e.m.tryResumeExternal(e.ctx, f.ID, "t", "c", "p", "s1-0", mutation{}))); again != nil {
 			t.Fatalf("a re-sent event resumed the flow again: %+v", again)
 		}
-		must(t, try(e.m.resumeByCorrelation(e.ctx, "t", "d", "q", "s2-0")))
+		must(t, try(e.m.resumeByCorrelation(e.ctx, "t", "d", "q", "s2-0", mutation{})))
 		if n := e.countEarly(t); n != 0 {
 			t.Fatalf("%d kept events after the messages came again, want 0", n)
 		}
 		// An event the bridge delivered live is remembered too.
 		h := e.waitingFlow(t, WaitExternalEvent("t", "live"))
 		for i := 0; i < 2; i++ {
-			must(t, try(e.m.resumeByCorrelation(e.ctx, "t", "live", nil, "s3-0")))
+			must(t, try(e.m.resumeByCorrelation(e.ctx, "t", "live", nil, "s3-0", mutation{})))
 		}
 		if g := must(t, try(e.m.Get(e.ctx, h.ID))); g.Status != StatusRunning || e.countEarly(t) != 0 {
 			t.Fatalf("live bridge event: flow %s, %d kept", g.Status, e.countEarly(t))

@@ -139,12 +139,17 @@ func (m *Manager) Finish(ctx context.Context, id uuid.UUID, finalState any, opts
 
 // Fail moves a running or waiting flow to failed and merges
 // {"failure":{"reason":reason,"at":<RFC 3339>}} into its state. The
-// reason is required.
+// reason is required. A flow whose state is at its size cap can still
+// fail: the failure object may take the state past the cap by its own
+// size (a reason longer than the cap itself is refused, ErrInvalidData).
 func (m *Manager) Fail(ctx context.Context, id uuid.UUID, reason string, opts ...MutationOption) (*Flow, error) {
 	if strings.TrimSpace(reason) == "" {
 		return nil, fmt.Errorf("%w: a failure reason is required", ErrInvalidData)
 	}
 	if err := checkText("the failure reason", reason); err != nil {
+		return nil, err
+	}
+	if err := checkLen("reason", reason, MaxTextBytes); err != nil {
 		return nil, err
 	}
 	now, _, _ := m.store.clock()
@@ -158,11 +163,19 @@ func (m *Manager) Fail(ctx context.Context, id uuid.UUID, reason string, opts ..
 	if err != nil {
 		return nil, err
 	}
-	return m.store.transition(ctx, transitionReq{
+	return m.store.transition(ctx, failReq(id, reason, failure, state, "", applyMutationOptions(opts)))
+}
+
+// failReq is the transition of Fail; guard as in transition.lua.
+func failReq(id uuid.UUID, reason string, failure []byte, state []any, guard string, mut mutation) transitionReq {
+	// Failing must always be possible: the failure object may take the
+	// state past its cap by its own size.
+	mut.slack = len(failure) + 16
+	return transitionReq{
 		id: id, to: StatusFailed, kind: EventFailed,
 		payload: json.RawMessage(`{"reason":` + jsonString(reason) + `}`),
-		state:   state, mut: applyMutationOptions(opts),
-	})
+		state:   state, guard: guard, mut: mut,
+	}
 }
 
 // RequestCancel sets the sticky cancel intent: from then on every
@@ -203,7 +216,9 @@ func (m *Manager) UpdateState(ctx context.Context, id uuid.UUID, patch any, next
 // creates a mirrored step; a known one has its task, status and result
 // replaced in place (same step id), keeping its child session key when
 // the observation has none. A step_observed event is appended. An unknown
-// flow is ErrNotFound. WithLease fences it like any mutation.
+// flow is ErrNotFound; a terminal flow refuses with ErrAlreadyTerminal and
+// a cancel-requested one with ErrCancelPending (a *TransitionError), writing
+// nothing. WithLease fences it like any mutation.
 func (m *Manager) RecordStepObservation(ctx context.Context, obs StepObservation, opts ...MutationOption) (*FlowStep, error) {
 	return m.store.recordStep(ctx, obs, applyMutationOptions(opts))
 }

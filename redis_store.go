@@ -40,6 +40,9 @@ type RedisStore struct {
 	// idemSpace namespaces the flow ids derived from idempotency keys.
 	idemSpace uuid.UUID
 
+	replicas    int           // WithReplicaAcks
+	replTimeout time.Duration // WithReplicaAcks
+
 	loadMu sync.Mutex
 	loaded bool
 	// laidOut is set once the layout check passed.
@@ -60,6 +63,9 @@ type storeConfig struct {
 	maxState int
 	early    earlyConfig
 	obs      *Observer
+
+	replicas    int
+	replTimeout time.Duration
 }
 
 // WithPrefix sets the first part of every key (default "taskflow"). It
@@ -128,6 +134,9 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 	if cfg.maxState < 1 {
 		return nil, fmt.Errorf("%w: state size limit %d is not positive", ErrInvalidData, cfg.maxState)
 	}
+	if cfg.replicas < 0 || (cfg.replicas > 0 && cfg.replTimeout <= 0) {
+		return nil, fmt.Errorf("%w: replica acks %d with timeout %s", ErrInvalidData, cfg.replicas, cfg.replTimeout)
+	}
 	if cfg.now == nil {
 		return nil, fmt.Errorf("%w: nil clock", ErrInvalidData)
 	}
@@ -140,16 +149,18 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 		return nil, err
 	}
 	return &RedisStore{
-		client:    client,
-		cluster:   cluster,
-		keys:      newKeyspace(cfg.prefix, cfg.shards),
-		idemSpace: flowSpaceNamespace(cfg.prefix),
-		scripts:   sc,
-		now:       cfg.now,
-		eventCap:  cfg.eventCap,
-		maxState:  cfg.maxState,
-		early:     cfg.early,
-		obs:       cfg.obs,
+		client:      client,
+		cluster:     cluster,
+		keys:        newKeyspace(cfg.prefix, cfg.shards),
+		idemSpace:   flowSpaceNamespace(cfg.prefix),
+		scripts:     sc,
+		now:         cfg.now,
+		eventCap:    cfg.eventCap,
+		maxState:    cfg.maxState,
+		early:       cfg.early,
+		obs:         cfg.obs,
+		replicas:    cfg.replicas,
+		replTimeout: cfg.replTimeout,
 	}, nil
 }
 
@@ -180,7 +191,12 @@ func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []an
 	if mut.lean {
 		reply = "lean"
 	}
-	return []any{id.String(), nowMs, nowStr, exp, s.eventCap, s.maxState, token, reply}
+	call := mut.call
+	if !mut.callSet {
+		call = newCallID()
+	}
+	// ARGV[3] is the call id (it was the time as RFC 3339, unused).
+	return []any{id.String(), nowMs, call, exp, s.eventCap, s.maxState + mut.slack, token, reply}
 }
 
 // checkLayout makes sure the flow space was written with this store's
@@ -349,6 +365,10 @@ type mutation struct {
 	lease    *Lease
 	lean     bool
 	audit    *auditNote // WithAudit, audit.go
+	call     string     // the call id (WithCallID); a random one when unset
+	callSet  bool
+	internal bool // the call id is the library's own (bridge messages)
+	slack    int  // bytes the state may exceed the cap by (Fail's failure object)
 }
 
 // MutationOption adjusts one manager mutation.
@@ -404,6 +424,9 @@ func (s *RedisStore) stateArgs(what string, raw json.RawMessage, merge bool) ([]
 	if err != nil {
 		return nil, err
 	}
+	if len(keys) > MaxPatchKeys {
+		return nil, fmt.Errorf("%w: %s has %d top-level keys, over the limit of %d", ErrInvalidData, what, len(keys), MaxPatchKeys)
+	}
 	mode := "object"
 	if merge {
 		mode = "merge"
@@ -426,9 +449,13 @@ func (s *RedisStore) runFlowScript(ctx context.Context, sc *redis.Script, id uui
 	if s.observing() {
 		defer s.observeDeferred(ctx, sc, meta, id, time.Now(), &f, &raw, &err)
 	}
-	v, raw := sc.Run(ctx, s.client, keys, args...).Result()
-	if raw != nil {
+	v, raw := s.runScript(ctx, sc, keys, args)
+	var nre *NotReplicatedError
+	if raw != nil && !errors.As(raw, &nre) {
 		return nil, nil, scriptError(raw, id)
+	}
+	if nre != nil {
+		return nil, nil, fmt.Errorf("taskflow: flow %s: %w", id, nre)
 	}
 	arr, ok := v.([]any)
 	if !ok || len(arr) < 2 {
@@ -552,6 +579,12 @@ func msTime(s string) time.Time {
 
 // create runs create.lua.
 func (s *RedisStore) create(ctx context.Context, in CreateManagedInput, mirrored bool) (*Flow, error) {
+	return s.createWithID(ctx, uuid.New(), in, mirrored)
+}
+
+// createWithID runs create.lua for flow id; a taken id is
+// ErrAlreadyExists.
+func (s *RedisStore) createWithID(ctx context.Context, id uuid.UUID, in CreateManagedInput, mirrored bool) (*Flow, error) {
 	for _, r := range []struct{ name, v string }{
 		{"controller_id", in.ControllerID},
 		{"goal", in.Goal},
@@ -563,6 +596,11 @@ func (s *RedisStore) create(ctx context.Context, in CreateManagedInput, mirrored
 	}
 	if err := checkText("controller_id", in.ControllerID, "goal", in.Goal, "owner_session_key", in.OwnerSessionKey,
 		"requester_origin", in.RequesterOrigin, "current_step", in.CurrentStep); err != nil {
+		return nil, err
+	}
+	if err := checkLens(lim("controller_id", in.ControllerID, MaxLabelBytes), lim("goal", in.Goal, MaxTextBytes),
+		lim("owner_session_key", in.OwnerSessionKey, MaxLabelBytes), lim("requester_origin", in.RequesterOrigin, MaxLabelBytes),
+		lim("current_step", in.CurrentStep, MaxLabelBytes)); err != nil {
 		return nil, err
 	}
 	state, err := toJSON("state", in.State)
@@ -581,9 +619,12 @@ func (s *RedisStore) create(ctx context.Context, in CreateManagedInput, mirrored
 		"goal":          in.Goal,
 		"current_step":  in.CurrentStep,
 	})
-	id, fingerprint, err := s.idempotency(in, mirrored, state)
+	kid, fingerprint, err := s.idempotency(in, mirrored, state)
 	if err != nil {
 		return nil, err
+	}
+	if in.IdempotencyKey != "" {
+		id = kid // the key names the flow
 	}
 	_, nowMs, nowStr := s.clock()
 	mir := "0"
@@ -634,6 +675,9 @@ type transitionReq struct {
 
 // transition runs transition.lua at the store's current time.
 func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, error) {
+	if err := r.mut.check(); err != nil {
+		return nil, err
+	}
 	_, nowMs, nowStr := s.clock()
 	sc, keys := s.scripts.transition, s.keys.flowKeys(r.id, "")
 	if r.inbox {
@@ -675,6 +719,12 @@ func (s *RedisStore) updateState(ctx context.Context, id uuid.UUID, patch json.R
 	if err := checkText("the next step", nextStep); err != nil {
 		return nil, err
 	}
+	if err := checkLen("next_step", nextStep, MaxLabelBytes); err != nil {
+		return nil, err
+	}
+	if err := mut.check(); err != nil {
+		return nil, err
+	}
 	stateArgs, err := s.stateArgs("patch", patch, true)
 	if err != nil {
 		return nil, err
@@ -689,6 +739,9 @@ func (s *RedisStore) updateState(ctx context.Context, id uuid.UUID, patch json.R
 
 // requestCancel runs request_cancel.lua.
 func (s *RedisStore) requestCancel(ctx context.Context, id uuid.UUID, mut mutation) (*Flow, error) {
+	if err := mut.check(); err != nil {
+		return nil, err
+	}
 	_, nowMs, nowStr := s.clock()
 	f, _, err := s.runFlowScript(ctx, s.scripts.requestCancel, id, s.keys.flowKeys(id, ""), s.head(id, nowMs, nowStr, mut))
 	return f, err
@@ -727,6 +780,11 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, 
 	}
 	if err := checkText("controller_id", f.ControllerID, "goal", f.Goal, "owner_session_key", f.OwnerSessionKey,
 		"requester_origin", f.RequesterOrigin, "current_step", f.CurrentStep, "event kind", kind); err != nil {
+		return nil, nil, err
+	}
+	if err := checkLens(lim("event kind", kind, MaxLabelBytes), lim("controller_id", f.ControllerID, MaxLabelBytes),
+		lim("goal", f.Goal, MaxTextBytes), lim("requester_origin", f.RequesterOrigin, MaxLabelBytes),
+		lim("current_step", f.CurrentStep, MaxLabelBytes)); err != nil {
 		return nil, nil, err
 	}
 	state, err := toJSON("state", f.State)
@@ -854,6 +912,10 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 	if err := checkText("run_id", st.RunID, "task", st.Task, "child_session_key", st.ChildSessionKey); err != nil {
 		return err
 	}
+	if err := checkLens(lim("run_id", st.RunID, MaxLabelBytes), lim("task", st.Task, MaxTextBytes),
+		lim("child_session_key", st.ChildSessionKey, MaxLabelBytes)); err != nil {
+		return err
+	}
 	if !st.Runtime.Valid() {
 		return fmt.Errorf("%w: unknown step runtime %q", ErrInvalidData, st.Runtime)
 	}
@@ -895,10 +957,17 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 
 // recordStep runs record_step.lua.
 func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mutation) (*FlowStep, error) {
+	if err := mut.check(); err != nil {
+		return nil, err
+	}
 	if obs.RunID == "" {
 		return nil, fmt.Errorf("%w: run_id is required", ErrInvalidData)
 	}
 	if err := checkText("run_id", obs.RunID, "task", obs.Task, "child_session_key", obs.ChildSessionKey); err != nil {
+		return nil, err
+	}
+	if err := checkLens(lim("run_id", obs.RunID, MaxLabelBytes), lim("task", obs.Task, MaxTextBytes),
+		lim("child_session_key", obs.ChildSessionKey, MaxLabelBytes)); err != nil {
 		return nil, err
 	}
 	if !obs.Status.Valid() {

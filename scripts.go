@@ -169,7 +169,7 @@ func scriptError(err error, id uuid.UUID) error {
 	case "ILLEGAL":
 		return &TransitionError{FlowID: id, From: FlowStatus(detail), Err: ErrIllegalTransition}
 	case "TOOLARGE":
-		return fmt.Errorf("%w: the state of flow %s would be %s bytes, over the limit", ErrInvalidData, id, detail)
+		return fmt.Errorf("%w: %w: the state of flow %s would be %s bytes, over the limit", ErrInvalidData, ErrStateTooLarge, id, detail)
 	case "DUPSTEP":
 		return fmt.Errorf("%w: flow %s", ErrDuplicateStep, id)
 	case "IMMUTABLE":
@@ -182,7 +182,7 @@ func scriptError(err error, id uuid.UUID) error {
 	case "IDEMCONFLICT":
 		return ErrIdempotencyConflict
 	case "EXISTS":
-		return fmt.Errorf("%w: %s", ErrFlowExists, id)
+		return fmt.Errorf("%w: flow %s", ErrAlreadyExists, id)
 	}
 	return err
 }

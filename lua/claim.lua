@@ -11,6 +11,9 @@
 -- Events: claimed {worker} with the lease token; the revision does not
 --   change (a lease is not part of the flow record).
 
+if repeated() then
+  return reply()
+end
 local f = load_flow()
 if f == nil or f.status ~= 'running' or f.controller ~= ARGV[11] then
   redis.call('ZREM', KEYS[K_BASE] .. ':ready:' .. ARGV[11], ID)

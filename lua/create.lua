@@ -17,6 +17,9 @@
 --   from other input), TOOLARGE <size>.
 -- Events: created (revision 0); mirrored also started (revision 1).
 
+if repeated() then
+  return reply()
+end
 if redis.call('EXISTS', KEYS[K_FLOW]) == 1 then
   if ARGV[16] == '' then
     return err('EXISTS')

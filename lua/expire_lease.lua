@@ -10,6 +10,9 @@
 -- Events: lease_expired {worker, lease}, naming the lease; the revision
 --   does not change.
 
+if repeated() then
+  return reply()
+end
 local exp = redis.call('ZSCORE', KEYS[K_LEASEXP], ID)
 if not exp or tonumber(exp) > tonumber(NOW_MS) then
   return err('NOMATCH')

@@ -7,10 +7,14 @@
 -- Errors: NOTFOUND, LEASELOST (expired, released, or another worker's).
 -- Events: none.
 
+if repeated() then
+  return 1
+end
 local f, e = load_leased()
 if e then
   return e
 end
+remember(f)
 local worker = string.match(redis.call('HGET', KEYS[K_LEASES], ID), '^[^|]*|%d+|(.*)$')
 redis.call('HSET', KEYS[K_LEASES], ID, LEASE .. '|' .. ARGV[9] .. '|' .. worker)
 redis.call('ZADD', KEYS[K_LEASEXP], ARGV[9], ID)

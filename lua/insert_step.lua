@@ -5,13 +5,18 @@
 --   7 child session key ('' = none)  8 result JSON ('' = none)
 --   9 created_at ms  10 updated_at ms
 -- Returns: 1.
--- Errors: NOTFOUND (no such flow), DUPSTEP (the run id is taken).
+-- Errors: NOTFOUND (no such flow), DUPSTEP (the run id is taken by
+--   another step; the same step id again is a re-sent call: 1).
 -- Events: none (store level).
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return err('NOTFOUND')
 end
 if redis.call('EXISTS', KEYS[3]) == 1 then
+  -- The same step again (a re-sent call: same step id) is not a duplicate.
+  if redis.call('HGET', KEYS[3], 'id') == ARGV[1] then
+    return 1
+  end
   return err('DUPSTEP')
 end
 redis.call('HSET', KEYS[3], 'id', ARGV[1], 'flow_id', ARGV[2], 'runtime', ARGV[3],

@@ -29,7 +29,7 @@
 -- '<base>:watch' carries every audit entry as '<flow id> <entry>'.
 --
 -- The common ARGV head of mutation scripts:
---   1 flow id  2 now (unix ms)  3 now (RFC 3339, UTC)
+--   1 flow id  2 now (unix ms)  3 call id ('' = none; see repeated)
 --   4 expected revision ('' = any)  5 event cap (0 = none)
 --   6 state size limit in bytes  7 lease token ('' = no lease)
 --   8 reply: 'full' (record and state) or 'lean' (record only)
@@ -43,7 +43,7 @@ local K_FLOW, K_EVENTS, K_STEPS = 1, 2, 3
 local K_TIMERS, K_CANCELWAIT, K_CORR = 10, 11, 12
 local K_LEASES, K_LEASEXP, K_BASE, K_OWNER = 13, 14, 15, 16
 
-local ID, NOW_MS, NOW_STR = ARGV[1], ARGV[2], ARGV[3]
+local ID, NOW_MS, CALL = ARGV[1], ARGV[2], ARGV[3]
 local EXPECTED, EVENT_CAP, STATE_LIMIT = ARGV[4], tonumber(ARGV[5] or '0'), tonumber(ARGV[6] or '0')
 local LEASE, REPLY = ARGV[7] or '', ARGV[8] or 'full'
 
@@ -54,6 +54,85 @@ local RECORD = {
   'updated', 'wait', 'corr', 'raw', 'size',
   'seq', 'att', 'tp',
 }
+
+-- Call memory: a mutation re-sent after its reply was lost (go-redis
+-- retries after a dropped connection or a read timeout; a caller retries
+-- with WithCallID) must apply once and answer as the first run did. Each
+-- call carries an id (ARGV[3]); a call that wrote remembers it in the
+-- flow hash, in a ring of the newest entries ' <call id>:<event id>'
+-- (the event id only when RECORD_SEQ: write_flow answers with its event):
+-- field 'calls' for library calls, 'xcalls' for resume-bridge messages
+-- (ids starting with '~'), so a message redelivered long after is still
+-- recognised however busy the flow was meanwhile. A ring keeps at most
+-- CALL_MEMORY entries and RING_BYTES bytes (always the newest entry):
+-- a hash field over 64 bytes would turn the whole flow hash from a
+-- listpack into a hashtable, costing every flow hundreds of bytes. Call
+-- ids hold no space and no ':'.
+local CALL_MEMORY, RING_BYTES = 6, 64
+local RECORD_SEQ = false
+local RING -- the ring as read by repeated(), false when absent
+
+local function call_field()
+  if string.byte(CALL, 1) == 126 then -- '~'
+    return 'xcalls'
+  end
+  return 'calls'
+end
+
+-- repeated returns the event id (a string, maybe '') this call recorded
+-- when it already applied to the flow, else nil. A script calls it first
+-- and, on a repeat, answers as the first run did and writes nothing.
+local function repeated()
+  if CALL == '' then
+    return nil
+  end
+  local field = call_field()
+  RING = redis.call('HGET', KEYS[1], field)
+  if not RING then
+    return nil
+  end
+  local _, stop = string.find(RING, ' ' .. CALL .. ':', 1, true)
+  if not stop then
+    return nil
+  end
+  return string.match(RING, '^%d*', stop + 1)
+end
+
+-- remember_pairs adds (field, ring) to extra for a call that wrote: the
+-- ring with this call appended and the oldest entries dropped. Once per
+-- script (f.remembered).
+local function remember_pairs(f, extra)
+  if CALL == '' or f.remembered then
+    return
+  end
+  f.remembered = true
+  local field = call_field()
+  if RING == nil then
+    RING = redis.call('HGET', KEYS[1], field)
+  end
+  local seq = ''
+  if RECORD_SEQ then
+    seq = f.seq or ''
+  end
+  local ring = (RING or '') .. ' ' .. CALL .. ':' .. seq
+  local _, count = string.gsub(ring, ' ', ' ')
+  while count > 1 and (count > CALL_MEMORY or #ring > RING_BYTES) do
+    local at = string.find(ring, ' ', 2, true)
+    ring = string.sub(ring, at)
+    count = count - 1
+  end
+  extra[#extra + 1] = field
+  extra[#extra + 1] = ring
+end
+
+-- remember records this call in the flow hash (see remember_pairs).
+local function remember(f)
+  local extra = {}
+  remember_pairs(f, extra)
+  if #extra > 0 then
+    redis.call('HSET', KEYS[1], unpack(extra))
+  end
+end
 
 local function err(code, detail)
   if detail ~= nil then
@@ -380,6 +459,7 @@ end
 local function append_event(f, kind_json, payload)
   local seq = redis.call('HINCRBY', KEYS[K_FLOW], 'seq', 1)
   f.seq = tostring(seq)
+  remember(f)
   return push_event(f, seq, kind_json, payload)
 end
 
@@ -396,6 +476,7 @@ local function commit(f, kind_json, payload, extra)
   extra[#extra + 1] = NOW_MS
   extra[#extra + 1] = 'seq'
   extra[#extra + 1] = f.seq
+  remember_pairs(f, extra)
   flush(f, extra)
   return push_event(f, seq, kind_json, payload)
 end
@@ -415,4 +496,19 @@ local function reply(extra)
     return {out, extra or ''}
   end
   return {redis.call('HGETALL', KEYS[K_FLOW]), extra or ''}
+end
+
+-- event_of returns '<event id> <entry>' for audit entry seq, or '' when
+-- it was trimmed away (a repeated write_flow answers with it).
+local function event_of(seq)
+  local cur = tonumber(redis.call('HGET', KEYS[K_FLOW], 'seq') or '0')
+  local n = tonumber(seq)
+  if n == nil or n > cur then
+    return ''
+  end
+  local e = redis.call('LINDEX', KEYS[K_EVENTS], cur - n)
+  if not e then
+    return ''
+  end
+  return seq .. ' ' .. e
 end

@@ -11,10 +11,19 @@
 --      as '"runtime":<ARGV[15] as JSON>': a step recorded earlier with
 --      another runtime has it replaced by its own
 -- Returns: the step hash (field/value pairs).
--- Errors: NOTFOUND (no such flow), LEASELOST.
+-- Errors: NOTFOUND (no such flow), LEASELOST, TERMINAL <status>,
+--   CANCELPENDING <status> (a finished or cancel-requested flow takes no
+--   more steps).
 -- Events: step_observed.
 
+if repeated() then
+  return redis.call('HGETALL', KEYS[16])
+end
 local f, e = load_leased()
+if e then
+  return e
+end
+e = check_mutable(f)
 if e then
   return e
 end

@@ -7,6 +7,9 @@
 -- Errors: NOTFOUND, LEASELOST (expired, or another worker's).
 -- Events: released, with the lease token; the revision does not change.
 
+if repeated() then
+  return 1
+end
 local f, e = load_leased()
 if e then
   return e

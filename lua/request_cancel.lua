@@ -8,6 +8,9 @@
 -- Events: cancel_requested (only when something changed). A waiting flow
 --   is also added to the cancelwait set, where the engine's tick finds it.
 
+if repeated() then
+  return reply()
+end
 local f = load_flow()
 if f == nil then
   return err('NOTFOUND')

@@ -30,6 +30,9 @@
 -- Events: the given kind (cancelled when a timer guard cancels); a wait
 --   met by a kept event adds resumed.
 
+if repeated() then
+  return reply()
+end
 local f = load_flow()
 local to, kind, payload = ARGV[9], ARGV[10], ARGV[11]
 local guard = ARGV[15]

@@ -11,6 +11,9 @@
 --   CANCELPENDING <status>, TOOLARGE <size>.
 -- Events: state_updated.
 
+if repeated() then
+  return reply()
+end
 local f = load_flow()
 if f == nil then
   return err('NOTFOUND')

@@ -15,6 +15,11 @@
 --   TOOLARGE <size>.
 -- Events: the given kind.
 
+RECORD_SEQ = true -- a repeat answers with this call's event
+local seen = repeated()
+if seen then
+  return reply(event_of(seen))
+end
 local f = load_flow()
 if f == nil then
   return err('NOTFOUND')

@@ -248,7 +248,7 @@ func importOne(ctx context.Context, db *sql.DB, store *taskflow.RedisStore, rawI
 	switch {
 	case err == nil:
 		res.Outcome = Imported
-	case errors.Is(err, taskflow.ErrFlowExists):
+	case errors.Is(err, taskflow.ErrAlreadyExists):
 		// Written by a concurrent import since we looked.
 		have, gerr := store.Get(ctx, f.ID)
 		if gerr != nil {

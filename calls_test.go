@@ -1,0 +1,459 @@
+package taskflow
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// replyDropper loses exactly one reply when armed: the reply to the next
+// script call (EVALSHA) sent on any of its connections. The command
+// reaches the server and runs; its reply is read and thrown away, and the
+// connection is closed, as a network fault would. go-redis then re-sends
+// the command on a new connection (MaxRetries).
+type replyDropper struct {
+	armed   atomic.Bool
+	dropped atomic.Int64
+}
+
+// arm makes the next script call lose its reply.
+func (d *replyDropper) arm() { d.armed.Store(true) }
+
+// wrap returns c with the dropper on its reads and writes.
+func (d *replyDropper) wrap(c net.Conn) net.Conn { return &dropConn{Conn: c, d: d} }
+
+type dropConn struct {
+	net.Conn
+	d        *replyDropper
+	mu       sync.Mutex
+	dropNext bool
+}
+
+func (c *dropConn) Write(p []byte) (int, error) {
+	if bytes.Contains(bytes.ToLower(p), []byte("evalsha")) && c.d.armed.CompareAndSwap(true, false) {
+		c.mu.Lock()
+		c.dropNext = true
+		c.mu.Unlock()
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *dropConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	drop := c.dropNext && n > 0
+	if drop {
+		c.dropNext = false
+	}
+	c.mu.Unlock()
+	if !drop {
+		return n, err
+	}
+	// These bytes are (the start of) the reply to the script call, which
+	// ran: lose them and cut the line.
+	_ = c.Conn.Close()
+	c.d.dropped.Add(1)
+	return 0, io.EOF
+}
+
+// dropProxy is a TCP proxy in front of one Redis server whose upstream
+// connections lose a reply when its dropper is armed.
+type dropProxy struct {
+	replyDropper
+	ln       net.Listener
+	upstream string
+	wg       sync.WaitGroup
+}
+
+func startDropProxy(t testing.TB, upstream string) *dropProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &dropProxy{ln: ln, upstream: upstream}
+	p.wg.Add(1)
+	go p.serve()
+	t.Cleanup(func() { _ = ln.Close(); p.wg.Wait() })
+	return p
+}
+
+func (p *dropProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *dropProxy) serve() {
+	defer p.wg.Done()
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		server, err := net.Dial("tcp", p.upstream)
+		if err != nil {
+			_ = client.Close()
+			continue
+		}
+		up := p.wrap(server)
+		p.wg.Add(2)
+		// Plain Reader/Writer: io.Copy must not bypass dropConn through
+		// the TCP connection's ReadFrom/WriteTo.
+		go func() {
+			defer p.wg.Done()
+			_, _ = io.Copy(struct{ io.Writer }{up}, struct{ io.Reader }{client})
+			_ = up.Close()
+		}()
+		go func() {
+			defer p.wg.Done()
+			_, _ = io.Copy(struct{ io.Writer }{client}, struct{ io.Reader }{up})
+			_ = client.Close()
+		}()
+	}
+}
+
+// lossyClient returns a client for b, with the README's client settings
+// (ContextTimeoutEnabled, go-redis's default MaxRetries), whose replies
+// the returned dropper can lose: through a TCP proxy for a single server;
+// for a cluster, whose nodes redirect clients to their own addresses, by
+// wrapping each connection the client dials (the same fault, on the
+// client's side of the socket).
+func lossyClient(t *testing.T, b backend) (redis.UniversalClient, *replyDropper) {
+	t.Helper()
+	switch b.name {
+	case "cluster":
+		d := &replyDropper{}
+		c := redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: clusterAddrs(), ContextTimeoutEnabled: true,
+			Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				var nd net.Dialer
+				conn, err := nd.DialContext(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				return d.wrap(conn), nil
+			},
+		})
+		t.Cleanup(func() { _ = c.Close() })
+		return c, d
+	case "miniredis":
+		p := startDropProxy(t, b.mini.Addr())
+		c := redis.NewClient(&redis.Options{Addr: p.addr(), ContextTimeoutEnabled: true})
+		t.Cleanup(func() { _ = c.Close() })
+		return c, &p.replyDropper
+	default:
+		opts, err := realRedisOptions()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := startDropProxy(t, opts.Addr)
+		o := *opts
+		o.Addr = p.addr()
+		o.ContextTimeoutEnabled = true
+		c := redis.NewClient(&o)
+		t.Cleanup(func() { _ = c.Close() })
+		return c, &p.replyDropper
+	}
+}
+
+// eventCount returns how many audit events a flow has.
+func eventCount(t testing.TB, m *Manager, id uuid.UUID) int {
+	t.Helper()
+	return len(must(t, try(m.ListEvents(context.Background(), id, 1000))))
+}
+
+// TestLostReplyAppliesOnce drops exactly one reply of each mutation kind
+// and checks that the call applied once (one event, one revision) and
+// reported its true outcome.
+func TestLostReplyAppliesOnce(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b)
+			c, d := lossyClient(t, b)
+			store := e.reopenStore(c)
+			m := NewManager(store)
+			defer m.Close()
+			ctx := context.Background()
+			if err := store.LoadScripts(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// lost runs call with one reply lost, and checks that it
+			// succeeded and appended want events to flow id.
+			lost := func(name string, id func() uuid.UUID, want int, call func() error) {
+				t.Helper()
+				before := 0
+				if id != nil {
+					before = eventCount(t, e.m, id())
+				}
+				n := d.dropped.Load()
+				d.arm()
+				if err := call(); err != nil {
+					t.Fatalf("%s with a lost reply: %v", name, err)
+				}
+				if got := d.dropped.Load(); got != n+1 {
+					t.Fatalf("%s: %d replies dropped, want 1", name, got-n)
+				}
+				if id != nil {
+					if got := eventCount(t, e.m, id()) - before; got != want {
+						t.Fatalf("%s: %d events appended, want %d", name, got, want)
+					}
+				}
+			}
+			in := CreateManagedInput{ControllerID: "ctl/lost", Goal: "g", OwnerSessionKey: "agent:a:session:1"}
+			var f *Flow
+			var err error
+			lost("CreateManaged", nil, 0, func() error { f, err = m.CreateManaged(ctx, in); return err })
+			if f.Revision != 0 || eventCount(t, e.m, f.ID) != 1 {
+				t.Fatalf("create: rev %d events %d", f.Revision, eventCount(t, e.m, f.ID))
+			}
+			if n := len(must(t, try(e.m.ListByOwner(ctx, in.OwnerSessionKey)))); n != 1 {
+				t.Fatalf("create made %d flows", n)
+			}
+			id := func() uuid.UUID { return f.ID }
+			lost("StartRunning", id, 1, func() error { f, err = m.StartRunning(ctx, f.ID); return err })
+			lost("UpdateState", id, 1, func() error { f, err = m.UpdateState(ctx, f.ID, map[string]int{"a": 1}, "s1"); return err })
+			if f.Revision != 2 {
+				t.Fatalf("UpdateState: revision %d, want 2", f.Revision)
+			}
+			lost("UpdateState IfRevision", id, 1, func() error {
+				f, err = m.UpdateState(ctx, f.ID, map[string]int{"b": 2}, "", IfRevision(2))
+				return err
+			})
+			if f.Revision != 3 {
+				t.Fatalf("IfRevision: revision %d, want 3", f.Revision)
+			}
+			lost("RecordStepObservation", id, 1, func() error {
+				_, err := m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "r1", Status: StepRunning})
+				return err
+			})
+			lost("InsertStep", nil, 0, func() error {
+				return store.InsertStep(ctx, &FlowStep{FlowID: f.ID, RunID: "r2", Runtime: RuntimeMirrored, Status: StepRunning})
+			})
+			if n := len(must(t, try(e.m.ListSteps(ctx, f.ID)))); n != 2 {
+				t.Fatalf("%d steps, want 2", n)
+			}
+			var l *Lease
+			lost("Claim", id, 1, func() error {
+				var got *Flow
+				got, l, err = m.Claim(ctx, "ctl/lost", "w1", time.Minute, WithClaimWait(0))
+				if err == nil && got == nil {
+					err = errors.New("nothing claimed")
+				}
+				return err
+			})
+			if lo := must(t, try(e.m.LeaseOf(ctx, f.ID))); lo == nil || lo.Token != l.Token {
+				t.Fatalf("the lease held is not the one returned: %+v vs %+v", lo, l)
+			}
+			lost("Extend", id, 0, func() error { l, err = m.Extend(ctx, l, 2*time.Minute); return err })
+			lost("Release", id, 1, func() error { return m.Release(ctx, l) })
+			lost("SetWaiting", id, 1, func() error {
+				f, err = m.SetWaiting(ctx, f.ID, WaitExternalEvent("t", "c1"))
+				return err
+			})
+			lost("TryResumeExternal", id, 1, func() error {
+				got, err := m.TryResumeExternal(ctx, f.ID, "t", "c1", map[string]int{"x": 1})
+				if err == nil && got == nil {
+					err = errors.New("reported not resumed")
+				}
+				return err
+			})
+			f = must(t, try(e.m.SetWaiting(ctx, f.ID, WaitManual())))
+			lost("Resume", id, 1, func() error { f, err = m.Resume(ctx, f.ID, nil); return err })
+			rev := f.Revision
+			lost("UpdateAndAppend", id, 1, func() error {
+				w := *f
+				w.Revision = rev
+				w.CurrentStep = "written"
+				nf, ev, err := store.UpdateAndAppend(ctx, &w, "custom", map[string]int{"n": 1})
+				if err == nil && (nf.Revision != rev+1 || ev == nil || ev.Kind != "custom") {
+					err = errors.New("wrong outcome")
+				}
+				return err
+			})
+			lost("Finish", id, 1, func() error { f, err = m.Finish(ctx, f.ID, map[string]bool{"done": true}); return err })
+			if f.Status != StatusFinished {
+				t.Fatalf("Finish: %s", f.Status)
+			}
+
+			g := must(t, try(e.m.CreateMirrored(ctx, in)))
+			gid := func() uuid.UUID { return g.ID }
+			lost("Fail", gid, 1, func() error { g, err = m.Fail(ctx, g.ID, "boom"); return err })
+			h := must(t, try(e.m.CreateMirrored(ctx, in)))
+			hid := func() uuid.UUID { return h.ID }
+			lost("RequestCancel", hid, 1, func() error { h, err = m.RequestCancel(ctx, h.ID); return err })
+			lost("Cancel", hid, 1, func() error { h, err = m.Cancel(ctx, h.ID); return err })
+			if h.Status != StatusCancelled {
+				t.Fatalf("Cancel: %s", h.Status)
+			}
+			var mir *Flow
+			lost("CreateMirrored", nil, 0, func() error { mir, err = m.CreateMirrored(ctx, in); return err })
+			if mir.Revision != 1 || eventCount(t, e.m, mir.ID) != 2 {
+				t.Fatalf("CreateMirrored: rev %d events %d", mir.Revision, eventCount(t, e.m, mir.ID))
+			}
+			// The engine's tick: a due timer resumed once.
+			k := must(t, try(e.m.CreateMirrored(ctx, in)))
+			must(t, try(e.m.SetWaiting(ctx, k.ID, WaitTimer(e.clock.Now().Add(time.Second)))))
+			e.clock.Advance(2 * time.Second)
+			eng := NewWaitEngine(m)
+			lost("tick", func() uuid.UUID { return k.ID }, 1, func() error {
+				rep := eng.TickAt(ctx, e.clock.Now())
+				if rep.Resumed != 1 {
+					return errors.New("tick reported no resume")
+				}
+				return nil
+			})
+			// The tool's start: a re-sent create is not "already exists".
+			tool := NewTool(m)
+			lost("tool start", nil, 0, func() error {
+				_, err := tool.Call(ctx, Session{AgentID: "lost", SessionID: "s"}, []byte(`{"action":"start","controller_id":"ctl/x","goal":"g"}`))
+				return err
+			})
+			if n := len(must(t, try(e.m.ListByOwner(ctx, Session{AgentID: "lost", SessionID: "s"}.OwnerKey())))); n != 1 {
+				t.Fatalf("tool start made %d flows", n)
+			}
+			requireVerifyClean(t, e.m)
+		})
+	}
+}
+
+// TestServerStallAppliesOnce stalls a private server past the client's
+// read timeout (DEBUG SLEEP) while a mutation is in flight: go-redis
+// re-sends it, and it still applies once and reports success.
+func TestServerStallAppliesOnce(t *testing.T) {
+	srv := startRedisServer(t, "--enable-debug-command", "local")
+	c := redis.NewClient(&redis.Options{Addr: srv.addr(), ContextTimeoutEnabled: true, ReadTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = c.Close() })
+	store, err := NewRedisStore(c, WithPrefix("stall"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(store)
+	ctx := context.Background()
+	if err := store.LoadScripts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := must(t, try(m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})))
+	admin := srv.client(t)
+	for i := 0; i < 3; i++ {
+		done := make(chan error, 1)
+		go func() { done <- admin.Do(ctx, "DEBUG", "SLEEP", "0.3").Err() }()
+		time.Sleep(50 * time.Millisecond) // the sleep has begun
+		start := time.Now()
+		got, err := m.UpdateState(ctx, f.ID, map[string]int{"i": i}, "")
+		if err != nil {
+			t.Fatalf("update %d across a stall: %v", i, err)
+		}
+		if time.Since(start) < 200*time.Millisecond {
+			t.Fatalf("the call did not meet the stall (%s)", time.Since(start))
+		}
+		if got.Revision != f.Revision+1 {
+			t.Fatalf("update %d: revision %d, want %d (applied twice?)", i, got.Revision, f.Revision+1)
+		}
+		f = got
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := eventCount(t, m, f.ID); n != 2+3 {
+		t.Fatalf("%d events, want 5", n)
+	}
+}
+
+// TestBridgeRedeliveryResumesOnce handles one bridge message twice (its
+// ack was lost) while the flow waits again on the same correlation id:
+// the second delivery must not resume it.
+func TestBridgeRedeliveryResumesOnce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		eng := NewWaitEngine(e.m)
+		stream := e.store.keys.bridge()
+		if err := eng.ensureGroup(ctx, stream); err != nil {
+			t.Fatal(err)
+		}
+		for _, byFlow := range []bool{true, false} {
+			f := must(t, try(e.m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})))
+			must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("poll", "job-1"))))
+			body := `{"topic":"poll","correlation_id":"job-1"}`
+			if byFlow {
+				body = `{"flow_id":"` + f.ID.String() + `","topic":"poll","correlation_id":"job-1"}`
+			}
+			msg := redis.XMessage{ID: "1700000000000-7", Values: map[string]any{"body": body}}
+			if err := eng.handle(ctx, stream, msg, true); err != nil {
+				t.Fatal(err)
+			}
+			if got := must(t, try(e.m.Get(ctx, f.ID))); got.Status != StatusRunning {
+				t.Fatalf("first delivery did not resume: %s", got.Status)
+			}
+			// The flow polls again on the same correlation id; a few other
+			// calls happen meanwhile.
+			for i := 0; i < 2*CallMemory; i++ {
+				must(t, try(e.m.UpdateState(ctx, f.ID, map[string]int{"i": i}, "")))
+			}
+			w := must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("poll", "job-1"))))
+			if err := eng.handle(ctx, stream, msg, true); err != nil {
+				t.Fatal(err)
+			}
+			got := must(t, try(e.m.Get(ctx, f.ID)))
+			if got.Status != StatusWaiting || got.Revision != w.Revision {
+				t.Fatalf("a redelivered message resumed the flow again: %s rev %d (was %d)", got.Status, got.Revision, w.Revision)
+			}
+			// A new message does resume it.
+			msg.ID = "1700000000001-0"
+			if err := eng.handle(ctx, stream, msg, true); err != nil {
+				t.Fatal(err)
+			}
+			if got := must(t, try(e.m.Get(ctx, f.ID))); got.Status != StatusRunning {
+				t.Fatalf("a new message did not resume: %s", got.Status)
+			}
+			must(t, try(e.m.Cancel(ctx, f.ID)))
+		}
+	})
+}
+
+// TestCallIDMakesCallerRetriesHarmless: a caller that retries with the
+// same WithCallID applies once; a new id applies again; a bad id is
+// refused; a taken flow id is ErrAlreadyExists.
+func TestCallIDMakesCallerRetriesHarmless(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		f := must(t, try(e.m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})))
+		a := must(t, try(e.m.UpdateState(ctx, f.ID, map[string]int{"n": 1}, "", WithCallID("job-42/attempt"))))
+		b := must(t, try(e.m.UpdateState(ctx, f.ID, map[string]int{"n": 1}, "", WithCallID("job-42/attempt"))))
+		if a.Revision != 2 || b.Revision != 2 {
+			t.Fatalf("a retried call applied twice: %d %d", a.Revision, b.Revision)
+		}
+		c := must(t, try(e.m.UpdateState(ctx, f.ID, map[string]int{"n": 2}, "", WithCallID("job-43"))))
+		if c.Revision != 3 {
+			t.Fatalf("a new call id did not apply: %d", c.Revision)
+		}
+		fin := must(t, try(e.m.Finish(ctx, f.ID, nil, WithCallID("fin"))))
+		again := must(t, try(e.m.Finish(ctx, f.ID, nil, WithCallID("fin"))))
+		if again.Status != StatusFinished || again.Revision != fin.Revision {
+			t.Fatalf("retried Finish: %s %d", again.Status, again.Revision)
+		}
+		if _, err := e.m.Finish(ctx, f.ID, nil, WithCallID("other")); !errors.Is(err, ErrAlreadyTerminal) {
+			t.Fatalf("another Finish: %v", err)
+		}
+		before := e.dump()
+		for _, bad := range []string{"", "a b", "a:b", "~x", string(make([]byte, MaxCallIDBytes+1))} {
+			if _, err := e.m.UpdateState(ctx, f.ID, nil, "", WithCallID(bad)); !errors.Is(err, ErrInvalidData) {
+				t.Fatalf("call id %q: %v", bad, err)
+			}
+		}
+		if after := e.dump(); len(after) != len(before) {
+			t.Fatal("a refused call id changed Redis")
+		}
+		// A create under an id that is taken: the sentinel.
+		in := CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"}
+		_, err := e.store.createWithID(ctx, f.ID, in, false)
+		if !errors.Is(err, ErrAlreadyExists) {
+			t.Fatalf("create over an existing id: %v", err)
+		}
+	})
+}
