@@ -311,7 +311,7 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 			// The tool's start: a re-sent create is not "already exists".
 			tool := NewTool(m)
 			lost("tool start", nil, 0, func() error {
-				_, err := tool.Call(ctx, Session{AgentID: "lost", SessionID: "s"}, []byte(`{"action":"start","controller_id":"ctl/x","goal":"g"}`))
+				_, err := tool.Call(ctx, Session{AgentID: "lost", SessionID: "s"}, []byte(`{"action":"start","controller_id":"lost/x","goal":"g"}`))
 				return err
 			})
 			if n := len(must(t, try(e.m.ListByOwner(ctx, Session{AgentID: "lost", SessionID: "s"}.OwnerKey())))); n != 1 {

@@ -571,6 +571,16 @@ func (m *Manager) tryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 			return nil, err
 		}
 		f, _, err := m.store.deliver(ctx, flowID, corrPrefix(topic, correlationID), eventID, p, "keep", false)
+		if errors.Is(err, ErrStateTooLarge) {
+			// The event cannot be merged: fail the flow if it still waits
+			// for it, rather than drop the event in silence.
+			req, rerr := m.resumeReq(flowID, nil, "corr:"+corrMember(topic, correlationID, flowID))
+			if rerr != nil {
+				return nil, err
+			}
+			req.mut = mut
+			return nil, m.failUnmergeable(ctx, req, topic, err)
+		}
 		return f, err
 	}
 	var patch any

@@ -19,8 +19,8 @@
 -- Returns: {flow hash, 'used'} when the event resumed the flow now or
 --   before; {{}, outcome} otherwise, outcome 'kept' (in the inbox),
 --   'refused' (recorded; never applied), 'none' (no such flow, or a
---   terminal one in mode keep, or in mode keep an event that resumed the
---   flow before).
+--   terminal one in mode keep). An event that resumed the flow before
+--   answers {flow hash, 'used'} and applies nothing.
 -- Errors (mode keep; mode resume refuses the event instead):
 --   CANCELPENDING <status> (waiting for it but cancel-requested),
 --   TOOLARGE <size> (the merged state would be too large).
@@ -35,9 +35,9 @@ if f == nil then
   return {{}, 'none'}
 end
 local seen = mbx_get(id)
-if seen == 'u' and mode == 'keep' then
-  return {{}, 'none'} -- a re-sent event that already resumed the flow
-elseif seen == 'u' then
+if seen == 'u' then
+  -- A re-sent event that already resumed the flow (a reply lost, a bridge
+  -- message handled again): answer as the first run did, apply nothing.
   return reply('used')
 elseif seen == 'r' then
   return {{}, 'refused'}

@@ -47,6 +47,9 @@ type waitFill struct {
 }
 
 const (
+	// fillCalls is the call memory (lua/lib.lua) of a flow made by two
+	// calls, with ids as long as the library's.
+	fillCalls      = " fill0001: fill0002:"
 	fillController = "kate/inbox-triage"
 	fillGoal       = "triage the inbox of kate@example.com"
 	fillOrigin     = "user:kate"
@@ -95,7 +98,10 @@ func (w waitFill) fill(ctx context.Context, first, count int, created, waited ti
 				"owner", owner, "origin", fillOrigin,
 				"step", fillStep, "rev", "2",
 				"created", createdMs, "updated", waitedMs,
-				"status", "waiting", "seq", "3", "wait", string(wj))
+				"status", "waiting", "seq", "3", "wait", string(wj),
+				// The call memory of the two calls (create, wait) that made
+				// the flow: ids of the library's length.
+				"calls", fillCalls)
 			entryWaiting := `{"kind":"waiting","rev":2,"at":` + waitedMs + `,"payload":{"wait":` + string(wj) + `}}`
 			// Newest first, as LPUSH leaves them.
 			pipe.RPush(ctx, tag+":events:"+idStr, entryWaiting, entryStarted, entryCreated)
@@ -162,8 +168,10 @@ func checkFillFidelity(ctx context.Context, c *redis.Client, prefixBase string) 
 }
 
 var (
-	reAtMs  = regexp.MustCompile(`"at":\d+`)
-	reShard = regexp.MustCompile(`:\{\d+\}:`)
+	reAtMs = regexp.MustCompile(`"at":\d+`)
+	// reCallID masks the call ids of a flow's call memory (random).
+	reCallID = regexp.MustCompile(` [^ :]+:`)
+	reShard  = regexp.MustCompile(`:\{\d+\}:`)
 )
 
 // describeFlow lists every shard key under prefix (one flow's worth) in a
@@ -203,6 +211,9 @@ func describeFlow(ctx context.Context, c *redis.Client, prefix string, id uuid.U
 			for f, v := range m {
 				if f == "created" || f == "updated" {
 					v = "T"
+				}
+				if f == "calls" {
+					v = reCallID.ReplaceAllString(v, " C:")
 				}
 				fields = append(fields, f+"="+v)
 			}
