@@ -51,3 +51,10 @@ func checkLens(items ...limit) error {
 	}
 	return nil
 }
+
+// MaxStepsPerFlow is the most steps one flow holds: RecordStepObservation
+// and InsertStep refuse a new run id beyond it with ErrInvalidData (an
+// observation of a step already recorded still updates it). It bounds
+// the memory of a flow's steps and the work of pruning one flow. It is
+// MaxInsertSteps, so an imported flow fits too.
+const MaxStepsPerFlow = MaxInsertSteps

@@ -943,7 +943,7 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 	start := s.observeStart()
 	err = s.scripts.insertStep.Run(ctx, s.client, keys,
 		st.ID.String(), st.FlowID.String(), string(st.Runtime), st.RunID, st.Task, string(st.Status),
-		st.ChildSessionKey, string(result), st.CreatedAt.UnixMilli(), st.UpdatedAt.UnixMilli()).Err()
+		st.ChildSessionKey, string(result), st.CreatedAt.UnixMilli(), st.UpdatedAt.UnixMilli(), MaxStepsPerFlow).Err()
 	s.observeRun(ctx, s.scripts.insertStep, st.FlowID, start, err)
 	if err != nil {
 		err = scriptError(err, st.FlowID)
@@ -987,7 +987,7 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mu
 	keys := append(s.keys.flowKeys(obs.FlowID, ""), s.keys.step(obs.FlowID, obs.RunID))
 	args := append(s.head(obs.FlowID, nowMs, nowStr, mut),
 		obs.RunID, uuid.NewString(), obs.Task, string(obs.Status), obs.ChildSessionKey, string(result),
-		string(RuntimeMirrored), string(payload))
+		string(RuntimeMirrored), string(payload), MaxStepsPerFlow)
 	if err := s.checkLayout(ctx); err != nil {
 		return nil, err
 	}

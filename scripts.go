@@ -170,6 +170,8 @@ func scriptError(err error, id uuid.UUID) error {
 		return &TransitionError{FlowID: id, From: FlowStatus(detail), Err: ErrIllegalTransition}
 	case "TOOLARGE":
 		return fmt.Errorf("%w: %w: the state of flow %s would be %s bytes, over the limit", ErrInvalidData, ErrStateTooLarge, id, detail)
+	case "TOOMANYSTEPS":
+		return fmt.Errorf("%w: flow %s holds %s steps, the most a flow may hold (MaxStepsPerFlow)", ErrInvalidData, id, detail)
 	case "DUPSTEP":
 		return fmt.Errorf("%w: flow %s", ErrDuplicateStep, id)
 	case "IMMUTABLE":

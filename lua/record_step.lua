@@ -10,10 +10,11 @@
 --   16 payload of the step_observed event (JSON), naming runtime ARGV[15]
 --      as '"runtime":<ARGV[15] as JSON>': a step recorded earlier with
 --      another runtime has it replaced by its own
+--   17 the most steps a flow holds (a new run id beyond it is refused)
 -- Returns: the step hash (field/value pairs).
 -- Errors: NOTFOUND (no such flow), LEASELOST, TERMINAL <status>,
 --   CANCELPENDING <status> (a finished or cancel-requested flow takes no
---   more steps).
+--   more steps), TOOMANYSTEPS <cap> (a new run id over the cap).
 -- Events: step_observed.
 
 if repeated() then
@@ -29,6 +30,9 @@ if e then
 end
 local step = KEYS[16]
 if redis.call('EXISTS', step) == 0 then
+  if redis.call('ZCARD', KEYS[K_STEPS]) >= tonumber(ARGV[17]) then
+    return err('TOOMANYSTEPS', ARGV[17])
+  end
   redis.call('HSET', step, 'id', ARGV[10], 'flow_id', ID, 'runtime', ARGV[15],
     'run_id', ARGV[9], 'created', NOW_MS)
   redis.call('ZADD', KEYS[K_STEPS], redis.call('ZCARD', KEYS[K_STEPS]) + 1, ARGV[9])
