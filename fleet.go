@@ -425,7 +425,19 @@ func parseWatchMessage(p string) *FlowEvent {
 // its past ExpiresAt).
 func (m *Manager) LeaseOf(ctx context.Context, flowID uuid.UUID) (*Lease, error) {
 	s := m.store
-	v, err := s.client.HGet(ctx, s.keys.leases(s.keys.shardOf(flowID)), flowID.String()).Result()
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, err
+	}
+	// The lease table and the flow hash share the flow's hash tag: one
+	// pipeline, one round trip, on a cluster too; the record's controller
+	// is all the lease needs of the flow.
+	pipe := s.client.Pipeline()
+	lease := pipe.HGet(ctx, s.keys.leases(s.keys.shardOf(flowID)), flowID.String())
+	controller := pipe.HGet(ctx, s.keys.flow(flowID), "controller")
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("taskflow: lease of %s: %w", flowID, err)
+	}
+	v, err := lease.Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -438,10 +450,13 @@ func (m *Manager) LeaseOf(ctx context.Context, flowID uuid.UUID) (*Lease, error)
 	if len(parts) != 3 || perr != nil || json.Unmarshal([]byte(parts[2]), &worker) != nil {
 		return nil, fmt.Errorf("%w: malformed lease %q of flow %s", ErrInvalidData, v, flowID)
 	}
-	f, err := m.Get(ctx, flowID)
-	if err != nil {
-		return nil, err
+	ctl, err := controller.Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: flow %s", ErrNotFound, flowID)
 	}
-	return &Lease{FlowID: flowID, ControllerID: f.ControllerID, WorkerID: worker, Token: parts[0],
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: lease of %s: %w", flowID, err)
+	}
+	return &Lease{FlowID: flowID, ControllerID: ctl, WorkerID: worker, Token: parts[0],
 		ExpiresAt: time.UnixMilli(ms).UTC()}, nil
 }

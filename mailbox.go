@@ -439,7 +439,7 @@ func (s *RedisStore) CountEarlyEvents(ctx context.Context) (int, error) {
 	pipe := s.client.Pipeline()
 	cmds := make([]*redis.IntCmd, s.keys.shards)
 	for i := range cmds {
-		cmds[i] = pipe.ZCount(ctx, s.keys.kept(i), "("+nowMs, "+inf")
+		cmds[i] = s.keptEventsCmd(ctx, pipe, i, nowMs)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("taskflow: counting early events: %w", err)
