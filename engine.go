@@ -608,8 +608,8 @@ func (m *Manager) tryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 // It returns err, noting that the flow was failed.
 func (m *Manager) failUnmergeable(ctx context.Context, req transitionReq, topic string, err error) error {
 	reason := fmt.Sprintf("an event for topic %q could not be merged: %v", topic, err)
-	if len(reason) > MaxTextBytes {
-		reason = reason[:MaxTextBytes]
+	if max := m.store.limits.TextBytes; len(reason) > max {
+		reason = reason[:max]
 	}
 	now, _, _ := m.store.clock()
 	failure, merr := json.Marshal(map[string]any{

@@ -179,14 +179,8 @@ func (m *Manager) Extend(ctx context.Context, l *Lease, d time.Duration) (*Lease
 	next := *l
 	next.ExpiresAt = now.Add(d).Truncate(time.Millisecond)
 	args := append(s.head(l.FlowID, nowMs, nowStr, mutation{lease: l}), next.ExpiresAt.UnixMilli())
-	if err := s.checkLayout(ctx); err != nil {
+	if _, err := s.run(ctx, s.scripts.extendLease, l.FlowID, s.keys.flowKeys(l.FlowID, ""), args...); err != nil {
 		return nil, err
-	}
-	start := s.observeStart()
-	err := s.scripts.extendLease.Run(ctx, s.client, s.keys.flowKeys(l.FlowID, ""), args...).Err()
-	s.observeRun(ctx, s.scripts.extendLease, l.FlowID, start, err)
-	if err != nil {
-		return nil, scriptError(err, l.FlowID)
 	}
 	return &next, nil
 }
@@ -200,13 +194,8 @@ func (m *Manager) Release(ctx context.Context, l *Lease) error {
 	}
 	s := m.store
 	_, nowMs, nowStr := s.clock()
-	if err := s.checkLayout(ctx); err != nil {
-		return err
-	}
-	start := s.observeStart()
-	err := s.scripts.releaseLease.Run(ctx, s.client, s.keys.flowKeys(l.FlowID, ""), s.head(l.FlowID, nowMs, nowStr, mutation{lease: l})...).Err()
-	s.observeRun(ctx, s.scripts.releaseLease, l.FlowID, start, err)
-	return scriptError(err, l.FlowID)
+	_, err := s.run(ctx, s.scripts.releaseLease, l.FlowID, s.keys.flowKeys(l.FlowID, ""), s.head(l.FlowID, nowMs, nowStr, mutation{lease: l})...)
+	return err
 }
 
 // readyHub is one subscription to a controller's ready announcements in
@@ -359,6 +348,11 @@ func (m *Manager) watch(ctx context.Context, shards []int, keep func(uuid.UUID) 
 	channels := make([]string, len(shards))
 	for i, sh := range shards {
 		channels[i] = m.store.keys.watch(sh)
+	}
+	// Mark the shards watched before subscribing: from then on every
+	// event is announced (watched.go), so none is missed.
+	if err := m.store.markWatched(ctx, shards); err != nil {
+		return nil, err
 	}
 	subs, err := m.store.subscribe(ctx, channels)
 	if err != nil {

@@ -215,9 +215,9 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 	_, nowMs, nowStr := s.clock()
 	args := append(s.head(id, nowMs, nowStr, mutation{lean: lean}),
 		cp, eventID, string(payload), mode, s.early.retention.Milliseconds(), s.early.cap)
-	v, raw := s.scripts.deliverEvent.Run(ctx, s.client, s.keys.withInbox(s.keys.flowKeys(id, ""), id), args...).Result()
+	v, raw := s.eval(ctx, s.scripts.deliverEvent, s.keys.withInbox(s.keys.flowKeys(id, ""), id), args)
 	if raw != nil {
-		err = scriptError(raw, id)
+		err = callError(raw, id)
 		var te *TransitionError
 		if errors.As(err, &te) {
 			te.To = StatusRunning
@@ -240,8 +240,8 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload json.RawMessage) error {
 	r := s.keys.rendezvous(cp)
 	_, nowMs, _ := s.clock()
-	err := s.scripts.mboxKeep.Run(ctx, s.client, []string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.used(r)},
-		eventID, nowMs, s.early.retention.Milliseconds(), string(payload), s.early.cap).Err()
+	_, err := s.run(ctx, s.scripts.mboxKeep, uuid.Nil, []string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.used(r)},
+		eventID, nowMs, s.early.retention.Milliseconds(), string(payload), s.early.cap)
 	if err != nil {
 		return fmt.Errorf("taskflow: keeping an early event: %w", err)
 	}
@@ -254,9 +254,9 @@ func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload 
 func (s *RedisStore) takeEarly(ctx context.Context, id uuid.UUID, cp, eventID string) (string, json.RawMessage, bool, error) {
 	r := s.keys.rendezvous(cp)
 	_, nowMs, _ := s.clock()
-	v, err := s.scripts.mboxTake.Run(ctx, s.client,
+	v, err := s.run(ctx, s.scripts.mboxTake, id,
 		[]string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.claimDue(r)},
-		id.String(), nowMs, earlyClaimTimeout.Milliseconds(), cp, eventID).Result()
+		id.String(), nowMs, earlyClaimTimeout.Milliseconds(), cp, eventID)
 	if errors.Is(err, redis.Nil) {
 		return "", nil, false, nil
 	}
@@ -296,9 +296,10 @@ func (s *RedisStore) settleEarly(ctx context.Context, cp, eventID, outcome strin
 	if strings.HasPrefix(eventID, bridgeEventPrefix) {
 		remember = earlyRememberUsed.Milliseconds()
 	}
-	n, err := s.scripts.mboxSettle.Run(ctx, s.client,
+	v, err := s.run(ctx, s.scripts.mboxSettle, uuid.Nil,
 		[]string{s.keys.claims(r), s.keys.claimDue(r), s.keys.mbox(cp), s.keys.kept(r), s.keys.used(r)},
-		eventID, outcome, nowMs, s.early.cap, remember).Int()
+		eventID, outcome, nowMs, s.early.cap, remember)
+	n, _ := v.(int64)
 	if err != nil {
 		return false, fmt.Errorf("taskflow: settling an early event: %w", err)
 	}

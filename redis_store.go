@@ -35,6 +35,7 @@ type RedisStore struct {
 	now      func() time.Time
 	eventCap int
 	maxState int
+	limits   Limits      // WithLimits, defaults filled in
 	early    earlyConfig // the mailbox for early events (mailbox.go)
 
 	// idemSpace namespaces the flow ids derived from idempotency keys.
@@ -61,6 +62,7 @@ type storeConfig struct {
 	now      func() time.Time
 	eventCap int
 	maxState int
+	limits   Limits
 	early    earlyConfig
 	obs      *Observer
 
@@ -137,6 +139,10 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 	if cfg.replicas < 0 || (cfg.replicas > 0 && cfg.replTimeout <= 0) {
 		return nil, fmt.Errorf("%w: replica acks %d with timeout %s", ErrInvalidData, cfg.replicas, cfg.replTimeout)
 	}
+	limits, err := cfg.limits.resolve()
+	if err != nil {
+		return nil, err
+	}
 	if cfg.now == nil {
 		return nil, fmt.Errorf("%w: nil clock", ErrInvalidData)
 	}
@@ -157,6 +163,7 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 		now:         cfg.now,
 		eventCap:    cfg.eventCap,
 		maxState:    cfg.maxState,
+		limits:      limits,
 		early:       cfg.early,
 		obs:         cfg.obs,
 		replicas:    cfg.replicas,
@@ -195,8 +202,8 @@ func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []an
 	if !mut.callSet {
 		call = newCallID()
 	}
-	// ARGV[3] is the call id (it was the time as RFC 3339, unused).
-	return []any{id.String(), nowMs, call, exp, s.eventCap, s.maxState + mut.slack, token, reply}
+	// lua/include/context.lua names them.
+	return []any{id.String(), nowMs, call, exp, s.eventCap, s.maxState + mut.slack, token, reply, s.limits.EventBytes}
 }
 
 // checkLayout makes sure the flow space was written with this store's
@@ -313,52 +320,6 @@ func (s *RedisStore) ensureLoaded(ctx context.Context) error {
 	return nil
 }
 
-// scriptCall is one script invocation in a pipeline.
-type scriptCall struct {
-	script *redis.Script
-	keys   []string
-	args   []any
-}
-
-// runPipelined runs calls in one pipeline (split by node on a cluster).
-// A call that meets NOSCRIPT (the server lost its cache after a restart
-// or failover) is re-run on its own, which loads the script again. metas,
-// when given, has one entry per call, for the observer.
-func (s *RedisStore) runPipelined(ctx context.Context, calls []scriptCall, metas ...opMeta) ([]any, []error) {
-	vals := make([]any, len(calls))
-	errs := make([]error, len(calls))
-	if len(calls) == 0 {
-		return vals, errs
-	}
-	if err := s.ensureLoaded(ctx); err != nil {
-		for i := range errs {
-			errs[i] = err
-		}
-		return vals, errs
-	}
-	pipe := s.client.Pipeline()
-	cmds := make([]*redis.Cmd, len(calls))
-	var start time.Time
-	if s.observing() {
-		start = time.Now()
-	}
-	for i, c := range calls {
-		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
-	}
-	_, _ = pipe.Exec(ctx)
-	for i, cmd := range cmds {
-		v, err := cmd.Result()
-		if isNoScript(err) {
-			v, err = calls[i].script.Run(ctx, s.client, calls[i].keys, calls[i].args...).Result()
-		}
-		vals[i], errs[i] = v, err
-	}
-	if s.observing() {
-		s.observePipelined(ctx, calls, metas, vals, errs, start)
-	}
-	return vals, errs
-}
-
 // mutation describes one flow-changing script run.
 type mutation struct {
 	expected *int64
@@ -424,8 +385,8 @@ func (s *RedisStore) stateArgs(what string, raw json.RawMessage, merge bool) ([]
 	if err != nil {
 		return nil, err
 	}
-	if len(keys) > MaxPatchKeys {
-		return nil, fmt.Errorf("%w: %s has %d top-level keys, over the limit of %d", ErrInvalidData, what, len(keys), MaxPatchKeys)
+	if len(keys) > s.limits.PatchKeys {
+		return nil, fmt.Errorf("%w: %s has %d top-level keys, over the limit of %d", ErrInvalidData, what, len(keys), s.limits.PatchKeys)
 	}
 	mode := "object"
 	if merge {
@@ -439,35 +400,6 @@ func (s *RedisStore) stateArgs(what string, raw json.RawMessage, merge bool) ([]
 	return args, nil
 }
 
-// runFlowScript runs a mutation script and decodes the flow it returns.
-// meta (at most one) tells the observer what the run is.
-func (s *RedisStore) runFlowScript(ctx context.Context, sc *redis.Script, id uuid.UUID, keys []string, args []any, meta ...opMeta) (f *Flow, arr []any, err error) {
-	if err := s.checkLayout(ctx); err != nil {
-		return nil, nil, err
-	}
-	var raw error
-	if s.observing() {
-		defer s.observeDeferred(ctx, sc, meta, id, time.Now(), &f, &raw, &err)
-	}
-	v, raw := s.runScript(ctx, sc, keys, args)
-	var nre *NotReplicatedError
-	if raw != nil && !errors.As(raw, &nre) {
-		return nil, nil, scriptError(raw, id)
-	}
-	if nre != nil {
-		return nil, nil, fmt.Errorf("taskflow: flow %s: %w", id, nre)
-	}
-	arr, ok := v.([]any)
-	if !ok || len(arr) < 2 {
-		return nil, nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
-	}
-	lean := len(args) > 7 && args[7] == "lean"
-	f, err = decodeFlow(id, pairsToMap(arr[0]), !lean)
-	if err != nil {
-		return nil, nil, err
-	}
-	return f, arr, nil
-}
 
 // Get returns the flow with id, or an error wrapping ErrNotFound. It is
 // one HGETALL: the record and the state live in one hash.
@@ -598,9 +530,9 @@ func (s *RedisStore) createWithID(ctx context.Context, id uuid.UUID, in CreateMa
 		"requester_origin", in.RequesterOrigin, "current_step", in.CurrentStep); err != nil {
 		return nil, err
 	}
-	if err := checkLens(lim("controller_id", in.ControllerID, MaxLabelBytes), lim("goal", in.Goal, MaxTextBytes),
-		lim("owner_session_key", in.OwnerSessionKey, MaxLabelBytes), lim("requester_origin", in.RequesterOrigin, MaxLabelBytes),
-		lim("current_step", in.CurrentStep, MaxLabelBytes)); err != nil {
+	if err := checkLens(lim("controller_id", in.ControllerID, s.limits.LabelBytes), lim("goal", in.Goal, s.limits.TextBytes),
+		lim("owner_session_key", in.OwnerSessionKey, s.limits.LabelBytes), lim("requester_origin", in.RequesterOrigin, s.limits.LabelBytes),
+		lim("current_step", in.CurrentStep, s.limits.LabelBytes)); err != nil {
 		return nil, err
 	}
 	state, err := toJSON("state", in.State)
@@ -719,7 +651,7 @@ func (s *RedisStore) updateState(ctx context.Context, id uuid.UUID, patch json.R
 	if err := checkText("the next step", nextStep); err != nil {
 		return nil, err
 	}
-	if err := checkLen("next_step", nextStep, MaxLabelBytes); err != nil {
+	if err := checkLen("next_step", nextStep, s.limits.LabelBytes); err != nil {
 		return nil, err
 	}
 	if err := mut.check(); err != nil {
@@ -782,9 +714,9 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, 
 		"requester_origin", f.RequesterOrigin, "current_step", f.CurrentStep, "event kind", kind); err != nil {
 		return nil, nil, err
 	}
-	if err := checkLens(lim("event kind", kind, MaxLabelBytes), lim("controller_id", f.ControllerID, MaxLabelBytes),
-		lim("goal", f.Goal, MaxTextBytes), lim("requester_origin", f.RequesterOrigin, MaxLabelBytes),
-		lim("current_step", f.CurrentStep, MaxLabelBytes)); err != nil {
+	if err := checkLens(lim("event kind", kind, s.limits.LabelBytes), lim("controller_id", f.ControllerID, s.limits.LabelBytes),
+		lim("goal", f.Goal, s.limits.TextBytes), lim("requester_origin", f.RequesterOrigin, s.limits.LabelBytes),
+		lim("current_step", f.CurrentStep, s.limits.LabelBytes)); err != nil {
 		return nil, nil, err
 	}
 	state, err := toJSON("state", f.State)
@@ -912,8 +844,8 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 	if err := checkText("run_id", st.RunID, "task", st.Task, "child_session_key", st.ChildSessionKey); err != nil {
 		return err
 	}
-	if err := checkLens(lim("run_id", st.RunID, MaxLabelBytes), lim("task", st.Task, MaxTextBytes),
-		lim("child_session_key", st.ChildSessionKey, MaxLabelBytes)); err != nil {
+	if err := checkLens(lim("run_id", st.RunID, s.limits.LabelBytes), lim("task", st.Task, s.limits.TextBytes),
+		lim("child_session_key", st.ChildSessionKey, s.limits.LabelBytes)); err != nil {
 		return err
 	}
 	if !st.Runtime.Valid() {
@@ -936,17 +868,11 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 	if st.UpdatedAt.IsZero() {
 		st.UpdatedAt = st.CreatedAt
 	}
-	if err := s.checkLayout(ctx); err != nil {
-		return err
-	}
 	keys := []string{s.keys.flow(st.FlowID), s.keys.steps(st.FlowID), s.keys.step(st.FlowID, st.RunID)}
-	start := s.observeStart()
-	err = s.scripts.insertStep.Run(ctx, s.client, keys,
+	_, err = s.run(ctx, s.scripts.insertStep, st.FlowID, keys,
 		st.ID.String(), st.FlowID.String(), string(st.Runtime), st.RunID, st.Task, string(st.Status),
-		st.ChildSessionKey, string(result), st.CreatedAt.UnixMilli(), st.UpdatedAt.UnixMilli(), MaxStepsPerFlow).Err()
-	s.observeRun(ctx, s.scripts.insertStep, st.FlowID, start, err)
+		st.ChildSessionKey, string(result), st.CreatedAt.UnixMilli(), st.UpdatedAt.UnixMilli(), s.limits.StepsPerFlow)
 	if err != nil {
-		err = scriptError(err, st.FlowID)
 		if errors.Is(err, ErrDuplicateStep) {
 			return fmt.Errorf("%w: flow %s already has run_id %q", ErrDuplicateStep, st.FlowID, st.RunID)
 		}
@@ -966,8 +892,8 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mu
 	if err := checkText("run_id", obs.RunID, "task", obs.Task, "child_session_key", obs.ChildSessionKey); err != nil {
 		return nil, err
 	}
-	if err := checkLens(lim("run_id", obs.RunID, MaxLabelBytes), lim("task", obs.Task, MaxTextBytes),
-		lim("child_session_key", obs.ChildSessionKey, MaxLabelBytes)); err != nil {
+	if err := checkLens(lim("run_id", obs.RunID, s.limits.LabelBytes), lim("task", obs.Task, s.limits.TextBytes),
+		lim("child_session_key", obs.ChildSessionKey, s.limits.LabelBytes)); err != nil {
 		return nil, err
 	}
 	if !obs.Status.Valid() {
@@ -987,15 +913,10 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mu
 	keys := append(s.keys.flowKeys(obs.FlowID, ""), s.keys.step(obs.FlowID, obs.RunID))
 	args := append(s.head(obs.FlowID, nowMs, nowStr, mut),
 		obs.RunID, uuid.NewString(), obs.Task, string(obs.Status), obs.ChildSessionKey, string(result),
-		string(RuntimeMirrored), string(payload), MaxStepsPerFlow)
-	if err := s.checkLayout(ctx); err != nil {
-		return nil, err
-	}
-	start := s.observeStart()
-	v, err := s.scripts.recordStep.Run(ctx, s.client, keys, args...).Result()
-	s.observeRun(ctx, s.scripts.recordStep, obs.FlowID, start, err)
+		string(RuntimeMirrored), string(payload), s.limits.StepsPerFlow)
+	v, err := s.run(ctx, s.scripts.recordStep, obs.FlowID, keys, args...)
 	if err != nil {
-		return nil, fmt.Errorf("taskflow: record step: %w", scriptError(err, obs.FlowID))
+		return nil, fmt.Errorf("taskflow: record step: %w", err)
 	}
 	return decodeStep(v)
 }

@@ -175,7 +175,7 @@ func (s *RedisStore) classify(shard int, rest, key string, sk *shardKeys) {
 	case "inbox", "mbox":
 		sk.early = append(sk.early, key)
 	case "status", "timers", "cancelwait", "corr", "leases", "leasexp", "ticklock",
-		"kept", "claims", "claimdue", "used", "controllers":
+		"kept", "claims", "claimdue", "used", "controllers", "watched":
 	default:
 		sk.unknown = append(sk.unknown, key)
 	}
@@ -833,7 +833,7 @@ func (s *RedisStore) repair(ctx context.Context, shard int, found []Problem) err
 			// leave a step set of a flow that is gone.
 			run := p.Key[len(s.keys.step(id, "")):]
 			keys := []string{s.keys.flow(id), s.keys.steps(id), p.Key}
-			if err := s.scripts.indexStep.Run(ctx, s.client, keys, run).Err(); err != nil {
+			if _, err := s.run(ctx, s.scripts.indexStep, id, keys, run); err != nil {
 				return fmt.Errorf("taskflow: repair: %w", err)
 			}
 		default:
