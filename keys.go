@@ -147,10 +147,11 @@ func (k keyspace) ready(shard int, controller string) string {
 
 // watch is the channel on which a shard's scripts publish every audit
 // entry, as "<flow id> <entry>".
-func (k keyspace) watch(shard int) string      { return k.tag(shard) + ":watch" }
+func (k keyspace) watch(shard int) string { return k.tag(shard) + ":watch" }
 
 // watched marks a shard watched (lua/include/events.lua announce).
 func (k keyspace) watched(shard int) string { return k.tag(shard) + ":watched" }
+
 func (k keyspace) cancelWait(shard int) string { return k.tag(shard) + ":cancelwait" }
 func (k keyspace) corr(shard int) string       { return k.tag(shard) + ":corr" }
 

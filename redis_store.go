@@ -400,7 +400,6 @@ func (s *RedisStore) stateArgs(what string, raw json.RawMessage, merge bool) ([]
 	return args, nil
 }
 
-
 // Get returns the flow with id, or an error wrapping ErrNotFound. It is
 // one HGETALL: the record and the state live in one hash.
 func (s *RedisStore) Get(ctx context.Context, id uuid.UUID) (*Flow, error) {

@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"time"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -53,7 +53,7 @@ type scripts struct {
 	all             []*script
 }
 
-// scriptFiles lists every script: its file (lua/<file>.lua), whether it
+// files lists every script: its file (lua/<file>.lua), whether it
 // writes, and where the store keeps it.
 func (s *scripts) files() []struct {
 	file   string
