@@ -168,11 +168,11 @@ func luaIncludes(src string) ([]string, error) {
 	sc := bufio.NewScanner(strings.NewReader(src))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
-		name, ok := strings.CutPrefix(line, "--@include ")
+		rest, ok := strings.CutPrefix(line, "--@include")
 		if !ok {
 			continue
 		}
-		name = strings.TrimSpace(name)
+		name := strings.TrimSpace(rest)
 		if name == "" || strings.ContainsAny(name, "/. ") {
 			return nil, fmt.Errorf("bad include %q", line)
 		}
