@@ -16,13 +16,13 @@ local RECORD = {
 }
 -- LOADED is RECORD and the fields only scripts read: the call memory
 -- (calls.lua) and the audit log's size (events.lua).
-local LOADED = {}
-for i, name in ipairs(RECORD) do
-  LOADED[i] = name
-end
-LOADED[#LOADED + 1] = 'calls'
-LOADED[#LOADED + 1] = 'xcalls'
-LOADED[#LOADED + 1] = 'eb'
+local LOADED = {
+  'controller', 'goal', 'owner', 'origin',
+  'step', 'status', 'cancel', 'rev', 'created',
+  'updated', 'wait', 'corr', 'raw', 'size',
+  'seq', 'att', 'tp',
+  'calls', 'xcalls', 'eb',
+}
 
 -- load_flow returns the flow's record as a table (with the call memory
 -- and the audit log's size), or nil when it is missing. It never reads
