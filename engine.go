@@ -460,7 +460,7 @@ func decodeReply(id uuid.UUID, v any) (*Flow, error) {
 	if !ok || len(arr) < 2 {
 		return nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
 	}
-	return decodeFlow(id, pairsToMap(arr[0]), false)
+	return decodeFlow(id, replyFields(arr), false)
 }
 
 // countIndex sums the sizes of one index over the shards, in one pipeline.

@@ -232,7 +232,7 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 	if outcome != earlyUsed {
 		return nil, outcome, nil
 	}
-	f, err = decodeFlow(id, pairsToMap(arr[0]), !lean)
+	f, err = decodeFlow(id, replyFields(arr), !lean)
 	return f, outcome, err
 }
 

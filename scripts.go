@@ -6,6 +6,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -114,9 +115,16 @@ func loadScripts(cluster bool) (*scripts, error) {
 	return s, nil
 }
 
-// assembleScript returns lua/<name>.lua with its includes resolved.
+// assembleScript returns lua/<name>.lua with its includes resolved: each
+// include once, includes of includes first, and of an include only the
+// top-level definitions the script reaches (shake), since Redis runs
+// every definition of a script on every call.
 func assembleScript(name string, cluster bool) (string, error) {
-	var b strings.Builder
+	type part struct {
+		path string
+		text string
+	}
+	var parts []part // the includes in order, then the script
 	done := map[string]bool{}
 	var add func(path string, stack []string) error
 	add = func(path string, stack []string) error {
@@ -130,7 +138,7 @@ func assembleScript(name string, cluster bool) (string, error) {
 		}
 		if path == "prelude" {
 			done[path] = true
-			b.WriteString(luaPrelude(cluster))
+			parts = append(parts, part{path, luaPrelude(cluster)})
 			return nil
 		}
 		body, err := luaFiles.ReadFile(path)
@@ -151,15 +159,125 @@ func assembleScript(name string, cluster bool) (string, error) {
 			}
 		}
 		done[path] = true
-		b.WriteString("-- " + strings.TrimPrefix(path, "lua/") + "\n")
-		b.Write(body)
-		b.WriteString("\n")
+		parts = append(parts, part{path, string(body)})
 		return nil
 	}
 	if err := add("lua/"+name+".lua", nil); err != nil {
 		return "", err
 	}
+	script := parts[len(parts)-1]
+	var incs []luaInclude
+	for _, p := range parts[:len(parts)-1] {
+		incs = append(incs, splitInclude(p.path, p.text))
+	}
+	shake(script.text, incs)
+	var b strings.Builder
+	for _, inc := range incs {
+		b.WriteString("-- " + strings.TrimPrefix(inc.path, "lua/") + "\n")
+		for _, c := range inc.chunks {
+			if c.kept {
+				b.WriteString(c.text)
+			}
+		}
+	}
+	b.WriteString("-- " + strings.TrimPrefix(script.path, "lua/") + "\n")
+	b.WriteString(script.text)
+	b.WriteString("\n")
 	return b.String(), nil
+}
+
+// luaInclude is an include split into its top-level definitions.
+type luaInclude struct {
+	path   string
+	chunks []luaChunk
+}
+
+// luaChunk is one top-level definition of an include: from a line that
+// starts with "local " to the next (its comments go with the one before).
+type luaChunk struct {
+	names []string // what it defines
+	text  string
+	kept  bool
+}
+
+var (
+	luaFuncDef  = regexp.MustCompile(`^local\s+function\s+([A-Za-z_]\w*)`)
+	luaVarDef   = regexp.MustCompile(`^local\s+([A-Za-z_][\w\s,]*?)\s*=`)
+	luaWord     = regexp.MustCompile(`[A-Za-z_]\w*`)
+	luaFieldRef = regexp.MustCompile(`[.:]\s*[A-Za-z_]\w*`)
+)
+
+// splitInclude splits an include's text into its definitions; what comes
+// before the first one (the header comment, the includes) is dropped.
+func splitInclude(path, text string) luaInclude {
+	inc := luaInclude{path: path}
+	var cur *luaChunk
+	for _, line := range strings.SplitAfter(text, "\n") {
+		if strings.HasPrefix(line, "local ") {
+			var names []string
+			if m := luaFuncDef.FindStringSubmatch(line); m != nil {
+				names = []string{m[1]}
+			} else if m := luaVarDef.FindStringSubmatch(line); m != nil {
+				for _, n := range strings.Split(m[1], ",") {
+					names = append(names, strings.TrimSpace(n))
+				}
+			}
+			inc.chunks = append(inc.chunks, luaChunk{names: names})
+			cur = &inc.chunks[len(inc.chunks)-1]
+		}
+		if cur != nil {
+			cur.text += line
+		}
+	}
+	return inc
+}
+
+// shake marks the chunks the script reaches: those it names, then those
+// they name, until nothing changes. A name counts when it stands as a
+// word outside comments and is not a field (after '.' or ':'); a chunk
+// kept by a name that only looks like a use costs a definition, never
+// correctness.
+func shake(script string, incs []luaInclude) {
+	used := map[string]bool{}
+	note := func(text string) {
+		code := luaFieldRef.ReplaceAllString(luaCodeOnly(text), " ")
+		for _, w := range luaWord.FindAllString(code, -1) {
+			used[w] = true
+		}
+	}
+	note(script)
+	for changed := true; changed; {
+		changed = false
+		for i := range incs {
+			for j := range incs[i].chunks {
+				c := &incs[i].chunks[j]
+				if c.kept {
+					continue
+				}
+				for _, n := range c.names {
+					if used[n] {
+						c.kept, changed = true, true
+						note(c.text)
+						break
+					}
+				}
+			}
+		}
+	}
+}
+
+// luaCodeOnly strips Lua comments ("--" to the end of the line; the
+// scripts use no long comments and no "--" inside strings).
+func luaCodeOnly(src string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(src, "\n") {
+		if i := strings.Index(line, "--"); i >= 0 {
+			line = line[:i]
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 // luaIncludes returns the names a Lua file includes, in order.
@@ -261,8 +379,8 @@ var statusImplies = map[FlowStatus]struct {
 // PUBLISH ('SPUBLISH' on a cluster: sharded pub/sub keeps messages on the
 // slot's node), ERR (the refusal codes), S_<STATUS> (the status names),
 // STATUS (per status: index, the position of its index key in the flow
-// key set; terminal; runnable; waits) and ALLOWED[to][from] (the
-// transition table).
+// key set; terminal; runnable; waits), RECORD (recordFields) and
+// ALLOWED[to][from] (the transition table).
 func luaPrelude(cluster bool) string {
 	var b strings.Builder
 	b.WriteString("-- prelude: generated from Go (scripts.go, taskflow.go): do not edit\n")
@@ -289,6 +407,10 @@ func luaPrelude(cluster bool) string {
 		im := statusImplies[st]
 		fmt.Fprintf(&b, "[%q]={index=%d,terminal=%t,runnable=%t,waits=%t},", st, firstStatusKey+i, st.IsTerminal(), im.runnable, im.waits)
 	}
+	b.WriteString("}\nlocal RECORD = {")
+	for _, name := range recordFields {
+		fmt.Fprintf(&b, "%q,", name)
+	}
 	b.WriteString("}\nlocal ALLOWED = {")
 	for _, to := range allStatuses {
 		fmt.Fprintf(&b, "[%q]={", to)
@@ -299,6 +421,34 @@ func luaPrelude(cluster bool) string {
 	}
 	b.WriteString("}\n")
 	return b.String()
+}
+
+// recordFields are a flow hash's record fields (the rest are the state's
+// and the scripts' own): the prelude's RECORD, the order of a lean reply.
+var recordFields = []string{
+	"controller", "goal", "owner", "origin",
+	"step", "status", "cancel", "rev", "created",
+	"updated", "wait", "corr", "raw", "size",
+	"seq", "att", "tp",
+}
+
+// replyFields returns the flow fields of a {flow, extra} script reply:
+// field/value pairs, or with a lean reply ({values, extra, 'record'})
+// the values of recordFields in order.
+func replyFields(arr []any) map[string]string {
+	if len(arr) > 2 && arr[2] == "record" {
+		vals, _ := arr[0].([]any)
+		m := make(map[string]string, len(recordFields))
+		for i, name := range recordFields {
+			if i < len(vals) {
+				if v, ok := vals[i].(string); ok {
+					m[name] = v
+				}
+			}
+		}
+		return m
+	}
+	return pairsToMap(arr[0])
 }
 
 // firstStatusKey is the position (1-based, as in KEYS) of the first
@@ -441,7 +591,7 @@ func (s *RedisStore) runFlowScript(ctx context.Context, sc *script, id uuid.UUID
 		return nil, nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
 	}
 	lean := len(args) > 7 && args[7] == "lean"
-	f, err = decodeFlow(id, pairsToMap(arr[0]), !lean)
+	f, err = decodeFlow(id, replyFields(arr), !lean)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -26,19 +26,6 @@ func luaSources(t *testing.T) map[string]string {
 	return out
 }
 
-// luaCode strips a Lua source's comments (to the end of the line).
-func luaCode(src string) string {
-	var b strings.Builder
-	for _, line := range strings.Split(src, "\n") {
-		if i := strings.Index(line, "--"); i >= 0 {
-			line = line[:i]
-		}
-		b.WriteString(line)
-		b.WriteByte('\n')
-	}
-	return b.String()
-}
-
 // TestEveryScriptIsLoaded: each lua/*.lua is a script the store loads,
 // and each script assembles with every include once.
 func TestEveryScriptIsLoaded(t *testing.T) {
@@ -119,7 +106,7 @@ func TestScriptsDefineWhatTheyCall(t *testing.T) {
 	}
 	for _, s := range sc.all {
 		src, _ := assembleScript(s.name, false)
-		code := luaCode(src)
+		code := luaCodeOnly(src)
 		defined := map[string]bool{}
 		for _, m := range def.FindAllStringSubmatch(code, -1) {
 			defined[m[1]+m[2]] = true
@@ -150,7 +137,7 @@ func TestHelpersReadNoArguments(t *testing.T) {
 		if !strings.HasPrefix(path, "lua/include/") {
 			continue
 		}
-		code := luaCode(src)
+		code := luaCodeOnly(src)
 		// context.lua is where a script hands its KEYS and ARGV over,
 		// as parameters.
 		code = strings.ReplaceAll(code, "(keys, argv)", "")
@@ -166,7 +153,7 @@ func TestRefusalCodesAreOneTable(t *testing.T) {
 	use := regexp.MustCompile(`ERR\.([A-Z]+)`)
 	used := map[string]bool{}
 	for path, src := range luaSources(t) {
-		code := luaCode(src)
+		code := luaCodeOnly(src)
 		if strings.Contains(code, "err('") || strings.Contains(code, `err("`) {
 			t.Errorf("%s refuses with a code typed as a string", path)
 		}
@@ -196,7 +183,7 @@ func TestNoStatusNameTypedInLua(t *testing.T) {
 	alt := strings.Join(names, "|")
 	typed := regexp.MustCompile(`(==|~=|status\s*=|set_status\([^)]*|check_transition\([^)]*|STATUS\[)\s*['"](` + alt + `)['"]`)
 	for path, src := range luaSources(t) {
-		if m := typed.FindString(luaCode(src)); m != "" {
+		if m := typed.FindString(luaCodeOnly(src)); m != "" {
 			t.Errorf("%s types a status: %s", path, m)
 		}
 	}

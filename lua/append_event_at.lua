@@ -21,7 +21,7 @@
 
 local c = mutation_context(KEYS, ARGV)
 local A = #ARGV - 2 -- the head's length
-local f, e, seen = load_checked(c)
+local f, e, seen = load_checked(c, MUTATE_FIELDS)
 if seen then
   return event_of(c, seen)
 end

@@ -15,7 +15,7 @@
 --@include events
 
 local c = mutation_context(KEYS, ARGV)
-local f, e, seen = load_checked(c)
+local f, e, seen = load_checked(c, MUTATE_FIELDS)
 if seen or e then
   return e or reply(c)
 end

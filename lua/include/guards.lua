@@ -58,13 +58,13 @@ local function check_transition(f, to, from)
 end
 
 -- load_checked is the opening of a mutation: the flow (as load_flow
--- reads it) when it exists, the call is not a repeat, and the expected
+-- reads it, the given fields or all) when it exists, the call is not a repeat, and the expected
 -- revision (when given) and the lease (when given) hold. Returns
 -- (flow, nil, false), or (nil, error reply, false), or (flow, nil, seq)
 -- for a repeated call (seq: the event id it recorded, maybe ''): the
 -- caller then answers as the first run did.
-local function load_checked(c)
-  local f = load_flow(c)
+local function load_checked(c, fields)
+  local f = load_flow(c, fields)
   if f == nil then
     return nil, err(ERR.NOTFOUND), false
   end
