@@ -156,7 +156,7 @@ func (k keyspace) cancelWait(shard int) string { return k.tag(shard) + ":cancelw
 func (k keyspace) corr(shard int) string       { return k.tag(shard) + ":corr" }
 
 // flowKeys returns the key set every flow script receives, in the order
-// lua/lib.lua documents. owner is added as key 16 when not empty.
+// lua/include/context.lua documents. owner is added as key 16 when not empty.
 func (k keyspace) flowKeys(id uuid.UUID, owner string) []string {
 	s := k.shardOf(id)
 	tag, ids := k.tag(s), id.String()

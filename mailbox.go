@@ -168,7 +168,8 @@ func (k keyspace) inbox(id uuid.UUID) string {
 	return k.tag(k.shardOf(id)) + ":inbox:" + id.String()
 }
 
-// withInbox appends keys 16 and 17 of early_lib.lua to a flow key set.
+// withInbox appends the inbox and kept-event keys (16 and 17 of
+// transition_early.lua and deliver_event.lua) to a flow key set.
 func (k keyspace) withInbox(keys []string, id uuid.UUID) []string {
 	return append(keys, k.inbox(id), k.kept(k.shardOf(id)))
 }

@@ -4,7 +4,44 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
+
+// Pub/sub plumbing shared by Claim (ready announcements) and Watch (audit
+// entries): subscriptions, and the mark that makes a shard's mutations
+// announce their events.
+
+// subscribe subscribes to channels and waits for the confirmations, so
+// nothing published afterwards is missed. On a Cluster each shard's
+// channel is a sharded channel on its slot's node (one connection each).
+func (s *RedisStore) subscribe(ctx context.Context, channels []string) ([]*redis.PubSub, error) {
+	var subs []*redis.PubSub
+	fail := func(err error) ([]*redis.PubSub, error) {
+		for _, ps := range subs {
+			_ = ps.Close()
+		}
+		return nil, fmt.Errorf("taskflow: subscribe: %w", err)
+	}
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		for _, ch := range channels {
+			ps := cc.SSubscribe(ctx, ch)
+			subs = append(subs, ps)
+			if _, err := ps.Receive(ctx); err != nil {
+				return fail(err)
+			}
+		}
+		return subs, nil
+	}
+	ps := s.client.Subscribe(ctx, channels...)
+	subs = append(subs, ps)
+	for range channels {
+		if _, err := ps.Receive(ctx); err != nil {
+			return fail(err)
+		}
+	}
+	return subs, nil
+}
 
 // watchedTTL is how long a shard stays marked watched after its
 // watcher's last refresh; a watcher refreshes the mark every third of it.
