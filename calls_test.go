@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -308,6 +309,35 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 				}
 				return nil
 			})
+			// Retries, and the import's calls.
+			r := must(t, try(e.m.CreateMirrored(ctx, in)))
+			rid := func() uuid.UUID { return r.ID }
+			lost("RetryLater", rid, 1, func() error {
+				r, err = m.RetryLater(ctx, r.ID, RetryPolicy{MaxAttempts: 3}, "flaky")
+				if err == nil && (r.Status != StatusWaiting || r.Attempts != 1) {
+					err = fmt.Errorf("retry: %s, %d attempts", r.Status, r.Attempts)
+				}
+				return err
+			})
+			lost("ResetAttempts", rid, 1, func() error {
+				r, err = m.ResetAttempts(ctx, r.ID)
+				if err == nil && r.Attempts != 0 {
+					err = fmt.Errorf("reset: %d attempts", r.Attempts)
+				}
+				return err
+			})
+			lost("AppendEventAt", rid, 1, func() error {
+				_, err := store.AppendEventAt(ctx, r.ID, "legacy", nil, e.clock.Now())
+				return err
+			})
+			imp := importedFlow(e, StatusRunning, nil, false)
+			lost("InsertFlow", nil, 0, func() error {
+				_, err := store.InsertFlow(ctx, imp, InsertWithEvents(importedEvents(imp, 3)...))
+				return err
+			})
+			if n := eventCount(t, e.m, imp.ID); n != 3 {
+				t.Fatalf("InsertFlow: %d events", n)
+			}
 			// The tool's start: a re-sent create is not "already exists".
 			tool := NewTool(m)
 			lost("tool start", nil, 0, func() error {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 )
 
 // The store calls of this file are the ones an importer or an operator
@@ -335,15 +334,12 @@ func (s *RedisStore) AppendEventAt(ctx context.Context, flowID uuid.UUID, kind s
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkLayout(ctx); err != nil {
-		return nil, err
-	}
 	at = at.UTC().Truncate(time.Millisecond)
 	args := append(s.head(flowID, strconv.FormatInt(at.UnixMilli(), 10), at.Format(time.RFC3339Nano), mutation{}),
 		kindJSON, string(pl))
-	v, err := s.scripts.appendEventAt.Run(ctx, s.client, s.keys.flowKeys(flowID, ""), args...).Result()
+	v, err := s.run(ctx, s.scripts.appendEventAt, flowID, s.keys.flowKeys(flowID, ""), args...)
 	if err != nil {
-		return nil, fmt.Errorf("taskflow: append event: %w", scriptError(err, flowID))
+		return nil, fmt.Errorf("taskflow: append event: %w", err)
 	}
 	numbered, _ := v.(string)
 	return decodeNumbered(flowID, numbered)
@@ -354,13 +350,10 @@ func (s *RedisStore) AppendEventAt(ctx context.Context, flowID uuid.UUID, kind s
 // flow's steps until it meets the id: its cost grows with the flow's step
 // count (FindStepByRunID is one read).
 func (s *RedisStore) GetStep(ctx context.Context, flowID, stepID uuid.UUID) (*FlowStep, error) {
-	if err := s.checkLayout(ctx); err != nil {
-		return nil, err
-	}
 	keys := []string{s.keys.flow(flowID), s.keys.steps(flowID), s.keys.step(flowID, "")}
-	v, err := s.scripts.getStep.Run(ctx, s.client, keys, stepID.String()).Result()
+	v, err := s.run(ctx, s.scripts.getStep, flowID, keys, stepID.String())
 	if err != nil {
-		return nil, fmt.Errorf("taskflow: get step: %w", scriptError(err, flowID))
+		return nil, fmt.Errorf("taskflow: get step: %w", err)
 	}
 	if fields, _ := v.([]any); len(fields) == 0 {
 		return nil, fmt.Errorf("%w: flow %s has no step %s", ErrNotFound, flowID, stepID)
@@ -374,13 +367,10 @@ func (s *RedisStore) FindStepByRunID(ctx context.Context, flowID uuid.UUID, runI
 	if runID == "" {
 		return nil, fmt.Errorf("%w: run_id is required", ErrInvalidData)
 	}
-	if err := s.checkLayout(ctx); err != nil {
-		return nil, err
-	}
 	keys := []string{s.keys.flow(flowID), s.keys.step(flowID, runID)}
-	v, err := s.scripts.findStep.Run(ctx, s.client, keys).Result()
+	v, err := s.run(ctx, s.scripts.findStep, flowID, keys)
 	if err != nil {
-		return nil, fmt.Errorf("taskflow: find step: %w", scriptError(err, flowID))
+		return nil, fmt.Errorf("taskflow: find step: %w", err)
 	}
 	if fields, _ := v.([]any); len(fields) == 0 {
 		return nil, fmt.Errorf("%w: flow %s has no step with run_id %q", ErrNotFound, flowID, runID)
@@ -411,19 +401,15 @@ func (s *RedisStore) UpdateStep(ctx context.Context, st *FlowStep) (*FlowStep, e
 	if updated.IsZero() {
 		updated, _, _ = s.clock()
 	}
-	if err := s.checkLayout(ctx); err != nil {
-		return nil, err
-	}
 	keys := []string{s.keys.flow(st.FlowID), s.keys.steps(st.FlowID), s.keys.step(st.FlowID, st.RunID)}
-	v, err := s.scripts.updateStep.Run(ctx, s.client, keys,
+	v, err := s.run(ctx, s.scripts.updateStep, st.FlowID, keys,
 		st.ID.String(), string(st.Runtime), st.Task, string(st.Status), st.ChildSessionKey, string(result),
-		updated.UnixMilli()).Result()
+		updated.UnixMilli())
 	if err != nil {
-		var rerr redis.Error
-		if errors.As(err, &rerr) && strings.Contains(rerr.Error(), "NOSTEP") {
+		if errors.Is(err, errNoStep) {
 			return nil, fmt.Errorf("%w: flow %s has no step with run_id %q", ErrNotFound, st.FlowID, st.RunID)
 		}
-		return nil, fmt.Errorf("taskflow: update step: %w", scriptError(err, st.FlowID))
+		return nil, fmt.Errorf("taskflow: update step: %w", err)
 	}
 	return decodeStep(v)
 }

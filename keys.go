@@ -32,6 +32,8 @@ import (
 //	<prefix>:{<n>}:leases             hash: flow id -> "<token>|<expiry ms>|<worker JSON>"
 //	<prefix>:{<n>}:leasexp            zset: leased flow id by lease expiry
 //	<prefix>:{<n>}:ticklock           string: the engine working on the shard (5 s)
+//	<prefix>:{<n>}:watched            string: someone watches the shard (Watch, 30 s):
+//	                                  mutations announce their events only then
 //	<prefix>:{<n>}:inbox:<id> …       the mailbox for early events: see mailbox.go
 //	<prefix>:{meta}:layout            hash: shards (the flow space's shard count),
 //	                                  hash (the placement of flows: layoutHash)
@@ -145,12 +147,16 @@ func (k keyspace) ready(shard int, controller string) string {
 
 // watch is the channel on which a shard's scripts publish every audit
 // entry, as "<flow id> <entry>".
-func (k keyspace) watch(shard int) string      { return k.tag(shard) + ":watch" }
+func (k keyspace) watch(shard int) string { return k.tag(shard) + ":watch" }
+
+// watched marks a shard watched (lua/include/events.lua announce).
+func (k keyspace) watched(shard int) string { return k.tag(shard) + ":watched" }
+
 func (k keyspace) cancelWait(shard int) string { return k.tag(shard) + ":cancelwait" }
 func (k keyspace) corr(shard int) string       { return k.tag(shard) + ":corr" }
 
 // flowKeys returns the key set every flow script receives, in the order
-// lua/lib.lua documents. owner is added as key 16 when not empty.
+// lua/include/context.lua documents. owner is added as key 16 when not empty.
 func (k keyspace) flowKeys(id uuid.UUID, owner string) []string {
 	s := k.shardOf(id)
 	tag, ids := k.tag(s), id.String()

@@ -9,8 +9,9 @@ import (
 // state would exceed the store's cap (WithMaxStateBytes).
 var ErrStateTooLarge = errors.New("taskflow: state too large")
 
-// Bounds on what one call may store, so that a flow's memory and one
-// script's work stay bounded whatever the caller sends.
+// The default bounds on what one call may store, so that a flow's memory
+// and one script's work stay bounded whatever the caller sends; a store
+// may set others (WithLimits).
 const (
 	// MaxLabelBytes bounds each identifier-like string a flow or step
 	// stores: controller id, owner session key, requester origin, current
@@ -52,9 +53,80 @@ func checkLens(items ...limit) error {
 	return nil
 }
 
-// MaxStepsPerFlow is the most steps one flow holds: RecordStepObservation
-// and InsertStep refuse a new run id beyond it with ErrInvalidData (an
-// observation of a step already recorded still updates it). It bounds
-// the memory of a flow's steps and the work of pruning one flow. It is
-// MaxInsertSteps, so an imported flow fits too.
+// MaxStepsPerFlow is the default of the most steps one flow holds
+// (Limits.StepsPerFlow): RecordStepObservation and InsertStep refuse a
+// new run id beyond it with ErrInvalidData (an observation of a step
+// already recorded still updates it). It bounds the memory of a flow's
+// steps and the work of pruning one flow. It is MaxInsertSteps, so an
+// imported flow fits too.
 const MaxStepsPerFlow = MaxInsertSteps
+
+// DefaultEventBytes is the default bound of one flow's audit log in
+// bytes (Limits.EventBytes), beside the count of WithEventCap.
+const DefaultEventBytes = 1 << 20
+
+// MaxStepsPerFlowLimit is the largest Limits.StepsPerFlow a store takes:
+// pruning a flow deletes its steps in one script, and a script must not
+// block Redis for long.
+const MaxStepsPerFlowLimit = 10000
+
+// Limits bounds what one flow and one call may hold. A zero field means
+// its default; NewRedisStore refuses a negative one (but EventBytes).
+type Limits struct {
+	// LabelBytes bounds each identifier-like string a flow or step
+	// stores: controller id, owner session key, requester origin,
+	// current step, run id, child session key, event kind. Default
+	// MaxLabelBytes (1 KiB).
+	LabelBytes int
+	// TextBytes bounds each free-text string: goal, step task, failure
+	// reason. Default MaxTextBytes (64 KiB).
+	TextBytes int
+	// PatchKeys bounds the top-level keys of one state, patch or result
+	// written in one call: a script's work grows with them. Default
+	// MaxPatchKeys (4096).
+	PatchKeys int
+	// StepsPerFlow is the most steps one flow holds (see
+	// MaxStepsPerFlow). Default MaxStepsPerFlow (1000), at most
+	// MaxStepsPerFlowLimit (10,000).
+	StepsPerFlow int
+	// EventBytes bounds one flow's audit log in bytes of its entries:
+	// appending an event drops the oldest ones until the log fits, but
+	// the newest entry is always kept. Default DefaultEventBytes
+	// (1 MiB); a negative value keeps every byte (the event count of
+	// WithEventCap still applies).
+	EventBytes int
+}
+
+// WithLimits sets the store's bounds on what one flow and one call may
+// hold (see Limits; fields left zero keep their defaults).
+func WithLimits(l Limits) StoreOption {
+	return func(c *storeConfig) { c.limits = l }
+}
+
+// resolve fills the defaults in and checks the bounds.
+func (l Limits) resolve() (Limits, error) {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&l.LabelBytes, MaxLabelBytes)
+	def(&l.TextBytes, MaxTextBytes)
+	def(&l.PatchKeys, MaxPatchKeys)
+	def(&l.StepsPerFlow, MaxStepsPerFlow)
+	def(&l.EventBytes, DefaultEventBytes)
+	if l.LabelBytes < 0 || l.TextBytes < 0 || l.PatchKeys < 0 || l.StepsPerFlow < 0 {
+		return l, fmt.Errorf("%w: limits %+v: a negative bound", ErrInvalidData, l)
+	}
+	if l.StepsPerFlow > MaxStepsPerFlowLimit {
+		return l, fmt.Errorf("%w: limits: %d steps per flow, over the most a store takes (%d)", ErrInvalidData, l.StepsPerFlow, MaxStepsPerFlowLimit)
+	}
+	if l.EventBytes < 0 {
+		l.EventBytes = 0 // the scripts' "no bound"
+	}
+	return l, nil
+}
+
+// Limits returns the store's bounds, defaults filled in (EventBytes 0
+// when the audit log has no byte bound).
+func (s *RedisStore) Limits() Limits { return s.limits }

@@ -1,9 +1,12 @@
 package taskflow
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // TestLimitsRefuseOversizedInput: every stored string and the key count
@@ -72,5 +75,135 @@ func itoa(i int) string {
 		if i == 0 {
 			return string(b[n:])
 		}
+	}
+}
+
+// TestAuditLogIsBoundedInBytes: a flow's audit log keeps at most
+// Limits.EventBytes bytes of entries, dropping the oldest, but always
+// its newest entry; the flow's 'eb' field is the log's size.
+func TestAuditLogIsBoundedInBytes(t *testing.T) {
+	const budget = 2000
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		f := must(t, try(e.m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})))
+		pad := strings.Repeat("p", 150)
+		for i := 0; i < 40; i++ {
+			f = must(t, try(e.m.UpdateState(ctx, f.ID, map[string]string{"pad": pad, "i": itoa(i)}, "")))
+		}
+		checkLog := func(wantNewest string) []string {
+			t.Helper()
+			entries, err := e.client.LRange(ctx, e.store.keys.events(f.ID), 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			size := 0
+			for _, x := range entries {
+				size += len(x)
+			}
+			eb, _ := e.client.HGet(ctx, e.store.keys.flow(f.ID), "eb").Int()
+			if eb != size {
+				t.Fatalf("eb %d, the log holds %d bytes", eb, size)
+			}
+			if size > budget && len(entries) > 1 {
+				t.Fatalf("the log holds %d bytes in %d entries, over the budget of %d", size, len(entries), budget)
+			}
+			evs := must(t, try(e.m.ListEvents(ctx, f.ID, 1000)))
+			if len(evs) != len(entries) || evs[0].ID != wantNewest {
+				t.Fatalf("ListEvents: %d events, newest %s; want %d, newest %s", len(evs), evs[0].ID, len(entries), wantNewest)
+			}
+			return entries
+		}
+		entries := checkLog("42") // created, started, 40 updates
+		if len(entries) < 5 || len(entries) > budget/150 {
+			t.Fatalf("%d entries kept", len(entries))
+		}
+		// An entry over the whole budget is kept alone.
+		f = must(t, try(e.m.UpdateState(ctx, f.ID, map[string]string{"big": strings.Repeat("b", 3*budget)}, "")))
+		if entries = checkLog("43"); len(entries) != 1 {
+			t.Fatalf("%d entries after one over the budget", len(entries))
+		}
+		// A flow written without 'eb' has it counted from its log once.
+		if err := e.client.HDel(ctx, e.store.keys.flow(f.ID), "eb").Err(); err != nil {
+			t.Fatal(err)
+		}
+		must(t, try(e.m.UpdateState(ctx, f.ID, map[string]int{"n": 1}, "")))
+		checkLog("44")
+	}, WithLimits(Limits{EventBytes: budget}))
+}
+
+// TestStateCapCountsJSON: the state cap (WithMaxStateBytes) bounds the
+// state as the JSON it reads back as: a state of exactly the cap is
+// taken, one byte more is refused, whatever the number of keys and
+// however its keys are escaped.
+func TestStateCapCountsJSON(t *testing.T) {
+	state := map[string]any{`quote"d`: 1, "tab\tbed": "x", "line\u2028sep": true, "ctl\u0001": nil}
+	for i := 0; i < 200; i++ {
+		state["k"+itoa(i)] = i
+	}
+	raw, err := json.Marshal(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := len(raw)
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		// Built by merges of one key each: the size is kept, not
+		// recounted.
+		f := must(t, try(e.m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})))
+		for k, v := range state {
+			f = must(t, try(e.m.UpdateState(ctx, f.ID, map[string]any{k: v}, "")))
+		}
+		got := must(t, try(e.m.Get(ctx, f.ID)))
+		if len(got.State) != limit {
+			t.Fatalf("state reads back as %d bytes, want %d", len(got.State), limit)
+		}
+		if _, err := e.m.UpdateState(ctx, f.ID, map[string]any{"k0": 10}, ""); !errors.Is(err, ErrStateTooLarge) {
+			t.Fatalf("one byte over the cap: %v", err)
+		}
+		// Overwriting a key with a value of the same size fits.
+		must(t, try(e.m.UpdateState(ctx, f.ID, map[string]any{"k0": 9}, "")))
+		// A whole state of exactly the cap fits as a create.
+		g := must(t, try(e.m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: state})))
+		if got := must(t, try(e.m.Get(ctx, g.ID))); len(got.State) != limit {
+			t.Fatalf("created state reads back as %d bytes, want %d", len(got.State), limit)
+		}
+	}, WithMaxStateBytes(limit))
+}
+
+// TestLimitsAreStoreOptions: WithLimits sets each bound; zero fields
+// keep their defaults; bad bounds are refused.
+func TestLimitsAreStoreOptions(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		if _, err := e.m.CreateManaged(ctx, CreateManagedInput{ControllerID: "controller", Goal: "g", OwnerSessionKey: "o"}); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("an 10-byte controller over a limit of 8: %v", err)
+		}
+		if _, err := e.m.CreateManaged(ctx, CreateManagedInput{ControllerID: "c", Goal: "a goal of 20 bytes..", OwnerSessionKey: "o"}); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("a 20-byte goal over a limit of 16: %v", err)
+		}
+		f := must(t, try(e.m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})))
+		if _, err := e.m.UpdateState(ctx, f.ID, map[string]int{"a": 1, "b": 2, "c": 3}, ""); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("3 keys over a limit of 2: %v", err)
+		}
+		for i := 0; i < 2; i++ {
+			must(t, try(e.m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "r" + itoa(i), Status: StepRunning})))
+		}
+		if _, err := e.m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "r2", Status: StepRunning}); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("a third step over a limit of 2: %v", err)
+		}
+		if got := e.store.Limits(); got.TextBytes != 16 || got.EventBytes != DefaultEventBytes {
+			t.Fatalf("limits %+v", got)
+		}
+	}, WithLimits(Limits{LabelBytes: 8, TextBytes: 16, PatchKeys: 2, StepsPerFlow: 2}))
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	for _, bad := range []Limits{{LabelBytes: -1}, {StepsPerFlow: MaxStepsPerFlowLimit + 1}, {PatchKeys: -5}} {
+		if _, err := NewRedisStore(c, WithLimits(bad)); !errors.Is(err, ErrInvalidData) {
+			t.Errorf("limits %+v: %v", bad, err)
+		}
+	}
+	s, err := NewRedisStore(c, WithLimits(Limits{EventBytes: -1}))
+	if err != nil || s.Limits().EventBytes != 0 {
+		t.Fatalf("no byte bound: %v %+v", err, s.Limits())
 	}
 }

@@ -168,7 +168,8 @@ func (k keyspace) inbox(id uuid.UUID) string {
 	return k.tag(k.shardOf(id)) + ":inbox:" + id.String()
 }
 
-// withInbox appends keys 16 and 17 of early_lib.lua to a flow key set.
+// withInbox appends the inbox and kept-event keys (16 and 17 of
+// transition_early.lua and deliver_event.lua) to a flow key set.
 func (k keyspace) withInbox(keys []string, id uuid.UUID) []string {
 	return append(keys, k.inbox(id), k.kept(k.shardOf(id)))
 }
@@ -215,9 +216,9 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 	_, nowMs, nowStr := s.clock()
 	args := append(s.head(id, nowMs, nowStr, mutation{lean: lean}),
 		cp, eventID, string(payload), mode, s.early.retention.Milliseconds(), s.early.cap)
-	v, raw := s.scripts.deliverEvent.Run(ctx, s.client, s.keys.withInbox(s.keys.flowKeys(id, ""), id), args...).Result()
+	v, raw := s.eval(ctx, s.scripts.deliverEvent, s.keys.withInbox(s.keys.flowKeys(id, ""), id), args)
 	if raw != nil {
-		err = scriptError(raw, id)
+		err = callError(raw, id)
 		var te *TransitionError
 		if errors.As(err, &te) {
 			te.To = StatusRunning
@@ -232,7 +233,7 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 	if outcome != earlyUsed {
 		return nil, outcome, nil
 	}
-	f, err = decodeFlow(id, pairsToMap(arr[0]), !lean)
+	f, err = decodeFlow(id, replyFields(arr), !lean)
 	return f, outcome, err
 }
 
@@ -240,8 +241,8 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload json.RawMessage) error {
 	r := s.keys.rendezvous(cp)
 	_, nowMs, _ := s.clock()
-	err := s.scripts.mboxKeep.Run(ctx, s.client, []string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.used(r)},
-		eventID, nowMs, s.early.retention.Milliseconds(), string(payload), s.early.cap).Err()
+	_, err := s.run(ctx, s.scripts.mboxKeep, uuid.Nil, []string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.used(r)},
+		eventID, nowMs, s.early.retention.Milliseconds(), string(payload), s.early.cap)
 	if err != nil {
 		return fmt.Errorf("taskflow: keeping an early event: %w", err)
 	}
@@ -254,9 +255,9 @@ func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload 
 func (s *RedisStore) takeEarly(ctx context.Context, id uuid.UUID, cp, eventID string) (string, json.RawMessage, bool, error) {
 	r := s.keys.rendezvous(cp)
 	_, nowMs, _ := s.clock()
-	v, err := s.scripts.mboxTake.Run(ctx, s.client,
+	v, err := s.run(ctx, s.scripts.mboxTake, id,
 		[]string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.claimDue(r)},
-		id.String(), nowMs, earlyClaimTimeout.Milliseconds(), cp, eventID).Result()
+		id.String(), nowMs, earlyClaimTimeout.Milliseconds(), cp, eventID)
 	if errors.Is(err, redis.Nil) {
 		return "", nil, false, nil
 	}
@@ -296,9 +297,10 @@ func (s *RedisStore) settleEarly(ctx context.Context, cp, eventID, outcome strin
 	if strings.HasPrefix(eventID, bridgeEventPrefix) {
 		remember = earlyRememberUsed.Milliseconds()
 	}
-	n, err := s.scripts.mboxSettle.Run(ctx, s.client,
+	v, err := s.run(ctx, s.scripts.mboxSettle, uuid.Nil,
 		[]string{s.keys.claims(r), s.keys.claimDue(r), s.keys.mbox(cp), s.keys.kept(r), s.keys.used(r)},
-		eventID, outcome, nowMs, s.early.cap, remember).Int()
+		eventID, outcome, nowMs, s.early.cap, remember)
+	n, _ := v.(int64)
 	if err != nil {
 		return false, fmt.Errorf("taskflow: settling an early event: %w", err)
 	}

@@ -33,21 +33,21 @@ func (s *RedisStore) checkEarly(ctx context.Context, shard int, keys []string) (
 			continue // expired meanwhile
 		case "list":
 		default:
-			out = append(out, Problem{Kind: "wrong_type", Key: key, Detail: "key is a " + typ.Val() + ", not a list of kept events"})
+			out = append(out, Problem{Kind: ProblemWrongType, Key: key, Detail: "key is a " + typ.Val() + ", not a list of kept events"})
 			continue
 		}
 		if ttl.Val() < 0 {
-			out = append(out, Problem{Kind: "early_no_ttl", Key: key, Detail: "kept events without a TTL never go away"})
+			out = append(out, Problem{Kind: ProblemEarlyNoTtl, Key: key, Detail: "kept events without a TTL never go away"})
 		}
 		kind, rest, _ := strings.Cut(strings.TrimPrefix(key, tag), ":")
 		var flowID string
 		if kind == "mbox" && s.keys.rendezvous(rest) != shard {
-			out = append(out, Problem{Kind: "early_wrong_shard", Key: key, Detail: "a pair's mailbox outside its rendezvous shard is never read"})
+			out = append(out, Problem{Kind: ProblemEarlyWrongShard, Key: key, Detail: "a pair's mailbox outside its rendezvous shard is never read"})
 		}
 		if kind == "inbox" {
 			id, err := uuid.Parse(rest)
 			if err != nil || s.keys.shardOf(id) != shard {
-				out = append(out, Problem{Kind: "early_wrong_shard", Key: key, Detail: "an inbox that names no flow of this shard is never read"})
+				out = append(out, Problem{Kind: ProblemEarlyWrongShard, Key: key, Detail: "an inbox that names no flow of this shard is never read"})
 			} else {
 				flowID = " of flow " + id.String()
 			}
@@ -64,7 +64,7 @@ func (s *RedisStore) checkEarly(ctx context.Context, shard int, keys []string) (
 				ok = parseInboxEntry(e)
 			}
 			if !ok {
-				out = append(out, Problem{Kind: "bad_early_event", Key: key, Member: e, Detail: "unreadable kept event" + flowID})
+				out = append(out, Problem{Kind: ProblemBadEarlyEvent, Key: key, Member: e, Detail: "unreadable kept event" + flowID})
 			}
 		}
 	}
@@ -74,7 +74,7 @@ func (s *RedisStore) checkEarly(ctx context.Context, shard int, keys []string) (
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		var rerr redis.Error
 		if errors.As(err, &rerr) {
-			return append(out, Problem{Kind: "wrong_type", Key: s.keys.claims(shard), Detail: rerr.Error()}), nil
+			return append(out, Problem{Kind: ProblemWrongType, Key: s.keys.claims(shard), Detail: rerr.Error()}), nil
 		}
 		return nil, fmt.Errorf("taskflow: verify: %w", err)
 	}
@@ -82,16 +82,16 @@ func (s *RedisStore) checkEarly(ctx context.Context, shard int, keys []string) (
 	for _, id := range due.Val() {
 		indexed[id] = true
 		if _, ok := claims.Val()[id]; !ok {
-			out = append(out, Problem{Kind: "stale_index_entry", Key: s.keys.claimDue(shard), Member: id, Detail: "due entry of no claim"})
+			out = append(out, Problem{Kind: ProblemStaleIndexEntry, Key: s.keys.claimDue(shard), Member: id, Detail: "due entry of no claim"})
 		}
 	}
 	for id, c := range claims.Val() {
 		flow, cp, _, ok := parseClaim(c)
 		switch {
 		case !ok || s.keys.rendezvous(cp) != shard:
-			out = append(out, Problem{Kind: "bad_claim", Key: s.keys.claims(shard), Member: id, Detail: "unreadable claim, or of another shard"})
+			out = append(out, Problem{Kind: ProblemBadClaim, Key: s.keys.claims(shard), Member: id, Detail: "unreadable claim, or of another shard"})
 		case !indexed[id]:
-			out = append(out, Problem{Kind: "claim_unindexed", Key: s.keys.claims(shard), Member: id, Detail: "claim for flow " + flow.String() + " without a due entry is never re-driven"})
+			out = append(out, Problem{Kind: ProblemClaimUnindexed, Key: s.keys.claims(shard), Member: id, Detail: "claim for flow " + flow.String() + " without a due entry is never re-driven"})
 		}
 	}
 	return out, nil

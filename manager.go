@@ -149,7 +149,7 @@ func (m *Manager) Fail(ctx context.Context, id uuid.UUID, reason string, opts ..
 	if err := checkText("the failure reason", reason); err != nil {
 		return nil, err
 	}
-	if err := checkLen("reason", reason, MaxTextBytes); err != nil {
+	if err := checkLen("reason", reason, m.store.limits.TextBytes); err != nil {
 		return nil, err
 	}
 	now, _, _ := m.store.clock()

@@ -123,8 +123,8 @@ type opMeta struct {
 // s.obs != nil && s.obs.Op != nil first, so an unset hook costs nothing.
 // raw is the script's error as Redis returned it, err what the caller
 // gets.
-func (s *RedisStore) observeOp(ctx context.Context, sc *redis.Script, meta opMeta, id uuid.UUID, start time.Time, f *Flow, raw, err error) {
-	ev := OpEvent{Op: s.scripts.names[sc], Event: meta.event, WaitKind: meta.waitKind, FlowID: id,
+func (s *RedisStore) observeOp(ctx context.Context, sc *script, meta opMeta, id uuid.UUID, start time.Time, f *Flow, raw, err error) {
+	ev := OpEvent{Op: sc.name, Event: meta.event, WaitKind: meta.waitKind, FlowID: id,
 		Flow: f, Err: err, Start: start, Duration: time.Since(start)}
 	if raw != nil {
 		ev.Flow = nil
@@ -165,7 +165,7 @@ func waitKindOfGuard(guard string) string {
 }
 
 // observeDeferred reports a runFlowScript run when it returns.
-func (s *RedisStore) observeDeferred(ctx context.Context, sc *redis.Script, meta []opMeta, id uuid.UUID, start time.Time, f **Flow, raw, err *error) {
+func (s *RedisStore) observeDeferred(ctx context.Context, sc *script, meta []opMeta, id uuid.UUID, start time.Time, f **Flow, raw, err *error) {
 	var m opMeta
 	if len(meta) > 0 {
 		m = meta[0]
@@ -177,7 +177,7 @@ func (s *RedisStore) observeDeferred(ctx context.Context, sc *redis.Script, meta
 // with the pipeline's duration.
 func (s *RedisStore) observePipelined(ctx context.Context, calls []scriptCall, metas []opMeta, vals []any, errs []error, start time.Time) {
 	for i, c := range calls {
-		if _, ok := s.scripts.names[c.script]; !ok {
+		if !c.script.writes {
 			continue // a read script (page_after, verify_flow)
 		}
 		var m opMeta
@@ -204,7 +204,7 @@ func (s *RedisStore) observeStart() time.Time {
 }
 
 // observeRun reports a script run that returns no flow.
-func (s *RedisStore) observeRun(ctx context.Context, sc *redis.Script, id uuid.UUID, start time.Time, raw error) {
+func (s *RedisStore) observeRun(ctx context.Context, sc *script, id uuid.UUID, start time.Time, raw error) {
 	if s.observing() {
 		s.observeOp(ctx, sc, opMeta{}, id, start, nil, raw, scriptError(raw, id))
 	}

@@ -1,12 +1,9 @@
 package taskflow
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // ErrNotReplicated is wrapped by a *NotReplicatedError: the mutation
@@ -32,62 +29,19 @@ func (e *NotReplicatedError) Error() string {
 
 func (e *NotReplicatedError) Unwrap() error { return ErrNotReplicated }
 
-// WithReplicaAcks makes each flow mutation that returns a flow (create,
-// transitions, UpdateState, RequestCancel, Claim, UpdateAndAppend) wait
-// until n replicas received it (Redis WAIT, up to timeout, sent on the
-// same connection right after the script) before it is acknowledged:
-// a crash that promotes one of those replicas keeps it. When fewer
-// replicas confirm in time the call returns a *NotReplicatedError
-// (ErrNotReplicated): the write applied but is not known to be
-// replicated. Default 0: no waiting, the write is acknowledged once the
-// master applied it (asynchronous replication: a crash promoting a
-// lagging replica loses it). Keep timeout below the client's
-// ReadTimeout. Not yet applied to RecordStepObservation, InsertStep and
-// the lease calls (Extend, Release).
+// WithReplicaAcks makes every call that writes (a flow, its steps, its
+// lease, the mailbox: every script the store runs for a caller) wait
+// until n replicas received the write (Redis WAIT, up to timeout, sent
+// on the same connection right after the script) before it is
+// acknowledged: a crash that promotes one of those replicas keeps it.
+// When fewer replicas confirm in time the call returns a
+// *NotReplicatedError (ErrNotReplicated): the write applied but is not
+// known to be replicated. Default 0: no waiting, the write is
+// acknowledged once the master applied it (asynchronous replication: a
+// crash promoting a lagging replica loses it). Keep timeout below the
+// client's ReadTimeout. A tick's resumes and lease expiries are not
+// waited for: one lost in a crash is due again, and done again, by the
+// next tick.
 func WithReplicaAcks(n int, timeout time.Duration) StoreOption {
 	return func(c *storeConfig) { c.replicas, c.replTimeout = n, timeout }
-}
-
-// runScript runs a mutation script; with WithReplicaAcks it pipelines a
-// WAIT behind it on the same connection (the flow's master on a cluster).
-func (s *RedisStore) runScript(ctx context.Context, sc *redis.Script, keys []string, args []any) (any, error) {
-	if s.replicas <= 0 {
-		return sc.Run(ctx, s.client, keys, args...).Result()
-	}
-	var node interface{ Pipeline() redis.Pipeliner } = s.client
-	if cc, ok := s.client.(*redis.ClusterClient); ok {
-		c, err := cc.MasterForKey(ctx, keys[0])
-		if err != nil {
-			return nil, err
-		}
-		node = c
-	}
-	run := func(eval bool) (*redis.Cmd, *redis.IntCmd) {
-		pipe := node.Pipeline()
-		var cmd *redis.Cmd
-		if eval {
-			cmd = sc.Eval(ctx, pipe, keys, args...)
-		} else {
-			cmd = sc.EvalSha(ctx, pipe, keys, args...)
-		}
-		w := redis.NewIntCmd(ctx, "wait", s.replicas, s.replTimeout.Milliseconds())
-		_ = pipe.Process(ctx, w)
-		_, _ = pipe.Exec(ctx)
-		return cmd, w
-	}
-	cmd, w := run(false)
-	if isNoScript(cmd.Err()) {
-		cmd, w = run(true)
-	}
-	v, err := cmd.Result()
-	if err != nil {
-		return nil, err
-	}
-	if werr := w.Err(); werr != nil {
-		return v, &NotReplicatedError{Wanted: s.replicas, Acked: 0, Err: werr}
-	}
-	if n := int(w.Val()); n < s.replicas {
-		return v, &NotReplicatedError{Wanted: s.replicas, Acked: n}
-	}
-	return v, nil
 }

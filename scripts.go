@@ -1,59 +1,415 @@
 package taskflow
 
 import (
+	"bufio"
 	"context"
 	"embed"
 	"errors"
 	"fmt"
-	"strconv"
+	"regexp"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
-//go:embed lua/*.lua
+// lua/*.lua are the scripts, one per call; lua/include/*.lua the helpers
+// they include. A file names what it includes with lines
+//
+//	--@include <name>
+//
+// (lua/include/<name>.lua, or "prelude": the tables generated from Go
+// below); the loader puts each include once, includes of includes first,
+// before the script's own text, so a script on the server is
+// self-contained and shows what it uses.
+//
+//go:embed lua/*.lua lua/include/*.lua
 var luaFiles embed.FS
 
-// scripts holds every compiled script of a store.
-type scripts struct {
-	create, transition, updateState, requestCancel, writeFlow *redis.Script
-	recordStep, insertStep, pruneFlow                         *redis.Script
-	verifyFlow, reindexFlow, deleteOrphans                    *redis.Script
-	claim, extendLease, releaseLease, expireLease             *redis.Script
-	pageAfter, tickCancel, verifyEntry, indexStep             *redis.Script
-	retry                                                     *redis.Script
-	insertFlow, appendEventAt, getStep, findStep, updateStep  *redis.Script // import_store.go
-	deliverEvent, mboxKeep, mboxTake, mboxSettle              *redis.Script
-	// transitionEarly is transition.lua with early_lib.lua, for a wait on
-	// an external event (the mailbox's helpers cost every call about
-	// 6 µs of server time, so the other transitions go without).
-	transitionEarly *redis.Script
-	all             []*redis.Script
-	// names names the mutation scripts, for the observer.
-	names map[*redis.Script]string
+// script is one loaded script: the name of its file and whether it
+// writes (a write waits for replicas under WithReplicaAcks and is
+// reported to the observer).
+type script struct {
+	*redis.Script
+	name   string
+	writes bool
 }
 
-// luaPrelude renders the state machine for the scripts: which index key
-// each status uses, which statuses are terminal, and ALLOWED[to][from].
+// scripts holds every compiled script of a store, by file name.
+type scripts struct {
+	create, transition, updateState, requestCancel, writeFlow *script
+	recordStep, insertStep, pruneFlow                         *script
+	verifyFlow, reindexFlow, deleteOrphans                    *script
+	claim, extendLease, releaseLease, expireLease             *script
+	pageAfter, tickCancel, verifyEntry, indexStep             *script
+	retry                                                     *script
+	insertFlow, appendEventAt, getStep, findStep, updateStep  *script // import_store.go
+	deliverEvent, mboxKeep, mboxTake, mboxSettle              *script
+	// transitionEarly is transition for a wait on an external event: it
+	// includes the mailbox's helpers, which the other transitions do not
+	// pay for.
+	transitionEarly *script
+	all             []*script
+}
+
+// files lists every script: its file (lua/<file>.lua), whether it
+// writes, and where the store keeps it.
+func (s *scripts) files() []struct {
+	file   string
+	writes bool
+	dst    **script
+} {
+	type f = struct {
+		file   string
+		writes bool
+		dst    **script
+	}
+	return []f{
+		{"create", true, &s.create},
+		{"transition", true, &s.transition},
+		{"transition_early", true, &s.transitionEarly},
+		{"update_state", true, &s.updateState},
+		{"request_cancel", true, &s.requestCancel},
+		{"write_flow", true, &s.writeFlow},
+		{"record_step", true, &s.recordStep},
+		{"insert_step", true, &s.insertStep},
+		{"prune_flow", true, &s.pruneFlow},
+		{"verify_flow", false, &s.verifyFlow},
+		{"reindex_flow", true, &s.reindexFlow},
+		{"delete_orphans", true, &s.deleteOrphans},
+		{"claim", true, &s.claim},
+		{"extend_lease", true, &s.extendLease},
+		{"release_lease", true, &s.releaseLease},
+		{"expire_lease", true, &s.expireLease},
+		{"page_after", false, &s.pageAfter},
+		{"tick_cancel", true, &s.tickCancel},
+		{"verify_entry", false, &s.verifyEntry},
+		{"index_step", true, &s.indexStep},
+		{"retry", true, &s.retry},
+		{"deliver_event", true, &s.deliverEvent},
+		{"mbox_keep", true, &s.mboxKeep},
+		{"mbox_take", true, &s.mboxTake},
+		{"mbox_settle", true, &s.mboxSettle},
+		{"insert_flow", true, &s.insertFlow},
+		{"append_event_at", true, &s.appendEventAt},
+		{"get_step", false, &s.getStep},
+		{"find_step", false, &s.findStep},
+		{"update_step", true, &s.updateStep},
+	}
+}
+
+// loadScripts assembles and compiles every script (cluster: sharded
+// pub/sub).
+func loadScripts(cluster bool) (*scripts, error) {
+	s := &scripts{}
+	for _, x := range s.files() {
+		src, err := assembleScript(x.file, cluster)
+		if err != nil {
+			return nil, err
+		}
+		*x.dst = &script{Script: redis.NewScript(src), name: x.file, writes: x.writes}
+		s.all = append(s.all, *x.dst)
+	}
+	return s, nil
+}
+
+// assembleScript returns lua/<name>.lua with its includes resolved: each
+// include once, includes of includes first, and of an include only the
+// top-level definitions the script reaches (shake), since Redis runs
+// every definition of a script on every call.
+func assembleScript(name string, cluster bool) (string, error) {
+	type part struct {
+		path string
+		text string
+	}
+	var parts []part // the includes in order, then the script
+	done := map[string]bool{}
+	var add func(path string, stack []string) error
+	add = func(path string, stack []string) error {
+		if done[path] {
+			return nil
+		}
+		for _, p := range stack {
+			if p == path {
+				return fmt.Errorf("taskflow: lua include cycle: %s", strings.Join(append(stack, path), " -> "))
+			}
+		}
+		if path == "prelude" {
+			done[path] = true
+			parts = append(parts, part{path, luaPrelude(cluster)})
+			return nil
+		}
+		body, err := luaFiles.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("taskflow: lua script: %w", err)
+		}
+		incs, err := luaIncludes(string(body))
+		if err != nil {
+			return fmt.Errorf("taskflow: %s: %w", path, err)
+		}
+		for _, inc := range incs {
+			p := "prelude"
+			if inc != "prelude" {
+				p = "lua/include/" + inc + ".lua"
+			}
+			if err := add(p, append(stack, path)); err != nil {
+				return err
+			}
+		}
+		done[path] = true
+		parts = append(parts, part{path, string(body)})
+		return nil
+	}
+	if err := add("lua/"+name+".lua", nil); err != nil {
+		return "", err
+	}
+	script := parts[len(parts)-1]
+	var incs []luaInclude
+	for _, p := range parts[:len(parts)-1] {
+		incs = append(incs, splitInclude(p.path, p.text))
+	}
+	shake(script.text, incs)
+	var b strings.Builder
+	for _, inc := range incs {
+		b.WriteString("-- " + strings.TrimPrefix(inc.path, "lua/") + "\n")
+		for _, c := range inc.chunks {
+			if c.kept {
+				b.WriteString(c.text)
+			}
+		}
+	}
+	b.WriteString("-- " + strings.TrimPrefix(script.path, "lua/") + "\n")
+	b.WriteString(script.text)
+	b.WriteString("\n")
+	return b.String(), nil
+}
+
+// luaInclude is an include split into its top-level definitions.
+type luaInclude struct {
+	path   string
+	chunks []luaChunk
+}
+
+// luaChunk is one top-level definition of an include: from a line that
+// starts with "local " to the next (its comments go with the one before).
+type luaChunk struct {
+	names []string // what it defines
+	text  string
+	kept  bool
+}
+
+var (
+	luaFuncDef  = regexp.MustCompile(`^local\s+function\s+([A-Za-z_]\w*)`)
+	luaVarDef   = regexp.MustCompile(`^local\s+([A-Za-z_][\w\s,]*?)\s*=`)
+	luaWord     = regexp.MustCompile(`[A-Za-z_]\w*`)
+	luaFieldRef = regexp.MustCompile(`[.:]\s*[A-Za-z_]\w*`)
+)
+
+// splitInclude splits an include's text into its definitions; what comes
+// before the first one (the header comment, the includes) is dropped.
+func splitInclude(path, text string) luaInclude {
+	inc := luaInclude{path: path}
+	var cur *luaChunk
+	for _, line := range strings.SplitAfter(text, "\n") {
+		if strings.HasPrefix(line, "local ") {
+			var names []string
+			if m := luaFuncDef.FindStringSubmatch(line); m != nil {
+				names = []string{m[1]}
+			} else if m := luaVarDef.FindStringSubmatch(line); m != nil {
+				for _, n := range strings.Split(m[1], ",") {
+					names = append(names, strings.TrimSpace(n))
+				}
+			}
+			inc.chunks = append(inc.chunks, luaChunk{names: names})
+			cur = &inc.chunks[len(inc.chunks)-1]
+		}
+		if cur != nil {
+			cur.text += line
+		}
+	}
+	return inc
+}
+
+// shake marks the chunks the script reaches: those it names, then those
+// they name, until nothing changes. A name counts when it stands as a
+// word outside comments and is not a field (after '.' or ':'); a chunk
+// kept by a name that only looks like a use costs a definition, never
+// correctness.
+func shake(script string, incs []luaInclude) {
+	used := map[string]bool{}
+	note := func(text string) {
+		code := luaFieldRef.ReplaceAllString(luaCodeOnly(text), " ")
+		for _, w := range luaWord.FindAllString(code, -1) {
+			used[w] = true
+		}
+	}
+	note(script)
+	for changed := true; changed; {
+		changed = false
+		for i := range incs {
+			for j := range incs[i].chunks {
+				c := &incs[i].chunks[j]
+				if c.kept {
+					continue
+				}
+				for _, n := range c.names {
+					if used[n] {
+						c.kept, changed = true, true
+						note(c.text)
+						break
+					}
+				}
+			}
+		}
+	}
+}
+
+// luaCodeOnly strips Lua comments ("--" to the end of the line; the
+// scripts use no long comments and no "--" inside strings).
+func luaCodeOnly(src string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(src, "\n") {
+		if i := strings.Index(line, "--"); i >= 0 {
+			line = line[:i]
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// luaIncludes returns the names a Lua file includes, in order.
+func luaIncludes(src string) ([]string, error) {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(src))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		rest, ok := strings.CutPrefix(line, "--@include")
+		if !ok {
+			continue
+		}
+		name := strings.TrimSpace(rest)
+		if name == "" || strings.ContainsAny(name, "/. ") {
+			return nil, fmt.Errorf("bad include %q", line)
+		}
+		out = append(out, name)
+	}
+	return out, sc.Err()
+}
+
+// refusal is one way a script refuses a call: its code (the first word of
+// the error reply) and the typed error the caller gets, built from the
+// flow id and the reply's details.
+type refusal struct {
+	code string
+	err  func(id uuid.UUID, detail string) error
+}
+
+// refusals is the one table of the scripts' refusal codes: the prelude
+// gives the scripts ERR.<code>, and scriptError maps a reply back.
+var refusals = []refusal{
+	{"NOTFOUND", func(id uuid.UUID, _ string) error { return fmt.Errorf("%w: flow %s", ErrNotFound, id) }},
+	{"NOMATCH", func(uuid.UUID, string) error { return errNoMatch }},
+	{"STALE", func(uuid.UUID, string) error { return errStaleEntry }},
+	{"BADWAIT", func(id uuid.UUID, _ string) error {
+		return fmt.Errorf("%w: flow %s has a timer entry but its wait is not a timer", ErrInvalidData, id)
+	}},
+	{"REVISION", func(id uuid.UUID, d string) error {
+		var exp, act int64
+		_, _ = fmt.Sscanf(d, "%d %d", &exp, &act)
+		return &RevisionMismatchError{FlowID: id, Expected: exp, Actual: act}
+	}},
+	{"TERMINAL", func(id uuid.UUID, d string) error {
+		return &TransitionError{FlowID: id, From: FlowStatus(d), Err: ErrAlreadyTerminal}
+	}},
+	{"CANCELPENDING", func(id uuid.UUID, d string) error {
+		return &TransitionError{FlowID: id, From: FlowStatus(d), Err: ErrCancelPending}
+	}},
+	{"ILLEGAL", func(id uuid.UUID, d string) error {
+		return &TransitionError{FlowID: id, From: FlowStatus(d), Err: ErrIllegalTransition}
+	}},
+	{"TOOLARGE", func(id uuid.UUID, d string) error {
+		return fmt.Errorf("%w: %w: the state of flow %s would be %s bytes, over the limit", ErrInvalidData, ErrStateTooLarge, id, d)
+	}},
+	{"TOOMANYSTEPS", func(id uuid.UUID, d string) error {
+		return fmt.Errorf("%w: flow %s holds %s steps, the most a flow may hold (Limits.StepsPerFlow)", ErrInvalidData, id, d)
+	}},
+	{"DUPSTEP", func(id uuid.UUID, _ string) error { return fmt.Errorf("%w: flow %s", ErrDuplicateStep, id) }},
+	{"NOSTEP", func(uuid.UUID, string) error { return errNoStep }},
+	{"IMMUTABLE", func(id uuid.UUID, d string) error {
+		return fmt.Errorf("%w: %s of flow %s cannot change", ErrInvalidData, d, id)
+	}},
+	{"LEASELOST", func(id uuid.UUID, _ string) error { return fmt.Errorf("%w: flow %s", ErrLeaseLost, id) }},
+	{"ATTEMPTS", func(_ uuid.UUID, d string) error {
+		var n int
+		_, _ = fmt.Sscanf(d, "%d", &n)
+		return &attemptsMoved{actual: n}
+	}},
+	{"IDEMCONFLICT", func(uuid.UUID, string) error { return ErrIdempotencyConflict }},
+	{"EXISTS", func(id uuid.UUID, _ string) error { return fmt.Errorf("%w: flow %s", ErrAlreadyExists, id) }},
+}
+
+// refusalByCode indexes refusals.
+var refusalByCode = func() map[string]refusal {
+	m := make(map[string]refusal, len(refusals))
+	for _, r := range refusals {
+		m[r.code] = r
+	}
+	return m
+}()
+
+// statusImplies is the one table of what a status implies for a flow's
+// index entries: the prelude gives it to the scripts as STATUS, and
+// Verify checks the keyspace against it. A terminal status is one the
+// transition table leaves no edge out of (IsTerminal).
+var statusImplies = map[FlowStatus]struct {
+	// runnable: the flow is on its controller's ready queue or leased.
+	runnable bool
+	// waits: the flow may hold a wait (timer, correlation entries) and a
+	// cancel-set entry.
+	waits bool
+}{
+	StatusRunning: {runnable: true},
+	StatusWaiting: {waits: true},
+}
+
+// luaPrelude renders Go's tables for the scripts ("--@include prelude"):
+// PUBLISH ('SPUBLISH' on a cluster: sharded pub/sub keeps messages on the
+// slot's node), ERR (the refusal codes), S_<STATUS> (the status names),
+// STATUS (per status: index, the position of its index key in the flow
+// key set; terminal; runnable; waits), RECORD (recordFields) and
+// ALLOWED[to][from] (the transition table).
 func luaPrelude(cluster bool) string {
 	var b strings.Builder
-	b.WriteString("-- generated from taskflow.go: do not edit\n")
-	// Sharded pub/sub keeps a Cluster's messages on the slot's node.
+	b.WriteString("-- prelude: generated from Go (scripts.go, taskflow.go): do not edit\n")
 	if cluster {
 		b.WriteString("local PUBLISH = 'SPUBLISH'\n")
 	} else {
 		b.WriteString("local PUBLISH = 'PUBLISH'\n")
 	}
-	b.WriteString("local STATUS_KEY = {")
-	for i, st := range allStatuses {
-		fmt.Fprintf(&b, "[%q]=%d,", st, 4+i)
+	b.WriteString("local ERR = {")
+	codes := make([]string, 0, len(refusals))
+	for _, r := range refusals {
+		codes = append(codes, r.code)
 	}
-	b.WriteString("}\nlocal TERMINAL = {")
+	sort.Strings(codes)
+	for _, c := range codes {
+		fmt.Fprintf(&b, "%s=%q,", c, c)
+	}
+	b.WriteString("}\n")
 	for _, st := range allStatuses {
-		if st.IsTerminal() {
-			fmt.Fprintf(&b, "[%q]=true,", st)
-		}
+		fmt.Fprintf(&b, "local S_%s = %q\n", strings.ToUpper(string(st)), st)
+	}
+	b.WriteString("local STATUS = {")
+	for i, st := range allStatuses {
+		im := statusImplies[st]
+		fmt.Fprintf(&b, "[%q]={index=%d,terminal=%t,runnable=%t,waits=%t},", st, firstStatusKey+i, st.IsTerminal(), im.runnable, im.waits)
+	}
+	b.WriteString("}\nlocal RECORD = {")
+	for _, name := range recordFields {
+		fmt.Fprintf(&b, "%q,", name)
 	}
 	b.WriteString("}\nlocal ALLOWED = {")
 	for _, to := range allStatuses {
@@ -67,77 +423,41 @@ func luaPrelude(cluster bool) string {
 	return b.String()
 }
 
-func loadScripts(cluster bool) (*scripts, error) {
-	lib, err := luaFiles.ReadFile("lua/lib.lua")
-	if err != nil {
-		return nil, err
-	}
-	early, err := luaFiles.ReadFile("lua/early_lib.lua")
-	if err != nil {
-		return nil, err
-	}
-	head := luaPrelude(cluster) + string(lib) + "\n"
-	s := &scripts{names: map[*redis.Script]string{}}
-	for _, x := range []struct {
-		name string
-		dst  **redis.Script
-	}{
-		{"create", &s.create},
-		{"transition", &s.transition},
-		{"update_state", &s.updateState},
-		{"request_cancel", &s.requestCancel},
-		{"write_flow", &s.writeFlow},
-		{"record_step", &s.recordStep},
-		{"insert_step", &s.insertStep},
-		{"prune_flow", &s.pruneFlow},
-		{"verify_flow", &s.verifyFlow},
-		{"reindex_flow", &s.reindexFlow},
-		{"delete_orphans", &s.deleteOrphans},
-		{"claim", &s.claim},
-		{"extend_lease", &s.extendLease},
-		{"release_lease", &s.releaseLease},
-		{"expire_lease", &s.expireLease},
-		{"page_after", &s.pageAfter},
-		{"tick_cancel", &s.tickCancel},
-		{"verify_entry", &s.verifyEntry},
-		{"index_step", &s.indexStep},
-		{"retry", &s.retry},
-		{"transition_early", &s.transitionEarly},
-		{"deliver_event", &s.deliverEvent},
-		{"mbox_keep", &s.mboxKeep},
-		{"mbox_take", &s.mboxTake},
-		{"mbox_settle", &s.mboxSettle},
-		{"insert_flow", &s.insertFlow},
-		{"append_event_at", &s.appendEventAt},
-		{"get_step", &s.getStep},
-		{"find_step", &s.findStep},
-		{"update_step", &s.updateStep},
-	} {
-		file := x.name
-		if file == "transition_early" {
-			file = "transition"
-		}
-		body, err := luaFiles.ReadFile("lua/" + file + ".lua")
-		if err != nil {
-			return nil, err
-		}
-		src := head
-		switch x.name {
-		case "transition_early", "deliver_event":
-			src += string(early) + "\n" // the mailbox's helpers
-		case "mbox_keep", "mbox_take", "mbox_settle":
-			src = "" // the mailbox's own keys, not a flow's
-		}
-		*x.dst = redis.NewScript(src + "-- " + x.name + ".lua\n" + string(body))
-		s.all = append(s.all, *x.dst)
-		if x.name != "page_after" && x.name != "verify_flow" { // reads
-			s.names[*x.dst] = x.name
-		}
-	}
-	return s, nil
+// recordFields are a flow hash's record fields (the rest are the state's
+// and the scripts' own): the prelude's RECORD, the order of a lean reply.
+var recordFields = []string{
+	"controller", "goal", "owner", "origin",
+	"step", "status", "cancel", "rev", "created",
+	"updated", "wait", "corr", "raw", "size",
+	"seq", "att", "tp",
 }
 
-// scriptError maps a script's refusal code to a typed error.
+// replyFields returns the flow fields of a {flow, extra} script reply:
+// field/value pairs, or with a lean reply ({values, extra, 'record'})
+// the values of recordFields in order.
+func replyFields(arr []any) map[string]string {
+	if len(arr) > 2 && arr[2] == "record" {
+		vals, _ := arr[0].([]any)
+		m := make(map[string]string, len(recordFields))
+		for i, name := range recordFields {
+			if i < len(vals) {
+				if v, ok := vals[i].(string); ok {
+					m[name] = v
+				}
+			}
+		}
+		return m
+	}
+	return pairsToMap(arr[0])
+}
+
+// firstStatusKey is the position (1-based, as in KEYS) of the first
+// status index in a flow's key set (keys.flowKeys): the indexes follow
+// in allStatuses order.
+const firstStatusKey = 4
+
+// scriptError maps a script's refusal to its typed error (see refusals);
+// any other error is returned as it is.
 func scriptError(err error, id uuid.UUID) error {
 	if err == nil {
 		return nil
@@ -146,51 +466,20 @@ func scriptError(err error, id uuid.UUID) error {
 	if !errors.As(err, &rerr) {
 		return err
 	}
-	msg := rerr.Error()
 	// Redis 7 and miniredis prefix error_reply texts with "ERR ".
-	code, detail, _ := strings.Cut(strings.TrimPrefix(msg, "ERR "), " ")
-	switch code {
-	case "NOTFOUND":
-		return fmt.Errorf("%w: flow %s", ErrNotFound, id)
-	case "NOMATCH":
-		return errNoMatch
-	case "STALE":
-		return errStaleEntry
-	case "BADWAIT":
-		return fmt.Errorf("%w: flow %s has a timer entry but its wait is not a timer", ErrInvalidData, id)
-	case "REVISION":
-		var exp, act int64
-		_, _ = fmt.Sscanf(detail, "%d %d", &exp, &act)
-		return &RevisionMismatchError{FlowID: id, Expected: exp, Actual: act}
-	case "TERMINAL":
-		return &TransitionError{FlowID: id, From: FlowStatus(detail), Err: ErrAlreadyTerminal}
-	case "CANCELPENDING":
-		return &TransitionError{FlowID: id, From: FlowStatus(detail), Err: ErrCancelPending}
-	case "ILLEGAL":
-		return &TransitionError{FlowID: id, From: FlowStatus(detail), Err: ErrIllegalTransition}
-	case "TOOLARGE":
-		return fmt.Errorf("%w: %w: the state of flow %s would be %s bytes, over the limit", ErrInvalidData, ErrStateTooLarge, id, detail)
-	case "TOOMANYSTEPS":
-		return fmt.Errorf("%w: flow %s holds %s steps, the most a flow may hold (MaxStepsPerFlow)", ErrInvalidData, id, detail)
-	case "DUPSTEP":
-		return fmt.Errorf("%w: flow %s", ErrDuplicateStep, id)
-	case "IMMUTABLE":
-		return fmt.Errorf("%w: %s of flow %s cannot change", ErrInvalidData, detail, id)
-	case "LEASELOST":
-		return fmt.Errorf("%w: flow %s", ErrLeaseLost, id)
-	case "ATTEMPTS":
-		n, _ := strconv.Atoi(detail)
-		return &attemptsMoved{actual: n}
-	case "IDEMCONFLICT":
-		return ErrIdempotencyConflict
-	case "EXISTS":
-		return fmt.Errorf("%w: flow %s", ErrAlreadyExists, id)
+	code, detail, _ := strings.Cut(strings.TrimPrefix(rerr.Error(), "ERR "), " ")
+	if r, ok := refusalByCode[code]; ok {
+		return r.err(id, detail)
 	}
 	return err
 }
 
 // errNoMatch is a guard that did not hold: the caller turns it into a no-op.
 var errNoMatch = errors.New("taskflow: no match")
+
+// errNoStep is update_step.lua's refusal of a step it does not hold; the
+// caller names the step (ErrNotFound).
+var errNoStep = errors.New("taskflow: no such step")
 
 // isNoScript reports a NOSCRIPT reply (the server lost its script cache).
 func isNoScript(err error) bool {
@@ -201,8 +490,159 @@ func isNoScript(err error) bool {
 func (s *scripts) loadAll(ctx context.Context, c redis.UniversalClient) error {
 	for _, sc := range s.all {
 		if err := sc.Load(ctx, c).Err(); err != nil {
-			return fmt.Errorf("taskflow: loading scripts: %w", err)
+			return fmt.Errorf("taskflow: loading script %s: %w", sc.name, err)
 		}
 	}
 	return nil
+}
+
+// eval runs sc on the node that holds keys[0]: EVALSHA, then EVAL when
+// the server lost the script (a restart, a failover, SCRIPT FLUSH). A
+// script that writes, under WithReplicaAcks, is followed by WAIT on the
+// same connection; too few confirmations give the reply and a
+// *NotReplicatedError. Other errors are Redis's, not mapped.
+func (s *RedisStore) eval(ctx context.Context, sc *script, keys []string, args []any) (any, error) {
+	if s.replicas <= 0 || !sc.writes {
+		return sc.Run(ctx, s.client, keys, args...).Result()
+	}
+	var node interface{ Pipeline() redis.Pipeliner } = s.client
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		c, err := cc.MasterForKey(ctx, keys[0])
+		if err != nil {
+			return nil, err
+		}
+		node = c
+	}
+	do := func(eval bool) (*redis.Cmd, *redis.IntCmd) {
+		pipe := node.Pipeline()
+		var cmd *redis.Cmd
+		if eval {
+			cmd = sc.Eval(ctx, pipe, keys, args...)
+		} else {
+			cmd = sc.EvalSha(ctx, pipe, keys, args...)
+		}
+		w := redis.NewIntCmd(ctx, "wait", s.replicas, s.replTimeout.Milliseconds())
+		_ = pipe.Process(ctx, w)
+		_, _ = pipe.Exec(ctx)
+		return cmd, w
+	}
+	cmd, w := do(false)
+	if isNoScript(cmd.Err()) {
+		cmd, w = do(true)
+	}
+	v, err := cmd.Result()
+	if err != nil {
+		return nil, err
+	}
+	if werr := w.Err(); werr != nil {
+		return v, &NotReplicatedError{Wanted: s.replicas, Acked: 0, Err: werr}
+	}
+	if n := int(w.Val()); n < s.replicas {
+		return v, &NotReplicatedError{Wanted: s.replicas, Acked: n}
+	}
+	return v, nil
+}
+
+// callError maps what eval returned for flow id to what the caller gets:
+// a refusal becomes its typed error, a write not confirmed by replicas
+// names the flow.
+func callError(raw error, id uuid.UUID) error {
+	var nre *NotReplicatedError
+	if errors.As(raw, &nre) {
+		return fmt.Errorf("taskflow: flow %s: %w", id, nre)
+	}
+	return scriptError(raw, id)
+}
+
+// run is how a call runs one script for flow id (uuid.Nil when none):
+// the layout check, eval (EVALSHA, replica acks), the observer for a
+// script that writes, and the refusal mapped to its typed error.
+// runFlowScript is run for a script that answers with a flow, and
+// runPipelined for many scripts in one round trip.
+func (s *RedisStore) run(ctx context.Context, sc *script, id uuid.UUID, keys []string, args ...any) (any, error) {
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, err
+	}
+	start := s.observeStart()
+	v, raw := s.eval(ctx, sc, keys, args)
+	if sc.writes {
+		s.observeRun(ctx, sc, id, start, raw)
+	}
+	return v, callError(raw, id)
+}
+
+// runFlowScript runs a script that answers {flow hash, extra} (see run)
+// and decodes the flow. meta (at most one) tells the observer what the
+// run is.
+func (s *RedisStore) runFlowScript(ctx context.Context, sc *script, id uuid.UUID, keys []string, args []any, meta ...opMeta) (f *Flow, arr []any, err error) {
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, nil, err
+	}
+	var raw error
+	if s.observing() {
+		defer s.observeDeferred(ctx, sc, meta, id, time.Now(), &f, &raw, &err)
+	}
+	v, raw := s.eval(ctx, sc, keys, args)
+	if raw != nil {
+		return nil, nil, callError(raw, id)
+	}
+	arr, ok := v.([]any)
+	if !ok || len(arr) < 2 {
+		return nil, nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
+	}
+	lean := len(args) > 7 && args[7] == "lean"
+	f, err = decodeFlow(id, replyFields(arr), !lean)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, arr, nil
+}
+
+// scriptCall is one script run in a pipeline.
+type scriptCall struct {
+	script *script
+	keys   []string
+	args   []any
+}
+
+// runPipelined runs calls in one pipeline (split by node on a cluster),
+// after the layout check; errors are Redis's, for the caller to map with
+// scriptError. A call that meets NOSCRIPT (the server lost its cache
+// after a restart or failover) is re-run on its own, which loads the
+// script again. metas, when given, has one entry per call, for the
+// observer. Pipelined writes do not wait for replicas (WithReplicaAcks):
+// the tick, their one caller, redoes what a crash lost.
+func (s *RedisStore) runPipelined(ctx context.Context, calls []scriptCall, metas ...opMeta) ([]any, []error) {
+	vals := make([]any, len(calls))
+	errs := make([]error, len(calls))
+	if len(calls) == 0 {
+		return vals, errs
+	}
+	if err := s.ensureLoaded(ctx); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return vals, errs
+	}
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.Cmd, len(calls))
+	var start time.Time
+	if s.observing() {
+		start = time.Now()
+	}
+	for i, c := range calls {
+		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, cmd := range cmds {
+		v, err := cmd.Result()
+		if isNoScript(err) {
+			v, err = calls[i].script.Run(ctx, s.client, calls[i].keys, calls[i].args...).Result()
+		}
+		vals[i], errs[i] = v, err
+	}
+	if s.observing() {
+		s.observePipelined(ctx, calls, metas, vals, errs, start)
+	}
+	return vals, errs
 }

@@ -96,7 +96,7 @@ type BridgeQueueStats struct {
 }
 
 // controllers is the per-shard set of controller ids that ever had a
-// ready flow in the shard (make_ready in lua/lib.lua adds to it): it is
+// ready flow in the shard (make_ready in lua/include/queues.lua adds to it): it is
 // how Stats finds the ready queues without a SCAN. It grows with the
 // number of controllers, never with flows.
 func (k keyspace) controllers(shard int) string { return k.tag(shard) + ":controllers" }

@@ -88,9 +88,10 @@ func (s FlowStatus) Valid() bool {
 	return err == nil
 }
 
-// IsTerminal reports whether s is finished, failed or cancelled.
+// IsTerminal reports whether s is finished, failed or cancelled: a valid
+// status the transition table leaves no edge out of.
 func (s FlowStatus) IsTerminal() bool {
-	return s == StatusFinished || s == StatusFailed || s == StatusCancelled
+	return len(transitions[s]) == 0 && s.Valid()
 }
 
 // CanTransitionTo reports whether the state machine has an edge from s to

@@ -135,3 +135,12 @@ func transientError(err error) bool {
 	}
 	return false
 }
+
+// entryKind says which index a tick entry came from.
+type entryKind int
+
+const (
+	entryCancel entryKind = iota
+	entryTimer
+	entryLease
+)

@@ -12,7 +12,7 @@ import (
 )
 
 // Tool definitions for each LLM provider, all derived from one source: the
-// plain JSON Schema of the combined tool (toolSchema in tool.go) and the
+// plain JSON Schema of the combined tool (toolSchema in tool_schema.go) and the
 // per-action table below. Each shape is what that provider documents and
 // accepts as it is:
 //

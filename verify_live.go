@@ -83,7 +83,7 @@ func (s *RedisStore) confirmKeyed(ctx context.Context, ps []*Problem) ([]bool, e
 			}
 			checks[i].flow = p.Exists(ctx, s.keys.flow(id))
 			checks[i].key = p.Exists(ctx, pr.Key)
-			if pr.Kind != "orphan_key" {
+			if pr.Kind != ProblemOrphanKey {
 				run := strings.TrimPrefix(pr.Key, s.keys.step(id, ""))
 				checks[i].member = p.ZRank(ctx, s.keys.steps(id), run)
 			}
@@ -102,76 +102,129 @@ func (s *RedisStore) confirmKeyed(ctx context.Context, ps []*Problem) ([]bool, e
 		}
 		flow, key := c.flow.Val() == 1, c.key.Val() == 1
 		switch pr.Kind {
-		case "orphan_key":
+		case ProblemOrphanKey:
 			out[i] = !flow && key
-		case "step_missing":
+		case ProblemStepMissing:
 			out[i] = flow && !key && c.member.Err() == nil
-		case "step_unindexed":
+		case ProblemStepUnindexed:
 			out[i] = flow && key && errors.Is(c.member.Err(), redis.Nil)
 		}
 	}
 	return out, nil
 }
 
-// reindexFix is what a repair knows of one flow to reindex.
-type reindexFix struct {
-	ownerKey string
-	readies  []string
-	corrs    []string
+// confirmProblems re-checks the problems found and keeps the ones still
+// there: Verify runs beside live traffic, and each re-check reads the
+// flow together with what it is compared with (see verify_live.go).
+func (s *RedisStore) confirmProblems(ctx context.Context, found []Problem) ([]Problem, error) {
+	if len(found) == 0 {
+		return found, nil
+	}
+	holds := make([]bool, len(found))
+	var entries, keyed []*Problem
+	var entryAt, keyedAt []int
+	var ids []uuid.UUID
+	seen := map[uuid.UUID]bool{}
+	for i := range found {
+		p := &found[i]
+		switch p.Kind {
+		case ProblemStaleIndexEntry:
+			entries, entryAt = append(entries, p), append(entryAt, i)
+			continue
+		case ProblemOrphanKey, ProblemStepMissing, ProblemStepUnindexed:
+			keyed, keyedAt = append(keyed, p), append(keyedAt, i)
+			continue
+		}
+		if id, err := uuid.Parse(p.FlowID); err == nil && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	again := map[uuid.UUID]*flowSnap{}
+	for i := 0; i < len(ids); i += 200 {
+		got, _, err := s.snapshotFlows(ctx, ids[i:min(i+200, len(ids))])
+		if err != nil {
+			return nil, err
+		}
+		for _, sn := range got {
+			again[sn.id] = sn
+		}
+	}
+	for i, p := range found {
+		id, err := uuid.Parse(p.FlowID)
+		if err != nil {
+			holds[i] = p.Kind != ProblemStaleIndexEntry && p.Kind != ProblemOrphanKey && p.Kind != ProblemStepMissing && p.Kind != ProblemStepUnindexed
+			continue
+		}
+		sn := again[id]
+		switch p.Kind {
+		case ProblemStaleIndexEntry, ProblemOrphanKey, ProblemStepMissing, ProblemStepUnindexed:
+		case ProblemUnreadableFlow:
+			holds[i] = sn == nil
+		default:
+			if sn == nil {
+				continue
+			}
+			for _, q := range s.checkFlow(sn, nil) {
+				if q.Kind == p.Kind && q.Key == p.Key {
+					holds[i] = true
+					break
+				}
+			}
+		}
+	}
+	for i := 0; i < len(entries); i += 200 {
+		ok, err := s.confirmEntries(ctx, entries[i:min(i+200, len(entries))])
+		if err != nil {
+			return nil, err
+		}
+		for j, h := range ok {
+			holds[entryAt[i+j]] = h
+		}
+	}
+	for i := 0; i < len(keyed); i += 200 {
+		ok, err := s.confirmKeyed(ctx, keyed[i:min(i+200, len(keyed))])
+		if err != nil {
+			return nil, err
+		}
+		for j, h := range ok {
+			holds[keyedAt[i+j]] = h
+		}
+	}
+	var out []Problem
+	for i, p := range found {
+		if holds[i] {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
-// reindexLive rebuilds the index entries of the flows in fixes from their
-// records. Each flow is read, and its entries rewritten only if it is
-// still at the revision read; a flow that changed is read again, up to
-// three times. It returns the flows it could not settle.
-func (s *RedisStore) reindexLive(ctx context.Context, shard int, fixes map[uuid.UUID]*reindexFix) (map[uuid.UUID]bool, error) {
-	pending := make([]uuid.UUID, 0, len(fixes))
-	for id := range fixes {
-		pending = append(pending, id)
+// entryStillStale re-checks a stale index entry against a fresh snapshot.
+func (s *RedisStore) entryStillStale(p Problem, sn *flowSnap) bool {
+	shard := s.keys.shardOf(sn.id)
+	if !strings.HasPrefix(p.Key, s.keys.tag(shard)+":") {
+		return true // an entry in another shard's index is always stale
 	}
-	for attempt := 0; attempt < 3 && len(pending) > 0; attempt++ {
-		pipe := s.client.Pipeline()
-		reads := make([]*redis.MapStringStringCmd, len(pending))
-		for i, id := range pending {
-			reads[i] = pipe.HGetAll(ctx, s.keys.flow(id))
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return nil, fmt.Errorf("taskflow: repair: %w", err)
-		}
-		calls := make([]scriptCall, len(pending))
-		for i, id := range pending {
-			f, fields := fixes[id], reads[i].Val()
-			ownerKey := f.ownerKey
-			if owner, ok := fields["owner"]; ok && ownerKey == "" {
-				ownerKey = s.keys.owner(shard, owner)
-			}
-			if ownerKey == "" {
-				ownerKey = s.keys.owner(shard, "")
-			}
-			timerMs, corr, _ := s.expectedWait(id, fields)
-			keys := append(s.keys.flowKeys(id, ""), ownerKey)
-			keys = append(keys, f.readies...)
-			args := []any{id.String(), timerMs, corr, len(f.readies), fields["rev"]}
-			for _, c := range f.corrs {
-				args = append(args, c)
-			}
-			calls[i] = scriptCall{s.scripts.reindexFlow, keys, args}
-		}
-		vals, errs := s.runPipelined(ctx, calls)
-		var again []uuid.UUID
-		for i, err := range errs {
-			if err != nil {
-				return nil, fmt.Errorf("taskflow: repair: %w", err)
-			}
-			if v, _ := vals[i].(int64); v == -1 {
-				again = append(again, pending[i])
-			}
-		}
-		pending = again
+	member := p.Member
+	switch {
+	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":status:"):
+		return sn.fields["status"] != strings.TrimPrefix(p.Key, s.keys.tag(shard)+":status:")
+	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":owner:"):
+		return sn.fields["owner"] != strings.TrimPrefix(p.Key, s.keys.tag(shard)+":owner:")
+	case p.Key == s.keys.timers(shard):
+		t, _, _ := s.expectedWait(sn.id, sn.fields)
+		return t == ""
+	case p.Key == s.keys.cancelWait(shard):
+		return !(sn.fields["status"] == string(StatusWaiting) && sn.fields["cancel"] == "1")
+	case p.Key == s.keys.corr(shard):
+		_, c, _ := s.expectedWait(sn.id, sn.fields)
+		return c != member
+	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":ready:"):
+		ctl := strings.TrimPrefix(p.Key, s.keys.tag(shard)+":ready:")
+		return !(sn.fields["status"] == string(StatusRunning) && sn.fields["controller"] == ctl && sn.lease == "")
+	case p.Key == s.keys.leases(shard), p.Key == s.keys.leaseExp(shard):
+		return sn.fields["status"] != string(StatusRunning)
 	}
-	left := map[uuid.UUID]bool{}
-	for _, id := range pending {
-		left[id] = true
-	}
-	return left, nil
+	return true
 }

@@ -2,23 +2,32 @@
 -- importer's or tool's call). The flow record does not change: the event
 -- carries the current revision, as a step observation's does.
 --
--- KEYS: the flow key set 1..15 (see lib.lua).
--- ARGV: 1..8 the common head; 2 and 3, "now", are the event's own time;
---   4 an expected revision ('' = any); 7 (lease) and 8 (reply) unused
+-- KEYS: the flow key set 1..15 (include/context.lua).
+-- ARGV: 1..9 the common head (include/context.lua); 2, "now", is the
+--   event's own time; 4 an expected revision ('' = any); 7 (lease) and 8
+--   (reply) unused
 --   then, as the last two arguments (so a longer head changes nothing):
 --   event kind (a JSON string), payload (JSON)
 -- Returns: '<event id> <entry>'.
--- Errors: NOTFOUND, REVISION <expected> <actual>.
+-- Errors: NOTFOUND, REVISION <expected> <actual>. A call re-sent after
+--   its reply was lost answers with the event it appended.
 -- Events: the given one, announced on the shard's watch channel; the
---   oldest entries beyond the event cap are trimmed.
+--   oldest entries beyond the log's bounds are trimmed.
+--@include errors
+--@include context
+--@include calls
+--@include guards
+--@include events
 
+local c = mutation_context(KEYS, ARGV)
 local A = #ARGV - 2 -- the head's length
-local f = load_flow()
-if f == nil then
-  return err('NOTFOUND')
+local f, e, seen = load_checked(c, MUTATE_FIELDS)
+if seen then
+  return event_of(c, seen)
 end
-local e = check_revision(f)
 if e then
   return e
 end
-return append_event(f, ARGV[A + 1], ARGV[A + 2])
+local extra = {}
+remember_pairs(c, f, extra, tostring(tonumber(f.seq or '0') + 1))
+return append_event(c, f, ARGV[A + 1], ARGV[A + 2], extra)

@@ -1,48 +1,67 @@
 -- create.lua: create a flow (managed: status created, revision 0;
 -- mirrored: created then started, revision 1) with its events.
 --
--- KEYS: the flow key set 1..16 (see lib.lua), owner index included.
--- ARGV: 1..8 the common head (4, expected revision, is ignored)
---   9 controller_id  10 goal  11 owner_session_key  12 requester_origin
---   13 current_step  14 mirrored ('1' or '0')
---   15 payload of the created event (JSON)
---   16 idempotency fingerprint ('' = no key): the flow id was derived
+-- KEYS: the flow key set 1..15 (include/context.lua), 16 the owner index.
+-- ARGV: 1..9 the common head (include/context.lua; 4, expected revision,
+--   is ignored)
+--   10 controller_id  11 goal  12 owner_session_key  13 requester_origin
+--   14 current_step  15 mirrored ('1' or '0')
+--   16 payload of the created event (JSON)
+--   17 idempotency fingerprint ('' = no key): the flow id was derived
 --      from the key, and this hash of the input is kept as field 'idem'
---   17 W3C traceparent of the creating call ('' = none; kept as 'tp')
---   18.. the initial state (see apply_state: 'object' or 'replace')
+--   18 W3C traceparent of the creating call ('' = none; kept as 'tp')
+--   19.. the initial state (include/state.lua apply_state: 'object' or
+--      'replace')
 -- Returns: {flow hash (record and state, or record only), ''}, or
 --   {the existing flow, 'existing'} when a flow with this id was made
 --   with the same fingerprint (nothing written).
 -- Errors: EXISTS (id already used), IDEMCONFLICT (the id's flow was made
 --   from other input), TOOLARGE <size>.
 -- Events: created (revision 0); mirrored also started (revision 1).
+--@include prelude
+--@include errors
+--@include context
+--@include record
+--@include calls
+--@include state
+--@include queues
+--@include events
 
-if repeated() then
-  return reply()
+local c = mutation_context(KEYS, ARGV)
+local owner_index = KEYS[16]
+local old = load_flow(c)
+if repeated(c, old) then
+  return reply(c)
 end
-if redis.call('EXISTS', KEYS[K_FLOW]) == 1 then
-  if ARGV[16] == '' then
-    return err('EXISTS')
+if redis.call('EXISTS', c.flow) == 1 then
+  if ARGV[17] == '' then
+    return err(ERR.EXISTS)
   end
-  if redis.call('HGET', KEYS[K_FLOW], 'idem') == ARGV[16] then
-    return reply('existing')
+  if redis.call('HGET', c.flow, 'idem') == ARGV[17] then
+    return reply(c, 'existing')
   end
-  return err('IDEMCONFLICT')
+  return err(ERR.IDEMCONFLICT)
 end
-local f = {status = nil, rev = '0', controller = ARGV[9]}
-local e = apply_state(f, 18)
+local f = {rev = '0', controller = ARGV[10]}
+local e = apply_state(c, f, 19)
 if e then
   return e
 end
-set_fields('controller', ARGV[9], 'goal', ARGV[10], 'owner', ARGV[11],
-  'origin', ARGV[12], 'step', ARGV[13], 'rev', '0', 'created', NOW_MS,
-  'updated', NOW_MS, 'idem', ARGV[16], 'tp', ARGV[17])
-set_status(f, 'created')
-redis.call('ZADD', KEYS[K_OWNER], NOW_MS, ID)
-flush(f, {})
-append_event(f, '"created"', ARGV[15])
-if ARGV[14] == '1' then
-  set_status(f, 'running')
-  commit(f, '"started"', '{}')
+local extra = {}
+local fields = {'controller', ARGV[10], 'goal', ARGV[11], 'owner', ARGV[12],
+  'origin', ARGV[13], 'step', ARGV[14], 'rev', '0', 'created', c.now,
+  'updated', c.now, 'idem', ARGV[17], 'tp', ARGV[18]}
+for i = 1, #fields, 2 do
+  if fields[i + 1] ~= '' then -- an absent field reads as empty
+    extra[#extra + 1] = fields[i]
+    extra[#extra + 1] = fields[i + 1]
+  end
 end
-return reply()
+set_status(c, f, S_CREATED)
+redis.call('ZADD', owner_index, c.now, c.id)
+append_event(c, f, '"created"', ARGV[16], extra)
+if ARGV[15] == '1' then
+  set_status(c, f, S_RUNNING)
+  commit(c, f, '"started"', '{}')
+end
+return reply(c)

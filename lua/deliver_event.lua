@@ -3,19 +3,21 @@
 -- {"resume_event": payload} exactly as any resume by event; otherwise,
 -- by mode, keep the event in the flow's inbox for a later wait, or
 -- record it as refused. An event id is decided once per flow (see mbx in
--- early_lib.lua): a second delivery of the same id returns the first
+-- include/early.lua): a second delivery of the same id returns the first
 -- outcome and writes nothing.
 --
--- KEYS: the flow key set 1..15 (see lib.lua), 16 the flow's inbox list,
---   17 the shard's kept-event index (see early_lib.lua).
--- ARGV: 1..8 the common head (4, expected revision, and 7, lease, unused)
---   9 corr prefix of the event's topic and correlation id
---   10 event id  11 payload JSON ('' = none)
---   12 mode: 'keep'    not waiting for it: keep it in the inbox (unless
+-- KEYS: the flow key set 1..15 (include/context.lua), 16 the flow's
+--   inbox list, 17 the shard's kept-event index (include/early.lua).
+-- ARGV: 1..9 the common head (include/context.lua; 4, expected
+--   revision, and 7, lease, unused)
+--   10 corr prefix of the event's topic and correlation id
+--   11 event id (the delivery's own call id: a re-sent delivery is
+--      recognised by it)  12 payload JSON ('' = none)
+--   13 mode: 'keep'    not waiting for it: keep it in the inbox (unless
 --                      the flow is terminal), for TryResumeExternal
 --            'resume'  not waiting for it: record it as refused, for a
 --                      claimed event of the mailbox (mailbox.go)
---   13 retention in ms (mode keep)  14 inbox cap (mode keep)
+--   14 retention in ms (mode keep)  15 inbox cap (mode keep)
 -- Returns: {flow hash, 'used'} when the event resumed the flow now or
 --   before; {{}, outcome} otherwise, outcome 'kept' (in the inbox),
 --   'refused' (recorded; never applied), 'none' (no such flow, or a
@@ -26,57 +28,65 @@
 --   TOOLARGE <size> (the merged state would be too large).
 -- Events: resumed, when it resumes.
 
-local cp, id, payload, mode = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
-local f = load_flow()
+--@include prelude
+--@include errors
+--@include context
+--@include record
+--@include early
+
+local c = mutation_context(KEYS, ARGV)
+local inbox, kept = KEYS[16], KEYS[17]
+local cp, id, payload, mode = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local f = load_flow(c)
 if f == nil then
   if mode == 'resume' then
     return {{}, 'refused'} -- nothing can apply it: back to the mailbox
   end
   return {{}, 'none'}
 end
-local seen = mbx_get(id)
+local seen = mbx_get(c, id)
 if seen == 'u' then
   -- A re-sent event that already resumed the flow (a reply lost, a bridge
   -- message handled again): answer as the first run did, apply nothing.
-  return reply('used')
+  return reply(c, 'used')
 elseif seen == 'r' then
   return {{}, 'refused'}
 end
-if f.status == 'waiting' and f.corr == cp .. ID then
+if STATUS[f.status].waits and f.corr == cp .. c.id then
   local e = nil
   if f.cancel == '1' then
-    e = err('CANCELPENDING', f.status)
+    e = err(ERR.CANCELPENDING, f.status)
   else
-    e = resume_with(f, id, payload)
+    e = resume_with(c, f, id, payload)
   end
   if e == nil then
-    return reply('used')
+    return reply(c, 'used')
   end
   if mode ~= 'resume' then
     return e
   end
-  mbx_put(id, 'r')
+  mbx_put(c, id, 'r')
   return {{}, 'refused'}
 end
 if mode == 'resume' then
-  mbx_put(id, 'r')
+  mbx_put(c, id, 'r')
   return {{}, 'refused'}
 end
-if TERMINAL[f.status] then
+if STATUS[f.status].terminal then
   return {{}, 'none'}
 end
-if redis.call('ZSCORE', KEYS[K_KEPT], id) then
+if redis.call('ZSCORE', kept, id) then
   return {{}, 'kept'} -- a re-sent event, already kept
 end
-local deadline = tonumber(NOW_MS) + tonumber(ARGV[13])
-local n = redis.call('RPUSH', KEYS[K_INBOX], id .. ' ' .. deadline .. ' ' .. #cp .. ' ' .. cp .. payload)
-while n > tonumber(ARGV[14]) do
-  local old = parse_inbox(redis.call('LPOP', KEYS[K_INBOX]))
+local deadline = tonumber(c.now) + tonumber(ARGV[14])
+local n = redis.call('RPUSH', inbox, id .. ' ' .. deadline .. ' ' .. #cp .. ' ' .. cp .. payload)
+while n > tonumber(ARGV[15]) do
+  local old = parse_inbox(redis.call('LPOP', inbox))
   if old then
-    redis.call('ZREM', KEYS[K_KEPT], old)
+    redis.call('ZREM', kept, old)
   end
   n = n - 1
 end
-redis.call('PEXPIRE', KEYS[K_INBOX], ARGV[13])
-kept_add(id, deadline)
+redis.call('PEXPIRE', inbox, ARGV[14])
+kept_add(c, kept, id, deadline)
 return {{}, 'kept'}

@@ -6,8 +6,9 @@
 --   step with that run id.
 -- Errors: NOTFOUND (no such flow).
 -- Events: none.
+--@include errors
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return err('NOTFOUND')
+  return err(ERR.NOTFOUND)
 end
 return redis.call('HGETALL', KEYS[2])

@@ -8,9 +8,10 @@
 --   step with that id. Its cost grows with the flow's step count.
 -- Errors: NOTFOUND (no such flow).
 -- Events: none.
+--@include errors
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return err('NOTFOUND')
+  return err(ERR.NOTFOUND)
 end
 for _, run in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   if redis.call('HGET', KEYS[3] .. run, 'id') == ARGV[1] then

@@ -3,11 +3,12 @@
 -- cancel flag as given, with its steps and its audit log, and every index
 -- entry its record implies; all or nothing.
 --
--- KEYS: the flow key set 1..16 (see lib.lua), owner index included;
---   17.. the step hashes, in the order of the steps in ARGV.
--- ARGV: 1..8 the common head; 2 and 3, "now", are the flow's updated_at
---   (the time the status and ready indexes record); 4, 5, 7 are ignored
---   (A below is the head's length: the own arguments follow it)
+-- KEYS: the flow key set 1..15 (include/context.lua), 16 the owner
+--   index; 17.. the step hashes, in the order of the steps in ARGV.
+-- ARGV: 1..9 the common head (include/context.lua); 2, "now", is the
+--   flow's updated_at
+--   (the time the status and ready indexes record); 4,
+--   5, 7 and 9 are ignored (A below is the head's length: the own arguments follow it)
 --   A+1 status  A+2 controller_id  A+3 goal  A+4 owner_session_key
 --   A+5 requester_origin  A+6 current_step  A+7 cancel ('1' or '')
 --   A+8 revision  A+9 created_at (unix ms)
@@ -21,44 +22,63 @@
 --     payload (JSON); every entry carries the flow's revision
 --   then the state (see apply_state: 'object' or 'replace').
 -- Returns: {flow hash (record and state, or record only), ''}.
--- Errors: EXISTS (a flow with that id is stored), TOOLARGE <size>.
+-- Errors: EXISTS (a flow with that id is stored, unless by this very
+--   call: a call re-sent after its reply was lost answers with the
+--   flow), TOOLARGE <size>.
 -- Events: none announced; the given entries become the audit log (leftover
 --   events and step sets of a flow that does not exist are replaced).
 
-local A = 8
-if redis.call('EXISTS', KEYS[K_FLOW]) == 1 then
-  return err('EXISTS')
+--@include prelude
+--@include errors
+--@include context
+--@include record
+--@include calls
+--@include state
+--@include queues
+--@include waits
+
+local c = mutation_context(KEYS, ARGV)
+local owner_index = KEYS[16]
+local A = 9
+local old = load_flow(c)
+if repeated(c, old) then
+  return reply(c)
+end
+if redis.call('EXISTS', c.flow) == 1 then
+  return err(ERR.EXISTS)
 end
 local nsteps, nevents = tonumber(ARGV[A + 13]), tonumber(ARGV[A + 14])
 local first_step = A + 16
 local first_event = first_step + 9 * nsteps
 local state_at = first_event + 3 * nevents
 local f = {status = nil, rev = ARGV[A + 8], controller = ARGV[A + 2]}
-local e = apply_state(f, state_at)
+local e = apply_state(c, f, state_at)
 if e then
   return e
 end
-set_fields('controller', ARGV[A + 2], 'goal', ARGV[A + 3], 'owner', ARGV[A + 4],
+set_fields(c, 'controller', ARGV[A + 2], 'goal', ARGV[A + 3], 'owner', ARGV[A + 4],
   'origin', ARGV[A + 5], 'step', ARGV[A + 6], 'cancel', ARGV[A + 7],
-  'rev', ARGV[A + 8], 'created', ARGV[A + 9], 'updated', NOW_MS,
+  'rev', ARGV[A + 8], 'created', ARGV[A + 9], 'updated', c.now,
   'seq', ARGV[A + 15])
 f.cancel = ARGV[A + 7]
-set_status(f, ARGV[A + 1])
-redis.call('ZADD', KEYS[K_OWNER], ARGV[A + 9], ID)
-if f.status == 'waiting' then
-  set_wait(f, ARGV[A + 10], ARGV[A + 11], ARGV[A + 12])
+set_status(c, f, ARGV[A + 1])
+redis.call('ZADD', owner_index, ARGV[A + 9], c.id)
+if STATUS[f.status].waits then
+  set_wait(c, f, ARGV[A + 10], ARGV[A + 11], ARGV[A + 12])
   if f.cancel == '1' then
-    redis.call('SADD', KEYS[K_CANCELWAIT], ID)
+    redis.call('SADD', c.cancelwait, c.id)
   end
 end
-flush(f, {})
+local extra = {}
+remember_pairs(c, f, extra)
+flush(c, f, extra)
 -- Steps: a hash each, and the step set in the given order.
-redis.call('DEL', KEYS[K_STEPS])
+redis.call('DEL', c.steps)
 for i = 0, nsteps - 1 do
   local at = first_step + 9 * i
   local key = KEYS[17 + i]
   redis.call('DEL', key)
-  redis.call('HSET', key, 'id', ARGV[at], 'flow_id', ID, 'runtime', ARGV[at + 1],
+  redis.call('HSET', key, 'id', ARGV[at], 'flow_id', c.id, 'runtime', ARGV[at + 1],
     'run_id', ARGV[at + 2], 'task', ARGV[at + 3], 'status', ARGV[at + 4],
     'created', ARGV[at + 7], 'updated', ARGV[at + 8])
   if ARGV[at + 5] ~= '' then
@@ -67,13 +87,13 @@ for i = 0, nsteps - 1 do
   if ARGV[at + 6] ~= '' then
     redis.call('HSET', key, 'result_json', ARGV[at + 6])
   end
-  redis.call('ZADD', KEYS[K_STEPS], i + 1, ARGV[at + 2])
+  redis.call('ZADD', c.steps, i + 1, ARGV[at + 2])
 end
 -- Events: newest at the head, as push_event keeps them.
-redis.call('DEL', KEYS[K_EVENTS])
+redis.call('DEL', c.events)
 for i = 0, nevents - 1 do
   local at = first_event + 3 * i
-  redis.call('LPUSH', KEYS[K_EVENTS], '{"kind":' .. ARGV[at] .. ',"rev":' .. f.rev ..
+  redis.call('LPUSH', c.events, '{"kind":' .. ARGV[at] .. ',"rev":' .. f.rev ..
     ',"at":' .. ARGV[at + 1] .. ',"payload":' .. ARGV[at + 2] .. '}')
 end
-return reply()
+return reply(c)

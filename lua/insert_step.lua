@@ -9,19 +9,20 @@
 --   another step; the same step id again is a re-sent call: 1),
 --   TOOMANYSTEPS <cap> (the flow holds the most steps it may).
 -- Events: none (store level).
+--@include errors
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return err('NOTFOUND')
+  return err(ERR.NOTFOUND)
 end
 if redis.call('EXISTS', KEYS[3]) == 1 then
   -- The same step again (a re-sent call: same step id) is not a duplicate.
   if redis.call('HGET', KEYS[3], 'id') == ARGV[1] then
     return 1
   end
-  return err('DUPSTEP')
+  return err(ERR.DUPSTEP)
 end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[11]) then
-  return err('TOOMANYSTEPS', ARGV[11])
+  return err(ERR.TOOMANYSTEPS, ARGV[11])
 end
 redis.call('HSET', KEYS[3], 'id', ARGV[1], 'flow_id', ARGV[2], 'runtime', ARGV[3],
   'run_id', ARGV[4], 'task', ARGV[5], 'status', ARGV[6],

@@ -2,7 +2,7 @@
 -- (the invariant checker's repair). Without a flow record, drop the id
 -- from every index it may still be in.
 --
--- KEYS: the flow key set 1..15 (see lib.lua), 16 an owner index to fix
+-- KEYS: the flow key set 1..15 (include/context.lua), 16 an owner index to fix
 --   (the flow's own, or the one holding a stale entry).
 -- ARGV: 1 flow id  2 timer deadline ms for a waiting timer flow ('' none)
 --   3 the correlation member the flow's wait implies ('' none)
@@ -17,7 +17,14 @@
 --   since the caller read it (nothing written).
 -- Events: none; the audit log is not touched.
 
-local f = load_flow()
+--@include prelude
+--@include context
+--@include record
+--@include queues
+
+local c = flow_context(KEYS, ARGV[1], nil) -- stamps nothing: scores are given
+local owner_index = KEYS[16]
+local f = load_flow(c)
 if f ~= nil and f.rev ~= ARGV[5] then
   return -1
 end
@@ -27,65 +34,65 @@ for i = 17, 16 + tonumber(ARGV[4]) do
 end
 for i = 6, #ARGV do
   if ARGV[i] ~= ARGV[3] or f == nil then
-    redis.call('ZREM', KEYS[K_CORR], ARGV[i])
+    redis.call('ZREM', c.corr, ARGV[i])
   end
 end
 for i = 1, #STALE_READY do
-  redis.call('ZREM', STALE_READY[i], ID)
+  redis.call('ZREM', STALE_READY[i], c.id)
 end
 if f == nil then
-  for _, i in pairs(STATUS_KEY) do
-    redis.call('ZREM', KEYS[i], ID)
+  for _, st in pairs(STATUS) do
+    redis.call('ZREM', KEYS[st.index], c.id)
   end
-  redis.call('ZREM', KEYS[K_OWNER], ID)
-  redis.call('ZREM', KEYS[K_TIMERS], ID)
-  redis.call('SREM', KEYS[K_CANCELWAIT], ID)
-  redis.call('HDEL', KEYS[K_LEASES], ID)
-  redis.call('ZREM', KEYS[K_LEASEXP], ID)
+  redis.call('ZREM', owner_index, c.id)
+  redis.call('ZREM', c.timers, c.id)
+  redis.call('SREM', c.cancelwait, c.id)
+  redis.call('HDEL', c.leases, c.id)
+  redis.call('ZREM', c.leasexp, c.id)
   return 0
 end
 -- A running flow is leased or ready, never both; any other is neither.
-local lease = redis.call('HGET', KEYS[K_LEASES], ID)
-if f.status == 'running' then
+local lease = redis.call('HGET', c.leases, c.id)
+if STATUS[f.status].runnable then
   local exp = lease and string.match(lease, '^[^|]*|(%d+)|')
   if exp then
-    redis.call('ZADD', KEYS[K_LEASEXP], exp, ID)
-    redis.call('ZREM', ready_key(f), ID)
+    redis.call('ZADD', c.leasexp, exp, c.id)
+    redis.call('ZREM', ready_key(c, f.controller), c.id)
   else
-    redis.call('HDEL', KEYS[K_LEASES], ID)
-    redis.call('ZREM', KEYS[K_LEASEXP], ID)
-    redis.call('ZADD', ready_key(f), 'NX', f.updated, ID)
+    redis.call('HDEL', c.leases, c.id)
+    redis.call('ZREM', c.leasexp, c.id)
+    redis.call('ZADD', ready_key(c, f.controller), 'NX', f.updated, c.id)
   end
 else
-  leave_running(f)
+  leave_running(c, f)
 end
-for st, i in pairs(STATUS_KEY) do
-  if st ~= f.status then
-    redis.call('ZREM', KEYS[i], ID)
-  elseif not redis.call('ZSCORE', KEYS[i], ID) then
-    redis.call('ZADD', KEYS[i], f.updated, ID)
+for name, st in pairs(STATUS) do
+  if name ~= f.status then
+    redis.call('ZREM', KEYS[st.index], c.id)
+  elseif not redis.call('ZSCORE', KEYS[st.index], c.id) then
+    redis.call('ZADD', KEYS[st.index], f.updated, c.id)
   end
 end
-if f.owner ~= nil and KEYS[K_OWNER] then
-  redis.call('ZADD', KEYS[K_OWNER], 'NX', f.created, ID)
+if f.owner ~= nil and owner_index then
+  redis.call('ZADD', owner_index, 'NX', f.created, c.id)
 end
-local waiting = f.status == 'waiting'
+local waiting = STATUS[f.status].waits
 if waiting and ARGV[2] ~= '' then
-  redis.call('ZADD', KEYS[K_TIMERS], ARGV[2], ID)
+  redis.call('ZADD', c.timers, ARGV[2], c.id)
 else
-  redis.call('ZREM', KEYS[K_TIMERS], ID)
+  redis.call('ZREM', c.timers, c.id)
 end
 if waiting and f.cancel == '1' then
-  redis.call('SADD', KEYS[K_CANCELWAIT], ID)
+  redis.call('SADD', c.cancelwait, c.id)
 else
-  redis.call('SREM', KEYS[K_CANCELWAIT], ID)
+  redis.call('SREM', c.cancelwait, c.id)
 end
 if f.corr ~= nil and f.corr ~= ARGV[3] then
-  redis.call('ZREM', KEYS[K_CORR], f.corr)
-  redis.call('HDEL', KEYS[K_FLOW], 'corr')
+  redis.call('ZREM', c.corr, f.corr)
+  redis.call('HDEL', c.flow, 'corr')
 end
 if waiting and ARGV[3] ~= '' then
-  redis.call('ZADD', KEYS[K_CORR], 0, ARGV[3])
-  redis.call('HSET', KEYS[K_FLOW], 'corr', ARGV[3])
+  redis.call('ZADD', c.corr, 0, ARGV[3])
+  redis.call('HSET', c.flow, 'corr', ARGV[3])
 end
 return 1

@@ -1,23 +1,30 @@
--- release_lease.lua: give a leased flow back; a running flow goes back on
--- its ready queue for another worker.
+-- release_lease.lua: give a leased flow back; a runnable flow goes back
+-- on its ready queue for another worker.
 --
--- KEYS: the flow key set 1..15 (see lib.lua).
--- ARGV: 1..8 the common head (7, the lease token, is required).
+-- KEYS: the flow key set 1..15 (include/context.lua).
+-- ARGV: 1..9 the common head (include/context.lua; 7, the lease token,
+--   is required).
 -- Returns: 1.
 -- Errors: NOTFOUND, LEASELOST (expired, or another worker's).
 -- Events: released, with the lease token; the revision does not change.
+--@include prelude
+--@include context
+--@include guards
+--@include queues
+--@include events
 
-if repeated() then
+local c = mutation_context(KEYS, ARGV)
+local f, e, seen = load_checked(c)
+if seen then
   return 1
 end
-local f, e = load_leased()
 if e then
   return e
 end
-redis.call('HDEL', KEYS[K_LEASES], ID)
-redis.call('ZREM', KEYS[K_LEASEXP], ID)
-if f.status == 'running' then
-  make_ready(f)
+redis.call('HDEL', c.leases, c.id)
+redis.call('ZREM', c.leasexp, c.id)
+if STATUS[f.status].runnable then
+  make_ready(c, f)
 end
-append_event(f, '"released"', '{}')
+append_event(c, f, '"released"', '{}')
 return 1

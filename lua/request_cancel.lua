@@ -1,31 +1,30 @@
 -- request_cancel.lua: set the sticky cancel intent. On a terminal or an
 -- already cancel-requested flow nothing changes and the flow is returned.
 --
--- KEYS: the flow key set 1..15 (see lib.lua).
--- ARGV: 1..8 the common head.
+-- KEYS: the flow key set 1..15 (include/context.lua).
+-- ARGV: 1..9 the common head (include/context.lua).
 -- Returns: {flow hash, 'unchanged' or ''}.
 -- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST.
--- Events: cancel_requested (only when something changed). A waiting flow
---   is also added to the cancelwait set, where the engine's tick finds it.
+-- Events: cancel_requested (only when something changed). A flow in a
+--   status that waits is also added to the cancel set, where the
+--   engine's tick finds it.
+--@include prelude
+--@include context
+--@include record
+--@include guards
+--@include events
 
-if repeated() then
-  return reply()
+local c = mutation_context(KEYS, ARGV)
+local f, e, seen = load_checked(c, MUTATE_FIELDS)
+if seen or e then
+  return e or reply(c)
 end
-local f = load_flow()
-if f == nil then
-  return err('NOTFOUND')
+if STATUS[f.status].terminal or f.cancel == '1' then
+  return reply(c, 'unchanged')
 end
-local e = check_revision(f) or check_lease(f)
-if e then
-  return e
-end
-if TERMINAL[f.status] or f.cancel == '1' then
-  return reply('unchanged')
-end
-redis.call('HSET', KEYS[K_FLOW], 'cancel', '1')
 f.cancel = '1'
-if f.status == 'waiting' then
-  redis.call('SADD', KEYS[K_CANCELWAIT], ID)
+if STATUS[f.status].waits then
+  redis.call('SADD', c.cancelwait, c.id)
 end
-commit(f, '"cancel_requested"', '{}')
-return reply()
+commit(c, f, '"cancel_requested"', '{}', {'cancel', '1'})
+return reply(c)

@@ -1,17 +1,18 @@
 -- retry.lua: record a failed attempt of a running flow (mode 'retry'):
 -- the flow's attempts count grows by one; below the policy's maximum the
 -- flow waits on a timer (the backoff), at the maximum it fails. Or reset
--- the count (mode 'reset').
+-- the count (mode 'reset'). A call re-sent after its reply was lost
+-- answers as the first run did (include/calls.lua).
 --
--- KEYS: the flow key set 1..15 (see lib.lua).
--- ARGV: 1..8 the common head
---   9 mode: 'retry' or 'reset'
---   10 the attempts count the caller computed from (retry only): the
+-- KEYS: the flow key set 1..15 (include/context.lua).
+-- ARGV: 1..9 the common head (include/context.lua)
+--   10 mode: 'retry' or 'reset'
+--   11 the attempts count the caller computed from (retry only): the
 --      flow's field 'att', '0' when absent
---   11 max attempts (retry)
---   12 wait JSON of the backoff timer  13 its deadline in unix ms
---   14 payload of the waiting event  15 payload of the failed event
---   16.. the state change when the flow fails (see apply_state)
+--   12 max attempts (retry)
+--   13 wait JSON of the backoff timer  14 its deadline in unix ms
+--   15 payload of the waiting event  16 payload of the failed event
+--   17.. the state change when the flow fails (include/state.lua)
 -- Returns: {flow hash (record and state, or record only), ''}; a reset
 --   of a flow with no attempts returns {flow, 'unchanged'}.
 -- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST, TERMINAL <status>,
@@ -20,53 +21,55 @@
 --   it; nothing written), TOOLARGE <size>.
 -- Events: waiting (a backoff) or failed (the last attempt); a reset
 --   appends attempts_reset.
+--@include prelude
+--@include errors
+--@include context
+--@include record
+--@include guards
+--@include state
+--@include queues
+--@include waits
+--@include events
 
-local f = load_flow()
-if f == nil then
-  return err('NOTFOUND')
-end
-local e = check_revision(f) or check_lease(f)
-if e then
-  return e
+local c = mutation_context(KEYS, ARGV)
+local f, e, seen = load_checked(c)
+if seen or e then
+  return e or reply(c)
 end
 local att = tonumber(f.att or '0')
-if ARGV[9] == 'reset' then
+if ARGV[10] == 'reset' then
   e = check_mutable(f)
   if e then
     return e
   end
   if att == 0 then
-    return reply('unchanged')
+    return reply(c, 'unchanged')
   end
-  redis.call('HDEL', KEYS[K_FLOW], 'att')
+  redis.call('HDEL', c.flow, 'att')
   f.att = nil
-  commit(f, '"attempts_reset"', '{"attempts":' .. att .. '}')
-  return reply()
+  commit(c, f, '"attempts_reset"', '{"attempts":' .. att .. '}')
+  return reply(c)
 end
-if att ~= tonumber(ARGV[10]) then
-  return err('ATTEMPTS', att)
+if att ~= tonumber(ARGV[11]) then
+  return err(ERR.ATTEMPTS, att)
 end
 att = att + 1
 f.att = tostring(att)
-if att >= tonumber(ARGV[11]) then
-  e = check_transition(f, 'failed', 'running')
+if att >= tonumber(ARGV[12]) then
+  e = check_transition(f, S_FAILED, S_RUNNING) or apply_state(c, f, 17)
   if e then
     return e
   end
-  e = apply_state(f, 16)
-  if e then
-    return e
-  end
-  clear_wait(f)
-  set_status(f, 'failed')
-  commit(f, '"failed"', ARGV[15], {'att', f.att})
-  return reply()
+  clear_wait(c, f)
+  set_status(c, f, S_FAILED)
+  commit(c, f, '"failed"', ARGV[16], {'att', f.att})
+  return reply(c)
 end
-e = check_transition(f, 'waiting', 'running')
+e = check_transition(f, S_WAITING, S_RUNNING)
 if e then
   return e
 end
-set_status(f, 'waiting')
-set_wait(f, ARGV[12], ARGV[13], '')
-commit(f, '"waiting"', ARGV[14], {'att', f.att})
-return reply()
+set_status(c, f, S_WAITING)
+set_wait(c, f, ARGV[13], ARGV[14], '')
+commit(c, f, '"waiting"', ARGV[15], {'att', f.att})
+return reply(c)

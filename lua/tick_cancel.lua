@@ -3,19 +3,27 @@
 -- cannot act on (the flow is gone, not waiting, or has no cancel request)
 -- is dropped from the set, so no tick meets it again.
 --
--- KEYS: the flow key set 1..15 (see lib.lua).
--- ARGV: 1..8 the common head (4 and 7 unused).
+-- KEYS: the flow key set 1..15 (include/context.lua).
+-- ARGV: 1..9 the common head (include/context.lua; 4 and 7 unused).
 -- Returns: {flow hash (record and state, or record only), ''}.
 -- Errors: STALE (the entry named no flow to cancel: it was dropped).
 -- Events: cancelled.
+--@include prelude
+--@include errors
+--@include context
+--@include record
+--@include queues
+--@include waits
+--@include events
 
-local f = load_flow()
-if f == nil or f.status ~= 'waiting' or f.cancel ~= '1' then
-  redis.call('SREM', KEYS[K_CANCELWAIT], ID)
-  return err('STALE')
+local c = mutation_context(KEYS, ARGV)
+local f = load_flow(c)
+if f == nil or not STATUS[f.status].waits or f.cancel ~= '1' then
+  redis.call('SREM', c.cancelwait, c.id)
+  return err(ERR.STALE)
 end
-clear_wait(f)
-redis.call('SREM', KEYS[K_CANCELWAIT], ID)
-set_status(f, 'cancelled')
-commit(f, '"cancelled"', '{}')
-return reply()
+clear_wait(c, f)
+redis.call('SREM', c.cancelwait, c.id)
+set_status(c, f, S_CANCELLED)
+commit(c, f, '"cancelled"', '{}')
+return reply(c)

@@ -9,16 +9,17 @@
 -- Errors: NOTFOUND (no such flow), NOSTEP (no step with that run id),
 --   IMMUTABLE id (the step id differs from the stored one).
 -- Events: none.
+--@include errors
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return err('NOTFOUND')
+  return err(ERR.NOTFOUND)
 end
 local id = redis.call('HGET', KEYS[3], 'id')
 if not id then
-  return err('NOSTEP')
+  return err(ERR.NOSTEP)
 end
 if id ~= ARGV[1] then
-  return err('IMMUTABLE', 'id')
+  return err(ERR.IMMUTABLE, 'id')
 end
 redis.call('HSET', KEYS[3], 'runtime', ARGV[2], 'task', ARGV[3], 'status', ARGV[4],
   'updated', ARGV[7])

@@ -1,7 +1,7 @@
 -- verify_flow.lua: read, in one consistent step, a flow and everything
 -- the invariant checker compares it with. Writes nothing.
 --
--- KEYS: the flow key set 1..15 (see lib.lua), 16 the owner index.
+-- KEYS: the flow key set 1..15 (include/context.lua), 16 the owner index.
 -- ARGV: 1 flow id.
 -- Returns: {} when the flow hash is missing, else
 --   {flow hash, {score in each status index or ''}, owner score or '',
@@ -10,7 +10,12 @@
 --    step run ids, score in its controller's ready queue or '',
 --    its lease or '', its lease expiry score or ''}.
 
-local raw = redis.call('HGETALL', KEYS[K_FLOW])
+--@include prelude
+--@include context
+--@include queues
+
+local c = flow_context(KEYS, ARGV[1], nil)
+local raw = redis.call('HGETALL', c.flow)
 if #raw == 0 then
   return {}
 end
@@ -19,22 +24,22 @@ for i = 1, #raw, 2 do
   f[raw[i]] = raw[i + 1]
 end
 local scores = {}
-for i = 4, 9 do -- the status indexes, in STATUS_KEY order
-  scores[#scores + 1] = redis.call('ZSCORE', KEYS[i], ID) or ''
+for i = 4, 9 do -- the status indexes, in Go's allStatuses order
+  scores[#scores + 1] = redis.call('ZSCORE', KEYS[i], c.id) or ''
 end
 local corr = ''
 if f.corr ~= nil then
-  corr = redis.call('ZSCORE', KEYS[K_CORR], f.corr) or ''
+  corr = redis.call('ZSCORE', c.corr, f.corr) or ''
 end
 return {
   raw, scores,
-  redis.call('ZSCORE', KEYS[K_OWNER], ID) or '',
-  redis.call('ZSCORE', KEYS[K_TIMERS], ID) or '',
-  redis.call('SISMEMBER', KEYS[K_CANCELWAIT], ID),
+  redis.call('ZSCORE', KEYS[16], c.id) or '',
+  redis.call('ZSCORE', c.timers, c.id) or '',
+  redis.call('SISMEMBER', c.cancelwait, c.id),
   corr,
-  redis.call('LINDEX', KEYS[K_EVENTS], 0) or '',
-  redis.call('ZRANGE', KEYS[K_STEPS], 0, -1),
-  redis.call('ZSCORE', ready_key(f), ID) or '',
-  redis.call('HGET', KEYS[K_LEASES], ID) or '',
-  redis.call('ZSCORE', KEYS[K_LEASEXP], ID) or '',
+  redis.call('LINDEX', c.events, 0) or '',
+  redis.call('ZRANGE', c.steps, 0, -1),
+  redis.call('ZSCORE', ready_key(c, f.controller), c.id) or '',
+  redis.call('HGET', c.leases, c.id) or '',
+  redis.call('ZSCORE', c.leasexp, c.id) or '',
 }

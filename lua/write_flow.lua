@@ -1,65 +1,70 @@
 -- write_flow.lua: the store-level compare-and-set: write a whole flow
 -- record if its revision still matches, and append one event.
 --
--- KEYS: the flow key set 1..15 (see lib.lua).
--- ARGV: 1..8 the common head (4, the expected revision, is required)
---   9 status  10 controller_id  11 goal  12 owner_session_key (must equal
---   the stored one)  13 requester_origin  14 current_step
---   15 cancel_requested ('1'/'0')  16 wait JSON ('' = none)
---   17 timer deadline ms ('')  18 correlation member ('')
---   19 event kind (JSON string)  20 event payload (JSON)
---   21.. the whole state ('object' or 'replace', see apply_state)
+-- KEYS: the flow key set 1..15 (include/context.lua).
+-- ARGV: 1..9 the common head (include/context.lua; 4, the expected
+--   revision, is required)
+--   10 status  11 controller_id  12 goal  13 owner_session_key (must
+--   equal the stored one)  14 requester_origin  15 current_step
+--   16 cancel_requested ('1'/'0')  17 wait JSON ('' = none)
+--   18 timer deadline ms ('')  19 correlation member ('')
+--   20 event kind (JSON string)  21 event payload (JSON)
+--   22.. the whole state ('object' or 'replace', include/state.lua)
 -- Returns: {flow hash, '<event id> <entry>'}.
 -- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST,
---   IMMUTABLE owner_session_key,
---   TOOLARGE <size>.
+--   IMMUTABLE owner_session_key, TOOLARGE <size>.
 -- Events: the given kind.
+--@include prelude
+--@include errors
+--@include context
+--@include record
+--@include calls
+--@include guards
+--@include state
+--@include queues
+--@include waits
+--@include events
 
-RECORD_SEQ = true -- a repeat answers with this call's event
-local seen = repeated()
+local c = mutation_context(KEYS, ARGV)
+local f, e, seen = load_checked(c)
 if seen then
-  return reply(event_of(seen))
+  return reply(c, event_of(c, seen)) -- a repeat answers with its event
 end
-local f = load_flow()
-if f == nil then
-  return err('NOTFOUND')
-end
-local e = check_revision(f) or check_lease(f)
 if e then
   return e
 end
-if ARGV[12] ~= f.owner then
-  return err('IMMUTABLE', 'owner')
+if ARGV[13] ~= f.owner then
+  return err(ERR.IMMUTABLE, 'owner')
 end
-e = apply_state(f, 21)
+e = apply_state(c, f, 22)
 if e then
   return e
 end
-clear_wait(f)
+clear_wait(c, f)
 local cancel = ''
-if ARGV[15] == '1' then
+if ARGV[16] == '1' then
   cancel = '1'
 end
-set_fields('controller', ARGV[10], 'goal', ARGV[11], 'origin', ARGV[13],
-  'step', ARGV[14], 'cancel', cancel)
+set_fields(c, 'controller', ARGV[11], 'goal', ARGV[12], 'origin', ARGV[14],
+  'step', ARGV[15], 'cancel', cancel)
 f.cancel = cancel
-if (f.controller or '') ~= ARGV[10] then
-  -- A new controller: a queued running flow moves to its queue; a flow
-  -- that becomes running is queued there by set_status.
-  local queued = f.status == 'running' and redis.call('ZREM', ready_key(f), ID) == 1
-  f.controller = ARGV[10]
-  if queued and ARGV[9] == 'running' then
-    make_ready(f)
+if (f.controller or '') ~= ARGV[11] then
+  -- A new controller: a queued runnable flow moves to its queue; a flow
+  -- that becomes runnable is queued there by set_status.
+  local queued = STATUS[f.status].runnable and redis.call('ZREM', ready_key(c, f.controller), c.id) == 1
+  f.controller = ARGV[11]
+  if queued and STATUS[ARGV[10]].runnable then
+    make_ready(c, f)
   end
 end
-set_status(f, ARGV[9])
-if ARGV[9] == 'waiting' then
-  if ARGV[16] ~= '' then
-    set_wait(f, ARGV[16], ARGV[17], ARGV[18])
+set_status(c, f, ARGV[10])
+if STATUS[ARGV[10]].waits then
+  if ARGV[17] ~= '' then
+    set_wait(c, f, ARGV[17], ARGV[18], ARGV[19])
   end
-  if ARGV[15] == '1' then
-    redis.call('SADD', KEYS[K_CANCELWAIT], ID)
+  if ARGV[16] == '1' then
+    redis.call('SADD', c.cancelwait, c.id)
   end
 end
-local entry = commit(f, ARGV[19], ARGV[20])
-return reply(entry)
+local entry = commit(c, f, ARGV[20], ARGV[21], nil, true)
+return reply(c, entry)

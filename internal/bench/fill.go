@@ -47,7 +47,7 @@ type waitFill struct {
 }
 
 const (
-	// fillCalls is the call memory (lua/lib.lua) of a flow made by two
+	// fillCalls is the call memory (lua/include/calls.lua) of a flow made by two
 	// calls, with ids as long as the library's.
 	fillCalls      = " fill0001: fill0002:"
 	fillController = "kate/inbox-triage"
@@ -92,8 +92,12 @@ func (w waitFill) fill(ctx context.Context, first, count int, created, waited ti
 			if err != nil {
 				return err
 			}
+			entryWaiting := `{"kind":"waiting","rev":2,"at":` + waitedMs + `,"payload":{"wait":` + string(wj) + `}}`
+			// "size": an empty object state (lua/include/state.lua counts
+			// it 1); "eb": the audit log's bytes (lua/include/events.lua).
+			eb := len(entryWaiting) + len(entryStarted) + len(entryCreated)
 			pipe.HSet(ctx, tag+":flow:"+idStr,
-				"size", "0",
+				"size", "1", "eb", strconv.Itoa(eb),
 				"controller", fillController, "goal", fillGoal,
 				"owner", owner, "origin", fillOrigin,
 				"step", fillStep, "rev", "2",
@@ -102,7 +106,6 @@ func (w waitFill) fill(ctx context.Context, first, count int, created, waited ti
 				// The call memory of the two calls (create, wait) that made
 				// the flow: ids of the library's length.
 				"calls", fillCalls)
-			entryWaiting := `{"kind":"waiting","rev":2,"at":` + waitedMs + `,"payload":{"wait":` + string(wj) + `}}`
 			// Newest first, as LPUSH leaves them.
 			pipe.RPush(ctx, tag+":events:"+idStr, entryWaiting, entryStarted, entryCreated)
 			pipe.ZAdd(ctx, tag+":status:waiting", redis.Z{Score: float64(waited.UnixMilli()), Member: idStr})

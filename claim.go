@@ -179,14 +179,8 @@ func (m *Manager) Extend(ctx context.Context, l *Lease, d time.Duration) (*Lease
 	next := *l
 	next.ExpiresAt = now.Add(d).Truncate(time.Millisecond)
 	args := append(s.head(l.FlowID, nowMs, nowStr, mutation{lease: l}), next.ExpiresAt.UnixMilli())
-	if err := s.checkLayout(ctx); err != nil {
+	if _, err := s.run(ctx, s.scripts.extendLease, l.FlowID, s.keys.flowKeys(l.FlowID, ""), args...); err != nil {
 		return nil, err
-	}
-	start := s.observeStart()
-	err := s.scripts.extendLease.Run(ctx, s.client, s.keys.flowKeys(l.FlowID, ""), args...).Err()
-	s.observeRun(ctx, s.scripts.extendLease, l.FlowID, start, err)
-	if err != nil {
-		return nil, scriptError(err, l.FlowID)
 	}
 	return &next, nil
 }
@@ -200,13 +194,8 @@ func (m *Manager) Release(ctx context.Context, l *Lease) error {
 	}
 	s := m.store
 	_, nowMs, nowStr := s.clock()
-	if err := s.checkLayout(ctx); err != nil {
-		return err
-	}
-	start := s.observeStart()
-	err := s.scripts.releaseLease.Run(ctx, s.client, s.keys.flowKeys(l.FlowID, ""), s.head(l.FlowID, nowMs, nowStr, mutation{lease: l})...).Err()
-	s.observeRun(ctx, s.scripts.releaseLease, l.FlowID, start, err)
-	return scriptError(err, l.FlowID)
+	_, err := s.run(ctx, s.scripts.releaseLease, l.FlowID, s.keys.flowKeys(l.FlowID, ""), s.head(l.FlowID, nowMs, nowStr, mutation{lease: l})...)
+	return err
 }
 
 // readyHub is one subscription to a controller's ready announcements in
@@ -291,37 +280,6 @@ func (m *Manager) readyHub(ctx context.Context, controllerID string) (*readyHub,
 	return h, nil
 }
 
-// subscribe subscribes to channels and waits for the confirmations, so
-// nothing published afterwards is missed. On a Cluster each shard's
-// channel is a sharded channel on its slot's node (one connection each).
-func (s *RedisStore) subscribe(ctx context.Context, channels []string) ([]*redis.PubSub, error) {
-	var subs []*redis.PubSub
-	fail := func(err error) ([]*redis.PubSub, error) {
-		for _, ps := range subs {
-			_ = ps.Close()
-		}
-		return nil, fmt.Errorf("taskflow: subscribe: %w", err)
-	}
-	if cc, ok := s.client.(*redis.ClusterClient); ok {
-		for _, ch := range channels {
-			ps := cc.SSubscribe(ctx, ch)
-			subs = append(subs, ps)
-			if _, err := ps.Receive(ctx); err != nil {
-				return fail(err)
-			}
-		}
-		return subs, nil
-	}
-	ps := s.client.Subscribe(ctx, channels...)
-	subs = append(subs, ps)
-	for range channels {
-		if _, err := ps.Receive(ctx); err != nil {
-			return fail(err)
-		}
-	}
-	return subs, nil
-}
-
 // Close releases what the manager opened for Claim (its subscriptions).
 // The manager stays usable; a later Claim subscribes again.
 func (m *Manager) Close() error {
@@ -332,92 +290,6 @@ func (m *Manager) Close() error {
 		delete(m.hubs, k)
 	}
 	return nil
-}
-
-// Watch streams the audit events of one flow as they are appended, until
-// ctx ends (then the channel is closed). It is a live view built on the
-// shard's watch channel, with no polling: events appended while no one
-// watches are in ListEvents, not here.
-func (m *Manager) Watch(ctx context.Context, flowID uuid.UUID) (<-chan *FlowEvent, error) {
-	return m.watch(ctx, []int{m.store.keys.shardOf(flowID)}, func(id uuid.UUID) bool { return id == flowID })
-}
-
-// WatchAll streams the audit events of every flow of the flow space, as
-// Watch does for one.
-func (m *Manager) WatchAll(ctx context.Context) (<-chan *FlowEvent, error) {
-	shards := make([]int, m.store.keys.shards)
-	for i := range shards {
-		shards[i] = i
-	}
-	return m.watch(ctx, shards, func(uuid.UUID) bool { return true })
-}
-
-func (m *Manager) watch(ctx context.Context, shards []int, keep func(uuid.UUID) bool) (<-chan *FlowEvent, error) {
-	if err := m.store.checkLayout(ctx); err != nil {
-		return nil, err
-	}
-	channels := make([]string, len(shards))
-	for i, sh := range shards {
-		channels[i] = m.store.keys.watch(sh)
-	}
-	subs, err := m.store.subscribe(ctx, channels)
-	if err != nil {
-		return nil, err
-	}
-	out := make(chan *FlowEvent, 64)
-	var wg sync.WaitGroup
-	for _, ps := range subs {
-		wg.Add(1)
-		go func(ps *redis.PubSub) {
-			defer wg.Done()
-			ch := ps.Channel()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case msg, ok := <-ch:
-					if !ok {
-						return
-					}
-					ev := parseWatchMessage(msg.Payload)
-					if ev == nil || !keep(ev.FlowID) {
-						continue
-					}
-					select {
-					case out <- ev:
-					case <-ctx.Done():
-						return
-					}
-				}
-			}
-		}(ps)
-	}
-	go func() {
-		<-ctx.Done()
-		for _, ps := range subs {
-			_ = ps.Close()
-		}
-		wg.Wait()
-		close(out)
-	}()
-	return out, nil
-}
-
-// parseWatchMessage reads "<flow id> <event id> <entry>".
-func parseWatchMessage(p string) *FlowEvent {
-	idStr, numbered, ok := strings.Cut(p, " ")
-	if !ok {
-		return nil
-	}
-	id, err := uuid.Parse(idStr)
-	if err != nil {
-		return nil
-	}
-	ev, err := decodeNumbered(id, numbered)
-	if err != nil {
-		return nil
-	}
-	return ev
 }
 
 // LeaseOf returns the lease a flow is held under, or nil when no worker

@@ -1,0 +1,149 @@
+package taskflow
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Decoding what the scripts return and Redis holds: flow hashes, audit
+// entries, steps.
+
+// pairsToMap turns a script's field/value array into a map.
+func pairsToMap(v any) map[string]string {
+	fields, _ := v.([]any)
+	m := make(map[string]string, len(fields)/2)
+	for i := 0; i+1 < len(fields); i += 2 {
+		k, _ := fields[i].(string)
+		val, _ := fields[i+1].(string)
+		m[k] = val
+	}
+	return m
+}
+
+// decodeFlow builds the Flow id from its hash: the record fields, and the
+// state as "$<key>" fields (or "state" when it is not an object). A lean
+// reply has no state: State stays nil.
+func decodeFlow(id uuid.UUID, m map[string]string, withState bool) (*Flow, error) {
+	st, err := ParseFlowStatus(m["status"])
+	if err != nil {
+		return nil, fmt.Errorf("flow %s: %w", id, err)
+	}
+	f := &Flow{
+		ID:              id,
+		ControllerID:    m["controller"],
+		Goal:            m["goal"],
+		OwnerSessionKey: m["owner"],
+		RequesterOrigin: m["origin"],
+		CurrentStep:     m["step"],
+		Status:          st,
+		CancelRequested: m["cancel"] == "1",
+		TraceParent:     m["tp"],
+	}
+	f.Revision, _ = strconv.ParseInt(m["rev"], 10, 64)
+	f.Attempts, _ = strconv.Atoi(m["att"])
+	f.CreatedAt = msTime(m["created"])
+	f.UpdatedAt = msTime(m["updated"])
+	if w, ok := m["wait"]; ok {
+		f.Wait = json.RawMessage(w)
+	}
+	if !withState {
+		return f, nil
+	}
+	if raw, ok := m["state"]; ok && m["raw"] == "1" {
+		f.State = json.RawMessage(raw)
+		return f, nil
+	}
+	var keys []string
+	var vals [][]byte
+	for k, v := range m {
+		if strings.HasPrefix(k, "$") {
+			keys = append(keys, k[1:])
+			vals = append(vals, []byte(v))
+		}
+	}
+	f.State = joinObject(keys, vals)
+	return f, nil
+}
+
+func msTime(s string) time.Time {
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// storedEvent is the JSON of one audit entry as kept in Redis, kept
+// short because a flow space holds millions: at is unix milliseconds, and
+// the id is not stored (the flow's seq is the newest entry's id).
+type storedEvent struct {
+	Kind     string          `json:"kind"`
+	Revision int64           `json:"rev"`
+	At       int64           `json:"at"`
+	Lease    string          `json:"lease"`
+	Payload  json.RawMessage `json:"payload"`
+}
+
+func decodeEvent(flowID uuid.UUID, id int64, entry string) (*FlowEvent, error) {
+	var se storedEvent
+	if err := json.Unmarshal([]byte(entry), &se); err != nil {
+		return nil, fmt.Errorf("%w: stored event of flow %s: %v", ErrInvalidData, flowID, err)
+	}
+	return &FlowEvent{
+		ID: strconv.FormatInt(id, 10), FlowID: flowID, Kind: se.Kind, Revision: se.Revision,
+		Lease: se.Lease, Payload: se.Payload, At: time.UnixMilli(se.At).UTC(),
+	}, nil
+}
+
+// decodeNumbered reads "<event id> <entry>".
+func decodeNumbered(flowID uuid.UUID, s string) (*FlowEvent, error) {
+	idStr, entry, _ := strings.Cut(s, " ")
+	id, err := strconv.ParseInt(idStr, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: event of flow %s without an id", ErrInvalidData, flowID)
+	}
+	return decodeEvent(flowID, id, entry)
+}
+
+func decodeStep(v any) (*FlowStep, error) {
+	fields, _ := v.([]any)
+	m := make(map[string]string, len(fields)/2)
+	for i := 0; i+1 < len(fields); i += 2 {
+		k, _ := fields[i].(string)
+		val, _ := fields[i+1].(string)
+		m[k] = val
+	}
+	id, err := uuid.Parse(m["id"])
+	if err != nil {
+		return nil, fmt.Errorf("%w: stored step has a bad id %q", ErrInvalidData, m["id"])
+	}
+	flowID, _ := uuid.Parse(m["flow_id"])
+	st := &FlowStep{
+		ID:              id,
+		FlowID:          flowID,
+		Runtime:         StepRuntime(m["runtime"]),
+		ChildSessionKey: m["child_session_key"],
+		RunID:           m["run_id"],
+		Task:            m["task"],
+		Status:          StepStatus(m["status"]),
+		CreatedAt:       msTime(m["created"]),
+		UpdatedAt:       msTime(m["updated"]),
+	}
+	if r, ok := m["result_json"]; ok {
+		st.Result = json.RawMessage(r)
+	}
+	return st, nil
+}
+
+func decodeReply(id uuid.UUID, v any) (*Flow, error) {
+	arr, ok := v.([]any)
+	if !ok || len(arr) < 2 {
+		return nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
+	}
+	return decodeFlow(id, replyFields(arr), false)
+}

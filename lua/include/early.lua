@@ -1,0 +1,127 @@
+-- early.lua: helpers of the mailbox for early events (mailbox.go), for
+-- the scripts that deliver or take a kept event (transition_early,
+-- deliver_event). Those scripts pass two more keys of the flow's slot:
+-- the flow's inbox list (events addressed to this flow id) and the
+-- shard's kept-event index zset (event id by deadline).
+--
+-- A kept event of a flow's inbox is one list entry, oldest first:
+--   '<event id> <deadline ms> <n> <corr prefix, n bytes><payload JSON, or nothing>'
+-- (the corr prefix is the topic and correlation id, as in the correlation
+-- index). The flow hash records the event ids delivered to it: field
+-- 'mbx' the last MBX_CAP it used (' <id>=u'), field 'mbr' the last
+-- MBX_CAP it refused (' <id>=r': never applied, and never will be), in
+-- separate fields so that refusals cannot push out the record of an event
+-- used. A delivery sent twice (a re-sent bridge message, a claim the tick
+-- re-drives while its first sender is slow) so decides the same way twice
+-- and an event is applied at most once.
+--@include prelude
+--@include context
+--@include state
+--@include queues
+--@include waits
+--@include events
+
+local MBX_CAP = 16
+
+-- mbx_get returns 'u' or 'r' when event id was delivered to the flow.
+local function mbx_get(c, id)
+  local vals = redis.call('HMGET', c.flow, 'mbx', 'mbr')
+  for _, m in ipairs({vals[1] or '', vals[2] or ''}) do
+    local _, last = string.find(m, ' ' .. id .. '=', 1, true)
+    if last ~= nil then
+      return string.sub(m, last + 1, last + 1)
+    end
+  end
+  return nil
+end
+
+-- mbx_put records the outcome v ('u' or 'r') of event id, keeping the
+-- newest MBX_CAP records of each outcome.
+local function mbx_put(c, id, v)
+  local field = 'mbx'
+  if v == 'r' then
+    field = 'mbr'
+  end
+  local m = (redis.call('HGET', c.flow, field) or '') .. ' ' .. id .. '=' .. v
+  local _, n = string.gsub(m, ' ', ' ')
+  while n > MBX_CAP do
+    m = string.sub(m, (string.find(m, ' ', 2, true)))
+    n = n - 1
+  end
+  redis.call('HSET', c.flow, field, m)
+end
+
+-- kept_add indexes a kept event by deadline in the kept-event index
+-- (for counting), keeps the index's TTL at least as long as the event's,
+-- and drops up to 32 entries of events that expired (bounded work; their
+-- lists go by TTL).
+local function kept_add(c, kept, id, deadline)
+  redis.call('ZADD', kept, deadline, id)
+  local left = tonumber(deadline) - tonumber(c.now)
+  if redis.call('PTTL', kept) < left then
+    redis.call('PEXPIRE', kept, left)
+  end
+  local old = redis.call('ZRANGEBYSCORE', kept, '-inf', c.now, 'LIMIT', 0, 32)
+  if #old > 0 then
+    redis.call('ZREM', kept, unpack(old))
+  end
+end
+
+-- resume_with resumes a waiting flow with event id exactly as a late
+-- event does: {"resume_event": payload} merged (when payload is not ''),
+-- the wait cleared, status running, a resumed event; and records the
+-- event as used. The resume is the event's, not the caller's lease's.
+-- Returns an error reply (nothing written) when the state would grow too
+-- large.
+local function resume_with(c, f, id, payload)
+  if payload ~= '' then
+    local e = merge_member(c, f, '$resume_event', payload)
+    if e then
+      return e
+    end
+  end
+  local patch = 'null'
+  if payload ~= '' then
+    patch = '{"resume_event":' .. payload .. '}'
+  end
+  c.lease = ''
+  clear_wait(c, f)
+  set_status(c, f, S_RUNNING)
+  commit(c, f, '"resumed"', '{"state_patch":' .. patch .. '}')
+  mbx_put(c, id, 'u')
+  return nil
+end
+
+-- parse_inbox splits an inbox entry: id, deadline, corr prefix, payload.
+local function parse_inbox(entry)
+  local id, dl, n, rest = string.match(entry, '^(%S+) (%d+) (%d+) (.*)$')
+  if id == nil then
+    return nil
+  end
+  n = tonumber(n)
+  return id, tonumber(dl), string.sub(rest, 1, n), string.sub(rest, n + 1)
+end
+
+-- take_inbox resumes a flow that just started waiting on an external
+-- event with the oldest unexpired event of its inbox that matches the
+-- wait, if any. Entries met that expired, or were already delivered,
+-- are dropped (the inbox is capped, so the work is bounded).
+local function take_inbox(c, f, inbox, kept)
+  local cp = string.sub(f.corr, 1, #f.corr - #c.id)
+  for _, entry in ipairs(redis.call('LRANGE', inbox, 0, -1)) do
+    local id, dl, ecp, payload = parse_inbox(entry)
+    local stale = id == nil or dl <= tonumber(c.now) or (ecp == cp and mbx_get(c, id) ~= nil)
+    if stale or ecp == cp then
+      if not stale and resume_with(c, f, id, payload) then
+        return -- too large to merge: the flow waits, the event stays
+      end
+      redis.call('LREM', inbox, 1, entry)
+      if id then
+        redis.call('ZREM', kept, id)
+      end
+      if not stale then
+        return
+      end
+    end
+  end
+end

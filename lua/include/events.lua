@@ -1,0 +1,95 @@
+-- events.lua: the audit log and the revision.
+--
+-- The log is a list, newest entry at the head. An entry does not store
+-- its id: the flow's 'seq' is the newest entry's id and ids fall by one
+-- towards the tail (trimming drops the oldest only). The log keeps at
+-- most c.event_cap entries and c.event_bytes bytes (0 = no bound), but
+-- always the newest entry; the flow's field 'eb' is the log's size in
+-- bytes (counted once from the list for a flow that has none).
+--
+-- An entry is announced on the shard's watch channel as
+-- '<flow id> <event id> <entry>' while someone watches the shard: Watch
+-- keeps the key '<base>:watched' alive for as long as it listens, so a
+-- mutation nobody watches publishes nothing (and replicates no message).
+--@include prelude
+--@include context
+--@include calls
+--@include state
+
+-- entry_of renders an audit entry: kind_json is a JSON string, payload
+-- raw JSON; a mutation made under a lease names the lease's token.
+local function entry_of(c, f, kind_json, payload)
+  local lease = ''
+  if c.lease ~= '' then
+    lease = ',"lease":"' .. c.lease .. '"'
+  end
+  return '{"kind":' .. kind_json .. ',"rev":' .. f.rev .. ',"at":' ..
+    c.now .. lease .. ',"payload":' .. payload .. '}'
+end
+
+-- push_entry pushes entry, trims the log to its bounds and returns the
+-- log's new size in bytes.
+local function push_entry(c, f, entry)
+  local eb = tonumber(f.eb)
+  if eb == nil then
+    eb = 0
+    for _, e in ipairs(redis.call('LRANGE', c.events, 0, -1)) do
+      eb = eb + #e
+    end
+  end
+  local n = redis.call('LPUSH', c.events, entry)
+  eb = eb + #entry
+  local cap, budget = c.event_cap, c.event_bytes
+  while n > 1 and ((cap > 0 and n > cap) or (budget > 0 and eb > budget)) do
+    local old = redis.call('RPOP', c.events)
+    eb = eb - #old
+    n = n - 1
+  end
+  f.eb = tostring(eb)
+  return f.eb
+end
+
+-- announce publishes '<flow id> <numbered>' on the shard's watch channel
+-- when the shard is watched.
+local function announce(c, numbered)
+  local ch = c.base .. ':watch'
+  if redis.call('EXISTS', c.base .. ':watched') == 1 then
+    redis.call(PUBLISH, ch, c.id .. ' ' .. numbered)
+  end
+end
+
+-- append_event appends an event that does not change the revision, with
+-- the record fields in extra (optional). Returns '<event id> <entry>'.
+local function append_event(c, f, kind_json, payload, extra)
+  extra = extra or {}
+  local seq = tonumber(f.seq or '0') + 1
+  f.seq = tostring(seq)
+  local entry = entry_of(c, f, kind_json, payload)
+  extra[#extra + 1] = 'eb'
+  extra[#extra + 1] = push_entry(c, f, entry)
+  extra[#extra + 1] = 'seq'
+  extra[#extra + 1] = f.seq
+  remember_pairs(c, f, extra)
+  flush(c, f, extra)
+  local numbered = f.seq .. ' ' .. entry
+  announce(c, numbered)
+  return numbered
+end
+
+-- commit persists one mutation of the flow record: revision + 1,
+-- updated, the pending state and status, the record fields in extra
+-- (optional), and its event; one HSET for all the fields. record_seq
+-- makes the call memory keep the event id (write_flow answers a repeat
+-- with its event). Returns what append_event does.
+local function commit(c, f, kind_json, payload, extra, record_seq)
+  extra = extra or {}
+  f.rev, f.updated = tostring(tonumber(f.rev) + 1), c.now
+  extra[#extra + 1] = 'rev'
+  extra[#extra + 1] = f.rev
+  extra[#extra + 1] = 'updated'
+  extra[#extra + 1] = c.now
+  if record_seq then
+    remember_pairs(c, f, extra, tostring(tonumber(f.seq or '0') + 1))
+  end
+  return append_event(c, f, kind_json, payload, extra)
+end

@@ -1,0 +1,51 @@
+-- queues.lua: a flow's status indexes, its controller's ready queue and
+-- its lease entries.
+--@include prelude
+--@include context
+
+-- ready_key is a controller's ready queue in this shard: flow ids by the
+-- time they became runnable (a zset under the shard's hash tag, named
+-- here because Go cannot know the controller of a flow it did not read).
+local function ready_key(c, controller)
+  return c.base .. ':ready:' .. (controller or '')
+end
+
+-- make_ready queues a runnable, unleased flow for its controller's
+-- workers and wakes them; the shard's controllers set names the queue
+-- for Stats.
+local function make_ready(c, f)
+  local q = ready_key(c, f.controller)
+  redis.call('ZADD', q, c.now, c.id)
+  redis.call('SADD', c.base .. ':controllers', f.controller or '')
+  redis.call(PUBLISH, q, c.id)
+end
+
+-- leave_running drops the flow from its ready queue and its lease.
+local function leave_running(c, f)
+  redis.call('ZREM', ready_key(c, f.controller), c.id)
+  redis.call('HDEL', c.leases, c.id)
+  redis.call('ZREM', c.leasexp, c.id)
+end
+
+-- set_status moves the flow between status indexes; the score is the
+-- time it entered the status, so pages of a status list are stable.
+-- Entering a runnable status queues the flow for a worker; leaving it
+-- ends any lease. The status field itself is written by the caller
+-- (commit, or set_fields), with the record's other fields.
+local function set_status(c, f, to)
+  if f.status == to then
+    return
+  end
+  local from = f.status and STATUS[f.status]
+  if from then
+    redis.call('ZREM', c.keys[from.index], c.id)
+    if from.runnable then
+      leave_running(c, f)
+    end
+  end
+  redis.call('ZADD', c.keys[STATUS[to].index], c.now, c.id)
+  f.status, f.status_dirty = to, true
+  if STATUS[to].runnable then
+    make_ready(c, f)
+  end
+end

@@ -1,0 +1,71 @@
+-- run_transition.lua: the body of transition.lua and transition_early.lua
+-- (their headers give the arguments), as a function of the context so
+-- the two share it: after_wait, when given, runs once a wait on an
+-- external event is stored (transition_early: take a kept event).
+--@include prelude
+--@include errors
+--@include context
+--@include record
+--@include calls
+--@include guards
+--@include state
+--@include queues
+--@include waits
+--@include events
+
+local function run_transition(c, after_wait)
+  local argv = c.argv
+  local f = load_flow(c)
+  if repeated(c, f) then
+    return reply(c)
+  end
+  local to, kind, payload = argv[10], argv[11], argv[12]
+  local guard = argv[16]
+  if guard ~= '' then
+    if f == nil or not STATUS[f.status].waits then
+      if guard == 'timer' and redis.call('ZREM', c.timers, c.id) == 1 then
+        return err(ERR.STALE) -- the entry named no waiting flow: dropped
+      end
+      return err(ERR.NOMATCH)
+    end
+    if guard == 'timer' then
+      local due = redis.call('ZSCORE', c.timers, c.id)
+      if not due or tonumber(due) > tonumber(c.now) then
+        return err(ERR.NOMATCH)
+      end
+      local ok, w = pcall(cjson.decode, f.wait or '')
+      if not ok or type(w) ~= 'table' or w.kind ~= 'timer' then
+        -- A timer entry whose wait is not a timer (written by hand?):
+        -- drop the entry so it is reported once, and leave the flow be.
+        redis.call('ZREM', c.timers, c.id)
+        return err(ERR.BADWAIT)
+      end
+      if f.cancel == '1' then
+        to, kind, payload = S_CANCELLED, '"cancelled"', '{}'
+      end
+    elseif f.corr ~= string.sub(guard, 6) then
+      return err(ERR.NOMATCH)
+    end
+  end
+  if f == nil then
+    return err(ERR.NOTFOUND)
+  end
+  local e = check_revision(c, f) or check_lease(c) or check_transition(f, to, argv[17])
+  if e then
+    return e
+  end
+  e = apply_state(c, f, 18)
+  if e then
+    return e
+  end
+  clear_wait(c, f)
+  set_status(c, f, to)
+  if STATUS[to].waits then
+    set_wait(c, f, argv[13], argv[14], argv[15])
+  end
+  commit(c, f, kind, payload)
+  if after_wait and f.corr ~= nil then
+    after_wait(f)
+  end
+  return reply(c)
+end

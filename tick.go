@@ -1,0 +1,349 @@
+package taskflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// The engine's tick: due timers, cancel requests of waiting flows and
+// expired leases, in rounds of one pipeline per shard group.
+
+// MaxTickRounds bounds one tick: at most this many rounds, each taking
+// at most one batch of each index from every shard.
+const MaxTickRounds = 1000
+
+// TickReport counts what one tick did. Scanned is Resumed + Cancelled +
+// StillWaiting + Errors: StillWaiting is the number of waiting flows after
+// the tick (read from the status indexes, not by visiting flows).
+type TickReport struct {
+	Scanned      int `json:"scanned"`
+	Resumed      int `json:"resumed"`
+	Cancelled    int `json:"cancelled"`
+	StillWaiting int `json:"still_waiting"`
+	Errors       int `json:"errors"`
+	// LeasesExpired counts leases that ran out (their worker died or
+	// stalled): their running flows went back on the ready queues. Not
+	// part of Scanned.
+	LeasesExpired int `json:"leases_expired"`
+	// Dropped counts index entries (timers, cancel requests, lease
+	// expiries) the tick could not act on and removed from their index:
+	// the flow is gone, no longer needs the entry, lives in another
+	// shard, or cannot be read (the last also counts in Errors; Verify
+	// reports such a flow). Not part of Scanned.
+	Dropped int `json:"dropped"`
+	// Truncated is true when the tick stopped after MaxTickRounds rounds
+	// with entries still due; the next tick takes them.
+	Truncated bool `json:"truncated,omitempty"`
+	// EarlyRedriven counts kept events whose delivery to a waiting flow
+	// was claimed but not finished in time (the claimer died or stalled)
+	// and that this tick finished. Not part of Scanned.
+	EarlyRedriven int `json:"early_redriven"`
+	// Err is the first error met, nil when none.
+	Err error `json:"-"`
+}
+
+func (r *TickReport) fail(err error) {
+	r.Errors++
+	if r.Err == nil {
+		r.Err = err
+	}
+}
+
+// Tick runs one tick at the store's current time.
+func (e *WaitEngine) Tick(ctx context.Context) TickReport {
+	now, _, _ := e.s.clock()
+	return e.TickAt(ctx, now)
+}
+
+// TickAt runs one tick as if the time were now: waiting flows with a
+// cancel request are cancelled, then timers due at now resume (a
+// cancel-requested one is cancelled instead), and expired leases end.
+// External-event and manual waits are left alone. Index entries the tick
+// cannot act on are removed (TickReport.Dropped), so a tick always ends,
+// after at most MaxTickRounds rounds.
+func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) (rep TickReport) {
+	if o := e.s.obs; o != nil && o.Tick != nil {
+		defer observeTick(ctx, o, time.Now(), &rep)
+	}
+	if err := e.s.checkLayout(ctx); err != nil {
+		rep.fail(err)
+		return rep
+	}
+	now = now.UTC().Truncate(time.Millisecond)
+	nowMs := strconv.FormatInt(now.UnixMilli(), 10)
+	nowStr := now.Format(time.RFC3339Nano)
+	// Visit shards from a random start so engines ticking at once
+	// mostly work on different shards.
+	shards := make([]int, e.s.keys.shards)
+	start := rand.IntN(len(shards))
+	for i := range shards {
+		shards[i] = (start + i) % len(shards)
+	}
+	active := shards
+	for round := 0; len(active) > 0 && ctx.Err() == nil; round++ {
+		if round == MaxTickRounds {
+			rep.Truncated = true
+			break
+		}
+		active = e.tickRound(ctx, active, nowMs, nowStr, &rep)
+	}
+	if rep.Dropped > 0 {
+		e.log.Warn("taskflow: tick dropped index entries it could not act on", "dropped", rep.Dropped, "first_err", rep.Err)
+	}
+	if err := ctx.Err(); err != nil && rep.Err == nil {
+		rep.fail(err)
+	}
+	waiting, err := e.s.countIndex(ctx, func(shard int) string { return e.s.keys.status(shard, StatusWaiting) })
+	if err != nil {
+		rep.fail(err)
+	}
+	rep.StillWaiting = waiting
+	if n, err := e.redriveEarly(ctx, nowMs); err != nil {
+		rep.fail(err)
+	} else {
+		rep.EarlyRedriven = n
+	}
+	rep.Scanned = rep.Resumed + rep.Cancelled + rep.StillWaiting + rep.Errors
+	return rep
+}
+
+// tickRound reads one batch of due timers and cancel requests from each
+// active shard in one pipeline, handles them in a second, and returns the
+// shards that may have more. Every entry it reads either is acted on
+// (which removes it from its index), or leaves its index as one the tick
+// cannot act on (counted in Dropped), or meets a transient error (the
+// shard then rests until the next tick): a shard is visited again only
+// when its whole batch moved, so a round always makes progress or ends.
+func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr string, rep *TickReport) []int {
+	pipe := e.s.client.Pipeline()
+	cancels := make([]*redis.StringSliceCmd, len(shards))
+	timers := make([]*redis.StringSliceCmd, len(shards))
+	leases := make([]*redis.StringSliceCmd, len(shards))
+	for i, sh := range shards {
+		cancels[i] = pipe.SRandMemberN(ctx, e.s.keys.cancelWait(sh), int64(e.batch))
+		timers[i] = pipe.ZRangeByScore(ctx, e.s.keys.timers(sh), &redis.ZRangeBy{
+			Min: "-inf", Max: nowMs, Count: int64(e.batch),
+		})
+		leases[i] = pipe.ZRangeByScore(ctx, e.s.keys.leaseExp(sh), &redis.ZRangeBy{
+			Min: "-inf", Max: nowMs, Count: int64(e.batch),
+		})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		var rerr redis.Error
+		if !errors.As(err, &rerr) {
+			rep.fail(fmt.Errorf("taskflow: tick: %w", err))
+			return nil
+		}
+		// An index key of the wrong type (written by hand) reads as
+		// empty and is reported; the other indexes are worked on.
+		for _, cmds := range [][]*redis.StringSliceCmd{cancels, timers, leases} {
+			for _, c := range cmds {
+				if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+					rep.fail(fmt.Errorf("taskflow: tick: %s: %w", c.Args()[1], err))
+				}
+			}
+		}
+	}
+	owned, err := e.lockShards(ctx, shards, func(i int) bool {
+		return len(cancels[i].Val())+len(timers[i].Val())+len(leases[i].Val()) > 0
+	})
+	if err != nil {
+		rep.fail(err)
+		return nil
+	}
+	defer e.unlockShards(ctx, owned)
+	var calls []scriptCall
+	var entries, drops, suspect []tickEntry
+	read := map[int]int{} // entries read per shard
+	for i, sh := range shards {
+		if !owned[sh] {
+			continue
+		}
+		for _, x := range []struct {
+			kind entryKind
+			raw  []string
+			call func(uuid.UUID) scriptCall
+		}{
+			{entryLease, leases[i].Val(), func(id uuid.UUID) scriptCall {
+				return scriptCall{e.s.scripts.expireLease, e.s.keys.flowKeys(id, ""), e.s.head(id, nowMs, nowStr, mutation{lean: true})}
+			}},
+			{entryCancel, cancels[i].Val(), func(id uuid.UUID) scriptCall { return e.cancelCall(id, nowMs, nowStr) }},
+			{entryTimer, timers[i].Val(), func(id uuid.UUID) scriptCall { return e.timerCall(id, nowMs, nowStr) }},
+		} {
+			if len(x.raw) == e.batch {
+				read[sh] += len(x.raw) // a full batch: the shard may have more
+			}
+			for _, raw := range x.raw {
+				ent := tickEntry{kind: x.kind, shard: sh, raw: raw}
+				id, ok := e.entryFlow(ent)
+				if !ok {
+					drops = append(drops, ent) // names no flow of this shard
+					continue
+				}
+				calls = append(calls, x.call(id))
+				entries = append(entries, ent)
+			}
+		}
+	}
+	if len(calls)+len(drops) == 0 {
+		return nil
+	}
+	kinds := make([]entryKind, len(entries))
+	for i, ent := range entries {
+		kinds[i] = ent.kind
+	}
+	vals, errs := e.s.runPipelined(ctx, calls, e.s.tickMetas(kinds)...)
+	moved := map[int]int{} // entries that left their index, per shard
+	for i, err := range errs {
+		ent := entries[i]
+		id, _ := uuid.Parse(ent.raw)
+		if err != nil {
+			err = scriptError(err, id)
+		}
+		switch {
+		case err == nil && ent.kind == entryLease:
+			moved[ent.shard]++
+			rep.LeasesExpired++
+		case err == nil:
+			moved[ent.shard]++
+			f, derr := decodeReply(id, vals[i])
+			switch {
+			case derr != nil:
+				rep.fail(derr)
+			case f.Status == StatusCancelled:
+				rep.Cancelled++
+			default:
+				rep.Resumed++
+			}
+		case errors.Is(err, errStaleEntry):
+			// The script dropped an entry that named no flow to act on.
+			moved[ent.shard]++
+			rep.Dropped++
+		case errors.Is(err, errNoMatch), errors.Is(err, ErrNotFound),
+			errors.Is(err, ErrAlreadyTerminal), errors.Is(err, ErrIllegalTransition):
+			// Another engine got there first, or the flow moved on.
+			moved[ent.shard]++
+		case errors.Is(err, ErrInvalidData) && ent.kind == entryTimer:
+			// An unreadable wait: the script dropped its entry.
+			moved[ent.shard]++
+			rep.Dropped++
+			rep.fail(err)
+		case transientError(err):
+			// Redis is busy, full or away: leave the entry for a later
+			// tick and rest the shard.
+			rep.fail(err)
+		default:
+			// The script cannot act on this flow: a record of the wrong
+			// type, a field it cannot read, or an index of the shard of
+			// the wrong type (see below).
+			rep.fail(err)
+			suspect = append(suspect, ent)
+		}
+	}
+	// An entry whose flow's data is at fault is dropped so it cannot
+	// stall the shard (Verify reports the flow); in a shard with an index
+	// of the wrong type every script fails, so nothing is dropped there.
+	if len(suspect) > 0 {
+		sound := e.soundShards(ctx, suspect, rep)
+		for _, ent := range suspect {
+			if sound[ent.shard] {
+				drops = append(drops, ent)
+			}
+		}
+	}
+	for sh, n := range e.dropEntries(ctx, drops, rep) {
+		moved[sh] += n
+	}
+	var more []int
+	for _, sh := range shards {
+		if read[sh] > 0 && moved[sh] > 0 {
+			more = append(more, sh)
+		}
+	}
+	return more
+}
+
+// tickLockTTL bounds how long a dead engine's shard lock stalls the others.
+const tickLockTTL = 5 * time.Second
+
+// lockShards takes, for the shards that have work (has(i) for shards[i]),
+// a short per-shard lock so that engines ticking at once work on
+// different shards instead of racing for the same entries. The lock only
+// saves work: every resume re-checks its flow, so correctness never
+// depends on it. It returns the shards this engine may work on.
+func (e *WaitEngine) lockShards(ctx context.Context, shards []int, has func(i int) bool) (map[int]bool, error) {
+	pipe := e.s.client.Pipeline()
+	cmds := map[int]*redis.BoolCmd{}
+	for i, sh := range shards {
+		if has(i) {
+			cmds[sh] = pipe.SetNX(ctx, e.s.keys.tickLock(sh), e.name, tickLockTTL)
+		}
+	}
+	owned := map[int]bool{}
+	if len(cmds) == 0 {
+		return owned, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("taskflow: tick lock: %w", err)
+	}
+	for sh, c := range cmds {
+		owned[sh] = c.Val()
+	}
+	return owned, nil
+}
+
+// unlockShards releases this engine's shard locks.
+func (e *WaitEngine) unlockShards(ctx context.Context, owned map[int]bool) {
+	var keys []string
+	for sh, ok := range owned {
+		if ok {
+			keys = append(keys, e.s.keys.tickLock(sh))
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	pipe := e.s.client.Pipeline()
+	for _, k := range keys {
+		pipe.Del(ctx, k) // one per key: they live in different slots
+	}
+	_, _ = pipe.Exec(ctx)
+}
+
+func (e *WaitEngine) timerCall(id uuid.UUID, nowMs, nowStr string) scriptCall {
+	r := transitionReq{
+		id: id, from: StatusWaiting, to: StatusRunning, kind: EventResumed,
+		payload: json.RawMessage(`{"state_patch":null}`), guard: "timer",
+	}
+	r.mut.lean = true // the tick reads the status only
+	return scriptCall{e.s.scripts.transition, e.s.keys.flowKeys(id, ""), e.s.transitionArgs(r, nowMs, nowStr)}
+}
+
+func (e *WaitEngine) cancelCall(id uuid.UUID, nowMs, nowStr string) scriptCall {
+	return scriptCall{e.s.scripts.tickCancel, e.s.keys.flowKeys(id, ""), e.s.head(id, nowMs, nowStr, mutation{lean: true})}
+}
+
+// countIndex sums the sizes of one index over the shards, in one pipeline.
+func (s *RedisStore) countIndex(ctx context.Context, keyOf func(int) string) (int, error) {
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.IntCmd, s.keys.shards)
+	for i := range cmds {
+		cmds[i] = pipe.ZCard(ctx, keyOf(i))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("taskflow: count: %w", err)
+	}
+	n := 0
+	for _, c := range cmds {
+		n += int(c.Val())
+	}
+	return n, nil
+}

@@ -1,0 +1,115 @@
+package taskflow
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+// The agent tool's errors, written for the model, and the argument
+// checks that raise them.
+
+// argErr is an error in the model's arguments (ErrToolArgs).
+func argErr(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrToolArgs}, a...)...)
+}
+
+// describeJSONError turns a decoding error into a short model-friendly
+// text.
+func describeJSONError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return fmt.Sprintf("%q must be a %s, not a JSON %s", te.Field, jsonTypeName(te.Type.Kind().String()), te.Value)
+	}
+	return err.Error()
+}
+
+func jsonTypeName(kind string) string {
+	switch kind {
+	case "string":
+		return "string"
+	case "slice", "map", "struct":
+		return "JSON value"
+	default:
+		return kind
+	}
+}
+
+// objectArg returns an optional JSON-object argument: nil when it is
+// absent or null.
+func objectArg(name string, raw json.RawMessage) (json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if raw[0] != '{' {
+		return nil, argErr("%q must be a JSON object, not %s", name, jsonKind(raw))
+	}
+	return raw, nil
+}
+
+// jsonKind names the type of a valid JSON value.
+func jsonKind(raw json.RawMessage) string {
+	switch raw[0] {
+	case '"':
+		return "a string"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	case '{':
+		return "an object"
+	default:
+		return "a number"
+	}
+}
+
+func notFound(id uuid.UUID) (json.RawMessage, error) {
+	return encodeResult(notFoundResult{OK: false, Error: "not_found", FlowID: id.String()})
+}
+
+// managerError turns a manager's refusal into an error that tells the
+// model what to do, keeping the manager's error in the chain.
+func (t *Tool) managerError(action string, id uuid.UUID, err error) error {
+	var te *TransitionError
+	if errors.As(err, &te) {
+		from := te.From
+		switch {
+		// The sentinel alone: the TransitionError's text would repeat the
+		// flow id and, for advance, name no target status.
+		case errors.Is(err, ErrAlreadyTerminal):
+			return fmt.Errorf("cannot %s: flow %s is already %s, and a %s flow cannot change any more; start a new flow if there is more to do (%w)",
+				action, id, from, from, ErrAlreadyTerminal)
+		case errors.Is(err, ErrCancelPending):
+			return fmt.Errorf("cannot %s: a cancel was requested for flow %s; the only action it accepts now is cancel (%w)", action, id, ErrCancelPending)
+		case errors.Is(err, ErrIllegalTransition):
+			return fmt.Errorf("cannot %s: flow %s is %s; %s (%w)", action, id, from, illegalHint(action, from), err)
+		}
+	}
+	if errors.Is(err, ErrInvalidData) {
+		return fmt.Errorf("%w: cannot %s: %w", ErrToolArgs, action, err)
+	}
+	return fmt.Errorf("taskflow tool: %s failed: %w", action, err)
+}
+
+// illegalHint says what the model can do instead of a refused move.
+func illegalHint(action string, from FlowStatus) string {
+	switch from {
+	case StatusWaiting:
+		switch action {
+		case ActionWait:
+			return "it is already waiting and resumes by itself when its wait condition is met; fail or cancel it if it should not go on"
+		case ActionFinish:
+			return "it resumes by itself when its wait condition is met, and can be finished once it is running again; fail or cancel it if it should not go on"
+		}
+		return "it resumes by itself when its wait condition is met; fail or cancel it if it should not go on"
+	case StatusCreated:
+		return "it was never started; cancel it and start a new flow"
+	}
+	return "only a running flow can " + action
+}

@@ -1,0 +1,258 @@
+package taskflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// The store's writes of a flow record: create, transitions, state
+// updates, cancel requests and the store-level compare-and-set; each is
+// one script (lua/<name>.lua) run by RedisStore.run.
+
+// create runs create.lua.
+func (s *RedisStore) create(ctx context.Context, in CreateManagedInput, mirrored bool) (*Flow, error) {
+	return s.createWithID(ctx, uuid.New(), in, mirrored)
+}
+
+// createWithID runs create.lua for flow id; a taken id is
+// ErrAlreadyExists.
+func (s *RedisStore) createWithID(ctx context.Context, id uuid.UUID, in CreateManagedInput, mirrored bool) (*Flow, error) {
+	for _, r := range []struct{ name, v string }{
+		{"controller_id", in.ControllerID},
+		{"goal", in.Goal},
+		{"owner_session_key", in.OwnerSessionKey},
+	} {
+		if strings.TrimSpace(r.v) == "" {
+			return nil, fmt.Errorf("%w: %s is required", ErrInvalidData, r.name)
+		}
+	}
+	if err := checkText("controller_id", in.ControllerID, "goal", in.Goal, "owner_session_key", in.OwnerSessionKey,
+		"requester_origin", in.RequesterOrigin, "current_step", in.CurrentStep); err != nil {
+		return nil, err
+	}
+	if err := checkLens(lim("controller_id", in.ControllerID, s.limits.LabelBytes), lim("goal", in.Goal, s.limits.TextBytes),
+		lim("owner_session_key", in.OwnerSessionKey, s.limits.LabelBytes), lim("requester_origin", in.RequesterOrigin, s.limits.LabelBytes),
+		lim("current_step", in.CurrentStep, s.limits.LabelBytes)); err != nil {
+		return nil, err
+	}
+	state, err := toJSON("state", in.State)
+	if err != nil {
+		return nil, err
+	}
+	if state == nil {
+		state = json.RawMessage(`{}`)
+	}
+	stateArgs, err := s.stateArgs("state", state, false)
+	if err != nil {
+		return nil, err
+	}
+	payload, _ := json.Marshal(map[string]string{
+		"controller_id": in.ControllerID,
+		"goal":          in.Goal,
+		"current_step":  in.CurrentStep,
+	})
+	kid, fingerprint, err := s.idempotency(in, mirrored, state)
+	if err != nil {
+		return nil, err
+	}
+	if in.IdempotencyKey != "" {
+		id = kid // the key names the flow
+	}
+	_, nowMs, nowStr := s.clock()
+	mir := "0"
+	if mirrored {
+		mir = "1"
+	}
+	args := append(s.head(id, nowMs, nowStr, mutation{}),
+		in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, mir, string(payload), fingerprint,
+		s.traceParent(ctx))
+	args = append(args, stateArgs...)
+	// Only a create can write to an empty flow space: it records the
+	// layout; every other mutation needs a flow, hence a recorded layout.
+	if err := s.recordLayout(ctx); err != nil {
+		return nil, err
+	}
+	f, _, err := s.runFlowScript(ctx, s.scripts.create, id, s.keys.flowKeys(id, in.OwnerSessionKey), args)
+	if errors.Is(err, ErrIdempotencyConflict) {
+		return nil, fmt.Errorf("%w: flow %s was created with this key from other input", ErrIdempotencyConflict, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: create flow: %w", err)
+	}
+	return f, nil
+}
+
+// waitArgs are the index entries of a wait: ARGV 10..12 of transition.lua.
+type waitArgs struct {
+	json    string
+	timerMs string
+	corr    string
+}
+
+// transitionReq is one run of transition.lua.
+type transitionReq struct {
+	id      uuid.UUID
+	from    FlowStatus // "" = any source the graph allows
+	to      FlowStatus
+	kind    string
+	payload json.RawMessage
+	wait    waitArgs
+	guard   string
+	state   []any
+	mut     mutation
+	// inbox: a wait on an external event is met at once by a kept event
+	// of the flow's inbox (mailbox.go).
+	inbox bool
+}
+
+// transition runs transition.lua at the store's current time.
+func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, error) {
+	if err := r.mut.check(); err != nil {
+		return nil, err
+	}
+	_, nowMs, nowStr := s.clock()
+	sc, keys := s.scripts.transition, s.keys.flowKeys(r.id, "")
+	if r.inbox {
+		sc, keys = s.scripts.transitionEarly, s.keys.withInbox(keys, r.id)
+	}
+	f, _, err := s.runFlowScript(ctx, sc, r.id, keys, s.transitionArgs(r, nowMs, nowStr), r.meta())
+	if err != nil {
+		var te *TransitionError
+		if errors.As(err, &te) {
+			te.To = r.to
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// meta describes the transition to the observer.
+func (r transitionReq) meta() opMeta {
+	m := opMeta{event: r.kind}
+	if r.kind == EventResumed {
+		m.waitKind = waitKindOfGuard(r.guard)
+	}
+	return m
+}
+
+func (s *RedisStore) transitionArgs(r transitionReq, nowMs, nowStr string) []any {
+	state := r.state
+	if state == nil {
+		state = []any{"none"}
+	}
+	args := append(s.head(r.id, nowMs, nowStr, r.mut),
+		string(r.to), jsonString(r.kind), string(r.payload),
+		r.wait.json, r.wait.timerMs, r.wait.corr, r.guard, string(r.from))
+	return append(args, state...)
+}
+
+// updateState runs update_state.lua.
+func (s *RedisStore) updateState(ctx context.Context, id uuid.UUID, patch json.RawMessage, nextStep string, mut mutation) (*Flow, error) {
+	if err := checkText("the next step", nextStep); err != nil {
+		return nil, err
+	}
+	if err := checkLen("next_step", nextStep, s.limits.LabelBytes); err != nil {
+		return nil, err
+	}
+	if err := mut.check(); err != nil {
+		return nil, err
+	}
+	stateArgs, err := s.stateArgs("patch", patch, true)
+	if err != nil {
+		return nil, err
+	}
+	payload := []byte(`{"patch":` + rawOrNull(patch) + `,"next_step":` + stringOrNull(nextStep) + `}`)
+	_, nowMs, nowStr := s.clock()
+	args := append(s.head(id, nowMs, nowStr, mut), nextStep, string(payload))
+	args = append(args, stateArgs...)
+	f, _, err := s.runFlowScript(ctx, s.scripts.updateState, id, s.keys.flowKeys(id, ""), args)
+	return f, err
+}
+
+// requestCancel runs request_cancel.lua.
+func (s *RedisStore) requestCancel(ctx context.Context, id uuid.UUID, mut mutation) (*Flow, error) {
+	if err := mut.check(); err != nil {
+		return nil, err
+	}
+	_, nowMs, nowStr := s.clock()
+	f, _, err := s.runFlowScript(ctx, s.scripts.requestCancel, id, s.keys.flowKeys(id, ""), s.head(id, nowMs, nowStr, mut))
+	return f, err
+}
+
+// UpdateAndAppend writes the whole flow record f if the stored revision is
+// still f.Revision, together with one audit event of kind and payload; the
+// stored flow gets revision f.Revision+1 and the store's current time as
+// UpdatedAt. ID, OwnerSessionKey and CreatedAt cannot change. On a stale
+// revision it returns a *RevisionMismatchError (ErrRevisionMismatch) and
+// writes nothing. Indexes (status, timers, correlation) follow the record;
+// the state machine is not checked: this is the layer below the Manager.
+func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, payload any) (*Flow, *FlowEvent, error) {
+	if f == nil {
+		return nil, nil, fmt.Errorf("%w: nil flow", ErrInvalidData)
+	}
+	if !f.Status.Valid() {
+		return nil, nil, fmt.Errorf("%w: unknown flow status %q", ErrInvalidData, f.Status)
+	}
+	if strings.TrimSpace(kind) == "" {
+		return nil, nil, fmt.Errorf("%w: event kind is required", ErrInvalidData)
+	}
+	if err := checkText("controller_id", f.ControllerID, "goal", f.Goal, "owner_session_key", f.OwnerSessionKey,
+		"requester_origin", f.RequesterOrigin, "current_step", f.CurrentStep, "event kind", kind); err != nil {
+		return nil, nil, err
+	}
+	if err := checkLens(lim("event kind", kind, s.limits.LabelBytes), lim("controller_id", f.ControllerID, s.limits.LabelBytes),
+		lim("goal", f.Goal, s.limits.TextBytes), lim("requester_origin", f.RequesterOrigin, s.limits.LabelBytes),
+		lim("current_step", f.CurrentStep, s.limits.LabelBytes)); err != nil {
+		return nil, nil, err
+	}
+	state, err := toJSON("state", f.State)
+	if err != nil {
+		return nil, nil, err
+	}
+	if state == nil {
+		state = json.RawMessage(`{}`)
+	}
+	stateArgs, err := s.stateArgs("state", state, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	pl, err := toJSON("event payload", payload)
+	if err != nil {
+		return nil, nil, err
+	}
+	if pl == nil {
+		pl = json.RawMessage(`{}`)
+	}
+	var wait waitArgs
+	if f.Status == StatusWaiting && f.Wait != nil {
+		wait, err = waitIndexArgs(f.ID, f.Wait)
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	cancel := "0"
+	if f.CancelRequested {
+		cancel = "1"
+	}
+	_, nowMs, nowStr := s.clock()
+	rev := f.Revision
+	args := append(s.head(f.ID, nowMs, nowStr, mutation{expected: &rev}),
+		string(f.Status), f.ControllerID, f.Goal, f.OwnerSessionKey, f.RequesterOrigin, f.CurrentStep,
+		cancel, wait.json, wait.timerMs, wait.corr, jsonString(kind), string(pl))
+	args = append(args, stateArgs...)
+	nf, arr, err := s.runFlowScript(ctx, s.scripts.writeFlow, f.ID, s.keys.flowKeys(f.ID, ""), args)
+	if err != nil {
+		return nil, nil, err
+	}
+	numbered, _ := arr[1].(string)
+	ev, err := decodeNumbered(f.ID, numbered)
+	if err != nil {
+		return nil, nil, err
+	}
+	return nf, ev, nil
+}
