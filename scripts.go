@@ -375,6 +375,14 @@ var statusImplies = map[FlowStatus]struct {
 	StatusWaiting: {waits: true},
 }
 
+// waits reports whether a flow in status s may hold a wait, its index
+// entries and a cancel-set entry (statusImplies).
+func (s FlowStatus) waits() bool { return statusImplies[s].waits }
+
+// runnable reports whether a flow in status s is on its controller's
+// ready queue or leased (statusImplies).
+func (s FlowStatus) runnable() bool { return statusImplies[s].runnable }
+
 // luaPrelude renders Go's tables for the scripts ("--@include prelude"):
 // PUBLISH ('SPUBLISH' on a cluster: sharded pub/sub keeps messages on the
 // slot's node), ERR (the refusal codes), S_<STATUS> (the status names),

@@ -216,15 +216,15 @@ func (s *RedisStore) entryStillStale(p Problem, sn *flowSnap) bool {
 		t, _, _ := s.expectedWait(sn.id, sn.fields)
 		return t == ""
 	case p.Key == s.keys.cancelWait(shard):
-		return !(sn.fields["status"] == string(StatusWaiting) && sn.fields["cancel"] == "1")
+		return !(FlowStatus(sn.fields["status"]).waits() && sn.fields["cancel"] == "1")
 	case p.Key == s.keys.corr(shard):
 		_, c, _ := s.expectedWait(sn.id, sn.fields)
 		return c != member
 	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":ready:"):
 		ctl := strings.TrimPrefix(p.Key, s.keys.tag(shard)+":ready:")
-		return !(sn.fields["status"] == string(StatusRunning) && sn.fields["controller"] == ctl && sn.lease == "")
+		return !(FlowStatus(sn.fields["status"]).runnable() && sn.fields["controller"] == ctl && sn.lease == "")
 	case p.Key == s.keys.leases(shard), p.Key == s.keys.leaseExp(shard):
-		return sn.fields["status"] != string(StatusRunning)
+		return !FlowStatus(sn.fields["status"]).runnable()
 	}
 	return true
 }

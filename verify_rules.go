@@ -18,7 +18,7 @@ import (
 // expectedWait returns the timer deadline and correlation member a flow's
 // record implies, and a problem when its wait is unreadable.
 func (s *RedisStore) expectedWait(id uuid.UUID, fields map[string]string) (timerMs, corr string, problem string) {
-	if fields["status"] != string(StatusWaiting) {
+	if !FlowStatus(fields["status"]).waits() {
 		return "", "", ""
 	}
 	raw, ok := fields["wait"]
@@ -74,9 +74,9 @@ func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []Problem {
 	}
 	_, hasWait := sn.fields["wait"]
 	switch {
-	case st == StatusWaiting && !hasWait:
+	case st.waits() && !hasWait:
 		add(ProblemWaitMissing, flowKey, "waiting flow without wait_json")
-	case st != StatusWaiting && hasWait:
+	case !st.waits() && hasWait:
 		add(ProblemWaitExtra, flowKey, string(st)+" flow with a wait_json")
 	}
 	timerMs, corr, bad := s.expectedWait(sn.id, sn.fields)
@@ -91,7 +91,7 @@ func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []Problem {
 	case timerMs == "" && sn.timerScore != "":
 		add(ProblemTimerExtra, s.keys.timers(shard), "flow in the timer set without a timer wait")
 	}
-	wantCW := st == StatusWaiting && sn.fields["cancel"] == "1"
+	wantCW := st.waits() && sn.fields["cancel"] == "1"
 	switch {
 	case wantCW && !sn.cancelWait:
 		add(ProblemCancelwaitMissing, s.keys.cancelWait(shard), "waiting flow with a cancel request not in the cancel set")
@@ -106,7 +106,7 @@ func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []Problem {
 		add(ProblemCorrExtra, s.keys.corr(shard), "flow keeps a correlation entry without an external-event wait")
 	}
 	readyKey := s.keys.ready(shard, sn.fields["controller"])
-	if st == StatusRunning {
+	if st.runnable() {
 		switch {
 		case sn.lease == "" && sn.readyScore == "":
 			add(ProblemReadyMissing, readyKey, "running flow neither leased nor on its ready queue")
@@ -225,7 +225,7 @@ func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys,
 	for _, rk := range sk.readies {
 		ctl := strings.TrimPrefix(rk, s.keys.tag(shard)+":ready:")
 		if err := check(rk, func(sn *flowSnap, _ string) bool {
-			return sn.fields["status"] == string(StatusRunning) && sn.fields["controller"] == ctl && sn.lease == ""
+			return FlowStatus(sn.fields["status"]).runnable() && sn.fields["controller"] == ctl && sn.lease == ""
 		}, "ready entry of a flow that is not a runnable, unleased flow of this controller"); err != nil {
 			return nil, err
 		}
@@ -236,7 +236,7 @@ func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys,
 	}
 	out = append(out, unlisted...)
 	for _, lk := range []string{s.keys.leases(shard), s.keys.leaseExp(shard)} {
-		if err := check(lk, func(sn *flowSnap, _ string) bool { return sn.fields["status"] == string(StatusRunning) },
+		if err := check(lk, func(sn *flowSnap, _ string) bool { return FlowStatus(sn.fields["status"]).runnable() },
 			"lease of a flow that is not running"); err != nil {
 			return nil, err
 		}
@@ -248,7 +248,7 @@ func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys,
 		return nil, err
 	}
 	if err := check(s.keys.cancelWait(shard), func(sn *flowSnap, _ string) bool {
-		return sn.fields["status"] == string(StatusWaiting) && sn.fields["cancel"] == "1"
+		return FlowStatus(sn.fields["status"]).waits() && sn.fields["cancel"] == "1"
 	}, "cancel entry of a flow not waiting with a cancel request"); err != nil {
 		return nil, err
 	}
