@@ -94,8 +94,8 @@ func linksTo(s tracetest.SpanStub, sc trace.SpanContext) bool {
 // span about the flow links back to the request that created it.
 func TestOneFlowOneStory(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			c := b.client(t)
+		t.Run(b.Name, func(t *testing.T) {
+			c := b.Client(t)
 			prefix := randomPrefix()
 			cleanup(t, c, prefix)
 			clk := &clock{now: time.Now().UTC().Truncate(time.Millisecond)}
@@ -229,8 +229,8 @@ func TestOneFlowOneStory(t *testing.T) {
 // TestMetrics checks refusals, lease expiries and the Stats gauges.
 func TestMetrics(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			c := b.client(t)
+		t.Run(b.Name, func(t *testing.T) {
+			c := b.Client(t)
 			prefix := randomPrefix()
 			cleanup(t, c, prefix)
 			clk := &clock{now: time.Now().UTC().Truncate(time.Millisecond)}

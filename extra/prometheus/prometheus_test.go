@@ -44,8 +44,8 @@ func must[T any](t *testing.T) func(T, error) T {
 // gauges, the counters and the linter.
 func TestCollector(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			client := b.client(t)
+		t.Run(b.Name, func(t *testing.T) {
+			client := b.Client(t)
 			prefix := randomPrefix()
 			cleanup(t, client, prefix)
 			clk := &clock{now: time.Now().UTC().Truncate(time.Millisecond)}
