@@ -34,7 +34,7 @@ func BenchmarkHookCost(b *testing.B) {
 	if err := c.Ping(ctx).Err(); err != nil {
 		b.Skipf("Redis unreachable at %s: %v", url, err)
 	}
-	prefix := randomPrefix()
+	prefix := testbackend.Prefix("tfotel")
 	defer func() { _ = testbackend.DeleteKeys(ctx, c, prefix) }()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 	defer func() { _ = tp.Shutdown(ctx) }()

@@ -230,6 +230,16 @@ func Keys(ctx context.Context, c redis.UniversalClient, pattern string) ([]strin
 	return out, err
 }
 
+// CleanupKeys deletes the keys of prefix (see DeleteKeys) when t ends,
+// and reports a failure to delete them as an error of t.
+func CleanupKeys(t testing.TB, c redis.UniversalClient, prefix string) {
+	t.Cleanup(func() {
+		if err := DeleteKeys(context.Background(), c, prefix); err != nil {
+			t.Errorf("deleting the keys of %s: %v", prefix, err)
+		}
+	})
+}
+
 // DeleteKeys deletes every key of prefix (prefix+":*") on every master,
 // one DEL per key so that keys of different slots never share a command.
 // It never flushes: the servers are shared.

@@ -252,7 +252,7 @@ func eachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
 	testbackend.Each(t, func(t *testing.T, b testbackend.Backend) {
 		e := &env{t: t, ctx: context.Background(), client: b.Client(t), prefix: testbackend.Prefix("tfimport-test"),
 			now: time.Now().UTC().Truncate(time.Millisecond)}
-		t.Cleanup(func() { _ = testbackend.DeleteKeys(e.ctx, e.client, e.prefix) })
+		testbackend.CleanupKeys(t, e.client, e.prefix)
 		e.store = e.newStore()
 		fn(t, e)
 	})

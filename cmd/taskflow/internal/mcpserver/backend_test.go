@@ -1,7 +1,6 @@
 package mcpserver
 
 import (
-	"context"
 	"testing"
 
 	"github.com/taskflow-dev/taskflow"
@@ -20,11 +19,7 @@ func eachBackend(t *testing.T, f func(t *testing.T, m *taskflow.Manager)) {
 	testbackend.Each(t, func(t *testing.T, b testbackend.Backend) {
 		client := b.Client(t)
 		prefix := testbackend.Prefix("tfmcp-test")
-		t.Cleanup(func() {
-			if err := testbackend.DeleteKeys(context.Background(), client, prefix); err != nil {
-				t.Errorf("deleting the test's keys: %v", err)
-			}
-		})
+		testbackend.CleanupKeys(t, client, prefix)
 		store, err := taskflow.NewRedisStore(client, taskflow.WithPrefix(prefix))
 		if err != nil {
 			t.Fatal(err)
