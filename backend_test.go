@@ -2,8 +2,6 @@ package taskflow
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"sort"
 	"strings"
@@ -13,16 +11,17 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
 
-// The same test code runs on every backend: an embedded miniredis always,
-// a real Redis at TASKFLOW_TEST_REDIS_URL (default
-// redis://127.0.0.1:6379/0) when it answers, and a Redis Cluster when
-// TASKFLOW_TEST_CLUSTER_ADDRS lists its nodes (comma-separated; .ci/run
-// starts one with .ci/cluster.sh). With TASKFLOW_TEST_REQUIRE_REDIS=1 (CI
-// sets it) an unreachable real Redis fails the run instead of being
-// skipped. Each test gets its own key prefix and deletes its keys; nothing
-// flushes a shared server.
+// The same test code runs on every backend of internal/testbackend: an
+// embedded miniredis always, a real Redis at TASKFLOW_TEST_REDIS_URL
+// (default redis://127.0.0.1:6379/0) when it answers, and a Redis Cluster
+// when TASKFLOW_TEST_CLUSTER_ADDRS lists its nodes. With
+// TASKFLOW_TEST_REQUIRE_REDIS=1 (CI sets it) an unreachable real Redis
+// fails the run instead of being skipped. Each test gets its own key
+// prefix and deletes its keys; nothing flushes a shared server.
 
 type backend struct {
 	name string
@@ -34,115 +33,24 @@ type backend struct {
 	mini *miniredis.Miniredis
 }
 
-var (
-	realOnce sync.Once
-	realOpts *redis.Options
-	realErr  error
-)
-
-func realRedisOptions() (*redis.Options, error) {
-	realOnce.Do(func() {
-		url := os.Getenv("TASKFLOW_TEST_REDIS_URL")
-		if url == "" {
-			url = "redis://127.0.0.1:6379/0"
-		}
-		opts, err := redis.ParseURL(url)
-		if err != nil {
-			realErr = err
-			return
-		}
-		c := redis.NewClient(opts)
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := c.Ping(ctx).Err(); err != nil {
-			realErr = err
-			return
-		}
-		realOpts = opts
-	})
-	return realOpts, realErr
-}
+func realRedisOptions() (*redis.Options, error) { return testbackend.RealOptions() }
 
 // backends returns the backends to run on.
 func backends(t testing.TB) []backend {
 	t.Helper()
-	mr := miniredis.RunT(t)
-	out := []backend{{
-		name: "miniredis",
-		mini: mr,
-		client: func(t testing.TB) redis.UniversalClient {
-			c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-			t.Cleanup(func() { _ = c.Close() })
-			return c
-		},
-	}}
-	opts, err := realRedisOptions()
-	switch {
-	case err == nil:
-		out = append(out, backend{
-			name: "redis",
-			real: true,
-			client: func(t testing.TB) redis.UniversalClient {
-				o := *opts
-				c := redis.NewClient(&o)
-				t.Cleanup(func() { _ = c.Close() })
-				return c
-			},
-		})
-	case os.Getenv("TASKFLOW_TEST_REQUIRE_REDIS") == "1":
-		t.Fatalf("real Redis required (TASKFLOW_TEST_REQUIRE_REDIS=1) but unreachable: %v", err)
-	default:
-		t.Logf("real Redis not reachable, running on miniredis only: %v", err)
-	}
-	if addrs := clusterAddrs(); len(addrs) > 0 {
-		out = append(out, backend{
-			name: "cluster",
-			real: true,
-			client: func(t testing.TB) redis.UniversalClient {
-				c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
-				t.Cleanup(func() { _ = c.Close() })
-				return c
-			},
-		})
+	var out []backend
+	for _, b := range testbackend.List(t) {
+		out = append(out, backend{name: b.Name, client: b.Client, real: b.Real, mini: b.Mini})
 	}
 	return out
 }
 
-func clusterAddrs() []string {
-	v := strings.TrimSpace(os.Getenv("TASKFLOW_TEST_CLUSTER_ADDRS"))
-	if v == "" {
-		return nil
-	}
-	return strings.Split(v, ",")
-}
+func clusterAddrs() []string { return testbackend.ClusterAddrs() }
 
 // scanAll calls fn with every key matching pattern, on every master of a
 // cluster (concurrently: fn must be safe for that).
 func scanAll(ctx context.Context, c redis.UniversalClient, pattern string, fn func(node redis.Cmdable, keys []string)) error {
-	scan := func(ctx context.Context, node redis.Cmdable) error {
-		var cursor uint64
-		for {
-			keys, next, err := node.Scan(ctx, cursor, pattern, 1000).Result()
-			if err != nil {
-				return err
-			}
-			if len(keys) > 0 {
-				fn(node, keys)
-			}
-			if next == 0 {
-				return nil
-			}
-			cursor = next
-		}
-	}
-	if cc, ok := c.(*redis.ClusterClient); ok {
-		// fn runs on the masters' goroutines at once.
-		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			return scan(ctx, node)
-		})
-	}
-	return scan(ctx, c)
+	return testbackend.ScanAll(ctx, c, pattern, fn)
 }
 
 func TestMain(m *testing.M) {
@@ -191,11 +99,7 @@ type env struct {
 	options []StoreOption
 }
 
-func randomPrefix() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return "tftest-" + hex.EncodeToString(b[:])
-}
+func randomPrefix() string { return testbackend.Prefix("tftest") }
 
 // newEnv opens a store with a fresh prefix on b and deletes the prefix's
 // keys when the test ends.
@@ -220,13 +124,7 @@ func (e *env) reopenStore(c redis.UniversalClient) *RedisStore {
 }
 
 func deletePrefix(t testing.TB, b backend, prefix string) {
-	c := b.client(t)
-	ctx := context.Background()
-	_ = scanAll(ctx, c, prefix+":*", func(node redis.Cmdable, keys []string) {
-		for _, k := range keys {
-			node.Del(ctx, k) // one by one: keys of a batch may be in different slots
-		}
-	})
+	_ = testbackend.DeleteKeys(context.Background(), b.client(t), prefix)
 }
 
 // dump returns every key of the prefix with a rendering of its value, to
@@ -235,13 +133,8 @@ func (e *env) dump() map[string]string {
 	e.t.Helper()
 	ctx := context.Background()
 	out := map[string]string{}
-	var all []string
-	var mu sync.Mutex
-	if err := scanAll(ctx, e.client, e.prefix+":*", func(_ redis.Cmdable, keys []string) {
-		mu.Lock()
-		all = append(all, keys...)
-		mu.Unlock()
-	}); err != nil {
+	all, err := testbackend.Keys(ctx, e.client, e.prefix+":*")
+	if err != nil {
 		e.t.Fatal(err)
 	}
 	for _, k := range all {

@@ -7,11 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,83 +18,37 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
 
 // Fault tests run against a redis-server each test starts itself, in a
 // temp dir, on a free loopback port: they kill, restart and pause it.
 
+// redisServer is a private server of internal/testbackend under the
+// names the fault tests use.
 type redisServer struct {
-	t    testing.TB
-	dir  string
+	srv  *testbackend.Server
 	port int
-	args []string
-	cmd  *exec.Cmd
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // startRedisServer starts redis-server with extra config arguments.
 func startRedisServer(t testing.TB, extra ...string) *redisServer {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("TASKFLOW_TEST_REQUIRE_REDIS") == "1" {
-			t.Fatalf("redis-server is required: %v", err)
-		}
-		t.Skip("redis-server not installed")
-	}
-	s := &redisServer{t: t, dir: t.TempDir(), port: freePort(t), args: extra}
-	s.start()
-	t.Cleanup(s.kill)
-	return s
+	srv := testbackend.StartRedisServer(t, extra...)
+	return &redisServer{srv: srv, port: srv.Port}
 }
 
-func (s *redisServer) start() {
-	s.t.Helper()
-	args := append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
-		"--save", "", "--daemonize", "no", "--logfile", filepath.Join(s.dir, "redis.log")}, s.args...)
-	s.cmd = exec.Command("redis-server", args...)
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	c := redis.NewClient(&redis.Options{Addr: s.addr()})
-	defer c.Close()
-	for i := 0; i < 100; i++ {
-		if c.Ping(context.Background()).Err() == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	s.t.Fatalf("redis-server on %d did not start", s.port)
-}
+// start starts the server again after kill, on the same port and dir.
+func (s *redisServer) start() { s.srv.Start() }
 
-func (s *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+func (s *redisServer) addr() string { return s.srv.Addr() }
 
 // kill stops the server with SIGKILL: no shutdown save, no goodbye.
-func (s *redisServer) kill() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-		s.cmd = nil
-	}
-}
+func (s *redisServer) kill() { s.srv.Kill() }
 
 // client returns a client with context deadlines honoured.
-func (s *redisServer) client(t testing.TB) *redis.Client {
-	c := redis.NewClient(&redis.Options{
-		Addr: s.addr(), ContextTimeoutEnabled: true,
-		DialTimeout: 500 * time.Millisecond, MaxRetries: 1,
-	})
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
+func (s *redisServer) client(t testing.TB) *redis.Client { return s.srv.Client(t) }
 
 func (s *redisServer) backend() backend {
 	return backend{name: "own", real: true, client: func(t testing.TB) redis.UniversalClient { return s.client(t) }}

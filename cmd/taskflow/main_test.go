@@ -5,20 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
 
 // The tests build the binary once and run it against every backend: a
@@ -122,78 +120,13 @@ func (r result) wantJSONError(t *testing.T, want string) {
 	}
 }
 
-// backend is a Redis the tests run against.
-type backend struct {
-	name string
-	url  string
-}
-
-var (
-	realOnce sync.Once
-	realURL  string
-	realErr  error
-)
-
+// realRedis returns the real Redis's URL, or the error that kept it from
+// answering.
 func realRedis() (string, error) {
-	realOnce.Do(func() {
-		url := os.Getenv("TASKFLOW_TEST_REDIS_URL")
-		if url == "" {
-			url = "redis://127.0.0.1:6379/0"
-		}
-		opts, err := redis.ParseURL(url)
-		if err != nil {
-			realErr = err
-			return
-		}
-		c := redis.NewClient(opts)
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if realErr = c.Ping(ctx).Err(); realErr == nil {
-			realURL = url
-		}
-	})
-	return realURL, realErr
-}
-
-func backends(t *testing.T) []backend {
-	t.Helper()
-	mr := miniredis.RunT(t)
-	out := []backend{{name: "miniredis", url: "redis://" + mr.Addr() + "/0"}}
-	url, err := realRedis()
-	switch {
-	case err == nil:
-		out = append(out, backend{name: "redis", url: url})
-	case os.Getenv("TASKFLOW_TEST_REQUIRE_REDIS") == "1":
-		t.Fatalf("real Redis required but unreachable: %v", err)
-	default:
-		t.Logf("real Redis unreachable, testing on miniredis only: %v", err)
+	if _, err := testbackend.RealOptions(); err != nil {
+		return "", err
 	}
-	if u := clusterURL(); u != "" {
-		out = append(out, backend{name: "cluster", url: u})
-	}
-	return out
-}
-
-// clusterURL builds the cluster URL from TASKFLOW_TEST_CLUSTER_ADDRS: the
-// first node in the host part, the others as addr= parameters ("" when
-// the variable is unset).
-func clusterURL() string {
-	var addrs []string
-	for _, a := range strings.Split(os.Getenv("TASKFLOW_TEST_CLUSTER_ADDRS"), ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			addrs = append(addrs, a)
-		}
-	}
-	if len(addrs) == 0 {
-		return ""
-	}
-	q := url.Values{"addr": addrs[1:]}
-	if len(addrs) == 1 {
-		// One node still needs an addr= to be a cluster URL.
-		q["addr"] = addrs
-	}
-	return "redis://" + addrs[0] + "?" + q.Encode()
+	return testbackend.RedisURL(), nil
 }
 
 // testEnv is one test on one backend: a fresh prefix, a manager on it for
@@ -208,16 +141,14 @@ type testEnv struct {
 
 // eachBackend runs f on every backend with a fresh prefix.
 func eachBackend(t *testing.T, f func(t *testing.T, e *testEnv)) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			f(t, newTestEnv(t, b.url))
-		})
-	}
+	testbackend.Each(t, func(t *testing.T, b testbackend.Backend) {
+		f(t, newTestEnv(t, b.URL))
+	})
 }
 
 func newTestEnv(t *testing.T, url string) *testEnv {
 	t.Helper()
-	e := &testEnv{t: t, url: url, prefix: "tfcli-test-" + uuid.NewString()[:8], client: openClient(t, url)}
+	e := &testEnv{t: t, url: url, prefix: testbackend.Prefix("tfcli-test"), client: openClient(t, url)}
 	t.Cleanup(func() {
 		e.deleteKeys()
 		_ = e.client.Close()
@@ -258,24 +189,7 @@ func openClient(t *testing.T, rawURL string) redis.UniversalClient {
 // master.
 func (e *testEnv) scanKeys(pattern string) []string {
 	e.t.Helper()
-	ctx := context.Background()
-	var mu sync.Mutex
-	var keys []string
-	scan := func(ctx context.Context, node redis.Cmdable) error {
-		iter := node.Scan(ctx, 0, pattern, 500).Iterator()
-		for iter.Next(ctx) {
-			mu.Lock()
-			keys = append(keys, iter.Val())
-			mu.Unlock()
-		}
-		return iter.Err()
-	}
-	var err error
-	if cc, ok := e.client.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
-	} else {
-		err = scan(ctx, e.client)
-	}
+	keys, err := testbackend.Keys(context.Background(), e.client, pattern)
 	if err != nil {
 		e.t.Errorf("scanning %s: %v", pattern, err)
 	}
@@ -285,11 +199,8 @@ func (e *testEnv) scanKeys(pattern string) []string {
 // deleteKeys removes the test's keys (never a flush: the server is
 // shared), one DEL per key so that it works across cluster slots.
 func (e *testEnv) deleteKeys() {
-	ctx := context.Background()
-	for _, k := range e.scanKeys(e.prefix + ":*") {
-		if err := e.client.Del(ctx, k).Err(); err != nil {
-			e.t.Errorf("deleting %s: %v", k, err)
-		}
+	if err := testbackend.DeleteKeys(context.Background(), e.client, e.prefix); err != nil {
+		e.t.Errorf("deleting the test's keys: %v", err)
 	}
 }
 

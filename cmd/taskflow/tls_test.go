@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,7 +13,6 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,7 +20,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
 
 // The TLS test starts its own redis-server with TLS only, on a throwaway
@@ -101,89 +99,15 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startTLSRedis starts redis-server speaking only TLS on a free loopback
 // port and returns the port; the server is killed when the test ends.
 func startTLSRedis(t *testing.T) (int, testPKI) {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("TASKFLOW_TEST_REQUIRE_REDIS") == "1" {
-			t.Fatalf("redis-server required (TASKFLOW_TEST_REQUIRE_REDIS=1) but not found: %v", err)
-		}
-		t.Skip("redis-server not installed")
-	}
-	dir := t.TempDir()
-	pki := newTestPKI(t, dir)
-	var lastErr error
-	// The port may be taken between freePort and the server's bind: try a
-	// few.
-	for attempt := 0; attempt < 3; attempt++ {
-		port := freePort(t)
-		var log bytes.Buffer
-		cmd := exec.Command(bin,
-			"--port", "0", "--tls-port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--tls-cert-file", pki.certFile, "--tls-key-file", pki.keyFile,
-			"--tls-ca-cert-file", pki.caFile, "--tls-auth-clients", "no",
-			"--save", "", "--appendonly", "no", "--dir", dir)
-		cmd.Stdout, cmd.Stderr = &log, &log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		stop := func() {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if lastErr = waitTLSRedis(port, pki.pool, exited); lastErr == nil {
-			t.Cleanup(stop)
-			return port, pki
-		}
-		stop()
-		lastErr = fmt.Errorf("%v; server log:\n%s", lastErr, log.String())
-	}
-	t.Fatalf("redis-server with TLS did not start: %v", lastErr)
-	return 0, pki
-}
-
-// waitTLSRedis pings the server over TLS until it answers, it exits, or
-// 10 s pass.
-func waitTLSRedis(port int, pool *x509.CertPool, exited <-chan error) error {
-	c := redis.NewClient(&redis.Options{
-		Addr:       "127.0.0.1:" + strconv.Itoa(port),
-		TLSConfig:  &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"},
-		MaxRetries: -1,
-	})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("redis-server exited: %v", err)
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	pki := newTestPKI(t, t.TempDir())
+	srv := testbackend.StartTLSRedisServer(t, &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1"},
+		"--tls-cert-file", pki.certFile, "--tls-key-file", pki.keyFile,
+		"--tls-ca-cert-file", pki.caFile, "--tls-auth-clients", "no")
+	return srv.Port, pki
 }
 
 // runCLIWithEnv runs the binary with the CLI-free environment minus the

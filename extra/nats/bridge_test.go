@@ -17,13 +17,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
 
 // The tests use the NATS server at TASKFLOW_TEST_NATS_URL (default
@@ -108,29 +108,16 @@ func targetFromEnv(s string) redisTarget {
 	return redisTarget{name: "redis", url: s}
 }
 
+// targets returns the backends of internal/testbackend as targets.
 func targets(t *testing.T) []redisTarget {
 	t.Helper()
-	mr := miniredis.RunT(t)
-	out := []redisTarget{{name: "miniredis", url: "redis://" + mr.Addr() + "/0"}}
-	url := os.Getenv("TASKFLOW_TEST_REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	c := redisTarget{url: url}.client()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	err := c.Ping(ctx).Err()
-	cancel()
-	c.Close()
-	switch {
-	case err == nil:
-		out = append(out, redisTarget{name: "redis", url: url})
-	case os.Getenv("TASKFLOW_TEST_REQUIRE_REDIS") == "1":
-		t.Fatalf("real Redis required but unreachable: %v", err)
-	default:
-		t.Logf("real Redis unreachable, testing on miniredis only: %v", err)
-	}
-	if v := strings.TrimSpace(os.Getenv("TASKFLOW_TEST_CLUSTER_ADDRS")); v != "" {
-		out = append(out, redisTarget{name: "cluster", addrs: strings.Split(v, ",")})
+	var out []redisTarget
+	for _, b := range testbackend.List(t) {
+		if b.Name == "cluster" {
+			out = append(out, redisTarget{name: b.Name, addrs: testbackend.ClusterAddrs()})
+			continue
+		}
+		out = append(out, redisTarget{name: b.Name, url: b.URL})
 	}
 	return out
 }
@@ -152,19 +139,7 @@ func openSpace(t testing.TB, target redisTarget, prefix string) *space {
 	sp := &space{client: c, prefix: prefix, m: taskflow.NewManager(s)}
 	t.Cleanup(func() {
 		_ = sp.m.Close()
-		ctx := context.Background()
-		del := func(ctx context.Context, node redis.Cmdable) error {
-			it := node.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-			for it.Next(ctx) {
-				node.Del(ctx, it.Val())
-			}
-			return it.Err()
-		}
-		if cc, ok := c.(*redis.ClusterClient); ok {
-			_ = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return del(ctx, n) })
-		} else {
-			_ = del(ctx, c)
-		}
+		_ = testbackend.DeleteKeys(context.Background(), c, prefix)
 		c.Close()
 	})
 	return sp

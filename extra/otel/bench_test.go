@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/taskflow-dev/taskflow/internal/bench"
+	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
 
 // BenchmarkHookCost prints the observer's cost per mutation on the real
@@ -21,10 +22,7 @@ import (
 //
 //	go test -run '^$' -bench HookCost -benchtime 1x ./extra/otel
 func BenchmarkHookCost(b *testing.B) {
-	url := os.Getenv("TASKFLOW_TEST_REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
+	url := testbackend.RedisURL()
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		b.Fatal(err)
@@ -36,13 +34,8 @@ func BenchmarkHookCost(b *testing.B) {
 	if err := c.Ping(ctx).Err(); err != nil {
 		b.Skipf("Redis unreachable at %s: %v", url, err)
 	}
-	prefix := randomPrefix()
-	defer func() {
-		iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
-	}()
+	prefix := testbackend.Prefix("tfotel")
+	defer func() { _ = testbackend.DeleteKeys(ctx, c, prefix) }()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 	defer func() { _ = tp.Shutdown(ctx) }()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
 
 // clock is the shared, settable time of the test's processes.
@@ -93,11 +94,11 @@ func linksTo(s tracetest.SpanStub, sc trace.SpanContext) bool {
 // creates it, two workers and an engine, each with its own tracer: every
 // span about the flow links back to the request that created it.
 func TestOneFlowOneStory(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			c := b.client(t)
-			prefix := randomPrefix()
-			cleanup(t, c, prefix)
+	for _, b := range testbackend.List(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			c := b.Client(t)
+			prefix := testbackend.Prefix("tfotel")
+			testbackend.CleanupKeys(t, c, prefix)
 			clk := &clock{now: time.Now().UTC().Truncate(time.Millisecond)}
 			api, w1, w2, eng := newProcess(t, c, prefix, clk), newProcess(t, c, prefix, clk),
 				newProcess(t, c, prefix, clk), newProcess(t, c, prefix, clk)
@@ -228,11 +229,11 @@ func TestOneFlowOneStory(t *testing.T) {
 
 // TestMetrics checks refusals, lease expiries and the Stats gauges.
 func TestMetrics(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			c := b.client(t)
-			prefix := randomPrefix()
-			cleanup(t, c, prefix)
+	for _, b := range testbackend.List(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			c := b.Client(t)
+			prefix := testbackend.Prefix("tfotel")
+			testbackend.CleanupKeys(t, c, prefix)
 			clk := &clock{now: time.Now().UTC().Truncate(time.Millisecond)}
 			p := newProcess(t, c, prefix, clk)
 			reg, err := RegisterStats(p.mp, p.m.Stats)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
 
 type clock struct {
@@ -43,11 +44,11 @@ func must[T any](t *testing.T) func(T, error) T {
 // TestCollector builds a known flow space, scrapes it, and checks the
 // gauges, the counters and the linter.
 func TestCollector(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			client := b.client(t)
-			prefix := randomPrefix()
-			cleanup(t, client, prefix)
+	for _, b := range testbackend.List(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			client := b.Client(t)
+			prefix := testbackend.Prefix("tfprom")
+			testbackend.CleanupKeys(t, client, prefix)
 			clk := &clock{now: time.Now().UTC().Truncate(time.Millisecond)}
 			var store *taskflow.RedisStore
 			c := New(func(ctx context.Context) (*taskflow.Stats, error) { return store.Stats(ctx) })

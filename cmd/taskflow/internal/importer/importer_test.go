@@ -12,15 +12,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
 
 // The tests build a database with the original's schema, import it into
@@ -239,46 +238,6 @@ func (fx *fixture) good() []*row {
 
 // --- backends ---
 
-type backend struct {
-	name   string
-	client func(t testing.TB) redis.UniversalClient
-}
-
-func backends(t *testing.T) []backend {
-	t.Helper()
-	mr := miniredis.RunT(t)
-	out := []backend{{"miniredis", func(t testing.TB) redis.UniversalClient {
-		return redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	}}}
-	url := os.Getenv("TASKFLOW_TEST_REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	opts, err := redis.ParseURL(url)
-	if err == nil {
-		c := redis.NewClient(opts)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err = c.Ping(ctx).Err()
-		cancel()
-		c.Close()
-	}
-	switch {
-	case err == nil:
-		out = append(out, backend{"redis", func(t testing.TB) redis.UniversalClient { o := *opts; return redis.NewClient(&o) }})
-	case os.Getenv("TASKFLOW_TEST_REQUIRE_REDIS") == "1":
-		t.Fatalf("real Redis required but unreachable: %v", err)
-	default:
-		t.Logf("real Redis unreachable, testing on miniredis only: %v", err)
-	}
-	if v := strings.TrimSpace(os.Getenv("TASKFLOW_TEST_CLUSTER_ADDRS")); v != "" {
-		addrs := strings.Split(v, ",")
-		out = append(out, backend{"cluster", func(t testing.TB) redis.UniversalClient {
-			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
-		}})
-	}
-	return out
-}
-
 // env is one test on one backend: a client, a fresh prefix, a store.
 type env struct {
 	t      testing.TB
@@ -290,21 +249,13 @@ type env struct {
 }
 
 func eachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			c := b.client(t)
-			e := &env{t: t, ctx: context.Background(), client: c, prefix: "tfimport-test-" + uuid.NewString()[:8],
-				now: time.Now().UTC().Truncate(time.Millisecond)}
-			t.Cleanup(func() {
-				for _, k := range e.keys() {
-					c.Del(e.ctx, k)
-				}
-				c.Close()
-			})
-			e.store = e.newStore()
-			fn(t, e)
-		})
-	}
+	testbackend.Each(t, func(t *testing.T, b testbackend.Backend) {
+		e := &env{t: t, ctx: context.Background(), client: b.Client(t), prefix: testbackend.Prefix("tfimport-test"),
+			now: time.Now().UTC().Truncate(time.Millisecond)}
+		testbackend.CleanupKeys(t, e.client, e.prefix)
+		e.store = e.newStore()
+		fn(t, e)
+	})
 }
 
 func (e *env) newStore() *taskflow.RedisStore {
@@ -315,30 +266,13 @@ func (e *env) newStore() *taskflow.RedisStore {
 	return s
 }
 
-// keys returns every key of the test's prefix, on every master.
+// keys returns every key of the test's prefix, on every master, sorted.
 func (e *env) keys() []string {
-	var mu sync.Mutex
-	var out []string
-	scan := func(ctx context.Context, node redis.Cmdable) error {
-		it := node.Scan(ctx, 0, e.prefix+":*", 1000).Iterator()
-		for it.Next(ctx) {
-			mu.Lock()
-			out = append(out, it.Val())
-			mu.Unlock()
-		}
-		return it.Err()
-	}
-	var err error
-	if cc, ok := e.client.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(e.ctx, func(ctx context.Context, n *redis.Client) error { return scan(ctx, n) })
-	} else {
-		err = scan(e.ctx, e.client)
-	}
+	keys, err := testbackend.Keys(e.ctx, e.client, e.prefix+":*")
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	sort.Strings(out)
-	return out
+	return keys
 }
 
 // dump renders every key of the prefix with its value, to show that a

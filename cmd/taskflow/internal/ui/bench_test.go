@@ -3,7 +3,6 @@ package ui
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/taskflow-dev/taskflow"
 	"github.com/taskflow-dev/taskflow/internal/bench"
+	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
 
 // BenchmarkFirstPage renders the first page of waiting flows of a
@@ -29,7 +29,7 @@ import (
 // Filling a million flows takes about a minute and ~1.5 GB of the
 // private server's memory.
 func BenchmarkFirstPage(b *testing.B) {
-	path, err := exec.LookPath("redis-server")
+	_, err := exec.LookPath("redis-server")
 	if err != nil {
 		b.Skip("redis-server not on PATH")
 	}
@@ -39,7 +39,7 @@ func BenchmarkFirstPage(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	c := privateRedis(b, path)
+	c := privateRedis(b)
 	ctx := context.Background()
 	sizes := []int{1000, large}
 	handlers := make([]http.Handler, len(sizes))
@@ -97,29 +97,10 @@ func BenchmarkFirstPage(b *testing.B) {
 
 // privateRedis starts a redis-server on a free loopback port in a temp
 // dir and stops it when the benchmark ends.
-func privateRedis(b *testing.B, path string) *redis.Client {
+func privateRedis(b *testing.B) *redis.Client {
 	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", b.TempDir(),
-		"--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
+	srv := testbackend.StartRedisServer(b)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	b.Cleanup(func() { _ = c.Close() })
-	for i := 0; ; i++ {
-		if c.Ping(context.Background()).Err() == nil {
-			return c
-		}
-		if i > 100 {
-			b.Fatal("private redis-server did not answer")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return c
 }
