@@ -2,6 +2,10 @@ package taskflow
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -10,6 +14,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow/internal/testbackend"
@@ -176,5 +181,93 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, e *env), opts ...StoreOp
 		t.Run(b.name, func(t *testing.T) {
 			fn(t, newEnv(t, b, opts...))
 		})
+	}
+}
+
+func seedInput() CreateManagedInput {
+	return CreateManagedInput{
+		ControllerID:    "kate/bible-upload",
+		Goal:            "upload chapter 1",
+		OwnerSessionKey: "agent:kate:session:abc",
+		RequesterOrigin: "user-1",
+		CurrentStep:     "verse-0",
+		State:           map[string]any{"verses_done": 0, "total": 31},
+	}
+}
+
+// outcome carries a call's two results into must.
+type outcome[T any] struct {
+	v   T
+	err error
+}
+
+func try[T any](v T, err error) outcome[T] { return outcome[T]{v, err} }
+
+// must fails the test on an error and returns the value.
+func must[T any](t testing.TB, o outcome[T]) T {
+	t.Helper()
+	if o.err != nil {
+		t.Fatalf("unexpected error: %v", o.err)
+	}
+	return o.v
+}
+
+func stateOf(t testing.TB, f *Flow) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(f.State, &m); err != nil {
+		t.Fatalf("state %s: %v", f.State, err)
+	}
+	return m
+}
+
+func wantErr(t testing.TB, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("error = %v, want %v", err, target)
+	}
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func (e *env) engine(opts ...EngineOption) *WaitEngine {
+	return NewWaitEngine(e.m, append([]EngineOption{WithLogger(quietLogger())}, opts...)...)
+}
+
+// waitingFlow creates a running flow and puts it on wait.
+func (e *env) waitingFlow(t testing.TB, wait any) *Flow {
+	t.Helper()
+	f := must(t, try(e.m.CreateMirrored(e.ctx, seedInput())))
+	return must(t, try(e.m.SetWaiting(e.ctx, f.ID, wait)))
+}
+
+func eventKinds(t testing.TB, e *env, id uuid.UUID) []string {
+	t.Helper()
+	var out []string
+	for _, ev := range must(t, try(e.m.ListEvents(e.ctx, id, 1000))) {
+		out = append(out, ev.Kind)
+	}
+	return out
+}
+
+func countKind(kinds []string, k string) int {
+	n := 0
+	for _, x := range kinds {
+		if x == k {
+			n++
+		}
+	}
+	return n
+}
+
+// mustVerify fails the test when Verify finds a problem.
+func mustVerify(t *testing.T, e *env) {
+	t.Helper()
+	rep, err := e.store.Verify(e.ctx)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if !rep.OK() {
+		t.Fatalf("Verify found problems: %+v", rep.Problems)
 	}
 }

@@ -3,6 +3,7 @@ package taskflow
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -206,4 +207,25 @@ func TestLimitsAreStoreOptions(t *testing.T) {
 	if err != nil || s.Limits().EventBytes != 0 {
 		t.Fatalf("no byte bound: %v %+v", err, s.Limits())
 	}
+}
+
+func TestStateSizeLimit(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		f := must(t, try(e.m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})))
+		big := strings.Repeat("x", 600)
+		f = must(t, try(e.m.UpdateState(ctx, f.ID, map[string]string{"a": big}, "")))
+		before := e.dump()
+		// One patch over the limit.
+		_, err := e.m.UpdateState(ctx, f.ID, map[string]string{"b": strings.Repeat("y", 1100)}, "")
+		wantErr(t, err, ErrInvalidData)
+		// A patch under the limit that makes the whole state too large.
+		_, err = e.m.UpdateState(ctx, f.ID, map[string]string{"b": big}, "")
+		wantErr(t, err, ErrInvalidData)
+		if after := e.dump(); !reflect.DeepEqual(before, after) {
+			t.Fatalf("a refused oversize patch changed Redis")
+		}
+		// Overwriting the big key with another of the same size fits.
+		must(t, try(e.m.UpdateState(ctx, f.ID, map[string]string{"a": strings.Repeat("z", 600)}, "")))
+	}, WithMaxStateBytes(1024))
 }

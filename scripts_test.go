@@ -1,6 +1,7 @@
 package taskflow
 
 import (
+	"fmt"
 	"io/fs"
 	"regexp"
 	"sort"
@@ -217,4 +218,15 @@ func boolStr(b bool) string {
 		return "true"
 	}
 	return "false"
+}
+
+func TestLuaPreludeMatchesTable(t *testing.T) {
+	p := luaPrelude(false)
+	for _, to := range Statuses() {
+		for _, from := range sourcesOf(to) {
+			if !strings.Contains(p, fmt.Sprintf("[%q]=true", from)) {
+				t.Fatalf("prelude lacks %s -> %s", from, to)
+			}
+		}
+	}
 }

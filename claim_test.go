@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -178,47 +177,6 @@ func TestClaimBlocksUntilReady(t *testing.T) {
 		f2, l2, err := e.m.Claim(ctx, "ctl/d", "w1", time.Minute, WithClaimWait(200*time.Millisecond))
 		if f2 != nil || l2 != nil || err != nil || time.Since(start) < 150*time.Millisecond {
 			t.Fatalf("empty claim: %v %v %v after %v", f2, l2, err, time.Since(start))
-		}
-	})
-}
-
-func TestWatch(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, e *env) {
-		ctx, cancel := context.WithCancel(e.ctx)
-		f := must(t, try(e.m.CreateMirrored(e.ctx, fleetInput("ctl/w"))))
-		other := must(t, try(e.m.CreateMirrored(e.ctx, fleetInput("ctl/w"))))
-		ch := must(t, try(e.m.Watch(ctx, f.ID)))
-		all := must(t, try(e.m.WatchAll(ctx)))
-		must(t, try(e.m.UpdateState(e.ctx, other.ID, map[string]int{"x": 1}, "")))
-		must(t, try(e.m.UpdateState(e.ctx, f.ID, map[string]int{"x": 1}, "")))
-		must(t, try(e.m.SetWaiting(e.ctx, f.ID, WaitManual())))
-		want := []string{"state_updated", "waiting"}
-		for i, k := range want {
-			select {
-			case ev := <-ch:
-				if ev.FlowID != f.ID || ev.Kind != k {
-					t.Fatalf("event %d: %+v, want %s of %s", i, ev, k, f.ID)
-				}
-			case <-time.After(3 * time.Second):
-				t.Fatalf("no event %d", i)
-			}
-		}
-		seen := map[uuid.UUID]int{}
-		for i := 0; i < 3; i++ {
-			select {
-			case ev := <-all:
-				seen[ev.FlowID]++
-			case <-time.After(3 * time.Second):
-				t.Fatalf("WatchAll delivered %d of 3", i)
-			}
-		}
-		if seen[f.ID] != 2 || seen[other.ID] != 1 {
-			t.Fatalf("WatchAll saw %v", seen)
-		}
-		cancel()
-		for range ch {
-		}
-		for range all {
 		}
 	})
 }
@@ -471,49 +429,4 @@ func TestReadyHubWakesOneWaiter(t *testing.T) {
 	if len(h.waiters) != 0 {
 		t.Fatalf("%d waiters left", len(h.waiters))
 	}
-}
-
-// TestUnwatchedShardsPublishNothing: a mutation announces its event on
-// the shard's watch channel only while the shard is marked watched (as
-// Watch marks it, for at most watchedTTL after its last refresh).
-func TestUnwatchedShardsPublishNothing(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, e *env) {
-		ctx, cancel := context.WithCancel(e.ctx)
-		defer cancel()
-		f := must(t, try(e.m.CreateMirrored(e.ctx, fleetInput("ctl/quiet"))))
-		shard := e.store.keys.shardOf(f.ID)
-		subs, err := e.store.subscribe(ctx, []string{e.store.keys.watch(shard)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			for _, ps := range subs {
-				_ = ps.Close()
-			}
-		}()
-		msgs := subs[0].Channel()
-		must(t, try(e.m.UpdateState(e.ctx, f.ID, map[string]int{"x": 1}, "")))
-		select {
-		case m := <-msgs:
-			t.Fatalf("an unwatched shard announced %q", m.Payload)
-		case <-time.After(300 * time.Millisecond):
-		}
-		// Watch marks the shard; the mark expires unless refreshed.
-		if _, err := e.m.Watch(ctx, f.ID); err != nil {
-			t.Fatal(err)
-		}
-		ttl, err := e.client.PTTL(e.ctx, e.store.keys.watched(shard)).Result()
-		if err != nil || ttl <= 0 || ttl > watchedTTL {
-			t.Fatalf("watched mark ttl %v, %v", ttl, err)
-		}
-		must(t, try(e.m.UpdateState(e.ctx, f.ID, map[string]int{"x": 2}, "")))
-		select {
-		case m := <-msgs:
-			if !strings.HasPrefix(m.Payload, f.ID.String()+" ") {
-				t.Fatalf("announced %q", m.Payload)
-			}
-		case <-time.After(3 * time.Second):
-			t.Fatal("a watched shard announced nothing")
-		}
-	})
 }

@@ -1,0 +1,301 @@
+package taskflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+func TestPrefixValidation(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	for _, p := range []string{"", "a{b", "a}b", "has space", "tab\t", strings.Repeat("x", 200)} {
+		if _, err := NewRedisStore(c, WithPrefix(p)); !errors.Is(err, ErrInvalidData) {
+			t.Errorf("prefix %q: %v", p, err)
+		}
+	}
+	if _, err := NewRedisStore(c, WithShards(0)); !errors.Is(err, ErrInvalidData) {
+		t.Errorf("shards 0: %v", err)
+	}
+	if _, err := NewRedisStore(nil); !errors.Is(err, ErrInvalidData) {
+		t.Errorf("nil client: %v", err)
+	}
+	if _, err := NewRedisStore(c, WithPrefix("app:taskflow")); err != nil {
+		t.Errorf("good prefix: %v", err)
+	}
+}
+
+func TestFlowStateSurvivesReopen(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		f := must(t, try(e.m.CreateManaged(ctx, seedInput())))
+		f = must(t, try(e.m.StartRunning(ctx, f.ID)))
+		f = must(t, try(e.m.UpdateState(ctx, f.ID, map[string]int{"verses_done": 10}, "verse-10")))
+		f = must(t, try(e.m.SetWaiting(ctx, f.ID, json.RawMessage(`{"kind":"manual"}`))))
+		steps := must(t, try(e.m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "r", Status: StepRunning})))
+		events := must(t, try(e.m.ListEvents(ctx, f.ID, 100)))
+
+		// A new client and a new manager: another process.
+		m2 := NewManager(e.reopenStore(e.b.client(t)))
+		re := must(t, try(m2.Get(ctx, f.ID)))
+		if !reflect.DeepEqual(re, f) {
+			t.Fatalf("reopened %+v\nwant %+v", re, f)
+		}
+		if re.Status != StatusWaiting || re.CurrentStep != "verse-10" || re.Revision != 3 {
+			t.Fatalf("reopened: %+v", re)
+		}
+		st := stateOf(t, re)
+		if st["verses_done"] != float64(10) || st["total"] != float64(31) {
+			t.Fatalf("state %v", st)
+		}
+		if !reflect.DeepEqual(must(t, try(m2.ListEvents(ctx, f.ID, 100))), events) {
+			t.Fatal("events differ after reopen")
+		}
+		if s2 := must(t, try(m2.ListSteps(ctx, f.ID))); len(s2) != 1 || !reflect.DeepEqual(s2[0], steps) {
+			t.Fatalf("steps differ after reopen: %+v vs %+v", s2, steps)
+		}
+		resumed := must(t, try(m2.Resume(ctx, re.ID, nil)))
+		if resumed.Status != StatusRunning || resumed.Wait != nil {
+			t.Fatalf("resumed %+v", resumed)
+		}
+	})
+}
+
+// TestOneRoundTripPerMutation counts the commands a client sends.
+func TestOneRoundTripPerMutation(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		counter := &commandCounter{}
+		c := e.b.client(t)
+		c.AddHook(counter)
+		m := NewManager(e.reopenStore(c))
+		// The first create of a flow space records its layout (one more
+		// round trip, once): let another store make it.
+		must(t, try(e.m.CreateManaged(ctx, seedInput())))
+		// Warm the script cache (and the connection) so EVALSHA hits.
+		if err := m.Store().LoadScripts(ctx); err != nil {
+			t.Fatal(err)
+		}
+		counts := map[string]int{}
+		measure := func(name string, fn func() error) {
+			t.Helper()
+			counter.reset()
+			if err := fn(); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			counts[name] = counter.count()
+			if counts[name] != 1 {
+				t.Logf("%s sent %v", name, counter.names)
+			}
+		}
+		var f *Flow
+		measure("CreateManaged", func() (err error) { f, err = m.CreateManaged(ctx, seedInput()); return })
+		measure("StartRunning", func() error { _, err := m.StartRunning(ctx, f.ID); return err })
+		measure("UpdateState", func() error { _, err := m.UpdateState(ctx, f.ID, map[string]int{"a": 1}, "s"); return err })
+		measure("RecordStepObservation", func() error {
+			_, err := m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "r", Status: StepRunning})
+			return err
+		})
+		measure("SetWaiting", func() error { _, err := m.SetWaiting(ctx, f.ID, WaitManual()); return err })
+		measure("Resume", func() error { _, err := m.Resume(ctx, f.ID, map[string]int{"b": 2}); return err })
+		measure("RequestCancel", func() error { _, err := m.RequestCancel(ctx, f.ID); return err })
+		measure("Cancel", func() error { _, err := m.Cancel(ctx, f.ID); return err })
+		var g *Flow
+		measure("CreateMirrored", func() (err error) { g, err = m.CreateMirrored(ctx, seedInput()); return })
+		measure("Finish", func() error { _, err := m.Finish(ctx, g.ID, nil); return err })
+		h := must(t, try(m.CreateMirrored(ctx, seedInput())))
+		measure("Fail", func() error { _, err := m.Fail(ctx, h.ID, "r"); return err })
+		measure("Get", func() error { _, err := m.Get(ctx, h.ID); return err })
+		for name, n := range counts {
+			if n != 1 {
+				t.Errorf("%s sent %d commands, want 1", name, n)
+			}
+		}
+		t.Logf("commands per call: %v", counts)
+	})
+}
+
+type commandCounter struct {
+	mu    sync.Mutex
+	n     int
+	names []string
+}
+
+func (c *commandCounter) reset() { c.mu.Lock(); c.n = 0; c.names = nil; c.mu.Unlock() }
+
+func (c *commandCounter) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name != "hello" && name != "client" {
+			c.mu.Lock()
+			c.n++
+			c.names = append(c.names, name)
+			c.mu.Unlock()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.mu.Lock()
+		c.n += len(cmds)
+		c.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+func TestScriptFlushIsInvisible(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		f := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+		if err := e.client.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		must(t, try(e.m.UpdateState(ctx, f.ID, map[string]int{"a": 1}, "")))
+		if err := e.client.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		// Pipelined reads fall back too.
+		if got := must(t, try(e.m.ListByOwner(ctx, seedInput().OwnerSessionKey))); len(got) != 1 {
+			t.Fatalf("list after flush: %d", len(got))
+		}
+	})
+}
+
+func TestContextDeadlineHonoured(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx, cancel := context.WithCancel(e.ctx)
+		cancel()
+		_, err := e.m.CreateManaged(ctx, seedInput())
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled context: %v", err)
+		}
+	})
+}
+
+func TestShardCountMismatch(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := must(t, try(e.m.CreateMirrored(e.ctx, seedInput())))
+		wrong, err := NewRedisStore(e.b.client(t), WithPrefix(e.prefix), WithShards(8))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := NewManager(wrong)
+		_, err = m.Get(e.ctx, f.ID)
+		wantErr(t, err, ErrLayoutMismatch)
+		if !strings.Contains(err.Error(), "16 shards") {
+			t.Fatalf("unclear: %v", err)
+		}
+		_, err = m.CreateManaged(e.ctx, seedInput())
+		wantErr(t, err, ErrLayoutMismatch)
+		_, err = m.ListByOwner(e.ctx, "o")
+		wantErr(t, err, ErrLayoutMismatch)
+		if rep := NewWaitEngine(m, WithLogger(quietLogger())).Tick(e.ctx); !errors.Is(rep.Err, ErrLayoutMismatch) {
+			t.Fatalf("tick: %v", rep.Err)
+		}
+		// The right count still works.
+		must(t, try(NewManager(e.reopenStore(e.b.client(t))).Get(e.ctx, f.ID)))
+	})
+}
+
+// Reading an empty flow space writes nothing; the first write records the
+// layout, and a store with another shard count is refused after that.
+func TestReadingNeverWritesLayout(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		s := e.reopenStore(e.client)
+		m := NewManager(s)
+		if err := s.LoadScripts(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.ListByStatus(e.ctx, StatusRunning); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.ListRecent(e.ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Get(e.ctx, uuid.New()); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get: %v", err)
+		}
+		if _, err := m.ListEvents(e.ctx, uuid.New(), 10); err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := s.Verify(e.ctx); err != nil || !rep.OK() {
+			t.Fatalf("Verify: %+v %v", rep, err)
+		}
+		if keys := e.dump(); len(keys) != 0 {
+			t.Fatalf("reading an empty flow space wrote %v", keys)
+		}
+		// Another shard count reads the empty space without complaint.
+		other, err := NewRedisStore(e.client, append(e.options, WithShards(3))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := NewManager(other).ListByStatus(e.ctx, StatusRunning); err != nil {
+			t.Fatalf("empty space with another shard count: %v", err)
+		}
+		if _, err := m.CreateManaged(e.ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"}); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.client.Exists(e.ctx, s.keys.layout()).Val(); n != 1 {
+			t.Fatal("the first write did not record the layout")
+		}
+		third, err := NewRedisStore(e.client, append(e.options, WithShards(3))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := NewManager(third).ListByStatus(e.ctx, StatusRunning); !errors.Is(err, ErrLayoutMismatch) {
+			t.Fatalf("list with another shard count: %v, want ErrLayoutMismatch", err)
+		}
+		if _, err := NewManager(third).CreateManaged(e.ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"}); !errors.Is(err, ErrLayoutMismatch) {
+			t.Fatalf("create with another shard count: %v, want ErrLayoutMismatch", err)
+		}
+	})
+}
+
+func TestLayoutRecordsPlacement(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		must(t, try(e.m.CreateMirrored(e.ctx, seedInput())))
+		got := e.client.HGetAll(e.ctx, e.prefix+":{meta}:layout").Val()
+		if got["shards"] != "16" || got["hash"] != layoutHash || len(got) != 2 {
+			t.Fatalf("layout %v", got)
+		}
+	})
+}
+
+// A flow space written before the placement was recorded (FNV-1a) is
+// refused, not misread, by every store that opens it.
+func TestLayoutRefusesOldPlacement(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		key := e.prefix + ":{meta}:layout"
+		e.client.HSet(e.ctx, key, "shards", "16")
+		for i := 0; i < 2; i++ {
+			m := NewManager(e.reopenStore(e.b.client(t)))
+			_, err := m.Get(e.ctx, uuid.New())
+			wantErr(t, err, ErrLayoutMismatch)
+			if !strings.Contains(err.Error(), `"fnv32a"`) {
+				t.Fatalf("unclear: %v", err)
+			}
+			// A write is refused too, and marks the space for every store.
+			_, err = m.CreateManaged(e.ctx, seedInput())
+			wantErr(t, err, ErrLayoutMismatch)
+		}
+		if got := e.client.HGet(e.ctx, key, "hash").Val(); got != legacyHash {
+			t.Fatalf("layout hash %q, want %q recorded", got, legacyHash)
+		}
+	})
+}
