@@ -177,7 +177,7 @@ func (s *RedisStore) observeDeferred(ctx context.Context, sc *script, meta []opM
 // with the pipeline's duration.
 func (s *RedisStore) observePipelined(ctx context.Context, calls []scriptCall, metas []opMeta, vals []any, errs []error, start time.Time) {
 	for i, c := range calls {
-		if !c.script.writes {
+		if !c.script.observed {
 			continue // a read script (page_after, verify_flow)
 		}
 		var m opMeta

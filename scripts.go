@@ -28,13 +28,15 @@ import (
 //go:embed lua/*.lua lua/include/*.lua
 var luaFiles embed.FS
 
-// script is one loaded script: the name of its file and whether it
-// writes (a write waits for replicas under WithReplicaAcks and is
-// reported to the observer).
+// script is one loaded script: the name of its file, whether it writes
+// (a write waits for replicas under WithReplicaAcks) and whether the
+// observer hears of its runs (the writes of a flow: the mailbox's own
+// bookkeeping, mbox_*, is not an operation on a flow).
 type script struct {
 	*redis.Script
-	name   string
-	writes bool
+	name     string
+	writes   bool
+	observed bool
 }
 
 // scripts holds every compiled script of a store, by file name.
@@ -109,7 +111,8 @@ func loadScripts(cluster bool) (*scripts, error) {
 		if err != nil {
 			return nil, err
 		}
-		*x.dst = &script{Script: redis.NewScript(src), name: x.file, writes: x.writes}
+		*x.dst = &script{Script: redis.NewScript(src), name: x.file, writes: x.writes,
+			observed: x.writes && !strings.HasPrefix(x.file, "mbox_")}
 		s.all = append(s.all, *x.dst)
 	}
 	return s, nil
@@ -563,8 +566,8 @@ func callError(raw error, id uuid.UUID) error {
 }
 
 // run is how a call runs one script for flow id (uuid.Nil when none):
-// the layout check, eval (EVALSHA, replica acks), the observer for a
-// script that writes, and the refusal mapped to its typed error.
+// the layout check, eval (EVALSHA, replica acks), the observer (for
+// a flow's writes), and the refusal mapped to its typed error.
 // runFlowScript is run for a script that answers with a flow, and
 // runPipelined for many scripts in one round trip.
 func (s *RedisStore) run(ctx context.Context, sc *script, id uuid.UUID, keys []string, args ...any) (any, error) {
@@ -573,7 +576,7 @@ func (s *RedisStore) run(ctx context.Context, sc *script, id uuid.UUID, keys []s
 	}
 	start := s.observeStart()
 	v, raw := s.eval(ctx, sc, keys, args)
-	if sc.writes {
+	if sc.observed {
 		s.observeRun(ctx, sc, id, start, raw)
 	}
 	return v, callError(raw, id)
