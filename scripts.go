@@ -6,7 +6,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -106,8 +105,9 @@ func (s *scripts) files() []struct {
 // pub/sub).
 func loadScripts(cluster bool) (*scripts, error) {
 	s := &scripts{}
+	l := newLuaLoader(cluster)
 	for _, x := range s.files() {
-		src, err := assembleScript(x.file, cluster)
+		src, err := l.assemble(x.file)
 		if err != nil {
 			return nil, err
 		}
@@ -118,16 +118,79 @@ func loadScripts(cluster bool) (*scripts, error) {
 	return s, nil
 }
 
-// assembleScript returns lua/<name>.lua with its includes resolved: each
-// include once, includes of includes first, and of an include only the
-// top-level definitions the script reaches (shake), since Redis runs
-// every definition of a script on every call.
+// assembleScript returns lua/<name>.lua as the store loads it (see
+// luaLoader.assemble).
 func assembleScript(name string, cluster bool) (string, error) {
-	type part struct {
-		path string
-		text string
+	return newLuaLoader(cluster).assemble(name)
+}
+
+// luaLoader assembles scripts, reading and splitting each file once.
+type luaLoader struct {
+	cluster bool
+	files   map[string]*luaFile
+}
+
+// luaFile is one Lua file as the loader reads it: its includes, and (an
+// include) its top-level definitions.
+type luaFile struct {
+	path     string
+	text     string
+	includes []string // paths, "prelude" for the generated one
+	chunks   []luaChunk
+}
+
+// luaChunk is one top-level definition of an include: from a line that
+// starts with "local " to the next (its comments go with the one before).
+type luaChunk struct {
+	names []string // what it defines
+	uses  []string // the names its code mentions
+	text  string
+}
+
+func newLuaLoader(cluster bool) *luaLoader {
+	return &luaLoader{cluster: cluster, files: map[string]*luaFile{}}
+}
+
+// file reads path (or renders the prelude) once.
+func (l *luaLoader) file(path string) (*luaFile, error) {
+	if f := l.files[path]; f != nil {
+		return f, nil
 	}
-	var parts []part // the includes in order, then the script
+	f := &luaFile{path: path}
+	if path == "prelude" {
+		f.text = luaPrelude(l.cluster)
+	} else {
+		body, err := luaFiles.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("taskflow: lua script: %w", err)
+		}
+		f.text = string(body)
+		names, err := luaIncludes(f.text)
+		if err != nil {
+			return nil, fmt.Errorf("taskflow: %s: %w", path, err)
+		}
+		for _, n := range names {
+			if n == "prelude" {
+				f.includes = append(f.includes, n)
+			} else {
+				f.includes = append(f.includes, "lua/include/"+n+".lua")
+			}
+		}
+	}
+	f.chunks = splitChunks(f.text)
+	l.files[path] = f
+	return f, nil
+}
+
+// assemble returns lua/<name>.lua with its includes resolved: each
+// include once, includes of includes first, and of an include only the
+// top-level definitions the script reaches (directly, or through what
+// it keeps), since Redis runs every definition of a script on every
+// call. A name counts when it stands as a word outside comments and not
+// as a field (after '.' or ':'); a definition kept for a name that only
+// looks like a use costs a definition, never correctness.
+func (l *luaLoader) assemble(name string) (string, error) {
+	var order []*luaFile // includes first, the script last
 	done := map[string]bool{}
 	var add func(path string, stack []string) error
 	add = func(path string, stack []string) error {
@@ -139,47 +202,49 @@ func assembleScript(name string, cluster bool) (string, error) {
 				return fmt.Errorf("taskflow: lua include cycle: %s", strings.Join(append(stack, path), " -> "))
 			}
 		}
-		if path == "prelude" {
-			done[path] = true
-			parts = append(parts, part{path, luaPrelude(cluster)})
-			return nil
-		}
-		body, err := luaFiles.ReadFile(path)
+		f, err := l.file(path)
 		if err != nil {
-			return fmt.Errorf("taskflow: lua script: %w", err)
+			return err
 		}
-		incs, err := luaIncludes(string(body))
-		if err != nil {
-			return fmt.Errorf("taskflow: %s: %w", path, err)
-		}
-		for _, inc := range incs {
-			p := "prelude"
-			if inc != "prelude" {
-				p = "lua/include/" + inc + ".lua"
-			}
-			if err := add(p, append(stack, path)); err != nil {
+		for _, inc := range f.includes {
+			if err := add(inc, append(stack, path)); err != nil {
 				return err
 			}
 		}
 		done[path] = true
-		parts = append(parts, part{path, string(body)})
+		order = append(order, f)
 		return nil
 	}
 	if err := add("lua/"+name+".lua", nil); err != nil {
 		return "", err
 	}
-	script := parts[len(parts)-1]
-	var incs []luaInclude
-	for _, p := range parts[:len(parts)-1] {
-		incs = append(incs, splitInclude(p.path, p.text))
+	script, incs := order[len(order)-1], order[:len(order)-1]
+	used := map[string]bool{}
+	for _, w := range luaWords(script.text) {
+		used[w] = true
 	}
-	shake(script.text, incs)
+	kept := map[*luaChunk]bool{}
+	for changed := true; changed; {
+		changed = false
+		for _, f := range incs {
+			for i := range f.chunks {
+				c := &f.chunks[i]
+				if kept[c] || !anyUsed(c.names, used) {
+					continue
+				}
+				kept[c], changed = true, true
+				for _, w := range c.uses {
+					used[w] = true
+				}
+			}
+		}
+	}
 	var b strings.Builder
-	for _, inc := range incs {
-		b.WriteString("-- " + strings.TrimPrefix(inc.path, "lua/") + "\n")
-		for _, c := range inc.chunks {
-			if c.kept {
-				b.WriteString(c.text)
+	for _, f := range incs {
+		b.WriteString("-- " + strings.TrimPrefix(f.path, "lua/") + "\n")
+		for i := range f.chunks {
+			if kept[&f.chunks[i]] {
+				b.WriteString(f.chunks[i].text)
 			}
 		}
 	}
@@ -189,88 +254,97 @@ func assembleScript(name string, cluster bool) (string, error) {
 	return b.String(), nil
 }
 
-// luaInclude is an include split into its top-level definitions.
-type luaInclude struct {
-	path   string
-	chunks []luaChunk
+func anyUsed(names []string, used map[string]bool) bool {
+	for _, n := range names {
+		if used[n] {
+			return true
+		}
+	}
+	return false
 }
 
-// luaChunk is one top-level definition of an include: from a line that
-// starts with "local " to the next (its comments go with the one before).
-type luaChunk struct {
-	names []string // what it defines
-	text  string
-	kept  bool
-}
-
-var (
-	luaFuncDef  = regexp.MustCompile(`^local\s+function\s+([A-Za-z_]\w*)`)
-	luaVarDef   = regexp.MustCompile(`^local\s+([A-Za-z_][\w\s,]*?)\s*=`)
-	luaWord     = regexp.MustCompile(`[A-Za-z_]\w*`)
-	luaFieldRef = regexp.MustCompile(`[.:]\s*[A-Za-z_]\w*`)
-)
-
-// splitInclude splits an include's text into its definitions; what comes
-// before the first one (the header comment, the includes) is dropped.
-func splitInclude(path, text string) luaInclude {
-	inc := luaInclude{path: path}
-	var cur *luaChunk
+// splitChunks splits an include's text into its top-level definitions;
+// what comes before the first one (the header comment, the includes) is
+// left out.
+func splitChunks(text string) []luaChunk {
+	var out []luaChunk
 	for _, line := range strings.SplitAfter(text, "\n") {
 		if strings.HasPrefix(line, "local ") {
-			var names []string
-			if m := luaFuncDef.FindStringSubmatch(line); m != nil {
-				names = []string{m[1]}
-			} else if m := luaVarDef.FindStringSubmatch(line); m != nil {
-				for _, n := range strings.Split(m[1], ",") {
-					names = append(names, strings.TrimSpace(n))
-				}
-			}
-			inc.chunks = append(inc.chunks, luaChunk{names: names})
-			cur = &inc.chunks[len(inc.chunks)-1]
+			out = append(out, luaChunk{names: luaDefines(line)})
 		}
-		if cur != nil {
-			cur.text += line
+		if len(out) > 0 {
+			out[len(out)-1].text += line
 		}
 	}
-	return inc
+	for i := range out {
+		out[i].uses = luaWords(out[i].text)
+	}
+	return out
 }
 
-// shake marks the chunks the script reaches: those it names, then those
-// they name, until nothing changes. A name counts when it stands as a
-// word outside comments and is not a field (after '.' or ':'); a chunk
-// kept by a name that only looks like a use costs a definition, never
-// correctness.
-func shake(script string, incs []luaInclude) {
-	used := map[string]bool{}
-	note := func(text string) {
-		code := luaFieldRef.ReplaceAllString(luaCodeOnly(text), " ")
-		for _, w := range luaWord.FindAllString(code, -1) {
-			used[w] = true
+// luaDefines returns the names a "local ..." line defines: the function
+// of "local function f(", the variables of "local a, b = ...".
+func luaDefines(line string) []string {
+	rest := strings.TrimPrefix(line, "local ")
+	if fn, ok := strings.CutPrefix(rest, "function "); ok {
+		name, _, _ := strings.Cut(fn, "(")
+		return []string{strings.TrimSpace(name)}
+	}
+	vars, _, ok := strings.Cut(rest, "=")
+	if !ok {
+		vars = rest
+	}
+	var out []string
+	for _, v := range strings.Split(vars, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
 		}
 	}
-	note(script)
-	for changed := true; changed; {
-		changed = false
-		for i := range incs {
-			for j := range incs[i].chunks {
-				c := &incs[i].chunks[j]
-				if c.kept {
-					continue
+	return out
+}
+
+// luaWords returns the identifiers of Lua source that stand as names:
+// outside "--" comments (the scripts use no long comments and no "--"
+// inside strings), and not fields (after '.' or ':').
+func luaWords(src string) []string {
+	var out []string
+	isStart := func(c byte) bool { return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+	isPart := func(c byte) bool { return isStart(c) || c >= '0' && c <= '9' }
+	for _, line := range strings.Split(src, "\n") {
+		if i := strings.Index(line, "--"); i >= 0 {
+			line = line[:i]
+		}
+		field := false
+		for i := 0; i < len(line); {
+			c := line[i]
+			switch {
+			case isStart(c):
+				j := i + 1
+				for j < len(line) && isPart(line[j]) {
+					j++
 				}
-				for _, n := range c.names {
-					if used[n] {
-						c.kept, changed = true, true
-						note(c.text)
-						break
-					}
+				if !field {
+					out = append(out, line[i:j])
 				}
+				field, i = false, j
+			case c >= '0' && c <= '9':
+				for i < len(line) && isPart(line[i]) {
+					i++
+				}
+				field = false
+			case c == '.' || c == ':':
+				field, i = true, i+1
+			case c == ' ' || c == '\t':
+				i++ // "a . b" keeps b a field
+			default:
+				field, i = false, i+1
 			}
 		}
 	}
+	return out
 }
 
-// luaCodeOnly strips Lua comments ("--" to the end of the line; the
-// scripts use no long comments and no "--" inside strings).
+// luaCodeOnly strips Lua comments ("--" to the end of the line).
 func luaCodeOnly(src string) string {
 	var b strings.Builder
 	for _, line := range strings.Split(src, "\n") {
