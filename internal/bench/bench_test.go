@@ -16,21 +16,14 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
-
-// testRedisURL is the real Redis of the repository's tests.
-func testRedisURL() string {
-	if u := os.Getenv("TASKFLOW_TEST_REDIS_URL"); u != "" {
-		return u
-	}
-	return DefaultRedisURL
-}
 
 // requireRedis returns a client on the real Redis, or skips the test when
 // it does not answer (fails instead with TASKFLOW_TEST_REQUIRE_REDIS=1).
 func requireRedis(tb testing.TB) *redis.Client {
 	tb.Helper()
-	opt, err := redis.ParseURL(testRedisURL())
+	opt, err := redis.ParseURL(testbackend.RedisURL())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -40,10 +33,10 @@ func requireRedis(tb testing.TB) *redis.Client {
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {
 		_ = c.Close()
-		if os.Getenv("TASKFLOW_TEST_REQUIRE_REDIS") == "1" {
-			tb.Fatalf("real Redis required (TASKFLOW_TEST_REQUIRE_REDIS=1) but unreachable at %s: %v", testRedisURL(), err)
+		if testbackend.RequireRedis() {
+			tb.Fatalf("real Redis required (TASKFLOW_TEST_REQUIRE_REDIS=1) but unreachable at %s: %v", testbackend.RedisURL(), err)
 		}
-		tb.Skipf("real Redis unreachable at %s: %v", testRedisURL(), err)
+		tb.Skipf("real Redis unreachable at %s: %v", testbackend.RedisURL(), err)
 	}
 	tb.Cleanup(func() { _ = c.Close() })
 	return c
@@ -71,7 +64,7 @@ func TestRunQuick(t *testing.T) {
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	err := Run(ctx, Config{RedisURL: testRedisURL(), Suites: suites, Rounds: 2, Quick: true}, &out)
+	err := Run(ctx, Config{RedisURL: testbackend.RedisURL(), Suites: suites, Rounds: 2, Quick: true}, &out)
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +148,7 @@ func TestWriteResults(t *testing.T) {
 	if path == "" {
 		t.Skip("set TASKFLOW_BENCH_RESULTS=<file> to run the full harness")
 	}
-	cfg := Config{RedisURL: testRedisURL()}
+	cfg := Config{RedisURL: testbackend.RedisURL()}
 	if s := os.Getenv("TASKFLOW_BENCH_SUITES"); s != "" {
 		cfg.Suites = strings.Split(s, ",")
 	}
