@@ -280,18 +280,6 @@ func (m *Manager) readyHub(ctx context.Context, controllerID string) (*readyHub,
 	return h, nil
 }
 
-// Close releases what the manager opened for Claim (its subscriptions).
-// The manager stays usable; a later Claim subscribes again.
-func (m *Manager) Close() error {
-	m.hubMu.Lock()
-	defer m.hubMu.Unlock()
-	for k, h := range m.hubs {
-		h.close()
-		delete(m.hubs, k)
-	}
-	return nil
-}
-
 // LeaseOf returns the lease a flow is held under, or nil when no worker
 // holds it (an expired lease not yet collected by a tick is returned with
 // its past ExpiresAt).

@@ -30,6 +30,18 @@ func NewManager(store *RedisStore) *Manager { return &Manager{store: store} }
 // Store returns the manager's store, for the store-level operations.
 func (m *Manager) Store() *RedisStore { return m.store }
 
+// Close releases what the manager opened for Claim (its subscriptions).
+// The manager stays usable; a later Claim subscribes again.
+func (m *Manager) Close() error {
+	m.hubMu.Lock()
+	defer m.hubMu.Unlock()
+	for k, h := range m.hubs {
+		h.close()
+		delete(m.hubs, k)
+	}
+	return nil
+}
+
 // CreateManaged creates a flow in status created at revision 0 and records
 // a created event. ControllerID, Goal and OwnerSessionKey are required.
 // With an IdempotencyKey, a repeated create returns the flow the key made
