@@ -2,7 +2,6 @@ package tfotel
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,22 +13,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/redis/go-redis/v9"
+
 	"github.com/taskflow-dev/taskflow"
 	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
-
-// clock is the shared, settable time of the test's processes.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // process is one "machine": its own client, store, tracer and meter.
 type process struct {
@@ -40,7 +27,7 @@ type process struct {
 	m      *taskflow.Manager
 }
 
-func newProcess(t *testing.T, c redis.UniversalClient, prefix string, clk *clock) *process {
+func newProcess(t *testing.T, c redis.UniversalClient, prefix string, clk *testbackend.Clock) *process {
 	t.Helper()
 	p := &process{spans: tracetest.NewInMemoryExporter(), reader: sdkmetric.NewManualReader()}
 	p.tp = sdktrace.NewTracerProvider(sdktrace.WithSyncer(p.spans))
@@ -99,7 +86,7 @@ func TestOneFlowOneStory(t *testing.T) {
 			c := b.Client(t)
 			prefix := testbackend.Prefix("tfotel")
 			testbackend.CleanupKeys(t, c, prefix)
-			clk := &clock{now: time.Now().UTC().Truncate(time.Millisecond)}
+			clk := testbackend.NewClock()
 			api, w1, w2, eng := newProcess(t, c, prefix, clk), newProcess(t, c, prefix, clk),
 				newProcess(t, c, prefix, clk), newProcess(t, c, prefix, clk)
 
@@ -234,7 +221,7 @@ func TestMetrics(t *testing.T) {
 			c := b.Client(t)
 			prefix := testbackend.Prefix("tfotel")
 			testbackend.CleanupKeys(t, c, prefix)
-			clk := &clock{now: time.Now().UTC().Truncate(time.Millisecond)}
+			clk := testbackend.NewClock()
 			p := newProcess(t, c, prefix, clk)
 			reg, err := RegisterStats(p.mp, p.m.Stats)
 			if err != nil {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,18 +17,6 @@ import (
 	"github.com/taskflow-dev/taskflow"
 	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 func must[T any](t *testing.T) func(T, error) T {
 	return func(v T, err error) T {
@@ -49,7 +36,7 @@ func TestCollector(t *testing.T) {
 			client := b.Client(t)
 			prefix := testbackend.Prefix("tfprom")
 			testbackend.CleanupKeys(t, client, prefix)
-			clk := &clock{now: time.Now().UTC().Truncate(time.Millisecond)}
+			clk := testbackend.NewClock()
 			var store *taskflow.RedisStore
 			c := New(func(ctx context.Context) (*taskflow.Stats, error) { return store.Stats(ctx) })
 			var err error
