@@ -437,29 +437,6 @@ var refusalByCode = func() map[string]refusal {
 	return m
 }()
 
-// statusImplies is the one table of what a status implies for a flow's
-// index entries: the prelude gives it to the scripts as STATUS, and
-// Verify checks the keyspace against it. A terminal status is one the
-// transition table leaves no edge out of (IsTerminal).
-var statusImplies = map[FlowStatus]struct {
-	// runnable: the flow is on its controller's ready queue or leased.
-	runnable bool
-	// waits: the flow may hold a wait (timer, correlation entries) and a
-	// cancel-set entry.
-	waits bool
-}{
-	StatusRunning: {runnable: true},
-	StatusWaiting: {waits: true},
-}
-
-// waits reports whether a flow in status s may hold a wait, its index
-// entries and a cancel-set entry (statusImplies).
-func (s FlowStatus) waits() bool { return statusImplies[s].waits }
-
-// runnable reports whether a flow in status s is on its controller's
-// ready queue or leased (statusImplies).
-func (s FlowStatus) runnable() bool { return statusImplies[s].runnable }
-
 // luaPrelude renders Go's tables for the scripts ("--@include prelude"):
 // PUBLISH ('SPUBLISH' on a cluster: sharded pub/sub keeps messages on the
 // slot's node), ERR (the refusal codes), S_<STATUS> (the status names),
@@ -468,7 +445,7 @@ func (s FlowStatus) runnable() bool { return statusImplies[s].runnable }
 // ALLOWED[to][from] (the transition table).
 func luaPrelude(cluster bool) string {
 	var b strings.Builder
-	b.WriteString("-- prelude: generated from Go (scripts.go, taskflow.go): do not edit\n")
+	b.WriteString("-- prelude: generated from Go (scripts.go, status.go): do not edit\n")
 	if cluster {
 		b.WriteString("local PUBLISH = 'SPUBLISH'\n")
 	} else {
