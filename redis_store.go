@@ -92,7 +92,9 @@ func WithClock(now func() time.Time) StoreOption {
 }
 
 // WithEventCap sets how many audit events are kept per flow, newest first
-// (default 1000; 0 keeps every event, so a flow's log grows without bound).
+// (default 1000; 0 keeps every event). The log is also bounded in bytes
+// (Limits.EventBytes, 1 MiB by default): whichever bound is met first
+// drops the oldest entries.
 func WithEventCap(n int) StoreOption {
 	return func(c *storeConfig) { c.eventCap = n }
 }
