@@ -93,7 +93,9 @@ type Limits struct {
 	// appending an event drops the oldest ones until the log fits, but
 	// the newest entry is always kept. Default DefaultEventBytes
 	// (1 MiB); a negative value keeps every byte (the event count of
-	// WithEventCap still applies).
+	// WithEventCap still applies). A flow's log written before the byte
+	// bound, or while it was off, is cut to its newest 1,000 entries
+	// when its size is first counted, so no call reads an unbounded log.
 	EventBytes int
 }
 

@@ -229,3 +229,42 @@ func TestStateSizeLimit(t *testing.T) {
 		must(t, try(e.m.UpdateState(ctx, f.ID, map[string]string{"a": strings.Repeat("z", 600)}, "")))
 	}, WithMaxStateBytes(1024))
 }
+
+// TestAuditLogRecountIsBounded: a log without its size ('eb') and with no
+// count bound (WithEventCap(0)), as a flow written before the byte bound
+// may hold, is cut to its newest 1,000 entries when first counted: one
+// call never reads an unbounded list.
+func TestAuditLogRecountIsBounded(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		f := must(t, try(e.m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})))
+		key := e.store.keys.events(f.ID)
+		old := make([]any, 5000)
+		for i := range old {
+			old[i] = `{"kind":"state_updated","rev":1,"at":0,"payload":{}}`
+		}
+		if err := e.client.RPush(ctx, key, old...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.client.HDel(ctx, e.store.keys.flow(f.ID), "eb").Err(); err != nil {
+			t.Fatal(err)
+		}
+		must(t, try(e.m.UpdateState(ctx, f.ID, map[string]int{"n": 1}, "")))
+		n, err := e.client.LLen(ctx, key).Result()
+		if err != nil || n > 1001 {
+			t.Fatalf("log of %d entries after the recount, %v", n, err)
+		}
+		entries, err := e.client.LRange(ctx, key, 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := 0
+		for _, x := range entries {
+			size += len(x)
+		}
+		eb, _ := e.client.HGet(ctx, e.store.keys.flow(f.ID), "eb").Int()
+		if eb != size {
+			t.Fatalf("eb %d, log %d bytes in %d entries", eb, size, len(entries))
+		}
+	}, WithEventCap(0)) // the default byte bound (1 MiB) would keep all 5,000
+}

@@ -5,7 +5,7 @@
 -- towards the tail (trimming drops the oldest only). The log keeps at
 -- most c.event_cap entries and c.event_bytes bytes (0 = no bound), but
 -- always the newest entry; the flow's field 'eb' is the log's size in
--- bytes (counted once from the list for a flow that has none).
+-- bytes (counted once, see LOG_RECOUNT, for a flow that has none).
 --
 -- An entry is announced on the shard's watch channel as
 -- '<flow id> <event id> <entry>' while someone watches the shard: Watch
@@ -27,25 +27,39 @@ local function entry_of(c, f, kind_json, payload)
     c.now .. lease .. ',"payload":' .. payload .. '}'
 end
 
+-- LOG_RECOUNT bounds the recount of a log without its size: a log
+-- written before the byte bound, or while it was off, is cut to its
+-- newest LOG_RECOUNT entries when its size is first needed, so no call
+-- reads an unbounded list.
+local LOG_RECOUNT = 1000
+
 -- push_entry pushes entry, trims the log to its bounds and returns the
--- log's new size in bytes.
+-- log's new size in bytes (nil while the log has no size and no byte
+-- bound needs one).
 local function push_entry(c, f, entry)
+  local cap, budget = c.event_cap, c.event_bytes
   local eb = tonumber(f.eb)
-  if eb == nil then
+  if eb == nil and budget > 0 then
+    redis.call('LTRIM', c.events, 0, LOG_RECOUNT - 1)
     eb = 0
     for _, e in ipairs(redis.call('LRANGE', c.events, 0, -1)) do
       eb = eb + #e
     end
   end
   local n = redis.call('LPUSH', c.events, entry)
-  eb = eb + #entry
-  local cap, budget = c.event_cap, c.event_bytes
-  while n > 1 and ((cap > 0 and n > cap) or (budget > 0 and eb > budget)) do
+  if eb then
+    eb = eb + #entry
+  end
+  while n > 1 and ((cap > 0 and n > cap) or (eb and budget > 0 and eb > budget)) do
     local old = redis.call('RPOP', c.events)
-    eb = eb - #old
+    if eb then
+      eb = eb - #old
+    end
     n = n - 1
   end
-  f.eb = tostring(eb)
+  if eb then
+    f.eb = tostring(eb)
+  end
   return f.eb
 end
 
@@ -65,8 +79,11 @@ local function append_event(c, f, kind_json, payload, extra)
   local seq = tonumber(f.seq or '0') + 1
   f.seq = tostring(seq)
   local entry = entry_of(c, f, kind_json, payload)
-  extra[#extra + 1] = 'eb'
-  extra[#extra + 1] = push_entry(c, f, entry)
+  local eb = push_entry(c, f, entry)
+  if eb then
+    extra[#extra + 1] = 'eb'
+    extra[#extra + 1] = eb
+  end
   extra[#extra + 1] = 'seq'
   extra[#extra + 1] = f.seq
   remember_pairs(c, f, extra)
