@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -93,15 +94,7 @@ func TestAuditLogIsBoundedInBytes(t *testing.T) {
 		}
 		checkLog := func(wantNewest string) []string {
 			t.Helper()
-			entries, err := e.client.LRange(ctx, e.store.keys.events(f.ID), 0, -1).Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			size := 0
-			for _, x := range entries {
-				size += len(x)
-			}
-			eb, _ := e.client.HGet(ctx, e.store.keys.flow(f.ID), "eb").Int()
+			entries, size, eb := auditLog(t, e, f.ID)
 			if eb != size {
 				t.Fatalf("eb %d, the log holds %d bytes", eb, size)
 			}
@@ -254,17 +247,24 @@ func TestAuditLogRecountIsBounded(t *testing.T) {
 		if err != nil || n > 1001 {
 			t.Fatalf("log of %d entries after the recount, %v", n, err)
 		}
-		entries, err := e.client.LRange(ctx, key, 0, -1).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		size := 0
-		for _, x := range entries {
-			size += len(x)
-		}
-		eb, _ := e.client.HGet(ctx, e.store.keys.flow(f.ID), "eb").Int()
+		entries, size, eb := auditLog(t, e, f.ID)
 		if eb != size {
 			t.Fatalf("eb %d, log %d bytes in %d entries", eb, size, len(entries))
 		}
 	}, WithEventCap(0)) // the default byte bound (1 MiB) would keep all 5,000
+}
+
+// auditLog reads flow id's audit log as stored: its entries, their size
+// in bytes, and the size the flow records ('eb', 0 when absent).
+func auditLog(t *testing.T, e *env, id uuid.UUID) (entries []string, size, eb int) {
+	t.Helper()
+	entries, err := e.client.LRange(e.ctx, e.store.keys.events(id), 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range entries {
+		size += len(x)
+	}
+	eb, _ = e.client.HGet(e.ctx, e.store.keys.flow(id), "eb").Int()
+	return entries, size, eb
 }

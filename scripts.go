@@ -55,19 +55,17 @@ type scripts struct {
 	all             []*script
 }
 
-// files lists every script: its file (lua/<file>.lua), whether it
-// writes, and where the store keeps it.
-func (s *scripts) files() []struct {
+// scriptFile is one script of the table: its file (lua/<file>.lua),
+// whether it writes, and where the store keeps it.
+type scriptFile struct {
 	file   string
 	writes bool
 	dst    **script
-} {
-	type f = struct {
-		file   string
-		writes bool
-		dst    **script
-	}
-	return []f{
+}
+
+// files lists every script.
+func (s *scripts) files() []scriptFile {
+	return []scriptFile{
 		{"create", true, &s.create},
 		{"transition", true, &s.transition},
 		{"transition_early", true, &s.transitionEarly},
@@ -116,12 +114,6 @@ func loadScripts(cluster bool) (*scripts, error) {
 		s.all = append(s.all, *x.dst)
 	}
 	return s, nil
-}
-
-// assembleScript returns lua/<name>.lua as the store loads it (see
-// luaLoader.assemble).
-func assembleScript(name string, cluster bool) (string, error) {
-	return newLuaLoader(cluster).assemble(name)
 }
 
 // luaLoader assembles scripts, reading and splitting each file once.
@@ -342,19 +334,6 @@ func luaWords(src string) []string {
 		}
 	}
 	return out
-}
-
-// luaCodeOnly strips Lua comments ("--" to the end of the line).
-func luaCodeOnly(src string) string {
-	var b strings.Builder
-	for _, line := range strings.Split(src, "\n") {
-		if i := strings.Index(line, "--"); i >= 0 {
-			line = line[:i]
-		}
-		b.WriteString(line)
-		b.WriteByte('\n')
-	}
-	return b.String()
 }
 
 // luaIncludes returns the names a Lua file includes, in order.

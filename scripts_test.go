@@ -230,3 +230,22 @@ func TestLuaPreludeMatchesTable(t *testing.T) {
 		}
 	}
 }
+
+// assembleScript returns lua/<name>.lua as the store loads it (see
+// luaLoader.assemble).
+func assembleScript(name string, cluster bool) (string, error) {
+	return newLuaLoader(cluster).assemble(name)
+}
+
+// luaCodeOnly strips Lua comments (the scripts' tests read code only) ("--" to the end of the line).
+func luaCodeOnly(src string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(src, "\n") {
+		if i := strings.Index(line, "--"); i >= 0 {
+			line = line[:i]
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}

@@ -117,6 +117,19 @@ local function member_size(k, bytes)
   return #k + bytes + 3 + key_escapes(k)
 end
 
+-- resized is size once state field k holds v: the member it replaces (if
+-- any, and if the stored state is an object: raw_now says it is not)
+-- taken out, the new one put in.
+local function resized(c, size, k, v, raw_now)
+  if not raw_now then
+    local old = redis.call('HSTRLEN', c.flow, k)
+    if old > 0 then
+      size = size - member_size(k, old)
+    end
+  end
+  return size + member_size(k, #v)
+end
+
 -- apply_state changes the state as c.argv[at..] says and keeps its size;
 -- the new pairs and the size are written by the next flush (or commit).
 -- c.argv[at] is the mode:
@@ -151,14 +164,7 @@ local function apply_state(c, f, at)
     size = 1 -- '{' and '}' less the last member's comma
   end
   for i = at + 1, #argv, 2 do
-    local k, v = argv[i], argv[i + 1]
-    if mode == 'merge' and not raw_now then
-      local old = redis.call('HSTRLEN', c.flow, k)
-      if old > 0 then
-        size = size - member_size(k, old)
-      end
-    end
-    size = size + member_size(k, #v)
+    size = resized(c, size, argv[i], argv[i + 1], mode ~= 'merge' or raw_now)
   end
   if size > c.state_limit then
     return err(ERR.TOOLARGE, size)
@@ -186,12 +192,8 @@ local function merge_member(c, f, k, v)
   local size = 1
   if not raw_now then
     size = tonumber(f.size or '1')
-    local old = redis.call('HSTRLEN', c.flow, k)
-    if old > 0 then
-      size = size - member_size(k, old)
-    end
   end
-  size = size + member_size(k, #v)
+  size = resized(c, size, k, v, raw_now)
   if size > c.state_limit then
     return err(ERR.TOOLARGE, size)
   end
