@@ -2,11 +2,15 @@ package taskflow
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -105,6 +109,117 @@ func TestBridgeClaimsFromDeadConsumer(t *testing.T) {
 		pending := must(t, try(e.client.XPending(e.ctx, stream, DefaultBridgeGroup).Result()))
 		if pending.Count != 0 {
 			t.Fatalf("%d messages still pending", pending.Count)
+		}
+	})
+}
+
+// drainBridge handles every message of the bridge's stream once, as an
+// engine's bridge reads them.
+func drainBridge(t testing.TB, e *env, eng *WaitEngine) {
+	t.Helper()
+	stream := e.store.keys.bridge()
+	if err := eng.ensureGroup(e.ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	for e.client.XLen(e.ctx, stream).Val() > 0 {
+		if err := eng.readOnce(e.ctx, stream); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestResumeRequestIDAppliesOnce: a resume request published twice under
+// one id (a publisher's retry, a NATS bridge that died before its ack),
+// at once or after it was used, goes on the stream once and resumes one
+// wait once, by flow id and by correlation; a new id resumes again.
+func TestResumeRequestIDAppliesOnce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		stream := e.store.keys.bridge()
+		eng := e.engine(WithBridgeBlock(time.Millisecond))
+		for _, byFlow := range []bool{true, false} {
+			f := e.waitingFlow(t, WaitExternalEvent("pay", "order-1"))
+			req := ResumeRequest{ID: fmt.Sprintf("approval-%v", byFlow), Topic: "pay", CorrelationID: "order-1", Payload: "ok"}
+			if byFlow {
+				req.FlowID = f.ID
+			}
+			for i := 0; i < 2; i++ {
+				must(t, try(0, e.m.PublishResume(ctx, req)))
+			}
+			if n := e.client.XLen(ctx, stream).Val(); n != 1 {
+				t.Fatalf("one request id made %d stream entries", n)
+			}
+			drainBridge(t, e, eng)
+			running := must(t, try(e.m.Get(ctx, f.ID)))
+			if running.Status != StatusRunning {
+				t.Fatalf("the request did not resume: %s", running.Status)
+			}
+			// The flow waits again on the same correlation id; the
+			// request comes again, late: published again, and handed to
+			// the stream again past the publisher's memory (a message
+			// stored twice).
+			w := must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("pay", "order-1"))))
+			must(t, try(0, e.m.PublishResume(ctx, req)))
+			body := must(t, try(json.Marshal(bridgeMessage{ID: req.ID, FlowID: flowIDText(req.FlowID), Topic: req.Topic, CorrelationID: req.CorrelationID, Payload: json.RawMessage(`"ok"`)})))
+			e.client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"body", string(body)}})
+			drainBridge(t, e, eng)
+			if got := must(t, try(e.m.Get(ctx, f.ID))); got.Status != StatusWaiting || got.Revision != w.Revision {
+				t.Fatalf("a repeated request resumed the flow again: %s rev %d (was %d)", got.Status, got.Revision, w.Revision)
+			}
+			if n := e.countEarly(t); n != 0 {
+				t.Fatalf("a repeated request was kept: %d kept events", n)
+			}
+			// A new id resumes it.
+			req.ID += "-2"
+			must(t, try(0, e.m.PublishResume(ctx, req)))
+			drainBridge(t, e, eng)
+			if got := must(t, try(e.m.Get(ctx, f.ID))); got.Status != StatusRunning {
+				t.Fatalf("a new request id did not resume: %s", got.Status)
+			}
+			must(t, try(e.m.Cancel(ctx, f.ID)))
+		}
+		before := e.dump()
+		for _, bad := range []string{"a b", "a:b", "a=b", "~x", strings.Repeat("x", MaxCallIDBytes+1)} {
+			err := e.m.PublishResume(ctx, ResumeRequest{ID: bad, Topic: "pay", CorrelationID: "order-1"})
+			wantErr(t, err, ErrInvalidData)
+		}
+		e.sameDump(t, before, "a refused request id")
+		requireVerifyClean(t, e.m)
+	})
+}
+
+func flowIDText(id uuid.UUID) string {
+	if id == uuid.Nil {
+		return ""
+	}
+	return id.String()
+}
+
+// TestBridgeStatsCountRedeliveryOnce: a message handled twice (its ack
+// was lost, or its engine died before acking) counts its resume once.
+func TestBridgeStatsCountRedeliveryOnce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		eng := e.engine()
+		stream := e.store.keys.bridge()
+		if err := eng.ensureGroup(e.ctx, stream); err != nil {
+			t.Fatal(err)
+		}
+		a := e.waitingFlow(t, WaitExternalEvent("t", "a"))
+		e.waitingFlow(t, WaitExternalEvent("t", "b"))
+		msgs := []redis.XMessage{
+			{ID: "1700000000000-1", Values: map[string]any{"body": `{"id":"m1","flow_id":"` + a.ID.String() + `","topic":"t","correlation_id":"a"}`}},
+			{ID: "1700000000000-2", Values: map[string]any{"body": `{"id":"m2","topic":"t","correlation_id":"b"}`}},
+			{ID: "1700000000000-3", Values: map[string]any{"body": `{"topic":"t","correlation_id":"none"}`}},
+		}
+		for _, claimed := range []bool{false, true} {
+			for _, msg := range msgs {
+				if err := eng.handle(e.ctx, stream, msg, claimed); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if st := eng.BridgeStats(); st.Resumed != 2 || st.Handled != 6 {
+			t.Fatalf("stats %+v, want 2 resumed of 6 handled", st)
 		}
 	})
 }
