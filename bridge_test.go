@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -222,4 +223,103 @@ func TestBridgeStatsCountRedeliveryOnce(t *testing.T) {
 			t.Fatalf("stats %+v, want 2 resumed of 6 handled", st)
 		}
 	})
+}
+
+// TestResumePathWaitsForReplicas: under WithReplicaAcks every write of
+// the resume path (a published request, the mailbox's keep, take,
+// delivery and settle, the bridge's handling) is on the replica once
+// acknowledged, so a crash that promotes it loses none; with no replica
+// each says ErrNotReplicated, applied, and publishing again under the
+// same id adds nothing.
+func TestResumePathWaitsForReplicas(t *testing.T) {
+	master := startRedisServer(t)
+	replica := startRedisServer(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.port))
+	rc := replica.client(t)
+	waitReplicaUp(t, rc)
+	ctx := context.Background()
+	store, err := NewRedisStore(master.client(t), WithPrefix("replresume"), WithReplicaAcks(1, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(store)
+	in := CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"}
+	waiting := func(m *Manager, corr string) *Flow {
+		f := must(t, try(m.CreateMirrored(ctx, in)))
+		return must(t, try(m.SetWaiting(ctx, f.ID, WaitExternalEvent("t", corr))))
+	}
+	// Handled by the bridge: by flow id and by correlation.
+	a, b := waiting(m, "a"), waiting(m, "b")
+	must(t, try(0, m.PublishResume(ctx, ResumeRequest{ID: "req-a", FlowID: a.ID, Topic: "t", CorrelationID: "a"})))
+	must(t, try(0, m.PublishResume(ctx, ResumeRequest{ID: "req-b", Topic: "t", CorrelationID: "b"})))
+	eng := NewWaitEngine(m, WithLogger(quietLogger()), WithBridgeBlock(time.Millisecond))
+	stream := store.keys.bridge()
+	if err := eng.ensureGroup(ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2 && eng.BridgeStats().Handled < 2; i++ {
+		if err := eng.readOnce(ctx, stream); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Published, not yet handled; kept, then taken by a wait; kept.
+	must(t, try(0, m.PublishResume(ctx, ResumeRequest{ID: "req-later", Topic: "t", CorrelationID: "later"})))
+	must(t, try(m.ResumeByCorrelation(ctx, "t", "c", "early")))
+	c := must(t, try(m.SetWaiting(ctx, must(t, try(m.CreateMirrored(ctx, in))).ID, WaitExternalEvent("t", "c"))))
+	must(t, try(m.ResumeByCorrelation(ctx, "t", "kept", "k")))
+	if c.Status != StatusRunning {
+		t.Fatalf("the wait did not take the kept event: %s", c.Status)
+	}
+	master.kill() // a crash: no shutdown, no last sync
+	if err := rc.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	promoted, err := NewRedisStore(rc, WithPrefix("replresume"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm := NewManager(promoted)
+	for _, f := range []*Flow{a, b, c} {
+		if got := must(t, try(pm.Get(ctx, f.ID))); got.Status != StatusRunning {
+			t.Fatalf("after promotion flow %s is %s", f.ID, got.Status)
+		}
+	}
+	if n := rc.XLen(ctx, stream).Val(); n != 1 {
+		t.Fatalf("after promotion the stream holds %d requests, want the unhandled one", n)
+	}
+	if n := must(t, try(promoted.CountEarlyEvents(ctx))); n != 1 {
+		t.Fatalf("after promotion %d kept events, want 1", n)
+	}
+	// The same request again: remembered on the replica, not added.
+	if err := pm.PublishResume(ctx, ResumeRequest{ID: "req-later", Topic: "t", CorrelationID: "later"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := rc.XLen(ctx, stream).Val(); n != 1 {
+		t.Fatalf("a request published again after promotion: %d entries", n)
+	}
+	// No replica now: every write of the path says so, and applied.
+	lone, err := NewRedisStore(rc, WithPrefix("replresume"), WithReplicaAcks(1, 100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lm := NewManager(lone)
+	req := ResumeRequest{ID: "req-lone", Topic: "t", CorrelationID: "lone"}
+	for i := 0; i < 2; i++ {
+		if err := lm.PublishResume(ctx, req); !errors.Is(err, ErrNotReplicated) {
+			t.Fatalf("publish without a replica: %v", err)
+		}
+	}
+	if n := rc.XLen(ctx, stream).Val(); n != 2 {
+		t.Fatalf("the unconfirmed request: %d entries, want 2", n)
+	}
+	d := waiting(pm, "d")
+	fs, err := lm.ResumeByCorrelation(ctx, "t", "d", nil)
+	if !errors.Is(err, ErrNotReplicated) || len(fs) != 1 || fs[0].ID != d.ID {
+		t.Fatalf("resume by correlation without a replica: %d flows, %v", len(fs), err)
+	}
+	must(t, try(pm.ResumeByCorrelation(ctx, "t", "e", "kept")))
+	e := must(t, try(pm.CreateMirrored(ctx, in)))
+	got, err := lm.SetWaiting(ctx, e.ID, WaitExternalEvent("t", "e"))
+	if !errors.Is(err, ErrNotReplicated) || got == nil || got.Status != StatusRunning {
+		t.Fatalf("a wait taking a kept event without a replica: %v %v", got, err)
+	}
 }

@@ -415,6 +415,29 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 				})
 				requireNothingKept(t, e, "SetWaiting, "+step.name)
 			}
+			// A refused event's settle: the re-send still says the event
+			// went back, so that its owner offers it again.
+			must(t, try(e.m.ResumeByCorrelation(ctx, "lost", "refused", nil)))
+			cp := corrPrefix("lost", "refused")
+			gone := e.runningFlow(t)
+			take := newEventID()
+			eventID, _, ok, err := store.takeEarly(ctx, gone.ID, cp, "", take)
+			if err != nil || !ok {
+				t.Fatalf("take: %v %v", ok, err)
+			}
+			if _, outcome, err := store.deliver(ctx, gone.ID, cp, eventID, nil, "resume", false); err != nil || outcome != earlyRefused {
+				t.Fatalf("deliver to a flow not waiting: %s %v", outcome, err)
+			}
+			lostFor("mbox_settle of a refused event", sc.mboxSettle.Hash(), nil, 0, func() error {
+				back, err := store.settleEarly(ctx, cp, eventID, earlyRefused, take)
+				if err == nil && !back {
+					err = errors.New("the event went back, the re-sent settle says not")
+				}
+				return err
+			})
+			if n := e.countEarly(t); n != 1 {
+				t.Fatalf("after a refusal: %d events kept, want 1", n)
+			}
 			requireVerifyClean(t, e.m)
 		})
 	}
