@@ -43,26 +43,33 @@ import (
 // came before the waiter's index entry, the keep came before it too). An
 // event leaves the mailbox only by mbox_take.lua, atomically, into a
 // claim (event id -> flow id, due in 30 s) on the same shard: whoever
-// took it owns it. The owner delivers it to the flow (deliver_event.lua,
+// took it owns it. A take is named by its call (a key beside the claim),
+// so the take re-sent after its reply was lost answers with the event
+// the first run claimed, and the call that lost the reply delivers it.
+// The owner delivers it to the flow (deliver_event.lua,
 // mode resume): the flow resumes with it, or refuses it when it no longer
 // waits for it; the flow records the event id and its decision (fields
 // mbx and mbr, see early_lib.lua), so a second delivery of the same claim
 // (the tick re-driving a claim whose first owner is only slow) decides
 // the same way. mbox_settle.lua then ends the claim: a used event is
-// gone; a refused one goes back to the head of the mailbox, and its owner
-// scans for waiters again (a waiter may have looked while the event was
-// claimed), offering it to one of them at random, again after each
-// refusal (at most 16 times; then the caller gets errEarlyBusy and the
-// event stays kept). An owner that dies leaves its claim: an engine's
+// gone, and remembered as used on the shard (a keep of it re-sent late,
+// or a request handled again, keeps nothing); a refused one goes back to
+// the head of the mailbox, and its owner scans for waiters again (a
+// waiter may have looked while the event was claimed), offering it to
+// one of them at random, never again to a flow that refused it (a flow
+// refuses an event for good: its cancel is pending, it left its wait, it
+// is gone), at most 16 times; then the caller gets errEarlyBusy and the
+// event stays kept. With no other waiter the event stays kept, no error. An owner that dies leaves its claim: an engine's
 // tick re-drives claims past due. So an event is applied to at most one
 // flow, at most once, and is not lost while it is unexpired and a flow
 // waits for it.
 //
 // Limits: the flow's records are the newest 16 of each kind, and the
-// used bridge events by correlation are remembered for an hour, so the
-// "decides the same way" holds within those bounds (a claim stalled for
-// 16 more events of the same flow, or a bridge message re-handled an
-// hour later, is not recognised). Kept events are bounded per pair and
+// used events by correlation are remembered for WithResumeIDMemory (24 h,
+// at most 100,000 per shard by default), so the "decides the same way"
+// holds within those bounds (a claim stalled for 16 more events of the
+// same flow, or a request handled again after its id was forgotten, is
+// not recognised). Kept events are bounded per pair and
 // per flow (WithEarlyEvents) and by their retention, not in total: the
 // memory they take is about 520 bytes times the events nobody waited for
 // during the retention (README).
