@@ -2,6 +2,8 @@ package taskflow
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -288,7 +290,7 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 	if req.ID != "" {
 		eventID = requestEventPrefix + req.ID
 	}
-	mut := mutation{call: bridgeCallID(eventID), callSet: true, internal: true}
+	mut := mutation{call: bridgeCall(eventID), callSet: true, internal: true}
 	var fs []*Flow
 	if req.FlowID != "" {
 		id, _ := uuid.Parse(req.FlowID)
@@ -318,6 +320,17 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 		e.log.Warn("taskflow: resume request could not be applied", "id", msg.ID, "flow_id", req.FlowID, "err", err)
 	}
 	return e.ack(ctx, stream, msg.ID)
+}
+
+// bridgeCall is the call id of a request's handling: a long event id is
+// shortened to 12 characters of its SHA-256 (72 bits), so that a flow's
+// ring of bridge calls (64 bytes, see CallMemory) still holds about 3.
+func bridgeCall(eventID string) string {
+	if len(eventID) <= 16 {
+		return bridgeCallID(eventID)
+	}
+	sum := sha256.Sum256([]byte(eventID))
+	return bridgeCallID(base64.RawURLEncoding.EncodeToString(sum[:9]))
 }
 
 func payloadOrNil(p json.RawMessage) any {

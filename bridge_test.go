@@ -132,61 +132,65 @@ func drainBridge(t testing.TB, e *env, eng *WaitEngine) {
 // TestResumeRequestIDAppliesOnce: a resume request published twice under
 // one id (a publisher's retry, a NATS bridge that died before its ack),
 // at once or after it was used, goes on the stream once and resumes one
-// wait once, by flow id and by correlation; a new id resumes again.
+// wait once, by flow id and by correlation; a new id resumes again. The
+// same with the mailbox off.
 func TestResumeRequestIDAppliesOnce(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, e *env) {
-		ctx := e.ctx
-		stream := e.store.keys.bridge()
-		eng := e.engine(WithBridgeBlock(time.Millisecond))
-		for _, byFlow := range []bool{true, false} {
-			f := e.waitingFlow(t, WaitExternalEvent("pay", "order-1"))
-			req := ResumeRequest{ID: fmt.Sprintf("approval-%v", byFlow), Topic: "pay", CorrelationID: "order-1", Payload: "ok"}
-			if byFlow {
-				req.FlowID = f.ID
-			}
-			for i := 0; i < 2; i++ {
-				must(t, try(0, e.m.PublishResume(ctx, req)))
-			}
-			if n := e.client.XLen(ctx, stream).Val(); n != 1 {
-				t.Fatalf("one request id made %d stream entries", n)
-			}
-			drainBridge(t, e, eng)
-			running := must(t, try(e.m.Get(ctx, f.ID)))
-			if running.Status != StatusRunning {
-				t.Fatalf("the request did not resume: %s", running.Status)
-			}
-			// The flow waits again on the same correlation id; the
-			// request comes again, late: published again, and handed to
-			// the stream again past the publisher's memory (a message
-			// stored twice).
-			w := must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("pay", "order-1"))))
-			must(t, try(0, e.m.PublishResume(ctx, req)))
-			body := must(t, try(json.Marshal(bridgeMessage{ID: req.ID, FlowID: flowIDText(req.FlowID), Topic: req.Topic, CorrelationID: req.CorrelationID, Payload: json.RawMessage(`"ok"`)})))
-			e.client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"body", string(body)}})
-			drainBridge(t, e, eng)
-			if got := must(t, try(e.m.Get(ctx, f.ID))); got.Status != StatusWaiting || got.Revision != w.Revision {
-				t.Fatalf("a repeated request resumed the flow again: %s rev %d (was %d)", got.Status, got.Revision, w.Revision)
-			}
-			if n := e.countEarly(t); n != 0 {
-				t.Fatalf("a repeated request was kept: %d kept events", n)
-			}
-			// A new id resumes it.
-			req.ID += "-2"
-			must(t, try(0, e.m.PublishResume(ctx, req)))
-			drainBridge(t, e, eng)
-			if got := must(t, try(e.m.Get(ctx, f.ID))); got.Status != StatusRunning {
-				t.Fatalf("a new request id did not resume: %s", got.Status)
-			}
-			must(t, try(e.m.Cancel(ctx, f.ID)))
+	t.Run("mailbox", func(t *testing.T) { forEachBackend(t, requestIDAppliesOnce) })
+	t.Run("no mailbox", func(t *testing.T) { forEachBackend(t, requestIDAppliesOnce, WithEarlyEvents(0, 0)) })
+}
+
+func requestIDAppliesOnce(t *testing.T, e *env) {
+	ctx := e.ctx
+	stream := e.store.keys.bridge()
+	eng := e.engine(WithBridgeBlock(time.Millisecond))
+	for _, byFlow := range []bool{true, false} {
+		f := e.waitingFlow(t, WaitExternalEvent("pay", "order-1"))
+		req := ResumeRequest{ID: fmt.Sprintf("approval-%v", byFlow), Topic: "pay", CorrelationID: "order-1", Payload: "ok"}
+		if byFlow {
+			req.FlowID = f.ID
 		}
-		before := e.dump()
-		for _, bad := range []string{"a b", "a:b", "a=b", "~x", strings.Repeat("x", MaxCallIDBytes+1)} {
-			err := e.m.PublishResume(ctx, ResumeRequest{ID: bad, Topic: "pay", CorrelationID: "order-1"})
-			wantErr(t, err, ErrInvalidData)
+		for i := 0; i < 2; i++ {
+			must(t, try(0, e.m.PublishResume(ctx, req)))
 		}
-		e.sameDump(t, before, "a refused request id")
-		requireVerifyClean(t, e.m)
-	})
+		if n := e.client.XLen(ctx, stream).Val(); n != 1 {
+			t.Fatalf("one request id made %d stream entries", n)
+		}
+		drainBridge(t, e, eng)
+		running := must(t, try(e.m.Get(ctx, f.ID)))
+		if running.Status != StatusRunning {
+			t.Fatalf("the request did not resume: %s", running.Status)
+		}
+		// The flow waits again on the same correlation id; the
+		// request comes again, late: published again, and handed to
+		// the stream again past the publisher's memory (a message
+		// stored twice).
+		w := must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("pay", "order-1"))))
+		must(t, try(0, e.m.PublishResume(ctx, req)))
+		body := must(t, try(json.Marshal(bridgeMessage{ID: req.ID, FlowID: flowIDText(req.FlowID), Topic: req.Topic, CorrelationID: req.CorrelationID, Payload: json.RawMessage(`"ok"`)})))
+		e.client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"body", string(body)}})
+		drainBridge(t, e, eng)
+		if got := must(t, try(e.m.Get(ctx, f.ID))); got.Status != StatusWaiting || got.Revision != w.Revision {
+			t.Fatalf("a repeated request resumed the flow again: %s rev %d (was %d)", got.Status, got.Revision, w.Revision)
+		}
+		if n := e.countEarly(t); n != 0 {
+			t.Fatalf("a repeated request was kept: %d kept events", n)
+		}
+		// A new id resumes it.
+		req.ID += "-2"
+		must(t, try(0, e.m.PublishResume(ctx, req)))
+		drainBridge(t, e, eng)
+		if got := must(t, try(e.m.Get(ctx, f.ID))); got.Status != StatusRunning {
+			t.Fatalf("a new request id did not resume: %s", got.Status)
+		}
+		must(t, try(e.m.Cancel(ctx, f.ID)))
+	}
+	before := e.dump()
+	for _, bad := range []string{"a b", "a:b", "a=b", "~x", strings.Repeat("x", MaxCallIDBytes+1)} {
+		err := e.m.PublishResume(ctx, ResumeRequest{ID: bad, Topic: "pay", CorrelationID: "order-1"})
+		wantErr(t, err, ErrInvalidData)
+	}
+	e.sameDump(t, before, "a refused request id")
+	requireVerifyClean(t, e.m)
 }
 
 func flowIDText(id uuid.UUID) string {
