@@ -96,7 +96,9 @@ const (
 	DefaultResumeIDMemory = 24 * time.Hour
 	// DefaultResumeIDCap is how many ids each of those memories keeps
 	// (one for PublishResume, one per shard for the mailbox); past it
-	// the oldest is forgotten first. An id costs about 100 bytes.
+	// the oldest is forgotten first. A UUID id costs about 136 bytes
+	// (MEMORY USAGE of a sorted set of 100,000, Redis 7.0), so a full
+	// memory about 14 MB.
 	DefaultResumeIDCap = 100000
 	// MaxResumeIDBytes is the longest resume request id
 	// (ResumeRequest.ID).
