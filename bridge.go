@@ -2,6 +2,8 @@ package taskflow
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +18,14 @@ import (
 // external event. FlowID may be uuid.Nil: then every flow waiting for
 // Topic and CorrelationID is resumed (ResumeByCorrelation).
 type ResumeRequest struct {
+	// ID names the request: the same id resumes a wait, or is kept as an
+	// early event, at most once, however often the request is published
+	// or handled (see PublishResume). Give the id the request has at its
+	// source (a webhook's delivery id, a payment id, a broker's message
+	// id) so that a publisher's retries carry it; when empty,
+	// PublishResume makes one per call. 1 to 64 bytes of printable ASCII
+	// without spaces, ':', '=' or a leading '~'.
+	ID            string    `json:"id,omitempty"`
 	FlowID        uuid.UUID `json:"flow_id"`
 	Topic         string    `json:"topic"`
 	CorrelationID string    `json:"correlation_id"`
@@ -25,25 +35,45 @@ type ResumeRequest struct {
 
 // bridgeMessage is the stream entry's "body" field.
 type bridgeMessage struct {
+	ID            string          `json:"id,omitempty"`
 	FlowID        string          `json:"flow_id"`
 	Topic         string          `json:"topic"`
 	CorrelationID string          `json:"correlation_id"`
 	Payload       json.RawMessage `json:"payload,omitempty"`
 }
 
-// bridgeKey is the resume bridge's stream: <prefix>:{bridge}:resume.
+// bridge is the resume bridge's stream: <prefix>:{bridge}:resume.
 func (k keyspace) bridge() string { return k.prefix + ":{bridge}:resume" }
+
+// bridgeRequests remembers the request ids PublishResume put on the
+// stream (zset: id by when it is forgotten):
+// <prefix>:{bridge}:requests.
+func (k keyspace) bridgeRequests() string { return k.prefix + ":{bridge}:requests" }
 
 // PublishResume puts a resume request on the resume bridge, a Redis stream
 // read by every engine's RunResumeBridge through one consumer group. The
-// request is durable once this returns: it is handled even if no engine
-// runs yet, and a message an engine took but did not acknowledge (it
-// died) is claimed by another. Topic and CorrelationID are required.
+// request is durable once this returns (under WithReplicaAcks, once the
+// replicas confirmed it; a *NotReplicatedError says the request is on the
+// master only: publish it again with the same ID): it is handled even if
+// no engine runs yet, and a message an engine took but did not
+// acknowledge (it died) is claimed by another. Topic and CorrelationID
+// are required.
+//
+// A request applies at most once per ID (ResumeRequest.ID; one is made
+// per call when empty, so go-redis re-sending a call whose reply was
+// lost adds nothing): published again while the id is remembered
+// (WithResumeIDMemory, default 24 h) it adds nothing, and handled again
+// by the bridge it resumes no second wait and is not kept again.
 func (m *Manager) PublishResume(ctx context.Context, req ResumeRequest) error {
 	if strings.TrimSpace(req.Topic) == "" || strings.TrimSpace(req.CorrelationID) == "" {
 		return fmt.Errorf("%w: a resume request needs a topic and a correlation_id", ErrInvalidData)
 	}
 	if err := checkText("the topic", req.Topic, "the correlation_id", req.CorrelationID); err != nil {
+		return err
+	}
+	if req.ID == "" {
+		req.ID = newEventID()
+	} else if err := validResumeID(req.ID); err != nil {
 		return err
 	}
 	payload, err := toJSON("payload", req.Payload)
@@ -53,7 +83,7 @@ func (m *Manager) PublishResume(ctx context.Context, req ResumeRequest) error {
 	if len(payload) > m.store.maxState {
 		return fmt.Errorf("%w: payload is %d bytes, over the limit of %d", ErrInvalidData, len(payload), m.store.maxState)
 	}
-	msg := bridgeMessage{Topic: req.Topic, CorrelationID: req.CorrelationID, Payload: payload}
+	msg := bridgeMessage{ID: req.ID, Topic: req.Topic, CorrelationID: req.CorrelationID, Payload: payload}
 	if req.FlowID != uuid.Nil {
 		msg.FlowID = req.FlowID.String()
 	}
@@ -61,14 +91,23 @@ func (m *Manager) PublishResume(ctx context.Context, req ResumeRequest) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidData, err)
 	}
-	if err := m.store.checkLayout(ctx); err != nil {
-		return err
+	s := m.store
+	_, nowMs, _ := s.clock()
+	if _, err := s.run(ctx, s.scripts.publishResume, req.FlowID, []string{s.keys.bridge(), s.keys.bridgeRequests()},
+		req.ID, nowMs, s.early.remember.Milliseconds(), s.early.rememberCap, string(body)); err != nil {
+		return fmt.Errorf("taskflow: publish resume %s: %w", req.ID, err)
 	}
-	if err := m.store.client.XAdd(ctx, &redis.XAddArgs{
-		Stream: m.store.keys.bridge(),
-		Values: []any{"body", string(body)},
-	}).Err(); err != nil {
-		return fmt.Errorf("taskflow: publish resume: %w", err)
+	return nil
+}
+
+// validResumeID checks a caller's resume request id: a call id (see
+// WithCallID) without '=' (the mailbox's records use it).
+func validResumeID(id string) error {
+	if err := validCallID(id); err != nil {
+		return fmt.Errorf("%w (resume request id)", err)
+	}
+	if strings.Contains(id, "=") {
+		return fmt.Errorf("%w: resume request id %q holds a '='", ErrInvalidData, id)
 	}
 	return nil
 }
@@ -77,7 +116,8 @@ func (m *Manager) PublishResume(ctx context.Context, req ResumeRequest) error {
 type BridgeStats struct {
 	// Handled messages were acknowledged, whatever their outcome.
 	Handled int64 `json:"handled"`
-	// Resumed flows (a message may resume none).
+	// Resumed flows (a message may resume none; a message handled again
+	// counts only what its new handling resumed).
 	Resumed int64 `json:"resumed"`
 	// Malformed messages were acknowledged, logged and dropped.
 	Malformed int64 `json:"malformed"`
@@ -242,22 +282,29 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 	}
 	var resumed int
 	var err error
-	// The message id names the resume: a message handled again (its ack
-	// was lost, or its engine died before acking) does not resume a flow
-	// that waits again on the same correlation id.
-	mut := mutation{call: bridgeCallID(msg.ID), callSet: true, internal: true}
+	// The request id (the message id for a message without one) names
+	// the resume: a request handled again (its ack was lost, its engine
+	// died before acking, it was published twice) does not resume a flow
+	// that waits again on the same correlation id, nor is kept again.
+	eventID := bridgeEventPrefix + msg.ID
+	if req.ID != "" {
+		eventID = requestEventPrefix + req.ID
+	}
+	mut := mutation{call: bridgeCall(eventID), callSet: true, internal: true}
 	var fs []*Flow
 	if req.FlowID != "" {
 		id, _ := uuid.Parse(req.FlowID)
 		var f *Flow
-		f, err = e.m.tryResumeExternal(ctx, id, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), bridgeEventPrefix+msg.ID, mut)
+		var fresh bool
+		f, fresh, err = e.m.tryResumeExternal(ctx, id, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), eventID, mut)
 		if f != nil {
-			resumed = 1
 			fs = []*Flow{f}
 		}
+		if fresh {
+			resumed = 1
+		}
 	} else {
-		fs, err = e.m.resumeByCorrelation(ctx, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), bridgeEventPrefix+msg.ID, mut)
-		resumed = len(fs)
+		fs, resumed, err = e.m.resumeByCorrelation(ctx, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), eventID, mut)
 	}
 	if ev != nil {
 		ev.FlowID, _ = uuid.Parse(req.FlowID)
@@ -273,6 +320,17 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 		e.log.Warn("taskflow: resume request could not be applied", "id", msg.ID, "flow_id", req.FlowID, "err", err)
 	}
 	return e.ack(ctx, stream, msg.ID)
+}
+
+// bridgeCall is the call id of a request's handling: a long event id is
+// shortened to 12 characters of its SHA-256 (72 bits), so that a flow's
+// ring of bridge calls (64 bytes, see CallMemory) still holds about 3.
+func bridgeCall(eventID string) string {
+	if len(eventID) <= 16 {
+		return bridgeCallID(eventID)
+	}
+	sum := sha256.Sum256([]byte(eventID))
+	return bridgeCallID(base64.RawURLEncoding.EncodeToString(sum[:9]))
 }
 
 func payloadOrNil(p json.RawMessage) any {
@@ -318,6 +376,11 @@ func parseBridgeMessage(msg redis.XMessage) (bridgeMessage, error) {
 	}
 	if req.Topic == "" || req.CorrelationID == "" {
 		return bridgeMessage{}, errors.New("topic and correlation_id are required")
+	}
+	if req.ID != "" {
+		if err := validResumeID(req.ID); err != nil {
+			return bridgeMessage{}, err
+		}
 	}
 	if req.FlowID != "" {
 		if _, err := uuid.Parse(req.FlowID); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,10 +25,33 @@ import (
 type replyDropper struct {
 	armed   atomic.Bool
 	dropped atomic.Int64
+	mu      sync.Mutex
+	only    string // when not "", only a call that names this (a script's SHA) loses its reply
 }
 
 // arm makes the next script call lose its reply.
-func (d *replyDropper) arm() { d.armed.Store(true) }
+func (d *replyDropper) arm() { d.armFor("") }
+
+// armFor makes the next call of the script whose SHA is sha lose its
+// reply (the calls before it keep theirs).
+func (d *replyDropper) armFor(sha string) {
+	d.mu.Lock()
+	d.only = strings.ToLower(sha)
+	d.mu.Unlock()
+	d.armed.Store(true)
+}
+
+// matches reports whether a command written as p is the armed call.
+func (d *replyDropper) matches(p []byte) bool {
+	low := bytes.ToLower(p)
+	if !bytes.Contains(low, []byte("evalsha")) {
+		return false
+	}
+	d.mu.Lock()
+	only := d.only
+	d.mu.Unlock()
+	return only == "" || bytes.Contains(low, []byte(only))
+}
 
 // wrap returns c with the dropper on its reads and writes.
 func (d *replyDropper) wrap(c net.Conn) net.Conn { return &dropConn{Conn: c, d: d} }
@@ -40,7 +64,7 @@ type dropConn struct {
 }
 
 func (c *dropConn) Write(p []byte) (int, error) {
-	if bytes.Contains(bytes.ToLower(p), []byte("evalsha")) && c.d.armed.CompareAndSwap(true, false) {
+	if c.d.armed.Load() && c.d.matches(p) && c.d.armed.CompareAndSwap(true, false) {
 		c.mu.Lock()
 		c.dropNext = true
 		c.mu.Unlock()
@@ -184,16 +208,17 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 			if err := store.LoadScripts(ctx); err != nil {
 				t.Fatal(err)
 			}
-			// lost runs call with one reply lost, and checks that it
-			// succeeded and appended want events to flow id.
-			lost := func(name string, id func() uuid.UUID, want int, call func() error) {
+			// lostFor runs call with one reply lost, that of the first
+			// run of the script sha ("": of any script), and checks that
+			// it succeeded and appended want events to flow id.
+			lostFor := func(name, sha string, id func() uuid.UUID, want int, call func() error) {
 				t.Helper()
 				before := 0
 				if id != nil {
 					before = eventCount(t, e.m, id())
 				}
 				n := d.dropped.Load()
-				d.arm()
+				d.armFor(sha)
 				if err := call(); err != nil {
 					t.Fatalf("%s with a lost reply: %v", name, err)
 				}
@@ -205,6 +230,10 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 						t.Fatalf("%s: %d events appended, want %d", name, got, want)
 					}
 				}
+			}
+			lost := func(name string, id func() uuid.UUID, want int, call func() error) {
+				t.Helper()
+				lostFor(name, "", id, want, call)
 			}
 			in := CreateManagedInput{ControllerID: "ctl/lost", Goal: "g", OwnerSessionKey: "agent:a:session:1"}
 			var f *Flow
@@ -347,8 +376,82 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 			if n := len(must(t, try(e.m.ListByOwner(ctx, Session{AgentID: "lost", SessionID: "s"}.OwnerKey())))); n != 1 {
 				t.Fatalf("tool start made %d flows", n)
 			}
+			// The resume path: a resume request, and each script of the
+			// mailbox, loses its reply once. Each event resumes one flow,
+			// once, within the call, and nothing stays kept or claimed.
+			lostFor("PublishResume", store.scripts.publishResume.Hash(), nil, 0, func() error {
+				return m.PublishResume(ctx, ResumeRequest{Topic: "lost", CorrelationID: "pub", Payload: 1})
+			})
+			if n := e.client.XLen(ctx, e.store.keys.bridge()).Val(); n != 1 {
+				t.Fatalf("PublishResume: %d stream entries, want 1", n)
+			}
+			sc := store.scripts
+			for _, step := range []struct{ name, sha string }{
+				{"mbox_keep", sc.mboxKeep.Hash()}, {"mbox_take", sc.mboxTake.Hash()},
+				{"deliver_event", sc.deliverEvent.Hash()}, {"mbox_settle", sc.mboxSettle.Hash()},
+			} {
+				// The publisher's half: a flow waits, the event comes.
+				w := e.waitingFlow(t, WaitExternalEvent("lost", step.name))
+				lostFor("ResumeByCorrelation, "+step.name, step.sha, func() uuid.UUID { return w.ID }, 1, func() error {
+					fs, err := m.ResumeByCorrelation(ctx, "lost", step.name, step.name)
+					if err == nil && (len(fs) != 1 || fs[0].ID != w.ID) {
+						err = fmt.Errorf("resumed %d flows, want the waiting one", len(fs))
+					}
+					return err
+				})
+				requireNothingKept(t, e, "ResumeByCorrelation, "+step.name)
+				if step.name == "mbox_keep" {
+					continue // the waiter's half keeps nothing
+				}
+				// The waiter's half: the event is kept, SetWaiting takes it.
+				must(t, try(e.m.ResumeByCorrelation(ctx, "lost", "w-"+step.name, step.name)))
+				k := e.runningFlow(t)
+				lostFor("SetWaiting taking a kept event, "+step.name, step.sha, func() uuid.UUID { return k.ID }, 2, func() error {
+					got, err := m.SetWaiting(ctx, k.ID, WaitExternalEvent("lost", "w-"+step.name))
+					if err == nil && got.Status != StatusRunning {
+						err = fmt.Errorf("SetWaiting left the flow %s with an event kept", got.Status)
+					}
+					return err
+				})
+				requireNothingKept(t, e, "SetWaiting, "+step.name)
+			}
+			// A refused event's settle: the re-send still says the event
+			// went back, so that its owner offers it again.
+			must(t, try(e.m.ResumeByCorrelation(ctx, "lost", "refused", nil)))
+			cp := corrPrefix("lost", "refused")
+			gone := e.runningFlow(t)
+			take := newEventID()
+			eventID, _, ok, err := store.takeEarly(ctx, gone.ID, cp, "", take)
+			if err != nil || !ok {
+				t.Fatalf("take: %v %v", ok, err)
+			}
+			if _, outcome, err := store.deliver(ctx, gone.ID, cp, eventID, nil, "resume", false); err != nil || outcome != earlyRefused {
+				t.Fatalf("deliver to a flow not waiting: %s %v", outcome, err)
+			}
+			lostFor("mbox_settle of a refused event", sc.mboxSettle.Hash(), nil, 0, func() error {
+				back, err := store.settleEarly(ctx, cp, eventID, earlyRefused, take)
+				if err == nil && !back {
+					err = errors.New("the event went back, the re-sent settle says not")
+				}
+				return err
+			})
+			if n := e.countEarly(t); n != 1 {
+				t.Fatalf("after a refusal: %d events kept, want 1", n)
+			}
 			requireVerifyClean(t, e.m)
 		})
+	}
+}
+
+// requireNothingKept checks that no event is kept nor claimed.
+func requireNothingKept(t testing.TB, e *env, what string) {
+	t.Helper()
+	claims := 0
+	for i := 0; i < e.store.keys.shards; i++ {
+		claims += int(e.client.HLen(e.ctx, e.store.keys.claims(i)).Val())
+	}
+	if n := e.countEarly(t); n != 0 || claims != 0 {
+		t.Fatalf("%s: %d events kept, %d claimed, want none", what, n, claims)
 	}
 }
 

@@ -146,7 +146,7 @@ var aclCommands = []string{
 	// Stats
 	"smembers", "hlen", "xinfo|groups",
 	// the mailbox for early events
-	"rpush", "lpop", "lrem", "llen", "pexpire", "pttl", "hexists",
+	"rpush", "lpop", "lrem", "llen", "pexpire", "pttl", "hexists", "get", "zremrangebyrank",
 	// the audit log's byte bound
 	"rpop",
 }

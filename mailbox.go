@@ -43,26 +43,33 @@ import (
 // came before the waiter's index entry, the keep came before it too). An
 // event leaves the mailbox only by mbox_take.lua, atomically, into a
 // claim (event id -> flow id, due in 30 s) on the same shard: whoever
-// took it owns it. The owner delivers it to the flow (deliver_event.lua,
+// took it owns it. A take is named by its call (a key beside the claim),
+// so the take re-sent after its reply was lost answers with the event
+// the first run claimed, and the call that lost the reply delivers it.
+// The owner delivers it to the flow (deliver_event.lua,
 // mode resume): the flow resumes with it, or refuses it when it no longer
 // waits for it; the flow records the event id and its decision (fields
 // mbx and mbr, see early_lib.lua), so a second delivery of the same claim
 // (the tick re-driving a claim whose first owner is only slow) decides
 // the same way. mbox_settle.lua then ends the claim: a used event is
-// gone; a refused one goes back to the head of the mailbox, and its owner
-// scans for waiters again (a waiter may have looked while the event was
-// claimed), offering it to one of them at random, again after each
-// refusal (at most 16 times; then the caller gets errEarlyBusy and the
-// event stays kept). An owner that dies leaves its claim: an engine's
+// gone, and remembered as used on the shard (a keep of it re-sent late,
+// or a request handled again, keeps nothing); a refused one goes back to
+// the head of the mailbox, and its owner scans for waiters again (a
+// waiter may have looked while the event was claimed), offering it to
+// one of them at random, never again to a flow that refused it (a flow
+// refuses an event for good: its cancel is pending, it left its wait, it
+// is gone), at most 16 times; then the caller gets errEarlyBusy and the
+// event stays kept. With no other waiter the event stays kept, no error. An owner that dies leaves its claim: an engine's
 // tick re-drives claims past due. So an event is applied to at most one
 // flow, at most once, and is not lost while it is unexpired and a flow
 // waits for it.
 //
 // Limits: the flow's records are the newest 16 of each kind, and the
-// used bridge events by correlation are remembered for an hour, so the
-// "decides the same way" holds within those bounds (a claim stalled for
-// 16 more events of the same flow, or a bridge message re-handled an
-// hour later, is not recognised). Kept events are bounded per pair and
+// used events by correlation are remembered for WithResumeIDMemory (24 h,
+// at most 100,000 per shard by default), so the "decides the same way"
+// holds within those bounds (a claim stalled for 16 more events of the
+// same flow, or a request handled again after its id was forgotten, is
+// not recognised). Kept events are bounded per pair and
 // per flow (WithEarlyEvents) and by their retention, not in total: the
 // memory they take is about 520 bytes times the events nobody waited for
 // during the retention (README).
@@ -81,13 +88,27 @@ const (
 	// earlyClaimTimeout is how long a claimed event may wait for its
 	// delivery before an engine's tick re-drives it.
 	earlyClaimTimeout = 30 * time.Second
-	// earlyRememberUsed is how long a bridge event by correlation that
-	// resumed a flow is remembered, so that its message, handled again
-	// after its handler died before acknowledging it, is not kept again.
-	earlyRememberUsed = time.Hour
+	// DefaultResumeIDMemory is how long a resume request's id is
+	// remembered (WithResumeIDMemory): by PublishResume, so that the same
+	// request published again adds nothing, and, once its event resumed
+	// a flow by correlation, by the mailbox, so that the event is not
+	// kept again.
+	DefaultResumeIDMemory = 24 * time.Hour
+	// DefaultResumeIDCap is how many ids each of those memories keeps
+	// (one for PublishResume, one per shard for the mailbox); past it
+	// the oldest is forgotten first. A UUID id costs about 136 bytes
+	// (MEMORY USAGE of a sorted set of 100,000, Redis 7.0), so a full
+	// memory about 14 MB.
+	DefaultResumeIDCap = 100000
+	// MaxResumeIDBytes is the longest resume request id
+	// (ResumeRequest.ID).
+	MaxResumeIDBytes = 64
 	// bridgeEventPrefix starts the id of an event that came through the
-	// bridge ("s" and the stream entry's id; other ids are UUIDs).
-	bridgeEventPrefix = "s"
+	// bridge in a message without a request id ("s" and the stream
+	// entry's id); requestEventPrefix that of a request with an id ("r"
+	// and the id); other ids are UUIDs.
+	bridgeEventPrefix  = "s"
+	requestEventPrefix = "r"
 	// earlyRedriveEvery is how often an engine's tick looks for claims
 	// past due.
 	earlyRedriveEvery = 10 * time.Second
@@ -100,10 +121,15 @@ const (
 type earlyConfig struct {
 	retention time.Duration
 	cap       int
+	// remember and rememberCap bound the memories of request ids and
+	// used events (WithResumeIDMemory).
+	remember    time.Duration
+	rememberCap int
 }
 
 func defaultEarlyConfig() earlyConfig {
-	return earlyConfig{retention: DefaultEarlyEventRetention, cap: DefaultEarlyEventCap}
+	return earlyConfig{retention: DefaultEarlyEventRetention, cap: DefaultEarlyEventCap,
+		remember: DefaultResumeIDMemory, rememberCap: DefaultResumeIDCap}
 }
 
 func (c earlyConfig) on() bool { return c.retention > 0 }
@@ -117,6 +143,9 @@ func (c earlyConfig) validate() error {
 	}
 	if c.on() && c.retention < time.Millisecond {
 		return fmt.Errorf("%w: early event retention %s is under a millisecond", ErrInvalidData, c.retention)
+	}
+	if c.remember < time.Second || c.rememberCap < 1 {
+		return fmt.Errorf("%w: resume id memory %s with cap %d: want at least a second and 1", ErrInvalidData, c.remember, c.rememberCap)
 	}
 	return nil
 }
@@ -134,7 +163,24 @@ func (c earlyConfig) validate() error {
 // payload).
 func WithEarlyEvents(retention time.Duration, maxPerCorrelation int) StoreOption {
 	return func(c *storeConfig) {
-		c.early = earlyConfig{retention: retention, cap: maxPerCorrelation}
+		c.early.retention, c.early.cap = retention, maxPerCorrelation
+	}
+}
+
+// WithResumeIDMemory sets how long (default 24 h, at least a second) and
+// how many (default 100,000, at least 1) resume request ids are
+// remembered so that a request that comes again applies at most once:
+// PublishResume remembers the ids it published (one sorted set), and
+// the mailbox the events that resumed a flow by correlation (one sorted
+// set per shard), each trimmed to the cap, oldest first, and expiring
+// with its newest id. A request repeated after its id was forgotten is
+// still recognised by a flow it resumed while the flow remembers it (its
+// newest 16 events) but may otherwise resume a later wait: keep the
+// memory longer than a publisher may repeat a request. Every process of
+// a flow space should use the same setting.
+func WithResumeIDMemory(d time.Duration, capacity int) StoreOption {
+	return func(c *storeConfig) {
+		c.early.remember, c.early.rememberCap = d, capacity
 	}
 }
 
@@ -145,7 +191,8 @@ func WithEarlyEvents(retention time.Duration, maxPerCorrelation int) StoreOption
 //	<prefix>:{<n>}:kept             zset: kept event id by deadline (counts)
 //	<prefix>:{<r>}:claims           hash: claimed event id -> flow id, pair, entry
 //	<prefix>:{<r>}:claimdue         zset: claimed event id by due time
-//	<prefix>:{<r>}:used             zset: bridge event ids used, by when they are forgotten
+//	<prefix>:{<r>}:used             zset: event ids used, by when they are forgotten
+//	<prefix>:{<r>}:take:<take id>   string: the event a take claimed (mbox_take.lua)
 //
 // <pair> is corrPrefix(topic, correlation id) and r its rendezvous shard.
 
@@ -160,6 +207,9 @@ func (k keyspace) mbox(cp string) string   { return k.tag(k.rendezvous(cp)) + ":
 func (k keyspace) kept(shard int) string   { return k.tag(shard) + ":kept" }
 func (k keyspace) claims(shard int) string { return k.tag(shard) + ":claims" }
 func (k keyspace) used(shard int) string   { return k.tag(shard) + ":used" }
+func (k keyspace) take(shard int, name string) string {
+	return k.tag(shard) + ":take:" + name
+}
 func (k keyspace) claimDue(shard int) string {
 	return k.tag(shard) + ":claimdue"
 }
@@ -190,9 +240,14 @@ func newEventID() string { return uuid.NewString() }
 // Outcomes of deliver_event.lua.
 const (
 	earlyUsed    = "used"
+	earlySeen    = "seen" // used by another call before; nothing applied
 	earlyRefused = "refused"
 	earlyKept    = "kept"
 )
+
+// used reports an outcome of an event that resumed the flow (by this
+// call or before).
+func used(outcome string) bool { return outcome == earlyUsed || outcome == earlySeen }
 
 // deliver runs deliver_event.lua: the flow, when the event resumed it (now
 // or before), and the outcome.
@@ -223,17 +278,23 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 		if errors.As(err, &te) {
 			te.To = StatusRunning
 		}
-		return nil, "", err
+		if !errors.Is(err, ErrNotReplicated) {
+			return nil, "", err
+		}
+		// Applied, not confirmed by replicas: the outcome, and the error.
 	}
 	arr, ok := v.([]any)
 	if !ok || len(arr) < 2 {
 		return nil, "", fmt.Errorf("taskflow: unexpected script reply %T", v)
 	}
 	outcome, _ = arr[1].(string)
-	if outcome != earlyUsed {
-		return nil, outcome, nil
+	if !used(outcome) {
+		return nil, outcome, err
 	}
-	f, err = decodeFlow(id, replyFields(arr), !lean)
+	f, derr := decodeFlow(id, replyFields(arr), !lean)
+	if derr != nil {
+		return nil, "", derr
+	}
 	return f, outcome, err
 }
 
@@ -251,25 +312,32 @@ func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload 
 
 // takeEarly runs mbox_take.lua: it claims for flow id the oldest kept
 // event of the pair (eventID "") or the given one, and returns its id and
-// payload; ok is false when there was none.
-func (s *RedisStore) takeEarly(ctx context.Context, id uuid.UUID, cp, eventID string) (string, json.RawMessage, bool, error) {
+// payload; ok is false when there was none. name (newEventID, once per
+// call) names the take, so go-redis re-sending it after a lost reply
+// gets the event the first run claimed; settleEarly forgets it. A take
+// that applied but was not confirmed by replicas (WithReplicaAcks)
+// returns the event and a *NotReplicatedError.
+func (s *RedisStore) takeEarly(ctx context.Context, id uuid.UUID, cp, eventID, name string) (string, json.RawMessage, bool, error) {
 	r := s.keys.rendezvous(cp)
 	_, nowMs, _ := s.clock()
 	v, err := s.run(ctx, s.scripts.mboxTake, id,
-		[]string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.claimDue(r)},
-		id.String(), nowMs, earlyClaimTimeout.Milliseconds(), cp, eventID)
+		[]string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.claimDue(r), s.keys.take(r, name)},
+		id.String(), nowMs, earlyClaimTimeout.Milliseconds(), cp, eventID, name)
 	if errors.Is(err, redis.Nil) {
 		return "", nil, false, nil
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrNotReplicated) {
 		return "", nil, false, fmt.Errorf("taskflow: taking an early event: %w", err)
 	}
-	entry, _ := v.(string)
+	entry, ok := v.(string)
+	if !ok && err != nil { // not replicated, and nothing taken
+		return "", nil, false, nil
+	}
 	got, payload, ok := parseMboxEntry(entry)
 	if !ok {
 		return "", nil, false, fmt.Errorf("%w: unreadable kept event %q", ErrInvalidData, entry)
 	}
-	return got, payload, true, nil
+	return got, payload, true, err
 }
 
 // parseMboxEntry splits '<event id> <deadline ms> <payload>'.
@@ -288,21 +356,21 @@ func parseMboxEntry(entry string) (string, json.RawMessage, bool) {
 	return id, json.RawMessage(payload), true
 }
 
-// settleEarly runs mbox_settle.lua; back reports that a refused event
-// went back to its mailbox.
-func (s *RedisStore) settleEarly(ctx context.Context, cp, eventID, outcome string) (bool, error) {
+// settleEarly runs mbox_settle.lua for the claim made by the take named
+// take ("" when unknown: its name expires with the claim); back reports
+// that a refused event went back to its mailbox.
+func (s *RedisStore) settleEarly(ctx context.Context, cp, eventID, outcome, take string) (bool, error) {
 	r := s.keys.rendezvous(cp)
 	_, nowMs, _ := s.clock()
-	remember := int64(0)
-	if strings.HasPrefix(eventID, bridgeEventPrefix) {
-		remember = earlyRememberUsed.Milliseconds()
+	if outcome == earlySeen {
+		outcome = earlyUsed
 	}
 	v, err := s.run(ctx, s.scripts.mboxSettle, uuid.Nil,
-		[]string{s.keys.claims(r), s.keys.claimDue(r), s.keys.mbox(cp), s.keys.kept(r), s.keys.used(r)},
-		eventID, outcome, nowMs, s.early.cap, remember)
+		[]string{s.keys.claims(r), s.keys.claimDue(r), s.keys.mbox(cp), s.keys.kept(r), s.keys.used(r), s.keys.take(r, take)},
+		eventID, outcome, nowMs, s.early.cap, s.early.remember.Milliseconds(), s.early.rememberCap)
 	n, _ := v.(int64)
 	if err != nil {
-		return false, fmt.Errorf("taskflow: settling an early event: %w", err)
+		return n == 1, fmt.Errorf("taskflow: settling an early event: %w", err)
 	}
 	return n == 1, nil
 }
@@ -334,50 +402,85 @@ func (s *RedisStore) waitersOf(ctx context.Context, cp string) ([]uuid.UUID, err
 // errEarlyBusy: waiters kept leaving while an event was offered to them.
 var errEarlyBusy = errors.New("taskflow: the waiters of an early event kept leaving; the event stays kept")
 
+// notReplicated sets *first to err when err is a write that applied but
+// was not confirmed by replicas (WithReplicaAcks) and *first is unset,
+// and returns nil for it: the mailbox goes on with what applied, and the
+// caller gets the error with the outcome. Other errors are returned.
+func notReplicated(first *error, err error) error {
+	if !errors.Is(err, ErrNotReplicated) {
+		return err
+	}
+	if *first == nil {
+		*first = err
+	}
+	return nil
+}
+
 // placeEarly offers a kept event to a flow waiting for its pair, one at a
-// time, until one takes it: it returns that flow, or nil when nobody
-// waits (the event stays kept) or a waiter took the event itself. After a
-// refusal (the flow left its wait since the scan) it scans again.
-func (m *Manager) placeEarly(ctx context.Context, cp, eventID string) (*Flow, error) {
+// time, until one takes it: it returns that flow (fresh: this call's
+// delivery resumed it, not an earlier one's), or nil when nobody waits
+// (the event stays kept) or a waiter took the event itself. A flow that
+// refused the event (it left its wait since the scan, its cancel is
+// pending, it is gone) refuses it for good: it is not offered the event
+// again, and a scan that finds no other waiter leaves the event kept.
+func (m *Manager) placeEarly(ctx context.Context, cp, eventID string) (f *Flow, fresh bool, err error) {
 	s := m.store
+	var repl error
+	refused := map[uuid.UUID]bool{}
 	for attempt := 0; attempt < earlyPlaceAttempts; attempt++ {
-		ws, err := s.waitersOf(ctx, cp)
-		if err != nil || len(ws) == 0 {
-			return nil, err
+		all, err := s.waitersOf(ctx, cp)
+		if err != nil {
+			return nil, false, err
+		}
+		ws := make([]uuid.UUID, 0, len(all))
+		for _, w := range all {
+			if !refused[w] {
+				ws = append(ws, w)
+			}
+		}
+		if len(ws) == 0 {
+			return nil, false, repl
 		}
 		// Publishers racing on one pair would all offer to the same
 		// first waiter: spread them.
 		w := ws[rand.IntN(len(ws))]
-		_, payload, ok, err := s.takeEarly(ctx, w, cp, eventID)
-		if err != nil || !ok {
-			return nil, err // not kept any more: its taker owns it
+		take := newEventID()
+		_, payload, ok, err := s.takeEarly(ctx, w, cp, eventID, take)
+		if err = notReplicated(&repl, err); err != nil || !ok {
+			return nil, false, errors.Join(err, repl) // not kept any more: its taker owns it
 		}
 		f, outcome, err := s.deliver(ctx, w, cp, eventID, payload, "resume", false)
-		if err != nil {
-			return nil, err // the claim stays: an engine's tick re-drives it
+		if err = notReplicated(&repl, err); err != nil {
+			return nil, false, err // the claim stays: an engine's tick re-drives it
 		}
-		back, err := s.settleEarly(ctx, cp, eventID, outcome)
-		if outcome == earlyUsed {
-			return f, nil // a failed settle is re-driven; the flow has it
+		back, err := s.settleEarly(ctx, cp, eventID, outcome, take)
+		if used(outcome) {
+			return f, outcome == earlyUsed, repl // a failed settle is re-driven; the flow has it
 		}
-		if err != nil || !back {
-			return nil, err // expired or the mailbox filled: dropped
+		if err = notReplicated(&repl, err); err != nil || !back {
+			return nil, false, errors.Join(err, repl) // expired or the mailbox filled: dropped
 		}
+		refused[w] = true
 	}
-	return nil, errEarlyBusy
+	return nil, false, errEarlyBusy
 }
 
 // publishEarly handles an event by topic and correlation id when the
-// mailbox is on: keep it, then offer it to a waiting flow.
-func (m *Manager) publishEarly(ctx context.Context, cp, eventID string, payload json.RawMessage) ([]*Flow, error) {
-	if err := m.store.keepEarly(ctx, cp, eventID, payload); err != nil {
-		return nil, err
+// mailbox is on: keep it, then offer it to a waiting flow. fresh tells
+// whether this call's delivery resumed the flow returned.
+func (m *Manager) publishEarly(ctx context.Context, cp, eventID string, payload json.RawMessage) ([]*Flow, bool, error) {
+	var repl error
+	if err := notReplicated(&repl, m.store.keepEarly(ctx, cp, eventID, payload)); err != nil {
+		return nil, false, err
 	}
-	f, err := m.placeEarly(ctx, cp, eventID)
+	f, fresh, err := m.placeEarly(ctx, cp, eventID)
+	if err == nil {
+		err = repl
+	}
 	if f != nil {
-		return []*Flow{f}, err
+		return []*Flow{f}, fresh, err
 	}
-	return []*Flow{}, err
+	return []*Flow{}, false, err
 }
 
 // takeKept is the waiter's half: f just started waiting for the pair cp;
@@ -385,32 +488,38 @@ func (m *Manager) publishEarly(ctx context.Context, cp, eventID string, payload 
 // the flow as persisted: running when it took an event.
 func (m *Manager) takeKept(ctx context.Context, f *Flow, cp string, lean bool) (*Flow, error) {
 	s := m.store
-	eventID, payload, ok, err := s.takeEarly(ctx, f.ID, cp, "")
-	if err != nil {
+	var repl error
+	take := newEventID()
+	eventID, payload, ok, err := s.takeEarly(ctx, f.ID, cp, "", take)
+	if err = notReplicated(&repl, err); err != nil {
 		return nil, fmt.Errorf("%w (flow %s is waiting; Manager.TakeEarlyEvent retries)", err, f.ID)
 	}
 	if !ok {
-		return f, nil
+		return f, repl
 	}
 	g, outcome, err := s.deliver(ctx, f.ID, cp, eventID, payload, "resume", lean)
-	if err != nil {
+	if err = notReplicated(&repl, err); err != nil {
 		return nil, err // the claim stays: an engine's tick re-drives it
 	}
-	back, err := s.settleEarly(ctx, cp, eventID, outcome)
-	if outcome == earlyUsed {
-		return g, nil // a failed settle is re-driven; the flow has the event
+	back, err := s.settleEarly(ctx, cp, eventID, outcome, take)
+	if used(outcome) {
+		return g, repl // a failed settle is re-driven; the flow has the event
 	}
-	if err != nil {
+	if err = notReplicated(&repl, err); err != nil {
 		return nil, err
 	}
 	// The flow left its wait meanwhile; the event went back: another
 	// waiter may have looked while it was claimed.
 	if back {
-		if _, err := m.placeEarly(ctx, cp, eventID); err != nil {
+		if _, _, err := m.placeEarly(ctx, cp, eventID); notReplicated(&repl, err) != nil {
 			return nil, err
 		}
 	}
-	return s.Get(ctx, f.ID)
+	g, err = s.Get(ctx, f.ID)
+	if err != nil {
+		return nil, err
+	}
+	return g, repl
 }
 
 // TakeEarlyEvent resumes a flow waiting for an external event with an
@@ -503,13 +612,13 @@ func (e *WaitEngine) redriveEarly(ctx context.Context, nowMs string) (int, error
 			if err != nil {
 				return n, err
 			}
-			back, err := s.settleEarly(ctx, cp, eventID, outcome)
+			back, err := s.settleEarly(ctx, cp, eventID, outcome, "")
 			if err != nil {
 				return n, err
 			}
 			n++
 			if back {
-				if _, err := e.m.placeEarly(ctx, cp, eventID); err != nil {
+				if _, _, err := e.m.placeEarly(ctx, cp, eventID); err != nil {
 					return n, err
 				}
 			}

@@ -167,8 +167,8 @@ func TestEarlyEventResentBridgeMessage(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		f := e.runningFlow(t)
 		for i := 0; i < 2; i++ {
-			must(t, try(e.m.tryResumeExternal(e.ctx, f.ID, "t", "c", "p", "s1-0", mutation{})))
-			must(t, try(e.m.resumeByCorrelation(e.ctx, "t", "d", "q", "s2-0", mutation{})))
+			must(t, try(e.resumeWithID(f.ID, "t", "c", "p", "s1-0")))
+			must(t, try(e.resumeByCorrWithID("t", "d", "q", "s2-0")))
 		}
 		if n := e.countEarly(t); n != 2 {
 			t.Fatalf("%d kept events, want 2", n)
@@ -180,17 +180,17 @@ func TestEarlyEventResentBridgeMessage(t *testing.T) {
 		// A re-sent event that resumed the flow answers with the flow as it
 		// is (the outcome of the first run) and applies nothing.
 		before := must(t, try(e.m.Get(e.ctx, f.ID)))
-		if again := must(t, try(e.m.tryResumeExternal(e.ctx, f.ID, "t", "c", "p", "s1-0", mutation{}))); again != nil && again.Revision != before.Revision {
+		if again := must(t, try(e.resumeWithID(f.ID, "t", "c", "p", "s1-0"))); again != nil && again.Revision != before.Revision {
 			t.Fatalf("a re-sent event resumed the flow again: %+v", again)
 		}
-		must(t, try(e.m.resumeByCorrelation(e.ctx, "t", "d", "q", "s2-0", mutation{})))
+		must(t, try(e.resumeByCorrWithID("t", "d", "q", "s2-0")))
 		if n := e.countEarly(t); n != 0 {
 			t.Fatalf("%d kept events after the messages came again, want 0", n)
 		}
 		// An event the bridge delivered live is remembered too.
 		h := e.waitingFlow(t, WaitExternalEvent("t", "live"))
 		for i := 0; i < 2; i++ {
-			must(t, try(e.m.resumeByCorrelation(e.ctx, "t", "live", nil, "s3-0", mutation{})))
+			must(t, try(e.resumeByCorrWithID("t", "live", nil, "s3-0")))
 		}
 		if g := must(t, try(e.m.Get(e.ctx, h.ID))); g.Status != StatusRunning || e.countEarly(t) != 0 {
 			t.Fatalf("live bridge event: flow %s, %d kept", g.Status, e.countEarly(t))
@@ -299,7 +299,7 @@ func TestEarlyEventClaimRedriven(t *testing.T) {
 			id: a.ID, to: StatusWaiting, kind: EventWaiting, payload: json.RawMessage(`{}`),
 			wait: must(t, try(waitFromAny(a.ID, WaitExternalEvent("t", "c")))),
 		})))
-		eventID, payload, ok, err := e.store.takeEarly(e.ctx, a.ID, cp, "")
+		eventID, payload, ok, err := e.store.takeEarly(e.ctx, a.ID, cp, "", newEventID())
 		if err != nil || !ok {
 			t.Fatalf("take: %v %v", ok, err)
 		}
@@ -316,10 +316,10 @@ func TestEarlyEventClaimRedriven(t *testing.T) {
 		// The first owner wakes up: same decision, nothing written.
 		before := e.dump()
 		g, outcome, err := e.store.deliver(e.ctx, a.ID, cp, eventID, payload, "resume", false)
-		if err != nil || outcome != earlyUsed || g.Status != StatusRunning {
+		if err != nil || outcome != earlySeen || g.Status != StatusRunning {
 			t.Fatalf("late delivery: %v %s %v", g, outcome, err)
 		}
-		if back, err := e.store.settleEarly(e.ctx, cp, eventID, outcome); back || err != nil {
+		if back, err := e.store.settleEarly(e.ctx, cp, eventID, outcome, ""); back || err != nil {
 			t.Fatalf("late settle: %v %v", back, err)
 		}
 		if after := e.dump(); !reflect.DeepEqual(before, after) {
@@ -333,7 +333,7 @@ func TestEarlyEventClaimRedriven(t *testing.T) {
 			id: c.ID, to: StatusWaiting, kind: EventWaiting, payload: json.RawMessage(`{}`),
 			wait: must(t, try(waitFromAny(c.ID, WaitExternalEvent("t", "c")))),
 		})))
-		if _, _, ok, err := e.store.takeEarly(e.ctx, c.ID, cp, ""); err != nil || !ok {
+		if _, _, ok, err := e.store.takeEarly(e.ctx, c.ID, cp, "", newEventID()); err != nil || !ok {
 			t.Fatalf("take: %v %v", ok, err)
 		}
 		must(t, try(e.m.Cancel(e.ctx, c.ID)))
@@ -558,4 +558,94 @@ func TestEarlyEventRaceWithCancels(t *testing.T) {
 		}
 		requireVerifyClean(t, e.m)
 	})
+}
+
+// TestEarlyEventLateKeepResend: a keep re-sent late (its reply was lost
+// and the reconnect took long), after a flow used the event, does not
+// keep it again, whatever the event's origin; the memory of used events
+// is bounded by its cap and its time.
+func TestEarlyEventLateKeepResend(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		cp := corrPrefix("t", "late")
+		id := newEventID()
+		if err := e.store.keepEarly(e.ctx, cp, id, json.RawMessage(`"p"`)); err != nil {
+			t.Fatal(err)
+		}
+		a := e.runningFlow(t)
+		requireEarlyResumed(t, e, must(t, try(e.m.SetWaiting(e.ctx, a.ID, WaitExternalEvent("t", "late")))), "p")
+		// The re-sent keep arrives.
+		if err := e.store.keepEarly(e.ctx, cp, id, json.RawMessage(`"p"`)); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.countEarly(t); n != 0 {
+			t.Fatalf("a late re-sent keep kept a used event again (%d kept)", n)
+		}
+		b := e.waitingFlow(t, WaitExternalEvent("t", "late"))
+		if b.Status != StatusWaiting {
+			t.Fatal("a used event resumed a second flow")
+		}
+		// Bounded: the cap keeps the newest ids; past the memory's time
+		// the set goes.
+		for i := 0; i < 5; i++ {
+			if fs := must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "late", i))); len(fs) != 1 {
+				t.Fatalf("event %d resumed %d flows", i, len(fs))
+			}
+			e.waitingFlow(t, WaitExternalEvent("t", "late"))
+		}
+		r := e.store.keys.rendezvous(cp)
+		if n := e.client.ZCard(e.ctx, e.store.keys.used(r)).Val(); n != 3 {
+			t.Fatalf("%d used ids remembered, want the cap of 3", n)
+		}
+		if ttl := e.client.PTTL(e.ctx, e.store.keys.used(r)).Val(); ttl <= 0 || ttl > time.Hour {
+			t.Fatalf("the used ids live %s, want at most the memory's hour", ttl)
+		}
+	}, WithResumeIDMemory(time.Hour, 3))
+}
+
+// TestResumeByCorrelationCancelPendingWaiter: a waiter whose cancel is
+// pending is no waiter: the event is kept, without an error, in a
+// bounded number of commands, and the next flow to wait takes it.
+func TestResumeByCorrelationCancelPendingWaiter(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		w := e.waitingFlow(t, WaitExternalEvent("t", "c"))
+		must(t, try(e.m.RequestCancel(e.ctx, w.ID)))
+		cmds := &commandCounter{}
+		c := e.b.client(t)
+		c.AddHook(cmds)
+		m := NewManager(e.reopenStore(c))
+		if err := m.store.LoadScripts(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		cmds.reset()
+		fs, err := m.ResumeByCorrelation(e.ctx, "t", "c", "p")
+		if err != nil || len(fs) != 0 {
+			t.Fatalf("resume with a cancel-pending waiter: %d flows, %v", len(fs), err)
+		}
+		// keep, scan, take, deliver, settle, and one more scan.
+		if n, max := cmds.count(), 2*DefaultShards+8; n > max {
+			t.Fatalf("%d commands, want at most %d", n, max)
+		}
+		if n := e.countEarly(t); n != 1 {
+			t.Fatalf("%d events kept, want 1", n)
+		}
+		e.engine().TickAt(e.ctx, e.clock.Now())
+		if g := must(t, try(e.m.Get(e.ctx, w.ID))); g.Status != StatusCancelled {
+			t.Fatalf("the tick left the flow %s", g.Status)
+		}
+		requireEarlyResumed(t, e, e.waitingFlow(t, WaitExternalEvent("t", "c")), "p")
+		requireVerifyClean(t, e.m)
+	})
+}
+
+// resumeWithID is TryResumeExternal with the event's id, as the bridge
+// names it.
+func (e *env) resumeWithID(id uuid.UUID, topic, corr string, payload any, eventID string) (*Flow, error) {
+	f, _, err := e.m.tryResumeExternal(e.ctx, id, topic, corr, payload, eventID, mutation{})
+	return f, err
+}
+
+// resumeByCorrWithID is ResumeByCorrelation with the event's id.
+func (e *env) resumeByCorrWithID(topic, corr string, payload any, eventID string) ([]*Flow, error) {
+	fs, _, err := e.m.resumeByCorrelation(e.ctx, topic, corr, payload, eventID, mutation{})
+	return fs, err
 }

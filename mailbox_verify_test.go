@@ -15,7 +15,7 @@ func TestVerifyEarlyEvents(t *testing.T) {
 		must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "claimed", "z")))
 		w := e.waitingFlow(t, WaitManual())
 		cp := corrPrefix("t", "claimed")
-		if _, _, ok, err := e.store.takeEarly(e.ctx, w.ID, cp, ""); !ok || err != nil {
+		if _, _, ok, err := e.store.takeEarly(e.ctx, w.ID, cp, "", newEventID()); !ok || err != nil {
 			t.Fatalf("take: %v %v", ok, err)
 		}
 		rep := requireVerifyClean(t, e.m)

@@ -3,6 +3,7 @@ package taskflow
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -97,6 +98,15 @@ func (m *Manager) SetWaiting(ctx context.Context, id uuid.UUID, wait any, opts .
 		payload: json.RawMessage(`{"wait":` + w.json + `}`),
 		wait:    w, mut: mut, inbox: early,
 	})
+	if early && errors.Is(err, ErrNotReplicated) {
+		// The wait applied, not confirmed replicated: take a kept event
+		// all the same, or the flow waits for one that already came.
+		g, terr := m.TakeEarlyEvent(ctx, id)
+		if terr != nil && !errors.Is(terr, ErrNotReplicated) {
+			return nil, terr
+		}
+		return g, err
+	}
 	if err != nil || !early || f.Status != StatusWaiting {
 		return f, err
 	}

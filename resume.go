@@ -37,43 +37,46 @@ func (e *WaitEngine) ResumeByCorrelation(ctx context.Context, topic, correlation
 
 // TryResumeExternal: see WaitEngine.TryResumeExternal.
 func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any) (*Flow, error) {
-	return m.tryResumeExternal(ctx, flowID, topic, correlationID, payload, newEventID(), mutation{})
+	f, _, err := m.tryResumeExternal(ctx, flowID, topic, correlationID, payload, newEventID(), mutation{})
+	return f, err
 }
 
 // tryResumeExternal is TryResumeExternal with the event's id (the bridge
-// names an event by its message, so a re-sent message is recognised) and
-// mutation options (the bridge names each message's calls; see
-// bridgeCallID).
-func (m *Manager) tryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any, eventID string, mut mutation) (*Flow, error) {
+// names an event by its request, so a request handled again is
+// recognised) and mutation options (the bridge names each request's
+// calls; see bridgeCallID). fresh tells whether this call resumed the
+// flow returned (not an earlier delivery of the same event; with the
+// mailbox off a repeat is not told apart).
+func (m *Manager) tryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any, eventID string, mut mutation) (f *Flow, fresh bool, err error) {
 	if topic == "" || correlationID == "" {
-		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
+		return nil, false, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
 	}
 	if err := checkText("the topic", topic, "the correlation_id", correlationID); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	p, err := eventPayload(payload)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if m.store.early.on() {
 		if len(p) > m.store.maxState {
-			return nil, fmt.Errorf("%w: payload is %d bytes, over the limit of %d", ErrInvalidData, len(p), m.store.maxState)
+			return nil, false, fmt.Errorf("%w: payload is %d bytes, over the limit of %d", ErrInvalidData, len(p), m.store.maxState)
 		}
 		if err := m.store.recordLayout(ctx); err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		f, _, err := m.store.deliver(ctx, flowID, corrPrefix(topic, correlationID), eventID, p, "keep", false)
+		f, outcome, err := m.store.deliver(ctx, flowID, corrPrefix(topic, correlationID), eventID, p, "keep", false)
 		if errors.Is(err, ErrStateTooLarge) {
 			// The event cannot be merged: fail the flow if it still waits
 			// for it, rather than drop the event in silence.
 			req, rerr := m.resumeReq(flowID, nil, "corr:"+corrMember(topic, correlationID, flowID))
 			if rerr != nil {
-				return nil, err
+				return nil, false, err
 			}
 			req.mut = mut
-			return nil, m.failUnmergeable(ctx, req, topic, err)
+			return nil, false, m.failUnmergeable(ctx, req, topic, err)
 		}
-		return f, err
+		return f, outcome == earlyUsed, err
 	}
 	var patch any
 	if p != nil {
@@ -81,17 +84,17 @@ func (m *Manager) tryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 	}
 	req, err := m.resumeReq(flowID, patch, "corr:"+corrMember(topic, correlationID, flowID))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	req.mut = mut
-	f, err := m.store.transition(ctx, req)
+	f, err = m.store.transition(ctx, req)
 	if errors.Is(err, errNoMatch) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if errors.Is(err, ErrStateTooLarge) {
-		return nil, m.failUnmergeable(ctx, req, topic, err)
+		return nil, false, m.failUnmergeable(ctx, req, topic, err)
 	}
-	return f, err
+	return f, f != nil, err
 }
 
 // failUnmergeable fails a flow whose incoming event cannot be merged (the
@@ -132,46 +135,56 @@ func (m *Manager) failUnmergeable(ctx context.Context, req transitionReq, topic 
 // at most one flow. With the mailbox off, every flow waiting for the pair
 // is resumed and an event nobody waits for is dropped.
 func (m *Manager) ResumeByCorrelation(ctx context.Context, topic, correlationID string, payload any) ([]*Flow, error) {
-	return m.resumeByCorrelation(ctx, topic, correlationID, payload, newEventID(), mutation{})
+	fs, _, err := m.resumeByCorrelation(ctx, topic, correlationID, payload, newEventID(), mutation{})
+	return fs, err
 }
 
-func (m *Manager) resumeByCorrelation(ctx context.Context, topic, correlationID string, payload any, eventID string, mut mutation) ([]*Flow, error) {
+// resumeByCorrelation is ResumeByCorrelation with the event's id and
+// mutation options (see tryResumeExternal); fresh counts the flows this
+// call resumed (not an earlier delivery of the same event).
+func (m *Manager) resumeByCorrelation(ctx context.Context, topic, correlationID string, payload any, eventID string, mut mutation) (out []*Flow, fresh int, err error) {
 	if topic == "" || correlationID == "" {
-		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
+		return nil, 0, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
 	}
 	if err := checkText("the topic", topic, "the correlation_id", correlationID); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	p, err := eventPayload(payload)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(p) > m.store.maxState {
-		return nil, fmt.Errorf("%w: payload is %d bytes, over the limit of %d", ErrInvalidData, len(p), m.store.maxState)
+		return nil, 0, fmt.Errorf("%w: payload is %d bytes, over the limit of %d", ErrInvalidData, len(p), m.store.maxState)
 	}
 	if err := m.store.ensureLoaded(ctx); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	cp := corrPrefix(topic, correlationID)
 	if m.store.early.on() {
 		if err := m.store.recordLayout(ctx); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		return m.publishEarly(ctx, cp, eventID, p)
+		fs, isFresh, err := m.publishEarly(ctx, cp, eventID, p)
+		if isFresh {
+			fresh = 1
+		}
+		return fs, fresh, err
 	}
 	ids, err := m.store.waitersOf(ctx, cp)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	var out []*Flow
 	for _, id := range ids {
-		f, err := m.tryResumeExternal(ctx, id, topic, correlationID, p, eventID, mut)
-		if err != nil {
-			return out, err
-		}
+		f, isFresh, err := m.tryResumeExternal(ctx, id, topic, correlationID, p, eventID, mut)
 		if f != nil {
 			out = append(out, f)
+			if isFresh {
+				fresh++
+			}
+		}
+		if err != nil {
+			return out, fresh, err
 		}
 	}
-	return out, nil
+	return out, fresh, nil
 }

@@ -30,7 +30,7 @@ var luaFiles embed.FS
 // script is one loaded script: the name of its file, whether it writes
 // (a write waits for replicas under WithReplicaAcks) and whether the
 // observer hears of its runs (the writes of a flow: the mailbox's own
-// bookkeeping, mbox_*, is not an operation on a flow).
+// bookkeeping, mbox_*, and publish_resume are not operations on a flow).
 type script struct {
 	*redis.Script
 	name     string
@@ -48,6 +48,7 @@ type scripts struct {
 	retry                                                     *script
 	insertFlow, appendEventAt, getStep, findStep, updateStep  *script // import_store.go
 	deliverEvent, mboxKeep, mboxTake, mboxSettle              *script
+	publishResume                                             *script
 	// transitionEarly is transition for a wait on an external event: it
 	// includes the mailbox's helpers, which the other transitions do not
 	// pay for.
@@ -91,6 +92,7 @@ func (s *scripts) files() []scriptFile {
 		{"mbox_keep", true, &s.mboxKeep},
 		{"mbox_take", true, &s.mboxTake},
 		{"mbox_settle", true, &s.mboxSettle},
+		{"publish_resume", true, &s.publishResume},
 		{"insert_flow", true, &s.insertFlow},
 		{"append_event_at", true, &s.appendEventAt},
 		{"get_step", false, &s.getStep},
@@ -110,7 +112,7 @@ func loadScripts(cluster bool) (*scripts, error) {
 			return nil, err
 		}
 		*x.dst = &script{Script: redis.NewScript(src), name: x.file, writes: x.writes,
-			observed: x.writes && !strings.HasPrefix(x.file, "mbox_")}
+			observed: x.writes && !strings.HasPrefix(x.file, "mbox_") && x.file != "publish_resume"}
 		s.all = append(s.all, *x.dst)
 	}
 	return s, nil

@@ -11,18 +11,19 @@
 -- ARGV: 1..9 the common head (include/context.lua; 4, expected
 --   revision, and 7, lease, unused)
 --   10 corr prefix of the event's topic and correlation id
---   11 event id (the delivery's own call id: a re-sent delivery is
---      recognised by it)  12 payload JSON ('' = none)
+--   11 event id (a second delivery of it is recognised by it; ARGV 3,
+--      the call id, tells a re-send of this call from another call)  12 payload JSON ('' = none)
 --   13 mode: 'keep'    not waiting for it: keep it in the inbox (unless
 --                      the flow is terminal), for TryResumeExternal
 --            'resume'  not waiting for it: record it as refused, for a
 --                      claimed event of the mailbox (mailbox.go)
 --   14 retention in ms (mode keep)  15 inbox cap (mode keep)
--- Returns: {flow hash, 'used'} when the event resumed the flow now or
---   before; {{}, outcome} otherwise, outcome 'kept' (in the inbox),
---   'refused' (recorded; never applied), 'none' (no such flow, or a
---   terminal one in mode keep). An event that resumed the flow before
---   answers {flow hash, 'used'} and applies nothing.
+-- Returns: {flow hash, 'used'} when the event resumed the flow (in this
+--   call: a re-sent run of it answers the same), {flow hash, 'seen'}
+--   when another call's delivery of it did (nothing applied);
+--   {{}, outcome} otherwise, outcome 'kept' (in the inbox), 'refused'
+--   (recorded; never applied), 'none' (no such flow, or a terminal one
+--   in mode keep).
 -- Errors (mode keep; mode resume refuses the event instead):
 --   CANCELPENDING <status> (waiting for it but cancel-requested),
 --   TOOLARGE <size> (the merged state would be too large).
@@ -44,11 +45,15 @@ if f == nil then
   end
   return {{}, 'none'}
 end
-local seen = mbx_get(c, id)
+local seen, by = mbx_get(c, id)
 if seen == 'u' then
   -- A re-sent event that already resumed the flow (a reply lost, a bridge
-  -- message handled again): answer as the first run did, apply nothing.
-  return reply(c, 'used')
+  -- message handled again): answer as the first run did, apply nothing;
+  -- 'seen' when another call applied it.
+  if by == c.call then
+    return reply(c, 'used')
+  end
+  return reply(c, 'seen')
 elseif seen == 'r' then
   return {{}, 'refused'}
 end

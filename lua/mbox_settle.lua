@@ -1,26 +1,38 @@
 -- mbox_settle.lua: end a claim once its flow decided (deliver_event.lua):
--- a used event is gone for good; a refused one goes back to the head of
--- its pair's mailbox (it is the oldest) unless it expired or the
--- mailbox is full. Settling twice is harmless: the claim is gone.
+-- a used event is gone for good, and remembered as used; a refused one
+-- goes back to the head of its pair's mailbox (it is the oldest) unless
+-- it expired or the mailbox is full. Settling twice is harmless and
+-- answers as the first did: the claim is gone, and a refused event that
+-- went back is still at the head of the mailbox (unless taken since).
 --
 -- KEYS: 1 the shard's claims hash  2 the shard's claim due zset
 --   3 the pair's mailbox list  4 the shard's kept-event index
 --   5 the shard's used-event zset (event id by when it is forgotten)
+--   6 the name key of the take that made the claim (mbox_take.lua;
+--     deleted: the claim it names ends)
 -- ARGV: 1 event id  2 outcome ('used' or 'refused')  3 now (unix ms)
 --   4 cap: events kept per pair
---   5 how long to remember a used event, in ms (0 = not at all): a
---     bridge message handled again is then not kept a second time
+--   5 how long to remember a used event, in ms: a keep re-sent late, or
+--     a bridge message handled again, is then not kept a second time
 --     (mbox_keep.lua)
+--   6 cap: used events remembered on the shard (past it the oldest is
+--     forgotten)
 -- Returns: 1 when the event went back to the mailbox, else 0.
 -- Events: none.
 
 local id, now = ARGV[1], tonumber(ARGV[3])
 local c = redis.call('HGET', KEYS[1], id)
 if not c then
+  -- Settled before (a re-sent settle): answer as the first run did.
+  local head = redis.call('LINDEX', KEYS[3], 0)
+  if ARGV[2] == 'refused' and head and string.sub(head, 1, #id + 1) == id .. ' ' then
+    return 1
+  end
   return 0
 end
 redis.call('HDEL', KEYS[1], id)
 redis.call('ZREM', KEYS[2], id)
+redis.call('DEL', KEYS[6])
 if ARGV[2] ~= 'refused' then
   local keep = tonumber(ARGV[5])
   if ARGV[2] == 'used' and keep > 0 then
@@ -31,6 +43,10 @@ if ARGV[2] ~= 'refused' then
     local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 32)
     if #old > 0 then
       redis.call('ZREM', KEYS[5], unpack(old))
+    end
+    local over = redis.call('ZCARD', KEYS[5]) - tonumber(ARGV[6])
+    if over > 0 then
+      redis.call('ZREMRANGEBYRANK', KEYS[5], 0, over - 1)
     end
   end
   return 0

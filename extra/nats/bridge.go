@@ -23,18 +23,29 @@
 //     dies between receiving a message and handing it off: the message is
 //     delivered again after the ack wait. A bridge that dies after the
 //     hand-off but before its acknowledgement reaches NATS hands the
-//     message off twice, which is harmless (resuming a flow that no longer
-//     waits does nothing). Several bridges may share the consumer.
+//     message off twice; the second adds nothing, since the request is
+//     named by its message (see below). Several bridges may share the
+//     consumer.
 //   - With core NATS only, delivery is at most once, as in the original:
 //     messages published while no bridge is subscribed, messages a bridge
 //     received but had not handed off when it died, and messages dropped
 //     by the NATS client when the bridge falls too far behind (a slow
 //     consumer: more than 500,000 messages or 64 MB pending) are lost. Bridges join one queue group, so each message is
 //     handed off by one of them.
+//
+// Each hand-off carries the message's id as the resume request's id
+// (taskflow.ResumeRequest.ID): the envelope's "id", else the message's
+// Nats-Msg-Id header, else (JetStream) the message's stream and sequence;
+// a core NATS message with neither gets one id for all its attempts. A
+// message handed off again, or published again by its publisher with the
+// same id, so resumes a wait at most once (within the flow space's
+// memory of request ids, taskflow.WithResumeIDMemory).
 package natsbridge
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -310,6 +321,13 @@ func (b *Bridge) handleJetStream(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	if req.ID == "" {
+		if h := msg.Headers().Get(nats.MsgIdHdr); h != "" {
+			req.ID = requestID(h)
+		} else if md, err := msg.Metadata(); err == nil {
+			req.ID = requestID(fmt.Sprintf("jetstream:%s:%d", md.Stream, md.Sequence.Stream))
+		}
+	}
 	if b.beforeHandoff != nil {
 		b.beforeHandoff()
 	}
@@ -331,7 +349,7 @@ func (b *Bridge) handleJetStream(ctx context.Context, msg jetstream.Msg) {
 	ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := msg.DoubleAck(ackCtx); err != nil {
-		b.log.Warn("natsbridge: acknowledging a handed-off message failed; it may be handed off again (harmless)", "flow_id", req.FlowID, "err", err)
+		b.log.Warn("natsbridge: acknowledging a handed-off message failed; it may be handed off again (it adds nothing)", "flow_id", req.FlowID, "err", err)
 	}
 }
 
@@ -365,6 +383,14 @@ func (b *Bridge) handleCore(ctx context.Context, msg *nats.Msg) {
 		b.log.Warn("natsbridge: dropping a malformed resume message", "subject", msg.Subject, "err", err)
 		return
 	}
+	if req.ID == "" {
+		// One id for every attempt: an attempt that failed after Redis
+		// took the request must not add it again.
+		req.ID = uuid.NewString()
+		if h := msg.Header.Get(nats.MsgIdHdr); h != "" {
+			req.ID = requestID(h)
+		}
+	}
 	if b.beforeHandoff != nil {
 		b.beforeHandoff()
 	}
@@ -393,8 +419,20 @@ func (b *Bridge) handleCore(ctx context.Context, msg *nats.Msg) {
 
 // envelope is the original broker's message; Payload holds the resume.
 type envelope struct {
+	ID      json.RawMessage `json:"id"`
 	Payload json.RawMessage `json:"payload"`
 	FlowID  *string         `json:"flow_id"`
+}
+
+// requestID turns a message's id into a resume request id: a UUID as it
+// is, anything else as "nats-" and 32 hex digits of its SHA-256 (a
+// request id is at most 64 bytes of a few characters).
+func requestID(s string) string {
+	if id, err := uuid.Parse(s); err == nil {
+		return id.String()
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "nats-" + hex.EncodeToString(sum[:16])
 }
 
 // resume is the original's resume payload.
@@ -407,7 +445,8 @@ type resume struct {
 
 // ParseMessage reads one message body: the original broker's envelope
 // around {flow_id, topic, correlation_id, payload}, or that inner object
-// alone. flow_id is required (a UUID, also in its braced or URN form), so
+// alone. The envelope's id, when present, becomes the request's ID (see
+// the package doc; the inner object alone has none). flow_id is required (a UUID, also in its braced or URN form), so
 // are topic and correlation_id; payload is optional (a JSON null is none).
 // Anything else is an error wrapping taskflow.ErrInvalidData.
 func ParseMessage(body []byte) (taskflow.ResumeRequest, error) {
@@ -440,6 +479,15 @@ func ParseMessage(body []byte) (taskflow.ResumeRequest, error) {
 		return bad("topic and correlation_id cannot be empty")
 	}
 	req := taskflow.ResumeRequest{FlowID: id, Topic: r.Topic, CorrelationID: r.CorrelationID}
+	if env.FlowID == nil && len(env.ID) > 0 && string(env.ID) != "null" {
+		var s string
+		if json.Unmarshal(env.ID, &s) != nil {
+			s = string(env.ID) // a number, or another JSON value: its text
+		}
+		if s != "" {
+			req.ID = requestID(s)
+		}
+	}
 	if len(r.Payload) > 0 && string(r.Payload) != "null" {
 		req.Payload = r.Payload
 	}

@@ -191,10 +191,23 @@ func (sp *space) waitStatus(t testing.TB, id uuid.UUID, status taskflow.FlowStat
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 // originalMessage is a resume message as the original's broker writes it.
 func originalMessage(flowID, topic, corr string, payload any) []byte {
+	return originalMessageWithID(uuid.NewString(), flowID, topic, corr, payload)
+}
+
+// originalMessageWithID is originalMessage under the message id id.
+func originalMessageWithID(id, flowID, topic, corr string, payload any) []byte {
 	b, _ := json.Marshal(map[string]any{
-		"id": uuid.NewString(), "timestamp": time.Now().UTC().Format(time.RFC3339Nano),
+		"id": id, "timestamp": time.Now().UTC().Format(time.RFC3339Nano),
 		"topic": "taskflow.resume", "source": "nexo", "session_id": nil,
 		"payload": map[string]any{"flow_id": flowID, "topic": topic, "correlation_id": corr, "payload": payload},
 	})
@@ -237,6 +250,15 @@ func TestParseMessage(t *testing.T) {
 	req, err := ParseMessage(originalMessage(id.String(), "mail", "m-1", map[string]int{"n": 1}))
 	if err != nil || req.FlowID != id || req.Topic != "mail" || req.CorrelationID != "m-1" || string(req.Payload.(json.RawMessage)) != `{"n":1}` {
 		t.Fatalf("envelope: %+v %v", req, err)
+	}
+	var env map[string]any
+	_ = json.Unmarshal(originalMessage(id.String(), "t", "c", nil), &env)
+	if req, err := ParseMessage(mustJSON(env)); err != nil || req.ID != env["id"] {
+		t.Fatalf("the envelope's id %v is not the request's: %+v %v", env["id"], req, err)
+	}
+	env["id"] = "order:42 attempt"
+	if req, err := ParseMessage(mustJSON(env)); err != nil || !strings.HasPrefix(req.ID, "nats-") || len(req.ID) != 37 {
+		t.Fatalf("an id that is no UUID: %+v %v", req, err)
 	}
 	req, err = ParseMessage([]byte(`{"flow_id":"{` + id.String() + `}","topic":"t","correlation_id":"c","payload":null}`))
 	if err != nil || req.FlowID != id || req.Payload != nil {
@@ -324,6 +346,49 @@ func TestBridgeResumesFlows(t *testing.T) {
 						}
 						time.Sleep(20 * time.Millisecond)
 					}
+				}
+			})
+		}
+	}
+}
+
+// TestBridgeHandsOffOncePerMessageID: one message sent three times (a
+// publisher's retries; one after the flow waits again on the same
+// correlation id) resumes the flow once, through JetStream and core NATS.
+func TestBridgeHandsOffOncePerMessageID(t *testing.T) {
+	nc := connectNATS(t)
+	for _, target := range targets(t) {
+		for _, mode := range []Mode{ModeAuto, ModeCore} {
+			t.Run(target.name+"/"+string(mode), func(t *testing.T) {
+				ctx := context.Background()
+				n := newNames(t, nc)
+				sp := openSpace(t, target, "tfnats-test-"+token())
+				sp.startEngine(t)
+				f := sp.waitingFlow(t, "pay", "order-7")
+				runBridge(t, nc, sp.m, n, WithMode(mode))
+				msg := originalMessageWithID(uuid.NewString(), f.ID.String(), "pay", "order-7", "approved")
+				for i := 0; i < 2; i++ {
+					if err := nc.Publish(n.subject, msg); err != nil {
+						t.Fatal(err)
+					}
+				}
+				sp.waitStatus(t, f.ID, taskflow.StatusRunning, 10*time.Second)
+				w, err := sp.m.SetWaiting(ctx, f.ID, taskflow.WaitExternalEvent("pay", "order-7"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := nc.Publish(n.subject, msg); err != nil {
+					t.Fatal(err)
+				}
+				// A later message: once it resumed its flow, the bridge
+				// and the engine (each in order) handled the repeat.
+				g := sp.waitingFlow(t, "pay", "order-8")
+				if err := nc.Publish(n.subject, originalMessage(g.ID.String(), "pay", "order-8", nil)); err != nil {
+					t.Fatal(err)
+				}
+				sp.waitStatus(t, g.ID, taskflow.StatusRunning, 10*time.Second)
+				if got, err := sp.m.Get(ctx, f.ID); err != nil || got.Status != taskflow.StatusWaiting || got.Revision != w.Revision {
+					t.Fatalf("a repeated message resumed the flow again: %+v %v", got, err)
 				}
 			})
 		}

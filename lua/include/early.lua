@@ -8,8 +8,10 @@
 --   '<event id> <deadline ms> <n> <corr prefix, n bytes><payload JSON, or nothing>'
 -- (the corr prefix is the topic and correlation id, as in the correlation
 -- index). The flow hash records the event ids delivered to it: field
--- 'mbx' the last MBX_CAP it used (' <id>=u'), field 'mbr' the last
--- MBX_CAP it refused (' <id>=r': never applied, and never will be), in
+-- 'mbx' the last MBX_CAP it used (' <id>=u<call id>', the call that
+-- applied it, so that a re-send of that very call can tell its own
+-- lost run from another delivery's), field 'mbr' the last MBX_CAP it
+-- refused (' <id>=r': never applied, and never will be), in
 -- separate fields so that refusals cannot push out the record of an event
 -- used. A delivery sent twice (a re-sent bridge message, a claim the tick
 -- re-drives while its first sender is slow) so decides the same way twice
@@ -23,24 +25,27 @@
 
 local MBX_CAP = 16
 
--- mbx_get returns 'u' or 'r' when event id was delivered to the flow.
+-- mbx_get returns 'u' or 'r' when event id was delivered to the flow,
+-- and (for 'u') the id of the call that applied it.
 local function mbx_get(c, id)
   local vals = redis.call('HMGET', c.flow, 'mbx', 'mbr')
   for _, m in ipairs({vals[1] or '', vals[2] or ''}) do
     local _, last = string.find(m, ' ' .. id .. '=', 1, true)
     if last ~= nil then
-      return string.sub(m, last + 1, last + 1)
+      return string.sub(m, last + 1, last + 1), string.match(m, '^%S*', last + 2)
     end
   end
   return nil
 end
 
 -- mbx_put records the outcome v ('u' or 'r') of event id, keeping the
--- newest MBX_CAP records of each outcome.
+-- newest MBX_CAP records of each outcome; a use names this call.
 local function mbx_put(c, id, v)
   local field = 'mbx'
   if v == 'r' then
     field = 'mbr'
+  else
+    v = v .. c.call
   end
   local m = (redis.call('HGET', c.flow, field) or '') .. ' ' .. id .. '=' .. v
   local _, n = string.gsub(m, ' ', ' ')
