@@ -182,6 +182,8 @@ func (s *RedisStore) checkInsertable(f *Flow) error {
 		return bad("owner_session_key is required")
 	case f.Revision < 0:
 		return bad("revision %d is negative", f.Revision)
+	case f.Revision > MaxRevision:
+		return bad("revision %d is over %d, the most a flow counts to (MaxRevision)", f.Revision, MaxRevision)
 	case f.CreatedAt.IsZero() || f.UpdatedAt.IsZero():
 		return bad("created_at and updated_at are required")
 	case f.Status != StatusWaiting && f.Wait != nil:
@@ -189,17 +191,21 @@ func (s *RedisStore) checkInsertable(f *Flow) error {
 	case f.Status == StatusWaiting && f.Wait == nil:
 		return bad("a waiting flow needs a wait")
 	}
+	if err := s.checkFlowStrings(f); err != nil {
+		return fmt.Errorf("flow %s: %w", f.ID, err)
+	}
 	return nil
 }
 
 // insertStepArgs validates the steps of an InsertFlow and renders them.
 func (s *RedisStore) insertStepArgs(f *Flow, steps []*FlowStep) ([]any, []string, error) {
-	if len(steps) > MaxInsertSteps {
-		return nil, nil, fmt.Errorf("%w: flow %s has %d steps, at most %d can be inserted", ErrInvalidData, f.ID, len(steps), MaxInsertSteps)
+	if most := min(MaxInsertSteps, s.limits.StepsPerFlow); len(steps) > most {
+		return nil, nil, fmt.Errorf("%w: flow %s has %d steps, at most %d can be inserted (MaxInsertSteps, Limits.StepsPerFlow)", ErrInvalidData, f.ID, len(steps), most)
 	}
 	args := make([]any, 0, 9*len(steps))
 	runIDs := make([]string, 0, len(steps))
 	seen := make(map[string]bool, len(steps))
+	seenID := make(map[uuid.UUID]bool, len(steps))
 	for i, st := range steps {
 		if st == nil {
 			return nil, nil, fmt.Errorf("%w: flow %s: step %d is nil", ErrInvalidData, f.ID, i)
@@ -207,6 +213,13 @@ func (s *RedisStore) insertStepArgs(f *Flow, steps []*FlowStep) ([]any, []string
 		if err := checkStep(st); err != nil {
 			return nil, nil, fmt.Errorf("flow %s: %w", f.ID, err)
 		}
+		if err := s.checkStepStrings(st); err != nil {
+			return nil, nil, fmt.Errorf("flow %s: step %d: %w", f.ID, i, err)
+		}
+		if st.ID != uuid.Nil && seenID[st.ID] {
+			return nil, nil, fmt.Errorf("%w: flow %s has step id %s twice", ErrInvalidData, f.ID, st.ID)
+		}
+		seenID[st.ID] = true
 		if st.FlowID != uuid.Nil && st.FlowID != f.ID {
 			return nil, nil, fmt.Errorf("%w: step %q belongs to flow %s, not %s", ErrInvalidData, st.RunID, st.FlowID, f.ID)
 		}
@@ -294,6 +307,22 @@ func (s *RedisStore) insertEventArgs(f *Flow, events []*FlowEvent) ([]any, int, 
 		}
 		args = append(args, kind, at.UnixMilli(), string(payload))
 	}
+	// The byte bound (Limits.EventBytes) as events.lua keeps it: the
+	// oldest entries go until the log fits, the newest always stays.
+	if budget := s.limits.EventBytes; budget > 0 {
+		rev := strconv.FormatInt(f.Revision, 10)
+		size := func(i int) int { // the entry insert_flow.lua writes
+			return len(`{"kind":,"rev":,"at":,"payload":}`) + len(args[3*i].(string)) + len(rev) +
+				len(strconv.FormatInt(args[3*i+1].(int64), 10)) + len(args[3*i+2].(string))
+		}
+		first, sum := len(events)-1, size(len(events)-1)
+		for first > 0 && sum+size(first-1) <= budget {
+			first--
+			sum += size(first)
+		}
+		args = args[3*first:]
+		events = events[first:]
+	}
 	return args, len(events), total, nil
 }
 
@@ -301,8 +330,8 @@ func (s *RedisStore) insertEventArgs(f *Flow, events []*FlowEvent) ([]any, int, 
 // script: the kind as a JSON string, the payload as compact JSON ({} for
 // none).
 func (s *RedisStore) eventParts(kind string, payload any) (string, json.RawMessage, error) {
-	if strings.TrimSpace(kind) == "" {
-		return "", nil, fmt.Errorf("%w: event kind is required", ErrInvalidData)
+	if err := s.checkEventKind(kind); err != nil {
+		return "", nil, err
 	}
 	pl, err := toJSON("event payload", payload)
 	if err != nil {
@@ -391,6 +420,9 @@ func (s *RedisStore) UpdateStep(ctx context.Context, st *FlowStep) (*FlowStep, e
 		return nil, fmt.Errorf("%w: nil step", ErrInvalidData)
 	}
 	if err := checkStep(st); err != nil {
+		return nil, err
+	}
+	if err := s.checkStepStrings(st); err != nil {
 		return nil, err
 	}
 	result, err := s.stepResult(st)

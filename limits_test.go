@@ -268,3 +268,59 @@ func auditLog(t *testing.T, e *env, id uuid.UUID) (entries []string, size, eb in
 	eb, _ = e.client.HGet(e.ctx, e.store.keys.flow(id), "eb").Int()
 	return entries, size, eb
 }
+
+// TestRevisionLimit: a revision (or event id) Lua cannot format exactly is
+// never written: InsertFlow refuses one over MaxRevision, and a change
+// that could pass it is refused, writing nothing; up to there revisions
+// read back exact.
+func TestRevisionLimit(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		f := importedFlow(e, StatusRunning, nil, false)
+		f.Revision = MaxRevision
+		must(t, try(e.store.InsertFlow(ctx, f)))
+		before := e.dump()
+		for name, call := range map[string]func() error{
+			"update": func() error { _, err := e.m.UpdateState(ctx, f.ID, map[string]int{"n": 1}, ""); return err },
+			"wait":   func() error { _, err := e.m.SetWaiting(ctx, f.ID, WaitManual()); return err },
+			"finish": func() error { _, err := e.m.Finish(ctx, f.ID, nil); return err },
+			"cancel": func() error { _, err := e.m.RequestCancel(ctx, f.ID); return err },
+			"step": func() error {
+				_, err := e.m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "r", Status: StepRunning})
+				return err
+			},
+			"append": func() error { _, err := e.store.AppendEventAt(ctx, f.ID, "note", nil, f.UpdatedAt); return err },
+		} {
+			if err := call(); !errors.Is(err, ErrRevisionLimit) || !errors.Is(err, ErrInvalidData) {
+				t.Errorf("%s at MaxRevision: %v, want ErrRevisionLimit", name, err)
+			}
+		}
+		if after := e.dump(); !reflect.DeepEqual(before, after) {
+			t.Fatal("a refused change wrote something")
+		}
+		if got := must(t, try(e.m.Get(ctx, f.ID))); got.Revision != MaxRevision {
+			t.Fatalf("revision %d, want %d", got.Revision, int64(MaxRevision))
+		}
+		// Two below the limit: a change lands, exact.
+		g := importedFlow(e, StatusRunning, nil, false)
+		g.Revision = MaxRevision - 2
+		must(t, try(e.store.InsertFlow(ctx, g)))
+		got := must(t, try(e.m.UpdateState(ctx, g.ID, map[string]int{"n": 1}, "")))
+		if got.Revision != MaxRevision-1 {
+			t.Fatalf("revision %d, want %d", got.Revision, int64(MaxRevision-1))
+		}
+		evs := must(t, try(e.m.ListEvents(ctx, g.ID, 10)))
+		if evs[0].Revision != MaxRevision-1 {
+			t.Fatalf("event revision %d", evs[0].Revision)
+		}
+		if _, err := e.m.UpdateState(ctx, g.ID, map[string]int{"n": 2}, ""); !errors.Is(err, ErrRevisionLimit) {
+			t.Fatalf("a change at MaxRevision-1: %v", err)
+		}
+		h := importedFlow(e, StatusRunning, nil, false)
+		h.Revision = MaxRevision + 1
+		if _, err := e.store.InsertFlow(ctx, h); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("insert over MaxRevision: %v", err)
+		}
+		requireVerifyClean(t, e.m)
+	})
+}

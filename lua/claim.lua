@@ -28,6 +28,10 @@ if f == nil or not STATUS[f.status].runnable or f.controller ~= ARGV[12] then
   redis.call('ZREM', ready_key(c, ARGV[12]), c.id)
   return err(ERR.NOMATCH)
 end
+local e = check_counts(f)
+if e then
+  return e
+end
 if redis.call('ZREM', ready_key(c, f.controller), c.id) == 0 then
   return err(ERR.NOMATCH)
 end

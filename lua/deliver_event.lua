@@ -53,7 +53,10 @@ elseif seen == 'r' then
   return {{}, 'refused'}
 end
 if STATUS[f.status].waits and f.corr == cp .. c.id then
-  local e = nil
+  local e = check_counts(f)
+  if e then
+    return e
+  end
   if f.cancel == '1' then
     e = err(ERR.CANCELPENDING, f.status)
   else

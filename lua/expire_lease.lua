@@ -26,6 +26,10 @@ local exp = redis.call('ZSCORE', c.leasexp, c.id)
 if not exp or tonumber(exp) > tonumber(c.now) then
   return err(ERR.NOMATCH)
 end
+local e = f and check_counts(f)
+if e then
+  return e
+end
 local cur = redis.call('HGET', c.leases, c.id)
 redis.call('HDEL', c.leases, c.id)
 redis.call('ZREM', c.leasexp, c.id)

@@ -22,6 +22,10 @@ if f == nil or not STATUS[f.status].waits or f.cancel ~= '1' then
   redis.call('SREM', c.cancelwait, c.id)
   return err(ERR.STALE)
 end
+local e = check_counts(f)
+if e then
+  return e
+end
 clear_wait(c, f)
 redis.call('SREM', c.cancelwait, c.id)
 set_status(c, f, S_CANCELLED)
