@@ -214,7 +214,7 @@ func (s *RedisStore) insertStepArgs(f *Flow, steps []*FlowStep) ([]any, []string
 			return nil, nil, fmt.Errorf("flow %s: %w", f.ID, err)
 		}
 		if err := s.checkStepStrings(st); err != nil {
-			return nil, nil, fmt.Errorf("flow %s: step %d: %w", f.ID, i, err)
+			return nil, nil, fmt.Errorf("flow %s: step %d (id %s): %w", f.ID, i+1, st.ID, err)
 		}
 		if st.ID != uuid.Nil && seenID[st.ID] {
 			return nil, nil, fmt.Errorf("%w: flow %s has step id %s twice", ErrInvalidData, f.ID, st.ID)
@@ -299,7 +299,8 @@ func (s *RedisStore) insertEventArgs(f *Flow, events []*FlowEvent) ([]any, int, 
 		}
 		kind, payload, err := s.eventParts(ev.Kind, ev.Payload)
 		if err != nil {
-			return nil, 0, 0, fmt.Errorf("flow %s: %w", f.ID, err)
+			// Named by the id it would get (1..n in the order given).
+			return nil, 0, 0, fmt.Errorf("flow %s: event %d: %w", f.ID, int(total)-len(events)+i+1, err)
 		}
 		at := ev.At
 		if at.IsZero() {
