@@ -43,7 +43,7 @@ func (m *Manager) PublishResume(ctx context.Context, req ResumeRequest) error {
 	if strings.TrimSpace(req.Topic) == "" || strings.TrimSpace(req.CorrelationID) == "" {
 		return fmt.Errorf("%w: a resume request needs a topic and a correlation_id", ErrInvalidData)
 	}
-	if err := checkText("the topic", req.Topic, "the correlation_id", req.CorrelationID); err != nil {
+	if err := m.store.checkEventPair(req.Topic, req.CorrelationID); err != nil {
 		return err
 	}
 	payload, err := toJSON("payload", req.Payload)
@@ -232,6 +232,9 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 		defer observeBridge(ctx, o, ev, &herr)
 	}
 	req, perr := parseBridgeMessage(msg)
+	if perr == nil {
+		perr = e.s.checkEventPair(req.Topic, req.CorrelationID)
+	}
 	if perr != nil {
 		if ev != nil {
 			ev.Outcome, ev.Err = "malformed", perr

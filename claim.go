@@ -83,8 +83,8 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 	if o := m.store.obs; o != nil && o.Claim != nil {
 		defer observeClaim(ctx, o, controllerID, workerID, time.Now(), &f, &l, &err)
 	}
-	if controllerID == "" || strings.TrimSpace(workerID) == "" {
-		return nil, nil, fmt.Errorf("%w: a controller id and a worker id are required", ErrInvalidData)
+	if err := m.store.checkWorker(controllerID, workerID); err != nil {
+		return nil, nil, err
 	}
 	if lease < MinLease {
 		return nil, nil, fmt.Errorf("%w: lease %s is shorter than %s", ErrInvalidData, lease, MinLease)

@@ -121,6 +121,9 @@ func (s *RedisStore) prepareInsert(f *Flow, opts []InsertOption) ([]string, []an
 	var wait waitArgs
 	if f.Status == StatusWaiting {
 		w, err := waitIndexArgs(f.ID, f.Wait)
+		if err == nil {
+			err = s.checkWaitLabels(w)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("flow %s: %w", f.ID, err)
 		}

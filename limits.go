@@ -31,7 +31,10 @@ const MaxRevision = 99_999_999_999_999
 const (
 	// MaxLabelBytes bounds each identifier-like string a flow or step
 	// stores: controller id, owner session key, requester origin, current
-	// step, run id, child session key.
+	// step, run id, child session key, event kind; and the ones the
+	// mailbox, the correlation index and the leases keep: an external
+	// event's topic and correlation id (each; in a wait condition too),
+	// a worker id.
 	MaxLabelBytes = 1024
 	// MaxTextBytes bounds each free-text string: goal, step task, failure
 	// reason.
@@ -104,6 +107,41 @@ func (s *RedisStore) checkEventKind(kind string) error {
 	return checkLen("event kind", kind, s.limits.LabelBytes)
 }
 
+// checkEventPair applies the label rules to an external event's topic and
+// correlation id: both required, valid UTF-8, each within LabelBytes (an
+// event nobody can match must not be kept, nor a wait no event can end).
+func (s *RedisStore) checkEventPair(topic, correlationID string) error {
+	if strings.TrimSpace(topic) == "" || strings.TrimSpace(correlationID) == "" {
+		return fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
+	}
+	if err := checkText("the topic", topic, "the correlation_id", correlationID); err != nil {
+		return err
+	}
+	return checkLens(lim("topic", topic, s.limits.LabelBytes), lim("correlation_id", correlationID, s.limits.LabelBytes))
+}
+
+// checkWorker applies the label rules to a claim's controller and worker
+// ids: both required, valid UTF-8, each within LabelBytes (the worker id
+// is kept in the lease and in the claimed event).
+func (s *RedisStore) checkWorker(controllerID, workerID string) error {
+	if controllerID == "" || strings.TrimSpace(workerID) == "" {
+		return fmt.Errorf("%w: a controller id and a worker id are required", ErrInvalidData)
+	}
+	if err := checkText("controller_id", controllerID, "worker_id", workerID); err != nil {
+		return err
+	}
+	return checkLens(lim("controller_id", controllerID, s.limits.LabelBytes), lim("worker_id", workerID, s.limits.LabelBytes))
+}
+
+// checkWaitLabels applies the label rules to a wait condition's topic and
+// correlation id (a wait that is no external event passes).
+func (s *RedisStore) checkWaitLabels(w waitArgs) error {
+	if w.topic == "" && w.correlationID == "" {
+		return nil
+	}
+	return checkLens(lim("topic", w.topic, s.limits.LabelBytes), lim("correlation_id", w.correlationID, s.limits.LabelBytes))
+}
+
 // MaxStepsPerFlow is the default of the most steps one flow holds
 // (Limits.StepsPerFlow): RecordStepObservation and InsertStep refuse a
 // new run id beyond it with ErrInvalidData (an observation of a step
@@ -126,8 +164,10 @@ const MaxStepsPerFlowLimit = 10000
 type Limits struct {
 	// LabelBytes bounds each identifier-like string a flow or step
 	// stores: controller id, owner session key, requester origin,
-	// current step, run id, child session key, event kind. Default
-	// MaxLabelBytes (1 KiB).
+	// current step, run id, child session key, event kind; an external
+	// event's topic and correlation id (each: in a wait condition,
+	// TryResumeExternal, ResumeByCorrelation, PublishResume and a bridge
+	// message) and a worker id (Claim). Default MaxLabelBytes (1 KiB).
 	LabelBytes int
 	// TextBytes bounds each free-text string: goal, step task, failure
 	// reason. Default MaxTextBytes (64 KiB).

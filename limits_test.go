@@ -1,11 +1,13 @@
 package taskflow
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -320,6 +322,100 @@ func TestRevisionLimit(t *testing.T) {
 		h.Revision = MaxRevision + 1
 		if _, err := e.store.InsertFlow(ctx, h); !errors.Is(err, ErrInvalidData) {
 			t.Fatalf("insert over MaxRevision: %v", err)
+		}
+		requireVerifyClean(t, e.m)
+	})
+}
+
+// TestEventLabelsAreBounded: topics, correlation ids and worker ids are
+// bounded like labels (Limits.LabelBytes) at every entry point: a wait
+// condition (SetWaiting, UpdateAndAppend, InsertFlow), TryResumeExternal,
+// ResumeByCorrelation, PublishResume, Claim and a bridge message. A
+// refusal is ErrInvalidData naming the field and writes nothing; a bridge
+// message over the bound is dropped as malformed, nothing kept.
+func TestEventLabelsAreBounded(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		label := strings.Repeat("x", MaxLabelBytes+1)
+		f := e.runningFlow(t)
+		w := e.waitingFlow(t, WaitManual())
+		imp := importedFlow(e, StatusWaiting, json.RawMessage(`{"kind":"external_event","topic":"t","correlation_id":"`+label+`"}`), false)
+		before := e.dump()
+		for name, call := range map[string]func() error{
+			"topic wait": func() error { _, err := e.m.SetWaiting(ctx, f.ID, WaitExternalEvent(label, "c")); return err },
+			"correlation_id wait": func() error {
+				_, err := e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("t", label))
+				return err
+			},
+			"correlation_id write": func() error {
+				g := *f
+				g.Status, g.Wait = StatusWaiting, json.RawMessage(`{"kind":"external_event","topic":"t","correlation_id":"`+label+`"}`)
+				_, _, err := e.store.UpdateAndAppend(ctx, &g, "waiting", nil)
+				return err
+			},
+			"correlation_id insert": func() error { _, err := e.store.InsertFlow(ctx, imp); return err },
+			"topic resume": func() error {
+				_, err := e.m.TryResumeExternal(ctx, w.ID, label, "c", nil)
+				return err
+			},
+			"correlation_id resume": func() error {
+				_, err := e.m.TryResumeExternal(ctx, w.ID, "t", label, nil)
+				return err
+			},
+			"topic by correlation": func() error { _, err := e.m.ResumeByCorrelation(ctx, label, "c", nil); return err },
+			"correlation_id by correlation": func() error {
+				_, err := e.m.ResumeByCorrelation(ctx, "t", label, nil)
+				return err
+			},
+			"topic publish": func() error {
+				return e.m.PublishResume(ctx, ResumeRequest{Topic: label, CorrelationID: "c"})
+			},
+			"correlation_id publish": func() error {
+				return e.m.PublishResume(ctx, ResumeRequest{Topic: "t", CorrelationID: label})
+			},
+			"worker_id claim": func() error {
+				_, _, err := e.m.Claim(ctx, f.ControllerID, label, time.Minute, WithClaimWait(0))
+				return err
+			},
+			"worker_id utf-8 claim": func() error {
+				_, _, err := e.m.Claim(ctx, f.ControllerID, "w\xff", time.Minute, WithClaimWait(0))
+				return err
+			},
+			"controller_id claim": func() error {
+				_, _, err := e.m.Claim(ctx, label, "w", time.Minute, WithClaimWait(0))
+				return err
+			},
+		} {
+			field, _, _ := strings.Cut(name, " ")
+			if err := call(); !errors.Is(err, ErrInvalidData) || !strings.Contains(err.Error(), field) {
+				t.Errorf("%s over its bound: %v", name, err)
+			}
+		}
+		if after := e.dump(); !reflect.DeepEqual(before, after) {
+			t.Fatal("a refused call changed Redis")
+		}
+		// At the bound: taken.
+		at := strings.Repeat("y", MaxLabelBytes)
+		must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent(at, at))))
+		// A bridge message over the bound (written by another producer)
+		// is dropped as malformed: nothing is kept for it.
+		body, _ := json.Marshal(bridgeMessage{Topic: "t", CorrelationID: label})
+		e.client.XAdd(ctx, &redis.XAddArgs{Stream: e.store.keys.bridge(), Values: []any{"body", string(body)}})
+		must(t, try(0, e.m.PublishResume(ctx, ResumeRequest{Topic: at, CorrelationID: at})))
+		eng := e.engine(WithBridgeBlock(20 * time.Millisecond))
+		bctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- eng.RunResumeBridge(bctx) }()
+		for eng.BridgeStats().Handled < 2 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		<-done
+		if st := eng.BridgeStats(); st.Malformed != 1 || st.Resumed != 1 {
+			t.Fatalf("bridge stats %+v, want one malformed, one resumed", st)
+		}
+		if n := e.countEarly(t); n != 0 {
+			t.Fatalf("%d kept events, want 0", n)
 		}
 		requireVerifyClean(t, e.m)
 	})

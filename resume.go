@@ -45,10 +45,7 @@ func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 // mutation options (the bridge names each message's calls; see
 // bridgeCallID).
 func (m *Manager) tryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any, eventID string, mut mutation) (*Flow, error) {
-	if topic == "" || correlationID == "" {
-		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
-	}
-	if err := checkText("the topic", topic, "the correlation_id", correlationID); err != nil {
+	if err := m.store.checkEventPair(topic, correlationID); err != nil {
 		return nil, err
 	}
 	p, err := eventPayload(payload)
@@ -136,10 +133,7 @@ func (m *Manager) ResumeByCorrelation(ctx context.Context, topic, correlationID 
 }
 
 func (m *Manager) resumeByCorrelation(ctx context.Context, topic, correlationID string, payload any, eventID string, mut mutation) ([]*Flow, error) {
-	if topic == "" || correlationID == "" {
-		return nil, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
-	}
-	if err := checkText("the topic", topic, "the correlation_id", correlationID); err != nil {
+	if err := m.store.checkEventPair(topic, correlationID); err != nil {
 		return nil, err
 	}
 	p, err := eventPayload(payload)
