@@ -78,11 +78,15 @@ func InsertWithEvents(events ...*FlowEvent) InsertOption {
 // ready queue, so waiting workers claim it).
 //
 // Refused with ErrInvalidData, writing nothing: a nil ID, an unknown
-// status, an empty OwnerSessionKey, a negative revision, a zero
-// CreatedAt or UpdatedAt, a waiting flow without a valid wait or another
-// flow with one, state or payloads that are not JSON or over the state
-// size limit, an invalid step, a run id given twice, too many steps or
-// events.
+// status, an empty OwnerSessionKey, a negative revision or one over
+// MaxRevision, a zero CreatedAt or UpdatedAt, a waiting flow without a
+// valid wait or another flow with one, state or payloads that are not
+// JSON or over the state size limit, a string over the store's Limits
+// (LabelBytes, TextBytes; a wait's topic and correlation id and an event
+// kind are labels) or not valid UTF-8, an invalid step, a run id or step
+// id given twice, more steps than MaxInsertSteps or Limits.StepsPerFlow,
+// too many events. The audit log is cut to Limits.EventBytes as the
+// store keeps it (the oldest go; the newest is always kept).
 func (s *RedisStore) InsertFlow(ctx context.Context, f *Flow, opts ...InsertOption) (*Flow, error) {
 	keys, args, err := s.prepareInsert(f, opts)
 	if err != nil {
@@ -357,8 +361,9 @@ func (s *RedisStore) eventParts(kind string, payload any) (string, json.RawMessa
 // the event carries the current revision and gets the next event id. The
 // oldest events beyond the event cap are trimmed, and the event is
 // announced on the watch channel like any other. An unknown flow is
-// ErrNotFound; an empty kind, a zero at or a payload that is not JSON (or
-// over the state size limit) is ErrInvalidData.
+// ErrNotFound; an empty kind, one over Limits.LabelBytes or not valid
+// UTF-8, a zero at or a payload that is not JSON (or over the state size
+// limit) is ErrInvalidData.
 func (s *RedisStore) AppendEventAt(ctx context.Context, flowID uuid.UUID, kind string, payload any, at time.Time) (*FlowEvent, error) {
 	if at.IsZero() {
 		return nil, fmt.Errorf("%w: an event needs a time", ErrInvalidData)
@@ -417,8 +422,9 @@ func (s *RedisStore) FindStepByRunID(ctx context.Context, flowID uuid.UUID, runI
 // step as stored. st.ID must be the stored step's id, and its CreatedAt
 // is kept. Like InsertStep this is store level: the flow's record and
 // audit log do not change. An unknown flow or step is ErrNotFound;
-// another id, an invalid runtime or status, or a result that is not JSON
-// is ErrInvalidData.
+// another id, an invalid runtime or status, a task or child session key
+// over its bound (Limits) or not valid UTF-8, or a result that is not
+// JSON is ErrInvalidData.
 func (s *RedisStore) UpdateStep(ctx context.Context, st *FlowStep) (*FlowStep, error) {
 	if st == nil {
 		return nil, fmt.Errorf("%w: nil step", ErrInvalidData)
