@@ -38,7 +38,9 @@ func (k keyspace) bridge() string { return k.prefix + ":{bridge}:resume" }
 // read by every engine's RunResumeBridge through one consumer group. The
 // request is durable once this returns: it is handled even if no engine
 // runs yet, and a message an engine took but did not acknowledge (it
-// died) is claimed by another. Topic and CorrelationID are required.
+// died) is claimed by another. Topic and CorrelationID are required
+// labels (valid UTF-8, at most Limits.LabelBytes each; else
+// ErrInvalidData).
 func (m *Manager) PublishResume(ctx context.Context, req ResumeRequest) error {
 	if strings.TrimSpace(req.Topic) == "" || strings.TrimSpace(req.CorrelationID) == "" {
 		return fmt.Errorf("%w: a resume request needs a topic and a correlation_id", ErrInvalidData)
