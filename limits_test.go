@@ -281,6 +281,9 @@ func TestRevisionLimit(t *testing.T) {
 		f := importedFlow(e, StatusRunning, nil, false)
 		f.Revision = MaxRevision
 		must(t, try(e.store.InsertFlow(ctx, f)))
+		w := importedFlow(e, StatusWaiting, json.RawMessage(`{"kind":"external_event","topic":"rl","correlation_id":"1"}`), false)
+		w.Revision = MaxRevision
+		must(t, try(e.store.InsertFlow(ctx, w)))
 		before := e.dump()
 		for name, call := range map[string]func() error{
 			"update": func() error { _, err := e.m.UpdateState(ctx, f.ID, map[string]int{"n": 1}, ""); return err },
@@ -292,6 +295,11 @@ func TestRevisionLimit(t *testing.T) {
 				return err
 			},
 			"append": func() error { _, err := e.store.AppendEventAt(ctx, f.ID, "note", nil, f.UpdatedAt); return err },
+			"resume": func() error { _, err := e.m.TryResumeExternal(ctx, w.ID, "rl", "1", "x"); return err },
+			"manual resume": func() error {
+				_, err := e.m.Resume(ctx, w.ID, nil)
+				return err
+			},
 		} {
 			if err := call(); !errors.Is(err, ErrRevisionLimit) || !errors.Is(err, ErrInvalidData) {
 				t.Errorf("%s at MaxRevision: %v, want ErrRevisionLimit", name, err)

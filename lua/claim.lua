@@ -9,6 +9,8 @@
 -- Returns: {flow hash (record and state, or record only), ''}.
 -- Errors: NOMATCH (gone from the queue, or no longer runnable: a stale
 --   entry is dropped).
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: claimed {worker} with the lease token; the revision does not
 --   change (a lease is not part of the flow record).
 --@include prelude

@@ -26,6 +26,8 @@
 -- Errors (mode keep; mode resume refuses the event instead):
 --   CANCELPENDING <status> (waiting for it but cancel-requested),
 --   TOOLARGE <size> (the merged state would be too large).
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: resumed, when it resumes.
 
 --@include prelude
@@ -54,12 +56,9 @@ elseif seen == 'r' then
 end
 if STATUS[f.status].waits and f.corr == cp .. c.id then
   local e = check_counts(f)
-  if e then
-    return e
-  end
-  if f.cancel == '1' then
+  if e == nil and f.cancel == '1' then
     e = err(ERR.CANCELPENDING, f.status)
-  else
+  elseif e == nil then
     e = resume_with(c, f, id, payload)
   end
   if e == nil then

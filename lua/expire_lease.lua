@@ -7,6 +7,8 @@
 -- Returns: {flow hash (record and state, or record only), ''}.
 -- Errors: NOMATCH (the lease is not due, or already gone), STALE (an
 --   expiry entry without a flow or a lease: the entry is dropped).
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: lease_expired {worker, lease}, naming the lease; the revision
 --   does not change.
 --@include prelude
