@@ -88,6 +88,9 @@ func (m *Manager) StartRunning(ctx context.Context, id uuid.UUID, opts ...Mutati
 // returned is running.
 func (m *Manager) SetWaiting(ctx context.Context, id uuid.UUID, wait any, opts ...MutationOption) (*Flow, error) {
 	w, err := waitFromAny(id, wait)
+	if err == nil {
+		err = m.store.checkWaitLabels(w)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -92,6 +92,9 @@ type waitArgs struct {
 	json    string
 	timerMs string
 	corr    string
+	// topic and correlationID of an external-event wait, for the
+	// store's label bounds (checkWaitLabels).
+	topic, correlationID string
 }
 
 // transitionReq is one run of transition.lua.
@@ -231,6 +234,9 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, 
 	var wait waitArgs
 	if f.Status == StatusWaiting && f.Wait != nil {
 		wait, err = waitIndexArgs(f.ID, f.Wait)
+		if err == nil {
+			err = s.checkWaitLabels(wait)
+		}
 		if err != nil {
 			return nil, nil, err
 		}

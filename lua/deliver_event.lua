@@ -27,6 +27,8 @@
 -- Errors (mode keep; mode resume refuses the event instead):
 --   CANCELPENDING <status> (waiting for it but cancel-requested),
 --   TOOLARGE <size> (the merged state would be too large).
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: resumed, when it resumes.
 
 --@include prelude
@@ -58,10 +60,10 @@ elseif seen == 'r' then
   return {{}, 'refused'}
 end
 if STATUS[f.status].waits and f.corr == cp .. c.id then
-  local e = nil
-  if f.cancel == '1' then
+  local e = check_counts(f)
+  if e == nil and f.cancel == '1' then
     e = err(ERR.CANCELPENDING, f.status)
-  else
+  elseif e == nil then
     e = resume_with(c, f, id, payload)
   end
   if e == nil then
