@@ -341,7 +341,7 @@ func TestMetricsOnlyWhenAsked(t *testing.T) {
 	}
 }
 
-func newServer(t *testing.T, h http.Handler) *httptest.Server {
+func newServer(t testing.TB, h http.Handler) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
