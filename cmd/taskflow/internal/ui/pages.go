@@ -156,6 +156,7 @@ func (s *Server) statsJSON(w http.ResponseWriter, r *http.Request) {
 type flowRow struct {
 	ID, Status, Controller, Goal, Step, Owner string
 	Wait, Due                                 string
+	DueAt, DueIn                              string // Due's time, and how far it is
 	Lease                                     string
 	Updated                                   string
 }
@@ -218,6 +219,12 @@ func (s *Server) flows(w http.ResponseWriter, r *http.Request) {
 			Updated: ago(now, f.UpdatedAt),
 		}
 		row.Wait, row.Due = describeWait(f.Wait, now)
+		// The list shows how far the due time is ("in 36h0m0s", "due 5s
+		// ago") and the time itself on hover: a narrow column.
+		var ok bool
+		if row.DueAt, row.DueIn, ok = strings.Cut(row.Due, " ("); ok {
+			row.DueIn = strings.TrimSuffix(row.DueIn, ")")
+		}
 		if f.Status == taskflow.StatusRunning {
 			if l, err := s.m.LeaseOf(r.Context(), f.ID); err == nil && l != nil {
 				row.Lease = l.WorkerID
@@ -476,6 +483,7 @@ func topLevel(raw json.RawMessage) []kv {
 
 func (s *Server) parseTemplates() error {
 	funcs := template.FuncMap{
+		"breakable": breakable,
 		"dur": func(d time.Duration) string {
 			if d <= 0 {
 				return "0s"
@@ -492,4 +500,19 @@ func (s *Server) parseTemplates() error {
 		s.tmpl[name] = t
 	}
 	return nil
+}
+
+// breakable escapes s for HTML and lets the browser break a line after
+// the punctuation of identifiers ("billing/invoice-", "payments.",
+// "cs_live_", "agent:"), never inside a word: a narrow column wraps
+// "billing/invoice-|reconciliation", not "controlle|r".
+func breakable(s string) template.HTML {
+	var b strings.Builder
+	for _, r := range s {
+		b.WriteString(template.HTMLEscapeString(string(r)))
+		if strings.ContainsRune("/-._:", r) {
+			b.WriteString("<wbr>")
+		}
+	}
+	return template.HTML(b.String()) // #nosec: every piece is escaped
 }
