@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
 
 // The dashboard is tested the way an operator uses it: the built binary
@@ -53,7 +55,13 @@ type uiServer struct {
 
 func startUI(t *testing.T, e *testEnv, extra ...string) *uiServer {
 	t.Helper()
-	args := append([]string{"ui", "--addr", "127.0.0.1:0", "--redis", e.url, "--prefix", e.prefix}, extra...)
+	return startUIArgs(t, append([]string{"--redis", e.url, "--prefix", e.prefix}, extra...)...)
+}
+
+// startUIArgs starts `taskflow ui` on a free loopback port with args.
+func startUIArgs(t *testing.T, args ...string) *uiServer {
+	t.Helper()
+	args = append([]string{"ui", "--addr", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(binPath, args...)
 	cmd.Env = cliEnv()
 	out, err := cmd.StdoutPipe()
@@ -411,3 +419,144 @@ const splitWordsJS = `(() => {
   });
   return split;
 })()`
+
+// request sends one request to a running dashboard, with Host host when
+// set, and returns the status and the body.
+func (u *uiServer) request(t *testing.T, method, path, host string, form url.Values, hdr map[string]string) (int, string) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, u.base+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// TestUIOverHTTP drives the built dashboard with plain HTTP requests: a
+// DNS-rebound page (another Host, with the page's own CSRF token and a
+// matching Origin) gets 403 and cancels nothing; --allowed-hosts admits
+// a name; cancelling a cancelled flow says so plainly; a mistyped
+// --prefix is hinted at.
+func TestUIOverHTTP(t *testing.T) {
+	realURL, err := realRedis()
+	if err != nil {
+		if os.Getenv("TASKFLOW_TEST_REQUIRE_REDIS") == "1" {
+			t.Fatalf("real Redis required: %v", err)
+		}
+		t.Skip("real Redis unreachable")
+	}
+	e := newTestEnv(t, realURL)
+	ctx := context.Background()
+	f := e.running(ownerA, "rebinding target")
+	ui := startUI(t, e, "--allowed-hosts", "dash.internal, ops.example")
+	_, port, _ := strings.Cut(strings.TrimPrefix(ui.base, "http://"), ":")
+
+	t.Run("a rebound Host is refused", func(t *testing.T) {
+		evil := "evil.example:" + port
+		_, page := ui.request(t, http.MethodGet, "/flows/"+f.ID.String()+"/cancel", "", nil, nil)
+		tok := csrfField.FindStringSubmatch(page)
+		if tok == nil {
+			t.Fatal("no CSRF token on the confirmation page")
+		}
+		if code, body := ui.request(t, http.MethodGet, "/flows/"+f.ID.String(), evil, nil, nil); code != http.StatusForbidden || strings.Contains(body, "rebinding target") {
+			t.Fatalf("GET with Host %s: %d", evil, code)
+		}
+		code, _ := ui.request(t, http.MethodPost, "/flows/"+f.ID.String()+"/cancel", evil,
+			url.Values{"csrf": {tok[1]}, "operator": {"mallory"}, "reason": {"rebound"}},
+			map[string]string{"Origin": "http://" + evil, "Sec-Fetch-Site": "same-origin"})
+		if code != http.StatusForbidden {
+			t.Fatalf("rebound POST: %d, want 403", code)
+		}
+		if g := e.get(f.ID); g.Status != taskflow.StatusRunning {
+			t.Fatalf("the flow is %s after a rebound POST", g.Status)
+		}
+		for _, host := range []string{"localhost:" + port, "127.0.0.1:" + port, "dash.internal:" + port, "ops.example"} {
+			if code, _ := ui.request(t, http.MethodGet, "/flows", host, nil, nil); code != http.StatusOK {
+				t.Errorf("Host %s: %d, want 200", host, code)
+			}
+		}
+	})
+
+	t.Run("cancelling a cancelled flow says so", func(t *testing.T) {
+		_, page := ui.request(t, http.MethodGet, "/flows/"+f.ID.String()+"/cancel", "", nil, nil)
+		tok := csrfField.FindStringSubmatch(page)
+		if tok == nil {
+			t.Fatal("no CSRF token on the confirmation page")
+		}
+		if _, err := e.m.Cancel(ctx, f.ID); err != nil {
+			t.Fatal(err)
+		}
+		code, body := ui.request(t, http.MethodPost, "/flows/"+f.ID.String()+"/cancel", "",
+			url.Values{"csrf": {tok[1]}, "operator": {"olga"}, "reason": {"twice"}}, map[string]string{"Origin": ui.base})
+		want := "Flow " + f.ID.String() + " is already cancelled: there is nothing to cancel."
+		if code != http.StatusConflict || !strings.Contains(body, want) || strings.Contains(body, "confirm-form") || strings.Contains(body, "cannot move") {
+			t.Fatalf("second cancel: %d\n%s", code, body)
+		}
+	})
+
+	t.Run("a mistyped prefix is hinted at", func(t *testing.T) {
+		typo := startUIArgs(t, "--redis", e.url, "--prefix", e.prefix+"x")
+		code, body := typo.request(t, http.MethodGet, "/", "", nil, nil)
+		if code != http.StatusOK || !strings.Contains(body, `id="hint"`) || !strings.Contains(body, "no flow space &#34;"+e.prefix+"x&#34;") {
+			t.Fatalf("overview of a mistyped prefix: %d\n%s", code, body)
+		}
+		if _, body := ui.request(t, http.MethodGet, "/", "", nil, nil); strings.Contains(body, `id="hint"`) {
+			t.Fatal("a hint on the overview of a flow space that exists")
+		}
+	})
+}
+
+// TestUIWithRedisDown: once its Redis is gone, the built dashboard
+// answers every page 503 "Redis is unreachable", not an empty overview.
+func TestUIWithRedisDown(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("TASKFLOW_TEST_REQUIRE_REDIS") == "1" {
+			t.Fatal("redis-server is required")
+		}
+		t.Skip("redis-server not on PATH")
+	}
+	srv := testbackend.StartRedisServer(t)
+	c := srv.Client(t)
+	store, err := taskflow.NewRedisStore(c, taskflow.WithPrefix("uidown"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := taskflow.NewManager(store).CreateManaged(context.Background(), taskflow.CreateManagedInput{
+		ControllerID: "ops/down", Goal: "g", OwnerSessionKey: ownerA,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ui := startUIArgs(t, "--redis", "redis://"+srv.Addr()+"/0", "--prefix", "uidown")
+	if code, _ := ui.request(t, http.MethodGet, "/", "", nil, nil); code != http.StatusOK {
+		t.Fatalf("overview with Redis up: %d", code)
+	}
+	srv.Kill()
+	for _, path := range []string{"/", "/flows", "/flows/" + f.ID.String(), "/api/stats", "/flows/" + f.ID.String() + "/live"} {
+		code, body := ui.request(t, http.MethodGet, path, "", nil, nil)
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "Redis is unreachable") || strings.Contains(body, "No stats source") {
+			t.Errorf("%s with Redis down: %d\n%.500s", path, code, body)
+		}
+	}
+}
