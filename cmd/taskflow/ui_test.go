@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -31,20 +32,67 @@ import (
 // hostileGoal is markup a model might write into a goal.
 const hostileGoal = `<script>window.pwned=1</script>"><img src=x onerror="window.pwned=2">`
 
+// browserNames are the executables the browser tests look for on PATH.
+var browserNames = []string{"chromium", "chromium-browser", "google-chrome"}
+
+// findBrowser finds the browser with look (exec.LookPath). When none is
+// found it says why the test skips, or, when the browser is required
+// (TASKFLOW_TEST_REQUIRE_BROWSER=1, as in CI), returns an error.
+func findBrowser(look func(string) (string, error), require bool) (path, skip string, err error) {
+	for _, name := range browserNames {
+		if p, err := look(name); err == nil {
+			return p, "", nil
+		}
+	}
+	const need = "no chromium on PATH (looked for chromium, chromium-browser, google-chrome; Debian: apt-get install chromium)"
+	if require {
+		return "", "", errors.New(need + ", and TASKFLOW_TEST_REQUIRE_BROWSER=1 requires it")
+	}
+	return "", need + "; TASKFLOW_TEST_REQUIRE_BROWSER=1 makes this a failure", nil
+}
+
 // chromiumPath finds the browser, or skips the test (fails it when
 // TASKFLOW_TEST_REQUIRE_BROWSER=1, as in CI).
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
+	p, skip, err := findBrowser(exec.LookPath, os.Getenv("TASKFLOW_TEST_REQUIRE_BROWSER") == "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if skip != "" {
+		t.Skip(skip)
+	}
+	return p
+}
+
+// TestFindBrowser: a missing browser is a failure when it is required
+// (as .ci/run requires it), else a skip that says what is missing and
+// how to require it.
+func TestFindBrowser(t *testing.T) {
+	none := func(string) (string, error) { return "", exec.ErrNotFound }
+	if _, _, err := findBrowser(none, true); err == nil || !strings.Contains(err.Error(), "TASKFLOW_TEST_REQUIRE_BROWSER=1") {
+		t.Fatalf("required and missing: %v", err)
+	}
+	if _, skip, err := findBrowser(none, false); err != nil || !strings.Contains(skip, "apt-get install chromium") || !strings.Contains(skip, "TASKFLOW_TEST_REQUIRE_BROWSER=1") {
+		t.Fatalf("missing: skip %q, %v", skip, err)
+	}
+	second := func(name string) (string, error) {
+		if name == "chromium-browser" {
+			return "/usr/bin/chromium-browser", nil
 		}
+		return "", exec.ErrNotFound
 	}
-	if os.Getenv("TASKFLOW_TEST_REQUIRE_BROWSER") == "1" {
-		t.Fatal("chromium is required (TASKFLOW_TEST_REQUIRE_BROWSER=1) but not installed")
+	if p, skip, err := findBrowser(second, true); p != "/usr/bin/chromium-browser" || skip != "" || err != nil {
+		t.Fatalf("found: %q %q %v", p, skip, err)
 	}
-	t.Skip("chromium not installed")
-	return ""
+	// .ci/run requires it.
+	ci, err := os.ReadFile("../../.ci/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(ci), "export TASKFLOW_TEST_REQUIRE_BROWSER=1") {
+		t.Fatal(".ci/run does not require the browser")
+	}
 }
 
 // uiServer is a running `taskflow ui`.
