@@ -24,7 +24,7 @@ import (
 
 var uiVerb = &verb{
 	name:    "ui",
-	args:    "[--addr A] [--allowed-hosts H,...] [--read-only] [--token T | --basic-auth U:P]",
+	args:    "[--addr A] [--read-only] [--token T | --basic-auth U:P]",
 	summary: "serve the operator dashboard (overview, flows, actions)",
 	help: `Serve the operator dashboard until SIGINT or SIGTERM: the overview (the Stats
 figures, refreshed live), flows by status or owner a page at a time, each flow
@@ -51,7 +51,7 @@ func cmdUI(ctx context.Context, c *cli, args []string) error {
 	allowed := fs.String("allowed-hosts", "", "comma-separated host `names` the Host header may name besides loopback ones (without credentials)")
 	maxStreams := fs.Int("max-streams", ui.DefaultMaxStreams, "live streams (a flow page's audit log) served at once; one more is answered 503")
 	timeout := new(time.Duration)
-	durationVar(fs, timeout, "timeout", ui.DefaultTimeout, "how long a page waits for Redis before it says Redis is unreachable (503)")
+	durationVar(fs, timeout, "timeout", ui.DefaultTimeout, "`time` a page waits for Redis before it says Redis is unreachable (503)")
 	metrics := fs.Bool("metrics", false, "also serve the Prometheus metrics at /metrics")
 	pos, err := c.parse(args)
 	if err != nil {

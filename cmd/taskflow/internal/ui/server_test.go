@@ -92,7 +92,8 @@ func TestPagesEscapeFlowData(t *testing.T) {
 		if strings.Contains(body, "<script>window") || strings.Contains(body, "<img src=x") {
 			t.Fatalf("%s: flow data rendered as markup:\n%s", path, body)
 		}
-		if !strings.Contains(body, "&lt;script&gt;window.pwned=1&lt;/script&gt;") {
+		// (The list lets lines break after punctuation: <wbr> elements.)
+		if !strings.Contains(strings.ReplaceAll(body, "<wbr>", ""), "&lt;script&gt;window.pwned=1&lt;/script&gt;") {
 			t.Fatalf("%s: the goal is not shown as text", path)
 		}
 	}
