@@ -27,7 +27,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -283,25 +282,23 @@ type TransitionError struct {
 }
 
 func (e *TransitionError) Error() string {
-	id := ""
+	flow := "the flow"
 	if e.FlowID != uuid.Nil {
-		id = " of flow " + e.FlowID.String()
+		flow = "flow " + e.FlowID.String()
 	}
-	if e.To == "" { // a state update, not a status change
-		switch e.Err {
-		case ErrAlreadyTerminal:
-			return fmt.Sprintf("%v: flow%s is %s and cannot change", e.Err, strings.TrimPrefix(id, " of flow"), e.From)
-		case ErrCancelPending:
-			return fmt.Sprintf("%v: flow%s has a cancel request; only cancel is allowed", e.Err, strings.TrimPrefix(id, " of flow"))
-		}
-	}
-	switch e.Err {
-	case ErrAlreadyTerminal:
-		return fmt.Sprintf("%v: cannot move%s from %s to %s", e.Err, id, e.From, e.To)
-	case ErrCancelPending:
-		return fmt.Sprintf("%v: cannot move%s from %s to %s, only to cancelled", e.Err, id, e.From, e.To)
+	switch {
+	case e.Err == ErrAlreadyTerminal && e.To == "": // a state update, not a status change
+		return fmt.Sprintf("%v: %s is %s and cannot change", e.Err, flow, e.From)
+	case e.Err == ErrAlreadyTerminal && e.From == e.To:
+		return fmt.Sprintf("%v: %s is already %s", e.Err, flow, e.From)
+	case e.Err == ErrAlreadyTerminal:
+		return fmt.Sprintf("%v: %s is %s and cannot become %s", e.Err, flow, e.From, e.To)
+	case e.Err == ErrCancelPending && e.To == "":
+		return fmt.Sprintf("%v: %s has a cancel request; only cancel is allowed", e.Err, flow)
+	case e.Err == ErrCancelPending:
+		return fmt.Sprintf("%v: %s has a cancel request and cannot become %s; only cancel is allowed", e.Err, flow, e.To)
 	default:
-		return fmt.Sprintf("%v%s: %s -> %s", e.Err, id, e.From, e.To)
+		return fmt.Sprintf("%v: %s cannot move from %s to %s", e.Err, flow, e.From, e.To)
 	}
 }
 
