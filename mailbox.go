@@ -218,10 +218,18 @@ func (k keyspace) inbox(id uuid.UUID) string {
 	return k.tag(k.shardOf(id)) + ":inbox:" + id.String()
 }
 
-// withInbox appends the inbox and kept-event keys (16 and 17 of
-// transition_early.lua and deliver_event.lua) to a flow key set.
+// withInbox appends the inbox, kept-event and used-event keys (16, 17
+// and 18 of transition_early.lua and deliver_event.lua) to a flow key
+// set.
 func (k keyspace) withInbox(keys []string, id uuid.UUID) []string {
-	return append(keys, k.inbox(id), k.kept(k.shardOf(id)))
+	n := k.shardOf(id)
+	return append(keys, k.inbox(id), k.kept(n), k.used(n))
+}
+
+// memoryArgs are the bounds of the memory of used events, as
+// deliver_event.lua and transition_early.lua take them.
+func (c earlyConfig) memoryArgs() []any {
+	return []any{c.remember.Milliseconds(), c.rememberCap}
 }
 
 // eventPayload reads an external event's payload: nil or JSON null is no
@@ -271,6 +279,7 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 	_, nowMs, nowStr := s.clock()
 	args := append(s.head(id, nowMs, nowStr, mutation{lean: lean}),
 		cp, eventID, string(payload), mode, s.early.retention.Milliseconds(), s.early.cap)
+	args = append(args, s.early.memoryArgs()...)
 	v, raw := s.eval(ctx, s.scripts.deliverEvent, s.keys.withInbox(s.keys.flowKeys(id, ""), id), args)
 	if raw != nil {
 		err = callError(raw, id)
