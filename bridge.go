@@ -57,7 +57,8 @@ func (k keyspace) bridgeRequests() string { return k.prefix + ":{bridge}:request
 // master only: publish it again with the same ID): it is handled even if
 // no engine runs yet, and a message an engine took but did not
 // acknowledge (it died) is claimed by another. Topic and CorrelationID
-// are required.
+// are required labels (valid UTF-8, at most Limits.LabelBytes each; else
+// ErrInvalidData).
 //
 // A request applies at most once per ID (ResumeRequest.ID; one is made
 // per call when empty, so go-redis re-sending a call whose reply was
@@ -68,7 +69,7 @@ func (m *Manager) PublishResume(ctx context.Context, req ResumeRequest) error {
 	if strings.TrimSpace(req.Topic) == "" || strings.TrimSpace(req.CorrelationID) == "" {
 		return fmt.Errorf("%w: a resume request needs a topic and a correlation_id", ErrInvalidData)
 	}
-	if err := checkText("the topic", req.Topic, "the correlation_id", req.CorrelationID); err != nil {
+	if err := m.store.checkEventPair(req.Topic, req.CorrelationID); err != nil {
 		return err
 	}
 	if req.ID == "" {
@@ -272,6 +273,9 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 		defer observeBridge(ctx, o, ev, &herr)
 	}
 	req, perr := parseBridgeMessage(msg)
+	if perr == nil {
+		perr = e.s.checkEventPair(req.Topic, req.CorrelationID)
+	}
 	if perr != nil {
 		if ev != nil {
 			ev.Outcome, ev.Err = "malformed", perr

@@ -78,13 +78,15 @@ func WithClaimWait(d time.Duration) ClaimOption {
 // announced, then returns (nil, nil, nil). The lease ends when it expires
 // (the engine's tick puts the flow back on the queue), on Release, or
 // when the flow leaves running (wait, finish, fail, cancel); a resumed
-// flow is queued again for any worker.
+// flow is queued again for any worker. controllerID and workerID are
+// labels: required, valid UTF-8, at most Limits.LabelBytes each (else
+// ErrInvalidData).
 func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, lease time.Duration, opts ...ClaimOption) (f *Flow, l *Lease, err error) {
 	if o := m.store.obs; o != nil && o.Claim != nil {
 		defer observeClaim(ctx, o, controllerID, workerID, time.Now(), &f, &l, &err)
 	}
-	if controllerID == "" || strings.TrimSpace(workerID) == "" {
-		return nil, nil, fmt.Errorf("%w: a controller id and a worker id are required", ErrInvalidData)
+	if err := m.store.checkWorker(controllerID, workerID); err != nil {
+		return nil, nil, err
 	}
 	if lease < MinLease {
 		return nil, nil, fmt.Errorf("%w: lease %s is shorter than %s", ErrInvalidData, lease, MinLease)

@@ -78,11 +78,15 @@ func InsertWithEvents(events ...*FlowEvent) InsertOption {
 // ready queue, so waiting workers claim it).
 //
 // Refused with ErrInvalidData, writing nothing: a nil ID, an unknown
-// status, an empty OwnerSessionKey, a negative revision, a zero
-// CreatedAt or UpdatedAt, a waiting flow without a valid wait or another
-// flow with one, state or payloads that are not JSON or over the state
-// size limit, an invalid step, a run id given twice, too many steps or
-// events.
+// status, an empty OwnerSessionKey, a negative revision or one over
+// MaxRevision, a zero CreatedAt or UpdatedAt, a waiting flow without a
+// valid wait or another flow with one, state or payloads that are not
+// JSON or over the state size limit, a string over the store's Limits
+// (LabelBytes, TextBytes; a wait's topic and correlation id and an event
+// kind are labels) or not valid UTF-8, an invalid step, a run id or step
+// id given twice, more steps than MaxInsertSteps or Limits.StepsPerFlow,
+// too many events. The audit log is cut to Limits.EventBytes as the
+// store keeps it (the oldest go; the newest is always kept).
 func (s *RedisStore) InsertFlow(ctx context.Context, f *Flow, opts ...InsertOption) (*Flow, error) {
 	keys, args, err := s.prepareInsert(f, opts)
 	if err != nil {
@@ -121,6 +125,9 @@ func (s *RedisStore) prepareInsert(f *Flow, opts []InsertOption) ([]string, []an
 	var wait waitArgs
 	if f.Status == StatusWaiting {
 		w, err := waitIndexArgs(f.ID, f.Wait)
+		if err == nil {
+			err = s.checkWaitLabels(w)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("flow %s: %w", f.ID, err)
 		}
@@ -182,6 +189,8 @@ func (s *RedisStore) checkInsertable(f *Flow) error {
 		return bad("owner_session_key is required")
 	case f.Revision < 0:
 		return bad("revision %d is negative", f.Revision)
+	case f.Revision > MaxRevision:
+		return bad("revision %d is over %d, the most a flow counts to (MaxRevision)", f.Revision, MaxRevision)
 	case f.CreatedAt.IsZero() || f.UpdatedAt.IsZero():
 		return bad("created_at and updated_at are required")
 	case f.Status != StatusWaiting && f.Wait != nil:
@@ -189,17 +198,21 @@ func (s *RedisStore) checkInsertable(f *Flow) error {
 	case f.Status == StatusWaiting && f.Wait == nil:
 		return bad("a waiting flow needs a wait")
 	}
+	if err := s.checkFlowStrings(f); err != nil {
+		return fmt.Errorf("flow %s: %w", f.ID, err)
+	}
 	return nil
 }
 
 // insertStepArgs validates the steps of an InsertFlow and renders them.
 func (s *RedisStore) insertStepArgs(f *Flow, steps []*FlowStep) ([]any, []string, error) {
-	if len(steps) > MaxInsertSteps {
-		return nil, nil, fmt.Errorf("%w: flow %s has %d steps, at most %d can be inserted", ErrInvalidData, f.ID, len(steps), MaxInsertSteps)
+	if most := min(MaxInsertSteps, s.limits.StepsPerFlow); len(steps) > most {
+		return nil, nil, fmt.Errorf("%w: flow %s has %d steps, at most %d can be inserted (MaxInsertSteps, Limits.StepsPerFlow)", ErrInvalidData, f.ID, len(steps), most)
 	}
 	args := make([]any, 0, 9*len(steps))
 	runIDs := make([]string, 0, len(steps))
 	seen := make(map[string]bool, len(steps))
+	seenID := make(map[uuid.UUID]bool, len(steps))
 	for i, st := range steps {
 		if st == nil {
 			return nil, nil, fmt.Errorf("%w: flow %s: step %d is nil", ErrInvalidData, f.ID, i)
@@ -207,6 +220,13 @@ func (s *RedisStore) insertStepArgs(f *Flow, steps []*FlowStep) ([]any, []string
 		if err := checkStep(st); err != nil {
 			return nil, nil, fmt.Errorf("flow %s: %w", f.ID, err)
 		}
+		if err := s.checkStepStrings(st); err != nil {
+			return nil, nil, fmt.Errorf("flow %s: step %d (id %s): %w", f.ID, i+1, st.ID, err)
+		}
+		if st.ID != uuid.Nil && seenID[st.ID] {
+			return nil, nil, fmt.Errorf("%w: flow %s has step id %s twice", ErrInvalidData, f.ID, st.ID)
+		}
+		seenID[st.ID] = true
 		if st.FlowID != uuid.Nil && st.FlowID != f.ID {
 			return nil, nil, fmt.Errorf("%w: step %q belongs to flow %s, not %s", ErrInvalidData, st.RunID, st.FlowID, f.ID)
 		}
@@ -286,13 +306,30 @@ func (s *RedisStore) insertEventArgs(f *Flow, events []*FlowEvent) ([]any, int, 
 		}
 		kind, payload, err := s.eventParts(ev.Kind, ev.Payload)
 		if err != nil {
-			return nil, 0, 0, fmt.Errorf("flow %s: %w", f.ID, err)
+			// Named by the id it would get (1..n in the order given).
+			return nil, 0, 0, fmt.Errorf("flow %s: event %d: %w", f.ID, int(total)-len(events)+i+1, err)
 		}
 		at := ev.At
 		if at.IsZero() {
 			at = f.UpdatedAt
 		}
 		args = append(args, kind, at.UnixMilli(), string(payload))
+	}
+	// The byte bound (Limits.EventBytes) as events.lua keeps it: the
+	// oldest entries go until the log fits, the newest always stays.
+	if budget := s.limits.EventBytes; budget > 0 {
+		rev := strconv.FormatInt(f.Revision, 10)
+		size := func(i int) int { // the entry insert_flow.lua writes
+			return len(`{"kind":,"rev":,"at":,"payload":}`) + len(args[3*i].(string)) + len(rev) +
+				len(strconv.FormatInt(args[3*i+1].(int64), 10)) + len(args[3*i+2].(string))
+		}
+		first, sum := len(events)-1, size(len(events)-1)
+		for first > 0 && sum+size(first-1) <= budget {
+			first--
+			sum += size(first)
+		}
+		args = args[3*first:]
+		events = events[first:]
 	}
 	return args, len(events), total, nil
 }
@@ -301,8 +338,8 @@ func (s *RedisStore) insertEventArgs(f *Flow, events []*FlowEvent) ([]any, int, 
 // script: the kind as a JSON string, the payload as compact JSON ({} for
 // none).
 func (s *RedisStore) eventParts(kind string, payload any) (string, json.RawMessage, error) {
-	if strings.TrimSpace(kind) == "" {
-		return "", nil, fmt.Errorf("%w: event kind is required", ErrInvalidData)
+	if err := s.checkEventKind(kind); err != nil {
+		return "", nil, err
 	}
 	pl, err := toJSON("event payload", payload)
 	if err != nil {
@@ -324,8 +361,9 @@ func (s *RedisStore) eventParts(kind string, payload any) (string, json.RawMessa
 // the event carries the current revision and gets the next event id. The
 // oldest events beyond the event cap are trimmed, and the event is
 // announced on the watch channel like any other. An unknown flow is
-// ErrNotFound; an empty kind, a zero at or a payload that is not JSON (or
-// over the state size limit) is ErrInvalidData.
+// ErrNotFound; an empty kind, one over Limits.LabelBytes or not valid
+// UTF-8, a zero at or a payload that is not JSON (or over the state size
+// limit) is ErrInvalidData.
 func (s *RedisStore) AppendEventAt(ctx context.Context, flowID uuid.UUID, kind string, payload any, at time.Time) (*FlowEvent, error) {
 	if at.IsZero() {
 		return nil, fmt.Errorf("%w: an event needs a time", ErrInvalidData)
@@ -384,13 +422,17 @@ func (s *RedisStore) FindStepByRunID(ctx context.Context, flowID uuid.UUID, runI
 // step as stored. st.ID must be the stored step's id, and its CreatedAt
 // is kept. Like InsertStep this is store level: the flow's record and
 // audit log do not change. An unknown flow or step is ErrNotFound;
-// another id, an invalid runtime or status, or a result that is not JSON
-// is ErrInvalidData.
+// another id, an invalid runtime or status, a task or child session key
+// over its bound (Limits) or not valid UTF-8, or a result that is not
+// JSON is ErrInvalidData.
 func (s *RedisStore) UpdateStep(ctx context.Context, st *FlowStep) (*FlowStep, error) {
 	if st == nil {
 		return nil, fmt.Errorf("%w: nil step", ErrInvalidData)
 	}
 	if err := checkStep(st); err != nil {
+		return nil, err
+	}
+	if err := s.checkStepStrings(st); err != nil {
 		return nil, err
 	}
 	result, err := s.stepResult(st)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -440,4 +441,128 @@ func TestImportCallsMixVerifyClean(t *testing.T) {
 		n -= 3
 		check("prune")
 	})
+}
+
+// TestImportCallsKeepTheLimits: InsertFlow, AppendEventAt and UpdateStep
+// (the import's store calls) keep the Manager's limits and UTF-8 rules:
+// each refusal is ErrInvalidData naming the field, and writes nothing.
+func TestImportCallsKeepTheLimits(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		good := importedFlow(e, StatusRunning, nil, false)
+		steps := importedSteps(good)
+		must(t, try(e.store.InsertFlow(ctx, good, InsertWithSteps(steps...))))
+		text := strings.Repeat("x", MaxTextBytes+1)
+		label := strings.Repeat("x", MaxLabelBytes+1)
+		step := func(mod func(*FlowStep)) []InsertOption {
+			st := &FlowStep{RunID: "r", Runtime: RuntimeManaged, Status: StepPending}
+			mod(st)
+			return []InsertOption{InsertWithSteps(st)}
+		}
+		before := e.dump()
+		inserts := map[string]func(f *Flow) []InsertOption{
+			"goal":              func(f *Flow) []InsertOption { f.Goal = text; return nil },
+			"controller_id":     func(f *Flow) []InsertOption { f.ControllerID = label; return nil },
+			"owner_session_key": func(f *Flow) []InsertOption { f.OwnerSessionKey = label; return nil },
+			"requester_origin":  func(f *Flow) []InsertOption { f.RequesterOrigin = label; return nil },
+			"current_step":      func(f *Flow) []InsertOption { f.CurrentStep = label; return nil },
+			"goal utf-8":        func(f *Flow) []InsertOption { f.Goal = "bad \xff"; return nil },
+			"controller_id utf-8": func(f *Flow) []InsertOption {
+				f.ControllerID = "c\xfe"
+				return nil
+			},
+			"revision": func(f *Flow) []InsertOption { f.Revision = MaxRevision + 1; return nil },
+			"event kind": func(f *Flow) []InsertOption {
+				return []InsertOption{InsertWithEvents(&FlowEvent{Kind: label})}
+			},
+			"event kind utf-8": func(f *Flow) []InsertOption {
+				return []InsertOption{InsertWithEvents(&FlowEvent{Kind: "k\xff"})}
+			},
+			"task":                    func(*Flow) []InsertOption { return step(func(s *FlowStep) { s.Task = text }) },
+			"task utf-8":              func(*Flow) []InsertOption { return step(func(s *FlowStep) { s.Task = "\xff" }) },
+			"run_id":                  func(*Flow) []InsertOption { return step(func(s *FlowStep) { s.RunID = label }) },
+			"child_session_key":       func(*Flow) []InsertOption { return step(func(s *FlowStep) { s.ChildSessionKey = label }) },
+			"child_session_key utf-8": func(*Flow) []InsertOption { return step(func(s *FlowStep) { s.ChildSessionKey = "\xc3" }) },
+			"step id": func(f *Flow) []InsertOption {
+				id := uuid.New()
+				return []InsertOption{InsertWithSteps(
+					&FlowStep{ID: id, RunID: "a", Runtime: RuntimeManaged, Status: StepPending},
+					&FlowStep{ID: id, RunID: "b", Runtime: RuntimeManaged, Status: StepPending})}
+			},
+		}
+		for name, spoil := range inserts {
+			f := importedFlow(e, StatusCreated, nil, false)
+			opts := spoil(f)
+			_, err := e.store.InsertFlow(ctx, f, opts...)
+			field, _, _ := strings.Cut(name, " utf-8")
+			if !errors.Is(err, ErrInvalidData) || !strings.Contains(err.Error(), strings.TrimSuffix(field, " ")) {
+				t.Errorf("insert with a bad %s: %v, want ErrInvalidData naming it", name, err)
+			}
+		}
+		appends := map[string]string{"event kind": label, "event kind utf-8": "k\xff"}
+		for name, kind := range appends {
+			if _, err := e.store.AppendEventAt(ctx, good.ID, kind, nil, good.UpdatedAt); !errors.Is(err, ErrInvalidData) || !strings.Contains(err.Error(), "event kind") {
+				t.Errorf("append with a bad %s: %v", name, err)
+			}
+		}
+		updates := map[string]func(*FlowStep){
+			"task":                    func(s *FlowStep) { s.Task = text },
+			"task utf-8":              func(s *FlowStep) { s.Task = "t\xff" },
+			"child_session_key":       func(s *FlowStep) { s.ChildSessionKey = label },
+			"child_session_key utf-8": func(s *FlowStep) { s.ChildSessionKey = "\xff" },
+		}
+		for name, spoil := range updates {
+			st := *steps[0]
+			spoil(&st)
+			field, _, _ := strings.Cut(name, " utf-8")
+			if _, err := e.store.UpdateStep(ctx, &st); !errors.Is(err, ErrInvalidData) || !strings.Contains(err.Error(), field) {
+				t.Errorf("update with a bad %s: %v", name, err)
+			}
+		}
+		if after := e.dump(); !reflect.DeepEqual(before, after) {
+			t.Fatal("a refused call changed the flow space")
+		}
+	})
+}
+
+// TestInsertFlowKeepsTheStoreBounds: an imported flow holds no more than
+// a flow the Manager writes: its audit log is cut to the byte bound
+// (Limits.EventBytes; the newest entry always kept) and its steps to
+// Limits.StepsPerFlow.
+func TestInsertFlowKeepsTheStoreBounds(t *testing.T) {
+	const budget = 4096
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := importedFlow(e, StatusFinished, nil, false)
+		events := importedEvents(f, 200)
+		for _, ev := range events {
+			ev.Payload = json.RawMessage(`{"pad":"` + strings.Repeat("p", 100) + `"}`)
+		}
+		must(t, try(e.store.InsertFlow(e.ctx, f, InsertWithEvents(events...))))
+		entries, size, eb := auditLog(t, e, f.ID)
+		if size > budget || eb != size || len(entries) < 20 {
+			t.Fatalf("log of %d entries, %d bytes (eb %d), want at most %d bytes", len(entries), size, eb, budget)
+		}
+		evs := must(t, try(e.m.ListEvents(e.ctx, f.ID, 1000)))
+		if len(evs) != len(entries) || evs[0].ID != "200" {
+			t.Fatalf("ListEvents: %d, newest %s", len(evs), evs[0].ID)
+		}
+		// An event over the whole budget is kept alone.
+		g := importedFlow(e, StatusFinished, nil, false)
+		big := &FlowEvent{Kind: "big", Payload: json.RawMessage(`{"pad":"` + strings.Repeat("b", 2*budget) + `"}`)}
+		must(t, try(e.store.InsertFlow(e.ctx, g, InsertWithEvents(append(importedEvents(g, 3), big)...))))
+		if entries, _, _ := auditLog(t, e, g.ID); len(entries) != 1 {
+			t.Fatalf("%d entries, want the newest alone", len(entries))
+		}
+		// Steps beyond StepsPerFlow are refused.
+		h := importedFlow(e, StatusRunning, nil, false)
+		steps := []*FlowStep{
+			{RunID: "a", Runtime: RuntimeManaged, Status: StepPending},
+			{RunID: "b", Runtime: RuntimeManaged, Status: StepPending},
+			{RunID: "c", Runtime: RuntimeManaged, Status: StepPending},
+		}
+		if _, err := e.store.InsertFlow(e.ctx, h, InsertWithSteps(steps...)); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("3 steps over a limit of 2: %v", err)
+		}
+		wantVerifyClean(t, e, 2)
+	}, WithLimits(Limits{EventBytes: budget, StepsPerFlow: 2}))
 }

@@ -3,11 +3,27 @@ package taskflow
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ErrStateTooLarge is wrapped (with ErrInvalidData) by a refusal whose
 // state would exceed the store's cap (WithMaxStateBytes).
 var ErrStateTooLarge = errors.New("taskflow: state too large")
+
+// ErrRevisionLimit is wrapped (with ErrInvalidData) by a refusal to change
+// a flow whose revision or newest event id could pass MaxRevision.
+var ErrRevisionLimit = errors.New("taskflow: revision limit")
+
+// MaxRevision is the largest revision, event id and attempts count a
+// flow holds: the scripts count in Lua, which formats a number with 14
+// significant digits, so 10^14 would be written as "1e+14" and read back
+// as garbage. InsertFlow refuses a larger revision (ErrInvalidData), a
+// retry policy a larger MaxAttempts, and a mutation that could pass it
+// is refused with ErrInvalidData and ErrRevisionLimit, writing nothing
+// (a script bumps the revision and the event id at most twice, so a
+// flow takes changes while both are at most MaxRevision-2). A flow gets
+// there only by an import: one change a millisecond takes 3,000 years.
+const MaxRevision = 99_999_999_999_999
 
 // The default bounds on what one call may store, so that a flow's memory
 // and one script's work stay bounded whatever the caller sends; a store
@@ -15,7 +31,10 @@ var ErrStateTooLarge = errors.New("taskflow: state too large")
 const (
 	// MaxLabelBytes bounds each identifier-like string a flow or step
 	// stores: controller id, owner session key, requester origin, current
-	// step, run id, child session key.
+	// step, run id, child session key, event kind; and the ones the
+	// mailbox, the correlation index and the leases keep: an external
+	// event's topic and correlation id (each; in a wait condition too),
+	// a worker id.
 	MaxLabelBytes = 1024
 	// MaxTextBytes bounds each free-text string: goal, step task, failure
 	// reason.
@@ -53,6 +72,76 @@ func checkLens(items ...limit) error {
 	return nil
 }
 
+// checkFlowStrings applies the Manager's rules to a flow record's strings
+// (valid UTF-8, each within its bound), for the calls that take a whole
+// record (InsertFlow).
+func (s *RedisStore) checkFlowStrings(f *Flow) error {
+	if err := checkText("controller_id", f.ControllerID, "goal", f.Goal, "owner_session_key", f.OwnerSessionKey,
+		"requester_origin", f.RequesterOrigin, "current_step", f.CurrentStep); err != nil {
+		return err
+	}
+	return checkLens(lim("controller_id", f.ControllerID, s.limits.LabelBytes), lim("goal", f.Goal, s.limits.TextBytes),
+		lim("owner_session_key", f.OwnerSessionKey, s.limits.LabelBytes), lim("requester_origin", f.RequesterOrigin, s.limits.LabelBytes),
+		lim("current_step", f.CurrentStep, s.limits.LabelBytes))
+}
+
+// checkStepStrings applies the Manager's rules to a step's strings, for
+// the calls that take a whole step (InsertFlow, UpdateStep).
+func (s *RedisStore) checkStepStrings(st *FlowStep) error {
+	if err := checkText("run_id", st.RunID, "task", st.Task, "child_session_key", st.ChildSessionKey); err != nil {
+		return err
+	}
+	return checkLens(lim("run_id", st.RunID, s.limits.LabelBytes), lim("task", st.Task, s.limits.TextBytes),
+		lim("child_session_key", st.ChildSessionKey, s.limits.LabelBytes))
+}
+
+// checkEventKind applies the Manager's rules to an event kind: required,
+// valid UTF-8, within LabelBytes.
+func (s *RedisStore) checkEventKind(kind string) error {
+	if strings.TrimSpace(kind) == "" {
+		return fmt.Errorf("%w: event kind is required", ErrInvalidData)
+	}
+	if err := checkText("event kind", kind); err != nil {
+		return err
+	}
+	return checkLen("event kind", kind, s.limits.LabelBytes)
+}
+
+// checkEventPair applies the label rules to an external event's topic and
+// correlation id: both required, valid UTF-8, each within LabelBytes (an
+// event nobody can match must not be kept, nor a wait no event can end).
+func (s *RedisStore) checkEventPair(topic, correlationID string) error {
+	if strings.TrimSpace(topic) == "" || strings.TrimSpace(correlationID) == "" {
+		return fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
+	}
+	if err := checkText("the topic", topic, "the correlation_id", correlationID); err != nil {
+		return err
+	}
+	return checkLens(lim("topic", topic, s.limits.LabelBytes), lim("correlation_id", correlationID, s.limits.LabelBytes))
+}
+
+// checkWorker applies the label rules to a claim's controller and worker
+// ids: both required, valid UTF-8, each within LabelBytes (the worker id
+// is kept in the lease and in the claimed event).
+func (s *RedisStore) checkWorker(controllerID, workerID string) error {
+	if controllerID == "" || strings.TrimSpace(workerID) == "" {
+		return fmt.Errorf("%w: a controller id and a worker id are required", ErrInvalidData)
+	}
+	if err := checkText("controller_id", controllerID, "worker_id", workerID); err != nil {
+		return err
+	}
+	return checkLens(lim("controller_id", controllerID, s.limits.LabelBytes), lim("worker_id", workerID, s.limits.LabelBytes))
+}
+
+// checkWaitLabels applies the label rules to a wait condition's topic and
+// correlation id (a wait that is no external event passes).
+func (s *RedisStore) checkWaitLabels(w waitArgs) error {
+	if w.topic == "" && w.correlationID == "" {
+		return nil
+	}
+	return checkLens(lim("topic", w.topic, s.limits.LabelBytes), lim("correlation_id", w.correlationID, s.limits.LabelBytes))
+}
+
 // MaxStepsPerFlow is the default of the most steps one flow holds
 // (Limits.StepsPerFlow): RecordStepObservation and InsertStep refuse a
 // new run id beyond it with ErrInvalidData (an observation of a step
@@ -75,8 +164,10 @@ const MaxStepsPerFlowLimit = 10000
 type Limits struct {
 	// LabelBytes bounds each identifier-like string a flow or step
 	// stores: controller id, owner session key, requester origin,
-	// current step, run id, child session key, event kind. Default
-	// MaxLabelBytes (1 KiB).
+	// current step, run id, child session key, event kind; an external
+	// event's topic and correlation id (each: in a wait condition,
+	// TryResumeExternal, ResumeByCorrelation, PublishResume and a bridge
+	// message) and a worker id (Claim). Default MaxLabelBytes (1 KiB).
 	LabelBytes int
 	// TextBytes bounds each free-text string: goal, step task, failure
 	// reason. Default MaxTextBytes (64 KiB).

@@ -1,11 +1,13 @@
 package taskflow
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -267,4 +269,162 @@ func auditLog(t *testing.T, e *env, id uuid.UUID) (entries []string, size, eb in
 	}
 	eb, _ = e.client.HGet(e.ctx, e.store.keys.flow(id), "eb").Int()
 	return entries, size, eb
+}
+
+// TestRevisionLimit: a revision (or event id) Lua cannot format exactly is
+// never written: InsertFlow refuses one over MaxRevision, and a change
+// that could pass it is refused, writing nothing; up to there revisions
+// read back exact.
+func TestRevisionLimit(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		f := importedFlow(e, StatusRunning, nil, false)
+		f.Revision = MaxRevision
+		must(t, try(e.store.InsertFlow(ctx, f)))
+		w := importedFlow(e, StatusWaiting, json.RawMessage(`{"kind":"external_event","topic":"rl","correlation_id":"1"}`), false)
+		w.Revision = MaxRevision
+		must(t, try(e.store.InsertFlow(ctx, w)))
+		before := e.dump()
+		for name, call := range map[string]func() error{
+			"update": func() error { _, err := e.m.UpdateState(ctx, f.ID, map[string]int{"n": 1}, ""); return err },
+			"wait":   func() error { _, err := e.m.SetWaiting(ctx, f.ID, WaitManual()); return err },
+			"finish": func() error { _, err := e.m.Finish(ctx, f.ID, nil); return err },
+			"cancel": func() error { _, err := e.m.RequestCancel(ctx, f.ID); return err },
+			"step": func() error {
+				_, err := e.m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "r", Status: StepRunning})
+				return err
+			},
+			"append": func() error { _, err := e.store.AppendEventAt(ctx, f.ID, "note", nil, f.UpdatedAt); return err },
+			"resume": func() error { _, err := e.m.TryResumeExternal(ctx, w.ID, "rl", "1", "x"); return err },
+			"manual resume": func() error {
+				_, err := e.m.Resume(ctx, w.ID, nil)
+				return err
+			},
+		} {
+			if err := call(); !errors.Is(err, ErrRevisionLimit) || !errors.Is(err, ErrInvalidData) {
+				t.Errorf("%s at MaxRevision: %v, want ErrRevisionLimit", name, err)
+			}
+		}
+		if after := e.dump(); !reflect.DeepEqual(before, after) {
+			t.Fatal("a refused change wrote something")
+		}
+		if got := must(t, try(e.m.Get(ctx, f.ID))); got.Revision != MaxRevision {
+			t.Fatalf("revision %d, want %d", got.Revision, int64(MaxRevision))
+		}
+		// Two below the limit: a change lands, exact.
+		g := importedFlow(e, StatusRunning, nil, false)
+		g.Revision = MaxRevision - 2
+		must(t, try(e.store.InsertFlow(ctx, g)))
+		got := must(t, try(e.m.UpdateState(ctx, g.ID, map[string]int{"n": 1}, "")))
+		if got.Revision != MaxRevision-1 {
+			t.Fatalf("revision %d, want %d", got.Revision, int64(MaxRevision-1))
+		}
+		evs := must(t, try(e.m.ListEvents(ctx, g.ID, 10)))
+		if evs[0].Revision != MaxRevision-1 {
+			t.Fatalf("event revision %d", evs[0].Revision)
+		}
+		if _, err := e.m.UpdateState(ctx, g.ID, map[string]int{"n": 2}, ""); !errors.Is(err, ErrRevisionLimit) {
+			t.Fatalf("a change at MaxRevision-1: %v", err)
+		}
+		h := importedFlow(e, StatusRunning, nil, false)
+		h.Revision = MaxRevision + 1
+		if _, err := e.store.InsertFlow(ctx, h); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("insert over MaxRevision: %v", err)
+		}
+		requireVerifyClean(t, e.m)
+	})
+}
+
+// TestEventLabelsAreBounded: topics, correlation ids and worker ids are
+// bounded like labels (Limits.LabelBytes) at every entry point: a wait
+// condition (SetWaiting, UpdateAndAppend, InsertFlow), TryResumeExternal,
+// ResumeByCorrelation, PublishResume, Claim and a bridge message. A
+// refusal is ErrInvalidData naming the field and writes nothing; a bridge
+// message over the bound is dropped as malformed, nothing kept.
+func TestEventLabelsAreBounded(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		label := strings.Repeat("x", MaxLabelBytes+1)
+		f := e.runningFlow(t)
+		w := e.waitingFlow(t, WaitManual())
+		imp := importedFlow(e, StatusWaiting, json.RawMessage(`{"kind":"external_event","topic":"t","correlation_id":"`+label+`"}`), false)
+		before := e.dump()
+		for name, call := range map[string]func() error{
+			"topic wait": func() error { _, err := e.m.SetWaiting(ctx, f.ID, WaitExternalEvent(label, "c")); return err },
+			"correlation_id wait": func() error {
+				_, err := e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("t", label))
+				return err
+			},
+			"correlation_id write": func() error {
+				g := *f
+				g.Status, g.Wait = StatusWaiting, json.RawMessage(`{"kind":"external_event","topic":"t","correlation_id":"`+label+`"}`)
+				_, _, err := e.store.UpdateAndAppend(ctx, &g, "waiting", nil)
+				return err
+			},
+			"correlation_id insert": func() error { _, err := e.store.InsertFlow(ctx, imp); return err },
+			"topic resume": func() error {
+				_, err := e.m.TryResumeExternal(ctx, w.ID, label, "c", nil)
+				return err
+			},
+			"correlation_id resume": func() error {
+				_, err := e.m.TryResumeExternal(ctx, w.ID, "t", label, nil)
+				return err
+			},
+			"topic by correlation": func() error { _, err := e.m.ResumeByCorrelation(ctx, label, "c", nil); return err },
+			"correlation_id by correlation": func() error {
+				_, err := e.m.ResumeByCorrelation(ctx, "t", label, nil)
+				return err
+			},
+			"topic publish": func() error {
+				return e.m.PublishResume(ctx, ResumeRequest{Topic: label, CorrelationID: "c"})
+			},
+			"correlation_id publish": func() error {
+				return e.m.PublishResume(ctx, ResumeRequest{Topic: "t", CorrelationID: label})
+			},
+			"worker_id claim": func() error {
+				_, _, err := e.m.Claim(ctx, f.ControllerID, label, time.Minute, WithClaimWait(0))
+				return err
+			},
+			"worker_id utf-8 claim": func() error {
+				_, _, err := e.m.Claim(ctx, f.ControllerID, "w\xff", time.Minute, WithClaimWait(0))
+				return err
+			},
+			"controller_id claim": func() error {
+				_, _, err := e.m.Claim(ctx, label, "w", time.Minute, WithClaimWait(0))
+				return err
+			},
+		} {
+			field, _, _ := strings.Cut(name, " ")
+			if err := call(); !errors.Is(err, ErrInvalidData) || !strings.Contains(err.Error(), field) {
+				t.Errorf("%s over its bound: %v", name, err)
+			}
+		}
+		if after := e.dump(); !reflect.DeepEqual(before, after) {
+			t.Fatal("a refused call changed Redis")
+		}
+		// At the bound: taken.
+		at := strings.Repeat("y", MaxLabelBytes)
+		must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent(at, at))))
+		// A bridge message over the bound (written by another producer)
+		// is dropped as malformed: nothing is kept for it.
+		body, _ := json.Marshal(bridgeMessage{Topic: "t", CorrelationID: label})
+		e.client.XAdd(ctx, &redis.XAddArgs{Stream: e.store.keys.bridge(), Values: []any{"body", string(body)}})
+		must(t, try(0, e.m.PublishResume(ctx, ResumeRequest{Topic: at, CorrelationID: at})))
+		eng := e.engine(WithBridgeBlock(20 * time.Millisecond))
+		bctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- eng.RunResumeBridge(bctx) }()
+		for eng.BridgeStats().Handled < 2 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		<-done
+		if st := eng.BridgeStats(); st.Malformed != 1 || st.Resumed != 1 {
+			t.Fatalf("bridge stats %+v, want one malformed, one resumed", st)
+		}
+		if n := e.countEarly(t); n != 0 {
+			t.Fatalf("%d kept events, want 0", n)
+		}
+		requireVerifyClean(t, e.m)
+	})
 }

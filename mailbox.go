@@ -234,12 +234,17 @@ func (k keyspace) inbox(id uuid.UUID) string {
 	return k.tag(k.shardOf(id)) + ":inbox:" + id.String()
 }
 
-// withInbox appends the inbox, kept-event and used-event keys (16, 17
-// and 18 of transition_early.lua and deliver_event.lua) to a flow key
-// set.
+// withInbox appends the inbox and kept-event keys (16 and 17 of
+// transition_early.lua and deliver_event.lua) to a flow key set.
 func (k keyspace) withInbox(keys []string, id uuid.UUID) []string {
-	n := k.shardOf(id)
-	return append(keys, k.inbox(id), k.kept(n), k.used(n))
+	return append(keys, k.inbox(id), k.kept(k.shardOf(id)))
+}
+
+// withEarly appends withInbox's keys and the shard's memory of used
+// events (18 of transition_early.lua and deliver_event.lua) to a flow
+// key set. Prune takes withInbox's only: the memory is the shard's.
+func (k keyspace) withEarly(keys []string, id uuid.UUID) []string {
+	return append(k.withInbox(keys, id), k.used(k.shardOf(id)))
 }
 
 // memoryArgs are the bounds of the memory of used events, as
@@ -296,7 +301,7 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 	args := append(s.head(id, nowMs, nowStr, mutation{lean: lean}),
 		cp, eventID, string(payload), mode, s.early.retention.Milliseconds(), s.early.cap)
 	args = append(args, s.early.memoryArgs()...)
-	v, raw := s.eval(ctx, s.scripts.deliverEvent, s.keys.withInbox(s.keys.flowKeys(id, ""), id), args)
+	v, raw := s.eval(ctx, s.scripts.deliverEvent, s.keys.withEarly(s.keys.flowKeys(id, ""), id), args)
 	if raw != nil {
 		err = callError(raw, id)
 		var te *TransitionError

@@ -23,6 +23,8 @@ type Manager struct {
 
 	hubMu sync.Mutex
 	hubs  map[string]*readyHub // Claim's subscriptions, by controller
+
+	watches watchHub // Watch's subscriptions, one per shard
 }
 
 // NewManager returns a manager on store.
@@ -31,9 +33,11 @@ func NewManager(store *RedisStore) *Manager { return &Manager{store: store} }
 // Store returns the manager's store, for the store-level operations.
 func (m *Manager) Store() *RedisStore { return m.store }
 
-// Close releases what the manager opened for Claim (its subscriptions).
-// The manager stays usable; a later Claim subscribes again.
+// Close releases the subscriptions the manager opened for Claim and
+// Watch; the channels of its watches close. The manager stays usable; a
+// later Claim or Watch subscribes again.
 func (m *Manager) Close() error {
+	m.watches.close()
 	m.hubMu.Lock()
 	defer m.hubMu.Unlock()
 	for k, h := range m.hubs {
@@ -88,6 +92,9 @@ func (m *Manager) StartRunning(ctx context.Context, id uuid.UUID, opts ...Mutati
 // returned is running.
 func (m *Manager) SetWaiting(ctx context.Context, id uuid.UUID, wait any, opts ...MutationOption) (*Flow, error) {
 	w, err := waitFromAny(id, wait)
+	if err == nil {
+		err = m.store.checkWaitLabels(w)
+	}
 	if err != nil {
 		return nil, err
 	}

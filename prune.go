@@ -11,7 +11,9 @@ import (
 )
 
 // PruneTerminalFlows deletes terminal flows whose last update is older than
-// olderThan, with their state, steps, events and index entries, and
+// olderThan, with their state, steps, events, kept early events (its
+// inbox: a flow made again with the same id does not take them) and
+// index entries, and
 // returns how many it deleted. It works shard by shard in batches of 100
 // flows, and never touches a flow that is not terminal.
 func (s *RedisStore) PruneTerminalFlows(ctx context.Context, olderThan time.Duration) (int, error) {
@@ -110,7 +112,11 @@ func (s *RedisStore) pruneIDs(ctx context.Context, key string, raw []string, cut
 	}
 	calls := make([]scriptCall, len(flows))
 	for i, f := range flows {
-		keys := s.keys.flowKeys(f.ID, f.OwnerSessionKey)
+		// Key 16 is the owner index even for a flow without an owner
+		// (the script then leaves it alone), so the keys after it stay
+		// where the script looks for them.
+		keys := append(s.keys.flowKeys(f.ID, ""), s.keys.owner(s.keys.shardOf(f.ID), f.OwnerSessionKey))
+		keys = s.keys.withInbox(keys, f.ID)
 		runs := stepCmds[i].Val()
 		for _, r := range runs {
 			keys = append(keys, s.keys.step(f.ID, r))

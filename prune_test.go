@@ -51,3 +51,72 @@ func TestPrune(t *testing.T) {
 		}
 	})
 }
+
+// TestPruneRemovesKeptEvents: pruning a flow removes the events kept in
+// its inbox (and their entries in the kept-event index), so a flow made
+// again with the same idempotency key (same id) does not take the pruned
+// flow's reply on its first wait; Verify reports an inbox left of a flow
+// that no longer exists, and its repair deletes it.
+func TestPruneRemovesKeptEvents(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		in := seedInput()
+		in.IdempotencyKey = "job-7"
+		f := must(t, try(e.m.CreateManaged(ctx, in)))
+		must(t, try(e.m.StartRunning(ctx, f.ID)))
+		must(t, try(e.m.TryResumeExternal(ctx, f.ID, "job", "7", "old reply")))
+		if n := e.countEarly(t); n != 1 {
+			t.Fatalf("%d kept events, want 1", n)
+		}
+		must(t, try(e.m.Cancel(ctx, f.ID)))
+		e.clock.Advance(2 * time.Hour) // the event is kept for 24 h
+		if n := must(t, try(e.m.PruneTerminalFlows(ctx, time.Hour))); n != 1 {
+			t.Fatalf("pruned %d, want 1", n)
+		}
+		if n := e.countEarly(t); n != 0 {
+			t.Fatalf("%d kept events after the prune, want 0", n)
+		}
+		for k := range e.dump() {
+			if strings.Contains(k, f.ID.String()) {
+				t.Errorf("pruned flow's key %s is left", k)
+			}
+		}
+		again := must(t, try(e.m.CreateManaged(ctx, in)))
+		if again.ID != f.ID || again.Revision != 0 {
+			t.Fatalf("re-create: %s revision %d, want a new %s", again.ID, again.Revision, f.ID)
+		}
+		must(t, try(e.m.StartRunning(ctx, again.ID)))
+		w := must(t, try(e.m.SetWaiting(ctx, again.ID, WaitExternalEvent("job", "7"))))
+		if w.Status != StatusWaiting {
+			t.Fatalf("the new flow took the pruned flow's reply: %s %s", w.Status, w.State)
+		}
+		requireVerifyClean(t, e.m)
+
+		// An inbox left of a flow that is gone (as an older prune left
+		// it) is reported, and the repair deletes it.
+		g := e.runningFlow(t)
+		must(t, try(e.m.TryResumeExternal(ctx, g.ID, "job", "8", "x")))
+		inbox := e.store.keys.inbox(g.ID)
+		must(t, try(e.m.Cancel(ctx, g.ID)))
+		e.client.Del(ctx, e.store.keys.flow(g.ID), e.store.keys.events(g.ID))
+		for _, st := range allStatuses {
+			e.client.ZRem(ctx, e.store.keys.status(e.store.keys.shardOf(g.ID), st), g.ID.String())
+		}
+		e.client.ZRem(ctx, e.store.keys.owner(e.store.keys.shardOf(g.ID), in.OwnerSessionKey), g.ID.String())
+		rep := must(t, try(e.m.Verify(ctx)))
+		if len(rep.Problems) != 1 || rep.Problems[0].Kind != ProblemOrphanKey || rep.Problems[0].Key != inbox || rep.Problems[0].FlowID != g.ID.String() {
+			t.Fatalf("problems %+v, want one orphan_key %s", rep.Problems, inbox)
+		}
+		rep = must(t, try(e.m.Verify(ctx, WithRepair())))
+		if len(rep.Problems) != 1 || !rep.Problems[0].Repaired {
+			t.Fatalf("repair: %+v", rep.Problems)
+		}
+		if n := e.client.Exists(ctx, inbox).Val(); n != 0 {
+			t.Fatal("the repair left the inbox")
+		}
+		if n := e.countEarly(t); n != 0 {
+			t.Fatalf("%d kept events after the repair, want 0", n)
+		}
+		requireVerifyClean(t, e.m)
+	})
+}

@@ -100,7 +100,14 @@ func (s *RedisStore) repair(ctx context.Context, shard int, found []Problem) err
 	}
 	var calls []scriptCall
 	for id, keys := range orphans {
-		calls = append(calls, scriptCall{s.scripts.deleteOrphans, append([]string{s.keys.flow(id)}, keys...), nil})
+		head := []string{s.keys.flow(id), s.keys.inbox(id), s.keys.kept(s.keys.shardOf(id))}
+		var rest []string
+		for _, k := range keys {
+			if k != head[1] {
+				rest = append(rest, k)
+			}
+		}
+		calls = append(calls, scriptCall{s.scripts.deleteOrphans, append(head, rest...), nil})
 	}
 	_, errs := s.runPipelined(ctx, calls)
 	for _, err := range errs {

@@ -48,10 +48,7 @@ func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 // flow returned (not an earlier delivery of the same event; with the
 // mailbox off a repeat is not told apart).
 func (m *Manager) tryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any, eventID string, mut mutation) (f *Flow, fresh bool, err error) {
-	if topic == "" || correlationID == "" {
-		return nil, false, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
-	}
-	if err := checkText("the topic", topic, "the correlation_id", correlationID); err != nil {
+	if err := m.store.checkEventPair(topic, correlationID); err != nil {
 		return nil, false, err
 	}
 	p, err := eventPayload(payload)
@@ -143,10 +140,7 @@ func (m *Manager) ResumeByCorrelation(ctx context.Context, topic, correlationID 
 // mutation options (see tryResumeExternal); fresh counts the flows this
 // call resumed (not an earlier delivery of the same event).
 func (m *Manager) resumeByCorrelation(ctx context.Context, topic, correlationID string, payload any, eventID string, mut mutation) (out []*Flow, fresh int, err error) {
-	if topic == "" || correlationID == "" {
-		return nil, 0, fmt.Errorf("%w: topic and correlation_id are required", ErrInvalidData)
-	}
-	if err := checkText("the topic", topic, "the correlation_id", correlationID); err != nil {
+	if err := m.store.checkEventPair(topic, correlationID); err != nil {
 		return nil, 0, err
 	}
 	p, err := eventPayload(payload)

@@ -66,6 +66,8 @@ func (p RetryPolicy) withDefaults() (RetryPolicy, error) {
 	switch {
 	case p.MaxAttempts < 0:
 		return p, fmt.Errorf("%w: retry policy: max attempts %d is negative", ErrInvalidData, p.MaxAttempts)
+	case p.MaxAttempts > MaxRevision:
+		return p, fmt.Errorf("%w: retry policy: max attempts %d is over %d (MaxRevision)", ErrInvalidData, p.MaxAttempts, MaxRevision)
 	case p.Base < 0 || p.Cap < 0:
 		return p, fmt.Errorf("%w: retry policy: negative base %s or cap %s", ErrInvalidData, p.Base, p.Cap)
 	case p.Cap < p.Base:

@@ -65,7 +65,7 @@ func WithRepair() VerifyOption { return func(c *verifyConfig) { c.repair = true 
 // cancel set holds exactly the waiting flows with a cancel request; the
 // newest audit event carries the flow's revision; every step in a flow's
 // step set has its record and every step record is in the set; no key is
-// left of a flow that does not exist; a flow made with an idempotency
+// left of a flow that does not exist (kept early events included); a flow made with an idempotency
 // key has a version 5 id and a well-formed input fingerprint; an
 // attempts count is a positive integer; kept early events (mailbox.go)
 // sit in lists with a TTL, readable, on the shard that reads them, and
@@ -261,6 +261,16 @@ func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg verifyConfi
 			for _, r := range runs {
 				found = append(found, Problem{Kind: ProblemOrphanKey, FlowID: id.String(), Key: s.keys.step(id, r), Detail: "no flow record"})
 			}
+		}
+	}
+	// Kept events of a flow that no longer exists: an inbox is only
+	// written while its flow exists, so one without a flow was left by a
+	// delete (a flow made again with the id would take its events).
+	inboxTag := s.keys.tag(shard) + ":inbox:"
+	for _, k := range sk.early {
+		id, err := uuid.Parse(strings.TrimPrefix(k, inboxTag))
+		if strings.HasPrefix(k, inboxTag) && err == nil && s.keys.shardOf(id) == shard && !exists(id) {
+			found = append(found, Problem{Kind: ProblemOrphanKey, FlowID: id.String(), Key: k, Detail: "kept events of a flow that no longer exists"})
 		}
 	}
 	for _, k := range sk.unknown {

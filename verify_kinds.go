@@ -102,8 +102,9 @@ const (
 
 	// Keys.
 
-	// ProblemOrphanKey reports a key of a flow (events, steps, a step) whose
-	// flow record is gone. Repaired.
+	// ProblemOrphanKey reports a key of a flow (events, steps, a step, its
+	// inbox of kept early events) whose flow record is gone. Repaired (an
+	// inbox with its entries in the kept-event index).
 	ProblemOrphanKey = "orphan_key"
 	// ProblemUnknownKey reports a key under the prefix that taskflow does
 	// not write.

@@ -243,6 +243,7 @@ func waitIndexArgs(id uuid.UUID, raw json.RawMessage) (waitArgs, error) {
 		out.timerMs = strconv.FormatInt(w.At.UnixMilli(), 10)
 	case WaitKindExternalEvent:
 		out.corr = corrMember(w.Topic, w.CorrelationID, id)
+		out.topic, out.correlationID = w.Topic, w.CorrelationID
 	}
 	return out, nil
 }

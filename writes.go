@@ -92,6 +92,9 @@ type waitArgs struct {
 	json    string
 	timerMs string
 	corr    string
+	// topic and correlationID of an external-event wait, for the
+	// store's label bounds (checkWaitLabels).
+	topic, correlationID string
 }
 
 // transitionReq is one run of transition.lua.
@@ -118,7 +121,7 @@ func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, er
 	_, nowMs, nowStr := s.clock()
 	sc, keys, args := s.scripts.transition, s.keys.flowKeys(r.id, ""), s.transitionArgs(r, nowMs, nowStr)
 	if r.inbox {
-		sc, keys = s.scripts.transitionEarly, s.keys.withInbox(keys, r.id)
+		sc, keys = s.scripts.transitionEarly, s.keys.withEarly(keys, r.id)
 		args = append(args, s.early.memoryArgs()...) // last: see transition_early.lua
 	}
 	f, _, err := s.runFlowScript(ctx, sc, r.id, keys, args, r.meta())
@@ -232,6 +235,9 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, 
 	var wait waitArgs
 	if f.Status == StatusWaiting && f.Wait != nil {
 		wait, err = waitIndexArgs(f.ID, f.Wait)
+		if err == nil {
+			err = s.checkWaitLabels(wait)
+		}
 		if err != nil {
 			return nil, nil, err
 		}

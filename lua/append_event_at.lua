@@ -11,6 +11,8 @@
 -- Returns: '<event id> <entry>'.
 -- Errors: NOTFOUND, REVISION <expected> <actual>. A call re-sent after
 --   its reply was lost answers with the event it appended.
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: the given one, announced on the shard's watch channel; the
 --   oldest entries beyond the log's bounds are trimmed.
 --@include errors

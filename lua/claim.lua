@@ -9,6 +9,8 @@
 -- Returns: {flow hash (record and state, or record only), ''}.
 -- Errors: NOMATCH (gone from the queue, or no longer runnable: a stale
 --   entry is dropped).
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: claimed {worker} with the lease token; the revision does not
 --   change (a lease is not part of the flow record).
 --@include prelude
@@ -27,6 +29,10 @@ end
 if f == nil or not STATUS[f.status].runnable or f.controller ~= ARGV[12] then
   redis.call('ZREM', ready_key(c, ARGV[12]), c.id)
   return err(ERR.NOMATCH)
+end
+local e = check_counts(f)
+if e then
+  return e
 end
 if redis.call('ZREM', ready_key(c, f.controller), c.id) == 0 then
   return err(ERR.NOMATCH)

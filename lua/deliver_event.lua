@@ -31,6 +31,8 @@
 -- Errors (mode keep; mode resume refuses the event instead):
 --   CANCELPENDING <status> (waiting for it but cancel-requested),
 --   TOOLARGE <size> (the merged state would be too large).
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: resumed, when it resumes.
 
 --@include prelude
@@ -66,10 +68,10 @@ elseif flow_used(c, mem, id) then
   return reply(c, 'seen')
 end
 if STATUS[f.status].waits and f.corr == cp .. c.id then
-  local e = nil
-  if f.cancel == '1' then
+  local e = check_counts(f)
+  if e == nil and f.cancel == '1' then
     e = err(ERR.CANCELPENDING, f.status)
-  else
+  elseif e == nil then
     e = resume_with(c, f, id, payload, mem)
   end
   if e == nil then

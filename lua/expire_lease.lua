@@ -7,6 +7,8 @@
 -- Returns: {flow hash (record and state, or record only), ''}.
 -- Errors: NOMATCH (the lease is not due, or already gone), STALE (an
 --   expiry entry without a flow or a lease: the entry is dropped).
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: lease_expired {worker, lease}, naming the lease; the revision
 --   does not change.
 --@include prelude
@@ -25,6 +27,10 @@ end
 local exp = redis.call('ZSCORE', c.leasexp, c.id)
 if not exp or tonumber(exp) > tonumber(c.now) then
   return err(ERR.NOMATCH)
+end
+local e = f and check_counts(f)
+if e then
+  return e
 end
 local cur = redis.call('HGET', c.leases, c.id)
 redis.call('HDEL', c.leases, c.id)

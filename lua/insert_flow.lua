@@ -8,7 +8,9 @@
 -- ARGV: 1..9 the common head (include/context.lua); 2, "now", is the
 --   flow's updated_at
 --   (the time the status and ready indexes record); 4,
---   5, 7 and 9 are ignored (A below is the head's length: the own arguments follow it)
+--   5 and 7 are ignored, 9 (the log's byte bound) only says whether to
+--   record the log's size: the caller cut the events to it (A below is
+--   the head's length: the own arguments follow it)
 --   A+1 status  A+2 controller_id  A+3 goal  A+4 owner_session_key
 --   A+5 requester_origin  A+6 current_step  A+7 cancel ('1' or '')
 --   A+8 revision  A+9 created_at (unix ms)
@@ -91,9 +93,15 @@ for i = 0, nsteps - 1 do
 end
 -- Events: newest at the head, as push_event keeps them.
 redis.call('DEL', c.events)
+local eb = 0
 for i = 0, nevents - 1 do
   local at = first_event + 3 * i
-  redis.call('LPUSH', c.events, '{"kind":' .. ARGV[at] .. ',"rev":' .. f.rev ..
-    ',"at":' .. ARGV[at + 1] .. ',"payload":' .. ARGV[at + 2] .. '}')
+  local entry = '{"kind":' .. ARGV[at] .. ',"rev":' .. f.rev ..
+    ',"at":' .. ARGV[at + 1] .. ',"payload":' .. ARGV[at + 2] .. '}'
+  redis.call('LPUSH', c.events, entry)
+  eb = eb + #entry
+end
+if c.event_bytes > 0 then
+  redis.call('HSET', c.flow, 'eb', eb) -- the log's size (events.lua)
 end
 return reply(c)

@@ -16,6 +16,8 @@
 -- Errors: NOTFOUND (no such flow), LEASELOST, TERMINAL <status>,
 --   CANCELPENDING <status> (a finished or cancel-requested flow takes no
 --   more steps), TOOMANYSTEPS <cap> (a new run id over the cap).
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: step_observed.
 --@include prelude
 --@include errors

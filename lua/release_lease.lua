@@ -6,6 +6,8 @@
 --   is required).
 -- Returns: 1.
 -- Errors: NOTFOUND, LEASELOST (expired, or another worker's).
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: released, with the lease token; the revision does not change.
 --@include prelude
 --@include context

@@ -5,6 +5,8 @@
 -- ARGV: 1..9 the common head (include/context.lua).
 -- Returns: {flow hash, 'unchanged' or ''}.
 -- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST.
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: cancel_requested (only when something changed). A flow in a
 --   status that waits is also added to the cancel set, where the
 --   engine's tick finds it.

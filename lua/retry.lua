@@ -19,6 +19,8 @@
 --   CANCELPENDING <status>, ILLEGAL <from> (retry: the flow is not
 --   running), ATTEMPTS <actual> (the count moved since the caller read
 --   it; nothing written), TOOLARGE <size>.
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: waiting (a backoff) or failed (the last attempt); a reset
 --   appends attempts_reset.
 --@include prelude

@@ -7,6 +7,8 @@
 -- ARGV: 1..9 the common head (include/context.lua; 4 and 7 unused).
 -- Returns: {flow hash (record and state, or record only), ''}.
 -- Errors: STALE (the entry named no flow to cancel: it was dropped).
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: cancelled.
 --@include prelude
 --@include errors
@@ -21,6 +23,10 @@ local f = load_flow(c)
 if f == nil or not STATUS[f.status].waits or f.cancel ~= '1' then
   redis.call('SREM', c.cancelwait, c.id)
   return err(ERR.STALE)
+end
+local e = check_counts(f)
+if e then
+  return e
 end
 clear_wait(c, f)
 redis.call('SREM', c.cancelwait, c.id)

@@ -22,6 +22,8 @@
 --   entry of a flow that is gone or not waiting: the entry is dropped),
 --   BADWAIT (a due timer entry whose flow's wait is not a timer: the
 --   entry is dropped).
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: the given kind (cancelled when a timer guard cancels).
 --@include context
 --@include run_transition

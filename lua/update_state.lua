@@ -9,6 +9,8 @@
 -- Returns: {flow hash (record and state, or record only), ''}.
 -- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST, TERMINAL <status>,
 --   CANCELPENDING <status>, TOOLARGE <size>.
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: state_updated.
 --@include context
 --@include record

@@ -13,6 +13,8 @@
 -- Returns: {flow hash, '<event id> <entry>'}.
 -- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST,
 --   IMMUTABLE owner_session_key, TOOLARGE <size>.
+--   COUNTLIMIT <rev> <seq> (the revision or event id could pass
+--   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
 -- Events: the given kind.
 --@include prelude
 --@include errors

@@ -19,9 +19,11 @@ timer resumes on time here and an external wait when its event arrives.
 Each flow is written whole or not at all; flows already in the flow space
 are left as they are, so running it again changes nothing (and completes an
 interrupted import). A row that cannot be imported (bad JSON, an unknown
-status) is reported with its id and skipped. The database is opened
-read-only. Times keep milliseconds; only the newest 1000 events of a flow
-are kept.
+status, a string over the store's limits or not UTF-8, a revision over
+99,999,999,999,999) is reported with its id and the reason and skipped;
+the other rows are imported. The database is opened read-only. Times keep
+milliseconds; only the newest 1000 events of a flow, and of them at most
+1 MiB, are kept.
 
 Exit status 0 when every row is imported or already there, 1 when a row
 was skipped or conflicts with a flow already in the flow space.`,
@@ -104,7 +106,7 @@ func printImport(w io.Writer, r *importer.Report) error {
 			}
 			reason += n
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", cell(f.ID, 0), f.Outcome, cell(reason, 0))
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", cell(f.ID, 40), f.Outcome, cell(reason, 0))
 	}
 	return tw.Flush()
 }

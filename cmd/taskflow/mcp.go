@@ -37,6 +37,7 @@ func cmdMCP(ctx context.Context, c *cli, args []string) error {
 	session := fs.String("session-id", os.Getenv("TASKFLOW_MCP_SESSION"), "fixed session `id` of every MCP session (env TASKFLOW_MCP_SESSION)")
 	header := fs.String("session-header", "", "HTTP `header` by which a client names its session (only behind a trusted host)")
 	tools := fs.String("tools", "actions", "`actions` (one tool per action) or combined (one tool taking an action)")
+	maxWatches := fs.Int("max-watches", mcpserver.DefaultMaxWatches, "flows watched at once for subscribed sessions; a subscription to one more is refused")
 	horizon := new(time.Duration)
 	durationVar(fs, horizon, "max-horizon", taskflow.DefaultTimerMaxHorizon, "how far ahead a timer wait may be set")
 	pos, err := c.parse(args)
@@ -54,6 +55,9 @@ func cmdMCP(ctx context.Context, c *cli, args []string) error {
 	default:
 		return usagef("mcp: --tools %q is neither actions nor combined", *tools)
 	}
+	if *maxWatches < 1 {
+		return usagef("mcp: --max-watches %d is below 1", *maxWatches)
+	}
 	if *transport != mcpserver.TransportStdio && *transport != mcpserver.TransportHTTP {
 		return usagef("mcp: --transport %q is neither stdio nor http", *transport)
 	}
@@ -66,7 +70,7 @@ func cmdMCP(ctx context.Context, c *cli, args []string) error {
 	cfg := mcpserver.Config{
 		Manager: m, AgentID: *agent, SessionID: *session, SessionHeader: *header, Tools: set,
 		ToolOptions: []taskflow.ToolOption{taskflow.WithTimerMaxHorizon(*horizon)},
-		Transport:   *transport, Addr: *addr,
+		Transport:   *transport, Addr: *addr, MaxWatches: *maxWatches,
 		// stdout is the protocol's on stdio: logs go to stderr.
 		Logger: slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Ready: func(a string) {

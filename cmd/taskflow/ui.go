@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow"
 	tfprom "github.com/taskflow-dev/taskflow/extra/prometheus"
 
 	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/statsview"
@@ -30,7 +33,10 @@ cancel (with a reason), resume and requeue an expired lease, each confirmed on
 a page of its own. --read-only hides the actions and refuses every POST.
 
 It binds to loopback unless a token or basic-auth credentials are given; the
-basic-auth user is the operator named in audit events. With --metrics it also
+basic-auth user is the operator named in audit events. Without credentials it
+answers only requests whose Host header is a loopback name (localhost,
+127.0.0.1, [::1]) or one of --allowed-hosts, so a web page that points its own
+name at 127.0.0.1 (DNS rebinding) can neither read it nor act. With --metrics it also
 serves the Prometheus metrics at /metrics. The address it listens on is
 printed on stdout.`,
 	run: cmdUI,
@@ -42,6 +48,10 @@ func cmdUI(ctx context.Context, c *cli, args []string) error {
 	readOnly := fs.Bool("read-only", false, "hide the actions and refuse every POST")
 	token := fs.String("token", os.Getenv("TASKFLOW_UI_TOKEN"), "require this `token` (env TASKFLOW_UI_TOKEN)")
 	basic := fs.String("basic-auth", os.Getenv("TASKFLOW_UI_BASIC_AUTH"), "require HTTP basic auth `user:password` (env TASKFLOW_UI_BASIC_AUTH); the user is the operator in audit events")
+	allowed := fs.String("allowed-hosts", "", "comma-separated host `names` the Host header may name besides loopback ones (without credentials)")
+	maxStreams := fs.Int("max-streams", ui.DefaultMaxStreams, "live streams (a flow page's audit log) served at once; one more is answered 503")
+	timeout := new(time.Duration)
+	durationVar(fs, timeout, "timeout", ui.DefaultTimeout, "`time` a page waits for Redis before it says Redis is unreachable (503)")
 	metrics := fs.Bool("metrics", false, "also serve the Prometheus metrics at /metrics")
 	pos, err := c.parse(args)
 	if err != nil {
@@ -50,7 +60,19 @@ func cmdUI(ctx context.Context, c *cli, args []string) error {
 	if err := c.wantArgs(pos); err != nil {
 		return err
 	}
-	cfg := ui.Config{ReadOnly: *readOnly, Token: *token, Logger: slog.New(slog.NewTextHandler(c.stderr, nil))}
+	if *maxStreams < 1 {
+		return usagef("ui: --max-streams %d is below 1", *maxStreams)
+	}
+	if *timeout <= 0 || *timeout > ui.MaxTimeout {
+		return usagef("ui: --timeout %s is not in (0, %s]", fmtDuration(*timeout), fmtDuration(ui.MaxTimeout))
+	}
+	cfg := ui.Config{ReadOnly: *readOnly, Token: *token, Logger: slog.New(slog.NewTextHandler(c.stderr, nil)),
+		MaxStreams: *maxStreams, Timeout: *timeout}
+	for _, h := range strings.Split(*allowed, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.AllowedHosts = append(cfg.AllowedHosts, h)
+		}
+	}
 	if *basic != "" {
 		u, p, ok := strings.Cut(*basic, ":")
 		if !ok || u == "" || p == "" {
@@ -61,11 +83,16 @@ func cmdUI(ctx context.Context, c *cli, args []string) error {
 	if err := ui.CheckAddr(*addr, cfg); err != nil {
 		return usagef("%v", err)
 	}
-	m, err := c.connectWarn(ctx)
+	shared, err := c.connectWarn(ctx)
+	if err != nil {
+		return err
+	}
+	m, err := c.uiManager(shared)
 	if err != nil {
 		return err
 	}
 	cfg.Stats = overviewStats(m)
+	cfg.CheckSpace = c.checkSpace(m.Store().Client())
 	if *metrics {
 		if cfg.Metrics, err = statsview.Handler(tfprom.New(m.Stats)); err != nil {
 			return err
@@ -97,4 +124,39 @@ func cmdUI(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// uiManager is the dashboard's manager: on a client of its own that
+// fails fast when Redis is down (one dial attempt and one retry, not
+// go-redis's ~2 s of dial retries per command) and honours each page's
+// deadline on the socket, so a page says "Redis is unreachable" within
+// --timeout.
+func (c *cli) uiManager(shared *taskflow.Manager) (*taskflow.Manager, error) {
+	var client redis.UniversalClient
+	switch sc := shared.Store().Client().(type) {
+	case *redis.Client:
+		o := *sc.Options()
+		o.DialerRetries, o.MaxRetries, o.ContextTimeoutEnabled = 1, 1, true
+		client = redis.NewClient(&o)
+	case *redis.ClusterClient:
+		o := *sc.Options()
+		o.DialerRetries, o.MaxRetries, o.ContextTimeoutEnabled = 1, 1, true
+		client = redis.NewClusterClient(&o)
+	default:
+		return shared, nil
+	}
+	c.closers = append(c.closers, func() { _ = client.Close() })
+	return newManager(client, c.prefix, c.shards)
+}
+
+// checkSpace tells the dashboard when the flow space does not exist (no
+// layout key: a mistyped --prefix), naming the flow spaces that do.
+func (c *cli) checkSpace(client redis.UniversalClient) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		n, err := client.Exists(ctx, layoutKey(c.prefix)).Result()
+		if err != nil || n > 0 {
+			return nil // an unreachable Redis is said by the page itself
+		}
+		return c.noSpace(ctx, client)
+	}
 }

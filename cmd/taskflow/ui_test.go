@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
 
 // The dashboard is tested the way an operator uses it: the built binary
@@ -29,20 +32,67 @@ import (
 // hostileGoal is markup a model might write into a goal.
 const hostileGoal = `<script>window.pwned=1</script>"><img src=x onerror="window.pwned=2">`
 
+// browserNames are the executables the browser tests look for on PATH.
+var browserNames = []string{"chromium", "chromium-browser", "google-chrome"}
+
+// findBrowser finds the browser with look (exec.LookPath). When none is
+// found it says why the test skips, or, when the browser is required
+// (TASKFLOW_TEST_REQUIRE_BROWSER=1, as in CI), returns an error.
+func findBrowser(look func(string) (string, error), require bool) (path, skip string, err error) {
+	for _, name := range browserNames {
+		if p, err := look(name); err == nil {
+			return p, "", nil
+		}
+	}
+	const need = "no chromium on PATH (looked for chromium, chromium-browser, google-chrome; Debian: apt-get install chromium)"
+	if require {
+		return "", "", errors.New(need + ", and TASKFLOW_TEST_REQUIRE_BROWSER=1 requires it")
+	}
+	return "", need + "; TASKFLOW_TEST_REQUIRE_BROWSER=1 makes this a failure", nil
+}
+
 // chromiumPath finds the browser, or skips the test (fails it when
 // TASKFLOW_TEST_REQUIRE_BROWSER=1, as in CI).
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
+	p, skip, err := findBrowser(exec.LookPath, os.Getenv("TASKFLOW_TEST_REQUIRE_BROWSER") == "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if skip != "" {
+		t.Skip(skip)
+	}
+	return p
+}
+
+// TestFindBrowser: a missing browser is a failure when it is required
+// (as .ci/run requires it), else a skip that says what is missing and
+// how to require it.
+func TestFindBrowser(t *testing.T) {
+	none := func(string) (string, error) { return "", exec.ErrNotFound }
+	if _, _, err := findBrowser(none, true); err == nil || !strings.Contains(err.Error(), "TASKFLOW_TEST_REQUIRE_BROWSER=1") {
+		t.Fatalf("required and missing: %v", err)
+	}
+	if _, skip, err := findBrowser(none, false); err != nil || !strings.Contains(skip, "apt-get install chromium") || !strings.Contains(skip, "TASKFLOW_TEST_REQUIRE_BROWSER=1") {
+		t.Fatalf("missing: skip %q, %v", skip, err)
+	}
+	second := func(name string) (string, error) {
+		if name == "chromium-browser" {
+			return "/usr/bin/chromium-browser", nil
 		}
+		return "", exec.ErrNotFound
 	}
-	if os.Getenv("TASKFLOW_TEST_REQUIRE_BROWSER") == "1" {
-		t.Fatal("chromium is required (TASKFLOW_TEST_REQUIRE_BROWSER=1) but not installed")
+	if p, skip, err := findBrowser(second, true); p != "/usr/bin/chromium-browser" || skip != "" || err != nil {
+		t.Fatalf("found: %q %q %v", p, skip, err)
 	}
-	t.Skip("chromium not installed")
-	return ""
+	// .ci/run requires it.
+	ci, err := os.ReadFile("../../.ci/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(ci), "export TASKFLOW_TEST_REQUIRE_BROWSER=1") {
+		t.Fatal(".ci/run does not require the browser")
+	}
 }
 
 // uiServer is a running `taskflow ui`.
@@ -53,7 +103,13 @@ type uiServer struct {
 
 func startUI(t *testing.T, e *testEnv, extra ...string) *uiServer {
 	t.Helper()
-	args := append([]string{"ui", "--addr", "127.0.0.1:0", "--redis", e.url, "--prefix", e.prefix}, extra...)
+	return startUIArgs(t, append([]string{"--redis", e.url, "--prefix", e.prefix}, extra...)...)
+}
+
+// startUIArgs starts `taskflow ui` on a free loopback port with args.
+func startUIArgs(t *testing.T, args ...string) *uiServer {
+	t.Helper()
+	args = append([]string{"ui", "--addr", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(binPath, args...)
 	cmd.Env = cliEnv()
 	out, err := cmd.StdoutPipe()
@@ -221,6 +277,48 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("flows table wraps no word at 1400 px", func(t *testing.T) {
+		// Rows as a busy fleet has them: long controller ids, goals,
+		// steps, waits on events and lease holders.
+		for i := range 6 {
+			f, err := e.m.CreateManaged(ctx, taskflow.CreateManagedInput{
+				ControllerID:    fmt.Sprintf("billing/invoice-reconciliation-controller-%d", i),
+				Goal:            "reconcile the March invoices of every customer in the EU region against the payment provider's settlement reports and flag mismatches",
+				OwnerSessionKey: "agent:accounting:session:2026-03-reconciliation",
+				CurrentStep:     "fetch-settlement-reports-page-17",
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.m.StartRunning(ctx, f.ID); err != nil {
+				t.Fatal(err)
+			}
+			switch i % 3 {
+			case 0:
+				_, err = e.m.SetWaiting(ctx, f.ID, taskflow.WaitExternalEvent("payments.stripe.checkout.session.completed", fmt.Sprintf("cs_live_a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6-%d", i)))
+			case 1:
+				_, err = e.m.SetWaiting(ctx, f.ID, taskflow.WaitTimer(time.Now().Add(36*time.Hour)))
+			case 2:
+				_, _, err = e.m.Claim(ctx, f.ControllerID, "reconciliation-worker-eu-west-1-pod-7f9c", time.Hour, taskflow.WithClaimWait(time.Second))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, status := range []string{"running", "waiting", "finished"} {
+			browse(t, bctx, "list "+status, chromedp.EmulateViewport(1400, 1000),
+				chromedp.Navigate(ui.base+"/flows?status="+status), chromedp.WaitVisible(chromedp.ID("flows")))
+			rows := eval[int](t, bctx, `document.querySelectorAll("#flows tbody tr").length`)
+			split := eval[[]string](t, bctx, splitWordsJS)
+			overflow := eval[bool](t, bctx, `document.documentElement.scrollWidth > window.innerWidth ||
+				document.getElementById("flows").offsetWidth > document.getElementById("flows-scroll").clientWidth`)
+			if rows == 0 || len(split) > 0 || overflow {
+				t.Errorf("%s flows at 1400 px: %d rows, words split across lines %q, wider than the window %v", status, rows, split, overflow)
+			}
+			shot(t, bctx, "ui-flows-"+status+".png")
+		}
+	})
+
 	t.Run("hostile goal renders as text", func(t *testing.T) {
 		browse(t, bctx, "flow page", chromedp.Navigate(ui.base+"/flows/"+hostile.ID.String()),
 			chromedp.WaitVisible(chromedp.ID("record")))
@@ -333,5 +431,180 @@ func checkCancelAudit(t *testing.T, payload json.RawMessage, operator, reason st
 	s := string(payload)
 	if !strings.Contains(s, operator) || !strings.Contains(s, reason) {
 		t.Fatalf("cancelled event %s does not name the operator and the reason", s)
+	}
+}
+
+// splitWordsJS lists the words of the flows table that the browser broke
+// over two lines inside the word ("controlle|r", "wait|ing"), as
+// "before|after". A break beside punctuation ("billing/invoice-|
+// reconciliation", "</script>\">|<img") reads as natural and is allowed,
+// but not in a header, a flow id, a status or an age, which must not
+// break at all.
+const splitWordsJS = `(() => {
+  const split = [];
+  const alnum = /[\p{L}\p{N}]/u;
+  document.querySelectorAll("#flows td, #flows th").forEach(cell => {
+    const strict = cell.tagName === "TH" || [1, 2, 9].includes(cell.cellIndex + 1);
+    const walk = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+      for (const m of n.data.matchAll(/\S+/g)) {
+        const w = m[0];
+        let prev = null;
+        for (let i = 0; i < w.length; i++) {
+          const r = document.createRange();
+          r.setStart(n, m.index + i);
+          r.setEnd(n, m.index + i + 1);
+          const box = Array.from(r.getClientRects()).find(x => x.width > 0);
+          if (!box) continue;
+          const top = Math.round(box.top);
+          if (prev !== null && top > prev + 2 && (strict || (alnum.test(w[i - 1]) && alnum.test(w[i])))) {
+            split.push(w.slice(0, i) + "|" + w.slice(i));
+          }
+          prev = top;
+        }
+      }
+    }
+  });
+  return split;
+})()`
+
+// request sends one request to a running dashboard, with Host host when
+// set, and returns the status and the body.
+func (u *uiServer) request(t *testing.T, method, path, host string, form url.Values, hdr map[string]string) (int, string) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, u.base+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// TestUIOverHTTP drives the built dashboard with plain HTTP requests: a
+// DNS-rebound page (another Host, with the page's own CSRF token and a
+// matching Origin) gets 403 and cancels nothing; --allowed-hosts admits
+// a name; cancelling a cancelled flow says so plainly; a mistyped
+// --prefix is hinted at.
+func TestUIOverHTTP(t *testing.T) {
+	realURL, err := realRedis()
+	if err != nil {
+		if os.Getenv("TASKFLOW_TEST_REQUIRE_REDIS") == "1" {
+			t.Fatalf("real Redis required: %v", err)
+		}
+		t.Skip("real Redis unreachable")
+	}
+	e := newTestEnv(t, realURL)
+	ctx := context.Background()
+	f := e.running(ownerA, "rebinding target")
+	ui := startUI(t, e, "--allowed-hosts", "dash.internal, ops.example")
+	_, port, _ := strings.Cut(strings.TrimPrefix(ui.base, "http://"), ":")
+
+	t.Run("a rebound Host is refused", func(t *testing.T) {
+		evil := "evil.example:" + port
+		_, page := ui.request(t, http.MethodGet, "/flows/"+f.ID.String()+"/cancel", "", nil, nil)
+		tok := csrfField.FindStringSubmatch(page)
+		if tok == nil {
+			t.Fatal("no CSRF token on the confirmation page")
+		}
+		if code, body := ui.request(t, http.MethodGet, "/flows/"+f.ID.String(), evil, nil, nil); code != http.StatusForbidden || strings.Contains(body, "rebinding target") {
+			t.Fatalf("GET with Host %s: %d", evil, code)
+		}
+		code, _ := ui.request(t, http.MethodPost, "/flows/"+f.ID.String()+"/cancel", evil,
+			url.Values{"csrf": {tok[1]}, "operator": {"mallory"}, "reason": {"rebound"}},
+			map[string]string{"Origin": "http://" + evil, "Sec-Fetch-Site": "same-origin"})
+		if code != http.StatusForbidden {
+			t.Fatalf("rebound POST: %d, want 403", code)
+		}
+		if g := e.get(f.ID); g.Status != taskflow.StatusRunning {
+			t.Fatalf("the flow is %s after a rebound POST", g.Status)
+		}
+		for _, host := range []string{"localhost:" + port, "127.0.0.1:" + port, "dash.internal:" + port, "ops.example"} {
+			if code, _ := ui.request(t, http.MethodGet, "/flows", host, nil, nil); code != http.StatusOK {
+				t.Errorf("Host %s: %d, want 200", host, code)
+			}
+		}
+	})
+
+	t.Run("cancelling a cancelled flow says so", func(t *testing.T) {
+		_, page := ui.request(t, http.MethodGet, "/flows/"+f.ID.String()+"/cancel", "", nil, nil)
+		tok := csrfField.FindStringSubmatch(page)
+		if tok == nil {
+			t.Fatal("no CSRF token on the confirmation page")
+		}
+		if _, err := e.m.Cancel(ctx, f.ID); err != nil {
+			t.Fatal(err)
+		}
+		code, body := ui.request(t, http.MethodPost, "/flows/"+f.ID.String()+"/cancel", "",
+			url.Values{"csrf": {tok[1]}, "operator": {"olga"}, "reason": {"twice"}}, map[string]string{"Origin": ui.base})
+		want := "Flow " + f.ID.String() + " is already cancelled: there is nothing to cancel."
+		if code != http.StatusConflict || !strings.Contains(body, want) || strings.Contains(body, "confirm-form") || strings.Contains(body, "cannot move") {
+			t.Fatalf("second cancel: %d\n%s", code, body)
+		}
+	})
+
+	t.Run("a mistyped prefix is hinted at", func(t *testing.T) {
+		typo := startUIArgs(t, "--redis", e.url, "--prefix", e.prefix+"x")
+		code, body := typo.request(t, http.MethodGet, "/", "", nil, nil)
+		if code != http.StatusOK || !strings.Contains(body, `id="hint"`) || !strings.Contains(body, "no flow space &#34;"+e.prefix+"x&#34;") {
+			t.Fatalf("overview of a mistyped prefix: %d\n%s", code, body)
+		}
+		if _, body := ui.request(t, http.MethodGet, "/", "", nil, nil); strings.Contains(body, `id="hint"`) {
+			t.Fatal("a hint on the overview of a flow space that exists")
+		}
+	})
+}
+
+// TestUIWithRedisDown: once its Redis is gone, the built dashboard
+// answers every page 503 "Redis is unreachable", not an empty overview.
+func TestUIWithRedisDown(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("TASKFLOW_TEST_REQUIRE_REDIS") == "1" {
+			t.Fatal("redis-server is required")
+		}
+		t.Skip("redis-server not on PATH")
+	}
+	srv := testbackend.StartRedisServer(t)
+	c := srv.Client(t)
+	store, err := taskflow.NewRedisStore(c, taskflow.WithPrefix("uidown"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := taskflow.NewManager(store).CreateManaged(context.Background(), taskflow.CreateManagedInput{
+		ControllerID: "ops/down", Goal: "g", OwnerSessionKey: ownerA,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ui := startUIArgs(t, "--redis", "redis://"+srv.Addr()+"/0", "--prefix", "uidown")
+	if code, _ := ui.request(t, http.MethodGet, "/", "", nil, nil); code != http.StatusOK {
+		t.Fatalf("overview with Redis up: %d", code)
+	}
+	srv.Kill()
+	for _, path := range []string{"/", "/flows", "/flows/" + f.ID.String(), "/api/stats", "/flows/" + f.ID.String() + "/live"} {
+		code, body := ui.request(t, http.MethodGet, path, "", nil, nil)
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "Redis is unreachable") || strings.Contains(body, "No stats source") {
+			t.Errorf("%s with Redis down: %d\n%.500s", path, code, body)
+		}
 	}
 }

@@ -299,7 +299,8 @@ func TestNewRefusesBadConfig(t *testing.T) {
 
 // TestBridgeResumesFlows: a message published as the original publishes
 // it resumes the flow it names, through JetStream and through core NATS;
-// a malformed one is dropped and does not block the next.
+// a malformed one (or one over the store's label bound) is dropped and
+// does not block the next.
 func TestBridgeResumesFlows(t *testing.T) {
 	nc := connectNATS(t)
 	for _, target := range targets(t) {
@@ -313,6 +314,12 @@ func TestBridgeResumesFlows(t *testing.T) {
 				if err := nc.Publish(n.subject, []byte(`{"payload":{"flow_id":"bad"}}`)); err != nil {
 					t.Fatal(err)
 				}
+				// A correlation id over the store's label bound: refused by
+				// PublishResume, dropped as malformed.
+				long := strings.Repeat("c", taskflow.MaxLabelBytes+1)
+				if err := nc.Publish(n.subject, originalMessage(f.ID.String(), "mail.reply", long, nil)); err != nil {
+					t.Fatal(err)
+				}
 				if err := nc.Publish(n.subject, originalMessage(f.ID.String(), "mail.reply", "msg-1", map[string]string{"body": "yes"})); err != nil {
 					t.Fatal(err)
 				}
@@ -322,7 +329,7 @@ func TestBridgeResumesFlows(t *testing.T) {
 				if ev, _ := state["resume_event"].(map[string]any); ev["body"] != "yes" {
 					t.Fatalf("state after the resume: %s", got.State)
 				}
-				if st := b.Stats(); st.Received != 2 || st.Malformed != 1 || st.HandedOff != 1 {
+				if st := b.Stats(); st.Received != 3 || st.Malformed != 2 || st.HandedOff != 1 {
 					t.Fatalf("stats: %+v", st)
 				}
 				if mode == ModeAuto {

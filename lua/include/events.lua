@@ -12,6 +12,7 @@
 -- keeps the key '<base>:watched' alive for as long as it listens, so a
 -- mutation nobody watches publishes nothing (and replicates no message).
 --@include prelude
+--@include errors
 --@include context
 --@include calls
 --@include state
@@ -70,6 +71,19 @@ local function announce(c, numbered)
   if redis.call('EXISTS', c.base .. ':watched') == 1 then
     redis.call(PUBLISH, ch, c.id .. ' ' .. numbered)
   end
+end
+
+-- check_counts refuses a mutation of a flow whose revision or newest
+-- event id could pass MAX_COUNT (Go's MaxRevision): Lua formats a number
+-- with 14 significant digits, so a larger one would be written as
+-- '1e+14' and read back as garbage. One script bumps each at most twice.
+-- Returns an error reply, or nil.
+local function check_counts(f)
+  local rev, seq = tonumber(f.rev or '0') or 0, tonumber(f.seq or '0') or 0
+  if rev > MAX_COUNT - 2 or seq > MAX_COUNT - 2 then
+    return err(ERR.COUNTLIMIT, (f.rev or '0') .. ' ' .. (f.seq or '0'))
+  end
+  return nil
 end
 
 -- append_event appends an event that does not change the revision, with

@@ -4,6 +4,7 @@
 --@include errors
 --@include record
 --@include calls
+--@include events
 
 -- check_revision refuses a stale compare-and-set.
 local function check_revision(c, f)
@@ -59,7 +60,8 @@ end
 
 -- load_checked is the opening of a mutation: the flow (as load_flow
 -- reads it, the given fields or all) when it exists, the call is not a repeat, and the expected
--- revision (when given) and the lease (when given) hold. Returns
+-- revision (when given) and the lease (when given) hold, and its counts
+-- have room (check_counts). Returns
 -- (flow, nil, false), or (nil, error reply, false), or (flow, nil, seq)
 -- for a repeated call (seq: the event id it recorded, maybe ''): the
 -- caller then answers as the first run did.
@@ -72,7 +74,7 @@ local function load_checked(c, fields)
   if seen then
     return f, nil, seen
   end
-  local e = check_revision(c, f) or check_lease(c)
+  local e = check_revision(c, f) or check_lease(c) or check_counts(f)
   if e then
     return nil, e, false
   end

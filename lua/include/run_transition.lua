@@ -50,7 +50,7 @@ local function run_transition(c, after_wait)
   if f == nil then
     return err(ERR.NOTFOUND)
   end
-  local e = check_revision(c, f) or check_lease(c) or check_transition(f, to, argv[17])
+  local e = check_revision(c, f) or check_lease(c) or check_transition(f, to, argv[17]) or check_counts(f)
   if e then
     return e
   end

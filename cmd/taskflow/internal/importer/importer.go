@@ -14,15 +14,18 @@
 // A flow already in the flow space is left as it is (a second import
 // changes nothing and says so); a row that cannot be imported (JSON that
 // does not parse, an unknown status, a bad id or time, a bad step or
-// event of the flow) is reported with its id and skipped, and nothing of
-// that flow is written.
+// event of the flow, a string over the store's limits or not valid UTF-8,
+// two steps with one id, a revision over taskflow.MaxRevision) is
+// reported with its id and the reason and skipped, nothing of that flow
+// is written, and the import goes on with the next row.
 //
 // What changes on the way: times are kept to the millisecond (the
 // original keeps nanoseconds); event ids become the flow's own sequence
 // 1..n in the original's order (the original's ids are global); every
 // imported event carries the flow's revision (the original's events do
-// not record one); only the newest events up to the store's event cap are
-// kept, as the store keeps them; a wait is stored in taskflow's canonical
+// not record one); only the newest events up to the store's event cap
+// and byte bound (taskflow.Limits.EventBytes) are kept, as the store
+// keeps them; a wait is stored in taskflow's canonical
 // form (a timer's time in UTC).
 package importer
 
@@ -33,8 +36,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	// The pure-Go SQLite driver (no cgo), registered as "sqlite".
@@ -197,6 +202,19 @@ func (e *rowError) Error() string { return e.msg }
 
 func badRow(format string, a ...any) error { return &rowError{msg: fmt.Sprintf(format, a...)} }
 
+// quote quotes a value of a row for a reason, cut to its first 64 bytes
+// (a reason stays one readable line however large the value).
+func quote(s string) string {
+	if len(s) <= 64 {
+		return strconv.Quote(s)
+	}
+	n := 64
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:n]), len(s))
+}
+
 // importOne reads one flow with its steps and events and writes it.
 func importOne(ctx context.Context, db *sql.DB, store *taskflow.RedisStore, rawID string, dryRun bool) (FlowResult, error) {
 	res := FlowResult{ID: rawID}
@@ -314,7 +332,7 @@ func readFlow(ctx context.Context, db *sql.DB, rawID string) (*taskflow.Flow, []
 	}
 	st, err := taskflow.ParseFlowStatus(status)
 	if err != nil {
-		return nil, nil, badRow("unknown status %q", status)
+		return nil, nil, badRow("unknown status %s", quote(status))
 	}
 	if !json.Valid([]byte(stateJSON)) {
 		return nil, nil, badRow("state_json is not valid JSON")
@@ -375,7 +393,7 @@ func readSteps(ctx context.Context, db *sql.DB, rawID string, flowID uuid.UUID) 
 		}
 		id, err := uuid.Parse(sid)
 		if err != nil {
-			return nil, badRow("step id %q is not a UUID", sid)
+			return nil, badRow("step id %s is not a UUID", quote(sid))
 		}
 		st := &taskflow.FlowStep{
 			ID: id, FlowID: flowID, Runtime: taskflow.StepRuntime(runtime), ChildSessionKey: child.String,
@@ -383,9 +401,9 @@ func readSteps(ctx context.Context, db *sql.DB, rawID string, flowID uuid.UUID) 
 		}
 		switch {
 		case !st.Runtime.Valid():
-			return nil, badRow("step %s: unknown runtime %q", sid, runtime)
+			return nil, badRow("step %s: unknown runtime %s", sid, quote(runtime))
 		case !st.Status.Valid():
-			return nil, badRow("step %s: unknown status %q", sid, status)
+			return nil, badRow("step %s: unknown status %s", sid, quote(status))
 		case runID == "":
 			return nil, badRow("step %s: empty run_id", sid)
 		}
@@ -449,7 +467,7 @@ func readEvents(ctx context.Context, db *sql.DB, rawID string) ([]*taskflow.Flow
 func parseID(s string) (uuid.UUID, error) {
 	id, err := uuid.Parse(s)
 	if err != nil || id == uuid.Nil {
-		return uuid.Nil, badRow("id %q is not a UUID", s)
+		return uuid.Nil, badRow("id %s is not a UUID", quote(s))
 	}
 	return id, nil
 }
@@ -458,7 +476,7 @@ func parseID(s string) (uuid.UUID, error) {
 func parseTime(what, s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, badRow("%s %q is not an RFC 3339 time", what, s)
+		return time.Time{}, badRow("%s %s is not an RFC 3339 time", what, quote(s))
 	}
 	return t, nil
 }

@@ -672,3 +672,120 @@ func TestOpenRefusesOtherFiles(t *testing.T) {
 		t.Fatal("a text file opened")
 	}
 }
+
+// TestImportRefusesRowsOverTheLimits: a row over the store's limits (a
+// 10 MiB goal, a controller id over 1 KiB, bytes that are not UTF-8, an
+// event kind or step task over its bound, a revision Lua cannot count
+// to) is skipped with a reason naming the field, and the other rows are
+// imported; a long audit log is cut to the store's byte bound as the
+// store keeps it.
+func TestImportRefusesRowsOverTheLimits(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		path := filepath.Join(t.TempDir(), "limits.db")
+		db, err := sql.Open("sqlite", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Exec(originalSchema); err != nil {
+			t.Fatal(err)
+		}
+		at := chrono(e.now.Add(-time.Hour))
+		want := map[string]string{} // id -> reason, "" for imported
+		flow := func(reason, controller, goal string, revision int64) string {
+			id := uuid.NewString()
+			if _, err := db.Exec(`INSERT INTO flows VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`, id, controller, goal,
+				"agent:k:session:1", "user", "step", `{}`, nil, "finished", 0, revision, at, at); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(`INSERT INTO flow_events (flow_id, kind, payload_json, at) VALUES (?,?,?,?)`, id, "created", `{}`, at); err != nil {
+				t.Fatal(err)
+			}
+			want[id] = reason
+			return id
+		}
+		flow("goal is 10485760 bytes, over the limit of 65536", "c", strings.Repeat("g", 10<<20), 1)
+		flow("controller_id is 1048576 bytes, over the limit of 1024", strings.Repeat("c", 1<<20), "g", 1)
+		flow("goal is not valid UTF-8", "c", "bad \xff goal", 1)
+		flow("revision 100000000000000 is over 99999999999999", "c", "g", 100_000_000_000_000)
+		kind := flow("event 2: event kind is 4194304 bytes, over the limit of 1024", "c", "g", 1)
+		if _, err := db.Exec(`INSERT INTO flow_events (flow_id, kind, payload_json, at) VALUES (?,?,?,?)`, kind, strings.Repeat("k", 4<<20), `{}`, at); err != nil {
+			t.Fatal(err)
+		}
+		task := flow("task is 8388608 bytes, over the limit of 65536", "c", "g", 1)
+		if _, err := db.Exec(`INSERT INTO flow_steps VALUES (?,?,?,?,?,?,?,?,?,?)`, uuid.NewString(), task, "managed", nil,
+			"r1", strings.Repeat("t", 8<<20), "running", nil, at, at); err != nil {
+			t.Fatal(err)
+		}
+		// An id that is no UUID, of 1 MiB: the reason quotes its start.
+		badID := strings.Repeat("i", 1<<20)
+		if _, err := db.Exec(`INSERT INTO flows VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`, badID, "c", "g",
+			"agent:k:session:1", "user", "step", `{}`, nil, "finished", 0, 1, at, at); err != nil {
+			t.Fatal(err)
+		}
+		want[badID] = `id "iiii`
+		good := flow("", "c", "a good flow", 1)
+		// 40 events of 100 KiB: 4 MiB of log, more than the store's
+		// 1 MiB; imported with the newest that fit.
+		long := flow("", "c", "a long log", 3)
+		for i := 0; i < 40; i++ {
+			if _, err := db.Exec(`INSERT INTO flow_events (flow_id, kind, payload_json, at) VALUES (?,?,?,?)`, long, "state_updated",
+				`{"pad":"`+strings.Repeat("p", 100<<10)+`"}`, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		db.Close()
+		src := openFixture(t, &fixture{path: path})
+		rep, err := Import(e.ctx, src, e.store, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Rows != len(want) || rep.Imported != 2 || rep.Skipped != len(want)-2 {
+			t.Fatalf("report %+v", rep)
+		}
+		for _, r := range rep.Flows {
+			if r.Outcome != Skipped || want[r.ID] == "" || !strings.Contains(r.Reason, want[r.ID]) {
+				t.Errorf("row %s: %s %q, want skipped: %q", r.ID, r.Outcome, r.Reason, want[r.ID])
+			}
+			if len(r.Reason) > 300 {
+				t.Errorf("row %s: a reason of %d bytes", r.ID, len(r.Reason))
+			}
+		}
+		for id, reason := range want {
+			if id == badID {
+				continue
+			}
+			_, err := e.store.Get(e.ctx, uuid.MustParse(id))
+			if (reason == "") != (err == nil) {
+				t.Errorf("row %s (%q): Get says %v", id, reason, err)
+			}
+		}
+		evs, err := e.store.ListEvents(e.ctx, uuid.MustParse(long), 1000)
+		if err != nil || len(evs) == 0 || len(evs) >= 41 || evs[0].ID != "41" {
+			t.Fatalf("the long log: %d events, %v", len(evs), err)
+		}
+		size := 0
+		for _, x := range e.client.LRange(e.ctx, e.prefixKeyOf(t, "events", long), 0, -1).Val() {
+			size += len(x)
+		}
+		if size > taskflow.DefaultEventBytes {
+			t.Fatalf("the long log holds %d bytes, over %d", size, taskflow.DefaultEventBytes)
+		}
+		if _, err := e.store.Get(e.ctx, uuid.MustParse(good)); err != nil {
+			t.Fatal(err)
+		}
+		wantClean(t, e, 2)
+	})
+}
+
+// prefixKeyOf finds the one key of the prefix named '<kind>:<id>'.
+func (e *env) prefixKeyOf(t *testing.T, kind, id string) string {
+	t.Helper()
+	for _, k := range e.keys() {
+		if strings.HasSuffix(k, ":"+kind+":"+id) {
+			return k
+		}
+	}
+	t.Fatalf("no %s key of %s", kind, id)
+	return ""
+}

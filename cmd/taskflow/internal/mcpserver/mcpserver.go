@@ -92,7 +92,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Version is reported to clients as the server's version.
 	Version string
+	// MaxWatches caps the flows watched at once for subscribed sessions
+	// (default DefaultMaxWatches); a subscription to one more is refused.
+	// Every session subscribed to a flow shares its watch, and the
+	// watches share one Redis subscription per shard (Manager.Watch).
+	MaxWatches int
 }
+
+// DefaultMaxWatches is Config.MaxWatches's default.
+const DefaultMaxWatches = 1000
 
 // Server is an MCP server on a flow space.
 type Server struct {
@@ -136,6 +144,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Version == "" {
 		cfg.Version = "dev"
+	}
+	if cfg.MaxWatches <= 0 {
+		cfg.MaxWatches = DefaultMaxWatches
 	}
 	s := &Server{
 		cfg:      cfg,
@@ -423,6 +434,9 @@ func (s *Server) subscribe(ctx context.Context, req *mcp.SubscribeRequest) error
 	defer s.mu.Unlock()
 	w, ok := s.watches[uri]
 	if !ok {
+		if len(s.watches) >= s.cfg.MaxWatches {
+			return fmt.Errorf("too many flows watched (%d, the server's limit): unsubscribe from one first", s.cfg.MaxWatches)
+		}
 		wctx, cancel := context.WithCancel(context.Background())
 		events, err := s.cfg.Manager.Watch(wctx, id)
 		if err != nil {

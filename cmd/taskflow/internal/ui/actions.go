@@ -65,6 +65,10 @@ func (s *Server) confirm(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if msg := pointless(spec, f); msg != "" {
+		s.nothingToDo(w, f, msg)
+		return
+	}
 	s.render(w, http.StatusOK, "confirm", page{Title: spec.Title, Nav: "flows", Body: confirmBody{
 		Action: spec, Flow: f, ID: f.ID.String(), CSRF: s.csrf, NeedName: s.cfg.BasicUser == "",
 	}})
@@ -99,6 +103,10 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if msg := pointless(spec, f); msg != "" {
+		s.nothingToDo(w, f, msg)
+		return
+	}
 	reason := strings.TrimSpace(r.PostFormValue("reason"))
 	operator := s.operator(r)
 	again := func(msg string) {
@@ -129,10 +137,6 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 		_, err = s.m.Cancel(ctx, f.ID, auditOptions(operator, reason)...)
 		done = "cancelled"
 	case "resume":
-		if f.Status != taskflow.StatusWaiting {
-			again("The flow is " + string(f.Status) + ", not waiting: there is nothing to resume.")
-			return
-		}
 		_, err = s.m.Resume(ctx, f.ID, nil, auditOptions(operator, reason)...)
 		done = "resumed"
 	case "requeue":
@@ -145,12 +149,22 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 		done = "requeued"
 	}
 	if err != nil {
+		// The flow moved meanwhile (another operator, its worker): say
+		// what it is now, as for a flow that was so already.
 		var te *taskflow.TransitionError
+		if errors.As(err, &te) {
+			if g, gerr := s.m.Get(ctx, f.ID); gerr == nil {
+				if msg := pointless(spec, g); msg != "" {
+					s.nothingToDo(w, g, msg)
+					return
+				}
+			}
+		}
 		if errors.As(err, &te) || errors.Is(err, taskflow.ErrInvalidData) {
 			again(err.Error())
 			return
 		}
-		s.fail(w, http.StatusBadGateway, spec.Name, err)
+		s.failRedis(w, spec.Name, err)
 		return
 	}
 	s.log.Info("ui: action", "action", spec.Name, "flow", f.ID, "operator", operator, "reason", reason)
@@ -172,4 +186,30 @@ func (s *Server) checkOrigin(r *http.Request) error {
 		}
 	}
 	return nil
+}
+
+// pointless says plainly why an action cannot apply to a flow as it is,
+// or returns "".
+func pointless(spec actionSpec, f *taskflow.Flow) string {
+	id := "Flow " + f.ID.String()
+	switch spec.Name {
+	case "cancel":
+		if f.Status == taskflow.StatusCancelled {
+			return id + " is already cancelled: there is nothing to cancel."
+		}
+		if f.Status.IsTerminal() {
+			return id + " has " + string(f.Status) + ": a flow that has ended cannot be cancelled."
+		}
+	case "resume":
+		if f.Status != taskflow.StatusWaiting {
+			return id + " is " + string(f.Status) + ", not waiting: there is nothing to resume."
+		}
+	}
+	return ""
+}
+
+// nothingToDo answers an action that cannot apply to the flow with 409
+// and a plain sentence, not the form again.
+func (s *Server) nothingToDo(w http.ResponseWriter, f *taskflow.Flow, msg string) {
+	s.render(w, http.StatusConflict, "error", page{Title: "Nothing to do", Nav: "flows", Body: errorBody{Msg: msg, Flow: f.ID.String()}})
 }

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -103,4 +104,35 @@ func privateRedis(b *testing.B) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	b.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// BenchmarkLiveStreams opens 2,000 live streams of the dashboard
+// (TASKFLOW_UI_BENCH_STREAMS changes the number) over 64 flows of every
+// shard on a private redis-server, and reports the Redis connections
+// they hold and the process's heap:
+//
+//	go test -run '^$' -bench LiveStreams -benchtime 1x ./cmd/taskflow/internal/ui/
+func BenchmarkLiveStreams(b *testing.B) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		b.Skip("redis-server not on PATH")
+	}
+	n := 2000
+	if v := os.Getenv("TASKFLOW_UI_BENCH_STREAMS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		var ms0, ms1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms0)
+		before, during := liveStreams(b, n)
+		runtime.GC()
+		runtime.ReadMemStats(&ms1)
+		b.ReportMetric(float64(during-before), "redis-conns")
+		b.ReportMetric(float64(int64(ms1.HeapInuse)-int64(ms0.HeapInuse))/(1<<20), "heap-MiB")
+		b.Logf("%d live streams: Redis connections %d -> %d; heap in use +%.1f MiB", n, before, during,
+			float64(int64(ms1.HeapInuse)-int64(ms0.HeapInuse))/(1<<20))
+	}
 }

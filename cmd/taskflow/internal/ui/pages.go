@@ -86,24 +86,52 @@ func (s *Server) fail(w http.ResponseWriter, status int, msg string, err error) 
 		}
 		msg += ": " + err.Error()
 	}
-	s.render(w, status, "error", page{Title: http.StatusText(status), Body: msg})
+	s.render(w, status, "error", page{Title: http.StatusText(status), Body: errorBody{Msg: msg}})
+}
+
+// errorBody is an error page: the message and where to go back to.
+type errorBody struct {
+	Msg  string
+	Flow string // the flow to go back to, if any
 }
 
 type overviewBody struct {
-	Stats *Overview
-	Err   string
+	Stats      *Overview
+	Configured bool   // a stats source is configured
+	Err        string // why there are no figures
+	Hint       string // the flow space does not exist
 }
 
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
-	b := overviewBody{}
+	b := overviewBody{Configured: s.cfg.Stats != nil}
+	status := http.StatusOK
 	if s.cfg.Stats != nil {
 		st, err := s.cfg.Stats(r.Context())
-		if err != nil {
-			b.Err = err.Error()
+		if why, ok := unreachable(err, s.cfg.Timeout); ok {
+			s.log.Warn("ui: Redis is unreachable", "while", "reading the overview", "err", err)
+			w.Header().Set("Retry-After", "5")
+			b.Err, status = "Redis is unreachable ("+why+"): no figures until it answers again.", http.StatusServiceUnavailable
+		} else if err != nil {
+			b.Err, status = "Stats: "+err.Error(), http.StatusBadGateway
 		}
 		b.Stats = st
 	}
-	s.render(w, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Body: b})
+	if status == http.StatusOK {
+		b.Hint = s.spaceHint(r.Context())
+	}
+	s.render(w, status, "overview", page{Title: "Overview", Nav: "overview", Body: b})
+}
+
+// spaceHint is CheckSpace's complaint, if any: a mistyped --prefix
+// serves an empty flow space that would otherwise look like an idle one.
+func (s *Server) spaceHint(ctx context.Context) string {
+	if s.cfg.CheckSpace == nil {
+		return ""
+	}
+	if err := s.cfg.CheckSpace(ctx); err != nil {
+		return err.Error()
+	}
+	return ""
 }
 
 func (s *Server) statsJSON(w http.ResponseWriter, r *http.Request) {
@@ -112,6 +140,11 @@ func (s *Server) statsJSON(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := s.cfg.Stats(r.Context())
+	if why, ok := unreachable(err, s.cfg.Timeout); ok {
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "Redis is unreachable ("+why+")", http.StatusServiceUnavailable)
+		return
+	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
@@ -123,6 +156,7 @@ func (s *Server) statsJSON(w http.ResponseWriter, r *http.Request) {
 type flowRow struct {
 	ID, Status, Controller, Goal, Step, Owner string
 	Wait, Due                                 string
+	DueAt, DueIn                              string // Due's time, and how far it is
 	Lease                                     string
 	Updated                                   string
 }
@@ -135,6 +169,7 @@ type flowsBody struct {
 	NextURL       string
 	Cursor        string
 	FirstURL      string
+	Hint          string
 }
 
 // flows lists flows by status (newest status change first) or by owner,
@@ -165,13 +200,16 @@ func (s *Server) flows(w http.ResponseWriter, r *http.Request) {
 		}
 		pg, err = s.m.ListByStatusPage(r.Context(), st, opts...)
 	}
-	if err != nil {
-		status := http.StatusBadGateway
-		if errors.Is(err, taskflow.ErrInvalidData) {
-			status = http.StatusBadRequest
-		}
-		s.fail(w, status, "listing flows", err)
+	if errors.Is(err, taskflow.ErrInvalidData) {
+		s.fail(w, http.StatusBadRequest, "listing flows", err)
 		return
+	}
+	if err != nil {
+		s.failRedis(w, "listing flows", err)
+		return
+	}
+	if len(pg.Flows) == 0 && b.Cursor == "" {
+		b.Hint = s.spaceHint(r.Context())
 	}
 	now := s.cfg.Now()
 	for _, f := range pg.Flows {
@@ -181,6 +219,12 @@ func (s *Server) flows(w http.ResponseWriter, r *http.Request) {
 			Updated: ago(now, f.UpdatedAt),
 		}
 		row.Wait, row.Due = describeWait(f.Wait, now)
+		// The list shows how far the due time is ("in 36h0m0s", "due 5s
+		// ago") and the time itself on hover: a narrow column.
+		var ok bool
+		if row.DueAt, row.DueIn, ok = strings.Cut(row.Due, " ("); ok {
+			row.DueIn = strings.TrimSuffix(row.DueIn, ")")
+		}
 		if f.Status == taskflow.StatusRunning {
 			if l, err := s.m.LeaseOf(r.Context(), f.ID); err == nil && l != nil {
 				row.Lease = l.WorkerID
@@ -264,7 +308,7 @@ func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (*taskflow.Flo
 		return nil, false
 	}
 	if err != nil {
-		s.fail(w, http.StatusBadGateway, "reading flow", err)
+		s.failRedis(w, "reading flow", err)
 		return nil, false
 	}
 	return f, true
@@ -298,7 +342,7 @@ func (s *Server) flow(w http.ResponseWriter, r *http.Request) {
 	}
 	lease, err := s.m.LeaseOf(ctx, f.ID)
 	if err != nil {
-		s.fail(w, http.StatusBadGateway, "reading lease", err)
+		s.failRedis(w, "reading lease", err)
 		return
 	}
 	b.Lease = lease
@@ -311,7 +355,7 @@ func (s *Server) flow(w http.ResponseWriter, r *http.Request) {
 	}
 	steps, err := s.m.ListSteps(ctx, f.ID)
 	if err != nil {
-		s.fail(w, http.StatusBadGateway, "reading steps", err)
+		s.failRedis(w, "reading steps", err)
 		return
 	}
 	for _, st := range steps {
@@ -322,7 +366,7 @@ func (s *Server) flow(w http.ResponseWriter, r *http.Request) {
 	}
 	events, err := s.m.ListEvents(ctx, f.ID, s.cfg.EventLimit)
 	if err != nil {
-		s.fail(w, http.StatusBadGateway, "reading events", err)
+		s.failRedis(w, "reading events", err)
 		return
 	}
 	for _, ev := range events {
@@ -439,6 +483,7 @@ func topLevel(raw json.RawMessage) []kv {
 
 func (s *Server) parseTemplates() error {
 	funcs := template.FuncMap{
+		"breakable": breakable,
 		"dur": func(d time.Duration) string {
 			if d <= 0 {
 				return "0s"
@@ -455,4 +500,19 @@ func (s *Server) parseTemplates() error {
 		s.tmpl[name] = t
 	}
 	return nil
+}
+
+// breakable escapes s for HTML and lets the browser break a line after
+// the punctuation of identifiers ("billing/invoice-", "payments.",
+// "cs_live_", "agent:"), never inside a word: a narrow column wraps
+// "billing/invoice-|reconciliation", not "controlle|r".
+func breakable(s string) template.HTML {
+	var b strings.Builder
+	for _, r := range s {
+		b.WriteString(template.HTMLEscapeString(string(r)))
+		if strings.ContainsRune("/-._:", r) {
+			b.WriteString("<wbr>")
+		}
+	}
+	return template.HTML(b.String()) // #nosec: every piece is escaped
 }

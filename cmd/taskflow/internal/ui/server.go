@@ -13,10 +13,13 @@
 // value the pages embed; a cross-site page cannot read it) and are refused
 // when the request says it comes from another site. ReadOnly hides them
 // and refuses every POST. CheckAddr refuses to serve a non-loopback
-// address without a token or basic-auth credentials.
+// address without a token or basic-auth credentials, and without them
+// a request whose Host header is not a loopback name (or one of
+// AllowedHosts) is refused: DNS rebinding gets nothing.
 package ui
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"embed"
@@ -42,6 +45,12 @@ var assets embed.FS
 type Config struct {
 	// ReadOnly hides the actions and refuses every POST with 403.
 	ReadOnly bool
+	// AllowedHosts are host names (any port) a request's Host header may
+	// name besides the loopback ones (localhost, 127.0.0.0/8, ::1), when
+	// neither Token nor basic-auth credentials are set; a request naming
+	// another host is refused with 403, so a DNS-rebinding page cannot
+	// drive the dashboard. With credentials every host is served.
+	AllowedHosts []string
 	// Token, when set, is required: as "Authorization: Bearer <token>", or
 	// once as ?token=<token> on any page, which sets an HttpOnly cookie.
 	Token string
@@ -54,6 +63,21 @@ type Config struct {
 	// Stats returns the overview's figures; nil shows the overview
 	// without them.
 	Stats StatsFunc
+	// CheckSpace, when set, is asked by the overview and an empty list
+	// whether the flow space exists; its error (e.g. "no flow space
+	// \"typo\" …; did you mean --prefix demo?") is shown as a hint.
+	CheckSpace func(ctx context.Context) error
+	// Timeout bounds the Redis calls of one page (default 2 s, at most
+	// 1 min); a page whose Redis does not answer within it, or refuses
+	// the connection, is answered 503 "Redis is unreachable". It bounds
+	// a stuck server's socket reads only when the client honours context
+	// deadlines (go-redis ContextTimeoutEnabled).
+	Timeout time.Duration
+	// MaxStreams caps the live streams (a flow page's audit log) served
+	// at once (default 100); one more is answered 503. Streams share one
+	// Redis subscription per shard (Manager.Watch), so the cap bounds
+	// goroutines and open HTTP responses, not Redis connections.
+	MaxStreams int
 	// PageSize is the number of flows per list page (default 50, at most
 	// 500).
 	PageSize int
@@ -74,6 +98,9 @@ const (
 	MaxPageSize       = 500
 	DefaultEventLimit = 200
 	DefaultRefresh    = 2 * time.Second
+	DefaultTimeout    = 2 * time.Second
+	MaxTimeout        = time.Minute
+	DefaultMaxStreams = 100
 )
 
 // Server is the dashboard's http.Handler.
@@ -84,6 +111,8 @@ type Server struct {
 	tmpl map[string]*template.Template
 	mux  *http.ServeMux
 	log  *slog.Logger
+	// streams holds a token per live stream being served (MaxStreams).
+	streams chan struct{}
 }
 
 // New returns the dashboard over m.
@@ -101,6 +130,13 @@ func New(m *taskflow.Manager, cfg Config) (*Server, error) {
 	if cfg.Refresh <= 0 {
 		cfg.Refresh = DefaultRefresh
 	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	cfg.Timeout = min(cfg.Timeout, MaxTimeout)
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -111,7 +147,8 @@ func New(m *taskflow.Manager, cfg Config) (*Server, error) {
 	if _, err := rand.Read(tok); err != nil {
 		return nil, fmt.Errorf("ui: csrf token: %w", err)
 	}
-	s := &Server{m: m, cfg: cfg, csrf: base64.RawURLEncoding.EncodeToString(tok), log: cfg.Logger}
+	s := &Server{m: m, cfg: cfg, csrf: base64.RawURLEncoding.EncodeToString(tok), log: cfg.Logger,
+		streams: make(chan struct{}, cfg.MaxStreams)}
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -165,8 +202,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
+	if !s.hostAllowed(r) {
+		refuseHost(w, r)
+		return
+	}
 	if !s.authenticate(w, r) {
 		return
+	}
+	if !strings.HasSuffix(r.URL.Path, "/live") { // a stream bounds its own start
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+		defer cancel()
+		r = r.WithContext(ctx)
 	}
 	s.mux.ServeHTTP(w, r)
 }
