@@ -664,6 +664,8 @@ func TestFlowIDEventUsedOnceLate(t *testing.T) {
 			ctx := e.ctx
 			stream := e.store.keys.bridge()
 			eng := e.engine(WithBridgeBlock(time.Millisecond))
+			var pruned []uuid.UUID
+			var members []string
 			for _, live := range []bool{true, false} {
 				var f *Flow
 				if live {
@@ -713,15 +715,25 @@ func TestFlowIDEventUsedOnceLate(t *testing.T) {
 				if n := e.countEarly(t); n != 0 {
 					t.Fatalf("a used request handled again late was kept: %d kept events", n)
 				}
-				// It is remembered on the flow's own shard (one hash slot).
-				member := f.ID.String() + " " + requestEventPrefix + req.ID
-				if s, err := e.client.ZScore(ctx, e.store.keys.used(e.store.keys.shardOf(f.ID)), member).Result(); err != nil || s <= 0 {
-					t.Fatalf("the used event is not remembered on the flow's shard: %v %v", s, err)
-				}
 				must(t, try(e.m.Cancel(ctx, f.ID)))
+				pruned = append(pruned, f.ID)
+				members = append(members, f.ID.String()+" "+requestEventPrefix+req.ID)
 			}
 			requireVerifyClean(t, e.m)
-		}, WithResumeIDMemory(time.Hour, 1000))
+			// The memory is the shard's, not the flow's: a prune leaves
+			// it (a flow made again under the same id still refuses the
+			// request), and it is on the flow's own shard (one hash slot).
+			e.clock.Advance(2 * time.Hour)
+			if n := must(t, try(e.m.PruneTerminalFlows(ctx, time.Hour))); n != len(pruned) {
+				t.Fatalf("pruned %d flows, want %d", n, len(pruned))
+			}
+			for i, id := range pruned {
+				if s, err := e.client.ZScore(ctx, e.store.keys.used(e.store.keys.shardOf(id)), members[i]).Result(); err != nil || s <= 0 {
+					t.Fatalf("the used event is not remembered on the flow's shard after the prune: %v %v", s, err)
+				}
+			}
+			requireVerifyClean(t, e.m)
+		}, WithResumeIDMemory(24*time.Hour, 1000))
 	})
 	t.Run("bounded", func(t *testing.T) {
 		forEachBackend(t, func(t *testing.T, e *env) {
