@@ -49,11 +49,11 @@ import (
 // The owner delivers it to the flow (deliver_event.lua,
 // mode resume): the flow resumes with it, or refuses it when it no longer
 // waits for it; the flow records the event id and its decision (fields
-// mbx and mbr, see early_lib.lua), so a second delivery of the same claim
+// mbx and mbr, see lua/include/early.lua), so a second delivery of the same claim
 // (the tick re-driving a claim whose first owner is only slow) decides
 // the same way. mbox_settle.lua then ends the claim: a used event is
-// gone, and remembered as used on the shard (a keep of it re-sent late,
-// or a request handled again, keeps nothing); a refused one goes back to
+// gone, and remembered as used on the pair's shard (a keep of it re-sent
+// late, or a request handled again, keeps nothing); a refused one goes back to
 // the head of the mailbox, and its owner scans for waiters again (a
 // waiter may have looked while the event was claimed), offering it to
 // one of them at random, never again to a flow that refused it (a flow
@@ -64,12 +64,21 @@ import (
 // flow, at most once, and is not lost while it is unexpired and a flow
 // waits for it.
 //
+// An event a flow used, by flow id or by a claim, resumed live or taken
+// from the inbox, is also remembered on the flow's own shard, in the
+// same per-shard memory of used events, as '<flow id> <event id>'
+// (include/used.lua; one hash slot with the flow, so the scripts stay
+// Cluster-safe, and nothing per flow for prune to delete): a copy
+// delivered after the flow's records forgot it (a bridge message stored
+// twice and handled after 16 more events of the flow) answers as a
+// repeat: it resumes no later wait and is not kept again.
+//
 // Limits: the flow's records are the newest 16 of each kind, and the
-// used events by correlation are remembered for WithResumeIDMemory (24 h,
-// at most 100,000 per shard by default), so the "decides the same way"
-// holds within those bounds (a claim stalled for 16 more events of the
-// same flow, or a request handled again after its id was forgotten, is
-// not recognised). Kept events are bounded per pair and
+// used events are remembered for WithResumeIDMemory (24 h, at most
+// 100,000 per shard by default, for both kinds together), so the
+// "decides the same way" holds within those bounds (a request handled
+// again after its id was forgotten on the shard, and after 16 more
+// events of the flow, is not recognised). Kept events are bounded per pair and
 // per flow (WithEarlyEvents) and by their retention, not in total: the
 // memory they take is about 520 bytes times the events nobody waited for
 // during the retention (README).
@@ -91,14 +100,16 @@ const (
 	// DefaultResumeIDMemory is how long a resume request's id is
 	// remembered (WithResumeIDMemory): by PublishResume, so that the same
 	// request published again adds nothing, and, once its event resumed
-	// a flow by correlation, by the mailbox, so that the event is not
-	// kept again.
+	// a flow, by the mailbox (on the pair's shard by correlation, on the
+	// flow's shard with the flow id), so that the event resumes no later
+	// wait and is not kept again.
 	DefaultResumeIDMemory = 24 * time.Hour
 	// DefaultResumeIDCap is how many ids each of those memories keeps
 	// (one for PublishResume, one per shard for the mailbox); past it
-	// the oldest is forgotten first. A UUID id costs about 136 bytes
-	// (MEMORY USAGE of a sorted set of 100,000, Redis 7.0), so a full
-	// memory about 14 MB.
+	// the oldest is forgotten first. A UUID id costs about 136 bytes,
+	// a flow id with a UUID event id (a used event on the flow's shard)
+	// about 168 (MEMORY USAGE of a sorted set of 100,000, Redis 7.0), so
+	// a full memory about 14 to 17 MB (per shard for the mailbox's).
 	DefaultResumeIDCap = 100000
 	// MaxResumeIDBytes is the longest resume request id
 	// (ResumeRequest.ID).
@@ -171,9 +182,12 @@ func WithEarlyEvents(retention time.Duration, maxPerCorrelation int) StoreOption
 // how many (default 100,000, at least 1) resume request ids are
 // remembered so that a request that comes again applies at most once:
 // PublishResume remembers the ids it published (one sorted set), and
-// the mailbox the events that resumed a flow by correlation (one sorted
-// set per shard), each trimmed to the cap, oldest first, and expiring
-// with its newest id. A request repeated after its id was forgotten is
+// the mailbox the events that resumed a flow (one sorted set per shard:
+// by correlation on the pair's shard, and, whatever its origin, the flow
+// id with the event id on the flow's shard), each trimmed to the cap,
+// oldest first, and expiring with its newest id. With the mailbox off
+// (WithEarlyEvents(0, 0)) only PublishResume's memory and the flow's
+// ring of bridge calls remain. A request repeated after its id was forgotten is
 // still recognised by a flow it resumed while the flow remembers it (its
 // newest 16 events) but may otherwise resume a later wait: keep the
 // memory longer than a publisher may repeat a request. Every process of
@@ -191,7 +205,9 @@ func WithResumeIDMemory(d time.Duration, capacity int) StoreOption {
 //	<prefix>:{<n>}:kept             zset: kept event id by deadline (counts)
 //	<prefix>:{<r>}:claims           hash: claimed event id -> flow id, pair, entry
 //	<prefix>:{<r>}:claimdue         zset: claimed event id by due time
-//	<prefix>:{<r>}:used             zset: event ids used, by when they are forgotten
+//	<prefix>:{<n>}:used             zset: used events, by when they are forgotten: ids of
+//	                                events by correlation (n = r), '<flow id> <event id>'
+//	                                of events a flow of shard n used
 //	<prefix>:{<r>}:take:<take id>   string: the event a take claimed (mbox_take.lua)
 //
 // <pair> is corrPrefix(topic, correlation id) and r its rendezvous shard.
@@ -222,6 +238,19 @@ func (k keyspace) inbox(id uuid.UUID) string {
 // transition_early.lua and deliver_event.lua) to a flow key set.
 func (k keyspace) withInbox(keys []string, id uuid.UUID) []string {
 	return append(keys, k.inbox(id), k.kept(k.shardOf(id)))
+}
+
+// withEarly appends withInbox's keys and the shard's memory of used
+// events (18 of transition_early.lua and deliver_event.lua) to a flow
+// key set. Prune takes withInbox's only: the memory is the shard's.
+func (k keyspace) withEarly(keys []string, id uuid.UUID) []string {
+	return append(k.withInbox(keys, id), k.used(k.shardOf(id)))
+}
+
+// memoryArgs are the bounds of the memory of used events, as
+// deliver_event.lua and transition_early.lua take them.
+func (c earlyConfig) memoryArgs() []any {
+	return []any{c.remember.Milliseconds(), c.rememberCap}
 }
 
 // eventPayload reads an external event's payload: nil or JSON null is no
@@ -271,7 +300,8 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 	_, nowMs, nowStr := s.clock()
 	args := append(s.head(id, nowMs, nowStr, mutation{lean: lean}),
 		cp, eventID, string(payload), mode, s.early.retention.Milliseconds(), s.early.cap)
-	v, raw := s.eval(ctx, s.scripts.deliverEvent, s.keys.withInbox(s.keys.flowKeys(id, ""), id), args)
+	args = append(args, s.early.memoryArgs()...)
+	v, raw := s.eval(ctx, s.scripts.deliverEvent, s.keys.withEarly(s.keys.flowKeys(id, ""), id), args)
 	if raw != nil {
 		err = callError(raw, id)
 		var te *TransitionError

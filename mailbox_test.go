@@ -649,3 +649,108 @@ func (e *env) resumeByCorrWithID(topic, corr string, payload any, eventID string
 	fs, _, err := e.m.resumeByCorrelation(e.ctx, topic, corr, payload, eventID, mutation{})
 	return fs, err
 }
+
+// TestFlowIDEventUsedOnceLate: an event addressed to a flow id that the
+// flow used, resumed live or taken from its inbox by SetWaiting, is
+// remembered on the flow's shard past the flow's own records (its last
+// 16 events, its ring of bridge calls): the same request stored on the
+// stream again and handled after 17 more bridge events of the flow
+// resumes no later wait and is not kept. The memory is bounded by
+// WithResumeIDMemory.
+func TestFlowIDEventUsedOnceLate(t *testing.T) {
+	const more = 17 // past the flow's records of 16 events
+	t.Run("late copy", func(t *testing.T) {
+		forEachBackend(t, func(t *testing.T, e *env) {
+			ctx := e.ctx
+			stream := e.store.keys.bridge()
+			eng := e.engine(WithBridgeBlock(time.Millisecond))
+			var pruned []uuid.UUID
+			var members []string
+			for _, live := range []bool{true, false} {
+				var f *Flow
+				if live {
+					f = e.waitingFlow(t, WaitExternalEvent("pay", "o"))
+				} else {
+					f = e.runningFlow(t)
+				}
+				req := ResumeRequest{ID: fmt.Sprintf("late-%v", live), FlowID: f.ID, Topic: "pay", CorrelationID: "o", Payload: "first"}
+				must(t, try(0, e.m.PublishResume(ctx, req)))
+				drainBridge(t, e, eng)
+				if !live {
+					if n := e.countEarly(t); n != 1 {
+						t.Fatalf("%d kept events, want the request kept", n)
+					}
+					requireEarlyResumed(t, e, must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("pay", "o")))), "first")
+				}
+				if got := must(t, try(e.m.Get(ctx, f.ID))); got.Status != StatusRunning {
+					t.Fatalf("the request did not resume the flow: %s", got.Status)
+				}
+				// The flow goes on: more waits, each met by a bridge
+				// request of its own.
+				for i := 0; i < more; i++ {
+					must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("pay", "o"))))
+					next := ResumeRequest{ID: fmt.Sprintf("next-%v-%d", live, i), FlowID: f.ID, Topic: "pay", CorrelationID: "o", Payload: i}
+					must(t, try(0, e.m.PublishResume(ctx, next)))
+					drainBridge(t, e, eng)
+				}
+				// The first request, stored on the stream again (past the
+				// publisher's memory), handled while the flow runs: not
+				// kept.
+				body := must(t, try(json.Marshal(bridgeMessage{ID: req.ID, FlowID: f.ID.String(), Topic: req.Topic, CorrelationID: req.CorrelationID, Payload: json.RawMessage(`"first"`)})))
+				e.client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"body", string(body)}})
+				drainBridge(t, e, eng)
+				if n := e.countEarly(t); n != 0 {
+					t.Fatalf("a used request handled again late was kept: %d kept events", n)
+				}
+				w := must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("pay", "o"))))
+				if w.Status != StatusWaiting {
+					t.Fatalf("the wait was met by a used request: %s", w.Status)
+				}
+				// And handled while the flow waits: no resume.
+				e.client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"body", string(body)}})
+				drainBridge(t, e, eng)
+				if got := must(t, try(e.m.Get(ctx, f.ID))); got.Status != StatusWaiting || got.Revision != w.Revision {
+					t.Fatalf("a used request handled again late resumed the flow: %s rev %d (was %d)", got.Status, got.Revision, w.Revision)
+				}
+				if n := e.countEarly(t); n != 0 {
+					t.Fatalf("a used request handled again late was kept: %d kept events", n)
+				}
+				must(t, try(e.m.Cancel(ctx, f.ID)))
+				pruned = append(pruned, f.ID)
+				members = append(members, f.ID.String()+" "+requestEventPrefix+req.ID)
+			}
+			requireVerifyClean(t, e.m)
+			// The memory is the shard's, not the flow's: a prune leaves
+			// it (a flow made again under the same id still refuses the
+			// request), and it is on the flow's own shard (one hash slot).
+			e.clock.Advance(2 * time.Hour)
+			if n := must(t, try(e.m.PruneTerminalFlows(ctx, time.Hour))); n != len(pruned) {
+				t.Fatalf("pruned %d flows, want %d", n, len(pruned))
+			}
+			for i, id := range pruned {
+				if s, err := e.client.ZScore(ctx, e.store.keys.used(e.store.keys.shardOf(id)), members[i]).Result(); err != nil || s <= 0 {
+					t.Fatalf("the used event is not remembered on the flow's shard after the prune: %v %v", s, err)
+				}
+			}
+			requireVerifyClean(t, e.m)
+		}, WithResumeIDMemory(24*time.Hour, 1000))
+	})
+	t.Run("bounded", func(t *testing.T) {
+		forEachBackend(t, func(t *testing.T, e *env) {
+			f := e.runningFlow(t)
+			for i := 0; i < 5; i++ {
+				f = must(t, try(e.m.SetWaiting(e.ctx, f.ID, WaitExternalEvent("t", "c"))))
+				if g := must(t, try(e.resumeWithID(f.ID, "t", "c", i, fmt.Sprintf("e%d", i)))); g == nil {
+					t.Fatalf("event %d did not resume the flow", i)
+				}
+			}
+			used := e.store.keys.used(e.store.keys.shardOf(f.ID))
+			if n := e.client.ZCard(e.ctx, used).Val(); n != 3 {
+				t.Fatalf("%d used events remembered on the flow's shard, want the cap of 3", n)
+			}
+			if ttl := e.client.PTTL(e.ctx, used).Val(); ttl <= 0 || ttl > time.Hour {
+				t.Fatalf("the used events live %s, want at most the memory's hour", ttl)
+			}
+		}, WithResumeIDMemory(time.Hour, 3))
+	})
+}

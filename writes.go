@@ -119,11 +119,12 @@ func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, er
 		return nil, err
 	}
 	_, nowMs, nowStr := s.clock()
-	sc, keys := s.scripts.transition, s.keys.flowKeys(r.id, "")
+	sc, keys, args := s.scripts.transition, s.keys.flowKeys(r.id, ""), s.transitionArgs(r, nowMs, nowStr)
 	if r.inbox {
-		sc, keys = s.scripts.transitionEarly, s.keys.withInbox(keys, r.id)
+		sc, keys = s.scripts.transitionEarly, s.keys.withEarly(keys, r.id)
+		args = append(args, s.early.memoryArgs()...) // last: see transition_early.lua
 	}
-	f, _, err := s.runFlowScript(ctx, sc, r.id, keys, s.transitionArgs(r, nowMs, nowStr), r.meta())
+	f, _, err := s.runFlowScript(ctx, sc, r.id, keys, args, r.meta())
 	if err != nil {
 		var te *TransitionError
 		if errors.As(err, &te) {

@@ -7,7 +7,8 @@
 -- outcome and writes nothing.
 --
 -- KEYS: the flow key set 1..15 (include/context.lua), 16 the flow's
---   inbox list, 17 the shard's kept-event index (include/early.lua).
+--   inbox list, 17 the shard's kept-event index, 18 the shard's memory
+--   of used events (include/early.lua).
 -- ARGV: 1..9 the common head (include/context.lua; 4, expected
 --   revision, and 7, lease, unused)
 --   10 corr prefix of the event's topic and correlation id
@@ -18,6 +19,9 @@
 --            'resume'  not waiting for it: record it as refused, for a
 --                      claimed event of the mailbox (mailbox.go)
 --   14 retention in ms (mode keep)  15 inbox cap (mode keep)
+--   16 how long to remember a used event, in ms  17 the memory's cap
+--      (WithResumeIDMemory): an event the flow used, past its own
+--      records (mbx), is still answered 'seen', never applied or kept
 -- Returns: {flow hash, 'used'} when the event resumed the flow (in this
 --   call: a re-sent run of it answers the same), {flow hash, 'seen'}
 --   when another call's delivery of it did (nothing applied);
@@ -40,6 +44,7 @@
 local c = mutation_context(KEYS, ARGV)
 local inbox, kept = KEYS[16], KEYS[17]
 local cp, id, payload, mode = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local mem = {key = KEYS[18], keep = tonumber(ARGV[16]), cap = tonumber(ARGV[17])}
 local f = load_flow(c)
 if f == nil then
   if mode == 'resume' then
@@ -58,13 +63,16 @@ if seen == 'u' then
   return reply(c, 'seen')
 elseif seen == 'r' then
   return {{}, 'refused'}
+elseif flow_used(c, mem, id) then
+  -- Used before, longer ago than the flow's own records reach.
+  return reply(c, 'seen')
 end
 if STATUS[f.status].waits and f.corr == cp .. c.id then
   local e = check_counts(f)
   if e == nil and f.cancel == '1' then
     e = err(ERR.CANCELPENDING, f.status)
   elseif e == nil then
-    e = resume_with(c, f, id, payload)
+    e = resume_with(c, f, id, payload, mem)
   end
   if e == nil then
     return reply(c, 'used')

@@ -19,6 +19,7 @@
 --     forgotten)
 -- Returns: 1 when the event went back to the mailbox, else 0.
 -- Events: none.
+--@include used
 
 local id, now = ARGV[1], tonumber(ARGV[3])
 local c = redis.call('HGET', KEYS[1], id)
@@ -34,20 +35,8 @@ redis.call('HDEL', KEYS[1], id)
 redis.call('ZREM', KEYS[2], id)
 redis.call('DEL', KEYS[6])
 if ARGV[2] ~= 'refused' then
-  local keep = tonumber(ARGV[5])
-  if ARGV[2] == 'used' and keep > 0 then
-    redis.call('ZADD', KEYS[5], now + keep, id)
-    if redis.call('PTTL', KEYS[5]) < keep then
-      redis.call('PEXPIRE', KEYS[5], keep)
-    end
-    local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 32)
-    if #old > 0 then
-      redis.call('ZREM', KEYS[5], unpack(old))
-    end
-    local over = redis.call('ZCARD', KEYS[5]) - tonumber(ARGV[6])
-    if over > 0 then
-      redis.call('ZREMRANGEBYRANK', KEYS[5], 0, over - 1)
-    end
+  if ARGV[2] == 'used' then
+    used_add(KEYS[5], id, now, tonumber(ARGV[5]), tonumber(ARGV[6]))
   end
   return 0
 end

@@ -2,7 +2,9 @@
 -- the scripts that deliver or take a kept event (transition_early,
 -- deliver_event). Those scripts pass two more keys of the flow's slot:
 -- the flow's inbox list (events addressed to this flow id) and the
--- shard's kept-event index zset (event id by deadline).
+-- shard's kept-event index zset (event id by deadline), and a third: the
+-- shard's memory of used events (include/used.lua), passed as mem =
+-- {key, keep (ms), cap} (WithResumeIDMemory).
 --
 -- A kept event of a flow's inbox is one list entry, oldest first:
 --   '<event id> <deadline ms> <n> <corr prefix, n bytes><payload JSON, or nothing>'
@@ -15,13 +17,17 @@
 -- separate fields so that refusals cannot push out the record of an event
 -- used. A delivery sent twice (a re-sent bridge message, a claim the tick
 -- re-drives while its first sender is slow) so decides the same way twice
--- and an event is applied at most once.
+-- and an event is applied at most once. Past those 16 records, an event
+-- the flow used is still known by the shard's memory of used events
+-- ('<flow id> <event id>', for WithResumeIDMemory), so a copy handled
+-- late resumes no later wait and is not kept again.
 --@include prelude
 --@include context
 --@include state
 --@include queues
 --@include waits
 --@include events
+--@include used
 
 local MBX_CAP = 16
 
@@ -56,6 +62,12 @@ local function mbx_put(c, id, v)
   redis.call('HSET', c.flow, field, m)
 end
 
+-- flow_used tells whether the flow used event id within the memory of
+-- used events (past its own records).
+local function flow_used(c, mem, id)
+  return used_has(mem.key, c.id .. ' ' .. id, tonumber(c.now))
+end
+
 -- kept_add indexes a kept event by deadline in the kept-event index
 -- (for counting), keeps the index's TTL at least as long as the event's,
 -- and drops up to 32 entries of events that expired (bounded work; their
@@ -75,10 +87,10 @@ end
 -- resume_with resumes a waiting flow with event id exactly as a late
 -- event does: {"resume_event": payload} merged (when payload is not ''),
 -- the wait cleared, status running, a resumed event; and records the
--- event as used. The resume is the event's, not the caller's lease's.
--- Returns an error reply (nothing written) when the state would grow too
--- large.
-local function resume_with(c, f, id, payload)
+-- event as used, in the flow and in the shard's memory mem. The resume
+-- is the event's, not the caller's lease's. Returns an error reply
+-- (nothing written) when the state would grow too large.
+local function resume_with(c, f, id, payload, mem)
   if payload ~= '' then
     local e = merge_member(c, f, '$resume_event', payload)
     if e then
@@ -94,6 +106,7 @@ local function resume_with(c, f, id, payload)
   set_status(c, f, S_RUNNING)
   commit(c, f, '"resumed"', '{"state_patch":' .. patch .. '}')
   mbx_put(c, id, 'u')
+  used_add(mem.key, c.id .. ' ' .. id, tonumber(c.now), mem.keep, mem.cap)
   return nil
 end
 
@@ -109,15 +122,17 @@ end
 
 -- take_inbox resumes a flow that just started waiting on an external
 -- event with the oldest unexpired event of its inbox that matches the
--- wait, if any. Entries met that expired, or were already delivered,
--- are dropped (the inbox is capped, so the work is bounded).
-local function take_inbox(c, f, inbox, kept)
+-- wait, if any. Entries met that expired, or were already delivered
+-- (recorded by the flow, or in the memory mem of used events), are
+-- dropped (the inbox is capped, so the work is bounded).
+local function take_inbox(c, f, inbox, kept, mem)
   local cp = string.sub(f.corr, 1, #f.corr - #c.id)
   for _, entry in ipairs(redis.call('LRANGE', inbox, 0, -1)) do
     local id, dl, ecp, payload = parse_inbox(entry)
-    local stale = id == nil or dl <= tonumber(c.now) or (ecp == cp and mbx_get(c, id) ~= nil)
+    local stale = id == nil or dl <= tonumber(c.now) or
+      (ecp == cp and (mbx_get(c, id) ~= nil or flow_used(c, mem, id)))
     if stale or ecp == cp then
-      if not stale and resume_with(c, f, id, payload) then
+      if not stale and resume_with(c, f, id, payload, mem) then
         return -- too large to merge: the flow waits, the event stays
       end
       redis.call('LREM', inbox, 1, entry)
