@@ -154,6 +154,12 @@ func (m *Manager) tryClaim(ctx context.Context, controllerID, workerID string, l
 		if errors.Is(err, errNoMatch) {
 			continue // another worker was faster, or the entry was stale
 		}
+		if nre := notReplicated(err); nre != nil {
+			// Leased to this worker, not confirmed replicated: the
+			// caller gets the flow and the lease with the error.
+			nre.Lease = l
+			return f, l, fmt.Errorf("taskflow: claim: %w", err)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("taskflow: claim: %w", err)
 		}
@@ -180,6 +186,10 @@ func (m *Manager) Extend(ctx context.Context, l *Lease, d time.Duration) (*Lease
 	next.ExpiresAt = now.Add(d).Truncate(time.Millisecond)
 	args := append(s.head(l.FlowID, nowMs, nowStr, mutation{lease: l}), next.ExpiresAt.UnixMilli())
 	if _, err := s.run(ctx, s.scripts.extendLease, l.FlowID, s.keys.flowKeys(l.FlowID, ""), args...); err != nil {
+		if nre := notReplicated(err); nre != nil {
+			nre.Lease = &next // extended, not confirmed replicated
+			return &next, err
+		}
 		return nil, err
 	}
 	return &next, nil
