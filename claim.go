@@ -52,6 +52,15 @@ const hubHealthCheck = 30 * time.Second
 const (
 	DefaultClaimWait = 30 * time.Second
 	MinLease         = 100 * time.Millisecond
+	// ClaimRecheck is how often a waiting Claim looks at the queues
+	// again although no announcement woke it, and checks that its
+	// subscription is on the current master (see WithClaimWait): an
+	// announcement lost with a subscription costs at most this.
+	ClaimRecheck = 2 * time.Second
+	// ClaimSettle is how long at least a Claim whose reply was lost
+	// (ErrOutcomeUnknown: the master crashed under it) asks again with
+	// the same call, when its claim wait is shorter.
+	ClaimSettle = 5 * time.Second
 )
 
 // ClaimOption adjusts Claim.
@@ -61,9 +70,13 @@ type claimConfig struct{ wait time.Duration }
 
 // WithClaimWait sets how long Claim blocks when nothing is ready (default
 // 30 s; 0 does not block). It blocks on a Redis subscription shared by the
-// Manager's Claim calls, sending no command while it waits; the only
-// traffic is go-redis's health check of that subscription connection (a
-// PING every 30 s).
+// Manager's Claim calls; while it waits it looks at the queues again every
+// ClaimRecheck (one pipeline of a read per shard), and the subscription
+// checks, at most once per ClaimRecheck, that the server the store's
+// client writes to is still the one it subscribed on (INFO server's
+// run_id): after a failover (Sentinel), which go-redis follows for
+// commands but not for a subscription on a master that stays up, it
+// subscribes again on the new master.
 func WithClaimWait(d time.Duration) ClaimOption {
 	return func(c *claimConfig) {
 		if d >= 0 {
@@ -102,11 +115,14 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 	}
 	deadline := time.NewTimer(cfg.wait)
 	defer deadline.Stop()
+	recheck := time.NewTicker(ClaimRecheck)
+	defer recheck.Stop()
+	settle := time.Now().Add(max(cfg.wait, ClaimSettle))
 	for {
 		// Register before looking, so an announcement made while we
 		// look wakes us instead of being lost.
 		wake := hub.register()
-		f, l, err := m.tryClaim(ctx, controllerID, workerID, lease)
+		f, l, err := m.tryClaim(ctx, controllerID, workerID, lease, settle)
 		if f != nil || err != nil {
 			hub.leave(wake)
 			return f, l, err
@@ -117,15 +133,25 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 			return nil, nil, ctx.Err()
 		case <-deadline.C:
 			hub.leave(wake)
-			return m.tryClaim(ctx, controllerID, workerID, lease)
+			return m.tryClaim(ctx, controllerID, workerID, lease, settle)
 		case <-wake:
+		case <-recheck.C:
+			hub.leave(wake)
+			m.followMaster(ctx, hub)
 		}
 	}
 }
 
 // tryClaim reads the head of the controller's ready queue in every shard
 // (one pipeline) and claims from the non-empty shards in random order.
-func (m *Manager) tryClaim(ctx context.Context, controllerID, workerID string, lease time.Duration) (*Flow, *Lease, error) {
+//
+// A claim whose reply was lost (ErrOutcomeUnknown: the connection broke,
+// the master crashed) may hold the flow for this worker: it is sent again
+// as the same call (same call id and lease token; the flow remembers the
+// call, so one that applied answers as it did, and one lost with a
+// failed-over master applies now) every 100 ms until its outcome is known
+// or until passes.
+func (m *Manager) tryClaim(ctx context.Context, controllerID, workerID string, lease time.Duration, until time.Time) (*Flow, *Lease, error) {
 	s := m.store
 	pipe := s.client.Pipeline()
 	heads := make([]*redis.StringSliceCmd, s.keys.shards)
@@ -151,6 +177,14 @@ func (m *Manager) tryClaim(ctx context.Context, controllerID, workerID string, l
 		args := append(s.head(id, nowMs, nowStr, mutation{lease: l}),
 			l.ExpiresAt.UnixMilli(), jsonString(workerID), controllerID)
 		f, _, err := s.runFlowScript(ctx, s.scripts.claim, id, s.keys.flowKeys(id, ""), args)
+		for errors.Is(err, ErrOutcomeUnknown) && time.Now().Before(until) {
+			select {
+			case <-ctx.Done():
+				return nil, nil, fmt.Errorf("taskflow: claim: %w", err)
+			case <-time.After(100 * time.Millisecond):
+			}
+			f, _, err = s.runFlowScript(ctx, s.scripts.claim, id, s.keys.flowKeys(id, ""), args)
+		}
 		if errors.Is(err, errNoMatch) {
 			continue // another worker was faster, or the entry was stale
 		}
@@ -214,9 +248,12 @@ func (m *Manager) Release(ctx context.Context, l *Lease) error {
 // flow costs this process one look at the queues. An announcement with no
 // waiter is dropped: every Claim looks at the queues before it waits.
 type readyHub struct {
-	mu      sync.Mutex
-	waiters []chan struct{}
-	subs    []*redis.PubSub
+	mu       sync.Mutex
+	waiters  []chan struct{}
+	subs     []*redis.PubSub
+	channels []string
+	master   string    // the run_id of the server subscribed on ("" unknown)
+	checked  time.Time // when followMaster last looked
 }
 
 // register adds a waiter; one announcement closes its channel.
@@ -254,7 +291,78 @@ func (h *readyHub) leave(ch chan struct{}) {
 }
 
 func (h *readyHub) close() {
-	for _, ps := range h.subs {
+	h.mu.Lock()
+	subs := h.subs
+	h.subs = nil
+	h.mu.Unlock()
+	for _, ps := range subs {
+		_ = ps.Close()
+	}
+}
+
+// listen wakes a waiter for each announcement on subs.
+func (h *readyHub) listen(subs []*redis.PubSub) {
+	for _, ps := range subs {
+		go func(ch <-chan *redis.Message) {
+			for range ch {
+				h.wake()
+			}
+		}(ps.Channel(redis.WithChannelHealthCheckInterval(hubHealthCheck)))
+	}
+}
+
+// masterID returns the run_id of the server the store's commands go to,
+// or "" when it cannot tell (a Cluster, whose client follows its nodes'
+// subscriptions itself; a server without INFO run_id).
+func (s *RedisStore) masterID(ctx context.Context) string {
+	if _, ok := s.client.(*redis.ClusterClient); ok {
+		return ""
+	}
+	info, err := s.client.Info(ctx, "server").Result()
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(line, "run_id:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// followMaster subscribes h again when the server the store's commands
+// go to is no longer the one h subscribed on (a failover): at most once
+// per ClaimRecheck per hub, whoever of its waiters asks.
+func (m *Manager) followMaster(ctx context.Context, h *readyHub) {
+	h.mu.Lock()
+	if time.Since(h.checked) < ClaimRecheck || h.subs == nil {
+		h.mu.Unlock()
+		return
+	}
+	h.checked = time.Now()
+	was := h.master
+	h.mu.Unlock()
+	now := m.store.masterID(ctx)
+	if now == "" || now == was {
+		return
+	}
+	subs, err := m.store.subscribe(ctx, h.channels)
+	if err != nil {
+		return // the next recheck tries again
+	}
+	h.mu.Lock()
+	if h.subs == nil { // closed meanwhile
+		h.mu.Unlock()
+		for _, ps := range subs {
+			_ = ps.Close()
+		}
+		return
+	}
+	old := h.subs
+	h.subs, h.master = subs, now
+	h.mu.Unlock()
+	h.listen(subs)
+	for _, ps := range old {
 		_ = ps.Close()
 	}
 }
@@ -271,18 +379,15 @@ func (m *Manager) readyHub(ctx context.Context, controllerID string) (*readyHub,
 	for i := range channels {
 		channels[i] = m.store.keys.ready(i, controllerID)
 	}
+	// The master's id before subscribing: should it change before the
+	// subscription is made, the next check subscribes again.
+	master := m.store.masterID(ctx)
 	subs, err := m.store.subscribe(ctx, channels)
 	if err != nil {
 		return nil, err
 	}
-	h := &readyHub{subs: subs}
-	for _, ps := range subs {
-		go func(ch <-chan *redis.Message) {
-			for range ch {
-				h.wake()
-			}
-		}(ps.Channel(redis.WithChannelHealthCheckInterval(hubHealthCheck)))
-	}
+	h := &readyHub{subs: subs, channels: channels, master: master, checked: time.Now()}
+	h.listen(subs)
 	if m.hubs == nil {
 		m.hubs = map[string]*readyHub{}
 	}
