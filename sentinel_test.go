@@ -709,3 +709,84 @@ func TestSentinelFailover(t *testing.T) {
 		}
 	})
 }
+
+// TestClaimFollowsASentinelSwitch: a Claim waiting on a subscription to
+// a master that stays up but is no longer the master (a coordinated
+// failover, then the old master cut off as a stale master of its own)
+// still gets a flow made on the new master within its wait: it looks at
+// the queues again every ClaimRecheck and subscribes again on the new
+// master. Before, it waited on the stale master for its whole claim
+// wait.
+func TestClaimFollowsASentinelSwitch(t *testing.T) {
+	setup := startSentinelSetup(t)
+	switched := setup.watchSwitch(t)
+	store, err := NewRedisStore(setup.failoverClient(t), WithPrefix("follow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(store)
+	defer m.Close()
+	ctx := context.Background()
+	in := CreateManagedInput{ControllerID: "parked", Goal: "g", OwnerSessionKey: "o"}
+	must(t, try(m.CreateManaged(ctx, CreateManagedInput{ControllerID: "other", Goal: "g", OwnerSessionKey: "o"})))
+	type claimed struct {
+		f   *Flow
+		err error
+	}
+	got := make(chan claimed, 1)
+	// The claim wait (1 min) is far longer than the wait given to the
+	// flow (the context's 4 × ClaimRecheck, from before the switch).
+	cctx, cancel := context.WithTimeout(ctx, 4*ClaimRecheck+10*time.Second)
+	defer cancel()
+	go func() {
+		f, _, err := m.Claim(cctx, "parked", "w", time.Minute, WithClaimWait(time.Minute))
+		got <- claimed{f, err}
+	}()
+	for {
+		m.hubMu.Lock()
+		h := m.hubs["parked"]
+		m.hubMu.Unlock()
+		if h != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	sc := redis.NewSentinelClient(&redis.Options{Addr: setup.sentinels[0].Addr()})
+	defer sc.Close()
+	if err := sc.Failover(ctx, sentinelMaster).Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-switched:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no +switch-master within 30 s of SENTINEL FAILOVER")
+	}
+	// The old master stays up, a master of its own that nobody writes
+	// to, until the Sentinels turn it into a replica again.
+	old := setup.master.client(t)
+	if err := old.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var f *Flow
+	for f == nil {
+		f, err = m.CreateMirrored(ctx, in)
+		if err != nil {
+			f = nil
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	r := <-got
+	if r.err != nil || r.f == nil || r.f.ID != f.ID {
+		t.Fatalf("the Claim waiting across the switch: %v %v, want flow %s", r.f, r.err, f.ID)
+	}
+	// And the subscription moved to the new master.
+	m.hubMu.Lock()
+	h := m.hubs["parked"]
+	m.hubMu.Unlock()
+	h.mu.Lock()
+	subscribed := h.master
+	h.mu.Unlock()
+	if now := store.masterID(ctx); now == "" || subscribed != now {
+		t.Fatalf("the subscription is on %q, the master is %q", subscribed, now)
+	}
+}
