@@ -191,6 +191,9 @@ func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []an
 	exp, token, reply := "", "", "full"
 	if mut.expected != nil {
 		exp = strconv.FormatInt(*mut.expected, 10)
+		if mut.epoch != "" {
+			exp += ":" + mut.epoch // guards.lua check_revision
+		}
 	}
 	if mut.lease != nil {
 		token = mut.lease.Token

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -373,9 +374,12 @@ var refusals = []refusal{
 		return fmt.Errorf("%w: flow %s has a timer entry but its wait is not a timer", ErrInvalidData, id)
 	}},
 	{"REVISION", func(id uuid.UUID, d string) error {
-		var exp, act int64
-		_, _ = fmt.Sscanf(d, "%d %d", &exp, &act)
-		return &RevisionMismatchError{FlowID: id, Expected: exp, Actual: act}
+		// "<expected>[:<epoch>] <actual>"
+		want, actual, _ := strings.Cut(d, " ")
+		rev, epoch, _ := strings.Cut(want, ":")
+		exp, _ := strconv.ParseInt(rev, 10, 64)
+		act, _ := strconv.ParseInt(strings.TrimSpace(actual), 10, 64)
+		return &RevisionMismatchError{FlowID: id, Expected: exp, Actual: act, ExpectedEpoch: epoch}
 	}},
 	{"TERMINAL", func(id uuid.UUID, d string) error {
 		return &TransitionError{FlowID: id, From: FlowStatus(d), Err: ErrAlreadyTerminal}
@@ -470,7 +474,7 @@ var recordFields = []string{
 	"controller", "goal", "owner", "origin",
 	"step", "status", "cancel", "rev", "created",
 	"updated", "wait", "corr", "raw", "size",
-	"seq", "att", "tp",
+	"seq", "att", "tp", "ep",
 }
 
 // replyFields returns the flow fields of a {flow, extra} script reply:

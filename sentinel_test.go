@@ -308,6 +308,13 @@ func untilKnown(ctx context.Context, call func(opts ...MutationOption) (*Flow, e
 	}
 }
 
+// ackedUpdate is an acknowledged update: the flow it returned and the
+// state key it added.
+type ackedUpdate struct {
+	f   *Flow
+	key string
+}
+
 // failoverFigures are what one run measured.
 type failoverFigures struct {
 	acked, lost       map[string]int
@@ -322,6 +329,9 @@ type failoverFigures struct {
 	timersNotOnce     int
 	parkedClaim       time.Duration // a Claim waiting across the switch: switch to its flow
 	parkedClaimWaited bool
+	staleCAS          int // flows whose last update acknowledged before the kill was lost
+	revisionReused    int // of those, whose lost revision the new master handed out again
+	staleCASAccepted  int // of those, an IfRevisionOf the lost update that was not refused
 }
 
 func (f failoverFigures) totalAcked() (n int) {
@@ -349,9 +359,11 @@ func (f failoverFigures) String() string {
 	}
 	fmt.Fprintf(&b, "); applied not confirmed %v; failed %v; finished twice %d; stuck %d; timers resumed %d (not once %d); "+
 		"switch %.1fs after the kill, writes back %.1fs after it; first claim of a new flow %.2fs after the switch; "+
-		"a Claim parked across it got its flow %.2fs after the switch",
+		"a Claim parked across it got its flow %.2fs after the switch; "+
+		"IfRevisionOf a lost update refused on %d flows (its revision handed out again on %d), accepted on %d",
 		f.unconfirmed, f.failed, f.finishedTwice, f.stuck, f.timersResumed, f.timersNotOnce,
-		f.switchAfterKill.Seconds(), f.unavailable.Seconds(), f.firstClaim.Seconds(), f.parkedClaim.Seconds())
+		f.switchAfterKill.Seconds(), f.unavailable.Seconds(), f.firstClaim.Seconds(), f.parkedClaim.Seconds(),
+		f.staleCAS-f.staleCASAccepted, f.revisionReused, f.staleCASAccepted)
 	return b.String()
 }
 
@@ -409,9 +421,9 @@ func runFailover(t *testing.T, opts ...StoreOption) failoverFigures {
 	defer stopLoad()
 	var wg sync.WaitGroup
 	var killed atomic.Int64 // unix ns of the kill
-	var backAt atomic.Int64 // unix ns of the first write applied after it
-	applied := func(err error) {
-		if k := killed.Load(); k != 0 && (err == nil || errors.Is(err, ErrNotReplicated)) {
+	var backAt atomic.Int64 // unix ns of the first write applied that was sent after it
+	applied := func(sent time.Time, err error) {
+		if k := killed.Load(); k != 0 && sent.UnixNano() > k && (err == nil || errors.Is(err, ErrNotReplicated)) {
 			backAt.CompareAndSwap(0, time.Now().UnixNano())
 		}
 	}
@@ -422,6 +434,7 @@ func runFailover(t *testing.T, opts ...StoreOption) failoverFigures {
 		}
 	}
 
+	var lastAcked sync.Map // updated flow id -> its last update acknowledged before the kill
 	// Updates: each writer owns its flows; write k of a flow adds the
 	// key "k<k>" to its state, so a lost one is missing for good.
 	for w := range failoverWriters {
@@ -431,11 +444,15 @@ func runFailover(t *testing.T, opts ...StoreOption) failoverFigures {
 			mine := updated[w*failoverFlows/failoverWriters : (w+1)*failoverFlows/failoverWriters]
 			for k := 0; load.Err() == nil; k++ {
 				id, key := mine[k%len(mine)], "k"+strconv.Itoa(k)
-				_, err := m.UpdateState(load, id, map[string]int{key: k}, "")
+				sent := time.Now()
+				f, err := m.UpdateState(load, id, map[string]int{key: k}, "")
+				if err == nil && killed.Load() == 0 {
+					lastAcked.Store(id, ackedUpdate{f, key})
+				}
 				if load.Err() != nil {
 					return
 				}
-				applied(err)
+				applied(sent, err)
 				led.record("update", err, func(v *flowView) bool {
 					f := v.flow(id)
 					if f == nil {
@@ -453,11 +470,12 @@ func runFailover(t *testing.T, opts ...StoreOption) failoverFigures {
 	go func() {
 		defer wg.Done()
 		for load.Err() == nil {
+			sent := time.Now()
 			f, err := m.CreateMirrored(load, in("work"))
 			if load.Err() != nil {
 				return
 			}
-			applied(err)
+			applied(sent, err)
 			if f != nil {
 				created.Store(f.ID, time.Now())
 			}
@@ -511,13 +529,14 @@ func runFailover(t *testing.T, opts ...StoreOption) failoverFigures {
 					}
 					return false
 				})
+				sent := time.Now()
 				_, err = untilKnown(work, func(opts ...MutationOption) (*Flow, error) {
 					return m.Finish(work, id, map[string]string{"by": worker}, append(opts, WithLease(l))...)
 				})
 				if work.Err() != nil {
 					return
 				}
-				applied(err)
+				applied(sent, err)
 				if err == nil {
 					led.mu.Lock()
 					led.finishes[id] = append(led.finishes[id], worker)
@@ -665,6 +684,24 @@ func runFailover(t *testing.T, opts ...StoreOption) failoverFigures {
 			fig.timersNotOnce++
 		}
 	}
+	// A compare-and-set on a flow read before the failover: refused
+	// where that read was lost (IfRevisionOf compares the epoch).
+	lastAcked.Range(func(k, v any) bool {
+		id, acked := k.(uuid.UUID), v.(ackedUpdate)
+		cur := view.flow(id)
+		if _, kept := stateOf(t, cur)[acked.key]; kept {
+			return true // not lost
+		}
+		fig.staleCAS++
+		if cur.Revision >= acked.f.Revision {
+			fig.revisionReused++ // the new master handed its revision out again
+		}
+		if _, err := m.UpdateState(ctx, id, nil, "", IfRevisionOf(acked.f)); !errors.Is(err, ErrRevisionMismatch) {
+			fig.staleCASAccepted++
+		}
+		return true
+	})
+	requireVerifyClean(t, m)
 	for kind, err := range led.firstErr {
 		t.Logf("first %s error: %v", kind, err)
 	}
@@ -700,12 +737,18 @@ func TestSentinelFailover(t *testing.T) {
 		if !fig.parkedClaimWaited {
 			t.Errorf("the Claim parked across the switch never got its flow")
 		}
+		if fig.staleCASAccepted != 0 {
+			t.Errorf("a compare-and-set on a lost update was accepted on %d flows", fig.staleCASAccepted)
+		}
 	})
 	t.Run("async", func(t *testing.T) {
 		fig := runFailover(t)
 		t.Logf("without replica acks: %v", fig)
 		if fig.lost["update"] == 0 {
 			t.Errorf("no acknowledged update lost with replicas %s behind: the drill did not lag them", failoverLag)
+		}
+		if fig.staleCASAccepted != 0 {
+			t.Errorf("a compare-and-set on a lost update was accepted on %d flows", fig.staleCASAccepted)
 		}
 	})
 }

@@ -245,7 +245,7 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, 
 	}
 	_, nowMs, nowStr := s.clock()
 	rev := f.Revision
-	args := append(s.head(f.ID, nowMs, nowStr, mutation{expected: &rev}),
+	args := append(s.head(f.ID, nowMs, nowStr, mutation{expected: &rev, epoch: f.Epoch}),
 		string(f.Status), f.ControllerID, f.Goal, f.OwnerSessionKey, f.RequesterOrigin, f.CurrentStep,
 		cancel, wait.json, wait.timerMs, wait.corr, jsonString(kind), string(pl))
 	args = append(args, stateArgs...)
