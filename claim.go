@@ -52,11 +52,6 @@ const hubHealthCheck = 30 * time.Second
 const (
 	DefaultClaimWait = 30 * time.Second
 	MinLease         = 100 * time.Millisecond
-	// ClaimRecheck is how often a waiting Claim looks at the queues
-	// again although no announcement woke it, and checks that its
-	// subscription is on the current master (see WithClaimWait): an
-	// announcement lost with a subscription costs at most this.
-	ClaimRecheck = 2 * time.Second
 	// ClaimSettle is how long at least a Claim whose reply was lost
 	// (ErrOutcomeUnknown: the master crashed under it) asks again with
 	// the same call, when its claim wait is shorter.
@@ -70,13 +65,13 @@ type claimConfig struct{ wait time.Duration }
 
 // WithClaimWait sets how long Claim blocks when nothing is ready (default
 // 30 s; 0 does not block). It blocks on a Redis subscription shared by the
-// Manager's Claim calls; while it waits it looks at the queues again every
-// ClaimRecheck (one pipeline of a read per shard), and the subscription
-// checks, at most once per ClaimRecheck, that the server the store's
-// client writes to is still the one it subscribed on (INFO server's
-// run_id): after a failover (Sentinel), which go-redis follows for
-// commands but not for a subscription on a master that stays up, it
-// subscribes again on the new master.
+// Manager's Claim calls, sending no command while it waits; the only
+// traffic is go-redis's health check of that subscription connection (a
+// PING every 30 s). Through a failover client (Sentinel), the
+// subscription follows the master: once the client dials a new master
+// (go-redis drops its command connections on a switch, not a
+// subscription on an old master that stays up), the Manager subscribes
+// again there and every waiting Claim looks at the queues again.
 func WithClaimWait(d time.Duration) ClaimOption {
 	return func(c *claimConfig) {
 		if d >= 0 {
@@ -115,8 +110,6 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 	}
 	deadline := time.NewTimer(cfg.wait)
 	defer deadline.Stop()
-	recheck := time.NewTicker(ClaimRecheck)
-	defer recheck.Stop()
 	settle := time.Now().Add(max(cfg.wait, ClaimSettle))
 	for {
 		// Register before looking, so an announcement made while we
@@ -135,9 +128,6 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 			hub.leave(wake)
 			return m.tryClaim(ctx, controllerID, workerID, lease, settle)
 		case <-wake:
-		case <-recheck.C:
-			hub.leave(wake)
-			m.followMaster(ctx, hub)
 		}
 	}
 }
@@ -252,8 +242,7 @@ type readyHub struct {
 	waiters  []chan struct{}
 	subs     []*redis.PubSub
 	channels []string
-	master   string    // the run_id of the server subscribed on ("" unknown)
-	checked  time.Time // when followMaster last looked
+	done     chan struct{} // closed by close: ends follow
 }
 
 // register adds a waiter; one announcement closes its channel.
@@ -290,10 +279,24 @@ func (h *readyHub) leave(ch chan struct{}) {
 	h.wake()
 }
 
+// wakeAll closes every waiter's channel: they all look again.
+func (h *readyHub) wakeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range h.waiters {
+		close(w)
+	}
+	h.waiters = nil
+}
+
 func (h *readyHub) close() {
 	h.mu.Lock()
 	subs := h.subs
 	h.subs = nil
+	if h.done != nil {
+		close(h.done)
+		h.done = nil
+	}
 	h.mu.Unlock()
 	for _, ps := range subs {
 		_ = ps.Close()
@@ -311,59 +314,54 @@ func (h *readyHub) listen(subs []*redis.PubSub) {
 	}
 }
 
-// masterID returns the run_id of the server the store's commands go to,
-// or "" when it cannot tell (a Cluster, whose client follows its nodes'
-// subscriptions itself; a server without INFO run_id).
-func (s *RedisStore) masterID(ctx context.Context) string {
-	if _, ok := s.client.(*redis.ClusterClient); ok {
-		return ""
-	}
-	info, err := s.client.Info(ctx, "server").Result()
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(line, "run_id:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
-
-// followMaster subscribes h again when the server the store's commands
-// go to is no longer the one h subscribed on (a failover): at most once
-// per ClaimRecheck per hub, whoever of its waiters asks.
-func (m *Manager) followMaster(ctx context.Context, h *readyHub) {
+// follow subscribes h again on each master change the store's failover
+// client sees (masterWatch), and wakes every waiter: an announcement made
+// during the switch may have gone to the old master. It ends with h.
+func (m *Manager) follow(h *readyHub, w *masterWatch, seen uint64) {
 	h.mu.Lock()
-	if time.Since(h.checked) < ClaimRecheck || h.subs == nil {
-		h.mu.Unlock()
-		return
-	}
-	h.checked = time.Now()
-	was := h.master
+	done := h.done
 	h.mu.Unlock()
-	now := m.store.masterID(ctx)
-	if now == "" || now == was {
-		return
-	}
-	subs, err := m.store.subscribe(ctx, h.channels)
-	if err != nil {
-		return // the next recheck tries again
-	}
-	h.mu.Lock()
-	if h.subs == nil { // closed meanwhile
+	for {
+		epoch, changed := w.current()
+		if epoch == seen {
+			select {
+			case <-done:
+				return
+			case <-changed:
+				continue
+			}
+		}
+		seen = epoch
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		subs, err := m.store.subscribe(ctx, h.channels)
+		cancel()
+		if err != nil {
+			// The new master does not answer yet: try again shortly
+			// (the next dial elsewhere is another change).
+			seen--
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		h.mu.Lock()
+		if h.subs == nil { // closed meanwhile
+			h.mu.Unlock()
+			for _, ps := range subs {
+				_ = ps.Close()
+			}
+			return
+		}
+		old := h.subs
+		h.subs = subs
 		h.mu.Unlock()
-		for _, ps := range subs {
+		h.listen(subs)
+		for _, ps := range old {
 			_ = ps.Close()
 		}
-		return
-	}
-	old := h.subs
-	h.subs, h.master = subs, now
-	h.mu.Unlock()
-	h.listen(subs)
-	for _, ps := range old {
-		_ = ps.Close()
+		h.wakeAll()
 	}
 }
 
@@ -379,15 +377,21 @@ func (m *Manager) readyHub(ctx context.Context, controllerID string) (*readyHub,
 	for i := range channels {
 		channels[i] = m.store.keys.ready(i, controllerID)
 	}
-	// The master's id before subscribing: should it change before the
-	// subscription is made, the next check subscribes again.
-	master := m.store.masterID(ctx)
+	// The master change count before subscribing: a change before the
+	// subscription is made subscribes again.
+	var seen uint64
+	if w := m.store.master; w != nil {
+		seen, _ = w.current()
+	}
 	subs, err := m.store.subscribe(ctx, channels)
 	if err != nil {
 		return nil, err
 	}
-	h := &readyHub{subs: subs, channels: channels, master: master, checked: time.Now()}
+	h := &readyHub{subs: subs, channels: channels, done: make(chan struct{})}
 	h.listen(subs)
+	if w := m.store.master; w != nil {
+		go m.follow(h, w, seen)
+	}
 	if m.hubs == nil {
 		m.hubs = map[string]*readyHub{}
 	}

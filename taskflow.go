@@ -66,7 +66,9 @@ type Flow struct {
 	// their revision numbers out again to other writes; Revision and
 	// Epoch together never repeat, so IfRevisionOf (and UpdateAndAppend)
 	// refuse a flow read before the failover instead of matching other
-	// data. Empty for a flow last written before epochs were kept.
+	// data. Empty for a flow last written before epochs were kept, and
+	// for one just inserted by InsertFlow (an import keeps the record as
+	// given) until its next write.
 	Epoch string `json:"epoch,omitempty"`
 	// Attempts counts the failed attempts recorded by Manager.RetryLater
 	// since the flow was created or Manager.ResetAttempts last ran.

@@ -58,7 +58,7 @@ if e then
 end
 set_fields(c, 'controller', ARGV[A + 2], 'goal', ARGV[A + 3], 'owner', ARGV[A + 4],
   'origin', ARGV[A + 5], 'step', ARGV[A + 6], 'cancel', ARGV[A + 7],
-  'rev', ARGV[A + 8], 'ep', epoch_of(c), 'created', ARGV[A + 9], 'updated', c.now,
+  'rev', ARGV[A + 8], 'created', ARGV[A + 9], 'updated', c.now,
   'seq', ARGV[A + 15])
 f.cancel = ARGV[A + 7]
 set_status(c, f, ARGV[A + 1])
