@@ -558,6 +558,13 @@ func runFailover(t *testing.T, opts ...StoreOption) failoverFigures {
 			}
 		}()
 	}
+	// One more kind of write is one more goroutine like those above:
+	// make the write, then led.record(kind, err, check) with a check
+	// that finds it afterwards. Resume requests (PublishResume on flows
+	// waiting for an external event, the engine's bridge resuming them;
+	// the check: the flow resumed, once) join once PublishResume honours
+	// WithReplicaAcks.
+
 	// The engine resumes due timers (and expires leases) throughout.
 	engine := NewWaitEngine(m, WithLogger(quietLogger()))
 	wg.Add(1)
