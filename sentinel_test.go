@@ -612,11 +612,14 @@ func runFailover(t *testing.T, opts ...StoreOption) failoverFigures {
 	}
 	// A flow for the parked Claim, made once the new master takes writes.
 	var pf *Flow
-	for pf == nil {
+	for give := time.Now().Add(30 * time.Second); pf == nil; {
 		f, err := m.CreateMirrored(ctx, in("parked"))
-		if f != nil && (err == nil || errors.Is(err, ErrNotReplicated)) {
+		switch {
+		case f != nil && (err == nil || errors.Is(err, ErrNotReplicated)):
 			pf = f
-		} else {
+		case time.Now().After(give):
+			t.Fatalf("the new master takes no create 30 s after the switch: %v", err)
+		default:
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
@@ -804,7 +807,11 @@ func TestClaimFollowsASentinelSwitch(t *testing.T) {
 		m.hubMu.Lock()
 		h = m.hubs["parked"]
 		m.hubMu.Unlock()
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case r := <-got:
+			t.Fatalf("the Claim returned before it waited: %v %v", r.f, r.err)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 	h.mu.Lock()
 	before := h.subs[0]
@@ -826,9 +833,12 @@ func TestClaimFollowsASentinelSwitch(t *testing.T) {
 		t.Fatal(err)
 	}
 	var f *Flow
-	for f == nil {
+	for give := time.Now().Add(30 * time.Second); f == nil; {
 		f, err = m.CreateMirrored(ctx, in)
 		if err != nil {
+			if time.Now().After(give) {
+				t.Fatalf("the new master takes no create 30 s after the switch: %v", err)
+			}
 			f = nil
 			time.Sleep(50 * time.Millisecond)
 		}
