@@ -87,6 +87,14 @@ func WithClaimWait(d time.Duration) ClaimOption {
 // (the engine's tick puts the flow back on the queue), on Release, or
 // when the flow leaves running (wait, finish, fail, cancel); a resumed
 // flow is queued again for any worker.
+//
+// Under WithReplicaAcks a claim that applied but is not confirmed
+// replicated returns the flow and the lease with an error wrapping
+// ErrNotReplicated: the flow is leased to workerID; drive it or Release
+// it. A claim whose reply was lost is sent again as the same call until
+// its outcome is known (for up to the claim wait, at least ClaimSettle);
+// if it still is not, the error is an *OutcomeUnknownError naming the
+// flow, which stays leased to nobody who knows until the lease expires.
 func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, lease time.Duration, opts ...ClaimOption) (f *Flow, l *Lease, err error) {
 	if o := m.store.obs; o != nil && o.Claim != nil {
 		defer observeClaim(ctx, o, controllerID, workerID, time.Now(), &f, &l, &err)
