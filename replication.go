@@ -35,11 +35,12 @@ var ErrNotReplicated = errors.New("taskflow: applied but not confirmed replicate
 //     drive it, or Release the lease; dropping it holds the flow until
 //     the lease expires.
 //   - if the write must not be lost (it tells someone outside that work
-//     is done), wait for a later write acknowledged without the error:
-//     replication keeps the master's order, so the replicas that
-//     confirmed it hold this one too. (Repeating the call with the same
-//     WithCallID does not confirm it: a call the flow remembers writes
-//     nothing, so its WAIT covers no write of its own.)
+//     is done), repeat the call with the same WithCallID once replicas
+//     are back: a call the flow remembers writes nothing and answers as
+//     the first run did, and the WAIT behind it covers everything the
+//     master holds, this write included. A later write acknowledged
+//     without the error confirms it too: replication keeps the master's
+//     order.
 //   - expect it while a freshly promoted master has no replica yet (a
 //     replica resyncs within seconds to tens of seconds after a
 //     failover): every write then reports it, after waiting the whole

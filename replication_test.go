@@ -277,3 +277,39 @@ func TestLostReplySaysTheWriteMayHaveApplied(t *testing.T) {
 		})
 	}
 }
+
+// TestRepeatedCallIsWaitedForItsWrite: a write not confirmed replicated,
+// repeated with its call id from another connection while the replica
+// still lags, is not confirmed either: the repeat writes nothing, but the
+// WAIT sent behind it covers what the master holds, the write it repeats
+// included (Redis 7: a connection's WAIT counts from the master's offset
+// at its last command; a bare WAIT on a fresh connection would confirm
+// at once, which is why eval always sends the script first).
+func TestRepeatedCallIsWaitedForItsWrite(t *testing.T) {
+	master := startRedisServer(t)
+	link := startLagLink(t, master.addr())
+	replica := startRedisServer(t, "--replicaof", "127.0.0.1", strconv.Itoa(link.port()))
+	waitReplicaUp(t, replica.client(t))
+	ctx := context.Background()
+	open := func() *Manager {
+		store, err := NewRedisStore(master.client(t), WithPrefix("rep"), WithReplicaAcks(1, 200*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return NewManager(store)
+	}
+	m := open()
+	f := must(t, try(m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})))
+	link.setLag(time.Hour) // the replica receives nothing from now on
+	_, err := m.UpdateState(ctx, f.ID, map[string]int{"x": 1}, "", WithCallID("update-1"))
+	if !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("update with the replica held back: %v", err)
+	}
+	again, err := open().UpdateState(ctx, f.ID, map[string]int{"x": 1}, "", WithCallID("update-1"))
+	if !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("the repeat, on another connection, with the write still not on the replica: %v", err)
+	}
+	if again == nil || again.Revision != f.Revision+1 {
+		t.Fatalf("the repeat applied again or answered otherwise: %+v", again)
+	}
+}
