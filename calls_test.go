@@ -151,11 +151,23 @@ func (p *dropProxy) serve() {
 // client's side of the socket).
 func lossyClient(t *testing.T, b backend) (redis.UniversalClient, *replyDropper) {
 	t.Helper()
+	return lossyClientRetrying(t, b, 0)
+}
+
+// lossyClientRetrying is lossyClient with go-redis's MaxRetries set to
+// maxRetries (0: the default, 3; -1: none, so a lost reply reaches the
+// caller).
+func lossyClientRetrying(t *testing.T, b backend, maxRetries int) (redis.UniversalClient, *replyDropper) {
+	t.Helper()
 	switch b.name {
 	case "cluster":
 		d := &replyDropper{}
+		redirects := 0
+		if maxRetries < 0 {
+			redirects = -1 // the cluster client re-sends on its redirect loop too
+		}
 		c := redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs: clusterAddrs(), ContextTimeoutEnabled: true,
+			Addrs: clusterAddrs(), ContextTimeoutEnabled: true, MaxRetries: maxRetries, MaxRedirects: redirects,
 			Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
 				var nd net.Dialer
 				conn, err := nd.DialContext(ctx, network, addr)
@@ -169,7 +181,7 @@ func lossyClient(t *testing.T, b backend) (redis.UniversalClient, *replyDropper)
 		return c, d
 	case "miniredis":
 		p := startDropProxy(t, b.mini.Addr())
-		c := redis.NewClient(&redis.Options{Addr: p.addr(), ContextTimeoutEnabled: true})
+		c := redis.NewClient(&redis.Options{Addr: p.addr(), ContextTimeoutEnabled: true, MaxRetries: maxRetries})
 		t.Cleanup(func() { _ = c.Close() })
 		return c, &p.replyDropper
 	default:
@@ -181,6 +193,9 @@ func lossyClient(t *testing.T, b backend) (redis.UniversalClient, *replyDropper)
 		o := *opts
 		o.Addr = p.addr()
 		o.ContextTimeoutEnabled = true
+		if maxRetries != 0 {
+			o.MaxRetries = maxRetries
+		}
 		c := redis.NewClient(&o)
 		t.Cleanup(func() { _ = c.Close() })
 		return c, &p.replyDropper

@@ -52,6 +52,10 @@ const hubHealthCheck = 30 * time.Second
 const (
 	DefaultClaimWait = 30 * time.Second
 	MinLease         = 100 * time.Millisecond
+	// ClaimSettle is how long at least a Claim whose reply was lost
+	// (ErrOutcomeUnknown: the master crashed under it) asks again with
+	// the same call, when its claim wait is shorter.
+	ClaimSettle = 5 * time.Second
 )
 
 // ClaimOption adjusts Claim.
@@ -63,7 +67,11 @@ type claimConfig struct{ wait time.Duration }
 // 30 s; 0 does not block). It blocks on a Redis subscription shared by the
 // Manager's Claim calls, sending no command while it waits; the only
 // traffic is go-redis's health check of that subscription connection (a
-// PING every 30 s).
+// PING every 30 s). Through a failover client (Sentinel), the
+// subscription follows the master: once the client dials a new master
+// (go-redis drops its command connections on a switch, not a
+// subscription on an old master that stays up), the Manager subscribes
+// again there and every waiting Claim looks at the queues again.
 func WithClaimWait(d time.Duration) ClaimOption {
 	return func(c *claimConfig) {
 		if d >= 0 {
@@ -81,6 +89,14 @@ func WithClaimWait(d time.Duration) ClaimOption {
 // flow is queued again for any worker. controllerID and workerID are
 // labels: required, valid UTF-8, at most Limits.LabelBytes each (else
 // ErrInvalidData).
+//
+// Under WithReplicaAcks a claim that applied but is not confirmed
+// replicated returns the flow and the lease with an error wrapping
+// ErrNotReplicated: the flow is leased to workerID; drive it or Release
+// it. A claim whose reply was lost is sent again as the same call until
+// its outcome is known (for up to the claim wait, at least ClaimSettle);
+// if it still is not, the error is an *OutcomeUnknownError naming the
+// flow, which stays leased to nobody who knows until the lease expires.
 func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, lease time.Duration, opts ...ClaimOption) (f *Flow, l *Lease, err error) {
 	if o := m.store.obs; o != nil && o.Claim != nil {
 		defer observeClaim(ctx, o, controllerID, workerID, time.Now(), &f, &l, &err)
@@ -104,11 +120,12 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 	}
 	deadline := time.NewTimer(cfg.wait)
 	defer deadline.Stop()
+	settle := time.Now().Add(max(cfg.wait, ClaimSettle))
 	for {
 		// Register before looking, so an announcement made while we
 		// look wakes us instead of being lost.
 		wake := hub.register()
-		f, l, err := m.tryClaim(ctx, controllerID, workerID, lease)
+		f, l, err := m.tryClaim(ctx, controllerID, workerID, lease, settle)
 		if f != nil || err != nil {
 			hub.leave(wake)
 			return f, l, err
@@ -119,7 +136,7 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 			return nil, nil, ctx.Err()
 		case <-deadline.C:
 			hub.leave(wake)
-			return m.tryClaim(ctx, controllerID, workerID, lease)
+			return m.tryClaim(ctx, controllerID, workerID, lease, settle)
 		case <-wake:
 		}
 	}
@@ -127,7 +144,14 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 
 // tryClaim reads the head of the controller's ready queue in every shard
 // (one pipeline) and claims from the non-empty shards in random order.
-func (m *Manager) tryClaim(ctx context.Context, controllerID, workerID string, lease time.Duration) (*Flow, *Lease, error) {
+//
+// A claim whose reply was lost (ErrOutcomeUnknown: the connection broke,
+// the master crashed) may hold the flow for this worker: it is sent again
+// as the same call (same call id and lease token; the flow remembers the
+// call, so one that applied answers as it did, and one lost with a
+// failed-over master applies now) every 100 ms until its outcome is known
+// or until passes.
+func (m *Manager) tryClaim(ctx context.Context, controllerID, workerID string, lease time.Duration, until time.Time) (*Flow, *Lease, error) {
 	s := m.store
 	pipe := s.client.Pipeline()
 	heads := make([]*redis.StringSliceCmd, s.keys.shards)
@@ -153,8 +177,22 @@ func (m *Manager) tryClaim(ctx context.Context, controllerID, workerID string, l
 		args := append(s.head(id, nowMs, nowStr, mutation{lease: l}),
 			l.ExpiresAt.UnixMilli(), jsonString(workerID), controllerID)
 		f, _, err := s.runFlowScript(ctx, s.scripts.claim, id, s.keys.flowKeys(id, ""), args)
+		for errors.Is(err, ErrOutcomeUnknown) && time.Now().Before(until) {
+			select {
+			case <-ctx.Done():
+				return nil, nil, fmt.Errorf("taskflow: claim: %w", err)
+			case <-time.After(100 * time.Millisecond):
+			}
+			f, _, err = s.runFlowScript(ctx, s.scripts.claim, id, s.keys.flowKeys(id, ""), args)
+		}
 		if errors.Is(err, errNoMatch) {
 			continue // another worker was faster, or the entry was stale
+		}
+		if nre := notReplicated(err); nre != nil {
+			// Leased to this worker, not confirmed replicated: the
+			// caller gets the flow and the lease with the error.
+			nre.Lease = l
+			return f, l, fmt.Errorf("taskflow: claim: %w", err)
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("taskflow: claim: %w", err)
@@ -182,6 +220,10 @@ func (m *Manager) Extend(ctx context.Context, l *Lease, d time.Duration) (*Lease
 	next.ExpiresAt = now.Add(d).Truncate(time.Millisecond)
 	args := append(s.head(l.FlowID, nowMs, nowStr, mutation{lease: l}), next.ExpiresAt.UnixMilli())
 	if _, err := s.run(ctx, s.scripts.extendLease, l.FlowID, s.keys.flowKeys(l.FlowID, ""), args...); err != nil {
+		if nre := notReplicated(err); nre != nil {
+			nre.Lease = &next // extended, not confirmed replicated
+			return &next, err
+		}
 		return nil, err
 	}
 	return &next, nil
@@ -206,9 +248,11 @@ func (m *Manager) Release(ctx context.Context, l *Lease) error {
 // flow costs this process one look at the queues. An announcement with no
 // waiter is dropped: every Claim looks at the queues before it waits.
 type readyHub struct {
-	mu      sync.Mutex
-	waiters []chan struct{}
-	subs    []*redis.PubSub
+	mu       sync.Mutex
+	waiters  []chan struct{}
+	subs     []*redis.PubSub
+	channels []string
+	done     chan struct{} // closed by close: ends follow
 }
 
 // register adds a waiter; one announcement closes its channel.
@@ -245,9 +289,89 @@ func (h *readyHub) leave(ch chan struct{}) {
 	h.wake()
 }
 
+// wakeAll closes every waiter's channel: they all look again.
+func (h *readyHub) wakeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range h.waiters {
+		close(w)
+	}
+	h.waiters = nil
+}
+
 func (h *readyHub) close() {
-	for _, ps := range h.subs {
+	h.mu.Lock()
+	subs := h.subs
+	h.subs = nil
+	if h.done != nil {
+		close(h.done)
+		h.done = nil
+	}
+	h.mu.Unlock()
+	for _, ps := range subs {
 		_ = ps.Close()
+	}
+}
+
+// listen wakes a waiter for each announcement on subs.
+func (h *readyHub) listen(subs []*redis.PubSub) {
+	for _, ps := range subs {
+		go func(ch <-chan *redis.Message) {
+			for range ch {
+				h.wake()
+			}
+		}(ps.Channel(redis.WithChannelHealthCheckInterval(hubHealthCheck)))
+	}
+}
+
+// follow subscribes h again on each master change the store's failover
+// client sees (masterWatch), and wakes every waiter: an announcement made
+// during the switch may have gone to the old master. It ends with h.
+func (m *Manager) follow(h *readyHub, w *masterWatch, seen uint64) {
+	h.mu.Lock()
+	done := h.done
+	h.mu.Unlock()
+	for {
+		epoch, changed := w.current()
+		if epoch == seen {
+			select {
+			case <-done:
+				return
+			case <-changed:
+				continue
+			}
+		}
+		seen = epoch
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		subs, err := m.store.subscribe(ctx, h.channels)
+		cancel()
+		if err != nil {
+			// The new master does not answer yet: try again shortly
+			// (the next dial elsewhere is another change).
+			seen--
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		h.mu.Lock()
+		if h.subs == nil { // closed meanwhile
+			h.mu.Unlock()
+			for _, ps := range subs {
+				_ = ps.Close()
+			}
+			return
+		}
+		old := h.subs
+		h.subs = subs
+		h.mu.Unlock()
+		h.listen(subs)
+		for _, ps := range old {
+			_ = ps.Close()
+		}
+		h.wakeAll()
 	}
 }
 
@@ -263,17 +387,20 @@ func (m *Manager) readyHub(ctx context.Context, controllerID string) (*readyHub,
 	for i := range channels {
 		channels[i] = m.store.keys.ready(i, controllerID)
 	}
+	// The master change count before subscribing: a change before the
+	// subscription is made subscribes again.
+	var seen uint64
+	if w := m.store.master; w != nil {
+		seen, _ = w.current()
+	}
 	subs, err := m.store.subscribe(ctx, channels)
 	if err != nil {
 		return nil, err
 	}
-	h := &readyHub{subs: subs}
-	for _, ps := range subs {
-		go func(ch <-chan *redis.Message) {
-			for range ch {
-				h.wake()
-			}
-		}(ps.Channel(redis.WithChannelHealthCheckInterval(hubHealthCheck)))
+	h := &readyHub{subs: subs, channels: channels, done: make(chan struct{})}
+	h.listen(subs)
+	if w := m.store.master; w != nil {
+		go m.follow(h, w, seen)
 	}
 	if m.hubs == nil {
 		m.hubs = map[string]*readyHub{}

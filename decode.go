@@ -45,6 +45,7 @@ func decodeFlow(id uuid.UUID, m map[string]string, withState bool) (*Flow, error
 		TraceParent:     m["tp"],
 	}
 	f.Revision, _ = strconv.ParseInt(m["rev"], 10, 64)
+	f.Epoch = m["ep"]
 	f.Attempts, _ = strconv.Atoi(m["att"])
 	f.CreatedAt = msTime(m["created"])
 	f.UpdatedAt = msTime(m["updated"])

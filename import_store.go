@@ -98,7 +98,7 @@ func (s *RedisStore) InsertFlow(ctx context.Context, f *Flow, opts ...InsertOpti
 	}
 	nf, _, err := s.runFlowScript(ctx, s.scripts.insertFlow, f.ID, keys, args)
 	if err != nil {
-		return nil, fmt.Errorf("taskflow: insert flow: %w", err)
+		return nf, fmt.Errorf("taskflow: insert flow: %w", err) // nf: nil unless applied
 	}
 	return nf, nil
 }
@@ -376,11 +376,18 @@ func (s *RedisStore) AppendEventAt(ctx context.Context, flowID uuid.UUID, kind s
 	args := append(s.head(flowID, strconv.FormatInt(at.UnixMilli(), 10), at.Format(time.RFC3339Nano), mutation{}),
 		kindJSON, string(pl))
 	v, err := s.run(ctx, s.scripts.appendEventAt, flowID, s.keys.flowKeys(flowID, ""), args...)
-	if err != nil {
+	if !applied(err) {
 		return nil, fmt.Errorf("taskflow: append event: %w", err)
 	}
 	numbered, _ := v.(string)
-	return decodeNumbered(flowID, numbered)
+	ev, derr := decodeNumbered(flowID, numbered)
+	if derr != nil {
+		return nil, derr
+	}
+	if err != nil {
+		return ev, fmt.Errorf("taskflow: append event: %w", err) // applied, not confirmed replicated
+	}
+	return ev, nil
 }
 
 // GetStep returns the step of flowID whose ID is stepID. An unknown flow
@@ -451,7 +458,14 @@ func (s *RedisStore) UpdateStep(ctx context.Context, st *FlowStep) (*FlowStep, e
 		if errors.Is(err, errNoStep) {
 			return nil, fmt.Errorf("%w: flow %s has no step with run_id %q", ErrNotFound, st.FlowID, st.RunID)
 		}
-		return nil, fmt.Errorf("taskflow: update step: %w", err)
+		if !applied(err) {
+			return nil, fmt.Errorf("taskflow: update step: %w", err)
+		}
+		got, derr := decodeStep(v)
+		if derr != nil {
+			return nil, derr
+		}
+		return got, fmt.Errorf("taskflow: update step: %w", err) // applied, not confirmed replicated
 	}
 	return decodeStep(v)
 }

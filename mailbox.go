@@ -432,11 +432,11 @@ func (s *RedisStore) waitersOf(ctx context.Context, cp string) ([]uuid.UUID, err
 // errEarlyBusy: waiters kept leaving while an event was offered to them.
 var errEarlyBusy = errors.New("taskflow: the waiters of an early event kept leaving; the event stays kept")
 
-// notReplicated sets *first to err when err is a write that applied but
+// keepNotReplicated sets *first to err when err is a write that applied but
 // was not confirmed by replicas (WithReplicaAcks) and *first is unset,
 // and returns nil for it: the mailbox goes on with what applied, and the
 // caller gets the error with the outcome. Other errors are returned.
-func notReplicated(first *error, err error) error {
+func keepNotReplicated(first *error, err error) error {
 	if !errors.Is(err, ErrNotReplicated) {
 		return err
 	}
@@ -476,18 +476,18 @@ func (m *Manager) placeEarly(ctx context.Context, cp, eventID string) (f *Flow, 
 		w := ws[rand.IntN(len(ws))]
 		take := newEventID()
 		_, payload, ok, err := s.takeEarly(ctx, w, cp, eventID, take)
-		if err = notReplicated(&repl, err); err != nil || !ok {
+		if err = keepNotReplicated(&repl, err); err != nil || !ok {
 			return nil, false, errors.Join(err, repl) // not kept any more: its taker owns it
 		}
 		f, outcome, err := s.deliver(ctx, w, cp, eventID, payload, "resume", false)
-		if err = notReplicated(&repl, err); err != nil {
+		if err = keepNotReplicated(&repl, err); err != nil {
 			return nil, false, err // the claim stays: an engine's tick re-drives it
 		}
 		back, err := s.settleEarly(ctx, cp, eventID, outcome, take)
 		if used(outcome) {
 			return f, outcome == earlyUsed, repl // a failed settle is re-driven; the flow has it
 		}
-		if err = notReplicated(&repl, err); err != nil || !back {
+		if err = keepNotReplicated(&repl, err); err != nil || !back {
 			return nil, false, errors.Join(err, repl) // expired or the mailbox filled: dropped
 		}
 		refused[w] = true
@@ -500,7 +500,7 @@ func (m *Manager) placeEarly(ctx context.Context, cp, eventID string) (f *Flow, 
 // whether this call's delivery resumed the flow returned.
 func (m *Manager) publishEarly(ctx context.Context, cp, eventID string, payload json.RawMessage) ([]*Flow, bool, error) {
 	var repl error
-	if err := notReplicated(&repl, m.store.keepEarly(ctx, cp, eventID, payload)); err != nil {
+	if err := keepNotReplicated(&repl, m.store.keepEarly(ctx, cp, eventID, payload)); err != nil {
 		return nil, false, err
 	}
 	f, fresh, err := m.placeEarly(ctx, cp, eventID)
@@ -521,27 +521,27 @@ func (m *Manager) takeKept(ctx context.Context, f *Flow, cp string, lean bool) (
 	var repl error
 	take := newEventID()
 	eventID, payload, ok, err := s.takeEarly(ctx, f.ID, cp, "", take)
-	if err = notReplicated(&repl, err); err != nil {
+	if err = keepNotReplicated(&repl, err); err != nil {
 		return nil, fmt.Errorf("%w (flow %s is waiting; Manager.TakeEarlyEvent retries)", err, f.ID)
 	}
 	if !ok {
 		return f, repl
 	}
 	g, outcome, err := s.deliver(ctx, f.ID, cp, eventID, payload, "resume", lean)
-	if err = notReplicated(&repl, err); err != nil {
+	if err = keepNotReplicated(&repl, err); err != nil {
 		return nil, err // the claim stays: an engine's tick re-drives it
 	}
 	back, err := s.settleEarly(ctx, cp, eventID, outcome, take)
 	if used(outcome) {
 		return g, repl // a failed settle is re-driven; the flow has the event
 	}
-	if err = notReplicated(&repl, err); err != nil {
+	if err = keepNotReplicated(&repl, err); err != nil {
 		return nil, err
 	}
 	// The flow left its wait meanwhile; the event went back: another
 	// waiter may have looked while it was claimed.
 	if back {
-		if _, _, err := m.placeEarly(ctx, cp, eventID); notReplicated(&repl, err) != nil {
+		if _, _, err := m.placeEarly(ctx, cp, eventID); keepNotReplicated(&repl, err) != nil {
 			return nil, err
 		}
 	}

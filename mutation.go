@@ -11,6 +11,7 @@ import (
 // mutation describes one flow-changing script run.
 type mutation struct {
 	expected *int64
+	epoch    string // with expected: the epoch expected too (IfRevisionOf)
 	lease    *Lease
 	lean     bool
 	audit    *auditNote // WithAudit, audit.go
@@ -27,8 +28,28 @@ type MutationOption func(*mutation)
 // *RevisionMismatchError (ErrRevisionMismatch) unless the flow is still at
 // revision rev. Without it, mutations apply to whatever revision is
 // current, atomically, and never conflict.
+//
+// A revision number alone can match other data after a failover that
+// lost writes: the new master hands the lost revisions out again. Use
+// IfRevisionOf with the flow you read to compare its Epoch too.
 func IfRevision(rev int64) MutationOption {
-	return func(m *mutation) { m.expected = &rev }
+	return func(m *mutation) { m.expected = &rev; m.epoch = "" }
+}
+
+// IfRevisionOf is IfRevision(f.Revision) that also compares f.Epoch,
+// the name of the write that made that revision: a flow read before a
+// failover that lost writes is refused (*RevisionMismatchError) even
+// when the new master has reached the same revision number with other
+// writes. A flow with no Epoch (written before epochs were kept)
+// compares the revision only.
+func IfRevisionOf(f *Flow) MutationOption {
+	return func(m *mutation) {
+		if f == nil {
+			return
+		}
+		rev := f.Revision
+		m.expected, m.epoch = &rev, f.Epoch
+	}
 }
 
 // WithoutState makes a mutation return the flow without its state

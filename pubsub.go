@@ -3,6 +3,8 @@ package taskflow
 import (
 	"context"
 	"fmt"
+	"net"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -81,4 +83,74 @@ func (s *RedisStore) markWatched(ctx context.Context, shards []int) error {
 		}
 	}()
 	return nil
+}
+
+// masterWatch follows the server a failover client (redis.NewFailoverClient)
+// dials: go-redis asks the Sentinels for the master on every dial, and
+// after a switch it closes its command connections, so the next dial
+// reaches the new master; a subscription on an old master that stays up
+// is not closed. A dial to another address than the last one is a
+// master change: changed() fires, and Claim's subscriptions subscribe
+// again (claim.go). It sends no command of its own.
+type masterWatch struct {
+	mu      sync.Mutex
+	addr    string
+	epoch   uint64
+	changed chan struct{} // closed (and replaced) on a change
+}
+
+// watchMaster hooks the dials of a failover client; nil for any other
+// client (a single server's address does not change; a Cluster client
+// follows its nodes' subscriptions itself).
+func watchMaster(client redis.UniversalClient) *masterWatch {
+	c, ok := client.(*redis.Client)
+	if !ok || c.Options().Addr != "FailoverClient" {
+		return nil
+	}
+	w := &masterWatch{changed: make(chan struct{})}
+	c.AddHook(w)
+	return w
+}
+
+// current returns the change count and a channel closed at the next
+// change.
+func (w *masterWatch) current() (uint64, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.epoch, w.changed
+}
+
+func (w *masterWatch) dialed(addr string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if addr == w.addr {
+		return
+	}
+	first := w.addr == ""
+	w.addr = addr
+	if first {
+		return
+	}
+	w.epoch++
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// DialHook notes where each new connection goes (redis.Hook).
+func (w *masterWatch) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err == nil && conn != nil {
+			w.dialed(conn.RemoteAddr().String())
+		}
+		return conn, err
+	}
+}
+
+// ProcessHook passes commands through (redis.Hook).
+func (w *masterWatch) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+// ProcessPipelineHook passes pipelines through (redis.Hook).
+func (w *masterWatch) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }

@@ -42,6 +42,10 @@ type RedisStore struct {
 	replicas    int           // WithReplicaAcks
 	replTimeout time.Duration // WithReplicaAcks
 
+	// master follows which server a failover client dials (pubsub.go);
+	// nil for other clients.
+	master *masterWatch
+
 	loadMu sync.Mutex
 	loaded bool
 	// laidOut is set once the layout check passed.
@@ -154,7 +158,7 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 	if err != nil {
 		return nil, err
 	}
-	return &RedisStore{
+	s := &RedisStore{
 		client:      client,
 		cluster:     cluster,
 		keys:        newKeyspace(cfg.prefix, cfg.shards),
@@ -168,7 +172,9 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 		obs:         cfg.obs,
 		replicas:    cfg.replicas,
 		replTimeout: cfg.replTimeout,
-	}, nil
+	}
+	s.master = watchMaster(client)
+	return s, nil
 }
 
 // Client returns the Redis client the store uses.
@@ -191,6 +197,9 @@ func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []an
 	exp, token, reply := "", "", "full"
 	if mut.expected != nil {
 		exp = strconv.FormatInt(*mut.expected, 10)
+		if mut.epoch != "" {
+			exp += ":" + mut.epoch // guards.lua check_revision
+		}
 	}
 	if mut.lease != nil {
 		token = mut.lease.Token

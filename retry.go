@@ -206,7 +206,7 @@ func (s *RedisStore) retry(ctx context.Context, id uuid.UUID, p RetryPolicy, cau
 		if errors.As(err, &moved) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("taskflow: retry flow %s: %w", id, err)
+		return f, fmt.Errorf("taskflow: retry flow %s: %w", id, err) // f: nil unless applied
 	}
 	return f, nil
 }

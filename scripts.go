@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -375,9 +376,12 @@ var refusals = []refusal{
 		return fmt.Errorf("%w: flow %s has a timer entry but its wait is not a timer", ErrInvalidData, id)
 	}},
 	{"REVISION", func(id uuid.UUID, d string) error {
-		var exp, act int64
-		_, _ = fmt.Sscanf(d, "%d %d", &exp, &act)
-		return &RevisionMismatchError{FlowID: id, Expected: exp, Actual: act}
+		// "<expected>[:<epoch>] <actual>"
+		want, actual, _ := strings.Cut(d, " ")
+		rev, epoch, _ := strings.Cut(want, ":")
+		exp, _ := strconv.ParseInt(rev, 10, 64)
+		act, _ := strconv.ParseInt(strings.TrimSpace(actual), 10, 64)
+		return &RevisionMismatchError{FlowID: id, Expected: exp, Actual: act, ExpectedEpoch: epoch}
 	}},
 	{"TERMINAL", func(id uuid.UUID, d string) error {
 		return &TransitionError{FlowID: id, From: FlowStatus(d), Err: ErrAlreadyTerminal}
@@ -479,7 +483,7 @@ var recordFields = []string{
 	"controller", "goal", "owner", "origin",
 	"step", "status", "cancel", "rev", "created",
 	"updated", "wait", "corr", "raw", "size",
-	"seq", "att", "tp",
+	"seq", "att", "tp", "ep",
 }
 
 // replyFields returns the flow fields of a {flow, extra} script reply:
@@ -550,7 +554,10 @@ func (s *scripts) loadAll(ctx context.Context, c redis.UniversalClient) error {
 // the server lost the script (a restart, a failover, SCRIPT FLUSH). A
 // script that writes, under WithReplicaAcks, is followed by WAIT on the
 // same connection; too few confirmations give the reply and a
-// *NotReplicatedError. Other errors are Redis's, not mapped.
+// *NotReplicatedError. A call waits for replicas at most the timeout in
+// all: the WAIT sent after a NOSCRIPT miss waits only for what is left of
+// it (the first one, sent behind the missed EVALSHA, already waited).
+// Other errors are Redis's, not mapped.
 func (s *RedisStore) eval(ctx context.Context, sc *script, keys []string, args []any) (any, error) {
 	if s.replicas <= 0 || !sc.writes {
 		return sc.Run(ctx, s.client, keys, args...).Result()
@@ -563,7 +570,7 @@ func (s *RedisStore) eval(ctx context.Context, sc *script, keys []string, args [
 		}
 		node = c
 	}
-	do := func(eval bool) (*redis.Cmd, *redis.IntCmd) {
+	do := func(eval bool, wait time.Duration) (*redis.Cmd, *redis.IntCmd) {
 		pipe := node.Pipeline()
 		var cmd *redis.Cmd
 		if eval {
@@ -571,14 +578,16 @@ func (s *RedisStore) eval(ctx context.Context, sc *script, keys []string, args [
 		} else {
 			cmd = sc.EvalSha(ctx, pipe, keys, args...)
 		}
-		w := redis.NewIntCmd(ctx, "wait", s.replicas, s.replTimeout.Milliseconds())
+		w := redis.NewIntCmd(ctx, "wait", s.replicas, wait.Milliseconds())
 		_ = pipe.Process(ctx, w)
 		_, _ = pipe.Exec(ctx)
 		return cmd, w
 	}
-	cmd, w := do(false)
+	start := time.Now()
+	cmd, w := do(false, s.replTimeout)
 	if isNoScript(cmd.Err()) {
-		cmd, w = do(true)
+		// WAIT 0 would block for ever: wait at least a millisecond.
+		cmd, w = do(true, max(s.replTimeout-time.Since(start), time.Millisecond))
 	}
 	v, err := cmd.Result()
 	if err != nil {
@@ -597,11 +606,25 @@ func (s *RedisStore) eval(ctx context.Context, sc *script, keys []string, args [
 // a refusal becomes its typed error, a write not confirmed by replicas
 // names the flow.
 func callError(raw error, id uuid.UUID) error {
-	var nre *NotReplicatedError
-	if errors.As(raw, &nre) {
+	if nre := notReplicated(raw); nre != nil {
 		return fmt.Errorf("taskflow: flow %s: %w", id, nre)
 	}
 	return scriptError(raw, id)
+}
+
+// runError is callError for a run of sc with args: a write whose reply
+// was lost (the connection broke under it) also says it may have
+// applied, with its call id (args, the script's ARGV, start with the
+// common head when args[0] is the flow id: lua/include/context.lua).
+func runError(raw error, id uuid.UUID, sc *script, args []any) error {
+	if sc.writes && lostReply(raw) {
+		oe := &OutcomeUnknownError{FlowID: id, Err: raw}
+		if len(args) > 2 && id != uuid.Nil && args[0] == id.String() {
+			oe.CallID, _ = args[2].(string)
+		}
+		return oe
+	}
+	return callError(raw, id)
 }
 
 // run is how a call runs one script for flow id (uuid.Nil when none):
@@ -618,7 +641,7 @@ func (s *RedisStore) run(ctx context.Context, sc *script, id uuid.UUID, keys []s
 	if sc.observed {
 		s.observeRun(ctx, sc, id, start, raw)
 	}
-	return v, callError(raw, id)
+	return v, runError(raw, id, sc, args)
 }
 
 // runFlowScript runs a script that answers {flow hash, extra} (see run)
@@ -633,8 +656,9 @@ func (s *RedisStore) runFlowScript(ctx context.Context, sc *script, id uuid.UUID
 		defer s.observeDeferred(ctx, sc, meta, id, time.Now(), &f, &raw, &err)
 	}
 	v, raw := s.eval(ctx, sc, keys, args)
-	if raw != nil {
-		return nil, nil, callError(raw, id)
+	nre := notReplicated(raw)
+	if raw != nil && nre == nil {
+		return nil, nil, runError(raw, id, sc, args)
 	}
 	arr, ok := v.([]any)
 	if !ok || len(arr) < 2 {
@@ -644,6 +668,11 @@ func (s *RedisStore) runFlowScript(ctx context.Context, sc *script, id uuid.UUID
 	f, err = decodeFlow(id, replyFields(arr), !lean)
 	if err != nil {
 		return nil, nil, err
+	}
+	if nre != nil {
+		// Applied, not confirmed: the caller gets the flow and the error.
+		nre.Flow = f
+		return f, arr, runError(raw, id, sc, args)
 	}
 	return f, arr, nil
 }

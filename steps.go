@@ -97,10 +97,17 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mu
 		obs.RunID, uuid.NewString(), obs.Task, string(obs.Status), obs.ChildSessionKey, string(result),
 		string(RuntimeMirrored), string(payload), s.limits.StepsPerFlow)
 	v, err := s.run(ctx, s.scripts.recordStep, obs.FlowID, keys, args...)
-	if err != nil {
+	if err != nil && !applied(err) {
 		return nil, fmt.Errorf("taskflow: record step: %w", err)
 	}
-	return decodeStep(v)
+	st, derr := decodeStep(v)
+	if derr != nil {
+		return nil, derr
+	}
+	if err != nil {
+		return st, fmt.Errorf("taskflow: record step: %w", err) // applied, not confirmed replicated
+	}
+	return st, nil
 }
 
 // ListSteps returns a flow's steps, oldest first. An unknown flow has none.

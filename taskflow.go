@@ -59,6 +59,16 @@ type Flow struct {
 	CancelRequested bool `json:"cancel_requested"`
 	// Revision starts at 0 and grows by one on every persisted mutation.
 	Revision int64 `json:"revision"`
+	// Epoch names the write that made Revision: its call id (random per
+	// call, or the caller's WithCallID), or its time in unix ms for a
+	// write without one. A failover that loses acknowledged writes hands
+	// their revision numbers out again to other writes; Revision and
+	// Epoch together never repeat, so IfRevisionOf (and UpdateAndAppend)
+	// refuse a flow read before the failover instead of matching other
+	// data. Empty for a flow last written before epochs were kept, and
+	// for one just inserted by InsertFlow (an import keeps the record as
+	// given) until its next write.
+	Epoch string `json:"epoch,omitempty"`
 	// Attempts counts the failed attempts recorded by Manager.RetryLater
 	// since the flow was created or Manager.ResetAttempts last ran.
 	Attempts int `json:"attempts,omitempty"`
@@ -263,9 +273,17 @@ type RevisionMismatchError struct {
 	FlowID   uuid.UUID
 	Expected int64
 	Actual   int64
+	// ExpectedEpoch is the epoch the caller expected (IfRevisionOf,
+	// UpdateAndAppend), "" when it named a revision only. When Expected
+	// equals Actual, the epoch differs: another write holds the revision
+	// (the expected one was lost, e.g. by a failover).
+	ExpectedEpoch string
 }
 
 func (e *RevisionMismatchError) Error() string {
+	if e.Expected == e.Actual && e.ExpectedEpoch != "" {
+		return fmt.Sprintf("taskflow: revision mismatch on flow %s: revision %d is another write than epoch %q (that write was lost)", e.FlowID, e.Actual, e.ExpectedEpoch)
+	}
 	return fmt.Sprintf("taskflow: revision mismatch on flow %s: expected %d, actual %d", e.FlowID, e.Expected, e.Actual)
 }
 

@@ -82,7 +82,11 @@ func (s *RedisStore) createWithID(ctx context.Context, id uuid.UUID, in CreateMa
 		return nil, fmt.Errorf("%w: flow %s was created with this key from other input", ErrIdempotencyConflict, id)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("taskflow: create flow: %w", err)
+		// Applied but not confirmed replicated: the flow exists.
+		if !applied(err) {
+			f = nil
+		}
+		return f, fmt.Errorf("taskflow: create flow: %w", err)
 	}
 	return f, nil
 }
@@ -130,7 +134,7 @@ func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, er
 		if errors.As(err, &te) {
 			te.To = r.to
 		}
-		return nil, err
+		return f, err // f is nil unless applied (ErrNotReplicated)
 	}
 	return f, nil
 }
@@ -248,18 +252,19 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, 
 	}
 	_, nowMs, nowStr := s.clock()
 	rev := f.Revision
-	args := append(s.head(f.ID, nowMs, nowStr, mutation{expected: &rev}),
+	args := append(s.head(f.ID, nowMs, nowStr, mutation{expected: &rev, epoch: f.Epoch}),
 		string(f.Status), f.ControllerID, f.Goal, f.OwnerSessionKey, f.RequesterOrigin, f.CurrentStep,
 		cancel, wait.json, wait.timerMs, wait.corr, jsonString(kind), string(pl))
 	args = append(args, stateArgs...)
 	nf, arr, err := s.runFlowScript(ctx, s.scripts.writeFlow, f.ID, s.keys.flowKeys(f.ID, ""), args)
-	if err != nil {
+	if nf == nil {
 		return nil, nil, err
 	}
+	// Applied; err is nil or ErrNotReplicated, returned beside both.
 	numbered, _ := arr[1].(string)
-	ev, err := decodeNumbered(f.ID, numbered)
-	if err != nil {
-		return nil, nil, err
+	ev, derr := decodeNumbered(f.ID, numbered)
+	if derr != nil {
+		return nil, nil, derr
 	}
-	return nf, ev, nil
+	return nf, ev, err
 }

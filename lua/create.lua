@@ -49,7 +49,7 @@ if e then
 end
 local extra = {}
 local fields = {'controller', ARGV[10], 'goal', ARGV[11], 'owner', ARGV[12],
-  'origin', ARGV[13], 'step', ARGV[14], 'rev', '0', 'created', c.now,
+  'origin', ARGV[13], 'step', ARGV[14], 'rev', '0', 'ep', epoch_of(c), 'created', c.now,
   'updated', c.now, 'idem', ARGV[17], 'tp', ARGV[18]}
 for i = 1, #fields, 2 do
   if fields[i + 1] ~= '' then -- an absent field reads as empty

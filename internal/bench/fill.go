@@ -104,8 +104,9 @@ func (w waitFill) fill(ctx context.Context, first, count int, created, waited ti
 				"created", createdMs, "updated", waitedMs,
 				"status", "waiting", "seq", "3", "wait", string(wj),
 				// The call memory of the two calls (create, wait) that made
-				// the flow: ids of the library's length.
-				"calls", fillCalls)
+				// the flow: ids of the library's length; the epoch of the
+				// revision is the last call's id (lua/include/context.lua).
+				"calls", fillCalls, "ep", "fill0002")
 			// Newest first, as LPUSH leaves them.
 			pipe.RPush(ctx, tag+":events:"+idStr, entryWaiting, entryStarted, entryCreated)
 			pipe.ZAdd(ctx, tag+":status:waiting", redis.Z{Score: float64(waited.UnixMilli()), Member: idStr})
@@ -217,6 +218,9 @@ func describeFlow(ctx context.Context, c *redis.Client, prefix string, id uuid.U
 				}
 				if f == "calls" {
 					v = reCallID.ReplaceAllString(v, " C:")
+				}
+				if f == "ep" { // a call id (random)
+					v = "C"
 				}
 				fields = append(fields, f+"="+v)
 			}

@@ -39,6 +39,7 @@ type Server struct {
 
 	t      testing.TB
 	args   []string
+	conf   []string // a Sentinel's configuration lines (StartSentinel)
 	tls    *tls.Config
 	cmd    *exec.Cmd
 	exited chan error
@@ -67,7 +68,23 @@ func StartTLSRedisServer(t testing.TB, clientTLS *tls.Config, args ...string) *S
 	return start(t, clientTLS, args)
 }
 
+// StartSentinel starts a Sentinel (redis-server --sentinel: no separate
+// binary is needed) on a free loopback port in a temp dir, with conf as
+// its configuration lines (e.g. "sentinel monitor m 127.0.0.1 6379 2"),
+// waits until it answers and kills it when t ends. The configuration is
+// written to <Dir>/sentinel.conf, which the Sentinel rewrites as it
+// learns.
+func StartSentinel(t testing.TB, conf ...string) *Server {
+	t.Helper()
+	return startWith(t, nil, nil, conf)
+}
+
 func start(t testing.TB, clientTLS *tls.Config, args []string) *Server {
+	t.Helper()
+	return startWith(t, clientTLS, args, nil)
+}
+
+func startWith(t testing.TB, clientTLS *tls.Config, args, conf []string) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if RequireRedis() {
@@ -75,7 +92,7 @@ func start(t testing.TB, clientTLS *tls.Config, args []string) *Server {
 		}
 		t.Skip("redis-server not installed")
 	}
-	s := &Server{Dir: t.TempDir(), t: t, args: args, tls: clientTLS}
+	s := &Server{Dir: t.TempDir(), t: t, args: args, conf: conf, tls: clientTLS}
 	var err error
 	for range startAttempts {
 		s.Port = FreePort(t)
@@ -104,9 +121,20 @@ func (s *Server) launch() error {
 		port = []string{"--port", "0", "--tls-port", strconv.Itoa(s.Port)}
 	}
 	logFile := filepath.Join(s.Dir, "redis.log")
-	args := append(port, "--bind", "127.0.0.1", "--dir", s.Dir, "--daemonize", "no",
-		"--logfile", logFile, "--save", "", "--appendonly", "no")
-	s.cmd = exec.Command("redis-server", append(args, s.args...)...)
+	if s.conf != nil {
+		// A Sentinel takes its configuration from a file it can rewrite.
+		confFile := filepath.Join(s.Dir, "sentinel.conf")
+		lines := append([]string{"port " + strconv.Itoa(s.Port), "bind 127.0.0.1", "dir " + s.Dir,
+			"daemonize no", "logfile " + logFile}, s.conf...)
+		if err := os.WriteFile(confFile, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			return err
+		}
+		s.cmd = exec.Command("redis-server", confFile, "--sentinel")
+	} else {
+		args := append(port, "--bind", "127.0.0.1", "--dir", s.Dir, "--daemonize", "no",
+			"--logfile", logFile, "--save", "", "--appendonly", "no")
+		s.cmd = exec.Command("redis-server", append(args, s.args...)...)
+	}
 	if err := s.cmd.Start(); err != nil {
 		return err
 	}

@@ -48,3 +48,15 @@ local function mutation_context(keys, argv)
   c.event_bytes = tonumber(argv[9])
   return c
 end
+
+-- epoch_of is the epoch a write stamps on the revision it makes (field
+-- 'ep' of the flow hash): its call id, or its time when it has none.
+-- With the revision it names the write, even after a failover that lost
+-- writes and hands their revision numbers out again (guards.lua
+-- check_revision).
+local function epoch_of(c)
+  if c.call ~= '' then
+    return c.call
+  end
+  return c.now
+end

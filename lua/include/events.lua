@@ -117,6 +117,8 @@ local function commit(c, f, kind_json, payload, extra, record_seq)
   f.rev, f.updated = tostring(tonumber(f.rev) + 1), c.now
   extra[#extra + 1] = 'rev'
   extra[#extra + 1] = f.rev
+  extra[#extra + 1] = 'ep'
+  extra[#extra + 1] = epoch_of(c)
   extra[#extra + 1] = 'updated'
   extra[#extra + 1] = c.now
   if record_seq then

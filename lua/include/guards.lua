@@ -6,9 +6,16 @@
 --@include calls
 --@include events
 
--- check_revision refuses a stale compare-and-set.
+-- check_revision refuses a stale compare-and-set. The expected revision
+-- is '<rev>' or '<rev>:<epoch>' (IfRevisionOf): the epoch, the name of
+-- the write that made the revision (record.lua), must match too, so a
+-- revision handed out again after a failover lost its write does not.
 local function check_revision(c, f)
-  if c.expected ~= '' and tonumber(c.expected) ~= tonumber(f.rev) then
+  if c.expected == '' then
+    return nil
+  end
+  local rev, epoch = string.match(c.expected, '^(%d+):?(.*)$')
+  if tonumber(rev) ~= tonumber(f.rev) or (epoch ~= '' and epoch ~= redis.call('HGET', c.flow, 'ep')) then
     return err(ERR.REVISION, c.expected .. ' ' .. f.rev)
   end
   return nil
