@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -194,9 +195,12 @@ func Serve(ctx context.Context, cfg Config) error {
 	defer s.stopWatches()
 	switch cfg.Transport {
 	case "", TransportStdio:
-		var t mcp.Transport = &mcp.StdioTransport{}
-		if cfg.Stdin != nil || cfg.Stdout != nil {
-			t = &mcp.IOTransport{Reader: cfg.Stdin, Writer: cfg.Stdout}
+		t := &lineTransport{r: cfg.Stdin, w: cfg.Stdout, max: MaxFrameBytes}
+		if t.r == nil {
+			t.r = os.Stdin
+		}
+		if t.w == nil {
+			t.w = nopCloser{os.Stdout}
 		}
 		err := s.mcp.Run(ctx, t)
 		if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
