@@ -268,18 +268,6 @@ func (o jsonObject) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// marshalJSON marshals without HTML escaping ("->" and "<RFC 3339 time>"
-// stay readable).
-func marshalJSON(v any) (json.RawMessage, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
-}
-
 func mustJSON(v any) json.RawMessage {
 	b, err := marshalJSON(v)
 	if err != nil {
@@ -662,7 +650,7 @@ func (t *Tool) CallTool(ctx context.Context, s Session, name string, args json.R
 		}
 	}
 	m["action"] = mustJSON(action)
-	b, err := json.Marshal(m)
+	b, err := marshalJSON(m)
 	if err != nil {
 		return nil, argErr("the arguments of %s: %v", name, err)
 	}

@@ -86,7 +86,7 @@ func TestMCPStdio(t *testing.T) {
 		if err != nil || len(tools.Tools) != 8 {
 			t.Fatalf("tools: %v %v", tools, err)
 		}
-		id := a.start("stdio")
+		id := a.start("stdio <b> & more")
 		uri := mcpserver.ResourcePrefix + id
 		if err := a.cs.Subscribe(context.Background(), &mcp.SubscribeParams{URI: uri}); err != nil {
 			t.Fatal(err)
@@ -104,6 +104,10 @@ func TestMCPStdio(t *testing.T) {
 		rr, err := a.cs.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: uri})
 		if err != nil || !strings.Contains(rr.Contents[0].Text, `"status":"cancelled"`) {
 			t.Fatalf("resource: %v %v", rr, err)
+		}
+		// The goal reads as written, not HTML-escaped.
+		if text := rr.Contents[0].Text; !strings.Contains(text, `"goal":"stdio <b> & more"`) {
+			t.Fatalf("resource's goal is not as written: %s", text)
 		}
 		// The flow is the session's: the other conversation is refused.
 		refusal := b.call("taskflow_status", map[string]any{"flow_id": id}, true)

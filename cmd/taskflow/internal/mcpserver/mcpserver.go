@@ -15,6 +15,7 @@
 package mcpserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -376,11 +377,14 @@ func (s *Server) readFlow(ctx context.Context, req *mcp.ReadResourceRequest) (*m
 	for _, ev := range evs {
 		res.Events = append(res.Events, resourceEvent{ID: ev.ID, Kind: ev.Kind, Revision: ev.Revision, Payload: ev.Payload, At: ev.At})
 	}
-	body, err := json.Marshal(res)
-	if err != nil {
+	// Not HTML-escaped: the goal and state read as written.
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(res); err != nil {
 		return nil, err
 	}
-	return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: uri, MIMEType: "application/json", Text: string(body)}}}, nil
+	return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: uri, MIMEType: "application/json", Text: strings.TrimSuffix(body.String(), "\n")}}}, nil
 }
 
 // listResourcesMiddleware answers resources/list with the session's own
