@@ -91,6 +91,10 @@ func TestMCPStdio(t *testing.T) {
 		if err := a.cs.Subscribe(context.Background(), &mcp.SubscribeParams{URI: uri}); err != nil {
 			t.Fatal(err)
 		}
+		// A misspelt argument is refused, not ignored.
+		if r := a.call("taskflow_advance", map[string]any{"flow_id": id, "next_step": "two"}, true); !strings.Contains(r["error"].(string), `"next_step"`) {
+			t.Fatalf("next_step: %v", r)
+		}
 		// A change made elsewhere (here: the CLI's cancel) is notified.
 		e.run("cancel", id).wantCode(t, 0)
 		select {
