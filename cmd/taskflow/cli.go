@@ -277,7 +277,8 @@ func (c *cli) commonFlags(fs *flag.FlagSet) map[string]bool {
 	fs.BoolVar(&c.json, "json", c.json, "machine-readable JSON output (errors too, on stderr)")
 	fs.StringVar(&c.redisURL, "redis", envOr("TASKFLOW_REDIS_URL", defaultRedisURL),
 		"Redis `URL`: redis://[user:pass@]host:port/db, rediss:// for TLS, or a Redis Cluster as one "+
-			"node plus addr= parameters, e.g. redis://10.0.0.1:7101?addr=10.0.0.2:7101 (env TASKFLOW_REDIS_URL)")
+			"node plus addr= parameters, e.g. redis://10.0.0.1:7101?addr=10.0.0.2:7101, or through Sentinel as "+
+			"redis-sentinel://host:26379[,host:26379]/db?master_name=NAME (env TASKFLOW_REDIS_URL)")
 	fs.StringVar(&c.prefix, "prefix", envOr("TASKFLOW_PREFIX", taskflow.DefaultPrefix),
 		"key `prefix` of the flow space (env TASKFLOW_PREFIX)")
 	shards := taskflow.DefaultShards
