@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"runtime/debug"
 	"sort"
 	"strconv"
@@ -226,6 +227,8 @@ func (c *cli) warnf(format string, args ...any) {
 // prefixes, which say nothing to a person at a terminal.
 func cleanError(err error) string {
 	msg := err.Error()
+	// The library names its Go option; an operator sets the flag.
+	msg = withShardsRe.ReplaceAllString(msg, "(use --shards $1 or TASKFLOW_SHARDS=$1)")
 	for _, p := range []string{"taskflow: ", "invalid data: "} {
 		msg = strings.ReplaceAll(msg, ": "+p, ": ")
 		for strings.HasPrefix(msg, p) {
@@ -234,6 +237,9 @@ func cleanError(err error) string {
 	}
 	return msg
 }
+
+// withShardsRe finds the library's advice for a shard count mismatch.
+var withShardsRe = regexp.MustCompile(`\(use WithShards\((\d+)\)\)`)
 
 // quietLogger silences go-redis's own log lines.
 type quietLogger struct{}
