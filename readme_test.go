@@ -177,3 +177,43 @@ func TestModulesCarryNoReplace(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The README names every audit event kind the package defines (the Event*
+// string constants), so an operator reading `taskflow events` finds each.
+func TestReadmeNamesEveryEventKind(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := 0
+	for _, f := range pkgs["taskflow"].Files {
+		ast.Inspect(f, func(n ast.Node) bool {
+			vs, ok := n.(*ast.ValueSpec)
+			if !ok {
+				return true
+			}
+			for i, name := range vs.Names {
+				if !strings.HasPrefix(name.Name, "Event") || i >= len(vs.Values) {
+					continue
+				}
+				lit, ok := vs.Values[i].(*ast.BasicLit)
+				if !ok || lit.Kind != token.STRING {
+					continue
+				}
+				kinds++
+				if kind := strings.Trim(lit.Value, `"`); !bytes.Contains(readme, []byte("`"+kind+"`")) {
+					t.Errorf("the README does not name the event kind `%s` (%s)", kind, name.Name)
+				}
+			}
+			return true
+		})
+	}
+	if kinds < 10 {
+		t.Fatalf("found only %d event kinds", kinds)
+	}
+}
