@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -173,7 +174,7 @@ func drain(events <-chan *taskflow.FlowEvent) {
 // with fixed-width columns, so that the lines of a stream line up.
 func (c *cli) printWatched(ev *taskflow.FlowEvent) error {
 	if c.json {
-		return writeJSONLine(c.stdout, ev)
+		return writeJSONLine(c.stdout, jsonEvent{ev, json.Number(ev.ID)})
 	}
 	return printWatchLine(c.stdout, ev)
 }

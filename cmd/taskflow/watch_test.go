@@ -145,8 +145,8 @@ func TestWatchFlow(t *testing.T) {
 			rev  int64
 		}{{taskflow.EventStateUpdated, 2}, {taskflow.EventWaiting, 3}} {
 			line := w.next()
-			var ev taskflow.FlowEvent
-			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			var ev jsonEvent // the id is a number
+			if err := json.Unmarshal([]byte(line), &ev); err != nil || ev.FlowEvent == nil {
 				t.Fatalf("line %d is not an event: %v\n%s", i+1, err, line)
 			}
 			if ev.FlowID != f.ID || ev.Kind != want.kind || ev.Revision != want.rev || ev.At.IsZero() || ev.ID == "" {
