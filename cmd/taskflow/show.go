@@ -17,9 +17,9 @@ const showEvents = 20
 
 // flowDetail is the JSON output of show.
 type flowDetail struct {
-	Flow   *taskflow.Flow        `json:"flow"`
-	Steps  []*taskflow.FlowStep  `json:"steps"`
-	Events []jsonEvent `json:"events"`
+	Flow   *taskflow.Flow       `json:"flow"`
+	Steps  []*taskflow.FlowStep `json:"steps"`
+	Events []jsonEvent          `json:"events"`
 	// Lease is who holds the flow, nil when no worker does.
 	Lease *taskflow.Lease `json:"lease"`
 }
