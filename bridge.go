@@ -88,7 +88,7 @@ func (m *Manager) PublishResume(ctx context.Context, req ResumeRequest) error {
 	if req.FlowID != uuid.Nil {
 		msg.FlowID = req.FlowID.String()
 	}
-	body, err := json.Marshal(msg)
+	body, err := marshalJSON(msg)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidData, err)
 	}

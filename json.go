@@ -8,6 +8,22 @@ import (
 	"unicode/utf8"
 )
 
+// marshalJSON is json.Marshal without HTML escaping: every value the
+// package encodes (stored state, payloads, wait conditions, the bridge's
+// entries, the tool's results) keeps '<', '>' and '&' as written, so
+// redis-cli, the CLI, the dashboard and other languages read the caller's
+// text rather than \u003c, \u003e and \u0026. json.RawMessage values
+// inside v keep their bytes too (encoding/json would re-escape them).
+func marshalJSON(v any) (json.RawMessage, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 // toJSON turns a caller's value into compact JSON. nil stays nil (no
 // value); json.RawMessage and []byte must hold valid JSON and are kept
 // byte-for-byte apart from insignificant whitespace; anything else is
@@ -28,7 +44,7 @@ func toJSON(what string, v any) (json.RawMessage, error) {
 		}
 		raw = x
 	default:
-		b, err := json.Marshal(v)
+		b, err := marshalJSON(v)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s does not marshal to JSON: %v", ErrInvalidData, what, err)
 		}

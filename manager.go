@@ -182,7 +182,7 @@ func (m *Manager) Fail(ctx context.Context, id uuid.UUID, reason string, opts ..
 		return nil, err
 	}
 	now, _, _ := m.store.clock()
-	failure, err := json.Marshal(map[string]any{
+	failure, err := marshalJSON(map[string]any{
 		"failure": map[string]string{"reason": reason, "at": now.Format(time.RFC3339)},
 	})
 	if err != nil {

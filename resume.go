@@ -104,7 +104,7 @@ func (m *Manager) failUnmergeable(ctx context.Context, req transitionReq, topic 
 		reason = reason[:max]
 	}
 	now, _, _ := m.store.clock()
-	failure, merr := json.Marshal(map[string]any{
+	failure, merr := marshalJSON(map[string]any{
 		"failure": map[string]string{"reason": reason, "at": now.Format(time.RFC3339)},
 	})
 	if merr != nil {

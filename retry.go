@@ -2,7 +2,6 @@ package taskflow
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -177,13 +176,13 @@ func (s *RedisStore) retry(ctx context.Context, id uuid.UUID, p RetryPolicy, cau
 	// flow's hash into a hash table for good, about 500 bytes more. The
 	// cause goes into the event.
 	wait := `{"kind":"timer","at":"` + at.UTC().Format(time.RFC3339Nano) + `","attempt":` + strconv.Itoa(attempt) + `}`
-	info, err := json.Marshal(map[string]any{"attempt": attempt, "max_attempts": p.MaxAttempts, "error": cause, "backoff_ms": at.Sub(now).Milliseconds()})
+	info, err := marshalJSON(map[string]any{"attempt": attempt, "max_attempts": p.MaxAttempts, "error": cause, "backoff_ms": at.Sub(now).Milliseconds()})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidData, err)
 	}
 	reason := fmt.Sprintf("gave up after %d attempts: %s", attempt, cause)
-	failed, _ := json.Marshal(map[string]any{"reason": reason, "attempts": attempt})
-	failure, _ := json.Marshal(map[string]any{
+	failed, _ := marshalJSON(map[string]any{"reason": reason, "attempts": attempt})
+	failure, _ := marshalJSON(map[string]any{
 		"failure": map[string]string{"reason": reason, "at": now.Format(time.RFC3339)},
 	})
 	state, err := s.stateArgs("failure", failure, true)

@@ -2,7 +2,6 @@ package taskflow
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -88,7 +87,7 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mu
 	if len(result) > s.maxState {
 		return nil, fmt.Errorf("%w: result is %d bytes, over the limit of %d", ErrInvalidData, len(result), s.maxState)
 	}
-	payload, _ := json.Marshal(map[string]string{
+	payload, _ := marshalJSON(map[string]string{
 		"run_id": obs.RunID, "status": string(obs.Status), "runtime": string(RuntimeMirrored),
 	})
 	_, nowMs, nowStr := s.clock()

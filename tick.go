@@ -95,8 +95,13 @@ func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) (rep TickReport)
 		}
 		active = e.tickRound(ctx, active, nowMs, nowStr, &rep)
 	}
-	if rep.Dropped > 0 {
+	switch {
+	case rep.Dropped > 0 && rep.Err != nil:
 		e.log.Warn("taskflow: tick dropped index entries it could not act on", "dropped", rep.Dropped, "first_err", rep.Err)
+	case rep.Dropped > 0:
+		// Entries of flows another engine handled or a prune removed
+		// meanwhile: a normal race, not a warning.
+		e.log.Debug("taskflow: tick dropped stale index entries", "dropped", rep.Dropped)
 	}
 	if err := ctx.Err(); err != nil && rep.Err == nil {
 		rep.fail(err)

@@ -1,12 +1,16 @@
 package taskflow
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestTickTimers(t *testing.T) {
@@ -192,4 +196,28 @@ func fillWaiting(t testing.TB, e *env, n int, at time.Time) []uuid.UUID {
 		t.Fatal(err)
 	}
 	return ids
+}
+
+// An index entry that names no flow is a normal race between engines (or
+// a flow pruned meanwhile): the tick drops it and says so at debug level,
+// not as a warning. Only a drop with an error behind it warns.
+func TestTickDropWithoutErrorIsNotAWarning(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		var logs bytes.Buffer
+		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		id := uuid.New()
+		shard := e.store.keys.shardOf(id)
+		due := float64(e.clock.Now().Add(-time.Minute).UnixMilli())
+		if err := e.client.ZAdd(e.ctx, e.store.keys.timers(shard), redis.Z{Score: due, Member: id.String()}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		rep := e.engine(WithLogger(logger)).Tick(e.ctx)
+		if rep.Dropped != 1 || rep.Err != nil {
+			t.Fatalf("report %+v", rep)
+		}
+		if strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "level=DEBUG") ||
+			!strings.Contains(logs.String(), "dropped=1") {
+			t.Fatalf("logs:\n%s", logs.String())
+		}
+	})
 }

@@ -173,11 +173,16 @@ func NewTool(m *Manager, opts ...ToolOption) *Tool {
 // to a different session" and carries none of its data, and nothing is
 // changed. Missing, malformed or refused arguments (including a missing
 // session and the guardrails of wait: a timer must be in the future and
-// within the maximum horizon) are errors wrapping ErrToolArgs. A move the
+// within the maximum horizon) are errors wrapping ErrToolArgs, and so is
+// an argument the action does not take (a misspelt "next_step", or
+// "patch" on finish): it is refused, never ignored, so a call that would
+// change nothing the model meant does not come back ok. The same holds for
+// a key of wait_condition that its kind does not take. A move the
 // flow's status does not allow is an error that says what to do instead
 // and wraps the manager's sentinel (ErrAlreadyTerminal, ErrCancelPending,
 // ErrIllegalTransition). The model never handles revisions: a "revision"
-// argument is ignored. Error texts are written for the model.
+// argument (a model may copy it from a result) is ignored. Error texts are
+// written for the model.
 func (t *Tool) Call(ctx context.Context, s Session, args json.RawMessage) (json.RawMessage, error) {
 	if t == nil || t.m == nil || t.m.store == nil {
 		return nil, errors.New("taskflow tool: the tool has no manager (use NewTool with a Manager)")
@@ -201,6 +206,9 @@ func (t *Tool) Call(ctx context.Context, s Session, args json.RawMessage) (json.
 		return nil, argErr("malformed arguments: %s", describeJSONError(err))
 	}
 	action := strings.TrimSpace(a.Action)
+	if err := checkArgNames(action, trimmed); err != nil {
+		return nil, err
+	}
 	switch action {
 	case ActionStart:
 		return t.start(ctx, s, a)
@@ -386,6 +394,9 @@ func (t *Tool) waitCondition(raw json.RawMessage) (WaitCondition, error) {
 	}
 	if raw[0] != '{' {
 		return WaitCondition{}, argErr("\"wait_condition\" must be a JSON object (%s), not %s", waitForms, jsonKind(raw))
+	}
+	if err := checkWaitKeys(raw); err != nil {
+		return WaitCondition{}, err
 	}
 	// Name the problem precisely before the generic parser does.
 	var peek struct {

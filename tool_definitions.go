@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -52,7 +54,15 @@ import (
 // The combined tool names its per-action requirements in the property
 // descriptions and enforces them in Call's error texts: a top-level
 // combinator (if/then, oneOf) would be refused by OpenAI and Anthropic.
-// The per-action tools carry them in the schema, as required lists.
+// The per-action tools carry them in the schema, as required lists, and
+// their property descriptions drop the combined tool's "start: ..." leads
+// and "Required by ..." tails (forAction).
+//
+// Every object with fixed properties says additionalProperties:false in
+// every shape but Gemini's (whose Schema has no such keyword), and Call
+// refuses an argument the action does not take whatever the shape: a
+// misspelt argument is an error the model can correct, never a call that
+// comes back ok having done nothing.
 
 // ToolSet selects the tools of a definition list.
 type ToolSet int
@@ -90,6 +100,9 @@ type actionSpec struct {
 	props    []string // its properties, in schema order
 	required []string
 	list     bool // its result is a list
+	// descs replaces a property's description in this tool, where the
+	// combined tool's wording loses something once its lead is cut.
+	descs map[string]string
 
 	readOnly, destructive, idempotent bool // the MCP annotations
 }
@@ -100,7 +113,8 @@ type actionSpec struct {
 var actionSpecs = []actionSpec{
 	{action: ActionStart, title: "Start a flow",
 		summary: `Create a durable flow for a long job and start it (status running). Needs controller_id and goal; optional current_step (default "init"), {state} (its initial JSON state, default {}) and idempotency_key (a start repeated with the same key returns the same flow). Keep the returned flow id for the other calls.`,
-		props:   []string{"controller_id", "goal", "current_step", "state", "idempotency_key"}, required: []string{"controller_id", "goal"}},
+		props:   []string{"controller_id", "goal", "current_step", "state", "idempotency_key"}, required: []string{"controller_id", "goal"},
+		descs: map[string]string{"current_step": `A label for the flow's first phase (default "init").`}},
 	{action: ActionStatus, title: "Read a flow",
 		summary: `Read a flow: its status, current step, JSON state and wait.`,
 		props:   []string{"flow_id"}, required: []string{"flow_id"}, readOnly: true, idempotent: true},
@@ -268,18 +282,6 @@ func (o jsonObject) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// marshalJSON marshals without HTML escaping ("->" and "<RFC 3339 time>"
-// stay readable).
-func marshalJSON(v any) (json.RawMessage, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
-}
-
 func mustJSON(v any) json.RawMessage {
 	b, err := marshalJSON(v)
 	if err != nil {
@@ -334,7 +336,7 @@ func objectSchema(d schemaDialect, props []srcProp, required []string, nullable 
 		}
 		o = append(o, jsonField{"required", req})
 	}
-	if d == dialectStrict {
+	if d != dialectGemini { // Gemini's Schema has no such keyword
 		o = append(o, jsonField{"additionalProperties", false})
 	}
 	return o
@@ -404,7 +406,7 @@ func shapes(set ToolSet, d schemaDialect) []toolShape {
 			a := &actionSpecs[i]
 			ps := make([]srcProp, 0, len(a.props))
 			for _, name := range a.props {
-				ps = append(ps, byName[name])
+				ps = append(ps, forAction(a, byName[name]))
 			}
 			out = append(out, toolShape{
 				name:        ToolNamePrefix + a.action,
@@ -422,6 +424,32 @@ func shapes(set ToolSet, d schemaDialect) []toolShape {
 		description: describe(combinedDescription, d.jsonStrings()),
 		parameters:  mustJSON(objectSchema(d, props, required, false)),
 	}}
+}
+
+// requiredByTail and actionLead are the parts of a combined tool's
+// property description that name actions: " Required by status, advance
+// and wait." and "start (default \"init\") and advance: ".
+var (
+	requiredByTail = regexp.MustCompile(` Required by [a-z_, ]+\.$`)
+	actionLead     = regexp.MustCompile(`^[a-z_]+(?: \([^)]*\))?(?: and [a-z_]+)?: `)
+)
+
+// forAction words a property of the combined tool for the tool of one
+// action: the action's own description when it has one, else the
+// combined one without the leads and tails that name actions.
+func forAction(a *actionSpec, p srcProp) srcProp {
+	if d, ok := a.descs[p.name]; ok {
+		p.description = d
+		return p
+	}
+	d := requiredByTail.ReplaceAllString(p.description, "")
+	if lead := actionLead.FindString(d); lead != "" {
+		d = strings.TrimPrefix(d, lead)
+		r, size := utf8.DecodeRuneInString(d)
+		d = string(unicode.ToUpper(r)) + d[size:]
+	}
+	p.description = d
+	return p
 }
 
 // OpenAITool is a tool in the shape of OpenAI's Chat Completions "tools"
@@ -662,7 +690,7 @@ func (t *Tool) CallTool(ctx context.Context, s Session, name string, args json.R
 		}
 	}
 	m["action"] = mustJSON(action)
-	b, err := json.Marshal(m)
+	b, err := marshalJSON(m)
 	if err != nil {
 		return nil, argErr("the arguments of %s: %v", name, err)
 	}
@@ -744,4 +772,14 @@ func parseFlowID(s string) (uuid.UUID, error) {
 		return uuid.Nil, fmt.Errorf("not a UUID URN")
 	}
 	return uuid.Parse(s)
+}
+
+// actionSpecOf returns the spec of an action, nil for an unknown one.
+func actionSpecOf(action string) *actionSpec {
+	for i := range actionSpecs {
+		if actionSpecs[i].action == action {
+			return &actionSpecs[i]
+		}
+	}
+	return nil
 }

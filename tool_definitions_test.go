@@ -561,3 +561,73 @@ func TestToolDefinitionsChecksCatch(t *testing.T) {
 		t.Error("a top-level oneOf passed")
 	}
 }
+
+// Every object schema of the plain shapes (OpenAI, Anthropic, MCP) says
+// additionalProperties:false, as strict mode does (the free-form state,
+// patch and final_state aside); Gemini's Schema has no such keyword. The
+// per-action tools' properties describe their own action only: no
+// "Required by status, advance, ..." or "start:" lead from the combined
+// tool.
+func TestToolDefinitionsClosedAndOwnWording(t *testing.T) {
+	var objects func(path string, node map[string]any, fn func(path string, node map[string]any))
+	objects = func(path string, node map[string]any, fn func(string, map[string]any)) {
+		if props, ok := node["properties"].(map[string]any); ok {
+			fn(path, node)
+			for k, v := range props {
+				if child, ok := v.(map[string]any); ok {
+					objects(path+"."+k, child, fn)
+				}
+			}
+		}
+	}
+	decode := func(raw json.RawMessage) map[string]any {
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	plain := map[string]json.RawMessage{}
+	for _, set := range []ToolSet{CombinedTool, ActionTools} {
+		for _, tl := range OpenAITools(set, false) {
+			plain["openai "+tl.Function.Name] = tl.Function.Parameters
+		}
+		for _, tl := range AnthropicTools(set) {
+			plain["anthropic "+tl.Name] = tl.InputSchema
+		}
+		for _, tl := range MCPTools(set) {
+			plain["mcp "+tl.Name] = tl.InputSchema
+		}
+		for _, tl := range GeminiFunctionDeclarations(set) {
+			if len(tl.Parameters) > 0 && bytes.Contains(tl.Parameters, []byte("additionalProperties")) {
+				t.Errorf("gemini %s has additionalProperties", tl.Name)
+			}
+		}
+	}
+	closed := 0
+	for name, raw := range plain {
+		objects(name, decode(raw), func(path string, node map[string]any) {
+			closed++
+			if node["additionalProperties"] != false {
+				t.Errorf("%s: no additionalProperties:false", path)
+			}
+		})
+	}
+	if closed < len(plain) {
+		t.Fatalf("only %d closed objects in %d schemas", closed, len(plain))
+	}
+	leads := regexp.MustCompile(`^(start|status|advance|wait|finish|fail|cancel)\b[^:]*: `)
+	for _, tl := range MCPTools(ActionTools) {
+		props := decode(tl.InputSchema)["properties"].(map[string]any)
+		for k, v := range props {
+			desc, _ := v.(map[string]any)["description"].(string)
+			if strings.Contains(desc, "Required by") || leads.MatchString(desc) || desc == "" {
+				t.Errorf("%s.%s: %q carries the combined tool's wording", tl.Name, k, desc)
+			}
+		}
+	}
+	start := decode(MCPTools(ActionTools)[0].InputSchema)["properties"].(map[string]any)
+	if d := start["current_step"].(map[string]any)["description"].(string); !strings.Contains(d, `default "init"`) {
+		t.Errorf("taskflow_start's current_step lost its default: %q", d)
+	}
+}

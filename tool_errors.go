@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/google/uuid"
 )
@@ -112,4 +116,77 @@ func illegalHint(action string, from FlowStatus) string {
 		return "it was never started; cancel it and start a new flow"
 	}
 	return "only a running flow can " + action
+}
+
+// ignoredArgs are arguments that are accepted and ignored: a model may
+// copy a flow's revision from a result, and the tool never does
+// compare-and-set.
+var ignoredArgs = map[string]bool{"revision": true}
+
+// checkArgNames refuses an argument the action does not take (an unknown
+// action is Call's to report). args is the normalized JSON object.
+func checkArgNames(action string, args json.RawMessage) error {
+	spec := actionSpecOf(action)
+	if spec == nil {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(args, &m) != nil {
+		return nil // Call reports the malformed arguments
+	}
+	var unknown []string
+	for k := range m {
+		if k != "action" && !ignoredArgs[k] && !slices.Contains(spec.props, k) {
+			unknown = append(unknown, strconv.Quote(k))
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	takes := "no other arguments"
+	if len(spec.props) > 0 {
+		takes = "only " + strings.Join(spec.props, ", ")
+	}
+	what := "an argument"
+	if len(unknown) > 1 {
+		what = "arguments"
+	}
+	return argErr("%s does not take %s %s: it takes %s; nothing was changed", action, what, strings.Join(unknown, ", "), takes)
+}
+
+// waitKeys are the keys each kind of wait_condition takes.
+var waitKeys = map[WaitKind][]string{
+	WaitKindTimer:         {"kind", "at"},
+	WaitKindExternalEvent: {"kind", "topic", "correlation_id"},
+	WaitKindManual:        {"kind"},
+}
+
+// checkWaitKeys refuses a key of wait_condition that its kind does not
+// take ("at" on a manual wait, a misspelt "correlation"). An unknown kind
+// is ParseWaitCondition's to report.
+func checkWaitKeys(raw json.RawMessage) error {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return nil
+	}
+	var kind WaitKind
+	if json.Unmarshal(m["kind"], &kind) != nil {
+		return nil
+	}
+	keys, ok := waitKeys[kind]
+	if !ok {
+		return nil
+	}
+	var unknown []string
+	for k := range m {
+		if !slices.Contains(keys, k) {
+			unknown = append(unknown, strconv.Quote(k))
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	return argErr("a %s wait_condition does not take %s: it takes only %s; use %s", kind, strings.Join(unknown, ", "), strings.Join(keys, ", "), waitForms)
 }

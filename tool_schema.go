@@ -189,11 +189,9 @@ type notFoundResult struct {
 // encodeResult marshals a result without HTML escaping, so the state comes
 // back with its bytes.
 func encodeResult(v any) (json.RawMessage, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	b, err := marshalJSON(v)
+	if err != nil {
 		return nil, fmt.Errorf("taskflow tool: encoding the result: %w", err)
 	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+	return b, nil
 }

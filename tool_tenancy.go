@@ -56,7 +56,7 @@ func unscopeWait(owner string, wait json.RawMessage) json.RawMessage {
 		return wait
 	}
 	w.Topic = topic
-	b, err := json.Marshal(w)
+	b, err := marshalJSON(w)
 	if err != nil {
 		return wait
 	}

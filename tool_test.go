@@ -162,7 +162,7 @@ func TestToolStartAndStatus(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		tool := NewTool(e.m)
 		raw, err := callRaw(t, tool, sessA, `{"action":"start","controller_id":" kate/inbox-triage ","goal":" triage the inbox ",
-			"state":{"big":12345678901234567890,"f":0.1,"html":"<a&b>","empty":[],"u":"日本"},"revision":42,"unknown":true}`)
+			"state":{"big":12345678901234567890,"f":0.1,"html":"<a&b>","empty":[],"u":"日本"},"revision":42}`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -518,7 +518,7 @@ func TestToolListMine(t *testing.T) {
 		must(t, try(e.m.CreateManaged(e.ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: sessA.OwnerKey() + "0"})))
 
 		ids := func(s Session) []string {
-			res := callOK(t, tool, s, `{"action":"list_mine","flow_id":"`+b1+`"}`)
+			res := callOK(t, tool, s, `{"action":"list_mine"}`)
 			flows := res["flows"].([]any)
 			if num(t, res["count"]) != int64(len(flows)) || len(res) != 5 || res["truncated"] != false || num(t, res["total"]) != int64(len(flows)) {
 				t.Fatalf("list result: %v", res)
@@ -634,9 +634,11 @@ func TestToolArgumentErrors(t *testing.T) {
 
 		// Invalid flow ids, for every action that takes one.
 		for _, action := range []string{"status", "advance", "wait", "finish", "fail", "cancel"} {
+			// The action's other arguments, valid, so only the id is wrong.
+			extra := map[string][]any{"advance": {"patch", map[string]any{"a": 1}}, "fail": {"reason", "r"},
+				"wait": {"wait_condition", map[string]any{"kind": "manual"}}}[action]
 			for _, bad := range []string{"nope", "1234", uuid.NewString() + "0", "{" + id, "urn:uuid:" + id + "}", "uuid:" + id, "(" + id + ")"} {
-				err := callErr(t, tool, sessA, args(t, "action", action, "flow_id", bad, "reason", "r", "patch", map[string]any{"a": 1},
-					"wait_condition", map[string]any{"kind": "manual"}), ErrToolArgs)
+				err := callErr(t, tool, sessA, args(t, append([]any{"action", action, "flow_id", bad}, extra...)...), ErrToolArgs)
 				wantText(t, err, "flow_id must be a UUID")
 			}
 			err := callErr(t, tool, sessA, args(t, "action", action), ErrToolArgs)
@@ -747,7 +749,7 @@ func TestToolDefinitionSchema(t *testing.T) {
 	var top map[string]json.RawMessage
 	_ = json.Unmarshal(def.Parameters, &top)
 	for k := range top {
-		if k != "type" && k != "properties" && k != "required" {
+		if k != "type" && k != "properties" && k != "required" && k != "additionalProperties" {
 			t.Fatalf("unexpected top-level schema keyword %q", k)
 		}
 	}
@@ -804,4 +806,44 @@ func TestToolDefinitionSchema(t *testing.T) {
 	if !json.Valid(NewTool(nil).Definition().Parameters) {
 		t.Fatal("Definition shares its parameters")
 	}
+}
+
+// An argument the action does not take is refused and changes nothing:
+// a misspelt "next_step" used to come back ok with the step unchanged.
+// The strict and Gemini forms (nulls for the other actions' arguments,
+// *_json strings) and a copied "revision" are still accepted.
+func TestToolRefusesUnknownArguments(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		tool := NewTool(e.m)
+		id := startFlow(t, tool, sessA, "spell")
+		before := e.dump()
+		for _, c := range []struct {
+			args string
+			want []string
+		}{
+			{`{"action":"advance","flow_id":"` + id + `","next_step":"two"}`, []string{`advance does not take an argument "next_step"`, "flow_id, patch, current_step"}},
+			{`{"action":"advance","flow_id":"` + id + `","patch":{"a":1},"nextStep":"two","foo":1}`, []string{`arguments "foo", "nextStep"`}},
+			{`{"action":"finish","flow_id":"` + id + `","patch":{"a":1}}`, []string{`finish does not take an argument "patch"`, "final_state"}},
+			{`{"action":"status","flow_id":"` + id + `","reason":"x"}`, []string{`status does not take an argument "reason"`}},
+			{`{"action":"list_mine","limit":5}`, []string{`list_mine does not take an argument "limit"`, "no other arguments"}},
+			{`{"action":"start","controller_id":"kate/c","goal":"g","status":"running"}`, []string{`"status"`}},
+			{`{"action":"wait","flow_id":"` + id + `","wait_condition":{"kind":"manual","at":"2030-01-01T00:00:00Z"}}`, []string{`a manual wait_condition does not take "at"`}},
+			{`{"action":"wait","flow_id":"` + id + `","wait_condition":{"kind":"external_event","topic":"t","correlation":"c"}}`, []string{`"correlation"`, "topic, correlation_id"}},
+		} {
+			wantText(t, callErr(t, tool, sessA, c.args, ErrToolArgs), c.want...)
+		}
+		// The per-action tools refuse the same way.
+		_, err := tool.CallTool(e.ctx, sessA, "taskflow_advance", json.RawMessage(`{"flow_id":"`+id+`","next_step":"two"}`))
+		if !errors.Is(err, ErrToolArgs) || !strings.Contains(err.Error(), `"next_step"`) {
+			t.Fatalf("taskflow_advance with next_step: %v", err)
+		}
+		e.sameDump(t, before, "a refused argument")
+
+		// Strict mode's nulls, a *_json string and a stale revision pass.
+		f := callFlow(t, tool, sessA, `{"action":"advance","flow_id":"`+id+`","patch":null,"patch_json":"{\"a\":1}","current_step":"two",`+
+			`"reason":null,"final_state_json":null,"wait_condition":null,"goal":null,"revision":7}`)
+		if f["current_step"] != "two" || num(t, f["revision"]) != 2 {
+			t.Fatalf("strict-form advance: %v", f)
+		}
+	})
 }

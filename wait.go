@@ -96,7 +96,7 @@ func (w WaitCondition) MarshalJSON() ([]byte, error) {
 	case WaitKindExternalEvent:
 		out.Topic, out.CorrelationID = &w.Topic, &w.CorrelationID
 	}
-	return json.Marshal(out)
+	return marshalJSON(out)
 }
 
 // UnmarshalJSON reads the contract's JSON; see ParseWaitCondition.
@@ -160,7 +160,7 @@ func waitFromAny(id uuid.UUID, wait any) (waitArgs, error) {
 	var raw json.RawMessage
 	switch w := wait.(type) {
 	case WaitCondition:
-		b, err := json.Marshal(w)
+		b, err := marshalJSON(w)
 		if err != nil {
 			return waitArgs{}, unwrapMarshal(err)
 		}

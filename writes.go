@@ -51,7 +51,7 @@ func (s *RedisStore) createWithID(ctx context.Context, id uuid.UUID, in CreateMa
 	if err != nil {
 		return nil, err
 	}
-	payload, _ := json.Marshal(map[string]string{
+	payload, _ := marshalJSON(map[string]string{
 		"controller_id": in.ControllerID,
 		"goal":          in.Goal,
 		"current_step":  in.CurrentStep,

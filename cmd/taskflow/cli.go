@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"runtime/debug"
 	"sort"
 	"strconv"
@@ -226,6 +227,8 @@ func (c *cli) warnf(format string, args ...any) {
 // prefixes, which say nothing to a person at a terminal.
 func cleanError(err error) string {
 	msg := err.Error()
+	// The library names its Go option; an operator sets the flag.
+	msg = withShardsRe.ReplaceAllString(msg, "(use --shards $1 or TASKFLOW_SHARDS=$1)")
 	for _, p := range []string{"taskflow: ", "invalid data: "} {
 		msg = strings.ReplaceAll(msg, ": "+p, ": ")
 		for strings.HasPrefix(msg, p) {
@@ -234,6 +237,9 @@ func cleanError(err error) string {
 	}
 	return msg
 }
+
+// withShardsRe finds the library's advice for a shard count mismatch.
+var withShardsRe = regexp.MustCompile(`\(use WithShards\((\d+)\)\)`)
 
 // quietLogger silences go-redis's own log lines.
 type quietLogger struct{}
@@ -277,7 +283,8 @@ func (c *cli) commonFlags(fs *flag.FlagSet) map[string]bool {
 	fs.BoolVar(&c.json, "json", c.json, "machine-readable JSON output (errors too, on stderr)")
 	fs.StringVar(&c.redisURL, "redis", envOr("TASKFLOW_REDIS_URL", defaultRedisURL),
 		"Redis `URL`: redis://[user:pass@]host:port/db, rediss:// for TLS, or a Redis Cluster as one "+
-			"node plus addr= parameters, e.g. redis://10.0.0.1:7101?addr=10.0.0.2:7101 (env TASKFLOW_REDIS_URL)")
+			"node plus addr= parameters, e.g. redis://10.0.0.1:7101?addr=10.0.0.2:7101, or through Sentinel as "+
+			"redis-sentinel://host:26379[,host:26379]/db?master_name=NAME (env TASKFLOW_REDIS_URL)")
 	fs.StringVar(&c.prefix, "prefix", envOr("TASKFLOW_PREFIX", taskflow.DefaultPrefix),
 		"key `prefix` of the flow space (env TASKFLOW_PREFIX)")
 	shards := taskflow.DefaultShards

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -159,5 +160,34 @@ func TestUsage(t *testing.T) {
 	r = runCLI(t, "--help").wantCode(t, 0)
 	if !strings.Contains(r.stdout, "usage: taskflow <verb>") {
 		t.Fatalf("stdout %q", r.stdout)
+	}
+}
+
+// A flag's placeholder names what it takes, never its default value
+// (`--transport STDIO ... (default stdio)` read as if STDIO were a
+// placeholder for something else).
+func TestHelpPlaceholdersAreNotDefaults(t *testing.T) {
+	flagLine := regexp.MustCompile(`^  --([a-z-]+) ([^ ]+)$`)
+	deflt := regexp.MustCompile(`\(default ([^)]*)\)\s*$`)
+	for _, v := range verbs() {
+		r := runCLI(t, "help", v.name).wantCode(t, 0)
+		lines := strings.Split(r.stdout+r.stderr, "\n")
+		for i, l := range lines {
+			m := flagLine.FindStringSubmatch(l)
+			if m == nil {
+				continue
+			}
+			// The flag's description runs to the next flag line.
+			desc := ""
+			for _, d := range lines[i+1:] {
+				if strings.HasPrefix(d, "  --") || strings.TrimSpace(d) == "" {
+					break
+				}
+				desc += " " + strings.TrimSpace(d)
+			}
+			if d := deflt.FindStringSubmatch(desc); d != nil && strings.EqualFold(d[1], m[2]) {
+				t.Errorf("help %s: --%s's placeholder %s is its default", v.name, m[1], m[2])
+			}
+		}
 	}
 }

@@ -37,11 +37,16 @@ func (c *cli) connectURL(ctx context.Context, rawURL, prefix string) (*taskflow.
 	return newManager(client, prefix, c.shards)
 }
 
-// dial opens a client on rawURL and pings it: a cluster client when the
-// URL names more nodes with addr= parameters, a plain client otherwise.
+// dial opens a client on rawURL and pings it: a failover client that
+// follows the master a set of Sentinels names when the URL is a Sentinel
+// URL (isSentinelURL), a cluster client when the URL names more nodes with
+// addr= parameters, a plain client otherwise.
 func (c *cli) dial(ctx context.Context, rawURL string) (redis.UniversalClient, error) {
 	if err := checkURL(rawURL); err != nil {
 		return nil, err
+	}
+	if isSentinelURL(rawURL) {
+		return c.dialSentinel(ctx, rawURL)
 	}
 	if isClusterURL(rawURL) {
 		return c.dialCluster(ctx, rawURL)
@@ -80,14 +85,97 @@ func (c *cli) dialCluster(ctx context.Context, rawURL string) (redis.UniversalCl
 }
 
 // isClusterURL reports whether rawURL has addr= query parameters, the
-// mark of go-redis's cluster URL form.
+// mark of go-redis's cluster URL form (and no master_name=, which makes it
+// a Sentinel URL).
 func isClusterURL(rawURL string) bool {
 	u, err := url.Parse(rawURL)
-	if err != nil {
+	if err != nil || isSentinelURL(rawURL) {
 		return false
 	}
 	_, ok := u.Query()["addr"]
 	return ok
+}
+
+// sentinelScheme is the scheme of the CLI's Sentinel URL form:
+// redis-sentinel://[user:pass@]host:port[,host:port…][/db]?master_name=NAME.
+const sentinelScheme = "redis-sentinel"
+
+// isSentinelURL reports whether rawURL reaches Redis through Sentinel:
+// the redis-sentinel:// scheme, or go-redis's failover form (a redis://
+// or rediss:// URL with master_name=, its host and addr= parameters the
+// Sentinels).
+func isSentinelURL(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false
+	}
+	if u.Scheme == sentinelScheme {
+		return true
+	}
+	_, ok := u.Query()["master_name"]
+	return ok && (u.Scheme == "redis" || u.Scheme == "rediss")
+}
+
+// failoverURL turns the redis-sentinel:// form into go-redis's failover
+// form: the first host stays the host, the others become addr= parameters.
+// Other URLs come back unchanged.
+func failoverURL(rawURL string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", err
+	}
+	if u.Scheme != sentinelScheme {
+		return rawURL, nil
+	}
+	hosts := strings.Split(u.Host, ",")
+	q := u.Query()
+	for i, h := range hosts {
+		if h == "" {
+			return "", fmt.Errorf("an empty Sentinel address in %q", u.Host)
+		}
+		if _, _, err := net.SplitHostPort(h); err != nil { // no port: Sentinel's
+			hosts[i] = net.JoinHostPort(strings.Trim(h, "[]"), "26379")
+		}
+		if i > 0 {
+			q.Add("addr", hosts[i])
+		}
+	}
+	u.Scheme, u.Host, u.RawQuery = "redis", hosts[0], q.Encode()
+	return u.String(), nil
+}
+
+// sentinelOptions parses a Sentinel URL, either form. The master name is
+// required; a Sentinel address without a port gets Sentinel's 26379.
+func sentinelOptions(rawURL string) (*redis.FailoverOptions, error) {
+	fu, err := failoverURL(rawURL)
+	if err != nil {
+		return nil, badURL(rawURL, err)
+	}
+	opts, err := redis.ParseFailoverURL(fu)
+	if err != nil {
+		return nil, badURL(rawURL, err)
+	}
+	if opts.MasterName == "" {
+		return nil, usagef("--redis %s names no master: add ?master_name=<the name the Sentinels monitor>", redactURL(rawURL))
+	}
+	return opts, nil
+}
+
+// dialSentinel opens a failover client: it asks the Sentinels for the
+// master of opts.MasterName and follows it across failovers, so fsck, run
+// and the dashboard keep talking to the master.
+func (c *cli) dialSentinel(ctx context.Context, rawURL string) (redis.UniversalClient, error) {
+	opts, err := sentinelOptions(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := probeSentinel(ctx, *opts); err != nil {
+		return nil, fmt.Errorf("cannot reach the master %q through Sentinel at %s: %s",
+			opts.MasterName, strings.Join(opts.SentinelAddrs, ","), unreachable(err, opts.TLSConfig != nil))
+	}
+	client := redis.NewFailoverClient(opts)
+	c.closers = append(c.closers, func() { _ = client.Close() })
+	return client, nil
 }
 
 // checkURL catches the URL mistakes go-redis would misread or answer
@@ -104,10 +192,15 @@ func checkURL(rawURL string) error {
 	}
 	switch u.Scheme {
 	case "redis", "rediss":
+	case sentinelScheme:
+		if u.Host == "" {
+			return usagef("--redis %s names no Sentinel; give one, e.g. redis-sentinel://127.0.0.1:26379?master_name=mymaster", redactURL(rawURL))
+		}
+		return nil
 	case "unix":
 		return nil
 	default:
-		return usagef("--redis %s is not a Redis URL: the scheme must be redis://, rediss:// or unix://", redactURL(rawURL))
+		return usagef("--redis %s is not a Redis URL: the scheme must be redis://, rediss://, redis-sentinel:// or unix://", redactURL(rawURL))
 	}
 	if u.Hostname() == "" {
 		return usagef("--redis %s names no host (go-redis would quietly use localhost:6379); give one, e.g. %s://127.0.0.1:6379",
@@ -150,6 +243,17 @@ func probeCluster(ctx context.Context, opts redis.ClusterOptions) error {
 	opts.DialerRetries = 1
 	opts.PoolSize = 1
 	client := redis.NewClusterClient(&opts)
+	defer client.Close()
+	return ping(ctx, client)
+}
+
+// probeSentinel is probe through Sentinel: the ping asks the Sentinels
+// for the master, then pings it.
+func probeSentinel(ctx context.Context, opts redis.FailoverOptions) error {
+	opts.MaxRetries = -1
+	opts.DialerRetries = 1
+	opts.PoolSize = 1
+	client := redis.NewFailoverClient(&opts)
 	defer client.Close()
 	return ping(ctx, client)
 }
@@ -335,6 +439,11 @@ func flowSpaces(ctx context.Context, client redis.UniversalClient) (spaces []str
 // serverName is the server a URL names, for messages: host:port, or the
 // nodes of a cluster URL.
 func serverName(rawURL string) string {
+	if isSentinelURL(rawURL) {
+		if opts, err := sentinelOptions(rawURL); err == nil {
+			return fmt.Sprintf("master %s via Sentinel %s", opts.MasterName, strings.Join(opts.SentinelAddrs, ","))
+		}
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "(unparsable URL)"

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +22,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
 
@@ -222,4 +225,146 @@ func TestTLS(t *testing.T) {
 
 func decodeJSON(s string, v any) error {
 	return json.Unmarshal([]byte(s), v)
+}
+
+// sentinelSetup is a private master, one replica and one Sentinel
+// monitoring them as "mymaster", on free loopback ports.
+type sentinelSetup struct {
+	master, replica *testbackend.Server
+	sentinelPort    int
+	sentinel        *redis.Client
+}
+
+// startSentinelSetup starts the three servers; the Sentinel is
+// redis-server --sentinel with a generated config in a temp dir, killed
+// when the test ends. It returns once the Sentinel knows the replica.
+func startSentinelSetup(t *testing.T) *sentinelSetup {
+	t.Helper()
+	s := &sentinelSetup{master: testbackend.StartRedisServer(t)}
+	s.replica = testbackend.StartRedisServer(t, "--replicaof", "127.0.0.1", strconv.Itoa(s.master.Port))
+	dir := t.TempDir()
+	var cmd *exec.Cmd
+	for range 3 { // another process may take the free port first
+		s.sentinelPort = testbackend.FreePort(t)
+		conf := filepath.Join(dir, "sentinel.conf")
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nlogfile %s\nsentinel monitor mymaster 127.0.0.1 %d 1\n"+
+			"sentinel down-after-milliseconds mymaster 5000\nsentinel failover-timeout mymaster 10000\n",
+			s.sentinelPort, dir, filepath.Join(dir, "sentinel.log"), s.master.Port)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd = exec.Command("redis-server", conf, "--sentinel")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		s.sentinel = redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.sentinelPort), MaxRetries: -1})
+		if s.until(t, 10*time.Second, func(ctx context.Context) bool { return s.sentinel.Ping(ctx).Err() == nil }) {
+			break
+		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		_ = s.sentinel.Close()
+		cmd = nil
+	}
+	if cmd == nil {
+		t.Fatal("redis-server --sentinel did not start")
+	}
+	t.Cleanup(func() {
+		_ = s.sentinel.Close()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	// The Sentinel learns the replica from the master's INFO, every 10 s
+	// at first.
+	if !s.until(t, 60*time.Second, func(ctx context.Context) bool {
+		reps, err := s.sentinel.Do(ctx, "SENTINEL", "REPLICAS", "mymaster").Slice()
+		if err != nil || len(reps) == 0 {
+			return false
+		}
+		return strings.Contains(fmt.Sprint(reps[0]), "master-link-status ok") ||
+			strings.Contains(fmt.Sprint(reps[0]), "master-link-status:ok")
+	}) {
+		t.Fatal("the Sentinel never saw the replica in sync")
+	}
+	return s
+}
+
+// until polls cond every 100 ms until it holds or d passes.
+func (s *sentinelSetup) until(t *testing.T, d time.Duration, cond func(ctx context.Context) bool) bool {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ok := cond(ctx)
+		cancel()
+		if ok {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// masterPort asks the Sentinel which port the master is on.
+func (s *sentinelSetup) masterPort(ctx context.Context) string {
+	addr, err := s.sentinel.Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster").StringSlice()
+	if err != nil || len(addr) != 2 {
+		return ""
+	}
+	return addr[1]
+}
+
+// Every verb reaches the master through Sentinel, in both URL forms: a
+// write (cancel) lands on the master (the replica is read-only), reads
+// and fsck see its flows, and after a failover a new run talks to the new
+// master.
+func TestSentinelURL(t *testing.T) {
+	s := startSentinelSetup(t)
+	prefix := testbackend.Prefix("tfcli-sentinel")
+	sentinelURL := fmt.Sprintf("redis-sentinel://127.0.0.1:%d?master_name=mymaster", s.sentinelPort)
+	goRedisForm := fmt.Sprintf("redis://127.0.0.1:%d?master_name=mymaster", s.sentinelPort)
+	// A first Sentinel address that answers nothing: the next one is asked.
+	twoSentinels := fmt.Sprintf("redis-sentinel://127.0.0.1:1,127.0.0.1:%d/0?master_name=mymaster", s.sentinelPort)
+
+	// The servers are the test's own and die with it: no keys to delete.
+	e := &testEnv{t: t, prefix: prefix, client: s.master.Client(t)}
+	e.m = e.manager(time.Now)
+	for i, u := range []string{sentinelURL, goRedisForm, twoSentinels} {
+		f := e.create(ownerA, fmt.Sprintf("through sentinel %d", i))
+		run := func(args ...string) result {
+			return runCLI(t, append(args, "--redis", u, "--prefix", prefix)...)
+		}
+		if r := run("show", f.ID.String()).wantCode(t, 0); !strings.Contains(r.stdout, "through sentinel") {
+			t.Fatalf("%s: show: %s", u, r.stdout)
+		}
+		run("cancel", f.ID.String()).wantCode(t, 0)
+		if got := e.get(f.ID); got.Status != "cancelled" {
+			t.Fatalf("%s: the master has the flow %s", u, got.Status)
+		}
+		run("fsck").wantCode(t, 0)
+		run("list").wantCode(t, 0)
+	}
+	runCLI(t, "list", "--redis", fmt.Sprintf("redis-sentinel://127.0.0.1:%d", s.sentinelPort)).wantCode(t, 2).wantOneLineError(t, "names no master")
+	runCLI(t, "list", "--redis", fmt.Sprintf("redis-sentinel://127.0.0.1:%d?master_name=nosuch", s.sentinelPort)).
+		wantCode(t, 1).wantOneLineError(t, `cannot reach the master "nosuch" through Sentinel at 127.0.0.1:`)
+
+	// A failover: the replica becomes the master, and the CLI follows.
+	if err := s.sentinel.Do(context.Background(), "SENTINEL", "FAILOVER", "mymaster").Err(); err != nil {
+		t.Fatal(err)
+	}
+	newPort := strconv.Itoa(s.replica.Port)
+	if !s.until(t, 60*time.Second, func(ctx context.Context) bool {
+		return s.masterPort(ctx) == newPort && s.replica.Client(t).Do(ctx, "ROLE").Val().([]any)[0] == "master"
+	}) {
+		t.Fatal("the failover did not happen")
+	}
+	e2 := &testEnv{t: t, prefix: prefix, client: s.replica.Client(t)}
+	e2.m = e2.manager(time.Now)
+	f := e2.create(ownerA, "after the failover")
+	runCLI(t, "cancel", f.ID.String(), "--redis", sentinelURL, "--prefix", prefix).wantCode(t, 0)
+	if got := e2.get(f.ID); got.Status != "cancelled" {
+		t.Fatalf("the new master has the flow %s", got.Status)
+	}
 }

@@ -32,7 +32,7 @@ func cmdEvents(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	if c.json {
-		return writeJSON(c.stdout, events)
+		return writeJSON(c.stdout, jsonEvents(events))
 	}
 	return printEvents(c.stdout, events, "")
 }

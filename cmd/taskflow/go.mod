@@ -52,8 +52,5 @@ require (
 	modernc.org/memory v1.12.1 // indirect
 )
 
-replace github.com/taskflow-dev/taskflow => ../..
 
-replace github.com/taskflow-dev/taskflow/extra/prometheus => ../../extra/prometheus
 
-replace github.com/taskflow-dev/taskflow/extra/nats => ../../extra/nats

@@ -76,7 +76,9 @@ func cmdKeys(ctx context.Context, c *cli, args []string) error {
 		{tag + ":flow:" + ids, "hash", "the flow record and its state ($<key> fields)", cli + " HGETALL " + q(tag+":flow:"+ids)},
 		{tag + ":events:" + ids, "list", "audit events, newest first", cli + " LRANGE " + q(tag+":events:"+ids) + " 0 19"},
 		{tag + ":steps:" + ids, "zset", "step run ids by insertion order", cli + " ZRANGE " + q(tag+":steps:"+ids) + " 0 -1"},
-		{tag + ":step:" + ids + ":<run-id>", "hash", "one step (run ids from the steps key)", cli + " HGETALL " + q(tag+":step:"+ids+":") + "<run-id>"},
+		// "$RUN_ID", not a <run-id> placeholder that bash reads as a
+		// redirection: the command pastes as it is.
+		{tag + ":step:" + ids + ":<run-id>", "hash", "one step (set RUN_ID to a run id from the steps key)", cli + " HGETALL " + q(tag+":step:"+ids+":") + `"$RUN_ID"`},
 		{tag + ":leases", "hash", "the flow's lease: field <id>, token|expiry ms|worker", cli + " HGET " + q(tag+":leases") + " " + ids},
 		{tag + ":timers", "zset", "a timer wait's deadline (unix ms): member <id>", cli + " ZSCORE " + q(tag+":timers") + " " + ids},
 	}}

@@ -51,3 +51,30 @@ func TestKeys(t *testing.T) {
 		}
 	})
 }
+
+// Every printed command pastes into bash as it is: no placeholder that
+// bash reads as a redirection. A stand-in redis-cli prints its arguments.
+func TestKeysCommandsPasteIntoBash(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	var out keysOut
+	id := "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+	r := runCLI(t, "keys", id, "--prefix", "pre", "--json").wantCode(t, 0)
+	if err := decodeJSON(r.stdout, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range out.Keys {
+		script := `redis-cli() { printf '%s\n' "$@"; }; RUN_ID=run-7; ` + k.Command
+		cmd := exec.Command("bash", "-c", script)
+		cmd.Dir = t.TempDir()
+		got, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", k.Command, err, got)
+		}
+		want := strings.ReplaceAll(k.Key, "<run-id>", "run-7")
+		if !strings.Contains(string(got), want+"\n") {
+			t.Errorf("%s passes %q, want the key %s", k.Command, got, want)
+		}
+	}
+}

@@ -120,3 +120,15 @@ func wantIDs(t *testing.T, e *testEnv, args []string, want ...*taskflow.Flow) {
 		t.Fatalf("%v: got %v, want %v", args, got, exp)
 	}
 }
+
+// A --shards that does not match the flow space's is answered with the
+// flag to use, not the Go option.
+func TestListWrongShardsNamesTheFlag(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *testEnv) {
+		e.create(ownerA, "sixteen shards")
+		r := e.run("list", "--shards", "8").wantCode(t, 1)
+		if !strings.Contains(r.stderr, "--shards 16") || strings.Contains(r.stderr, "WithShards") {
+			t.Fatalf("stderr %q", r.stderr)
+		}
+	})
+}

@@ -31,12 +31,12 @@ or SIGTERM. Logs go to stderr: stdout belongs to the protocol on stdio.`,
 // cmdMCP is the mcp verb: a thin wrapper over mcpserver.Serve.
 func cmdMCP(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
-	transport := fs.String("transport", mcpserver.TransportStdio, "`stdio` or http")
+	transport := fs.String("transport", mcpserver.TransportStdio, "the `TRANSPORT`: stdio or http")
 	addr := fs.String("addr", mcpserver.DefaultAddr, "HTTP listen `address`")
 	agent := fs.String("agent", envOr("TASKFLOW_MCP_AGENT", "mcp"), "agent `id` of every session (env TASKFLOW_MCP_AGENT)")
 	session := fs.String("session-id", os.Getenv("TASKFLOW_MCP_SESSION"), "fixed session `id` of every MCP session (env TASKFLOW_MCP_SESSION)")
 	header := fs.String("session-header", "", "HTTP `header` by which a client names its session (only behind a trusted host)")
-	tools := fs.String("tools", "actions", "`actions` (one tool per action) or combined (one tool taking an action)")
+	tools := fs.String("tools", "actions", "the `SET` of tools: actions (one per action) or combined (one taking an action)")
 	maxWatches := fs.Int("max-watches", mcpserver.DefaultMaxWatches, "flows watched at once for subscribed sessions; a subscription to one more is refused")
 	horizon := new(time.Duration)
 	durationVar(fs, horizon, "max-horizon", taskflow.DefaultTimerMaxHorizon, "how far ahead a timer wait may be set")

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/google/uuid"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -83,10 +86,14 @@ func TestMCPStdio(t *testing.T) {
 		if err != nil || len(tools.Tools) != 8 {
 			t.Fatalf("tools: %v %v", tools, err)
 		}
-		id := a.start("stdio")
+		id := a.start("stdio <b> & more")
 		uri := mcpserver.ResourcePrefix + id
 		if err := a.cs.Subscribe(context.Background(), &mcp.SubscribeParams{URI: uri}); err != nil {
 			t.Fatal(err)
+		}
+		// A misspelt argument is refused, not ignored.
+		if r := a.call("taskflow_advance", map[string]any{"flow_id": id, "next_step": "two"}, true); !strings.Contains(r["error"].(string), `"next_step"`) {
+			t.Fatalf("next_step: %v", r)
 		}
 		// A change made elsewhere (here: the CLI's cancel) is notified.
 		e.run("cancel", id).wantCode(t, 0)
@@ -101,6 +108,10 @@ func TestMCPStdio(t *testing.T) {
 		rr, err := a.cs.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: uri})
 		if err != nil || !strings.Contains(rr.Contents[0].Text, `"status":"cancelled"`) {
 			t.Fatalf("resource: %v %v", rr, err)
+		}
+		// The goal reads as written, not HTML-escaped.
+		if text := rr.Contents[0].Text; !strings.Contains(text, `"goal":"stdio <b> & more"`) {
+			t.Fatalf("resource's goal is not as written: %s", text)
 		}
 		// The flow is the session's: the other conversation is refused.
 		refusal := b.call("taskflow_status", map[string]any{"flow_id": id}, true)
@@ -195,4 +206,113 @@ func mustParseID(t *testing.T, s string) uuid.UUID {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// A host that sends a line that is no JSON-RPC message gets an error
+// reply, and the server carries on: garbage, an empty object, a wrong
+// version, an object id, a batch, bad UTF-8, deep nesting and a frame
+// over the size bound each get their error code, and a ping after each
+// is still answered. The server exits 0 when the host closes stdin.
+func TestMCPStdioMalformedLines(t *testing.T) {
+	e := newTestEnv(t, "redis://"+miniredis.RunT(t).Addr()+"/0")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, "mcp", "--redis", e.url, "--prefix", e.prefix, "--agent", "kate")
+	cmd.Env = cliEnv()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+	replies := bufio.NewReader(stdout)
+	// exchange sends one line and returns the next reply.
+	exchange := func(line []byte) map[string]any {
+		t.Helper()
+		if _, err := stdin.Write(append(line, '\n')); err != nil {
+			t.Fatalf("writing %.60q: %v (stderr %s)", line, err, stderr.String())
+		}
+		out, err := replies.ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("no reply to %.60q: %v (stderr %s)", line, err, stderr.String())
+		}
+		var reply map[string]any
+		if err := json.Unmarshal(out, &reply); err != nil {
+			t.Fatalf("reply %q: %v", out, err)
+		}
+		return reply
+	}
+	ping := 100
+	alive := func(after string) {
+		t.Helper()
+		ping++
+		reply := exchange(fmt.Appendf(nil, `{"jsonrpc":"2.0","id":%d,"method":"ping"}`, ping))
+		if reply["id"] != float64(ping) || reply["error"] != nil {
+			t.Fatalf("after %s, ping got %v", after, reply)
+		}
+	}
+	init := exchange([]byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
+	if init["result"] == nil {
+		t.Fatalf("initialize: %v", init)
+	}
+	if _, err := io.WriteString(stdin, `{"jsonrpc":"2.0","method":"notifications/initialized"}`+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	alive("initialize")
+	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
+	nested := `{"jsonrpc":"2.0","id":7,"method":"ping","params":{"a":` + strings.Repeat("[", 1000) + strings.Repeat("]", 1000) + `}}`
+	huge := `{"jsonrpc":"2.0","id":8,"method":"ping","params":{"pad":"` + strings.Repeat("x", mcpserver.MaxFrameBytes) + `"}}`
+	for _, c := range []struct {
+		name, line string
+		code       float64
+		id         any
+	}{
+		{"garbage", "this is not json", -32700, nil},
+		{"a truncated object", `{"jsonrpc":"2.0","id":3,"method":`, -32700, nil},
+		{"bad UTF-8", "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\",\"params\":{\"x\":\"\xff\"}}", -32700, nil},
+		{"deep nesting", deep, -32700, nil},
+		{"nesting in params", nested, -32700, nil},
+		{"an empty object", `{}`, -32600, nil},
+		{"a wrong version", `{"jsonrpc":"1.0","id":5,"method":"ping"}`, -32600, float64(5)},
+		{"no version", `{"id":6,"method":"ping"}`, -32600, float64(6)},
+		{"an object id", `{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}`, -32600, nil},
+		{"a null id", `{"jsonrpc":"2.0","id":null,"method":"ping"}`, -32600, nil},
+		{"a fractional id", `{"jsonrpc":"2.0","id":1.5,"method":"ping"}`, -32600, nil},
+		{"a method that is no string", `{"jsonrpc":"2.0","id":9,"method":3}`, -32600, float64(9)},
+		{"params that are a string", `{"jsonrpc":"2.0","id":10,"method":"ping","params":"x"}`, -32600, float64(10)},
+		{"a response without result or error", `{"jsonrpc":"2.0","id":11}`, -32600, nil},
+		{"a batch", `[{"jsonrpc":"2.0","id":12,"method":"ping"}]`, -32600, nil},
+		{"an empty batch", `[]`, -32600, nil},
+		{"a number", `42`, -32600, nil},
+		{"a frame over the bound", huge, -32600, nil},
+	} {
+		reply := exchange([]byte(c.line))
+		errObj, _ := reply["error"].(map[string]any)
+		if errObj == nil || errObj["code"] != c.code || reply["id"] != c.id || reply["jsonrpc"] != "2.0" {
+			t.Errorf("%s: reply %v, want error %v with id %v", c.name, reply, c.code, c.id)
+		}
+		alive(c.name)
+	}
+	// A blank line is skipped; a frame just under the bound is served.
+	if _, err := io.WriteString(stdin, "\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	alive("blank lines")
+	pad := mcpserver.MaxFrameBytes - len(`{"jsonrpc":"2.0","id":13,"method":"ping","params":{"_meta":{"pad":""}}}`)
+	big := exchange([]byte(`{"jsonrpc":"2.0","id":13,"method":"ping","params":{"_meta":{"pad":"` + strings.Repeat("y", pad) + `"}}}`))
+	if big["id"] != float64(13) || big["error"] != nil {
+		t.Fatalf("a frame of exactly the bound: %v", big)
+	}
+	_ = stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("taskflow mcp: %v\nstderr:\n%s", err, stderr.String())
+	}
 }

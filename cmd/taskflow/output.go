@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/taskflow-dev/taskflow"
 )
 
 // newTable returns a writer that aligns tab-separated columns.
@@ -18,16 +20,20 @@ func newTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 }
 
-// writeJSON writes v as indented JSON.
+// writeJSON writes v as indented JSON, text as written ('<', '>' and
+// '&' are not HTML-escaped).
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
 
-// writeJSONLine writes v as one line of JSON.
+// writeJSONLine writes v as one line of JSON, not HTML-escaped.
 func writeJSONLine(w io.Writer, v any) error {
-	return json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }
 
 // cell makes s safe for one table cell: control characters (tabs,
@@ -249,4 +255,20 @@ func fmtTimeMs(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+// jsonEvent is an audit event as --json prints it: its id a JSON number,
+// like the revision beside it (the library keeps it as a decimal string).
+type jsonEvent struct {
+	*taskflow.FlowEvent
+	ID json.Number `json:"id"`
+}
+
+// jsonEvents is events as --json prints them.
+func jsonEvents(events []*taskflow.FlowEvent) []jsonEvent {
+	out := make([]jsonEvent, len(events))
+	for i, ev := range events {
+		out[i] = jsonEvent{ev, json.Number(ev.ID)}
+	}
+	return out
 }

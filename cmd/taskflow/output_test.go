@@ -84,3 +84,26 @@ func TestColourOnATerminal(t *testing.T) {
 		}
 	})
 }
+
+// --json prints text as written: '<', '>' and '&' in a goal, the state or
+// an event payload are not HTML-escaped (\u003c, \u003e, \u0026).
+func TestJSONOutputIsNotHTMLEscaped(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *testEnv) {
+		f := e.running(ownerA, "fetch <b>bold</b> & more")
+		if _, err := e.m.UpdateState(context.Background(), f.ID, map[string]any{"url": "https://x.example/?a=1&b=2"}, ""); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"show", f.ID.String()}, {"events", f.ID.String()}, {"list"}} {
+			r := e.run(append(args, "--json")...).wantCode(t, 0)
+			if strings.Contains(r.stdout, `\u00`) {
+				t.Errorf("%v --json escapes: %s", args, r.stdout)
+			}
+		}
+		show := e.run("show", f.ID.String(), "--json").stdout
+		for _, want := range []string{"fetch <b>bold</b> & more", "https://x.example/?a=1&b=2"} {
+			if !strings.Contains(show, want) {
+				t.Errorf("show --json lacks %q:\n%s", want, show)
+			}
+		}
+	})
+}

@@ -17,9 +17,9 @@ const showEvents = 20
 
 // flowDetail is the JSON output of show.
 type flowDetail struct {
-	Flow   *taskflow.Flow        `json:"flow"`
-	Steps  []*taskflow.FlowStep  `json:"steps"`
-	Events []*taskflow.FlowEvent `json:"events"`
+	Flow   *taskflow.Flow       `json:"flow"`
+	Steps  []*taskflow.FlowStep `json:"steps"`
+	Events []jsonEvent          `json:"events"`
 	// Lease is who holds the flow, nil when no worker does.
 	Lease *taskflow.Lease `json:"lease"`
 }
@@ -57,7 +57,7 @@ func cmdShow(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	if c.json {
-		return writeJSON(c.stdout, flowDetail{Flow: f, Steps: steps, Events: events, Lease: lease})
+		return writeJSON(c.stdout, flowDetail{Flow: f, Steps: steps, Events: jsonEvents(events), Lease: lease})
 	}
 	printFlow(c.stdout, f, lease, time.Now())
 	fmt.Fprintln(c.stdout)

@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
 )
@@ -127,6 +130,10 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 		}
 		fmt.Fprintf(c.stderr, "%s\n", paint(c.stderr, dim, fmt.Sprintf("watching %s at %s, %s", what, serverName(c.redisURL), until)))
 	}
+	// Redis going away is not silent: an outage and its end are told on
+	// stderr, and a watch that ends with Redis still away fails.
+	health := startHealth(ctx, c, m.Store().Client(), one, id)
+	defer health.stop()
 	// The channel closes when ctx ends: a signal, --for, or --count below.
 	n := 0
 	for ev := range events {
@@ -147,7 +154,73 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 			break
 		}
 	}
-	return nil
+	return health.stop()
+}
+
+// healthInterval is how often watch pings Redis to notice an outage (the
+// subscription itself says nothing while the server is away).
+const healthInterval = time.Second
+
+// watchHealth pings Redis while a watch runs.
+type watchHealth struct {
+	done chan struct{}
+	err  chan error
+	once sync.Once
+	res  error
+}
+
+// startHealth starts the pings. On the first failed one it warns that
+// events are missed from then on; when Redis answers again it says how
+// long the gap was and where the missed events are.
+func startHealth(ctx context.Context, c *cli, client redis.UniversalClient, one bool, id uuid.UUID) *watchHealth {
+	h := &watchHealth{done: make(chan struct{}), err: make(chan error, 1)}
+	go func() {
+		var down time.Time
+		t := time.NewTicker(healthInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+			case <-h.done:
+			case <-t.C:
+				pctx, cancel := context.WithTimeout(ctx, healthInterval)
+				err := client.Ping(pctx).Err()
+				cancel()
+				switch {
+				case ctx.Err() != nil:
+				case err != nil && down.IsZero():
+					down = time.Now()
+					c.warnf("lost Redis at %s (%s): events from now on are not shown until it is back",
+						down.UTC().Format(time.RFC3339), netReason(err))
+				case err == nil && !down.IsZero():
+					where := "taskflow list"
+					if one {
+						where = "taskflow events " + id.String()
+					}
+					c.warnf("Redis is back after %s: events from %s to %s were not shown (%s lists them)",
+						fmtDuration(time.Since(down)), down.UTC().Format(time.RFC3339), time.Now().UTC().Format(time.RFC3339), where)
+					down = time.Time{}
+				}
+				continue
+			}
+			if !down.IsZero() {
+				h.err <- fmt.Errorf("Redis has been unreachable since %s: the watch saw no events after that", down.UTC().Format(time.RFC3339))
+			} else {
+				h.err <- nil
+			}
+			return
+		}
+	}()
+	return h
+}
+
+// stop ends the pings and returns an error when Redis was away at the end.
+func (h *watchHealth) stop() error {
+	h.once.Do(func() {
+		close(h.done)
+		h.res = <-h.err
+	})
+	return h.res
 }
 
 // ended refuses to watch a flow that has ended.
@@ -173,7 +246,7 @@ func drain(events <-chan *taskflow.FlowEvent) {
 // with fixed-width columns, so that the lines of a stream line up.
 func (c *cli) printWatched(ev *taskflow.FlowEvent) error {
 	if c.json {
-		return writeJSONLine(c.stdout, ev)
+		return writeJSONLine(c.stdout, jsonEvent{ev, json.Number(ev.ID)})
 	}
 	return printWatchLine(c.stdout, ev)
 }

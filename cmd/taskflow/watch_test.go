@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"strings"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
 
 // watcher is a running 'taskflow watch' and its stdout, line by line.
@@ -145,8 +147,8 @@ func TestWatchFlow(t *testing.T) {
 			rev  int64
 		}{{taskflow.EventStateUpdated, 2}, {taskflow.EventWaiting, 3}} {
 			line := w.next()
-			var ev taskflow.FlowEvent
-			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			var ev jsonEvent // the id is a number
+			if err := json.Unmarshal([]byte(line), &ev); err != nil || ev.FlowEvent == nil {
 				t.Fatalf("line %d is not an event: %v\n%s", i+1, err, line)
 			}
 			if ev.FlowID != f.ID || ev.Kind != want.kind || ev.Revision != want.rev || ev.At.IsZero() || ev.ID == "" {
@@ -217,4 +219,77 @@ func TestWatchBannerAndEnd(t *testing.T) {
 			t.Fatalf("stderr %q", r.stderr)
 		}
 	})
+}
+
+// A watch through a Redis outage says so on stderr: when Redis goes away,
+// and when it is back with the gap's times; a watch that ends while
+// Redis is still away exits 1.
+func TestWatchReportsAnOutage(t *testing.T) {
+	srv := testbackend.StartRedisServer(t)
+	prefix := testbackend.Prefix("tfcli-outage")
+	// The server is the test's own and dies with it: no keys to delete.
+	e := &testEnv{t: t, prefix: prefix, client: srv.Client(t)}
+	e.m = e.manager(time.Now)
+	e.create(ownerA, "exists")
+	url := "redis://" + srv.Addr() + "/0"
+
+	start := func(args ...string) (*exec.Cmd, *bufio.Scanner) {
+		cmd := exec.Command(binPath, append([]string{"watch", "--redis", url, "--prefix", prefix}, args...)...)
+		cmd.Env = cliEnv()
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() && !strings.Contains(sc.Text(), "watching") {
+		}
+		if sc.Err() != nil || !strings.Contains(sc.Text(), "watching") {
+			t.Fatalf("no banner: %q", sc.Text())
+		}
+		return cmd, sc
+	}
+	waitFor := func(sc *bufio.Scanner, want string) string {
+		t.Helper()
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), want) {
+				return sc.Text()
+			}
+		}
+		t.Fatalf("stderr ended without %q", want)
+		return ""
+	}
+
+	// Redis goes away and comes back: both told, the watch goes on.
+	cmd, sc := start()
+	srv.Kill()
+	waitFor(sc, "lost Redis")
+	srv.Start()
+	if line := waitFor(sc, "Redis is back after"); !strings.Contains(line, "were not shown") {
+		t.Fatalf("back: %s", line)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for sc.Scan() {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("watch after a recovered outage: %v", err)
+	}
+
+	// Redis goes away for good: the watch ends with exit status 1.
+	cmd, sc = start("--for", "5s")
+	srv.Kill()
+	waitFor(sc, "lost Redis")
+	rest := ""
+	for sc.Scan() {
+		rest += sc.Text() + "\n"
+	}
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(rest, "unreachable since") {
+		t.Fatalf("watch that ended in an outage: %v\n%s", err, rest)
+	}
 }

@@ -36,4 +36,3 @@ require (
 	golang.org/x/sys v0.48.0 // indirect
 )
 
-replace github.com/taskflow-dev/taskflow => ../../..

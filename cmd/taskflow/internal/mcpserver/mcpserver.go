@@ -15,6 +15,7 @@
 package mcpserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -205,9 +207,12 @@ func Serve(ctx context.Context, cfg Config) error {
 	defer s.stopWatches()
 	switch cfg.Transport {
 	case "", TransportStdio:
-		var t mcp.Transport = &mcp.StdioTransport{}
-		if cfg.Stdin != nil || cfg.Stdout != nil {
-			t = &mcp.IOTransport{Reader: cfg.Stdin, Writer: cfg.Stdout}
+		t := &lineTransport{r: cfg.Stdin, w: cfg.Stdout, max: MaxFrameBytes}
+		if t.r == nil {
+			t.r = os.Stdin
+		}
+		if t.w == nil {
+			t.w = nopCloser{os.Stdout}
 		}
 		err := s.mcp.Run(ctx, t)
 		if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
@@ -383,11 +388,14 @@ func (s *Server) readFlow(ctx context.Context, req *mcp.ReadResourceRequest) (*m
 	for _, ev := range evs {
 		res.Events = append(res.Events, resourceEvent{ID: ev.ID, Kind: ev.Kind, Revision: ev.Revision, Payload: ev.Payload, At: ev.At})
 	}
-	body, err := json.Marshal(res)
-	if err != nil {
+	// Not HTML-escaped: the goal and state read as written.
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(res); err != nil {
 		return nil, err
 	}
-	return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: uri, MIMEType: "application/json", Text: string(body)}}}, nil
+	return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: uri, MIMEType: "application/json", Text: strings.TrimSuffix(body.String(), "\n")}}}, nil
 }
 
 // listResourcesMiddleware answers resources/list with the session's own

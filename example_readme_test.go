@@ -1,0 +1,130 @@
+package taskflow_test
+
+// The README's Go snippets, each the whole body of an example here (or in
+// extra/*'s example_readme_test.go), so the tests compile every one of
+// them as it reads; TestReadmeGoSnippets checks the README against these
+// bodies. The names a snippet takes from its surroundings are the
+// package-level variables below. They are compiled, not run.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskflow-dev/taskflow"
+)
+
+var (
+	ctx      = context.Background()
+	m        *taskflow.Manager
+	id       uuid.UUID
+	msgID    string
+	owner    string
+	hostname string
+	workerID string
+	patch    map[string]any
+	result   map[string]any
+	argsJSON json.RawMessage
+)
+
+func callModel(context.Context, *taskflow.Flow) (map[string]any, error) { return nil, nil }
+func handleReply(json.RawMessage)                                       {}
+func offerToModel(taskflow.ToolDefinition)                              {}
+func replyToModel(json.RawMessage, error)                               {}
+
+func Example_readmeWaits() {
+	m.SetWaiting(ctx, id, taskflow.WaitTimer(time.Now().Add(48*time.Hour)))
+	m.SetWaiting(ctx, id, taskflow.WaitExternalEvent("email.reply", "msg-8812"))
+	m.SetWaiting(ctx, id, taskflow.WaitManual())
+}
+
+func Example_readmeEngine() {
+	engine := taskflow.NewWaitEngine(m)
+	go engine.Run(ctx, 5*time.Second) // timers and cancel requests
+	go engine.RunResumeBridge(ctx)    // external events published by anyone
+}
+
+func Example_readmeEarlyEvent() {
+	f, _ := m.SetWaiting(ctx, id, taskflow.WaitExternalEvent("email.reply", msgID))
+	if f.Status == taskflow.StatusRunning { // the reply had already arrived
+		handleReply(f.State) // the state has "resume_event"
+	}
+}
+
+func Example_readmeWorker() {
+	workerID := "triage-" + hostname
+	for ctx.Err() == nil {
+		f, lease, err := m.Claim(ctx, "kate/inbox-triage", workerID, 2*time.Minute)
+		if err != nil || f == nil {
+			continue // nothing became ready within the claim wait (30 s)
+		}
+		// ... do the step; call m.Extend(ctx, lease, 2*time.Minute) if it runs long ...
+		f, err = m.UpdateState(ctx, f.ID, patch, "summarised", taskflow.WithLease(lease))
+		if errors.Is(err, taskflow.ErrLeaseLost) {
+			continue // we stalled and someone else owns the flow now: drop our work
+		}
+		// then one of:
+		m.SetWaiting(ctx, f.ID, taskflow.WaitExternalEvent("email.reply", msgID), taskflow.WithLease(lease))
+		m.Finish(ctx, f.ID, result, taskflow.WithLease(lease))
+		m.Release(ctx, lease) // still running, but give it to another worker
+	}
+	m.Close() // Claim's subscriptions
+}
+
+func Example_readmeIdempotentCreate() {
+	f, err := m.CreateMirrored(ctx, taskflow.CreateManagedInput{
+		ControllerID: "shop/fulfil", Goal: "ship order 12345", OwnerSessionKey: owner,
+		IdempotencyKey: "order-12345",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(f.ID) // the same id however often this runs
+}
+
+func Example_readmeRetry() {
+	policy := taskflow.RetryPolicy{MaxAttempts: 5, Base: time.Second, Cap: 5 * time.Minute}
+	for ctx.Err() == nil {
+		f, lease, err := m.Claim(ctx, "kate/summarize", workerID, 2*time.Minute)
+		if err != nil || f == nil {
+			continue
+		}
+		out, err := callModel(ctx, f)
+		if err != nil { // transient: back off, or give up after the last attempt
+			f, err = m.RetryLater(ctx, f.ID, policy, err.Error(), taskflow.WithLease(lease))
+			// f.Status is waiting (a timer the engine resumes) or failed
+			continue
+		}
+		m.ResetAttempts(ctx, f.ID, taskflow.WithLease(lease)) // the next step gets the whole budget
+		m.Finish(ctx, f.ID, out, taskflow.WithLease(lease))
+	}
+}
+
+func Example_readmeTool() {
+	tool := taskflow.NewTool(m) // WithTimerMaxHorizon(30 * 24 * time.Hour)
+	def := tool.Definition()    // Name, Description, Parameters (JSON Schema)
+	offerToModel(def)           // hand def to your LLM provider's tool list; when the model calls it:
+	out, err := tool.Call(ctx, taskflow.Session{AgentID: "kate", SessionID: "chat-42"}, argsJSON)
+	// err: the arguments need fixing (errors.Is ErrToolArgs) or the flow is another
+	//      session's (ErrForbidden) — send err.Error() back to the model as the tool result
+	// out: {"ok":true,"flow":{...}} or {"ok":false,"error":"not_found","flow_id":...}
+	replyToModel(out, err)
+}
+
+func Example_readmeStats() {
+	st, err := m.Stats(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(st.Flows[taskflow.StatusWaiting])                        // flows by status (every status present)
+	fmt.Println(st.Ready)                                                // per controller: Depth, OldestAge (time the oldest ready flow has waited)
+	fmt.Println(st.Timers.Lag, st.Timers.Due, st.Timers.Pending)         // tick lag: how late the most overdue timer is (0 when none is due)
+	fmt.Println(st.Leases.Held, st.Leases.Expired, st.Leases.ExpiredLag) // expired = not yet collected by a tick
+	fmt.Println(st.Bridge.Length, st.Bridge.Backlog, st.Bridge.Pending)  // the resume bridge's stream
+	fmt.Println(st.KeptEvents)                                           // early external events kept for a flow not yet waiting
+}

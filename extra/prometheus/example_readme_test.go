@@ -1,0 +1,28 @@
+package tfprom_test
+
+// The README's Prometheus snippet, the whole body of an example (compiled,
+// not run); TestReadmeGoSnippets in the root module checks the README
+// against it.
+
+import (
+	"context"
+	"log"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow"
+	tfprom "github.com/taskflow-dev/taskflow/extra/prometheus"
+)
+
+var client redis.UniversalClient
+
+func Example_readmePrometheus() {
+	var store *taskflow.RedisStore
+	c := tfprom.New(func(ctx context.Context) (*taskflow.Stats, error) { return store.Stats(ctx) })
+	store, err := taskflow.NewRedisStore(client, taskflow.WithObserver(c.Observer()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	prometheus.MustRegister(c) // gauges read at scrape time (one Stats call), counters from the observer
+}

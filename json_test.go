@@ -1,0 +1,64 @@
+package taskflow
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+)
+
+// Stored JSON keeps '<', '>' and '&' as written: what redis-cli, taskflow
+// show, the dashboard and other languages read is the caller's text, not
+// encoding/json's HTML escapes (\u003c, \u003e, \u0026). Every value the
+// library encodes is checked in the raw keys: the goal, the state, a
+// patch, a wait condition, event payloads, a step result and the resume
+// bridge's entries.
+func TestStoredJSONIsNotHTMLEscaped(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		in := seedInput()
+		in.Goal = "fetch <b>bold</b> & more"
+		in.State = map[string]any{"url": "https://x.example/?a=1&b=2", "html": "<p>hi</p>"}
+		f := must(t, try(e.m.CreateManaged(e.ctx, in)))
+		must(t, try(e.m.StartRunning(e.ctx, f.ID)))
+		must(t, try(e.m.UpdateState(e.ctx, f.ID, map[string]any{"note": "x > y && z"}, "")))
+		must(t, try(e.m.RecordStepObservation(e.ctx, StepObservation{
+			FlowID: f.ID, RunID: "r1", Task: "fetch <page>", Status: StepSucceeded,
+			Result: map[string]any{"link": "/a?b=1&c=2"},
+		})))
+		must(t, try(e.m.SetWaiting(e.ctx, f.ID, WaitExternalEvent("orders&returns", "<c1>"))))
+		must(t, try(e.m.TryResumeExternal(e.ctx, f.ID, "orders&returns", "<c1>", map[string]any{"msg": "<ok> & done"})))
+		if err := e.m.PublishResume(e.ctx, ResumeRequest{FlowID: uuid.New(), Topic: "t", CorrelationID: "c", Payload: map[string]any{"q": "a&b<c>"}}); err != nil {
+			t.Fatal(err)
+		}
+		raw := e.dump()
+		streams := 0
+		for k, v := range raw {
+			if v == "stream:stream" {
+				streams++
+				for _, m := range e.client.XRange(e.ctx, k, "-", "+").Val() {
+					for f, x := range m.Values {
+						raw[k+" "+m.ID+" "+f] = x.(string)
+					}
+				}
+			}
+		}
+		if streams == 0 {
+			t.Fatal("no bridge stream to check")
+		}
+		all := ""
+		for k, v := range raw {
+			for _, esc := range []string{`\u003c`, `\u003e`, `\u0026`} {
+				if strings.Contains(v, esc) {
+					t.Errorf("%s holds %s: %s", k, esc, v)
+				}
+			}
+			all += v + "\n"
+		}
+		for _, want := range []string{`<b>bold</b> & more`, `https://x.example/?a=1&b=2`, `<p>hi</p>`, `x > y && z`,
+			`/a?b=1&c=2`, `orders&returns`, `<c1>`, `<ok> & done`, `a&b<c>`} {
+			if !strings.Contains(all, want) {
+				t.Errorf("no key holds %q as written", want)
+			}
+		}
+	})
+}
