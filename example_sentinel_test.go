@@ -11,6 +11,26 @@ import (
 	"github.com/taskflow-dev/taskflow"
 )
 
+// The connection alone, as the README shows it: a failover client and a
+// store whose writes wait for one replica. (Compiled, not run.)
+func ExampleNewRedisStore_failoverClient() {
+	client := redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName:    "mymaster",
+		SentinelAddrs: []string{"10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"},
+		// A call honours its context deadline; keep WAIT's timeout
+		// (below) under ReadTimeout.
+		ContextTimeoutEnabled: true,
+		ReadTimeout:           3 * time.Second,
+	})
+	store, err := taskflow.NewRedisStore(client, taskflow.WithPrefix("myapp"),
+		taskflow.WithReplicaAcks(1, time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
+	m := taskflow.NewManager(store)
+	defer m.Close()
+}
+
 // Connecting through Sentinel: go-redis's failover client asks the
 // Sentinels for the master and follows a failover; WithReplicaAcks makes
 // an acknowledged write one a replica holds, so a crash that promotes a
