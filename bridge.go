@@ -149,6 +149,12 @@ func (e *WaitEngine) RunResumeBridge(ctx context.Context) error {
 	stream := e.s.keys.bridge()
 	failing := false
 	lastClaim := time.Time{}
+	// own: this consumer may hold messages it read but did not finish
+	// (at start, under a name used before; after an error, such as a
+	// failover cutting a handling or its ack): it reads them again
+	// before new ones, so they wait the transient pause, not the claim
+	// timeout.
+	own := true
 	for ctx.Err() == nil {
 		err := e.ensureGroup(ctx, stream)
 		if err == nil {
@@ -159,13 +165,19 @@ func (e *WaitEngine) RunResumeBridge(ctx context.Context) error {
 				}
 			}
 		}
-		if err == nil {
+		if err == nil && own {
+			var n int
+			n, err = e.readOwn(ctx, stream)
+			own = err != nil || n > 0
+		}
+		if err == nil && !own {
 			err = e.readOnce(ctx, stream)
 		}
 		if ctx.Err() != nil {
 			break
 		}
 		if err != nil {
+			own = true
 			if !failing {
 				e.log.Error("taskflow: resume bridge failing; will keep trying", "err", err)
 				failing = true
@@ -239,6 +251,32 @@ func (e *WaitEngine) claimIdle(ctx context.Context, stream string) error {
 		start = next
 	}
 	return nil
+}
+
+// readOwn handles a batch of the messages this consumer read before and
+// did not acknowledge (its pending list; a read from id 0 never blocks)
+// and returns how many it found.
+func (e *WaitEngine) readOwn(ctx context.Context, stream string) (int, error) {
+	res, err := e.s.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: e.group, Consumer: e.name, Streams: []string{stream, "0"},
+		Count: defaultBridgeBatch, Block: -1,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("taskflow: bridge read: %w", err)
+	}
+	n := 0
+	for _, st := range res {
+		for _, msg := range st.Messages {
+			n++
+			if err := e.handle(ctx, stream, msg, false); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
 }
 
 // readOnce reads new messages, blocking up to the bridge block time.

@@ -114,6 +114,53 @@ func TestBridgeClaimsFromDeadConsumer(t *testing.T) {
 	})
 }
 
+// TestBridgeTakesBackItsOwnPending: messages this consumer read and did
+// not finish (a restart under its old name; a handling or an ack cut by
+// a failover) are handled again as soon as it reads, not when another
+// consumer's claim timeout passes. The claim timeout here is an hour, so
+// only a read of its own pending list can resume the flow. Found by
+// TestSentinelFailover: a request cut by the kill waited 30 s.
+func TestBridgeTakesBackItsOwnPending(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := e.waitingFlow(t, WaitExternalEvent("webhook", "own"))
+		stream := e.store.keys.bridge()
+		must(t, try(0, e.m.PublishResume(e.ctx, ResumeRequest{FlowID: f.ID, Topic: "webhook", CorrelationID: "own"})))
+		// The consumer's earlier life: it read the message, then stopped.
+		before := e.b.client(t)
+		if err := before.XGroupCreateMkStream(e.ctx, stream, DefaultBridgeGroup, "0").Err(); err != nil {
+			t.Fatal(err)
+		}
+		res := must(t, try(before.XReadGroup(e.ctx, &redis.XReadGroupArgs{
+			Group: DefaultBridgeGroup, Consumer: "engine-a", Streams: []string{stream, ">"}, Count: 10, Block: -1,
+		}).Result()))
+		if len(res) != 1 || len(res[0].Messages) != 1 {
+			t.Fatalf("read %v", res)
+		}
+		_ = before.Close()
+
+		eng := e.engine(WithConsumerName("engine-a"), WithClaimAfter(time.Hour), WithBridgeBlock(20*time.Millisecond))
+		ctx, cancel := context.WithCancel(e.ctx)
+		done := make(chan error, 1)
+		go func() { done <- eng.RunResumeBridge(ctx) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for eng.BridgeStats().Handled < 1 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		<-done
+		if st := eng.BridgeStats(); st.Handled != 1 || st.Resumed != 1 || st.Claimed != 0 {
+			t.Fatalf("stats %+v: its own pending message was not handled", st)
+		}
+		if g := must(t, try(e.m.Get(e.ctx, f.ID))); g.Status != StatusRunning {
+			t.Fatalf("flow is %s, want running", g.Status)
+		}
+		pending := must(t, try(e.client.XPending(e.ctx, stream, DefaultBridgeGroup).Result()))
+		if pending.Count != 0 {
+			t.Fatalf("%d messages still pending", pending.Count)
+		}
+	})
+}
+
 // drainBridge handles every message of the bridge's stream once, as an
 // engine's bridge reads them.
 func drainBridge(t testing.TB, e *env, eng *WaitEngine) {

@@ -328,16 +328,21 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 	return f, outcome, err
 }
 
-// keepEarly runs mbox_keep.lua.
-func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload json.RawMessage) error {
+// keepEarly runs mbox_keep.lua; claimed tells that the event sits in a
+// claim (taken, not settled).
+func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload json.RawMessage) (claimed bool, err error) {
 	r := s.keys.rendezvous(cp)
 	_, nowMs, _ := s.clock()
-	_, err := s.run(ctx, s.scripts.mboxKeep, uuid.Nil, []string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.used(r)},
+	res, err := s.run(ctx, s.scripts.mboxKeep, uuid.Nil, []string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.used(r)},
 		eventID, nowMs, s.early.retention.Milliseconds(), string(payload), s.early.cap)
-	if err != nil {
-		return fmt.Errorf("taskflow: keeping an early event: %w", err)
+	if err != nil && !errors.Is(err, ErrNotReplicated) {
+		return false, fmt.Errorf("taskflow: keeping an early event: %w", err)
 	}
-	return nil
+	n, _ := res.(int64)
+	if err != nil {
+		err = fmt.Errorf("taskflow: keeping an early event: %w", err)
+	}
+	return n == 2, err
 }
 
 // takeEarly runs mbox_take.lua: it claims for flow id the oldest kept
@@ -498,10 +503,36 @@ func (m *Manager) placeEarly(ctx context.Context, cp, eventID string) (f *Flow, 
 // publishEarly handles an event by topic and correlation id when the
 // mailbox is on: keep it, then offer it to a waiting flow. fresh tells
 // whether this call's delivery resumed the flow returned.
+//
+// An event handled again (the bridge handing a request to it a second
+// time because its first handling was cut, by a failover say) may find
+// itself in a claim that handling took and never settled: it finishes
+// that claim now, rather than leaving the flow to wait for the claim's
+// timeout and an engine's tick. Two deliveries of one claim decide the
+// same way, so this is safe beside a first owner that is only slow.
 func (m *Manager) publishEarly(ctx context.Context, cp, eventID string, payload json.RawMessage) ([]*Flow, bool, error) {
 	var repl error
-	if err := keepNotReplicated(&repl, m.store.keepEarly(ctx, cp, eventID, payload)); err != nil {
+	claimed, err := m.store.keepEarly(ctx, cp, eventID, payload)
+	if err = keepNotReplicated(&repl, err); err != nil {
 		return nil, false, err
+	}
+	if claimed {
+		r := m.store.keys.rendezvous(cp)
+		raw, err := m.store.client.HGet(ctx, m.store.keys.claims(r), eventID).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, false, fmt.Errorf("taskflow: early event claims: %w", err)
+		}
+		f, _, outcome, back, err := m.store.finishClaim(ctx, r, eventID, raw, false)
+		if err = keepNotReplicated(&repl, err); err != nil {
+			return nil, false, err
+		}
+		switch {
+		case used(outcome) && f != nil:
+			return []*Flow{f}, outcome == earlyUsed, repl
+		case used(outcome), outcome != "" && !back:
+			return []*Flow{}, false, repl // used, or dropped (expired, the mailbox full)
+		}
+		// Refused and back in the mailbox, or settled meanwhile: offer it.
 	}
 	f, fresh, err := m.placeEarly(ctx, cp, eventID)
 	if err == nil {
@@ -625,26 +656,12 @@ func (e *WaitEngine) redriveEarly(ctx context.Context, nowMs string) (int, error
 			} else if err != nil {
 				return n, fmt.Errorf("taskflow: early event claims: %w", err)
 			}
-			id, cp, payload, ok := parseClaim(raw)
-			if !ok || s.keys.rendezvous(cp) != shard {
-				// Settled meanwhile, or unreadable: drop it, or it is
-				// met again on every tick.
-				_, _ = s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-					p.ZRem(ctx, s.keys.claimDue(shard), eventID)
-					if raw != "" {
-						p.HDel(ctx, s.keys.claims(shard), eventID)
-					}
-					return nil
-				})
+			_, cp, outcome, back, err := s.finishClaim(ctx, shard, eventID, raw, true)
+			if err != nil {
+				return n, err
+			}
+			if outcome == "" {
 				continue
-			}
-			_, outcome, err := s.deliver(ctx, id, cp, eventID, payload, "resume", true)
-			if err != nil {
-				return n, err
-			}
-			back, err := s.settleEarly(ctx, cp, eventID, outcome, "")
-			if err != nil {
-				return n, err
 			}
 			n++
 			if back {
@@ -655,6 +672,36 @@ func (e *WaitEngine) redriveEarly(ctx context.Context, nowMs string) (int, error
 		}
 	}
 	return n, nil
+}
+
+// finishClaim delivers a claimed event (raw: its claim, read from the
+// shard's claims hash; "" when it was settled meanwhile) to its flow and
+// settles the claim: it returns the flow (lean: as deliver reads it),
+// the event's pair, the delivery's outcome ("" when there was no claim to
+// finish) and whether the event went back to its mailbox (refused). A
+// claim that is unreadable, or on the wrong shard, is dropped, or it
+// would be met again on every tick.
+func (s *RedisStore) finishClaim(ctx context.Context, shard int, eventID, raw string, lean bool) (*Flow, string, string, bool, error) {
+	id, cp, payload, ok := parseClaim(raw)
+	if !ok || s.keys.rendezvous(cp) != shard {
+		_, _ = s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.ZRem(ctx, s.keys.claimDue(shard), eventID)
+			if raw != "" {
+				p.HDel(ctx, s.keys.claims(shard), eventID)
+			}
+			return nil
+		})
+		return nil, "", "", false, nil
+	}
+	f, outcome, err := s.deliver(ctx, id, cp, eventID, payload, "resume", lean)
+	if err != nil && !errors.Is(err, ErrNotReplicated) {
+		return nil, cp, "", false, err
+	}
+	back, serr := s.settleEarly(ctx, cp, eventID, outcome, "")
+	if serr != nil && !errors.Is(serr, ErrNotReplicated) {
+		return f, cp, outcome, false, serr
+	}
+	return f, cp, outcome, back, errors.Join(err, serr)
 }
 
 // parseClaim splits a claim: '<flow id> <n> <corr prefix, n bytes><entry>'.

@@ -568,13 +568,13 @@ func TestEarlyEventLateKeepResend(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		cp := corrPrefix("t", "late")
 		id := newEventID()
-		if err := e.store.keepEarly(e.ctx, cp, id, json.RawMessage(`"p"`)); err != nil {
+		if _, err := e.store.keepEarly(e.ctx, cp, id, json.RawMessage(`"p"`)); err != nil {
 			t.Fatal(err)
 		}
 		a := e.runningFlow(t)
 		requireEarlyResumed(t, e, must(t, try(e.m.SetWaiting(e.ctx, a.ID, WaitExternalEvent("t", "late")))), "p")
 		// The re-sent keep arrives.
-		if err := e.store.keepEarly(e.ctx, cp, id, json.RawMessage(`"p"`)); err != nil {
+		if _, err := e.store.keepEarly(e.ctx, cp, id, json.RawMessage(`"p"`)); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.countEarly(t); n != 0 {
@@ -752,5 +752,46 @@ func TestFlowIDEventUsedOnceLate(t *testing.T) {
 				t.Fatalf("the used events live %s, want at most the memory's hour", ttl)
 			}
 		}, WithResumeIDMemory(time.Hour, 3))
+	})
+}
+
+// TestEarlyEventHandledAgainFinishesItsClaim: a handling of an event cut
+// between its take and its delivery (a failover broke the connection)
+// leaves the event in a claim; the same event handled again (the bridge
+// reads its pending message again) finishes that claim in the same call,
+// so the waiting flow resumes now, not when the claim falls due (30 s)
+// and an engine's tick re-drives it. Found by TestSentinelFailover.
+func TestEarlyEventHandledAgainFinishesItsClaim(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		w := e.waitingFlow(t, WaitExternalEvent("t", "cut"))
+		cp := corrPrefix("t", "cut")
+		id := newEventID()
+		if _, err := e.store.keepEarly(e.ctx, cp, id, json.RawMessage(`"p"`)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, ok, err := e.store.takeEarly(e.ctx, w.ID, cp, id, newEventID()); err != nil || !ok {
+			t.Fatalf("take: ok %v, %v", ok, err)
+		}
+		// The first handling stops here. The second:
+		fs, fresh, err := e.m.resumeByCorrelation(e.ctx, "t", "cut", "p", id, mutation{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fs) != 1 || fs[0].ID != w.ID || fresh != 1 {
+			t.Fatalf("handled again: resumed %d flows (fresh %d), want the waiter", len(fs), fresh)
+		}
+		resumed := must(t, try(e.m.Get(e.ctx, w.ID)))
+		requireEarlyResumed(t, e, resumed, "p")
+		// And a third handling applies nothing more.
+		fs, fresh, err = e.m.resumeByCorrelation(e.ctx, "t", "cut", "p", id, mutation{})
+		if err != nil || fresh != 0 {
+			t.Fatalf("a third handling: fresh %d, %v", fresh, err)
+		}
+		if n := e.countEarly(t); n != 0 {
+			t.Fatalf("%d events kept after the claim was finished", n)
+		}
+		if got := must(t, try(e.m.Get(e.ctx, w.ID))); got.Revision != resumed.Revision {
+			t.Fatalf("the third handling moved the flow from revision %d to %d", resumed.Revision, got.Revision)
+		}
 	})
 }

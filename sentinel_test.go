@@ -351,7 +351,7 @@ func (f failoverFigures) totalLost() (n int) {
 func (f failoverFigures) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "acked %d, lost %d (", f.totalAcked(), f.totalLost())
-	for i, k := range []string{"update", "create", "claim", "finish"} {
+	for i, k := range []string{"update", "create", "claim", "finish", "resume"} {
 		if i > 0 {
 			b.WriteString(", ")
 		}
@@ -373,6 +373,7 @@ const (
 	failoverFlows    = 64 // updated flows, failoverFlows/failoverWriters per writer
 	failoverWorkers  = 4
 	failoverTimers   = 20
+	failoverResumes  = 300 // flows waiting for an external event, one resume request each
 	failoverClaimFor = 10 * time.Second // the workers' claim wait
 	failoverWarmup   = 2 * time.Second  // load before the replicas lag
 	failoverLag      = 300 * time.Millisecond
@@ -415,6 +416,15 @@ func runFailover(t *testing.T, opts ...StoreOption) failoverFigures {
 		at := killAt.Add(time.Duration(i) * 50 * time.Millisecond).UTC().Format(time.RFC3339Nano)
 		must(t, try(m.SetWaiting(ctx, f.ID, json.RawMessage(`{"kind":"timer","at":"`+at+`"}`))))
 		timers[i] = f.ID
+	}
+
+	// Flows waiting for an external event: each gets one resume request,
+	// published during the load and handled by the engine's bridge.
+	resumable := make([]uuid.UUID, failoverResumes)
+	for i := range resumable {
+		f := must(t, try(m.CreateMirrored(ctx, in("rsm"))))
+		must(t, try(m.SetWaiting(ctx, f.ID, WaitExternalEvent("drill", "c"+strconv.Itoa(i)))))
+		resumable[i] = f.ID
 	}
 
 	load, stopLoad := context.WithCancel(ctx)
@@ -558,12 +568,61 @@ func runFailover(t *testing.T, opts ...StoreOption) failoverFigures {
 			}
 		}()
 	}
-	// One more kind of write is one more goroutine like those above:
-	// make the write, then led.record(kind, err, check) with a check
-	// that finds it afterwards. Resume requests (PublishResume on flows
-	// waiting for an external event, the engine's bridge resuming them;
-	// the check: the flow resumed, once) join once PublishResume honours
-	// WithReplicaAcks.
+	// Resume requests: one per waiting flow, by correlation, each under
+	// its own request id; a publish whose reply was lost is published
+	// again under the same id (it applies once). Acknowledged, the flow
+	// must resume, once.
+	var resumesAcked sync.Map // flow id -> true: its request was acknowledged
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < len(resumable) && load.Err() == nil; i++ {
+			id := resumable[i]
+			req := ResumeRequest{ID: "drill-" + strconv.Itoa(i), Topic: "drill", CorrelationID: "c" + strconv.Itoa(i)}
+			sent := time.Now()
+			err := m.PublishResume(load, req)
+			for n := 0; errors.Is(err, ErrOutcomeUnknown) && n < 50 && load.Err() == nil; n++ {
+				time.Sleep(50 * time.Millisecond)
+				err = m.PublishResume(load, req)
+			}
+			if load.Err() != nil {
+				return
+			}
+			applied(sent, err)
+			if err == nil {
+				resumesAcked.Store(id, true)
+			}
+			led.record("resume", err, func(v *flowView) bool {
+				resumed := 0
+				for _, ev := range v.log(id) {
+					if ev.Kind == EventResumed {
+						resumed++
+					}
+				}
+				f := v.flow(id)
+				if resumed == 1 && f != nil && f.Status == StatusRunning {
+					return true
+				}
+				status := FlowStatus("gone")
+				if f != nil {
+					status = f.Status
+				}
+				v.t.Logf("resume request %s (acknowledged): flow %s is %s, resumed %d times", req.ID, id, status, resumed)
+				return false
+			})
+			select {
+			case <-load.Done():
+			case <-time.After(25 * time.Millisecond):
+			}
+		}
+	}()
+	// The bridge hands the requests to their flows, through the drain.
+	bridge := NewWaitEngine(m, WithLogger(quietLogger()))
+	workers.Add(1)
+	go func() {
+		defer workers.Done()
+		_ = bridge.RunResumeBridge(work)
+	}()
 
 	// The engine resumes due timers (and expires leases) throughout.
 	engine := NewWaitEngine(m, WithLogger(quietLogger()))
@@ -643,6 +702,12 @@ func runFailover(t *testing.T, opts ...StoreOption) failoverFigures {
 					left++
 				}
 			}
+			resumesAcked.Range(func(k, _ any) bool {
+				if f, err := m.Get(ctx, k.(uuid.UUID)); err == nil && f.Status == StatusWaiting {
+					left++
+				}
+				return true
+			})
 			if left == 0 {
 				break
 			}
@@ -740,7 +805,7 @@ func TestSentinelFailover(t *testing.T) {
 		if fig.totalLost() != 0 {
 			t.Errorf("acknowledged writes lost: %v", fig.lost)
 		}
-		for _, kind := range []string{"update", "create", "claim", "finish"} {
+		for _, kind := range []string{"update", "create", "claim", "finish", "resume"} {
 			if fig.acked[kind] == 0 {
 				t.Errorf("no %s acknowledged: the drill did not exercise it", kind)
 			}

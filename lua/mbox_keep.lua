@@ -10,8 +10,9 @@
 -- Entries: '<event id> <deadline ms> <payload>', oldest first. Past the
 --   cap the oldest is dropped. The list's TTL is the newest deadline, so
 --   expired events go away with the key; a taker skips expired entries.
--- Returns: 1 kept, 0 already kept, claimed or recently used (a re-sent
---   event).
+-- Returns: 1 kept, 0 already kept or recently used (a re-sent event),
+--   2 in a claim (taken by a flow, not settled yet: a handling that was
+--   cut; the caller may finish the claim).
 -- Events: none.
 
 local id, now, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -19,7 +20,10 @@ local used = redis.call('ZSCORE', KEYS[4], id)
 if used and tonumber(used) > now then
   return 0
 end
-if redis.call('ZSCORE', KEYS[2], id) or redis.call('HEXISTS', KEYS[3], id) == 1 then
+if redis.call('HEXISTS', KEYS[3], id) == 1 then
+  return 2
+end
+if redis.call('ZSCORE', KEYS[2], id) then
   return 0
 end
 local deadline = now + keep
