@@ -373,7 +373,7 @@ const (
 	failoverFlows    = 64 // updated flows, failoverFlows/failoverWriters per writer
 	failoverWorkers  = 4
 	failoverTimers   = 20
-	failoverResumes  = 300 // flows waiting for an external event, one resume request each
+	failoverResumes  = 300              // flows waiting for an external event, one resume request each
 	failoverClaimFor = 10 * time.Second // the workers' claim wait
 	failoverWarmup   = 2 * time.Second  // load before the replicas lag
 	failoverLag      = 300 * time.Millisecond
