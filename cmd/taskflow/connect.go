@@ -226,36 +226,83 @@ func unreachable(err error, tls bool) string {
 // probe pings Redis once, without go-redis's retries (the CLI's client
 // keeps them), so an unreachable server is reported at once.
 func probe(ctx context.Context, opts redis.Options) error {
+	o := probeOptions(opts)
+	client := redis.NewClient(&o)
+	defer client.Close()
+	return ping(ctx, client)
+}
+
+// probeOptions are the options of probe's client.
+func probeOptions(opts redis.Options) redis.Options {
 	opts.MaxRetries = -1
 	opts.DialerRetries = 1
 	opts.PoolSize = 1
-	client := redis.NewClient(&opts)
-	defer client.Close()
-	return ping(ctx, client)
+	opts.DialTimeout = probeTimeout(opts.DialTimeout)
+	opts.ReadTimeout = probeTimeout(opts.ReadTimeout)
+	opts.WriteTimeout = probeTimeout(opts.WriteTimeout)
+	opts.ContextTimeoutEnabled = true
+	return opts
+}
+
+// probeTimeout bounds one timeout of a probe's client by pingTimeout,
+// the bound its "no answer within" message states: go-redis's defaults
+// (0: 5 s for the dial and each read) and a URL's longer or disabled
+// (negative) timeouts become pingTimeout, shorter ones stay. The probe
+// also sets ContextTimeoutEnabled so that the ping's deadline bounds the
+// whole exchange, not each socket operation alone.
+func probeTimeout(d time.Duration) time.Duration {
+	if d <= 0 || d > pingTimeout {
+		return pingTimeout
+	}
+	return d
 }
 
 // probeCluster is probe for a cluster: the ping loads the slot map from
 // the nodes given, so it fails when none answers or when they are not a
 // cluster.
 func probeCluster(ctx context.Context, opts redis.ClusterOptions) error {
+	o := probeClusterOptions(opts)
+	client := redis.NewClusterClient(&o)
+	defer client.Close()
+	return ping(ctx, client)
+}
+
+// probeClusterOptions are the options of probeCluster's client.
+func probeClusterOptions(opts redis.ClusterOptions) redis.ClusterOptions {
 	opts.MaxRetries = -1
 	opts.MaxRedirects = -1
 	opts.DialerRetries = 1
 	opts.PoolSize = 1
-	client := redis.NewClusterClient(&opts)
-	defer client.Close()
-	return ping(ctx, client)
+	opts.DialTimeout = probeTimeout(opts.DialTimeout)
+	opts.ReadTimeout = probeTimeout(opts.ReadTimeout)
+	opts.WriteTimeout = probeTimeout(opts.WriteTimeout)
+	opts.ContextTimeoutEnabled = true
+	return opts
 }
 
 // probeSentinel is probe through Sentinel: the ping asks the Sentinels
 // for the master, then pings it.
 func probeSentinel(ctx context.Context, opts redis.FailoverOptions) error {
+	o := probeFailoverOptions(opts)
+	client := redis.NewFailoverClient(&o)
+	// Closed in the background: go-redis's Close waits for a Sentinel
+	// lookup still running in its dial goroutine (not bound by the ping's
+	// context, only by the timeouts above), which would double the time
+	// the "no answer within" message states.
+	defer func() { go client.Close() }()
+	return ping(ctx, client)
+}
+
+// probeFailoverOptions are the options of probeSentinel's client.
+func probeFailoverOptions(opts redis.FailoverOptions) redis.FailoverOptions {
 	opts.MaxRetries = -1
 	opts.DialerRetries = 1
 	opts.PoolSize = 1
-	client := redis.NewFailoverClient(&opts)
-	defer client.Close()
-	return ping(ctx, client)
+	opts.DialTimeout = probeTimeout(opts.DialTimeout)
+	opts.ReadTimeout = probeTimeout(opts.ReadTimeout)
+	opts.WriteTimeout = probeTimeout(opts.WriteTimeout)
+	opts.ContextTimeoutEnabled = true
+	return opts
 }
 
 func newManager(client redis.UniversalClient, prefix string, shards int) (*taskflow.Manager, error) {

@@ -368,3 +368,99 @@ func TestSentinelURL(t *testing.T) {
 		t.Fatalf("the new master has the flow %s", got.Status)
 	}
 }
+
+// TestProbeTimeoutsWithinStatedBound: a probe that gets no answer says
+// "no answer within <pingTimeout>", so no timeout of its client may be
+// longer (go-redis's defaults are 5 s for the dial and each read), the
+// URL's own timeouts included, and the ping's deadline must bound every
+// socket operation (ContextTimeoutEnabled).
+func TestProbeTimeoutsWithinStatedBound(t *testing.T) {
+	type timeouts struct {
+		dial, read, write time.Duration
+		ctx               bool
+	}
+	check := func(t *testing.T, got timeouts) {
+		t.Helper()
+		for name, d := range map[string]time.Duration{"dial": got.dial, "read": got.read, "write": got.write} {
+			if d <= 0 || d > pingTimeout {
+				t.Errorf("%s timeout %v, want within (0, %v]", name, d, pingTimeout)
+			}
+		}
+		if !got.ctx {
+			t.Errorf("ContextTimeoutEnabled false: the ping's %v deadline does not bound socket reads", pingTimeout)
+		}
+	}
+	for _, q := range []string{"", "dial_timeout=10s&read_timeout=10s&write_timeout=10s", "read_timeout=-1&write_timeout=-1", "read_timeout=-2"} {
+		t.Run("plain?"+q, func(t *testing.T) {
+			opts, err := redis.ParseURL("redis://127.0.0.1:6379/0?" + q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := probeOptions(*opts)
+			check(t, timeouts{o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.ContextTimeoutEnabled})
+		})
+		t.Run("cluster?"+q, func(t *testing.T) {
+			opts, err := redis.ParseClusterURL("redis://127.0.0.1:7101?addr=127.0.0.1:7102&" + q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := probeClusterOptions(*opts)
+			check(t, timeouts{o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.ContextTimeoutEnabled})
+		})
+		t.Run("sentinel?"+q, func(t *testing.T) {
+			opts, err := sentinelOptions("redis-sentinel://127.0.0.1:26379?master_name=m&" + q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := probeFailoverOptions(*opts)
+			check(t, timeouts{o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.ContextTimeoutEnabled})
+		})
+	}
+}
+
+// TestProbeGivesUpWithinStatedBound runs the binary against a black hole
+// (a loopback listener that accepts and never answers) as a plain server,
+// a cluster node and a Sentinel: each says "no answer within <pingTimeout>"
+// and gives up within that bound plus a generous margin. The Sentinel probe
+// used to take twice the bound: closing its client waited for the
+// Sentinel lookup still running in go-redis's background dial.
+func TestProbeGivesUpWithinStatedBound(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				break
+			}
+			held = append(held, conn) // never read, never answered
+		}
+		for _, conn := range held {
+			conn.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	addr := ln.Addr().String()
+	const margin = 2 * time.Second // the bug's excess is a whole pingTimeout
+	for _, tc := range []struct{ name, url, want string }{
+		{"plain", "redis://" + addr, "cannot reach Redis at " + addr},
+		{"cluster", "redis://" + addr + "?addr=" + addr, "cannot reach Redis Cluster at " + addr + "," + addr},
+		{"sentinel", "redis-sentinel://" + addr + "?master_name=m", "through Sentinel at " + addr},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			r := runCLI(t, "list", "--redis", tc.url).wantCode(t, 1)
+			elapsed := time.Since(start)
+			r.wantOneLineError(t, tc.want+": no answer within "+pingTimeout.String())
+			if elapsed > pingTimeout+margin {
+				t.Errorf("gave up after %v; the message says %v", elapsed.Round(100*time.Millisecond), pingTimeout)
+			}
+		})
+	}
+}

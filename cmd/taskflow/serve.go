@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -51,8 +50,6 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log := c.logger(slog.LevelInfo)
-	log.Info("taskflow: serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
 	if c.json {
 		_ = writeJSONLine(c.stdout, map[string]string{"metrics": "http://" + ln.Addr().String() + "/metrics"})
 	} else {

@@ -79,7 +79,8 @@ func TestServeMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { _ = cmd.Process.Kill() }()
-		line, err := bufio.NewReader(stdout).ReadString('\n')
+		outr := bufio.NewReader(stdout)
+		line, err := outr.ReadString('\n')
 		if err != nil {
 			t.Fatalf("no address line: %v; stderr %s", err, stderr.String())
 		}
@@ -105,7 +106,11 @@ func TestServeMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		var rest []byte
+		go func() {
+			rest, _ = io.ReadAll(outr) // all of stdout before Wait closes it
+			done <- cmd.Wait()
+		}()
 		select {
 		case err := <-done:
 			if err != nil {
@@ -113,6 +118,10 @@ func TestServeMetrics(t *testing.T) {
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("serve did not stop within 5s of SIGINT")
+		}
+		// The URL is printed once (stdout), not again as a log line.
+		if n := strings.Count(line+string(rest)+stderr.String(), url); n != 1 {
+			t.Errorf("the URL %s printed %d times, want once; stdout %q, stderr %q", url, n, line+string(rest), stderr.String())
 		}
 	})
 }

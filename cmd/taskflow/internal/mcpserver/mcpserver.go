@@ -351,9 +351,11 @@ type flowResource struct {
 	Events []resourceEvent `json:"events"`
 }
 
-// resourceEvent is an audit event as a resource shows it (no lease token).
+// resourceEvent is an audit event as a resource shows it (no lease
+// token). Its id is a JSON number like its revision, as the CLI's --json
+// prints it (the library keeps it as a decimal string).
 type resourceEvent struct {
-	ID       string          `json:"id"`
+	ID       json.Number     `json:"id"`
 	Kind     string          `json:"kind"`
 	Revision int64           `json:"revision"`
 	Payload  json.RawMessage `json:"payload"`
@@ -386,7 +388,7 @@ func (s *Server) readFlow(ctx context.Context, req *mcp.ReadResourceRequest) (*m
 	}
 	res := flowResource{Flow: status.Flow, Events: make([]resourceEvent, 0, len(evs))}
 	for _, ev := range evs {
-		res.Events = append(res.Events, resourceEvent{ID: ev.ID, Kind: ev.Kind, Revision: ev.Revision, Payload: ev.Payload, At: ev.At})
+		res.Events = append(res.Events, resourceEvent{ID: json.Number(ev.ID), Kind: ev.Kind, Revision: ev.Revision, Payload: ev.Payload, At: ev.At})
 	}
 	// Not HTML-escaped: the goal and state read as written.
 	var body bytes.Buffer

@@ -3,6 +3,7 @@ package mcpserver
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +157,18 @@ func TestServerInProcess(t *testing.T) {
 			json.Unmarshal([]byte(rr.Contents[0].Text), &body) != nil || body.Flow["id"] != id ||
 			len(body.Events) != 2 || body.Events[0]["kind"] != "started" || body.Events[0]["lease"] != nil {
 			t.Fatalf("resource: %+v", rr.Contents[0])
+		}
+		// An event's id is a JSON number like its revision, as the CLI's
+		// --json gives it; the numbers are the library's ids.
+		evs, err := m.ListEvents(ctx, mustUUID(t, id), ResourceEvents)
+		if err != nil || len(evs) != len(body.Events) {
+			t.Fatalf("ListEvents: %d events, %v", len(evs), err)
+		}
+		for i, ev := range body.Events {
+			n, ok := ev["id"].(float64)
+			if _, rok := ev["revision"].(float64); !ok || !rok || strconv.FormatFloat(n, 'f', -1, 64) != evs[i].ID {
+				t.Fatalf("resource event %d: id %#v, revision %#v; want the numbers %s, %d", i, ev["id"], ev["revision"], evs[i].ID, evs[i].Revision)
+			}
 		}
 		if err := a.cs.Subscribe(ctx, &mcp.SubscribeParams{URI: uri}); err != nil {
 			t.Fatal(err)

@@ -2,7 +2,6 @@ package ui
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -88,7 +87,7 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
-			b, err := json.Marshal(viewEvent(ev))
+			b, err := marshalJSON(viewEvent(ev))
 			if err != nil {
 				continue
 			}

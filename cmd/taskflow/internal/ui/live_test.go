@@ -3,11 +3,13 @@ package ui
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -129,4 +131,53 @@ func TestLiveStreamsShareSubscriptions(t *testing.T) {
 		t.Fatalf("%d live streams hold %d Redis connections (from %d to %d), want at most 16 (one per shard)", n, during-before, before, during)
 	}
 	t.Logf("%d live streams: Redis connections %d -> %d", n, before, during)
+}
+
+// TestLiveEventsAreNotHTMLEscaped: the event stream is JSON a program
+// reads (text/event-stream, never rendered as HTML), so '<', '>' and '&'
+// in an event come as written, as in the stored JSON and the CLI's --json,
+// not as \u003c, \u003e, \u0026.
+func TestLiveEventsAreNotHTMLEscaped(t *testing.T) {
+	fx := newFixture(t, Config{})
+	f := fx.create(t, "g")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fx.srv.URL+"/flows/"+f.ID.String()+"/live", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	r := bufio.NewReader(resp.Body)
+	if line, err := r.ReadString('\n'); err != nil || !strings.Contains(line, "watching") {
+		t.Fatalf("stream start %q: %v", line, err)
+	}
+	const reason = `a <b> & c`
+	if _, err := fx.m.Cancel(ctx, f.ID, taskflow.WithAudit("ops <x> & y", reason)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream ended before the cancel event: %v", err)
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok || !strings.Contains(data, `"Kind":"cancelled"`) {
+			continue
+		}
+		if strings.Contains(data, `\u003c`) || strings.Contains(data, `\u003e`) || strings.Contains(data, `\u0026`) {
+			t.Fatalf("event HTML-escaped: %s", data)
+		}
+		var ev struct{ Payload string }
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			t.Fatalf("event %s: %v", data, err)
+		}
+		if !strings.Contains(ev.Payload, reason) || !strings.Contains(data, "ops <x> & y") {
+			t.Fatalf("event %s lacks the audit note as written", data)
+		}
+		return
+	}
 }

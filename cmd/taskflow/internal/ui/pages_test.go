@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -134,5 +135,26 @@ func TestCancelAnEndedFlow(t *testing.T) {
 	code, body = get(t, fx.srv.Client(), fx.srv.URL+"/flows/"+f.ID.String()+"/resume")
 	if code != http.StatusConflict || !strings.Contains(body, "is cancelled, not waiting: there is nothing to resume.") {
 		t.Fatalf("GET resume of a cancelled flow: %d\n%s", code, body)
+	}
+}
+
+// TestStatsJSONIsNotHTMLEscaped: /api/stats is application/json a program
+// reads: a controller id with '<', '>' or '&' comes as written.
+func TestStatsJSONIsNotHTMLEscaped(t *testing.T) {
+	const controller = "ops/<a&b>"
+	fx := newFixture(t, Config{Stats: func(context.Context) (*Overview, error) {
+		return &Overview{Ready: []ReadyQueue{{Controller: controller, Depth: 1}}}, nil
+	}})
+	resp, err := http.Get(fx.srv.URL + "/api/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("%d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	if !strings.Contains(string(body), `"controller":"`+controller+`"`) {
+		t.Fatalf("/api/stats %s: the controller id is not as written", body)
 	}
 }
