@@ -66,9 +66,6 @@ func (k keyspace) bridgeRequests() string { return k.prefix + ":{bridge}:request
 // (WithResumeIDMemory, default 24 h) it adds nothing, and handled again
 // by the bridge it resumes no second wait and is not kept again.
 func (m *Manager) PublishResume(ctx context.Context, req ResumeRequest) error {
-	if strings.TrimSpace(req.Topic) == "" || strings.TrimSpace(req.CorrelationID) == "" {
-		return fmt.Errorf("%w: a resume request needs a topic and a correlation_id", ErrInvalidData)
-	}
 	if err := m.store.checkEventPair(req.Topic, req.CorrelationID); err != nil {
 		return err
 	}

@@ -335,13 +335,13 @@ func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload 
 	_, nowMs, _ := s.clock()
 	res, err := s.run(ctx, s.scripts.mboxKeep, uuid.Nil, []string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.used(r)},
 		eventID, nowMs, s.early.retention.Milliseconds(), string(payload), s.early.cap)
-	if err != nil && !errors.Is(err, ErrNotReplicated) {
-		return false, fmt.Errorf("taskflow: keeping an early event: %w", err)
-	}
-	n, _ := res.(int64)
 	if err != nil {
 		err = fmt.Errorf("taskflow: keeping an early event: %w", err)
+		if !errors.Is(err, ErrNotReplicated) {
+			return false, err
+		}
 	}
+	n, _ := res.(int64)
 	return n == 2, err
 }
 

@@ -14,10 +14,10 @@
 --   2 in a claim (taken by a flow, not settled yet: a handling that was
 --   cut; the caller may finish the claim).
 -- Events: none.
+--@include used
 
 local id, now, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local used = redis.call('ZSCORE', KEYS[4], id)
-if used and tonumber(used) > now then
+if used_has(KEYS[4], id, now) then
   return 0
 end
 if redis.call('HEXISTS', KEYS[3], id) == 1 then

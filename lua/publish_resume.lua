@@ -12,23 +12,12 @@
 --   5 the stream entry's body
 -- Returns: 1 added, 0 a repeat (nothing written).
 -- Events: none.
+--@include used
 
-local id, now, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local seen = redis.call('ZSCORE', KEYS[2], id)
-if seen and tonumber(seen) > now then
+local id, now = ARGV[1], tonumber(ARGV[2])
+if used_has(KEYS[2], id, now) then
   return 0
 end
 redis.call('XADD', KEYS[1], '*', 'body', ARGV[5])
-redis.call('ZADD', KEYS[2], now + keep, id)
-if redis.call('PTTL', KEYS[2]) < keep then
-  redis.call('PEXPIRE', KEYS[2], keep)
-end
-local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 32)
-if #old > 0 then
-  redis.call('ZREM', KEYS[2], unpack(old))
-end
-local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
-if over > 0 then
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
-end
+used_add(KEYS[2], id, now, tonumber(ARGV[3]), tonumber(ARGV[4]))
 return 1

@@ -1,10 +1,11 @@
--- used.lua: a shard's memory of used events (mailbox.go), a zset of
--- members by when they are forgotten (unix ms), bounded in time and in
--- count (WithResumeIDMemory). Its members: the id of an event by
--- correlation that resumed a flow (mbox_settle.lua), and
--- '<flow id> <event id>' for an event a flow used, whatever its origin
--- (include/early.lua, on the flow's shard). Event ids hold no space, so
--- the two never meet.
+-- used.lua: a bounded memory of ids, a zset of members by when they are
+-- forgotten (unix ms), bounded in time and in count (WithResumeIDMemory).
+-- Its keys: a shard's memory of used events (mailbox.go), whose members
+-- are the id of an event by correlation that resumed a flow
+-- (mbox_settle.lua) and '<flow id> <event id>' for an event a flow used,
+-- whatever its origin (include/early.lua, on the flow's shard; event ids
+-- hold no space, so the two never meet); and the request ids
+-- PublishResume put on the bridge's stream (publish_resume.lua).
 
 -- used_add remembers member until now + keep (ms; keep <= 0 remembers
 -- nothing): the key lives as long as its newest member, up to 32 members
