@@ -198,7 +198,7 @@ func (s *RedisStore) checkInsertable(f *Flow) error {
 	case f.Status == StatusWaiting && f.Wait == nil:
 		return bad("a waiting flow needs a wait")
 	}
-	if err := s.checkFlowStrings(f); err != nil {
+	if err := s.checkFlowText(f.ControllerID, f.Goal, f.OwnerSessionKey, f.RequesterOrigin, f.CurrentStep); err != nil {
 		return fmt.Errorf("flow %s: %w", f.ID, err)
 	}
 	return nil
@@ -220,7 +220,7 @@ func (s *RedisStore) insertStepArgs(f *Flow, steps []*FlowStep) ([]any, []string
 		if err := checkStep(st); err != nil {
 			return nil, nil, fmt.Errorf("flow %s: %w", f.ID, err)
 		}
-		if err := s.checkStepStrings(st); err != nil {
+		if err := s.checkStepText(st.RunID, st.Task, st.ChildSessionKey); err != nil {
 			return nil, nil, fmt.Errorf("flow %s: step %d (id %s): %w", f.ID, i+1, st.ID, err)
 		}
 		if st.ID != uuid.Nil && seenID[st.ID] {
@@ -439,7 +439,7 @@ func (s *RedisStore) UpdateStep(ctx context.Context, st *FlowStep) (*FlowStep, e
 	if err := checkStep(st); err != nil {
 		return nil, err
 	}
-	if err := s.checkStepStrings(st); err != nil {
+	if err := s.checkStepText(st.RunID, st.Task, st.ChildSessionKey); err != nil {
 		return nil, err
 	}
 	result, err := s.stepResult(st)

@@ -72,27 +72,28 @@ func checkLens(items ...limit) error {
 	return nil
 }
 
-// checkFlowStrings applies the Manager's rules to a flow record's strings
-// (valid UTF-8, each within its bound), for the calls that take a whole
-// record (InsertFlow).
-func (s *RedisStore) checkFlowStrings(f *Flow) error {
-	if err := checkText("controller_id", f.ControllerID, "goal", f.Goal, "owner_session_key", f.OwnerSessionKey,
-		"requester_origin", f.RequesterOrigin, "current_step", f.CurrentStep); err != nil {
+// checkFlowText applies the rules for a flow's strings (valid UTF-8,
+// each within its bound: LabelBytes, TextBytes for the goal) wherever a
+// flow is written: a create, UpdateAndAppend, InsertFlow.
+func (s *RedisStore) checkFlowText(controllerID, goal, owner, origin, step string) error {
+	if err := checkText("controller_id", controllerID, "goal", goal, "owner_session_key", owner,
+		"requester_origin", origin, "current_step", step); err != nil {
 		return err
 	}
-	return checkLens(lim("controller_id", f.ControllerID, s.limits.LabelBytes), lim("goal", f.Goal, s.limits.TextBytes),
-		lim("owner_session_key", f.OwnerSessionKey, s.limits.LabelBytes), lim("requester_origin", f.RequesterOrigin, s.limits.LabelBytes),
-		lim("current_step", f.CurrentStep, s.limits.LabelBytes))
+	return checkLens(lim("controller_id", controllerID, s.limits.LabelBytes), lim("goal", goal, s.limits.TextBytes),
+		lim("owner_session_key", owner, s.limits.LabelBytes), lim("requester_origin", origin, s.limits.LabelBytes),
+		lim("current_step", step, s.limits.LabelBytes))
 }
 
-// checkStepStrings applies the Manager's rules to a step's strings, for
-// the calls that take a whole step (InsertFlow, UpdateStep).
-func (s *RedisStore) checkStepStrings(st *FlowStep) error {
-	if err := checkText("run_id", st.RunID, "task", st.Task, "child_session_key", st.ChildSessionKey); err != nil {
+// checkStepText applies the rules for a step's strings (valid UTF-8,
+// each within its bound) wherever a step is written: InsertStep,
+// RecordStepObservation, UpdateStep, InsertFlow.
+func (s *RedisStore) checkStepText(runID, task, childSessionKey string) error {
+	if err := checkText("run_id", runID, "task", task, "child_session_key", childSessionKey); err != nil {
 		return err
 	}
-	return checkLens(lim("run_id", st.RunID, s.limits.LabelBytes), lim("task", st.Task, s.limits.TextBytes),
-		lim("child_session_key", st.ChildSessionKey, s.limits.LabelBytes))
+	return checkLens(lim("run_id", runID, s.limits.LabelBytes), lim("task", task, s.limits.TextBytes),
+		lim("child_session_key", childSessionKey, s.limits.LabelBytes))
 }
 
 // checkEventKind applies the Manager's rules to an event kind: required,

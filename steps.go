@@ -22,11 +22,7 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 	if st.RunID == "" {
 		return fmt.Errorf("%w: run_id is required", ErrInvalidData)
 	}
-	if err := checkText("run_id", st.RunID, "task", st.Task, "child_session_key", st.ChildSessionKey); err != nil {
-		return err
-	}
-	if err := checkLens(lim("run_id", st.RunID, s.limits.LabelBytes), lim("task", st.Task, s.limits.TextBytes),
-		lim("child_session_key", st.ChildSessionKey, s.limits.LabelBytes)); err != nil {
+	if err := s.checkStepText(st.RunID, st.Task, st.ChildSessionKey); err != nil {
 		return err
 	}
 	if !st.Runtime.Valid() {
@@ -70,11 +66,7 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mu
 	if obs.RunID == "" {
 		return nil, fmt.Errorf("%w: run_id is required", ErrInvalidData)
 	}
-	if err := checkText("run_id", obs.RunID, "task", obs.Task, "child_session_key", obs.ChildSessionKey); err != nil {
-		return nil, err
-	}
-	if err := checkLens(lim("run_id", obs.RunID, s.limits.LabelBytes), lim("task", obs.Task, s.limits.TextBytes),
-		lim("child_session_key", obs.ChildSessionKey, s.limits.LabelBytes)); err != nil {
+	if err := s.checkStepText(obs.RunID, obs.Task, obs.ChildSessionKey); err != nil {
 		return nil, err
 	}
 	if !obs.Status.Valid() {

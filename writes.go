@@ -31,13 +31,7 @@ func (s *RedisStore) createWithID(ctx context.Context, id uuid.UUID, in CreateMa
 			return nil, fmt.Errorf("%w: %s is required", ErrInvalidData, r.name)
 		}
 	}
-	if err := checkText("controller_id", in.ControllerID, "goal", in.Goal, "owner_session_key", in.OwnerSessionKey,
-		"requester_origin", in.RequesterOrigin, "current_step", in.CurrentStep); err != nil {
-		return nil, err
-	}
-	if err := checkLens(lim("controller_id", in.ControllerID, s.limits.LabelBytes), lim("goal", in.Goal, s.limits.TextBytes),
-		lim("owner_session_key", in.OwnerSessionKey, s.limits.LabelBytes), lim("requester_origin", in.RequesterOrigin, s.limits.LabelBytes),
-		lim("current_step", in.CurrentStep, s.limits.LabelBytes)); err != nil {
+	if err := s.checkFlowText(in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep); err != nil {
 		return nil, err
 	}
 	state, err := toJSON("state", in.State)
@@ -206,16 +200,10 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, 
 	if !f.Status.Valid() {
 		return nil, nil, fmt.Errorf("%w: unknown flow status %q", ErrInvalidData, f.Status)
 	}
-	if strings.TrimSpace(kind) == "" {
-		return nil, nil, fmt.Errorf("%w: event kind is required", ErrInvalidData)
-	}
-	if err := checkText("controller_id", f.ControllerID, "goal", f.Goal, "owner_session_key", f.OwnerSessionKey,
-		"requester_origin", f.RequesterOrigin, "current_step", f.CurrentStep, "event kind", kind); err != nil {
+	if err := s.checkEventKind(kind); err != nil {
 		return nil, nil, err
 	}
-	if err := checkLens(lim("event kind", kind, s.limits.LabelBytes), lim("controller_id", f.ControllerID, s.limits.LabelBytes),
-		lim("goal", f.Goal, s.limits.TextBytes), lim("requester_origin", f.RequesterOrigin, s.limits.LabelBytes),
-		lim("current_step", f.CurrentStep, s.limits.LabelBytes)); err != nil {
+	if err := s.checkFlowText(f.ControllerID, f.Goal, f.OwnerSessionKey, f.RequesterOrigin, f.CurrentStep); err != nil {
 		return nil, nil, err
 	}
 	state, err := toJSON("state", f.State)
