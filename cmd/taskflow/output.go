@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/plainjson"
 )
 
 // newTable returns a writer that aligns tab-separated columns.
@@ -22,19 +23,10 @@ func newTable(w io.Writer) *tabwriter.Writer {
 
 // writeJSON writes v as indented JSON, text as written ('<', '>' and
 // '&' are not HTML-escaped).
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+func writeJSON(w io.Writer, v any) error { return plainjson.Encode(w, v, true) }
 
 // writeJSONLine writes v as one line of JSON, not HTML-escaped.
-func writeJSONLine(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
-}
+func writeJSONLine(w io.Writer, v any) error { return plainjson.Encode(w, v, false) }
 
 // cell makes s safe for one table cell: control characters (tabs,
 // newlines, escapes) become spaces, and it is cut to max runes with an

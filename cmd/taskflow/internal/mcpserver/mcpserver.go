@@ -15,7 +15,6 @@
 package mcpserver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +32,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/plainjson"
 )
 
 // Transports.
@@ -391,13 +391,11 @@ func (s *Server) readFlow(ctx context.Context, req *mcp.ReadResourceRequest) (*m
 		res.Events = append(res.Events, resourceEvent{ID: json.Number(ev.ID), Kind: ev.Kind, Revision: ev.Revision, Payload: ev.Payload, At: ev.At})
 	}
 	// Not HTML-escaped: the goal and state read as written.
-	var body bytes.Buffer
-	enc := json.NewEncoder(&body)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(res); err != nil {
+	body, err := plainjson.Marshal(res)
+	if err != nil {
 		return nil, err
 	}
-	return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: uri, MIMEType: "application/json", Text: strings.TrimSuffix(body.String(), "\n")}}}, nil
+	return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: uri, MIMEType: "application/json", Text: string(body)}}}, nil
 }
 
 // listResourcesMiddleware answers resources/list with the session's own

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/plainjson"
 )
 
 // keepAlive is how often an idle live stream sends a comment line, so
@@ -87,7 +88,7 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
-			b, err := marshalJSON(viewEvent(ev))
+			b, err := plainjson.Marshal(viewEvent(ev))
 			if err != nil {
 				continue
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/plainjson"
 )
 
 // StatsFunc returns the overview's figures.
@@ -150,24 +151,7 @@ func (s *Server) statsJSON(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(st)
-}
-
-// marshalJSON is json.Marshal without HTML escaping, for the JSON the
-// dashboard serves to programs (the event stream, /api/stats): '<', '>'
-// and '&' come as written, as in the stored JSON and the CLI's --json.
-// That JSON is never rendered as HTML (its own Content-Type, nosniff);
-// what a page embeds goes through html/template's contextual escaping.
-func marshalJSON(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	_ = plainjson.Encode(w, st, false)
 }
 
 type flowRow struct {
