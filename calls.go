@@ -3,16 +3,10 @@ package taskflow
 import (
 	"encoding/base64"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 )
-
-// ErrAlreadyExists is returned (wrapped) when a flow id is already taken.
-// A create that go-redis re-sent after losing its reply is not refused
-// with it: it returns the flow the first attempt created.
-var ErrAlreadyExists = errors.New("taskflow: flow already exists")
 
 // MaxCallIDBytes is the longest call id WithCallID accepts.
 const MaxCallIDBytes = 64

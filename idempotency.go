@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -12,12 +11,6 @@ import (
 
 // MaxIdempotencyKeyBytes caps CreateManagedInput.IdempotencyKey.
 const MaxIdempotencyKeyBytes = 1024
-
-// ErrIdempotencyConflict: a create carried an idempotency key that
-// already made a flow from different input (another controller, goal,
-// owner, origin, current step, initial state, or managed instead of
-// mirrored). Nothing was written; the existing flow is untouched.
-var ErrIdempotencyConflict = errors.New("taskflow: idempotency key reused with different input")
 
 // flowSpaceNamespace is the UUID namespace of a flow space's
 // idempotency keys: a name-based UUID of its prefix, the same in every

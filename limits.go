@@ -1,18 +1,9 @@
 package taskflow
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 )
-
-// ErrStateTooLarge is wrapped (with ErrInvalidData) by a refusal whose
-// state would exceed the store's cap (WithMaxStateBytes).
-var ErrStateTooLarge = errors.New("taskflow: state too large")
-
-// ErrRevisionLimit is wrapped (with ErrInvalidData) by a refusal to change
-// a flow whose revision or newest event id could pass MaxRevision.
-var ErrRevisionLimit = errors.New("taskflow: revision limit")
 
 // MaxRevision is the largest revision, event id and attempts count a
 // flow holds: the scripts count in Lua, which formats a number with 14

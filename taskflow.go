@@ -25,8 +25,6 @@ package taskflow
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -239,86 +237,3 @@ const (
 	EventLeaseExpired    = "lease_expired"
 	EventAttemptsReset   = "attempts_reset"
 )
-
-// Sentinel errors. Every error the package returns for these conditions
-// wraps one of them, so errors.Is works.
-var (
-	// ErrNotFound: no flow (or step) with that id.
-	ErrNotFound = errors.New("taskflow: not found")
-	// ErrRevisionMismatch: the caller's expected revision is stale; use
-	// errors.As with *RevisionMismatchError for the numbers.
-	ErrRevisionMismatch = errors.New("taskflow: revision mismatch")
-	// ErrIllegalTransition: the state machine has no such edge.
-	ErrIllegalTransition = errors.New("taskflow: illegal transition")
-	// ErrAlreadyTerminal: the flow is finished, failed or cancelled.
-	ErrAlreadyTerminal = errors.New("taskflow: flow already terminal")
-	// ErrCancelPending: the flow's cancel was requested; only cancel is allowed.
-	ErrCancelPending = errors.New("taskflow: cancel pending")
-	// ErrInvalidData: input that is not valid JSON, too large, or malformed.
-	ErrInvalidData = errors.New("taskflow: invalid data")
-	// ErrDuplicateStep: a step with that flow and run id already exists.
-	ErrDuplicateStep = errors.New("taskflow: duplicate step")
-	// ErrLeaseLost: a mutation made under a lease that expired, was
-	// released, or moved to another worker; nothing was written.
-	ErrLeaseLost = errors.New("taskflow: lease lost")
-	// ErrLayoutMismatch: the store was opened with another shard count
-	// than the flow space was written with, or the space was written by a
-	// version that placed flows in shards another way (see RedisStore.ShardOf).
-	ErrLayoutMismatch = errors.New("taskflow: layout mismatch")
-)
-
-// RevisionMismatchError carries the expected and actual revisions of a
-// refused compare-and-set. It matches ErrRevisionMismatch with errors.Is.
-type RevisionMismatchError struct {
-	FlowID   uuid.UUID
-	Expected int64
-	Actual   int64
-	// ExpectedEpoch is the epoch the caller expected (IfRevisionOf,
-	// UpdateAndAppend), "" when it named a revision only. When Expected
-	// equals Actual, the epoch differs: another write holds the revision
-	// (the expected one was lost, e.g. by a failover).
-	ExpectedEpoch string
-}
-
-func (e *RevisionMismatchError) Error() string {
-	if e.Expected == e.Actual && e.ExpectedEpoch != "" {
-		return fmt.Sprintf("taskflow: revision mismatch on flow %s: revision %d is another write than epoch %q (that write was lost)", e.FlowID, e.Actual, e.ExpectedEpoch)
-	}
-	return fmt.Sprintf("taskflow: revision mismatch on flow %s: expected %d, actual %d", e.FlowID, e.Expected, e.Actual)
-}
-
-// Is makes errors.Is(err, ErrRevisionMismatch) true.
-func (e *RevisionMismatchError) Is(target error) bool { return target == ErrRevisionMismatch }
-
-// TransitionError is a refused status change. Err is ErrAlreadyTerminal,
-// ErrCancelPending or ErrIllegalTransition, and errors.Is sees through it.
-type TransitionError struct {
-	FlowID uuid.UUID
-	From   FlowStatus
-	To     FlowStatus
-	Err    error
-}
-
-func (e *TransitionError) Error() string {
-	flow := "the flow"
-	if e.FlowID != uuid.Nil {
-		flow = "flow " + e.FlowID.String()
-	}
-	switch {
-	case e.Err == ErrAlreadyTerminal && e.To == "": // a state update, not a status change
-		return fmt.Sprintf("%v: %s is %s and cannot change", e.Err, flow, e.From)
-	case e.Err == ErrAlreadyTerminal && e.From == e.To:
-		return fmt.Sprintf("%v: %s is already %s", e.Err, flow, e.From)
-	case e.Err == ErrAlreadyTerminal:
-		return fmt.Sprintf("%v: %s is %s and cannot become %s", e.Err, flow, e.From, e.To)
-	case e.Err == ErrCancelPending && e.To == "":
-		return fmt.Sprintf("%v: %s has a cancel request; only cancel is allowed", e.Err, flow)
-	case e.Err == ErrCancelPending:
-		return fmt.Sprintf("%v: %s has a cancel request and cannot become %s; only cancel is allowed", e.Err, flow, e.To)
-	default:
-		return fmt.Sprintf("%v: %s cannot move from %s to %s", e.Err, flow, e.From, e.To)
-	}
-}
-
-// Unwrap returns the sentinel.
-func (e *TransitionError) Unwrap() error { return e.Err }
