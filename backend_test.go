@@ -224,16 +224,16 @@ func (e *env) waitingFlow(t testing.TB, wait any) *Flow {
 	return must(t, try(e.m.SetWaiting(e.ctx, f.ID, wait)))
 }
 
-func eventKinds(t testing.TB, e *env, id uuid.UUID) []string {
+func eventKinds(t testing.TB, e *env, id uuid.UUID) []EventKind {
 	t.Helper()
-	var out []string
+	var out []EventKind
 	for _, ev := range must(t, try(e.m.ListEvents(e.ctx, id, 1000))) {
 		out = append(out, ev.Kind)
 	}
 	return out
 }
 
-func countKind(kinds []string, k string) int {
+func countKind(kinds []EventKind, k EventKind) int {
 	n := 0
 	for _, x := range kinds {
 		if x == k {

@@ -83,7 +83,7 @@ func msTime(s string) time.Time {
 // short because a flow space holds millions: at is unix milliseconds, and
 // the id is not stored (the flow's seq is the newest entry's id).
 type storedEvent struct {
-	Kind     string          `json:"kind"`
+	Kind     EventKind       `json:"kind"`
 	Revision int64           `json:"rev"`
 	At       int64           `json:"at"`
 	Lease    string          `json:"lease"`

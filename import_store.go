@@ -18,10 +18,6 @@ import (
 // overwrite one step. Each is one script that keeps every index in step
 // with the records it writes, so Verify stays clean after any mix of them.
 
-// EventImported is the kind of the one audit event InsertFlow writes when
-// it is given no audit log (a flow always has at least one event).
-const EventImported = "imported"
-
 // Limits of one InsertFlow call: it is one script, and a script must do
 // bounded work.
 const (
@@ -337,7 +333,7 @@ func (s *RedisStore) insertEventArgs(f *Flow, events []*FlowEvent) ([]any, int, 
 // eventParts checks an event's kind and payload and renders them for a
 // script: the kind as a JSON string, the payload as compact JSON ({} for
 // none).
-func (s *RedisStore) eventParts(kind string, payload any) (string, json.RawMessage, error) {
+func (s *RedisStore) eventParts(kind EventKind, payload any) (string, json.RawMessage, error) {
 	if err := s.checkEventKind(kind); err != nil {
 		return "", nil, err
 	}
@@ -351,7 +347,7 @@ func (s *RedisStore) eventParts(kind string, payload any) (string, json.RawMessa
 	if len(pl) > s.maxState {
 		return "", nil, fmt.Errorf("%w: event payload is %d bytes, over the limit of %d", ErrInvalidData, len(pl), s.maxState)
 	}
-	return jsonString(kind), pl, nil
+	return jsonString(string(kind)), pl, nil
 }
 
 // AppendEventAt appends one event of kind and payload (nil is {}) to a
@@ -364,7 +360,7 @@ func (s *RedisStore) eventParts(kind string, payload any) (string, json.RawMessa
 // ErrNotFound; an empty kind, one over Limits.LabelBytes or not valid
 // UTF-8, a zero at or a payload that is not JSON (or over the state size
 // limit) is ErrInvalidData.
-func (s *RedisStore) AppendEventAt(ctx context.Context, flowID uuid.UUID, kind string, payload any, at time.Time) (*FlowEvent, error) {
+func (s *RedisStore) AppendEventAt(ctx context.Context, flowID uuid.UUID, kind EventKind, payload any, at time.Time) (*FlowEvent, error) {
 	if at.IsZero() {
 		return nil, fmt.Errorf("%w: an event needs a time", ErrInvalidData)
 	}

@@ -37,7 +37,7 @@ func importedSteps(f *Flow) []*FlowStep {
 func importedEvents(f *Flow, n int) []*FlowEvent {
 	out := make([]*FlowEvent, n)
 	for i := range out {
-		out[i] = &FlowEvent{Kind: []string{EventCreated, EventStarted, EventStateUpdated}[min(i, 2)],
+		out[i] = &FlowEvent{Kind: []EventKind{EventCreated, EventStarted, EventStateUpdated}[min(i, 2)],
 			Payload: json.RawMessage(`{"i":` + strconv.Itoa(i) + `}`), At: f.CreatedAt.Add(time.Duration(i) * time.Second)}
 	}
 	return out
@@ -473,7 +473,7 @@ func TestImportCallsKeepTheLimits(t *testing.T) {
 			},
 			"revision": func(f *Flow) []InsertOption { f.Revision = MaxRevision + 1; return nil },
 			"event kind": func(f *Flow) []InsertOption {
-				return []InsertOption{InsertWithEvents(&FlowEvent{Kind: label})}
+				return []InsertOption{InsertWithEvents(&FlowEvent{Kind: EventKind(label)})}
 			},
 			"event kind utf-8": func(f *Flow) []InsertOption {
 				return []InsertOption{InsertWithEvents(&FlowEvent{Kind: "k\xff"})}
@@ -501,7 +501,7 @@ func TestImportCallsKeepTheLimits(t *testing.T) {
 		}
 		appends := map[string]string{"event kind": label, "event kind utf-8": "k\xff"}
 		for name, kind := range appends {
-			if _, err := e.store.AppendEventAt(ctx, good.ID, kind, nil, good.UpdatedAt); !errors.Is(err, ErrInvalidData) || !strings.Contains(err.Error(), "event kind") {
+			if _, err := e.store.AppendEventAt(ctx, good.ID, EventKind(kind), nil, good.UpdatedAt); !errors.Is(err, ErrInvalidData) || !strings.Contains(err.Error(), "event kind") {
 				t.Errorf("append with a bad %s: %v", name, err)
 			}
 		}

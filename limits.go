@@ -89,14 +89,14 @@ func (s *RedisStore) checkStepText(runID, task, childSessionKey string) error {
 
 // checkEventKind applies the Manager's rules to an event kind: required,
 // valid UTF-8, within LabelBytes.
-func (s *RedisStore) checkEventKind(kind string) error {
-	if strings.TrimSpace(kind) == "" {
+func (s *RedisStore) checkEventKind(kind EventKind) error {
+	if strings.TrimSpace(string(kind)) == "" {
 		return fmt.Errorf("%w: event kind is required", ErrInvalidData)
 	}
-	if err := checkText("event kind", kind); err != nil {
+	if err := checkText("event kind", string(kind)); err != nil {
 		return err
 	}
-	return checkLen("event kind", kind, s.limits.LabelBytes)
+	return checkLen("event kind", string(kind), s.limits.LabelBytes)
 }
 
 // checkEventPair applies the label rules to an external event's topic and

@@ -52,7 +52,7 @@ func TestHappyPath(t *testing.T) {
 			t.Fatalf("Get = %+v\nwant %+v", got, f)
 		}
 		evs := must(t, try(e.m.ListEvents(ctx, f.ID, 100)))
-		var kinds []string
+		var kinds []EventKind
 		for _, ev := range evs {
 			kinds = append(kinds, ev.Kind)
 			if ev.FlowID != f.ID {
@@ -164,7 +164,7 @@ func TestStickyCancel(t *testing.T) {
 		}
 		kinds := []string{}
 		for _, ev := range must(t, try(e.m.ListEvents(ctx, f.ID, 100))) {
-			kinds = append(kinds, ev.Kind)
+			kinds = append(kinds, string(ev.Kind))
 		}
 		if strings.Join(kinds, ",") != "cancelled,cancel_requested,started,created" {
 			t.Fatalf("events %v", kinds)

@@ -116,7 +116,8 @@ func (s *RedisStore) Observer() *Observer { return s.obs }
 
 // opMeta is what a caller knows about a script run before it runs.
 type opMeta struct {
-	event, waitKind string
+	event    EventKind
+	waitKind string
 }
 
 // observeOp reports one script run to the observer. Callers check
@@ -124,7 +125,7 @@ type opMeta struct {
 // raw is the script's error as Redis returned it, err what the caller
 // gets.
 func (s *RedisStore) observeOp(ctx context.Context, sc *script, meta opMeta, id uuid.UUID, start time.Time, f *Flow, raw, err error) {
-	ev := OpEvent{Op: sc.name, Event: meta.event, WaitKind: meta.waitKind, FlowID: id,
+	ev := OpEvent{Op: sc.name, Event: string(meta.event), WaitKind: meta.waitKind, FlowID: id,
 		Flow: f, Err: err, Start: start, Duration: time.Since(start)}
 	if raw != nil {
 		ev.Flow = nil

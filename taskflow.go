@@ -211,7 +211,7 @@ type FlowEvent struct {
 	// ID orders a flow's events: a decimal sequence number, 1 for the first.
 	ID     string    `json:"id"`
 	FlowID uuid.UUID `json:"flow_id"`
-	Kind   string    `json:"kind"`
+	Kind   EventKind `json:"kind"`
 	// Revision is the flow's revision after the event.
 	Revision int64 `json:"revision"`
 	// Lease is the token of the lease the mutation was made under, if any.
@@ -220,20 +220,29 @@ type FlowEvent struct {
 	At      time.Time       `json:"at"`
 }
 
+// EventKind names what an audit event records. The manager writes the
+// Event* kinds below; UpdateAndAppend and AppendEventAt take any kind
+// (non-empty valid UTF-8 within Limits.LabelBytes). It is stored as the
+// string itself.
+type EventKind string
+
 // Event kinds written by the manager.
 const (
-	EventCreated         = "created"
-	EventStarted         = "started"
-	EventWaiting         = "waiting"
-	EventResumed         = "resumed"
-	EventFinished        = "finished"
-	EventFailed          = "failed"
-	EventCancelRequested = "cancel_requested"
-	EventCancelled       = "cancelled"
-	EventStateUpdated    = "state_updated"
-	EventStepObserved    = "step_observed"
-	EventClaimed         = "claimed"
-	EventReleased        = "released"
-	EventLeaseExpired    = "lease_expired"
-	EventAttemptsReset   = "attempts_reset"
+	EventCreated         EventKind = "created"
+	EventStarted         EventKind = "started"
+	EventWaiting         EventKind = "waiting"
+	EventResumed         EventKind = "resumed"
+	EventFinished        EventKind = "finished"
+	EventFailed          EventKind = "failed"
+	EventCancelRequested EventKind = "cancel_requested"
+	EventCancelled       EventKind = "cancelled"
+	EventStateUpdated    EventKind = "state_updated"
+	EventStepObserved    EventKind = "step_observed"
+	EventClaimed         EventKind = "claimed"
+	EventReleased        EventKind = "released"
+	EventLeaseExpired    EventKind = "lease_expired"
+	EventAttemptsReset   EventKind = "attempts_reset"
+	// EventImported is the kind of the one audit event InsertFlow writes
+	// when it is given no audit log (a flow always has at least one event).
+	EventImported EventKind = "imported"
 )

@@ -23,7 +23,7 @@ func TestWatch(t *testing.T) {
 		must(t, try(e.m.UpdateState(e.ctx, other.ID, map[string]int{"x": 1}, "")))
 		must(t, try(e.m.UpdateState(e.ctx, f.ID, map[string]int{"x": 1}, "")))
 		must(t, try(e.m.SetWaiting(e.ctx, f.ID, WaitManual())))
-		want := []string{"state_updated", "waiting"}
+		want := []EventKind{EventStateUpdated, EventWaiting}
 		for i, k := range want {
 			select {
 			case ev := <-ch:

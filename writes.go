@@ -100,7 +100,7 @@ type transitionReq struct {
 	id      uuid.UUID
 	from    FlowStatus // "" = any source the graph allows
 	to      FlowStatus
-	kind    string
+	kind    EventKind
 	payload json.RawMessage
 	wait    waitArgs
 	guard   string
@@ -148,7 +148,7 @@ func (s *RedisStore) transitionArgs(r transitionReq, nowMs, nowStr string) []any
 		state = []any{"none"}
 	}
 	args := append(s.head(r.id, nowMs, nowStr, r.mut),
-		string(r.to), jsonString(r.kind), string(r.payload),
+		string(r.to), jsonString(string(r.kind)), string(r.payload),
 		r.wait.json, r.wait.timerMs, r.wait.corr, r.guard, string(r.from))
 	return append(args, state...)
 }
@@ -193,7 +193,7 @@ func (s *RedisStore) requestCancel(ctx context.Context, id uuid.UUID, mut mutati
 // revision it returns a *RevisionMismatchError (ErrRevisionMismatch) and
 // writes nothing. Indexes (status, timers, correlation) follow the record;
 // the state machine is not checked: this is the layer below the Manager.
-func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, payload any) (*Flow, *FlowEvent, error) {
+func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind EventKind, payload any) (*Flow, *FlowEvent, error) {
 	if f == nil {
 		return nil, nil, fmt.Errorf("%w: nil flow", ErrInvalidData)
 	}
@@ -242,7 +242,7 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind string, 
 	rev := f.Revision
 	args := append(s.head(f.ID, nowMs, nowStr, mutation{expected: &rev, epoch: f.Epoch}),
 		string(f.Status), f.ControllerID, f.Goal, f.OwnerSessionKey, f.RequesterOrigin, f.CurrentStep,
-		cancel, wait.json, wait.timerMs, wait.corr, jsonString(kind), string(pl))
+		cancel, wait.json, wait.timerMs, wait.corr, jsonString(string(kind)), string(pl))
 	args = append(args, stateArgs...)
 	nf, arr, err := s.runFlowScript(ctx, s.scripts.writeFlow, f.ID, s.keys.flowKeys(f.ID, ""), args)
 	if nf == nil {

@@ -242,7 +242,7 @@ func (d *demo) summarise(flows []audited) demoReport {
 	return rep
 }
 
-func countKind(events []*taskflow.FlowEvent, kind string) int {
+func countKind(events []*taskflow.FlowEvent, kind taskflow.EventKind) int {
 	n := 0
 	for _, e := range events {
 		if e.Kind == kind {

@@ -16,8 +16,8 @@ func events(entries ...string) []*taskflow.FlowEvent {
 	out := make([]*taskflow.FlowEvent, len(entries))
 	for i, e := range entries {
 		kind, token, _ := strings.Cut(e, "@")
-		ev := &taskflow.FlowEvent{ID: strconv.Itoa(i + 1), Kind: kind, Payload: json.RawMessage(`{}`)}
-		if kind == taskflow.EventLeaseExpired {
+		ev := &taskflow.FlowEvent{ID: strconv.Itoa(i + 1), Kind: taskflow.EventKind(kind), Payload: json.RawMessage(`{}`)}
+		if taskflow.EventKind(kind) == taskflow.EventLeaseExpired {
 			ev.Payload = json.RawMessage(`{"worker":"worker-1","lease":"` + token + `"}`)
 		} else {
 			ev.Lease = token

@@ -357,7 +357,7 @@ func TestDashboardInBrowser(t *testing.T) {
 			if err == nil {
 				got := eval[int](t, bctx, `document.querySelectorAll("#events li").length`)
 				kind := textOf(t, bctx, "#events li.new .kind")
-				if got <= before || kind != taskflow.EventStateUpdated {
+				if got <= before || kind != string(taskflow.EventStateUpdated) {
 					t.Fatalf("timeline has %d entries (was %d), newest %q", got, before, kind)
 				}
 				break

@@ -232,7 +232,7 @@ func ended(f *taskflow.Flow) error {
 }
 
 // isEndEvent reports whether an event kind ends a flow.
-func isEndEvent(kind string) bool {
+func isEndEvent(kind taskflow.EventKind) bool {
 	return kind == taskflow.EventFinished || kind == taskflow.EventFailed || kind == taskflow.EventCancelled
 }
 
@@ -257,7 +257,7 @@ func printWatchLine(w io.Writer, ev *taskflow.FlowEvent) error {
 		lease = "lease " + shortToken(ev.Lease)
 	}
 	_, err := fmt.Fprintf(w, "%-24s  %s  %-16s  rev %-4d  %-15s  %s\n",
-		ev.At.UTC().Format(watchTimeLayout), ev.FlowID, cell(ev.Kind, 16), ev.Revision,
+		ev.At.UTC().Format(watchTimeLayout), ev.FlowID, cell(string(ev.Kind), 16), ev.Revision,
 		lease, strings.TrimSpace(cell(compactJSON(ev.Payload), 80)))
 	return err
 }

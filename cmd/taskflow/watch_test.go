@@ -143,7 +143,7 @@ func TestWatchFlow(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, want := range []struct {
-			kind string
+			kind taskflow.EventKind
 			rev  int64
 		}{{taskflow.EventStateUpdated, 2}, {taskflow.EventWaiting, 3}} {
 			line := w.next()

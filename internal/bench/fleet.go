@@ -273,7 +273,7 @@ func (r *runner) fleetOnce(ctx context.Context, srv *server, prefix string, n, k
 		if err != nil {
 			return err
 		}
-		kinds := map[string]int{}
+		kinds := map[taskflow.EventKind]int{}
 		for _, e := range evs {
 			kinds[e.Kind]++
 		}

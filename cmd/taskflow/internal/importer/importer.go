@@ -454,7 +454,7 @@ func readEvents(ctx context.Context, db *sql.DB, rawID string) ([]*taskflow.Flow
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &taskflow.FlowEvent{Kind: kind, Payload: json.RawMessage(payload), At: t})
+		out = append(out, &taskflow.FlowEvent{Kind: taskflow.EventKind(kind), Payload: json.RawMessage(payload), At: t})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading the events of %s: %w", rawID, err)

@@ -388,7 +388,7 @@ func checkFlow(t *testing.T, e *env, fx *fixture, r *row) {
 	}
 	for i, ev := range events { // newest first
 		want := rows[len(rows)-1-i]
-		if ev.ID != strconv.Itoa(len(rows)-i) || ev.Kind != want.kind || !jsonEqual(ev.Payload, want.payload) ||
+		if ev.ID != strconv.Itoa(len(rows)-i) || string(ev.Kind) != want.kind || !jsonEqual(ev.Payload, want.payload) ||
 			!ev.At.Equal(ms(want.at)) || ev.Revision != r.revision {
 			t.Fatalf("flow %s event %d: got %+v, row %+v", r.controller, i, ev, want)
 		}

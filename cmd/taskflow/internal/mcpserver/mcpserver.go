@@ -388,7 +388,7 @@ func (s *Server) readFlow(ctx context.Context, req *mcp.ReadResourceRequest) (*m
 	}
 	res := flowResource{Flow: status.Flow, Events: make([]resourceEvent, 0, len(evs))}
 	for _, ev := range evs {
-		res.Events = append(res.Events, resourceEvent{ID: json.Number(ev.ID), Kind: ev.Kind, Revision: ev.Revision, Payload: ev.Payload, At: ev.At})
+		res.Events = append(res.Events, resourceEvent{ID: json.Number(ev.ID), Kind: string(ev.Kind), Revision: ev.Revision, Payload: ev.Payload, At: ev.At})
 	}
 	// Not HTML-escaped: the goal and state read as written.
 	body, err := plainjson.Marshal(res)

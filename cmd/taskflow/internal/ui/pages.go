@@ -383,7 +383,7 @@ func (s *Server) flow(w http.ResponseWriter, r *http.Request) {
 
 func viewEvent(ev *taskflow.FlowEvent) eventView {
 	return eventView{
-		ID: ev.ID, Kind: ev.Kind, At: stamp(ev.At), Lease: ev.Lease,
+		ID: ev.ID, Kind: string(ev.Kind), At: stamp(ev.At), Lease: ev.Lease,
 		Revision: ev.Revision, Payload: pretty(ev.Payload),
 	}
 }
