@@ -7,8 +7,8 @@ import (
 	"unicode/utf8"
 )
 
-// MaxAuditText is the longest actor or reason WithAudit accepts, in bytes.
-const MaxAuditText = 1024
+// maxAuditText is the longest actor or reason WithAudit accepts, in bytes.
+const maxAuditText = 1024
 
 // auditNote is who made a mutation and why (see WithAudit).
 type auditNote struct {
@@ -18,7 +18,7 @@ type auditNote struct {
 // WithAudit records who made a mutation and why: Manager.Cancel adds
 // them to its cancelled event's payload as "actor" and "reason" (each left
 // out when empty), so the audit log says who cancelled a flow. Each is at
-// most MaxAuditText bytes of UTF-8; a longer or invalid one makes the
+// most 1024 bytes of UTF-8; a longer or invalid one makes the
 // mutation fail with ErrInvalidData, writing nothing. Other mutations
 // ignore it.
 func WithAudit(actor, reason string) MutationOption {
@@ -36,9 +36,9 @@ func (m mutation) auditPayload() (json.RawMessage, error) {
 		if strings.TrimSpace(f.v) == "" {
 			continue
 		}
-		if len(f.v) > MaxAuditText || !utf8.ValidString(f.v) {
+		if len(f.v) > maxAuditText || !utf8.ValidString(f.v) {
 			return nil, fmt.Errorf("%w: the audit %s is %d bytes or not UTF-8 (at most %d bytes of UTF-8)",
-				ErrInvalidData, f.name, len(f.v), MaxAuditText)
+				ErrInvalidData, f.name, len(f.v), maxAuditText)
 		}
 		fields = append(fields, jsonString(f.name)+":"+jsonString(f.v))
 	}

@@ -38,7 +38,7 @@ func TestCancelWithAudit(t *testing.T) {
 		// Too long: refused, nothing written.
 		k := e.waitingFlow(t, WaitManual())
 		before := e.dump()
-		_, err := e.m.Cancel(e.ctx, k.ID, WithAudit("ops", strings.Repeat("x", MaxAuditText+1)))
+		_, err := e.m.Cancel(e.ctx, k.ID, WithAudit("ops", strings.Repeat("x", maxAuditText+1)))
 		if !errors.Is(err, ErrInvalidData) {
 			t.Fatalf("err %v, want ErrInvalidData", err)
 		}

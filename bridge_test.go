@@ -232,7 +232,7 @@ func requestIDAppliesOnce(t *testing.T, e *env) {
 		must(t, try(e.m.Cancel(ctx, f.ID)))
 	}
 	before := e.dump()
-	for _, bad := range []string{"a b", "a:b", "a=b", "~x", strings.Repeat("x", MaxCallIDBytes+1)} {
+	for _, bad := range []string{"a b", "a:b", "a=b", "~x", strings.Repeat("x", maxCallIDBytes+1)} {
 		err := e.m.PublishResume(ctx, ResumeRequest{ID: bad, Topic: "pay", CorrelationID: "order-1"})
 		wantErr(t, err, ErrInvalidData)
 	}

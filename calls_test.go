@@ -540,7 +540,7 @@ func TestBridgeRedeliveryResumesOnce(t *testing.T) {
 			}
 			// The flow polls again on the same correlation id; a few other
 			// calls happen meanwhile.
-			for i := 0; i < 2*CallMemory; i++ {
+			for i := 0; i < 2*callMemory; i++ {
 				must(t, try(e.m.UpdateState(ctx, f.ID, map[string]int{"i": i}, "")))
 			}
 			w := must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("poll", "job-1"))))
@@ -589,7 +589,7 @@ func TestCallIDMakesCallerRetriesHarmless(t *testing.T) {
 			t.Fatalf("another Finish: %v", err)
 		}
 		before := e.dump()
-		for _, bad := range []string{"", "a b", "a:b", "~x", string(make([]byte, MaxCallIDBytes+1))} {
+		for _, bad := range []string{"", "a b", "a:b", "~x", string(make([]byte, maxCallIDBytes+1))} {
 			if _, err := e.m.UpdateState(ctx, f.ID, nil, "", WithCallID(bad)); !errors.Is(err, ErrInvalidData) {
 				t.Fatalf("call id %q: %v", bad, err)
 			}

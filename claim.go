@@ -51,11 +51,11 @@ const hubHealthCheck = 30 * time.Second
 // Defaults and limits of claiming.
 const (
 	DefaultClaimWait = 30 * time.Second
-	MinLease         = 100 * time.Millisecond
-	// ClaimSettle is how long at least a Claim whose reply was lost
+	minLease         = 100 * time.Millisecond
+	// claimSettle is how long at least a Claim whose reply was lost
 	// (ErrOutcomeUnknown: the master crashed under it) asks again with
 	// the same call, when its claim wait is shorter.
-	ClaimSettle = 5 * time.Second
+	claimSettle = 5 * time.Second
 )
 
 // ClaimOption adjusts Claim.
@@ -81,7 +81,8 @@ func WithClaimWait(d time.Duration) ClaimOption {
 }
 
 // Claim takes the oldest ready flow of controllerID from a shard chosen at
-// random among those that have one, and leases it to workerID for lease.
+// random among those that have one, and leases it to workerID for lease
+// (at least 100 ms).
 // When nothing is ready it blocks up to the claim wait for one to be
 // announced, then returns (nil, nil, nil). The lease ends when it expires
 // (the engine's tick puts the flow back on the queue), on Release, or
@@ -94,7 +95,7 @@ func WithClaimWait(d time.Duration) ClaimOption {
 // replicated returns the flow and the lease with an error wrapping
 // ErrNotReplicated: the flow is leased to workerID; drive it or Release
 // it. A claim whose reply was lost is sent again as the same call until
-// its outcome is known (for up to the claim wait, at least ClaimSettle);
+// its outcome is known (for up to the claim wait, at least 5 seconds);
 // if it still is not, the error is an *OutcomeUnknownError naming the
 // flow, which stays leased to nobody who knows until the lease expires.
 func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, lease time.Duration, opts ...ClaimOption) (f *Flow, l *Lease, err error) {
@@ -104,8 +105,8 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 	if err := m.store.checkWorker(controllerID, workerID); err != nil {
 		return nil, nil, err
 	}
-	if lease < MinLease {
-		return nil, nil, fmt.Errorf("%w: lease %s is shorter than %s", ErrInvalidData, lease, MinLease)
+	if lease < minLease {
+		return nil, nil, fmt.Errorf("%w: lease %s is shorter than %s", ErrInvalidData, lease, minLease)
 	}
 	cfg := claimConfig{wait: DefaultClaimWait}
 	for _, o := range opts {
@@ -120,7 +121,7 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 	}
 	deadline := time.NewTimer(cfg.wait)
 	defer deadline.Stop()
-	settle := time.Now().Add(max(cfg.wait, ClaimSettle))
+	settle := time.Now().Add(max(cfg.wait, claimSettle))
 	for {
 		// Register before looking, so an announcement made while we
 		// look wakes us instead of being lost.
@@ -208,11 +209,11 @@ func newToken() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Extend pushes a live lease's expiry to now + d and returns the updated
-// lease. A lease that expired, was released or moved is ErrLeaseLost.
+// Extend pushes a live lease's expiry to now + d (d at least 100 ms) and
+// returns the updated lease. A lease that expired, was released or moved is ErrLeaseLost.
 func (m *Manager) Extend(ctx context.Context, l *Lease, d time.Duration) (*Lease, error) {
-	if l == nil || d < MinLease {
-		return nil, fmt.Errorf("%w: a lease and a duration of at least %s are required", ErrInvalidData, MinLease)
+	if l == nil || d < minLease {
+		return nil, fmt.Errorf("%w: a lease and a duration of at least %s are required", ErrInvalidData, minLease)
 	}
 	s := m.store
 	now, nowMs, nowStr := s.clock()

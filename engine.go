@@ -13,7 +13,7 @@ import (
 const (
 	DefaultTickInterval  = 5 * time.Second
 	DefaultTickBatch     = 100
-	MaxTickBatch         = 1000
+	maxTickBatch         = 1000
 	DefaultClaimAfter    = 30 * time.Second
 	DefaultBridgeBlock   = time.Second
 	DefaultBridgeGroup   = "taskflow-bridge"
@@ -52,11 +52,11 @@ type EngineOption func(*WaitEngine)
 
 // WithTickBatch sets how many due entries a tick takes from one shard per
 // round trip (default 100, at most 1000). A tick keeps taking batches
-// until nothing is due or MaxTickRounds rounds were taken, so the batch
-// bounds each round, and batch × MaxTickRounds the tick.
+// until nothing is due or 1000 rounds were taken, so the batch bounds
+// each round, and batch × 1000 the tick.
 func WithTickBatch(n int) EngineOption {
 	return func(e *WaitEngine) {
-		if n >= 1 && n <= MaxTickBatch {
+		if n >= 1 && n <= maxTickBatch {
 			e.batch = n
 		}
 	}

@@ -166,7 +166,7 @@ func (e *NotReplicatedError) Unwrap() error { return ErrNotReplicated }
 // reset or a timeout after go-redis sent it (and re-sent it MaxRetries
 // times), typically the master crashing under it. It may have applied.
 // Repeating the call with WithCallID(CallID) is safe: a flow remembers
-// its recent calls (CallMemory), so a repeat of one that applied writes
+// its recent calls (see WithCallID), so a repeat of one that applied writes
 // nothing and answers as it did, and one that did not applies now. A
 // failover that lost the write lost the call's memory with it, so the
 // repeat applies it again, once. errors.Is finds both ErrOutcomeUnknown

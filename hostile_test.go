@@ -232,7 +232,7 @@ func TestBadInputLeavesRedisUnchanged(t *testing.T) {
 		f := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
 		w := e.waitingFlow(t, WaitExternalEvent("mail", "m-1"))
 		tool := NewTool(e.m)
-		big := map[string]string{"k": strings.Repeat("x", DefaultMaxStateBytes+1)}
+		big := map[string]string{"k": strings.Repeat("x", defaultStateBytes+1)}
 		cases := []struct {
 			name string
 			call func() error
@@ -440,7 +440,7 @@ func TestAwkwardStringsWork(t *testing.T) {
 		ctx := e.ctx
 		victim := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
 		long := strings.Repeat("é", 5000)     // 10,000 bytes
-		longLabel := strings.Repeat("é", 500) // 1,000 bytes: labels are capped at MaxLabelBytes
+		longLabel := strings.Repeat("é", 500) // 1,000 bytes: labels are capped at defaultLabelBytes
 		owners := []string{
 			"agent:{0}:session:}{", "x\x00y", longLabel,
 			// Crafted to look like other keys of the flow space.

@@ -9,8 +9,8 @@ import (
 	"github.com/google/uuid"
 )
 
-// MaxIdempotencyKeyBytes caps CreateManagedInput.IdempotencyKey.
-const MaxIdempotencyKeyBytes = 1024
+// maxIdempotencyKeyBytes caps CreateManagedInput.IdempotencyKey.
+const maxIdempotencyKeyBytes = 1024
 
 // flowSpaceNamespace is the UUID namespace of a flow space's
 // idempotency keys: a name-based UUID of its prefix, the same in every
@@ -34,8 +34,8 @@ func (s *RedisStore) idempotency(in CreateManagedInput, mirrored bool, state jso
 	if in.IdempotencyKey == "" {
 		return uuid.New(), "", nil
 	}
-	if len(in.IdempotencyKey) > MaxIdempotencyKeyBytes {
-		return uuid.Nil, "", fmt.Errorf("%w: idempotency key is %d bytes, over the limit of %d", ErrInvalidData, len(in.IdempotencyKey), MaxIdempotencyKeyBytes)
+	if len(in.IdempotencyKey) > maxIdempotencyKeyBytes {
+		return uuid.Nil, "", fmt.Errorf("%w: idempotency key is %d bytes, over the limit of %d", ErrInvalidData, len(in.IdempotencyKey), maxIdempotencyKeyBytes)
 	}
 	mode := string(RuntimeManaged)
 	if mirrored {

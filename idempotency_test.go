@@ -72,7 +72,7 @@ func TestIdempotentCreateReturnsExistingFlow(t *testing.T) {
 		if other.IdempotentFlowID("webhook-42") == f.ID {
 			t.Fatal("two flow spaces derive the same id from one key")
 		}
-		if _, err := e.m.CreateManaged(e.ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o", IdempotencyKey: string(make([]byte, MaxIdempotencyKeyBytes+1))}); !errors.Is(err, ErrInvalidData) {
+		if _, err := e.m.CreateManaged(e.ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o", IdempotencyKey: string(make([]byte, maxIdempotencyKeyBytes+1))}); !errors.Is(err, ErrInvalidData) {
 			t.Fatalf("oversized key: %v", err)
 		}
 		mustVerify(t, e)

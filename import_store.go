@@ -21,11 +21,11 @@ import (
 // Limits of one InsertFlow call: it is one script, and a script must do
 // bounded work.
 const (
-	// MaxInsertSteps is the most steps one InsertFlow writes.
-	MaxInsertSteps = 1000
-	// MaxInsertEvents is the most audit events one InsertFlow writes
+	// maxInsertSteps is the most steps one InsertFlow writes.
+	maxInsertSteps = 1000
+	// maxInsertEvents is the most audit events one InsertFlow writes
 	// (after the store's event cap dropped the oldest).
-	MaxInsertEvents = 10000
+	maxInsertEvents = 10000
 )
 
 // InsertOption adds to what InsertFlow writes.
@@ -40,7 +40,7 @@ type insertConfig struct {
 // order given (ListSteps returns them in that order). Each step's RunID
 // must be unique within the flow; a zero ID is filled in; a zero FlowID
 // means the flow's; zero timestamps are the flow's CreatedAt. At most
-// MaxInsertSteps.
+// 1000 steps (and Limits.StepsPerFlow).
 func InsertWithSteps(steps ...*FlowStep) InsertOption {
 	return func(c *insertConfig) { c.steps = append(c.steps, steps...) }
 }
@@ -50,8 +50,8 @@ func InsertWithSteps(steps ...*FlowStep) InsertOption {
 // flow's UpdatedAt) are kept; ID and Revision are assigned (ids 1..n in
 // the order given; every event carries the flow's revision, since the
 // log the events came from may not say which revision each one made).
-// Only the newest events up to the store's event cap are written, as if
-// they had been appended one by one; at most MaxInsertEvents.
+// Only the newest events up to Limits.EventsPerFlow are written, as if
+// they had been appended one by one; at most 10,000 events.
 func InsertWithEvents(events ...*FlowEvent) InsertOption {
 	return func(c *insertConfig) { c.events = append(c.events, events...) }
 }
@@ -75,12 +75,12 @@ func InsertWithEvents(events ...*FlowEvent) InsertOption {
 //
 // Refused with ErrInvalidData, writing nothing: a nil ID, an unknown
 // status, an empty OwnerSessionKey, a negative revision or one over
-// MaxRevision, a zero CreatedAt or UpdatedAt, a waiting flow without a
+// 10^14-1 (the most a flow counts to), a zero CreatedAt or UpdatedAt, a waiting flow without a
 // valid wait or another flow with one, state or payloads that are not
 // JSON or over the state size limit, a string over the store's Limits
 // (LabelBytes, TextBytes; a wait's topic and correlation id and an event
 // kind are labels) or not valid UTF-8, an invalid step, a run id or step
-// id given twice, more steps than MaxInsertSteps or Limits.StepsPerFlow,
+// id given twice, more steps than 1000 or Limits.StepsPerFlow,
 // too many events. The audit log is cut to Limits.EventBytes as the
 // store keeps it (the oldest go; the newest is always kept).
 func (s *RedisStore) InsertFlow(ctx context.Context, f *Flow, opts ...InsertOption) (*Flow, error) {
@@ -185,8 +185,8 @@ func (s *RedisStore) checkInsertable(f *Flow) error {
 		return bad("owner_session_key is required")
 	case f.Revision < 0:
 		return bad("revision %d is negative", f.Revision)
-	case f.Revision > MaxRevision:
-		return bad("revision %d is over %d, the most a flow counts to (MaxRevision)", f.Revision, MaxRevision)
+	case f.Revision > maxRevision:
+		return bad("revision %d is over %d, the most a flow counts to", f.Revision, maxRevision)
 	case f.CreatedAt.IsZero() || f.UpdatedAt.IsZero():
 		return bad("created_at and updated_at are required")
 	case f.Status != StatusWaiting && f.Wait != nil:
@@ -202,8 +202,8 @@ func (s *RedisStore) checkInsertable(f *Flow) error {
 
 // insertStepArgs validates the steps of an InsertFlow and renders them.
 func (s *RedisStore) insertStepArgs(f *Flow, steps []*FlowStep) ([]any, []string, error) {
-	if most := min(MaxInsertSteps, s.limits.StepsPerFlow); len(steps) > most {
-		return nil, nil, fmt.Errorf("%w: flow %s has %d steps, at most %d can be inserted (MaxInsertSteps, Limits.StepsPerFlow)", ErrInvalidData, f.ID, len(steps), most)
+	if most := min(maxInsertSteps, s.limits.StepsPerFlow); len(steps) > most {
+		return nil, nil, fmt.Errorf("%w: flow %s has %d steps, at most %d can be inserted (maxInsertSteps, Limits.StepsPerFlow)", ErrInvalidData, f.ID, len(steps), most)
 	}
 	args := make([]any, 0, 9*len(steps))
 	runIDs := make([]string, 0, len(steps))
@@ -292,8 +292,8 @@ func (s *RedisStore) insertEventArgs(f *Flow, events []*FlowEvent) ([]any, int, 
 	if s.eventCap > 0 && len(events) > s.eventCap {
 		events = events[len(events)-s.eventCap:]
 	}
-	if len(events) > MaxInsertEvents {
-		return nil, 0, 0, fmt.Errorf("%w: flow %s has %d events to keep, at most %d can be inserted", ErrInvalidData, f.ID, len(events), MaxInsertEvents)
+	if len(events) > maxInsertEvents {
+		return nil, 0, 0, fmt.Errorf("%w: flow %s has %d events to keep, at most %d can be inserted", ErrInvalidData, f.ID, len(events), maxInsertEvents)
 	}
 	args := make([]any, 0, 3*len(events))
 	for i, ev := range events {

@@ -218,7 +218,7 @@ func TestInsertFlowRefusesBadInput(t *testing.T) {
 				return []InsertOption{InsertWithEvents(&FlowEvent{Kind: "x", Payload: json.RawMessage(`nope`)})}
 			},
 			"too many steps": func(f *Flow) []InsertOption {
-				steps := make([]*FlowStep, MaxInsertSteps+1)
+				steps := make([]*FlowStep, maxInsertSteps+1)
 				for i := range steps {
 					steps[i] = &FlowStep{RunID: fmt.Sprint(i), Runtime: RuntimeManaged, Status: StepPending}
 				}
@@ -262,7 +262,7 @@ func TestInsertFlowEventCap(t *testing.T) {
 			t.Fatalf("default event: %+v", evs)
 		}
 		wantVerifyClean(t, e, 2)
-	}, WithEventCap(10))
+	}, WithLimits(Limits{EventsPerFlow: 10}))
 }
 
 func TestAppendEventAt(t *testing.T) {
@@ -452,8 +452,8 @@ func TestImportCallsKeepTheLimits(t *testing.T) {
 		good := importedFlow(e, StatusRunning, nil, false)
 		steps := importedSteps(good)
 		must(t, try(e.store.InsertFlow(ctx, good, InsertWithSteps(steps...))))
-		text := strings.Repeat("x", MaxTextBytes+1)
-		label := strings.Repeat("x", MaxLabelBytes+1)
+		text := strings.Repeat("x", defaultTextBytes+1)
+		label := strings.Repeat("x", defaultLabelBytes+1)
 		step := func(mod func(*FlowStep)) []InsertOption {
 			st := &FlowStep{RunID: "r", Runtime: RuntimeManaged, Status: StepPending}
 			mod(st)
@@ -471,7 +471,7 @@ func TestImportCallsKeepTheLimits(t *testing.T) {
 				f.ControllerID = "c\xfe"
 				return nil
 			},
-			"revision": func(f *Flow) []InsertOption { f.Revision = MaxRevision + 1; return nil },
+			"revision": func(f *Flow) []InsertOption { f.Revision = maxRevision + 1; return nil },
 			"event kind": func(f *Flow) []InsertOption {
 				return []InsertOption{InsertWithEvents(&FlowEvent{Kind: EventKind(label)})}
 			},

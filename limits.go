@@ -5,35 +5,16 @@ import (
 	"strings"
 )
 
-// MaxRevision is the largest revision, event id and attempts count a
+// maxRevision is the largest revision, event id and attempts count a
 // flow holds: the scripts count in Lua, which formats a number with 14
 // significant digits, so 10^14 would be written as "1e+14" and read back
 // as garbage. InsertFlow refuses a larger revision (ErrInvalidData), a
 // retry policy a larger MaxAttempts, and a mutation that could pass it
 // is refused with ErrInvalidData and ErrRevisionLimit, writing nothing
 // (a script bumps the revision and the event id at most twice, so a
-// flow takes changes while both are at most MaxRevision-2). A flow gets
+// flow takes changes while both are at most maxRevision-2). A flow gets
 // there only by an import: one change a millisecond takes 3,000 years.
-const MaxRevision = 99_999_999_999_999
-
-// The default bounds on what one call may store, so that a flow's memory
-// and one script's work stay bounded whatever the caller sends; a store
-// may set others (WithLimits).
-const (
-	// MaxLabelBytes bounds each identifier-like string a flow or step
-	// stores: controller id, owner session key, requester origin, current
-	// step, run id, child session key, event kind; and the ones the
-	// mailbox, the correlation index and the leases keep: an external
-	// event's topic and correlation id (each; in a wait condition too),
-	// a worker id.
-	MaxLabelBytes = 1024
-	// MaxTextBytes bounds each free-text string: goal, step task, failure
-	// reason.
-	MaxTextBytes = 64 << 10
-	// MaxPatchKeys bounds the top-level keys of one state, patch or
-	// result written in one call: a script's work grows with them.
-	MaxPatchKeys = 4096
-)
+const maxRevision = 99_999_999_999_999
 
 // checkLen refuses a string longer than max bytes.
 func checkLen(name, v string, max int) error {
@@ -134,77 +115,112 @@ func (s *RedisStore) checkWaitLabels(w waitArgs) error {
 	return checkLens(lim("topic", w.topic, s.limits.LabelBytes), lim("correlation_id", w.correlationID, s.limits.LabelBytes))
 }
 
-// MaxStepsPerFlow is the default of the most steps one flow holds
-// (Limits.StepsPerFlow): RecordStepObservation and InsertStep refuse a
-// new run id beyond it with ErrInvalidData (an observation of a step
-// already recorded still updates it). It bounds the memory of a flow's
-// steps and the work of pruning one flow. It is MaxInsertSteps, so an
-// imported flow fits too.
-const MaxStepsPerFlow = MaxInsertSteps
+// The default bounds (DefaultLimits), and the fixed ones around them.
+const (
+	defaultLabelBytes    = 1024
+	defaultTextBytes     = 64 << 10
+	defaultPatchKeys     = 4096
+	defaultStepsPerFlow  = maxInsertSteps // so an imported flow fits
+	defaultEventsPerFlow = 1000
+	defaultEventBytes    = 1 << 20
+	defaultStateBytes    = 1 << 20
+	// maxStepsPerFlowLimit is the largest Limits.StepsPerFlow a store
+	// takes: pruning a flow deletes its steps in one script, and a script
+	// must not block Redis for long.
+	maxStepsPerFlowLimit = 10000
+)
 
-// DefaultEventBytes is the default bound of one flow's audit log in
-// bytes (Limits.EventBytes), beside the count of WithEventCap.
-const DefaultEventBytes = 1 << 20
-
-// MaxStepsPerFlowLimit is the largest Limits.StepsPerFlow a store takes:
-// pruning a flow deletes its steps in one script, and a script must not
-// block Redis for long.
-const MaxStepsPerFlowLimit = 10000
-
-// Limits bounds what one flow and one call may hold. A zero field means
-// its default; NewRedisStore refuses a negative one (but EventBytes).
+// Limits bounds what one flow and one call may hold, so that a flow's
+// memory and one script's work stay bounded whatever the caller sends.
+// WithLimits sets them; a zero field means its default (DefaultLimits).
+// NewRedisStore refuses a negative field, except EventsPerFlow and
+// EventBytes, where a negative value lifts the bound.
 type Limits struct {
 	// LabelBytes bounds each identifier-like string a flow or step
 	// stores: controller id, owner session key, requester origin,
 	// current step, run id, child session key, event kind; an external
 	// event's topic and correlation id (each: in a wait condition,
 	// TryResumeExternal, ResumeByCorrelation, PublishResume and a bridge
-	// message) and a worker id (Claim). Default MaxLabelBytes (1 KiB).
+	// message) and a worker id (Claim). Default 1024 (1 KiB).
 	LabelBytes int
 	// TextBytes bounds each free-text string: goal, step task, failure
-	// reason. Default MaxTextBytes (64 KiB).
+	// reason. Default 65,536 (64 KiB).
 	TextBytes int
 	// PatchKeys bounds the top-level keys of one state, patch or result
-	// written in one call: a script's work grows with them. Default
-	// MaxPatchKeys (4096).
+	// written in one call: a script's work grows with them. Default 4096.
 	PatchKeys int
-	// StepsPerFlow is the most steps one flow holds (see
-	// MaxStepsPerFlow). Default MaxStepsPerFlow (1000), at most
-	// MaxStepsPerFlowLimit (10,000).
+	// StepsPerFlow is the most steps one flow holds:
+	// RecordStepObservation and InsertStep refuse a new run id beyond it
+	// with ErrInvalidData (an observation of a step already recorded
+	// still updates it). It bounds the memory of a flow's steps and the
+	// work of pruning one flow (deleted in one script). Default 1000,
+	// the most steps one InsertFlow writes, so an imported flow fits; at
+	// most 10,000.
 	StepsPerFlow int
+	// EventsPerFlow is how many audit events are kept per flow, newest
+	// first. Default 1000; a negative value keeps every event (EventBytes
+	// still applies). Whichever of EventsPerFlow and EventBytes is met
+	// first drops the oldest entries.
+	EventsPerFlow int
 	// EventBytes bounds one flow's audit log in bytes of its entries:
 	// appending an event drops the oldest ones until the log fits, but
-	// the newest entry is always kept. Default DefaultEventBytes
-	// (1 MiB); a negative value keeps every byte (the event count of
-	// WithEventCap still applies). A flow's log written before the byte
-	// bound, or while it was off, is cut to its newest 1,000 entries
-	// when its size is first counted, so no call reads an unbounded log.
+	// the newest entry is always kept. Default 1,048,576 (1 MiB); a
+	// negative value keeps every byte (EventsPerFlow still applies). A
+	// flow's log written before the byte bound, or while it was off, is
+	// cut to its newest 1,000 entries when its size is first counted, so
+	// no call reads an unbounded log.
 	EventBytes int
+	// StateBytes caps the size of a flow's state and of any one patch,
+	// result or event payload, in bytes of compact JSON. Larger writes
+	// fail with ErrInvalidData and change nothing. Default 1,048,576
+	// (1 MiB).
+	StateBytes int
+}
+
+// DefaultLimits returns the bounds a store uses for every Limits field
+// left zero.
+func DefaultLimits() Limits {
+	return Limits{
+		LabelBytes:    defaultLabelBytes,
+		TextBytes:     defaultTextBytes,
+		PatchKeys:     defaultPatchKeys,
+		StepsPerFlow:  defaultStepsPerFlow,
+		EventsPerFlow: defaultEventsPerFlow,
+		EventBytes:    defaultEventBytes,
+		StateBytes:    defaultStateBytes,
+	}
 }
 
 // WithLimits sets the store's bounds on what one flow and one call may
-// hold (see Limits; fields left zero keep their defaults).
+// hold (see Limits; fields left zero keep their defaults). It is the one
+// way to set them.
 func WithLimits(l Limits) StoreOption {
 	return func(c *storeConfig) { c.limits = l }
 }
 
 // resolve fills the defaults in and checks the bounds.
 func (l Limits) resolve() (Limits, error) {
+	d := DefaultLimits()
 	def := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
 		}
 	}
-	def(&l.LabelBytes, MaxLabelBytes)
-	def(&l.TextBytes, MaxTextBytes)
-	def(&l.PatchKeys, MaxPatchKeys)
-	def(&l.StepsPerFlow, MaxStepsPerFlow)
-	def(&l.EventBytes, DefaultEventBytes)
-	if l.LabelBytes < 0 || l.TextBytes < 0 || l.PatchKeys < 0 || l.StepsPerFlow < 0 {
+	def(&l.LabelBytes, d.LabelBytes)
+	def(&l.TextBytes, d.TextBytes)
+	def(&l.PatchKeys, d.PatchKeys)
+	def(&l.StepsPerFlow, d.StepsPerFlow)
+	def(&l.EventsPerFlow, d.EventsPerFlow)
+	def(&l.EventBytes, d.EventBytes)
+	def(&l.StateBytes, d.StateBytes)
+	if l.LabelBytes < 0 || l.TextBytes < 0 || l.PatchKeys < 0 || l.StepsPerFlow < 0 || l.StateBytes < 0 {
 		return l, fmt.Errorf("%w: limits %+v: a negative bound", ErrInvalidData, l)
 	}
-	if l.StepsPerFlow > MaxStepsPerFlowLimit {
-		return l, fmt.Errorf("%w: limits: %d steps per flow, over the most a store takes (%d)", ErrInvalidData, l.StepsPerFlow, MaxStepsPerFlowLimit)
+	if l.StepsPerFlow > maxStepsPerFlowLimit {
+		return l, fmt.Errorf("%w: limits: %d steps per flow, over the most a store takes (%d)", ErrInvalidData, l.StepsPerFlow, maxStepsPerFlowLimit)
+	}
+	if l.EventsPerFlow < 0 {
+		l.EventsPerFlow = 0 // the scripts' "keep every event"
 	}
 	if l.EventBytes < 0 {
 		l.EventBytes = 0 // the scripts' "no bound"
@@ -212,6 +228,6 @@ func (l Limits) resolve() (Limits, error) {
 	return l, nil
 }
 
-// Limits returns the store's bounds, defaults filled in (EventBytes 0
-// when the audit log has no byte bound).
+// Limits returns the store's bounds, defaults filled in (EventsPerFlow
+// or EventBytes 0 when the audit log has no such bound).
 func (s *RedisStore) Limits() Limits { return s.limits }

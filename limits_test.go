@@ -21,10 +21,10 @@ func TestLimitsRefuseOversizedInput(t *testing.T) {
 		ctx := e.ctx
 		in := CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"}
 		f := must(t, try(e.m.CreateMirrored(ctx, in)))
-		big := strings.Repeat("x", MaxTextBytes+1)
-		label := strings.Repeat("x", MaxLabelBytes+1)
+		big := strings.Repeat("x", defaultTextBytes+1)
+		label := strings.Repeat("x", defaultLabelBytes+1)
 		manyKeys := map[string]int{}
-		for i := 0; i <= MaxPatchKeys; i++ {
+		for i := 0; i <= defaultPatchKeys; i++ {
 			manyKeys["k"+itoa(i)] = i
 		}
 		before := e.dump()
@@ -127,7 +127,7 @@ func TestAuditLogIsBoundedInBytes(t *testing.T) {
 	}, WithLimits(Limits{EventBytes: budget}))
 }
 
-// TestStateCapCountsJSON: the state cap (WithMaxStateBytes) bounds the
+// TestStateCapCountsJSON: the state cap (Limits.StateBytes) bounds the
 // state as the JSON it reads back as: a state of exactly the cap is
 // taken, one byte more is refused, whatever the number of keys and
 // however its keys are escaped.
@@ -163,7 +163,7 @@ func TestStateCapCountsJSON(t *testing.T) {
 		if got := must(t, try(e.m.Get(ctx, g.ID))); len(got.State) != limit {
 			t.Fatalf("created state reads back as %d bytes, want %d", len(got.State), limit)
 		}
-	}, WithMaxStateBytes(limit))
+	}, WithLimits(Limits{StateBytes: limit}))
 }
 
 // TestLimitsAreStoreOptions: WithLimits sets each bound; zero fields
@@ -187,13 +187,13 @@ func TestLimitsAreStoreOptions(t *testing.T) {
 		if _, err := e.m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "r2", Status: StepRunning}); !errors.Is(err, ErrInvalidData) {
 			t.Fatalf("a third step over a limit of 2: %v", err)
 		}
-		if got := e.store.Limits(); got.TextBytes != 16 || got.EventBytes != DefaultEventBytes {
+		if got := e.store.Limits(); got.TextBytes != 16 || got.EventBytes != defaultEventBytes {
 			t.Fatalf("limits %+v", got)
 		}
 	}, WithLimits(Limits{LabelBytes: 8, TextBytes: 16, PatchKeys: 2, StepsPerFlow: 2}))
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer c.Close()
-	for _, bad := range []Limits{{LabelBytes: -1}, {StepsPerFlow: MaxStepsPerFlowLimit + 1}, {PatchKeys: -5}} {
+	for _, bad := range []Limits{{LabelBytes: -1}, {StepsPerFlow: maxStepsPerFlowLimit + 1}, {PatchKeys: -5}} {
 		if _, err := NewRedisStore(c, WithLimits(bad)); !errors.Is(err, ErrInvalidData) {
 			t.Errorf("limits %+v: %v", bad, err)
 		}
@@ -222,11 +222,11 @@ func TestStateSizeLimit(t *testing.T) {
 		}
 		// Overwriting the big key with another of the same size fits.
 		must(t, try(e.m.UpdateState(ctx, f.ID, map[string]string{"a": strings.Repeat("z", 600)}, "")))
-	}, WithMaxStateBytes(1024))
+	}, WithLimits(Limits{StateBytes: 1024}))
 }
 
 // TestAuditLogRecountIsBounded: a log without its size ('eb') and with no
-// count bound (WithEventCap(0)), as a flow written before the byte bound
+// count bound (WithLimits(Limits{EventsPerFlow: -1})), as a flow written before the byte bound
 // may hold, is cut to its newest 1,000 entries when first counted: one
 // call never reads an unbounded list.
 func TestAuditLogRecountIsBounded(t *testing.T) {
@@ -253,7 +253,7 @@ func TestAuditLogRecountIsBounded(t *testing.T) {
 		if eb != size {
 			t.Fatalf("eb %d, log %d bytes in %d entries", eb, size, len(entries))
 		}
-	}, WithEventCap(0)) // the default byte bound (1 MiB) would keep all 5,000
+	}, WithLimits(Limits{EventsPerFlow: -1})) // the default byte bound (1 MiB) would keep all 5,000
 }
 
 // auditLog reads flow id's audit log as stored: its entries, their size
@@ -272,17 +272,17 @@ func auditLog(t *testing.T, e *env, id uuid.UUID) (entries []string, size, eb in
 }
 
 // TestRevisionLimit: a revision (or event id) Lua cannot format exactly is
-// never written: InsertFlow refuses one over MaxRevision, and a change
+// never written: InsertFlow refuses one over maxRevision, and a change
 // that could pass it is refused, writing nothing; up to there revisions
 // read back exact.
 func TestRevisionLimit(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := e.ctx
 		f := importedFlow(e, StatusRunning, nil, false)
-		f.Revision = MaxRevision
+		f.Revision = maxRevision
 		must(t, try(e.store.InsertFlow(ctx, f)))
 		w := importedFlow(e, StatusWaiting, json.RawMessage(`{"kind":"external_event","topic":"rl","correlation_id":"1"}`), false)
-		w.Revision = MaxRevision
+		w.Revision = maxRevision
 		must(t, try(e.store.InsertFlow(ctx, w)))
 		before := e.dump()
 		for name, call := range map[string]func() error{
@@ -302,34 +302,34 @@ func TestRevisionLimit(t *testing.T) {
 			},
 		} {
 			if err := call(); !errors.Is(err, ErrRevisionLimit) || !errors.Is(err, ErrInvalidData) {
-				t.Errorf("%s at MaxRevision: %v, want ErrRevisionLimit", name, err)
+				t.Errorf("%s at maxRevision: %v, want ErrRevisionLimit", name, err)
 			}
 		}
 		if after := e.dump(); !reflect.DeepEqual(before, after) {
 			t.Fatal("a refused change wrote something")
 		}
-		if got := must(t, try(e.m.Get(ctx, f.ID))); got.Revision != MaxRevision {
-			t.Fatalf("revision %d, want %d", got.Revision, int64(MaxRevision))
+		if got := must(t, try(e.m.Get(ctx, f.ID))); got.Revision != maxRevision {
+			t.Fatalf("revision %d, want %d", got.Revision, int64(maxRevision))
 		}
 		// Two below the limit: a change lands, exact.
 		g := importedFlow(e, StatusRunning, nil, false)
-		g.Revision = MaxRevision - 2
+		g.Revision = maxRevision - 2
 		must(t, try(e.store.InsertFlow(ctx, g)))
 		got := must(t, try(e.m.UpdateState(ctx, g.ID, map[string]int{"n": 1}, "")))
-		if got.Revision != MaxRevision-1 {
-			t.Fatalf("revision %d, want %d", got.Revision, int64(MaxRevision-1))
+		if got.Revision != maxRevision-1 {
+			t.Fatalf("revision %d, want %d", got.Revision, int64(maxRevision-1))
 		}
 		evs := must(t, try(e.m.ListEvents(ctx, g.ID, 10)))
-		if evs[0].Revision != MaxRevision-1 {
+		if evs[0].Revision != maxRevision-1 {
 			t.Fatalf("event revision %d", evs[0].Revision)
 		}
 		if _, err := e.m.UpdateState(ctx, g.ID, map[string]int{"n": 2}, ""); !errors.Is(err, ErrRevisionLimit) {
-			t.Fatalf("a change at MaxRevision-1: %v", err)
+			t.Fatalf("a change at maxRevision-1: %v", err)
 		}
 		h := importedFlow(e, StatusRunning, nil, false)
-		h.Revision = MaxRevision + 1
+		h.Revision = maxRevision + 1
 		if _, err := e.store.InsertFlow(ctx, h); !errors.Is(err, ErrInvalidData) {
-			t.Fatalf("insert over MaxRevision: %v", err)
+			t.Fatalf("insert over maxRevision: %v", err)
 		}
 		requireVerifyClean(t, e.m)
 	})
@@ -344,7 +344,7 @@ func TestRevisionLimit(t *testing.T) {
 func TestEventLabelsAreBounded(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := e.ctx
-		label := strings.Repeat("x", MaxLabelBytes+1)
+		label := strings.Repeat("x", defaultLabelBytes+1)
 		f := e.runningFlow(t)
 		w := e.waitingFlow(t, WaitManual())
 		imp := importedFlow(e, StatusWaiting, json.RawMessage(`{"kind":"external_event","topic":"t","correlation_id":"`+label+`"}`), false)
@@ -403,7 +403,7 @@ func TestEventLabelsAreBounded(t *testing.T) {
 			t.Fatal("a refused call changed Redis")
 		}
 		// At the bound: taken.
-		at := strings.Repeat("y", MaxLabelBytes)
+		at := strings.Repeat("y", defaultLabelBytes)
 		must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent(at, at))))
 		// A bridge message over the bound (written by another producer)
 		// is dropped as malformed: nothing is kept for it.

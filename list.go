@@ -15,7 +15,7 @@ import (
 // Limits of a list page.
 const (
 	DefaultListLimit = 100
-	MaxListLimit     = 1000
+	maxListLimit     = 1000
 )
 
 // ListOption adjusts a list call.
@@ -86,8 +86,8 @@ func (s *RedisStore) listIndex(ctx context.Context, keys []string, desc bool, op
 	if cfg.limit < 1 {
 		cfg.limit = DefaultListLimit
 	}
-	if cfg.limit > MaxListLimit {
-		cfg.limit = MaxListLimit
+	if cfg.limit > maxListLimit {
+		cfg.limit = maxListLimit
 	}
 	var after *indexEntry
 	if cfg.cursor != "" {
@@ -184,7 +184,7 @@ func (s *RedisStore) readShards(ctx context.Context, keys []string, desc bool, a
 
 // listAllOrPage returns the page opts describe when there are options,
 // and otherwise every flow of the listing, following the cursors with
-// pages of MaxListLimit. A flow that changes index meanwhile may be
+// pages of maxListLimit. A flow that changes index meanwhile may be
 // missed or seen twice, as with any paged reading; it is returned once.
 func listAllOrPage(ctx context.Context, opts []ListOption, page func(...ListOption) (*FlowPage, error)) ([]*Flow, error) {
 	if len(opts) > 0 {
@@ -198,7 +198,7 @@ func listAllOrPage(ctx context.Context, opts []ListOption, page func(...ListOpti
 	seen := map[uuid.UUID]bool{}
 	cursor := ""
 	for {
-		p, err := page(WithLimit(MaxListLimit), WithCursor(cursor))
+		p, err := page(WithLimit(maxListLimit), WithCursor(cursor))
 		if err != nil {
 			return nil, err
 		}

@@ -12,8 +12,8 @@ import (
 // pages; with options they return one page.
 func TestListWithoutOptionsReturnsAll(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		// More than one internal page of MaxListLimit.
-		const n = MaxListLimit + 25
+		// More than one internal page of maxListLimit.
+		const n = maxListLimit + 25
 		var wg sync.WaitGroup
 		errs := make(chan error, n)
 		for w := 0; w < 8; w++ {

@@ -80,7 +80,7 @@ func (m *Manager) StartRunning(ctx context.Context, id uuid.UUID, opts ...Mutati
 // WaitCondition or its JSON (json.RawMessage, []byte, or any value that
 // marshals to it). A timer is indexed by deadline and an external event by
 // topic and correlation id, in the same script. JSON is stored as given
-// (surrounding white space aside, at most MaxWaitBytes): extra fields such
+// (surrounding white space aside, at most 64 KiB): extra fields such
 // as "reason" stay, and a timer's "at" keeps its zone. A wait of a kind
 // the engine does not know is kept and acts as a manual wait: only an
 // explicit Resume ends it. A missing kind, a timer without an RFC 3339
@@ -263,7 +263,7 @@ func (m *Manager) ListEvents(ctx context.Context, flowID uuid.UUID, limit int) (
 }
 
 // ListByOwner returns an owner's flows, newest created first. Without
-// options it returns all of them, read page by page (MaxListLimit flows
+// options it returns all of them, read page by page (1000 flows
 // a round of reads), however many there are; with options (WithLimit,
 // WithCursor) it returns the one page they describe. Use ListByOwnerPage
 // for the cursor of the next page.

@@ -243,5 +243,5 @@ func TestFailAtStateCap(t *testing.T) {
 		if got.Status != StatusFailed || !strings.Contains(string(got.State), "out of room") {
 			t.Fatalf("failed flow: %s %s", got.Status, got.State)
 		}
-	}, WithMaxStateBytes(1010))
+	}, WithLimits(Limits{StateBytes: 1010}))
 }

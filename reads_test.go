@@ -37,5 +37,5 @@ func TestEventCap(t *testing.T) {
 		if len(evs) != 4 || evs[0].ID != "12" || evs[0].Revision != f.Revision {
 			t.Fatalf("capped log: %d events, newest %+v", len(evs), evs[0])
 		}
-	}, WithEventCap(4))
+	}, WithLimits(Limits{EventsPerFlow: 4}))
 }

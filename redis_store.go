@@ -15,12 +15,12 @@ import (
 
 // Defaults of a RedisStore's options.
 const (
-	DefaultPrefix        = "taskflow"
-	DefaultShards        = 16
-	DefaultEventCap      = 1000
-	DefaultMaxStateBytes = 1 << 20
-	MaxShards            = 4096
+	DefaultPrefix = "taskflow"
+	DefaultShards = 16
 )
+
+// maxShards is the most shards a flow space is split into (WithShards).
+const maxShards = 4096
 
 // RedisStore keeps a flow space in Redis. It is safe for concurrent use by
 // any number of goroutines, and any number of processes may open stores on
@@ -31,8 +31,8 @@ type RedisStore struct {
 	keys     keyspace
 	scripts  *scripts
 	now      func() time.Time
-	eventCap int
-	maxState int
+	eventCap int         // limits.EventsPerFlow
+	maxState int         // limits.StateBytes
 	limits   Limits      // WithLimits, defaults filled in
 	early    earlyConfig // the mailbox for early events (mailbox.go)
 
@@ -59,14 +59,12 @@ type RedisStore struct {
 type StoreOption func(*storeConfig)
 
 type storeConfig struct {
-	prefix   string
-	shards   int
-	now      func() time.Time
-	eventCap int
-	maxState int
-	limits   Limits
-	early    earlyConfig
-	obs      *Observer
+	prefix string
+	shards int
+	now    func() time.Time
+	limits Limits
+	early  earlyConfig
+	obs    *Observer
 
 	replicas    int
 	replTimeout time.Duration
@@ -82,7 +80,8 @@ func WithPrefix(prefix string) StoreOption {
 // WithShards sets how many shards the flow space's indexes are split into
 // (default 16, from 1 to 4096). Every process sharing a flow space must
 // use the same count: a flow's keys are found from its id's last 8 hex
-// digits modulo the count (RedisStore.ShardOf). More shards spread a Redis Cluster's load over more slots; fewer
+// digits modulo the count (RedisStore.ShardOf). More shards spread a
+// Redis Cluster's load over more slots; fewer
 // make lists and ticks cheaper (they visit every shard).
 func WithShards(n int) StoreOption {
 	return func(c *storeConfig) { c.shards = n }
@@ -95,21 +94,6 @@ func WithClock(now func() time.Time) StoreOption {
 	return func(c *storeConfig) { c.now = now }
 }
 
-// WithEventCap sets how many audit events are kept per flow, newest first
-// (default 1000; 0 keeps every event). The log is also bounded in bytes
-// (Limits.EventBytes, 1 MiB by default): whichever bound is met first
-// drops the oldest entries.
-func WithEventCap(n int) StoreOption {
-	return func(c *storeConfig) { c.eventCap = n }
-}
-
-// WithMaxStateBytes caps the size of a flow's state and of any one patch,
-// in bytes of compact JSON (default 1 MiB). Larger writes fail with
-// ErrInvalidData and change nothing.
-func WithMaxStateBytes(n int) StoreOption {
-	return func(c *storeConfig) { c.maxState = n }
-}
-
 // NewRedisStore returns a store on client. The client may be a
 // *redis.Client, a *redis.ClusterClient, a failover client or a ring of
 // one; the store does not close it.
@@ -118,12 +102,10 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 		return nil, fmt.Errorf("%w: nil redis client", ErrInvalidData)
 	}
 	cfg := storeConfig{
-		prefix:   DefaultPrefix,
-		shards:   DefaultShards,
-		now:      time.Now,
-		eventCap: DefaultEventCap,
-		maxState: DefaultMaxStateBytes,
-		early:    defaultEarlyConfig(),
+		prefix: DefaultPrefix,
+		shards: DefaultShards,
+		now:    time.Now,
+		early:  defaultEarlyConfig(),
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -131,14 +113,8 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 	if err := validatePrefix(cfg.prefix); err != nil {
 		return nil, err
 	}
-	if cfg.shards < 1 || cfg.shards > MaxShards {
-		return nil, fmt.Errorf("%w: shard count %d is outside 1..%d", ErrInvalidData, cfg.shards, MaxShards)
-	}
-	if cfg.eventCap < 0 {
-		return nil, fmt.Errorf("%w: event cap %d is negative", ErrInvalidData, cfg.eventCap)
-	}
-	if cfg.maxState < 1 {
-		return nil, fmt.Errorf("%w: state size limit %d is not positive", ErrInvalidData, cfg.maxState)
+	if cfg.shards < 1 || cfg.shards > maxShards {
+		return nil, fmt.Errorf("%w: shard count %d is outside 1..%d", ErrInvalidData, cfg.shards, maxShards)
 	}
 	if cfg.replicas < 0 || (cfg.replicas > 0 && cfg.replTimeout <= 0) {
 		return nil, fmt.Errorf("%w: replica acks %d with timeout %s", ErrInvalidData, cfg.replicas, cfg.replTimeout)
@@ -165,8 +141,8 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 		idemSpace:   flowSpaceNamespace(cfg.prefix),
 		scripts:     sc,
 		now:         cfg.now,
-		eventCap:    cfg.eventCap,
-		maxState:    cfg.maxState,
+		eventCap:    limits.EventsPerFlow,
+		maxState:    limits.StateBytes,
 		limits:      limits,
 		early:       cfg.early,
 		obs:         cfg.obs,

@@ -97,5 +97,5 @@ func TestUnmergeableEventFailsTheFlow(t *testing.T) {
 		if got.Status != StatusFailed || !strings.Contains(string(got.State), "could not be merged") {
 			t.Fatalf("flow after an unmergeable event: %s %s", got.Status, got.State)
 		}
-	}, WithMaxStateBytes(1010))
+	}, WithLimits(Limits{StateBytes: 1010}))
 }

@@ -19,9 +19,9 @@ const (
 	DefaultRetryMaxAttempts = 5
 	DefaultRetryBase        = time.Second
 	DefaultRetryCap         = 5 * time.Minute
-	// MaxRetryCauseBytes caps the cause RetryLater records (longer
+	// maxRetryCauseBytes caps the cause RetryLater records (longer
 	// ones are cut at a character boundary).
-	MaxRetryCauseBytes = 1024
+	maxRetryCauseBytes = 1024
 )
 
 // RetryPolicy says how Manager.RetryLater backs off. The zero value is
@@ -65,8 +65,8 @@ func (p RetryPolicy) withDefaults() (RetryPolicy, error) {
 	switch {
 	case p.MaxAttempts < 0:
 		return p, fmt.Errorf("%w: retry policy: max attempts %d is negative", ErrInvalidData, p.MaxAttempts)
-	case p.MaxAttempts > MaxRevision:
-		return p, fmt.Errorf("%w: retry policy: max attempts %d is over %d (MaxRevision)", ErrInvalidData, p.MaxAttempts, MaxRevision)
+	case p.MaxAttempts > maxRevision:
+		return p, fmt.Errorf("%w: retry policy: max attempts %d is over %d, the most a flow counts to", ErrInvalidData, p.MaxAttempts, maxRevision)
 	case p.Base < 0 || p.Cap < 0:
 		return p, fmt.Errorf("%w: retry policy: negative base %s or cap %s", ErrInvalidData, p.Base, p.Cap)
 	case p.Cap < p.Base:
@@ -116,7 +116,7 @@ func (e *attemptsMoved) Error() string {
 // {"attempt","max_attempts","error","backoff_ms"}. The attempt that reaches MaxAttempts fails the flow instead,
 // with the reason "gave up after <m> attempts: <cause>" (merged into the
 // state as by Fail); check the returned flow's Status. cause is required
-// and cut to MaxRetryCauseBytes. A flow that is not running is refused
+// and cut to 1024 bytes. A flow that is not running is refused
 // as by SetWaiting, and WithLease and IfRevision fence it as any
 // mutation. It costs two round trips (the count is read first) and
 // retries by itself when another writer moved the count meanwhile.
@@ -125,7 +125,7 @@ func (m *Manager) RetryLater(ctx context.Context, id uuid.UUID, policy RetryPoli
 	if cause == "" {
 		return nil, fmt.Errorf("%w: a retry needs the cause of the failure", ErrInvalidData)
 	}
-	cause = truncateUTF8(cause, MaxRetryCauseBytes)
+	cause = truncateUTF8(cause, maxRetryCauseBytes)
 	p, err := policy.withDefaults()
 	if err != nil {
 		return nil, err

@@ -414,7 +414,7 @@ var refusals = []refusal{
 	{"COUNTLIMIT", func(id uuid.UUID, d string) error {
 		var rev, seq int64
 		_, _ = fmt.Sscanf(d, "%d %d", &rev, &seq)
-		return fmt.Errorf("%w: %w: flow %s is at revision %d, event id %d: a change would pass %d, the most a flow counts to (MaxRevision)", ErrInvalidData, ErrRevisionLimit, id, rev, seq, MaxRevision)
+		return fmt.Errorf("%w: %w: flow %s is at revision %d, event id %d: a change would pass %d, the most a flow counts to", ErrInvalidData, ErrRevisionLimit, id, rev, seq, maxRevision)
 	}},
 }
 
@@ -428,7 +428,7 @@ var refusalByCode = func() map[string]refusal {
 }()
 
 // luaPrelude renders Go's tables for the scripts ("--@include prelude"):
-// MAX_COUNT (MaxRevision),
+// MAX_COUNT (maxRevision),
 // PUBLISH ('SPUBLISH' on a cluster: sharded pub/sub keeps messages on the
 // slot's node), ERR (the refusal codes), S_<STATUS> (the status names),
 // STATUS (per status: index, the position of its index key in the flow
@@ -442,7 +442,7 @@ func luaPrelude(cluster bool) string {
 	} else {
 		b.WriteString("local PUBLISH = 'PUBLISH'\n")
 	}
-	fmt.Fprintf(&b, "local MAX_COUNT = %d\n", MaxRevision)
+	fmt.Fprintf(&b, "local MAX_COUNT = %d\n", maxRevision)
 	b.WriteString("local ERR = {")
 	codes := make([]string, 0, len(refusals))
 	for _, r := range refusals {

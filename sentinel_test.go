@@ -694,7 +694,7 @@ func runFailover(t *testing.T, opts ...StoreOption) failoverFigures {
 	// Drain: the workers finish every created flow still queued.
 	drainEnd := time.Now().Add(failoverDrain)
 	for time.Now().Before(drainEnd) {
-		page, err := m.ListByStatusPage(ctx, StatusRunning, WithLimit(MaxListLimit))
+		page, err := m.ListByStatusPage(ctx, StatusRunning, WithLimit(maxListLimit))
 		if err == nil {
 			left := 0
 			for _, f := range page.Flows {

@@ -109,7 +109,7 @@ func TestStepObservedEventNamesRuntime(t *testing.T) {
 	})
 }
 
-// A flow holds at most MaxStepsPerFlow steps: a new run id beyond it is
+// A flow holds at most defaultStepsPerFlow steps: a new run id beyond it is
 // refused by both ways of adding a step and writes nothing; a step
 // already recorded is still updated.
 func TestStepsPerFlowAreBounded(t *testing.T) {
@@ -118,7 +118,7 @@ func TestStepsPerFlowAreBounded(t *testing.T) {
 		f := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
 		// Fill to the cap through the store's InsertStep (one script each,
 		// pipelined by nothing: the cap is what is tested, not speed).
-		for i := 0; i < MaxStepsPerFlow; i++ {
+		for i := 0; i < defaultStepsPerFlow; i++ {
 			if err := e.store.InsertStep(ctx, &FlowStep{ID: uuid.New(), FlowID: f.ID, Runtime: RuntimeManaged,
 				RunID: fmt.Sprintf("run-%d", i), Status: StepSucceeded}); err != nil {
 				t.Fatalf("step %d: %v", i, err)

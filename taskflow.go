@@ -132,7 +132,7 @@ type CreateManagedInput struct {
 	// State is the initial state: nil means {}; a json.RawMessage or []byte
 	// is used as is (it must be valid JSON); anything else is marshalled.
 	State any `json:"state_json"`
-	// IdempotencyKey, when not empty (at most MaxIdempotencyKeyBytes),
+	// IdempotencyKey, when not empty (at most 1024 bytes),
 	// makes the create idempotent in the flow space: the flow's id is
 	// derived from the key (RedisStore.IdempotentFlowID, a version 5
 	// UUID), and a second CreateManaged or CreateMirrored with the same

@@ -16,9 +16,9 @@ import (
 // The engine's tick: due timers, cancel requests of waiting flows and
 // expired leases, in rounds of one pipeline per shard group.
 
-// MaxTickRounds bounds one tick: at most this many rounds, each taking
+// maxTickRounds bounds one tick: at most this many rounds, each taking
 // at most one batch of each index from every shard.
-const MaxTickRounds = 1000
+const maxTickRounds = 1000
 
 // TickReport counts what one tick did. Scanned is Resumed + Cancelled +
 // StillWaiting + Errors: StillWaiting is the number of waiting flows after
@@ -39,7 +39,7 @@ type TickReport struct {
 	// shard, or cannot be read (the last also counts in Errors; Verify
 	// reports such a flow). Not part of Scanned.
 	Dropped int `json:"dropped"`
-	// Truncated is true when the tick stopped after MaxTickRounds rounds
+	// Truncated is true when the tick stopped after 1000 rounds
 	// with entries still due; the next tick takes them.
 	Truncated bool `json:"truncated,omitempty"`
 	// EarlyRedriven counts kept events whose delivery to a waiting flow
@@ -68,7 +68,7 @@ func (e *WaitEngine) Tick(ctx context.Context) TickReport {
 // cancel-requested one is cancelled instead), and expired leases end.
 // External-event and manual waits are left alone. Index entries the tick
 // cannot act on are removed (TickReport.Dropped), so a tick always ends,
-// after at most MaxTickRounds rounds.
+// after at most 1000 rounds.
 func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) (rep TickReport) {
 	if o := e.s.obs; o != nil && o.Tick != nil {
 		defer observeTick(ctx, o, time.Now(), &rep)
@@ -89,7 +89,7 @@ func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) (rep TickReport)
 	}
 	active := shards
 	for round := 0; len(active) > 0 && ctx.Err() == nil; round++ {
-		if round == MaxTickRounds {
+		if round == maxTickRounds {
 			rep.Truncated = true
 			break
 		}

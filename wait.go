@@ -148,9 +148,9 @@ func ParseWaitCondition(raw json.RawMessage) (WaitCondition, error) {
 	return w, nil
 }
 
-// MaxWaitBytes caps the size of a wait condition's JSON as stored: it is
+// maxWaitBytes caps the size of a wait condition's JSON as stored: it is
 // kept in the flow record and repeated in the waiting event.
-const MaxWaitBytes = 64 << 10
+const maxWaitBytes = 64 << 10
 
 // waitFromAny turns SetWaiting's argument into a validated wait_json and
 // its index entries. A json.RawMessage or []byte is kept as given (less
@@ -224,8 +224,8 @@ func parseStoredWait(raw json.RawMessage) (WaitCondition, error) {
 // included: the engine reads only what it indexes.
 func waitIndexArgs(id uuid.UUID, raw json.RawMessage) (waitArgs, error) {
 	raw = bytes.TrimSpace(raw)
-	if len(raw) > MaxWaitBytes {
-		return waitArgs{}, fmt.Errorf("%w: wait condition is %d bytes, over the limit of %d", ErrInvalidData, len(raw), MaxWaitBytes)
+	if len(raw) > maxWaitBytes {
+		return waitArgs{}, fmt.Errorf("%w: wait condition is %d bytes, over the limit of %d", ErrInvalidData, len(raw), maxWaitBytes)
 	}
 	if !json.Valid(raw) {
 		return waitArgs{}, fmt.Errorf("%w: wait condition is not valid JSON", ErrInvalidData)

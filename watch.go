@@ -15,12 +15,12 @@ import (
 // per shard (watchHub): a thousand watches of one process cost Redis one
 // connection per shard they touch, not a thousand.
 
-// WatchBacklog is how many events a watch holds for a consumer that does
+// watchBacklog is how many events a watch holds for a consumer that does
 // not keep up. A consumer that falls further behind loses its watch: the
 // channel closes (after the events it holds), as when ctx ends, so that
 // one slow consumer never holds up the others or the process's memory.
 // Its events stay in ListEvents.
-const WatchBacklog = 10_000
+const watchBacklog = 10_000
 
 // Watch streams the audit events of one flow as they are appended, until
 // ctx ends (then the channel is closed). It is a live view built on the
@@ -33,7 +33,7 @@ const WatchBacklog = 10_000
 // Every Watch and WatchAll of a Manager shares one subscription per shard
 // (one Redis connection each), opened by the first watch of the shard
 // and closed with its last. The channel also closes when the consumer
-// falls WatchBacklog events behind, and when the Manager is closed.
+// falls 10,000 events behind, and when the Manager is closed.
 func (m *Manager) Watch(ctx context.Context, flowID uuid.UUID) (<-chan *FlowEvent, error) {
 	if err := m.store.checkLayout(ctx); err != nil {
 		return nil, err
@@ -90,16 +90,16 @@ type watcher struct {
 
 	mu    sync.Mutex
 	queue []*FlowEvent
-	ended bool // fell WatchBacklog behind, or the manager was closed
+	ended bool // fell watchBacklog behind, or the manager was closed
 }
 
-// push queues an event, or ends the watcher when it is WatchBacklog
+// push queues an event, or ends the watcher when it is watchBacklog
 // behind. It never blocks: it is called by the shard's reader.
 func (w *watcher) push(ev *FlowEvent) {
 	w.mu.Lock()
 	switch {
 	case w.ended:
-	case len(w.queue) >= WatchBacklog:
+	case len(w.queue) >= watchBacklog:
 		w.ended = true
 	default:
 		e := *ev // each watcher its own copy

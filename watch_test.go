@@ -154,13 +154,13 @@ func TestWatchesShareOneSubscriptionPerShard(t *testing.T) {
 	})
 }
 
-// TestWatchBacklog: a consumer that falls WatchBacklog events behind gets
+// TestWatchBacklog: a consumer that falls watchBacklog events behind gets
 // what was held for it, then its channel closes; it never blocks the
 // shard's reader (push returns at once).
 func TestWatchBacklog(t *testing.T) {
 	w := &watcher{out: make(chan *FlowEvent), wake: make(chan struct{}, 1)}
 	id := uuid.New()
-	for i := range WatchBacklog + 5 {
+	for i := range watchBacklog + 5 {
 		w.push(&FlowEvent{FlowID: id, ID: strconv.Itoa(i)})
 	}
 	done := make(chan struct{})
@@ -177,7 +177,7 @@ func TestWatchBacklog(t *testing.T) {
 		n++
 	}
 	<-done
-	if n != WatchBacklog {
-		t.Fatalf("got %d events, want the %d held", n, WatchBacklog)
+	if n != watchBacklog {
+		t.Fatalf("got %d events, want the %d held", n, watchBacklog)
 	}
 }

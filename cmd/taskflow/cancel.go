@@ -37,8 +37,8 @@ func cmdCancel(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(*reason) > taskflow.MaxAuditText || len(*actor) > taskflow.MaxAuditText {
-		return usagef("--reason and --actor take at most %d bytes", taskflow.MaxAuditText)
+	if len(*reason) > maxAuditText || len(*actor) > maxAuditText {
+		return usagef("--reason and --actor take at most %d bytes", maxAuditText)
 	}
 	m, id, err := c.flowArgParsed(ctx, pos)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -148,6 +149,15 @@ func wantsJSON(args []string) bool {
 
 // lineWidth is where help text wraps.
 const lineWidth = 80
+
+// Bounds the library states in its doc comments, checked here first so
+// that a flag out of range is a usage error, not a failed call.
+const (
+	maxAuditText = 1024                   // taskflow.WithAudit: actor and reason, in bytes
+	maxListLimit = 1000                   // taskflow.WithLimit: flows per page
+	maxShards    = 4096                   // taskflow.WithShards
+	minLease     = 100 * time.Millisecond // taskflow.Manager.Claim and Extend: the shortest lease
+)
 
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "usage: taskflow <verb> [flags] [args]")
@@ -336,8 +346,8 @@ func (c *cli) parse(args []string) ([]string, error) {
 	if c.envErr != nil {
 		return nil, c.envErr
 	}
-	if c.shards < 1 || c.shards > taskflow.MaxShards {
-		return nil, usagef("--shards %d is outside 1..%d", c.shards, taskflow.MaxShards)
+	if c.shards < 1 || c.shards > maxShards {
+		return nil, usagef("--shards %d is outside 1..%d", c.shards, maxShards)
 	}
 	return pos, nil
 }

@@ -190,7 +190,7 @@ func (r *flowRun) handoff(ctx context.Context) error {
 // ready queue. When it wakes after the expiry it tries the write it was
 // about to make, which the lease must fence.
 func (r *flowRun) stall(ctx context.Context) error {
-	l, err := r.w.m.Extend(ctx, r.lease, taskflow.MinLease)
+	l, err := r.w.m.Extend(ctx, r.lease, minLease)
 	if err != nil {
 		return fmt.Errorf("extend: %w", err)
 	}

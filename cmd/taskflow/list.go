@@ -86,7 +86,7 @@ func cmdList(ctx context.Context, c *cli, args []string) error {
 	var statuses statusFilter
 	fs.Var(&statuses, "status", "only flows in `status` (repeatable, or a comma list)")
 	owner := fs.String("owner", "", "only flows of the owner session `key` (agent:<agent>:session:<session>)")
-	limit := fs.Int("limit", 50, "page size, 1.."+fmt.Sprint(taskflow.MaxListLimit))
+	limit := fs.Int("limit", 50, "page size, 1.."+fmt.Sprint(maxListLimit))
 	cursor := fs.String("cursor", "", "continue after the page that printed this `cursor`")
 	pos, err := c.parse(args)
 	if err != nil {
@@ -95,8 +95,8 @@ func cmdList(ctx context.Context, c *cli, args []string) error {
 	if err := c.wantArgs(pos); err != nil {
 		return err
 	}
-	if *limit < 1 || *limit > taskflow.MaxListLimit {
-		return usagef("--limit %d is outside 1..%d", *limit, taskflow.MaxListLimit)
+	if *limit < 1 || *limit > maxListLimit {
+		return usagef("--limit %d is outside 1..%d", *limit, maxListLimit)
 	}
 	m, err := c.connectExisting(ctx)
 	if err != nil {

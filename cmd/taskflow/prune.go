@@ -92,7 +92,7 @@ func (c *cli) pruneDryRun(ctx context.Context, m *taskflow.Manager, olderThan ti
 	out := dryRun{Cutoff: fmtTimeMs(cutoff), IDs: []string{}}
 	cursor := ""
 	for {
-		page, err := m.ListRecent(ctx, terminal, taskflow.WithLimit(taskflow.MaxListLimit), taskflow.WithCursor(cursor))
+		page, err := m.ListRecent(ctx, terminal, taskflow.WithLimit(maxListLimit), taskflow.WithCursor(cursor))
 		if err != nil {
 			return err
 		}

@@ -100,10 +100,10 @@ func TestRunLiveLine(t *testing.T) {
 	}
 	eachBackend(t, func(t *testing.T, e *testEnv) {
 		e.running(ownerA, "stalls")
-		if _, _, err := e.m.Claim(context.Background(), "test/cli", "w", taskflow.MinLease, taskflow.WithClaimWait(time.Second)); err != nil {
+		if _, _, err := e.m.Claim(context.Background(), "test/cli", "w", minLease, taskflow.WithClaimWait(time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(2 * taskflow.MinLease)
+		time.Sleep(2 * minLease)
 		line := strings.Join([]string{"timeout", "--preserve-status", "-s", "INT", "2", binPath, "run", "--interval", "100ms",
 			"--redis", shellQuote(e.url), "--prefix", e.prefix}, " ")
 		cmd := exec.Command("script", "-qec", line, "/dev/null")

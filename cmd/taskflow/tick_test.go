@@ -46,10 +46,10 @@ func TestTick(t *testing.T) {
 func TestTickShowsLeasesExpired(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e *testEnv) {
 		e.running(ownerA, "stalls")
-		if _, _, err := e.m.Claim(context.Background(), "test/cli", "w", taskflow.MinLease, taskflow.WithClaimWait(time.Second)); err != nil {
+		if _, _, err := e.m.Claim(context.Background(), "test/cli", "w", minLease, taskflow.WithClaimWait(time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(2 * taskflow.MinLease)
+		time.Sleep(2 * minLease)
 		r := e.run("tick").wantCode(t, 0)
 		if !strings.Contains(r.stdout, "leases_expired  1") {
 			t.Fatalf("tick:\n%s", r.stdout)

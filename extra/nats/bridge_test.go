@@ -316,7 +316,7 @@ func TestBridgeResumesFlows(t *testing.T) {
 				}
 				// A correlation id over the store's label bound: refused by
 				// PublishResume, dropped as malformed.
-				long := strings.Repeat("c", taskflow.MaxLabelBytes+1)
+				long := strings.Repeat("c", taskflow.DefaultLimits().LabelBytes+1)
 				if err := nc.Publish(n.subject, originalMessage(f.ID.String(), "mail.reply", long, nil)); err != nil {
 					t.Fatal(err)
 				}

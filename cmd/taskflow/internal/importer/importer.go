@@ -15,7 +15,7 @@
 // changes nothing and says so); a row that cannot be imported (JSON that
 // does not parse, an unknown status, a bad id or time, a bad step or
 // event of the flow, a string over the store's limits or not valid UTF-8,
-// two steps with one id, a revision over taskflow.MaxRevision) is
+// two steps with one id, a revision over the largest a flow holds, 10^14-1) is
 // reported with its id and the reason and skipped, nothing of that flow
 // is written, and the import goes on with the next row.
 //

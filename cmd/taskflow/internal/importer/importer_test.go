@@ -177,7 +177,7 @@ func buildFixture(t testing.TB, now time.Time) *fixture {
 	badEvent := add("bad-event", "finished", nil, 0, 2)
 	fx.events[badEvent.id] = append(fx.events[badEvent.id], eventRow{flowID: badEvent.id, kind: "finished", payload: `not json`, at: created})
 	fx.bad[badEvent.id] = "payload_json is not valid JSON"
-	add("huge-state", "running", nil, 0, 1).state = `{"blob":"` + strings.Repeat("x", taskflow.DefaultMaxStateBytes) + `"}`
+	add("huge-state", "running", nil, 0, 1).state = `{"blob":"` + strings.Repeat("x", taskflow.DefaultLimits().StateBytes) + `"}`
 	fx.bad[fx.names["huge-state"]] = "over the limit"
 	add("no-owner", "created", nil, 0, 1).owner = ""
 	fx.bad[fx.names["no-owner"]] = "owner_session_key is required"
@@ -382,7 +382,7 @@ func checkFlow(t *testing.T, e *env, fx *fixture, r *row) {
 		t.Fatal(err)
 	}
 	rows := fx.events[r.id]
-	keep := min(len(rows), taskflow.DefaultEventCap)
+	keep := min(len(rows), taskflow.DefaultLimits().EventsPerFlow)
 	if len(events) != keep {
 		t.Fatalf("flow %s: %d events, want the newest %d of %d rows", r.controller, len(events), keep, len(rows))
 	}
@@ -768,8 +768,8 @@ func TestImportRefusesRowsOverTheLimits(t *testing.T) {
 		for _, x := range e.client.LRange(e.ctx, e.prefixKeyOf(t, "events", long), 0, -1).Val() {
 			size += len(x)
 		}
-		if size > taskflow.DefaultEventBytes {
-			t.Fatalf("the long log holds %d bytes, over %d", size, taskflow.DefaultEventBytes)
+		if size > taskflow.DefaultLimits().EventBytes {
+			t.Fatalf("the long log holds %d bytes, over %d", size, taskflow.DefaultLimits().EventBytes)
 		}
 		if _, err := e.store.Get(e.ctx, uuid.MustParse(good)); err != nil {
 			t.Fatal(err)
