@@ -302,9 +302,9 @@ func (e *WaitEngine) readOnce(ctx context.Context, stream string) error {
 // consumer). It returns an error only when the message must stay pending
 // (Redis trouble); everything else is acknowledged.
 func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessage, claimed bool) (herr error) {
-	var ev *BridgeEvent
+	var ev *bridgeEvent
 	if o := e.s.obs; o != nil && o.Bridge != nil {
-		ev = &BridgeEvent{MessageID: msg.ID, Claimed: claimed, Start: time.Now()}
+		ev = &bridgeEvent{MessageID: msg.ID, Claimed: claimed, Start: time.Now()}
 		defer observeBridge(ctx, o, ev, &herr)
 	}
 	req, perr := parseBridgeMessage(msg)

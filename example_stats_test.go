@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/observe"
 )
 
 // Stats says what the flow space is doing, and an Observer counts what
@@ -26,7 +27,7 @@ func ExampleManager_Stats() {
 	defer client.Close()
 
 	var refused atomic.Int64
-	obs := &taskflow.Observer{Op: func(_ context.Context, ev taskflow.OpEvent) {
+	obs := &observe.Observer{Op: func(_ context.Context, ev observe.Op) {
 		if ev.Code != "" && ev.Code != "ERROR" {
 			refused.Add(1)
 		}

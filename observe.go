@@ -8,111 +8,41 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/observe"
 )
 
-// Observer receives what a flow space does, so a metrics or tracing
-// system can plug in without taskflow depending on it (extra/otel and
-// extra/prometheus are two). Set it with WithObserver; every field is
-// optional. The functions are called synchronously, after the fact, on
-// the goroutine that did the work: they must be quick and safe for
-// concurrent use, and must not call back into the store.
-type Observer struct {
-	// Op is called after every run of a mutation script (create,
-	// transition, update_state, request_cancel, write_flow, record_step,
-	// insert_step, claim, extend_lease, release_lease, expire_lease,
-	// prune_flow), whether it applied, was refused or failed.
-	Op func(ctx context.Context, ev OpEvent)
-	// Tick is called after every engine tick.
-	Tick func(ctx context.Context, ev TickEvent)
-	// Claim is called after every Claim call, whether it leased a flow,
-	// found none within its wait, or failed.
-	Claim func(ctx context.Context, ev ClaimEvent)
-	// Bridge is called after the resume bridge handled one message
-	// (acknowledged it, or left it pending after a transient error).
-	Bridge func(ctx context.Context, ev BridgeEvent)
-	// TraceParent, when set, returns the W3C traceparent of the call
-	// creating a flow (from ctx); a non-empty value is kept in the flow
-	// record (Flow.TraceParent) so later work on the flow can link back.
-	TraceParent func(ctx context.Context) string
-}
-
-// OpEvent describes one script run.
-type OpEvent struct {
-	// Op is the script's name, e.g. "transition" (bounded: one per script).
-	Op string
-	// Event is the audit event kind the mutation appends when it is known
-	// before the run ("started", "resumed", "waiting", ...); "" otherwise.
-	Event string
-	// WaitKind, on a resume, says what resumed the flow: "timer" (a
-	// tick), "external_event" (a matching event) or "manual" (a direct
-	// Resume call); "" on other operations.
-	WaitKind string
-	// FlowID is the flow the script ran on.
-	FlowID uuid.UUID
-	// Flow is the flow record the script returned (its state may be nil),
-	// nil when it was refused, failed, or returns no flow.
-	Flow *Flow
-	// Code is "" when the script applied; else the refusal code
-	// (NOTFOUND, REVISION, TERMINAL, CANCELPENDING, ILLEGAL, TOOLARGE,
-	// NOMATCH, EXISTS, DUPSTEP, IMMUTABLE, LEASELOST, BADWAIT) or "ERROR"
-	// for anything else (Redis unreachable, a timeout).
-	Code string
-	// Err is the error the caller got (nil when Code is "").
-	Err error
-	// Start is when the run started, Duration how long it took (the
-	// round trip included).
-	Start    time.Time
-	Duration time.Duration
-}
-
-// TickEvent describes one engine tick.
-type TickEvent struct {
-	Report   TickReport
-	Start    time.Time
-	Duration time.Duration
-}
-
-// ClaimEvent describes one Claim call.
-type ClaimEvent struct {
-	ControllerID string
-	WorkerID     string
-	// Flow and Lease are what was claimed, nil when nothing was.
-	Flow  *Flow
-	Lease *Lease
-	Err   error
-	// Start is when Claim was called; Duration includes its wait.
-	Start    time.Time
-	Duration time.Duration
-}
-
-// BridgeEvent describes one resume-bridge message.
-type BridgeEvent struct {
-	// MessageID is the stream entry's id.
-	MessageID string
-	// FlowID is the request's flow (uuid.Nil for a by-correlation one).
-	FlowID uuid.UUID
-	Topic  string
-	// Outcome is "resumed" (at least one flow), "nomatch" (none waiting),
-	// "malformed", "failed" (a permanent error, acknowledged) or "retry"
-	// (a transient error: the message stays pending).
-	Outcome string
-	// Resumed lists the flows the message resumed.
-	Resumed []*Flow
-	// Claimed is true for a message taken over from a quiet consumer.
-	Claimed  bool
-	Err      error
-	Start    time.Time
-	Duration time.Duration
-}
-
-// WithObserver sets the store's observer (default none). A nil observer,
+// WithObserver sets the store's observer (default none): its hooks see
+// every mutation script, tick, Claim and resume-bridge message, and may
+// give new flows a trace parent (see package observe). A nil observer,
 // or none, costs nothing: no clock read, no allocation.
-func WithObserver(o *Observer) StoreOption {
+func WithObserver(o *observe.Observer) StoreOption {
 	return func(c *storeConfig) { c.obs = o }
 }
 
 // Observer returns the store's observer, nil when none.
-func (s *RedisStore) Observer() *Observer { return s.obs }
+func (s *RedisStore) Observer() *observe.Observer { return s.obs }
+
+// observedFlow is what an observer learns of f (nil for nil).
+func observedFlow(f *Flow) *observe.Flow {
+	if f == nil {
+		return nil
+	}
+	return &observe.Flow{ID: f.ID, Status: string(f.Status), TraceParent: f.TraceParent}
+}
+
+// bridgeEvent is what the resume bridge knows of one message while it
+// handles it; observeBridge hands it to the observer.
+type bridgeEvent struct {
+	MessageID string
+	FlowID    uuid.UUID
+	Topic     string
+	Outcome   string
+	Resumed   []*Flow
+	Claimed   bool
+	Err       error
+	Start     time.Time
+}
 
 // opMeta is what a caller knows about a script run before it runs.
 type opMeta struct {
@@ -125,8 +55,8 @@ type opMeta struct {
 // raw is the script's error as Redis returned it, err what the caller
 // gets.
 func (s *RedisStore) observeOp(ctx context.Context, sc *script, meta opMeta, id uuid.UUID, start time.Time, f *Flow, raw, err error) {
-	ev := OpEvent{Op: sc.name, Event: string(meta.event), WaitKind: meta.waitKind, FlowID: id,
-		Flow: f, Err: err, Start: start, Duration: time.Since(start)}
+	ev := observe.Op{Op: sc.name, Event: string(meta.event), WaitKind: meta.waitKind, FlowID: id,
+		Flow: observedFlow(f), Err: err, Start: start, Duration: time.Since(start)}
 	if raw != nil {
 		ev.Flow = nil
 		ev.Code = refusalCode(raw)
@@ -229,23 +159,34 @@ func (s *RedisStore) tickMetas(kinds []entryKind) []opMeta {
 	return out
 }
 
-func observeTick(ctx context.Context, o *Observer, start time.Time, rep *TickReport) {
-	o.Tick(ctx, TickEvent{Report: *rep, Start: start, Duration: time.Since(start)})
+func observeTick(ctx context.Context, o *observe.Observer, start time.Time, rep *TickReport) {
+	o.Tick(ctx, observe.Tick{Scanned: rep.Scanned, Resumed: rep.Resumed, Cancelled: rep.Cancelled,
+		StillWaiting: rep.StillWaiting, Errors: rep.Errors, LeasesExpired: rep.LeasesExpired,
+		Dropped: rep.Dropped, Truncated: rep.Truncated, EarlyRedriven: rep.EarlyRedriven, Err: rep.Err,
+		Start: start, Duration: time.Since(start)})
 }
 
-func observeClaim(ctx context.Context, o *Observer, controllerID, workerID string, start time.Time, f **Flow, l **Lease, err *error) {
-	o.Claim(ctx, ClaimEvent{ControllerID: controllerID, WorkerID: workerID, Flow: *f, Lease: *l, Err: *err,
-		Start: start, Duration: time.Since(start)})
+func observeClaim(ctx context.Context, o *observe.Observer, controllerID, workerID string, start time.Time, f **Flow, l **Lease, err *error) {
+	ev := observe.Claim{ControllerID: controllerID, WorkerID: workerID, Flow: observedFlow(*f), Err: *err,
+		Start: start, Duration: time.Since(start)}
+	if *l != nil {
+		ev.LeaseExpiresAt = (*l).ExpiresAt
+	}
+	o.Claim(ctx, ev)
 }
 
 // observeBridge reports one bridge message; herr is what handle returned
 // (an error there means the message stays pending).
-func observeBridge(ctx context.Context, o *Observer, ev *BridgeEvent, herr *error) {
+func observeBridge(ctx context.Context, o *observe.Observer, ev *bridgeEvent, herr *error) {
 	if *herr != nil {
 		ev.Outcome, ev.Err = "retry", *herr
 	}
-	ev.Duration = time.Since(ev.Start)
-	o.Bridge(ctx, *ev)
+	out := observe.Bridge{MessageID: ev.MessageID, FlowID: ev.FlowID, Topic: ev.Topic, Outcome: ev.Outcome,
+		Claimed: ev.Claimed, Err: ev.Err, Start: ev.Start, Duration: time.Since(ev.Start)}
+	for _, f := range ev.Resumed {
+		out.Resumed = append(out.Resumed, observedFlow(f))
+	}
+	o.Bridge(ctx, out)
 }
 
 // bridgeOutcome names what a message's handling did.
@@ -289,56 +230,4 @@ func validTraceParent(tp string) bool {
 		}
 	}
 	return tp[:2] != "ff" && tp[3:35] != strings.Repeat("0", 32) && tp[36:52] != strings.Repeat("0", 16)
-}
-
-// JoinObservers returns an observer that calls each of obs in turn (nil
-// ones are skipped), e.g. OpenTelemetry and Prometheus together. Its
-// TraceParent is the first non-empty answer.
-func JoinObservers(obs ...*Observer) *Observer {
-	var list []*Observer
-	for _, o := range obs {
-		if o != nil {
-			list = append(list, o)
-		}
-	}
-	return &Observer{
-		Op: func(ctx context.Context, ev OpEvent) {
-			for _, o := range list {
-				if o.Op != nil {
-					o.Op(ctx, ev)
-				}
-			}
-		},
-		Tick: func(ctx context.Context, ev TickEvent) {
-			for _, o := range list {
-				if o.Tick != nil {
-					o.Tick(ctx, ev)
-				}
-			}
-		},
-		Claim: func(ctx context.Context, ev ClaimEvent) {
-			for _, o := range list {
-				if o.Claim != nil {
-					o.Claim(ctx, ev)
-				}
-			}
-		},
-		Bridge: func(ctx context.Context, ev BridgeEvent) {
-			for _, o := range list {
-				if o.Bridge != nil {
-					o.Bridge(ctx, ev)
-				}
-			}
-		},
-		TraceParent: func(ctx context.Context) string {
-			for _, o := range list {
-				if o.TraceParent != nil {
-					if tp := o.TraceParent(ctx); tp != "" {
-						return tp
-					}
-				}
-			}
-			return ""
-		},
-	}
 }

@@ -9,25 +9,27 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/observe"
 )
 
 // recorder keeps everything an Observer is told.
 type recorder struct {
 	mu     sync.Mutex
-	ops    []OpEvent
-	ticks  []TickEvent
-	claims []ClaimEvent
-	bridge []BridgeEvent
+	ops    []observe.Op
+	ticks  []observe.Tick
+	claims []observe.Claim
+	bridge []observe.Bridge
 }
 
 const testTraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
-func (r *recorder) observer() *Observer {
-	return &Observer{
-		Op:     func(_ context.Context, ev OpEvent) { r.mu.Lock(); r.ops = append(r.ops, ev); r.mu.Unlock() },
-		Tick:   func(_ context.Context, ev TickEvent) { r.mu.Lock(); r.ticks = append(r.ticks, ev); r.mu.Unlock() },
-		Claim:  func(_ context.Context, ev ClaimEvent) { r.mu.Lock(); r.claims = append(r.claims, ev); r.mu.Unlock() },
-		Bridge: func(_ context.Context, ev BridgeEvent) { r.mu.Lock(); r.bridge = append(r.bridge, ev); r.mu.Unlock() },
+func (r *recorder) observer() *observe.Observer {
+	return &observe.Observer{
+		Op:     func(_ context.Context, ev observe.Op) { r.mu.Lock(); r.ops = append(r.ops, ev); r.mu.Unlock() },
+		Tick:   func(_ context.Context, ev observe.Tick) { r.mu.Lock(); r.ticks = append(r.ticks, ev); r.mu.Unlock() },
+		Claim:  func(_ context.Context, ev observe.Claim) { r.mu.Lock(); r.claims = append(r.claims, ev); r.mu.Unlock() },
+		Bridge: func(_ context.Context, ev observe.Bridge) { r.mu.Lock(); r.bridge = append(r.bridge, ev); r.mu.Unlock() },
 		TraceParent: func(ctx context.Context) string {
 			tp, _ := ctx.Value(tpKey{}).(string)
 			return tp
@@ -38,7 +40,7 @@ func (r *recorder) observer() *Observer {
 type tpKey struct{}
 
 // opLine renders an op event for comparison.
-func opLine(ev OpEvent) string {
+func opLine(ev observe.Op) string {
 	s := ev.Op + "|" + ev.Event + "|" + ev.WaitKind + "|" + ev.Code + "|"
 	if ev.Flow != nil {
 		s += string(ev.Flow.Status)
@@ -110,10 +112,10 @@ func TestObserver(t *testing.T) {
 			t.Fatalf("ops:\n got %q\nwant %q", got, want)
 		}
 		rec.mu.Lock()
-		if len(rec.claims) < 2 || rec.claims[len(rec.claims)-1].WorkerID != "w2" || rec.claims[len(rec.claims)-1].Lease == nil {
+		if len(rec.claims) < 2 || rec.claims[len(rec.claims)-1].WorkerID != "w2" || rec.claims[len(rec.claims)-1].LeaseExpiresAt.IsZero() {
 			t.Errorf("claims %+v", rec.claims)
 		}
-		if n := len(rec.ticks); n < 2 || rec.ticks[n-1].Report.LeasesExpired != 1 || rec.ticks[n-2].Report.Resumed != 1 {
+		if n := len(rec.ticks); n < 2 || rec.ticks[n-1].LeasesExpired != 1 || rec.ticks[n-2].Resumed != 1 {
 			t.Errorf("ticks %+v", rec.ticks)
 		}
 		rec.mu.Unlock()
@@ -190,23 +192,3 @@ type redisErr string
 
 func (e redisErr) Error() string { return string(e) }
 func (redisErr) RedisError()     {}
-
-func TestJoinObservers(t *testing.T) {
-	a, b := &recorder{}, &recorder{}
-	bo := b.observer()
-	bo.TraceParent = nil
-	j := JoinObservers(nil, a.observer(), bo, &Observer{})
-	ctx := context.WithValue(context.Background(), tpKey{}, testTraceParent)
-	j.Op(ctx, OpEvent{Op: "create"})
-	j.Tick(ctx, TickEvent{})
-	j.Claim(ctx, ClaimEvent{})
-	j.Bridge(ctx, BridgeEvent{Outcome: "nomatch"})
-	for _, r := range []*recorder{a, b} {
-		if len(r.ops) != 1 || len(r.ticks) != 1 || len(r.claims) != 1 || len(r.bridge) != 1 {
-			t.Fatalf("joined observer reached %+v", r)
-		}
-	}
-	if got := j.TraceParent(ctx); got != testTraceParent {
-		t.Fatalf("trace parent %q", got)
-	}
-}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/observe"
 )
 
 // Defaults of a RedisStore's options.
@@ -52,7 +54,7 @@ type RedisStore struct {
 	laidOut atomic.Bool
 	// obs observes script runs, ticks, claims and bridge messages; nil
 	// when none (see WithObserver).
-	obs *Observer
+	obs *observe.Observer
 }
 
 // StoreOption configures a RedisStore.
@@ -64,7 +66,7 @@ type storeConfig struct {
 	now    func() time.Time
 	limits Limits
 	early  earlyConfig
-	obs    *Observer
+	obs    *observe.Observer
 
 	replicas    int
 	replTimeout time.Duration

@@ -1,7 +1,7 @@
 // Package tfotel traces and measures a taskflow flow space with
 // OpenTelemetry.
 //
-// NewObserver returns a taskflow.Observer (set it with
+// NewObserver returns an observe.Observer (set it with
 // taskflow.WithObserver) that makes a span for every mutation script
 // (create, transition, claim, ...), tick, Claim call and resume-bridge
 // message, and records metrics. Spans follow the OpenTelemetry semantic
@@ -33,6 +33,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/observe"
 )
 
 // ScopeName is the instrumentation scope of the tracer and meter.
@@ -102,7 +103,7 @@ var traceContext = propagation.TraceContext{}
 //
 // No metric has a flow id attribute. RegisterStats adds the flow space's
 // gauges (tick lag among them).
-func NewObserver(opts ...Option) (*taskflow.Observer, error) {
+func NewObserver(opts ...Option) (*observe.Observer, error) {
 	cfg := config{}
 	for _, o := range opts {
 		o(&cfg)
@@ -139,7 +140,7 @@ func NewObserver(opts ...Option) (*taskflow.Observer, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &taskflow.Observer{
+	return &observe.Observer{
 		Op: o.op, Tick: o.tick, Claim: o.claim, Bridge: o.bridge, TraceParent: TraceParent,
 	}, nil
 }
@@ -155,11 +156,19 @@ func TraceParent(ctx context.Context) string {
 // OriginLink returns the span link to the context that created f, and
 // false when f carries none.
 func OriginLink(f *taskflow.Flow) (trace.Link, bool) {
-	if f == nil || f.TraceParent == "" {
+	if f == nil {
+		return trace.Link{}, false
+	}
+	return originLink(f.TraceParent)
+}
+
+// originLink is OriginLink of a flow with trace parent tp.
+func originLink(tp string) (trace.Link, bool) {
+	if tp == "" {
 		return trace.Link{}, false
 	}
 	sc := trace.SpanContextFromContext(traceContext.Extract(context.Background(),
-		propagation.MapCarrier{"traceparent": f.TraceParent}))
+		propagation.MapCarrier{"traceparent": tp}))
 	if !sc.IsValid() {
 		return trace.Link{}, false
 	}
@@ -178,7 +187,7 @@ func (o *observer) span(ctx context.Context, name string, start time.Time, d tim
 	sp.End(trace.WithTimestamp(start.Add(d)))
 }
 
-func (o *observer) op(ctx context.Context, ev taskflow.OpEvent) {
+func (o *observer) op(ctx context.Context, ev observe.Op) {
 	opAttr := semconv.DBOperationName(ev.Op)
 	attrs := []attribute.KeyValue{semconv.DBSystemNameRedis, opAttr, AttrFlowID.String(ev.FlowID.String())}
 	if ev.Event != "" {
@@ -201,7 +210,7 @@ func (o *observer) op(ctx context.Context, ev taskflow.OpEvent) {
 	if ev.Flow != nil {
 		attrs = append(attrs, AttrFlowStatus.String(string(ev.Flow.Status)))
 		// The create span is a child of the creating context itself.
-		if l, ok := OriginLink(ev.Flow); ok && ev.Op != "create" {
+		if l, ok := originLink(ev.Flow.TraceParent); ok && ev.Op != "create" {
 			links = append(links, l)
 		}
 	}
@@ -220,8 +229,8 @@ func (o *observer) op(ctx context.Context, ev taskflow.OpEvent) {
 	}
 }
 
-func (o *observer) tick(ctx context.Context, ev taskflow.TickEvent) {
-	r := ev.Report
+func (o *observer) tick(ctx context.Context, ev observe.Tick) {
+	r := ev
 	o.span(ctx, "taskflow.tick", ev.Start, ev.Duration, trace.SpanKindInternal, []attribute.KeyValue{
 		attribute.Int("taskflow.tick.resumed", r.Resumed),
 		attribute.Int("taskflow.tick.cancelled", r.Cancelled),
@@ -233,7 +242,7 @@ func (o *observer) tick(ctx context.Context, ev taskflow.TickEvent) {
 	o.tickDur.Record(ctx, ev.Duration.Seconds())
 }
 
-func (o *observer) claim(ctx context.Context, ev taskflow.ClaimEvent) {
+func (o *observer) claim(ctx context.Context, ev observe.Claim) {
 	attrs := []attribute.KeyValue{AttrController.String(ev.ControllerID), AttrWorker.String(ev.WorkerID)}
 	outcome := "empty"
 	var links []trace.Link
@@ -244,7 +253,7 @@ func (o *observer) claim(ctx context.Context, ev taskflow.ClaimEvent) {
 	case ev.Flow != nil:
 		outcome = "claimed"
 		attrs = append(attrs, AttrFlowID.String(ev.Flow.ID.String()))
-		if l, ok := OriginLink(ev.Flow); ok {
+		if l, ok := originLink(ev.Flow.TraceParent); ok {
 			links = append(links, l)
 		}
 	}
@@ -253,7 +262,7 @@ func (o *observer) claim(ctx context.Context, ev taskflow.ClaimEvent) {
 	o.claims.Add(ctx, 1, metric.WithAttributes(AttrOutcome.String(outcome)))
 }
 
-func (o *observer) bridge(ctx context.Context, ev taskflow.BridgeEvent) {
+func (o *observer) bridge(ctx context.Context, ev observe.Bridge) {
 	attrs := []attribute.KeyValue{AttrOutcome.String(ev.Outcome), attribute.String("messaging.message.id", ev.MessageID),
 		AttrBridgeClaims.Bool(ev.Claimed)}
 	if ev.Topic != "" {
@@ -261,7 +270,7 @@ func (o *observer) bridge(ctx context.Context, ev taskflow.BridgeEvent) {
 	}
 	var links []trace.Link
 	for _, f := range ev.Resumed {
-		if l, ok := OriginLink(f); ok {
+		if l, ok := originLink(f.TraceParent); ok {
 			links = append(links, l)
 		}
 	}

@@ -4,7 +4,7 @@
 // space's Stats at scrape time (one Stats call per scrape: two pipelined
 // round trips, whatever the number of flows), so any process can serve
 // them, even one that runs no worker. Counters and histograms fed by a
-// taskflow.Observer (Collector.Observer, set on the process's store with
+// observe.Observer (Collector.Observer, set on the process's store with
 // taskflow.WithObserver): what this process did.
 //
 //	var store *taskflow.RedisStore
@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/observe"
 )
 
 // Namespace is the first part of every metric name.
@@ -170,9 +171,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 // Observer returns the observer that feeds the collector's counters; set
 // it on the store with taskflow.WithObserver.
-func (c *Collector) Observer() *taskflow.Observer {
-	return &taskflow.Observer{
-		Op: func(_ context.Context, ev taskflow.OpEvent) {
+func (c *Collector) Observer() *observe.Observer {
+	return &observe.Observer{
+		Op: func(_ context.Context, ev observe.Op) {
 			outcome := "ok"
 			switch ev.Code {
 			case "":
@@ -191,11 +192,11 @@ func (c *Collector) Observer() *taskflow.Observer {
 				c.expiries.Inc()
 			}
 		},
-		Tick: func(_ context.Context, ev taskflow.TickEvent) {
+		Tick: func(_ context.Context, ev observe.Tick) {
 			c.ticks.Inc()
 			c.tickDur.Observe(ev.Duration.Seconds())
 		},
-		Claim: func(_ context.Context, ev taskflow.ClaimEvent) {
+		Claim: func(_ context.Context, ev observe.Claim) {
 			outcome := "empty"
 			switch {
 			case ev.Err != nil:
@@ -205,7 +206,7 @@ func (c *Collector) Observer() *taskflow.Observer {
 			}
 			c.claims.WithLabelValues(outcome).Inc()
 		},
-		Bridge: func(_ context.Context, ev taskflow.BridgeEvent) {
+		Bridge: func(_ context.Context, ev observe.Bridge) {
 			c.bridge.WithLabelValues(ev.Outcome).Inc()
 		},
 	}

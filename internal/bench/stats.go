@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/observe"
 )
 
 // stats: Manager.Stats at a small and a large flow space (waiting flows
@@ -119,17 +120,17 @@ func (r *runner) stats(ctx context.Context) error {
 // store (nil: none).
 type HookVariant struct {
 	Name     string
-	Observer *taskflow.Observer
+	Observer *observe.Observer
 }
 
 // NoopObserver sets every hook of an Observer to a function that does
 // nothing: the cost of the calls themselves.
-func NoopObserver() *taskflow.Observer {
-	return &taskflow.Observer{
-		Op:          func(context.Context, taskflow.OpEvent) {},
-		Tick:        func(context.Context, taskflow.TickEvent) {},
-		Claim:       func(context.Context, taskflow.ClaimEvent) {},
-		Bridge:      func(context.Context, taskflow.BridgeEvent) {},
+func NoopObserver() *observe.Observer {
+	return &observe.Observer{
+		Op:          func(context.Context, observe.Op) {},
+		Tick:        func(context.Context, observe.Tick) {},
+		Claim:       func(context.Context, observe.Claim) {},
+		Bridge:      func(context.Context, observe.Bridge) {},
 		TraceParent: func(context.Context) string { return "" },
 	}
 }
