@@ -26,10 +26,14 @@ const testTraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
 
 func (r *recorder) observer() *observe.Observer {
 	return &observe.Observer{
-		Op:     func(_ context.Context, ev observe.Op) { r.mu.Lock(); r.ops = append(r.ops, ev); r.mu.Unlock() },
-		Tick:   func(_ context.Context, ev observe.Tick) { r.mu.Lock(); r.ticks = append(r.ticks, ev); r.mu.Unlock() },
-		Claim:  func(_ context.Context, ev observe.Claim) { r.mu.Lock(); r.claims = append(r.claims, ev); r.mu.Unlock() },
-		Bridge: func(_ context.Context, ev observe.Bridge) { r.mu.Lock(); r.bridge = append(r.bridge, ev); r.mu.Unlock() },
+		Op:    func(_ context.Context, ev observe.Op) { r.mu.Lock(); r.ops = append(r.ops, ev); r.mu.Unlock() },
+		Tick:  func(_ context.Context, ev observe.Tick) { r.mu.Lock(); r.ticks = append(r.ticks, ev); r.mu.Unlock() },
+		Claim: func(_ context.Context, ev observe.Claim) { r.mu.Lock(); r.claims = append(r.claims, ev); r.mu.Unlock() },
+		Bridge: func(_ context.Context, ev observe.Bridge) {
+			r.mu.Lock()
+			r.bridge = append(r.bridge, ev)
+			r.mu.Unlock()
+		},
 		TraceParent: func(ctx context.Context) string {
 			tp, _ := ctx.Value(tpKey{}).(string)
 			return tp
