@@ -57,14 +57,15 @@ func ExampleRedisStore_InsertFlow() {
 	_, err = store.InsertFlow(ctx, f)
 	fmt.Println("again:", errors.Is(err, taskflow.ErrAlreadyExists))
 
-	events, _ := store.ListEvents(ctx, f.ID, 10)
+	m := taskflow.NewManager(store)
+	events, _ := m.ListEvents(ctx, f.ID, 10)
 	for _, ev := range events {
 		fmt.Println(ev.ID, ev.Kind, ev.At.Format(time.RFC3339), "revision", ev.Revision)
 	}
 	step, _ := store.FindStepByRunID(ctx, f.ID, "draft-1")
 	fmt.Println("step:", step.Task, step.Status)
 
-	resumed, _ := taskflow.NewManager(store).TryResumeExternal(ctx, f.ID, "email.reply", "msg-8812", nil)
+	resumed, _ := m.TryResumeExternal(ctx, f.ID, "email.reply", "msg-8812", nil)
 	fmt.Println("resumed:", resumed.Status, "revision", resumed.Revision)
 	// Output:
 	// again: true

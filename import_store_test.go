@@ -46,7 +46,7 @@ func importedEvents(f *Flow, n int) []*FlowEvent {
 // checkInserted compares what the store returns with what was inserted.
 func checkInserted(t *testing.T, e *env, want *Flow, steps []*FlowStep, events []*FlowEvent) {
 	t.Helper()
-	got := must(t, try(e.store.Get(e.ctx, want.ID)))
+	got := must(t, try(e.store.get(e.ctx, want.ID)))
 	w := *want
 	w.CreatedAt, w.UpdatedAt = w.CreatedAt.UTC().Truncate(time.Millisecond), w.UpdatedAt.UTC().Truncate(time.Millisecond)
 	g := *got
@@ -66,7 +66,7 @@ func checkInserted(t *testing.T, e *env, want *Flow, steps []*FlowStep, events [
 	if !reflect.DeepEqual(g, w) {
 		t.Errorf("flow\n got %+v\nwant %+v", g, w)
 	}
-	gotSteps := must(t, try(e.store.ListSteps(e.ctx, want.ID)))
+	gotSteps := must(t, try(e.store.listSteps(e.ctx, want.ID)))
 	if len(gotSteps) != len(steps) {
 		t.Fatalf("%d steps, want %d", len(gotSteps), len(steps))
 	}
@@ -78,7 +78,7 @@ func checkInserted(t *testing.T, e *env, want *Flow, steps []*FlowStep, events [
 			t.Errorf("step %d: got %+v, want %+v", i, g, st)
 		}
 	}
-	gotEvents := must(t, try(e.store.ListEvents(e.ctx, want.ID, 100000)))
+	gotEvents := must(t, try(e.store.listEvents(e.ctx, want.ID, 100000)))
 	if len(gotEvents) != len(events) {
 		t.Fatalf("%d events, want %d", len(gotEvents), len(events))
 	}
@@ -250,14 +250,14 @@ func TestInsertFlowEventCap(t *testing.T) {
 		f := importedFlow(e, StatusFinished, nil, false)
 		events := importedEvents(f, 25)
 		must(t, try(e.store.InsertFlow(e.ctx, f, InsertWithEvents(events...))))
-		got := must(t, try(e.store.ListEvents(e.ctx, f.ID, 100)))
+		got := must(t, try(e.store.listEvents(e.ctx, f.ID, 100)))
 		if len(got) != 10 || got[0].ID != "25" || got[9].ID != "16" || string(got[9].Payload) != `{"i":15}` {
 			t.Fatalf("capped log: %d events, newest %s, oldest %s %s", len(got), got[0].ID, got[len(got)-1].ID, got[len(got)-1].Payload)
 		}
 		// Without events, one "imported" event carries the revision.
 		g := importedFlow(e, StatusCreated, nil, false)
 		must(t, try(e.store.InsertFlow(e.ctx, g)))
-		evs := must(t, try(e.store.ListEvents(e.ctx, g.ID, 10)))
+		evs := must(t, try(e.store.listEvents(e.ctx, g.ID, 10)))
 		if len(evs) != 1 || evs[0].Kind != EventImported || evs[0].Revision != 7 || !evs[0].At.Equal(g.UpdatedAt.Truncate(time.Millisecond)) {
 			t.Fatalf("default event: %+v", evs)
 		}
@@ -273,11 +273,11 @@ func TestAppendEventAt(t *testing.T) {
 		if ev.ID != "3" || ev.Kind != "note" || ev.Revision != 1 || !ev.At.Equal(at.Truncate(time.Millisecond)) || string(ev.Payload) != `{"x":"y"}` {
 			t.Fatalf("appended %+v", ev)
 		}
-		got := must(t, try(e.store.ListEvents(e.ctx, f.ID, 1)))
+		got := must(t, try(e.store.listEvents(e.ctx, f.ID, 1)))
 		if !reflect.DeepEqual(got[0], ev) {
 			t.Fatalf("listed %+v, appended %+v", got[0], ev)
 		}
-		if g := must(t, try(e.store.Get(e.ctx, f.ID))); g.Revision != 1 || !g.UpdatedAt.Equal(f.UpdatedAt) {
+		if g := must(t, try(e.store.get(e.ctx, f.ID))); g.Revision != 1 || !g.UpdatedAt.Equal(f.UpdatedAt) {
 			t.Fatalf("the record changed: %+v", g)
 		}
 		before := e.dump()

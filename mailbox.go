@@ -576,7 +576,7 @@ func (m *Manager) takeKept(ctx context.Context, f *Flow, cp string, lean bool) (
 			return nil, err
 		}
 	}
-	g, err = s.Get(ctx, f.ID)
+	g, err = s.get(ctx, f.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -592,7 +592,7 @@ func (m *Manager) takeKept(ctx context.Context, f *Flow, cp string, lean bool) (
 // the flow's id are taken by SetWaiting's own script only. A flow that
 // does not wait for an external event is returned unchanged.
 func (m *Manager) TakeEarlyEvent(ctx context.Context, id uuid.UUID) (*Flow, error) {
-	f, err := m.store.Get(ctx, id)
+	f, err := m.store.get(ctx, id)
 	if err != nil || f.Status != StatusWaiting || f.Wait == nil || !m.store.early.on() {
 		return f, err
 	}

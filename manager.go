@@ -65,7 +65,7 @@ func (m *Manager) CreateMirrored(ctx context.Context, in CreateManagedInput) (*F
 
 // Get returns a flow; a missing one is an error wrapping ErrNotFound.
 func (m *Manager) Get(ctx context.Context, id uuid.UUID) (*Flow, error) {
-	return m.store.Get(ctx, id)
+	return m.store.get(ctx, id)
 }
 
 // StartRunning moves a created flow to running.
@@ -252,14 +252,15 @@ func (m *Manager) RecordStepObservation(ctx context.Context, obs StepObservation
 	return m.store.recordStep(ctx, obs, applyMutationOptions(opts))
 }
 
-// ListSteps returns a flow's steps, oldest first.
+// ListSteps returns a flow's steps, oldest first. An unknown flow has none.
 func (m *Manager) ListSteps(ctx context.Context, flowID uuid.UUID) ([]*FlowStep, error) {
-	return m.store.ListSteps(ctx, flowID)
+	return m.store.listSteps(ctx, flowID)
 }
 
-// ListEvents returns up to limit of a flow's events, newest first.
+// ListEvents returns up to limit of a flow's events, newest first. A
+// limit of zero or less returns none; an unknown flow has none.
 func (m *Manager) ListEvents(ctx context.Context, flowID uuid.UUID, limit int) ([]*FlowEvent, error) {
-	return m.store.ListEvents(ctx, flowID, limit)
+	return m.store.listEvents(ctx, flowID, limit)
 }
 
 // ListByOwner returns an owner's flows, newest created first. Without
@@ -319,8 +320,11 @@ func (m *Manager) ListRecent(ctx context.Context, statuses []FlowStatus, opts ..
 	return m.store.listIndex(ctx, keys, true, opts)
 }
 
-// PruneTerminalFlows deletes terminal flows last updated more than
-// olderThan ago; see RedisStore.PruneTerminalFlows.
+// PruneTerminalFlows deletes terminal flows whose last update is older
+// than olderThan, with their state, steps, events, kept early events
+// (its inbox: a flow made again with the same id does not take them) and
+// index entries, and returns how many it deleted. It works shard by shard
+// in batches of 100 flows, and never touches a flow that is not terminal.
 func (m *Manager) PruneTerminalFlows(ctx context.Context, olderThan time.Duration) (int, error) {
-	return m.store.PruneTerminalFlows(ctx, olderThan)
+	return m.store.pruneTerminalFlows(ctx, olderThan)
 }

@@ -10,13 +10,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// PruneTerminalFlows deletes terminal flows whose last update is older than
+// pruneTerminalFlows deletes terminal flows whose last update is older than
 // olderThan, with their state, steps, events, kept early events (its
 // inbox: a flow made again with the same id does not take them) and
 // index entries, and
 // returns how many it deleted. It works shard by shard in batches of 100
 // flows, and never touches a flow that is not terminal.
-func (s *RedisStore) PruneTerminalFlows(ctx context.Context, olderThan time.Duration) (int, error) {
+func (s *RedisStore) pruneTerminalFlows(ctx context.Context, olderThan time.Duration) (int, error) {
 	if olderThan < 0 {
 		return 0, fmt.Errorf("%w: negative retention %s", ErrInvalidData, olderThan)
 	}

@@ -12,9 +12,9 @@ import (
 
 // Reading flows and their audit logs.
 
-// Get returns the flow with id, or an error wrapping ErrNotFound. It is
+// get returns the flow with id, or an error wrapping ErrNotFound. It is
 // one HGETALL: the record and the state live in one hash.
-func (s *RedisStore) Get(ctx context.Context, id uuid.UUID) (*Flow, error) {
+func (s *RedisStore) get(ctx context.Context, id uuid.UUID) (*Flow, error) {
 	if err := s.checkLayout(ctx); err != nil {
 		return nil, err
 	}
@@ -55,9 +55,9 @@ func (s *RedisStore) getMany(ctx context.Context, ids []uuid.UUID) ([]*Flow, err
 	return out, nil
 }
 
-// ListEvents returns up to limit of a flow's events, newest first. A limit
+// listEvents returns up to limit of a flow's events, newest first. A limit
 // of zero or less returns none; an unknown flow has none.
-func (s *RedisStore) ListEvents(ctx context.Context, flowID uuid.UUID, limit int) ([]*FlowEvent, error) {
+func (s *RedisStore) listEvents(ctx context.Context, flowID uuid.UUID, limit int) ([]*FlowEvent, error) {
 	if limit <= 0 {
 		return []*FlowEvent{}, nil
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 // Stats is a snapshot of a flow space: what it holds and how far behind
-// its engines and workers are. Manager.Stats and RedisStore.Stats compute
+// its engines and workers are. Manager.Stats computes
 // it in two pipelined round trips whatever the number of flows: the
 // figures come from the per-shard indexes (ZCARD, ZCOUNT and the head of
 // sorted sets), never from visiting flows. Its cost grows with shards ×
@@ -104,10 +104,10 @@ func (k keyspace) controllers(shard int) string { return k.tag(shard) + ":contro
 // Stats returns a snapshot of the flow space; see Stats. It costs two
 // pipelined round trips (split by node on a cluster), plus one the first
 // time a store is used.
-func (m *Manager) Stats(ctx context.Context) (*Stats, error) { return m.store.Stats(ctx) }
+func (m *Manager) Stats(ctx context.Context) (*Stats, error) { return m.store.stats(ctx) }
 
-// Stats returns a snapshot of the flow space; see Stats.
-func (s *RedisStore) Stats(ctx context.Context) (*Stats, error) {
+// stats returns a snapshot of the flow space; see Stats.
+func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 	if err := s.checkLayout(ctx); err != nil {
 		return nil, err
 	}

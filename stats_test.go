@@ -157,13 +157,13 @@ func TestStatsRoundTrips(t *testing.T) {
 		c.AddHook(counter)
 		s := e.reopenStore(c)
 		must(t, try(e.m.CreateMirrored(e.ctx, CreateManagedInput{ControllerID: "a", Goal: "g", OwnerSessionKey: "o"})))
-		must(t, try(s.Stats(e.ctx))) // the layout check, once the first create recorded it
+		must(t, try(s.stats(e.ctx))) // the layout check, once the first create recorded it
 		for _, n := range []int{1, 50} {
 			for range n {
 				must(t, try(e.m.CreateMirrored(e.ctx, CreateManagedInput{ControllerID: "a", Goal: "g", OwnerSessionKey: "o"})))
 			}
 			counter.n = 0
-			must(t, try(s.Stats(e.ctx)))
+			must(t, try(s.stats(e.ctx)))
 			if counter.n != 2 {
 				t.Fatalf("with %d more flows Stats made %d round trips, want 2", n, counter.n)
 			}

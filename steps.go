@@ -101,8 +101,8 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mu
 	return st, nil
 }
 
-// ListSteps returns a flow's steps, oldest first. An unknown flow has none.
-func (s *RedisStore) ListSteps(ctx context.Context, flowID uuid.UUID) ([]*FlowStep, error) {
+// listSteps returns a flow's steps, oldest first. An unknown flow has none.
+func (s *RedisStore) listSteps(ctx context.Context, flowID uuid.UUID) ([]*FlowStep, error) {
 	if err := s.checkLayout(ctx); err != nil {
 		return nil, err
 	}

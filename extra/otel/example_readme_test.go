@@ -30,7 +30,8 @@ func Example_readmeOpenTelemetry() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	reg, err := tfotel.RegisterStats(mp, store.Stats) // the gauges below, from Stats at each collection
+	m := taskflow.NewManager(store)
+	reg, err := tfotel.RegisterStats(mp, m.Stats) // the gauges below, from Stats at each collection
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -18,11 +18,12 @@ import (
 var client redis.UniversalClient
 
 func Example_readmePrometheus() {
-	var store *taskflow.RedisStore
-	c := tfprom.New(func(ctx context.Context) (*taskflow.Stats, error) { return store.Stats(ctx) })
+	var m *taskflow.Manager
+	c := tfprom.New(func(ctx context.Context) (*taskflow.Stats, error) { return m.Stats(ctx) })
 	store, err := taskflow.NewRedisStore(client, taskflow.WithObserver(c.Observer()))
 	if err != nil {
 		log.Fatal(err)
 	}
+	m = taskflow.NewManager(store)
 	prometheus.MustRegister(c) // gauges read at scrape time (one Stats call), counters from the observer
 }

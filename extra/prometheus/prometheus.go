@@ -7,10 +7,11 @@
 // observe.Observer (Collector.Observer, set on the process's store with
 // taskflow.WithObserver): what this process did.
 //
-//	var store *taskflow.RedisStore
-//	c := tfprom.New(func(ctx context.Context) (*taskflow.Stats, error) { return store.Stats(ctx) })
-//	store, err = taskflow.NewRedisStore(client, taskflow.WithObserver(c.Observer()))
+//	var m *taskflow.Manager
+//	c := tfprom.New(func(ctx context.Context) (*taskflow.Stats, error) { return m.Stats(ctx) })
+//	store, err := taskflow.NewRedisStore(client, taskflow.WithObserver(c.Observer()))
 //	...
+//	m = taskflow.NewManager(store)
 //	prometheus.MustRegister(c)
 //	http.Handle("/metrics", promhttp.Handler())
 //

@@ -37,15 +37,14 @@ func TestCollector(t *testing.T) {
 			prefix := testbackend.Prefix("tfprom")
 			testbackend.CleanupKeys(t, client, prefix)
 			clk := testbackend.NewClock()
-			var store *taskflow.RedisStore
-			c := New(func(ctx context.Context) (*taskflow.Stats, error) { return store.Stats(ctx) })
-			var err error
-			store, err = taskflow.NewRedisStore(client, taskflow.WithPrefix(prefix), taskflow.WithClock(clk.Now),
+			var m *taskflow.Manager
+			c := New(func(ctx context.Context) (*taskflow.Stats, error) { return m.Stats(ctx) })
+			store, err := taskflow.NewRedisStore(client, taskflow.WithPrefix(prefix), taskflow.WithClock(clk.Now),
 				taskflow.WithObserver(c.Observer()))
 			if err != nil {
 				t.Fatal(err)
 			}
-			m := taskflow.NewManager(store)
+			m = taskflow.NewManager(store)
 			defer m.Close()
 			ctx := context.Background()
 			in := taskflow.CreateManagedInput{ControllerID: "triage", Goal: "g", OwnerSessionKey: "o"}

@@ -247,7 +247,7 @@ func importOne(ctx context.Context, db *sql.DB, store *taskflow.RedisStore, rawI
 	}
 	res.Steps, res.Events = len(steps), len(events)
 
-	have, err := store.Get(ctx, f.ID)
+	have, err := taskflow.NewManager(store).Get(ctx, f.ID)
 	switch {
 	case err == nil:
 		return existing(res, f, have), nil
@@ -268,7 +268,7 @@ func importOne(ctx context.Context, db *sql.DB, store *taskflow.RedisStore, rawI
 		res.Outcome = Imported
 	case errors.Is(err, taskflow.ErrAlreadyExists):
 		// Written by a concurrent import since we looked.
-		have, gerr := store.Get(ctx, f.ID)
+		have, gerr := taskflow.NewManager(store).Get(ctx, f.ID)
 		if gerr != nil {
 			return res, fmt.Errorf("flow %s: %w", f.ID, gerr)
 		}

@@ -246,6 +246,7 @@ type env struct {
 	prefix string
 	now    time.Time
 	store  *taskflow.RedisStore
+	m      *taskflow.Manager // on store, for its reads
 }
 
 func eachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
@@ -254,6 +255,7 @@ func eachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
 			now: time.Now().UTC().Truncate(time.Millisecond)}
 		testbackend.CleanupKeys(t, e.client, e.prefix)
 		e.store = e.newStore()
+		e.m = taskflow.NewManager(e.store)
 		fn(t, e)
 	})
 }
@@ -328,7 +330,7 @@ func ms(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
 func checkFlow(t *testing.T, e *env, fx *fixture, r *row) {
 	t.Helper()
 	id := uuid.MustParse(r.id)
-	f, err := e.store.Get(e.ctx, id)
+	f, err := e.m.Get(e.ctx, id)
 	if err != nil {
 		t.Fatalf("flow %s (%s): %v", r.id, r.controller, err)
 	}
@@ -354,7 +356,7 @@ func checkFlow(t *testing.T, e *env, fx *fixture, r *row) {
 			t.Errorf("flow %s: wait %s, row %s", r.controller, f.Wait, *r.wait)
 		}
 	}
-	steps, err := e.store.ListSteps(e.ctx, id)
+	steps, err := e.m.ListSteps(e.ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +379,7 @@ func checkFlow(t *testing.T, e *env, fx *fixture, r *row) {
 			t.Errorf("flow %s step %d: got %+v, row %+v", r.controller, i, g, s)
 		}
 	}
-	events, err := e.store.ListEvents(e.ctx, id, 100000)
+	events, err := e.m.ListEvents(e.ctx, id, 100000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,10 +481,10 @@ func TestImport(t *testing.T) {
 			t.Errorf("no note for the dropped wait: %+v", rep.Flows)
 		}
 		for id := range fx.bad {
-			if _, err := e.store.Get(e.ctx, uuid.MustParse(id)); !errors.Is(err, taskflow.ErrNotFound) {
+			if _, err := e.m.Get(e.ctx, uuid.MustParse(id)); !errors.Is(err, taskflow.ErrNotFound) {
 				t.Errorf("skipped row %s was written: %v", id, err)
 			}
-			if steps, _ := e.store.ListSteps(e.ctx, uuid.MustParse(id)); len(steps) != 0 {
+			if steps, _ := e.m.ListSteps(e.ctx, uuid.MustParse(id)); len(steps) != 0 {
 				t.Errorf("skipped row %s has steps", id)
 			}
 		}
@@ -755,12 +757,12 @@ func TestImportRefusesRowsOverTheLimits(t *testing.T) {
 			if id == badID {
 				continue
 			}
-			_, err := e.store.Get(e.ctx, uuid.MustParse(id))
+			_, err := e.m.Get(e.ctx, uuid.MustParse(id))
 			if (reason == "") != (err == nil) {
 				t.Errorf("row %s (%q): Get says %v", id, reason, err)
 			}
 		}
-		evs, err := e.store.ListEvents(e.ctx, uuid.MustParse(long), 1000)
+		evs, err := e.m.ListEvents(e.ctx, uuid.MustParse(long), 1000)
 		if err != nil || len(evs) == 0 || len(evs) >= 41 || evs[0].ID != "41" {
 			t.Fatalf("the long log: %d events, %v", len(evs), err)
 		}
@@ -771,7 +773,7 @@ func TestImportRefusesRowsOverTheLimits(t *testing.T) {
 		if size > taskflow.DefaultLimits().EventBytes {
 			t.Fatalf("the long log holds %d bytes, over %d", size, taskflow.DefaultLimits().EventBytes)
 		}
-		if _, err := e.store.Get(e.ctx, uuid.MustParse(good)); err != nil {
+		if _, err := e.m.Get(e.ctx, uuid.MustParse(good)); err != nil {
 			t.Fatal(err)
 		}
 		wantClean(t, e, 2)
