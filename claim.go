@@ -50,7 +50,7 @@ const hubHealthCheck = 30 * time.Second
 
 // Defaults and limits of claiming.
 const (
-	DefaultClaimWait = 30 * time.Second
+	defaultClaimWait = 30 * time.Second
 	minLease         = 100 * time.Millisecond
 	// claimSettle is how long at least a Claim whose reply was lost
 	// (ErrOutcomeUnknown: the master crashed under it) asks again with
@@ -108,7 +108,7 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 	if lease < minLease {
 		return nil, nil, fmt.Errorf("%w: lease %s is shorter than %s", ErrInvalidData, lease, minLease)
 	}
-	cfg := claimConfig{wait: DefaultClaimWait}
+	cfg := claimConfig{wait: defaultClaimWait}
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -12,10 +12,10 @@ import (
 // Defaults and limits of a WaitEngine.
 const (
 	DefaultTickInterval  = 5 * time.Second
-	DefaultTickBatch     = 100
+	defaultTickBatch     = 100
 	maxTickBatch         = 1000
-	DefaultClaimAfter    = 30 * time.Second
-	DefaultBridgeBlock   = time.Second
+	defaultClaimAfter    = 30 * time.Second
+	defaultBridgeBlock   = time.Second
 	DefaultBridgeGroup   = "taskflow-bridge"
 	defaultBridgeBatch   = 50
 	bridgeTransientPause = 200 * time.Millisecond
@@ -110,12 +110,12 @@ func NewWaitEngine(m *Manager, opts ...EngineOption) *WaitEngine {
 	e := &WaitEngine{
 		m:     m,
 		s:     m.store,
-		batch: DefaultTickBatch,
+		batch: defaultTickBatch,
 		log:   slog.Default(),
 		group: DefaultBridgeGroup,
 		name:  "engine-" + uuid.NewString()[:8],
-		claim: DefaultClaimAfter,
-		block: DefaultBridgeBlock,
+		claim: defaultClaimAfter,
+		block: defaultBridgeBlock,
 	}
 	for _, o := range opts {
 		if o != nil {

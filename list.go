@@ -14,7 +14,7 @@ import (
 
 // Limits of a list page.
 const (
-	DefaultListLimit = 100
+	defaultListLimit = 100
 	maxListLimit     = 1000
 )
 
@@ -79,12 +79,12 @@ func parseCursor(c string) (indexEntry, error) {
 // limit. Entries whose flow vanished meanwhile are skipped. The cost is
 // O(keys × limit), whatever the size of the index.
 func (s *RedisStore) listIndex(ctx context.Context, keys []string, desc bool, opts []ListOption) (*FlowPage, error) {
-	cfg := listConfig{limit: DefaultListLimit}
+	cfg := listConfig{limit: defaultListLimit}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	if cfg.limit < 1 {
-		cfg.limit = DefaultListLimit
+		cfg.limit = defaultListLimit
 	}
 	if cfg.limit > maxListLimit {
 		cfg.limit = maxListLimit

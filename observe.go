@@ -20,9 +20,6 @@ func WithObserver(o *observe.Observer) StoreOption {
 	return func(c *storeConfig) { c.obs = o }
 }
 
-// Observer returns the store's observer, nil when none.
-func (s *RedisStore) Observer() *observe.Observer { return s.obs }
-
 // observedFlow is what an observer learns of f (nil for nil).
 func observedFlow(f *Flow) *observe.Flow {
 	if f == nil {

@@ -16,9 +16,9 @@ import (
 
 // Defaults of a RetryPolicy.
 const (
-	DefaultRetryMaxAttempts = 5
-	DefaultRetryBase        = time.Second
-	DefaultRetryCap         = 5 * time.Minute
+	defaultRetryMaxAttempts = 5
+	defaultRetryBase        = time.Second
+	defaultRetryCap         = 5 * time.Minute
 	// maxRetryCauseBytes caps the cause RetryLater records (longer
 	// ones are cut at a character boundary).
 	maxRetryCauseBytes = 1024
@@ -51,13 +51,13 @@ type RetryPolicy struct {
 // withDefaults fills the zero fields and checks the others.
 func (p RetryPolicy) withDefaults() (RetryPolicy, error) {
 	if p.MaxAttempts == 0 {
-		p.MaxAttempts = DefaultRetryMaxAttempts
+		p.MaxAttempts = defaultRetryMaxAttempts
 	}
 	if p.Base == 0 {
-		p.Base = DefaultRetryBase
+		p.Base = defaultRetryBase
 	}
 	if p.Cap == 0 {
-		p.Cap = max(DefaultRetryCap, p.Base)
+		p.Cap = max(defaultRetryCap, p.Base)
 	}
 	if p.Rand == nil {
 		p.Rand = rand.Float64

@@ -33,11 +33,11 @@ func TestRetryPolicyBackoff(t *testing.T) {
 	// The zero policy is the default one; the jitter stays in bounds.
 	var def RetryPolicy
 	for i := 0; i < 100; i++ {
-		if got := def.Backoff(1); got < DefaultRetryBase/2 || got >= DefaultRetryBase {
-			t.Fatalf("default backoff %s out of [%s, %s)", got, DefaultRetryBase/2, DefaultRetryBase)
+		if got := def.Backoff(1); got < defaultRetryBase/2 || got >= defaultRetryBase {
+			t.Fatalf("default backoff %s out of [%s, %s)", got, defaultRetryBase/2, defaultRetryBase)
 		}
 	}
-	if got := (RetryPolicy{Rand: fixedRand(0)}).Backoff(40); got != DefaultRetryCap/2 {
+	if got := (RetryPolicy{Rand: fixedRand(0)}).Backoff(40); got != defaultRetryCap/2 {
 		t.Errorf("default cap: %s", got)
 	}
 	for _, bad := range []RetryPolicy{{MaxAttempts: -1}, {Base: -time.Second}, {Base: time.Minute, Cap: time.Second}} {
