@@ -376,7 +376,7 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 			})
 			imp := importedFlow(e, StatusRunning, nil, false)
 			lost("InsertFlow", nil, 0, func() error {
-				_, err := store.InsertFlow(ctx, imp, InsertWithEvents(importedEvents(imp, 3)...))
+				_, err := store.InsertFlow(ctx, Import{Flow: imp, Events: importedEvents(imp, 3)})
 				return err
 			})
 			if n := eventCount(t, e.m, imp.ID); n != 3 {

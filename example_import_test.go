@@ -45,16 +45,18 @@ func ExampleRedisStore_InsertFlow() {
 		CreatedAt:       created,
 		UpdatedAt:       created.Add(time.Hour),
 	}
-	_, err = store.InsertFlow(ctx, f,
-		taskflow.InsertWithSteps(&taskflow.FlowStep{RunID: "draft-1", Runtime: taskflow.RuntimeManaged, Task: "draft", Status: taskflow.StepSucceeded}),
-		taskflow.InsertWithEvents(
-			&taskflow.FlowEvent{Kind: taskflow.EventCreated, At: created},
-			&taskflow.FlowEvent{Kind: taskflow.EventWaiting, At: created.Add(time.Hour)},
-		))
+	_, err = store.InsertFlow(ctx, taskflow.Import{
+		Flow:  f,
+		Steps: []*taskflow.FlowStep{{RunID: "draft-1", Runtime: taskflow.RuntimeManaged, Task: "draft", Status: taskflow.StepSucceeded}},
+		Events: []*taskflow.FlowEvent{
+			{Kind: taskflow.EventCreated, At: created},
+			{Kind: taskflow.EventWaiting, At: created.Add(time.Hour)},
+		},
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	_, err = store.InsertFlow(ctx, f)
+	_, err = store.InsertFlow(ctx, taskflow.Import{Flow: f})
 	fmt.Println("again:", errors.Is(err, taskflow.ErrAlreadyExists))
 
 	m := taskflow.NewManager(store)

@@ -28,41 +28,34 @@ const (
 	maxInsertEvents = 10000
 )
 
-// InsertOption adds to what InsertFlow writes.
-type InsertOption func(*insertConfig)
-
-type insertConfig struct {
-	steps  []*FlowStep
-	events []*FlowEvent
+// Import is what InsertFlow writes: a flow as it stands, with its steps
+// and its audit log (an importer's input).
+type Import struct {
+	// Flow is the flow record, stored as given (see InsertFlow).
+	Flow *Flow
+	// Steps are the flow's steps, in the order given (ListSteps returns
+	// them in that order). Each step's RunID must be unique within the
+	// flow; a zero ID is filled in; a zero FlowID means the flow's; zero
+	// timestamps are the flow's CreatedAt. At most 1000 steps (and
+	// Limits.StepsPerFlow).
+	Steps []*FlowStep
+	// Events is the flow's audit log, oldest first: each event's Kind,
+	// Payload (nil is {}) and At (zero is the flow's UpdatedAt) are kept;
+	// ID and Revision are assigned (ids 1..n in the order given; every
+	// event carries the flow's revision, since the log the events came
+	// from may not say which revision each one made). Only the newest
+	// events up to Limits.EventsPerFlow are written, as if they had been
+	// appended one by one; at most 10,000 events. None: InsertFlow writes
+	// one event of kind EventImported at the flow's UpdatedAt.
+	Events []*FlowEvent
 }
 
-// InsertWithSteps makes InsertFlow write the flow's steps too, in the
-// order given (ListSteps returns them in that order). Each step's RunID
-// must be unique within the flow; a zero ID is filled in; a zero FlowID
-// means the flow's; zero timestamps are the flow's CreatedAt. At most
-// 1000 steps (and Limits.StepsPerFlow).
-func InsertWithSteps(steps ...*FlowStep) InsertOption {
-	return func(c *insertConfig) { c.steps = append(c.steps, steps...) }
-}
-
-// InsertWithEvents makes InsertFlow write the flow's audit log, oldest
-// first: each event's Kind, Payload (nil is {}) and At (zero is the
-// flow's UpdatedAt) are kept; ID and Revision are assigned (ids 1..n in
-// the order given; every event carries the flow's revision, since the
-// log the events came from may not say which revision each one made).
-// Only the newest events up to Limits.EventsPerFlow are written, as if
-// they had been appended one by one; at most 10,000 events.
-func InsertWithEvents(events ...*FlowEvent) InsertOption {
-	return func(c *insertConfig) { c.events = append(c.events, events...) }
-}
-
-// InsertFlow stores f as given (an importer's call): its ID, status,
-// revision, CreatedAt and UpdatedAt, wait, state, cancel flag and the
-// other record fields, with the steps and events of InsertWithSteps and
-// InsertWithEvents, all in one script: either all of it is written or
-// nothing. Without InsertWithEvents it writes one event of kind
-// EventImported at UpdatedAt. A flow with f.ID already stored is refused
-// with ErrAlreadyExists.
+// InsertFlow stores imp.Flow as given (an importer's call): its ID,
+// status, revision, CreatedAt and UpdatedAt, wait, state, cancel flag and
+// the other record fields, with imp.Steps and imp.Events, all in one
+// script: either all of it is written or nothing. Without events it
+// writes one event of kind EventImported at UpdatedAt. A flow whose ID is
+// already stored is refused with ErrAlreadyExists.
 //
 // Every index follows the record: the status index (scored by
 // UpdatedAt), the owner's (by CreatedAt), a waiting flow's timer or
@@ -73,21 +66,22 @@ func InsertWithEvents(events ...*FlowEvent) InsertOption {
 // announced on the watch channel (a running flow is announced on its
 // ready queue, so waiting workers claim it).
 //
-// Refused with ErrInvalidData, writing nothing: a nil ID, an unknown
+// Refused with ErrInvalidData, writing nothing: a nil flow or ID, an unknown
 // status, an empty OwnerSessionKey, a negative revision or one over
-// 10^14-1 (the most a flow counts to), a zero CreatedAt or UpdatedAt, a waiting flow without a
-// valid wait or another flow with one, state or payloads that are not
+// 10^14-1 (the most a flow counts to), a zero CreatedAt or UpdatedAt, a
+// waiting flow without a valid wait or another flow with one, state or payloads that are not
 // JSON or over the state size limit, a string over the store's Limits
 // (LabelBytes, TextBytes; a wait's topic and correlation id and an event
 // kind are labels) or not valid UTF-8, an invalid step, a run id or step
 // id given twice, more steps than 1000 or Limits.StepsPerFlow,
 // too many events. The audit log is cut to Limits.EventBytes as the
 // store keeps it (the oldest go; the newest is always kept).
-func (s *RedisStore) InsertFlow(ctx context.Context, f *Flow, opts ...InsertOption) (*Flow, error) {
-	keys, args, err := s.prepareInsert(f, opts)
+func (s *RedisStore) InsertFlow(ctx context.Context, imp Import) (*Flow, error) {
+	keys, args, err := s.prepareInsert(imp)
 	if err != nil {
 		return nil, err
 	}
+	f := imp.Flow
 	// Like a create, an insert may be the flow space's first write.
 	if err := s.recordLayout(ctx); err != nil {
 		return nil, err
@@ -101,20 +95,15 @@ func (s *RedisStore) InsertFlow(ctx context.Context, f *Flow, opts ...InsertOpti
 
 // CheckInsert makes every check InsertFlow makes before it writes, and
 // writes nothing: a dry run. It returns the error InsertFlow would return
-// for f and opts, except ErrAlreadyExists (it does not read Redis).
-func (s *RedisStore) CheckInsert(f *Flow, opts ...InsertOption) error {
-	_, _, err := s.prepareInsert(f, opts)
+// for imp, except ErrAlreadyExists (it does not read Redis).
+func (s *RedisStore) CheckInsert(imp Import) error {
+	_, _, err := s.prepareInsert(imp)
 	return err
 }
 
 // prepareInsert checks an InsertFlow and renders its keys and arguments.
-func (s *RedisStore) prepareInsert(f *Flow, opts []InsertOption) ([]string, []any, error) {
-	var cfg insertConfig
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
-		}
-	}
+func (s *RedisStore) prepareInsert(imp Import) ([]string, []any, error) {
+	f := imp.Flow
 	if err := s.checkInsertable(f); err != nil {
 		return nil, nil, err
 	}
@@ -140,11 +129,11 @@ func (s *RedisStore) prepareInsert(f *Flow, opts []InsertOption) ([]string, []an
 	if err != nil {
 		return nil, nil, err
 	}
-	stepArgs, runIDs, err := s.insertStepArgs(f, cfg.steps)
+	stepArgs, runIDs, err := s.insertStepArgs(f, imp.Steps)
 	if err != nil {
 		return nil, nil, err
 	}
-	eventArgs, kept, newest, err := s.insertEventArgs(f, cfg.events)
+	eventArgs, kept, newest, err := s.insertEventArgs(f, imp.Events)
 	if err != nil {
 		return nil, nil, err
 	}

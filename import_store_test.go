@@ -128,7 +128,7 @@ func TestInsertFlowEveryStatus(t *testing.T) {
 			f := importedFlow(e, c.status, wait, c.cancel)
 			steps := importedSteps(f)
 			events := importedEvents(f, i+1)
-			got, err := e.store.InsertFlow(e.ctx, f, InsertWithSteps(steps...), InsertWithEvents(events...))
+			got, err := e.store.InsertFlow(e.ctx, Import{Flow: f, Steps: steps, Events: events})
 			if err != nil {
 				t.Fatalf("%s: %v", c.name, err)
 			}
@@ -144,7 +144,7 @@ func TestInsertFlowEveryStatus(t *testing.T) {
 		before := e.dump()
 		again := importedFlow(e, StatusCreated, nil, false)
 		again.ID = flows["running"].ID
-		if _, err := e.store.InsertFlow(e.ctx, again); !errors.Is(err, ErrAlreadyExists) {
+		if _, err := e.store.InsertFlow(e.ctx, Import{Flow: again}); !errors.Is(err, ErrAlreadyExists) {
 			t.Fatalf("second insert: %v, want ErrAlreadyExists", err)
 		}
 		if after := e.dump(); !reflect.DeepEqual(before, after) {
@@ -182,61 +182,62 @@ func TestInsertFlowRefusesBadInput(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		// One good flow, so "nothing changed" is a real comparison.
 		good := importedFlow(e, StatusCreated, nil, false)
-		if err := e.store.CheckInsert(good, InsertWithSteps(importedSteps(good)...)); err != nil {
+		if err := e.store.CheckInsert(Import{Flow: good, Steps: importedSteps(good)}); err != nil {
 			t.Fatalf("CheckInsert of a good flow: %v", err)
 		}
-		must(t, try(e.store.InsertFlow(e.ctx, good)))
+		must(t, try(e.store.InsertFlow(e.ctx, Import{Flow: good})))
 		before := e.dump()
-		cases := map[string]func(f *Flow) []InsertOption{
-			"nil id":            func(f *Flow) []InsertOption { f.ID = uuid.Nil; return nil },
-			"unknown status":    func(f *Flow) []InsertOption { f.Status = "paused"; return nil },
-			"no owner":          func(f *Flow) []InsertOption { f.OwnerSessionKey = " "; return nil },
-			"negative revision": func(f *Flow) []InsertOption { f.Revision = -1; return nil },
-			"no times":          func(f *Flow) []InsertOption { f.CreatedAt = time.Time{}; return nil },
-			"wait not waiting":  func(f *Flow) []InsertOption { f.Wait = json.RawMessage(`{"kind":"manual"}`); return nil },
-			"waiting no wait":   func(f *Flow) []InsertOption { f.Status = StatusWaiting; return nil },
-			"bad wait": func(f *Flow) []InsertOption {
+		cases := map[string]func(f *Flow) Import{
+			"nil id":            func(f *Flow) Import { f.ID = uuid.Nil; return Import{} },
+			"unknown status":    func(f *Flow) Import { f.Status = "paused"; return Import{} },
+			"no owner":          func(f *Flow) Import { f.OwnerSessionKey = " "; return Import{} },
+			"negative revision": func(f *Flow) Import { f.Revision = -1; return Import{} },
+			"no times":          func(f *Flow) Import { f.CreatedAt = time.Time{}; return Import{} },
+			"wait not waiting":  func(f *Flow) Import { f.Wait = json.RawMessage(`{"kind":"manual"}`); return Import{} },
+			"waiting no wait":   func(f *Flow) Import { f.Status = StatusWaiting; return Import{} },
+			"bad wait": func(f *Flow) Import {
 				f.Status, f.Wait = StatusWaiting, json.RawMessage(`{"topic":"t"}`)
-				return nil
+				return Import{}
 			},
-			"bad state": func(f *Flow) []InsertOption { f.State = json.RawMessage(`{"a":`); return nil },
-			"bad step": func(f *Flow) []InsertOption {
-				return []InsertOption{InsertWithSteps(&FlowStep{RunID: "r", Runtime: "robot", Status: StepPending})}
+			"bad state": func(f *Flow) Import { f.State = json.RawMessage(`{"a":`); return Import{} },
+			"bad step": func(f *Flow) Import {
+				return Import{Steps: []*FlowStep{{RunID: "r", Runtime: "robot", Status: StepPending}}}
 			},
-			"dup run id": func(f *Flow) []InsertOption {
+			"dup run id": func(f *Flow) Import {
 				st := &FlowStep{RunID: "r", Runtime: RuntimeManaged, Status: StepPending}
 				st2 := *st
-				return []InsertOption{InsertWithSteps(st, &st2)}
+				return Import{Steps: []*FlowStep{st, &st2}}
 			},
-			"step of another flow": func(f *Flow) []InsertOption {
-				return []InsertOption{InsertWithSteps(&FlowStep{FlowID: uuid.New(), RunID: "r", Runtime: RuntimeManaged, Status: StepPending})}
+			"step of another flow": func(f *Flow) Import {
+				return Import{Steps: []*FlowStep{{FlowID: uuid.New(), RunID: "r", Runtime: RuntimeManaged, Status: StepPending}}}
 			},
-			"event without kind": func(f *Flow) []InsertOption {
-				return []InsertOption{InsertWithEvents(&FlowEvent{Payload: json.RawMessage(`{}`)})}
+			"event without kind": func(f *Flow) Import {
+				return Import{Events: []*FlowEvent{{Payload: json.RawMessage(`{}`)}}}
 			},
-			"event bad payload": func(f *Flow) []InsertOption {
-				return []InsertOption{InsertWithEvents(&FlowEvent{Kind: "x", Payload: json.RawMessage(`nope`)})}
+			"event bad payload": func(f *Flow) Import {
+				return Import{Events: []*FlowEvent{{Kind: "x", Payload: json.RawMessage(`nope`)}}}
 			},
-			"too many steps": func(f *Flow) []InsertOption {
+			"too many steps": func(f *Flow) Import {
 				steps := make([]*FlowStep, maxInsertSteps+1)
 				for i := range steps {
 					steps[i] = &FlowStep{RunID: fmt.Sprint(i), Runtime: RuntimeManaged, Status: StepPending}
 				}
-				return []InsertOption{InsertWithSteps(steps...)}
+				return Import{Steps: steps}
 			},
 		}
 		for name, spoil := range cases {
 			f := importedFlow(e, StatusCreated, nil, false)
-			opts := spoil(f)
-			_, err := e.store.InsertFlow(e.ctx, f, opts...)
+			imp := spoil(f)
+			imp.Flow = f
+			_, err := e.store.InsertFlow(e.ctx, imp)
 			if !errors.Is(err, ErrInvalidData) && !errors.Is(err, ErrDuplicateStep) {
 				t.Errorf("%s: %v, want ErrInvalidData", name, err)
 			}
-			if cerr := e.store.CheckInsert(f, opts...); cerr == nil || cerr.Error() != err.Error() {
+			if cerr := e.store.CheckInsert(imp); cerr == nil || cerr.Error() != err.Error() {
 				t.Errorf("%s: CheckInsert says %v, InsertFlow %v", name, cerr, err)
 			}
 		}
-		if _, err := e.store.InsertFlow(e.ctx, nil); !errors.Is(err, ErrInvalidData) {
+		if _, err := e.store.InsertFlow(e.ctx, Import{}); !errors.Is(err, ErrInvalidData) {
 			t.Errorf("nil flow: %v", err)
 		}
 		if after := e.dump(); !reflect.DeepEqual(before, after) {
@@ -249,14 +250,14 @@ func TestInsertFlowEventCap(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		f := importedFlow(e, StatusFinished, nil, false)
 		events := importedEvents(f, 25)
-		must(t, try(e.store.InsertFlow(e.ctx, f, InsertWithEvents(events...))))
+		must(t, try(e.store.InsertFlow(e.ctx, Import{Flow: f, Events: events})))
 		got := must(t, try(e.store.listEvents(e.ctx, f.ID, 100)))
 		if len(got) != 10 || got[0].ID != "25" || got[9].ID != "16" || string(got[9].Payload) != `{"i":15}` {
 			t.Fatalf("capped log: %d events, newest %s, oldest %s %s", len(got), got[0].ID, got[len(got)-1].ID, got[len(got)-1].Payload)
 		}
 		// Without events, one "imported" event carries the revision.
 		g := importedFlow(e, StatusCreated, nil, false)
-		must(t, try(e.store.InsertFlow(e.ctx, g)))
+		must(t, try(e.store.InsertFlow(e.ctx, Import{Flow: g})))
 		evs := must(t, try(e.store.listEvents(e.ctx, g.ID, 10)))
 		if len(evs) != 1 || evs[0].Kind != EventImported || evs[0].Revision != 7 || !evs[0].At.Equal(g.UpdatedAt.Truncate(time.Millisecond)) {
 			t.Fatalf("default event: %+v", evs)
@@ -308,7 +309,7 @@ func TestStepCalls(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		f := importedFlow(e, StatusRunning, nil, false)
 		steps := importedSteps(f)
-		must(t, try(e.store.InsertFlow(e.ctx, f, InsertWithSteps(steps...))))
+		must(t, try(e.store.InsertFlow(e.ctx, Import{Flow: f, Steps: steps})))
 
 		got := must(t, try(e.store.GetStep(e.ctx, f.ID, steps[1].ID)))
 		if got.RunID != "run-a" || got.ChildSessionKey != "agent:c:session:2" {
@@ -386,7 +387,7 @@ func TestImportCallsMixVerifyClean(t *testing.T) {
 		}
 		later := e.clock.Now().Add(time.Hour).Format(time.RFC3339Nano)
 		timer := importedFlow(e, StatusWaiting, json.RawMessage(`{"kind":"timer","at":"`+later+`"}`), false)
-		must(t, try(e.store.InsertFlow(ctx, timer, InsertWithSteps(importedSteps(timer)...))))
+		must(t, try(e.store.InsertFlow(ctx, Import{Flow: timer, Steps: importedSteps(timer)})))
 		n++
 		check("insert timer")
 		must(t, try(e.store.AppendEventAt(ctx, timer.ID, "legacy", nil, timer.CreatedAt)))
@@ -408,7 +409,7 @@ func TestImportCallsMixVerifyClean(t *testing.T) {
 		check("tick")
 
 		ext := importedFlow(e, StatusWaiting, json.RawMessage(`{"kind":"external_event","topic":"t","correlation_id":"c"}`), false)
-		must(t, try(e.store.InsertFlow(ctx, ext)))
+		must(t, try(e.store.InsertFlow(ctx, Import{Flow: ext})))
 		n++
 		check("insert external")
 		must(t, try(e.m.UpdateState(ctx, ext.ID, map[string]int{"z": 1}, "")))
@@ -423,13 +424,13 @@ func TestImportCallsMixVerifyClean(t *testing.T) {
 		check("finish")
 
 		run := importedFlow(e, StatusRunning, nil, true)
-		must(t, try(e.store.InsertFlow(ctx, run, InsertWithEvents(importedEvents(run, 3)...))))
+		must(t, try(e.store.InsertFlow(ctx, Import{Flow: run, Events: importedEvents(run, 3)})))
 		n++
 		check("insert cancel-requested running")
 		must(t, try(e.m.Cancel(ctx, run.ID)))
 		check("cancel")
 		created := importedFlow(e, StatusCreated, nil, false)
-		must(t, try(e.store.InsertFlow(ctx, created)))
+		must(t, try(e.store.InsertFlow(ctx, Import{Flow: created})))
 		n++
 		must(t, try(e.m.StartRunning(ctx, created.ID)))
 		must(t, try(e.store.AppendEventAt(ctx, created.ID, "legacy", nil, created.UpdatedAt)))
@@ -451,49 +452,49 @@ func TestImportCallsKeepTheLimits(t *testing.T) {
 		ctx := e.ctx
 		good := importedFlow(e, StatusRunning, nil, false)
 		steps := importedSteps(good)
-		must(t, try(e.store.InsertFlow(ctx, good, InsertWithSteps(steps...))))
+		must(t, try(e.store.InsertFlow(ctx, Import{Flow: good, Steps: steps})))
 		text := strings.Repeat("x", defaultTextBytes+1)
 		label := strings.Repeat("x", defaultLabelBytes+1)
-		step := func(mod func(*FlowStep)) []InsertOption {
+		step := func(mod func(*FlowStep)) Import {
 			st := &FlowStep{RunID: "r", Runtime: RuntimeManaged, Status: StepPending}
 			mod(st)
-			return []InsertOption{InsertWithSteps(st)}
+			return Import{Steps: []*FlowStep{st}}
 		}
 		before := e.dump()
-		inserts := map[string]func(f *Flow) []InsertOption{
-			"goal":              func(f *Flow) []InsertOption { f.Goal = text; return nil },
-			"controller_id":     func(f *Flow) []InsertOption { f.ControllerID = label; return nil },
-			"owner_session_key": func(f *Flow) []InsertOption { f.OwnerSessionKey = label; return nil },
-			"requester_origin":  func(f *Flow) []InsertOption { f.RequesterOrigin = label; return nil },
-			"current_step":      func(f *Flow) []InsertOption { f.CurrentStep = label; return nil },
-			"goal utf-8":        func(f *Flow) []InsertOption { f.Goal = "bad \xff"; return nil },
-			"controller_id utf-8": func(f *Flow) []InsertOption {
+		inserts := map[string]func(f *Flow) Import{
+			"goal":              func(f *Flow) Import { f.Goal = text; return Import{} },
+			"controller_id":     func(f *Flow) Import { f.ControllerID = label; return Import{} },
+			"owner_session_key": func(f *Flow) Import { f.OwnerSessionKey = label; return Import{} },
+			"requester_origin":  func(f *Flow) Import { f.RequesterOrigin = label; return Import{} },
+			"current_step":      func(f *Flow) Import { f.CurrentStep = label; return Import{} },
+			"goal utf-8":        func(f *Flow) Import { f.Goal = "bad \xff"; return Import{} },
+			"controller_id utf-8": func(f *Flow) Import {
 				f.ControllerID = "c\xfe"
-				return nil
+				return Import{}
 			},
-			"revision": func(f *Flow) []InsertOption { f.Revision = maxRevision + 1; return nil },
-			"event kind": func(f *Flow) []InsertOption {
-				return []InsertOption{InsertWithEvents(&FlowEvent{Kind: EventKind(label)})}
+			"revision": func(f *Flow) Import { f.Revision = maxRevision + 1; return Import{} },
+			"event kind": func(f *Flow) Import {
+				return Import{Events: []*FlowEvent{{Kind: EventKind(label)}}}
 			},
-			"event kind utf-8": func(f *Flow) []InsertOption {
-				return []InsertOption{InsertWithEvents(&FlowEvent{Kind: "k\xff"})}
+			"event kind utf-8": func(f *Flow) Import {
+				return Import{Events: []*FlowEvent{{Kind: "k\xff"}}}
 			},
-			"task":                    func(*Flow) []InsertOption { return step(func(s *FlowStep) { s.Task = text }) },
-			"task utf-8":              func(*Flow) []InsertOption { return step(func(s *FlowStep) { s.Task = "\xff" }) },
-			"run_id":                  func(*Flow) []InsertOption { return step(func(s *FlowStep) { s.RunID = label }) },
-			"child_session_key":       func(*Flow) []InsertOption { return step(func(s *FlowStep) { s.ChildSessionKey = label }) },
-			"child_session_key utf-8": func(*Flow) []InsertOption { return step(func(s *FlowStep) { s.ChildSessionKey = "\xc3" }) },
-			"step id": func(f *Flow) []InsertOption {
+			"task":                    func(*Flow) Import { return step(func(s *FlowStep) { s.Task = text }) },
+			"task utf-8":              func(*Flow) Import { return step(func(s *FlowStep) { s.Task = "\xff" }) },
+			"run_id":                  func(*Flow) Import { return step(func(s *FlowStep) { s.RunID = label }) },
+			"child_session_key":       func(*Flow) Import { return step(func(s *FlowStep) { s.ChildSessionKey = label }) },
+			"child_session_key utf-8": func(*Flow) Import { return step(func(s *FlowStep) { s.ChildSessionKey = "\xc3" }) },
+			"step id": func(f *Flow) Import {
 				id := uuid.New()
-				return []InsertOption{InsertWithSteps(
-					&FlowStep{ID: id, RunID: "a", Runtime: RuntimeManaged, Status: StepPending},
-					&FlowStep{ID: id, RunID: "b", Runtime: RuntimeManaged, Status: StepPending})}
+				return Import{Steps: []*FlowStep{{ID: id, RunID: "a", Runtime: RuntimeManaged, Status: StepPending},
+					&FlowStep{ID: id, RunID: "b", Runtime: RuntimeManaged, Status: StepPending}}}
 			},
 		}
 		for name, spoil := range inserts {
 			f := importedFlow(e, StatusCreated, nil, false)
-			opts := spoil(f)
-			_, err := e.store.InsertFlow(ctx, f, opts...)
+			imp := spoil(f)
+			imp.Flow = f
+			_, err := e.store.InsertFlow(ctx, imp)
 			field, _, _ := strings.Cut(name, " utf-8")
 			if !errors.Is(err, ErrInvalidData) || !strings.Contains(err.Error(), strings.TrimSuffix(field, " ")) {
 				t.Errorf("insert with a bad %s: %v, want ErrInvalidData naming it", name, err)
@@ -537,7 +538,7 @@ func TestInsertFlowKeepsTheStoreBounds(t *testing.T) {
 		for _, ev := range events {
 			ev.Payload = json.RawMessage(`{"pad":"` + strings.Repeat("p", 100) + `"}`)
 		}
-		must(t, try(e.store.InsertFlow(e.ctx, f, InsertWithEvents(events...))))
+		must(t, try(e.store.InsertFlow(e.ctx, Import{Flow: f, Events: events})))
 		entries, size, eb := auditLog(t, e, f.ID)
 		if size > budget || eb != size || len(entries) < 20 {
 			t.Fatalf("log of %d entries, %d bytes (eb %d), want at most %d bytes", len(entries), size, eb, budget)
@@ -549,7 +550,7 @@ func TestInsertFlowKeepsTheStoreBounds(t *testing.T) {
 		// An event over the whole budget is kept alone.
 		g := importedFlow(e, StatusFinished, nil, false)
 		big := &FlowEvent{Kind: "big", Payload: json.RawMessage(`{"pad":"` + strings.Repeat("b", 2*budget) + `"}`)}
-		must(t, try(e.store.InsertFlow(e.ctx, g, InsertWithEvents(append(importedEvents(g, 3), big)...))))
+		must(t, try(e.store.InsertFlow(e.ctx, Import{Flow: g, Events: append(importedEvents(g, 3), big)})))
 		if entries, _, _ := auditLog(t, e, g.ID); len(entries) != 1 {
 			t.Fatalf("%d entries, want the newest alone", len(entries))
 		}
@@ -560,7 +561,7 @@ func TestInsertFlowKeepsTheStoreBounds(t *testing.T) {
 			{RunID: "b", Runtime: RuntimeManaged, Status: StepPending},
 			{RunID: "c", Runtime: RuntimeManaged, Status: StepPending},
 		}
-		if _, err := e.store.InsertFlow(e.ctx, h, InsertWithSteps(steps...)); !errors.Is(err, ErrInvalidData) {
+		if _, err := e.store.InsertFlow(e.ctx, Import{Flow: h, Steps: steps}); !errors.Is(err, ErrInvalidData) {
 			t.Fatalf("3 steps over a limit of 2: %v", err)
 		}
 		wantVerifyClean(t, e, 2)

@@ -280,10 +280,10 @@ func TestRevisionLimit(t *testing.T) {
 		ctx := e.ctx
 		f := importedFlow(e, StatusRunning, nil, false)
 		f.Revision = maxRevision
-		must(t, try(e.store.InsertFlow(ctx, f)))
+		must(t, try(e.store.InsertFlow(ctx, Import{Flow: f})))
 		w := importedFlow(e, StatusWaiting, json.RawMessage(`{"kind":"external_event","topic":"rl","correlation_id":"1"}`), false)
 		w.Revision = maxRevision
-		must(t, try(e.store.InsertFlow(ctx, w)))
+		must(t, try(e.store.InsertFlow(ctx, Import{Flow: w})))
 		before := e.dump()
 		for name, call := range map[string]func() error{
 			"update": func() error { _, err := e.m.UpdateState(ctx, f.ID, map[string]int{"n": 1}, ""); return err },
@@ -314,7 +314,7 @@ func TestRevisionLimit(t *testing.T) {
 		// Two below the limit: a change lands, exact.
 		g := importedFlow(e, StatusRunning, nil, false)
 		g.Revision = maxRevision - 2
-		must(t, try(e.store.InsertFlow(ctx, g)))
+		must(t, try(e.store.InsertFlow(ctx, Import{Flow: g})))
 		got := must(t, try(e.m.UpdateState(ctx, g.ID, map[string]int{"n": 1}, "")))
 		if got.Revision != maxRevision-1 {
 			t.Fatalf("revision %d, want %d", got.Revision, int64(maxRevision-1))
@@ -328,7 +328,7 @@ func TestRevisionLimit(t *testing.T) {
 		}
 		h := importedFlow(e, StatusRunning, nil, false)
 		h.Revision = maxRevision + 1
-		if _, err := e.store.InsertFlow(ctx, h); !errors.Is(err, ErrInvalidData) {
+		if _, err := e.store.InsertFlow(ctx, Import{Flow: h}); !errors.Is(err, ErrInvalidData) {
 			t.Fatalf("insert over maxRevision: %v", err)
 		}
 		requireVerifyClean(t, e.m)
@@ -361,7 +361,7 @@ func TestEventLabelsAreBounded(t *testing.T) {
 				_, _, err := e.store.UpdateAndAppend(ctx, &g, "waiting", nil)
 				return err
 			},
-			"correlation_id insert": func() error { _, err := e.store.InsertFlow(ctx, imp); return err },
+			"correlation_id insert": func() error { _, err := e.store.InsertFlow(ctx, Import{Flow: imp}); return err },
 			"topic resume": func() error {
 				_, err := e.m.TryResumeExternal(ctx, w.ID, label, "c", nil)
 				return err

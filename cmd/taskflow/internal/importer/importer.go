@@ -256,13 +256,13 @@ func importOne(ctx context.Context, db *sql.DB, store *taskflow.RedisStore, rawI
 	}
 	if dryRun {
 		// Every check of InsertFlow but the id's, without writing.
-		if err := store.CheckInsert(f, taskflow.InsertWithSteps(steps...), taskflow.InsertWithEvents(events...)); err != nil {
+		if err := store.CheckInsert(taskflow.Import{Flow: f, Steps: steps, Events: events}); err != nil {
 			return skip(err)
 		}
 		res.Outcome = Imported
 		return res, nil
 	}
-	_, err = store.InsertFlow(ctx, f, taskflow.InsertWithSteps(steps...), taskflow.InsertWithEvents(events...))
+	_, err = store.InsertFlow(ctx, taskflow.Import{Flow: f, Steps: steps, Events: events})
 	switch {
 	case err == nil:
 		res.Outcome = Imported
