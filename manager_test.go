@@ -59,7 +59,7 @@ func TestHappyPath(t *testing.T) {
 				t.Fatalf("event flow id %s", ev.FlowID)
 			}
 		}
-		want := []string{"finished", "resumed", "waiting", "state_updated", "started", "created"}
+		want := []EventKind{"finished", "resumed", "waiting", "state_updated", "started", "created"}
 		if !reflect.DeepEqual(kinds, want) {
 			t.Fatalf("events = %v, want %v", kinds, want)
 		}
