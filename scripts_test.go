@@ -58,33 +58,6 @@ func TestEveryScriptIsLoaded(t *testing.T) {
 	}
 }
 
-// TestLuaIncludesAreChecked: an include names one file of lua/include.
-func TestLuaIncludesAreChecked(t *testing.T) {
-	got, err := luaIncludes("-- x\n--@include prelude\n  --@include state  \nlocal a = 1\n")
-	if err != nil || strings.Join(got, ",") != "prelude,state" {
-		t.Fatalf("includes %v, %v", got, err)
-	}
-	for _, bad := range []string{"--@include ../lib", "--@include a.lua", "--@include "} {
-		if _, err := luaIncludes(bad + "\n"); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-	for path, src := range luaSources(t) {
-		names, err := luaIncludes(src)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		for _, n := range names {
-			if n == "prelude" {
-				continue
-			}
-			if _, err := luaFiles.ReadFile("lua/include/" + n + ".lua"); err != nil {
-				t.Errorf("%s includes %q: %v", path, n, err)
-			}
-		}
-	}
-}
-
 // luaBuiltins are the globals a Redis script may call.
 var luaBuiltins = map[string]bool{
 	"tonumber": true, "tostring": true, "ipairs": true, "pairs": true, "unpack": true,
@@ -196,7 +169,7 @@ func TestNoStatusNameTypedInLua(t *testing.T) {
 // TestStatusTableMatchesTheStateMachine: what the prelude tells the
 // scripts of each status follows from Go's tables.
 func TestStatusTableMatchesTheStateMachine(t *testing.T) {
-	p := luaPrelude(false)
+	p := luaPrelude(false).Text()
 	for i, st := range allStatuses {
 		im := statusImplies[st]
 		want := `["` + string(st) + `"]={index=` + itoa(firstStatusKey+i) + ",terminal=" + boolStr(st.IsTerminal()) +
@@ -221,7 +194,7 @@ func boolStr(b bool) string {
 }
 
 func TestLuaPreludeMatchesTable(t *testing.T) {
-	p := luaPrelude(false)
+	p := luaPrelude(false).Text()
 	for _, to := range Statuses() {
 		for _, from := range sourcesOf(to) {
 			if !strings.Contains(p, fmt.Sprintf("[%q]=true", from)) {
@@ -231,10 +204,13 @@ func TestLuaPreludeMatchesTable(t *testing.T) {
 	}
 }
 
-// assembleScript returns lua/<name>.lua as the store loads it (see
-// luaLoader.assemble).
+// assembleScript returns lua/<name>.lua as the store loads it.
 func assembleScript(name string, cluster bool) (string, error) {
-	return newLuaLoader(cluster).assemble(name)
+	l, err := newLuaLoader(cluster)
+	if err != nil {
+		return "", err
+	}
+	return l.Assemble(name)
 }
 
 // luaCodeOnly strips Lua comments (the scripts' tests read code only) ("--" to the end of the line).
