@@ -1,13 +1,17 @@
 package taskflow
 
 import (
+	"flag"
 	"fmt"
 	"io/fs"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
 )
+
+var updateLuaGolden = flag.Bool("update-lua", false, "rewrite testdata/lua_definitions.golden")
 
 // luaSources returns every Lua file (scripts and includes) by path.
 func luaSources(t *testing.T) map[string]string {
@@ -55,6 +59,43 @@ func TestEveryScriptIsLoaded(t *testing.T) {
 		if !loaded[name] {
 			t.Errorf("%s is not loaded by loadScripts", path)
 		}
+	}
+}
+
+// TestScriptDefinitionsGolden: the definitions each script keeps of its
+// includes (the shaker's choice) are those of
+// testdata/lua_definitions.golden; after a change to lua/, review the
+// difference and rewrite the file with go test -run ScriptDefinitions -update-lua.
+func TestScriptDefinitionsGolden(t *testing.T) {
+	def := regexp.MustCompile(`(?m)^local (?:function ([A-Za-z_]\w*)|([A-Za-z_][\w, ]*?)\s*=)`)
+	var b strings.Builder
+	s := &scripts{}
+	for _, x := range s.files() {
+		src, err := assembleScript(x.file, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src, _, _ = strings.Cut(src, "\n-- "+x.file+".lua\n") // the includes only
+		var names []string
+		for _, m := range def.FindAllStringSubmatch(src, -1) {
+			for _, n := range strings.Split(m[1]+m[2], ",") {
+				names = append(names, strings.TrimSpace(n))
+			}
+		}
+		fmt.Fprintf(&b, "%s: %s\n", x.file, strings.Join(names, " "))
+	}
+	const golden = "testdata/lua_definitions.golden"
+	if *updateLuaGolden {
+		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.String(); got != string(want) {
+		t.Errorf("the scripts keep other definitions than %s:\ngot:\n%s", golden, got)
 	}
 }
 

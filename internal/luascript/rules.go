@@ -43,7 +43,7 @@ func checkFile(path, text string, include bool) error {
 	var depth int    // open functions and blocks
 	var brackets int // open (, {, [
 	lastLine := 1
-	for i, line := range strings.Split(text, "\n") {
+	for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
 		n := i + 1
 		lastLine = n
 		bad := func(r Rule, format string, args ...any) error {
