@@ -24,7 +24,8 @@
 // those whose names the script mentions, then those the kept ones
 // mention, until nothing changes. A name counts as mentioned when it
 // stands as a word outside comments and is not a field (after '.' or
-// ':'); a word inside a string counts too, which keeps a definition for
+// ':', where ".." and "..." are operators, not field dots); a word inside
+// a string counts too, which keeps a definition for
 // nothing but never drops one that is needed. A definition runs from its
 // "local " line to the next one; the comments above a definition go with
 // the one before it, and what an include holds before its first
@@ -61,9 +62,9 @@
 //   - [RuleBalance]: every "(", "{", "[" is closed and every function
 //     and block ends (function, do, if, repeat against end, until); this
 //     is how the loader knows what is top level.
-//   - [RuleInclude]: an include line names a file of include/ ("name",
-//     without a path or ".lua"), or "prelude", and includes form no
-//     cycle.
+//   - [RuleInclude]: an include line names a file of include/ that
+//     exists ("name", without a path or ".lua"), or "prelude", and
+//     includes form no cycle.
 //
 // The prelude, rendered from Go's tables, is checked by the same rules.
 package luascript
