@@ -6,6 +6,8 @@ import (
 	"io"
 
 	"github.com/taskflow-dev/taskflow"
+
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 
 var fsckVerb = &verb{
@@ -103,14 +105,14 @@ func printFsck(w io.Writer, r *taskflow.VerifyReport, repair, partial bool) erro
 		return nil
 	}
 	fmt.Fprintln(w)
-	tw := newTable(w)
+	tw := clitext.NewTable(w)
 	fmt.Fprintln(tw, "KIND\tFLOW\tKEY\tDETAIL\tREPAIRED")
 	for _, p := range r.Problems {
 		repaired := "no"
 		if p.Repaired {
 			repaired = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(p.Kind, 0), cell(p.FlowID, 0), cell(p.Key, 0), cell(p.Detail, 0), repaired)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clitext.Cell(p.Kind, 0), clitext.Cell(p.FlowID, 0), clitext.Cell(p.Key, 0), clitext.Cell(p.Detail, 0), repaired)
 	}
 	return tw.Flush()
 }
