@@ -33,8 +33,9 @@
 //
 // The plans: out of every ten flows, three finish, two wait on a timer,
 // two on an external event, one on a manual resume, one fails and one is
-// cancelled while it waits; every fifth flow (the 2nd, 7th, …) is handed
-// back once, every seventh (the 3rd, 10th, …) stalls once.
+// cancelled while it waits. Every seventh flow (the 3rd, 10th, …) stalls
+// after its first step; every fifth (the 2nd, 7th, …) is handed back after
+// a step, unless it stalled after its last.
 package demo
 
 import (
