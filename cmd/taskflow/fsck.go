@@ -6,7 +6,6 @@ import (
 	"io"
 
 	"github.com/taskflow-dev/taskflow"
-
 	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 

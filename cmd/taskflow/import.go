@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/importer"
-
 	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/importer"
 )
 
 var importVerb = &verb{

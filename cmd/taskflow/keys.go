@@ -10,7 +10,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
-
 	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/taskflow-dev/taskflow"
-
 	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 

@@ -10,7 +10,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskflow-dev/taskflow"
-
 	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 
 	"github.com/taskflow-dev/taskflow"
-
 	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 
