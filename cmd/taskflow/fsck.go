@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 	"github.com/taskflow-dev/taskflow/fsck"
 )
 
@@ -103,14 +104,14 @@ func printFsck(w io.Writer, r *fsck.Report, repair, partial bool) error {
 		return nil
 	}
 	fmt.Fprintln(w)
-	tw := newTable(w)
+	tw := clitext.NewTable(w)
 	fmt.Fprintln(tw, "KIND\tFLOW\tKEY\tDETAIL\tREPAIRED")
 	for _, p := range r.Problems {
 		repaired := "no"
 		if p.Repaired {
 			repaired = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(string(p.Kind), 0), cell(p.FlowID, 0), cell(p.Key, 0), cell(p.Detail, 0), repaired)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clitext.Cell(string(p.Kind), 0), clitext.Cell(p.FlowID, 0), clitext.Cell(p.Key, 0), clitext.Cell(p.Detail, 0), repaired)
 	}
 	return tw.Flush()
 }
