@@ -19,8 +19,8 @@ import (
 //
 // A host resumes its agents' waits by publishing to the scoped topic:
 //
-//	m.ResumeByCorrelation(ctx, taskflow.Topic("kate", "email.reply"), msgID, payload)
-//	m.PublishResume(ctx, taskflow.ResumeRequest{Topic: taskflow.Topic("kate", "email.reply"), CorrelationID: msgID})
+//	m.ResumeByCorrelation(ctx, agenttool.Topic("kate", "email.reply"), msgID, payload)
+//	m.PublishResume(ctx, taskflow.ResumeRequest{Topic: agenttool.Topic("kate", "email.reply"), CorrelationID: msgID})
 //
 // Sessions of one agent share its topics. The model sees and sends its
 // topics unscoped. Topics starting with "agent:" are the tool's: a host

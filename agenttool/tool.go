@@ -1,3 +1,22 @@
+// Package agenttool is taskflow's agent-facing tool: one tool an LLM
+// calls to keep durable flows (start, status, advance, wait, finish,
+// fail, cancel, list_mine), with its definitions for each LLM provider
+// and MCP.
+//
+// A host makes the tool on a taskflow.Manager with New, offers the model
+// a definition (Tool.Definition, or OpenAIDefinitions,
+// AnthropicDefinitions, GeminiDefinitions and MCPDefinitions, as one
+// combined tool or one tool per action), and routes each of the model's
+// calls to Tool.Call or Tool.CallTool with the caller's Session. Every
+// flow belongs to the session that started it; a session never sees
+// another's flows, starts flows only in its agent's controller namespace
+// (WithAllowedControllers and WithControllerPolicy change that) and
+// waits on events under its agent's topics (Topic). Errors are written
+// for the model: ErrArgs says what to fix, ErrForbidden that the flow is
+// another session's.
+//
+// The package uses only the exported API of package taskflow; its own
+// names are what a tool host needs, kept out of the core's package.
 package agenttool
 
 import (
@@ -47,9 +66,10 @@ func Actions() []string {
 // Errors of the tool. Every argument or validation problem wraps
 // ErrArgs, and every attempt to touch a flow of another session wraps
 // ErrForbidden, so a host can tell them apart with errors.Is. Errors the
-// manager returns (ErrAlreadyTerminal, ErrCancelPending,
-// ErrIllegalTransition, ErrInvalidData, ...) stay visible through the
-// tool's error with errors.Is as well.
+// manager returns (taskflow.ErrAlreadyTerminal,
+// taskflow.ErrCancelPending, taskflow.ErrIllegalTransition,
+// taskflow.ErrInvalidData, ...) stay visible through the tool's error
+// with errors.Is as well.
 var (
 	// ErrArgs: the call's arguments (or its session) are missing,
 	// malformed or refused by a guardrail. The error text says what to fix.
@@ -181,13 +201,13 @@ func New(m *taskflow.Manager, opts ...Option) *Tool {
 // change nothing the model meant does not come back ok. The same holds for
 // a key of wait_condition that its kind does not take. A move the
 // flow's status does not allow is an error that says what to do instead
-// and wraps the manager's sentinel (ErrAlreadyTerminal, ErrCancelPending,
-// ErrIllegalTransition). The model never handles revisions: a "revision"
+// and wraps the manager's sentinel (taskflow.ErrAlreadyTerminal,
+// taskflow.ErrCancelPending, taskflow.ErrIllegalTransition). The model never handles revisions: a "revision"
 // argument (a model may copy it from a result) is ignored. Error texts are
 // written for the model.
 func (t *Tool) Call(ctx context.Context, s Session, args json.RawMessage) (json.RawMessage, error) {
 	if t == nil || t.m == nil || t.m.Store() == nil {
-		return nil, errors.New("taskflow tool: the tool has no manager (use New with a Manager)")
+		return nil, errors.New("taskflow tool: the tool has no manager (use agenttool.New with a Manager)")
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -249,9 +269,9 @@ func (t *Tool) start(ctx context.Context, s Session, a toolArgs) (json.RawMessag
 	if state == nil {
 		state = json.RawMessage(`{}`)
 	}
-	// CreateMirrored is created-then-started in one atomic script: the same
-	// flow and events (created, started; revision 1) as CreateManaged
-	// followed by StartRunning, without a window in which a crash leaves
+	// Manager.CreateMirrored is created-then-started in one atomic script:
+	// the same flow and events (created, started; revision 1) as
+	// CreateManaged followed by StartRunning, without a window in which a crash leaves
 	// a flow stuck in created.
 	in := taskflow.CreateManagedInput{
 		ControllerID:    controller,
