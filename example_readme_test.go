@@ -1,9 +1,9 @@
 package taskflow_test
 
 // The README's Go snippets, each the whole body of an example here (or in
-// extra/*'s example_readme_test.go), so the tests compile every one of
-// them as it reads; TestReadmeGoSnippets checks the README against these
-// bodies. The names a snippet takes from its surroundings are the
+// the example_readme_test.go of agenttool or of extra/*), so the tests
+// compile every one of them as it reads; TestReadmeGoSnippets checks the
+// README against these bodies. The names a snippet takes from its surroundings are the
 // package-level variables below. They are compiled, not run.
 
 import (

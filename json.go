@@ -12,8 +12,8 @@ import (
 // package encodes (stored state, payloads, wait conditions, the bridge's
 // entries) keeps '<', '>' and '&' as written, so redis-cli, the CLI, the
 // dashboard and other languages read the caller's text rather than
-// \u003c, \u003e and \u0026. json.RawMessage values
-// inside v keep their bytes too (encoding/json would re-escape them).
+// \u003c, \u003e and \u0026. json.RawMessage values inside v keep
+// their bytes too (encoding/json would re-escape them).
 func marshalJSON(v any) (json.RawMessage, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
