@@ -382,13 +382,16 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 			if n := eventCount(t, e.m, imp.ID); n != 3 {
 				t.Fatalf("InsertFlow: %d events", n)
 			}
-			// The tool's start: a re-sent create is not "already exists".
-			tool := NewTool(m)
+			// The agent tool's start (package agenttool) is this call, with
+			// the session's owner key: a re-sent create is not "already
+			// exists".
+			toolStart := CreateManagedInput{ControllerID: "lost/x", Goal: "g", OwnerSessionKey: "agent:lost:session:s",
+				RequesterOrigin: "s", CurrentStep: "init", State: map[string]any{}}
 			lost("tool start", nil, 0, func() error {
-				_, err := tool.Call(ctx, Session{AgentID: "lost", SessionID: "s"}, []byte(`{"action":"start","controller_id":"lost/x","goal":"g"}`))
+				_, err := m.CreateMirrored(ctx, toolStart)
 				return err
 			})
-			if n := len(must(t, try(e.m.ListByOwner(ctx, Session{AgentID: "lost", SessionID: "s"}.OwnerKey())))); n != 1 {
+			if n := len(must(t, try(e.m.ListByOwner(ctx, toolStart.OwnerSessionKey)))); n != 1 {
 				t.Fatalf("tool start made %d flows", n)
 			}
 			// The resume path: a resume request, and each script of the

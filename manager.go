@@ -292,6 +292,18 @@ func (m *Manager) ListByOwnerPage(ctx context.Context, owner string, opts ...Lis
 	return m.store.listIndex(ctx, m.store.keys.perShard(func(shard int) string { return m.store.keys.owner(shard, owner) }), true, opts)
 }
 
+// CountByOwner returns how many flows an owner has, of every status: the
+// sizes of the owner's index summed over the shards, in one round trip.
+// It is the total beside a page of ListByOwnerPage (the agent tool's
+// list_mine reports it). An empty owner is an error wrapping
+// ErrInvalidData.
+func (m *Manager) CountByOwner(ctx context.Context, owner string) (int, error) {
+	if owner == "" {
+		return 0, fmt.Errorf("%w: owner is required", ErrInvalidData)
+	}
+	return m.store.countIndex(ctx, func(shard int) string { return m.store.keys.owner(shard, owner) })
+}
+
 // ListByStatusPage is ListByStatus with the cursor of the next page.
 func (m *Manager) ListByStatusPage(ctx context.Context, status FlowStatus, opts ...ListOption) (*FlowPage, error) {
 	if !status.Valid() {

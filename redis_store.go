@@ -186,6 +186,10 @@ func (s *RedisStore) Prefix() string { return s.keys.prefix }
 // Shards returns the shard count.
 func (s *RedisStore) Shards() int { return s.keys.shards }
 
+// Now returns the time on the store's clock: the clock WithClock set,
+// time.Now by default. Every time the store records is read from it.
+func (s *RedisStore) Now() time.Time { return s.now() }
+
 // now returns the store's clock in milliseconds, and as RFC 3339.
 func (s *RedisStore) clock() (time.Time, string, string) {
 	t := s.now().UTC().Truncate(time.Millisecond)

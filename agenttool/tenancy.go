@@ -1,12 +1,14 @@
-package taskflow
+package agenttool
 
 import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/taskflow-dev/taskflow"
 )
 
-// ToolTopic returns the topic under which the tool stores an
+// Topic returns the topic under which the tool stores an
 // external_event wait that a session of agent agentID sets on topic:
 // "agent:<agent id>:<topic>", the agent id trimmed of surrounding white
 // space. Every wait set through the tool is scoped this way, so events
@@ -17,21 +19,21 @@ import (
 //
 // A host resumes its agents' waits by publishing to the scoped topic:
 //
-//	m.ResumeByCorrelation(ctx, taskflow.ToolTopic("kate", "email.reply"), msgID, payload)
-//	m.PublishResume(ctx, taskflow.ResumeRequest{Topic: taskflow.ToolTopic("kate", "email.reply"), CorrelationID: msgID})
+//	m.ResumeByCorrelation(ctx, agenttool.Topic("kate", "email.reply"), msgID, payload)
+//	m.PublishResume(ctx, taskflow.ResumeRequest{Topic: agenttool.Topic("kate", "email.reply"), CorrelationID: msgID})
 //
 // Sessions of one agent share its topics. The model sees and sends its
 // topics unscoped. Topics starting with "agent:" are the tool's: a host
 // should not give its own waits such topics.
-func ToolTopic(agentID, topic string) string {
+func Topic(agentID, topic string) string {
 	return "agent:" + strings.TrimSpace(agentID) + ":" + topic
 }
 
 // scopeWait puts an external_event wait of session s under its agent's
 // topic.
-func scopeWait(s Session, w WaitCondition) WaitCondition {
-	if w.Kind == WaitKindExternalEvent {
-		w.Topic = ToolTopic(s.AgentID, w.Topic)
+func scopeWait(s Session, w taskflow.WaitCondition) taskflow.WaitCondition {
+	if w.Kind == taskflow.WaitKindExternalEvent {
+		w.Topic = Topic(s.AgentID, w.Topic)
 	}
 	return w
 }
@@ -47,11 +49,11 @@ func unscopeWait(owner string, wait json.RawMessage) json.RawMessage {
 	if !ok {
 		return wait
 	}
-	w, err := ParseWaitCondition(wait)
-	if err != nil || w.Kind != WaitKindExternalEvent {
+	w, err := taskflow.ParseWaitCondition(wait)
+	if err != nil || w.Kind != taskflow.WaitKindExternalEvent {
 		return wait
 	}
-	topic, ok := strings.CutPrefix(w.Topic, ToolTopic(agent, ""))
+	topic, ok := strings.CutPrefix(w.Topic, Topic(agent, ""))
 	if !ok || topic == "" {
 		return wait
 	}
@@ -69,7 +71,7 @@ func unscopeWait(owner string, wait json.RawMessage) json.RawMessage {
 // one tool per tenant, or whose tenants share controllers on purpose.
 // Called with no id, no session may start a flow. See
 // WithControllerPolicy for a rule per session.
-func WithAllowedControllers(ids ...string) ToolOption {
+func WithAllowedControllers(ids ...string) Option {
 	allowed := map[string]bool{}
 	var list []string
 	for _, id := range ids {
@@ -78,7 +80,7 @@ func WithAllowedControllers(ids ...string) ToolOption {
 			list = append(list, fmt.Sprintf("%q", id))
 		}
 	}
-	return func(c *toolConfig) {
+	return func(c *config) {
 		c.controllers = func(_ Session, id string) error {
 			if allowed[id] {
 				return nil
@@ -97,8 +99,8 @@ func WithAllowedControllers(ids ...string) ToolOption {
 // agent id holding '/' has none),
 // so one tenant cannot put work on another's ready queues, where the
 // other's workers would claim it. A nil allow keeps the default.
-func WithControllerPolicy(allow func(s Session, controllerID string) bool) ToolOption {
-	return func(c *toolConfig) {
+func WithControllerPolicy(allow func(s Session, controllerID string) bool) Option {
+	return func(c *config) {
 		if allow == nil {
 			return
 		}

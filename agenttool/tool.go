@@ -1,4 +1,23 @@
-package taskflow
+// Package agenttool is taskflow's agent-facing tool: one tool an LLM
+// calls to keep durable flows (start, status, advance, wait, finish,
+// fail, cancel, list_mine), with its definitions for each LLM provider
+// and MCP.
+//
+// A host makes the tool on a taskflow.Manager with New, offers the model
+// a definition (Tool.Definition, or OpenAIDefinitions,
+// AnthropicDefinitions, GeminiDefinitions and MCPDefinitions, as one
+// combined tool or one tool per action), and routes each of the model's
+// calls to Tool.Call or Tool.CallTool with the caller's Session. Every
+// flow belongs to the session that started it; a session never sees
+// another's flows, starts flows only in its agent's controller namespace
+// (WithAllowedControllers and WithControllerPolicy change that) and
+// waits on events under its agent's topics (Topic). Errors are written
+// for the model: ErrArgs says what to fix, ErrForbidden that the flow is
+// another session's.
+//
+// The package uses only the exported API of package taskflow; its own
+// names are what a tool host needs, kept out of the core's package.
+package agenttool
 
 import (
 	"bytes"
@@ -11,18 +30,20 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/taskflow-dev/taskflow"
 )
 
-// ToolName is the name of the agent-facing tool, as an LLM sees it.
-const ToolName = "taskflow"
+// Name is the name of the agent-facing tool, as an LLM sees it.
+const Name = "taskflow"
 
 // DefaultTimerMaxHorizon is how far ahead a timer wait may be set through
 // the tool unless WithTimerMaxHorizon says otherwise: 30 days.
 const DefaultTimerMaxHorizon = 30 * 24 * time.Hour
 
-// ToolListLimit is how many flows the list_mine action returns at most:
+// ListLimit is how many flows the list_mine action returns at most:
 // the session's most recently created flows.
-const ToolListLimit = 100
+const ListLimit = 100
 
 // The tool's actions, the values of the "action" argument.
 const (
@@ -36,22 +57,23 @@ const (
 	ActionListMine = "list_mine"
 )
 
-// ToolActions returns the tool's actions in the order the schema lists
+// Actions returns the tool's actions in the order the schema lists
 // them.
-func ToolActions() []string {
+func Actions() []string {
 	return []string{ActionStart, ActionStatus, ActionAdvance, ActionWait, ActionFinish, ActionFail, ActionCancel, ActionListMine}
 }
 
 // Errors of the tool. Every argument or validation problem wraps
-// ErrToolArgs, and every attempt to touch a flow of another session wraps
+// ErrArgs, and every attempt to touch a flow of another session wraps
 // ErrForbidden, so a host can tell them apart with errors.Is. Errors the
-// manager returns (ErrAlreadyTerminal, ErrCancelPending,
-// ErrIllegalTransition, ErrInvalidData, ...) stay visible through the
-// tool's error with errors.Is as well.
+// manager returns (taskflow.ErrAlreadyTerminal,
+// taskflow.ErrCancelPending, taskflow.ErrIllegalTransition,
+// taskflow.ErrInvalidData, ...) stay visible through the tool's error
+// with errors.Is as well.
 var (
-	// ErrToolArgs: the call's arguments (or its session) are missing,
+	// ErrArgs: the call's arguments (or its session) are missing,
 	// malformed or refused by a guardrail. The error text says what to fix.
-	ErrToolArgs = errors.New("taskflow: invalid tool arguments")
+	ErrArgs = errors.New("taskflow: invalid tool arguments")
 	// ErrForbidden: the flow named by the call belongs to another session.
 	// The error never carries any data of that flow.
 	ErrForbidden = errors.New("taskflow: forbidden")
@@ -79,18 +101,18 @@ func (s Session) OwnerKey() string {
 func (s Session) validate() error {
 	agent, session := strings.TrimSpace(s.AgentID), strings.TrimSpace(s.SessionID)
 	if agent == "" || session == "" {
-		return fmt.Errorf("%w: no session: the call needs both an agent id and a session id (session_id cannot be empty)", ErrToolArgs)
+		return fmt.Errorf("%w: no session: the call needs both an agent id and a session id (session_id cannot be empty)", ErrArgs)
 	}
 	if strings.Contains(agent, ":") {
-		return fmt.Errorf("%w: the agent id %q contains ':', which would make the owner key ambiguous", ErrToolArgs, agent)
+		return fmt.Errorf("%w: the agent id %q contains ':', which would make the owner key ambiguous", ErrArgs, agent)
 	}
 	return nil
 }
 
-// ToolOption configures a Tool.
-type ToolOption func(*toolConfig)
+// Option configures a Tool.
+type Option func(*config)
 
-type toolConfig struct {
+type config struct {
 	maxHorizon time.Duration
 	now        func() time.Time
 	// controllers refuses controller ids a session may not name (see
@@ -102,19 +124,19 @@ type toolConfig struct {
 // (default DefaultTimerMaxHorizon, 30 days). A timer's "at" must be
 // strictly after now and at most now + d. d must be positive: zero or a
 // negative value keeps the default. There is no upper limit.
-func WithTimerMaxHorizon(d time.Duration) ToolOption {
-	return func(c *toolConfig) {
+func WithTimerMaxHorizon(d time.Duration) Option {
+	return func(c *config) {
 		if d > 0 {
 			c.maxHorizon = d
 		}
 	}
 }
 
-// WithToolClock sets the clock the tool checks timer waits against
-// (default: the clock of the manager's store, see WithClock). A nil clock
+// WithClock sets the clock the tool checks timer waits against
+// (default: the clock of the manager's store, see taskflow.WithClock). A nil clock
 // keeps the default.
-func WithToolClock(now func() time.Time) ToolOption {
-	return func(c *toolConfig) {
+func WithClock(now func() time.Time) Option {
+	return func(c *config) {
 		if now != nil {
 			c.now = now
 		}
@@ -127,19 +149,19 @@ func WithToolClock(now func() time.Time) ToolOption {
 // the LLM provider and route the model's calls to Call with the caller's
 // Session. A Tool is safe for concurrent use.
 type Tool struct {
-	m   *Manager
-	cfg toolConfig
+	m   *taskflow.Manager
+	cfg config
 }
 
-// NewTool returns the tool on m. See WithTimerMaxHorizon, WithToolClock,
+// New returns the tool on m. See WithTimerMaxHorizon, WithClock,
 // WithAllowedControllers and WithControllerPolicy for the options; by
 // default a session may start flows only in its agent's controller
 // namespace, and its external_event waits are scoped to its agent (see
-// ToolTopic).
-func NewTool(m *Manager, opts ...ToolOption) *Tool {
-	cfg := toolConfig{maxHorizon: DefaultTimerMaxHorizon, controllers: ownNamespace}
-	if m != nil && m.store != nil {
-		cfg.now = m.store.now
+// Topic).
+func New(m *taskflow.Manager, opts ...Option) *Tool {
+	cfg := config{maxHorizon: DefaultTimerMaxHorizon, controllers: ownNamespace}
+	if m != nil && m.Store() != nil {
+		cfg.now = m.Store().Now
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -160,7 +182,7 @@ func NewTool(m *Manager, opts ...ToolOption) *Tool {
 //     {"ok":true,"flow":{id, controller_id, goal, current_step, status,
 //     cancel_requested, state, wait, revision, created_at, updated_at}}
 //   - list_mine: {"ok":true,"count":N,"total":T,"truncated":B,
-//     "flows":[...]}, the session's ToolListLimit most recently created
+//     "flows":[...]}, the session's ListLimit most recently created
 //     flows, newest first; T counts all of them and B says some were
 //     left out
 //   - a flow_id that names no flow: {"ok":false,"error":"not_found",
@@ -173,19 +195,19 @@ func NewTool(m *Manager, opts ...ToolOption) *Tool {
 // to a different session" and carries none of its data, and nothing is
 // changed. Missing, malformed or refused arguments (including a missing
 // session and the guardrails of wait: a timer must be in the future and
-// within the maximum horizon) are errors wrapping ErrToolArgs, and so is
+// within the maximum horizon) are errors wrapping ErrArgs, and so is
 // an argument the action does not take (a misspelt "next_step", or
 // "patch" on finish): it is refused, never ignored, so a call that would
 // change nothing the model meant does not come back ok. The same holds for
 // a key of wait_condition that its kind does not take. A move the
 // flow's status does not allow is an error that says what to do instead
-// and wraps the manager's sentinel (ErrAlreadyTerminal, ErrCancelPending,
-// ErrIllegalTransition). The model never handles revisions: a "revision"
+// and wraps the manager's sentinel (taskflow.ErrAlreadyTerminal,
+// taskflow.ErrCancelPending, taskflow.ErrIllegalTransition). The model never handles revisions: a "revision"
 // argument (a model may copy it from a result) is ignored. Error texts are
 // written for the model.
 func (t *Tool) Call(ctx context.Context, s Session, args json.RawMessage) (json.RawMessage, error) {
-	if t == nil || t.m == nil || t.m.store == nil {
-		return nil, errors.New("taskflow tool: the tool has no manager (use NewTool with a Manager)")
+	if t == nil || t.m == nil || t.m.Store() == nil {
+		return nil, errors.New("taskflow tool: the tool has no manager (use agenttool.New with a Manager)")
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -223,7 +245,7 @@ func (t *Tool) Call(ctx context.Context, s Session, args json.RawMessage) (json.
 	}
 }
 
-func actionList() string { return strings.Join(ToolActions(), ", ") }
+func actionList() string { return strings.Join(Actions(), ", ") }
 
 func (t *Tool) start(ctx context.Context, s Session, a toolArgs) (json.RawMessage, error) {
 	controller, goal := strings.TrimSpace(a.ControllerID), strings.TrimSpace(a.Goal)
@@ -247,11 +269,11 @@ func (t *Tool) start(ctx context.Context, s Session, a toolArgs) (json.RawMessag
 	if state == nil {
 		state = json.RawMessage(`{}`)
 	}
-	// CreateMirrored is created-then-started in one atomic script: the same
-	// flow and events (created, started; revision 1) as CreateManaged
-	// followed by StartRunning, without a window in which a crash leaves
+	// Manager.CreateMirrored is created-then-started in one atomic script:
+	// the same flow and events (created, started; revision 1) as
+	// CreateManaged followed by StartRunning, without a window in which a crash leaves
 	// a flow stuck in created.
-	in := CreateManagedInput{
+	in := taskflow.CreateManagedInput{
 		ControllerID:    controller,
 		Goal:            goal,
 		OwnerSessionKey: s.OwnerKey(),
@@ -276,12 +298,12 @@ func (t *Tool) start(ctx context.Context, s Session, a toolArgs) (json.RawMessag
 
 func (t *Tool) listMine(ctx context.Context, s Session) (json.RawMessage, error) {
 	owner := s.OwnerKey()
-	page, err := t.m.ListByOwnerPage(ctx, owner, WithLimit(ToolListLimit))
+	page, err := t.m.ListByOwnerPage(ctx, owner, taskflow.WithLimit(ListLimit))
 	if err != nil {
 		return nil, fmt.Errorf("taskflow tool: list_mine failed: %w", err)
 	}
 	flows := page.Flows
-	total, err := t.m.store.countIndex(ctx, func(shard int) string { return t.m.store.keys.owner(shard, owner) })
+	total, err := t.m.CountByOwner(ctx, owner)
 	if err != nil {
 		return nil, fmt.Errorf("taskflow tool: list_mine failed: %w", err)
 	}
@@ -312,7 +334,7 @@ func (t *Tool) flowAction(ctx context.Context, s Session, action string, a toolA
 
 	// Validate everything that does not need the flow first, so a bad call
 	// costs no round trip.
-	var mutate func() (*Flow, error)
+	var mutate func() (*taskflow.Flow, error)
 	switch action {
 	case ActionStatus:
 	case ActionAdvance:
@@ -324,7 +346,7 @@ func (t *Tool) flowAction(ctx context.Context, s Session, action string, a toolA
 		if patch == nil && step == "" {
 			return nil, argErr("advance needs \"patch\" (a JSON object of state keys to set) and/or \"current_step\"")
 		}
-		mutate = func() (*Flow, error) {
+		mutate = func() (*taskflow.Flow, error) {
 			var p any
 			if patch != nil {
 				p = patch
@@ -337,13 +359,13 @@ func (t *Tool) flowAction(ctx context.Context, s Session, action string, a toolA
 			return nil, err
 		}
 		cond = scopeWait(s, cond) // events reach only this agent's waits
-		mutate = func() (*Flow, error) { return t.m.SetWaiting(ctx, id, cond) }
+		mutate = func() (*taskflow.Flow, error) { return t.m.SetWaiting(ctx, id, cond) }
 	case ActionFinish:
 		final, err := objectArg("final_state", a.FinalState)
 		if err != nil {
 			return nil, err
 		}
-		mutate = func() (*Flow, error) {
+		mutate = func() (*taskflow.Flow, error) {
 			var p any
 			if final != nil {
 				p = final
@@ -355,16 +377,16 @@ func (t *Tool) flowAction(ctx context.Context, s Session, action string, a toolA
 		if reason == "" {
 			return nil, argErr("fail needs \"reason\" (why the flow failed): reason cannot be empty")
 		}
-		mutate = func() (*Flow, error) { return t.m.Fail(ctx, id, reason) }
+		mutate = func() (*taskflow.Flow, error) { return t.m.Fail(ctx, id, reason) }
 	case ActionCancel:
-		mutate = func() (*Flow, error) { return t.m.Cancel(ctx, id) }
+		mutate = func() (*taskflow.Flow, error) { return t.m.Cancel(ctx, id) }
 	}
 
 	// Tenancy: the owner of a flow never changes, so checking it on a read
 	// before the mutation is enough.
 	f, err := t.m.Get(ctx, id)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, taskflow.ErrNotFound) {
 			return notFound(id)
 		}
 		return nil, fmt.Errorf("taskflow tool: %s failed: %w", action, err)
@@ -375,7 +397,7 @@ func (t *Tool) flowAction(ctx context.Context, s Session, action string, a toolA
 	if mutate != nil {
 		f, err = mutate()
 		if err != nil {
-			if errors.Is(err, ErrNotFound) { // pruned meanwhile
+			if errors.Is(err, taskflow.ErrNotFound) { // pruned meanwhile
 				return notFound(id)
 			}
 			return nil, t.managerError(action, id, err)
@@ -387,16 +409,16 @@ func (t *Tool) flowAction(ctx context.Context, s Session, action string, a toolA
 const waitForms = `{"kind":"timer","at":"<RFC 3339 time>"}, {"kind":"external_event","topic":"...","correlation_id":"..."} or {"kind":"manual"}`
 
 // waitCondition parses and checks the wait action's condition.
-func (t *Tool) waitCondition(raw json.RawMessage) (WaitCondition, error) {
+func (t *Tool) waitCondition(raw json.RawMessage) (taskflow.WaitCondition, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
-		return WaitCondition{}, argErr("wait needs \"wait_condition\": %s", waitForms)
+		return taskflow.WaitCondition{}, argErr("wait needs \"wait_condition\": %s", waitForms)
 	}
 	if raw[0] != '{' {
-		return WaitCondition{}, argErr("\"wait_condition\" must be a JSON object (%s), not %s", waitForms, jsonKind(raw))
+		return taskflow.WaitCondition{}, argErr("\"wait_condition\" must be a JSON object (%s), not %s", waitForms, jsonKind(raw))
 	}
 	if err := checkWaitKeys(raw); err != nil {
-		return WaitCondition{}, err
+		return taskflow.WaitCondition{}, err
 	}
 	// Name the problem precisely before the generic parser does.
 	var peek struct {
@@ -406,33 +428,33 @@ func (t *Tool) waitCondition(raw json.RawMessage) (WaitCondition, error) {
 		CorrelationID *string `json:"correlation_id"`
 	}
 	if err := json.Unmarshal(raw, &peek); err != nil {
-		return WaitCondition{}, argErr("malformed \"wait_condition\": %s; use %s", describeJSONError(err), waitForms)
+		return taskflow.WaitCondition{}, argErr("malformed \"wait_condition\": %s; use %s", describeJSONError(err), waitForms)
 	}
 	if peek.Kind == nil || strings.TrimSpace(*peek.Kind) == "" {
-		return WaitCondition{}, argErr("\"wait_condition\" needs a \"kind\": timer, external_event or manual; use %s", waitForms)
+		return taskflow.WaitCondition{}, argErr("\"wait_condition\" needs a \"kind\": timer, external_event or manual; use %s", waitForms)
 	}
-	if WaitKind(*peek.Kind) == WaitKindExternalEvent {
+	if taskflow.WaitKind(*peek.Kind) == taskflow.WaitKindExternalEvent {
 		if peek.Topic == nil || strings.TrimSpace(*peek.Topic) == "" {
-			return WaitCondition{}, argErr("an external_event wait needs a non-empty \"topic\" (the name of the event to wait for): topic cannot be empty")
+			return taskflow.WaitCondition{}, argErr("an external_event wait needs a non-empty \"topic\" (the name of the event to wait for): topic cannot be empty")
 		}
 		if peek.CorrelationID == nil || strings.TrimSpace(*peek.CorrelationID) == "" {
-			return WaitCondition{}, argErr("an external_event wait needs a non-empty \"correlation_id\" (the id that ties the event to this flow): correlation_id cannot be empty")
+			return taskflow.WaitCondition{}, argErr("an external_event wait needs a non-empty \"correlation_id\" (the id that ties the event to this flow): correlation_id cannot be empty")
 		}
 	}
-	cond, err := ParseWaitCondition(raw)
+	cond, err := taskflow.ParseWaitCondition(raw)
 	if err != nil {
-		msg := strings.TrimPrefix(err.Error(), ErrInvalidData.Error()+": ")
-		return WaitCondition{}, argErr("invalid \"wait_condition\": %s; use %s", msg, waitForms)
+		msg := strings.TrimPrefix(err.Error(), taskflow.ErrInvalidData.Error()+": ")
+		return taskflow.WaitCondition{}, argErr("invalid \"wait_condition\": %s; use %s", msg, waitForms)
 	}
-	if cond.Kind == WaitKindTimer {
+	if cond.Kind == taskflow.WaitKindTimer {
 		now := t.cfg.now()
 		latest := now.Add(t.cfg.maxHorizon)
 		switch {
 		case !cond.At.After(now):
-			return WaitCondition{}, argErr("the timer's \"at\" (%s) is not in the future: a timer's \"at\" must be in the future, after now (%s)",
+			return taskflow.WaitCondition{}, argErr("the timer's \"at\" (%s) is not in the future: a timer's \"at\" must be in the future, after now (%s)",
 				cond.At.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 		case cond.At.After(latest):
-			return WaitCondition{}, argErr("the timer's \"at\" (%s) is too far ahead: it exceeds the max horizon of %s, so it must be no later than %s",
+			return taskflow.WaitCondition{}, argErr("the timer's \"at\" (%s) is too far ahead: it exceeds the max horizon of %s, so it must be no later than %s",
 				cond.At.UTC().Format(time.RFC3339), formatHorizon(t.cfg.maxHorizon), latest.UTC().Format(time.RFC3339))
 		}
 	}

@@ -1,4 +1,4 @@
-package taskflow
+package agenttool
 
 import (
 	"bytes"
@@ -209,22 +209,22 @@ func checkParameters(d schemaDialect, raw json.RawMessage) []string {
 
 func checkDescription(name, desc string) []string {
 	var p []string
-	if n := utf8.RuneCountInString(desc); n == 0 || n > MaxToolDescription {
-		p = append(p, fmt.Sprintf("%s: description of %d characters, want 1..%d", name, n, MaxToolDescription))
+	if n := utf8.RuneCountInString(desc); n == 0 || n > MaxDescription {
+		p = append(p, fmt.Sprintf("%s: description of %d characters, want 1..%d", name, n, MaxDescription))
 	}
 	return p
 }
 
-func TestToolDefinitionsOpenAI(t *testing.T) {
+func TestDefinitionsOpenAI(t *testing.T) {
 	for _, strict := range []bool{false, true} {
-		for _, set := range []ToolSet{CombinedTool, ActionTools} {
+		for _, set := range []Set{Combined, PerAction} {
 			d := dialectPlain
 			if strict {
 				d = dialectStrict
 			}
-			tools := OpenAITools(set, strict)
-			if len(tools) != len(ToolNames(set)) {
-				t.Fatalf("%d tools, want %d", len(tools), len(ToolNames(set)))
+			tools := OpenAIDefinitions(set, strict)
+			if len(tools) != len(Names(set)) {
+				t.Fatalf("%d tools, want %d", len(tools), len(Names(set)))
 			}
 			for _, tl := range tools {
 				f := tl.Function
@@ -261,9 +261,9 @@ func TestToolDefinitionsOpenAI(t *testing.T) {
 	}
 }
 
-func TestToolDefinitionsAnthropic(t *testing.T) {
-	for _, set := range []ToolSet{CombinedTool, ActionTools} {
-		for _, tl := range AnthropicTools(set) {
+func TestDefinitionsAnthropic(t *testing.T) {
+	for _, set := range []Set{Combined, PerAction} {
+		for _, tl := range AnthropicDefinitions(set) {
 			var problems []string
 			if !openAIName.MatchString(tl.Name) {
 				problems = append(problems, "name "+tl.Name)
@@ -282,9 +282,9 @@ func TestToolDefinitionsAnthropic(t *testing.T) {
 	}
 }
 
-func TestToolDefinitionsGemini(t *testing.T) {
-	for _, set := range []ToolSet{CombinedTool, ActionTools} {
-		for _, fd := range GeminiFunctionDeclarations(set) {
+func TestDefinitionsGemini(t *testing.T) {
+	for _, set := range []Set{Combined, PerAction} {
+		for _, fd := range GeminiDefinitions(set) {
 			var problems []string
 			if !geminiName.MatchString(fd.Name) {
 				problems = append(problems, "name "+fd.Name)
@@ -292,7 +292,7 @@ func TestToolDefinitionsGemini(t *testing.T) {
 			problems = append(problems, checkDescription(fd.Name, fd.Description)...)
 			if fd.Parameters != nil {
 				problems = append(problems, checkParameters(dialectGemini, fd.Parameters)...)
-			} else if fd.Name != ToolNamePrefix+ActionListMine {
+			} else if fd.Name != NamePrefix+ActionListMine {
 				problems = append(problems, "no parameters")
 			}
 			if len(problems) > 0 {
@@ -302,9 +302,9 @@ func TestToolDefinitionsGemini(t *testing.T) {
 	}
 }
 
-func TestToolDefinitionsMCP(t *testing.T) {
-	for _, set := range []ToolSet{CombinedTool, ActionTools} {
-		for _, tl := range MCPTools(set) {
+func TestDefinitionsMCP(t *testing.T) {
+	for _, set := range []Set{Combined, PerAction} {
+		for _, tl := range MCPDefinitions(set) {
 			var problems []string
 			if !mcpName.MatchString(tl.Name) || tl.Title == "" {
 				problems = append(problems, "name "+tl.Name+" title "+tl.Title)
@@ -325,9 +325,9 @@ func TestToolDefinitionsMCP(t *testing.T) {
 		}
 	}
 	// The hints hosts act on.
-	hints := map[string]MCPToolAnnotations{}
-	for _, tl := range MCPTools(ActionTools) {
-		hints[strings.TrimPrefix(tl.Name, ToolNamePrefix)] = tl.Annotations
+	hints := map[string]MCPAnnotations{}
+	for _, tl := range MCPDefinitions(PerAction) {
+		hints[strings.TrimPrefix(tl.Name, NamePrefix)] = tl.Annotations
 	}
 	for _, a := range []string{ActionStatus, ActionListMine} {
 		if !hints[a].ReadOnlyHint {
@@ -342,24 +342,24 @@ func TestToolDefinitionsMCP(t *testing.T) {
 	if h := hints[ActionStart]; h.ReadOnlyHint || h.DestructiveHint || h.IdempotentHint {
 		t.Errorf("start: %+v", h)
 	}
-	if c := MCPTools(CombinedTool)[0].Annotations; c.ReadOnlyHint || !c.DestructiveHint {
+	if c := MCPDefinitions(Combined)[0].Annotations; c.ReadOnlyHint || !c.DestructiveHint {
 		t.Errorf("combined: %+v", c)
 	}
 }
 
 // Per-action requirements live in the per-action schemas' required lists.
-func TestToolDefinitionsPerActionRequired(t *testing.T) {
+func TestDefinitionsPerActionRequired(t *testing.T) {
 	want := map[string][]string{
 		ActionStart: {"controller_id", "goal"}, ActionStatus: {"flow_id"}, ActionAdvance: {"flow_id"},
 		ActionWait: {"flow_id", "wait_condition"}, ActionFinish: {"flow_id"}, ActionFail: {"flow_id", "reason"},
 		ActionCancel: {"flow_id"}, ActionListMine: nil,
 	}
-	for _, tl := range AnthropicTools(ActionTools) {
+	for _, tl := range AnthropicDefinitions(PerAction) {
 		var s struct {
 			Required []string `json:"required"`
 		}
 		_ = json.Unmarshal(tl.InputSchema, &s)
-		a := strings.TrimPrefix(tl.Name, ToolNamePrefix)
+		a := strings.TrimPrefix(tl.Name, NamePrefix)
 		if !reflect.DeepEqual(s.Required, want[a]) {
 			t.Errorf("%s: required %v, want %v", tl.Name, s.Required, want[a])
 		}
@@ -377,51 +377,51 @@ func TestToolDefinitionsPerActionRequired(t *testing.T) {
 			t.Errorf("property %q of the combined tool is in no per-action tool (add it to actionSpecs)", p.name)
 		}
 	}
-	if got := ToolNames(ActionTools); len(got) != len(ToolActions()) {
-		t.Fatalf("ToolNames = %v", got)
+	if got := Names(PerAction); len(got) != len(Actions()) {
+		t.Fatalf("Names = %v", got)
 	}
 }
 
-func TestToolDefinitionsDescriptionFigures(t *testing.T) {
+func TestDefinitionsDescriptionFigures(t *testing.T) {
 	for _, c := range []struct {
 		shape string
 		desc  string
 	}{
-		{"plain (OpenAI, Anthropic, MCP)", OpenAITools(CombinedTool, false)[0].Function.Description},
-		{"strict / Gemini", OpenAITools(CombinedTool, true)[0].Function.Description},
+		{"plain (OpenAI, Anthropic, MCP)", OpenAIDefinitions(Combined, false)[0].Function.Description},
+		{"strict / Gemini", OpenAIDefinitions(Combined, true)[0].Function.Description},
 	} {
 		n := utf8.RuneCountInString(c.desc)
-		t.Logf("combined tool description, %s: %d characters (limit %d)", c.shape, n, MaxToolDescription)
-		if n > MaxToolDescription {
+		t.Logf("combined tool description, %s: %d characters (limit %d)", c.shape, n, MaxDescription)
+		if n > MaxDescription {
 			t.Errorf("%s: %d characters", c.shape, n)
 		}
 	}
 	longest := 0
-	for _, tl := range OpenAITools(ActionTools, true) {
+	for _, tl := range OpenAIDefinitions(PerAction, true) {
 		longest = max(longest, utf8.RuneCountInString(tl.Function.Description))
 	}
 	t.Logf("longest per-action description: %d characters", longest)
 	// The strict and Gemini descriptions name the *_json arguments.
-	if d := GeminiFunctionDeclarations(CombinedTool)[0].Description; !strings.Contains(d, "state_json") || strings.Contains(d, "{state}") {
+	if d := GeminiDefinitions(Combined)[0].Description; !strings.Contains(d, "state_json") || strings.Contains(d, "{state}") {
 		t.Fatalf("Gemini description: %s", d)
 	}
 }
 
 // The golden file of every shape, under testdata/tools/.
-func TestToolDefinitionsGolden(t *testing.T) {
+func TestDefinitionsGolden(t *testing.T) {
 	shapes := map[string]any{
-		"openai":        OpenAITools(CombinedTool, false),
-		"openai-strict": OpenAITools(CombinedTool, true),
-		"anthropic":     AnthropicTools(CombinedTool),
-		"gemini":        GeminiFunctionDeclarations(CombinedTool),
-		"mcp":           MCPTools(CombinedTool),
+		"openai":        OpenAIDefinitions(Combined, false),
+		"openai-strict": OpenAIDefinitions(Combined, true),
+		"anthropic":     AnthropicDefinitions(Combined),
+		"gemini":        GeminiDefinitions(Combined),
+		"mcp":           MCPDefinitions(Combined),
 	}
 	for name, v := range map[string]any{
-		"openai":        OpenAITools(ActionTools, false),
-		"openai-strict": OpenAITools(ActionTools, true),
-		"anthropic":     AnthropicTools(ActionTools),
-		"gemini":        GeminiFunctionDeclarations(ActionTools),
-		"mcp":           MCPTools(ActionTools),
+		"openai":        OpenAIDefinitions(PerAction, false),
+		"openai-strict": OpenAIDefinitions(PerAction, true),
+		"anthropic":     AnthropicDefinitions(PerAction),
+		"gemini":        GeminiDefinitions(PerAction),
+		"mcp":           MCPDefinitions(PerAction),
 	} {
 		shapes[name+"-actions"] = v
 	}
@@ -444,7 +444,7 @@ func TestToolDefinitionsGolden(t *testing.T) {
 		}
 		want, err := os.ReadFile(path)
 		if err != nil {
-			t.Fatalf("%v (run go test -run TestToolDefinitionsGolden -update to create it)", err)
+			t.Fatalf("%v (run go test -run TestDefinitionsGolden -update to create it)", err)
 		}
 		if !bytes.Equal(buf.Bytes(), want) {
 			t.Errorf("%s differs from %s (run with -update if the change is intended)", name, path)
@@ -463,9 +463,9 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // The strict and Gemini argument forms work through Call, and the
 // per-action tools through CallTool, on every backend.
-func TestToolCallShapes(t *testing.T) {
+func TestCallShapes(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		ctx := e.ctx
 		call := func(name, args string) map[string]any {
 			t.Helper()
@@ -483,7 +483,7 @@ func TestToolCallShapes(t *testing.T) {
 
 		// Strict combined: every property present, nulls for the unused,
 		// state as a JSON string.
-		f := flowOf(call(ToolName, `{"action":"start","flow_id":null,"controller_id":"kate/c","goal":"g","current_step":null,
+		f := flowOf(call(Name, `{"action":"start","flow_id":null,"controller_id":"kate/c","goal":"g","current_step":null,
 			"state_json":"{\"n\":1,\"big\":12345678901234567890}","patch_json":null,"wait_condition":null,"final_state_json":null,"reason":null}`))
 		id := f["id"].(string)
 		if f["current_step"] != "init" || fmt.Sprint(f["state"]) != "map[big:12345678901234567890 n:1]" {
@@ -520,16 +520,16 @@ func TestToolCallShapes(t *testing.T) {
 			{"taskflow_delete", `{}`, "unknown tool"},
 			{"taskflow_status", `{"action":"cancel","flow_id":"` + id + `"}`, `runs the action "status"`},
 			{"taskflow_status", `[1]`, "must be a JSON object"},
-			{ToolName, `{"action":"start","controller_id":"kate/c","goal":"g","state_json":"[1]"}`, `"state_json" must hold a JSON object`},
-			{ToolName, `{"action":"start","controller_id":"kate/c","goal":"g","state_json":{"a":1}}`, `"state_json" must be a string`},
-			{ToolName, `{"action":"start","controller_id":"kate/c","goal":"g","state_json":"{bad"}`, `"state_json" must hold a JSON object`},
-			{ToolName, `{"action":"start","controller_id":"kate/c","goal":"g","state":{},"state_json":"{}"}`, "not both"},
+			{Name, `{"action":"start","controller_id":"kate/c","goal":"g","state_json":"[1]"}`, `"state_json" must hold a JSON object`},
+			{Name, `{"action":"start","controller_id":"kate/c","goal":"g","state_json":{"a":1}}`, `"state_json" must be a string`},
+			{Name, `{"action":"start","controller_id":"kate/c","goal":"g","state_json":"{bad"}`, `"state_json" must hold a JSON object`},
+			{Name, `{"action":"start","controller_id":"kate/c","goal":"g","state":{},"state_json":"{}"}`, "not both"},
 			{"taskflow_advance", `{"flow_id":"` + id + `","patch_json":null,"current_step":null}`, `advance needs "patch"`},
-			{ToolName, "{\"action\":\"start\",\"controller_id\":\"kate/c\",\"goal\":\"g\",\"state_json\":\"{\\\"a\\\":\\\"\xff\\\"}\"}", "not valid UTF-8"},
+			{Name, "{\"action\":\"start\",\"controller_id\":\"kate/c\",\"goal\":\"g\",\"state_json\":\"{\\\"a\\\":\\\"\xff\\\"}\"}", "not valid UTF-8"},
 		} {
 			raw, err := tool.CallTool(ctx, sessA, c.name, json.RawMessage(c.args))
-			if !errors.Is(err, ErrToolArgs) || !strings.Contains(err.Error(), c.text) {
-				t.Fatalf("CallTool(%s, %s) = %s, %v; want ErrToolArgs with %q", c.name, c.args, raw, err, c.text)
+			if !errors.Is(err, ErrArgs) || !strings.Contains(err.Error(), c.text) {
+				t.Fatalf("CallTool(%s, %s) = %s, %v; want ErrArgs with %q", c.name, c.args, raw, err, c.text)
 			}
 		}
 		e.sameDump(t, before, "refused shape calls")
@@ -543,8 +543,8 @@ func TestToolCallShapes(t *testing.T) {
 // The checks catch what the providers refuse: the plain schema (free-form
 // objects, optional properties) fails strict mode and Gemini, a long
 // description fails, a top-level combinator fails.
-func TestToolDefinitionsChecksCatch(t *testing.T) {
-	plain := OpenAITools(CombinedTool, false)[0].Function.Parameters
+func TestDefinitionsChecksCatch(t *testing.T) {
+	plain := OpenAIDefinitions(Combined, false)[0].Function.Parameters
 	strict := checkParameters(dialectStrict, plain)
 	for _, want := range []string{"additionalProperties:false", "every property required", "without properties"} {
 		if !strings.Contains(strings.Join(strict, "\n"), want) {
@@ -554,7 +554,7 @@ func TestToolDefinitionsChecksCatch(t *testing.T) {
 	if gem := checkParameters(dialectGemini, plain); !strings.Contains(strings.Join(gem, "\n"), "not a type of this dialect") {
 		t.Errorf("Gemini check of the plain schema: %v", gem)
 	}
-	if p := checkDescription("x", strings.Repeat("a", MaxToolDescription+1)); len(p) != 1 {
+	if p := checkDescription("x", strings.Repeat("a", MaxDescription+1)); len(p) != 1 {
 		t.Errorf("long description: %v", p)
 	}
 	if p := checkParameters(dialectPlain, json.RawMessage(`{"type":"object","properties":{},"oneOf":[]}`)); len(p) == 0 {
@@ -568,7 +568,7 @@ func TestToolDefinitionsChecksCatch(t *testing.T) {
 // per-action tools' properties describe their own action only: no
 // "Required by status, advance, ..." or "start:" lead from the combined
 // tool.
-func TestToolDefinitionsClosedAndOwnWording(t *testing.T) {
+func TestDefinitionsClosedAndOwnWording(t *testing.T) {
 	var objects func(path string, node map[string]any, fn func(path string, node map[string]any))
 	objects = func(path string, node map[string]any, fn func(string, map[string]any)) {
 		if props, ok := node["properties"].(map[string]any); ok {
@@ -588,17 +588,17 @@ func TestToolDefinitionsClosedAndOwnWording(t *testing.T) {
 		return m
 	}
 	plain := map[string]json.RawMessage{}
-	for _, set := range []ToolSet{CombinedTool, ActionTools} {
-		for _, tl := range OpenAITools(set, false) {
+	for _, set := range []Set{Combined, PerAction} {
+		for _, tl := range OpenAIDefinitions(set, false) {
 			plain["openai "+tl.Function.Name] = tl.Function.Parameters
 		}
-		for _, tl := range AnthropicTools(set) {
+		for _, tl := range AnthropicDefinitions(set) {
 			plain["anthropic "+tl.Name] = tl.InputSchema
 		}
-		for _, tl := range MCPTools(set) {
+		for _, tl := range MCPDefinitions(set) {
 			plain["mcp "+tl.Name] = tl.InputSchema
 		}
-		for _, tl := range GeminiFunctionDeclarations(set) {
+		for _, tl := range GeminiDefinitions(set) {
 			if len(tl.Parameters) > 0 && bytes.Contains(tl.Parameters, []byte("additionalProperties")) {
 				t.Errorf("gemini %s has additionalProperties", tl.Name)
 			}
@@ -617,7 +617,7 @@ func TestToolDefinitionsClosedAndOwnWording(t *testing.T) {
 		t.Fatalf("only %d closed objects in %d schemas", closed, len(plain))
 	}
 	leads := regexp.MustCompile(`^(start|status|advance|wait|finish|fail|cancel)\b[^:]*: `)
-	for _, tl := range MCPTools(ActionTools) {
+	for _, tl := range MCPDefinitions(PerAction) {
 		props := decode(tl.InputSchema)["properties"].(map[string]any)
 		for k, v := range props {
 			desc, _ := v.(map[string]any)["description"].(string)
@@ -626,7 +626,7 @@ func TestToolDefinitionsClosedAndOwnWording(t *testing.T) {
 			}
 		}
 	}
-	start := decode(MCPTools(ActionTools)[0].InputSchema)["properties"].(map[string]any)
+	start := decode(MCPDefinitions(PerAction)[0].InputSchema)["properties"].(map[string]any)
 	if d := start["current_step"].(map[string]any)["description"].(string); !strings.Contains(d, `default "init"`) {
 		t.Errorf("taskflow_start's current_step lost its default: %q", d)
 	}

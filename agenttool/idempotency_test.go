@@ -1,14 +1,16 @@
-package taskflow
+package agenttool
 
 import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/taskflow-dev/taskflow"
 )
 
-func TestToolStartIdempotencyKey(t *testing.T) {
+func TestStartIdempotencyKey(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		start := `{"action":"start","controller_id":"kate/triage","goal":"answer msg 42","idempotency_key":"msg-42"}`
 		first := callFlow(t, tool, sessA, start)
 		again := callFlow(t, tool, sessA, start)
@@ -27,11 +29,11 @@ func TestToolStartIdempotencyKey(t *testing.T) {
 			}
 		}
 		// The same key with other arguments is refused, with a hint.
-		err := callErr(t, tool, sessA, `{"action":"start","controller_id":"kate/triage","goal":"something else","idempotency_key":"msg-42"}`, ErrToolArgs)
-		if !errors.Is(err, ErrIdempotencyConflict) || !strings.Contains(err.Error(), "new key") {
+		err := callErr(t, tool, sessA, `{"action":"start","controller_id":"kate/triage","goal":"something else","idempotency_key":"msg-42"}`, ErrArgs)
+		if !errors.Is(err, taskflow.ErrIdempotencyConflict) || !strings.Contains(err.Error(), "new key") {
 			t.Fatalf("conflict error: %v", err)
 		}
-		callErr(t, tool, sessA, `{"action":"start","controller_id":"kate/c","goal":"g","idempotency_key":"`+strings.Repeat("k", MaxToolIdempotencyKeyBytes+1)+`"}`, ErrToolArgs)
+		callErr(t, tool, sessA, `{"action":"start","controller_id":"kate/c","goal":"g","idempotency_key":"`+strings.Repeat("k", MaxIdempotencyKeyBytes+1)+`"}`, ErrArgs)
 		// Without a key each start is a new flow.
 		if startFlow(t, tool, sessC, "g") == startFlow(t, tool, sessC, "g") {
 			t.Fatal("keyless starts made one flow")
@@ -40,20 +42,20 @@ func TestToolStartIdempotencyKey(t *testing.T) {
 	})
 }
 
-func TestToolListMineSaysWhenTruncated(t *testing.T) {
+func TestListMineSaysWhenTruncated(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
-		const n = ToolListLimit + 3
+		tool := New(e.m)
+		const n = ListLimit + 3
 		for i := 0; i < n; i++ {
-			if _, err := e.m.CreateMirrored(e.ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: sessA.OwnerKey()}); err != nil {
+			if _, err := e.m.CreateMirrored(e.ctx, taskflow.CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: sessA.OwnerKey()}); err != nil {
 				t.Fatal(err)
 			}
 		}
 		res := callOK(t, tool, sessA, `{"action":"list_mine"}`)
-		if num(t, res["count"]) != ToolListLimit || num(t, res["total"]) != n || res["truncated"] != true {
-			t.Fatalf("list_mine: count %v total %v truncated %v, want %d %d true", res["count"], res["total"], res["truncated"], ToolListLimit, n)
+		if num(t, res["count"]) != ListLimit || num(t, res["total"]) != n || res["truncated"] != true {
+			t.Fatalf("list_mine: count %v total %v truncated %v, want %d %d true", res["count"], res["total"], res["truncated"], ListLimit, n)
 		}
-		if len(res["flows"].([]any)) != ToolListLimit {
+		if len(res["flows"].([]any)) != ListLimit {
 			t.Fatalf("%d flows listed", len(res["flows"].([]any)))
 		}
 	})

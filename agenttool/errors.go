@@ -1,4 +1,4 @@
-package taskflow
+package agenttool
 
 import (
 	"bytes"
@@ -11,14 +11,16 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+
+	"github.com/taskflow-dev/taskflow"
 )
 
 // The agent tool's errors, written for the model, and the argument
 // checks that raise them.
 
-// argErr is an error in the model's arguments (ErrToolArgs).
+// argErr is an error in the model's arguments (ErrArgs).
 func argErr(format string, a ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrToolArgs}, a...)...)
+	return fmt.Errorf("%w: "+format, append([]any{ErrArgs}, a...)...)
 }
 
 // describeJSONError turns a decoding error into a short model-friendly
@@ -80,31 +82,31 @@ func notFound(id uuid.UUID) (json.RawMessage, error) {
 // managerError turns a manager's refusal into an error that tells the
 // model what to do, keeping the manager's error in the chain.
 func (t *Tool) managerError(action string, id uuid.UUID, err error) error {
-	var te *TransitionError
+	var te *taskflow.TransitionError
 	if errors.As(err, &te) {
 		from := te.From
 		switch {
 		// The sentinel alone: the TransitionError's text would repeat the
 		// flow id and, for advance, name no target status.
-		case errors.Is(err, ErrAlreadyTerminal):
+		case errors.Is(err, taskflow.ErrAlreadyTerminal):
 			return fmt.Errorf("cannot %s: flow %s is already %s, and a %s flow cannot change any more; start a new flow if there is more to do (%w)",
-				action, id, from, from, ErrAlreadyTerminal)
-		case errors.Is(err, ErrCancelPending):
-			return fmt.Errorf("cannot %s: a cancel was requested for flow %s; the only action it accepts now is cancel (%w)", action, id, ErrCancelPending)
-		case errors.Is(err, ErrIllegalTransition):
+				action, id, from, from, taskflow.ErrAlreadyTerminal)
+		case errors.Is(err, taskflow.ErrCancelPending):
+			return fmt.Errorf("cannot %s: a cancel was requested for flow %s; the only action it accepts now is cancel (%w)", action, id, taskflow.ErrCancelPending)
+		case errors.Is(err, taskflow.ErrIllegalTransition):
 			return fmt.Errorf("cannot %s: flow %s is %s; %s (%w)", action, id, from, illegalHint(action, from), err)
 		}
 	}
-	if errors.Is(err, ErrInvalidData) {
-		return fmt.Errorf("%w: cannot %s: %w", ErrToolArgs, action, err)
+	if errors.Is(err, taskflow.ErrInvalidData) {
+		return fmt.Errorf("%w: cannot %s: %w", ErrArgs, action, err)
 	}
 	return fmt.Errorf("taskflow tool: %s failed: %w", action, err)
 }
 
 // illegalHint says what the model can do instead of a refused move.
-func illegalHint(action string, from FlowStatus) string {
+func illegalHint(action string, from taskflow.FlowStatus) string {
 	switch from {
-	case StatusWaiting:
+	case taskflow.StatusWaiting:
 		switch action {
 		case ActionWait:
 			return "it is already waiting and resumes by itself when its wait condition is met; fail or cancel it if it should not go on"
@@ -112,7 +114,7 @@ func illegalHint(action string, from FlowStatus) string {
 			return "it resumes by itself when its wait condition is met, and can be finished once it is running again; fail or cancel it if it should not go on"
 		}
 		return "it resumes by itself when its wait condition is met; fail or cancel it if it should not go on"
-	case StatusCreated:
+	case taskflow.StatusCreated:
 		return "it was never started; cancel it and start a new flow"
 	}
 	return "only a running flow can " + action
@@ -156,10 +158,10 @@ func checkArgNames(action string, args json.RawMessage) error {
 }
 
 // waitKeys are the keys each kind of wait_condition takes.
-var waitKeys = map[WaitKind][]string{
-	WaitKindTimer:         {"kind", "at"},
-	WaitKindExternalEvent: {"kind", "topic", "correlation_id"},
-	WaitKindManual:        {"kind"},
+var waitKeys = map[taskflow.WaitKind][]string{
+	taskflow.WaitKindTimer:         {"kind", "at"},
+	taskflow.WaitKindExternalEvent: {"kind", "topic", "correlation_id"},
+	taskflow.WaitKindManual:        {"kind"},
 }
 
 // checkWaitKeys refuses a key of wait_condition that its kind does not
@@ -170,7 +172,7 @@ func checkWaitKeys(raw json.RawMessage) error {
 	if json.Unmarshal(raw, &m) != nil {
 		return nil
 	}
-	var kind WaitKind
+	var kind taskflow.WaitKind
 	if json.Unmarshal(m["kind"], &kind) != nil {
 		return nil
 	}

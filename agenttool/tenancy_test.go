@@ -1,4 +1,4 @@
-package taskflow
+package agenttool
 
 import (
 	"context"
@@ -8,17 +8,19 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/taskflow-dev/taskflow"
 )
 
-// TestToolEventsReachOnlyTheirAgent: a session of another agent that
+// TestEventsReachOnlyTheirAgent: a session of another agent that
 // waits on the victim's topic and correlation id is not resumed when the
 // host publishes the victim's event, and never reads its payload; the
 // victim is resumed, sees its own topic, and the host reaches it through
-// ToolTopic by every resume path.
-func TestToolEventsReachOnlyTheirAgent(t *testing.T) {
+// Topic by every resume path.
+func TestEventsReachOnlyTheirAgent(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := e.ctx
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		victim := Session{AgentID: "kate", SessionID: "inbox"}
 		thief := Session{AgentID: "mallory", SessionID: "1"}
 		wait := map[string]any{"kind": "external_event", "topic": "email.reply", "correlation_id": "msg-8812"}
@@ -34,7 +36,7 @@ func TestToolEventsReachOnlyTheirAgent(t *testing.T) {
 		}
 
 		// The host publishes the victim's reply by correlation.
-		got := must(t, try(e.m.ResumeByCorrelation(ctx, ToolTopic("kate", "email.reply"), "msg-8812", map[string]string{"secret": "s3cr3t"})))
+		got := must(t, try(e.m.ResumeByCorrelation(ctx, Topic("kate", "email.reply"), "msg-8812", map[string]string{"secret": "s3cr3t"})))
 		if len(got) != 1 || got[0].ID.String() != v {
 			t.Fatalf("resumed %d flows, want the victim's only", len(got))
 		}
@@ -49,23 +51,23 @@ func TestToolEventsReachOnlyTheirAgent(t *testing.T) {
 
 		// The other agent's own event reaches it, by flow id too.
 		id := uuid.MustParse(th)
-		if f := must(t, try(e.m.TryResumeExternal(ctx, id, ToolTopic("kate", "email.reply"), "msg-8812", nil))); f != nil {
+		if f := must(t, try(e.m.TryResumeExternal(ctx, id, Topic("kate", "email.reply"), "msg-8812", nil))); f != nil {
 			t.Fatal("kate's topic resumed mallory's flow")
 		}
-		if f := must(t, try(e.m.TryResumeExternal(ctx, id, ToolTopic(" mallory ", "email.reply"), "msg-8812", nil))); f == nil {
+		if f := must(t, try(e.m.TryResumeExternal(ctx, id, Topic(" mallory ", "email.reply"), "msg-8812", nil))); f == nil {
 			t.Fatal("mallory's own topic did not resume her flow")
 		}
 		// And through the bridge.
 		callFlow(t, tool, victim, args(t, "action", "wait", "flow_id", v, "wait_condition", wait))
-		if err := e.m.PublishResume(ctx, ResumeRequest{Topic: ToolTopic("kate", "email.reply"), CorrelationID: "msg-8812"}); err != nil {
+		if err := e.m.PublishResume(ctx, taskflow.ResumeRequest{Topic: Topic("kate", "email.reply"), CorrelationID: "msg-8812"}); err != nil {
 			t.Fatal(err)
 		}
 		bctx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- e.engine(WithBridgeBlock(10 * time.Millisecond)).RunResumeBridge(bctx) }()
+		go func() { done <- e.engine(taskflow.WithBridgeBlock(10 * time.Millisecond)).RunResumeBridge(bctx) }()
 		defer func() { stop(); <-done }()
 		for i := 0; i < 500; i++ {
-			if f := must(t, try(e.m.Get(ctx, uuid.MustParse(v)))); f.Status == StatusRunning {
+			if f := must(t, try(e.m.Get(ctx, uuid.MustParse(v)))); f.Status == taskflow.StatusRunning {
 				return
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -74,21 +76,21 @@ func TestToolEventsReachOnlyTheirAgent(t *testing.T) {
 	})
 }
 
-// TestToolControllersScoped: a session may start flows only for the
+// TestControllersScoped: a session may start flows only for the
 // controllers the host lets it name; by default its own agent's
 // namespace, so no tenant can put work on another's ready queues.
-func TestToolControllersScoped(t *testing.T) {
+func TestControllersScoped(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := e.ctx
 		thief := Session{AgentID: "mallory", SessionID: "1"}
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		for _, ctl := range []string{"kate/inbox-triage", "kate", "mallory", "mallory/", "malloryx/a", "/x"} {
 			before := e.dump()
-			err := callErr(t, tool, thief, args(t, "action", "start", "controller_id", ctl, "goal", "g"), ErrToolArgs)
+			err := callErr(t, tool, thief, args(t, "action", "start", "controller_id", ctl, "goal", "g"), ErrArgs)
 			wantText(t, err, `"mallory/"`)
 			e.sameDump(t, before, "a refused start")
 		}
-		if f, _, err := e.m.Claim(ctx, "kate/inbox-triage", "kate-worker", time.Minute, WithClaimWait(0)); err != nil || f != nil {
+		if f, _, err := e.m.Claim(ctx, "kate/inbox-triage", "kate-worker", time.Minute, taskflow.WithClaimWait(0)); err != nil || f != nil {
 			t.Fatalf("kate's worker claimed %v (%v)", f, err)
 		}
 		if f := callFlow(t, tool, thief, args(t, "action", "start", "controller_id", " mallory/job ", "goal", "g")); f["controller_id"] != "mallory/job" {
@@ -96,20 +98,20 @@ func TestToolControllersScoped(t *testing.T) {
 		}
 		// An agent id with '/' would share another's namespace.
 		nested := Session{AgentID: "mallory/x", SessionID: "1"}
-		wantText(t, callErr(t, tool, nested, args(t, "action", "start", "controller_id", "mallory/x/job", "goal", "g"), ErrToolArgs), "contains '/'")
+		wantText(t, callErr(t, tool, nested, args(t, "action", "start", "controller_id", "mallory/x/job", "goal", "g"), ErrArgs), "contains '/'")
 
 		// A list the host configures replaces the namespace rule.
-		listed := NewTool(e.m, WithAllowedControllers(" shared/queue ", "", "shared/queue"))
+		listed := New(e.m, WithAllowedControllers(" shared/queue ", "", "shared/queue"))
 		callFlow(t, listed, thief, args(t, "action", "start", "controller_id", "shared/queue", "goal", "g"))
-		err := callErr(t, listed, thief, args(t, "action", "start", "controller_id", "mallory/job", "goal", "g"), ErrToolArgs)
+		err := callErr(t, listed, thief, args(t, "action", "start", "controller_id", "mallory/job", "goal", "g"), ErrArgs)
 		wantText(t, err, `"shared/queue"`)
-		callErr(t, NewTool(e.m, WithAllowedControllers()), thief, args(t, "action", "start", "controller_id", "mallory/job", "goal", "g"), ErrToolArgs)
+		callErr(t, New(e.m, WithAllowedControllers()), thief, args(t, "action", "start", "controller_id", "mallory/job", "goal", "g"), ErrArgs)
 
 		// So does a rule per session.
-		policy := NewTool(e.m, WithControllerPolicy(func(s Session, id string) bool {
+		policy := New(e.m, WithControllerPolicy(func(s Session, id string) bool {
 			return s.SessionID == "1" && id == "ops/"+s.AgentID
 		}), WithControllerPolicy(nil))
 		callFlow(t, policy, thief, args(t, "action", "start", "controller_id", "ops/mallory", "goal", "g"))
-		callErr(t, policy, thief, args(t, "action", "start", "controller_id", "ops/kate", "goal", "g"), ErrToolArgs)
+		callErr(t, policy, thief, args(t, "action", "start", "controller_id", "ops/kate", "goal", "g"), ErrArgs)
 	})
 }

@@ -1,4 +1,4 @@
-package taskflow
+package agenttool
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/taskflow-dev/taskflow"
 )
 
 // Tool definitions for each LLM provider, all derived from one source: the
@@ -64,26 +66,26 @@ import (
 // misspelt argument is an error the model can correct, never a call that
 // comes back ok having done nothing.
 
-// ToolSet selects the tools of a definition list.
-type ToolSet int
+// Set selects the tools of a definition list.
+type Set int
 
 const (
-	// CombinedTool is the one tool "taskflow" that takes an "action".
-	CombinedTool ToolSet = iota
-	// ActionTools is one tool per action, named "taskflow_<action>"
+	// Combined is the one tool "taskflow" that takes an "action".
+	Combined Set = iota
+	// PerAction is one tool per action, named "taskflow_<action>"
 	// (taskflow_start, taskflow_status, ...), so a host can mark the
 	// read-only and the destructive ones. Route their calls with
 	// Tool.CallTool.
-	ActionTools
+	PerAction
 )
 
-// ToolNamePrefix starts the name of every per-action tool: the tool of
-// action a is ToolNamePrefix + a, e.g. "taskflow_start".
-const ToolNamePrefix = ToolName + "_"
+// NamePrefix starts the name of every per-action tool: the tool of
+// action a is NamePrefix + a, e.g. "taskflow_start".
+const NamePrefix = Name + "_"
 
-// MaxToolDescription is the longest description any definition has: the
+// MaxDescription is the longest description any definition has: the
 // OpenAI limit on function descriptions, the strictest of the providers.
-const MaxToolDescription = 1024
+const MaxDescription = 1024
 
 // jsonStringSuffix names the string form of a free-form object argument
 // in the strict OpenAI and the Gemini shapes: state_json carries state.
@@ -394,9 +396,9 @@ type toolShape struct {
 }
 
 // shapes builds the tools of set in dialect d.
-func shapes(set ToolSet, d schemaDialect) []toolShape {
+func shapes(set Set, d schemaDialect) []toolShape {
 	props, required := sourceSchema()
-	if set == ActionTools {
+	if set == PerAction {
 		byName := make(map[string]srcProp, len(props))
 		for _, p := range props {
 			byName[p.name] = p
@@ -409,7 +411,7 @@ func shapes(set ToolSet, d schemaDialect) []toolShape {
 				ps = append(ps, forAction(a, byName[name]))
 			}
 			out = append(out, toolShape{
-				name:        ToolNamePrefix + a.action,
+				name:        NamePrefix + a.action,
 				title:       a.title,
 				description: describe(a.summary, d.jsonStrings()) + perActionTail,
 				parameters:  mustJSON(objectSchema(d, ps, a.required, false)),
@@ -419,7 +421,7 @@ func shapes(set ToolSet, d schemaDialect) []toolShape {
 		return out
 	}
 	return []toolShape{{
-		name:        ToolName,
+		name:        Name,
 		title:       "Durable flows",
 		description: describe(combinedDescription, d.jsonStrings()),
 		parameters:  mustJSON(objectSchema(d, props, required, false)),
@@ -452,10 +454,10 @@ func forAction(a *actionSpec, p srcProp) srcProp {
 	return p
 }
 
-// OpenAITool is a tool in the shape of OpenAI's Chat Completions "tools"
+// OpenAIDefinition is a tool in the shape of OpenAI's Chat Completions "tools"
 // array: {"type":"function","function":{...}}. The Responses API takes
 // the function's fields flat, next to "type":"function".
-type OpenAITool struct {
+type OpenAIDefinition struct {
 	// Type is "function".
 	Type     string         `json:"type"`
 	Function OpenAIFunction `json:"function"`
@@ -464,7 +466,7 @@ type OpenAITool struct {
 // OpenAIFunction is an OpenAI function definition.
 type OpenAIFunction struct {
 	Name string `json:"name"`
-	// Description is at most MaxToolDescription characters.
+	// Description is at most MaxDescription characters.
 	Description string `json:"description"`
 	// Parameters is the JSON Schema of the arguments (type object).
 	Parameters json.RawMessage `json:"parameters"`
@@ -472,49 +474,49 @@ type OpenAIFunction struct {
 	Strict bool `json:"strict,omitempty"`
 }
 
-// OpenAITools returns the tools of set for OpenAI function calling. With
+// OpenAIDefinitions returns the tools of set for OpenAI function calling. With
 // strict, the definitions satisfy strict mode ("strict":true): every
 // object has additionalProperties:false and lists all its properties as
 // required, the optional ones nullable (send null to leave one out); the
 // free-form state, patch and final_state are sent as state_json,
 // patch_json and final_state_json, strings holding a JSON object, which
 // Call and CallTool decode.
-func OpenAITools(set ToolSet, strict bool) []OpenAITool {
+func OpenAIDefinitions(set Set, strict bool) []OpenAIDefinition {
 	d := dialectPlain
 	if strict {
 		d = dialectStrict
 	}
-	var out []OpenAITool
+	var out []OpenAIDefinition
 	for _, s := range shapes(set, d) {
-		out = append(out, OpenAITool{Type: "function", Function: OpenAIFunction{
+		out = append(out, OpenAIDefinition{Type: "function", Function: OpenAIFunction{
 			Name: s.name, Description: s.description, Parameters: s.parameters, Strict: strict,
 		}})
 	}
 	return out
 }
 
-// AnthropicTool is a tool in the shape of Anthropic's Messages API.
-type AnthropicTool struct {
+// AnthropicDefinition is a tool in the shape of Anthropic's Messages API.
+type AnthropicDefinition struct {
 	Name        string          `json:"name"`
 	Description string          `json:"description"`
 	InputSchema json.RawMessage `json:"input_schema"`
 }
 
-// AnthropicTools returns the tools of set for Anthropic's Messages API.
-func AnthropicTools(set ToolSet) []AnthropicTool {
-	var out []AnthropicTool
+// AnthropicDefinitions returns the tools of set for Anthropic's Messages API.
+func AnthropicDefinitions(set Set) []AnthropicDefinition {
+	var out []AnthropicDefinition
 	for _, s := range shapes(set, dialectPlain) {
-		out = append(out, AnthropicTool{Name: s.name, Description: s.description, InputSchema: s.parameters})
+		out = append(out, AnthropicDefinition{Name: s.name, Description: s.description, InputSchema: s.parameters})
 	}
 	return out
 }
 
-// GeminiFunctionDeclaration is one entry of a Gemini tool's
+// GeminiDefinition is one entry of a Gemini tool's
 // functionDeclarations. Parameters is in the API's Schema form (OpenAPI
 // 3.0 subset, upper-case types); the free-form state, patch and
 // final_state are sent as state_json, patch_json and final_state_json,
 // strings holding a JSON object, which Call and CallTool decode.
-type GeminiFunctionDeclaration struct {
+type GeminiDefinition struct {
 	Name        string `json:"name"`
 	Description string `json:"description"`
 	// Parameters is nil for a tool without arguments (list_mine): Gemini
@@ -522,12 +524,12 @@ type GeminiFunctionDeclaration struct {
 	Parameters json.RawMessage `json:"parameters,omitempty"`
 }
 
-// GeminiFunctionDeclarations returns the tools of set as Gemini function
+// GeminiDefinitions returns the tools of set as Gemini function
 // declarations.
-func GeminiFunctionDeclarations(set ToolSet) []GeminiFunctionDeclaration {
-	var out []GeminiFunctionDeclaration
+func GeminiDefinitions(set Set) []GeminiDefinition {
+	var out []GeminiDefinition
 	for _, s := range shapes(set, dialectGemini) {
-		d := GeminiFunctionDeclaration{Name: s.name, Description: s.description, Parameters: s.parameters}
+		d := GeminiDefinition{Name: s.name, Description: s.description, Parameters: s.parameters}
 		if s.spec != nil && len(s.spec.props) == 0 {
 			d.Parameters = nil
 		}
@@ -536,8 +538,8 @@ func GeminiFunctionDeclarations(set ToolSet) []GeminiFunctionDeclaration {
 	return out
 }
 
-// MCPTool is a tool as an MCP server lists it (tools/list).
-type MCPTool struct {
+// MCPDefinition is a tool as an MCP server lists it (tools/list).
+type MCPDefinition struct {
 	Name        string `json:"name"`
 	Title       string `json:"title,omitempty"`
 	Description string `json:"description"`
@@ -545,12 +547,12 @@ type MCPTool struct {
 	InputSchema json.RawMessage `json:"inputSchema"`
 	// OutputSchema is the JSON Schema of the result, which a server sends
 	// as structuredContent (type object).
-	OutputSchema json.RawMessage    `json:"outputSchema"`
-	Annotations  MCPToolAnnotations `json:"annotations"`
+	OutputSchema json.RawMessage `json:"outputSchema"`
+	Annotations  MCPAnnotations  `json:"annotations"`
 }
 
-// MCPToolAnnotations are an MCP tool's behaviour hints.
-type MCPToolAnnotations struct {
+// MCPAnnotations are an MCP tool's behaviour hints.
+type MCPAnnotations struct {
 	Title string `json:"title,omitempty"`
 	// ReadOnlyHint: the tool changes nothing (status, list_mine).
 	ReadOnlyHint bool `json:"readOnlyHint"`
@@ -564,20 +566,20 @@ type MCPToolAnnotations struct {
 	OpenWorldHint bool `json:"openWorldHint"`
 }
 
-// MCPTools returns the tools of set as an MCP server lists them, with
+// MCPDefinitions returns the tools of set as an MCP server lists them, with
 // annotations and output schemas. The combined tool is marked
 // destructive, as some of its actions are.
-func MCPTools(set ToolSet) []MCPTool {
-	var out []MCPTool
+func MCPDefinitions(set Set) []MCPDefinition {
+	var out []MCPDefinition
 	for _, s := range shapes(set, dialectPlain) {
-		t := MCPTool{Name: s.name, Title: s.title, Description: s.description, InputSchema: s.parameters}
+		t := MCPDefinition{Name: s.name, Title: s.title, Description: s.description, InputSchema: s.parameters}
 		switch {
 		case s.spec == nil:
 			t.OutputSchema = mustJSON(outputSchema(true, true))
-			t.Annotations = MCPToolAnnotations{Title: s.title, DestructiveHint: true}
+			t.Annotations = MCPAnnotations{Title: s.title, DestructiveHint: true}
 		default:
 			t.OutputSchema = mustJSON(outputSchema(!s.spec.list, s.spec.list))
-			t.Annotations = MCPToolAnnotations{Title: s.title, ReadOnlyHint: s.spec.readOnly,
+			t.Annotations = MCPAnnotations{Title: s.title, ReadOnlyHint: s.spec.readOnly,
 				DestructiveHint: s.spec.destructive, IdempotentHint: s.spec.idempotent}
 		}
 		out = append(out, t)
@@ -588,8 +590,9 @@ func MCPTools(set ToolSet) []MCPTool {
 // flowOutputSchema is the schema of a flow in a result.
 func flowOutputSchema() jsonObject {
 	str := func(desc string) jsonObject { return jsonObject{{"type", "string"}, {"description", desc}} }
-	statuses := make([]string, 0, len(allStatuses))
-	for _, s := range allStatuses {
+	all := taskflow.Statuses()
+	statuses := make([]string, 0, len(all))
+	for _, s := range all {
 		statuses = append(statuses, string(s))
 	}
 	props := jsonObject{
@@ -632,27 +635,27 @@ func outputSchema(flow, list bool) jsonObject {
 	return jsonObject{{"type", "object"}, {"properties", props}, {"required", []string{"ok"}}}
 }
 
-// ToolNames returns the names of the tools of set, in definition order.
-func ToolNames(set ToolSet) []string {
-	if set == ActionTools {
+// Names returns the names of the tools of set, in definition order.
+func Names(set Set) []string {
+	if set == PerAction {
 		names := make([]string, 0, len(actionSpecs))
 		for _, a := range actionSpecs {
-			names = append(names, ToolNamePrefix+a.action)
+			names = append(names, NamePrefix+a.action)
 		}
 		return names
 	}
-	return []string{ToolName}
+	return []string{Name}
 }
 
-// ToolAction returns the action of the tool named name: "" for the
+// Action returns the action of the tool named name: "" for the
 // combined tool "taskflow", the action for a per-action tool, and false
 // for a name that is neither.
-func ToolAction(name string) (action string, ok bool) {
-	if name == ToolName {
+func Action(name string) (action string, ok bool) {
+	if name == Name {
 		return "", true
 	}
-	if a, found := strings.CutPrefix(name, ToolNamePrefix); found {
-		for _, known := range ToolActions() {
+	if a, found := strings.CutPrefix(name, NamePrefix); found {
+		for _, known := range Actions() {
 			if a == known {
 				return a, true
 			}
@@ -666,11 +669,11 @@ func ToolAction(name string) (action string, ok bool) {
 // Call with its action set. Arguments of the per-action tools may leave
 // out "action"; one naming another action is refused. Any shape's
 // arguments are accepted, including the strict and Gemini forms (nulls,
-// state_json, ...). An unknown name is an error wrapping ErrToolArgs.
+// state_json, ...). An unknown name is an error wrapping ErrArgs.
 func (t *Tool) CallTool(ctx context.Context, s Session, name string, args json.RawMessage) (json.RawMessage, error) {
-	action, ok := ToolAction(name)
+	action, ok := Action(name)
 	if !ok {
-		return nil, argErr("unknown tool %q; the tools are %s and %s", name, ToolName, strings.Join(ToolNames(ActionTools), ", "))
+		return nil, argErr("unknown tool %q; the tools are %s and %s", name, Name, strings.Join(Names(PerAction), ", "))
 	}
 	if action == "" {
 		return t.Call(ctx, s, args)

@@ -1,4 +1,4 @@
-package taskflow
+package agenttool
 
 import (
 	"strings"
@@ -8,9 +8,9 @@ import (
 
 // The original's key phrases survive in our error texts, so hosts that
 // match on them keep working; flow ids come in the original's forms.
-func TestToolErrorPhrasesAndIDForms(t *testing.T) {
+func TestErrorPhrasesAndIDForms(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		id := startFlow(t, tool, sessA, "phrases")
 		ts := func(d time.Duration) string { return e.clock.Now().Add(d).UTC().Format(time.RFC3339Nano) }
 		for _, c := range []struct {
@@ -27,7 +27,7 @@ func TestToolErrorPhrasesAndIDForms(t *testing.T) {
 			{sessA, args(t, "action", "fail", "flow_id", id, "reason", ""), "cannot be empty"},
 			{Session{AgentID: "kate"}, `{"action":"list_mine"}`, "session_id"},
 		} {
-			err := callErr(t, tool, c.s, c.args, ErrToolArgs)
+			err := callErr(t, tool, c.s, c.args, ErrArgs)
 			wantText(t, err, c.phrase)
 		}
 		// Braced, URN (any case) and bare-hex ids name the same flow.

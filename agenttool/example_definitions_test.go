@@ -1,4 +1,4 @@
-package taskflow_test
+package agenttool_test
 
 import (
 	"context"
@@ -9,11 +9,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/agenttool"
 )
 
 // One tool per action, with the hints an MCP host acts on.
-func ExampleMCPTools() {
-	for _, t := range taskflow.MCPTools(taskflow.ActionTools) {
+func ExampleMCPDefinitions() {
+	for _, t := range agenttool.MCPDefinitions(agenttool.PerAction) {
 		a := t.Annotations
 		fmt.Printf("%-18s read-only=%-5v destructive=%-5v idempotent=%v\n", t.Name, a.ReadOnlyHint, a.DestructiveHint, a.IdempotentHint)
 	}
@@ -42,9 +43,9 @@ func ExampleTool_CallTool() {
 	if err != nil {
 		panic(err)
 	}
-	tool := taskflow.NewTool(taskflow.NewManager(store))
+	tool := agenttool.New(taskflow.NewManager(store))
 
-	session := taskflow.Session{AgentID: "kate", SessionID: "chat-42"}
+	session := agenttool.Session{AgentID: "kate", SessionID: "chat-42"}
 	out, err := tool.CallTool(context.Background(), session, "taskflow_start", json.RawMessage(
 		`{"controller_id":"kate/inbox-triage","goal":"triage today's inbox","current_step":null,"state_json":"{\"processed\":0}"}`))
 	if err != nil {

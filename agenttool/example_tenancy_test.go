@@ -1,4 +1,4 @@
-package taskflow_test
+package agenttool_test
 
 import (
 	"context"
@@ -9,11 +9,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/agenttool"
 )
 
 // A model waits for an email reply through the tool; the host, on the
 // reply for agent kate, resumes it by correlation under kate's topic.
-func ExampleToolTopic() {
+func ExampleTopic() {
 	mr, err := miniredis.Run()
 	if err != nil {
 		panic(err)
@@ -26,9 +27,9 @@ func ExampleToolTopic() {
 		panic(err)
 	}
 	m := taskflow.NewManager(store)
-	tool := taskflow.NewTool(m)
+	tool := agenttool.New(m)
 	ctx := context.Background()
-	kate := taskflow.Session{AgentID: "kate", SessionID: "chat-42"}
+	kate := agenttool.Session{AgentID: "kate", SessionID: "chat-42"}
 
 	call := func(args string) map[string]any {
 		out, err := tool.Call(ctx, kate, json.RawMessage(args))
@@ -46,13 +47,13 @@ func ExampleToolTopic() {
 		{"kind":"external_event","topic":"email.reply","correlation_id":"msg-8812"}}`)
 
 	// The host's mail hook, on Bob's reply to kate's message msg-8812:
-	resumed, err := m.ResumeByCorrelation(ctx, taskflow.ToolTopic("kate", "email.reply"), "msg-8812",
+	resumed, err := m.ResumeByCorrelation(ctx, agenttool.Topic("kate", "email.reply"), "msg-8812",
 		map[string]string{"from": "bob", "body": "yes"})
 	if err != nil {
 		panic(err)
 	}
 	fmt.Println("resumed:", len(resumed))
-	fmt.Println("stored topic:", taskflow.ToolTopic("kate", "email.reply"))
+	fmt.Println("stored topic:", agenttool.Topic("kate", "email.reply"))
 	st := call(`{"action":"status","flow_id":"` + f["id"].(string) + `"}`)
 	fmt.Println("status:", st["status"])
 	// Output:

@@ -1,4 +1,4 @@
-package taskflow
+package agenttool
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/taskflow-dev/taskflow"
 )
 
 var updateToolGolden = flag.Bool("update", false, "rewrite testdata/tool_schema.golden.json")
@@ -151,16 +153,9 @@ func startFlow(t *testing.T, tool *Tool, s Session, goal string) string {
 	return f["id"].(string)
 }
 
-func (e *env) sameDump(t *testing.T, before map[string]string, what string) {
-	t.Helper()
-	if after := e.dump(); !reflect.DeepEqual(before, after) {
-		t.Fatalf("%s changed Redis", what)
-	}
-}
-
-func TestToolStartAndStatus(t *testing.T) {
+func TestStartAndStatus(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		raw, err := callRaw(t, tool, sessA, `{"action":"start","controller_id":" kate/inbox-triage ","goal":" triage the inbox ",
 			"state":{"big":12345678901234567890,"f":0.1,"html":"<a&b>","empty":[],"u":"日本"},"revision":42}`)
 		if err != nil {
@@ -190,11 +185,11 @@ func TestToolStartAndStatus(t *testing.T) {
 		id := uuid.MustParse(f["id"].(string))
 		stored := must(t, try(e.m.Get(e.ctx, id)))
 		if stored.OwnerSessionKey != "agent:kate:session:s-1" || stored.RequesterOrigin != "s-1" ||
-			stored.Status != StatusRunning || stored.Revision != 1 {
+			stored.Status != taskflow.StatusRunning || stored.Revision != 1 {
 			t.Fatalf("stored flow: %+v", stored)
 		}
 		evs := must(t, try(e.m.ListEvents(e.ctx, id, 10)))
-		if len(evs) != 2 || evs[0].Kind != EventStarted || evs[1].Kind != EventCreated {
+		if len(evs) != 2 || evs[0].Kind != taskflow.EventStarted || evs[1].Kind != taskflow.EventCreated {
 			t.Fatalf("events: %+v", evs)
 		}
 
@@ -218,9 +213,9 @@ func TestToolStartAndStatus(t *testing.T) {
 	})
 }
 
-func TestToolStartValidation(t *testing.T) {
+func TestStartValidation(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		before := e.dump()
 		for _, c := range []struct{ args, text string }{
 			{`{"action":"start","goal":"g"}`, "controller_id"},
@@ -232,16 +227,16 @@ func TestToolStartValidation(t *testing.T) {
 			{`{"action":"start","controller_id":"kate/c","goal":"g","state":7}`, "not a number"},
 			{`{"action":"start","controller_id":"kate/c","goal":5}`, `"goal" must be a string`},
 		} {
-			err := callErr(t, tool, sessA, c.args, ErrToolArgs)
+			err := callErr(t, tool, sessA, c.args, ErrArgs)
 			wantText(t, err, c.text)
 		}
 		e.sameDump(t, before, "refused starts")
 	})
 }
 
-func TestToolAdvance(t *testing.T) {
+func TestAdvance(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		f := callFlow(t, tool, sessA, `{"action":"start","controller_id":"kate/c","goal":"g","state":{"a":1,"b":{"x":1}}}`)
 		id := f["id"].(string)
 
@@ -264,11 +259,11 @@ func TestToolAdvance(t *testing.T) {
 		}
 
 		before := e.dump()
-		err := callErr(t, tool, sessA, `{"action":"advance","flow_id":"`+id+`"}`, ErrToolArgs)
+		err := callErr(t, tool, sessA, `{"action":"advance","flow_id":"`+id+`"}`, ErrArgs)
 		wantText(t, err, "patch", "current_step")
-		err = callErr(t, tool, sessA, `{"action":"advance","flow_id":"`+id+`","patch":null,"current_step":" "}`, ErrToolArgs)
+		err = callErr(t, tool, sessA, `{"action":"advance","flow_id":"`+id+`","patch":null,"current_step":" "}`, ErrArgs)
 		wantText(t, err, "patch", "current_step")
-		err = callErr(t, tool, sessA, `{"action":"advance","flow_id":"`+id+`","patch":[1]}`, ErrToolArgs)
+		err = callErr(t, tool, sessA, `{"action":"advance","flow_id":"`+id+`","patch":[1]}`, ErrArgs)
 		wantText(t, err, `"patch" must be a JSON object`)
 		e.sameDump(t, before, "refused advances")
 
@@ -281,9 +276,9 @@ func TestToolAdvance(t *testing.T) {
 	})
 }
 
-func TestToolWait(t *testing.T) {
+func TestWait(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		now := e.clock.Now()
 
 		id := startFlow(t, tool, sessA, "timer")
@@ -311,7 +306,7 @@ func TestToolWait(t *testing.T) {
 			t.Fatalf("manual wait: %v", f)
 		}
 		// Waiting twice is refused with a hint.
-		err := callErr(t, tool, sessA, args(t, "action", "wait", "flow_id", id, "wait_condition", map[string]any{"kind": "manual"}), ErrIllegalTransition)
+		err := callErr(t, tool, sessA, args(t, "action", "wait", "flow_id", id, "wait_condition", map[string]any{"kind": "manual"}), taskflow.ErrIllegalTransition)
 		wantText(t, err, "cannot wait", "already waiting")
 
 		// Exactly the horizon is allowed.
@@ -321,9 +316,9 @@ func TestToolWait(t *testing.T) {
 	})
 }
 
-func TestToolWaitGuardrails(t *testing.T) {
+func TestWaitGuardrails(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		id := startFlow(t, tool, sessA, "guarded")
 		now := e.clock.Now()
 		ts := func(d time.Duration) string { return now.Add(d).UTC().Format(time.RFC3339Nano) }
@@ -350,34 +345,34 @@ func TestToolWaitGuardrails(t *testing.T) {
 			{"array", `[]`, []string{"must be a JSON object"}},
 			{"null", `null`, []string{`needs "wait_condition"`}},
 		} {
-			err := callErr(t, tool, sessA, `{"action":"wait","flow_id":"`+id+`","wait_condition":`+c.cond+`}`, ErrToolArgs)
+			err := callErr(t, tool, sessA, `{"action":"wait","flow_id":"`+id+`","wait_condition":`+c.cond+`}`, ErrArgs)
 			wantText(t, err, c.text...)
 		}
-		err := callErr(t, tool, sessA, `{"action":"wait","flow_id":"`+id+`"}`, ErrToolArgs)
+		err := callErr(t, tool, sessA, `{"action":"wait","flow_id":"`+id+`"}`, ErrArgs)
 		wantText(t, err, `needs "wait_condition"`)
 		e.sameDump(t, before, "refused waits")
 
 		// The tool follows the store's clock: after an hour, a timer half an
 		// hour after the old now is in the past.
 		e.clock.Advance(time.Hour)
-		callErr(t, tool, sessA, `{"action":"wait","flow_id":"`+id+`","wait_condition":{"kind":"timer","at":"`+ts(30*time.Minute)+`"}}`, ErrToolArgs)
+		callErr(t, tool, sessA, `{"action":"wait","flow_id":"`+id+`","wait_condition":{"kind":"timer","at":"`+ts(30*time.Minute)+`"}}`, ErrArgs)
 		callFlow(t, tool, sessA, `{"action":"wait","flow_id":"`+id+`","wait_condition":{"kind":"timer","at":"`+ts(90*time.Minute)+`"}}`)
 	})
 }
 
-func TestToolWaitOptions(t *testing.T) {
+func TestWaitOptions(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		now := e.clock.Now()
-		tool := NewTool(e.m, WithTimerMaxHorizon(time.Hour))
+		tool := New(e.m, WithTimerMaxHorizon(time.Hour))
 		id := startFlow(t, tool, sessA, "short horizon")
 		err := callErr(t, tool, sessA, args(t, "action", "wait", "flow_id", id,
-			"wait_condition", map[string]any{"kind": "timer", "at": now.Add(61 * time.Minute).Format(time.RFC3339)}), ErrToolArgs)
+			"wait_condition", map[string]any{"kind": "timer", "at": now.Add(61 * time.Minute).Format(time.RFC3339)}), ErrArgs)
 		wantText(t, err, "1h0m0s")
 		callFlow(t, tool, sessA, args(t, "action", "wait", "flow_id", id,
 			"wait_condition", map[string]any{"kind": "timer", "at": now.Add(59 * time.Minute).Format(time.RFC3339)}))
 
 		// Non-positive horizons keep the default; a nil clock keeps the store's.
-		tool = NewTool(e.m, WithTimerMaxHorizon(0), WithTimerMaxHorizon(-time.Hour), WithToolClock(nil), nil)
+		tool = New(e.m, WithTimerMaxHorizon(0), WithTimerMaxHorizon(-time.Hour), WithClock(nil), nil)
 		if tool.cfg.maxHorizon != DefaultTimerMaxHorizon || !tool.cfg.now().Equal(now) {
 			t.Fatalf("defaults: %v %v", tool.cfg.maxHorizon, tool.cfg.now())
 		}
@@ -387,25 +382,25 @@ func TestToolWaitOptions(t *testing.T) {
 
 		// A tool clock of its own.
 		later := now.Add(48 * time.Hour)
-		tool = NewTool(e.m, WithToolClock(func() time.Time { return later }))
+		tool = New(e.m, WithClock(func() time.Time { return later }))
 		id = startFlow(t, tool, sessA, "own clock")
 		callErr(t, tool, sessA, args(t, "action", "wait", "flow_id", id,
-			"wait_condition", map[string]any{"kind": "timer", "at": now.Add(24 * time.Hour).Format(time.RFC3339)}), ErrToolArgs)
+			"wait_condition", map[string]any{"kind": "timer", "at": now.Add(24 * time.Hour).Format(time.RFC3339)}), ErrArgs)
 		callFlow(t, tool, sessA, args(t, "action", "wait", "flow_id", id,
 			"wait_condition", map[string]any{"kind": "timer", "at": later.Add(time.Minute).Format(time.RFC3339)}))
 	})
 }
 
-func TestToolFinish(t *testing.T) {
+func TestFinish(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		id := startFlow(t, tool, sessA, "finish me")
 		f := callFlow(t, tool, sessA, `{"action":"finish","flow_id":"`+id+`","final_state":{"summary":"done"}}`)
 		if f["status"] != "finished" || num(t, f["revision"]) != 2 || f["state"].(map[string]any)["summary"] != "done" {
 			t.Fatalf("finished: %v", f)
 		}
 		before := e.dump()
-		err := callErr(t, tool, sessA, `{"action":"finish","flow_id":"`+id+`"}`, ErrAlreadyTerminal)
+		err := callErr(t, tool, sessA, `{"action":"finish","flow_id":"`+id+`"}`, taskflow.ErrAlreadyTerminal)
 		wantText(t, err, "cannot finish", "already finished")
 		for _, a := range []string{
 			`{"action":"advance","flow_id":"` + id + `","patch":{"x":1}}`,
@@ -413,13 +408,13 @@ func TestToolFinish(t *testing.T) {
 			`{"action":"cancel","flow_id":"` + id + `"}`,
 			`{"action":"wait","flow_id":"` + id + `","wait_condition":{"kind":"manual"}}`,
 		} {
-			callErr(t, tool, sessA, a, ErrAlreadyTerminal)
+			callErr(t, tool, sessA, a, taskflow.ErrAlreadyTerminal)
 		}
 		e.sameDump(t, before, "moves of a finished flow")
 
 		// No final state; a non-object final state is refused.
 		id = startFlow(t, tool, sessA, "plain")
-		callErr(t, tool, sessA, `{"action":"finish","flow_id":"`+id+`","final_state":"done"}`, ErrToolArgs)
+		callErr(t, tool, sessA, `{"action":"finish","flow_id":"`+id+`","final_state":"done"}`, ErrArgs)
 		f = callFlow(t, tool, sessA, `{"action":"finish","flow_id":"`+id+`"}`)
 		if f["status"] != "finished" || !reflect.DeepEqual(f["state"], map[string]any{}) {
 			t.Fatalf("finished without final state: %v", f)
@@ -429,15 +424,15 @@ func TestToolFinish(t *testing.T) {
 		id = startFlow(t, tool, sessA, "waiting")
 		callFlow(t, tool, sessA, `{"action":"wait","flow_id":"`+id+`","wait_condition":{"kind":"manual"}}`)
 		before = e.dump()
-		err = callErr(t, tool, sessA, `{"action":"finish","flow_id":"`+id+`"}`, ErrIllegalTransition)
+		err = callErr(t, tool, sessA, `{"action":"finish","flow_id":"`+id+`"}`, taskflow.ErrIllegalTransition)
 		wantText(t, err, "cannot finish", "is waiting", "fail or cancel")
 		e.sameDump(t, before, "finish of a waiting flow")
 	})
 }
 
-func TestToolFail(t *testing.T) {
+func TestFail(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		id := startFlow(t, tool, sessA, "fail me")
 		before := e.dump()
 		for _, a := range []string{
@@ -445,7 +440,7 @@ func TestToolFail(t *testing.T) {
 			`{"action":"fail","flow_id":"` + id + `","reason":""}`,
 			`{"action":"fail","flow_id":"` + id + `","reason":" \n "}`,
 		} {
-			err := callErr(t, tool, sessA, a, ErrToolArgs)
+			err := callErr(t, tool, sessA, a, ErrArgs)
 			wantText(t, err, `"reason"`)
 		}
 		e.sameDump(t, before, "fail without a reason")
@@ -455,7 +450,7 @@ func TestToolFail(t *testing.T) {
 		if f["status"] != "failed" || failure["reason"] != "upstream is down" || num(t, f["revision"]) != 2 {
 			t.Fatalf("failed: %v", f)
 		}
-		callErr(t, tool, sessA, `{"action":"fail","flow_id":"`+id+`","reason":"again"}`, ErrAlreadyTerminal)
+		callErr(t, tool, sessA, `{"action":"fail","flow_id":"`+id+`","reason":"again"}`, taskflow.ErrAlreadyTerminal)
 
 		// A waiting flow can fail.
 		id = startFlow(t, tool, sessA, "waiting")
@@ -467,16 +462,16 @@ func TestToolFail(t *testing.T) {
 	})
 }
 
-func TestToolCancel(t *testing.T) {
+func TestCancel(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		id := startFlow(t, tool, sessA, "cancel me")
 		callFlow(t, tool, sessA, `{"action":"wait","flow_id":"`+id+`","wait_condition":{"kind":"external_event","topic":"t","correlation_id":"c"}}`)
 		f := callFlow(t, tool, sessA, `{"action":"cancel","flow_id":"`+id+`"}`)
 		if f["status"] != "cancelled" || f["wait"] != nil || num(t, f["revision"]) != 3 {
 			t.Fatalf("cancelled: %v", f)
 		}
-		err := callErr(t, tool, sessA, `{"action":"cancel","flow_id":"`+id+`"}`, ErrAlreadyTerminal)
+		err := callErr(t, tool, sessA, `{"action":"cancel","flow_id":"`+id+`"}`, taskflow.ErrAlreadyTerminal)
 		wantText(t, err, "cannot cancel", "already cancelled")
 
 		// A cancel requested elsewhere (an operator) leaves only cancel.
@@ -489,7 +484,7 @@ func TestToolCancel(t *testing.T) {
 			`{"action":"finish","flow_id":"` + id + `"}`,
 			`{"action":"fail","flow_id":"` + id + `","reason":"r"}`,
 		} {
-			err := callErr(t, tool, sessA, a, ErrCancelPending)
+			err := callErr(t, tool, sessA, a, taskflow.ErrCancelPending)
 			wantText(t, err, "cancel was requested", "only action it accepts now is cancel")
 		}
 		e.sameDump(t, before, "moves of a cancel-pending flow")
@@ -504,9 +499,9 @@ func TestToolCancel(t *testing.T) {
 	})
 }
 
-func TestToolListMine(t *testing.T) {
+func TestListMine(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		a1 := startFlow(t, tool, sessA, "a1")
 		e.clock.Advance(time.Millisecond)
 		a2 := startFlow(t, tool, sessA, "a2")
@@ -515,7 +510,7 @@ func TestToolListMine(t *testing.T) {
 		c1 := startFlow(t, tool, sessC, "c1")
 		// A flow created outside the tool with an owner key that a naive
 		// prefix match would confuse with session A's.
-		must(t, try(e.m.CreateManaged(e.ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: sessA.OwnerKey() + "0"})))
+		must(t, try(e.m.CreateManaged(e.ctx, taskflow.CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: sessA.OwnerKey() + "0"})))
 
 		ids := func(s Session) []string {
 			res := callOK(t, tool, s, `{"action":"list_mine"}`)
@@ -546,9 +541,9 @@ func TestToolListMine(t *testing.T) {
 	})
 }
 
-func TestToolNotFound(t *testing.T) {
+func TestNotFound(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		startFlow(t, tool, sessA, "exists")
 		missing := uuid.NewString()
 		before := e.dump()
@@ -572,11 +567,11 @@ func TestToolNotFound(t *testing.T) {
 	})
 }
 
-// TestToolCrossSession: every action that names a flow refuses a flow of
+// TestCrossSession: every action that names a flow refuses a flow of
 // another session, says so, leaks none of its data, and changes nothing.
-func TestToolCrossSession(t *testing.T) {
+func TestCrossSession(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		const goal = "secret-goal-7f3a"
 		const ctrl = "kate/secret-controller-91bc"
 		for _, status := range []string{"running", "waiting"} {
@@ -595,7 +590,7 @@ func TestToolCrossSession(t *testing.T) {
 				"fail":    args(t, "action", "fail", "flow_id", id, "reason", "hijack"),
 				"cancel":  args(t, "action", "cancel", "flow_id", id),
 			}
-			if len(calls) != len(ToolActions())-2 { // all but start and list_mine
+			if len(calls) != len(Actions())-2 { // all but start and list_mine
 				t.Fatalf("the test misses an action")
 			}
 			for _, other := range []Session{sessB, sessC, {AgentID: " kate ", SessionID: "s-10"}} {
@@ -608,8 +603,8 @@ func TestToolCrossSession(t *testing.T) {
 							t.Fatalf("%s by %+v on a %s flow: error %q leaks %q", action, other, status, err, secret)
 						}
 					}
-					if errors.Is(err, ErrToolArgs) {
-						t.Fatalf("%s: forbidden error also wraps ErrToolArgs", action)
+					if errors.Is(err, ErrArgs) {
+						t.Fatalf("%s: forbidden error also wraps ErrArgs", action)
 					}
 					e.sameDump(t, before, action+" by another session")
 				}
@@ -626,9 +621,9 @@ func TestToolCrossSession(t *testing.T) {
 	})
 }
 
-func TestToolArgumentErrors(t *testing.T) {
+func TestArgumentErrors(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		id := startFlow(t, tool, sessA, "args")
 		before := e.dump()
 
@@ -638,35 +633,35 @@ func TestToolArgumentErrors(t *testing.T) {
 			extra := map[string][]any{"advance": {"patch", map[string]any{"a": 1}}, "fail": {"reason", "r"},
 				"wait": {"wait_condition", map[string]any{"kind": "manual"}}}[action]
 			for _, bad := range []string{"nope", "1234", uuid.NewString() + "0", "{" + id, "urn:uuid:" + id + "}", "uuid:" + id, "(" + id + ")"} {
-				err := callErr(t, tool, sessA, args(t, append([]any{"action", action, "flow_id", bad}, extra...)...), ErrToolArgs)
+				err := callErr(t, tool, sessA, args(t, append([]any{"action", action, "flow_id", bad}, extra...)...), ErrArgs)
 				wantText(t, err, "flow_id must be a UUID")
 			}
-			err := callErr(t, tool, sessA, args(t, "action", action), ErrToolArgs)
+			err := callErr(t, tool, sessA, args(t, "action", action), ErrArgs)
 			wantText(t, err, `needs "flow_id"`)
-			callErr(t, tool, sessA, `{"action":"`+action+`","flow_id":42}`, ErrToolArgs)
+			callErr(t, tool, sessA, `{"action":"`+action+`","flow_id":42}`, ErrArgs)
 		}
 
 		// Unknown or missing action: the error names every valid one.
 		for _, a := range []string{`{"action":"delete","flow_id":"` + id + `"}`, `{"action":"START"}`, `{}`, `{"action":""}`, `{"action":null}`} {
-			err := callErr(t, tool, sessA, a, ErrToolArgs)
-			wantText(t, err, ToolActions()...)
+			err := callErr(t, tool, sessA, a, ErrArgs)
+			wantText(t, err, Actions()...)
 		}
-		err := callErr(t, tool, sessA, `{"action":"resume"}`, ErrToolArgs)
+		err := callErr(t, tool, sessA, `{"action":"resume"}`, ErrArgs)
 		wantText(t, err, `unknown action "resume"`)
 
 		// Malformed arguments.
 		for _, a := range []string{``, ` `, `null`, `[]`, `"start"`, `42`, `{"action":"start"`, `{"action":"start",}`, `{action:"start"}`,
 			`{"action":["start"]}`, `{"action":"start","controller_id":{"a":1},"goal":"g"}`, "{\"action\":\"status\"}garbage"} {
-			callErr(t, tool, sessA, a, ErrToolArgs)
+			callErr(t, tool, sessA, a, ErrArgs)
 		}
 
 		// Missing or unusable session.
 		for _, s := range []Session{{}, {AgentID: "kate"}, {SessionID: "s-1"}, {AgentID: " ", SessionID: "s-1"}, {AgentID: "kate", SessionID: "\t"}} {
-			err := callErr(t, tool, s, `{"action":"list_mine"}`, ErrToolArgs)
+			err := callErr(t, tool, s, `{"action":"list_mine"}`, ErrArgs)
 			wantText(t, err, "session")
-			callErr(t, tool, s, `{"action":"status","flow_id":"`+id+`"}`, ErrToolArgs)
+			callErr(t, tool, s, `{"action":"status","flow_id":"`+id+`"}`, ErrArgs)
 		}
-		err = callErr(t, tool, Session{AgentID: "kate:session:s", SessionID: "1"}, `{"action":"list_mine"}`, ErrToolArgs)
+		err = callErr(t, tool, Session{AgentID: "kate:session:s", SessionID: "1"}, `{"action":"list_mine"}`, ErrArgs)
 		wantText(t, err, "':'")
 		// A session id may hold colons.
 		callOK(t, tool, Session{AgentID: "kate", SessionID: "telegram:42"}, `{"action":"list_mine"}`)
@@ -674,7 +669,7 @@ func TestToolArgumentErrors(t *testing.T) {
 		e.sameDump(t, before, "refused calls")
 
 		// No panic on a zero tool, a tool without a manager, a nil context.
-		for _, tl := range []*Tool{nil, {}, NewTool(nil)} {
+		for _, tl := range []*Tool{nil, {}, New(nil)} {
 			if _, err := tl.Call(e.ctx, sessA, json.RawMessage(`{"action":"list_mine"}`)); err == nil {
 				t.Fatal("a tool without a manager answered")
 			}
@@ -686,7 +681,7 @@ func TestToolArgumentErrors(t *testing.T) {
 	})
 }
 
-func TestToolSessionOwnerKey(t *testing.T) {
+func TestSessionOwnerKey(t *testing.T) {
 	if got := (Session{AgentID: "kate", SessionID: "abc"}).OwnerKey(); got != "agent:kate:session:abc" {
 		t.Fatalf("OwnerKey = %q", got)
 	}
@@ -695,12 +690,12 @@ func TestToolSessionOwnerKey(t *testing.T) {
 	}
 }
 
-func TestToolDefinitionGolden(t *testing.T) {
+func TestDefinitionGolden(t *testing.T) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(NewTool(nil).Definition()); err != nil {
+	if err := enc.Encode(New(nil).Definition()); err != nil {
 		t.Fatal(err)
 	}
 	got := buf.Bytes()
@@ -715,19 +710,19 @@ func TestToolDefinitionGolden(t *testing.T) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test -run TestToolDefinitionGolden -update to create it)", err)
+		t.Fatalf("%v (run go test -run TestDefinitionGolden -update to create it)", err)
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("Definition() differs from %s (run with -update if the change is intended):\n%s", path, got)
 	}
 }
 
-func TestToolDefinitionSchema(t *testing.T) {
-	def := NewTool(nil).Definition()
+func TestDefinitionSchema(t *testing.T) {
+	def := New(nil).Definition()
 	if def.Name != "taskflow" || len(def.Description) < 200 {
 		t.Fatalf("name %q, description %q", def.Name, def.Description)
 	}
-	for _, a := range ToolActions() {
+	for _, a := range Actions() {
 		if !strings.Contains(def.Description, a) {
 			t.Fatalf("the description does not mention %s", a)
 		}
@@ -771,7 +766,7 @@ func TestToolDefinitionSchema(t *testing.T) {
 		Enum []string `json:"enum"`
 	}
 	_ = json.Unmarshal(schema.Properties["action"], &action)
-	if action.Type != "string" || !reflect.DeepEqual(action.Enum, ToolActions()) {
+	if action.Type != "string" || !reflect.DeepEqual(action.Enum, Actions()) {
 		t.Fatalf("action: %+v", action)
 	}
 	var wait struct {
@@ -803,7 +798,7 @@ func TestToolDefinitionSchema(t *testing.T) {
 	}
 	// Each call returns its own copy.
 	def.Parameters[0] = 'x'
-	if !json.Valid(NewTool(nil).Definition().Parameters) {
+	if !json.Valid(New(nil).Definition().Parameters) {
 		t.Fatal("Definition shares its parameters")
 	}
 }
@@ -812,9 +807,9 @@ func TestToolDefinitionSchema(t *testing.T) {
 // a misspelt "next_step" used to come back ok with the step unchanged.
 // The strict and Gemini forms (nulls for the other actions' arguments,
 // *_json strings) and a copied "revision" are still accepted.
-func TestToolRefusesUnknownArguments(t *testing.T) {
+func TestRefusesUnknownArguments(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		tool := NewTool(e.m)
+		tool := New(e.m)
 		id := startFlow(t, tool, sessA, "spell")
 		before := e.dump()
 		for _, c := range []struct {
@@ -830,11 +825,11 @@ func TestToolRefusesUnknownArguments(t *testing.T) {
 			{`{"action":"wait","flow_id":"` + id + `","wait_condition":{"kind":"manual","at":"2030-01-01T00:00:00Z"}}`, []string{`a manual wait_condition does not take "at"`}},
 			{`{"action":"wait","flow_id":"` + id + `","wait_condition":{"kind":"external_event","topic":"t","correlation":"c"}}`, []string{`"correlation"`, "topic, correlation_id"}},
 		} {
-			wantText(t, callErr(t, tool, sessA, c.args, ErrToolArgs), c.want...)
+			wantText(t, callErr(t, tool, sessA, c.args, ErrArgs), c.want...)
 		}
 		// The per-action tools refuse the same way.
 		_, err := tool.CallTool(e.ctx, sessA, "taskflow_advance", json.RawMessage(`{"flow_id":"`+id+`","next_step":"two"}`))
-		if !errors.Is(err, ErrToolArgs) || !strings.Contains(err.Error(), `"next_step"`) {
+		if !errors.Is(err, ErrArgs) || !strings.Contains(err.Error(), `"next_step"`) {
 			t.Fatalf("taskflow_advance with next_step: %v", err)
 		}
 		e.sameDump(t, before, "a refused argument")

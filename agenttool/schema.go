@@ -1,28 +1,30 @@
-package taskflow
+package agenttool
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/taskflow-dev/taskflow"
 )
 
 // What the agent tool shows a model: its definition and JSON Schema,
 // and the shapes of its results.
 
-// ToolDefinition is the combined tool as LLM providers describe it: a
+// Definition is the combined tool as LLM providers describe it: a
 // name, a description for the model, and a JSON Schema of the arguments.
 // It marshals to {"name","description","parameters"}: the function object
 // of OpenAI's function calling (non-strict) and a Gemini function
 // declaration's field names. For each provider's own shape use
-// OpenAITools (plain or strict), AnthropicTools (input_schema),
-// GeminiFunctionDeclarations and MCPTools (inputSchema, outputSchema,
-// annotations); they also offer one tool per action (ActionTools).
-type ToolDefinition struct {
+// OpenAIDefinitions (plain or strict), AnthropicDefinitions (input_schema),
+// GeminiDefinitions and MCPDefinitions (inputSchema, outputSchema,
+// annotations); they also offer one tool per action (PerAction).
+type Definition struct {
 	// Name is "taskflow".
 	Name string `json:"name"`
 	// Description tells the model what the tool does and how to call it;
-	// at most MaxToolDescription characters.
+	// at most MaxDescription characters.
 	Description string `json:"description"`
 	// Parameters is a plain JSON Schema of type object: no $ref, no
 	// top-level oneOf.
@@ -104,9 +106,9 @@ const toolSchema = `{
 
 // Definition returns the tool's definition for an LLM provider: the name
 // "taskflow", a description and the JSON Schema of the arguments.
-func (t *Tool) Definition() ToolDefinition {
-	s := shapes(CombinedTool, dialectPlain)[0]
-	return ToolDefinition{Name: s.name, Description: s.description, Parameters: s.parameters}
+func (t *Tool) Definition() Definition {
+	s := shapes(Combined, dialectPlain)[0]
+	return Definition{Name: s.name, Description: s.description, Parameters: s.parameters}
 }
 
 // toolArgs are the arguments the model sends. Unknown fields (a revision,
@@ -128,20 +130,20 @@ type toolArgs struct {
 
 // toolFlow is a flow as the model sees it.
 type toolFlow struct {
-	ID              string          `json:"id"`
-	ControllerID    string          `json:"controller_id"`
-	Goal            string          `json:"goal"`
-	CurrentStep     string          `json:"current_step"`
-	Status          FlowStatus      `json:"status"`
-	CancelRequested bool            `json:"cancel_requested"`
-	State           json.RawMessage `json:"state"`
-	Wait            json.RawMessage `json:"wait"`
-	Revision        int64           `json:"revision"`
-	CreatedAt       string          `json:"created_at"`
-	UpdatedAt       string          `json:"updated_at"`
+	ID              string              `json:"id"`
+	ControllerID    string              `json:"controller_id"`
+	Goal            string              `json:"goal"`
+	CurrentStep     string              `json:"current_step"`
+	Status          taskflow.FlowStatus `json:"status"`
+	CancelRequested bool                `json:"cancel_requested"`
+	State           json.RawMessage     `json:"state"`
+	Wait            json.RawMessage     `json:"wait"`
+	Revision        int64               `json:"revision"`
+	CreatedAt       string              `json:"created_at"`
+	UpdatedAt       string              `json:"updated_at"`
 }
 
-func newToolFlow(f *Flow) toolFlow {
+func newToolFlow(f *taskflow.Flow) toolFlow {
 	state := f.State
 	if len(bytes.TrimSpace(state)) == 0 {
 		state = json.RawMessage(`{}`)
@@ -174,7 +176,7 @@ type listResult struct {
 	OK    bool `json:"ok"`
 	Count int  `json:"count"`
 	// Total is how many flows the session has; Truncated says that
-	// Flows holds only the newest ToolListLimit of them.
+	// Flows holds only the newest ListLimit of them.
 	Total     int        `json:"total"`
 	Truncated bool       `json:"truncated"`
 	Flows     []toolFlow `json:"flows"`

@@ -1,4 +1,4 @@
-package taskflow_test
+package agenttool_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/agenttool"
 )
 
 func ExampleTool_Call() {
@@ -24,10 +25,10 @@ func ExampleTool_Call() {
 	if err != nil {
 		panic(err)
 	}
-	tool := taskflow.NewTool(taskflow.NewManager(store))
+	tool := agenttool.New(taskflow.NewManager(store))
 
 	// The model's call, routed with the caller's session.
-	session := taskflow.Session{AgentID: "kate", SessionID: "chat-42"}
+	session := agenttool.Session{AgentID: "kate", SessionID: "chat-42"}
 	out, err := tool.Call(context.Background(), session, json.RawMessage(`{
 		"action": "start",
 		"controller_id": "kate/inbox-triage",
