@@ -402,8 +402,8 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 			}
 			sc := store.scripts
 			for _, step := range []struct{ name, sha string }{
-				{"mbox_keep", sc.mboxKeep.Hash()}, {"mbox_take", sc.mboxTake.Hash()},
-				{"deliver_event", sc.deliverEvent.Hash()}, {"mbox_settle", sc.mboxSettle.Hash()},
+				{"early_keep", sc.earlyKeep.Hash()}, {"early_take", sc.earlyTake.Hash()},
+				{"deliver_event", sc.deliverEvent.Hash()}, {"early_settle", sc.earlySettle.Hash()},
 			} {
 				// The publisher's half: a flow waits, the event comes.
 				w := e.waitingFlow(t, WaitExternalEvent("lost", step.name))
@@ -414,8 +414,8 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 					}
 					return err
 				})
-				requireNothingKept(t, e, "ResumeByCorrelation, "+step.name)
-				if step.name == "mbox_keep" {
+				requireNoEarlyEvent(t, e, "ResumeByCorrelation, "+step.name)
+				if step.name == "early_keep" {
 					continue // the waiter's half keeps nothing
 				}
 				// The waiter's half: the event is kept, SetWaiting takes it.
@@ -428,7 +428,7 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 					}
 					return err
 				})
-				requireNothingKept(t, e, "SetWaiting, "+step.name)
+				requireNoEarlyEvent(t, e, "SetWaiting, "+step.name)
 			}
 			// A refused event's settle: the re-send still says the event
 			// went back, so that its owner offers it again.
@@ -443,7 +443,7 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 			if _, outcome, err := store.deliver(ctx, gone.ID, cp, eventID, nil, "resume", false); err != nil || outcome != earlyRefused {
 				t.Fatalf("deliver to a flow not waiting: %s %v", outcome, err)
 			}
-			lostFor("mbox_settle of a refused event", sc.mboxSettle.Hash(), nil, 0, func() error {
+			lostFor("early_settle of a refused event", sc.earlySettle.Hash(), nil, 0, func() error {
 				back, err := store.settleEarly(ctx, cp, eventID, earlyRefused, take)
 				if err == nil && !back {
 					err = errors.New("the event went back, the re-sent settle says not")
@@ -458,8 +458,8 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 	}
 }
 
-// requireNothingKept checks that no event is kept nor claimed.
-func requireNothingKept(t testing.TB, e *env, what string) {
+// requireNoEarlyEvent checks that no event is kept nor claimed.
+func requireNoEarlyEvent(t testing.TB, e *env, what string) {
 	t.Helper()
 	claims := 0
 	for i := 0; i < e.store.keys.shards; i++ {

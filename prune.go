@@ -116,7 +116,7 @@ func (s *RedisStore) pruneIDs(ctx context.Context, key string, raw []string, cut
 		// (the script then leaves it alone), so the keys after it stay
 		// where the script looks for them.
 		keys := append(s.keys.flowKeys(f.ID, ""), s.keys.owner(s.keys.shardOf(f.ID), f.OwnerSessionKey))
-		keys = s.keys.withInbox(keys, f.ID)
+		keys = s.keys.withEarlyFlow(keys, f.ID)
 		runs := stepCmds[i].Val()
 		for _, r := range runs {
 			keys = append(keys, s.keys.step(f.ID, r))

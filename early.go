@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -15,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The mailbox for early events.
+// Early events.
 //
 // An external event that no flow waits for yet is kept, so that a flow
 // that starts waiting for it a moment later (the reply raced the worker)
@@ -23,25 +22,25 @@ import (
 // places, each with one linearization point:
 //
 // An event addressed to a flow id (TryResumeExternal, a bridge message
-// with flow_id) is kept in that flow's inbox, on the flow's own shard:
+// with flow_id) is kept in that flow's early-event list, on the flow's own shard:
 // deliver_event.lua resumes the flow or keeps the event in one script,
 // and SetWaiting's script (transition.lua) takes a matching kept event in
 // the same script that starts the wait. Nothing can slip between them.
 //
 // An event known by topic and correlation id only (ResumeByCorrelation, a
 // bridge message without flow_id) has no flow shard. It is kept in the
-// pair's mailbox on the pair's rendezvous shard (a hash of the pair), and
+// pair's early-event list on the pair's rendezvous shard (a hash of the pair), and
 // waiters stay indexed on their own shards (the correlation index). Each
 // side writes its own mark, then looks for the other's:
 //
-//	publisher: keep the event (mbox_keep), then scan the correlation index
+//	publisher: keep the event (early_keep), then scan the correlation index
 //	waiter:    start waiting (transition: indexed), then take a kept event
 //
 // Every Redis command is linearizable and each side waits for one reply
 // before sending the next, so either the publisher's scan sees the waiter
 // or the waiter's take sees the event (if the scan of the waiter's shard
 // came before the waiter's index entry, the keep came before it too). An
-// event leaves the mailbox only by mbox_take.lua, atomically, into a
+// event leaves the pair's list only by early_take.lua, atomically, into a
 // claim (event id -> flow id, due in 30 s) on the same shard: whoever
 // took it owns it. A take is named by its call (a key beside the claim),
 // so the take re-sent after its reply was lost answers with the event
@@ -51,10 +50,10 @@ import (
 // waits for it; the flow records the event id and its decision (fields
 // mbx and mbr, see lua/include/early.lua), so a second delivery of the same claim
 // (the tick re-driving a claim whose first owner is only slow) decides
-// the same way. mbox_settle.lua then ends the claim: a used event is
+// the same way. early_settle.lua then ends the claim: a used event is
 // gone, and remembered as used on the pair's shard (a keep of it re-sent
 // late, or a request handled again, keeps nothing); a refused one goes back to
-// the head of the mailbox, and its owner scans for waiters again (a
+// the head of the pair's list, and its owner scans for waiters again (a
 // waiter may have looked while the event was claimed), offering it to
 // one of them at random, never again to a flow that refused it (a flow
 // refuses an event for good: its cancel is pending, it left its wait, it
@@ -65,7 +64,7 @@ import (
 // waits for it.
 //
 // An event a flow used, by flow id or by a claim, resumed live or taken
-// from the inbox, is also remembered on the flow's own shard, in the
+// from the flow's list, is also remembered on the flow's own shard, in the
 // same per-shard memory of used events, as '<flow id> <event id>'
 // (include/used.lua; one hash slot with the flow, so the scripts stay
 // Cluster-safe, and nothing per flow for prune to delete): a copy
@@ -83,7 +82,8 @@ import (
 // memory they take is about 520 bytes times the events nobody waited for
 // during the retention (README).
 
-// Defaults of the mailbox for early events (see WithEarlyEvents).
+// Defaults and bounds of early events (see WithEarlyEvents and
+// WithResumeIDMemory).
 const (
 	// DefaultEarlyEventRetention is how long an event nobody waits for is
 	// kept.
@@ -91,29 +91,26 @@ const (
 	// DefaultEarlyEventCap is how many events are kept per topic and
 	// correlation id, and per flow id; past it the oldest is dropped.
 	DefaultEarlyEventCap = 100
-	// MaxEarlyEventCap bounds WithEarlyEvents's cap: taking an event may
-	// read a whole mailbox in one script.
-	MaxEarlyEventCap = 10000
+	// maxEarlyEventCap bounds WithEarlyEvents's cap: taking an event may
+	// read a pair's whole list in one script.
+	maxEarlyEventCap = 10000
 	// earlyClaimTimeout is how long a claimed event may wait for its
 	// delivery before an engine's tick re-drives it.
 	earlyClaimTimeout = 30 * time.Second
 	// DefaultResumeIDMemory is how long a resume request's id is
 	// remembered (WithResumeIDMemory): by PublishResume, so that the same
 	// request published again adds nothing, and, once its event resumed
-	// a flow, by the mailbox (on the pair's shard by correlation, on the
+	// a flow, by early events (on the pair's shard by correlation, on the
 	// flow's shard with the flow id), so that the event resumes no later
 	// wait and is not kept again.
 	DefaultResumeIDMemory = 24 * time.Hour
 	// DefaultResumeIDCap is how many ids each of those memories keeps
-	// (one for PublishResume, one per shard for the mailbox); past it
+	// (one for PublishResume, one per shard for early events); past it
 	// the oldest is forgotten first. A UUID id costs about 136 bytes,
 	// a flow id with a UUID event id (a used event on the flow's shard)
 	// about 168 (MEMORY USAGE of a sorted set of 100,000, Redis 7.0), so
-	// a full memory about 14 to 17 MB (per shard for the mailbox's).
+	// a full memory about 14 to 17 MB (per shard for early events').
 	DefaultResumeIDCap = 100000
-	// MaxResumeIDBytes is the longest resume request id
-	// (ResumeRequest.ID).
-	MaxResumeIDBytes = 64
 	// bridgeEventPrefix starts the id of an event that came through the
 	// bridge in a message without a request id ("s" and the stream
 	// entry's id); requestEventPrefix that of a request with an id ("r"
@@ -149,8 +146,8 @@ func (c earlyConfig) validate() error {
 	if c.retention < 0 {
 		return fmt.Errorf("%w: early event retention %s is negative", ErrInvalidData, c.retention)
 	}
-	if c.on() && (c.cap < 1 || c.cap > MaxEarlyEventCap) {
-		return fmt.Errorf("%w: early event cap %d is outside 1..%d", ErrInvalidData, c.cap, MaxEarlyEventCap)
+	if c.on() && (c.cap < 1 || c.cap > maxEarlyEventCap) {
+		return fmt.Errorf("%w: early event cap %d is outside 1..%d", ErrInvalidData, c.cap, maxEarlyEventCap)
 	}
 	if c.on() && c.retention < time.Millisecond {
 		return fmt.Errorf("%w: early event retention %s is under a millisecond", ErrInvalidData, c.retention)
@@ -161,12 +158,13 @@ func (c earlyConfig) validate() error {
 	return nil
 }
 
-// WithEarlyEvents sets the mailbox for early events: an external event
+// WithEarlyEvents sets how early events are kept: an external event
 // that matches no waiting flow is kept for retention (default 24 h), at
 // most maxPerCorrelation events per topic and correlation id and per flow
-// id (default 100, at most 10,000; past it the oldest is dropped), and a
+// id (default 100, at least 1, at most 10,000: taking an event may read
+// a pair's whole list in one script; past it the oldest is dropped), and a
 // flow that starts waiting for it takes it in SetWaiting. A retention of
-// 0 turns the mailbox off: an event nobody waits for is dropped, and
+// 0 turns early events off: an event nobody waits for is dropped, and
 // ResumeByCorrelation resumes every waiting flow (see there).
 //
 // Every process of a flow space should use the same setting. Each kept
@@ -181,11 +179,11 @@ func WithEarlyEvents(retention time.Duration, maxPerCorrelation int) StoreOption
 // WithResumeIDMemory sets how long (default 24 h, at least a second) and
 // how many (default 100,000, at least 1) resume request ids are
 // remembered so that a request that comes again applies at most once:
-// PublishResume remembers the ids it published (one sorted set), and
-// the mailbox the events that resumed a flow (one sorted set per shard:
+// PublishResume remembers the ids it published (one sorted set), and the
+// store the events that resumed a flow (one sorted set per shard:
 // by correlation on the pair's shard, and, whatever its origin, the flow
 // id with the event id on the flow's shard), each trimmed to the cap,
-// oldest first, and expiring with its newest id. With the mailbox off
+// oldest first, and expiring with its newest id. With early events off
 // (WithEarlyEvents(0, 0)) only PublishResume's memory and the flow's
 // ring of bridge calls remain. A request repeated after its id was forgotten is
 // still recognised by a flow it resumed while the flow remembers it (its
@@ -198,73 +196,11 @@ func WithResumeIDMemory(d time.Duration, capacity int) StoreOption {
 	}
 }
 
-// The mailbox's keys; see keyspace.
-//
-//	<prefix>:{<n>}:inbox:<flow id>  list: events kept for one flow
-//	<prefix>:{<r>}:mbox:<pair>      list: events kept for (topic, correlation id)
-//	<prefix>:{<n>}:kept             zset: kept event id by deadline (counts)
-//	<prefix>:{<r>}:claims           hash: claimed event id -> flow id, pair, entry
-//	<prefix>:{<r>}:claimdue         zset: claimed event id by due time
-//	<prefix>:{<n>}:used             zset: used events, by when they are forgotten: ids of
-//	                                events by correlation (n = r), '<flow id> <event id>'
-//	                                of events a flow of shard n used
-//	<prefix>:{<r>}:take:<take id>   string: the event a take claimed (mbox_take.lua)
-//
-// <pair> is corrPrefix(topic, correlation id) and r its rendezvous shard.
-
-// rendezvous is the shard of a (topic, correlation id) pair's mailbox.
-func (k keyspace) rendezvous(cp string) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(cp))
-	return int(h.Sum32() % uint32(k.shards))
-}
-
-func (k keyspace) mbox(cp string) string   { return k.tag(k.rendezvous(cp)) + ":mbox:" + cp }
-func (k keyspace) kept(shard int) string   { return k.tag(shard) + ":kept" }
-func (k keyspace) claims(shard int) string { return k.tag(shard) + ":claims" }
-func (k keyspace) used(shard int) string   { return k.tag(shard) + ":used" }
-func (k keyspace) take(shard int, name string) string {
-	return k.tag(shard) + ":take:" + name
-}
-func (k keyspace) claimDue(shard int) string {
-	return k.tag(shard) + ":claimdue"
-}
-
-func (k keyspace) inbox(id uuid.UUID) string {
-	return k.tag(k.shardOf(id)) + ":inbox:" + id.String()
-}
-
-// withInbox appends the inbox and kept-event keys (16 and 17 of
-// transition_early.lua and deliver_event.lua) to a flow key set.
-func (k keyspace) withInbox(keys []string, id uuid.UUID) []string {
-	return append(keys, k.inbox(id), k.kept(k.shardOf(id)))
-}
-
-// withEarly appends withInbox's keys and the shard's memory of used
-// events (18 of transition_early.lua and deliver_event.lua) to a flow
-// key set. Prune takes withInbox's only: the memory is the shard's.
-func (k keyspace) withEarly(keys []string, id uuid.UUID) []string {
-	return append(k.withInbox(keys, id), k.used(k.shardOf(id)))
-}
-
 // memoryArgs are the bounds of the memory of used events, as
 // deliver_event.lua and transition_early.lua take them.
 func (c earlyConfig) memoryArgs() []any {
 	return []any{c.remember.Milliseconds(), c.rememberCap}
 }
-
-// eventPayload reads an external event's payload: nil or JSON null is no
-// payload (as in the original: no resume_event is merged).
-func eventPayload(payload any) (json.RawMessage, error) {
-	p, err := toJSON("payload", payload)
-	if err != nil || string(p) == "null" {
-		return nil, err
-	}
-	return p, nil
-}
-
-// newEventID names an event that came without a name of its own.
-func newEventID() string { return uuid.NewString() }
 
 // Outcomes of deliver_event.lua.
 const (
@@ -328,12 +264,12 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 	return f, outcome, err
 }
 
-// keepEarly runs mbox_keep.lua; claimed tells that the event sits in a
+// keepEarly runs early_keep.lua; claimed tells that the event sits in a
 // claim (taken, not settled).
 func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload json.RawMessage) (claimed bool, err error) {
 	r := s.keys.rendezvous(cp)
 	_, nowMs, _ := s.clock()
-	res, err := s.run(ctx, s.scripts.mboxKeep, uuid.Nil, []string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.used(r)},
+	res, err := s.run(ctx, s.scripts.earlyKeep, uuid.Nil, []string{s.keys.earlyPair(cp), s.keys.earlyIndex(r), s.keys.claims(r), s.keys.used(r)},
 		eventID, nowMs, s.early.retention.Milliseconds(), string(payload), s.early.cap)
 	if err != nil {
 		err = fmt.Errorf("taskflow: keeping an early event: %w", err)
@@ -345,7 +281,7 @@ func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload 
 	return n == 2, err
 }
 
-// takeEarly runs mbox_take.lua: it claims for flow id the oldest kept
+// takeEarly runs early_take.lua: it claims for flow id the oldest kept
 // event of the pair (eventID "") or the given one, and returns its id and
 // payload; ok is false when there was none. name (newEventID, once per
 // call) names the take, so go-redis re-sending it after a lost reply
@@ -355,8 +291,8 @@ func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload 
 func (s *RedisStore) takeEarly(ctx context.Context, id uuid.UUID, cp, eventID, name string) (string, json.RawMessage, bool, error) {
 	r := s.keys.rendezvous(cp)
 	_, nowMs, _ := s.clock()
-	v, err := s.run(ctx, s.scripts.mboxTake, id,
-		[]string{s.keys.mbox(cp), s.keys.kept(r), s.keys.claims(r), s.keys.claimDue(r), s.keys.take(r, name)},
+	v, err := s.run(ctx, s.scripts.earlyTake, id,
+		[]string{s.keys.earlyPair(cp), s.keys.earlyIndex(r), s.keys.claims(r), s.keys.claimDue(r), s.keys.take(r, name)},
 		id.String(), nowMs, earlyClaimTimeout.Milliseconds(), cp, eventID, name)
 	if errors.Is(err, redis.Nil) {
 		return "", nil, false, nil
@@ -368,15 +304,15 @@ func (s *RedisStore) takeEarly(ctx context.Context, id uuid.UUID, cp, eventID, n
 	if !ok && err != nil { // not replicated, and nothing taken
 		return "", nil, false, nil
 	}
-	got, payload, ok := parseMboxEntry(entry)
+	got, payload, ok := parseEarlyEntry(entry)
 	if !ok {
 		return "", nil, false, fmt.Errorf("%w: unreadable kept event %q", ErrInvalidData, entry)
 	}
 	return got, payload, true, err
 }
 
-// parseMboxEntry splits '<event id> <deadline ms> <payload>'.
-func parseMboxEntry(entry string) (string, json.RawMessage, bool) {
+// parseEarlyEntry splits '<event id> <deadline ms> <payload>'.
+func parseEarlyEntry(entry string) (string, json.RawMessage, bool) {
 	id, rest, ok := strings.Cut(entry, " ")
 	if !ok {
 		return "", nil, false
@@ -391,17 +327,17 @@ func parseMboxEntry(entry string) (string, json.RawMessage, bool) {
 	return id, json.RawMessage(payload), true
 }
 
-// settleEarly runs mbox_settle.lua for the claim made by the take named
+// settleEarly runs early_settle.lua for the claim made by the take named
 // take ("" when unknown: its name expires with the claim); back reports
-// that a refused event went back to its mailbox.
+// that a refused event went back to its list.
 func (s *RedisStore) settleEarly(ctx context.Context, cp, eventID, outcome, take string) (bool, error) {
 	r := s.keys.rendezvous(cp)
 	_, nowMs, _ := s.clock()
 	if outcome == earlySeen {
 		outcome = earlyUsed
 	}
-	v, err := s.run(ctx, s.scripts.mboxSettle, uuid.Nil,
-		[]string{s.keys.claims(r), s.keys.claimDue(r), s.keys.mbox(cp), s.keys.kept(r), s.keys.used(r), s.keys.take(r, take)},
+	v, err := s.run(ctx, s.scripts.earlySettle, uuid.Nil,
+		[]string{s.keys.claims(r), s.keys.claimDue(r), s.keys.earlyPair(cp), s.keys.earlyIndex(r), s.keys.used(r), s.keys.take(r, take)},
 		eventID, outcome, nowMs, s.early.cap, s.early.remember.Milliseconds(), s.early.rememberCap)
 	n, _ := v.(int64)
 	if err != nil {
@@ -439,7 +375,7 @@ var errEarlyBusy = errors.New("taskflow: the waiters of an early event kept leav
 
 // keepNotReplicated sets *first to err when err is a write that applied but
 // was not confirmed by replicas (WithReplicaAcks) and *first is unset,
-// and returns nil for it: the mailbox goes on with what applied, and the
+// and returns nil for it: the delivery goes on with what applied, and the
 // caller gets the error with the outcome. Other errors are returned.
 func keepNotReplicated(first *error, err error) error {
 	if !errors.Is(err, ErrNotReplicated) {
@@ -458,8 +394,7 @@ func keepNotReplicated(first *error, err error) error {
 // refused the event (it left its wait since the scan, its cancel is
 // pending, it is gone) refuses it for good: it is not offered the event
 // again, and a scan that finds no other waiter leaves the event kept.
-func (m *Manager) placeEarly(ctx context.Context, cp, eventID string) (f *Flow, fresh bool, err error) {
-	s := m.store
+func (s *RedisStore) placeEarly(ctx context.Context, cp, eventID string) (f *Flow, fresh bool, err error) {
 	var repl error
 	refused := map[uuid.UUID]bool{}
 	for attempt := 0; attempt < earlyPlaceAttempts; attempt++ {
@@ -493,7 +428,7 @@ func (m *Manager) placeEarly(ctx context.Context, cp, eventID string) (f *Flow, 
 			return f, outcome == earlyUsed, repl // a failed settle is re-driven; the flow has it
 		}
 		if err = keepNotReplicated(&repl, err); err != nil || !back {
-			return nil, false, errors.Join(err, repl) // expired or the mailbox filled: dropped
+			return nil, false, errors.Join(err, repl) // expired or the list filled: dropped
 		}
 		refused[w] = true
 	}
@@ -501,7 +436,7 @@ func (m *Manager) placeEarly(ctx context.Context, cp, eventID string) (f *Flow, 
 }
 
 // publishEarly handles an event by topic and correlation id when the
-// mailbox is on: keep it, then offer it to a waiting flow. fresh tells
+// store keeps early events: keep it, then offer it to a waiting flow. fresh tells
 // whether this call's delivery resumed the flow returned.
 //
 // An event handled again (the bridge handing a request to it a second
@@ -510,45 +445,45 @@ func (m *Manager) placeEarly(ctx context.Context, cp, eventID string) (f *Flow, 
 // that claim now, rather than leaving the flow to wait for the claim's
 // timeout and an engine's tick. Two deliveries of one claim decide the
 // same way, so this is safe beside a first owner that is only slow.
-func (m *Manager) publishEarly(ctx context.Context, cp, eventID string, payload json.RawMessage) ([]*Flow, bool, error) {
+func (s *RedisStore) publishEarly(ctx context.Context, ev externalEvent) ([]*Flow, int, error) {
+	cp, eventID := ev.cp, ev.id
 	var repl error
-	claimed, err := m.store.keepEarly(ctx, cp, eventID, payload)
+	claimed, err := s.keepEarly(ctx, cp, eventID, ev.payload)
 	if err = keepNotReplicated(&repl, err); err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	if claimed {
-		r := m.store.keys.rendezvous(cp)
-		raw, err := m.store.client.HGet(ctx, m.store.keys.claims(r), eventID).Result()
+		r := s.keys.rendezvous(cp)
+		raw, err := s.client.HGet(ctx, s.keys.claims(r), eventID).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return nil, false, fmt.Errorf("taskflow: early event claims: %w", err)
+			return nil, 0, fmt.Errorf("taskflow: early event claims: %w", err)
 		}
-		f, _, outcome, back, err := m.store.finishClaim(ctx, r, eventID, raw, false)
+		f, _, outcome, back, err := s.finishClaim(ctx, r, eventID, raw, false)
 		if err = keepNotReplicated(&repl, err); err != nil {
-			return nil, false, err
+			return nil, 0, err
 		}
 		switch {
 		case used(outcome) && f != nil:
-			return []*Flow{f}, outcome == earlyUsed, repl
+			return []*Flow{f}, count(outcome == earlyUsed), repl
 		case used(outcome), outcome != "" && !back:
-			return []*Flow{}, false, repl // used, or dropped (expired, the mailbox full)
+			return []*Flow{}, 0, repl // used, or dropped (expired, the list full)
 		}
-		// Refused and back in the mailbox, or settled meanwhile: offer it.
+		// Refused and back in its list, or settled meanwhile: offer it.
 	}
-	f, fresh, err := m.placeEarly(ctx, cp, eventID)
+	f, fresh, err := s.placeEarly(ctx, cp, eventID)
 	if err == nil {
 		err = repl
 	}
 	if f != nil {
-		return []*Flow{f}, fresh, err
+		return []*Flow{f}, count(fresh), err
 	}
-	return []*Flow{}, false, err
+	return []*Flow{}, 0, err
 }
 
-// takeKept is the waiter's half: f just started waiting for the pair cp;
+// takeEarlyEvent is the waiter's half: f just started waiting for the pair cp;
 // take a kept event of the pair, if any, and resume f with it. It returns
 // the flow as persisted: running when it took an event.
-func (m *Manager) takeKept(ctx context.Context, f *Flow, cp string, lean bool) (*Flow, error) {
-	s := m.store
+func (s *RedisStore) takeEarlyEvent(ctx context.Context, f *Flow, cp string, lean bool) (*Flow, error) {
 	var repl error
 	take := newEventID()
 	eventID, payload, ok, err := s.takeEarly(ctx, f.ID, cp, "", take)
@@ -572,7 +507,7 @@ func (m *Manager) takeKept(ctx context.Context, f *Flow, cp string, lean bool) (
 	// The flow left its wait meanwhile; the event went back: another
 	// waiter may have looked while it was claimed.
 	if back {
-		if _, _, err := m.placeEarly(ctx, cp, eventID); keepNotReplicated(&repl, err) != nil {
+		if _, _, err := s.placeEarly(ctx, cp, eventID); keepNotReplicated(&repl, err) != nil {
 			return nil, err
 		}
 	}
@@ -583,26 +518,6 @@ func (m *Manager) takeKept(ctx context.Context, f *Flow, cp string, lean bool) (
 	return g, repl
 }
 
-// TakeEarlyEvent resumes a flow waiting for an external event with an
-// event kept for its topic and correlation id (published by correlation),
-// as SetWaiting does after storing the wait, and returns the flow as
-// persisted (running when it took one, else as it is). Call it when
-// SetWaiting failed after the wait was stored (its error says so), or for
-// a flow put waiting by RedisStore.UpdateAndAppend. Events addressed to
-// the flow's id are taken by SetWaiting's own script only. A flow that
-// does not wait for an external event is returned unchanged.
-func (m *Manager) TakeEarlyEvent(ctx context.Context, id uuid.UUID) (*Flow, error) {
-	f, err := m.store.Get(ctx, id)
-	if err != nil || f.Status != StatusWaiting || f.Wait == nil || !m.store.early.on() {
-		return f, err
-	}
-	w, err := ParseWaitCondition(f.Wait)
-	if err != nil || w.Kind != WaitKindExternalEvent {
-		return f, nil
-	}
-	return m.takeKept(ctx, f, corrPrefix(w.Topic, w.CorrelationID), false)
-}
-
 // CountEarlyEvents returns how many kept events (of both kinds) have not
 // expired, from each shard's index of kept events: one ZCOUNT per shard,
 // in one pipeline. Events being delivered (claimed) are not counted.
@@ -611,7 +526,7 @@ func (s *RedisStore) CountEarlyEvents(ctx context.Context) (int, error) {
 	pipe := s.client.Pipeline()
 	cmds := make([]*redis.IntCmd, s.keys.shards)
 	for i := range cmds {
-		cmds[i] = s.keptEventsCmd(ctx, pipe, i, nowMs)
+		cmds[i] = s.earlyEventsCmd(ctx, pipe, i, nowMs)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("taskflow: counting early events: %w", err)
@@ -623,26 +538,21 @@ func (s *RedisStore) CountEarlyEvents(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// redriveEarly finishes the claims past due (their owner died or stalled):
-// it delivers each to its flow again and settles it, at most one batch
-// per shard per tick, and returns how many it settled.
-func (e *WaitEngine) redriveEarly(ctx context.Context, nowMs string) (int, error) {
-	s := e.s
-	if !s.early.on() {
-		return 0, nil
-	}
-	// Claims fall due earlyClaimTimeout after they were taken, and only
-	// when their owner died: looking once per earlyRedriveEvery keeps an
-	// idle tick at its cost most of the time.
-	ms, _ := strconv.ParseInt(nowMs, 10, 64)
-	if last := e.earlyAt.Load(); last != 0 && ms >= last && ms-last < earlyRedriveEvery.Milliseconds() {
-		return 0, nil
-	}
-	e.earlyAt.Store(ms)
+// earlyEventsCmd queues, on pipe, the command that counts the early
+// events kept in shard and not yet expired (the shard's deadline index,
+// as CountEarlyEvents and Stats read it).
+func (s *RedisStore) earlyEventsCmd(ctx context.Context, pipe redis.Pipeliner, shard int, nowMs string) *redis.IntCmd {
+	return pipe.ZCount(ctx, s.keys.earlyIndex(shard), "("+nowMs, "+inf")
+}
+
+// redriveClaims delivers each claim past due at nowMs to its flow again
+// and settles it, at most batch per shard, offering a refused event to
+// another waiter, and returns how many it settled.
+func (s *RedisStore) redriveClaims(ctx context.Context, nowMs string, batch int) (int, error) {
 	pipe := s.client.Pipeline()
 	cmds := make([]*redis.StringSliceCmd, s.keys.shards)
 	for i := range cmds {
-		cmds[i] = pipe.ZRangeByScore(ctx, s.keys.claimDue(i), &redis.ZRangeBy{Min: "-inf", Max: nowMs, Count: int64(e.batch)})
+		cmds[i] = pipe.ZRangeByScore(ctx, s.keys.claimDue(i), &redis.ZRangeBy{Min: "-inf", Max: nowMs, Count: int64(batch)})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("taskflow: early event claims: %w", err)
@@ -665,7 +575,7 @@ func (e *WaitEngine) redriveEarly(ctx context.Context, nowMs string) (int, error
 			}
 			n++
 			if back {
-				if _, _, err := e.m.placeEarly(ctx, cp, eventID); err != nil {
+				if _, _, err := s.placeEarly(ctx, cp, eventID); err != nil {
 					return n, err
 				}
 			}
@@ -678,7 +588,7 @@ func (e *WaitEngine) redriveEarly(ctx context.Context, nowMs string) (int, error
 // shard's claims hash; "" when it was settled meanwhile) to its flow and
 // settles the claim: it returns the flow (lean: as deliver reads it),
 // the event's pair, the delivery's outcome ("" when there was no claim to
-// finish) and whether the event went back to its mailbox (refused). A
+// finish) and whether the event went back to its list (refused). A
 // claim that is unreadable, or on the wrong shard, is dropped, or it
 // would be met again on every tick.
 func (s *RedisStore) finishClaim(ctx context.Context, shard int, eventID, raw string, lean bool) (*Flow, string, string, bool, error) {
@@ -719,7 +629,7 @@ func parseClaim(c string) (uuid.UUID, string, json.RawMessage, bool) {
 	if !ok || err != nil || n < 0 || n > len(rest) {
 		return uuid.Nil, "", nil, false
 	}
-	_, payload, ok := parseMboxEntry(rest[n:])
+	_, payload, ok := parseEarlyEntry(rest[n:])
 	if !ok {
 		return uuid.Nil, "", nil, false
 	}

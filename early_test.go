@@ -640,14 +640,31 @@ func TestResumeByCorrelationCancelPendingWaiter(t *testing.T) {
 // resumeWithID is TryResumeExternal with the event's id, as the bridge
 // names it.
 func (e *env) resumeWithID(id uuid.UUID, topic, corr string, payload any, eventID string) (*Flow, error) {
-	f, _, err := e.m.tryResumeExternal(e.ctx, id, topic, corr, payload, eventID, mutation{})
-	return f, err
+	ev, err := e.store.newEvent(topic, corr, payload, eventID, mutation{})
+	if err != nil {
+		return nil, err
+	}
+	fs, _, err := e.m.resume(e.ctx, ev.forFlow(id))
+	if len(fs) == 0 {
+		return nil, err
+	}
+	return fs[0], err
 }
 
 // resumeByCorrWithID is ResumeByCorrelation with the event's id.
 func (e *env) resumeByCorrWithID(topic, corr string, payload any, eventID string) ([]*Flow, error) {
-	fs, _, err := e.m.resumeByCorrelation(e.ctx, topic, corr, payload, eventID, mutation{})
+	fs, _, err := e.resumeByCorrFresh(topic, corr, payload, eventID)
 	return fs, err
+}
+
+// resumeByCorrFresh is resumeByCorrWithID that also returns how many
+// flows this call resumed.
+func (e *env) resumeByCorrFresh(topic, corr string, payload any, eventID string) ([]*Flow, int, error) {
+	ev, err := e.store.newEvent(topic, corr, payload, eventID, mutation{})
+	if err != nil {
+		return nil, 0, err
+	}
+	return e.m.resume(e.ctx, ev)
 }
 
 // TestFlowIDEventUsedOnceLate: an event addressed to a flow id that the
@@ -773,7 +790,7 @@ func TestEarlyEventHandledAgainFinishesItsClaim(t *testing.T) {
 			t.Fatalf("take: ok %v, %v", ok, err)
 		}
 		// The first handling stops here. The second:
-		fs, fresh, err := e.m.resumeByCorrelation(e.ctx, "t", "cut", "p", id, mutation{})
+		fs, fresh, err := e.resumeByCorrFresh("t", "cut", "p", id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -783,7 +800,7 @@ func TestEarlyEventHandledAgainFinishesItsClaim(t *testing.T) {
 		resumed := must(t, try(e.m.Get(e.ctx, w.ID)))
 		requireEarlyResumed(t, e, resumed, "p")
 		// And a third handling applies nothing more.
-		fs, fresh, err = e.m.resumeByCorrelation(e.ctx, "t", "cut", "p", id, mutation{})
+		fs, fresh, err = e.resumeByCorrFresh("t", "cut", "p", id)
 		if err != nil || fresh != 0 {
 			t.Fatalf("a third handling: fresh %d, %v", fresh, err)
 		}
