@@ -91,7 +91,7 @@ func (m *Manager) PublishResume(ctx context.Context, req ResumeRequest) error {
 }
 
 // validResumeID checks a caller's resume request id: a call id (see
-// WithCallID) without '=' (the mailbox's records use it).
+// WithCallID) without '=' (the early events' records use it).
 func validResumeID(id string) error {
 	if err := validCallID(id); err != nil {
 		return fmt.Errorf("%w (resume request id)", err)

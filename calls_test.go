@@ -392,7 +392,7 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 				t.Fatalf("tool start made %d flows", n)
 			}
 			// The resume path: a resume request, and each script of the
-			// mailbox, loses its reply once. Each event resumes one flow,
+			// early events, loses its reply once. Each event resumes one flow,
 			// once, within the call, and nothing stays kept or claimed.
 			lostFor("PublishResume", store.scripts.publishResume.Hash(), nil, 0, func() error {
 				return m.PublishResume(ctx, ResumeRequest{Topic: "lost", CorrelationID: "pub", Payload: 1})

@@ -77,7 +77,7 @@ import (
 // 100,000 per shard by default, for both kinds together), so the
 // "decides the same way" holds within those bounds (a request handled
 // again after its id was forgotten on the shard, and after 16 more
-// events of the flow, is not recognised). Kept events are bounded per pair and
+// events of the flow, is not recognised). Early events are bounded per pair and
 // per flow (WithEarlyEvents) and by their retention, not in total: the
 // memory they take is about 520 bytes times the events nobody waited for
 // during the retention (README).
