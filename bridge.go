@@ -311,8 +311,13 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 		if req.ID != "" {
 			eventID = requestEventPrefix + req.ID
 		}
+		var to *uuid.UUID
+		if req.FlowID != "" {
+			id, _ := uuid.Parse(req.FlowID)
+			to = &id
+		}
 		mut := mutation{call: bridgeCall(eventID), callSet: true, internal: true}
-		event, perr = e.s.newEvent(req.Topic, req.CorrelationID, payloadOrNil(req.Payload), eventID, mut)
+		event, perr = e.m.newEvent(to, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), eventID, mut)
 	}
 	if perr != nil {
 		if ev != nil {
@@ -321,10 +326,6 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 		e.bridgeB.Add(1)
 		e.log.Warn("taskflow: dropping a malformed resume request", "id", msg.ID, "err", perr)
 		return e.ack(ctx, stream, msg.ID)
-	}
-	if req.FlowID != "" {
-		id, _ := uuid.Parse(req.FlowID)
-		event = event.forFlow(id)
 	}
 	fs, resumed, err := e.m.resume(ctx, event)
 	if ev != nil {

@@ -214,6 +214,229 @@ const (
 // call or before).
 func used(outcome string) bool { return outcome == earlyUsed || outcome == earlySeen }
 
+// publishEarly handles an event by topic and correlation id when the
+// store keeps early events (resume's by-correlation branch): keep it,
+// then offer it to a waiting flow. It returns the flow the event resumed
+// (none: an empty list), and 1 when this call's delivery resumed it.
+//
+// An event handled again (the bridge handing a request to it a second
+// time because its first handling was cut, by a failover say) may find
+// itself in a claim that handling took and never settled: it finishes
+// that claim now, rather than leaving the flow to wait for the claim's
+// timeout and an engine's tick. Two deliveries of one claim decide the
+// same way, so this is safe beside a first owner that is only slow.
+func (s *RedisStore) publishEarly(ctx context.Context, ev externalEvent) ([]*Flow, int, error) {
+	cp, eventID := ev.cp, ev.id
+	var repl error
+	claimed, err := s.keepEarly(ctx, cp, eventID, ev.payload)
+	if err = keepNotReplicated(&repl, err); err != nil {
+		return nil, 0, err
+	}
+	if claimed {
+		r := s.keys.rendezvous(cp)
+		raw, err := s.client.HGet(ctx, s.keys.claims(r), eventID).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, 0, fmt.Errorf("taskflow: early event claims: %w", err)
+		}
+		f, _, outcome, back, err := s.finishClaim(ctx, r, eventID, raw, false)
+		if err = keepNotReplicated(&repl, err); err != nil {
+			return nil, 0, err
+		}
+		switch {
+		case used(outcome) && f != nil:
+			return []*Flow{f}, count(outcome == earlyUsed), repl
+		case used(outcome), outcome != "" && !back:
+			return []*Flow{}, 0, repl // used, or dropped (expired, the list full)
+		}
+		// Refused and back in its list, or settled meanwhile: offer it.
+	}
+	f, fresh, err := s.placeEarly(ctx, cp, eventID)
+	if err == nil {
+		err = repl
+	}
+	if f != nil {
+		return []*Flow{f}, count(fresh), err
+	}
+	return []*Flow{}, 0, err
+}
+
+// placeEarly offers a kept event to a flow waiting for its pair, one at a
+// time, until one takes it: it returns that flow (fresh: this call's
+// delivery resumed it, not an earlier one's), or nil when nobody waits
+// (the event stays kept) or a waiter took the event itself. A flow that
+// refused the event (it left its wait since the scan, its cancel is
+// pending, it is gone) refuses it for good: it is not offered the event
+// again, and a scan that finds no other waiter leaves the event kept.
+func (s *RedisStore) placeEarly(ctx context.Context, cp, eventID string) (f *Flow, fresh bool, err error) {
+	var repl error
+	refused := map[uuid.UUID]bool{}
+	for attempt := 0; attempt < earlyPlaceAttempts; attempt++ {
+		all, err := s.waitersOf(ctx, cp)
+		if err != nil {
+			return nil, false, err
+		}
+		ws := make([]uuid.UUID, 0, len(all))
+		for _, w := range all {
+			if !refused[w] {
+				ws = append(ws, w)
+			}
+		}
+		if len(ws) == 0 {
+			return nil, false, repl
+		}
+		// Publishers racing on one pair would all offer to the same
+		// first waiter: spread them.
+		w := ws[rand.IntN(len(ws))]
+		take := newEventID()
+		_, payload, ok, err := s.takeEarly(ctx, w, cp, eventID, take)
+		if err = keepNotReplicated(&repl, err); err != nil || !ok {
+			return nil, false, errors.Join(err, repl) // not kept any more: its taker owns it
+		}
+		f, outcome, err := s.deliver(ctx, w, cp, eventID, payload, "resume", false)
+		if err = keepNotReplicated(&repl, err); err != nil {
+			return nil, false, err // the claim stays: an engine's tick re-drives it
+		}
+		back, err := s.settleEarly(ctx, cp, eventID, outcome, take)
+		if used(outcome) {
+			return f, outcome == earlyUsed, repl // a failed settle is re-driven; the flow has it
+		}
+		if err = keepNotReplicated(&repl, err); err != nil || !back {
+			return nil, false, errors.Join(err, repl) // expired or the list filled: dropped
+		}
+		refused[w] = true
+	}
+	return nil, false, errEarlyBusy
+}
+
+// takeEarlyEvent is the waiter's half: f just started waiting for the pair cp;
+// take a kept event of the pair, if any, and resume f with it. It returns
+// the flow as persisted: running when it took an event.
+func (s *RedisStore) takeEarlyEvent(ctx context.Context, f *Flow, cp string, lean bool) (*Flow, error) {
+	var repl error
+	take := newEventID()
+	eventID, payload, ok, err := s.takeEarly(ctx, f.ID, cp, "", take)
+	if err = keepNotReplicated(&repl, err); err != nil {
+		return nil, fmt.Errorf("%w (flow %s is waiting; Manager.TakeEarlyEvent retries)", err, f.ID)
+	}
+	if !ok {
+		return f, repl
+	}
+	g, outcome, err := s.deliver(ctx, f.ID, cp, eventID, payload, "resume", lean)
+	if err = keepNotReplicated(&repl, err); err != nil {
+		return nil, err // the claim stays: an engine's tick re-drives it
+	}
+	back, err := s.settleEarly(ctx, cp, eventID, outcome, take)
+	if used(outcome) {
+		return g, repl // a failed settle is re-driven; the flow has the event
+	}
+	if err = keepNotReplicated(&repl, err); err != nil {
+		return nil, err
+	}
+	// The flow left its wait meanwhile; the event went back: another
+	// waiter may have looked while it was claimed.
+	if back {
+		if _, _, err := s.placeEarly(ctx, cp, eventID); keepNotReplicated(&repl, err) != nil {
+			return nil, err
+		}
+	}
+	g, err = s.Get(ctx, f.ID)
+	if err != nil {
+		return nil, err
+	}
+	return g, repl
+}
+
+// redriveClaims delivers each claim past due at nowMs to its flow again
+// and settles it, at most batch per shard, offering a refused event to
+// another waiter, and returns how many it settled.
+func (s *RedisStore) redriveClaims(ctx context.Context, nowMs string, batch int) (int, error) {
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, s.keys.shards)
+	for i := range cmds {
+		cmds[i] = pipe.ZRangeByScore(ctx, s.keys.claimDue(i), &redis.ZRangeBy{Min: "-inf", Max: nowMs, Count: int64(batch)})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("taskflow: early event claims: %w", err)
+	}
+	n := 0
+	for shard, c := range cmds {
+		for _, eventID := range c.Val() {
+			raw, err := s.client.HGet(ctx, s.keys.claims(shard), eventID).Result()
+			if errors.Is(err, redis.Nil) {
+				raw = ""
+			} else if err != nil {
+				return n, fmt.Errorf("taskflow: early event claims: %w", err)
+			}
+			_, cp, outcome, back, err := s.finishClaim(ctx, shard, eventID, raw, true)
+			if err != nil {
+				return n, err
+			}
+			if outcome == "" {
+				continue
+			}
+			n++
+			if back {
+				if _, _, err := s.placeEarly(ctx, cp, eventID); err != nil {
+					return n, err
+				}
+			}
+		}
+	}
+	return n, nil
+}
+
+// finishClaim delivers a claimed event (raw: its claim, read from the
+// shard's claims hash; "" when it was settled meanwhile) to its flow and
+// settles the claim: it returns the flow (lean: as deliver reads it),
+// the event's pair, the delivery's outcome ("" when there was no claim to
+// finish) and whether the event went back to its list (refused). A
+// claim that is unreadable, or on the wrong shard, is dropped, or it
+// would be met again on every tick.
+func (s *RedisStore) finishClaim(ctx context.Context, shard int, eventID, raw string, lean bool) (*Flow, string, string, bool, error) {
+	id, cp, payload, ok := parseClaim(raw)
+	if !ok || s.keys.rendezvous(cp) != shard {
+		_, _ = s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.ZRem(ctx, s.keys.claimDue(shard), eventID)
+			if raw != "" {
+				p.HDel(ctx, s.keys.claims(shard), eventID)
+			}
+			return nil
+		})
+		return nil, "", "", false, nil
+	}
+	f, outcome, err := s.deliver(ctx, id, cp, eventID, payload, "resume", lean)
+	if err != nil && !errors.Is(err, ErrNotReplicated) {
+		return nil, cp, "", false, err
+	}
+	back, serr := s.settleEarly(ctx, cp, eventID, outcome, "")
+	if serr != nil && !errors.Is(serr, ErrNotReplicated) {
+		return f, cp, outcome, false, serr
+	}
+	return f, cp, outcome, back, errors.Join(err, serr)
+}
+
+// parseClaim splits a claim: '<flow id> <n> <corr prefix, n bytes><entry>'.
+func parseClaim(c string) (uuid.UUID, string, json.RawMessage, bool) {
+	idStr, rest, ok := strings.Cut(c, " ")
+	if !ok {
+		return uuid.Nil, "", nil, false
+	}
+	id, err := uuid.Parse(idStr)
+	if err != nil {
+		return uuid.Nil, "", nil, false
+	}
+	nStr, rest, ok := strings.Cut(rest, " ")
+	n, err := strconv.Atoi(nStr)
+	if !ok || err != nil || n < 0 || n > len(rest) {
+		return uuid.Nil, "", nil, false
+	}
+	_, payload, ok := parseEarlyEntry(rest[n:])
+	if !ok {
+		return uuid.Nil, "", nil, false
+	}
+	return id, rest[:n], payload, true
+}
+
 // deliver runs deliver_event.lua: the flow, when the event resumed it (now
 // or before), and the outcome.
 func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID string, payload json.RawMessage, mode string, lean bool) (f *Flow, outcome string, err error) {
@@ -387,137 +610,6 @@ func keepNotReplicated(first *error, err error) error {
 	return nil
 }
 
-// placeEarly offers a kept event to a flow waiting for its pair, one at a
-// time, until one takes it: it returns that flow (fresh: this call's
-// delivery resumed it, not an earlier one's), or nil when nobody waits
-// (the event stays kept) or a waiter took the event itself. A flow that
-// refused the event (it left its wait since the scan, its cancel is
-// pending, it is gone) refuses it for good: it is not offered the event
-// again, and a scan that finds no other waiter leaves the event kept.
-func (s *RedisStore) placeEarly(ctx context.Context, cp, eventID string) (f *Flow, fresh bool, err error) {
-	var repl error
-	refused := map[uuid.UUID]bool{}
-	for attempt := 0; attempt < earlyPlaceAttempts; attempt++ {
-		all, err := s.waitersOf(ctx, cp)
-		if err != nil {
-			return nil, false, err
-		}
-		ws := make([]uuid.UUID, 0, len(all))
-		for _, w := range all {
-			if !refused[w] {
-				ws = append(ws, w)
-			}
-		}
-		if len(ws) == 0 {
-			return nil, false, repl
-		}
-		// Publishers racing on one pair would all offer to the same
-		// first waiter: spread them.
-		w := ws[rand.IntN(len(ws))]
-		take := newEventID()
-		_, payload, ok, err := s.takeEarly(ctx, w, cp, eventID, take)
-		if err = keepNotReplicated(&repl, err); err != nil || !ok {
-			return nil, false, errors.Join(err, repl) // not kept any more: its taker owns it
-		}
-		f, outcome, err := s.deliver(ctx, w, cp, eventID, payload, "resume", false)
-		if err = keepNotReplicated(&repl, err); err != nil {
-			return nil, false, err // the claim stays: an engine's tick re-drives it
-		}
-		back, err := s.settleEarly(ctx, cp, eventID, outcome, take)
-		if used(outcome) {
-			return f, outcome == earlyUsed, repl // a failed settle is re-driven; the flow has it
-		}
-		if err = keepNotReplicated(&repl, err); err != nil || !back {
-			return nil, false, errors.Join(err, repl) // expired or the list filled: dropped
-		}
-		refused[w] = true
-	}
-	return nil, false, errEarlyBusy
-}
-
-// publishEarly handles an event by topic and correlation id when the
-// store keeps early events: keep it, then offer it to a waiting flow. fresh tells
-// whether this call's delivery resumed the flow returned.
-//
-// An event handled again (the bridge handing a request to it a second
-// time because its first handling was cut, by a failover say) may find
-// itself in a claim that handling took and never settled: it finishes
-// that claim now, rather than leaving the flow to wait for the claim's
-// timeout and an engine's tick. Two deliveries of one claim decide the
-// same way, so this is safe beside a first owner that is only slow.
-func (s *RedisStore) publishEarly(ctx context.Context, ev externalEvent) ([]*Flow, int, error) {
-	cp, eventID := ev.cp, ev.id
-	var repl error
-	claimed, err := s.keepEarly(ctx, cp, eventID, ev.payload)
-	if err = keepNotReplicated(&repl, err); err != nil {
-		return nil, 0, err
-	}
-	if claimed {
-		r := s.keys.rendezvous(cp)
-		raw, err := s.client.HGet(ctx, s.keys.claims(r), eventID).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return nil, 0, fmt.Errorf("taskflow: early event claims: %w", err)
-		}
-		f, _, outcome, back, err := s.finishClaim(ctx, r, eventID, raw, false)
-		if err = keepNotReplicated(&repl, err); err != nil {
-			return nil, 0, err
-		}
-		switch {
-		case used(outcome) && f != nil:
-			return []*Flow{f}, count(outcome == earlyUsed), repl
-		case used(outcome), outcome != "" && !back:
-			return []*Flow{}, 0, repl // used, or dropped (expired, the list full)
-		}
-		// Refused and back in its list, or settled meanwhile: offer it.
-	}
-	f, fresh, err := s.placeEarly(ctx, cp, eventID)
-	if err == nil {
-		err = repl
-	}
-	if f != nil {
-		return []*Flow{f}, count(fresh), err
-	}
-	return []*Flow{}, 0, err
-}
-
-// takeEarlyEvent is the waiter's half: f just started waiting for the pair cp;
-// take a kept event of the pair, if any, and resume f with it. It returns
-// the flow as persisted: running when it took an event.
-func (s *RedisStore) takeEarlyEvent(ctx context.Context, f *Flow, cp string, lean bool) (*Flow, error) {
-	var repl error
-	take := newEventID()
-	eventID, payload, ok, err := s.takeEarly(ctx, f.ID, cp, "", take)
-	if err = keepNotReplicated(&repl, err); err != nil {
-		return nil, fmt.Errorf("%w (flow %s is waiting; Manager.TakeEarlyEvent retries)", err, f.ID)
-	}
-	if !ok {
-		return f, repl
-	}
-	g, outcome, err := s.deliver(ctx, f.ID, cp, eventID, payload, "resume", lean)
-	if err = keepNotReplicated(&repl, err); err != nil {
-		return nil, err // the claim stays: an engine's tick re-drives it
-	}
-	back, err := s.settleEarly(ctx, cp, eventID, outcome, take)
-	if used(outcome) {
-		return g, repl // a failed settle is re-driven; the flow has the event
-	}
-	if err = keepNotReplicated(&repl, err); err != nil {
-		return nil, err
-	}
-	// The flow left its wait meanwhile; the event went back: another
-	// waiter may have looked while it was claimed.
-	if back {
-		if _, _, err := s.placeEarly(ctx, cp, eventID); keepNotReplicated(&repl, err) != nil {
-			return nil, err
-		}
-	}
-	g, err = s.Get(ctx, f.ID)
-	if err != nil {
-		return nil, err
-	}
-	return g, repl
-}
-
 // CountEarlyEvents returns how many kept events (of both kinds) have not
 // expired, from each shard's index of kept events: one ZCOUNT per shard,
 // in one pipeline. Events being delivered (claimed) are not counted.
@@ -543,95 +635,4 @@ func (s *RedisStore) CountEarlyEvents(ctx context.Context) (int, error) {
 // as CountEarlyEvents and Stats read it).
 func (s *RedisStore) earlyEventsCmd(ctx context.Context, pipe redis.Pipeliner, shard int, nowMs string) *redis.IntCmd {
 	return pipe.ZCount(ctx, s.keys.earlyIndex(shard), "("+nowMs, "+inf")
-}
-
-// redriveClaims delivers each claim past due at nowMs to its flow again
-// and settles it, at most batch per shard, offering a refused event to
-// another waiter, and returns how many it settled.
-func (s *RedisStore) redriveClaims(ctx context.Context, nowMs string, batch int) (int, error) {
-	pipe := s.client.Pipeline()
-	cmds := make([]*redis.StringSliceCmd, s.keys.shards)
-	for i := range cmds {
-		cmds[i] = pipe.ZRangeByScore(ctx, s.keys.claimDue(i), &redis.ZRangeBy{Min: "-inf", Max: nowMs, Count: int64(batch)})
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return 0, fmt.Errorf("taskflow: early event claims: %w", err)
-	}
-	n := 0
-	for shard, c := range cmds {
-		for _, eventID := range c.Val() {
-			raw, err := s.client.HGet(ctx, s.keys.claims(shard), eventID).Result()
-			if errors.Is(err, redis.Nil) {
-				raw = ""
-			} else if err != nil {
-				return n, fmt.Errorf("taskflow: early event claims: %w", err)
-			}
-			_, cp, outcome, back, err := s.finishClaim(ctx, shard, eventID, raw, true)
-			if err != nil {
-				return n, err
-			}
-			if outcome == "" {
-				continue
-			}
-			n++
-			if back {
-				if _, _, err := s.placeEarly(ctx, cp, eventID); err != nil {
-					return n, err
-				}
-			}
-		}
-	}
-	return n, nil
-}
-
-// finishClaim delivers a claimed event (raw: its claim, read from the
-// shard's claims hash; "" when it was settled meanwhile) to its flow and
-// settles the claim: it returns the flow (lean: as deliver reads it),
-// the event's pair, the delivery's outcome ("" when there was no claim to
-// finish) and whether the event went back to its list (refused). A
-// claim that is unreadable, or on the wrong shard, is dropped, or it
-// would be met again on every tick.
-func (s *RedisStore) finishClaim(ctx context.Context, shard int, eventID, raw string, lean bool) (*Flow, string, string, bool, error) {
-	id, cp, payload, ok := parseClaim(raw)
-	if !ok || s.keys.rendezvous(cp) != shard {
-		_, _ = s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.ZRem(ctx, s.keys.claimDue(shard), eventID)
-			if raw != "" {
-				p.HDel(ctx, s.keys.claims(shard), eventID)
-			}
-			return nil
-		})
-		return nil, "", "", false, nil
-	}
-	f, outcome, err := s.deliver(ctx, id, cp, eventID, payload, "resume", lean)
-	if err != nil && !errors.Is(err, ErrNotReplicated) {
-		return nil, cp, "", false, err
-	}
-	back, serr := s.settleEarly(ctx, cp, eventID, outcome, "")
-	if serr != nil && !errors.Is(serr, ErrNotReplicated) {
-		return f, cp, outcome, false, serr
-	}
-	return f, cp, outcome, back, errors.Join(err, serr)
-}
-
-// parseClaim splits a claim: '<flow id> <n> <corr prefix, n bytes><entry>'.
-func parseClaim(c string) (uuid.UUID, string, json.RawMessage, bool) {
-	idStr, rest, ok := strings.Cut(c, " ")
-	if !ok {
-		return uuid.Nil, "", nil, false
-	}
-	id, err := uuid.Parse(idStr)
-	if err != nil {
-		return uuid.Nil, "", nil, false
-	}
-	nStr, rest, ok := strings.Cut(rest, " ")
-	n, err := strconv.Atoi(nStr)
-	if !ok || err != nil || n < 0 || n > len(rest) {
-		return uuid.Nil, "", nil, false
-	}
-	_, payload, ok := parseEarlyEntry(rest[n:])
-	if !ok {
-		return uuid.Nil, "", nil, false
-	}
-	return id, rest[:n], payload, true
 }

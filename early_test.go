@@ -640,11 +640,11 @@ func TestResumeByCorrelationCancelPendingWaiter(t *testing.T) {
 // resumeWithID is TryResumeExternal with the event's id, as the bridge
 // names it.
 func (e *env) resumeWithID(id uuid.UUID, topic, corr string, payload any, eventID string) (*Flow, error) {
-	ev, err := e.store.newEvent(topic, corr, payload, eventID, mutation{})
+	ev, err := e.m.newEvent(&id, topic, corr, payload, eventID, mutation{})
 	if err != nil {
 		return nil, err
 	}
-	fs, _, err := e.m.resume(e.ctx, ev.forFlow(id))
+	fs, _, err := e.m.resume(e.ctx, ev)
 	if len(fs) == 0 {
 		return nil, err
 	}
@@ -660,7 +660,7 @@ func (e *env) resumeByCorrWithID(topic, corr string, payload any, eventID string
 // resumeByCorrFresh is resumeByCorrWithID that also returns how many
 // flows this call resumed.
 func (e *env) resumeByCorrFresh(topic, corr string, payload any, eventID string) ([]*Flow, int, error) {
-	ev, err := e.store.newEvent(topic, corr, payload, eventID, mutation{})
+	ev, err := e.m.newEvent(nil, topic, corr, payload, eventID, mutation{})
 	if err != nil {
 		return nil, 0, err
 	}

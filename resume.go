@@ -19,9 +19,10 @@ import (
 // and so the NATS bridge, which publishes to the resume bridge. Each
 // door names the event (newEvent: checked once) and hands it to
 // resume, which decides, in one place, whether an event nobody waits
-// for is kept as an early event (WithEarlyEvents; early.go holds their
-// store). The waiter's half (a flow that starts waiting takes a kept
-// event) and the tick's re-drive of claims live here too.
+// for is kept as an early event (WithEarlyEvents). early.go holds the
+// store's side of early events: keeping, offering, taking, settling,
+// and the waiter's half (SetWaiting, TakeEarlyEvent) and the tick's
+// re-drive of claims (redriveEarly), which start here and in manager.go.
 
 // externalEvent is one external event on its way to a flow: checked,
 // named, and addressed to a flow id (byFlow) or to every flow waiting
@@ -44,9 +45,11 @@ type externalEvent struct {
 
 // newEvent checks an event's labels and reads its payload (nil or JSON
 // null is no payload: no resume_event is merged, as in the original).
-// It is the only check of an event, whatever door it came in by.
-func (s *RedisStore) newEvent(topic, correlationID string, payload any, id string, mut mutation) (externalEvent, error) {
-	if err := s.checkEventPair(topic, correlationID); err != nil {
+// It is the only check of an event, whatever door it came in by. to is
+// the flow id the event is addressed to; nil: every flow waiting for
+// topic and correlationID.
+func (m *Manager) newEvent(to *uuid.UUID, topic, correlationID string, payload any, id string, mut mutation) (externalEvent, error) {
+	if err := m.store.checkEventPair(topic, correlationID); err != nil {
 		return externalEvent{}, err
 	}
 	p, err := toJSON("payload", payload)
@@ -56,14 +59,12 @@ func (s *RedisStore) newEvent(topic, correlationID string, payload any, id strin
 	if string(p) == "null" {
 		p = nil
 	}
-	return externalEvent{topic: topic, correlationID: correlationID, cp: corrPrefix(topic, correlationID),
-		payload: p, id: id, mut: mut}, nil
-}
-
-// forFlow addresses ev to one flow id.
-func (ev externalEvent) forFlow(id uuid.UUID) externalEvent {
-	ev.byFlow, ev.flowID = true, id
-	return ev
+	ev := externalEvent{topic: topic, correlationID: correlationID, cp: corrPrefix(topic, correlationID),
+		payload: p, id: id, mut: mut}
+	if to != nil {
+		ev.byFlow, ev.flowID = true, *to
+	}
+	return ev, nil
 }
 
 // newEventID names an event that came without a name of its own.
@@ -92,11 +93,11 @@ func (e *WaitEngine) ResumeByCorrelation(ctx context.Context, topic, correlation
 
 // TryResumeExternal: see WaitEngine.TryResumeExternal.
 func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any) (*Flow, error) {
-	ev, err := m.store.newEvent(topic, correlationID, payload, newEventID(), mutation{})
+	ev, err := m.newEvent(&flowID, topic, correlationID, payload, newEventID(), mutation{})
 	if err != nil {
 		return nil, err
 	}
-	fs, _, err := m.resume(ctx, ev.forFlow(flowID))
+	fs, _, err := m.resume(ctx, ev)
 	if len(fs) == 0 {
 		return nil, err
 	}
@@ -115,7 +116,7 @@ func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic
 // at most one flow. With early events off, every flow waiting for the
 // pair is resumed and an event nobody waits for is dropped.
 func (m *Manager) ResumeByCorrelation(ctx context.Context, topic, correlationID string, payload any) ([]*Flow, error) {
-	ev, err := m.store.newEvent(topic, correlationID, payload, newEventID(), mutation{})
+	ev, err := m.newEvent(nil, topic, correlationID, payload, newEventID(), mutation{})
 	if err != nil {
 		return nil, err
 	}
