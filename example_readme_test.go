@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
 var (
@@ -127,4 +128,17 @@ func Example_readmeStats() {
 	fmt.Println(st.Leases.Held, st.Leases.Expired, st.Leases.ExpiredLag) // expired = not yet collected by a tick
 	fmt.Println(st.Bridge.Length, st.Bridge.Backlog, st.Bridge.Pending)  // the resume bridge's stream
 	fmt.Println(st.EarlyEvents)                                          // early events: external events kept for a flow not yet waiting
+}
+
+func Example_readmeFsck() {
+	rep, err := m.Verify(ctx, fsck.WithRepair())
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, p := range rep.Problems {
+		fmt.Println(p.Kind, p.Key, p.Detail, p.Repaired)
+	}
+	if n := rep.Unrepaired(); n > 0 {
+		log.Printf("%d problems need a person", n)
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
 // The shard of a flow is computable by hand from its id: its last 8 hex
@@ -105,7 +107,7 @@ func TestACLUserLimitedToPrefix(t *testing.T) {
 	if _, err := e.m.Stats(ctx); err != nil {
 		t.Fatalf("stats as the limited user: %v", err)
 	}
-	rep, err := e.m.Verify(ctx, WithRepair())
+	rep, err := e.m.Verify(ctx, fsck.WithRepair())
 	if err != nil || !rep.OK() {
 		t.Fatalf("verify as the limited user: %v %+v", err, rep)
 	}

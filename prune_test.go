@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
 func TestPrune(t *testing.T) {
@@ -104,10 +106,10 @@ func TestPruneRemovesEarlyEvents(t *testing.T) {
 		}
 		e.client.ZRem(ctx, e.store.keys.owner(e.store.keys.shardOf(g.ID), in.OwnerSessionKey), g.ID.String())
 		rep := must(t, try(e.m.Verify(ctx)))
-		if len(rep.Problems) != 1 || rep.Problems[0].Kind != ProblemOrphanKey || rep.Problems[0].Key != list || rep.Problems[0].FlowID != g.ID.String() {
+		if len(rep.Problems) != 1 || rep.Problems[0].Kind != fsck.OrphanKey || rep.Problems[0].Key != list || rep.Problems[0].FlowID != g.ID.String() {
 			t.Fatalf("problems %+v, want one orphan_key %s", rep.Problems, list)
 		}
-		rep = must(t, try(e.m.Verify(ctx, WithRepair())))
+		rep = must(t, try(e.m.Verify(ctx, fsck.WithRepair())))
 		if len(rep.Problems) != 1 || !rep.Problems[0].Repaired {
 			t.Fatalf("repair: %+v", rep.Problems)
 		}

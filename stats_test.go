@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
 // statsSpace builds a known flow space at the env's clock (T):
@@ -207,7 +209,7 @@ func TestStatsUnlistedController(t *testing.T) {
 		if len(rep.Problems) != 1 || rep.Problems[0].Kind != "controller_unlisted" || rep.Problems[0].Member != "old" {
 			t.Fatalf("verify: %+v", rep.Problems)
 		}
-		rep = must(t, try(e.m.Verify(e.ctx, WithRepair())))
+		rep = must(t, try(e.m.Verify(e.ctx, fsck.WithRepair())))
 		if rep.Unrepaired() != 0 {
 			t.Fatalf("repair: %+v", rep.Problems)
 		}

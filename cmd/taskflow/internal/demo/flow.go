@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -13,11 +13,11 @@ import (
 
 // createAndStart creates the flow and starts it, which puts it on the
 // ready queue of the run's controller (o.mu held).
-func (d *demo) createAndStart(ctx context.Context, w *demoWorker, o *outcome) error {
+func (d *demo) createAndStart(ctx context.Context, w *worker, o *outcome) error {
 	p := o.plan
 	f, err := w.m.CreateManaged(ctx, taskflow.CreateManagedInput{
 		ControllerID:    d.controller(),
-		Goal:            fmt.Sprintf("demo flow #%d: %s", p.n, demoGoals[p.kind]),
+		Goal:            fmt.Sprintf("demo flow #%d: %s", p.n, planGoals[p.kind]),
 		OwnerSessionKey: fmt.Sprintf("agent:demo-worker-%d:session:%s", w.n, d.session),
 		RequesterOrigin: "taskflow-demo",
 		CurrentStep:     "init",
@@ -36,7 +36,7 @@ func (d *demo) createAndStart(ctx context.Context, w *demoWorker, o *outcome) er
 	return nil
 }
 
-var demoGoals = map[string]string{
+var planGoals = map[string]string{
 	"finish":   "summarise the inbox and file the report",
 	"timer":    "retry the upload after a back-off",
 	"external": "wait for the payment webhook, then ship",
@@ -49,14 +49,14 @@ var demoGoals = map[string]string{
 // under the lease.
 type flowRun struct {
 	d     *demo
-	w     *demoWorker
+	w     *worker
 	o     *outcome
 	lease *taskflow.Lease
 }
 
 // drive does the next piece of a claimed flow's plan and records what
 // happened in its outcome.
-func (d *demo) drive(ctx context.Context, w *demoWorker, f *taskflow.Flow, l *taskflow.Lease) {
+func (d *demo) drive(ctx context.Context, w *worker, f *taskflow.Flow, l *taskflow.Lease) {
 	o := d.tracker.lookup(f.ID)
 	if o == nil {
 		// Not possible: the run's controller id is its own. Leave it
@@ -272,7 +272,7 @@ func (r *flowRun) wait(ctx context.Context) error {
 	case "timer":
 		cond = taskflow.WaitTimer(time.Now().Add(p.delay))
 	case "external":
-		cond = taskflow.WaitExternalEvent(demoTopic, corr)
+		cond = taskflow.WaitExternalEvent(topic, corr)
 	case "manual":
 		cond = taskflow.WaitManual()
 	}
@@ -283,7 +283,7 @@ func (r *flowRun) wait(ctx context.Context) error {
 	switch p.kind {
 	case "external":
 		r.d.after(ctx, o, p.delay, "publish", func(m *taskflow.Manager) error {
-			req := taskflow.ResumeRequest{Topic: demoTopic, CorrelationID: corr, Payload: map[string]any{"paid": true}}
+			req := taskflow.ResumeRequest{Topic: topic, CorrelationID: corr, Payload: map[string]any{"paid": true}}
 			if p.n%2 == 0 { // half addressed to the flow, half by correlation id only
 				req.FlowID = o.id
 			}

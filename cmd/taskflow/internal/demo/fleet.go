@@ -1,11 +1,9 @@
-package main
+package demo
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"time"
 
@@ -17,17 +15,16 @@ import (
 
 // Demo tuning.
 const (
-	demoDefaultPrefix = "taskflow-demo"
-	demoTick          = 50 * time.Millisecond
-	demoEngines       = 2
-	demoLease         = 2 * time.Second // far longer than a piece of work takes
-	demoClaimWait     = time.Second
-	demoWaitLimit     = 20 * time.Second // give up when no flow moved for this long
-	demoTopic         = "demo.webhook"
+	engineTick = 50 * time.Millisecond
+	engines    = 2
+	leaseFor   = 2 * time.Second // far longer than a piece of work takes
+	claimWait  = time.Second
+	idleLimit  = 20 * time.Second // give up when no flow moved for this long
+	topic      = "demo.webhook"
 )
 
 // The plans a demo flow can follow, and how often (out of 10).
-var demoKinds = [10]string{
+var planKinds = [10]string{
 	"finish", "timer", "external", "manual", "finish",
 	"timer", "external", "fail", "cancel", "finish",
 }
@@ -101,7 +98,7 @@ func makePlans(n int) []plan {
 	for i := range out {
 		out[i] = plan{
 			n:       i + 1,
-			kind:    demoKinds[i%len(demoKinds)],
+			kind:    planKinds[i%len(planKinds)],
 			steps:   1 + rand.IntN(3),
 			delay:   time.Duration(100+rand.IntN(401)) * time.Millisecond,
 			handoff: (i+1)%5 == 2,
@@ -111,30 +108,27 @@ func makePlans(n int) []plan {
 	return out
 }
 
-// demoTarget is where the demo plays.
-type demoTarget struct {
+// target is where the demo plays.
+type target struct {
 	url      string
 	prefix   string
 	embedded bool
 }
 
-// demoTarget picks the Redis to play on: the one named by --redis or
-// TASKFLOW_REDIS_URL, or else an embedded one under a fresh prefix.
-func (c *cli) demoTarget() (demoTarget, func(), error) {
-	if c.isSet("redis") || os.Getenv("TASKFLOW_REDIS_URL") != "" {
-		prefix := demoDefaultPrefix
-		if c.isSet("prefix") {
-			prefix = c.prefix
-		}
-		return demoTarget{url: c.redisURL, prefix: prefix}, func() {}, nil
+// pickTarget picks the Redis to play on: the one cfg names, or else an
+// embedded one under a fresh prefix. The returned func stops the embedded
+// one.
+func pickTarget(cfg Config) (target, func(), error) {
+	if cfg.RedisURL != "" {
+		return target{url: cfg.RedisURL, prefix: cfg.Prefix}, func() {}, nil
 	}
 	mr, err := miniredis.Run()
 	if err != nil {
-		return demoTarget{}, nil, fmt.Errorf("cannot start the embedded Redis: %w", err)
+		return target{}, nil, fmt.Errorf("cannot start the embedded Redis: %w", err)
 	}
-	t := demoTarget{
+	t := target{
 		url:      "redis://" + mr.Addr() + "/0",
-		prefix:   demoDefaultPrefix + "-" + uuid.NewString()[:8],
+		prefix:   DefaultPrefix + "-" + uuid.NewString()[:8],
 		embedded: true,
 	}
 	return t, mr.Close, nil
@@ -143,14 +137,14 @@ func (c *cli) demoTarget() (demoTarget, func(), error) {
 // demo is one run: the actors and their managers, each on its own client
 // as if each were a separate process.
 type demo struct {
-	c        *cli
-	target   demoTarget
+	cfg      Config
+	target   target
 	session  string
-	workers  []*demoWorker
+	workers  []*worker
 	operator *taskflow.Manager
 	auditor  *taskflow.Manager
 	engines  []*taskflow.WaitEngine
-	progress *demoProgress
+	progress *progress
 	tracker  *tracker
 	start    time.Time
 	engStats engineTotals
@@ -165,9 +159,9 @@ type demo struct {
 // the workers never claim flows an earlier, interrupted run left running.
 func (d *demo) controller() string { return "demo/" + d.session }
 
-// demoWorker is one worker "process". Its counters are written by its
+// worker is one worker "process". Its counters are written by its
 // own goroutine and read once it has ended.
-type demoWorker struct {
+type worker struct {
 	n    int
 	id   string // the worker id given to Claim
 	m    *taskflow.Manager
@@ -192,31 +186,31 @@ type peerReply struct {
 	err  error
 }
 
-func newDemo(ctx context.Context, c *cli, t demoTarget, workers int) (*demo, error) {
-	d := &demo{c: c, target: t, session: uuid.NewString()[:8], progress: &demoProgress{}}
-	for i := 0; i < workers; i++ {
-		m, err := c.connectURL(ctx, t.url, t.prefix)
+func newDemo(ctx context.Context, cfg Config, t target) (*demo, error) {
+	d := &demo{cfg: cfg, target: t, session: uuid.NewString()[:8], progress: &progress{}}
+	for i := 0; i < cfg.Workers; i++ {
+		m, err := cfg.Connect(ctx, t.url, t.prefix)
 		if err != nil {
 			return nil, err
 		}
-		d.workers = append(d.workers, &demoWorker{
+		d.workers = append(d.workers, &worker{
 			n: i + 1, id: fmt.Sprintf("worker-%d", i+1), m: m, peer: make(chan peerReq),
 		})
 	}
 	var err error
-	if d.operator, err = c.connectURL(ctx, t.url, t.prefix); err != nil {
+	if d.operator, err = cfg.Connect(ctx, t.url, t.prefix); err != nil {
 		return nil, err
 	}
-	if d.auditor, err = c.connectURL(ctx, t.url, t.prefix); err != nil {
+	if d.auditor, err = cfg.Connect(ctx, t.url, t.prefix); err != nil {
 		return nil, err
 	}
-	for i := 0; i < demoEngines; i++ {
-		m, err := c.connectURL(ctx, t.url, t.prefix)
+	for i := 0; i < engines; i++ {
+		m, err := cfg.Connect(ctx, t.url, t.prefix)
 		if err != nil {
 			return nil, err
 		}
 		d.engines = append(d.engines, taskflow.NewWaitEngine(m,
-			taskflow.WithLogger(c.logger(slog.LevelWarn)),
+			taskflow.WithLogger(cfg.Logger),
 			taskflow.WithConsumerName(fmt.Sprintf("demo-%s-engine-%d", d.session, i+1)),
 			taskflow.WithBridgeBlock(100*time.Millisecond)))
 	}
@@ -274,7 +268,7 @@ func (d *demo) play(ctx context.Context, plans []plan) ([]*outcome, error) {
 		}()
 	}
 	producers.Wait()
-	d.stuck = !d.tracker.wait(ctx, demoWaitLimit)
+	d.stuck = !d.tracker.wait(ctx, idleLimit)
 	stopFleet()
 	fleet.Wait()
 	d.later.Wait()
@@ -292,7 +286,7 @@ func (d *demo) play(ctx context.Context, plans []plan) ([]*outcome, error) {
 // produce creates and starts outcomes[first], outcomes[first+workers], …
 // with the worker's manager: starting a flow puts it on the ready queue,
 // for whichever worker claims it.
-func (d *demo) produce(ctx context.Context, w *demoWorker, outcomes []*outcome, first int) {
+func (d *demo) produce(ctx context.Context, w *worker, outcomes []*outcome, first int) {
 	for i := first; i < len(outcomes) && ctx.Err() == nil; i += len(d.workers) {
 		o := outcomes[i]
 		o.mu.Lock()
@@ -305,9 +299,9 @@ func (d *demo) produce(ctx context.Context, w *demoWorker, outcomes []*outcome, 
 
 // runWorker claims flows and does the next piece of each until fleetCtx
 // ends. The pieces run under ctx, so that the one in hand is finished.
-func (d *demo) runWorker(ctx, fleetCtx context.Context, w *demoWorker) {
+func (d *demo) runWorker(ctx, fleetCtx context.Context, w *worker) {
 	for fleetCtx.Err() == nil {
-		f, l, err := w.m.Claim(fleetCtx, d.controller(), w.id, demoLease, taskflow.WithClaimWait(demoClaimWait))
+		f, l, err := w.m.Claim(fleetCtx, d.controller(), w.id, leaseFor, taskflow.WithClaimWait(claimWait))
 		if err != nil {
 			if fleetCtx.Err() != nil {
 				return
@@ -316,7 +310,7 @@ func (d *demo) runWorker(ctx, fleetCtx context.Context, w *demoWorker) {
 			if w.claimErr == nil {
 				w.claimErr = err
 			}
-			time.Sleep(demoTick) // do not spin on a failing Redis
+			time.Sleep(engineTick) // do not spin on a failing Redis
 			continue
 		}
 		if f == nil {
@@ -331,7 +325,7 @@ func (d *demo) runWorker(ctx, fleetCtx context.Context, w *demoWorker) {
 // servePeers answers other workers' requests to note something in their
 // flows: a second writer on the same flow, at the same time as its lease
 // holder, without a lease.
-func (w *demoWorker) servePeers(ctx context.Context) {
+func (w *worker) servePeers(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -364,10 +358,10 @@ type tracker struct {
 	left     int
 	done     chan struct{}
 	last     time.Time // when one of the flows last moved
-	progress *demoProgress
+	progress *progress
 }
 
-func newTracker(outcomes []*outcome, p *demoProgress) *tracker {
+func newTracker(outcomes []*outcome, p *progress) *tracker {
 	return &tracker{
 		byID: map[uuid.UUID]*outcome{}, settled: make([]bool, len(outcomes)), left: len(outcomes),
 		done: make(chan struct{}), last: time.Now(), progress: p,
@@ -478,7 +472,7 @@ func (d *demo) runEngines(ctx context.Context, wg *sync.WaitGroup) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			_ = e.RunWithReports(ctx, demoTick, d.engStats.add)
+			_ = e.RunWithReports(ctx, engineTick, d.engStats.add)
 		}()
 		go func() {
 			defer wg.Done()

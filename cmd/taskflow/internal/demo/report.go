@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -14,42 +14,44 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/plainjson"
 )
 
-// demoProgress is what the workers know of their flows, for the live line.
-type demoProgress struct {
+// progress is what the workers know of their flows, for the live line.
+type progress struct {
 	mu      sync.Mutex
 	status  []taskflow.FlowStatus
 	resumes int
 	claims  int
 }
 
-func (p *demoProgress) init(n int) {
+func (p *progress) init(n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.status = make([]taskflow.FlowStatus, n)
 }
 
-func (p *demoProgress) set(i int, st taskflow.FlowStatus) {
+func (p *progress) set(i int, st taskflow.FlowStatus) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.status[i] = st
 }
 
-func (p *demoProgress) resumed() {
+func (p *progress) resumed() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.resumes++
 }
 
-func (p *demoProgress) claimed() {
+func (p *progress) claimed() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.claims++
 }
 
 // line summarises the progress in one line.
-func (p *demoProgress) line(elapsed time.Duration) string {
+func (p *progress) line(elapsed time.Duration) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	counts := map[taskflow.FlowStatus]int{}
@@ -71,15 +73,15 @@ func (p *demoProgress) line(elapsed time.Duration) string {
 // line updated in place on a terminal, a plain line a second otherwise,
 // nothing with --json.
 func (d *demo) showProgress(total int) (stop func()) {
-	if d.c.json {
+	if d.cfg.JSON {
 		return func() {}
 	}
-	live := isTerminal(d.c.stdout)
+	live := clitext.IsTerminal(d.cfg.Out)
 	period := time.Second
 	if live {
 		period = 100 * time.Millisecond
 	}
-	fmt.Fprintf(d.c.stdout, "demo: %d flows, %d workers, %d wait engines on %s\n", total, len(d.workers), len(d.engines), d.where())
+	fmt.Fprintf(d.cfg.Out, "demo: %d flows, %d workers, %d wait engines on %s\n", total, len(d.workers), len(d.engines), d.where())
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -101,7 +103,7 @@ func (d *demo) showProgress(total int) (stop func()) {
 		wg.Wait()
 		d.printProgress(live)
 		if live {
-			statusLine{d.c.stdout}.done()
+			clitext.StatusLine{W: d.cfg.Out}.Done()
 		}
 	}
 }
@@ -109,17 +111,17 @@ func (d *demo) showProgress(total int) (stop func()) {
 func (d *demo) printProgress(live bool) {
 	line := d.progress.line(time.Since(d.start))
 	if live {
-		statusLine{d.c.stdout}.update(line)
+		clitext.StatusLine{W: d.cfg.Out}.Update(line)
 		return
 	}
-	fmt.Fprintln(d.c.stdout, line)
+	fmt.Fprintln(d.cfg.Out, line)
 }
 
 func (d *demo) where() string {
 	if d.target.embedded {
 		return fmt.Sprintf("an embedded Redis (prefix %s)", d.target.prefix)
 	}
-	return fmt.Sprintf("%s (prefix %s)", redactURL(d.target.url), d.target.prefix)
+	return fmt.Sprintf("%s (prefix %s)", clitext.RedactURL(d.target.url), d.target.prefix)
 }
 
 // audited is one flow as stored after the demo, with what the demo did.
@@ -130,37 +132,57 @@ type audited struct {
 	err    error
 }
 
-// check is one invariant's verdict.
-type check struct {
-	Name   string `json:"name"`
-	Pass   bool   `json:"pass"`
+// Check is one invariant's verdict.
+type Check struct {
+	// Name says the invariant.
+	Name string `json:"name"`
+	// Pass is its verdict.
+	Pass bool `json:"pass"`
+	// Detail says how many flows break it and the first of them.
 	Detail string `json:"detail,omitempty"`
 }
 
-// demoReport is the demo's summary (the JSON output).
-type demoReport struct {
-	Flows           int                  `json:"flows"`
-	Workers         int                  `json:"workers"`
-	Engines         int                  `json:"engines"`
-	Embedded        bool                 `json:"embedded"`
-	Prefix          string               `json:"prefix"`
-	ElapsedMs       int64                `json:"elapsed_ms"`
-	ByStatus        map[string]int       `json:"by_status"`
-	TotalRevisions  int64                `json:"total_revisions"`
-	TotalEvents     int                  `json:"total_events"`
-	ResumesByKind   map[string]int       `json:"resumes_by_kind"`
-	CancelledByTick int                  `json:"cancelled_by_tick"`
-	Claims          int                  `json:"claims"`
-	ClaimsByWorker  map[string]int       `json:"claims_by_worker"`
-	Released        int                  `json:"released"`
-	Stalled         int                  `json:"stalled"`
-	LeasesExpired   int                  `json:"leases_expired"`
-	StaleFenced     int                  `json:"stale_writes_fenced"`
-	LeasesLost      int                  `json:"leases_lost"`
-	EngineTicks     int                  `json:"engine_ticks"`
-	Bridge          taskflow.BridgeStats `json:"bridge"`
-	Checks          []check              `json:"checks"`
-	Pass            bool                 `json:"pass"`
+// Report is the demo's summary, and its JSON output with --json.
+type Report struct {
+	// Flows, Workers and Engines are the fleet's size.
+	Flows   int `json:"flows"`
+	Workers int `json:"workers"`
+	Engines int `json:"engines"`
+	// Embedded is set when the demo played on an embedded Redis.
+	Embedded bool `json:"embedded"`
+	// Prefix is the flow space it played in.
+	Prefix string `json:"prefix"`
+	// ElapsedMs is how long the fleet ran, in milliseconds.
+	ElapsedMs int64 `json:"elapsed_ms"`
+	// ByStatus counts the flows by final status ("missing": unreadable).
+	ByStatus map[string]int `json:"by_status"`
+	// TotalRevisions and TotalEvents sum every flow's revision and events.
+	TotalRevisions int64 `json:"total_revisions"`
+	TotalEvents    int   `json:"total_events"`
+	// ResumesByKind counts the resumed events by wait: timer, external,
+	// manual.
+	ResumesByKind map[string]int `json:"resumes_by_kind"`
+	// CancelledByTick counts the cancels a tick carried out.
+	CancelledByTick int `json:"cancelled_by_tick"`
+	// Claims counts the successful claims, ClaimsByWorker by worker id.
+	Claims         int            `json:"claims"`
+	ClaimsByWorker map[string]int `json:"claims_by_worker"`
+	// Released counts the flows handed back mid-way.
+	Released int `json:"released"`
+	// Stalled counts the stalled workers, LeasesExpired the leases the
+	// engines expired, StaleFenced the late writes the lease refused.
+	Stalled       int `json:"stalled"`
+	LeasesExpired int `json:"leases_expired"`
+	StaleFenced   int `json:"stale_writes_fenced"`
+	// LeasesLost counts the leases that ran out under a working worker.
+	LeasesLost int `json:"leases_lost"`
+	// EngineTicks counts the engines' ticks, Bridge sums their resume
+	// bridges' counters.
+	EngineTicks int                  `json:"engine_ticks"`
+	Bridge      taskflow.BridgeStats `json:"bridge"`
+	// Checks are the invariants' verdicts; Pass is set when all passed.
+	Checks []Check `json:"checks"`
+	Pass   bool    `json:"pass"`
 }
 
 // report reads every flow back, checks the invariants and prints the
@@ -175,8 +197,8 @@ func (d *demo) report(ctx context.Context, outcomes []*outcome) error {
 	for _, ch := range rep.Checks {
 		rep.Pass = rep.Pass && ch.Pass
 	}
-	if d.c.json {
-		if err := writeJSON(d.c.stdout, rep); err != nil {
+	if d.cfg.JSON {
+		if err := plainjson.Encode(d.cfg.Out, rep, true); err != nil {
 			return err
 		}
 	} else {
@@ -205,8 +227,8 @@ func (d *demo) audit(ctx context.Context, outcomes []*outcome) []audited {
 	return out
 }
 
-func (d *demo) summarise(flows []audited) demoReport {
-	rep := demoReport{
+func (d *demo) summarise(flows []audited) Report {
+	rep := Report{
 		Flows: len(flows), Workers: len(d.workers), Engines: len(d.engines),
 		Embedded: d.target.embedded, Prefix: d.target.prefix,
 		ByStatus: map[string]int{}, ResumesByKind: map[string]int{"timer": 0, "external": 0, "manual": 0},
@@ -261,13 +283,13 @@ func (d *demo) fleetErrors() []string {
 		}
 	}
 	if d.stuck {
-		out = append(out, fmt.Sprintf("no flow moved for %s; gave up waiting", demoWaitLimit))
+		out = append(out, fmt.Sprintf("no flow moved for %s; gave up waiting", idleLimit))
 	}
 	return out
 }
 
 // runChecks verifies the invariants over every flow.
-func runChecks(flows []audited, fleet []string) []check {
+func runChecks(flows []audited, fleet []string) []Check {
 	noError := checkAll(flows, "every flow was driven without an unexpected error", func(a audited) string {
 		if a.o.err != nil {
 			return a.o.err.Error()
@@ -278,7 +300,7 @@ func runChecks(flows []audited, fleet []string) []check {
 		noError.Pass = false
 		noError.Detail = strings.TrimPrefix(noError.Detail+"; "+strings.Join(fleet, "; "), "; ")
 	}
-	return []check{
+	return []Check{
 		noError,
 		checkAll(flows, "every flow is terminal", func(a audited) string {
 			if a.f == nil {
@@ -341,18 +363,18 @@ func leaseOrder(a audited) string {
 				Lease string `json:"lease"`
 			}
 			if err := json.Unmarshal(e.Payload, &p); err != nil || p.Lease == "" {
-				return fmt.Sprintf("event %s (lease_expired) names no lease: %s", e.ID, compactJSON(e.Payload))
+				return fmt.Sprintf("event %s (lease_expired) names no lease: %s", e.ID, clitext.CompactJSON(e.Payload))
 			}
 			token = p.Lease
 		}
 		if token != "" {
 			switch {
 			case ended[token]:
-				return fmt.Sprintf("event %s (%s) is made under lease %s, which had ended", e.ID, e.Kind, shortToken(token))
+				return fmt.Sprintf("event %s (%s) is made under lease %s, which had ended", e.ID, e.Kind, clitext.ShortToken(token))
 			case live != "" && token != live:
-				return fmt.Sprintf("event %s (%s) is made under lease %s while lease %s is live", e.ID, e.Kind, shortToken(token), shortToken(live))
+				return fmt.Sprintf("event %s (%s) is made under lease %s while lease %s is live", e.ID, e.Kind, clitext.ShortToken(token), clitext.ShortToken(live))
 			case live == "" && e.Kind != taskflow.EventClaimed:
-				return fmt.Sprintf("event %s (%s) is made under lease %s, which was never claimed", e.ID, e.Kind, shortToken(token))
+				return fmt.Sprintf("event %s (%s) is made under lease %s, which was never claimed", e.ID, e.Kind, clitext.ShortToken(token))
 			}
 			live = token
 		}
@@ -390,7 +412,7 @@ func lostUpdate(a audited) string {
 }
 
 // checkAll applies bad to every flow: "" means fine.
-func checkAll(flows []audited, name string, bad func(audited) string) check {
+func checkAll(flows []audited, name string, bad func(audited) string) Check {
 	failed, first := 0, ""
 	for _, a := range flows {
 		if a.o == nil {
@@ -405,15 +427,15 @@ func checkAll(flows []audited, name string, bad func(audited) string) check {
 		}
 	}
 	if failed == 0 {
-		return check{Name: name, Pass: true}
+		return Check{Name: name, Pass: true}
 	}
-	return check{Name: name, Detail: fmt.Sprintf("%d of %d flows; the first: %s", failed, len(flows), first)}
+	return Check{Name: name, Detail: fmt.Sprintf("%d of %d flows; the first: %s", failed, len(flows), first)}
 }
 
-func (d *demo) printReport(rep demoReport, elapsed time.Duration) {
-	w := d.c.stdout
+func (d *demo) printReport(rep Report, elapsed time.Duration) {
+	w := d.cfg.Out
 	fmt.Fprintf(w, "\nsummary (%d flows in %.2fs)\n", rep.Flows, elapsed.Seconds())
-	tw := newTable(w)
+	tw := clitext.NewTable(w)
 	for _, st := range append(taskflow.Statuses(), "missing") {
 		if n := rep.ByStatus[string(st)]; n > 0 {
 			fmt.Fprintf(tw, "  %s\t%d\n", st, n)
@@ -432,7 +454,7 @@ func (d *demo) printReport(rep demoReport, elapsed time.Duration) {
 	if rep.LeasesLost > 0 {
 		fmt.Fprintf(tw, "  leases lost\t%d\trun out under a working worker; the next claimer went on\n", rep.LeasesLost)
 	}
-	fmt.Fprintf(tw, "  engine ticks\t%d\t(%d engines, every %s)\n", rep.EngineTicks, rep.Engines, demoTick)
+	fmt.Fprintf(tw, "  engine ticks\t%d\t(%d engines, every %s)\n", rep.EngineTicks, rep.Engines, engineTick)
 	tw.Flush()
 	fmt.Fprintln(w, "\nchecks")
 	printChecks(w, rep.Checks)
@@ -449,7 +471,7 @@ func claimsByWorker(m map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-func printChecks(w io.Writer, checks []check) {
+func printChecks(w io.Writer, checks []Check) {
 	for _, ch := range checks {
 		verdict := "PASS"
 		if !ch.Pass {
@@ -469,9 +491,9 @@ func (d *demo) printHint(w io.Writer) {
 		return
 	}
 	// Quoted for a shell: a cluster URL holds ? and &.
-	conn := fmt.Sprintf("--redis %s --prefix %s", shellQuote(redactURL(d.target.url)), shellQuote(d.target.prefix))
-	if d.c.shards != taskflow.DefaultShards {
-		conn += fmt.Sprintf(" --shards %d", d.c.shards)
+	conn := fmt.Sprintf("--redis %s --prefix %s", clitext.ShellQuote(clitext.RedactURL(d.target.url)), clitext.ShellQuote(d.target.prefix))
+	if d.cfg.Shards != taskflow.DefaultShards {
+		conn += fmt.Sprintf(" --shards %d", d.cfg.Shards)
 	}
 	fmt.Fprintf(w, "\nThe flows stay in Redis; look at them with:\n")
 	fmt.Fprintf(w, "  taskflow list %s\n", conn)
