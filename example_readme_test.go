@@ -113,7 +113,7 @@ func Example_readmeStats() {
 	fmt.Println(st.Timers.Lag, st.Timers.Due, st.Timers.Pending)         // tick lag: how late the most overdue timer is (0 when none is due)
 	fmt.Println(st.Leases.Held, st.Leases.Expired, st.Leases.ExpiredLag) // expired = not yet collected by a tick
 	fmt.Println(st.Bridge.Length, st.Bridge.Backlog, st.Bridge.Pending)  // the resume bridge's stream
-	fmt.Println(st.KeptEvents)                                           // early external events kept for a flow not yet waiting
+	fmt.Println(st.EarlyEvents)                                          // early events: external events kept for a flow not yet waiting
 }
 
 func Example_readmeFsck() {

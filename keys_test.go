@@ -79,7 +79,7 @@ func TestACLUserLimitedToPrefix(t *testing.T) {
 	if st := eng.BridgeStats(); st.Resumed != 1 {
 		t.Fatalf("bridge as the limited user: %+v", st)
 	}
-	// The mailbox: events kept by flow id and by correlation, then taken.
+	// Early events: kept by flow id and by correlation, then taken.
 	for _, byID := range []bool{true, false} {
 		f := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
 		var err error
@@ -147,7 +147,7 @@ var aclCommands = []string{
 	"hsetnx",
 	// Stats
 	"smembers", "hlen", "xinfo|groups",
-	// the mailbox for early events
+	// early events
 	"rpush", "lpop", "lrem", "llen", "pexpire", "pttl", "hexists", "get", "zremrangebyrank",
 	// the audit log's byte bound
 	"rpop",

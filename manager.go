@@ -68,6 +68,11 @@ func (m *Manager) Get(ctx context.Context, id uuid.UUID) (*Flow, error) {
 	return m.store.Get(ctx, id)
 }
 
+// Stats returns a snapshot of the flow space; see Stats. It costs two
+// pipelined round trips (split by node on a cluster), plus one the first
+// time a store is used.
+func (m *Manager) Stats(ctx context.Context) (*Stats, error) { return m.store.Stats(ctx) }
+
 // StartRunning moves a created flow to running.
 func (m *Manager) StartRunning(ctx context.Context, id uuid.UUID, opts ...MutationOption) (*Flow, error) {
 	return m.store.transition(ctx, transitionReq{
@@ -103,7 +108,7 @@ func (m *Manager) SetWaiting(ctx context.Context, id uuid.UUID, wait any, opts .
 	f, err := m.store.transition(ctx, transitionReq{
 		id: id, to: StatusWaiting, kind: EventWaiting,
 		payload: json.RawMessage(`{"wait":` + w.json + `}`),
-		wait:    w, mut: mut, inbox: early,
+		wait:    w, mut: mut, early: early,
 	})
 	if early && errors.Is(err, ErrNotReplicated) {
 		// The wait applied, not confirmed replicated: take a kept event
@@ -117,8 +122,8 @@ func (m *Manager) SetWaiting(ctx context.Context, id uuid.UUID, wait any, opts .
 	if err != nil || !early || f.Status != StatusWaiting {
 		return f, err
 	}
-	// Waiting and indexed: now take an event kept for the pair (mailbox.go).
-	return m.takeKept(ctx, f, strings.TrimSuffix(w.corr, id.String()), mut.lean)
+	// Waiting and indexed: now take an early event kept for the pair (early.go).
+	return m.store.takeEarlyEvent(ctx, f, strings.TrimSuffix(w.corr, id.String()), mut.lean)
 }
 
 // Resume moves a waiting flow back to running, clears its wait, and

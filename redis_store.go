@@ -34,7 +34,7 @@ type RedisStore struct {
 	eventCap int
 	maxState int
 	limits   Limits      // WithLimits, defaults filled in
-	early    earlyConfig // the mailbox for early events (mailbox.go)
+	early    earlyConfig // how early events are kept (early.go)
 
 	// idemSpace namespaces the flow ids derived from idempotency keys.
 	idemSpace uuid.UUID

@@ -322,7 +322,7 @@ func (s *RedisStore) repair(ctx context.Context, shard int, found []fsck.Problem
 	}
 	var calls []scriptCall
 	for id, keys := range orphans {
-		head := []string{s.keys.flow(id), s.keys.inbox(id), s.keys.kept(s.keys.shardOf(id))}
+		head := []string{s.keys.flow(id), s.keys.earlyFlow(id), s.keys.earlyIndex(s.keys.shardOf(id))}
 		var rest []string
 		for _, k := range keys {
 			if k != head[1] {

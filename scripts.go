@@ -26,8 +26,8 @@ var luaFiles embed.FS
 
 // script is one loaded script: the name of its file, whether it writes
 // (a write waits for replicas under WithReplicaAcks) and whether the
-// observer hears of its runs (the writes of a flow: the mailbox's own
-// bookkeeping, mbox_*, and publish_resume are not operations on a flow).
+// observer hears of its runs (the writes of a flow: the early events' own
+// bookkeeping, early_*, and publish_resume are not operations on a flow).
 type script struct {
 	*redis.Script
 	name     string
@@ -44,10 +44,10 @@ type scripts struct {
 	pageAfter, tickCancel, verifyEntry, indexStep             *script
 	retry                                                     *script
 	insertFlow, appendEventAt, getStep, findStep, updateStep  *script // import_store.go
-	deliverEvent, mboxKeep, mboxTake, mboxSettle              *script
+	deliverEvent, earlyKeep, earlyTake, earlySettle           *script
 	publishResume                                             *script
 	// transitionEarly is transition for a wait on an external event: it
-	// includes the mailbox's helpers, which the other transitions do not
+	// includes the early events' helpers, which the other transitions do not
 	// pay for.
 	transitionEarly *script
 	all             []*script
@@ -86,9 +86,9 @@ func (s *scripts) files() []scriptFile {
 		{"index_step", true, &s.indexStep},
 		{"retry", true, &s.retry},
 		{"deliver_event", true, &s.deliverEvent},
-		{"mbox_keep", true, &s.mboxKeep},
-		{"mbox_take", true, &s.mboxTake},
-		{"mbox_settle", true, &s.mboxSettle},
+		{"early_keep", true, &s.earlyKeep},
+		{"early_take", true, &s.earlyTake},
+		{"early_settle", true, &s.earlySettle},
 		{"publish_resume", true, &s.publishResume},
 		{"insert_flow", true, &s.insertFlow},
 		{"append_event_at", true, &s.appendEventAt},
@@ -112,7 +112,7 @@ func loadScripts(cluster bool) (*scripts, error) {
 			return nil, fmt.Errorf("taskflow: lua script %s: %w", x.file, err)
 		}
 		*x.dst = &script{Script: redis.NewScript(src), name: x.file, writes: x.writes,
-			observed: x.writes && !strings.HasPrefix(x.file, "mbox_") && x.file != "publish_resume"}
+			observed: x.writes && !strings.HasPrefix(x.file, "early_") && x.file != "publish_resume"}
 		s.all = append(s.all, *x.dst)
 	}
 	return s, nil

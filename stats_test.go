@@ -134,7 +134,7 @@ func TestStats(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range []string{`"running":7`, `"lag_ns":0`, `"kept_events":0`, `"controller":"a"`, `"pending":1`} {
+		for _, k := range []string{`"running":7`, `"lag_ns":0`, `"early_events":0`, `"controller":"a"`, `"pending":1`} {
 			if !strings.Contains(string(raw), k) {
 				t.Errorf("JSON %s lacks %s", raw, k)
 			}

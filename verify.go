@@ -30,7 +30,7 @@ import (
 // left of a flow that does not exist (kept early events included); a
 // flow made with an idempotency key has a version 5 id and a well-formed
 // input fingerprint; an attempts count is a positive integer; kept early
-// events (mailbox.go) sit in lists with a TTL, readable, on the shard
+// events (early.go) sit in lists with a TTL, readable, on the shard
 // that reads them, and every claim of one has its due entry. It reports
 // and changes nothing unless fsck.WithRepair is given. Flows changing
 // while Verify runs are re-read before a problem is reported. The package
@@ -64,7 +64,7 @@ type shardKeys struct {
 	steps   map[uuid.UUID][]string // run ids of step records
 	owners  []string               // owner index keys
 	readies []string               // ready queue keys
-	early   []string               // kept event lists (mailbox.go)
+	early   []string               // early-event lists (early.go)
 	unknown []string
 }
 
@@ -225,13 +225,13 @@ func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg fsck.Config
 			}
 		}
 	}
-	// Kept events of a flow that no longer exists: an inbox is only
+	// Early events of a flow that no longer exists: a flow's list is only
 	// written while its flow exists, so one without a flow was left by a
 	// delete (a flow made again with the id would take its events).
-	inboxTag := s.keys.tag(shard) + ":inbox:"
+	flowTag := s.keys.tag(shard) + ":inbox:"
 	for _, k := range sk.early {
-		id, err := uuid.Parse(strings.TrimPrefix(k, inboxTag))
-		if strings.HasPrefix(k, inboxTag) && err == nil && s.keys.shardOf(id) == shard && !exists(id) {
+		id, err := uuid.Parse(strings.TrimPrefix(k, flowTag))
+		if strings.HasPrefix(k, flowTag) && err == nil && s.keys.shardOf(id) == shard && !exists(id) {
 			found = append(found, fsck.Problem{Kind: fsck.OrphanKey, FlowID: id.String(), Key: k, Detail: "kept events of a flow that no longer exists"})
 		}
 	}

@@ -367,9 +367,9 @@ func (s *RedisStore) unlistedControllers(ctx context.Context, shard int, readies
 	return out, nil
 }
 
-// checkEarly checks one shard's kept events and claims (mailbox.go): every
-// kept-event list is a list with a TTL (else it would never go away) and
-// readable entries, a pair's mailbox lives on the pair's rendezvous shard,
+// checkEarly checks one shard's early events and claims (early.go): every
+// early-event list is a list with a TTL (else it would never go away) and
+// readable entries, a pair's list lives on the pair's rendezvous shard,
 // and every claim is readable and has its due entry, and the reverse.
 // Problems: wrong_type, early_no_ttl, bad_early_event, early_wrong_shard,
 // bad_claim, claim_unindexed, stale_index_entry. Verify does not repair
@@ -398,12 +398,12 @@ func (s *RedisStore) checkEarly(ctx context.Context, shard int, keys []string) (
 		kind, rest, _ := strings.Cut(strings.TrimPrefix(key, tag), ":")
 		var flowID string
 		if kind == "mbox" && s.keys.rendezvous(rest) != shard {
-			out = append(out, fsck.Problem{Kind: fsck.EarlyWrongShard, Key: key, Detail: "a pair's mailbox outside its rendezvous shard is never read"})
+			out = append(out, fsck.Problem{Kind: fsck.EarlyWrongShard, Key: key, Detail: "a pair's early-event list outside its rendezvous shard is never read"})
 		}
 		if kind == "inbox" {
 			id, err := uuid.Parse(rest)
 			if err != nil || s.keys.shardOf(id) != shard {
-				out = append(out, fsck.Problem{Kind: fsck.EarlyWrongShard, Key: key, Detail: "an inbox that names no flow of this shard is never read"})
+				out = append(out, fsck.Problem{Kind: fsck.EarlyWrongShard, Key: key, Detail: "a flow's early-event list that names no flow of this shard is never read"})
 			} else {
 				flowID = " of flow " + id.String()
 			}
@@ -415,9 +415,9 @@ func (s *RedisStore) checkEarly(ctx context.Context, shard int, keys []string) (
 		for _, e := range entries {
 			ok := false
 			if kind == "mbox" {
-				_, _, ok = parseMboxEntry(e)
+				_, _, ok = parseEarlyEntry(e)
 			} else {
-				ok = parseInboxEntry(e)
+				ok = parseEarlyFlowEntry(e)
 			}
 			if !ok {
 				out = append(out, fsck.Problem{Kind: fsck.BadEarlyEvent, Key: key, Member: e, Detail: "unreadable kept event" + flowID})
@@ -453,9 +453,9 @@ func (s *RedisStore) checkEarly(ctx context.Context, shard int, keys []string) (
 	return out, nil
 }
 
-// parseInboxEntry checks '<event id> <deadline ms> <n> <corr prefix, n
+// parseEarlyFlowEntry checks '<event id> <deadline ms> <n> <corr prefix, n
 // bytes><payload>'.
-func parseInboxEntry(e string) bool {
+func parseEarlyFlowEntry(e string) bool {
 	parts := strings.SplitN(e, " ", 4)
 	if len(parts) != 4 || parts[0] == "" {
 		return false

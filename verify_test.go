@@ -207,13 +207,13 @@ func TestVerifyFindsAndRepairs(t *testing.T) {
 	}
 }
 
-// TestVerifyEarlyEvents: Verify knows the mailbox's keys (kept events of
+// TestVerifyEarlyEvents: Verify knows the keys of early events (lists of
 // both kinds, a claim) and reports them broken.
 func TestVerifyEarlyEvents(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		f := e.runningFlow(t)
-		must(t, try(e.m.TryResumeExternal(e.ctx, f.ID, "t", "inbox", "x")))
-		must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "mbox", "y")))
+		must(t, try(e.m.TryResumeExternal(e.ctx, f.ID, "t", "flow", "x")))
+		must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "pair", "y")))
 		must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "claimed", "z")))
 		w := e.waitingFlow(t, WaitManual())
 		cp := corrPrefix("t", "claimed")
@@ -225,9 +225,9 @@ func TestVerifyEarlyEvents(t *testing.T) {
 			t.Fatal("verify saw no keys")
 		}
 		r := e.store.keys.rendezvous(cp)
-		mbox := e.store.keys.mbox(corrPrefix("t", "mbox"))
-		e.client.Persist(e.ctx, mbox)
-		e.client.RPush(e.ctx, e.store.keys.inbox(f.ID), "garbage")
+		pair := e.store.keys.earlyPair(corrPrefix("t", "pair"))
+		e.client.Persist(e.ctx, pair)
+		e.client.RPush(e.ctx, e.store.keys.earlyFlow(f.ID), "garbage")
 		e.client.ZRem(e.ctx, e.store.keys.claimDue(r), must(t, try(e.client.HKeys(e.ctx, e.store.keys.claims(r)).Result()))[0])
 		got := must(t, try(e.m.Verify(e.ctx)))
 		kinds := map[fsck.Kind]string{}
@@ -235,8 +235,8 @@ func TestVerifyEarlyEvents(t *testing.T) {
 			kinds[p.Kind] = p.Key
 		}
 		want := map[fsck.Kind]string{
-			fsck.EarlyNoTTL:     mbox,
-			fsck.BadEarlyEvent:  e.store.keys.inbox(f.ID),
+			fsck.EarlyNoTTL:     pair,
+			fsck.BadEarlyEvent:  e.store.keys.earlyFlow(f.ID),
 			fsck.ClaimUnindexed: e.store.keys.claims(r),
 		}
 		if !reflect.DeepEqual(kinds, want) {

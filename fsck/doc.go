@@ -126,8 +126,8 @@
 // by itself, and the tick settles claims):
 //
 //   - EarlyNoTTL: kept events without a TTL, which would never go away.
-//   - EarlyWrongShard: a mailbox or an inbox outside the shard it is read
-//     from, so never read.
+//   - EarlyWrongShard: an early-event list (a pair's or a flow's) outside
+//     the shard it is read from, so never read.
 //   - BadEarlyEvent: a kept event that does not parse (Problem.Member is
 //     the entry).
 //   - BadClaim: a claim that does not parse, or of another shard.

@@ -122,8 +122,8 @@ const (
 	// EarlyNoTTL reports kept events without a TTL, which would never go
 	// away.
 	EarlyNoTTL Kind = "early_no_ttl"
-	// EarlyWrongShard reports a mailbox or inbox outside the shard it is
-	// read from.
+	// EarlyWrongShard reports an early-event list (a pair's or a flow's)
+	// outside the shard it is read from.
 	EarlyWrongShard Kind = "early_wrong_shard"
 	// BadEarlyEvent reports a kept event (Problem.Member) that does not
 	// parse.

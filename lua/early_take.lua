@@ -1,13 +1,13 @@
--- mbox_take.lua: take a kept event out of a pair's mailbox for one flow
+-- early_take.lua: take an early event out of a pair's list for one flow
 -- and record the claim (who gets it, until when) on the same shard, so
 -- the event is never in two places and a claim whose holder died is
--- re-driven by the engine's tick (WaitEngine, mailbox.go). A take is
+-- re-driven by the engine's tick (WaitEngine, early.go). A take is
 -- named (ARGV 6): run again under its name while its claim stands (a
 -- call re-sent after its reply was lost), it answers with the event the
 -- first run claimed and takes nothing more, so the call that lost the
 -- reply delivers the event itself.
 --
--- KEYS: 1 the pair's mailbox list  2 the shard's kept-event index
+-- KEYS: 1 the pair's early-event list  2 the shard's early-event index
 --   3 the shard's claims hash (event id -> '<flow id> <n> <corr prefix,
 --   n bytes><entry>')  4 the shard's claim due zset (event id by due ms)
 --   5 the take's name key (string: the event id it claimed; lives as

@@ -1,23 +1,23 @@
--- mbox_settle.lua: end a claim once its flow decided (deliver_event.lua):
+-- early_settle.lua: end a claim once its flow decided (deliver_event.lua):
 -- a used event is gone for good, and remembered as used; a refused one
--- goes back to the head of its pair's mailbox (it is the oldest) unless
--- it expired or the mailbox is full. Settling twice is harmless and
+-- goes back to the head of its pair's early-event list (it is the oldest)
+-- unless it expired or the list is full. Settling twice is harmless and
 -- answers as the first did: the claim is gone, and a refused event that
--- went back is still at the head of the mailbox (unless taken since).
+-- went back is still at the head of the list (unless taken since).
 --
 -- KEYS: 1 the shard's claims hash  2 the shard's claim due zset
---   3 the pair's mailbox list  4 the shard's kept-event index
+--   3 the pair's early-event list  4 the shard's early-event index
 --   5 the shard's used-event zset (event id by when it is forgotten)
---   6 the name key of the take that made the claim (mbox_take.lua;
+--   6 the name key of the take that made the claim (early_take.lua;
 --     deleted: the claim it names ends)
 -- ARGV: 1 event id  2 outcome ('used' or 'refused')  3 now (unix ms)
 --   4 cap: events kept per pair
 --   5 how long to remember a used event, in ms: a keep re-sent late, or
 --     a bridge message handled again, is then not kept a second time
---     (mbox_keep.lua)
+--     (early_keep.lua)
 --   6 cap: used events remembered on the shard (past it the oldest is
 --     forgotten)
--- Returns: 1 when the event went back to the mailbox, else 0.
+-- Returns: 1 when the event went back to its list, else 0.
 -- Events: none.
 --@include used
 

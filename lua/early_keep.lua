@@ -1,10 +1,10 @@
--- mbox_keep.lua: keep an event published by topic and correlation id in
--- the pair's mailbox, on the pair's rendezvous shard (mailbox.go), until
--- a waiting flow takes it or its retention ends.
+-- early_keep.lua: keep an early event published by topic and correlation
+-- id in the pair's early-event list, on the pair's rendezvous shard
+-- (early.go), until a waiting flow takes it or its retention ends.
 --
--- KEYS: 1 the pair's mailbox list  2 the shard's kept-event index zset
+-- KEYS: 1 the pair's early-event list  2 the shard's early-event index zset
 --   3 the shard's claims hash  4 the shard's used-event zset (see
---   mbox_settle.lua; all on the rendezvous shard's tag)
+--   early_settle.lua; all on the rendezvous shard's tag)
 -- ARGV: 1 event id  2 now (unix ms)  3 retention (ms)
 --   4 payload JSON ('' = none)  5 cap: events kept per pair
 -- Entries: '<event id> <deadline ms> <payload>', oldest first. Past the

@@ -207,9 +207,9 @@ func TestEarlyEventExpiresAndCap(t *testing.T) {
 		if n := e.countEarly(t); n != 3 {
 			t.Fatalf("%d kept events past a cap of 3", n)
 		}
-		mbox := e.store.keys.mbox(corrPrefix("t", "c"))
-		if ttl := e.client.PTTL(e.ctx, mbox).Val(); ttl <= 0 || ttl > time.Minute {
-			t.Fatalf("mailbox TTL %s, want (0, 1m]", ttl)
+		list := e.store.keys.earlyPair(corrPrefix("t", "c"))
+		if ttl := e.client.PTTL(e.ctx, list).Val(); ttl <= 0 || ttl > time.Minute {
+			t.Fatalf("early-event list TTL %s, want (0, 1m]", ttl)
 		}
 		// The newest three are kept, oldest first.
 		for _, want := range []float64{2, 3} {
@@ -230,11 +230,11 @@ func TestEarlyEventExpiresAndCap(t *testing.T) {
 		if e.b.mini != nil {
 			e.b.mini.FastForward(time.Minute + time.Second)
 		} else {
-			e.client.PExpire(e.ctx, e.store.keys.mbox(corrPrefix("t", "other")), 10*time.Millisecond)
+			e.client.PExpire(e.ctx, e.store.keys.earlyPair(corrPrefix("t", "other")), 10*time.Millisecond)
 			time.Sleep(50 * time.Millisecond)
 		}
-		if n := e.client.Exists(e.ctx, e.store.keys.mbox(corrPrefix("t", "other"))).Val(); n != 0 {
-			t.Fatal("an expired mailbox is still there")
+		if n := e.client.Exists(e.ctx, e.store.keys.earlyPair(corrPrefix("t", "other"))).Val(); n != 0 {
+			t.Fatal("an expired early-event list is still there")
 		}
 		requireVerifyClean(t, e.m)
 	}, WithEarlyEvents(time.Minute, 3))
@@ -247,7 +247,7 @@ func TestEarlyEventsOff(t *testing.T) {
 		must(t, try(e.m.ResumeByCorrelation(e.ctx, "mail", "m-1", nil)))
 		w := must(t, try(e.m.SetWaiting(e.ctx, f.ID, WaitExternalEvent("mail", "m-1"))))
 		if w.Status != StatusWaiting || e.countEarly(t) != 0 {
-			t.Fatalf("mailbox off: flow %s, %d kept", w.Status, e.countEarly(t))
+			t.Fatalf("early events off: flow %s, %d kept", w.Status, e.countEarly(t))
 		}
 	}, WithEarlyEvents(0, 0))
 	_, err := NewRedisStore(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), WithEarlyEvents(-time.Second, 1))
@@ -257,7 +257,7 @@ func TestEarlyEventsOff(t *testing.T) {
 }
 
 // TestResumeNullPayload: a JSON null payload is no payload, late or early,
-// by flow id or by correlation, mailbox on or off.
+// by flow id or by correlation, early events on or off.
 func TestResumeNullPayload(t *testing.T) {
 	for _, opt := range []StoreOption{WithEarlyEvents(0, 0), WithEarlyEvents(time.Hour, 10)} {
 		forEachBackend(t, func(t *testing.T, e *env) {
@@ -640,18 +640,35 @@ func TestResumeByCorrelationCancelPendingWaiter(t *testing.T) {
 // resumeWithID is TryResumeExternal with the event's id, as the bridge
 // names it.
 func (e *env) resumeWithID(id uuid.UUID, topic, corr string, payload any, eventID string) (*Flow, error) {
-	f, _, err := e.m.tryResumeExternal(e.ctx, id, topic, corr, payload, eventID, mutation{})
-	return f, err
+	ev, err := e.m.newEvent(&id, topic, corr, payload, eventID, mutation{})
+	if err != nil {
+		return nil, err
+	}
+	fs, _, err := e.m.resume(e.ctx, ev)
+	if len(fs) == 0 {
+		return nil, err
+	}
+	return fs[0], err
 }
 
 // resumeByCorrWithID is ResumeByCorrelation with the event's id.
 func (e *env) resumeByCorrWithID(topic, corr string, payload any, eventID string) ([]*Flow, error) {
-	fs, _, err := e.m.resumeByCorrelation(e.ctx, topic, corr, payload, eventID, mutation{})
+	fs, _, err := e.resumeByCorrFresh(topic, corr, payload, eventID)
 	return fs, err
 }
 
+// resumeByCorrFresh is resumeByCorrWithID that also returns how many
+// flows this call resumed.
+func (e *env) resumeByCorrFresh(topic, corr string, payload any, eventID string) ([]*Flow, int, error) {
+	ev, err := e.m.newEvent(nil, topic, corr, payload, eventID, mutation{})
+	if err != nil {
+		return nil, 0, err
+	}
+	return e.m.resume(e.ctx, ev)
+}
+
 // TestFlowIDEventUsedOnceLate: an event addressed to a flow id that the
-// flow used, resumed live or taken from its inbox by SetWaiting, is
+// flow used, resumed live or taken from its list by SetWaiting, is
 // remembered on the flow's shard past the flow's own records (its last
 // 16 events, its ring of bridge calls): the same request stored on the
 // stream again and handled after 17 more bridge events of the flow
@@ -773,7 +790,7 @@ func TestEarlyEventHandledAgainFinishesItsClaim(t *testing.T) {
 			t.Fatalf("take: ok %v, %v", ok, err)
 		}
 		// The first handling stops here. The second:
-		fs, fresh, err := e.m.resumeByCorrelation(e.ctx, "t", "cut", "p", id, mutation{})
+		fs, fresh, err := e.resumeByCorrFresh("t", "cut", "p", id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -783,7 +800,7 @@ func TestEarlyEventHandledAgainFinishesItsClaim(t *testing.T) {
 		resumed := must(t, try(e.m.Get(e.ctx, w.ID)))
 		requireEarlyResumed(t, e, resumed, "p")
 		// And a third handling applies nothing more.
-		fs, fresh, err = e.m.resumeByCorrelation(e.ctx, "t", "cut", "p", id, mutation{})
+		fs, fresh, err = e.resumeByCorrFresh("t", "cut", "p", id)
 		if err != nil || fresh != 0 {
 			t.Fatalf("a third handling: fresh %d, %v", fresh, err)
 		}
