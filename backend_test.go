@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -154,6 +155,14 @@ func (e *env) dump() map[string]string {
 		out[k] = typ + ":" + v
 	}
 	return out
+}
+
+// sameDump fails the test when Redis differs from the dump before.
+func (e *env) sameDump(t *testing.T, before map[string]string, what string) {
+	t.Helper()
+	if after := e.dump(); !reflect.DeepEqual(before, after) {
+		t.Fatalf("%s changed Redis", what)
+	}
 }
 
 func formatScore(f float64) string { return time.UnixMilli(int64(f)).UTC().Format(time.RFC3339Nano) }

@@ -42,14 +42,6 @@ type bridgeMessage struct {
 	Payload       json.RawMessage `json:"payload,omitempty"`
 }
 
-// bridge is the resume bridge's stream: <prefix>:{bridge}:resume.
-func (k keyspace) bridge() string { return k.prefix + ":{bridge}:resume" }
-
-// bridgeRequests remembers the request ids PublishResume put on the
-// stream (zset: id by when it is forgotten):
-// <prefix>:{bridge}:requests.
-func (k keyspace) bridgeRequests() string { return k.prefix + ":{bridge}:requests" }
-
 // PublishResume puts a resume request on the resume bridge, a Redis stream
 // read by every engine's RunResumeBridge through one consumer group. The
 // request is durable once this returns (under WithReplicaAcks, once the
@@ -99,7 +91,7 @@ func (m *Manager) PublishResume(ctx context.Context, req ResumeRequest) error {
 }
 
 // validResumeID checks a caller's resume request id: a call id (see
-// WithCallID) without '=' (the mailbox's records use it).
+// WithCallID) without '=' (the early events' records use it).
 func validResumeID(id string) error {
 	if err := validCallID(id); err != nil {
 		return fmt.Errorf("%w (resume request id)", err)
@@ -308,8 +300,24 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 		defer observeBridge(ctx, o, ev, &herr)
 	}
 	req, perr := parseBridgeMessage(msg)
+	var event externalEvent
 	if perr == nil {
-		perr = e.s.checkEventPair(req.Topic, req.CorrelationID)
+		// The request id (the message id for a message without one)
+		// names the event: a request handled again (its ack was lost,
+		// its engine died before acking, it was published twice) does
+		// not resume a flow that waits again on the same correlation
+		// id, nor is kept again.
+		eventID := bridgeEventPrefix + msg.ID
+		if req.ID != "" {
+			eventID = requestEventPrefix + req.ID
+		}
+		var to *uuid.UUID
+		if req.FlowID != "" {
+			id, _ := uuid.Parse(req.FlowID)
+			to = &id
+		}
+		mut := mutation{call: bridgeCall(eventID), callSet: true, internal: true}
+		event, perr = e.m.newEvent(to, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), eventID, mut)
 	}
 	if perr != nil {
 		if ev != nil {
@@ -319,32 +327,7 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 		e.log.Warn("taskflow: dropping a malformed resume request", "id", msg.ID, "err", perr)
 		return e.ack(ctx, stream, msg.ID)
 	}
-	var resumed int
-	var err error
-	// The request id (the message id for a message without one) names
-	// the resume: a request handled again (its ack was lost, its engine
-	// died before acking, it was published twice) does not resume a flow
-	// that waits again on the same correlation id, nor is kept again.
-	eventID := bridgeEventPrefix + msg.ID
-	if req.ID != "" {
-		eventID = requestEventPrefix + req.ID
-	}
-	mut := mutation{call: bridgeCall(eventID), callSet: true, internal: true}
-	var fs []*Flow
-	if req.FlowID != "" {
-		id, _ := uuid.Parse(req.FlowID)
-		var f *Flow
-		var fresh bool
-		f, fresh, err = e.m.tryResumeExternal(ctx, id, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), eventID, mut)
-		if f != nil {
-			fs = []*Flow{f}
-		}
-		if fresh {
-			resumed = 1
-		}
-	} else {
-		fs, resumed, err = e.m.resumeByCorrelation(ctx, req.Topic, req.CorrelationID, payloadOrNil(req.Payload), eventID, mut)
-	}
+	fs, resumed, err := e.m.resume(ctx, event)
 	if ev != nil {
 		ev.FlowID, _ = uuid.Parse(req.FlowID)
 		ev.Topic, ev.Resumed, ev.Err = req.Topic, fs, err
@@ -363,7 +346,7 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 
 // bridgeCall is the call id of a request's handling: a long event id is
 // shortened to 12 characters of its SHA-256 (72 bits), so that a flow's
-// ring of bridge calls (64 bytes, see CallMemory) still holds about 3.
+// ring of bridge calls (64 bytes, see WithCallID) still holds about 3.
 func bridgeCall(eventID string) string {
 	if len(eventID) <= 16 {
 		return bridgeCallID(eventID)

@@ -180,10 +180,10 @@ func drainBridge(t testing.TB, e *env, eng *WaitEngine) {
 // one id (a publisher's retry, a NATS bridge that died before its ack),
 // at once or after it was used, goes on the stream once and resumes one
 // wait once, by flow id and by correlation; a new id resumes again. The
-// same with the mailbox off.
+// same with early events off.
 func TestResumeRequestIDAppliesOnce(t *testing.T) {
-	t.Run("mailbox", func(t *testing.T) { forEachBackend(t, requestIDAppliesOnce) })
-	t.Run("no mailbox", func(t *testing.T) { forEachBackend(t, requestIDAppliesOnce, WithEarlyEvents(0, 0)) })
+	t.Run("early events", func(t *testing.T) { forEachBackend(t, requestIDAppliesOnce) })
+	t.Run("no early events", func(t *testing.T) { forEachBackend(t, requestIDAppliesOnce, WithEarlyEvents(0, 0)) })
 }
 
 func requestIDAppliesOnce(t *testing.T, e *env) {
@@ -277,7 +277,7 @@ func TestBridgeStatsCountRedeliveryOnce(t *testing.T) {
 }
 
 // TestResumePathWaitsForReplicas: under WithReplicaAcks every write of
-// the resume path (a published request, the mailbox's keep, take,
+// the resume path (a published request, the early events' keep, take,
 // delivery and settle, the bridge's handling) is on the replica once
 // acknowledged, so a crash that promotes it loses none; with no replica
 // each says ErrNotReplicated, applied, and publishing again under the

@@ -382,17 +382,20 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 			if n := eventCount(t, e.m, imp.ID); n != 3 {
 				t.Fatalf("InsertFlow: %d events", n)
 			}
-			// The tool's start: a re-sent create is not "already exists".
-			tool := NewTool(m)
+			// The agent tool's start (package agenttool) is this call, with
+			// the session's owner key: a re-sent create is not "already
+			// exists".
+			toolStart := CreateManagedInput{ControllerID: "lost/x", Goal: "g", OwnerSessionKey: "agent:lost:session:s",
+				RequesterOrigin: "s", CurrentStep: "init", State: map[string]any{}}
 			lost("tool start", nil, 0, func() error {
-				_, err := tool.Call(ctx, Session{AgentID: "lost", SessionID: "s"}, []byte(`{"action":"start","controller_id":"lost/x","goal":"g"}`))
+				_, err := m.CreateMirrored(ctx, toolStart)
 				return err
 			})
-			if n := len(must(t, try(e.m.ListByOwner(ctx, Session{AgentID: "lost", SessionID: "s"}.OwnerKey())))); n != 1 {
+			if n := len(must(t, try(e.m.ListByOwner(ctx, toolStart.OwnerSessionKey)))); n != 1 {
 				t.Fatalf("tool start made %d flows", n)
 			}
 			// The resume path: a resume request, and each script of the
-			// mailbox, loses its reply once. Each event resumes one flow,
+			// early events, loses its reply once. Each event resumes one flow,
 			// once, within the call, and nothing stays kept or claimed.
 			lostFor("PublishResume", store.scripts.publishResume.Hash(), nil, 0, func() error {
 				return m.PublishResume(ctx, ResumeRequest{Topic: "lost", CorrelationID: "pub", Payload: 1})
@@ -402,8 +405,8 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 			}
 			sc := store.scripts
 			for _, step := range []struct{ name, sha string }{
-				{"mbox_keep", sc.mboxKeep.Hash()}, {"mbox_take", sc.mboxTake.Hash()},
-				{"deliver_event", sc.deliverEvent.Hash()}, {"mbox_settle", sc.mboxSettle.Hash()},
+				{"early_keep", sc.earlyKeep.Hash()}, {"early_take", sc.earlyTake.Hash()},
+				{"deliver_event", sc.deliverEvent.Hash()}, {"early_settle", sc.earlySettle.Hash()},
 			} {
 				// The publisher's half: a flow waits, the event comes.
 				w := e.waitingFlow(t, WaitExternalEvent("lost", step.name))
@@ -414,8 +417,8 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 					}
 					return err
 				})
-				requireNothingKept(t, e, "ResumeByCorrelation, "+step.name)
-				if step.name == "mbox_keep" {
+				requireNoEarlyEvent(t, e, "ResumeByCorrelation, "+step.name)
+				if step.name == "early_keep" {
 					continue // the waiter's half keeps nothing
 				}
 				// The waiter's half: the event is kept, SetWaiting takes it.
@@ -428,7 +431,7 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 					}
 					return err
 				})
-				requireNothingKept(t, e, "SetWaiting, "+step.name)
+				requireNoEarlyEvent(t, e, "SetWaiting, "+step.name)
 			}
 			// A refused event's settle: the re-send still says the event
 			// went back, so that its owner offers it again.
@@ -443,7 +446,7 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 			if _, outcome, err := store.deliver(ctx, gone.ID, cp, eventID, nil, "resume", false); err != nil || outcome != earlyRefused {
 				t.Fatalf("deliver to a flow not waiting: %s %v", outcome, err)
 			}
-			lostFor("mbox_settle of a refused event", sc.mboxSettle.Hash(), nil, 0, func() error {
+			lostFor("early_settle of a refused event", sc.earlySettle.Hash(), nil, 0, func() error {
 				back, err := store.settleEarly(ctx, cp, eventID, earlyRefused, take)
 				if err == nil && !back {
 					err = errors.New("the event went back, the re-sent settle says not")
@@ -458,8 +461,8 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 	}
 }
 
-// requireNothingKept checks that no event is kept nor claimed.
-func requireNothingKept(t testing.TB, e *env, what string) {
+// requireNoEarlyEvent checks that no event is kept nor claimed.
+func requireNoEarlyEvent(t testing.TB, e *env, what string) {
 	t.Helper()
 	claims := 0
 	for i := 0; i < e.store.keys.shards; i++ {

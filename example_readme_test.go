@@ -1,9 +1,9 @@
 package taskflow_test
 
 // The README's Go snippets, each the whole body of an example here (or in
-// extra/*'s example_readme_test.go), so the tests compile every one of
-// them as it reads; TestReadmeGoSnippets checks the README against these
-// bodies. The names a snippet takes from its surroundings are the
+// the example_readme_test.go of agenttool or of extra/*), so the tests
+// compile every one of them as it reads; TestReadmeGoSnippets checks the
+// README against these bodies. The names a snippet takes from its surroundings are the
 // package-level variables below. They are compiled, not run.
 
 import (
@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
 var (
@@ -29,13 +30,10 @@ var (
 	workerID string
 	patch    map[string]any
 	result   map[string]any
-	argsJSON json.RawMessage
 )
 
 func callModel(context.Context, *taskflow.Flow) (map[string]any, error) { return nil, nil }
 func handleReply(json.RawMessage)                                       {}
-func offerToModel(taskflow.ToolDefinition)                              {}
-func replyToModel(json.RawMessage, error)                               {}
 
 func Example_readmeWaits() {
 	m.SetWaiting(ctx, id, taskflow.WaitTimer(time.Now().Add(48*time.Hour)))
@@ -105,17 +103,6 @@ func Example_readmeRetry() {
 	}
 }
 
-func Example_readmeTool() {
-	tool := taskflow.NewTool(m) // WithTimerMaxHorizon(30 * 24 * time.Hour)
-	def := tool.Definition()    // Name, Description, Parameters (JSON Schema)
-	offerToModel(def)           // hand def to your LLM provider's tool list; when the model calls it:
-	out, err := tool.Call(ctx, taskflow.Session{AgentID: "kate", SessionID: "chat-42"}, argsJSON)
-	// err: the arguments need fixing (errors.Is ErrToolArgs) or the flow is another
-	//      session's (ErrForbidden) — send err.Error() back to the model as the tool result
-	// out: {"ok":true,"flow":{...}} or {"ok":false,"error":"not_found","flow_id":...}
-	replyToModel(out, err)
-}
-
 func Example_readmeStats() {
 	st, err := m.Stats(ctx)
 	if err != nil {
@@ -126,5 +113,18 @@ func Example_readmeStats() {
 	fmt.Println(st.Timers.Lag, st.Timers.Due, st.Timers.Pending)         // tick lag: how late the most overdue timer is (0 when none is due)
 	fmt.Println(st.Leases.Held, st.Leases.Expired, st.Leases.ExpiredLag) // expired = not yet collected by a tick
 	fmt.Println(st.Bridge.Length, st.Bridge.Backlog, st.Bridge.Pending)  // the resume bridge's stream
-	fmt.Println(st.KeptEvents)                                           // early external events kept for a flow not yet waiting
+	fmt.Println(st.EarlyEvents)                                          // early events: external events kept for a flow not yet waiting
+}
+
+func Example_readmeFsck() {
+	rep, err := m.Verify(ctx, fsck.WithRepair())
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, p := range rep.Problems {
+		fmt.Println(p.Kind, p.Key, p.Detail, p.Repaired)
+	}
+	if n := rep.Unrepaired(); n > 0 {
+		log.Printf("%d problems need a person", n)
+	}
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow/internal/testbackend"
+
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
 // Fault tests run against a redis-server each test starts itself, in a
@@ -95,7 +97,7 @@ func (a *ackLog) checkAcked(t testing.TB, m *Manager) {
 	}
 }
 
-func requireVerifyClean(t testing.TB, m *Manager) *VerifyReport {
+func requireVerifyClean(t testing.TB, m *Manager) *fsck.Report {
 	t.Helper()
 	rep, err := m.Verify(context.Background())
 	if err != nil {

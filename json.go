@@ -10,10 +10,10 @@ import (
 
 // marshalJSON is json.Marshal without HTML escaping: every value the
 // package encodes (stored state, payloads, wait conditions, the bridge's
-// entries, the tool's results) keeps '<', '>' and '&' as written, so
-// redis-cli, the CLI, the dashboard and other languages read the caller's
-// text rather than \u003c, \u003e and \u0026. json.RawMessage values
-// inside v keep their bytes too (encoding/json would re-escape them).
+// entries) keeps '<', '>' and '&' as written, so redis-cli, the CLI, the
+// dashboard and other languages read the caller's text rather than
+// \u003c, \u003e and \u0026. json.RawMessage values inside v keep
+// their bytes too (encoding/json would re-escape them).
 func marshalJSON(v any) (json.RawMessage, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -3,6 +3,7 @@ package taskflow
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 	"unicode"
@@ -34,7 +35,7 @@ import (
 //	<prefix>:{<n>}:ticklock           string: the engine working on the shard (5 s)
 //	<prefix>:{<n>}:watched            string: someone watches the shard (Watch, 30 s):
 //	                                  mutations announce their events only then
-//	<prefix>:{<n>}:inbox:<id> …       the mailbox for early events: see mailbox.go
+//	<prefix>:{<n>}:inbox:<id> …       early events: see below and early.go
 //	<prefix>:{meta}:layout            hash: shards (the flow space's shard count),
 //	                                  hash (the placement of flows: layoutHash)
 //	<prefix>:{bridge}:resume          stream: the resume bridge's requests
@@ -200,3 +201,72 @@ func corrPrefix(topic, correlationID string) string {
 func corrMember(topic, correlationID string, id uuid.UUID) string {
 	return corrPrefix(topic, correlationID) + id.String()
 }
+
+// controllers is the per-shard set of controller ids that ever had a
+// ready flow in the shard (make_ready in lua/include/queues.lua adds to it): it is
+// how Stats finds the ready queues without a SCAN. It grows with the
+// number of controllers, never with flows.
+func (k keyspace) controllers(shard int) string { return k.tag(shard) + ":controllers" }
+
+// The keys of early events (early.go). The key strings keep their
+// first names (inbox, mbox, kept): they are the stored layout.
+//
+//	<prefix>:{<n>}:inbox:<flow id>  list: early events kept for one flow
+//	<prefix>:{<r>}:mbox:<pair>      list: early events kept for (topic, correlation id)
+//	<prefix>:{<n>}:kept             zset: early event id by deadline (counts)
+//	<prefix>:{<r>}:claims           hash: claimed event id -> flow id, pair, entry
+//	<prefix>:{<r>}:claimdue         zset: claimed event id by due time
+//	<prefix>:{<n>}:used             zset: used events, by when they are forgotten: ids of
+//	                                events by correlation (n = r), '<flow id> <event id>'
+//	                                of events a flow of shard n used
+//	<prefix>:{<r>}:take:<take id>   string: the event a take claimed (early_take.lua)
+//
+// <pair> is corrPrefix(topic, correlation id) and r its rendezvous shard.
+
+// rendezvous is the shard of a (topic, correlation id) pair's early
+// events.
+func (k keyspace) rendezvous(cp string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(cp))
+	return int(h.Sum32() % uint32(k.shards))
+}
+
+// earlyPair is the list of early events kept for the pair cp.
+func (k keyspace) earlyPair(cp string) string { return k.tag(k.rendezvous(cp)) + ":mbox:" + cp }
+
+// earlyFlow is the list of early events kept for flow id.
+func (k keyspace) earlyFlow(id uuid.UUID) string {
+	return k.tag(k.shardOf(id)) + ":inbox:" + id.String()
+}
+
+// earlyIndex indexes a shard's early events by deadline.
+func (k keyspace) earlyIndex(shard int) string { return k.tag(shard) + ":kept" }
+
+func (k keyspace) claims(shard int) string   { return k.tag(shard) + ":claims" }
+func (k keyspace) claimDue(shard int) string { return k.tag(shard) + ":claimdue" }
+func (k keyspace) used(shard int) string     { return k.tag(shard) + ":used" }
+func (k keyspace) take(shard int, name string) string {
+	return k.tag(shard) + ":take:" + name
+}
+
+// withEarlyFlow appends the flow's early-event list and its shard's
+// index (keys 16 and 17 of transition_early.lua and deliver_event.lua)
+// to a flow key set.
+func (k keyspace) withEarlyFlow(keys []string, id uuid.UUID) []string {
+	return append(keys, k.earlyFlow(id), k.earlyIndex(k.shardOf(id)))
+}
+
+// withEarly appends withEarlyFlow's keys and the shard's memory of used
+// events (18 of transition_early.lua and deliver_event.lua) to a flow
+// key set. Prune takes withEarlyFlow's only: the memory is the shard's.
+func (k keyspace) withEarly(keys []string, id uuid.UUID) []string {
+	return append(k.withEarlyFlow(keys, id), k.used(k.shardOf(id)))
+}
+
+// bridge is the resume bridge's stream: <prefix>:{bridge}:resume.
+func (k keyspace) bridge() string { return k.prefix + ":{bridge}:resume" }
+
+// bridgeRequests remembers the request ids PublishResume put on the
+// stream (zset: id by when it is forgotten):
+// <prefix>:{bridge}:requests.
+func (k keyspace) bridgeRequests() string { return k.prefix + ":{bridge}:requests" }

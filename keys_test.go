@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
 // The shard of a flow is computable by hand from its id: its last 8 hex
@@ -77,7 +79,7 @@ func TestACLUserLimitedToPrefix(t *testing.T) {
 	if st := eng.BridgeStats(); st.Resumed != 1 {
 		t.Fatalf("bridge as the limited user: %+v", st)
 	}
-	// The mailbox: events kept by flow id and by correlation, then taken.
+	// Early events: kept by flow id and by correlation, then taken.
 	for _, byID := range []bool{true, false} {
 		f := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
 		var err error
@@ -105,7 +107,7 @@ func TestACLUserLimitedToPrefix(t *testing.T) {
 	if _, err := e.m.Stats(ctx); err != nil {
 		t.Fatalf("stats as the limited user: %v", err)
 	}
-	rep, err := e.m.Verify(ctx, WithRepair())
+	rep, err := e.m.Verify(ctx, fsck.WithRepair())
 	if err != nil || !rep.OK() {
 		t.Fatalf("verify as the limited user: %v %+v", err, rep)
 	}
@@ -145,7 +147,7 @@ var aclCommands = []string{
 	"hsetnx",
 	// Stats
 	"smembers", "hlen", "xinfo|groups",
-	// the mailbox for early events
+	// early events
 	"rpush", "lpop", "lrem", "llen", "pexpire", "pttl", "hexists", "get", "zremrangebyrank",
 	// the audit log's byte bound
 	"rpop",

@@ -68,6 +68,11 @@ func (m *Manager) Get(ctx context.Context, id uuid.UUID) (*Flow, error) {
 	return m.store.get(ctx, id)
 }
 
+// Stats returns a snapshot of the flow space; see Stats. It costs two
+// pipelined round trips (split by node on a cluster), plus one the first
+// time a store is used.
+func (m *Manager) Stats(ctx context.Context) (*Stats, error) { return m.store.stats(ctx) }
+
 // StartRunning moves a created flow to running.
 func (m *Manager) StartRunning(ctx context.Context, id uuid.UUID, opts ...MutationOption) (*Flow, error) {
 	return m.store.transition(ctx, transitionReq{
@@ -103,7 +108,7 @@ func (m *Manager) SetWaiting(ctx context.Context, id uuid.UUID, wait any, opts .
 	f, err := m.store.transition(ctx, transitionReq{
 		id: id, to: StatusWaiting, kind: EventWaiting,
 		payload: json.RawMessage(`{"wait":` + w.json + `}`),
-		wait:    w, mut: mut, inbox: early,
+		wait:    w, mut: mut, early: early,
 	})
 	if early && errors.Is(err, ErrNotReplicated) {
 		// The wait applied, not confirmed replicated: take a kept event
@@ -117,8 +122,8 @@ func (m *Manager) SetWaiting(ctx context.Context, id uuid.UUID, wait any, opts .
 	if err != nil || !early || f.Status != StatusWaiting {
 		return f, err
 	}
-	// Waiting and indexed: now take an event kept for the pair (mailbox.go).
-	return m.takeKept(ctx, f, strings.TrimSuffix(w.corr, id.String()), mut.lean)
+	// Waiting and indexed: now take an early event kept for the pair (early.go).
+	return m.store.takeEarlyEvent(ctx, f, strings.TrimSuffix(w.corr, id.String()), mut.lean)
 }
 
 // Resume moves a waiting flow back to running, clears its wait, and
@@ -291,6 +296,18 @@ func (m *Manager) ListByOwnerPage(ctx context.Context, owner string, opts ...Lis
 		return nil, fmt.Errorf("%w: owner is required", ErrInvalidData)
 	}
 	return m.store.listIndex(ctx, m.store.keys.perShard(func(shard int) string { return m.store.keys.owner(shard, owner) }), true, opts)
+}
+
+// CountByOwner returns how many flows an owner has, of every status: the
+// sizes of the owner's index summed over the shards, in one round trip.
+// It is the total beside a page of ListByOwnerPage (the agent tool's
+// list_mine reports it). An empty owner is an error wrapping
+// ErrInvalidData.
+func (m *Manager) CountByOwner(ctx context.Context, owner string) (int, error) {
+	if owner == "" {
+		return 0, fmt.Errorf("%w: owner is required", ErrInvalidData)
+	}
+	return m.store.countIndex(ctx, func(shard int) string { return m.store.keys.owner(shard, owner) })
 }
 
 // ListByStatusPage is ListByStatus with the cursor of the next page.

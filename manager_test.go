@@ -245,3 +245,27 @@ func TestFailAtStateCap(t *testing.T) {
 		}
 	}, WithLimits(Limits{StateBytes: 1010}))
 }
+
+// TestCountByOwner: the count covers every status and every shard, and
+// only the owner's flows.
+func TestCountByOwner(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		for i := 0; i < 5; i++ {
+			f := must(t, try(e.m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "counted"})))
+			if i == 0 {
+				must(t, try(e.m.Finish(ctx, f.ID, nil)))
+			}
+		}
+		must(t, try(e.m.CreateManaged(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "counted"})))
+		must(t, try(e.m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "other"})))
+		if n := must(t, try(e.m.CountByOwner(ctx, "counted"))); n != 6 {
+			t.Fatalf("CountByOwner: %d, want 6", n)
+		}
+		if n := must(t, try(e.m.CountByOwner(ctx, "nobody"))); n != 0 {
+			t.Fatalf("CountByOwner of an unknown owner: %d", n)
+		}
+		_, err := e.m.CountByOwner(ctx, "")
+		wantErr(t, err, ErrInvalidData)
+	})
+}

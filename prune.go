@@ -11,10 +11,9 @@ import (
 )
 
 // pruneTerminalFlows deletes terminal flows whose last update is older than
-// olderThan, with their state, steps, events, kept early events (its
-// inbox: a flow made again with the same id does not take them) and
-// index entries, and
-// returns how many it deleted. It works shard by shard in batches of 100
+// olderThan, with their state, steps, events, early events (kept for the
+// flow: a flow made again with the same id does not take them) and index
+// entries, and returns how many it deleted. It works shard by shard in batches of 100
 // flows, and never touches a flow that is not terminal.
 func (s *RedisStore) pruneTerminalFlows(ctx context.Context, olderThan time.Duration) (int, error) {
 	if olderThan < 0 {
@@ -116,7 +115,7 @@ func (s *RedisStore) pruneIDs(ctx context.Context, key string, raw []string, cut
 		// (the script then leaves it alone), so the keys after it stay
 		// where the script looks for them.
 		keys := append(s.keys.flowKeys(f.ID, ""), s.keys.owner(s.keys.shardOf(f.ID), f.OwnerSessionKey))
-		keys = s.keys.withInbox(keys, f.ID)
+		keys = s.keys.withEarlyFlow(keys, f.ID)
 		runs := stepCmds[i].Val()
 		for _, r := range runs {
 			keys = append(keys, s.keys.step(f.ID, r))

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
 func TestPrune(t *testing.T) {
@@ -52,12 +54,12 @@ func TestPrune(t *testing.T) {
 	})
 }
 
-// TestPruneRemovesKeptEvents: pruning a flow removes the events kept in
-// its inbox (and their entries in the kept-event index), so a flow made
+// TestPruneRemovesEarlyEvents: pruning a flow removes the early events
+// kept for it (and their entries in the shard's early-event index), so a flow made
 // again with the same idempotency key (same id) does not take the pruned
-// flow's reply on its first wait; Verify reports an inbox left of a flow
+// flow's reply on its first wait; Verify reports an early-event list left of a flow
 // that no longer exists, and its repair deletes it.
-func TestPruneRemovesKeptEvents(t *testing.T) {
+func TestPruneRemovesEarlyEvents(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := e.ctx
 		in := seedInput()
@@ -92,11 +94,11 @@ func TestPruneRemovesKeptEvents(t *testing.T) {
 		}
 		requireVerifyClean(t, e.m)
 
-		// An inbox left of a flow that is gone (as an older prune left
+		// An early-event list left of a flow that is gone (as an older prune left
 		// it) is reported, and the repair deletes it.
 		g := e.runningFlow(t)
 		must(t, try(e.m.TryResumeExternal(ctx, g.ID, "job", "8", "x")))
-		inbox := e.store.keys.inbox(g.ID)
+		list := e.store.keys.earlyFlow(g.ID)
 		must(t, try(e.m.Cancel(ctx, g.ID)))
 		e.client.Del(ctx, e.store.keys.flow(g.ID), e.store.keys.events(g.ID))
 		for _, st := range allStatuses {
@@ -104,15 +106,15 @@ func TestPruneRemovesKeptEvents(t *testing.T) {
 		}
 		e.client.ZRem(ctx, e.store.keys.owner(e.store.keys.shardOf(g.ID), in.OwnerSessionKey), g.ID.String())
 		rep := must(t, try(e.m.Verify(ctx)))
-		if len(rep.Problems) != 1 || rep.Problems[0].Kind != ProblemOrphanKey || rep.Problems[0].Key != inbox || rep.Problems[0].FlowID != g.ID.String() {
-			t.Fatalf("problems %+v, want one orphan_key %s", rep.Problems, inbox)
+		if len(rep.Problems) != 1 || rep.Problems[0].Kind != fsck.OrphanKey || rep.Problems[0].Key != list || rep.Problems[0].FlowID != g.ID.String() {
+			t.Fatalf("problems %+v, want one orphan_key %s", rep.Problems, list)
 		}
-		rep = must(t, try(e.m.Verify(ctx, WithRepair())))
+		rep = must(t, try(e.m.Verify(ctx, fsck.WithRepair())))
 		if len(rep.Problems) != 1 || !rep.Problems[0].Repaired {
 			t.Fatalf("repair: %+v", rep.Problems)
 		}
-		if n := e.client.Exists(ctx, inbox).Val(); n != 0 {
-			t.Fatal("the repair left the inbox")
+		if n := e.client.Exists(ctx, list).Val(); n != 0 {
+			t.Fatal("the repair left the list")
 		}
 		if n := e.countEarly(t); n != 0 {
 			t.Fatalf("%d kept events after the repair, want 0", n)

@@ -36,7 +36,7 @@ type RedisStore struct {
 	eventCap int         // limits.EventsPerFlow
 	maxState int         // limits.StateBytes
 	limits   Limits      // WithLimits, defaults filled in
-	early    earlyConfig // the mailbox for early events (mailbox.go)
+	early    earlyConfig // how early events are kept (early.go)
 
 	// idemSpace namespaces the flow ids derived from idempotency keys.
 	idemSpace uuid.UUID
@@ -163,6 +163,10 @@ func (s *RedisStore) Prefix() string { return s.keys.prefix }
 
 // Shards returns the shard count.
 func (s *RedisStore) Shards() int { return s.keys.shards }
+
+// Now returns the time on the store's clock: the clock WithClock set,
+// time.Now by default. Every time the store records is read from it.
+func (s *RedisStore) Now() time.Time { return s.now() }
 
 // now returns the store's clock in milliseconds, and as RFC 3339.
 func (s *RedisStore) clock() (time.Time, string, string) {

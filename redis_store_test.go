@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -296,6 +297,19 @@ func TestLayoutRefusesOldPlacement(t *testing.T) {
 		}
 		if got := e.client.HGet(e.ctx, key, "hash").Val(); got != legacyHash {
 			t.Fatalf("layout hash %q, want %q recorded", got, legacyHash)
+		}
+	})
+}
+
+// TestStoreNow: the store's clock is the one WithClock set.
+func TestStoreNow(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		if got := e.store.Now(); !got.Equal(e.clock.Now()) {
+			t.Fatalf("Now: %v, want the test's clock %v", got, e.clock.Now())
+		}
+		e.clock.Advance(time.Hour)
+		if got := e.store.Now(); !got.Equal(e.clock.Now()) {
+			t.Fatalf("Now after an hour: %v, want %v", got, e.clock.Now())
 		}
 	})
 }

@@ -25,7 +25,7 @@ func notReplicated(err error) *NotReplicatedError {
 func applied(err error) bool { return err == nil || errors.Is(err, ErrNotReplicated) }
 
 // WithReplicaAcks makes every call that writes (a flow, its steps, its
-// lease, the mailbox: every script the store runs for a caller) wait
+// lease, early events: every script the store runs for a caller) wait
 // until n replicas received the write (Redis WAIT, up to timeout, sent
 // on the same connection right after the script) before it is
 // acknowledged: a crash that promotes one of those replicas keeps it.

@@ -46,8 +46,8 @@ func TestTryResumeExternal(t *testing.T) {
 	})
 }
 
-// TestResumeByCorrelation: with the mailbox off, an event resumes every
-// flow waiting for it (mailbox_test.go has the mailbox's own rules).
+// TestResumeByCorrelation: with early events off, an event resumes every
+// flow waiting for it (early_test.go has the early events' own rules).
 func TestResumeByCorrelation(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		var same []*Flow

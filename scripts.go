@@ -1,37 +1,33 @@
 package taskflow
 
 import (
-	"bufio"
 	"context"
 	"embed"
 	"errors"
 	"fmt"
-	"sort"
+	"io/fs"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/internal/luascript"
 )
 
 // lua/*.lua are the scripts, one per call; lua/include/*.lua the helpers
-// they include. A file names what it includes with lines
-//
-//	--@include <name>
-//
-// (lua/include/<name>.lua, or "prelude": the tables generated from Go
-// below); the loader puts each include once, includes of includes first,
-// before the script's own text, so a script on the server is
-// self-contained and shows what it uses.
+// they include ("--@include <name>", or "prelude": the tables generated
+// from Go below). internal/luascript assembles them and checks the rules
+// their text follows.
 //
 //go:embed lua/*.lua lua/include/*.lua
 var luaFiles embed.FS
 
 // script is one loaded script: the name of its file, whether it writes
 // (a write waits for replicas under WithReplicaAcks) and whether the
-// observer hears of its runs (the writes of a flow: the mailbox's own
-// bookkeeping, mbox_*, and publish_resume are not operations on a flow).
+// observer hears of its runs (the writes of a flow: the early events' own
+// bookkeeping, early_*, and publish_resume are not operations on a flow).
 type script struct {
 	*redis.Script
 	name     string
@@ -48,10 +44,10 @@ type scripts struct {
 	pageAfter, tickCancel, verifyEntry, indexStep             *script
 	retry                                                     *script
 	insertFlow, appendEventAt, getStep, findStep, updateStep  *script // import_store.go
-	deliverEvent, mboxKeep, mboxTake, mboxSettle              *script
+	deliverEvent, earlyKeep, earlyTake, earlySettle           *script
 	publishResume                                             *script
 	// transitionEarly is transition for a wait on an external event: it
-	// includes the mailbox's helpers, which the other transitions do not
+	// includes the early events' helpers, which the other transitions do not
 	// pay for.
 	transitionEarly *script
 	all             []*script
@@ -90,9 +86,9 @@ func (s *scripts) files() []scriptFile {
 		{"index_step", true, &s.indexStep},
 		{"retry", true, &s.retry},
 		{"deliver_event", true, &s.deliverEvent},
-		{"mbox_keep", true, &s.mboxKeep},
-		{"mbox_take", true, &s.mboxTake},
-		{"mbox_settle", true, &s.mboxSettle},
+		{"early_keep", true, &s.earlyKeep},
+		{"early_take", true, &s.earlyTake},
+		{"early_settle", true, &s.earlySettle},
 		{"publish_resume", true, &s.publishResume},
 		{"insert_flow", true, &s.insertFlow},
 		{"append_event_at", true, &s.appendEventAt},
@@ -106,256 +102,29 @@ func (s *scripts) files() []scriptFile {
 // pub/sub).
 func loadScripts(cluster bool) (*scripts, error) {
 	s := &scripts{}
-	l := newLuaLoader(cluster)
+	l, err := newLuaLoader(cluster)
+	if err != nil {
+		return nil, err
+	}
 	for _, x := range s.files() {
-		src, err := l.assemble(x.file)
+		src, err := l.Assemble(x.file)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("taskflow: lua script %s: %w", x.file, err)
 		}
 		*x.dst = &script{Script: redis.NewScript(src), name: x.file, writes: x.writes,
-			observed: x.writes && !strings.HasPrefix(x.file, "mbox_") && x.file != "publish_resume"}
+			observed: x.writes && !strings.HasPrefix(x.file, "early_") && x.file != "publish_resume"}
 		s.all = append(s.all, *x.dst)
 	}
 	return s, nil
 }
 
-// luaLoader assembles scripts, reading and splitting each file once.
-type luaLoader struct {
-	cluster bool
-	files   map[string]*luaFile
-}
-
-// luaFile is one Lua file as the loader reads it: its includes, and (an
-// include) its top-level definitions.
-type luaFile struct {
-	path     string
-	text     string
-	includes []string // paths, "prelude" for the generated one
-	chunks   []luaChunk
-}
-
-// luaChunk is one top-level definition of an include: from a line that
-// starts with "local " to the next (its comments go with the one before).
-type luaChunk struct {
-	names []string // what it defines
-	uses  []string // the names its code mentions
-	text  string
-}
-
-func newLuaLoader(cluster bool) *luaLoader {
-	return &luaLoader{cluster: cluster, files: map[string]*luaFile{}}
-}
-
-// file reads path (or renders the prelude) once.
-func (l *luaLoader) file(path string) (*luaFile, error) {
-	if f := l.files[path]; f != nil {
-		return f, nil
+// newLuaLoader returns the loader of lua/ with the prelude of Go's tables.
+func newLuaLoader(cluster bool) (*luascript.Loader, error) {
+	fsys, err := fs.Sub(luaFiles, "lua")
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: lua scripts: %w", err)
 	}
-	f := &luaFile{path: path}
-	if path == "prelude" {
-		f.text = luaPrelude(l.cluster)
-	} else {
-		body, err := luaFiles.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("taskflow: lua script: %w", err)
-		}
-		f.text = string(body)
-		names, err := luaIncludes(f.text)
-		if err != nil {
-			return nil, fmt.Errorf("taskflow: %s: %w", path, err)
-		}
-		for _, n := range names {
-			if n == "prelude" {
-				f.includes = append(f.includes, n)
-			} else {
-				f.includes = append(f.includes, "lua/include/"+n+".lua")
-			}
-		}
-	}
-	f.chunks = splitChunks(f.text)
-	l.files[path] = f
-	return f, nil
-}
-
-// assemble returns lua/<name>.lua with its includes resolved: each
-// include once, includes of includes first, and of an include only the
-// top-level definitions the script reaches (directly, or through what
-// it keeps), since Redis runs every definition of a script on every
-// call. A name counts when it stands as a word outside comments and not
-// as a field (after '.' or ':'); a definition kept for a name that only
-// looks like a use costs a definition, never correctness.
-func (l *luaLoader) assemble(name string) (string, error) {
-	var order []*luaFile // includes first, the script last
-	done := map[string]bool{}
-	var add func(path string, stack []string) error
-	add = func(path string, stack []string) error {
-		if done[path] {
-			return nil
-		}
-		for _, p := range stack {
-			if p == path {
-				return fmt.Errorf("taskflow: lua include cycle: %s", strings.Join(append(stack, path), " -> "))
-			}
-		}
-		f, err := l.file(path)
-		if err != nil {
-			return err
-		}
-		for _, inc := range f.includes {
-			if err := add(inc, append(stack, path)); err != nil {
-				return err
-			}
-		}
-		done[path] = true
-		order = append(order, f)
-		return nil
-	}
-	if err := add("lua/"+name+".lua", nil); err != nil {
-		return "", err
-	}
-	script, incs := order[len(order)-1], order[:len(order)-1]
-	used := map[string]bool{}
-	for _, w := range luaWords(script.text) {
-		used[w] = true
-	}
-	kept := map[*luaChunk]bool{}
-	for changed := true; changed; {
-		changed = false
-		for _, f := range incs {
-			for i := range f.chunks {
-				c := &f.chunks[i]
-				if kept[c] || !anyUsed(c.names, used) {
-					continue
-				}
-				kept[c], changed = true, true
-				for _, w := range c.uses {
-					used[w] = true
-				}
-			}
-		}
-	}
-	var b strings.Builder
-	for _, f := range incs {
-		b.WriteString("-- " + strings.TrimPrefix(f.path, "lua/") + "\n")
-		for i := range f.chunks {
-			if kept[&f.chunks[i]] {
-				b.WriteString(f.chunks[i].text)
-			}
-		}
-	}
-	b.WriteString("-- " + strings.TrimPrefix(script.path, "lua/") + "\n")
-	b.WriteString(script.text)
-	b.WriteString("\n")
-	return b.String(), nil
-}
-
-func anyUsed(names []string, used map[string]bool) bool {
-	for _, n := range names {
-		if used[n] {
-			return true
-		}
-	}
-	return false
-}
-
-// splitChunks splits an include's text into its top-level definitions;
-// what comes before the first one (the header comment, the includes) is
-// left out.
-func splitChunks(text string) []luaChunk {
-	var out []luaChunk
-	for _, line := range strings.SplitAfter(text, "\n") {
-		if strings.HasPrefix(line, "local ") {
-			out = append(out, luaChunk{names: luaDefines(line)})
-		}
-		if len(out) > 0 {
-			out[len(out)-1].text += line
-		}
-	}
-	for i := range out {
-		out[i].uses = luaWords(out[i].text)
-	}
-	return out
-}
-
-// luaDefines returns the names a "local ..." line defines: the function
-// of "local function f(", the variables of "local a, b = ...".
-func luaDefines(line string) []string {
-	rest := strings.TrimPrefix(line, "local ")
-	if fn, ok := strings.CutPrefix(rest, "function "); ok {
-		name, _, _ := strings.Cut(fn, "(")
-		return []string{strings.TrimSpace(name)}
-	}
-	vars, _, ok := strings.Cut(rest, "=")
-	if !ok {
-		vars = rest
-	}
-	var out []string
-	for _, v := range strings.Split(vars, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-// luaWords returns the identifiers of Lua source that stand as names:
-// outside "--" comments (the scripts use no long comments and no "--"
-// inside strings), and not fields (after '.' or ':').
-func luaWords(src string) []string {
-	var out []string
-	isStart := func(c byte) bool { return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
-	isPart := func(c byte) bool { return isStart(c) || c >= '0' && c <= '9' }
-	for _, line := range strings.Split(src, "\n") {
-		if i := strings.Index(line, "--"); i >= 0 {
-			line = line[:i]
-		}
-		field := false
-		for i := 0; i < len(line); {
-			c := line[i]
-			switch {
-			case isStart(c):
-				j := i + 1
-				for j < len(line) && isPart(line[j]) {
-					j++
-				}
-				if !field {
-					out = append(out, line[i:j])
-				}
-				field, i = false, j
-			case c >= '0' && c <= '9':
-				for i < len(line) && isPart(line[i]) {
-					i++
-				}
-				field = false
-			case c == '.' || c == ':':
-				field, i = true, i+1
-			case c == ' ' || c == '\t':
-				i++ // "a . b" keeps b a field
-			default:
-				field, i = false, i+1
-			}
-		}
-	}
-	return out
-}
-
-// luaIncludes returns the names a Lua file includes, in order.
-func luaIncludes(src string) ([]string, error) {
-	var out []string
-	sc := bufio.NewScanner(strings.NewReader(src))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		rest, ok := strings.CutPrefix(line, "--@include")
-		if !ok {
-			continue
-		}
-		name := strings.TrimSpace(rest)
-		if name == "" || strings.ContainsAny(name, "/. ") {
-			return nil, fmt.Errorf("bad include %q", line)
-		}
-		out = append(out, name)
-	}
-	return out, sc.Err()
+	return luascript.NewLoader(fsys, luaPrelude(cluster)), nil
 }
 
 // refusal is one way a script refuses a call: its code (the first word of
@@ -427,54 +196,27 @@ var refusalByCode = func() map[string]refusal {
 	return m
 }()
 
-// luaPrelude renders Go's tables for the scripts ("--@include prelude"):
-// MAX_COUNT (maxRevision),
-// PUBLISH ('SPUBLISH' on a cluster: sharded pub/sub keeps messages on the
-// slot's node), ERR (the refusal codes), S_<STATUS> (the status names),
-// STATUS (per status: index, the position of its index key in the flow
-// key set; terminal; runnable; waits), RECORD (recordFields) and
-// ALLOWED[to][from] (the transition table).
-func luaPrelude(cluster bool) string {
-	var b strings.Builder
-	b.WriteString("-- prelude: generated from Go (scripts.go, status.go): do not edit\n")
-	if cluster {
-		b.WriteString("local PUBLISH = 'SPUBLISH'\n")
-	} else {
-		b.WriteString("local PUBLISH = 'PUBLISH'\n")
-	}
-	fmt.Fprintf(&b, "local MAX_COUNT = %d\n", maxRevision)
-	b.WriteString("local ERR = {")
-	codes := make([]string, 0, len(refusals))
+// luaPrelude is what Go tells the scripts ("--@include prelude"):
+// MAX_COUNT (maxRevision), PUBLISH ('SPUBLISH' on a cluster), ERR (the
+// refusal codes), S_<STATUS> (the status names), STATUS (per status:
+// index, the position of its index key in the flow key set; terminal;
+// runnable; waits), RECORD (recordFields) and ALLOWED[to][from] (the
+// transition table).
+func luaPrelude(cluster bool) luascript.Prelude {
+	p := luascript.Prelude{Cluster: cluster, MaxCount: maxRevision, Record: recordFields}
 	for _, r := range refusals {
-		codes = append(codes, r.code)
+		p.Codes = append(p.Codes, r.code)
 	}
-	sort.Strings(codes)
-	for _, c := range codes {
-		fmt.Fprintf(&b, "%s=%q,", c, c)
-	}
-	b.WriteString("}\n")
-	for _, st := range allStatuses {
-		fmt.Fprintf(&b, "local S_%s = %q\n", strings.ToUpper(string(st)), st)
-	}
-	b.WriteString("local STATUS = {")
 	for i, st := range allStatuses {
 		im := statusImplies[st]
-		fmt.Fprintf(&b, "[%q]={index=%d,terminal=%t,runnable=%t,waits=%t},", st, firstStatusKey+i, st.IsTerminal(), im.runnable, im.waits)
-	}
-	b.WriteString("}\nlocal RECORD = {")
-	for _, name := range recordFields {
-		fmt.Fprintf(&b, "%q,", name)
-	}
-	b.WriteString("}\nlocal ALLOWED = {")
-	for _, to := range allStatuses {
-		fmt.Fprintf(&b, "[%q]={", to)
-		for _, from := range sourcesOf(to) {
-			fmt.Fprintf(&b, "[%q]=true,", from)
+		s := luascript.Status{Name: string(st), Index: firstStatusKey + i,
+			Terminal: st.IsTerminal(), Runnable: im.runnable, Waits: im.waits}
+		for _, from := range sourcesOf(st) {
+			s.From = append(s.From, string(from))
 		}
-		b.WriteString("},")
+		p.Statuses = append(p.Statuses, s)
 	}
-	b.WriteString("}\n")
-	return b.String()
+	return p
 }
 
 // recordFields are a flow hash's record fields (the rest are the state's

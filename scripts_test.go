@@ -1,13 +1,17 @@
 package taskflow
 
 import (
+	"flag"
 	"fmt"
 	"io/fs"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
 )
+
+var updateLuaGolden = flag.Bool("update-lua", false, "rewrite testdata/lua_definitions.golden")
 
 // luaSources returns every Lua file (scripts and includes) by path.
 func luaSources(t *testing.T) map[string]string {
@@ -58,30 +62,40 @@ func TestEveryScriptIsLoaded(t *testing.T) {
 	}
 }
 
-// TestLuaIncludesAreChecked: an include names one file of lua/include.
-func TestLuaIncludesAreChecked(t *testing.T) {
-	got, err := luaIncludes("-- x\n--@include prelude\n  --@include state  \nlocal a = 1\n")
-	if err != nil || strings.Join(got, ",") != "prelude,state" {
-		t.Fatalf("includes %v, %v", got, err)
-	}
-	for _, bad := range []string{"--@include ../lib", "--@include a.lua", "--@include "} {
-		if _, err := luaIncludes(bad + "\n"); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-	for path, src := range luaSources(t) {
-		names, err := luaIncludes(src)
+// TestScriptDefinitionsGolden: the definitions each script keeps of its
+// includes (the shaker's choice) are those of
+// testdata/lua_definitions.golden; after a change to lua/, review the
+// difference and rewrite the file with go test -run ScriptDefinitions -update-lua.
+func TestScriptDefinitionsGolden(t *testing.T) {
+	def := regexp.MustCompile(`(?m)^local (?:function ([A-Za-z_]\w*)|([A-Za-z_][\w, ]*?)\s*=)`)
+	var b strings.Builder
+	s := &scripts{}
+	for _, x := range s.files() {
+		src, err := assembleScript(x.file, false)
 		if err != nil {
-			t.Fatalf("%s: %v", path, err)
+			t.Fatal(err)
 		}
-		for _, n := range names {
-			if n == "prelude" {
-				continue
-			}
-			if _, err := luaFiles.ReadFile("lua/include/" + n + ".lua"); err != nil {
-				t.Errorf("%s includes %q: %v", path, n, err)
+		src, _, _ = strings.Cut(src, "\n-- "+x.file+".lua\n") // the includes only
+		var names []string
+		for _, m := range def.FindAllStringSubmatch(src, -1) {
+			for _, n := range strings.Split(m[1]+m[2], ",") {
+				names = append(names, strings.TrimSpace(n))
 			}
 		}
+		fmt.Fprintf(&b, "%s: %s\n", x.file, strings.Join(names, " "))
+	}
+	const golden = "testdata/lua_definitions.golden"
+	if *updateLuaGolden {
+		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.String(); got != string(want) {
+		t.Errorf("the scripts keep other definitions than %s:\ngot:\n%s", golden, got)
 	}
 }
 
@@ -196,7 +210,7 @@ func TestNoStatusNameTypedInLua(t *testing.T) {
 // TestStatusTableMatchesTheStateMachine: what the prelude tells the
 // scripts of each status follows from Go's tables.
 func TestStatusTableMatchesTheStateMachine(t *testing.T) {
-	p := luaPrelude(false)
+	p := luaPrelude(false).Text()
 	for i, st := range allStatuses {
 		im := statusImplies[st]
 		want := `["` + string(st) + `"]={index=` + itoa(firstStatusKey+i) + ",terminal=" + boolStr(st.IsTerminal()) +
@@ -221,7 +235,7 @@ func boolStr(b bool) string {
 }
 
 func TestLuaPreludeMatchesTable(t *testing.T) {
-	p := luaPrelude(false)
+	p := luaPrelude(false).Text()
 	for _, to := range Statuses() {
 		for _, from := range sourcesOf(to) {
 			if !strings.Contains(p, fmt.Sprintf("[%q]=true", from)) {
@@ -231,10 +245,13 @@ func TestLuaPreludeMatchesTable(t *testing.T) {
 	}
 }
 
-// assembleScript returns lua/<name>.lua as the store loads it (see
-// luaLoader.assemble).
+// assembleScript returns lua/<name>.lua as the store loads it.
 func assembleScript(name string, cluster bool) (string, error) {
-	return newLuaLoader(cluster).assemble(name)
+	l, err := newLuaLoader(cluster)
+	if err != nil {
+		return "", err
+	}
+	return l.Assemble(name)
 }
 
 // luaCodeOnly strips Lua comments (the scripts' tests read code only) ("--" to the end of the line).

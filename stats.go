@@ -42,10 +42,10 @@ type Stats struct {
 	Leases LeaseStats `json:"leases"`
 	// Bridge is the resume bridge's stream.
 	Bridge BridgeQueueStats `json:"bridge"`
-	// KeptEvents counts external events kept because they matched no
-	// waiting flow yet (the early-event mailbox), waiting to be consumed
-	// by a SetWaiting or to expire.
-	KeptEvents int64 `json:"kept_events"`
+	// EarlyEvents counts early events: external events kept because they
+	// matched no waiting flow yet, waiting to be taken by a SetWaiting or
+	// to expire (WithEarlyEvents).
+	EarlyEvents int64 `json:"early_events"`
 }
 
 // ReadyQueueStats is one controller's ready queue, summed over the shards.
@@ -95,17 +95,6 @@ type BridgeQueueStats struct {
 	Backlog int64 `json:"backlog"`
 }
 
-// controllers is the per-shard set of controller ids that ever had a
-// ready flow in the shard (make_ready in lua/include/queues.lua adds to it): it is
-// how Stats finds the ready queues without a SCAN. It grows with the
-// number of controllers, never with flows.
-func (k keyspace) controllers(shard int) string { return k.tag(shard) + ":controllers" }
-
-// Stats returns a snapshot of the flow space; see Stats. It costs two
-// pipelined round trips (split by node on a cluster), plus one the first
-// time a store is used.
-func (m *Manager) Stats(ctx context.Context) (*Stats, error) { return m.store.stats(ctx) }
-
 // stats returns a snapshot of the flow space; see Stats.
 func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 	if err := s.checkLayout(ctx); err != nil {
@@ -122,7 +111,7 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 		leaseHead   *redis.ZSliceCmd
 		leasesDue   *redis.IntCmd
 		controllers *redis.StringSliceCmd
-		kept        *redis.IntCmd
+		early       *redis.IntCmd
 	}
 	cmds := make([]shardCmds, n)
 	pipe := s.client.Pipeline()
@@ -139,7 +128,7 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 		c.leaseHead = pipe.ZRangeWithScores(ctx, s.keys.leaseExp(sh), 0, 0)
 		c.leasesDue = pipe.ZCount(ctx, s.keys.leaseExp(sh), due.Min, due.Max)
 		c.controllers = pipe.SMembers(ctx, s.keys.controllers(sh))
-		c.kept = s.keptEventsCmd(ctx, pipe, sh, nowMs)
+		c.early = s.earlyEventsCmd(ctx, pipe, sh, nowMs)
 	}
 	streamLen := pipe.XLen(ctx, s.keys.bridge())
 	groups := pipe.XInfoGroups(ctx, s.keys.bridge())
@@ -173,11 +162,11 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 		for _, ctl := range c.controllers.Val() {
 			ready[ctl] = append(ready[ctl], sh)
 		}
-		if c.kept != nil {
-			if err := c.kept.Err(); err != nil && !errors.Is(err, redis.Nil) {
+		if c.early != nil {
+			if err := c.early.Err(); err != nil && !errors.Is(err, redis.Nil) {
 				return nil, statsErr(err)
 			}
-			st.KeptEvents += c.kept.Val()
+			st.EarlyEvents += c.early.Val()
 		}
 	}
 	if err := streamLen.Err(); err != nil {
@@ -243,13 +232,6 @@ func (s *RedisStore) readyStats(ctx context.Context, ready map[string][]int, now
 	return out, nil
 }
 
-// keptEventsCmd queues, on pipe, the command that counts the early events
-// kept in shard and not yet expired (the mailbox's per-shard deadline
-// index, as CountEarlyEvents reads it).
-func (s *RedisStore) keptEventsCmd(ctx context.Context, pipe redis.Pipeliner, shard int, nowMs string) *redis.IntCmd {
-	return pipe.ZCount(ctx, s.keys.kept(shard), "("+nowMs, "+inf")
-}
-
 // lagOf returns how far in the past the score (unix ms) of a sorted set's
 // head is, or 0 when the set is empty or the head is in the future.
 func lagOf(head []redis.Z, now time.Time) time.Duration {
@@ -284,51 +266,9 @@ func (st *Stats) String() string {
 	fmt.Fprintf(&b, "timers %d pending, %d due, tick lag %s\n", st.Timers.Pending, st.Timers.Due, st.Timers.Lag)
 	fmt.Fprintf(&b, "leases %d held, %d expired uncollected (oldest %s ago)\n", st.Leases.Held, st.Leases.Expired, st.Leases.ExpiredLag)
 	fmt.Fprintf(&b, "bridge %d unhandled: %d backlog, %d pending\n", st.Bridge.Length, st.Bridge.Backlog, st.Bridge.Pending)
-	b.WriteString("kept early events " + strconv.FormatInt(st.KeptEvents, 10) + "\n")
+	b.WriteString("early events " + strconv.FormatInt(st.EarlyEvents, 10) + "\n")
 	for _, q := range st.Ready {
 		fmt.Fprintf(&b, "ready %s: %d (oldest %s)\n", q.Controller, q.Depth, q.OldestAge)
 	}
 	return b.String()
-}
-
-// unlistedControllers reports the ready queues of a shard whose
-// controller is missing from the shard's controllers set (a flow space
-// written before the set existed): Stats cannot see them. Verify's
-// repair adds them. A queue holding only stale entries (found is what
-// the index check reported) is not reported: repair empties it.
-func (s *RedisStore) unlistedControllers(ctx context.Context, shard int, readies []string, found []Problem) ([]Problem, error) {
-	if len(readies) == 0 {
-		return nil, nil
-	}
-	stale := map[string]int64{}
-	for _, p := range found {
-		if p.Kind == "stale_index_entry" {
-			stale[p.Key]++
-		}
-	}
-	key := s.keys.controllers(shard)
-	listed, err := s.client.SMembers(ctx, key).Result()
-	if err != nil {
-		return nil, fmt.Errorf("taskflow: verify: %w", err)
-	}
-	known := make(map[string]bool, len(listed))
-	for _, c := range listed {
-		known[c] = true
-	}
-	var out []Problem
-	for _, rk := range readies {
-		ctl := strings.TrimPrefix(rk, s.keys.tag(shard)+":ready:")
-		if known[ctl] {
-			continue
-		}
-		n, err := s.client.ZCard(ctx, rk).Result()
-		if err != nil {
-			return nil, fmt.Errorf("taskflow: verify: %w", err)
-		}
-		if n > stale[rk] {
-			out = append(out, Problem{Kind: "controller_unlisted", Key: key, Member: ctl,
-				Detail: "ready queue " + rk + " is not in the shard's controllers set: Stats does not see it"})
-		}
-	}
-	return out, nil
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
 // statsSpace builds a known flow space at the env's clock (T):
@@ -132,7 +134,7 @@ func TestStats(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range []string{`"running":7`, `"lag_ns":0`, `"kept_events":0`, `"controller":"a"`, `"pending":1`} {
+		for _, k := range []string{`"running":7`, `"lag_ns":0`, `"early_events":0`, `"controller":"a"`, `"pending":1`} {
 			if !strings.Contains(string(raw), k) {
 				t.Errorf("JSON %s lacks %s", raw, k)
 			}
@@ -207,7 +209,7 @@ func TestStatsUnlistedController(t *testing.T) {
 		if len(rep.Problems) != 1 || rep.Problems[0].Kind != "controller_unlisted" || rep.Problems[0].Member != "old" {
 			t.Fatalf("verify: %+v", rep.Problems)
 		}
-		rep = must(t, try(e.m.Verify(e.ctx, WithRepair())))
+		rep = must(t, try(e.m.Verify(e.ctx, fsck.WithRepair())))
 		if rep.Unrepaired() != 0 {
 			t.Fatalf("repair: %+v", rep.Problems)
 		}

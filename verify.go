@@ -9,53 +9,15 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
-// Problem is one broken invariant found by Verify.
-type Problem struct {
-	// Kind names the invariant, e.g. ProblemStatusIndexMissing or ProblemOrphanKey.
-	Kind   string `json:"kind"`
-	FlowID string `json:"flow_id,omitempty"`
-	Key    string `json:"key"`
-	// Member is the index entry at fault, for stale_index_entry (for
-	// controller_unlisted, the controller id missing from the set).
-	Member string `json:"member,omitempty"`
-	Detail string `json:"detail"`
-	// Repaired is true when Verify ran with WithRepair and fixed it.
-	Repaired bool `json:"repaired"`
-}
-
-// VerifyReport is what Verify found.
-type VerifyReport struct {
-	Shards   int       `json:"shards"`
-	Flows    int       `json:"flows"`
-	Keys     int       `json:"keys"`
-	Problems []Problem `json:"problems"`
-}
-
-// OK reports whether no problem was found.
-func (r *VerifyReport) OK() bool { return len(r.Problems) == 0 }
-
-// Unrepaired counts the problems left as they were.
-func (r *VerifyReport) Unrepaired() int {
-	n := 0
-	for _, p := range r.Problems {
-		if !p.Repaired {
-			n++
-		}
-	}
-	return n
-}
-
-// VerifyOption adjusts Verify.
-type VerifyOption func(*verifyConfig)
-
-type verifyConfig struct{ repair bool }
-
-// WithRepair makes Verify fix what it finds: index entries are rebuilt
-// from the flow records, stale entries dropped, and keys of flows that no
-// longer exist deleted. Flow records and audit logs are never changed.
-func WithRepair() VerifyOption { return func(c *verifyConfig) { c.repair = true } }
+// Verify, taskflow's consistency check (package fsck names what it
+// reports), lives in three files: this one scans a shard, reads its flows
+// and gathers the report; verify_rules.go holds the rules a flow's record
+// implies for its keys and its shard's indexes; repair.go re-checks what
+// was found beside live traffic and repairs it.
 
 // Verify walks the flow space shard by shard and checks every invariant
 // the scripts maintain: each flow is in exactly its status's index and in
@@ -65,23 +27,23 @@ func WithRepair() VerifyOption { return func(c *verifyConfig) { c.repair = true 
 // cancel set holds exactly the waiting flows with a cancel request; the
 // newest audit event carries the flow's revision; every step in a flow's
 // step set has its record and every step record is in the set; no key is
-// left of a flow that does not exist (kept early events included); a flow made with an idempotency
-// key has a version 5 id and a well-formed input fingerprint; an
-// attempts count is a positive integer; kept early events (mailbox.go)
-// sit in lists with a TTL, readable, on the shard that reads them, and
-// every claim of one has its due entry (checkEarly). It reports and
-// changes nothing
-// unless WithRepair is given. Flows changing while Verify runs are
-// re-read before a problem is reported.
-func (s *RedisStore) Verify(ctx context.Context, opts ...VerifyOption) (*VerifyReport, error) {
-	var cfg verifyConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
+// left of a flow that does not exist (kept early events included); a
+// flow made with an idempotency key has a version 5 id and a well-formed
+// input fingerprint; an attempts count is a positive integer; kept early
+// events (early.go) sit in lists with a TTL, readable, on the shard
+// that reads them, and every claim of one has its due entry. It reports
+// and changes nothing unless fsck.WithRepair is given. Flows changing
+// while Verify runs are re-read before a problem is reported. The package
+// fsck documents each kind of problem and what its repair does.
+//
+// An error stops the walk; the report returned beside it holds what the
+// shards checked before it found (and, with repair, repaired).
+func (s *RedisStore) Verify(ctx context.Context, opts ...fsck.Option) (*fsck.Report, error) {
+	cfg := fsck.Apply(opts...)
 	if err := s.ensureLoaded(ctx); err != nil {
 		return nil, err
 	}
-	rep := &VerifyReport{Shards: s.keys.shards, Problems: []Problem{}}
+	rep := &fsck.Report{Shards: s.keys.shards, Problems: []fsck.Problem{}}
 	for shard := 0; shard < s.keys.shards; shard++ {
 		if err := s.verifyShard(ctx, shard, cfg, rep); err != nil {
 			return rep, err
@@ -91,7 +53,7 @@ func (s *RedisStore) Verify(ctx context.Context, opts ...VerifyOption) (*VerifyR
 }
 
 // Verify checks the manager's flow space; see RedisStore.Verify.
-func (m *Manager) Verify(ctx context.Context, opts ...VerifyOption) (*VerifyReport, error) {
+func (m *Manager) Verify(ctx context.Context, opts ...fsck.Option) (*fsck.Report, error) {
 	return m.store.Verify(ctx, opts...)
 }
 
@@ -102,7 +64,7 @@ type shardKeys struct {
 	steps   map[uuid.UUID][]string // run ids of step records
 	owners  []string               // owner index keys
 	readies []string               // ready queue keys
-	early   []string               // kept event lists (mailbox.go)
+	early   []string               // early-event lists (early.go)
 	unknown []string
 }
 
@@ -115,7 +77,7 @@ func (s *RedisStore) nodeFor(ctx context.Context, shard int) (redis.Cmdable, err
 	return s.client, nil
 }
 
-func (s *RedisStore) scanShard(ctx context.Context, shard int, rep *VerifyReport) (*shardKeys, error) {
+func (s *RedisStore) scanShard(ctx context.Context, shard int, rep *fsck.Report) (*shardKeys, error) {
 	node, err := s.nodeFor(ctx, shard)
 	if err != nil {
 		return nil, fmt.Errorf("taskflow: verify: %w", err)
@@ -208,13 +170,13 @@ type flowSnap struct {
 	leaseExp    string
 }
 
-func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg verifyConfig, rep *VerifyReport) error {
+func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg fsck.Config, rep *fsck.Report) error {
 	sk, err := s.scanShard(ctx, shard, rep)
 	if err != nil {
 		return err
 	}
 	snaps := map[uuid.UUID]*flowSnap{}
-	var unreadable []Problem
+	var unreadable []fsck.Problem
 	const batch = 200
 	for i := 0; i < len(sk.flows); i += batch {
 		end := min(i+batch, len(sk.flows))
@@ -252,29 +214,29 @@ func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg verifyConfi
 	for id, keys := range sk.byID {
 		if !exists(id) {
 			for _, k := range keys {
-				found = append(found, Problem{Kind: ProblemOrphanKey, FlowID: id.String(), Key: k, Detail: "no flow record"})
+				found = append(found, fsck.Problem{Kind: fsck.OrphanKey, FlowID: id.String(), Key: k, Detail: "no flow record"})
 			}
 		}
 	}
 	for id, runs := range sk.steps {
 		if !exists(id) {
 			for _, r := range runs {
-				found = append(found, Problem{Kind: ProblemOrphanKey, FlowID: id.String(), Key: s.keys.step(id, r), Detail: "no flow record"})
+				found = append(found, fsck.Problem{Kind: fsck.OrphanKey, FlowID: id.String(), Key: s.keys.step(id, r), Detail: "no flow record"})
 			}
 		}
 	}
-	// Kept events of a flow that no longer exists: an inbox is only
+	// Early events of a flow that no longer exists: a flow's list is only
 	// written while its flow exists, so one without a flow was left by a
 	// delete (a flow made again with the id would take its events).
-	inboxTag := s.keys.tag(shard) + ":inbox:"
+	flowTag := s.keys.tag(shard) + ":inbox:"
 	for _, k := range sk.early {
-		id, err := uuid.Parse(strings.TrimPrefix(k, inboxTag))
-		if strings.HasPrefix(k, inboxTag) && err == nil && s.keys.shardOf(id) == shard && !exists(id) {
-			found = append(found, Problem{Kind: ProblemOrphanKey, FlowID: id.String(), Key: k, Detail: "kept events of a flow that no longer exists"})
+		id, err := uuid.Parse(strings.TrimPrefix(k, flowTag))
+		if strings.HasPrefix(k, flowTag) && err == nil && s.keys.shardOf(id) == shard && !exists(id) {
+			found = append(found, fsck.Problem{Kind: fsck.OrphanKey, FlowID: id.String(), Key: k, Detail: "kept events of a flow that no longer exists"})
 		}
 	}
 	for _, k := range sk.unknown {
-		found = append(found, Problem{Kind: ProblemUnknownKey, Key: k, Detail: "not a key taskflow writes"})
+		found = append(found, fsck.Problem{Kind: fsck.UnknownKey, Key: k, Detail: "not a key taskflow writes"})
 	}
 	idx, err := s.checkIndexes(ctx, shard, sk, snaps, exists)
 	if err != nil {
@@ -291,7 +253,7 @@ func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg verifyConfi
 	if err != nil {
 		return err
 	}
-	if cfg.repair {
+	if cfg.Repair {
 		if err := s.repair(ctx, shard, found); err != nil {
 			return err
 		}
@@ -302,7 +264,7 @@ func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg verifyConfi
 
 // snapshotFlows reads flows with verify_flow.lua, two pipelines: the
 // owners first (the script needs the owner index key), then the scripts.
-func (s *RedisStore) snapshotFlows(ctx context.Context, ids []uuid.UUID) ([]*flowSnap, []Problem, error) {
+func (s *RedisStore) snapshotFlows(ctx context.Context, ids []uuid.UUID) ([]*flowSnap, []fsck.Problem, error) {
 	pipe := s.client.Pipeline()
 	owners := make([]*redis.StringCmd, len(ids))
 	for i, id := range ids {
@@ -319,13 +281,13 @@ func (s *RedisStore) snapshotFlows(ctx context.Context, ids []uuid.UUID) ([]*flo
 	}
 	vals, errs := s.runPipelined(ctx, calls)
 	out := make([]*flowSnap, 0, len(ids))
-	var problems []Problem
+	var problems []fsck.Problem
 	for i, id := range ids {
 		var rerr redis.Error
 		if errors.As(errs[i], &rerr) {
 			// A server error reading this flow (a key of the wrong type):
 			// report it and go on with the others.
-			problems = append(problems, Problem{Kind: ProblemUnreadableFlow, FlowID: id.String(), Key: s.keys.flow(id), Detail: rerr.Error()})
+			problems = append(problems, fsck.Problem{Kind: fsck.UnreadableFlow, FlowID: id.String(), Key: s.keys.flow(id), Detail: rerr.Error()})
 			continue
 		}
 		if errs[i] != nil {

@@ -9,11 +9,15 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
-// The rules Verify checks a flow against: what its record implies for
-// its own keys and for every index of its shard (verify_kinds.go names
-// what breaks them).
+// The rules Verify checks a shard against: what a flow's record implies
+// for its own keys and for every index of its shard, the controllers set
+// of the ready queues, and the keys of kept early events and their claims
+// (package fsck names each kind of problem).
 
 // expectedWait returns the timer deadline and correlation member a flow's
 // record implies, and a problem when its wait is unreadable.
@@ -39,100 +43,100 @@ func (s *RedisStore) expectedWait(id uuid.UUID, fields map[string]string) (timer
 }
 
 // checkFlow compares one flow snapshot with the invariants.
-func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []Problem {
-	var out []Problem
+func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []fsck.Problem {
+	var out []fsck.Problem
 	id := sn.id.String()
 	flowKey := s.keys.flow(sn.id)
 	shard := s.keys.shardOf(sn.id)
-	add := func(kind, key, detail string) {
-		out = append(out, Problem{Kind: kind, FlowID: id, Key: key, Detail: detail})
+	add := func(kind fsck.Kind, key, detail string) {
+		out = append(out, fsck.Problem{Kind: kind, FlowID: id, Key: key, Detail: detail})
 	}
 	st, err := ParseFlowStatus(sn.fields["status"])
 	if err != nil {
-		add(ProblemBadFlow, flowKey, err.Error())
+		add(fsck.BadFlow, flowKey, err.Error())
 		return out
 	}
 	for i, other := range allStatuses {
 		in := i < len(sn.scores) && sn.scores[i] != ""
 		switch {
 		case other == st && !in:
-			add(ProblemStatusIndexMissing, s.keys.status(shard, other), "flow is "+string(st)+" but not in its status index")
+			add(fsck.StatusIndexMissing, s.keys.status(shard, other), "flow is "+string(st)+" but not in its status index")
 		case other != st && in:
-			add(ProblemStatusIndexExtra, s.keys.status(shard, other), "flow is "+string(st)+" but in the "+string(other)+" index")
+			add(fsck.StatusIndexExtra, s.keys.status(shard, other), "flow is "+string(st)+" but in the "+string(other)+" index")
 		}
 	}
 	if sn.ownerScore == "" {
-		add(ProblemOwnerIndexMissing, s.keys.owner(shard, sn.fields["owner"]), "flow is not in its owner's index")
+		add(fsck.OwnerIndexMissing, s.keys.owner(shard, sn.fields["owner"]), "flow is not in its owner's index")
 	}
 	if fp, ok := sn.fields["idem"]; ok && !validFingerprint(sn.id, fp) {
-		add(ProblemBadIdempotency, flowKey, "idempotency fingerprint "+strconv.Quote(fp)+" is malformed or on a flow whose id is not derived from a key")
+		add(fsck.BadIdempotency, flowKey, "idempotency fingerprint "+strconv.Quote(fp)+" is malformed or on a flow whose id is not derived from a key")
 	}
 	if a, ok := sn.fields["att"]; ok {
 		if n, err := strconv.Atoi(a); err != nil || n < 1 {
-			add(ProblemBadAttempts, flowKey, "attempts count "+strconv.Quote(a)+" is not a positive integer")
+			add(fsck.BadAttempts, flowKey, "attempts count "+strconv.Quote(a)+" is not a positive integer")
 		}
 	}
 	_, hasWait := sn.fields["wait"]
 	switch {
 	case st.waits() && !hasWait:
-		add(ProblemWaitMissing, flowKey, "waiting flow without wait_json")
+		add(fsck.WaitMissing, flowKey, "waiting flow without wait_json")
 	case !st.waits() && hasWait:
-		add(ProblemWaitExtra, flowKey, string(st)+" flow with a wait_json")
+		add(fsck.WaitExtra, flowKey, string(st)+" flow with a wait_json")
 	}
 	timerMs, corr, bad := s.expectedWait(sn.id, sn.fields)
 	if bad != "" {
-		add(ProblemBadWait, flowKey, bad)
+		add(fsck.BadWait, flowKey, bad)
 	}
 	switch {
 	case timerMs != "" && sn.timerScore == "":
-		add(ProblemTimerMissing, s.keys.timers(shard), "waiting timer flow not in the timer set")
+		add(fsck.TimerMissing, s.keys.timers(shard), "waiting timer flow not in the timer set")
 	case timerMs != "" && sn.timerScore != timerMs:
-		add(ProblemTimerWrong, s.keys.timers(shard), "timer entry at "+sn.timerScore+", wait says "+timerMs)
+		add(fsck.TimerWrong, s.keys.timers(shard), "timer entry at "+sn.timerScore+", wait says "+timerMs)
 	case timerMs == "" && sn.timerScore != "":
-		add(ProblemTimerExtra, s.keys.timers(shard), "flow in the timer set without a timer wait")
+		add(fsck.TimerExtra, s.keys.timers(shard), "flow in the timer set without a timer wait")
 	}
 	wantCW := st.waits() && sn.fields["cancel"] == "1"
 	switch {
 	case wantCW && !sn.cancelWait:
-		add(ProblemCancelwaitMissing, s.keys.cancelWait(shard), "waiting flow with a cancel request not in the cancel set")
+		add(fsck.CancelWaitMissing, s.keys.cancelWait(shard), "waiting flow with a cancel request not in the cancel set")
 	case !wantCW && sn.cancelWait:
-		add(ProblemCancelwaitExtra, s.keys.cancelWait(shard), "flow in the cancel set but not waiting with a cancel request")
+		add(fsck.CancelWaitExtra, s.keys.cancelWait(shard), "flow in the cancel set but not waiting with a cancel request")
 	}
 	gotCorr := sn.fields["corr"]
 	switch {
 	case corr != "" && (gotCorr != corr || sn.corrScore == ""):
-		add(ProblemCorrMissing, s.keys.corr(shard), "waiting external-event flow not in the correlation index")
+		add(fsck.CorrMissing, s.keys.corr(shard), "waiting external-event flow not in the correlation index")
 	case corr == "" && gotCorr != "":
-		add(ProblemCorrExtra, s.keys.corr(shard), "flow keeps a correlation entry without an external-event wait")
+		add(fsck.CorrExtra, s.keys.corr(shard), "flow keeps a correlation entry without an external-event wait")
 	}
 	readyKey := s.keys.ready(shard, sn.fields["controller"])
 	if st.runnable() {
 		switch {
 		case sn.lease == "" && sn.readyScore == "":
-			add(ProblemReadyMissing, readyKey, "running flow neither leased nor on its ready queue")
+			add(fsck.ReadyMissing, readyKey, "running flow neither leased nor on its ready queue")
 		case sn.lease != "" && sn.readyScore != "":
-			add(ProblemReadyExtra, readyKey, "leased flow still on its ready queue")
+			add(fsck.ReadyExtra, readyKey, "leased flow still on its ready queue")
 		}
 		switch {
 		case sn.lease != "" && sn.leaseExp != leaseExpiry(sn.lease):
-			add(ProblemLeaseExpiryWrong, s.keys.leaseExp(shard), "lease expiry entry does not match the lease")
+			add(fsck.LeaseExpiryWrong, s.keys.leaseExp(shard), "lease expiry entry does not match the lease")
 		case sn.lease == "" && sn.leaseExp != "":
-			add(ProblemLeaseExpiryExtra, s.keys.leaseExp(shard), "expiry entry without a lease")
+			add(fsck.LeaseExpiryExtra, s.keys.leaseExp(shard), "expiry entry without a lease")
 		}
 	} else {
 		if sn.readyScore != "" {
-			add(ProblemReadyExtra, readyKey, string(st)+" flow on a ready queue")
+			add(fsck.ReadyExtra, readyKey, string(st)+" flow on a ready queue")
 		}
 		if sn.lease != "" || sn.leaseExp != "" {
-			add(ProblemLeaseExtra, s.keys.leases(shard), string(st)+" flow with a lease")
+			add(fsck.LeaseExtra, s.keys.leases(shard), string(st)+" flow with a lease")
 		}
 	}
 	if sn.lastEvent == "" {
-		add(ProblemEventsMissing, s.keys.events(sn.id), "flow has no audit event")
+		add(fsck.EventsMissing, s.keys.events(sn.id), "flow has no audit event")
 	} else if ev, err := decodeEvent(sn.id, 0, sn.lastEvent); err != nil {
-		add(ProblemBadEvent, s.keys.events(sn.id), err.Error())
+		add(fsck.BadEvent, s.keys.events(sn.id), err.Error())
 	} else if strconv.FormatInt(ev.Revision, 10) != sn.fields["rev"] {
-		add(ProblemEventRevision, s.keys.events(sn.id), fmt.Sprintf("newest event has revision %d, flow has %s", ev.Revision, sn.fields["rev"]))
+		add(fsck.EventRevision, s.keys.events(sn.id), fmt.Sprintf("newest event has revision %d, flow has %s", ev.Revision, sn.fields["rev"]))
 	}
 	records := map[string]bool{}
 	for _, r := range stepRecords {
@@ -142,12 +146,12 @@ func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []Problem {
 	for _, m := range sn.stepMembers {
 		members[m] = true
 		if !records[m] {
-			add(ProblemStepMissing, s.keys.step(sn.id, m), "step set names a step without a record")
+			add(fsck.StepMissing, s.keys.step(sn.id, m), "step set names a step without a record")
 		}
 	}
 	for _, r := range stepRecords {
 		if !members[r] {
-			add(ProblemStepUnindexed, s.keys.step(sn.id, r), "step record not in the flow's step set")
+			add(fsck.StepUnindexed, s.keys.step(sn.id, r), "step record not in the flow's step set")
 		}
 	}
 	return out
@@ -166,10 +170,10 @@ func leaseExpiry(lease string) string {
 // not match a flow.
 // exists says whether a flow record is there (even if unreadable, whose
 // entries are not judged).
-func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys, snaps map[uuid.UUID]*flowSnap, exists func(uuid.UUID) bool) ([]Problem, error) {
-	var out []Problem
+func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys, snaps map[uuid.UUID]*flowSnap, exists func(uuid.UUID) bool) ([]fsck.Problem, error) {
+	var out []fsck.Problem
 	stale := func(key, member, detail string) {
-		p := Problem{Kind: ProblemStaleIndexEntry, Key: key, Member: member, Detail: detail}
+		p := fsck.Problem{Kind: fsck.StaleIndexEntry, Key: key, Member: member, Detail: detail}
 		if id, err := uuid.Parse(lastUUID(member)); err == nil {
 			p.FlowID = id.String()
 		}
@@ -186,7 +190,7 @@ func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys,
 		members, err := s.indexMembers(ctx, key, want)
 		var wt wrongTypeError
 		if errors.As(err, &wt) {
-			out = append(out, Problem{Kind: ProblemWrongType, Key: key, Detail: "key is a " + string(wt) + ", not an index"})
+			out = append(out, fsck.Problem{Kind: fsck.WrongType, Key: key, Detail: "key is a " + string(wt) + ", not an index"})
 			return nil
 		}
 		if err != nil {
@@ -319,4 +323,146 @@ func (s *RedisStore) indexMembers(ctx context.Context, key, want string) ([]stri
 		}
 		cursor = next
 	}
+}
+
+// unlistedControllers reports the ready queues of a shard whose
+// controller is missing from the shard's controllers set (a flow space
+// written before the set existed): Stats cannot see them. Verify's
+// repair adds them. A queue holding only stale entries (found is what
+// the index check reported) is not reported: repair empties it.
+func (s *RedisStore) unlistedControllers(ctx context.Context, shard int, readies []string, found []fsck.Problem) ([]fsck.Problem, error) {
+	if len(readies) == 0 {
+		return nil, nil
+	}
+	stale := map[string]int64{}
+	for _, p := range found {
+		if p.Kind == fsck.StaleIndexEntry {
+			stale[p.Key]++
+		}
+	}
+	key := s.keys.controllers(shard)
+	listed, err := s.client.SMembers(ctx, key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: verify: %w", err)
+	}
+	known := make(map[string]bool, len(listed))
+	for _, c := range listed {
+		known[c] = true
+	}
+	var out []fsck.Problem
+	for _, rk := range readies {
+		ctl := strings.TrimPrefix(rk, s.keys.tag(shard)+":ready:")
+		if known[ctl] {
+			continue
+		}
+		n, err := s.client.ZCard(ctx, rk).Result()
+		if err != nil {
+			return nil, fmt.Errorf("taskflow: verify: %w", err)
+		}
+		if n > stale[rk] {
+			out = append(out, fsck.Problem{Kind: fsck.ControllerUnlisted, Key: key, Member: ctl,
+				Detail: "ready queue " + rk + " is not in the shard's controllers set: Stats does not see it"})
+		}
+	}
+	return out, nil
+}
+
+// checkEarly checks one shard's early events and claims (early.go): every
+// early-event list is a list with a TTL (else it would never go away) and
+// readable entries, a pair's list lives on the pair's rendezvous shard,
+// and every claim is readable and has its due entry, and the reverse.
+// Problems: wrong_type, early_no_ttl, bad_early_event, early_wrong_shard,
+// bad_claim, claim_unindexed, stale_index_entry. Verify does not repair
+// them: an expired list goes by itself, and the tick settles claims.
+func (s *RedisStore) checkEarly(ctx context.Context, shard int, keys []string) ([]fsck.Problem, error) {
+	var out []fsck.Problem
+	tag := s.keys.tag(shard) + ":"
+	for _, key := range keys {
+		pipe := s.client.Pipeline()
+		typ := pipe.Type(ctx, key)
+		ttl := pipe.PTTL(ctx, key)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("taskflow: verify: %w", err)
+		}
+		switch typ.Val() {
+		case "none":
+			continue // expired meanwhile
+		case "list":
+		default:
+			out = append(out, fsck.Problem{Kind: fsck.WrongType, Key: key, Detail: "key is a " + typ.Val() + ", not a list of kept events"})
+			continue
+		}
+		if ttl.Val() < 0 {
+			out = append(out, fsck.Problem{Kind: fsck.EarlyNoTTL, Key: key, Detail: "kept events without a TTL never go away"})
+		}
+		kind, rest, _ := strings.Cut(strings.TrimPrefix(key, tag), ":")
+		var flowID string
+		if kind == "mbox" && s.keys.rendezvous(rest) != shard {
+			out = append(out, fsck.Problem{Kind: fsck.EarlyWrongShard, Key: key, Detail: "a pair's early-event list outside its rendezvous shard is never read"})
+		}
+		if kind == "inbox" {
+			id, err := uuid.Parse(rest)
+			if err != nil || s.keys.shardOf(id) != shard {
+				out = append(out, fsck.Problem{Kind: fsck.EarlyWrongShard, Key: key, Detail: "a flow's early-event list that names no flow of this shard is never read"})
+			} else {
+				flowID = " of flow " + id.String()
+			}
+		}
+		entries, err := s.client.LRange(ctx, key, 0, -1).Result()
+		if err != nil {
+			return nil, fmt.Errorf("taskflow: verify: %w", err)
+		}
+		for _, e := range entries {
+			ok := false
+			if kind == "mbox" {
+				_, _, ok = parseEarlyEntry(e)
+			} else {
+				ok = parseEarlyFlowEntry(e)
+			}
+			if !ok {
+				out = append(out, fsck.Problem{Kind: fsck.BadEarlyEvent, Key: key, Member: e, Detail: "unreadable kept event" + flowID})
+			}
+		}
+	}
+	pipe := s.client.TxPipeline() // one slot: a consistent view
+	claims := pipe.HGetAll(ctx, s.keys.claims(shard))
+	due := pipe.ZRange(ctx, s.keys.claimDue(shard), 0, -1)
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		var rerr redis.Error
+		if errors.As(err, &rerr) {
+			return append(out, fsck.Problem{Kind: fsck.WrongType, Key: s.keys.claims(shard), Detail: rerr.Error()}), nil
+		}
+		return nil, fmt.Errorf("taskflow: verify: %w", err)
+	}
+	indexed := map[string]bool{}
+	for _, id := range due.Val() {
+		indexed[id] = true
+		if _, ok := claims.Val()[id]; !ok {
+			out = append(out, fsck.Problem{Kind: fsck.StaleIndexEntry, Key: s.keys.claimDue(shard), Member: id, Detail: "due entry of no claim"})
+		}
+	}
+	for id, c := range claims.Val() {
+		flow, cp, _, ok := parseClaim(c)
+		switch {
+		case !ok || s.keys.rendezvous(cp) != shard:
+			out = append(out, fsck.Problem{Kind: fsck.BadClaim, Key: s.keys.claims(shard), Member: id, Detail: "unreadable claim, or of another shard"})
+		case !indexed[id]:
+			out = append(out, fsck.Problem{Kind: fsck.ClaimUnindexed, Key: s.keys.claims(shard), Member: id, Detail: "claim for flow " + flow.String() + " without a due entry is never re-driven"})
+		}
+	}
+	return out, nil
+}
+
+// parseEarlyFlowEntry checks '<event id> <deadline ms> <n> <corr prefix, n
+// bytes><payload>'.
+func parseEarlyFlowEntry(e string) bool {
+	parts := strings.SplitN(e, " ", 4)
+	if len(parts) != 4 || parts[0] == "" {
+		return false
+	}
+	if _, err := strconv.ParseInt(parts[1], 10, 64); err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(parts[2])
+	return err == nil && n >= 0 && n <= len(parts[3])
 }

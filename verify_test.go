@@ -1,6 +1,7 @@
 package taskflow
 
 import (
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
 // driveEveryStatus makes flows in every status and every kind of wait.
@@ -33,10 +36,10 @@ func driveEveryStatus(t testing.TB, e *env) map[string]*Flow {
 	return out
 }
 
-func kindsOf(rep *VerifyReport) []string {
+func kindsOf(rep *fsck.Report) []string {
 	var ks []string
 	for _, p := range rep.Problems {
-		ks = append(ks, p.Kind)
+		ks = append(ks, string(p.Kind))
 	}
 	sort.Strings(ks)
 	return ks
@@ -182,7 +185,7 @@ func TestVerifyFindsAndRepairs(t *testing.T) {
 				if after := e.dump(); len(after) != len(before) {
 					t.Fatal("Verify without repair changed Redis")
 				}
-				fixed := must(t, try(e.m.Verify(e.ctx, WithRepair())))
+				fixed := must(t, try(e.m.Verify(e.ctx, fsck.WithRepair())))
 				if c.repairable && fixed.Unrepaired() != 0 {
 					t.Fatalf("unrepaired: %+v", fixed.Problems)
 				}
@@ -202,4 +205,42 @@ func TestVerifyFindsAndRepairs(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestVerifyEarlyEvents: Verify knows the keys of early events (lists of
+// both kinds, a claim) and reports them broken.
+func TestVerifyEarlyEvents(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := e.runningFlow(t)
+		must(t, try(e.m.TryResumeExternal(e.ctx, f.ID, "t", "flow", "x")))
+		must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "pair", "y")))
+		must(t, try(e.m.ResumeByCorrelation(e.ctx, "t", "claimed", "z")))
+		w := e.waitingFlow(t, WaitManual())
+		cp := corrPrefix("t", "claimed")
+		if _, _, ok, err := e.store.takeEarly(e.ctx, w.ID, cp, "", newEventID()); !ok || err != nil {
+			t.Fatalf("take: %v %v", ok, err)
+		}
+		rep := requireVerifyClean(t, e.m)
+		if rep.Keys == 0 {
+			t.Fatal("verify saw no keys")
+		}
+		r := e.store.keys.rendezvous(cp)
+		pair := e.store.keys.earlyPair(corrPrefix("t", "pair"))
+		e.client.Persist(e.ctx, pair)
+		e.client.RPush(e.ctx, e.store.keys.earlyFlow(f.ID), "garbage")
+		e.client.ZRem(e.ctx, e.store.keys.claimDue(r), must(t, try(e.client.HKeys(e.ctx, e.store.keys.claims(r)).Result()))[0])
+		got := must(t, try(e.m.Verify(e.ctx)))
+		kinds := map[fsck.Kind]string{}
+		for _, p := range got.Problems {
+			kinds[p.Kind] = p.Key
+		}
+		want := map[fsck.Kind]string{
+			fsck.EarlyNoTTL:     pair,
+			fsck.BadEarlyEvent:  e.store.keys.earlyFlow(f.ID),
+			fsck.ClaimUnindexed: e.store.keys.claims(r),
+		}
+		if !reflect.DeepEqual(kinds, want) {
+			t.Fatalf("problems %+v, want %v", got.Problems, want)
+		}
+	})
 }

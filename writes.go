@@ -106,9 +106,9 @@ type transitionReq struct {
 	guard   string
 	state   []any
 	mut     mutation
-	// inbox: a wait on an external event is met at once by a kept event
-	// of the flow's inbox (mailbox.go).
-	inbox bool
+	// early: a wait on an external event is met at once by an early
+	// event kept for the flow (early.go).
+	early bool
 }
 
 // transition runs transition.lua at the store's current time.
@@ -118,7 +118,7 @@ func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, er
 	}
 	_, nowMs, nowStr := s.clock()
 	sc, keys, args := s.scripts.transition, s.keys.flowKeys(r.id, ""), s.transitionArgs(r, nowMs, nowStr)
-	if r.inbox {
+	if r.early {
 		sc, keys = s.scripts.transitionEarly, s.keys.withEarly(keys, r.id)
 		args = append(args, s.early.memoryArgs()...) // last: see transition_early.lua
 	}

@@ -1,9 +1,9 @@
 -- delete_orphans.lua: delete keys left behind by a flow that no longer
 -- exists (the invariant checker's repair), unless the flow came back.
--- The flow's inbox of kept early events goes too, with its entries in
--- the shard's kept-event index (include/early.lua).
+-- The flow's early events go too, with their entries in
+-- the shard's early-event index (include/early.lua).
 --
--- KEYS: 1 the flow hash, 2 the flow's inbox, 3 the shard's kept-event
+-- KEYS: 1 the flow hash, 2 the flow's early-event list, 3 the shard's early-event
 --   index, 4.. the other orphaned keys of that flow.
 -- ARGV: none.
 -- Returns: the number of keys deleted (0 when the flow exists).

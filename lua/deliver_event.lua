@@ -1,31 +1,31 @@
 -- deliver_event.lua: deliver one external event to one flow: resume it
 -- when it waits for the event's topic and correlation id, merging
 -- {"resume_event": payload} exactly as any resume by event; otherwise,
--- by mode, keep the event in the flow's inbox for a later wait, or
--- record it as refused. An event id is decided once per flow (see mbx in
--- include/early.lua): a second delivery of the same id returns the first
+-- by mode, keep the event in the flow's early-event list for a later wait, or
+-- record it as refused. An event id is decided once per flow (see early_record_get
+-- in include/early.lua): a second delivery of the same id returns the first
 -- outcome and writes nothing.
 --
 -- KEYS: the flow key set 1..15 (include/context.lua), 16 the flow's
---   inbox list, 17 the shard's kept-event index, 18 the shard's memory
+--   early-event list, 17 the shard's early-event index, 18 the shard's memory
 --   of used events (include/early.lua).
 -- ARGV: 1..9 the common head (include/context.lua; 4, expected
 --   revision, and 7, lease, unused)
 --   10 corr prefix of the event's topic and correlation id
 --   11 event id (a second delivery of it is recognised by it; ARGV 3,
 --      the call id, tells a re-send of this call from another call)  12 payload JSON ('' = none)
---   13 mode: 'keep'    not waiting for it: keep it in the inbox (unless
+--   13 mode: 'keep'    not waiting for it: keep it in the list (unless
 --                      the flow is terminal), for TryResumeExternal
 --            'resume'  not waiting for it: record it as refused, for a
---                      claimed event of the mailbox (mailbox.go)
---   14 retention in ms (mode keep)  15 inbox cap (mode keep)
+--                      claimed early event (early.go)
+--   14 retention in ms (mode keep)  15 list cap (mode keep)
 --   16 how long to remember a used event, in ms  17 the memory's cap
 --      (WithResumeIDMemory): an event the flow used, past its own
---      records (mbx), is still answered 'seen', never applied or kept
+--      records (field mbx), is still answered 'seen', never applied or kept
 -- Returns: {flow hash, 'used'} when the event resumed the flow (in this
 --   call: a re-sent run of it answers the same), {flow hash, 'seen'}
 --   when another call's delivery of it did (nothing applied);
---   {{}, outcome} otherwise, outcome 'kept' (in the inbox), 'refused'
+--   {{}, outcome} otherwise, outcome 'kept' (in the list), 'refused'
 --   (recorded; never applied), 'none' (no such flow, or a terminal one
 --   in mode keep).
 -- Errors (mode keep; mode resume refuses the event instead):
@@ -42,17 +42,17 @@
 --@include early
 
 local c = mutation_context(KEYS, ARGV)
-local inbox, kept = KEYS[16], KEYS[17]
+local list, index = KEYS[16], KEYS[17]
 local cp, id, payload, mode = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 local mem = {key = KEYS[18], keep = tonumber(ARGV[16]), cap = tonumber(ARGV[17])}
 local f = load_flow(c)
 if f == nil then
   if mode == 'resume' then
-    return {{}, 'refused'} -- nothing can apply it: back to the mailbox
+    return {{}, 'refused'} -- nothing can apply it: back to its pair's list
   end
   return {{}, 'none'}
 end
-local seen, by = mbx_get(c, id)
+local seen, by = early_record_get(c, id)
 if seen == 'u' then
   -- A re-sent event that already resumed the flow (a reply lost, a bridge
   -- message handled again): answer as the first run did, apply nothing;
@@ -80,28 +80,28 @@ if STATUS[f.status].waits and f.corr == cp .. c.id then
   if mode ~= 'resume' then
     return e
   end
-  mbx_put(c, id, 'r')
+  early_record_put(c, id, 'r')
   return {{}, 'refused'}
 end
 if mode == 'resume' then
-  mbx_put(c, id, 'r')
+  early_record_put(c, id, 'r')
   return {{}, 'refused'}
 end
 if STATUS[f.status].terminal then
   return {{}, 'none'}
 end
-if redis.call('ZSCORE', kept, id) then
+if redis.call('ZSCORE', index, id) then
   return {{}, 'kept'} -- a re-sent event, already kept
 end
 local deadline = tonumber(c.now) + tonumber(ARGV[14])
-local n = redis.call('RPUSH', inbox, id .. ' ' .. deadline .. ' ' .. #cp .. ' ' .. cp .. payload)
+local n = redis.call('RPUSH', list, id .. ' ' .. deadline .. ' ' .. #cp .. ' ' .. cp .. payload)
 while n > tonumber(ARGV[15]) do
-  local old = parse_inbox(redis.call('LPOP', inbox))
+  local old = parse_early_entry(redis.call('LPOP', list))
   if old then
-    redis.call('ZREM', kept, old)
+    redis.call('ZREM', index, old)
   end
   n = n - 1
 end
-redis.call('PEXPIRE', inbox, ARGV[14])
-kept_add(c, kept, id, deadline)
+redis.call('PEXPIRE', list, ARGV[14])
+early_index_add(c, index, id, deadline)
 return {{}, 'kept'}

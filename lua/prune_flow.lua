@@ -1,8 +1,8 @@
 -- prune_flow.lua: delete one terminal flow last updated before a cutoff,
--- with its state, events, steps, kept early events and every index entry.
+-- with its state, events, steps, early events and every index entry.
 --
 -- KEYS: the flow key set 1..15 (include/context.lua), 16 the owner
---   index, 17 the flow's inbox of kept events, 18 the shard's kept-event
+--   index, 17 the flow's early-event list, 18 the shard's early-event
 --   index (include/early.lua), then the flow's step hashes (as many as
 --   ARGV 3 says).
 -- ARGV: 1 flow id  2 cutoff (unix ms; updated_at must be below it)
@@ -10,9 +10,9 @@
 --   exactly that many, so no step key is left behind)
 -- Returns: 1 when pruned, 0 when the flow is gone, not terminal, too
 --   recent, or gained steps meanwhile (nothing is deleted then).
--- Events: none; the flow's audit log is deleted with it. The inbox's
+-- Events: none; the flow's audit log is deleted with it. Its early
 --   events go with it (a flow made again with the same id must not take
---   them); the inbox is capped, so the work is bounded.
+--   them); their list is capped, so the work is bounded.
 --@include prelude
 --@include context
 --@include record
@@ -36,15 +36,15 @@ for _, st in pairs(STATUS) do
 end
 clear_wait(c, f)
 leave_running(c, f)
-local inbox, kept = KEYS[17], KEYS[18]
-for _, entry in ipairs(redis.call('LRANGE', inbox, 0, -1)) do
+local list, index = KEYS[17], KEYS[18]
+for _, entry in ipairs(redis.call('LRANGE', list, 0, -1)) do
   local id = string.match(entry, '^(%S+) ')
   if id then
-    redis.call('ZREM', kept, id)
+    redis.call('ZREM', index, id)
   end
 end
 for i = 19, #KEYS do
   redis.call('DEL', KEYS[i])
 end
-redis.call('DEL', c.flow, c.events, c.steps, inbox)
+redis.call('DEL', c.flow, c.events, c.steps, list)
 return 1

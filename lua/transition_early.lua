@@ -1,10 +1,10 @@
 -- transition_early.lua: transition.lua for a wait on an external event,
--- with the mailbox (mailbox.go): the wait is met at once, in this same
+-- with early events (early.go): the wait is met at once, in this same
 -- script, by a kept event addressed to this flow that matches it (events
 -- waiting, then resumed).
 --
 -- KEYS: the flow key set 1..15 (include/context.lua)
---   16 the flow's inbox list  17 the shard's kept-event index  18 the
+--   16 the flow's early-event list  17 the shard's early-event index  18 the
 --   shard's memory of used events (see include/early.lua)
 -- ARGV: as transition.lua, then two more, last (taken off before the
 --   rest is read, so transition.lua's own stay as they are): how long to
@@ -19,7 +19,7 @@ local mem = {key = KEYS[18]}
 mem.cap = tonumber(table.remove(ARGV))
 mem.keep = tonumber(table.remove(ARGV))
 local c = mutation_context(KEYS, ARGV)
-local inbox, kept = KEYS[16], KEYS[17]
+local list, index = KEYS[16], KEYS[17]
 return run_transition(c, function(f)
-  take_inbox(c, f, inbox, kept, mem)
+  take_early(c, f, list, index, mem)
 end)

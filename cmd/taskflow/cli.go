@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 
 // verb is one subcommand: its usage text and what it does. The text is
@@ -165,7 +166,7 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "       taskflow --version")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "verbs:")
-	tw := newTable(w)
+	tw := clitext.NewTable(w)
 	for _, v := range verbs() {
 		fmt.Fprintf(tw, "  %s\t%s\n", v.name, v.summary)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 
 // Connection defaults.
@@ -73,7 +74,7 @@ func (c *cli) dialCluster(ctx context.Context, rawURL string) (redis.UniversalCl
 	// go-redis ignores the path of a cluster URL; a cluster has only db 0.
 	if u, _ := url.Parse(rawURL); u != nil && u.Path != "" && u.Path != "/" && u.Path != "/0" {
 		return nil, usagef("--redis %s names database %s, but a Redis Cluster has only database 0",
-			redactURL(rawURL), strings.TrimPrefix(u.Path, "/"))
+			clitext.RedactURL(rawURL), strings.TrimPrefix(u.Path, "/"))
 	}
 	if err := probeCluster(ctx, *opts); err != nil {
 		return nil, fmt.Errorf("cannot reach Redis Cluster at %s: %s",
@@ -156,7 +157,7 @@ func sentinelOptions(rawURL string) (*redis.FailoverOptions, error) {
 		return nil, badURL(rawURL, err)
 	}
 	if opts.MasterName == "" {
-		return nil, usagef("--redis %s names no master: add ?master_name=<the name the Sentinels monitor>", redactURL(rawURL))
+		return nil, usagef("--redis %s names no master: add ?master_name=<the name the Sentinels monitor>", clitext.RedactURL(rawURL))
 	}
 	return opts, nil
 }
@@ -183,7 +184,7 @@ func (c *cli) dialSentinel(ctx context.Context, rawURL string) (redis.UniversalC
 // go-redis silently takes as localhost:6379).
 func checkURL(rawURL string) error {
 	if !strings.Contains(rawURL, "://") {
-		shown := strings.TrimPrefix(redactURL("redis://"+rawURL), "redis://")
+		shown := strings.TrimPrefix(clitext.RedactURL("redis://"+rawURL), "redis://")
 		return usagef("--redis %s is not a Redis URL; did you mean redis://%s ?", shown, shown)
 	}
 	u, err := url.Parse(rawURL)
@@ -194,23 +195,23 @@ func checkURL(rawURL string) error {
 	case "redis", "rediss":
 	case sentinelScheme:
 		if u.Host == "" {
-			return usagef("--redis %s names no Sentinel; give one, e.g. redis-sentinel://127.0.0.1:26379?master_name=mymaster", redactURL(rawURL))
+			return usagef("--redis %s names no Sentinel; give one, e.g. redis-sentinel://127.0.0.1:26379?master_name=mymaster", clitext.RedactURL(rawURL))
 		}
 		return nil
 	case "unix":
 		return nil
 	default:
-		return usagef("--redis %s is not a Redis URL: the scheme must be redis://, rediss://, redis-sentinel:// or unix://", redactURL(rawURL))
+		return usagef("--redis %s is not a Redis URL: the scheme must be redis://, rediss://, redis-sentinel:// or unix://", clitext.RedactURL(rawURL))
 	}
 	if u.Hostname() == "" {
 		return usagef("--redis %s names no host (go-redis would quietly use localhost:6379); give one, e.g. %s://127.0.0.1:6379",
-			redactURL(rawURL), u.Scheme)
+			clitext.RedactURL(rawURL), u.Scheme)
 	}
 	return nil
 }
 
 func badURL(rawURL string, err error) error {
-	return usagef("--redis %s is not a Redis URL: %s", redactURL(rawURL), strings.TrimPrefix(err.Error(), "redis: "))
+	return usagef("--redis %s is not a Redis URL: %s", clitext.RedactURL(rawURL), strings.TrimPrefix(err.Error(), "redis: "))
 }
 
 // unreachable says why a probe failed, with a hint when a TLS URL met a
@@ -333,18 +334,6 @@ func netReason(err error) string {
 		return fmt.Sprintf("no answer within %s", pingTimeout)
 	}
 	return strings.TrimPrefix(err.Error(), "redis: ")
-}
-
-// redactURL hides a password in a URL meant for display.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	if _, has := u.User.Password(); !has {
-		return raw
-	}
-	return u.Redacted()
 }
 
 // layoutKey is the key every flow space has once a store used it: the

@@ -2,14 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/demo"
 )
 
-// The demo's machinery is in demo_fleet.go, demo_flow.go and
-// demo_report.go; this file is only the verb.
+// The demo itself is package internal/demo; this file is only the verb.
 
 var demoVerb = &verb{
 	name:    "demo",
@@ -42,29 +43,29 @@ func cmdDemo(ctx context.Context, c *cli, args []string) error {
 	if err := c.wantArgs(pos); err != nil {
 		return err
 	}
-	if *flows < 1 || *flows > 100000 {
-		return usagef("--flows %d is outside 1..100000", *flows)
+	if *flows < 1 || *flows > demo.MaxFlows {
+		return usagef("--flows %d is outside 1..%d", *flows, demo.MaxFlows)
 	}
-	if *workers < 1 || *workers > 256 {
-		return usagef("--workers %d is outside 1..256", *workers)
+	if *workers < 1 || *workers > demo.MaxWorkers {
+		return usagef("--workers %d is outside 1..%d", *workers, demo.MaxWorkers)
 	}
-	target, stopRedis, err := c.demoTarget()
-	if err != nil {
-		return err
+	cfg := demo.Config{
+		Flows:   *flows,
+		Workers: *workers,
+		Shards:  c.shards,
+		Connect: c.connectURL,
+		Logger:  c.logger(slog.LevelWarn),
+		Out:     c.stdout,
+		JSON:    c.json,
 	}
-	defer stopRedis()
+	// Only an explicit Redis: the demo never plays on the default URL.
+	if c.isSet("redis") || os.Getenv("TASKFLOW_REDIS_URL") != "" {
+		cfg.RedisURL, cfg.Prefix = c.redisURL, demo.DefaultPrefix
+		if c.isSet("prefix") {
+			cfg.Prefix = c.prefix
+		}
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d, err := newDemo(ctx, c, target, *workers)
-	if err != nil {
-		return err
-	}
-	res, err := d.play(ctx, makePlans(*flows))
-	if err != nil {
-		return err
-	}
-	if ctx.Err() != nil {
-		return errors.New("demo interrupted")
-	}
-	return d.report(ctx, res)
+	return demo.Run(ctx, cfg)
 }

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
 var fsckVerb = &verb{
@@ -46,9 +47,9 @@ func cmdFsck(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	var opts []taskflow.VerifyOption
+	var opts []fsck.Option
 	if *repair {
-		opts = append(opts, taskflow.WithRepair())
+		opts = append(opts, fsck.WithRepair())
 	}
 	rep, err := m.Verify(ctx, opts...)
 	if err != nil {
@@ -83,7 +84,7 @@ func cmdFsck(ctx context.Context, c *cli, args []string) error {
 
 // printFsck prints the report: a summary line, then the problems. A
 // partial report is what Verify found before it stopped on an error.
-func printFsck(w io.Writer, r *taskflow.VerifyReport, repair, partial bool) error {
+func printFsck(w io.Writer, r *fsck.Report, repair, partial bool) error {
 	summary := fmt.Sprintf("shards %d, flows %d, keys %d: ", r.Shards, r.Flows, r.Keys)
 	if partial {
 		summary = fmt.Sprintf("stopped early; before the error: flows %d, keys %d: ", r.Flows, r.Keys)
@@ -103,14 +104,14 @@ func printFsck(w io.Writer, r *taskflow.VerifyReport, repair, partial bool) erro
 		return nil
 	}
 	fmt.Fprintln(w)
-	tw := newTable(w)
+	tw := clitext.NewTable(w)
 	fmt.Fprintln(tw, "KIND\tFLOW\tKEY\tDETAIL\tREPAIRED")
 	for _, p := range r.Problems {
 		repaired := "no"
 		if p.Repaired {
 			repaired = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(p.Kind, 0), cell(p.FlowID, 0), cell(p.Key, 0), cell(p.Detail, 0), repaired)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clitext.Cell(string(p.Kind), 0), clitext.Cell(p.FlowID, 0), clitext.Cell(p.Key, 0), clitext.Cell(p.Detail, 0), repaired)
 	}
 	return tw.Flush()
 }

@@ -8,14 +8,15 @@ import (
 	"time"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
 // fsckJSON runs fsck --json (plus args), wants exit status code and
 // decodes the report.
-func (e *testEnv) fsckJSON(code int, args ...string) (*taskflow.VerifyReport, result) {
+func (e *testEnv) fsckJSON(code int, args ...string) (*fsck.Report, result) {
 	e.t.Helper()
 	r := e.run(append([]string{"fsck", "--json"}, args...)...).wantCode(e.t, code)
-	var rep taskflow.VerifyReport
+	var rep fsck.Report
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		e.t.Fatalf("stdout is not a report: %v\n%s", err, r.stdout)
 	}
@@ -23,7 +24,7 @@ func (e *testEnv) fsckJSON(code int, args ...string) (*taskflow.VerifyReport, re
 }
 
 // problem returns the report's problem of kind for flowID, or nil.
-func problem(rep *taskflow.VerifyReport, kind, flowID string) *taskflow.Problem {
+func problem(rep *fsck.Report, kind fsck.Kind, flowID string) *fsck.Problem {
 	for i, p := range rep.Problems {
 		if p.Kind == kind && p.FlowID == flowID {
 			return &rep.Problems[i]

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/importer"
 )
 
@@ -96,7 +97,7 @@ func printImport(w io.Writer, r *importer.Report) error {
 		return nil
 	}
 	fmt.Fprintln(w)
-	tw := newTable(w)
+	tw := clitext.NewTable(w)
 	fmt.Fprintln(tw, "FLOW\tOUTCOME\tREASON")
 	for _, f := range r.Flows {
 		reason := f.Reason
@@ -106,7 +107,7 @@ func printImport(w io.Writer, r *importer.Report) error {
 			}
 			reason += n
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", cell(f.ID, 40), f.Outcome, cell(reason, 0))
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", clitext.Cell(f.ID, 40), f.Outcome, clitext.Cell(reason, 0))
 	}
 	return tw.Flush()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 
 var keysVerb = &verb{
@@ -71,7 +72,7 @@ func cmdKeys(ctx context.Context, c *cli, args []string) error {
 	tag := c.prefix + ":{" + strconv.Itoa(shard) + "}"
 	ids := id.String()
 	cli := redisCLI(c.redisURL)
-	q := shellQuote
+	q := clitext.ShellQuote
 	out := keysOut{ID: ids, Shard: shard, Shards: c.shards, Keys: []flowKey{
 		{tag + ":flow:" + ids, "hash", "the flow record and its state ($<key> fields)", cli + " HGETALL " + q(tag+":flow:"+ids)},
 		{tag + ":events:" + ids, "list", "audit events, newest first", cli + " LRANGE " + q(tag+":events:"+ids) + " 0 19"},
@@ -103,10 +104,10 @@ func redisCLI(rawURL string) string {
 	}
 	parts := []string{"redis-cli"}
 	if u.Scheme == "unix" {
-		return "redis-cli -s " + shellQuote(u.Path)
+		return "redis-cli -s " + clitext.ShellQuote(u.Path)
 	}
 	if h := u.Hostname(); h != "" && h != "127.0.0.1" && h != "localhost" {
-		parts = append(parts, "-h", shellQuote(h))
+		parts = append(parts, "-h", clitext.ShellQuote(h))
 	}
 	if p := u.Port(); p != "" && p != "6379" {
 		parts = append(parts, "-p", p)
@@ -114,13 +115,13 @@ func redisCLI(rawURL string) string {
 	if isClusterURL(rawURL) {
 		parts = append(parts, "-c")
 	} else if db := strings.Trim(u.Path, "/"); db != "" && db != "0" {
-		parts = append(parts, "-n", shellQuote(db))
+		parts = append(parts, "-n", clitext.ShellQuote(db))
 	}
 	if u.Scheme == "rediss" {
 		parts = append(parts, "--tls")
 	}
 	if u.User != nil && u.User.Username() != "" && u.User.Username() != "default" {
-		parts = append(parts, "--user", shellQuote(u.User.Username()))
+		parts = append(parts, "--user", clitext.ShellQuote(u.User.Username()))
 	}
 	return strings.Join(parts, " ")
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 
 // statusFilter is a repeatable --status flag that also takes comma lists.
@@ -148,15 +149,15 @@ func printFlows(w io.Writer, page *taskflow.FlowPage, empty string) error {
 	if len(page.Flows) == 0 {
 		fmt.Fprintln(w, empty)
 	} else {
-		tw := newTable(w)
+		tw := clitext.NewTable(w)
 		fmt.Fprintln(tw, "ID\tSTATUS\tSTEP\tWAIT\tDUE\tUPDATED\tGOAL")
 		for _, f := range page.Flows {
 			status := string(f.Status)
 			if f.CancelRequested && !f.Status.IsTerminal() {
 				status += " (cancel requested)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.ID, status, cell(f.CurrentStep, 20),
-				waitColumn(f.Wait), dueColumn(f.Wait), fmtTime(f.UpdatedAt), cell(f.Goal, 40))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.ID, status, clitext.Cell(f.CurrentStep, 20),
+				waitColumn(f.Wait), dueColumn(f.Wait), fmtTime(f.UpdatedAt), clitext.Cell(f.Goal, 40))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

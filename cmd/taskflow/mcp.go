@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/agenttool"
 	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/mcpserver"
 )
 
@@ -39,7 +39,7 @@ func cmdMCP(ctx context.Context, c *cli, args []string) error {
 	tools := fs.String("tools", "actions", "the `SET` of tools: actions (one per action) or combined (one taking an action)")
 	maxWatches := fs.Int("max-watches", mcpserver.DefaultMaxWatches, "flows watched at once for subscribed sessions; a subscription to one more is refused")
 	horizon := new(time.Duration)
-	durationVar(fs, horizon, "max-horizon", taskflow.DefaultTimerMaxHorizon, "how far ahead a timer wait may be set")
+	durationVar(fs, horizon, "max-horizon", agenttool.DefaultTimerMaxHorizon, "how far ahead a timer wait may be set")
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
@@ -47,11 +47,11 @@ func cmdMCP(ctx context.Context, c *cli, args []string) error {
 	if err := c.wantArgs(pos); err != nil {
 		return err
 	}
-	set := taskflow.ActionTools
+	set := agenttool.PerAction
 	switch *tools {
 	case "actions":
 	case "combined":
-		set = taskflow.CombinedTool
+		set = agenttool.Combined
 	default:
 		return usagef("mcp: --tools %q is neither actions nor combined", *tools)
 	}
@@ -69,7 +69,7 @@ func cmdMCP(ctx context.Context, c *cli, args []string) error {
 	defer stop()
 	cfg := mcpserver.Config{
 		Manager: m, AgentID: *agent, SessionID: *session, SessionHeader: *header, Tools: set,
-		ToolOptions: []taskflow.ToolOption{taskflow.WithTimerMaxHorizon(*horizon)},
+		ToolOptions: []agenttool.Option{agenttool.WithTimerMaxHorizon(*horizon)},
 		Transport:   *transport, Addr: *addr, MaxWatches: *maxWatches,
 		// stdout is the protocol's on stdio: logs go to stderr.
 		Logger: slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),

@@ -7,19 +7,13 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/plainjson"
 )
-
-// newTable returns a writer that aligns tab-separated columns.
-func newTable(w io.Writer) *tabwriter.Writer {
-	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-}
 
 // writeJSON writes v as indented JSON, text as written ('<', '>' and
 // '&' are not HTML-escaped).
@@ -28,44 +22,12 @@ func writeJSON(w io.Writer, v any) error { return plainjson.Encode(w, v, true) }
 // writeJSONLine writes v as one line of JSON, not HTML-escaped.
 func writeJSONLine(w io.Writer, v any) error { return plainjson.Encode(w, v, false) }
 
-// cell makes s safe for one table cell: control characters (tabs,
-// newlines, escapes) become spaces, and it is cut to max runes with an
-// ellipsis (max <= 0: no cut).
-func cell(s string, max int) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	if max > 0 && utf8.RuneCountInString(s) > max {
-		r := []rune(s)
-		s = string(r[:max-1]) + "…"
-	}
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
 // fmtTime formats t as RFC 3339 in UTC; the zero time is "-".
 func fmtTime(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-// compactJSON returns raw on one line ("-" when empty).
-func compactJSON(raw []byte) string {
-	if len(raw) == 0 {
-		return "-"
-	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, raw); err != nil {
-		return string(raw)
-	}
-	return buf.String()
 }
 
 // indentJSON returns raw pretty-printed with prefix before every line.
@@ -78,47 +40,6 @@ func indentJSON(raw []byte, prefix string) string {
 		return prefix + string(raw)
 	}
 	return prefix + buf.String()
-}
-
-// isTerminal reports whether w is a terminal (a character device).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// statusLine rewrites one line in place on a terminal.
-type statusLine struct {
-	w io.Writer
-}
-
-// update replaces the line with s.
-func (l statusLine) update(s string) {
-	io.WriteString(l.w, "\r\033[K"+s)
-}
-
-// done ends the line.
-func (l statusLine) done() {
-	io.WriteString(l.w, "\n")
-}
-
-// shellQuote returns s as one shell word: as it is when it holds only
-// characters no shell treats specially, else in single quotes.
-func shellQuote(s string) string {
-	safe := s != ""
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@%+=:,./_-", r)) {
-			safe = false
-			break
-		}
-	}
-	if safe {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // wrapText wraps each paragraph of s (paragraphs are separated by blank
@@ -172,7 +93,7 @@ const (
 // paint colours s for w when w is a terminal and NO_COLOR is not set
 // (https://no-color.org); otherwise it returns s as it is.
 func paint(w io.Writer, colour, s string) string {
-	if colour == "" || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" || !isTerminal(w) {
+	if colour == "" || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" || !clitext.IsTerminal(w) {
 		return s
 	}
 	return "\033[" + colour + "m" + s + "\033[0m"
@@ -204,11 +125,11 @@ func waitColumn(raw []byte) string {
 	w, ok := readWait(raw)
 	switch {
 	case !ok && len(raw) > 0 && string(raw) != "null":
-		return cell(compactJSON(raw), 30)
+		return clitext.Cell(clitext.CompactJSON(raw), 30)
 	case !ok:
 		return "-"
 	case w.Kind == "external_event":
-		return cell("event "+w.Topic, 30)
+		return clitext.Cell("event "+w.Topic, 30)
 	}
 	return w.Kind
 }
@@ -228,17 +149,17 @@ func describeWait(raw []byte, now time.Time) string {
 		if len(raw) == 0 || string(raw) == "null" {
 			return "-"
 		}
-		return compactJSON(raw)
+		return clitext.CompactJSON(raw)
 	}
 	switch w.Kind {
 	case "timer":
 		return fmt.Sprintf("timer, due %s (%s)", fmtTimeMs(w.At), fmtRelative(w.At, now))
 	case "external_event":
-		return fmt.Sprintf("external event, topic %s, correlation id %s", cell(w.Topic, 0), cell(w.CorrelationID, 0))
+		return fmt.Sprintf("external event, topic %s, correlation id %s", clitext.Cell(w.Topic, 0), clitext.Cell(w.CorrelationID, 0))
 	case "manual":
 		return "manual resume ('taskflow resume <id>')"
 	}
-	return compactJSON(raw)
+	return clitext.CompactJSON(raw)
 }
 
 // fmtTimeMs formats t as RFC 3339 in UTC with milliseconds.

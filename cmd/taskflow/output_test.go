@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 
 func TestPaintOnlyOnATerminal(t *testing.T) {
@@ -67,7 +69,7 @@ func TestColourOnATerminal(t *testing.T) {
 			t.Fatal(err)
 		}
 		onTTY := func(env ...string) string {
-			line := strings.Join([]string{binPath, "show", f.ID.String(), "--redis", shellQuote(e.url), "--prefix", e.prefix}, " ")
+			line := strings.Join([]string{binPath, "show", f.ID.String(), "--redis", clitext.ShellQuote(e.url), "--prefix", e.prefix}, " ")
 			cmd := exec.Command("script", "-qec", line, "/dev/null")
 			cmd.Env = append(cliEnv(), env...)
 			out, err := cmd.CombinedOutput()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 
 var runVerb = &verb{
@@ -56,7 +57,7 @@ func cmdRun(ctx context.Context, c *cli, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	e := taskflow.NewWaitEngine(m, taskflow.WithLogger(c.logger(slog.LevelInfo)))
-	d := &runDisplay{c: c, e: e, live: !c.json && isTerminal(c.stdout)}
+	d := &runDisplay{c: c, e: e, live: !c.json && clitext.IsTerminal(c.stdout)}
 	if d.live {
 		fmt.Fprintf(c.stdout, "wait engine and resume bridge on prefix %q, a tick every %s; Ctrl-C stops\n", c.prefix, fmtDuration(interval))
 	}
@@ -149,7 +150,7 @@ func (d *runDisplay) refresh(ctx context.Context, period time.Duration) {
 
 func (d *runDisplay) draw() {
 	b := d.e.BridgeStats()
-	statusLine{d.c.stdout}.update(fmt.Sprintf(
+	clitext.StatusLine{W: d.c.stdout}.Update(fmt.Sprintf(
 		"ticks %d  resumed %d  cancelled %d  waiting %d  expired %d  errors %d  bridge %d/%d",
 		d.ticks, d.resumed, d.cancelled, d.waiting, d.expired, d.errors, b.Resumed, b.Handled))
 }
@@ -161,5 +162,5 @@ func (d *runDisplay) finish() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.draw()
-	statusLine{d.c.stdout}.done()
+	clitext.StatusLine{W: d.c.stdout}.Done()
 }

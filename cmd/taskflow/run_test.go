@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 
 func TestRunStopsOnSIGINT(t *testing.T) {
@@ -105,7 +106,7 @@ func TestRunLiveLine(t *testing.T) {
 		}
 		time.Sleep(2 * minLease)
 		line := strings.Join([]string{"timeout", "--preserve-status", "-s", "INT", "2", binPath, "run", "--interval", "100ms",
-			"--redis", shellQuote(e.url), "--prefix", e.prefix}, " ")
+			"--redis", clitext.ShellQuote(e.url), "--prefix", e.prefix}, " ")
 		cmd := exec.Command("script", "-qec", line, "/dev/null")
 		cmd.Env = append(cliEnv(), "TERM=xterm")
 		out, err := cmd.CombinedOutput()

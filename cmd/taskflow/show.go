@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 
 // showEvents is how many events show prints.
@@ -101,16 +102,16 @@ func getFlow(ctx context.Context, m *taskflow.Manager, id uuid.UUID) (*taskflow.
 func notFound(id uuid.UUID) error { return fmt.Errorf("flow %s not found", id) }
 
 func printFlow(w io.Writer, f *taskflow.Flow, l *taskflow.Lease, now time.Time) {
-	tw := newTable(w)
+	tw := clitext.NewTable(w)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	row("id", f.ID.String())
 	row("status", paint(w, statusColour(f.Status), string(f.Status)))
 	row("cancel_requested", fmt.Sprint(f.CancelRequested))
-	row("controller_id", cell(f.ControllerID, 0))
-	row("goal", cell(f.Goal, 0))
-	row("owner_session_key", cell(f.OwnerSessionKey, 0))
-	row("requester_origin", cell(f.RequesterOrigin, 0))
-	row("current_step", cell(f.CurrentStep, 0))
+	row("controller_id", clitext.Cell(f.ControllerID, 0))
+	row("goal", clitext.Cell(f.Goal, 0))
+	row("owner_session_key", clitext.Cell(f.OwnerSessionKey, 0))
+	row("requester_origin", clitext.Cell(f.RequesterOrigin, 0))
+	row("current_step", clitext.Cell(f.CurrentStep, 0))
 	row("wait", describeWait(f.Wait, now))
 	row("lease", describeLease(l, now))
 	row("revision", fmt.Sprint(f.Revision))
@@ -128,10 +129,10 @@ func printSteps(w io.Writer, steps []*taskflow.FlowStep) {
 		fmt.Fprintln(w, "  none")
 		return
 	}
-	tw := newTable(w)
+	tw := clitext.NewTable(w)
 	fmt.Fprintln(tw, "  RUN_ID\tSTATUS\tTASK\tUPDATED")
 	for _, s := range steps {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", cell(s.RunID, 36), s.Status, cell(s.Task, 50), fmtTime(s.UpdatedAt))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", clitext.Cell(s.RunID, 36), s.Status, clitext.Cell(s.Task, 50), fmtTime(s.UpdatedAt))
 	}
 	tw.Flush()
 }
@@ -142,10 +143,10 @@ func printEvents(w io.Writer, events []*taskflow.FlowEvent, indent string) error
 		fmt.Fprintln(w, indent+"no events")
 		return nil
 	}
-	tw := newTable(w)
+	tw := clitext.NewTable(w)
 	fmt.Fprintln(tw, indent+"ID\tKIND\tREV\tAT\tPAYLOAD")
 	for _, e := range events {
-		fmt.Fprintf(tw, "%s%s\t%s\t%d\t%s\t%s\n", indent, e.ID, e.Kind, e.Revision, fmtTime(e.At), cell(compactJSON(e.Payload), 60))
+		fmt.Fprintf(tw, "%s%s\t%s\t%d\t%s\t%s\n", indent, e.ID, e.Kind, e.Revision, fmtTime(e.At), clitext.Cell(clitext.CompactJSON(e.Payload), 60))
 	}
 	return tw.Flush()
 }
@@ -155,7 +156,7 @@ func describeLease(l *taskflow.Lease, now time.Time) string {
 	if l == nil {
 		return "none (no worker holds the flow)"
 	}
-	what := fmt.Sprintf("worker %s (controller %s, token %s)", cell(l.WorkerID, 0), cell(l.ControllerID, 0), shortToken(l.Token))
+	what := fmt.Sprintf("worker %s (controller %s, token %s)", clitext.Cell(l.WorkerID, 0), clitext.Cell(l.ControllerID, 0), clitext.ShortToken(l.Token))
 	if !l.ExpiresAt.After(now) {
 		return fmt.Sprintf("%s, expired %s at %s; the engine's next tick puts the flow back on the ready queue",
 			what, fmtRelative(l.ExpiresAt, now), fmtTimeMs(l.ExpiresAt))

@@ -17,7 +17,7 @@ var statsVerb = &verb{
 	summary: "print the flow space's figures: statuses, queues, tick lag, leases",
 	help: `Print how many flows are in each status, each controller's ready queue
 (depth, oldest age), timers due and the tick lag, leases held and expired,
-the resume bridge's backlog, and kept early events. Two round trips
+the resume bridge's backlog, and early events. Two round trips
 whatever the number of flows. With --watch, print again every interval
 until SIGINT or SIGTERM (or N snapshots); with --json one line each.`,
 	run: cmdStats,

@@ -38,7 +38,7 @@ func TestStats(t *testing.T) {
 			t.Fatalf("ready queues %+v", st.Ready)
 		}
 		out := e.run("stats").wantCode(t, 0).stdout
-		for _, want := range []string{"flows", "  running", "tick lag", "ready test/cli", "kept early events"} {
+		for _, want := range []string{"flows", "  running", "tick lag", "ready test/cli", "early events"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("text output lacks %q:\n%s", want, out)
 			}

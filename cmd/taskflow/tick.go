@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 
 // tickJSON is a tick report with its first error, for JSON output.
@@ -69,7 +70,7 @@ func cmdTick(ctx context.Context, c *cli, args []string) error {
 }
 
 func printTick(w io.Writer, r taskflow.TickReport) error {
-	tw := newTable(w)
+	tw := clitext.NewTable(w)
 	fmt.Fprintf(tw, "scanned\t%d\n", r.Scanned)
 	fmt.Fprintf(tw, "resumed\t%d\n", r.Resumed)
 	fmt.Fprintf(tw, "cancelled\t%d\n", r.Cancelled)

@@ -26,7 +26,7 @@ func overviewOf(st *taskflow.Stats) *ui.Overview {
 		LeasesExpired: st.Leases.Expired,
 		BridgeBacklog: st.Bridge.Backlog,
 		BridgePending: st.Bridge.Pending,
-		KeptEvents:    st.KeptEvents,
+		EarlyEvents:   st.EarlyEvents,
 	}
 	for _, s := range taskflow.Statuses() {
 		o.Statuses = append(o.Statuses, ui.StatusCount{Status: string(s), Count: st.Flows[s]})

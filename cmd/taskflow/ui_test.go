@@ -248,7 +248,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		for stat, want := range map[string]int64{
 			"leases_held": st.Leases.Held, "leases_expired": st.Leases.Expired,
-			"bridge_backlog": st.Bridge.Backlog, "bridge_pending": st.Bridge.Pending, "kept_events": st.KeptEvents,
+			"bridge_backlog": st.Bridge.Backlog, "bridge_pending": st.Bridge.Pending, "early_events": st.EarlyEvents,
 		} {
 			if shown := textOf(t, bctx, `[data-stat="`+stat+`"]`); shown != strconv.FormatInt(want, 10) {
 				t.Errorf("overview says %s %s, Stats %d", stat, shown, want)

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
 )
 
 // watchTimeLayout is the event time in watch's lines: UTC, milliseconds,
@@ -254,19 +255,10 @@ func (c *cli) printWatched(ev *taskflow.FlowEvent) error {
 func printWatchLine(w io.Writer, ev *taskflow.FlowEvent) error {
 	lease := "-"
 	if ev.Lease != "" {
-		lease = "lease " + shortToken(ev.Lease)
+		lease = "lease " + clitext.ShortToken(ev.Lease)
 	}
 	_, err := fmt.Fprintf(w, "%-24s  %s  %-16s  rev %-4d  %-15s  %s\n",
-		ev.At.UTC().Format(watchTimeLayout), ev.FlowID, cell(string(ev.Kind), 16), ev.Revision,
-		lease, strings.TrimSpace(cell(compactJSON(ev.Payload), 80)))
+		ev.At.UTC().Format(watchTimeLayout), ev.FlowID, clitext.Cell(string(ev.Kind), 16), ev.Revision,
+		lease, strings.TrimSpace(clitext.Cell(clitext.CompactJSON(ev.Payload), 80)))
 	return err
-}
-
-// shortToken shows the first 8 characters of a lease token, enough to
-// tell the leases of one flow apart.
-func shortToken(t string) string {
-	if len(t) > 8 {
-		return t[:8]
-	}
-	return cell(t, 0)
 }

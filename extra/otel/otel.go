@@ -287,7 +287,7 @@ func (o *observer) bridge(ctx context.Context, ev observe.Bridge) {
 // taskflow.ready.depth and taskflow.ready.oldest_age (s)
 // {taskflow.controller.id}, taskflow.tick.lag (s), taskflow.timers.due,
 // taskflow.leases.held, taskflow.leases.expired, taskflow.bridge.backlog,
-// taskflow.bridge.pending and taskflow.kept_events. stats is usually a
+// taskflow.bridge.pending and taskflow.early_events. stats is usually a
 // Manager's or RedisStore's Stats method. Each collection costs one Stats
 // call (two round trips). Unregister with the returned registration.
 func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskflow.Stats, error)) (metric.Registration, error) {
@@ -310,7 +310,7 @@ func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskfl
 	expired := gauge("taskflow.leases.expired", "{lease}", "Leases expired and not yet collected by a tick.")
 	backlog := gauge("taskflow.bridge.backlog", "{message}", "Resume-bridge messages no engine has read.")
 	pending := gauge("taskflow.bridge.pending", "{message}", "Resume-bridge messages read and not acknowledged.")
-	kept := gauge("taskflow.kept_events", "{event}", "Early external events kept for a flow not yet waiting.")
+	early := gauge("taskflow.early_events", "{event}", "Early events: external events kept for a flow not yet waiting.")
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -333,7 +333,7 @@ func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskfl
 		ob.ObserveFloat64(expired, float64(st.Leases.Expired))
 		ob.ObserveFloat64(backlog, float64(st.Bridge.Backlog))
 		ob.ObserveFloat64(pending, float64(st.Bridge.Pending))
-		ob.ObserveFloat64(kept, float64(st.KeptEvents))
+		ob.ObserveFloat64(early, float64(st.EarlyEvents))
 		return nil
-	}, flows, depth, age, lag, due, held, expired, backlog, pending, kept)
+	}, flows, depth, age, lag, due, held, expired, backlog, pending, early)
 }

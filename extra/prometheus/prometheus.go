@@ -44,7 +44,7 @@ type Collector struct {
 
 	up, flows, readyDepth, readyAge, timersPending, timersDue, tickLag *prometheus.Desc
 	leasesHeld, leasesExpired, leasesLag, bridgeLen, bridgePending     *prometheus.Desc
-	bridgeBacklog, kept                                                *prometheus.Desc
+	bridgeBacklog, early                                               *prometheus.Desc
 
 	ops      *prometheus.CounterVec
 	refusals *prometheus.CounterVec
@@ -93,7 +93,7 @@ func New(stats func(context.Context) (*taskflow.Stats, error), opts ...Option) *
 	c.bridgeLen = d("bridge_stream_length", "Resume-bridge messages not yet handled.")
 	c.bridgePending = d("bridge_pending", "Resume-bridge messages delivered to an engine and not acknowledged.")
 	c.bridgeBacklog = d("bridge_backlog", "Resume-bridge messages no engine has read yet.")
-	c.kept = d("kept_events", "External events kept because no flow was waiting for them yet.")
+	c.early = d("early_events", "Early events: external events kept because no flow was waiting for them yet.")
 
 	c.ops = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "operations_total",
 		Help: "Mutation scripts this process ran, by operation and outcome (ok, refused, error)."}, []string{"operation", "outcome"})
@@ -124,7 +124,7 @@ func (c *Collector) vectors() []prometheus.Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.flows, c.readyDepth, c.readyAge, c.timersPending, c.timersDue,
-		c.tickLag, c.leasesHeld, c.leasesExpired, c.leasesLag, c.bridgeLen, c.bridgePending, c.bridgeBacklog, c.kept} {
+		c.tickLag, c.leasesHeld, c.leasesExpired, c.leasesLag, c.bridgeLen, c.bridgePending, c.bridgeBacklog, c.early} {
 		ch <- d
 	}
 	for _, v := range c.vectors() {
@@ -167,7 +167,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	g(c.bridgeLen, float64(st.Bridge.Length))
 	g(c.bridgePending, float64(st.Bridge.Pending))
 	g(c.bridgeBacklog, float64(st.Bridge.Backlog))
-	g(c.kept, float64(st.KeptEvents))
+	g(c.early, float64(st.EarlyEvents))
 }
 
 // Observer returns the observer that feeds the collector's counters; set

@@ -170,7 +170,7 @@ func (r *runner) memory(ctx context.Context) error {
 		}
 	}
 
-	// 4. kept early events (the mailbox): by correlation, one event per
+	// 4. early events: by correlation, one event per
 	// pair (a reply per message id) and ten per pair; by flow id, one
 	// per running flow (the flows are measured before the events).
 	err = r.memoryEarly(ctx, sz.memWaiting, add)
@@ -379,7 +379,7 @@ func (r *runner) memoryEarly(ctx context.Context, count int, add func(what strin
 		if err != nil {
 			return err
 		}
-		add("kept early event: TryResumeExternal to a running flow (its inbox), 20-byte payload", count, after.data()-before.data(), "", nil)
+		add("kept early event: TryResumeExternal to a running flow (kept for the flow), 20-byte payload", count, after.data()-before.data(), "", nil)
 		return nil
 	})
 }

@@ -121,7 +121,7 @@ func (r *runner) roundtrips(ctx context.Context) error {
 			rep := taskflow.NewWaitEngine(m).TickAt(ctx, time.Now())
 			return rep.Err
 		}},
-		// The mailbox for early events:
+		// Early events:
 		{"(SetWaiting, external event, none kept)", func() error {
 			hook.reset() // the setup below is not counted
 			id, err := mirrored()

@@ -5,7 +5,7 @@
 -- remembers it in the flow hash, in a ring of the newest entries
 -- ' <call id>:<event id>' (the event id only when the script asks: a
 -- write_flow answers with its event): field 'calls' for library calls,
--- 'xcalls' for resume-bridge and mailbox deliveries (ids starting with
+-- 'xcalls' for resume-bridge and early-event deliveries (ids starting with
 -- '~'), so a message redelivered long after is still recognised however
 -- busy the flow was meanwhile. A ring keeps at most CALL_MEMORY entries
 -- and RING_BYTES bytes (always the newest entry): a hash field over 64

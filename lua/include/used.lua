@@ -1,8 +1,8 @@
 -- used.lua: a bounded memory of ids, a zset of members by when they are
 -- forgotten (unix ms), bounded in time and in count (WithResumeIDMemory).
--- Its keys: a shard's memory of used events (mailbox.go), whose members
+-- Its keys: a shard's memory of used events (early.go), whose members
 -- are the id of an event by correlation that resumed a flow
--- (mbox_settle.lua) and '<flow id> <event id>' for an event a flow used,
+-- (early_settle.lua) and '<flow id> <event id>' for an event a flow used,
 -- whatever its origin (include/early.lua, on the flow's shard; event ids
 -- hold no space, so the two never meet); and the request ids
 -- PublishResume put on the bridge's stream (publish_resume.lua).

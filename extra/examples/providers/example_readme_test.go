@@ -12,13 +12,13 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/openai/openai-go/v3"
 
-	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/agenttool"
 )
 
 var (
 	ctx             = context.Background()
-	tool            *taskflow.Tool
-	session         taskflow.Session
+	tool            *agenttool.Tool
+	session         agenttool.Session
 	model           string
 	openaiClient    openai.Client
 	messages        []openai.ChatCompletionMessageParamUnion
@@ -29,7 +29,7 @@ var (
 func Example_readmeOpenAI() {
 	// OpenAI (github.com/openai/openai-go/v3): strict function calling.
 	var tools []openai.ChatCompletionToolUnionParam
-	for _, t := range taskflow.OpenAITools(taskflow.ActionTools, true) {
+	for _, t := range agenttool.OpenAIDefinitions(agenttool.PerAction, true) {
 		var params openai.FunctionParameters
 		_ = json.Unmarshal(t.Function.Parameters, &params)
 		tools = append(tools, openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
@@ -54,7 +54,7 @@ func Example_readmeOpenAI() {
 func Example_readmeAnthropic() {
 	// Anthropic (github.com/anthropics/anthropic-sdk-go/v2).
 	var tools []anthropic.ToolUnionParam
-	for _, t := range taskflow.AnthropicTools(taskflow.ActionTools) {
+	for _, t := range agenttool.AnthropicDefinitions(agenttool.PerAction) {
 		var schema struct {
 			Properties map[string]any `json:"properties"`
 			Required   []string       `json:"required"`

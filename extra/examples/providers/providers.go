@@ -4,7 +4,7 @@
 // and JSON: Google's Go SDK, google.golang.org/genai, is not on the module
 // proxy this project can reach). Each Run function is the whole host
 // loop: hand the definitions to the model, route each tool call to
-// taskflow.Tool.CallTool with the caller's session, send the results
+// agenttool.Tool.CallTool with the caller's session, send the results
 // back, until the model answers in text.
 //
 // It is its own module (it brings the SDKs as dependencies); the library
@@ -23,7 +23,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/openai/openai-go/v3"
 
-	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/agenttool"
 )
 
 // MaxRounds bounds a conversation's model calls.
@@ -31,9 +31,9 @@ const MaxRounds = 10
 
 // OpenAITools converts taskflow's OpenAI definitions into the SDK's
 // parameter type. With strict, the strict-mode form.
-func OpenAITools(set taskflow.ToolSet, strict bool) ([]openai.ChatCompletionToolUnionParam, error) {
+func OpenAITools(set agenttool.Set, strict bool) ([]openai.ChatCompletionToolUnionParam, error) {
 	var out []openai.ChatCompletionToolUnionParam
-	for _, t := range taskflow.OpenAITools(set, strict) {
+	for _, t := range agenttool.OpenAIDefinitions(set, strict) {
 		var params openai.FunctionParameters
 		if err := json.Unmarshal(t.Function.Parameters, &params); err != nil {
 			return nil, err
@@ -54,8 +54,8 @@ func OpenAITools(set taskflow.ToolSet, strict bool) ([]openai.ChatCompletionTool
 // RunOpenAI runs a Chat Completions conversation that starts with prompt
 // and lets the model drive flows as session; it returns the model's final
 // text.
-func RunOpenAI(ctx context.Context, client openai.Client, model string, tool *taskflow.Tool, session taskflow.Session, prompt string) (string, error) {
-	tools, err := OpenAITools(taskflow.ActionTools, true)
+func RunOpenAI(ctx context.Context, client openai.Client, model string, tool *agenttool.Tool, session agenttool.Session, prompt string) (string, error) {
+	tools, err := OpenAITools(agenttool.PerAction, true)
 	if err != nil {
 		return "", err
 	}
@@ -85,9 +85,9 @@ func RunOpenAI(ctx context.Context, client openai.Client, model string, tool *ta
 
 // AnthropicTools converts taskflow's Anthropic definitions into the SDK's
 // parameter type.
-func AnthropicTools(set taskflow.ToolSet) ([]anthropic.ToolUnionParam, error) {
+func AnthropicTools(set agenttool.Set) ([]anthropic.ToolUnionParam, error) {
 	var out []anthropic.ToolUnionParam
-	for _, t := range taskflow.AnthropicTools(set) {
+	for _, t := range agenttool.AnthropicDefinitions(set) {
 		var schema struct {
 			Properties map[string]any `json:"properties"`
 			Required   []string       `json:"required"`
@@ -107,8 +107,8 @@ func AnthropicTools(set taskflow.ToolSet) ([]anthropic.ToolUnionParam, error) {
 // RunAnthropic runs a Messages API conversation that starts with prompt
 // and lets the model drive flows as session; it returns the model's final
 // text.
-func RunAnthropic(ctx context.Context, client anthropic.Client, model string, tool *taskflow.Tool, session taskflow.Session, prompt string) (string, error) {
-	tools, err := AnthropicTools(taskflow.ActionTools)
+func RunAnthropic(ctx context.Context, client anthropic.Client, model string, tool *agenttool.Tool, session agenttool.Session, prompt string) (string, error) {
+	tools, err := AnthropicTools(agenttool.PerAction)
 	if err != nil {
 		return "", err
 	}
@@ -157,7 +157,7 @@ type (
 		Tools    []geminiTool    `json:"tools"`
 	}
 	geminiTool struct {
-		FunctionDeclarations []taskflow.GeminiFunctionDeclaration `json:"functionDeclarations"`
+		FunctionDeclarations []agenttool.GeminiDefinition `json:"functionDeclarations"`
 	}
 	geminiContent struct {
 		Role  string       `json:"role"`
@@ -191,10 +191,10 @@ func GeminiEndpoint(model string) string {
 // RunGemini runs a generateContent conversation against endpoint (see
 // GeminiEndpoint) with apiKey, and lets the model drive flows as session;
 // it returns the model's final text.
-func RunGemini(ctx context.Context, hc *http.Client, endpoint, apiKey string, tool *taskflow.Tool, session taskflow.Session, prompt string) (string, error) {
+func RunGemini(ctx context.Context, hc *http.Client, endpoint, apiKey string, tool *agenttool.Tool, session agenttool.Session, prompt string) (string, error) {
 	req := geminiRequest{
 		Contents: []geminiContent{{Role: "user", Parts: []geminiPart{{Text: prompt}}}},
-		Tools:    []geminiTool{{FunctionDeclarations: taskflow.GeminiFunctionDeclarations(taskflow.ActionTools)}},
+		Tools:    []geminiTool{{FunctionDeclarations: agenttool.GeminiDefinitions(agenttool.PerAction)}},
 	}
 	for range MaxRounds {
 		res, err := postGemini(ctx, hc, endpoint, apiKey, req)

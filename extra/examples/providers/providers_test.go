@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/agenttool"
 )
 
 // The SDKs talk to a fake provider that checks what the SDK sent (our
@@ -25,9 +26,9 @@ import (
 // first with a call of taskflow_start in the shape's argument form, then
 // with text. The flow must then exist, owned by the session.
 
-var session = taskflow.Session{AgentID: "kate", SessionID: "chat-1"}
+var session = agenttool.Session{AgentID: "kate", SessionID: "chat-1"}
 
-func newTool(t *testing.T) (*taskflow.Tool, *taskflow.Manager) {
+func newTool(t *testing.T) (*agenttool.Tool, *taskflow.Manager) {
 	t.Helper()
 	mr := miniredis.RunT(t)
 	client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
@@ -37,7 +38,7 @@ func newTool(t *testing.T) (*taskflow.Tool, *taskflow.Manager) {
 		t.Fatal(err)
 	}
 	m := taskflow.NewManager(store)
-	return taskflow.NewTool(m), m
+	return agenttool.New(m), m
 }
 
 // fakeProvider answers round 1 with first and later rounds with final,
@@ -109,7 +110,7 @@ func TestOpenAI(t *testing.T) {
 	checkFlow(t, m)
 	tools := fp.bodies[0]["tools"].([]any)
 	names := toolNames(tools, func(m map[string]any) string { return m["function"].(map[string]any)["name"].(string) })
-	if strings.Join(names, ",") != strings.Join(taskflow.ToolNames(taskflow.ActionTools), ",") {
+	if strings.Join(names, ",") != strings.Join(agenttool.Names(agenttool.PerAction), ",") {
 		t.Fatalf("tools sent: %v", names)
 	}
 	if fn := tools[0].(map[string]any)["function"].(map[string]any); fn["strict"] != true {

@@ -11,7 +11,7 @@
 // operator allows clients to name their session), the MCP session id
 // (Mcp-Session-Id over streamable HTTP), or a random id given to the
 // connection (stdio). A session sees, reads, subscribes to and changes
-// only its own flows, exactly as taskflow.Tool guarantees.
+// only its own flows, exactly as agenttool.Tool guarantees.
 package mcpserver
 
 import (
@@ -32,6 +32,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/agenttool"
 	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/plainjson"
 )
 
@@ -74,11 +75,11 @@ type Config struct {
 	// without it falls back to the MCP session id. Only for hosts that are
 	// trusted to keep their users apart.
 	SessionHeader string
-	// Tools selects the tools: taskflow.ActionTools (default, one tool
-	// per action with its own annotations) or taskflow.CombinedTool.
-	Tools taskflow.ToolSet
-	// ToolOptions configure the tool (e.g. taskflow.WithTimerMaxHorizon).
-	ToolOptions []taskflow.ToolOption
+	// Tools selects the tools: agenttool.PerAction (default, one tool
+	// per action with its own annotations) or agenttool.Combined.
+	Tools agenttool.Set
+	// ToolOptions configure the tool (e.g. agenttool.WithTimerMaxHorizon).
+	ToolOptions []agenttool.Option
 	// Transport is TransportStdio (default) or TransportHTTP.
 	Transport string
 	// Addr is the HTTP transport's listen address (default DefaultAddr).
@@ -107,7 +108,7 @@ const DefaultMaxWatches = 1000
 // Server is an MCP server on a flow space.
 type Server struct {
 	cfg  Config
-	tool *taskflow.Tool
+	tool *agenttool.Tool
 	mcp  *mcp.Server
 
 	mu       sync.Mutex
@@ -138,7 +139,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	if cfg.Tools != taskflow.CombinedTool && cfg.Tools != taskflow.ActionTools {
+	if cfg.Tools != agenttool.Combined && cfg.Tools != agenttool.PerAction {
 		return nil, fmt.Errorf("mcpserver: unknown tool set %d", cfg.Tools)
 	}
 	if cfg.Logger == nil {
@@ -152,7 +153,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:      cfg,
-		tool:     taskflow.NewTool(cfg.Manager, cfg.ToolOptions...),
+		tool:     agenttool.New(cfg.Manager, cfg.ToolOptions...),
 		sessions: map[*mcp.ServerSession]string{},
 		watches:  map[string]*watch{},
 		watchers: map[*mcp.ServerSession]bool{},
@@ -166,7 +167,7 @@ func New(cfg Config) (*Server, error) {
 		UnsubscribeHandler:        s.unsubscribe,
 		SupportedProtocolVersions: sessionProtocols,
 	})
-	for _, t := range taskflow.MCPTools(cfg.Tools) {
+	for _, t := range agenttool.MCPDefinitions(cfg.Tools) {
 		s.mcp.AddTool(&mcp.Tool{
 			Name:         t.Name,
 			Title:        t.Title,
@@ -263,8 +264,8 @@ func checkID(what, v string) error {
 }
 
 // session returns the taskflow session of a request.
-func (s *Server) session(ss *mcp.ServerSession, extra *mcp.RequestExtra) taskflow.Session {
-	sess := taskflow.Session{AgentID: s.cfg.AgentID}
+func (s *Server) session(ss *mcp.ServerSession, extra *mcp.RequestExtra) agenttool.Session {
+	sess := agenttool.Session{AgentID: s.cfg.AgentID}
 	switch {
 	case s.cfg.SessionID != "":
 		sess.SessionID = s.cfg.SessionID
@@ -328,7 +329,7 @@ func flowID(uri string) (uuid.UUID, error) {
 // ownFlow checks that the flow of uri exists and belongs to sess. Another
 // session's flow is reported exactly as a missing one would be, but for
 // the word: the caller learns nothing of it.
-func (s *Server) ownFlow(ctx context.Context, sess taskflow.Session, uri string) (uuid.UUID, error) {
+func (s *Server) ownFlow(ctx context.Context, sess agenttool.Session, uri string) (uuid.UUID, error) {
 	id, err := flowID(uri)
 	if err != nil {
 		return uuid.Nil, err
@@ -340,7 +341,7 @@ func (s *Server) ownFlow(ctx context.Context, sess taskflow.Session, uri string)
 	case err != nil:
 		return uuid.Nil, err
 	case f.OwnerSessionKey != sess.OwnerKey():
-		return uuid.Nil, fmt.Errorf("flow %s belongs to a different session: %w", id, taskflow.ErrForbidden)
+		return uuid.Nil, fmt.Errorf("flow %s belongs to a different session: %w", id, agenttool.ErrForbidden)
 	}
 	return id, nil
 }
@@ -408,7 +409,7 @@ func (s *Server) listResourcesMiddleware(next mcp.MethodHandler) mcp.MethodHandl
 			return next(ctx, method, req)
 		}
 		sess := s.session(lr.Session, lr.Extra)
-		flows, err := s.cfg.Manager.ListByOwner(ctx, sess.OwnerKey(), taskflow.WithLimit(taskflow.ToolListLimit))
+		flows, err := s.cfg.Manager.ListByOwner(ctx, sess.OwnerKey(), taskflow.WithLimit(agenttool.ListLimit))
 		if err != nil {
 			return nil, err
 		}

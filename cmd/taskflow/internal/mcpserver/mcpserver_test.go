@@ -12,6 +12,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/agenttool"
 )
 
 // client is an MCP client connected in memory to the server, as a host
@@ -95,7 +96,7 @@ func flowOf(t *testing.T, res map[string]any) map[string]any {
 	return f
 }
 
-func newServer(t *testing.T, m *taskflow.Manager, set taskflow.ToolSet) *Server {
+func newServer(t *testing.T, m *taskflow.Manager, set agenttool.Set) *Server {
 	t.Helper()
 	s, err := New(Config{Manager: m, AgentID: "kate", Tools: set})
 	if err != nil {
@@ -108,7 +109,7 @@ func newServer(t *testing.T, m *taskflow.Manager, set taskflow.ToolSet) *Server 
 func TestServerInProcess(t *testing.T) {
 	eachBackend(t, func(t *testing.T, m *taskflow.Manager) {
 		ctx := context.Background()
-		s := newServer(t, m, taskflow.ActionTools)
+		s := newServer(t, m, agenttool.PerAction)
 		a, b := connect(t, s), connect(t, s)
 
 		// The tools, with their annotations and output schemas.
@@ -123,7 +124,7 @@ func TestServerInProcess(t *testing.T) {
 				t.Fatalf("tool %s lacks a schema, annotations or description", tl.Name)
 			}
 		}
-		if len(byName) != len(taskflow.ToolActions()) {
+		if len(byName) != len(agenttool.Actions()) {
 			t.Fatalf("%d tools: %v", len(byName), byName)
 		}
 		if an := byName["taskflow_status"].Annotations; !an.ReadOnlyHint || *an.DestructiveHint {
@@ -270,10 +271,10 @@ func wantUpdate(t *testing.T, c *client, uri string) {
 // The combined tool and the strict argument forms work through MCP too.
 func TestServerCombinedTool(t *testing.T) {
 	eachBackend(t, func(t *testing.T, m *taskflow.Manager) {
-		s := newServer(t, m, taskflow.CombinedTool)
+		s := newServer(t, m, agenttool.Combined)
 		a := connect(t, s)
 		tools, err := a.cs.ListTools(context.Background(), nil)
-		if err != nil || len(tools.Tools) != 1 || tools.Tools[0].Name != taskflow.ToolName {
+		if err != nil || len(tools.Tools) != 1 || tools.Tools[0].Name != agenttool.Name {
 			t.Fatalf("tools %v %v", tools, err)
 		}
 		if an := tools.Tools[0].Annotations; an.ReadOnlyHint || !*an.DestructiveHint {
@@ -313,7 +314,7 @@ func watchCount(s *Server) int {
 // names the session per request (tested over HTTP in the CLI's tests).
 func TestServerFixedSession(t *testing.T) {
 	eachBackend(t, func(t *testing.T, m *taskflow.Manager) {
-		s, err := New(Config{Manager: m, AgentID: "kate", SessionID: "conv-1", Tools: taskflow.ActionTools})
+		s, err := New(Config{Manager: m, AgentID: "kate", SessionID: "conv-1", Tools: agenttool.PerAction})
 		if err != nil {
 			t.Fatal(err)
 		}

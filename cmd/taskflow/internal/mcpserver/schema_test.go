@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/jsonschema-go/jsonschema"
 
-	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/agenttool"
 )
 
 // resolve compiles a JSON Schema with the validator the MCP SDK uses.
@@ -27,8 +27,8 @@ func resolve(t *testing.T, raw json.RawMessage) *jsonschema.Resolved {
 func outputSchemas(t *testing.T) map[string]*jsonschema.Resolved {
 	t.Helper()
 	out := map[string]*jsonschema.Resolved{}
-	for _, set := range []taskflow.ToolSet{taskflow.CombinedTool, taskflow.ActionTools} {
-		for _, tl := range taskflow.MCPTools(set) {
+	for _, set := range []agenttool.Set{agenttool.Combined, agenttool.PerAction} {
+		for _, tl := range agenttool.MCPDefinitions(set) {
 			out[tl.Name] = resolve(t, tl.OutputSchema)
 		}
 	}
@@ -49,8 +49,8 @@ func validate(t *testing.T, rs *jsonschema.Resolved, doc string) error {
 // missing or an extra property, as OpenAI's strict mode will.
 func TestStrictSchemasValidate(t *testing.T) {
 	byName := map[string]*jsonschema.Resolved{}
-	for _, set := range []taskflow.ToolSet{taskflow.CombinedTool, taskflow.ActionTools} {
-		for _, tl := range taskflow.OpenAITools(set, true) {
+	for _, set := range []agenttool.Set{agenttool.Combined, agenttool.PerAction} {
+		for _, tl := range agenttool.OpenAIDefinitions(set, true) {
 			byName[tl.Function.Name] = resolve(t, tl.Function.Parameters)
 		}
 	}
@@ -82,7 +82,7 @@ func TestStrictSchemasValidate(t *testing.T) {
 		}
 	}
 	// The plain per-action schemas require each action's arguments.
-	for _, tl := range taskflow.MCPTools(taskflow.ActionTools) {
+	for _, tl := range agenttool.MCPDefinitions(agenttool.PerAction) {
 		if tl.Name == "taskflow_fail" {
 			rs := resolve(t, tl.InputSchema)
 			if validate(t, rs, `{"flow_id":"`+id+`"}`) == nil || validate(t, rs, `{"flow_id":"`+id+`","reason":"r"}`) != nil {

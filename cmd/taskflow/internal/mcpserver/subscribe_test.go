@@ -8,6 +8,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/agenttool"
 )
 
 // TestSubscriptionsAreBounded: the flows watched at once are capped
@@ -17,7 +18,7 @@ import (
 func TestSubscriptionsAreBounded(t *testing.T) {
 	eachBackend(t, func(t *testing.T, m *taskflow.Manager) {
 		ctx := context.Background()
-		s, err := New(Config{Manager: m, AgentID: "kate", SessionID: "one", Tools: taskflow.ActionTools, MaxWatches: 2})
+		s, err := New(Config{Manager: m, AgentID: "kate", SessionID: "one", Tools: agenttool.PerAction, MaxWatches: 2})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -34,7 +34,7 @@ func Print(w io.Writer, st *taskflow.Stats) error {
 	fmt.Fprintf(tw, "leases held\t%d\n", st.Leases.Held)
 	fmt.Fprintf(tw, "leases expired\t%d (oldest %s ago)\n", st.Leases.Expired, round(st.Leases.ExpiredLag))
 	fmt.Fprintf(tw, "bridge unhandled\t%d (backlog %d, pending %d)\n", st.Bridge.Length, st.Bridge.Backlog, st.Bridge.Pending)
-	fmt.Fprintf(tw, "kept early events\t%d\n", st.KeptEvents)
+	fmt.Fprintf(tw, "early events\t%d\n", st.EarlyEvents)
 	if len(st.Ready) == 0 {
 		fmt.Fprintf(tw, "ready queues\tnone\n")
 	}

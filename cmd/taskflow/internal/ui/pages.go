@@ -40,8 +40,8 @@ type Overview struct {
 	// its delivered but unacknowledged messages.
 	BridgeBacklog int64 `json:"bridge_backlog"`
 	BridgePending int64 `json:"bridge_pending"`
-	// KeptEvents counts early events kept for a wait that has not begun.
-	KeptEvents int64 `json:"kept_events"`
+	// EarlyEvents counts early events kept for a wait that has not begun.
+	EarlyEvents int64 `json:"early_events"`
 }
 
 // StatusCount is one status and how many flows are in it.

@@ -29,7 +29,7 @@
             leases_expired: st.leases_expired,
             bridge_backlog: st.bridge_backlog,
             bridge_pending: st.bridge_pending,
-            kept_events: st.kept_events
+            early_events: st.early_events
           };
           (st.statuses || []).forEach(function (c) { vals["status." + c.status] = c.count; });
           (st.ready || []).forEach(function (q) { vals["ready." + q.controller] = q.depth; });

@@ -1,0 +1,199 @@
+package agenttool
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/taskflow-dev/taskflow"
+)
+
+// What the agent tool shows a model: its definition and JSON Schema,
+// and the shapes of its results.
+
+// Definition is the combined tool as LLM providers describe it: a
+// name, a description for the model, and a JSON Schema of the arguments.
+// It marshals to {"name","description","parameters"}: the function object
+// of OpenAI's function calling (non-strict) and a Gemini function
+// declaration's field names. For each provider's own shape use
+// OpenAIDefinitions (plain or strict), AnthropicDefinitions (input_schema),
+// GeminiDefinitions and MCPDefinitions (inputSchema, outputSchema,
+// annotations); they also offer one tool per action (PerAction).
+type Definition struct {
+	// Name is "taskflow".
+	Name string `json:"name"`
+	// Description tells the model what the tool does and how to call it;
+	// at most MaxDescription characters.
+	Description string `json:"description"`
+	// Parameters is a plain JSON Schema of type object: no $ref, no
+	// top-level oneOf.
+	Parameters json.RawMessage `json:"parameters"`
+}
+
+// toolSchema is the JSON Schema of the arguments.
+const toolSchema = `{
+  "type": "object",
+  "properties": {
+    "action": {
+      "type": "string",
+      "enum": ["start", "status", "advance", "wait", "finish", "fail", "cancel", "list_mine"],
+      "description": "What to do."
+    },
+    "flow_id": {
+      "type": "string",
+      "description": "The flow's id (a UUID, as returned by start or list_mine). Required by status, advance, wait, finish, fail and cancel."
+    },
+    "controller_id": {
+      "type": "string",
+      "description": "start: a label for the kind of job, in your agent's namespace: \"<agent id>/<name>\", e.g. \"kate/inbox-triage\" (unless the host allows other ids; an error names what is allowed). Required by start."
+    },
+    "goal": {
+      "type": "string",
+      "description": "start: what the flow is meant to achieve, in plain words. Required by start."
+    },
+    "current_step": {
+      "type": "string",
+      "description": "start (default \"init\") and advance: a label for the flow's current phase."
+    },
+    "state": {
+      "type": "object",
+      "description": "start: the flow's initial JSON state (default {})."
+    },
+    "idempotency_key": {
+      "type": "string",
+      "description": "start (optional): a key for this job of your choosing, e.g. the id of the message that asked for it (at most 256 bytes). A start repeated with the same key in this session returns the flow the first one made instead of starting a second."
+    },
+    "patch": {
+      "type": "object",
+      "description": "advance: keys to set in the flow's state; top-level keys named here replace the old values, the others are kept."
+    },
+    "wait_condition": {
+      "type": "object",
+      "description": "wait: what the flow waits for. Required by wait.",
+      "properties": {
+        "kind": {
+          "type": "string",
+          "enum": ["timer", "external_event", "manual"],
+          "description": "timer: resume at a time; external_event: resume when an event with this topic and correlation_id arrives; manual: a human or operator resumes it."
+        },
+        "at": {
+          "type": "string",
+          "description": "timer: when to resume, an RFC 3339 time such as \"2030-01-02T15:04:05Z\"; it must be in the future and at most the maximum horizon (default 30 days) ahead."
+        },
+        "topic": {
+          "type": "string",
+          "description": "external_event: the event's topic (non-empty). Topics are private to your agent: only events published for your agent resume the flow."
+        },
+        "correlation_id": {
+          "type": "string",
+          "description": "external_event: the id that ties the event to this flow (non-empty)."
+        }
+      },
+      "required": ["kind"]
+    },
+    "final_state": {
+      "type": "object",
+      "description": "finish: keys to merge into the state as the flow finishes (optional)."
+    },
+    "reason": {
+      "type": "string",
+      "description": "fail: why the flow failed. Required by fail."
+    }
+  },
+  "required": ["action"]
+}`
+
+// Definition returns the tool's definition for an LLM provider: the name
+// "taskflow", a description and the JSON Schema of the arguments.
+func (t *Tool) Definition() Definition {
+	s := shapes(Combined, dialectPlain)[0]
+	return Definition{Name: s.name, Description: s.description, Parameters: s.parameters}
+}
+
+// toolArgs are the arguments the model sends. Unknown fields (a revision,
+// say) are ignored.
+type toolArgs struct {
+	Action        string          `json:"action"`
+	FlowID        string          `json:"flow_id"`
+	ControllerID  string          `json:"controller_id"`
+	Goal          string          `json:"goal"`
+	CurrentStep   string          `json:"current_step"`
+	State         json.RawMessage `json:"state"`
+	Patch         json.RawMessage `json:"patch"`
+	WaitCondition json.RawMessage `json:"wait_condition"`
+	FinalState    json.RawMessage `json:"final_state"`
+	Reason        string          `json:"reason"`
+	// IdempotencyKey makes start idempotent per session.
+	IdempotencyKey string `json:"idempotency_key"`
+}
+
+// toolFlow is a flow as the model sees it.
+type toolFlow struct {
+	ID              string              `json:"id"`
+	ControllerID    string              `json:"controller_id"`
+	Goal            string              `json:"goal"`
+	CurrentStep     string              `json:"current_step"`
+	Status          taskflow.FlowStatus `json:"status"`
+	CancelRequested bool                `json:"cancel_requested"`
+	State           json.RawMessage     `json:"state"`
+	Wait            json.RawMessage     `json:"wait"`
+	Revision        int64               `json:"revision"`
+	CreatedAt       string              `json:"created_at"`
+	UpdatedAt       string              `json:"updated_at"`
+}
+
+func newToolFlow(f *taskflow.Flow) toolFlow {
+	state := f.State
+	if len(bytes.TrimSpace(state)) == 0 {
+		state = json.RawMessage(`{}`)
+	}
+	var wait json.RawMessage
+	if len(bytes.TrimSpace(f.Wait)) > 0 {
+		wait = unscopeWait(f.OwnerSessionKey, f.Wait)
+	}
+	return toolFlow{
+		ID:              f.ID.String(),
+		ControllerID:    f.ControllerID,
+		Goal:            f.Goal,
+		CurrentStep:     f.CurrentStep,
+		Status:          f.Status,
+		CancelRequested: f.CancelRequested,
+		State:           state,
+		Wait:            wait,
+		Revision:        f.Revision,
+		CreatedAt:       f.CreatedAt.UTC().Format(time.RFC3339Nano),
+		UpdatedAt:       f.UpdatedAt.UTC().Format(time.RFC3339Nano),
+	}
+}
+
+type flowResult struct {
+	OK   bool     `json:"ok"`
+	Flow toolFlow `json:"flow"`
+}
+
+type listResult struct {
+	OK    bool `json:"ok"`
+	Count int  `json:"count"`
+	// Total is how many flows the session has; Truncated says that
+	// Flows holds only the newest ListLimit of them.
+	Total     int        `json:"total"`
+	Truncated bool       `json:"truncated"`
+	Flows     []toolFlow `json:"flows"`
+}
+
+type notFoundResult struct {
+	OK     bool   `json:"ok"`
+	Error  string `json:"error"`
+	FlowID string `json:"flow_id"`
+}
+
+// encodeResult marshals a result without HTML escaping, so the state comes
+// back with its bytes.
+func encodeResult(v any) (json.RawMessage, error) {
+	b, err := marshalJSON(v)
+	if err != nil {
+		return nil, fmt.Errorf("taskflow tool: encoding the result: %w", err)
+	}
+	return b, nil
+}

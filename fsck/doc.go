@@ -1,0 +1,136 @@
+// Package fsck is the vocabulary of taskflow's consistency check: what
+// Manager.Verify (and `taskflow fsck`) reports, and the option that makes
+// it repair. The check itself lives in the taskflow package, beside the
+// store whose keys it reads; this package holds only what a caller names,
+// so it imports nothing of taskflow.
+//
+//	rep, err := m.Verify(ctx)                   // report only
+//	rep, err := m.Verify(ctx, fsck.WithRepair()) // report and repair
+//	if err == nil && !rep.OK() {
+//		for _, p := range rep.Problems {
+//			fmt.Println(p.Kind, p.FlowID, p.Key, p.Detail, p.Repaired)
+//		}
+//	}
+//
+// # What Verify checks
+//
+// Verify walks the flow space shard by shard (a SCAN of each shard's
+// keys) and checks every invariant taskflow's scripts maintain. A flow's
+// record (its hash) is the truth; every other key is derived from it:
+//
+//   - the flow is in exactly its status's index, and in its owner's;
+//   - a waiting flow has a wait, and only waiting flows do; a waiting
+//     timer flow is in the shard's timer set at its deadline, and no
+//     other flow is; correlation entries point at flows waiting for them;
+//     the cancel set holds exactly the waiting flows with a cancel
+//     request;
+//   - a running flow is either leased or on its controller's ready queue,
+//     never both, and only running flows hold a lease;
+//   - the newest audit event carries the flow's revision;
+//   - every step in a flow's step set has its record, and every step
+//     record is in the set;
+//   - no key is left of a flow that does not exist (kept early events
+//     included), and no key under the prefix is one taskflow does not
+//     write;
+//   - a flow made with an idempotency key has a version 5 id and a
+//     well-formed input fingerprint; an attempts count is a positive
+//     integer;
+//   - kept early events sit in lists with a TTL, readable, on the shard
+//     that reads them, and every claim of one has its due entry.
+//
+// Verify runs beside live workers. A problem is reported only if a
+// re-check, which reads the flow together with what it is compared with
+// in one atomic step, still sees it: a flow that moved while Verify
+// looked is not a problem.
+//
+// # Kinds of problem, and what repair does
+//
+// Each Problem names its Kind. A Kind's value is its constant's name in
+// snake case (OrphanKey is "orphan_key", CancelWaitMissing
+// "cancelwait_missing"); the values are stable, as they appear in
+// `taskflow fsck` output and its JSON.
+//
+// With WithRepair, Verify rebuilds index entries from the flow records,
+// drops stale entries and deletes the keys of flows that no longer exist.
+// A repair of a flow's entries applies only if the flow is still at the
+// revision it read, else it reads the flow again (three times at most; a
+// flow that keeps changing is left, its problems marked not repaired).
+// Flow records, audit logs and step records are never rewritten: what is
+// wrong in them needs a person, and Verify reports it with
+// Problem.Repaired false.
+//
+// The flow record (needs a person):
+//
+//   - BadFlow: the hash does not decode (a field of the wrong form).
+//   - UnreadableFlow: the flow key is not a hash, or could not be read.
+//   - BadWait: the wait does not parse.
+//   - WaitMissing: a waiting flow without a wait.
+//   - WaitExtra: a flow that is not waiting keeps a wait.
+//   - BadIdempotency: a malformed idempotency fingerprint, or one on a
+//     flow whose id is not derived from a key.
+//   - BadAttempts: an attempts count that is not a positive integer.
+//
+// The audit log (needs a person):
+//
+//   - EventsMissing: a flow without any audit event.
+//   - BadEvent: an audit entry that does not decode.
+//   - EventRevision: the newest audit entry names another revision than
+//     the flow's.
+//
+// Steps:
+//
+//   - StepMissing: the step set names a step that has no record (needs a
+//     person).
+//   - StepUnindexed: a step record missing from its flow's step set.
+//     Repair adds it to the set.
+//
+// Indexes, all repaired by rebuilding the flow's entries from its record
+// (Missing: an entry the record implies and the keyspace lacks; Extra and
+// Wrong: one the keyspace holds and the record does not imply):
+//
+//   - StatusIndexMissing, StatusIndexExtra: the flow is not in its
+//     status's index, or is in another status's.
+//   - OwnerIndexMissing: the flow is not in its owner's index.
+//   - TimerMissing, TimerWrong, TimerExtra: a waiting timer flow not in
+//     the timer set, at another deadline than its wait's, or a timer
+//     entry of a flow without a timer wait.
+//   - CancelWaitMissing, CancelWaitExtra: a waiting flow with a cancel
+//     request not in the cancel set, or an entry of a flow that is not.
+//   - CorrMissing, CorrExtra: a waiting external-event flow not in the
+//     correlation index, or an entry of a flow without such a wait.
+//   - ReadyMissing, ReadyExtra: a running flow neither leased nor on its
+//     ready queue, or a flow on a ready queue that should not be (leased,
+//     or not running).
+//   - LeaseExpiryWrong, LeaseExpiryExtra, LeaseExtra: a lease expiry
+//     entry that does not match the lease, one without a lease, or a lease
+//     of a flow that is not running.
+//   - StaleIndexEntry: an index entry that names no flow of the shard, or
+//     one the flow's record does not imply (Problem.Member is the entry).
+//     Repair drops it.
+//   - ControllerUnlisted: a ready queue whose controller is missing from
+//     the shard's controllers set (a flow space written before the set
+//     existed), so Stats does not see it. Repair adds the controller
+//     (Problem.Member).
+//
+// Keys:
+//
+//   - OrphanKey: a key of a flow (its events, steps, a step, its inbox of
+//     kept early events) whose flow record is gone. Repair deletes it (an
+//     inbox with its entries in the kept-event index).
+//   - UnknownKey: a key under the prefix that taskflow does not write
+//     (needs a person).
+//   - WrongType: a key of the wrong Redis type where an index or a list
+//     is expected (needs a person).
+//
+// Kept early events and their claims (not repaired: an expired list goes
+// by itself, and the tick settles claims):
+//
+//   - EarlyNoTTL: kept events without a TTL, which would never go away.
+//   - EarlyWrongShard: an early-event list (a pair's or a flow's) outside
+//     the shard it is read from, so never read.
+//   - BadEarlyEvent: a kept event that does not parse (Problem.Member is
+//     the entry).
+//   - BadClaim: a claim that does not parse, or of another shard.
+//   - ClaimUnindexed: a claim without a due entry, which the tick never
+//     re-drives.
+package fsck
