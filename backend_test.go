@@ -255,7 +255,7 @@ func countKind(kinds []EventKind, k EventKind) int {
 // mustVerify fails the test when Verify finds a problem.
 func mustVerify(t *testing.T, e *env) {
 	t.Helper()
-	rep, err := e.store.Verify(e.ctx)
+	rep, err := e.store.verify(e.ctx)
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}

@@ -56,7 +56,7 @@ func TestBridgeResumes(t *testing.T) {
 		if n := e.client.XLen(e.ctx, e.store.keys.bridge()).Val(); n != 0 {
 			t.Fatalf("stream keeps %d handled messages", n)
 		}
-		if cs, err := e.client.XInfoConsumers(e.ctx, e.store.keys.bridge(), DefaultBridgeGroup).Result(); err != nil || len(cs) != 0 {
+		if cs, err := e.client.XInfoConsumers(e.ctx, e.store.keys.bridge(), bridgeGroup).Result(); err != nil || len(cs) != 0 {
 			t.Fatalf("the stopped engine left its consumer: %v %v", cs, err)
 		}
 		err := e.m.PublishResume(e.ctx, ResumeRequest{Topic: "", CorrelationID: "x"})
@@ -73,11 +73,11 @@ func TestBridgeClaimsFromDeadConsumer(t *testing.T) {
 		must(t, try(0, e.m.PublishResume(e.ctx, ResumeRequest{FlowID: f.ID, Topic: "webhook", CorrelationID: "abc"})))
 		// The dead consumer: joins the group, reads, never acknowledges.
 		dead := e.b.client(t)
-		if err := dead.XGroupCreateMkStream(e.ctx, stream, DefaultBridgeGroup, "0").Err(); err != nil {
+		if err := dead.XGroupCreateMkStream(e.ctx, stream, bridgeGroup, "0").Err(); err != nil {
 			t.Fatal(err)
 		}
 		res := must(t, try(dead.XReadGroup(e.ctx, &redis.XReadGroupArgs{
-			Group: DefaultBridgeGroup, Consumer: "dead", Streams: []string{stream, ">"}, Count: 10, Block: -1,
+			Group: bridgeGroup, Consumer: "dead", Streams: []string{stream, ">"}, Count: 10, Block: -1,
 		}).Result()))
 		if len(res) != 1 || len(res[0].Messages) != 1 {
 			t.Fatalf("dead consumer read %v", res)
@@ -107,7 +107,7 @@ func TestBridgeClaimsFromDeadConsumer(t *testing.T) {
 		if g := must(t, try(e.m.Get(e.ctx, f.ID))); g.Status != StatusRunning {
 			t.Fatal("claimed message did not resume the flow")
 		}
-		pending := must(t, try(e.client.XPending(e.ctx, stream, DefaultBridgeGroup).Result()))
+		pending := must(t, try(e.client.XPending(e.ctx, stream, bridgeGroup).Result()))
 		if pending.Count != 0 {
 			t.Fatalf("%d messages still pending", pending.Count)
 		}
@@ -127,11 +127,11 @@ func TestBridgeTakesBackItsOwnPending(t *testing.T) {
 		must(t, try(0, e.m.PublishResume(e.ctx, ResumeRequest{FlowID: f.ID, Topic: "webhook", CorrelationID: "own"})))
 		// The consumer's earlier life: it read the message, then stopped.
 		before := e.b.client(t)
-		if err := before.XGroupCreateMkStream(e.ctx, stream, DefaultBridgeGroup, "0").Err(); err != nil {
+		if err := before.XGroupCreateMkStream(e.ctx, stream, bridgeGroup, "0").Err(); err != nil {
 			t.Fatal(err)
 		}
 		res := must(t, try(before.XReadGroup(e.ctx, &redis.XReadGroupArgs{
-			Group: DefaultBridgeGroup, Consumer: "engine-a", Streams: []string{stream, ">"}, Count: 10, Block: -1,
+			Group: bridgeGroup, Consumer: "engine-a", Streams: []string{stream, ">"}, Count: 10, Block: -1,
 		}).Result()))
 		if len(res) != 1 || len(res[0].Messages) != 1 {
 			t.Fatalf("read %v", res)
@@ -154,7 +154,7 @@ func TestBridgeTakesBackItsOwnPending(t *testing.T) {
 		if g := must(t, try(e.m.Get(e.ctx, f.ID))); g.Status != StatusRunning {
 			t.Fatalf("flow is %s, want running", g.Status)
 		}
-		pending := must(t, try(e.client.XPending(e.ctx, stream, DefaultBridgeGroup).Result()))
+		pending := must(t, try(e.client.XPending(e.ctx, stream, bridgeGroup).Result()))
 		if pending.Count != 0 {
 			t.Fatalf("%d messages still pending", pending.Count)
 		}
@@ -337,7 +337,7 @@ func TestResumePathWaitsForReplicas(t *testing.T) {
 	if n := rc.XLen(ctx, stream).Val(); n != 1 {
 		t.Fatalf("after promotion the stream holds %d requests, want the unhandled one", n)
 	}
-	if n := must(t, try(promoted.CountEarlyEvents(ctx))); n != 1 {
+	if n := must(t, try(promoted.countEarlyEvents(ctx))); n != 1 {
 		t.Fatalf("after promotion %d kept events, want 1", n)
 	}
 	// The same request again: remembered on the replica, not added.

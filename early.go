@@ -85,32 +85,32 @@ import (
 // Defaults and bounds of early events (see WithEarlyEvents and
 // WithResumeIDMemory).
 const (
-	// DefaultEarlyEventRetention is how long an event nobody waits for is
+	// defaultEarlyEventRetention is how long an event nobody waits for is
 	// kept.
-	DefaultEarlyEventRetention = 24 * time.Hour
-	// DefaultEarlyEventCap is how many events are kept per topic and
+	defaultEarlyEventRetention = 24 * time.Hour
+	// defaultEarlyEventCap is how many events are kept per topic and
 	// correlation id, and per flow id; past it the oldest is dropped.
-	DefaultEarlyEventCap = 100
+	defaultEarlyEventCap = 100
 	// maxEarlyEventCap bounds WithEarlyEvents's cap: taking an event may
 	// read a pair's whole list in one script.
 	maxEarlyEventCap = 10000
 	// earlyClaimTimeout is how long a claimed event may wait for its
 	// delivery before an engine's tick re-drives it.
 	earlyClaimTimeout = 30 * time.Second
-	// DefaultResumeIDMemory is how long a resume request's id is
+	// defaultResumeIDMemory is how long a resume request's id is
 	// remembered (WithResumeIDMemory): by PublishResume, so that the same
 	// request published again adds nothing, and, once its event resumed
 	// a flow, by early events (on the pair's shard by correlation, on the
 	// flow's shard with the flow id), so that the event resumes no later
 	// wait and is not kept again.
-	DefaultResumeIDMemory = 24 * time.Hour
-	// DefaultResumeIDCap is how many ids each of those memories keeps
+	defaultResumeIDMemory = 24 * time.Hour
+	// defaultResumeIDCap is how many ids each of those memories keeps
 	// (one for PublishResume, one per shard for early events); past it
 	// the oldest is forgotten first. A UUID id costs about 136 bytes,
 	// a flow id with a UUID event id (a used event on the flow's shard)
 	// about 168 (MEMORY USAGE of a sorted set of 100,000, Redis 7.0), so
 	// a full memory about 14 to 17 MB (per shard for early events').
-	DefaultResumeIDCap = 100000
+	defaultResumeIDCap = 100000
 	// bridgeEventPrefix starts the id of an event that came through the
 	// bridge in a message without a request id ("s" and the stream
 	// entry's id); requestEventPrefix that of a request with an id ("r"
@@ -136,8 +136,8 @@ type earlyConfig struct {
 }
 
 func defaultEarlyConfig() earlyConfig {
-	return earlyConfig{retention: DefaultEarlyEventRetention, cap: DefaultEarlyEventCap,
-		remember: DefaultResumeIDMemory, rememberCap: DefaultResumeIDCap}
+	return earlyConfig{retention: defaultEarlyEventRetention, cap: defaultEarlyEventCap,
+		remember: defaultResumeIDMemory, rememberCap: defaultResumeIDCap}
 }
 
 func (c earlyConfig) on() bool { return c.retention > 0 }
@@ -610,10 +610,10 @@ func keepNotReplicated(first *error, err error) error {
 	return nil
 }
 
-// CountEarlyEvents returns how many kept events (of both kinds) have not
+// countEarlyEvents returns how many kept events (of both kinds) have not
 // expired, from each shard's index of kept events: one ZCOUNT per shard,
 // in one pipeline. Events being delivered (claimed) are not counted.
-func (s *RedisStore) CountEarlyEvents(ctx context.Context) (int, error) {
+func (s *RedisStore) countEarlyEvents(ctx context.Context) (int, error) {
 	_, nowMs, _ := s.clock()
 	pipe := s.client.Pipeline()
 	cmds := make([]*redis.IntCmd, s.keys.shards)
@@ -632,7 +632,7 @@ func (s *RedisStore) CountEarlyEvents(ctx context.Context) (int, error) {
 
 // earlyEventsCmd queues, on pipe, the command that counts the early
 // events kept in shard and not yet expired (the shard's deadline index,
-// as CountEarlyEvents and Stats read it).
+// as countEarlyEvents and Stats read it).
 func (s *RedisStore) earlyEventsCmd(ctx context.Context, pipe redis.Pipeliner, shard int, nowMs string) *redis.IntCmd {
 	return pipe.ZCount(ctx, s.keys.earlyIndex(shard), "("+nowMs, "+inf")
 }

@@ -24,7 +24,7 @@ func (e *env) runningFlow(t testing.TB) *Flow {
 
 func (e *env) countEarly(t testing.TB) int {
 	t.Helper()
-	return must(t, try(e.store.CountEarlyEvents(e.ctx)))
+	return must(t, try(e.store.countEarlyEvents(e.ctx)))
 }
 
 // requireEarlyResumed checks that f was resumed at once by a kept event:

@@ -16,7 +16,7 @@ const (
 	maxTickBatch         = 1000
 	defaultClaimAfter    = 30 * time.Second
 	defaultBridgeBlock   = time.Second
-	DefaultBridgeGroup   = "taskflow-bridge"
+	bridgeGroup   = "taskflow-bridge"
 	defaultBridgeBatch   = 50
 	bridgeTransientPause = 200 * time.Millisecond
 )
@@ -112,7 +112,7 @@ func NewWaitEngine(m *Manager, opts ...EngineOption) *WaitEngine {
 		s:     m.store,
 		batch: defaultTickBatch,
 		log:   slog.Default(),
-		group: DefaultBridgeGroup,
+		group: bridgeGroup,
 		name:  "engine-" + uuid.NewString()[:8],
 		claim: defaultClaimAfter,
 		block: defaultBridgeBlock,

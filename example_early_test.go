@@ -39,11 +39,11 @@ func ExampleManager_SetWaiting_earlyEvent() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	kept, err := store.CountEarlyEvents(ctx)
+	st, err := m.Stats(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("resumed now:", len(resumed), "kept:", kept)
+	fmt.Println("resumed now:", len(resumed), "kept:", st.EarlyEvents)
 
 	f, err = m.SetWaiting(ctx, f.ID, taskflow.WaitExternalEvent("email.reply", "msg-42"))
 	if err != nil {

@@ -146,7 +146,7 @@ func TestVerifyChecksIdempotencyFingerprint(t *testing.T) {
 		mustVerify(t, e)
 		e.client.HSet(e.ctx, e.store.keys.flow(f.ID), "idem", "not-hex")
 		e.client.HSet(e.ctx, e.store.keys.flow(plain.ID), "idem", "0123456789abcdef0123456789abcdef")
-		rep, err := e.store.Verify(e.ctx, fsck.WithRepair())
+		rep, err := e.store.verify(e.ctx, fsck.WithRepair())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -93,7 +93,7 @@ func checkInserted(t *testing.T, e *env, want *Flow, steps []*FlowStep, events [
 
 func wantVerifyClean(t *testing.T, e *env, flows int) {
 	t.Helper()
-	rep := must(t, try(e.store.Verify(e.ctx)))
+	rep := must(t, try(e.store.verify(e.ctx)))
 	if !rep.OK() || rep.Flows != flows {
 		t.Fatalf("verify: %d flows (want %d), problems %+v", rep.Flows, flows, rep.Problems)
 	}
@@ -380,7 +380,7 @@ func TestImportCallsMixVerifyClean(t *testing.T) {
 		n := 0
 		check := func(what string) {
 			t.Helper()
-			rep := must(t, try(e.store.Verify(ctx)))
+			rep := must(t, try(e.store.verify(ctx)))
 			if !rep.OK() || rep.Flows != n {
 				t.Fatalf("after %s: %d flows (want %d), problems %+v", what, rep.Flows, n, rep.Problems)
 			}

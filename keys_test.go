@@ -91,7 +91,7 @@ func TestACLUserLimitedToPrefix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n, err := s.CountEarlyEvents(ctx); n != 1 || err != nil {
+		if n, err := s.countEarlyEvents(ctx); n != 1 || err != nil {
 			t.Fatalf("kept events as the limited user: %d %v", n, err)
 		}
 		if w := must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("acl", "early")))); w.Status != StatusRunning {

@@ -228,6 +228,3 @@ func (l Limits) resolve() (Limits, error) {
 	return l, nil
 }
 
-// Limits returns the store's bounds, defaults filled in (EventsPerFlow
-// or EventBytes 0 when the audit log has no such bound).
-func (s *RedisStore) Limits() Limits { return s.limits }

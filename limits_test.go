@@ -187,7 +187,7 @@ func TestLimitsAreStoreOptions(t *testing.T) {
 		if _, err := e.m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "r2", Status: StepRunning}); !errors.Is(err, ErrInvalidData) {
 			t.Fatalf("a third step over a limit of 2: %v", err)
 		}
-		if got := e.store.Limits(); got.TextBytes != 16 || got.EventBytes != defaultEventBytes {
+		if got := e.store.limits; got.TextBytes != 16 || got.EventBytes != defaultEventBytes {
 			t.Fatalf("limits %+v", got)
 		}
 	}, WithLimits(Limits{LabelBytes: 8, TextBytes: 16, PatchKeys: 2, StepsPerFlow: 2}))
@@ -199,8 +199,8 @@ func TestLimitsAreStoreOptions(t *testing.T) {
 		}
 	}
 	s, err := NewRedisStore(c, WithLimits(Limits{EventBytes: -1}))
-	if err != nil || s.Limits().EventBytes != 0 {
-		t.Fatalf("no byte bound: %v %+v", err, s.Limits())
+	if err != nil || s.limits.EventBytes != 0 {
+		t.Fatalf("no byte bound: %v %+v", err, s.limits)
 	}
 }
 

@@ -235,7 +235,7 @@ func TestReadingNeverWritesLayout(t *testing.T) {
 		if _, err := m.ListEvents(e.ctx, uuid.New(), 10); err != nil {
 			t.Fatal(err)
 		}
-		if rep, err := s.Verify(e.ctx); err != nil || !rep.OK() {
+		if rep, err := s.verify(e.ctx); err != nil || !rep.OK() {
 			t.Fatalf("Verify: %+v %v", rep, err)
 		}
 		if keys := e.dump(); len(keys) != 0 {

@@ -70,6 +70,12 @@ func (m *Manager) newEvent(to *uuid.UUID, topic, correlationID string, payload a
 // newEventID names an event that came without a name of its own.
 func newEventID() string { return uuid.NewString() }
 
+// TryResumeExternal is Manager.TryResumeExternal on the engine, where
+// nexo-taskflow has it.
+func (e *WaitEngine) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any) (*Flow, error) {
+	return e.m.TryResumeExternal(ctx, flowID, topic, correlationID, payload)
+}
+
 // TryResumeExternal resumes flowID if it is waiting for an external event
 // with exactly topic and correlationID, merging {"resume_event": payload}
 // into its state when payload is not nil (nor JSON null). It returns
@@ -79,19 +85,6 @@ func newEventID() string { return uuid.NewString() }
 // terminal, and the flow's next SetWaiting on topic and correlationID
 // takes it. A cancel-requested flow waiting for the event is refused with
 // ErrCancelPending (the next tick cancels it).
-func (e *WaitEngine) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any) (*Flow, error) {
-	return e.m.TryResumeExternal(ctx, flowID, topic, correlationID, payload)
-}
-
-// ResumeByCorrelation resumes a flow waiting for topic and correlationID
-// (with early events off, every such flow), wherever it lives, for
-// senders that do not know the flow id, or keeps the event; see
-// Manager.ResumeByCorrelation.
-func (e *WaitEngine) ResumeByCorrelation(ctx context.Context, topic, correlationID string, payload any) ([]*Flow, error) {
-	return e.m.ResumeByCorrelation(ctx, topic, correlationID, payload)
-}
-
-// TryResumeExternal: see WaitEngine.TryResumeExternal.
 func (m *Manager) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any) (*Flow, error) {
 	ev, err := m.newEvent(&flowID, topic, correlationID, payload, newEventID(), mutation{})
 	if err != nil {

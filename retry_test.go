@@ -197,7 +197,7 @@ func TestResetAttempts(t *testing.T) {
 		}
 		mustVerify(t, e)
 		e.client.HSet(e.ctx, e.store.keys.flow(f.ID), "att", "-3")
-		rep, err := e.store.Verify(e.ctx)
+		rep, err := e.store.verify(e.ctx)
 		if err != nil || len(rep.Problems) != 1 || rep.Problems[0].Kind != "bad_attempts" {
 			t.Fatalf("verify of a bad count: %+v %v", rep, err)
 		}

@@ -177,7 +177,7 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 		return nil, statsErr(err)
 	}
 	for _, g := range groups.Val() {
-		if g.Name == DefaultBridgeGroup {
+		if g.Name == bridgeGroup {
 			st.Bridge.Pending = g.Pending
 		}
 	}

@@ -62,11 +62,11 @@ func statsSpace(t *testing.T, e *env) {
 		}
 	}
 	stream := e.store.keys.bridge()
-	if err := e.client.XGroupCreateMkStream(ctx, stream, DefaultBridgeGroup, "0").Err(); err != nil {
+	if err := e.client.XGroupCreateMkStream(ctx, stream, bridgeGroup, "0").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.client.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group: DefaultBridgeGroup, Consumer: "stalled", Streams: []string{stream, ">"}, Count: 1,
+		Group: bridgeGroup, Consumer: "stalled", Streams: []string{stream, ">"}, Count: 1,
 	}).Err(); err != nil {
 		t.Fatal(err)
 	}

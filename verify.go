@@ -38,7 +38,12 @@ import (
 //
 // An error stops the walk; the report returned beside it holds what the
 // shards checked before it found (and, with repair, repaired).
-func (s *RedisStore) Verify(ctx context.Context, opts ...fsck.Option) (*fsck.Report, error) {
+func (m *Manager) Verify(ctx context.Context, opts ...fsck.Option) (*fsck.Report, error) {
+	return m.store.verify(ctx, opts...)
+}
+
+// verify is Manager.Verify on the store.
+func (s *RedisStore) verify(ctx context.Context, opts ...fsck.Option) (*fsck.Report, error) {
 	cfg := fsck.Apply(opts...)
 	if err := s.ensureLoaded(ctx); err != nil {
 		return nil, err
@@ -50,11 +55,6 @@ func (s *RedisStore) Verify(ctx context.Context, opts ...fsck.Option) (*fsck.Rep
 		}
 	}
 	return rep, nil
-}
-
-// Verify checks the manager's flow space; see RedisStore.Verify.
-func (m *Manager) Verify(ctx context.Context, opts ...fsck.Option) (*fsck.Report, error) {
-	return m.store.Verify(ctx, opts...)
 }
 
 // shardKeys is what a SCAN of one shard found.

@@ -101,7 +101,7 @@ func (e *env) sameDump(t *testing.T, before map[string]string, what string) {
 // problem.
 func mustVerify(t *testing.T, e *env) {
 	t.Helper()
-	rep, err := e.store.Verify(e.ctx)
+	rep, err := e.m.Verify(e.ctx)
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}

@@ -410,7 +410,7 @@ func jsonEqual(got json.RawMessage, want string) bool {
 
 func wantClean(t *testing.T, e *env, flows int) {
 	t.Helper()
-	rep, err := e.store.Verify(e.ctx)
+	rep, err := e.m.Verify(e.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
