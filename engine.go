@@ -16,7 +16,7 @@ const (
 	maxTickBatch         = 1000
 	defaultClaimAfter    = 30 * time.Second
 	defaultBridgeBlock   = time.Second
-	bridgeGroup   = "taskflow-bridge"
+	bridgeGroup          = "taskflow-bridge"
 	defaultBridgeBatch   = 50
 	bridgeTransientPause = 200 * time.Millisecond
 )

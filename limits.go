@@ -227,4 +227,3 @@ func (l Limits) resolve() (Limits, error) {
 	}
 	return l, nil
 }
-
