@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/observe"
 )
 
 // ResumeRequest asks the resume bridge to resume a flow waiting for an
@@ -410,4 +412,44 @@ func parseBridgeMessage(msg redis.XMessage) (bridgeMessage, error) {
 		}
 	}
 	return req, nil
+}
+
+// bridgeEvent is what the resume bridge knows of one message while it
+// handles it; observeBridge hands it to the observer.
+type bridgeEvent struct {
+	MessageID string
+	FlowID    uuid.UUID
+	Topic     string
+	Outcome   string
+	Resumed   []*Flow
+	Claimed   bool
+	Err       error
+	Start     time.Time
+}
+
+// observeBridge reports one bridge message; herr is what handle returned
+// (an error there means the message stays pending).
+func observeBridge(ctx context.Context, o *observe.Observer, ev *bridgeEvent, herr *error) {
+	if *herr != nil {
+		ev.Outcome, ev.Err = "retry", *herr
+	}
+	out := observe.Bridge{MessageID: ev.MessageID, FlowID: ev.FlowID, Topic: ev.Topic, Outcome: ev.Outcome,
+		Claimed: ev.Claimed, Err: ev.Err, Start: ev.Start, Duration: time.Since(ev.Start)}
+	for _, f := range ev.Resumed {
+		out.Resumed = append(out.Resumed, observedFlow(f))
+	}
+	o.Bridge(ctx, out)
+}
+
+// bridgeOutcome names what a message's handling did.
+func bridgeOutcome(resumed int, err error) string {
+	switch {
+	case err != nil && isPermanent(err):
+		return "failed"
+	case err != nil:
+		return "retry"
+	case resumed > 0:
+		return "resumed"
+	}
+	return "nomatch"
 }

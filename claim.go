@@ -15,6 +15,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/internal/masterwatch"
 )
 
 // A fleet of workers shares the flows of a controller: every script that
@@ -33,17 +35,6 @@ import (
 //		m.SetWaiting(ctx, f.ID, cond, taskflow.WithLease(lease)) // or Finish / Fail
 //		// leaving running ends the lease; otherwise m.Release(ctx, lease)
 //	}
-
-// Lease is a worker's exclusive, expiring right to drive one flow.
-type Lease struct {
-	FlowID       uuid.UUID `json:"flow_id"`
-	ControllerID string    `json:"controller_id"`
-	WorkerID     string    `json:"worker_id"`
-	// Token fences the lease: the scripts refuse a mutation carrying a
-	// token that is not the flow's current, live lease.
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
 
 // hubHealthCheck is how often an idle Claim subscription is pinged.
 const hubHealthCheck = 30 * time.Second
@@ -326,14 +317,14 @@ func (h *readyHub) listen(subs []*redis.PubSub) {
 }
 
 // follow subscribes h again on each master change the store's failover
-// client sees (masterWatch), and wakes every waiter: an announcement made
+// client sees (internal/masterwatch), and wakes every waiter: an announcement made
 // during the switch may have gone to the old master. It ends with h.
-func (m *Manager) follow(h *readyHub, w *masterWatch, seen uint64) {
+func (m *Manager) follow(h *readyHub, w *masterwatch.Watch, seen uint64) {
 	h.mu.Lock()
 	done := h.done
 	h.mu.Unlock()
 	for {
-		epoch, changed := w.current()
+		epoch, changed := w.Current()
 		if epoch == seen {
 			select {
 			case <-done:
@@ -392,7 +383,7 @@ func (m *Manager) readyHub(ctx context.Context, controllerID string) (*readyHub,
 	// subscription is made subscribes again.
 	var seen uint64
 	if w := m.store.master; w != nil {
-		seen, _ = w.current()
+		seen, _ = w.Current()
 	}
 	subs, err := m.store.subscribe(ctx, channels)
 	if err != nil {
@@ -449,4 +440,21 @@ func (m *Manager) LeaseOf(ctx context.Context, flowID uuid.UUID) (*Lease, error)
 	}
 	return &Lease{FlowID: flowID, ControllerID: ctl, WorkerID: worker, Token: parts[0],
 		ExpiresAt: time.UnixMilli(ms).UTC()}, nil
+}
+
+// RequeueExpiredLease ends a lease whose expiry has passed and puts its
+// running flow back on its controller's ready queue, as the engine's next
+// tick would: an operator's way to hand a stalled worker's flow on now. It
+// returns the flow as persisted, or nil when there is nothing to do (no
+// lease, or a lease that has not expired yet: a live worker's lease is
+// never taken away). The audit log gets a lease_expired event.
+func (m *Manager) RequeueExpiredLease(ctx context.Context, flowID uuid.UUID) (*Flow, error) {
+	s := m.store
+	_, nowMs, nowStr := s.clock()
+	f, _, err := s.runFlowScript(ctx, s.scripts.expireLease, flowID, s.keys.flowKeys(flowID, ""),
+		s.head(flowID, nowMs, nowStr, mutation{}))
+	if errors.Is(err, errNoMatch) {
+		return nil, nil
+	}
+	return f, err
 }

@@ -148,3 +148,22 @@ func decodeReply(id uuid.UUID, v any) (*Flow, error) {
 	}
 	return decodeFlow(id, replyFields(arr), false)
 }
+
+// replyFields returns the flow fields of a {flow, extra} script reply:
+// field/value pairs, or with a lean reply ({values, extra, 'record'})
+// the values of recordFields in order.
+func replyFields(arr []any) map[string]string {
+	if len(arr) > 2 && arr[2] == "record" {
+		vals, _ := arr[0].([]any)
+		m := make(map[string]string, len(recordFields))
+		for i, name := range recordFields {
+			if i < len(vals) {
+				if v, ok := vals[i].(string); ok {
+					m[name] = v
+				}
+			}
+		}
+		return m
+	}
+	return pairsToMap(arr[0])
+}

@@ -82,35 +82,11 @@ import (
 // memory they take is about 520 bytes times the events nobody waited for
 // during the retention (README).
 
-// Defaults and bounds of early events (see WithEarlyEvents and
-// WithResumeIDMemory).
+// Timings and names of early events.
 const (
-	// defaultEarlyEventRetention is how long an event nobody waits for is
-	// kept.
-	defaultEarlyEventRetention = 24 * time.Hour
-	// defaultEarlyEventCap is how many events are kept per topic and
-	// correlation id, and per flow id; past it the oldest is dropped.
-	defaultEarlyEventCap = 100
-	// maxEarlyEventCap bounds WithEarlyEvents's cap: taking an event may
-	// read a pair's whole list in one script.
-	maxEarlyEventCap = 10000
 	// earlyClaimTimeout is how long a claimed event may wait for its
 	// delivery before an engine's tick re-drives it.
 	earlyClaimTimeout = 30 * time.Second
-	// defaultResumeIDMemory is how long a resume request's id is
-	// remembered (WithResumeIDMemory): by PublishResume, so that the same
-	// request published again adds nothing, and, once its event resumed
-	// a flow, by early events (on the pair's shard by correlation, on the
-	// flow's shard with the flow id), so that the event resumes no later
-	// wait and is not kept again.
-	defaultResumeIDMemory = 24 * time.Hour
-	// defaultResumeIDCap is how many ids each of those memories keeps
-	// (one for PublishResume, one per shard for early events); past it
-	// the oldest is forgotten first. A UUID id costs about 136 bytes,
-	// a flow id with a UUID event id (a used event on the flow's shard)
-	// about 168 (MEMORY USAGE of a sorted set of 100,000, Redis 7.0), so
-	// a full memory about 14 to 17 MB (per shard for early events').
-	defaultResumeIDCap = 100000
 	// bridgeEventPrefix starts the id of an event that came through the
 	// bridge in a message without a request id ("s" and the stream
 	// entry's id); requestEventPrefix that of a request with an id ("r"
@@ -125,76 +101,6 @@ const (
 	// kept, and the caller gets errEarlyBusy).
 	earlyPlaceAttempts = 16
 )
-
-type earlyConfig struct {
-	retention time.Duration
-	cap       int
-	// remember and rememberCap bound the memories of request ids and
-	// used events (WithResumeIDMemory).
-	remember    time.Duration
-	rememberCap int
-}
-
-func defaultEarlyConfig() earlyConfig {
-	return earlyConfig{retention: defaultEarlyEventRetention, cap: defaultEarlyEventCap,
-		remember: defaultResumeIDMemory, rememberCap: defaultResumeIDCap}
-}
-
-func (c earlyConfig) on() bool { return c.retention > 0 }
-
-func (c earlyConfig) validate() error {
-	if c.retention < 0 {
-		return fmt.Errorf("%w: early event retention %s is negative", ErrInvalidData, c.retention)
-	}
-	if c.on() && (c.cap < 1 || c.cap > maxEarlyEventCap) {
-		return fmt.Errorf("%w: early event cap %d is outside 1..%d", ErrInvalidData, c.cap, maxEarlyEventCap)
-	}
-	if c.on() && c.retention < time.Millisecond {
-		return fmt.Errorf("%w: early event retention %s is under a millisecond", ErrInvalidData, c.retention)
-	}
-	if c.remember < time.Second || c.rememberCap < 1 {
-		return fmt.Errorf("%w: resume id memory %s with cap %d: want at least a second and 1", ErrInvalidData, c.remember, c.rememberCap)
-	}
-	return nil
-}
-
-// WithEarlyEvents sets how early events are kept: an external event
-// that matches no waiting flow is kept for retention (default 24 h), at
-// most maxPerCorrelation events per topic and correlation id and per flow
-// id (default 100, at least 1, at most 10,000: taking an event may read
-// a pair's whole list in one script; past it the oldest is dropped), and a
-// flow that starts waiting for it takes it in SetWaiting. A retention of
-// 0 turns early events off: an event nobody waits for is dropped, and
-// ResumeByCorrelation resumes every waiting flow (see there).
-//
-// Every process of a flow space should use the same setting. Each kept
-// event costs Redis memory: see the README (about 200 bytes plus its
-// payload).
-func WithEarlyEvents(retention time.Duration, maxPerCorrelation int) StoreOption {
-	return func(c *storeConfig) {
-		c.early.retention, c.early.cap = retention, maxPerCorrelation
-	}
-}
-
-// WithResumeIDMemory sets how long (default 24 h, at least a second) and
-// how many (default 100,000, at least 1) resume request ids are
-// remembered so that a request that comes again applies at most once:
-// PublishResume remembers the ids it published (one sorted set), and the
-// store the events that resumed a flow (one sorted set per shard:
-// by correlation on the pair's shard, and, whatever its origin, the flow
-// id with the event id on the flow's shard), each trimmed to the cap,
-// oldest first, and expiring with its newest id. With early events off
-// (WithEarlyEvents(0, 0)) only PublishResume's memory and the flow's
-// ring of bridge calls remain. A request repeated after its id was forgotten is
-// still recognised by a flow it resumed while the flow remembers it (its
-// newest 16 events) but may otherwise resume a later wait: keep the
-// memory longer than a publisher may repeat a request. Every process of
-// a flow space should use the same setting.
-func WithResumeIDMemory(d time.Duration, capacity int) StoreOption {
-	return func(c *storeConfig) {
-		c.early.remember, c.early.rememberCap = d, capacity
-	}
-}
 
 // memoryArgs are the bounds of the memory of used events, as
 // deliver_event.lua and transition_early.lua take them.
@@ -636,3 +542,25 @@ func (s *RedisStore) countEarlyEvents(ctx context.Context) (int, error) {
 func (s *RedisStore) earlyEventsCmd(ctx context.Context, pipe redis.Pipeliner, shard int, nowMs string) *redis.IntCmd {
 	return pipe.ZCount(ctx, s.keys.earlyIndex(shard), "("+nowMs, "+inf")
 }
+
+// externalEvent is one external event on its way to a flow: checked,
+// named, and addressed to a flow id (byFlow) or to every flow waiting
+// for its topic and correlation id.
+type externalEvent struct {
+	byFlow        bool
+	flowID        uuid.UUID
+	topic         string
+	correlationID string
+	// cp is corrPrefix(topic, correlationID).
+	cp      string
+	payload json.RawMessage
+	// id names the event: the bridge names an event by its request, so
+	// that a request handled again is recognised; other doors make one
+	// per call (newEventID).
+	id string
+	// mut carries the bridge's call id for each request (see bridgeCall).
+	mut mutation
+}
+
+// newEventID names an event that came without a name of its own.
+func newEventID() string { return uuid.NewString() }

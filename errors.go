@@ -3,6 +3,7 @@ package taskflow
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
@@ -60,6 +61,18 @@ var (
 	// have applied.
 	ErrOutcomeUnknown = errors.New("taskflow: the write may have applied: its reply was lost")
 )
+
+// attemptsMoved is retry.lua's ATTEMPTS refusal: the count changed
+// between the read and the script.
+type attemptsMoved struct{ actual int }
+
+func (e *attemptsMoved) Error() string {
+	return "taskflow: attempts count moved to " + strconv.Itoa(e.actual)
+}
+
+// errStaleEntry: a tick script found that its index entry named no flow it
+// could act on, and dropped the entry.
+var errStaleEntry = errors.New("taskflow: stale index entry")
 
 // RevisionMismatchError carries the expected and actual revisions of a
 // refused compare-and-set. It matches ErrRevisionMismatch with errors.Is.

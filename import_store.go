@@ -18,16 +18,6 @@ import (
 // overwrite one step. Each is one script that keeps every index in step
 // with the records it writes, so Verify stays clean after any mix of them.
 
-// Limits of one InsertFlow call: it is one script, and a script must do
-// bounded work.
-const (
-	// maxInsertSteps is the most steps one InsertFlow writes.
-	maxInsertSteps = 1000
-	// maxInsertEvents is the most audit events one InsertFlow writes
-	// (after the store's event cap dropped the oldest).
-	maxInsertEvents = 10000
-)
-
 // Import is what InsertFlow writes: a flow as it stands, with its steps
 // and its audit log (an importer's input).
 type Import struct {

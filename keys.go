@@ -100,11 +100,6 @@ const (
 	legacyHash = "fnv32a"
 )
 
-// ShardOf returns the shard the flow with this id lives in: the id's
-// last 8 hex digits as a number, modulo the shard count. Every key of the
-// flow starts with "<prefix>:{<shard>}" (see the README's key table).
-func (s *RedisStore) ShardOf(id uuid.UUID) int { return s.keys.shardOf(id) }
-
 // tag is "<prefix>:{<n>}", the part every key of shard n starts with.
 func (k keyspace) tag(shard int) string {
 	return k.prefix + ":{" + strconv.Itoa(shard) + "}"
@@ -270,3 +265,10 @@ func (k keyspace) bridge() string { return k.prefix + ":{bridge}:resume" }
 // stream (zset: id by when it is forgotten):
 // <prefix>:{bridge}:requests.
 func (k keyspace) bridgeRequests() string { return k.prefix + ":{bridge}:requests" }
+
+// flowSpaceNamespace is the UUID namespace of a flow space's
+// idempotency keys: a name-based UUID of its prefix, the same in every
+// process that opens the flow space.
+func flowSpaceNamespace(prefix string) uuid.UUID {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("taskflow:flow-space:"+prefix))
+}

@@ -227,3 +227,13 @@ func (l Limits) resolve() (Limits, error) {
 	}
 	return l, nil
 }
+
+// Limits of one InsertFlow call: it is one script, and a script must do
+// bounded work.
+const (
+	// maxInsertSteps is the most steps one InsertFlow writes.
+	maxInsertSteps = 1000
+	// maxInsertEvents is the most audit events one InsertFlow writes
+	// (after the store's event cap dropped the oldest).
+	maxInsertEvents = 10000
+)

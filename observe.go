@@ -28,19 +28,6 @@ func observedFlow(f *Flow) *observe.Flow {
 	return &observe.Flow{ID: f.ID, Status: string(f.Status), TraceParent: f.TraceParent}
 }
 
-// bridgeEvent is what the resume bridge knows of one message while it
-// handles it; observeBridge hands it to the observer.
-type bridgeEvent struct {
-	MessageID string
-	FlowID    uuid.UUID
-	Topic     string
-	Outcome   string
-	Resumed   []*Flow
-	Claimed   bool
-	Err       error
-	Start     time.Time
-}
-
 // opMeta is what a caller knows about a script run before it runs.
 type opMeta struct {
 	event    EventKind
@@ -138,31 +125,6 @@ func (s *RedisStore) observeRun(ctx context.Context, sc *script, id uuid.UUID, s
 	}
 }
 
-// tickMetas describes a tick's script runs to the observer (nil when
-// script runs are not observed).
-func (s *RedisStore) tickMetas(kinds []entryKind) []opMeta {
-	if !s.observing() {
-		return nil
-	}
-	out := make([]opMeta, len(kinds))
-	for i, k := range kinds {
-		switch k {
-		case entryTimer:
-			out[i] = opMeta{event: EventResumed, waitKind: string(WaitKindTimer)}
-		case entryCancel:
-			out[i] = opMeta{event: EventCancelled}
-		}
-	}
-	return out
-}
-
-func observeTick(ctx context.Context, o *observe.Observer, start time.Time, rep *TickReport) {
-	o.Tick(ctx, observe.Tick{Scanned: rep.Scanned, Resumed: rep.Resumed, Cancelled: rep.Cancelled,
-		StillWaiting: rep.StillWaiting, Errors: rep.Errors, LeasesExpired: rep.LeasesExpired,
-		Dropped: rep.Dropped, Truncated: rep.Truncated, EarlyRedriven: rep.EarlyRedriven, Err: rep.Err,
-		Start: start, Duration: time.Since(start)})
-}
-
 func observeClaim(ctx context.Context, o *observe.Observer, controllerID, workerID string, start time.Time, f **Flow, l **Lease, err *error) {
 	ev := observe.Claim{ControllerID: controllerID, WorkerID: workerID, Flow: observedFlow(*f), Err: *err,
 		Start: start, Duration: time.Since(start)}
@@ -170,33 +132,6 @@ func observeClaim(ctx context.Context, o *observe.Observer, controllerID, worker
 		ev.LeaseExpiresAt = (*l).ExpiresAt
 	}
 	o.Claim(ctx, ev)
-}
-
-// observeBridge reports one bridge message; herr is what handle returned
-// (an error there means the message stays pending).
-func observeBridge(ctx context.Context, o *observe.Observer, ev *bridgeEvent, herr *error) {
-	if *herr != nil {
-		ev.Outcome, ev.Err = "retry", *herr
-	}
-	out := observe.Bridge{MessageID: ev.MessageID, FlowID: ev.FlowID, Topic: ev.Topic, Outcome: ev.Outcome,
-		Claimed: ev.Claimed, Err: ev.Err, Start: ev.Start, Duration: time.Since(ev.Start)}
-	for _, f := range ev.Resumed {
-		out.Resumed = append(out.Resumed, observedFlow(f))
-	}
-	o.Bridge(ctx, out)
-}
-
-// bridgeOutcome names what a message's handling did.
-func bridgeOutcome(resumed int, err error) string {
-	switch {
-	case err != nil && isPermanent(err):
-		return "failed"
-	case err != nil:
-		return "retry"
-	case resumed > 0:
-		return "resumed"
-	}
-	return "nomatch"
 }
 
 // traceParent returns the observer's traceparent for a new flow, or ""

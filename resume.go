@@ -24,25 +24,6 @@ import (
 // and the waiter's half (SetWaiting, TakeEarlyEvent) and the tick's
 // re-drive of claims (redriveEarly), which start here and in manager.go.
 
-// externalEvent is one external event on its way to a flow: checked,
-// named, and addressed to a flow id (byFlow) or to every flow waiting
-// for its topic and correlation id.
-type externalEvent struct {
-	byFlow        bool
-	flowID        uuid.UUID
-	topic         string
-	correlationID string
-	// cp is corrPrefix(topic, correlationID).
-	cp      string
-	payload json.RawMessage
-	// id names the event: the bridge names an event by its request, so
-	// that a request handled again is recognised; other doors make one
-	// per call (newEventID).
-	id string
-	// mut carries the bridge's call id for each request (see bridgeCall).
-	mut mutation
-}
-
 // newEvent checks an event's labels and reads its payload (nil or JSON
 // null is no payload: no resume_event is merged, as in the original).
 // It is the only check of an event, whatever door it came in by. to is
@@ -66,9 +47,6 @@ func (m *Manager) newEvent(to *uuid.UUID, topic, correlationID string, payload a
 	}
 	return ev, nil
 }
-
-// newEventID names an event that came without a name of its own.
-func newEventID() string { return uuid.NewString() }
 
 // TryResumeExternal is Manager.TryResumeExternal on the engine, where
 // nexo-taskflow has it.

@@ -99,14 +99,6 @@ func (p RetryPolicy) backoff(attempt int) time.Duration {
 	return d/2 + time.Duration(r*float64(d/2))
 }
 
-// attemptsMoved is retry.lua's ATTEMPTS refusal: the count changed
-// between the read and the script.
-type attemptsMoved struct{ actual int }
-
-func (e *attemptsMoved) Error() string {
-	return "taskflow: attempts count moved to " + strconv.Itoa(e.actual)
-}
-
 // RetryLater records a failed attempt of a running flow under policy:
 // the flow's Attempts grows by one and, while it is below MaxAttempts,
 // the flow waits on a timer at now + policy backoff (with jitter); any

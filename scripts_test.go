@@ -1,14 +1,22 @@
 package taskflow
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 )
 
 var updateLuaGolden = flag.Bool("update-lua", false, "rewrite testdata/lua_definitions.golden")
@@ -265,4 +273,305 @@ func luaCodeOnly(src string) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// waitReplicaUp waits until the replica's link to its master is up.
+func waitReplicaUp(t *testing.T, c *redis.Client) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		info, _ := c.Info(context.Background(), "replication").Result()
+		if strings.Contains(info, "master_link_status:up") {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("replica never synced")
+}
+
+// TestReplicaAcksSurviveACrashPromotion: with WithReplicaAcks(1, ...),
+// every acknowledged mutation is on the replica, so killing the master
+// and promoting the replica loses none; with the replica gone, a
+// mutation reports ErrNotReplicated and is applied.
+func TestReplicaAcksSurviveACrashPromotion(t *testing.T) {
+	master := startRedisServer(t)
+	replica := startRedisServer(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.port))
+	rc := replica.client(t)
+	waitReplicaUp(t, rc)
+	ctx := context.Background()
+	store, err := NewRedisStore(master.client(t), WithPrefix("repl"), WithReplicaAcks(1, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(store)
+	f := must(t, try(m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})))
+	for i := 0; i < 40; i++ {
+		f = must(t, try(m.UpdateState(ctx, f.ID, map[string]int{"i": i}, "")))
+	}
+	// Steps and leases are writes too: each is acknowledged replicated.
+	must(t, try(m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "observed", Status: StepRunning})))
+	if err := store.InsertStep(ctx, &FlowStep{ID: uuid.New(), FlowID: f.ID, RunID: "inserted", Runtime: RuntimeManaged, Status: StepPending}); err != nil {
+		t.Fatal(err)
+	}
+	_, l, err := m.Claim(ctx, "c", "w", time.Minute)
+	if err != nil || l == nil {
+		t.Fatalf("claim: %v %v", l, err)
+	}
+	l = must(t, try(m.Extend(ctx, l, 2*time.Minute)))
+	if err := m.Release(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	f = must(t, try(m.Finish(ctx, f.ID, nil)))
+	master.kill() // a crash: no shutdown, no last sync
+	if err := rc.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	promoted, err := NewRedisStore(rc, WithPrefix("repl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := must(t, try(NewManager(promoted).Get(ctx, f.ID)))
+	if got.Revision != f.Revision || got.Status != StatusFinished {
+		t.Fatalf("after promotion: rev %d %s, acknowledged rev %d %s", got.Revision, got.Status, f.Revision, f.Status)
+	}
+	for _, run := range []string{"observed", "inserted"} {
+		if _, err := promoted.FindStepByRunID(ctx, f.ID, run); err != nil {
+			t.Fatalf("step %s after promotion: %v", run, err)
+		}
+	}
+	// The promoted server has no replica: a mutation applies but says
+	// it is not confirmed replicated.
+	waiting, err := NewRedisStore(rc, WithPrefix("repl"), WithReplicaAcks(1, 200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wm := NewManager(waiting)
+	g := must(t, try(NewManager(promoted).CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})))
+	_, err = wm.UpdateState(ctx, g.ID, map[string]int{"x": 1}, "")
+	var nre *NotReplicatedError
+	if !errors.Is(err, ErrNotReplicated) || !errors.As(err, &nre) || nre.Acked != 0 || nre.Wanted != 1 {
+		t.Fatalf("update without a replica: %v", err)
+	}
+	if after := must(t, try(wm.Get(ctx, g.ID))); after.Revision != g.Revision+1 {
+		t.Fatalf("the unconfirmed update did not apply: rev %d", after.Revision)
+	}
+	// Every other write reports the same: steps, and a lease's calls.
+	_, _, err = NewManager(promoted).Claim(ctx, "c", "w", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wm.RecordStepObservation(ctx, StepObservation{FlowID: g.ID, RunID: "r", Status: StepRunning}); !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("step observation without a replica: %v", err)
+	}
+	if err := waiting.InsertStep(ctx, &FlowStep{ID: uuid.New(), FlowID: g.ID, RunID: "i", Runtime: RuntimeManaged, Status: StepPending}); !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("insert step without a replica: %v", err)
+	}
+	h := must(t, try(NewManager(promoted).CreateMirrored(ctx, CreateManagedInput{ControllerID: "d", Goal: "g", OwnerSessionKey: "o"})))
+	_, hl, err := NewManager(promoted).Claim(ctx, "d", "w", time.Minute)
+	if err != nil || hl == nil || hl.FlowID != h.ID {
+		t.Fatalf("claim: %v %v", hl, err)
+	}
+	if _, err := wm.Extend(ctx, hl, 2*time.Minute); !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("extend without a replica: %v", err)
+	}
+	if err := wm.Release(ctx, hl); !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("release without a replica: %v", err)
+	}
+}
+
+// TestNotReplicatedReturnsWhatApplied: on a master without its replica
+// every write that answers with something returns it beside
+// ErrNotReplicated, and the error carries it too: the claim's flow and
+// lease, the update's revision, the created flow.
+func TestNotReplicatedReturnsWhatApplied(t *testing.T) {
+	master := startRedisServer(t)
+	ctx := context.Background()
+	store, err := NewRedisStore(master.client(t), WithPrefix("nrepl"), WithReplicaAcks(1, 50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(store)
+	defer m.Close()
+	// check wants err to be ErrNotReplicated carrying flow f (when f is
+	// not nil) and returns it.
+	check := func(name string, err error) *NotReplicatedError {
+		t.Helper()
+		nre := notReplicated(err)
+		if !errors.Is(err, ErrNotReplicated) || nre == nil {
+			t.Fatalf("%s: %v, want ErrNotReplicated", name, err)
+		}
+		return nre
+	}
+	f, err := m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})
+	if nre := check("create", err); f == nil || nre.Flow != f || f.Revision != 1 {
+		t.Fatalf("create returned %+v, error carries %+v", f, nre.Flow)
+	}
+	got, l, err := m.Claim(ctx, "c", "w", time.Minute, WithClaimWait(0))
+	if nre := check("claim", err); got == nil || l == nil || got.ID != f.ID || nre.Lease != l || nre.Flow != got {
+		t.Fatalf("claim returned %v %v, error carries %v %v", got, l, nre.Flow, nre.Lease)
+	}
+	if held := must(t, try(m.LeaseOf(ctx, f.ID))); held == nil || held.Token != l.Token {
+		t.Fatalf("the lease returned is not the one held: %+v vs %+v", l, held)
+	}
+	l2, err := m.Extend(ctx, l, 2*time.Minute)
+	if nre := check("extend", err); l2 == nil || nre.Lease != l2 || !l2.ExpiresAt.After(l.ExpiresAt) {
+		t.Fatalf("extend returned %+v", l2)
+	}
+	up, err := m.UpdateState(ctx, f.ID, map[string]int{"x": 1}, "next", WithLease(l2))
+	if nre := check("update", err); up == nil || up.Revision != got.Revision+1 || nre.Flow != up {
+		t.Fatalf("update returned %+v", up)
+	}
+	// The revision returned fences the next call.
+	up2, err := m.UpdateState(ctx, f.ID, map[string]int{"x": 2}, "", IfRevision(up.Revision), WithLease(l2))
+	if check("update at the returned revision", err); up2 == nil || up2.Revision != up.Revision+1 {
+		t.Fatalf("update at the returned revision returned %+v", up2)
+	}
+	st, err := m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "r", Status: StepRunning}, WithLease(l2))
+	if check("step", err); st == nil || st.RunID != "r" {
+		t.Fatalf("step observation returned %+v", st)
+	}
+	nf, ev, err := store.UpdateAndAppend(ctx, up2, "note", map[string]int{"n": 1})
+	if nre := check("update and append", err); nf == nil || ev == nil || nre.Flow != nf || nf.Revision != up2.Revision+1 {
+		t.Fatalf("update and append returned %+v %+v", nf, ev)
+	}
+	fin, err := m.Finish(ctx, f.ID, nil)
+	if nre := check("finish", err); fin == nil || fin.Status != StatusFinished || nre.Flow != fin {
+		t.Fatalf("finish returned %+v", fin)
+	}
+	// A refusal is not applied: nothing comes back.
+	if f, err := m.Finish(ctx, f.ID, nil); f != nil || errors.Is(err, ErrNotReplicated) || !errors.Is(err, ErrAlreadyTerminal) {
+		t.Fatalf("finish of a finished flow: %v %v", f, err)
+	}
+}
+
+// waitRecorder records the timeouts of the WAIT commands a client sends.
+type waitRecorder struct {
+	mu       sync.Mutex
+	timeouts []int64
+}
+
+func (r *waitRecorder) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (r *waitRecorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return next
+}
+func (r *waitRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		r.mu.Lock()
+		for _, c := range cmds {
+			if args := c.Args(); strings.EqualFold(c.Name(), "wait") && len(args) == 3 {
+				ms, _ := args[2].(int64)
+				r.timeouts = append(r.timeouts, ms)
+			}
+		}
+		r.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+// TestNoScriptWaitsForReplicasOnce: a write that meets NOSCRIPT (a new
+// master's empty script cache) under WithReplicaAcks is re-sent with a
+// WAIT for what is left of the timeout only, not a second whole one.
+func TestNoScriptWaitsForReplicasOnce(t *testing.T) {
+	master := startRedisServer(t)
+	ctx := context.Background()
+	c := master.client(t)
+	rec := &waitRecorder{}
+	c.AddHook(rec)
+	const timeout = 200 * time.Millisecond
+	store, err := NewRedisStore(c, WithPrefix("nsw"), WithReplicaAcks(1, timeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(store)
+	f, err := m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})
+	if !errors.Is(err, ErrNotReplicated) {
+		t.Fatal(err)
+	}
+	if err := c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	rec.timeouts = nil
+	rec.mu.Unlock()
+	if _, err := m.UpdateState(ctx, f.ID, map[string]int{"x": 1}, ""); !errors.Is(err, ErrNotReplicated) {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	// No replica: the first WAIT blocked its whole timeout, so the one
+	// behind the re-sent script has (almost) nothing left.
+	if len(rec.timeouts) != 2 || rec.timeouts[0] != timeout.Milliseconds() || rec.timeouts[1] >= timeout.Milliseconds() {
+		t.Fatalf("WAIT timeouts sent: %v ms, want %d then less", rec.timeouts, timeout.Milliseconds())
+	}
+}
+
+// TestLostReplySaysTheWriteMayHaveApplied: a write whose reply is lost
+// for good (no go-redis retry left) returns an *OutcomeUnknownError
+// naming the flow and its call id, and repeating the call with that id
+// applies it once.
+func TestLostReplySaysTheWriteMayHaveApplied(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b)
+			c, d := lossyClientRetrying(t, b, -1)
+			store := e.reopenStore(c)
+			m := NewManager(store)
+			defer m.Close()
+			ctx := context.Background()
+			if err := store.LoadScripts(ctx); err != nil {
+				t.Fatal(err)
+			}
+			f := must(t, try(m.CreateMirrored(ctx, seedInput())))
+			d.arm()
+			_, err := m.UpdateState(ctx, f.ID, map[string]int{"x": 1}, "")
+			var oe *OutcomeUnknownError
+			if !errors.As(err, &oe) || !errors.Is(err, ErrOutcomeUnknown) || oe.FlowID != f.ID || oe.CallID == "" {
+				t.Fatalf("update with its reply lost: %v", err)
+			}
+			if !strings.Contains(err.Error(), f.ID.String()) || !strings.Contains(err.Error(), "may have applied") {
+				t.Fatalf("the error does not name the flow or say the write may have applied: %v", err)
+			}
+			events := eventCount(t, e.m, f.ID)
+			again, err := m.UpdateState(ctx, f.ID, map[string]int{"x": 1}, "", WithCallID(oe.CallID))
+			if err != nil || again.Revision != f.Revision+1 || eventCount(t, e.m, f.ID) != events {
+				t.Fatalf("the repeat with the call id: %v, rev %v (was %d), events %d -> %d",
+					err, again, f.Revision, events, eventCount(t, e.m, f.ID))
+			}
+		})
+	}
+}
+
+// TestRepeatedCallIsWaitedForItsWrite: a write not confirmed replicated,
+// repeated with its call id from another connection while the replica
+// still lags, is not confirmed either: the repeat writes nothing, but the
+// WAIT sent behind it covers what the master holds, the write it repeats
+// included (Redis 7: a connection's WAIT counts from the master's offset
+// at its last command; a bare WAIT on a fresh connection would confirm
+// at once, which is why eval always sends the script first).
+func TestRepeatedCallIsWaitedForItsWrite(t *testing.T) {
+	master := startRedisServer(t)
+	link := startLagLink(t, master.addr())
+	replica := startRedisServer(t, "--replicaof", "127.0.0.1", strconv.Itoa(link.port()))
+	waitReplicaUp(t, replica.client(t))
+	ctx := context.Background()
+	open := func() *Manager {
+		store, err := NewRedisStore(master.client(t), WithPrefix("rep"), WithReplicaAcks(1, 200*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return NewManager(store)
+	}
+	m := open()
+	f := must(t, try(m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})))
+	link.setLag(time.Hour) // the replica receives nothing from now on
+	_, err := m.UpdateState(ctx, f.ID, map[string]int{"x": 1}, "", WithCallID("update-1"))
+	if !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("update with the replica held back: %v", err)
+	}
+	again, err := open().UpdateState(ctx, f.ID, map[string]int{"x": 1}, "", WithCallID("update-1"))
+	if !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("the repeat, on another connection, with the write still not on the replica: %v", err)
+	}
+	if again == nil || again.Revision != f.Revision+1 {
+		t.Fatalf("the repeat applied again or answered otherwise: %+v", again)
+	}
 }

@@ -246,3 +246,14 @@ const (
 	// when it is given no audit log (a flow always has at least one event).
 	EventImported EventKind = "imported"
 )
+
+// Lease is a worker's exclusive, expiring right to drive one flow.
+type Lease struct {
+	FlowID       uuid.UUID `json:"flow_id"`
+	ControllerID string    `json:"controller_id"`
+	WorkerID     string    `json:"worker_id"`
+	// Token fences the lease: the scripts refuse a mutation carrying a
+	// token that is not the flow's current, live lease.
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}

@@ -252,3 +252,13 @@ func waitIndexArgs(id uuid.UUID, raw json.RawMessage) (waitArgs, error) {
 func unwrapMarshal(err error) error {
 	return fmt.Errorf("%w: %v", ErrInvalidData, err)
 }
+
+// waitArgs are the index entries of a wait: ARGV 10..12 of transition.lua.
+type waitArgs struct {
+	json    string
+	timerMs string
+	corr    string
+	// topic and correlationID of an external-event wait, for the
+	// store's label bounds (checkWaitLabels).
+	topic, correlationID string
+}

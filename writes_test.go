@@ -9,6 +9,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
 // TestShallowMergeExactBytes: values come back byte for byte; the state
@@ -405,6 +409,270 @@ func TestUpdateAndAppendMovesControllerQueue(t *testing.T) {
 		write(r, "c", StatusWaiting)
 		if claim("a") != nil || claim("c") != nil {
 			t.Fatal("a waiting flow was claimed")
+		}
+		requireVerifyClean(t, e.m)
+	})
+}
+
+func TestIdempotentCreateReturnsExistingFlow(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		in := CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: map[string]int{"n": 1}, IdempotencyKey: "webhook-42"}
+		f, err := e.m.CreateManaged(e.ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.ID != e.store.IdempotentFlowID("webhook-42") || f.ID.Version() != 5 {
+			t.Fatalf("id %s (version %d), want the key's v5 id %s", f.ID, f.ID.Version(), e.store.IdempotentFlowID("webhook-42"))
+		}
+		before := e.dump()
+		e.clock.Advance(1000)
+		again, err := e.m.CreateManaged(e.ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(again, f) {
+			t.Fatalf("second create returned %+v, want %+v", again, f)
+		}
+		if after := e.dump(); !reflect.DeepEqual(after, before) {
+			t.Fatal("the second create wrote something")
+		}
+		// After progress, a retry returns the flow as it is now.
+		if _, err := e.m.StartRunning(e.ctx, f.ID); err != nil {
+			t.Fatal(err)
+		}
+		again, err = e.m.CreateManaged(e.ctx, in)
+		if err != nil || again.Status != StatusRunning || again.Revision != 1 {
+			t.Fatalf("retry after start: %+v %v", again, err)
+		}
+		// Other input with the same key is refused and writes nothing.
+		before = e.dump()
+		for _, other := range []func(*CreateManagedInput){
+			func(c *CreateManagedInput) { c.Goal = "other" },
+			func(c *CreateManagedInput) { c.State = map[string]int{"n": 2} },
+			func(c *CreateManagedInput) { c.OwnerSessionKey = "o2" },
+		} {
+			c := in
+			other(&c)
+			if _, err := e.m.CreateManaged(e.ctx, c); !errors.Is(err, ErrIdempotencyConflict) {
+				t.Fatalf("other input: %v, want ErrIdempotencyConflict", err)
+			}
+		}
+		if _, err := e.m.CreateMirrored(e.ctx, in); !errors.Is(err, ErrIdempotencyConflict) {
+			t.Fatalf("mirrored with a managed flow's key: %v, want ErrIdempotencyConflict", err)
+		}
+		if after := e.dump(); !reflect.DeepEqual(after, before) {
+			t.Fatal("a refused create wrote something")
+		}
+		// Without a key every create is a new flow.
+		a, _ := e.m.CreateManaged(e.ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})
+		b, _ := e.m.CreateManaged(e.ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})
+		if a == nil || b == nil || a.ID == b.ID || a.ID.Version() != 4 {
+			t.Fatalf("keyless creates: %v %v", a, b)
+		}
+		// A key is scoped to its flow space.
+		other, err := NewRedisStore(e.client, WithPrefix(e.prefix+"-other"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other.IdempotentFlowID("webhook-42") == f.ID {
+			t.Fatal("two flow spaces derive the same id from one key")
+		}
+		if _, err := e.m.CreateManaged(e.ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o", IdempotencyKey: string(make([]byte, maxIdempotencyKeyBytes+1))}); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("oversized key: %v", err)
+		}
+		mustVerify(t, e)
+	})
+}
+
+func TestIdempotentCreateRace(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		for _, mirrored := range []bool{false, true} {
+			in := CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "race", IdempotencyKey: "k-" + uuid.NewString()}
+			const n = 16
+			flows := make([]*Flow, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func(i int) {
+					defer wg.Done()
+					m := NewManager(e.reopenStore(e.b.client(t)))
+					<-start
+					if mirrored {
+						flows[i], errs[i] = m.CreateMirrored(e.ctx, in)
+					} else {
+						flows[i], errs[i] = m.CreateManaged(e.ctx, in)
+					}
+				}(i)
+			}
+			close(start)
+			wg.Wait()
+			for i := range flows {
+				if errs[i] != nil {
+					t.Fatalf("create %d: %v", i, errs[i])
+				}
+				if flows[i].ID != flows[0].ID || flows[i].Revision != flows[0].Revision {
+					t.Fatalf("create %d returned %s rev %d, create 0 %s rev %d", i, flows[i].ID, flows[i].Revision, flows[0].ID, flows[0].Revision)
+				}
+			}
+			evs, err := e.m.ListEvents(e.ctx, flows[0].ID, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 1
+			if mirrored {
+				want = 2
+			}
+			if len(evs) != want {
+				t.Fatalf("mirrored=%v: %d events, want %d", mirrored, len(evs), want)
+			}
+		}
+		all, err := e.m.ListByOwner(e.ctx, "race")
+		if err != nil || len(all) != 2 {
+			t.Fatalf("owner has %d flows (%v), want 2", len(all), err)
+		}
+		mustVerify(t, e)
+	})
+}
+
+func TestVerifyChecksIdempotencyFingerprint(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f, err := e.m.CreateManaged(e.ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o", IdempotencyKey: "k"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := e.m.CreateManaged(e.ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustVerify(t, e)
+		e.client.HSet(e.ctx, e.store.keys.flow(f.ID), "idem", "not-hex")
+		e.client.HSet(e.ctx, e.store.keys.flow(plain.ID), "idem", "0123456789abcdef0123456789abcdef")
+		rep, err := e.store.verify(e.ctx, fsck.WithRepair())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, p := range rep.Problems {
+			if p.Kind == "bad_idempotency" {
+				got[p.FlowID] = true
+			}
+		}
+		if !got[f.ID.String()] || !got[plain.ID.String()] || len(rep.Problems) != 2 {
+			t.Fatalf("problems %+v, want bad_idempotency for both flows", rep.Problems)
+		}
+	})
+}
+
+func TestPrune(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		old := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+		must(t, try(e.m.RecordStepObservation(ctx, StepObservation{FlowID: old.ID, RunID: "r1", Status: StepSucceeded})))
+		must(t, try(e.m.Finish(ctx, old.ID, nil)))
+		oldCancelled := must(t, try(e.m.CreateManaged(ctx, seedInput())))
+		must(t, try(e.m.Cancel(ctx, oldCancelled.ID)))
+		running := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+		e.clock.Advance(10 * 24 * time.Hour)
+		recent := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+		must(t, try(e.m.Fail(ctx, recent.ID, "x")))
+
+		n := must(t, try(e.m.PruneTerminalFlows(ctx, 7*24*time.Hour)))
+		if n != 2 {
+			t.Fatalf("pruned %d, want 2", n)
+		}
+		for _, id := range []uuid.UUID{old.ID, oldCancelled.ID} {
+			_, err := e.m.Get(ctx, id)
+			wantErr(t, err, ErrNotFound)
+			if evs := must(t, try(e.m.ListEvents(ctx, id, 10))); len(evs) != 0 {
+				t.Fatalf("events left: %d", len(evs))
+			}
+		}
+		must(t, try(e.m.Get(ctx, running.ID)))
+		must(t, try(e.m.Get(ctx, recent.ID)))
+		// Nothing of the pruned flows is left: no key names them and no
+		// index holds them.
+		for k, v := range e.dump() {
+			for _, id := range []uuid.UUID{old.ID, oldCancelled.ID} {
+				if strings.Contains(k, id.String()) || strings.Contains(v, id.String()) {
+					t.Fatalf("pruned flow %s still in %s", id, k)
+				}
+			}
+		}
+		if owned := must(t, try(e.m.ListByOwner(ctx, seedInput().OwnerSessionKey))); len(owned) != 2 {
+			t.Fatalf("owner index has %d", len(owned))
+		}
+		if n := must(t, try(e.m.PruneTerminalFlows(ctx, 7*24*time.Hour))); n != 0 {
+			t.Fatalf("second prune %d", n)
+		}
+	})
+}
+
+// TestPruneRemovesEarlyEvents: pruning a flow removes the early events
+// kept for it (and their entries in the shard's early-event index), so a flow made
+// again with the same idempotency key (same id) does not take the pruned
+// flow's reply on its first wait; Verify reports an early-event list left of a flow
+// that no longer exists, and its repair deletes it.
+func TestPruneRemovesEarlyEvents(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		in := seedInput()
+		in.IdempotencyKey = "job-7"
+		f := must(t, try(e.m.CreateManaged(ctx, in)))
+		must(t, try(e.m.StartRunning(ctx, f.ID)))
+		must(t, try(e.m.TryResumeExternal(ctx, f.ID, "job", "7", "old reply")))
+		if n := e.countEarly(t); n != 1 {
+			t.Fatalf("%d kept events, want 1", n)
+		}
+		must(t, try(e.m.Cancel(ctx, f.ID)))
+		e.clock.Advance(2 * time.Hour) // the event is kept for 24 h
+		if n := must(t, try(e.m.PruneTerminalFlows(ctx, time.Hour))); n != 1 {
+			t.Fatalf("pruned %d, want 1", n)
+		}
+		if n := e.countEarly(t); n != 0 {
+			t.Fatalf("%d kept events after the prune, want 0", n)
+		}
+		for k := range e.dump() {
+			if strings.Contains(k, f.ID.String()) {
+				t.Errorf("pruned flow's key %s is left", k)
+			}
+		}
+		again := must(t, try(e.m.CreateManaged(ctx, in)))
+		if again.ID != f.ID || again.Revision != 0 {
+			t.Fatalf("re-create: %s revision %d, want a new %s", again.ID, again.Revision, f.ID)
+		}
+		must(t, try(e.m.StartRunning(ctx, again.ID)))
+		w := must(t, try(e.m.SetWaiting(ctx, again.ID, WaitExternalEvent("job", "7"))))
+		if w.Status != StatusWaiting {
+			t.Fatalf("the new flow took the pruned flow's reply: %s %s", w.Status, w.State)
+		}
+		requireVerifyClean(t, e.m)
+
+		// An early-event list left of a flow that is gone (as an older prune left
+		// it) is reported, and the repair deletes it.
+		g := e.runningFlow(t)
+		must(t, try(e.m.TryResumeExternal(ctx, g.ID, "job", "8", "x")))
+		list := e.store.keys.earlyFlow(g.ID)
+		must(t, try(e.m.Cancel(ctx, g.ID)))
+		e.client.Del(ctx, e.store.keys.flow(g.ID), e.store.keys.events(g.ID))
+		for _, st := range allStatuses {
+			e.client.ZRem(ctx, e.store.keys.status(e.store.keys.shardOf(g.ID), st), g.ID.String())
+		}
+		e.client.ZRem(ctx, e.store.keys.owner(e.store.keys.shardOf(g.ID), in.OwnerSessionKey), g.ID.String())
+		rep := must(t, try(e.m.Verify(ctx)))
+		if len(rep.Problems) != 1 || rep.Problems[0].Kind != fsck.OrphanKey || rep.Problems[0].Key != list || rep.Problems[0].FlowID != g.ID.String() {
+			t.Fatalf("problems %+v, want one orphan_key %s", rep.Problems, list)
+		}
+		rep = must(t, try(e.m.Verify(ctx, fsck.WithRepair())))
+		if len(rep.Problems) != 1 || !rep.Problems[0].Repaired {
+			t.Fatalf("repair: %+v", rep.Problems)
+		}
+		if n := e.client.Exists(ctx, list).Val(); n != 0 {
+			t.Fatal("the repair left the list")
+		}
+		if n := e.countEarly(t); n != 0 {
+			t.Fatalf("%d kept events after the repair, want 0", n)
 		}
 		requireVerifyClean(t, e.m)
 	})
