@@ -235,7 +235,8 @@ func TestPublicFaceStaysThin(t *testing.T) {
 	for _, ds := range deps {
 		total += len(ds)
 	}
-	_, upward := layOut(deps)
+	order, upward := layOut(deps)
+	t.Logf("order, bottom first: %s", strings.Join(order, " "))
 	t.Logf("root: %d files, %d exported names, %d file dependencies, %d upward", len(files), len(names), total, len(upward))
 	for _, u := range upward {
 		t.Logf("upward: %s -> %s", u[0], u[1])
