@@ -21,6 +21,29 @@
 // [ErrAlreadyTerminal]; a flow whose cancel was requested refuses every
 // transition but the one to cancelled with [ErrCancelPending]; any other
 // move outside the graph is [ErrIllegalTransition].
+//
+// Where to start:
+//
+//   - [NewRedisStore] opens a flow space on any go-redis client
+//     (standalone, Sentinel or Cluster) and [NewManager] drives its flows:
+//     create, start, wait, resume, finish, fail, cancel, update state,
+//     record steps, list, watch.
+//   - A fleet of workers shares a controller's flows with
+//     [Manager.Claim], fenced by a [Lease] ([WithLease]); a flow whose
+//     worker died is claimed again when its lease expires.
+//   - [NewWaitEngine] resumes waiting flows: due timers and cancel
+//     requests on each tick, external events through
+//     [Manager.TryResumeExternal], [Manager.ResumeByCorrelation] and the
+//     resume bridge ([WaitEngine.RunResumeBridge], [Manager.PublishResume]).
+//     An event that arrives before its flow waits is kept for it
+//     ([WithEarlyEvents]).
+//   - [Manager.Stats] and [Manager.Watch] show what the space holds and
+//     does; [Manager.Verify] checks it.
+//
+// Other packages of this module: agenttool is the tool an LLM calls to
+// drive its own flows; fsck names what Verify reports; observe holds the
+// hooks a metrics or tracing integration implements. The README has the
+// key layout, to read any flow with redis-cli.
 package taskflow
 
 import (
