@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/taskflow-dev/taskflow/internal/plainjson"
 )
 
 // marshalJSON is json.Marshal without HTML escaping: every value the
@@ -15,15 +17,7 @@ import (
 // dashboard and other languages read the caller's text rather than
 // \u003c, \u003e and \u0026. json.RawMessage values inside v keep
 // their bytes too (encoding/json would re-escape them).
-func marshalJSON(v any) (json.RawMessage, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
+func marshalJSON(v any) (json.RawMessage, error) { return plainjson.Marshal(v) }
 
 // toJSON turns a caller's value into compact JSON. nil stays nil (no
 // value); json.RawMessage and []byte must hold valid JSON and are kept

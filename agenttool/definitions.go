@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/internal/plainjson"
 )
 
 // Tool definitions for each LLM provider, all derived from one source: the
@@ -268,11 +269,11 @@ func (o jsonObject) MarshalJSON() ([]byte, error) {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		k, err := marshalJSON(f.key)
+		k, err := plainjson.Marshal(f.key)
 		if err != nil {
 			return nil, err
 		}
-		v, err := marshalJSON(f.value)
+		v, err := plainjson.Marshal(f.value)
 		if err != nil {
 			return nil, err
 		}
@@ -285,7 +286,7 @@ func (o jsonObject) MarshalJSON() ([]byte, error) {
 }
 
 func mustJSON(v any) json.RawMessage {
-	b, err := marshalJSON(v)
+	b, err := plainjson.Marshal(v)
 	if err != nil {
 		panic("taskflow: marshalling a tool schema: " + err.Error()) // built from constants (tested)
 	}
@@ -693,7 +694,7 @@ func (t *Tool) CallTool(ctx context.Context, s Session, name string, args json.R
 		}
 	}
 	m["action"] = mustJSON(action)
-	b, err := marshalJSON(m)
+	b, err := plainjson.Marshal(m)
 	if err != nil {
 		return nil, argErr("the arguments of %s: %v", name, err)
 	}
@@ -761,7 +762,7 @@ func normalizeArgs(args json.RawMessage) (json.RawMessage, error) {
 	if !changed {
 		return args, nil
 	}
-	return marshalJSON(m)
+	return plainjson.Marshal(m)
 }
 
 // parseFlowID reads a flow id in any form the original takes: hyphenated

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/internal/plainjson"
 )
 
 // What the agent tool shows a model: its definition and JSON Schema,
@@ -191,7 +192,7 @@ type notFoundResult struct {
 // encodeResult marshals a result without HTML escaping, so the state comes
 // back with its bytes.
 func encodeResult(v any) (json.RawMessage, error) {
-	b, err := marshalJSON(v)
+	b, err := plainjson.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("taskflow tool: encoding the result: %w", err)
 	}

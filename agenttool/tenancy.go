@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/internal/plainjson"
 )
 
 // Topic returns the topic under which the tool stores an
@@ -58,7 +59,7 @@ func unscopeWait(owner string, wait json.RawMessage) json.RawMessage {
 		return wait
 	}
 	w.Topic = topic
-	b, err := marshalJSON(w)
+	b, err := plainjson.Marshal(w)
 	if err != nil {
 		return wait
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/taskflow-dev/taskflow"
 	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
-	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/plainjson"
+	"github.com/taskflow-dev/taskflow/internal/plainjson"
 )
 
 // writeJSON writes v as indented JSON, text as written ('<', '>' and

@@ -15,7 +15,7 @@ import (
 
 	"github.com/taskflow-dev/taskflow"
 	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
-	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/plainjson"
+	"github.com/taskflow-dev/taskflow/internal/plainjson"
 )
 
 // progress is what the workers know of their flows, for the live line.

@@ -33,7 +33,7 @@ import (
 
 	"github.com/taskflow-dev/taskflow"
 	"github.com/taskflow-dev/taskflow/agenttool"
-	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/plainjson"
+	"github.com/taskflow-dev/taskflow/internal/plainjson"
 )
 
 // Transports.

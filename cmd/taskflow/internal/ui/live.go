@@ -10,7 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskflow-dev/taskflow"
-	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/plainjson"
+	"github.com/taskflow-dev/taskflow/internal/plainjson"
 )
 
 // keepAlive is how often an idle live stream sends a comment line, so

@@ -16,7 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskflow-dev/taskflow"
-	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/plainjson"
+	"github.com/taskflow-dev/taskflow/internal/plainjson"
 )
 
 // StatsFunc returns the overview's figures.

@@ -2,7 +2,7 @@
 // as written, without the HTML escaping of encoding/json ('<', '>' and
 // '&' are not turned into \u003c, \u003e, \u0026). The CLI's --json, the
 // dashboard's event stream and /api/stats, and the MCP server's
-// resources use it, so every surface shows a value as redis-cli does.
+// resources, the library's stored values and the agent tool's results use it, so every surface shows a value as redis-cli does.
 // JSON that ends up inside an HTML page goes through html/template's own
 // escaping instead.
 package plainjson
