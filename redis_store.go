@@ -71,6 +71,15 @@ type storeConfig struct {
 
 	replicas    int
 	replTimeout time.Duration
+
+	evalOnly bool // withEvalOnly
+}
+
+// withEvalOnly makes the store call its scripts with EVALSHA even where
+// the server has Redis Functions (scripts.go), so that the tests run a
+// real Redis both ways.
+func withEvalOnly() StoreOption {
+	return func(c *storeConfig) { c.evalOnly = true }
 }
 
 // WithPrefix sets the first part of every key (default "taskflow"). It
@@ -137,6 +146,7 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 	if err != nil {
 		return nil, err
 	}
+	sc.evalOnly = cfg.evalOnly
 	s := &RedisStore{
 		client:      client,
 		cluster:     cluster,
@@ -276,11 +286,13 @@ func (s *RedisStore) matchLayout(got map[string]string) error {
 	return nil
 }
 
-// LoadScripts loads every script into Redis's script cache (on every
-// master of a cluster). Calling it when a worker starts saves the first
-// call of each script its EVALSHA miss; it is never required: a script
-// the server lost (restart, failover, SCRIPT FLUSH) is sent again. It
-// writes no key: the first create records the flow space's layout.
+// LoadScripts loads the scripts (on every master of a cluster): the
+// library of Redis Functions where the server has them (FUNCTION LOAD),
+// or every script into the script cache. Calling it when a worker starts
+// saves the first call its load; it is never required: a library or
+// script the server lost (restart, failover, FUNCTION FLUSH, SCRIPT
+// FLUSH) is sent again. It writes no key: the first create records the
+// flow space's layout.
 func (s *RedisStore) LoadScripts(ctx context.Context) error {
 	if err := s.checkLayout(ctx); err != nil {
 		return err

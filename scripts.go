@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,6 +37,7 @@ var luaFiles embed.FS
 type script struct {
 	*redis.Script
 	name     string
+	fn       string // its function in the library: tf_<version>_<name>
 	writes   bool
 	observed bool
 }
@@ -54,7 +58,23 @@ type scripts struct {
 	// pay for.
 	transitionEarly *script
 	all             []*script
+
+	// lib is every script as one Redis Functions library; mode says
+	// whether the store calls it (FCALL) or the scripts (EVALSHA),
+	// decided once (functions). evalOnly forces EVALSHA (withEvalOnly).
+	lib      *luascript.Library
+	evalOnly bool
+	modeMu   sync.Mutex
+	mode     atomic.Int32
 }
+
+// The ways a store calls its scripts: undecided until the first call or
+// load, then for good.
+const (
+	modeUndecided int32 = iota
+	modeFunctions       // FCALL and FCALL_RO of the library
+	modeEval            // EVALSHA (EVAL after a NOSCRIPT)
+)
 
 // scriptFile is one script of the table: its file (lua/<file>.lua),
 // whether it writes, and where the store keeps it.
@@ -109,12 +129,19 @@ func loadScripts(cluster bool) (*scripts, error) {
 	if err != nil {
 		return nil, err
 	}
+	var libScripts []luascript.LibraryScript
+	for _, x := range s.files() {
+		libScripts = append(libScripts, luascript.LibraryScript{Name: x.file, ReadOnly: !x.writes})
+	}
+	if s.lib, err = l.Library(libScripts); err != nil {
+		return nil, fmt.Errorf("taskflow: lua library: %w", err)
+	}
 	for _, x := range s.files() {
 		src, err := l.Assemble(x.file)
 		if err != nil {
 			return nil, fmt.Errorf("taskflow: lua script %s: %w", x.file, err)
 		}
-		*x.dst = &script{Script: redis.NewScript(src), name: x.file, writes: x.writes,
+		*x.dst = &script{Script: redis.NewScript(src), name: x.file, fn: s.lib.Function(x.file), writes: x.writes,
 			observed: x.writes && !strings.HasPrefix(x.file, "early_") && x.file != "publish_resume"}
 		s.all = append(s.all, *x.dst)
 	}
@@ -266,8 +293,123 @@ func isNoScript(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
-// loadAll loads every script, on every master of a cluster.
+// isNoFunction reports FCALL's reply when the server does not hold the
+// function (a new master, FUNCTION FLUSH or DELETE): like NOSCRIPT, the
+// call did not run.
+func isNoFunction(err error) bool {
+	return err != nil && strings.Contains(strings.ToLower(err.Error()), "function not found")
+}
+
+// functionsRefused reports FUNCTION LOAD's reply from a server that has
+// no Functions for this client: before Redis 7.0 and miniredis (unknown
+// command), or an ACL user without FUNCTION (NOPERM).
+func functionsRefused(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	msg := strings.ToLower(rerr.Error())
+	return strings.HasPrefix(msg, "noperm") || strings.Contains(msg, "unknown command") ||
+		strings.Contains(msg, "unknown subcommand") || strings.Contains(msg, "not allowed")
+}
+
+// functions reports whether the store calls the library (FCALL), not the
+// scripts (EVALSHA). The first call decides, once: it loads the library
+// (on every master of a cluster); a server that refuses FUNCTION LOAD
+// (functionsRefused) makes the store use EVALSHA for good, logged once.
+// Any other error (the network) leaves it undecided, for the next call.
+func (s *scripts) functions(ctx context.Context, c redis.UniversalClient) (bool, error) {
+	switch s.mode.Load() {
+	case modeFunctions:
+		return true, nil
+	case modeEval:
+		return false, nil
+	}
+	s.modeMu.Lock()
+	defer s.modeMu.Unlock()
+	if m := s.mode.Load(); m != modeUndecided {
+		return m == modeFunctions, nil
+	}
+	if s.evalOnly {
+		s.mode.Store(modeEval)
+		return false, nil
+	}
+	err := s.loadLibrary(ctx, c)
+	switch {
+	case err == nil:
+		s.mode.Store(modeFunctions)
+		return true, nil
+	case functionsRefused(err):
+		// Some servers echo the command, the library's whole text.
+		msg := err.Error()
+		if len(msg) > 160 {
+			msg = msg[:160] + "..."
+		}
+		level := slog.LevelInfo // an ACL user without FUNCTION: to fix
+		if !strings.Contains(msg, "NOPERM") {
+			level = slog.LevelDebug // no Functions on this server
+		}
+		slog.Default().Log(ctx, level, "taskflow: the server refuses Redis Functions: scripts run with EVALSHA",
+			"library", s.lib.Name, "err", msg)
+		s.mode.Store(modeEval)
+		return false, nil
+	}
+	return false, err
+}
+
+// loadLibrary loads the library (FUNCTION LOAD REPLACE: its name is its
+// version, so it replaces only itself), on every master of a cluster.
+func (s *scripts) loadLibrary(ctx context.Context, c redis.UniversalClient) error {
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			return s.loadLibraryOn(ctx, n)
+		})
+	}
+	return s.loadLibraryOn(ctx, c)
+}
+
+func (s *scripts) loadLibraryOn(ctx context.Context, c redis.Cmdable) error {
+	if err := c.FunctionLoadReplace(ctx, s.lib.Text).Err(); err != nil {
+		return fmt.Errorf("taskflow: loading library %s: %w", s.lib.Name, err)
+	}
+	return nil
+}
+
+// reloadFor loads the library again on the node that holds keys[0] (on
+// every master when there is no key), after a "function not found".
+func (s *scripts) reloadFor(ctx context.Context, c redis.UniversalClient, keys []string) error {
+	if cc, ok := c.(*redis.ClusterClient); ok && len(keys) > 0 {
+		n, err := cc.MasterForKey(ctx, keys[0])
+		if err != nil {
+			return err
+		}
+		return s.loadLibraryOn(ctx, n)
+	}
+	return s.loadLibrary(ctx, c)
+}
+
+// fcall sends sc's function on c: FCALL_RO for a script that only reads.
+func (sc *script) fcall(ctx context.Context, c redis.Cmdable, keys []string, args []any) *redis.Cmd {
+	if sc.writes {
+		return c.FCall(ctx, sc.fn, keys, args...)
+	}
+	return c.FCallRO(ctx, sc.fn, keys, args...)
+}
+
+// loadAll loads the library, or every script when the store uses
+// EVALSHA, on every master of a cluster.
 func (s *scripts) loadAll(ctx context.Context, c redis.UniversalClient) error {
+	undecided := s.mode.Load() == modeUndecided
+	fn, err := s.functions(ctx, c)
+	if err != nil {
+		return err
+	}
+	if fn {
+		if undecided {
+			return nil // functions just loaded it
+		}
+		return s.loadLibrary(ctx, c)
+	}
 	for _, sc := range s.all {
 		if err := sc.Load(ctx, c).Err(); err != nil {
 			return fmt.Errorf("taskflow: loading script %s: %w", sc.name, err)
@@ -276,19 +418,42 @@ func (s *scripts) loadAll(ctx context.Context, c redis.UniversalClient) error {
 	return nil
 }
 
-// eval runs sc on the node that holds keys[0]: EVALSHA, then EVAL when
-// the server lost the script (a restart, a failover, SCRIPT FLUSH). A
-// script that writes, under WithReplicaAcks, is followed by WAIT on the
-// same connection; too few confirmations give the reply and a
-// *NotReplicatedError. A call waits for replicas at most the timeout in
-// all: the WAIT sent after a NOSCRIPT miss waits only for what is left of
-// it (the first one, sent behind the missed EVALSHA, already waited).
-// Other errors are Redis's, not mapped.
-func (s *RedisStore) eval(ctx context.Context, sc *script, keys []string, args []any) (any, error) {
-	if s.replicas <= 0 || !sc.writes {
+// call runs sc on the node that holds keys[0], without replica acks:
+// FCALL, or EVALSHA (then EVAL) when the store uses scripts. A function
+// the server lost is loaded again and called once more, as EVAL follows a
+// NOSCRIPT: neither miss ran the script.
+func (s *RedisStore) call(ctx context.Context, sc *script, fn bool, keys []string, args []any) (any, error) {
+	if !fn {
 		return sc.Run(ctx, s.client, keys, args...).Result()
 	}
-	var node interface{ Pipeline() redis.Pipeliner } = s.client
+	v, err := sc.fcall(ctx, s.client, keys, args).Result()
+	if !isNoFunction(err) {
+		return v, err
+	}
+	if lerr := s.scripts.reloadFor(ctx, s.client, keys); lerr != nil {
+		return nil, fmt.Errorf("%w (after %w)", lerr, err)
+	}
+	return sc.fcall(ctx, s.client, keys, args).Result()
+}
+
+// eval runs sc on the node that holds keys[0]: FCALL of the library (see
+// functions), or EVALSHA, then EVAL when the server lost the script (a
+// restart, a failover, SCRIPT FLUSH); a lost function is loaded again and
+// called again (call). A script that writes, under WithReplicaAcks, is
+// followed by WAIT on the same connection; too few confirmations give the
+// reply and a *NotReplicatedError. A call waits for replicas at most the
+// timeout in all: the WAIT sent after a NOSCRIPT or function-not-found
+// miss waits only for what is left of it (the first one, sent behind the
+// missed call, already waited). Other errors are Redis's, not mapped.
+func (s *RedisStore) eval(ctx context.Context, sc *script, keys []string, args []any) (any, error) {
+	fn, err := s.scripts.functions(ctx, s.client)
+	if err != nil {
+		return nil, err
+	}
+	if s.replicas <= 0 || !sc.writes {
+		return s.call(ctx, sc, fn, keys, args)
+	}
+	var node redis.Cmdable = s.client
 	if cc, ok := s.client.(*redis.ClusterClient); ok {
 		c, err := cc.MasterForKey(ctx, keys[0])
 		if err != nil {
@@ -296,12 +461,15 @@ func (s *RedisStore) eval(ctx context.Context, sc *script, keys []string, args [
 		}
 		node = c
 	}
-	do := func(eval bool, wait time.Duration) (*redis.Cmd, *redis.IntCmd) {
+	do := func(again bool, wait time.Duration) (*redis.Cmd, *redis.IntCmd) {
 		pipe := node.Pipeline()
 		var cmd *redis.Cmd
-		if eval {
+		switch {
+		case fn:
+			cmd = sc.fcall(ctx, pipe, keys, args)
+		case again:
 			cmd = sc.Eval(ctx, pipe, keys, args...)
-		} else {
+		default:
 			cmd = sc.EvalSha(ctx, pipe, keys, args...)
 		}
 		w := redis.NewIntCmd(ctx, "wait", s.replicas, wait.Milliseconds())
@@ -311,7 +479,12 @@ func (s *RedisStore) eval(ctx context.Context, sc *script, keys []string, args [
 	}
 	start := time.Now()
 	cmd, w := do(false, s.replTimeout)
-	if isNoScript(cmd.Err()) {
+	if fn && isNoFunction(cmd.Err()) {
+		if lerr := s.scripts.loadLibraryOn(ctx, node); lerr != nil {
+			return nil, fmt.Errorf("%w (after %w)", lerr, cmd.Err())
+		}
+	}
+	if isNoScript(cmd.Err()) || fn && isNoFunction(cmd.Err()) {
 		// WAIT 0 would block for ever: wait at least a millisecond.
 		cmd, w = do(true, max(s.replTimeout-time.Since(start), time.Millisecond))
 	}
@@ -413,8 +586,8 @@ type scriptCall struct {
 // runPipelined runs calls in one pipeline (split by node on a cluster),
 // after the layout check; errors are Redis's, for the caller to map with
 // scriptError. A call that meets NOSCRIPT (the server lost its cache
-// after a restart or failover) is re-run on its own, which loads the
-// script again. metas, when given, has one entry per call, for the
+// after a restart or failover) or "function not found" is re-run on its
+// own, which loads the script or the library again (call). metas, when given, has one entry per call, for the
 // observer. Pipelined writes do not wait for replicas (WithReplicaAcks):
 // the tick, their one caller, redoes what a crash lost.
 func (s *RedisStore) runPipelined(ctx context.Context, calls []scriptCall, metas ...opMeta) ([]any, []error) {
@@ -435,14 +608,19 @@ func (s *RedisStore) runPipelined(ctx context.Context, calls []scriptCall, metas
 	if s.observing() {
 		start = time.Now()
 	}
+	fn := s.scripts.mode.Load() == modeFunctions // ensureLoaded decided
 	for i, c := range calls {
-		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+		if fn {
+			cmds[i] = c.script.fcall(ctx, pipe, c.keys, c.args)
+		} else {
+			cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+		}
 	}
 	_, _ = pipe.Exec(ctx)
 	for i, cmd := range cmds {
 		v, err := cmd.Result()
-		if isNoScript(err) {
-			v, err = calls[i].script.Run(ctx, s.client, calls[i].keys, calls[i].args...).Result()
+		if isNoScript(err) || fn && isNoFunction(err) {
+			v, err = s.call(ctx, calls[i].script, fn, calls[i].keys, calls[i].args)
 		}
 		vals[i], errs[i] = v, err
 	}

@@ -102,39 +102,7 @@ func (l *Loader) file(p string) (*file, error) {
 // breaks a rule gives an [*Error].
 func (l *Loader) Assemble(name string) (string, error) {
 	var order []*file // includes first, the script last
-	done := map[string]bool{}
-	// add adds the file p and its includes; from is the include line
-	// that names it (none for the script).
-	var add func(p string, stack []string, from ref) error
-	add = func(p string, stack []string, from ref) error {
-		if done[p] {
-			return nil
-		}
-		for _, s := range stack {
-			if s == p {
-				return &Error{File: from.path, Line: from.line, Rule: RuleInclude,
-					Detail: "include cycle " + strings.Join(append(stack, p), " -> ")}
-			}
-		}
-		if from.path != "" && p != preludeName {
-			if _, err := fs.Stat(l.fsys, p); err != nil {
-				return &Error{File: from.path, Line: from.line, Rule: RuleInclude, Detail: err.Error()}
-			}
-		}
-		f, err := l.file(p)
-		if err != nil {
-			return err
-		}
-		for _, inc := range f.includes {
-			if err := add(inc.path, append(stack, p), ref{p, inc.line}); err != nil {
-				return err
-			}
-		}
-		done[p] = true
-		order = append(order, f)
-		return nil
-	}
-	if err := add(name+".lua", nil, ref{}); err != nil {
+	if err := l.collect(name+".lua", map[string]bool{}, &order); err != nil {
 		return "", err
 	}
 	script, incs := order[len(order)-1], order[:len(order)-1]
@@ -174,6 +142,43 @@ func (l *Loader) Assemble(name string) (string, error) {
 	b.WriteString(script.text)
 	b.WriteString("\n")
 	return b.String(), nil
+}
+
+// collect appends to order the file p after its includes (includes of
+// includes first), each file once over the calls that share done.
+func (l *Loader) collect(p string, done map[string]bool, order *[]*file) error {
+	// add adds the file p and its includes; from is the include line
+	// that names it (none for the script).
+	var add func(p string, stack []string, from ref) error
+	add = func(p string, stack []string, from ref) error {
+		if done[p] {
+			return nil
+		}
+		for _, s := range stack {
+			if s == p {
+				return &Error{File: from.path, Line: from.line, Rule: RuleInclude,
+					Detail: "include cycle " + strings.Join(append(stack, p), " -> ")}
+			}
+		}
+		if from.path != "" && p != preludeName {
+			if _, err := fs.Stat(l.fsys, p); err != nil {
+				return &Error{File: from.path, Line: from.line, Rule: RuleInclude, Detail: err.Error()}
+			}
+		}
+		f, err := l.file(p)
+		if err != nil {
+			return err
+		}
+		for _, inc := range f.includes {
+			if err := add(inc.path, append(stack, p), ref{p, inc.line}); err != nil {
+				return err
+			}
+		}
+		done[p] = true
+		*order = append(*order, f)
+		return nil
+	}
+	return add(p, nil, ref{})
 }
 
 // checkTwice checks RuleTwice over the includes of one script.
