@@ -36,16 +36,34 @@ type backend struct {
 	real bool
 	// mini is the embedded server, nil for real ones.
 	mini *miniredis.Miniredis
+	// evalOnly makes its stores call scripts with EVALSHA (withEvalOnly):
+	// the backend "redis-eval" is the real Redis without Redis Functions.
+	evalOnly bool
+}
+
+// storeOptions returns opts with what the backend adds to every store it
+// opens (withEvalOnly for "redis-eval").
+func (b backend) storeOptions(opts ...StoreOption) []StoreOption {
+	if b.evalOnly {
+		return append(opts[:len(opts):len(opts)], withEvalOnly())
+	}
+	return opts
 }
 
 func realRedisOptions() (*redis.Options, error) { return testbackend.RealOptions() }
 
-// backends returns the backends to run on.
+// backends returns the backends to run on. The real Redis runs twice:
+// "redis" calls the library of Redis Functions, "redis-eval" the scripts
+// (EVALSHA), as on a server before 7.0; the cluster runs Functions,
+// miniredis (which has none) EVALSHA.
 func backends(t testing.TB) []backend {
 	t.Helper()
 	var out []backend
 	for _, b := range testbackend.List(t) {
 		out = append(out, backend{name: b.Name, client: b.Client, real: b.Real, mini: b.Mini})
+		if b.Name == "redis" {
+			out = append(out, backend{name: "redis-eval", client: b.Client, real: b.Real, mini: b.Mini, evalOnly: true})
+		}
 	}
 	return out
 }
@@ -95,7 +113,7 @@ func randomPrefix() string { return testbackend.Prefix("tftest") }
 func newEnv(t testing.TB, b backend, opts ...StoreOption) *env {
 	t.Helper()
 	e := &env{t: t, b: b, client: b.client(t), prefix: randomPrefix(), clock: newFakeClock(), ctx: context.Background()}
-	e.options = append([]StoreOption{WithPrefix(e.prefix), WithClock(e.clock.Now)}, opts...)
+	e.options = b.storeOptions(append([]StoreOption{WithPrefix(e.prefix), WithClock(e.clock.Now)}, opts...)...)
 	e.store = e.reopenStore(e.client)
 	e.m = NewManager(e.store)
 	t.Cleanup(func() { deletePrefix(t, b, e.prefix) })

@@ -37,93 +37,109 @@ func TestShardOfByHand(t *testing.T) {
 }
 
 // TestACLUserLimitedToPrefix runs a whole workload as a Redis user that
-// may only touch the prefix's keys and only the commands above.
+// may only touch the prefix's keys and only the commands above: with the
+// commands of Redis Functions the store calls the library, without them
+// (no +function|load) it falls back to EVALSHA.
 func TestACLUserLimitedToPrefix(t *testing.T) {
 	srv := startRedisServer(t)
 	admin := srv.client(t)
-	prefix := randomPrefix()
-	ctx := context.Background()
-	if err := admin.Do(ctx, aclSetUser(prefix)...).Err(); err != nil {
-		t.Fatal(err)
-	}
-	admin.Set(ctx, "secret:key", "do not read", 0)
-	b := backend{name: "acl", real: true, client: func(t testing.TB) redis.UniversalClient {
-		c := redis.NewClient(&redis.Options{Addr: srv.addr(), Username: "taskflow", Password: "s3cret"})
-		t.Cleanup(func() { _ = c.Close() })
-		return c
-	}}
-	c := b.client(t)
-	s, err := NewRedisStore(c, WithPrefix(prefix))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, b: b, client: c, prefix: prefix, clock: newFakeClock(), ctx: ctx, store: s, m: NewManager(s)}
-	e.options = []StoreOption{WithPrefix(prefix)}
-	if err := s.LoadScripts(ctx); err != nil {
-		t.Fatal(err)
-	}
-	fs := driveEveryStatus(t, e)
-	eng := NewWaitEngine(e.m, WithLogger(quietLogger()), WithBridgeBlock(20*time.Millisecond))
-	if rep := eng.TickAt(ctx, time.Now().Add(2*time.Hour)); rep.Errors != 0 || rep.Resumed != 1 || rep.Cancelled != 1 {
-		t.Fatalf("tick as the limited user: %+v (%v)", rep, rep.Err)
-	}
-	if err := e.m.PublishResume(ctx, ResumeRequest{FlowID: fs["external"].ID, Topic: "mail", CorrelationID: "m-1"}); err != nil {
-		t.Fatal(err)
-	}
-	bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	go func() { _ = eng.RunResumeBridge(bctx) }()
-	for bctx.Err() == nil && eng.BridgeStats().Handled == 0 {
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	if st := eng.BridgeStats(); st.Resumed != 1 {
-		t.Fatalf("bridge as the limited user: %+v", st)
-	}
-	// Early events: kept by flow id and by correlation, then taken.
-	for _, byID := range []bool{true, false} {
-		f := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
-		var err error
-		if byID {
-			_, err = e.m.TryResumeExternal(ctx, f.ID, "acl", "early", 1)
-		} else {
-			_, err = e.m.ResumeByCorrelation(ctx, "acl", "early", 1)
+	for _, functions := range []bool{true, false} {
+		name := "functions"
+		if !functions {
+			name = "evalsha"
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n, err := s.countEarlyEvents(ctx); n != 1 || err != nil {
-			t.Fatalf("kept events as the limited user: %d %v", n, err)
-		}
-		if w := must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("acl", "early")))); w.Status != StatusRunning {
-			t.Fatalf("early event not taken as the limited user: %s", w.Status)
-		}
-	}
-	if _, err := e.m.ListByOwner(ctx, seedInput().OwnerSessionKey); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.m.ListRecent(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.m.Stats(ctx); err != nil {
-		t.Fatalf("stats as the limited user: %v", err)
-	}
-	rep, err := e.m.Verify(ctx, fsck.WithRepair())
-	if err != nil || !rep.OK() {
-		t.Fatalf("verify as the limited user: %v %+v", err, rep)
-	}
-	if _, err := e.m.PruneTerminalFlows(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
-	// Outside the prefix, nothing.
-	if err := c.Get(ctx, "secret:key").Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
-		t.Fatalf("read outside the prefix: %v", err)
-	}
-	other, _ := NewRedisStore(c, WithPrefix("other"))
-	if _, err := NewManager(other).CreateManaged(ctx, seedInput()); err == nil || !strings.Contains(err.Error(), "NOPERM") {
-		t.Fatalf("write outside the prefix: %v", err)
-	}
-	if err := c.FlushAll(ctx).Err(); err == nil {
-		t.Fatal("FLUSHALL allowed")
+		t.Run(name, func(t *testing.T) {
+			prefix := randomPrefix()
+			ctx := context.Background()
+			if err := admin.Do(ctx, aclSetUser(prefix, functions)...).Err(); err != nil {
+				t.Fatal(err)
+			}
+			admin.Set(ctx, "secret:key", "do not read", 0)
+			b := backend{name: "acl", real: true, client: func(t testing.TB) redis.UniversalClient {
+				c := redis.NewClient(&redis.Options{Addr: srv.addr(), Username: "taskflow", Password: "s3cret"})
+				t.Cleanup(func() { _ = c.Close() })
+				return c
+			}}
+			c := b.client(t)
+			s, err := NewRedisStore(c, WithPrefix(prefix))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.LoadScripts(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.scripts.mode.Load() == modeFunctions; got != functions {
+				t.Fatalf("the store calls functions: %v, want %v", got, functions)
+			}
+			e := &env{t: t, b: b, client: c, prefix: prefix, clock: newFakeClock(), ctx: ctx, store: s, m: NewManager(s)}
+			e.options = []StoreOption{WithPrefix(prefix)}
+			if err := s.LoadScripts(ctx); err != nil {
+				t.Fatal(err)
+			}
+			fs := driveEveryStatus(t, e)
+			eng := NewWaitEngine(e.m, WithLogger(quietLogger()), WithBridgeBlock(20*time.Millisecond))
+			if rep := eng.TickAt(ctx, time.Now().Add(2*time.Hour)); rep.Errors != 0 || rep.Resumed != 1 || rep.Cancelled != 1 {
+				t.Fatalf("tick as the limited user: %+v (%v)", rep, rep.Err)
+			}
+			if err := e.m.PublishResume(ctx, ResumeRequest{FlowID: fs["external"].ID, Topic: "mail", CorrelationID: "m-1"}); err != nil {
+				t.Fatal(err)
+			}
+			bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			go func() { _ = eng.RunResumeBridge(bctx) }()
+			for bctx.Err() == nil && eng.BridgeStats().Handled == 0 {
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+			if st := eng.BridgeStats(); st.Resumed != 1 {
+				t.Fatalf("bridge as the limited user: %+v", st)
+			}
+			// Early events: kept by flow id and by correlation, then taken.
+			for _, byID := range []bool{true, false} {
+				f := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+				var err error
+				if byID {
+					_, err = e.m.TryResumeExternal(ctx, f.ID, "acl", "early", 1)
+				} else {
+					_, err = e.m.ResumeByCorrelation(ctx, "acl", "early", 1)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n, err := s.countEarlyEvents(ctx); n != 1 || err != nil {
+					t.Fatalf("kept events as the limited user: %d %v", n, err)
+				}
+				if w := must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("acl", "early")))); w.Status != StatusRunning {
+					t.Fatalf("early event not taken as the limited user: %s", w.Status)
+				}
+			}
+			if _, err := e.m.ListByOwner(ctx, seedInput().OwnerSessionKey); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.m.ListRecent(ctx, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.m.Stats(ctx); err != nil {
+				t.Fatalf("stats as the limited user: %v", err)
+			}
+			rep, err := e.m.Verify(ctx, fsck.WithRepair())
+			if err != nil || !rep.OK() {
+				t.Fatalf("verify as the limited user: %v %+v", err, rep)
+			}
+			if _, err := e.m.PruneTerminalFlows(ctx, 0); err != nil {
+				t.Fatal(err)
+			}
+			// Outside the prefix, nothing.
+			if err := c.Get(ctx, "secret:key").Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+				t.Fatalf("read outside the prefix: %v", err)
+			}
+			other, _ := NewRedisStore(c, WithPrefix("other"))
+			if _, err := NewManager(other).CreateManaged(ctx, seedInput()); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+				t.Fatalf("write outside the prefix: %v", err)
+			}
+			if err := c.FlushAll(ctx).Err(); err == nil {
+				t.Fatal("FLUSHALL allowed")
+			}
+		})
 	}
 }
 
@@ -133,7 +149,7 @@ var aclCommands = []string{
 	// connection
 	"ping", "hello",
 	// scripts and what they call
-	"evalsha", "eval", "script|load", "exists", "hgetall", "hget", "hmget", "hkeys", "hset", "hdel", "hincrby", "hstrlen",
+	"fcall", "fcall_ro", "function|load", "evalsha", "eval", "script|load", "exists", "hgetall", "hget", "hmget", "hkeys", "hset", "hdel", "hincrby", "hstrlen",
 	"del", "zadd", "zrem", "zscore", "zcard", "zrange", "sadd", "srem", "sismember",
 	"lpush", "ltrim", "lindex",
 	// reads, lists, ticks
@@ -153,9 +169,14 @@ var aclCommands = []string{
 	"rpop",
 }
 
-func aclSetUser(prefix string) []any {
+// aclSetUser grants aclCommands, without the commands of Redis Functions
+// unless functions.
+func aclSetUser(prefix string, functions bool) []any {
 	args := []any{"ACL", "SETUSER", "taskflow", "reset", "on", ">s3cret", "~" + prefix + ":*", "resetchannels", "&" + prefix + ":*", "-@all"}
 	for _, c := range aclCommands {
+		if !functions && (c == "fcall" || c == "fcall_ro" || c == "function|load") {
+			continue
+		}
 		args = append(args, "+"+c)
 	}
 	return args

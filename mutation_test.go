@@ -127,7 +127,7 @@ func TestCancelWithAudit(t *testing.T) {
 }
 
 // replyDropper loses exactly one reply when armed: the reply to the next
-// script call (EVALSHA) sent on any of its connections. The command
+// script call (EVALSHA or FCALL) sent on any of its connections. The command
 // reaches the server and runs; its reply is read and thrown away, and the
 // connection is closed, as a network fault would. go-redis then re-sends
 // the command on a new connection (MaxRetries).
@@ -135,17 +135,22 @@ type replyDropper struct {
 	armed   atomic.Bool
 	dropped atomic.Int64
 	mu      sync.Mutex
-	only    string // when not "", only a call that names this (a script's SHA) loses its reply
+	only    []string // when not empty, only a call that names one of these (scriptRefs) loses its reply
 }
 
 // arm makes the next script call lose its reply.
-func (d *replyDropper) arm() { d.armFor("") }
+func (d *replyDropper) arm() { d.armFor(nil) }
 
-// armFor makes the next call of the script whose SHA is sha lose its
-// reply (the calls before it keep theirs).
-func (d *replyDropper) armFor(sha string) {
+// armFor makes the next call of the script sc lose its reply (the calls
+// before it keep theirs); nil: of any script.
+func (d *replyDropper) armFor(sc *script) {
 	d.mu.Lock()
-	d.only = strings.ToLower(sha)
+	d.only = nil
+	if sc != nil {
+		for _, r := range scriptRefs(sc) {
+			d.only = append(d.only, strings.ToLower(r))
+		}
+	}
 	d.mu.Unlock()
 	d.armed.Store(true)
 }
@@ -153,13 +158,21 @@ func (d *replyDropper) armFor(sha string) {
 // matches reports whether a command written as p is the armed call.
 func (d *replyDropper) matches(p []byte) bool {
 	low := bytes.ToLower(p)
-	if !bytes.Contains(low, []byte("evalsha")) {
+	if !bytes.Contains(low, []byte("evalsha")) && !bytes.Contains(low, []byte("fcall")) {
 		return false
 	}
 	d.mu.Lock()
 	only := d.only
 	d.mu.Unlock()
-	return only == "" || bytes.Contains(low, []byte(only))
+	if len(only) == 0 {
+		return true
+	}
+	for _, o := range only {
+		if bytes.Contains(low, []byte(o)) {
+			return true
+		}
+	}
+	return false
 }
 
 // wrap returns c with the dropper on its reads and writes.
@@ -335,14 +348,14 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 			// lostFor runs call with one reply lost, that of the first
 			// run of the script sha ("": of any script), and checks that
 			// it succeeded and appended want events to flow id.
-			lostFor := func(name, sha string, id func() uuid.UUID, want int, call func() error) {
+			lostFor := func(name string, sc *script, id func() uuid.UUID, want int, call func() error) {
 				t.Helper()
 				before := 0
 				if id != nil {
 					before = eventCount(t, e.m, id())
 				}
 				n := d.dropped.Load()
-				d.armFor(sha)
+				d.armFor(sc)
 				if err := call(); err != nil {
 					t.Fatalf("%s with a lost reply: %v", name, err)
 				}
@@ -357,7 +370,7 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 			}
 			lost := func(name string, id func() uuid.UUID, want int, call func() error) {
 				t.Helper()
-				lostFor(name, "", id, want, call)
+				lostFor(name, nil, id, want, call)
 			}
 			in := CreateManagedInput{ControllerID: "ctl/lost", Goal: "g", OwnerSessionKey: "agent:a:session:1"}
 			var f *Flow
@@ -506,20 +519,23 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 			// The resume path: a resume request, and each script of the
 			// early events, loses its reply once. Each event resumes one flow,
 			// once, within the call, and nothing stays kept or claimed.
-			lostFor("PublishResume", store.scripts.publishResume.Hash(), nil, 0, func() error {
+			lostFor("PublishResume", store.scripts.publishResume, nil, 0, func() error {
 				return m.PublishResume(ctx, ResumeRequest{Topic: "lost", CorrelationID: "pub", Payload: 1})
 			})
 			if n := e.client.XLen(ctx, e.store.keys.bridge()).Val(); n != 1 {
 				t.Fatalf("PublishResume: %d stream entries, want 1", n)
 			}
 			sc := store.scripts
-			for _, step := range []struct{ name, sha string }{
-				{"early_keep", sc.earlyKeep.Hash()}, {"early_take", sc.earlyTake.Hash()},
-				{"deliver_event", sc.deliverEvent.Hash()}, {"early_settle", sc.earlySettle.Hash()},
+			for _, step := range []struct {
+				name string
+				sc   *script
+			}{
+				{"early_keep", sc.earlyKeep}, {"early_take", sc.earlyTake},
+				{"deliver_event", sc.deliverEvent}, {"early_settle", sc.earlySettle},
 			} {
 				// The publisher's half: a flow waits, the event comes.
 				w := e.waitingFlow(t, WaitExternalEvent("lost", step.name))
-				lostFor("ResumeByCorrelation, "+step.name, step.sha, func() uuid.UUID { return w.ID }, 1, func() error {
+				lostFor("ResumeByCorrelation, "+step.name, step.sc, func() uuid.UUID { return w.ID }, 1, func() error {
 					fs, err := m.ResumeByCorrelation(ctx, "lost", step.name, step.name)
 					if err == nil && (len(fs) != 1 || fs[0].ID != w.ID) {
 						err = fmt.Errorf("resumed %d flows, want the waiting one", len(fs))
@@ -533,7 +549,7 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 				// The waiter's half: the event is kept, SetWaiting takes it.
 				must(t, try(e.m.ResumeByCorrelation(ctx, "lost", "w-"+step.name, step.name)))
 				k := e.runningFlow(t)
-				lostFor("SetWaiting taking a kept event, "+step.name, step.sha, func() uuid.UUID { return k.ID }, 2, func() error {
+				lostFor("SetWaiting taking a kept event, "+step.name, step.sc, func() uuid.UUID { return k.ID }, 2, func() error {
 					got, err := m.SetWaiting(ctx, k.ID, WaitExternalEvent("lost", "w-"+step.name))
 					if err == nil && got.Status != StatusRunning {
 						err = fmt.Errorf("SetWaiting left the flow %s with an event kept", got.Status)
@@ -555,7 +571,7 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 			if _, outcome, err := store.deliver(ctx, gone.ID, cp, eventID, nil, "resume", false); err != nil || outcome != earlyRefused {
 				t.Fatalf("deliver to a flow not waiting: %s %v", outcome, err)
 			}
-			lostFor("early_settle of a refused event", sc.earlySettle.Hash(), nil, 0, func() error {
+			lostFor("early_settle of a refused event", sc.earlySettle, nil, 0, func() error {
 				back, err := store.settleEarly(ctx, cp, eventID, earlyRefused, take)
 				if err == nil && !back {
 					err = errors.New("the event went back, the re-sent settle says not")

@@ -192,7 +192,7 @@ func TestContextDeadlineHonoured(t *testing.T) {
 func TestShardCountMismatch(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		f := must(t, try(e.m.CreateMirrored(e.ctx, seedInput())))
-		wrong, err := NewRedisStore(e.b.client(t), WithPrefix(e.prefix), WithShards(8))
+		wrong, err := NewRedisStore(e.b.client(t), e.b.storeOptions(WithPrefix(e.prefix), WithShards(8))...)
 		if err != nil {
 			t.Fatal(err)
 		}

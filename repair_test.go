@@ -42,7 +42,7 @@ func TestRepairLeavesAFlowThatWaitedAgainAlone(t *testing.T) {
 			e.client.ZRem(ctx, k.owner(k.shardOf(f.ID), f.OwnerSessionKey), f.ID.String())
 			c2 := e.b.client(t)
 			verifier := NewManager(e.reopenStore(c2))
-			c2.AddHook(&beforeScript{sha: verifier.store.scripts.reindexFlow.Hash(), fn: func() {
+			c2.AddHook(&beforeScript{sc: verifier.store.scripts.reindexFlow, fn: func() {
 				must(t, try(e.m.Resume(ctx, f.ID, nil)))
 				must(t, try(e.m.SetWaiting(ctx, f.ID, c.then)))
 			}})
@@ -81,7 +81,7 @@ func TestRepairOfAStepBesidePrune(t *testing.T) {
 		c2 := e.b.client(t)
 		verifier := NewManager(e.reopenStore(c2))
 		pruned := 0
-		c2.AddHook(&beforeKey{key: e.store.keys.steps(f.ID), skip: []string{"zrank", "exists", verifier.store.scripts.verifyFlow.Hash()}, fn: func() {
+		c2.AddHook(&beforeKey{key: e.store.keys.steps(f.ID), skip: []string{"zrank", "exists", verifier.store.scripts.verifyFlow.Hash(), verifier.store.scripts.verifyFlow.fn}, fn: func() {
 			e.clock.Advance(time.Millisecond)
 			pruned = must(t, try(e.m.PruneTerminalFlows(ctx, 0)))
 		}})
@@ -283,10 +283,10 @@ func TestVerifyAndRepairBesideLiveWorkers(t *testing.T) {
 }
 
 // beforeScript runs fn once, just before the first command that runs the
-// script with hash sha is sent: a worker acting in the window between a
-// read and the script that relies on it.
+// script sc (EVALSHA or FCALL) is sent: a worker acting in the window
+// between a read and the script that relies on it.
 type beforeScript struct {
-	sha  string
+	sc   *script
 	once atomic.Bool
 	fn   func()
 }
@@ -296,7 +296,7 @@ func (h *beforeScript) DialHook(next redis.DialHook) redis.DialHook { return nex
 func (h *beforeScript) check(cmds ...redis.Cmder) {
 	for _, c := range cmds {
 		a := c.Args()
-		if len(a) > 1 && strings.EqualFold(fmt.Sprint(a[0]), "evalsha") && a[1] == h.sha && h.once.CompareAndSwap(false, true) {
+		if len(a) > 1 && slices.Contains(scriptRefs(h.sc), fmt.Sprint(a[1])) && h.once.CompareAndSwap(false, true) {
 			h.fn()
 			return
 		}
@@ -318,7 +318,8 @@ func (h *beforeScript) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 }
 
 // beforeKey runs fn once, just before the first command that names key
-// and is not a read that skip names (a command name or a script hash).
+// and is not a read that skip names (a command name, a script hash or
+// function).
 type beforeKey struct {
 	key  string
 	skip []string

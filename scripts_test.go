@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -468,39 +469,60 @@ func (r *waitRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 }
 
 // TestNoScriptWaitsForReplicasOnce: a write that meets NOSCRIPT (a new
-// master's empty script cache) under WithReplicaAcks is re-sent with a
-// WAIT for what is left of the timeout only, not a second whole one.
+// master's empty script cache), or "function not found", under
+// WithReplicaAcks is re-sent with a WAIT for what is left of the timeout
+// only, not a second whole one.
 func TestNoScriptWaitsForReplicasOnce(t *testing.T) {
-	master := startRedisServer(t)
-	ctx := context.Background()
-	c := master.client(t)
-	rec := &waitRecorder{}
-	c.AddHook(rec)
-	const timeout = 200 * time.Millisecond
-	store, err := NewRedisStore(c, WithPrefix("nsw"), WithReplicaAcks(1, timeout))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := NewManager(store)
-	f, err := m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})
-	if !errors.Is(err, ErrNotReplicated) {
-		t.Fatal(err)
-	}
-	if err := c.ScriptFlush(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
-	rec.mu.Lock()
-	rec.timeouts = nil
-	rec.mu.Unlock()
-	if _, err := m.UpdateState(ctx, f.ID, map[string]int{"x": 1}, ""); !errors.Is(err, ErrNotReplicated) {
-		t.Fatal(err)
-	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	// No replica: the first WAIT blocked its whole timeout, so the one
-	// behind the re-sent script has (almost) nothing left.
-	if len(rec.timeouts) != 2 || rec.timeouts[0] != timeout.Milliseconds() || rec.timeouts[1] >= timeout.Milliseconds() {
-		t.Fatalf("WAIT timeouts sent: %v ms, want %d then less", rec.timeouts, timeout.Milliseconds())
+	for _, functions := range []bool{false, true} {
+		name := "evalsha"
+		if functions {
+			name = "functions"
+		}
+		t.Run(name, func(t *testing.T) {
+			master := startRedisServer(t)
+			ctx := context.Background()
+			c := master.client(t)
+			rec := &waitRecorder{}
+			c.AddHook(rec)
+			const timeout = 200 * time.Millisecond
+			opts := []StoreOption{WithPrefix("nsw"), WithReplicaAcks(1, timeout)}
+			if !functions {
+				opts = append(opts, withEvalOnly())
+			}
+			store, err := NewRedisStore(c, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := NewManager(store)
+			f, err := m.CreateMirrored(ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"})
+			if !errors.Is(err, ErrNotReplicated) {
+				t.Fatal(err)
+			}
+			if got := store.scripts.mode.Load() == modeFunctions; got != functions {
+				t.Fatalf("functions %v, want %v", got, functions)
+			}
+			if functions {
+				deleteLibrary(t, c, store.scripts.lib.Name)
+			} else if err := c.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			rec.mu.Lock()
+			rec.timeouts = nil
+			rec.mu.Unlock()
+			if _, err := m.UpdateState(ctx, f.ID, map[string]int{"x": 1}, ""); !errors.Is(err, ErrNotReplicated) {
+				t.Fatal(err)
+			}
+			if got := must(t, try(m.Get(ctx, f.ID))); got.Revision != f.Revision+1 {
+				t.Fatalf("revision %d, want %d", got.Revision, f.Revision+1)
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			// No replica: the first WAIT blocked its whole timeout, so the one
+			// behind the re-sent script has (almost) nothing left.
+			if len(rec.timeouts) != 2 || rec.timeouts[0] != timeout.Milliseconds() || rec.timeouts[1] >= timeout.Milliseconds() {
+				t.Fatalf("WAIT timeouts sent: %v ms, want %d then less", rec.timeouts, timeout.Milliseconds())
+			}
+		})
 	}
 }
 
@@ -574,4 +596,245 @@ func TestRepeatedCallIsWaitedForItsWrite(t *testing.T) {
 	if again == nil || again.Revision != f.Revision+1 {
 		t.Fatalf("the repeat applied again or answered otherwise: %+v", again)
 	}
+}
+
+// scriptRefs are the names a command that runs sc carries after its own
+// name: its SHA (EVALSHA) and its function (FCALL, FCALL_RO).
+func scriptRefs(sc *script) []string { return []string{sc.Hash(), sc.fn} }
+
+// TestLibraryText: the library is one versioned text that defines the
+// prelude and every helper once, at its top level, and registers every
+// script as tf_<version>_<script>, the scripts that only read with the
+// no-writes flag.
+func TestLibraryText(t *testing.T) {
+	for _, cluster := range []bool{false, true} {
+		sc, err := loadScripts(cluster)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lib := sc.lib
+		if !regexp.MustCompile(`^[0-9a-f]{12}$`).MatchString(lib.Version) || lib.Name != "taskflow_"+lib.Version {
+			t.Fatalf("library %q version %q", lib.Name, lib.Version)
+		}
+		if first, _, _ := strings.Cut(lib.Text, "\n"); first != "#!lua name="+lib.Name {
+			t.Fatalf("first line %q", first)
+		}
+		// Every definition of the prelude and of include/ stands once, at
+		// column 0 (the top level); nothing is shaken away.
+		def := regexp.MustCompile(`(?m)^local (?:function ([A-Za-z_]\w*)|([A-Za-z_][\w, ]*?)\s*=)`)
+		helpers := luaPrelude(cluster).Text()
+		for path, src := range luaSources(t) {
+			if strings.HasPrefix(path, "lua/include/") {
+				helpers += src
+			}
+		}
+		var names []string
+		for _, m := range def.FindAllStringSubmatch(helpers, -1) {
+			for _, n := range strings.Split(m[1]+m[2], ",") {
+				names = append(names, strings.TrimSpace(n))
+			}
+		}
+		if len(names) < 50 {
+			t.Fatalf("%d helper definitions found", len(names))
+		}
+		for _, n := range names {
+			re := regexp.MustCompile(`(?m)^local (?:function )?(?:[\w, ]*, )?` + n + `\b`)
+			if got := len(re.FindAllString(lib.Text, -1)); got != 1 {
+				t.Errorf("%s is defined %d times at the library's top level, want once", n, got)
+			}
+		}
+		// Every script is registered once, with its flags.
+		if n := strings.Count(lib.Text, "redis.register_function{"); n != len(sc.all) {
+			t.Errorf("%d functions registered, %d scripts", n, len(sc.all))
+		}
+		for _, s := range sc.all {
+			if s.fn != "tf_"+lib.Version+"_"+s.name {
+				t.Errorf("%s: function %q", s.name, s.fn)
+			}
+			head := "redis.register_function{function_name='" + s.fn + "', "
+			if !s.writes {
+				head += "flags={'no-writes'}, "
+			}
+			head += "callback=function(KEYS, ARGV)\n"
+			if n := strings.Count(lib.Text, head); n != 1 {
+				t.Errorf("%s: %d registrations %q", s.name, n, head)
+			}
+		}
+	}
+	a, _ := loadScripts(false)
+	b, _ := loadScripts(true)
+	if a.lib.Version == b.lib.Version {
+		t.Error("the cluster's library (SPUBLISH) has the version of the other")
+	}
+}
+
+// functionList returns the functions of library lib on every master of c
+// (one list per master), with their flags: "name flag,flag".
+func functionList(t *testing.T, c redis.UniversalClient, lib string) [][]string {
+	t.Helper()
+	ctx := context.Background()
+	var mu sync.Mutex
+	var out [][]string
+	list := func(n redis.Cmdable) error {
+		libs, err := n.FunctionList(ctx, redis.FunctionListQuery{LibraryNamePattern: lib}).Result()
+		if err != nil {
+			return err
+		}
+		var fns []string
+		for _, l := range libs {
+			for _, f := range l.Functions {
+				fns = append(fns, f.Name+" "+strings.Join(f.Flags, ","))
+			}
+		}
+		sort.Strings(fns)
+		mu.Lock()
+		out = append(out, fns)
+		mu.Unlock()
+		return nil
+	}
+	var err error
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return list(n) })
+	} else {
+		err = list(c)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// deleteLibrary deletes lib on every master of c, as FUNCTION FLUSH or a
+// new master would leave it.
+func deleteLibrary(t *testing.T, c redis.UniversalClient, lib string) {
+	t.Helper()
+	ctx := context.Background()
+	del := func(n redis.Cmdable) error {
+		if err := n.FunctionDelete(ctx, lib).Err(); err != nil && !strings.Contains(err.Error(), "Library not found") {
+			return err // a master the store did not reload on yet holds none
+		}
+		return nil
+	}
+	var err error
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return del(n) })
+	} else {
+		err = del(c)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLibraryLoads: on the real Redis and the cluster the store loads the
+// library (on every master) and calls it; on miniredis, which has no
+// Functions, and with withEvalOnly it calls the scripts.
+func TestLibraryLoads(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		if err := e.store.LoadScripts(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		f := must(t, try(e.m.CreateMirrored(e.ctx, seedInput())))
+		must(t, try(e.m.Get(e.ctx, f.ID)))
+		functions := e.store.scripts.mode.Load() == modeFunctions
+		if want := e.b.mini == nil && !e.b.evalOnly; functions != want {
+			t.Fatalf("functions: %v, want %v", functions, want)
+		}
+		if !functions {
+			if e.store.scripts.mode.Load() != modeEval {
+				t.Fatal("mode undecided after a call")
+			}
+			return
+		}
+		lib := e.store.scripts.lib
+		for _, fns := range functionList(t, e.client, lib.Name) {
+			if len(fns) != len(e.store.scripts.all) {
+				t.Fatalf("a master holds %d functions of %s, want %d", len(fns), lib.Name, len(e.store.scripts.all))
+			}
+			for _, s := range e.store.scripts.all {
+				want := s.fn + " "
+				if !s.writes {
+					want += "no-writes"
+				}
+				if !slices.Contains(fns, want) {
+					t.Fatalf("%q not in %v", want, fns)
+				}
+			}
+		}
+	})
+}
+
+// TestFunctionNotFoundReloads: the library deleted under a running store
+// (FUNCTION DELETE, as FUNCTION FLUSH or a new master leaves it), the
+// next call loads it again and applies once; so does a pipelined one.
+func TestFunctionNotFoundReloads(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := must(t, try(e.m.CreateMirrored(e.ctx, seedInput())))
+		if e.store.scripts.mode.Load() != modeFunctions {
+			t.Skip("the store calls scripts here (EVALSHA)")
+		}
+		lib := e.store.scripts.lib.Name
+		events := eventCount(t, e.m, f.ID)
+		deleteLibrary(t, e.client, lib)
+		g := must(t, try(e.m.UpdateState(e.ctx, f.ID, map[string]int{"x": 1}, "")))
+		if g.Revision != f.Revision+1 || eventCount(t, e.m, f.ID) != events+1 {
+			t.Fatalf("after the reload: revision %d (from %d), %d events (from %d)", g.Revision, f.Revision, eventCount(t, e.m, f.ID), events)
+		}
+		for _, fns := range functionList(t, e.client, lib) {
+			if len(fns) == 0 && !e.store.cluster {
+				t.Fatal("the library was not loaded again")
+			}
+		}
+		// A read (FCALL_RO) and a pipeline (the tick) after another delete.
+		deleteLibrary(t, e.client, lib)
+		if _, err := e.store.GetStep(e.ctx, f.ID, uuid.New()); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("read after the delete: %v", err)
+		}
+		deleteLibrary(t, e.client, lib)
+		w := e.waitingFlow(t, WaitTimer(e.clock.Now().Add(-time.Second)))
+		deleteLibrary(t, e.client, lib)
+		if rep := e.engine().TickAt(e.ctx, e.clock.Now()); rep.Err != nil || rep.Resumed != 1 {
+			t.Fatalf("tick after the delete: %+v", rep)
+		}
+		if got := must(t, try(e.m.Get(e.ctx, w.ID))); got.Status != StatusRunning || got.Revision != w.Revision+1 {
+			t.Fatalf("timer flow after the tick: %s rev %d (from %d)", got.Status, got.Revision, w.Revision)
+		}
+	})
+}
+
+// TestTwoLibraryVersionsSideBySide: a library of another version (another
+// release, in a rolling deploy) loads beside the store's; both are
+// callable, and deleting one leaves the other.
+func TestTwoLibraryVersionsSideBySide(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := must(t, try(e.m.CreateMirrored(e.ctx, seedInput())))
+		if e.store.scripts.mode.Load() != modeFunctions {
+			t.Skip("the store calls scripts here (EVALSHA)")
+		}
+		lib := e.store.scripts.lib
+		const other = "0123456789ab"
+		text := strings.ReplaceAll(lib.Text, lib.Version, other)
+		load := func(n redis.Cmdable) error { return n.FunctionLoadReplace(e.ctx, text).Err() }
+		var err error
+		if cc, ok := e.client.(*redis.ClusterClient); ok {
+			err = cc.ForEachMaster(e.ctx, func(ctx context.Context, n *redis.Client) error { return load(n) })
+		} else {
+			err = load(e.client)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { deleteLibrary(t, e.client, "taskflow_"+other) })
+		keys := []string{e.store.keys.flow(f.ID), e.store.keys.flow(f.ID) + ":nostep"}
+		for _, fn := range []string{lib.Function("find_step"), "tf_" + other + "_find_step"} {
+			v, err := e.client.FCallRO(e.ctx, fn, keys).Result()
+			if arr, ok := v.([]any); err != nil || !ok || len(arr) != 0 {
+				t.Fatalf("%s: %v %v", fn, v, err)
+			}
+		}
+		must(t, try(e.m.UpdateState(e.ctx, f.ID, map[string]int{"x": 1}, "")))
+		if got := len(functionList(t, e.client, "taskflow_"+other)[0]); got != len(e.store.scripts.all) {
+			t.Fatalf("the other version holds %d functions", got)
+		}
+	})
 }

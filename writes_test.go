@@ -470,7 +470,7 @@ func TestIdempotentCreateReturnsExistingFlow(t *testing.T) {
 			t.Fatalf("keyless creates: %v %v", a, b)
 		}
 		// A key is scoped to its flow space.
-		other, err := NewRedisStore(e.client, WithPrefix(e.prefix+"-other"))
+		other, err := NewRedisStore(e.client, e.b.storeOptions(WithPrefix(e.prefix+"-other"))...)
 		if err != nil {
 			t.Fatal(err)
 		}
