@@ -42,11 +42,15 @@ func TestRepairLeavesAFlowThatWaitedAgainAlone(t *testing.T) {
 			e.client.ZRem(ctx, k.owner(k.shardOf(f.ID), f.OwnerSessionKey), f.ID.String())
 			c2 := e.b.client(t)
 			verifier := NewManager(e.reopenStore(c2))
-			c2.AddHook(&beforeScript{sc: verifier.store.scripts.reindexFlow, fn: func() {
+			hook := &beforeScript{sc: verifier.store.scripts.reindexFlow, fn: func() {
 				must(t, try(e.m.Resume(ctx, f.ID, nil)))
 				must(t, try(e.m.SetWaiting(ctx, f.ID, c.then)))
-			}})
+			}}
+			c2.AddHook(hook)
 			rep := must(t, try(verifier.Verify(ctx, fsck.WithRepair())))
+			if !hook.once.Load() {
+				t.Fatalf("%s: the worker never acted before the repair's script", c.name)
+			}
 			if len(rep.Problems) != 1 || rep.Problems[0].Kind != "owner_index_missing" || !rep.Problems[0].Repaired {
 				t.Fatalf("%s: repair report %+v", c.name, rep.Problems)
 			}

@@ -1,6 +1,8 @@
 // Package luascript assembles taskflow's Lua scripts from their files: it
 // resolves their includes, keeps of each include only the definitions a
 // script reaches, and renders the prelude, the tables generated from Go.
+// It also assembles all the scripts as one library of Redis Functions
+// (see [Library]): the helpers defined once, each script a function.
 // Running the scripts is the store's business, not this package's.
 //
 // # Files
