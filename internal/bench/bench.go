@@ -385,6 +385,19 @@ func commandStats(ctx context.Context, c redis.UniversalClient) (map[string]cmdS
 	return out, nil
 }
 
+// scriptDelta returns after-before for the commands that run a script:
+// EVALSHA, and FCALL and FCALL_RO where the store calls its library of
+// Redis Functions.
+func scriptDelta(before, after map[string]cmdStat) cmdStat {
+	var d cmdStat
+	for _, name := range []string{"evalsha", "fcall", "fcall_ro"} {
+		x := statDelta(before, after, name)
+		d.calls += x.calls
+		d.usec += x.usec
+	}
+	return d
+}
+
 // statDelta returns after-before for one command.
 func statDelta(before, after map[string]cmdStat, name string) cmdStat {
 	return cmdStat{calls: after[name].calls - before[name].calls, usec: after[name].usec - before[name].usec}

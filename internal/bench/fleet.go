@@ -305,7 +305,7 @@ func (r *runner) fleetOnce(ctx context.Context, srv *server, prefix string, n, k
 	}
 	res = fleetRun{
 		secs: elapsed.Seconds(), rate: float64(n) / elapsed.Seconds(),
-		scriptsPerFlow: float64(statDelta(before, after, "evalsha").calls) / float64(n),
+		scriptsPerFlow: float64(scriptDelta(before, after).calls) / float64(n),
 		tripsPerFlow:   float64(trips) / float64(n), cmdsPerFlow: float64(cmds) / float64(n),
 		emptyClaims: int(empty.Load()), finishedOnce: n, flows: n,
 	}

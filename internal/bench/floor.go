@@ -120,7 +120,7 @@ func (r *runner) floorBreakdown(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				d := statDelta(before, after, "evalsha")
+				d := scriptDelta(before, after)
 				key := fmt.Sprintf("%d/%s", cc, impl)
 				x := cells[key]
 				if x == nil {
@@ -135,7 +135,7 @@ func (r *runner) floorBreakdown(ctx context.Context) error {
 		}
 	}
 	fmt.Fprintln(r.out)
-	fmt.Fprintln(r.out, "The same on a private Redis (no other clients), split per op: server = EVALSHA usec/call (INFO")
+	fmt.Fprintln(r.out, "The same on a private Redis (no other clients), split per op: server = EVALSHA or FCALL usec/call (INFO")
 	fmt.Fprintln(r.out, "commandstats); client CPU = this process's user+system CPU time per op (getrusage). Redis and the")
 	fmt.Fprintln(r.out, "client share the machine's cores.")
 	var rows [][]string

@@ -182,7 +182,7 @@ func (r *runner) resumeOnce(ctx context.Context, srv *server, prefix string, n, 
 			return res, 0, err
 		}
 	}
-	ev := statDelta(before, after, "evalsha")
+	ev := scriptDelta(before, after)
 	res.secs = elapsed.Seconds()
 	res.rate = float64(n) / elapsed.Seconds()
 	res.scriptsPerResume = float64(ev.calls) / float64(n)

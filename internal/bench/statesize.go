@@ -52,7 +52,7 @@ func (r *runner) stateSize(ctx context.Context) error {
 		if err != nil {
 			return sample{}, err
 		}
-		ev := statDelta(before, after, "evalsha")
+		ev := scriptDelta(before, after)
 		if ev.calls != int64(N) {
 			return sample{}, fmt.Errorf("expected %d EVALSHA calls, commandstats saw %d", N, ev.calls)
 		}
