@@ -838,3 +838,59 @@ func TestTwoLibraryVersionsSideBySide(t *testing.T) {
 		}
 	})
 }
+
+// armAfterLoad arms a reply dropper for sc once FUNCTION LOAD was sent:
+// the call re-sent after a reload loses its reply.
+type armAfterLoad struct {
+	d  *replyDropper
+	sc *script
+}
+
+func (h armAfterLoad) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h armAfterLoad) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if strings.EqualFold(cmd.Name(), "function") {
+			h.d.armFor(h.sc)
+		}
+		return err
+	}
+}
+
+func (h armAfterLoad) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestLostReplyAfterReloadAppliesOnce: a call that met "function not
+// found", was sent again after the reload and lost that reply, applies
+// once: go-redis re-sends it and the call memory answers the repeat.
+func TestLostReplyAfterReloadAppliesOnce(t *testing.T) {
+	for _, b := range backends(t) {
+		if b.name != "redis" {
+			continue // the one backend whose hooks see the reload's FUNCTION LOAD
+		}
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b)
+			c, d := lossyClient(t, b)
+			store := e.reopenStore(c)
+			m := NewManager(store)
+			defer m.Close()
+			f := must(t, try(m.CreateMirrored(e.ctx, seedInput())))
+			if store.scripts.mode.Load() != modeFunctions {
+				t.Fatal("the store does not call the library")
+			}
+			events := eventCount(t, m, f.ID)
+			deleteLibrary(t, e.client, store.scripts.lib.Name)
+			c.AddHook(armAfterLoad{d: d, sc: store.scripts.updateState})
+			n := d.dropped.Load()
+			g := must(t, try(m.UpdateState(e.ctx, f.ID, map[string]int{"x": 1}, "")))
+			if got := d.dropped.Load() - n; got != 1 {
+				t.Fatalf("%d replies dropped, want 1", got)
+			}
+			if g.Revision != f.Revision+1 || eventCount(t, m, f.ID) != events+1 {
+				t.Fatalf("revision %d (from %d), %d events (from %d)", g.Revision, f.Revision, eventCount(t, m, f.ID), events)
+			}
+		})
+	}
+}
