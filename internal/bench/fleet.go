@@ -59,7 +59,7 @@ func newFleetWorkers(ctx context.Context, srv *server, prefix string, k int) ([]
 // fleetRun is one claim-to-completion run's figures.
 type fleetRun struct {
 	secs, rate          float64
-	scriptsPerFlow      float64 // EVALSHA calls (server side) per flow
+	scriptsPerFlow      float64 // script calls (EVALSHA, FCALL; server side) per flow
 	tripsPerFlow        float64 // workers' round trips per flow
 	cmdsPerFlow         float64 // workers' commands per flow
 	emptyClaims         int     // Claim calls that returned nothing while flows remained
@@ -95,7 +95,7 @@ func (r *runner) fleet(ctx context.Context) error {
 	}
 	fmt.Fprintf(r.out, "%s running flows of one controller (CreateMirrored: each on the ready queue) per run, fresh flows each run;\n", n(N))
 	fmt.Fprintln(r.out, "k workers, each with its own client, store and manager, loop Claim(lease 1 min, no wait) -> UpdateState(patch,")
-	fmt.Fprintln(r.out, "WithLease) -> Finish(WithLease) until the queue is empty. Private Redis. scripts/flow = EVALSHA calls per flow")
+	fmt.Fprintln(r.out, "WithLease) -> Finish(WithLease) until the queue is empty. Private Redis. scripts/flow = EVALSHA or FCALL calls per flow")
 	fmt.Fprintln(r.out, "(INFO commandstats; 3 is one claim, one update, one finish); empty claims = Claim calls that got nothing.")
 	var rows [][]string
 	meds := map[int]float64{}
