@@ -148,8 +148,10 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 // claims need no other command. Only when none is left does it read the
 // heads of every shard's ready queue (one pipelined round trip), keep
 // them as candidates, and try them in a random order, so that processes
-// scanning at once rarely try the same flow. A candidate another worker
-// took, or that is no longer runnable, costs one script and is dropped.
+// scanning at once rarely try the same flow. A remembered candidate
+// another worker took, or that is no longer runnable, costs one script,
+// and the hub forgets the others (other processes heard of the same
+// flows and may have taken them too) and scans.
 func (m *Manager) tryClaim(ctx context.Context, h *readyHub, controllerID, workerID string, lease time.Duration, until time.Time) (*Flow, *Lease, error) {
 	scanned := false
 	for {
@@ -166,7 +168,14 @@ func (m *Manager) tryClaim(ctx context.Context, h *readyHub, controllerID, worke
 		}
 		f, l, err := m.claimOne(ctx, id, controllerID, workerID, lease, until)
 		if errors.Is(err, errNoMatch) {
-			continue // another worker was faster, or the entry was stale
+			// Another worker was faster, or the entry was stale. A
+			// remembered candidate that is gone says the others may be
+			// too (other processes were told of the same flows): forget
+			// them and read the queues' heads afresh.
+			if !scanned {
+				h.forget()
+			}
+			continue
 		}
 		return f, l, err
 	}
@@ -305,6 +314,13 @@ func (h *readyHub) offer(ids ...uuid.UUID) {
 	if over := len(h.cands) - claimCandidates; over > 0 {
 		h.cands = append(h.cands[:0], h.cands[over:]...)
 	}
+}
+
+// forget drops every candidate.
+func (h *readyHub) forget() {
+	h.mu.Lock()
+	h.cands = h.cands[:0]
+	h.mu.Unlock()
 }
 
 // next takes the oldest candidate.
