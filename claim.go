@@ -47,6 +47,14 @@ const (
 	// (ErrOutcomeUnknown: the master crashed under it) asks again with
 	// the same call, when its claim wait is shorter.
 	claimSettle = 5 * time.Second
+	// claimCandidates bounds the flow ids a Manager remembers per
+	// controller as likely claimable (announced ready, or seen at the
+	// head of a ready queue); past it the oldest are forgotten, and a
+	// scan of the queues finds them again.
+	claimCandidates = 128
+	// scanDepth is how many ids a scan reads from the head of each
+	// shard's ready queue: one scan serves many claims.
+	scanDepth = 8
 )
 
 // ClaimOption adjusts Claim.
@@ -117,7 +125,7 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 		// Register before looking, so an announcement made while we
 		// look wakes us instead of being lost.
 		wake := hub.register()
-		f, l, err := m.tryClaim(ctx, controllerID, workerID, lease, settle)
+		f, l, err := m.tryClaim(ctx, hub, controllerID, workerID, lease, settle)
 		if f != nil || err != nil {
 			hub.leave(wake)
 			return f, l, err
@@ -128,70 +136,107 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 			return nil, nil, ctx.Err()
 		case <-deadline.C:
 			hub.leave(wake)
-			return m.tryClaim(ctx, controllerID, workerID, lease, settle)
+			return m.tryClaim(ctx, hub, controllerID, workerID, lease, settle)
 		case <-wake:
 		}
 	}
 }
 
-// tryClaim reads the head of the controller's ready queue in every shard
-// (one pipeline) and claims from the non-empty shards in random order.
-//
-// A claim whose reply was lost (ErrOutcomeUnknown: the connection broke,
-// the master crashed) may hold the flow for this worker: it is sent again
-// as the same call (same call id and lease token; the flow remembers the
-// call, so one that applied answers as it did, and one lost with a
-// failed-over master applies now) every 100 ms until its outcome is known
-// or until passes.
-func (m *Manager) tryClaim(ctx context.Context, controllerID, workerID string, lease time.Duration, until time.Time) (*Flow, *Lease, error) {
+// tryClaim claims one ready flow of the controller, or returns none. It
+// tries the ids the hub remembers first (announced ready, or left over
+// from an earlier scan): each try is one script, and a busy controller's
+// claims need no other command. Only when none is left does it read the
+// heads of every shard's ready queue (one pipelined round trip), keep
+// them as candidates, and try them in a random order, so that processes
+// scanning at once rarely try the same flow. A remembered candidate
+// another worker took, or that is no longer runnable, costs one script,
+// and the hub forgets the others (other processes heard of the same
+// flows and may have taken them too) and scans.
+func (m *Manager) tryClaim(ctx context.Context, h *readyHub, controllerID, workerID string, lease time.Duration, until time.Time) (*Flow, *Lease, error) {
+	scanned := false
+	for {
+		id, ok := h.next()
+		if !ok {
+			if scanned {
+				return nil, nil, nil
+			}
+			scanned = true
+			if err := m.scanReady(ctx, h, controllerID); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		f, l, err := m.claimOne(ctx, id, controllerID, workerID, lease, until)
+		if errors.Is(err, errNoMatch) {
+			// Another worker was faster, or the entry was stale. A
+			// remembered candidate that is gone says the others may be
+			// too (other processes were told of the same flows): forget
+			// them and read the queues' heads afresh.
+			if !scanned {
+				h.forget()
+			}
+			continue
+		}
+		return f, l, err
+	}
+}
+
+// scanReady reads the heads of the controller's ready queues on every
+// shard and hands them to the hub as candidates, shuffled.
+func (m *Manager) scanReady(ctx context.Context, h *readyHub, controllerID string) error {
 	s := m.store
 	pipe := s.client.Pipeline()
 	heads := make([]*redis.StringSliceCmd, s.keys.shards)
 	for i := range heads {
-		heads[i] = pipe.ZRange(ctx, s.keys.ready(i, controllerID), 0, 0)
+		heads[i] = pipe.ZRange(ctx, s.keys.ready(i, controllerID), 0, scanDepth-1)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("taskflow: claim: %w", err)
+	}
+	var found []uuid.UUID
+	for _, hd := range heads {
+		for _, v := range hd.Val() {
+			if id, err := uuid.Parse(v); err == nil {
+				found = append(found, id)
+			}
+		}
+	}
+	rand.Shuffle(len(found), func(i, j int) { found[i], found[j] = found[j], found[i] })
+	h.offer(found...)
+	return nil
+}
+
+// claimOne leases flow id to the worker if it is still ready: errNoMatch
+// when it is not.
+func (m *Manager) claimOne(ctx context.Context, id uuid.UUID, controllerID, workerID string, lease time.Duration, until time.Time) (*Flow, *Lease, error) {
+	s := m.store
+	l := &Lease{FlowID: id, ControllerID: controllerID, WorkerID: workerID, Token: newToken()}
+	now, nowMs, nowStr := s.clock()
+	l.ExpiresAt = now.Add(lease).Truncate(time.Millisecond)
+	args := append(s.head(id, nowMs, nowStr, mutation{lease: l}),
+		l.ExpiresAt.UnixMilli(), jsonString(workerID), controllerID)
+	f, _, err := s.runFlowScript(ctx, s.scripts.claim, id, s.keys.flowKeys(id, ""), args)
+	for errors.Is(err, ErrOutcomeUnknown) && time.Now().Before(until) {
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("taskflow: claim: %w", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		f, _, err = s.runFlowScript(ctx, s.scripts.claim, id, s.keys.flowKeys(id, ""), args)
+	}
+	if errors.Is(err, errNoMatch) {
+		return nil, nil, err
+	}
+	if nre := notReplicated(err); nre != nil {
+		// Leased to this worker, not confirmed replicated: the
+		// caller gets the flow and the lease with the error.
+		nre.Lease = l
+		return f, l, fmt.Errorf("taskflow: claim: %w", err)
+	}
+	if err != nil {
 		return nil, nil, fmt.Errorf("taskflow: claim: %w", err)
 	}
-	var candidates []uuid.UUID
-	for _, h := range heads {
-		if v := h.Val(); len(v) == 1 {
-			if id, err := uuid.Parse(v[0]); err == nil {
-				candidates = append(candidates, id)
-			}
-		}
-	}
-	rand.Shuffle(len(candidates), func(i, j int) { candidates[i], candidates[j] = candidates[j], candidates[i] })
-	for _, id := range candidates {
-		l := &Lease{FlowID: id, ControllerID: controllerID, WorkerID: workerID, Token: newToken()}
-		now, nowMs, nowStr := s.clock()
-		l.ExpiresAt = now.Add(lease).Truncate(time.Millisecond)
-		args := append(s.head(id, nowMs, nowStr, mutation{lease: l}),
-			l.ExpiresAt.UnixMilli(), jsonString(workerID), controllerID)
-		f, _, err := s.runFlowScript(ctx, s.scripts.claim, id, s.keys.flowKeys(id, ""), args)
-		for errors.Is(err, ErrOutcomeUnknown) && time.Now().Before(until) {
-			select {
-			case <-ctx.Done():
-				return nil, nil, fmt.Errorf("taskflow: claim: %w", err)
-			case <-time.After(100 * time.Millisecond):
-			}
-			f, _, err = s.runFlowScript(ctx, s.scripts.claim, id, s.keys.flowKeys(id, ""), args)
-		}
-		if errors.Is(err, errNoMatch) {
-			continue // another worker was faster, or the entry was stale
-		}
-		if nre := notReplicated(err); nre != nil {
-			// Leased to this worker, not confirmed replicated: the
-			// caller gets the flow and the lease with the error.
-			nre.Lease = l
-			return f, l, fmt.Errorf("taskflow: claim: %w", err)
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("taskflow: claim: %w", err)
-		}
-		return f, l, nil
-	}
-	return nil, nil, nil
+	return f, l, nil
 }
 
 func newToken() string {
@@ -240,8 +285,11 @@ func (m *Manager) Release(ctx context.Context, l *Lease) error {
 // flow costs this process one look at the queues. An announcement with no
 // waiter is dropped: every Claim looks at the queues before it waits.
 type readyHub struct {
-	mu       sync.Mutex
-	waiters  []chan struct{}
+	mu      sync.Mutex
+	waiters []chan struct{}
+	// cands are flow ids likely ready to claim, oldest first: announced
+	// on the subscription, or read by a scan (at most claimCandidates).
+	cands    []uuid.UUID
 	subs     []*redis.PubSub
 	channels []string
 	done     chan struct{} // closed by close: ends follow
@@ -257,6 +305,36 @@ func (h *readyHub) register() chan struct{} {
 }
 
 // wake closes the oldest waiter's channel.
+// offer remembers ids as claim candidates, forgetting the oldest past
+// claimCandidates.
+func (h *readyHub) offer(ids ...uuid.UUID) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cands = append(h.cands, ids...)
+	if over := len(h.cands) - claimCandidates; over > 0 {
+		h.cands = append(h.cands[:0], h.cands[over:]...)
+	}
+}
+
+// forget drops every candidate.
+func (h *readyHub) forget() {
+	h.mu.Lock()
+	h.cands = h.cands[:0]
+	h.mu.Unlock()
+}
+
+// next takes the oldest candidate.
+func (h *readyHub) next() (uuid.UUID, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.cands) == 0 {
+		return uuid.Nil, false
+	}
+	id := h.cands[0]
+	h.cands = h.cands[1:]
+	return id, true
+}
+
 func (h *readyHub) wake() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -309,7 +387,10 @@ func (h *readyHub) close() {
 func (h *readyHub) listen(subs []*redis.PubSub) {
 	for _, ps := range subs {
 		go func(ch <-chan *redis.Message) {
-			for range ch {
+			for msg := range ch {
+				if id, err := uuid.Parse(msg.Payload); err == nil {
+					h.offer(id)
+				}
 				h.wake()
 			}
 		}(ps.Channel(redis.WithChannelHealthCheckInterval(hubHealthCheck)))

@@ -467,3 +467,58 @@ func TestRequeueExpiredLease(t *testing.T) {
 		requireVerifyClean(t, e.m)
 	})
 }
+
+// TestBusyClaimsScanRarely: with a backlog, a claim is one script: the
+// ids announced ready, and those a scan read beyond the one it claimed,
+// serve the next claims, so the queues' heads are read about once per
+// 8 flows per shard, not once per claim. Every flow is claimed once.
+func TestBusyClaimsScanRarely(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		cmds := &commandCounter{}
+		c := e.b.client(t)
+		c.AddHook(cmds)
+		m := NewManager(e.reopenStore(c))
+		defer m.Close()
+		// Subscribe first (an empty claim), so the flows made next are
+		// announced to this Manager.
+		if f, _, err := m.Claim(ctx, "ctl/busy", "w", time.Minute, WithClaimWait(0)); f != nil || err != nil {
+			t.Fatalf("empty claim: %v %v", f, err)
+		}
+		const n = 300 // more than the candidates a Manager keeps
+		made := map[uuid.UUID]bool{}
+		for i := 0; i < n; i++ {
+			made[must(t, try(e.m.CreateMirrored(ctx, fleetInput("ctl/busy")))).ID] = true
+		}
+		cmds.reset()
+		seen := map[uuid.UUID]bool{}
+		for i := 0; i < n; i++ {
+			f, l, err := m.Claim(ctx, "ctl/busy", "w", time.Minute, WithClaimWait(5*time.Second))
+			if err != nil || f == nil {
+				t.Fatalf("claim %d: %v %v", i, f, err)
+			}
+			if seen[f.ID] || !made[f.ID] {
+				t.Fatalf("claim %d: flow %s claimed twice or unknown", i, f.ID)
+			}
+			seen[f.ID] = true
+			must(t, try(m.Finish(ctx, f.ID, nil, WithLease(l))))
+		}
+		if f, _, err := m.Claim(ctx, "ctl/busy", "w", time.Minute, WithClaimWait(0)); f != nil || err != nil {
+			t.Fatalf("a claim after the backlog: %v %v", f, err)
+		}
+		cmds.mu.Lock()
+		zrange := 0
+		for _, name := range cmds.names {
+			if name == "zrange" {
+				zrange++
+			}
+		}
+		cmds.mu.Unlock()
+		// The announcements kept serve 128 claims; the other 172 and the
+		// last, empty claim need a scan per 8 flows of a shard at most.
+		if max := (n/8 + 4) * m.store.keys.shards; zrange > max {
+			t.Fatalf("%d ZRANGE for %d claims, want at most %d", zrange, n, max)
+		}
+		t.Logf("%d claims, %d ZRANGE (%.1f per claim)", n, zrange, float64(zrange)/n)
+	})
+}

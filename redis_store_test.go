@@ -155,6 +155,9 @@ func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		c.mu.Lock()
 		c.n += len(cmds)
+		for _, cmd := range cmds {
+			c.names = append(c.names, cmd.Name())
+		}
 		c.mu.Unlock()
 		return next(ctx, cmds)
 	}
