@@ -144,8 +144,15 @@ func startBullMQ(ctx context.Context, addr string) (p *nodeProc, skip string, er
 	return p, "", nil
 }
 
+// nodeCallTimeout bounds one command of the Node side (a whole drain).
+const nodeCallTimeout = 10 * time.Minute
+
 // call sends one command and decodes its answer into reply (may be nil).
+// After a timeout or a cancelled ctx the process is out of step: the
+// caller stops using it.
 func (p *nodeProc) call(ctx context.Context, msg map[string]any, reply any) error {
+	ctx, cancel := context.WithTimeout(ctx, nodeCallTimeout)
+	defer cancel()
 	b, err := json.Marshal(msg)
 	if err != nil {
 		return err
@@ -156,7 +163,7 @@ func (p *nodeProc) call(ctx context.Context, msg map[string]any, reply any) erro
 	var line string
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("node %s: %w", msg["cmd"], ctx.Err())
 	case l, ok := <-p.lines:
 		if !ok {
 			return fmt.Errorf("node %s: the process ended (stderr: %s)", msg["cmd"], lastLines(p.stderr.String(), 5))
