@@ -58,12 +58,20 @@ const (
 	SuiteCluster       = "cluster"
 	SuiteStats         = "stats"
 	SuiteHooks         = "hooks"
+	SuiteJobs          = "jobs"
 )
 
 // AllSuites lists every suite name in run order.
 func AllSuites() []string {
 	return []string{SuiteStateSize, SuiteMemory, SuiteTick, SuiteResume, SuiteFloor,
-		SuiteWatchBaseline, SuiteRoundtrips, SuiteList, SuiteFleet, SuiteCluster, SuiteStats, SuiteHooks}
+		SuiteWatchBaseline, SuiteRoundtrips, SuiteList, SuiteFleet, SuiteCluster, SuiteStats, SuiteHooks, SuiteJobs}
+}
+
+// DefaultSuites lists the suites a run without Config.Suites runs: all
+// but the jobs suite, which installs BullMQ from npm and so runs only
+// when asked for.
+func DefaultSuites() []string {
+	return slices.DeleteFunc(AllSuites(), func(s string) bool { return s == SuiteJobs })
 }
 
 // Config selects and sizes a run.
@@ -71,7 +79,8 @@ type Config struct {
 	// RedisURL is the shared Redis for the floor and roundtrips suites
 	// (default DefaultRedisURL); the others run on private servers.
 	RedisURL string
-	// Suites to run, by name (see AllSuites); empty means all.
+	// Suites to run, by name (see AllSuites); empty means DefaultSuites
+	// (all but jobs).
 	Suites []string
 	// Rounds is how many times each measurement is repeated; tables show
 	// the median (default 5).
@@ -121,6 +130,9 @@ type sizes struct {
 	statsLarge      int           // waiting flows, large Stats space
 	statsCalls      int           // Stats calls timed per round and size
 	hookOps         int           // UpdateState calls per round and observer variant
+	jobsItems       int           // items per jobs pass
+	jobsProducers   int           // concurrent creates / adds
+	jobsShapes      []jobsShape   // claim + finish configurations
 }
 
 func sizesFor(quick bool) sizes {
@@ -134,6 +146,7 @@ func sizesFor(quick bool) sizes {
 		listSmall:       1_000, listLarge: 1_000_000, listOwners: 100, listCalls: 200, listWalkLimit: 50,
 		fleetFlows: 2_000, fleetWorkers: []int{1, 4, 16}, idleWorkers: 16, idleWindow: 10 * time.Second,
 		statsSmall: 1_000, statsLarge: 1_000_000, statsCalls: 200, hookOps: 2_000,
+		jobsItems: 20_000, jobsProducers: 32, jobsShapes: []jobsShape{{1, 50}, {4, 16}},
 	}
 	if quick {
 		s.stateOps = 30
@@ -145,6 +158,7 @@ func sizesFor(quick bool) sizes {
 		s.listLarge, s.listCalls = 20_000, 20
 		s.fleetFlows, s.idleWindow = 200, 2*time.Second
 		s.statsLarge, s.statsCalls, s.hookOps = 20_000, 20, 200
+		s.jobsItems = 2_000
 	}
 	return s
 }
@@ -176,7 +190,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	suites := cfg.Suites
 	if len(suites) == 0 {
-		suites = AllSuites()
+		suites = DefaultSuites()
 	}
 	known := AllSuites()
 	for _, s := range suites {
@@ -226,6 +240,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			err = r.stats(ctx)
 		case SuiteHooks:
 			err = r.hooks(ctx)
+		case SuiteJobs:
+			err = r.jobs(ctx)
 		}
 		if err != nil {
 			fmt.Fprintf(out, "%s: FAILED: %v\n", name, err)
@@ -265,6 +281,10 @@ func (r *runner) header(ctx context.Context, suites []string) {
 		s.tickSmall, s.tickLarge, s.ticksPerRound, s.resumeFlows, s.floorDuration, s.floorConcurrent, s.watchDuration, s.watchWorkers)
 	fmt.Fprintf(w, "             list: %d and %d flows, %d owners, %d calls/round, walk pages of %d; fleet: %d flows/run at %v workers, %d idle workers for %s\n",
 		s.listSmall, s.listLarge, s.listOwners, s.listCalls, s.listWalkLimit, s.fleetFlows, s.fleetWorkers, s.idleWorkers, s.idleWindow)
+	if slices.Contains(suites, SuiteJobs) {
+		fmt.Fprintf(w, "             jobs: %d items per pass, %d producers, claim + finish with %v, BullMQ %s from npm\n",
+			s.jobsItems, s.jobsProducers, s.jobsShapes, bullmqVersion)
+	}
 	if len(r.cfg.ClusterAddrs) > 0 {
 		fmt.Fprintf(w, "cluster:     %s\n", strings.Join(r.cfg.ClusterAddrs, ","))
 	}
