@@ -670,9 +670,15 @@ func runFailover(t *testing.T, opts ...StoreOption) failoverFigures {
 		l.setLag(0)
 	}
 	// A flow for the parked Claim, made once the new master takes writes.
+	// Its id is known before it exists (an idempotency key), since the
+	// parked Claim may take it before CreateMirrored returns; a create
+	// retried after an error makes the same flow.
+	pin := in("parked")
+	pin.IdempotencyKey = "parked-after-switch"
+	parkedFlow.Store(m.store.IdempotentFlowID(pin.IdempotencyKey))
 	var pf *Flow
 	for give := time.Now().Add(30 * time.Second); pf == nil; {
-		f, err := m.CreateMirrored(ctx, in("parked"))
+		f, err := m.CreateMirrored(ctx, pin)
 		switch {
 		case f != nil && (err == nil || errors.Is(err, ErrNotReplicated)):
 			pf = f
@@ -682,7 +688,6 @@ func runFailover(t *testing.T, opts ...StoreOption) failoverFigures {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	parkedFlow.Store(pf.ID)
 	time.Sleep(failoverAfter)
 	stopLoad()
 	wg.Wait()
