@@ -1,6 +1,7 @@
 package taskflow
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,8 +12,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow/fsck"
+	"github.com/taskflow-dev/taskflow/internal/testbackend"
 )
 
 // TestShallowMergeExactBytes: values come back byte for byte; the state
@@ -676,4 +679,88 @@ func TestPruneRemovesEarlyEvents(t *testing.T) {
 		}
 		requireVerifyClean(t, e.m)
 	})
+}
+
+// BenchmarkUpdateState measures one UpdateState on the real Redis
+// (TASKFLOW_TEST_REDIS_URL, default 127.0.0.1:6379; skipped when it does
+// not answer) on one flow with a 5-key state: a json.RawMessage patch and
+// a map[string]any patch with WithoutState (the record-only reply), and
+// the default reply (the whole flow). allocs/op and cpu-us/op (this
+// process's user+system CPU time: the client's side, go-redis and the
+// runtime included, Redis's not) are the client's cost of a call; ns/op
+// adds the round trip and Redis's time.
+//
+//	go test -run x -bench UpdateState -benchmem .
+func BenchmarkUpdateState(b *testing.B) {
+	opts, err := realRedisOptions()
+	if err != nil {
+		b.Skipf("real Redis: %v", err)
+	}
+	client := redis.NewClient(opts)
+	defer client.Close()
+	ctx := context.Background()
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	err = client.Ping(pctx).Err()
+	cancel()
+	if err != nil {
+		b.Skipf("real Redis at %s does not answer: %v", opts.Addr, err)
+	}
+	prefix := randomPrefix()
+	defer func() { _ = testbackend.DeleteKeys(ctx, client, prefix) }()
+	st, err := NewRedisStore(client, WithPrefix(prefix))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := st.LoadScripts(ctx); err != nil {
+		b.Fatal(err)
+	}
+	m := NewManager(st)
+	f, err := m.CreateMirrored(ctx, CreateManagedInput{
+		ControllerID: "kate/inbox-triage", Goal: "triage the inbox of kate@example.com",
+		OwnerSessionKey: "agent:kate:session:s-1", RequesterOrigin: "user:kate", CurrentStep: "fetch",
+		State: json.RawMessage(`{"customer":"acme-corp","n":"000000","priority":3,"tags":["inbox","triage"],"thread_id":"t-0000001"}`),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The floor: a bare EVALSHA that returns at once, the client's cost of
+	// any script call through go-redis.
+	floor := redis.NewScript("return 1")
+	if err := floor.Load(ctx, client).Err(); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("floor", func(b *testing.B) {
+		b.ReportAllocs()
+		cpu0, n := processCPU(), 0
+		for b.Loop() {
+			if err := floor.EvalSha(ctx, client, nil).Err(); err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(n), "cpu-us/op")
+	})
+	raw := json.RawMessage(`{"n":"000042","priority":2}`)
+	obj := map[string]any{"n": "000042", "priority": 2}
+	for _, c := range []struct {
+		name  string
+		patch any
+		opts  []MutationOption
+	}{
+		{"raw/lean", raw, []MutationOption{WithoutState()}},
+		{"map/lean", obj, []MutationOption{WithoutState()}},
+		{"raw/full", raw, nil},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu0, n := processCPU(), 0
+			for b.Loop() {
+				if _, err := m.UpdateState(ctx, f.ID, c.patch, "", c.opts...); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(n), "cpu-us/op")
+		})
+	}
 }
