@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -22,9 +25,12 @@ func marshalJSON(v any) (json.RawMessage, error) { return plainjson.Marshal(v) }
 // toJSON turns a caller's value into compact JSON. nil stays nil (no
 // value); json.RawMessage and []byte must hold valid JSON and are kept
 // byte-for-byte apart from insignificant whitespace; anything else is
-// marshalled with encoding/json. Failures wrap ErrInvalidData.
+// marshalled with encoding/json, except a flat map[string]any (the
+// common patch), which appendFlatObject writes to the same bytes without
+// reflection. Failures wrap ErrInvalidData.
 func toJSON(what string, v any) (json.RawMessage, error) {
 	var raw []byte
+	owned := false // raw is ours (not the caller's)
 	switch x := v.(type) {
 	case nil:
 		return nil, nil
@@ -38,6 +44,20 @@ func toJSON(what string, v any) (json.RawMessage, error) {
 			return nil, nil
 		}
 		raw = x
+	case map[string]any:
+		// The common patch: encoded without reflection when it is flat.
+		if x != nil {
+			raw, owned = appendFlatObject(make([]byte, 0, 16+24*len(x)), x)
+		}
+		if !owned {
+			return toJSON(what, marshalOnly{x})
+		}
+	case marshalOnly:
+		b, err := marshalJSON(x.v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s does not marshal to JSON: %v", ErrInvalidData, what, err)
+		}
+		raw = b
 	default:
 		b, err := marshalJSON(v)
 		if err != nil {
@@ -52,6 +72,14 @@ func toJSON(what string, v any) (json.RawMessage, error) {
 		// encoding/json would silently replace the bad bytes in keys.
 		return nil, fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidData, what)
 	}
+	if !bytes.ContainsAny(raw, " \t\r\n") {
+		// Already compact: without the compactor's pass (a copy of
+		// the caller's bytes, which are theirs to change).
+		if owned {
+			return raw, nil
+		}
+		return append(json.RawMessage(nil), raw...), nil
+	}
 	var buf bytes.Buffer
 	buf.Grow(len(raw))
 	if err := json.Compact(&buf, raw); err != nil {
@@ -59,6 +87,10 @@ func toJSON(what string, v any) (json.RawMessage, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// marshalOnly makes toJSON marshal a value with encoding/json (a map its
+// fast path declined).
+type marshalOnly struct{ v any }
 
 // isObject reports whether compact JSON is an object.
 func isObject(raw json.RawMessage) bool { return len(raw) > 0 && raw[0] == '{' }
@@ -242,4 +274,101 @@ func checkObjectKeys(raw json.RawMessage, keys []string) error {
 		}
 	}
 	return nil
+}
+
+// appendFlatObject encodes m as encoding/json would (keys sorted, no
+// HTML escaping) when every key and value is of the common plain kinds: a
+// string that needs no escape, a bool, nil, an integer or a finite
+// float64. ok is false for anything else (nested values, escapes, other
+// types): the caller then marshals m with encoding/json.
+func appendFlatObject(b []byte, m map[string]any) ([]byte, bool) {
+	var stack [16]string
+	keys := stack[:0]
+	for k := range m {
+		if !plainJSONText(k) {
+			return b, false
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, '"', ':')
+		switch v := m[k].(type) {
+		case nil:
+			b = append(b, "null"...)
+		case string:
+			if !plainJSONText(v) {
+				return b, false
+			}
+			b = append(b, '"')
+			b = append(b, v...)
+			b = append(b, '"')
+		case bool:
+			b = strconv.AppendBool(b, v)
+		case int:
+			b = strconv.AppendInt(b, int64(v), 10)
+		case int64:
+			b = strconv.AppendInt(b, v, 10)
+		case int32:
+			b = strconv.AppendInt(b, int64(v), 10)
+		case uint64:
+			b = strconv.AppendUint(b, v, 10)
+		case uint:
+			b = strconv.AppendUint(b, uint64(v), 10)
+		case float64:
+			if math.IsInf(v, 0) || math.IsNaN(v) {
+				return b, false // encoding/json's error
+			}
+			b = appendJSONFloat(b, v)
+		default:
+			return b, false
+		}
+	}
+	return append(b, '}'), true
+}
+
+// appendJSONFloat formats f as encoding/json does a float64.
+func appendJSONFloat(b []byte, f float64) []byte {
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// clean up e-09 to e-9
+		n := len(b)
+		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+// plainJSONText reports whether encoding/json (without HTML escaping)
+// writes s between quotes unchanged: valid UTF-8 without control
+// characters, quotes, backslashes, U+2028 or U+2029.
+func plainJSONText(s string) bool {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == '"' || c == '\\' {
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError || r == '\u2028' || r == '\u2029' {
+			return false
+		}
+		i += size
+	}
+	return true
 }

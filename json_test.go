@@ -2,6 +2,8 @@ package taskflow
 
 import (
 	"encoding/json"
+	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -107,6 +109,80 @@ func TestTextStillAccepted(t *testing.T) {
 		got := must(t, try(e.m.ResumeByCorrelation(e.ctx, "\U0001F600", "é", nil)))
 		if len(got) != 1 || got[0].ID != w.ID {
 			t.Fatalf("resume by an emoji topic: %v", got)
+		}
+	})
+}
+
+// A flat map[string]any encodes to encoding/json's bytes without
+// reflection; what the fast path declines takes encoding/json's way, so
+// toJSON answers alike for a map and for the JSON of it.
+func TestFlatMapMatchesEncodingJSON(t *testing.T) {
+	maps := []map[string]any{
+		{}, {"a": 1, "b": "x", "c": true, "d": nil, "e": 2.5},
+		{"f": 1e21, "g": 1e20, "h": 1e-7, "i": 1e-6, "j": -0.0, "k": 0.1, "l": 123456789.0, "m": -1.5e-300},
+		{"n": int64(-9223372036854775808), "o": uint64(18446744073709551615), "p": int32(7), "q": uint(3)},
+		{"html": "<p>&amp;</p>", "uni": "héllo ☃ 😀", "z": "", "": "empty key"},
+		// declined: the reflection path takes them
+		{"nested": map[string]any{"a": 1}}, {"list": []any{1, 2}}, {"ctl": "a\nb"}, {"quote": `"`},
+		{"sep": "\u2028"}, {"bad": "\xff"}, {"f32": float32(0.1)}, {"raw": json.RawMessage(`{"x": 1}`)},
+	}
+	for _, m := range maps {
+		want, err := marshalJSON(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := appendFlatObject(nil, m); ok && string(got) != string(want) {
+			t.Errorf("%v: fast path %s, encoding/json %s", m, got, want)
+		}
+		p, err := toJSON("patch", m)
+		if err != nil {
+			t.Fatalf("%v: %v", m, err)
+		}
+		w, _ := toJSON("patch", json.RawMessage(want))
+		if string(p) != string(w) {
+			t.Errorf("%v: toJSON %s, want %s", m, p, w)
+		}
+	}
+	for _, m := range []map[string]any{{"nan": math.NaN()}, {"inf": math.Inf(1)}} {
+		if _, err := toJSON("patch", m); !errors.Is(err, ErrInvalidData) {
+			t.Errorf("%v: err %v, want ErrInvalidData", m, err)
+		}
+	}
+	if p, err := toJSON("patch", map[string]any(nil)); err != nil || string(p) != "null" {
+		t.Errorf("nil map: %s %v", p, err)
+	}
+	// A caller's compact bytes are copied: changing them later changes
+	// nothing toJSON returned.
+	in := json.RawMessage(`{"a":1}`)
+	out, err := toJSON("patch", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in[5] = '2'
+	if string(out) != `{"a":1}` {
+		t.Errorf("toJSON kept the caller's bytes: %s", out)
+	}
+}
+
+// FuzzFlatMap: for any key, string, integer and float, the fast path
+// writes encoding/json's bytes or declines.
+func FuzzFlatMap(f *testing.F) {
+	f.Add("a", "x", int64(1), 0.5, true)
+	f.Add("", "<&>", int64(-1), 1e21, false)
+	f.Add("é\u2028", "\x00\"\\", int64(math.MaxInt64), 1e-7, true)
+	f.Add("k", "\xff", int64(math.MinInt64), -0.0, false)
+	f.Fuzz(func(t *testing.T, k, s string, n int64, x float64, b bool) {
+		m := map[string]any{k: s, k + "n": n, k + "x": x, k + "b": b, k + "z": nil}
+		got, ok := appendFlatObject(nil, m)
+		if !ok {
+			return
+		}
+		want, err := marshalJSON(m)
+		if err != nil {
+			t.Fatalf("the fast path encoded what encoding/json refuses: %v", err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("fast path %s, encoding/json %s", got, want)
 		}
 	})
 }

@@ -45,11 +45,18 @@ type keyspace struct {
 	// fixed holds, per shard, the keys of the flow key set that do not
 	// depend on the flow (built once: the hot path only appends).
 	fixed [][]string
+	// tags holds tag(shard) of every shard, built once.
+	tags []string
 }
 
 // newKeyspace builds a keyspace and its per-shard constant keys.
 func newKeyspace(prefix string, shards int) keyspace {
 	k := keyspace{prefix: prefix, shards: shards}
+	tags := make([]string, shards)
+	for s := range tags {
+		tags[s] = k.tag(s)
+	}
+	k.tags = tags
 	k.fixed = make([][]string, shards)
 	for s := range k.fixed {
 		keys := make([]string, 0, 12)
@@ -102,6 +109,9 @@ const (
 
 // tag is "<prefix>:{<n>}", the part every key of shard n starts with.
 func (k keyspace) tag(shard int) string {
+	if shard >= 0 && shard < len(k.tags) {
+		return k.tags[shard]
+	}
 	return k.prefix + ":{" + strconv.Itoa(shard) + "}"
 }
 

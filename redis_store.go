@@ -34,10 +34,14 @@ type RedisStore struct {
 	keys     keyspace
 	scripts  *scripts
 	now      func() time.Time
-	eventCap int         // limits.EventsPerFlow
-	maxState int         // limits.StateBytes
-	limits   Limits      // WithLimits, defaults filled in
-	early    earlyConfig // how early events are kept (early.go)
+	eventCap int // limits.EventsPerFlow
+	maxState int // limits.StateBytes
+	// eventCap, maxState and limits.EventBytes as the script arguments of
+	// every call, boxed once (an int above 255 in an interface is an
+	// allocation).
+	eventCapArg, maxStateArg, eventBytesArg any
+	limits                                  Limits      // WithLimits, defaults filled in
+	early                                   earlyConfig // how early events are kept (early.go)
 
 	// idemSpace namespaces the flow ids derived from idempotency keys.
 	idemSpace uuid.UUID
@@ -162,6 +166,7 @@ func NewRedisStore(client redis.UniversalClient, opts ...StoreOption) (*RedisSto
 		replicas:    cfg.replicas,
 		replTimeout: cfg.replTimeout,
 	}
+	s.eventCapArg, s.maxStateArg, s.eventBytesArg = s.eventCap, s.maxState, s.limits.EventBytes
 	s.master = masterwatch.New(client)
 	return s, nil
 }
@@ -182,7 +187,8 @@ func (s *RedisStore) Now() time.Time { return s.now() }
 // now returns the store's clock in milliseconds, and as RFC 3339.
 func (s *RedisStore) clock() (time.Time, string, string) {
 	t := s.now().UTC().Truncate(time.Millisecond)
-	return t, strconv.FormatInt(t.UnixMilli(), 10), t.Format(time.RFC3339Nano)
+	var buf [40]byte
+	return t, strconv.FormatInt(t.UnixMilli(), 10), string(t.AppendFormat(buf[:0], time.RFC3339Nano))
 }
 
 // head returns the common ARGV head of mutation scripts.
@@ -205,7 +211,11 @@ func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []an
 		call = newCallID()
 	}
 	// lua/include/context.lua names them.
-	return []any{id.String(), nowMs, call, exp, s.eventCap, s.maxState + mut.slack, token, reply, s.limits.EventBytes}
+	maxState := s.maxStateArg
+	if mut.slack != 0 {
+		maxState = s.maxState + mut.slack
+	}
+	return []any{id.String(), nowMs, call, exp, s.eventCapArg, maxState, token, reply, s.eventBytesArg}
 }
 
 // checkLayout makes sure the flow space was written with this store's
