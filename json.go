@@ -31,6 +31,10 @@ func marshalJSON(v any) (json.RawMessage, error) { return plainjson.Marshal(v) }
 func toJSON(what string, v any) (json.RawMessage, error) {
 	var raw []byte
 	owned := false // raw is ours (not the caller's)
+	if m, ok := v.(map[string]any); ok && m != nil {
+		// The common patch: encoded without reflection when it is flat.
+		raw, owned = appendFlatObject(make([]byte, 0, 16+24*len(m)), m)
+	}
 	switch x := v.(type) {
 	case nil:
 		return nil, nil
@@ -44,21 +48,10 @@ func toJSON(what string, v any) (json.RawMessage, error) {
 			return nil, nil
 		}
 		raw = x
-	case map[string]any:
-		// The common patch: encoded without reflection when it is flat.
-		if x != nil {
-			raw, owned = appendFlatObject(make([]byte, 0, 16+24*len(x)), x)
-		}
-		if !owned {
-			return toJSON(what, marshalOnly{x})
-		}
-	case marshalOnly:
-		b, err := marshalJSON(x.v)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s does not marshal to JSON: %v", ErrInvalidData, what, err)
-		}
-		raw = b
 	default:
+		if owned {
+			break
+		}
 		b, err := marshalJSON(v)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s does not marshal to JSON: %v", ErrInvalidData, what, err)
@@ -87,10 +80,6 @@ func toJSON(what string, v any) (json.RawMessage, error) {
 	}
 	return buf.Bytes(), nil
 }
-
-// marshalOnly makes toJSON marshal a value with encoding/json (a map its
-// fast path declined).
-type marshalOnly struct{ v any }
 
 // isObject reports whether compact JSON is an object.
 func isObject(raw json.RawMessage) bool { return len(raw) > 0 && raw[0] == '{' }
