@@ -296,9 +296,9 @@ func (e *WaitEngine) readOnce(ctx context.Context, stream string) error {
 // consumer). It returns an error only when the message must stay pending
 // (Redis trouble); everything else is acknowledged.
 func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessage, claimed bool) (herr error) {
-	var ev *bridgeEvent
+	var ev *observe.Bridge
 	if o := e.s.obs; o != nil && o.Bridge != nil {
-		ev = &bridgeEvent{MessageID: msg.ID, Claimed: claimed, Start: time.Now()}
+		ev = &observe.Bridge{MessageID: msg.ID, Claimed: claimed, Start: time.Now()}
 		defer observeBridge(ctx, o, ev, &herr)
 	}
 	req, perr := parseBridgeMessage(msg)
@@ -332,7 +332,10 @@ func (e *WaitEngine) handle(ctx context.Context, stream string, msg redis.XMessa
 	fs, resumed, err := e.m.resume(ctx, event)
 	if ev != nil {
 		ev.FlowID, _ = uuid.Parse(req.FlowID)
-		ev.Topic, ev.Resumed, ev.Err = req.Topic, fs, err
+		ev.Topic, ev.Err = req.Topic, err
+		for _, f := range fs {
+			ev.Resumed = append(ev.Resumed, observedFlow(f))
+		}
 		ev.Outcome = bridgeOutcome(resumed, err)
 	}
 	e.bridgeR.Add(int64(resumed))
@@ -414,31 +417,14 @@ func parseBridgeMessage(msg redis.XMessage) (bridgeMessage, error) {
 	return req, nil
 }
 
-// bridgeEvent is what the resume bridge knows of one message while it
-// handles it; observeBridge hands it to the observer.
-type bridgeEvent struct {
-	MessageID string
-	FlowID    uuid.UUID
-	Topic     string
-	Outcome   string
-	Resumed   []*Flow
-	Claimed   bool
-	Err       error
-	Start     time.Time
-}
-
 // observeBridge reports one bridge message; herr is what handle returned
 // (an error there means the message stays pending).
-func observeBridge(ctx context.Context, o *observe.Observer, ev *bridgeEvent, herr *error) {
+func observeBridge(ctx context.Context, o *observe.Observer, ev *observe.Bridge, herr *error) {
 	if *herr != nil {
 		ev.Outcome, ev.Err = "retry", *herr
 	}
-	out := observe.Bridge{MessageID: ev.MessageID, FlowID: ev.FlowID, Topic: ev.Topic, Outcome: ev.Outcome,
-		Claimed: ev.Claimed, Err: ev.Err, Start: ev.Start, Duration: time.Since(ev.Start)}
-	for _, f := range ev.Resumed {
-		out.Resumed = append(out.Resumed, observedFlow(f))
-	}
-	o.Bridge(ctx, out)
+	ev.Duration = time.Since(ev.Start)
+	o.Bridge(ctx, *ev)
 }
 
 // bridgeOutcome names what a message's handling did.
