@@ -154,34 +154,10 @@ func Join(obs ...*Observer) *Observer {
 		}
 	}
 	return &Observer{
-		Op: func(ctx context.Context, ev Op) {
-			for _, o := range list {
-				if o.Op != nil {
-					o.Op(ctx, ev)
-				}
-			}
-		},
-		Tick: func(ctx context.Context, ev Tick) {
-			for _, o := range list {
-				if o.Tick != nil {
-					o.Tick(ctx, ev)
-				}
-			}
-		},
-		Claim: func(ctx context.Context, ev Claim) {
-			for _, o := range list {
-				if o.Claim != nil {
-					o.Claim(ctx, ev)
-				}
-			}
-		},
-		Bridge: func(ctx context.Context, ev Bridge) {
-			for _, o := range list {
-				if o.Bridge != nil {
-					o.Bridge(ctx, ev)
-				}
-			}
-		},
+		Op:     each(list, func(o *Observer) func(context.Context, Op) { return o.Op }),
+		Tick:   each(list, func(o *Observer) func(context.Context, Tick) { return o.Tick }),
+		Claim:  each(list, func(o *Observer) func(context.Context, Claim) { return o.Claim }),
+		Bridge: each(list, func(o *Observer) func(context.Context, Bridge) { return o.Bridge }),
 		TraceParent: func(ctx context.Context) string {
 			for _, o := range list {
 				if o.TraceParent != nil {
@@ -192,5 +168,17 @@ func Join(obs ...*Observer) *Observer {
 			}
 			return ""
 		},
+	}
+}
+
+// each returns a hook that calls the hook of every observer in list that
+// has one (hook picks it).
+func each[E any](list []*Observer, hook func(*Observer) func(context.Context, E)) func(context.Context, E) {
+	return func(ctx context.Context, ev E) {
+		for _, o := range list {
+			if h := hook(o); h != nil {
+				h(ctx, ev)
+			}
+		}
 	}
 }
