@@ -6,10 +6,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -281,3 +283,43 @@ func mustVerify(t *testing.T, e *env) {
 		t.Fatalf("Verify found problems: %+v", rep.Problems)
 	}
 }
+
+// tcpProxy listens on a loopback port and, for each connection it
+// accepts, dials upstream and hands both ends to its pipe, which copies
+// between them (counting each goroutine it starts in wg). The tests'
+// faulty links (dropProxy, lagLink) are pipes; the proxy stops, and waits
+// for its pipes, when the test ends.
+type tcpProxy struct {
+	ln       net.Listener
+	upstream string
+	wg       sync.WaitGroup
+}
+
+func startTCPProxy(t testing.TB, upstream string, pipe func(client, server net.Conn, wg *sync.WaitGroup)) *tcpProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{ln: ln, upstream: upstream}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", upstream)
+			if err != nil {
+				_ = client.Close()
+				continue
+			}
+			pipe(client, server, &p.wg)
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close(); p.wg.Wait() })
+	return p
+}
+
+func (p *tcpProxy) addr() string { return p.ln.Addr().String() }

@@ -216,53 +216,29 @@ func (c *dropConn) Read(p []byte) (int, error) {
 // connections lose a reply when its dropper is armed.
 type dropProxy struct {
 	replyDropper
-	ln       net.Listener
-	upstream string
-	wg       sync.WaitGroup
+	*tcpProxy
 }
 
 func startDropProxy(t testing.TB, upstream string) *dropProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &dropProxy{ln: ln, upstream: upstream}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(func() { _ = ln.Close(); p.wg.Wait() })
-	return p
-}
-
-func (p *dropProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *dropProxy) serve() {
-	defer p.wg.Done()
-	for {
-		client, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		server, err := net.Dial("tcp", p.upstream)
-		if err != nil {
-			_ = client.Close()
-			continue
-		}
+	p := &dropProxy{}
+	p.tcpProxy = startTCPProxy(t, upstream, func(client, server net.Conn, wg *sync.WaitGroup) {
 		up := p.wrap(server)
-		p.wg.Add(2)
+		wg.Add(2)
 		// Plain Reader/Writer: io.Copy must not bypass dropConn through
 		// the TCP connection's ReadFrom/WriteTo.
 		go func() {
-			defer p.wg.Done()
+			defer wg.Done()
 			_, _ = io.Copy(struct{ io.Writer }{up}, struct{ io.Reader }{client})
 			_ = up.Close()
 		}()
 		go func() {
-			defer p.wg.Done()
+			defer wg.Done()
 			_, _ = io.Copy(struct{ io.Writer }{client}, struct{ io.Reader }{up})
 			_ = client.Close()
 		}()
-	}
+	})
+	return p
 }
 
 // lossyClient returns a client for b, with the README's client settings

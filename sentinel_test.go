@@ -31,22 +31,14 @@ import (
 // replica is behind as one on a slow link or a busy host is, and a crash
 // of the master loses what the replica had not received.
 type lagLink struct {
-	ln       net.Listener
-	upstream string
-	lag      atomic.Int64 // nanoseconds
-	wg       sync.WaitGroup
+	*tcpProxy
+	lag atomic.Int64 // nanoseconds
 }
 
 func startLagLink(t testing.TB, upstream string) *lagLink {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &lagLink{ln: ln, upstream: upstream}
-	l.wg.Add(1)
-	go l.serve()
-	t.Cleanup(func() { _ = ln.Close(); l.wg.Wait() })
+	l := &lagLink{}
+	l.tcpProxy = startTCPProxy(t, upstream, l.pipe)
 	return l
 }
 
@@ -60,77 +52,67 @@ type lagChunk struct {
 	due  time.Time
 }
 
-func (l *lagLink) serve() {
-	defer l.wg.Done()
-	for {
-		replica, err := l.ln.Accept()
-		if err != nil {
-			return
-		}
-		master, err := net.Dial("tcp", l.upstream)
-		if err != nil {
-			_ = replica.Close()
-			continue
-		}
-		chunks := make(chan lagChunk, 1<<16)
-		dead := make(chan struct{})
-		l.wg.Add(3)
-		go func() { // replica -> master (acks): at once
-			defer l.wg.Done()
-			_, _ = io.Copy(struct{ io.Writer }{master}, struct{ io.Reader }{replica})
-			_ = master.Close()
-		}()
-		go func() { // master -> link: stamped with when it may pass
-			defer l.wg.Done()
-			defer close(dead)
-			for {
-				buf := make([]byte, 32<<10)
-				n, err := master.Read(buf)
-				if n > 0 {
-					chunks <- lagChunk{data: buf[:n], due: time.Now().Add(time.Duration(l.lag.Load()))}
-				}
-				if err != nil {
-					return
-				}
+// pipe passes what the replica sends at once, and what the master sends
+// once its lag has passed.
+func (l *lagLink) pipe(replica, master net.Conn, wg *sync.WaitGroup) {
+	chunks := make(chan lagChunk, 1<<16)
+	dead := make(chan struct{})
+	wg.Add(3)
+	go func() { // replica -> master (acks): at once
+		defer wg.Done()
+		_, _ = io.Copy(struct{ io.Writer }{master}, struct{ io.Reader }{replica})
+		_ = master.Close()
+	}()
+	go func() { // master -> link: stamped with when it may pass
+		defer wg.Done()
+		defer close(dead)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := master.Read(buf)
+			if n > 0 {
+				chunks <- lagChunk{data: buf[:n], due: time.Now().Add(time.Duration(l.lag.Load()))}
 			}
-		}()
-		go func() { // link -> replica: when due; dropped once the master died
-			defer l.wg.Done()
-			defer replica.Close()
-			for {
-				var c lagChunk
-				select {
-				case c = <-chunks:
-				case <-dead:
-					// The master is gone: what it sent and is due
-					// already was passed on; the rest is lost.
-					for {
-						select {
-						case c = <-chunks:
-							if time.Now().Before(c.due) {
-								return
-							}
-							if _, err := replica.Write(c.data); err != nil {
-								return
-							}
-						default:
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() { // link -> replica: when due; dropped once the master died
+		defer wg.Done()
+		defer replica.Close()
+		for {
+			var c lagChunk
+			select {
+			case c = <-chunks:
+			case <-dead:
+				// The master is gone: what it sent and is due
+				// already was passed on; the rest is lost.
+				for {
+					select {
+					case c = <-chunks:
+						if time.Now().Before(c.due) {
 							return
 						}
+						if _, err := replica.Write(c.data); err != nil {
+							return
+						}
+					default:
+						return
 					}
-				}
-				if wait := time.Until(c.due); wait > 0 {
-					select {
-					case <-time.After(wait):
-					case <-dead:
-						return // the master died while this was held
-					}
-				}
-				if _, err := replica.Write(c.data); err != nil {
-					return
 				}
 			}
-		}()
-	}
+			if wait := time.Until(c.due); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-dead:
+					return // the master died while this was held
+				}
+			}
+			if _, err := replica.Write(c.data); err != nil {
+				return
+			}
+		}
+	}()
 }
 
 // sentinelSetup is a master, two replicas (each behind a lagLink) and
