@@ -48,12 +48,6 @@ func (m *Manager) newEvent(to *uuid.UUID, topic, correlationID string, payload a
 	return ev, nil
 }
 
-// TryResumeExternal is Manager.TryResumeExternal on the engine, where
-// nexo-taskflow has it.
-func (e *WaitEngine) TryResumeExternal(ctx context.Context, flowID uuid.UUID, topic, correlationID string, payload any) (*Flow, error) {
-	return e.m.TryResumeExternal(ctx, flowID, topic, correlationID, payload)
-}
-
 // TryResumeExternal resumes flowID if it is waiting for an external event
 // with exactly topic and correlationID, merging {"resume_event": payload}
 // into its state when payload is not nil (nor JSON null). It returns

@@ -10,22 +10,21 @@ import (
 
 func TestTryResumeExternal(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		eng := e.engine()
 		f := e.waitingFlow(t, WaitExternalEvent("mail", "m-1"))
 		for _, c := range []struct{ topic, corr string }{{"mail", "m-2"}, {"sms", "m-1"}, {"mai", "lm-1"}} {
-			got, err := eng.TryResumeExternal(e.ctx, f.ID, c.topic, c.corr, nil)
+			got, err := e.m.TryResumeExternal(e.ctx, f.ID, c.topic, c.corr, nil)
 			if got != nil || err != nil {
 				t.Fatalf("mismatch %v resumed: %v %v", c, got, err)
 			}
 		}
-		if got, err := eng.TryResumeExternal(e.ctx, uuid.New(), "mail", "m-1", nil); got != nil || err != nil {
+		if got, err := e.m.TryResumeExternal(e.ctx, uuid.New(), "mail", "m-1", nil); got != nil || err != nil {
 			t.Fatalf("unknown flow: %v %v", got, err)
 		}
 		running := must(t, try(e.m.CreateMirrored(e.ctx, seedInput())))
-		if got, err := eng.TryResumeExternal(e.ctx, running.ID, "mail", "m-1", nil); got != nil || err != nil {
+		if got, err := e.m.TryResumeExternal(e.ctx, running.ID, "mail", "m-1", nil); got != nil || err != nil {
 			t.Fatalf("running flow: %v %v", got, err)
 		}
-		got, err := eng.TryResumeExternal(e.ctx, f.ID, "mail", "m-1", map[string]string{"from": "bob"})
+		got, err := e.m.TryResumeExternal(e.ctx, f.ID, "mail", "m-1", map[string]string{"from": "bob"})
 		if err != nil || got == nil {
 			t.Fatalf("match: %v %v", got, err)
 		}
@@ -37,7 +36,7 @@ func TestTryResumeExternal(t *testing.T) {
 			t.Fatalf("state %s", got.State)
 		}
 		// Twice is harmless.
-		if again, err := eng.TryResumeExternal(e.ctx, f.ID, "mail", "m-1", nil); again != nil || err != nil {
+		if again, err := e.m.TryResumeExternal(e.ctx, f.ID, "mail", "m-1", nil); again != nil || err != nil {
 			t.Fatalf("second resume: %v %v", again, err)
 		}
 		if n := countKind(eventKinds(t, e, f.ID), EventResumed); n != 1 {

@@ -20,7 +20,7 @@ const (
 	// WaitKindTimer resumes on the engine's first tick at or after At.
 	WaitKindTimer WaitKind = "timer"
 	// WaitKindExternalEvent resumes on an event with the same Topic and
-	// CorrelationID (WaitEngine.TryResumeExternal, the resume bridge).
+	// CorrelationID (Manager.TryResumeExternal, the resume bridge).
 	WaitKindExternalEvent WaitKind = "external_event"
 	// WaitKindManual resumes only on an explicit Manager.Resume.
 	WaitKindManual WaitKind = "manual"
