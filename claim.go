@@ -45,16 +45,13 @@ const (
 	minLease         = 100 * time.Millisecond
 	// claimSettle is how long at least a Claim whose reply was lost
 	// (ErrOutcomeUnknown: the master crashed under it) asks again with
-	// the same call, when its claim wait is shorter.
+	// the same lease token, when its claim wait is shorter; never longer
+	// than claimResend.
 	claimSettle = 5 * time.Second
-	// claimCandidates bounds the flow ids a Manager remembers per
-	// controller as likely claimable (announced ready, or seen at the
-	// head of a ready queue); past it the oldest are forgotten, and a
-	// scan of the queues finds them again.
-	claimCandidates = 128
-	// scanDepth is how many ids a scan reads from the head of each
-	// shard's ready queue: one scan serves many claims.
-	scanDepth = 8
+	claimResend = 10 * time.Second
+	// claimMemory is how long a shard remembers which flow a lease token
+	// leased (lua/include/take.lua): longer than a Claim asks again.
+	claimMemory = 15 * time.Second
 )
 
 // ClaimOption adjusts Claim.
@@ -81,7 +78,13 @@ func WithClaimWait(d time.Duration) ClaimOption {
 
 // Claim takes the oldest ready flow of controllerID from a shard chosen at
 // random among those that have one, and leases it to workerID for lease
-// (at least 100 ms).
+// (at least 100 ms), in one script: the script takes the head of that
+// shard's queue, so a claim never loses a race to another worker. Which
+// shards have ready flows the Manager learns from the announcements it
+// subscribes to, from each claim's reply (the flows left), and from one
+// read of every queue's length when it starts claiming for the
+// controller and when a claim wait ends with nothing found (an
+// announcement lost while the subscription reconnected is so found).
 // When nothing is ready it blocks up to the claim wait for one to be
 // announced, then returns (nil, nil, nil). The lease ends when it expires
 // (the engine's tick puts the flow back on the queue), on Release, or
@@ -93,10 +96,13 @@ func WithClaimWait(d time.Duration) ClaimOption {
 // Under WithReplicaAcks a claim that applied but is not confirmed
 // replicated returns the flow and the lease with an error wrapping
 // ErrNotReplicated: the flow is leased to workerID; drive it or Release
-// it. A claim whose reply was lost is sent again as the same call until
-// its outcome is known (for up to the claim wait, at least 5 seconds);
-// if it still is not, the error is an *OutcomeUnknownError naming the
-// flow, which stays leased to nobody who knows until the lease expires.
+// it. A claim whose reply was lost is sent again with the same lease
+// token until its outcome is known (for up to the claim wait, at least 5
+// and at most 10 seconds): the shard remembers for 15 s which flow a
+// token leased and answers with it. If the outcome is still unknown, the
+// error is an *OutcomeUnknownError (with no flow id: which flow was
+// leased, if any, is what is unknown); such a flow stays leased to nobody
+// who knows until the lease expires, and is then claimed again.
 func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, lease time.Duration, opts ...ClaimOption) (f *Flow, l *Lease, err error) {
 	if o := m.store.obs; o != nil && o.Claim != nil {
 		defer observeClaim(ctx, o, controllerID, workerID, time.Now(), &f, &l, &err)
@@ -120,12 +126,12 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 	}
 	deadline := time.NewTimer(cfg.wait)
 	defer deadline.Stop()
-	settle := time.Now().Add(max(cfg.wait, claimSettle))
+	settle := time.Now().Add(min(max(cfg.wait, claimSettle), claimResend))
 	for {
 		// Register before looking, so an announcement made while we
 		// look wakes us instead of being lost.
 		wake := hub.register()
-		f, l, err := m.tryClaim(ctx, hub, controllerID, workerID, lease, settle)
+		f, l, err := m.tryClaim(ctx, hub, controllerID, workerID, lease, settle, false)
 		if f != nil || err != nil {
 			hub.leave(wake)
 			return f, l, err
@@ -136,28 +142,26 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 			return nil, nil, ctx.Err()
 		case <-deadline.C:
 			hub.leave(wake)
-			return m.tryClaim(ctx, hub, controllerID, workerID, lease, settle)
+			return m.tryClaim(ctx, hub, controllerID, workerID, lease, settle, true)
 		case <-wake:
 		}
 	}
 }
 
 // tryClaim claims one ready flow of the controller, or returns none. It
-// tries the ids the hub remembers first (announced ready, or left over
-// from an earlier scan): each try is one script, and a busy controller's
-// claims need no other command. Only when none is left does it read the
-// heads of every shard's ready queue (one pipelined round trip), keep
-// them as candidates, and try them in a random order, so that processes
-// scanning at once rarely try the same flow. A remembered candidate
-// another worker took, or that is no longer runnable, costs one script,
-// and the hub forgets the others (other processes heard of the same
-// flows and may have taken them too) and scans.
-func (m *Manager) tryClaim(ctx context.Context, h *readyHub, controllerID, workerID string, lease time.Duration, until time.Time) (*Flow, *Lease, error) {
+// runs the claim script on a shard the hub believes has ready flows; the
+// script takes that queue's head and answers how many are left, which
+// the hub keeps. A shard found empty (other processes took its flows
+// first) costs one script and is tried no more until announced again.
+// When the hub knows of no ready flow, the queues' lengths are read (one
+// pipelined round trip) if the hub never read them, or when rescan is
+// set (a claim wait ended: an announcement may have been lost).
+func (m *Manager) tryClaim(ctx context.Context, h *readyHub, controllerID, workerID string, lease time.Duration, until time.Time, rescan bool) (*Flow, *Lease, error) {
 	scanned := false
-	for {
-		id, ok := h.next()
+	for range m.store.keys.shards + 1 {
+		shard, seen, ok := h.pick()
 		if !ok {
-			if scanned {
+			if scanned || !rescan && !h.needsScan() {
 				return nil, nil, nil
 			}
 			scanned = true
@@ -166,77 +170,109 @@ func (m *Manager) tryClaim(ctx context.Context, h *readyHub, controllerID, worke
 			}
 			continue
 		}
-		f, l, err := m.claimOne(ctx, id, controllerID, workerID, lease, until)
-		if errors.Is(err, errNoMatch) {
-			// Another worker was faster, or the entry was stale. A
-			// remembered candidate that is gone says the others may be
-			// too (other processes were told of the same flows): forget
-			// them and read the queues' heads afresh.
-			if !scanned {
-				h.forget()
-			}
-			continue
+		f, l, left, err := m.claimHead(ctx, shard, controllerID, workerID, lease, until)
+		if err != nil {
+			return f, l, err
 		}
-		return f, l, err
+		h.settle(shard, seen, left)
+		if f != nil {
+			return f, l, nil
+		}
 	}
+	return nil, nil, nil
 }
 
-// scanReady reads the heads of the controller's ready queues on every
-// shard and hands them to the hub as candidates, shuffled.
+// scanReady reads the length of the controller's ready queue in every
+// shard (one pipelined round trip) and hands them to the hub.
 func (m *Manager) scanReady(ctx context.Context, h *readyHub, controllerID string) error {
 	s := m.store
+	seen := h.generations()
 	pipe := s.client.Pipeline()
-	heads := make([]*redis.StringSliceCmd, s.keys.shards)
-	for i := range heads {
-		heads[i] = pipe.ZRange(ctx, s.keys.ready(i, controllerID), 0, scanDepth-1)
+	lens := make([]*redis.IntCmd, s.keys.shards)
+	for i := range lens {
+		lens[i] = pipe.ZCard(ctx, s.keys.ready(i, controllerID))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("taskflow: claim: %w", err)
 	}
-	var found []uuid.UUID
-	for _, hd := range heads {
-		for _, v := range hd.Val() {
-			if id, err := uuid.Parse(v); err == nil {
-				found = append(found, id)
-			}
-		}
+	for i, n := range lens {
+		h.settle(i, seen[i], n.Val())
 	}
-	rand.Shuffle(len(found), func(i, j int) { found[i], found[j] = found[j], found[i] })
-	h.offer(found...)
+	h.scanned()
 	return nil
 }
 
-// claimOne leases flow id to the worker if it is still ready: errNoMatch
-// when it is not.
-func (m *Manager) claimOne(ctx context.Context, id uuid.UUID, controllerID, workerID string, lease time.Duration, until time.Time) (*Flow, *Lease, error) {
+// claimHead runs claim.lua on shard: the flow it leased to the worker
+// (nil when the queue had none) and how many ready flows the queue has
+// left. A reply lost (the connection broke under it) is asked again with
+// the same lease token until until: the shard remembers what that token
+// leased.
+func (m *Manager) claimHead(ctx context.Context, shard int, controllerID, workerID string, lease time.Duration, until time.Time) (*Flow, *Lease, int64, error) {
 	s := m.store
-	l := &Lease{FlowID: id, ControllerID: controllerID, WorkerID: workerID, Token: newToken()}
+	l := &Lease{ControllerID: controllerID, WorkerID: workerID, Token: newToken()}
 	now, nowMs, nowStr := s.clock()
 	l.ExpiresAt = now.Add(lease).Truncate(time.Millisecond)
-	args := append(s.head(id, nowMs, nowStr, mutation{lease: l}),
-		l.ExpiresAt.UnixMilli(), jsonString(workerID), controllerID)
-	f, _, err := s.runFlowScript(ctx, s.scripts.claim, id, s.keys.flowKeys(id, ""), args)
+	args := append(s.head(uuid.Nil, nowMs, nowStr, mutation{lease: l}),
+		l.ExpiresAt.UnixMilli(), jsonString(workerID), controllerID, claimMemory.Milliseconds())
+	args[0] = ""
+	keys, sc := s.keys.headKeys(shard), s.scripts.claim
+	if err := s.checkLayout(ctx); err != nil {
+		return nil, nil, 0, err
+	}
+	start := s.observeStart()
+	v, raw := s.eval(ctx, sc, keys, args)
+	err := runError(raw, uuid.Nil, sc, args)
 	for errors.Is(err, ErrOutcomeUnknown) && time.Now().Before(until) {
 		select {
 		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("taskflow: claim: %w", err)
+			return nil, nil, 0, fmt.Errorf("taskflow: claim: %w", err)
 		case <-time.After(100 * time.Millisecond):
 		}
-		f, _, err = s.runFlowScript(ctx, s.scripts.claim, id, s.keys.flowKeys(id, ""), args)
+		v, raw = s.eval(ctx, sc, keys, args)
+		err = runError(raw, uuid.Nil, sc, args)
 	}
-	if errors.Is(err, errNoMatch) {
-		return nil, nil, err
+	f, l, left, err := decodeClaim(v, l, err)
+	if s.observing() {
+		id := uuid.Nil
+		if f != nil {
+			id = f.ID
+		}
+		s.observeOp(ctx, sc, opMeta{}, id, start, f, raw, err)
 	}
-	if nre := notReplicated(err); nre != nil {
+	return f, l, left, err
+}
+
+// decodeClaim reads claim.lua's reply v (err: how the run ended) into
+// the flow leased under l, and the ready flows left.
+func decodeClaim(v any, l *Lease, err error) (*Flow, *Lease, int64, error) {
+	nre := notReplicated(err)
+	if err != nil && nre == nil {
+		return nil, nil, 0, fmt.Errorf("taskflow: claim: %w", err)
+	}
+	arr, ok := v.([]any)
+	if !ok || len(arr) < 4 {
+		return nil, nil, 0, fmt.Errorf("taskflow: claim: unexpected script reply %T", v)
+	}
+	left, _ := arr[3].(int64)
+	if arr[2] == "none" {
+		return nil, nil, left, nil
+	}
+	id, perr := uuid.Parse(fmt.Sprint(arr[1]))
+	if perr != nil {
+		return nil, nil, left, fmt.Errorf("taskflow: claim: the flow's id %v: %w", arr[1], perr)
+	}
+	f, derr := decodeFlow(id, replyFields([]any{arr[0], "", arr[2]}), true)
+	if derr != nil {
+		return nil, nil, left, derr
+	}
+	l.FlowID = id
+	if nre != nil {
 		// Leased to this worker, not confirmed replicated: the
 		// caller gets the flow and the lease with the error.
-		nre.Lease = l
-		return f, l, fmt.Errorf("taskflow: claim: %w", err)
+		nre.Flow, nre.Lease = f, l
+		return f, l, left, fmt.Errorf("taskflow: claim: flow %s: %w", id, err)
 	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("taskflow: claim: %w", err)
-	}
-	return f, l, nil
+	return f, l, left, nil
 }
 
 func newToken() string {
@@ -282,14 +318,19 @@ func (m *Manager) Release(ctx context.Context, l *Lease) error {
 // readyHub is one subscription to a controller's ready announcements in
 // every shard, shared by all Claim calls of a Manager. Each announcement
 // wakes one registered waiter, oldest first, not all of them: one ready
-// flow costs this process one look at the queues. An announcement with no
-// waiter is dropped: every Claim looks at the queues before it waits.
+// flow costs this process one claim. An announcement with no waiter
+// still counts for its shard: every Claim looks before it waits.
 type readyHub struct {
 	mu      sync.Mutex
 	waiters []chan struct{}
-	// cands are flow ids likely ready to claim, oldest first: announced
-	// on the subscription, or read by a scan (at most claimCandidates).
-	cands    []uuid.UUID
+	// ready is, per shard, how many ready flows the hub believes its
+	// queue holds: announcements add one, a claim's reply or a scan
+	// sets the count it read. gen counts each shard's announcements, so
+	// a count read by a script sent before an announcement does not
+	// erase it (settle).
+	ready    []int64
+	gen      []uint64
+	unread   bool // no scan yet: the hub knows nothing of flows made before it
 	subs     []*redis.PubSub
 	channels []string
 	done     chan struct{} // closed by close: ends follow
@@ -304,35 +345,65 @@ func (h *readyHub) register() chan struct{} {
 	return ch
 }
 
-// wake closes the oldest waiter's channel.
-// offer remembers ids as claim candidates, forgetting the oldest past
-// claimCandidates.
-func (h *readyHub) offer(ids ...uuid.UUID) {
+// announce counts one more ready flow in shard.
+func (h *readyHub) announce(shard int) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.cands = append(h.cands, ids...)
-	if over := len(h.cands) - claimCandidates; over > 0 {
-		h.cands = append(h.cands[:0], h.cands[over:]...)
+	if shard >= 0 && shard < len(h.ready) {
+		h.ready[shard]++
+		h.gen[shard]++
 	}
-}
-
-// forget drops every candidate.
-func (h *readyHub) forget() {
-	h.mu.Lock()
-	h.cands = h.cands[:0]
 	h.mu.Unlock()
 }
 
-// next takes the oldest candidate.
-func (h *readyHub) next() (uuid.UUID, bool) {
+// pick chooses, at random, a shard believed to have a ready flow, with
+// its announcement count for settle.
+func (h *readyHub) pick() (shard int, seen uint64, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.cands) == 0 {
-		return uuid.Nil, false
+	n := 0
+	for i, r := range h.ready {
+		if r > 0 {
+			n++
+			if rand.IntN(n) == 0 { // reservoir: each candidate equally likely
+				shard = i
+			}
+		}
 	}
-	id := h.cands[0]
-	h.cands = h.cands[1:]
-	return id, true
+	if n == 0 {
+		return 0, 0, false
+	}
+	return shard, h.gen[shard], true
+}
+
+// settle records that shard's queue held left ready flows when a script
+// sent at announcement count seen read it; announcements since then may
+// not be in left, so they still count.
+func (h *readyHub) settle(shard int, seen uint64, left int64) {
+	h.mu.Lock()
+	if shard >= 0 && shard < len(h.ready) {
+		h.ready[shard] = max(left, 0) + int64(h.gen[shard]-seen)
+	}
+	h.mu.Unlock()
+}
+
+// generations returns every shard's announcement count.
+func (h *readyHub) generations() []uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]uint64(nil), h.gen...)
+}
+
+// needsScan reports whether the hub has never read the queues.
+func (h *readyHub) needsScan() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.unread
+}
+
+func (h *readyHub) scanned() {
+	h.mu.Lock()
+	h.unread = false
+	h.mu.Unlock()
 }
 
 func (h *readyHub) wake() {
@@ -383,13 +454,18 @@ func (h *readyHub) close() {
 	}
 }
 
-// listen wakes a waiter for each announcement on subs.
+// listen counts each announcement on subs for its shard (the channel
+// names it) and wakes a waiter.
 func (h *readyHub) listen(subs []*redis.PubSub) {
+	shardOf := make(map[string]int, len(h.channels))
+	for i, ch := range h.channels {
+		shardOf[ch] = i
+	}
 	for _, ps := range subs {
 		go func(ch <-chan *redis.Message) {
 			for msg := range ch {
-				if id, err := uuid.Parse(msg.Payload); err == nil {
-					h.offer(id)
+				if shard, ok := shardOf[msg.Channel]; ok {
+					h.announce(shard)
 				}
 				h.wake()
 			}
@@ -439,6 +515,7 @@ func (m *Manager) follow(h *readyHub, w *masterwatch.Watch, seen uint64) {
 		}
 		old := h.subs
 		h.subs = subs
+		h.unread = true // announcements made during the switch are lost
 		h.mu.Unlock()
 		h.listen(subs)
 		for _, ps := range old {
@@ -470,7 +547,9 @@ func (m *Manager) readyHub(ctx context.Context, controllerID string) (*readyHub,
 	if err != nil {
 		return nil, err
 	}
-	h := &readyHub{subs: subs, channels: channels, done: make(chan struct{})}
+	n := len(channels)
+	h := &readyHub{subs: subs, channels: channels, done: make(chan struct{}),
+		ready: make([]int64, n), gen: make([]uint64, n), unread: true}
 	h.listen(subs)
 	if w := m.store.master; w != nil {
 		go m.follow(h, w, seen)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -468,11 +469,11 @@ func TestRequeueExpiredLease(t *testing.T) {
 	})
 }
 
-// TestBusyClaimsScanRarely: with a backlog, a claim is one script: the
-// ids announced ready, and those a scan read beyond the one it claimed,
-// serve the next claims, so the queues' heads are read about once per
-// 8 flows per shard, not once per claim. Every flow is claimed once.
-func TestBusyClaimsScanRarely(t *testing.T) {
+// TestBusyClaimIsOneScript: with a backlog, a claim is one script that
+// takes a queue's head; the queues' lengths are read when the Manager
+// starts claiming and when a claim finds nothing, not per claim. Every
+// flow is claimed once.
+func TestBusyClaimIsOneScript(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := e.ctx
 		cmds := &commandCounter{}
@@ -485,7 +486,7 @@ func TestBusyClaimsScanRarely(t *testing.T) {
 		if f, _, err := m.Claim(ctx, "ctl/busy", "w", time.Minute, WithClaimWait(0)); f != nil || err != nil {
 			t.Fatalf("empty claim: %v %v", f, err)
 		}
-		const n = 300 // more than the candidates a Manager keeps
+		const n = 300
 		made := map[uuid.UUID]bool{}
 		for i := 0; i < n; i++ {
 			made[must(t, try(e.m.CreateMirrored(ctx, fleetInput("ctl/busy")))).ID] = true
@@ -493,7 +494,7 @@ func TestBusyClaimsScanRarely(t *testing.T) {
 		cmds.reset()
 		seen := map[uuid.UUID]bool{}
 		for i := 0; i < n; i++ {
-			f, l, err := m.Claim(ctx, "ctl/busy", "w", time.Minute, WithClaimWait(5*time.Second))
+			f, _, err := m.Claim(ctx, "ctl/busy", "w", time.Minute, WithClaimWait(5*time.Second))
 			if err != nil || f == nil {
 				t.Fatalf("claim %d: %v %v", i, f, err)
 			}
@@ -501,24 +502,117 @@ func TestBusyClaimsScanRarely(t *testing.T) {
 				t.Fatalf("claim %d: flow %s claimed twice or unknown", i, f.ID)
 			}
 			seen[f.ID] = true
-			must(t, try(m.Finish(ctx, f.ID, nil, WithLease(l))))
 		}
+		claims := cmds.count()
 		if f, _, err := m.Claim(ctx, "ctl/busy", "w", time.Minute, WithClaimWait(0)); f != nil || err != nil {
 			t.Fatalf("a claim after the backlog: %v %v", f, err)
 		}
+		// Announcements counted per shard, and each reply's count of
+		// flows left, steer every claim to a shard with work: one script
+		// per claim (go-redis may add a SCRIPT LOAD or FUNCTION LOAD).
+		if claims > n+2 {
+			t.Fatalf("%d commands for %d claims, want one script each", claims, n)
+		}
 		cmds.mu.Lock()
-		zrange := 0
+		scans := 0
 		for _, name := range cmds.names {
 			if name == "zrange" {
-				zrange++
+				t.Fatalf("a claim read a queue's head: %v", cmds.names)
+			}
+			if name == "zcard" {
+				scans++
 			}
 		}
 		cmds.mu.Unlock()
-		// The announcements kept serve 128 claims; the other 172 and the
-		// last, empty claim need a scan per 8 flows of a shard at most.
-		if max := (n/8 + 4) * m.store.keys.shards; zrange > max {
-			t.Fatalf("%d ZRANGE for %d claims, want at most %d", zrange, n, max)
+		// The last, empty claim reads the lengths once (its wait of 0
+		// ended) after its empty tries of the shards it believed busy.
+		if max := 2 * m.store.keys.shards; scans > max {
+			t.Fatalf("%d ZCARD, want at most %d", scans, max)
 		}
-		t.Logf("%d claims, %d ZRANGE (%.1f per claim)", n, zrange, float64(zrange)/n)
+		t.Logf("%d claims, %d commands; the empty claim after them %d", n, claims, cmds.count()-claims)
+	})
+}
+
+// TestClaimNextHandsOff: Finish WithNext leases the worker the next ready
+// flow of the controller in the same shard, in the same script; an
+// empty shard hands nothing; a re-sent call is handed the same flow; a
+// call without a lease, or a mutation that is not a transition, refuses.
+func TestClaimNextHandsOff(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		// One shard (of 16) gets several flows: ids picked so.
+		var ids []uuid.UUID
+		for len(ids) < 3 {
+			f := must(t, try(e.m.CreateMirrored(ctx, fleetInput("ctl/next"))))
+			if e.m.store.keys.shardOf(f.ID) == 5 {
+				ids = append(ids, f.ID)
+				continue
+			}
+			must(t, try(e.m.Cancel(ctx, f.ID)))
+		}
+		// Flows made in one millisecond are taken in id order: which one
+		// comes first is not the test's business.
+		left := map[uuid.UUID]bool{ids[0]: true, ids[1]: true, ids[2]: true}
+		took := func(f *Flow) bool {
+			if f == nil || !left[f.ID] {
+				return false
+			}
+			delete(left, f.ID)
+			return true
+		}
+		f, l, err := e.m.Claim(ctx, "ctl/next", "w1", time.Minute, WithClaimWait(0))
+		if err != nil || !took(f) {
+			t.Fatalf("claim: %v %v, want one of %v", f, err, ids)
+		}
+		if _, err := e.m.UpdateState(ctx, f.ID, nil, "", WithLease(l), WithNext(&f, &l, time.Minute)); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("UpdateState WithNext: %v, want ErrInvalidData", err)
+		}
+		var nf *Flow
+		var nl *Lease
+		if _, err := e.m.Finish(ctx, f.ID, nil, WithNext(&nf, &nl, time.Minute)); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("Finish WithNext without a lease: %v, want ErrInvalidData", err)
+		}
+		// The hand-off, re-sent with the same call id: one next flow,
+		// one claimed event.
+		first := f.ID
+		done := must(t, try(e.m.Finish(ctx, first, nil, WithLease(l), WithCallID("hand-1"), WithNext(&f, &l, time.Minute))))
+		if done.Status != StatusFinished || !took(f) || l.FlowID != f.ID || l.WorkerID != "w1" {
+			t.Fatalf("hand-off: %v, next %+v %+v, want one of %v", done.Status, f, l, left)
+		}
+		handed := f.ID
+		lo := must(t, try(e.m.LeaseOf(ctx, handed)))
+		if lo == nil || lo.Token != l.Token || lo.ControllerID != "ctl/next" {
+			t.Fatalf("lease held %+v, handed %+v", lo, l)
+		}
+		// A repeat (the caller re-sends after a lost reply, with the same
+		// call id) is handed the same flow under the same lease, and
+		// leases nothing more.
+		var again *Flow
+		var againL *Lease
+		must(t, try(e.m.Finish(ctx, first, nil, WithLease(&Lease{FlowID: first, Token: "x", WorkerID: "w1"}),
+			WithCallID("hand-1"), WithNext(&again, &againL, time.Minute))))
+		if again == nil || again.ID != handed || againL.Token != l.Token {
+			t.Fatalf("the repeat was handed %+v %+v, want %s under %s", again, againL, handed, l.Token)
+		}
+		claimed := 0
+		for _, ev := range must(t, try(e.m.ListEvents(ctx, handed, 10))) {
+			if ev.Kind == EventClaimed {
+				claimed++
+			}
+		}
+		if claimed != 1 {
+			t.Fatalf("the handed flow was claimed %d times", claimed)
+		}
+		// Under the next lease, finish and take the last; then the shard
+		// is empty.
+		must(t, try(e.m.Finish(ctx, f.ID, nil, WithLease(l), WithNext(&f, &l, time.Minute))))
+		if !took(f) {
+			t.Fatalf("second hand-off: %v, want %v", f, left)
+		}
+		must(t, try(e.m.Finish(ctx, f.ID, nil, WithLease(l), WithNext(&f, &l, time.Minute))))
+		if f != nil || l != nil {
+			t.Fatalf("an empty shard handed %v %v", f, l)
+		}
+		requireVerifyClean(t, e.m)
 	})
 }

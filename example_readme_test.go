@@ -74,6 +74,17 @@ func Example_readmeWorker() {
 	m.Close() // Claim's subscriptions
 }
 
+func Example_readmeHandOff() {
+	for ctx.Err() == nil {
+		f, lease, err := m.Claim(ctx, "kate/inbox-triage", workerID, 2*time.Minute)
+		for f != nil && err == nil {
+			out, _ := callModel(ctx, f)
+			_, err = m.Finish(ctx, f.ID, out, taskflow.WithLease(lease),
+				taskflow.WithNext(&f, &lease, 2*time.Minute)) // f, lease: the next flow, or nil
+		}
+	}
+}
+
 func Example_readmeIdempotentCreate() {
 	f, err := m.CreateMirrored(ctx, taskflow.CreateManagedInput{
 		ControllerID: "shop/fulfil", Goal: "ship order 12345", OwnerSessionKey: owner,

@@ -87,3 +87,42 @@ func ExampleIfRevision() {
 	// first: <nil>
 	// second: stale, expected 1 actual 2
 }
+
+// A worker that keeps busy: each Finish hands it the next ready flow of
+// its controller in the same script (one shard here, so every flow is
+// in reach).
+func ExampleWithNext() {
+	mr, err := miniredis.Run()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer mr.Close()
+	ctx := context.Background()
+	client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer client.Close()
+	store, err := taskflow.NewRedisStore(client, taskflow.WithShards(1))
+	if err != nil {
+		log.Fatal(err)
+	}
+	m := taskflow.NewManager(store)
+	defer m.Close()
+	for i := range 3 {
+		_, err := m.CreateMirrored(ctx, taskflow.CreateManagedInput{
+			ControllerID: "shop/fulfil", Goal: fmt.Sprintf("ship order %d", i), OwnerSessionKey: "agent:shop:session:1",
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	f, lease, err := m.Claim(ctx, "shop/fulfil", "worker-1", time.Minute, taskflow.WithClaimWait(0))
+	finished := 0
+	for f != nil && err == nil {
+		_, err = m.Finish(ctx, f.ID, map[string]any{"shipped": true}, taskflow.WithLease(lease),
+			taskflow.WithNext(&f, &lease, time.Minute))
+		finished++
+	}
+	fmt.Println("finished", finished, "flows after one claim; error:", err)
+	// Output:
+	// finished 3 flows after one claim; error: <nil>
+}

@@ -32,6 +32,8 @@ import (
 //	<prefix>:{<n>}:controllers        set:  controller ids with a ready queue (Stats)
 //	<prefix>:{<n>}:leases             hash: flow id -> "<token>|<expiry ms>|<worker JSON>"
 //	<prefix>:{<n>}:leasexp            zset: leased flow id by lease expiry
+//	<prefix>:{<n>}:leased:<token>     string: the flow a lease token's claim
+//	                                  leased (15 s: a re-sent claim gets it)
 //	<prefix>:{<n>}:ticklock           string: the engine working on the shard (5 s)
 //	<prefix>:{<n>}:watched            string: someone watches the shard (Watch, 30 s):
 //	                                  mutations announce their events only then
@@ -173,6 +175,17 @@ func (k keyspace) flowKeys(id uuid.UUID, owner string) []string {
 		keys = append(keys, k.owner(s, owner))
 	}
 	return keys
+}
+
+// headKeys is the key set of a script that picks its flow itself in shard
+// (claim.lua takes its queue's head): flowKeys with 1..3 the prefixes of
+// a flow's keys, to which the script appends the id it picked
+// (lua/include/context.lua flow_keys_in).
+func (k keyspace) headKeys(shard int) []string {
+	tag := k.tag(shard)
+	keys := make([]string, 0, 15)
+	keys = append(keys, tag+":flow:", tag+":events:", tag+":steps:")
+	return append(keys, k.fixed[shard]...)
 }
 
 // layout is the flow space's description: its shard count, written by the

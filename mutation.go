@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -24,6 +25,15 @@ type mutation struct {
 	callSet  bool
 	internal bool // the call id is the library's own (bridge messages)
 	slack    int  // bytes the state may exceed the cap by (Fail's failure object)
+	next     *nextClaim
+}
+
+// nextClaim is WithNext's: where the next flow and lease go, and the
+// next lease's duration.
+type nextClaim struct {
+	flow  **Flow
+	lease **Lease
+	d     time.Duration
 }
 
 // MutationOption adjusts one manager mutation.
@@ -55,6 +65,28 @@ func IfRevisionOf(f *Flow) MutationOption {
 		rev := f.Revision
 		m.expected, m.epoch = &rev, f.Epoch
 	}
+}
+
+// WithNext makes a transition that ends the caller's lease (Finish, Fail,
+// SetWaiting, Cancel made WithLease) hand the same worker its next flow
+// in the same script: the oldest ready flow of the flow's controller in
+// the flow's shard, leased for d (at least 100 ms) as Claim would. The
+// flow and its lease are stored in *next and *lease, both nil when that
+// queue had none ready (Claim then looks in every shard) or the call
+// failed; a worker that keeps busy so spends one round trip per flow:
+//
+//	f, l, err := m.Claim(ctx, controller, worker, time.Minute)
+//	for f != nil && err == nil {
+//		out := work(f)
+//		_, err = m.Finish(ctx, f.ID, out, taskflow.WithLease(l),
+//			taskflow.WithNext(&f, &l, time.Minute))
+//	}
+//
+// A call re-sent after its reply was lost is handed the same flow. Other
+// mutations refuse WithNext (ErrInvalidData), as does a call without
+// WithLease.
+func WithNext(next **Flow, lease **Lease, d time.Duration) MutationOption {
+	return func(m *mutation) { m.next = &nextClaim{flow: next, lease: lease, d: d} }
 }
 
 // WithoutState makes a mutation return the flow without its state
@@ -224,6 +256,9 @@ func bridgeCallID(msgID string) string { return "~" + msgID }
 
 // check refuses a mutation whose options are invalid.
 func (m mutation) check() error {
+	if m.next != nil {
+		return fmt.Errorf("%w: WithNext applies to Finish, Fail, SetWaiting and Cancel only", ErrInvalidData)
+	}
 	if m.callSet && !m.internal {
 		return validCallID(m.call)
 	}

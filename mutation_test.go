@@ -434,6 +434,37 @@ func TestLostReplyAppliesOnce(t *testing.T) {
 			if h.Status != StatusCancelled {
 				t.Fatalf("Cancel: %s", h.Status)
 			}
+			// Finish handing off the next flow (WithNext): the re-sent
+			// script is handed the same flow, claimed once.
+			nin := CreateManagedInput{ControllerID: "ctl/lostnext", Goal: "g", OwnerSessionKey: "agent:a:session:1"}
+			var pair []uuid.UUID
+			for len(pair) < 2 {
+				p := must(t, try(e.m.CreateMirrored(ctx, nin)))
+				if e.m.store.keys.shardOf(p.ID) == 3 {
+					pair = append(pair, p.ID)
+				} else {
+					must(t, try(e.m.Cancel(ctx, p.ID)))
+				}
+			}
+			cur, cl, err := m.Claim(ctx, "ctl/lostnext", "w1", time.Minute, WithClaimWait(0))
+			if err != nil || cur == nil {
+				t.Fatalf("claim for the hand-off: %v %v", cur, err)
+			}
+			other := pair[0]
+			if other == cur.ID {
+				other = pair[1]
+			}
+			lostFor("Finish WithNext", m.store.scripts.transition, func() uuid.UUID { return other }, 1, func() error {
+				_, err := m.Finish(ctx, cur.ID, nil, WithLease(cl), WithNext(&cur, &cl, time.Minute))
+				if err == nil && (cur == nil || cur.ID != other) {
+					err = fmt.Errorf("handed %v, want %s", cur, other)
+				}
+				return err
+			})
+			if lo := must(t, try(e.m.LeaseOf(ctx, other))); lo == nil || lo.Token != cl.Token {
+				t.Fatalf("the lease held is not the one handed: %+v vs %+v", lo, cl)
+			}
+			must(t, try(e.m.Finish(ctx, other, nil, WithLease(cl))))
 			var mir *Flow
 			lost("CreateMirrored", nil, 0, func() error { mir, err = m.CreateMirrored(ctx, in); return err })
 			if mir.Revision != 1 || eventCount(t, e.m, mir.ID) != 2 {

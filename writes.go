@@ -104,20 +104,45 @@ type transitionReq struct {
 	// early: a wait on an external event is met at once by an early
 	// event kept for the flow (early.go).
 	early bool
+	// next is the lease a hand-off makes (WithNext), its expiry set;
+	// nil for none.
+	next *Lease
 }
 
 // transition runs transition.lua at the store's current time.
 func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, error) {
+	nx := r.mut.next
+	r.mut.next = nil
 	if err := r.mut.check(); err != nil {
 		return nil, err
 	}
-	_, nowMs, nowStr := s.clock()
+	now, nowMs, nowStr := s.clock()
+	if nx != nil {
+		if err := nx.check(r.mut); err != nil {
+			return nil, err
+		}
+		*nx.flow, *nx.lease = nil, nil
+		r.next = &Lease{ControllerID: r.mut.lease.ControllerID, WorkerID: r.mut.lease.WorkerID,
+			Token: nextToken(r.id, r.mut), ExpiresAt: now.Add(nx.d).Truncate(time.Millisecond)}
+	}
 	sc, keys, args := s.scripts.transition, s.keys.flowKeys(r.id, ""), s.transitionArgs(r, nowMs, nowStr)
 	if r.early {
 		sc, keys = s.scripts.transitionEarly, s.keys.withEarly(keys, r.id)
 		args = append(args, s.early.memoryArgs()...) // last: see transition_early.lua
 	}
-	f, _, err := s.runFlowScript(ctx, sc, r.id, keys, args, r.meta())
+	start := time.Now()
+	f, arr, err := s.runFlowScript(ctx, sc, r.id, keys, args, r.meta())
+	if nx != nil && applied(err) {
+		nf, l, nerr := s.handedOff(r.next, arr, r.mut.lean)
+		if nerr != nil {
+			return f, nerr
+		}
+		*nx.flow, *nx.lease = nf, l
+		if o := s.obs; o != nil && o.Claim != nil && nf != nil {
+			var cerr error
+			observeClaim(ctx, o, l.ControllerID, l.WorkerID, start, &nf, &l, &cerr)
+		}
+	}
 	if err != nil {
 		var te *TransitionError
 		if errors.As(err, &te) {
@@ -145,7 +170,55 @@ func (s *RedisStore) transitionArgs(r transitionReq, nowMs, nowStr string) []any
 	args := append(s.head(r.id, nowMs, nowStr, r.mut),
 		string(r.to), jsonString(string(r.kind)), string(r.payload),
 		r.wait.json, r.wait.timerMs, r.wait.corr, r.guard, string(r.from))
+	if r.next != nil {
+		args = append(args, r.next.Token, r.next.ExpiresAt.UnixMilli(), jsonString(r.next.WorkerID), claimMemory.Milliseconds())
+	} else {
+		args = append(args, "", "", "", "")
+	}
 	return append(args, state...)
+}
+
+// nextToken is the token of a hand-off's lease: random, or, for a call
+// with a caller's id (WithCallID), derived from it, so that a repeat of
+// the call names the same lease and is handed the same flow
+// (lua/include/take.lua remembers the token's flow).
+func nextToken(id uuid.UUID, mut mutation) string {
+	if !mut.callSet {
+		return newToken()
+	}
+	sum := sha256.Sum256([]byte("taskflow next lease\x00" + id.String() + "\x00" + mut.call))
+	return hex.EncodeToString(sum[:12])
+}
+
+// check refuses a hand-off the call cannot make.
+func (nx *nextClaim) check(mut mutation) error {
+	switch {
+	case nx.flow == nil || nx.lease == nil:
+		return fmt.Errorf("%w: WithNext needs somewhere to put the next flow and lease", ErrInvalidData)
+	case mut.lease == nil:
+		return fmt.Errorf("%w: WithNext needs WithLease: the next flow goes to the same worker", ErrInvalidData)
+	case nx.d < minLease:
+		return fmt.Errorf("%w: WithNext: lease %s is shorter than %s", ErrInvalidData, nx.d, minLease)
+	}
+	return nil
+}
+
+// handedOff decodes the next flow of a transition's reply (transition.lua):
+// the flow and lease l (its FlowID set), or nils when none was ready.
+func (s *RedisStore) handedOff(l *Lease, arr []any, lean bool) (*Flow, *Lease, error) {
+	if len(arr) < 5 {
+		return nil, nil, nil
+	}
+	id, err := uuid.Parse(fmt.Sprint(arr[4]))
+	if err != nil {
+		return nil, nil, fmt.Errorf("taskflow: the next flow's id %v: %w", arr[4], err)
+	}
+	f, err := decodeFlow(id, replyFields([]any{arr[3], "", arr[2]}), !lean)
+	if err != nil {
+		return nil, nil, err
+	}
+	l.FlowID, l.ControllerID = id, f.ControllerID
+	return f, l, nil
 }
 
 // updateState runs update_state.lua.

@@ -1,43 +1,33 @@
--- claim.lua: take a flow off its controller's ready queue and lease it to
--- a worker, if it is still there (another worker may have been faster).
+-- claim.lua: lease the oldest flow of a controller's ready queue in one
+-- shard to a worker (include/take.lua), or say the queue is empty.
 --
--- KEYS: the flow key set 1..15 (include/context.lua).
--- ARGV: 1..9 the common head (include/context.lua; 7, the lease token,
---   is the new lease's)
+-- KEYS: the shard's key set 1..15 (include/context.lua: 1..3 are the
+--   prefixes of a flow's keys; the flow taken is reached by its id).
+-- ARGV: 1..9 the common head (include/context.lua; 1, the flow id, is
+--   '' and unused; 3, the call id, is unused: 7, the new lease's token,
+--   names the call)
 --   10 lease expiry (unix ms)  11 worker id (a JSON string)
---   12 controller id of the queue the caller read
--- Returns: {flow hash (record and state, or record only), ''}.
--- Errors: NOMATCH (gone from the queue, or no longer runnable: a stale
---   entry is dropped).
---   COUNTLIMIT <rev> <seq> (the revision or event id could pass
---   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
+--   12 controller id  13 how long the claim memory keeps the lease (ms)
+-- Returns: {flow hash (record and state, or record only), flow id,
+--   'full' or 'record', ready flows left on the queue}, or, when the
+--   queue had none, {'', '', 'none', 0}. A call re-sent with the same
+--   lease token returns the flow it leased the first time.
+-- Errors: none of its own (a stale entry is dropped; include/take.lua).
 -- Events: claimed {worker} with the lease token; the revision does not
 --   change (a lease is not part of the flow record).
---@include prelude
---@include errors
 --@include context
 --@include record
---@include calls
 --@include queues
---@include events
+--@include take
 
 local c = mutation_context(KEYS, ARGV)
-local f = load_flow(c)
-if repeated(c, f) then
-  return reply(c)
+local t = remembered_take(c, c.lease)
+if not t then
+  t = take_head(c, ARGV[12], c.lease, ARGV[10], ARGV[11], ARGV[13])
 end
-if f == nil or not STATUS[f.status].runnable or f.controller ~= ARGV[12] then
-  redis.call('ZREM', ready_key(c, ARGV[12]), c.id)
-  return err(ERR.NOMATCH)
+local left = redis.call('ZCARD', ready_key(c, ARGV[12]))
+if not t then
+  return {'', '', 'none', left}
 end
-local e = check_counts(f)
-if e then
-  return e
-end
-if redis.call('ZREM', ready_key(c, f.controller), c.id) == 0 then
-  return err(ERR.NOMATCH)
-end
-redis.call('HSET', c.leases, c.id, c.lease .. '|' .. ARGV[10] .. '|' .. ARGV[11])
-redis.call('ZADD', c.leasexp, ARGV[10], c.id)
-append_event(c, f, '"claimed"', '{"worker":' .. ARGV[11] .. '}')
-return reply(c)
+local r = reply(t, t.id)
+return {r[1], t.id, r[3] or 'full', left}

@@ -14,8 +14,18 @@
 --                         is cancelled instead of resumed
 --             'corr:<m>'  the flow must be waiting with correlation member m
 --   17 required source status ('' = any the graph allows)
---   18.. the state change (include/state.lua apply_state)
--- Returns: {flow hash (record and state, or record only), ''}.
+--   18 the next lease's token ('' = no hand-off): a call made under a
+--      lease (7) that ends it is handed the oldest ready flow of the
+--      flow's controller in this shard, leased to the same worker
+--      (include/take.lua)
+--   19 the next lease's expiry (unix ms)  20 its worker (a JSON string)
+--   21 how long the claim memory keeps the next lease (ms)
+--   22.. the state change (include/state.lua apply_state)
+-- Returns: {flow hash (record and state, or record only), '', and
+--   'record' for the record only}; with a hand-off asked for,
+--   {flow, '', 'full' or 'record', the next flow's hash or record, its
+--   id}, the last two only when one was ready. A repeated call answers
+--   with the same next flow.
 -- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST, TERMINAL <status>,
 --   CANCELPENDING <status>, ILLEGAL <from>, TOOLARGE <size>,
 --   NOMATCH (the guard did not hold; nothing written), STALE (a timer
@@ -24,7 +34,8 @@
 --   entry is dropped).
 --   COUNTLIMIT <rev> <seq> (the revision or event id could pass
 --   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
--- Events: the given kind (cancelled when a timer guard cancels).
+-- Events: the given kind (cancelled when a timer guard cancels); the
+--   next flow's claimed.
 --@include context
 --@include run_transition
 

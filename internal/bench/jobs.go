@@ -289,18 +289,21 @@ func (t *tfJobs) drain(ctx context.Context) (float64, error) {
 						}
 						return
 					}
-					if fl == nil {
-						continue
-					}
-					if _, loaded := seen.LoadOrStore(fl.ID, id); loaded {
-						dupes.Add(1)
-					}
-					if _, err := w.m.Finish(runCtx, fl.ID, nil, taskflow.WithLease(lease)); err != nil {
-						fail(fmt.Errorf("%s: finish %s: %w", id, fl.ID, err))
-						return
-					}
-					if done.Add(1) == items {
-						cancel()
+					// Finish hands the worker its next flow in the same
+					// script (WithNext) while its shard has one ready.
+					for fl != nil {
+						if _, loaded := seen.LoadOrStore(fl.ID, id); loaded {
+							dupes.Add(1)
+						}
+						cur := fl.ID
+						if _, err := w.m.Finish(runCtx, cur, nil, taskflow.WithLease(lease),
+							taskflow.WithNext(&fl, &lease, time.Minute)); err != nil {
+							fail(fmt.Errorf("%s: finish %s: %w", id, cur, err))
+							return
+						}
+						if done.Add(1) == items {
+							cancel()
+						}
 					}
 				}
 			}()

@@ -12,7 +12,10 @@
 --   15 shard base '<prefix>:{<n>}' (not a key: it names the ready queues
 --      '<base>:ready:<controller>', the set of controllers with one
 --      '<base>:controllers', and the channels '<base>:ready:<controller>'
---      and '<base>:watch')
+--      and '<base>:watch'; include/take.lua its claim memory)
+-- A script that picks its flow itself (claim.lua) gets the shard's set:
+-- 1..3 are then the prefixes '<base>:flow:', '<base>:events:' and
+-- '<base>:steps:' (keys.go headKeys) and flow_keys_in builds a flow's.
 -- KEYS from 16 are each script's own, named in its header.
 --
 -- The common ARGV head of a mutation (mutation_context):
@@ -35,6 +38,19 @@ local function flow_context(keys, id, now)
     call = '', expected = '', event_cap = 0, state_limit = 0,
     lease = '', reply = 'full', event_bytes = 0,
   }
+end
+
+-- flow_keys_in returns the flow key set of flow id, a flow of the shard
+-- whose key set keys is: 1..3 are built from the shard base as keys.go's
+-- flow, events and steps name them, 4..15 are the shard's own. A script
+-- that picks a flow itself (a claim takes its queue's head) reaches it so.
+local function flow_keys_in(keys, id)
+  local base = keys[15]
+  local k = {base .. ':flow:' .. id, base .. ':events:' .. id, base .. ':steps:' .. id}
+  for i = 4, 15 do
+    k[i] = keys[i]
+  end
+  return k
 end
 
 -- mutation_context is the context of a mutation: the flow key set and

@@ -23,6 +23,8 @@ end
 
 -- check_lease refuses a mutation made under a lease that expired or moved
 -- to another worker (fencing); a mutation without a lease always passes.
+-- A lease it found live is marked (c.leased): a leased flow is on no
+-- ready queue, so leaving running need not look there.
 local function check_lease(c)
   if c.lease == '' then
     return nil
@@ -31,6 +33,7 @@ local function check_lease(c)
   if cur then
     local token, exp = string.match(cur, '^([^|]*)|(%d+)|')
     if token == c.lease and tonumber(exp) > tonumber(c.now) then
+      c.leased = true
       return nil
     end
   end

@@ -20,9 +20,14 @@ local function make_ready(c, f)
   redis.call(PUBLISH, q, c.id)
 end
 
--- leave_running drops the flow from its ready queue and its lease.
+-- leave_running drops the flow from its ready queue and its lease; a flow
+-- whose lease the script found live (guards.lua check_lease) is on no
+-- queue: claims take a flow off its queue, and only an unleased flow is
+-- put back.
 local function leave_running(c, f)
-  redis.call('ZREM', ready_key(c, f.controller), c.id)
+  if not c.leased then
+    redis.call('ZREM', ready_key(c, f.controller), c.id)
+  end
   redis.call('HDEL', c.leases, c.id)
   redis.call('ZREM', c.leasexp, c.id)
 end

@@ -12,12 +12,32 @@
 --@include queues
 --@include waits
 --@include events
+--@include take
+
+-- with_next is the transition's reply: reply(c), and when the call asked
+-- for a next flow (token not ''), that flow's record and id (t, the
+-- take's context, nil when none was ready).
+local function with_next(c, token, t)
+  local r = reply(c)
+  if token == '' then
+    return r
+  end
+  r[2], r[3] = r[2] or '', r[3] or 'full'
+  if t then
+    r[4], r[5] = reply(t)[1], t.id
+  end
+  return r
+end
 
 local function run_transition(c, after_wait)
   local argv = c.argv
   local f = load_flow(c)
   if repeated(c, f) then
-    return reply(c)
+    local t
+    if argv[18] ~= '' then
+      t = remembered_take(c, argv[18])
+    end
+    return with_next(c, argv[18], t)
   end
   local to, kind, payload = argv[10], argv[11], argv[12]
   local guard = argv[16]
@@ -54,7 +74,7 @@ local function run_transition(c, after_wait)
   if e then
     return e
   end
-  e = apply_state(c, f, 18)
+  e = apply_state(c, f, 22)
   if e then
     return e
   end
@@ -67,5 +87,9 @@ local function run_transition(c, after_wait)
   if after_wait and f.corr ~= nil then
     after_wait(f)
   end
-  return reply(c)
+  local t
+  if argv[18] ~= '' and c.lease ~= '' then
+    t = take_head(c, f.controller, argv[18], argv[19], argv[20], argv[21])
+  end
+  return with_next(c, argv[18], t)
 end
