@@ -35,6 +35,10 @@ import (
 //		m.SetWaiting(ctx, f.ID, cond, taskflow.WithLease(lease)) // or Finish / Fail
 //		// leaving running ends the lease; otherwise m.Release(ctx, lease)
 //	}
+//
+// Claim and the hand-off of WithNext lease a flow in the script that
+// takes it off its queue (lua/include/take.lua): no worker reads a queue
+// and then asks for an id another worker may have taken.
 
 // hubHealthCheck is how often an idle Claim subscription is pinged.
 const hubHealthCheck = 30 * time.Second

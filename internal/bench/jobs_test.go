@@ -35,11 +35,12 @@ func TestJobsTaskflowPass(t *testing.T) {
 	if res.createSecs <= 0 || res.drainSecs <= 0 {
 		t.Errorf("create %v s, drain %v s: want both > 0", res.createSecs, res.drainSecs)
 	}
-	// At least one script per create, claim and finish (the shared Redis
-	// may see other traffic, so no upper bound).
+	// At least one script per create and per finish (a finish hands the
+	// worker its next flow: most claims ride on finishes); the shared
+	// Redis may see other traffic, so no upper bound.
 	cmds := res.cmds()
-	if got := cmds["evalsha"].calls + cmds["fcall"].calls; got < int64(3*spec.items) {
-		t.Errorf("%d script calls (EVALSHA, FCALL) for %d items, want at least %d", got, spec.items, 3*spec.items)
+	if got := cmds["evalsha"].calls + cmds["fcall"].calls; got < int64(2*spec.items) {
+		t.Errorf("%d script calls (EVALSHA, FCALL) for %d items, want at least %d", got, spec.items, 2*spec.items)
 	}
 	if res.usecPerItem() <= 0 {
 		t.Errorf("Redis time per item %v, want > 0", res.usecPerItem())
