@@ -42,7 +42,9 @@ if redis.call('EXISTS', c.flow) == 1 then
   end
   return err(ERR.IDEMCONFLICT)
 end
-local f = {rev = '0', controller = ARGV[10]}
+-- A new flow's log is empty: its size is known (events.lua 'eb'), so the
+-- first append need not count an existing one.
+local f = {rev = '0', controller = ARGV[10], eb = '0'}
 local e = apply_state(c, f, 19)
 if e then
   return e
@@ -57,7 +59,12 @@ for i = 1, #fields, 2 do
     extra[#extra + 1] = fields[i + 1]
   end
 end
-set_status(c, f, S_CREATED)
+-- A mirrored flow passes through created within this script: only the
+-- running index gets it (set_status from no status), and the status
+-- field is written once, with the started event.
+if ARGV[15] ~= '1' then
+  set_status(c, f, S_CREATED)
+end
 redis.call('ZADD', owner_index, c.now, c.id)
 append_event(c, f, '"created"', ARGV[16], extra)
 if ARGV[15] == '1' then

@@ -65,11 +65,14 @@ local function push_entry(c, f, entry)
 end
 
 -- announce publishes '<flow id> <numbered>' on the shard's watch channel
--- when the shard is watched.
+-- when the shard is watched; a script asks once (c.watched), however many
+-- events it appends.
 local function announce(c, numbered)
-  local ch = c.base .. ':watch'
-  if redis.call('EXISTS', c.base .. ':watched') == 1 then
-    redis.call(PUBLISH, ch, c.id .. ' ' .. numbered)
+  if c.watched == nil then
+    c.watched = redis.call('EXISTS', c.base .. ':watched') == 1
+  end
+  if c.watched then
+    redis.call(PUBLISH, c.base .. ':watch', c.id .. ' ' .. numbered)
   end
 end
 

@@ -35,6 +35,7 @@ local function taken_context(c, id, token)
   local t = flow_context(flow_keys_in(c.keys, id), id, c.now)
   t.lease, t.reply = token, c.reply
   t.event_cap, t.event_bytes, t.state_limit = c.event_cap, c.event_bytes, c.state_limit
+  t.watched = c.watched -- one shard: whether it is watched (events.lua)
   return t
 end
 
