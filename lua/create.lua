@@ -29,7 +29,7 @@
 
 local c = mutation_context(KEYS, ARGV)
 local owner_index = KEYS[16]
-local old = load_flow(c)
+local old = load_flow(c, REPEAT_FIELDS)
 if repeated(c, old) then
   return reply(c)
 end

@@ -29,6 +29,19 @@ local MUTATE_FIELDS = {
   'status', 'cancel', 'rev', 'seq', 'size', 'raw', 'eb', 'calls', 'xcalls',
 }
 
+-- TRANSITION_FIELDS is what a transition needs (run_transition.lua: the
+-- guards, the state's size, the wait, the queues, commit and the call
+-- memory), 12 fields instead of 20; TAKE_FIELDS what a take needs of the
+-- flow it leases (take.lua: runnable, whose, and its event's numbers);
+-- REPEAT_FIELDS what tells a create whether its call already ran. Each
+-- HMGET field costs about 0.2 µs of the script's time.
+local TRANSITION_FIELDS = {
+  'controller', 'status', 'cancel', 'rev', 'wait', 'corr', 'raw', 'size',
+  'seq', 'calls', 'xcalls', 'eb',
+}
+local TAKE_FIELDS = {'status', 'controller', 'rev', 'seq', 'eb'}
+local REPEAT_FIELDS = {'status', 'calls', 'xcalls'}
+
 -- load_flow returns the flow's fields (LOADED, or the given list) as a
 -- table, or nil when the flow is missing. It never reads the state.
 local function load_flow(c, fields)

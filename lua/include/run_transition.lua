@@ -31,7 +31,7 @@ end
 
 local function run_transition(c, after_wait)
   local argv = c.argv
-  local f = load_flow(c)
+  local f = load_flow(c, TRANSITION_FIELDS)
   if repeated(c, f) then
     local t
     if argv[18] ~= '' then

@@ -62,7 +62,7 @@ local function take_head(c, controller, token, expiry, worker, keep_ms)
       return nil
     end
     local t = taken_context(c, head, token)
-    local f = load_flow(t)
+    local f = load_flow(t, TAKE_FIELDS)
     if f and STATUS[f.status].runnable and f.controller == controller and check_counts(f) == nil then
       redis.call('HSET', t.leases, head, token .. '|' .. expiry .. '|' .. worker)
       redis.call('ZADD', t.leasexp, expiry, head)
