@@ -154,6 +154,9 @@ func decodeReply(id uuid.UUID, v any) (*Flow, error) {
 // the values of recordFields in order.
 func replyFields(arr []any) map[string]string {
 	if len(arr) > 2 && arr[2] == "record" {
+		if packed, ok := arr[0].(string); ok {
+			return unpackRecord(packed)
+		}
 		vals, _ := arr[0].([]any)
 		m := make(map[string]string, len(recordFields))
 		for i, name := range recordFields {
@@ -166,4 +169,34 @@ func replyFields(arr []any) map[string]string {
 		return m
 	}
 	return pairsToMap(arr[0])
+}
+
+// unpackRecord reads a record packed by lua/include/record.lua
+// pack_record: recordFields' values in order, each '<length>:<bytes>' or
+// '-' when absent. The values share packed's memory. A malformed string
+// yields the fields read before the fault (decodeFlow then refuses what
+// is missing).
+func unpackRecord(packed string) map[string]string {
+	m := make(map[string]string, len(recordFields))
+	rest := packed
+	for _, name := range recordFields {
+		if rest == "" {
+			break
+		}
+		if rest[0] == '-' {
+			rest = rest[1:]
+			continue
+		}
+		colon := strings.IndexByte(rest, ':')
+		if colon <= 0 {
+			break
+		}
+		n, err := strconv.Atoi(rest[:colon])
+		if err != nil || n < 0 || colon+1+n > len(rest) {
+			break
+		}
+		m[name] = rest[colon+1 : colon+1+n]
+		rest = rest[colon+1+n:]
+	}
+	return m
 }

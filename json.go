@@ -86,8 +86,141 @@ func isObject(raw json.RawMessage) bool { return len(raw) > 0 && raw[0] == '{' }
 
 // splitObject splits a compact JSON object into its top-level keys and
 // their raw values, sorted by key. Duplicate keys: the last one wins, as
-// with encoding/json. The values keep their bytes exactly.
+// with encoding/json. The values keep their bytes exactly (they share
+// raw's memory).
+//
+// A valid object whose keys are plain (no escape, valid UTF-8: the keys
+// programs write) is split by scanning its bytes once, which allocates
+// the keys and two slices; any other input goes through encoding/json
+// (splitObjectDecoded), which also words the error of an invalid one.
 func splitObject(raw json.RawMessage) ([]string, []json.RawMessage, error) {
+	if !json.Valid(raw) {
+		return splitObjectDecoded(raw)
+	}
+	keys, vals, ok := scanObject(raw)
+	if !ok {
+		return splitObjectDecoded(raw)
+	}
+	if len(keys) > 1 {
+		keys, vals = sortMembers(keys, vals)
+	}
+	return keys, vals, nil
+}
+
+// scanObject splits valid JSON object raw into its members in order
+// (duplicate keys and all); ok is false when a key is not plain
+// (an escape, invalid UTF-8) or raw is not an object.
+func scanObject(raw []byte) (keys []string, vals []json.RawMessage, ok bool) {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return nil, nil, false
+	}
+	i = skipSpace(raw, i+1)
+	if i < len(raw) && raw[i] == '}' {
+		return []string{}, []json.RawMessage{}, true
+	}
+	for i < len(raw) {
+		// A key: raw is valid, so raw[i] is '"'.
+		end := i + 1
+		for end < len(raw) && raw[end] != '"' {
+			if raw[end] == '\\' {
+				return nil, nil, false
+			}
+			end++
+		}
+		key := raw[i+1 : end]
+		if !utf8.Valid(key) {
+			return nil, nil, false
+		}
+		i = skipSpace(raw, end+1) + 1 // past ':'
+		i = skipSpace(raw, i)
+		vend := valueEnd(raw, i)
+		val := json.RawMessage(raw[i:vend])
+		keys = append(keys, string(key))
+		vals = append(vals, val)
+		i = skipSpace(raw, vend)
+		if i >= len(raw) || raw[i] == '}' {
+			break
+		}
+		i = skipSpace(raw, i+1) // past ','
+	}
+	return keys, vals, true
+}
+
+// valueEnd returns the end of the JSON value starting at raw[i] (raw is
+// valid): past its closing quote or bracket, or at the first byte after a
+// number or literal.
+func valueEnd(raw []byte, i int) int {
+	depth := 0
+	for j := i; j < len(raw); j++ {
+		switch c := raw[j]; c {
+		case '"':
+			j++
+			for j < len(raw) && raw[j] != '"' {
+				if raw[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			if depth == 0 {
+				return j + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return j // the end of the enclosing object
+			}
+			depth--
+			if depth == 0 {
+				return j + 1
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return j
+			}
+		}
+	}
+	return len(raw)
+}
+
+func skipSpace(raw []byte, i int) int {
+	for i < len(raw) && (raw[i] == ' ' || raw[i] == '\t' || raw[i] == '\n' || raw[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// sortMembers sorts keys, and vals with them, and keeps the last member
+// of each key (the order of equal keys is kept: the sort is stable).
+func sortMembers(keys []string, vals []json.RawMessage) ([]string, []json.RawMessage) {
+	sort.Stable(members{keys, vals})
+	n := 0
+	for i := range keys {
+		if n > 0 && keys[n-1] == keys[i] {
+			vals[n-1] = vals[i]
+			continue
+		}
+		keys[n], vals[n] = keys[i], vals[i]
+		n++
+	}
+	return keys[:n], vals[:n]
+}
+
+type members struct {
+	keys []string
+	vals []json.RawMessage
+}
+
+func (m members) Len() int           { return len(m.keys) }
+func (m members) Less(i, j int) bool { return m.keys[i] < m.keys[j] }
+func (m members) Swap(i, j int) {
+	m.keys[i], m.keys[j] = m.keys[j], m.keys[i]
+	m.vals[i], m.vals[j] = m.vals[j], m.vals[i]
+}
+
+// splitObjectDecoded is splitObject through encoding/json.
+func splitObjectDecoded(raw json.RawMessage) ([]string, []json.RawMessage, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidData, err)

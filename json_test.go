@@ -186,3 +186,34 @@ func FuzzFlatMap(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSplitObject: splitObject agrees with encoding/json (the members,
+// sorted, the last of duplicates kept, values byte for byte) on every
+// input, and refuses what encoding/json refuses.
+func FuzzSplitObject(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":1}`, `{"b":[1,{"c":"}"}],"a":"x\"y"}`, ` { "a" : 1 , "a" : 2 } `,
+		`{"k\u00e9":1}`, `{"a":{"b":{}},"c":null,"d":true,"e":-1.5e3}`, `{"a":"\\"}`, `{"a":1,}`, `[1]`, `{"\xff":1}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !isObject(raw) {
+			return
+		}
+		keys, vals, err := splitObject(raw)
+		wantKeys, wantVals, wantErr := splitObjectDecoded(raw)
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("%q: error %v, encoding/json %v", raw, err, wantErr)
+		}
+		if err != nil {
+			return
+		}
+		if len(keys) != len(wantKeys) {
+			t.Fatalf("%q: keys %q, encoding/json %q", raw, keys, wantKeys)
+		}
+		for i := range keys {
+			if keys[i] != wantKeys[i] || string(vals[i]) != string(wantVals[i]) {
+				t.Fatalf("%q: member %d %q=%s, encoding/json %q=%s", raw, i, keys[i], vals[i], wantKeys[i], wantVals[i])
+			}
+		}
+	})
+}
