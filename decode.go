@@ -79,9 +79,17 @@ func msTime(s string) time.Time {
 	return time.UnixMilli(ms).UTC()
 }
 
-// storedEvent is the JSON of one audit entry as kept in Redis, kept
-// short because a flow space holds millions: at is unix milliseconds, and
-// the id is not stored (the flow's seq is the newest entry's id).
+// An audit entry as kept in Redis is kept short, because a flow space
+// holds millions: a JSON array with no key names,
+//
+//	[<kind>,<rev>,<at>,<payload>]          or, under a lease,
+//	[<kind>,<rev>,<at>,<payload>,"<lease>"]
+//
+// where at is unix milliseconds; its id is not stored (the flow's seq is
+// the newest entry's id). Flow spaces written before this form kept an
+// object, storedEvent, which decodeEvent still reads.
+
+// storedEvent is the older, object form of an audit entry.
 type storedEvent struct {
 	Kind     EventKind       `json:"kind"`
 	Revision int64           `json:"rev"`
@@ -90,15 +98,52 @@ type storedEvent struct {
 	Payload  json.RawMessage `json:"payload"`
 }
 
+// decodeEvent reads a stored audit entry of either form as event id of
+// flowID.
 func decodeEvent(flowID uuid.UUID, id int64, entry string) (*FlowEvent, error) {
 	var se storedEvent
-	if err := json.Unmarshal([]byte(entry), &se); err != nil {
+	var err error
+	if strings.HasPrefix(entry, "[") {
+		se, err = decodeCompactEvent(entry)
+	} else {
+		err = json.Unmarshal([]byte(entry), &se)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%w: stored event of flow %s: %v", ErrInvalidData, flowID, err)
 	}
 	return &FlowEvent{
 		ID: strconv.FormatInt(id, 10), FlowID: flowID, Kind: se.Kind, Revision: se.Revision,
 		Lease: se.Lease, Payload: se.Payload, At: time.UnixMilli(se.At).UTC(),
 	}, nil
+}
+
+// decodeCompactEvent reads the array form of an audit entry.
+func decodeCompactEvent(entry string) (storedEvent, error) {
+	var se storedEvent
+	var parts []json.RawMessage
+	if err := json.Unmarshal([]byte(entry), &parts); err != nil {
+		return se, err
+	}
+	if len(parts) != 4 && len(parts) != 5 {
+		return se, fmt.Errorf("an entry of %d parts, want 4 or 5", len(parts))
+	}
+	if err := json.Unmarshal(parts[0], &se.Kind); err != nil {
+		return se, fmt.Errorf("kind: %v", err)
+	}
+	var err error
+	if se.Revision, err = strconv.ParseInt(string(parts[1]), 10, 64); err != nil {
+		return se, fmt.Errorf("rev: %v", err)
+	}
+	if se.At, err = strconv.ParseInt(string(parts[2]), 10, 64); err != nil {
+		return se, fmt.Errorf("at: %v", err)
+	}
+	se.Payload = parts[3]
+	if len(parts) == 5 {
+		if err := json.Unmarshal(parts[4], &se.Lease); err != nil {
+			return se, fmt.Errorf("lease: %v", err)
+		}
+	}
+	return se, nil
 }
 
 // decodeNumbered reads "<event id> <entry>".
