@@ -117,33 +117,122 @@ func decodeEvent(flowID uuid.UUID, id int64, entry string) (*FlowEvent, error) {
 	}, nil
 }
 
-// decodeCompactEvent reads the array form of an audit entry.
+// decodeCompactEvent reads the array form of an audit entry. It scans the
+// entry itself rather than through encoding/json (a mutation's reply
+// decodes one on the hot path); the payload is checked with json.Valid.
 func decodeCompactEvent(entry string) (storedEvent, error) {
 	var se storedEvent
-	var parts []json.RawMessage
-	if err := json.Unmarshal([]byte(entry), &parts); err != nil {
-		return se, err
-	}
-	if len(parts) != 4 && len(parts) != 5 {
-		return se, fmt.Errorf("an entry of %d parts, want 4 or 5", len(parts))
-	}
-	if err := json.Unmarshal(parts[0], &se.Kind); err != nil {
+	kind, i, err := jsonStringAt(entry, 1)
+	if err != nil {
 		return se, fmt.Errorf("kind: %v", err)
 	}
-	var err error
-	if se.Revision, err = strconv.ParseInt(string(parts[1]), 10, 64); err != nil {
+	se.Kind = EventKind(kind)
+	if i >= len(entry) || entry[i] != ',' {
+		return se, fmt.Errorf("no ',' after the kind")
+	}
+	if se.Revision, i, err = jsonIntAt(entry, i+1); err != nil {
 		return se, fmt.Errorf("rev: %v", err)
 	}
-	if se.At, err = strconv.ParseInt(string(parts[2]), 10, 64); err != nil {
+	if se.At, i, err = jsonIntAt(entry, i+1); err != nil {
 		return se, fmt.Errorf("at: %v", err)
 	}
-	se.Payload = parts[3]
-	if len(parts) == 5 {
-		if err := json.Unmarshal(parts[4], &se.Lease); err != nil {
+	end := jsonValueEnd(entry, i+1)
+	payload := []byte(entry[i+1 : end])
+	if !json.Valid(payload) {
+		return se, fmt.Errorf("payload: not JSON")
+	}
+	se.Payload = payload
+	i = end
+	if i < len(entry) && entry[i] == ',' {
+		if se.Lease, i, err = jsonStringAt(entry, i+1); err != nil {
 			return se, fmt.Errorf("lease: %v", err)
 		}
 	}
+	if i != len(entry)-1 || entry[i] != ']' {
+		return se, fmt.Errorf("not an entry of 4 or 5 parts")
+	}
 	return se, nil
+}
+
+// jsonStringAt reads the JSON string starting at s[i] and returns it and
+// the index just past it; one with escapes or other than ASCII goes
+// through encoding/json.
+func jsonStringAt(s string, i int) (string, int, error) {
+	if i >= len(s) || s[i] != '"' {
+		return "", i, fmt.Errorf("not a string")
+	}
+	escaped := false
+	for j := i + 1; j < len(s); j++ {
+		switch c := s[j]; {
+		case c == '\\':
+			escaped = true
+			j++
+		case c < 0x20:
+			return "", i, fmt.Errorf("a control character in a string")
+		case c >= 0x80: // not ASCII: encoding/json checks the UTF-8
+			escaped = true
+		case c == '"':
+			if !escaped {
+				return s[i+1 : j], j + 1, nil
+			}
+			var out string
+			if err := json.Unmarshal([]byte(s[i:j+1]), &out); err != nil {
+				return "", i, err
+			}
+			return out, j + 1, nil
+		}
+	}
+	return "", i, fmt.Errorf("an unterminated string")
+}
+
+// jsonIntAt reads the integer (JSON's form of one) starting at s[i],
+// which a ',' must follow, and returns it and the index of the ','.
+func jsonIntAt(s string, i int) (int64, int, error) {
+	j := strings.IndexByte(s[min(i, len(s)):], ',')
+	if j < 0 {
+		return 0, i, fmt.Errorf("no ',' after the number")
+	}
+	num := s[i : i+j]
+	digits := strings.TrimPrefix(num, "-")
+	if digits == "" || digits[0] < '0' || digits[0] > '9' || (digits[0] == '0' && len(digits) > 1) {
+		return 0, i, fmt.Errorf("%q is not an integer", num)
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	return n, i + j, err
+}
+
+// jsonValueEnd is the index of the ',' or ']' that ends the JSON value
+// starting at s[i] (len(s) when none does): strings and nested arrays
+// and objects are skipped whole.
+func jsonValueEnd(s string, i int) int {
+	depth, inString := 0, false
+	for j := i; j < len(s); j++ {
+		c := s[j]
+		if inString {
+			if c == '\\' {
+				j++
+			} else if c == '"' {
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return j
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				return j
+			}
+		}
+	}
+	return len(s)
 }
 
 // decodeNumbered reads "<event id> <entry>".

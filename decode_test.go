@@ -56,6 +56,8 @@ func TestDecodeEventReadsBothForms(t *testing.T) {
 	for _, bad := range []string{
 		`[`, `[]`, `["created",0,1]`, `["created",0,1,{},"t","u"]`, `[1,0,1,{}]`,
 		`["created","0",1,{}]`, `["created",0,1.5,{}]`, `["created",0,1,{},7]`, `{"kind":1}`, `nonsense`,
+		`["created",0,1,]`, `["created",0,1,{]`, `["created",0,1,{}`, `["created",0,1,{}]x`, `["created",0,1,{},"t"`,
+		`["cre` + "\n" + `ated",0,1,{}]`, `["created,0,1,{}]`, `["created",0,1,{"a":"]}]`,
 	} {
 		if _, err := decodeEvent(id, 1, bad); !errors.Is(err, ErrInvalidData) {
 			t.Errorf("%s: %v, want ErrInvalidData", bad, err)
@@ -156,5 +158,72 @@ func TestOldAuditEntriesStillRead(t *testing.T) {
 			t.Fatalf("after a new entry: %d events, newest %s %s, was %d", len(after), after[0].Kind, after[0].Payload, len(before))
 		}
 		wantVerifyClean(t, e, 1)
+	})
+}
+
+// FuzzCompactEvent: the scanner of the compact form agrees with
+// encoding/json: an entry it reads is a JSON array of 4 or 5 parts
+// holding the same kind, numbers, payload and lease, and a well-formed
+// entry (as the scripts write it) reads.
+func FuzzCompactEvent(f *testing.F) {
+	for _, s := range []string{
+		`["created",0,1733400000123,{"controller_id":"c","goal":"g"}]`,
+		`["finished",2,1733400000123,{"final_state":null},"ebb56e7de945f5c20b60adcb"]`,
+		`["a \"kind\" ]",7,1,"x\"]"]`, `["k",3,1,{"patch":{"a":[1,[2,"]"]]}},"t"]`, `["k",1,2,[],"\u00e9"]`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, entry string) {
+		if !strings.HasPrefix(entry, "[") {
+			return
+		}
+		got, err := decodeCompactEvent(entry)
+		var parts []json.RawMessage
+		jerr := json.Unmarshal([]byte(entry), &parts)
+		if err != nil {
+			// Refused: then it is not an entry as the scripts write it.
+			if jerr != nil || (len(parts) != 4 && len(parts) != 5) {
+				return
+			}
+			var kind string
+			_, rerr := strconv.ParseInt(string(parts[1]), 10, 64)
+			_, aerr := strconv.ParseInt(string(parts[2]), 10, 64)
+			kerr := json.Unmarshal(parts[0], &kind)
+			lerr := error(nil)
+			if len(parts) == 5 {
+				var lease string
+				lerr = json.Unmarshal(parts[4], &lease)
+			}
+			canonical, _ := json.Marshal(kind)
+			if kerr == nil && rerr == nil && aerr == nil && lerr == nil && string(parts[0]) == string(canonical) &&
+				!strings.ContainsAny(entry, " \t\r\n") {
+				t.Fatalf("%q refused (%v), but encoding/json reads it", entry, err)
+			}
+			return
+		}
+		if jerr != nil {
+			t.Fatalf("%q read as %+v, but it is not JSON: %v", entry, got, jerr)
+		}
+		if len(parts) != 4 && len(parts) != 5 {
+			t.Fatalf("%q read, but it has %d parts", entry, len(parts))
+		}
+		var kind EventKind
+		if err := json.Unmarshal(parts[0], &kind); err != nil || kind != got.Kind {
+			t.Fatalf("%q: kind %q, encoding/json %q (%v)", entry, got.Kind, kind, err)
+		}
+		for i, n := range []int64{got.Revision, got.At} {
+			if m, err := strconv.ParseInt(string(parts[1+i]), 10, 64); err != nil || m != n {
+				t.Fatalf("%q: part %d read as %d, encoding/json %s", entry, 1+i, n, parts[1+i])
+			}
+		}
+		if string(parts[3]) != string(got.Payload) {
+			t.Fatalf("%q: payload %s, encoding/json %s", entry, got.Payload, parts[3])
+		}
+		if len(parts) == 5 {
+			var lease string
+			if err := json.Unmarshal(parts[4], &lease); err != nil || lease != got.Lease {
+				t.Fatalf("%q: lease %q, encoding/json %q (%v)", entry, got.Lease, lease, err)
+			}
+		}
 	})
 }
