@@ -67,7 +67,9 @@ func TestDecodeEventReadsBothForms(t *testing.T) {
 
 // TestAuditEntriesAreCompact: the scripts keep each audit entry as an
 // array without key names, and the events a caller reads from it are what
-// the object form gave: kinds, revisions, leases, payloads.
+// the object form gave: kinds, revisions, leases, payloads. A finished
+// job (created, claimed, finished) keeps a log under 70% of the object
+// form's bytes and a flow hash Redis encodes as a listpack.
 func TestAuditEntriesAreCompact(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := e.ctx
@@ -105,6 +107,29 @@ func TestAuditEntriesAreCompact(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("events:\ngot  %+v\nwant %+v", got, want)
+		}
+		// Under 70% of the object form the entries were kept in before.
+		objectForm := 0
+		for _, x := range evs {
+			b, _ := json.Marshal(storedEvent{Kind: x.Kind, Revision: x.Revision, At: x.At.UnixMilli(), Lease: x.Lease, Payload: x.Payload})
+			objectForm += len(b)
+		}
+		if size*10 > objectForm*7 {
+			t.Fatalf("the log holds %d bytes, the object form %d", size, objectForm)
+		}
+		// The finished flow's hash stays a listpack (Redis turns a hash
+		// with a value over hash-max-listpack-value, 64 bytes, into a
+		// hashtable, hundreds of bytes more per flow).
+		fields := must(t, try(e.client.HGetAll(ctx, e.store.keys.flow(f.ID)).Result()))
+		for k, v := range fields {
+			if len(v) > 64 {
+				t.Fatalf("field %s holds %d bytes: %q", k, len(v), v)
+			}
+		}
+		if e.b.real {
+			if enc := must(t, try(e.client.ObjectEncoding(ctx, e.store.keys.flow(f.ID)).Result())); enc != "listpack" && enc != "ziplist" {
+				t.Fatalf("the finished flow's hash is a %s", enc)
+			}
 		}
 		wantVerifyClean(t, e, 1)
 	})
