@@ -79,9 +79,17 @@ func msTime(s string) time.Time {
 	return time.UnixMilli(ms).UTC()
 }
 
-// storedEvent is the JSON of one audit entry as kept in Redis, kept
-// short because a flow space holds millions: at is unix milliseconds, and
-// the id is not stored (the flow's seq is the newest entry's id).
+// An audit entry as kept in Redis is kept short, because a flow space
+// holds millions: a JSON array with no key names,
+//
+//	[<kind>,<rev>,<at>,<payload>]          or, under a lease,
+//	[<kind>,<rev>,<at>,<payload>,"<lease>"]
+//
+// where at is unix milliseconds; its id is not stored (the flow's seq is
+// the newest entry's id). Flow spaces written before this form kept an
+// object, storedEvent, which decodeEvent still reads.
+
+// storedEvent is the older, object form of an audit entry.
 type storedEvent struct {
 	Kind     EventKind       `json:"kind"`
 	Revision int64           `json:"rev"`
@@ -90,15 +98,141 @@ type storedEvent struct {
 	Payload  json.RawMessage `json:"payload"`
 }
 
+// decodeEvent reads a stored audit entry of either form as event id of
+// flowID.
 func decodeEvent(flowID uuid.UUID, id int64, entry string) (*FlowEvent, error) {
 	var se storedEvent
-	if err := json.Unmarshal([]byte(entry), &se); err != nil {
+	var err error
+	if strings.HasPrefix(entry, "[") {
+		se, err = decodeCompactEvent(entry)
+	} else {
+		err = json.Unmarshal([]byte(entry), &se)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%w: stored event of flow %s: %v", ErrInvalidData, flowID, err)
 	}
 	return &FlowEvent{
 		ID: strconv.FormatInt(id, 10), FlowID: flowID, Kind: se.Kind, Revision: se.Revision,
 		Lease: se.Lease, Payload: se.Payload, At: time.UnixMilli(se.At).UTC(),
 	}, nil
+}
+
+// decodeCompactEvent reads the array form of an audit entry. It scans the
+// entry itself rather than through encoding/json (a mutation's reply
+// decodes one on the hot path); the payload is checked with json.Valid.
+func decodeCompactEvent(entry string) (storedEvent, error) {
+	var se storedEvent
+	kind, i, err := jsonStringAt(entry, 1)
+	if err != nil {
+		return se, fmt.Errorf("kind: %v", err)
+	}
+	se.Kind = EventKind(kind)
+	if i >= len(entry) || entry[i] != ',' {
+		return se, fmt.Errorf("no ',' after the kind")
+	}
+	if se.Revision, i, err = jsonIntAt(entry, i+1); err != nil {
+		return se, fmt.Errorf("rev: %v", err)
+	}
+	if se.At, i, err = jsonIntAt(entry, i+1); err != nil {
+		return se, fmt.Errorf("at: %v", err)
+	}
+	end := jsonValueEnd(entry, i+1)
+	payload := []byte(entry[i+1 : end])
+	if !json.Valid(payload) {
+		return se, fmt.Errorf("payload: not JSON")
+	}
+	se.Payload = payload
+	i = end
+	if i < len(entry) && entry[i] == ',' {
+		if se.Lease, i, err = jsonStringAt(entry, i+1); err != nil {
+			return se, fmt.Errorf("lease: %v", err)
+		}
+	}
+	if i != len(entry)-1 || entry[i] != ']' {
+		return se, fmt.Errorf("not an entry of 4 or 5 parts")
+	}
+	return se, nil
+}
+
+// jsonStringAt reads the JSON string starting at s[i] and returns it and
+// the index just past it; one with escapes or other than ASCII goes
+// through encoding/json.
+func jsonStringAt(s string, i int) (string, int, error) {
+	if i >= len(s) || s[i] != '"' {
+		return "", i, fmt.Errorf("not a string")
+	}
+	escaped := false
+	for j := i + 1; j < len(s); j++ {
+		switch c := s[j]; {
+		case c == '\\':
+			escaped = true
+			j++
+		case c < 0x20:
+			return "", i, fmt.Errorf("a control character in a string")
+		case c >= 0x80: // not ASCII: encoding/json checks the UTF-8
+			escaped = true
+		case c == '"':
+			if !escaped {
+				return s[i+1 : j], j + 1, nil
+			}
+			var out string
+			if err := json.Unmarshal([]byte(s[i:j+1]), &out); err != nil {
+				return "", i, err
+			}
+			return out, j + 1, nil
+		}
+	}
+	return "", i, fmt.Errorf("an unterminated string")
+}
+
+// jsonIntAt reads the integer (JSON's form of one) starting at s[i],
+// which a ',' must follow, and returns it and the index of the ','.
+func jsonIntAt(s string, i int) (int64, int, error) {
+	j := strings.IndexByte(s[min(i, len(s)):], ',')
+	if j < 0 {
+		return 0, i, fmt.Errorf("no ',' after the number")
+	}
+	num := s[i : i+j]
+	digits := strings.TrimPrefix(num, "-")
+	if digits == "" || digits[0] < '0' || digits[0] > '9' || (digits[0] == '0' && len(digits) > 1) {
+		return 0, i, fmt.Errorf("%q is not an integer", num)
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	return n, i + j, err
+}
+
+// jsonValueEnd is the index of the ',' or ']' that ends the JSON value
+// starting at s[i] (len(s) when none does): strings and nested arrays
+// and objects are skipped whole.
+func jsonValueEnd(s string, i int) int {
+	depth, inString := 0, false
+	for j := i; j < len(s); j++ {
+		c := s[j]
+		if inString {
+			if c == '\\' {
+				j++
+			} else if c == '"' {
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return j
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				return j
+			}
+		}
+	}
+	return len(s)
 }
 
 // decodeNumbered reads "<event id> <entry>".

@@ -295,7 +295,7 @@ func (s *RedisStore) insertEventArgs(f *Flow, events []*FlowEvent) ([]any, int, 
 	if budget := s.limits.EventBytes; budget > 0 {
 		rev := strconv.FormatInt(f.Revision, 10)
 		size := func(i int) int { // the entry insert_flow.lua writes
-			return len(`{"kind":,"rev":,"at":,"payload":}`) + len(args[3*i].(string)) + len(rev) +
+			return len(`[,,,]`) + len(args[3*i].(string)) + len(rev) +
 				len(strconv.FormatInt(args[3*i+1].(int64), 10)) + len(args[3*i+2].(string))
 		}
 		first, sum := len(events)-1, size(len(events)-1)

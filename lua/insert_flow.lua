@@ -38,6 +38,7 @@
 --@include state
 --@include queues
 --@include waits
+--@include events
 
 local c = mutation_context(KEYS, ARGV)
 local owner_index = KEYS[16]
@@ -96,8 +97,7 @@ redis.call('DEL', c.events)
 local eb = 0
 for i = 0, nevents - 1 do
   local at = first_event + 3 * i
-  local entry = '{"kind":' .. ARGV[at] .. ',"rev":' .. f.rev ..
-    ',"at":' .. ARGV[at + 1] .. ',"payload":' .. ARGV[at + 2] .. '}'
+  local entry = entry_of(ARGV[at], f.rev, ARGV[at + 1], ARGV[at + 2], '')
   redis.call('LPUSH', c.events, entry)
   eb = eb + #entry
 end

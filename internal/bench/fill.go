@@ -78,8 +78,8 @@ func (w waitFill) fill(ctx context.Context, first, count int, created, waited ti
 	createdPayload, _ := json.Marshal(map[string]string{
 		"controller_id": fillController, "goal": fillGoal, "current_step": fillStep,
 	})
-	entryCreated := `{"kind":"created","rev":0,"at":` + createdMs + `,"payload":` + string(createdPayload) + `}`
-	entryStarted := `{"kind":"started","rev":1,"at":` + createdMs + `,"payload":{}}`
+	entryCreated := `["created",0,` + createdMs + `,` + string(createdPayload) + `]`
+	entryStarted := `["started",1,` + createdMs + `,{}]`
 	err := parallel(ctx, workers, (count+batch-1)/batch, func(ctx context.Context, b int) error {
 		pipe := w.c.Pipeline()
 		for j := b * batch; j < min((b+1)*batch, count); j++ {
@@ -92,7 +92,7 @@ func (w waitFill) fill(ctx context.Context, first, count int, created, waited ti
 			if err != nil {
 				return err
 			}
-			entryWaiting := `{"kind":"waiting","rev":2,"at":` + waitedMs + `,"payload":{"wait":` + string(wj) + `}}`
+			entryWaiting := `["waiting",2,` + waitedMs + `,{"wait":` + string(wj) + `}]`
 			// "size": an empty object state (lua/include/state.lua counts
 			// it 1); "eb": the audit log's bytes (lua/include/events.lua).
 			eb := len(entryWaiting) + len(entryStarted) + len(entryCreated)

@@ -17,15 +17,18 @@
 --@include calls
 --@include state
 
--- entry_of renders an audit entry: kind_json is a JSON string, payload
--- raw JSON; a mutation made under a lease names the lease's token.
-local function entry_of(c, f, kind_json, payload)
-  local lease = ''
-  if c.lease ~= '' then
-    lease = ',"lease":"' .. c.lease .. '"'
+-- entry_of renders an audit entry in its compact form, a JSON array
+-- with no key names: [kind, rev, at, payload] or, for a mutation made
+-- under a lease, [kind, rev, at, payload, lease]. kind_json is a JSON
+-- string, rev and at (unix ms) numbers as text, payload raw JSON, lease
+-- a token ('' = none). Flows written before kept the object form
+-- {"kind":…,"rev":…,"at":…,"lease":…,"payload":…}; readers take both
+-- (decode.go decodeEvent).
+local function entry_of(kind_json, rev, at, payload, lease)
+  if lease ~= '' then
+    return '[' .. kind_json .. ',' .. rev .. ',' .. at .. ',' .. payload .. ',"' .. lease .. '"]'
   end
-  return '{"kind":' .. kind_json .. ',"rev":' .. f.rev .. ',"at":' ..
-    c.now .. lease .. ',"payload":' .. payload .. '}'
+  return '[' .. kind_json .. ',' .. rev .. ',' .. at .. ',' .. payload .. ']'
 end
 
 -- LOG_RECOUNT bounds the recount of a log without its size: a log
@@ -95,7 +98,7 @@ local function append_event(c, f, kind_json, payload, extra)
   extra = extra or {}
   local seq = tonumber(f.seq or '0') + 1
   f.seq = tostring(seq)
-  local entry = entry_of(c, f, kind_json, payload)
+  local entry = entry_of(kind_json, f.rev, c.now, payload, c.lease)
   local eb = push_entry(c, f, entry)
   if eb then
     extra[#extra + 1] = 'eb'
