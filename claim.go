@@ -3,7 +3,7 @@ package taskflow
 import (
 	"context"
 	crand "crypto/rand"
-	"encoding/hex"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -279,10 +279,12 @@ func decodeClaim(v any, l *Lease, err error) (*Flow, *Lease, int64, error) {
 	return f, l, left, nil
 }
 
+// newToken is a lease token: 96 random bits in 16 characters of
+// base64url (every audit entry made under the lease carries it).
 func newToken() string {
 	var b [12]byte
 	_, _ = crand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // Extend pushes a live lease's expiry to now + d (d at least 100 ms) and

@@ -3,6 +3,7 @@ package taskflow
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -187,7 +188,7 @@ func nextToken(id uuid.UUID, mut mutation) string {
 		return newToken()
 	}
 	sum := sha256.Sum256([]byte("taskflow next lease\x00" + id.String() + "\x00" + mut.call))
-	return hex.EncodeToString(sum[:12])
+	return base64.RawURLEncoding.EncodeToString(sum[:12])
 }
 
 // check refuses a hand-off the call cannot make.
