@@ -173,6 +173,8 @@ func checkFillFidelity(ctx context.Context, c *redis.Client, prefixBase string) 
 
 var (
 	reAtMs = regexp.MustCompile(`"at":\d+`)
+	// reEntryAt masks the time of a compact audit entry, [kind,rev,at,...].
+	reEntryAt = regexp.MustCompile(`^(\["[^"]*",\d+,)\d+`)
 	// reCallID masks the call ids of a flow's call memory (random).
 	reCallID = regexp.MustCompile(` [^ :]+:`)
 	reShard  = regexp.MustCompile(`:\{\d+\}:`)
@@ -232,7 +234,7 @@ func describeFlow(ctx context.Context, c *redis.Client, prefix string, id uuid.U
 				return nil, err
 			}
 			for _, e := range es {
-				line += " " + reAtMs.ReplaceAllString(e, `"at":T`)
+				line += " " + reEntryAt.ReplaceAllString(reAtMs.ReplaceAllString(e, `"at":T`), `${1}T`)
 			}
 		case "zset":
 			zs, err := c.ZRangeWithScores(ctx, k, 0, -1).Result()
