@@ -52,6 +52,8 @@ const (
 	// the same lease token, when its claim wait is shorter; never longer
 	// than claimResend.
 	claimSettle = 5 * time.Second
+	// claimResend bounds how long one claim asks again: the claim memory
+	// must still hold its answer.
 	claimResend = 10 * time.Second
 	// claimMemory is how long a shard remembers which flow a lease token
 	// leased (lua/include/take.lua): longer than a Claim asks again.
@@ -130,7 +132,8 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 	}
 	deadline := time.NewTimer(cfg.wait)
 	defer deadline.Stop()
-	settle := time.Now().Add(min(max(cfg.wait, claimSettle), claimResend))
+	// How long one claim script whose reply was lost is asked again.
+	settle := min(max(cfg.wait, claimSettle), claimResend)
 	for {
 		// Register before looking, so an announcement made while we
 		// look wakes us instead of being lost.
@@ -160,7 +163,7 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 // When the hub knows of no ready flow, the queues' lengths are read (one
 // pipelined round trip) if the hub never read them, or when rescan is
 // set (a claim wait ended: an announcement may have been lost).
-func (m *Manager) tryClaim(ctx context.Context, h *readyHub, controllerID, workerID string, lease time.Duration, until time.Time, rescan bool) (*Flow, *Lease, error) {
+func (m *Manager) tryClaim(ctx context.Context, h *readyHub, controllerID, workerID string, lease, resend time.Duration, rescan bool) (*Flow, *Lease, error) {
 	scanned := false
 	for range m.store.keys.shards + 1 {
 		shard, seen, ok := h.pick()
@@ -174,7 +177,7 @@ func (m *Manager) tryClaim(ctx context.Context, h *readyHub, controllerID, worke
 			}
 			continue
 		}
-		f, l, left, err := m.claimHead(ctx, shard, controllerID, workerID, lease, until)
+		f, l, left, err := m.claimHead(ctx, shard, controllerID, workerID, lease, resend)
 		if err != nil {
 			return f, l, err
 		}
@@ -209,10 +212,11 @@ func (m *Manager) scanReady(ctx context.Context, h *readyHub, controllerID strin
 // claimHead runs claim.lua on shard: the flow it leased to the worker
 // (nil when the queue had none) and how many ready flows the queue has
 // left. A reply lost (the connection broke under it) is asked again with
-// the same lease token until until: the shard remembers what that token
-// leased.
-func (m *Manager) claimHead(ctx context.Context, shard int, controllerID, workerID string, lease time.Duration, until time.Time) (*Flow, *Lease, int64, error) {
+// the same lease token for up to resend: the shard remembers what that
+// token leased.
+func (m *Manager) claimHead(ctx context.Context, shard int, controllerID, workerID string, lease, resend time.Duration) (*Flow, *Lease, int64, error) {
 	s := m.store
+	until := time.Now().Add(resend)
 	l := &Lease{ControllerID: controllerID, WorkerID: workerID, Token: newToken()}
 	now, nowMs, nowStr := s.clock()
 	l.ExpiresAt = now.Add(lease).Truncate(time.Millisecond)
