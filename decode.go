@@ -46,7 +46,9 @@ func decodeFlow(id uuid.UUID, m map[string]string, withState bool) (*Flow, error
 	}
 	f.Revision, _ = strconv.ParseInt(m["rev"], 10, 64)
 	f.Epoch = m["ep"]
-	f.Attempts, _ = strconv.Atoi(m["att"])
+	if att := m["att"]; att != "" { // absent until a retry: no parse error to make
+		f.Attempts, _ = strconv.Atoi(att)
+	}
 	f.CreatedAt = msTime(m["created"])
 	f.UpdatedAt = msTime(m["updated"])
 	if w, ok := m["wait"]; ok {

@@ -635,6 +635,9 @@ func (s *RedisStore) runPipelined(ctx context.Context, calls []scriptCall, metas
 
 // notReplicated returns the *NotReplicatedError in err's chain, or nil.
 func notReplicated(err error) *NotReplicatedError {
+	if err == nil {
+		return nil // the common case, without errors.As's allocation
+	}
 	var nre *NotReplicatedError
 	if errors.As(err, &nre) {
 		return nre
