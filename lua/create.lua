@@ -44,7 +44,7 @@ if redis.call('EXISTS', c.flow) == 1 then
 end
 -- A new flow's log is empty: its size is known (events.lua 'eb'), so the
 -- first append need not count an existing one.
-local f = {rev = '0', controller = ARGV[10], eb = '0'}
+local f = {rev = '0', controller = ARGV[10], eb = '0', fresh = true}
 local e = apply_state(c, f, 19)
 if e then
   return e

@@ -32,7 +32,8 @@ local function check_lease(c)
   local cur = redis.call('HGET', c.leases, c.id)
   if cur then
     local token, exp = string.match(cur, '^([^|]*)|(%d+)|')
-    if token == c.lease and tonumber(exp) > tonumber(c.now) then
+    -- Both unix ms: digit strings of one length compare as numbers do.
+    if token == c.lease and (#exp > #c.now or #exp == #c.now and exp > c.now) then
       c.leased = true
       return nil
     end

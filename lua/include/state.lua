@@ -169,8 +169,8 @@ local function apply_state(c, f, at)
   if size > c.state_limit then
     return err(ERR.TOOLARGE, size)
   end
-  if mode == 'object' and not raw_now then
-    drop_object_state(c)
+  if mode == 'object' and not raw_now and not f.fresh then
+    drop_object_state(c) -- a new flow (f.fresh: create.lua) has none
   end
   if raw_now then
     redis.call('HDEL', c.flow, 'state', 'raw')
