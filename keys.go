@@ -49,6 +49,9 @@ type keyspace struct {
 	fixed [][]string
 	// tags holds tag(shard) of every shard, built once.
 	tags []string
+	// boxed holds every key of fixed as an interface value, built once:
+	// a script call passes them without boxing each again (script.fcall).
+	boxed map[string]any
 }
 
 // newKeyspace builds a keyspace and its per-shard constant keys.
@@ -67,6 +70,12 @@ func newKeyspace(prefix string, shards int) keyspace {
 		}
 		keys = append(keys, k.timers(s), k.cancelWait(s), k.corr(s), k.leases(s), k.leaseExp(s), k.tag(s))
 		k.fixed[s] = keys
+	}
+	k.boxed = make(map[string]any, 12*shards)
+	for _, keys := range k.fixed {
+		for _, key := range keys {
+			k.boxed[key] = key
+		}
 	}
 	return k
 }

@@ -38,6 +38,7 @@ type script struct {
 	*redis.Script
 	name     string
 	fn       string // its function in the library: tf_<version>_<name>
+	fnBoxed  any    // fn as an interface value, made once (fcall)
 	writes   bool
 	observed bool
 }
@@ -141,7 +142,8 @@ func loadScripts(cluster bool) (*scripts, error) {
 		if err != nil {
 			return nil, fmt.Errorf("taskflow: lua script %s: %w", x.file, err)
 		}
-		*x.dst = &script{Script: redis.NewScript(src), name: x.file, fn: s.lib.Function(x.file), writes: x.writes,
+		fn := s.lib.Function(x.file)
+		*x.dst = &script{Script: redis.NewScript(src), name: x.file, fn: fn, fnBoxed: fn, writes: x.writes,
 			observed: x.writes && !strings.HasPrefix(x.file, "early_") && x.file != "publish_resume"}
 		s.all = append(s.all, *x.dst)
 	}
@@ -392,11 +394,36 @@ func (s *scripts) reloadFor(ctx context.Context, c redis.UniversalClient, keys [
 }
 
 // fcall sends sc's function on c: FCALL_RO for a script that only reads.
-func (sc *script) fcall(ctx context.Context, c redis.Cmdable, keys []string, args []any) *redis.Cmd {
-	if sc.writes {
-		return c.FCall(ctx, sc.fn, keys, args...)
+func (sc *script) fcall(ctx context.Context, c processor, keys []string, args []any, boxed map[string]any) *redis.Cmd {
+	name := "fcall"
+	if !sc.writes {
+		name = "fcall_ro"
 	}
-	return c.FCallRO(ctx, sc.fn, keys, args...)
+	// The command line go-redis's FCall would build, with the keys boxed
+	// once per store where they can be (keyspace.boxed: a shard's keys
+	// that no flow owns): a call then allocates for its own keys only.
+	line := make([]any, 0, 3+len(keys)+len(args))
+	line = append(line, name, sc.fnBoxed, len(keys))
+	for _, k := range keys {
+		if b, ok := boxed[k]; ok {
+			line = append(line, b)
+		} else {
+			line = append(line, k)
+		}
+	}
+	line = append(line, args...)
+	cmd := redis.NewCmd(ctx, line...)
+	if len(keys) > 0 {
+		cmd.SetFirstKeyPos(3)
+	}
+	_ = c.Process(ctx, cmd)
+	return cmd
+}
+
+// processor is what both a client and a pipeline are: they run a
+// command built by hand.
+type processor interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
 }
 
 // loadAll loads the library, or every script when the store uses
@@ -429,14 +456,14 @@ func (s *RedisStore) call(ctx context.Context, sc *script, fn bool, keys []strin
 	if !fn {
 		return sc.Run(ctx, s.client, keys, args...).Result()
 	}
-	v, err := sc.fcall(ctx, s.client, keys, args).Result()
+	v, err := sc.fcall(ctx, s.client, keys, args, s.keys.boxed).Result()
 	if !isNoFunction(err) {
 		return v, err
 	}
 	if lerr := s.scripts.reloadFor(ctx, s.client, keys); lerr != nil {
 		return nil, fmt.Errorf("%w (after %w)", lerr, err)
 	}
-	return sc.fcall(ctx, s.client, keys, args).Result()
+	return sc.fcall(ctx, s.client, keys, args, s.keys.boxed).Result()
 }
 
 // eval runs sc on the node that holds keys[0]: FCALL of the library (see
@@ -469,7 +496,7 @@ func (s *RedisStore) eval(ctx context.Context, sc *script, keys []string, args [
 		var cmd *redis.Cmd
 		switch {
 		case fn:
-			cmd = sc.fcall(ctx, pipe, keys, args)
+			cmd = sc.fcall(ctx, pipe, keys, args, s.keys.boxed)
 		case again:
 			cmd = sc.Eval(ctx, pipe, keys, args...)
 		default:
@@ -614,7 +641,7 @@ func (s *RedisStore) runPipelined(ctx context.Context, calls []scriptCall, metas
 	fn := s.scripts.mode.Load() == modeFunctions // ensureLoaded decided
 	for i, c := range calls {
 		if fn {
-			cmds[i] = c.script.fcall(ctx, pipe, c.keys, c.args)
+			cmds[i] = c.script.fcall(ctx, pipe, c.keys, c.args, s.keys.boxed)
 		} else {
 			cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
 		}
