@@ -616,3 +616,42 @@ func TestClaimNextHandsOff(t *testing.T) {
 		requireVerifyClean(t, e.m)
 	})
 }
+
+// TestClaimFindsAFlowWhoseAnnouncementWasLost: a ready flow the Manager
+// was not told of (its announcement lost, say while the subscription
+// reconnected) is found by the read of the queues' lengths at the end of
+// a claim wait, and by a claim that does not wait.
+func TestClaimFindsAFlowWhoseAnnouncementWasLost(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		m := NewManager(e.reopenStore(e.b.client(t)))
+		defer m.Close()
+		if f, _, err := m.Claim(ctx, "ctl/lost-ann", "w", time.Minute, WithClaimWait(0)); f != nil || err != nil {
+			t.Fatalf("empty claim: %v %v", f, err)
+		}
+		forget := func() {
+			m.hubMu.Lock()
+			h := m.hubs["ctl/lost-ann"]
+			m.hubMu.Unlock()
+			h.mu.Lock()
+			for i := range h.ready {
+				h.ready[i] = 0
+			}
+			h.mu.Unlock()
+		}
+		for _, wait := range []time.Duration{300 * time.Millisecond, 0} {
+			made := must(t, try(e.m.CreateMirrored(ctx, fleetInput("ctl/lost-ann"))))
+			time.Sleep(50 * time.Millisecond) // let the announcement arrive, then lose it
+			forget()
+			start := time.Now()
+			f, l, err := m.Claim(ctx, "ctl/lost-ann", "w", time.Minute, WithClaimWait(wait))
+			if err != nil || f == nil || f.ID != made.ID {
+				t.Fatalf("wait %s: claimed %v %v, want %s", wait, f, err, made.ID)
+			}
+			if took := time.Since(start); took < wait {
+				t.Fatalf("wait %s: found after %s, before the wait ended: the count was not lost", wait, took)
+			}
+			must(t, try(m.Finish(ctx, f.ID, nil, WithLease(l))))
+		}
+	})
+}
