@@ -82,7 +82,9 @@ func IfRevisionOf(f *Flow) MutationOption {
 //			taskflow.WithNext(&f, &l, time.Minute))
 //	}
 //
-// A call re-sent after its reply was lost is handed the same flow. Other
+// A call re-sent after its reply was lost (by go-redis, or by the caller
+// with the same WithCallID) is handed the same flow; a flow handed in a
+// reply nobody read is claimed again once its lease expires. Other
 // mutations refuse WithNext (ErrInvalidData), as does a call without
 // WithLease.
 func WithNext(next **Flow, lease **Lease, d time.Duration) MutationOption {
