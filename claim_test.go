@@ -629,10 +629,23 @@ func TestClaimFindsAFlowWhoseAnnouncementWasLost(t *testing.T) {
 		if f, _, err := m.Claim(ctx, "ctl/lost-ann", "w", time.Minute, WithClaimWait(0)); f != nil || err != nil {
 			t.Fatalf("empty claim: %v %v", f, err)
 		}
-		forget := func() {
-			m.hubMu.Lock()
-			h := m.hubs["ctl/lost-ann"]
-			m.hubMu.Unlock()
+		m.hubMu.Lock()
+		h := m.hubs["ctl/lost-ann"]
+		m.hubMu.Unlock()
+		// lose waits for the announcement of a flow of shard to arrive,
+		// then loses it: the hub counts nothing ready.
+		lose := func(shard int) {
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+				h.mu.Lock()
+				heard := h.ready[shard] > 0
+				h.mu.Unlock()
+				if heard {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the announcement never arrived")
+				}
+			}
 			h.mu.Lock()
 			for i := range h.ready {
 				h.ready[i] = 0
@@ -641,8 +654,7 @@ func TestClaimFindsAFlowWhoseAnnouncementWasLost(t *testing.T) {
 		}
 		for _, wait := range []time.Duration{300 * time.Millisecond, 0} {
 			made := must(t, try(e.m.CreateMirrored(ctx, fleetInput("ctl/lost-ann"))))
-			time.Sleep(50 * time.Millisecond) // let the announcement arrive, then lose it
-			forget()
+			lose(m.store.keys.shardOf(made.ID))
 			start := time.Now()
 			f, l, err := m.Claim(ctx, "ctl/lost-ann", "w", time.Minute, WithClaimWait(wait))
 			if err != nil || f == nil || f.ID != made.ID {
