@@ -138,7 +138,7 @@ func decodeCompactEvent(entry string) (storedEvent, error) {
 	if se.At, i, err = jsonIntAt(entry, i+1); err != nil {
 		return se, fmt.Errorf("at: %v", err)
 	}
-	end := jsonValueEnd(entry, i+1)
+	end := valueEnd(entry, i+1) // the entries the scripts write hold no whitespace
 	payload := []byte(entry[i+1 : end])
 	if !json.Valid(payload) {
 		return se, fmt.Errorf("payload: not JSON")
@@ -201,40 +201,6 @@ func jsonIntAt(s string, i int) (int64, int, error) {
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
 	return n, i + j, err
-}
-
-// jsonValueEnd is the index of the ',' or ']' that ends the JSON value
-// starting at s[i] (len(s) when none does): strings and nested arrays
-// and objects are skipped whole.
-func jsonValueEnd(s string, i int) int {
-	depth, inString := 0, false
-	for j := i; j < len(s); j++ {
-		c := s[j]
-		if inString {
-			if c == '\\' {
-				j++
-			} else if c == '"' {
-				inString = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inString = true
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth == 0 {
-				return j
-			}
-			depth--
-		case ',':
-			if depth == 0 {
-				return j
-			}
-		}
-	}
-	return len(s)
 }
 
 // decodeNumbered reads "<event id> <entry>".

@@ -148,9 +148,10 @@ func scanObject(raw []byte) (keys []string, vals []json.RawMessage, ok bool) {
 }
 
 // valueEnd returns the end of the JSON value starting at raw[i] (raw is
-// valid): past its closing quote or bracket, or at the first byte after a
-// number or literal.
-func valueEnd(raw []byte, i int) int {
+// valid, or at least well nested): past its closing quote or bracket, or
+// at the first byte after a number or literal (whitespace, ',', or the
+// enclosing '}' or ']').
+func valueEnd[T ~string | ~[]byte](raw T, i int) int {
 	depth := 0
 	for j := i; j < len(raw); j++ {
 		switch c := raw[j]; c {
@@ -163,7 +164,7 @@ func valueEnd(raw []byte, i int) int {
 				j++
 			}
 			if depth == 0 {
-				return j + 1
+				return min(j+1, len(raw)) // an unterminated string ends raw
 			}
 		case '{', '[':
 			depth++
