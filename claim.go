@@ -265,14 +265,11 @@ func decodeClaim(v any, l *Lease, err error) (*Flow, *Lease, int64, error) {
 	if arr[2] == "none" {
 		return nil, nil, left, nil
 	}
-	id, perr := uuid.Parse(fmt.Sprint(arr[1]))
-	if perr != nil {
-		return nil, nil, left, fmt.Errorf("taskflow: claim: the flow's id %v: %w", arr[1], perr)
-	}
-	f, derr := decodeFlow(id, replyFields([]any{arr[0], "", arr[2]}), true)
+	f, derr := decodeTaken(arr[1], arr[0], arr[2])
 	if derr != nil {
 		return nil, nil, left, derr
 	}
+	id := f.ID
 	l.FlowID = id
 	if nre != nil {
 		// Leased to this worker, not confirmed replicated: the

@@ -273,6 +273,17 @@ func replyFields(arr []any) map[string]string {
 	return pairsToMap(arr[0])
 }
 
+// decodeTaken decodes a flow a take leased (lua/include/take.lua) as a
+// reply carries it: its id, its fields (hash pairs, or a record packed
+// when mode is 'record') and the reply mode.
+func decodeTaken(id, fields, mode any) (*Flow, error) {
+	fid, err := uuid.Parse(fmt.Sprint(id))
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: the id %v of a leased flow: %w", id, err)
+	}
+	return decodeFlow(fid, replyFields([]any{fields, "", mode}), mode != "record")
+}
+
 // unpackRecord reads a record packed by lua/include/record.lua
 // pack_record: recordFields' values in order, each '<length>:<bytes>' or
 // '-' when absent. The values share packed's memory. A malformed string

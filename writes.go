@@ -134,7 +134,7 @@ func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, er
 	start := time.Now()
 	f, arr, err := s.runFlowScript(ctx, sc, r.id, keys, args, r.meta())
 	if nx != nil && applied(err) {
-		nf, l, nerr := s.handedOff(r.next, arr, r.mut.lean)
+		nf, l, nerr := handedOff(r.next, arr)
 		if nerr != nil {
 			return f, nerr
 		}
@@ -206,19 +206,15 @@ func (nx *nextClaim) check(mut mutation) error {
 
 // handedOff decodes the next flow of a transition's reply (transition.lua):
 // the flow and lease l (its FlowID set), or nils when none was ready.
-func (s *RedisStore) handedOff(l *Lease, arr []any, lean bool) (*Flow, *Lease, error) {
+func handedOff(l *Lease, arr []any) (*Flow, *Lease, error) {
 	if len(arr) < 5 {
 		return nil, nil, nil
 	}
-	id, err := uuid.Parse(fmt.Sprint(arr[4]))
-	if err != nil {
-		return nil, nil, fmt.Errorf("taskflow: the next flow's id %v: %w", arr[4], err)
-	}
-	f, err := decodeFlow(id, replyFields([]any{arr[3], "", arr[2]}), !lean)
+	f, err := decodeTaken(arr[4], arr[3], arr[2])
 	if err != nil {
 		return nil, nil, err
 	}
-	l.FlowID, l.ControllerID = id, f.ControllerID
+	l.FlowID, l.ControllerID = f.ID, f.ControllerID
 	return f, l, nil
 }
 
