@@ -432,20 +432,23 @@ func deletePrefix(ctx context.Context, c redis.UniversalClient, prefix string) (
 	if cc, ok := c.(*redis.ClusterClient); ok {
 		var total atomic.Int64
 		err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			n, err := deletePrefixNode(ctx, node, prefix, true)
+			n, err := deleteMatching(ctx, node, prefix+":*", true)
 			total.Add(int64(n))
 			return err
 		})
 		return int(total.Load()), err
 	}
-	return deletePrefixNode(ctx, c, prefix, false)
+	return deleteMatching(ctx, c, prefix+":*", false)
 }
 
-func deletePrefixNode(ctx context.Context, c redis.UniversalClient, prefix string, perKey bool) (int, error) {
+// deleteMatching deletes the keys of one node (or a standalone server)
+// that match the SCAN pattern match, in batches; perKey unlinks each key
+// alone (a cluster node refuses a multi-key UNLINK across slots).
+func deleteMatching(ctx context.Context, c redis.UniversalClient, match string, perKey bool) (int, error) {
 	var cursor uint64
 	total := 0
 	for {
-		keys, next, err := c.Scan(ctx, cursor, prefix+":*", 2000).Result()
+		keys, next, err := c.Scan(ctx, cursor, match, 2000).Result()
 		if err != nil {
 			return total, err
 		}

@@ -220,21 +220,8 @@ type transient interface {
 func (t *tfJobs) expireTransient(ctx context.Context) error {
 	c := t.newClient()
 	defer func() { _ = c.Close() }()
-	var cursor uint64
-	for {
-		keys, next, err := c.Scan(ctx, cursor, t.prefix+":{*}:leased:*", 2000).Result()
-		if err != nil {
-			return err
-		}
-		if len(keys) > 0 {
-			if err := c.Unlink(ctx, keys...).Err(); err != nil {
-				return err
-			}
-		}
-		if cursor = next; cursor == 0 {
-			return nil
-		}
-	}
+	_, err := deleteMatching(ctx, c, t.prefix+":{*}:leased:*", false)
+	return err
 }
 
 // tfJobs is the taskflow half of one pass: items running flows of one
