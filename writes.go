@@ -131,7 +131,10 @@ func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, er
 		sc, keys = s.scripts.transitionEarly, s.keys.withEarly(keys, r.id)
 		args = append(args, s.early.memoryArgs()...) // last: see transition_early.lua
 	}
-	start := time.Now()
+	var start time.Time // a hand-off's claim, for the observer
+	if nx != nil {
+		start = time.Now()
+	}
 	f, arr, err := s.runFlowScript(ctx, sc, r.id, keys, args, r.meta())
 	if nx != nil && applied(err) {
 		nf, l, nerr := handedOff(r.next, arr)

@@ -29,5 +29,5 @@ local left = redis.call('ZCARD', ready_key(c, ARGV[12]))
 if not t then
   return {'', '', 'none', left}
 end
-local r = reply(t, t.id)
+local r = reply(t)
 return {r[1], t.id, r[3] or 'full', left}
