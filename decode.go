@@ -49,6 +49,13 @@ func decodeFlow(id uuid.UUID, m map[string]string, withState bool) (*Flow, error
 	if att := m["att"]; att != "" { // absent until a retry: no parse error to make
 		f.Attempts, _ = strconv.Atoi(att)
 	}
+	if p := m["parent"]; p != "" {
+		f.ParentID, _ = uuid.Parse(p)
+		f.ChildKey = m["ckey"]
+	}
+	if k := m["kids"]; k != "" {
+		f.Children, _ = strconv.Atoi(k)
+	}
 	f.CreatedAt = msTime(m["created"])
 	f.UpdatedAt = msTime(m["updated"])
 	if w, ok := m["wait"]; ok {

@@ -197,6 +197,26 @@ func (k keyspace) headKeys(shard int) []string {
 	return append(keys, k.fixed[shard]...)
 }
 
+// The keys of a parent's children (children.go), under the parent's
+// hash tag, and each shard's relay of the work a flow that ended leaves
+// for other shards (lua/include/children.lua, queues.lua relay_end):
+//
+//	<prefix>:{<n>}:kids:<id>    zset: child id by spawn order (1, 2, …)
+//	<prefix>:{<n>}:kidres:<id>  hash: child id -> its outcome (JSON);
+//	                            "#finished", "#failed", "#cancelled" counts
+//	<prefix>:{<n>}:relay        zset: "d <child id>" (deliver its outcome),
+//	                            "c <parent id>" (close its children), by
+//	                            when an engine's tick drives it
+func (k keyspace) kids(id uuid.UUID) string {
+	return k.tag(k.shardOf(id)) + ":kids:" + id.String()
+}
+
+func (k keyspace) kidResults(id uuid.UUID) string {
+	return k.tag(k.shardOf(id)) + ":kidres:" + id.String()
+}
+
+func (k keyspace) relay(shard int) string { return k.tag(shard) + ":relay" }
+
 // layout is the flow space's description: its shard count, written by the
 // first store that uses the prefix and checked by every other.
 func (k keyspace) layout() string { return k.prefix + ":{meta}:layout" }

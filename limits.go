@@ -127,7 +127,15 @@ const (
 	// maxStepsPerFlowLimit is the largest Limits.StepsPerFlow a store
 	// takes: pruning a flow deletes its steps in one script, and a script
 	// must not block Redis for long.
-	maxStepsPerFlowLimit = 10000
+	maxStepsPerFlowLimit   = 10000
+	defaultChildrenPerFlow = 10000
+	defaultChildDepth      = 16
+	// maxChildrenLimit is the largest Limits.ChildrenPerFlow a store
+	// takes: a join's summary and a prune read a parent's children in
+	// one script.
+	maxChildrenLimit = 100000
+	// maxChildDepthLimit is the largest Limits.ChildDepth a store takes.
+	maxChildDepthLimit = 1000
 )
 
 // Limits bounds what one flow and one call may hold, so that a flow's
@@ -175,6 +183,14 @@ type Limits struct {
 	// fail with ErrInvalidData and change nothing. Default 1,048,576
 	// (1 MiB).
 	StateBytes int
+	// ChildrenPerFlow is the most children one flow may start
+	// (Manager.StartChild); a start past it is refused with
+	// ErrInvalidData. It bounds a parent's register of children and the
+	// work of its join and its prune. Default 10,000; at most 100,000.
+	ChildrenPerFlow int
+	// ChildDepth is how deep a tree of flows may grow: a root's children
+	// are at depth 1, theirs at 2. Default 16; at most 1,000.
+	ChildDepth int
 }
 
 // DefaultLimits returns the bounds a store uses for every Limits field
@@ -188,6 +204,9 @@ func DefaultLimits() Limits {
 		EventsPerFlow: defaultEventsPerFlow,
 		EventBytes:    defaultEventBytes,
 		StateBytes:    defaultStateBytes,
+
+		ChildrenPerFlow: defaultChildrenPerFlow,
+		ChildDepth:      defaultChildDepth,
 	}
 }
 
@@ -213,11 +232,18 @@ func (l Limits) resolve() (Limits, error) {
 	def(&l.EventsPerFlow, d.EventsPerFlow)
 	def(&l.EventBytes, d.EventBytes)
 	def(&l.StateBytes, d.StateBytes)
-	if l.LabelBytes < 0 || l.TextBytes < 0 || l.PatchKeys < 0 || l.StepsPerFlow < 0 || l.StateBytes < 0 {
+	def(&l.ChildrenPerFlow, d.ChildrenPerFlow)
+	def(&l.ChildDepth, d.ChildDepth)
+	if l.LabelBytes < 0 || l.TextBytes < 0 || l.PatchKeys < 0 || l.StepsPerFlow < 0 || l.StateBytes < 0 ||
+		l.ChildrenPerFlow < 0 || l.ChildDepth < 0 {
 		return l, fmt.Errorf("%w: limits %+v: a negative bound", ErrInvalidData, l)
 	}
 	if l.StepsPerFlow > maxStepsPerFlowLimit {
 		return l, fmt.Errorf("%w: limits: %d steps per flow, over the most a store takes (%d)", ErrInvalidData, l.StepsPerFlow, maxStepsPerFlowLimit)
+	}
+	if l.ChildrenPerFlow > maxChildrenLimit || l.ChildDepth > maxChildDepthLimit {
+		return l, fmt.Errorf("%w: limits: %d children per flow and depth %d, over the most a store takes (%d, %d)",
+			ErrInvalidData, l.ChildrenPerFlow, l.ChildDepth, maxChildrenLimit, maxChildDepthLimit)
 	}
 	if l.EventsPerFlow < 0 {
 		l.EventsPerFlow = 0 // the scripts' "keep every event"

@@ -46,6 +46,9 @@ type RedisStore struct {
 	// idemSpace namespaces the flow ids derived from idempotency keys.
 	idemSpace uuid.UUID
 
+	// noRelay leaves a flow's relay to the tick (tests: a call that died
+	// before it relayed).
+	noRelay     bool
 	replicas    int           // WithReplicaAcks
 	replTimeout time.Duration // WithReplicaAcks
 

@@ -185,6 +185,7 @@ func (s *RedisStore) retry(ctx context.Context, id uuid.UUID, p RetryPolicy, cau
 		wait, strconv.FormatInt(at.UnixMilli(), 10), `{"wait":`+wait+`,"retry":`+string(info)+`}`, string(failed))
 	args = append(args, state...)
 	f, _, err := s.runFlowScript(ctx, s.scripts.retry, id, s.keys.flowKeys(id, ""), args)
+	s.relayEnded(ctx, f) // a last attempt fails the flow
 	if err != nil {
 		var te *TransitionError
 		if errors.As(err, &te) {

@@ -54,6 +54,7 @@ type scripts struct {
 	insertFlow, appendEventAt, getStep, findStep, updateStep  *script // import_store.go
 	deliverEvent, earlyKeep, earlyTake, earlySettle           *script
 	publishResume                                             *script
+	spawnChildren, deliverChild                               *script // children.go
 	// transitionEarly is transition for a wait on an external event: it
 	// includes the early events' helpers, which the other transitions do not
 	// pay for.
@@ -119,6 +120,8 @@ func (s *scripts) files() []scriptFile {
 		{"get_step", false, &s.getStep},
 		{"find_step", false, &s.findStep},
 		{"update_step", true, &s.updateStep},
+		{"spawn_children", true, &s.spawnChildren},
+		{"deliver_child", true, &s.deliverChild},
 	}
 }
 
@@ -211,6 +214,12 @@ var refusals = []refusal{
 		return &attemptsMoved{actual: n}
 	}},
 	{"IDEMCONFLICT", func(uuid.UUID, string) error { return ErrIdempotencyConflict }},
+	{"TOODEEP", func(id uuid.UUID, d string) error {
+		return fmt.Errorf("%w: a child of flow %s would be at depth %s, deeper than Limits.ChildDepth", ErrInvalidData, id, d)
+	}},
+	{"TOOMANYCHILDREN", func(id uuid.UUID, d string) error {
+		return fmt.Errorf("%w: flow %s has %s children, too many to start these (Limits.ChildrenPerFlow)", ErrInvalidData, id, d)
+	}},
 	{"EXISTS", func(id uuid.UUID, _ string) error { return fmt.Errorf("%w: flow %s", ErrAlreadyExists, id) }},
 	{"COUNTLIMIT", func(id uuid.UUID, d string) error {
 		var rev, seq int64
@@ -257,7 +266,7 @@ var recordFields = []string{
 	"controller", "goal", "owner", "origin",
 	"step", "status", "cancel", "rev", "created",
 	"updated", "wait", "corr", "raw", "size",
-	"seq", "att", "tp", "ep",
+	"seq", "att", "tp", "ep", "parent", "ckey", "kids",
 }
 
 // firstStatusKey is the position (1-based, as in KEYS) of the first

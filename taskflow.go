@@ -101,6 +101,14 @@ type Flow struct {
 	// flow, when the store's Observer supplied one (see
 	// Observer.TraceParent); "" otherwise. It never changes.
 	TraceParent string `json:"trace_parent,omitempty"`
+	// ParentID is the parent of a child flow (Manager.StartChild), the
+	// zero UUID for any other. It never changes.
+	ParentID uuid.UUID `json:"parent_id,omitzero"`
+	// ChildKey is a child's key among its parent's children.
+	ChildKey string `json:"child_key,omitempty"`
+	// Children counts the children started under the flow. It grows
+	// without a revision: starting a child does not change its parent.
+	Children int `json:"children,omitempty"`
 }
 
 // TransitionTo moves the in-memory flow to next, applying the same checks

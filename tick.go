@@ -49,6 +49,11 @@ type TickReport struct {
 	// was claimed but not finished in time (the claimer died or stalled)
 	// and that this tick finished. Not part of Scanned.
 	EarlyRedriven int `json:"early_redriven"`
+	// Relayed counts relay entries the tick drove: outcomes of children
+	// delivered to their parents, parents' children closed, left by a
+	// call that died or failed before it did so itself
+	// (Manager.StartChild). Not part of Scanned.
+	Relayed int `json:"relayed"`
 	// Err is the first error met, nil when none.
 	Err error `json:"-"`
 }
@@ -118,6 +123,11 @@ func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) (rep TickReport)
 		rep.fail(err)
 	} else {
 		rep.EarlyRedriven = n
+	}
+	if n, err := e.s.relayDue(ctx, nowMs, e.batch); err != nil {
+		rep.fail(err)
+	} else {
+		rep.Relayed = n
 	}
 	rep.Scanned = rep.Resumed + rep.Cancelled + rep.StillWaiting + rep.Errors
 	return rep
@@ -228,6 +238,7 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 				rep.fail(derr)
 			case f.Status == StatusCancelled:
 				rep.Cancelled++
+				e.s.relayEnded(ctx, f)
 			default:
 				rep.Resumed++
 			}

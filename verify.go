@@ -106,7 +106,7 @@ func (s *RedisStore) scanShard(ctx context.Context, shard int, rep *fsck.Report)
 func (s *RedisStore) classify(shard int, rest, key string, sk *shardKeys) {
 	kind, tail, _ := strings.Cut(rest, ":")
 	switch kind {
-	case "flow", "events", "steps":
+	case "flow", "events", "steps", "kids", "kidres":
 		id, err := uuid.Parse(tail)
 		if err != nil {
 			sk.unknown = append(sk.unknown, key)
@@ -135,7 +135,7 @@ func (s *RedisStore) classify(shard int, rest, key string, sk *shardKeys) {
 	case "inbox", "mbox":
 		sk.early = append(sk.early, key)
 	case "status", "timers", "cancelwait", "corr", "leases", "leasexp", "ticklock",
-		"kept", "claims", "claimdue", "used", "take", "controllers", "watched", "leased":
+		"kept", "claims", "claimdue", "used", "take", "controllers", "watched", "leased", "relay":
 	default:
 		sk.unknown = append(sk.unknown, key)
 	}

@@ -24,6 +24,10 @@ const (
 	WaitKindExternalEvent WaitKind = "external_event"
 	// WaitKindManual resumes only on an explicit Manager.Resume.
 	WaitKindManual WaitKind = "manual"
+	// WaitKindChildren resumes when the flow's children meet its join
+	// (WaitChildren): enough of them finished, one failed under
+	// FailFast, every one ended, or the deadline At passed.
+	WaitKindChildren WaitKind = "children"
 )
 
 // WaitCondition is what a waiting flow is blocked on. It marshals to the
@@ -32,11 +36,42 @@ const (
 //	{"kind":"timer","at":"<RFC 3339>"}
 //	{"kind":"external_event","topic":"…","correlation_id":"…"}
 //	{"kind":"manual"}
+//	{"kind":"children","need":<n>,"fail_fast":true,"at":"<RFC 3339>"}
+//
+// (need, fail_fast and at of a children wait are written only when set).
 type WaitCondition struct {
-	Kind          WaitKind
+	Kind WaitKind
+	// At is a timer's time, or a children wait's deadline (zero: none).
 	At            time.Time
 	Topic         string
 	CorrelationID string
+	// Need and FailFast are a children wait's join (see Join).
+	Need     int
+	FailFast bool
+}
+
+// Join is how a parent waits on its children (WaitChildren): the
+// parent resumes, with the join's summary merged into its state under
+// "children" (see Manager.StartChild), at the first of
+//
+//   - Need of its children finished (status finished); Need 0 means all
+//     of them, as many as were started when a child ends: all of M is
+//     Need 0, any is Need 1, N of M is Need N;
+//   - with FailFast, a child failed or was cancelled;
+//   - every child ended, whether or not Need were met;
+//   - Deadline, when not zero, passed (the engine's tick resumes it).
+//
+// A join already met when the parent starts waiting resumes it at once,
+// in the same call.
+type Join struct {
+	Need     int
+	FailFast bool
+	Deadline time.Time
+}
+
+// WaitChildren waits on the flow's children as j says.
+func WaitChildren(j Join) WaitCondition {
+	return WaitCondition{Kind: WaitKindChildren, Need: j.Need, FailFast: j.FailFast, At: j.Deadline}
 }
 
 // WaitTimer waits until at.
@@ -52,6 +87,8 @@ func WaitManual() WaitCondition { return WaitCondition{Kind: WaitKindManual} }
 
 type waitJSON struct {
 	Kind          WaitKind `json:"kind"`
+	Need          int      `json:"need,omitempty"`
+	FailFast      bool     `json:"fail_fast,omitempty"`
 	At            *string  `json:"at,omitempty"`
 	Topic         *string  `json:"topic,omitempty"`
 	CorrelationID *string  `json:"correlation_id,omitempty"`
@@ -77,8 +114,12 @@ func (w WaitCondition) Validate() error {
 			return fmt.Errorf("%w: an external_event wait needs a non-empty correlation_id", ErrInvalidData)
 		}
 	case WaitKindManual:
+	case WaitKindChildren:
+		if w.Need < 0 || w.Need > maxChildrenLimit {
+			return fmt.Errorf("%w: a children wait needs 0 (all) to %d children, not %d", ErrInvalidData, maxChildrenLimit, w.Need)
+		}
 	default:
-		return fmt.Errorf("%w: unknown wait kind %q (want timer, external_event or manual)", ErrInvalidData, w.Kind)
+		return fmt.Errorf("%w: unknown wait kind %q (want timer, external_event, manual or children)", ErrInvalidData, w.Kind)
 	}
 	return nil
 }
@@ -95,6 +136,12 @@ func (w WaitCondition) MarshalJSON() ([]byte, error) {
 		out.At = &at
 	case WaitKindExternalEvent:
 		out.Topic, out.CorrelationID = &w.Topic, &w.CorrelationID
+	case WaitKindChildren:
+		out.Need, out.FailFast = w.Need, w.FailFast
+		if !w.At.IsZero() {
+			at := w.At.UTC().Format(time.RFC3339Nano)
+			out.At = &at
+		}
 	}
 	return marshalJSON(out)
 }
@@ -140,6 +187,15 @@ func ParseWaitCondition(raw json.RawMessage) (WaitCondition, error) {
 		}
 		if in.CorrelationID != nil {
 			w.CorrelationID = *in.CorrelationID
+		}
+	case WaitKindChildren:
+		w.Need, w.FailFast = in.Need, in.FailFast
+		if in.At != nil {
+			at, err := time.Parse(time.RFC3339Nano, *in.At)
+			if err != nil {
+				return WaitCondition{}, fmt.Errorf("%w: children wait \"at\" %q is not an RFC 3339 time", ErrInvalidData, *in.At)
+			}
+			w.At = at
 		}
 	}
 	if err := w.Validate(); err != nil {
@@ -210,7 +266,7 @@ func parseStoredWait(raw json.RawMessage) (WaitCondition, error) {
 		return WaitCondition{}, fmt.Errorf("%w: malformed wait condition: %v", ErrInvalidData, err)
 	}
 	switch WaitKind(in.Kind) {
-	case WaitKindTimer, WaitKindExternalEvent, WaitKindManual:
+	case WaitKindTimer, WaitKindExternalEvent, WaitKindManual, WaitKindChildren:
 		return ParseWaitCondition(raw)
 	case "":
 		return WaitCondition{}, fmt.Errorf("%w: a wait condition needs a non-empty \"kind\"", ErrInvalidData)
@@ -241,6 +297,17 @@ func waitIndexArgs(id uuid.UUID, raw json.RawMessage) (waitArgs, error) {
 	switch w.Kind {
 	case WaitKindTimer:
 		out.timerMs = strconv.FormatInt(w.At.UnixMilli(), 10)
+	case WaitKindChildren:
+		// Stored in its canonical form: the scripts know a children wait
+		// by its opening (lua/include/children.lua is_join).
+		b, err := marshalJSON(w)
+		if err != nil {
+			return waitArgs{}, unwrapMarshal(err)
+		}
+		out.json = string(b)
+		if !w.At.IsZero() {
+			out.timerMs = strconv.FormatInt(w.At.UnixMilli(), 10)
+		}
 	case WaitKindExternalEvent:
 		out.corr = corrMember(w.Topic, w.CorrelationID, id)
 		out.topic, out.correlationID = w.Topic, w.CorrelationID

@@ -28,28 +28,63 @@ func (s *RedisStore) create(ctx context.Context, in CreateManagedInput, mirrored
 // createWithID runs create.lua for flow id; a taken id is
 // ErrAlreadyExists.
 func (s *RedisStore) createWithID(ctx context.Context, id uuid.UUID, in CreateManagedInput, mirrored bool) (*Flow, error) {
+	call, err := s.createCall(ctx, id, in, mirrored, childLink{})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.recordLayout(ctx); err != nil {
+		return nil, err
+	}
+	f, _, err := s.runFlowScript(ctx, call.script, call.id, call.keys, call.args)
+	return created(f, call.id, err)
+}
+
+// created is a create's outcome: the flow, or what refused it.
+func created(f *Flow, id uuid.UUID, err error) (*Flow, error) {
+	if errors.Is(err, ErrIdempotencyConflict) {
+		return nil, fmt.Errorf("%w: flow %s was created with this key from other input", ErrIdempotencyConflict, id)
+	}
+	if err != nil {
+		// Applied but not confirmed replicated: the flow exists.
+		if !applied(err) {
+			f = nil
+		}
+		return f, fmt.Errorf("taskflow: create flow: %w", err)
+	}
+	return f, nil
+}
+
+// createCall is one run of create.lua: flow id (or the one its
+// idempotency key names) from in, a child of kin.parent when set.
+type createCall struct {
+	scriptCall
+	id uuid.UUID
+}
+
+// createCall checks in and builds its create.lua run.
+func (s *RedisStore) createCall(ctx context.Context, id uuid.UUID, in CreateManagedInput, mirrored bool, kin childLink) (createCall, error) {
 	for _, r := range []struct{ name, v string }{
 		{"controller_id", in.ControllerID},
 		{"goal", in.Goal},
 		{"owner_session_key", in.OwnerSessionKey},
 	} {
 		if strings.TrimSpace(r.v) == "" {
-			return nil, fmt.Errorf("%w: %s is required", ErrInvalidData, r.name)
+			return createCall{}, fmt.Errorf("%w: %s is required", ErrInvalidData, r.name)
 		}
 	}
 	if err := s.checkFlowText(in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep); err != nil {
-		return nil, err
+		return createCall{}, err
 	}
 	state, err := toJSON("state", in.State)
 	if err != nil {
-		return nil, err
+		return createCall{}, err
 	}
 	if state == nil {
 		state = json.RawMessage(`{}`)
 	}
 	stateArgs, err := s.stateArgs("state", state, false)
 	if err != nil {
-		return nil, err
+		return createCall{}, err
 	}
 	payload, _ := marshalJSON(map[string]string{
 		"controller_id": in.ControllerID,
@@ -58,7 +93,7 @@ func (s *RedisStore) createWithID(ctx context.Context, id uuid.UUID, in CreateMa
 	})
 	kid, fingerprint, err := s.idempotency(in, mirrored, state)
 	if err != nil {
-		return nil, err
+		return createCall{}, err
 	}
 	if in.IdempotencyKey != "" {
 		id = kid // the key names the flow
@@ -71,24 +106,12 @@ func (s *RedisStore) createWithID(ctx context.Context, id uuid.UUID, in CreateMa
 	args := append(s.head(id, nowMs, nowStr, mutation{}),
 		in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, mir, string(payload), fingerprint,
 		s.traceParent(ctx))
+	args = append(args, kin.args()...)
 	args = append(args, stateArgs...)
 	// Only a create can write to an empty flow space: it records the
-	// layout; every other mutation needs a flow, hence a recorded layout.
-	if err := s.recordLayout(ctx); err != nil {
-		return nil, err
-	}
-	f, _, err := s.runFlowScript(ctx, s.scripts.create, id, s.keys.flowKeys(id, in.OwnerSessionKey), args)
-	if errors.Is(err, ErrIdempotencyConflict) {
-		return nil, fmt.Errorf("%w: flow %s was created with this key from other input", ErrIdempotencyConflict, id)
-	}
-	if err != nil {
-		// Applied but not confirmed replicated: the flow exists.
-		if !applied(err) {
-			f = nil
-		}
-		return f, fmt.Errorf("taskflow: create flow: %w", err)
-	}
-	return f, nil
+	// layout (the caller, recordLayout); every other mutation needs a
+	// flow, hence a recorded layout.
+	return createCall{scriptCall{s.scripts.create, s.keys.flowKeys(id, in.OwnerSessionKey), args}, id}, nil
 }
 
 // transitionReq is one run of transition.lua.
@@ -152,8 +175,12 @@ func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, er
 		if errors.As(err, &te) {
 			te.To = r.to
 		}
+		if f != nil {
+			s.relayEnded(ctx, f)
+		}
 		return f, err // f is nil unless applied (ErrNotReplicated)
 	}
+	s.relayEnded(ctx, f)
 	return f, nil
 }
 

@@ -10,7 +10,10 @@
 --   17 idempotency fingerprint ('' = no key): the flow id was derived
 --      from the key, and this hash of the input is kept as field 'idem'
 --   18 W3C traceparent of the creating call ('' = none; kept as 'tp')
---   19.. the initial state (include/state.lua apply_state: 'object' or
+--   19 parent flow id ('' = none; kept as 'parent': a child, children.go)
+--   20 the child's key among its parent's ('ckey')  21 what its parent's
+--      end does to it ('pclose')  22 its depth, 1 for a root's child
+--   23.. the initial state (include/state.lua apply_state: 'object' or
 --      'replace')
 -- Returns: {flow hash (record and state, or record only), ''}, or
 --   {the existing flow, 'existing'} when a flow with this id was made
@@ -45,14 +48,15 @@ end
 -- A new flow's log is empty: its size is known (events.lua 'eb'), so the
 -- first append need not count an existing one.
 local f = {rev = '0', controller = ARGV[10], eb = '0', fresh = true}
-local e = apply_state(c, f, 19)
+local e = apply_state(c, f, 23)
 if e then
   return e
 end
 local extra = {}
 local fields = {'controller', ARGV[10], 'goal', ARGV[11], 'owner', ARGV[12],
   'origin', ARGV[13], 'step', ARGV[14], 'rev', '0', 'ep', epoch_of(c), 'created', c.now,
-  'updated', c.now, 'idem', ARGV[17], 'tp', ARGV[18]}
+  'updated', c.now, 'idem', ARGV[17], 'tp', ARGV[18],
+  'parent', ARGV[19], 'ckey', ARGV[20], 'pclose', ARGV[21], 'depth', ARGV[22]}
 for i = 1, #fields, 2 do
   if fields[i + 1] ~= '' then -- an absent field reads as empty
     extra[#extra + 1] = fields[i]

@@ -9,7 +9,11 @@
 --   3 number of steps the caller saw (the steps zset must still hold
 --   exactly that many, so no step key is left behind)
 -- Returns: 1 when pruned, 0 when the flow is gone, not terminal, too
---   recent, or gained steps meanwhile (nothing is deleted then).
+--   recent, gained steps meanwhile, or has relay work left (its outcome
+--   not yet with its parent, its children not yet closed: the shard's
+--   '<base>:relay'); nothing is deleted then. A parent goes with its
+--   children's register and outcomes ('<base>:kids:<id>',
+--   '<base>:kidres:<id>': include/children.lua); its children stay.
 -- Events: none; the flow's audit log is deleted with it. Its early
 --   events go with it (a flow made again with the same id must not take
 --   them); their list is capped, so the work is bounded.
@@ -26,6 +30,10 @@ if f == nil or not STATUS[f.status].terminal or tonumber(f.updated) >= cutoff th
   return 0
 end
 if redis.call('ZCARD', c.steps) ~= tonumber(ARGV[3]) then
+  return 0
+end
+local relay = c.base .. ':relay'
+if redis.call('ZSCORE', relay, 'd ' .. c.id) or redis.call('ZSCORE', relay, 'c ' .. c.id) then
   return 0
 end
 if f.owner ~= nil then
@@ -46,5 +54,5 @@ end
 for i = 19, #KEYS do
   redis.call('DEL', KEYS[i])
 end
-redis.call('DEL', c.flow, c.events, c.steps, list)
+redis.call('DEL', c.flow, c.events, c.steps, list, c.base .. ':kids:' .. c.id, c.base .. ':kidres:' .. c.id)
 return 1

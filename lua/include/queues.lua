@@ -32,11 +32,41 @@ local function leave_running(c, f)
   redis.call('ZREM', c.leasexp, c.id)
 end
 
+-- RELAY_GRACE_MS is how long a relay entry waits before an engine's
+-- tick drives it (Go's relayGrace): the call that ended the flow drives
+-- it at once, the tick only when that call died.
+local RELAY_GRACE_MS = 10000
+
+-- relay_end records, in the shard's relay zset ('<base>:relay', by when
+-- the tick drives it), the work a flow that just ended leaves for other
+-- shards: 'd <id>' its outcome to deliver to its parent (field 'parent'),
+-- 'c <id>' its children to close by their policy (field 'kids'). Go's
+-- relay (children.go) drives them and drops them once done, so a process
+-- that dies between the two steps loses nothing. A script whose field
+-- list lacks them (no 'kin' mark: record.lua) reads them here.
+local function relay_end(c, f)
+  if not f.kin then
+    local v = redis.call('HMGET', c.flow, 'parent', 'kids')
+    f.parent, f.kids, f.kin = v[1] or nil, v[2] or nil, true
+  end
+  if f.parent == nil and f.kids == nil then
+    return
+  end
+  local due = tonumber(c.now) + RELAY_GRACE_MS
+  if f.parent ~= nil then
+    redis.call('ZADD', c.base .. ':relay', due, 'd ' .. c.id)
+  end
+  if f.kids ~= nil then
+    redis.call('ZADD', c.base .. ':relay', due, 'c ' .. c.id)
+  end
+end
+
 -- set_status moves the flow between status indexes; the score is the
 -- time it entered the status, so pages of a status list are stable.
 -- Entering a runnable status queues the flow for a worker; leaving it
--- ends any lease. The status field itself is written by the caller
--- (commit, or set_fields), with the record's other fields.
+-- ends any lease; entering a terminal one leaves its parent and children
+-- their relay entries (relay_end). The status field itself is written by
+-- the caller (commit, or set_fields), with the record's other fields.
 local function set_status(c, f, to)
   if f.status == to then
     return
@@ -52,5 +82,7 @@ local function set_status(c, f, to)
   f.status, f.status_dirty = to, true
   if STATUS[to].runnable then
     make_ready(c, f)
+  elseif STATUS[to].terminal then
+    relay_end(c, f)
   end
 end

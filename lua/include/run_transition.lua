@@ -13,6 +13,7 @@
 --@include waits
 --@include events
 --@include take
+--@include children
 
 -- with_next is the transition's reply: reply(c), and when the call asked
 -- for a next flow (token not ''), that flow's record and id (t, the
@@ -54,7 +55,16 @@ local function run_transition(c, after_wait)
         return err(ERR.NOMATCH)
       end
       local ok, w = pcall(cjson.decode, f.wait or '')
-      if not ok or type(w) ~= 'table' or w.kind ~= 'timer' then
+      if ok and type(w) == 'table' and w.kind == 'children' and f.cancel ~= '1' then
+        -- A children wait's deadline: the parent resumes with what its
+        -- children gave (children.lua join_resume).
+        local e = check_counts(f) or join_resume(c, f, 'timeout')
+        if e then
+          return e
+        end
+        return reply(c)
+      end
+      if not ok or type(w) ~= 'table' or (w.kind ~= 'timer' and w.kind ~= 'children') then
         -- A timer entry whose wait is not a timer (written by hand?):
         -- drop the entry so it is reported once, and leave the flow be.
         redis.call('ZREM', c.timers, c.id)
@@ -86,6 +96,16 @@ local function run_transition(c, after_wait)
   commit(c, f, kind, payload)
   if after_wait and f.corr ~= nil then
     after_wait(f)
+  end
+  if to == S_WAITING and is_join(f.wait) then
+    -- A join its children already met resumes the parent at once.
+    local why = join_why(c, f)
+    if why then
+      e = join_resume(c, f, why)
+      if e then
+        return e
+      end
+    end
   end
   local t
   if argv[18] ~= '' and c.lease ~= '' then
