@@ -94,7 +94,8 @@ const childPipeline = 500
 
 // StartChild starts a child flow under parentID: the child is created
 // running (its controller's workers claim it, as any running flow) with
-// ParentID set, and the parent's register of children counts it before
+// ParentID set, and with the trace of ctx (Flow.TraceParent) or, when ctx
+// carries none, its parent's; and the parent's register of children counts it before
 // it exists, so the parent's join and close see it whatever fails after.
 // See StartChildren for the rules; this is StartChildren with one child.
 func (m *Manager) StartChild(ctx context.Context, parentID uuid.UUID, in ChildInput) (*Flow, error) {
@@ -162,8 +163,12 @@ func (k childLink) args() []any {
 	return []any{k.parent.String(), k.key, string(k.close), strconv.Itoa(k.depth)}
 }
 
-// depthArg is the position of the depth in a create's args.
-const depthArg = 21
+// depthArg and traceArg are the positions of the depth and the
+// traceparent in a create's args (create.lua ARGV 22 and 18).
+const (
+	depthArg = 21
+	traceArg = 17
+)
 
 // childIdempotencyKey is the idempotency key a child's id is derived
 // from.
@@ -244,8 +249,16 @@ func (s *RedisStore) startChildren(ctx context.Context, parentID uuid.UUID, chil
 		return nil, fmt.Errorf("taskflow: start children of %s: unexpected reply %v", parentID, v)
 	}
 	depth, _ := arr[0].(int64)
+	inherit := ""
+	if len(arr) > 2 && s.traceParent(ctx) == "" {
+		// A child started outside any trace joins its parent's.
+		inherit, _ = arr[2].(string)
+	}
 	for i := range calls {
 		calls[i].args[depthArg] = strconv.FormatInt(depth, 10)
+		if inherit != "" {
+			calls[i].args[traceArg] = inherit
+		}
 	}
 	flows, err := s.createChildren(ctx, calls)
 	if err != nil {

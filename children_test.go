@@ -303,12 +303,22 @@ func TestRelayLeftByADeadCallIsDrivenByTheTick(t *testing.T) {
 		if rep := eng.Tick(ctx); rep.Relayed != 0 {
 			t.Fatalf("tick within the grace relayed %d", rep.Relayed)
 		}
+		st := must(t, try(e.m.Stats(ctx)))
+		if st.Joining != 1 || st.Relay != 1 || st.RelayDue != 0 {
+			t.Fatalf("stats within the grace: joining %d relay %d due %d, want 1 1 0", st.Joining, st.Relay, st.RelayDue)
+		}
 		if got := must(t, try(e.m.Get(ctx, p.ID))); got.Status != StatusWaiting {
 			t.Fatalf("parent %s before the relay", got.Status)
 		}
 		e.clock.Advance(relayGrace + time.Second)
+		if st := must(t, try(e.m.Stats(ctx))); st.RelayDue != 1 {
+			t.Fatalf("stats after the grace: relay due %d, want 1", st.RelayDue)
+		}
 		if rep := eng.Tick(ctx); rep.Relayed != 1 || rep.Err != nil {
 			t.Fatalf("tick after the grace: %+v", rep)
+		}
+		if st := must(t, try(e.m.Stats(ctx))); st.Joining != 0 || st.Relay != 0 {
+			t.Fatalf("stats after the tick: joining %d relay %d, want 0 0", st.Joining, st.Relay)
 		}
 		if got := must(t, try(e.m.Get(ctx, p.ID))); got.Status != StatusRunning || summaryOf(t, got).Finished != 1 {
 			t.Fatalf("parent %s state %s after the tick", got.Status, got.State)

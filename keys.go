@@ -207,6 +207,8 @@ func (k keyspace) headKeys(shard int) []string {
 //	<prefix>:{<n>}:relay        zset: "d <child id>" (deliver its outcome),
 //	                            "c <parent id>" (close its children), by
 //	                            when an engine's tick drives it
+//	<prefix>:{<n>}:joins        zset: parents waiting on their children,
+//	                            by when they began
 func (k keyspace) kids(id uuid.UUID) string {
 	return k.tag(k.shardOf(id)) + ":kids:" + id.String()
 }
@@ -216,6 +218,10 @@ func (k keyspace) kidResults(id uuid.UUID) string {
 }
 
 func (k keyspace) relay(shard int) string { return k.tag(shard) + ":relay" }
+
+// joins is a shard's parents waiting on their children, by when they
+// began (lua/include/waits.lua): <prefix>:{<n>}:joins.
+func (k keyspace) joins(shard int) string { return k.tag(shard) + ":joins" }
 
 // layout is the flow space's description: its shard count, written by the
 // first store that uses the prefix and checked by every other.

@@ -46,6 +46,16 @@ type Stats struct {
 	// matched no waiting flow yet, waiting to be taken by a SetWaiting or
 	// to expire (WithEarlyEvents).
 	EarlyEvents int64 `json:"early_events"`
+	// Joining counts parents waiting on their children
+	// (WaitKindChildren; they are also in Flows[StatusWaiting]).
+	Joining int64 `json:"joining"`
+	// Relay counts the cross-shard work flows that ended left and that
+	// is not done yet: children's outcomes not yet with their parents,
+	// parents' children not yet closed (Manager.StartChild).
+	// RelayDue counts those past the grace in which the ending call does
+	// them itself: a call died, and no engine's tick has done them yet.
+	Relay    int64 `json:"relay"`
+	RelayDue int64 `json:"relay_due"`
 }
 
 // ReadyQueueStats is one controller's ready queue, summed over the shards.
@@ -112,6 +122,9 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 		leasesDue   *redis.IntCmd
 		controllers *redis.StringSliceCmd
 		early       *redis.IntCmd
+		joins       *redis.IntCmd
+		relay       *redis.IntCmd
+		relayDue    *redis.IntCmd
 	}
 	cmds := make([]shardCmds, n)
 	pipe := s.client.Pipeline()
@@ -129,6 +142,9 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 		c.leasesDue = pipe.ZCount(ctx, s.keys.leaseExp(sh), due.Min, due.Max)
 		c.controllers = pipe.SMembers(ctx, s.keys.controllers(sh))
 		c.early = s.earlyEventsCmd(ctx, pipe, sh, nowMs)
+		c.joins = pipe.ZCard(ctx, s.keys.joins(sh))
+		c.relay = pipe.ZCard(ctx, s.keys.relay(sh))
+		c.relayDue = pipe.ZCount(ctx, s.keys.relay(sh), due.Min, due.Max)
 	}
 	streamLen := pipe.XLen(ctx, s.keys.bridge())
 	groups := pipe.XInfoGroups(ctx, s.keys.bridge())
@@ -148,7 +164,8 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 			st.Flows[x] += c.status[i].Val()
 			st.Total += c.status[i].Val()
 		}
-		for _, cmd := range []redis.Cmder{c.timerHead, c.timerCount, c.timersDue, c.leases, c.leaseHead, c.leasesDue, c.controllers} {
+		for _, cmd := range []redis.Cmder{c.timerHead, c.timerCount, c.timersDue, c.leases, c.leaseHead, c.leasesDue, c.controllers,
+			c.joins, c.relay, c.relayDue} {
 			if err := cmd.Err(); err != nil {
 				return nil, statsErr(err)
 			}
@@ -156,6 +173,9 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 		st.Timers.Pending += c.timerCount.Val()
 		st.Timers.Due += c.timersDue.Val()
 		st.Timers.Lag = max(st.Timers.Lag, lagOf(c.timerHead.Val(), now))
+		st.Joining += c.joins.Val()
+		st.Relay += c.relay.Val()
+		st.RelayDue += c.relayDue.Val()
 		st.Leases.Held += c.leases.Val()
 		st.Leases.Expired += c.leasesDue.Val()
 		st.Leases.ExpiredLag = max(st.Leases.ExpiredLag, lagOf(c.leaseHead.Val(), now))

@@ -135,7 +135,7 @@ func (s *RedisStore) classify(shard int, rest, key string, sk *shardKeys) {
 	case "inbox", "mbox":
 		sk.early = append(sk.early, key)
 	case "status", "timers", "cancelwait", "corr", "leases", "leasexp", "ticklock",
-		"kept", "claims", "claimdue", "used", "take", "controllers", "watched", "leased", "relay":
+		"kept", "claims", "claimdue", "used", "take", "controllers", "watched", "leased", "relay", "joins":
 	default:
 		sk.unknown = append(sk.unknown, key)
 	}

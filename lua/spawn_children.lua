@@ -6,7 +6,8 @@
 -- KEYS: the parent's flow key set 1..15 (include/context.lua).
 -- ARGV: 1 parent id  2 the most children a flow may have
 --   3 the deepest a child may be  4.. the child ids
--- Returns: {the children's depth (the parent's + 1), how many were new}.
+-- Returns: {the children's depth (the parent's + 1), how many were new,
+--   the parent's W3C traceparent ('' = none)}.
 -- Errors: NOTFOUND, TERMINAL <status>, CANCELPENDING <status>,
 --   TOODEEP <depth>, TOOMANYCHILDREN <count> (nothing written).
 -- Events: none; the parent's revision does not change (its 'kids' count
@@ -17,7 +18,7 @@
 --@include children
 
 local c = flow_context(KEYS, ARGV[1], nil)
-local v = redis.call('HMGET', c.flow, 'status', 'cancel', 'depth', 'kids')
+local v = redis.call('HMGET', c.flow, 'status', 'cancel', 'depth', 'kids', 'tp')
 local status, cancel = v[1], v[2]
 if not status then
   return err(ERR.NOTFOUND)
@@ -49,4 +50,4 @@ end
 if #fresh > 0 then
   redis.call('HSET', c.flow, 'kids', n + #fresh)
 end
-return {depth, #fresh}
+return {depth, #fresh, v[5] or ''}

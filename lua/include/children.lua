@@ -6,7 +6,7 @@
 --                         the count of outcomes of each status
 -- A flow's field 'kids' counts its children; a child's 'parent' names
 -- its parent. A children wait is stored in its canonical form,
--- '{"kind":"children",...}' (Go's WaitCondition.MarshalJSON).
+-- '{"kind":"children",...}' (waits.lua is_join).
 --@include prelude
 --@include errors
 --@include context
@@ -21,12 +21,6 @@ end
 
 local function results_key(c)
   return c.base .. ':kidres:' .. c.id
-end
-
--- is_join tells whether wait (a stored wait_json, or nil) waits on
--- children.
-local function is_join(wait)
-  return wait ~= nil and string.sub(wait, 1, 18) == '{"kind":"children"'
 end
 
 -- join_counts is the parent's count of children and of outcomes by
