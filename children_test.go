@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/taskflow-dev/taskflow/fsck"
 	"testing"
 	"time"
 
@@ -389,5 +390,61 @@ func TestListChildrenPages(t *testing.T) {
 		if _, _, err := e.m.ListChildren(ctx, p.ID, WithCursor("x")); !errors.Is(err, ErrInvalidData) {
 			t.Fatalf("bad cursor: %v", err)
 		}
+	})
+}
+
+func TestVerifyRepairsAParentStuckOnItsChildren(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		p := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+		kids := e.childrenOf(t, p.ID, 4, ParentCloseAbandon)
+		must(t, try(e.m.SetWaiting(ctx, p.ID, WaitChildren(Join{}))))
+		// 0: gone, deleted by hand.
+		gone := kids[0].ID
+		if err := e.client.Del(ctx, e.store.keys.flow(gone)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.client.Del(ctx, e.store.keys.events(gone)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		// 1: ended, its relay entry lost.
+		broken := e.reopenStore(e.client)
+		broken.noRelay = true
+		must(t, try(broken.transition(ctx, transitionReq{id: kids[1].ID, to: StatusFinished, kind: EventFinished, payload: json.RawMessage(`{}`)})))
+		if err := e.client.ZRem(ctx, e.store.keys.relay(e.store.keys.shardOf(kids[1].ID)), "d "+kids[1].ID.String()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		// 2: names another parent, written by hand.
+		if err := e.client.HSet(ctx, e.store.keys.flow(kids[2].ID), "parent", uuid.NewString()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		// 3: healthy, still running.
+		rep := must(t, try(e.m.Verify(ctx)))
+		want := map[fsck.Kind]uuid.UUID{fsck.ChildMissing: gone, fsck.ChildUndelivered: kids[1].ID, fsck.ChildElsewhere: kids[2].ID}
+		n := 0
+		for _, pr := range rep.Problems {
+			if pr.Kind == fsck.StaleIndexEntry && pr.FlowID == gone.String() {
+				continue // the index entries of the flow deleted by hand
+			}
+			n++
+			if want[pr.Kind].String() != pr.Member || pr.FlowID != p.ID.String() {
+				t.Fatalf("problem %+v, want %v", pr, want)
+			}
+		}
+		if n != len(want) {
+			t.Fatalf("Verify: %+v, want %v", rep.Problems, want)
+		}
+		must(t, try(e.m.Verify(ctx, fsck.WithRepair())))
+		got := must(t, try(e.m.Get(ctx, p.ID)))
+		if got.Status != StatusWaiting {
+			t.Fatalf("parent %s after the repair, want still waiting on child 3", got.Status)
+		}
+		must(t, try(e.m.Finish(ctx, kids[3].ID, nil)))
+		got = must(t, try(e.m.Get(ctx, p.ID)))
+		sum := summaryOf(t, got)
+		if got.Status != StatusRunning || sum.Failed != 2 || sum.Finished != 2 || sum.Why != "settled" {
+			t.Fatalf("parent %s summary %+v, want running with 2 failed (repaired) and 2 finished", got.Status, sum)
+		}
+		mustVerify(t, e)
 	})
 }

@@ -161,6 +161,15 @@ func (s *RedisStore) confirmProblems(ctx context.Context, found []fsck.Problem) 
 		sn := again[id]
 		switch p.Kind {
 		case fsck.StaleIndexEntry, fsck.OrphanKey, fsck.StepMissing, fsck.StepUnindexed:
+		case fsck.ChildMissing, fsck.ChildElsewhere, fsck.ChildUndelivered:
+			if sn == nil || sn.fields["status"] != string(StatusWaiting) {
+				continue // the parent moved on
+			}
+			again, err := s.stuckChildren(ctx, id, []string{p.Member})
+			if err != nil {
+				return nil, err
+			}
+			holds[i] = len(again) == 1 && again[0].Kind == p.Kind
 		case fsck.UnreadableFlow:
 			holds[i] = sn == nil
 		default:
@@ -281,6 +290,10 @@ func (s *RedisStore) repair(ctx context.Context, shard int, found []fsck.Problem
 			}
 		case err != nil:
 			continue
+		case p.Kind == fsck.ChildMissing || p.Kind == fsck.ChildElsewhere || p.Kind == fsck.ChildUndelivered:
+			if err := s.repairChild(ctx, *p); err != nil {
+				return err
+			}
 		case p.Kind == fsck.OrphanKey:
 			orphans[id] = append(orphans[id], p.Key)
 		case p.Kind == fsck.StepUnindexed:

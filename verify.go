@@ -248,6 +248,11 @@ func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg fsck.Config
 		return err
 	}
 	found = append(found, early...)
+	joins, err := s.checkJoins(ctx, snaps)
+	if err != nil {
+		return err
+	}
+	found = append(found, joins...)
 	// Re-read what looks wrong: a flow that moved while we looked is fine.
 	found, err = s.confirmProblems(ctx, found)
 	if err != nil {

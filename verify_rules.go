@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -465,4 +466,125 @@ func parseEarlyFlowEntry(e string) bool {
 	}
 	n, err := strconv.Atoi(parts[2])
 	return err == nil && n >= 0 && n <= len(parts[3])
+}
+
+// checkJoins reports, for each parent of the shard that waits on its
+// children, the children that keep its join from completing
+// (stuckChildren).
+func (s *RedisStore) checkJoins(ctx context.Context, snaps map[uuid.UUID]*flowSnap) ([]fsck.Problem, error) {
+	var parents []uuid.UUID
+	for id, sn := range snaps {
+		if sn.fields["status"] == string(StatusWaiting) && strings.HasPrefix(sn.fields["wait"], `{"kind":"children"`) {
+			parents = append(parents, id)
+		}
+	}
+	sort.Slice(parents, func(a, b int) bool { return parents[a].String() < parents[b].String() })
+	var found []fsck.Problem
+	for _, id := range parents {
+		ps, err := s.stuckChildren(ctx, id, nil)
+		if err != nil {
+			return nil, err
+		}
+		found = append(found, ps...)
+	}
+	return found, nil
+}
+
+// stuckChildren checks the children of parent without an outcome (all
+// of them, or those of only): a child that is gone, that names another
+// parent, or that ended with its outcome neither delivered nor left to
+// the relay.
+func (s *RedisStore) stuckChildren(ctx context.Context, parent uuid.UUID, only []string) ([]fsck.Problem, error) {
+	kids, res := s.keys.kids(parent), s.keys.kidResults(parent)
+	var found []fsck.Problem
+	for from := int64(0); ; from += 500 {
+		var ids []string
+		if only != nil {
+			if from > 0 {
+				break
+			}
+			ids = only
+		} else {
+			var err error
+			if ids, err = s.client.ZRange(ctx, kids, from, from+499).Result(); err != nil {
+				return nil, err
+			}
+		}
+		if len(ids) == 0 {
+			break
+		}
+		ended, err := s.client.HMGet(ctx, res, ids...).Result()
+		if err != nil {
+			return nil, err
+		}
+		type open struct {
+			id     uuid.UUID
+			flow   *redis.SliceCmd
+			relay  *redis.FloatCmd
+			listed *redis.FloatCmd
+		}
+		var opens []open
+		pipe := s.client.Pipeline()
+		for i, raw := range ids {
+			id, err := uuid.Parse(raw)
+			if err != nil || ended[i] != nil {
+				continue
+			}
+			opens = append(opens, open{id: id,
+				flow:   pipe.HMGet(ctx, s.keys.flow(id), "status", "parent"),
+				relay:  pipe.ZScore(ctx, s.keys.relay(s.keys.shardOf(id)), "d "+id.String()),
+				listed: pipe.ZScore(ctx, kids, raw)})
+		}
+		if len(opens) > 0 {
+			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+				return nil, err
+			}
+		}
+		for _, o := range opens {
+			if o.listed.Err() != nil {
+				continue // not the parent's (only), or gone meanwhile
+			}
+			v := o.flow.Val()
+			p := fsck.Problem{FlowID: parent.String(), Key: kids, Member: o.id.String()}
+			switch {
+			case len(v) < 2 || v[0] == nil:
+				p.Kind, p.Detail = fsck.ChildMissing, "a child of a parent waiting on its children is gone"
+			case v[1] != parent.String():
+				p.Kind, p.Detail = fsck.ChildElsewhere, fmt.Sprintf("a child names another parent (%v)", v[1])
+			case FlowStatus(fmt.Sprint(v[0])).IsTerminal() && o.relay.Err() != nil:
+				p.Kind, p.Detail = fsck.ChildUndelivered, "a child ended and its outcome will never reach its parent"
+			default:
+				continue
+			}
+			found = append(found, p)
+		}
+	}
+	return found, nil
+}
+
+// repairChild resolves a problem stuckChildren reported by the join's
+// policy: an undelivered outcome is delivered; a missing or foreign
+// child counts as failed.
+func (s *RedisStore) repairChild(ctx context.Context, p fsck.Problem) error {
+	parent, err := uuid.Parse(p.FlowID)
+	if err != nil {
+		return err
+	}
+	child, err := uuid.Parse(p.Member)
+	if err != nil {
+		return err
+	}
+	if p.Kind == fsck.ChildUndelivered {
+		return s.deliverOutcome(ctx, child)
+	}
+	out, err := marshalJSON(childOutcome{ID: child.String(), Status: StatusFailed, Error: "repair: " + p.Detail})
+	if err != nil {
+		return err
+	}
+	_, nowMs, nowStr := s.clock()
+	args := append(s.head(parent, nowMs, nowStr, mutation{}), child.String(), string(StatusFailed), string(out))
+	if _, err := s.run(ctx, s.scripts.deliverChild, parent, s.keys.flowKeys(parent, ""), args...); err != nil && !applied(err) {
+		return fmt.Errorf("taskflow: repair: child %s of %s: %w", child, parent, err)
+	}
+	return nil
 }

@@ -133,4 +133,15 @@
 //   - BadClaim: a claim that does not parse, or of another shard.
 //   - ClaimUnindexed: a claim without a due entry, which the tick never
 //     re-drives.
+//
+// A parent waiting on its children whose join could never complete
+// (Problem.FlowID is the parent, Member the child; repaired by the
+// join's policy):
+//
+//   - ChildMissing: a child the parent started is gone; repaired by
+//     counting it as failed.
+//   - ChildElsewhere: a child names another parent; repaired so too.
+//   - ChildUndelivered: a child ended, its outcome never reached its
+//     parent and no relay entry is left to take it; repaired by
+//     delivering it.
 package fsck

@@ -134,3 +134,19 @@ const (
 	// never re-drives.
 	ClaimUnindexed Kind = "claim_unindexed"
 )
+
+// A parent waiting on its children whose join could never complete:
+// Problem.FlowID is the parent, Key its register of children and Member
+// the child. Repaired by the join's policy: a missing or foreign child
+// counts as failed (its outcome says why), an undelivered outcome is
+// delivered.
+const (
+	// ChildMissing reports a child the parent started that is gone
+	// (pruned by hand, or its start died before it was made).
+	ChildMissing Kind = "child_missing"
+	// ChildElsewhere reports a child that names another parent.
+	ChildElsewhere Kind = "child_elsewhere"
+	// ChildUndelivered reports a child that ended without its outcome
+	// reaching its parent, and with no relay entry left to deliver it.
+	ChildUndelivered Kind = "child_undelivered"
+)
