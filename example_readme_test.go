@@ -139,3 +139,15 @@ func Example_readmeFsck() {
 		log.Printf("%d problems need a person", n)
 	}
 }
+
+func Example_readmeChildren() {
+	var kids []taskflow.ChildInput
+	for _, ch := range []string{"ch-1", "ch-2", "ch-3"} {
+		kids = append(kids, taskflow.ChildInput{Key: ch, Flow: taskflow.CreateManagedInput{
+			ControllerID: "kate/chapter", Goal: "translate " + ch, OwnerSessionKey: owner,
+		}})
+	}
+	m.StartChildren(ctx, id, kids) // idempotent per (parent, key)
+	f, _ := m.SetWaiting(ctx, id, taskflow.WaitChildren(taskflow.Join{Need: 2, FailFast: true}))
+	fmt.Println(f.Status) // waiting; running at once if the join was already met
+}

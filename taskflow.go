@@ -37,6 +37,9 @@
 //     resume bridge ([WaitEngine.RunResumeBridge], [Manager.PublishResume]).
 //     An event that arrives before its flow waits is kept for it
 //     ([WithEarlyEvents]).
+//   - A flow starts children ([Manager.StartChildren]) and waits on them
+//     with a join ([WaitChildren]): it resumes with their outcomes, exactly
+//     once, wherever they live; its end closes the children still open.
 //   - [Manager.Stats] and [Manager.Watch] show what the space holds and
 //     does; [Manager.Verify] checks it.
 //
