@@ -62,7 +62,9 @@ type WaitCondition struct {
 //   - Deadline, when not zero, passed (the engine's tick resumes it).
 //
 // A join already met when the parent starts waiting resumes it at once,
-// in the same call.
+// in the same call (a transition: SetWaiting; RedisStore.UpdateAndAppend,
+// the store-level write, stores the wait as given, and the join is next
+// evaluated when a child ends).
 type Join struct {
 	Need     int
 	FailFast bool

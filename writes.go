@@ -344,6 +344,7 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind EventKin
 		return nil, nil, err
 	}
 	// Applied; err is nil or ErrNotReplicated, returned beside both.
+	s.relayEnded(ctx, nf)
 	numbered, _ := arr[1].(string)
 	ev, derr := decodeNumbered(f.ID, numbered)
 	if derr != nil {
