@@ -394,12 +394,21 @@ func (s *RedisStore) deliverOutcome(ctx context.Context, childID uuid.UUID) erro
 	if err != nil {
 		return err
 	}
-	_, nowMs, nowStr := s.clock()
-	args := append(s.head(f.ParentID, nowMs, nowStr, mutation{}), childID.String(), string(f.Status), string(out))
-	if _, err := s.run(ctx, s.scripts.deliverChild, f.ParentID, s.keys.flowKeys(f.ParentID, ""), args...); err != nil && !applied(err) {
-		return fmt.Errorf("taskflow: deliver child %s to %s: %w", childID, f.ParentID, err)
+	if err := s.deliverChild(ctx, f.ParentID, childID, f.Status, out); err != nil {
+		return err
 	}
 	return s.relayDone(ctx, childID, 'd')
+}
+
+// deliverChild runs deliver_child.lua: child's outcome out, of status st, to
+// parent.
+func (s *RedisStore) deliverChild(ctx context.Context, parent, child uuid.UUID, st FlowStatus, out []byte) error {
+	_, nowMs, nowStr := s.clock()
+	args := append(s.head(parent, nowMs, nowStr, mutation{}), child.String(), string(st), string(out))
+	if _, err := s.run(ctx, s.scripts.deliverChild, parent, s.keys.flowKeys(parent, ""), args...); err != nil && !applied(err) {
+		return fmt.Errorf("taskflow: deliver child %s to %s: %w", child, parent, err)
+	}
+	return nil
 }
 
 // closeChildren applies each child's parent-close policy to the

@@ -581,10 +581,8 @@ func (s *RedisStore) repairChild(ctx context.Context, p fsck.Problem) error {
 	if err != nil {
 		return err
 	}
-	_, nowMs, nowStr := s.clock()
-	args := append(s.head(parent, nowMs, nowStr, mutation{}), child.String(), string(StatusFailed), string(out))
-	if _, err := s.run(ctx, s.scripts.deliverChild, parent, s.keys.flowKeys(parent, ""), args...); err != nil && !applied(err) {
-		return fmt.Errorf("taskflow: repair: child %s of %s: %w", child, parent, err)
+	if err := s.deliverChild(ctx, parent, child, StatusFailed, out); err != nil {
+		return fmt.Errorf("taskflow: repair: %w", err)
 	}
 	return nil
 }
