@@ -13,7 +13,10 @@
 // observer gives taskflow the W3C traceparent of the creating context,
 // kept in the flow record (taskflow.Flow.TraceParent). Every later span
 // about the flow, on any worker, engine or bridge, in any process, days
-// later, has a span link to that context: one flow, one story.
+// later, has a span link to that context: one flow, one story. A child
+// flow started outside any trace carries its parent's
+// (taskflow.Manager.StartChild), so its spans, its create's included,
+// link to the request that created the parent.
 //
 // Spans are recorded after the fact, with the measured start and end
 // times, as children of the span in the caller's context.
@@ -175,6 +178,12 @@ func originLink(tp string) (trace.Link, bool) {
 	return trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{AttrLinkKind.String("flow.created")}}, true
 }
 
+// sameSpan reports whether a and b name the same span (Equal also
+// compares whether each came from another process).
+func sameSpan(a, b trace.SpanContext) bool {
+	return a.TraceID() == b.TraceID() && a.SpanID() == b.SpanID()
+}
+
 // span records a finished span from start to start+d.
 func (o *observer) span(ctx context.Context, name string, start time.Time, d time.Duration, kind trace.SpanKind,
 	attrs []attribute.KeyValue, links []trace.Link, err error, code string) {
@@ -209,8 +218,10 @@ func (o *observer) op(ctx context.Context, ev observe.Op) {
 	var links []trace.Link
 	if ev.Flow != nil {
 		attrs = append(attrs, AttrFlowStatus.String(string(ev.Flow.Status)))
-		// The create span is a child of the creating context itself.
-		if l, ok := originLink(ev.Flow.TraceParent); ok && ev.Op != "create" {
+		// The create span is a child of the creating context itself,
+		// unless the flow's trace context is another's (a child started
+		// outside any trace carries its parent's): then it links to it.
+		if l, ok := originLink(ev.Flow.TraceParent); ok && (ev.Op != "create" || !sameSpan(l.SpanContext, trace.SpanContextFromContext(ctx))) {
 			links = append(links, l)
 		}
 	}
