@@ -298,7 +298,8 @@ func (o *observer) bridge(ctx context.Context, ev observe.Bridge) {
 // taskflow.ready.depth and taskflow.ready.oldest_age (s)
 // {taskflow.controller.id}, taskflow.tick.lag (s), taskflow.timers.due,
 // taskflow.leases.held, taskflow.leases.expired, taskflow.bridge.backlog,
-// taskflow.bridge.pending and taskflow.early_events. stats is usually a
+// taskflow.bridge.pending, taskflow.early_events, taskflow.parents.joining,
+// taskflow.relay.pending and taskflow.relay.due. stats is usually a
 // Manager's or RedisStore's Stats method. Each collection costs one Stats
 // call (two round trips). Unregister with the returned registration.
 func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskflow.Stats, error)) (metric.Registration, error) {
@@ -322,6 +323,9 @@ func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskfl
 	backlog := gauge("taskflow.bridge.backlog", "{message}", "Resume-bridge messages no engine has read.")
 	pending := gauge("taskflow.bridge.pending", "{message}", "Resume-bridge messages read and not acknowledged.")
 	early := gauge("taskflow.early_events", "{event}", "Early events: external events kept for a flow not yet waiting.")
+	joining := gauge("taskflow.parents.joining", "{flow}", "Parents waiting on their children (a join).")
+	relay := gauge("taskflow.relay.pending", "{entry}", "Work that ended flows left for their parents or children, not done yet.")
+	relayDue := gauge("taskflow.relay.due", "{entry}", "Relay work past its grace: the ending call died or failed, and no tick has done it yet.")
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -345,6 +349,9 @@ func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskfl
 		ob.ObserveFloat64(backlog, float64(st.Bridge.Backlog))
 		ob.ObserveFloat64(pending, float64(st.Bridge.Pending))
 		ob.ObserveFloat64(early, float64(st.EarlyEvents))
+		ob.ObserveFloat64(joining, float64(st.Joining))
+		ob.ObserveFloat64(relay, float64(st.Relay))
+		ob.ObserveFloat64(relayDue, float64(st.RelayDue))
 		return nil
-	}, flows, depth, age, lag, due, held, expired, backlog, pending, early)
+	}, flows, depth, age, lag, due, held, expired, backlog, pending, early, joining, relay, relayDue)
 }
