@@ -17,9 +17,13 @@ var statsVerb = &verb{
 	summary: "print the flow space's figures: statuses, queues, tick lag, leases",
 	help: `Print how many flows are in each status, each controller's ready queue
 (depth, oldest age), timers due and the tick lag, leases held and expired,
-the resume bridge's backlog, and early events. Two round trips
-whatever the number of flows. With --watch, print again every interval
-until SIGINT or SIGTERM (or N snapshots); with --json one line each.`,
+the resume bridge's backlog, early events, parents waiting on their
+children, and the relay backlog (work that flows which ended left for their
+parents or children; "due" is the part past its 10 s grace, which an
+engine's tick does: the call that ended the flow died or failed). Two round
+trips whatever the number of flows. With --watch, print again every
+interval until SIGINT or SIGTERM (or N snapshots); with --json one line
+each.`,
 	run: cmdStats,
 }
 

@@ -27,6 +27,9 @@ func overviewOf(st *taskflow.Stats) *ui.Overview {
 		BridgeBacklog: st.Bridge.Backlog,
 		BridgePending: st.Bridge.Pending,
 		EarlyEvents:   st.EarlyEvents,
+		Joining:       st.Joining,
+		Relay:         st.Relay,
+		RelayDue:      st.RelayDue,
 	}
 	for _, s := range taskflow.Statuses() {
 		o.Statuses = append(o.Statuses, ui.StatusCount{Status: string(s), Count: st.Flows[s]})

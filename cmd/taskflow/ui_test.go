@@ -249,6 +249,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		for stat, want := range map[string]int64{
 			"leases_held": st.Leases.Held, "leases_expired": st.Leases.Expired,
 			"bridge_backlog": st.Bridge.Backlog, "bridge_pending": st.Bridge.Pending, "early_events": st.EarlyEvents,
+			"joining": st.Joining, "relay": st.Relay, "relay_due": st.RelayDue,
 		} {
 			if shown := textOf(t, bctx, `[data-stat="`+stat+`"]`); shown != strconv.FormatInt(want, 10) {
 				t.Errorf("overview says %s %s, Stats %d", stat, shown, want)
@@ -606,5 +607,63 @@ func TestUIWithRedisDown(t *testing.T) {
 		if code != http.StatusServiceUnavailable || !strings.Contains(body, "Redis is unreachable") || strings.Contains(body, "No stats source") {
 			t.Errorf("%s with Redis down: %d\n%.500s", path, code, body)
 		}
+	}
+}
+
+// TestDashboardShowsJoinsAndRelay: the overview shows the parents waiting
+// on their children and the relay backlog as Stats counts them, and its
+// live refresh follows them as a tick drives the relay and the last
+// child's finish ends the join.
+func TestDashboardShowsJoinsAndRelay(t *testing.T) {
+	realURL, err := realRedis()
+	if err != nil {
+		if os.Getenv("TASKFLOW_TEST_REQUIRE_REDIS") == "1" {
+			t.Fatalf("real Redis required: %v", err)
+		}
+		t.Skip("real Redis unreachable")
+	}
+	bctx := newBrowser(t)
+	e := newTestEnv(t, realURL)
+	ctx := context.Background()
+	joinSpace(e)
+	ui := startUI(t, e)
+
+	browse(t, bctx, "overview", chromedp.Navigate(ui.base+"/"), chromedp.WaitVisible(chromedp.ID("overview")))
+	shows := func(want map[string]string) map[string]string {
+		got := map[string]string{}
+		for stat := range want {
+			got[stat] = textOf(t, bctx, `[data-stat="`+stat+`"]`)
+		}
+		return got
+	}
+	want := map[string]string{"joining": "1", "relay": "1", "relay_due": "1"}
+	if got := shows(want); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("overview shows %v, want %v", got, want)
+	}
+	shot(t, bctx, "ui-overview-joins.png")
+
+	e.run("tick").wantCode(t, 0)
+	b, l, err := e.m.Claim(ctx, "test/kids", "w", time.Minute, taskflow.WithClaimWait(0))
+	if err != nil || b == nil {
+		t.Fatalf("claim %v %v", b, err)
+	}
+	if _, err := e.m.Finish(ctx, b.ID, nil, taskflow.WithLease(l)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.m.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Joining != 0 || st.Relay != 0 || st.RelayDue != 0 {
+		t.Fatalf("Stats: joining %d relay %d due %d, want 0 0 0", st.Joining, st.Relay, st.RelayDue)
+	}
+	// No reload: the page refreshes itself every 2 s.
+	want = map[string]string{"joining": "0", "relay": "0", "relay_due": "0"}
+	deadline := time.Now().Add(15 * time.Second)
+	for got := shows(want); fmt.Sprint(got) != fmt.Sprint(want); got = shows(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("overview still shows %v, want %v", got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

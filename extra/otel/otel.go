@@ -13,7 +13,10 @@
 // observer gives taskflow the W3C traceparent of the creating context,
 // kept in the flow record (taskflow.Flow.TraceParent). Every later span
 // about the flow, on any worker, engine or bridge, in any process, days
-// later, has a span link to that context: one flow, one story.
+// later, has a span link to that context: one flow, one story. A child
+// flow started outside any trace carries its parent's
+// (taskflow.Manager.StartChild), so its spans, its create's included,
+// link to the request that created the parent.
 //
 // Spans are recorded after the fact, with the measured start and end
 // times, as children of the span in the caller's context.
@@ -175,6 +178,12 @@ func originLink(tp string) (trace.Link, bool) {
 	return trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{AttrLinkKind.String("flow.created")}}, true
 }
 
+// sameSpan reports whether a and b name the same span (Equal also
+// compares whether each came from another process).
+func sameSpan(a, b trace.SpanContext) bool {
+	return a.TraceID() == b.TraceID() && a.SpanID() == b.SpanID()
+}
+
 // span records a finished span from start to start+d.
 func (o *observer) span(ctx context.Context, name string, start time.Time, d time.Duration, kind trace.SpanKind,
 	attrs []attribute.KeyValue, links []trace.Link, err error, code string) {
@@ -209,8 +218,10 @@ func (o *observer) op(ctx context.Context, ev observe.Op) {
 	var links []trace.Link
 	if ev.Flow != nil {
 		attrs = append(attrs, AttrFlowStatus.String(string(ev.Flow.Status)))
-		// The create span is a child of the creating context itself.
-		if l, ok := originLink(ev.Flow.TraceParent); ok && ev.Op != "create" {
+		// The create span is a child of the creating context itself,
+		// unless the flow's trace context is another's (a child started
+		// outside any trace carries its parent's): then it links to it.
+		if l, ok := originLink(ev.Flow.TraceParent); ok && (ev.Op != "create" || !sameSpan(l.SpanContext, trace.SpanContextFromContext(ctx))) {
 			links = append(links, l)
 		}
 	}
@@ -287,7 +298,8 @@ func (o *observer) bridge(ctx context.Context, ev observe.Bridge) {
 // taskflow.ready.depth and taskflow.ready.oldest_age (s)
 // {taskflow.controller.id}, taskflow.tick.lag (s), taskflow.timers.due,
 // taskflow.leases.held, taskflow.leases.expired, taskflow.bridge.backlog,
-// taskflow.bridge.pending and taskflow.early_events. stats is usually a
+// taskflow.bridge.pending, taskflow.early_events, taskflow.parents.joining,
+// taskflow.relay.pending and taskflow.relay.due. stats is usually a
 // Manager's or RedisStore's Stats method. Each collection costs one Stats
 // call (two round trips). Unregister with the returned registration.
 func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskflow.Stats, error)) (metric.Registration, error) {
@@ -311,6 +323,9 @@ func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskfl
 	backlog := gauge("taskflow.bridge.backlog", "{message}", "Resume-bridge messages no engine has read.")
 	pending := gauge("taskflow.bridge.pending", "{message}", "Resume-bridge messages read and not acknowledged.")
 	early := gauge("taskflow.early_events", "{event}", "Early events: external events kept for a flow not yet waiting.")
+	joining := gauge("taskflow.parents.joining", "{flow}", "Parents waiting on their children (a join).")
+	relay := gauge("taskflow.relay.pending", "{entry}", "Work that ended flows left for their parents or children, not done yet.")
+	relayDue := gauge("taskflow.relay.due", "{entry}", "Relay work past its grace: the ending call died or failed, and no tick has done it yet.")
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -334,6 +349,9 @@ func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskfl
 		ob.ObserveFloat64(backlog, float64(st.Bridge.Backlog))
 		ob.ObserveFloat64(pending, float64(st.Bridge.Pending))
 		ob.ObserveFloat64(early, float64(st.EarlyEvents))
+		ob.ObserveFloat64(joining, float64(st.Joining))
+		ob.ObserveFloat64(relay, float64(st.Relay))
+		ob.ObserveFloat64(relayDue, float64(st.RelayDue))
 		return nil
-	}, flows, depth, age, lag, due, held, expired, backlog, pending, early)
+	}, flows, depth, age, lag, due, held, expired, backlog, pending, early, joining, relay, relayDue)
 }

@@ -2,6 +2,7 @@ package tfotel
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -272,6 +273,58 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
+// TestChildrenGauges: RegisterStats's gauges of flows of flows, on a
+// parent waiting on its two children and the relay entry a call leaves
+// when it dies between finishing a child and handing its outcome to the
+// parent (written by hand, key and member as keys.go documents them: the
+// hooks that make a call die are not exported).
+func TestChildrenGauges(t *testing.T) {
+	for _, b := range testbackend.List(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			c := b.Client(t)
+			prefix := testbackend.Prefix("tfotel")
+			testbackend.CleanupKeys(t, c, prefix)
+			clk := testbackend.NewClock()
+			p := newProcess(t, c, prefix, clk)
+			reg, err := RegisterStats(p.mp, p.m.Stats)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = reg.Unregister() }()
+			ctx := context.Background()
+			gauges := func(joining, relay, due float64) {
+				t.Helper()
+				rm := collect(t, p)
+				got := []float64{gaugeOf(rm, "taskflow.parents.joining"), gaugeOf(rm, "taskflow.relay.pending"), gaugeOf(rm, "taskflow.relay.due")}
+				if want := []float64{joining, relay, due}; fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("joining, relay, relay due = %v, want %v", got, want)
+				}
+			}
+			parent := must[*taskflow.Flow](t)(p.m.CreateMirrored(ctx, taskflow.CreateManagedInput{ControllerID: "plan", Goal: "g", OwnerSessionKey: "o"}))
+			kid := taskflow.CreateManagedInput{ControllerID: "kids", Goal: "part", OwnerSessionKey: "o"}
+			must[[]*taskflow.Flow](t)(p.m.StartChildren(ctx, parent.ID, []taskflow.ChildInput{{Key: "a", Flow: kid}, {Key: "b", Flow: kid}}))
+			must[*taskflow.Flow](t)(p.m.SetWaiting(ctx, parent.ID, taskflow.WaitChildren(taskflow.Join{})))
+			a, l, err := p.m.Claim(ctx, "kids", "w", time.Minute, taskflow.WithClaimWait(0))
+			if err != nil || a == nil {
+				t.Fatalf("claim %v %v", a, err)
+			}
+			must[*taskflow.Flow](t)(p.m.Finish(ctx, a.ID, nil, taskflow.WithLease(l)))
+			gauges(1, 0, 0)
+			key := fmt.Sprintf("%s:{%d}:relay", prefix, p.m.Store().ShardOf(a.ID))
+			if err := c.ZAdd(ctx, key, redis.Z{Score: float64(clk.Now().Add(10 * time.Second).UnixMilli()), Member: "d " + a.ID.String()}).Err(); err != nil {
+				t.Fatal(err)
+			}
+			gauges(1, 1, 0)
+			clk.Advance(11 * time.Second)
+			gauges(1, 1, 1)
+			if rep := taskflow.NewWaitEngine(p.m).Tick(ctx); rep.Relayed != 1 || rep.Err != nil {
+				t.Fatalf("tick %+v", rep)
+			}
+			gauges(1, 0, 0)
+		})
+	}
+}
+
 func hasAttr(attrs []attribute.KeyValue, want attribute.KeyValue) bool {
 	for _, a := range attrs {
 		if a == want {
@@ -329,4 +382,80 @@ func hasAll(set attribute.Set, attrs []attribute.KeyValue) bool {
 		}
 	}
 	return true
+}
+
+// TestChildJoinsItsParentsStory: a child started outside any trace
+// carries its parent's trace context, and every span about it, on any
+// process, its create included, links to the request that created the
+// parent; a child started inside another trace carries that one.
+func TestChildJoinsItsParentsStory(t *testing.T) {
+	for _, b := range testbackend.List(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			c := b.Client(t)
+			prefix := testbackend.Prefix("tfotel")
+			testbackend.CleanupKeys(t, c, prefix)
+			clk := testbackend.NewClock()
+			api, w := newProcess(t, c, prefix, clk), newProcess(t, c, prefix, clk)
+			bg := context.Background()
+
+			ctxA, reqA := api.tp.Tracer("test").Start(bg, "POST /plan")
+			p := must[*taskflow.Flow](t)(api.m.CreateMirrored(ctxA, taskflow.CreateManagedInput{
+				ControllerID: "plan", Goal: "g", OwnerSessionKey: "o"}))
+			reqA.End()
+			kid := taskflow.CreateManagedInput{ControllerID: "kids", Goal: "part", OwnerSessionKey: "o"}
+
+			// Started by the parent's worker, whose context has no span.
+			a := must[*taskflow.Flow](t)(api.m.StartChild(bg, p.ID, taskflow.ChildInput{Key: "a", Flow: kid}))
+			if a.TraceParent == "" || a.TraceParent != p.TraceParent {
+				t.Fatalf("child trace parent %q, want the parent's %q", a.TraceParent, p.TraceParent)
+			}
+			// Started inside another request.
+			ctxB, reqB := api.tp.Tracer("test").Start(bg, "POST /retry")
+			bk := must[*taskflow.Flow](t)(api.m.StartChild(ctxB, p.ID, taskflow.ChildInput{Key: "b", Flow: kid}))
+			reqB.End()
+			if bk.TraceParent == "" || bk.TraceParent != TraceParent(ctxB) {
+				t.Fatalf("child trace parent %q, want the request's %q", bk.TraceParent, TraceParent(ctxB))
+			}
+
+			// A worker of another process runs both children.
+			for range 2 {
+				f, l, err := w.m.Claim(bg, "kids", "w", time.Minute, taskflow.WithClaimWait(0))
+				if err != nil || f == nil {
+					t.Fatalf("claim %v %v", f, err)
+				}
+				must[*taskflow.Flow](t)(w.m.Finish(bg, f.ID, nil, taskflow.WithLease(l)))
+			}
+
+			for _, x := range []struct {
+				kid    *taskflow.Flow
+				origin trace.SpanContext
+				other  trace.SpanContext
+			}{{a, reqA.SpanContext(), reqB.SpanContext()}, {bk, reqB.SpanContext(), reqA.SpanContext()}} {
+				// The create span: linked to the origin when the start
+				// call ran outside it, its child when inside it.
+				cs := flowSpans(api, x.kid.ID.String())
+				if len(cs) != 1 || cs[0].Name != "create" {
+					t.Fatalf("child %s: api spans %+v", x.kid.ChildKey, cs)
+				}
+				inside := cs[0].Parent.SpanID() == x.origin.SpanID() && cs[0].SpanContext.TraceID() == x.origin.TraceID()
+				if inside == linksTo(cs[0], x.origin) {
+					t.Errorf("child %s: create span is the origin's child %v, links to it %v: want one of the two",
+						x.kid.ChildKey, inside, linksTo(cs[0], x.origin))
+				}
+				if inside != (x.kid.ChildKey == "b") {
+					t.Errorf("child %s: create span is the origin's child: %v", x.kid.ChildKey, inside)
+				}
+				var names []string
+				for _, s := range flowSpans(w, x.kid.ID.String()) {
+					names = append(names, s.Name)
+					if !linksTo(s, x.origin) || linksTo(s, x.other) {
+						t.Errorf("child %s: worker span %s links %+v, want the origin %s only", x.kid.ChildKey, s.Name, s.Links, x.origin.TraceID())
+					}
+				}
+				if want := []string{"claim", "taskflow.claim", "transition"}; fmt.Sprint(names) != fmt.Sprint(want) {
+					t.Errorf("child %s: worker spans %v, want %v", x.kid.ChildKey, names, want)
+				}
+			}
+		})
+	}
 }

@@ -44,7 +44,7 @@ type Collector struct {
 
 	up, flows, readyDepth, readyAge, timersPending, timersDue, tickLag *prometheus.Desc
 	leasesHeld, leasesExpired, leasesLag, bridgeLen, bridgePending     *prometheus.Desc
-	bridgeBacklog, early                                               *prometheus.Desc
+	bridgeBacklog, early, joining, relay, relayDue                     *prometheus.Desc
 
 	ops      *prometheus.CounterVec
 	refusals *prometheus.CounterVec
@@ -94,6 +94,9 @@ func New(stats func(context.Context) (*taskflow.Stats, error), opts ...Option) *
 	c.bridgePending = d("bridge_pending", "Resume-bridge messages delivered to an engine and not acknowledged.")
 	c.bridgeBacklog = d("bridge_backlog", "Resume-bridge messages no engine has read yet.")
 	c.early = d("early_events", "Early events: external events kept because no flow was waiting for them yet.")
+	c.joining = d("parents_joining", "Parents waiting on their children (a join); also counted as waiting flows.")
+	c.relay = d("relay_pending", "Work that flows which ended left for their parents or children and that is not done yet.")
+	c.relayDue = d("relay_due", "Relay work past its 10 s grace: the call that ended the flow died or failed, and no tick has done it yet.")
 
 	c.ops = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "operations_total",
 		Help: "Mutation scripts this process ran, by operation and outcome (ok, refused, error)."}, []string{"operation", "outcome"})
@@ -124,7 +127,8 @@ func (c *Collector) vectors() []prometheus.Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.flows, c.readyDepth, c.readyAge, c.timersPending, c.timersDue,
-		c.tickLag, c.leasesHeld, c.leasesExpired, c.leasesLag, c.bridgeLen, c.bridgePending, c.bridgeBacklog, c.early} {
+		c.tickLag, c.leasesHeld, c.leasesExpired, c.leasesLag, c.bridgeLen, c.bridgePending, c.bridgeBacklog, c.early,
+		c.joining, c.relay, c.relayDue} {
 		ch <- d
 	}
 	for _, v := range c.vectors() {
@@ -168,6 +172,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	g(c.bridgePending, float64(st.Bridge.Pending))
 	g(c.bridgeBacklog, float64(st.Bridge.Backlog))
 	g(c.early, float64(st.EarlyEvents))
+	g(c.joining, float64(st.Joining))
+	g(c.relay, float64(st.Relay))
+	g(c.relayDue, float64(st.RelayDue))
 }
 
 // Observer returns the observer that feeds the collector's counters; set

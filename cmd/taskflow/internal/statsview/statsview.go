@@ -35,6 +35,8 @@ func Print(w io.Writer, st *taskflow.Stats) error {
 	fmt.Fprintf(tw, "leases expired\t%d (oldest %s ago)\n", st.Leases.Expired, round(st.Leases.ExpiredLag))
 	fmt.Fprintf(tw, "bridge unhandled\t%d (backlog %d, pending %d)\n", st.Bridge.Length, st.Bridge.Backlog, st.Bridge.Pending)
 	fmt.Fprintf(tw, "early events\t%d\n", st.EarlyEvents)
+	fmt.Fprintf(tw, "parents waiting on children\t%d\n", st.Joining)
+	fmt.Fprintf(tw, "relay backlog\t%d (due %d)\n", st.Relay, st.RelayDue)
 	if len(st.Ready) == 0 {
 		fmt.Fprintf(tw, "ready queues\tnone\n")
 	}

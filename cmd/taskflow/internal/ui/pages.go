@@ -42,6 +42,13 @@ type Overview struct {
 	BridgePending int64 `json:"bridge_pending"`
 	// EarlyEvents counts early events kept for a wait that has not begun.
 	EarlyEvents int64 `json:"early_events"`
+	// Joining counts parents waiting on their children.
+	Joining int64 `json:"joining"`
+	// Relay counts the work flows that ended left for their parents or
+	// children and that is not done yet; RelayDue the part of it past its
+	// grace, which an engine's tick does (the ending call died).
+	Relay    int64 `json:"relay"`
+	RelayDue int64 `json:"relay_due"`
 }
 
 // StatusCount is one status and how many flows are in it.

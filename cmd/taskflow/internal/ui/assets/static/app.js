@@ -29,7 +29,10 @@
             leases_expired: st.leases_expired,
             bridge_backlog: st.bridge_backlog,
             bridge_pending: st.bridge_pending,
-            early_events: st.early_events
+            early_events: st.early_events,
+            joining: st.joining,
+            relay: st.relay,
+            relay_due: st.relay_due
           };
           (st.statuses || []).forEach(function (c) { vals["status." + c.status] = c.count; });
           (st.ready || []).forEach(function (q) { vals["ready." + q.controller] = q.depth; });
