@@ -102,6 +102,10 @@ type Tick struct {
 	// EarlyRedriven counts kept events whose unfinished delivery the tick
 	// finished. Not part of Scanned.
 	EarlyRedriven int
+	// Relayed counts relay entries (children's outcomes for their
+	// parents, parents' children to close) the tick drove. Not part of
+	// Scanned.
+	Relayed int
 	// Err is the first error the tick met, nil when none.
 	Err      error
 	Start    time.Time

@@ -76,6 +76,7 @@ func printTick(w io.Writer, r taskflow.TickReport) error {
 	fmt.Fprintf(tw, "cancelled\t%d\n", r.Cancelled)
 	fmt.Fprintf(tw, "still_waiting\t%d\n", r.StillWaiting)
 	fmt.Fprintf(tw, "leases_expired\t%d\n", r.LeasesExpired)
+	fmt.Fprintf(tw, "relayed\t%d\n", r.Relayed)
 	fmt.Fprintf(tw, "errors\t%d\n", r.Errors)
 	return tw.Flush()
 }

@@ -22,7 +22,7 @@ func TestTick(t *testing.T) {
 		}
 		due, _, cancel := seed()
 		r := e.run("tick").wantCode(t, 0)
-		for _, want := range []string{"scanned         3", "resumed         1", "cancelled       1", "still_waiting   1", "leases_expired  0", "errors          0"} {
+		for _, want := range []string{"scanned         3", "resumed         1", "cancelled       1", "still_waiting   1", "leases_expired  0", "relayed         0", "errors          0"} {
 			if !strings.Contains(r.stdout, want) {
 				t.Fatalf("tick report lacks %q:\n%s", want, r.stdout)
 			}

@@ -246,6 +246,7 @@ func (o *observer) tick(ctx context.Context, ev observe.Tick) {
 		attribute.Int("taskflow.tick.resumed", r.Resumed),
 		attribute.Int("taskflow.tick.cancelled", r.Cancelled),
 		attribute.Int("taskflow.tick.leases_expired", r.LeasesExpired),
+		attribute.Int("taskflow.tick.relayed", r.Relayed),
 		attribute.Int("taskflow.tick.still_waiting", r.StillWaiting),
 		attribute.Int("taskflow.tick.errors", r.Errors),
 	}, nil, r.Err, "ERROR")
