@@ -105,6 +105,9 @@ type waitInfo struct {
 	At            time.Time `json:"at"`
 	Topic         string    `json:"topic"`
 	CorrelationID string    `json:"correlation_id"`
+	// Need and FailFast are a children wait's join.
+	Need     int  `json:"need"`
+	FailFast bool `json:"fail_fast"`
 }
 
 // readWait decodes a wait_json; ok is false when there is none or it is
@@ -158,6 +161,18 @@ func describeWait(raw []byte, now time.Time) string {
 		return fmt.Sprintf("external event, topic %s, correlation id %s", clitext.Cell(w.Topic, 0), clitext.Cell(w.CorrelationID, 0))
 	case "manual":
 		return "manual resume ('taskflow resume <id>')"
+	case "children":
+		what := "children, need all"
+		if w.Need > 0 {
+			what = fmt.Sprintf("children, need %d", w.Need)
+		}
+		if w.FailFast {
+			what += ", fail fast"
+		}
+		if !w.At.IsZero() {
+			what += fmt.Sprintf(", deadline %s (%s)", fmtTimeMs(w.At), fmtRelative(w.At, now))
+		}
+		return what
 	}
 	return clitext.CompactJSON(raw)
 }

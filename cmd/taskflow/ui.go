@@ -28,7 +28,8 @@ var uiVerb = &verb{
 	summary: "serve the operator dashboard (overview, flows, actions)",
 	help: `Serve the operator dashboard until SIGINT or SIGTERM: the overview (the Stats
 figures, refreshed live), flows by status or owner a page at a time, each flow
-with its record, state, wait, lease, steps and live audit log, and the actions
+with its record, state, wait, lease, steps, live audit log, its parent and its
+children (a page at a time, with its join's progress), and the actions
 cancel (with a reason), resume and requeue an expired lease, each confirmed on
 a page of its own. --read-only hides the actions and refuses every POST.
 

@@ -419,6 +419,70 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Fatalf("flow changed under read-only: %s/%d -> %s/%d", before.Status, before.Revision, after.Status, after.Revision)
 		}
 	})
+
+	t.Run("a parent's children, to a child and back", func(t *testing.T) {
+		// 55 children: a page of 50 (the dashboard's page size) and one
+		// of 5; one key is markup.
+		parent := e.running(ownerA, "fan out to 55 parts")
+		keys := make([]string, 55)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("part-%02d", i)
+		}
+		keys[1] = hostileGoal
+		kids := e.startChildren(parent.ID, keys...)
+		if _, err := e.m.SetWaiting(ctx, parent.ID, taskflow.WaitChildren(taskflow.Join{Need: 50})); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.m.Finish(ctx, kids[0].ID, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.m.Fail(ctx, kids[2].ID, "no such part"); err != nil {
+			t.Fatal(err)
+		}
+		parentPath := "/flows/" + parent.ID.String()
+		browse(t, bctx, "parent page", chromedp.Navigate(ui.base+parentPath), chromedp.WaitVisible(chromedp.ID("children")))
+		rows := eval[int](t, bctx, `document.querySelectorAll("#children tbody tr[data-child]").length`)
+		heading := textOf(t, bctx, "#children-heading")
+		join := textOf(t, bctx, "#join")
+		first := textOf(t, bctx, `#children tr[data-child="`+kids[0].ID.String()+`"]`)
+		failed := textOf(t, bctx, `#children tr[data-child="`+kids[2].ID.String()+`"]`)
+		if rows != 50 || heading != "Children (55)" ||
+			!strings.Contains(join, "need 50 of 55") || !strings.Contains(join, "1 finished · 1 failed · 0 cancelled · 53 pending") ||
+			!strings.Contains(first, "part-00") || !strings.Contains(first, "finished") || !strings.Contains(first, "yes") ||
+			!strings.Contains(failed, "failed") {
+			t.Fatalf("parent page: %d rows, heading %q, join %q, first child %q, third %q", rows, heading, join, first, failed)
+		}
+		shot(t, bctx, "ui-parent.png")
+
+		// To the child with the hostile key, and back by its parent link.
+		browse(t, bctx, "to the child", chromedp.Click(chromedp.CSS(`#children tr[data-child="`+kids[1].ID.String()+`"] a`)),
+			chromedp.WaitVisible(chromedp.ID("parent-link")))
+		where := eval[string](t, bctx, `location.pathname`)
+		key := textOf(t, bctx, "#child-key")
+		pwned := eval[bool](t, bctx, `typeof window.pwned !== "undefined"`)
+		imgs := eval[int](t, bctx, `document.querySelectorAll("main img").length`)
+		if where != "/flows/"+kids[1].ID.String() || key != hostileGoal || pwned || imgs != 0 {
+			t.Fatalf("child page: at %s, key %q, pwned %v, %d img elements", where, key, pwned, imgs)
+		}
+		browse(t, bctx, "back to the parent", chromedp.Click(chromedp.ID("parent-link")), chromedp.WaitVisible(chromedp.ID("children")))
+		if where = eval[string](t, bctx, `location.pathname`); where != parentPath {
+			t.Fatalf("the parent link led to %s, want %s", where, parentPath)
+		}
+
+		// The second page, its cursor in the URL.
+		browse(t, bctx, "next page of children", chromedp.Click(chromedp.ID("children-next")), chromedp.WaitVisible(chromedp.ID("children-first")))
+		search := eval[string](t, bctx, `location.search`)
+		rows = eval[int](t, bctx, `document.querySelectorAll("#children tbody tr[data-child]").length`)
+		last := eval[bool](t, bctx, `document.querySelector('#children tr[data-child="`+kids[54].ID.String()+`"]') !== null`)
+		next := eval[int](t, bctx, `document.querySelectorAll("#children-next").length`)
+		if !strings.HasPrefix(search, "?children_cursor=") || rows != 5 || !last || next != 0 {
+			t.Fatalf("second page: search %q, %d rows, last child shown %v, %d next links", search, rows, last, next)
+		}
+		browse(t, bctx, "first page again", chromedp.Click(chromedp.ID("children-first")), chromedp.WaitVisible(chromedp.ID("children-next")))
+		if rows = eval[int](t, bctx, `document.querySelectorAll("#children tbody tr[data-child]").length`); rows != 50 {
+			t.Fatalf("first page again: %d rows", rows)
+		}
+	})
 }
 
 // checkCancelAudit checks that a cancelled event names the operator and

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/childview"
 	"github.com/taskflow-dev/taskflow/internal/plainjson"
 )
 
@@ -302,6 +303,32 @@ type flowBody struct {
 	CanResume  bool
 	CanRequeue bool
 	Notice     string
+	// Parent is a child's parent id, "" for a flow that is no child;
+	// ChildKey is the child's key among its parent's children.
+	Parent, ChildKey string
+	// Children is a parent's page of children, nil for a flow that never
+	// started one.
+	Children *childrenView
+}
+
+// childrenView is one page of a parent's children and its join.
+type childrenView struct {
+	Total int
+	Rows  []childRow
+	// Join is the parent's join while it waits on its children;
+	// JoinDeadline its deadline in words, "" when none.
+	Join         *childview.Join
+	JoinDeadline string
+	// Cursor is this page's cursor ("" on the first); FirstURL and
+	// NextURL lead to the first and the next page ("" after the last).
+	Cursor, FirstURL, NextURL string
+}
+
+// childRow is one child in a parent's page.
+type childRow struct {
+	ID, Key, Status string
+	// Ended tells that the parent has the child's outcome.
+	Ended bool
 }
 
 func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (*taskflow.Flow, bool) {
@@ -342,6 +369,9 @@ func (s *Server) flow(w http.ResponseWriter, r *http.Request) {
 		{"created", stamp(f.CreatedAt) + " (" + ago(now, f.CreatedAt) + ")"},
 		{"updated", stamp(f.UpdatedAt) + " (" + ago(now, f.UpdatedAt) + ")"},
 	}
+	if f.ParentID != uuid.Nil {
+		b.Parent, b.ChildKey = f.ParentID.String(), f.ChildKey
+	}
 	b.State = pretty(f.State)
 	b.StateKeys = topLevel(f.State)
 	b.Wait, b.Due = describeWait(f.Wait, now)
@@ -380,12 +410,67 @@ func (s *Server) flow(w http.ResponseWriter, r *http.Request) {
 	for _, ev := range events {
 		b.Events = append(b.Events, viewEvent(ev))
 	}
+	if f.Children > 0 {
+		kids, status, err := s.childrenPage(r, f, now)
+		if err != nil {
+			if status == http.StatusBadRequest {
+				s.fail(w, status, "listing children", err)
+			} else {
+				s.failRedis(w, "listing children", err)
+			}
+			return
+		}
+		b.Children = kids
+	}
 	if !s.cfg.ReadOnly {
 		b.CanCancel = !f.Status.IsTerminal()
 		b.CanResume = f.Status == taskflow.StatusWaiting
 		b.CanRequeue = lease != nil && !lease.ExpiresAt.After(now)
 	}
 	s.render(w, http.StatusOK, "flow", page{Title: "Flow " + b.ID, Nav: "flows", Body: b})
+}
+
+// childrenPage reads the page of f's children named by the request's
+// children_cursor (PageSize of them) and, while f waits on them, its
+// join. On error it says whether the request was bad (400: a malformed
+// cursor) or Redis failed.
+func (s *Server) childrenPage(r *http.Request, f *taskflow.Flow, now time.Time) (*childrenView, int, error) {
+	ctx := r.Context()
+	v := &childrenView{Total: f.Children, Cursor: r.URL.Query().Get("children_cursor")}
+	opts := []taskflow.ListOption{taskflow.WithLimit(s.cfg.PageSize)}
+	if v.Cursor != "" {
+		opts = append(opts, taskflow.WithCursor(v.Cursor))
+	}
+	page, next, err := s.m.ListChildren(ctx, f.ID, opts...)
+	if errors.Is(err, taskflow.ErrInvalidData) {
+		return nil, http.StatusBadRequest, err
+	}
+	if err != nil {
+		return nil, http.StatusBadGateway, err
+	}
+	for _, c := range page {
+		row := childRow{ID: c.ID.String(), Key: c.Key, Status: string(c.Status), Ended: c.Ended}
+		if row.Status == "" {
+			row.Status = "gone"
+		}
+		v.Rows = append(v.Rows, row)
+	}
+	if v.Join, err = childview.Progress(ctx, s.m, f); err != nil {
+		return nil, http.StatusBadGateway, err
+	}
+	if v.Join != nil {
+		// The join read every child, after f: its count is the newer.
+		v.Total = v.Join.Total
+		if !v.Join.Deadline.IsZero() {
+			v.JoinDeadline = dueIn(v.Join.Deadline, now)
+		}
+	}
+	base := "/flows/" + f.ID.String()
+	v.FirstURL = base + "#children"
+	if next != "" {
+		v.NextURL = base + "?" + url.Values{"children_cursor": {next}}.Encode() + "#children"
+	}
+	return v, http.StatusOK, nil
 }
 
 func viewEvent(ev *taskflow.FlowEvent) eventView {
@@ -405,6 +490,8 @@ func describeWait(raw json.RawMessage, now time.Time) (what, due string) {
 		At            string `json:"at"`
 		Topic         string `json:"topic"`
 		CorrelationID string `json:"correlation_id"`
+		Need          int    `json:"need"`
+		FailFast      bool   `json:"fail_fast"`
 	}
 	if err := json.Unmarshal(raw, &w); err != nil {
 		return clip(string(raw), 80), ""
@@ -415,16 +502,34 @@ func describeWait(raw json.RawMessage, now time.Time) (what, due string) {
 		if err != nil {
 			return "timer " + w.At, ""
 		}
-		if at.After(now) {
-			return "timer", stamp(at) + " (in " + at.Sub(now).Round(time.Second).String() + ")"
+		return "timer", dueIn(at, now)
+	case "children":
+		what = "children, need all"
+		if w.Need > 0 {
+			what = fmt.Sprintf("children, need %d", w.Need)
 		}
-		return "timer", stamp(at) + " (due " + ago(now, at) + ")"
+		if w.FailFast {
+			what += ", fail fast"
+		}
+		if at, err := time.Parse(time.RFC3339Nano, w.At); err == nil {
+			due = dueIn(at, now)
+		}
+		return what, due
 	case "external_event":
 		return "event " + w.Topic + " / " + w.CorrelationID, ""
 	case "":
 		return clip(string(raw), 80), ""
 	}
 	return w.Kind, ""
+}
+
+// dueIn is a due time and how far it is: "<stamp> (in 1h0m0s)", or
+// "<stamp> (due 5s ago)".
+func dueIn(at, now time.Time) string {
+	if at.After(now) {
+		return stamp(at) + " (in " + at.Sub(now).Round(time.Second).String() + ")"
+	}
+	return stamp(at) + " (due " + ago(now, at) + ")"
 }
 
 func stamp(t time.Time) string {

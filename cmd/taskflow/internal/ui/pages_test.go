@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -156,5 +157,108 @@ func TestStatsJSONIsNotHTMLEscaped(t *testing.T) {
 	}
 	if !strings.Contains(string(body), `"controller":"`+controller+`"`) {
 		t.Fatalf("/api/stats %s: the controller id is not as written", body)
+	}
+}
+
+// nextChildren finds the link to the next page of children.
+var nextChildren = regexp.MustCompile(`id="children-next" href="([^"]+)"`)
+
+// TestFlowPageChildren: a parent's page lists its children a page at a
+// time (the cursor in the URL), with the progress of its join, every key
+// escaped; a child's page links to its parent.
+func TestFlowPageChildren(t *testing.T) {
+	fx := newFixture(t, Config{PageSize: 2})
+	ctx := context.Background()
+	parent, err := fx.m.StartRunning(ctx, fx.create(t, "fan out").ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{hostileGoal, "b", "c", "d", "e"}
+	ins := make([]taskflow.ChildInput, len(keys))
+	for i, k := range keys {
+		ins[i] = taskflow.ChildInput{Key: k, Flow: taskflow.CreateManagedInput{ControllerID: "ops/child", Goal: "part", OwnerSessionKey: "agent:a:session:s"}}
+	}
+	kids, err := fx.m.StartChildren(ctx, parent.ID, ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Hour)
+	if _, err := fx.m.SetWaiting(ctx, parent.ID, taskflow.WaitChildren(taskflow.Join{Need: 2, FailFast: true, Deadline: deadline})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.m.Finish(ctx, kids[1].ID, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	u := fx.srv.URL + "/flows/" + parent.ID.String()
+	code, body := get(t, fx.srv.Client(), u)
+	for _, want := range []string{
+		`Children <span class="muted">(5)</span>`,
+		"Waiting on its children: need 2 of 5, fail fast, deadline " + stamp(deadline) + " (in ",
+		`<span data-join="finished">1</span> finished`, `<span data-join="failed">0</span> failed`,
+		`<span data-join="cancelled">0</span> cancelled`, `<span data-join="pending">4</span> pending`,
+		`<tr data-child="` + kids[0].ID.String() + `">`, `href="/flows/` + kids[0].ID.String() + `"`,
+		`&lt;script&gt;window.pwned=1&lt;/script&gt;`,
+		`<tr data-child="` + kids[1].ID.String() + `"><td class="child-key">b</td>`,
+		`<span class="st status-finished">finished</span></td><td class="nw">yes</td>`,
+		`<span class="st status-running">running</span></td><td class="nw">not yet</td>`,
+		"children, need 2, fail fast",
+	} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("parent page (%d) lacks %q:\n%s", code, want, body)
+		}
+	}
+	if code != http.StatusOK || strings.Contains(body, "<script>window") || strings.Contains(body, kids[2].ID.String()) ||
+		strings.Contains(body, `id="children-first"`) {
+		t.Fatalf("parent page: %d, unescaped key, a third child or a first-page link on the first page:\n%s", code, body)
+	}
+
+	// Page by page: 2, 2, 1, then no next page.
+	seen := map[string]bool{}
+	for n, next := 0, u; next != ""; n++ {
+		code, body = get(t, fx.srv.Client(), next)
+		if code != http.StatusOK {
+			t.Fatalf("%s: %d", next, code)
+		}
+		if n > 0 && !strings.Contains(body, `id="children-first" href="/flows/`+parent.ID.String()+`#children"`) {
+			t.Fatalf("page %d has no link to the first:\n%s", n+1, body)
+		}
+		for _, k := range kids {
+			if strings.Contains(body, `data-child="`+k.ID.String()+`"`) {
+				if seen[k.ID.String()] {
+					t.Fatalf("child %s on two pages", k.ID)
+				}
+				seen[k.ID.String()] = true
+			}
+		}
+		next = ""
+		if m := nextChildren.FindStringSubmatch(body); m != nil {
+			if !strings.HasPrefix(m[1], "/flows/"+parent.ID.String()+"?children_cursor=") {
+				t.Fatalf("next page link %q", m[1])
+			}
+			next = fx.srv.URL + strings.ReplaceAll(m[1], "&amp;", "&")
+		}
+		if n > 3 {
+			t.Fatal("more pages than children")
+		}
+	}
+	if len(seen) != len(kids) {
+		t.Fatalf("the pages showed %d children of %d", len(seen), len(kids))
+	}
+	if code, _ := get(t, fx.srv.Client(), u+"?children_cursor=xyz"); code != http.StatusBadRequest {
+		t.Fatalf("a malformed children cursor: %d, want 400", code)
+	}
+
+	// The child links to its parent, its key escaped.
+	code, body = get(t, fx.srv.Client(), fx.srv.URL+"/flows/"+kids[0].ID.String())
+	if code != http.StatusOK || !strings.Contains(body, `<a class="mono" id="parent-link" href="/flows/`+parent.ID.String()+`">`) ||
+		!strings.Contains(body, `<code id="child-key">&lt;script&gt;`) || strings.Contains(body, "<script>window") ||
+		strings.Contains(body, `id="children"`) {
+		t.Fatalf("child page: %d\n%s", code, body)
+	}
+	// A flow that is neither: no parent, no children.
+	code, body = get(t, fx.srv.Client(), fx.srv.URL+"/flows/"+fx.create(t, "alone").ID.String())
+	if code != http.StatusOK || strings.Contains(body, `id="parent-link"`) || strings.Contains(body, `id="children"`) {
+		t.Fatalf("a flow without parent or children: %d\n%s", code, body)
 	}
 }

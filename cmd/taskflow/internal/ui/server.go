@@ -1,7 +1,8 @@
 // Package ui serves taskflow's operator dashboard: an overview of the
 // flow space, flows by status or owner, one flow with its state, wait,
-// lease, steps and live audit log, and the operator's actions (cancel
-// with a reason, resume, requeue an expired lease).
+// lease, steps, live audit log, parent and children (a page at a time,
+// with the progress of a join on them), and the operator's actions
+// (cancel with a reason, resume, requeue an expired lease).
 //
 // Everything is rendered on the server with html/template, so every value
 // read from Redis (goals, states, payloads: written by models and users)
@@ -78,8 +79,8 @@ type Config struct {
 	// Redis subscription per shard (Manager.Watch), so the cap bounds
 	// goroutines and open HTTP responses, not Redis connections.
 	MaxStreams int
-	// PageSize is the number of flows per list page (default 50, at most
-	// 500).
+	// PageSize is the number of flows per list page, and of children per
+	// page of a flow's children (default 50, at most 500).
 	PageSize int
 	// EventLimit is the number of audit events a flow page shows, newest
 	// first (default 200).
