@@ -37,8 +37,9 @@ import (
 // Name is the name of the agent-facing tool, as an LLM sees it.
 const Name = "taskflow"
 
-// DefaultTimerMaxHorizon is how far ahead a timer wait may be set through
-// the tool unless WithTimerMaxHorizon says otherwise: 30 days.
+// DefaultTimerMaxHorizon is how far ahead a timer wait, or the deadline
+// of a wait_children, may be set through the tool unless
+// WithTimerMaxHorizon says otherwise: 30 days.
 const DefaultTimerMaxHorizon = 30 * 24 * time.Hour
 
 // ListLimit is how many flows the list_mine action returns at most:
@@ -129,8 +130,9 @@ type config struct {
 	controllers func(s Session, controllerID string) error
 }
 
-// WithTimerMaxHorizon sets how far in the future a timer wait may be set
-// (default DefaultTimerMaxHorizon, 30 days). A timer's "at" must be
+// WithTimerMaxHorizon sets how far in the future a timer wait, or the
+// deadline of a wait_children, may be set (default
+// DefaultTimerMaxHorizon, 30 days). A timer's "at" and a deadline must be
 // strictly after now and at most now + d. d must be positive: zero or a
 // negative value keeps the default. There is no upper limit.
 func WithTimerMaxHorizon(d time.Duration) Option {
@@ -155,9 +157,9 @@ func WithClock(now func() time.Time) Option {
 // Tool is the agent-facing tool: one tool named "taskflow" that an LLM
 // calls with a JSON object whose "action" is one of start, status,
 // advance, wait, finish, fail, cancel, list_mine, spawn, wait_children
-// and list_children. Hand Definition to
-// the LLM provider and route the model's calls to Call with the caller's
-// Session. A Tool is safe for concurrent use.
+// and list_children. Hand Definition to the LLM provider and route the
+// model's calls to Call with the caller's Session. A Tool is safe for
+// concurrent use.
 type Tool struct {
 	m   *taskflow.Manager
 	cfg config
