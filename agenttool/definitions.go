@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -102,7 +103,7 @@ type actionSpec struct {
 	summary  string   // what the tool does; {state} etc. name the arguments
 	props    []string // its properties, in schema order
 	required []string
-	list     bool // its result is a list
+	result   results // what its result holds
 	// descs replaces a property's description in this tool, where the
 	// combined tool's wording loses something once its lead is cut.
 	descs map[string]string
@@ -110,56 +111,85 @@ type actionSpec struct {
 	readOnly, destructive, idempotent bool // the MCP annotations
 }
 
+// results says what a tool's result may hold, for its output schema.
+type results struct {
+	flow     bool // {"flow":{...}}
+	notFound bool // {"ok":false,"error":"not_found","flow_id"}
+	flows    bool // {"count","flows":[...]}
+	children bool // {"count","children":[...],"next_cursor"}
+}
+
 // The per-action tools. advance replaces state keys and finish, fail and
 // cancel end a flow for good: those are destructive. A repeated wait,
-// finish, fail or cancel is refused and changes nothing: idempotent.
+// wait_children, finish, fail or cancel is refused and changes nothing,
+// and a repeated spawn returns the children the first one made:
+// idempotent.
 var actionSpecs = []actionSpec{
 	{action: ActionStart, title: "Start a flow",
 		summary: `Create a durable flow for a long job and start it (status running). Needs controller_id and goal; optional current_step (default "init"), {state} (its initial JSON state, default {}) and idempotency_key (a start repeated with the same key returns the same flow). Keep the returned flow id for the other calls.`,
 		props:   []string{"controller_id", "goal", "current_step", "state", "idempotency_key"}, required: []string{"controller_id", "goal"},
-		descs: map[string]string{"current_step": `A label for the flow's first phase (default "init").`}},
+		descs:  map[string]string{"current_step": `A label for the flow's first phase (default "init").`},
+		result: results{flow: true, notFound: true}},
 	{action: ActionStatus, title: "Read a flow",
 		summary: `Read a flow: its status, current step, JSON state and wait.`,
-		props:   []string{"flow_id"}, required: []string{"flow_id"}, readOnly: true, idempotent: true},
+		props:   []string{"flow_id"}, required: []string{"flow_id"}, readOnly: true, idempotent: true, result: flowOrNotFound},
 	{action: ActionAdvance, title: "Record progress",
 		summary: `Record progress on a flow: {patch} (a JSON object shallow-merged into the state: the top-level keys it names are replaced, the others kept) and/or current_step.`,
-		props:   []string{"flow_id", "patch", "current_step"}, required: []string{"flow_id"}, destructive: true},
+		props:   []string{"flow_id", "patch", "current_step"}, required: []string{"flow_id"}, destructive: true, result: flowOrNotFound},
 	{action: ActionWait, title: "Pause a flow",
 		summary: `Pause a running flow until wait_condition is met; it resumes by itself. wait_condition is {"kind":"timer","at":"<RFC 3339 time in the future>"}, {"kind":"external_event","topic":"...","correlation_id":"..."} or {"kind":"manual"} (a human or operator resumes it).`,
-		props:   []string{"flow_id", "wait_condition"}, required: []string{"flow_id", "wait_condition"}, idempotent: true},
+		props:   []string{"flow_id", "wait_condition"}, required: []string{"flow_id", "wait_condition"}, idempotent: true, result: flowOrNotFound},
 	{action: ActionFinish, title: "Finish a flow",
 		summary: `Complete a running flow, optionally merging {final_state} (a JSON object) into its state. A finished flow cannot change any more.`,
-		props:   []string{"flow_id", "final_state"}, required: []string{"flow_id"}, destructive: true, idempotent: true},
+		props:   []string{"flow_id", "final_state"}, required: []string{"flow_id"}, destructive: true, idempotent: true, result: flowOrNotFound},
 	{action: ActionFail, title: "Fail a flow",
 		summary: `Mark a running or waiting flow failed, with a reason. A failed flow cannot change any more.`,
-		props:   []string{"flow_id", "reason"}, required: []string{"flow_id", "reason"}, destructive: true, idempotent: true},
+		props:   []string{"flow_id", "reason"}, required: []string{"flow_id", "reason"}, destructive: true, idempotent: true, result: flowOrNotFound},
 	{action: ActionCancel, title: "Cancel a flow",
 		summary: `Cancel a flow that is not finished, failed or cancelled yet. A cancelled flow cannot change any more.`,
-		props:   []string{"flow_id"}, required: []string{"flow_id"}, destructive: true, idempotent: true},
+		props:   []string{"flow_id"}, required: []string{"flow_id"}, destructive: true, idempotent: true, result: flowOrNotFound},
 	{action: ActionListMine, title: "List my flows",
 		summary:  `List this session's flows, newest first (at most 100; "total" counts them all and "truncated" says when some were left out).`,
-		readOnly: true, idempotent: true, list: true},
+		readOnly: true, idempotent: true, result: results{flows: true}},
+	{action: ActionSpawn, title: "Start child flows",
+		summary: `Split a job: start child flows under a flow of yours (flow_id), each {"key","controller_id","goal"} with optional current_step, {state} and on_parent_close (what the parent's end does to a child still open: cancel, request_cancel or abandon). The same key again returns the same child. Children are your flows too; wait for them with wait_children.`,
+		props:   []string{"flow_id", "children"}, required: []string{"flow_id", "children"}, idempotent: true,
+		result: results{flows: true, notFound: true}},
+	{action: ActionWaitChildren, title: "Wait for child flows",
+		summary: `Pause a running flow until its children are done; it resumes by itself with "children" in its state (total, finished, failed, cancelled, pending, why, results). need: how many must finish (default all; 1 = any); fail_fast: resume at the first failure; deadline (RFC 3339) or timeout_seconds: resume then in any case.`,
+		props:   []string{"flow_id", "need", "fail_fast", "deadline", "timeout_seconds"}, required: []string{"flow_id"}, idempotent: true,
+		result: flowOrNotFound},
+	{action: ActionListChildren, title: "List child flows",
+		summary: `Page a flow's children in start order: id, key, status, ended, and the state or error of those that ended. Send next_cursor back as cursor for the next page ("" after the last).`,
+		props:   []string{"flow_id", "cursor", "limit"}, required: []string{"flow_id"}, readOnly: true, idempotent: true,
+		result: results{children: true, notFound: true}},
 }
+
+// flowOrNotFound is the result of an action on one flow.
+var flowOrNotFound = results{flow: true, notFound: true}
 
 // perActionTail ends every per-action description.
 const perActionTail = ` Flows belong to the current session; you only see your own. Errors say what to fix.`
 
 // combinedDescription is the combined tool's description; {state},
 // {patch} and {final_state} name the free-form arguments of the shape.
-const combinedDescription = `Durable multi-step flows that outlive this conversation: track a long job (goal, current step, JSON state), pause it until a time, an external event or a human, then finish or fail it. You only see this session's flows.
+const combinedDescription = `Durable flows that outlive this conversation: track a long job (goal, step, JSON state), pause it until a time, an event or a human, split it into child flows, finish or fail it. You see only this session's flows.
 
 Set "action":
-- start: needs controller_id and goal; optional current_step, {state}. Keep the returned flow id.
+- start: needs controller_id, goal; optional current_step, {state}.
 - status: read a flow.
-- advance: {patch} (shallow-merged into the state) and/or current_step.
-- wait: pause until wait_condition is met, then it resumes by itself.
-- finish: complete it, optionally merging {final_state}.
+- advance: {patch} (merged into state) and/or current_step.
+- wait: pause until wait_condition; it resumes by itself.
+- finish: complete it, optionally with {final_state}.
 - fail: needs reason.
-- cancel: end a flow that has not ended.
-- list_mine: this session's flows, newest first.
-All actions but start and list_mine need flow_id.
+- cancel: end it.
+- list_mine: your flows, newest first.
+- spawn: start children (each: key, controller_id, goal).
+- wait_children: pause until its children end; then its state holds "children".
+- list_children: page its children.
+All but start and list_mine need flow_id.
 
-created -> running -> (waiting -> running)* -> finished | failed | cancelled; the last three are final. Results: {"ok":true,"flow":{...}} or {"ok":true,"count":N,"flows":[...]}; an unknown flow_id gives {"ok":false,"error":"not_found"}. Errors say what to fix.`
+created -> running -> (waiting -> running)* -> finished | failed | cancelled (final). Results: {"ok":true,"flow":{...}} or a list; an unknown flow_id: {"ok":false,"error":"not_found"}. Errors say what to fix.`
 
 // describe fills the argument names of a description: the object names
 // in the plain shapes, their *_json names in the string-carrying ones.
@@ -185,6 +215,7 @@ type srcProp struct {
 	enum        []string
 	props       []srcProp // an object's properties, in order
 	required    []string
+	items       *srcProp // an array's items
 }
 
 // freeForm reports whether the property is an object without properties.
@@ -206,11 +237,19 @@ func parseSrcProp(name string, raw json.RawMessage) (srcProp, error) {
 		Enum        []string                   `json:"enum"`
 		Properties  map[string]json.RawMessage `json:"properties"`
 		Required    []string                   `json:"required"`
+		Items       json.RawMessage            `json:"items"`
 	}
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return srcProp{}, err
 	}
 	p := srcProp{name: name, typ: s.Type, description: s.Description, enum: s.Enum, required: s.Required}
+	if len(s.Items) > 0 {
+		items, err := parseSrcProp("", s.Items)
+		if err != nil {
+			return srcProp{}, err
+		}
+		p.items = &items
+	}
 	if len(s.Properties) > 0 {
 		var probe struct {
 			Properties json.RawMessage `json:"properties"`
@@ -351,6 +390,10 @@ func propSchema(d schemaDialect, p srcProp, optional bool) jsonObject {
 	if p.typ == "object" && !p.freeForm() {
 		o := objectSchema(d, p.props, p.required, optional && d == dialectStrict)
 		return append(o[:1:1], append(jsonObject{{"description", p.description}}, o[1:]...)...)
+	}
+	if p.typ == "array" && p.items != nil {
+		items := propSchema(d, *p.items, false)
+		return jsonObject{{"type", typeName(d, "array", optional && d == dialectStrict)}, {"description", p.description}, {"items", items}}
 	}
 	typ, desc := p.typ, p.description
 	if p.freeForm() && d.jsonStrings() {
@@ -576,10 +619,10 @@ func MCPDefinitions(set Set) []MCPDefinition {
 		t := MCPDefinition{Name: s.name, Title: s.title, Description: s.description, InputSchema: s.parameters}
 		switch {
 		case s.spec == nil:
-			t.OutputSchema = mustJSON(outputSchema(true, true))
+			t.OutputSchema = mustJSON(outputSchema(results{flow: true, notFound: true, flows: true, children: true}))
 			t.Annotations = MCPAnnotations{Title: s.title, DestructiveHint: true}
 		default:
-			t.OutputSchema = mustJSON(outputSchema(!s.spec.list, s.spec.list))
+			t.OutputSchema = mustJSON(outputSchema(s.spec.result))
 			t.Annotations = MCPAnnotations{Title: s.title, ReadOnlyHint: s.spec.readOnly,
 				DestructiveHint: s.spec.destructive, IdempotentHint: s.spec.idempotent}
 		}
@@ -613,25 +656,52 @@ func flowOutputSchema() jsonObject {
 	for _, p := range props {
 		required = append(required, p.key)
 	}
+	props = append(props, // a child's and a parent's, when set
+		jsonField{"parent_id", str("A child's parent flow.")},
+		jsonField{"child_key", str("A child's key among its parent's children.")},
+		jsonField{"children", jsonObject{{"type", "integer"}, {"description", "How many children the flow started."}}})
 	return jsonObject{{"type", "object"}, {"properties", props}, {"required", required}}
 }
 
-// outputSchema is the schema of a result: {"ok":true,"flow":{...}} and
-// the not_found answer when flow, {"ok":true,"count":N,"flows":[...]}
-// when list. No additionalProperties:false: a later version may add a
-// field.
-func outputSchema(flow, list bool) jsonObject {
+// childOutputSchema is the schema of a child in list_children's result.
+func childOutputSchema() jsonObject {
+	str := func(desc string) jsonObject { return jsonObject{{"type", "string"}, {"description", desc}} }
+	return jsonObject{{"type", "object"}, {"properties", jsonObject{
+		{"id", str("The child's flow id.")},
+		{"key", str("The child's key.")},
+		{"status", str("Its outcome once ended, else its status now; empty for a child that is gone.")},
+		{"ended", jsonObject{{"type", "boolean"}, {"description", "The child has ended and its parent has its outcome."}}},
+		{"state", jsonObject{{"type", "object"}, {"description", "An ended child's final state (when at most 4 KiB)."}}},
+		{"state_omitted", jsonObject{{"type", "boolean"}, {"description", "The final state was too large to keep here."}}},
+		{"error", str("A failed child's reason.")},
+	}}, {"required", []string{"id", "key", "status", "ended"}}}
+}
+
+// outputSchema is the schema of a result holding r: {"ok":true,
+// "flow":{...}}, the not_found answer, {"ok":true,"count":N,
+// "flows":[...]}, {"ok":true,"count":N,"children":[...],
+// "next_cursor":"..."}. No additionalProperties:false: a later version
+// may add a field.
+func outputSchema(r results) jsonObject {
 	props := jsonObject{{"ok", jsonObject{{"type", "boolean"}, {"description", "false only for an unknown flow_id."}}}}
-	if flow {
+	if r.flow {
+		props = append(props, jsonField{"flow", flowOutputSchema()})
+	}
+	if r.notFound {
 		props = append(props,
-			jsonField{"flow", flowOutputSchema()},
 			jsonField{"error", jsonObject{{"type", "string"}, {"enum", []string{"not_found"}}}},
 			jsonField{"flow_id", jsonObject{{"type", "string"}, {"description", "The unknown flow_id."}}})
 	}
-	if list {
+	if r.flows || r.children {
+		props = append(props, jsonField{"count", jsonObject{{"type", "integer"}}})
+	}
+	if r.flows {
+		props = append(props, jsonField{"flows", jsonObject{{"type", "array"}, {"items", flowOutputSchema()}}})
+	}
+	if r.children {
 		props = append(props,
-			jsonField{"count", jsonObject{{"type", "integer"}}},
-			jsonField{"flows", jsonObject{{"type", "array"}, {"items", flowOutputSchema()}}})
+			jsonField{"children", jsonObject{{"type", "array"}, {"items", childOutputSchema()}}},
+			jsonField{"next_cursor", jsonObject{{"type", "string"}, {"description", "The cursor of the next page; empty after the last."}}})
 	}
 	return jsonObject{{"type", "object"}, {"properties", props}, {"required", []string{"ok"}}}
 }
@@ -720,32 +790,26 @@ func normalizeArgs(args json.RawMessage) (json.RawMessage, error) {
 	if err := json.Unmarshal(args, &m); err != nil {
 		return args, nil // Call reports it
 	}
-	changed := false
-	for k, v := range m {
-		if string(bytes.TrimSpace(v)) == "null" {
-			delete(m, k)
-			changed = true
-		}
+	changed, err := decodeJSONStrings(m, "", freeFormArgs)
+	if err != nil {
+		return nil, err
 	}
-	for _, name := range freeFormArgs {
-		raw, ok := m[name+jsonStringSuffix]
-		if !ok {
-			continue
+	if raw, ok := m["children"]; ok && (bytes.Contains(raw, []byte(jsonStringSuffix)) || bytes.Contains(raw, []byte("null"))) {
+		var items []map[string]json.RawMessage
+		if json.Unmarshal(raw, &items) == nil { // else spawn reports it
+			itemsChanged := false
+			for i, item := range items {
+				c, err := decodeJSONStrings(item, "children["+strconv.Itoa(i)+"].", []string{"state"})
+				if err != nil {
+					return nil, err
+				}
+				itemsChanged = itemsChanged || c
+			}
+			if itemsChanged {
+				m["children"] = mustJSON(items)
+				changed = true
+			}
 		}
-		changed = true
-		delete(m, name+jsonStringSuffix)
-		var text string
-		if err := json.Unmarshal(raw, &text); err != nil {
-			return nil, argErr("%q must be a string holding a JSON object, e.g. \"{\\\"key\\\":\\\"value\\\"}\"", name+jsonStringSuffix)
-		}
-		obj := bytes.TrimSpace([]byte(text))
-		if !json.Valid(obj) || len(obj) == 0 || obj[0] != '{' {
-			return nil, argErr("%q must hold a JSON object such as {\"key\":\"value\"}, got %q", name+jsonStringSuffix, text)
-		}
-		if _, both := m[name]; both {
-			return nil, argErr("send either %q or %q, not both", name, name+jsonStringSuffix)
-		}
-		m[name] = obj
 	}
 	if raw, ok := m["wait_condition"]; ok && bytes.Contains(raw, []byte("null")) {
 		var w map[string]json.RawMessage
@@ -763,6 +827,40 @@ func normalizeArgs(args json.RawMessage) (json.RawMessage, error) {
 		return args, nil
 	}
 	return plainjson.Marshal(m)
+}
+
+// decodeJSONStrings drops the null members of the object m and turns
+// its name_json strings (for each of names) into the JSON objects they
+// hold; at prefixes the names in error texts. It reports whether it
+// changed m.
+func decodeJSONStrings(m map[string]json.RawMessage, at string, names []string) (changed bool, err error) {
+	for k, v := range m {
+		if string(bytes.TrimSpace(v)) == "null" {
+			delete(m, k)
+			changed = true
+		}
+	}
+	for _, name := range names {
+		raw, ok := m[name+jsonStringSuffix]
+		if !ok {
+			continue
+		}
+		changed = true
+		delete(m, name+jsonStringSuffix)
+		var text string
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return false, argErr("%q must be a string holding a JSON object, e.g. \"{\\\"key\\\":\\\"value\\\"}\"", at+name+jsonStringSuffix)
+		}
+		obj := bytes.TrimSpace([]byte(text))
+		if !json.Valid(obj) || len(obj) == 0 || obj[0] != '{' {
+			return false, argErr("%q must hold a JSON object such as {\"key\":\"value\"}, got %q", at+name+jsonStringSuffix, text)
+		}
+		if _, both := m[name]; both {
+			return false, argErr("send either %q or %q, not both", at+name, at+name+jsonStringSuffix)
+		}
+		m[name] = obj
+	}
+	return changed, nil
 }
 
 // parseFlowID reads a flow id in any form the original takes: hyphenated

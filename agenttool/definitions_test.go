@@ -103,6 +103,15 @@ func (c *schemaCheck) walk(path string, node map[string]any, depth int) {
 	}
 	isObject := slices.Contains(types, "object") || slices.Contains(types, "OBJECT")
 	props, hasProps := node["properties"].(map[string]any)
+	if slices.Contains(types, "array") || slices.Contains(types, "ARRAY") {
+		items, ok := node["items"].(map[string]any)
+		if !ok {
+			c.fail(path, "an array without items")
+			return
+		}
+		c.walk(path+"[]", items, depth+1)
+		return
+	}
 	if !isObject {
 		if hasProps || node["required"] != nil {
 			c.fail(path, "properties on a non-object")
@@ -329,7 +338,7 @@ func TestDefinitionsMCP(t *testing.T) {
 	for _, tl := range MCPDefinitions(PerAction) {
 		hints[strings.TrimPrefix(tl.Name, NamePrefix)] = tl.Annotations
 	}
-	for _, a := range []string{ActionStatus, ActionListMine} {
+	for _, a := range []string{ActionStatus, ActionListMine, ActionListChildren} {
 		if !hints[a].ReadOnlyHint {
 			t.Errorf("%s is not read-only", a)
 		}
@@ -353,6 +362,7 @@ func TestDefinitionsPerActionRequired(t *testing.T) {
 		ActionStart: {"controller_id", "goal"}, ActionStatus: {"flow_id"}, ActionAdvance: {"flow_id"},
 		ActionWait: {"flow_id", "wait_condition"}, ActionFinish: {"flow_id"}, ActionFail: {"flow_id", "reason"},
 		ActionCancel: {"flow_id"}, ActionListMine: nil,
+		ActionSpawn: {"flow_id", "children"}, ActionWaitChildren: {"flow_id"}, ActionListChildren: {"flow_id"},
 	}
 	for _, tl := range AnthropicDefinitions(PerAction) {
 		var s struct {
@@ -616,7 +626,7 @@ func TestDefinitionsClosedAndOwnWording(t *testing.T) {
 	if closed < len(plain) {
 		t.Fatalf("only %d closed objects in %d schemas", closed, len(plain))
 	}
-	leads := regexp.MustCompile(`^(start|status|advance|wait|finish|fail|cancel)\b[^:]*: `)
+	leads := regexp.MustCompile(`^(start|status|advance|wait|finish|fail|cancel|spawn|wait_children|list_children)\b[^:]*: `)
 	for _, tl := range MCPDefinitions(PerAction) {
 		props := decode(tl.InputSchema)["properties"].(map[string]any)
 		for k, v := range props {

@@ -39,6 +39,10 @@ func jsonTypeName(kind string) string {
 		return "string"
 	case "slice", "map", "struct":
 		return "JSON value"
+	case "int", "int64":
+		return "whole number"
+	case "bool":
+		return "boolean"
 	default:
 		return kind
 	}
@@ -108,7 +112,7 @@ func illegalHint(action string, from taskflow.FlowStatus) string {
 	switch from {
 	case taskflow.StatusWaiting:
 		switch action {
-		case ActionWait:
+		case ActionWait, ActionWaitChildren:
 			return "it is already waiting and resumes by itself when its wait condition is met; fail or cancel it if it should not go on"
 		case ActionFinish:
 			return "it resumes by itself when its wait condition is met, and can be finished once it is running again; fail or cancel it if it should not go on"

@@ -25,6 +25,8 @@ func FuzzCall(f *testing.F) {
 		`{"action":"wait","flow_id":"x","wait_condition":{"kind":"timer","at":"2000-01-01T00:00:00Z"}}`,
 		`{"action":"advance","flow_id":"` + uuid.NewString() + `","patch":[1]}`, `{"action":7}`, `[]`, `null`, `{`,
 		`{"action":"start","controller_id":"c","goal":"g","state":{"a":1e999}}`,
+		`{"action":"spawn","flow_id":"` + uuid.NewString() + `","children":[{"key":"k","controller_id":"kate/c","goal":"g","state_json":"{}","current_step":null}]}`,
+		`{"action":"wait_children","flow_id":"x","need":-1,"timeout_seconds":1e99}`, `{"action":"list_children","flow_id":"x","cursor":"-1"}`,
 	} {
 		f.Add(s, "kate", "s-1")
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/taskflow-dev/taskflow"
 	"github.com/taskflow-dev/taskflow/internal/plainjson"
 )
@@ -38,12 +40,12 @@ const toolSchema = `{
   "properties": {
     "action": {
       "type": "string",
-      "enum": ["start", "status", "advance", "wait", "finish", "fail", "cancel", "list_mine"],
+      "enum": ["start", "status", "advance", "wait", "finish", "fail", "cancel", "list_mine", "spawn", "wait_children", "list_children"],
       "description": "What to do."
     },
     "flow_id": {
       "type": "string",
-      "description": "The flow's id (a UUID, as returned by start or list_mine). Required by status, advance, wait, finish, fail and cancel."
+      "description": "The flow's id (a UUID, as returned by start or list_mine). Required by status, advance, wait, finish, fail, cancel, spawn, wait_children and list_children."
     },
     "controller_id": {
       "type": "string",
@@ -100,6 +102,66 @@ const toolSchema = `{
     "reason": {
       "type": "string",
       "description": "fail: why the flow failed. Required by fail."
+    },
+    "children": {
+      "type": "array",
+      "description": "spawn: the child flows to start under flow_id (1 to 100 a call). Required by spawn.",
+      "items": {
+        "type": "object",
+        "description": "One child flow. It belongs to this session, like the flows you start.",
+        "properties": {
+          "key": {
+            "type": "string",
+            "description": "The child's name among the flow's children, e.g. \"chapter-3\" (at most 256 bytes). Spawning the same key again returns the child the first spawn made."
+          },
+          "controller_id": {
+            "type": "string",
+            "description": "The child's kind of job, in your agent's namespace as for start."
+          },
+          "goal": {
+            "type": "string",
+            "description": "What the child is meant to achieve."
+          },
+          "current_step": {
+            "type": "string",
+            "description": "A label for the child's first phase (default \"init\")."
+          },
+          "state": {
+            "type": "object",
+            "description": "The child's initial JSON state (default {})."
+          },
+          "on_parent_close": {
+            "type": "string",
+            "enum": ["cancel", "request_cancel", "abandon"],
+            "description": "What the parent's end does to the child if it has not ended: cancel it (default), request its cancel, or abandon it (it runs on)."
+          }
+        },
+        "required": ["key", "controller_id", "goal"]
+      }
+    },
+    "need": {
+      "type": "integer",
+      "description": "wait_children: resume once this many children finished; 0 or left out means all of them, 1 means any."
+    },
+    "fail_fast": {
+      "type": "boolean",
+      "description": "wait_children: resume as soon as a child failed or was cancelled."
+    },
+    "deadline": {
+      "type": "string",
+      "description": "wait_children: resume at this RFC 3339 time even if the children are not done; in the future and at most the maximum horizon (default 30 days) ahead. Or send timeout_seconds."
+    },
+    "timeout_seconds": {
+      "type": "integer",
+      "description": "wait_children: resume after this many seconds even if the children are not done (instead of deadline)."
+    },
+    "cursor": {
+      "type": "string",
+      "description": "list_children: the next_cursor of the page before; leave it out for the first page."
+    },
+    "limit": {
+      "type": "integer",
+      "description": "list_children: how many children a page holds, 1 to 100 (default 100)."
     }
   },
   "required": ["action"]
@@ -127,6 +189,17 @@ type toolArgs struct {
 	Reason        string          `json:"reason"`
 	// IdempotencyKey makes start idempotent per session.
 	IdempotencyKey string `json:"idempotency_key"`
+	// Children are spawn's children (childArgs each, checked in
+	// children.go).
+	Children json.RawMessage `json:"children"`
+	// Need, FailFast, Deadline and TimeoutSeconds are wait_children's join.
+	Need           *int   `json:"need"`
+	FailFast       bool   `json:"fail_fast"`
+	Deadline       string `json:"deadline"`
+	TimeoutSeconds *int64 `json:"timeout_seconds"`
+	// Cursor and Limit page list_children.
+	Cursor string `json:"cursor"`
+	Limit  *int   `json:"limit"`
 }
 
 // toolFlow is a flow as the model sees it.
@@ -142,6 +215,11 @@ type toolFlow struct {
 	Revision        int64               `json:"revision"`
 	CreatedAt       string              `json:"created_at"`
 	UpdatedAt       string              `json:"updated_at"`
+	// ParentID and ChildKey name a child's parent and its key there;
+	// Children counts the children a flow started. Left out when empty.
+	ParentID string `json:"parent_id,omitempty"`
+	ChildKey string `json:"child_key,omitempty"`
+	Children int    `json:"children,omitempty"`
 }
 
 func newToolFlow(f *taskflow.Flow) toolFlow {
@@ -152,6 +230,10 @@ func newToolFlow(f *taskflow.Flow) toolFlow {
 	var wait json.RawMessage
 	if len(bytes.TrimSpace(f.Wait)) > 0 {
 		wait = unscopeWait(f.OwnerSessionKey, f.Wait)
+	}
+	parent := ""
+	if f.ParentID != uuid.Nil {
+		parent = f.ParentID.String()
 	}
 	return toolFlow{
 		ID:              f.ID.String(),
@@ -165,6 +247,9 @@ func newToolFlow(f *taskflow.Flow) toolFlow {
 		Revision:        f.Revision,
 		CreatedAt:       f.CreatedAt.UTC().Format(time.RFC3339Nano),
 		UpdatedAt:       f.UpdatedAt.UTC().Format(time.RFC3339Nano),
+		ParentID:        parent,
+		ChildKey:        f.ChildKey,
+		Children:        f.Children,
 	}
 }
 
@@ -181,6 +266,26 @@ type listResult struct {
 	Total     int        `json:"total"`
 	Truncated bool       `json:"truncated"`
 	Flows     []toolFlow `json:"flows"`
+}
+
+// childrenResult is list_children's page.
+type childrenResult struct {
+	OK       bool        `json:"ok"`
+	Count    int         `json:"count"`
+	Children []toolChild `json:"children"`
+	// NextCursor is the cursor of the next page, "" after the last.
+	NextCursor string `json:"next_cursor"`
+}
+
+// toolChild is a child as list_children shows it.
+type toolChild struct {
+	ID           string              `json:"id"`
+	Key          string              `json:"key"`
+	Status       taskflow.FlowStatus `json:"status"`
+	Ended        bool                `json:"ended"`
+	State        json.RawMessage     `json:"state,omitempty"`
+	StateOmitted bool                `json:"state_omitted,omitempty"`
+	Error        string              `json:"error,omitempty"`
 }
 
 type notFoundResult struct {

@@ -1,7 +1,7 @@
 // Package agenttool is taskflow's agent-facing tool: one tool an LLM
 // calls to keep durable flows (start, status, advance, wait, finish,
-// fail, cancel, list_mine), with its definitions for each LLM provider
-// and MCP.
+// fail, cancel, list_mine) and flows of flows (spawn, wait_children,
+// list_children), with its definitions for each LLM provider and MCP.
 //
 // A host makes the tool on a taskflow.Manager with New, offers the model
 // a definition (Tool.Definition, or OpenAIDefinitions,
@@ -37,8 +37,9 @@ import (
 // Name is the name of the agent-facing tool, as an LLM sees it.
 const Name = "taskflow"
 
-// DefaultTimerMaxHorizon is how far ahead a timer wait may be set through
-// the tool unless WithTimerMaxHorizon says otherwise: 30 days.
+// DefaultTimerMaxHorizon is how far ahead a timer wait, or the deadline
+// of a wait_children, may be set through the tool unless
+// WithTimerMaxHorizon says otherwise: 30 days.
 const DefaultTimerMaxHorizon = 30 * 24 * time.Hour
 
 // ListLimit is how many flows the list_mine action returns at most:
@@ -55,12 +56,21 @@ const (
 	ActionFail     = "fail"
 	ActionCancel   = "cancel"
 	ActionListMine = "list_mine"
+	// ActionSpawn starts child flows under a flow of the session
+	// (Manager.StartChildren).
+	ActionSpawn = "spawn"
+	// ActionWaitChildren sets a flow of the session waiting on its
+	// children (taskflow.WaitChildren).
+	ActionWaitChildren = "wait_children"
+	// ActionListChildren pages a flow's children (Manager.ListChildren).
+	ActionListChildren = "list_children"
 )
 
 // Actions returns the tool's actions in the order the schema lists
 // them.
 func Actions() []string {
-	return []string{ActionStart, ActionStatus, ActionAdvance, ActionWait, ActionFinish, ActionFail, ActionCancel, ActionListMine}
+	return []string{ActionStart, ActionStatus, ActionAdvance, ActionWait, ActionFinish, ActionFail, ActionCancel, ActionListMine,
+		ActionSpawn, ActionWaitChildren, ActionListChildren}
 }
 
 // Errors of the tool. Every argument or validation problem wraps
@@ -120,8 +130,9 @@ type config struct {
 	controllers func(s Session, controllerID string) error
 }
 
-// WithTimerMaxHorizon sets how far in the future a timer wait may be set
-// (default DefaultTimerMaxHorizon, 30 days). A timer's "at" must be
+// WithTimerMaxHorizon sets how far in the future a timer wait, or the
+// deadline of a wait_children, may be set (default
+// DefaultTimerMaxHorizon, 30 days). A timer's "at" and a deadline must be
 // strictly after now and at most now + d. d must be positive: zero or a
 // negative value keeps the default. There is no upper limit.
 func WithTimerMaxHorizon(d time.Duration) Option {
@@ -145,9 +156,10 @@ func WithClock(now func() time.Time) Option {
 
 // Tool is the agent-facing tool: one tool named "taskflow" that an LLM
 // calls with a JSON object whose "action" is one of start, status,
-// advance, wait, finish, fail, cancel and list_mine. Hand Definition to
-// the LLM provider and route the model's calls to Call with the caller's
-// Session. A Tool is safe for concurrent use.
+// advance, wait, finish, fail, cancel, list_mine, spawn, wait_children
+// and list_children. Hand Definition to the LLM provider and route the
+// model's calls to Call with the caller's Session. A Tool is safe for
+// concurrent use.
 type Tool struct {
 	m   *taskflow.Manager
 	cfg config
@@ -185,6 +197,10 @@ func New(m *taskflow.Manager, opts ...Option) *Tool {
 //     "flows":[...]}, the session's ListLimit most recently created
 //     flows, newest first; T counts all of them and B says some were
 //     left out
+//   - spawn: {"ok":true,"count":N,"flows":[...]}, the children in the
+//     order given; wait_children: {"ok":true,"flow":{...}}; list_children:
+//     {"ok":true,"count":N,"children":[{id, key, status, ended, state,
+//     state_omitted, error}...],"next_cursor":"..."} (see children.go)
 //   - a flow_id that names no flow: {"ok":false,"error":"not_found",
 //     "flow_id":"<id>"}, with a nil error
 //
@@ -238,6 +254,12 @@ func (t *Tool) Call(ctx context.Context, s Session, args json.RawMessage) (json.
 		return t.listMine(ctx, s)
 	case ActionStatus, ActionAdvance, ActionWait, ActionFinish, ActionFail, ActionCancel:
 		return t.flowAction(ctx, s, action, a)
+	case ActionSpawn:
+		return t.spawn(ctx, s, a)
+	case ActionWaitChildren:
+		return t.waitChildren(ctx, s, a)
+	case ActionListChildren:
+		return t.listChildren(ctx, s, a)
 	case "":
 		return nil, argErr("\"action\" is missing; it must be one of %s", actionList())
 	default:
@@ -323,13 +345,9 @@ func (t *Tool) listMine(ctx context.Context, s Session) (json.RawMessage, error)
 // flowAction runs an action that names a flow: it validates the
 // arguments, reads the flow, checks its owner, and only then mutates.
 func (t *Tool) flowAction(ctx context.Context, s Session, action string, a toolArgs) (json.RawMessage, error) {
-	rawID := strings.TrimSpace(a.FlowID)
-	if rawID == "" {
-		return nil, argErr("%s needs \"flow_id\" (the flow's UUID, as returned by start or list_mine)", action)
-	}
-	id, err := parseFlowID(rawID)
+	id, err := flowIDArg(action, a.FlowID)
 	if err != nil {
-		return nil, argErr("flow_id must be a UUID such as \"123e4567-e89b-12d3-a456-426614174000\", got %q", rawID)
+		return nil, err
 	}
 
 	// Validate everything that does not need the flow first, so a bad call
@@ -382,17 +400,9 @@ func (t *Tool) flowAction(ctx context.Context, s Session, action string, a toolA
 		mutate = func() (*taskflow.Flow, error) { return t.m.Cancel(ctx, id) }
 	}
 
-	// Tenancy: the owner of a flow never changes, so checking it on a read
-	// before the mutation is enough.
-	f, err := t.m.Get(ctx, id)
-	if err != nil {
-		if errors.Is(err, taskflow.ErrNotFound) {
-			return notFound(id)
-		}
-		return nil, fmt.Errorf("taskflow tool: %s failed: %w", action, err)
-	}
-	if f.OwnerSessionKey != s.OwnerKey() {
-		return nil, fmt.Errorf("%w: flow %s belongs to a different session; use list_mine to see your flows", ErrForbidden, id)
+	f, err := t.ownFlow(ctx, s, action, id)
+	if f == nil || err != nil {
+		return notFoundOr(id, err)
 	}
 	if mutate != nil {
 		f, err = mutate()
@@ -407,6 +417,46 @@ func (t *Tool) flowAction(ctx context.Context, s Session, action string, a toolA
 }
 
 const waitForms = `{"kind":"timer","at":"<RFC 3339 time>"}, {"kind":"external_event","topic":"...","correlation_id":"..."} or {"kind":"manual"}`
+
+// flowIDArg reads the flow_id argument of action.
+func flowIDArg(action, raw string) (uuid.UUID, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return uuid.Nil, argErr("%s needs \"flow_id\" (the flow's UUID, as returned by start or list_mine)", action)
+	}
+	id, err := parseFlowID(raw)
+	if err != nil {
+		return uuid.Nil, argErr("flow_id must be a UUID such as \"123e4567-e89b-12d3-a456-426614174000\", got %q", raw)
+	}
+	return id, nil
+}
+
+// ownFlow reads flow id for action and checks that it belongs to s: a
+// flow of another session is an error wrapping ErrForbidden that carries
+// none of its data. A missing flow is (nil, nil). The owner of a flow
+// never changes, so checking it on a read before a change is enough.
+func (t *Tool) ownFlow(ctx context.Context, s Session, action string, id uuid.UUID) (*taskflow.Flow, error) {
+	f, err := t.m.Get(ctx, id)
+	if err != nil {
+		if errors.Is(err, taskflow.ErrNotFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("taskflow tool: %s failed: %w", action, err)
+	}
+	if f.OwnerSessionKey != s.OwnerKey() {
+		return nil, fmt.Errorf("%w: flow %s belongs to a different session; use list_mine to see your flows", ErrForbidden, id)
+	}
+	return f, nil
+}
+
+// notFoundOr is the answer when ownFlow found no flow of the session:
+// its error, or the not_found result.
+func notFoundOr(id uuid.UUID, err error) (json.RawMessage, error) {
+	if err != nil {
+		return nil, err
+	}
+	return notFound(id)
+}
 
 // waitCondition parses and checks the wait action's condition.
 func (t *Tool) waitCondition(raw json.RawMessage) (taskflow.WaitCondition, error) {
@@ -433,6 +483,9 @@ func (t *Tool) waitCondition(raw json.RawMessage) (taskflow.WaitCondition, error
 	if peek.Kind == nil || strings.TrimSpace(*peek.Kind) == "" {
 		return taskflow.WaitCondition{}, argErr("\"wait_condition\" needs a \"kind\": timer, external_event or manual; use %s", waitForms)
 	}
+	if taskflow.WaitKind(*peek.Kind) == taskflow.WaitKindChildren {
+		return taskflow.WaitCondition{}, argErr("wait does not wait on children: use the wait_children action (flow_id, need, fail_fast, deadline or timeout_seconds)")
+	}
 	if taskflow.WaitKind(*peek.Kind) == taskflow.WaitKindExternalEvent {
 		if peek.Topic == nil || strings.TrimSpace(*peek.Topic) == "" {
 			return taskflow.WaitCondition{}, argErr("an external_event wait needs a non-empty \"topic\" (the name of the event to wait for): topic cannot be empty")
@@ -447,18 +500,27 @@ func (t *Tool) waitCondition(raw json.RawMessage) (taskflow.WaitCondition, error
 		return taskflow.WaitCondition{}, argErr("invalid \"wait_condition\": %s; use %s", msg, waitForms)
 	}
 	if cond.Kind == taskflow.WaitKindTimer {
-		now := t.cfg.now()
-		latest := now.Add(t.cfg.maxHorizon)
-		switch {
-		case !cond.At.After(now):
-			return taskflow.WaitCondition{}, argErr("the timer's \"at\" (%s) is not in the future: a timer's \"at\" must be in the future, after now (%s)",
-				cond.At.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-		case cond.At.After(latest):
-			return taskflow.WaitCondition{}, argErr("the timer's \"at\" (%s) is too far ahead: it exceeds the max horizon of %s, so it must be no later than %s",
-				cond.At.UTC().Format(time.RFC3339), formatHorizon(t.cfg.maxHorizon), latest.UTC().Format(time.RFC3339))
+		if err := t.checkAhead(`the timer's "at"`, `a timer's "at"`, cond.At); err != nil {
+			return taskflow.WaitCondition{}, err
 		}
 	}
 	return cond, nil
+}
+
+// checkAhead refuses a time a wait resumes at that is not in the future
+// or beyond the max horizon; what names it, whose says whose rule it is.
+func (t *Tool) checkAhead(what, whose string, at time.Time) error {
+	now := t.cfg.now()
+	latest := now.Add(t.cfg.maxHorizon)
+	switch {
+	case !at.After(now):
+		return argErr("%s (%s) is not in the future: %s must be in the future, after now (%s)",
+			what, at.UTC().Format(time.RFC3339), whose, now.UTC().Format(time.RFC3339))
+	case at.After(latest):
+		return argErr("%s (%s) is too far ahead: it exceeds the max horizon of %s, so it must be no later than %s",
+			what, at.UTC().Format(time.RFC3339), formatHorizon(t.cfg.maxHorizon), latest.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // formatHorizon writes a duration for the model: whole days as days.

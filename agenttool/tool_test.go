@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -77,11 +78,17 @@ func callFlow(t *testing.T, tool *Tool, s Session, args string) map[string]any {
 	return f
 }
 
+// optionalFlowKeys are the keys of a flow in a tool result that only a
+// child or a parent has.
+var optionalFlowKeys = []string{"child_key", "children", "parent_id"}
+
 func checkFlowKeys(t *testing.T, f map[string]any) {
 	t.Helper()
 	keys := make([]string, 0, len(f))
 	for k := range f {
-		keys = append(keys, k)
+		if !slices.Contains(optionalFlowKeys, k) {
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
 	if !reflect.DeepEqual(keys, toolFlowKeys) {
@@ -583,18 +590,25 @@ func TestCrossSession(t *testing.T) {
 					"wait_condition", map[string]any{"kind": "external_event", "topic": "secret-topic-aa11", "correlation_id": "secret-corr-bb22"}))
 			}
 			calls := map[string]string{
-				"status":  args(t, "action", "status", "flow_id", id),
-				"advance": args(t, "action", "advance", "flow_id", id, "patch", map[string]any{"token": "stolen"}, "current_step", "x"),
-				"wait":    args(t, "action", "wait", "flow_id", id, "wait_condition", map[string]any{"kind": "manual"}),
-				"finish":  args(t, "action", "finish", "flow_id", id, "final_state", map[string]any{"token": "stolen"}),
-				"fail":    args(t, "action", "fail", "flow_id", id, "reason", "hijack"),
-				"cancel":  args(t, "action", "cancel", "flow_id", id),
+				"status":        args(t, "action", "status", "flow_id", id),
+				"advance":       args(t, "action", "advance", "flow_id", id, "patch", map[string]any{"token": "stolen"}, "current_step", "x"),
+				"wait":          args(t, "action", "wait", "flow_id", id, "wait_condition", map[string]any{"kind": "manual"}),
+				"finish":        args(t, "action", "finish", "flow_id", id, "final_state", map[string]any{"token": "stolen"}),
+				"fail":          args(t, "action", "fail", "flow_id", id, "reason", "hijack"),
+				"cancel":        args(t, "action", "cancel", "flow_id", id),
+				"spawn":         "", // in the other session's own namespace, below
+				"wait_children": args(t, "action", "wait_children", "flow_id", id),
+				"list_children": args(t, "action", "list_children", "flow_id", id),
 			}
 			if len(calls) != len(Actions())-2 { // all but start and list_mine
 				t.Fatalf("the test misses an action")
 			}
 			for _, other := range []Session{sessB, sessC, {AgentID: " kate ", SessionID: "s-10"}} {
 				for action, a := range calls {
+					if action == ActionSpawn { // a controller the other may name: only tenancy refuses it
+						a = args(t, "action", "spawn", "flow_id", id, "children", []any{
+							map[string]any{"key": "k", "controller_id": strings.TrimSpace(other.AgentID) + "/x", "goal": "g"}})
+					}
 					before := e.dump()
 					err := callErr(t, tool, other, a, ErrForbidden)
 					wantText(t, err, "belongs to a different session")
@@ -757,7 +771,8 @@ func TestDefinitionSchema(t *testing.T) {
 		props = append(props, k)
 	}
 	sort.Strings(props)
-	wantProps := []string{"action", "controller_id", "current_step", "final_state", "flow_id", "goal", "idempotency_key", "patch", "reason", "state", "wait_condition"}
+	wantProps := []string{"action", "children", "controller_id", "current_step", "cursor", "deadline", "fail_fast", "final_state", "flow_id",
+		"goal", "idempotency_key", "limit", "need", "patch", "reason", "state", "timeout_seconds", "wait_condition"}
 	if !reflect.DeepEqual(props, wantProps) {
 		t.Fatalf("properties %v, want %v", props, wantProps)
 	}

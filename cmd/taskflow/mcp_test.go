@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/taskflow-dev/taskflow/agenttool"
 	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/mcpserver"
 )
 
@@ -83,7 +84,7 @@ func TestMCPStdio(t *testing.T) {
 		}
 		a, b := spawn("conv-a"), spawn("conv-b")
 		tools, err := a.cs.ListTools(context.Background(), nil)
-		if err != nil || len(tools.Tools) != 8 {
+		if err != nil || len(tools.Tools) != len(agenttool.Actions()) {
 			t.Fatalf("tools: %v %v", tools, err)
 		}
 		id := a.start("stdio <b> & more")
@@ -181,6 +182,66 @@ func TestMCPHTTP(t *testing.T) {
 		}
 		if f := e.get(mustParseID(t, idx)); f.OwnerSessionKey != "agent:kate:session:user-x" || f.CurrentStep != "two" {
 			t.Fatalf("flow %+v", f)
+		}
+	})
+}
+
+// Flows of flows through the built binary: the agent spawns two
+// children under its flow, lists them and waits on them; the host's
+// workers finish them through the library, and the agent sees its flow
+// running again with the "children" summary. Another conversation is
+// refused the flow's children.
+func TestMCPStdioChildren(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *testEnv) {
+		spawn := func(session string) *mcpClient {
+			cmd := exec.Command(binPath, "mcp", "--redis", e.url, "--prefix", e.prefix, "--agent", "kate", "--session-id", session)
+			cmd.Env = cliEnv()
+			return newMCPClient(t, &mcp.CommandTransport{Command: cmd})
+		}
+		a, b := spawn("conv-a"), spawn("conv-b")
+		parent := a.start("write the book")
+		res := a.call("taskflow_spawn", map[string]any{"flow_id": parent, "children": []any{
+			map[string]any{"key": "ch-1", "controller_id": "kate/chapter", "goal": "write chapter 1"},
+			map[string]any{"key": "ch-2", "controller_id": "kate/chapter", "goal": "write chapter 2", "state": map[string]any{"draft": true}},
+		}}, false)
+		flows := res["flows"].([]any)
+		if res["count"] != float64(2) || len(flows) != 2 {
+			t.Fatalf("spawn: %v", res)
+		}
+		var kids []string
+		for i, x := range flows {
+			f := x.(map[string]any)
+			if f["parent_id"] != parent || f["child_key"] != fmt.Sprint("ch-", i+1) || f["status"] != "running" {
+				t.Fatalf("child %d: %v", i, f)
+			}
+			kids = append(kids, f["id"].(string))
+			if stored := e.get(mustParseID(t, f["id"].(string))); stored.OwnerSessionKey != "agent:kate:session:conv-a" || stored.ParentID.String() != parent {
+				t.Fatalf("stored child %+v", stored)
+			}
+		}
+		l := a.call("taskflow_list_children", map[string]any{"flow_id": parent}, false)
+		if l["count"] != float64(2) || l["children"].([]any)[0].(map[string]any)["id"] != kids[0] {
+			t.Fatalf("list_children: %v", l)
+		}
+		if r := b.call("taskflow_spawn", map[string]any{"flow_id": parent, "children": []any{
+			map[string]any{"key": "x", "controller_id": "kate/chapter", "goal": "g"}}}, true); !strings.Contains(r["error"].(string), "belongs to a different session") {
+			t.Fatalf("the other conversation's spawn: %v", r)
+		}
+		b.call("taskflow_list_children", map[string]any{"flow_id": parent}, true)
+
+		w := a.call("taskflow_wait_children", map[string]any{"flow_id": parent}, false)["flow"].(map[string]any)
+		if w["status"] != "waiting" {
+			t.Fatalf("wait_children: %v", w)
+		}
+		for i, id := range kids {
+			if _, err := e.m.Finish(context.Background(), mustParseID(t, id), map[string]any{"chapter": i + 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f := a.call("taskflow_status", map[string]any{"flow_id": parent}, false)["flow"].(map[string]any)
+		sum, _ := f["state"].(map[string]any)["children"].(map[string]any)
+		if f["status"] != "running" || sum["why"] != "met" || sum["finished"] != float64(2) || len(sum["results"].([]any)) != 2 {
+			t.Fatalf("the resumed flow: %v", f)
 		}
 	})
 }

@@ -142,7 +142,7 @@ func TestAnthropic(t *testing.T) {
 	checkFlow(t, m)
 	tools := fp.bodies[0]["tools"].([]any)
 	names := toolNames(tools, func(m map[string]any) string { return m["name"].(string) })
-	if len(names) != 8 || names[0] != "taskflow_start" {
+	if len(names) != len(agenttool.Actions()) || names[0] != "taskflow_start" {
 		t.Fatalf("tools sent: %v", names)
 	}
 	schema := tools[0].(map[string]any)["input_schema"].(map[string]any)
@@ -172,7 +172,7 @@ func TestGemini(t *testing.T) {
 	}
 	checkFlow(t, m)
 	decls := fp.bodies[0]["tools"].([]any)[0].(map[string]any)["functionDeclarations"].([]any)
-	if len(decls) != 8 {
+	if len(decls) != len(agenttool.Actions()) {
 		t.Fatalf("declarations sent: %v", decls)
 	}
 	contents := fp.bodies[1]["contents"].([]any)

@@ -356,3 +356,130 @@ func mustUUID(t *testing.T, s string) uuid.UUID {
 	}
 	return id
 }
+
+// Flows of flows through MCP: an agent spawns two children under its
+// flow, lists them, waits on them; the host's workers finish them
+// through the library, and the agent's flow resumes with the "children"
+// summary, its resource notified. Another session can do none of it.
+func TestServerChildren(t *testing.T) {
+	eachBackend(t, func(t *testing.T, m *taskflow.Manager) {
+		ctx := context.Background()
+		s := newServer(t, m, agenttool.PerAction)
+		a, b := connect(t, s), connect(t, s)
+
+		parent := flowOf(t, a.call("taskflow_start", map[string]any{"controller_id": "kate/book", "goal": "write the book"}, false))["id"].(string)
+		uri := ResourcePrefix + parent
+		if err := a.cs.Subscribe(ctx, &mcp.SubscribeParams{URI: uri}); err != nil {
+			t.Fatal(err)
+		}
+		spawn := map[string]any{"flow_id": parent, "children": []any{
+			map[string]any{"key": "ch-1", "controller_id": "kate/chapter", "goal": "write chapter 1", "state": map[string]any{"n": 1}},
+			map[string]any{"key": "ch-2", "controller_id": "kate/chapter", "goal": "write chapter 2", "on_parent_close": "abandon"},
+		}}
+		res := a.call("taskflow_spawn", spawn, false)
+		kids := map[string]string{}
+		for _, x := range res["flows"].([]any) {
+			f := x.(map[string]any)
+			if f["parent_id"] != parent || f["status"] != "running" {
+				t.Fatalf("child %v", f)
+			}
+			kids[f["child_key"].(string)] = f["id"].(string)
+		}
+		if res["count"] != float64(2) || len(kids) != 2 {
+			t.Fatalf("spawn: %v", res)
+		}
+		// Spawning again returns the same children.
+		again := a.call("taskflow_spawn", spawn, false)["flows"].([]any)
+		if again[0].(map[string]any)["id"] != kids["ch-1"] || again[1].(map[string]any)["id"] != kids["ch-2"] {
+			t.Fatalf("repeated spawn: %v", again)
+		}
+		// The children are the session's flows, with their owner.
+		p, err := m.Get(ctx, mustUUID(t, parent))
+		if err != nil || p.Children != 2 || !strings.HasPrefix(p.OwnerSessionKey, "agent:kate:session:mcp-") {
+			t.Fatalf("parent %+v %v", p, err)
+		}
+		for _, id := range kids {
+			if f, err := m.Get(ctx, mustUUID(t, id)); err != nil || f.OwnerSessionKey != p.OwnerSessionKey || f.ParentID != p.ID {
+				t.Fatalf("child %+v %v; parent's owner %q", f, err, p.OwnerSessionKey)
+			}
+		}
+
+		// Another session can neither spawn under the flow, nor list or
+		// wait on its children, nor touch a child.
+		for _, c := range []struct {
+			tool string
+			args map[string]any
+		}{
+			{"taskflow_spawn", map[string]any{"flow_id": parent, "children": []any{map[string]any{"key": "x", "controller_id": "kate/c", "goal": "g"}}}},
+			{"taskflow_list_children", map[string]any{"flow_id": parent}},
+			{"taskflow_wait_children", map[string]any{"flow_id": parent}},
+			{"taskflow_finish", map[string]any{"flow_id": kids["ch-1"]}},
+		} {
+			if e := b.call(c.tool, c.args, true); !strings.Contains(e["error"].(string), "belongs to a different session") {
+				t.Fatalf("%s by another session: %v", c.tool, e)
+			}
+		}
+		// A child given another owner is refused.
+		e := a.call("taskflow_spawn", map[string]any{"flow_id": parent, "children": []any{
+			map[string]any{"key": "x", "controller_id": "kate/c", "goal": "g", "owner_session_key": "agent:kate:session:other"}}}, true)
+		if !strings.Contains(e["error"].(string), `does not take "owner_session_key"`) {
+			t.Fatalf("child with an owner: %v", e)
+		}
+
+		// List them: both running, in start order.
+		l := a.call("taskflow_list_children", map[string]any{"flow_id": parent}, false)
+		list := l["children"].([]any)
+		if l["count"] != float64(2) || l["next_cursor"] != "" || list[0].(map[string]any)["key"] != "ch-1" ||
+			list[1].(map[string]any)["status"] != "running" || list[1].(map[string]any)["ended"] != false {
+			t.Fatalf("list_children: %v", l)
+		}
+
+		// Wait on all of them.
+		f := flowOf(t, a.call("taskflow_wait_children", map[string]any{"flow_id": parent, "timeout_seconds": 3600}, false))
+		if w := f["wait"].(map[string]any); f["status"] != "waiting" || w["kind"] != "children" || w["at"] == nil {
+			t.Fatalf("wait_children: %v", f)
+		}
+		wantUpdate(t, a, uri)
+
+		// The host's workers finish the children through the library.
+		if _, err := m.Finish(ctx, mustUUID(t, kids["ch-1"]), map[string]any{"words": 3000}); err != nil {
+			t.Fatal(err)
+		}
+		if l := a.call("taskflow_list_children", map[string]any{"flow_id": parent, "limit": 1}, false); l["next_cursor"] == "" ||
+			l["children"].([]any)[0].(map[string]any)["ended"] != true {
+			t.Fatalf("first page after one finished: %v", l)
+		}
+		if f := flowOf(t, a.call("taskflow_status", map[string]any{"flow_id": parent}, false)); f["status"] != "waiting" {
+			t.Fatalf("resumed after one of two: %v", f)
+		}
+		if _, err := m.Finish(ctx, mustUUID(t, kids["ch-2"]), map[string]any{"words": 2500}); err != nil {
+			t.Fatal(err)
+		}
+		wantUpdate(t, a, uri)
+		f = flowOf(t, a.call("taskflow_status", map[string]any{"flow_id": parent}, false))
+		sum, _ := f["state"].(map[string]any)["children"].(map[string]any)
+		if f["status"] != "running" || f["wait"] != nil || sum["why"] != "met" || sum["total"] != float64(2) || sum["finished"] != float64(2) ||
+			sum["pending"] != float64(0) || len(sum["results"].([]any)) != 2 {
+			t.Fatalf("the resumed flow: %v", f)
+		}
+		for _, r := range sum["results"].([]any) {
+			r := r.(map[string]any)
+			if r["status"] != "finished" || r["id"] != kids[r["key"].(string)] || r["state"].(map[string]any)["words"] == nil {
+				t.Fatalf("result %v", r)
+			}
+		}
+
+		// Children that end before the wait: the join is met at once and
+		// the wait_children call returns the flow running again.
+		p2 := flowOf(t, a.call("taskflow_start", map[string]any{"controller_id": "kate/book", "goal": "second book"}, false))["id"].(string)
+		k2 := a.call("taskflow_spawn", map[string]any{"flow_id": p2, "children": []any{
+			map[string]any{"key": "only", "controller_id": "kate/chapter", "goal": "g"}}}, false)["flows"].([]any)[0].(map[string]any)["id"].(string)
+		if _, err := m.Finish(ctx, mustUUID(t, k2), nil); err != nil {
+			t.Fatal(err)
+		}
+		f = flowOf(t, a.call("taskflow_wait_children", map[string]any{"flow_id": p2, "need": 1}, false))
+		if sum, _ := f["state"].(map[string]any)["children"].(map[string]any); f["status"] != "running" || sum["why"] != "met" {
+			t.Fatalf("a join met at once: %v", f)
+		}
+	})
+}

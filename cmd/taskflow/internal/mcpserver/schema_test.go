@@ -66,7 +66,14 @@ func TestStrictSchemasValidate(t *testing.T) {
 		{"taskflow_wait", `{"flow_id":"` + id + `","wait_condition":{"kind":"manual"}}`, false},
 		{"taskflow_list_mine", `{}`, true},
 		{"taskflow", `{"action":"status","flow_id":"` + id + `","controller_id":null,"goal":null,"current_step":null,"state_json":null,
-			"patch_json":null,"wait_condition":null,"final_state_json":null,"reason":null,"idempotency_key":null}`, true},
+			"patch_json":null,"wait_condition":null,"final_state_json":null,"reason":null,"idempotency_key":null,
+			"children":null,"need":null,"fail_fast":null,"deadline":null,"timeout_seconds":null,"cursor":null,"limit":null}`, true},
+		{"taskflow_spawn", `{"flow_id":"` + id + `","children":[{"key":"k","controller_id":"c","goal":"g","current_step":null,"state_json":"{}","on_parent_close":null}]}`, true},
+		{"taskflow_spawn", `{"flow_id":"` + id + `","children":[{"key":"k","controller_id":"c","goal":"g"}]}`, false}, // the item's nulls missing
+		{"taskflow_spawn", `{"flow_id":"` + id + `","children":[{"key":"k","controller_id":"c","goal":"g","current_step":null,"state_json":null,"on_parent_close":null,"owner_session_key":"o"}]}`, false},
+		{"taskflow_spawn", `{"flow_id":"` + id + `","children":[{"key":"k","controller_id":"c","goal":"g","current_step":null,"state_json":null,"on_parent_close":"orphan"}]}`, false},
+		{"taskflow_wait_children", `{"flow_id":"` + id + `","need":1,"fail_fast":null,"deadline":null,"timeout_seconds":60}`, true},
+		{"taskflow_list_children", `{"flow_id":"` + id + `","cursor":null,"limit":null}`, true},
 		{"taskflow", `{"action":"status","flow_id":"` + id + `"}`, false},
 	} {
 		err := validate(t, byName[c.tool], c.args)
