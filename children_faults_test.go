@@ -1,0 +1,357 @@
+package taskflow
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// chaosController is the controller of the chaos test's children.
+const chaosController = "ctl/chaos-child"
+
+// chaosFleet is the chaos test's fleet: workers that claim the children
+// and finish or fail them, killed at random (a killed worker walks away
+// from its leased flow, whose lease must expire), two engines ticking at
+// once, and a clock that runs ten times faster than the wall clock, so
+// that leases, the join's deadline and the relay's grace come due.
+type chaosFleet struct {
+	t        *testing.T
+	e        *env
+	managers []*Manager
+	stop     context.CancelFunc
+	ctx      context.Context
+	wg       sync.WaitGroup
+	next     atomic.Int64 // worker ids
+	killed   atomic.Int64
+	ended    atomic.Int64 // finishes, fails and cancels acknowledged
+	lost     atomic.Int64 // ends refused because the lease had expired
+	killsMax int64
+	once     sync.Once
+}
+
+// chaosLease is the workers' lease: 2 s of the test's clock, 200 ms of
+// wall time.
+const chaosLease = 2 * time.Second
+
+func startChaosFleet(t *testing.T, e *env, workers int, killsMax int64) *chaosFleet {
+	t.Helper()
+	ctx, stop := context.WithCancel(e.ctx)
+	fl := &chaosFleet{t: t, e: e, stop: stop, ctx: ctx, killsMax: killsMax}
+	for i := 0; i < 3; i++ {
+		m := NewManager(e.reopenStore(e.client))
+		fl.managers = append(fl.managers, m)
+	}
+	// The clock: +200 ms every 20 ms.
+	fl.wg.Add(1)
+	go func() {
+		defer fl.wg.Done()
+		for ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+			e.clock.Advance(200 * time.Millisecond)
+		}
+	}()
+	// Two engines on their own managers, ticking at once.
+	for i := 0; i < 2; i++ {
+		eng := NewWaitEngine(fl.managers[i], WithLogger(quietLogger()))
+		fl.wg.Add(1)
+		go func() {
+			defer fl.wg.Done()
+			for ctx.Err() == nil {
+				if rep := eng.Tick(ctx); rep.Err != nil && ctx.Err() == nil {
+					t.Errorf("tick: %v", rep.Err)
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	for i := 0; i < workers; i++ {
+		fl.spawn()
+	}
+	return fl
+}
+
+// spawn starts one worker.
+func (fl *chaosFleet) spawn() {
+	n := fl.next.Add(1)
+	m := fl.managers[int(n)%len(fl.managers)]
+	id := "w" + strconv.FormatInt(n, 10)
+	rnd := rand.New(rand.NewPCG(uint64(n), 23))
+	fl.wg.Add(1)
+	go func() {
+		defer fl.wg.Done()
+		for fl.ctx.Err() == nil {
+			f, l, err := m.Claim(fl.ctx, chaosController, id, chaosLease, WithClaimWait(100*time.Millisecond))
+			if err != nil {
+				if fl.ctx.Err() == nil {
+					fl.t.Errorf("%s: claim: %v", id, err)
+				}
+				return
+			}
+			if f == nil {
+				continue
+			}
+			roll := rnd.IntN(100)
+			if roll < 4 && fl.killed.Load() < fl.killsMax {
+				// Killed holding the lease: a new worker takes its place.
+				fl.killed.Add(1)
+				fl.spawn()
+				return
+			}
+			if roll < 25 {
+				_, err = m.Fail(fl.ctx, f.ID, "chaos", WithLease(l))
+			} else {
+				_, err = m.Finish(fl.ctx, f.ID, map[string]string{"by": id}, WithLease(l))
+			}
+			if errors.Is(err, ErrCancelPending) {
+				// The parent asked its children to stop (request_cancel).
+				_, err = m.Cancel(fl.ctx, f.ID, WithLease(l))
+			}
+			switch {
+			case err == nil:
+				fl.ended.Add(1)
+			case errors.Is(err, ErrLeaseLost):
+				fl.lost.Add(1) // too slow: the lease expired, another worker has it
+			case errors.Is(err, ErrAlreadyTerminal):
+				// Its parent ended and cancelled it.
+			default:
+				if fl.ctx.Err() == nil {
+					fl.t.Errorf("%s: end %s: %v", id, f.ID, err)
+				}
+				return
+			}
+		}
+	}()
+}
+
+func (fl *chaosFleet) close() {
+	fl.once.Do(func() {
+		fl.stop()
+		fl.wg.Wait()
+		for _, m := range fl.managers {
+			_ = m.Close()
+		}
+	})
+}
+
+// kidCounts reads the parent's kidres counters: outcomes kept by status,
+// and the number of outcomes (fields that are not counters).
+func kidCounts(t testing.TB, e *env, parent uuid.UUID) (fin, failed, cancelled, outcomes int) {
+	t.Helper()
+	all, err := e.client.HGetAll(e.ctx, e.store.keys.kidResults(parent)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range all {
+		n, _ := strconv.Atoi(v)
+		switch k {
+		case "#finished":
+			fin = n
+		case "#failed":
+			failed = n
+		case "#cancelled":
+			cancelled = n
+		default:
+			outcomes++
+		}
+	}
+	return fin, failed, cancelled, outcomes
+}
+
+// TestChildrenUnderChaos: a parent starts N children spread over every
+// shard and joins them; a fleet of workers claims and ends them while
+// workers are killed holding leases and two engines tick. Per join
+// policy, the parent resumes exactly once with a summary that counts
+// every child once, every child's outcome is kept once and matches the
+// child, and Verify is clean.
+func TestChildrenUnderChaos(t *testing.T) {
+	cases := []struct {
+		name   string
+		join   func(e *env, n int) Join
+		policy ParentClosePolicy
+		// finish ends the parent as soon as it resumes: its children
+		// still open are closed by policy while the workers end them.
+		finish bool
+		why    []string
+	}{
+		{"all", func(*env, int) Join { return Join{} }, ParentCloseAbandon, false, []string{"settled", "met"}},
+		{"any", func(*env, int) Join { return Join{Need: 1} }, ParentCloseAbandon, false, []string{"met"}},
+		{"n of m", func(_ *env, n int) Join { return Join{Need: n / 2} }, ParentCloseAbandon, false, []string{"met"}},
+		{"fail fast", func(*env, int) Join { return Join{FailFast: true} }, ParentCloseCancel, true, []string{"fail_fast"}},
+		{"deadline", func(e *env, _ int) Join { return Join{Deadline: e.clock.Now().Add(time.Second)} }, ParentCloseRequestCancel, true, []string{"timeout"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			forEachBackend(t, func(t *testing.T, e *env) {
+				n := 1000
+				if e.b.mini != nil {
+					n = 200
+				}
+				whys := tc.why
+				if testing.Short() {
+					// So few children may all end before the deadline.
+					n, whys = 40, append(whys, "met", "settled")
+				}
+				chaosJoin(t, e, n, tc.join(e, n), tc.policy, tc.finish, whys)
+			})
+		})
+	}
+}
+
+func chaosJoin(t *testing.T, e *env, n int, join Join, policy ParentClosePolicy, finish bool, whys []string) {
+	ctx := e.ctx
+	start := time.Now()
+	p := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+	ins := make([]ChildInput, n)
+	for i := range ins {
+		in := seedInput()
+		in.ControllerID = chaosController
+		in.Goal = "child " + strconv.Itoa(i)
+		ins[i] = ChildInput{Key: "k" + strconv.Itoa(i), Flow: in, OnParentClose: policy}
+	}
+	kids := must(t, try(e.m.StartChildren(ctx, p.ID, ins)))
+	shards := map[int]bool{}
+	for _, k := range kids {
+		shards[e.store.keys.shardOf(k.ID)] = true
+	}
+	if n >= 200 && len(shards) < e.store.keys.shards {
+		t.Fatalf("%d children in %d of %d shards", n, len(shards), e.store.keys.shards)
+	}
+	if w := must(t, try(e.m.SetWaiting(ctx, p.ID, WaitChildren(join)))); w.Status != StatusWaiting {
+		t.Fatalf("parent %s before any child ended", w.Status)
+	}
+	fl := startChaosFleet(t, e, 8, int64(n/20+1))
+	defer fl.close()
+
+	// Wait for the parent's resume and for every child's outcome.
+	var resumed *Flow
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		if resumed == nil {
+			got := must(t, try(e.m.Get(ctx, p.ID)))
+			if got.Status != StatusWaiting {
+				resumed = got
+				if finish {
+					must(t, try(e.m.Finish(ctx, p.ID, nil)))
+				}
+			}
+		}
+		fin, failed, cancelled, _ := kidCounts(t, e, p.ID)
+		if resumed != nil && fin+failed+cancelled == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 45 s: parent resumed %v, outcomes %d finished, %d failed, %d cancelled of %d; %d ends acknowledged, %d workers killed",
+				resumed != nil, fin, failed, cancelled, n, fl.ended.Load(), fl.killed.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fl.close()
+	// What a call left to the relay, the engine drives after its grace.
+	e.clock.Advance(relayGrace + time.Second)
+	if rep := e.engine().Tick(ctx); rep.Err != nil {
+		t.Fatalf("final tick: %v", rep.Err)
+	}
+
+	// The parent resumed once, with a summary that adds up.
+	if resumed.Status != StatusRunning {
+		t.Fatalf("parent left its wait for %s", resumed.Status)
+	}
+	if k := countKind(eventKinds(t, e, p.ID), EventResumed); k != 1 {
+		t.Fatalf("parent resumed %d times", k)
+	}
+	sum := summaryOf(t, resumed)
+	ended := sum.Finished + sum.Failed + sum.Cancelled
+	if sum.Total != n || ended+sum.Pending != n {
+		t.Fatalf("summary %d total, %d ended, %d pending: want %d in all", sum.Total, ended, sum.Pending, n)
+	}
+	if !sliceHas(whys, sum.Why) {
+		t.Fatalf("summary says %q, want one of %v", sum.Why, whys)
+	}
+	switch {
+	case join.Need > 0 && sum.Why == "met" && sum.Finished < join.Need:
+		t.Fatalf("met with %d finished, need %d", sum.Finished, join.Need)
+	case join.FailFast && sum.Failed+sum.Cancelled == 0:
+		t.Fatalf("fail-fast resume with no child failed: %+v", sum)
+	case sum.Why == "timeout" && sum.Pending == 0:
+		t.Fatalf("timeout with nothing pending: %+v", sum)
+	case sum.Why == "settled" && sum.Pending != 0:
+		t.Fatalf("settled with %d pending", sum.Pending)
+	}
+	if sum.ResultsOmitted {
+		if len(sum.Results) != 0 {
+			t.Fatalf("results omitted, yet %d given", len(sum.Results))
+		}
+	} else if len(sum.Results) != ended {
+		t.Fatalf("%d results for %d ended children", len(sum.Results), ended)
+	}
+	seen := map[string]bool{}
+	for _, r := range sum.Results {
+		if seen[r.ID] || !r.Status.IsTerminal() {
+			t.Fatalf("result %+v repeated or not ended", r)
+		}
+		seen[r.ID] = true
+	}
+
+	// Every child ended, and its outcome is kept once, as it ended.
+	fin, failed, cancelled, outcomes := kidCounts(t, e, p.ID)
+	if fin+failed+cancelled != n || outcomes != n {
+		t.Fatalf("kidres: %d finished + %d failed + %d cancelled, %d outcomes; want %d", fin, failed, cancelled, outcomes, n)
+	}
+	byStatus := map[FlowStatus]int{}
+	listed := 0
+	cursor := ""
+	for {
+		page, next, err := e.m.ListChildren(ctx, p.ID, WithLimit(1000), WithCursor(cursor))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range page {
+			if !c.Ended {
+				t.Fatalf("child %s (%s) has no outcome", c.ID, c.Key)
+			}
+			got := must(t, try(e.m.Get(ctx, c.ID)))
+			if got.Status != c.Status {
+				t.Fatalf("child %s is %s, its outcome says %s", c.ID, got.Status, c.Status)
+			}
+			byStatus[c.Status]++
+			listed++
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if listed != n || byStatus[StatusFinished] != fin || byStatus[StatusFailed] != failed || byStatus[StatusCancelled] != cancelled {
+		t.Fatalf("ListChildren: %d children %v, counters %d/%d/%d", listed, byStatus, fin, failed, cancelled)
+	}
+	if got := must(t, try(e.m.Get(ctx, p.ID))); got.Children != n {
+		t.Fatalf("parent counts %d children, want %d", got.Children, n)
+	}
+	for sh := 0; sh < e.store.keys.shards; sh++ {
+		if left := e.client.ZRange(ctx, e.store.keys.relay(sh), 0, -1).Val(); len(left) != 0 {
+			t.Fatalf("shard %d has relay entries left: %v", sh, left)
+		}
+	}
+	mustVerify(t, e)
+	t.Logf("%d children: %s with %d finished, %d failed, %d cancelled, %d pending; in the end %d/%d/%d; "+
+		"%d workers killed, %d ends refused for a lost lease; %v",
+		n, sum.Why, sum.Finished, sum.Failed, sum.Cancelled, sum.Pending, fin, failed, cancelled,
+		fl.killed.Load(), fl.lost.Load(), time.Since(start).Round(time.Millisecond))
+}
+
+func sliceHas(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
