@@ -3,6 +3,7 @@ package taskflow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -354,4 +355,177 @@ func sliceHas(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// TestLostReplyChildren loses one reply of each script of flows of
+// flows, with go-redis re-sending the command (its default) and without
+// (the caller, or the engine's tick, does it again): a child is
+// registered and created once, and its outcome reaches its parent once.
+func TestLostReplyChildren(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b)
+			ctx := e.ctx
+			open := func(maxRetries int) (*RedisStore, *Manager, *replyDropper) {
+				c, d := lossyClientRetrying(t, b, maxRetries)
+				s := e.reopenStore(c)
+				if err := s.LoadScripts(ctx); err != nil {
+					t.Fatal(err)
+				}
+				m := NewManager(s)
+				t.Cleanup(func() { _ = m.Close() })
+				return s, m, d
+			}
+			store, m, d := open(0)
+			_, bare, bd := open(-1)
+			// lost runs call with the next reply of sc lost and checks
+			// that exactly one was.
+			lost := func(name string, d *replyDropper, sc *script, call func() error) error {
+				t.Helper()
+				n := d.dropped.Load()
+				d.armFor(sc)
+				err := call()
+				if got := d.dropped.Load() - n; got != 1 {
+					t.Fatalf("%s: %d replies lost, want 1", name, got)
+				}
+				return err
+			}
+			// once checks that parent registered want children and kept
+			// the outcomes of ended of them, once each.
+			once := func(name string, parent uuid.UUID, want, ended int) {
+				t.Helper()
+				if got := must(t, try(e.m.Get(ctx, parent))); got.Children != want {
+					t.Fatalf("%s: the parent counts %d children, want %d", name, got.Children, want)
+				}
+				if n := int(e.client.ZCard(ctx, e.store.keys.kids(parent)).Val()); n != want {
+					t.Fatalf("%s: %d children registered, want %d", name, n, want)
+				}
+				fin, failed, cancelled, outcomes := kidCounts(t, e, parent)
+				if fin+failed+cancelled != ended || outcomes != ended {
+					t.Fatalf("%s: %d+%d+%d counted, %d outcomes kept; want %d", name, fin, failed, cancelled, outcomes, ended)
+				}
+			}
+			// A child's create, lost nowhere, for its events.
+			p := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+			ref := must(t, try(e.m.StartChild(ctx, p.ID, childInput("ref"))))
+			createEvents := eventCount(t, e.m, ref.ID)
+
+			// StartChild: the register's reply, then the create's.
+			for _, step := range []struct {
+				key string
+				sc  *script
+			}{{"spawn", store.scripts.spawnChildren}, {"create", store.scripts.create}} {
+				var kid *Flow
+				err := lost("StartChild, "+step.key, d, step.sc, func() (err error) {
+					kid, err = m.StartChild(ctx, p.ID, childInput(step.key))
+					return err
+				})
+				if err != nil || kid == nil || kid.ParentID != p.ID || kid.ChildKey != step.key {
+					t.Fatalf("StartChild with the %s reply lost: %+v %v", step.key, kid, err)
+				}
+				if n := eventCount(t, e.m, kid.ID); n != createEvents {
+					t.Fatalf("StartChild with the %s reply lost: %d events, want %d", step.key, n, createEvents)
+				}
+			}
+			once("StartChild re-sent by go-redis", p.ID, 3, 0)
+			// Without go-redis's re-send the call fails; the caller calls
+			// again, and the child is there once.
+			for _, step := range []struct {
+				key string
+				sc  *script
+			}{{"bare spawn", store.scripts.spawnChildren}, {"bare create", store.scripts.create}} {
+				err := lost("StartChild, "+step.key, bd, step.sc, func() error {
+					_, err := bare.StartChild(ctx, p.ID, childInput(step.key))
+					return err
+				})
+				if err == nil {
+					t.Fatalf("StartChild with the %s reply lost and no re-send: no error", step.key)
+				}
+				kid := must(t, try(bare.StartChild(ctx, p.ID, childInput(step.key))))
+				if n := eventCount(t, e.m, kid.ID); n != createEvents {
+					t.Fatalf("StartChild again after the %s reply was lost: %d events, want %d", step.key, n, createEvents)
+				}
+			}
+			once("StartChild called again", p.ID, 5, 0)
+
+			// A child's end, and its delivery: the parent joins one child
+			// and resumes once with one outcome.
+			joined := func() (uuid.UUID, *Flow) {
+				t.Helper()
+				q := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+				kid := must(t, try(e.m.StartChild(ctx, q.ID, childInput("only"))))
+				must(t, try(e.m.SetWaiting(ctx, q.ID, WaitChildren(Join{}))))
+				return q.ID, kid
+			}
+			resumedOnce := func(name string, parent uuid.UUID) {
+				t.Helper()
+				got := must(t, try(e.m.Get(ctx, parent)))
+				if got.Status != StatusRunning || summaryOf(t, got).Finished != 1 {
+					t.Fatalf("%s: parent %s, state %s", name, got.Status, got.State)
+				}
+				if k := countKind(eventKinds(t, e, parent), EventResumed); k != 1 {
+					t.Fatalf("%s: parent resumed %d times", name, k)
+				}
+				once(name, parent, 1, 1)
+			}
+			for _, step := range []struct {
+				name string
+				sc   *script
+			}{{"Finish", store.scripts.transition}, {"deliver_child", store.scripts.deliverChild}} {
+				q, kid := joined()
+				err := lost(step.name, d, step.sc, func() error {
+					f, err := m.Finish(ctx, kid.ID, map[string]int{"answer": 42})
+					if err == nil && f.Status != StatusFinished {
+						err = fmt.Errorf("finish says %s", f.Status)
+					}
+					return err
+				})
+				if err != nil {
+					t.Fatalf("Finish with the %s reply lost: %v", step.name, err)
+				}
+				if k := countKind(eventKinds(t, e, kid.ID), EventFinished); k != 1 {
+					t.Fatalf("%s: the child finished %d times", step.name, k)
+				}
+				resumedOnce(step.name+" reply lost", q)
+			}
+			// The delivery's reply lost for good: Finish succeeds (the
+			// relay is its after-work), the entry stays, and the tick that
+			// drives it after the grace finds the outcome kept.
+			q, kid := joined()
+			if err := lost("bare deliver_child", bd, store.scripts.deliverChild, func() error {
+				_, err := bare.Finish(ctx, kid.ID, nil)
+				return err
+			}); err != nil {
+				t.Fatalf("Finish with the delivery's reply lost: %v", err)
+			}
+			relay := e.store.keys.relay(e.store.keys.shardOf(kid.ID))
+			if e.client.ZScore(ctx, relay, "d "+kid.ID.String()).Err() != nil {
+				t.Fatal("the delivery's reply was lost, yet its relay entry is gone")
+			}
+			resumedOnce("deliver_child reply lost for good", q)
+			e.clock.Advance(relayGrace + time.Second)
+			if rep := e.engine().Tick(ctx); rep.Relayed != 1 || rep.Err != nil {
+				t.Fatalf("tick after the grace: %+v", rep)
+			}
+			resumedOnce("deliver_child driven again by the tick", q)
+			// The tick's own delivery loses its reply: go-redis re-sends
+			// it and the outcome is kept once.
+			q, kid = joined()
+			broken := e.reopenStore(e.client)
+			broken.noRelay = true
+			must(t, try(broken.transition(ctx, transitionReq{id: kid.ID, to: StatusFinished, kind: EventFinished, payload: []byte(`{}`)})))
+			e.clock.Advance(relayGrace + time.Second)
+			eng := NewWaitEngine(m, WithLogger(quietLogger()))
+			if err := lost("tick deliver_child", d, store.scripts.deliverChild, func() error {
+				if rep := eng.Tick(ctx); rep.Relayed != 1 || rep.Err != nil {
+					return fmt.Errorf("tick: %+v", rep)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			resumedOnce("the tick's delivery reply lost", q)
+			mustVerify(t, e)
+		})
+	}
 }
