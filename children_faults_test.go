@@ -20,26 +20,33 @@ const chaosController = "ctl/chaos-child"
 // chaosFleet is the chaos test's fleet: workers that claim the children
 // and finish or fail them, killed at random (a killed worker walks away
 // from its leased flow, whose lease must expire), two engines ticking at
-// once, and a clock that runs ten times faster than the wall clock, so
+// once, and a clock that runs 25 times faster than the wall clock, so
 // that leases, the join's deadline and the relay's grace come due.
 type chaosFleet struct {
 	t        *testing.T
 	e        *env
 	managers []*Manager
-	stop     context.CancelFunc
-	ctx      context.Context
-	wg       sync.WaitGroup
-	next     atomic.Int64 // worker ids
-	killed   atomic.Int64
-	ended    atomic.Int64 // finishes, fails and cancels acknowledged
-	lost     atomic.Int64 // ends refused because the lease had expired
-	killsMax int64
-	once     sync.Once
+	// dying ends flows as a process that dies right after the end's
+	// script: the relay (the outcome's delivery, the children's close)
+	// is left to the engines' ticks.
+	dying     *Manager
+	stop      context.CancelFunc
+	ctx       context.Context
+	wg        sync.WaitGroup
+	next      atomic.Int64 // worker ids
+	killed    atomic.Int64
+	ended     atomic.Int64 // finishes, fails and cancels acknowledged
+	lost      atomic.Int64 // ends refused because the lease had expired
+	expired   atomic.Int64 // leases the engines expired
+	relayed   atomic.Int64 // relay entries the engines drove
+	unrelayed atomic.Int64 // ends whose process died before relaying them
+	killsMax  int64
+	once      sync.Once
 }
 
-// chaosLease is the workers' lease: 2 s of the test's clock, 200 ms of
+// chaosLease is the workers' lease: 5 s of the test's clock, 200 ms of
 // wall time.
-const chaosLease = 2 * time.Second
+const chaosLease = 5 * time.Second
 
 func startChaosFleet(t *testing.T, e *env, workers int, killsMax int64) *chaosFleet {
 	t.Helper()
@@ -49,13 +56,16 @@ func startChaosFleet(t *testing.T, e *env, workers int, killsMax int64) *chaosFl
 		m := NewManager(e.reopenStore(e.client))
 		fl.managers = append(fl.managers, m)
 	}
-	// The clock: +200 ms every 20 ms.
+	dying := e.reopenStore(e.client)
+	dying.noRelay = true
+	fl.dying = NewManager(dying)
+	// The clock: +500 ms every 20 ms (the relay's grace is 400 ms of wall time).
 	fl.wg.Add(1)
 	go func() {
 		defer fl.wg.Done()
 		for ctx.Err() == nil {
 			time.Sleep(20 * time.Millisecond)
-			e.clock.Advance(200 * time.Millisecond)
+			e.clock.Advance(500 * time.Millisecond)
 		}
 	}()
 	// Two engines on their own managers, ticking at once.
@@ -65,10 +75,13 @@ func startChaosFleet(t *testing.T, e *env, workers int, killsMax int64) *chaosFl
 		go func() {
 			defer fl.wg.Done()
 			for ctx.Err() == nil {
-				if rep := eng.Tick(ctx); rep.Err != nil && ctx.Err() == nil {
+				rep := eng.Tick(ctx)
+				if rep.Err != nil && ctx.Err() == nil {
 					t.Errorf("tick: %v", rep.Err)
 					return
 				}
+				fl.expired.Add(int64(rep.LeasesExpired))
+				fl.relayed.Add(int64(rep.Relayed))
 				time.Sleep(5 * time.Millisecond)
 			}
 		}()
@@ -106,16 +119,26 @@ func (fl *chaosFleet) spawn() {
 				fl.spawn()
 				return
 			}
-			if roll < 25 {
-				_, err = m.Fail(fl.ctx, f.ID, "chaos", WithLease(l))
+			by := m
+			dies := roll < 7 && fl.unrelayed.Load() < fl.killsMax
+			if dies {
+				by = fl.dying // killed between its end and the relay
+			}
+			if roll%4 == 0 {
+				_, err = by.Fail(fl.ctx, f.ID, "chaos", WithLease(l))
 			} else {
-				_, err = m.Finish(fl.ctx, f.ID, map[string]string{"by": id}, WithLease(l))
+				_, err = by.Finish(fl.ctx, f.ID, map[string]string{"by": id}, WithLease(l))
 			}
 			if errors.Is(err, ErrCancelPending) {
 				// The parent asked its children to stop (request_cancel).
-				_, err = m.Cancel(fl.ctx, f.ID, WithLease(l))
+				_, err = by.Cancel(fl.ctx, f.ID, WithLease(l))
 			}
 			switch {
+			case err == nil && dies:
+				fl.ended.Add(1)
+				fl.unrelayed.Add(1)
+				fl.spawn()
+				return
 			case err == nil:
 				fl.ended.Add(1)
 			case errors.Is(err, ErrLeaseLost):
@@ -136,7 +159,7 @@ func (fl *chaosFleet) close() {
 	fl.once.Do(func() {
 		fl.stop()
 		fl.wg.Wait()
-		for _, m := range fl.managers {
+		for _, m := range append(fl.managers, fl.dying) {
 			_ = m.Close()
 		}
 	})
@@ -168,25 +191,29 @@ func kidCounts(t testing.TB, e *env, parent uuid.UUID) (fin, failed, cancelled, 
 
 // TestChildrenUnderChaos: a parent starts N children spread over every
 // shard and joins them; a fleet of workers claims and ends them while
-// workers are killed holding leases and two engines tick. Per join
-// policy, the parent resumes exactly once with a summary that counts
-// every child once, every child's outcome is kept once and matches the
-// child, and Verify is clean.
+// workers are killed holding leases or right after a child's end (before
+// its delivery to the parent), and two engines tick. Per join policy,
+// the parent resumes exactly once with a summary that counts every child
+// once, every child's outcome is kept once and matches the child, no
+// relay work is left, and Verify is clean.
 func TestChildrenUnderChaos(t *testing.T) {
 	cases := []struct {
 		name   string
 		join   func(e *env, n int) Join
 		policy ParentClosePolicy
-		// finish ends the parent as soon as it resumes: its children
-		// still open are closed by policy while the workers end them.
-		finish bool
-		why    []string
+		// end is what happens to the parent once it resumed: "" it
+		// stays running; "finish" finishes it, which closes its children
+		// still open by policy while the workers end them; "dies"
+		// finishes it from a process that dies before closing them (the
+		// engines' ticks do).
+		end string
+		why []string
 	}{
-		{"all", func(*env, int) Join { return Join{} }, ParentCloseAbandon, false, []string{"settled", "met"}},
-		{"any", func(*env, int) Join { return Join{Need: 1} }, ParentCloseAbandon, false, []string{"met"}},
-		{"n of m", func(_ *env, n int) Join { return Join{Need: n / 2} }, ParentCloseAbandon, false, []string{"met"}},
-		{"fail fast", func(*env, int) Join { return Join{FailFast: true} }, ParentCloseCancel, true, []string{"fail_fast"}},
-		{"deadline", func(e *env, _ int) Join { return Join{Deadline: e.clock.Now().Add(time.Second)} }, ParentCloseRequestCancel, true, []string{"timeout"}},
+		{"all", func(*env, int) Join { return Join{} }, ParentCloseAbandon, "", []string{"settled", "met"}},
+		{"any", func(*env, int) Join { return Join{Need: 1} }, ParentCloseAbandon, "", []string{"met"}},
+		{"n of m", func(_ *env, n int) Join { return Join{Need: n / 2} }, ParentCloseAbandon, "", []string{"met"}},
+		{"fail fast", func(*env, int) Join { return Join{FailFast: true} }, ParentCloseCancel, "dies", []string{"fail_fast"}},
+		{"deadline", func(e *env, _ int) Join { return Join{Deadline: e.clock.Now().Add(time.Second)} }, ParentCloseRequestCancel, "finish", []string{"timeout"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -200,13 +227,13 @@ func TestChildrenUnderChaos(t *testing.T) {
 					// So few children may all end before the deadline.
 					n, whys = 40, append(whys, "met", "settled")
 				}
-				chaosJoin(t, e, n, tc.join(e, n), tc.policy, tc.finish, whys)
+				chaosJoin(t, e, n, tc.join(e, n), tc.policy, tc.end, whys)
 			})
 		})
 	}
 }
 
-func chaosJoin(t *testing.T, e *env, n int, join Join, policy ParentClosePolicy, finish bool, whys []string) {
+func chaosJoin(t *testing.T, e *env, n int, join Join, policy ParentClosePolicy, end string, whys []string) {
 	ctx := e.ctx
 	start := time.Now()
 	p := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
@@ -239,8 +266,11 @@ func chaosJoin(t *testing.T, e *env, n int, join Join, policy ParentClosePolicy,
 			got := must(t, try(e.m.Get(ctx, p.ID)))
 			if got.Status != StatusWaiting {
 				resumed = got
-				if finish {
+				switch end {
+				case "finish":
 					must(t, try(e.m.Finish(ctx, p.ID, nil)))
+				case "dies":
+					must(t, try(fl.dying.Finish(ctx, p.ID, nil)))
 				}
 			}
 		}
@@ -341,11 +371,23 @@ func chaosJoin(t *testing.T, e *env, n int, join Join, policy ParentClosePolicy,
 			t.Fatalf("shard %d has relay entries left: %v", sh, left)
 		}
 	}
+	// A killed worker's child went back to the queue when the engines
+	// expired its lease (unless its parent's end cancelled it first).
+	if end == "" && fl.expired.Load() < fl.killed.Load() {
+		t.Fatalf("%d workers killed holding a lease, %d leases expired", fl.killed.Load(), fl.expired.Load())
+	}
+	// A child ended by a process that died before relaying reached its
+	// parent through the engines.
+	if fl.relayed.Load() < fl.unrelayed.Load() {
+		t.Fatalf("%d ends left to the relay, %d relay entries driven", fl.unrelayed.Load(), fl.relayed.Load())
+	}
 	mustVerify(t, e)
 	t.Logf("%d children: %s with %d finished, %d failed, %d cancelled, %d pending; in the end %d/%d/%d; "+
-		"%d workers killed, %d ends refused for a lost lease; %v",
+		"%d workers killed holding a lease, %d leases expired, %d ends refused for a lost lease, "+
+		"%d ends left to the relay, %d relay entries driven by ticks; %v",
 		n, sum.Why, sum.Finished, sum.Failed, sum.Cancelled, sum.Pending, fin, failed, cancelled,
-		fl.killed.Load(), fl.lost.Load(), time.Since(start).Round(time.Millisecond))
+		fl.killed.Load(), fl.expired.Load(), fl.lost.Load(), fl.unrelayed.Load(), fl.relayed.Load(),
+		time.Since(start).Round(time.Millisecond))
 }
 
 func sliceHas(xs []string, x string) bool {
