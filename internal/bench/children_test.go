@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -59,7 +60,7 @@ func TestChildrenPassesOnMiniredis(t *testing.T) {
 	}
 	spec := fanOutSpec{parents: 6, kids: 4, procs: 2, parentLoops: 1, childLoops: 3}
 	for _, hand := range []bool{false, true} {
-		res, err := fanOut(ctx, tgt, "tfbench-test-e"+map[bool]string{false: "c", true: "h"}[hand], spec, hand)
+		res, err := fanOut(ctx, tgt, fmt.Sprintf("tfbench-test-e-%v", hand), spec, hand)
 		if err != nil {
 			t.Fatalf("fan-out (by hand %v): %v", hand, err)
 		}
