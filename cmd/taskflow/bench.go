@@ -19,7 +19,8 @@ var benchVerb = &verb{
 	summary: "run the benchmarks (medians and ratios measured in one run)",
 	help: `Run the benchmarks and print their tables: state size, memory per flow, tick
 cost, resume rate, the EVALSHA floor, a WATCH/MULTI baseline, round trips,
-pagination, fleet hand-off and (with --cluster-addrs) cluster scaling. Needs
+pagination, fleet hand-off, flows of flows against the same work by hand
+(children) and (with --cluster-addrs) cluster scaling. Needs
 redis-server on PATH for the private servers. Suites: ` + strings.Join(bench.AllSuites(), ", ") + `.
 
 The jobs suite runs only when named (--suites jobs): it compares taskflow

@@ -59,12 +59,13 @@ const (
 	SuiteStats         = "stats"
 	SuiteHooks         = "hooks"
 	SuiteJobs          = "jobs"
+	SuiteChildren      = "children"
 )
 
 // AllSuites lists every suite name in run order.
 func AllSuites() []string {
 	return []string{SuiteStateSize, SuiteMemory, SuiteTick, SuiteResume, SuiteFloor,
-		SuiteWatchBaseline, SuiteRoundtrips, SuiteList, SuiteFleet, SuiteCluster, SuiteStats, SuiteHooks, SuiteJobs}
+		SuiteWatchBaseline, SuiteRoundtrips, SuiteList, SuiteFleet, SuiteCluster, SuiteStats, SuiteHooks, SuiteJobs, SuiteChildren}
 }
 
 // DefaultSuites lists the suites a run without Config.Suites runs: all
@@ -133,6 +134,9 @@ type sizes struct {
 	jobsItems       int           // items per jobs pass
 	jobsProducers   int           // concurrent creates / adds
 	jobsShapes      []jobsShape   // claim + finish configurations
+	spawnChildren   int           // children per spawn and join pass
+	fanParents      int           // parents of the fan-out
+	fanKids         int           // children per fan-out parent
 }
 
 func sizesFor(quick bool) sizes {
@@ -147,6 +151,7 @@ func sizesFor(quick bool) sizes {
 		fleetFlows: 2_000, fleetWorkers: []int{1, 4, 16}, idleWorkers: 16, idleWindow: 10 * time.Second,
 		statsSmall: 1_000, statsLarge: 1_000_000, statsCalls: 200, hookOps: 2_000,
 		jobsItems: 20_000, jobsProducers: 32, jobsShapes: []jobsShape{{1, 50}, {4, 16}},
+		spawnChildren: 1_000, fanParents: 100, fanKids: 10,
 	}
 	if quick {
 		s.stateOps = 30
@@ -159,6 +164,7 @@ func sizesFor(quick bool) sizes {
 		s.fleetFlows, s.idleWindow = 200, 2*time.Second
 		s.statsLarge, s.statsCalls, s.hookOps = 20_000, 20, 200
 		s.jobsItems = 2_000
+		s.spawnChildren, s.fanParents = 200, 20
 	}
 	return s
 }
@@ -242,6 +248,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			err = r.hooks(ctx)
 		case SuiteJobs:
 			err = r.jobs(ctx)
+		case SuiteChildren:
+			err = r.children(ctx)
 		}
 		if err != nil {
 			fmt.Fprintf(out, "%s: FAILED: %v\n", name, err)
@@ -284,6 +292,10 @@ func (r *runner) header(ctx context.Context, suites []string) {
 	if slices.Contains(suites, SuiteJobs) {
 		fmt.Fprintf(w, "             jobs: %d items per pass, %d producers, claim + finish with %v, BullMQ %s from npm\n",
 			s.jobsItems, s.jobsProducers, s.jobsShapes, bullmqVersion)
+	}
+	if slices.Contains(suites, SuiteChildren) {
+		fmt.Fprintf(w, "             children: %d children per spawn and join pass; fan-out %d parents x %d children\n",
+			s.spawnChildren, s.fanParents, s.fanKids)
 	}
 	if len(r.cfg.ClusterAddrs) > 0 {
 		fmt.Fprintf(w, "cluster:     %s\n", strings.Join(r.cfg.ClusterAddrs, ","))
