@@ -232,6 +232,7 @@ func TestJoinTimeout(t *testing.T) {
 		if rep := eng.Tick(ctx); rep.Resumed != 0 {
 			t.Fatalf("tick before the deadline resumed %d", rep.Resumed)
 		}
+		mustVerify(t, e) // the deadline's timer entry is the wait's
 		e.clock.Advance(2 * time.Minute)
 		if rep := eng.Tick(ctx); rep.Resumed != 1 || rep.Err != nil {
 			t.Fatalf("tick after the deadline: %+v", rep)

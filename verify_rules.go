@@ -37,6 +37,10 @@ func (s *RedisStore) expectedWait(id uuid.UUID, fields map[string]string) (timer
 	switch w.Kind {
 	case WaitKindTimer:
 		timerMs = strconv.FormatInt(w.At.UnixMilli(), 10)
+	case WaitKindChildren:
+		if !w.At.IsZero() { // a join's deadline
+			timerMs = strconv.FormatInt(w.At.UnixMilli(), 10)
+		}
 	case WaitKindExternalEvent:
 		corr = corrMember(w.Topic, w.CorrelationID, id)
 	}

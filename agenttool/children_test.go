@@ -337,13 +337,13 @@ func TestWaitChildren(t *testing.T) {
 			t.Fatalf("timeout: %v", f)
 		}
 		mustVerify(t, e)
-		// A deadline as a time. (Not verified: Verify of e7097ae reports a
-		// children wait with a deadline as a stray timer entry.)
+		// A deadline as a time.
 		dl := e.clock.Now().Add(2 * time.Hour).UTC().Truncate(time.Second)
 		f = callFlow(t, tool, sessA, args(t, "action", "wait_children", "flow_id", parent, "deadline", dl.Format(time.RFC3339)))
 		if got, _ := time.Parse(time.RFC3339, f["wait"].(map[string]any)["at"].(string)); !got.Equal(dl) {
 			t.Fatalf("deadline %v, want %v", f["wait"], dl)
 		}
+		mustVerify(t, e)
 		// Waiting twice is refused with a hint.
 		err = callErr(t, tool, sessA, args(t, "action", "wait_children", "flow_id", parent), taskflow.ErrIllegalTransition)
 		wantText(t, err, "cannot wait_children", "already waiting")
