@@ -271,7 +271,7 @@ func (s *RedisStore) startChildren(ctx context.Context, parentID uuid.UUID, chil
 		return flows, fmt.Errorf("taskflow: start children of %s: read the parent: %w", parentID, err)
 	}
 	if FlowStatus(status).IsTerminal() || errors.Is(err, redis.Nil) {
-		if err := s.closeChildren(ctx, parentID); err != nil {
+		if _, err := s.closeChildren(ctx, parentID); err != nil {
 			return flows, fmt.Errorf("taskflow: start children of %s: the parent ended: %w", parentID, err)
 		}
 	}
@@ -365,37 +365,47 @@ func (s *RedisStore) relayEnded(ctx context.Context, f *Flow) {
 		return
 	}
 	if f.ParentID != uuid.Nil {
-		_ = s.deliverOutcome(ctx, f.ID)
+		known := f
+		if f.State == nil {
+			known = nil // a lean reply: the outcome needs the state
+		}
+		_, _ = s.deliverOutcome(ctx, f.ID, known)
 	}
 	if f.Children > 0 {
-		_ = s.closeChildren(ctx, f.ID)
+		_, _ = s.closeChildren(ctx, f.ID)
 	}
 }
 
-// relayDone drops a relay entry once its work is done.
-func (s *RedisStore) relayDone(ctx context.Context, id uuid.UUID, kind byte) error {
-	return s.client.ZRem(ctx, s.keys.relay(s.keys.shardOf(id)), string(kind)+" "+id.String()).Err()
+// relayDone drops a relay entry once its work is done, and tells whether
+// this call dropped it (two engines may do the same work: one counts it).
+func (s *RedisStore) relayDone(ctx context.Context, id uuid.UUID, kind byte) (bool, error) {
+	n, err := s.client.ZRem(ctx, s.keys.relay(s.keys.shardOf(id)), string(kind)+" "+id.String()).Result()
+	return n == 1, err
 }
 
 // deliverOutcome hands the ended child childID's outcome to its parent
-// (deliver_child.lua) and drops its relay entry.
-func (s *RedisStore) deliverOutcome(ctx context.Context, childID uuid.UUID) error {
-	f, err := s.get(ctx, childID)
-	if errors.Is(err, ErrNotFound) {
-		return s.relayDone(ctx, childID, 'd')
-	}
-	if err != nil {
-		return err
+// (deliver_child.lua) and drops its relay entry; f is the child as the
+// call that ended it returned it (with its state), or nil to read it.
+func (s *RedisStore) deliverOutcome(ctx context.Context, childID uuid.UUID, f *Flow) (bool, error) {
+	if f == nil {
+		var err error
+		f, err = s.get(ctx, childID)
+		if errors.Is(err, ErrNotFound) {
+			return s.relayDone(ctx, childID, 'd')
+		}
+		if err != nil {
+			return false, err
+		}
 	}
 	if f.ParentID == uuid.Nil || !f.Status.IsTerminal() {
 		return s.relayDone(ctx, childID, 'd') // an entry nothing needs
 	}
 	out, err := outcomeOf(f)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := s.deliverChild(ctx, f.ParentID, childID, f.Status, out); err != nil {
-		return err
+		return false, err
 	}
 	return s.relayDone(ctx, childID, 'd')
 }
@@ -413,23 +423,23 @@ func (s *RedisStore) deliverChild(ctx context.Context, parent, child uuid.UUID, 
 
 // closeChildren applies each child's parent-close policy to the
 // children of parentID that have not ended, and drops the parent's relay
-// entry. Each step can be repeated: a cancel of an ended child is
-// refused and ignored.
-func (s *RedisStore) closeChildren(ctx context.Context, parentID uuid.UUID) error {
+// entry (true when this call dropped it). Each step can be repeated: a
+// cancel of an ended child is refused and ignored.
+func (s *RedisStore) closeChildren(ctx context.Context, parentID uuid.UUID) (bool, error) {
 	kids, res := s.keys.kids(parentID), s.keys.kidResults(parentID)
 	audit := mutation{audit: &auditNote{actor: "taskflow", reason: "parent " + parentID.String() + " ended"}}
 	payload, _ := audit.auditPayload()
 	for from := int64(0); ; from += 200 {
 		ids, err := s.client.ZRange(ctx, kids, from, from+199).Result()
 		if err != nil {
-			return err
+			return false, err
 		}
 		if len(ids) == 0 {
 			break
 		}
 		ended, err := s.client.HMGet(ctx, res, ids...).Result()
 		if err != nil {
-			return err
+			return false, err
 		}
 		var open []uuid.UUID
 		for i, raw := range ids {
@@ -445,7 +455,7 @@ func (s *RedisStore) closeChildren(ctx context.Context, parentID uuid.UUID) erro
 		}
 		if len(open) > 0 {
 			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-				return err
+				return false, err
 			}
 		}
 		for i, id := range open {
@@ -468,7 +478,7 @@ func (s *RedisStore) closeChildren(ctx context.Context, parentID uuid.UUID) erro
 				_, err = s.transition(ctx, transitionReq{id: id, to: StatusCancelled, kind: EventCancelled, payload: payload, mut: audit})
 			}
 			if err != nil && !errors.Is(err, ErrAlreadyTerminal) && !errors.Is(err, ErrNotFound) {
-				return fmt.Errorf("taskflow: close child %s of %s: %w", id, parentID, err)
+				return false, fmt.Errorf("taskflow: close child %s of %s: %w", id, parentID, err)
 			}
 		}
 	}
@@ -477,7 +487,8 @@ func (s *RedisStore) closeChildren(ctx context.Context, parentID uuid.UUID) erro
 
 // relayDue drives the relay entries of every shard that are due at
 // nowMs (their call died, or failed), at most batch per shard, and
-// returns how many it drove.
+// returns how many it dropped once done (an entry another engine
+// finished first is not counted).
 func (s *RedisStore) relayDue(ctx context.Context, nowMs string, batch int) (int, error) {
 	pipe := s.client.Pipeline()
 	cmds := make([]*redis.StringSliceCmd, s.keys.shards)
@@ -496,11 +507,12 @@ func (s *RedisStore) relayDue(ctx context.Context, nowMs string, batch int) (int
 			if err != nil {
 				continue // not ours: Verify reports it
 			}
+			var done bool
 			switch kind {
 			case "d":
-				err = s.deliverOutcome(ctx, id)
+				done, err = s.deliverOutcome(ctx, id, nil)
 			case "c":
-				err = s.closeChildren(ctx, id)
+				done, err = s.closeChildren(ctx, id)
 			default:
 				continue
 			}
@@ -510,7 +522,9 @@ func (s *RedisStore) relayDue(ctx context.Context, nowMs string, batch int) (int
 				}
 				continue
 			}
-			n++
+			if done {
+				n++
+			}
 		}
 	}
 	return n, first

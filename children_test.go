@@ -326,8 +326,8 @@ func TestRelayLeftByADeadCallIsDrivenByTheTick(t *testing.T) {
 			t.Fatalf("parent %s state %s after the tick", got.Status, got.State)
 		}
 		// Driven again (two engines at once): counted once.
-		if err := e.store.deliverOutcome(ctx, kid.ID); err != nil {
-			t.Fatal(err)
+		if done, err := e.store.deliverOutcome(ctx, kid.ID, nil); err != nil || done {
+			t.Fatalf("a second delivery: dropped the entry %v, %v; want false (the tick dropped it)", done, err)
 		}
 		if got := must(t, try(e.m.Get(ctx, p.ID))); summaryOf(t, got).Finished != 1 {
 			t.Fatalf("a second delivery counted again: %s", got.State)

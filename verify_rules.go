@@ -579,7 +579,8 @@ func (s *RedisStore) repairChild(ctx context.Context, p fsck.Problem) error {
 		return err
 	}
 	if p.Kind == fsck.ChildUndelivered {
-		return s.deliverOutcome(ctx, child)
+		_, err := s.deliverOutcome(ctx, child, nil)
+		return err
 	}
 	out, err := marshalJSON(childOutcome{ID: child.String(), Status: StatusFailed, Error: "repair: " + p.Detail})
 	if err != nil {
