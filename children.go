@@ -106,9 +106,10 @@ func (m *Manager) StartChild(ctx context.Context, parentID uuid.UUID, in ChildIn
 	return nil, err
 }
 
-// StartChildren starts children under parentID in three round trips
-// (their register on the parent's shard, their creates pipelined by
-// Redis node, 500 a pipeline, and a check of the parent), and returns
+// StartChildren starts children under parentID in 2 + ⌈n/500⌉ round
+// trips (their register on the parent's shard, their creates in
+// pipelines of 500, each split by Redis node, and a check of the parent;
+// with WithReplicaAcks the creates go one by one), and returns
 // them in the order given. The parent must exist (ErrNotFound), must not
 // have ended (ErrAlreadyTerminal) nor have a cancel request
 // (ErrCancelPending); it may be a child itself, down to
