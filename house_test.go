@@ -27,8 +27,9 @@ const (
 	// 200 after the house (issue 21); the flows of flows (issue 23)
 	// added 12: StartChild, StartChildren, ListChildren, ChildInput,
 	// Child, ParentClosePolicy and its 3 values, Join, WaitChildren,
-	// WaitKindChildren.
-	maxRootExported = 212
+	// WaitKindChildren; find and explain (issue 25) 3: Manager.Explain,
+	// Explanation, Manager.Stuck.
+	maxRootExported = 215
 	maxRootFiles    = 30
 	maxUpward       = 25
 )

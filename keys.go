@@ -227,6 +227,10 @@ func (k keyspace) joins(shard int) string { return k.tag(shard) + ":joins" }
 // first store that uses the prefix and checked by every other.
 func (k keyspace) layout() string { return k.prefix + ":{meta}:layout" }
 
+// lastTick is when an engine last ticked the flow space (unix ms, a
+// string written by every tick): <prefix>:{meta}:lasttick (Explain).
+func (k keyspace) lastTick() string { return k.prefix + ":{meta}:lasttick" }
+
 // perShard returns keyOf for every shard.
 func (k keyspace) perShard(keyOf func(shard int) string) []string {
 	out := make([]string, k.shards)

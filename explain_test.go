@@ -1,0 +1,157 @@
+package taskflow
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestExplainHiddenStates builds one flow in each situation Explain
+// names and checks its explanation: the code, whether it is stuck, the
+// facts, and the words a person reads.
+func TestExplainHiddenStates(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		defer e.m.Close()
+		check := func(name string, f *Flow, code string, stuck bool, text string, facts map[string]any) *Explanation {
+			t.Helper()
+			x, err := e.m.Explain(ctx, f.ID)
+			if err != nil {
+				t.Fatalf("%s: Explain: %v", name, err)
+			}
+			if x.Code != code || x.Stuck != stuck || !strings.Contains(x.Text, text) || x.Moves == "" {
+				t.Fatalf("%s: %+v, want code %s, stuck %v, text with %q", name, x, code, stuck, text)
+			}
+			for k, v := range facts {
+				if got, ok := x.Facts[k]; !ok || got != v {
+					t.Fatalf("%s: fact %s = %v (%T), want %v (%T); facts %v", name, k, got, got, v, v, x.Facts)
+				}
+			}
+			return x
+		}
+		eng := e.engine()
+
+		// No engine has ticked yet: a timer due later is stuck.
+		timer := e.waitingFlow(t, WaitTimer(e.clock.Now().Add(2*time.Hour)))
+		check("timer, no engine", timer, "waiting_timer", true, "due in 2h", map[string]any{"due_in_s": int64(7200)})
+		eng.Tick(ctx)
+		check("timer, engine ticked", timer, "waiting_timer", false, "an engine ticked 0s ago", map[string]any{"last_tick_age_s": int64(0)})
+
+		// Engines silent for 2 minutes: an overdue timer is stuck.
+		overdue := e.waitingFlow(t, WaitTimer(e.clock.Now().Add(time.Minute)))
+		e.clock.Advance(2 * time.Minute)
+		check("timer overdue", overdue, "waiting_timer", true, "no engine has ticked for 2m", map[string]any{"overdue_s": int64(60)})
+		eng.Tick(ctx)
+
+		// A created flow, new, then old.
+		created := must(t, try(e.m.CreateManaged(ctx, fleetInput("ctl/explain"))))
+		check("created", created, "created", false, "never started", nil)
+
+		// Ready with nobody waiting for its controller: stuck after a minute.
+		ready := must(t, try(e.m.CreateMirrored(ctx, fleetInput("ctl/explain"))))
+		check("ready, new", ready, "ready", false, "No worker waits", map[string]any{"waiting_workers": int64(0)})
+		e.clock.Advance(5 * time.Minute)
+		check("ready, 5m", ready, "ready", true, "ready for 5m", map[string]any{"ready_s": int64(300)})
+		check("created, 5m", created, "created", true, "5m ago", nil)
+		eng.Tick(ctx)
+
+		// Leased, then its lease expired with no engine ticking.
+		f, l, err := e.m.Claim(ctx, "ctl/explain", "worker-7", time.Minute, WithClaimWait(0))
+		if err != nil || f == nil {
+			t.Fatalf("claim: %v %v", f, err)
+		}
+		check("leased", f, "leased", false, "worker-7", map[string]any{"worker_id": "worker-7", "lease_token": l.Token})
+		e.clock.Advance(3 * time.Minute)
+		check("lease expired", f, "lease_expired", true, "expired 2m ago", map[string]any{"lease_expired_s": int64(120)})
+		eng.Tick(ctx) // requeues it
+		check("requeued", f, "ready", false, "ready for 0s", nil)
+
+		// An external event, with kept events that do not match it.
+		ev := e.waitingFlow(t, WaitExternalEvent("email.reply", "msg-1"))
+		must(t, try(e.m.TryResumeExternal(ctx, ev.ID, "email.bounce", "msg-1", map[string]string{"x": "y"})))
+		must(t, try(e.m.TryResumeExternal(ctx, ev.ID, "sms.reply", "other", nil)))
+		check("event", ev, "waiting_event", false, "2 event(s) kept for it do not match", map[string]any{
+			"kept_unmatched": 2, "near_miss": `topic "email.bounce", correlation id "msg-1"`, "topic": "email.reply"})
+
+		manual := e.waitingFlow(t, WaitManual())
+		check("manual", manual, "waiting_manual", false, "resume it", nil)
+
+		// Cancel requested: while waiting (the tick applies it), while running.
+		cw := e.waitingFlow(t, WaitManual())
+		must(t, try(e.m.RequestCancel(ctx, cw.ID)))
+		check("cancel pending, waiting", cw, "cancel_pending", false, "next tick cancels it", nil)
+		cr := must(t, try(e.m.CreateMirrored(ctx, fleetInput("ctl/other"))))
+		must(t, try(e.m.RequestCancel(ctx, cr.ID)))
+		check("cancel pending, running", cr, "cancel_pending", false, "ErrCancelPending", nil)
+
+		// Waiting on children.
+		p := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+		kids := e.childrenOf(t, p.ID, 3, "")
+		must(t, try(e.m.Finish(ctx, kids[0].ID, nil)))
+		must(t, try(e.m.Fail(ctx, kids[1].ID, "no")))
+		must(t, try(e.m.SetWaiting(ctx, p.ID, WaitChildren(Join{}))))
+		check("children", p, "waiting_children", false, "1 of 3 finished (3 needed), 1 failed, 0 cancelled, 1 still open",
+			map[string]any{"pending": 1, "finished": 1, "children": 3})
+
+		// Ended.
+		done := must(t, try(e.m.Finish(ctx, kids[2].ID, nil)))
+		check("ended", done, "ended", false, "finished", map[string]any{"parent_id": p.ID.String()})
+
+		// A healthy flow with an engine ticking and a worker waiting is
+		// not stuck.
+		eng.Tick(ctx)
+		if x := check("timer, healthy", timer, "waiting_timer", false, "due in", nil); x.Stuck {
+			t.Fatalf("healthy flow reported stuck: %+v", x)
+		}
+	})
+}
+
+func TestSplitCorrPrefix(t *testing.T) {
+	for _, c := range [][2]string{{"email.reply", "msg-1"}, {"a:b", "c:d:"}, {"", ""}, {"t", " x "}} {
+		topic, corr, ok := splitCorrPrefix(corrPrefix(c[0], c[1]))
+		if !ok || topic != c[0] || corr != c[1] {
+			t.Fatalf("%q: %q %q %v", c, topic, corr, ok)
+		}
+	}
+	for _, bad := range []string{"", "x", "3:ab", "2:ab1:c", "2:ab1:c:extra"} {
+		if _, _, ok := splitCorrPrefix(bad); ok {
+			t.Fatalf("%q parsed", bad)
+		}
+	}
+}
+
+func TestStuckListsWhatNothingMoves(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		defer e.m.Close()
+		eng := e.engine()
+		// Healthy: an engine ticks, a timer is due later, a flow is ready
+		// since a moment.
+		e.waitingFlow(t, WaitTimer(e.clock.Now().Add(time.Hour)))
+		eng.Tick(ctx)
+		must(t, try(e.m.CreateMirrored(ctx, fleetInput("ctl/stuck"))))
+		if got := must(t, try(e.m.Stuck(ctx, 0))); len(got) != 0 {
+			t.Fatalf("healthy space: %d stuck: %+v", len(got), got[0])
+		}
+		// Two minutes later with no tick: the ready flow (no worker), the
+		// created one, and a waiting flow with a cancel request are stuck.
+		must(t, try(e.m.CreateManaged(ctx, fleetInput("ctl/stuck"))))
+		cw := e.waitingFlow(t, WaitManual())
+		must(t, try(e.m.RequestCancel(ctx, cw.ID)))
+		e.clock.Advance(2 * time.Minute)
+		got := must(t, try(e.m.Stuck(ctx, 0)))
+		codes := map[string]int{}
+		for _, x := range got {
+			codes[x.Code]++
+		}
+		if codes["ready"] != 1 || codes["created"] != 1 || codes["cancel_pending"] != 1 {
+			t.Fatalf("stuck codes %v", codes)
+		}
+		if got := must(t, try(e.m.Stuck(ctx, 1))); len(got) != 1 {
+			t.Fatalf("limit 1: %d", len(got))
+		}
+		if _, err := e.m.Stuck(ctx, -1); err == nil {
+			t.Fatal("limit -1 accepted")
+		}
+	})
+}
