@@ -47,7 +47,7 @@ func TestMistypedPrefix(t *testing.T) {
 				_ = e.client.Del(context.Background(), k).Err()
 			}
 		})
-		for _, args := range [][]string{{"list"}, {"fsck"}, {"show", uuid.NewString()}, {"watch", uuid.NewString()}, {"prune", "--older-than", "7d"}} {
+		for _, args := range [][]string{{"list"}, {"fsck"}, {"show", uuid.NewString()}, {"explain", uuid.NewString()}, {"stuck"}, {"watch", uuid.NewString()}, {"prune", "--older-than", "7d"}} {
 			r := runCLI(t, append(args, "--redis", e.url, "--prefix", typo)...).wantCode(t, 1)
 			r.wantOneLineError(t, `no flow space "`+typo+`" at `)
 			if !strings.Contains(r.stderr, e.prefix) || !strings.Contains(r.stderr, "did you mean --prefix "+e.prefix) {

@@ -65,6 +65,8 @@ func verbs() []*verb {
 	return []*verb{
 		listVerb,
 		showVerb,
+		explainVerb,
+		stuckVerb,
 		eventsVerb,
 		keysVerb,
 		cancelVerb,

@@ -28,8 +28,10 @@ var uiVerb = &verb{
 	summary: "serve the operator dashboard (overview, flows, actions)",
 	help: `Serve the operator dashboard until SIGINT or SIGTERM: the overview (the Stats
 figures, refreshed live), flows by status or owner a page at a time, each flow
-with its record, state, wait, lease, steps, live audit log, its parent and its
-children (a page at a time, with its join's progress), and the actions
+with why it is where it is and what will move it (a "stuck" badge when
+nothing in place will), its record, state, wait, lease, steps, live audit log,
+its parent and its children (a page at a time, with its join's progress), and
+the actions
 cancel (with a reason), resume and requeue an expired lease, each confirmed on
 a page of its own. --read-only hides the actions and refuses every POST.
 

@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -207,6 +209,21 @@ func shot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
+// shotOf saves a screenshot of the element css selects, as shot does.
+func shotOf(t *testing.T, ctx context.Context, css, name string) {
+	dir := os.Getenv("TASKFLOW_UI_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(css)))
+	if err != nil {
+		t.Fatalf("screenshot of %s: %v", css, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestDashboardInBrowser(t *testing.T) {
 	realURL, err := realRedis()
 	if err != nil {
@@ -338,6 +355,61 @@ func TestDashboardInBrowser(t *testing.T) {
 		imgs = eval[int](t, bctx, `document.querySelectorAll("main img").length`)
 		if pwned || imgs != 0 {
 			t.Fatalf("list page: pwned %v, %d img elements", pwned, imgs)
+		}
+	})
+
+	t.Run("explain panel on a stuck flow and a healthy one", func(t *testing.T) {
+		// Started five minutes ago on a controller no worker claims for.
+		past := time.Now().Add(-5*time.Minute - 10*time.Second)
+		f, err := e.manager(func() time.Time { return past }).CreateManaged(ctx, taskflow.CreateManagedInput{
+			ControllerID: "billing/invoice-reconciler", Goal: "reconcile the March invoices",
+			OwnerSessionKey: "agent:accounting:session:s3",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.manager(func() time.Time { return past }).StartRunning(ctx, f.ID); err != nil {
+			t.Fatal(err)
+		}
+		browse(t, bctx, "stuck flow", chromedp.Navigate(ui.base+"/flows/"+f.ID.String()), chromedp.WaitVisible(chromedp.ID("explain")))
+		badge := textOf(t, bctx, "#explain-stuck")
+		code := textOf(t, bctx, "#explain-code")
+		text := textOf(t, bctx, "#explain-text")
+		moves := textOf(t, bctx, "#explain-moves")
+		keys := eval[[]string](t, bctx, `Array.from(document.querySelectorAll("#explain-facts dt")).map(dt => dt.textContent)`)
+		// The facts the library gives, sorted (the demo's engine ticked:
+		// last_tick is among them).
+		x, err := e.m.Explain(ctx, f.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for k := range x.Facts {
+			want = append(want, k)
+		}
+		sort.Strings(want)
+		if badge != "stuck" || code != "ready" ||
+			text != `The flow has been ready for 5m, on controller "billing/invoice-reconciler"'s queue, for a worker to claim. No worker waits for that controller's flows.` ||
+			moves != `What moves it: A worker's Claim for controller "billing/invoice-reconciler".` ||
+			strings.Join(keys, " ") != strings.Join(want, " ") || !slices.Contains(keys, "waiting_workers") {
+			t.Fatalf("stuck flow's panel: badge %q, code %q, text %q, moves %q, facts %q", badge, code, text, moves, keys)
+		}
+		if w, c := textOf(t, bctx, `[data-fact="waiting_workers"]`), textOf(t, bctx, `[data-fact="controller_id"]`); w != "0" || c != "billing/invoice-reconciler" {
+			t.Fatalf("stuck flow's facts: waiting_workers %q, controller_id %q", w, c)
+		}
+		shotOf(t, bctx, "#explain", "ui-explain.png")
+
+		// The hostile flow is held under a live lease: healthy, no badge,
+		// and its hostile goal left nothing to run.
+		browse(t, bctx, "leased flow", chromedp.Navigate(ui.base+"/flows/"+hostile.ID.String()), chromedp.WaitVisible(chromedp.ID("explain")))
+		badges := eval[int](t, bctx, `document.querySelectorAll("#explain-stuck, #explain.stuck").length`)
+		code = textOf(t, bctx, "#explain-code")
+		text = textOf(t, bctx, "#explain-text")
+		worker := textOf(t, bctx, `[data-fact="worker_id"]`)
+		pwned := eval[bool](t, bctx, `typeof window.pwned !== "undefined"`)
+		if badges != 0 || code != "leased" || !strings.Contains(text, "worker-7") || !strings.Contains(text, "holds the flow under a lease that expires in") ||
+			worker != "worker-7" || pwned {
+			t.Fatalf("leased flow's panel: %d stuck marks, code %q, text %q, worker_id %q, pwned %v", badges, code, text, worker, pwned)
 		}
 	})
 

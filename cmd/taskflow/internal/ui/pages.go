@@ -309,6 +309,17 @@ type flowBody struct {
 	// Children is a parent's page of children, nil for a flow that never
 	// started one.
 	Children *childrenView
+	// Explain says why the flow is where it is and what will move it.
+	Explain explainView
+}
+
+// explainView is Manager.Explain's answer as the flow page shows it:
+// its sentences, code, whether the flow is stuck, and its facts sorted
+// by key.
+type explainView struct {
+	Text, Moves, Code string
+	Stuck             bool
+	Facts             []kv
 }
 
 // childrenView is one page of a parent's children and its join.
@@ -384,6 +395,16 @@ func (s *Server) flow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b.Lease = lease
+	x, err := s.m.Explain(ctx, f.ID)
+	if errors.Is(err, taskflow.ErrNotFound) {
+		s.fail(w, http.StatusNotFound, "no flow "+b.ID+" (it was deleted while the page was read)", nil)
+		return
+	}
+	if err != nil {
+		s.failRedis(w, "explaining the flow", err)
+		return
+	}
+	b.Explain = viewExplanation(x)
 	if lease != nil {
 		if lease.ExpiresAt.After(now) {
 			b.LeaseState = "held, expires in " + lease.ExpiresAt.Sub(now).Round(time.Second).String()
@@ -471,6 +492,16 @@ func (s *Server) childrenPage(r *http.Request, f *taskflow.Flow, now time.Time) 
 		v.NextURL = base + "?" + url.Values{"children_cursor": {next}}.Encode() + "#children"
 	}
 	return v, http.StatusOK, nil
+}
+
+// viewExplanation is x for the page: its facts as text, sorted by key.
+func viewExplanation(x *taskflow.Explanation) explainView {
+	v := explainView{Text: x.Text, Moves: x.Moves, Code: x.Code, Stuck: x.Stuck}
+	for k, val := range x.Facts {
+		v.Facts = append(v.Facts, kv{k, fmt.Sprint(val)})
+	}
+	sort.Slice(v.Facts, func(i, j int) bool { return v.Facts[i].Key < v.Facts[j].Key })
+	return v
 }
 
 func viewEvent(ev *taskflow.FlowEvent) eventView {

@@ -262,3 +262,60 @@ func TestFlowPageChildren(t *testing.T) {
 		t.Fatalf("a flow without parent or children: %d\n%s", code, body)
 	}
 }
+
+// TestFlowPageExplains: a flow's page carries Manager.Explain's answer,
+// with a "stuck" badge only on a stuck flow, its facts sorted, every
+// value escaped.
+func TestFlowPageExplains(t *testing.T) {
+	fx := newFixture(t, Config{})
+	ctx := context.Background()
+	// Created two minutes ago and never started: stuck.
+	c := redis.NewClient(&redis.Options{Addr: fx.mr.Addr()})
+	t.Cleanup(func() { _ = c.Close() })
+	past := time.Now().Add(-150 * time.Second)
+	old, err := taskflow.NewRedisStore(c, taskflow.WithPrefix("uitest"), taskflow.WithClock(func() time.Time { return past }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := taskflow.NewManager(old).CreateManaged(ctx, taskflow.CreateManagedInput{ControllerID: "ops/ui", Goal: "forgotten", OwnerSessionKey: "agent:a:session:s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := get(t, fx.srv.Client(), fx.srv.URL+"/flows/"+stale.ID.String())
+	for _, want := range []string{
+		`<section class="explain stuck" id="explain">`,
+		`<span class="badge badge-stuck" id="explain-stuck" title="nothing in place will move this flow">stuck</span>`,
+		`<code class="muted" id="explain-code">created</code>`,
+		`<p id="explain-text">The flow was created 2m ago and never started: a created flow is on no ready queue.</p>`,
+		`<p id="explain-moves"><strong>What moves it:</strong> StartRunning (or a start through the agent tool).</p>`,
+		`<div><dt>age_s</dt><dd data-fact="age_s">150</dd></div>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("stale flow's page (%d) lacks %q:\n%s", code, want, body)
+		}
+	}
+
+	// Waiting on an event whose topic is markup: not stuck, escaped.
+	f, err := fx.m.StartRunning(ctx, fx.create(t, "waits").ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.m.SetWaiting(ctx, f.ID, taskflow.WaitExternalEvent(hostileGoal, "c-1")); err != nil {
+		t.Fatal(err)
+	}
+	code, body = get(t, fx.srv.Client(), fx.srv.URL+"/flows/"+f.ID.String())
+	for _, want := range []string{
+		`<section class="explain" id="explain">`,
+		`<code class="muted" id="explain-code">waiting_event</code>`,
+		`<p id="explain-text">The flow waits on an event of topic &#34;&lt;script&gt;window.pwned=1&lt;/script&gt;`,
+		`<div><dt>correlation_id</dt><dd data-fact="correlation_id">c-1</dd></div><div><dt>topic</dt><dd data-fact="topic">&lt;script&gt;`,
+		`<div><dt>wait_kind</dt><dd data-fact="wait_kind">external_event</dd></div></dl>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("waiting flow's page (%d) lacks %q:\n%s", code, want, body)
+		}
+	}
+	if code != http.StatusOK || strings.Contains(body, `id="explain-stuck"`) || strings.Contains(body, "<script>window") {
+		t.Fatalf("waiting flow's page: %d, a stuck badge or unescaped markup:\n%s", code, body)
+	}
+}

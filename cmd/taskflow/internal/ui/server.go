@@ -1,8 +1,9 @@
 // Package ui serves taskflow's operator dashboard: an overview of the
-// flow space, flows by status or owner, one flow with its state, wait,
-// lease, steps, live audit log, parent and children (a page at a time,
-// with the progress of a join on them), and the operator's actions
-// (cancel with a reason, resume, requeue an expired lease).
+// flow space, flows by status or owner, one flow with why it is where it
+// is (Manager.Explain), its state, wait, lease, steps, live audit log,
+// parent and children (a page at a time, with the progress of a join on
+// them), and the operator's actions (cancel with a reason, resume,
+// requeue an expired lease).
 //
 // Everything is rendered on the server with html/template, so every value
 // read from Redis (goals, states, payloads: written by models and users)
