@@ -34,7 +34,7 @@ type Explanation struct {
 	//	ended                 finished, failed or cancelled
 	Code string `json:"code"`
 	// Stuck tells that nothing in place will move the flow: no engine
-	// ticks (for a timer, an expired lease, a cancel to apply), no worker
+	// ticks (for a timer due, an expired lease, a cancel to apply), no worker
 	// waits for its controller's flows while it has been ready for over a
 	// minute, a created flow nobody started for over a minute, a wait the
 	// engine cannot end. A healthy flow, an ended one, or one waiting for
@@ -154,18 +154,21 @@ func (s *RedisStore) explainRunning(ctx context.Context, f *Flow, r explainReads
 		exp, worker, _ := strings.Cut(rest, "|")
 		ms, _ := strconv.ParseInt(exp, 10, 64)
 		expiry := time.UnixMilli(ms)
+		if w, err := strconv.Unquote(worker); err == nil {
+			worker = w // stored as a JSON string
+		}
 		e.Facts["lease_token"] = token
-		e.Facts["worker_id"] = strings.Trim(worker, `"`)
+		e.Facts["worker_id"] = worker
 		e.Facts["lease_expires_at"] = expiry.UTC().Format(time.RFC3339)
 		if expiry.After(now) {
 			e.Code = "leased"
-			e.Text = fmt.Sprintf("Worker %s holds the flow under a lease that expires in %s.", worker, words(expiry.Sub(now)))
+			e.Text = fmt.Sprintf("Worker %q holds the flow under a lease that expires in %s.", worker, words(expiry.Sub(now)))
 			e.Moves = "Its worker: a transition, a state update, a release; if it dies, the lease expires and the flow goes back on its queue."
 			return
 		}
 		e.Code = "lease_expired"
 		e.Facts["lease_expired_s"] = seconds(now.Sub(expiry))
-		e.Text = fmt.Sprintf("Worker %s held the flow under a lease that expired %s ago; an engine's tick puts it back on its queue (%s).", worker, words(now.Sub(expiry)), engines)
+		e.Text = fmt.Sprintf("Worker %q held the flow under a lease that expired %s ago; an engine's tick puts it back on its queue (%s).", worker, words(now.Sub(expiry)), engines)
 		e.Moves = "An engine's tick, then a worker's Claim."
 		e.Stuck = !alive
 		return
@@ -225,7 +228,6 @@ func (s *RedisStore) explainWaiting(f *Flow, r explainReads, now time.Time, engi
 			e.Facts["due_in_s"] = seconds(w.At.Sub(now))
 			e.Text = fmt.Sprintf("The flow waits on a timer due in %s (%s).", words(w.At.Sub(now)), engines)
 			e.Moves = "An engine's first tick at or after the timer."
-			e.Stuck = !alive
 		} else {
 			e.Facts["overdue_s"] = seconds(now.Sub(w.At))
 			e.Text = fmt.Sprintf("The flow waits on a timer that was due %s ago (%s).", words(now.Sub(w.At)), engines)
