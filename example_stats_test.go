@@ -54,12 +54,12 @@ func ExampleManager_Stats() {
 		log.Fatal(err)
 	}
 	fmt.Println("running", st.Flows[taskflow.StatusRunning], "waiting", st.Flows[taskflow.StatusWaiting])
-	fmt.Println("ready", st.Ready[0].Controller, st.Ready[0].Depth, "oldest", st.Ready[0].OldestAge)
+	fmt.Println("ready", st.Ready[0].Controller, st.Ready[0].Depth, "oldest", st.Ready[0].OldestAge, "stale", st.Ready[0].Stale)
 	fmt.Println("tick lag", st.Timers.Lag)
 	fmt.Println("refused", refused.Load())
 	// Output:
 	// running 3 waiting 1
-	// ready kate/inbox 3 oldest 3m0s
+	// ready kate/inbox 3 oldest 3m0s stale 3
 	// tick lag 2m0s
 	// refused 1
 }

@@ -36,6 +36,13 @@ type Stats struct {
 	// holds), sorted by controller id. A controller stays listed with
 	// depth 0 after its queue empties.
 	Ready []ReadyQueueStats `json:"ready"`
+	// ReadyStale is the sum of the ready queues' Stale counts: flows
+	// that have waited for a worker longer than StaleAfter.
+	ReadyStale int64 `json:"ready_stale"`
+	// StaleAfter is how long a flow waits on a ready queue before it
+	// counts as stale (ReadyQueueStats.Stale): one minute, fixed. A
+	// controller whose workers keep up claims a flow within seconds.
+	StaleAfter time.Duration `json:"stale_after_ns"`
 	// Timers is what the engines' ticks have to do for timers.
 	Timers TimerStats `json:"timers"`
 	// Leases counts the workers' leases.
@@ -66,7 +73,17 @@ type ReadyQueueStats struct {
 	// OldestAge is how long the oldest of them has waited (0 when empty):
 	// a growing age says the workers are not keeping up.
 	OldestAge time.Duration `json:"oldest_age_ns"`
+	// Stale counts the flows that have waited longer than
+	// Stats.StaleAfter (one minute): stuck flows, which no worker of the
+	// controller has claimed (none runs, or too few). A flow's wait
+	// starts when it was last put on the queue: at its start, its
+	// resume, or when its lease was released or collected.
+	Stale int64 `json:"stale"`
 }
+
+// staleAfter is Stats.StaleAfter: how long a flow waits on its ready
+// queue before Stats counts it as stale.
+const staleAfter = time.Minute
 
 // TimerStats describes the timers of waiting flows.
 type TimerStats struct {
@@ -208,11 +225,15 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 		return nil, err
 	}
 	st.Ready = rq
+	st.StaleAfter = staleAfter
+	for _, q := range rq {
+		st.ReadyStale += q.Stale
+	}
 	return st, nil
 }
 
-// readyStats reads the depth and head of every known ready queue in one
-// pipeline.
+// readyStats reads the depth, head and stale count of every known ready
+// queue in one pipeline.
 func (s *RedisStore) readyStats(ctx context.Context, ready map[string][]int, now time.Time) ([]ReadyQueueStats, error) {
 	names := make([]string, 0, len(ready))
 	for ctl := range ready {
@@ -226,13 +247,18 @@ func (s *RedisStore) readyStats(ctx context.Context, ready map[string][]int, now
 	type queueCmds struct {
 		depth *redis.IntCmd
 		head  *redis.ZSliceCmd
+		stale *redis.IntCmd
 	}
+	// A flow is stale when it has waited longer than staleAfter: its
+	// score (the time it was queued, unix ms) is below now - staleAfter.
+	staleMax := "(" + strconv.FormatInt(now.Add(-staleAfter).UnixMilli(), 10)
 	cmds := make([][]queueCmds, len(names))
 	pipe := s.client.Pipeline()
 	for i, ctl := range names {
 		for _, sh := range ready[ctl] {
 			key := s.keys.ready(sh, ctl)
-			cmds[i] = append(cmds[i], queueCmds{pipe.ZCard(ctx, key), pipe.ZRangeWithScores(ctx, key, 0, 0)})
+			cmds[i] = append(cmds[i], queueCmds{pipe.ZCard(ctx, key), pipe.ZRangeWithScores(ctx, key, 0, 0),
+				pipe.ZCount(ctx, key, "-inf", staleMax)})
 		}
 	}
 	_, _ = pipe.Exec(ctx)
@@ -245,7 +271,11 @@ func (s *RedisStore) readyStats(ctx context.Context, ready map[string][]int, now
 			if err := c.head.Err(); err != nil {
 				return nil, statsErr(err)
 			}
+			if err := c.stale.Err(); err != nil {
+				return nil, statsErr(err)
+			}
 			out[i].Depth += c.depth.Val()
+			out[i].Stale += c.stale.Val()
 			out[i].OldestAge = max(out[i].OldestAge, lagOf(c.head.Val(), now))
 		}
 	}
@@ -288,7 +318,7 @@ func (st *Stats) String() string {
 	fmt.Fprintf(&b, "bridge %d unhandled: %d backlog, %d pending\n", st.Bridge.Length, st.Bridge.Backlog, st.Bridge.Pending)
 	b.WriteString("early events " + strconv.FormatInt(st.EarlyEvents, 10) + "\n")
 	for _, q := range st.Ready {
-		fmt.Fprintf(&b, "ready %s: %d (oldest %s)\n", q.Controller, q.Depth, q.OldestAge)
+		fmt.Fprintf(&b, "ready %s: %d (oldest %s, %d waited over %s)\n", q.Controller, q.Depth, q.OldestAge, q.Stale, st.StaleAfter)
 	}
 	return b.String()
 }

@@ -95,7 +95,7 @@ func TestStats(t *testing.T) {
 		e.clock.Advance(25 * time.Second)
 		st := must(t, try(e.m.Stats(e.ctx)))
 		want := &Stats{
-			At: e.clock.Now(), Shards: DefaultShards, Total: 13,
+			At: e.clock.Now(), Shards: DefaultShards, Total: 13, StaleAfter: time.Minute,
 			Flows: map[FlowStatus]int64{
 				StatusCreated: 2, StatusRunning: 5, StatusWaiting: 3,
 				StatusFinished: 1, StatusFailed: 1, StatusCancelled: 1,
@@ -134,7 +134,8 @@ func TestStats(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range []string{`"running":7`, `"lag_ns":0`, `"early_events":0`, `"controller":"a"`, `"pending":1`} {
+		for _, k := range []string{`"running":7`, `"lag_ns":0`, `"early_events":0`, `"controller":"a"`, `"pending":1`,
+			`"stale":0`, `"ready_stale":0`, `"stale_after_ns":60000000000`} {
 			if !strings.Contains(string(raw), k) {
 				t.Errorf("JSON %s lacks %s", raw, k)
 			}
@@ -142,6 +143,53 @@ func TestStats(t *testing.T) {
 		if txt := st.String(); !strings.Contains(txt, "flows 13") || !strings.Contains(txt, "ready a: 3") {
 			t.Errorf("text:\n%s", txt)
 		}
+	})
+}
+
+// TestStatsStaleReady: a ready flow counts as stale once it has waited
+// on its queue longer than a minute; a claim takes it out of the count,
+// and a release puts it back with its wait started again.
+func TestStatsStaleReady(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		in := func(ctl string) CreateManagedInput {
+			return CreateManagedInput{ControllerID: ctl, Goal: "g", OwnerSessionKey: "owner"}
+		}
+		for range 3 {
+			must(t, try(e.m.CreateMirrored(e.ctx, in("s"))))
+		}
+		must(t, try(e.m.CreateMirrored(e.ctx, in("t"))))
+		check := func(when string, wantTotal int64, want ...ReadyQueueStats) {
+			t.Helper()
+			st := must(t, try(e.m.Stats(e.ctx)))
+			got := make([]ReadyQueueStats, len(st.Ready))
+			for i, q := range st.Ready {
+				got[i] = ReadyQueueStats{Controller: q.Controller, Depth: q.Depth, Stale: q.Stale}
+			}
+			if !reflect.DeepEqual(got, want) || st.ReadyStale != wantTotal || st.StaleAfter != time.Minute {
+				t.Fatalf("%s: ready %+v, stale %d after %s; want %+v, stale %d after 1m",
+					when, got, st.ReadyStale, st.StaleAfter, want, wantTotal)
+			}
+		}
+
+		e.clock.Advance(30 * time.Second)
+		check("after 30 s", 0, ReadyQueueStats{Controller: "s", Depth: 3}, ReadyQueueStats{Controller: "t", Depth: 1})
+		must(t, try(e.m.CreateMirrored(e.ctx, in("s")))) // queued at 30 s
+		e.clock.Advance(30 * time.Second)
+		check("after exactly a minute", 0, ReadyQueueStats{Controller: "s", Depth: 4}, ReadyQueueStats{Controller: "t", Depth: 1})
+		e.clock.Advance(time.Second)
+		check("after 61 s", 4, ReadyQueueStats{Controller: "s", Depth: 4, Stale: 3}, ReadyQueueStats{Controller: "t", Depth: 1, Stale: 1})
+
+		f, l := must2(t)(e.m.Claim(e.ctx, "t", "w", time.Minute, WithClaimWait(0)))
+		if f == nil {
+			t.Fatal("nothing to claim")
+		}
+		check("after the claim", 3, ReadyQueueStats{Controller: "s", Depth: 4, Stale: 3}, ReadyQueueStats{Controller: "t"})
+		if err := e.m.Release(e.ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		check("after the release", 3, ReadyQueueStats{Controller: "s", Depth: 4, Stale: 3}, ReadyQueueStats{Controller: "t", Depth: 1})
+		e.clock.Advance(61 * time.Second)
+		check("after 122 s", 5, ReadyQueueStats{Controller: "s", Depth: 4, Stale: 4}, ReadyQueueStats{Controller: "t", Depth: 1, Stale: 1})
 	})
 }
 

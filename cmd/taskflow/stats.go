@@ -16,7 +16,8 @@ var statsVerb = &verb{
 	args:    "[--watch] [--interval D] [--count N]",
 	summary: "print the flow space's figures: statuses, queues, tick lag, leases",
 	help: `Print how many flows are in each status, each controller's ready queue
-(depth, oldest age), timers due and the tick lag, leases held and expired,
+(depth, oldest age, and how many flows have waited for a worker over a
+minute: stuck, no worker claims them), timers due and the tick lag, leases held and expired,
 the resume bridge's backlog, early events, parents waiting on their
 children, and the relay backlog (work that flows which ended left for their
 parents or children; "due" is the part past its 10 s grace, which an

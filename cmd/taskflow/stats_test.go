@@ -155,6 +155,66 @@ func TestStatsJoinsAndRelay(t *testing.T) {
 	})
 }
 
+// TestStatsStale: `taskflow stats` counts, per controller, the ready
+// flows that have waited for a worker over a minute, and a claimed flow
+// leaves the count.
+func TestStatsStale(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *testEnv) {
+		ctx := context.Background()
+		// Flows put on their queues two minutes ago (a clock that far
+		// back), and one just now.
+		past := e.manager(func() time.Time { return time.Now().Add(-2 * time.Minute) })
+		for _, ctl := range []string{"test/old", "test/old", "test/mixed"} {
+			if _, err := past.CreateMirrored(ctx, taskflow.CreateManagedInput{ControllerID: ctl, Goal: "g", OwnerSessionKey: ownerA}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := e.m.CreateMirrored(ctx, taskflow.CreateManagedInput{ControllerID: "test/mixed", Goal: "g", OwnerSessionKey: ownerA}); err != nil {
+			t.Fatal(err)
+		}
+		e.running(ownerA, "fresh") // test/cli's queue, just now
+
+		var st taskflow.Stats
+		e.runJSON(&st, "stats")
+		stale := map[string]int64{}
+		for _, q := range st.Ready {
+			stale[q.Controller] = q.Stale
+		}
+		if want := map[string]int64{"test/cli": 0, "test/mixed": 1, "test/old": 2}; fmt.Sprint(stale) != fmt.Sprint(want) ||
+			st.ReadyStale != 3 || st.StaleAfter != time.Minute {
+			t.Fatalf("stale %v (total %d, after %s), want %v (total 3, after 1m)", stale, st.ReadyStale, st.StaleAfter, want)
+		}
+		// readyLine is a queue's line less its oldest age, which moves
+		// with the clock: "2 (2 waited over 1m0s)".
+		readyLine := func(out, ctl string) string {
+			t.Helper()
+			for _, l := range strings.Split(out, "\n") {
+				if f := strings.Fields(l); len(f) > 4 && f[0] == "ready" && f[1] == ctl && f[3] == "(oldest" {
+					return f[2] + " (" + strings.Join(f[5:], " ")
+				}
+			}
+			t.Fatalf("no line for the ready queue %s:\n%s", ctl, out)
+			return ""
+		}
+		out := e.run("stats").wantCode(t, 0).stdout
+		for ctl, want := range map[string]string{
+			"test/old": "2 (2 waited over 1m0s)", "test/mixed": "2 (1 waited over 1m0s)", "test/cli": "1 (0 waited over 1m0s)",
+		} {
+			if got := readyLine(out, ctl); got != want {
+				t.Errorf("ready %s: %q, want %q", ctl, got, want)
+			}
+		}
+
+		if f, _, err := e.m.Claim(ctx, "test/old", "w", time.Minute, taskflow.WithClaimWait(0)); err != nil || f == nil {
+			t.Fatalf("claim %v %v", f, err)
+		}
+		out = e.run("stats").wantCode(t, 0).stdout
+		if got, want := readyLine(out, "test/old"), "1 (1 waited over 1m0s)"; got != want {
+			t.Errorf("ready test/old after a claim: %q, want %q", got, want)
+		}
+	})
+}
+
 func TestStatsUsage(t *testing.T) {
 	runCLI(t, "stats", "extra").wantCode(t, 2).wantOneLineError(t, "unexpected argument")
 	runCLI(t, "stats", "--interval", "0s").wantCode(t, 2).wantOneLineError(t, "--interval")
@@ -193,6 +253,7 @@ func TestServeMetrics(t *testing.T) {
 		resp.Body.Close()
 		for _, want := range []string{
 			`taskflow_flows{status="running"} 2`, `taskflow_ready_queue_depth{controller="test/cli"} 2`,
+			`taskflow_ready_queue_stale{controller="test/cli"} 0`,
 			"taskflow_timers_due 1", "taskflow_stats_up 1", "# TYPE taskflow_tick_lag_seconds gauge",
 		} {
 			if !strings.Contains(string(body), want) {

@@ -30,12 +30,14 @@ func overviewOf(st *taskflow.Stats) *ui.Overview {
 		Joining:       st.Joining,
 		Relay:         st.Relay,
 		RelayDue:      st.RelayDue,
+		ReadyStale:    st.ReadyStale,
+		StaleAfter:    st.StaleAfter,
 	}
 	for _, s := range taskflow.Statuses() {
 		o.Statuses = append(o.Statuses, ui.StatusCount{Status: string(s), Count: st.Flows[s]})
 	}
 	for _, q := range st.Ready {
-		o.Ready = append(o.Ready, ui.ReadyQueue{Controller: q.Controller, Depth: q.Depth, OldestAge: q.OldestAge})
+		o.Ready = append(o.Ready, ui.ReadyQueue{Controller: q.Controller, Depth: q.Depth, OldestAge: q.OldestAge, Stale: q.Stale})
 	}
 	return o
 }

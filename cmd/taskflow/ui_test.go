@@ -266,7 +266,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		for stat, want := range map[string]int64{
 			"leases_held": st.Leases.Held, "leases_expired": st.Leases.Expired,
 			"bridge_backlog": st.Bridge.Backlog, "bridge_pending": st.Bridge.Pending, "early_events": st.EarlyEvents,
-			"joining": st.Joining, "relay": st.Relay, "relay_due": st.RelayDue,
+			"joining": st.Joining, "relay": st.Relay, "relay_due": st.RelayDue, "ready_stale": st.ReadyStale,
 		} {
 			if shown := textOf(t, bctx, `[data-stat="`+stat+`"]`); shown != strconv.FormatInt(want, 10) {
 				t.Errorf("overview says %s %s, Stats %d", stat, shown, want)
@@ -278,6 +278,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		for _, q := range st.Ready {
 			if shown := textOf(t, bctx, `[data-stat="ready.`+q.Controller+`"]`); shown != strconv.FormatInt(q.Depth, 10) {
 				t.Errorf("ready queue %s: overview %s, Stats %d", q.Controller, shown, q.Depth)
+			}
+			if shown := textOf(t, bctx, `[data-stat="ready_stale.`+q.Controller+`"]`); shown != strconv.FormatInt(q.Stale, 10) {
+				t.Errorf("ready queue %s: overview %s stale, Stats %d", q.Controller, shown, q.Stale)
 			}
 		}
 		shot(t, bctx, "ui-overview.png")
@@ -795,6 +798,62 @@ func TestDashboardShowsJoinsAndRelay(t *testing.T) {
 	}
 	// No reload: the page refreshes itself every 2 s.
 	want = map[string]string{"joining": "0", "relay": "0", "relay_due": "0"}
+	deadline := time.Now().Add(15 * time.Second)
+	for got := shows(want); fmt.Sprint(got) != fmt.Sprint(want); got = shows(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("overview still shows %v, want %v", got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestDashboardShowsStaleReady: the overview shows, in all and per
+// controller, the ready flows that have waited for a worker over a
+// minute, and its live refresh follows a claim.
+func TestDashboardShowsStaleReady(t *testing.T) {
+	realURL, err := realRedis()
+	if err != nil {
+		if os.Getenv("TASKFLOW_TEST_REQUIRE_REDIS") == "1" {
+			t.Fatalf("real Redis required: %v", err)
+		}
+		t.Skip("real Redis unreachable")
+	}
+	bctx := newBrowser(t)
+	e := newTestEnv(t, realURL)
+	ctx := context.Background()
+	// Two flows put on test/old's queue two minutes ago (a clock that far
+	// back), one on test/cli's just now.
+	past := e.manager(func() time.Time { return time.Now().Add(-2 * time.Minute) })
+	for range 2 {
+		if _, err := past.CreateMirrored(ctx, taskflow.CreateManagedInput{ControllerID: "test/old", Goal: "g", OwnerSessionKey: ownerA}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.running(ownerA, "fresh")
+	ui := startUI(t, e)
+
+	browse(t, bctx, "overview", chromedp.Navigate(ui.base+"/"), chromedp.WaitVisible(chromedp.ID("overview")))
+	shows := func(want map[string]string) map[string]string {
+		got := map[string]string{}
+		for stat := range want {
+			got[stat] = textOf(t, bctx, `[data-stat="`+stat+`"]`)
+		}
+		return got
+	}
+	want := map[string]string{"ready_stale": "2", "ready_stale.test/old": "2", "ready_stale.test/cli": "0", "ready.test/old": "2"}
+	if got := shows(want); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("overview shows %v, want %v", got, want)
+	}
+	if head := textOf(t, bctx, "#ready thead"); !strings.Contains(head, "over 1m0s") {
+		t.Errorf("ready queues' header %q does not say the threshold", head)
+	}
+	shot(t, bctx, "ui-overview-stale.png")
+
+	if f, _, err := e.m.Claim(ctx, "test/old", "w", time.Minute, taskflow.WithClaimWait(0)); err != nil || f == nil {
+		t.Fatalf("claim %v %v", f, err)
+	}
+	// No reload: the page refreshes itself every 2 s.
+	want = map[string]string{"ready_stale": "1", "ready_stale.test/old": "1", "ready_stale.test/cli": "0", "ready.test/old": "1"}
 	deadline := time.Now().Add(15 * time.Second)
 	for got := shows(want); fmt.Sprint(got) != fmt.Sprint(want); got = shows(want) {
 		if time.Now().After(deadline) {

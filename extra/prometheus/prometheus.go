@@ -44,7 +44,7 @@ type Collector struct {
 
 	up, flows, readyDepth, readyAge, timersPending, timersDue, tickLag *prometheus.Desc
 	leasesHeld, leasesExpired, leasesLag, bridgeLen, bridgePending     *prometheus.Desc
-	bridgeBacklog, early, joining, relay, relayDue                     *prometheus.Desc
+	bridgeBacklog, early, joining, relay, relayDue, readyStale         *prometheus.Desc
 
 	ops      *prometheus.CounterVec
 	refusals *prometheus.CounterVec
@@ -84,6 +84,7 @@ func New(stats func(context.Context) (*taskflow.Stats, error), opts ...Option) *
 	c.flows = d("flows", "Flows in the flow space, by status.", "status")
 	c.readyDepth = d("ready_queue_depth", "Running flows waiting for a worker on a controller's ready queue.", "controller")
 	c.readyAge = d("ready_queue_oldest_age_seconds", "How long the oldest flow of a controller's ready queue has waited for a worker.", "controller")
+	c.readyStale = d("ready_queue_stale", "Flows of a controller's ready queue that have waited for a worker longer than a minute (stuck: no worker claims them).", "controller")
 	c.timersPending = d("timers_pending", "Waiting flows with a timer.")
 	c.timersDue = d("timers_due", "Timers whose deadline passed and whose flow no tick has resumed yet.")
 	c.tickLag = d("tick_lag_seconds", "How late the most overdue timer is; grows when the engines do not keep up.")
@@ -126,7 +127,7 @@ func (c *Collector) vectors() []prometheus.Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.flows, c.readyDepth, c.readyAge, c.timersPending, c.timersDue,
+	for _, d := range []*prometheus.Desc{c.up, c.flows, c.readyDepth, c.readyAge, c.readyStale, c.timersPending, c.timersDue,
 		c.tickLag, c.leasesHeld, c.leasesExpired, c.leasesLag, c.bridgeLen, c.bridgePending, c.bridgeBacklog, c.early,
 		c.joining, c.relay, c.relayDue} {
 		ch <- d
@@ -161,6 +162,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, q := range st.Ready {
 		g(c.readyDepth, float64(q.Depth), q.Controller)
 		g(c.readyAge, q.OldestAge.Seconds(), q.Controller)
+		g(c.readyStale, float64(q.Stale), q.Controller)
 	}
 	g(c.timersPending, float64(st.Timers.Pending))
 	g(c.timersDue, float64(st.Timers.Due))

@@ -82,6 +82,9 @@ taskflow_ready_queue_depth{controller="triage"} 2
 # HELP taskflow_ready_queue_oldest_age_seconds How long the oldest flow of a controller's ready queue has waited for a worker.
 # TYPE taskflow_ready_queue_oldest_age_seconds gauge
 taskflow_ready_queue_oldest_age_seconds{controller="triage"} 5
+# HELP taskflow_ready_queue_stale Flows of a controller's ready queue that have waited for a worker longer than a minute (stuck: no worker claims them).
+# TYPE taskflow_ready_queue_stale gauge
+taskflow_ready_queue_stale{controller="triage"} 0
 # HELP taskflow_tick_lag_seconds How late the most overdue timer is; grows when the engines do not keep up.
 # TYPE taskflow_tick_lag_seconds gauge
 taskflow_tick_lag_seconds 4
@@ -100,7 +103,7 @@ taskflow_stats_up 1
 `
 			if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 				"taskflow_flows", "taskflow_ready_queue_depth", "taskflow_ready_queue_oldest_age_seconds",
-				"taskflow_tick_lag_seconds", "taskflow_leases_expired", "taskflow_operation_refusals_total",
+				"taskflow_ready_queue_stale", "taskflow_tick_lag_seconds", "taskflow_leases_expired", "taskflow_operation_refusals_total",
 				"taskflow_claims_total", "taskflow_stats_up"); err != nil {
 				t.Fatal(err)
 			}
@@ -131,6 +134,18 @@ taskflow_ticks_total 1
 `
 			if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "taskflow_tick_lag_seconds",
 				"taskflow_ready_queue_depth", "taskflow_resumes_total", "taskflow_lease_expiries_total", "taskflow_ticks_total"); err != nil {
+				t.Fatal(err)
+			}
+
+			// A minute later the two flows queued at the start have waited
+			// over a minute; the two the tick queued have not.
+			clk.Advance(58 * time.Second)
+			want = `
+# HELP taskflow_ready_queue_stale Flows of a controller's ready queue that have waited for a worker longer than a minute (stuck: no worker claims them).
+# TYPE taskflow_ready_queue_stale gauge
+taskflow_ready_queue_stale{controller="triage"} 2
+`
+			if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "taskflow_ready_queue_stale"); err != nil {
 				t.Fatal(err)
 			}
 

@@ -41,7 +41,7 @@ func Print(w io.Writer, st *taskflow.Stats) error {
 		fmt.Fprintf(tw, "ready queues\tnone\n")
 	}
 	for _, q := range st.Ready {
-		fmt.Fprintf(tw, "ready %s\t%d (oldest %s)\n", q.Controller, q.Depth, round(q.OldestAge))
+		fmt.Fprintf(tw, "ready %s\t%d (oldest %s, %d waited over %s)\n", q.Controller, q.Depth, round(q.OldestAge), q.Stale, st.StaleAfter)
 	}
 	return tw.Flush()
 }

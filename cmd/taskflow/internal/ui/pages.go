@@ -31,6 +31,10 @@ type Overview struct {
 	Statuses []StatusCount `json:"statuses"`
 	// Ready lists each controller's ready queue.
 	Ready []ReadyQueue `json:"ready"`
+	// ReadyStale counts the ready flows that have waited for a worker
+	// longer than StaleAfter, over all the queues.
+	ReadyStale int64         `json:"ready_stale"`
+	StaleAfter time.Duration `json:"stale_after_ns"`
 	// TickLag is how late the most overdue timer is (0 when none is due).
 	TickLag time.Duration `json:"tick_lag_ns"`
 	// LeasesHeld and LeasesExpired count live leases and leases past
@@ -58,11 +62,13 @@ type StatusCount struct {
 	Count  int64  `json:"count"`
 }
 
-// ReadyQueue is one controller's ready queue.
+// ReadyQueue is one controller's ready queue; Stale counts its flows
+// that have waited longer than Overview.StaleAfter.
 type ReadyQueue struct {
 	Controller string        `json:"controller"`
 	Depth      int64         `json:"depth"`
 	OldestAge  time.Duration `json:"oldest_age_ns"`
+	Stale      int64         `json:"stale"`
 }
 
 type page struct {

@@ -32,10 +32,14 @@
             early_events: st.early_events,
             joining: st.joining,
             relay: st.relay,
-            relay_due: st.relay_due
+            relay_due: st.relay_due,
+            ready_stale: st.ready_stale
           };
           (st.statuses || []).forEach(function (c) { vals["status." + c.status] = c.count; });
-          (st.ready || []).forEach(function (q) { vals["ready." + q.controller] = q.depth; });
+          (st.ready || []).forEach(function (q) {
+            vals["ready." + q.controller] = q.depth;
+            vals["ready_stale." + q.controller] = q.stale;
+          });
           root.querySelectorAll("[data-stat]").forEach(function (el) {
             var k = el.getAttribute("data-stat");
             if (Object.prototype.hasOwnProperty.call(vals, k)) text(el, String(vals[k]));
