@@ -296,8 +296,8 @@ func (o *observer) bridge(ctx context.Context, ev observe.Bridge) {
 
 // RegisterStats registers observable gauges computed from the flow
 // space's Stats at each collection: taskflow.flows {taskflow.flow.status},
-// taskflow.ready.depth and taskflow.ready.oldest_age (s)
-// {taskflow.controller.id}, taskflow.tick.lag (s), taskflow.timers.due,
+// taskflow.ready.depth, taskflow.ready.oldest_age (s) and
+// taskflow.ready.stale {taskflow.controller.id}, taskflow.tick.lag (s), taskflow.timers.due,
 // taskflow.leases.held, taskflow.leases.expired, taskflow.bridge.backlog,
 // taskflow.bridge.pending, taskflow.early_events, taskflow.parents.joining,
 // taskflow.relay.pending and taskflow.relay.due. stats is usually a
@@ -317,6 +317,7 @@ func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskfl
 	flows := gauge("taskflow.flows", "{flow}", "Flows by status.")
 	depth := gauge("taskflow.ready.depth", "{flow}", "Flows on a controller's ready queue.")
 	age := gauge("taskflow.ready.oldest_age", "s", "How long the oldest flow of a ready queue has waited for a worker.")
+	stale := gauge("taskflow.ready.stale", "{flow}", "Flows of a ready queue that have waited for a worker over a minute (Stats.StaleAfter).")
 	lag := gauge("taskflow.tick.lag", "s", "How late the most overdue timer is: the engines are not keeping up when it grows.")
 	due := gauge("taskflow.timers.due", "{timer}", "Timers due and not yet resumed.")
 	held := gauge("taskflow.leases.held", "{lease}", "Leases held.")
@@ -342,6 +343,7 @@ func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskfl
 			a := metric.WithAttributes(AttrController.String(q.Controller))
 			ob.ObserveFloat64(depth, float64(q.Depth), a)
 			ob.ObserveFloat64(age, q.OldestAge.Seconds(), a)
+			ob.ObserveFloat64(stale, float64(q.Stale), a)
 		}
 		ob.ObserveFloat64(lag, st.Timers.Lag.Seconds())
 		ob.ObserveFloat64(due, float64(st.Timers.Due))
@@ -354,5 +356,5 @@ func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskfl
 		ob.ObserveFloat64(relay, float64(st.Relay))
 		ob.ObserveFloat64(relayDue, float64(st.RelayDue))
 		return nil
-	}, flows, depth, age, lag, due, held, expired, backlog, pending, early, joining, relay, relayDue)
+	}, flows, depth, age, stale, lag, due, held, expired, backlog, pending, early, joining, relay, relayDue)
 }

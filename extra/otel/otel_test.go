@@ -269,6 +269,13 @@ func TestMetrics(t *testing.T) {
 			if got := gaugeOf(rm, "taskflow.ready.depth", AttrController.String("m")); got != 2 {
 				t.Errorf("ready depth %v, want 2", got)
 			}
+			if got := gaugeOf(rm, "taskflow.ready.stale", AttrController.String("m")); got != 0 {
+				t.Errorf("ready stale %v, want 0 (both just queued again)", got)
+			}
+			clk.Advance(2 * time.Minute)
+			if got := gaugeOf(collect(t, p), "taskflow.ready.stale", AttrController.String("m")); got != 2 {
+				t.Errorf("ready stale after 2 minutes %v, want 2", got)
+			}
 		})
 	}
 }
