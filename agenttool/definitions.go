@@ -113,10 +113,11 @@ type actionSpec struct {
 
 // results says what a tool's result may hold, for its output schema.
 type results struct {
-	flow     bool // {"flow":{...}}
-	notFound bool // {"ok":false,"error":"not_found","flow_id"}
-	flows    bool // {"count","flows":[...]}
-	children bool // {"count","children":[...],"next_cursor"}
+	flow        bool // {"flow":{...}}
+	notFound    bool // {"ok":false,"error":"not_found","flow_id"}
+	flows       bool // {"count","flows":[...]}
+	children    bool // {"count","children":[...],"next_cursor"}
+	explanation bool // {"explanation":{...}}
 }
 
 // The per-action tools. advance replaces state keys and finish, fail and
@@ -163,6 +164,10 @@ var actionSpecs = []actionSpec{
 		summary: `Page a flow's children in start order: id, key, status, ended, and the state or error of those that ended. Send next_cursor back as cursor for the next page ("" after the last).`,
 		props:   []string{"flow_id", "cursor", "limit"}, required: []string{"flow_id"}, readOnly: true, idempotent: true,
 		result: results{children: true, notFound: true}},
+	{action: ActionExplain, title: "Explain a flow",
+		summary: `Say why a flow is where it is and what will move it on. "code" names the situation (ready, leased, lease_expired, waiting_timer, waiting_event, waiting_manual, waiting_children, cancel_pending, ended, ...); "stuck" is true when nothing in place will move it (no engine ticking, no worker for its controller); "text" and "moves" say it in plain words; "facts" holds the figures (times, seconds, counts). It changes nothing.`,
+		props:   []string{"flow_id"}, required: []string{"flow_id"}, readOnly: true, idempotent: true,
+		result: results{explanation: true, notFound: true}},
 }
 
 // flowOrNotFound is the result of an action on one flow.
@@ -173,23 +178,24 @@ const perActionTail = ` Flows belong to the current session; you only see your o
 
 // combinedDescription is the combined tool's description; {state},
 // {patch} and {final_state} name the free-form arguments of the shape.
-const combinedDescription = `Durable flows that outlive this conversation: track a long job (goal, step, JSON state), pause it until a time, an event or a human, split it into child flows, finish or fail it. You see only this session's flows.
+const combinedDescription = `Durable flows that outlive this conversation: track a long job (goal, step, JSON state), pause it until a time, an event or a human, split it into children, finish or fail it. You see only this session's flows.
 
 Set "action":
 - start: needs controller_id, goal; optional current_step, {state}.
-- status: read a flow.
+- status: read it.
 - advance: {patch} (merged into state) and/or current_step.
 - wait: pause until wait_condition; it resumes by itself.
-- finish: complete it, optionally with {final_state}.
+- finish: complete it, optional {final_state}.
 - fail: needs reason.
 - cancel: end it.
 - list_mine: your flows, newest first.
 - spawn: start children (each: key, controller_id, goal).
-- wait_children: pause until its children end; then its state holds "children".
+- wait_children: pause until its children end (state gets "children").
 - list_children: page its children.
+- explain: why it is where it is, what moves it.
 All but start and list_mine need flow_id.
 
-created -> running -> (waiting -> running)* -> finished | failed | cancelled (final). Results: {"ok":true,"flow":{...}} or a list; an unknown flow_id: {"ok":false,"error":"not_found"}. Errors say what to fix.`
+created -> running -> (waiting -> running)* -> finished | failed | cancelled (final). Results: {"ok":true,...}; an unknown flow_id: {"ok":false,"error":"not_found"}. Errors say what to fix.`
 
 // describe fills the argument names of a description: the object names
 // in the plain shapes, their *_json names in the string-carrying ones.
@@ -598,7 +604,8 @@ type MCPDefinition struct {
 // MCPAnnotations are an MCP tool's behaviour hints.
 type MCPAnnotations struct {
 	Title string `json:"title,omitempty"`
-	// ReadOnlyHint: the tool changes nothing (status, list_mine).
+	// ReadOnlyHint: the tool changes nothing (status, list_mine,
+	// list_children, explain).
 	ReadOnlyHint bool `json:"readOnlyHint"`
 	// DestructiveHint: the tool may overwrite or end something (advance
 	// replaces state keys; finish, fail and cancel end a flow for good).
@@ -619,7 +626,7 @@ func MCPDefinitions(set Set) []MCPDefinition {
 		t := MCPDefinition{Name: s.name, Title: s.title, Description: s.description, InputSchema: s.parameters}
 		switch {
 		case s.spec == nil:
-			t.OutputSchema = mustJSON(outputSchema(results{flow: true, notFound: true, flows: true, children: true}))
+			t.OutputSchema = mustJSON(outputSchema(results{flow: true, notFound: true, flows: true, children: true, explanation: true}))
 			t.Annotations = MCPAnnotations{Title: s.title, DestructiveHint: true}
 		default:
 			t.OutputSchema = mustJSON(outputSchema(s.spec.result))
@@ -677,11 +684,31 @@ func childOutputSchema() jsonObject {
 	}}, {"required", []string{"id", "key", "status", "ended"}}}
 }
 
+// explanationOutputSchema is the schema of explain's explanation, a
+// taskflow.Explanation. Its code takes no enum: a later version may name
+// a new situation.
+func explanationOutputSchema() jsonObject {
+	str := func(desc string) jsonObject { return jsonObject{{"type", "string"}, {"description", desc}} }
+	var statuses []string
+	for _, s := range taskflow.Statuses() {
+		statuses = append(statuses, string(s))
+	}
+	return jsonObject{{"type", "object"}, {"properties", jsonObject{
+		{"flow_id", str("The flow's id.")},
+		{"status", jsonObject{{"type", "string"}, {"enum", statuses}, {"description", "The flow's status."}}},
+		{"code", str("The situation: created, ready, leased, lease_expired, waiting_timer, waiting_event, waiting_manual, waiting_children, waiting, cancel_pending or ended.")},
+		{"stuck", jsonObject{{"type", "boolean"}, {"description", "Nothing in place will move the flow (no engine ticking, no worker for its controller, a wait nothing ends)."}}},
+		{"text", str("Where the flow is and why, in plain words.")},
+		{"moves", str("What will move it on, in plain words.")},
+		{"facts", jsonObject{{"type", "object"}, {"description", "The figures behind the words: times in RFC 3339, durations in seconds (\"_s\"), counts; which ones depends on code."}}},
+	}}, {"required", []string{"flow_id", "status", "code", "stuck", "text", "moves"}}}
+}
+
 // outputSchema is the schema of a result holding r: {"ok":true,
 // "flow":{...}}, the not_found answer, {"ok":true,"count":N,
 // "flows":[...]}, {"ok":true,"count":N,"children":[...],
-// "next_cursor":"..."}. No additionalProperties:false: a later version
-// may add a field.
+// "next_cursor":"..."}, {"ok":true,"explanation":{...}}. No
+// additionalProperties:false: a later version may add a field.
 func outputSchema(r results) jsonObject {
 	props := jsonObject{{"ok", jsonObject{{"type", "boolean"}, {"description", "false only for an unknown flow_id."}}}}
 	if r.flow {
@@ -702,6 +729,9 @@ func outputSchema(r results) jsonObject {
 		props = append(props,
 			jsonField{"children", jsonObject{{"type", "array"}, {"items", childOutputSchema()}}},
 			jsonField{"next_cursor", jsonObject{{"type", "string"}, {"description", "The cursor of the next page; empty after the last."}}})
+	}
+	if r.explanation {
+		props = append(props, jsonField{"explanation", explanationOutputSchema()})
 	}
 	return jsonObject{{"type", "object"}, {"properties", props}, {"required", []string{"ok"}}}
 }

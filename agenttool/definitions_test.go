@@ -338,7 +338,7 @@ func TestDefinitionsMCP(t *testing.T) {
 	for _, tl := range MCPDefinitions(PerAction) {
 		hints[strings.TrimPrefix(tl.Name, NamePrefix)] = tl.Annotations
 	}
-	for _, a := range []string{ActionStatus, ActionListMine, ActionListChildren} {
+	for _, a := range []string{ActionStatus, ActionListMine, ActionListChildren, ActionExplain} {
 		if !hints[a].ReadOnlyHint {
 			t.Errorf("%s is not read-only", a)
 		}
@@ -363,6 +363,7 @@ func TestDefinitionsPerActionRequired(t *testing.T) {
 		ActionWait: {"flow_id", "wait_condition"}, ActionFinish: {"flow_id"}, ActionFail: {"flow_id", "reason"},
 		ActionCancel: {"flow_id"}, ActionListMine: nil,
 		ActionSpawn: {"flow_id", "children"}, ActionWaitChildren: {"flow_id"}, ActionListChildren: {"flow_id"},
+		ActionExplain: {"flow_id"},
 	}
 	for _, tl := range AnthropicDefinitions(PerAction) {
 		var s struct {
@@ -626,7 +627,7 @@ func TestDefinitionsClosedAndOwnWording(t *testing.T) {
 	if closed < len(plain) {
 		t.Fatalf("only %d closed objects in %d schemas", closed, len(plain))
 	}
-	leads := regexp.MustCompile(`^(start|status|advance|wait|finish|fail|cancel|spawn|wait_children|list_children)\b[^:]*: `)
+	leads := regexp.MustCompile(`^(start|status|advance|wait|finish|fail|cancel|spawn|wait_children|list_children|explain)\b[^:]*: `)
 	for _, tl := range MCPDefinitions(PerAction) {
 		props := decode(tl.InputSchema)["properties"].(map[string]any)
 		for k, v := range props {

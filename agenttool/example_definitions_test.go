@@ -30,6 +30,7 @@ func ExampleMCPDefinitions() {
 	// taskflow_spawn         read-only=false destructive=false idempotent=true
 	// taskflow_wait_children read-only=false destructive=false idempotent=true
 	// taskflow_list_children read-only=true  destructive=false idempotent=true
+	// taskflow_explain       read-only=true  destructive=false idempotent=true
 }
 
 // A model using the strict OpenAI definitions calls a per-action tool with

@@ -27,6 +27,7 @@ func FuzzCall(f *testing.F) {
 		`{"action":"start","controller_id":"c","goal":"g","state":{"a":1e999}}`,
 		`{"action":"spawn","flow_id":"` + uuid.NewString() + `","children":[{"key":"k","controller_id":"kate/c","goal":"g","state_json":"{}","current_step":null}]}`,
 		`{"action":"wait_children","flow_id":"x","need":-1,"timeout_seconds":1e99}`, `{"action":"list_children","flow_id":"x","cursor":"-1"}`,
+		`{"action":"explain","flow_id":"` + uuid.NewString() + `"}`, `{"action":"explain","flow_id":"{x}","facts":{}}`,
 	} {
 		f.Add(s, "kate", "s-1")
 	}

@@ -40,12 +40,12 @@ const toolSchema = `{
   "properties": {
     "action": {
       "type": "string",
-      "enum": ["start", "status", "advance", "wait", "finish", "fail", "cancel", "list_mine", "spawn", "wait_children", "list_children"],
+      "enum": ["start", "status", "advance", "wait", "finish", "fail", "cancel", "list_mine", "spawn", "wait_children", "list_children", "explain"],
       "description": "What to do."
     },
     "flow_id": {
       "type": "string",
-      "description": "The flow's id (a UUID, as returned by start or list_mine). Required by status, advance, wait, finish, fail, cancel, spawn, wait_children and list_children."
+      "description": "The flow's id (a UUID, as returned by start or list_mine). Required by status, advance, wait, finish, fail, cancel, spawn, wait_children, list_children and explain."
     },
     "controller_id": {
       "type": "string",

@@ -1,7 +1,8 @@
 // Package agenttool is taskflow's agent-facing tool: one tool an LLM
 // calls to keep durable flows (start, status, advance, wait, finish,
-// fail, cancel, list_mine) and flows of flows (spawn, wait_children,
-// list_children), with its definitions for each LLM provider and MCP.
+// fail, cancel, list_mine), flows of flows (spawn, wait_children,
+// list_children) and explain, with its definitions for each LLM provider
+// and MCP.
 //
 // A host makes the tool on a taskflow.Manager with New, offers the model
 // a definition (Tool.Definition, or OpenAIDefinitions,
@@ -64,13 +65,16 @@ const (
 	ActionWaitChildren = "wait_children"
 	// ActionListChildren pages a flow's children (Manager.ListChildren).
 	ActionListChildren = "list_children"
+	// ActionExplain says why a flow of the session is where it is and
+	// what will move it (Manager.Explain).
+	ActionExplain = "explain"
 )
 
 // Actions returns the tool's actions in the order the schema lists
 // them.
 func Actions() []string {
 	return []string{ActionStart, ActionStatus, ActionAdvance, ActionWait, ActionFinish, ActionFail, ActionCancel, ActionListMine,
-		ActionSpawn, ActionWaitChildren, ActionListChildren}
+		ActionSpawn, ActionWaitChildren, ActionListChildren, ActionExplain}
 }
 
 // Errors of the tool. Every argument or validation problem wraps
@@ -156,8 +160,8 @@ func WithClock(now func() time.Time) Option {
 
 // Tool is the agent-facing tool: one tool named "taskflow" that an LLM
 // calls with a JSON object whose "action" is one of start, status,
-// advance, wait, finish, fail, cancel, list_mine, spawn, wait_children
-// and list_children. Hand Definition to the LLM provider and route the
+// advance, wait, finish, fail, cancel, list_mine, spawn, wait_children,
+// list_children and explain. Hand Definition to the LLM provider and route the
 // model's calls to Call with the caller's Session. A Tool is safe for
 // concurrent use.
 type Tool struct {
@@ -201,6 +205,9 @@ func New(m *taskflow.Manager, opts ...Option) *Tool {
 //     order given; wait_children: {"ok":true,"flow":{...}}; list_children:
 //     {"ok":true,"count":N,"children":[{id, key, status, ended, state,
 //     state_omitted, error}...],"next_cursor":"..."} (see children.go)
+//   - explain: {"ok":true,"explanation":{flow_id, status, code, stuck,
+//     text, moves, facts}}, the flow's taskflow.Explanation (see
+//     explain.go)
 //   - a flow_id that names no flow: {"ok":false,"error":"not_found",
 //     "flow_id":"<id>"}, with a nil error
 //
@@ -260,6 +267,8 @@ func (t *Tool) Call(ctx context.Context, s Session, args json.RawMessage) (json.
 		return t.waitChildren(ctx, s, a)
 	case ActionListChildren:
 		return t.listChildren(ctx, s, a)
+	case ActionExplain:
+		return t.explain(ctx, s, a)
 	case "":
 		return nil, argErr("\"action\" is missing; it must be one of %s", actionList())
 	default:

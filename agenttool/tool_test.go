@@ -599,6 +599,7 @@ func TestCrossSession(t *testing.T) {
 				"spawn":         "", // in the other session's own namespace, below
 				"wait_children": args(t, "action", "wait_children", "flow_id", id),
 				"list_children": args(t, "action", "list_children", "flow_id", id),
+				"explain":       args(t, "action", "explain", "flow_id", id),
 			}
 			if len(calls) != len(Actions())-2 { // all but start and list_mine
 				t.Fatalf("the test misses an action")

@@ -246,6 +246,37 @@ func TestMCPStdioChildren(t *testing.T) {
 	})
 }
 
+// Explain through the built binary: the agent's flow waits on an event,
+// the host sends it one under another topic, and explain says what the
+// flow waits for (the topic as the agent set it) and names the near
+// miss. Another conversation is refused.
+func TestMCPStdioExplain(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *testEnv) {
+		spawn := func(session string) *mcpClient {
+			cmd := exec.Command(binPath, "mcp", "--redis", e.url, "--prefix", e.prefix, "--agent", "kate", "--session-id", session)
+			cmd.Env = cliEnv()
+			return newMCPClient(t, &mcp.CommandTransport{Command: cmd})
+		}
+		a, b := spawn("conv-a"), spawn("conv-b")
+		id := a.start("wait for the reply")
+		a.call("taskflow_wait", map[string]any{"flow_id": id,
+			"wait_condition": map[string]any{"kind": "external_event", "topic": "email.reply", "correlation_id": "msg-1"}}, false)
+		if _, err := e.m.TryResumeExternal(context.Background(), mustParseID(t, id), agenttool.Topic("kate", "email.bounce"), "msg-1", nil); err != nil {
+			t.Fatal(err)
+		}
+		x := a.call("taskflow_explain", map[string]any{"flow_id": id}, false)["explanation"].(map[string]any)
+		text, _ := x["text"].(string)
+		if x["flow_id"] != id || x["status"] != "waiting" || x["code"] != "waiting_event" || x["stuck"] != false ||
+			!strings.Contains(text, `topic "email.reply" with correlation id "msg-1"`) || !strings.Contains(text, `near miss: topic "email.bounce"`) ||
+			x["facts"].(map[string]any)["topic"] != "email.reply" || x["moves"] == "" {
+			t.Fatalf("explain: %v", x)
+		}
+		if r := b.call("taskflow_explain", map[string]any{"flow_id": id}, true); !strings.Contains(r["error"].(string), "belongs to a different session") {
+			t.Fatalf("the other conversation's explain: %v", r)
+		}
+	})
+}
+
 type headerTransport struct{ name, value string }
 
 func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {

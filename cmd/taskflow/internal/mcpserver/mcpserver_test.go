@@ -483,3 +483,79 @@ func TestServerChildren(t *testing.T) {
 		}
 	})
 }
+
+// Explain through MCP: the agent asks why its flows are where they are
+// (an event wait with an event kept under another topic, a manual wait,
+// a ready child) with the per-action and the combined tool, each result
+// checked against its output schema; an unknown flow is not_found, and
+// another session is refused.
+func TestServerExplain(t *testing.T) {
+	eachBackend(t, func(t *testing.T, m *taskflow.Manager) {
+		ctx := context.Background()
+		actions, combined := newServer(t, m, agenttool.PerAction), newServer(t, m, agenttool.Combined)
+		a, b := connect(t, actions), connect(t, actions)
+
+		ev := flowOf(t, a.call("taskflow_start", map[string]any{"controller_id": "kate/mail", "goal": "wait for the reply"}, false))["id"].(string)
+		a.call("taskflow_wait", map[string]any{"flow_id": ev,
+			"wait_condition": map[string]any{"kind": "external_event", "topic": "email.reply", "correlation_id": "msg-1"}}, false)
+		if _, err := m.TryResumeExternal(ctx, mustUUID(t, ev), agenttool.Topic("kate", "email.bounce"), "msg-1", nil); err != nil {
+			t.Fatal(err)
+		}
+		x := explanationOf(t, a.call("taskflow_explain", map[string]any{"flow_id": ev}, false), ev)
+		facts := x["facts"].(map[string]any)
+		if x["status"] != "waiting" || x["code"] != "waiting_event" || x["stuck"] != false ||
+			!strings.Contains(x["text"].(string), `waits on an event of topic "email.reply" with correlation id "msg-1"`) ||
+			!strings.Contains(x["text"].(string), `near miss: topic "email.bounce"`) ||
+			facts["topic"] != "email.reply" || facts["kept_unmatched"] != float64(1) {
+			t.Fatalf("explain of an event wait: %v", x)
+		}
+
+		manual := flowOf(t, a.call("taskflow_start", map[string]any{"controller_id": "kate/ask", "goal": "ask a human"}, false))["id"].(string)
+		a.call("taskflow_wait", map[string]any{"flow_id": manual, "wait_condition": map[string]any{"kind": "manual"}}, false)
+		x = explanationOf(t, a.call("taskflow_explain", map[string]any{"flow_id": manual}, false), manual)
+		if x["code"] != "waiting_manual" || x["stuck"] != false || !strings.Contains(x["text"].(string), "waits for a person") {
+			t.Fatalf("explain of a manual wait: %v", x)
+		}
+
+		// A child, ready on its controller's queue, through the combined tool.
+		kid := a.call("taskflow_spawn", map[string]any{"flow_id": manual, "children": []any{
+			map[string]any{"key": "k", "controller_id": "kate/helper", "goal": "help"}}}, false)["flows"].([]any)[0].(map[string]any)["id"].(string)
+		c := connect(t, combined)
+		// The combined server's session is another one: refused, as from b.
+		for _, r := range []map[string]any{
+			b.call("taskflow_explain", map[string]any{"flow_id": ev}, true),
+			c.call("taskflow", map[string]any{"action": "explain", "flow_id": kid}, true),
+		} {
+			if e := r["error"].(string); !strings.Contains(e, "belongs to a different session") || strings.Contains(e, "email") {
+				t.Fatalf("explain by another session: %v", e)
+			}
+		}
+		x = explanationOf(t, a.call("taskflow_explain", map[string]any{"flow_id": kid}, false), kid)
+		if x["code"] != "ready" || x["facts"].(map[string]any)["parent_id"] != manual || !strings.Contains(x["text"].(string), `"kate/helper"`) {
+			t.Fatalf("explain of a ready child: %v", x)
+		}
+		own := flowOf(t, c.call("taskflow", map[string]any{"action": "start", "controller_id": "kate/c", "goal": "g"}, false))["id"].(string)
+		x = explanationOf(t, c.call("taskflow", map[string]any{"action": "explain", "flow_id": own}, false), own)
+		if x["status"] != "running" || x["code"] != "ready" {
+			t.Fatalf("explain through the combined tool: %v", x)
+		}
+
+		// An unknown flow.
+		missing := uuid.NewString()
+		if res := a.call("taskflow_explain", map[string]any{"flow_id": missing}, false); res["ok"] != false || res["error"] != "not_found" || res["flow_id"] != missing {
+			t.Fatalf("explain of an unknown flow: %v", res)
+		}
+		a.call("taskflow_explain", map[string]any{"flow_id": ev, "reason": "x"}, true) // takes only flow_id
+	})
+}
+
+// explanationOf returns the explanation of an explain result, after
+// checking that it names flow id.
+func explanationOf(t *testing.T, res map[string]any, id string) map[string]any {
+	t.Helper()
+	x, ok := res["explanation"].(map[string]any)
+	if !ok || res["ok"] != true || x["flow_id"] != id || x["text"] == "" || x["moves"] == "" {
+		t.Fatalf("no explanation of %s in %v", id, res)
+	}
+	return x
+}

@@ -74,6 +74,8 @@ func TestStrictSchemasValidate(t *testing.T) {
 		{"taskflow_spawn", `{"flow_id":"` + id + `","children":[{"key":"k","controller_id":"c","goal":"g","current_step":null,"state_json":null,"on_parent_close":"orphan"}]}`, false},
 		{"taskflow_wait_children", `{"flow_id":"` + id + `","need":1,"fail_fast":null,"deadline":null,"timeout_seconds":60}`, true},
 		{"taskflow_list_children", `{"flow_id":"` + id + `","cursor":null,"limit":null}`, true},
+		{"taskflow_explain", `{"flow_id":"` + id + `"}`, true},
+		{"taskflow_explain", `{"flow_id":"` + id + `","cursor":null}`, false}, // extra
 		{"taskflow", `{"action":"status","flow_id":"` + id + `"}`, false},
 	} {
 		err := validate(t, byName[c.tool], c.args)
