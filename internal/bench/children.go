@@ -324,14 +324,23 @@ func fanOut(ctx context.Context, t childrenTarget, prefix string, spec fanOutSpe
 		cancel()
 	}
 	topic := "fanout"
+	// claim takes the next flow of ctl for worker id: ok false ends the
+	// loop (the run is over, or failed).
+	claim := func(p *childrenProc, ctl, id, what string) (f *taskflow.Flow, l *taskflow.Lease, ok bool) {
+		f, l, err := p.m.Claim(runCtx, ctl, id, time.Minute, taskflow.WithClaimWait(200*time.Millisecond))
+		if err != nil {
+			if runCtx.Err() == nil {
+				fail(fmt.Errorf("%s: claim a %s: %w", id, what, err))
+			}
+			return nil, nil, false
+		}
+		return f, l, true
+	}
 	parentLoop := func(p *childrenProc, id string) {
 		defer wg.Done()
 		for runCtx.Err() == nil {
-			f, l, err := p.m.Claim(runCtx, childrenParentController, id, time.Minute, taskflow.WithClaimWait(200*time.Millisecond))
-			if err != nil {
-				if runCtx.Err() == nil {
-					fail(fmt.Errorf("%s: claim a parent: %w", id, err))
-				}
+			f, l, ok := claim(p, childrenParentController, id, "parent")
+			if !ok {
 				return
 			}
 			if f == nil {
@@ -355,6 +364,7 @@ func fanOut(ctx context.Context, t childrenTarget, prefix string, spec fanOutSpe
 				}
 				continue
 			}
+			var err error
 			if byHand {
 				for k := 0; k < spec.kids; k++ {
 					if _, err := p.m.CreateMirrored(runCtx, childFlowInput(k, map[string]any{"parent": f.ID.String(), "key": "k" + strconv.Itoa(k)})); err != nil {
@@ -381,11 +391,8 @@ func fanOut(ctx context.Context, t childrenTarget, prefix string, spec fanOutSpe
 	childLoop := func(p *childrenProc, id string) {
 		defer wg.Done()
 		for runCtx.Err() == nil {
-			f, l, err := p.m.Claim(runCtx, childrenChildController, id, time.Minute, taskflow.WithClaimWait(200*time.Millisecond))
-			if err != nil {
-				if runCtx.Err() == nil {
-					fail(fmt.Errorf("%s: claim a child: %w", id, err))
-				}
+			f, l, ok := claim(p, childrenChildController, id, "child")
+			if !ok {
 				return
 			}
 			if f == nil {
