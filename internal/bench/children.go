@@ -101,20 +101,40 @@ func childFlowInput(i int, state map[string]any) taskflow.CreateManagedInput {
 	}
 }
 
-// spawnPass is what making n flows cost, as children or by hand.
-type spawnPass struct {
+// childPass is what making or ending n flows cost (a spawn pass, a
+// join pass), either way: round trips and commands on the pass's client,
+// Redis time, wall time.
+type childPass struct {
 	n           int
 	trips, cmds int64
 	usec        int64
 	secs        float64
 }
 
+// measure runs work on p as one timed pass of n flows.
+func measure(ctx context.Context, t childrenTarget, p *childrenProc, n int, work func() error) (childPass, error) {
+	res := childPass{n: n}
+	before, err := t.snap(ctx)
+	if err != nil {
+		return res, err
+	}
+	p.hook.reset()
+	start := time.Now()
+	if err := work(); err != nil {
+		return res, err
+	}
+	res.secs = time.Since(start).Seconds()
+	res.trips, res.cmds = p.hook.trips.Load(), p.hook.cmds.Load()
+	res.usec, err = t.usecSince(ctx, before)
+	return res, err
+}
+
 // spawnChildren starts n children of one parent with one StartChildren
 // call (byHand: n CreateMirrored calls one after another, the flows a
 // user would make without children), counting the calls' round trips
 // and Redis time.
-func spawnChildren(ctx context.Context, t childrenTarget, prefix string, n int, byHand bool) (spawnPass, error) {
-	res := spawnPass{n: n}
+func spawnChildren(ctx context.Context, t childrenTarget, prefix string, n int, byHand bool) (childPass, error) {
+	res := childPass{n: n}
 	p, err := openChildrenProc(ctx, t, prefix)
 	if err != nil {
 		return res, err
@@ -128,30 +148,22 @@ func spawnChildren(ctx context.Context, t childrenTarget, prefix string, n int, 
 	for i := range ins {
 		ins[i] = taskflow.ChildInput{Key: "k" + strconv.Itoa(i), Flow: childFlowInput(i, nil)}
 	}
-	before, err := t.snap(ctx)
-	if err != nil {
-		return res, err
-	}
-	p.hook.reset()
-	start := time.Now()
-	if byHand {
-		for _, in := range ins {
-			if _, err := p.m.CreateMirrored(ctx, in.Flow); err != nil {
-				return res, err
+	res, err = measure(ctx, t, p, n, func() error {
+		if byHand {
+			for _, in := range ins {
+				if _, err := p.m.CreateMirrored(ctx, in.Flow); err != nil {
+					return err
+				}
 			}
+			return nil
 		}
-	} else {
 		kids, err := p.m.StartChildren(ctx, parent.ID, ins)
-		if err != nil {
-			return res, err
+		if err == nil && len(kids) != n {
+			err = fmt.Errorf("StartChildren returned %d children, want %d", len(kids), n)
 		}
-		if len(kids) != n {
-			return res, fmt.Errorf("StartChildren returned %d children, want %d", len(kids), n)
-		}
-	}
-	res.secs = time.Since(start).Seconds()
-	res.trips, res.cmds = p.hook.trips.Load(), p.hook.cmds.Load()
-	if res.usec, err = t.usecSince(ctx, before); err != nil {
+		return err
+	})
+	if err != nil {
 		return res, err
 	}
 	if !byHand {
@@ -166,22 +178,13 @@ func spawnChildren(ctx context.Context, t childrenTarget, prefix string, n int, 
 	return res, nil
 }
 
-// joinPass is what ending n flows cost, children of a waiting parent or
-// plain flows.
-type joinPass struct {
-	n           int
-	trips, cmds int64
-	usec        int64
-	secs        float64
-}
-
 // joinChildren starts n children under a parent that waits on all of
 // them (plain: n flows with no parent), then finishes them from
 // workers goroutines and counts the finishes' round trips and Redis
 // time: for children, each finish delivers its outcome to the parent,
 // and the last resumes it with the summary of all n.
-func joinChildren(ctx context.Context, t childrenTarget, prefix string, n, workers int, plain bool) (joinPass, error) {
-	res := joinPass{n: n}
+func joinChildren(ctx context.Context, t childrenTarget, prefix string, n, workers int, plain bool) (childPass, error) {
+	res := childPass{n: n}
 	p, err := openChildrenProc(ctx, t, prefix)
 	if err != nil {
 		return res, err
@@ -218,21 +221,13 @@ func joinChildren(ctx context.Context, t childrenTarget, prefix string, n, worke
 			return res, err
 		}
 	}
-	before, err := t.snap(ctx)
+	res, err = measure(ctx, t, p, n, func() error {
+		return parallel(ctx, workers, n, func(ctx context.Context, i int) error {
+			_, err := p.m.Finish(ctx, ids[i], map[string]any{"summary": "document " + strconv.Itoa(i) + " is fine"})
+			return err
+		})
+	})
 	if err != nil {
-		return res, err
-	}
-	p.hook.reset()
-	start := time.Now()
-	if err := parallel(ctx, workers, n, func(ctx context.Context, i int) error {
-		_, err := p.m.Finish(ctx, ids[i], map[string]any{"summary": "document " + strconv.Itoa(i) + " is fine"})
-		return err
-	}); err != nil {
-		return res, err
-	}
-	res.secs = time.Since(start).Seconds()
-	res.trips, res.cmds = p.hook.trips.Load(), p.hook.cmds.Load()
-	if res.usec, err = t.usecSince(ctx, before); err != nil {
 		return res, err
 	}
 	if !plain {
@@ -524,8 +519,8 @@ func (r *runner) childrenOn(ctx context.Context, t childrenTarget, cleanup func(
 		}
 		return err
 	}
-	var spawns, spawnsByHand []spawnPass
-	var joins, joinsPlain []joinPass
+	var spawns, spawnsByHand []childPass
+	var joins, joinsPlain []childPass
 	var fans, fansByHand []fanOutPass
 	spec := fanOutSpec{parents: sz.fanParents, kids: sz.fanKids, procs: 2, parentLoops: 2, childLoops: 8}
 	for round := 0; round < r.cfg.Rounds; round++ {
@@ -570,7 +565,7 @@ func (r *runner) childrenOn(ctx context.Context, t childrenTarget, cleanup func(
 }
 
 // childrenReport prints the suite's table.
-func (r *runner) childrenReport(spec fanOutSpec, timed bool, spawns, spawnsByHand []spawnPass, joins, joinsPlain []joinPass, fans, fansByHand []fanOutPass) {
+func (r *runner) childrenReport(spec fanOutSpec, timed bool, spawns, spawnsByHand []childPass, joins, joinsPlain []childPass, fans, fansByHand []fanOutPass) {
 	w := r.out
 	N := r.sz.spawnChildren
 	fmt.Fprintf(w, "One private Redis; each round runs every pass both ways, which goes first alternating by round; medians over rounds.\n")
@@ -600,26 +595,26 @@ func (r *runner) childrenReport(spec fanOutSpec, timed bool, spawns, spawnsByHan
 	}
 	per := func(x, nn int64) float64 { return float64(x) / float64(nn) }
 	row(fmt.Sprintf("spawn %s: round trips in all", n(N)),
-		medianBy(spawns, func(p spawnPass) float64 { return float64(p.trips) }),
-		medianBy(spawnsByHand, func(p spawnPass) float64 { return float64(p.trips) }), 0)
+		medianBy(spawns, func(p childPass) float64 { return float64(p.trips) }),
+		medianBy(spawnsByHand, func(p childPass) float64 { return float64(p.trips) }), 0)
 	row("spawn: commands per child",
-		medianBy(spawns, func(p spawnPass) float64 { return per(p.cmds, int64(p.n)) }),
-		medianBy(spawnsByHand, func(p spawnPass) float64 { return per(p.cmds, int64(p.n)) }), 2)
+		medianBy(spawns, func(p childPass) float64 { return per(p.cmds, int64(p.n)) }),
+		medianBy(spawnsByHand, func(p childPass) float64 { return per(p.cmds, int64(p.n)) }), 2)
 	if timed {
 		row("spawn: Redis time per child (us)",
-			medianBy(spawns, func(p spawnPass) float64 { return per(p.usec, int64(p.n)) }),
-			medianBy(spawnsByHand, func(p spawnPass) float64 { return per(p.usec, int64(p.n)) }), 1)
+			medianBy(spawns, func(p childPass) float64 { return per(p.usec, int64(p.n)) }),
+			medianBy(spawnsByHand, func(p childPass) float64 { return per(p.usec, int64(p.n)) }), 1)
 	}
 	row("spawn: wall time per child (us)",
-		medianBy(spawns, func(p spawnPass) float64 { return 1e6 * p.secs / float64(p.n) }),
-		medianBy(spawnsByHand, func(p spawnPass) float64 { return 1e6 * p.secs / float64(p.n) }), 1)
+		medianBy(spawns, func(p childPass) float64 { return 1e6 * p.secs / float64(p.n) }),
+		medianBy(spawnsByHand, func(p childPass) float64 { return 1e6 * p.secs / float64(p.n) }), 1)
 	row("join: round trips per child's Finish",
-		medianBy(joins, func(p joinPass) float64 { return per(p.trips, int64(p.n)) }),
-		medianBy(joinsPlain, func(p joinPass) float64 { return per(p.trips, int64(p.n)) }), 2)
+		medianBy(joins, func(p childPass) float64 { return per(p.trips, int64(p.n)) }),
+		medianBy(joinsPlain, func(p childPass) float64 { return per(p.trips, int64(p.n)) }), 2)
 	if timed {
 		row("join: Redis time per child result (us)",
-			medianBy(joins, func(p joinPass) float64 { return per(p.usec, int64(p.n)) }),
-			medianBy(joinsPlain, func(p joinPass) float64 { return per(p.usec, int64(p.n)) }), 1)
+			medianBy(joins, func(p childPass) float64 { return per(p.usec, int64(p.n)) }),
+			medianBy(joinsPlain, func(p childPass) float64 { return per(p.usec, int64(p.n)) }), 1)
 	}
 	row(fmt.Sprintf("fan-out %dx%d: flows/s (parents and children)", spec.parents, spec.kids),
 		medianBy(fans, fanOutPass.flowsPerSec), medianBy(fansByHand, fanOutPass.flowsPerSec), 0)
