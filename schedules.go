@@ -1431,7 +1431,6 @@ func planFires(sc *schedule, now time.Time, active bool, flowOf func(key string)
 	return p
 }
 
-
 // advanceCall is the sched_advance.lua run of p.
 func (p *firePlan) advanceCall(s *RedisStore, now time.Time) scriptCall {
 	sc := p.sc
