@@ -519,6 +519,7 @@ func FuzzNext(f *testing.F) {
 	f.Add("30 2 * * *", int64(1772928000), uint8(2), int64(1))
 	f.Add("0 0 29 2 *", int64(4000000000), uint8(0), int64(86400*400))
 	f.Add("0 0 1 * MON", int64(0), uint8(4), int64(-5))
+	f.Add("* * * * *", int64(math.MaxInt64), uint8(0), int64(999999999)) // once wrapped to before `after`
 	zones := []*time.Location{time.UTC, time.FixedZone("+05:30", 5*3600+1800)}
 	for _, z := range testZones[1:] {
 		zones = append(zones, mustLoad(f, z))
@@ -528,11 +529,13 @@ func FuzzNext(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// Keep instants in years 1800-2200; beyond that the test only
-		// checks that Next does not panic.
+		// The raw instant may be anywhere in time.Time's range; the
+		// stronger checks below use years 1800-2200.
 		after := time.Unix(sec%(200*365*86400)+(2000-1970)*365*86400, delta%int64(time.Second))
 		loc := zones[int(zone)%len(zones)]
-		s.Next(time.Unix(sec, delta), loc)
+		if raw, next := time.Unix(sec, delta), s.Next(time.Unix(sec, delta), loc); !next.IsZero() && !next.After(raw) {
+			t.Fatalf("%q in %s: Next(%v) = %v, not after", expr, loc, raw, next)
+		}
 		next := s.Next(after, loc)
 		if next.IsZero() {
 			return
