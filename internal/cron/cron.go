@@ -62,8 +62,10 @@
 //
 // The same rules apply to any change of a zone's UTC offset, not only to
 // daylight saving. Next searches at most 5 years ahead and returns the zero
-// Time when nothing fires in that window ("0 0 30 2 *" never fires; Feb 29
-// schedules find nothing from 2096-03-01 on, as 2100 is not a leap year).
+// Time when nothing fires in that window: "0 0 30 2 *" never fires, and
+// "0 0 29 2 *" finds nothing after any time from 2096-03-01 to 2099-02-28,
+// as 2100 is not a leap year (zero means "none within 5 years", not
+// "never").
 package cron
 
 import (
