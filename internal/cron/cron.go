@@ -62,8 +62,10 @@
 //
 // The same rules apply to any change of a zone's UTC offset, not only to
 // daylight saving. Next searches at most 5 years ahead and returns the zero
-// Time when nothing fires in that window ("0 0 30 2 *" never fires; Feb 29
-// schedules find nothing from 2096-03-01 on, as 2100 is not a leap year).
+// Time when nothing fires in that window: "0 0 30 2 *" never fires, and
+// "0 0 29 2 *" finds nothing after any time from 2096-03-01 to 2099-02-28,
+// as 2100 is not a leap year (zero means "none within 5 years", not
+// "never").
 package cron
 
 import (
@@ -137,6 +139,7 @@ type ParseError struct {
 	Msg   string
 }
 
+// Error returns "cron: <expression>: <field> field: <reason>".
 func (e *ParseError) Error() string {
 	if e.Field == "" {
 		return fmt.Sprintf("cron: %q: %s", e.Expr, e.Msg)
@@ -377,7 +380,9 @@ func (s *Spec) Next(after time.Time, loc *time.Location) time.Time {
 		}
 		p = periodAt(p.end, loc)
 	}
-	if best.IsZero() || best.After(limit) {
+	if best.IsZero() || best.After(limit) || !best.After(after) {
+		// The last test only fails near the ends of time.Time's range,
+		// where the arithmetic above wraps around.
 		return time.Time{}
 	}
 	return best.In(loc)
@@ -482,8 +487,21 @@ func (s *Spec) nextWall(lo, hi time.Time) (time.Time, bool) {
 			w = time.Date(y, time.Month(next), 1, 0, 0, 0, 0, time.UTC)
 			continue
 		}
-		if !s.dayMatches(d, w.Weekday()) {
-			w = time.Date(y, mo, d+1, 0, 0, 0, 0, time.UTC)
+		if wd := w.Weekday(); !s.dayMatches(d, wd) {
+			// Find the next matching day of this month by arithmetic,
+			// else go to the next month.
+			last := time.Date(y, mo+1, 0, 0, 0, 0, 0, time.UTC).Day()
+			next := 0
+			for c := d + 1; c <= last && next == 0; c++ {
+				if s.dayMatches(c, time.Weekday((int(wd)+c-d)%7)) {
+					next = c
+				}
+			}
+			if next == 0 {
+				w = time.Date(y, mo+1, 1, 0, 0, 0, 0, time.UTC)
+			} else {
+				w = time.Date(y, mo, next, 0, 0, 0, 0, time.UTC)
+			}
 			continue
 		}
 		nh, ok := nextBit(s.set[fHour], h, 23)

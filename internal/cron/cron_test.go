@@ -2,7 +2,7 @@ package cron
 
 import (
 	"errors"
-	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"testing"
@@ -519,7 +519,8 @@ func FuzzNext(f *testing.F) {
 	f.Add("30 2 * * *", int64(1772928000), uint8(2), int64(1))
 	f.Add("0 0 29 2 *", int64(4000000000), uint8(0), int64(86400*400))
 	f.Add("0 0 1 * MON", int64(0), uint8(4), int64(-5))
-	zones := []*time.Location{time.UTC}
+	f.Add("* * * * *", int64(math.MaxInt64), uint8(0), int64(999999999)) // once wrapped to before `after`
+	zones := []*time.Location{time.UTC, time.FixedZone("+05:30", 5*3600+1800)}
 	for _, z := range testZones[1:] {
 		zones = append(zones, mustLoad(f, z))
 	}
@@ -528,11 +529,13 @@ func FuzzNext(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// Keep instants in years 1800-2200; beyond that the test only
-		// checks that Next does not panic.
+		// The raw instant may be anywhere in time.Time's range; the
+		// stronger checks below use years 1800-2200.
 		after := time.Unix(sec%(200*365*86400)+(2000-1970)*365*86400, delta%int64(time.Second))
 		loc := zones[int(zone)%len(zones)]
-		s.Next(time.Unix(sec, delta), loc)
+		if raw, next := time.Unix(sec, delta), s.Next(time.Unix(sec, delta), loc); !next.IsZero() && !next.After(raw) {
+			t.Fatalf("%q in %s: Next(%v) = %v, not after", expr, loc, raw, next)
+		}
 		next := s.Next(after, loc)
 		if next.IsZero() {
 			return
@@ -563,23 +566,50 @@ func FuzzNext(f *testing.F) {
 	})
 }
 
+// BenchmarkNext reports the cost of Next as a ratio to one time.Date plus
+// one zone lookup measured in the same run ("x_date"): Next's cost in
+// units of the cheapest thing a minute-by-minute search would do per
+// minute.
 func BenchmarkNext(b *testing.B) {
 	loc, err := time.LoadLocation("America/New_York")
 	if err != nil {
 		b.Skip(err)
 	}
-	for _, expr := range []string{"*/15 * * * *", "0 9 * * 1-5", "0 0 29 2 *", "0 0 30 2 *"} {
+	from := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	const baseN = 200000
+	baseStart := time.Now()
+	for i := 0; i < baseN; i++ {
+		time.Date(2026, 3, 1, 0, i%60, 0, 0, loc).ZoneBounds()
+	}
+	baseNs := float64(time.Since(baseStart).Nanoseconds()) / baseN
+	for _, expr := range []string{"*/15 * * * *", "0 9 * * 1-5", "30 2 * * *", "0 0 29 2 *", "0 0 30 2 *"} {
 		s, err := Parse(expr)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Run(expr, func(b *testing.B) {
-			t := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+			start := time.Now()
 			for i := 0; i < b.N; i++ {
-				s.Next(t, loc)
+				s.Next(from, loc)
 			}
+			b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N)/baseNs, "x_date")
 		})
 	}
 }
 
-var _ = fmt.Sprint
+func TestNextExtremes(t *testing.T) {
+	s := mustParse(t, "* * * * *")
+	for _, loc := range []*time.Location{time.UTC, mustLoad(t, "Europe/Madrid"), time.FixedZone("x", -(15*3600 + 56*60 + 8))} {
+		for _, after := range []time.Time{
+			{}, time.Unix(math.MaxInt64, 999999999), time.Unix(math.MinInt64, 0),
+			time.Unix(-62135596800, 0), time.Date(9999, 12, 31, 23, 59, 0, 0, time.UTC),
+		} {
+			if next := s.Next(after, loc); !next.IsZero() && !next.After(after) {
+				t.Errorf("Next(%v) in %s = %v, not after", after, loc, next)
+			}
+		}
+	}
+	if got, want := s.Next(time.Time{}, time.UTC), time.Date(1, 1, 1, 0, 1, 0, 0, time.UTC); !got.Equal(want) {
+		t.Errorf("Next(zero) = %v, want %v", got, want)
+	}
+}
