@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/internal/cron"
 )
 
 // Schedules start flows on a calendar: a cron expression in a time zone,
@@ -596,7 +598,7 @@ func scheduleTiming(in ScheduleInput, anchor time.Time) (schedTiming, error) {
 // checkSchedule checks in, fills its defaults and returns its timing and
 // its flow's state (compact JSON object). now is the create or update
 // time, anchor Every's anchor without Start.
-func (s *RedisStore) checkSchedule(in *ScheduleInput, anchor time.Time) (schedTiming, json.RawMessage, error) {
+func (s *RedisStore) checkSchedule(in *ScheduleInput, anchor, now time.Time) (schedTiming, json.RawMessage, error) {
 	if err := checkScheduleName(in.Name); err != nil {
 		return schedTiming{}, nil, err
 	}
@@ -609,6 +611,12 @@ func (s *RedisStore) checkSchedule(in *ScheduleInput, anchor time.Time) (schedTi
 	}
 	if !in.Start.IsZero() && !in.End.IsZero() && !in.End.After(in.Start) {
 		return st, nil, bad("end %s is not after start %s", in.End.Format(time.RFC3339), in.Start.Format(time.RFC3339))
+	}
+	if !in.End.IsZero() && !in.End.After(now) {
+		return st, nil, bad("end %s is not in the future", in.End.Format(time.RFC3339))
+	}
+	if st.next(now).IsZero() {
+		return st, nil, bad("never fires (no fire time before its end or within 5 years)")
 	}
 	switch in.Overlap {
 	case "":
@@ -758,17 +766,11 @@ func dueScore(sc *schedule, at time.Time) string {
 func (s *RedisStore) createSchedule(ctx context.Context, in ScheduleInput) (*Schedule, error) {
 	now, nowMs, _ := s.clock()
 	now = now.UTC().Truncate(time.Millisecond)
-	st, state, err := s.checkSchedule(&in, now)
+	st, state, err := s.checkSchedule(&in, now, now)
 	if err != nil {
 		return nil, err
 	}
-	if !in.End.IsZero() && !in.End.After(now) {
-		return nil, fmt.Errorf("%w: schedule %q: end %s is not in the future", ErrInvalidData, in.Name, in.End.Format(time.RFC3339))
-	}
 	next := st.next(now)
-	if next.IsZero() {
-		return nil, fmt.Errorf("%w: schedule %q never fires (no fire time before its end or within 5 years)", ErrInvalidData, in.Name)
-	}
 	sc := &schedule{in: in, id: uuid.New(), rev: "1", created: now.UnixMilli(), updated: now.UnixMilli(),
 		anchor: now.UnixMilli(), next: msString(next), buffered: "0"}
 	fields, err := specFields(in, state)
@@ -894,7 +896,7 @@ func (s *RedisStore) updateSchedule(ctx context.Context, in ScheduleInput, revis
 	}
 	now, _, _ := s.clock()
 	now = now.UTC().Truncate(time.Millisecond)
-	st, state, err := s.checkSchedule(&in, time.UnixMilli(sc.anchor))
+	st, state, err := s.checkSchedule(&in, time.UnixMilli(sc.anchor), now)
 	if err != nil {
 		return nil, err
 	}
@@ -1141,10 +1143,34 @@ func earlier(due string, t time.Time) string {
 	return strconv.FormatInt(ms, 10)
 }
 
-// cronTiming parses a cron expression read in the time zone tz.
+// cronTiming parses a cron expression read in the time zone tz (an IANA
+// name; "" is UTC). "Local" is refused: engines on hosts in different
+// zones would disagree on the fire times.
 func cronTiming(expr, tz string) (timing, error) {
-	return nil, fmt.Errorf("cron %q: cron expressions are not supported yet", expr)
+	spec, err := cron.Parse(expr)
+	if err != nil {
+		return nil, err
+	}
+	if tz == "" {
+		return cronZone{spec, time.UTC}, nil
+	}
+	if tz == "Local" {
+		return nil, fmt.Errorf("time zone %q depends on the host: name an IANA zone", tz)
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return nil, fmt.Errorf("time zone %q: %v", tz, err)
+	}
+	return cronZone{spec, loc}, nil
 }
+
+// cronZone is a cron expression read in a location.
+type cronZone struct {
+	spec *cron.Spec
+	loc  *time.Location
+}
+
+func (c cronZone) next(after time.Time) time.Time { return c.spec.Next(after, c.loc) }
 
 // firePlan is what a tick does with one due schedule.
 type firePlan struct {
