@@ -222,7 +222,7 @@ func TestScheduleBadInput(t *testing.T) {
 		"cron never":        func(in *ScheduleInput) { in.Every, in.Cron = 0, "0 0 30 2 *" },
 		"bad zone":          func(in *ScheduleInput) { in.Every, in.Cron, in.TimeZone = 0, "@daily", "Mars/Olympus" },
 		"local zone":        func(in *ScheduleInput) { in.Every, in.Cron, in.TimeZone = 0, "@daily", "Local" },
-		"cron jitter":       func(in *ScheduleInput) { in.Every, in.Cron, in.Jitter = 0, "*/5 * * * *", 6 * time.Minute },
+		"cron jitter":       func(in *ScheduleInput) { in.Every, in.Cron, in.Jitter = 0, "*/5 * * * *", 6*time.Minute },
 	}
 	before := e.dump()
 	for name, mod := range cases {
