@@ -1,6 +1,7 @@
 package taskflow
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -766,5 +767,116 @@ func TestScheduleDST(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	})
+}
+
+// TestScheduleCrashBetweenCreateAndAdvance: an engine made a fire's flow
+// and died before advancing the schedule (the protocol's step 2 without
+// step 3); the schedule's Flow then changed. The next tick finds the
+// flow (an idempotency conflict: the fire made its flow already), makes
+// no other, and counts the fire once.
+func TestScheduleCrashBetweenCreateAndAdvance(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		in := scheduleInput("crash", time.Minute)
+		in.Overlap = OverlapAllowAll
+		sc := must(t, try(e.m.CreateSchedule(e.ctx, in)))
+		at := sc.NextFire
+		e.clock.Advance(time.Minute)
+		rec, err := e.store.readSchedule(e.ctx, "crash")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := planFires(rec, at, false, e.store.IdempotentFlowID)
+		if len(p.fires) != 1 {
+			t.Fatalf("plan %+v", p)
+		}
+		made := must(t, try(e.store.create(e.ctx, rec.fireInput(at, fireKey(rec.id, at)), false)))
+		in.Flow.Goal = "a new goal"
+		must(t, try(e.m.UpdateSchedule(e.ctx, in, 0)))
+		rep := e.engine().TickAt(e.ctx, at)
+		if rep.Fired != 1 || rep.Err != nil {
+			t.Fatalf("tick %+v (%v)", rep, rep.Err)
+		}
+		if n := e.flowCount(t); n != 1 {
+			t.Fatalf("%d flows", n)
+		}
+		got := must(t, try(e.m.GetSchedule(e.ctx, "crash", 0)))
+		if got.Fired != 1 || got.LastFire.FlowID != made.ID || made.Goal != seedInput().Goal {
+			t.Fatalf("schedule %+v, flow %+v", got, made)
+		}
+		// The next fire makes the new goal.
+		e.clock.Advance(time.Minute)
+		e.engine().TickAt(e.ctx, at.Add(time.Minute))
+		if f := must(t, try(e.m.Get(e.ctx, e.fireFlow(sc, at.Add(time.Minute))))); f.Goal != "a new goal" {
+			t.Fatalf("next fire's goal %q", f.Goal)
+		}
+	})
+}
+
+// TestScheduleRacingEngines: two engines work on the same due schedules
+// at once (past the tick lock, which only saves work): one flow per
+// fire, one advance per schedule.
+func TestScheduleRacingEngines(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		var names []string
+		var scs []*Schedule
+		for i := 0; i < 50; i++ {
+			in := scheduleInput(fmt.Sprintf("race-%02d", i), time.Minute)
+			in.Overlap = OverlapAllowAll
+			scs = append(scs, must(t, try(e.m.CreateSchedule(e.ctx, in))))
+			names = append(names, in.Name)
+		}
+		e.clock.Advance(time.Minute)
+		now := e.clock.Now()
+		reps := make([]TickReport, 2)
+		done := make(chan int)
+		for i := range reps {
+			eng := NewWaitEngine(NewManager(e.reopenStore(e.b.client(t))), WithLogger(quietLogger()))
+			go func() {
+				eng.scheduleRound(e.ctx, now, names, &reps[i])
+				done <- i
+			}()
+		}
+		<-done
+		<-done
+		if reps[0].Err != nil || reps[1].Err != nil {
+			t.Fatalf("errors %v %v", reps[0].Err, reps[1].Err)
+		}
+		if f := reps[0].Fired + reps[1].Fired; f != len(scs) {
+			t.Fatalf("fires counted %d, want %d", f, len(scs))
+		}
+		for _, sc := range scs {
+			if !e.fireExists(t, sc, sc.NextFire) {
+				t.Fatalf("%s: no flow", sc.Name)
+			}
+		}
+		if n := e.flowCount(t); n != int64(len(scs)) {
+			t.Fatalf("%d flows for %d fires", n, len(scs))
+		}
+	})
+}
+
+// TestScheduleRunWakesForDueSchedule: an engine running with a one-hour
+// interval still fires a schedule due in a second.
+func TestScheduleRunWakesForDueSchedule(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		sc := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("soon", time.Second))))
+		ctx, cancel := context.WithCancel(e.ctx)
+		defer cancel()
+		runDone := make(chan error, 1)
+		go func() { runDone <- e.engine().Run(ctx, time.Hour) }()
+		// After Run's first tick (nothing due), the schedule comes due.
+		for e.client.Exists(e.ctx, e.store.keys.lastTick()).Val() == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		e.clock.Advance(time.Second)
+		for deadline := time.Now().Add(20 * time.Second); !e.fireExists(t, sc, sc.NextFire); {
+			if time.Now().After(deadline) {
+				t.Fatal("the engine slept through the schedule")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		<-runDone
 	})
 }
