@@ -940,9 +940,13 @@ func (s *RedisStore) deleteSchedule(ctx context.Context, name string) error {
 	if err := checkScheduleName(name); err != nil {
 		return err
 	}
-	_, err := s.run(ctx, s.scripts.schedDelete, uuid.Nil,
-		[]string{s.keys.schedule(name), s.keys.schedDue(), s.keys.schedNames(), s.keys.schedHistory(name), s.keys.schedStats()}, name)
+	_, err := s.run(ctx, s.scripts.schedDelete, uuid.Nil, s.schedKeys(name), name)
 	return schedError(err, name)
+}
+
+// schedKeys are sched_delete.lua's keys for schedule name.
+func (s *RedisStore) schedKeys(name string) []string {
+	return []string{s.keys.schedule(name), s.keys.schedDue(), s.keys.schedNames(), s.keys.schedHistory(name), s.keys.schedStats()}
 }
 
 func (s *RedisStore) getSchedule(ctx context.Context, name string, upcoming int) (*Schedule, error) {
@@ -1245,13 +1249,16 @@ func (e *WaitEngine) scheduleRound(ctx context.Context, now time.Time, names []s
 	}
 	moved := 0
 	var scs []*schedule
-	fix := s.client.Pipeline()
 	for i, n := range names {
 		h := hashes[i].Val()
 		if len(h) == 0 {
-			fix.ZRem(ctx, s.keys.schedDue(), n) // its hash is gone: nothing to fire
-			rep.Dropped++
-			moved++
+			// A due name without a schedule (a hand edit): sched_delete
+			// drops the entry, unless a create of the name came first.
+			_, err := s.run(ctx, s.scripts.schedDelete, uuid.Nil, s.schedKeys(n), n)
+			if errors.Is(schedError(err, n), ErrNotFound) {
+				rep.Dropped++
+				moved++
+			}
 			continue
 		}
 		sc, err := decodeSchedule(n, h)
@@ -1263,16 +1270,15 @@ func (e *WaitEngine) scheduleRound(ctx context.Context, now time.Time, names []s
 		}
 		if err != nil {
 			// Unreadable: look again in a minute, so it does not hold
-			// the head of the index (Verify-like reports say why).
+			// the head of the index (GT: a schedule made again under the
+			// name meanwhile keeps its later due time).
 			rep.fail(err)
-			fix.ZAddXX(ctx, s.keys.schedDue(), redis.Z{Score: float64(now.Add(time.Minute).UnixMilli()), Member: n})
+			s.client.ZAddArgs(ctx, s.keys.schedDue(), redis.ZAddArgs{XX: true, GT: true,
+				Members: []redis.Z{{Score: float64(now.Add(time.Minute).UnixMilli()), Member: n}}})
 			moved++
 			continue
 		}
 		scs = append(scs, sc)
-	}
-	if fix.Len() > 0 {
-		_, _ = fix.Exec(ctx)
 	}
 	if len(scs) == 0 {
 		return moved

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 )
 
 // scheduleInput is an every-d schedule of seedInput's flow with an
@@ -878,5 +879,34 @@ func TestScheduleRunWakesForDueSchedule(t *testing.T) {
 		}
 		cancel()
 		<-runDone
+	})
+}
+
+// TestScheduleTickSurvivesBadEntries: a due name without a schedule (a
+// hand edit) is dropped; an unreadable schedule is reported and looked
+// at again a minute later; the good schedule beside them fires.
+func TestScheduleTickSurvivesBadEntries(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		in := scheduleInput("good", time.Minute)
+		sc := must(t, try(e.m.CreateSchedule(e.ctx, in)))
+		bad := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("bad", time.Minute))))
+		now := e.clock.Now().Add(time.Minute)
+		due := e.store.keys.schedDue()
+		e.client.ZAdd(e.ctx, due, redis.Z{Score: float64(now.UnixMilli()), Member: "ghost"})
+		e.client.HSet(e.ctx, e.store.keys.schedule("bad"), "spec", "{not json")
+		e.clock.Advance(time.Minute)
+		rep := e.engine().TickAt(e.ctx, now)
+		if rep.Fired != 1 || rep.Dropped != 1 || rep.Errors != 1 || !errors.Is(rep.Err, ErrInvalidData) {
+			t.Fatalf("tick %+v (%v)", rep, rep.Err)
+		}
+		if !e.fireExists(t, sc, now) || e.fireExists(t, bad, now) {
+			t.Fatal("the good schedule did not fire, or the bad one did")
+		}
+		if _, err := e.client.ZScore(e.ctx, due, "ghost").Result(); err == nil {
+			t.Fatal("the ghost entry stayed")
+		}
+		if s := e.client.ZScore(e.ctx, due, "bad").Val(); int64(s) != now.Add(time.Minute).UnixMilli() {
+			t.Fatalf("the bad schedule's due %v, want a minute on", s)
+		}
 	})
 }

@@ -7,7 +7,9 @@
 --   tag)
 -- ARGV: 1 name
 -- Returns: 1.
--- Errors: NOTFOUND (no such schedule).
+-- Errors: NOTFOUND (no such schedule; an index entry left for it by a
+--   hand edit is removed: the tick calls this for a due name without a
+--   hash, atomically with any create of that name).
 -- Events: none.
 --@include prelude
 --@include errors
@@ -15,6 +17,10 @@
 
 local paused = redis.call('HGET', KEYS[1], 'paused')
 if not paused then
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('ZREM', KEYS[2], ARGV[1])
+    redis.call('ZREM', KEYS[3], ARGV[1])
+  end
   return err(ERR.NOTFOUND)
 end
 sched_paused(KEYS[5], paused, '0')
