@@ -1,6 +1,7 @@
 package agenttool
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -173,5 +174,22 @@ func TestScheduleArguments(t *testing.T) {
 			}
 		}
 		e.sameDump(t, before, "refused schedule calls")
+	})
+}
+
+// The strict and Gemini forms carry state as state_json, through
+// CallTool as through Call.
+func TestScheduleStrictForm(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		tool := New(e.m)
+		raw, err := tool.CallTool(e.ctx, sessA, NamePrefix+ActionSchedule, []byte(`{"name":"n","cron":null,"every_seconds":3600,"time_zone":null,
+			"controller_id":"kate/x","goal":"g","current_step":null,"state_json":"{\"k\":\"v\"}"}`))
+		if err != nil || decodeResult(t, raw)["ok"] != true {
+			t.Fatalf("CallTool: %s %v", raw, err)
+		}
+		sc, err := e.m.GetSchedule(e.ctx, scheduleNamespace(sessA)+"n", 1)
+		if err != nil || string(sc.Flow.State.(json.RawMessage)) != `{"k":"v"}` {
+			t.Fatalf("stored %+v %v", sc, err)
+		}
 	})
 }
