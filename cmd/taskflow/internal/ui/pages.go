@@ -642,7 +642,7 @@ func (s *Server) parseTemplates() error {
 		},
 	}
 	s.tmpl = map[string]*template.Template{}
-	for _, name := range []string{"overview", "flows", "flow", "confirm", "error"} {
+	for _, name := range []string{"overview", "flows", "flow", "confirm", "error", "schedules", "schedule"} {
 		t, err := template.New("").Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+name+".html")
 		if err != nil {
 			return fmt.Errorf("ui: template %s: %w", name, err)
