@@ -183,6 +183,8 @@ func TestScheduleCRUD(t *testing.T) {
 		}
 		_, err = e.m.PauseSchedule(e.ctx, "nope", "")
 		wantErr(t, err, ErrNotFound)
+		// Verify reads the flow space with its schedule keys as sound.
+		mustVerify(t, e)
 	})
 }
 
@@ -502,6 +504,12 @@ func TestScheduleOverlap(t *testing.T) {
 		sk := must(t, try(e.m.GetSchedule(e.ctx, scs[OverlapSkip].Name, 0)))
 		if sk.Fired != 2 || sk.Skipped != 2 {
 			t.Fatalf("skip counters %d %d", sk.Fired, sk.Skipped)
+		}
+		// The totals: fires skip 2, buffer_one 2, allow_all 4, cancel_previous
+		// 4; skips skip 2, buffer_one 1.
+		st := must(t, try(e.m.Stats(e.ctx)))
+		if st.ScheduleFires != 2+2+4+4 || st.ScheduleSkips != 2+1 {
+			t.Fatalf("stats fires %d skips %d", st.ScheduleFires, st.ScheduleSkips)
 		}
 	})
 }
