@@ -190,7 +190,9 @@ type Schedule struct {
 	// expression with no more fire times).
 	Done bool `json:"done,omitempty"`
 	// Fired and Skipped count the fires that made a flow and that were
-	// skipped.
+	// skipped. One catch-up of a cron schedule counts at most 100,000
+	// skipped fire times one by one (then its most recent ones): a
+	// schedule every minute stopped for over 69 days undercounts.
 	Fired   int64 `json:"fired"`
 	Skipped int64 `json:"skipped"`
 	// LastFire is the last fire that made a flow, nil before the first.
@@ -545,7 +547,8 @@ func parseFireEntry(s string) (ScheduleFire, bool) {
 	return f, true
 }
 
-// validScheduleName reports whether name is 1..200 bytes of [A-Za-z0-9._:/-].
+// checkScheduleName refuses a name that is not 1..200 bytes of
+// [A-Za-z0-9._:/-].
 func checkScheduleName(name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: schedule name is required", ErrInvalidData)
