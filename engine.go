@@ -25,7 +25,9 @@ const (
 
 // WaitEngine resumes waiting flows: due timers on each tick, cancel
 // requests of waiting flows on each tick, and external events through
-// TryResumeExternal, ResumeByCorrelation and the resume bridge.
+// TryResumeExternal, ResumeByCorrelation and the resume bridge. Its tick
+// also fires due schedules (Manager.CreateSchedule), each fire one flow
+// however many engines run.
 //
 // Any number of engines in any number of processes may run on one flow
 // space at once: every resume is one script that re-checks the flow, so

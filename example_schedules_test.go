@@ -74,3 +74,54 @@ func ExampleManager_CreateSchedule() {
 	// upcoming: 01:45 CET
 	// upcoming: 03:00 CEST
 }
+
+// Backfill a day of an hourly report, pause the schedule and trigger one
+// run by hand: a backfilled fire has the id its regular fire would have,
+// so making it again makes nothing new.
+func ExampleManager_BackfillSchedule() {
+	mr, err := miniredis.Run()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer mr.Close()
+	ctx := context.Background()
+	client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer client.Close()
+	now := time.Date(2026, 12, 5, 12, 30, 0, 0, time.UTC)
+	store, err := taskflow.NewRedisStore(client, taskflow.WithClock(func() time.Time { return now }))
+	if err != nil {
+		log.Fatal(err)
+	}
+	m := taskflow.NewManager(store)
+	if _, err := m.CreateSchedule(ctx, taskflow.ScheduleInput{
+		Name: "report/hourly", Cron: "@hourly",
+		Flow: taskflow.CreateManagedInput{ControllerID: "reports", Goal: "the hourly report", OwnerSessionKey: "ops"},
+	}); err != nil {
+		log.Fatal(err)
+	}
+	from := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	fires, err := m.BackfillSchedule(ctx, "report/hourly", from, from.Add(24*time.Hour))
+	if err != nil {
+		log.Fatal(err)
+	}
+	again, err := m.BackfillSchedule(ctx, "report/hourly", from, from.Add(2*time.Hour))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("backfilled:", len(fires), "first:", fires[0].At.Format(time.RFC3339), "again the same flow:", again[0].FlowID == fires[0].FlowID)
+
+	if _, err := m.PauseSchedule(ctx, "report/hourly", "the warehouse is down"); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := m.TriggerSchedule(ctx, "report/hourly"); err != nil {
+		log.Fatal(err)
+	}
+	s, err := m.GetSchedule(ctx, "report/hourly", 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("paused:", s.Paused, s.Note, "| fired:", s.Fired, "| last:", s.Recent[0].Reason)
+	// Output:
+	// backfilled: 24 first: 2026-12-04T00:00:00Z again the same flow: true
+	// paused: true the warehouse is down | fired: 25 | last: trigger
+}

@@ -100,8 +100,11 @@ const (
 	// buffered fire waits for the previous flow to end.
 	bufferPoll = time.Second
 	// scheduleLockedWake is how soon Run looks again when another
-	// engine holds the schedules' tick lock.
-	scheduleLockedWake = 50 * time.Millisecond
+	// engine holds the schedules' tick lock (that engine fires them).
+	scheduleLockedWake = time.Second
+	// scheduleRetryWake is how soon Run looks again at a schedule still
+	// due after a tick (its fire failed).
+	scheduleRetryWake = time.Second
 	// maxScheduleRounds bounds one tick's schedule work: at most this
 	// many batches of due schedules.
 	maxScheduleRounds = 10
@@ -187,7 +190,9 @@ type Schedule struct {
 	// expression with no more fire times).
 	Done bool `json:"done,omitempty"`
 	// Fired and Skipped count the fires that made a flow and that were
-	// skipped.
+	// skipped. One catch-up of a cron schedule counts at most 100,000
+	// skipped fire times one by one (then its most recent ones): a
+	// schedule every minute stopped for over 69 days undercounts.
 	Fired   int64 `json:"fired"`
 	Skipped int64 `json:"skipped"`
 	// LastFire is the last fire that made a flow, nil before the first.
@@ -542,7 +547,8 @@ func parseFireEntry(s string) (ScheduleFire, bool) {
 	return f, true
 }
 
-// validScheduleName reports whether name is 1..200 bytes of [A-Za-z0-9._:/-].
+// checkScheduleName refuses a name that is not 1..200 bytes of
+// [A-Za-z0-9._:/-].
 func checkScheduleName(name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: schedule name is required", ErrInvalidData)
@@ -1230,7 +1236,13 @@ func (e *WaitEngine) tickSchedules(ctx context.Context, now time.Time, head []re
 	}
 	e.schedWake.Store(0)
 	if z, err := e.s.client.ZRangeWithScores(ctx, e.s.keys.schedDue(), 0, 0).Result(); err == nil && len(z) > 0 {
-		e.schedWake.Store(int64(z[0].Score))
+		wake := int64(z[0].Score)
+		if !rep.Truncated && wake <= now.UnixMilli() {
+			// Still due after the tick: a fire that failed (it is
+			// reported); try again in a while, not in a tight loop.
+			wake = now.Add(scheduleRetryWake).UnixMilli()
+		}
+		e.schedWake.Store(wake)
 	}
 }
 

@@ -183,6 +183,8 @@ func TestScheduleCRUD(t *testing.T) {
 		}
 		_, err = e.m.PauseSchedule(e.ctx, "nope", "")
 		wantErr(t, err, ErrNotFound)
+		// Verify reads the flow space with its schedule keys as sound.
+		mustVerify(t, e)
 	})
 }
 
@@ -502,6 +504,12 @@ func TestScheduleOverlap(t *testing.T) {
 		sk := must(t, try(e.m.GetSchedule(e.ctx, scs[OverlapSkip].Name, 0)))
 		if sk.Fired != 2 || sk.Skipped != 2 {
 			t.Fatalf("skip counters %d %d", sk.Fired, sk.Skipped)
+		}
+		// The totals: fires skip 2, buffer_one 2, allow_all 4, cancel_previous
+		// 4; skips skip 2, buffer_one 1.
+		st := must(t, try(e.m.Stats(e.ctx)))
+		if st.ScheduleFires != 2+2+4+4 || st.ScheduleSkips != 2+1 {
+			t.Fatalf("stats fires %d skips %d", st.ScheduleFires, st.ScheduleSkips)
 		}
 	})
 }
@@ -907,6 +915,58 @@ func TestScheduleTickSurvivesBadEntries(t *testing.T) {
 		}
 		if s := e.client.ZScore(e.ctx, due, "bad").Val(); int64(s) != now.Add(time.Minute).UnixMilli() {
 			t.Fatalf("the bad schedule's due %v, want a minute on", s)
+		}
+	})
+}
+
+// TestScheduleLongStop: a schedule every second whose engines were down
+// for 30 days catches up in one bounded tick: the 1,000 most recent fires
+// (CatchUpMax) within the week (CatchUpWindow), the rest counted as
+// skipped without visiting them; a cron schedule every minute down for a
+// year makes its last fire.
+func TestScheduleLongStop(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		in := scheduleInput("every-second", time.Second)
+		in.Overlap, in.CatchUp, in.CatchUpWindow, in.CatchUpMax = OverlapAllowAll, CatchUpAll, 7*24*time.Hour, 1000
+		sc := must(t, try(e.m.CreateSchedule(e.ctx, in)))
+		cr := scheduleInput("every-minute", 0)
+		cr.Cron, cr.Overlap = "* * * * *", OverlapAllowAll
+		csc := must(t, try(e.m.CreateSchedule(e.ctx, cr)))
+		e.clock.Advance(30 * 24 * time.Hour)
+		now := e.clock.Now()
+		rep := e.engine().TickAt(e.ctx, now)
+		if rep.Err != nil {
+			t.Fatal(rep.Err)
+		}
+		total := int((30 * 24 * time.Hour) / time.Second)
+		if rep.Fired != 1000+1 {
+			t.Fatalf("fired %d, want 1001", rep.Fired)
+		}
+		got := must(t, try(e.m.GetSchedule(e.ctx, sc.Name, 0)))
+		if got.Fired != 1000 || got.Skipped != int64(total-1000) || !e.fireExists(t, sc, now) || e.fireExists(t, sc, now.Add(-1000*time.Second)) {
+			t.Fatalf("every second: fired %d skipped %d, want 1000 and %d", got.Fired, got.Skipped, total-1000)
+		}
+		last := now.Truncate(time.Minute)
+		if !e.fireExists(t, csc, last) {
+			t.Fatal("every minute: its last fire is missing")
+		}
+		if c := must(t, try(e.m.GetSchedule(e.ctx, csc.Name, 0))); c.Fired != 1 || !c.NextFire.Equal(last.Add(time.Minute)) || c.Skipped != 30*24*60-1 {
+			t.Fatalf("every minute: fired %d skipped %d next %v", c.Fired, c.Skipped, c.NextFire)
+		}
+		// A year down: more fire times than a catch-up visits one by one
+		// (100,000); the last fire is still found, the count is capped.
+		if err := e.m.DeleteSchedule(e.ctx, sc.Name); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(365 * 24 * time.Hour)
+		now = e.clock.Now()
+		if rep := e.engine().TickAt(e.ctx, now); rep.Err != nil || rep.Fired != 1 {
+			t.Fatalf("a year on: %+v (%v)", rep, rep.Err)
+		}
+		last = now.Truncate(time.Minute)
+		c := must(t, try(e.m.GetSchedule(e.ctx, csc.Name, 0)))
+		if !e.fireExists(t, csc, last) || !c.NextFire.Equal(last.Add(time.Minute)) || c.Skipped < 30*24*60+maxFireCount-1 {
+			t.Fatalf("a year on: fired %d skipped %d next %v", c.Fired, c.Skipped, c.NextFire)
 		}
 	})
 }

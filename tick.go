@@ -43,7 +43,8 @@ type TickReport struct {
 	// reports such a flow). Not part of Scanned.
 	Dropped int `json:"dropped"`
 	// Truncated is true when the tick stopped after 1000 rounds
-	// with entries still due; the next tick takes them.
+	// with entries still due, or after 10 batches of due schedules with
+	// more due; the next tick takes them.
 	Truncated bool `json:"truncated,omitempty"`
 	// EarlyRedriven counts kept events whose delivery to a waiting flow
 	// was claimed but not finished in time (the claimer died or stalled)
