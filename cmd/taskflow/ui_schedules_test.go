@@ -49,8 +49,11 @@ func TestSchedulesInBrowser(t *testing.T) {
 	}
 	ui := startUI(t, e)
 
-	browse(t, bctx, "schedules list", chromedp.Navigate(ui.base+"/"), chromedp.WaitVisible(chromedp.ID("nav-schedules")),
-		chromedp.Click(chromedp.ID("nav-schedules")), chromedp.WaitVisible(chromedp.ID("schedules")))
+	browse(t, bctx, "overview", chromedp.Navigate(ui.base+"/"), chromedp.WaitVisible(chromedp.ID("overview")))
+	if n, p := textOf(t, bctx, `[data-stat="schedules"]`), textOf(t, bctx, `[data-stat="schedules_paused"]`); n != "2" || p != "0" {
+		t.Fatalf("overview: %s schedules, %s paused", n, p)
+	}
+	browse(t, bctx, "schedules list", chromedp.Click(chromedp.ID("nav-schedules")), chromedp.WaitVisible(chromedp.ID("schedules")))
 	if n := eval[int](t, bctx, `document.querySelectorAll("#schedules tbody tr[data-schedule]").length`); n != 2 {
 		t.Fatalf("%d schedules listed, want 2", n)
 	}
