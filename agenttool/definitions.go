@@ -172,7 +172,7 @@ var actionSpecs = []actionSpec{
 		props:   []string{"flow_id"}, required: []string{"flow_id"}, readOnly: true, idempotent: true,
 		result: results{explanation: true, notFound: true}},
 	{action: ActionSchedule, title: "Schedule a flow",
-		summary:  `Start a flow of controller_id with goal on a calendar, as a follow-up that outlives this session: cron (in time_zone, default UTC) or every_seconds (at least 60). Optional current_step and {state}; each flow's state also gets "schedule" (name, fire time). Scheduling a name again replaces it; at most 100 schedules per session. A fire skips while the previous flow has not ended.`,
+		summary:  `Start a flow of controller_id with goal on a calendar, as a follow-up that outlives this session: cron (in time_zone, default UTC) or every_seconds (at least 60). Optional current_step and {state}; each flow's state also gets "schedule" (name, fire time). Scheduling a name again replaces it (an operator's pause stays); at most 100 per session. A fire skips while the previous flow has not ended.`,
 		props:    []string{"name", "cron", "every_seconds", "time_zone", "controller_id", "goal", "current_step", "state"},
 		required: []string{"name", "controller_id", "goal"}, destructive: true, idempotent: true,
 		descs:  map[string]string{"current_step": `A label for each flow's first phase (default "init").`, "state": `Each flow's initial JSON state (default {}).`},

@@ -171,7 +171,10 @@ func (t *Tool) schedule(ctx context.Context, s Session, a toolArgs) (json.RawMes
 	}
 	replaced := false
 	for _, sc := range mine {
-		replaced = replaced || sc.Name == in.Name
+		if sc.Name == in.Name {
+			// An operator's pause stays: the model replaces what it set.
+			replaced, in.Paused, in.Note = true, sc.Paused, sc.Note
+		}
 	}
 	if !replaced && len(mine) >= MaxSchedulesPerSession {
 		return nil, argErr("this session has %d schedules, the most it may keep; unschedule one first (list_schedules shows them)", len(mine))

@@ -51,10 +51,16 @@ func TestSchedule(t *testing.T) {
 			t.Fatalf("fired flow %v", flow)
 		}
 
-		// The same name again replaces it.
+		// The same name again replaces it; an operator's pause stays.
+		if _, err := e.m.PauseSchedule(e.ctx, scheduleNamespace(sessA)+"poll", "operator says no"); err != nil {
+			t.Fatal(err)
+		}
 		res = callOK(t, tool, sessA, args(t, "action", "schedule", "name", "poll", "every_seconds", 120, "controller_id", "kate/poll", "goal", "poll less"))
-		if res["replaced"] != true || num(t, res["schedule"].(map[string]any)["every_seconds"]) != 120 {
+		if res["replaced"] != true || num(t, res["schedule"].(map[string]any)["every_seconds"]) != 120 || res["schedule"].(map[string]any)["paused"] != true {
 			t.Fatalf("replace: %v", res)
+		}
+		if sc, err := e.m.GetSchedule(e.ctx, scheduleNamespace(sessA)+"poll", 1); err != nil || !sc.Paused || sc.Note != "operator says no" || sc.Flow.Goal != "poll less" {
+			t.Fatalf("replaced schedule %+v %v", sc, err)
 		}
 
 		// unschedule deletes it; again is not_found; the flows stay.
