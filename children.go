@@ -490,10 +490,12 @@ func (s *RedisStore) closeChildren(ctx context.Context, parentID uuid.UUID) (boo
 // nowMs (their call died, or failed), at most batch per shard, and
 // returns how many it dropped once done (an entry another engine
 // finished first is not counted). Its pipeline also records the tick's
-// time (keyspace.lastTick: Explain tells whether engines run).
-func (s *RedisStore) relayDue(ctx context.Context, nowMs string, batch int) (int, error) {
+// time (keyspace.lastTick: Explain tells whether engines run), and what
+// also adds to it (the tick's first read of schedules).
+func (s *RedisStore) relayDue(ctx context.Context, nowMs string, batch int, also func(redis.Pipeliner)) (int, error) {
 	pipe := s.client.Pipeline()
 	pipe.Set(ctx, s.keys.lastTick(), nowMs, 0)
+	also(pipe)
 	cmds := make([]*redis.StringSliceCmd, s.keys.shards)
 	for shard := range cmds {
 		cmds[shard] = pipe.ZRangeByScore(ctx, s.keys.relay(shard), &redis.ZRangeBy{Min: "-inf", Max: nowMs, Count: int64(batch)})

@@ -19,11 +19,15 @@ const (
 	bridgeGroup          = "taskflow-bridge"
 	defaultBridgeBatch   = 50
 	bridgeTransientPause = 200 * time.Millisecond
+	// minScheduleWake bounds how soon Run ticks again for a due schedule.
+	minScheduleWake = 10 * time.Millisecond
 )
 
 // WaitEngine resumes waiting flows: due timers on each tick, cancel
 // requests of waiting flows on each tick, and external events through
-// TryResumeExternal, ResumeByCorrelation and the resume bridge.
+// TryResumeExternal, ResumeByCorrelation and the resume bridge. Its tick
+// also fires due schedules (Manager.CreateSchedule), each fire one flow
+// however many engines run.
 //
 // Any number of engines in any number of processes may run on one flow
 // space at once: every resume is one script that re-checks the flow, so
@@ -45,6 +49,9 @@ type WaitEngine struct {
 	bridgeE atomic.Int64 // messages whose handling failed for good
 	bridgeC atomic.Int64 // messages claimed from other consumers
 	earlyAt atomic.Int64 // when the tick last re-drove early-event claims (unix ms)
+	// schedWake is the earliest due schedule after the last tick (unix
+	// ms, 0 = none): Run wakes for it when it comes before the interval.
+	schedWake atomic.Int64
 }
 
 // EngineOption configures a WaitEngine.
@@ -127,7 +134,10 @@ func NewWaitEngine(m *Manager, opts ...EngineOption) *WaitEngine {
 
 // Run ticks every interval (DefaultTickInterval when interval <= 0) until
 // ctx ends, then returns ctx's error. A tick that overruns delays the
-// next one; missed ticks are dropped, never burst. When Redis is away the
+// next one; missed ticks are dropped, never burst. When a schedule is due
+// before the next tick, Run ticks at its due time instead (at most every
+// 10 ms), so a schedule firing every second fires on time under a
+// longer interval. When Redis is away the
 // loop keeps going: it logs once when ticks start failing and once when
 // they recover.
 func (e *WaitEngine) Run(ctx context.Context, interval time.Duration) error {
@@ -159,10 +169,22 @@ func (e *WaitEngine) RunWithReports(ctx context.Context, interval time.Duration,
 		if report != nil {
 			report(rep)
 		}
+		var wake <-chan time.Time
+		var timer *time.Timer
+		if w := e.schedWake.Load(); w > 0 {
+			if d := time.UnixMilli(w).Sub(e.s.now()); d < interval {
+				timer = time.NewTimer(max(d, minScheduleWake))
+				wake = timer.C
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		case <-wake:
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 	}
 }

@@ -151,3 +151,22 @@ func Example_readmeChildren() {
 	f, _ := m.SetWaiting(ctx, id, taskflow.WaitChildren(taskflow.Join{Need: 2, FailFast: true}))
 	fmt.Println(f.Status) // waiting; running at once if the join was already met
 }
+
+func Example_readmeSchedules() {
+	s, err := m.CreateSchedule(ctx, taskflow.ScheduleInput{
+		Name:     "inbox/triage",
+		Cron:     "0 8 * * MON-FRI", // every weekday at 8:00
+		TimeZone: "Europe/Madrid",
+		Overlap:  taskflow.OverlapSkip, // the default: no second triage while one runs
+		CatchUp:  taskflow.CatchUpLast, // the default: after downtime one run, not a burst
+		Flow: taskflow.CreateManagedInput{
+			ControllerID: "kate/triage", Goal: "triage the inbox", OwnerSessionKey: owner,
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(s.NextFire)                          // the next 8:00 in Madrid, in UTC
+	m.PauseSchedule(ctx, "inbox/triage", "holidays") // no fires until ResumeSchedule
+	m.TriggerSchedule(ctx, "inbox/triage")           // one run now, whatever the policies
+}

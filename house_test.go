@@ -28,9 +28,14 @@ const (
 	// added 12: StartChild, StartChildren, ListChildren, ChildInput,
 	// Child, ParentClosePolicy and its 3 values, Join, WaitChildren,
 	// WaitKindChildren; find and explain (issue 25) 3: Manager.Explain,
-	// Explanation, Manager.Stuck.
-	maxRootExported = 215
-	maxRootFiles    = 30
+	// Explanation, Manager.Stuck; schedules (issue 26) 21: Schedule,
+	// ScheduleInput, ScheduleFire, OverlapPolicy and its 4 values,
+	// CatchUpPolicy and its 3 values, Manager.CreateSchedule,
+	// UpdateSchedule, PauseSchedule, ResumeSchedule, DeleteSchedule,
+	// GetSchedule, ListSchedules, TriggerSchedule, BackfillSchedule, and
+	// one file, schedules.go.
+	maxRootExported = 236
+	maxRootFiles    = 31
 	maxUpward       = 25
 )
 

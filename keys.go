@@ -41,6 +41,16 @@ import (
 //	<prefix>:{meta}:layout            hash: shards (the flow space's shard count),
 //	                                  hash (the placement of flows: layoutHash)
 //	<prefix>:{bridge}:resume          stream: the resume bridge's requests
+//	<prefix>:{sched}:s:<name>         hash: a schedule (schedules.go): spec JSON,
+//	                                  id, rev, next/due/buffered ms, done, last
+//	                                  flow, last fire, fired/skipped counters
+//	<prefix>:{sched}:due              zset: schedule name by due ms (next fire +
+//	                                  jitter); absent when paused or done
+//	<prefix>:{sched}:names            zset: every schedule name, score 0 (lex order)
+//	<prefix>:{sched}:hist:<name>      list: a schedule's last 100 fires and skips,
+//	                                  newest first
+//	<prefix>:{sched}:stats            hash: fires, skips, paused: totals of the flow space
+//	<prefix>:{sched}:ticklock         string: the engine working on schedules (5 s)
 type keyspace struct {
 	prefix string
 	shards int
@@ -334,3 +344,13 @@ func (k keyspace) bridgeRequests() string { return k.prefix + ":{bridge}:request
 func flowSpaceNamespace(prefix string) uuid.UUID {
 	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("taskflow:flow-space:"+prefix))
 }
+
+// The keys of schedules (schedules.go), all on one tag, {sched}, so every
+// schedule script touches one slot.
+func (k keyspace) schedTag() string                { return k.prefix + ":{sched}" }
+func (k keyspace) schedule(name string) string     { return k.schedTag() + ":s:" + name }
+func (k keyspace) schedDue() string                { return k.schedTag() + ":due" }
+func (k keyspace) schedNames() string              { return k.schedTag() + ":names" }
+func (k keyspace) schedHistory(name string) string { return k.schedTag() + ":hist:" + name }
+func (k keyspace) schedStats() string              { return k.schedTag() + ":stats" }
+func (k keyspace) schedTickLock() string           { return k.schedTag() + ":ticklock" }

@@ -55,6 +55,8 @@ type scripts struct {
 	deliverEvent, earlyKeep, earlyTake, earlySettle           *script
 	publishResume                                             *script
 	spawnChildren, deliverChild                               *script // children.go
+	schedCreate, schedWrite, schedDelete                      *script // schedules.go
+	schedAdvance, schedRecord                                 *script
 	// transitionEarly is transition for a wait on an external event: it
 	// includes the early events' helpers, which the other transitions do not
 	// pay for.
@@ -122,6 +124,11 @@ func (s *scripts) files() []scriptFile {
 		{"update_step", true, &s.updateStep},
 		{"spawn_children", true, &s.spawnChildren},
 		{"deliver_child", true, &s.deliverChild},
+		{"sched_create", true, &s.schedCreate},
+		{"sched_write", true, &s.schedWrite},
+		{"sched_delete", true, &s.schedDelete},
+		{"sched_advance", true, &s.schedAdvance},
+		{"sched_record", true, &s.schedRecord},
 	}
 }
 
@@ -147,7 +154,7 @@ func loadScripts(cluster bool) (*scripts, error) {
 		}
 		fn := s.lib.Function(x.file)
 		*x.dst = &script{Script: redis.NewScript(src), name: x.file, fn: fn, fnBoxed: fn, writes: x.writes,
-			observed: x.writes && !strings.HasPrefix(x.file, "early_") && x.file != "publish_resume"}
+			observed: x.writes && !strings.HasPrefix(x.file, "early_") && !strings.HasPrefix(x.file, "sched_") && x.file != "publish_resume"}
 		s.all = append(s.all, *x.dst)
 	}
 	return s, nil

@@ -63,6 +63,20 @@ type Stats struct {
 	// them itself: a call died, and no engine's tick has done them yet.
 	Relay    int64 `json:"relay"`
 	RelayDue int64 `json:"relay_due"`
+	// Schedules counts schedules (Manager.CreateSchedule), paused ones
+	// included; SchedulesPaused the paused ones; SchedulesDue those past
+	// their due time that no tick has fired yet.
+	Schedules       int64 `json:"schedules"`
+	SchedulesPaused int64 `json:"schedules_paused"`
+	SchedulesDue    int64 `json:"schedules_due"`
+	// ScheduleFires and ScheduleSkips total the fires that made a flow
+	// and the fires skipped (overlap, catch-up), since the flow space
+	// began.
+	ScheduleFires int64 `json:"schedule_fires"`
+	ScheduleSkips int64 `json:"schedule_skips"`
+	// ScheduleLag is how late the most overdue schedule is (0 when none
+	// is due): like Timers.Lag, it says whether the engines keep up.
+	ScheduleLag time.Duration `json:"schedule_lag_ns"`
 }
 
 // ReadyQueueStats is one controller's ready queue, summed over the shards.
@@ -163,6 +177,10 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 		c.relay = pipe.ZCard(ctx, s.keys.relay(sh))
 		c.relayDue = pipe.ZCount(ctx, s.keys.relay(sh), due.Min, due.Max)
 	}
+	schedN := pipe.ZCard(ctx, s.keys.schedNames())
+	schedDue := pipe.ZCount(ctx, s.keys.schedDue(), due.Min, due.Max)
+	schedHead := pipe.ZRangeWithScores(ctx, s.keys.schedDue(), 0, 0)
+	schedTotals := pipe.HMGet(ctx, s.keys.schedStats(), "fires", "skips", "paused")
 	streamLen := pipe.XLen(ctx, s.keys.bridge())
 	groups := pipe.XInfoGroups(ctx, s.keys.bridge())
 	_, _ = pipe.Exec(ctx)
@@ -206,8 +224,17 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 			st.EarlyEvents += c.early.Val()
 		}
 	}
-	if err := streamLen.Err(); err != nil {
-		return nil, statsErr(err)
+	for _, cmd := range []redis.Cmder{schedN, schedDue, schedHead, schedTotals, streamLen} {
+		if err := cmd.Err(); err != nil {
+			return nil, statsErr(err)
+		}
+	}
+	st.Schedules, st.SchedulesDue = schedN.Val(), schedDue.Val()
+	st.ScheduleLag = lagOf(schedHead.Val(), now)
+	for i, p := range []*int64{&st.ScheduleFires, &st.ScheduleSkips, &st.SchedulesPaused} {
+		if v, ok := schedTotals.Val()[i].(string); ok {
+			*p, _ = strconv.ParseInt(v, 10, 64)
+		}
 	}
 	st.Bridge.Length = streamLen.Val()
 	if err := groups.Err(); err != nil && !isNoSuchKey(err) {
@@ -317,6 +344,10 @@ func (st *Stats) String() string {
 	fmt.Fprintf(&b, "leases %d held, %d expired uncollected (oldest %s ago)\n", st.Leases.Held, st.Leases.Expired, st.Leases.ExpiredLag)
 	fmt.Fprintf(&b, "bridge %d unhandled: %d backlog, %d pending\n", st.Bridge.Length, st.Bridge.Backlog, st.Bridge.Pending)
 	b.WriteString("early events " + strconv.FormatInt(st.EarlyEvents, 10) + "\n")
+	if st.Schedules > 0 {
+		fmt.Fprintf(&b, "schedules %d (%d paused, %d due, lag %s): %d fires, %d skips\n", st.Schedules, st.SchedulesPaused,
+			st.SchedulesDue, st.ScheduleLag, st.ScheduleFires, st.ScheduleSkips)
+	}
 	for _, q := range st.Ready {
 		fmt.Fprintf(&b, "ready %s: %d (oldest %s, %d waited over %s)\n", q.Controller, q.Depth, q.OldestAge, q.Stale, st.StaleAfter)
 	}

@@ -43,12 +43,18 @@ type TickReport struct {
 	// reports such a flow). Not part of Scanned.
 	Dropped int `json:"dropped"`
 	// Truncated is true when the tick stopped after 1000 rounds
-	// with entries still due; the next tick takes them.
+	// with entries still due, or after 10 batches of due schedules with
+	// more due; the next tick takes them.
 	Truncated bool `json:"truncated,omitempty"`
 	// EarlyRedriven counts kept events whose delivery to a waiting flow
 	// was claimed but not finished in time (the claimer died or stalled)
 	// and that this tick finished. Not part of Scanned.
 	EarlyRedriven int `json:"early_redriven"`
+	// Fired and Skipped count the schedule fires the tick made (a flow
+	// each) and skipped (Manager.CreateSchedule's overlap and catch-up
+	// policies). Not part of Scanned.
+	Fired   int `json:"fired"`
+	Skipped int `json:"skipped"`
 	// Relayed counts relay entries the tick drove: outcomes of children
 	// delivered to their parents, parents' children closed, left by a
 	// call that died or failed before it did so itself
@@ -73,7 +79,8 @@ func (e *WaitEngine) Tick(ctx context.Context) TickReport {
 
 // TickAt runs one tick as if the time were now: waiting flows with a
 // cancel request are cancelled, then timers due at now resume (a
-// cancel-requested one is cancelled instead), and expired leases end.
+// cancel-requested one is cancelled instead), expired leases end, and
+// due schedules fire (at most 10 batches of them).
 // External-event and manual waits are left alone. Index entries the tick
 // cannot act on are removed (TickReport.Dropped), so a tick always ends,
 // after at most 1000 rounds.
@@ -124,10 +131,18 @@ func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) (rep TickReport)
 	} else {
 		rep.EarlyRedriven = n
 	}
-	if n, err := e.s.relayDue(ctx, nowMs, e.batch); err != nil {
+	var schedHead *redis.ZSliceCmd
+	if n, err := e.s.relayDue(ctx, nowMs, e.batch, func(p redis.Pipeliner) {
+		schedHead = p.ZRangeWithScores(ctx, e.s.keys.schedDue(), 0, 0)
+	}); err != nil {
 		rep.fail(err)
 	} else {
 		rep.Relayed = n
+	}
+	if err := schedHead.Err(); err != nil && !errors.Is(err, redis.Nil) {
+		rep.fail(fmt.Errorf("taskflow: tick: schedules: %w", err))
+	} else {
+		e.tickSchedules(ctx, now, schedHead.Val(), &rep)
 	}
 	rep.Scanned = rep.Resumed + rep.Cancelled + rep.StillWaiting + rep.Errors
 	return rep

@@ -113,6 +113,7 @@ type sizes struct {
 	tickSmall       int // waiting flows, small tick size
 	tickLarge       int // waiting flows, large tick size
 	ticksPerRound   int // ticks timed per round
+	tickSchedules   int // idle schedules of the tick suite's last row
 	resumeFlows     int // due timers per resume run
 	floorDuration   time.Duration
 	watchDuration   time.Duration
@@ -143,7 +144,7 @@ func sizesFor(quick bool) sizes {
 	s := sizes{
 		stateOps: 400, bigStateKeys: 1024, bigStateValue: 1000,
 		memFlows: 100_000, memSteps: 100_000, memEvents: 100_000, memWaiting: 100_000, memVariant: 20_000, memWorkers: 32,
-		tickSmall: 1_000, tickLarge: 1_000_000, ticksPerRound: 200,
+		tickSmall: 1_000, tickLarge: 1_000_000, ticksPerRound: 200, tickSchedules: 100_000,
 		resumeFlows:   100_000,
 		floorDuration: time.Second, watchDuration: 2 * time.Second, watchWorkers: 64,
 		floorConcurrent: []int{1, 8, 64},
@@ -285,8 +286,8 @@ func (r *runner) header(ctx context.Context, suites []string) {
 	s := r.sz
 	fmt.Fprintf(w, "sizes:       state-size: %d ops/round, big state %d keys x %d B; memory: %d flows, %d steps, %d events, %d waiting, %d per variant, %d workers\n",
 		s.stateOps, s.bigStateKeys, s.bigStateValue, s.memFlows, s.memSteps, s.memEvents, s.memWaiting, s.memVariant, s.memWorkers)
-	fmt.Fprintf(w, "             tick: %d and %d waiting, %d ticks/round; resume: %d due; floor: %s per cell at %v; watch: %s per cell, %d goroutines\n",
-		s.tickSmall, s.tickLarge, s.ticksPerRound, s.resumeFlows, s.floorDuration, s.floorConcurrent, s.watchDuration, s.watchWorkers)
+	fmt.Fprintf(w, "             tick: %d and %d waiting (then %d idle schedules), %d ticks/round; resume: %d due; floor: %s per cell at %v; watch: %s per cell, %d goroutines\n",
+		s.tickSmall, s.tickLarge, s.tickSchedules, s.ticksPerRound, s.resumeFlows, s.floorDuration, s.floorConcurrent, s.watchDuration, s.watchWorkers)
 	fmt.Fprintf(w, "             list: %d and %d flows, %d owners, %d calls/round, walk pages of %d; fleet: %d flows/run at %v workers, %d idle workers for %s\n",
 		s.listSmall, s.listLarge, s.listOwners, s.listCalls, s.listWalkLimit, s.fleetFlows, s.fleetWorkers, s.idleWorkers, s.idleWindow)
 	if slices.Contains(suites, SuiteJobs) {

@@ -1,0 +1,30 @@
+-- sched_delete.lua: delete a schedule (Manager.DeleteSchedule): its hash,
+-- its history and its entries in the due and names indexes. Flows it made
+-- stay.
+--
+-- KEYS: 1 the schedule's hash  2 the due index  3 the names index
+--   4 the schedule's history list  5 the totals hash (all on the {sched}
+--   tag)
+-- ARGV: 1 name
+-- Returns: 1.
+-- Errors: NOTFOUND (no such schedule; an index entry left for it by a
+--   hand edit is removed: the tick calls this for a due name without a
+--   hash, atomically with any create of that name).
+-- Events: none.
+--@include prelude
+--@include errors
+--@include schedules
+
+local paused = redis.call('HGET', KEYS[1], 'paused')
+if not paused then
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('ZREM', KEYS[2], ARGV[1])
+    redis.call('ZREM', KEYS[3], ARGV[1])
+  end
+  return err(ERR.NOTFOUND)
+end
+sched_paused(KEYS[5], paused, '0')
+redis.call('DEL', KEYS[1], KEYS[4])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
