@@ -127,6 +127,10 @@ func (s *RedisStore) prepareInsert(imp Import) ([]string, []any, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	attrs, err := attrArgs(f.Attributes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("flow %s: %w", f.ID, err)
+	}
 	cancel := ""
 	if f.CancelRequested {
 		cancel = "1"
@@ -137,6 +141,7 @@ func (s *RedisStore) prepareInsert(imp Import) ([]string, []any, error) {
 		string(f.Status), f.ControllerID, f.Goal, f.OwnerSessionKey, f.RequesterOrigin, f.CurrentStep,
 		cancel, strconv.FormatInt(f.Revision, 10), strconv.FormatInt(f.CreatedAt.UnixMilli(), 10),
 		wait.json, wait.timerMs, wait.corr, len(runIDs), kept, newest)
+	args = append(args, attrs...)
 	args = append(args, stepArgs...)
 	args = append(args, eventArgs...)
 	args = append(args, stateArgs...)
