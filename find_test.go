@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
 // findAll follows Find's cursors to the end and returns the ids in
@@ -387,5 +390,95 @@ func TestPruneDropsFindIndexes(t *testing.T) {
 			}
 		}
 		mustVerify(t, e)
+	})
+}
+
+func TestInsertFlowKeepsAttributes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := importedFlow(e, StatusRunning, nil, false)
+		f.Attributes = map[string]string{"customer": "acme", "chapter": "7"}
+		got := must(t, try(e.store.InsertFlow(e.ctx, Import{Flow: f, Steps: importedSteps(f), Events: importedEvents(f, 3)})))
+		if len(got.Attributes) != 2 || got.Attributes["chapter"] != "7" {
+			t.Fatalf("inserted attributes %v", got.Attributes)
+		}
+		for _, flt := range []Filter{{Attribute: "chapter=7"}, {Controller: "legacy/ctl"}} {
+			if ids := findAll(t, e, flt, 10); len(ids) != 1 || ids[0] != f.ID {
+				t.Fatalf("Find(%+v) after insert: %v", flt, ids)
+			}
+		}
+		bad := importedFlow(e, StatusRunning, nil, false)
+		bad.Attributes = map[string]string{"Bad": "x"}
+		before := e.dump()
+		_, err := e.store.InsertFlow(e.ctx, Import{Flow: bad})
+		wantErr(t, err, ErrInvalidData)
+		e.sameDump(t, before, "refused insert")
+		mustVerify(t, e)
+	})
+}
+
+// TestWriteFlowMovesControllerIndex: UpdateAndAppend may change a flow's
+// controller; the flow moves to the new controller's index.
+func TestWriteFlowMovesControllerIndex(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := must(t, try(e.m.CreateManaged(e.ctx, attrInput("c/old", "agent:a:session:1", map[string]string{"customer": "acme"}))))
+		f.ControllerID = "c/new"
+		f, _, err := e.store.UpdateAndAppend(e.ctx, f, "operator_edit", nil)
+		if err != nil {
+			t.Fatalf("UpdateAndAppend: %v", err)
+		}
+		if ids := findAll(t, e, Filter{Controller: "c/old"}, 10); len(ids) != 0 {
+			t.Fatalf("old controller still lists %v", ids)
+		}
+		if ids := findAll(t, e, Filter{Controller: "c/new"}, 10); len(ids) != 1 || ids[0] != f.ID {
+			t.Fatalf("new controller lists %v", ids)
+		}
+		if f.Attributes["customer"] != "acme" {
+			t.Fatalf("attributes after write: %v", f.Attributes)
+		}
+		mustVerify(t, e)
+	})
+}
+
+// TestVerifyFindIndexes: Verify reports a flow missing from its
+// controller's or an attribute's index and a stale entry in one, and
+// repair rebuilds them.
+func TestVerifyFindIndexes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := must(t, try(e.m.CreateManaged(e.ctx, attrInput("c/a", "agent:a:session:1", map[string]string{"customer": "acme"}))))
+		shard := e.store.keys.shardOf(f.ID)
+		ctl, attr := e.store.keys.controllerIndex(shard, "c/a"), e.store.keys.attr(shard, "customer", "acme")
+		stale := e.store.keys.attr(shard, "customer", "globex")
+		e.client.ZRem(e.ctx, ctl, f.ID.String())
+		e.client.ZRem(e.ctx, attr, f.ID.String())
+		e.client.ZAdd(e.ctx, stale, redis.Z{Score: 1, Member: f.ID.String()})
+		gone := uuid.New()
+		e.client.ZAdd(e.ctx, e.store.keys.controllerIndex(e.store.keys.shardOf(gone), "c/a"), redis.Z{Score: 1, Member: gone.String()})
+		rep := must(t, try(e.m.Verify(e.ctx)))
+		kinds := map[string]string{}
+		for _, p := range rep.Problems {
+			kinds[p.Key+" "+p.Member] = string(p.Kind)
+		}
+		want := map[string]string{
+			ctl + " ":                   string(fsck.FindIndexMissing),
+			attr + " ":                  string(fsck.FindIndexMissing),
+			stale + " " + f.ID.String(): string(fsck.StaleIndexEntry),
+			e.store.keys.controllerIndex(e.store.keys.shardOf(gone), "c/a") + " " + gone.String(): string(fsck.StaleIndexEntry),
+		}
+		for k, v := range want {
+			if kinds[k] != v {
+				t.Fatalf("problem %q: %q, want %q (all: %+v)", k, kinds[k], v, rep.Problems)
+			}
+		}
+		if len(rep.Problems) != len(want) {
+			t.Fatalf("problems %+v", rep.Problems)
+		}
+		must(t, try(e.m.Verify(e.ctx, fsck.WithRepair())))
+		mustVerify(t, e)
+		if ids := findAll(t, e, Filter{Attribute: "customer=acme", Controller: "c/a"}, 10); len(ids) != 1 {
+			t.Fatalf("after repair: %v", ids)
+		}
+		if ids := findAll(t, e, Filter{Attribute: "customer=globex"}, 10); len(ids) != 0 {
+			t.Fatalf("stale entry listed after repair: %v", ids)
+		}
 	})
 }
