@@ -213,7 +213,9 @@ const findRounds = 3
 // selective index the filter names (attribute, then controller, then
 // owner, then status) in every shard, and checks the rest of the filter
 // on each flow's record inside Redis, scanning at most 200 entries (or
-// twice the page size) per shard per call: a page costs the same
+// twice the page size) per shard per call, in one to three pipelined
+// rounds (each shard first scans for about twice its share of the page,
+// then further only when the page is not yet complete): a page costs the same
 // whatever the flow space holds, but may hold fewer flows than the limit,
 // even none, when few of the scanned flows match. Follow FlowPage.Next
 // until it is "": a page with a Next may be followed by more flows.
@@ -224,7 +226,9 @@ const findRounds = 3
 // returned exactly once, however flows are created, move or are pruned
 // meanwhile; one that starts or stops matching during it may or may not
 // be. A filter with no field, an unknown status or a malformed attribute
-// is ErrInvalidData.
+// is ErrInvalidData. Flows created before controllers were indexed are
+// listed by controller once Verify with fsck.WithRepair rebuilt their
+// entries (it reports them as fsck.FindIndexMissing).
 func (m *Manager) Find(ctx context.Context, filter Filter, opts ...ListOption) (*FlowPage, error) {
 	return m.store.find(ctx, filter, opts)
 }
