@@ -254,16 +254,23 @@ func (s *RedisStore) find(ctx context.Context, filter Filter, opts []ListOption)
 	if filter.Status != "" && !filter.Status.Valid() {
 		return nil, fmt.Errorf("%w: unknown flow status %q", ErrInvalidData, filter.Status)
 	}
+	// rest is what the index read does not imply: the scan compares it
+	// on each flow's record.
 	var keyOf func(shard int) string
+	rest, field := filter, ""
 	switch {
 	case name != "":
 		keyOf = func(shard int) string { return s.keys.attr(shard, name, value) }
+		rest.Attribute = ""
 	case filter.Controller != "":
 		keyOf = func(shard int) string { return s.keys.controllerIndex(shard, filter.Controller) }
+		rest.Controller = ""
 	case filter.Owner != "":
 		keyOf = func(shard int) string { return s.keys.owner(shard, filter.Owner) }
+		rest.Owner = ""
 	case filter.Status != "":
 		keyOf = func(shard int) string { return s.keys.status(shard, filter.Status) }
+		rest.Status = ""
 	default:
 		return nil, fmt.Errorf("%w: a filter needs a status, a controller, an owner or an attribute", ErrInvalidData)
 	}
@@ -290,8 +297,7 @@ func (s *RedisStore) find(ctx context.Context, filter Filter, opts []ListOption)
 	if err := s.checkLayout(ctx); err != nil {
 		return nil, err
 	}
-	field := ""
-	if name != "" {
+	if rest.Attribute != "" {
 		field = attrFieldPrefix + name
 	}
 	// Each shard's scan resumes where its previous round stopped; the
@@ -315,7 +321,7 @@ func (s *RedisStore) find(ctx context.Context, filter Filter, opts []ListOption)
 			}
 			calls = append(calls, scriptCall{s.scripts.findPage, []string{keyOf(shard), s.keys.tag(shard) + ":flow:"}, []any{
 				from, fromID, "desc", budget - sh.scanned, want,
-				string(filter.Status), filter.Controller, filter.Owner, field, value,
+				string(rest.Status), rest.Controller, rest.Owner, field, value,
 			}})
 			which = append(which, shard)
 		}

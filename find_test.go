@@ -453,6 +453,13 @@ func TestVerifyFindIndexes(t *testing.T) {
 		e.client.ZAdd(e.ctx, stale, redis.Z{Score: 1, Member: f.ID.String()})
 		gone := uuid.New()
 		e.client.ZAdd(e.ctx, e.store.keys.controllerIndex(e.store.keys.shardOf(gone), "c/a"), redis.Z{Score: 1, Member: gone.String()})
+		// A stale entry is never listed, even before the repair.
+		if ids := findAll(t, e, Filter{Attribute: "customer=globex"}, 10); len(ids) != 0 {
+			t.Fatalf("stale entry listed: %v", ids)
+		}
+		if ids := findAll(t, e, Filter{Controller: "c/a"}, 10); len(ids) != 0 {
+			t.Fatalf("entry of a flow that is gone listed: %v", ids)
+		}
 		rep := must(t, try(e.m.Verify(e.ctx)))
 		kinds := map[string]string{}
 		for _, p := range rep.Problems {

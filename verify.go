@@ -20,8 +20,9 @@ import (
 // was found beside live traffic and repairs it.
 
 // Verify walks the flow space shard by shard and checks every invariant
-// the scripts maintain: each flow is in exactly its status's index and in
-// its owner's; a waiting flow has a wait, and only waiting flows do; a
+// the scripts maintain: each flow is in exactly its status's index, in
+// its owner's, its controller's and its search attributes' (and no
+// controller or attribute index holds a flow that does not belong); a waiting flow has a wait, and only waiting flows do; a
 // waiting timer flow is in the timer set at its deadline and no other
 // flow is; correlation entries point at flows waiting for them; the
 // cancel set holds exactly the waiting flows with a cancel request; the

@@ -3,6 +3,7 @@
 -- filter, reading each flow's record fields, never its state. The scan
 -- stops after ARGV 4 entries or ARGV 5 matches, whichever comes first,
 -- and says where: the next call resumes after that entry. Writes nothing.
+-- The caller leaves out of ARGV 6..10 what the index already implies.
 --
 -- KEYS: 1 the index to scan (a zset of flow ids: a controller's or an
 --   attribute's by creation time, include/attrs.lua; an owner's; a
@@ -20,7 +21,6 @@
 local index, flows = KEYS[1], KEYS[2]
 local desc = ARGV[3] == 'desc'
 local budget, want = tonumber(ARGV[4]), tonumber(ARGV[5])
-local status, controller, owner, field, value = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local range, rank = 'ZRANGE', 0
 if desc then
   range = 'ZREVRANGE'
@@ -28,9 +28,32 @@ end
 if ARGV[1] ~= '' then
   range, rank = rank_after(index, ARGV[1], ARGV[2], desc)
 end
-local fields = {'status', 'controller', 'owner'}
-if field ~= '' then
-  fields[4] = field
+-- The record fields to compare, and the values they must hold: none
+-- when the index is the whole filter (every entry matches; the caller
+-- drops an entry whose flow is gone).
+local fields, wanted = {}, {}
+for i, name in ipairs({'status', 'controller', 'owner'}) do
+  if ARGV[5 + i] ~= '' then
+    fields[#fields + 1] = name
+    wanted[#wanted + 1] = ARGV[5 + i]
+  end
+end
+if ARGV[9] ~= '' then
+  fields[#fields + 1] = ARGV[9]
+  wanted[#wanted + 1] = ARGV[10]
+end
+
+local function matches(m)
+  if #fields == 0 then
+    return true
+  end
+  local v = redis.call('HMGET', flows .. m, unpack(fields))
+  for i = 1, #fields do
+    if v[i] ~= wanted[i] then
+      return false
+    end
+  end
+  return true
 end
 
 local found, last_m, last_s, scanned, done = {}, '', '', 0, 0
@@ -42,9 +65,7 @@ while scanned < budget and #found < 2 * want do
     local m, s = got[i], got[i + 1]
     scanned = scanned + 1
     last_m, last_s = m, s
-    local v = redis.call('HMGET', flows .. m, unpack(fields))
-    if v[1] and (status == '' or v[1] == status) and (controller == '' or v[2] == controller)
-      and (owner == '' or v[3] == owner) and (field == '' or v[4] == value) then
+    if matches(m) then
       found[#found + 1] = m
       found[#found + 1] = s
       if #found == 2 * want then
