@@ -133,6 +133,7 @@ func checkOwner(p *taskflow.FlowPage, owner string) error {
 type listCell struct {
 	med, lo, hi float64 // microseconds per call: median of round medians, range
 	trips, cmds float64 // per call
+	redisUs     float64 // Redis time per call, microseconds (listRedisUsec)
 	flows       int     // flows on the first page
 	more        bool    // the page had a next cursor
 }
@@ -189,7 +190,7 @@ func (r *runner) list(ctx context.Context) error {
 			return err
 		}
 		m := taskflow.NewManager(st)
-		if sp.cells, err = r.timeLists(ctx, m, hook, kinds, owner, size, sp.ownerFlows); err != nil {
+		if sp.cells, err = r.timeLists(ctx, m, hook, srv.client, kinds, owner, size, sp.ownerFlows); err != nil {
 			return err
 		}
 		spaces = append(spaces, sp)
@@ -247,11 +248,12 @@ func (r *runner) list(ctx context.Context) error {
 				inIndex = sp.ownerFlows
 			}
 			rows = append(rows, []string{k.name, n(sp.size), n(inIndex), n(c.flows), f(c.med, 0), f(c.lo, 0) + "-" + f(c.hi, 0),
-				f(c.trips, 1), f(c.cmds, 1), f(c.med/float64(max(c.flows, 1)), 1)})
+				f(c.redisUs, 0), f(c.trips, 1), f(c.cmds, 1), f(c.med/float64(max(c.flows, 1)), 1)})
 		}
 	}
 	table(r.out, []string{"listing", "flows in space", "flows in index", "page flows", "us/call (median)", "round medians",
-		"round trips/call", "commands/call", "us per listed flow"}, rows)
+		"Redis us/call (mean)", "round trips/call", "commands/call", "us per listed flow"}, rows)
+	fmt.Fprintln(r.out, "Redis us/call: INFO commandstats usec over the timed calls, each command once (a script's own commands are in its time).")
 	fmt.Fprintf(r.out, "fill time: %s for %s flows, %s for %s.\n", small.fill.Round(10*time.Millisecond), n(small.size),
 		large.fill.Round(10*time.Millisecond), n(large.size))
 	fmt.Fprintln(r.out)
@@ -273,9 +275,10 @@ func (r *runner) list(ctx context.Context) error {
 		if bound > 0 {
 			v = verdict(ratio <= bound)
 		}
-		ratioRows = append(ratioRows, []string{label, f(ratio, 2), target, v})
+		redisRatio := large.cells[i].redisUs / max(small.cells[i].redisUs, 1)
+		ratioRows = append(ratioRows, []string{label, f(ratio, 2), target, v, f(redisRatio, 2)})
 	}
-	table(r.out, []string{"ratio of medians", "value", "target", "verdict"}, ratioRows)
+	table(r.out, []string{"ratio of medians", "value", "target", "verdict", "Redis time ratio"}, ratioRows)
 	fmt.Fprintf(r.out, "(the owner holds %s flows in the small space and %s in the large one. At limit %d its first page has %d and %d\n"+
 		" flows, so that ratio includes reading %dx as many flows (compare us per listed flow); at limit 10 both pages are full.)\n",
 		n(small.ownerFlows), n(large.ownerFlows), listPageLimit, small.cells[1].flows, large.cells[1].flows,
@@ -305,12 +308,13 @@ func okFailed(ok bool) string {
 
 // timeLists times the first page of each listing: a warm-up, then rounds
 // of calls, the kinds interleaved round by round.
-func (r *runner) timeLists(ctx context.Context, m *taskflow.Manager, hook *countHook, kinds []listKind, owner string, size, ownerFlows int) ([]listCell, error) {
+func (r *runner) timeLists(ctx context.Context, m *taskflow.Manager, hook *countHook, admin redis.UniversalClient, kinds []listKind, owner string, size, ownerFlows int) ([]listCell, error) {
 	cells := make([]listCell, len(kinds))
 	roundMeds := make([][]float64, len(kinds))
 	trips := make([]int64, len(kinds))
 	cmds := make([]int64, len(kinds))
 	calls := make([]int, len(kinds))
+	redisUs := make([]int64, len(kinds))
 	for i, k := range kinds {
 		for w := 0; w < 5; w++ {
 			p, err := k.call(ctx, m, owner)
@@ -337,6 +341,10 @@ func (r *runner) timeLists(ctx context.Context, m *taskflow.Manager, hook *count
 	for round := 0; round < r.cfg.Rounds; round++ {
 		for i, k := range kinds {
 			times := make([]float64, 0, r.sz.listCalls)
+			before, err := commandStats(ctx, admin)
+			if err != nil {
+				return nil, err
+			}
 			t0, c0 := hook.trips.Load(), hook.cmds.Load()
 			for c := 0; c < r.sz.listCalls; c++ {
 				if err := ctx.Err(); err != nil {
@@ -354,6 +362,11 @@ func (r *runner) timeLists(ctx context.Context, m *taskflow.Manager, hook *count
 			}
 			trips[i] += hook.trips.Load() - t0
 			cmds[i] += hook.cmds.Load() - c0
+			after, err := commandStats(ctx, admin)
+			if err != nil {
+				return nil, err
+			}
+			redisUs[i] += listRedisUsec(before, after)
 			calls[i] += r.sz.listCalls
 			roundMeds[i] = append(roundMeds[i], median(times))
 		}
@@ -363,8 +376,28 @@ func (r *runner) timeLists(ctx context.Context, m *taskflow.Manager, hook *count
 		cells[i].lo, cells[i].hi = minMax(roundMeds[i])
 		cells[i].trips = float64(trips[i]) / float64(calls[i])
 		cells[i].cmds = float64(cmds[i]) / float64(calls[i])
+		cells[i].redisUs = float64(redisUs[i]) / float64(calls[i])
 	}
 	return cells, nil
+}
+
+// listRedisUsec is the Redis time (INFO commandstats usec) of a window
+// of listing calls, each command counted once: a script's time includes
+// the commands it calls, which commandstats counts again by name, so
+// with scripts in the window it is theirs plus the HGETALLs and HGETs
+// (the flows and the layout, which no listing script calls); without,
+// every command but INFO.
+func listRedisUsec(before, after map[string]cmdStat) int64 {
+	if sc := scriptDelta(before, after); sc.calls > 0 {
+		return sc.usec + statDelta(before, after, "hgetall").usec + statDelta(before, after, "hget").usec
+	}
+	var us int64
+	for name := range after {
+		if name != "info" {
+			us += statDelta(before, after, name).usec
+		}
+	}
+	return us
 }
 
 // ownerCount is the size of an owner's index over every shard.
