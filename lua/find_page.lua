@@ -58,7 +58,14 @@ end
 
 local found, last_m, last_s, scanned, done = {}, '', '', 0, 0
 while scanned < budget and #found < 2 * want do
-  local chunk = math.min(budget - scanned, 100)
+  -- Read what the page still needs: exactly that when every entry
+  -- matches, twice that (at least 16) when some may not; never more
+  -- than 100 entries at once or than the budget left.
+  local need = want - #found / 2
+  if #fields > 0 then
+    need = math.max(2 * need, 16)
+  end
+  local chunk = math.min(budget - scanned, need, 100)
   local got = redis.call(range, index, rank, rank + chunk - 1, 'WITHSCORES')
   local stop = false
   for i = 1, #got, 2 do
