@@ -202,6 +202,10 @@ func (f Filter) matches(fl *Flow, name, value string) bool {
 // page's cost whatever the flow space holds.
 const findScanBudget = 200
 
+// findRounds is how many pipelined rounds of scans one Find call makes at
+// most: the first usually completes the page.
+const findRounds = 3
+
 // Find lists the flows matching filter, newest first: by creation time
 // (then id, for flows created in the same millisecond) when the filter
 // names an attribute, a controller or an owner, and by the time they
@@ -209,7 +213,9 @@ const findScanBudget = 200
 // selective index the filter names (attribute, then controller, then
 // owner, then status) in every shard, and checks the rest of the filter
 // on each flow's record inside Redis, scanning at most 200 entries (or
-// twice the page size) per shard per call: a page costs the same
+// twice the page size) per shard per call, in one to three pipelined
+// rounds (each shard first scans for about twice its share of the page,
+// then further only when the page is not yet complete): a page costs the same
 // whatever the flow space holds, but may hold fewer flows than the limit,
 // even none, when few of the scanned flows match. Follow FlowPage.Next
 // until it is "": a page with a Next may be followed by more flows.
@@ -220,16 +226,20 @@ const findScanBudget = 200
 // returned exactly once, however flows are created, move or are pruned
 // meanwhile; one that starts or stops matching during it may or may not
 // be. A filter with no field, an unknown status or a malformed attribute
-// is ErrInvalidData.
+// is ErrInvalidData. Flows created before controllers were indexed are
+// listed by controller once Verify with fsck.WithRepair rebuilt their
+// entries (it reports them as fsck.FindIndexMissing).
 func (m *Manager) Find(ctx context.Context, filter Filter, opts ...ListOption) (*FlowPage, error) {
 	return m.store.find(ctx, filter, opts)
 }
 
-// findShard is one shard's answer to find_page.lua.
+// findShard is what one Find call learnt of a shard's index from
+// find_page.lua, over its rounds.
 type findShard struct {
 	matches []indexEntry
 	last    *indexEntry // the last entry scanned, nil for none
 	done    bool        // the scan reached the index's end
+	scanned int         // entries scanned
 }
 
 // find is Manager.Find on the store.
@@ -280,29 +290,51 @@ func (s *RedisStore) find(ctx context.Context, filter Filter, opts []ListOption)
 	if err := s.checkLayout(ctx); err != nil {
 		return nil, err
 	}
-	budget := max(findScanBudget, 2*cfg.limit)
 	field := ""
 	if name != "" {
 		field = attrFieldPrefix + name
 	}
-	calls := make([]scriptCall, s.keys.shards)
-	for shard := range calls {
-		calls[shard] = scriptCall{s.scripts.findPage, []string{keyOf(shard), s.keys.tag(shard) + ":flow:"}, []any{
-			curScore, curID, "desc", budget, cfg.limit,
-			string(filter.Status), filter.Controller, filter.Owner, field, value,
-		}}
-	}
-	vals, errs := s.runPipelined(ctx, calls)
-	shards := make([]findShard, len(calls))
-	for i := range calls {
-		if errs[i] != nil {
-			return nil, fmt.Errorf("taskflow: find: %w", errs[i])
+	// Each shard's scan resumes where its previous round stopped; the
+	// first round asks each for a fair share of the page and twice that
+	// again, later rounds for more, until the page is known complete,
+	// every shard is done or out of budget, or findRounds rounds ran.
+	budget := max(findScanBudget, 2*cfg.limit)
+	want := min(cfg.limit, 2*((cfg.limit+s.keys.shards-1)/s.keys.shards)+2)
+	shards := make([]findShard, s.keys.shards)
+	for round := 0; round < findRounds; round++ {
+		var calls []scriptCall
+		var which []int
+		for shard := range shards {
+			sh := &shards[shard]
+			if sh.done || sh.scanned >= budget {
+				continue
+			}
+			from, fromID := curScore, curID
+			if sh.last != nil {
+				from, fromID = strconv.FormatInt(sh.last.score, 10), sh.last.id
+			}
+			calls = append(calls, scriptCall{s.scripts.findPage, []string{keyOf(shard), s.keys.tag(shard) + ":flow:"}, []any{
+				from, fromID, "desc", budget - sh.scanned, want,
+				string(filter.Status), filter.Controller, filter.Owner, field, value,
+			}})
+			which = append(which, shard)
 		}
-		sh, err := parseFindShard(vals[i])
-		if err != nil {
-			return nil, fmt.Errorf("taskflow: find: %w", err)
+		if len(calls) == 0 {
+			break
 		}
-		shards[i] = sh
+		vals, errs := s.runPipelined(ctx, calls)
+		for i, shard := range which {
+			if errs[i] != nil {
+				return nil, fmt.Errorf("taskflow: find: %w", errs[i])
+			}
+			if err := shards[shard].add(vals[i]); err != nil {
+				return nil, fmt.Errorf("taskflow: find: %w", err)
+			}
+		}
+		if entries, _ := mergeFindShards(shards, cfg.limit); len(entries) >= cfg.limit {
+			break
+		}
+		want = min(cfg.limit, 2*want)
 	}
 	entries, next := mergeFindShards(shards, cfg.limit)
 	ids := make([]uuid.UUID, 0, len(entries))
@@ -359,32 +391,33 @@ func mergeFindShards(shards []findShard, limit int) ([]indexEntry, string) {
 	return all, ""
 }
 
-// parseFindShard reads find_page.lua's reply.
-func parseFindShard(v any) (findShard, error) {
+// add records one find_page.lua reply: its matches, where it stopped.
+func (sh *findShard) add(v any) error {
 	arr, ok := v.([]any)
-	if !ok || len(arr) != 4 {
-		return findShard{}, fmt.Errorf("unexpected reply %T", v)
+	if !ok || len(arr) != 5 {
+		return fmt.Errorf("unexpected reply %T", v)
 	}
-	var sh findShard
 	flat, _ := arr[0].([]any)
 	for j := 0; j+1 < len(flat); j += 2 {
 		m, _ := flat[j].(string)
 		e, err := entryOf(m, flat[j+1])
 		if err != nil {
-			return sh, err
+			return err
 		}
 		sh.matches = append(sh.matches, e)
 	}
 	if m, _ := arr[1].(string); m != "" {
 		e, err := entryOf(m, arr[2])
 		if err != nil {
-			return sh, err
+			return err
 		}
 		sh.last = &e
 	}
 	done, _ := arr[3].(int64)
 	sh.done = done == 1
-	return sh, nil
+	n, _ := arr[4].(int64)
+	sh.scanned += int(n)
+	return nil
 }
 
 // entryOf builds an index entry from a member and its score as a script

@@ -291,8 +291,10 @@ func (s *RedisStore) requestCancel(ctx context.Context, id uuid.UUID, mut mutati
 // stored flow gets revision f.Revision+1 and the store's current time as
 // UpdatedAt. ID, OwnerSessionKey and CreatedAt cannot change. On a stale
 // revision it returns a *RevisionMismatchError (ErrRevisionMismatch) and
-// writes nothing. Indexes (status, timers, correlation) follow the record;
-// the state machine is not checked: this is the layer below the Manager.
+// writes nothing. Indexes (status, timers, correlation, controller)
+// follow the record; f.Attributes is not written (Manager.SetAttributes
+// changes them); the state machine is not checked: this is the layer
+// below the Manager.
 func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind EventKind, payload any) (*Flow, *FlowEvent, error) {
 	if f == nil {
 		return nil, nil, fmt.Errorf("%w: nil flow", ErrInvalidData)

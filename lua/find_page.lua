@@ -13,7 +13,8 @@
 --   9 attribute field '@<name>' ('' = any)  10 its value.
 -- Returns: {{member, score, …} of the matches in scan order,
 --   the last entry scanned: member, score ('' and '' when none),
---   1 when the scan reached the end of the index, else 0}.
+--   1 when the scan reached the end of the index, else 0,
+--   how many entries it scanned}.
 --@include after
 
 local index, flows = KEYS[1], KEYS[2]
@@ -61,4 +62,4 @@ while scanned < budget and #found < 2 * want do
   end
   rank = rank + chunk
 end
-return {found, last_m, last_s, done}
+return {found, last_m, last_s, done, scanned}
