@@ -63,8 +63,8 @@ type listPage struct {
 
 var listVerb = &verb{
 	name:    "list",
-	args:    "[--status S]... [--controller ID] [--owner KEY] [--attr NAME=VALUE] [--limit N] [--cursor C]",
-	summary: "list flows, most recent status change first, or those matching filters",
+	args:    "[--status S] [--controller ID] [--attr K=V] [--owner KEY]",
+	summary: "list flows, most recent status change first, or by filters",
 	help: `List flows, most recent status change first: id, status, current step,
 wait (timer, event <topic> or manual), due time of a timer, last update,
 goal, and the search attributes when a flow on the page has any. --status is
