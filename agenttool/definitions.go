@@ -94,7 +94,7 @@ const MaxDescription = 1024
 const jsonStringSuffix = "_json"
 
 // freeFormArgs are the object arguments without fixed properties.
-var freeFormArgs = []string{"state", "patch", "final_state"}
+var freeFormArgs = []string{"state", "patch", "final_state", "attributes"}
 
 // actionSpec describes the per-action tool of one action.
 type actionSpec struct {
@@ -118,6 +118,7 @@ type results struct {
 	flows       bool // {"count","flows":[...]}
 	children    bool // {"count","children":[...],"next_cursor"}
 	explanation bool // {"explanation":{...}}
+	page        bool // list_mine's {"total","truncated","next_cursor"}
 }
 
 // The per-action tools. advance replaces state keys and finish, fail and
@@ -127,9 +128,12 @@ type results struct {
 // idempotent.
 var actionSpecs = []actionSpec{
 	{action: ActionStart, title: "Start a flow",
-		summary: `Create a durable flow for a long job and start it (status running). Needs controller_id and goal; optional current_step (default "init"), {state} (its initial JSON state, default {}) and idempotency_key (a start repeated with the same key returns the same flow). Keep the returned flow id for the other calls.`,
-		props:   []string{"controller_id", "goal", "current_step", "state", "idempotency_key"}, required: []string{"controller_id", "goal"},
-		descs:  map[string]string{"current_step": `A label for the flow's first phase (default "init").`},
+		summary: `Create a durable flow for a long job and start it (status running). Needs controller_id and goal; optional current_step (default "init"), {state} (its initial JSON state, default {}), idempotency_key (a start repeated with the same key returns the same flow) and {attributes} (labels to find it by). Keep the returned flow id for the other calls.`,
+		props:   []string{"controller_id", "goal", "current_step", "state", "idempotency_key", "attributes"}, required: []string{"controller_id", "goal"},
+		descs: map[string]string{
+			"current_step":  `A label for the flow's first phase (default "init").`,
+			"controller_id": `A label for the kind of job, in your agent's namespace: "<agent id>/<name>", e.g. "kate/inbox-triage" (unless the host allows other ids; an error names what is allowed).`,
+		},
 		result: results{flow: true, notFound: true}},
 	{action: ActionStatus, title: "Read a flow",
 		summary: `Read a flow: its status, current step, JSON state and wait.`,
@@ -150,8 +154,9 @@ var actionSpecs = []actionSpec{
 		summary: `Cancel a flow that is not finished, failed or cancelled yet. A cancelled flow cannot change any more.`,
 		props:   []string{"flow_id"}, required: []string{"flow_id"}, destructive: true, idempotent: true, result: flowOrNotFound},
 	{action: ActionListMine, title: "List my flows",
-		summary:  `List this session's flows, newest first (at most 100; "total" counts them all and "truncated" says when some were left out).`,
-		readOnly: true, idempotent: true, result: results{flows: true}},
+		summary: `List this session's flows, newest created first, 100 a page (or limit); optional filters, combined: status, controller_id, attribute ("name=value", a search attribute given at start). "total" counts all your flows; "truncated" says more may follow: send next_cursor back as cursor (a page may hold fewer than limit).`,
+		props:   []string{"status", "controller_id", "attribute", "cursor", "limit"}, readOnly: true, idempotent: true, result: results{flows: true, page: true},
+		descs: map[string]string{"controller_id": `Only flows of this controller.`}},
 	{action: ActionSpawn, title: "Start child flows",
 		summary: `Split a job: start child flows under a flow of yours (flow_id), each {"key","controller_id","goal"} with optional current_step, {state} and on_parent_close (what the parent's end does to a child still open: cancel, request_cancel or abandon). The same key again returns the same child. Children are your flows too; wait for them with wait_children.`,
 		props:   []string{"flow_id", "children"}, required: []string{"flow_id", "children"}, idempotent: true,
@@ -178,24 +183,24 @@ const perActionTail = ` Flows belong to the current session; you only see your o
 
 // combinedDescription is the combined tool's description; {state},
 // {patch} and {final_state} name the free-form arguments of the shape.
-const combinedDescription = `Durable flows that outlive this conversation: track a long job (goal, step, JSON state), pause it until a time, an event or a human, split it into children, finish or fail it. You see only this session's flows.
+const combinedDescription = `Durable flows that outlive this conversation: track a long job (goal, step, JSON state), pause it until a time, event or human, split it into children, finish or fail it. You see only this session's flows.
 
 Set "action":
-- start: needs controller_id, goal; optional current_step, {state}.
+- start: needs controller_id, goal; optional current_step, {state}, {attributes}.
 - status: read it.
-- advance: {patch} (merged into state) and/or current_step.
+- advance: {patch} (merged into state), current_step.
 - wait: pause until wait_condition; it resumes by itself.
 - finish: complete it, optional {final_state}.
 - fail: needs reason.
 - cancel: end it.
-- list_mine: your flows, newest first.
+- list_mine: your flows, newest first; optional status, controller_id, attribute ("name=value"), cursor.
 - spawn: start children (each: key, controller_id, goal).
-- wait_children: pause until its children end (state gets "children").
+- wait_children: pause until its children end.
 - list_children: page its children.
-- explain: why it is where it is, what moves it.
+- explain: why it is where it is.
 All but start and list_mine need flow_id.
 
-created -> running -> (waiting -> running)* -> finished | failed | cancelled (final). Results: {"ok":true,...}; an unknown flow_id: {"ok":false,"error":"not_found"}. Errors say what to fix.`
+created -> running -> (waiting -> running)* -> finished | failed | cancelled (final). Results: {"ok":true,...}; unknown flow_id: {"ok":false,"error":"not_found"}.`
 
 // describe fills the argument names of a description: the object names
 // in the plain shapes, their *_json names in the string-carrying ones.
@@ -626,7 +631,7 @@ func MCPDefinitions(set Set) []MCPDefinition {
 		t := MCPDefinition{Name: s.name, Title: s.title, Description: s.description, InputSchema: s.parameters}
 		switch {
 		case s.spec == nil:
-			t.OutputSchema = mustJSON(outputSchema(results{flow: true, notFound: true, flows: true, children: true, explanation: true}))
+			t.OutputSchema = mustJSON(outputSchema(results{flow: true, notFound: true, flows: true, children: true, explanation: true, page: true}))
 			t.Annotations = MCPAnnotations{Title: s.title, DestructiveHint: true}
 		default:
 			t.OutputSchema = mustJSON(outputSchema(s.spec.result))
@@ -666,7 +671,8 @@ func flowOutputSchema() jsonObject {
 	props = append(props, // a child's and a parent's, when set
 		jsonField{"parent_id", str("A child's parent flow.")},
 		jsonField{"child_key", str("A child's key among its parent's children.")},
-		jsonField{"children", jsonObject{{"type", "integer"}, {"description", "How many children the flow started."}}})
+		jsonField{"children", jsonObject{{"type", "integer"}, {"description", "How many children the flow started."}}},
+		jsonField{"attributes", jsonObject{{"type", "object"}, {"description", "The flow's search attributes, name to value."}, {"additionalProperties", jsonObject{{"type", "string"}}}}})
 	return jsonObject{{"type", "object"}, {"properties", props}, {"required", required}}
 }
 
@@ -732,6 +738,14 @@ func outputSchema(r results) jsonObject {
 	}
 	if r.explanation {
 		props = append(props, jsonField{"explanation", explanationOutputSchema()})
+	}
+	if r.page {
+		props = append(props,
+			jsonField{"total", jsonObject{{"type", "integer"}, {"description", "How many flows the session has, whatever the filters."}}},
+			jsonField{"truncated", jsonObject{{"type", "boolean"}, {"description", "More flows may follow: send next_cursor back as cursor."}}})
+		if !r.children {
+			props = append(props, jsonField{"next_cursor", jsonObject{{"type", "string"}, {"description", "The cursor of the next page; left out after the last."}}})
+		}
 	}
 	return jsonObject{{"type", "object"}, {"properties", props}, {"required", []string{"ok"}}}
 }
@@ -829,7 +843,7 @@ func normalizeArgs(args json.RawMessage) (json.RawMessage, error) {
 		if json.Unmarshal(raw, &items) == nil { // else spawn reports it
 			itemsChanged := false
 			for i, item := range items {
-				c, err := decodeJSONStrings(item, "children["+strconv.Itoa(i)+"].", []string{"state"})
+				c, err := decodeJSONStrings(item, "children["+strconv.Itoa(i)+"].", []string{"state", "attributes"})
 				if err != nil {
 					return nil, err
 				}
