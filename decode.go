@@ -61,6 +61,14 @@ func decodeFlow(id uuid.UUID, m map[string]string, withState bool) (*Flow, error
 	if w, ok := m["wait"]; ok {
 		f.Wait = json.RawMessage(w)
 	}
+	for k, v := range m {
+		if strings.HasPrefix(k, attrFieldPrefix) {
+			if f.Attributes == nil {
+				f.Attributes = make(map[string]string, 2)
+			}
+			f.Attributes[k[len(attrFieldPrefix):]] = v
+		}
+	}
 	if !withState {
 		return f, nil
 	}

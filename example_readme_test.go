@@ -170,3 +170,16 @@ func Example_readmeSchedules() {
 	m.PauseSchedule(ctx, "inbox/triage", "holidays") // no fires until ResumeSchedule
 	m.TriggerSchedule(ctx, "inbox/triage")           // one run now, whatever the policies
 }
+
+func Example_readmeFind() {
+	f, _ := m.CreateManaged(ctx, taskflow.CreateManagedInput{
+		ControllerID: "kate/bible-upload", Goal: "upload chapter 7", OwnerSessionKey: owner,
+		Attributes: map[string]string{"customer": "acme", "chapter": "7"},
+	})
+	f, _ = m.SetAttributes(ctx, f.ID, map[string]string{"priority": "2"}, []string{"chapter"})
+	filter := taskflow.Filter{Controller: "kate/bible-upload", Attribute: "customer=acme", Status: taskflow.StatusRunning}
+	page, _ := m.Find(ctx, filter, taskflow.WithLimit(50))
+	for page.Next != "" { // follow the cursor; a page may hold fewer flows than the limit
+		page, _ = m.Find(ctx, filter, taskflow.WithLimit(50), taskflow.WithCursor(page.Next))
+	}
+}

@@ -41,14 +41,15 @@ type Import struct {
 }
 
 // InsertFlow stores imp.Flow as given (an importer's call): its ID,
-// status, revision, CreatedAt and UpdatedAt, wait, state, cancel flag and
-// the other record fields, with imp.Steps and imp.Events, all in one
-// script: either all of it is written or nothing. Without events it
+// status, revision, CreatedAt and UpdatedAt, wait, state, cancel flag,
+// search attributes and the other record fields, with imp.Steps and
+// imp.Events, all in one script: either all of it is written or nothing. Without events it
 // writes one event of kind EventImported at UpdatedAt. A flow whose ID is
 // already stored is refused with ErrAlreadyExists.
 //
 // Every index follows the record: the status index (scored by
-// UpdatedAt), the owner's (by CreatedAt), a waiting flow's timer or
+// UpdatedAt), the owner's, the controller's and each attribute's (by
+// CreatedAt), a waiting flow's timer or
 // correlation entry and the cancel set, and a running flow's ready queue
 // (it arrives unleased, ready to claim). The state machine is not
 // checked: any status with any revision is accepted. Times are kept to
@@ -64,7 +65,8 @@ type Import struct {
 // (LabelBytes, TextBytes; a wait's topic and correlation id and an event
 // kind are labels) or not valid UTF-8, an invalid step, a run id or step
 // id given twice, more steps than 1000 or Limits.StepsPerFlow,
-// too many events. The audit log is cut to Limits.EventBytes as the
+// too many events, search attributes that CreateManagedInput.Attributes
+// refuses. The audit log is cut to Limits.EventBytes as the
 // store keeps it (the oldest go; the newest is always kept).
 func (s *RedisStore) InsertFlow(ctx context.Context, imp Import) (*Flow, error) {
 	keys, args, err := s.prepareInsert(imp)
@@ -127,6 +129,10 @@ func (s *RedisStore) prepareInsert(imp Import) ([]string, []any, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	attrs, err := attrArgs(f.Attributes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("flow %s: %w", f.ID, err)
+	}
 	cancel := ""
 	if f.CancelRequested {
 		cancel = "1"
@@ -137,6 +143,7 @@ func (s *RedisStore) prepareInsert(imp Import) ([]string, []any, error) {
 		string(f.Status), f.ControllerID, f.Goal, f.OwnerSessionKey, f.RequesterOrigin, f.CurrentStep,
 		cancel, strconv.FormatInt(f.Revision, 10), strconv.FormatInt(f.CreatedAt.UnixMilli(), 10),
 		wait.json, wait.timerMs, wait.corr, len(runIDs), kept, newest)
+	args = append(args, attrs...)
 	args = append(args, stepArgs...)
 	args = append(args, eventArgs...)
 	args = append(args, stateArgs...)

@@ -25,6 +25,10 @@ import (
 //	<prefix>:{<n>}:step:<id>:<run>    hash: one step
 //	<prefix>:{<n>}:status:<status>    zset: flow id by time it entered status
 //	<prefix>:{<n>}:owner:<owner>      zset: flow id by creation time
+//	<prefix>:{<n>}:ctl:<controller>   zset: flow id by creation time (Find)
+//	<prefix>:{<n>}:attr:<name>=<value>
+//	                                  zset: flow id by creation time, the flows
+//	                                  whose search attribute name is value (Find)
 //	<prefix>:{<n>}:timers             zset: waiting flow id by deadline
 //	<prefix>:{<n>}:cancelwait         set:  waiting flows with a cancel request
 //	<prefix>:{<n>}:corr               zset: correlation members (lex order)
@@ -158,6 +162,19 @@ func (k keyspace) status(shard int, st FlowStatus) string {
 
 func (k keyspace) owner(shard int, owner string) string {
 	return k.tag(shard) + ":owner:" + owner
+}
+
+// controllerIndex holds every flow of a controller in a shard, by
+// creation time (lua/include/attrs.lua ctl_key builds the same name).
+func (k keyspace) controllerIndex(shard int, controller string) string {
+	return k.tag(shard) + ":ctl:" + controller
+}
+
+// attr holds the flows of a shard whose search attribute name has value,
+// by creation time (lua/include/attrs.lua attr_key): '=' never occurs in
+// a name.
+func (k keyspace) attr(shard int, name, value string) string {
+	return k.tag(shard) + ":attr:" + name + "=" + value
 }
 
 func (k keyspace) timers(shard int) string   { return k.tag(shard) + ":timers" }

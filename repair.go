@@ -231,6 +231,8 @@ func (s *RedisStore) entryStillStale(p fsck.Problem, sn *flowSnap) bool {
 	case p.Key == s.keys.corr(shard):
 		_, c, _ := s.expectedWait(sn.id, sn.fields)
 		return c != member
+	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":ctl:"), strings.HasPrefix(p.Key, s.keys.tag(shard)+":attr:"):
+		return !s.inFindIndex(shard, p.Key, sn)
 	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":ready:"):
 		ctl := strings.TrimPrefix(p.Key, s.keys.tag(shard)+":ready:")
 		return !(FlowStatus(sn.fields["status"]).runnable() && sn.fields["controller"] == ctl && sn.lease == "")
@@ -314,8 +316,9 @@ func (s *RedisStore) repair(ctx context.Context, shard int, found []fsck.Problem
 			if strings.HasPrefix(p.Key, s.keys.tag(shard)+":owner:") {
 				f.ownerKey = p.Key
 			}
-			if strings.HasPrefix(p.Key, s.keys.tag(shard)+":ready:") && p.Kind == fsck.StaleIndexEntry {
-				f.readies = append(f.readies, p.Key)
+			if p.Kind == fsck.StaleIndexEntry && (strings.HasPrefix(p.Key, s.keys.tag(shard)+":ready:") ||
+				strings.HasPrefix(p.Key, s.keys.tag(shard)+":ctl:") || strings.HasPrefix(p.Key, s.keys.tag(shard)+":attr:")) {
+				f.readies = append(f.readies, p.Key) // reindex_flow.lua drops the flow from each
 			}
 			if p.Key == s.keys.corr(shard) && p.Kind == fsck.StaleIndexEntry {
 				f.corrs = append(f.corrs, p.Member)

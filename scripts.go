@@ -51,6 +51,7 @@ type scripts struct {
 	claim, extendLease, releaseLease, expireLease             *script
 	pageAfter, tickCancel, verifyEntry, indexStep             *script
 	retry                                                     *script
+	setAttributes, findPage                                   *script // find.go
 	insertFlow, appendEventAt, getStep, findStep, updateStep  *script // import_store.go
 	deliverEvent, earlyKeep, earlyTake, earlySettle           *script
 	publishResume                                             *script
@@ -129,6 +130,8 @@ func (s *scripts) files() []scriptFile {
 		{"sched_delete", true, &s.schedDelete},
 		{"sched_advance", true, &s.schedAdvance},
 		{"sched_record", true, &s.schedRecord},
+		{"set_attributes", true, &s.setAttributes},
+		{"find_page", false, &s.findPage},
 	}
 }
 
@@ -226,6 +229,9 @@ var refusals = []refusal{
 	}},
 	{"TOOMANYCHILDREN", func(id uuid.UUID, d string) error {
 		return fmt.Errorf("%w: flow %s has %s children, too many to start these (Limits.ChildrenPerFlow)", ErrInvalidData, id, d)
+	}},
+	{"TOOMANYATTRS", func(id uuid.UUID, d string) error {
+		return fmt.Errorf("%w: flow %s would hold %s search attributes, at most %d", ErrInvalidData, id, d, maxAttributes)
 	}},
 	{"EXISTS", func(id uuid.UUID, _ string) error { return fmt.Errorf("%w: flow %s", ErrAlreadyExists, id) }},
 	{"COUNTLIMIT", func(id uuid.UUID, d string) error {

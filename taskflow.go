@@ -112,6 +112,11 @@ type Flow struct {
 	// Children counts the children started under the flow. It grows
 	// without a revision: starting a child does not change its parent.
 	Children int `json:"children,omitempty"`
+	// Attributes are the flow's search attributes (name to value, see
+	// CreateManagedInput.Attributes and Manager.SetAttributes); nil when
+	// it has none, and on a flow returned by a mutation made
+	// WithoutState().
+	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
 // TransitionTo moves the in-memory flow to next, applying the same checks
@@ -177,6 +182,16 @@ type CreateManagedInput struct {
 	// its flow: once PruneTerminalFlows deletes the flow, the key creates
 	// a new one.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// Attributes are search attributes, name to value, that Find lists
+	// flows by (Filter.Attribute), e.g. {"customer": "acme"}: at most 8;
+	// a name is 1 to 64 bytes of a-z, 0-9, '_', '.' and '-'; a value 1 to
+	// 256 bytes of UTF-8 without control characters. Values are strings
+	// matched by equality only: write a number in one canonical form
+	// ("2", not "02" or "2.0"). A value over 64 bytes costs the flow
+	// more memory (Redis then keeps its hash in a larger encoding). An
+	// invalid attribute is ErrInvalidData, naming it. Nil means none;
+	// Manager.SetAttributes changes them later.
+	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
 // StepRuntime says who runs a step.
@@ -276,6 +291,9 @@ const (
 	EventReleased        EventKind = "released"
 	EventLeaseExpired    EventKind = "lease_expired"
 	EventAttemptsReset   EventKind = "attempts_reset"
+	// EventAttributesSet records Manager.SetAttributes: its payload is
+	// {"set":{name:value,…},"removed":[name,…]}, what changed.
+	EventAttributesSet EventKind = "attributes_set"
 	// EventImported is the kind of the one audit event InsertFlow writes
 	// when it is given no audit log (a flow always has at least one event).
 	EventImported EventKind = "imported"

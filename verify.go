@@ -20,8 +20,9 @@ import (
 // was found beside live traffic and repairs it.
 
 // Verify walks the flow space shard by shard and checks every invariant
-// the scripts maintain: each flow is in exactly its status's index and in
-// its owner's; a waiting flow has a wait, and only waiting flows do; a
+// the scripts maintain: each flow is in exactly its status's index, in
+// its owner's, its controller's and its search attributes' (and no
+// controller or attribute index holds a flow that does not belong); a waiting flow has a wait, and only waiting flows do; a
 // waiting timer flow is in the timer set at its deadline and no other
 // flow is; correlation entries point at flows waiting for them; the
 // cancel set holds exactly the waiting flows with a cancel request; the
@@ -63,6 +64,7 @@ type shardKeys struct {
 	byID    map[uuid.UUID][]string // non-flow keys of each flow id
 	steps   map[uuid.UUID][]string // run ids of step records
 	owners  []string               // owner index keys
+	finds   []string               // controller and attribute index keys (find.go)
 	readies []string               // ready queue keys
 	early   []string               // early-event lists (early.go)
 	unknown []string
@@ -130,6 +132,8 @@ func (s *RedisStore) classify(shard int, rest, key string, sk *shardKeys) {
 		sk.steps[id] = append(sk.steps[id], tail[37:])
 	case "owner":
 		sk.owners = append(sk.owners, key)
+	case "ctl", "attr":
+		sk.finds = append(sk.finds, key)
 	case "ready":
 		sk.readies = append(sk.readies, key)
 	case "inbox", "mbox":
@@ -168,6 +172,8 @@ type flowSnap struct {
 	readyScore  string
 	lease       string
 	leaseExp    string
+	ctlScore    string            // score in its controller's index (Find)
+	attrScores  map[string]string // attribute name -> score in its index
 }
 
 func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg fsck.Config, rep *fsck.Report) error {
@@ -326,6 +332,16 @@ func (s *RedisStore) snapshotFlows(ctx context.Context, ids []uuid.UUID) ([]*flo
 		sn.readyScore, _ = arr[8].(string)
 		sn.lease, _ = arr[9].(string)
 		sn.leaseExp, _ = arr[10].(string)
+		if len(arr) >= 13 {
+			sn.ctlScore, _ = arr[11].(string)
+			pairs := asSlice(arr[12])
+			sn.attrScores = make(map[string]string, len(pairs)/2)
+			for j := 0; j+1 < len(pairs); j += 2 {
+				n, _ := pairs[j].(string)
+				v, _ := pairs[j+1].(string)
+				sn.attrScores[n] = v
+			}
+		}
 		out = append(out, sn)
 	}
 	return out, problems, nil

@@ -73,6 +73,14 @@ func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []fsck.Proble
 	if sn.ownerScore == "" {
 		add(fsck.OwnerIndexMissing, s.keys.owner(shard, sn.fields["owner"]), "flow is not in its owner's index")
 	}
+	if sn.ctlScore == "" {
+		add(fsck.FindIndexMissing, s.keys.controllerIndex(shard, sn.fields["controller"]), "flow is not in its controller's index")
+	}
+	for _, name := range sortedNames(sn.attrScores) {
+		if sn.attrScores[name] == "" {
+			add(fsck.FindIndexMissing, s.keys.attr(shard, name, sn.fields[attrFieldPrefix+name]), "flow is not in the index of its attribute "+name)
+		}
+	}
 	if fp, ok := sn.fields["idem"]; ok && !validFingerprint(sn.id, fp) {
 		add(fsck.BadIdempotency, flowKey, "idempotency fingerprint "+strconv.Quote(fp)+" is malformed or on a flow whose id is not derived from a key")
 	}
@@ -228,6 +236,12 @@ func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys,
 		owner := strings.TrimPrefix(ok, s.keys.tag(shard)+":owner:")
 		if err := check(ok, func(sn *flowSnap, _ string) bool { return sn.fields["owner"] == owner },
 			"entry of a flow of another owner, or of none"); err != nil {
+			return nil, err
+		}
+	}
+	for _, fk := range sk.finds {
+		if err := check(fk, func(sn *flowSnap, _ string) bool { return s.inFindIndex(shard, fk, sn) },
+			"entry of a flow of another controller, or without that attribute value"); err != nil {
 			return nil, err
 		}
 	}
@@ -590,4 +604,19 @@ func (s *RedisStore) repairChild(ctx context.Context, p fsck.Problem) error {
 		return fmt.Errorf("taskflow: repair: %w", err)
 	}
 	return nil
+}
+
+// inFindIndex reports whether the flow sn belongs in key, a controller or
+// attribute index of shard (find.go).
+func (s *RedisStore) inFindIndex(shard int, key string, sn *flowSnap) bool {
+	rest := strings.TrimPrefix(key, s.keys.tag(shard)+":")
+	if ctl, ok := strings.CutPrefix(rest, "ctl:"); ok {
+		return sn.fields["controller"] == ctl
+	}
+	if pair, ok := strings.CutPrefix(rest, "attr:"); ok {
+		name, value, _ := strings.Cut(pair, "=")
+		v, has := sn.fields[attrFieldPrefix+name]
+		return has && v == value
+	}
+	return false
 }

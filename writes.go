@@ -86,6 +86,10 @@ func (s *RedisStore) createCall(ctx context.Context, id uuid.UUID, in CreateMana
 	if err != nil {
 		return createCall{}, err
 	}
+	attrs, err := attrArgs(in.Attributes)
+	if err != nil {
+		return createCall{}, err
+	}
 	payload, _ := marshalJSON(map[string]string{
 		"controller_id": in.ControllerID,
 		"goal":          in.Goal,
@@ -107,6 +111,7 @@ func (s *RedisStore) createCall(ctx context.Context, id uuid.UUID, in CreateMana
 		in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, mir, string(payload), fingerprint,
 		s.traceParent(ctx))
 	args = append(args, kin.args()...)
+	args = append(args, attrs...)
 	args = append(args, stateArgs...)
 	// Only a create can write to an empty flow space: it records the
 	// layout (the caller, recordLayout); every other mutation needs a
@@ -286,8 +291,10 @@ func (s *RedisStore) requestCancel(ctx context.Context, id uuid.UUID, mut mutati
 // stored flow gets revision f.Revision+1 and the store's current time as
 // UpdatedAt. ID, OwnerSessionKey and CreatedAt cannot change. On a stale
 // revision it returns a *RevisionMismatchError (ErrRevisionMismatch) and
-// writes nothing. Indexes (status, timers, correlation) follow the record;
-// the state machine is not checked: this is the layer below the Manager.
+// writes nothing. Indexes (status, timers, correlation, controller)
+// follow the record; f.Attributes is not written (Manager.SetAttributes
+// changes them); the state machine is not checked: this is the layer
+// below the Manager.
 func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind EventKind, payload any) (*Flow, *FlowEvent, error) {
 	if f == nil {
 		return nil, nil, fmt.Errorf("%w: nil flow", ErrInvalidData)
@@ -379,7 +386,13 @@ func (s *RedisStore) idempotency(in CreateManagedInput, mirrored bool, state jso
 		mode = string(RuntimeMirrored)
 	}
 	// A JSON array of strings is an unambiguous encoding of the input.
-	canon, err := json.Marshal([]string{mode, in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, string(state)})
+	input := []string{mode, in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, string(state)}
+	// Attributes join the input only when given, so a flow made without
+	// them keeps the fingerprint it had before attributes existed.
+	for _, n := range sortedNames(in.Attributes) {
+		input = append(input, "@"+n, in.Attributes[n])
+	}
+	canon, err := json.Marshal(input)
 	if err != nil {
 		return uuid.Nil, "", fmt.Errorf("%w: %v", ErrInvalidData, err)
 	}

@@ -663,6 +663,7 @@ func TestPruneRemovesEarlyEvents(t *testing.T) {
 			e.client.ZRem(ctx, e.store.keys.status(e.store.keys.shardOf(g.ID), st), g.ID.String())
 		}
 		e.client.ZRem(ctx, e.store.keys.owner(e.store.keys.shardOf(g.ID), in.OwnerSessionKey), g.ID.String())
+		e.client.ZRem(ctx, e.store.keys.controllerIndex(e.store.keys.shardOf(g.ID), g.ControllerID), g.ID.String())
 		rep := must(t, try(e.m.Verify(ctx)))
 		if len(rep.Problems) != 1 || rep.Problems[0].Kind != fsck.OrphanKey || rep.Problems[0].Key != list || rep.Problems[0].FlowID != g.ID.String() {
 			t.Fatalf("problems %+v, want one orphan_key %s", rep.Problems, list)

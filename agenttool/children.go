@@ -35,6 +35,7 @@ type childArgs struct {
 	Goal          string          `json:"goal"`
 	CurrentStep   string          `json:"current_step"`
 	State         json.RawMessage `json:"state"`
+	Attributes    json.RawMessage `json:"attributes"`
 	OnParentClose string          `json:"on_parent_close"`
 }
 
@@ -176,6 +177,10 @@ func (t *Tool) childInputs(s Session, raw json.RawMessage) ([]taskflow.ChildInpu
 		if state == nil {
 			state = json.RawMessage(`{}`)
 		}
+		attrs, err := attributesArg(at+".attributes", c.Attributes)
+		if err != nil {
+			return nil, err
+		}
 		step := strings.TrimSpace(c.CurrentStep)
 		if step == "" {
 			step = "init"
@@ -196,6 +201,7 @@ func (t *Tool) childInputs(s Session, raw json.RawMessage) ([]taskflow.ChildInpu
 				RequesterOrigin: strings.TrimSpace(s.SessionID),
 				CurrentStep:     step,
 				State:           state,
+				Attributes:      attrs,
 			},
 			OnParentClose: policy,
 		})

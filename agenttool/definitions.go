@@ -94,7 +94,7 @@ const MaxDescription = 1024
 const jsonStringSuffix = "_json"
 
 // freeFormArgs are the object arguments without fixed properties.
-var freeFormArgs = []string{"state", "patch", "final_state"}
+var freeFormArgs = []string{"state", "patch", "final_state", "attributes"}
 
 // actionSpec describes the per-action tool of one action.
 type actionSpec struct {
@@ -121,6 +121,7 @@ type results struct {
 	schedule    bool // {"schedule":{...},"replaced"}
 	schedules   bool // {"count","schedules":[...]}
 	unschedule  bool // {"name","deleted"} or {"ok":false,"name","error":"not_found"}
+	page        bool // list_mine's {"total","truncated","next_cursor"}
 }
 
 // The per-action tools. advance replaces state keys and finish, fail and
@@ -130,9 +131,12 @@ type results struct {
 // idempotent.
 var actionSpecs = []actionSpec{
 	{action: ActionStart, title: "Start a flow",
-		summary: `Create a durable flow for a long job and start it (status running). Needs controller_id and goal; optional current_step (default "init"), {state} (its initial JSON state, default {}) and idempotency_key (a start repeated with the same key returns the same flow). Keep the returned flow id for the other calls.`,
-		props:   []string{"controller_id", "goal", "current_step", "state", "idempotency_key"}, required: []string{"controller_id", "goal"},
-		descs:  map[string]string{"current_step": `A label for the flow's first phase (default "init").`},
+		summary: `Create a durable flow for a long job and start it (status running). Needs controller_id and goal; optional current_step (default "init"), {state} (its initial JSON state, default {}), idempotency_key (a start repeated with the same key returns the same flow) and {attributes} (labels to find it by). Keep the returned flow id for the other calls.`,
+		props:   []string{"controller_id", "goal", "current_step", "state", "idempotency_key", "attributes"}, required: []string{"controller_id", "goal"},
+		descs: map[string]string{
+			"current_step":  `A label for the flow's first phase (default "init").`,
+			"controller_id": `A label for the kind of job, in your agent's namespace: "<agent id>/<name>", e.g. "kate/inbox-triage" (unless the host allows other ids; an error names what is allowed).`,
+		},
 		result: results{flow: true, notFound: true}},
 	{action: ActionStatus, title: "Read a flow",
 		summary: `Read a flow: its status, current step, JSON state and wait.`,
@@ -153,8 +157,9 @@ var actionSpecs = []actionSpec{
 		summary: `Cancel a flow that is not finished, failed or cancelled yet. A cancelled flow cannot change any more.`,
 		props:   []string{"flow_id"}, required: []string{"flow_id"}, destructive: true, idempotent: true, result: flowOrNotFound},
 	{action: ActionListMine, title: "List my flows",
-		summary:  `List this session's flows, newest first (at most 100; "total" counts them all and "truncated" says when some were left out).`,
-		readOnly: true, idempotent: true, result: results{flows: true}},
+		summary: `List this session's flows, newest created first, 100 a page (or limit); optional filters, combined: status, controller_id, attribute ("name=value", a search attribute given at start). "total" counts all your flows; "truncated" says more may follow: send next_cursor back as cursor (a page may hold fewer than limit).`,
+		props:   []string{"status", "controller_id", "attribute", "cursor", "limit"}, readOnly: true, idempotent: true, result: results{flows: true, page: true},
+		descs: map[string]string{"controller_id": `Only flows of this controller.`}},
 	{action: ActionSpawn, title: "Start child flows",
 		summary: `Split a job: start child flows under a flow of yours (flow_id), each {"key","controller_id","goal"} with optional current_step, {state} and on_parent_close (what the parent's end does to a child still open: cancel, request_cancel or abandon). The same key again returns the same child. Children are your flows too; wait for them with wait_children.`,
 		props:   []string{"flow_id", "children"}, required: []string{"flow_id", "children"}, idempotent: true,
@@ -175,7 +180,11 @@ var actionSpecs = []actionSpec{
 		summary:  `Start a flow of controller_id with goal on a calendar, as a follow-up that outlives this session: cron (in time_zone, default UTC) or every_seconds (at least 60). Optional current_step and {state}; each flow's state also gets "schedule" (name, fire time). Scheduling a name again replaces it (an operator's pause stays); at most 100 per session. A fire skips while the previous flow has not ended.`,
 		props:    []string{"name", "cron", "every_seconds", "time_zone", "controller_id", "goal", "current_step", "state"},
 		required: []string{"name", "controller_id", "goal"}, destructive: true, idempotent: true,
-		descs:  map[string]string{"current_step": `A label for each flow's first phase (default "init").`, "state": `Each flow's initial JSON state (default {}).`},
+		descs: map[string]string{
+			"controller_id": `A label for the kind of job, in your agent's namespace: "<agent id>/<name>", e.g. "kate/inbox-triage" (unless the host allows other ids; an error names what is allowed).`,
+			"current_step":  `A label for each flow's first phase (default "init").`,
+			"state":         `Each flow's initial JSON state (default {}).`,
+		},
 		result: results{schedule: true}},
 	{action: ActionListSchedules, title: "List my schedules",
 		summary:  `List this session's schedules: name, cron or every_seconds, controller_id, goal, next_fire, paused (by an operator), fired, skipped, last_flow_id.`,
@@ -194,26 +203,24 @@ const perActionTail = ` Flows belong to the current session; you only see your o
 
 // combinedDescription is the combined tool's description; {state},
 // {patch} and {final_state} name the free-form arguments of the shape.
-const combinedDescription = `Durable flows that outlive this conversation: track a long job (goal, step, JSON state), pause it until a time, event or human, split it, end it, schedule follow-ups. You see only this session's flows.
+const combinedDescription = `Durable flows for long jobs that outlive this conversation: goal, step, JSON state; pause until a time, event or human; split; schedule follow-ups. You see only this session's flows.
 
 Set "action":
-- start: needs controller_id, goal; optional current_step, {state}.
+- start: needs controller_id, goal; optional current_step, {state}, {attributes}.
 - status: read it.
-- advance: {patch} (merged into state) and/or current_step.
+- advance: {patch} (merged into state), current_step.
 - wait: pause until wait_condition.
 - finish: complete it, optional {final_state}.
 - fail: needs reason.
 - cancel: end it.
-- list_mine: your flows, newest first.
-- spawn: start children (each: key, controller_id, goal).
-- wait_children: pause until its children end.
-- list_children: page its children.
+- list_mine: your flows, newest first; filters status, controller_id, attribute ("name=value"); cursor.
+- spawn: start children (each: key, controller_id, goal); wait_children: pause until they end; list_children: page them.
 - explain: why it is where it is.
 - schedule: flows on cron or every_seconds (name, controller_id, goal).
 - list_schedules, unschedule (name): yours.
 Flow actions need flow_id.
 
-created -> running -> (waiting -> running)* -> finished|failed|cancelled (final). Unknown flow_id or name: {"ok":false,"error":"not_found"}. Errors say what to fix.`
+created -> running (<-> waiting) -> finished|failed|cancelled (final). Unknown flow_id or name: {"ok":false,"error":"not_found"}.`
 
 // describe fills the argument names of a description: the object names
 // in the plain shapes, their *_json names in the string-carrying ones.
@@ -645,7 +652,7 @@ func MCPDefinitions(set Set) []MCPDefinition {
 		switch {
 		case s.spec == nil:
 			t.OutputSchema = mustJSON(outputSchema(results{flow: true, notFound: true, flows: true, children: true, explanation: true,
-				schedule: true, schedules: true, unschedule: true}))
+				page: true, schedule: true, schedules: true, unschedule: true}))
 			t.Annotations = MCPAnnotations{Title: s.title, DestructiveHint: true}
 		default:
 			t.OutputSchema = mustJSON(outputSchema(s.spec.result))
@@ -685,7 +692,8 @@ func flowOutputSchema() jsonObject {
 	props = append(props, // a child's and a parent's, when set
 		jsonField{"parent_id", str("A child's parent flow.")},
 		jsonField{"child_key", str("A child's key among its parent's children.")},
-		jsonField{"children", jsonObject{{"type", "integer"}, {"description", "How many children the flow started."}}})
+		jsonField{"children", jsonObject{{"type", "integer"}, {"description", "How many children the flow started."}}},
+		jsonField{"attributes", jsonObject{{"type", "object"}, {"description", "The flow's search attributes, name to value."}, {"additionalProperties", jsonObject{{"type", "string"}}}}})
 	return jsonObject{{"type", "object"}, {"properties", props}, {"required", required}}
 }
 
@@ -746,9 +754,10 @@ func scheduleOutputSchema() jsonObject {
 // outputSchema is the schema of a result holding r: {"ok":true,
 // "flow":{...}}, the not_found answer, {"ok":true,"count":N,
 // "flows":[...]}, {"ok":true,"count":N,"children":[...],
-// "next_cursor":"..."}, {"ok":true,"explanation":{...}}, and the
-// schedule actions' results. No
-// additionalProperties:false: a later version may add a field.
+// "next_cursor":"..."}, {"ok":true,"explanation":{...}}, list_mine's
+// page ("total", "truncated", "next_cursor") and the schedule actions'
+// results. No additionalProperties:false: a later version may add a
+// field.
 func outputSchema(r results) jsonObject {
 	props := jsonObject{{"ok", jsonObject{{"type", "boolean"}, {"description", "false only for an unknown flow_id or schedule name."}}}}
 	if r.flow {
@@ -772,6 +781,14 @@ func outputSchema(r results) jsonObject {
 	}
 	if r.explanation {
 		props = append(props, jsonField{"explanation", explanationOutputSchema()})
+	}
+	if r.page {
+		props = append(props,
+			jsonField{"total", jsonObject{{"type", "integer"}, {"description", "How many flows the session has, whatever the filters."}}},
+			jsonField{"truncated", jsonObject{{"type", "boolean"}, {"description", "More flows may follow: send next_cursor back as cursor."}}})
+		if !r.children {
+			props = append(props, jsonField{"next_cursor", jsonObject{{"type", "string"}, {"description", "The cursor of the next page; left out after the last."}}})
+		}
 	}
 	if r.schedule {
 		props = append(props, jsonField{"schedule", scheduleOutputSchema()},
@@ -886,7 +903,7 @@ func normalizeArgs(args json.RawMessage) (json.RawMessage, error) {
 		if json.Unmarshal(raw, &items) == nil { // else spawn reports it
 			itemsChanged := false
 			for i, item := range items {
-				c, err := decodeJSONStrings(item, "children["+strconv.Itoa(i)+"].", []string{"state"})
+				c, err := decodeJSONStrings(item, "children["+strconv.Itoa(i)+"].", []string{"state", "attributes"})
 				if err != nil {
 					return nil, err
 				}

@@ -49,7 +49,7 @@ const toolSchema = `{
     },
     "controller_id": {
       "type": "string",
-      "description": "start and schedule: a label for the kind of job, in your agent's namespace: \"<agent id>/<name>\", e.g. \"kate/inbox-triage\" (unless the host allows other ids; an error names what is allowed). Required by start and schedule."
+      "description": "start and schedule: a label for the kind of job, in your agent's namespace: \"<agent id>/<name>\", e.g. \"kate/inbox-triage\" (unless the host allows other ids; an error names what is allowed); list_mine: only flows of this controller. Required by start and schedule."
     },
     "goal": {
       "type": "string",
@@ -66,6 +66,19 @@ const toolSchema = `{
     "idempotency_key": {
       "type": "string",
       "description": "start (optional): a key for this job of your choosing, e.g. the id of the message that asked for it (at most 256 bytes). A start repeated with the same key in this session returns the flow the first one made instead of starting a second."
+    },
+    "attributes": {
+      "type": "object",
+      "description": "start: search attributes to find the flow by later with list_mine's attribute filter, name to string value, e.g. {\"customer\":\"acme\"}: at most 8, a name 1 to 64 of a-z 0-9 _ . -, a value 1 to 256 bytes (write a number as a string)."
+    },
+    "status": {
+      "type": "string",
+      "enum": ["created", "running", "waiting", "finished", "failed", "cancelled"],
+      "description": "list_mine: only flows in this status."
+    },
+    "attribute": {
+      "type": "string",
+      "description": "list_mine: only flows whose search attribute has this value, as \"name=value\", e.g. \"customer=acme\"."
     },
     "patch": {
       "type": "object",
@@ -130,6 +143,10 @@ const toolSchema = `{
             "type": "object",
             "description": "The child's initial JSON state (default {})."
           },
+          "attributes": {
+            "type": "object",
+            "description": "The child's search attributes, as for start."
+          },
           "on_parent_close": {
             "type": "string",
             "enum": ["cancel", "request_cancel", "abandon"],
@@ -157,11 +174,11 @@ const toolSchema = `{
     },
     "cursor": {
       "type": "string",
-      "description": "list_children: the next_cursor of the page before; leave it out for the first page."
+      "description": "list_children and list_mine: the next_cursor of the page before (with the same filters); leave it out for the first page."
     },
     "limit": {
       "type": "integer",
-      "description": "list_children: how many children a page holds, 1 to 100 (default 100)."
+      "description": "list_children and list_mine: how many a page holds at most, 1 to 100 (default 100)."
     },
     "name": {
       "type": "string",
@@ -213,7 +230,7 @@ type toolArgs struct {
 	FailFast       bool   `json:"fail_fast"`
 	Deadline       string `json:"deadline"`
 	TimeoutSeconds *int64 `json:"timeout_seconds"`
-	// Cursor and Limit page list_children.
+	// Cursor and Limit page list_children and list_mine.
 	Cursor string `json:"cursor"`
 	Limit  *int   `json:"limit"`
 	// Name, Cron, EverySeconds and TimeZone are schedule's and
@@ -222,6 +239,12 @@ type toolArgs struct {
 	Cron         string `json:"cron"`
 	EverySeconds *int64 `json:"every_seconds"`
 	TimeZone     string `json:"time_zone"`
+	// Attributes are start's search attributes (a JSON object of
+	// strings, checked by attributesArg).
+	Attributes json.RawMessage `json:"attributes"`
+	// Status, ControllerID and Attribute ("name=value") filter list_mine.
+	Status    string `json:"status"`
+	Attribute string `json:"attribute"`
 }
 
 // toolFlow is a flow as the model sees it.
@@ -242,6 +265,8 @@ type toolFlow struct {
 	ParentID string `json:"parent_id,omitempty"`
 	ChildKey string `json:"child_key,omitempty"`
 	Children int    `json:"children,omitempty"`
+	// Attributes are the flow's search attributes; left out when none.
+	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
 func newToolFlow(f *taskflow.Flow) toolFlow {
@@ -272,6 +297,7 @@ func newToolFlow(f *taskflow.Flow) toolFlow {
 		ParentID:        parent,
 		ChildKey:        f.ChildKey,
 		Children:        f.Children,
+		Attributes:      f.Attributes,
 	}
 }
 
@@ -283,11 +309,13 @@ type flowResult struct {
 type listResult struct {
 	OK    bool `json:"ok"`
 	Count int  `json:"count"`
-	// Total is how many flows the session has; Truncated says that
-	// Flows holds only the newest ListLimit of them.
-	Total     int        `json:"total"`
-	Truncated bool       `json:"truncated"`
-	Flows     []toolFlow `json:"flows"`
+	// Total is how many flows the session has, whatever the filters;
+	// Truncated says that more flows may follow Flows: NextCursor, sent
+	// back as "cursor", lists them (it is left out after the last page).
+	Total      int        `json:"total"`
+	Truncated  bool       `json:"truncated"`
+	Flows      []toolFlow `json:"flows"`
+	NextCursor string     `json:"next_cursor,omitempty"`
 }
 
 // childrenResult is list_children's page.

@@ -44,8 +44,8 @@ const Name = "taskflow"
 // WithTimerMaxHorizon says otherwise: 30 days.
 const DefaultTimerMaxHorizon = 30 * 24 * time.Hour
 
-// ListLimit is how many flows the list_mine action returns at most:
-// the session's most recently created flows.
+// ListLimit is how many flows a page of the list_mine action holds at
+// most, and its default: the session's most recently created flows.
 const ListLimit = 100
 
 // The tool's actions, the values of the "action" argument.
@@ -207,9 +207,12 @@ func New(m *taskflow.Manager, opts ...Option) *Tool {
 //     {"ok":true,"flow":{id, controller_id, goal, current_step, status,
 //     cancel_requested, state, wait, revision, created_at, updated_at}}
 //   - list_mine: {"ok":true,"count":N,"total":T,"truncated":B,
-//     "flows":[...]}, the session's ListLimit most recently created
-//     flows, newest first; T counts all of them and B says some were
-//     left out
+//     "flows":[...],"next_cursor":"..."}, the session's most recently
+//     created flows, newest first, ListLimit a page (or "limit"), those
+//     matching its optional filters status, controller_id and attribute
+//     ("name=value") when given; T counts all the session's flows, B says
+//     more may follow, and next_cursor (left out after the last page)
+//     sent back as "cursor" continues (see find.go)
 //   - spawn: {"ok":true,"count":N,"flows":[...]}, the children in the
 //     order given; wait_children: {"ok":true,"flow":{...}}; list_children:
 //     {"ok":true,"count":N,"children":[{id, key, status, ended, state,
@@ -273,7 +276,7 @@ func (t *Tool) Call(ctx context.Context, s Session, args json.RawMessage) (json.
 	case ActionStart:
 		return t.start(ctx, s, a)
 	case ActionListMine:
-		return t.listMine(ctx, s)
+		return t.listMine(ctx, s, a)
 	case ActionStatus, ActionAdvance, ActionWait, ActionFinish, ActionFail, ActionCancel:
 		return t.flowAction(ctx, s, action, a)
 	case ActionSpawn:
@@ -333,6 +336,9 @@ func (t *Tool) start(ctx context.Context, s Session, a toolArgs) (json.RawMessag
 		CurrentStep:     step,
 		State:           state,
 	}
+	if in.Attributes, err = attributesArg("attributes", a.Attributes); err != nil {
+		return nil, err
+	}
 	if key := strings.TrimSpace(a.IdempotencyKey); key != "" {
 		if in.IdempotencyKey, err = toolIdempotencyKey(s, key); err != nil {
 			return nil, err
@@ -346,30 +352,6 @@ func (t *Tool) start(ctx context.Context, s Session, a toolArgs) (json.RawMessag
 		return nil, t.managerError(ActionStart, uuid.Nil, err)
 	}
 	return encodeResult(flowResult{OK: true, Flow: newToolFlow(f)})
-}
-
-func (t *Tool) listMine(ctx context.Context, s Session) (json.RawMessage, error) {
-	owner := s.OwnerKey()
-	page, err := t.m.ListByOwnerPage(ctx, owner, taskflow.WithLimit(ListLimit))
-	if err != nil {
-		return nil, fmt.Errorf("taskflow tool: list_mine failed: %w", err)
-	}
-	flows := page.Flows
-	total, err := t.m.CountByOwner(ctx, owner)
-	if err != nil {
-		return nil, fmt.Errorf("taskflow tool: list_mine failed: %w", err)
-	}
-	out := listResult{OK: true, Flows: make([]toolFlow, 0, len(flows))}
-	for _, f := range flows {
-		if f.OwnerSessionKey != owner { // the index is per owner; be certain
-			continue
-		}
-		out.Flows = append(out.Flows, newToolFlow(f))
-	}
-	out.Count = len(out.Flows)
-	out.Total = max(total, out.Count)
-	out.Truncated = page.Next != ""
-	return encodeResult(out)
 }
 
 // flowAction runs an action that names a flow: it validates the

@@ -80,7 +80,7 @@ func callFlow(t *testing.T, tool *Tool, s Session, args string) map[string]any {
 
 // optionalFlowKeys are the keys of a flow in a tool result that only a
 // child or a parent has.
-var optionalFlowKeys = []string{"child_key", "children", "parent_id"}
+var optionalFlowKeys = []string{"attributes", "child_key", "children", "parent_id"}
 
 func checkFlowKeys(t *testing.T, f map[string]any) {
 	t.Helper()
@@ -772,9 +772,9 @@ func TestDefinitionSchema(t *testing.T) {
 		props = append(props, k)
 	}
 	sort.Strings(props)
-	wantProps := []string{"action", "children", "controller_id", "cron", "current_step", "cursor", "deadline", "every_seconds", "fail_fast",
-		"final_state", "flow_id", "goal", "idempotency_key", "limit", "name", "need", "patch", "reason", "state", "time_zone",
-		"timeout_seconds", "wait_condition"}
+	wantProps := []string{"action", "attribute", "attributes", "children", "controller_id", "cron", "current_step", "cursor", "deadline",
+		"every_seconds", "fail_fast", "final_state", "flow_id", "goal", "idempotency_key", "limit", "name", "need", "patch", "reason",
+		"state", "status", "time_zone", "timeout_seconds", "wait_condition"}
 	if !reflect.DeepEqual(props, wantProps) {
 		t.Fatalf("properties %v, want %v", props, wantProps)
 	}
@@ -837,7 +837,7 @@ func TestRefusesUnknownArguments(t *testing.T) {
 			{`{"action":"advance","flow_id":"` + id + `","patch":{"a":1},"nextStep":"two","foo":1}`, []string{`arguments "foo", "nextStep"`}},
 			{`{"action":"finish","flow_id":"` + id + `","patch":{"a":1}}`, []string{`finish does not take an argument "patch"`, "final_state"}},
 			{`{"action":"status","flow_id":"` + id + `","reason":"x"}`, []string{`status does not take an argument "reason"`}},
-			{`{"action":"list_mine","limit":5}`, []string{`list_mine does not take an argument "limit"`, "no other arguments"}},
+			{`{"action":"list_mine","goal":"g"}`, []string{`list_mine does not take an argument "goal"`, "only status, controller_id, attribute, cursor, limit"}},
 			{`{"action":"start","controller_id":"kate/c","goal":"g","status":"running"}`, []string{`"status"`}},
 			{`{"action":"wait","flow_id":"` + id + `","wait_condition":{"kind":"manual","at":"2030-01-01T00:00:00Z"}}`, []string{`a manual wait_condition does not take "at"`}},
 			{`{"action":"wait","flow_id":"` + id + `","wait_condition":{"kind":"external_event","topic":"t","correlation":"c"}}`, []string{`"correlation"`, "topic, correlation_id"}},

@@ -91,6 +91,8 @@
 //   - StatusIndexMissing, StatusIndexExtra: the flow is not in its
 //     status's index, or is in another status's.
 //   - OwnerIndexMissing: the flow is not in its owner's index.
+//   - FindIndexMissing: the flow is not in its controller's index, or
+//     in the index of one of its search attributes (Find).
 //   - TimerMissing, TimerWrong, TimerExtra: a waiting timer flow not in
 //     the timer set, at another deadline than its wait's, or a timer
 //     entry of a flow without a timer wait.

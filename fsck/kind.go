@@ -63,6 +63,9 @@ const (
 	// OwnerIndexMissing reports that the flow is not in its owner's
 	// index.
 	OwnerIndexMissing Kind = "owner_index_missing"
+	// FindIndexMissing reports that the flow is not in its controller's
+	// index or in the index of one of its search attributes (Find).
+	FindIndexMissing Kind = "find_index_missing"
 	// TimerMissing reports a waiting timer flow not in the timer set.
 	TimerMissing Kind = "timer_missing"
 	// TimerWrong reports a timer entry whose deadline is not the wait's.

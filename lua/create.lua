@@ -13,14 +13,18 @@
 --   19 parent flow id ('' = none; kept as 'parent': a child, children.go)
 --   20 the child's key among its parent's ('ckey')  21 what its parent's
 --      end does to it ('pclose')  22 its depth, 1 for a root's child
---   23.. the initial state (include/state.lua apply_state: 'object' or
---      'replace')
+--   23 the number N of search attributes, then N pairs name, value
+--      (include/attrs.lua; Go checked them)
+--   24 + 2N.. the initial state (include/state.lua apply_state: 'object'
+--      or 'replace')
 -- Returns: {flow hash (record and state, or record only), ''}, or
 --   {the existing flow, 'existing'} when a flow with this id was made
 --   with the same fingerprint (nothing written).
 -- Errors: EXISTS (id already used), IDEMCONFLICT (the id's flow was made
 --   from other input), TOOLARGE <size>.
 -- Events: created (revision 0); mirrored also started (revision 1).
+-- Indexes: besides the status and owner ones, its controller's and its
+--   attributes' (include/attrs.lua), at its creation time.
 --@include prelude
 --@include errors
 --@include context
@@ -29,6 +33,7 @@
 --@include state
 --@include queues
 --@include events
+--@include attrs
 
 local c = mutation_context(KEYS, ARGV)
 local owner_index = KEYS[16]
@@ -48,7 +53,8 @@ end
 -- A new flow's log is empty: its size is known (events.lua 'eb'), so the
 -- first append need not count an existing one.
 local f = {rev = '0', controller = ARGV[10], eb = '0', fresh = true}
-local e = apply_state(c, f, 23)
+local nattrs = tonumber(ARGV[23])
+local e = apply_state(c, f, 24 + 2 * nattrs)
 if e then
   return e
 end
@@ -70,6 +76,8 @@ if ARGV[15] ~= '1' then
   set_status(c, f, S_CREATED)
 end
 redis.call('ZADD', owner_index, c.now, c.id)
+redis.call('ZADD', ctl_key(c, ARGV[10]), c.now, c.id)
+index_attrs(c, c.now, ARGV, 24, nattrs, extra)
 append_event(c, f, '"created"', ARGV[16], extra)
 if ARGV[15] == '1' then
   set_status(c, f, S_RUNNING)

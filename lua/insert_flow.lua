@@ -18,6 +18,8 @@
 --   A+11 timer deadline ms ('' = not a timer)
 --   A+12 correlation member ('' = not an external event)
 --   A+13 step count S  A+14 event count E  A+15 id of the newest event
+--   A+16 search attribute count K, then K pairs name, value
+--     (include/attrs.lua; Go checked them)
 --   then S steps of 9: id, runtime, run id, task, status, child session
 --     key (''), result JSON (''), created ms, updated ms
 --   then E events of 3, oldest first: kind (a JSON string), at (unix ms),
@@ -27,6 +29,8 @@
 -- Errors: EXISTS (a flow with that id is stored, unless by this very
 --   call: a call re-sent after its reply was lost answers with the
 --   flow), TOOLARGE <size>.
+-- Indexes: as its record implies, its controller's and its attributes'
+--   (include/attrs.lua) too.
 -- Events: none announced; the given entries become the audit log (leftover
 --   events and step sets of a flow that does not exist are replaced).
 
@@ -39,6 +43,7 @@
 --@include queues
 --@include waits
 --@include events
+--@include attrs
 
 local c = mutation_context(KEYS, ARGV)
 local owner_index = KEYS[16]
@@ -51,7 +56,8 @@ if redis.call('EXISTS', c.flow) == 1 then
   return err(ERR.EXISTS)
 end
 local nsteps, nevents = tonumber(ARGV[A + 13]), tonumber(ARGV[A + 14])
-local first_step = A + 16
+local nattrs = tonumber(ARGV[A + 16])
+local first_step = A + 17 + 2 * nattrs
 local first_event = first_step + 9 * nsteps
 local state_at = first_event + 3 * nevents
 local f = {status = nil, rev = ARGV[A + 8], controller = ARGV[A + 2]}
@@ -66,6 +72,7 @@ set_fields(c, 'controller', ARGV[A + 2], 'goal', ARGV[A + 3], 'owner', ARGV[A + 
 f.cancel = ARGV[A + 7]
 set_status(c, f, ARGV[A + 1])
 redis.call('ZADD', owner_index, ARGV[A + 9], c.id)
+redis.call('ZADD', ctl_key(c, ARGV[A + 2]), ARGV[A + 9], c.id)
 if STATUS[f.status].waits then
   set_wait(c, f, ARGV[A + 10], ARGV[A + 11], ARGV[A + 12])
   if f.cancel == '1' then
@@ -73,6 +80,7 @@ if STATUS[f.status].waits then
   end
 end
 local extra = {}
+index_attrs(c, ARGV[A + 9], ARGV, A + 17, nattrs, extra)
 remember_pairs(c, f, extra)
 flush(c, f, extra)
 -- Steps: a hash each, and the step set in the given order.

@@ -14,6 +14,8 @@
 --   '<base>:relay'); nothing is deleted then. A parent goes with its
 --   children's register and outcomes ('<base>:kids:<id>',
 --   '<base>:kidres:<id>': include/children.lua); its children stay.
+-- Indexes: every entry goes, the controller's and the attributes'
+--   (include/attrs.lua) too.
 -- Events: none; the flow's audit log is deleted with it. Its early
 --   events go with it (a flow made again with the same id must not take
 --   them); their list is capped, so the work is bounded.
@@ -22,6 +24,7 @@
 --@include record
 --@include queues
 --@include waits
+--@include attrs
 
 local c = flow_context(KEYS, ARGV[1], nil)
 local owner_index, cutoff = KEYS[16], tonumber(ARGV[2])
@@ -39,6 +42,7 @@ end
 if f.owner ~= nil then
   redis.call('ZREM', owner_index, c.id)
 end
+unindex_flow(c, f.controller)
 for _, st in pairs(STATUS) do
   redis.call('ZREM', KEYS[st.index], c.id)
 end

@@ -6,13 +6,15 @@
 --   (the flow's own, or the one holding a stale entry).
 -- ARGV: 1 flow id  2 timer deadline ms for a waiting timer flow ('' none)
 --   3 the correlation member the flow's wait implies ('' none)
---   4 how many stale ready queues follow in KEYS (from 17)
+--   4 how many stale indexes follow in KEYS (from 17)
 --   5 the flow's revision ARGV 2..4 and 6.. were computed from ('' = no
 --     record): a flow that changed since is left alone, since its wait
 --     may be another one now
 --   6.. stale correlation members naming this flow, to drop unless they
 --       are the implied one.
--- KEYS 17..: ready queues of other controllers holding the flow's id.
+-- KEYS 17..: stale indexes holding the flow's id, to drop it from: ready
+--   queues of other controllers, controller and attribute indexes
+--   (include/attrs.lua) that are not the flow's.
 -- Returns: 1 when the flow exists, 0 when it does not, -1 when it changed
 --   since the caller read it (nothing written).
 -- Events: none; the audit log is not touched.
@@ -21,6 +23,7 @@
 --@include context
 --@include record
 --@include queues
+--@include attrs
 
 local c = flow_context(KEYS, ARGV[1], nil) -- stamps nothing: scores are given
 local owner_index = KEYS[16]
@@ -76,6 +79,7 @@ end
 if f.owner ~= nil and owner_index then
   redis.call('ZADD', owner_index, 'NX', f.created, c.id)
 end
+reindex_attrs(c, f)
 local waiting = STATUS[f.status].waits
 if waiting and ARGV[2] ~= '' then
   redis.call('ZADD', c.timers, ARGV[2], c.id)

@@ -15,7 +15,8 @@
 --   IMMUTABLE owner_session_key, TOOLARGE <size>.
 --   COUNTLIMIT <rev> <seq> (the revision or event id could pass
 --   MAX_COUNT, Go's MaxRevision: include/events.lua; nothing written).
--- Events: the given kind.
+-- Events: the given kind. A new controller moves the flow to its
+--   controller's index (include/attrs.lua); attributes do not change.
 --@include prelude
 --@include errors
 --@include context
@@ -26,6 +27,7 @@
 --@include queues
 --@include waits
 --@include events
+--@include attrs
 
 local c = mutation_context(KEYS, ARGV)
 local f, e, seen = load_checked(c)
@@ -54,6 +56,10 @@ if (f.controller or '') ~= ARGV[11] then
   -- A new controller: a queued runnable flow moves to its queue; a flow
   -- that becomes runnable is queued there by set_status.
   local queued = STATUS[f.status].runnable and redis.call('ZREM', ready_key(c, f.controller), c.id) == 1
+  if f.controller then
+    redis.call('ZREM', ctl_key(c, f.controller), c.id)
+  end
+  redis.call('ZADD', ctl_key(c, ARGV[11]), f.created or '0', c.id)
   f.controller = ARGV[11]
   if queued and STATUS[ARGV[10]].runnable then
     make_ready(c, f)

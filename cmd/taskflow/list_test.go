@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -130,5 +131,112 @@ func TestListWrongShardsNamesTheFlag(t *testing.T) {
 		if !strings.Contains(r.stderr, "--shards 16") || strings.Contains(r.stderr, "WithShards") {
 			t.Fatalf("stderr %q", r.stderr)
 		}
+	})
+}
+
+// find creates a flow of controller with attributes, for the filter tests.
+func (e *testEnv) find(controller, owner string, attrs map[string]string) *taskflow.Flow {
+	e.t.Helper()
+	f, err := e.m.CreateManaged(context.Background(), taskflow.CreateManagedInput{
+		ControllerID: controller, Goal: "find me", OwnerSessionKey: owner, Attributes: attrs,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return f
+}
+
+func TestListFilters(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *testEnv) {
+		ctx := context.Background()
+		acme := map[string]string{"customer": "acme"}
+		// Apart by a few milliseconds: Find orders by creation time.
+		a1 := e.find("kate/upload", ownerA, map[string]string{"customer": "acme", "chapter": "7"})
+		time.Sleep(3 * time.Millisecond)
+		e.find("kate/upload", ownerA, map[string]string{"customer": "globex"})
+		time.Sleep(3 * time.Millisecond)
+		e.find("kate/triage", ownerA, acme)
+		time.Sleep(3 * time.Millisecond)
+		a2 := e.find("kate/upload", ownerB, acme)
+		time.Sleep(3 * time.Millisecond)
+		a3 := e.find("kate/upload", ownerA, acme)
+		e.create(ownerA, "no attributes") // test/cli
+		if _, err := e.m.StartRunning(ctx, a2.ID); err != nil {
+			t.Fatal(err)
+		}
+
+		wantIDs(t, e, []string{"list", "--controller", "kate/upload", "--attr", "customer=acme"}, a3, a2, a1)
+		wantIDs(t, e, []string{"list", "--controller", "kate/upload", "--attr", "customer=acme", "--status", "running"}, a2)
+		wantIDs(t, e, []string{"list", "--controller", "kate/upload", "--attr", "customer=acme", "--owner", ownerA}, a3, a1)
+		wantIDs(t, e, []string{"list", "--attr", "chapter=7"}, a1)
+		wantIDs(t, e, []string{"list", "--attr", "customer=initech"})
+		wantIDs(t, e, []string{"list", "--controller", "kate/nobody"})
+		// --owner with one status goes through Find too; with two it
+		// filters the owner's list.
+		wantIDs(t, e, []string{"list", "--owner", ownerB, "--status", "running"}, a2)
+		wantIDs(t, e, []string{"list", "--owner", ownerB, "--status", "running,created"}, a2)
+
+		// The JSON carries the attributes; the table shows them.
+		var page struct {
+			Flows []map[string]any `json:"flows"`
+		}
+		e.runJSON(&page, "list", "--attr", "chapter=7")
+		if a, _ := page.Flows[0]["attributes"].(map[string]any); a["chapter"] != "7" || a["customer"] != "acme" || len(a) != 2 {
+			t.Fatalf("attributes in JSON: %v", page.Flows[0]["attributes"])
+		}
+		r := e.run("list", "--controller", "kate/upload", "--attr", "customer=acme").wantCode(t, 0)
+		if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(lines) != 4 || !strings.Contains(lines[0], "ATTRIBUTES") ||
+			!strings.Contains(r.stdout, "chapter=7,customer=acme") || strings.Contains(r.stdout, "next:") {
+			t.Fatalf("table:\n%s", r.stdout)
+		}
+		r = e.run("list", "--attr", "customer=initech").wantCode(t, 0)
+		if !strings.HasPrefix(r.stdout, "no flows match in flow space") {
+			t.Fatalf("empty list says %q", r.stdout)
+		}
+
+		// Paging keeps the filters: one flow a page, each once.
+		var got []string
+		cursor := ""
+		for pages := 0; ; pages++ {
+			if pages > 10 {
+				t.Fatal("too many pages")
+			}
+			var p listPage
+			args := []string{"list", "--controller", "kate/upload", "--attr", "customer=acme", "--limit", "1"}
+			if cursor != "" {
+				args = append(args, "--cursor", cursor)
+			}
+			e.runJSON(&p, args...)
+			for _, f := range p.Flows {
+				got = append(got, f.ID.String())
+			}
+			if cursor = p.Next; cursor == "" {
+				break
+			}
+		}
+		if want := []string{a3.ID.String(), a2.ID.String(), a1.ID.String()}; strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("paged %v, want %v", got, want)
+		}
+		r = e.run("list", "--attr", "customer=acme", "--limit", "1").wantCode(t, 0)
+		if !strings.Contains(r.stdout, "next: --cursor ") {
+			t.Fatalf("no next line:\n%s", r.stdout)
+		}
+
+		// Bad input: a clear one-line usage error, exit status 2.
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"--attr", "customer"}, `"customer" is not name=value`},
+			{[]string{"--attr", "=acme"}, `"=acme" is not name=value`},
+			{[]string{"--attr", "customer="}, `"customer=" is not name=value`},
+			{[]string{"--attr", "a=1", "--attr", "b=2"}, "one attribute"},
+			{[]string{"--attr", "Customer=acme"}, `attribute name "Customer" may hold only`},
+			{[]string{"--controller", "kate/upload", "--status", "running,waiting"}, "--status takes one status with --controller or --attr, not 2"},
+			{[]string{"--controller", "kate/upload", "--cursor", "nonsense"}, "not a list cursor"},
+		} {
+			e.run(append([]string{"list"}, c.args...)...).wantCode(t, 2).wantOneLineError(t, c.want)
+		}
+		e.run("list", "--attr", "customer", "--json").wantCode(t, 2).wantJSONError(t, "is not name=value")
 	})
 }

@@ -277,6 +277,56 @@ func TestMCPStdioExplain(t *testing.T) {
 	})
 }
 
+// Finding flows through the built binary: two conversations of one
+// agent start flows with the same controller and attribute; list_mine's
+// filters list each its own, paged with the cursor.
+func TestMCPStdioFind(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *testEnv) {
+		spawn := func(session string) *mcpClient {
+			cmd := exec.Command(binPath, "mcp", "--redis", e.url, "--prefix", e.prefix, "--agent", "kate", "--session-id", session)
+			cmd.Env = cliEnv()
+			return newMCPClient(t, &mcp.CommandTransport{Command: cmd})
+		}
+		a, b := spawn("conv-a"), spawn("conv-b")
+		start := func(c *mcpClient, controller, customer string) string {
+			time.Sleep(2 * time.Millisecond) // list_mine orders by creation time, in ms
+			res := c.call("taskflow_start", map[string]any{"controller_id": controller, "goal": "g", "attributes": map[string]any{"customer": customer}}, false)
+			return res["flow"].(map[string]any)["id"].(string)
+		}
+		a1 := start(a, "kate/invoices", "acme")
+		start(a, "kate/invoices", "globex")
+		start(a, "kate/refunds", "acme")
+		a4 := start(a, "kate/invoices", "acme")
+		b1 := start(b, "kate/invoices", "acme")
+		list := func(c *mcpClient, args map[string]any) ([]string, string) {
+			res := c.call("taskflow_list_mine", args, false)
+			var ids []string
+			for _, f := range res["flows"].([]any) {
+				fl := f.(map[string]any)
+				if fl["attributes"].(map[string]any)["customer"] != "acme" {
+					t.Fatalf("listed %v", fl)
+				}
+				ids = append(ids, fl["id"].(string))
+			}
+			next, _ := res["next_cursor"].(string)
+			return ids, next
+		}
+		filter := map[string]any{"controller_id": "kate/invoices", "attribute": "customer=acme", "limit": 1}
+		first, next := list(a, filter)
+		if len(first) != 1 || first[0] != a4 || next == "" {
+			t.Fatalf("first page %v, next %q", first, next)
+		}
+		filter["cursor"] = next
+		second, _ := list(a, filter)
+		if len(second) != 1 || second[0] != a1 {
+			t.Fatalf("second page %v, want %s", second, a1)
+		}
+		if got, next := list(b, map[string]any{"controller_id": "kate/invoices", "attribute": "customer=acme"}); len(got) != 1 || got[0] != b1 || next != "" {
+			t.Fatalf("the other conversation lists %v (next %q), want only %s", got, next, b1)
+		}
+	})
+}
+
 type headerTransport struct{ name, value string }
 
 func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {

@@ -52,7 +52,7 @@ var showVerb = &verb{
 	summary: "show a flow, its lease, state, steps and latest events",
 	help: `Show a flow: its fields, its wait in words (a timer's due time and how far
 off it is), who holds its lease and until when, its state, its steps and its
-latest 20 events. A child names its parent and its key among the parent's
+latest 20 events. Search attributes show as name=value pairs. A child names its parent and its key among the parent's
 children; a parent lists its first 20 children (key, id, status, whether the
 parent has its outcome) and, while it waits on them, its join: what it needs,
 fail fast, its deadline and how many children finished, failed, were
@@ -206,6 +206,9 @@ func printFlow(w io.Writer, f *taskflow.Flow, l *taskflow.Lease, now time.Time) 
 	}
 	if f.Children > 0 {
 		row("children", fmt.Sprint(f.Children))
+	}
+	if len(f.Attributes) > 0 {
+		row("attributes", clitext.Cell(attrText(f.Attributes, ", "), 0))
 	}
 	row("wait", describeWait(f.Wait, now))
 	row("lease", describeLease(l, now))

@@ -273,3 +273,27 @@ func rowOf(out, s string) string {
 	}
 	return ""
 }
+
+func TestShowAttributes(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *testEnv) {
+		f := e.find("kate/upload", ownerA, map[string]string{"customer": "acme", "chapter": "7"})
+		r := e.run("show", f.ID.String()).wantCode(t, 0)
+		if !strings.Contains(r.stdout, "attributes:") || !strings.Contains(r.stdout, "chapter=7, customer=acme") {
+			t.Fatalf("show lacks the attributes:\n%s", r.stdout)
+		}
+		var d struct {
+			Flow struct {
+				Attributes map[string]string `json:"attributes"`
+			} `json:"flow"`
+		}
+		e.runJSON(&d, "show", f.ID.String())
+		if len(d.Flow.Attributes) != 2 || d.Flow.Attributes["customer"] != "acme" || d.Flow.Attributes["chapter"] != "7" {
+			t.Fatalf("JSON attributes: %v", d.Flow.Attributes)
+		}
+		// A flow without attributes has no such line.
+		plain := e.create(ownerA, "plain")
+		if r := e.run("show", plain.ID.String()).wantCode(t, 0); strings.Contains(r.stdout, "attributes:") {
+			t.Fatalf("show of a flow without attributes:\n%s", r.stdout)
+		}
+	})
+}

@@ -209,6 +209,28 @@ func shot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
+// clickToNewPage clicks sel and waits until a new document holding ready
+// has loaded.
+func clickToNewPage(t *testing.T, ctx context.Context, sel, ready string) {
+	t.Helper()
+	eval[bool](t, ctx, `window.__stale = true`)
+	browse(t, ctx, "click "+sel, chromedp.Click(chromedp.CSS(sel)))
+	q, _ := json.Marshal(ready)
+	expr := `!window.__stale && document.readyState === "complete" && document.querySelector(` + string(q) + `) !== null`
+	// The navigation interrupts an evaluation under way: ask again.
+	deadline := time.Now().Add(stepTimeout)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after clicking %s, no page with %s (%v)", sel, ready, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // shotOf saves a screenshot of the element css selects, as shot does.
 func shotOf(t *testing.T, ctx context.Context, css, name string) {
 	dir := os.Getenv("TASKFLOW_UI_SCREENSHOTS")
@@ -413,6 +435,137 @@ func TestDashboardInBrowser(t *testing.T) {
 		if badges != 0 || code != "leased" || !strings.Contains(text, "worker-7") || !strings.Contains(text, "holds the flow under a lease that expires in") ||
 			worker != "worker-7" || pwned {
 			t.Fatalf("leased flow's panel: %d stuck marks, code %q, text %q, worker_id %q, pwned %v", badges, code, text, worker, pwned)
+		}
+	})
+
+	t.Run("filter by controller and attribute, page, open a flow", func(t *testing.T) {
+		// 55 flows match (a page of 50, the dashboard's page size, and one
+		// of 5); others share the controller or the attribute only.
+		const ctl = "billing/find-invoices"
+		mk := func(controller string, attrs map[string]string) *taskflow.Flow {
+			f, err := e.m.CreateMirrored(ctx, taskflow.CreateManagedInput{
+				ControllerID: controller, Goal: "send the invoice", OwnerSessionKey: "agent:billing:session:s9", Attributes: attrs,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+		want := map[string]bool{}
+		var waitingAcme []string
+		for i := range 55 {
+			f := mk(ctl, map[string]string{"customer": "acme", "region": []string{"eu", "us"}[i%2]})
+			want[f.ID.String()] = true
+			if i < 4 {
+				if _, err := e.m.SetWaiting(ctx, f.ID, taskflow.WaitManual()); err != nil {
+					t.Fatal(err)
+				}
+				waitingAcme = append(waitingAcme, f.ID.String())
+			}
+		}
+		for range 3 {
+			mk(ctl, map[string]string{"customer": "globex"})
+			mk("billing/find-refunds", map[string]string{"customer": "acme"})
+		}
+		if _, err := e.m.SetWaiting(ctx, mk(ctl, map[string]string{"customer": "globex"}).ID, taskflow.WaitManual()); err != nil {
+			t.Fatal(err)
+		}
+		rowIDs := func() []string {
+			return eval[[]string](t, bctx, `Array.from(document.querySelectorAll("#flows tbody a.mono")).map(a => a.textContent)`)
+		}
+		wantQuery := func(what string, q url.Values) {
+			t.Helper()
+			loc, err := chromedp.Run(bctx, chromedp.Location())
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := url.Parse(loc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k := range q {
+				if u.Query().Get(k) != q.Get(k) {
+					t.Fatalf("%s: URL %s, want %s=%q", what, loc, k, q.Get(k))
+				}
+			}
+			for id, v := range map[string]string{"f-status": q.Get("status"), "f-controller": q.Get("controller"), "f-attr": q.Get("attr")} {
+				if got, err := chromedp.Run(bctx, chromedp.Value(chromedp.ID(id))); err != nil || got != v {
+					t.Fatalf("%s: the form's %s holds %q (%v), want %q", what, id, got, err, v)
+				}
+			}
+		}
+
+		browse(t, bctx, "flows page", chromedp.EmulateViewport(1400, 1000),
+			chromedp.Navigate(ui.base+"/flows"), chromedp.WaitVisible(chromedp.ID("filters")),
+			chromedp.SetValue(chromedp.ID("f-status"), ""),
+			chromedp.SetValue(chromedp.ID("f-controller"), ctl),
+			chromedp.SetValue(chromedp.ID("f-attr"), "customer=acme"))
+		clickToNewPage(t, bctx, "#f-submit", "#flows")
+		filters := url.Values{"status": {""}, "controller": {ctl}, "attr": {"customer=acme"}}
+		wantQuery("filtered", filters)
+		first := rowIDs()
+		attrCells := eval[int](t, bctx, `document.querySelectorAll("#flows tbody code.attr[data-attr=customer]").length`)
+		if len(first) != 50 || attrCells != 50 {
+			t.Fatalf("first page: %d rows, %d customer cells, want 50", len(first), attrCells)
+		}
+		clickToNewPage(t, bctx, "#next", "#flows")
+		wantQuery("next page", filters)
+		second := rowIDs()
+		seen := map[string]bool{}
+		for _, id := range append(first, second...) {
+			if !want[id] || seen[id] {
+				t.Fatalf("flow %s listed but not matching, or twice (matching %v, seen %v)", id, want[id], seen[id])
+			}
+			seen[id] = true
+		}
+		if len(seen) != len(want) {
+			t.Fatalf("listed %d flows over two pages, want the %d matching", len(seen), len(want))
+		}
+		if n := eval[int](t, bctx, `document.querySelectorAll("#next").length`); n != 0 {
+			t.Fatal("a next link after the last page")
+		}
+		clickToNewPage(t, bctx, "#first", "#flows")
+		wantQuery("first page again", filters)
+		if again := rowIDs(); strings.Join(again, ",") != strings.Join(first, ",") {
+			t.Fatalf("the first page link shows other flows")
+		}
+
+		// Narrow to waiting through the form: exactly the four.
+		browse(t, bctx, "status", chromedp.SetValue(chromedp.ID("f-status"), "waiting"))
+		clickToNewPage(t, bctx, "#f-submit", "#flows")
+		filters.Set("status", "waiting")
+		wantQuery("waiting", filters)
+		got := rowIDs()
+		sort.Strings(got)
+		sort.Strings(waitingAcme)
+		if strings.Join(got, ",") != strings.Join(waitingAcme, ",") {
+			t.Fatalf("waiting acme flows listed %v, want %v", got, waitingAcme)
+		}
+		if title := textOf(t, bctx, "h1"); title != "Flows: waiting (controller "+ctl+", attribute customer=acme)" {
+			t.Fatalf("title %q", title)
+		}
+		shot(t, bctx, "ui-find.png")
+
+		// Open a flow: its attributes, each a link to the flows sharing it.
+		clickToNewPage(t, bctx, "#flows tbody a.mono", "#attributes")
+		customer, region := textOf(t, bctx, `#attributes [data-attr="customer"]`), textOf(t, bctx, `#attributes [data-attr="region"]`)
+		href := eval[string](t, bctx, `document.querySelector('#attributes [data-attr="customer"] a').getAttribute("href")`)
+		if customer != "acme" || (region != "eu" && region != "us") || href != "/flows?attr=customer%3Dacme&status=" {
+			t.Fatalf("attributes: customer %q, region %q, link %q", customer, region, href)
+		}
+		if textOf(t, bctx, "#explain-code") == "" {
+			t.Fatal("the explain panel is gone from the flow page")
+		}
+
+		// A malformed attribute is said, not listed.
+		resp, err := http.Get(ui.base + "/flows?attr=Customer%3Dacme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "may hold only") {
+			t.Fatalf("bad attribute: %d\n%.600s", resp.StatusCode, body)
 		}
 	})
 

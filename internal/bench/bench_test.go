@@ -57,6 +57,7 @@ func TestRunQuick(t *testing.T) {
 			"client CPU us/op",
 			"=== list", "us/call (median)", "ListByStatusPage(waiting) at 20,000 / at 1,000", "ListByOwnerPage(owner) at 20,000", "ListByOwnerPage(owner), limit 10 at 20,000",
 			"ListRecent(nil) at 20,000", "stayed waiting, skipped",
+			"Find(controller) at 20,000", "Find(attribute customer) at 20,000", "Find(controller, status waiting) at 20,000",
 			"=== fleet", "flows/s (median)", "scripts/flow", "exactly once:", "Idle fleet:", "one flow made ready")
 	} else {
 		t.Log("no redis-server binary: skipping the private-server suites")

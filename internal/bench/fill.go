@@ -34,9 +34,10 @@ func shardTag(prefix string, id uuid.UUID, shards int) string {
 // waitFill writes waiting flows (timer waits) straight into Redis with
 // pipelines, mirroring what CreateMirrored (empty state) followed by
 // SetWaiting(timer) writes: the flow hash, its three events, the
-// status, owner and timers index entries, and the shard's controllers
-// set. checkFillFidelity proves the shape against the real Manager
-// before a fill is trusted.
+// status, owner, controller and timers index entries, the search
+// attributes and their indexes, and the shard's controllers set.
+// checkFillFidelity proves the shape against the real Manager before a
+// fill is trusted.
 type waitFill struct {
 	c       redis.UniversalClient
 	prefix  string
@@ -44,6 +45,10 @@ type waitFill struct {
 	owners  int
 	workers int
 	batch   int
+	// controller names flow i's controller (nil: fillController).
+	controller func(i int) string
+	// attrs gives flow i's search attributes (nil: none).
+	attrs func(i int) map[string]string
 }
 
 const (
@@ -55,6 +60,9 @@ const (
 	fillOrigin     = "user:kate"
 	fillStep       = "fetch"
 )
+
+// fillAttrs are the search attributes of the fidelity check's flow.
+func fillAttrs(int) map[string]string { return map[string]string{"customer": "acme"} }
 
 func fillOwner(i, owners int) string {
 	o := i % owners
@@ -75,10 +83,6 @@ func (w waitFill) fill(ctx context.Context, first, count int, created, waited ti
 	workers := max(w.workers, 1)
 	createdMs := strconv.FormatInt(created.UnixMilli(), 10)
 	waitedMs := strconv.FormatInt(waited.UnixMilli(), 10)
-	createdPayload, _ := json.Marshal(map[string]string{
-		"controller_id": fillController, "goal": fillGoal, "current_step": fillStep,
-	})
-	entryCreated := `["created",0,` + createdMs + `,` + string(createdPayload) + `]`
 	entryStarted := `["started",1,` + createdMs + `,{}]`
 	err := parallel(ctx, workers, (count+batch-1)/batch, func(ctx context.Context, b int) error {
 		pipe := w.c.Pipeline()
@@ -87,6 +91,14 @@ func (w waitFill) fill(ctx context.Context, first, count int, created, waited ti
 			idStr := id.String()
 			tag := shardTag(w.prefix, id, w.shards)
 			owner := fillOwner(first+j, w.owners)
+			ctl := fillController
+			if w.controller != nil {
+				ctl = w.controller(first + j)
+			}
+			createdPayload, _ := json.Marshal(map[string]string{
+				"controller_id": ctl, "goal": fillGoal, "current_step": fillStep,
+			})
+			entryCreated := `["created",0,` + createdMs + `,` + string(createdPayload) + `]`
 			at := deadline(first + j)
 			wj, err := json.Marshal(taskflow.WaitTimer(at))
 			if err != nil {
@@ -96,9 +108,9 @@ func (w waitFill) fill(ctx context.Context, first, count int, created, waited ti
 			// "size": an empty object state (lua/include/state.lua counts
 			// it 1); "eb": the audit log's bytes (lua/include/events.lua).
 			eb := len(entryWaiting) + len(entryStarted) + len(entryCreated)
-			pipe.HSet(ctx, tag+":flow:"+idStr,
+			fields := []any{
 				"size", "1", "eb", strconv.Itoa(eb),
-				"controller", fillController, "goal", fillGoal,
+				"controller", ctl, "goal", fillGoal,
 				"owner", owner, "origin", fillOrigin,
 				"step", fillStep, "rev", "2",
 				"created", createdMs, "updated", waitedMs,
@@ -106,14 +118,22 @@ func (w waitFill) fill(ctx context.Context, first, count int, created, waited ti
 				// The call memory of the two calls (create, wait) that made
 				// the flow: ids of the library's length; the epoch of the
 				// revision is the last call's id (lua/include/context.lua).
-				"calls", fillCalls, "ep", "fill0002")
+				"calls", fillCalls, "ep", "fill0002"}
+			if w.attrs != nil {
+				for name, v := range w.attrs(first + j) {
+					fields = append(fields, "@"+name, v)
+					pipe.ZAdd(ctx, tag+":attr:"+name+"="+v, redis.Z{Score: float64(created.UnixMilli()), Member: idStr})
+				}
+			}
+			pipe.HSet(ctx, tag+":flow:"+idStr, fields...)
 			// Newest first, as LPUSH leaves them.
 			pipe.RPush(ctx, tag+":events:"+idStr, entryWaiting, entryStarted, entryCreated)
 			pipe.ZAdd(ctx, tag+":status:waiting", redis.Z{Score: float64(waited.UnixMilli()), Member: idStr})
 			pipe.ZAdd(ctx, tag+":owner:"+owner, redis.Z{Score: float64(created.UnixMilli()), Member: idStr})
+			pipe.ZAdd(ctx, tag+":ctl:"+ctl, redis.Z{Score: float64(created.UnixMilli()), Member: idStr})
 			pipe.ZAdd(ctx, tag+":timers", redis.Z{Score: float64(at.UnixMilli()), Member: idStr})
 			// Started, it was ready once: its controller is in the shard's set.
-			pipe.SAdd(ctx, tag+":controllers", fillController)
+			pipe.SAdd(ctx, tag+":controllers", ctl)
 		}
 		_, err := pipe.Exec(ctx)
 		return err
@@ -143,6 +163,7 @@ func checkFillFidelity(ctx context.Context, c *redis.Client, prefixBase string) 
 	fl, err := m.CreateMirrored(ctx, taskflow.CreateManagedInput{
 		ControllerID: fillController, Goal: fillGoal, OwnerSessionKey: fillOwner(0, 1),
 		RequesterOrigin: fillOrigin, CurrentStep: fillStep, State: json.RawMessage(`{}`),
+		Attributes: fillAttrs(0),
 	})
 	if err != nil {
 		return err
@@ -151,7 +172,7 @@ func checkFillFidelity(ctx context.Context, c *redis.Client, prefixBase string) 
 		return err
 	}
 	now := time.Now()
-	ids, err := waitFill{c: c, prefix: fillPrefix, shards: defaultShards, owners: 1, workers: 1}.
+	ids, err := waitFill{c: c, prefix: fillPrefix, shards: defaultShards, owners: 1, workers: 1, attrs: fillAttrs}.
 		fill(ctx, 0, 1, now, now, func(int) time.Time { return deadline })
 	if err != nil {
 		return err

@@ -15,6 +15,12 @@ import (
 
 // memory: Redis bytes per flow, step, event and waiting flow, as the
 // used_memory delta (client buffers excluded) of a private server.
+// memFlowBound bounds a running and a waiting flow's bytes: 1,500 until
+// issue 25 put every flow in its controller's index (Find), measured at
+// 146 bytes more a running flow (1,343 -> 1,489) and 143 a waiting one
+// (1,473 -> 1,616), so 150 more.
+const memFlowBound = 1650
+
 func (r *runner) memory(ctx context.Context) error {
 	sz := r.sz
 	var rows [][]string
@@ -55,8 +61,8 @@ func (r *runner) memory(ctx context.Context) error {
 			return err
 		}
 		perFlow := float64(afterFlows.data()-before.data()) / float64(sz.memFlows)
-		ok := perFlow <= 1500
-		add(fmt.Sprintf("running flow: 5-key state, 3 events, %d flows/owner", sz.memFlows/owners), sz.memFlows, afterFlows.data()-before.data(), "<= 1,500", &ok)
+		ok := perFlow <= memFlowBound
+		add(fmt.Sprintf("running flow: 5-key state, 3 events, %d flows/owner", sz.memFlows/owners), sz.memFlows, afterFlows.data()-before.data(), "<= "+n(memFlowBound), &ok)
 		breakdown, err = flowBreakdown(ctx, srv.client, prefix, ids[0], perFlow)
 		if err != nil {
 			return err
@@ -124,8 +130,8 @@ func (r *runner) memory(ctx context.Context) error {
 			return err
 		}
 		d := after.data() - before.data()
-		ok := float64(d)/float64(sz.memWaiting) <= 1500
-		add("waiting flow: timer wait, 5-key state, 3 events (created, started, waiting)", sz.memWaiting, d, "<= 1,500", &ok)
+		ok := float64(d)/float64(sz.memWaiting) <= memFlowBound
+		add("waiting flow: timer wait, 5-key state, 3 events (created, started, waiting)", sz.memWaiting, d, "<= "+n(memFlowBound), &ok)
 		return nil
 	})
 	if err != nil {

@@ -618,3 +618,104 @@ func TestServerSchedules(t *testing.T) {
 		}
 	})
 }
+
+// Finding flows through MCP: flows started with search attributes are
+// listed by list_mine's filters (controller, attribute, status) and paged
+// with its cursor, each result checked against its output schema; a
+// session sees none of another's flows whatever it filters on, nor of
+// the host's.
+func TestServerFind(t *testing.T) {
+	eachBackend(t, func(t *testing.T, m *taskflow.Manager) {
+		ctx := context.Background()
+		actions, combined := newServer(t, m, agenttool.PerAction), newServer(t, m, agenttool.Combined)
+		a, b, c := connect(t, actions), connect(t, actions), connect(t, combined)
+		start := func(cl *client, tool, controller string, attrs map[string]any) string {
+			t.Helper()
+			time.Sleep(2 * time.Millisecond) // list_mine orders by creation time, in ms
+			args := map[string]any{"controller_id": controller, "goal": "send the invoice", "attributes": attrs}
+			if tool == "taskflow" {
+				args["action"] = "start"
+			}
+			f := flowOf(t, cl.call(tool, args, false))
+			if got, _ := f["attributes"].(map[string]any); got["customer"] != attrs["customer"] {
+				t.Fatalf("started with attributes %v: %v", attrs, f)
+			}
+			return f["id"].(string)
+		}
+		acme := map[string]any{"customer": "acme"}
+		a1 := start(a, "taskflow_start", "kate/invoices", map[string]any{"customer": "acme", "region": "eu"})
+		start(a, "taskflow_start", "kate/invoices", map[string]any{"customer": "globex"})
+		start(a, "taskflow_start", "kate/refunds", acme)
+		a4 := start(a, "taskflow_start", "kate/invoices", acme)
+		a.call("taskflow_wait", map[string]any{"flow_id": a4, "wait_condition": map[string]any{"kind": "manual"}}, false)
+		b1 := start(b, "taskflow_start", "kate/invoices", acme)
+		c1 := start(c, "taskflow", "kate/invoices", acme)
+		if _, err := m.CreateManaged(ctx, taskflow.CreateManagedInput{ControllerID: "kate/invoices", Goal: "the host's",
+			OwnerSessionKey: "agent:kate:session:host", Attributes: map[string]string{"customer": "acme"}}); err != nil {
+			t.Fatal(err)
+		}
+
+		ids := func(res map[string]any) []string {
+			var out []string
+			for _, f := range res["flows"].([]any) {
+				out = append(out, f.(map[string]any)["id"].(string))
+			}
+			if res["count"] != float64(len(out)) {
+				t.Fatalf("count %v, %d flows", res["count"], len(out))
+			}
+			return out
+		}
+		filter := map[string]any{"controller_id": "kate/invoices", "attribute": "customer=acme"}
+		if got := ids(a.call("taskflow_list_mine", filter, false)); strings.Join(got, ",") != a4+","+a1 {
+			t.Fatalf("a's acme invoices: %v, want %v", got, []string{a4, a1})
+		}
+		if got := ids(a.call("taskflow_list_mine", map[string]any{"attribute": "customer=acme", "status": "waiting"}, false)); strings.Join(got, ",") != a4 {
+			t.Fatalf("a's waiting acme flows: %v", got)
+		}
+		if got := ids(b.call("taskflow_list_mine", filter, false)); strings.Join(got, ",") != b1 {
+			t.Fatalf("b's acme invoices: %v, want only its own %s", got, b1)
+		}
+		combinedArgs := map[string]any{"action": "list_mine", "controller_id": "kate/invoices", "attribute": "customer=acme"}
+		if got := ids(c.call("taskflow", combinedArgs, false)); strings.Join(got, ",") != c1 {
+			t.Fatalf("the combined tool's session: %v, want only %s", got, c1)
+		}
+
+		// Pages of one, filters kept, each flow once; the strict form's
+		// nulls are taken.
+		var got []string
+		cursor := any(nil)
+		for pages := 0; ; pages++ {
+			if pages > 5 {
+				t.Fatal("too many pages")
+			}
+			res := a.call("taskflow_list_mine", map[string]any{"controller_id": "kate/invoices", "attribute": "customer=acme",
+				"status": nil, "limit": 1, "cursor": cursor}, false)
+			got = append(got, ids(res)...)
+			next, _ := res["next_cursor"].(string)
+			if res["truncated"] != (next != "") {
+				t.Fatalf("truncated %v, next_cursor %q", res["truncated"], next)
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+		if strings.Join(got, ",") != a4+","+a1 {
+			t.Fatalf("paged %v, want %v", got, []string{a4, a1})
+		}
+
+		// Bad filters are refused with what to fix.
+		for want, bad := range map[string]map[string]any{
+			`"attribute" must be "name=value"`: {"attribute": "customer"},
+			`use one of created`:               {"status": "stuck"},
+			`is not a next_cursor`:             {"cursor": "nonsense"},
+		} {
+			if e := a.call("taskflow_list_mine", bad, true)["error"].(string); !strings.Contains(e, want) {
+				t.Fatalf("list_mine %v: %q, want %q", bad, e, want)
+			}
+		}
+		if e := a.call("taskflow_start", map[string]any{"controller_id": "kate/x", "goal": "g", "attributes": map[string]any{"n": 2}}, true)["error"].(string); !strings.Contains(e, "must be a string") {
+			t.Fatalf("a number attribute: %q", e)
+		}
+	})
+}

@@ -59,25 +59,30 @@ func TestStrictSchemasValidate(t *testing.T) {
 		tool, args string
 		ok         bool
 	}{
-		{"taskflow_start", `{"controller_id":"c","goal":"g","current_step":null,"state_json":"{\"n\":1}","idempotency_key":null}`, true},
-		{"taskflow_start", `{"controller_id":"c","goal":"g","current_step":null}`, false},                              // state_json missing
-		{"taskflow_start", `{"controller_id":"c","goal":"g","current_step":null,"state_json":null,"state":{}}`, false}, // extra
+		{"taskflow_start", `{"controller_id":"c","goal":"g","current_step":null,"state_json":"{\"n\":1}","idempotency_key":null,"attributes_json":"{\"customer\":\"acme\"}"}`, true},
+		{"taskflow_start", `{"controller_id":"c","goal":"g","current_step":null,"state_json":null,"idempotency_key":null,"attributes_json":null}`, true},
+		{"taskflow_start", `{"controller_id":"c","goal":"g","current_step":null,"state_json":null,"idempotency_key":null}`, false}, // attributes_json missing
+		{"taskflow_start", `{"controller_id":"c","goal":"g","current_step":null}`, false},                                          // state_json missing
+		{"taskflow_start", `{"controller_id":"c","goal":"g","current_step":null,"state_json":null,"state":{}}`, false},             // extra
 		{"taskflow_wait", `{"flow_id":"` + id + `","wait_condition":{"kind":"manual","at":null,"topic":null,"correlation_id":null}}`, true},
 		{"taskflow_wait", `{"flow_id":"` + id + `","wait_condition":{"kind":"manual"}}`, false},
-		{"taskflow_list_mine", `{}`, true},
+		{"taskflow_list_mine", `{"status":null,"controller_id":null,"attribute":null,"cursor":null,"limit":null}`, true},
+		{"taskflow_list_mine", `{"status":"waiting","controller_id":"kate/c","attribute":"customer=acme","cursor":null,"limit":10}`, true},
+		{"taskflow_list_mine", `{"status":"done","controller_id":null,"attribute":null,"cursor":null,"limit":null}`, false}, // no such status
+		{"taskflow_list_mine", `{}`, false}, // the nulls missing
 		{"taskflow", `{"action":"status","flow_id":"` + id + `","controller_id":null,"goal":null,"current_step":null,"state_json":null,
 			"patch_json":null,"wait_condition":null,"final_state_json":null,"reason":null,"idempotency_key":null,
-			"children":null,"need":null,"fail_fast":null,"deadline":null,"timeout_seconds":null,"cursor":null,"limit":null,
+			"attributes_json":null,"status":null,"attribute":null,"children":null,"need":null,"fail_fast":null,"deadline":null,"timeout_seconds":null,"cursor":null,"limit":null,
 			"name":null,"cron":null,"every_seconds":null,"time_zone":null}`, true},
 		{"taskflow_schedule", `{"name":"n","cron":null,"every_seconds":60,"time_zone":null,"controller_id":"c","goal":"g","current_step":null,"state_json":null}`, true},
 		{"taskflow_schedule", `{"name":"n","every_seconds":60,"controller_id":"c","goal":"g"}`, false}, // the nulls missing
 		{"taskflow_list_schedules", `{}`, true},
 		{"taskflow_unschedule", `{"name":"n"}`, true},
 		{"taskflow_unschedule", `{"name":"n","flow_id":null}`, false}, // extra
-		{"taskflow_spawn", `{"flow_id":"` + id + `","children":[{"key":"k","controller_id":"c","goal":"g","current_step":null,"state_json":"{}","on_parent_close":null}]}`, true},
+		{"taskflow_spawn", `{"flow_id":"` + id + `","children":[{"key":"k","controller_id":"c","goal":"g","current_step":null,"state_json":"{}","attributes_json":"{\"chapter\":\"1\"}","on_parent_close":null}]}`, true},
 		{"taskflow_spawn", `{"flow_id":"` + id + `","children":[{"key":"k","controller_id":"c","goal":"g"}]}`, false}, // the item's nulls missing
-		{"taskflow_spawn", `{"flow_id":"` + id + `","children":[{"key":"k","controller_id":"c","goal":"g","current_step":null,"state_json":null,"on_parent_close":null,"owner_session_key":"o"}]}`, false},
-		{"taskflow_spawn", `{"flow_id":"` + id + `","children":[{"key":"k","controller_id":"c","goal":"g","current_step":null,"state_json":null,"on_parent_close":"orphan"}]}`, false},
+		{"taskflow_spawn", `{"flow_id":"` + id + `","children":[{"key":"k","controller_id":"c","goal":"g","current_step":null,"state_json":null,"attributes_json":null,"on_parent_close":null,"owner_session_key":"o"}]}`, false},
+		{"taskflow_spawn", `{"flow_id":"` + id + `","children":[{"key":"k","controller_id":"c","goal":"g","current_step":null,"state_json":null,"attributes_json":null,"on_parent_close":"orphan"}]}`, false},
 		{"taskflow_wait_children", `{"flow_id":"` + id + `","need":1,"fail_fast":null,"deadline":null,"timeout_seconds":60}`, true},
 		{"taskflow_list_children", `{"flow_id":"` + id + `","cursor":null,"limit":null}`, true},
 		{"taskflow_explain", `{"flow_id":"` + id + `"}`, true},

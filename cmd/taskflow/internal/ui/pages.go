@@ -181,30 +181,53 @@ type flowRow struct {
 	DueAt, DueIn                              string // Due's time, and how far it is
 	Lease                                     string
 	Updated                                   string
+	// Attributes are the flow's search attributes, in name order.
+	Attributes []kv
 }
 
 type flowsBody struct {
-	Status, Owner string
-	Statuses      []string
-	Rows          []flowRow
-	Next          string
-	NextURL       string
-	Cursor        string
-	FirstURL      string
-	Hint          string
+	// The filters, as the URL's query holds them: status ("" for any),
+	// controller, owner and attribute ("name=value").
+	Status, Controller, Owner, Attr string
+	Statuses                        []string
+	Rows                            []flowRow
+	// Attributes says a row on the page has search attributes: the
+	// table then has their column.
+	Attributes bool
+	Next       string
+	NextURL    string
+	Cursor     string
+	FirstURL   string
+	Hint       string
 }
 
-// flows lists flows by status (newest status change first) or by owner,
-// one page at a time with the library's cursors, so a page of a space of
-// millions of flows costs what a page of a small one does.
+// flows lists flows one page at a time with the library's cursors, so a
+// page of a space of millions of flows costs what a page of a small one
+// does. The filters live in the URL's query, so a view can be shared:
+// status alone (or nothing: running) lists by status, newest status
+// change first; any of controller, owner and attr ("name=value", a search
+// attribute) lists through Manager.Find, newest created first, with
+// status as one more filter. A status given empty means any status.
 func (s *Server) flows(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	b := flowsBody{Status: q.Get("status"), Owner: strings.TrimSpace(q.Get("owner")), Cursor: q.Get("cursor")}
+	b := flowsBody{
+		Status: strings.TrimSpace(q.Get("status")), Controller: strings.TrimSpace(q.Get("controller")),
+		Owner: strings.TrimSpace(q.Get("owner")), Attr: strings.TrimSpace(q.Get("attr")), Cursor: q.Get("cursor"),
+	}
 	for _, st := range taskflow.Statuses() {
 		b.Statuses = append(b.Statuses, string(st))
 	}
-	if b.Status == "" && b.Owner == "" {
+	find := b.Controller != "" || b.Owner != "" || b.Attr != ""
+	if !find && !q.Has("status") {
 		b.Status = string(taskflow.StatusRunning)
+	}
+	var st taskflow.FlowStatus
+	if b.Status != "" {
+		var err error
+		if st, err = taskflow.ParseFlowStatus(b.Status); err != nil {
+			s.fail(w, http.StatusBadRequest, "bad status", err)
+			return
+		}
 	}
 	opts := []taskflow.ListOption{taskflow.WithLimit(s.cfg.PageSize)}
 	if b.Cursor != "" {
@@ -212,15 +235,13 @@ func (s *Server) flows(w http.ResponseWriter, r *http.Request) {
 	}
 	var pg *taskflow.FlowPage
 	var err error
-	if b.Owner != "" {
-		pg, err = s.m.ListByOwnerPage(r.Context(), b.Owner, opts...)
-	} else {
-		st, perr := taskflow.ParseFlowStatus(b.Status)
-		if perr != nil {
-			s.fail(w, http.StatusBadRequest, "bad status", perr)
-			return
-		}
+	switch {
+	case find:
+		pg, err = s.m.Find(r.Context(), taskflow.Filter{Status: st, Controller: b.Controller, Owner: b.Owner, Attribute: b.Attr}, opts...)
+	case st != "":
 		pg, err = s.m.ListByStatusPage(r.Context(), st, opts...)
+	default:
+		pg, err = s.m.ListRecent(r.Context(), nil, opts...)
 	}
 	if errors.Is(err, taskflow.ErrInvalidData) {
 		s.fail(w, http.StatusBadRequest, "listing flows", err)
@@ -255,13 +276,17 @@ func (s *Server) flows(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
+		for _, n := range sortedKeys(f.Attributes) {
+			row.Attributes = append(row.Attributes, kv{n, f.Attributes[n]})
+		}
+		b.Attributes = b.Attributes || len(row.Attributes) > 0
 		b.Rows = append(b.Rows, row)
 	}
-	base := url.Values{}
-	if b.Owner != "" {
-		base.Set("owner", b.Owner)
-	} else {
-		base.Set("status", b.Status)
+	base := url.Values{"status": {b.Status}}
+	for k, v := range map[string]string{"controller": b.Controller, "owner": b.Owner, "attr": b.Attr} {
+		if v != "" {
+			base.Set(k, v)
+		}
 	}
 	b.FirstURL = "/flows?" + base.Encode()
 	if pg.Next != "" {
@@ -269,11 +294,32 @@ func (s *Server) flows(w http.ResponseWriter, r *http.Request) {
 		base.Set("cursor", pg.Next)
 		b.NextURL = "/flows?" + base.Encode()
 	}
-	title := "Flows: " + b.Status
-	if b.Owner != "" {
-		title = "Flows of " + b.Owner
+	title := "Flows"
+	if b.Status != "" {
+		title += ": " + b.Status
+	} else if !find {
+		title += ": any status"
+	}
+	var named []string
+	for _, f := range [][2]string{{"controller", b.Controller}, {"owner", b.Owner}, {"attribute", b.Attr}} {
+		if f[1] != "" {
+			named = append(named, f[0]+" "+f[1])
+		}
+	}
+	if len(named) > 0 {
+		title += " (" + strings.Join(named, ", ") + ")"
 	}
 	s.render(w, http.StatusOK, "flows", page{Title: title, Nav: "flows", Body: b})
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // search takes a flow id (any form uuid.Parse reads) to its page.
@@ -324,7 +370,13 @@ type flowBody struct {
 	Children *childrenView
 	// Explain says why the flow is where it is and what will move it.
 	Explain explainView
+	// Attributes are the flow's search attributes in name order, each
+	// with the URL of the flows that share it.
+	Attributes []attrView
 }
+
+// attrView is one search attribute on the flow page.
+type attrView struct{ Name, Value, URL string }
 
 // explainView is Manager.Explain's answer as the flow page shows it:
 // its sentences, code, whether the flow is stuck, and its facts sorted
@@ -395,6 +447,11 @@ func (s *Server) flow(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.ParentID != uuid.Nil {
 		b.Parent, b.ChildKey = f.ParentID.String(), f.ChildKey
+	}
+	for _, n := range sortedKeys(f.Attributes) {
+		pair := n + "=" + f.Attributes[n]
+		b.Attributes = append(b.Attributes, attrView{Name: n, Value: f.Attributes[n],
+			URL: "/flows?" + url.Values{"status": {""}, "attr": {pair}}.Encode()})
 	}
 	b.State = pretty(f.State)
 	b.StateKeys = topLevel(f.State)

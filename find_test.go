@@ -1,0 +1,521 @@
+package taskflow
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/fsck"
+)
+
+// findAll follows Find's cursors to the end and returns the ids in
+// order, failing on a flow returned twice or one that does not match.
+func findAll(t testing.TB, e *env, f Filter, limit int) []uuid.UUID {
+	t.Helper()
+	var out []uuid.UUID
+	seen := map[uuid.UUID]bool{}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if pages > 100000 {
+			t.Fatalf("Find(%+v) did not end", f)
+		}
+		p := must(t, try(e.m.Find(e.ctx, f, WithLimit(limit), WithCursor(cursor))))
+		if len(p.Flows) > limit {
+			t.Fatalf("page of %d flows, limit %d", len(p.Flows), limit)
+		}
+		for _, fl := range p.Flows {
+			if seen[fl.ID] {
+				t.Fatalf("Find(%+v) returned %s twice", f, fl.ID)
+			}
+			seen[fl.ID] = true
+			out = append(out, fl.ID)
+		}
+		if p.Next == "" {
+			return out
+		}
+		cursor = p.Next
+	}
+}
+
+func attrInput(ctl, owner string, attrs map[string]string) CreateManagedInput {
+	in := seedInput()
+	in.ControllerID, in.OwnerSessionKey, in.Attributes = ctl, owner, attrs
+	return in
+}
+
+func TestCreateWithAttributes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := must(t, try(e.m.CreateManaged(e.ctx, attrInput("c/a", "agent:a:session:1",
+			map[string]string{"customer": "acme", "priority": "2"}))))
+		if f.Attributes["customer"] != "acme" || f.Attributes["priority"] != "2" || len(f.Attributes) != 2 {
+			t.Fatalf("created attributes %v", f.Attributes)
+		}
+		got := must(t, try(e.m.Get(e.ctx, f.ID)))
+		if len(got.Attributes) != 2 || got.Attributes["customer"] != "acme" {
+			t.Fatalf("read attributes %v", got.Attributes)
+		}
+		plain := must(t, try(e.m.CreateManaged(e.ctx, seedInput())))
+		if plain.Attributes != nil {
+			t.Fatalf("a flow without attributes has %v", plain.Attributes)
+		}
+		// The state's fields and the attributes' do not mix.
+		if s := stateOf(t, got); len(s) != 2 {
+			t.Fatalf("state %s", got.State)
+		}
+		mustVerify(t, e)
+	})
+}
+
+func TestAttributeBounds(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		nine := map[string]string{}
+		for i := 0; i < 9; i++ {
+			nine[fmt.Sprintf("a%d", i)] = "x"
+		}
+		bad := []struct {
+			attrs map[string]string
+			names string
+		}{
+			{nine, ""},
+			{map[string]string{"": "x"}, `""`},
+			{map[string]string{"Customer": "x"}, "Customer"},
+			{map[string]string{"a=b": "x"}, "a=b"},
+			{map[string]string{strings.Repeat("a", 65): "x"}, "aaaa"},
+			{map[string]string{"customer": ""}, "customer"},
+			{map[string]string{"customer": strings.Repeat("v", 257)}, "customer"},
+			{map[string]string{"customer": "a\nb"}, "customer"},
+			{map[string]string{"customer": "\xff"}, "customer"},
+		}
+		before := e.dump()
+		for _, b := range bad {
+			_, err := e.m.CreateManaged(e.ctx, attrInput("c/a", "agent:a:session:1", b.attrs))
+			if !errors.Is(err, ErrInvalidData) || !strings.Contains(err.Error(), b.names) {
+				t.Fatalf("attributes %v: error %v, want ErrInvalidData naming %s", b.attrs, err, b.names)
+			}
+		}
+		e.sameDump(t, before, "refused creates")
+		eight := map[string]string{}
+		for i := 0; i < 8; i++ {
+			eight[fmt.Sprintf("a.%d_x-y", i)] = strings.Repeat("é", 128)
+		}
+		f := must(t, try(e.m.CreateManaged(e.ctx, attrInput("c/a", "agent:a:session:1", eight))))
+		if len(f.Attributes) != 8 {
+			t.Fatalf("attributes %v", f.Attributes)
+		}
+		// A ninth by SetAttributes is refused, writing nothing.
+		before = e.dump()
+		_, err := e.m.SetAttributes(e.ctx, f.ID, map[string]string{"ninth": "x"}, nil)
+		if !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("ninth attribute: %v", err)
+		}
+		_, err = e.m.SetAttributes(e.ctx, f.ID, map[string]string{"a.0_x-y": "x"}, []string{"a.0_x-y"})
+		wantErr(t, err, ErrInvalidData)
+		_, err = e.m.SetAttributes(e.ctx, f.ID, nil, []string{"No"})
+		wantErr(t, err, ErrInvalidData)
+		e.sameDump(t, before, "refused attribute changes")
+		// Replacing one keeps the count.
+		must(t, try(e.m.SetAttributes(e.ctx, f.ID, map[string]string{"ninth": "x"}, []string{"a.0_x-y"})))
+		mustVerify(t, e)
+	})
+}
+
+func TestSetAttributes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := must(t, try(e.m.CreateManaged(e.ctx, attrInput("c/a", "agent:a:session:1", map[string]string{"customer": "acme"}))))
+		g := must(t, try(e.m.SetAttributes(e.ctx, f.ID, map[string]string{"customer": "globex", "chapter": "7"}, nil, IfRevision(0))))
+		if g.Revision != 1 || g.Attributes["customer"] != "globex" || g.Attributes["chapter"] != "7" {
+			t.Fatalf("after set: rev %d attrs %v", g.Revision, g.Attributes)
+		}
+		evs := must(t, try(e.m.ListEvents(e.ctx, f.ID, 1)))
+		if evs[0].Kind != EventAttributesSet || string(evs[0].Payload) != `{"set":{"chapter":"7","customer":"globex"},"removed":[]}` {
+			t.Fatalf("event %s %s", evs[0].Kind, evs[0].Payload)
+		}
+		if ids := findAll(t, e, Filter{Attribute: "customer=acme"}, 10); len(ids) != 0 {
+			t.Fatalf("old value still found: %v", ids)
+		}
+		if ids := findAll(t, e, Filter{Attribute: "customer=globex"}, 10); len(ids) != 1 || ids[0] != f.ID {
+			t.Fatalf("new value: %v", ids)
+		}
+		// A stale revision is refused.
+		_, err := e.m.SetAttributes(e.ctx, f.ID, map[string]string{"customer": "x"}, nil, IfRevision(0))
+		var rm *RevisionMismatchError
+		if !errors.As(err, &rm) {
+			t.Fatalf("stale revision: %v", err)
+		}
+		// Nothing to change: no revision, no event.
+		g = must(t, try(e.m.SetAttributes(e.ctx, f.ID, map[string]string{"customer": "globex"}, []string{"absent"})))
+		if g.Revision != 1 {
+			t.Fatalf("no-op bumped the revision to %d", g.Revision)
+		}
+		// Remove; a re-sent call (same call id) applies once.
+		g = must(t, try(e.m.SetAttributes(e.ctx, f.ID, nil, []string{"chapter"}, WithCallID("rm-1"))))
+		g2 := must(t, try(e.m.SetAttributes(e.ctx, f.ID, nil, []string{"chapter"}, WithCallID("rm-1"))))
+		if g.Revision != 2 || g2.Revision != 2 || len(g2.Attributes) != 1 {
+			t.Fatalf("remove: rev %d then %d, attrs %v", g.Revision, g2.Revision, g2.Attributes)
+		}
+		evs = must(t, try(e.m.ListEvents(e.ctx, f.ID, 1)))
+		if string(evs[0].Payload) != `{"set":{},"removed":["chapter"]}` {
+			t.Fatalf("remove event %s", evs[0].Payload)
+		}
+		if ids := findAll(t, e, Filter{Attribute: "chapter=7"}, 10); len(ids) != 0 {
+			t.Fatalf("removed attribute still found: %v", ids)
+		}
+		// Terminal flows refuse.
+		must(t, try(e.m.Cancel(e.ctx, f.ID)))
+		before := e.dump()
+		_, err = e.m.SetAttributes(e.ctx, f.ID, map[string]string{"customer": "x"}, nil)
+		wantErr(t, err, ErrAlreadyTerminal)
+		e.sameDump(t, before, "refused on a terminal flow")
+		_, err = e.m.SetAttributes(e.ctx, uuid.New(), map[string]string{"customer": "x"}, nil)
+		wantErr(t, err, ErrNotFound)
+		mustVerify(t, e)
+	})
+}
+
+func TestFindCombines(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		type made struct {
+			f     *Flow
+			ctl   string
+			owner string
+			cust  string
+		}
+		var all []made
+		for i := 0; i < 60; i++ {
+			ctl := []string{"c/a", "c/b", "c/c"}[i%3]
+			owner := []string{"agent:x:session:1", "agent:y:session:1"}[i%2]
+			cust := []string{"acme", "globex", "initech", "umbrella", "hooli"}[i%5]
+			f := must(t, try(e.m.CreateManaged(e.ctx, attrInput(ctl, owner, map[string]string{"customer": cust}))))
+			if i%4 == 0 {
+				f = must(t, try(e.m.StartRunning(e.ctx, f.ID)))
+			}
+			all = append(all, made{f, ctl, owner, cust})
+			if i%7 == 0 {
+				e.clock.Advance(time.Millisecond) // some share a millisecond, some do not
+			}
+		}
+		filters := []Filter{
+			{Controller: "c/a"},
+			{Attribute: "customer=acme"},
+			{Owner: "agent:x:session:1"},
+			{Status: StatusRunning},
+			{Controller: "c/b", Status: StatusCreated},
+			{Controller: "c/a", Attribute: "customer=globex"},
+			{Owner: "agent:y:session:1", Attribute: "customer=hooli", Status: StatusCreated},
+			{Controller: "c/none"},
+			{Attribute: "customer=nobody", Status: StatusRunning},
+		}
+		for _, flt := range filters {
+			var want []indexEntry
+			for _, m := range all {
+				if (flt.Controller == "" || m.ctl == flt.Controller) && (flt.Owner == "" || m.owner == flt.Owner) &&
+					(flt.Status == "" || m.f.Status == flt.Status) && (flt.Attribute == "" || flt.Attribute == "customer="+m.cust) {
+					score := m.f.CreatedAt.UnixMilli()
+					if flt.Controller == "" && flt.Owner == "" && flt.Attribute == "" {
+						score = m.f.UpdatedAt.UnixMilli() // the status index: when it entered the status
+					}
+					want = append(want, indexEntry{score, m.f.ID.String()})
+				}
+			}
+			sort.Slice(want, func(i, j int) bool { return want[i].before(want[j], true) })
+			for _, limit := range []int{1, 3, 100} {
+				got := findAll(t, e, flt, limit)
+				if len(got) != len(want) {
+					t.Fatalf("Find(%+v) limit %d: %d flows, want %d", flt, limit, len(got), len(want))
+				}
+				for i := range got {
+					if got[i].String() != want[i].id {
+						t.Fatalf("Find(%+v) limit %d: flow %d is %s, want %s", flt, limit, i, got[i], want[i].id)
+					}
+				}
+			}
+		}
+		for _, bad := range []Filter{{}, {Status: "bogus"}, {Attribute: "customer"}, {Attribute: "Customer=x"}, {Attribute: "customer="}} {
+			_, err := e.m.Find(e.ctx, bad)
+			wantErr(t, err, ErrInvalidData)
+		}
+		_, err := e.m.Find(e.ctx, Filter{Controller: "c/a"}, WithCursor("nonsense"))
+		wantErr(t, err, ErrInvalidData)
+	})
+}
+
+// TestFindScanBudget: a filter that few flows of the driving index pass
+// gives pages with fewer flows than the limit (even none) that carry a
+// cursor, and the listing still ends with every match.
+func TestFindScanBudget(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		var want []uuid.UUID
+		for i := 0; i < 700; i++ {
+			f := must(t, try(e.m.CreateManaged(e.ctx, attrInput("c/a", "agent:a:session:1", nil))))
+			if i%300 == 5 {
+				f = must(t, try(e.m.StartRunning(e.ctx, f.ID)))
+				want = append([]uuid.UUID{f.ID}, want...)
+			}
+			e.clock.Advance(time.Millisecond)
+		}
+		p := must(t, try(e.m.Find(e.ctx, Filter{Controller: "c/a", Status: StatusRunning}, WithLimit(10))))
+		if p.Next == "" {
+			t.Fatalf("first page of a sparse filter has no cursor")
+		}
+		got := findAll(t, e, Filter{Controller: "c/a", Status: StatusRunning}, 10)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("sparse filter: %v, want %v", got, want)
+		}
+	}, WithShards(1)) // one shard: 700 flows in one index, past one call's budget
+}
+
+// TestFindCompleteUnderWrites pages through a filter while a writer
+// creates flows, moves them and prunes finished ones: every flow that
+// matches the filter for the whole listing comes back exactly once.
+func TestFindCompleteUnderWrites(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		stable := map[uuid.UUID]bool{}
+		var movers []uuid.UUID
+		for i := 0; i < 150; i++ {
+			f := must(t, try(e.m.CreateMirrored(e.ctx, attrInput("c/a", "agent:a:session:1", map[string]string{"customer": "acme"}))))
+			if i%2 == 0 {
+				stable[f.ID] = true // stays running, in c/a, with customer=acme
+			} else {
+				movers = append(movers, f.ID)
+			}
+			if i%10 == 0 {
+				e.clock.Advance(time.Millisecond)
+			}
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var writes atomic.Int64
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			i := 0
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				i++
+				// New matching flows, flows that stop matching, and
+				// prunes of finished ones.
+				nf, err := e.m.CreateMirrored(e.ctx, attrInput("c/a", "agent:a:session:1", map[string]string{"customer": "acme"}))
+				if err != nil {
+					t.Errorf("create: %v", err)
+					return
+				}
+				if i%2 == 0 {
+					_, _ = e.m.Finish(e.ctx, nf.ID, nil)
+				}
+				if i <= len(movers) {
+					id := movers[i-1]
+					switch i % 3 {
+					case 0:
+						_, _ = e.m.Finish(e.ctx, id, nil)
+					case 1:
+						_, _ = e.m.SetAttributes(e.ctx, id, map[string]string{"customer": "globex"}, nil)
+					default:
+						_, _ = e.m.SetWaiting(e.ctx, id, map[string]any{"kind": "external_event", "topic": "t", "correlation_id": id.String()})
+					}
+				}
+				e.clock.Advance(time.Millisecond)
+				if i%5 == 0 {
+					if _, err := e.m.PruneTerminalFlows(e.ctx, 0); err != nil {
+						t.Errorf("prune: %v", err)
+						return
+					}
+				}
+				writes.Add(1)
+			}
+		}()
+		for _, flt := range []Filter{
+			{Attribute: "customer=acme", Status: StatusRunning},
+			{Controller: "c/a", Status: StatusRunning},
+			{Owner: "agent:a:session:1", Attribute: "customer=acme"},
+			{Status: StatusRunning},
+		} {
+			// Page by hand, letting the writer move between pages.
+			seen := map[uuid.UUID]bool{}
+			cursor := ""
+			for {
+				p := must(t, try(e.m.Find(e.ctx, flt, WithLimit(7), WithCursor(cursor))))
+				for _, fl := range p.Flows {
+					if seen[fl.ID] {
+						t.Fatalf("Find(%+v) returned %s twice", flt, fl.ID)
+					}
+					seen[fl.ID] = true
+				}
+				if p.Next == "" {
+					break
+				}
+				cursor = p.Next
+				for w := writes.Load(); writes.Load() < w+2 && !t.Failed(); {
+					time.Sleep(100 * time.Microsecond)
+				}
+			}
+			for id := range stable {
+				if !seen[id] {
+					t.Fatalf("Find(%+v) missed flow %s, which matched throughout", flt, id)
+				}
+			}
+		}
+		close(stop)
+		wg.Wait()
+		if writes.Load() == 0 {
+			t.Fatalf("the writer wrote nothing while the reader paged")
+		}
+		t.Logf("%d writer rounds while paging", writes.Load())
+	})
+}
+
+func TestPruneDropsFindIndexes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := must(t, try(e.m.CreateMirrored(e.ctx, attrInput("c/a", "agent:a:session:1", map[string]string{"customer": "acme"}))))
+		must(t, try(e.m.Finish(e.ctx, f.ID, nil)))
+		e.clock.Advance(time.Second)
+		if n := must(t, try(e.m.PruneTerminalFlows(e.ctx, 0))); n != 1 {
+			t.Fatalf("pruned %d", n)
+		}
+		shard := e.store.keys.shardOf(f.ID)
+		for _, k := range []string{e.store.keys.controllerIndex(shard, "c/a"), e.store.keys.attr(shard, "customer", "acme")} {
+			if n := e.client.Exists(e.ctx, k).Val(); n != 0 {
+				t.Fatalf("%s left after prune", k)
+			}
+		}
+		mustVerify(t, e)
+	})
+}
+
+func TestInsertFlowKeepsAttributes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := importedFlow(e, StatusRunning, nil, false)
+		f.Attributes = map[string]string{"customer": "acme", "chapter": "7"}
+		got := must(t, try(e.store.InsertFlow(e.ctx, Import{Flow: f, Steps: importedSteps(f), Events: importedEvents(f, 3)})))
+		if len(got.Attributes) != 2 || got.Attributes["chapter"] != "7" {
+			t.Fatalf("inserted attributes %v", got.Attributes)
+		}
+		for _, flt := range []Filter{{Attribute: "chapter=7"}, {Controller: "legacy/ctl"}} {
+			if ids := findAll(t, e, flt, 10); len(ids) != 1 || ids[0] != f.ID {
+				t.Fatalf("Find(%+v) after insert: %v", flt, ids)
+			}
+		}
+		bad := importedFlow(e, StatusRunning, nil, false)
+		bad.Attributes = map[string]string{"Bad": "x"}
+		before := e.dump()
+		_, err := e.store.InsertFlow(e.ctx, Import{Flow: bad})
+		wantErr(t, err, ErrInvalidData)
+		e.sameDump(t, before, "refused insert")
+		mustVerify(t, e)
+	})
+}
+
+// TestWriteFlowMovesControllerIndex: UpdateAndAppend may change a flow's
+// controller; the flow moves to the new controller's index.
+func TestWriteFlowMovesControllerIndex(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := must(t, try(e.m.CreateManaged(e.ctx, attrInput("c/old", "agent:a:session:1", map[string]string{"customer": "acme"}))))
+		f.ControllerID = "c/new"
+		f, _, err := e.store.UpdateAndAppend(e.ctx, f, "operator_edit", nil)
+		if err != nil {
+			t.Fatalf("UpdateAndAppend: %v", err)
+		}
+		if ids := findAll(t, e, Filter{Controller: "c/old"}, 10); len(ids) != 0 {
+			t.Fatalf("old controller still lists %v", ids)
+		}
+		if ids := findAll(t, e, Filter{Controller: "c/new"}, 10); len(ids) != 1 || ids[0] != f.ID {
+			t.Fatalf("new controller lists %v", ids)
+		}
+		if f.Attributes["customer"] != "acme" {
+			t.Fatalf("attributes after write: %v", f.Attributes)
+		}
+		mustVerify(t, e)
+	})
+}
+
+// TestVerifyFindIndexes: Verify reports a flow missing from its
+// controller's or an attribute's index and a stale entry in one, and
+// repair rebuilds them.
+func TestVerifyFindIndexes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := must(t, try(e.m.CreateManaged(e.ctx, attrInput("c/a", "agent:a:session:1", map[string]string{"customer": "acme"}))))
+		shard := e.store.keys.shardOf(f.ID)
+		ctl, attr := e.store.keys.controllerIndex(shard, "c/a"), e.store.keys.attr(shard, "customer", "acme")
+		stale := e.store.keys.attr(shard, "customer", "globex")
+		e.client.ZRem(e.ctx, ctl, f.ID.String())
+		e.client.ZRem(e.ctx, attr, f.ID.String())
+		e.client.ZAdd(e.ctx, stale, redis.Z{Score: 1, Member: f.ID.String()})
+		gone := uuid.New()
+		e.client.ZAdd(e.ctx, e.store.keys.controllerIndex(e.store.keys.shardOf(gone), "c/a"), redis.Z{Score: 1, Member: gone.String()})
+		// A stale entry is never listed, even before the repair.
+		if ids := findAll(t, e, Filter{Attribute: "customer=globex"}, 10); len(ids) != 0 {
+			t.Fatalf("stale entry listed: %v", ids)
+		}
+		if ids := findAll(t, e, Filter{Controller: "c/a"}, 10); len(ids) != 0 {
+			t.Fatalf("entry of a flow that is gone listed: %v", ids)
+		}
+		rep := must(t, try(e.m.Verify(e.ctx)))
+		kinds := map[string]string{}
+		for _, p := range rep.Problems {
+			kinds[p.Key+" "+p.Member] = string(p.Kind)
+		}
+		want := map[string]string{
+			ctl + " ":                   string(fsck.FindIndexMissing),
+			attr + " ":                  string(fsck.FindIndexMissing),
+			stale + " " + f.ID.String(): string(fsck.StaleIndexEntry),
+			e.store.keys.controllerIndex(e.store.keys.shardOf(gone), "c/a") + " " + gone.String(): string(fsck.StaleIndexEntry),
+		}
+		for k, v := range want {
+			if kinds[k] != v {
+				t.Fatalf("problem %q: %q, want %q (all: %+v)", k, kinds[k], v, rep.Problems)
+			}
+		}
+		if len(rep.Problems) != len(want) {
+			t.Fatalf("problems %+v", rep.Problems)
+		}
+		must(t, try(e.m.Verify(e.ctx, fsck.WithRepair())))
+		mustVerify(t, e)
+		if ids := findAll(t, e, Filter{Attribute: "customer=acme", Controller: "c/a"}, 10); len(ids) != 1 {
+			t.Fatalf("after repair: %v", ids)
+		}
+		if ids := findAll(t, e, Filter{Attribute: "customer=globex"}, 10); len(ids) != 0 {
+			t.Fatalf("stale entry listed after repair: %v", ids)
+		}
+	})
+}
+
+// TestFindSkewedShards: when one shard holds most matches, a first page
+// takes more rounds of scans (each shard first gives a fair share) and
+// still comes out whole and in order.
+func TestFindSkewedShards(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		var want []uuid.UUID
+		for i, n := 0, 0; n < 64; i++ {
+			key := fmt.Sprintf("skew-%d", i)
+			id := e.store.IdempotentFlowID(key)
+			if e.store.keys.shardOf(id) != 3 && i%20 != 0 {
+				continue
+			}
+			in := attrInput("c/skew", "agent:a:session:1", nil)
+			in.IdempotencyKey = key
+			must(t, try(e.m.CreateManaged(e.ctx, in)))
+			want = append([]uuid.UUID{id}, want...)
+			e.clock.Advance(time.Millisecond)
+			n++
+		}
+		first := must(t, try(e.m.Find(e.ctx, Filter{Controller: "c/skew"}, WithLimit(40))))
+		if len(first.Flows) != 40 || first.Next == "" {
+			t.Fatalf("first page: %d flows, next %q; want 40 and a cursor", len(first.Flows), first.Next)
+		}
+		got := findAll(t, e, Filter{Controller: "c/skew"}, 40)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("skewed listing:\n got %v\nwant %v", got, want)
+		}
+	})
+}
