@@ -196,3 +196,22 @@ type redisErr string
 
 func (e redisErr) Error() string { return string(e) }
 func (redisErr) RedisError()     {}
+
+// TestObserverTickSchedules: the observer's Tick carries the schedule
+// fires the tick made and skipped.
+func TestObserverTickSchedules(t *testing.T) {
+	rec := &recorder{}
+	forEachBackend(t, func(t *testing.T, e *env) {
+		in := ScheduleInput{Name: "obs", Every: time.Second, CatchUp: CatchUpLast,
+			Flow: CreateManagedInput{ControllerID: "obs", Goal: "g", OwnerSessionKey: "o"}}
+		must(t, try(e.m.CreateSchedule(e.ctx, in)))
+		e.clock.Advance(3*time.Second + 500*time.Millisecond) // three fire times: the last fires, two are skipped
+		rep := e.engine().Tick(e.ctx)
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		last := rec.ticks[len(rec.ticks)-1]
+		if rep.Fired != 1 || rep.Skipped != 2 || last.Fired != rep.Fired || last.Skipped != rep.Skipped {
+			t.Fatalf("report %+v, observed %+v", rep, last)
+		}
+	}, WithObserver(rec.observer()))
+}

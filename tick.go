@@ -518,6 +518,7 @@ func (e *WaitEngine) tickMetas(kinds []entryKind) []opMeta {
 func observeTick(ctx context.Context, o *observe.Observer, start time.Time, rep *TickReport) {
 	o.Tick(ctx, observe.Tick{Scanned: rep.Scanned, Resumed: rep.Resumed, Cancelled: rep.Cancelled,
 		StillWaiting: rep.StillWaiting, Errors: rep.Errors, LeasesExpired: rep.LeasesExpired,
-		Dropped: rep.Dropped, Truncated: rep.Truncated, EarlyRedriven: rep.EarlyRedriven, Relayed: rep.Relayed, Err: rep.Err,
+		Dropped: rep.Dropped, Truncated: rep.Truncated, EarlyRedriven: rep.EarlyRedriven, Relayed: rep.Relayed,
+		Fired: rep.Fired, Skipped: rep.Skipped, Err: rep.Err,
 		Start: start, Duration: time.Since(start)})
 }

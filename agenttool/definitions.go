@@ -118,6 +118,9 @@ type results struct {
 	flows       bool // {"count","flows":[...]}
 	children    bool // {"count","children":[...],"next_cursor"}
 	explanation bool // {"explanation":{...}}
+	schedule    bool // {"schedule":{...},"replaced"}
+	schedules   bool // {"count","schedules":[...]}
+	unschedule  bool // {"name","deleted"} or {"ok":false,"name","error":"not_found"}
 	page        bool // list_mine's {"total","truncated","next_cursor"}
 }
 
@@ -173,6 +176,23 @@ var actionSpecs = []actionSpec{
 		summary: `Say why a flow is where it is and what will move it on. "code" names the situation (ready, leased, lease_expired, waiting_timer, waiting_event, waiting_manual, waiting_children, cancel_pending, ended, ...); "stuck" is true when nothing in place will move it (no engine ticking, no worker for its controller); "text" and "moves" say it in plain words; "facts" holds the figures (times, seconds, counts). It changes nothing.`,
 		props:   []string{"flow_id"}, required: []string{"flow_id"}, readOnly: true, idempotent: true,
 		result: results{explanation: true, notFound: true}},
+	{action: ActionSchedule, title: "Schedule a flow",
+		summary:  `Start a flow of controller_id with goal on a calendar, as a follow-up that outlives this session: cron (in time_zone, default UTC) or every_seconds (at least 60). Optional current_step and {state}; each flow's state also gets "schedule" (name, fire time). Scheduling a name again replaces it (an operator's pause stays); at most 100 per session. A fire skips while the previous flow has not ended.`,
+		props:    []string{"name", "cron", "every_seconds", "time_zone", "controller_id", "goal", "current_step", "state"},
+		required: []string{"name", "controller_id", "goal"}, destructive: true, idempotent: true,
+		descs: map[string]string{
+			"controller_id": `A label for the kind of job, in your agent's namespace: "<agent id>/<name>", e.g. "kate/inbox-triage" (unless the host allows other ids; an error names what is allowed).`,
+			"current_step":  `A label for each flow's first phase (default "init").`,
+			"state":         `Each flow's initial JSON state (default {}).`,
+		},
+		result: results{schedule: true}},
+	{action: ActionListSchedules, title: "List my schedules",
+		summary:  `List this session's schedules: name, cron or every_seconds, controller_id, goal, next_fire, paused (by an operator), fired, skipped, last_flow_id.`,
+		readOnly: true, idempotent: true, result: results{schedules: true}},
+	{action: ActionUnschedule, title: "Delete a schedule",
+		summary: `Delete a schedule of this session by name; the flows it started stay.`,
+		props:   []string{"name"}, required: []string{"name"}, destructive: true, idempotent: true,
+		result: results{unschedule: true}},
 }
 
 // flowOrNotFound is the result of an action on one flow.
@@ -183,24 +203,24 @@ const perActionTail = ` Flows belong to the current session; you only see your o
 
 // combinedDescription is the combined tool's description; {state},
 // {patch} and {final_state} name the free-form arguments of the shape.
-const combinedDescription = `Durable flows that outlive this conversation: track a long job (goal, step, JSON state), pause it until a time, event or human, split it into children, finish or fail it. You see only this session's flows.
+const combinedDescription = `Durable flows for long jobs that outlive this conversation: goal, step, JSON state; pause until a time, event or human; split; schedule follow-ups. You see only this session's flows.
 
 Set "action":
 - start: needs controller_id, goal; optional current_step, {state}, {attributes}.
 - status: read it.
 - advance: {patch} (merged into state), current_step.
-- wait: pause until wait_condition; it resumes by itself.
+- wait: pause until wait_condition.
 - finish: complete it, optional {final_state}.
 - fail: needs reason.
 - cancel: end it.
-- list_mine: your flows, newest first; optional status, controller_id, attribute ("name=value"), cursor.
-- spawn: start children (each: key, controller_id, goal).
-- wait_children: pause until its children end.
-- list_children: page its children.
+- list_mine: your flows, newest first; filters status, controller_id, attribute ("name=value"); cursor.
+- spawn: start children (each: key, controller_id, goal); wait_children: pause until they end; list_children: page them.
 - explain: why it is where it is.
-All but start and list_mine need flow_id.
+- schedule: flows on cron or every_seconds (name, controller_id, goal).
+- list_schedules, unschedule (name): yours.
+Flow actions need flow_id.
 
-created -> running -> (waiting -> running)* -> finished | failed | cancelled (final). Results: {"ok":true,...}; unknown flow_id: {"ok":false,"error":"not_found"}.`
+created -> running (<-> waiting) -> finished|failed|cancelled (final). Unknown flow_id or name: {"ok":false,"error":"not_found"}.`
 
 // describe fills the argument names of a description: the object names
 // in the plain shapes, their *_json names in the string-carrying ones.
@@ -631,7 +651,8 @@ func MCPDefinitions(set Set) []MCPDefinition {
 		t := MCPDefinition{Name: s.name, Title: s.title, Description: s.description, InputSchema: s.parameters}
 		switch {
 		case s.spec == nil:
-			t.OutputSchema = mustJSON(outputSchema(results{flow: true, notFound: true, flows: true, children: true, explanation: true, page: true}))
+			t.OutputSchema = mustJSON(outputSchema(results{flow: true, notFound: true, flows: true, children: true, explanation: true,
+				page: true, schedule: true, schedules: true, unschedule: true}))
 			t.Annotations = MCPAnnotations{Title: s.title, DestructiveHint: true}
 		default:
 			t.OutputSchema = mustJSON(outputSchema(s.spec.result))
@@ -710,13 +731,35 @@ func explanationOutputSchema() jsonObject {
 	}}, {"required", []string{"flow_id", "status", "code", "stuck", "text", "moves"}}}
 }
 
+// scheduleOutputSchema is the schema of a schedule in a result
+// (toolSchedule).
+func scheduleOutputSchema() jsonObject {
+	str := func(desc string) jsonObject { return jsonObject{{"type", "string"}, {"description", desc}} }
+	integer := func(desc string) jsonObject { return jsonObject{{"type", "integer"}, {"description", desc}} }
+	return jsonObject{{"type", "object"}, {"properties", jsonObject{
+		{"name", str("Your name for it.")},
+		{"cron", str("Its cron expression, when it has one.")},
+		{"every_seconds", integer("Its interval, when it has one.")},
+		{"time_zone", str("The zone cron is read in.")},
+		{"controller_id", str("The kind of job each fire starts.")},
+		{"goal", str("Each flow's goal.")},
+		{"next_fire", str("The next fire, RFC 3339; empty when paused or done.")},
+		{"paused", jsonObject{{"type", "boolean"}, {"description", "An operator paused it."}}},
+		{"fired", integer("Fires that started a flow.")},
+		{"skipped", integer("Fires skipped (the previous flow had not ended, or missed while down).")},
+		{"last_flow_id", str("The flow of the last fire.")},
+	}}, {"required", []string{"name", "controller_id", "goal", "next_fire", "paused", "fired", "skipped"}}}
+}
+
 // outputSchema is the schema of a result holding r: {"ok":true,
 // "flow":{...}}, the not_found answer, {"ok":true,"count":N,
 // "flows":[...]}, {"ok":true,"count":N,"children":[...],
-// "next_cursor":"..."}, {"ok":true,"explanation":{...}}. No
-// additionalProperties:false: a later version may add a field.
+// "next_cursor":"..."}, {"ok":true,"explanation":{...}}, list_mine's
+// page ("total", "truncated", "next_cursor") and the schedule actions'
+// results. No additionalProperties:false: a later version may add a
+// field.
 func outputSchema(r results) jsonObject {
-	props := jsonObject{{"ok", jsonObject{{"type", "boolean"}, {"description", "false only for an unknown flow_id."}}}}
+	props := jsonObject{{"ok", jsonObject{{"type", "boolean"}, {"description", "false only for an unknown flow_id or schedule name."}}}}
 	if r.flow {
 		props = append(props, jsonField{"flow", flowOutputSchema()})
 	}
@@ -745,6 +788,23 @@ func outputSchema(r results) jsonObject {
 			jsonField{"truncated", jsonObject{{"type", "boolean"}, {"description", "More flows may follow: send next_cursor back as cursor."}}})
 		if !r.children {
 			props = append(props, jsonField{"next_cursor", jsonObject{{"type", "string"}, {"description", "The cursor of the next page; left out after the last."}}})
+		}
+	}
+	if r.schedule {
+		props = append(props, jsonField{"schedule", scheduleOutputSchema()},
+			jsonField{"replaced", jsonObject{{"type", "boolean"}, {"description", "The name was in use: that schedule was replaced."}}})
+	}
+	if r.schedules {
+		if !r.flows && !r.children {
+			props = append(props, jsonField{"count", jsonObject{{"type", "integer"}}})
+		}
+		props = append(props, jsonField{"schedules", jsonObject{{"type", "array"}, {"items", scheduleOutputSchema()}}})
+	}
+	if r.unschedule {
+		props = append(props, jsonField{"name", jsonObject{{"type", "string"}, {"description", "The schedule's name."}}},
+			jsonField{"deleted", jsonObject{{"type", "boolean"}}})
+		if !r.notFound {
+			props = append(props, jsonField{"error", jsonObject{{"type", "string"}, {"enum", []string{"not_found"}}}})
 		}
 	}
 	return jsonObject{{"type", "object"}, {"properties", props}, {"required", []string{"ok"}}}

@@ -301,7 +301,7 @@ func TestDefinitionsGemini(t *testing.T) {
 			problems = append(problems, checkDescription(fd.Name, fd.Description)...)
 			if fd.Parameters != nil {
 				problems = append(problems, checkParameters(dialectGemini, fd.Parameters)...)
-			} else if fd.Name != NamePrefix+ActionListMine {
+			} else if fd.Name != NamePrefix+ActionListMine && fd.Name != NamePrefix+ActionListSchedules {
 				problems = append(problems, "no parameters")
 			}
 			if len(problems) > 0 {
@@ -363,7 +363,8 @@ func TestDefinitionsPerActionRequired(t *testing.T) {
 		ActionWait: {"flow_id", "wait_condition"}, ActionFinish: {"flow_id"}, ActionFail: {"flow_id", "reason"},
 		ActionCancel: {"flow_id"}, ActionListMine: nil,
 		ActionSpawn: {"flow_id", "children"}, ActionWaitChildren: {"flow_id"}, ActionListChildren: {"flow_id"},
-		ActionExplain: {"flow_id"},
+		ActionExplain: {"flow_id"}, ActionSchedule: {"name", "controller_id", "goal"}, ActionListSchedules: nil,
+		ActionUnschedule: {"name"},
 	}
 	for _, tl := range AnthropicDefinitions(PerAction) {
 		var s struct {

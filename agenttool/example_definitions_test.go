@@ -16,21 +16,24 @@ import (
 func ExampleMCPDefinitions() {
 	for _, t := range agenttool.MCPDefinitions(agenttool.PerAction) {
 		a := t.Annotations
-		fmt.Printf("%-22s read-only=%-5v destructive=%-5v idempotent=%v\n", t.Name, a.ReadOnlyHint, a.DestructiveHint, a.IdempotentHint)
+		fmt.Printf("%-23s read-only=%-5v destructive=%-5v idempotent=%v\n", t.Name, a.ReadOnlyHint, a.DestructiveHint, a.IdempotentHint)
 	}
 	// Output:
-	// taskflow_start         read-only=false destructive=false idempotent=false
-	// taskflow_status        read-only=true  destructive=false idempotent=true
-	// taskflow_advance       read-only=false destructive=true  idempotent=false
-	// taskflow_wait          read-only=false destructive=false idempotent=true
-	// taskflow_finish        read-only=false destructive=true  idempotent=true
-	// taskflow_fail          read-only=false destructive=true  idempotent=true
-	// taskflow_cancel        read-only=false destructive=true  idempotent=true
-	// taskflow_list_mine     read-only=true  destructive=false idempotent=true
-	// taskflow_spawn         read-only=false destructive=false idempotent=true
-	// taskflow_wait_children read-only=false destructive=false idempotent=true
-	// taskflow_list_children read-only=true  destructive=false idempotent=true
-	// taskflow_explain       read-only=true  destructive=false idempotent=true
+	// taskflow_start          read-only=false destructive=false idempotent=false
+	// taskflow_status         read-only=true  destructive=false idempotent=true
+	// taskflow_advance        read-only=false destructive=true  idempotent=false
+	// taskflow_wait           read-only=false destructive=false idempotent=true
+	// taskflow_finish         read-only=false destructive=true  idempotent=true
+	// taskflow_fail           read-only=false destructive=true  idempotent=true
+	// taskflow_cancel         read-only=false destructive=true  idempotent=true
+	// taskflow_list_mine      read-only=true  destructive=false idempotent=true
+	// taskflow_spawn          read-only=false destructive=false idempotent=true
+	// taskflow_wait_children  read-only=false destructive=false idempotent=true
+	// taskflow_list_children  read-only=true  destructive=false idempotent=true
+	// taskflow_explain        read-only=true  destructive=false idempotent=true
+	// taskflow_schedule       read-only=false destructive=true  idempotent=true
+	// taskflow_list_schedules read-only=true  destructive=false idempotent=true
+	// taskflow_unschedule     read-only=false destructive=true  idempotent=true
 }
 
 // A model using the strict OpenAI definitions calls a per-action tool with

@@ -40,7 +40,7 @@ const toolSchema = `{
   "properties": {
     "action": {
       "type": "string",
-      "enum": ["start", "status", "advance", "wait", "finish", "fail", "cancel", "list_mine", "spawn", "wait_children", "list_children", "explain"],
+      "enum": ["start", "status", "advance", "wait", "finish", "fail", "cancel", "list_mine", "spawn", "wait_children", "list_children", "explain", "schedule", "list_schedules", "unschedule"],
       "description": "What to do."
     },
     "flow_id": {
@@ -49,11 +49,11 @@ const toolSchema = `{
     },
     "controller_id": {
       "type": "string",
-      "description": "start: a label for the kind of job, in your agent's namespace: \"<agent id>/<name>\", e.g. \"kate/inbox-triage\" (unless the host allows other ids; an error names what is allowed); list_mine: only flows of this controller. Required by start."
+      "description": "start and schedule: a label for the kind of job, in your agent's namespace: \"<agent id>/<name>\", e.g. \"kate/inbox-triage\" (unless the host allows other ids; an error names what is allowed); list_mine: only flows of this controller. Required by start and schedule."
     },
     "goal": {
       "type": "string",
-      "description": "start: what the flow is meant to achieve, in plain words. Required by start."
+      "description": "start and schedule: what the flow is meant to achieve, in plain words. Required by start and schedule."
     },
     "current_step": {
       "type": "string",
@@ -61,7 +61,7 @@ const toolSchema = `{
     },
     "state": {
       "type": "object",
-      "description": "start: the flow's initial JSON state (default {})."
+      "description": "start and schedule: the flow's initial JSON state (default {})."
     },
     "idempotency_key": {
       "type": "string",
@@ -179,6 +179,22 @@ const toolSchema = `{
     "limit": {
       "type": "integer",
       "description": "list_children and list_mine: how many a page holds at most, 1 to 100 (default 100)."
+    },
+    "name": {
+      "type": "string",
+      "description": "schedule and unschedule: your name for the schedule, e.g. \"daily-digest\" (letters, digits, '.', '_', '-'; at most 100). Scheduling a name again replaces that schedule. Required by schedule and unschedule."
+    },
+    "cron": {
+      "type": "string",
+      "description": "schedule: when to start a flow, a cron expression \"min hour dom month dow\" such as \"0 8 * * MON-FRI\", or @hourly, @daily, @weekly, @monthly. Or send every_seconds."
+    },
+    "every_seconds": {
+      "type": "integer",
+      "description": "schedule: start a flow every this many seconds (at least 60), instead of cron."
+    },
+    "time_zone": {
+      "type": "string",
+      "description": "schedule: the IANA time zone cron is read in, e.g. \"Europe/Madrid\" (default UTC)."
     }
   },
   "required": ["action"]
@@ -217,6 +233,12 @@ type toolArgs struct {
 	// Cursor and Limit page list_children and list_mine.
 	Cursor string `json:"cursor"`
 	Limit  *int   `json:"limit"`
+	// Name, Cron, EverySeconds and TimeZone are schedule's and
+	// unschedule's (schedules.go).
+	Name         string `json:"name"`
+	Cron         string `json:"cron"`
+	EverySeconds *int64 `json:"every_seconds"`
+	TimeZone     string `json:"time_zone"`
 	// Attributes are start's search attributes (a JSON object of
 	// strings, checked by attributesArg).
 	Attributes json.RawMessage `json:"attributes"`

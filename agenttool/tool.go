@@ -1,7 +1,8 @@
 // Package agenttool is taskflow's agent-facing tool: one tool an LLM
 // calls to keep durable flows (start, status, advance, wait, finish,
 // fail, cancel, list_mine), flows of flows (spawn, wait_children,
-// list_children) and explain, with its definitions for each LLM provider
+// list_children), explain, and schedules of follow-ups (schedule,
+// list_schedules, unschedule), with its definitions for each LLM provider
 // and MCP.
 //
 // A host makes the tool on a taskflow.Manager with New, offers the model
@@ -68,13 +69,21 @@ const (
 	// ActionExplain says why a flow of the session is where it is and
 	// what will move it (Manager.Explain).
 	ActionExplain = "explain"
+	// ActionSchedule creates (or replaces) a schedule of the session that
+	// starts a flow on a cron expression or an interval
+	// (Manager.CreateSchedule; see MaxSchedulesPerSession).
+	ActionSchedule = "schedule"
+	// ActionListSchedules lists the session's schedules.
+	ActionListSchedules = "list_schedules"
+	// ActionUnschedule deletes a schedule of the session.
+	ActionUnschedule = "unschedule"
 )
 
 // Actions returns the tool's actions in the order the schema lists
 // them.
 func Actions() []string {
 	return []string{ActionStart, ActionStatus, ActionAdvance, ActionWait, ActionFinish, ActionFail, ActionCancel, ActionListMine,
-		ActionSpawn, ActionWaitChildren, ActionListChildren, ActionExplain}
+		ActionSpawn, ActionWaitChildren, ActionListChildren, ActionExplain, ActionSchedule, ActionListSchedules, ActionUnschedule}
 }
 
 // Errors of the tool. Every argument or validation problem wraps
@@ -161,8 +170,8 @@ func WithClock(now func() time.Time) Option {
 // Tool is the agent-facing tool: one tool named "taskflow" that an LLM
 // calls with a JSON object whose "action" is one of start, status,
 // advance, wait, finish, fail, cancel, list_mine, spawn, wait_children,
-// list_children and explain. Hand Definition to the LLM provider and route the
-// model's calls to Call with the caller's Session. A Tool is safe for
+// list_children, explain, schedule, list_schedules and unschedule. Hand
+// Definition to the LLM provider and route the model's calls to Call with the caller's Session. A Tool is safe for
 // concurrent use.
 type Tool struct {
 	m   *taskflow.Manager
@@ -211,6 +220,12 @@ func New(m *taskflow.Manager, opts ...Option) *Tool {
 //   - explain: {"ok":true,"explanation":{flow_id, status, code, stuck,
 //     text, moves, facts}}, the flow's taskflow.Explanation (see
 //     explain.go)
+//   - schedule: {"ok":true,"schedule":{name, cron, every_seconds,
+//     time_zone, controller_id, goal, next_fire, paused, fired, skipped,
+//     last_flow_id},"replaced":B}; list_schedules: {"ok":true,"count":N,
+//     "schedules":[...]}; unschedule: {"ok":true,"name":"...",
+//     "deleted":true} or {"ok":false,"name":"...","error":"not_found"}
+//     (see schedules.go)
 //   - a flow_id that names no flow: {"ok":false,"error":"not_found",
 //     "flow_id":"<id>"}, with a nil error
 //
@@ -272,6 +287,12 @@ func (t *Tool) Call(ctx context.Context, s Session, args json.RawMessage) (json.
 		return t.listChildren(ctx, s, a)
 	case ActionExplain:
 		return t.explain(ctx, s, a)
+	case ActionSchedule:
+		return t.schedule(ctx, s, a)
+	case ActionListSchedules:
+		return t.listSchedules(ctx, s)
+	case ActionUnschedule:
+		return t.unschedule(ctx, s, a)
 	case "":
 		return nil, argErr("\"action\" is missing; it must be one of %s", actionList())
 	default:

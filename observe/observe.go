@@ -106,6 +106,10 @@ type Tick struct {
 	// parents, parents' children to close) the tick drove. Not part of
 	// Scanned.
 	Relayed int
+	// Fired and Skipped count the schedule fires the tick made (a flow
+	// each) and skipped (overlap or catch-up policy). Not part of
+	// Scanned.
+	Fired, Skipped int
 	// Err is the first error the tick met, nil when none.
 	Err      error
 	Start    time.Time

@@ -29,6 +29,9 @@ type verb struct {
 	summary string // one line for the verb list
 	help    string // paragraphs (blank-line separated), wrapped when printed
 	run     func(ctx context.Context, c *cli, args []string) error
+	// nested, when set, lists the verb's actions ('taskflow schedule
+	// create'): each names itself "<verb> <action>".
+	nested func() []*verb
 }
 
 // version is the CLI's version; release builds set it with
@@ -102,15 +105,15 @@ func (c *cli) help(args []string) int {
 		printUsage(c.stdout)
 		return 0
 	}
-	if len(args) > 1 {
-		return c.exitCode(usagef("help takes one verb, got %d words", len(args)))
-	}
 	v := findVerb(args[0])
 	if v == nil {
 		return c.exitCode(unknownVerb(args[0]))
 	}
+	if len(args) > 1 && (v.nested == nil || len(args) > 2) {
+		return c.exitCode(usagef("help takes one verb (or a verb and its action), got %d words", len(args)))
+	}
 	c.v = v
-	return c.exitCode(v.run(context.Background(), c, []string{"--help"}))
+	return c.exitCode(v.run(context.Background(), c, append(args[1:], "--help")))
 }
 
 func findVerb(name string) *verb {

@@ -75,6 +75,7 @@ func verbs() []*verb {
 		pruneVerb,
 		tickVerb,
 		runVerb,
+		scheduleVerb,
 		fsckVerb,
 		statsVerb,
 		serveVerb,

@@ -458,3 +458,41 @@ func TestMCPStdioMalformedLines(t *testing.T) {
 		t.Fatalf("taskflow mcp: %v\nstderr:\n%s", err, stderr.String())
 	}
 }
+
+// TestMCPStdioSchedules: through the built binary, a conversation
+// schedules its follow-ups; another conversation of the agent neither
+// sees nor deletes them.
+func TestMCPStdioSchedules(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *testEnv) {
+		spawn := func(session string) *mcpClient {
+			cmd := exec.Command(binPath, "mcp", "--redis", e.url, "--prefix", e.prefix, "--agent", "kate", "--session-id", session)
+			cmd.Env = cliEnv()
+			return newMCPClient(t, &mcp.CommandTransport{Command: cmd})
+		}
+		a, b := spawn("conv-a"), spawn("conv-b")
+		res := a.call("taskflow_schedule", map[string]any{"name": "follow-up", "every_seconds": 3600, "controller_id": "kate/mcp", "goal": "follow up"}, false)
+		if sc := res["schedule"].(map[string]any); sc["name"] != "follow-up" || sc["every_seconds"] != float64(3600) || sc["next_fire"] == "" {
+			t.Fatalf("schedule: %v", res)
+		}
+		if r := a.call("taskflow_list_schedules", map[string]any{}, false); r["count"] != float64(1) {
+			t.Fatalf("list_schedules: %v", r)
+		}
+		if r := b.call("taskflow_list_schedules", map[string]any{}, false); r["count"] != float64(0) {
+			t.Fatalf("the other conversation lists %v", r)
+		}
+		raw, err := b.cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "taskflow_unschedule", Arguments: map[string]any{"name": "follow-up"}})
+		if err != nil || raw.IsError || !strings.Contains(raw.Content[0].(*mcp.TextContent).Text, `"error":"not_found"`) {
+			t.Fatalf("the other conversation's unschedule: %+v %v", raw, err)
+		}
+		all, _, err := e.m.ListSchedules(context.Background())
+		if err != nil || len(all) != 1 || all[0].Flow.OwnerSessionKey != "agent:kate:session:conv-a" {
+			t.Fatalf("stored schedules: %v %v", all, err)
+		}
+		if r := a.call("taskflow_unschedule", map[string]any{"name": "follow-up"}, false); r["deleted"] != true {
+			t.Fatalf("unschedule: %v", r)
+		}
+		if all, _, _ := e.m.ListSchedules(context.Background()); len(all) != 0 {
+			t.Fatalf("left %d schedules", len(all))
+		}
+	})
+}

@@ -21,7 +21,9 @@ minute: stuck, no worker claims them), timers due and the tick lag, leases held 
 the resume bridge's backlog, early events, parents waiting on their
 children, and the relay backlog (work that flows which ended left for their
 parents or children; "due" is the part past its 10 s grace, which an
-engine's tick does: the call that ended the flow died or failed). Two round
+engine's tick does: the call that ended the flow died or failed), and the
+schedules (paused, due, how late the most overdue is; fires made and
+skipped in total). Two round
 trips whatever the number of flows. With --watch, print again every
 interval until SIGINT or SIGTERM (or N snapshots); with --json one line
 each.`,

@@ -254,7 +254,8 @@ func TestServeMetrics(t *testing.T) {
 		for _, want := range []string{
 			`taskflow_flows{status="running"} 2`, `taskflow_ready_queue_depth{controller="test/cli"} 2`,
 			`taskflow_ready_queue_stale{controller="test/cli"} 0`,
-			"taskflow_timers_due 1", "taskflow_stats_up 1", "# TYPE taskflow_tick_lag_seconds gauge",
+			"taskflow_timers_due 1", "taskflow_stats_up 1", "# TYPE taskflow_tick_lag_seconds gauge", "taskflow_schedules 0",
+			"# TYPE taskflow_schedule_fires_total counter",
 		} {
 			if !strings.Contains(string(body), want) {
 				t.Errorf("/metrics lacks %q", want)

@@ -35,8 +35,9 @@ var tickVerb = &verb{
 	summary: "run one wait-engine tick and print its report",
 	help: `Run one wait-engine tick: cancel waiting flows whose cancel was requested,
 resume flows whose timer is due, put the flows of expired leases back on the
-ready queues, and print the report (scanned, resumed, cancelled,
-still_waiting, leases_expired, errors). Exit status 1 when the tick met
+ready queues, make the fires of due schedules, and print the report
+(scanned, resumed, cancelled, still_waiting, leases_expired, relayed, fired
+and skipped schedule fires, errors). Exit status 1 when the tick met
 errors.`,
 	run: cmdTick,
 }
@@ -77,6 +78,8 @@ func printTick(w io.Writer, r taskflow.TickReport) error {
 	fmt.Fprintf(tw, "still_waiting\t%d\n", r.StillWaiting)
 	fmt.Fprintf(tw, "leases_expired\t%d\n", r.LeasesExpired)
 	fmt.Fprintf(tw, "relayed\t%d\n", r.Relayed)
+	fmt.Fprintf(tw, "fired\t%d\n", r.Fired)
+	fmt.Fprintf(tw, "skipped\t%d\n", r.Skipped)
 	fmt.Fprintf(tw, "errors\t%d\n", r.Errors)
 	return tw.Flush()
 }

@@ -25,7 +25,7 @@ import (
 var uiVerb = &verb{
 	name:    "ui",
 	args:    "[--addr A] [--read-only] [--token T | --basic-auth U:P]",
-	summary: "serve the operator dashboard (overview, flows, actions)",
+	summary: "serve the operator dashboard (overview, flows, schedules, actions)",
 	help: `Serve the operator dashboard until SIGINT or SIGTERM: the overview (the Stats
 figures, refreshed live), flows by status or owner a page at a time, each flow
 with why it is where it is and what will move it (a "stuck" badge when
@@ -33,7 +33,9 @@ nothing in place will), its record, state, wait, lease, steps, live audit log,
 its parent and its children (a page at a time, with its join's progress), and
 the actions
 cancel (with a reason), resume and requeue an expired lease, each confirmed on
-a page of its own. --read-only hides the actions and refuses every POST.
+a page of its own; and the schedules, each with its next fire times, its
+recent fires linking to their flows, and the buttons pause (with a note),
+resume and trigger. --read-only hides the actions and refuses every POST.
 
 It binds to loopback unless a token or basic-auth credentials are given; the
 basic-auth user is the operator named in audit events. Without credentials it

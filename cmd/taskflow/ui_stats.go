@@ -32,6 +32,11 @@ func overviewOf(st *taskflow.Stats) *ui.Overview {
 		RelayDue:      st.RelayDue,
 		ReadyStale:    st.ReadyStale,
 		StaleAfter:    st.StaleAfter,
+
+		Schedules:       st.Schedules,
+		SchedulesPaused: st.SchedulesPaused,
+		SchedulesDue:    st.SchedulesDue,
+		ScheduleLag:     st.ScheduleLag,
 	}
 	for _, s := range taskflow.Statuses() {
 		o.Statuses = append(o.Statuses, ui.StatusCount{Status: string(s), Count: st.Flows[s]})

@@ -84,6 +84,8 @@ type observer struct {
 	expiries  metric.Int64Counter
 	ticks     metric.Int64Counter
 	tickDur   metric.Float64Histogram
+	fires     metric.Int64Counter
+	skips     metric.Int64Counter
 	claims    metric.Int64Counter
 	bridgeMsg metric.Int64Counter
 }
@@ -101,6 +103,8 @@ var traceContext = propagation.TraceContext{}
 //	taskflow.lease.expiries        counter
 //	taskflow.ticks                 counter
 //	taskflow.tick.duration         histogram, s
+//	taskflow.tick.schedule_fires   counter  (schedule fires a tick made, a flow each)
+//	taskflow.tick.schedule_skips   counter  (schedule fires a tick skipped: overlap, catch-up)
 //	taskflow.claims                counter  {taskflow.outcome: claimed|empty|error}
 //	taskflow.bridge.messages       counter  {taskflow.outcome: resumed|nomatch|malformed|failed|retry}
 //
@@ -138,6 +142,8 @@ func NewObserver(opts ...Option) (*observe.Observer, error) {
 	o.expiries = counter("taskflow.lease.expiries", "{lease}", "Leases that ran out and were collected by a tick.")
 	o.ticks = counter("taskflow.ticks", "{tick}", "Engine ticks.")
 	o.tickDur = histogram("taskflow.tick.duration", "Duration of engine ticks.")
+	o.fires = counter("taskflow.tick.schedule_fires", "{fire}", "Schedule fires (a flow each) made by ticks.")
+	o.skips = counter("taskflow.tick.schedule_skips", "{fire}", "Schedule fires skipped by ticks (overlap or catch-up policy).")
 	o.claims = counter("taskflow.claims", "{call}", "Claim calls, by outcome.")
 	o.bridgeMsg = counter("taskflow.bridge.messages", "{message}", "Resume-bridge messages handled, by outcome.")
 	if err := errors.Join(errs...); err != nil {
@@ -249,9 +255,17 @@ func (o *observer) tick(ctx context.Context, ev observe.Tick) {
 		attribute.Int("taskflow.tick.relayed", r.Relayed),
 		attribute.Int("taskflow.tick.still_waiting", r.StillWaiting),
 		attribute.Int("taskflow.tick.errors", r.Errors),
+		attribute.Int("taskflow.tick.schedule_fires", r.Fired),
+		attribute.Int("taskflow.tick.schedule_skips", r.Skipped),
 	}, nil, r.Err, "ERROR")
 	o.ticks.Add(ctx, 1)
 	o.tickDur.Record(ctx, ev.Duration.Seconds())
+	if r.Fired > 0 {
+		o.fires.Add(ctx, int64(r.Fired))
+	}
+	if r.Skipped > 0 {
+		o.skips.Add(ctx, int64(r.Skipped))
+	}
 }
 
 func (o *observer) claim(ctx context.Context, ev observe.Claim) {
@@ -300,7 +314,11 @@ func (o *observer) bridge(ctx context.Context, ev observe.Bridge) {
 // taskflow.ready.stale {taskflow.controller.id}, taskflow.tick.lag (s), taskflow.timers.due,
 // taskflow.leases.held, taskflow.leases.expired, taskflow.bridge.backlog,
 // taskflow.bridge.pending, taskflow.early_events, taskflow.parents.joining,
-// taskflow.relay.pending and taskflow.relay.due. stats is usually a
+// taskflow.relay.pending, taskflow.relay.due, taskflow.schedules,
+// taskflow.schedules.paused, taskflow.schedules.due and
+// taskflow.schedules.lag (s); and two observable counters, the flow
+// space's totals of schedule fires that made a flow and that were
+// skipped: taskflow.schedules.fired and taskflow.schedules.skipped. stats is usually a
 // Manager's or RedisStore's Stats method. Each collection costs one Stats
 // call (two round trips). Unregister with the returned registration.
 func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskflow.Stats, error)) (metric.Registration, error) {
@@ -328,6 +346,17 @@ func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskfl
 	joining := gauge("taskflow.parents.joining", "{flow}", "Parents waiting on their children (a join).")
 	relay := gauge("taskflow.relay.pending", "{entry}", "Work that ended flows left for their parents or children, not done yet.")
 	relayDue := gauge("taskflow.relay.due", "{entry}", "Relay work past its grace: the ending call died or failed, and no tick has done it yet.")
+	schedules := gauge("taskflow.schedules", "{schedule}", "Schedules, paused ones included.")
+	schedPaused := gauge("taskflow.schedules.paused", "{schedule}", "Paused schedules.")
+	schedDue := gauge("taskflow.schedules.due", "{schedule}", "Schedules past their next fire that no tick has fired yet.")
+	schedLag := gauge("taskflow.schedules.lag", "s", "How late the most overdue schedule is: the engines are not keeping up when it grows.")
+	total := func(name, desc string) metric.Int64ObservableCounter {
+		c, err := m.Int64ObservableCounter(name, metric.WithUnit("{fire}"), metric.WithDescription(desc))
+		errs = append(errs, err)
+		return c
+	}
+	fired := total("taskflow.schedules.fired", "Schedule fires that made a flow, by every engine of the flow space.")
+	skipped := total("taskflow.schedules.skipped", "Schedule fires skipped by their overlap or catch-up policy, by every engine.")
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -355,6 +384,13 @@ func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskfl
 		ob.ObserveFloat64(joining, float64(st.Joining))
 		ob.ObserveFloat64(relay, float64(st.Relay))
 		ob.ObserveFloat64(relayDue, float64(st.RelayDue))
+		ob.ObserveFloat64(schedules, float64(st.Schedules))
+		ob.ObserveFloat64(schedPaused, float64(st.SchedulesPaused))
+		ob.ObserveFloat64(schedDue, float64(st.SchedulesDue))
+		ob.ObserveFloat64(schedLag, st.ScheduleLag.Seconds())
+		ob.ObserveInt64(fired, st.ScheduleFires)
+		ob.ObserveInt64(skipped, st.ScheduleSkips)
 		return nil
-	}, flows, depth, age, stale, lag, due, held, expired, backlog, pending, early, joining, relay, relayDue)
+	}, flows, depth, age, stale, lag, due, held, expired, backlog, pending, early, joining, relay, relayDue,
+		schedules, schedPaused, schedDue, schedLag, fired, skipped)
 }

@@ -466,3 +466,43 @@ func TestChildJoinsItsParentsStory(t *testing.T) {
 		})
 	}
 }
+
+// TestScheduleMetrics: the schedule gauges and totals from Stats, and
+// the fires and skips of the observed ticks.
+func TestScheduleMetrics(t *testing.T) {
+	for _, b := range testbackend.List(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			c := b.Client(t)
+			prefix := testbackend.Prefix("tfotel")
+			testbackend.CleanupKeys(t, c, prefix)
+			clk := testbackend.NewClock()
+			p := newProcess(t, c, prefix, clk)
+			reg, err := RegisterStats(p.mp, p.m.Stats)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = reg.Unregister() }()
+			ctx := context.Background()
+			check := func(want string) {
+				t.Helper()
+				rm := collect(t, p)
+				got := fmt.Sprint(gaugeOf(rm, "taskflow.schedules"), gaugeOf(rm, "taskflow.schedules.paused"), gaugeOf(rm, "taskflow.schedules.due"),
+					gaugeOf(rm, "taskflow.schedules.lag"), sumOf(rm, "taskflow.schedules.fired"), sumOf(rm, "taskflow.schedules.skipped"),
+					sumOf(rm, "taskflow.tick.schedule_fires"), sumOf(rm, "taskflow.tick.schedule_skips"))
+				if got != want {
+					t.Fatalf("schedules, paused, due, lag, fired, skipped, tick fires, tick skips = %s, want %s", got, want)
+				}
+			}
+			flow := taskflow.CreateManagedInput{ControllerID: "cron", Goal: "g", OwnerSessionKey: "o"}
+			must[*taskflow.Schedule](t)(p.m.CreateSchedule(ctx, taskflow.ScheduleInput{Name: "every-10s", Every: 10 * time.Second, Flow: flow}))
+			must[*taskflow.Schedule](t)(p.m.CreateSchedule(ctx, taskflow.ScheduleInput{Name: "held", Every: time.Second, Paused: true, Flow: flow}))
+			check("2 1 0 0 0 0 0 0")
+			clk.Advance(35 * time.Second) // fire times at 10, 20 and 30 s have passed
+			check("2 1 1 25 0 0 0 0")
+			if rep := taskflow.NewWaitEngine(p.m).Tick(ctx); rep.Fired != 1 || rep.Skipped != 2 || rep.Err != nil {
+				t.Fatalf("tick %+v", rep)
+			}
+			check("2 1 0 0 1 2 1 2")
+		})
+	}
+}

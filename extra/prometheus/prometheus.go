@@ -45,6 +45,8 @@ type Collector struct {
 	up, flows, readyDepth, readyAge, timersPending, timersDue, tickLag *prometheus.Desc
 	leasesHeld, leasesExpired, leasesLag, bridgeLen, bridgePending     *prometheus.Desc
 	bridgeBacklog, early, joining, relay, relayDue, readyStale         *prometheus.Desc
+	schedules, schedulesPaused, schedulesDue, scheduleLag              *prometheus.Desc
+	scheduleFires, scheduleSkips                                       *prometheus.Desc
 
 	ops      *prometheus.CounterVec
 	refusals *prometheus.CounterVec
@@ -55,6 +57,9 @@ type Collector struct {
 	tickDur  prometheus.Histogram
 	claims   *prometheus.CounterVec
 	bridge   *prometheus.CounterVec
+	// tickFires and tickSkips count the schedule fires this process's
+	// ticks made and skipped.
+	tickFires, tickSkips prometheus.Counter
 }
 
 // Option configures New.
@@ -98,6 +103,12 @@ func New(stats func(context.Context) (*taskflow.Stats, error), opts ...Option) *
 	c.joining = d("parents_joining", "Parents waiting on their children (a join); also counted as waiting flows.")
 	c.relay = d("relay_pending", "Work that flows which ended left for their parents or children and that is not done yet.")
 	c.relayDue = d("relay_due", "Relay work past its 10 s grace: the call that ended the flow died or failed, and no tick has done it yet.")
+	c.schedules = d("schedules", "Schedules in the flow space, paused ones included.")
+	c.schedulesPaused = d("schedules_paused", "Paused schedules.")
+	c.schedulesDue = d("schedules_due", "Schedules whose next fire is past and that no tick has fired yet.")
+	c.scheduleLag = d("schedule_lag_seconds", "How late the most overdue schedule is; grows when the engines do not keep up.")
+	c.scheduleFires = d("schedule_fires_total", "Schedule fires that made a flow, by every engine of the flow space (a flow-space total).")
+	c.scheduleSkips = d("schedule_skips_total", "Schedule fires skipped by their overlap or catch-up policy, by every engine (a flow-space total).")
 
 	c.ops = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "operations_total",
 		Help: "Mutation scripts this process ran, by operation and outcome (ok, refused, error)."}, []string{"operation", "outcome"})
@@ -116,20 +127,24 @@ func New(stats func(context.Context) (*taskflow.Stats, error), opts ...Option) *
 		Help: "Duration of engine ticks.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)})
 	c.claims = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "claims_total",
 		Help: "Claim calls, by outcome (claimed, empty, error)."}, []string{"outcome"})
+	c.tickFires = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "tick_schedule_fires_total",
+		Help: "Schedule fires (a flow each) made by this process's ticks."})
+	c.tickSkips = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "tick_schedule_skips_total",
+		Help: "Schedule fires skipped by this process's ticks (overlap or catch-up policy)."})
 	c.bridge = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "bridge_messages_total",
 		Help: "Resume-bridge messages handled, by outcome (resumed, nomatch, malformed, failed, retry)."}, []string{"outcome"})
 	return c
 }
 
 func (c *Collector) vectors() []prometheus.Collector {
-	return []prometheus.Collector{c.ops, c.refusals, c.duration, c.resumes, c.expiries, c.ticks, c.tickDur, c.claims, c.bridge}
+	return []prometheus.Collector{c.ops, c.refusals, c.duration, c.resumes, c.expiries, c.ticks, c.tickDur, c.claims, c.bridge, c.tickFires, c.tickSkips}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.flows, c.readyDepth, c.readyAge, c.readyStale, c.timersPending, c.timersDue,
 		c.tickLag, c.leasesHeld, c.leasesExpired, c.leasesLag, c.bridgeLen, c.bridgePending, c.bridgeBacklog, c.early,
-		c.joining, c.relay, c.relayDue} {
+		c.joining, c.relay, c.relayDue, c.schedules, c.schedulesPaused, c.schedulesDue, c.scheduleLag, c.scheduleFires, c.scheduleSkips} {
 		ch <- d
 	}
 	for _, v := range c.vectors() {
@@ -177,6 +192,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	g(c.joining, float64(st.Joining))
 	g(c.relay, float64(st.Relay))
 	g(c.relayDue, float64(st.RelayDue))
+	g(c.schedules, float64(st.Schedules))
+	g(c.schedulesPaused, float64(st.SchedulesPaused))
+	g(c.schedulesDue, float64(st.SchedulesDue))
+	g(c.scheduleLag, st.ScheduleLag.Seconds())
+	ch <- prometheus.MustNewConstMetric(c.scheduleFires, prometheus.CounterValue, float64(st.ScheduleFires))
+	ch <- prometheus.MustNewConstMetric(c.scheduleSkips, prometheus.CounterValue, float64(st.ScheduleSkips))
 }
 
 // Observer returns the observer that feeds the collector's counters; set
@@ -205,6 +226,8 @@ func (c *Collector) Observer() *observe.Observer {
 		Tick: func(_ context.Context, ev observe.Tick) {
 			c.ticks.Inc()
 			c.tickDur.Observe(ev.Duration.Seconds())
+			c.tickFires.Add(float64(ev.Fired))
+			c.tickSkips.Add(float64(ev.Skipped))
 		},
 		Claim: func(_ context.Context, ev observe.Claim) {
 			outcome := "empty"

@@ -265,3 +265,78 @@ func TestCollectorDown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCollectorSchedules checks the schedule gauges and counters: from
+// Stats (the flow space) and from the observed ticks (this process).
+func TestCollectorSchedules(t *testing.T) {
+	for _, b := range testbackend.List(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			client := b.Client(t)
+			prefix := testbackend.Prefix("tfprom")
+			testbackend.CleanupKeys(t, client, prefix)
+			clk := testbackend.NewClock()
+			var m *taskflow.Manager
+			c := New(func(ctx context.Context) (*taskflow.Stats, error) { return m.Stats(ctx) })
+			store, err := taskflow.NewRedisStore(client, taskflow.WithPrefix(prefix), taskflow.WithClock(clk.Now),
+				taskflow.WithObserver(c.Observer()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m = taskflow.NewManager(store)
+			defer m.Close()
+			reg := prometheus.NewPedanticRegistry()
+			reg.MustRegister(c)
+			ctx := context.Background()
+			names := []string{"taskflow_schedules", "taskflow_schedules_paused", "taskflow_schedules_due", "taskflow_schedule_lag_seconds",
+				"taskflow_schedule_fires_total", "taskflow_schedule_skips_total", "taskflow_tick_schedule_fires_total", "taskflow_tick_schedule_skips_total"}
+			check := func(schedules, paused, due int, lag float64, fires, skips, tickFires, tickSkips int) {
+				t.Helper()
+				want := fmt.Sprintf(`
+# HELP taskflow_schedules Schedules in the flow space, paused ones included.
+# TYPE taskflow_schedules gauge
+taskflow_schedules %d
+# HELP taskflow_schedules_paused Paused schedules.
+# TYPE taskflow_schedules_paused gauge
+taskflow_schedules_paused %d
+# HELP taskflow_schedules_due Schedules whose next fire is past and that no tick has fired yet.
+# TYPE taskflow_schedules_due gauge
+taskflow_schedules_due %d
+# HELP taskflow_schedule_lag_seconds How late the most overdue schedule is; grows when the engines do not keep up.
+# TYPE taskflow_schedule_lag_seconds gauge
+taskflow_schedule_lag_seconds %g
+# HELP taskflow_schedule_fires_total Schedule fires that made a flow, by every engine of the flow space (a flow-space total).
+# TYPE taskflow_schedule_fires_total counter
+taskflow_schedule_fires_total %d
+# HELP taskflow_schedule_skips_total Schedule fires skipped by their overlap or catch-up policy, by every engine (a flow-space total).
+# TYPE taskflow_schedule_skips_total counter
+taskflow_schedule_skips_total %d
+# HELP taskflow_tick_schedule_fires_total Schedule fires (a flow each) made by this process's ticks.
+# TYPE taskflow_tick_schedule_fires_total counter
+taskflow_tick_schedule_fires_total %d
+# HELP taskflow_tick_schedule_skips_total Schedule fires skipped by this process's ticks (overlap or catch-up policy).
+# TYPE taskflow_tick_schedule_skips_total counter
+taskflow_tick_schedule_skips_total %d
+`, schedules, paused, due, lag, fires, skips, tickFires, tickSkips)
+				if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			flow := taskflow.CreateManagedInput{ControllerID: "cron", Goal: "g", OwnerSessionKey: "o"}
+			check(0, 0, 0, 0, 0, 0, 0, 0)
+			must[*taskflow.Schedule](t)(m.CreateSchedule(ctx, taskflow.ScheduleInput{Name: "every-10s", Every: 10 * time.Second, Flow: flow}))
+			must[*taskflow.Schedule](t)(m.CreateSchedule(ctx, taskflow.ScheduleInput{Name: "held", Every: time.Second, Paused: true, Flow: flow}))
+			check(2, 1, 0, 0, 0, 0, 0, 0)
+			// Three fire times pass (at 10, 20, 30 s); at 35 s the schedule
+			// is 25 s late (its oldest due fire, at 10 s).
+			clk.Advance(35 * time.Second)
+			check(2, 1, 1, 25, 0, 0, 0, 0)
+			if rep := taskflow.NewWaitEngine(m).Tick(ctx); rep.Fired != 1 || rep.Skipped != 2 || rep.Err != nil {
+				t.Fatalf("tick %+v", rep)
+			}
+			check(2, 1, 0, 0, 1, 2, 1, 2)
+			if problems, err := testutil.GatherAndLint(reg, names...); err != nil || len(problems) > 0 {
+				t.Fatalf("lint: %v %v", problems, err)
+			}
+		})
+	}
+}

@@ -560,6 +560,65 @@ func explanationOf(t *testing.T, res map[string]any, id string) map[string]any {
 	return x
 }
 
+// TestServerSchedules: an agent schedules its own follow-ups through the
+// MCP tools; another conversation neither sees nor deletes them.
+func TestServerSchedules(t *testing.T) {
+	eachBackend(t, func(t *testing.T, m *taskflow.Manager) {
+		ctx := context.Background()
+		actions, combined := newServer(t, m, agenttool.PerAction), newServer(t, m, agenttool.Combined)
+		a, b, c := connect(t, actions), connect(t, actions), connect(t, combined)
+
+		res := a.call("taskflow_schedule", map[string]any{"name": "digest", "cron": "0 8 * * *", "time_zone": "Europe/Madrid",
+			"controller_id": "kate/digest", "goal": "send the digest", "state": map[string]any{"to": "me"}}, false)
+		sc := res["schedule"].(map[string]any)
+		if res["ok"] != true || sc["name"] != "digest" || sc["time_zone"] != "Europe/Madrid" || sc["next_fire"] == "" {
+			t.Fatalf("schedule: %v", res)
+		}
+		a.call("taskflow_schedule", map[string]any{"name": "poll", "every_seconds": 600, "controller_id": "kate/poll", "goal": "poll"}, false)
+		list := a.call("taskflow_list_schedules", map[string]any{}, false)
+		if list["count"] != float64(2) {
+			t.Fatalf("list_schedules: %v", list)
+		}
+		// The other conversations see none and delete nothing.
+		for _, r := range []map[string]any{
+			b.call("taskflow_list_schedules", map[string]any{}, false),
+			c.call("taskflow", map[string]any{"action": "list_schedules"}, false),
+		} {
+			if r["count"] != float64(0) || len(r["schedules"].([]any)) != 0 {
+				t.Fatalf("another session lists %v", r)
+			}
+		}
+		for _, r := range []map[string]any{
+			b.call("taskflow_unschedule", map[string]any{"name": "digest"}, false),
+			c.call("taskflow", map[string]any{"action": "unschedule", "name": "digest"}, false),
+		} {
+			if r["ok"] != false || r["error"] != "not_found" || r["name"] != "digest" {
+				t.Fatalf("another session's unschedule: %v", r)
+			}
+		}
+		all, _, err := m.ListSchedules(ctx)
+		if err != nil || len(all) != 2 {
+			t.Fatalf("schedules in the flow space: %d %v", len(all), err)
+		}
+		for _, sc := range all {
+			if !strings.HasPrefix(sc.Flow.OwnerSessionKey, "agent:kate:session:") || !strings.HasPrefix(sc.Flow.ControllerID, "kate/") {
+				t.Fatalf("stored %+v", sc.Flow)
+			}
+		}
+		// Another agent's controller is refused.
+		if r := a.call("taskflow_schedule", map[string]any{"name": "x", "every_seconds": 600, "controller_id": "bob/x", "goal": "g"}, true); !strings.Contains(r["error"].(string), "outside this agent's namespace") {
+			t.Fatalf("schedule of another agent's controller: %v", r)
+		}
+		// The owner deletes its own.
+		if r := a.call("taskflow_unschedule", map[string]any{"name": "digest"}, false); r["ok"] != true || r["deleted"] != true {
+			t.Fatalf("unschedule: %v", r)
+		}
+		if r := a.call("taskflow_list_schedules", map[string]any{}, false); r["count"] != float64(1) {
+			t.Fatalf("after unschedule: %v", r)
+		}
+	})
+}
+
 // Finding flows through MCP: flows started with search attributes are
 // listed by list_mine's filters (controller, attribute, status) and paged
 // with its cursor, each result checked against its output schema; a

@@ -72,7 +72,13 @@ func TestStrictSchemasValidate(t *testing.T) {
 		{"taskflow_list_mine", `{}`, false}, // the nulls missing
 		{"taskflow", `{"action":"status","flow_id":"` + id + `","controller_id":null,"goal":null,"current_step":null,"state_json":null,
 			"patch_json":null,"wait_condition":null,"final_state_json":null,"reason":null,"idempotency_key":null,
-			"attributes_json":null,"status":null,"attribute":null,"children":null,"need":null,"fail_fast":null,"deadline":null,"timeout_seconds":null,"cursor":null,"limit":null}`, true},
+			"attributes_json":null,"status":null,"attribute":null,"children":null,"need":null,"fail_fast":null,"deadline":null,"timeout_seconds":null,"cursor":null,"limit":null,
+			"name":null,"cron":null,"every_seconds":null,"time_zone":null}`, true},
+		{"taskflow_schedule", `{"name":"n","cron":null,"every_seconds":60,"time_zone":null,"controller_id":"c","goal":"g","current_step":null,"state_json":null}`, true},
+		{"taskflow_schedule", `{"name":"n","every_seconds":60,"controller_id":"c","goal":"g"}`, false}, // the nulls missing
+		{"taskflow_list_schedules", `{}`, true},
+		{"taskflow_unschedule", `{"name":"n"}`, true},
+		{"taskflow_unschedule", `{"name":"n","flow_id":null}`, false}, // extra
 		{"taskflow_spawn", `{"flow_id":"` + id + `","children":[{"key":"k","controller_id":"c","goal":"g","current_step":null,"state_json":"{}","attributes_json":"{\"chapter\":\"1\"}","on_parent_close":null}]}`, true},
 		{"taskflow_spawn", `{"flow_id":"` + id + `","children":[{"key":"k","controller_id":"c","goal":"g"}]}`, false}, // the item's nulls missing
 		{"taskflow_spawn", `{"flow_id":"` + id + `","children":[{"key":"k","controller_id":"c","goal":"g","current_step":null,"state_json":null,"attributes_json":null,"on_parent_close":null,"owner_session_key":"o"}]}`, false},

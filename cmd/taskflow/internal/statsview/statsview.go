@@ -37,6 +37,8 @@ func Print(w io.Writer, st *taskflow.Stats) error {
 	fmt.Fprintf(tw, "early events\t%d\n", st.EarlyEvents)
 	fmt.Fprintf(tw, "parents waiting on children\t%d\n", st.Joining)
 	fmt.Fprintf(tw, "relay backlog\t%d (due %d)\n", st.Relay, st.RelayDue)
+	fmt.Fprintf(tw, "schedules\t%d (%d paused, %d due, lag %s)\n", st.Schedules, st.SchedulesPaused, st.SchedulesDue, round(st.ScheduleLag))
+	fmt.Fprintf(tw, "schedule fires\t%d (%d skipped)\n", st.ScheduleFires, st.ScheduleSkips)
 	if len(st.Ready) == 0 {
 		fmt.Fprintf(tw, "ready queues\tnone\n")
 	}

@@ -54,6 +54,13 @@ type Overview struct {
 	// grace, which an engine's tick does (the ending call died).
 	Relay    int64 `json:"relay"`
 	RelayDue int64 `json:"relay_due"`
+	// Schedules counts the schedules, SchedulesPaused the paused ones,
+	// SchedulesDue those past their next fire; ScheduleLag is how late
+	// the most overdue one is.
+	Schedules       int64         `json:"schedules"`
+	SchedulesPaused int64         `json:"schedules_paused"`
+	SchedulesDue    int64         `json:"schedules_due"`
+	ScheduleLag     time.Duration `json:"schedule_lag_ns"`
 }
 
 // StatusCount is one status and how many flows are in it.
@@ -699,7 +706,7 @@ func (s *Server) parseTemplates() error {
 		},
 	}
 	s.tmpl = map[string]*template.Template{}
-	for _, name := range []string{"overview", "flows", "flow", "confirm", "error"} {
+	for _, name := range []string{"overview", "flows", "flow", "confirm", "error", "schedules", "schedule"} {
 		t, err := template.New("").Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+name+".html")
 		if err != nil {
 			return fmt.Errorf("ui: template %s: %w", name, err)

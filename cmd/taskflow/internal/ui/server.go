@@ -3,7 +3,9 @@
 // is (Manager.Explain), its state, wait, lease, steps, live audit log,
 // parent and children (a page at a time, with the progress of a join on
 // them), and the operator's actions (cancel with a reason, resume,
-// requeue an expired lease).
+// requeue an expired lease); and the schedules, each with its next and
+// recent fires (linking to their flows) and its actions (pause, resume,
+// trigger).
 //
 // Everything is rendered on the server with html/template, so every value
 // read from Redis (goals, states, payloads: written by models and users)
@@ -189,6 +191,9 @@ func (s *Server) routes() {
 	mux.HandleFunc("GET /flows/{id}/live", s.live)
 	mux.HandleFunc("GET /flows/{id}/{action}", s.confirm)
 	mux.HandleFunc("POST /flows/{id}/{action}", s.act)
+	mux.HandleFunc("GET /schedules", s.schedules)
+	mux.HandleFunc("GET /schedules/{name...}", s.schedule)
+	mux.HandleFunc("POST /schedules/{name...}", s.scheduleAct)
 	if s.cfg.Metrics != nil {
 		mux.Handle("GET /metrics", s.cfg.Metrics)
 	}

@@ -33,7 +33,11 @@
             joining: st.joining,
             relay: st.relay,
             relay_due: st.relay_due,
-            ready_stale: st.ready_stale
+            ready_stale: st.ready_stale,
+            schedules: st.schedules,
+            schedules_paused: st.schedules_paused,
+            schedules_due: st.schedules_due,
+            schedule_lag: fmtDur(st.schedule_lag_ns)
           };
           (st.statuses || []).forEach(function (c) { vals["status." + c.status] = c.count; });
           (st.ready || []).forEach(function (q) {
