@@ -519,3 +519,37 @@ func TestFindSkewedShards(t *testing.T) {
 		}
 	})
 }
+
+// TestFindIndexesWithoutController: InsertFlow and UpdateAndAppend accept
+// a flow without a controller; its prune must leave no controller index
+// entry behind (an orphan nobody reads and nothing removes), and Verify
+// must hold throughout.
+func TestFindIndexesWithoutController(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		imp := importedFlow(e, StatusFinished, nil, false)
+		imp.ControllerID = ""
+		must(t, try(e.store.InsertFlow(e.ctx, Import{Flow: imp})))
+		mustVerify(t, e)
+		f := must(t, try(e.m.CreateMirrored(e.ctx, attrInput("c/a", "agent:a:session:1", map[string]string{"customer": "acme"}))))
+		f.ControllerID = ""
+		f, _, err := e.store.UpdateAndAppend(e.ctx, f, "operator_edit", nil)
+		if err != nil {
+			t.Fatalf("UpdateAndAppend: %v", err)
+		}
+		if ids := findAll(t, e, Filter{Controller: "c/a"}, 10); len(ids) != 0 {
+			t.Fatalf("old controller still lists %v", ids)
+		}
+		mustVerify(t, e)
+		must(t, try(e.m.Finish(e.ctx, f.ID, nil)))
+		e.clock.Advance(time.Second)
+		if n := must(t, try(e.m.PruneTerminalFlows(e.ctx, 0))); n != 2 {
+			t.Fatalf("pruned %d, want 2", n)
+		}
+		for k := range e.dump() {
+			if strings.Contains(k, ":ctl:") || strings.Contains(k, ":attr:") {
+				t.Fatalf("%s left after prune", k)
+			}
+		}
+		mustVerify(t, e)
+	})
+}
