@@ -530,6 +530,16 @@ func TestFindIndexesWithoutController(t *testing.T) {
 		imp.ControllerID = ""
 		must(t, try(e.store.InsertFlow(e.ctx, Import{Flow: imp})))
 		mustVerify(t, e)
+		// An entry left under the empty controller id (by a store
+		// before this rule) is stale, and repaired.
+		empty := e.store.keys.controllerIndex(e.store.keys.shardOf(imp.ID), "")
+		e.client.ZAdd(e.ctx, empty, redis.Z{Score: 1, Member: imp.ID.String()})
+		rep := must(t, try(e.m.Verify(e.ctx)))
+		if len(rep.Problems) != 1 || rep.Problems[0].Kind != fsck.StaleIndexEntry || rep.Problems[0].Key != empty {
+			t.Fatalf("problems %+v, want one stale entry in %s", rep.Problems, empty)
+		}
+		must(t, try(e.m.Verify(e.ctx, fsck.WithRepair())))
+		mustVerify(t, e)
 		f := must(t, try(e.m.CreateMirrored(e.ctx, attrInput("c/a", "agent:a:session:1", map[string]string{"customer": "acme"}))))
 		f.ControllerID = ""
 		f, _, err := e.store.UpdateAndAppend(e.ctx, f, "operator_edit", nil)
