@@ -563,3 +563,235 @@ func TestFindIndexesWithoutController(t *testing.T) {
 		mustVerify(t, e)
 	})
 }
+
+// TestSetAttributesLostReply: a SetAttributes whose reply is lost (the
+// client re-sends it) applies once: one revision, one event, and the
+// indexes moved once.
+func TestSetAttributesLostReply(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b)
+			c, d := lossyClient(t, b)
+			store := e.reopenStore(c)
+			m := NewManager(store)
+			defer m.Close()
+			if err := store.LoadScripts(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			f := must(t, try(e.m.CreateManaged(e.ctx, attrInput("c/a", "agent:a:session:1", map[string]string{"customer": "acme", "tier": "gold"}))))
+			for i, call := range []func() (*Flow, error){
+				func() (*Flow, error) {
+					return m.SetAttributes(e.ctx, f.ID, map[string]string{"customer": "globex"}, []string{"tier"}, IfRevision(0))
+				},
+				func() (*Flow, error) {
+					return m.SetAttributes(e.ctx, f.ID, map[string]string{"tier": "gold"}, nil, IfRevision(1))
+				},
+			} {
+				n := d.dropped.Load()
+				d.armFor(store.scripts.setAttributes)
+				g, err := call()
+				if err != nil {
+					t.Fatalf("call %d with a lost reply: %v", i, err)
+				}
+				if d.dropped.Load() != n+1 {
+					t.Fatalf("call %d: no reply dropped", i)
+				}
+				if g.Revision != int64(i+1) {
+					t.Fatalf("call %d: revision %d", i, g.Revision)
+				}
+			}
+			if n := eventCount(t, e.m, f.ID); n != 3 {
+				t.Fatalf("%d events, want 3 (created, two attributes_set)", n)
+			}
+			if ids := findAll(t, e, Filter{Attribute: "customer=globex", Controller: "c/a"}, 10); len(ids) != 1 {
+				t.Fatalf("globex lists %v", ids)
+			}
+			if ids := findAll(t, e, Filter{Attribute: "tier=gold"}, 10); len(ids) != 1 {
+				t.Fatalf("tier=gold lists %v", ids)
+			}
+			if ids := findAll(t, e, Filter{Attribute: "customer=acme"}, 10); len(ids) != 0 {
+				t.Fatalf("acme lists %v", ids)
+			}
+			mustVerify(t, e)
+		})
+	}
+}
+
+// TestCreateAttributesFingerprint: an idempotent create with the same key
+// and other attributes is a conflict; the same attributes (a map has no
+// order) answer with the flow made first, writing nothing.
+func TestCreateAttributesFingerprint(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		in := attrInput("c/a", "agent:a:session:1", map[string]string{"customer": "acme", "priority": "2", "z": "1", "a": "9"})
+		in.IdempotencyKey = "fp-1"
+		f := must(t, try(e.m.CreateManaged(e.ctx, in)))
+		before := e.dump()
+		for i := 0; i < 5; i++ {
+			again := in
+			again.Attributes = map[string]string{"a": "9", "z": "1", "priority": "2", "customer": "acme"}
+			g := must(t, try(e.m.CreateManaged(e.ctx, again)))
+			if g.ID != f.ID {
+				t.Fatalf("same input made %s, want %s", g.ID, f.ID)
+			}
+		}
+		e.sameDump(t, before, "an idempotent repeat")
+		for _, attrs := range []map[string]string{
+			nil,
+			{"customer": "acme", "priority": "2", "z": "1"},
+			{"customer": "acme", "priority": "3", "z": "1", "a": "9"},
+			{"customer": "acme", "priority": "2", "z": "1", "b": "9"},
+			{"customer": "acme", "priority": "2", "z": "1", "a": "9", "x": "1"},
+		} {
+			other := in
+			other.Attributes = attrs
+			_, err := e.m.CreateManaged(e.ctx, other)
+			wantErr(t, err, ErrIdempotencyConflict)
+		}
+		e.sameDump(t, before, "refused conflicting creates")
+		// An empty map is no attributes, as nil is.
+		plain := attrInput("c/a", "agent:a:session:1", nil)
+		plain.IdempotencyKey = "fp-2"
+		p := must(t, try(e.m.CreateManaged(e.ctx, plain)))
+		plain.Attributes = map[string]string{}
+		if q := must(t, try(e.m.CreateManaged(e.ctx, plain))); q.ID != p.ID {
+			t.Fatalf("an empty map made another flow")
+		}
+		mustVerify(t, e)
+	})
+}
+
+// TestFindOddNames: controller ids and attribute values holding ':', '=',
+// braces (which must not move a key to another cluster slot) and
+// non-ASCII are created, found, verified and pruned like any other.
+func TestFindOddNames(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctls := []string{"a:b", "{x}", "}{", "c/{7}/d", "ü:=é", "{", "x}"}
+		vals := []string{"a=b", "k:v", "{0}", "}", "日本語", "=", ":", "{}", "a b"}
+		var made []*Flow
+		for i, ctl := range ctls {
+			for j, v := range vals {
+				in := attrInput(ctl, "agent:{1}:session:x", map[string]string{"v": v, "n": fmt.Sprint(i*100 + j)})
+				made = append(made, must(t, try(e.m.CreateMirrored(e.ctx, in))))
+			}
+		}
+		mustVerify(t, e)
+		for _, ctl := range ctls {
+			if ids := findAll(t, e, Filter{Controller: ctl}, 4); len(ids) != len(vals) {
+				t.Fatalf("controller %q: %d flows, want %d", ctl, len(ids), len(vals))
+			}
+			for _, v := range vals {
+				if ids := findAll(t, e, Filter{Controller: ctl, Attribute: "v=" + v}, 3); len(ids) != 1 {
+					t.Fatalf("controller %q, v=%q: %v", ctl, v, ids)
+				}
+			}
+		}
+		for _, v := range vals {
+			if ids := findAll(t, e, Filter{Attribute: "v=" + v, Status: StatusRunning}, 2); len(ids) != len(ctls) {
+				t.Fatalf("v=%q: %d flows, want %d", v, len(ids), len(ctls))
+			}
+		}
+		for i, f := range made {
+			if i%2 == 0 {
+				must(t, try(e.m.SetAttributes(e.ctx, f.ID, map[string]string{"v": "}{:="}, []string{"n"})))
+			}
+			must(t, try(e.m.Finish(e.ctx, f.ID, nil)))
+		}
+		mustVerify(t, e)
+		e.clock.Advance(time.Second)
+		if n := must(t, try(e.m.PruneTerminalFlows(e.ctx, 0))); n != len(made) {
+			t.Fatalf("pruned %d of %d", n, len(made))
+		}
+		for k := range e.dump() {
+			if strings.Contains(k, ":ctl:") || strings.Contains(k, ":attr:") {
+				t.Fatalf("%s left after prune", k)
+			}
+		}
+		mustVerify(t, e)
+	})
+}
+
+// TestFindHostileInput: a cursor or limit that is garbage or hostile is
+// ErrInvalidData or a sane page, never a panic or a script error.
+func TestFindHostileInput(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		var all []uuid.UUID
+		for i := 0; i < 30; i++ {
+			all = append(all, must(t, try(e.m.CreateManaged(e.ctx, attrInput("c/a", "agent:a:session:1", map[string]string{"k": "v"})))).ID)
+			if i%3 == 0 {
+				e.clock.Advance(time.Millisecond)
+			}
+		}
+		for _, flt := range []Filter{{Controller: "c/a"}, {Attribute: "k=v"}, {Status: StatusCreated}, {Owner: "agent:a:session:1", Status: StatusCreated}} {
+			for _, cur := range []string{"nonsense", ":", ":x", "x:", "1.5:x", "0x10:a", "99999999999999999999:x", " 1:x"} {
+				_, err := e.m.Find(e.ctx, flt, WithCursor(cur))
+				wantErr(t, err, ErrInvalidData)
+			}
+			for _, cur := range []string{"1:", "-9223372036854775808:", "9223372036854775807:zzzz", "0:{}", "5:" + strings.Repeat("é", 5000), "1:\x00\xff", "-1:" + uuid.NewString()} {
+				p, err := e.m.Find(e.ctx, flt, WithCursor(cur), WithLimit(5))
+				if err != nil && !errors.Is(err, ErrInvalidData) {
+					t.Fatalf("Find(%+v) cursor %.40q: %v", flt, cur, err)
+				}
+				if err == nil && len(p.Flows) > 5 {
+					t.Fatalf("Find(%+v) cursor %.40q: %d flows", flt, cur, len(p.Flows))
+				}
+			}
+			for _, limit := range []int{0, -1, -1 << 62, 1 << 40} {
+				// Below 1 is the default (100), above 1000 is 1000:
+				// the 30 flows come in one page.
+				p := must(t, try(e.m.Find(e.ctx, flt, WithLimit(limit))))
+				if len(p.Flows) != len(all) || p.Next != "" {
+					t.Fatalf("Find(%+v) limit %d: %d flows, next %q; want %d and none", flt, limit, len(p.Flows), p.Next, len(all))
+				}
+			}
+		}
+	})
+}
+
+// TestSetAttributesCases: empty calls, a cancel-requested flow, a lean
+// reply, a stale lease.
+func TestSetAttributesCases(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		f := must(t, try(e.m.CreateMirrored(e.ctx, attrInput("c/a", "agent:a:session:1", nil))))
+		g := must(t, try(e.m.SetAttributes(e.ctx, f.ID, nil, nil)))
+		if g.Revision != f.Revision || g.Attributes != nil {
+			t.Fatalf("empty call: rev %d attrs %v", g.Revision, g.Attributes)
+		}
+		g = must(t, try(e.m.SetAttributes(e.ctx, f.ID, map[string]string{}, []string{})))
+		if g.Revision != f.Revision {
+			t.Fatalf("empty maps: rev %d", g.Revision)
+		}
+		_, err := e.m.SetAttributes(e.ctx, uuid.New(), nil, nil)
+		wantErr(t, err, ErrNotFound)
+		// Removing the same name twice removes it once.
+		must(t, try(e.m.SetAttributes(e.ctx, f.ID, map[string]string{"a": "1", "b": "2"}, nil)))
+		g = must(t, try(e.m.SetAttributes(e.ctx, f.ID, nil, []string{"a", "a"})))
+		if len(g.Attributes) != 1 || g.Attributes["b"] != "2" {
+			t.Fatalf("after remove: %v", g.Attributes)
+		}
+		// A lean reply still applies, and the indexes follow.
+		g = must(t, try(e.m.SetAttributes(e.ctx, f.ID, map[string]string{"c": "3"}, nil, WithoutState())))
+		if ids := findAll(t, e, Filter{Attribute: "c=3"}, 10); len(ids) != 1 {
+			t.Fatalf("lean set: %v", ids)
+		}
+		// Cancel requested: still accepted.
+		must(t, try(e.m.RequestCancel(e.ctx, f.ID)))
+		g = must(t, try(e.m.SetAttributes(e.ctx, f.ID, map[string]string{"d": "4"}, nil)))
+		if g.Attributes["d"] != "4" || !g.CancelRequested {
+			t.Fatalf("cancel requested: %+v", g)
+		}
+		// A lease lost is refused, writing nothing.
+		h := must(t, try(e.m.CreateMirrored(e.ctx, attrInput("c/lease", "agent:a:session:1", nil))))
+		_, l, err := e.m.Claim(e.ctx, "c/lease", "w", time.Minute, WithClaimWait(0))
+		if err != nil || l == nil {
+			t.Fatalf("claim: %v", err)
+		}
+		must(t, try(e.m.SetAttributes(e.ctx, h.ID, map[string]string{"x": "1"}, nil, WithLease(l))))
+		bad := *l
+		bad.Token = "nope"
+		before := e.dump()
+		_, err = e.m.SetAttributes(e.ctx, h.ID, map[string]string{"x": "2"}, nil, WithLease(&bad))
+		wantErr(t, err, ErrLeaseLost)
+		e.sameDump(t, before, "a refused set under a lost lease")
+		mustVerify(t, e)
+	})
+}
