@@ -31,6 +31,7 @@ func findAll(t testing.TB, e *env, f Filter, limit int) []uuid.UUID {
 		if len(p.Flows) > limit {
 			t.Fatalf("page of %d flows, limit %d", len(p.Flows), limit)
 		}
+		mustMatch(t, f, p.Flows)
 		for _, fl := range p.Flows {
 			if seen[fl.ID] {
 				t.Fatalf("Find(%+v) returned %s twice", f, fl.ID)
@@ -42,6 +43,20 @@ func findAll(t testing.TB, e *env, f Filter, limit int) []uuid.UUID {
 			return out
 		}
 		cursor = p.Next
+	}
+}
+
+// mustMatch fails unless every flow passes the filter.
+func mustMatch(t testing.TB, f Filter, flows []*Flow) {
+	t.Helper()
+	var name, value string
+	if f.Attribute != "" {
+		name, value, _ = strings.Cut(f.Attribute, "=")
+	}
+	for _, fl := range flows {
+		if !f.matches(fl, name, value) {
+			t.Fatalf("Find(%+v) returned %s: %s, %s, %s, %v", f, fl.ID, fl.Status, fl.ControllerID, fl.OwnerSessionKey, fl.Attributes)
+		}
 	}
 }
 
@@ -278,11 +293,12 @@ func TestFindScanBudget(t *testing.T) {
 func TestFindCompleteUnderWrites(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		stable := map[uuid.UUID]bool{}
-		var movers []uuid.UUID
+		var movers, stables []uuid.UUID
 		for i := 0; i < 150; i++ {
 			f := must(t, try(e.m.CreateMirrored(e.ctx, attrInput("c/a", "agent:a:session:1", map[string]string{"customer": "acme"}))))
 			if i%2 == 0 {
 				stable[f.ID] = true // stays running, in c/a, with customer=acme
+				stables = append(stables, f.ID)
 			} else {
 				movers = append(movers, f.ID)
 			}
@@ -293,6 +309,11 @@ func TestFindCompleteUnderWrites(t *testing.T) {
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		var writes atomic.Int64
+		// halt stops the writer, also when the reader fails first (its
+		// writes must not race the env's cleanup).
+		var once sync.Once
+		halt := func() { once.Do(func() { close(stop); wg.Wait() }) }
+		defer halt()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -325,6 +346,17 @@ func TestFindCompleteUnderWrites(t *testing.T) {
 						_, _ = e.m.SetWaiting(e.ctx, id, map[string]any{"kind": "external_event", "topic": "t", "correlation_id": id.String()})
 					}
 				}
+				// Writes that keep a stable flow matching: it must
+				// keep its place in every index.
+				sid := stables[i%len(stables)]
+				if _, err := e.m.SetAttributes(e.ctx, sid, map[string]string{"touch": fmt.Sprint(i), "customer": "acme"}, nil); err != nil {
+					t.Errorf("touch: %v", err)
+					return
+				}
+				if _, err := e.m.UpdateState(e.ctx, sid, map[string]int{"i": i}, "touched"); err != nil {
+					t.Errorf("update: %v", err)
+					return
+				}
 				e.clock.Advance(time.Millisecond)
 				if i%5 == 0 {
 					if _, err := e.m.PruneTerminalFlows(e.ctx, 0); err != nil {
@@ -346,6 +378,7 @@ func TestFindCompleteUnderWrites(t *testing.T) {
 			cursor := ""
 			for {
 				p := must(t, try(e.m.Find(e.ctx, flt, WithLimit(7), WithCursor(cursor))))
+				mustMatch(t, flt, p.Flows)
 				for _, fl := range p.Flows {
 					if seen[fl.ID] {
 						t.Fatalf("Find(%+v) returned %s twice", flt, fl.ID)
@@ -366,8 +399,7 @@ func TestFindCompleteUnderWrites(t *testing.T) {
 				}
 			}
 		}
-		close(stop)
-		wg.Wait()
+		halt()
 		if writes.Load() == 0 {
 			t.Fatalf("the writer wrote nothing while the reader paged")
 		}
@@ -793,5 +825,43 @@ func TestSetAttributesCases(t *testing.T) {
 		wantErr(t, err, ErrLeaseLost)
 		e.sameDump(t, before, "a refused set under a lost lease")
 		mustVerify(t, e)
+	})
+}
+
+// TestFindFrontier: one shard's scan runs out of budget on flows that do
+// not match while the other shards reach their ends with older matches.
+// A page must hold no match older than where that shard stopped (its
+// cursor resumes there in every shard): a page that took them would
+// either repeat them on the next page or, with its cursor past them,
+// skip the older matches of the stopped shard.
+func TestFindFrontier(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		var want []uuid.UUID // newest first
+		add := func(n int, inShard3 bool, running bool) {
+			for i := 0; n > 0; i++ {
+				key := fmt.Sprintf("front-%v-%v-%d-%d", inShard3, running, len(want), i)
+				id := e.store.IdempotentFlowID(key)
+				if (e.store.keys.shardOf(id) == 3) != inShard3 {
+					continue
+				}
+				in := attrInput("c/front", "agent:a:session:1", nil)
+				in.IdempotencyKey = key
+				if running {
+					must(t, try(e.m.CreateMirrored(e.ctx, in)))
+					want = append([]uuid.UUID{id}, want...)
+				} else {
+					must(t, try(e.m.CreateManaged(e.ctx, in)))
+				}
+				e.clock.Advance(time.Millisecond)
+				n--
+			}
+		}
+		add(20, false, true) // the oldest: matches in other shards
+		add(3, true, true)   // then matches in shard 3
+		add(300, true, false)
+		got := findAll(t, e, Filter{Controller: "c/front", Status: StatusRunning}, 10)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("listing:\n got %v\nwant %v", got, want)
+		}
 	})
 }
