@@ -697,7 +697,8 @@ func TestCreateAttributesFingerprint(t *testing.T) {
 // non-ASCII are created, found, verified and pruned like any other.
 func TestFindOddNames(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		ctls := []string{"a:b", "{x}", "}{", "c/{7}/d", "ü:=é", "{", "x}"}
+		ctls := []string{"a:b", "{x}", "}{", "c/{7}/d", "ü:=é", "{", "x}", "x\x00y",
+			e.prefix + ":{0}:flow:" + uuid.NewString(), "*", "x:attr:v=a=b"} // crafted to look like other keys
 		vals := []string{"a=b", "k:v", "{0}", "}", "日本語", "=", ":", "{}", "a b"}
 		var made []*Flow
 		for i, ctl := range ctls {
