@@ -3,6 +3,7 @@ package taskflow
 import (
 	"errors"
 	"fmt"
+	"math/rand"
 	"sort"
 	"strings"
 	"sync"
@@ -864,5 +865,172 @@ func TestFindFrontier(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("listing:\n got %v\nwant %v", got, want)
 		}
+	})
+}
+
+// TestFindModel runs random creates (managed, mirrored, idempotent
+// repeats, imports), attribute changes, controller changes, ends and
+// prunes against a model of which flows each index should list, checks
+// Find and Verify against it, and at the end prunes everything: no
+// controller or attribute index entry may be left.
+func TestFindModel(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		rng := rand.New(rand.NewSource(25))
+		ctls := []string{"m/a", "m/b", "m/{c}"}
+		vals := []string{"x", "y", "z=1"}
+		type flowModel struct {
+			ctl   string
+			attrs map[string]string
+			done  bool
+		}
+		model := map[uuid.UUID]*flowModel{}
+		ids := func() []uuid.UUID {
+			var out []uuid.UUID
+			for id := range model {
+				out = append(out, id)
+			}
+			sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+			return out
+		}
+		randAttrs := func() map[string]string {
+			a := map[string]string{}
+			for _, n := range []string{"k1", "k2", "k3"} {
+				if rng.Intn(2) == 0 {
+					a[n] = vals[rng.Intn(len(vals))]
+				}
+			}
+			return a
+		}
+		check := func(step int) {
+			t.Helper()
+			for _, ctl := range ctls {
+				want := map[uuid.UUID]bool{}
+				for id, m := range model {
+					if m.ctl == ctl {
+						want[id] = true
+					}
+				}
+				got := findAll(t, e, Filter{Controller: ctl}, 3)
+				if len(got) != len(want) {
+					t.Fatalf("step %d: controller %s lists %d, want %d", step, ctl, len(got), len(want))
+				}
+			}
+			for _, n := range []string{"k1", "k2", "k3"} {
+				for _, v := range vals {
+					want := 0
+					for _, m := range model {
+						if m.attrs[n] == v {
+							want++
+						}
+					}
+					if got := findAll(t, e, Filter{Attribute: n + "=" + v}, 4); len(got) != want {
+						t.Fatalf("step %d: %s=%s lists %d, want %d", step, n, v, len(got), want)
+					}
+				}
+			}
+			mustVerify(t, e)
+		}
+		for step := 0; step < 160; step++ {
+			all := ids()
+			var pick uuid.UUID
+			if len(all) > 0 {
+				pick = all[rng.Intn(len(all))]
+			}
+			switch op := rng.Intn(8); {
+			case op <= 1 || len(all) == 0: // create, sometimes idempotent and repeated
+				in := attrInput(ctls[rng.Intn(len(ctls))], "agent:m:session:1", randAttrs())
+				if rng.Intn(3) == 0 {
+					in.IdempotencyKey = fmt.Sprintf("model-%d", rng.Intn(10))
+				}
+				var f *Flow
+				var err error
+				if rng.Intn(2) == 0 {
+					f, err = e.m.CreateMirrored(e.ctx, in)
+				} else {
+					f, err = e.m.CreateManaged(e.ctx, in)
+				}
+				if errors.Is(err, ErrIdempotencyConflict) || errors.Is(err, ErrAlreadyExists) {
+					continue
+				}
+				if err != nil {
+					t.Fatalf("step %d: create: %v", step, err)
+				}
+				if _, ok := model[f.ID]; !ok {
+					model[f.ID] = &flowModel{ctl: in.ControllerID, attrs: in.Attributes}
+				}
+			case op == 2: // import
+				imp := importedFlow(e, []FlowStatus{StatusRunning, StatusFinished}[rng.Intn(2)], nil, false)
+				imp.ControllerID = []string{"", ctls[rng.Intn(len(ctls))]}[rng.Intn(2)]
+				imp.Attributes = randAttrs()
+				must(t, try(e.store.InsertFlow(e.ctx, Import{Flow: imp})))
+				model[imp.ID] = &flowModel{ctl: imp.ControllerID, attrs: imp.Attributes, done: imp.Status == StatusFinished}
+			case op == 3 || op == 4: // attributes
+				set, remove := map[string]string{}, []string(nil)
+				for _, n := range []string{"k1", "k2", "k3"} {
+					switch rng.Intn(3) {
+					case 0:
+						set[n] = vals[rng.Intn(len(vals))]
+					case 1:
+						remove = append(remove, n)
+					}
+				}
+				_, err := e.m.SetAttributes(e.ctx, pick, set, remove)
+				if model[pick].done {
+					wantErr(t, err, ErrAlreadyTerminal)
+					continue
+				}
+				if err != nil {
+					t.Fatalf("step %d: set attributes: %v", step, err)
+				}
+				a := map[string]string{}
+				for n, v := range model[pick].attrs {
+					a[n] = v
+				}
+				for n, v := range set {
+					a[n] = v
+				}
+				for _, n := range remove {
+					delete(a, n)
+				}
+				model[pick].attrs = a
+			case op == 5: // another controller, or none
+				f := must(t, try(e.m.Get(e.ctx, pick)))
+				f.ControllerID = []string{"", ctls[rng.Intn(len(ctls))]}[rng.Intn(2)]
+				if _, _, err := e.store.UpdateAndAppend(e.ctx, f, "operator_edit", nil); err != nil {
+					t.Fatalf("step %d: write: %v", step, err)
+				}
+				model[pick].ctl = f.ControllerID
+			case op == 6: // end
+				if _, err := e.m.Cancel(e.ctx, pick); err == nil {
+					model[pick].done = true
+				}
+			default: // prune the ended
+				e.clock.Advance(time.Second)
+				must(t, try(e.m.PruneTerminalFlows(e.ctx, 0)))
+				for id, m := range model {
+					if m.done {
+						delete(model, id)
+					}
+				}
+			}
+			e.clock.Advance(time.Millisecond)
+			if step%40 == 39 {
+				check(step)
+			}
+		}
+		check(-1)
+		for id, m := range model {
+			if !m.done {
+				must(t, try(e.m.Cancel(e.ctx, id)))
+			}
+		}
+		e.clock.Advance(time.Second)
+		must(t, try(e.m.PruneTerminalFlows(e.ctx, 0)))
+		for k := range e.dump() {
+			if strings.Contains(k, ":ctl:") || strings.Contains(k, ":attr:") {
+				t.Fatalf("%s left after pruning every flow", k)
+			}
+		}
+		mustVerify(t, e)
 	})
 }
