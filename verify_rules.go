@@ -73,7 +73,7 @@ func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []fsck.Proble
 	if sn.ownerScore == "" {
 		add(fsck.OwnerIndexMissing, s.keys.owner(shard, sn.fields["owner"]), "flow is not in its owner's index")
 	}
-	if sn.ctlScore == "" {
+	if sn.ctlScore == "" && sn.fields["controller"] != "" { // a flow without a controller is in no controller's index
 		add(fsck.FindIndexMissing, s.keys.controllerIndex(shard, sn.fields["controller"]), "flow is not in its controller's index")
 	}
 	for _, name := range sortedNames(sn.attrScores) {
@@ -611,7 +611,7 @@ func (s *RedisStore) repairChild(ctx context.Context, p fsck.Problem) error {
 func (s *RedisStore) inFindIndex(shard int, key string, sn *flowSnap) bool {
 	rest := strings.TrimPrefix(key, s.keys.tag(shard)+":")
 	if ctl, ok := strings.CutPrefix(rest, "ctl:"); ok {
-		return sn.fields["controller"] == ctl
+		return ctl != "" && sn.fields["controller"] == ctl
 	}
 	if pair, ok := strings.CutPrefix(rest, "attr:"); ok {
 		name, value, _ := strings.Cut(pair, "=")

@@ -72,7 +72,9 @@ set_fields(c, 'controller', ARGV[A + 2], 'goal', ARGV[A + 3], 'owner', ARGV[A + 
 f.cancel = ARGV[A + 7]
 set_status(c, f, ARGV[A + 1])
 redis.call('ZADD', owner_index, ARGV[A + 9], c.id)
-redis.call('ZADD', ctl_key(c, ARGV[A + 2]), ARGV[A + 9], c.id)
+if ARGV[A + 2] ~= '' then -- a flow without a controller is in no controller's index
+  redis.call('ZADD', ctl_key(c, ARGV[A + 2]), ARGV[A + 9], c.id)
+end
 if STATUS[f.status].waits then
   set_wait(c, f, ARGV[A + 10], ARGV[A + 11], ARGV[A + 12])
   if f.cancel == '1' then

@@ -59,7 +59,9 @@ if (f.controller or '') ~= ARGV[11] then
   if f.controller then
     redis.call('ZREM', ctl_key(c, f.controller), c.id)
   end
-  redis.call('ZADD', ctl_key(c, ARGV[11]), f.created or '0', c.id)
+  if ARGV[11] ~= '' then -- a flow without a controller is in no controller's index
+    redis.call('ZADD', ctl_key(c, ARGV[11]), f.created or '0', c.id)
+  end
   f.controller = ARGV[11]
   if queued and STATUS[ARGV[10]].runnable then
     make_ready(c, f)

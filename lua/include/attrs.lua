@@ -4,7 +4,9 @@
 -- 1..64 bytes of [a-z0-9_.-], checked by Go. The indexes, in the flow's
 -- shard (built from the shard base, as the ready queues are):
 --   '<base>:ctl:<controller>'     zset: every flow of the controller,
---                                 by creation time (unix ms)
+--                                 by creation time (unix ms); a flow
+--                                 without a controller (InsertFlow,
+--                                 UpdateAndAppend allow one) is in none
 --   '<base>:attr:<name>=<value>'  zset: the flows with that attribute,
 --                                 by creation time ('=' never occurs
 --                                 in a name)
