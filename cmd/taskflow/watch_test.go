@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -63,6 +64,27 @@ func (e *testEnv) startWatch(channels int, args ...string) *watcher {
 // every master), then a little longer.
 func (e *testEnv) waitWatchers(n int, w *watcher) {
 	e.t.Helper()
+	e.waitChannels(func(got int64) bool { return got >= int64(n) },
+		func(got int64) string {
+			return fmt.Sprintf("the watcher subscribed to %d channels within 10s, want %d; stderr %s", got, n, w.stderr.String())
+		})
+	time.Sleep(50 * time.Millisecond)
+}
+
+// waitNoWatchers waits until no watch channel of the flow space has a
+// subscriber: a watcher that exited may still count until Redis has
+// handled its closed connection, and a watcher started then would seem
+// subscribed before it is.
+func (e *testEnv) waitNoWatchers() {
+	e.t.Helper()
+	e.waitChannels(func(got int64) bool { return got == 0 },
+		func(got int64) string { return fmt.Sprintf("%d watch channels still have a subscriber after 10s", got) })
+}
+
+// waitChannels polls the number of the flow space's subscribed watch
+// channels until done says so, failing after 10 s.
+func (e *testEnv) waitChannels(done func(got int64) bool, failure func(got int64) string) {
+	e.t.Helper()
 	ctx := context.Background()
 	pattern := e.prefix + ":*:watch"
 	deadline := time.Now().Add(10 * time.Second)
@@ -83,15 +105,14 @@ func (e *testEnv) waitWatchers(n int, w *watcher) {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		if got.Load() >= int64(n) {
-			break
+		if done(got.Load()) {
+			return
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("the watcher subscribed to %d channels within 10s, want %d; stderr %s", got.Load(), n, w.stderr.String())
+			e.t.Fatal(failure(got.Load()))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(50 * time.Millisecond)
 }
 
 // next returns the watcher's next line.
@@ -184,6 +205,7 @@ func TestWatchStops(t *testing.T) {
 				t.Fatal(err)
 			}
 			w.wantExit()
+			e.waitNoWatchers()
 		}
 
 		start := time.Now()
