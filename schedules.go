@@ -112,6 +112,9 @@ const (
 	// one by one (a cron schedule stopped for months): past it, the
 	// skipped count of that catch-up stops growing.
 	maxFireCount = 100000
+	// cronWindows is how many of internal/cron's 5-year searches a cron
+	// schedule's next fire takes at most (cronZone.next).
+	cronWindows = 3
 )
 
 // ScheduleInput describes a schedule: when it fires, what each fire
@@ -186,8 +189,9 @@ type Schedule struct {
 	// NextFire is the next nominal fire time (before jitter); zero when
 	// paused or done.
 	NextFire time.Time `json:"next_fire,omitzero"`
-	// Done is true once no fire is left (End passed, or a cron
-	// expression with no more fire times).
+	// Done is true once no fire is left before End. (A cron expression
+	// with no fire time at all is refused at create; one whose next fire
+	// is years away, "0 0 29 2 *" across 2100, is not done.)
 	Done bool `json:"done,omitempty"`
 	// Fired and Skipped count the fires that made a flow and that were
 	// skipped. One catch-up of a cron schedule counts at most 100,000
@@ -622,7 +626,7 @@ func (s *RedisStore) checkSchedule(in *ScheduleInput, anchor, now time.Time) (sc
 		return st, nil, bad("end %s is not in the future", in.End.Format(time.RFC3339))
 	}
 	if st.next(now).IsZero() {
-		return st, nil, bad("never fires (no fire time before its end or within 5 years)")
+		return st, nil, bad("never fires (no fire time before its end, or within 13 years)")
 	}
 	switch in.Overlap {
 	case "":
@@ -1180,7 +1184,21 @@ type cronZone struct {
 	loc  *time.Location
 }
 
-func (c cronZone) next(after time.Time) time.Time { return c.spec.Next(after, c.loc) }
+// next is the first fire strictly after after. internal/cron's Next
+// looks 5 years ahead, and its zero Time is not "never": "0 0 29 2 *"
+// after its 2096 fire has none until 2104, as 2100 is not a leap year.
+// So next looks on from 4 years later, for at most cronWindows windows
+// (about 13 years, more than any gap of a cron expression that fires at
+// all: at most 8 years, Feb 29 around a century); zero then means never.
+func (c cronZone) next(after time.Time) time.Time {
+	for i := 0; i < cronWindows; i++ {
+		if t := c.spec.Next(after, c.loc); !t.IsZero() {
+			return t
+		}
+		after = after.AddDate(4, 0, 0) // none in (after, after+5y]
+	}
+	return time.Time{}
+}
 
 // firePlan is what a tick does with one due schedule.
 type firePlan struct {

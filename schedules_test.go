@@ -970,3 +970,59 @@ func TestScheduleLongStop(t *testing.T) {
 		}
 	})
 }
+
+// TestScheduleCronBeyondHorizon: internal/cron's Next looks 5 years
+// ahead; "0 0 29 2 *" after its 2096 fire has none until 2104 (2100 is
+// not a leap year). The schedule is not done: it looks again later and
+// fires in 2104. A schedule created when its next fire is that far is
+// accepted, and one that can never fire ("0 0 30 2 *") is refused.
+func TestScheduleCronBeyondHorizon(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		eng := e.engine()
+		e.clock.Advance(time.Date(2096, 2, 28, 12, 0, 0, 0, time.UTC).Sub(e.clock.Now()))
+		in := scheduleInput("leap", 0)
+		in.Cron, in.Overlap = "0 0 29 2 *", OverlapAllowAll
+		sc := must(t, try(e.m.CreateSchedule(e.ctx, in)))
+		fire1 := time.Date(2096, 2, 29, 0, 0, 0, 0, time.UTC)
+		fire2 := time.Date(2104, 2, 29, 0, 0, 0, 0, time.UTC)
+		if !sc.NextFire.Equal(fire1) {
+			t.Fatalf("next %v", sc.NextFire)
+		}
+		e.clock.Advance(fire1.Sub(e.clock.Now()))
+		if rep := eng.TickAt(e.ctx, fire1); rep.Fired != 1 || rep.Err != nil {
+			t.Fatalf("2096 tick %+v (%v)", rep, rep.Err)
+		}
+		got := must(t, try(e.m.GetSchedule(e.ctx, "leap", 2)))
+		if got.Done || !got.NextFire.Equal(fire2) || len(got.Upcoming) != 2 || !got.Upcoming[0].Equal(fire2) {
+			t.Fatalf("after 2096: done %v next %v upcoming %v", got.Done, got.NextFire, got.Upcoming)
+		}
+		// Created the day after: its first fire is in 2104, beyond the
+		// 5 years Next looks ahead; accepted.
+		e.clock.Advance(24 * time.Hour)
+		in.Name = "leap-late"
+		if late := must(t, try(e.m.CreateSchedule(e.ctx, in))); !late.NextFire.Equal(fire2) {
+			t.Fatalf("created in March 2096: next %v", late.NextFire)
+		}
+		// Ticks through the years between fire nothing, and leave it due.
+		for _, at := range []time.Time{fire1.AddDate(3, 0, 0), fire1.AddDate(4, 0, 1), fire1.AddDate(5, 0, 2), fire1.AddDate(6, 0, 0)} {
+			e.clock.Advance(at.Sub(e.clock.Now()))
+			if rep := eng.TickAt(e.ctx, at); rep.Fired != 0 || rep.Skipped != 0 || rep.Err != nil {
+				t.Fatalf("tick at %v: %+v (%v)", at, rep, rep.Err)
+			}
+			if g := must(t, try(e.m.GetSchedule(e.ctx, "leap", 1))); g.Done || !g.NextFire.Equal(fire2) {
+				t.Fatalf("at %v: done %v next %v", at, g.Done, g.NextFire)
+			}
+		}
+		e.clock.Advance(fire2.Sub(e.clock.Now()))
+		if rep := eng.TickAt(e.ctx, fire2); rep.Fired != 2 || rep.Err != nil {
+			t.Fatalf("2104 tick %+v (%v)", rep, rep.Err)
+		}
+		if !e.fireExists(t, sc, fire2) {
+			t.Fatal("the 2104 fire made no flow")
+		}
+		in.Name, in.Cron = "never", "0 0 30 2 *"
+		if _, err := e.m.CreateSchedule(e.ctx, in); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("a never-firing cron: %v", err)
+		}
+	})
+}
