@@ -105,6 +105,9 @@ const (
 	// scheduleRetryWake is how soon Run looks again at a schedule still
 	// due after a tick (its fire failed).
 	scheduleRetryWake = time.Second
+	// scheduleFailRetry is how soon the tick tries again a fire whose
+	// flow's create was refused as invalid.
+	scheduleFailRetry = time.Minute
 	// maxScheduleRounds bounds one tick's schedule work: at most this
 	// many batches of due schedules.
 	maxScheduleRounds = 10
@@ -201,6 +204,11 @@ type Schedule struct {
 	Skipped int64 `json:"skipped"`
 	// LastFire is the last fire that made a flow, nil before the first.
 	LastFire *ScheduleFire `json:"last_fire,omitempty"`
+	// Error says why the last attempt at a fire failed (its flow's
+	// create was refused, e.g. an engine with a smaller limit); "" once a
+	// fire succeeds. A failed fire is tried again a minute later (a
+	// second later when the failure was not the input's).
+	Error string `json:"error,omitempty"`
 	// Upcoming holds the next nominal fire times (GetSchedule only).
 	Upcoming []time.Time `json:"upcoming,omitempty"`
 	// Recent holds the last fires and skips, newest first, up to 100
@@ -435,6 +443,7 @@ type schedule struct {
 	done     bool
 	last     string
 	lastfire string
+	errText  string // why the last attempt at a fire failed
 	fired    int64
 	skipped  int64
 }
@@ -460,7 +469,7 @@ func decodeSchedule(name string, h map[string]string) (*schedule, error) {
 		return fmt.Errorf("%w: schedule %q: unreadable %s: %v", ErrInvalidData, name, what, err)
 	}
 	sc := &schedule{rev: h["rev"], next: h["next"], buffered: h["buffered"], last: h["last"], lastfire: h["lastfire"],
-		done: h["done"] == "1"}
+		done: h["done"] == "1", errText: h["error"]}
 	if err := json.Unmarshal([]byte(h["spec"]), &sc.in); err != nil {
 		return nil, bad("spec", err)
 	}
@@ -507,7 +516,7 @@ func (sc *schedule) public() *Schedule {
 	rev, _ := strconv.ParseInt(sc.rev, 10, 64)
 	out := &Schedule{ScheduleInput: sc.in, ID: sc.id, Revision: rev,
 		CreatedAt: time.UnixMilli(sc.created).UTC(), UpdatedAt: time.UnixMilli(sc.updated).UTC(),
-		Done: sc.done, Fired: sc.fired, Skipped: sc.skipped}
+		Done: sc.done, Fired: sc.fired, Skipped: sc.skipped, Error: sc.errText}
 	if !sc.in.Paused && !sc.done {
 		out.NextFire = schedTime(sc.next)
 	}
@@ -1210,7 +1219,7 @@ type firePlan struct {
 	chain    bool           // CancelPrevious: each fire cancels the one before
 	next     time.Time
 	buffered time.Time
-	failed   bool
+	failed   error // a create failed: no advance (sched_fail.lua)
 }
 
 // tickSchedules makes the fires of the schedules due at now, in at most
@@ -1343,8 +1352,8 @@ func (e *WaitEngine) scheduleRound(ctx context.Context, now time.Time, names []s
 		for _, f := range p.fires {
 			c, err := s.createCall(ctx, uuid.Nil, sc.fireInput(f.At, fireKey(sc.id, f.At)), false, childLink{})
 			if err != nil {
-				rep.fail(err)
-				p.failed = true
+				rep.fail(fmt.Errorf("taskflow: tick: schedule %q: %w", sc.in.Name, err))
+				p.failed = err
 				break
 			}
 			calls = append(calls, c.scriptCall)
@@ -1360,13 +1369,19 @@ func (e *WaitEngine) scheduleRound(ctx context.Context, now time.Time, names []s
 			continue // the fire made its flow from the schedule's older input
 		}
 		rep.fail(fmt.Errorf("taskflow: tick: schedule %q: %w", plans[owner[j]].sc.in.Name, err))
-		plans[owner[j]].failed = true
+		if plans[owner[j]].failed == nil {
+			plans[owner[j]].failed = err
+		}
 	}
 	var adv []scriptCall
 	var advPlans []*firePlan
 	for _, p := range plans {
-		if p.failed {
-			continue // due still: the next tick decides again
+		if p.failed != nil {
+			// Not advanced: the fire is tried again later (its creates
+			// are idempotent), not at the head of the index every tick.
+			adv = append(adv, p.failCall(s, now))
+			advPlans = append(advPlans, p)
+			continue
 		}
 		if p.chain {
 			for _, f := range p.fires[:max(len(p.fires)-1, 0)] {
@@ -1385,7 +1400,7 @@ func (e *WaitEngine) scheduleRound(ctx context.Context, now time.Time, names []s
 			continue
 		}
 		moved++
-		if n, _ := vals[i].(int64); n == 1 {
+		if n, _ := vals[i].(int64); n == 1 && advPlans[i].failed == nil {
 			rep.Fired += len(advPlans[i].fires)
 			rep.Skipped += advPlans[i].skipped
 		}
@@ -1491,6 +1506,24 @@ func planFires(sc *schedule, now time.Time, active bool, flowOf func(key string)
 		}
 	}
 	return p
+}
+
+// failCall is the sched_fail.lua run of p, whose fires failed: the
+// schedule is tried again a minute later when its input was refused
+// (ErrInvalidData: the next tick would fail the same way), else a
+// second later.
+func (p *firePlan) failCall(s *RedisStore, now time.Time) scriptCall {
+	sc := p.sc
+	retry := scheduleRetryWake
+	if errors.Is(p.failed, ErrInvalidData) {
+		retry = scheduleFailRetry
+	}
+	why := p.failed.Error()
+	if len(why) > maxScheduleNote {
+		why = strings.ToValidUTF8(why[:maxScheduleNote], "")
+	}
+	return scriptCall{s.scripts.schedFail, []string{s.keys.schedule(sc.in.Name), s.keys.schedDue()},
+		[]any{sc.in.Name, sc.id.String(), sc.rev, sc.next, sc.buffered, strconv.FormatInt(now.Add(retry).UnixMilli(), 10), why}}
 }
 
 // advanceCall is the sched_advance.lua run of p.

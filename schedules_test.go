@@ -1026,3 +1026,69 @@ func TestScheduleCronBeyondHorizon(t *testing.T) {
 		}
 	})
 }
+
+// TestScheduleFlowRefusedAtFire: schedules whose fires' creates are
+// refused (an engine's store with a smaller goal limit than the one that
+// made them) fill a whole tick batch at the head of the due index. The
+// schedule due beside them still fires in that tick; the refused ones
+// say why on GetSchedule, are tried again a minute later (not every
+// tick), and fire once the input is fixed.
+func TestScheduleFlowRefusedAtFire(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		var bad []*Schedule
+		for i := 0; i < 2; i++ {
+			in := scheduleInput(fmt.Sprintf("bad-%d", i), time.Minute)
+			in.Flow.Goal = strings.Repeat("g", 2000)
+			bad = append(bad, must(t, try(e.m.CreateSchedule(e.ctx, in))))
+		}
+		good := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("good", time.Minute))))
+		small := NewManager(e.reopenStoreWith(e.client, WithLimits(Limits{TextBytes: 1000})))
+		eng := NewWaitEngine(small, WithLogger(quietLogger()), WithTickBatch(2))
+		at := good.NextFire
+		e.clock.Advance(time.Minute)
+		rep := eng.TickAt(e.ctx, at)
+		if rep.Fired != 1 || rep.Errors != 2 || !errors.Is(rep.Err, ErrInvalidData) {
+			t.Fatalf("tick %+v (%v)", rep, rep.Err)
+		}
+		if !e.fireExists(t, good, at) || e.fireExists(t, bad[0], at) {
+			t.Fatal("the good schedule did not fire, or a bad one did")
+		}
+		for _, b := range bad {
+			got := must(t, try(e.m.GetSchedule(e.ctx, b.Name, 1)))
+			if !strings.Contains(got.Error, "goal") || !got.NextFire.Equal(at) || got.Done {
+				t.Fatalf("%s: error %q next %v", b.Name, got.Error, got.NextFire)
+			}
+		}
+		// The next ticks within the minute do not try them again.
+		for _, d := range []time.Duration{time.Second, 30 * time.Second} {
+			e.clock.Advance(at.Add(d).Sub(e.clock.Now()))
+			if rep := eng.TickAt(e.ctx, at.Add(d)); rep.Errors != 0 || rep.Fired != 0 {
+				t.Fatalf("tick at +%s: %+v (%v)", d, rep, rep.Err)
+			}
+		}
+		// A minute on, with the goal fixed, the missed fire is made
+		// (CatchUpLast: the most recent, here the next regular one).
+		fixed := scheduleInput("bad-0", time.Minute)
+		must(t, try(e.m.UpdateSchedule(e.ctx, fixed, 0)))
+		next := at.Add(time.Minute)
+		e.clock.Advance(next.Sub(e.clock.Now()))
+		rep = eng.TickAt(e.ctx, next)
+		if !e.fireExists(t, bad[0], next) || e.fireExists(t, bad[1], next) {
+			t.Fatalf("after the fix: %+v (%v)", rep, rep.Err)
+		}
+		if got := must(t, try(e.m.GetSchedule(e.ctx, "bad-0", 1))); got.Error != "" || got.Fired != 1 {
+			t.Fatalf("fixed: error %q fired %d", got.Error, got.Fired)
+		}
+	})
+}
+
+// reopenStoreWith opens another store on the same flow space, with more
+// options.
+func (e *env) reopenStoreWith(c redis.UniversalClient, opts ...StoreOption) *RedisStore {
+	e.t.Helper()
+	s, err := NewRedisStore(c, append(append([]StoreOption(nil), e.options...), opts...)...)
+	if err != nil {
+		e.t.Fatalf("NewRedisStore: %v", err)
+	}
+	return s
+}

@@ -56,7 +56,7 @@ type scripts struct {
 	publishResume                                             *script
 	spawnChildren, deliverChild                               *script // children.go
 	schedCreate, schedWrite, schedDelete                      *script // schedules.go
-	schedAdvance, schedRecord                                 *script
+	schedAdvance, schedRecord, schedFail                      *script
 	// transitionEarly is transition for a wait on an external event: it
 	// includes the early events' helpers, which the other transitions do not
 	// pay for.
@@ -129,6 +129,7 @@ func (s *scripts) files() []scriptFile {
 		{"sched_delete", true, &s.schedDelete},
 		{"sched_advance", true, &s.schedAdvance},
 		{"sched_record", true, &s.schedRecord},
+		{"sched_fail", true, &s.schedFail},
 	}
 }
 
