@@ -1338,12 +1338,22 @@ func (e *WaitEngine) scheduleRound(ctx context.Context, now time.Time, names []s
 		}
 	}
 	plans := make([]*firePlan, len(scs))
-	var calls []scriptCall
-	var owner []int // plan of each call
 	for i, sc := range scs {
 		active := prev[i] != nil && prev[i].Err() == nil && !FlowStatus(prev[i].Val()).IsTerminal()
 		plans[i] = planFires(sc, now, active, s.IdempotentFlowID)
-		p := plans[i]
+	}
+	return moved + e.runPlans(ctx, now, plans, rep)
+}
+
+// runPlans makes the fires of plans (the protocol's steps 2 and 3) and
+// returns how many schedules left their due position.
+func (e *WaitEngine) runPlans(ctx context.Context, now time.Time, plans []*firePlan, rep *TickReport) int {
+	s := e.s
+	moved := 0
+	var calls []scriptCall
+	var owner []int // plan of each call
+	for i, p := range plans {
+		sc := p.sc
 		for _, id := range p.cancel {
 			if _, err := e.m.RequestCancel(ctx, id); err != nil && !ignorableCancel(err) {
 				rep.fail(err)
@@ -1394,18 +1404,47 @@ func (e *WaitEngine) scheduleRound(ctx context.Context, now time.Time, names []s
 		advPlans = append(advPlans, p)
 	}
 	vals, errs := s.runPipelined(ctx, adv)
+	var fix []scriptCall
+	var fixPlans []*firePlan
 	for i, err := range errs {
 		if err != nil {
 			rep.fail(schedError(err, advPlans[i].sc.in.Name))
 			continue
 		}
 		moved++
-		if n, _ := vals[i].(int64); n == 1 && advPlans[i].failed == nil {
-			rep.Fired += len(advPlans[i].fires)
-			rep.Skipped += advPlans[i].skipped
+		p := advPlans[i]
+		switch n, _ := vals[i].(int64); {
+		case p.failed != nil:
+		case n == 1:
+			rep.Fired += len(p.fires)
+			rep.Skipped += p.skipped
+		case len(p.fires) > 0:
+			// Stale: another engine advanced first, and may have
+			// recorded as skipped a fire this tick made.
+			fix = append(fix, p.reconcileCall(s))
+			fixPlans = append(fixPlans, p)
 		}
 	}
+	vals, errs = s.runPipelined(ctx, fix)
+	for i, err := range errs {
+		if err != nil {
+			rep.fail(schedError(err, fixPlans[i].sc.in.Name))
+			continue
+		}
+		n, _ := vals[i].(int64)
+		rep.Fired += int(n)
+	}
 	return moved
+}
+
+// reconcileCall is the sched_reconcile.lua run of p, whose fires were
+// made but whose advance was stale.
+func (p *firePlan) reconcileCall(s *RedisStore) scriptCall {
+	args := []any{p.sc.id.String()}
+	for _, f := range p.fires {
+		args = append(args, fireEntry(f))
+	}
+	return scriptCall{s.scripts.schedReconcile, []string{s.keys.schedule(p.sc.in.Name), s.keys.schedHistory(p.sc.in.Name), s.keys.schedStats()}, args}
 }
 
 // flowID is the flow a create.lua call names (its first argument).

@@ -1092,3 +1092,54 @@ func (e *env) reopenStoreWith(c redis.UniversalClient, opts ...StoreOption) *Red
 	}
 	return s
 }
+
+// TestScheduleRaceSkipAndFire: under OverlapSkip, two engines past the
+// tick lock read the previous flow at different moments: A sees it
+// running and records the fire skipped; B, after it ended, makes the
+// fire's flow, and its advance is stale. B corrects the record: the fire
+// is counted fired with its flow, and that flow is the previous one for
+// the next fire (skipped while it runs).
+func TestScheduleRaceSkipAndFire(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		sc := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("race-skip", time.Minute))))
+		t1 := sc.NextFire
+		t2, t3 := t1.Add(time.Minute), t1.Add(2*time.Minute)
+		e.clock.Advance(time.Minute)
+		if rep := e.engine().TickAt(e.ctx, t1); rep.Fired != 1 {
+			t.Fatalf("first fire %+v (%v)", rep, rep.Err)
+		}
+		e.clock.Advance(time.Minute)
+		rec, err := e.store.readSchedule(e.ctx, "race-skip") // B reads
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A: the first fire's flow runs: t2 is skipped.
+		if rep := e.engine().TickAt(e.ctx, t2); rep.Skipped != 1 || rep.Fired != 0 {
+			t.Fatalf("engine A %+v (%v)", rep, rep.Err)
+		}
+		e.endFlow(t, e.fireFlow(sc, t1))
+		// B: the previous flow has ended: t2 fires; its advance is stale.
+		var rep TickReport
+		b := NewWaitEngine(NewManager(e.reopenStore(e.client)), WithLogger(quietLogger()))
+		b.runPlans(e.ctx, t2, []*firePlan{planFires(rec, t2, false, e.store.IdempotentFlowID)}, &rep)
+		if rep.Err != nil || !e.fireExists(t, sc, t2) {
+			t.Fatalf("engine B %+v (%v)", rep, rep.Err)
+		}
+		got := must(t, try(e.m.GetSchedule(e.ctx, "race-skip", 1)))
+		f2 := e.fireFlow(sc, t2)
+		if got.Fired != 2 || got.Skipped != 0 || got.LastFire == nil || got.LastFire.FlowID != f2 {
+			t.Fatalf("after the race: fired %d skipped %d last %+v", got.Fired, got.Skipped, got.LastFire)
+		}
+		if r := got.Recent[0]; !r.At.Equal(t2) || r.Outcome != fireFired || r.FlowID != f2 || len(got.Recent) != 2 {
+			t.Fatalf("recent %+v", got.Recent)
+		}
+		if st := must(t, try(e.m.Stats(e.ctx))); st.ScheduleFires != 2 || st.ScheduleSkips != 0 {
+			t.Fatalf("stats fires %d skips %d", st.ScheduleFires, st.ScheduleSkips)
+		}
+		// t2's flow runs: t3 is skipped.
+		e.clock.Advance(time.Minute)
+		if rep := e.engine().TickAt(e.ctx, t3); rep.Skipped != 1 || rep.Fired != 0 || e.fireExists(t, sc, t3) {
+			t.Fatalf("t3 %+v (%v)", rep, rep.Err)
+		}
+	})
+}
