@@ -1143,3 +1143,35 @@ func TestScheduleRaceSkipAndFire(t *testing.T) {
 		}
 	})
 }
+
+// TestScheduleZoneCache: a store loads each cron time zone once (a tick
+// reads every due cron schedule's), keeps only zones that load, and a
+// schedule read from it uses the cached zone.
+func TestScheduleZoneCache(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		in := scheduleInput("madrid", 0)
+		in.Cron, in.TimeZone = "0 8 * * MON-FRI", "Europe/Madrid"
+		must(t, try(e.m.CreateSchedule(e.ctx, in)))
+		in.Name, in.TimeZone = "nowhere", "Nowhere/Atlantis"
+		if _, err := e.m.CreateSchedule(e.ctx, in); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("unknown zone: %v", err)
+		}
+		e.store.zones.mu.Lock()
+		cached, n := e.store.zones.m["Europe/Madrid"], len(e.store.zones.m)
+		e.store.zones.mu.Unlock()
+		if cached == nil || n != 1 {
+			t.Fatalf("cache %v (%d zones)", cached, n)
+		}
+		sc, err := e.store.readSchedule(e.ctx, "madrid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := sc.timing()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cz, ok := st.tm.(cronZone); !ok || cz.loc != cached {
+			t.Fatalf("timing %#v does not use the cached zone", st.tm)
+		}
+	})
+}
