@@ -803,7 +803,7 @@ func (s *RedisStore) createSchedule(ctx context.Context, in ScheduleInput) (*Sch
 		due = dueScore(sc, next)
 	}
 	paused := boolFlag(in.Paused)
-	args := append([]any{in.Name, due, paused}, fields...)
+	args := append([]any{in.Name, due, paused, uuid.NewString()}, fields...)
 	args = append(args, "id", sc.id.String(), "rev", "1", "created", nowMs, "updated", nowMs, "anchor", nowMs,
 		"next", sc.next, "due", orZero(due), "buffered", "0", "done", "0", "fired", "0", "skipped", "0")
 	if err := s.recordLayout(ctx); err != nil {
@@ -895,7 +895,7 @@ func (s *RedisStore) writeSchedule(ctx context.Context, sc *schedule, in Schedul
 	if !in.Paused && sc.buffered != "0" {
 		due = earlier(due, now.Add(bufferPoll))
 	}
-	args := append([]any{in.Name, sc.id.String(), sc.rev, due, boolFlag(in.Paused)}, fields...)
+	args := append([]any{in.Name, sc.id.String(), sc.rev, due, boolFlag(in.Paused), uuid.NewString()}, fields...)
 	args = append(args, "next", nsc.next, "due", orZero(due), "done", boolFlag(nsc.done), "updated", strconv.FormatInt(now.UnixMilli(), 10))
 	v, err := s.run(ctx, s.scripts.schedWrite, uuid.Nil, []string{s.keys.schedule(in.Name), s.keys.schedDue(), s.keys.schedStats()}, args...)
 	if err != nil {
@@ -966,13 +966,14 @@ func (s *RedisStore) deleteSchedule(ctx context.Context, name string) error {
 	if err := checkScheduleName(name); err != nil {
 		return err
 	}
-	_, err := s.run(ctx, s.scripts.schedDelete, uuid.Nil, s.schedKeys(name), name)
+	_, err := s.run(ctx, s.scripts.schedDelete, uuid.Nil, s.schedKeys(name), name, uuid.NewString())
 	return schedError(err, name)
 }
 
 // schedKeys are sched_delete.lua's keys for schedule name.
 func (s *RedisStore) schedKeys(name string) []string {
-	return []string{s.keys.schedule(name), s.keys.schedDue(), s.keys.schedNames(), s.keys.schedHistory(name), s.keys.schedStats()}
+	return []string{s.keys.schedule(name), s.keys.schedDue(), s.keys.schedNames(), s.keys.schedHistory(name), s.keys.schedStats(),
+		s.keys.schedGone(name)}
 }
 
 func (s *RedisStore) getSchedule(ctx context.Context, name string, upcoming int) (*Schedule, error) {
@@ -1073,7 +1074,7 @@ func (s *RedisStore) triggerSchedule(ctx context.Context, name string) (*Flow, e
 	fire := fireEntry(ScheduleFire{At: now, FlowID: f.ID, Outcome: fireFired, Reason: "trigger"})
 	if _, err := s.run(ctx, s.scripts.schedRecord, uuid.Nil,
 		[]string{s.keys.schedule(name), s.keys.schedHistory(name), s.keys.schedStats()},
-		sc.id.String(), f.ID.String(), fire, 1, fire); err != nil {
+		sc.id.String(), uuid.NewString(), f.ID.String(), fire, 1, fire); err != nil {
 		return f, schedError(err, name)
 	}
 	return f, nil
@@ -1144,7 +1145,7 @@ func (s *RedisStore) backfillSchedule(ctx context.Context, name string, from, to
 		entries = append(entries, fireEntry(fires[i]))
 	}
 	if len(entries) > 0 {
-		args := append([]any{sc.id.String(), "", "", len(entries)}, tail(entries, scheduleHistory)...)
+		args := append([]any{sc.id.String(), uuid.NewString(), "", "", len(entries)}, tail(entries, scheduleHistory)...)
 		if _, err := s.run(ctx, s.scripts.schedRecord, uuid.Nil,
 			[]string{s.keys.schedule(name), s.keys.schedHistory(name), s.keys.schedStats()}, args...); err != nil && first == nil {
 			first = schedError(err, name)
@@ -1334,7 +1335,7 @@ func (e *WaitEngine) scheduleRound(ctx context.Context, now time.Time, names []s
 		if len(h) == 0 {
 			// A due name without a schedule (a hand edit): sched_delete
 			// drops the entry, unless a create of the name came first.
-			_, err := s.run(ctx, s.scripts.schedDelete, uuid.Nil, s.schedKeys(n), n)
+			_, err := s.run(ctx, s.scripts.schedDelete, uuid.Nil, s.schedKeys(n), n, "")
 			if errors.Is(schedError(err, n), ErrNotFound) {
 				rep.Dropped++
 				moved++

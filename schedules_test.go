@@ -1175,3 +1175,74 @@ func TestScheduleZoneCache(t *testing.T) {
 		}
 	})
 }
+
+// TestLostReplySchedules loses one reply of each schedule script (the
+// write reached Redis and ran; go-redis sends it again on a new
+// connection) and checks that each call reports its true outcome and
+// applied once: no "exists" for the create that made the schedule, no
+// revision mismatch for the write that bumped it, no double count.
+func TestLostReplySchedules(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b)
+			c, d := lossyClient(t, b)
+			store := e.reopenStore(c)
+			m := NewManager(store)
+			defer m.Close()
+			ctx := e.ctx
+			if err := store.LoadScripts(ctx); err != nil {
+				t.Fatal(err)
+			}
+			lost := func(name string, sc *script, call func() error) {
+				t.Helper()
+				n := d.dropped.Load()
+				d.armFor(sc)
+				if err := call(); err != nil {
+					t.Fatalf("%s with a lost reply: %v", name, err)
+				}
+				if got := d.dropped.Load(); got != n+1 {
+					t.Fatalf("%s: %d replies dropped, want 1", name, got-n)
+				}
+			}
+			in := scheduleInput("lossy", time.Minute)
+			in.Overlap = OverlapAllowAll
+			var sc *Schedule
+			var err error
+			lost("CreateSchedule", store.scripts.schedCreate, func() error { sc, err = m.CreateSchedule(ctx, in); return err })
+			in.Note = "updated"
+			lost("UpdateSchedule", store.scripts.schedWrite, func() error { sc, err = m.UpdateSchedule(ctx, in, 1); return err })
+			if sc.Revision != 2 {
+				t.Fatalf("update: revision %d", sc.Revision)
+			}
+			lost("PauseSchedule", store.scripts.schedWrite, func() error { sc, err = m.PauseSchedule(ctx, "lossy", "why"); return err })
+			lost("ResumeSchedule", store.scripts.schedWrite, func() error { sc, err = m.ResumeSchedule(ctx, "lossy"); return err })
+			if got := must(t, try(e.m.GetSchedule(ctx, "lossy", 1))); got.Revision != 4 || got.Paused || got.Note != "" {
+				t.Fatalf("after pause and resume: revision %d paused %v", got.Revision, got.Paused)
+			}
+			lost("TriggerSchedule", store.scripts.schedRecord, func() error { _, err := m.TriggerSchedule(ctx, "lossy"); return err })
+			from := sc.NextFire.Add(-3 * time.Minute)
+			lost("BackfillSchedule", store.scripts.schedRecord, func() error {
+				_, err := m.BackfillSchedule(ctx, "lossy", from, from.Add(2*time.Minute))
+				return err
+			})
+			at := sc.NextFire
+			e.clock.Advance(at.Sub(e.clock.Now()))
+			eng := NewWaitEngine(m, WithLogger(quietLogger()))
+			d.armFor(store.scripts.schedAdvance)
+			if rep := eng.TickAt(ctx, at); rep.Err != nil {
+				t.Fatalf("tick with a lost advance reply: %v", rep.Err)
+			}
+			got := must(t, try(e.m.GetSchedule(ctx, "lossy", 1)))
+			if got.Fired != 4 || len(got.Recent) != 4 || !e.fireExists(t, sc, at) {
+				t.Fatalf("fired %d, recent %d, want 4 (trigger, 2 backfilled, the tick)", got.Fired, len(got.Recent))
+			}
+			if st := must(t, try(e.m.Stats(ctx))); st.ScheduleFires != 4 || st.SchedulesPaused != 0 || st.Schedules != 1 {
+				t.Fatalf("stats %+v", st)
+			}
+			lost("DeleteSchedule", store.scripts.schedDelete, func() error { return m.DeleteSchedule(ctx, "lossy") })
+			if _, err := e.m.GetSchedule(ctx, "lossy", 0); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("after delete: %v", err)
+			}
+		})
+	}
+}
