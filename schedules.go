@@ -832,24 +832,19 @@ func orZero(s string) string {
 	return s
 }
 
-// schedError maps a schedule script's refusal to its error.
+// schedError maps a schedule script's refusal (as run maps it, for a
+// flow: uuid.Nil) to its error, which names the schedule.
 func schedError(err error, name string) error {
-	var rerr redis.Error
-	if err == nil || !errors.As(err, &rerr) {
-		if err != nil {
-			return fmt.Errorf("taskflow: schedule %q: %w", name, err)
-		}
+	var rm *RevisionMismatchError
+	switch {
+	case err == nil:
 		return nil
-	}
-	code, detail, _ := strings.Cut(strings.TrimPrefix(rerr.Error(), "ERR "), " ")
-	switch code {
-	case "EXISTS":
+	case errors.Is(err, ErrAlreadyExists):
 		return fmt.Errorf("%w: schedule %q exists", ErrAlreadyExists, name)
-	case "NOTFOUND":
+	case errors.Is(err, ErrNotFound):
 		return fmt.Errorf("%w: schedule %q", ErrNotFound, name)
-	case "REVISION":
-		want, got, _ := strings.Cut(detail, " ")
-		return fmt.Errorf("%w: schedule %q is at revision %s, not %s", ErrRevisionMismatch, name, got, want)
+	case errors.As(err, &rm):
+		return fmt.Errorf("%w: schedule %q is at revision %d, not %d", ErrRevisionMismatch, name, rm.Actual, rm.Expected)
 	}
 	return fmt.Errorf("taskflow: schedule %q: %w", name, err)
 }

@@ -117,6 +117,7 @@ func TestScheduleCRUD(t *testing.T) {
 		sc := must(t, try(e.m.CreateSchedule(e.ctx, in)))
 		_, err := e.m.CreateSchedule(e.ctx, in)
 		wantErr(t, err, ErrAlreadyExists)
+		wantScheduleMessage(t, err, `schedule "report" exists`)
 
 		// Pause: no fires, not due, counted paused.
 		p := must(t, try(e.m.PauseSchedule(e.ctx, "report", "maintenance")))
@@ -143,6 +144,7 @@ func TestScheduleCRUD(t *testing.T) {
 		in.Every = 30 * time.Minute
 		_, err = e.m.UpdateSchedule(e.ctx, in, 1)
 		wantErr(t, err, ErrRevisionMismatch)
+		wantScheduleMessage(t, err, `schedule "report" is at revision 3, not 1`)
 		u := must(t, try(e.m.UpdateSchedule(e.ctx, in, r.Revision)))
 		now := e.clock.Now()
 		if u.Every != 30*time.Minute || u.Revision != r.Revision+1 || !u.NextFire.After(now) || u.NextFire.After(now.Add(30*time.Minute)) {
@@ -174,7 +176,9 @@ func TestScheduleCRUD(t *testing.T) {
 		if err := e.m.DeleteSchedule(e.ctx, "report"); err != nil {
 			t.Fatal(err)
 		}
-		wantErr(t, e.m.DeleteSchedule(e.ctx, "report"), ErrNotFound)
+		err = e.m.DeleteSchedule(e.ctx, "report")
+		wantErr(t, err, ErrNotFound)
+		wantScheduleMessage(t, err, `schedule "report"`)
 		_, err = e.m.GetSchedule(e.ctx, "report", 0)
 		wantErr(t, err, ErrNotFound)
 		again := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("report", time.Hour))))
@@ -1244,5 +1248,14 @@ func TestLostReplySchedules(t *testing.T) {
 				t.Fatalf("after delete: %v", err)
 			}
 		})
+	}
+}
+
+// wantScheduleMessage fails unless err's text holds want and does not
+// speak of a flow (a schedule's refusal names the schedule).
+func wantScheduleMessage(t *testing.T, err error, want string) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "flow 0") {
+		t.Fatalf("error %q, want it to say %q and name no flow", err, want)
 	}
 }
