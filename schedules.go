@@ -965,6 +965,14 @@ func (s *RedisStore) deleteSchedule(ctx context.Context, name string) error {
 	return schedError(err, name)
 }
 
+// dropGhost takes a due name without a schedule out of the indexes
+// (sched_delete.lua, atomic with any create of the name, which it leaves
+// alone) and reports whether it did.
+func (s *RedisStore) dropGhost(ctx context.Context, name string) bool {
+	_, err := s.run(ctx, s.scripts.schedDelete, uuid.Nil, s.schedKeys(name), name, "")
+	return errors.Is(schedError(err, name), ErrNotFound)
+}
+
 // schedKeys are sched_delete.lua's keys for schedule name.
 func (s *RedisStore) schedKeys(name string) []string {
 	return []string{s.keys.schedule(name), s.keys.schedDue(), s.keys.schedNames(), s.keys.schedHistory(name), s.keys.schedStats(),
@@ -1328,10 +1336,10 @@ func (e *WaitEngine) scheduleRound(ctx context.Context, now time.Time, names []s
 	for i, n := range names {
 		h := hashes[i].Val()
 		if len(h) == 0 {
-			// A due name without a schedule (a hand edit): sched_delete
-			// drops the entry, unless a create of the name came first.
-			_, err := s.run(ctx, s.scripts.schedDelete, uuid.Nil, s.schedKeys(n), n, "")
-			if errors.Is(schedError(err, n), ErrNotFound) {
+			// A due name without a schedule (a hand edit, or deleted
+			// since the ZRANGE): drop the entry, unless a create of the
+			// name came first.
+			if s.dropGhost(ctx, n) {
 				rep.Dropped++
 				moved++
 			}

@@ -1259,3 +1259,30 @@ func wantScheduleMessage(t *testing.T, err error, want string) {
 		t.Fatalf("error %q, want it to say %q and name no flow", err, want)
 	}
 }
+
+// TestScheduleGhostDropKeepsRecreated: the tick drops a due name whose
+// hash it found empty; when the name was made again between its read and
+// the drop (a delete and a create racing the tick), the new schedule
+// stays, due.
+func TestScheduleGhostDropKeepsRecreated(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		sc := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("phoenix", time.Minute))))
+		if e.store.dropGhost(e.ctx, "phoenix") {
+			t.Fatal("dropped a schedule that exists")
+		}
+		got, err := e.m.GetSchedule(e.ctx, "phoenix", 0)
+		if err != nil || got.ID != sc.ID {
+			t.Fatalf("after the drop: %v, %+v", err, got)
+		}
+		if _, err := e.client.ZScore(e.ctx, e.store.keys.schedDue(), "phoenix").Result(); err != nil {
+			t.Fatalf("no longer due: %v", err)
+		}
+		if err := e.m.DeleteSchedule(e.ctx, "phoenix"); err != nil {
+			t.Fatal(err)
+		}
+		e.client.ZAdd(e.ctx, e.store.keys.schedDue(), redis.Z{Score: 1, Member: "phoenix"})
+		if !e.store.dropGhost(e.ctx, "phoenix") || e.client.ZCard(e.ctx, e.store.keys.schedDue()).Val() != 0 {
+			t.Fatal("the ghost entry stayed")
+		}
+	})
+}
