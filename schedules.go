@@ -1350,7 +1350,15 @@ func (e *WaitEngine) scheduleRound(ctx context.Context, now time.Time, names []s
 			sc.zones = &s.zones
 		}
 		if err == nil && sc.in.Paused {
-			continue // paused meanwhile: the pause took it out of the index
+			// Paused meanwhile, and the pause took it out of the index;
+			// or a hand edit put it back: take it out.
+			if v, err := s.run(ctx, s.scripts.schedFail, uuid.Nil, []string{s.keys.schedule(n), s.keys.schedDue()},
+				n, sc.id.String(), sc.rev, sc.next, sc.buffered, "", ""); err != nil {
+				rep.fail(schedError(err, n))
+			} else if v == int64(1) {
+				moved++
+			}
+			continue
 		}
 		if err == nil {
 			_, err = sc.timing()

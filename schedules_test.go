@@ -1286,3 +1286,35 @@ func TestScheduleGhostDropKeepsRecreated(t *testing.T) {
 		}
 	})
 }
+
+// TestSchedulePausedInDueIndex: paused schedules found in the due index
+// (a hand edit: a pause takes a schedule out) filling a whole tick batch
+// do not hold up the schedule due behind them; the tick takes them out.
+func TestSchedulePausedInDueIndex(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		for i := 0; i < 2; i++ {
+			in := scheduleInput(fmt.Sprintf("held-%d", i), time.Minute)
+			in.Paused = true
+			must(t, try(e.m.CreateSchedule(e.ctx, in)))
+		}
+		good := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("good", time.Minute))))
+		at := good.NextFire
+		due := e.store.keys.schedDue()
+		e.client.ZAdd(e.ctx, due, redis.Z{Score: 1, Member: "held-0"}, redis.Z{Score: 1, Member: "held-1"})
+		e.clock.Advance(time.Minute)
+		rep := e.engine(WithTickBatch(2)).TickAt(e.ctx, at)
+		if rep.Fired != 1 || rep.Err != nil || !e.fireExists(t, good, at) {
+			t.Fatalf("tick %+v (%v)", rep, rep.Err)
+		}
+		if n := e.client.ZCard(e.ctx, due).Val(); n != 1 {
+			t.Fatalf("%d due entries, want the good schedule's only", n)
+		}
+		if got := must(t, try(e.m.GetSchedule(e.ctx, "held-0", 1))); !got.Paused || got.Error != "" {
+			t.Fatalf("held-0 %+v", got)
+		}
+		r := must(t, try(e.m.ResumeSchedule(e.ctx, "held-0")))
+		if s, err := e.client.ZScore(e.ctx, due, "held-0").Result(); err != nil || int64(s) != r.NextFire.UnixMilli() {
+			t.Fatalf("resumed: due %v %v, next %v", s, err, r.NextFire)
+		}
+	})
+}
