@@ -33,7 +33,9 @@ import (
 // flow made with an idempotency key has a version 5 id and a well-formed
 // input fingerprint; an attempts count is a positive integer; kept early
 // events (early.go) sit in lists with a TTL, readable, on the shard
-// that reads them, and every claim of one has its due entry. It reports
+// that reads them, and every claim of one has its due entry; every
+// schedule decodes, is listed, and is in the due index exactly when
+// neither paused nor done, and every schedule index entry names one. It reports
 // and changes nothing unless fsck.WithRepair is given. Flows changing
 // while Verify runs are re-read before a problem is reported. The package
 // fsck documents each kind of problem and what its repair does.
