@@ -1318,3 +1318,70 @@ func TestSchedulePausedInDueIndex(t *testing.T) {
 		}
 	})
 }
+
+// TestScheduleEdgeCasesHold checks cases the review tried that held:
+// a stale engine's fires after the schedule was deleted and made again
+// touch the new one not at all; a buffered fire whose previous flow was
+// pruned fires; jitter carrying the last fire before End past End still
+// makes it, then the schedule is done.
+func TestScheduleEdgeCasesHold(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		// Delete and make again while an engine holds the old read.
+		old := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("reborn", time.Minute))))
+		t1 := old.NextFire
+		e.clock.Advance(time.Minute)
+		rec, err := e.store.readSchedule(e.ctx, "reborn")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.m.DeleteSchedule(e.ctx, "reborn"); err != nil {
+			t.Fatal(err)
+		}
+		nw := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("reborn", time.Minute))))
+		var rep TickReport
+		e.engine().runPlans(e.ctx, t1, []*firePlan{planFires(rec, t1, false, e.store.IdempotentFlowID)}, &rep)
+		if rep.Err != nil || rep.Fired != 0 || !e.fireExists(t, old, t1) {
+			t.Fatalf("stale engine %+v (%v)", rep, rep.Err)
+		}
+		got := must(t, try(e.m.GetSchedule(e.ctx, "reborn", 1)))
+		if got.ID != nw.ID || got.Fired != 0 || len(got.Recent) != 0 || got.LastFire != nil || !got.NextFire.Equal(nw.NextFire) {
+			t.Fatalf("the new schedule was touched: %+v", got)
+		}
+
+		// BufferOne: the previous flow ends and is pruned before the tick.
+		in := scheduleInput("pruned", time.Minute)
+		in.Overlap = OverlapBufferOne
+		sc := must(t, try(e.m.CreateSchedule(e.ctx, in)))
+		a1, a2 := sc.NextFire, sc.NextFire.Add(time.Minute)
+		eng := e.engine()
+		e.clock.Advance(a1.Sub(e.clock.Now()))
+		eng.TickAt(e.ctx, a1)
+		e.clock.Advance(a2.Sub(e.clock.Now()))
+		if rep := eng.TickAt(e.ctx, a2); rep.Fired != 0 || e.fireExists(t, sc, a2) {
+			t.Fatalf("a2 not buffered: %+v", rep)
+		}
+		e.endFlow(t, e.fireFlow(sc, a1))
+		e.clock.Advance(time.Second)
+		if n, err := e.m.PruneTerminalFlows(e.ctx, 0); err != nil || n < 1 {
+			t.Fatalf("prune: %d %v", n, err)
+		}
+		if rep := eng.TickAt(e.ctx, e.clock.Now()); rep.Fired != 1 || !e.fireExists(t, sc, a2) {
+			t.Fatalf("buffered fire after the prune: %+v (%v)", rep, rep.Err)
+		}
+
+		// Jitter near End.
+		now := e.clock.Now()
+		j := scheduleInput("jittery", time.Minute)
+		j.Overlap, j.Jitter, j.CatchUp = OverlapAllowAll, 59*time.Second, CatchUpAll
+		j.Start = now.Add(time.Minute).Truncate(time.Second)
+		j.End = j.Start.Add(time.Minute + time.Millisecond) // fires at Start and Start+1m, jittered past End
+		js := must(t, try(e.m.CreateSchedule(e.ctx, j)))
+		runTicks(e, eng, 500*time.Millisecond, j.End.Add(time.Minute))
+		if !e.fireExists(t, js, j.Start) || !e.fireExists(t, js, j.Start.Add(time.Minute)) {
+			t.Fatal("a jittered fire before End is missing")
+		}
+		if g := must(t, try(e.m.GetSchedule(e.ctx, "jittery", 1))); !g.Done || g.Fired != 2 {
+			t.Fatalf("jittery: done %v fired %d", g.Done, g.Fired)
+		}
+	})
+}
