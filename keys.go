@@ -47,7 +47,9 @@ import (
 //	<prefix>:{bridge}:resume          stream: the resume bridge's requests
 //	<prefix>:{sched}:s:<name>         hash: a schedule (schedules.go): spec JSON,
 //	                                  id, rev, next/due/buffered ms, done, last
-//	                                  flow, last fire, fired/skipped counters
+//	                                  flow, last fire, fired/skipped counters,
+//	                                  error (a failed fire), call (the last
+//	                                  write's call id: a repeat is no change)
 //	<prefix>:{sched}:due              zset: schedule name by due ms (next fire +
 //	                                  jitter); absent when paused or done
 //	<prefix>:{sched}:names            zset: every schedule name, score 0 (lex order)
@@ -55,6 +57,8 @@ import (
 //	                                  newest first
 //	<prefix>:{sched}:stats            hash: fires, skips, paused: totals of the flow space
 //	<prefix>:{sched}:ticklock         string: the engine working on schedules (5 s)
+//	<prefix>:{sched}:gone:<name>      string: the call id of the delete of a schedule
+//	                                  (a minute: a repeat after a lost reply succeeds)
 type keyspace struct {
 	prefix string
 	shards int
@@ -371,3 +375,4 @@ func (k keyspace) schedNames() string              { return k.schedTag() + ":nam
 func (k keyspace) schedHistory(name string) string { return k.schedTag() + ":hist:" + name }
 func (k keyspace) schedStats() string              { return k.schedTag() + ":stats" }
 func (k keyspace) schedTickLock() string           { return k.schedTag() + ":ticklock" }
+func (k keyspace) schedGone(name string) string    { return k.schedTag() + ":gone:" + name }

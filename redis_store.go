@@ -56,6 +56,9 @@ type RedisStore struct {
 	// nil for other clients.
 	master *masterwatch.Watch
 
+	// zones caches the time zones of cron schedules (schedules.go).
+	zones zoneCache
+
 	loadMu sync.Mutex
 	loaded bool
 	// laidOut is set once the layout check passed.

@@ -10,6 +10,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -105,6 +106,9 @@ const (
 	// scheduleRetryWake is how soon Run looks again at a schedule still
 	// due after a tick (its fire failed).
 	scheduleRetryWake = time.Second
+	// scheduleFailRetry is how soon the tick tries again a fire whose
+	// flow's create was refused as invalid.
+	scheduleFailRetry = time.Minute
 	// maxScheduleRounds bounds one tick's schedule work: at most this
 	// many batches of due schedules.
 	maxScheduleRounds = 10
@@ -112,6 +116,9 @@ const (
 	// one by one (a cron schedule stopped for months): past it, the
 	// skipped count of that catch-up stops growing.
 	maxFireCount = 100000
+	// cronWindows is how many of internal/cron's 5-year searches a cron
+	// schedule's next fire takes at most (cronZone.next).
+	cronWindows = 3
 )
 
 // ScheduleInput describes a schedule: when it fires, what each fire
@@ -186,8 +193,9 @@ type Schedule struct {
 	// NextFire is the next nominal fire time (before jitter); zero when
 	// paused or done.
 	NextFire time.Time `json:"next_fire,omitzero"`
-	// Done is true once no fire is left (End passed, or a cron
-	// expression with no more fire times).
+	// Done is true once no fire is left before End. (A cron expression
+	// with no fire time at all is refused at create; one whose next fire
+	// is years away, "0 0 29 2 *" across 2100, is not done.)
 	Done bool `json:"done,omitempty"`
 	// Fired and Skipped count the fires that made a flow and that were
 	// skipped. One catch-up of a cron schedule counts at most 100,000
@@ -197,6 +205,11 @@ type Schedule struct {
 	Skipped int64 `json:"skipped"`
 	// LastFire is the last fire that made a flow, nil before the first.
 	LastFire *ScheduleFire `json:"last_fire,omitempty"`
+	// Error says why the last attempt at a fire failed (its flow's
+	// create was refused, e.g. an engine with a smaller limit); "" once a
+	// fire succeeds. A failed fire is tried again a minute later (a
+	// second later when the failure was not the input's).
+	Error string `json:"error,omitempty"`
 	// Upcoming holds the next nominal fire times (GetSchedule only).
 	Upcoming []time.Time `json:"upcoming,omitempty"`
 	// Recent holds the last fires and skips, newest first, up to 100
@@ -431,6 +444,8 @@ type schedule struct {
 	done     bool
 	last     string
 	lastfire string
+	errText  string     // why the last attempt at a fire failed
+	zones    *zoneCache // the store's, for timing (nil: none)
 	fired    int64
 	skipped  int64
 }
@@ -456,7 +471,7 @@ func decodeSchedule(name string, h map[string]string) (*schedule, error) {
 		return fmt.Errorf("%w: schedule %q: unreadable %s: %v", ErrInvalidData, name, what, err)
 	}
 	sc := &schedule{rev: h["rev"], next: h["next"], buffered: h["buffered"], last: h["last"], lastfire: h["lastfire"],
-		done: h["done"] == "1"}
+		done: h["done"] == "1", errText: h["error"]}
 	if err := json.Unmarshal([]byte(h["spec"]), &sc.in); err != nil {
 		return nil, bad("spec", err)
 	}
@@ -495,7 +510,7 @@ func decodeSchedule(name string, h map[string]string) (*schedule, error) {
 
 // timing returns the schedule's fire times.
 func (sc *schedule) timing() (schedTiming, error) {
-	return scheduleTiming(sc.in, time.UnixMilli(sc.anchor).UTC())
+	return scheduleTiming(sc.in, time.UnixMilli(sc.anchor).UTC(), sc.zones)
 }
 
 // public returns the Schedule a caller sees.
@@ -503,7 +518,7 @@ func (sc *schedule) public() *Schedule {
 	rev, _ := strconv.ParseInt(sc.rev, 10, 64)
 	out := &Schedule{ScheduleInput: sc.in, ID: sc.id, Revision: rev,
 		CreatedAt: time.UnixMilli(sc.created).UTC(), UpdatedAt: time.UnixMilli(sc.updated).UTC(),
-		Done: sc.done, Fired: sc.fired, Skipped: sc.skipped}
+		Done: sc.done, Fired: sc.fired, Skipped: sc.skipped, Error: sc.errText}
 	if !sc.in.Paused && !sc.done {
 		out.NextFire = schedTime(sc.next)
 	}
@@ -566,8 +581,8 @@ func checkScheduleName(name string) error {
 }
 
 // scheduleTiming builds in's fire times; anchor is Every's anchor when
-// Start is not set.
-func scheduleTiming(in ScheduleInput, anchor time.Time) (schedTiming, error) {
+// Start is not set; zones (nil: none) caches the time zones.
+func scheduleTiming(in ScheduleInput, anchor time.Time, zones *zoneCache) (schedTiming, error) {
 	st := schedTiming{start: in.Start.UTC(), end: in.End.UTC()}
 	if in.Start.IsZero() {
 		st.start = time.Time{}
@@ -579,7 +594,7 @@ func scheduleTiming(in ScheduleInput, anchor time.Time) (schedTiming, error) {
 	case in.Cron != "" && in.Every != 0:
 		return st, fmt.Errorf("%w: schedule %q: both cron and every are set; give exactly one", ErrInvalidData, in.Name)
 	case in.Cron != "":
-		tm, err := cronTiming(in.Cron, in.TimeZone)
+		tm, err := cronTiming(in.Cron, in.TimeZone, zones)
 		if err != nil {
 			return st, fmt.Errorf("%w: schedule %q: %w", ErrInvalidData, in.Name, err)
 		}
@@ -611,7 +626,7 @@ func (s *RedisStore) checkSchedule(in *ScheduleInput, anchor, now time.Time) (sc
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: schedule %q: "+format, append([]any{ErrInvalidData, in.Name}, args...)...)
 	}
-	st, err := scheduleTiming(*in, anchor)
+	st, err := scheduleTiming(*in, anchor, &s.zones)
 	if err != nil {
 		return st, nil, err
 	}
@@ -622,7 +637,7 @@ func (s *RedisStore) checkSchedule(in *ScheduleInput, anchor, now time.Time) (sc
 		return st, nil, bad("end %s is not in the future", in.End.Format(time.RFC3339))
 	}
 	if st.next(now).IsZero() {
-		return st, nil, bad("never fires (no fire time before its end or within 5 years)")
+		return st, nil, bad("never fires (no fire time before its end, or within 13 years)")
 	}
 	switch in.Overlap {
 	case "":
@@ -788,7 +803,7 @@ func (s *RedisStore) createSchedule(ctx context.Context, in ScheduleInput) (*Sch
 		due = dueScore(sc, next)
 	}
 	paused := boolFlag(in.Paused)
-	args := append([]any{in.Name, due, paused}, fields...)
+	args := append([]any{in.Name, due, paused, uuid.NewString()}, fields...)
 	args = append(args, "id", sc.id.String(), "rev", "1", "created", nowMs, "updated", nowMs, "anchor", nowMs,
 		"next", sc.next, "due", orZero(due), "buffered", "0", "done", "0", "fired", "0", "skipped", "0")
 	if err := s.recordLayout(ctx); err != nil {
@@ -817,24 +832,19 @@ func orZero(s string) string {
 	return s
 }
 
-// schedError maps a schedule script's refusal to its error.
+// schedError maps a schedule script's refusal (as run maps it, for a
+// flow: uuid.Nil) to its error, which names the schedule.
 func schedError(err error, name string) error {
-	var rerr redis.Error
-	if err == nil || !errors.As(err, &rerr) {
-		if err != nil {
-			return fmt.Errorf("taskflow: schedule %q: %w", name, err)
-		}
+	var rm *RevisionMismatchError
+	switch {
+	case err == nil:
 		return nil
-	}
-	code, detail, _ := strings.Cut(strings.TrimPrefix(rerr.Error(), "ERR "), " ")
-	switch code {
-	case "EXISTS":
+	case errors.Is(err, ErrAlreadyExists):
 		return fmt.Errorf("%w: schedule %q exists", ErrAlreadyExists, name)
-	case "NOTFOUND":
+	case errors.Is(err, ErrNotFound):
 		return fmt.Errorf("%w: schedule %q", ErrNotFound, name)
-	case "REVISION":
-		want, got, _ := strings.Cut(detail, " ")
-		return fmt.Errorf("%w: schedule %q is at revision %s, not %s", ErrRevisionMismatch, name, got, want)
+	case errors.As(err, &rm):
+		return fmt.Errorf("%w: schedule %q is at revision %d, not %d", ErrRevisionMismatch, name, rm.Actual, rm.Expected)
 	}
 	return fmt.Errorf("taskflow: schedule %q: %w", name, err)
 }
@@ -854,7 +864,12 @@ func (s *RedisStore) readSchedule(ctx context.Context, name string) (*schedule, 
 	if len(h) == 0 {
 		return nil, fmt.Errorf("%w: schedule %q", ErrNotFound, name)
 	}
-	return decodeSchedule(name, h)
+	sc, err := decodeSchedule(name, h)
+	if err != nil {
+		return nil, err
+	}
+	sc.zones = &s.zones
+	return sc, nil
 }
 
 // writeSchedule runs sched_write.lua for sc: new spec in (state), next
@@ -875,7 +890,7 @@ func (s *RedisStore) writeSchedule(ctx context.Context, sc *schedule, in Schedul
 	if !in.Paused && sc.buffered != "0" {
 		due = earlier(due, now.Add(bufferPoll))
 	}
-	args := append([]any{in.Name, sc.id.String(), sc.rev, due, boolFlag(in.Paused)}, fields...)
+	args := append([]any{in.Name, sc.id.String(), sc.rev, due, boolFlag(in.Paused), uuid.NewString()}, fields...)
 	args = append(args, "next", nsc.next, "due", orZero(due), "done", boolFlag(nsc.done), "updated", strconv.FormatInt(now.UnixMilli(), 10))
 	v, err := s.run(ctx, s.scripts.schedWrite, uuid.Nil, []string{s.keys.schedule(in.Name), s.keys.schedDue(), s.keys.schedStats()}, args...)
 	if err != nil {
@@ -946,13 +961,22 @@ func (s *RedisStore) deleteSchedule(ctx context.Context, name string) error {
 	if err := checkScheduleName(name); err != nil {
 		return err
 	}
-	_, err := s.run(ctx, s.scripts.schedDelete, uuid.Nil, s.schedKeys(name), name)
+	_, err := s.run(ctx, s.scripts.schedDelete, uuid.Nil, s.schedKeys(name), name, uuid.NewString())
 	return schedError(err, name)
+}
+
+// dropGhost takes a due name without a schedule out of the indexes
+// (sched_delete.lua, atomic with any create of the name, which it leaves
+// alone) and reports whether it did.
+func (s *RedisStore) dropGhost(ctx context.Context, name string) bool {
+	_, err := s.run(ctx, s.scripts.schedDelete, uuid.Nil, s.schedKeys(name), name, "")
+	return errors.Is(schedError(err, name), ErrNotFound)
 }
 
 // schedKeys are sched_delete.lua's keys for schedule name.
 func (s *RedisStore) schedKeys(name string) []string {
-	return []string{s.keys.schedule(name), s.keys.schedDue(), s.keys.schedNames(), s.keys.schedHistory(name), s.keys.schedStats()}
+	return []string{s.keys.schedule(name), s.keys.schedDue(), s.keys.schedNames(), s.keys.schedHistory(name), s.keys.schedStats(),
+		s.keys.schedGone(name)}
 }
 
 func (s *RedisStore) getSchedule(ctx context.Context, name string, upcoming int) (*Schedule, error) {
@@ -1053,7 +1077,7 @@ func (s *RedisStore) triggerSchedule(ctx context.Context, name string) (*Flow, e
 	fire := fireEntry(ScheduleFire{At: now, FlowID: f.ID, Outcome: fireFired, Reason: "trigger"})
 	if _, err := s.run(ctx, s.scripts.schedRecord, uuid.Nil,
 		[]string{s.keys.schedule(name), s.keys.schedHistory(name), s.keys.schedStats()},
-		sc.id.String(), f.ID.String(), fire, 1, fire); err != nil {
+		sc.id.String(), uuid.NewString(), f.ID.String(), fire, 1, fire); err != nil {
 		return f, schedError(err, name)
 	}
 	return f, nil
@@ -1124,7 +1148,7 @@ func (s *RedisStore) backfillSchedule(ctx context.Context, name string, from, to
 		entries = append(entries, fireEntry(fires[i]))
 	}
 	if len(entries) > 0 {
-		args := append([]any{sc.id.String(), "", "", len(entries)}, tail(entries, scheduleHistory)...)
+		args := append([]any{sc.id.String(), uuid.NewString(), "", "", len(entries)}, tail(entries, scheduleHistory)...)
 		if _, err := s.run(ctx, s.scripts.schedRecord, uuid.Nil,
 			[]string{s.keys.schedule(name), s.keys.schedHistory(name), s.keys.schedStats()}, args...); err != nil && first == nil {
 			first = schedError(err, name)
@@ -1154,9 +1178,10 @@ func earlier(due string, t time.Time) string {
 }
 
 // cronTiming parses a cron expression read in the time zone tz (an IANA
-// name; "" is UTC). "Local" is refused: engines on hosts in different
-// zones would disagree on the fire times.
-func cronTiming(expr, tz string) (timing, error) {
+// name; "" is UTC), loaded through zones (nil: no cache). "Local" is
+// refused: engines on hosts in different zones would disagree on the
+// fire times.
+func cronTiming(expr, tz string, zones *zoneCache) (timing, error) {
 	spec, err := cron.Parse(expr)
 	if err != nil {
 		return nil, err
@@ -1167,11 +1192,44 @@ func cronTiming(expr, tz string) (timing, error) {
 	if tz == "Local" {
 		return nil, fmt.Errorf("time zone %q depends on the host: name an IANA zone", tz)
 	}
-	loc, err := time.LoadLocation(tz)
+	loc, err := zones.load(tz)
 	if err != nil {
 		return nil, fmt.Errorf("time zone %q: %v", tz, err)
 	}
 	return cronZone{spec, loc}, nil
+}
+
+// zoneCache holds the time zones a store's cron schedules are read in:
+// time.LoadLocation reads and parses the zone database on every call
+// (about 9 µs), and a tick reads each due cron schedule's. Only names
+// that load are kept, so it holds at most the zone database's names.
+type zoneCache struct {
+	mu sync.Mutex
+	m  map[string]*time.Location
+}
+
+// load is time.LoadLocation(name), cached; a nil cache loads each time.
+func (z *zoneCache) load(name string) (*time.Location, error) {
+	if z == nil {
+		return time.LoadLocation(name)
+	}
+	z.mu.Lock()
+	loc := z.m[name]
+	z.mu.Unlock()
+	if loc != nil {
+		return loc, nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	z.mu.Lock()
+	if z.m == nil {
+		z.m = map[string]*time.Location{}
+	}
+	z.m[name] = loc
+	z.mu.Unlock()
+	return loc, nil
 }
 
 // cronZone is a cron expression read in a location.
@@ -1180,7 +1238,21 @@ type cronZone struct {
 	loc  *time.Location
 }
 
-func (c cronZone) next(after time.Time) time.Time { return c.spec.Next(after, c.loc) }
+// next is the first fire strictly after after. internal/cron's Next
+// looks 5 years ahead, and its zero Time is not "never": "0 0 29 2 *"
+// after its 2096 fire has none until 2104, as 2100 is not a leap year.
+// So next looks on from 4 years later, for at most cronWindows windows
+// (about 13 years, more than any gap of a cron expression that fires at
+// all: at most 8 years, Feb 29 around a century); zero then means never.
+func (c cronZone) next(after time.Time) time.Time {
+	for i := 0; i < cronWindows; i++ {
+		if t := c.spec.Next(after, c.loc); !t.IsZero() {
+			return t
+		}
+		after = after.AddDate(4, 0, 0) // none in (after, after+5y]
+	}
+	return time.Time{}
+}
 
 // firePlan is what a tick does with one due schedule.
 type firePlan struct {
@@ -1192,7 +1264,7 @@ type firePlan struct {
 	chain    bool           // CancelPrevious: each fire cancels the one before
 	next     time.Time
 	buffered time.Time
-	failed   bool
+	failed   error // a create failed: no advance (sched_fail.lua)
 }
 
 // tickSchedules makes the fires of the schedules due at now, in at most
@@ -1264,18 +1336,29 @@ func (e *WaitEngine) scheduleRound(ctx context.Context, now time.Time, names []s
 	for i, n := range names {
 		h := hashes[i].Val()
 		if len(h) == 0 {
-			// A due name without a schedule (a hand edit): sched_delete
-			// drops the entry, unless a create of the name came first.
-			_, err := s.run(ctx, s.scripts.schedDelete, uuid.Nil, s.schedKeys(n), n)
-			if errors.Is(schedError(err, n), ErrNotFound) {
+			// A due name without a schedule (a hand edit, or deleted
+			// since the ZRANGE): drop the entry, unless a create of the
+			// name came first.
+			if s.dropGhost(ctx, n) {
 				rep.Dropped++
 				moved++
 			}
 			continue
 		}
 		sc, err := decodeSchedule(n, h)
+		if err == nil {
+			sc.zones = &s.zones
+		}
 		if err == nil && sc.in.Paused {
-			continue // paused meanwhile: the pause took it out of the index
+			// Paused meanwhile, and the pause took it out of the index;
+			// or a hand edit put it back: take it out.
+			if v, err := s.run(ctx, s.scripts.schedFail, uuid.Nil, []string{s.keys.schedule(n), s.keys.schedDue()},
+				n, sc.id.String(), sc.rev, sc.next, sc.buffered, "", ""); err != nil {
+				rep.fail(schedError(err, n))
+			} else if v == int64(1) {
+				moved++
+			}
+			continue
 		}
 		if err == nil {
 			_, err = sc.timing()
@@ -1311,12 +1394,22 @@ func (e *WaitEngine) scheduleRound(ctx context.Context, now time.Time, names []s
 		}
 	}
 	plans := make([]*firePlan, len(scs))
-	var calls []scriptCall
-	var owner []int // plan of each call
 	for i, sc := range scs {
 		active := prev[i] != nil && prev[i].Err() == nil && !FlowStatus(prev[i].Val()).IsTerminal()
 		plans[i] = planFires(sc, now, active, s.IdempotentFlowID)
-		p := plans[i]
+	}
+	return moved + e.runPlans(ctx, now, plans, rep)
+}
+
+// runPlans makes the fires of plans (the protocol's steps 2 and 3) and
+// returns how many schedules left their due position.
+func (e *WaitEngine) runPlans(ctx context.Context, now time.Time, plans []*firePlan, rep *TickReport) int {
+	s := e.s
+	moved := 0
+	var calls []scriptCall
+	var owner []int // plan of each call
+	for i, p := range plans {
+		sc := p.sc
 		for _, id := range p.cancel {
 			if _, err := e.m.RequestCancel(ctx, id); err != nil && !ignorableCancel(err) {
 				rep.fail(err)
@@ -1325,8 +1418,8 @@ func (e *WaitEngine) scheduleRound(ctx context.Context, now time.Time, names []s
 		for _, f := range p.fires {
 			c, err := s.createCall(ctx, uuid.Nil, sc.fireInput(f.At, fireKey(sc.id, f.At)), false, childLink{})
 			if err != nil {
-				rep.fail(err)
-				p.failed = true
+				rep.fail(fmt.Errorf("taskflow: tick: schedule %q: %w", sc.in.Name, err))
+				p.failed = err
 				break
 			}
 			calls = append(calls, c.scriptCall)
@@ -1342,13 +1435,19 @@ func (e *WaitEngine) scheduleRound(ctx context.Context, now time.Time, names []s
 			continue // the fire made its flow from the schedule's older input
 		}
 		rep.fail(fmt.Errorf("taskflow: tick: schedule %q: %w", plans[owner[j]].sc.in.Name, err))
-		plans[owner[j]].failed = true
+		if plans[owner[j]].failed == nil {
+			plans[owner[j]].failed = err
+		}
 	}
 	var adv []scriptCall
 	var advPlans []*firePlan
 	for _, p := range plans {
-		if p.failed {
-			continue // due still: the next tick decides again
+		if p.failed != nil {
+			// Not advanced: the fire is tried again later (its creates
+			// are idempotent), not at the head of the index every tick.
+			adv = append(adv, p.failCall(s, now))
+			advPlans = append(advPlans, p)
+			continue
 		}
 		if p.chain {
 			for _, f := range p.fires[:max(len(p.fires)-1, 0)] {
@@ -1361,18 +1460,47 @@ func (e *WaitEngine) scheduleRound(ctx context.Context, now time.Time, names []s
 		advPlans = append(advPlans, p)
 	}
 	vals, errs := s.runPipelined(ctx, adv)
+	var fix []scriptCall
+	var fixPlans []*firePlan
 	for i, err := range errs {
 		if err != nil {
 			rep.fail(schedError(err, advPlans[i].sc.in.Name))
 			continue
 		}
 		moved++
-		if n, _ := vals[i].(int64); n == 1 {
-			rep.Fired += len(advPlans[i].fires)
-			rep.Skipped += advPlans[i].skipped
+		p := advPlans[i]
+		switch n, _ := vals[i].(int64); {
+		case p.failed != nil:
+		case n == 1:
+			rep.Fired += len(p.fires)
+			rep.Skipped += p.skipped
+		case len(p.fires) > 0:
+			// Stale: another engine advanced first, and may have
+			// recorded as skipped a fire this tick made.
+			fix = append(fix, p.reconcileCall(s))
+			fixPlans = append(fixPlans, p)
 		}
 	}
+	vals, errs = s.runPipelined(ctx, fix)
+	for i, err := range errs {
+		if err != nil {
+			rep.fail(schedError(err, fixPlans[i].sc.in.Name))
+			continue
+		}
+		n, _ := vals[i].(int64)
+		rep.Fired += int(n)
+	}
 	return moved
+}
+
+// reconcileCall is the sched_reconcile.lua run of p, whose fires were
+// made but whose advance was stale.
+func (p *firePlan) reconcileCall(s *RedisStore) scriptCall {
+	args := []any{p.sc.id.String()}
+	for _, f := range p.fires {
+		args = append(args, fireEntry(f))
+	}
+	return scriptCall{s.scripts.schedReconcile, []string{s.keys.schedule(p.sc.in.Name), s.keys.schedHistory(p.sc.in.Name), s.keys.schedStats()}, args}
 }
 
 // flowID is the flow a create.lua call names (its first argument).
@@ -1473,6 +1601,24 @@ func planFires(sc *schedule, now time.Time, active bool, flowOf func(key string)
 		}
 	}
 	return p
+}
+
+// failCall is the sched_fail.lua run of p, whose fires failed: the
+// schedule is tried again a minute later when its input was refused
+// (ErrInvalidData: the next tick would fail the same way), else a
+// second later.
+func (p *firePlan) failCall(s *RedisStore, now time.Time) scriptCall {
+	sc := p.sc
+	retry := scheduleRetryWake
+	if errors.Is(p.failed, ErrInvalidData) {
+		retry = scheduleFailRetry
+	}
+	why := p.failed.Error()
+	if len(why) > maxScheduleNote {
+		why = strings.ToValidUTF8(why[:maxScheduleNote], "")
+	}
+	return scriptCall{s.scripts.schedFail, []string{s.keys.schedule(sc.in.Name), s.keys.schedDue()},
+		[]any{sc.in.Name, sc.id.String(), sc.rev, sc.next, sc.buffered, strconv.FormatInt(now.Add(retry).UnixMilli(), 10), why}}
 }
 
 // advanceCall is the sched_advance.lua run of p.

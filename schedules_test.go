@@ -117,6 +117,7 @@ func TestScheduleCRUD(t *testing.T) {
 		sc := must(t, try(e.m.CreateSchedule(e.ctx, in)))
 		_, err := e.m.CreateSchedule(e.ctx, in)
 		wantErr(t, err, ErrAlreadyExists)
+		wantScheduleMessage(t, err, `schedule "report" exists`)
 
 		// Pause: no fires, not due, counted paused.
 		p := must(t, try(e.m.PauseSchedule(e.ctx, "report", "maintenance")))
@@ -143,6 +144,7 @@ func TestScheduleCRUD(t *testing.T) {
 		in.Every = 30 * time.Minute
 		_, err = e.m.UpdateSchedule(e.ctx, in, 1)
 		wantErr(t, err, ErrRevisionMismatch)
+		wantScheduleMessage(t, err, `schedule "report" is at revision 3, not 1`)
 		u := must(t, try(e.m.UpdateSchedule(e.ctx, in, r.Revision)))
 		now := e.clock.Now()
 		if u.Every != 30*time.Minute || u.Revision != r.Revision+1 || !u.NextFire.After(now) || u.NextFire.After(now.Add(30*time.Minute)) {
@@ -174,7 +176,9 @@ func TestScheduleCRUD(t *testing.T) {
 		if err := e.m.DeleteSchedule(e.ctx, "report"); err != nil {
 			t.Fatal(err)
 		}
-		wantErr(t, e.m.DeleteSchedule(e.ctx, "report"), ErrNotFound)
+		err = e.m.DeleteSchedule(e.ctx, "report")
+		wantErr(t, err, ErrNotFound)
+		wantScheduleMessage(t, err, `schedule "report"`)
 		_, err = e.m.GetSchedule(e.ctx, "report", 0)
 		wantErr(t, err, ErrNotFound)
 		again := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("report", time.Hour))))
@@ -967,6 +971,417 @@ func TestScheduleLongStop(t *testing.T) {
 		c := must(t, try(e.m.GetSchedule(e.ctx, csc.Name, 0)))
 		if !e.fireExists(t, csc, last) || !c.NextFire.Equal(last.Add(time.Minute)) || c.Skipped < 30*24*60+maxFireCount-1 {
 			t.Fatalf("a year on: fired %d skipped %d next %v", c.Fired, c.Skipped, c.NextFire)
+		}
+	})
+}
+
+// TestScheduleCronBeyondHorizon: internal/cron's Next looks 5 years
+// ahead; "0 0 29 2 *" after its 2096 fire has none until 2104 (2100 is
+// not a leap year). The schedule is not done: it looks again later and
+// fires in 2104. A schedule created when its next fire is that far is
+// accepted, and one that can never fire ("0 0 30 2 *") is refused.
+func TestScheduleCronBeyondHorizon(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		eng := e.engine()
+		e.clock.Advance(time.Date(2096, 2, 28, 12, 0, 0, 0, time.UTC).Sub(e.clock.Now()))
+		in := scheduleInput("leap", 0)
+		in.Cron, in.Overlap = "0 0 29 2 *", OverlapAllowAll
+		sc := must(t, try(e.m.CreateSchedule(e.ctx, in)))
+		fire1 := time.Date(2096, 2, 29, 0, 0, 0, 0, time.UTC)
+		fire2 := time.Date(2104, 2, 29, 0, 0, 0, 0, time.UTC)
+		if !sc.NextFire.Equal(fire1) {
+			t.Fatalf("next %v", sc.NextFire)
+		}
+		e.clock.Advance(fire1.Sub(e.clock.Now()))
+		if rep := eng.TickAt(e.ctx, fire1); rep.Fired != 1 || rep.Err != nil {
+			t.Fatalf("2096 tick %+v (%v)", rep, rep.Err)
+		}
+		got := must(t, try(e.m.GetSchedule(e.ctx, "leap", 2)))
+		if got.Done || !got.NextFire.Equal(fire2) || len(got.Upcoming) != 2 || !got.Upcoming[0].Equal(fire2) {
+			t.Fatalf("after 2096: done %v next %v upcoming %v", got.Done, got.NextFire, got.Upcoming)
+		}
+		// Created the day after: its first fire is in 2104, beyond the
+		// 5 years Next looks ahead; accepted.
+		e.clock.Advance(24 * time.Hour)
+		in.Name = "leap-late"
+		if late := must(t, try(e.m.CreateSchedule(e.ctx, in))); !late.NextFire.Equal(fire2) {
+			t.Fatalf("created in March 2096: next %v", late.NextFire)
+		}
+		// Ticks through the years between fire nothing, and leave it due.
+		for _, at := range []time.Time{fire1.AddDate(3, 0, 0), fire1.AddDate(4, 0, 1), fire1.AddDate(5, 0, 2), fire1.AddDate(6, 0, 0)} {
+			e.clock.Advance(at.Sub(e.clock.Now()))
+			if rep := eng.TickAt(e.ctx, at); rep.Fired != 0 || rep.Skipped != 0 || rep.Err != nil {
+				t.Fatalf("tick at %v: %+v (%v)", at, rep, rep.Err)
+			}
+			if g := must(t, try(e.m.GetSchedule(e.ctx, "leap", 1))); g.Done || !g.NextFire.Equal(fire2) {
+				t.Fatalf("at %v: done %v next %v", at, g.Done, g.NextFire)
+			}
+		}
+		e.clock.Advance(fire2.Sub(e.clock.Now()))
+		if rep := eng.TickAt(e.ctx, fire2); rep.Fired != 2 || rep.Err != nil {
+			t.Fatalf("2104 tick %+v (%v)", rep, rep.Err)
+		}
+		if !e.fireExists(t, sc, fire2) {
+			t.Fatal("the 2104 fire made no flow")
+		}
+		in.Name, in.Cron = "never", "0 0 30 2 *"
+		if _, err := e.m.CreateSchedule(e.ctx, in); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("a never-firing cron: %v", err)
+		}
+	})
+}
+
+// TestScheduleFlowRefusedAtFire: schedules whose fires' creates are
+// refused (an engine's store with a smaller goal limit than the one that
+// made them) fill a whole tick batch at the head of the due index. The
+// schedule due beside them still fires in that tick; the refused ones
+// say why on GetSchedule, are tried again a minute later (not every
+// tick), and fire once the input is fixed.
+func TestScheduleFlowRefusedAtFire(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		var bad []*Schedule
+		for i := 0; i < 2; i++ {
+			in := scheduleInput(fmt.Sprintf("bad-%d", i), time.Minute)
+			in.Flow.Goal = strings.Repeat("g", 2000)
+			bad = append(bad, must(t, try(e.m.CreateSchedule(e.ctx, in))))
+		}
+		good := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("good", time.Minute))))
+		small := NewManager(e.reopenStoreWith(e.client, WithLimits(Limits{TextBytes: 1000})))
+		eng := NewWaitEngine(small, WithLogger(quietLogger()), WithTickBatch(2))
+		at := good.NextFire
+		e.clock.Advance(time.Minute)
+		rep := eng.TickAt(e.ctx, at)
+		if rep.Fired != 1 || rep.Errors != 2 || !errors.Is(rep.Err, ErrInvalidData) {
+			t.Fatalf("tick %+v (%v)", rep, rep.Err)
+		}
+		if !e.fireExists(t, good, at) || e.fireExists(t, bad[0], at) {
+			t.Fatal("the good schedule did not fire, or a bad one did")
+		}
+		for _, b := range bad {
+			got := must(t, try(e.m.GetSchedule(e.ctx, b.Name, 1)))
+			if !strings.Contains(got.Error, "goal") || !got.NextFire.Equal(at) || got.Done {
+				t.Fatalf("%s: error %q next %v", b.Name, got.Error, got.NextFire)
+			}
+		}
+		// The next ticks within the minute do not try them again.
+		for _, d := range []time.Duration{time.Second, 30 * time.Second} {
+			e.clock.Advance(at.Add(d).Sub(e.clock.Now()))
+			if rep := eng.TickAt(e.ctx, at.Add(d)); rep.Errors != 0 || rep.Fired != 0 {
+				t.Fatalf("tick at +%s: %+v (%v)", d, rep, rep.Err)
+			}
+		}
+		// A minute on, with the goal fixed, the missed fire is made
+		// (CatchUpLast: the most recent, here the next regular one).
+		fixed := scheduleInput("bad-0", time.Minute)
+		must(t, try(e.m.UpdateSchedule(e.ctx, fixed, 0)))
+		next := at.Add(time.Minute)
+		e.clock.Advance(next.Sub(e.clock.Now()))
+		rep = eng.TickAt(e.ctx, next)
+		if !e.fireExists(t, bad[0], next) || e.fireExists(t, bad[1], next) {
+			t.Fatalf("after the fix: %+v (%v)", rep, rep.Err)
+		}
+		if got := must(t, try(e.m.GetSchedule(e.ctx, "bad-0", 1))); got.Error != "" || got.Fired != 1 {
+			t.Fatalf("fixed: error %q fired %d", got.Error, got.Fired)
+		}
+	})
+}
+
+// reopenStoreWith opens another store on the same flow space, with more
+// options.
+func (e *env) reopenStoreWith(c redis.UniversalClient, opts ...StoreOption) *RedisStore {
+	e.t.Helper()
+	s, err := NewRedisStore(c, append(append([]StoreOption(nil), e.options...), opts...)...)
+	if err != nil {
+		e.t.Fatalf("NewRedisStore: %v", err)
+	}
+	return s
+}
+
+// TestScheduleRaceSkipAndFire: under OverlapSkip, two engines past the
+// tick lock read the previous flow at different moments: A sees it
+// running and records the fire skipped; B, after it ended, makes the
+// fire's flow, and its advance is stale. B corrects the record: the fire
+// is counted fired with its flow, and that flow is the previous one for
+// the next fire (skipped while it runs).
+func TestScheduleRaceSkipAndFire(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		sc := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("race-skip", time.Minute))))
+		t1 := sc.NextFire
+		t2, t3 := t1.Add(time.Minute), t1.Add(2*time.Minute)
+		e.clock.Advance(time.Minute)
+		if rep := e.engine().TickAt(e.ctx, t1); rep.Fired != 1 {
+			t.Fatalf("first fire %+v (%v)", rep, rep.Err)
+		}
+		e.clock.Advance(time.Minute)
+		rec, err := e.store.readSchedule(e.ctx, "race-skip") // B reads
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A: the first fire's flow runs: t2 is skipped.
+		if rep := e.engine().TickAt(e.ctx, t2); rep.Skipped != 1 || rep.Fired != 0 {
+			t.Fatalf("engine A %+v (%v)", rep, rep.Err)
+		}
+		e.endFlow(t, e.fireFlow(sc, t1))
+		// B: the previous flow has ended: t2 fires; its advance is stale.
+		var rep TickReport
+		b := NewWaitEngine(NewManager(e.reopenStore(e.client)), WithLogger(quietLogger()))
+		b.runPlans(e.ctx, t2, []*firePlan{planFires(rec, t2, false, e.store.IdempotentFlowID)}, &rep)
+		if rep.Err != nil || !e.fireExists(t, sc, t2) {
+			t.Fatalf("engine B %+v (%v)", rep, rep.Err)
+		}
+		got := must(t, try(e.m.GetSchedule(e.ctx, "race-skip", 1)))
+		f2 := e.fireFlow(sc, t2)
+		if got.Fired != 2 || got.Skipped != 0 || got.LastFire == nil || got.LastFire.FlowID != f2 {
+			t.Fatalf("after the race: fired %d skipped %d last %+v", got.Fired, got.Skipped, got.LastFire)
+		}
+		if r := got.Recent[0]; !r.At.Equal(t2) || r.Outcome != fireFired || r.FlowID != f2 || len(got.Recent) != 2 {
+			t.Fatalf("recent %+v", got.Recent)
+		}
+		if st := must(t, try(e.m.Stats(e.ctx))); st.ScheduleFires != 2 || st.ScheduleSkips != 0 {
+			t.Fatalf("stats fires %d skips %d", st.ScheduleFires, st.ScheduleSkips)
+		}
+		// t2's flow runs: t3 is skipped.
+		e.clock.Advance(time.Minute)
+		if rep := e.engine().TickAt(e.ctx, t3); rep.Skipped != 1 || rep.Fired != 0 || e.fireExists(t, sc, t3) {
+			t.Fatalf("t3 %+v (%v)", rep, rep.Err)
+		}
+	})
+}
+
+// TestScheduleZoneCache: a store loads each cron time zone once (a tick
+// reads every due cron schedule's), keeps only zones that load, and a
+// schedule read from it uses the cached zone.
+func TestScheduleZoneCache(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		in := scheduleInput("madrid", 0)
+		in.Cron, in.TimeZone = "0 8 * * MON-FRI", "Europe/Madrid"
+		must(t, try(e.m.CreateSchedule(e.ctx, in)))
+		in.Name, in.TimeZone = "nowhere", "Nowhere/Atlantis"
+		if _, err := e.m.CreateSchedule(e.ctx, in); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("unknown zone: %v", err)
+		}
+		e.store.zones.mu.Lock()
+		cached, n := e.store.zones.m["Europe/Madrid"], len(e.store.zones.m)
+		e.store.zones.mu.Unlock()
+		if cached == nil || n != 1 {
+			t.Fatalf("cache %v (%d zones)", cached, n)
+		}
+		sc, err := e.store.readSchedule(e.ctx, "madrid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := sc.timing()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cz, ok := st.tm.(cronZone); !ok || cz.loc != cached {
+			t.Fatalf("timing %#v does not use the cached zone", st.tm)
+		}
+	})
+}
+
+// TestLostReplySchedules loses one reply of each schedule script (the
+// write reached Redis and ran; go-redis sends it again on a new
+// connection) and checks that each call reports its true outcome and
+// applied once: no "exists" for the create that made the schedule, no
+// revision mismatch for the write that bumped it, no double count.
+func TestLostReplySchedules(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b)
+			c, d := lossyClient(t, b)
+			store := e.reopenStore(c)
+			m := NewManager(store)
+			defer m.Close()
+			ctx := e.ctx
+			if err := store.LoadScripts(ctx); err != nil {
+				t.Fatal(err)
+			}
+			lost := func(name string, sc *script, call func() error) {
+				t.Helper()
+				n := d.dropped.Load()
+				d.armFor(sc)
+				if err := call(); err != nil {
+					t.Fatalf("%s with a lost reply: %v", name, err)
+				}
+				if got := d.dropped.Load(); got != n+1 {
+					t.Fatalf("%s: %d replies dropped, want 1", name, got-n)
+				}
+			}
+			in := scheduleInput("lossy", time.Minute)
+			in.Overlap = OverlapAllowAll
+			var sc *Schedule
+			var err error
+			lost("CreateSchedule", store.scripts.schedCreate, func() error { sc, err = m.CreateSchedule(ctx, in); return err })
+			in.Note = "updated"
+			lost("UpdateSchedule", store.scripts.schedWrite, func() error { sc, err = m.UpdateSchedule(ctx, in, 1); return err })
+			if sc.Revision != 2 {
+				t.Fatalf("update: revision %d", sc.Revision)
+			}
+			lost("PauseSchedule", store.scripts.schedWrite, func() error { sc, err = m.PauseSchedule(ctx, "lossy", "why"); return err })
+			lost("ResumeSchedule", store.scripts.schedWrite, func() error { sc, err = m.ResumeSchedule(ctx, "lossy"); return err })
+			if got := must(t, try(e.m.GetSchedule(ctx, "lossy", 1))); got.Revision != 4 || got.Paused || got.Note != "" {
+				t.Fatalf("after pause and resume: revision %d paused %v", got.Revision, got.Paused)
+			}
+			lost("TriggerSchedule", store.scripts.schedRecord, func() error { _, err := m.TriggerSchedule(ctx, "lossy"); return err })
+			from := sc.NextFire.Add(-3 * time.Minute)
+			lost("BackfillSchedule", store.scripts.schedRecord, func() error {
+				_, err := m.BackfillSchedule(ctx, "lossy", from, from.Add(2*time.Minute))
+				return err
+			})
+			at := sc.NextFire
+			e.clock.Advance(at.Sub(e.clock.Now()))
+			eng := NewWaitEngine(m, WithLogger(quietLogger()))
+			d.armFor(store.scripts.schedAdvance)
+			if rep := eng.TickAt(ctx, at); rep.Err != nil {
+				t.Fatalf("tick with a lost advance reply: %v", rep.Err)
+			}
+			got := must(t, try(e.m.GetSchedule(ctx, "lossy", 1)))
+			if got.Fired != 4 || len(got.Recent) != 4 || !e.fireExists(t, sc, at) {
+				t.Fatalf("fired %d, recent %d, want 4 (trigger, 2 backfilled, the tick)", got.Fired, len(got.Recent))
+			}
+			if st := must(t, try(e.m.Stats(ctx))); st.ScheduleFires != 4 || st.SchedulesPaused != 0 || st.Schedules != 1 {
+				t.Fatalf("stats %+v", st)
+			}
+			lost("DeleteSchedule", store.scripts.schedDelete, func() error { return m.DeleteSchedule(ctx, "lossy") })
+			if _, err := e.m.GetSchedule(ctx, "lossy", 0); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("after delete: %v", err)
+			}
+		})
+	}
+}
+
+// wantScheduleMessage fails unless err's text holds want and does not
+// speak of a flow (a schedule's refusal names the schedule).
+func wantScheduleMessage(t *testing.T, err error, want string) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "flow 0") {
+		t.Fatalf("error %q, want it to say %q and name no flow", err, want)
+	}
+}
+
+// TestScheduleGhostDropKeepsRecreated: the tick drops a due name whose
+// hash it found empty; when the name was made again between its read and
+// the drop (a delete and a create racing the tick), the new schedule
+// stays, due.
+func TestScheduleGhostDropKeepsRecreated(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		sc := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("phoenix", time.Minute))))
+		if e.store.dropGhost(e.ctx, "phoenix") {
+			t.Fatal("dropped a schedule that exists")
+		}
+		got, err := e.m.GetSchedule(e.ctx, "phoenix", 0)
+		if err != nil || got.ID != sc.ID {
+			t.Fatalf("after the drop: %v, %+v", err, got)
+		}
+		if _, err := e.client.ZScore(e.ctx, e.store.keys.schedDue(), "phoenix").Result(); err != nil {
+			t.Fatalf("no longer due: %v", err)
+		}
+		if err := e.m.DeleteSchedule(e.ctx, "phoenix"); err != nil {
+			t.Fatal(err)
+		}
+		e.client.ZAdd(e.ctx, e.store.keys.schedDue(), redis.Z{Score: 1, Member: "phoenix"})
+		if !e.store.dropGhost(e.ctx, "phoenix") || e.client.ZCard(e.ctx, e.store.keys.schedDue()).Val() != 0 {
+			t.Fatal("the ghost entry stayed")
+		}
+	})
+}
+
+// TestSchedulePausedInDueIndex: paused schedules found in the due index
+// (a hand edit: a pause takes a schedule out) filling a whole tick batch
+// do not hold up the schedule due behind them; the tick takes them out.
+func TestSchedulePausedInDueIndex(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		for i := 0; i < 2; i++ {
+			in := scheduleInput(fmt.Sprintf("held-%d", i), time.Minute)
+			in.Paused = true
+			must(t, try(e.m.CreateSchedule(e.ctx, in)))
+		}
+		good := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("good", time.Minute))))
+		at := good.NextFire
+		due := e.store.keys.schedDue()
+		e.client.ZAdd(e.ctx, due, redis.Z{Score: 1, Member: "held-0"}, redis.Z{Score: 1, Member: "held-1"})
+		e.clock.Advance(time.Minute)
+		rep := e.engine(WithTickBatch(2)).TickAt(e.ctx, at)
+		if rep.Fired != 1 || rep.Err != nil || !e.fireExists(t, good, at) {
+			t.Fatalf("tick %+v (%v)", rep, rep.Err)
+		}
+		if n := e.client.ZCard(e.ctx, due).Val(); n != 1 {
+			t.Fatalf("%d due entries, want the good schedule's only", n)
+		}
+		if got := must(t, try(e.m.GetSchedule(e.ctx, "held-0", 1))); !got.Paused || got.Error != "" {
+			t.Fatalf("held-0 %+v", got)
+		}
+		r := must(t, try(e.m.ResumeSchedule(e.ctx, "held-0")))
+		if s, err := e.client.ZScore(e.ctx, due, "held-0").Result(); err != nil || int64(s) != r.NextFire.UnixMilli() {
+			t.Fatalf("resumed: due %v %v, next %v", s, err, r.NextFire)
+		}
+	})
+}
+
+// TestScheduleEdgeCasesHold checks cases the review tried that held:
+// a stale engine's fires after the schedule was deleted and made again
+// touch the new one not at all; a buffered fire whose previous flow was
+// pruned fires; jitter carrying the last fire before End past End still
+// makes it, then the schedule is done.
+func TestScheduleEdgeCasesHold(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		// Delete and make again while an engine holds the old read.
+		old := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("reborn", time.Minute))))
+		t1 := old.NextFire
+		e.clock.Advance(time.Minute)
+		rec, err := e.store.readSchedule(e.ctx, "reborn")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.m.DeleteSchedule(e.ctx, "reborn"); err != nil {
+			t.Fatal(err)
+		}
+		nw := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("reborn", time.Minute))))
+		var rep TickReport
+		e.engine().runPlans(e.ctx, t1, []*firePlan{planFires(rec, t1, false, e.store.IdempotentFlowID)}, &rep)
+		if rep.Err != nil || rep.Fired != 0 || !e.fireExists(t, old, t1) {
+			t.Fatalf("stale engine %+v (%v)", rep, rep.Err)
+		}
+		got := must(t, try(e.m.GetSchedule(e.ctx, "reborn", 1)))
+		if got.ID != nw.ID || got.Fired != 0 || len(got.Recent) != 0 || got.LastFire != nil || !got.NextFire.Equal(nw.NextFire) {
+			t.Fatalf("the new schedule was touched: %+v", got)
+		}
+
+		// BufferOne: the previous flow ends and is pruned before the tick.
+		in := scheduleInput("pruned", time.Minute)
+		in.Overlap = OverlapBufferOne
+		sc := must(t, try(e.m.CreateSchedule(e.ctx, in)))
+		a1, a2 := sc.NextFire, sc.NextFire.Add(time.Minute)
+		eng := e.engine()
+		e.clock.Advance(a1.Sub(e.clock.Now()))
+		eng.TickAt(e.ctx, a1)
+		e.clock.Advance(a2.Sub(e.clock.Now()))
+		if rep := eng.TickAt(e.ctx, a2); rep.Fired != 0 || e.fireExists(t, sc, a2) {
+			t.Fatalf("a2 not buffered: %+v", rep)
+		}
+		e.endFlow(t, e.fireFlow(sc, a1))
+		e.clock.Advance(time.Second)
+		if n, err := e.m.PruneTerminalFlows(e.ctx, 0); err != nil || n < 1 {
+			t.Fatalf("prune: %d %v", n, err)
+		}
+		if rep := eng.TickAt(e.ctx, e.clock.Now()); rep.Fired != 1 || !e.fireExists(t, sc, a2) {
+			t.Fatalf("buffered fire after the prune: %+v (%v)", rep, rep.Err)
+		}
+
+		// Jitter near End.
+		now := e.clock.Now()
+		j := scheduleInput("jittery", time.Minute)
+		j.Overlap, j.Jitter, j.CatchUp = OverlapAllowAll, 59*time.Second, CatchUpAll
+		j.Start = now.Add(time.Minute).Truncate(time.Second)
+		j.End = j.Start.Add(time.Minute + time.Millisecond) // fires at Start and Start+1m, jittered past End
+		js := must(t, try(e.m.CreateSchedule(e.ctx, j)))
+		runTicks(e, eng, 500*time.Millisecond, j.End.Add(time.Minute))
+		if !e.fireExists(t, js, j.Start) || !e.fireExists(t, js, j.Start.Add(time.Minute)) {
+			t.Fatal("a jittered fire before End is missing")
+		}
+		if g := must(t, try(e.m.GetSchedule(e.ctx, "jittery", 1))); !g.Done || g.Fired != 2 {
+			t.Fatalf("jittery: done %v fired %d", g.Done, g.Fired)
 		}
 	})
 }

@@ -57,7 +57,7 @@ type scripts struct {
 	publishResume                                             *script
 	spawnChildren, deliverChild                               *script // children.go
 	schedCreate, schedWrite, schedDelete                      *script // schedules.go
-	schedAdvance, schedRecord                                 *script
+	schedAdvance, schedRecord, schedFail, schedReconcile      *script
 	// transitionEarly is transition for a wait on an external event: it
 	// includes the early events' helpers, which the other transitions do not
 	// pay for.
@@ -130,6 +130,8 @@ func (s *scripts) files() []scriptFile {
 		{"sched_delete", true, &s.schedDelete},
 		{"sched_advance", true, &s.schedAdvance},
 		{"sched_record", true, &s.schedRecord},
+		{"sched_fail", true, &s.schedFail},
+		{"sched_reconcile", true, &s.schedReconcile},
 		{"set_attributes", true, &s.setAttributes},
 		{"find_page", false, &s.findPage},
 	}

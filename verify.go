@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
@@ -32,7 +34,9 @@ import (
 // flow made with an idempotency key has a version 5 id and a well-formed
 // input fingerprint; an attempts count is a positive integer; kept early
 // events (early.go) sit in lists with a TTL, readable, on the shard
-// that reads them, and every claim of one has its due entry. It reports
+// that reads them, and every claim of one has its due entry; every
+// schedule decodes, is listed, and is in the due index exactly when
+// neither paused nor done, and every schedule index entry names one. It reports
 // and changes nothing unless fsck.WithRepair is given. Flows changing
 // while Verify runs are re-read before a problem is reported. The package
 // fsck documents each kind of problem and what its repair does.
@@ -55,7 +59,171 @@ func (s *RedisStore) verify(ctx context.Context, opts ...fsck.Option) (*fsck.Rep
 			return rep, err
 		}
 	}
+	if err := s.verifySchedules(ctx, cfg, rep); err != nil {
+		return rep, err
+	}
 	return rep, nil
+}
+
+// verifySchedules checks the schedules' keys ({sched}, schedules.go):
+// each schedule decodes and is in the names index, and in the due index
+// exactly when neither paused nor done; each index entry names a
+// schedule. A schedule is read with its entries in one transaction, and a
+// repair is a transaction watching its hash (every schedule write writes
+// the hash), so a schedule changed meanwhile is left.
+func (s *RedisStore) verifySchedules(ctx context.Context, cfg fsck.Config, rep *fsck.Report) error {
+	var node redis.Cmdable = s.client
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		n, err := cc.MasterForKey(ctx, s.keys.schedTag())
+		if err != nil {
+			return fmt.Errorf("taskflow: verify schedules: %w", err)
+		}
+		node = n
+	}
+	prefix := s.keys.schedule("")
+	var cursor uint64
+	for {
+		keys, next, err := node.Scan(ctx, cursor, escapeGlob(prefix)+"*", 1000).Result()
+		if err != nil {
+			return fmt.Errorf("taskflow: verify schedules: %w", err)
+		}
+		for _, k := range keys {
+			rep.Keys++
+			if err := s.verifySchedule(ctx, strings.TrimPrefix(k, prefix), cfg, rep); err != nil {
+				return err
+			}
+		}
+		if next == 0 {
+			break
+		}
+		cursor = next
+	}
+	// Index entries naming no schedule.
+	for _, index := range []string{s.keys.schedNames(), s.keys.schedDue()} {
+		for start := int64(0); ; start += 1000 {
+			names, err := s.client.ZRange(ctx, index, start, start+999).Result()
+			if err != nil {
+				return fmt.Errorf("taskflow: verify schedules: %w", err)
+			}
+			pipe := s.client.Pipeline()
+			exists := make([]*redis.IntCmd, len(names))
+			for i, n := range names {
+				exists[i] = pipe.Exists(ctx, s.keys.schedule(n))
+			}
+			if len(names) > 0 {
+				if _, err := pipe.Exec(ctx); err != nil {
+					return fmt.Errorf("taskflow: verify schedules: %w", err)
+				}
+			}
+			for i, n := range names {
+				if exists[i].Val() == 1 {
+					continue
+				}
+				if err := s.verifySchedule(ctx, n, cfg, rep); err != nil {
+					return err
+				}
+			}
+			if len(names) < 1000 {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// verifySchedule checks schedule name and its index entries (see
+// verifySchedules), and repairs them when cfg says so.
+func (s *RedisStore) verifySchedule(ctx context.Context, name string, cfg fsck.Config, rep *fsck.Report) error {
+	hashKey, dueKey, namesKey := s.keys.schedule(name), s.keys.schedDue(), s.keys.schedNames()
+	var h *redis.MapStringStringCmd
+	var due, listed *redis.FloatCmd
+	read := func(tx redis.Pipeliner) error {
+		h = tx.HGetAll(ctx, hashKey)
+		due = tx.ZScore(ctx, dueKey, name)
+		listed = tx.ZScore(ctx, namesKey, name)
+		return nil
+	}
+	if _, err := s.client.TxPipelined(ctx, read); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("taskflow: verify schedule %q: %w", name, err)
+	}
+	inDue, inNames := due.Err() == nil, listed.Err() == nil
+	if len(h.Val()) == 0 {
+		if !inDue && !inNames {
+			return nil // deleted meanwhile
+		}
+		p := fsck.Problem{Kind: fsck.ScheduleIndexStale, Key: namesKey, Member: name, Detail: "an index entry names no schedule"}
+		if inDue {
+			p.Key = dueKey
+		}
+		if cfg.Repair {
+			p.Repaired = s.dropGhost(ctx, name)
+		}
+		rep.Problems = append(rep.Problems, p)
+		return nil
+	}
+	sc, err := decodeSchedule(name, h.Val())
+	if err == nil {
+		sc.zones = &s.zones
+		_, err = sc.timing()
+	}
+	if err != nil {
+		rep.Problems = append(rep.Problems, fsck.Problem{Kind: fsck.BadSchedule, Key: hashKey, Member: name, Detail: err.Error()})
+		return nil
+	}
+	wantDue := !sc.in.Paused && !sc.done
+	var found []fsck.Problem
+	if !inNames {
+		found = append(found, fsck.Problem{Kind: fsck.ScheduleUnindexed, Key: namesKey, Member: name,
+			Detail: "the schedule is not in the names index: ListSchedules does not show it"})
+	}
+	if wantDue && !inDue {
+		found = append(found, fsck.Problem{Kind: fsck.ScheduleUnindexed, Key: dueKey, Member: name,
+			Detail: "the schedule is neither paused nor done and not in the due index: it never fires"})
+	}
+	if !wantDue && inDue {
+		found = append(found, fsck.Problem{Kind: fsck.ScheduleIndexStale, Key: dueKey, Member: name,
+			Detail: "the schedule is paused or done and in the due index"})
+	}
+	if len(found) > 0 && cfg.Repair {
+		at, _ := strconv.ParseInt(h.Val()["due"], 10, 64)
+		if at <= 0 {
+			now, _, _ := s.clock()
+			at = now.UnixMilli()
+		}
+		// Watch the hash: every schedule write writes it, so a
+		// schedule changed since the read is left.
+		err := s.client.Watch(ctx, func(tx *redis.Tx) error {
+			cur, err := tx.HGetAll(ctx, hashKey).Result()
+			if err != nil {
+				return err
+			}
+			if !maps.Equal(cur, h.Val()) {
+				return redis.TxFailedErr
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				for _, pr := range found {
+					switch {
+					case pr.Key == namesKey:
+						p.ZAdd(ctx, namesKey, redis.Z{Score: 0, Member: name})
+					case pr.Kind == fsck.ScheduleUnindexed:
+						p.ZAdd(ctx, dueKey, redis.Z{Score: float64(at), Member: name})
+					default:
+						p.ZRem(ctx, dueKey, name)
+					}
+				}
+				return nil
+			})
+			return err
+		}, hashKey)
+		if err != nil && !errors.Is(err, redis.TxFailedErr) {
+			return fmt.Errorf("taskflow: verify schedule %q: repair: %w", name, err)
+		}
+		for i := range found {
+			found[i].Repaired = err == nil
+		}
+	}
+	rep.Problems = append(rep.Problems, found...)
+	return nil
 }
 
 // shardKeys is what a SCAN of one shard found.

@@ -244,3 +244,62 @@ func TestVerifyEarlyEvents(t *testing.T) {
 		}
 	})
 }
+
+// TestVerifySchedules: Verify checks the schedules' keys: an active
+// schedule missing from the due or names index, a paused one in the due
+// index, entries naming no schedule and an undecodable schedule are
+// reported; repair fixes all but the last (which needs a person), and
+// the repaired schedule fires.
+func TestVerifySchedules(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ok := must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("ok", time.Minute))))
+		p := scheduleInput("held", time.Minute)
+		p.Paused = true
+		must(t, try(e.m.CreateSchedule(e.ctx, p)))
+		must(t, try(e.m.CreateSchedule(e.ctx, scheduleInput("bad", time.Minute))))
+		mustVerify(t, e)
+		due, names := e.store.keys.schedDue(), e.store.keys.schedNames()
+		e.client.ZRem(e.ctx, due, "ok")
+		e.client.ZRem(e.ctx, names, "ok")
+		e.client.ZAdd(e.ctx, due, redis.Z{Score: 1, Member: "held"}, redis.Z{Score: 1, Member: "ghost-due"})
+		e.client.ZAdd(e.ctx, names, redis.Z{Score: 0, Member: "ghost-name"})
+		e.client.HSet(e.ctx, e.store.keys.schedule("bad"), "spec", "{")
+		kinds := func(rep *fsck.Report) map[string]bool {
+			out := map[string]bool{}
+			for _, pr := range rep.Problems {
+				out[string(pr.Kind)+" "+pr.Member+" "+strings.TrimPrefix(pr.Key, e.prefix)+" "+map[bool]string{true: "repaired", false: "left"}[pr.Repaired]] = true
+			}
+			return out
+		}
+		want := func(repaired string) map[string]bool {
+			return map[string]bool{
+				"schedule_unindexed ok :{sched}:due " + repaired:             true,
+				"schedule_unindexed ok :{sched}:names " + repaired:           true,
+				"schedule_index_stale held :{sched}:due " + repaired:         true,
+				"schedule_index_stale ghost-due :{sched}:due " + repaired:    true,
+				"schedule_index_stale ghost-name :{sched}:names " + repaired: true,
+				"bad_schedule bad :{sched}:s:bad left":                       true,
+			}
+		}
+		rep := must(t, try(e.m.Verify(e.ctx)))
+		if got := kinds(rep); !reflect.DeepEqual(got, want("left")) {
+			t.Fatalf("report %v\nwant %v", got, want("left"))
+		}
+		rep = must(t, try(e.m.Verify(e.ctx, fsck.WithRepair())))
+		if got := kinds(rep); !reflect.DeepEqual(got, want("repaired")) {
+			t.Fatalf("repair %v\nwant %v", got, want("repaired"))
+		}
+		rep = must(t, try(e.m.Verify(e.ctx)))
+		if got := kinds(rep); len(got) != 1 || !got["bad_schedule bad :{sched}:s:bad left"] {
+			t.Fatalf("after repair %v", got)
+		}
+		e.client.Del(e.ctx, e.store.keys.schedule("bad"))
+		e.client.ZRem(e.ctx, due, "bad")
+		e.client.ZRem(e.ctx, names, "bad")
+		mustVerify(t, e)
+		e.clock.Advance(time.Minute)
+		if rep := e.engine().TickAt(e.ctx, ok.NextFire); rep.Fired != 1 || !e.fireExists(t, ok, ok.NextFire) {
+			t.Fatalf("the repaired schedule did not fire: %+v (%v)", rep, rep.Err)
+		}
+	})
+}

@@ -136,6 +136,18 @@
 //   - ClaimUnindexed: a claim without a due entry, which the tick never
 //     re-drives.
 //
+// Schedules (Problem.Member is the schedule's name; each repair is a
+// compare-and-set on the schedule as read, so a schedule changed
+// meanwhile is left, not repaired):
+//
+//   - BadSchedule: a schedule hash that does not decode, or whose timing
+//     does not parse (needs a person).
+//   - ScheduleUnindexed: a schedule neither paused nor done missing from
+//     the due index (it never fires), or one missing from the names
+//     index. Repair puts it back.
+//   - ScheduleIndexStale: a due or names entry naming no schedule, or a
+//     paused or done schedule in the due index. Repair drops the entry.
+//
 // A parent waiting on its children whose join could never complete
 // (Problem.FlowID is the parent, Member the child; repaired by the
 // join's policy):

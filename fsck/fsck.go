@@ -11,7 +11,8 @@ type Problem struct {
 	// Member is the entry at fault inside Key: the index entry for
 	// StaleIndexEntry, the controller id missing from the set for
 	// ControllerUnlisted, the claim id for BadClaim and ClaimUnindexed,
-	// the unreadable entry for BadEarlyEvent. Empty for other kinds.
+	// the unreadable entry for BadEarlyEvent, the schedule's name for the
+	// schedule kinds. Empty for other kinds.
 	Member string `json:"member,omitempty"`
 	// Detail says what is wrong, for a person.
 	Detail string `json:"detail"`

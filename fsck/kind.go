@@ -153,3 +153,20 @@ const (
 	// reaching its parent, and with no relay entry left to deliver it.
 	ChildUndelivered Kind = "child_undelivered"
 )
+
+// Schedules (the root package's schedules.go): Problem.Key is the
+// schedule's hash or the index at fault, Member the schedule's name.
+const (
+	// BadSchedule reports a schedule hash that does not decode, or whose
+	// timing does not parse. Not repaired.
+	BadSchedule Kind = "bad_schedule"
+	// ScheduleUnindexed reports a schedule missing from an index: from
+	// the due index while neither paused nor done (it never fires), or
+	// from the names index (ListSchedules does not show it). Repaired: the
+	// schedule is put back, in the due index at its due time.
+	ScheduleUnindexed Kind = "schedule_unindexed"
+	// ScheduleIndexStale reports an index entry naming no schedule, or a
+	// paused or done schedule in the due index. Repaired: the entry is
+	// dropped.
+	ScheduleIndexStale Kind = "schedule_index_stale"
+)

@@ -13,7 +13,8 @@
 --   9 done (0 or 1)  10 last flow ('' = unchanged)  11 last fire entry
 --   ('' = unchanged)  12 fires made  13 fires skipped  14.. history
 --   entries, oldest first (include/schedules.lua)
--- Returns: 1 applied, 0 stale (nothing written).
+-- Returns: 1 applied (and the error a failed fire left, sched_fail.lua,
+--   cleared), 0 stale (nothing written).
 -- Events: none.
 --@include schedules
 
@@ -22,6 +23,7 @@ if cur[1] ~= ARGV[2] or cur[2] ~= ARGV[3] or cur[3] ~= ARGV[4] or cur[4] ~= ARGV
   return 0
 end
 redis.call('HSET', KEYS[1], 'next', ARGV[6], 'due', ARGV[7] == '' and '0' or ARGV[7], 'buffered', ARGV[8], 'done', ARGV[9])
+redis.call('HDEL', KEYS[1], 'error')
 sched_index(KEYS[2], ARGV[1], ARGV[7])
 local entries = {}
 for i = 14, #ARGV do
