@@ -192,6 +192,29 @@ func TestScheduleCRUD(t *testing.T) {
 	})
 }
 
+// A schedule's flow input carries its search attributes to every fire's
+// flow, so Find lists a schedule's runs by attribute.
+func TestScheduleFlowAttributes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		in := scheduleInput("report/acme", time.Minute)
+		in.Flow.Attributes = map[string]string{"customer": "acme", "kind": "report"}
+		sc := must(t, try(e.m.CreateSchedule(e.ctx, in)))
+		at := e.clock.Now().Add(time.Minute)
+		e.clock.Advance(time.Minute)
+		if rep := e.engine().TickAt(e.ctx, at); rep.Fired != 1 || rep.Err != nil {
+			t.Fatalf("tick %+v (%v)", rep, rep.Err)
+		}
+		f := must(t, try(e.m.Get(e.ctx, e.fireFlow(sc, at))))
+		if f.Attributes["customer"] != "acme" || f.Attributes["kind"] != "report" || len(f.Attributes) != 2 {
+			t.Fatalf("fire's flow attributes %v", f.Attributes)
+		}
+		page := must(t, try(e.m.Find(e.ctx, Filter{Attribute: "customer=acme"})))
+		if len(page.Flows) != 1 || page.Flows[0].ID != f.ID {
+			t.Fatalf("Find by the schedule's attribute: %d flows", len(page.Flows))
+		}
+	})
+}
+
 func TestScheduleBadInput(t *testing.T) {
 	e := newEnv(t, backends(t)[0])
 	long := strings.Repeat("x", 201)
@@ -225,12 +248,20 @@ func TestScheduleBadInput(t *testing.T) {
 		"array state":       func(in *ScheduleInput) { in.Flow.State = []int{1} },
 		"bad json state":    func(in *ScheduleInput) { in.Flow.State = json.RawMessage(`{`) },
 		"schedule key":      func(in *ScheduleInput) { in.Flow.State = map[string]any{"schedule": 1} },
-		"bad cron":          func(in *ScheduleInput) { in.Every, in.Cron = 0, "61 * * * *" },
-		"cron fields":       func(in *ScheduleInput) { in.Every, in.Cron = 0, "* * * *" },
-		"cron never":        func(in *ScheduleInput) { in.Every, in.Cron = 0, "0 0 30 2 *" },
-		"bad zone":          func(in *ScheduleInput) { in.Every, in.Cron, in.TimeZone = 0, "@daily", "Mars/Olympus" },
-		"local zone":        func(in *ScheduleInput) { in.Every, in.Cron, in.TimeZone = 0, "@daily", "Local" },
-		"cron jitter":       func(in *ScheduleInput) { in.Every, in.Cron, in.Jitter = 0, "*/5 * * * *", 6*time.Minute },
+		"attribute name":    func(in *ScheduleInput) { in.Flow.Attributes = map[string]string{"Customer": "acme"} },
+		"attribute value":   func(in *ScheduleInput) { in.Flow.Attributes = map[string]string{"customer": ""} },
+		"nine attributes": func(in *ScheduleInput) {
+			in.Flow.Attributes = map[string]string{}
+			for i := 0; i < 9; i++ {
+				in.Flow.Attributes[fmt.Sprintf("a%d", i)] = "v"
+			}
+		},
+		"bad cron":    func(in *ScheduleInput) { in.Every, in.Cron = 0, "61 * * * *" },
+		"cron fields": func(in *ScheduleInput) { in.Every, in.Cron = 0, "* * * *" },
+		"cron never":  func(in *ScheduleInput) { in.Every, in.Cron = 0, "0 0 30 2 *" },
+		"bad zone":    func(in *ScheduleInput) { in.Every, in.Cron, in.TimeZone = 0, "@daily", "Mars/Olympus" },
+		"local zone":  func(in *ScheduleInput) { in.Every, in.Cron, in.TimeZone = 0, "@daily", "Local" },
+		"cron jitter": func(in *ScheduleInput) { in.Every, in.Cron, in.Jitter = 0, "*/5 * * * *", 6*time.Minute },
 	}
 	before := e.dump()
 	for name, mod := range cases {
