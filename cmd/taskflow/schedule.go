@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskflow-dev/taskflow"
 	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/clitext"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/schedview"
 )
 
 var scheduleVerb = &verb{
@@ -432,30 +433,6 @@ func (c *cli) printSchedule(sc *taskflow.Schedule, what string) error {
 	return err
 }
 
-// whenOf says when a schedule fires: its cron expression and zone, or its
-// interval.
-func whenOf(sc *taskflow.Schedule) string {
-	if sc.Cron != "" {
-		tz := sc.TimeZone
-		if tz == "" {
-			tz = "UTC"
-		}
-		return sc.Cron + " " + tz
-	}
-	return "every " + fmtDuration(sc.Every)
-}
-
-// stateOf is a schedule's paused/done/active word.
-func stateOf(sc *taskflow.Schedule) string {
-	switch {
-	case sc.Done:
-		return "done"
-	case sc.Paused:
-		return "paused"
-	}
-	return "active"
-}
-
 func orDefault[T ~string](v, def T) T {
 	if v == "" {
 		return def
@@ -512,8 +489,8 @@ func cmdScheduleList(ctx context.Context, c *cli, args []string) error {
 		if !sc.NextFire.IsZero() {
 			nextFire = fmtTime(sc.NextFire) + " (" + fmtRelative(sc.NextFire, now) + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", sc.Name, whenOf(sc), nextFire,
-			orDefault(sc.Overlap, taskflow.OverlapSkip), orDefault(sc.CatchUp, taskflow.CatchUpLast), stateOf(sc), sc.Fired, sc.Skipped)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", sc.Name, schedview.When(sc, fmtDuration), nextFire,
+			orDefault(sc.Overlap, taskflow.OverlapSkip), orDefault(sc.CatchUp, taskflow.CatchUpLast), schedview.State(sc), sc.Fired, sc.Skipped)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -574,7 +551,7 @@ func printScheduleShow(w io.Writer, sc *taskflow.Schedule, status map[string]tas
 	fmt.Fprintf(tw, "name\t%s\n", sc.Name)
 	fmt.Fprintf(tw, "id\t%s\n", sc.ID)
 	fmt.Fprintf(tw, "revision\t%d\n", sc.Revision)
-	fmt.Fprintf(tw, "when\t%s\n", whenOf(sc))
+	fmt.Fprintf(tw, "when\t%s\n", schedview.When(sc, fmtDuration))
 	if !sc.Start.IsZero() || !sc.End.IsZero() {
 		fmt.Fprintf(tw, "between\t%s and %s\n", fmtTime(sc.Start), fmtTime(sc.End))
 	}
@@ -587,7 +564,7 @@ func printScheduleShow(w io.Writer, sc *taskflow.Schedule, status map[string]tas
 		cu += fmt.Sprintf(" (window %s, max %d)", fmtDuration(sc.CatchUpWindow), sc.CatchUpMax)
 	}
 	fmt.Fprintf(tw, "catch-up\t%s\n", cu)
-	st := stateOf(sc)
+	st := schedview.State(sc)
 	if sc.Paused && sc.Note != "" {
 		st += ": " + sc.Note
 	}

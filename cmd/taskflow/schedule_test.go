@@ -33,7 +33,7 @@ func TestScheduleLifecycle(t *testing.T) {
 
 		// list: both, with policies and state.
 		r = e.run("schedule", "list").wantCode(t, 0)
-		for _, want := range []string{"NAME", "feed", "*/15 * * * * Europe/Madrid", "allow_all", "all", "active", "hourly", "every 1h", "paused"} {
+		for _, want := range []string{"NAME", "feed", "*/15 * * * * (Europe/Madrid)", "allow_all", "all", "active", "hourly", "every 1h", "paused"} {
 			if !strings.Contains(r.stdout, want) {
 				t.Fatalf("list lacks %q:\n%s", want, r.stdout)
 			}
@@ -89,7 +89,7 @@ func TestScheduleLifecycle(t *testing.T) {
 			t.Fatalf("triggered flow %+v", f)
 		}
 		r = e.run("schedule", "show", "feed", "--next", "3").wantCode(t, 0)
-		for _, want := range []string{"when", "*/15 * * * * Europe/Madrid", "all (window 2h, max 5)", "next fires:", "recent fires:", f.ID.String(), "trigger", "created"} {
+		for _, want := range []string{"when", "*/15 * * * * (Europe/Madrid)", "all (window 2h, max 5)", "next fires:", "recent fires:", f.ID.String(), "trigger", "created"} {
 			if !strings.Contains(r.stdout, want) {
 				t.Fatalf("show lacks %q:\n%s", want, r.stdout)
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskflow-dev/taskflow"
+	"github.com/taskflow-dev/taskflow/cmd/taskflow/internal/schedview"
 )
 
 // The schedules pages: every schedule with its next fire, policies and
@@ -37,28 +38,6 @@ type schedulesBody struct {
 	Cursor  string
 }
 
-// whenOf says when a schedule fires.
-func whenOf(sc *taskflow.Schedule) string {
-	if sc.Cron != "" {
-		tz := sc.TimeZone
-		if tz == "" {
-			tz = "UTC"
-		}
-		return sc.Cron + " (" + tz + ")"
-	}
-	return "every " + sc.Every.String()
-}
-
-func scheduleState(sc *taskflow.Schedule) string {
-	switch {
-	case sc.Done:
-		return "done"
-	case sc.Paused:
-		return "paused"
-	}
-	return "active"
-}
-
 func orDefault[T ~string](v, def T) string {
 	if v == "" {
 		return string(def)
@@ -80,8 +59,8 @@ func (s *Server) schedules(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
 	b := schedulesBody{Cursor: cursor}
 	for _, sc := range list {
-		row := scheduleRow{Name: sc.Name, When: whenOf(sc), Overlap: orDefault(sc.Overlap, taskflow.OverlapSkip),
-			CatchUp: orDefault(sc.CatchUp, taskflow.CatchUpLast), State: scheduleState(sc), Fired: sc.Fired, Skipped: sc.Skipped}
+		row := scheduleRow{Name: sc.Name, When: schedview.When(sc, time.Duration.String), Overlap: orDefault(sc.Overlap, taskflow.OverlapSkip),
+			CatchUp: orDefault(sc.CatchUp, taskflow.CatchUpLast), State: schedview.State(sc), Fired: sc.Fired, Skipped: sc.Skipped}
 		if !sc.NextFire.IsZero() {
 			row.Next, row.NextAt = dueIn(sc.NextFire, now), stamp(sc.NextFire)
 		}
@@ -146,7 +125,7 @@ func (s *Server) schedulePage(w http.ResponseWriter, r *http.Request, status int
 		return
 	}
 	now := s.cfg.Now()
-	b := scheduleBody{S: sc, Name: sc.Name, When: whenOf(sc), State: scheduleState(sc),
+	b := scheduleBody{S: sc, Name: sc.Name, When: schedview.When(sc, time.Duration.String), State: schedview.State(sc),
 		Overlap: orDefault(sc.Overlap, taskflow.OverlapSkip), CatchUp: orDefault(sc.CatchUp, taskflow.CatchUpLast),
 		Created: stamp(sc.CreatedAt), CSRF: s.csrf, ReadOnly: s.cfg.ReadOnly, Done: done, Notice: scheduleNotices[done], Error: msg}
 	var loc *time.Location
