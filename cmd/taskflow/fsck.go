@@ -105,13 +105,15 @@ func printFsck(w io.Writer, r *fsck.Report, repair, partial bool) error {
 	}
 	fmt.Fprintln(w)
 	tw := clitext.NewTable(w)
-	fmt.Fprintln(tw, "KIND\tFLOW\tKEY\tDETAIL\tREPAIRED")
+	// MEMBER names the entry at fault inside KEY (a schedule's name, a
+	// stale index entry): without it a schedule problem names no schedule.
+	fmt.Fprintln(tw, "KIND\tFLOW\tKEY\tMEMBER\tDETAIL\tREPAIRED")
 	for _, p := range r.Problems {
 		repaired := "no"
 		if p.Repaired {
 			repaired = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clitext.Cell(string(p.Kind), 0), clitext.Cell(p.FlowID, 0), clitext.Cell(p.Key, 0), clitext.Cell(p.Detail, 0), repaired)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", clitext.Cell(string(p.Kind), 0), clitext.Cell(p.FlowID, 0), clitext.Cell(p.Key, 0), clitext.Cell(p.Member, 0), clitext.Cell(p.Detail, 0), repaired)
 	}
 	return tw.Flush()
 }

@@ -108,3 +108,28 @@ func TestFsck(t *testing.T) {
 		e.run("fsck").wantCode(t, 0)
 	})
 }
+
+// A schedule problem names its schedule in the table's MEMBER column:
+// the key alone (the names or due index) says not which schedule.
+func TestFsckNamesTheSchedule(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *testEnv) {
+		ctx := context.Background()
+		e.run("schedule", "create", "fsck/nightly", "--cron", "0 3 * * *",
+			"--controller", "kate/report", "--goal", "report", "--owner", ownerA).wantCode(t, 0)
+		e.run("fsck").wantCode(t, 0)
+		if err := e.client.ZRem(ctx, e.prefix+":{sched}:names", "fsck/nightly").Err(); err != nil {
+			t.Fatal(err)
+		}
+		r := e.run("fsck").wantCode(t, 1)
+		for _, want := range []string{"MEMBER", "schedule_unindexed", "fsck/nightly", ":{sched}:names"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Fatalf("fsck output lacks %q:\n%s", want, r.stdout)
+			}
+		}
+		r = e.run("fsck", "--repair").wantCode(t, 0)
+		if !strings.Contains(r.stdout, "fsck/nightly") || !strings.Contains(r.stdout, " yes") {
+			t.Fatalf("repair:\n%s", r.stdout)
+		}
+		e.run("fsck").wantCode(t, 0)
+	})
+}
