@@ -537,14 +537,7 @@ func (s *RedisStore) relayDue(ctx context.Context, nowMs string, batch int, also
 
 // listChildren is ListChildren.
 func (s *RedisStore) listChildren(ctx context.Context, parentID uuid.UUID, opts []ListOption) ([]Child, string, error) {
-	cfg := listConfig{limit: defaultListLimit}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	if cfg.limit < 1 {
-		cfg.limit = defaultListLimit
-	}
-	cfg.limit = min(cfg.limit, maxListLimit)
+	cfg := listSettings(opts)
 	from := int64(0)
 	if cfg.cursor != "" {
 		n, err := strconv.ParseInt(cfg.cursor, 10, 64)

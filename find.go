@@ -274,18 +274,7 @@ func (s *RedisStore) find(ctx context.Context, filter Filter, opts []ListOption)
 	default:
 		return nil, fmt.Errorf("%w: a filter needs a status, a controller, an owner or an attribute", ErrInvalidData)
 	}
-	cfg := listConfig{limit: defaultListLimit}
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
-		}
-	}
-	if cfg.limit < 1 {
-		cfg.limit = defaultListLimit
-	}
-	if cfg.limit > maxListLimit {
-		cfg.limit = maxListLimit
-	}
+	cfg := listSettings(opts)
 	curScore, curID := "", ""
 	if cfg.cursor != "" {
 		c, err := parseCursor(cfg.cursor)
@@ -343,13 +332,7 @@ func (s *RedisStore) find(ctx context.Context, filter Filter, opts []ListOption)
 		want = min(cfg.limit, 2*want)
 	}
 	entries, next := mergeFindShards(shards, cfg.limit)
-	ids := make([]uuid.UUID, 0, len(entries))
-	for _, e := range entries {
-		if id, err := uuid.Parse(e.id); err == nil {
-			ids = append(ids, id)
-		}
-	}
-	flows, err := s.getMany(ctx, ids)
+	flows, err := s.getMany(ctx, entryIDs(entries))
 	if err != nil {
 		return nil, err
 	}

@@ -235,6 +235,23 @@ type listConfig struct {
 	cursor string
 }
 
+// listSettings applies opts (nil ones are skipped) to the defaults and
+// bounds the limit: below 1 means defaultListLimit, above maxListLimit is
+// maxListLimit.
+func listSettings(opts []ListOption) listConfig {
+	cfg := listConfig{limit: defaultListLimit}
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	if cfg.limit < 1 {
+		cfg.limit = defaultListLimit
+	}
+	cfg.limit = min(cfg.limit, maxListLimit)
+	return cfg
+}
+
 // WithLimit sets the page size (default 100, at most 1000; values below 1
 // mean the default).
 func WithLimit(n int) ListOption {
@@ -271,6 +288,18 @@ func (a indexEntry) before(b indexEntry, desc bool) bool {
 	return (a.id < b.id) != desc
 }
 
+// entryIDs is the flow ids of entries, in order; a member that is not a
+// flow id (a hand edit) is left out.
+func entryIDs(entries []indexEntry) []uuid.UUID {
+	ids := make([]uuid.UUID, 0, len(entries))
+	for _, e := range entries {
+		if id, err := uuid.Parse(e.id); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
 func (a indexEntry) cursor() string { return strconv.FormatInt(a.score, 10) + ":" + a.id }
 
 func parseCursor(c string) (indexEntry, error) {
@@ -288,16 +317,7 @@ func parseCursor(c string) (indexEntry, error) {
 // limit. Entries whose flow vanished meanwhile are skipped. The cost is
 // O(keys × limit), whatever the size of the index.
 func (s *RedisStore) listIndex(ctx context.Context, keys []string, desc bool, opts []ListOption) (*FlowPage, error) {
-	cfg := listConfig{limit: defaultListLimit}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	if cfg.limit < 1 {
-		cfg.limit = defaultListLimit
-	}
-	if cfg.limit > maxListLimit {
-		cfg.limit = maxListLimit
-	}
+	cfg := listSettings(opts)
 	var after *indexEntry
 	if cfg.cursor != "" {
 		c, err := parseCursor(cfg.cursor)
@@ -319,13 +339,7 @@ func (s *RedisStore) listIndex(ctx context.Context, keys []string, desc bool, op
 	if more {
 		entries = entries[:cfg.limit]
 	}
-	ids := make([]uuid.UUID, 0, len(entries))
-	for _, e := range entries {
-		if id, err := uuid.Parse(e.id); err == nil {
-			ids = append(ids, id)
-		}
-	}
-	flows, err := s.getMany(ctx, ids)
+	flows, err := s.getMany(ctx, entryIDs(entries))
 	if err != nil {
 		return nil, err
 	}

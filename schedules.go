@@ -1015,14 +1015,7 @@ func (s *RedisStore) getSchedule(ctx context.Context, name string, upcoming int)
 }
 
 func (s *RedisStore) listSchedules(ctx context.Context, opts []ListOption) ([]*Schedule, string, error) {
-	cfg := listConfig{limit: defaultListLimit}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	if cfg.limit < 1 {
-		cfg.limit = defaultListLimit
-	}
-	cfg.limit = min(cfg.limit, maxListLimit)
+	cfg := listSettings(opts)
 	if err := s.checkLayout(ctx); err != nil {
 		return nil, "", err
 	}
