@@ -82,21 +82,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusNotFound, "no such action", nil)
 		return
 	}
-	if s.cfg.ReadOnly {
-		s.fail(w, http.StatusForbidden, "the dashboard is read-only: no action is possible", nil)
-		return
-	}
-	if err := s.checkOrigin(r); err != nil {
-		s.fail(w, http.StatusForbidden, "refused", err)
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	if err := r.ParseForm(); err != nil {
-		s.fail(w, http.StatusBadRequest, "bad form", err)
-		return
-	}
-	if !equal(r.PostFormValue("csrf"), s.csrf) {
-		s.fail(w, http.StatusForbidden, "refused: the form's CSRF token is missing or stale (reload the page)", nil)
+	if !s.formAllowed(w, r) {
 		return
 	}
 	f, ok := s.loadFlow(w, r)
@@ -212,4 +198,29 @@ func pointless(spec actionSpec, f *taskflow.Flow) string {
 // and a plain sentence, not the form again.
 func (s *Server) nothingToDo(w http.ResponseWriter, f *taskflow.Flow, msg string) {
 	s.render(w, http.StatusConflict, "error", page{Title: "Nothing to do", Nav: "flows", Body: errorBody{Msg: msg, Flow: f.ID.String()}})
+}
+
+// formAllowed runs the checks every action's POST passes before it acts:
+// the dashboard is not read-only, the request comes from its own origin,
+// its form (at most 16 KiB) parses and carries the page's CSRF token. It
+// answers the request itself and returns false when one fails.
+func (s *Server) formAllowed(w http.ResponseWriter, r *http.Request) bool {
+	if s.cfg.ReadOnly {
+		s.fail(w, http.StatusForbidden, "the dashboard is read-only: no action is possible", nil)
+		return false
+	}
+	if err := s.checkOrigin(r); err != nil {
+		s.fail(w, http.StatusForbidden, "refused", err)
+		return false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, http.StatusBadRequest, "bad form", err)
+		return false
+	}
+	if !equal(r.PostFormValue("csrf"), s.csrf) {
+		s.fail(w, http.StatusForbidden, "refused: the form's CSRF token is missing or stale (reload the page)", nil)
+		return false
+	}
+	return true
 }

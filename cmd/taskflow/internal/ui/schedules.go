@@ -154,21 +154,7 @@ func (s *Server) schedulePage(w http.ResponseWriter, r *http.Request, status int
 // scheduleAct takes an action on a schedule (form field "do": pause,
 // resume or trigger) after the checks of every action.
 func (s *Server) scheduleAct(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.ReadOnly {
-		s.fail(w, http.StatusForbidden, "the dashboard is read-only: no action is possible", nil)
-		return
-	}
-	if err := s.checkOrigin(r); err != nil {
-		s.fail(w, http.StatusForbidden, "refused", err)
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	if err := r.ParseForm(); err != nil {
-		s.fail(w, http.StatusBadRequest, "bad form", err)
-		return
-	}
-	if !equal(r.PostFormValue("csrf"), s.csrf) {
-		s.fail(w, http.StatusForbidden, "refused: the form's CSRF token is missing or stale (reload the page)", nil)
+	if !s.formAllowed(w, r) {
 		return
 	}
 	name, do := r.PathValue("name"), r.PostFormValue("do")
