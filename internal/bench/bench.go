@@ -648,6 +648,31 @@ func parallel(ctx context.Context, workers, count int, fn func(ctx context.Conte
 	return ctx.Err()
 }
 
+// firstFailure keeps the first error a run's goroutines meet and cancels
+// the run when it comes; later errors (often the cancel's own) are
+// dropped.
+type firstFailure struct {
+	mu     sync.Mutex
+	err    error
+	cancel context.CancelFunc
+}
+
+func (f *firstFailure) fail(err error) {
+	f.mu.Lock()
+	if f.err == nil {
+		f.err = err
+	}
+	f.mu.Unlock()
+	f.cancel()
+}
+
+// first is the first error, nil when none.
+func (f *firstFailure) first() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
 // loadResult is what a timed closed-loop run did.
 type loadResult struct {
 	ok, failed int64

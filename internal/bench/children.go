@@ -129,21 +129,31 @@ func measure(ctx context.Context, t childrenTarget, p *childrenProc, n int, work
 	return res, err
 }
 
+// openParent opens a process and creates the parent flow of a pass.
+func openParent(ctx context.Context, t childrenTarget, prefix string) (*childrenProc, *taskflow.Flow, error) {
+	p, err := openChildrenProc(ctx, t, prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	parent, err := p.m.CreateMirrored(ctx, childFlowInput(-1, nil))
+	if err != nil {
+		p.close()
+		return nil, nil, err
+	}
+	return p, parent, nil
+}
+
 // spawnChildren starts n children of one parent with one StartChildren
 // call (byHand: n CreateMirrored calls one after another, the flows a
 // user would make without children), counting the calls' round trips
 // and Redis time.
 func spawnChildren(ctx context.Context, t childrenTarget, prefix string, n int, byHand bool) (childPass, error) {
 	res := childPass{n: n}
-	p, err := openChildrenProc(ctx, t, prefix)
+	p, parent, err := openParent(ctx, t, prefix)
 	if err != nil {
 		return res, err
 	}
 	defer p.close()
-	parent, err := p.m.CreateMirrored(ctx, childFlowInput(-1, nil))
-	if err != nil {
-		return res, err
-	}
 	ins := make([]taskflow.ChildInput, n)
 	for i := range ins {
 		ins[i] = taskflow.ChildInput{Key: "k" + strconv.Itoa(i), Flow: childFlowInput(i, nil)}
@@ -185,15 +195,11 @@ func spawnChildren(ctx context.Context, t childrenTarget, prefix string, n int, 
 // and the last resumes it with the summary of all n.
 func joinChildren(ctx context.Context, t childrenTarget, prefix string, n, workers int, plain bool) (childPass, error) {
 	res := childPass{n: n}
-	p, err := openChildrenProc(ctx, t, prefix)
+	p, parent, err := openParent(ctx, t, prefix)
 	if err != nil {
 		return res, err
 	}
 	defer p.close()
-	parent, err := p.m.CreateMirrored(ctx, childFlowInput(-1, nil))
-	if err != nil {
-		return res, err
-	}
 	ids := make([]uuid.UUID, n)
 	if plain {
 		if err := parallel(ctx, workers, n, func(ctx context.Context, i int) error {
@@ -306,18 +312,10 @@ func fanOut(ctx context.Context, t childrenTarget, prefix string, spec fanOutSpe
 	defer cancel()
 	var (
 		finished atomic.Int64
-		mu       sync.Mutex
-		first    error
 		wg       sync.WaitGroup
 	)
-	fail := func(err error) {
-		mu.Lock()
-		if first == nil {
-			first = err
-		}
-		mu.Unlock()
-		cancel()
-	}
+	failed := &firstFailure{cancel: cancel}
+	fail := failed.fail
 	topic := "fanout"
 	// claim takes the next flow of ctl for worker id: ok false ends the
 	// loop (the run is over, or failed).
@@ -466,8 +464,8 @@ func fanOut(ctx context.Context, t childrenTarget, prefix string, spec fanOutSpe
 	}
 	wg.Wait()
 	res.secs = time.Since(start).Seconds()
-	if first != nil {
-		return res, first
+	if err := failed.first(); err != nil {
+		return res, err
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err

@@ -188,17 +188,10 @@ func (r *runner) fleetOnce(ctx context.Context, srv *server, prefix string, n, k
 		mu      sync.Mutex
 		claimed = map[uuid.UUID]string{}
 		dupes   []string
-		first   error
 		empty   atomic.Int64
 	)
-	fail := func(err error) {
-		mu.Lock()
-		if first == nil {
-			first = err
-		}
-		mu.Unlock()
-		cancel()
-	}
+	failed := &firstFailure{cancel: cancel}
+	fail := failed.fail
 	start := time.Now()
 	var wg sync.WaitGroup
 	for _, w := range ws {
@@ -242,8 +235,8 @@ func (r *runner) fleetOnce(ctx context.Context, srv *server, prefix string, n, k
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	if first != nil {
-		return res, first
+	if err := failed.first(); err != nil {
+		return res, err
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err

@@ -291,18 +291,10 @@ func (t *tfJobs) drain(ctx context.Context) (float64, error) {
 	var (
 		done, dupes atomic.Int64
 		seen        sync.Map
-		mu          sync.Mutex
-		first       error
 		wg          sync.WaitGroup
 	)
-	fail := func(err error) {
-		mu.Lock()
-		if first == nil {
-			first = err
-		}
-		mu.Unlock()
-		cancel()
-	}
+	failed := &firstFailure{cancel: cancel}
+	fail := failed.fail
 	items := int64(t.spec.items)
 	start := time.Now()
 	for _, w := range t.workers {
@@ -341,8 +333,8 @@ func (t *tfJobs) drain(ctx context.Context) (float64, error) {
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
-	if first != nil {
-		return 0, first
+	if err := failed.first(); err != nil {
+		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
