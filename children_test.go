@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/taskflow-dev/taskflow/fsck"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskflow-dev/taskflow/fsck"
 )
 
 // childInput is a child of the "ctl/child" controller.
@@ -287,6 +289,40 @@ func TestParentCloseCascades(t *testing.T) {
 			t.Fatalf("root's shard has %d relay entries left", n)
 		}
 		mustVerify(t, e)
+	})
+}
+
+// TestTickCountsRelaysBesideAFailure: a relay entry whose work fails
+// (its flow's key holds a string) does not hide from the tick's report
+// the entries it drove before and after it.
+func TestTickCountsRelaysBesideAFailure(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		p := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+		kid := e.childrenOf(t, p.ID, 1, "")[0]
+		must(t, try(e.m.SetWaiting(ctx, p.ID, WaitChildren(Join{}))))
+		broken := e.reopenStore(e.client)
+		broken.noRelay = true
+		must(t, try(broken.transition(ctx, transitionReq{id: kid.ID, to: StatusFinished, kind: EventFinished, payload: json.RawMessage(`{}`)})))
+		bad := uuid.New()
+		if err := e.client.Set(ctx, e.store.keys.flow(bad), "not a hash", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.client.ZAdd(ctx, e.store.keys.relay(e.store.keys.shardOf(bad)), redis.Z{Score: 0, Member: "d " + bad.String()}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(relayGrace + time.Second)
+		rep := e.engine().Tick(ctx)
+		if rep.Err == nil || rep.Relayed != 1 {
+			t.Fatalf("tick: relayed %d, err %v; want 1 and the bad entry's error", rep.Relayed, rep.Err)
+		}
+		if got := must(t, try(e.m.Get(ctx, p.ID))); got.Status != StatusRunning {
+			t.Fatalf("parent %s after the tick", got.Status)
+		}
+		e.client.Del(ctx, e.store.keys.flow(bad))
+		if rep := e.engine().Tick(ctx); rep.Err != nil || rep.Relayed != 1 {
+			t.Fatalf("tick once the key is gone: %+v", rep)
+		}
 	})
 }
 

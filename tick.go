@@ -126,18 +126,20 @@ func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) (rep TickReport)
 		rep.fail(err)
 	}
 	rep.StillWaiting = waiting
-	if n, err := e.redriveEarly(ctx, nowMs); err != nil {
+	// What a step did before one of its entries failed is counted: the
+	// work is done, whatever the error.
+	n, err := e.redriveEarly(ctx, nowMs)
+	rep.EarlyRedriven = n
+	if err != nil {
 		rep.fail(err)
-	} else {
-		rep.EarlyRedriven = n
 	}
 	var schedHead *redis.ZSliceCmd
-	if n, err := e.s.relayDue(ctx, nowMs, e.batch, func(p redis.Pipeliner) {
+	n, err = e.s.relayDue(ctx, nowMs, e.batch, func(p redis.Pipeliner) {
 		schedHead = p.ZRangeWithScores(ctx, e.s.keys.schedDue(), 0, 0)
-	}); err != nil {
+	})
+	rep.Relayed = n
+	if err != nil {
 		rep.fail(err)
-	} else {
-		rep.Relayed = n
 	}
 	if err := schedHead.Err(); err != nil && !errors.Is(err, redis.Nil) {
 		rep.fail(fmt.Errorf("taskflow: tick: schedules: %w", err))
