@@ -518,6 +518,8 @@ func (s *RedisStore) relayDue(ctx context.Context, nowMs string, batch int, also
 				done, err = s.deliverOutcome(ctx, id, nil)
 			case "c":
 				done, err = s.closeChildren(ctx, id)
+			case "g":
+				done, err = s.driveQueued(ctx, id, nil)
 			default:
 				continue
 			}

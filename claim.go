@@ -143,6 +143,15 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 			hub.leave(wake)
 			return f, l, err
 		}
+		// A lane held back by a rate limit is looked at again when its
+		// bucket refills; one held by a concurrency limit when a slot
+		// frees (the gate announces it).
+		var refill <-chan time.Time
+		var timer *time.Timer
+		if at := hub.refillAt(); !at.IsZero() {
+			timer = time.NewTimer(max(time.Until(at), time.Millisecond))
+			refill = timer.C
+		}
 		select {
 		case <-ctx.Done():
 			hub.leave(wake)
@@ -150,7 +159,13 @@ func (m *Manager) Claim(ctx context.Context, controllerID, workerID string, leas
 		case <-deadline.C:
 			hub.leave(wake)
 			return m.tryClaim(ctx, hub, controllerID, workerID, lease, settle, true)
+		case <-refill:
+			hub.leave(wake)
+			hub.announce(hub.lane())
 		case <-wake:
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 	}
 }
@@ -177,7 +192,18 @@ func (m *Manager) tryClaim(ctx context.Context, h *readyHub, controllerID, worke
 			}
 			continue
 		}
-		f, l, left, err := m.claimHead(ctx, shard, controllerID, workerID, lease, resend)
+		var f *Flow
+		var l *Lease
+		var left int64
+		var err error
+		if shard == h.lane() {
+			var a admission
+			f, l, a, err = m.claimGated(ctx, controllerID, workerID, lease, resend)
+			left = a.left
+			h.setRefill(a.retryAt)
+		} else {
+			f, l, left, err = m.claimHead(ctx, shard, controllerID, workerID, lease, resend)
+		}
 		if err != nil {
 			return f, l, err
 		}
@@ -195,10 +221,13 @@ func (m *Manager) scanReady(ctx context.Context, h *readyHub, controllerID strin
 	s := m.store
 	seen := h.generations()
 	pipe := s.client.Pipeline()
-	lens := make([]*redis.IntCmd, s.keys.shards)
-	for i := range lens {
+	lens := make([]*redis.IntCmd, s.keys.shards+1)
+	for i := range s.keys.shards {
 		lens[i] = pipe.ZCard(ctx, s.keys.ready(i, controllerID))
 	}
+	// The gate's lane: how many priority levels hold flows (any is a
+	// reason to ask it).
+	lens[h.lane()] = pipe.ZCard(ctx, s.keys.gateLevels(controllerID))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("taskflow: claim: %w", err)
 	}
@@ -216,38 +245,49 @@ func (m *Manager) scanReady(ctx context.Context, h *readyHub, controllerID strin
 // token leased.
 func (m *Manager) claimHead(ctx context.Context, shard int, controllerID, workerID string, lease, resend time.Duration) (*Flow, *Lease, int64, error) {
 	s := m.store
-	until := time.Now().Add(resend)
 	l := &Lease{ControllerID: controllerID, WorkerID: workerID, Token: newToken()}
 	now, nowMs, nowStr := s.clock()
 	l.ExpiresAt = now.Add(lease).Truncate(time.Millisecond)
 	args := append(s.head(uuid.Nil, nowMs, nowStr, mutation{lease: l}),
 		l.ExpiresAt.UnixMilli(), jsonString(workerID), controllerID, claimMemory.Milliseconds())
 	args[0] = ""
-	keys, sc := s.keys.headKeys(shard), s.scripts.claim
+	v, err := m.evalResending(ctx, s.scripts.claim, uuid.Nil, s.keys.headKeys(shard), args, resend)
+	return decodeClaim(v, l, err)
+}
+
+// evalResending runs a claim script (claim.lua, claim_take.lua) for flow
+// id (uuid.Nil: a shard's head) and tells the observer; a reply lost
+// (the connection broke under it) is asked again with the same
+// arguments, hence the same lease token, for up to resend: the shard
+// remembers what that token leased. It returns the reply and how the run
+// ended.
+func (m *Manager) evalResending(ctx context.Context, sc *script, id uuid.UUID, keys []string, args []any, resend time.Duration) (any, error) {
+	s := m.store
 	if err := s.checkLayout(ctx); err != nil {
-		return nil, nil, 0, err
+		return nil, err
 	}
+	until := time.Now().Add(resend)
 	start := s.observeStart()
 	v, raw := s.eval(ctx, sc, keys, args)
-	err := runError(raw, uuid.Nil, sc, args)
+	err := runError(raw, id, sc, args)
 	for errors.Is(err, ErrOutcomeUnknown) && time.Now().Before(until) {
 		select {
 		case <-ctx.Done():
-			return nil, nil, 0, fmt.Errorf("taskflow: claim: %w", err)
+			return nil, fmt.Errorf("taskflow: claim: %w", err)
 		case <-time.After(100 * time.Millisecond):
 		}
 		v, raw = s.eval(ctx, sc, keys, args)
-		err = runError(raw, uuid.Nil, sc, args)
+		err = runError(raw, id, sc, args)
 	}
-	f, l, left, err := decodeClaim(v, l, err)
 	if s.observing() {
-		id := uuid.Nil
+		f, _, _, derr := decodeClaim(v, &Lease{}, err)
+		fid := uuid.Nil
 		if f != nil {
-			id = f.ID
+			fid = f.ID
 		}
-		s.observeOp(ctx, sc, opMeta{}, id, start, f, raw, err)
+		s.observeOp(ctx, sc, opMeta{}, fid, start, f, raw, derr)
 	}
-	return f, l, left, err
+	return v, err
 }
 
 // decodeClaim reads claim.lua's reply v (err: how the run ended) into
@@ -298,6 +338,12 @@ func (m *Manager) Extend(ctx context.Context, l *Lease, d time.Duration) (*Lease
 	now, nowMs, nowStr := s.clock()
 	next := *l
 	next.ExpiresAt = now.Add(d).Truncate(time.Millisecond)
+	if l.gated {
+		// The gate's slots first: a slot never lapses while its lease lives.
+		if err := s.gateExtend(ctx, l.FlowID, l.Token, next.ExpiresAt); err != nil {
+			return nil, err
+		}
+	}
 	args := append(s.head(l.FlowID, nowMs, nowStr, mutation{lease: l}), next.ExpiresAt.UnixMilli())
 	if _, err := s.run(ctx, s.scripts.extendLease, l.FlowID, s.keys.flowKeys(l.FlowID, ""), args...); err != nil {
 		if nre := notReplicated(err); nre != nil {
@@ -319,6 +365,12 @@ func (m *Manager) Release(ctx context.Context, l *Lease) error {
 	s := m.store
 	_, nowMs, nowStr := s.clock()
 	_, err := s.run(ctx, s.scripts.releaseLease, l.FlowID, s.keys.flowKeys(l.FlowID, ""), s.head(l.FlowID, nowMs, nowStr, mutation{lease: l})...)
+	if l.gated && (err == nil || applied(err)) {
+		// The slots go back, and the flow, ready again, goes back on its
+		// lane; what fails is left to the slots' expiry and the tick.
+		_ = s.gateRelease(ctx, l.FlowID, l.Token, false)
+		_, _ = s.driveQueued(ctx, l.FlowID, nil)
+	}
 	return err
 }
 
@@ -338,9 +390,32 @@ type readyHub struct {
 	ready    []int64
 	gen      []uint64
 	unread   bool // no scan yet: the hub knows nothing of flows made before it
+	// refill is when the controller's lane in the gate, held back by a
+	// rate limit, admits again (zero: no such wait).
+	refill time.Time
 	subs     []*redis.PubSub
 	channels []string
 	done     chan struct{} // closed by close: ends follow
+}
+
+// lane is the index, in ready and gen, of the controller's lane in the
+// gate (gate.go); the shards come first.
+func (h *readyHub) lane() int { return len(h.ready) - 1 }
+
+// setRefill records when the lane admits again after a rate limit held
+// it back (zero: it did not).
+func (h *readyHub) setRefill(at time.Time) {
+	h.mu.Lock()
+	h.refill = at
+	h.mu.Unlock()
+}
+
+// refillAt is when the lane admits again after a rate limit held it
+// back, or zero.
+func (h *readyHub) refillAt() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.refill
 }
 
 // register adds a waiter; one announcement closes its channel.
@@ -466,7 +541,7 @@ func (h *readyHub) close() {
 func (h *readyHub) listen(subs []*redis.PubSub) {
 	shardOf := make(map[string]int, len(h.channels))
 	for i, ch := range h.channels {
-		shardOf[ch] = i
+		shardOf[ch] = min(i, h.lane())
 	}
 	for _, ps := range subs {
 		go func(ch <-chan *redis.Message) {
@@ -540,10 +615,13 @@ func (m *Manager) readyHub(ctx context.Context, controllerID string) (*readyHub,
 	if h := m.hubs[controllerID]; h != nil {
 		return h, nil
 	}
-	channels := make([]string, m.store.keys.shards)
+	// Every shard's queue, then the controller's lane in the gate and
+	// the gate's freed slots, both counted for the lane.
+	channels := make([]string, m.store.keys.shards, m.store.keys.shards+2)
 	for i := range channels {
 		channels[i] = m.store.keys.ready(i, controllerID)
 	}
+	channels = append(channels, m.store.keys.gateReady(controllerID), m.store.keys.gateFreed())
 	// The master change count before subscribing: a change before the
 	// subscription is made subscribes again.
 	var seen uint64
@@ -554,7 +632,7 @@ func (m *Manager) readyHub(ctx context.Context, controllerID string) (*readyHub,
 	if err != nil {
 		return nil, err
 	}
-	n := len(channels)
+	n := len(channels) - 1 // the two gate channels count for one
 	h := &readyHub{subs: subs, channels: channels, done: make(chan struct{}),
 		ready: make([]int64, n), gen: make([]uint64, n), unread: true}
 	h.listen(subs)
@@ -581,7 +659,7 @@ func (m *Manager) LeaseOf(ctx context.Context, flowID uuid.UUID) (*Lease, error)
 	// is all the lease needs of the flow.
 	pipe := s.client.Pipeline()
 	lease := pipe.HGet(ctx, s.keys.leases(s.keys.shardOf(flowID)), flowID.String())
-	controller := pipe.HGet(ctx, s.keys.flow(flowID), "controller")
+	rec := pipe.HMGet(ctx, s.keys.flow(flowID), "controller", "gk")
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("taskflow: lease of %s: %w", flowID, err)
 	}
@@ -598,15 +676,14 @@ func (m *Manager) LeaseOf(ctx context.Context, flowID uuid.UUID) (*Lease, error)
 	if len(parts) != 3 || perr != nil || json.Unmarshal([]byte(parts[2]), &worker) != nil {
 		return nil, fmt.Errorf("%w: malformed lease %q of flow %s", ErrInvalidData, v, flowID)
 	}
-	ctl, err := controller.Result()
-	if errors.Is(err, redis.Nil) {
+	v2 := rec.Val()
+	ctl, ok := v2[0].(string)
+	if !ok {
 		return nil, fmt.Errorf("%w: flow %s", ErrNotFound, flowID)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("taskflow: lease of %s: %w", flowID, err)
-	}
+	gk, _ := v2[1].(string)
 	return &Lease{FlowID: flowID, ControllerID: ctl, WorkerID: worker, Token: parts[0],
-		ExpiresAt: time.UnixMilli(ms).UTC()}, nil
+		ExpiresAt: time.UnixMilli(ms).UTC(), gated: gk != ""}, nil
 }
 
 // RequeueExpiredLease ends a lease whose expiry has passed and puts its
@@ -623,5 +700,6 @@ func (m *Manager) RequeueExpiredLease(ctx context.Context, flowID uuid.UUID) (*F
 	if errors.Is(err, errNoMatch) {
 		return nil, nil
 	}
+	s.gateQueue(ctx, f)
 	return f, err
 }

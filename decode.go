@@ -56,6 +56,7 @@ func decodeFlow(id uuid.UUID, m map[string]string, withState bool) (*Flow, error
 	if k := m["kids"]; k != "" {
 		f.Children, _ = strconv.Atoi(k)
 	}
+	f.Concurrency, f.Priority = parseGateField(m["gk"])
 	f.CreatedAt = msTime(m["created"])
 	f.UpdatedAt = msTime(m["updated"])
 	if w, ok := m["wait"]; ok {

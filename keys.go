@@ -376,3 +376,24 @@ func (k keyspace) schedHistory(name string) string { return k.schedTag() + ":his
 func (k keyspace) schedStats() string              { return k.schedTag() + ":stats" }
 func (k keyspace) schedTickLock() string           { return k.schedTag() + ":ticklock" }
 func (k keyspace) schedGone(name string) string    { return k.schedTag() + ":gone:" + name }
+
+// The keys of the gate (gate.go, lua/include/gate.lua), all on one tag,
+// {gate}, so every gate script touches one slot: the lanes of flows with
+// concurrency keys or a priority, the keys' limits, slots and buckets.
+func (k keyspace) gateTag() string              { return k.prefix + ":{gate}" }
+func (k keyspace) gateLimits() string           { return k.gateTag() + ":limits" }
+func (k keyspace) gateQueued() string           { return k.gateTag() + ":fk" }
+func (k keyspace) gateQueues() string           { return k.gateTag() + ":queues" }
+func (k keyspace) gateAdmissions() string       { return k.gateTag() + ":adm" }
+func (k keyspace) gateAdmitKeys() string        { return k.gateTag() + ":adk" }
+func (k keyspace) gateFreed() string            { return k.gateTag() + ":freed" }
+func (k keyspace) gateHeld(key string) string   { return k.gateTag() + ":held:" + key }
+func (k keyspace) gateBucket(key string) string { return k.gateTag() + ":tb:" + key }
+func (k keyspace) gateLevels(ctl string) string { return k.gateTag() + ":lv:" + ctl }
+func (k keyspace) gateReady(ctl string) string  { return k.gateTag() + ":ready:" + ctl }
+func (k keyspace) gateGroups(lvl int, ctl string) string {
+	return k.gateTag() + ":gr:" + strconv.Itoa(lvl) + "|" + ctl
+}
+func (k keyspace) gateQueue(lvl int, group, ctl string) string {
+	return k.gateTag() + ":q:" + strconv.Itoa(lvl) + "|" + group + "|" + ctl
+}

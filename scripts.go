@@ -58,6 +58,8 @@ type scripts struct {
 	spawnChildren, deliverChild                               *script // children.go
 	schedCreate, schedWrite, schedDelete                      *script // schedules.go
 	schedAdvance, schedRecord, schedFail, schedReconcile      *script
+	gateEnqueue, gateAdmit, gateRelease, gateExtend, gateLimit *script // gate.go
+	claimTake, setGate                                         *script
 	// transitionEarly is transition for a wait on an external event: it
 	// includes the early events' helpers, which the other transitions do not
 	// pay for.
@@ -134,6 +136,13 @@ func (s *scripts) files() []scriptFile {
 		{"sched_reconcile", true, &s.schedReconcile},
 		{"set_attributes", true, &s.setAttributes},
 		{"find_page", false, &s.findPage},
+		{"gate_enqueue", true, &s.gateEnqueue},
+		{"gate_admit", true, &s.gateAdmit},
+		{"gate_release", true, &s.gateRelease},
+		{"gate_extend", true, &s.gateExtend},
+		{"gate_limit", true, &s.gateLimit},
+		{"claim_take", true, &s.claimTake},
+		{"set_gate", true, &s.setGate},
 	}
 }
 
@@ -281,7 +290,7 @@ var recordFields = []string{
 	"controller", "goal", "owner", "origin",
 	"step", "status", "cancel", "rev", "created",
 	"updated", "wait", "corr", "raw", "size",
-	"seq", "att", "tp", "ep", "parent", "ckey", "kids",
+	"seq", "att", "tp", "ep", "parent", "ckey", "kids", "gk",
 }
 
 // firstStatusKey is the position (1-based, as in KEYS) of the first

@@ -117,6 +117,10 @@ type Flow struct {
 	// it has none, and on a flow returned by a mutation made
 	// WithoutState().
 	Attributes map[string]string `json:"attributes,omitempty"`
+	// Concurrency and Priority are the flow's concurrency keys and
+	// priority (CreateManagedInput.Concurrency, Manager.SetConcurrency).
+	Concurrency []string `json:"concurrency,omitempty"`
+	Priority    int      `json:"priority,omitempty"`
 }
 
 // TransitionTo moves the in-memory flow to next, applying the same checks
@@ -192,6 +196,17 @@ type CreateManagedInput struct {
 	// invalid attribute is ErrInvalidData, naming it. Nil means none;
 	// Manager.SetAttributes changes them later.
 	Attributes map[string]string `json:"attributes,omitempty"`
+	// Concurrency are the flow's concurrency keys (at most 4, each 1 to
+	// 128 bytes of letters, digits and "_.:/@=+-"), e.g. "tenant:acme",
+	// "model:gpt-x": every key's KeyLimit (Manager.SetKeyLimit) bounds its
+	// claims, and the first names the flow's fair group, which takes
+	// turns with the others (see Manager.SetKeyLimit). Part of the
+	// idempotency fingerprint when given. Manager.SetConcurrency changes
+	// them later.
+	Concurrency []string `json:"concurrency,omitempty"`
+	// Priority orders the flow's claims: 0 (the default) to 9, the
+	// highest first, ahead of the fair order; keep it for few flows.
+	Priority int `json:"priority,omitempty"`
 }
 
 // StepRuntime says who runs a step.
@@ -294,6 +309,9 @@ const (
 	// EventAttributesSet records Manager.SetAttributes: its payload is
 	// {"set":{name:value,…},"removed":[name,…]}, what changed.
 	EventAttributesSet EventKind = "attributes_set"
+	// EventConcurrencySet records Manager.SetConcurrency: its payload is
+	// {"keys":[…],"priority":n}, the keys and priority set.
+	EventConcurrencySet EventKind = "concurrency_set"
 	// EventImported is the kind of the one audit event InsertFlow writes
 	// when it is given no audit log (a flow always has at least one event).
 	EventImported EventKind = "imported"
@@ -308,4 +326,7 @@ type Lease struct {
 	// token that is not the flow's current, live lease.
 	Token     string    `json:"token"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// gated: the gate admitted the lease (gate.go): its slots go back
+	// when it ends.
+	gated bool
 }

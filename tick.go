@@ -60,6 +60,11 @@ type TickReport struct {
 	// call that died or failed before it did so itself
 	// (Manager.StartChild). Not part of Scanned.
 	Relayed int `json:"relayed"`
+	// SlotsRepaired counts admissions of the gate (gate.go) whose lease
+	// expiry passed that the tick settled: slots of an ended lease given
+	// back, a flow admitted by a process that died before leasing it put
+	// back on its lane, slots of a lease extended behind it moved.
+	SlotsRepaired int `json:"slots_repaired"`
 	// Err is the first error met, nil when none.
 	Err error `json:"-"`
 }
@@ -134,10 +139,17 @@ func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) (rep TickReport)
 		rep.fail(err)
 	}
 	var schedHead *redis.ZSliceCmd
+	var admDue *redis.StringSliceCmd
 	n, err = e.s.relayDue(ctx, nowMs, e.batch, func(p redis.Pipeliner) {
 		schedHead = p.ZRangeWithScores(ctx, e.s.keys.schedDue(), 0, 0)
+		admDue = p.ZRangeByScore(ctx, e.s.keys.gateAdmissions(), &redis.ZRangeBy{Min: "-inf", Max: nowMs, Count: int64(e.batch)})
 	})
 	rep.Relayed = n
+	if err != nil {
+		rep.fail(err)
+	}
+	n, err = e.s.gateRepair(ctx, nowMs, admDue.Val())
+	rep.SlotsRepaired = n
 	if err != nil {
 		rep.fail(err)
 	}

@@ -36,6 +36,7 @@ func (s *RedisStore) createWithID(ctx context.Context, id uuid.UUID, in CreateMa
 		return nil, err
 	}
 	f, _, err := s.runFlowScript(ctx, call.script, call.id, call.keys, call.args)
+	s.gateQueue(ctx, f)
 	return created(f, call.id, err)
 }
 
@@ -90,6 +91,10 @@ func (s *RedisStore) createCall(ctx context.Context, id uuid.UUID, in CreateMana
 	if err != nil {
 		return createCall{}, err
 	}
+	gk, err := gateField(in.Concurrency, in.Priority)
+	if err != nil {
+		return createCall{}, err
+	}
 	payload, _ := marshalJSON(map[string]string{
 		"controller_id": in.ControllerID,
 		"goal":          in.Goal,
@@ -111,6 +116,7 @@ func (s *RedisStore) createCall(ctx context.Context, id uuid.UUID, in CreateMana
 		in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, mir, string(payload), fingerprint,
 		s.traceParent(ctx))
 	args = append(args, kin.args()...)
+	args = append(args, gk)
 	args = append(args, attrs...)
 	args = append(args, stateArgs...)
 	// Only a create can write to an empty flow space: it records the
@@ -181,12 +187,23 @@ func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, er
 			te.To = r.to
 		}
 		if f != nil {
-			s.relayEnded(ctx, f)
+			s.moved(ctx, f, r.mut.lease)
 		}
 		return f, err // f is nil unless applied (ErrNotReplicated)
 	}
-	s.relayEnded(ctx, f)
+	s.moved(ctx, f, r.mut.lease)
 	return f, nil
+}
+
+// moved does what a call leaves to follow-up steps in other slots once
+// it moved flow f: its relay (an ended flow's outcome and children), the
+// slots in the gate of lease, the lease the call was made under, and f's
+// place on its lane when it is ready again. What fails is left to an
+// engine's tick.
+func (s *RedisStore) moved(ctx context.Context, f *Flow, lease *Lease) {
+	s.relayEnded(ctx, f)
+	s.gateLeaseEnded(ctx, lease, f)
+	s.gateQueue(ctx, f)
 }
 
 // meta describes the transition to the observer.
@@ -351,7 +368,7 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind EventKin
 		return nil, nil, err
 	}
 	// Applied; err is nil or ErrNotReplicated, returned beside both.
-	s.relayEnded(ctx, nf)
+	s.moved(ctx, nf, nil)
 	numbered, _ := arr[1].(string)
 	ev, derr := decodeNumbered(f.ID, numbered)
 	if derr != nil {
@@ -391,6 +408,10 @@ func (s *RedisStore) idempotency(in CreateManagedInput, mirrored bool, state jso
 	// them keeps the fingerprint it had before attributes existed.
 	for _, n := range sortedNames(in.Attributes) {
 		input = append(input, "@"+n, in.Attributes[n])
+	}
+	// So do concurrency keys and priority ('#' cannot start a name).
+	if gk, _ := gateField(in.Concurrency, in.Priority); gk != "" {
+		input = append(input, "#gate", gk)
 	}
 	canon, err := json.Marshal(input)
 	if err != nil {

@@ -13,9 +13,11 @@
 --   19 parent flow id ('' = none; kept as 'parent': a child, children.go)
 --   20 the child's key among its parent's ('ckey')  21 what its parent's
 --      end does to it ('pclose')  22 its depth, 1 for a root's child
---   23 the number N of search attributes, then N pairs name, value
+--   23 its gate field 'gk' ('' = none: no concurrency keys, priority 0;
+--      else '<priority>\n<key>...', gate.go)
+--   24 the number N of search attributes, then N pairs name, value
 --      (include/attrs.lua; Go checked them)
---   24 + 2N.. the initial state (include/state.lua apply_state: 'object'
+--   25 + 2N.. the initial state (include/state.lua apply_state: 'object'
 --      or 'replace')
 -- Returns: {flow hash (record and state, or record only), ''}, or
 --   {the existing flow, 'existing'} when a flow with this id was made
@@ -52,9 +54,12 @@ if redis.call('EXISTS', c.flow) == 1 then
 end
 -- A new flow's log is empty: its size is known (events.lua 'eb'), so the
 -- first append need not count an existing one.
-local f = {rev = '0', controller = ARGV[10], eb = '0', fresh = true}
-local nattrs = tonumber(ARGV[23])
-local e = apply_state(c, f, 24 + 2 * nattrs)
+local f = {rev = '0', controller = ARGV[10], eb = '0', fresh = true, gkr = true}
+if ARGV[23] ~= '' then
+  f.gk = ARGV[23]
+end
+local nattrs = tonumber(ARGV[24])
+local e = apply_state(c, f, 25 + 2 * nattrs)
 if e then
   return e
 end
@@ -62,7 +67,7 @@ local extra = {}
 local fields = {'controller', ARGV[10], 'goal', ARGV[11], 'owner', ARGV[12],
   'origin', ARGV[13], 'step', ARGV[14], 'rev', '0', 'ep', epoch_of(c), 'created', c.now,
   'updated', c.now, 'idem', ARGV[17], 'tp', ARGV[18],
-  'parent', ARGV[19], 'ckey', ARGV[20], 'pclose', ARGV[21], 'depth', ARGV[22]}
+  'parent', ARGV[19], 'ckey', ARGV[20], 'pclose', ARGV[21], 'depth', ARGV[22], 'gk', ARGV[23]}
 for i = 1, #fields, 2 do
   if fields[i + 1] ~= '' then -- an absent field reads as empty
     extra[#extra + 1] = fields[i]
@@ -77,7 +82,7 @@ if ARGV[15] ~= '1' then
 end
 redis.call('ZADD', owner_index, c.now, c.id)
 redis.call('ZADD', ctl_key(c, ARGV[10]), c.now, c.id)
-index_attrs(c, c.now, ARGV, 24, nattrs, extra)
+index_attrs(c, c.now, ARGV, 25, nattrs, extra)
 append_event(c, f, '"created"', ARGV[16], extra)
 if ARGV[15] == '1' then
   set_status(c, f, S_RUNNING)

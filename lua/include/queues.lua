@@ -12,8 +12,20 @@ end
 
 -- make_ready queues a runnable, unleased flow for its controller's
 -- workers and wakes them; the shard's controllers set names the queue
--- for Stats.
+-- for Stats. A flow with concurrency keys or a priority (field 'gk')
+-- waits in its controller's lane in the gate instead (gate.go), another
+-- slot: this leaves the relay entry 'g <id>', due at once, that Go
+-- drives (gate_enqueue.lua) and drops. A field list marked gkr = true
+-- holds 'gk'; make_ready reads it itself otherwise.
 local function make_ready(c, f)
+  if not f.gkr then
+    f.gk, f.gkr = redis.call('HGET', c.flow, 'gk') or nil, true
+  end
+  if f.gk and f.gk ~= '' then
+    redis.call('ZADD', c.base .. ':relay', c.now, 'g ' .. c.id)
+    redis.call('SADD', c.base .. ':controllers', f.controller or '')
+    return
+  end
   local q = ready_key(c, f.controller)
   redis.call('ZADD', q, c.now, c.id)
   redis.call('SADD', c.base .. ':controllers', f.controller or '')

@@ -17,7 +17,7 @@ local LOADED = {
   'step', 'status', 'cancel', 'rev', 'created',
   'updated', 'wait', 'corr', 'raw', 'size',
   'seq', 'att', 'tp', 'parent', 'ckey', 'kids',
-  'calls', 'xcalls', 'eb', kin = true,
+  'calls', 'xcalls', 'eb', 'gk', kin = true, gkr = true,
 }
 
 -- MUTATE_FIELDS is what a mutation that moves neither status, wait,
@@ -39,7 +39,7 @@ local MUTATE_FIELDS = {
 -- HMGET field costs about 0.2 µs of the script's time.
 local TRANSITION_FIELDS = {
   'controller', 'status', 'cancel', 'rev', 'wait', 'corr', 'raw', 'size',
-  'seq', 'calls', 'xcalls', 'eb', 'parent', 'kids', kin = true,
+  'seq', 'calls', 'xcalls', 'eb', 'parent', 'kids', 'gk', kin = true, gkr = true,
 }
 local TAKE_FIELDS = {'status', 'controller', 'rev', 'seq', 'eb'}
 local REPEAT_FIELDS = {'status', 'calls', 'xcalls'}
@@ -58,7 +58,7 @@ local function load_flow(c, fields)
   if not f.status then -- every flow has a status
     return nil
   end
-  f.kin = fields.kin
+  f.kin, f.gkr = fields.kin, fields.gkr
   return f
 end
 

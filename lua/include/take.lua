@@ -50,6 +50,16 @@ local function remembered_take(c, token)
   return taken_context(c, id, token)
 end
 
+-- lease_taken leases flow f (context t, a flow of c's shard) under token
+-- until expiry to worker, and has the claim memory keep the pair for
+-- keep_ms.
+local function lease_taken(c, t, f, token, expiry, worker, keep_ms)
+  redis.call('HSET', t.leases, t.id, token .. '|' .. expiry .. '|' .. worker)
+  redis.call('ZADD', t.leasexp, expiry, t.id)
+  redis.call('SET', claim_memory(c, token), t.id, 'PX', keep_ms)
+  append_event(t, f, '"claimed"', '{"worker":' .. worker .. '}')
+end
+
 -- take_head pops controller's ready queue until it finds a flow it can
 -- lease and leases it: lease token, expiry (unix ms, a string), worker
 -- (a JSON string); the claim memory keeps the pair for keep_ms. Returns
@@ -64,10 +74,7 @@ local function take_head(c, controller, token, expiry, worker, keep_ms)
     local t = taken_context(c, head, token)
     local f = load_flow(t, TAKE_FIELDS)
     if f and STATUS[f.status].runnable and f.controller == controller and check_counts(f) == nil then
-      redis.call('HSET', t.leases, head, token .. '|' .. expiry .. '|' .. worker)
-      redis.call('ZADD', t.leasexp, expiry, head)
-      redis.call('SET', claim_memory(c, token), head, 'PX', keep_ms)
-      append_event(t, f, '"claimed"', '{"worker":' .. worker .. '}')
+      lease_taken(c, t, f, token, expiry, worker, keep_ms)
       return t
     end
   end

@@ -1,0 +1,140 @@
+-- gate_admit.lua: choose the next flow of a controller's lane that every
+-- one of its keys admits, and hold a slot of each key for it, in one
+-- step: the highest priority level first; within a level the fair group
+-- with the lowest virtual time (a group's time grows by 1/weight per
+-- admission); within a group the oldest flow. A group whose head a key
+-- refuses (its concurrency is full, or its rate bucket is empty) is
+-- passed over for the next. Go then leases the flow in its shard
+-- (claim_take.lua); if that refuses, Go gives the slots back
+-- (gate_release.lua).
+--
+-- KEYS: 1 the gate's base '<prefix>:{gate}' (not a key: it names the
+--   keys of include/gate.lua, all on that tag)
+-- ARGV: 1 controller id  2 now (unix ms)  3 lease expiry (unix ms)
+--   4 lease token  5 at most this many groups looked at
+-- Returns: {flow id, its gk field, 1 when the lane still holds flows
+--   (else 0), the in-flight count of each of its keys
+--   after this admission ('\n'-joined)}, or {'', retry at (unix ms when
+--   a rate bucket refills, '' = when a slot frees), why ('' = the lane is
+--   empty; else '<key> concurrency' or '<key> rate' of the first refusal)}.
+-- Errors: none.
+-- Events: none.
+--@include prelude
+--@include gate
+
+local base, ctl = KEYS[1], ARGV[1]
+local now, expiry, token = tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local budget = tonumber(ARGV[5])
+local lv = base .. ':lv:' .. ctl
+local retry, why = nil, ''
+
+-- admissible tells whether every key admits one more flow now; else why
+-- not, and when a rate bucket would.
+local function admissible(keys)
+  for _, k in ipairs(keys) do
+    local c, r, per, burst = gate_limit(base, k)
+    if c > 0 and gate_in_flight(base, k, now) >= c then
+      return false, k .. ' concurrency'
+    end
+    if r > 0 then
+      local _, at = gate_tokens(base, k, now, r, per, burst)
+      if at then
+        if not retry or at < retry then
+          retry = at
+        end
+        return false, k .. ' rate'
+      end
+    end
+  end
+  return true
+end
+
+-- admit takes id off queue q of group grp in gr and holds its keys' slots.
+local function admit(id, gk, keys, q, gr, grp, lvl)
+  redis.call('ZREM', q, id)
+  if redis.call('ZCARD', q) == 0 then
+    redis.call('ZREM', gr, grp)
+    redis.call('SREM', base .. ':queues', q)
+    if redis.call('ZCARD', gr) == 0 then
+      redis.call('ZREM', lv, lvl)
+    end
+  else
+    local w = 1
+    if grp ~= '' then
+      local _
+      _, _, _, _, w = gate_limit(base, grp)
+    end
+    redis.call('ZINCRBY', gr, 1 / w, grp)
+  end
+  redis.call('HDEL', base .. ':fk', id)
+  local member = id .. '|' .. token
+  local counts = {}
+  for i, k in ipairs(keys) do
+    local held = base .. ':held:' .. k
+    redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
+    redis.call('ZADD', held, expiry, member)
+    counts[i] = redis.call('ZCARD', held)
+    local _, r, per, burst = gate_limit(base, k)
+    if r > 0 then
+      local t = gate_tokens(base, k, now, r, per, burst)
+      redis.call('HSET', base .. ':tb:' .. k, 't', tostring(t - 1), 'at', tostring(now))
+      redis.call('PEXPIRE', base .. ':tb:' .. k, math.ceil(burst * per / r) + 1000)
+    end
+  end
+  redis.call('ZADD', base .. ':adm', expiry, member)
+  redis.call('HSET', base .. ':adk', member, table.concat(keys, '\n'))
+  return table.concat(counts, '\n')
+end
+
+for _, lvl in ipairs(redis.call('ZRANGE', lv, 0, -1)) do
+  local gr = gate_gr(base, lvl, ctl)
+  local groups = redis.call('ZRANGE', gr, 0, budget - 1)
+  if #groups == 0 then
+    redis.call('ZREM', lv, lvl)
+  end
+  for _, grp in ipairs(groups) do
+    budget = budget - 1
+    local q = gate_q(base, lvl, grp, ctl)
+    -- Entries that no longer match their flow (its keys, priority or
+    -- controller changed, or it left the lane) are dropped, a few at a
+    -- time: a lane is never read unbounded.
+    for _ = 1, 8 do
+      local head = redis.call('ZRANGE', q, 0, 0)[1]
+      if not head then
+        redis.call('ZREM', gr, grp)
+        redis.call('SREM', base .. ':queues', q)
+        break
+      end
+      local meta = redis.call('HGET', base .. ':fk', head)
+      local mctl, gk = nil, nil
+      if meta then
+        mctl, gk = string.match(meta, '^([^\n]*)\n(.*)$')
+      end
+      local prio, keys = 0, {}
+      if gk then
+        prio, keys = gate_meta(gk)
+      end
+      if mctl ~= ctl or tostring(prio) ~= lvl or (keys[1] or '') ~= grp then
+        redis.call('ZREM', q, head)
+      else
+        local ok, no = admissible(keys)
+        if ok then
+          local counts = admit(head, gk, keys, q, gr, grp, lvl)
+          local left = math.min(redis.call('ZCARD', lv), 1)
+          return {head, gk, left, counts}
+        end
+        if why == '' then
+          why = no
+        end
+        break
+      end
+    end
+    if budget <= 0 then
+      break
+    end
+  end
+  if budget <= 0 then
+    break
+  end
+end
+return {'', retry and tostring(retry) or '', why}

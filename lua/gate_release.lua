@@ -1,0 +1,40 @@
+-- gate_release.lua: give back the slots an admission holds (its lease
+-- ended, moved, or its take was refused), and, for a flow that ended,
+-- forget its lane entry. A slot of a key that was full announces on the
+-- gate's freed channel, which wakes the claims that wait for one.
+--
+-- KEYS: 1 the gate's base '<prefix>:{gate}' (not a key: it names the
+--   keys of include/gate.lua, all on that tag)
+-- ARGV: 1 flow id  2 lease token  3 '1' when the flow ended (its lane
+--   entry goes too), else '0'  4 now (unix ms)
+-- Returns: 1 when the admission held slots, 0 when it held none (given
+--   back already, or never made).
+-- Errors: none.
+-- Events: none.
+--@include prelude
+--@include gate
+
+local base, id = KEYS[1], ARGV[1]
+local member = id .. '|' .. ARGV[2]
+local now = tonumber(ARGV[4])
+if ARGV[3] == '1' then
+  redis.call('HDEL', base .. ':fk', id)
+end
+local keys = redis.call('HGET', base .. ':adk', member)
+redis.call('ZREM', base .. ':adm', member)
+if not keys then
+  return 0
+end
+redis.call('HDEL', base .. ':adk', member)
+local freed = false
+for _, k in ipairs(gate_split(keys)) do
+  local c = gate_limit(base, k)
+  local held = base .. ':held:' .. k
+  if redis.call('ZREM', held, member) == 1 and c > 0 and gate_in_flight(base, k, now) + 1 >= c then
+    freed = true
+  end
+end
+if freed then
+  redis.call(PUBLISH, base .. ':freed', id)
+end
+return 1

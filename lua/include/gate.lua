@@ -1,0 +1,92 @@
+-- gate.lua: what the gate scripts share (gate.go). The gate holds, on
+-- one tag ('<prefix>:{gate}', named 'base' here), the ready lane of the
+-- flows that carry concurrency keys or a priority, every key's limit,
+-- in-flight leases and rate bucket, so an admission reads and writes
+-- them in one atomic step:
+--   base:limits              hash: key -> '<concurrency> <rate> <per ms>
+--                            <burst> <weight>' (0 = none)
+--   base:fk                  hash: queued flow id -> '<controller>\n<gk>'
+--                            (gk: the flow's field, '<priority>\n<key>...')
+--   base:lv:<ctl>            zset: priority levels with queued flows
+--                            (score -level: the highest first)
+--   base:gr:<lvl>|<ctl>      zset: fair groups (a flow's first key, '' for
+--                            none) with queued flows, by virtual time
+--   base:q:<lvl>|<grp>|<ctl> zset: queued flow ids by when they became ready
+--   base:held:<key>          zset: '<id>|<lease token>' by lease expiry ms
+--   base:tb:<key>            hash: the key's rate bucket (t tokens, at ms)
+--   base:adm                 zset: admissions '<id>|<token>' by expiry ms
+--   base:adk                 hash: admission -> its keys ('\n'-joined)
+--   base:queues              set: the q zsets that hold flows (KeyLimits)
+--   base:ready:<ctl>         channel: a flow queued for ctl
+--   base:freed               channel: a slot of a full key freed
+-- Keys hold no '|', ' ' or newline (gate.go checks them), so the names
+-- above read one way.
+
+-- gate_split splits s on newlines.
+local function gate_split(s)
+  local out = {}
+  for part in string.gmatch(s, '[^\n]+') do
+    out[#out + 1] = part
+  end
+  return out
+end
+
+-- gate_meta parses a flow's gate field gk: its priority (a number) and
+-- its keys (a list; the first is its fair group).
+local function gate_meta(gk)
+  local parts = gate_split(gk)
+  local prio = tonumber(parts[1]) or 0
+  table.remove(parts, 1)
+  return prio, parts
+end
+
+-- gate_q is the lane queue of (level, group, controller).
+local function gate_q(base, lvl, grp, ctl)
+  return base .. ':q:' .. lvl .. '|' .. grp .. '|' .. ctl
+end
+
+-- gate_gr is the fair-group zset of (level, controller).
+local function gate_gr(base, lvl, ctl)
+  return base .. ':gr:' .. lvl .. '|' .. ctl
+end
+
+-- gate_limit returns the limit of key: concurrency, rate, per ms, burst,
+-- weight (numbers; 0 = none, weight at least 1).
+local function gate_limit(base, key)
+  local v = redis.call('HGET', base .. ':limits', key)
+  if not v then
+    return 0, 0, 0, 0, 1
+  end
+  local c, r, per, burst, w = string.match(v, '^(%d+) (%d+) (%d+) (%d+) (%d+)$')
+  if not c then
+    return 0, 0, 0, 0, 1
+  end
+  w = tonumber(w)
+  if w < 1 then
+    w = 1
+  end
+  return tonumber(c), tonumber(r), tonumber(per), tonumber(burst), w
+end
+
+-- gate_in_flight drops the key's expired leases and counts the live ones.
+local function gate_in_flight(base, key, now)
+  local held = base .. ':held:' .. key
+  redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
+  return redis.call('ZCARD', held)
+end
+
+-- gate_tokens returns the tokens the key's bucket holds at now (refilled
+-- at rate per per_ms, at most burst) and, when under one, the ms at
+-- which it holds one.
+local function gate_tokens(base, key, now, rate, per, burst)
+  local v = redis.call('HMGET', base .. ':tb:' .. key, 't', 'at')
+  local t, at = tonumber(v[1]), tonumber(v[2])
+  if not t or not at then
+    t, at = burst, now
+  end
+  t = math.min(burst, t + (now - at) * rate / per)
+  if t >= 1 then
+    return t, nil
+  end
+  return t, now + math.ceil((1 - t) * per / rate)
+end
