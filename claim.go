@@ -387,12 +387,12 @@ type readyHub struct {
 	// sets the count it read. gen counts each shard's announcements, so
 	// a count read by a script sent before an announcement does not
 	// erase it (settle).
-	ready    []int64
-	gen      []uint64
-	unread   bool // no scan yet: the hub knows nothing of flows made before it
+	ready  []int64
+	gen    []uint64
+	unread bool // no scan yet: the hub knows nothing of flows made before it
 	// refill is when the controller's lane in the gate, held back by a
 	// rate limit, admits again (zero: no such wait).
-	refill time.Time
+	refill   time.Time
 	subs     []*redis.PubSub
 	channels []string
 	done     chan struct{} // closed by close: ends follow

@@ -150,7 +150,7 @@ func checkConcurrencyKey(k string) error {
 	return nil
 }
 
-// gateField is a flow's gate field 'gk' for keys and priority: '' for
+// gateField is a flow's gate field 'gk' for keys and priority: ” for
 // none, else the priority and each key on its own line.
 func gateField(keys []string, priority int) (string, error) {
 	if len(keys) > maxConcurrencyKeys {
@@ -217,7 +217,7 @@ func (m *Manager) DeleteKeyLimit(ctx context.Context, key string) error {
 	return m.store.writeLimit(ctx, key, "")
 }
 
-// writeLimit runs gate_limit.lua: v set as key's limit, or '' to delete.
+// writeLimit runs gate_limit.lua: v set as key's limit, or ” to delete.
 func (s *RedisStore) writeLimit(ctx context.Context, key, v string) error {
 	if err := s.ensureLoaded(ctx); err != nil {
 		return err

@@ -45,19 +45,19 @@ type script struct {
 
 // scripts holds every compiled script of a store, by file name.
 type scripts struct {
-	create, transition, updateState, requestCancel, writeFlow *script
-	recordStep, insertStep, pruneFlow                         *script
-	verifyFlow, reindexFlow, deleteOrphans                    *script
-	claim, extendLease, releaseLease, expireLease             *script
-	pageAfter, tickCancel, verifyEntry, indexStep             *script
-	retry                                                     *script
-	setAttributes, findPage                                   *script // find.go
-	insertFlow, appendEventAt, getStep, findStep, updateStep  *script // import_store.go
-	deliverEvent, earlyKeep, earlyTake, earlySettle           *script
-	publishResume                                             *script
-	spawnChildren, deliverChild                               *script // children.go
-	schedCreate, schedWrite, schedDelete                      *script // schedules.go
-	schedAdvance, schedRecord, schedFail, schedReconcile      *script
+	create, transition, updateState, requestCancel, writeFlow  *script
+	recordStep, insertStep, pruneFlow                          *script
+	verifyFlow, reindexFlow, deleteOrphans                     *script
+	claim, extendLease, releaseLease, expireLease              *script
+	pageAfter, tickCancel, verifyEntry, indexStep              *script
+	retry                                                      *script
+	setAttributes, findPage                                    *script // find.go
+	insertFlow, appendEventAt, getStep, findStep, updateStep   *script // import_store.go
+	deliverEvent, earlyKeep, earlyTake, earlySettle            *script
+	publishResume                                              *script
+	spawnChildren, deliverChild                                *script // children.go
+	schedCreate, schedWrite, schedDelete                       *script // schedules.go
+	schedAdvance, schedRecord, schedFail, schedReconcile       *script
 	gateEnqueue, gateAdmit, gateRelease, gateExtend, gateLimit *script // gate.go
 	claimTake, setGate                                         *script
 	// transitionEarly is transition for a wait on an external event: it
