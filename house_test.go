@@ -35,9 +35,11 @@ const (
 	// GetSchedule, ListSchedules, TriggerSchedule, BackfillSchedule, and
 	// one file, schedules.go; search attributes and Find (issue 25) 4:
 	// Manager.Find, Filter, Manager.SetAttributes, EventAttributesSet;
-	// and their file, find.go.
+	// and their file, find.go; fair capacity (issue 24) 7: KeyLimit,
+	// KeyUsage, Manager.SetKeyLimit, DeleteKeyLimit, KeyLimits,
+	// SetConcurrency, EventConcurrencySet, and its file, gate.go.
 	maxRootExported = 240
-	maxRootFiles    = 32
+	maxRootFiles    = 33
 	maxUpward       = 25
 )
 
