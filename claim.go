@@ -703,3 +703,49 @@ func (m *Manager) RequeueExpiredLease(ctx context.Context, flowID uuid.UUID) (*F
 	s.gateQueue(ctx, f)
 	return f, err
 }
+
+// claimGated claims a flow of controller ctl from its lane in the gate:
+// an admission, then the lease in the flow's shard; an admission whose
+// flow its shard refuses (the entry was stale) gives its slots back and
+// the next is tried. Returns the flow and lease, or none with whether
+// the lane still holds flows and when to look again.
+func (m *Manager) claimGated(ctx context.Context, ctl, worker string, lease, resend time.Duration) (*Flow, *Lease, admission, error) {
+	s := m.store
+	var a admission
+	for range gateTries {
+		l := &Lease{ControllerID: ctl, WorkerID: worker, Token: newToken(), gated: true}
+		now, _, _ := s.clock()
+		l.ExpiresAt = now.Add(lease).Truncate(time.Millisecond)
+		var err error
+		a, err = s.gateAdmit(ctx, ctl, l)
+		if err != nil || a.id == uuid.Nil {
+			return nil, nil, a, err
+		}
+		l.FlowID = a.id
+		f, l, err := m.takeAdmitted(ctx, a, l, resend)
+		if f != nil || err != nil {
+			return f, l, a, err
+		}
+		if err := s.gateRelease(ctx, a.id, l.Token, false); err != nil {
+			return nil, nil, a, err
+		}
+	}
+	a.left = 1 // more stale entries than tries: look again
+	return nil, nil, a, nil
+}
+
+// takeAdmitted runs claim_take.lua: the lease of the flow a admitted, in
+// its shard. A reply lost is asked again with the same lease token for
+// up to resend, as claimHead does.
+func (m *Manager) takeAdmitted(ctx context.Context, a admission, l *Lease, resend time.Duration) (*Flow, *Lease, error) {
+	s := m.store
+	_, nowMs, nowStr := s.clock()
+	args := append(s.head(a.id, nowMs, nowStr, mutation{lease: l}),
+		l.ExpiresAt.UnixMilli(), jsonString(l.WorkerID), l.ControllerID, claimMemory.Milliseconds(), a.gk)
+	v, err := m.evalResending(ctx, s.scripts.claimTake, a.id, s.keys.flowKeys(a.id, ""), args, resend)
+	f, l2, _, err := decodeClaim(v, l, err)
+	if f == nil && err == nil {
+		return nil, l, nil
+	}
+	return f, l2, err
+}

@@ -329,3 +329,18 @@ func unpackRecord(packed string) map[string]string {
 	}
 	return m
 }
+
+// parseGateField reads a gate field (decodeFlow; gate.go gateField writes it).
+func parseGateField(gk string) (keys []string, priority int) {
+	if gk == "" {
+		return nil, 0
+	}
+	parts := strings.Split(gk, "\n")
+	priority, _ = strconv.Atoi(parts[0])
+	for _, k := range parts[1:] {
+		if k != "" {
+			keys = append(keys, k)
+		}
+	}
+	return keys, priority
+}

@@ -173,21 +173,6 @@ func gateField(keys []string, priority int) (string, error) {
 	return strconv.Itoa(priority) + "\n" + strings.Join(keys, "\n"), nil
 }
 
-// parseGateField reads a gate field (decodeFlow).
-func parseGateField(gk string) (keys []string, priority int) {
-	if gk == "" {
-		return nil, 0
-	}
-	parts := strings.Split(gk, "\n")
-	priority, _ = strconv.Atoi(parts[0])
-	for _, k := range parts[1:] {
-		if k != "" {
-			keys = append(keys, k)
-		}
-	}
-	return keys, priority
-}
-
 // gateOf is flow f's gate field.
 func gateOf(f *Flow) string {
 	gk, _ := gateField(f.Concurrency, f.Priority)
@@ -384,7 +369,10 @@ func (s *RedisStore) driveQueued(ctx context.Context, id uuid.UUID, f *Flow) (bo
 			return false, err
 		}
 	}
-	return s.relayDone(ctx, id, 'g')
+	// The relay entry goes once its work is done (two engines may do
+	// the same work: one counts it).
+	n, err := s.client.ZRem(ctx, s.keys.relay(s.keys.shardOf(id)), "g "+id.String()).Result()
+	return n == 1, err
 }
 
 // gateEnqueue runs gate_enqueue.lua for flow id of controller ctl, whose
@@ -493,52 +481,6 @@ func (s *RedisStore) gateLeaseEnded(ctx context.Context, l *Lease, f *Flow) {
 		return
 	}
 	_ = s.gateRelease(ctx, l.FlowID, l.Token, f != nil && f.Status.IsTerminal())
-}
-
-// claimGated claims a flow of controller ctl from its lane in the gate:
-// an admission, then the lease in the flow's shard; an admission whose
-// flow its shard refuses (the entry was stale) gives its slots back and
-// the next is tried. Returns the flow and lease, or none with whether
-// the lane still holds flows and when to look again.
-func (m *Manager) claimGated(ctx context.Context, ctl, worker string, lease, resend time.Duration) (*Flow, *Lease, admission, error) {
-	s := m.store
-	var a admission
-	for range gateTries {
-		l := &Lease{ControllerID: ctl, WorkerID: worker, Token: newToken(), gated: true}
-		now, _, _ := s.clock()
-		l.ExpiresAt = now.Add(lease).Truncate(time.Millisecond)
-		var err error
-		a, err = s.gateAdmit(ctx, ctl, l)
-		if err != nil || a.id == uuid.Nil {
-			return nil, nil, a, err
-		}
-		l.FlowID = a.id
-		f, l, err := m.takeAdmitted(ctx, a, l, resend)
-		if f != nil || err != nil {
-			return f, l, a, err
-		}
-		if err := s.gateRelease(ctx, a.id, l.Token, false); err != nil {
-			return nil, nil, a, err
-		}
-	}
-	a.left = 1 // more stale entries than tries: look again
-	return nil, nil, a, nil
-}
-
-// takeAdmitted runs claim_take.lua: the lease of the flow a admitted, in
-// its shard. A reply lost is asked again with the same lease token for
-// up to resend, as claimHead does.
-func (m *Manager) takeAdmitted(ctx context.Context, a admission, l *Lease, resend time.Duration) (*Flow, *Lease, error) {
-	s := m.store
-	_, nowMs, nowStr := s.clock()
-	args := append(s.head(a.id, nowMs, nowStr, mutation{lease: l}),
-		l.ExpiresAt.UnixMilli(), jsonString(l.WorkerID), l.ControllerID, claimMemory.Milliseconds(), a.gk)
-	v, err := m.evalResending(ctx, s.scripts.claimTake, a.id, s.keys.flowKeys(a.id, ""), args, resend)
-	f, l2, _, err := decodeClaim(v, l, err)
-	if f == nil && err == nil {
-		return nil, l, nil
-	}
-	return f, l2, err
 }
 
 // gateRepair settles the admissions whose expiry passed (members

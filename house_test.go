@@ -37,10 +37,12 @@ const (
 	// Manager.Find, Filter, Manager.SetAttributes, EventAttributesSet;
 	// and their file, find.go; fair capacity (issue 24) 7: KeyLimit,
 	// KeyUsage, Manager.SetKeyLimit, DeleteKeyLimit, KeyLimits,
-	// SetConcurrency, EventConcurrencySet, and its file, gate.go.
-	maxRootExported = 240
+	// SetConcurrency, EventConcurrencySet, and its file, gate.go (which
+	// the writes, the claim, the children's relay and the tick all call:
+	// the layout then runs 26 dependencies upward, not 24).
+	maxRootExported = 247
 	maxRootFiles    = 33
-	maxUpward       = 25
+	maxUpward       = 26
 )
 
 // rootFiles parses the root package's non-test files.

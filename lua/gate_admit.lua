@@ -107,8 +107,9 @@ for _, lvl in ipairs(redis.call('ZRANGE', lv, 0, -1)) do
       end
       local meta = redis.call('HGET', base .. ':fk', head)
       local mctl, gk = nil, nil
-      if meta then
-        mctl, gk = string.match(meta, '^([^\n]*)\n(.*)$')
+      local nl = meta and string.find(meta, '\n', 1, true)
+      if nl then
+        mctl, gk = string.sub(meta, 1, nl - 1), string.sub(meta, nl + 1)
       end
       local prio, keys = 0, {}
       if gk then
