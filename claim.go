@@ -721,6 +721,9 @@ func (m *Manager) claimGated(ctx context.Context, ctl, worker string, lease, res
 		if err != nil || a.id == uuid.Nil {
 			return nil, nil, a, err
 		}
+		if s.onAdmit != nil {
+			s.onAdmit(a)
+		}
 		l.FlowID = a.id
 		f, l, err := m.takeAdmitted(ctx, a, l, resend)
 		if f != nil || err != nil {

@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"reflect"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -666,4 +670,175 @@ func TestClaimFindsAFlowWhoseAnnouncementWasLost(t *testing.T) {
 			must(t, try(m.Finish(ctx, f.ID, nil, WithLease(l))))
 		}
 	})
+}
+
+// gateFleetLimits are the limits TestGateFleetSIGKILL puts on its keys.
+var gateFleetLimits = map[string]int{"k1": 1, "k3": 3, "k10": 10}
+
+// TestGateFleetSIGKILL: 16 workers in 4 processes claim flows carrying
+// keys limited to 1, 3 and 10 concurrent leases, while the test SIGKILLs
+// a process at random every 250 ms (8 times) and starts another; an
+// engine ticks. Every admission reports its keys' in-flight counts as
+// the admitting script read them, after its own slot: none ever passes
+// its key's limit, every flow finishes, and no slot outlives its lease.
+func TestGateFleetSIGKILL(t *testing.T) {
+	if os.Getenv("TASKFLOW_GATE_ADDR") != "" {
+		t.Skip("in the child")
+	}
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b, WithClock(time.Now))
+			defer e.m.Close()
+			ctx := e.ctx
+			for k, n := range gateFleetLimits {
+				if err := e.m.SetKeyLimit(ctx, KeyLimit{Key: k, Concurrency: n}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			patterns := [][]string{{"k1"}, {"k3"}, {"k10"}, {"k3", "k10"}, {"k10", "k1"}, {"k10"}}
+			const flows = 300
+			for i := range flows {
+				in := fleetInput("ctl/gatefleet")
+				in.Concurrency = patterns[i%len(patterns)]
+				must(t, try(e.m.CreateMirrored(ctx, in)))
+			}
+			var mu sync.Mutex
+			var over []string
+			admits := 0
+			start := func() *exec.Cmd {
+				cmd := exec.Command(os.Args[0], "-test.run=^TestGateFleetChildHelper$", "-test.count=1")
+				cmd.Env = append(os.Environ(), "TASKFLOW_GATE_PREFIX="+e.prefix, "TASKFLOW_GATE_ADDR="+backendAddr(t, e))
+				if b.name == "cluster" {
+					cmd.Env = append(cmd.Env, "TASKFLOW_FLEET_CLUSTER=1")
+				}
+				// Not StdoutPipe: Wait would close it under unread lines of
+				// a killed child. With a writer, Wait waits for the copy.
+				stdout, w := io.Pipe()
+				cmd.Stdout = w
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				go func() {
+					_ = cmd.Wait()
+					_ = w.Close()
+				}()
+				go func() {
+					sc := bufio.NewScanner(stdout)
+					for sc.Scan() {
+						line, ok := strings.CutPrefix(sc.Text(), "ADMIT ")
+						if !ok {
+							continue
+						}
+						mu.Lock()
+						admits++
+						for _, kv := range strings.Fields(line) {
+							k, v, _ := strings.Cut(kv, "=")
+							if n, _ := strconv.Atoi(v); n > gateFleetLimits[k] {
+								over = append(over, kv)
+							}
+						}
+						mu.Unlock()
+					}
+				}()
+				return cmd
+			}
+			procs := []*exec.Cmd{start(), start(), start(), start()}
+			defer func() {
+				for _, p := range procs {
+					_ = p.Process.Kill()
+				}
+			}()
+			runCtx, cancel := context.WithTimeout(ctx, 90*time.Second)
+			defer cancel()
+			eng := NewWaitEngine(e.m, WithLogger(quietLogger()))
+			go func() { _ = eng.Run(runCtx, 100*time.Millisecond) }()
+			kills := 0
+			finished := func() int {
+				st := must(t, try(e.m.Stats(ctx)))
+				return int(st.Flows[StatusFinished])
+			}
+			for finished() < flows {
+				if runCtx.Err() != nil {
+					t.Fatalf("after 90 s: %d of %d flows finished, %d processes killed", finished(), flows, kills)
+				}
+				time.Sleep(250 * time.Millisecond)
+				if kills < 8 {
+					i := rand.IntN(len(procs))
+					_ = procs[i].Process.Signal(syscall.SIGKILL)
+					procs[i] = start()
+					kills++
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(over) > 0 {
+				t.Fatalf("in-flight counts over their limits, as the admitting script read them: %v", over)
+			}
+			if admits < flows {
+				t.Fatalf("%d admissions reported for %d flows", admits, flows)
+			}
+			// The killed processes' slots lapse with their leases (1.5 s),
+			// and their last lines are read.
+			mu.Unlock()
+			time.Sleep(2 * time.Second)
+			mu.Lock()
+			for _, u := range must(t, try(e.m.KeyLimits(ctx))) {
+				if u.InFlight != 0 || u.Backlog != 0 {
+					t.Fatalf("key %s: %d in flight, %d queued after every flow finished", u.Key, u.InFlight, u.Backlog)
+				}
+			}
+			t.Logf("%d flows, %d admissions, %d processes killed", flows, admits, kills)
+		})
+	}
+}
+
+// The gate fleet's child: 4 workers claiming and finishing flows, each
+// admission's in-flight counts printed as the gate read them.
+func TestGateFleetChildHelper(t *testing.T) {
+	addr, prefix := os.Getenv("TASKFLOW_GATE_ADDR"), os.Getenv("TASKFLOW_GATE_PREFIX")
+	if addr == "" {
+		t.Skip("only runs as the gate fleet test's child process")
+	}
+	var c redis.UniversalClient = redis.NewClient(&redis.Options{Addr: addr})
+	if os.Getenv("TASKFLOW_FLEET_CLUSTER") == "1" {
+		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: clusterAddrs()})
+	}
+	s, err := NewRedisStore(c, WithPrefix(prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	out := bufio.NewWriter(os.Stdout)
+	s.onAdmit = func(a admission) {
+		keys, _ := parseGateField(a.gk)
+		var b strings.Builder
+		b.WriteString("ADMIT")
+		for i, k := range keys {
+			if i < len(a.counts) {
+				fmt.Fprintf(&b, " %s=%d", k, a.counts[i])
+			}
+		}
+		mu.Lock()
+		fmt.Fprintln(out, b.String())
+		_ = out.Flush()
+		mu.Unlock()
+	}
+	m := NewManager(s)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rnd := rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(w)))
+			for {
+				f, l, err := m.Claim(context.Background(), "ctl/gatefleet", fmt.Sprint("w", w), 1500*time.Millisecond, WithClaimWait(time.Second))
+				if err != nil || f == nil {
+					continue
+				}
+				time.Sleep(time.Duration(20+rnd.IntN(40)) * time.Millisecond)
+				_, _ = m.Finish(context.Background(), f.ID, nil, WithLease(l))
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -434,7 +434,8 @@ func (s *RedisStore) gateAdmit(ctx context.Context, ctl string, l *Lease) (admis
 	a.gk, _ = arr[1].(string)
 	a.left, _ = arr[2].(int64)
 	if len(arr) > 3 {
-		counts, _ := arr[3].(string)
+		// One count may come back as a number (miniredis's table.concat).
+		counts := fmt.Sprint(arr[3])
 		for _, c := range strings.Split(counts, "\n") {
 			if n, err := strconv.Atoi(c); err == nil {
 				a.counts = append(a.counts, n)

@@ -48,7 +48,10 @@ type RedisStore struct {
 
 	// noRelay leaves a flow's relay to the tick (tests: a call that died
 	// before it relayed).
-	noRelay     bool
+	noRelay bool
+	// onAdmit sees each admission the gate makes (tests: the in-flight
+	// counts sampled in the admitting script).
+	onAdmit     func(admission)
 	replicas    int           // WithReplicaAcks
 	replTimeout time.Duration // WithReplicaAcks
 

@@ -73,7 +73,7 @@ local function admit(id, gk, keys, q, gr, grp, lvl)
     local held = base .. ':held:' .. k
     redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
     redis.call('ZADD', held, expiry, member)
-    counts[i] = redis.call('ZCARD', held)
+    counts[i] = tostring(redis.call('ZCARD', held))
     local _, r, per, burst = gate_limit(base, k)
     if r > 0 then
       local t = gate_tokens(base, k, now, r, per, burst)
