@@ -183,3 +183,21 @@ func Example_readmeFind() {
 		page, _ = m.Find(ctx, filter, taskflow.WithLimit(50), taskflow.WithCursor(page.Next))
 	}
 }
+
+func Example_readmeGate() {
+	m.SetKeyLimit(ctx, taskflow.KeyLimit{Key: "tenant:acme", Concurrency: 3})              // 3 of its flows leased at once
+	m.SetKeyLimit(ctx, taskflow.KeyLimit{Key: "model:gpt-x", Rate: 500, Per: time.Minute}) // 500 claims a minute
+	m.SetKeyLimit(ctx, taskflow.KeyLimit{Key: "tenant:big", Concurrency: 20, Weight: 3})   // 3 turns to another group's 1
+	f, _ := m.CreateMirrored(ctx, taskflow.CreateManagedInput{
+		ControllerID: "kate/inbox-triage", Goal: "triage a reply", OwnerSessionKey: owner,
+		Concurrency: []string{"tenant:acme", "model:gpt-x"}, // the first names its fair group
+	})
+	m.SetConcurrency(ctx, f.ID, []string{"tenant:acme", "model:gpt-x"}, 5) // a person waits: ahead of priority 0
+	use, _ := m.KeyLimits(ctx)
+	for _, u := range use {
+		fmt.Println(u.Key, u.InFlight, u.Concurrency, u.Backlog) // in flight now, its bound, flows waiting in its group
+	}
+	x, _ := m.Explain(ctx, f.ID) // code "gated"; held_by "tenant:acme concurrency" while 3 are in flight
+	fmt.Println(x.Text)
+	m.DeleteKeyLimit(ctx, "model:gpt-x") // no bound from the next claim
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,16 @@ type Explanation struct {
 	//
 	//	created               made, never started
 	//	ready                 running, on its controller's ready queue
+	//	gated                 running, with concurrency keys or a priority:
+	//	                      waiting in its controller's lane in the gate
+	//	                      for its turn or for a key's limit (facts
+	//	                      held_by, in_flight:<key>, ...)
+	//	gate_pending          running, made ready, not yet on its lane: its
+	//	                      relay entry 'g <id>' is pending (an engine's
+	//	                      tick queues it)
+	//	admitted              running, admitted by the gate (holding a slot
+	//	                      of each of its keys) for a worker that is
+	//	                      taking its lease
 	//	leased                running, held by a worker's live lease
 	//	lease_expired         running, its worker's lease ran out and no tick
 	//	                      has put it back on its queue yet
@@ -173,6 +184,10 @@ func (s *RedisStore) explainRunning(ctx context.Context, f *Flow, r explainReads
 		e.Stuck = !alive
 		return
 	}
+	if gateOf(f) != "" {
+		s.explainGated(ctx, f, now, engines, alive, e)
+		return
+	}
 	e.Code = "ready"
 	since := now
 	if r.ready.Err() == nil {
@@ -181,7 +196,7 @@ func (s *RedisStore) explainRunning(ctx context.Context, f *Flow, r explainReads
 	age := now.Sub(since)
 	e.Facts["ready_since"] = since.UTC().Format(time.RFC3339)
 	e.Facts["ready_s"] = seconds(age)
-	listening, err := s.readyListeners(ctx, f)
+	listening, err := s.listeners(ctx, s.keys.ready(s.keys.shardOf(f.ID), f.ControllerID))
 	if err == nil {
 		e.Facts["waiting_workers"] = listening
 	}
@@ -193,10 +208,10 @@ func (s *RedisStore) explainRunning(ctx context.Context, f *Flow, r explainReads
 	}
 }
 
-// readyListeners counts the subscribers of the flow's ready channel:
-// Managers with a Claim waiting for the controller's flows.
-func (s *RedisStore) readyListeners(ctx context.Context, f *Flow) (int64, error) {
-	ch := s.keys.ready(s.keys.shardOf(f.ID), f.ControllerID)
+// listeners counts the subscribers of ch, a ready channel (a shard's, or
+// a controller's lane in the gate): Managers with a Claim waiting for the
+// controller's flows.
+func (s *RedisStore) listeners(ctx context.Context, ch string) (int64, error) {
 	if cc, ok := s.client.(*redis.ClusterClient); ok {
 		node, err := cc.MasterForKey(ctx, ch)
 		if err != nil {
@@ -455,4 +470,204 @@ func (s *RedisStore) stuck(ctx context.Context, limit int) ([]*Explanation, erro
 		}
 	}
 	return out, nil
+}
+
+// explainGated explains a ready flow with concurrency keys or a priority
+// (gate.go): it waits in its controller's lane in the gate, not on a
+// shard's ready queue. It says where: on its lane (held by its turn, or
+// by a key's limit: the first key whose concurrency is full or whose
+// rate bucket is empty, as gate_admit.lua would refuse it), not yet
+// queued there (its relay entry 'g <id>' is pending), admitted for a
+// worker that is taking its lease, or lost (Verify's gate_unqueued).
+// Reads only.
+func (s *RedisStore) explainGated(ctx context.Context, f *Flow, now time.Time, engines string, alive bool, e *Explanation) {
+	id := f.ID.String()
+	keys, prio := f.Concurrency, f.Priority
+	group := ""
+	if len(keys) > 0 {
+		group = keys[0]
+	}
+	k := s.keys
+	q := k.gateQueue(prio, group, f.ControllerID)
+	nowMs := now.UnixMilli()
+	e.Facts["priority"] = prio
+	e.Facts["fair_group"] = group
+	e.Facts["concurrency_keys"] = strings.Join(keys, " ")
+	e.Facts["lane"] = q
+
+	pipe := s.client.Pipeline()
+	relay := pipe.ZScore(ctx, k.relay(k.shardOf(f.ID)), "g "+id)
+	queued := pipe.ZScore(ctx, q, id)
+	rank := pipe.ZRank(ctx, q, id)
+	meta := pipe.HGet(ctx, k.gateQueued(), id)
+	limits := make([]*redis.StringCmd, len(keys))
+	held := make([]*redis.IntCmd, len(keys))
+	buckets := make([]*redis.SliceCmd, len(keys))
+	for i, key := range keys {
+		limits[i] = pipe.HGet(ctx, k.gateLimits(), key)
+		held[i] = pipe.ZCount(ctx, k.gateHeld(key), "("+strconv.FormatInt(nowMs, 10), "+inf")
+		buckets[i] = pipe.HMGet(ctx, k.gateBucket(key), "t", "at")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		e.Code = "gated"
+		e.Text = "The flow is ready and waits in the gate; reading the gate failed: " + err.Error()
+		e.Moves = "A worker's Claim for controller " + strconv.Quote(f.ControllerID) + "."
+		return
+	}
+	onLane := queued.Err() == nil && meta.Val() == f.ControllerID+"\n"+gateOf(f)
+
+	// What holds it: the first key gate_admit.lua would refuse it for.
+	heldBy, heldText, moves := "", "", ""
+	for i, key := range keys {
+		raw := limits[i].Val()
+		if raw == "" {
+			continue
+		}
+		l, err := decodeLimit(key, raw)
+		if err != nil {
+			continue
+		}
+		n := int(held[i].Val())
+		e.Facts["in_flight:"+key] = n
+		if l.Concurrency > 0 {
+			e.Facts["concurrency:"+key] = l.Concurrency
+			if heldBy == "" && n >= l.Concurrency {
+				heldBy = key + " concurrency"
+				heldText = fmt.Sprintf(" Key %q holds it: %d of %d flows in flight, its concurrency limit.", key, n, l.Concurrency)
+				moves = fmt.Sprintf("A lease of key %q ending (a transition, a release, or its expiry), then a worker's Claim for controller %q.", key, f.ControllerID)
+			}
+		}
+		if l.Rate > 0 {
+			e.Facts["rate:"+key] = fmt.Sprintf("%d per %s", l.Rate, l.Per)
+			v := buckets[i].Val()
+			tokens, refill := bucketTokens(v, nowMs, l)
+			e.Facts["rate_tokens:"+key] = math.Floor(tokens*100) / 100
+			if !refill.IsZero() {
+				e.Facts["rate_refill_at:"+key] = refill.UTC().Format(time.RFC3339Nano)
+				if heldBy == "" {
+					heldBy = key + " rate"
+					heldText = fmt.Sprintf(" Key %q holds it: its rate bucket (%d per %s, burst %d) is empty and holds a claim again in %s.",
+						key, l.Rate, l.Per, l.Burst, refillWords(refill.Sub(now)))
+					moves = fmt.Sprintf("Key %q's rate bucket refilling (at %s), then a worker's Claim for controller %q.",
+						key, refill.UTC().Format(time.RFC3339Nano), f.ControllerID)
+				}
+			}
+		}
+	}
+	where := fmt.Sprintf("controller %q's lane in the gate (priority %d, fair group %q)", f.ControllerID, prio, group)
+
+	switch {
+	case onLane:
+		e.Code = "gated"
+		since := time.UnixMilli(int64(queued.Val()))
+		age := now.Sub(since)
+		e.Facts["ready_since"] = since.UTC().Format(time.RFC3339)
+		e.Facts["ready_s"] = seconds(age)
+		ahead := rank.Val()
+		e.Facts["ahead_in_group"] = ahead
+		e.Text = fmt.Sprintf("The flow has been ready for %s, waiting in %s", words(age), where)
+		if ahead > 0 {
+			e.Text += fmt.Sprintf(", behind %d flow(s) of its group", ahead)
+		}
+		e.Text += "."
+		if heldBy != "" {
+			e.Facts["held_by"] = heldBy
+			e.Text += heldText
+			e.Moves = moves
+		} else {
+			e.Text += " No limit of its keys holds it now: it is claimed in its turn (the highest priority first, then the fair groups by weight, then the oldest)."
+			e.Moves = "A worker's Claim for controller " + strconv.Quote(f.ControllerID) + "."
+		}
+		listening, err := s.listeners(ctx, k.gateReady(f.ControllerID))
+		if err == nil {
+			e.Facts["waiting_workers"] = listening
+			if listening == 0 {
+				e.Text += " No worker waits for that controller's flows."
+				e.Stuck = age > explainReadyStale
+			}
+		}
+	case relay.Err() == nil:
+		e.Code = "gate_pending"
+		due := time.UnixMilli(int64(relay.Val()))
+		e.Facts["relay_due_at"] = due.UTC().Format(time.RFC3339)
+		e.Text = fmt.Sprintf("The flow is ready and not yet queued on %s: its relay entry is pending (the call that made it ready died before queueing it, or is queueing it now); an engine's tick queues it (%s).", where, engines)
+		e.Moves = "An engine's tick (it drives the relay entry), then a worker's Claim for controller " + strconv.Quote(f.ControllerID) + "."
+		e.Stuck = !alive && now.Sub(due) > explainReadyStale
+	default:
+		at, ok, err := s.admittedAt(ctx, f.ID)
+		switch {
+		case err == nil && ok:
+			e.Code = "admitted"
+			e.Facts["admission_expires_at"] = at.UTC().Format(time.RFC3339)
+			e.Text = fmt.Sprintf("The gate admitted the flow (a slot of each of its keys is held for it) for a worker that is taking its lease; if that worker died, an engine's tick puts it back on %s once the admission expires", where)
+			if at.After(now) {
+				e.Text += " in " + words(at.Sub(now)) + "."
+			} else {
+				e.Text += fmt.Sprintf(", %s ago (%s).", words(now.Sub(at)), engines)
+				e.Stuck = !alive
+			}
+			e.Moves = "The worker's Claim completing; else an engine's tick when the admission expires."
+		default:
+			e.Code = "gated"
+			e.Text = fmt.Sprintf("The flow is ready but neither on %s nor left a relay entry to queue it there: no Claim will find it (Verify reports it as gate_unqueued and repairs it).", where)
+			e.Moves = "Verify with repair (taskflow fsck --repair), which queues it on its lane; then a worker's Claim."
+			e.Stuck = true
+		}
+	}
+}
+
+// admittedAt looks for a live admission of flow id in the gate's
+// admissions ('<id>|<token>' by expiry), a bounded scan: its expiry, and
+// whether one was found.
+func (s *RedisStore) admittedAt(ctx context.Context, id uuid.UUID) (time.Time, bool, error) {
+	match := escapeGlob(id.String()+"|") + "*"
+	var cursor uint64
+	for range 16 {
+		vals, next, err := s.client.ZScan(ctx, s.keys.gateAdmissions(), cursor, match, 1000).Result()
+		if err != nil {
+			return time.Time{}, false, err
+		}
+		for i := 0; i+1 < len(vals); i += 2 {
+			ms, err := strconv.ParseFloat(vals[i+1], 64)
+			if err == nil {
+				return time.UnixMilli(int64(ms)), true, nil
+			}
+		}
+		if next == 0 {
+			break
+		}
+		cursor = next
+	}
+	return time.Time{}, false, nil
+}
+
+// bucketTokens reads a key's rate bucket (its fields t and at, as
+// gate.lua's gate_tokens keeps them) at nowMs under limit l: the tokens
+// it holds and, when under one, when it holds one again (zero: now).
+func bucketTokens(v []any, nowMs int64, l KeyLimit) (float64, time.Time) {
+	per := float64(l.Per.Milliseconds())
+	rate, burst := float64(l.Rate), float64(l.Burst)
+	t, at := burst, float64(nowMs)
+	if len(v) == 2 {
+		ts, _ := v[0].(string)
+		as, _ := v[1].(string)
+		t1, err1 := strconv.ParseFloat(ts, 64)
+		a1, err2 := strconv.ParseFloat(as, 64)
+		if err1 == nil && err2 == nil {
+			t, at = t1, a1
+		}
+	}
+	t = math.Min(burst, t+(float64(nowMs)-at)*rate/per)
+	if t >= 1 || rate <= 0 {
+		return t, time.Time{}
+	}
+	return t, time.UnixMilli(nowMs + int64(math.Ceil((1-t)*per/rate)))
+}
+
+// refillWords says a short wait: milliseconds under a second, else words.
+func refillWords(d time.Duration) string {
+	if d < time.Second {
+		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+	}
+	return words(d)
 }

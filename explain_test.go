@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // TestExplainHiddenStates builds one flow in each situation Explain
@@ -153,5 +155,116 @@ func TestStuckListsWhatNothingMoves(t *testing.T) {
 		if _, err := e.m.Stuck(ctx, -1); err == nil {
 			t.Fatal("limit -1 accepted")
 		}
+	})
+}
+
+// TestExplainGated builds a ready flow with concurrency keys or a
+// priority in each place the gate keeps it (its lane, held by its turn,
+// by a key's concurrency, by a key's rate; its relay entry pending;
+// admitted; lost) and checks what Explain says.
+func TestExplainGated(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		defer e.m.Close()
+		check := func(name string, f *Flow, code string, stuck bool, text string, facts map[string]any) *Explanation {
+			t.Helper()
+			x, err := e.m.Explain(ctx, f.ID)
+			if err != nil {
+				t.Fatalf("%s: Explain: %v", name, err)
+			}
+			if x.Code != code || x.Stuck != stuck || !strings.Contains(x.Text, text) || x.Moves == "" {
+				t.Fatalf("%s: %+v, want code %s, stuck %v, text with %q", name, x, code, stuck, text)
+			}
+			for k, v := range facts {
+				if got, ok := x.Facts[k]; !ok || got != v {
+					t.Fatalf("%s: fact %s = %v (%T), want %v (%T); facts %v", name, k, got, got, v, v, x.Facts)
+				}
+			}
+			return x
+		}
+		absent := func(name string, x *Explanation, fact string) {
+			t.Helper()
+			if v, ok := x.Facts[fact]; ok {
+				t.Fatalf("%s: fact %s = %v, want none; facts %v", name, fact, v, x.Facts)
+			}
+		}
+		k := e.store.keys
+		must0 := func(err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		must0(e.m.SetKeyLimit(ctx, KeyLimit{Key: "tenant:acme", Concurrency: 1}))
+		must0(e.m.SetKeyLimit(ctx, KeyLimit{Key: "model:x", Rate: 1, Per: time.Hour}))
+
+		// On its lane, nothing holds it but its turn.
+		a := must(t, try(e.m.CreateMirrored(ctx, gatedInput("a", 0, "tenant:acme"))))
+		x := check("free", a, "gated", false, "No limit of its keys holds it now", map[string]any{
+			"priority": 0, "fair_group": "tenant:acme", "ahead_in_group": int64(0), "in_flight:tenant:acme": 0,
+			"concurrency:tenant:acme": 1, "waiting_workers": int64(0), "lane": k.gateQueue(0, "tenant:acme", "ctl/gate")})
+		absent("free", x, "held_by")
+		if !strings.Contains(x.Text, `controller "ctl/gate"'s lane in the gate`) {
+			t.Fatalf("free: %q does not say where it waits", x.Text)
+		}
+
+		// Its key's concurrency is full: held by it, behind nobody.
+		fa, _ := claimNow(t, e, "w")
+		if fa == nil || fa.ID != a.ID {
+			t.Fatalf("claimed %v, want %s", fa, a.ID)
+		}
+		check("leased", a, "leased", false, "", nil)
+		e.clock.Advance(time.Millisecond)
+		b := must(t, try(e.m.CreateMirrored(ctx, gatedInput("b", 0, "tenant:acme"))))
+		e.clock.Advance(time.Millisecond)
+		b2 := must(t, try(e.m.CreateMirrored(ctx, gatedInput("b2", 0, "tenant:acme"))))
+		check("concurrency", b, "gated", false, "1 of 1 flows in flight, its concurrency limit", map[string]any{
+			"held_by": "tenant:acme concurrency", "in_flight:tenant:acme": 1, "ahead_in_group": int64(0)})
+		check("behind", b2, "gated", false, "behind 1 flow(s) of its group", map[string]any{"ahead_in_group": int64(1)})
+
+		// A rate bucket emptied by a claim: held until it refills.
+		c := must(t, try(e.m.CreateMirrored(ctx, gatedInput("c", 0, "model:x"))))
+		fc, _ := claimNow(t, e, "w")
+		if fc == nil || fc.ID != c.ID {
+			t.Fatalf("claimed %v, want %s", fc, c.ID)
+		}
+		d := must(t, try(e.m.CreateMirrored(ctx, gatedInput("d", 0, "model:x"))))
+		refill := e.clock.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano)
+		check("rate", d, "gated", false, "its rate bucket (1 per 1h0m0s, burst 1) is empty and holds a claim again in 1h", map[string]any{
+			"held_by": "model:x rate", "rate_refill_at:model:x": refill, "rate:model:x": "1 per 1h0m0s", "in_flight:model:x": 1})
+		e.clock.Advance(30 * time.Minute)
+		check("rate, half", d, "gated", false, "again in 30m", map[string]any{"rate_tokens:model:x": 0.5, "held_by": "model:x rate"})
+		e.clock.Advance(30 * time.Minute)
+		x = check("rate, refilled", d, "gated", false, "No limit of its keys holds it now", nil)
+		absent("rate, refilled", x, "held_by")
+
+		// A priority alone (no key) waits in the lane too, in group "".
+		p := must(t, try(e.m.CreateMirrored(ctx, gatedInput("p", 4))))
+		check("priority", p, "gated", false, "priority 4, fair group \"\"", map[string]any{"priority": 4, "fair_group": "", "concurrency_keys": ""})
+
+		// Made ready, its relay entry pending, not yet on its lane: an
+		// engine's tick queues it.
+		g := must(t, try(e.m.CreateMirrored(ctx, gatedInput("g", 0, "tenant:other"))))
+		sh := k.shardOf(g.ID)
+		q := k.gateQueue(0, "tenant:other", "ctl/gate")
+		must0(e.client.ZRem(ctx, q, g.ID.String()).Err())
+		must0(e.client.HDel(ctx, k.gateQueued(), g.ID.String()).Err())
+		must0(e.client.ZAdd(ctx, k.relay(sh), redis.Z{Score: float64(e.clock.Now().UnixMilli()), Member: "g " + g.ID.String()}).Err())
+		check("pending", g, "gate_pending", false, "its relay entry is pending", nil)
+		e.clock.Advance(5 * time.Minute)
+		check("pending, no engine", g, "gate_pending", true, "no engine has ticked", nil)
+		e.engine().Tick(ctx)
+		check("queued by the tick", g, "gated", false, "No limit", nil)
+
+		// Admitted for a worker taking its lease (by hand: off its lane,
+		// with an admission).
+		must0(e.client.ZRem(ctx, q, g.ID.String()).Err())
+		exp := e.clock.Now().Add(time.Minute)
+		must0(e.client.ZAdd(ctx, k.gateAdmissions(), redis.Z{Score: float64(exp.UnixMilli()), Member: g.ID.String() + "|tok"}).Err())
+		check("admitted", g, "admitted", false, "taking its lease", map[string]any{"admission_expires_at": exp.UTC().Format(time.RFC3339)})
+		must0(e.client.ZRem(ctx, k.gateAdmissions(), g.ID.String()+"|tok").Err())
+
+		// Lost: on no lane, no relay entry, no admission.
+		check("lost", g, "gated", true, "gate_unqueued", nil)
 	})
 }

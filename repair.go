@@ -418,3 +418,32 @@ func (s *RedisStore) reindexLive(ctx context.Context, shard int, fixes map[uuid.
 	}
 	return left, nil
 }
+
+// repairSlots gives back the orphaned slots Verify confirmed: each
+// admission's slots at once (gate_release.lua, with its lane entry when
+// its flow is gone or ended), then any slot left in a key's held slots
+// that no admission listed.
+func (s *RedisStore) repairSlots(ctx context.Context, found []fsck.Problem) error {
+	released := map[string]bool{}
+	for i := range found {
+		p := &found[i]
+		raw, token, _ := strings.Cut(p.Member, "|")
+		if id, err := uuid.Parse(raw); err == nil && !released[p.Member] {
+			st, err := s.client.HGet(ctx, s.keys.flow(id), "status").Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return fmt.Errorf("taskflow: repair: %w", err)
+			}
+			if err := s.gateRelease(ctx, id, token, st == "" || FlowStatus(st).IsTerminal()); err != nil {
+				return fmt.Errorf("taskflow: repair: %w", err)
+			}
+			released[p.Member] = true
+		}
+		// What gate_release.lua did not list (no admission names the
+		// slot, or the member names no flow) goes here.
+		if err := s.client.ZRem(ctx, p.Key, p.Member).Err(); err != nil {
+			return fmt.Errorf("taskflow: repair: %w", err)
+		}
+		p.Repaired = true
+	}
+	return nil
+}

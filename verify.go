@@ -36,7 +36,10 @@ import (
 // events (early.go) sit in lists with a TTL, readable, on the shard
 // that reads them, and every claim of one has its due entry; every
 // schedule decodes, is listed, and is in the due index exactly when
-// neither paused nor done, and every schedule index entry names one. It reports
+// neither paused nor done, and every schedule index entry names one; a
+// ready flow with concurrency keys or a priority waits on its lane in
+// the gate, and every live slot the gate holds belongs to its flow's
+// live lease. It reports
 // and changes nothing unless fsck.WithRepair is given. Flows changing
 // while Verify runs are re-read before a problem is reported. The package
 // fsck documents each kind of problem and what its repair does.
@@ -58,6 +61,9 @@ func (s *RedisStore) verify(ctx context.Context, opts ...fsck.Option) (*fsck.Rep
 		if err := s.verifyShard(ctx, shard, cfg, rep); err != nil {
 			return rep, err
 		}
+	}
+	if err := s.verifyGate(ctx, cfg, rep); err != nil {
+		return rep, err
 	}
 	if err := s.verifySchedules(ctx, cfg, rep); err != nil {
 		return rep, err
@@ -438,7 +444,9 @@ func (s *RedisStore) verifyShard(ctx context.Context, shard int, cfg fsck.Config
 		}
 	}
 	rep.Problems = append(rep.Problems, found...)
-	return nil
+	gated, err := s.checkGateQueued(ctx, shard, snaps, cfg.Repair)
+	rep.Problems = append(rep.Problems, gated...)
+	return err
 }
 
 // snapshotFlows reads flows with verify_flow.lua, two pipelines: the

@@ -303,3 +303,136 @@ func TestVerifySchedules(t *testing.T) {
 		}
 	})
 }
+
+// TestVerifyGate: Verify knows where the gate keeps ready flows with
+// concurrency keys or a priority and the slots of their leases; it
+// reports (and repairs) a ready flow no claim finds, an orphaned slot,
+// and a gated flow on its shard's ready queue, made by hand; it leaves
+// what is only in motion (a relay entry pending, an admission being
+// leased).
+func TestVerifyGate(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		defer e.m.Close()
+		k := e.store.keys
+		must0 := func(err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		verify := func(name string, want ...string) {
+			t.Helper()
+			rep := must(t, try(e.m.Verify(ctx)))
+			if got := kindsOf(rep); !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
+				t.Fatalf("%s: problems %v, want %v: %+v", name, got, want, rep.Problems)
+			}
+			if len(want) == 0 {
+				return
+			}
+			fixed := must(t, try(e.m.Verify(ctx, fsck.WithRepair())))
+			if fixed.Unrepaired() != 0 || len(fixed.Problems) != len(want) {
+				t.Fatalf("%s: repair: %+v", name, fixed.Problems)
+			}
+			if final := must(t, try(e.m.Verify(ctx))); !final.OK() {
+				t.Fatalf("%s: after repair: %+v", name, final.Problems)
+			}
+		}
+		inFlight := func() int {
+			t.Helper()
+			for _, u := range must(t, try(e.m.KeyLimits(ctx))) {
+				if u.Key == "tenant:acme" {
+					return u.InFlight
+				}
+			}
+			t.Fatal("no limit of tenant:acme")
+			return 0
+		}
+		must0(e.m.SetKeyLimit(ctx, KeyLimit{Key: "tenant:acme", Concurrency: 5}))
+		// A clean space: ready flows in the lane (keys, a priority alone),
+		// a leased one holding its slot, an ended one.
+		leased := must(t, try(e.m.CreateMirrored(ctx, gatedInput("leased", 0, "tenant:acme"))))
+		f, l := claimNow(t, e, "w")
+		if f == nil || f.ID != leased.ID {
+			t.Fatalf("claimed %v", f)
+		}
+		ready := must(t, try(e.m.CreateMirrored(ctx, gatedInput("ready", 0, "tenant:acme"))))
+		must(t, try(e.m.CreateMirrored(ctx, gatedInput("urgent", 3))))
+		ended := must(t, try(e.m.CreateMirrored(ctx, gatedInput("ended", 0, "tenant:acme"))))
+		must(t, try(e.m.Finish(ctx, ended.ID, nil)))
+		verify("clean")
+		if n := inFlight(); n != 1 {
+			t.Fatalf("in flight %d, want 1", n)
+		}
+
+		// Off its lane with nothing to queue it: gate_unqueued; the
+		// repair queues it, and a claim then finds it.
+		q := k.gateQueue(0, "tenant:acme", "ctl/gate")
+		must0(e.client.ZRem(ctx, q, ready.ID.String()).Err())
+		must0(e.client.HDel(ctx, k.gateQueued(), ready.ID.String()).Err())
+		verify("off its lane", "gate_unqueued")
+		// On its queue without its entry in the queued flows (an
+		// admission would drop it as stale): gate_unqueued too.
+		must0(e.client.HDel(ctx, k.gateQueued(), ready.ID.String()).Err())
+		verify("entry without meta", "gate_unqueued")
+		// A relay entry pending, or an admission being leased: in motion.
+		must0(e.client.ZRem(ctx, q, ready.ID.String()).Err())
+		must0(e.client.ZAdd(ctx, k.relay(k.shardOf(ready.ID)), redis.Z{Score: float64(e.clock.Now().UnixMilli()), Member: "g " + ready.ID.String()}).Err())
+		verify("relay pending")
+		must0(e.client.ZRem(ctx, k.relay(k.shardOf(ready.ID)), "g "+ready.ID.String()).Err())
+		member := ready.ID.String() + "|tok-taking"
+		exp := float64(e.clock.Now().Add(time.Minute).UnixMilli())
+		must0(e.client.ZAdd(ctx, k.gateAdmissions(), redis.Z{Score: exp, Member: member}).Err())
+		verify("admitted, being leased")
+		must0(e.client.ZRem(ctx, k.gateAdmissions(), member).Err())
+		verify("lost again", "gate_unqueued")
+
+		// Orphaned slots: an ended flow's admission (its keys' slots and
+		// the admission), a slot of a flow that does not exist that no
+		// admission lists, a slot of a leased flow under another token.
+		orphan := ended.ID.String() + "|tok-old"
+		must0(e.client.ZAdd(ctx, k.gateHeld("tenant:acme"), redis.Z{Score: exp, Member: orphan}).Err())
+		must0(e.client.ZAdd(ctx, k.gateAdmissions(), redis.Z{Score: exp, Member: orphan}).Err())
+		must0(e.client.HSet(ctx, k.gateAdmitKeys(), orphan, "tenant:acme").Err())
+		must0(e.client.ZAdd(ctx, k.gateHeld("tenant:acme"), redis.Z{Score: exp, Member: uuid.NewString() + "|tok-gone"}).Err())
+		must0(e.client.ZAdd(ctx, k.gateHeld("tenant:acme"), redis.Z{Score: exp, Member: leased.ID.String() + "|tok-other"}).Err())
+		if n := inFlight(); n != 4 {
+			t.Fatalf("in flight %d, want 4", n)
+		}
+		verify("orphaned slots", "gate_slot_orphaned", "gate_slot_orphaned", "gate_slot_orphaned", "gate_slot_orphaned")
+		if n := inFlight(); n != 1 {
+			t.Fatalf("in flight after repair %d, want 1 (the live lease)", n)
+		}
+		if ok := must(t, try(e.client.HExists(ctx, k.gateAdmitKeys(), orphan).Result())); ok {
+			t.Fatal("the orphaned admission's keys are still listed")
+		}
+		// An expired slot is not judged: the gate drops it itself.
+		must0(e.client.ZAdd(ctx, k.gateHeld("tenant:acme"), redis.Z{Score: float64(e.clock.Now().Add(-time.Second).UnixMilli()), Member: orphan}).Err())
+		verify("expired slot")
+		must0(e.client.ZRem(ctx, k.gateHeld("tenant:acme"), orphan).Err())
+
+		// A gated flow on its shard's ready queue (a claim there would
+		// bypass the gate): ready_extra; the repair takes it off and
+		// leaves it on its lane.
+		must0(e.client.ZAdd(ctx, k.ready(k.shardOf(ready.ID), "ctl/gate"), redis.Z{Score: 1, Member: ready.ID.String()}).Err())
+		verify("on a shard queue", "ready_extra")
+		if _, err := e.client.ZScore(ctx, k.ready(k.shardOf(ready.ID), "ctl/gate"), ready.ID.String()).Result(); err != redis.Nil {
+			t.Fatalf("still on its shard's queue: %v", err)
+		}
+		// The flows still work: the lane gives the urgent flow, then the
+		// repaired one; the live lease finishes.
+		claimed := map[uuid.UUID]bool{}
+		for range 2 {
+			f, _ := claimNow(t, e, "w")
+			if f == nil {
+				t.Fatal("the lane ran dry")
+			}
+			claimed[f.ID] = true
+		}
+		if !claimed[ready.ID] {
+			t.Fatalf("the repaired flow was not claimed: %v", claimed)
+		}
+		must(t, try(e.m.Finish(ctx, leased.ID, nil, WithLease(l))))
+		verify("end")
+	})
+}

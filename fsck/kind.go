@@ -85,10 +85,12 @@ const (
 	// external-event wait.
 	CorrExtra Kind = "corr_extra"
 	// ReadyMissing reports a running flow neither leased nor on its ready
-	// queue.
+	// queue (a flow with concurrency keys or a priority waits in the
+	// gate instead: GateUnqueued).
 	ReadyMissing Kind = "ready_missing"
 	// ReadyExtra reports a flow on a ready queue that should not be
-	// (leased, or not running).
+	// (leased, not running, or with concurrency keys or a priority,
+	// which a shard's queue would let bypass the gate).
 	ReadyExtra Kind = "ready_extra"
 	// LeaseExpiryWrong reports a lease expiry entry that does not match
 	// the lease.
@@ -152,6 +154,24 @@ const (
 	// ChildUndelivered reports a child that ended without its outcome
 	// reaching its parent, and with no relay entry left to deliver it.
 	ChildUndelivered Kind = "child_undelivered"
+)
+
+// The gate (the root package's gate.go): the lanes where ready flows with
+// concurrency keys or a priority wait, and the slots their leases hold.
+// Both are repaired.
+const (
+	// GateSlotOrphaned reports a slot (Problem.Member, '<flow id>|<lease
+	// token>') in a key's held slots or the gate's admissions, live by
+	// its score, whose flow does not hold that lease: the flow is gone,
+	// no longer running, or leased under another token. The slot counts
+	// against its key's concurrency until it expires. Repaired: the slots
+	// go back (every key's, and the admission).
+	GateSlotOrphaned Kind = "gate_slot_orphaned"
+	// GateUnqueued reports a ready flow (running, unleased) with
+	// concurrency keys or a priority that is neither on its lane in the
+	// gate nor has a relay entry to queue it there, nor is being
+	// admitted: no claim finds it. Repaired: it is queued on its lane.
+	GateUnqueued Kind = "gate_unqueued"
 )
 
 // Schedules (the root package's schedules.go): Problem.Key is the

@@ -55,6 +55,7 @@ if f == nil then
   return 0
 end
 -- A running flow is leased or ready, never both; any other is neither.
+-- A ready flow with concurrency keys or a priority is on no shard queue.
 local lease = redis.call('HGET', c.leases, c.id)
 if STATUS[f.status].runnable then
   local exp = lease and string.match(lease, '^[^|]*|(%d+)|')
@@ -64,7 +65,13 @@ if STATUS[f.status].runnable then
   else
     redis.call('HDEL', c.leases, c.id)
     redis.call('ZREM', c.leasexp, c.id)
-    redis.call('ZADD', ready_key(c, f.controller), 'NX', f.updated, c.id)
+    if f.gk and f.gk ~= '' then
+      -- It waits in the gate's lane (gate.go), never on this queue:
+      -- Verify queues it there (gate_unqueued).
+      redis.call('ZREM', ready_key(c, f.controller), c.id)
+    else
+      redis.call('ZADD', ready_key(c, f.controller), 'NX', f.updated, c.id)
+    end
   end
 else
   leave_running(c, f)
