@@ -399,12 +399,16 @@ func ago(d time.Duration) string { return words(d) + " ago" }
 // looks where stuck flows are found, in one pipeline over the shards,
 // not by visiting every flow: timers due, leases expired, cancel
 // requests not applied, ready flows and created flows older than a
-// minute (at most limit of each kind per shard); it then explains each.
+// minute (at most limit of each kind per shard, and of each of up to 256
+// queues of the gate's lanes, gate.go); it then explains each.
 // A flow that is late but whose engines and workers are running is not
 // listed.
 func (m *Manager) Stuck(ctx context.Context, limit int) ([]*Explanation, error) {
 	return m.store.stuck(ctx, limit)
 }
+
+// stuckLanes is how many of the gate's lane queues Stuck looks at.
+const stuckLanes = 256
 
 // stuck is Stuck.
 func (s *RedisStore) stuck(ctx context.Context, limit int) ([]*Explanation, error) {
@@ -431,6 +435,9 @@ func (s *RedisStore) stuck(ctx context.Context, limit int) ([]*Explanation, erro
 			pipe.ZRangeByScore(ctx, s.keys.status(sh, StatusCreated), &redis.ZRangeBy{Min: "-inf", Max: old, Count: n}))
 		ctls = append(ctls, pipe.SMembers(ctx, s.keys.controllers(sh)))
 	}
+	// The gate's lanes (flows with concurrency keys or a priority): a
+	// sample of their queues.
+	lanes := pipe.SRandMemberN(ctx, s.keys.gateQueues(), stuckLanes)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("taskflow: stuck: %w", err)
 	}
@@ -439,6 +446,9 @@ func (s *RedisStore) stuck(ctx context.Context, limit int) ([]*Explanation, erro
 		for _, ctl := range c.Val() {
 			cmds = append(cmds, pipe.ZRangeByScore(ctx, s.keys.ready(sh, ctl), &redis.ZRangeBy{Min: "-inf", Max: old, Count: n}))
 		}
+	}
+	for _, q := range lanes.Val() {
+		cmds = append(cmds, pipe.ZRangeByScore(ctx, q, &redis.ZRangeBy{Min: "-inf", Max: old, Count: n}))
 	}
 	if pipe.Len() > 0 {
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {

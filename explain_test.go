@@ -140,13 +140,17 @@ func TestStuckListsWhatNothingMoves(t *testing.T) {
 		must(t, try(e.m.CreateManaged(ctx, fleetInput("ctl/stuck"))))
 		cw := e.waitingFlow(t, WaitManual())
 		must(t, try(e.m.RequestCancel(ctx, cw.ID)))
+		// A flow with a concurrency key waits on its lane in the gate.
+		gated := fleetInput("ctl/stuck")
+		gated.Concurrency = []string{"tenant:acme"}
+		must(t, try(e.m.CreateMirrored(ctx, gated)))
 		e.clock.Advance(2 * time.Minute)
 		got := must(t, try(e.m.Stuck(ctx, 0)))
 		codes := map[string]int{}
 		for _, x := range got {
 			codes[x.Code]++
 		}
-		if codes["ready"] != 1 || codes["created"] != 1 || codes["cancel_pending"] != 1 {
+		if codes["ready"] != 1 || codes["created"] != 1 || codes["cancel_pending"] != 1 || codes["gated"] != 1 {
 			t.Fatalf("stuck codes %v", codes)
 		}
 		if got := must(t, try(e.m.Stuck(ctx, 1))); len(got) != 1 {
