@@ -723,7 +723,7 @@ func explanationOutputSchema() jsonObject {
 	return jsonObject{{"type", "object"}, {"properties", jsonObject{
 		{"flow_id", str("The flow's id.")},
 		{"status", jsonObject{{"type", "string"}, {"enum", statuses}, {"description", "The flow's status."}}},
-		{"code", str("The situation: created, ready, leased, lease_expired, waiting_timer, waiting_event, waiting_manual, waiting_children, waiting, cancel_pending or ended.")},
+		{"code", str("The situation: created, ready, gated (waiting for its turn or a limit of its concurrency keys), gate_pending, admitted, leased, lease_expired, waiting_timer, waiting_event, waiting_manual, waiting_children, waiting, cancel_pending or ended.")},
 		{"stuck", jsonObject{{"type", "boolean"}, {"description", "Nothing in place will move the flow (no engine ticking, no worker for its controller, a wait nothing ends)."}}},
 		{"text", str("Where the flow is and why, in plain words.")},
 		{"moves", str("What will move it on, in plain words.")},
