@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -507,4 +508,220 @@ func TestGateChaos(t *testing.T) {
 			n, workers.Load(), finished.Load(), released.Load(), extended.Load(), killed.Load(), expired.Load(),
 			lostEnd.Load(), repaired.Load(), samples, most, time.Since(start).Round(time.Millisecond))
 	})
+}
+
+// TestGateFairness: tenant A has 10,000 ready flows, tenant B 10 made
+// after them, equal weights: B's flows all start within the first 40
+// claims (the fair order takes turns, so within the first 20).
+func TestGateFairness(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		start := time.Now()
+		nA := 10_000
+		if e.b.mini != nil && testing.Short() {
+			nA = 1_000
+		}
+		createGated(t, e, nA, func(i int) CreateManagedInput { return gatedInput(fmt.Sprint("a ", i), 0, "tenant:a") })
+		e.clock.Advance(time.Millisecond)
+		bs := createGated(t, e, 10, func(i int) CreateManagedInput { return gatedInput(fmt.Sprint("b ", i), 0, "tenant:b") })
+		made := time.Since(start)
+		isB := map[uuid.UUID]bool{}
+		for _, id := range bs {
+			isB[id] = true
+		}
+		var at []int
+		for i := 1; i <= 40; i++ {
+			f, _ := claimNow(t, e, "w")
+			if f == nil {
+				t.Fatalf("claim %d found nothing", i)
+			}
+			if isB[f.ID] {
+				at = append(at, i)
+			}
+		}
+		if len(at) != 10 {
+			t.Fatalf("B's flows started at claims %v of the first 40: %d of 10", at, len(at))
+		}
+		use := must(t, try(e.m.KeyLimits(ctx))) // no limit set: none listed
+		if len(use) != 0 {
+			t.Fatalf("key limits %+v", use)
+		}
+		t.Logf("%d flows of A, then 10 of B: B started at claims %v (created in %v, in all %v)",
+			nA, at, made.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	})
+}
+
+// TestGatePriority: an urgent flow created last is claimed next, above a
+// backlog of two tenants; priorities order the flows within a key, age
+// breaks ties.
+func TestGatePriority(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		createGated(t, e, 300, func(i int) CreateManagedInput { return gatedInput(fmt.Sprint("a ", i), 0, "tenant:a") })
+		createGated(t, e, 300, func(i int) CreateManagedInput { return gatedInput(fmt.Sprint("b ", i), 0, "tenant:b") })
+		e.clock.Advance(time.Millisecond)
+		var mid []uuid.UUID // priority 3, oldest first
+		for i := range 5 {
+			mid = append(mid, must(t, try(e.m.CreateMirrored(e.ctx, gatedInput(fmt.Sprint("b mid ", i), 3, "tenant:b")))).ID)
+			e.clock.Advance(time.Millisecond)
+		}
+		urgent := must(t, try(e.m.CreateMirrored(e.ctx, gatedInput("urgent", 9, "tenant:a"))))
+		next := func(want uuid.UUID, what string) {
+			t.Helper()
+			f, _ := claimNow(t, e, "w")
+			if f == nil || f.ID != want {
+				t.Fatalf("%s: claimed %v, want %s", what, f, want)
+			}
+		}
+		next(urgent.ID, "urgent created last")
+		for i, id := range mid {
+			next(id, fmt.Sprint("priority 3, number ", i))
+		}
+		for range 7 {
+			if f, _ := claimNow(t, e, "w"); f == nil || f.Priority != 0 {
+				t.Fatalf("after the urgent flows: %v", f)
+			}
+		}
+		// Mid-stream: an urgent flow with no key, then one of a new tenant.
+		noKey := must(t, try(e.m.CreateMirrored(e.ctx, gatedInput("urgent, no key", 9))))
+		next(noKey.ID, "urgent with no key")
+		c := must(t, try(e.m.CreateMirrored(e.ctx, gatedInput("c", 1, "tenant:c"))))
+		next(c.ID, "priority 1 of a new tenant")
+	})
+}
+
+// TestGateWeights: weights 2:1 give 2:1 claims while both groups have a
+// backlog.
+func TestGateWeights(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		if err := e.m.SetKeyLimit(ctx, KeyLimit{Key: "tenant:heavy", Weight: 2}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.m.SetKeyLimit(ctx, KeyLimit{Key: "tenant:light", Weight: 1}); err != nil {
+			t.Fatal(err)
+		}
+		createGated(t, e, 200, func(i int) CreateManagedInput {
+			return gatedInput(fmt.Sprint("heavy ", i), 0, "tenant:heavy")
+		})
+		createGated(t, e, 200, func(i int) CreateManagedInput {
+			return gatedInput(fmt.Sprint("light ", i), 0, "tenant:light")
+		})
+		got := map[string]int{}
+		for range 150 {
+			f, _ := claimNow(t, e, "w")
+			if f == nil {
+				t.Fatal("the lane ran dry")
+			}
+			got[f.Concurrency[0]]++
+		}
+		if h, l := got["tenant:heavy"], got["tenant:light"]; h < 97 || h > 103 || h+l != 150 {
+			t.Fatalf("150 claims: %d heavy, %d light; want about 100 and 50", h, l)
+		}
+		use := must(t, try(e.m.KeyLimits(ctx)))
+		if len(use) != 2 || use[0].InFlight != got["tenant:heavy"] || use[1].InFlight != got["tenant:light"] ||
+			use[0].Backlog+use[1].Backlog != 250 {
+			t.Fatalf("key limits: %+v", use)
+		}
+		t.Logf("150 claims at weights 2:1: %v", got)
+	})
+}
+
+// TestGateRate: a key limited to 50 claims per second is claimed at
+// 50 ± 5 % per second by 16 hungry workers on four managers, on the real
+// clock, over 20 s on the real Redis (both ways of calling scripts) and
+// 5 s on miniredis and the cluster. The rate is counted by the admission's
+// own clock reading (the lease's expiry less its duration), after a
+// warm-up that spends the bucket's burst.
+func TestGateRate(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		const (
+			rate  = 50
+			lease = time.Minute
+			warm  = 2 * time.Second
+		)
+		window := 5 * time.Second
+		if e.b.real && !strings.HasPrefix(e.b.name, "cluster") {
+			window = 20 * time.Second
+		}
+		if err := e.m.SetKeyLimit(ctx, KeyLimit{Key: "model:x", Rate: rate}); err != nil {
+			t.Fatal(err)
+		}
+		n := int((warm+window).Seconds()*rate) + rate + 300
+		createGated(t, e, n, func(i int) CreateManagedInput { return gatedInput(fmt.Sprint("call ", i), 0, "model:x") })
+
+		runCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		var (
+			mu  sync.Mutex
+			ats []time.Time // admissions, by the store's clock
+			ret []time.Time // Claim's returns, by the wall clock
+			wg  sync.WaitGroup
+		)
+		var managers []*Manager
+		for range 4 {
+			managers = append(managers, NewManager(e.reopenStore(e.client)))
+		}
+		begin := time.Now()
+		for w := range 16 {
+			m := managers[w%len(managers)]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := fmt.Sprint("w", w)
+				for runCtx.Err() == nil {
+					f, l, err := m.Claim(runCtx, "ctl/gate", id, lease, WithClaimWait(time.Second))
+					if err != nil {
+						if runCtx.Err() == nil {
+							t.Errorf("%s: claim: %v", id, err)
+						}
+						return
+					}
+					if f == nil {
+						continue
+					}
+					mu.Lock()
+					ats = append(ats, l.ExpiresAt.Add(-lease))
+					ret = append(ret, time.Now())
+					mu.Unlock()
+					if _, err := m.Finish(runCtx, f.ID, nil, WithLease(l)); err != nil && runCtx.Err() == nil {
+						t.Errorf("%s: finish: %v", id, err)
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(warm + window + 500*time.Millisecond)
+		stop()
+		wg.Wait()
+		for _, m := range managers {
+			_ = m.Close()
+		}
+		if t.Failed() {
+			return
+		}
+		from, to := begin.Add(warm), begin.Add(warm+window)
+		in, first, returned := 0, 0, 0
+		for i, at := range ats {
+			if !at.Before(from) && at.Before(to) {
+				in++
+			}
+			if !ret[i].Before(from) && ret[i].Before(to) {
+				returned++
+			}
+			if at.Before(begin.Add(time.Second)) {
+				first++
+			}
+		}
+		if len(ats) >= n {
+			t.Fatalf("the workers ran out of flows (%d claimed): they were not hungry", len(ats))
+		}
+		got := float64(in) / window.Seconds()
+		if got < rate*0.95 || got > rate*1.05 {
+			t.Fatalf("%d claims in %v: %.2f per second, want %d ± 5%%", in, window, got, rate)
+		}
+		t.Logf("%d claims in %v after a %v warm-up: %.2f per second (by the wall clock at Claim's return: %.2f); "+
+			"%d in the first second (burst %d); %d flows claimed in all",
+			in, window, warm, got, float64(returned)/window.Seconds(), first, rate, len(ats))
+	}, WithClock(time.Now))
 }
