@@ -200,9 +200,6 @@ func (m *Manager) tryClaim(ctx context.Context, h *readyHub, controllerID, worke
 			var a admission
 			f, l, a, err = m.claimGated(ctx, controllerID, workerID, lease, resend)
 			left = a.left
-			if m.admitted != nil && a.gk != "" {
-				m.admitted(a.gk, a.counts)
-			}
 			h.setRefill(a.retryAt)
 		} else {
 			f, l, left, err = m.claimHead(ctx, shard, controllerID, workerID, lease, resend)

@@ -25,12 +25,6 @@ type Manager struct {
 	hubs  map[string]*readyHub // Claim's subscriptions, by controller
 
 	watches watchHub // Watch's subscriptions, one per shard
-
-	// admitted, when set (tests), is called with each gate admission a
-	// claim of this manager ends with: the admitted flow's gate field and
-	// the in-flight count of each of its keys after the admission, as
-	// gate_admit.lua read them in the same script.
-	admitted func(gk string, counts []int)
 }
 
 // NewManager returns a manager on store.
