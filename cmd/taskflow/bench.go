@@ -20,7 +20,8 @@ var benchVerb = &verb{
 	help: `Run the benchmarks and print their tables: state size, memory per flow, tick
 cost, resume rate, the EVALSHA floor, a WATCH/MULTI baseline, round trips,
 pagination, fleet hand-off, flows of flows against the same work by hand
-(children) and (with --cluster-addrs) cluster scaling. Needs
+(children), claim + finish with fair-capacity limits on and off (limits)
+and (with --cluster-addrs) cluster scaling. Needs
 redis-server on PATH for the private servers. Suites: ` + strings.Join(bench.AllSuites(), ", ") + `.
 
 The jobs suite runs only when named (--suites jobs): it compares taskflow

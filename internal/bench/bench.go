@@ -60,12 +60,13 @@ const (
 	SuiteHooks         = "hooks"
 	SuiteJobs          = "jobs"
 	SuiteChildren      = "children"
+	SuiteLimits        = "limits"
 )
 
 // AllSuites lists every suite name in run order.
 func AllSuites() []string {
 	return []string{SuiteStateSize, SuiteMemory, SuiteTick, SuiteResume, SuiteFloor,
-		SuiteWatchBaseline, SuiteRoundtrips, SuiteList, SuiteFleet, SuiteCluster, SuiteStats, SuiteHooks, SuiteJobs, SuiteChildren}
+		SuiteWatchBaseline, SuiteRoundtrips, SuiteList, SuiteFleet, SuiteCluster, SuiteStats, SuiteHooks, SuiteJobs, SuiteChildren, SuiteLimits}
 }
 
 // DefaultSuites lists the suites a run without Config.Suites runs: all
@@ -138,6 +139,8 @@ type sizes struct {
 	spawnChildren   int           // children per spawn and join pass
 	fanParents      int           // parents of the fan-out
 	fanKids         int           // children per fan-out parent
+	limitsFlows     int           // flows per limits pass
+	limitsShape     jobsShape     // the limits suite's claim + finish workers
 }
 
 func sizesFor(quick bool) sizes {
@@ -153,6 +156,7 @@ func sizesFor(quick bool) sizes {
 		statsSmall: 1_000, statsLarge: 1_000_000, statsCalls: 200, hookOps: 2_000,
 		jobsItems: 20_000, jobsProducers: 32, jobsShapes: []jobsShape{{1, 50}, {4, 16}},
 		spawnChildren: 1_000, fanParents: 100, fanKids: 10,
+		limitsFlows: 5_000, limitsShape: jobsShape{4, 4},
 	}
 	if quick {
 		s.stateOps = 30
@@ -166,6 +170,7 @@ func sizesFor(quick bool) sizes {
 		s.statsLarge, s.statsCalls, s.hookOps = 20_000, 20, 200
 		s.jobsItems = 2_000
 		s.spawnChildren, s.fanParents = 200, 20
+		s.limitsFlows = 1_000
 	}
 	return s
 }
@@ -251,6 +256,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			err = r.jobs(ctx)
 		case SuiteChildren:
 			err = r.children(ctx)
+		case SuiteLimits:
+			err = r.limits(ctx)
 		}
 		if err != nil {
 			fmt.Fprintf(out, "%s: FAILED: %v\n", name, err)
@@ -297,6 +304,10 @@ func (r *runner) header(ctx context.Context, suites []string) {
 	if slices.Contains(suites, SuiteChildren) {
 		fmt.Fprintf(w, "             children: %d children per spawn and join pass; fan-out %d parents x %d children\n",
 			s.spawnChildren, s.fanParents, s.fanKids)
+	}
+	if slices.Contains(suites, SuiteLimits) {
+		fmt.Fprintf(w, "             limits: %d flows per pass, claim + finish with %s, keys on (limits that never bind) and off\n",
+			s.limitsFlows, s.limitsShape)
 	}
 	if len(r.cfg.ClusterAddrs) > 0 {
 		fmt.Fprintf(w, "cluster:     %s\n", strings.Join(r.cfg.ClusterAddrs, ","))
