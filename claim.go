@@ -722,7 +722,7 @@ func (m *Manager) claimGated(ctx context.Context, ctl, worker string, lease, res
 			return nil, nil, a, err
 		}
 		if s.onAdmit != nil {
-			s.onAdmit(a)
+			s.onAdmit(a.gk, a.counts)
 		}
 		l.FlowID = a.id
 		f, l, err := m.takeAdmitted(ctx, a, l, resend)

@@ -809,13 +809,13 @@ func TestGateFleetChildHelper(t *testing.T) {
 	}
 	var mu sync.Mutex
 	out := bufio.NewWriter(os.Stdout)
-	s.onAdmit = func(a admission) {
-		keys, _ := parseGateField(a.gk)
+	s.onAdmit = func(gk string, counts []int) {
+		keys, _ := parseGateField(gk)
 		var b strings.Builder
 		b.WriteString("ADMIT")
 		for i, k := range keys {
-			if i < len(a.counts) {
-				fmt.Fprintf(&b, " %s=%d", k, a.counts[i])
+			if i < len(counts) {
+				fmt.Fprintf(&b, " %s=%d", k, counts[i])
 			}
 		}
 		mu.Lock()

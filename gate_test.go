@@ -304,7 +304,7 @@ func TestGateChaos(t *testing.T) {
 		var managers []*Manager
 		for range 3 {
 			st := e.reopenStore(e.client)
-			st.onAdmit = func(a admission) { admitted(a.gk, a.counts) }
+			st.onAdmit = admitted
 			managers = append(managers, NewManager(st))
 		}
 		defer func() {

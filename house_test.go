@@ -37,12 +37,14 @@ const (
 	// Manager.Find, Filter, Manager.SetAttributes, EventAttributesSet;
 	// and their file, find.go; fair capacity (issue 24) 7: KeyLimit,
 	// KeyUsage, Manager.SetKeyLimit, DeleteKeyLimit, KeyLimits,
-	// SetConcurrency, EventConcurrencySet, and its file, gate.go (which
-	// the writes, the claim, the children's relay and the tick all call:
-	// the layout then runs 26 dependencies upward, not 24).
+	// SetConcurrency, EventConcurrencySet, and its file, gate.go. The
+	// writes, the claim, the children's relay, the tick and Verify all
+	// call gate.go, so the layout puts it under the Manager whose methods
+	// it defines, and shifts limits.go above mutation.go and scripts.go:
+	// 27 dependencies run upward, not 24.
 	maxRootExported = 247
 	maxRootFiles    = 33
-	maxUpward       = 26
+	maxUpward       = 27
 )
 
 // rootFiles parses the root package's non-test files.

@@ -51,7 +51,7 @@ type RedisStore struct {
 	noRelay bool
 	// onAdmit sees each admission the gate makes (tests: the in-flight
 	// counts sampled in the admitting script).
-	onAdmit     func(admission)
+	onAdmit     func(gk string, counts []int)
 	replicas    int           // WithReplicaAcks
 	replTimeout time.Duration // WithReplicaAcks
 

@@ -524,3 +524,276 @@ func (s *RedisStore) snapshotFlows(ctx context.Context, ids []uuid.UUID) ([]*flo
 }
 
 func asSlice(v any) []any { a, _ := v.([]any); return a }
+
+// gateVerifyBudget bounds the live slots a Verify pass reads from the
+// gate, and the live admissions it reads to judge its shards' ready
+// flows (checkGateQueued): beyond it, what is not read is not judged.
+const gateVerifyBudget = 10000
+
+// gateAdmitted reads the live admissions of the gate (members '<id>|<token>'
+// scored by expiry, after nowMs), at most gateVerifyBudget: the flow ids
+// admitted, and whether all were read.
+func (s *RedisStore) gateAdmitted(ctx context.Context, nowMs string) (map[string]bool, bool, error) {
+	ms, err := s.client.ZRangeByScore(ctx, s.keys.gateAdmissions(), &redis.ZRangeBy{Min: "(" + nowMs, Max: "+inf", Count: gateVerifyBudget}).Result()
+	if err != nil {
+		return nil, false, fmt.Errorf("taskflow: verify gate: %w", err)
+	}
+	out := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		id, _, _ := strings.Cut(m, "|")
+		out[id] = true
+	}
+	return out, len(ms) < gateVerifyBudget, nil
+}
+
+// checkGateQueued reports the ready flows of a shard (running, unleased,
+// with a gate field 'gk') that no claim will find: on no lane in the gate
+// (its queue entry and its entry in the queued flows' hash, which an
+// admission checks), with no relay entry 'g <id>' to queue one, and no
+// live admission. A ready flow moves on from relay entry to lane to
+// admission to lease, so it reads each in that order, a round trip
+// apart, and the flow last: a flow that moved on meanwhile is found in a
+// later read. With repair, each is queued on its lane (gate_enqueue.lua).
+// Problem: gate_unqueued.
+func (s *RedisStore) checkGateQueued(ctx context.Context, shard int, snaps map[uuid.UUID]*flowSnap, repair bool) ([]fsck.Problem, error) {
+	var cands []*flowSnap
+	for _, sn := range snaps {
+		if FlowStatus(sn.fields["status"]).runnable() && sn.lease == "" && sn.fields["gk"] != "" {
+			cands = append(cands, sn)
+		}
+	}
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	sort.Slice(cands, func(a, b int) bool { return cands[a].id.String() < cands[b].id.String() })
+	fail := func(err error) ([]fsck.Problem, error) { return nil, fmt.Errorf("taskflow: verify gate: %w", err) }
+	k := s.keys
+	laneOf := func(sn *flowSnap) string {
+		keys, prio := parseGateField(sn.fields["gk"])
+		group := ""
+		if len(keys) > 0 {
+			group = keys[0]
+		}
+		return k.gateQueue(prio, group, sn.fields["controller"])
+	}
+	// The relay entries, then the lanes.
+	pipe := s.client.Pipeline()
+	relay := make([]*redis.FloatCmd, len(cands))
+	for i, sn := range cands {
+		relay[i] = pipe.ZScore(ctx, k.relay(shard), "g "+sn.id.String())
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return fail(err)
+	}
+	pipe = s.client.Pipeline()
+	queued := make([]*redis.FloatCmd, len(cands))
+	meta := make([]*redis.StringCmd, len(cands))
+	for i, sn := range cands {
+		queued[i] = pipe.ZScore(ctx, laneOf(sn), sn.id.String())
+		meta[i] = pipe.HGet(ctx, k.gateQueued(), sn.id.String())
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return fail(err)
+	}
+	_, nowMs, _ := s.clock()
+	admitted, all, err := s.gateAdmitted(ctx, nowMs)
+	if err != nil {
+		return nil, err
+	}
+	var lost []*flowSnap
+	for i, sn := range cands {
+		onLane := queued[i].Err() == nil && meta[i].Val() == sn.fields["controller"]+"\n"+sn.fields["gk"]
+		if relay[i].Err() == nil || onLane || admitted[sn.id.String()] || !all {
+			continue
+		}
+		lost = append(lost, sn)
+	}
+	if len(lost) == 0 {
+		return nil, nil
+	}
+	// The flows again: still ready, unleased, with the same field.
+	pipe = s.client.Pipeline()
+	recs := make([]*redis.SliceCmd, len(lost))
+	leases := make([]*redis.StringCmd, len(lost))
+	for i, sn := range lost {
+		recs[i] = pipe.HMGet(ctx, k.flow(sn.id), "status", "controller", "gk")
+		leases[i] = pipe.HGet(ctx, k.leases(shard), sn.id.String())
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return fail(err)
+	}
+	var out []fsck.Problem
+	for i, sn := range lost {
+		v := recs[i].Val()
+		if len(v) != 3 || leases[i].Val() != "" {
+			continue
+		}
+		st, _ := v[0].(string)
+		ctl, _ := v[1].(string)
+		gk, _ := v[2].(string)
+		if !FlowStatus(st).runnable() || ctl != sn.fields["controller"] || gk != sn.fields["gk"] {
+			continue
+		}
+		p := fsck.Problem{Kind: fsck.GateUnqueued, FlowID: sn.id.String(), Key: laneOf(sn),
+			Detail: "ready flow with concurrency keys or a priority on no lane in the gate, with no relay entry to queue it there: no claim finds it"}
+		if repair {
+			if err := s.gateEnqueue(ctx, sn.id, ctl, gk); err != nil {
+				return out, fmt.Errorf("taskflow: repair: %w", err)
+			}
+			p.Repaired = true
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// gateSlot is one live slot Verify read from the gate: member
+// '<id>|<token>' of key (a key's held slots, or the admissions).
+type gateSlot struct {
+	key, member string
+}
+
+// verifyGate checks the live slots of the gate (members '<id>|<token>' of
+// every key's held slots and of the admissions, scored by an expiry yet
+// to come; at most gateVerifyBudget): each belongs to its flow's live
+// lease. A slot whose flow is gone, no longer running, or leased under
+// another token is orphaned: it counts against its key until it
+// expires. A running flow leased to nobody may be being leased under it
+// right now (gate_admit.lua, then claim_take.lua): its slots are left to
+// the tick, which settles them at their expiry. Judged twice, a round
+// trip apart. With repair, an orphaned admission's slots go back
+// (gate_release.lua), and a slot that no admission lists is dropped.
+// Problem: gate_slot_orphaned.
+func (s *RedisStore) verifyGate(ctx context.Context, cfg fsck.Config, rep *fsck.Report) error {
+	var node redis.Cmdable = s.client
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		n, err := cc.MasterForKey(ctx, s.keys.gateTag())
+		if err != nil {
+			return fmt.Errorf("taskflow: verify gate: %w", err)
+		}
+		node = n
+	}
+	sources := []string{s.keys.gateAdmissions()}
+	pattern := escapeGlob(s.keys.gateHeld("")) + "*"
+	var cursor uint64
+	for {
+		keys, next, err := node.Scan(ctx, cursor, pattern, 1000).Result()
+		if err != nil {
+			return fmt.Errorf("taskflow: verify gate: %w", err)
+		}
+		sources = append(sources, keys...)
+		if next == 0 {
+			break
+		}
+		cursor = next
+	}
+	sort.Strings(sources[1:])
+	_, nowMs, _ := s.clock()
+	var slots []gateSlot
+	left := int64(gateVerifyBudget)
+	for _, key := range sources {
+		if left <= 0 {
+			break
+		}
+		ms, err := s.client.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: "(" + nowMs, Max: "+inf", Count: left}).Result()
+		if err != nil {
+			return fmt.Errorf("taskflow: verify gate: %w", err)
+		}
+		rep.Keys++
+		left -= int64(len(ms))
+		for _, m := range ms {
+			slots = append(slots, gateSlot{key, m})
+		}
+	}
+	orphaned, err := s.orphanedSlots(ctx, slots)
+	if err != nil || len(orphaned) == 0 {
+		return err
+	}
+	var again []gateSlot
+	for _, sl := range slots {
+		if _, ok := orphaned[sl.member]; ok {
+			again = append(again, sl)
+		}
+	}
+	confirmed, err := s.orphanedSlots(ctx, again)
+	if err != nil {
+		return err
+	}
+	var found []fsck.Problem
+	for _, sl := range again {
+		why, ok := confirmed[sl.member]
+		if !ok {
+			continue
+		}
+		raw, _, _ := strings.Cut(sl.member, "|")
+		p := fsck.Problem{Kind: fsck.GateSlotOrphaned, Key: sl.key, Member: sl.member, Detail: "live slot of a lease its flow does not hold: " + why}
+		if id, err := uuid.Parse(raw); err == nil {
+			p.FlowID = id.String()
+		}
+		found = append(found, p)
+	}
+	if cfg.Repair {
+		if err := s.repairSlots(ctx, found); err != nil {
+			rep.Problems = append(rep.Problems, found...)
+			return err
+		}
+	}
+	rep.Problems = append(rep.Problems, found...)
+	return nil
+}
+
+// orphanedSlots reads, for each slot still in its key with an expiry to
+// come, its flow's status and lease, and returns the members whose flow
+// does not hold that lease and never will (gone, not running, or leased
+// under another token), each with why.
+func (s *RedisStore) orphanedSlots(ctx context.Context, slots []gateSlot) (map[string]string, error) {
+	out := map[string]string{}
+	if len(slots) == 0 {
+		return out, nil
+	}
+	_, nowMs, _ := s.clock()
+	now, _ := strconv.ParseFloat(nowMs, 64)
+	pipe := s.client.Pipeline()
+	scores := make([]*redis.FloatCmd, len(slots))
+	for i, sl := range slots {
+		scores[i] = pipe.ZScore(ctx, sl.key, sl.member)
+	}
+	type read struct {
+		status, lease *redis.StringCmd
+	}
+	reads := map[string]read{}
+	for _, sl := range slots {
+		raw, _, _ := strings.Cut(sl.member, "|")
+		id, err := uuid.Parse(raw)
+		if _, seen := reads[sl.member]; seen || err != nil {
+			continue
+		}
+		reads[sl.member] = read{pipe.HGet(ctx, s.keys.flow(id), "status"), pipe.HGet(ctx, s.keys.leases(s.keys.shardOf(id)), id.String())}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("taskflow: verify gate: %w", err)
+	}
+	for i, sl := range slots {
+		if scores[i].Err() != nil || scores[i].Val() <= now {
+			continue // given back, or expired: the gate drops it itself
+		}
+		raw, token, ok := strings.Cut(sl.member, "|")
+		r, parsed := reads[sl.member]
+		if _, err := uuid.Parse(raw); err != nil || !ok || !parsed {
+			out[sl.member] = "the member names no flow"
+			continue
+		}
+		st := FlowStatus(r.status.Val())
+		lease := r.lease.Val()
+		tok, _, _ := strings.Cut(lease, "|")
+		switch {
+		case st == "":
+			out[sl.member] = "the flow is gone"
+		case !st.runnable():
+			out[sl.member] = "the flow is " + string(st)
+		case lease != "" && tok != token:
+			out[sl.member] = "the flow is leased under another token"
+		}
+	}
+	return out, nil
+}
