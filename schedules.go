@@ -695,6 +695,9 @@ func (s *RedisStore) checkSchedule(in *ScheduleInput, anchor, now time.Time) (sc
 	if _, err := attrArgs(f.Attributes); err != nil {
 		return st, nil, fmt.Errorf("schedule %q: flow: %w", in.Name, err)
 	}
+	if _, err := gateField(f.Concurrency, f.Priority); err != nil {
+		return st, nil, fmt.Errorf("schedule %q: flow: %w", in.Name, err)
+	}
 	state, err := toJSON("flow.state", f.State)
 	if err != nil {
 		return st, nil, fmt.Errorf("schedule %q: %w", in.Name, err)

@@ -250,6 +250,9 @@ func TestScheduleBadInput(t *testing.T) {
 		"schedule key":      func(in *ScheduleInput) { in.Flow.State = map[string]any{"schedule": 1} },
 		"attribute name":    func(in *ScheduleInput) { in.Flow.Attributes = map[string]string{"Customer": "acme"} },
 		"attribute value":   func(in *ScheduleInput) { in.Flow.Attributes = map[string]string{"customer": ""} },
+		"concurrency key":   func(in *ScheduleInput) { in.Flow.Concurrency = []string{"a b"} },
+		"five keys":         func(in *ScheduleInput) { in.Flow.Concurrency = []string{"a", "b", "c", "d", "e"} },
+		"priority":          func(in *ScheduleInput) { in.Flow.Priority = 10 },
 		"nine attributes": func(in *ScheduleInput) {
 			in.Flow.Attributes = map[string]string{}
 			for i := 0; i < 9; i++ {

@@ -17,7 +17,8 @@ import (
 // it in two pipelined round trips whatever the number of flows: the
 // figures come from the per-shard indexes (ZCARD, ZCOUNT and the head of
 // sorted sets), never from visiting flows. Its cost grows with shards ×
-// controllers.
+// controllers. When keys have a limit (Manager.SetKeyLimit), Keys takes
+// three to four more (Manager.KeyLimits), growing with the gate's lanes.
 //
 // The figures are read shard by shard without a transaction: under load
 // they are each exact at the moment their shard was read, not one
@@ -77,6 +78,11 @@ type Stats struct {
 	// ScheduleLag is how late the most overdue schedule is (0 when none
 	// is due): like Timers.Lag, it says whether the engines keep up.
 	ScheduleLag time.Duration `json:"schedule_lag_ns"`
+	// Keys lists the concurrency keys that have a limit, by key, with
+	// their flows in flight and their backlog, as Manager.KeyLimits
+	// returns them: at most 1,000 (the bound on configured keys); nil
+	// when no key has a limit. Keys without a limit are not listed.
+	Keys []KeyUsage `json:"keys,omitempty"`
 }
 
 // ReadyQueueStats is one controller's ready queue, summed over the shards.
@@ -182,6 +188,7 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 	schedHead := pipe.ZRangeWithScores(ctx, s.keys.schedDue(), 0, 0)
 	schedTotals := pipe.HMGet(ctx, s.keys.schedStats(), "fires", "skips", "paused")
 	streamLen := pipe.XLen(ctx, s.keys.bridge())
+	limits := pipe.HLen(ctx, s.keys.gateLimits())
 	groups := pipe.XInfoGroups(ctx, s.keys.bridge())
 	_, _ = pipe.Exec(ctx)
 
@@ -224,7 +231,7 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 			st.EarlyEvents += c.early.Val()
 		}
 	}
-	for _, cmd := range []redis.Cmder{schedN, schedDue, schedHead, schedTotals, streamLen} {
+	for _, cmd := range []redis.Cmder{schedN, schedDue, schedHead, schedTotals, streamLen, limits} {
 		if err := cmd.Err(); err != nil {
 			return nil, statsErr(err)
 		}
@@ -255,6 +262,15 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 	st.StaleAfter = staleAfter
 	for _, q := range rq {
 		st.ReadyStale += q.Stale
+	}
+	if limits.Val() > 0 {
+		keys, err := s.keyLimits(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(keys) > 0 {
+			st.Keys = keys
+		}
 	}
 	return st, nil
 }
@@ -350,6 +366,10 @@ func (st *Stats) String() string {
 	}
 	for _, q := range st.Ready {
 		fmt.Fprintf(&b, "ready %s: %d (oldest %s, %d waited over %s)\n", q.Controller, q.Depth, q.OldestAge, q.Stale, st.StaleAfter)
+	}
+	for _, k := range st.Keys {
+		fmt.Fprintf(&b, "key %s: %d in flight, %d backlog (concurrency %d, rate %d per %s, burst %d, weight %d)\n",
+			k.Key, k.InFlight, k.Backlog, k.Concurrency, k.Rate, k.Per, k.Burst, k.Weight)
 	}
 	return b.String()
 }

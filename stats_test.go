@@ -3,6 +3,8 @@ package taskflow
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -266,6 +268,111 @@ func TestStatsUnlistedController(t *testing.T) {
 		}
 		if rep := must(t, try(e.m.Verify(e.ctx))); !rep.OK() {
 			t.Fatalf("verify after repair: %+v", rep.Problems)
+		}
+	})
+}
+
+// TestStatsKeys: Stats lists every key with a limit, with its limit, its
+// flows in flight and its backlog, as KeyLimits does; a key without a
+// limit is not listed, and a deleted limit leaves the list.
+func TestStatsKeys(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		if st := must(t, try(e.m.Stats(ctx))); st.Keys != nil {
+			t.Fatalf("no limits: keys %+v", st.Keys)
+		}
+		for _, l := range []KeyLimit{
+			{Key: "tenant:acme", Concurrency: 2, Weight: 3},
+			{Key: "model:gpt-x", Rate: 50, Per: time.Minute, Burst: 10},
+		} {
+			if err := e.m.SetKeyLimit(ctx, l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range 4 {
+			must(t, try(e.m.CreateMirrored(ctx, gatedInput(fmt.Sprint("acme ", i), 0, "tenant:acme", "model:gpt-x"))))
+			e.clock.Advance(time.Millisecond)
+		}
+		must(t, try(e.m.CreateMirrored(ctx, gatedInput("free", 0, "tenant:free")))) // no limit: not listed
+		for range 2 {
+			if f, _ := claimNow(t, e, "w"); f == nil {
+				t.Fatal("nothing to claim")
+			}
+		}
+		st := must(t, try(e.m.Stats(ctx)))
+		want := []KeyUsage{
+			{KeyLimit: KeyLimit{Key: "model:gpt-x", Rate: 50, Per: time.Minute, Burst: 10, Weight: 1}, InFlight: 2},
+			{KeyLimit: KeyLimit{Key: "tenant:acme", Concurrency: 2, Per: time.Second, Weight: 3}, InFlight: 2},
+		}
+		// Which of acme's and free's groups the two claims took depends
+		// on the fair order: the backlog of acme's group is what is left.
+		byKey := map[string]int{}
+		for _, k := range st.Keys {
+			byKey[k.Key] = k.InFlight
+		}
+		want[1].Backlog = 4 - byKey["tenant:acme"]
+		want[0].InFlight, want[1].InFlight = byKey["tenant:acme"], byKey["tenant:acme"]
+		if !reflect.DeepEqual(st.Keys, want) {
+			t.Fatalf("keys:\n got %+v\nwant %+v", st.Keys, want)
+		}
+		lim := must(t, try(e.m.KeyLimits(ctx)))
+		if !reflect.DeepEqual(lim, st.Keys) {
+			t.Fatalf("KeyLimits %+v, Stats.Keys %+v", lim, st.Keys)
+		}
+		// Claims until acme's limit of 2 holds: both slots are taken
+		// and two of its flows wait.
+		for range 3 {
+			claimNow(t, e, "w")
+		}
+		st = must(t, try(e.m.Stats(ctx)))
+		if len(st.Keys) != 2 || st.Keys[1].InFlight != 2 || st.Keys[1].Backlog != 2 || st.Keys[0].InFlight != 2 {
+			t.Fatalf("at acme's limit: %+v", st.Keys)
+		}
+		raw, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{`"keys":[{"key":"model:gpt-x","rate":50,"per":60000000000,"burst":10,"weight":1,"in_flight":2,"backlog":0}`,
+			`{"key":"tenant:acme","concurrency":2,"per":1000000000,"weight":3,"in_flight":2,"backlog":2}`} {
+			if !strings.Contains(string(raw), k) {
+				t.Errorf("JSON %s lacks %s", raw, k)
+			}
+		}
+		if txt := st.String(); !strings.Contains(txt, "key tenant:acme: 2 in flight, 2 backlog (concurrency 2,") {
+			t.Errorf("text:\n%s", txt)
+		}
+
+		if err := e.m.DeleteKeyLimit(ctx, "model:gpt-x"); err != nil {
+			t.Fatal(err)
+		}
+		st = must(t, try(e.m.Stats(ctx)))
+		if len(st.Keys) != 1 || st.Keys[0].Key != "tenant:acme" {
+			t.Fatalf("after a delete: %+v", st.Keys)
+		}
+		if err := e.m.DeleteKeyLimit(ctx, "tenant:acme"); err != nil {
+			t.Fatal(err)
+		}
+		if st := must(t, try(e.m.Stats(ctx))); st.Keys != nil {
+			t.Fatalf("after deleting every limit: %+v", st.Keys)
+		}
+	})
+}
+
+// TestStatsKeysBound: Stats lists all of the most keys that may have a
+// limit (1,000), and no more can be configured.
+func TestStatsKeysBound(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		for i := range maxLimits {
+			if err := e.m.SetKeyLimit(e.ctx, KeyLimit{Key: fmt.Sprintf("k%04d", i), Concurrency: i + 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.m.SetKeyLimit(e.ctx, KeyLimit{Key: "one-more", Concurrency: 1}); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("limit %d: %v, want ErrInvalidData", maxLimits+1, err)
+		}
+		st := must(t, try(e.m.Stats(e.ctx)))
+		if len(st.Keys) != maxLimits || st.Keys[0].Key != "k0000" || st.Keys[maxLimits-1].Concurrency != maxLimits {
+			t.Fatalf("%d keys listed, want %d", len(st.Keys), maxLimits)
 		}
 	})
 }

@@ -76,6 +76,7 @@ func verbs() []*verb {
 		tickVerb,
 		runVerb,
 		scheduleVerb,
+		limitsVerb,
 		fsckVerb,
 		statsVerb,
 		serveVerb,

@@ -49,7 +49,9 @@ func scheduleActions() []*verb {
 or @hourly, @daily, @weekly, @monthly, @yearly) and --every (an interval of
 at least 1s). Each fire creates a flow of --controller with --goal, owned by
 --owner, whose state is --state (a JSON object, default {}) plus a
-"schedule" key naming the schedule and the fire time.
+"schedule" key naming the schedule and the fire time. --key (repeatable)
+and --priority give the flows concurrency keys and a priority ('taskflow
+limits').
 
   taskflow schedule create triage --cron '0 8 * * MON-FRI' --tz Europe/Madrid \
     --controller inbox/triage --goal 'triage the inbox' --owner agent:ops`,
@@ -127,6 +129,23 @@ type scheduleFlags struct {
 	catchUpMax                                            int
 	paused                                                bool
 	controller, goal, owner, step, origin, state          string
+	keys                                                  keyList
+	priority                                              int
+}
+
+// keyList is a repeatable flag: each use adds a key; an empty value
+// clears the keys given before it.
+type keyList []string
+
+func (k *keyList) String() string { return strings.Join(*k, ",") }
+
+func (k *keyList) Set(s string) error {
+	if s == "" {
+		*k = keyList{}
+		return nil
+	}
+	*k = append(*k, s)
+	return nil
 }
 
 func (f *scheduleFlags) register(fs *flag.FlagSet) {
@@ -148,6 +167,9 @@ func (f *scheduleFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.step, "step", "", "current `step` of the flow each fire creates")
 	fs.StringVar(&f.origin, "origin", "", "requester `origin` of the flow each fire creates")
 	fs.StringVar(&f.state, "state", "", "initial state of the flow each fire creates: a JSON `object`")
+	fs.Var(&f.keys, "key", "a concurrency `key` of the flow each fire creates (repeat for up to 4; the first names its "+
+		"fair group; update: the keys given replace the flow's, --key '' clears them); see 'taskflow limits'")
+	fs.IntVar(&f.priority, "priority", 0, "`priority` of the flow each fire creates, 0 to 9, the highest claimed first")
 }
 
 // apply sets in's fields from the flags set on the command line.
@@ -242,6 +264,18 @@ func (f *scheduleFlags) apply(c *cli, in *taskflow.ScheduleInput) error {
 		if set(x.name) {
 			*x.p = x.v
 		}
+	}
+	if set("key") {
+		in.Flow.Concurrency = nil
+		if len(f.keys) > 0 {
+			in.Flow.Concurrency = []string(f.keys)
+		}
+	}
+	if set("priority") {
+		if f.priority < 0 || f.priority > 9 {
+			return usagef("%s: --priority %d is outside 0..9", c.v.name, f.priority)
+		}
+		in.Flow.Priority = f.priority
 	}
 	if set("state") {
 		var obj map[string]json.RawMessage
@@ -572,6 +606,12 @@ func printScheduleShow(w io.Writer, sc *taskflow.Schedule, status map[string]tas
 	fmt.Fprintf(tw, "fired\t%d\n", sc.Fired)
 	fmt.Fprintf(tw, "skipped\t%d\n", sc.Skipped)
 	fmt.Fprintf(tw, "flow\t%s: %s (owner %s)\n", sc.Flow.ControllerID, sc.Flow.Goal, sc.Flow.OwnerSessionKey)
+	if len(sc.Flow.Concurrency) > 0 {
+		fmt.Fprintf(tw, "flow concurrency keys\t%s\n", strings.Join(sc.Flow.Concurrency, ", "))
+	}
+	if sc.Flow.Priority != 0 {
+		fmt.Fprintf(tw, "flow priority\t%d\n", sc.Flow.Priority)
+	}
 	if raw, ok := sc.Flow.State.(json.RawMessage); ok && len(raw) > 0 {
 		fmt.Fprintf(tw, "flow state\t%s\n", clitext.CompactJSON(raw))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -52,7 +53,8 @@ var showVerb = &verb{
 	summary: "show a flow, its lease, state, steps and latest events",
 	help: `Show a flow: its fields, its wait in words (a timer's due time and how far
 off it is), who holds its lease and until when, its state, its steps and its
-latest 20 events. Search attributes show as name=value pairs. A child names its parent and its key among the parent's
+latest 20 events. Search attributes show as name=value pairs; concurrency keys and
+priority show when the flow has them (see 'taskflow limits'). A child names its parent and its key among the parent's
 children; a parent lists its first 20 children (key, id, status, whether the
 parent has its outcome) and, while it waits on them, its join: what it needs,
 fail fast, its deadline and how many children finished, failed, were
@@ -209,6 +211,12 @@ func printFlow(w io.Writer, f *taskflow.Flow, l *taskflow.Lease, now time.Time) 
 	}
 	if len(f.Attributes) > 0 {
 		row("attributes", clitext.Cell(attrText(f.Attributes, ", "), 0))
+	}
+	if len(f.Concurrency) > 0 {
+		row("concurrency_keys", clitext.Cell(strings.Join(f.Concurrency, ", "), 0))
+	}
+	if f.Priority != 0 {
+		row("priority", fmt.Sprint(f.Priority))
 	}
 	row("wait", describeWait(f.Wait, now))
 	row("lease", describeLease(l, now))

@@ -54,6 +54,9 @@ const (
 	AttrFlowStatus   = attribute.Key("taskflow.flow.status")
 	AttrLinkKind     = attribute.Key("taskflow.link")
 	AttrBridgeClaims = attribute.Key("taskflow.bridge.claimed")
+	// AttrConcurrencyKey is the concurrency key of the key gauges
+	// (RegisterStats): only keys with a limit, at most 1,000.
+	AttrConcurrencyKey = attribute.Key("taskflow.concurrency.key")
 )
 
 // Option configures NewObserver.
@@ -318,9 +321,15 @@ func (o *observer) bridge(ctx context.Context, ev observe.Bridge) {
 // taskflow.schedules.paused, taskflow.schedules.due and
 // taskflow.schedules.lag (s); and two observable counters, the flow
 // space's totals of schedule fires that made a flow and that were
-// skipped: taskflow.schedules.fired and taskflow.schedules.skipped. stats is usually a
-// Manager's or RedisStore's Stats method. Each collection costs one Stats
-// call (two round trips). Unregister with the returned registration.
+// skipped: taskflow.schedules.fired and taskflow.schedules.skipped; and,
+// for each concurrency key with a limit (Manager.SetKeyLimit: at most
+// 1,000 keys, never a key a flow merely carries), gauges
+// {taskflow.concurrency.key}: taskflow.key.in_flight, taskflow.key.backlog,
+// taskflow.key.concurrency_limit (only keys with a concurrency bound) and
+// taskflow.key.rate_limit ({claim}/s, only keys with a rate bound). stats
+// is usually a Manager's or RedisStore's Stats method. Each collection
+// costs one Stats call (two round trips, more with key limits).
+// Unregister with the returned registration.
 func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskflow.Stats, error)) (metric.Registration, error) {
 	if mp == nil {
 		mp = otel.GetMeterProvider()
@@ -350,6 +359,10 @@ func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskfl
 	schedPaused := gauge("taskflow.schedules.paused", "{schedule}", "Paused schedules.")
 	schedDue := gauge("taskflow.schedules.due", "{schedule}", "Schedules past their next fire that no tick has fired yet.")
 	schedLag := gauge("taskflow.schedules.lag", "s", "How late the most overdue schedule is: the engines are not keeping up when it grows.")
+	keyInFlight := gauge("taskflow.key.in_flight", "{flow}", "Flows carrying a concurrency key that hold a lease, for each key with a limit.")
+	keyBacklog := gauge("taskflow.key.backlog", "{flow}", "Ready flows waiting in the fair group a key names (flows whose first key it is).")
+	keyConc := gauge("taskflow.key.concurrency_limit", "{flow}", "How many flows carrying the key may hold a lease at once.")
+	keyRate := gauge("taskflow.key.rate_limit", "{claim}/s", "How many flows carrying the key may be claimed per second.")
 	total := func(name, desc string) metric.Int64ObservableCounter {
 		c, err := m.Int64ObservableCounter(name, metric.WithUnit("{fire}"), metric.WithDescription(desc))
 		errs = append(errs, err)
@@ -390,7 +403,18 @@ func RegisterStats(mp metric.MeterProvider, stats func(context.Context) (*taskfl
 		ob.ObserveFloat64(schedLag, st.ScheduleLag.Seconds())
 		ob.ObserveInt64(fired, st.ScheduleFires)
 		ob.ObserveInt64(skipped, st.ScheduleSkips)
+		for _, k := range st.Keys {
+			a := metric.WithAttributes(AttrConcurrencyKey.String(k.Key))
+			ob.ObserveFloat64(keyInFlight, float64(k.InFlight), a)
+			ob.ObserveFloat64(keyBacklog, float64(k.Backlog), a)
+			if k.Concurrency > 0 {
+				ob.ObserveFloat64(keyConc, float64(k.Concurrency), a)
+			}
+			if k.Rate > 0 && k.Per > 0 {
+				ob.ObserveFloat64(keyRate, float64(k.Rate)/k.Per.Seconds(), a)
+			}
+		}
 		return nil
 	}, flows, depth, age, stale, lag, due, held, expired, backlog, pending, early, joining, relay, relayDue,
-		schedules, schedPaused, schedDue, schedLag, fired, skipped)
+		schedules, schedPaused, schedDue, schedLag, fired, skipped, keyInFlight, keyBacklog, keyConc, keyRate)
 }

@@ -3,6 +3,8 @@ package tfotel
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -503,6 +505,79 @@ func TestScheduleMetrics(t *testing.T) {
 				t.Fatalf("tick %+v", rep)
 			}
 			check("2 1 0 0 1 2 1 2")
+		})
+	}
+}
+
+// TestKeyGauges: RegisterStats's concurrency-key gauges, one point per key
+// with a limit (never a key a flow merely carries), the limit gauges only
+// for the bounds a key has, and the points gone with the limit.
+func TestKeyGauges(t *testing.T) {
+	for _, b := range testbackend.List(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			c := b.Client(t)
+			prefix := testbackend.Prefix("tfotel")
+			testbackend.CleanupKeys(t, c, prefix)
+			p := newProcess(t, c, prefix, testbackend.NewClock())
+			reg, err := RegisterStats(p.mp, p.m.Stats)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = reg.Unregister() }()
+			ctx := context.Background()
+			// points lists every point of the key gauges, sorted.
+			points := func() string {
+				t.Helper()
+				var out []string
+				for _, sm := range collect(t, p).ScopeMetrics {
+					for _, m := range sm.Metrics {
+						g, ok := m.Data.(metricdata.Gauge[float64])
+						if !ok || !strings.HasPrefix(m.Name, "taskflow.key.") {
+							continue
+						}
+						for _, dp := range g.DataPoints {
+							k, _ := dp.Attributes.Value(AttrConcurrencyKey)
+							if dp.Attributes.Len() != 1 {
+								t.Fatalf("%s has attributes %v, want the key only", m.Name, dp.Attributes.ToSlice())
+							}
+							out = append(out, fmt.Sprintf("%s{%s}=%g", m.Name, k.AsString(), dp.Value))
+						}
+					}
+				}
+				sort.Strings(out)
+				return strings.Join(out, " ")
+			}
+			if got := points(); got != "" {
+				t.Fatalf("no limits: %s", got)
+			}
+			for _, l := range []taskflow.KeyLimit{{Key: "tenant:acme", Concurrency: 2}, {Key: "model:gpt-x", Rate: 600, Per: time.Minute}} {
+				if err := p.m.SetKeyLimit(ctx, l); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 4 {
+				must[*taskflow.Flow](t)(p.m.CreateMirrored(ctx, taskflow.CreateManagedInput{ControllerID: "agents", Goal: fmt.Sprint("g", i),
+					OwnerSessionKey: "o", Concurrency: []string{"tenant:acme", "model:gpt-x"}}))
+			}
+			must[*taskflow.Flow](t)(p.m.CreateMirrored(ctx, taskflow.CreateManagedInput{ControllerID: "agents", Goal: "free",
+				OwnerSessionKey: "o", Concurrency: []string{"tenant:free"}}))
+			for range 3 {
+				if f, _, err := p.m.Claim(ctx, "agents", "w", time.Minute, taskflow.WithClaimWait(0)); err != nil || f == nil {
+					t.Fatalf("claim %v %v", f, err)
+				}
+			}
+			want := "taskflow.key.backlog{model:gpt-x}=0 taskflow.key.backlog{tenant:acme}=2 taskflow.key.concurrency_limit{tenant:acme}=2 " +
+				"taskflow.key.in_flight{model:gpt-x}=2 taskflow.key.in_flight{tenant:acme}=2 taskflow.key.rate_limit{model:gpt-x}=10"
+			if got := points(); got != want {
+				t.Fatalf("key gauges:\n got %s\nwant %s", got, want)
+			}
+			if err := p.m.DeleteKeyLimit(ctx, "model:gpt-x"); err != nil {
+				t.Fatal(err)
+			}
+			want = "taskflow.key.backlog{tenant:acme}=2 taskflow.key.concurrency_limit{tenant:acme}=2 taskflow.key.in_flight{tenant:acme}=2"
+			if got := points(); got != want {
+				t.Fatalf("after a delete:\n got %s\nwant %s", got, want)
+			}
 		})
 	}
 }

@@ -17,7 +17,9 @@
 //
 // No label is unbounded: never a flow id. The controller label of the
 // ready-queue gauges has one value per controller id, which the
-// application defines.
+// application defines; the key label of the concurrency-key gauges one
+// value per key with a limit (Manager.SetKeyLimit: at most 1,000), never
+// a key a flow merely carries.
 package tfprom
 
 import (
@@ -47,6 +49,7 @@ type Collector struct {
 	bridgeBacklog, early, joining, relay, relayDue, readyStale         *prometheus.Desc
 	schedules, schedulesPaused, schedulesDue, scheduleLag              *prometheus.Desc
 	scheduleFires, scheduleSkips                                       *prometheus.Desc
+	keyInFlight, keyConcurrency, keyRate, keyBacklog                   *prometheus.Desc
 
 	ops      *prometheus.CounterVec
 	refusals *prometheus.CounterVec
@@ -109,6 +112,10 @@ func New(stats func(context.Context) (*taskflow.Stats, error), opts ...Option) *
 	c.scheduleLag = d("schedule_lag_seconds", "How late the most overdue schedule is; grows when the engines do not keep up.")
 	c.scheduleFires = d("schedule_fires_total", "Schedule fires that made a flow, by every engine of the flow space (a flow-space total).")
 	c.scheduleSkips = d("schedule_skips_total", "Schedule fires skipped by their overlap or catch-up policy, by every engine (a flow-space total).")
+	c.keyInFlight = d("key_in_flight", "Flows carrying a concurrency key that hold a lease, for each key with a limit.", "key")
+	c.keyConcurrency = d("key_concurrency_limit", "How many flows carrying the key may hold a lease at once; only keys with a concurrency bound.", "key")
+	c.keyRate = d("key_rate_limit_per_second", "How many flows carrying the key may be claimed per second; only keys with a rate bound.", "key")
+	c.keyBacklog = d("key_backlog", "Ready flows waiting in the fair group the key names (flows whose first key it is), for each key with a limit.", "key")
 
 	c.ops = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "operations_total",
 		Help: "Mutation scripts this process ran, by operation and outcome (ok, refused, error)."}, []string{"operation", "outcome"})
@@ -144,7 +151,8 @@ func (c *Collector) vectors() []prometheus.Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.flows, c.readyDepth, c.readyAge, c.readyStale, c.timersPending, c.timersDue,
 		c.tickLag, c.leasesHeld, c.leasesExpired, c.leasesLag, c.bridgeLen, c.bridgePending, c.bridgeBacklog, c.early,
-		c.joining, c.relay, c.relayDue, c.schedules, c.schedulesPaused, c.schedulesDue, c.scheduleLag, c.scheduleFires, c.scheduleSkips} {
+		c.joining, c.relay, c.relayDue, c.schedules, c.schedulesPaused, c.schedulesDue, c.scheduleLag, c.scheduleFires, c.scheduleSkips,
+		c.keyInFlight, c.keyConcurrency, c.keyRate, c.keyBacklog} {
 		ch <- d
 	}
 	for _, v := range c.vectors() {
@@ -198,6 +206,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	g(c.scheduleLag, st.ScheduleLag.Seconds())
 	ch <- prometheus.MustNewConstMetric(c.scheduleFires, prometheus.CounterValue, float64(st.ScheduleFires))
 	ch <- prometheus.MustNewConstMetric(c.scheduleSkips, prometheus.CounterValue, float64(st.ScheduleSkips))
+	for _, k := range st.Keys {
+		g(c.keyInFlight, float64(k.InFlight), k.Key)
+		g(c.keyBacklog, float64(k.Backlog), k.Key)
+		if k.Concurrency > 0 {
+			g(c.keyConcurrency, float64(k.Concurrency), k.Key)
+		}
+		if k.Rate > 0 && k.Per > 0 {
+			g(c.keyRate, float64(k.Rate)/k.Per.Seconds(), k.Key)
+		}
+	}
 }
 
 // Observer returns the observer that feeds the collector's counters; set

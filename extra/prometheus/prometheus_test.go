@@ -340,3 +340,97 @@ taskflow_tick_schedule_skips_total %d
 		})
 	}
 }
+
+// TestCollectorKeys checks the concurrency-key gauges: one series per key
+// with a limit (never a key a flow merely carries), the limit gauges only
+// for the bounds a key has, and the series gone with the limit.
+func TestCollectorKeys(t *testing.T) {
+	for _, b := range testbackend.List(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			client := b.Client(t)
+			prefix := testbackend.Prefix("tfprom")
+			testbackend.CleanupKeys(t, client, prefix)
+			var m *taskflow.Manager
+			c := New(func(ctx context.Context) (*taskflow.Stats, error) { return m.Stats(ctx) })
+			store, err := taskflow.NewRedisStore(client, taskflow.WithPrefix(prefix))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m = taskflow.NewManager(store)
+			defer m.Close()
+			reg := prometheus.NewPedanticRegistry()
+			reg.MustRegister(c)
+			ctx := context.Background()
+			names := []string{"taskflow_key_in_flight", "taskflow_key_concurrency_limit", "taskflow_key_rate_limit_per_second", "taskflow_key_backlog"}
+			check := func(want string) {
+				t.Helper()
+				if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			check("")
+			for _, l := range []taskflow.KeyLimit{
+				{Key: "tenant:acme", Concurrency: 2},
+				{Key: "model:gpt-x", Rate: 600, Per: time.Minute},
+			} {
+				if err := m.SetKeyLimit(ctx, l); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 4 {
+				in := taskflow.CreateManagedInput{ControllerID: "agents", Goal: fmt.Sprint("g", i), OwnerSessionKey: "o",
+					Concurrency: []string{"tenant:acme", "model:gpt-x"}}
+				must[*taskflow.Flow](t)(m.CreateMirrored(ctx, in))
+			}
+			must[*taskflow.Flow](t)(m.CreateMirrored(ctx, taskflow.CreateManagedInput{ControllerID: "agents", Goal: "free",
+				OwnerSessionKey: "o", Concurrency: []string{"tenant:free"}}))
+			claimed := 0
+			for {
+				f, _, err := m.Claim(ctx, "agents", "w", time.Minute, taskflow.WithClaimWait(0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if f == nil {
+					break
+				}
+				claimed++
+			}
+			if claimed != 3 {
+				t.Fatalf("%d claims, want 3 (acme's 2, free's 1)", claimed)
+			}
+			check(`
+# HELP taskflow_key_in_flight Flows carrying a concurrency key that hold a lease, for each key with a limit.
+# TYPE taskflow_key_in_flight gauge
+taskflow_key_in_flight{key="model:gpt-x"} 2
+taskflow_key_in_flight{key="tenant:acme"} 2
+# HELP taskflow_key_concurrency_limit How many flows carrying the key may hold a lease at once; only keys with a concurrency bound.
+# TYPE taskflow_key_concurrency_limit gauge
+taskflow_key_concurrency_limit{key="tenant:acme"} 2
+# HELP taskflow_key_rate_limit_per_second How many flows carrying the key may be claimed per second; only keys with a rate bound.
+# TYPE taskflow_key_rate_limit_per_second gauge
+taskflow_key_rate_limit_per_second{key="model:gpt-x"} 10
+# HELP taskflow_key_backlog Ready flows waiting in the fair group the key names (flows whose first key it is), for each key with a limit.
+# TYPE taskflow_key_backlog gauge
+taskflow_key_backlog{key="model:gpt-x"} 0
+taskflow_key_backlog{key="tenant:acme"} 2
+`)
+			if problems, err := testutil.GatherAndLint(reg, names...); err != nil || len(problems) > 0 {
+				t.Fatalf("lint: %v %v", problems, err)
+			}
+			if err := m.DeleteKeyLimit(ctx, "model:gpt-x"); err != nil {
+				t.Fatal(err)
+			}
+			check(`
+# HELP taskflow_key_in_flight Flows carrying a concurrency key that hold a lease, for each key with a limit.
+# TYPE taskflow_key_in_flight gauge
+taskflow_key_in_flight{key="tenant:acme"} 2
+# HELP taskflow_key_concurrency_limit How many flows carrying the key may hold a lease at once; only keys with a concurrency bound.
+# TYPE taskflow_key_concurrency_limit gauge
+taskflow_key_concurrency_limit{key="tenant:acme"} 2
+# HELP taskflow_key_backlog Ready flows waiting in the fair group the key names (flows whose first key it is), for each key with a limit.
+# TYPE taskflow_key_backlog gauge
+taskflow_key_backlog{key="tenant:acme"} 2
+`)
+		})
+	}
+}

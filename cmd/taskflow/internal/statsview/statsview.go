@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -45,7 +46,42 @@ func Print(w io.Writer, st *taskflow.Stats) error {
 	for _, q := range st.Ready {
 		fmt.Fprintf(tw, "ready %s\t%d (oldest %s, %d waited over %s)\n", q.Controller, q.Depth, round(q.OldestAge), q.Stale, st.StaleAfter)
 	}
+	for _, k := range st.Keys {
+		fmt.Fprintf(tw, "key %s\t%d in flight of %s, rate %s, backlog %d, weight %d\n", k.Key, k.InFlight,
+			Bound(k.Concurrency), Rate(k.KeyLimit), k.Backlog, k.Weight)
+	}
 	return tw.Flush()
+}
+
+// Bound prints a limit's figure, "-" for none.
+func Bound(n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return strconv.Itoa(n)
+}
+
+// Rate prints a key's rate as N/interval, "-" for none: 50/1s, 500/1m,
+// 10/1.5s.
+func Rate(l taskflow.KeyLimit) string {
+	if l.Rate == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%s", l.Rate, Per(l.Per))
+}
+
+// Per prints a rate's interval in its largest whole unit: 1s, 1m, 24h,
+// 250ms; 1.5s as time.Duration prints it.
+func Per(d time.Duration) string {
+	for _, u := range []struct {
+		d    time.Duration
+		name string
+	}{{time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}, {time.Millisecond, "ms"}} {
+		if d >= u.d && d%u.d == 0 {
+			return strconv.FormatInt(int64(d/u.d), 10) + u.name
+		}
+	}
+	return d.String()
 }
 
 func round(d time.Duration) time.Duration { return d.Round(time.Millisecond) }

@@ -706,7 +706,7 @@ func (s *Server) parseTemplates() error {
 		},
 	}
 	s.tmpl = map[string]*template.Template{}
-	for _, name := range []string{"overview", "flows", "flow", "confirm", "error", "schedules", "schedule"} {
+	for _, name := range []string{"overview", "flows", "flow", "confirm", "error", "schedules", "schedule", "limits"} {
 		t, err := template.New("").Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+name+".html")
 		if err != nil {
 			return fmt.Errorf("ui: template %s: %w", name, err)

@@ -5,7 +5,8 @@
 // them), and the operator's actions (cancel with a reason, resume,
 // requeue an expired lease); and the schedules, each with its next and
 // recent fires (linking to their flows) and its actions (pause, resume,
-// trigger).
+// trigger); and the limits of concurrency keys, each with its flows in
+// flight and its backlog, and the actions to set and delete one.
 //
 // Everything is rendered on the server with html/template, so every value
 // read from Redis (goals, states, payloads: written by models and users)
@@ -194,6 +195,8 @@ func (s *Server) routes() {
 	mux.HandleFunc("GET /schedules", s.schedules)
 	mux.HandleFunc("GET /schedules/{name...}", s.schedule)
 	mux.HandleFunc("POST /schedules/{name...}", s.scheduleAct)
+	mux.HandleFunc("GET /limits", s.limits)
+	mux.HandleFunc("POST /limits", s.limitsAct)
 	if s.cfg.Metrics != nil {
 		mux.Handle("GET /metrics", s.cfg.Metrics)
 	}
