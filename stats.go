@@ -34,7 +34,8 @@ type Stats struct {
 	// Total is the sum of Flows.
 	Total int64 `json:"total"`
 	// Ready lists each controller's ready queue (running flows no worker
-	// holds), sorted by controller id. A controller stays listed with
+	// holds, on the shards' queues and on its lane in the gate, gate.go,
+	// of which at most 1,000 queues are read), sorted by controller id. A controller stays listed with
 	// depth 0 after its queue empties.
 	Ready []ReadyQueueStats `json:"ready"`
 	// ReadyStale is the sum of the ready queues' Stale counts: flows
@@ -189,6 +190,7 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 	schedTotals := pipe.HMGet(ctx, s.keys.schedStats(), "fires", "skips", "paused")
 	streamLen := pipe.XLen(ctx, s.keys.bridge())
 	limits := pipe.HLen(ctx, s.keys.gateLimits())
+	laneCount := pipe.SCard(ctx, s.keys.gateQueues())
 	groups := pipe.XInfoGroups(ctx, s.keys.bridge())
 	_, _ = pipe.Exec(ctx)
 
@@ -254,7 +256,14 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 	}
 	st.Bridge.Backlog = max(st.Bridge.Length-st.Bridge.Pending, 0)
 
-	rq, err := s.readyStats(ctx, ready, now)
+	var lanes map[string][]string
+	if laneCount.Val() > 0 {
+		var err error
+		if lanes, err = s.laneQueues(ctx); err != nil {
+			return nil, err
+		}
+	}
+	rq, err := s.readyStats(ctx, ready, lanes, now)
 	if err != nil {
 		return nil, err
 	}
@@ -275,12 +284,49 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 	return st, nil
 }
 
+// statsLaneQueues bounds the queues of the gate's lanes Stats reads.
+const statsLaneQueues = 1000
+
+// laneQueues returns the queues of the gate's lanes (gate.go: flows with
+// concurrency keys or a priority wait there, not on a shard's ready
+// queue) by controller, at most statsLaneQueues of them.
+func (s *RedisStore) laneQueues(ctx context.Context) (map[string][]string, error) {
+	out := map[string][]string{}
+	prefix := s.keys.gateTag() + ":q:"
+	var cursor uint64
+	for n := 0; n < statsLaneQueues; {
+		qs, next, err := s.client.SScan(ctx, s.keys.gateQueues(), cursor, "", 200).Result()
+		if err != nil {
+			return nil, statsErr(err)
+		}
+		for _, q := range qs {
+			// '<prefix>:{gate}:q:<lvl>|<group>|<ctl>': a group holds no '|'.
+			_, rest, _ := strings.Cut(strings.TrimPrefix(q, prefix), "|")
+			_, ctl, ok := strings.Cut(rest, "|")
+			if ok && n < statsLaneQueues {
+				out[ctl] = append(out[ctl], q)
+				n++
+			}
+		}
+		cursor = next
+		if cursor == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
 // readyStats reads the depth, head and stale count of every known ready
-// queue in one pipeline.
-func (s *RedisStore) readyStats(ctx context.Context, ready map[string][]int, now time.Time) ([]ReadyQueueStats, error) {
-	names := make([]string, 0, len(ready))
+// queue, the shards' and the gate's lanes', in one pipeline.
+func (s *RedisStore) readyStats(ctx context.Context, ready map[string][]int, lanes map[string][]string, now time.Time) ([]ReadyQueueStats, error) {
+	names := make([]string, 0, len(ready)+len(lanes))
 	for ctl := range ready {
 		names = append(names, ctl)
+	}
+	for ctl := range lanes {
+		if _, ok := ready[ctl]; !ok {
+			names = append(names, ctl)
+		}
 	}
 	sort.Strings(names)
 	out := make([]ReadyQueueStats, len(names))
@@ -298,8 +344,11 @@ func (s *RedisStore) readyStats(ctx context.Context, ready map[string][]int, now
 	cmds := make([][]queueCmds, len(names))
 	pipe := s.client.Pipeline()
 	for i, ctl := range names {
+		keys := lanes[ctl]
 		for _, sh := range ready[ctl] {
-			key := s.keys.ready(sh, ctl)
+			keys = append(keys, s.keys.ready(sh, ctl))
+		}
+		for _, key := range keys {
 			cmds[i] = append(cmds[i], queueCmds{pipe.ZCard(ctx, key), pipe.ZRangeWithScores(ctx, key, 0, 0),
 				pipe.ZCount(ctx, key, "-inf", staleMax)})
 		}

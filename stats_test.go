@@ -328,6 +328,15 @@ func TestStatsKeys(t *testing.T) {
 		if len(st.Keys) != 2 || st.Keys[1].InFlight != 2 || st.Keys[1].Backlog != 2 || st.Keys[0].InFlight != 2 {
 			t.Fatalf("at acme's limit: %+v", st.Keys)
 		}
+		// The two waiting on the lane are the controller's ready flows,
+		// stale once they have waited a minute.
+		if len(st.Ready) != 1 || st.Ready[0].Controller != "ctl/gate" || st.Ready[0].Depth != 2 || st.Ready[0].Stale != 0 {
+			t.Fatalf("ready at acme's limit: %+v", st.Ready)
+		}
+		e.clock.Advance(2 * time.Minute)
+		if st := must(t, try(e.m.Stats(ctx))); len(st.Ready) != 1 || st.Ready[0].Depth != 2 || st.Ready[0].Stale != 2 || st.ReadyStale != 2 {
+			t.Fatalf("ready two minutes on: %+v", st.Ready)
+		}
 		raw, err := json.Marshal(st)
 		if err != nil {
 			t.Fatal(err)
