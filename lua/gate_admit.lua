@@ -28,11 +28,22 @@ local budget = tonumber(ARGV[5])
 local lv = base .. ':lv:' .. ctl
 local retry, why = nil, ''
 
+-- limit_of is gate_limit, read once per key and script.
+local limits = {}
+local function limit_of(k)
+  local l = limits[k]
+  if not l then
+    l = {gate_limit(base, k)}
+    limits[k] = l
+  end
+  return l[1], l[2], l[3], l[4], l[5]
+end
+
 -- admissible tells whether every key admits one more flow now; else why
 -- not, and when a rate bucket would.
 local function admissible(keys)
   for _, k in ipairs(keys) do
-    local c, r, per, burst = gate_limit(base, k)
+    local c, r, per, burst = limit_of(k)
     if c > 0 and gate_in_flight(base, k, now) >= c then
       return false, k .. ' concurrency'
     end
@@ -62,7 +73,7 @@ local function admit(id, gk, keys, q, gr, grp, lvl)
     local w = 1
     if grp ~= '' then
       local _
-      _, _, _, _, w = gate_limit(base, grp)
+      _, _, _, _, w = limit_of(grp)
     end
     redis.call('ZINCRBY', gr, 1 / w, grp)
   end
@@ -71,10 +82,12 @@ local function admit(id, gk, keys, q, gr, grp, lvl)
   local counts = {}
   for i, k in ipairs(keys) do
     local held = base .. ':held:' .. k
-    redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
+    local c, r, per, burst = limit_of(k)
+    if c == 0 then -- admissible purged the lapsed slots of a bounded key
+      redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
+    end
     redis.call('ZADD', held, expiry, member)
     counts[i] = tostring(redis.call('ZCARD', held))
-    local _, r, per, burst = gate_limit(base, k)
     if r > 0 then
       local t = gate_tokens(base, k, now, r, per, burst)
       redis.call('HSET', base .. ':tb:' .. k, 't', tostring(t - 1), 'at', tostring(now))
