@@ -123,12 +123,18 @@ func (s *RedisStore) checkFlow(sn *flowSnap, stepRecords []string) []fsck.Proble
 		add(fsck.CorrExtra, s.keys.corr(shard), "flow keeps a correlation entry without an external-event wait")
 	}
 	readyKey := s.keys.ready(shard, sn.fields["controller"])
+	// A flow with concurrency keys or a priority waits on its lane in
+	// the gate (gate.go), never on its shard's ready queue: a claim there
+	// would pass its limits.
+	gated := sn.fields["gk"] != ""
 	if st.runnable() {
 		switch {
-		case sn.lease == "" && sn.readyScore == "":
+		case sn.lease == "" && sn.readyScore == "" && !gated:
 			add(fsck.ReadyMissing, readyKey, "running flow neither leased nor on its ready queue")
 		case sn.lease != "" && sn.readyScore != "":
 			add(fsck.ReadyExtra, readyKey, "leased flow still on its ready queue")
+		case gated && sn.readyScore != "":
+			add(fsck.ReadyExtra, readyKey, "flow with concurrency keys or a priority on its shard's ready queue")
 		}
 		switch {
 		case sn.lease != "" && sn.leaseExp != leaseExpiry(sn.lease):
@@ -248,8 +254,9 @@ func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys,
 	for _, rk := range sk.readies {
 		ctl := strings.TrimPrefix(rk, s.keys.tag(shard)+":ready:")
 		if err := check(rk, func(sn *flowSnap, _ string) bool {
-			return FlowStatus(sn.fields["status"]).runnable() && sn.fields["controller"] == ctl && sn.lease == ""
-		}, "ready entry of a flow that is not a runnable, unleased flow of this controller"); err != nil {
+			return FlowStatus(sn.fields["status"]).runnable() && sn.fields["controller"] == ctl && sn.lease == "" &&
+				sn.fields["gk"] == ""
+		}, "ready entry of a flow that is not a runnable, unleased flow of this controller without concurrency keys"); err != nil {
 			return nil, err
 		}
 	}

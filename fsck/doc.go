@@ -102,7 +102,9 @@
 //     correlation index, or an entry of a flow without such a wait.
 //   - ReadyMissing, ReadyExtra: a running flow neither leased nor on its
 //     ready queue, or a flow on a ready queue that should not be (leased,
-//     or not running).
+//     not running, or carrying concurrency keys or a priority: such a
+//     flow waits on its lane in the gate instead, and its repair has an
+//     engine's tick queue it there).
 //   - LeaseExpiryWrong, LeaseExpiryExtra, LeaseExtra: a lease expiry
 //     entry that does not match the lease, one without a lease, or a lease
 //     of a flow that is not running.

@@ -15,6 +15,9 @@
 -- KEYS 17..: stale indexes holding the flow's id, to drop it from: ready
 --   queues of other controllers, controller and attribute indexes
 --   (include/attrs.lua) that are not the flow's.
+-- A runnable, unleased flow goes back on its ready queue, or, when it
+-- carries concurrency keys or a priority (field 'gk'), gets the relay
+-- entry 'g <id>' that queues it on its lane in the gate (gate.go).
 -- Returns: 1 when the flow exists, 0 when it does not, -1 when it changed
 --   since the caller read it (nothing written).
 -- Events: none; the audit log is not touched.
@@ -64,7 +67,15 @@ if STATUS[f.status].runnable then
   else
     redis.call('HDEL', c.leases, c.id)
     redis.call('ZREM', c.leasexp, c.id)
-    redis.call('ZADD', ready_key(c, f.controller), 'NX', f.updated, c.id)
+    if (f.gk or '') ~= '' then
+      -- It waits on its lane in the gate (gate.go), never here: its
+      -- relay entry has an engine's tick queue it there (again, which is
+      -- harmless).
+      redis.call('ZREM', ready_key(c, f.controller), c.id)
+      redis.call('ZADD', c.base .. ':relay', 'NX', f.updated, 'g ' .. c.id)
+    else
+      redis.call('ZADD', ready_key(c, f.controller), 'NX', f.updated, c.id)
+    end
   end
 else
   leave_running(c, f)

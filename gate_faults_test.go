@@ -1,0 +1,40 @@
+package taskflow
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/taskflow-dev/taskflow/fsck"
+)
+
+// The gate's faults: each test names a defect a review found, and fails
+// without its fix.
+
+// Verify and its repair must leave a ready flow with concurrency keys
+// on its lane: reported as missing from its shard's ready queue and
+// repaired onto it, claim.lua leased it with no admission, past its
+// key's limit.
+func TestGateVerifyRepairKeepsFlowsOnTheirLane(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		defer e.m.Close()
+		if err := e.m.SetKeyLimit(ctx, KeyLimit{Key: "tenant:v", Concurrency: 1}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 {
+			must(t, try(e.m.CreateMirrored(ctx, gatedInput(fmt.Sprint("job ", i), 0, "tenant:v"))))
+			e.clock.Advance(time.Millisecond)
+		}
+		if f, _ := claimNow(t, e, "w1"); f == nil {
+			t.Fatal("nothing claimed")
+		}
+		rep := must(t, try(e.m.Verify(ctx, fsck.WithRepair())))
+		if !rep.OK() {
+			t.Errorf("Verify of a flow waiting on its lane: %+v", rep.Problems)
+		}
+		if f, _ := claimNow(t, e, "w2"); f != nil {
+			t.Fatalf("a second flow claimed under a limit of 1 after a repair: %s", f.ID)
+		}
+	})
+}
