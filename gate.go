@@ -51,7 +51,8 @@ const (
 	// maxLimitWeight bounds a limit's weight.
 	maxLimitWeight = 1000
 	// gateGroupBudget is how many fair groups an admission looks at
-	// before it gives up (every group's head refused).
+	// before it gives up (every group's head refused); the next admission
+	// of the same claim (up to gateTries) passes over those.
 	gateGroupBudget = 16
 	// gateTries bounds the admissions one claim makes whose flow its
 	// shard then refuses (the entry was stale).
@@ -414,13 +415,15 @@ type admission struct {
 	counts  []int     // in flight per key, this admission included
 	retryAt time.Time // none admitted: when a rate bucket refills (zero: when a slot frees)
 	why     string    // none admitted: the first refusal ('' = the lane is empty)
+	more    int64     // none admitted: the groups to pass over next, when some were not looked at
 }
 
-// gateAdmit runs gate_admit.lua for controller ctl under lease l.
-func (s *RedisStore) gateAdmit(ctx context.Context, ctl string, l *Lease) (admission, error) {
+// gateAdmit runs gate_admit.lua for controller ctl under lease l, passing
+// over the first skip groups.
+func (s *RedisStore) gateAdmit(ctx context.Context, ctl string, l *Lease, skip int64) (admission, error) {
 	_, nowMs, _ := s.clock()
 	v, err := s.run(ctx, s.scripts.gateAdmit, uuid.Nil, []string{s.keys.gateTag()},
-		ctl, nowMs, l.ExpiresAt.UnixMilli(), l.Token, gateGroupBudget)
+		ctl, nowMs, l.ExpiresAt.UnixMilli(), l.Token, gateGroupBudget, skip)
 	if err != nil {
 		return admission{}, fmt.Errorf("taskflow: claim: gate: %w", err)
 	}
@@ -436,6 +439,9 @@ func (s *RedisStore) gateAdmit(ctx context.Context, ctl string, l *Lease) (admis
 			a.retryAt = time.UnixMilli(ms)
 		}
 		a.why, _ = arr[2].(string)
+		if len(arr) > 3 {
+			a.more, _ = arr[3].(int64)
+		}
 		return a, nil
 	}
 	id, err := uuid.Parse(head)
@@ -498,19 +504,38 @@ func (s *RedisStore) gateLeaseEnded(ctx context.Context, l *Lease, f *Flow) {
 // claimGated claims a flow of controller ctl from its lane in the gate:
 // an admission, then the lease in the flow's shard; an admission whose
 // flow its shard refuses (the entry was stale) gives its slots back and
-// the next is tried. Returns the flow and lease, or none with whether
-// the lane still holds flows and when to look again.
+// the next is tried; so are the groups an admission had no budget to
+// look at. Returns the flow and lease, or none with whether the lane
+// still holds flows and when to look again.
 func (m *Manager) claimGated(ctx context.Context, ctl, worker string, lease, resend time.Duration) (*Flow, *Lease, admission, error) {
 	s := m.store
 	var a admission
+	var skip int64
+	var retryAt time.Time
+	why := ""
 	for range gateTries {
 		l := &Lease{ControllerID: ctl, WorkerID: worker, Token: newToken(), gated: true}
 		now, _, _ := s.clock()
 		l.ExpiresAt = now.Add(lease).Truncate(time.Millisecond)
 		var err error
-		a, err = s.gateAdmit(ctx, ctl, l)
-		if err != nil || a.id == uuid.Nil {
+		a, err = s.gateAdmit(ctx, ctl, l, skip)
+		if err != nil {
 			return nil, nil, a, err
+		}
+		if a.id == uuid.Nil {
+			// The earliest refill and the first refusal of every call.
+			if retryAt.IsZero() || !a.retryAt.IsZero() && a.retryAt.Before(retryAt) {
+				retryAt = a.retryAt
+			}
+			if why == "" {
+				why = a.why
+			}
+			a.retryAt, a.why = retryAt, why
+			if a.more == 0 {
+				return nil, nil, a, nil
+			}
+			skip = a.more // refused groups ahead: look behind them
+			continue
 		}
 		l.FlowID = a.id
 		f, l, err := m.takeAdmitted(ctx, a, l, resend)
@@ -521,7 +546,11 @@ func (m *Manager) claimGated(ctx context.Context, ctl, worker string, lease, res
 			return nil, nil, a, err
 		}
 	}
-	a.left = 1 // more stale entries than tries: look again
+	if a.id != uuid.Nil {
+		a.left = 1 // more stale entries than tries: look again
+	}
+	// (More refused groups than the tries look at: the lane waits for a
+	// slot or a refill.)
 	return nil, nil, a, nil
 }
 

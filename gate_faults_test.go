@@ -38,3 +38,36 @@ func TestGateVerifyRepairKeepsFlowsOnTheirLane(t *testing.T) {
 		}
 	})
 }
+
+// A fair group whose head its key refuses must not keep the groups behind
+// it from being looked at: with more refused groups than an admission
+// looks at, a group with room was never admitted.
+func TestGateRefusedGroupsDoNotStarveOthers(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		defer e.m.Close()
+		busy := gateGroupBudget + 2
+		for i := range busy {
+			key := fmt.Sprintf("tenant:b%02d", i)
+			if err := e.m.SetKeyLimit(ctx, KeyLimit{Key: key, Concurrency: 1}); err != nil {
+				t.Fatal(err)
+			}
+			for j := range 2 {
+				must(t, try(e.m.CreateMirrored(ctx, gatedInput(fmt.Sprint(key, j), 0, key))))
+			}
+		}
+		for j := range 2 {
+			must(t, try(e.m.CreateMirrored(ctx, gatedInput(fmt.Sprint("free ", j), 0, "tenant:zz"))))
+		}
+		// Every group once: each busy group is then full.
+		for range busy + 1 {
+			if f, _ := claimNow(t, e, "w"); f == nil {
+				t.Fatal("lane ran dry")
+			}
+		}
+		f, _ := claimNow(t, e, "w")
+		if f == nil || f.Concurrency[0] != "tenant:zz" {
+			t.Fatalf("claim with %d full groups ahead: %v, want tenant:zz's second flow", busy, f)
+		}
+	})
+}
