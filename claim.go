@@ -700,6 +700,6 @@ func (m *Manager) RequeueExpiredLease(ctx context.Context, flowID uuid.UUID) (*F
 	if errors.Is(err, errNoMatch) {
 		return nil, nil
 	}
-	s.gateQueue(ctx, f)
+	s.gateQueue(ctx, f, false)
 	return f, err
 }

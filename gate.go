@@ -340,21 +340,27 @@ func (m *Manager) SetConcurrency(ctx context.Context, id uuid.UUID, keys []strin
 	_, nowMs, nowStr := s.clock()
 	args := append(s.head(id, nowMs, nowStr, mut), gk, string(payload))
 	f, _, err := s.runFlowScript(ctx, s.scripts.setGate, id, s.keys.flowKeys(id, ""), args)
-	if f != nil {
-		s.gateQueue(ctx, f)
-	}
+	s.gateQueue(ctx, f, true)
 	return f, err
 }
 
 // gateQueue puts f, a flow a call just made ready (or may have), on its
 // lane in the gate when it carries keys or a priority, and drops its
 // relay entry; what fails is left to an engine's tick, which drives the
-// same entry. f may be a lean flow.
-func (s *RedisStore) gateQueue(ctx context.Context, f *Flow) {
+// same entry. f may be a lean flow. maybeLeased: the call may have left
+// f running under a lease (SetConcurrency, UpdateAndAppend), so the
+// lease is read first: a leased flow on its lane would be admitted for
+// nothing, its keys' slots and rate tokens spent on a take its shard
+// refuses.
+func (s *RedisStore) gateQueue(ctx context.Context, f *Flow, maybeLeased bool) {
 	if f == nil || f.Status != StatusRunning || (len(f.Concurrency) == 0 && f.Priority == 0) {
 		return
 	}
-	_, _ = s.driveQueued(ctx, f.ID, f)
+	id := f.ID
+	if maybeLeased {
+		f = nil
+	}
+	_, _ = s.driveQueued(ctx, id, f)
 }
 
 // driveQueued drives the relay entry 'g <id>': it reads the flow (unless

@@ -71,3 +71,28 @@ func TestGateRefusedGroupsDoNotStarveOthers(t *testing.T) {
 		}
 	})
 }
+
+// A call that returns a running flow still leased (SetConcurrency on a
+// leased flow) must not put it on its lane: the admission that met the
+// entry spent a rate token on a flow its shard then refused.
+func TestGateLeasedFlowStaysOffItsLane(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		defer e.m.Close()
+		if err := e.m.SetKeyLimit(ctx, KeyLimit{Key: "model:r", Rate: 1, Per: time.Hour, Burst: 2}); err != nil {
+			t.Fatal(err)
+		}
+		a := must(t, try(e.m.CreateMirrored(ctx, gatedInput("a", 0, "model:r"))))
+		e.clock.Advance(time.Millisecond)
+		b := must(t, try(e.m.CreateMirrored(ctx, gatedInput("b", 0, "model:r"))))
+		f, l := claimNow(t, e, "w1")
+		if f == nil || f.ID != a.ID {
+			t.Fatalf("first claim %v, want %s", f, a.ID)
+		}
+		must(t, try(e.m.SetConcurrency(ctx, a.ID, []string{"model:r"}, 1, WithLease(l))))
+		f, _ = claimNow(t, e, "w2")
+		if f == nil || f.ID != b.ID {
+			t.Fatalf("second claim of a burst of 2: %v, want %s", f, b.ID)
+		}
+	})
+}
