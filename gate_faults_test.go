@@ -96,3 +96,42 @@ func TestGateLeasedFlowStaysOffItsLane(t *testing.T) {
 		}
 	})
 }
+
+// Slots that lapse together (a crashed fleet's leases) must announce
+// that the key has room again: the waiters of another controller
+// sharing the key were woken only when their claim wait ended.
+func TestGateLapsedSlotsAnnounceRoom(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		defer e.m.Close()
+		if err := e.m.SetKeyLimit(ctx, KeyLimit{Key: "model:x", Concurrency: 2}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 {
+			in := gatedInput(fmt.Sprint("other ", i), 0, "model:x")
+			in.ControllerID = "ctl/other"
+			must(t, try(e.m.CreateMirrored(ctx, in)))
+		}
+		for range 2 {
+			f, _, err := e.m.Claim(ctx, "ctl/other", "dies", time.Minute, WithClaimWait(0))
+			if err != nil || f == nil {
+				t.Fatalf("claim: %v %v", f, err)
+			}
+		}
+		subs := must(t, try(e.store.subscribe(ctx, []string{e.store.keys.gateFreed()})))
+		defer func() {
+			for _, ps := range subs {
+				_ = ps.Close()
+			}
+		}()
+		e.clock.Advance(2 * time.Minute)
+		if rep := e.engine().TickAt(ctx, e.clock.Now()); rep.Err != nil || rep.SlotsRepaired != 2 {
+			t.Fatalf("tick: %+v %v", rep, rep.Err)
+		}
+		select {
+		case <-subs[0].Channel():
+		case <-time.After(5 * time.Second):
+			t.Fatal("no announcement on the gate's freed channel once the slots of a full key lapsed")
+		}
+	})
+}
