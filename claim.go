@@ -338,7 +338,7 @@ func (m *Manager) Extend(ctx context.Context, l *Lease, d time.Duration) (*Lease
 	now, nowMs, nowStr := s.clock()
 	next := *l
 	next.ExpiresAt = now.Add(d).Truncate(time.Millisecond)
-	if l.gated {
+	if l.gated() {
 		// The gate's slots first: a slot never lapses while its lease lives.
 		if err := s.gateExtend(ctx, l.FlowID, l.Token, next.ExpiresAt); err != nil {
 			return nil, err
@@ -365,7 +365,7 @@ func (m *Manager) Release(ctx context.Context, l *Lease) error {
 	s := m.store
 	_, nowMs, nowStr := s.clock()
 	_, err := s.run(ctx, s.scripts.releaseLease, l.FlowID, s.keys.flowKeys(l.FlowID, ""), s.head(l.FlowID, nowMs, nowStr, mutation{lease: l})...)
-	if l.gated && (err == nil || applied(err)) {
+	if l.gated() && (err == nil || applied(err)) {
 		// The slots go back, and the flow, ready again, goes back on its
 		// lane; what fails is left to the slots' expiry and the tick.
 		_ = s.gateRelease(ctx, l.FlowID, l.Token, false)
@@ -659,7 +659,7 @@ func (m *Manager) LeaseOf(ctx context.Context, flowID uuid.UUID) (*Lease, error)
 	// is all the lease needs of the flow.
 	pipe := s.client.Pipeline()
 	lease := pipe.HGet(ctx, s.keys.leases(s.keys.shardOf(flowID)), flowID.String())
-	rec := pipe.HMGet(ctx, s.keys.flow(flowID), "controller", "gk")
+	controller := pipe.HGet(ctx, s.keys.flow(flowID), "controller")
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("taskflow: lease of %s: %w", flowID, err)
 	}
@@ -676,14 +676,15 @@ func (m *Manager) LeaseOf(ctx context.Context, flowID uuid.UUID) (*Lease, error)
 	if len(parts) != 3 || perr != nil || json.Unmarshal([]byte(parts[2]), &worker) != nil {
 		return nil, fmt.Errorf("%w: malformed lease %q of flow %s", ErrInvalidData, v, flowID)
 	}
-	v2 := rec.Val()
-	ctl, ok := v2[0].(string)
-	if !ok {
+	ctl, err := controller.Result()
+	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("%w: flow %s", ErrNotFound, flowID)
 	}
-	gk, _ := v2[1].(string)
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: lease of %s: %w", flowID, err)
+	}
 	return &Lease{FlowID: flowID, ControllerID: ctl, WorkerID: worker, Token: parts[0],
-		ExpiresAt: time.UnixMilli(ms).UTC(), gated: gk != ""}, nil
+		ExpiresAt: time.UnixMilli(ms).UTC()}, nil
 }
 
 // RequeueExpiredLease ends a lease whose expiry has passed and puts its

@@ -491,12 +491,21 @@ func (s *RedisStore) gateExtend(ctx context.Context, id uuid.UUID, token string,
 	return nil
 }
 
+// gateTokenMark ends the token of a lease the gate admitted ('.' is no
+// character of the other tokens): the lease's slots follow it wherever
+// the Lease goes (JSON, another process, LeaseOf).
+const gateTokenMark = ".g"
+
+// gated tells whether the gate admitted lease l: its slots follow it
+// (Extend) and go back when it ends.
+func (l *Lease) gated() bool { return strings.HasSuffix(l.Token, gateTokenMark) }
+
 // gateLeaseEnded gives back the slots of the lease l held, once a call
 // made under it moved flow f (f may be nil when the call returned none):
 // a lease the gate admitted, or a flow that carries keys. What fails is
 // left to the slots' expiry.
 func (s *RedisStore) gateLeaseEnded(ctx context.Context, l *Lease, f *Flow) {
-	if l == nil || !l.gated && (f == nil || gateOf(f) == "") {
+	if l == nil || !l.gated() && (f == nil || gateOf(f) == "") {
 		return
 	}
 	if f != nil && f.Status == StatusRunning {
@@ -520,7 +529,7 @@ func (m *Manager) claimGated(ctx context.Context, ctl, worker string, lease, res
 	var retryAt time.Time
 	why := ""
 	for range gateTries {
-		l := &Lease{ControllerID: ctl, WorkerID: worker, Token: newToken(), gated: true}
+		l := &Lease{ControllerID: ctl, WorkerID: worker, Token: newToken() + gateTokenMark}
 		now, _, _ := s.clock()
 		l.ExpiresAt = now.Add(lease).Truncate(time.Millisecond)
 		var err error

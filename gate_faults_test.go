@@ -1,6 +1,7 @@
 package taskflow
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -132,6 +133,47 @@ func TestGateLapsedSlotsAnnounceRoom(t *testing.T) {
 		case <-subs[0].Channel():
 		case <-time.After(5 * time.Second):
 			t.Fatal("no announcement on the gate's freed channel once the slots of a full key lapsed")
+		}
+	})
+}
+
+// A lease the gate admitted must keep its slots through a copy of the
+// Lease that went through JSON (another process, a queue): the copy
+// lost the unexported mark, so Extend let the slots lapse under a live
+// lease (a second flow was admitted past the limit), and Release left
+// them held and the flow off its lane.
+func TestGateLeaseCopyKeepsItsSlots(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		defer e.m.Close()
+		if err := e.m.SetKeyLimit(ctx, KeyLimit{Key: "tenant:j", Concurrency: 1}); err != nil {
+			t.Fatal(err)
+		}
+		a := must(t, try(e.m.CreateMirrored(ctx, gatedInput("a", 0, "tenant:j"))))
+		e.clock.Advance(time.Millisecond)
+		must(t, try(e.m.CreateMirrored(ctx, gatedInput("b", 0, "tenant:j"))))
+		f, l := claimNow(t, e, "w1")
+		if f == nil || f.ID != a.ID {
+			t.Fatalf("first claim %v, want %s", f, a.ID)
+		}
+		raw, err := json.Marshal(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cp Lease
+		if err := json.Unmarshal(raw, &cp); err != nil {
+			t.Fatal(err)
+		}
+		next := must(t, try(e.m.Extend(ctx, &cp, 10*time.Minute)))
+		e.clock.Advance(2 * time.Minute) // past the first expiry, not the extended one
+		if f, _ := claimNow(t, e, "w2"); f != nil {
+			t.Fatalf("claimed %s under a limit of 1 beside an extended lease", f.ID)
+		}
+		if err := e.m.Release(ctx, next); err != nil {
+			t.Fatal(err)
+		}
+		if f, _ := claimNow(t, e, "w2"); f == nil {
+			t.Fatal("nothing claimed after the release of a lease copy")
 		}
 	})
 }
