@@ -365,19 +365,26 @@ func (s *RedisStore) gateQueue(ctx context.Context, f *Flow, maybeLeased bool) {
 
 // driveQueued drives the relay entry 'g <id>': it reads the flow (unless
 // given), queues it on its lane when it is ready and carries keys or a
-// priority, and drops the entry (true when this call dropped it).
+// priority, and drops the entry (true when this call dropped it) unless
+// a script left it again since it was read (relay_drop.lua): the flow
+// was made ready again meanwhile, and the next drive queues it.
 func (s *RedisStore) driveQueued(ctx context.Context, id uuid.UUID, f *Flow) (bool, error) {
 	var ctl, gk string
 	ready := false
+	var at int64 // the entry's score as read
 	if f != nil {
 		ctl, gk, ready = f.ControllerID, gateOf(f), f.Status == StatusRunning
+		// The script that made f ready left the entry at its own time.
+		at = f.UpdatedAt.UnixMilli()
 	} else {
 		pipe := s.client.Pipeline()
 		rec := pipe.HMGet(ctx, s.keys.flow(id), "status", "controller", "gk")
 		leased := pipe.HExists(ctx, s.keys.leases(s.keys.shardOf(id)), id.String())
+		entry := pipe.ZScore(ctx, s.keys.relay(s.keys.shardOf(id)), "g "+id.String())
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return false, fmt.Errorf("taskflow: queue %s on its lane: %w", id, err)
 		}
+		at = int64(entry.Val())
 		v := rec.Val()
 		if len(v) == 3 {
 			st, _ := v[0].(string)
@@ -391,7 +398,11 @@ func (s *RedisStore) driveQueued(ctx context.Context, id uuid.UUID, f *Flow) (bo
 			return false, err
 		}
 	}
-	return s.relayDone(ctx, id, 'g')
+	n, err := s.run(ctx, s.scripts.relayDrop, id, []string{s.keys.relay(s.keys.shardOf(id))}, "g "+id.String(), at)
+	if err != nil {
+		return false, fmt.Errorf("taskflow: queue %s on its lane: %w", id, err)
+	}
+	return n == int64(1), nil
 }
 
 // gateEnqueue runs gate_enqueue.lua for flow id of controller ctl, whose

@@ -1,12 +1,14 @@
 package taskflow
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/taskflow-dev/taskflow/fsck"
+	"github.com/taskflow-dev/taskflow/observe"
 )
 
 // The gate's faults: each test names a defect a review found, and fails
@@ -176,4 +178,78 @@ func TestGateLeaseCopyKeepsItsSlots(t *testing.T) {
 			t.Fatal("nothing claimed after the release of a lease copy")
 		}
 	})
+}
+
+// A flow made ready again while a drive of its relay entry 'g <id>' was
+// under way must keep the new entry: the drive dropped it (it drops by
+// name), and the flow, ready, on no lane and with no entry, was never
+// claimed again. Here a tick queues the flow; before the tick drops the
+// entry, a worker claims the flow and releases it in a process that dies
+// after giving its slots back, before queueing it (its shard leaves the
+// entry again).
+func TestGateFlowReadyAgainDuringItsDriveIsNotLost(t *testing.T) {
+	var hook func(ev observe.Op)
+	obs := &observe.Observer{Op: func(_ context.Context, ev observe.Op) {
+		if hook != nil {
+			hook(ev)
+		}
+	}}
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		defer e.m.Close()
+		hook = nil
+		other := e.b.storeOptions(WithPrefix(e.prefix), WithClock(e.clock.Now))
+		s2 := must(t, try(NewRedisStore(e.b.client(t), other...)))
+		m2 := NewManager(s2)
+		defer m2.Close()
+		// releaseDies releases l in its shard and gives its slots back,
+		// as a Release whose process died before it queued the flow on
+		// its lane.
+		releaseDies := func(l *Lease) {
+			t.Helper()
+			_, nowMs, nowStr := s2.clock()
+			if _, err := s2.run(ctx, s2.scripts.releaseLease, l.FlowID, s2.keys.flowKeys(l.FlowID, ""),
+				s2.head(l.FlowID, nowMs, nowStr, mutation{lease: l})...); err != nil {
+				t.Error(err)
+			}
+			if err := s2.gateRelease(ctx, l.FlowID, l.Token, false); err != nil {
+				t.Error(err)
+			}
+		}
+		claim := func() (*Flow, *Lease) {
+			t.Helper()
+			f, l, err := m2.Claim(ctx, "ctl/gate", "w", time.Minute, WithClaimWait(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f, l
+		}
+		a := must(t, try(e.m.CreateMirrored(ctx, gatedInput("a", 0, "tenant:r"))))
+		_, l := claim()
+		releaseDies(l) // the entry 'g <a>' waits for a tick
+		e.clock.Advance(time.Millisecond)
+		fired := false
+		hook = func(ev observe.Op) {
+			if fired || ev.Op != "gate_enqueue" || ev.FlowID != a.ID {
+				return
+			}
+			fired = true
+			f, l := claim()
+			if f == nil {
+				t.Error("the queued flow was not claimed")
+				return
+			}
+			e.clock.Advance(time.Millisecond)
+			releaseDies(l)
+		}
+		if rep := e.engine().TickAt(ctx, e.clock.Now()); rep.Err != nil || !fired {
+			t.Fatalf("tick: %v (hook fired: %v)", rep.Err, fired)
+		}
+		hook = nil
+		e.clock.Advance(2 * time.Minute) // every lease and admission past
+		e.engine().TickAt(ctx, e.clock.Now())
+		if f, _ := claim(); f == nil || f.ID != a.ID {
+			t.Fatalf("the flow made ready again during the drive: claim %v", f)
+		}
+	}, WithObserver(obs))
 }
