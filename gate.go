@@ -511,17 +511,14 @@ const gateTokenMark = ".g"
 // (Extend) and go back when it ends.
 func (l *Lease) gated() bool { return strings.HasSuffix(l.Token, gateTokenMark) }
 
-// gateLeaseEnded gives back the slots of the lease l held, once a call
-// made under it moved flow f (f may be nil when the call returned none):
-// a lease the gate admitted, or a flow that carries keys. What fails is
-// left to the slots' expiry.
+// gateLeaseEnded gives back the slots of the lease l held, once a
+// transition made under it moved flow f (f may be nil when the call
+// returned none): a lease the gate admitted, or a flow that carries
+// keys. A transition always ends its lease: a flow it leaves running
+// went through a wait an early event ended at once, and is ready again.
+// What fails is left to the slots' expiry.
 func (s *RedisStore) gateLeaseEnded(ctx context.Context, l *Lease, f *Flow) {
 	if l == nil || !l.gated() && (f == nil || gateOf(f) == "") {
-		return
-	}
-	if f != nil && f.Status == StatusRunning {
-		// Still running: the lease goes on (a mutation that is no move),
-		// unless the call was a release (gateReleased).
 		return
 	}
 	_ = s.gateRelease(ctx, l.FlowID, l.Token, f != nil && f.Status.IsTerminal())

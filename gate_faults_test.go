@@ -253,3 +253,32 @@ func TestGateFlowReadyAgainDuringItsDriveIsNotLost(t *testing.T) {
 		}
 	}, WithObserver(obs))
 }
+
+// A wait that an early event ends at once (SetWaiting returns the flow
+// running, ready again) ends the lease it was made under: its slots
+// must go back then, not when the lease would have expired (the key
+// counted the flow twice once it was claimed again).
+func TestGateEarlyEventWaitGivesItsSlotsBack(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		defer e.m.Close()
+		if err := e.m.SetKeyLimit(ctx, KeyLimit{Key: "tenant:e", Concurrency: 1}); err != nil {
+			t.Fatal(err)
+		}
+		a := must(t, try(e.m.CreateMirrored(ctx, gatedInput("a", 0, "tenant:e"))))
+		_, l := claimNow(t, e, "w1")
+		// Kept for the flow (it is running): its wait takes it at once.
+		_, _ = e.m.TryResumeExternal(ctx, a.ID, "reply", "r-1", map[string]string{"ok": "yes"})
+		f := must(t, try(e.m.SetWaiting(ctx, a.ID, WaitExternalEvent("reply", "r-1"), WithLease(l))))
+		if f.Status != StatusRunning {
+			t.Fatalf("after an early event: %s", f.Status)
+		}
+		if f, _ := claimNow(t, e, "w2"); f == nil || f.ID != a.ID {
+			t.Fatalf("the flow the early event resumed was not claimed: %v", f)
+		}
+		use := must(t, try(e.m.KeyLimits(ctx)))
+		if len(use) != 1 || use[0].InFlight != 1 {
+			t.Fatalf("in flight with one lease: %+v", use)
+		}
+	})
+}
