@@ -282,3 +282,20 @@ func TestGateEarlyEventWaitGivesItsSlotsBack(t *testing.T) {
 		}
 	})
 }
+
+// A controller id may hold a newline (a label is any UTF-8): the lane's
+// record of a queued flow ('<controller>\n<gk>') then read as another
+// controller's, and every admission dropped the flow as stale.
+func TestGateControllerWithNewline(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		defer e.m.Close()
+		in := gatedInput("a", 0, "tenant:n")
+		in.ControllerID = "ctl\nodd|{x}:y"
+		a := must(t, try(e.m.CreateMirrored(ctx, in)))
+		f, _, err := e.m.Claim(ctx, in.ControllerID, "w", time.Minute, WithClaimWait(0))
+		if err != nil || f == nil || f.ID != a.ID {
+			t.Fatalf("claim: %v %v, want %s", f, err, a.ID)
+		}
+	})
+}

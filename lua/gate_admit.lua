@@ -122,7 +122,7 @@ for _, lvl in ipairs(redis.call('ZRANGE', lv, 0, -1)) do
       local meta = redis.call('HGET', base .. ':fk', head)
       local mctl, gk = nil, nil
       if meta then
-        mctl, gk = string.match(meta, '^([^\n]*)\n(.*)$')
+        mctl, gk = gate_fk_read(meta)
       end
       local prio, keys = 0, {}
       if gk then
