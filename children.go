@@ -263,7 +263,7 @@ func (s *RedisStore) startChildren(ctx context.Context, parentID uuid.UUID, chil
 	}
 	flows, err := s.createChildren(ctx, calls)
 	for _, f := range flows {
-		s.gateQueue(ctx, f) // children with concurrency keys or a priority
+		s.gateQueue(ctx, f, false) // children with concurrency keys or a priority
 	}
 	if err != nil {
 		return flows, fmt.Errorf("taskflow: start children of %s: %w", parentID, err)

@@ -338,7 +338,7 @@ func (m *Manager) Extend(ctx context.Context, l *Lease, d time.Duration) (*Lease
 	now, nowMs, nowStr := s.clock()
 	next := *l
 	next.ExpiresAt = now.Add(d).Truncate(time.Millisecond)
-	if l.gated {
+	if l.gated() {
 		// The gate's slots first: a slot never lapses while its lease lives.
 		if err := s.gateExtend(ctx, l.FlowID, l.Token, next.ExpiresAt); err != nil {
 			return nil, err
@@ -365,7 +365,7 @@ func (m *Manager) Release(ctx context.Context, l *Lease) error {
 	s := m.store
 	_, nowMs, nowStr := s.clock()
 	_, err := s.run(ctx, s.scripts.releaseLease, l.FlowID, s.keys.flowKeys(l.FlowID, ""), s.head(l.FlowID, nowMs, nowStr, mutation{lease: l})...)
-	if l.gated && (err == nil || applied(err)) {
+	if l.gated() && (err == nil || applied(err)) {
 		// The slots go back, and the flow, ready again, goes back on its
 		// lane; what fails is left to the slots' expiry and the tick.
 		_ = s.gateRelease(ctx, l.FlowID, l.Token, false)
@@ -659,7 +659,7 @@ func (m *Manager) LeaseOf(ctx context.Context, flowID uuid.UUID) (*Lease, error)
 	// is all the lease needs of the flow.
 	pipe := s.client.Pipeline()
 	lease := pipe.HGet(ctx, s.keys.leases(s.keys.shardOf(flowID)), flowID.String())
-	rec := pipe.HMGet(ctx, s.keys.flow(flowID), "controller", "gk")
+	controller := pipe.HGet(ctx, s.keys.flow(flowID), "controller")
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("taskflow: lease of %s: %w", flowID, err)
 	}
@@ -676,14 +676,15 @@ func (m *Manager) LeaseOf(ctx context.Context, flowID uuid.UUID) (*Lease, error)
 	if len(parts) != 3 || perr != nil || json.Unmarshal([]byte(parts[2]), &worker) != nil {
 		return nil, fmt.Errorf("%w: malformed lease %q of flow %s", ErrInvalidData, v, flowID)
 	}
-	v2 := rec.Val()
-	ctl, ok := v2[0].(string)
-	if !ok {
+	ctl, err := controller.Result()
+	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("%w: flow %s", ErrNotFound, flowID)
 	}
-	gk, _ := v2[1].(string)
+	if err != nil {
+		return nil, fmt.Errorf("taskflow: lease of %s: %w", flowID, err)
+	}
 	return &Lease{FlowID: flowID, ControllerID: ctl, WorkerID: worker, Token: parts[0],
-		ExpiresAt: time.UnixMilli(ms).UTC(), gated: gk != ""}, nil
+		ExpiresAt: time.UnixMilli(ms).UTC()}, nil
 }
 
 // RequeueExpiredLease ends a lease whose expiry has passed and puts its
@@ -700,26 +701,45 @@ func (m *Manager) RequeueExpiredLease(ctx context.Context, flowID uuid.UUID) (*F
 	if errors.Is(err, errNoMatch) {
 		return nil, nil
 	}
-	s.gateQueue(ctx, f)
+	s.gateQueue(ctx, f, false)
 	return f, err
 }
 
 // claimGated claims a flow of controller ctl from its lane in the gate:
 // an admission, then the lease in the flow's shard; an admission whose
 // flow its shard refuses (the entry was stale) gives its slots back and
-// the next is tried. Returns the flow and lease, or none with whether
-// the lane still holds flows and when to look again.
+// the next is tried; so are the groups an admission had no budget to
+// look at. Returns the flow and lease, or none with whether the lane
+// still holds flows and when to look again.
 func (m *Manager) claimGated(ctx context.Context, ctl, worker string, lease, resend time.Duration) (*Flow, *Lease, admission, error) {
 	s := m.store
 	var a admission
+	var skip int64
+	var retryAt time.Time
+	why := ""
 	for range gateTries {
-		l := &Lease{ControllerID: ctl, WorkerID: worker, Token: newToken(), gated: true}
+		l := &Lease{ControllerID: ctl, WorkerID: worker, Token: newToken() + gateTokenMark}
 		now, _, _ := s.clock()
 		l.ExpiresAt = now.Add(lease).Truncate(time.Millisecond)
 		var err error
-		a, err = s.gateAdmit(ctx, ctl, l)
-		if err != nil || a.id == uuid.Nil {
+		a, err = s.gateAdmit(ctx, ctl, l, skip)
+		if err != nil {
 			return nil, nil, a, err
+		}
+		if a.id == uuid.Nil {
+			// The earliest refill and the first refusal of every call.
+			if retryAt.IsZero() || !a.retryAt.IsZero() && a.retryAt.Before(retryAt) {
+				retryAt = a.retryAt
+			}
+			if why == "" {
+				why = a.why
+			}
+			a.retryAt, a.why = retryAt, why
+			if a.more == 0 {
+				return nil, nil, a, nil
+			}
+			skip = a.more // refused groups ahead: look behind them
+			continue
 		}
 		if s.onAdmit != nil {
 			s.onAdmit(a.gk, a.counts)
@@ -733,7 +753,11 @@ func (m *Manager) claimGated(ctx context.Context, ctl, worker string, lease, res
 			return nil, nil, a, err
 		}
 	}
-	a.left = 1 // more stale entries than tries: look again
+	if a.id != uuid.Nil {
+		a.left = 1 // more stale entries than tries: look again
+	}
+	// (More refused groups than the tries look at: the lane waits for a
+	// slot or a refill.)
 	return nil, nil, a, nil
 }
 

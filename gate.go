@@ -51,7 +51,8 @@ const (
 	// maxLimitWeight bounds a limit's weight.
 	maxLimitWeight = 1000
 	// gateGroupBudget is how many fair groups an admission looks at
-	// before it gives up (every group's head refused).
+	// before it gives up (every group's head refused); the next admission
+	// of the same claim (up to gateTries) passes over those.
 	gateGroupBudget = 16
 	// gateTries bounds the admissions one claim makes whose flow its
 	// shard then refuses (the entry was stale).
@@ -324,38 +325,51 @@ func (m *Manager) SetConcurrency(ctx context.Context, id uuid.UUID, keys []strin
 	_, nowMs, nowStr := s.clock()
 	args := append(s.head(id, nowMs, nowStr, mut), gk, string(payload))
 	f, _, err := s.runFlowScript(ctx, s.scripts.setGate, id, s.keys.flowKeys(id, ""), args)
-	if f != nil {
-		s.gateQueue(ctx, f)
-	}
+	s.gateQueue(ctx, f, true)
 	return f, err
 }
 
 // gateQueue puts f, a flow a call just made ready (or may have), on its
 // lane in the gate when it carries keys or a priority, and drops its
 // relay entry; what fails is left to an engine's tick, which drives the
-// same entry. f may be a lean flow.
-func (s *RedisStore) gateQueue(ctx context.Context, f *Flow) {
+// same entry. f may be a lean flow. maybeLeased: the call may have left
+// f running under a lease (SetConcurrency, UpdateAndAppend), so the
+// lease is read first: a leased flow on its lane would be admitted for
+// nothing, its keys' slots and rate tokens spent on a take its shard
+// refuses.
+func (s *RedisStore) gateQueue(ctx context.Context, f *Flow, maybeLeased bool) {
 	if f == nil || f.Status != StatusRunning || (len(f.Concurrency) == 0 && f.Priority == 0) {
 		return
 	}
-	_, _ = s.driveQueued(ctx, f.ID, f)
+	id := f.ID
+	if maybeLeased {
+		f = nil
+	}
+	_, _ = s.driveQueued(ctx, id, f)
 }
 
 // driveQueued drives the relay entry 'g <id>': it reads the flow (unless
 // given), queues it on its lane when it is ready and carries keys or a
-// priority, and drops the entry (true when this call dropped it).
+// priority, and drops the entry (true when this call dropped it) unless
+// a script left it again since it was read (relay_drop.lua): the flow
+// was made ready again meanwhile, and the next drive queues it.
 func (s *RedisStore) driveQueued(ctx context.Context, id uuid.UUID, f *Flow) (bool, error) {
 	var ctl, gk string
 	ready := false
+	var at int64 // the entry's score as read
 	if f != nil {
 		ctl, gk, ready = f.ControllerID, gateOf(f), f.Status == StatusRunning
+		// The script that made f ready left the entry at its own time.
+		at = f.UpdatedAt.UnixMilli()
 	} else {
 		pipe := s.client.Pipeline()
 		rec := pipe.HMGet(ctx, s.keys.flow(id), "status", "controller", "gk")
 		leased := pipe.HExists(ctx, s.keys.leases(s.keys.shardOf(id)), id.String())
+		entry := pipe.ZScore(ctx, s.keys.relay(s.keys.shardOf(id)), "g "+id.String())
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return false, fmt.Errorf("taskflow: queue %s on its lane: %w", id, err)
 		}
+		at = int64(entry.Val())
 		v := rec.Val()
 		if len(v) == 3 {
 			st, _ := v[0].(string)
@@ -369,10 +383,11 @@ func (s *RedisStore) driveQueued(ctx context.Context, id uuid.UUID, f *Flow) (bo
 			return false, err
 		}
 	}
-	// The relay entry goes once its work is done (two engines may do
-	// the same work: one counts it).
-	n, err := s.client.ZRem(ctx, s.keys.relay(s.keys.shardOf(id)), "g "+id.String()).Result()
-	return n == 1, err
+	n, err := s.run(ctx, s.scripts.relayDrop, id, []string{s.keys.relay(s.keys.shardOf(id))}, "g "+id.String(), at)
+	if err != nil {
+		return false, fmt.Errorf("taskflow: queue %s on its lane: %w", id, err)
+	}
+	return n == int64(1), nil
 }
 
 // gateEnqueue runs gate_enqueue.lua for flow id of controller ctl, whose
@@ -402,13 +417,15 @@ type admission struct {
 	counts  []int     // in flight per key, this admission included
 	retryAt time.Time // none admitted: when a rate bucket refills (zero: when a slot frees)
 	why     string    // none admitted: the first refusal ('' = the lane is empty)
+	more    int64     // none admitted: the groups to pass over next, when some were not looked at
 }
 
-// gateAdmit runs gate_admit.lua for controller ctl under lease l.
-func (s *RedisStore) gateAdmit(ctx context.Context, ctl string, l *Lease) (admission, error) {
+// gateAdmit runs gate_admit.lua for controller ctl under lease l, passing
+// over the first skip groups.
+func (s *RedisStore) gateAdmit(ctx context.Context, ctl string, l *Lease, skip int64) (admission, error) {
 	_, nowMs, _ := s.clock()
 	v, err := s.run(ctx, s.scripts.gateAdmit, uuid.Nil, []string{s.keys.gateTag()},
-		ctl, nowMs, l.ExpiresAt.UnixMilli(), l.Token, gateGroupBudget)
+		ctl, nowMs, l.ExpiresAt.UnixMilli(), l.Token, gateGroupBudget, skip)
 	if err != nil {
 		return admission{}, fmt.Errorf("taskflow: claim: gate: %w", err)
 	}
@@ -424,6 +441,9 @@ func (s *RedisStore) gateAdmit(ctx context.Context, ctl string, l *Lease) (admis
 			a.retryAt = time.UnixMilli(ms)
 		}
 		a.why, _ = arr[2].(string)
+		if len(arr) > 3 {
+			a.more, _ = arr[3].(int64)
+		}
 		return a, nil
 	}
 	id, err := uuid.Parse(head)
@@ -468,17 +488,23 @@ func (s *RedisStore) gateExtend(ctx context.Context, id uuid.UUID, token string,
 	return nil
 }
 
-// gateLeaseEnded gives back the slots of the lease l held, once a call
-// made under it moved flow f (f may be nil when the call returned none):
-// a lease the gate admitted, or a flow that carries keys. What fails is
-// left to the slots' expiry.
+// gateTokenMark ends the token of a lease the gate admitted ('.' is no
+// character of the other tokens): the lease's slots follow it wherever
+// the Lease goes (JSON, another process, LeaseOf).
+const gateTokenMark = ".g"
+
+// gated tells whether the gate admitted lease l: its slots follow it
+// (Extend) and go back when it ends.
+func (l *Lease) gated() bool { return strings.HasSuffix(l.Token, gateTokenMark) }
+
+// gateLeaseEnded gives back the slots of the lease l held, once a
+// transition made under it moved flow f (f may be nil when the call
+// returned none): a lease the gate admitted, or a flow that carries
+// keys. A transition always ends its lease: a flow it leaves running
+// went through a wait an early event ended at once, and is ready again.
+// What fails is left to the slots' expiry.
 func (s *RedisStore) gateLeaseEnded(ctx context.Context, l *Lease, f *Flow) {
-	if l == nil || !l.gated && (f == nil || gateOf(f) == "") {
-		return
-	}
-	if f != nil && f.Status == StatusRunning {
-		// Still running: the lease goes on (a mutation that is no move),
-		// unless the call was a release (gateReleased).
+	if l == nil || !l.gated() && (f == nil || gateOf(f) == "") {
 		return
 	}
 	_ = s.gateRelease(ctx, l.FlowID, l.Token, f != nil && f.Status.IsTerminal())

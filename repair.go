@@ -235,7 +235,8 @@ func (s *RedisStore) entryStillStale(p fsck.Problem, sn *flowSnap) bool {
 		return !s.inFindIndex(shard, p.Key, sn)
 	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":ready:"):
 		ctl := strings.TrimPrefix(p.Key, s.keys.tag(shard)+":ready:")
-		return !(FlowStatus(sn.fields["status"]).runnable() && sn.fields["controller"] == ctl && sn.lease == "")
+		return !(FlowStatus(sn.fields["status"]).runnable() && sn.fields["controller"] == ctl && sn.lease == "" &&
+			sn.fields["gk"] == "")
 	case p.Key == s.keys.leases(shard), p.Key == s.keys.leaseExp(shard):
 		return !FlowStatus(sn.fields["status"]).runnable()
 	}

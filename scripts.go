@@ -59,7 +59,7 @@ type scripts struct {
 	schedCreate, schedWrite, schedDelete                       *script // schedules.go
 	schedAdvance, schedRecord, schedFail, schedReconcile       *script
 	gateEnqueue, gateAdmit, gateRelease, gateExtend, gateLimit *script // gate.go
-	claimTake, setGate                                         *script
+	claimTake, setGate, relayDrop                              *script
 	// transitionEarly is transition for a wait on an external event: it
 	// includes the early events' helpers, which the other transitions do not
 	// pay for.
@@ -143,6 +143,7 @@ func (s *scripts) files() []scriptFile {
 		{"gate_limit", true, &s.gateLimit},
 		{"claim_take", true, &s.claimTake},
 		{"set_gate", true, &s.setGate},
+		{"relay_drop", true, &s.relayDrop},
 	}
 }
 

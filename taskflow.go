@@ -326,7 +326,4 @@ type Lease struct {
 	// token that is not the flow's current, live lease.
 	Token     string    `json:"token"`
 	ExpiresAt time.Time `json:"expires_at"`
-	// gated: the gate admitted the lease (gate.go): its slots go back
-	// when it ends.
-	gated bool
 }

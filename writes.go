@@ -36,7 +36,7 @@ func (s *RedisStore) createWithID(ctx context.Context, id uuid.UUID, in CreateMa
 		return nil, err
 	}
 	f, _, err := s.runFlowScript(ctx, call.script, call.id, call.keys, call.args)
-	s.gateQueue(ctx, f)
+	s.gateQueue(ctx, f, false)
 	return created(f, call.id, err)
 }
 
@@ -203,7 +203,7 @@ func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, er
 func (s *RedisStore) moved(ctx context.Context, f *Flow, lease *Lease) {
 	s.relayEnded(ctx, f)
 	s.gateLeaseEnded(ctx, lease, f)
-	s.gateQueue(ctx, f)
+	s.gateQueue(ctx, f, false) // a transition leaves no running flow leased
 }
 
 // meta describes the transition to the observer.
@@ -368,7 +368,8 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind EventKin
 		return nil, nil, err
 	}
 	// Applied; err is nil or ErrNotReplicated, returned beside both.
-	s.moved(ctx, nf, nil)
+	s.relayEnded(ctx, nf)
+	s.gateQueue(ctx, nf, true)
 	numbered, _ := arr[1].(string)
 	ev, derr := decodeNumbered(f.ID, numbered)
 	if derr != nil {

@@ -36,11 +36,7 @@
 //     well-formed input fingerprint; an attempts count is a positive
 //     integer;
 //   - kept early events sit in lists with a TTL, readable, on the shard
-//     that reads them, and every claim of one has its due entry;
-//   - a ready flow with concurrency keys or a priority waits on its lane
-//     in the gate (or has a relay entry, or an admission, that puts it
-//     there or takes it), never on a shard's ready queue; every live slot
-//     the gate holds belongs to its flow's live lease.
+//     that reads them, and every claim of one has its due entry.
 //
 // Verify runs beside live workers. A problem is reported only if a
 // re-check, which reads the flow together with what it is compared with
@@ -106,8 +102,9 @@
 //     correlation index, or an entry of a flow without such a wait.
 //   - ReadyMissing, ReadyExtra: a running flow neither leased nor on its
 //     ready queue, or a flow on a ready queue that should not be (leased,
-//     not running, or with concurrency keys or a priority: it waits in
-//     the gate, see below).
+//     not running, or carrying concurrency keys or a priority: such a
+//     flow waits on its lane in the gate instead, and its repair has an
+//     engine's tick queue it there).
 //   - LeaseExpiryWrong, LeaseExpiryExtra, LeaseExtra: a lease expiry
 //     entry that does not match the lease, one without a lease, or a lease
 //     of a flow that is not running.
@@ -140,24 +137,6 @@
 //   - BadClaim: a claim that does not parse, or of another shard.
 //   - ClaimUnindexed: a claim without a due entry, which the tick never
 //     re-drives.
-//
-// The gate, where ready flows with concurrency keys or a priority wait
-// and the leases of their keys hold slots (both repaired). A scan of
-// the gate reads at most 10,000 live slots per pass; a flow is judged
-// after reading, in order, its relay entry, its lane, the live
-// admissions and its lease again, so one that moved on meanwhile is not
-// reported:
-//
-//   - GateSlotOrphaned: a live slot (Problem.Member '<flow id>|<lease
-//     token>', Problem.Key the key's held slots or the admissions) whose
-//     flow is gone, no longer running, or leased under another token.
-//     Repair gives the admission's slots back. A slot of a running flow
-//     leased to nobody is not reported: a worker may be taking its lease
-//     now, and if it died the engine's tick settles the slot when it
-//     expires.
-//   - GateUnqueued: a ready flow with concurrency keys or a priority on
-//     no lane, with no relay entry to queue it and no admission: no
-//     claim finds it. Repair queues it on its lane.
 //
 // Schedules (Problem.Member is the schedule's name; each repair is a
 // compare-and-set on the schedule as read, so a schedule changed

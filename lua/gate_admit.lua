@@ -11,12 +11,16 @@
 -- KEYS: 1 the gate's base '<prefix>:{gate}' (not a key: it names the
 --   keys of include/gate.lua, all on that tag)
 -- ARGV: 1 controller id  2 now (unix ms)  3 lease expiry (unix ms)
---   4 lease token  5 at most this many groups looked at
+--   4 lease token  5 at most this many groups looked at  6 how many
+--   groups to pass over first, in the order above (those an earlier call
+--   of the same claim found refused)
 -- Returns: {flow id, its gk field, 1 when the lane still holds flows
 --   (else 0), the in-flight count of each of its keys
 --   after this admission ('\n'-joined)}, or {'', retry at (unix ms when
 --   a rate bucket refills, '' = when a slot frees), why ('' = the lane is
---   empty; else '<key> concurrency' or '<key> rate' of the first refusal)}.
+--   empty; else '<key> concurrency' or '<key> rate' of the first refusal),
+--   the groups to pass over in a next call when groups were left unlooked
+--   at (else 0)}.
 -- Errors: none.
 -- Events: none.
 --@include prelude
@@ -24,7 +28,8 @@
 
 local base, ctl = KEYS[1], ARGV[1]
 local now, expiry, token = tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local budget = tonumber(ARGV[5])
+local budget, skip = tonumber(ARGV[5]), tonumber(ARGV[6])
+local passed = skip -- groups passed over or looked at
 local lv = base .. ':lv:' .. ctl
 local retry, why = nil, ''
 
@@ -101,12 +106,21 @@ end
 
 for _, lvl in ipairs(redis.call('ZRANGE', lv, 0, -1)) do
   local gr = gate_gr(base, lvl, ctl)
-  local groups = redis.call('ZRANGE', gr, 0, budget - 1)
-  if #groups == 0 then
+  local n = redis.call('ZCARD', gr)
+  if n == 0 then
     redis.call('ZREM', lv, lvl)
+  end
+  -- Groups an earlier call of this claim found refused are passed over:
+  -- refused groups ahead never keep the ones behind from their turn.
+  local from = math.min(skip, n)
+  skip = skip - from
+  local groups = {}
+  if from < n then
+    groups = redis.call('ZRANGE', gr, from, from + budget - 1)
   end
   for _, grp in ipairs(groups) do
     budget = budget - 1
+    passed = passed + 1
     local q = gate_q(base, lvl, grp, ctl)
     -- Entries that no longer match their flow (its keys, priority or
     -- controller changed, or it left the lane) are dropped, a few at a
@@ -120,9 +134,8 @@ for _, lvl in ipairs(redis.call('ZRANGE', lv, 0, -1)) do
       end
       local meta = redis.call('HGET', base .. ':fk', head)
       local mctl, gk = nil, nil
-      local nl = meta and string.find(meta, '\n', 1, true)
-      if nl then
-        mctl, gk = string.sub(meta, 1, nl - 1), string.sub(meta, nl + 1)
+      if meta then
+        mctl, gk = gate_fk_read(meta)
       end
       local prio, keys = 0, {}
       if gk then
@@ -151,4 +164,8 @@ for _, lvl in ipairs(redis.call('ZRANGE', lv, 0, -1)) do
     break
   end
 end
-return {'', retry and tostring(retry) or '', why}
+local more = 0
+if budget <= 0 then
+  more = passed
+end
+return {'', retry and tostring(retry) or '', why, more}

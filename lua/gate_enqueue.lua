@@ -16,8 +16,9 @@
 -- Errors: none.
 -- Events: none (the flow's audit log is in its shard).
 --@include prelude
+--@include gate
 
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '\n' .. ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], gate_fk(ARGV[2], ARGV[3]))
 if redis.call('ZSCORE', KEYS[4], ARGV[1]) then
   return 0
 end

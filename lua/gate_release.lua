@@ -1,7 +1,8 @@
 -- gate_release.lua: give back the slots an admission holds (its lease
 -- ended, moved, or its take was refused), and, for a flow that ended,
--- forget its lane entry. A slot of a key that was full announces on the
--- gate's freed channel, which wakes the claims that wait for one.
+-- forget its lane entry. A key that was full (slots that lapsed with
+-- their leases counted) and has room now announces on the gate's freed
+-- channel, which wakes the claims that wait for one.
 --
 -- KEYS: 1 the gate's base '<prefix>:{gate}' (not a key: it names the
 --   keys of include/gate.lua, all on that tag)
@@ -30,7 +31,11 @@ local freed = false
 for _, k in ipairs(gate_split(keys)) do
   local c = gate_limit(base, k)
   local held = base .. ':held:' .. k
-  if redis.call('ZREM', held, member) == 1 and c > 0 and gate_in_flight(base, k, now) + 1 >= c then
+  -- Full before (counting slots that lapsed unannounced, a dead
+  -- worker's), room after.
+  local before = redis.call('ZCARD', held)
+  redis.call('ZREM', held, member)
+  if c > 0 and before >= c and gate_in_flight(base, k, now) < c then
     freed = true
   end
 end

@@ -15,6 +15,9 @@
 -- KEYS 17..: stale indexes holding the flow's id, to drop it from: ready
 --   queues of other controllers, controller and attribute indexes
 --   (include/attrs.lua) that are not the flow's.
+-- A runnable, unleased flow goes back on its ready queue, or, when it
+-- carries concurrency keys or a priority (field 'gk'), gets the relay
+-- entry 'g <id>' that queues it on its lane in the gate (gate.go).
 -- Returns: 1 when the flow exists, 0 when it does not, -1 when it changed
 --   since the caller read it (nothing written).
 -- Events: none; the audit log is not touched.
@@ -55,7 +58,6 @@ if f == nil then
   return 0
 end
 -- A running flow is leased or ready, never both; any other is neither.
--- A ready flow with concurrency keys or a priority is on no shard queue.
 local lease = redis.call('HGET', c.leases, c.id)
 if STATUS[f.status].runnable then
   local exp = lease and string.match(lease, '^[^|]*|(%d+)|')
@@ -65,10 +67,12 @@ if STATUS[f.status].runnable then
   else
     redis.call('HDEL', c.leases, c.id)
     redis.call('ZREM', c.leasexp, c.id)
-    if f.gk and f.gk ~= '' then
-      -- It waits in the gate's lane (gate.go), never on this queue:
-      -- Verify queues it there (gate_unqueued).
+    if (f.gk or '') ~= '' then
+      -- It waits on its lane in the gate (gate.go), never here: its
+      -- relay entry has an engine's tick queue it there (again, which is
+      -- harmless).
       redis.call('ZREM', ready_key(c, f.controller), c.id)
+      redis.call('ZADD', c.base .. ':relay', 'NX', f.updated, 'g ' .. c.id)
     else
       redis.call('ZADD', ready_key(c, f.controller), 'NX', f.updated, c.id)
     end

@@ -5,8 +5,10 @@
 -- them in one atomic step:
 --   base:limits              hash: key -> '<concurrency> <rate> <per ms>
 --                            <burst> <weight>' (0 = none)
---   base:fk                  hash: queued flow id -> '<controller>\n<gk>'
---                            (gk: the flow's field, '<priority>\n<key>...')
+--   base:fk                  hash: queued flow id -> '<length of the
+--                            controller> <controller><gk>' (gk: the flow's
+--                            field, '<priority>\n<key>...'; a controller id
+--                            may hold any character)
 --   base:lv:<ctl>            zset: priority levels with queued flows
 --                            (score -level: the highest first)
 --   base:gr:<lvl>|<ctl>      zset: fair groups (a flow's first key, '' for
@@ -38,6 +40,23 @@ local function gate_meta(gk)
   local prio = tonumber(parts[1]) or 0
   table.remove(parts, 1)
   return prio, parts
+end
+
+-- gate_fk is the lane's record of a queued flow of controller ctl whose
+-- gate field is gk.
+local function gate_fk(ctl, gk)
+  return #ctl .. ' ' .. ctl .. gk
+end
+
+-- gate_fk_read reads a record of gate_fk: the controller and the gate
+-- field, or nil.
+local function gate_fk_read(v)
+  local n, rest = string.match(v, '^(%d+) (.*)$')
+  if not n then
+    return nil
+  end
+  n = tonumber(n)
+  return string.sub(rest, 1, n), string.sub(rest, n + 1)
 end
 
 -- gate_q is the lane queue of (level, group, controller).
