@@ -524,7 +524,7 @@ func (s *RedisStore) explainGated(ctx context.Context, f *Flow, now time.Time, e
 		e.Moves = "A worker's Claim for controller " + strconv.Quote(f.ControllerID) + "."
 		return
 	}
-	onLane := queued.Err() == nil && meta.Val() == f.ControllerID+"\n"+gateOf(f)
+	onLane := queued.Err() == nil && meta.Val() == gateRecord(f.ControllerID, gateOf(f))
 
 	// What holds it: the first key gate_admit.lua would refuse it for.
 	heldBy, heldText, moves := "", "", ""

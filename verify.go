@@ -602,7 +602,7 @@ func (s *RedisStore) checkGateQueued(ctx context.Context, shard int, snaps map[u
 	}
 	var lost []*flowSnap
 	for i, sn := range cands {
-		onLane := queued[i].Err() == nil && meta[i].Val() == sn.fields["controller"]+"\n"+sn.fields["gk"]
+		onLane := queued[i].Err() == nil && meta[i].Val() == gateRecord(sn.fields["controller"], sn.fields["gk"])
 		if relay[i].Err() == nil || onLane || admitted[sn.id.String()] || !all {
 			continue
 		}
