@@ -419,8 +419,16 @@ func (s *RedisStore) deliverOutcome(ctx context.Context, childID uuid.UUID, f *F
 func (s *RedisStore) deliverChild(ctx context.Context, parent, child uuid.UUID, st FlowStatus, out []byte) error {
 	_, nowMs, nowStr := s.clock()
 	args := append(s.head(parent, nowMs, nowStr, mutation{}), child.String(), string(st), string(out))
-	if _, err := s.run(ctx, s.scripts.deliverChild, parent, s.keys.flowKeys(parent, ""), args...); err != nil && !applied(err) {
+	v, err := s.run(ctx, s.scripts.deliverChild, parent, s.keys.flowKeys(parent, ""), args...)
+	if err != nil && !applied(err) {
 		return fmt.Errorf("taskflow: deliver child %s to %s: %w", child, parent, err)
+	}
+	if arr, ok := v.([]any); ok && len(arr) > 1 && arr[1] == "resumed" {
+		// The join was met: the parent, ready again, goes on its lane if
+		// it has keys (what fails is left to an engine's tick).
+		if f, derr := decodeFlow(parent, replyFields(arr), true); derr == nil {
+			s.gateQueue(ctx, f, false)
+		}
 	}
 	return nil
 }

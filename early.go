@@ -390,6 +390,9 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 	if derr != nil {
 		return nil, "", derr
 	}
+	if outcome == earlyUsed {
+		s.gateQueue(ctx, f, false) // resumed: on its lane, if it has keys
+	}
 	return f, outcome, err
 }
 

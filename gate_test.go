@@ -724,3 +724,50 @@ func TestGateRate(t *testing.T) {
 			in, window, warm, got, float64(returned)/window.Seconds(), first, rate, len(ats))
 	}, WithClock(time.Now))
 }
+
+// TestGateResumedFlowsAreQueuedAtOnce: a flow with keys resumed by an
+// external event, by the end of a child its join waited for, or by an
+// event kept early that its wait takes, is on its lane at once: a
+// worker claims it with no engine's tick in between.
+func TestGateResumedFlowsAreQueuedAtOnce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		claimed := func(name string, id uuid.UUID) {
+			t.Helper()
+			f, l := claimNow(t, e, "w")
+			if f == nil || f.ID != id {
+				t.Fatalf("%s: claimed %v, want %s", name, f, id)
+			}
+			must(t, try(e.m.Finish(ctx, f.ID, nil, WithLease(l))))
+		}
+		// An external event.
+		f := must(t, try(e.m.CreateMirrored(ctx, gatedInput("event", 0, "tenant:acme"))))
+		_, l := claimNow(t, e, "w")
+		must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("reply", "r-1"), WithLease(l))))
+		if _, err := e.m.ResumeByCorrelation(ctx, "reply", "r-1", map[string]string{"ok": "yes"}); err != nil {
+			t.Fatal(err)
+		}
+		claimed("external event", f.ID)
+		// An event kept early, taken by the wait at once.
+		f = must(t, try(e.m.CreateMirrored(ctx, gatedInput("early", 0, "tenant:acme"))))
+		_, l = claimNow(t, e, "w")
+		if _, err := e.m.ResumeByCorrelation(ctx, "reply", "r-2", nil); err != nil {
+			t.Fatal(err)
+		}
+		if g := must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("reply", "r-2"), WithLease(l)))); g.Status != StatusRunning {
+			t.Fatalf("early event: the wait left the flow %s", g.Status)
+		}
+		claimed("early event", f.ID)
+		// The end of the child its join waits for.
+		p := must(t, try(e.m.CreateMirrored(ctx, gatedInput("parent", 0, "tenant:acme"))))
+		_, l = claimNow(t, e, "w")
+		kids := must(t, try(e.m.StartChildren(ctx, p.ID, []ChildInput{{Key: "k", Flow: fleetInput("ctl/kid")}})))
+		must(t, try(e.m.SetWaiting(ctx, p.ID, WaitChildren(Join{}), WithLease(l))))
+		kf, kl, err := e.m.Claim(ctx, "ctl/kid", "w", time.Minute, WithClaimWait(0))
+		if err != nil || kf == nil || kf.ID != kids[0].ID {
+			t.Fatalf("child claim: %v %v", kf, err)
+		}
+		must(t, try(e.m.Finish(ctx, kf.ID, nil, WithLease(kl))))
+		claimed("children's join", p.ID)
+	})
+}
