@@ -749,7 +749,7 @@ func (m *Manager) claimGated(ctx context.Context, ctl, worker string, lease, res
 		if f != nil || err != nil {
 			return f, l, a, err
 		}
-		if err := s.gateRelease(ctx, a.id, l.Token, false); err != nil {
+		if err := s.gateRefused(ctx, a.id, l.Token); err != nil {
 			return nil, nil, a, err
 		}
 	}

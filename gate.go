@@ -468,12 +468,27 @@ func (s *RedisStore) gateAdmit(ctx context.Context, ctl string, l *Lease, skip i
 // gateRelease runs gate_release.lua: the slots of flow id's admission
 // under token go back; ended drops its lane entry too.
 func (s *RedisStore) gateRelease(ctx context.Context, id uuid.UUID, token string, ended bool) error {
-	end := "0"
-	if ended {
-		end = "1"
+	return s.runGateRelease(ctx, id, token, ended, false)
+}
+
+// gateRefused gives back the slots and the rate tokens of flow id's
+// admission under token, whose take its shard refused (the lane's entry
+// was stale: the flow had ended, was leased, or was changed): no claim
+// came of it.
+func (s *RedisStore) gateRefused(ctx context.Context, id uuid.UUID, token string) error {
+	return s.runGateRelease(ctx, id, token, false, true)
+}
+
+// runGateRelease runs gate_release.lua.
+func (s *RedisStore) runGateRelease(ctx context.Context, id uuid.UUID, token string, ended, refund bool) error {
+	flag := func(b bool) string {
+		if b {
+			return "1"
+		}
+		return "0"
 	}
 	_, nowMs, _ := s.clock()
-	if _, err := s.run(ctx, s.scripts.gateRelease, id, []string{s.keys.gateTag()}, id.String(), token, end, nowMs); err != nil {
+	if _, err := s.run(ctx, s.scripts.gateRelease, id, []string{s.keys.gateTag()}, id.String(), token, flag(ended), nowMs, flag(refund)); err != nil {
 		return fmt.Errorf("taskflow: give back the slots of %s: %w", id, err)
 	}
 	return nil
@@ -502,9 +517,20 @@ func (l *Lease) gated() bool { return strings.HasSuffix(l.Token, gateTokenMark) 
 // returned none): a lease the gate admitted, or a flow that carries
 // keys. A transition always ends its lease: a flow it leaves running
 // went through a wait an early event ended at once, and is ready again.
-// What fails is left to the slots' expiry.
+// A flow with keys that ended with no lease (cancelled while it waited
+// on its lane) loses its lane entry. What fails is left to the slots'
+// expiry (and a lane entry left to the admission that meets it).
 func (s *RedisStore) gateLeaseEnded(ctx context.Context, l *Lease, f *Flow) {
-	if l == nil || !l.gated() && (f == nil || gateOf(f) == "") {
+	if l == nil {
+		if f != nil && f.Status.IsTerminal() && gateOf(f) != "" {
+			// Ended with no lease (a cancel while it waited on its lane):
+			// its lane entry goes, so no admission spends a slot or a
+			// rate token on it.
+			_ = s.gateRelease(ctx, f.ID, "", true)
+		}
+		return
+	}
+	if !l.gated() && (f == nil || gateOf(f) == "") {
 		return
 	}
 	_ = s.gateRelease(ctx, l.FlowID, l.Token, f != nil && f.Status.IsTerminal())

@@ -771,3 +771,35 @@ func TestGateResumedFlowsAreQueuedAtOnce(t *testing.T) {
 		claimed("children's join", p.ID)
 	})
 }
+
+// TestGateStaleEntriesSpendNoRateToken: a rate token is spent on a
+// claim, not on a lane entry whose flow is not to be leased: neither on
+// one cancelled while it waited on its lane (its entry goes with it),
+// nor on one whose take its shard refused (the admission gives its
+// tokens back).
+func TestGateStaleEntriesSpendNoRateToken(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		if err := e.m.SetKeyLimit(ctx, KeyLimit{Key: "model:x", Rate: 1, Per: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		// Cancelled on its lane.
+		a := must(t, try(e.m.CreateMirrored(ctx, gatedInput("a", 0, "model:x"))))
+		must(t, try(e.m.Cancel(ctx, a.ID)))
+		e.clock.Advance(time.Millisecond)
+		// Refused by its shard: its record no longer says what the lane
+		// entry says (as after a change the lane has not seen yet).
+		b := must(t, try(e.m.CreateMirrored(ctx, gatedInput("b", 0, "model:x"))))
+		if err := e.client.HSet(ctx, e.store.keys.flow(b.ID), "gk", "0\nmodel:y").Err(); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(time.Millisecond)
+		c := must(t, try(e.m.CreateMirrored(ctx, gatedInput("c", 0, "model:x"))))
+		if f, _ := claimNow(t, e, "w"); f == nil || f.ID != c.ID {
+			t.Fatalf("claimed %v, want %s with the one token of the hour", f, c.ID)
+		}
+		if f, _ := claimNow(t, e, "w"); f != nil {
+			t.Fatalf("a second claim in the hour got %s", f.ID)
+		}
+	})
+}

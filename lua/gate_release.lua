@@ -6,8 +6,11 @@
 --
 -- KEYS: 1 the gate's base '<prefix>:{gate}' (not a key: it names the
 --   keys of include/gate.lua, all on that tag)
--- ARGV: 1 flow id  2 lease token  3 '1' when the flow ended (its lane
---   entry goes too), else '0'  4 now (unix ms)
+-- ARGV: 1 flow id  2 lease token ('' = no admission: only the lane
+--   entry of a flow that ended goes)  3 '1' when the flow ended (its lane
+--   entry goes too), else '0'  4 now (unix ms)  5 '1' when the
+--   admission's take was refused (its flow was not to be leased): the
+--   rate tokens it took go back to their buckets, else '0'
 -- Returns: 1 when the admission held slots, 0 when it held none (given
 --   back already, or never made).
 -- Errors: none.
@@ -37,6 +40,13 @@ for _, k in ipairs(gate_split(keys)) do
   redis.call('ZREM', held, member)
   if c > 0 and before >= c and gate_in_flight(base, k, now) < c then
     freed = true
+  end
+  if ARGV[5] == '1' then
+    local _, r, per, burst = gate_limit(base, k)
+    if r > 0 then
+      local t = gate_tokens(base, k, now, r, per, burst)
+      redis.call('HSET', base .. ':tb:' .. k, 't', tostring(math.min(burst, t + 1)), 'at', tostring(now))
+    end
   end
 end
 if freed then
