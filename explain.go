@@ -652,7 +652,7 @@ func (s *RedisStore) admittedAt(ctx context.Context, id uuid.UUID) (time.Time, b
 }
 
 // bucketTokens reads a key's rate bucket (its fields t and at, as
-// gate.lua's gate_tokens keeps them) at nowMs under limit l: the tokens
+// gate.lua's gate.tokens keeps them) at nowMs under limit l: the tokens
 // it holds and, when under one, when it holds one again (zero: now).
 func bucketTokens(v []any, nowMs int64, l KeyLimit) (float64, time.Time) {
 	per := float64(l.Per.Milliseconds())

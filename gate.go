@@ -615,7 +615,7 @@ func (s *RedisStore) gateRepair(ctx context.Context, nowMs string, due []string)
 }
 
 // gateRecord is the lane's record of a queued flow of controller ctl
-// whose gate field is gk, as lua/include/gate.lua's gate_fk writes it
+// whose gate field is gk, as lua/include/gate.lua's gate.fk writes it
 // ('<length of ctl> <ctl><gk>': a controller id may hold any text).
 func gateRecord(ctl, gk string) string {
 	return strconv.Itoa(len(ctl)) + " " + ctl + gk

@@ -36,7 +36,11 @@
 //     well-formed input fingerprint; an attempts count is a positive
 //     integer;
 //   - kept early events sit in lists with a TTL, readable, on the shard
-//     that reads them, and every claim of one has its due entry.
+//     that reads them, and every claim of one has its due entry;
+//   - a ready flow with concurrency keys or a priority waits on its lane
+//     in the gate (or has a relay entry, or an admission, that puts it
+//     there or takes it), never on a shard's ready queue; every live slot
+//     the gate holds belongs to its flow's live lease.
 //
 // Verify runs beside live workers. A problem is reported only if a
 // re-check, which reads the flow together with what it is compared with
@@ -137,6 +141,24 @@
 //   - BadClaim: a claim that does not parse, or of another shard.
 //   - ClaimUnindexed: a claim without a due entry, which the tick never
 //     re-drives.
+//
+// The gate, where ready flows with concurrency keys or a priority wait
+// and the leases of their keys hold slots (both repaired). A scan of
+// the gate reads at most 10,000 live slots per pass; a flow is judged
+// after reading, in order, its relay entry, its lane, the live
+// admissions and its lease again, so one that moved on meanwhile is not
+// reported:
+//
+//   - GateSlotOrphaned: a live slot (Problem.Member '<flow id>|<lease
+//     token>', Problem.Key the key's held slots or the admissions) whose
+//     flow is gone, no longer running, or leased under another token.
+//     Repair gives the admission's slots back. A slot of a running flow
+//     leased to nobody is not reported: a worker may be taking its lease
+//     now, and if it died the engine's tick settles the slot when it
+//     expires.
+//   - GateUnqueued: a ready flow with concurrency keys or a priority on
+//     no lane, with no relay entry to queue it and no admission: no
+//     claim finds it. Repair queues it on its lane.
 //
 // Schedules (Problem.Member is the schedule's name; each repair is a
 // compare-and-set on the schedule as read, so a schedule changed

@@ -33,12 +33,12 @@ local passed = skip -- groups passed over or looked at
 local lv = base .. ':lv:' .. ctl
 local retry, why = nil, ''
 
--- limit_of is gate_limit, read once per key and script.
+-- limit_of is gate.limit, read once per key and script.
 local limits = {}
 local function limit_of(k)
   local l = limits[k]
   if not l then
-    l = {gate_limit(base, k)}
+    l = {gate.limit(base, k)}
     limits[k] = l
   end
   return l[1], l[2], l[3], l[4], l[5]
@@ -49,11 +49,11 @@ end
 local function admissible(keys)
   for _, k in ipairs(keys) do
     local c, r, per, burst = limit_of(k)
-    if c > 0 and gate_in_flight(base, k, now) >= c then
+    if c > 0 and gate.in_flight(base, k, now) >= c then
       return false, k .. ' concurrency'
     end
     if r > 0 then
-      local _, at = gate_tokens(base, k, now, r, per, burst)
+      local _, at = gate.tokens(base, k, now, r, per, burst)
       if at then
         if not retry or at < retry then
           retry = at
@@ -94,7 +94,7 @@ local function admit(id, gk, keys, q, gr, grp, lvl)
     redis.call('ZADD', held, expiry, member)
     counts[i] = tostring(redis.call('ZCARD', held))
     if r > 0 then
-      local t = gate_tokens(base, k, now, r, per, burst)
+      local t = gate.tokens(base, k, now, r, per, burst)
       redis.call('HSET', base .. ':tb:' .. k, 't', tostring(t - 1), 'at', tostring(now))
       redis.call('PEXPIRE', base .. ':tb:' .. k, math.ceil(burst * per / r) + 1000)
     end
@@ -105,7 +105,7 @@ local function admit(id, gk, keys, q, gr, grp, lvl)
 end
 
 for _, lvl in ipairs(redis.call('ZRANGE', lv, 0, -1)) do
-  local gr = gate_gr(base, lvl, ctl)
+  local gr = gate.gr(base, lvl, ctl)
   local n = redis.call('ZCARD', gr)
   if n == 0 then
     redis.call('ZREM', lv, lvl)
@@ -121,7 +121,7 @@ for _, lvl in ipairs(redis.call('ZRANGE', lv, 0, -1)) do
   for _, grp in ipairs(groups) do
     budget = budget - 1
     passed = passed + 1
-    local q = gate_q(base, lvl, grp, ctl)
+    local q = gate.q(base, lvl, grp, ctl)
     -- Entries that no longer match their flow (its keys, priority or
     -- controller changed, or it left the lane) are dropped, a few at a
     -- time: a lane is never read unbounded.
@@ -135,11 +135,11 @@ for _, lvl in ipairs(redis.call('ZRANGE', lv, 0, -1)) do
       local meta = redis.call('HGET', base .. ':fk', head)
       local mctl, gk = nil, nil
       if meta then
-        mctl, gk = gate_fk_read(meta)
+        mctl, gk = gate.fk_read(meta)
       end
       local prio, keys = 0, {}
       if gk then
-        prio, keys = gate_meta(gk)
+        prio, keys = gate.meta(gk)
       end
       if mctl ~= ctl or tostring(prio) ~= lvl or (keys[1] or '') ~= grp then
         redis.call('ZREM', q, head)

@@ -18,7 +18,7 @@
 --@include prelude
 --@include gate
 
-redis.call('HSET', KEYS[1], ARGV[1], gate_fk(ARGV[2], ARGV[3]))
+redis.call('HSET', KEYS[1], ARGV[1], gate.fk(ARGV[2], ARGV[3]))
 if redis.call('ZSCORE', KEYS[4], ARGV[1]) then
   return 0
 end

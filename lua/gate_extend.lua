@@ -17,7 +17,7 @@ if not keys then
   return 0
 end
 redis.call('ZADD', base .. ':adm', 'XX', ARGV[3], member)
-for _, k in ipairs(gate_split(keys)) do
+for _, k in ipairs(gate.split(keys)) do
   redis.call('ZADD', base .. ':held:' .. k, 'XX', ARGV[3], member)
 end
 return 1

@@ -31,20 +31,20 @@ if not keys then
 end
 redis.call('HDEL', base .. ':adk', member)
 local freed = false
-for _, k in ipairs(gate_split(keys)) do
-  local c = gate_limit(base, k)
+for _, k in ipairs(gate.split(keys)) do
+  local c = gate.limit(base, k)
   local held = base .. ':held:' .. k
   -- Full before (counting slots that lapsed unannounced, a dead
   -- worker's), room after.
   local before = redis.call('ZCARD', held)
   redis.call('ZREM', held, member)
-  if c > 0 and before >= c and gate_in_flight(base, k, now) < c then
+  if c > 0 and before >= c and gate.in_flight(base, k, now) < c then
     freed = true
   end
   if ARGV[5] == '1' then
-    local _, r, per, burst = gate_limit(base, k)
+    local _, r, per, burst = gate.limit(base, k)
     if r > 0 then
-      local t = gate_tokens(base, k, now, r, per, burst)
+      local t = gate.tokens(base, k, now, r, per, burst)
       redis.call('HSET', base .. ':tb:' .. k, 't', tostring(math.min(burst, t + 1)), 'at', tostring(now))
     end
   end
