@@ -369,6 +369,13 @@ func (c *cli) connectExisting(ctx context.Context) (*taskflow.Manager, error) {
 // naming the flow spaces that do exist, since an engine on a mistyped
 // prefix would otherwise idle in silence.
 func (c *cli) connectWarn(ctx context.Context) (*taskflow.Manager, error) {
+	return c.connectServing(ctx, "serving it anyway")
+}
+
+// connectServing connects to a flow space that may not exist yet; when
+// it does not, it warns, naming the flow spaces that do, and ending the
+// warning with what the verb does anyway (then).
+func (c *cli) connectServing(ctx context.Context, then string) (*taskflow.Manager, error) {
 	client, err := c.dial(ctx, c.redisURL)
 	if err != nil {
 		return nil, err
@@ -378,7 +385,7 @@ func (c *cli) connectWarn(ctx context.Context) (*taskflow.Manager, error) {
 		return nil, err
 	}
 	if n, err := client.Exists(ctx, layoutKey(c.prefix)).Result(); err == nil && n == 0 {
-		c.warnf("%s; serving it anyway", c.noSpace(ctx, client))
+		c.warnf("%s; %s", c.noSpace(ctx, client), then)
 	}
 	return m, nil
 }

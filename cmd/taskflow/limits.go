@@ -229,18 +229,7 @@ func cmdLimitsDelete(ctx context.Context, c *cli, args []string) error {
 // a warning naming the flow spaces that do exist, since a limit on a
 // mistyped prefix would hold nothing.
 func (c *cli) connectLimits(ctx context.Context) (*taskflow.Manager, error) {
-	client, err := c.dial(ctx, c.redisURL)
-	if err != nil {
-		return nil, err
-	}
-	m, err := newManager(client, c.prefix, c.shards) // checks the prefix, no I/O
-	if err != nil {
-		return nil, err
-	}
-	if n, err := client.Exists(ctx, layoutKey(c.prefix)).Result(); err == nil && n == 0 {
-		c.warnf("%s; its limits apply to the flows to come", c.noSpace(ctx, client))
-	}
-	return m, nil
+	return c.connectServing(ctx, "its limits apply to the flows to come")
 }
 
 // keyUsage is key's limit and figures, nil when it has none.

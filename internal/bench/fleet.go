@@ -141,16 +141,10 @@ func (r *runner) fleetOnce(ctx context.Context, srv *server, prefix string, n, k
 		return res, err
 	}
 	defer closeAll()
-	// Subscribe before the fill (a Claim on the empty queue), so the
-	// timed loop does not include opening the subscription.
-	for _, w := range ws {
-		fl, _, err := w.m.Claim(ctx, fleetController, w.id, time.Minute, taskflow.WithClaimWait(0))
-		if err != nil {
-			return res, err
-		}
-		if fl != nil {
-			return res, fmt.Errorf("claimed flow %s from an empty queue", fl.ID)
-		}
+	// Subscribe before the fill, so the timed part does not include
+	// opening the subscription.
+	if err := subscribeEmpty(ctx, ws, fleetController); err != nil {
+		return res, err
 	}
 	st, err := taskflow.NewRedisStore(srv.client, taskflow.WithPrefix(prefix))
 	if err != nil {
@@ -518,5 +512,21 @@ func (r *runner) fleetIdle(ctx context.Context, srv *server) error {
 	fmt.Fprintf(r.out, "one flow made ready (CreateMirrored) while they wait: %d of %d workers woke, %s commands from the fleet to\n",
 		woke, k, n(int(handout)))
 	fmt.Fprintf(r.out, "hand it out (the worker that did not get it: %s); exactly one Claim returned it.\n", oneSummary)
+	return nil
+}
+
+// subscribeEmpty has each worker Claim once from controller's empty
+// queues (no wait), which opens its Manager's subscription; a flow
+// claimed is an error.
+func subscribeEmpty(ctx context.Context, ws []*fleetWorker, controller string) error {
+	for _, w := range ws {
+		fl, _, err := w.m.Claim(ctx, controller, w.id, time.Minute, taskflow.WithClaimWait(0))
+		if err != nil {
+			return err
+		}
+		if fl != nil {
+			return fmt.Errorf("claimed flow %s from an empty queue", fl.ID)
+		}
+	}
 	return nil
 }

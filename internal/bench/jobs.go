@@ -286,6 +286,16 @@ func (t *tfJobs) prepare(ctx context.Context) error {
 }
 
 func (t *tfJobs) drain(ctx context.Context) (float64, error) {
+	return drainClaims(ctx, t.workers, jobsController, t.spec.shape.loops, t.spec.items, true)
+}
+
+// drainClaims claims and finishes n flows of controller with loops
+// goroutines per worker: Claim (lease 1 min, wait 1 s), then Finish under
+// the lease; with next, the Finish hands the worker its next flow in the
+// same script (WithNext) while its shard has one ready. It returns the
+// seconds the drain took, and fails when a flow was claimed twice or not
+// all were finished.
+func drainClaims(ctx context.Context, ws []*fleetWorker, controller string, loops, n int, next bool) (float64, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -294,33 +304,35 @@ func (t *tfJobs) drain(ctx context.Context) (float64, error) {
 		wg          sync.WaitGroup
 	)
 	failed := &firstFailure{cancel: cancel}
-	fail := failed.fail
-	items := int64(t.spec.items)
+	items := int64(n)
 	start := time.Now()
-	for _, w := range t.workers {
-		for l := 0; l < t.spec.shape.loops; l++ {
+	for _, w := range ws {
+		for l := 0; l < loops; l++ {
 			wg.Add(1)
 			id := w.id + "/loop-" + strconv.Itoa(l)
 			go func() {
 				defer wg.Done()
 				for runCtx.Err() == nil {
-					fl, lease, err := w.m.Claim(runCtx, jobsController, id, time.Minute, taskflow.WithClaimWait(time.Second))
+					fl, lease, err := w.m.Claim(runCtx, controller, id, time.Minute, taskflow.WithClaimWait(time.Second))
 					if err != nil {
 						if runCtx.Err() == nil {
-							fail(fmt.Errorf("%s: claim: %w", id, err))
+							failed.fail(fmt.Errorf("%s: claim: %w", id, err))
 						}
 						return
 					}
-					// Finish hands the worker its next flow in the same
-					// script (WithNext) while its shard has one ready.
 					for fl != nil {
 						if _, loaded := seen.LoadOrStore(fl.ID, id); loaded {
 							dupes.Add(1)
 						}
 						cur := fl.ID
-						if _, err := w.m.Finish(runCtx, cur, nil, taskflow.WithLease(lease),
-							taskflow.WithNext(&fl, &lease, time.Minute)); err != nil {
-							fail(fmt.Errorf("%s: finish %s: %w", id, cur, err))
+						opts := []taskflow.MutationOption{taskflow.WithLease(lease)}
+						if next {
+							opts = append(opts, taskflow.WithNext(&fl, &lease, time.Minute))
+						} else {
+							fl = nil
+						}
+						if _, err := w.m.Finish(runCtx, cur, nil, opts...); err != nil {
+							failed.fail(fmt.Errorf("%s: finish %s: %w", id, cur, err))
 							return
 						}
 						if done.Add(1) == items {

@@ -7,8 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/taskflow-dev/taskflow"
@@ -137,16 +135,10 @@ func (r *runner) limitsOnce(ctx context.Context, srv *server, prefix string, v l
 		return res, err
 	}
 	defer closeAll()
-	// Subscribe before the fill (a Claim on the empty queue), so the
-	// timed drain does not include opening the subscription.
-	for _, w := range ws {
-		fl, _, err := w.m.Claim(ctx, limitsController, w.id, time.Minute, taskflow.WithClaimWait(0))
-		if err != nil {
-			return res, err
-		}
-		if fl != nil {
-			return res, fmt.Errorf("claimed flow %s from an empty queue", fl.ID)
-		}
+	// Subscribe before the fill, so the timed part does not include
+	// opening the subscription.
+	if err := subscribeEmpty(ctx, ws, limitsController); err != nil {
+		return res, err
 	}
 	start := time.Now()
 	if err := parallel(ctx, 16, n, func(ctx context.Context, i int) error {
@@ -178,7 +170,7 @@ func (r *runner) limitsOnce(ctx context.Context, srv *server, prefix string, v l
 		return res, err
 	}
 	cpu0 := processCPU()
-	res.drainSecs, err = limitsDrain(ctx, ws, shape.loops, n, v.next)
+	res.drainSecs, err = drainClaims(ctx, ws, limitsController, shape.loops, n, v.next)
 	if err != nil {
 		return res, err
 	}
@@ -214,71 +206,6 @@ func (r *runner) limitsOnce(ctx context.Context, srv *server, prefix string, v l
 		}
 	}
 	return res, nil
-}
-
-// limitsDrain claims and finishes n flows with loops goroutines per
-// worker: Claim (lease 1 min, wait 1 s), then Finish under the lease
-// (WithNext when next: the finish hands the next flow of its shard).
-func limitsDrain(ctx context.Context, ws []*fleetWorker, loops, n int, next bool) (float64, error) {
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		done, dupes atomic.Int64
-		seen        sync.Map
-		wg          sync.WaitGroup
-	)
-	failed := &firstFailure{cancel: cancel}
-	items := int64(n)
-	start := time.Now()
-	for _, w := range ws {
-		for l := 0; l < loops; l++ {
-			wg.Add(1)
-			id := w.id + "/loop-" + strconv.Itoa(l)
-			go func() {
-				defer wg.Done()
-				for runCtx.Err() == nil {
-					fl, lease, err := w.m.Claim(runCtx, limitsController, id, time.Minute, taskflow.WithClaimWait(time.Second))
-					if err != nil {
-						if runCtx.Err() == nil {
-							failed.fail(fmt.Errorf("%s: claim: %w", id, err))
-						}
-						return
-					}
-					for fl != nil {
-						if _, loaded := seen.LoadOrStore(fl.ID, id); loaded {
-							dupes.Add(1)
-						}
-						cur := fl.ID
-						opts := []taskflow.MutationOption{taskflow.WithLease(lease)}
-						if next {
-							opts = append(opts, taskflow.WithNext(&fl, &lease, time.Minute))
-						} else {
-							fl = nil
-						}
-						if _, err := w.m.Finish(runCtx, cur, nil, opts...); err != nil {
-							failed.fail(fmt.Errorf("%s: finish %s: %w", id, cur, err))
-							return
-						}
-						if done.Add(1) == items {
-							cancel()
-						}
-					}
-				}
-			}()
-		}
-	}
-	wg.Wait()
-	secs := time.Since(start).Seconds()
-	if err := failed.first(); err != nil {
-		return 0, err
-	}
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	if d := dupes.Load(); d != 0 || done.Load() != items {
-		return 0, fmt.Errorf("finished %d flows, %d claimed twice; want %d once each", done.Load(), d, items)
-	}
-	return secs, nil
 }
 
 // limitsReport prints the variants' medians, the on/off ratios, and where
