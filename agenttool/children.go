@@ -267,12 +267,9 @@ func (t *Tool) listChildren(ctx context.Context, s Session, a toolArgs) (json.Ra
 	if err != nil {
 		return nil, err
 	}
-	limit := ListLimit
-	if a.Limit != nil {
-		if *a.Limit < 1 || *a.Limit > ListLimit {
-			return nil, argErr(`"limit" is %d; it must be 1 to %d`, *a.Limit, ListLimit)
-		}
-		limit = *a.Limit
+	limit, err := limitArg(a)
+	if err != nil {
+		return nil, err
 	}
 	cursor := strings.TrimSpace(a.Cursor)
 	if cursor != "" {
@@ -294,4 +291,16 @@ func (t *Tool) listChildren(ctx context.Context, s Session, a toolArgs) (json.Ra
 			State: c.State, StateOmitted: c.StateOmitted, Error: c.Error})
 	}
 	return encodeResult(out)
+}
+
+// limitArg is a page's "limit": ListLimit when absent, else 1 to
+// ListLimit.
+func limitArg(a toolArgs) (int, error) {
+	if a.Limit == nil {
+		return ListLimit, nil
+	}
+	if *a.Limit < 1 || *a.Limit > ListLimit {
+		return 0, argErr(`"limit" is %d; it must be 1 to %d`, *a.Limit, ListLimit)
+	}
+	return *a.Limit, nil
 }

@@ -33,12 +33,9 @@ func (t *Tool) listMine(ctx context.Context, s Session, a toolArgs) (json.RawMes
 	if filter.Attribute != "" && !strings.Contains(filter.Attribute, "=") {
 		return nil, argErr("\"attribute\" must be \"name=value\", e.g. \"customer=acme\"; got %q", filter.Attribute)
 	}
-	limit := ListLimit
-	if a.Limit != nil {
-		if *a.Limit < 1 || *a.Limit > ListLimit {
-			return nil, argErr(`"limit" is %d; it must be 1 to %d`, *a.Limit, ListLimit)
-		}
-		limit = *a.Limit
+	limit, err := limitArg(a)
+	if err != nil {
+		return nil, err
 	}
 	cursor := strings.TrimSpace(a.Cursor)
 	page, err := t.m.Find(ctx, filter, taskflow.WithLimit(limit), taskflow.WithCursor(cursor))
