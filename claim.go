@@ -201,6 +201,7 @@ func (m *Manager) tryClaim(ctx context.Context, h *readyHub, controllerID, worke
 			f, l, a, err = m.claimGated(ctx, controllerID, workerID, lease, resend)
 			left = a.left
 			h.setRefill(a.retryAt)
+			h.setLaneHeld(a.id == uuid.Nil && a.why != "")
 		} else {
 			f, l, left, err = m.claimHead(ctx, shard, controllerID, workerID, lease, resend)
 		}
@@ -392,7 +393,11 @@ type readyHub struct {
 	unread bool // no scan yet: the hub knows nothing of flows made before it
 	// refill is when the controller's lane in the gate, held back by a
 	// rate limit, admits again (zero: no such wait).
-	refill   time.Time
+	refill time.Time
+	// laneHeld: the last admission found flows on the lane that a limit
+	// held back. Only then does a slot freed anywhere in the gate (its
+	// freed channel, shared by every controller) make this hub look.
+	laneHeld bool
 	subs     []*redis.PubSub
 	channels []string
 	done     chan struct{} // closed by close: ends follow
@@ -407,6 +412,14 @@ func (h *readyHub) lane() int { return len(h.ready) - 1 }
 func (h *readyHub) setRefill(at time.Time) {
 	h.mu.Lock()
 	h.refill = at
+	h.mu.Unlock()
+}
+
+// setLaneHeld records whether the last admission found the lane held
+// back by a limit.
+func (h *readyHub) setLaneHeld(held bool) {
+	h.mu.Lock()
+	h.laneHeld = held
 	h.mu.Unlock()
 }
 
@@ -543,9 +556,18 @@ func (h *readyHub) listen(subs []*redis.PubSub) {
 	for i, ch := range h.channels {
 		shardOf[ch] = min(i, h.lane())
 	}
+	freed := h.channels[len(h.channels)-1] // the gate's, last (readyHub)
 	for _, ps := range subs {
 		go func(ch <-chan *redis.Message) {
 			for msg := range ch {
+				if msg.Channel == freed {
+					h.mu.Lock()
+					held := h.laneHeld
+					h.mu.Unlock()
+					if !held {
+						continue // nothing of this lane waits for a slot
+					}
+				}
 				if shard, ok := shardOf[msg.Channel]; ok {
 					h.announce(shard)
 				}
