@@ -201,7 +201,12 @@ func (m *Manager) tryClaim(ctx context.Context, h *readyHub, controllerID, worke
 			f, l, a, err = m.claimGated(ctx, controllerID, workerID, lease, resend)
 			left = a.left
 			h.setRefill(a.retryAt)
-			h.setLaneHeld(a.id == uuid.Nil && a.why != "")
+			if a.id == uuid.Nil {
+				// Held back by a limit, or empty; an admission that took a
+				// flow says nothing of the flows it left (other waiters may
+				// wait for a slot).
+				h.setLaneHeld(a.why != "")
+			}
 		} else {
 			f, l, left, err = m.claimHead(ctx, shard, controllerID, workerID, lease, resend)
 		}
@@ -394,9 +399,10 @@ type readyHub struct {
 	// refill is when the controller's lane in the gate, held back by a
 	// rate limit, admits again (zero: no such wait).
 	refill time.Time
-	// laneHeld: the last admission found flows on the lane that a limit
-	// held back. Only then does a slot freed anywhere in the gate (its
-	// freed channel, shared by every controller) make this hub look.
+	// laneHeld: the last admission that took no flow found flows on the
+	// lane that a limit held back (not an empty lane). Only then does a
+	// slot freed anywhere in the gate (its freed channel, shared by every
+	// controller) make this hub look.
 	laneHeld bool
 	subs     []*redis.PubSub
 	channels []string
