@@ -363,8 +363,9 @@ func TestGateChaos(t *testing.T) {
 					}
 					from := mark(l)
 					keys := f.Concurrency
-					// Work a moment, so that leases overlap.
-					time.Sleep(time.Duration(r.IntN(3)) * time.Millisecond)
+					// Work a moment, so that leases overlap (long enough
+					// for it on a slow backend: miniredis under -race).
+					time.Sleep(time.Duration(2+r.IntN(8)) * time.Millisecond)
 					roll := r.IntN(100)
 					switch {
 					case roll < 5 && killed.Load() < killsMax:
