@@ -52,12 +52,12 @@ const (
 	// the same lease token, when its claim wait is shorter; never longer
 	// than claimResend.
 	claimSettle = 5 * time.Second
-	// claimResend bounds how long one claim asks again: the claim memory
-	// must still hold its answer.
+	// claimResend bounds how long one claim asks again. The shard
+	// remembers which flow a lease token leased for as long as that lease
+	// lives (lua/include/take.lua); a claim asked again after its lease
+	// ended is a new claim, and the flow it had leased went back to its
+	// queue with the lease.
 	claimResend = 10 * time.Second
-	// claimMemory is how long a shard remembers which flow a lease token
-	// leased (lua/include/take.lua): longer than a Claim asks again.
-	claimMemory = 15 * time.Second
 )
 
 // ClaimOption adjusts Claim.
@@ -255,7 +255,7 @@ func (m *Manager) claimHead(ctx context.Context, shard int, controllerID, worker
 	now, nowMs, nowStr := s.clock()
 	l.ExpiresAt = now.Add(lease).Truncate(time.Millisecond)
 	args := append(s.head(uuid.Nil, nowMs, nowStr, mutation{lease: l}),
-		l.ExpiresAt.UnixMilli(), jsonString(workerID), controllerID, claimMemory.Milliseconds())
+		l.ExpiresAt.UnixMilli(), jsonString(workerID), controllerID)
 	args[0] = ""
 	v, err := m.evalResending(ctx, s.scripts.claim, uuid.Nil, s.keys.headKeys(shard), args, resend)
 	return decodeClaim(v, l, err)
@@ -796,7 +796,7 @@ func (m *Manager) takeAdmitted(ctx context.Context, a admission, l *Lease, resen
 	s := m.store
 	_, nowMs, nowStr := s.clock()
 	args := append(s.head(a.id, nowMs, nowStr, mutation{lease: l}),
-		l.ExpiresAt.UnixMilli(), jsonString(l.WorkerID), l.ControllerID, claimMemory.Milliseconds(), a.gk)
+		l.ExpiresAt.UnixMilli(), jsonString(l.WorkerID), l.ControllerID, a.gk)
 	v, err := m.evalResending(ctx, s.scripts.claimTake, a.id, s.keys.flowKeys(a.id, ""), args, resend)
 	f, l2, _, err := decodeClaim(v, l, err)
 	if f == nil && err == nil {

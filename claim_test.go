@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -841,4 +842,76 @@ func TestGateFleetChildHelper(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// leaseFields returns every field of every shard's leases hash: a lease
+// is its flow id's field and its claim memory, 't:<token>'.
+func leaseFields(t testing.TB, e *env) []string {
+	t.Helper()
+	var out []string
+	for sh := 0; sh < e.store.keys.shards; sh++ {
+		out = append(out, must(t, try(e.client.HKeys(e.ctx, e.store.keys.leases(sh)).Result()))...)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestClaimMemoryEndsWithTheLease: what a lease token leased is kept
+// beside the lease (field 't:<token>' of the shard's leases hash) for as
+// long as the lease lives, and goes with it whichever way the lease
+// ends: a transition under it, one made without it, a release, a wait,
+// the tick's expiry, a hand-off. Nothing is left behind to grow.
+func TestClaimMemoryEndsWithTheLease(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		defer e.m.Close()
+		const ctl = "ctl/memory"
+		for i := 0; i < 7; i++ {
+			must(t, try(e.m.CreateMirrored(ctx, fleetInput(ctl))))
+		}
+		claim := func() (*Flow, *Lease) {
+			t.Helper()
+			f, l, err := e.m.Claim(ctx, ctl, "w1", time.Minute, WithClaimWait(0))
+			if err != nil || f == nil {
+				t.Fatalf("claim: %v %v", f, err)
+			}
+			return f, l
+		}
+		// A live lease holds two fields: the lease and its claim memory.
+		f, l := claim()
+		want := []string{f.ID.String(), "t:" + l.Token}
+		if got := leaseFields(t, e); !reflect.DeepEqual(got, want) {
+			t.Fatalf("leases %v, want %v", got, want)
+		}
+		if id := e.client.HGet(ctx, e.store.keys.leases(e.store.keys.shardOf(f.ID)), "t:"+l.Token).Val(); id != f.ID.String() {
+			t.Fatalf("claim memory names %q, want %s", id, f.ID)
+		}
+		requireVerifyClean(t, e.m) // a live lease's claim memory is no problem
+		must(t, try(e.m.Finish(ctx, f.ID, nil, WithLease(l))))
+		// Each way a lease ends.
+		f, l = claim()
+		if err := e.m.Release(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		f, _ = claim()
+		must(t, try(e.m.Cancel(ctx, f.ID))) // without the lease: the script reads its token
+		f, l = claim()
+		must(t, try(e.m.SetWaiting(ctx, f.ID, WaitManual(), WithLease(l))))
+		f, l = claim()
+		var next *Flow
+		var nl *Lease
+		must(t, try(e.m.Finish(ctx, f.ID, nil, WithLease(l), WithNext(&next, &nl, time.Minute))))
+		if next != nil {
+			must(t, try(e.m.Fail(ctx, next.ID, "done", WithLease(nl))))
+		}
+		claim() // then its worker dies: the tick ends the lease
+		e.clock.Advance(2 * time.Minute)
+		if rep := e.engine().Tick(ctx); rep.LeasesExpired != 1 || rep.Errors != 0 {
+			t.Fatalf("tick %+v", rep)
+		}
+		if got := leaseFields(t, e); len(got) != 0 {
+			t.Fatalf("leases left after every lease ended: %v", got)
+		}
+		requireVerifyClean(t, e.m)
+	})
 }

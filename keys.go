@@ -34,10 +34,10 @@ import (
 //	<prefix>:{<n>}:corr               zset: correlation members (lex order)
 //	<prefix>:{<n>}:ready:<controller> zset: runnable unleased flows by time
 //	<prefix>:{<n>}:controllers        set:  controller ids with a ready queue (Stats)
-//	<prefix>:{<n>}:leases             hash: flow id -> "<token>|<expiry ms>|<worker JSON>"
+//	<prefix>:{<n>}:leases             hash: flow id -> "<token>|<expiry ms>|<worker JSON>",
+//	                                  and t:<token> -> flow id while that lease
+//	                                  lives (a re-sent claim gets the same flow)
 //	<prefix>:{<n>}:leasexp            zset: leased flow id by lease expiry
-//	<prefix>:{<n>}:leased:<token>     string: the flow a lease token's claim
-//	                                  leased (15 s: a re-sent claim gets it)
 //	<prefix>:{<n>}:ticklock           string: the engine working on the shard (5 s)
 //	<prefix>:{<n>}:watched            string: someone watches the shard (Watch, 30 s):
 //	                                  mutations announce their events only then

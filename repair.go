@@ -219,6 +219,8 @@ func (s *RedisStore) entryStillStale(p fsck.Problem, sn *flowSnap) bool {
 	}
 	member := p.Member
 	switch {
+	case p.Key == s.keys.leases(shard) && strings.HasPrefix(member, leaseTokenField):
+		return leaseToken(sn.lease) != strings.TrimPrefix(member, leaseTokenField)
 	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":status:"):
 		return sn.fields["status"] != strings.TrimPrefix(p.Key, s.keys.tag(shard)+":status:")
 	case strings.HasPrefix(p.Key, s.keys.tag(shard)+":owner:"):
@@ -286,8 +288,12 @@ func (s *RedisStore) repair(ctx context.Context, shard int, found []fsck.Problem
 			if err := s.client.SAdd(ctx, p.Key, p.Member).Err(); err != nil {
 				return fmt.Errorf("taskflow: repair: %w", err)
 			}
-		case p.Kind == fsck.StaleIndexEntry && (err != nil || s.keys.shardOf(id) != shard):
-			// The entry names no flow of this shard: drop it where it is.
+		case p.Kind == fsck.StaleIndexEntry && (err != nil || s.keys.shardOf(id) != shard ||
+			p.Key == s.keys.leases(shard) && strings.HasPrefix(p.Member, leaseTokenField)):
+			// The entry names no flow of this shard, or is the claim
+			// memory of a lease that ended (no lease of the flow names
+			// its token, and none will: tokens are not reused): drop it
+			// where it is.
 			if err := s.dropEntry(ctx, p.Key, p.Member); err != nil {
 				return err
 			}

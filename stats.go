@@ -121,7 +121,8 @@ type TimerStats struct {
 
 // LeaseStats counts leases.
 type LeaseStats struct {
-	// Held counts the leases in the lease table, expired ones included.
+	// Held counts the leases held, expired ones included (each lease has
+	// one entry in its shard's lease expiry set).
 	Held int64 `json:"held"`
 	// Expired counts leases whose expiry has passed but which no tick has
 	// collected yet (their flows are not back on a ready queue).
@@ -175,7 +176,7 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 		c.timerHead = pipe.ZRangeWithScores(ctx, s.keys.timers(sh), 0, 0)
 		c.timerCount = pipe.ZCard(ctx, s.keys.timers(sh))
 		c.timersDue = pipe.ZCount(ctx, s.keys.timers(sh), due.Min, due.Max)
-		c.leases = pipe.HLen(ctx, s.keys.leases(sh))
+		c.leases = pipe.ZCard(ctx, s.keys.leaseExp(sh))
 		c.leaseHead = pipe.ZRangeWithScores(ctx, s.keys.leaseExp(sh), 0, 0)
 		c.leasesDue = pipe.ZCount(ctx, s.keys.leaseExp(sh), due.Min, due.Max)
 		c.controllers = pipe.SMembers(ctx, s.keys.controllers(sh))

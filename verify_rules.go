@@ -215,6 +215,9 @@ func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys,
 			return err
 		}
 		for _, m := range members {
+			if key == s.keys.leases(shard) && strings.HasPrefix(m, leaseTokenField) {
+				continue // a lease's claim memory: checkLeaseTokens
+			}
 			id, err := uuid.Parse(lastUUID(m))
 			if err != nil {
 				stale(key, m, "entry does not name a flow")
@@ -269,6 +272,11 @@ func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys,
 			return nil, err
 		}
 	}
+	tokens, err := s.checkLeaseTokens(ctx, shard, snaps, exists)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, tokens...)
 	if err := check(s.keys.timers(shard), func(sn *flowSnap, _ string) bool {
 		t, _, _ := s.expectedWait(sn.id, sn.fields)
 		return t != ""
@@ -287,6 +295,55 @@ func (s *RedisStore) checkIndexes(ctx context.Context, shard int, sk *shardKeys,
 		return nil, err
 	}
 	return out, nil
+}
+
+// leaseTokenField starts the fields of a shard's leases hash that are
+// claim memories, 't:<token>' -> the flow id leased under that token
+// (lua/include/queues.lua lease_token_field): a flow id never starts so.
+const leaseTokenField = "t:"
+
+// leaseToken is the token of a lease entry "<token>|<expiry ms>|<worker>".
+func leaseToken(lease string) string {
+	token, _, _ := strings.Cut(lease, "|")
+	return token
+}
+
+// checkLeaseTokens reports the claim memories of a shard's leases hash
+// that outlived their lease: a field 't:<token>' whose flow is gone or
+// holds no lease with that token. Each lease's own script deletes it with
+// the lease, so one is left only by a hand edit or by a release of the
+// library from before the field, sharing the flow space during a rolling
+// deploy; left alone, they would never go.
+func (s *RedisStore) checkLeaseTokens(ctx context.Context, shard int, snaps map[uuid.UUID]*flowSnap, exists func(uuid.UUID) bool) ([]fsck.Problem, error) {
+	key := s.keys.leases(shard)
+	var out []fsck.Problem
+	var cursor uint64
+	for {
+		pairs, next, err := s.client.HScan(ctx, key, cursor, leaseTokenField+"*", 1000).Result()
+		if err != nil {
+			if strings.HasPrefix(err.Error(), "WRONGTYPE") {
+				return nil, nil // reported with the lease entries
+			}
+			return nil, fmt.Errorf("taskflow: verify: %w", err)
+		}
+		for i := 0; i+1 < len(pairs); i += 2 {
+			field, raw := pairs[i], pairs[i+1]
+			p := fsck.Problem{Kind: fsck.StaleIndexEntry, Key: key, Member: field,
+				Detail: "claim memory of a lease that ended"}
+			id, err := uuid.Parse(raw)
+			if err == nil {
+				p.FlowID = id.String()
+				if sn := snaps[id]; sn == nil && exists(id) || sn != nil && leaseToken(sn.lease) == strings.TrimPrefix(field, leaseTokenField) {
+					continue // unreadable (reported as such), or the flow's live lease
+				}
+			}
+			out = append(out, p)
+		}
+		if next == 0 {
+			return out, nil
+		}
+		cursor = next
+	}
 }
 
 // lastUUID returns the last 36 bytes of an index member (index members

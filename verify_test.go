@@ -156,8 +156,14 @@ func TestVerifyFindsAndRepairs(t *testing.T) {
 		}, []string{"ready_extra", "stale_index_entry", "stale_index_entry"}, true},
 		{"lease of a cancelled flow", func(e *env, fs map[string]*Flow) {
 			f := fs["cancelled"]
-			e.client.HSet(e.ctx, k(e).leases(sh(e, f)), f.ID.String(), `tok|1|"w"`)
+			// With its claim memory: the repair drops both.
+			e.client.HSet(e.ctx, k(e).leases(sh(e, f)), f.ID.String(), `tok|1|"w"`, "t:tok", f.ID.String())
 		}, []string{"lease_extra", "stale_index_entry"}, true},
+		{"claim memory of a lease that ended", func(e *env, fs map[string]*Flow) {
+			f, r := fs["finished"], fs["running"]
+			e.client.HSet(e.ctx, k(e).leases(sh(e, f)), "t:gone", f.ID.String())
+			e.client.HSet(e.ctx, k(e).leases(sh(e, r)), "t:junk", "not-a-flow")
+		}, []string{"stale_index_entry", "stale_index_entry"}, true},
 		{"unknown key", func(e *env, fs map[string]*Flow) {
 			e.client.Set(e.ctx, k(e).tag(3)+":mystery", "x", 0)
 		}, []string{"unknown_key"}, false},

@@ -224,9 +224,9 @@ func (s *RedisStore) transitionArgs(r transitionReq, nowMs, nowStr string) []any
 		string(r.to), jsonString(string(r.kind)), string(r.payload),
 		r.wait.json, r.wait.timerMs, r.wait.corr, r.guard, string(r.from))
 	if r.next != nil {
-		args = append(args, r.next.Token, r.next.ExpiresAt.UnixMilli(), jsonString(r.next.WorkerID), claimMemory.Milliseconds())
+		args = append(args, r.next.Token, r.next.ExpiresAt.UnixMilli(), jsonString(r.next.WorkerID))
 	} else {
-		args = append(args, "", "", "", "")
+		args = append(args, "", "", "")
 	}
 	return append(args, state...)
 }

@@ -7,7 +7,7 @@
 --   '' and unused; 3, the call id, is unused: 7, the new lease's token,
 --   names the call)
 --   10 lease expiry (unix ms)  11 worker id (a JSON string)
---   12 controller id  13 how long the claim memory keeps the lease (ms)
+--   12 controller id
 -- Returns: {flow hash (record and state, or record only), flow id,
 --   'full' or 'record', ready flows left on the queue}, or, when the
 --   queue had none, {'', '', 'none', 0}. A call re-sent with the same
@@ -23,7 +23,7 @@
 local c = mutation_context(KEYS, ARGV)
 local t = remembered_take(c, c.lease)
 if not t then
-  t = take_head(c, ARGV[12], c.lease, ARGV[10], ARGV[11], ARGV[13])
+  t = take_head(c, ARGV[12], c.lease, ARGV[10], ARGV[11])
 end
 local left = redis.call('ZCARD', ready_key(c, ARGV[12]))
 if not t then

@@ -7,8 +7,7 @@
 -- ARGV: 1..9 the common head (include/context.lua; 3, the call id, is
 --   unused: 7, the new lease's token, names the call)
 --   10 lease expiry (unix ms)  11 worker id (a JSON string)
---   12 controller id  13 how long the claim memory keeps the lease (ms)
---   14 the flow's gk field as the gate admitted it
+--   12 controller id  13 the flow's gk field as the gate admitted it
 -- Returns: {flow hash (record and state, or record only), flow id,
 --   'full' or 'record', 0}, or {'', '', 'none', 0} when the flow is not
 --   to be leased (gone, ended, leased, waiting, moved to another
@@ -26,12 +25,12 @@ local c = mutation_context(KEYS, ARGV)
 local t = remembered_take(c, c.lease)
 if not t then
   local f = load_flow(c, {'status', 'controller', 'rev', 'seq', 'eb', 'gk'})
-  if not f or not STATUS[f.status].runnable or f.controller ~= ARGV[12] or (f.gk or '') ~= ARGV[14]
+  if not f or not STATUS[f.status].runnable or f.controller ~= ARGV[12] or (f.gk or '') ~= ARGV[13]
     or redis.call('HEXISTS', c.leases, c.id) == 1 or check_counts(f) ~= nil then
     return {'', '', 'none', 0}
   end
   t = taken_context(c, c.id, c.lease)
-  lease_taken(c, t, f, c.lease, ARGV[10], ARGV[11], ARGV[13])
+  lease_taken(t, f, c.lease, ARGV[10], ARGV[11])
 end
 local r = reply(t)
 return {r[1], t.id, r[3] or 'full', 0}

@@ -33,8 +33,7 @@ if e then
   return e
 end
 local cur = redis.call('HGET', c.leases, c.id)
-redis.call('HDEL', c.leases, c.id)
-redis.call('ZREM', c.leasexp, c.id)
+drop_lease(c, cur and string.match(cur, '^[^|]*'))
 if f == nil or not cur then
   return err(ERR.STALE) -- an expiry entry of no flow or no lease: dropped
 end

@@ -53,8 +53,7 @@ if f == nil then
   redis.call('ZREM', owner_index, c.id)
   redis.call('ZREM', c.timers, c.id)
   redis.call('SREM', c.cancelwait, c.id)
-  redis.call('HDEL', c.leases, c.id)
-  redis.call('ZREM', c.leasexp, c.id)
+  drop_lease(c, nil)
   return 0
 end
 -- A running flow is leased or ready, never both; any other is neither.
@@ -65,8 +64,7 @@ if STATUS[f.status].runnable then
     redis.call('ZADD', c.leasexp, exp, c.id)
     redis.call('ZREM', ready_key(c, f.controller), c.id)
   else
-    redis.call('HDEL', c.leases, c.id)
-    redis.call('ZREM', c.leasexp, c.id)
+    drop_lease(c, nil)
     if (f.gk or '') ~= '' then
       -- It waits on its lane in the gate (gate.go), never here: its
       -- relay entry has an engine's tick queue it there (again, which is

@@ -23,8 +23,7 @@ end
 if e then
   return e
 end
-redis.call('HDEL', c.leases, c.id)
-redis.call('ZREM', c.leasexp, c.id)
+drop_lease(c, c.lease)
 if STATUS[f.status].runnable then
   make_ready(c, f)
 end

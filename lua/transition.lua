@@ -19,8 +19,7 @@
 --      flow's controller in this shard, leased to the same worker
 --      (include/take.lua)
 --   19 the next lease's expiry (unix ms)  20 its worker (a JSON string)
---   21 how long the claim memory keeps the next lease (ms)
---   22.. the state change (include/state.lua apply_state)
+--   21.. the state change (include/state.lua apply_state)
 -- Returns: {flow hash (record and state, or record only), '', and
 --   'record' for the record only}; with a hand-off asked for,
 --   {flow, '', 'full' or 'record', the next flow's hash or record, its

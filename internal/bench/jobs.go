@@ -58,10 +58,6 @@ type jobsPass struct {
 	create, drain         map[string]cmdStat // INFO commandstats deltas ("info" left out)
 	cpuSecs               float64            // server CPU (user+sys) over both windows
 	memBytes              int64              // used_memory less client buffers, after - before
-	// memSettledBytes is memBytes once what a system keeps for a while
-	// only has gone (transient): taskflow's claim memory, which
-	// expires 15 s after each claim. Equal to memBytes for the others.
-	memSettledBytes int64
 }
 
 func (p jobsPass) cmds() map[string]cmdStat {
@@ -195,33 +191,7 @@ func runJobsPass(ctx context.Context, c redis.UniversalClient, sys jobsSystem, i
 	res.drain = statsDelta(s2.stats, s3.stats)
 	res.cpuSecs = (s1.cpu - s0.cpu) + (s3.cpu - s2.cpu)
 	res.memBytes = mem1.data() - mem0.data()
-	res.memSettledBytes = res.memBytes
-	if tr, ok := sys.(transient); ok {
-		if err := tr.expireTransient(ctx); err != nil {
-			return res, fmt.Errorf("%s: %w", sys.name(), err)
-		}
-		mem2, err := stableMemory(ctx, c)
-		if err != nil {
-			return res, err
-		}
-		res.memSettledBytes = mem2.data() - mem0.data()
-	}
 	return res, nil
-}
-
-// transient is a system that keeps some keys for a while only: the pass
-// deletes them as their expiry would, and measures memory again.
-type transient interface {
-	expireTransient(ctx context.Context) error
-}
-
-// expireTransient deletes the claim memory (lua/include/take.lua: a
-// key per claim, expiring 15 s after it), as Redis would 15 s later.
-func (t *tfJobs) expireTransient(ctx context.Context) error {
-	c := t.newClient()
-	defer func() { _ = c.Close() }()
-	_, err := deleteMatching(ctx, c, t.prefix+":{*}:leased:*", false)
-	return err
 }
 
 // tfJobs is the taskflow half of one pass: items running flows of one
@@ -503,7 +473,6 @@ func (r *runner) jobsReport(shapes []jobsShape, results map[string][][]jobsPass,
 			func(p jobsPass) float64 { return 1e6 * p.cpuSecs / float64(p.items) }, 1)
 	}
 	row("memory per finished item with its history (B), all passes", all(tf), all(bq), func(p jobsPass) float64 { return float64(p.memBytes) / float64(p.items) }, 0)
-	row("  the same once the 15 s claim memory expired (B)", all(tf), all(bq), func(p jobsPass) float64 { return float64(p.memSettledBytes) / float64(p.items) }, 0)
 	table(w, []string{"figure", "taskflow", "BullMQ", "ratio taskflow/BullMQ"}, rows)
 
 	for si, s := range shapes {

@@ -12,7 +12,7 @@
 --   15 shard base '<prefix>:{<n>}' (not a key: it names the ready queues
 --      '<base>:ready:<controller>', the set of controllers with one
 --      '<base>:controllers', and the channels '<base>:ready:<controller>'
---      and '<base>:watch'; include/take.lua its claim memory)
+--      and '<base>:watch')
 -- A script that picks its flow itself (claim.lua) gets the shard's set:
 -- 1..3 are then the prefixes '<base>:flow:', '<base>:events:' and
 -- '<base>:steps:' (keys.go headKeys) and flow_keys_in builds a flow's.

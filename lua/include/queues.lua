@@ -32,16 +32,38 @@ local function make_ready(c, f)
   redis.call(PUBLISH, q, c.id)
 end
 
+-- lease_token_field is the field of the shard's leases hash that names
+-- the flow leased under token: the claim memory (take.lua), which lives
+-- and dies with the lease. A flow id (a UUID) never starts with 't:'.
+local function lease_token_field(token)
+  return 't:' .. token
+end
+
+-- drop_lease ends the flow's lease, if it has one: its entry in the
+-- leases hash, its claim memory and its expiry entry. token is the
+-- lease's token when the caller knows it (nil: read from the lease).
+local function drop_lease(c, token)
+  if not token then
+    local cur = redis.call('HGET', c.leases, c.id)
+    token = cur and string.match(cur, '^[^|]*')
+  end
+  if token then
+    redis.call('HDEL', c.leases, c.id, lease_token_field(token))
+  end
+  redis.call('ZREM', c.leasexp, c.id)
+end
+
 -- leave_running drops the flow from its ready queue and its lease; a flow
 -- whose lease the script found live (guards.lua check_lease) is on no
 -- queue: claims take a flow off its queue, and only an unleased flow is
 -- put back.
 local function leave_running(c, f)
-  if not c.leased then
-    redis.call('ZREM', ready_key(c, f.controller), c.id)
+  if c.leased then
+    drop_lease(c, c.lease)
+    return
   end
-  redis.call('HDEL', c.leases, c.id)
-  redis.call('ZREM', c.leasexp, c.id)
+  redis.call('ZREM', ready_key(c, f.controller), c.id)
+  drop_lease(c, nil)
 end
 
 -- RELAY_GRACE_MS is how long a relay entry waits before an engine's

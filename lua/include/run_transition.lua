@@ -84,7 +84,7 @@ local function run_transition(c, after_wait)
   if e then
     return e
   end
-  e = apply_state(c, f, 22)
+  e = apply_state(c, f, 21)
   if e then
     return e
   end
@@ -109,7 +109,7 @@ local function run_transition(c, after_wait)
   end
   local t
   if argv[18] ~= '' and c.lease ~= '' then
-    t = take_head(c, f.controller, argv[18], argv[19], argv[20], argv[21])
+    t = take_head(c, f.controller, argv[18], argv[19], argv[20])
   end
   return with_next(c, argv[18], t)
 end

@@ -6,10 +6,11 @@
 -- head.
 --
 -- A take remembers which flow it leased under the lease token, in the
--- string '<base>:leased:<token>' (the claim memory, kept for the
--- milliseconds the caller gives): the lease token is the call's identity,
--- and a call re-sent after its reply was lost is answered with the same
--- flow instead of a second one.
+-- shard's leases hash beside the lease itself: field 't:<token>' holds
+-- the flow id for as long as the lease lives (the claim memory;
+-- queues.lua drop_lease deletes both). The lease token is the call's
+-- identity, and a call re-sent after its reply was lost is answered with
+-- the same flow instead of a second one.
 --@include prelude
 --@include context
 --@include record
@@ -21,12 +22,6 @@
 -- or at its count limit (check_counts: such a flow can never be leased;
 -- Verify reports it). A take never reads an unbounded part of a queue.
 local TAKE_TRIES = 16
-
--- claim_memory is the key that remembers what the lease token's take
--- leased, in the shard of context c.
-local function claim_memory(c, token)
-  return c.base .. ':leased:' .. token
-end
 
 -- taken_context is the context of flow id, a flow of c's shard, as the
 -- take leased it under token: a mutation of it made under that lease,
@@ -41,9 +36,9 @@ end
 
 -- remembered_take returns the context of the flow a call with this lease
 -- token already leased, or nil when it leased none (or so long ago that
--- the claim memory forgot it).
+-- that lease has ended).
 local function remembered_take(c, token)
-  local id = redis.call('GET', claim_memory(c, token))
+  local id = redis.call('HGET', c.leases, lease_token_field(token))
   if not id then
     return nil
   end
@@ -51,20 +46,19 @@ local function remembered_take(c, token)
 end
 
 -- lease_taken leases flow f (context t, a flow of c's shard) under token
--- until expiry to worker, and has the claim memory keep the pair for
--- keep_ms.
-local function lease_taken(c, t, f, token, expiry, worker, keep_ms)
-  redis.call('HSET', t.leases, t.id, token .. '|' .. expiry .. '|' .. worker)
+-- until expiry to worker; one HSET writes the lease and the claim
+-- memory.
+local function lease_taken(t, f, token, expiry, worker)
+  redis.call('HSET', t.leases, t.id, token .. '|' .. expiry .. '|' .. worker, lease_token_field(token), t.id)
   redis.call('ZADD', t.leasexp, expiry, t.id)
-  redis.call('SET', claim_memory(c, token), t.id, 'PX', keep_ms)
   append_event(t, f, '"claimed"', '{"worker":' .. worker .. '}')
 end
 
 -- take_head pops controller's ready queue until it finds a flow it can
 -- lease and leases it: lease token, expiry (unix ms, a string), worker
--- (a JSON string); the claim memory keeps the pair for keep_ms. Returns
--- the leased flow's context, or nil when the queue had none.
-local function take_head(c, controller, token, expiry, worker, keep_ms)
+-- (a JSON string). Returns the leased flow's context, or nil when the
+-- queue had none.
+local function take_head(c, controller, token, expiry, worker)
   local q = ready_key(c, controller)
   for _ = 1, TAKE_TRIES do
     local head = redis.call('ZPOPMIN', q)[1]
@@ -74,7 +68,7 @@ local function take_head(c, controller, token, expiry, worker, keep_ms)
     local t = taken_context(c, head, token)
     local f = load_flow(t, TAKE_FIELDS)
     if f and STATUS[f.status].runnable and f.controller == controller and check_counts(f) == nil then
-      lease_taken(c, t, f, token, expiry, worker, keep_ms)
+      lease_taken(t, f, token, expiry, worker)
       return t
     end
   end
