@@ -84,7 +84,7 @@ func (m *Manager) PublishResume(ctx context.Context, req ResumeRequest) error {
 		return fmt.Errorf("%w: %v", ErrInvalidData, err)
 	}
 	s := m.store
-	_, nowMs, _ := s.clock()
+	_, nowMs := s.clock()
 	if _, err := s.run(ctx, s.scripts.publishResume, req.FlowID, []string{s.keys.bridge(), s.keys.bridgeRequests()},
 		req.ID, nowMs, s.early.remember.Milliseconds(), s.early.rememberCap, string(body)); err != nil {
 		return fmt.Errorf("taskflow: publish resume %s: %w", req.ID, err)

@@ -417,8 +417,8 @@ func (s *RedisStore) deliverOutcome(ctx context.Context, childID uuid.UUID, f *F
 // deliverChild runs deliver_child.lua: child's outcome out, of status st, to
 // parent.
 func (s *RedisStore) deliverChild(ctx context.Context, parent, child uuid.UUID, st FlowStatus, out []byte) error {
-	_, nowMs, nowStr := s.clock()
-	args := append(s.head(parent, nowMs, nowStr, mutation{}), child.String(), string(st), string(out))
+	_, nowMs := s.clock()
+	args := append(s.head(parent, nowMs, mutation{}), child.String(), string(st), string(out))
 	v, err := s.run(ctx, s.scripts.deliverChild, parent, s.keys.flowKeys(parent, ""), args...)
 	if err != nil && !applied(err) {
 		return fmt.Errorf("taskflow: deliver child %s to %s: %w", child, parent, err)

@@ -252,9 +252,9 @@ func (m *Manager) scanReady(ctx context.Context, h *readyHub, controllerID strin
 func (m *Manager) claimHead(ctx context.Context, shard int, controllerID, workerID string, lease, resend time.Duration) (*Flow, *Lease, int64, error) {
 	s := m.store
 	l := &Lease{ControllerID: controllerID, WorkerID: workerID, Token: newToken()}
-	now, nowMs, nowStr := s.clock()
+	now, nowMs := s.clock()
 	l.ExpiresAt = now.Add(lease).Truncate(time.Millisecond)
-	args := append(s.head(uuid.Nil, nowMs, nowStr, mutation{lease: l}),
+	args := append(s.head(uuid.Nil, nowMs, mutation{lease: l}),
 		l.ExpiresAt.UnixMilli(), jsonString(workerID), controllerID)
 	args[0] = ""
 	v, err := m.evalResending(ctx, s.scripts.claim, uuid.Nil, s.keys.headKeys(shard), args, resend)
@@ -341,7 +341,7 @@ func (m *Manager) Extend(ctx context.Context, l *Lease, d time.Duration) (*Lease
 		return nil, fmt.Errorf("%w: a lease and a duration of at least %s are required", ErrInvalidData, minLease)
 	}
 	s := m.store
-	now, nowMs, nowStr := s.clock()
+	now, nowMs := s.clock()
 	next := *l
 	next.ExpiresAt = now.Add(d).Truncate(time.Millisecond)
 	if l.gated() {
@@ -350,7 +350,7 @@ func (m *Manager) Extend(ctx context.Context, l *Lease, d time.Duration) (*Lease
 			return nil, err
 		}
 	}
-	args := append(s.head(l.FlowID, nowMs, nowStr, mutation{lease: l}), next.ExpiresAt.UnixMilli())
+	args := append(s.head(l.FlowID, nowMs, mutation{lease: l}), next.ExpiresAt.UnixMilli())
 	if _, err := s.run(ctx, s.scripts.extendLease, l.FlowID, s.keys.flowKeys(l.FlowID, ""), args...); err != nil {
 		if nre := notReplicated(err); nre != nil {
 			nre.Lease = &next // extended, not confirmed replicated
@@ -369,8 +369,8 @@ func (m *Manager) Release(ctx context.Context, l *Lease) error {
 		return fmt.Errorf("%w: a lease is required", ErrInvalidData)
 	}
 	s := m.store
-	_, nowMs, nowStr := s.clock()
-	_, err := s.run(ctx, s.scripts.releaseLease, l.FlowID, s.keys.flowKeys(l.FlowID, ""), s.head(l.FlowID, nowMs, nowStr, mutation{lease: l})...)
+	_, nowMs := s.clock()
+	_, err := s.run(ctx, s.scripts.releaseLease, l.FlowID, s.keys.flowKeys(l.FlowID, ""), s.head(l.FlowID, nowMs, mutation{lease: l})...)
 	if l.gated() && (err == nil || applied(err)) {
 		// The slots go back, and the flow, ready again, goes back on its
 		// lane; what fails is left to the slots' expiry and the tick.
@@ -723,9 +723,9 @@ func (m *Manager) LeaseOf(ctx context.Context, flowID uuid.UUID) (*Lease, error)
 // never taken away). The audit log gets a lease_expired event.
 func (m *Manager) RequeueExpiredLease(ctx context.Context, flowID uuid.UUID) (*Flow, error) {
 	s := m.store
-	_, nowMs, nowStr := s.clock()
+	_, nowMs := s.clock()
 	f, _, err := s.runFlowScript(ctx, s.scripts.expireLease, flowID, s.keys.flowKeys(flowID, ""),
-		s.head(flowID, nowMs, nowStr, mutation{}))
+		s.head(flowID, nowMs, mutation{}))
 	if errors.Is(err, errNoMatch) {
 		return nil, nil
 	}
@@ -747,7 +747,7 @@ func (m *Manager) claimGated(ctx context.Context, ctl, worker string, lease, res
 	why := ""
 	for range gateTries {
 		l := &Lease{ControllerID: ctl, WorkerID: worker, Token: newToken() + gateTokenMark}
-		now, _, _ := s.clock()
+		now, _ := s.clock()
 		l.ExpiresAt = now.Add(lease).Truncate(time.Millisecond)
 		var err error
 		a, err = s.gateAdmit(ctx, ctl, l, skip)
@@ -794,8 +794,8 @@ func (m *Manager) claimGated(ctx context.Context, ctl, worker string, lease, res
 // up to resend, as claimHead does.
 func (m *Manager) takeAdmitted(ctx context.Context, a admission, l *Lease, resend time.Duration) (*Flow, *Lease, error) {
 	s := m.store
-	_, nowMs, nowStr := s.clock()
-	args := append(s.head(a.id, nowMs, nowStr, mutation{lease: l}),
+	_, nowMs := s.clock()
+	args := append(s.head(a.id, nowMs, mutation{lease: l}),
 		l.ExpiresAt.UnixMilli(), jsonString(l.WorkerID), l.ControllerID, a.gk)
 	v, err := m.evalResending(ctx, s.scripts.claimTake, a.id, s.keys.flowKeys(a.id, ""), args, resend)
 	f, l2, _, err := decodeClaim(v, l, err)

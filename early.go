@@ -362,8 +362,8 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 			s.observeOp(ctx, s.scripts.deliverEvent, m, id, start, f, raw, err)
 		}()
 	}
-	_, nowMs, nowStr := s.clock()
-	args := append(s.head(id, nowMs, nowStr, mutation{lean: lean}),
+	_, nowMs := s.clock()
+	args := append(s.head(id, nowMs, mutation{lean: lean}),
 		cp, eventID, string(payload), mode, s.early.retention.Milliseconds(), s.early.cap)
 	args = append(args, s.early.memoryArgs()...)
 	v, raw := s.eval(ctx, s.scripts.deliverEvent, s.keys.withEarly(s.keys.flowKeys(id, ""), id), args)
@@ -400,7 +400,7 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 // claim (taken, not settled).
 func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload json.RawMessage) (claimed bool, err error) {
 	r := s.keys.rendezvous(cp)
-	_, nowMs, _ := s.clock()
+	_, nowMs := s.clock()
 	res, err := s.run(ctx, s.scripts.earlyKeep, uuid.Nil, []string{s.keys.earlyPair(cp), s.keys.earlyIndex(r), s.keys.claims(r), s.keys.used(r)},
 		eventID, nowMs, s.early.retention.Milliseconds(), string(payload), s.early.cap)
 	if err != nil {
@@ -422,7 +422,7 @@ func (s *RedisStore) keepEarly(ctx context.Context, cp, eventID string, payload 
 // returns the event and a *NotReplicatedError.
 func (s *RedisStore) takeEarly(ctx context.Context, id uuid.UUID, cp, eventID, name string) (string, json.RawMessage, bool, error) {
 	r := s.keys.rendezvous(cp)
-	_, nowMs, _ := s.clock()
+	_, nowMs := s.clock()
 	v, err := s.run(ctx, s.scripts.earlyTake, id,
 		[]string{s.keys.earlyPair(cp), s.keys.earlyIndex(r), s.keys.claims(r), s.keys.claimDue(r), s.keys.take(r, name)},
 		id.String(), nowMs, earlyClaimTimeout.Milliseconds(), cp, eventID, name)
@@ -464,7 +464,7 @@ func parseEarlyEntry(entry string) (string, json.RawMessage, bool) {
 // that a refused event went back to its list.
 func (s *RedisStore) settleEarly(ctx context.Context, cp, eventID, outcome, take string) (bool, error) {
 	r := s.keys.rendezvous(cp)
-	_, nowMs, _ := s.clock()
+	_, nowMs := s.clock()
 	if outcome == earlySeen {
 		outcome = earlyUsed
 	}
@@ -523,7 +523,7 @@ func keepNotReplicated(first *error, err error) error {
 // expired, from each shard's index of kept events: one ZCOUNT per shard,
 // in one pipeline. Events being delivered (claimed) are not counted.
 func (s *RedisStore) countEarlyEvents(ctx context.Context) (int, error) {
-	_, nowMs, _ := s.clock()
+	_, nowMs := s.clock()
 	pipe := s.client.Pipeline()
 	cmds := make([]*redis.IntCmd, s.keys.shards)
 	for i := range cmds {

@@ -90,7 +90,7 @@ func (s *RedisStore) explain(ctx context.Context, id uuid.UUID) (*Explanation, e
 	if err != nil {
 		return nil, err
 	}
-	now, _, _ := s.clock()
+	now, _ := s.clock()
 	shard := s.keys.shardOf(id)
 	pipe := s.client.Pipeline()
 	r := explainReads{
@@ -421,7 +421,7 @@ func (s *RedisStore) stuck(ctx context.Context, limit int) ([]*Explanation, erro
 	if err := s.checkLayout(ctx); err != nil {
 		return nil, err
 	}
-	now, nowMs, _ := s.clock()
+	now, nowMs := s.clock()
 	old := strconv.FormatInt(now.Add(-explainReadyStale).UnixMilli(), 10)
 	n := int64(limit)
 	pipe := s.client.Pipeline()

@@ -140,8 +140,8 @@ func (s *RedisStore) setAttributes(ctx context.Context, id uuid.UUID, set map[st
 			gone = append(gone, n)
 		}
 	}
-	_, nowMs, nowStr := s.clock()
-	args := append(s.head(id, nowMs, nowStr, mut), maxAttributes)
+	_, nowMs := s.clock()
+	args := append(s.head(id, nowMs, mut), maxAttributes)
 	args = append(args, setArgs...)
 	args = append(args, gone...)
 	f, _, err := s.runFlowScript(ctx, s.scripts.setAttributes, id, s.keys.flowKeys(id, ""), args)

@@ -242,7 +242,7 @@ func (s *RedisStore) keyLimits(ctx context.Context) ([]KeyUsage, error) {
 	if len(out) == 0 {
 		return out, nil
 	}
-	_, nowMs, _ := s.clock()
+	_, nowMs := s.clock()
 	backlog, err := s.gateBacklog(ctx)
 	if err != nil {
 		return nil, err
@@ -322,8 +322,8 @@ func (m *Manager) SetConcurrency(ctx context.Context, id uuid.UUID, keys []strin
 		Priority int      `json:"priority"`
 	}{keys, priority})
 	s := m.store
-	_, nowMs, nowStr := s.clock()
-	args := append(s.head(id, nowMs, nowStr, mut), gk, string(payload))
+	_, nowMs := s.clock()
+	args := append(s.head(id, nowMs, mut), gk, string(payload))
 	f, _, err := s.runFlowScript(ctx, s.scripts.setGate, id, s.keys.flowKeys(id, ""), args)
 	s.gateQueue(ctx, f, true)
 	return f, err
@@ -398,7 +398,7 @@ func (s *RedisStore) gateEnqueue(ctx context.Context, id uuid.UUID, ctl, gk stri
 	if len(keys) > 0 {
 		group = keys[0]
 	}
-	_, nowMs, _ := s.clock()
+	_, nowMs := s.clock()
 	k := s.keys
 	_, err := s.run(ctx, s.scripts.gateEnqueue, id,
 		[]string{k.gateQueued(), k.gateLevels(ctl), k.gateGroups(prio, ctl), k.gateQueue(prio, group, ctl), k.gateQueues()},
@@ -423,7 +423,7 @@ type admission struct {
 // gateAdmit runs gate_admit.lua for controller ctl under lease l, passing
 // over the first skip groups.
 func (s *RedisStore) gateAdmit(ctx context.Context, ctl string, l *Lease, skip int64) (admission, error) {
-	_, nowMs, _ := s.clock()
+	_, nowMs := s.clock()
 	v, err := s.run(ctx, s.scripts.gateAdmit, uuid.Nil, []string{s.keys.gateTag()},
 		ctl, nowMs, l.ExpiresAt.UnixMilli(), l.Token, gateGroupBudget, skip)
 	if err != nil {
@@ -487,7 +487,7 @@ func (s *RedisStore) runGateRelease(ctx context.Context, id uuid.UUID, token str
 		}
 		return "0"
 	}
-	_, nowMs, _ := s.clock()
+	_, nowMs := s.clock()
 	if _, err := s.run(ctx, s.scripts.gateRelease, id, []string{s.keys.gateTag()}, id.String(), token, flag(ended), nowMs, flag(refund)); err != nil {
 		return fmt.Errorf("taskflow: give back the slots of %s: %w", id, err)
 	}

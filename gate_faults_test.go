@@ -207,9 +207,9 @@ func TestGateFlowReadyAgainDuringItsDriveIsNotLost(t *testing.T) {
 		// its lane.
 		releaseDies := func(l *Lease) {
 			t.Helper()
-			_, nowMs, nowStr := s2.clock()
+			_, nowMs := s2.clock()
 			if _, err := s2.run(ctx, s2.scripts.releaseLease, l.FlowID, s2.keys.flowKeys(l.FlowID, ""),
-				s2.head(l.FlowID, nowMs, nowStr, mutation{lease: l})...); err != nil {
+				s2.head(l.FlowID, nowMs, mutation{lease: l})...); err != nil {
 				t.Error(err)
 			}
 			if err := s2.gateRelease(ctx, l.FlowID, l.Token, false); err != nil {

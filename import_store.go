@@ -138,7 +138,7 @@ func (s *RedisStore) prepareInsert(imp Import) ([]string, []any, error) {
 		cancel = "1"
 	}
 	updated := f.UpdatedAt.UTC().Truncate(time.Millisecond)
-	args := s.head(f.ID, strconv.FormatInt(updated.UnixMilli(), 10), updated.Format(time.RFC3339Nano), mutation{})
+	args := s.head(f.ID, strconv.FormatInt(updated.UnixMilli(), 10), mutation{})
 	args = append(args,
 		string(f.Status), f.ControllerID, f.Goal, f.OwnerSessionKey, f.RequesterOrigin, f.CurrentStep,
 		cancel, strconv.FormatInt(f.Revision, 10), strconv.FormatInt(f.CreatedAt.UnixMilli(), 10),
@@ -355,7 +355,7 @@ func (s *RedisStore) AppendEventAt(ctx context.Context, flowID uuid.UUID, kind E
 		return nil, err
 	}
 	at = at.UTC().Truncate(time.Millisecond)
-	args := append(s.head(flowID, strconv.FormatInt(at.UnixMilli(), 10), at.Format(time.RFC3339Nano), mutation{}),
+	args := append(s.head(flowID, strconv.FormatInt(at.UnixMilli(), 10), mutation{}),
 		kindJSON, string(pl))
 	v, err := s.run(ctx, s.scripts.appendEventAt, flowID, s.keys.flowKeys(flowID, ""), args...)
 	if !applied(err) {
@@ -430,7 +430,7 @@ func (s *RedisStore) UpdateStep(ctx context.Context, st *FlowStep) (*FlowStep, e
 	}
 	updated := st.UpdatedAt
 	if updated.IsZero() {
-		updated, _, _ = s.clock()
+		updated, _ = s.clock()
 	}
 	keys := []string{s.keys.flow(st.FlowID), s.keys.steps(st.FlowID), s.keys.step(st.FlowID, st.RunID)}
 	v, err := s.run(ctx, s.scripts.updateStep, st.FlowID, keys,

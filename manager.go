@@ -186,7 +186,7 @@ func (m *Manager) Fail(ctx context.Context, id uuid.UUID, reason string, opts ..
 	if err := checkLen("reason", reason, m.store.limits.TextBytes); err != nil {
 		return nil, err
 	}
-	now, _, _ := m.store.clock()
+	now, _ := m.store.clock()
 	failure, err := marshalJSON(map[string]any{
 		"failure": map[string]string{"reason": reason, "at": now.Format(time.RFC3339)},
 	})

@@ -119,7 +119,7 @@ func (s *RedisStore) InsertStep(ctx context.Context, st *FlowStep) error {
 	if st.ID == uuid.Nil {
 		st.ID = uuid.New()
 	}
-	now, _, _ := s.clock()
+	now, _ := s.clock()
 	if st.CreatedAt.IsZero() {
 		st.CreatedAt = now
 	}
@@ -163,9 +163,9 @@ func (s *RedisStore) recordStep(ctx context.Context, obs StepObservation, mut mu
 	payload, _ := marshalJSON(map[string]string{
 		"run_id": obs.RunID, "status": string(obs.Status), "runtime": string(RuntimeMirrored),
 	})
-	_, nowMs, nowStr := s.clock()
+	_, nowMs := s.clock()
 	keys := append(s.keys.flowKeys(obs.FlowID, ""), s.keys.step(obs.FlowID, obs.RunID))
-	args := append(s.head(obs.FlowID, nowMs, nowStr, mut),
+	args := append(s.head(obs.FlowID, nowMs, mut),
 		obs.RunID, uuid.NewString(), obs.Task, string(obs.Status), obs.ChildSessionKey, string(result),
 		string(RuntimeMirrored), string(payload), s.limits.StepsPerFlow)
 	v, err := s.run(ctx, s.scripts.recordStep, obs.FlowID, keys, args...)

@@ -193,15 +193,15 @@ func (s *RedisStore) Shards() int { return s.keys.shards }
 // time.Now by default. Every time the store records is read from it.
 func (s *RedisStore) Now() time.Time { return s.now() }
 
-// now returns the store's clock in milliseconds, and as RFC 3339.
-func (s *RedisStore) clock() (time.Time, string, string) {
+// clock returns the time on the store's clock to the millisecond, and
+// its unix milliseconds as the scripts take them.
+func (s *RedisStore) clock() (time.Time, string) {
 	t := s.now().UTC().Truncate(time.Millisecond)
-	var buf [40]byte
-	return t, strconv.FormatInt(t.UnixMilli(), 10), string(t.AppendFormat(buf[:0], time.RFC3339Nano))
+	return t, strconv.FormatInt(t.UnixMilli(), 10)
 }
 
 // head returns the common ARGV head of mutation scripts.
-func (s *RedisStore) head(id uuid.UUID, nowMs, nowStr string, mut mutation) []any {
+func (s *RedisStore) head(id uuid.UUID, nowMs string, mut mutation) []any {
 	exp, token, reply := "", "", "full"
 	if mut.expected != nil {
 		exp = strconv.FormatInt(*mut.expected, 10)

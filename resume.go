@@ -194,7 +194,7 @@ func (m *Manager) failUnmergeable(ctx context.Context, ev externalEvent, id uuid
 	if max := m.store.limits.TextBytes; len(reason) > max {
 		reason = reason[:max]
 	}
-	now, _, _ := m.store.clock()
+	now, _ := m.store.clock()
 	failure, merr := marshalJSON(map[string]any{
 		"failure": map[string]string{"reason": reason, "at": now.Format(time.RFC3339)},
 	})

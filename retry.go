@@ -152,15 +152,15 @@ func (m *Manager) RetryLater(ctx context.Context, id uuid.UUID, policy RetryPoli
 // flow is refused as by UpdateState.
 func (m *Manager) ResetAttempts(ctx context.Context, id uuid.UUID, opts ...MutationOption) (*Flow, error) {
 	mut := applyMutationOptions(opts)
-	_, nowMs, nowStr := m.store.clock()
-	args := append(m.store.head(id, nowMs, nowStr, mut), "reset", "", "", "", "", "", "", "none")
+	_, nowMs := m.store.clock()
+	args := append(m.store.head(id, nowMs, mut), "reset", "", "", "", "", "", "", "none")
 	f, _, err := m.store.runFlowScript(ctx, m.store.scripts.retry, id, m.store.keys.flowKeys(id, ""), args)
 	return f, err
 }
 
 // retry runs retry.lua for the attempt after attempts.
 func (s *RedisStore) retry(ctx context.Context, id uuid.UUID, p RetryPolicy, cause string, attempts int, mut mutation) (*Flow, error) {
-	now, nowMs, nowStr := s.clock()
+	now, nowMs := s.clock()
 	attempt := attempts + 1
 	at := now.Add(p.backoff(attempt)).Truncate(time.Millisecond)
 	// The wait stays under 64 bytes, Redis's default limit for a compact
@@ -181,7 +181,7 @@ func (s *RedisStore) retry(ctx context.Context, id uuid.UUID, p RetryPolicy, cau
 	if err != nil {
 		return nil, err
 	}
-	args := append(s.head(id, nowMs, nowStr, mut), "retry", strconv.Itoa(attempts), strconv.Itoa(p.MaxAttempts),
+	args := append(s.head(id, nowMs, mut), "retry", strconv.Itoa(attempts), strconv.Itoa(p.MaxAttempts),
 		wait, strconv.FormatInt(at.UnixMilli(), 10), `{"wait":`+wait+`,"retry":`+string(info)+`}`, string(failed))
 	args = append(args, state...)
 	f, _, err := s.runFlowScript(ctx, s.scripts.retry, id, s.keys.flowKeys(id, ""), args)

@@ -791,7 +791,7 @@ func dueScore(sc *schedule, at time.Time) string {
 }
 
 func (s *RedisStore) createSchedule(ctx context.Context, in ScheduleInput) (*Schedule, error) {
-	now, nowMs, _ := s.clock()
+	now, nowMs := s.clock()
 	now = now.UTC().Truncate(time.Millisecond)
 	st, state, err := s.checkSchedule(&in, now, now)
 	if err != nil {
@@ -921,7 +921,7 @@ func (s *RedisStore) updateSchedule(ctx context.Context, in ScheduleInput, revis
 	if revision != 0 && strconv.FormatInt(revision, 10) != sc.rev {
 		return nil, fmt.Errorf("%w: schedule %q is at revision %s, not %d", ErrRevisionMismatch, in.Name, sc.rev, revision)
 	}
-	now, _, _ := s.clock()
+	now, _ := s.clock()
 	now = now.UTC().Truncate(time.Millisecond)
 	st, state, err := s.checkSchedule(&in, time.UnixMilli(sc.anchor), now)
 	if err != nil {
@@ -943,7 +943,7 @@ func (s *RedisStore) setPaused(ctx context.Context, name string, paused bool, no
 		if err != nil {
 			return nil, err
 		}
-		now, _, _ := s.clock()
+		now, _ := s.clock()
 		now = now.UTC().Truncate(time.Millisecond)
 		in := sc.in
 		in.Paused, in.Note = paused, note
@@ -1067,7 +1067,7 @@ func (s *RedisStore) triggerSchedule(ctx context.Context, name string) (*Flow, e
 	if err != nil {
 		return nil, err
 	}
-	now, _, _ := s.clock()
+	now, _ := s.clock()
 	now = now.UTC().Truncate(time.Millisecond)
 	f, err := s.create(ctx, sc.fireInput(now, triggerKey(sc.id, now)), false)
 	if err != nil {
@@ -1105,7 +1105,7 @@ func (s *RedisStore) backfillSchedule(ctx context.Context, name string, from, to
 	if len(times) == 0 {
 		return nil, nil
 	}
-	now, _, _ := s.clock()
+	now, _ := s.clock()
 	ids := make([]uuid.UUID, len(times))
 	pipe := s.client.Pipeline()
 	exists := make([]*redis.IntCmd, len(times))

@@ -149,7 +149,7 @@ func (s *RedisStore) stats(ctx context.Context) (*Stats, error) {
 	if err := s.checkLayout(ctx); err != nil {
 		return nil, err
 	}
-	now, nowMs, _ := s.clock()
+	now, nowMs := s.clock()
 	n := s.keys.shards
 	type shardCmds struct {
 		status      []*redis.IntCmd

@@ -78,7 +78,7 @@ func (r *TickReport) fail(err error) {
 
 // Tick runs one tick at the store's current time.
 func (e *WaitEngine) Tick(ctx context.Context) TickReport {
-	now, _, _ := e.s.clock()
+	now, _ := e.s.clock()
 	return e.TickAt(ctx, now)
 }
 
@@ -99,7 +99,6 @@ func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) (rep TickReport)
 	}
 	now = now.UTC().Truncate(time.Millisecond)
 	nowMs := strconv.FormatInt(now.UnixMilli(), 10)
-	nowStr := now.Format(time.RFC3339Nano)
 	// Visit shards from a random start so engines ticking at once
 	// mostly work on different shards.
 	shards := make([]int, e.s.keys.shards)
@@ -113,7 +112,7 @@ func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) (rep TickReport)
 			rep.Truncated = true
 			break
 		}
-		active = e.tickRound(ctx, active, nowMs, nowStr, &rep)
+		active = e.tickRound(ctx, active, nowMs, &rep)
 	}
 	switch {
 	case rep.Dropped > 0 && rep.Err != nil:
@@ -169,7 +168,7 @@ func (e *WaitEngine) TickAt(ctx context.Context, now time.Time) (rep TickReport)
 // cannot act on (counted in Dropped), or meets a transient error (the
 // shard then rests until the next tick): a shard is visited again only
 // when its whole batch moved, so a round always makes progress or ends.
-func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr string, rep *TickReport) []int {
+func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs string, rep *TickReport) []int {
 	pipe := e.s.client.Pipeline()
 	cancels := make([]*redis.StringSliceCmd, len(shards))
 	timers := make([]*redis.StringSliceCmd, len(shards))
@@ -220,10 +219,10 @@ func (e *WaitEngine) tickRound(ctx context.Context, shards []int, nowMs, nowStr 
 			call func(uuid.UUID) scriptCall
 		}{
 			{entryLease, leases[i].Val(), func(id uuid.UUID) scriptCall {
-				return scriptCall{e.s.scripts.expireLease, e.s.keys.flowKeys(id, ""), e.s.head(id, nowMs, nowStr, mutation{lean: true})}
+				return scriptCall{e.s.scripts.expireLease, e.s.keys.flowKeys(id, ""), e.s.head(id, nowMs, mutation{lean: true})}
 			}},
-			{entryCancel, cancels[i].Val(), func(id uuid.UUID) scriptCall { return e.cancelCall(id, nowMs, nowStr) }},
-			{entryTimer, timers[i].Val(), func(id uuid.UUID) scriptCall { return e.timerCall(id, nowMs, nowStr) }},
+			{entryCancel, cancels[i].Val(), func(id uuid.UUID) scriptCall { return e.cancelCall(id, nowMs) }},
+			{entryTimer, timers[i].Val(), func(id uuid.UUID) scriptCall { return e.timerCall(id, nowMs) }},
 		} {
 			if len(x.raw) == e.batch {
 				read[sh] += len(x.raw) // a full batch: the shard may have more
@@ -366,17 +365,17 @@ func (e *WaitEngine) unlockShards(ctx context.Context, owned map[int]bool) {
 	_, _ = pipe.Exec(ctx)
 }
 
-func (e *WaitEngine) timerCall(id uuid.UUID, nowMs, nowStr string) scriptCall {
+func (e *WaitEngine) timerCall(id uuid.UUID, nowMs string) scriptCall {
 	r := transitionReq{
 		id: id, from: StatusWaiting, to: StatusRunning, kind: EventResumed,
 		payload: json.RawMessage(`{"state_patch":null}`), guard: "timer",
 	}
 	r.mut.lean = true // the tick reads the status only
-	return scriptCall{e.s.scripts.transition, e.s.keys.flowKeys(id, ""), e.s.transitionArgs(r, nowMs, nowStr)}
+	return scriptCall{e.s.scripts.transition, e.s.keys.flowKeys(id, ""), e.s.transitionArgs(r, nowMs)}
 }
 
-func (e *WaitEngine) cancelCall(id uuid.UUID, nowMs, nowStr string) scriptCall {
-	return scriptCall{e.s.scripts.tickCancel, e.s.keys.flowKeys(id, ""), e.s.head(id, nowMs, nowStr, mutation{lean: true})}
+func (e *WaitEngine) cancelCall(id uuid.UUID, nowMs string) scriptCall {
+	return scriptCall{e.s.scripts.tickCancel, e.s.keys.flowKeys(id, ""), e.s.head(id, nowMs, mutation{lean: true})}
 }
 
 // tickEntry is one member of a shard index the tick read.

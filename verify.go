@@ -193,7 +193,7 @@ func (s *RedisStore) verifySchedule(ctx context.Context, name string, cfg fsck.C
 	if len(found) > 0 && cfg.Repair {
 		at, _ := strconv.ParseInt(h.Val()["due"], 10, 64)
 		if at <= 0 {
-			now, _, _ := s.clock()
+			now, _ := s.clock()
 			at = now.UnixMilli()
 		}
 		// Watch the hash: every schedule write writes it, so a
@@ -595,7 +595,7 @@ func (s *RedisStore) checkGateQueued(ctx context.Context, shard int, snaps map[u
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return fail(err)
 	}
-	_, nowMs, _ := s.clock()
+	_, nowMs := s.clock()
 	admitted, all, err := s.gateAdmitted(ctx, nowMs)
 	if err != nil {
 		return nil, err
@@ -688,7 +688,7 @@ func (s *RedisStore) verifyGate(ctx context.Context, cfg fsck.Config, rep *fsck.
 		cursor = next
 	}
 	sort.Strings(sources[1:])
-	_, nowMs, _ := s.clock()
+	_, nowMs := s.clock()
 	var slots []gateSlot
 	left := int64(gateVerifyBudget)
 	for _, key := range sources {
@@ -751,7 +751,7 @@ func (s *RedisStore) orphanedSlots(ctx context.Context, slots []gateSlot) (map[s
 	if len(slots) == 0 {
 		return out, nil
 	}
-	_, nowMs, _ := s.clock()
+	_, nowMs := s.clock()
 	now, _ := strconv.ParseFloat(nowMs, 64)
 	pipe := s.client.Pipeline()
 	scores := make([]*redis.FloatCmd, len(slots))

@@ -107,12 +107,12 @@ func (s *RedisStore) createCall(ctx context.Context, id uuid.UUID, in CreateMana
 	if in.IdempotencyKey != "" {
 		id = kid // the key names the flow
 	}
-	_, nowMs, nowStr := s.clock()
+	_, nowMs := s.clock()
 	mir := "0"
 	if mirrored {
 		mir = "1"
 	}
-	args := append(s.head(id, nowMs, nowStr, mutation{}),
+	args := append(s.head(id, nowMs, mutation{}),
 		in.ControllerID, in.Goal, in.OwnerSessionKey, in.RequesterOrigin, in.CurrentStep, mir, string(payload), fingerprint,
 		s.traceParent(ctx))
 	args = append(args, kin.args()...)
@@ -151,7 +151,7 @@ func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, er
 	if err := r.mut.check(); err != nil {
 		return nil, err
 	}
-	now, nowMs, nowStr := s.clock()
+	now, nowMs := s.clock()
 	if nx != nil {
 		if err := nx.check(r.mut); err != nil {
 			return nil, err
@@ -160,7 +160,7 @@ func (s *RedisStore) transition(ctx context.Context, r transitionReq) (*Flow, er
 		r.next = &Lease{ControllerID: r.mut.lease.ControllerID, WorkerID: r.mut.lease.WorkerID,
 			Token: nextToken(r.id, r.mut), ExpiresAt: now.Add(nx.d).Truncate(time.Millisecond)}
 	}
-	sc, keys, args := s.scripts.transition, s.keys.flowKeys(r.id, ""), s.transitionArgs(r, nowMs, nowStr)
+	sc, keys, args := s.scripts.transition, s.keys.flowKeys(r.id, ""), s.transitionArgs(r, nowMs)
 	if r.early {
 		sc, keys = s.scripts.transitionEarly, s.keys.withEarly(keys, r.id)
 		args = append(args, s.early.memoryArgs()...) // last: see transition_early.lua
@@ -215,12 +215,12 @@ func (r transitionReq) meta() opMeta {
 	return m
 }
 
-func (s *RedisStore) transitionArgs(r transitionReq, nowMs, nowStr string) []any {
+func (s *RedisStore) transitionArgs(r transitionReq, nowMs string) []any {
 	state := r.state
 	if state == nil {
 		state = []any{"none"}
 	}
-	args := append(s.head(r.id, nowMs, nowStr, r.mut),
+	args := append(s.head(r.id, nowMs, r.mut),
 		string(r.to), jsonString(string(r.kind)), string(r.payload),
 		r.wait.json, r.wait.timerMs, r.wait.corr, r.guard, string(r.from))
 	if r.next != nil {
@@ -286,8 +286,8 @@ func (s *RedisStore) updateState(ctx context.Context, id uuid.UUID, patch json.R
 		return nil, err
 	}
 	payload := []byte(`{"patch":` + rawOrNull(patch) + `,"next_step":` + stringOrNull(nextStep) + `}`)
-	_, nowMs, nowStr := s.clock()
-	args := append(s.head(id, nowMs, nowStr, mut), nextStep, string(payload))
+	_, nowMs := s.clock()
+	args := append(s.head(id, nowMs, mut), nextStep, string(payload))
 	args = append(args, stateArgs...)
 	f, _, err := s.runFlowScript(ctx, s.scripts.updateState, id, s.keys.flowKeys(id, ""), args)
 	return f, err
@@ -298,8 +298,8 @@ func (s *RedisStore) requestCancel(ctx context.Context, id uuid.UUID, mut mutati
 	if err := mut.check(); err != nil {
 		return nil, err
 	}
-	_, nowMs, nowStr := s.clock()
-	f, _, err := s.runFlowScript(ctx, s.scripts.requestCancel, id, s.keys.flowKeys(id, ""), s.head(id, nowMs, nowStr, mut))
+	_, nowMs := s.clock()
+	f, _, err := s.runFlowScript(ctx, s.scripts.requestCancel, id, s.keys.flowKeys(id, ""), s.head(id, nowMs, mut))
 	return f, err
 }
 
@@ -357,9 +357,9 @@ func (s *RedisStore) UpdateAndAppend(ctx context.Context, f *Flow, kind EventKin
 	if f.CancelRequested {
 		cancel = "1"
 	}
-	_, nowMs, nowStr := s.clock()
+	_, nowMs := s.clock()
 	rev := f.Revision
-	args := append(s.head(f.ID, nowMs, nowStr, mutation{expected: &rev, epoch: f.Epoch}),
+	args := append(s.head(f.ID, nowMs, mutation{expected: &rev, epoch: f.Epoch}),
 		string(f.Status), f.ControllerID, f.Goal, f.OwnerSessionKey, f.RequesterOrigin, f.CurrentStep,
 		cancel, wait.json, wait.timerMs, wait.corr, jsonString(string(kind)), string(pl))
 	args = append(args, stateArgs...)
@@ -445,7 +445,7 @@ func (s *RedisStore) pruneTerminalFlows(ctx context.Context, olderThan time.Dura
 	if olderThan < 0 {
 		return 0, fmt.Errorf("%w: negative retention %s", ErrInvalidData, olderThan)
 	}
-	now, _, _ := s.clock()
+	now, _ := s.clock()
 	cutoff := now.Add(-olderThan).UnixMilli()
 	total := 0
 	for shard := 0; shard < s.keys.shards; shard++ {
