@@ -312,7 +312,7 @@ func (s *RedisStore) createChildren(ctx context.Context, calls []createCall) ([]
 				if len(arr) < 2 {
 					err = fmt.Errorf("taskflow: unexpected script reply %T", vals[i])
 				} else {
-					f, err = decodeFlow(c.id, replyFields(arr), true)
+					f, err = decodeFlowReply(c.id, arr, true)
 				}
 			} else {
 				err = scriptError(err, c.id)
@@ -426,7 +426,7 @@ func (s *RedisStore) deliverChild(ctx context.Context, parent, child uuid.UUID, 
 	if arr, ok := v.([]any); ok && len(arr) > 1 && arr[1] == "resumed" {
 		// The join was met: the parent, ready again, goes on its lane if
 		// it has keys (what fails is left to an engine's tick).
-		if f, derr := decodeFlow(parent, replyFields(arr), true); derr == nil {
+		if f, derr := decodeFlowReply(parent, arr, true); derr == nil {
 			s.gateQueue(ctx, f, false)
 		}
 	}

@@ -29,38 +29,12 @@ func pairsToMap(v any) map[string]string {
 // state as "$<key>" fields (or "state" when it is not an object). A lean
 // reply has no state: State stays nil.
 func decodeFlow(id uuid.UUID, m map[string]string, withState bool) (*Flow, error) {
-	st, err := ParseFlowStatus(m["status"])
+	f, err := flowFromRecord(id, func(name string) (string, bool) {
+		v, ok := m[name]
+		return v, ok
+	})
 	if err != nil {
-		return nil, fmt.Errorf("flow %s: %w", id, err)
-	}
-	f := &Flow{
-		ID:              id,
-		ControllerID:    m["controller"],
-		Goal:            m["goal"],
-		OwnerSessionKey: m["owner"],
-		RequesterOrigin: m["origin"],
-		CurrentStep:     m["step"],
-		Status:          st,
-		CancelRequested: m["cancel"] == "1",
-		TraceParent:     m["tp"],
-	}
-	f.Revision, _ = strconv.ParseInt(m["rev"], 10, 64)
-	f.Epoch = m["ep"]
-	if att := m["att"]; att != "" { // absent until a retry: no parse error to make
-		f.Attempts, _ = strconv.Atoi(att)
-	}
-	if p := m["parent"]; p != "" {
-		f.ParentID, _ = uuid.Parse(p)
-		f.ChildKey = m["ckey"]
-	}
-	if k := m["kids"]; k != "" {
-		f.Children, _ = strconv.Atoi(k)
-	}
-	f.Concurrency, f.Priority = parseGateField(m["gk"])
-	f.CreatedAt = msTime(m["created"])
-	f.UpdatedAt = msTime(m["updated"])
-	if w, ok := m["wait"]; ok {
-		f.Wait = json.RawMessage(w)
+		return nil, err
 	}
 	for k, v := range m {
 		if strings.HasPrefix(k, attrFieldPrefix) {
@@ -86,6 +60,98 @@ func decodeFlow(id uuid.UUID, m map[string]string, withState bool) (*Flow, error
 		}
 	}
 	f.State = joinObject(keys, vals)
+	return f, nil
+}
+
+// flowFromRecord builds the Flow id from its record fields
+// (recordFields), read with field: a field's value, and whether the flow
+// has it.
+func flowFromRecord(id uuid.UUID, field func(name string) (string, bool)) (*Flow, error) {
+	get := func(name string) string {
+		v, _ := field(name)
+		return v
+	}
+	st, err := ParseFlowStatus(get("status"))
+	if err != nil {
+		return nil, fmt.Errorf("flow %s: %w", id, err)
+	}
+	f := &Flow{
+		ID:              id,
+		ControllerID:    get("controller"),
+		Goal:            get("goal"),
+		OwnerSessionKey: get("owner"),
+		RequesterOrigin: get("origin"),
+		CurrentStep:     get("step"),
+		Status:          st,
+		CancelRequested: get("cancel") == "1",
+		TraceParent:     get("tp"),
+	}
+	f.Revision, _ = strconv.ParseInt(get("rev"), 10, 64)
+	f.Epoch = get("ep")
+	if att := get("att"); att != "" { // absent until a retry: no parse error to make
+		f.Attempts, _ = strconv.Atoi(att)
+	}
+	if p := get("parent"); p != "" {
+		f.ParentID, _ = uuid.Parse(p)
+		f.ChildKey = get("ckey")
+	}
+	if k := get("kids"); k != "" {
+		f.Children, _ = strconv.Atoi(k)
+	}
+	f.Concurrency, f.Priority = parseGateField(get("gk"))
+	f.CreatedAt = msTime(get("created"))
+	f.UpdatedAt = msTime(get("updated"))
+	if w, ok := field("wait"); ok {
+		f.Wait = json.RawMessage(w)
+	}
+	return f, nil
+}
+
+// decodeRecord builds the Flow id from a record packed by
+// lua/include/record.lua pack_record (a lean reply): recordFields' values
+// in order, each '<length>:<bytes>' or '-' when absent. It reads them in
+// place, without the map decodeFlow takes; the values share packed's
+// memory. A malformed string yields the fields read before the fault
+// (flowFromRecord then refuses what is missing). A record holds no
+// attributes and no state: withState makes the state the empty object,
+// as decodeFlow does for a hash without state fields.
+func decodeRecord(id uuid.UUID, packed string, withState bool) (*Flow, error) {
+	var vals [len(recordFields)]string
+	var has [len(recordFields)]bool
+	rest := packed
+	for i := range recordFields {
+		if rest == "" {
+			break
+		}
+		if rest[0] == '-' {
+			rest = rest[1:]
+			continue
+		}
+		colon := strings.IndexByte(rest, ':')
+		if colon <= 0 {
+			break
+		}
+		n, err := strconv.Atoi(rest[:colon])
+		if err != nil || n < 0 || colon+1+n > len(rest) {
+			break
+		}
+		vals[i], has[i] = rest[colon+1:colon+1+n], true
+		rest = rest[colon+1+n:]
+	}
+	f, err := flowFromRecord(id, func(name string) (string, bool) {
+		for i := range recordFields {
+			if recordFields[i] == name {
+				return vals[i], has[i]
+			}
+		}
+		return "", false
+	})
+	if err != nil {
+		return nil, err
+	}
+	if withState {
+		f.State = joinObject(nil, nil)
+	}
 	return f, nil
 }
 
@@ -264,16 +330,16 @@ func decodeReply(id uuid.UUID, v any) (*Flow, error) {
 	if !ok || len(arr) < 2 {
 		return nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
 	}
-	return decodeFlow(id, replyFields(arr), false)
+	return decodeFlowReply(id, arr, false)
 }
 
-// replyFields returns the flow fields of a {flow, extra} script reply:
-// field/value pairs, or with a lean reply ({values, extra, 'record'})
-// the values of recordFields in order.
-func replyFields(arr []any) map[string]string {
+// decodeFlowReply decodes the flow of a {flow, extra} script reply: its
+// hash as field/value pairs, or with a lean reply ({values, extra,
+// 'record'}) the values of recordFields, packed or in order.
+func decodeFlowReply(id uuid.UUID, arr []any, withState bool) (*Flow, error) {
 	if len(arr) > 2 && arr[2] == "record" {
 		if packed, ok := arr[0].(string); ok {
-			return unpackRecord(packed)
+			return decodeRecord(id, packed, withState)
 		}
 		vals, _ := arr[0].([]any)
 		m := make(map[string]string, len(recordFields))
@@ -284,9 +350,9 @@ func replyFields(arr []any) map[string]string {
 				}
 			}
 		}
-		return m
+		return decodeFlow(id, m, withState)
 	}
-	return pairsToMap(arr[0])
+	return decodeFlow(id, pairsToMap(arr[0]), withState)
 }
 
 // decodeTaken decodes a flow a take leased (lua/include/take.lua) as a
@@ -297,37 +363,7 @@ func decodeTaken(id, fields, mode any) (*Flow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("taskflow: the id %v of a leased flow: %w", id, err)
 	}
-	return decodeFlow(fid, replyFields([]any{fields, "", mode}), mode != "record")
-}
-
-// unpackRecord reads a record packed by lua/include/record.lua
-// pack_record: recordFields' values in order, each '<length>:<bytes>' or
-// '-' when absent. The values share packed's memory. A malformed string
-// yields the fields read before the fault (decodeFlow then refuses what
-// is missing).
-func unpackRecord(packed string) map[string]string {
-	m := make(map[string]string, len(recordFields))
-	rest := packed
-	for _, name := range recordFields {
-		if rest == "" {
-			break
-		}
-		if rest[0] == '-' {
-			rest = rest[1:]
-			continue
-		}
-		colon := strings.IndexByte(rest, ':')
-		if colon <= 0 {
-			break
-		}
-		n, err := strconv.Atoi(rest[:colon])
-		if err != nil || n < 0 || colon+1+n > len(rest) {
-			break
-		}
-		m[name] = rest[colon+1 : colon+1+n]
-		rest = rest[colon+1+n:]
-	}
-	return m
+	return decodeFlowReply(fid, []any{fields, "", mode}, mode != "record")
 }
 
 // parseGateField reads a gate field (decodeFlow; gate.go gateField writes it).

@@ -252,3 +252,82 @@ func FuzzCompactEvent(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeRecord: a packed record (a lean reply) decodes in place to
+// the flow decodeFlow makes of the same fields read into a map, for
+// every string: well formed, absent fields, malformed or cut short (the
+// fields before the fault, then refused when the status is missing).
+func FuzzDecodeRecord(f *testing.F) {
+	full := map[string]string{
+		"controller": "kate/inbox", "goal": "triage", "owner": "agent:kate", "origin": "user:kate",
+		"step": "fetch", "status": "waiting", "cancel": "1", "rev": "42", "created": "1733400000123",
+		"updated": "1733400000456", "wait": `{"kind":"external_event"}`, "corr": "reply\njob-7", "raw": "0",
+		"size": "120", "seq": "9", "att": "2", "tp": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"ep": "Xy3_a9Qk", "parent": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "ckey": "k:1", "kids": "3",
+		"gk": "3\ntenant:acme\nmodel:x",
+	}
+	running := map[string]string{"controller": "c", "goal": "", "status": "running", "rev": "1", "created": "1", "updated": "2"}
+	for _, m := range []map[string]string{full, running} {
+		packed := packRecordForTest(m)
+		f.Add(packed, false)
+		f.Add(packed, true)
+		f.Add(packed[:len(packed)/2], false)
+	}
+	for _, s := range []string{"", "-", "x:", "3:abc", "-5:abc", "99:abc", "1:a1:b", "-----5:ready-2:10"} {
+		f.Add(s, false)
+	}
+	id := uuid.MustParse("01234567-89ab-cdef-0123-456789abcdef")
+	f.Fuzz(func(t *testing.T, packed string, withState bool) {
+		got, err := decodeRecord(id, packed, withState)
+		want, werr := decodeFlow(id, unpackRecordForTest(packed), withState)
+		if (err == nil) != (werr == nil) || err != nil && err.Error() != werr.Error() {
+			t.Fatalf("%q: error %v, through a map %v", packed, err, werr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q:\n%+v\nthrough a map\n%+v", packed, got, want)
+		}
+	})
+}
+
+// packRecordForTest packs m's record fields as lua/include/record.lua
+// pack_record does.
+func packRecordForTest(m map[string]string) string {
+	var b strings.Builder
+	for _, name := range recordFields {
+		v, ok := m[name]
+		if !ok {
+			b.WriteString("-")
+			continue
+		}
+		b.WriteString(strconv.Itoa(len(v)) + ":" + v)
+	}
+	return b.String()
+}
+
+// unpackRecordForTest reads a packed record into a map, as the reply
+// decoder did before it read records in place: the fields before a
+// fault.
+func unpackRecordForTest(packed string) map[string]string {
+	m := make(map[string]string, len(recordFields))
+	rest := packed
+	for _, name := range recordFields {
+		if rest == "" {
+			break
+		}
+		if rest[0] == '-' {
+			rest = rest[1:]
+			continue
+		}
+		colon := strings.IndexByte(rest, ':')
+		if colon <= 0 {
+			break
+		}
+		n, err := strconv.Atoi(rest[:colon])
+		if err != nil || n < 0 || colon+1+n > len(rest) {
+			break
+		}
+		m[name] = rest[colon+1 : colon+1+n]
+		rest = rest[colon+1+n:]
+	}
+	return m
+}

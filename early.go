@@ -386,7 +386,7 @@ func (s *RedisStore) deliver(ctx context.Context, id uuid.UUID, cp, eventID stri
 	if !used(outcome) {
 		return nil, outcome, err
 	}
-	f, derr := decodeFlow(id, replyFields(arr), !lean)
+	f, derr := decodeFlowReply(id, arr, !lean)
 	if derr != nil {
 		return nil, "", derr
 	}

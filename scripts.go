@@ -269,7 +269,7 @@ var refusalByCode = func() map[string]refusal {
 // runnable; waits), RECORD (recordFields) and ALLOWED[to][from] (the
 // transition table).
 func luaPrelude(cluster bool) luascript.Prelude {
-	p := luascript.Prelude{Cluster: cluster, MaxCount: maxRevision, Record: recordFields}
+	p := luascript.Prelude{Cluster: cluster, MaxCount: maxRevision, Record: recordFields[:]}
 	for _, r := range refusals {
 		p.Codes = append(p.Codes, r.code)
 	}
@@ -287,7 +287,7 @@ func luaPrelude(cluster bool) luascript.Prelude {
 
 // recordFields are a flow hash's record fields (the rest are the state's
 // and the scripts' own): the prelude's RECORD, the order of a lean reply.
-var recordFields = []string{
+var recordFields = [...]string{
 	"controller", "goal", "owner", "origin",
 	"step", "status", "cancel", "rev", "created",
 	"updated", "wait", "corr", "raw", "size",
@@ -628,7 +628,7 @@ func (s *RedisStore) runFlowScript(ctx context.Context, sc *script, id uuid.UUID
 		return nil, nil, fmt.Errorf("taskflow: unexpected script reply %T", v)
 	}
 	lean := len(args) > 7 && args[7] == "lean"
-	f, err = decodeFlow(id, replyFields(arr), !lean)
+	f, err = decodeFlowReply(id, arr, !lean)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -682,6 +682,54 @@ func TestPruneRemovesEarlyEvents(t *testing.T) {
 	})
 }
 
+// TestUpdateStateLeanReply: a lean UpdateState (WithoutState) returns
+// the flow as Get then reads it, every record field decoded (a child's
+// parent and key, its concurrency and priority, a wait), without its
+// state and attributes; the patch (keys out of order, a duplicate: the
+// last wins) lands as a full call's would.
+func TestUpdateStateLeanReply(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		parent := must(t, try(e.m.CreateManaged(ctx, seedInput())))
+		in := seedInput()
+		in.Attributes = map[string]string{"customer": "acme"}
+		in.Concurrency = []string{"tenant:acme", "model:x"}
+		in.Priority = 3
+		f := must(t, try(e.m.StartChild(ctx, parent.ID, ChildInput{Key: "k-1", Flow: in})))
+		check := func(lean *Flow) {
+			t.Helper()
+			full := must(t, try(e.m.Get(ctx, f.ID)))
+			want := *full
+			want.State, want.Attributes = nil, nil
+			if !reflect.DeepEqual(*lean, want) {
+				t.Fatalf("lean reply\n%+v\nGet without state and attributes\n%+v", *lean, want)
+			}
+			if lean.ParentID != parent.ID || lean.ChildKey != "k-1" || lean.Priority != 3 || len(lean.Concurrency) != 2 {
+				t.Fatalf("lean reply lost record fields: %+v", *lean)
+			}
+			var state map[string]json.RawMessage
+			if err := json.Unmarshal(full.State, &state); err != nil {
+				t.Fatal(err)
+			}
+			if string(state["b"]) != `[1,"x"]` || string(state["a"]) != `2` || string(state["total"]) != `31` {
+				t.Fatalf("state after the lean patch: %s", full.State)
+			}
+		}
+		patch := json.RawMessage(`{"b":[1,"x"],"a":{"z":null},"a":2}`)
+		lean := must(t, try(e.m.UpdateState(ctx, f.ID, patch, "next-step", WithoutState())))
+		if lean.CurrentStep != "next-step" {
+			t.Fatalf("lean step %q", lean.CurrentStep)
+		}
+		check(lean)
+		must(t, try(e.m.SetWaiting(ctx, f.ID, WaitExternalEvent("reply", "job-1"))))
+		lean = must(t, try(e.m.UpdateState(ctx, f.ID, map[string]any{"b": []any{1, "x"}}, "", WithoutState())))
+		if lean.Status != StatusWaiting || len(lean.Wait) == 0 {
+			t.Fatalf("lean reply of a waiting flow: %+v", *lean)
+		}
+		check(lean)
+	})
+}
+
 // BenchmarkUpdateState measures one UpdateState on the real Redis
 // (TASKFLOW_TEST_REDIS_URL, default 127.0.0.1:6379; skipped when it does
 // not answer) on one flow with a 5-key state: a json.RawMessage patch and
