@@ -29,23 +29,33 @@ func marshalJSON(v any) (json.RawMessage, error) { return plainjson.Marshal(v) }
 // common patch), which appendFlatObject writes to the same bytes without
 // reflection. Failures wrap ErrInvalidData.
 func toJSON(what string, v any) (json.RawMessage, error) {
-	var raw []byte
-	owned := false // raw is ours (not the caller's)
+	raw, owned, err := viewJSON(what, v)
+	if err != nil || owned {
+		return raw, err
+	}
+	// The caller's compact bytes, copied: they are theirs to change.
+	return append(json.RawMessage(nil), raw...), nil
+}
+
+// viewJSON is toJSON without its copy of a caller's compact bytes: raw
+// may be v's own memory (owned is false then), for a caller that only
+// reads it before it returns.
+func viewJSON(what string, v any) (raw json.RawMessage, owned bool, err error) {
 	if m, ok := v.(map[string]any); ok && m != nil {
 		// The common patch: encoded without reflection when it is flat.
 		raw, owned = appendFlatObject(make([]byte, 0, 16+24*len(m)), m)
 	}
 	switch x := v.(type) {
 	case nil:
-		return nil, nil
+		return nil, true, nil
 	case json.RawMessage:
 		if x == nil {
-			return nil, nil
+			return nil, true, nil
 		}
 		raw = x
 	case []byte:
 		if x == nil {
-			return nil, nil
+			return nil, true, nil
 		}
 		raw = x
 	default:
@@ -54,97 +64,94 @@ func toJSON(what string, v any) (json.RawMessage, error) {
 		}
 		b, err := marshalJSON(v)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s does not marshal to JSON: %v", ErrInvalidData, what, err)
+			return nil, false, fmt.Errorf("%w: %s does not marshal to JSON: %v", ErrInvalidData, what, err)
 		}
-		raw = b
+		raw, owned = b, true
 	}
 	if !json.Valid(raw) {
-		return nil, fmt.Errorf("%w: %s is not valid JSON", ErrInvalidData, what)
+		return nil, false, fmt.Errorf("%w: %s is not valid JSON", ErrInvalidData, what)
 	}
 	if !utf8.Valid(raw) {
 		// encoding/json would silently replace the bad bytes in keys.
-		return nil, fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidData, what)
+		return nil, false, fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidData, what)
 	}
 	if !bytes.ContainsAny(raw, " \t\r\n") {
-		// Already compact: without the compactor's pass (a copy of
-		// the caller's bytes, which are theirs to change).
-		if owned {
-			return raw, nil
-		}
-		return append(json.RawMessage(nil), raw...), nil
+		return raw, owned, nil // already compact: without the compactor's pass
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(raw))
 	if err := json.Compact(&buf, raw); err != nil {
-		return nil, fmt.Errorf("%w: %s is not valid JSON: %v", ErrInvalidData, what, err)
+		return nil, false, fmt.Errorf("%w: %s is not valid JSON: %v", ErrInvalidData, what, err)
 	}
-	return buf.Bytes(), nil
+	return buf.Bytes(), true, nil
 }
 
 // isObject reports whether compact JSON is an object.
 func isObject(raw json.RawMessage) bool { return len(raw) > 0 && raw[0] == '{' }
 
-// splitObject splits a compact JSON object into its top-level keys and
-// their raw values, sorted by key. Duplicate keys: the last one wins, as
-// with encoding/json. The values keep their bytes exactly (they share
-// raw's memory).
-//
-// A valid object whose keys are plain (no escape, valid UTF-8: the keys
-// programs write) is split by scanning its bytes once, which allocates
-// the keys and two slices; any other input goes through encoding/json
-// (splitObjectDecoded), which also words the error of an invalid one.
-func splitObject(raw json.RawMessage) ([]string, []json.RawMessage, error) {
-	if !json.Valid(raw) {
-		return splitObjectDecoded(raw)
-	}
-	keys, vals, ok := scanObject(raw)
-	if !ok {
-		return splitObjectDecoded(raw)
-	}
-	if len(keys) > 1 {
-		keys, vals = sortMembers(keys, vals)
-	}
-	return keys, vals, nil
+// member is one top-level member of a JSON object: its key (without
+// escapes) and its value's bytes.
+type member struct {
+	key, val []byte
 }
 
-// scanObject splits valid JSON object raw into its members in order
-// (duplicate keys and all); ok is false when a key is not plain
+// splitMembers appends the top-level members of JSON object raw to dst,
+// sorted by key; of duplicate keys the last one wins, as with
+// encoding/json. The values keep their bytes exactly.
+//
+// A valid object whose keys are plain (no escape, valid UTF-8: the keys
+// programs write) is split by scanning its bytes once: its members share
+// raw's memory, and nothing is allocated while dst has room for them. Any
+// other input goes through encoding/json (decodedMembers), which also
+// words the error of an invalid one.
+func splitMembers(dst []member, raw json.RawMessage) ([]member, error) {
+	if !json.Valid(raw) {
+		return decodedMembers(dst, raw)
+	}
+	ms, ok := scanMembers(dst, raw)
+	if !ok {
+		return decodedMembers(dst, raw)
+	}
+	return sortMembers(ms), nil
+}
+
+// scanMembers appends the members of valid JSON object raw to dst in
+// order (duplicate keys and all); ok is false when a key is not plain
 // (an escape, invalid UTF-8) or raw is not an object.
-func scanObject(raw []byte) (keys []string, vals []json.RawMessage, ok bool) {
+func scanMembers(dst []member, raw []byte) (ms []member, ok bool) {
 	i := skipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '{' {
-		return nil, nil, false
+		return dst, false
 	}
 	i = skipSpace(raw, i+1)
 	if i < len(raw) && raw[i] == '}' {
-		return []string{}, []json.RawMessage{}, true
+		return dst, true
 	}
+	ms = dst
 	for i < len(raw) {
 		// A key: raw is valid, so raw[i] is '"'.
 		end := i + 1
 		for end < len(raw) && raw[end] != '"' {
 			if raw[end] == '\\' {
-				return nil, nil, false
+				return dst, false
 			}
 			end++
 		}
 		key := raw[i+1 : end]
 		if !utf8.Valid(key) {
-			return nil, nil, false
+			return dst, false
 		}
 		i = skipSpace(raw, end+1) + 1 // past ':'
 		i = skipSpace(raw, i)
 		vend := valueEnd(raw, i)
-		val := json.RawMessage(raw[i:vend])
-		keys = append(keys, string(key))
-		vals = append(vals, val)
+		ms = append(ms, member{key: key, val: raw[i:vend]})
 		i = skipSpace(raw, vend)
 		if i >= len(raw) || raw[i] == '}' {
 			break
 		}
 		i = skipSpace(raw, i+1) // past ','
 	}
-	return keys, vals, true
+	return ms, true
 }
 
 // valueEnd returns the end of the JSON value starting at raw[i] (raw is
@@ -192,35 +199,39 @@ func skipSpace(raw []byte, i int) int {
 	return i
 }
 
-// sortMembers sorts keys, and vals with them, and keeps the last member
-// of each key (the order of equal keys is kept: the sort is stable).
-func sortMembers(keys []string, vals []json.RawMessage) ([]string, []json.RawMessage) {
-	sort.Stable(members{keys, vals})
+// sortMembers sorts ms by key and keeps the last member of each key
+// (the order of equal keys is kept: the sort is stable).
+func sortMembers(ms []member) []member {
+	if len(ms) < 2 {
+		return ms
+	}
+	slices.SortStableFunc(ms, func(a, b member) int { return bytes.Compare(a.key, b.key) })
 	n := 0
-	for i := range keys {
-		if n > 0 && keys[n-1] == keys[i] {
-			vals[n-1] = vals[i]
+	for i := range ms {
+		if n > 0 && bytes.Equal(ms[n-1].key, ms[i].key) {
+			ms[n-1].val = ms[i].val
 			continue
 		}
-		keys[n], vals[n] = keys[i], vals[i]
+		ms[n] = ms[i]
 		n++
 	}
-	return keys[:n], vals[:n]
+	return ms[:n]
 }
 
-type members struct {
-	keys []string
-	vals []json.RawMessage
+// decodedMembers is splitMembers through encoding/json.
+func decodedMembers(dst []member, raw json.RawMessage) ([]member, error) {
+	keys, vals, err := splitObjectDecoded(raw)
+	if err != nil {
+		return dst, err
+	}
+	for i, k := range keys {
+		dst = append(dst, member{key: []byte(k), val: vals[i]})
+	}
+	return dst, nil
 }
 
-func (m members) Len() int           { return len(m.keys) }
-func (m members) Less(i, j int) bool { return m.keys[i] < m.keys[j] }
-func (m members) Swap(i, j int) {
-	m.keys[i], m.keys[j] = m.keys[j], m.keys[i]
-	m.vals[i], m.vals[j] = m.vals[j], m.vals[i]
-}
-
-// splitObjectDecoded is splitObject through encoding/json.
+// splitObjectDecoded splits JSON object raw through encoding/json into
+// its keys, sorted, and their values.
 func splitObjectDecoded(raw json.RawMessage) ([]string, []json.RawMessage, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
@@ -267,14 +278,7 @@ func joinObject(keys []string, vals [][]byte) json.RawMessage {
 
 // writeJSONString writes s as a JSON string without HTML escaping.
 func writeJSONString(buf *bytes.Buffer, s string) {
-	plain := true
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
-			plain = false
-			break
-		}
-	}
-	if plain { // the common case: nothing to escape
+	if plainASCII(s) { // the common case: nothing to escape
 		buf.WriteByte('"')
 		buf.WriteString(s)
 		buf.WriteByte('"')
@@ -286,8 +290,22 @@ func writeJSONString(buf *bytes.Buffer, s string) {
 	buf.Truncate(buf.Len() - 1) // drop the encoder's newline
 }
 
+// plainASCII reports whether s is printable ASCII without '"' or '\\':
+// its JSON string is s between quotes.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // jsonString returns s as a JSON string literal.
 func jsonString(s string) string {
+	if plainASCII(s) {
+		return `"` + s + `"`
+	}
 	var buf bytes.Buffer
 	writeJSONString(&buf, s)
 	return buf.String()

@@ -187,7 +187,7 @@ func FuzzFlatMap(f *testing.F) {
 	})
 }
 
-// FuzzSplitObject: splitObject agrees with encoding/json (the members,
+// FuzzSplitObject: splitMembers agrees with encoding/json (the members,
 // sorted, the last of duplicates kept, values byte for byte) on every
 // input, and refuses what encoding/json refuses.
 func FuzzSplitObject(f *testing.F) {
@@ -199,7 +199,7 @@ func FuzzSplitObject(f *testing.F) {
 		if !isObject(raw) {
 			return
 		}
-		keys, vals, err := splitObject(raw)
+		ms, err := splitMembers(nil, raw)
 		wantKeys, wantVals, wantErr := splitObjectDecoded(raw)
 		if (err == nil) != (wantErr == nil) {
 			t.Fatalf("%q: error %v, encoding/json %v", raw, err, wantErr)
@@ -207,13 +207,43 @@ func FuzzSplitObject(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(keys) != len(wantKeys) {
-			t.Fatalf("%q: keys %q, encoding/json %q", raw, keys, wantKeys)
+		if len(ms) != len(wantKeys) {
+			t.Fatalf("%q: %d members %q, encoding/json %q", raw, len(ms), ms, wantKeys)
 		}
-		for i := range keys {
-			if keys[i] != wantKeys[i] || string(vals[i]) != string(wantVals[i]) {
-				t.Fatalf("%q: member %d %q=%s, encoding/json %q=%s", raw, i, keys[i], vals[i], wantKeys[i], wantVals[i])
+		for i, m := range ms {
+			if string(m.key) != wantKeys[i] || string(m.val) != string(wantVals[i]) {
+				t.Fatalf("%q: member %d %q=%s, encoding/json %q=%s", raw, i, m.key, m.val, wantKeys[i], wantVals[i])
 			}
 		}
 	})
+}
+
+// TestJSONString: jsonString writes what encoding/json does without HTML
+// escaping, on its plain path and off it.
+func TestJSONString(t *testing.T) {
+	for _, s := range []string{"", "next-step", "a<b>&c", "say \"hi\"", `back\slash`, "tab\there", "\x7f", "é☃", "\u2028", "bad \xff"} {
+		want, err := marshalJSON(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := jsonString(s); got != string(want) {
+			t.Errorf("jsonString(%q) = %s, encoding/json %s", s, got, want)
+		}
+	}
+}
+
+// TestViewJSON: viewJSON hands back a caller's compact bytes themselves
+// (toJSON copies them) and owns whatever it had to write.
+func TestViewJSON(t *testing.T) {
+	in := json.RawMessage(`{"a":1}`)
+	raw, owned, err := viewJSON("patch", in)
+	if err != nil || owned || &raw[0] != &in[0] {
+		t.Fatalf("compact bytes: %s owned %v, %v", raw, owned, err)
+	}
+	for _, v := range []any{json.RawMessage(`{ "a": 1 }`), map[string]any{"a": 1}, struct{ A int }{1}} {
+		raw, owned, err := viewJSON("patch", v)
+		if err != nil || !owned {
+			t.Fatalf("%#v: %s owned %v, %v", v, raw, owned, err)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package taskflow
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -206,15 +207,42 @@ func (k keyspace) corr(shard int) string       { return k.tag(shard) + ":corr" }
 // flowKeys returns the key set every flow script receives, in the order
 // lua/include/context.lua documents. owner is added as key 16 when not empty.
 func (k keyspace) flowKeys(id uuid.UUID, owner string) []string {
-	s := k.shardOf(id)
-	tag, ids := k.tag(s), id.String()
-	keys := make([]string, 0, 16)
-	keys = append(keys, tag+":flow:"+ids, tag+":events:"+ids, tag+":steps:"+ids)
-	keys = append(keys, k.fixed[s]...)
+	keys, _ := k.flowKeysAndID(id)
 	if owner != "" {
-		keys = append(keys, k.owner(s, owner))
+		keys = append(keys, k.owner(k.shardOf(id), owner))
 	}
 	return keys
+}
+
+// flowKeysAndID returns flowKeys(id, "") and id's text (id.String()).
+// The flow's own three keys end with that text: the three and the text
+// are cut from one string, one allocation for the four.
+func (k keyspace) flowKeysAndID(id uuid.UUID) (keys []string, ids string) {
+	var text [36]byte
+	encodeID(text[:], id) // not id.String(): that would allocate it apart
+	s := k.shardOf(id)
+	tag := k.tag(s)
+	own := tag + ":flow:" + string(text[:]) + tag + ":events:" + string(text[:]) + tag + ":steps:" + string(text[:])
+	events := len(tag) + len(":flow:") + len(text)
+	steps := events + len(tag) + len(":events:") + len(text)
+	keys = make([]string, 0, 16)
+	keys = append(keys, own[:events], own[events:steps], own[steps:])
+	keys = append(keys, k.fixed[s]...)
+	return keys, own[events-len(text) : events]
+}
+
+// encodeID writes id's text form, as id.String() returns it, to
+// dst[:36].
+func encodeID(dst []byte, id uuid.UUID) {
+	hex.Encode(dst[0:8], id[0:4])
+	dst[8] = '-'
+	hex.Encode(dst[9:13], id[4:6])
+	dst[13] = '-'
+	hex.Encode(dst[14:18], id[6:8])
+	dst[18] = '-'
+	hex.Encode(dst[19:23], id[8:10])
+	dst[23] = '-'
+	hex.Encode(dst[24:36], id[10:16])
 }
 
 // headKeys is the key set of a script that picks its flow itself in shard

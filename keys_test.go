@@ -2,11 +2,13 @@ package taskflow
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow/fsck"
@@ -34,6 +36,30 @@ func TestShardOfByHand(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestFlowKeysAndID: the keys and id text cut from one string are the
+// flow's keys as each key function names them, and id.String().
+func TestFlowKeysAndID(t *testing.T) {
+	k := newKeyspace("tf", 16)
+	for i := 0; i < 100; i++ {
+		id := uuid.New()
+		if i == 0 {
+			id = uuid.UUID{0xff, 0, 0xab, 0x10, 9: 0xcd, 15: 0xef}
+		}
+		keys, ids := k.flowKeysAndID(id)
+		if ids != id.String() {
+			t.Fatalf("id text %q, want %q", ids, id.String())
+		}
+		shard := k.shardOf(id)
+		want := append([]string{k.flow(id), k.events(id), k.steps(id)}, k.fixed[shard]...)
+		if !slices.Equal(keys, want) {
+			t.Fatalf("keys %q, want %q", keys, want)
+		}
+		if got := k.flowKeys(id, "o"); !slices.Equal(got, append(want, k.owner(shard, "o"))) {
+			t.Fatalf("keys with an owner %q", got)
+		}
+	}
 }
 
 // TestACLUserLimitedToPrefix runs a whole workload as a Redis user that

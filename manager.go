@@ -239,7 +239,8 @@ func (m *Manager) Cancel(ctx context.Context, id uuid.UUID, opts ...MutationOpti
 // cancel-requested one with ErrCancelPending. Concurrent updates of one
 // flow all land: the merge runs inside Redis.
 func (m *Manager) UpdateState(ctx context.Context, id uuid.UUID, patch any, nextStep string, opts ...MutationOption) (*Flow, error) {
-	p, err := toJSON("patch", patch)
+	// updateState only reads the patch: its arguments copy the bytes.
+	p, _, err := viewJSON("patch", patch)
 	if err != nil {
 		return nil, err
 	}

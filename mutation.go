@@ -120,32 +120,122 @@ func applyMutationOptions(opts []MutationOption) mutation {
 // stateArgs renders a state change for apply_state: mode then data.
 // merge says whether an object is merged (patch) or replaces (whole state).
 func (s *RedisStore) stateArgs(what string, raw json.RawMessage, merge bool) ([]any, error) {
-	if raw == nil {
-		return []any{"none"}, nil
-	}
-	if len(raw) > s.maxState {
-		return nil, fmt.Errorf("%w: %s is %d bytes, over the limit of %d", ErrInvalidData, what, len(raw), s.maxState)
-	}
-	if !isObject(raw) {
-		return []any{"replace", string(raw)}, nil
-	}
-	keys, vals, err := splitObject(raw)
+	var buf [stackMembers]member
+	st, err := s.splitState(buf[:0], what, raw, merge)
 	if err != nil {
 		return nil, err
 	}
-	if len(keys) > s.limits.PatchKeys {
-		return nil, fmt.Errorf("%w: %s has %d top-level keys, over the limit of %d", ErrInvalidData, what, len(keys), s.limits.PatchKeys)
+	return st.appendArgs(make([]any, 0, st.argLen()), st.text()), nil
+}
+
+// stackMembers is how many members of a state change a caller's buffer
+// on its stack holds (splitState): more are allocated.
+const stackMembers = 16
+
+// stateChange is a state change split for apply_state (splitState).
+type stateChange struct {
+	mode    stateMode
+	whole   json.RawMessage // the state that replaces, when not an object
+	members []member        // an object's members, sorted
+}
+
+// stateMode is how apply_state changes the state.
+type stateMode uint8
+
+const (
+	stateNone stateMode = iota
+	stateReplace
+	stateObject
+	stateMerge
+)
+
+// stateModeArgs are the modes as apply_state names them, boxed once:
+// appendArgs takes them from here rather than from the stateChange,
+// which then stays on its caller's stack with its members.
+var stateModeArgs = [...]any{stateNone: "none", stateReplace: "replace", stateObject: "object", stateMerge: "merge"}
+
+// splitState checks a state change and splits an object into its
+// members, appended to buf: what names it in errors, merge says whether
+// an object is merged (patch) or replaces (whole state). stateArgs
+// renders it; a caller that sizes its arguments first calls appendArgs.
+func (s *RedisStore) splitState(buf []member, what string, raw json.RawMessage, merge bool) (stateChange, error) {
+	if raw == nil {
+		return stateChange{mode: stateNone}, nil
 	}
-	mode := "object"
+	if len(raw) > s.maxState {
+		return stateChange{}, fmt.Errorf("%w: %s is %d bytes, over the limit of %d", ErrInvalidData, what, len(raw), s.maxState)
+	}
+	if !isObject(raw) {
+		return stateChange{mode: stateReplace, whole: raw}, nil
+	}
+	ms, err := splitMembers(buf, raw)
+	if err != nil {
+		return stateChange{}, err
+	}
+	if len(ms) > s.limits.PatchKeys {
+		return stateChange{}, fmt.Errorf("%w: %s has %d top-level keys, over the limit of %d", ErrInvalidData, what, len(ms), s.limits.PatchKeys)
+	}
+	st := stateChange{mode: stateObject, members: ms}
 	if merge {
-		mode = "merge"
+		st.mode = stateMerge
 	}
-	args := make([]any, 0, 1+2*len(keys))
-	args = append(args, mode)
-	for i, k := range keys {
-		args = append(args, "$"+k, string(vals[i])) // a state key's field
+	return st, nil
+}
+
+// argLen is how many arguments appendArgs appends.
+func (st stateChange) argLen() int {
+	if st.whole != nil {
+		return 2
 	}
-	return args, nil
+	return 1 + 2*len(st.members)
+}
+
+// textLen is the length of the state change's text (writeText).
+func (st stateChange) textLen() int {
+	n := len(st.whole)
+	for _, m := range st.members {
+		n += 1 + len(m.key) + len(m.val)
+	}
+	return n
+}
+
+// writeText writes the text of the state change's arguments to b: the
+// state that replaces, or each member's field ('$' and its key) and
+// value. The arguments are cut from it (appendArgs): one allocation for
+// them all rather than one each.
+func (st stateChange) writeText(b *strings.Builder) {
+	b.Write(st.whole)
+	for _, m := range st.members {
+		b.WriteByte('$')
+		b.Write(m.key)
+		b.Write(m.val)
+	}
+}
+
+// text returns the state change's text (writeText).
+func (st stateChange) text() string {
+	var b strings.Builder
+	b.Grow(st.textLen())
+	st.writeText(&b)
+	return b.String()
+}
+
+// appendArgs appends the state change's arguments to args, cut from text
+// (its text, as writeText wrote it): the mode, then the state that
+// replaces, or each member's field and value.
+func (st stateChange) appendArgs(args []any, text string) []any {
+	args = append(args, stateModeArgs[st.mode])
+	if st.whole != nil {
+		return append(args, text)
+	}
+	at := 0
+	for _, m := range st.members {
+		field := at + 1 + len(m.key)
+		end := field + len(m.val)
+		args = append(args, text[at:field], text[field:end])
+		at = end
+	}
+	return args
 }
 
 func rawOrNull(raw json.RawMessage) string {

@@ -429,7 +429,7 @@ func (s *scripts) reloadFor(ctx context.Context, c redis.UniversalClient, keys [
 
 // fcall sends sc's function on c: FCALL_RO for a script that only reads.
 func (sc *script) fcall(ctx context.Context, c processor, keys []string, args []any, boxed map[string]any) *redis.Cmd {
-	name := "fcall"
+	var name any = "fcall" // boxed from a constant: no allocation
 	if !sc.writes {
 		name = "fcall_ro"
 	}

@@ -281,16 +281,40 @@ func (s *RedisStore) updateState(ctx context.Context, id uuid.UUID, patch json.R
 	if err := mut.check(); err != nil {
 		return nil, err
 	}
-	stateArgs, err := s.stateArgs("patch", patch, true)
+	var buf [stackMembers]member
+	state, err := s.splitState(buf[:0], "patch", patch, true)
 	if err != nil {
 		return nil, err
 	}
-	payload := []byte(`{"patch":` + rawOrNull(patch) + `,"next_step":` + stringOrNull(nextStep) + `}`)
-	_, nowMs := s.clock()
-	args := append(s.head(id, nowMs, mut), nextStep, string(payload))
-	args = append(args, stateArgs...)
-	f, _, err := s.runFlowScript(ctx, s.scripts.updateState, id, s.keys.flowKeys(id, ""), args)
+	keys, ids := s.keys.flowKeysAndID(id)
+	args := make([]any, 0, headLen+2+state.argLen())
+	args = s.appendHead(args, ids, s.clockMs(), mut)
+	// The event's payload and the state change's text are written to one
+	// buffer, and those arguments cut from it: one allocation for them.
+	step := stringOrNull(nextStep)
+	var b strings.Builder
+	b.Grow(len(`{"patch":null,"next_step":}`) + len(patch) + len(step) + state.textLen())
+	writeUpdatePayload(&b, patch, step)
+	payloadLen := b.Len()
+	state.writeText(&b)
+	text := b.String()
+	args = append(args, nextStep, text[:payloadLen])
+	args = state.appendArgs(args, text[payloadLen:])
+	f, _, err := s.runFlowScript(ctx, s.scripts.updateState, id, keys, args)
 	return f, err
+}
+
+// writeUpdatePayload writes the payload of update_state's event to b:
+// the patch (null for none) and step, the next step as JSON.
+func writeUpdatePayload(b *strings.Builder, patch json.RawMessage, step string) {
+	b.WriteString(`{"patch":`)
+	if patch == nil {
+		b.WriteString("null")
+	}
+	b.Write(patch)
+	b.WriteString(`,"next_step":`)
+	b.WriteString(step)
+	b.WriteString(`}`)
 }
 
 // requestCancel runs request_cancel.lua.
