@@ -311,286 +311,299 @@ func eventCount(t testing.TB, m *Manager, id uuid.UUID) int {
 // reported its true outcome.
 func TestLostReplyAppliesOnce(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			e := newEnv(t, b)
-			c, d := lossyClient(t, b)
-			store := e.reopenStore(c)
-			m := NewManager(store)
-			defer m.Close()
-			ctx := context.Background()
-			if err := store.LoadScripts(ctx); err != nil {
-				t.Fatal(err)
+		for _, ap := range []bool{false, true} {
+			name := b.name
+			if ap {
+				name += "/autopipelined" // TestAutoPipelinedClient
 			}
-			// lostFor runs call with one reply lost, that of the first
-			// run of the script sha ("": of any script), and checks that
-			// it succeeded and appended want events to flow id.
-			lostFor := func(name string, sc *script, id func() uuid.UUID, want int, call func() error) {
-				t.Helper()
-				before := 0
-				if id != nil {
-					before = eventCount(t, e.m, id())
-				}
-				n := d.dropped.Load()
-				d.armFor(sc)
-				if err := call(); err != nil {
-					t.Fatalf("%s with a lost reply: %v", name, err)
-				}
-				if got := d.dropped.Load(); got != n+1 {
-					t.Fatalf("%s: %d replies dropped, want 1", name, got-n)
-				}
-				if id != nil {
-					if got := eventCount(t, e.m, id()) - before; got != want {
-						t.Fatalf("%s: %d events appended, want %d", name, got, want)
-					}
-				}
-			}
-			lost := func(name string, id func() uuid.UUID, want int, call func() error) {
-				t.Helper()
-				lostFor(name, nil, id, want, call)
-			}
-			in := CreateManagedInput{ControllerID: "ctl/lost", Goal: "g", OwnerSessionKey: "agent:a:session:1"}
-			var f *Flow
-			var err error
-			lost("CreateManaged", nil, 0, func() error { f, err = m.CreateManaged(ctx, in); return err })
-			if f.Revision != 0 || eventCount(t, e.m, f.ID) != 1 {
-				t.Fatalf("create: rev %d events %d", f.Revision, eventCount(t, e.m, f.ID))
-			}
-			if n := len(must(t, try(e.m.ListByOwner(ctx, in.OwnerSessionKey)))); n != 1 {
-				t.Fatalf("create made %d flows", n)
-			}
-			id := func() uuid.UUID { return f.ID }
-			lost("StartRunning", id, 1, func() error { f, err = m.StartRunning(ctx, f.ID); return err })
-			lost("UpdateState", id, 1, func() error { f, err = m.UpdateState(ctx, f.ID, map[string]int{"a": 1}, "s1"); return err })
-			if f.Revision != 2 {
-				t.Fatalf("UpdateState: revision %d, want 2", f.Revision)
-			}
-			lost("UpdateState IfRevision", id, 1, func() error {
-				f, err = m.UpdateState(ctx, f.ID, map[string]int{"b": 2}, "", IfRevision(2))
-				return err
-			})
-			if f.Revision != 3 {
-				t.Fatalf("IfRevision: revision %d, want 3", f.Revision)
-			}
-			lost("RecordStepObservation", id, 1, func() error {
-				_, err := m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "r1", Status: StepRunning})
-				return err
-			})
-			lost("InsertStep", nil, 0, func() error {
-				return store.InsertStep(ctx, &FlowStep{FlowID: f.ID, RunID: "r2", Runtime: RuntimeMirrored, Status: StepRunning})
-			})
-			if n := len(must(t, try(e.m.ListSteps(ctx, f.ID)))); n != 2 {
-				t.Fatalf("%d steps, want 2", n)
-			}
-			var l *Lease
-			lost("Claim", id, 1, func() error {
-				var got *Flow
-				got, l, err = m.Claim(ctx, "ctl/lost", "w1", time.Minute, WithClaimWait(0))
-				if err == nil && got == nil {
-					err = errors.New("nothing claimed")
-				}
-				return err
-			})
-			if lo := must(t, try(e.m.LeaseOf(ctx, f.ID))); lo == nil || lo.Token != l.Token {
-				t.Fatalf("the lease held is not the one returned: %+v vs %+v", lo, l)
-			}
-			lost("Extend", id, 0, func() error { l, err = m.Extend(ctx, l, 2*time.Minute); return err })
-			lost("Release", id, 1, func() error { return m.Release(ctx, l) })
-			lost("SetWaiting", id, 1, func() error {
-				f, err = m.SetWaiting(ctx, f.ID, WaitExternalEvent("t", "c1"))
-				return err
-			})
-			lost("TryResumeExternal", id, 1, func() error {
-				got, err := m.TryResumeExternal(ctx, f.ID, "t", "c1", map[string]int{"x": 1})
-				if err == nil && got == nil {
-					err = errors.New("reported not resumed")
-				}
-				return err
-			})
-			f = must(t, try(e.m.SetWaiting(ctx, f.ID, WaitManual())))
-			lost("Resume", id, 1, func() error { f, err = m.Resume(ctx, f.ID, nil); return err })
-			rev := f.Revision
-			lost("UpdateAndAppend", id, 1, func() error {
-				w := *f
-				w.Revision = rev
-				w.CurrentStep = "written"
-				nf, ev, err := store.UpdateAndAppend(ctx, &w, "custom", map[string]int{"n": 1})
-				if err == nil && (nf.Revision != rev+1 || ev == nil || ev.Kind != "custom") {
-					err = errors.New("wrong outcome")
-				}
-				return err
-			})
-			lost("Finish", id, 1, func() error { f, err = m.Finish(ctx, f.ID, map[string]bool{"done": true}); return err })
-			if f.Status != StatusFinished {
-				t.Fatalf("Finish: %s", f.Status)
-			}
-
-			g := must(t, try(e.m.CreateMirrored(ctx, in)))
-			gid := func() uuid.UUID { return g.ID }
-			lost("Fail", gid, 1, func() error { g, err = m.Fail(ctx, g.ID, "boom"); return err })
-			h := must(t, try(e.m.CreateMirrored(ctx, in)))
-			hid := func() uuid.UUID { return h.ID }
-			lost("RequestCancel", hid, 1, func() error { h, err = m.RequestCancel(ctx, h.ID); return err })
-			lost("Cancel", hid, 1, func() error { h, err = m.Cancel(ctx, h.ID); return err })
-			if h.Status != StatusCancelled {
-				t.Fatalf("Cancel: %s", h.Status)
-			}
-			// Finish handing off the next flow (WithNext): the re-sent
-			// script is handed the same flow, claimed once.
-			nin := CreateManagedInput{ControllerID: "ctl/lostnext", Goal: "g", OwnerSessionKey: "agent:a:session:1"}
-			var pair []uuid.UUID
-			for len(pair) < 2 {
-				p := must(t, try(e.m.CreateMirrored(ctx, nin)))
-				if e.m.store.keys.shardOf(p.ID) == 3 {
-					pair = append(pair, p.ID)
-				} else {
-					must(t, try(e.m.Cancel(ctx, p.ID)))
-				}
-			}
-			cur, cl, err := m.Claim(ctx, "ctl/lostnext", "w1", time.Minute, WithClaimWait(0))
-			if err != nil || cur == nil {
-				t.Fatalf("claim for the hand-off: %v %v", cur, err)
-			}
-			other := pair[0]
-			if other == cur.ID {
-				other = pair[1]
-			}
-			lostFor("Finish WithNext", m.store.scripts.transition, func() uuid.UUID { return other }, 1, func() error {
-				_, err := m.Finish(ctx, cur.ID, nil, WithLease(cl), WithNext(&cur, &cl, time.Minute))
-				if err == nil && (cur == nil || cur.ID != other) {
-					err = fmt.Errorf("handed %v, want %s", cur, other)
-				}
-				return err
-			})
-			if lo := must(t, try(e.m.LeaseOf(ctx, other))); lo == nil || lo.Token != cl.Token {
-				t.Fatalf("the lease held is not the one handed: %+v vs %+v", lo, cl)
-			}
-			must(t, try(e.m.Finish(ctx, other, nil, WithLease(cl))))
-			var mir *Flow
-			lost("CreateMirrored", nil, 0, func() error { mir, err = m.CreateMirrored(ctx, in); return err })
-			if mir.Revision != 1 || eventCount(t, e.m, mir.ID) != 2 {
-				t.Fatalf("CreateMirrored: rev %d events %d", mir.Revision, eventCount(t, e.m, mir.ID))
-			}
-			// The engine's tick: a due timer resumed once.
-			k := must(t, try(e.m.CreateMirrored(ctx, in)))
-			must(t, try(e.m.SetWaiting(ctx, k.ID, WaitTimer(e.clock.Now().Add(time.Second)))))
-			e.clock.Advance(2 * time.Second)
-			eng := NewWaitEngine(m)
-			lost("tick", func() uuid.UUID { return k.ID }, 1, func() error {
-				rep := eng.TickAt(ctx, e.clock.Now())
-				if rep.Resumed != 1 {
-					return errors.New("tick reported no resume")
-				}
-				return nil
-			})
-			// Retries, and the import's calls.
-			r := must(t, try(e.m.CreateMirrored(ctx, in)))
-			rid := func() uuid.UUID { return r.ID }
-			lost("RetryLater", rid, 1, func() error {
-				r, err = m.RetryLater(ctx, r.ID, RetryPolicy{MaxAttempts: 3}, "flaky")
-				if err == nil && (r.Status != StatusWaiting || r.Attempts != 1) {
-					err = fmt.Errorf("retry: %s, %d attempts", r.Status, r.Attempts)
-				}
-				return err
-			})
-			lost("ResetAttempts", rid, 1, func() error {
-				r, err = m.ResetAttempts(ctx, r.ID)
-				if err == nil && r.Attempts != 0 {
-					err = fmt.Errorf("reset: %d attempts", r.Attempts)
-				}
-				return err
-			})
-			lost("AppendEventAt", rid, 1, func() error {
-				_, err := store.AppendEventAt(ctx, r.ID, "legacy", nil, e.clock.Now())
-				return err
-			})
-			imp := importedFlow(e, StatusRunning, nil, false)
-			lost("InsertFlow", nil, 0, func() error {
-				_, err := store.InsertFlow(ctx, Import{Flow: imp, Events: importedEvents(imp, 3)})
-				return err
-			})
-			if n := eventCount(t, e.m, imp.ID); n != 3 {
-				t.Fatalf("InsertFlow: %d events", n)
-			}
-			// The agent tool's start (package agenttool) is this call, with
-			// the session's owner key: a re-sent create is not "already
-			// exists".
-			toolStart := CreateManagedInput{ControllerID: "lost/x", Goal: "g", OwnerSessionKey: "agent:lost:session:s",
-				RequesterOrigin: "s", CurrentStep: "init", State: map[string]any{}}
-			lost("tool start", nil, 0, func() error {
-				_, err := m.CreateMirrored(ctx, toolStart)
-				return err
-			})
-			if n := len(must(t, try(e.m.ListByOwner(ctx, toolStart.OwnerSessionKey)))); n != 1 {
-				t.Fatalf("tool start made %d flows", n)
-			}
-			// The resume path: a resume request, and each script of the
-			// early events, loses its reply once. Each event resumes one flow,
-			// once, within the call, and nothing stays kept or claimed.
-			lostFor("PublishResume", store.scripts.publishResume, nil, 0, func() error {
-				return m.PublishResume(ctx, ResumeRequest{Topic: "lost", CorrelationID: "pub", Payload: 1})
-			})
-			if n := e.client.XLen(ctx, e.store.keys.bridge()).Val(); n != 1 {
-				t.Fatalf("PublishResume: %d stream entries, want 1", n)
-			}
-			sc := store.scripts
-			for _, step := range []struct {
-				name string
-				sc   *script
-			}{
-				{"early_keep", sc.earlyKeep}, {"early_take", sc.earlyTake},
-				{"deliver_event", sc.deliverEvent}, {"early_settle", sc.earlySettle},
-			} {
-				// The publisher's half: a flow waits, the event comes.
-				w := e.waitingFlow(t, WaitExternalEvent("lost", step.name))
-				lostFor("ResumeByCorrelation, "+step.name, step.sc, func() uuid.UUID { return w.ID }, 1, func() error {
-					fs, err := m.ResumeByCorrelation(ctx, "lost", step.name, step.name)
-					if err == nil && (len(fs) != 1 || fs[0].ID != w.ID) {
-						err = fmt.Errorf("resumed %d flows, want the waiting one", len(fs))
-					}
-					return err
-				})
-				requireNoEarlyEvent(t, e, "ResumeByCorrelation, "+step.name)
-				if step.name == "early_keep" {
-					continue // the waiter's half keeps nothing
-				}
-				// The waiter's half: the event is kept, SetWaiting takes it.
-				must(t, try(e.m.ResumeByCorrelation(ctx, "lost", "w-"+step.name, step.name)))
-				k := e.runningFlow(t)
-				lostFor("SetWaiting taking a kept event, "+step.name, step.sc, func() uuid.UUID { return k.ID }, 2, func() error {
-					got, err := m.SetWaiting(ctx, k.ID, WaitExternalEvent("lost", "w-"+step.name))
-					if err == nil && got.Status != StatusRunning {
-						err = fmt.Errorf("SetWaiting left the flow %s with an event kept", got.Status)
-					}
-					return err
-				})
-				requireNoEarlyEvent(t, e, "SetWaiting, "+step.name)
-			}
-			// A refused event's settle: the re-send still says the event
-			// went back, so that its owner offers it again.
-			must(t, try(e.m.ResumeByCorrelation(ctx, "lost", "refused", nil)))
-			cp := corrPrefix("lost", "refused")
-			gone := e.runningFlow(t)
-			take := newEventID()
-			eventID, _, ok, err := store.takeEarly(ctx, gone.ID, cp, "", take)
-			if err != nil || !ok {
-				t.Fatalf("take: %v %v", ok, err)
-			}
-			if _, outcome, err := store.deliver(ctx, gone.ID, cp, eventID, nil, "resume", false); err != nil || outcome != earlyRefused {
-				t.Fatalf("deliver to a flow not waiting: %s %v", outcome, err)
-			}
-			lostFor("early_settle of a refused event", sc.earlySettle, nil, 0, func() error {
-				back, err := store.settleEarly(ctx, cp, eventID, earlyRefused, take)
-				if err == nil && !back {
-					err = errors.New("the event went back, the re-sent settle says not")
-				}
-				return err
-			})
-			if n := e.countEarly(t); n != 1 {
-				t.Fatalf("after a refusal: %d events kept, want 1", n)
-			}
-			requireVerifyClean(t, e.m)
-		})
+			testLostReplyAppliesOnce(t, b, name, ap)
+		}
 	}
+}
+
+func testLostReplyAppliesOnce(t *testing.T, b backend, name string, ap bool) {
+	t.Run(name, func(t *testing.T) {
+		e := newEnv(t, b)
+		c, d := lossyClient(t, b)
+		if ap {
+			c = withAutoPipeline(t, c)
+		}
+		store := e.reopenStore(c)
+		m := NewManager(store)
+		defer m.Close()
+		ctx := context.Background()
+		if err := store.LoadScripts(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// lostFor runs call with one reply lost, that of the first
+		// run of the script sha ("": of any script), and checks that
+		// it succeeded and appended want events to flow id.
+		lostFor := func(name string, sc *script, id func() uuid.UUID, want int, call func() error) {
+			t.Helper()
+			before := 0
+			if id != nil {
+				before = eventCount(t, e.m, id())
+			}
+			n := d.dropped.Load()
+			d.armFor(sc)
+			if err := call(); err != nil {
+				t.Fatalf("%s with a lost reply: %v", name, err)
+			}
+			if got := d.dropped.Load(); got != n+1 {
+				t.Fatalf("%s: %d replies dropped, want 1", name, got-n)
+			}
+			if id != nil {
+				if got := eventCount(t, e.m, id()) - before; got != want {
+					t.Fatalf("%s: %d events appended, want %d", name, got, want)
+				}
+			}
+		}
+		lost := func(name string, id func() uuid.UUID, want int, call func() error) {
+			t.Helper()
+			lostFor(name, nil, id, want, call)
+		}
+		in := CreateManagedInput{ControllerID: "ctl/lost", Goal: "g", OwnerSessionKey: "agent:a:session:1"}
+		var f *Flow
+		var err error
+		lost("CreateManaged", nil, 0, func() error { f, err = m.CreateManaged(ctx, in); return err })
+		if f.Revision != 0 || eventCount(t, e.m, f.ID) != 1 {
+			t.Fatalf("create: rev %d events %d", f.Revision, eventCount(t, e.m, f.ID))
+		}
+		if n := len(must(t, try(e.m.ListByOwner(ctx, in.OwnerSessionKey)))); n != 1 {
+			t.Fatalf("create made %d flows", n)
+		}
+		id := func() uuid.UUID { return f.ID }
+		lost("StartRunning", id, 1, func() error { f, err = m.StartRunning(ctx, f.ID); return err })
+		lost("UpdateState", id, 1, func() error { f, err = m.UpdateState(ctx, f.ID, map[string]int{"a": 1}, "s1"); return err })
+		if f.Revision != 2 {
+			t.Fatalf("UpdateState: revision %d, want 2", f.Revision)
+		}
+		lost("UpdateState IfRevision", id, 1, func() error {
+			f, err = m.UpdateState(ctx, f.ID, map[string]int{"b": 2}, "", IfRevision(2))
+			return err
+		})
+		if f.Revision != 3 {
+			t.Fatalf("IfRevision: revision %d, want 3", f.Revision)
+		}
+		lost("RecordStepObservation", id, 1, func() error {
+			_, err := m.RecordStepObservation(ctx, StepObservation{FlowID: f.ID, RunID: "r1", Status: StepRunning})
+			return err
+		})
+		lost("InsertStep", nil, 0, func() error {
+			return store.InsertStep(ctx, &FlowStep{FlowID: f.ID, RunID: "r2", Runtime: RuntimeMirrored, Status: StepRunning})
+		})
+		if n := len(must(t, try(e.m.ListSteps(ctx, f.ID)))); n != 2 {
+			t.Fatalf("%d steps, want 2", n)
+		}
+		var l *Lease
+		lost("Claim", id, 1, func() error {
+			var got *Flow
+			got, l, err = m.Claim(ctx, "ctl/lost", "w1", time.Minute, WithClaimWait(0))
+			if err == nil && got == nil {
+				err = errors.New("nothing claimed")
+			}
+			return err
+		})
+		if lo := must(t, try(e.m.LeaseOf(ctx, f.ID))); lo == nil || lo.Token != l.Token {
+			t.Fatalf("the lease held is not the one returned: %+v vs %+v", lo, l)
+		}
+		lost("Extend", id, 0, func() error { l, err = m.Extend(ctx, l, 2*time.Minute); return err })
+		lost("Release", id, 1, func() error { return m.Release(ctx, l) })
+		lost("SetWaiting", id, 1, func() error {
+			f, err = m.SetWaiting(ctx, f.ID, WaitExternalEvent("t", "c1"))
+			return err
+		})
+		lost("TryResumeExternal", id, 1, func() error {
+			got, err := m.TryResumeExternal(ctx, f.ID, "t", "c1", map[string]int{"x": 1})
+			if err == nil && got == nil {
+				err = errors.New("reported not resumed")
+			}
+			return err
+		})
+		f = must(t, try(e.m.SetWaiting(ctx, f.ID, WaitManual())))
+		lost("Resume", id, 1, func() error { f, err = m.Resume(ctx, f.ID, nil); return err })
+		rev := f.Revision
+		lost("UpdateAndAppend", id, 1, func() error {
+			w := *f
+			w.Revision = rev
+			w.CurrentStep = "written"
+			nf, ev, err := store.UpdateAndAppend(ctx, &w, "custom", map[string]int{"n": 1})
+			if err == nil && (nf.Revision != rev+1 || ev == nil || ev.Kind != "custom") {
+				err = errors.New("wrong outcome")
+			}
+			return err
+		})
+		lost("Finish", id, 1, func() error { f, err = m.Finish(ctx, f.ID, map[string]bool{"done": true}); return err })
+		if f.Status != StatusFinished {
+			t.Fatalf("Finish: %s", f.Status)
+		}
+
+		g := must(t, try(e.m.CreateMirrored(ctx, in)))
+		gid := func() uuid.UUID { return g.ID }
+		lost("Fail", gid, 1, func() error { g, err = m.Fail(ctx, g.ID, "boom"); return err })
+		h := must(t, try(e.m.CreateMirrored(ctx, in)))
+		hid := func() uuid.UUID { return h.ID }
+		lost("RequestCancel", hid, 1, func() error { h, err = m.RequestCancel(ctx, h.ID); return err })
+		lost("Cancel", hid, 1, func() error { h, err = m.Cancel(ctx, h.ID); return err })
+		if h.Status != StatusCancelled {
+			t.Fatalf("Cancel: %s", h.Status)
+		}
+		// Finish handing off the next flow (WithNext): the re-sent
+		// script is handed the same flow, claimed once.
+		nin := CreateManagedInput{ControllerID: "ctl/lostnext", Goal: "g", OwnerSessionKey: "agent:a:session:1"}
+		var pair []uuid.UUID
+		for len(pair) < 2 {
+			p := must(t, try(e.m.CreateMirrored(ctx, nin)))
+			if e.m.store.keys.shardOf(p.ID) == 3 {
+				pair = append(pair, p.ID)
+			} else {
+				must(t, try(e.m.Cancel(ctx, p.ID)))
+			}
+		}
+		cur, cl, err := m.Claim(ctx, "ctl/lostnext", "w1", time.Minute, WithClaimWait(0))
+		if err != nil || cur == nil {
+			t.Fatalf("claim for the hand-off: %v %v", cur, err)
+		}
+		other := pair[0]
+		if other == cur.ID {
+			other = pair[1]
+		}
+		lostFor("Finish WithNext", m.store.scripts.transition, func() uuid.UUID { return other }, 1, func() error {
+			_, err := m.Finish(ctx, cur.ID, nil, WithLease(cl), WithNext(&cur, &cl, time.Minute))
+			if err == nil && (cur == nil || cur.ID != other) {
+				err = fmt.Errorf("handed %v, want %s", cur, other)
+			}
+			return err
+		})
+		if lo := must(t, try(e.m.LeaseOf(ctx, other))); lo == nil || lo.Token != cl.Token {
+			t.Fatalf("the lease held is not the one handed: %+v vs %+v", lo, cl)
+		}
+		must(t, try(e.m.Finish(ctx, other, nil, WithLease(cl))))
+		var mir *Flow
+		lost("CreateMirrored", nil, 0, func() error { mir, err = m.CreateMirrored(ctx, in); return err })
+		if mir.Revision != 1 || eventCount(t, e.m, mir.ID) != 2 {
+			t.Fatalf("CreateMirrored: rev %d events %d", mir.Revision, eventCount(t, e.m, mir.ID))
+		}
+		// The engine's tick: a due timer resumed once.
+		k := must(t, try(e.m.CreateMirrored(ctx, in)))
+		must(t, try(e.m.SetWaiting(ctx, k.ID, WaitTimer(e.clock.Now().Add(time.Second)))))
+		e.clock.Advance(2 * time.Second)
+		eng := NewWaitEngine(m)
+		lost("tick", func() uuid.UUID { return k.ID }, 1, func() error {
+			rep := eng.TickAt(ctx, e.clock.Now())
+			if rep.Resumed != 1 {
+				return errors.New("tick reported no resume")
+			}
+			return nil
+		})
+		// Retries, and the import's calls.
+		r := must(t, try(e.m.CreateMirrored(ctx, in)))
+		rid := func() uuid.UUID { return r.ID }
+		lost("RetryLater", rid, 1, func() error {
+			r, err = m.RetryLater(ctx, r.ID, RetryPolicy{MaxAttempts: 3}, "flaky")
+			if err == nil && (r.Status != StatusWaiting || r.Attempts != 1) {
+				err = fmt.Errorf("retry: %s, %d attempts", r.Status, r.Attempts)
+			}
+			return err
+		})
+		lost("ResetAttempts", rid, 1, func() error {
+			r, err = m.ResetAttempts(ctx, r.ID)
+			if err == nil && r.Attempts != 0 {
+				err = fmt.Errorf("reset: %d attempts", r.Attempts)
+			}
+			return err
+		})
+		lost("AppendEventAt", rid, 1, func() error {
+			_, err := store.AppendEventAt(ctx, r.ID, "legacy", nil, e.clock.Now())
+			return err
+		})
+		imp := importedFlow(e, StatusRunning, nil, false)
+		lost("InsertFlow", nil, 0, func() error {
+			_, err := store.InsertFlow(ctx, Import{Flow: imp, Events: importedEvents(imp, 3)})
+			return err
+		})
+		if n := eventCount(t, e.m, imp.ID); n != 3 {
+			t.Fatalf("InsertFlow: %d events", n)
+		}
+		// The agent tool's start (package agenttool) is this call, with
+		// the session's owner key: a re-sent create is not "already
+		// exists".
+		toolStart := CreateManagedInput{ControllerID: "lost/x", Goal: "g", OwnerSessionKey: "agent:lost:session:s",
+			RequesterOrigin: "s", CurrentStep: "init", State: map[string]any{}}
+		lost("tool start", nil, 0, func() error {
+			_, err := m.CreateMirrored(ctx, toolStart)
+			return err
+		})
+		if n := len(must(t, try(e.m.ListByOwner(ctx, toolStart.OwnerSessionKey)))); n != 1 {
+			t.Fatalf("tool start made %d flows", n)
+		}
+		// The resume path: a resume request, and each script of the
+		// early events, loses its reply once. Each event resumes one flow,
+		// once, within the call, and nothing stays kept or claimed.
+		lostFor("PublishResume", store.scripts.publishResume, nil, 0, func() error {
+			return m.PublishResume(ctx, ResumeRequest{Topic: "lost", CorrelationID: "pub", Payload: 1})
+		})
+		if n := e.client.XLen(ctx, e.store.keys.bridge()).Val(); n != 1 {
+			t.Fatalf("PublishResume: %d stream entries, want 1", n)
+		}
+		sc := store.scripts
+		for _, step := range []struct {
+			name string
+			sc   *script
+		}{
+			{"early_keep", sc.earlyKeep}, {"early_take", sc.earlyTake},
+			{"deliver_event", sc.deliverEvent}, {"early_settle", sc.earlySettle},
+		} {
+			// The publisher's half: a flow waits, the event comes.
+			w := e.waitingFlow(t, WaitExternalEvent("lost", step.name))
+			lostFor("ResumeByCorrelation, "+step.name, step.sc, func() uuid.UUID { return w.ID }, 1, func() error {
+				fs, err := m.ResumeByCorrelation(ctx, "lost", step.name, step.name)
+				if err == nil && (len(fs) != 1 || fs[0].ID != w.ID) {
+					err = fmt.Errorf("resumed %d flows, want the waiting one", len(fs))
+				}
+				return err
+			})
+			requireNoEarlyEvent(t, e, "ResumeByCorrelation, "+step.name)
+			if step.name == "early_keep" {
+				continue // the waiter's half keeps nothing
+			}
+			// The waiter's half: the event is kept, SetWaiting takes it.
+			must(t, try(e.m.ResumeByCorrelation(ctx, "lost", "w-"+step.name, step.name)))
+			k := e.runningFlow(t)
+			lostFor("SetWaiting taking a kept event, "+step.name, step.sc, func() uuid.UUID { return k.ID }, 2, func() error {
+				got, err := m.SetWaiting(ctx, k.ID, WaitExternalEvent("lost", "w-"+step.name))
+				if err == nil && got.Status != StatusRunning {
+					err = fmt.Errorf("SetWaiting left the flow %s with an event kept", got.Status)
+				}
+				return err
+			})
+			requireNoEarlyEvent(t, e, "SetWaiting, "+step.name)
+		}
+		// A refused event's settle: the re-send still says the event
+		// went back, so that its owner offers it again.
+		must(t, try(e.m.ResumeByCorrelation(ctx, "lost", "refused", nil)))
+		cp := corrPrefix("lost", "refused")
+		gone := e.runningFlow(t)
+		take := newEventID()
+		eventID, _, ok, err := store.takeEarly(ctx, gone.ID, cp, "", take)
+		if err != nil || !ok {
+			t.Fatalf("take: %v %v", ok, err)
+		}
+		if _, outcome, err := store.deliver(ctx, gone.ID, cp, eventID, nil, "resume", false); err != nil || outcome != earlyRefused {
+			t.Fatalf("deliver to a flow not waiting: %s %v", outcome, err)
+		}
+		lostFor("early_settle of a refused event", sc.earlySettle, nil, 0, func() error {
+			back, err := store.settleEarly(ctx, cp, eventID, earlyRefused, take)
+			if err == nil && !back {
+				err = errors.New("the event went back, the re-sent settle says not")
+			}
+			return err
+		})
+		if n := e.countEarly(t); n != 1 {
+			t.Fatalf("after a refusal: %d events kept, want 1", n)
+		}
+		requireVerifyClean(t, e.m)
+	})
 }
 
 // requireNoEarlyEvent checks that no event is kept nor claimed.

@@ -316,3 +316,138 @@ func TestStoreNow(t *testing.T) {
 		}
 	})
 }
+
+// withAutoPipeline returns a client built as c was (its dialer and
+// timeouts too) with AutoPipelineOptions set, so that a store on it sends
+// its scripts through go-redis's AutoPipeliner; c is closed.
+func withAutoPipeline(t testing.TB, c redis.UniversalClient) redis.UniversalClient {
+	t.Helper()
+	var out redis.UniversalClient
+	switch cl := c.(type) {
+	case *redis.Client:
+		o := *cl.Options()
+		o.AutoPipelineOptions = &redis.AutoPipelineOptions{}
+		out = redis.NewClient(&o)
+	case *redis.ClusterClient:
+		o := *cl.Options()
+		o.AutoPipelineOptions = &redis.AutoPipelineOptions{}
+		out = redis.NewClusterClient(&o)
+	default:
+		t.Fatalf("no auto-pipelined client like a %T", c)
+	}
+	_ = c.Close()
+	t.Cleanup(func() { _ = out.Close() })
+	return out
+}
+
+// pipelineDepth records the deepest pipeline a client sent.
+type pipelineDepth struct {
+	mu      sync.Mutex
+	deepest int
+	scripts int
+}
+
+func (p *pipelineDepth) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (p *pipelineDepth) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return next
+}
+func (p *pipelineDepth) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		n := 0
+		for _, c := range cmds {
+			if name := c.Name(); name == "fcall" || name == "evalsha" {
+				n++
+			}
+		}
+		p.mu.Lock()
+		p.deepest = max(p.deepest, n)
+		p.scripts += n
+		p.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+// TestAutoPipelinedClient: a client built with AutoPipelineOptions has the
+// store send its scripts through its AutoPipeliner, so concurrent calls
+// share round trips; a fleet on it creates, claims, hands off and
+// finishes every flow exactly once, and leaves a consistent flow space.
+func TestAutoPipelinedClient(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		c := withAutoPipeline(t, e.b.client(t))
+		depth := &pipelineDepth{}
+		c.AddHook(depth)
+		store := e.reopenStore(c)
+		if _, ok := store.calls.(*redis.AutoPipeliner); !ok {
+			t.Fatalf("the store sends scripts on a %T, want the client's AutoPipeliner", store.calls)
+		}
+		if plain := e.reopenStore(e.b.client(t)); plain.calls != plain.client {
+			t.Fatalf("a client without AutoPipelineOptions: scripts sent on a %T", plain.calls)
+		}
+		m := NewManager(store)
+		defer m.Close()
+		const ctl, n = "ctl/autopipe", 120
+		var wg sync.WaitGroup
+		errs := make(chan error, 2*n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := m.CreateMirrored(ctx, fleetInput(ctl)); err != nil {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		var finished sync.Map
+		var count sync.WaitGroup
+		count.Add(n)
+		runCtx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for runCtx.Err() == nil {
+					f, l, err := m.Claim(runCtx, ctl, "w", time.Minute, WithClaimWait(200*time.Millisecond))
+					if err != nil {
+						if runCtx.Err() == nil {
+							errs <- err
+						}
+						return
+					}
+					for f != nil {
+						if _, dup := finished.LoadOrStore(f.ID, true); dup {
+							errs <- errors.New("flow " + f.ID.String() + " claimed twice")
+						}
+						cur := f.ID
+						if _, err := m.Finish(runCtx, cur, nil, WithLease(l), WithNext(&f, &l, time.Minute)); err != nil {
+							errs <- err
+							return
+						}
+						count.Done()
+					}
+				}
+			}()
+		}
+		count.Wait()
+		cancel()
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		st := must(t, try(m.Stats(ctx)))
+		if st.Flows[StatusFinished] != n || st.Leases.Held != 0 {
+			t.Fatalf("%d finished, %d leases held; want %d and 0", st.Flows[StatusFinished], st.Leases.Held, n)
+		}
+		depth.mu.Lock()
+		deepest, scripts := depth.deepest, depth.scripts
+		depth.mu.Unlock()
+		if scripts < 2*n || deepest < 2 {
+			t.Fatalf("%d scripts went through pipelines, the deepest with %d: want at least %d, and calls sharing a round trip", scripts, deepest, 2*n)
+		}
+		t.Logf("%d scripts pipelined, at most %d in one round trip", scripts, deepest)
+		requireVerifyClean(t, m)
+	})
+}

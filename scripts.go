@@ -488,16 +488,16 @@ func (s *scripts) loadAll(ctx context.Context, c redis.UniversalClient) error {
 // NOSCRIPT: neither miss ran the script.
 func (s *RedisStore) call(ctx context.Context, sc *script, fn bool, keys []string, args []any) (any, error) {
 	if !fn {
-		return sc.Run(ctx, s.client, keys, args...).Result()
+		return sc.Run(ctx, s.calls, keys, args...).Result()
 	}
-	v, err := sc.fcall(ctx, s.client, keys, args, s.keys.boxed).Result()
+	v, err := sc.fcall(ctx, s.calls, keys, args, s.keys.boxed).Result()
 	if !isNoFunction(err) {
 		return v, err
 	}
 	if lerr := s.scripts.reloadFor(ctx, s.client, keys); lerr != nil {
 		return nil, fmt.Errorf("%w (after %w)", lerr, err)
 	}
-	return sc.fcall(ctx, s.client, keys, args, s.keys.boxed).Result()
+	return sc.fcall(ctx, s.calls, keys, args, s.keys.boxed).Result()
 }
 
 // eval runs sc on the node that holds keys[0]: FCALL of the library (see

@@ -41,6 +41,7 @@ func cmdBench(ctx context.Context, c *cli, args []string) error {
 	rounds := fs.Int("rounds", 5, "rounds per measurement; tables show medians")
 	quick := fs.Bool("quick", false, "shrink every size 10-100x (a run of about a minute)")
 	clusterAddrs := fs.String("cluster-addrs", "", "comma-separated nodes of a running Redis Cluster for the cluster suite")
+	autoPipeline := fs.Bool("autopipeline", false, "jobs suite: build taskflow's clients with go-redis's AutoPipelineOptions")
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
@@ -51,7 +52,7 @@ func cmdBench(ctx context.Context, c *cli, args []string) error {
 	if *rounds < 1 {
 		return usagef("bench: --rounds must be at least 1")
 	}
-	cfg := bench.Config{RedisURL: c.redisURL, Rounds: *rounds, Quick: *quick}
+	cfg := bench.Config{RedisURL: c.redisURL, Rounds: *rounds, Quick: *quick, AutoPipeline: *autoPipeline}
 	if *suites != "" {
 		cfg.Suites = strings.Split(*suites, ",")
 	}

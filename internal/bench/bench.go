@@ -98,6 +98,10 @@ type Config struct {
 	// BasePort is the first loopback port tried for a private server
 	// (default DefaultBasePort).
 	BasePort int
+	// AutoPipeline builds the jobs suite's taskflow clients with go-redis's
+	// AutoPipelineOptions (the defaults), so their stores send scripts
+	// through the client's AutoPipeliner (taskflow.NewRedisStore).
+	AutoPipeline bool
 }
 
 // sizes are the workload sizes of one run.

@@ -382,7 +382,11 @@ func (r *runner) jobsOn(ctx context.Context, srv *server, bull *nodeProc, skip s
 	for round := 0; round < r.cfg.Rounds; round++ {
 		for si, shape := range shapes {
 			spec := jobsSpec{items: r.sz.jobsItems, producers: r.sz.jobsProducers, shape: shape}
-			systems := []jobsSystem{&tfJobs{newClient: srv.newClient, prefix: r.newPrefix("jobs"), spec: spec}}
+			newClient := srv.newClient
+			if r.cfg.AutoPipeline {
+				newClient = srv.newAutoPipelinedClient
+			}
+			systems := []jobsSystem{&tfJobs{newClient: newClient, prefix: r.newPrefix("jobs"), spec: spec}}
 			if bull != nil {
 				b := &bullJobs{p: bull, c: srv.client, queue: "tfbench-" + r.runID + "-jobs-" + randHex(3), spec: spec}
 				if round%2 == 1 { // alternate who goes first
@@ -412,6 +416,9 @@ func (r *runner) jobsReport(shapes []jobsShape, results map[string][][]jobsPass,
 		fmt.Fprintf(w, "BullMQ %s (ioredis %s, Node %s), installed with npm into a temp dir; taskflow from this build.\n", bull.bullmq, bull.ioredis, bull.node)
 	} else {
 		fmt.Fprintln(w, skip)
+	}
+	if r.cfg.AutoPipeline {
+		fmt.Fprintln(w, "taskflow's clients are built with go-redis's AutoPipelineOptions (--autopipeline): its stores send their scripts through the AutoPipeliner.")
 	}
 	fmt.Fprintf(w, "One private Redis. Each round, for each worker shape, one pass per system (the first system alternates by round):\n")
 	fmt.Fprintf(w, "%s items created by %d concurrent producers on one client (taskflow: CreateMirrored, a running flow on its\n", n(items), r.sz.jobsProducers)

@@ -18,10 +18,23 @@ import (
 // the real Redis under its own prefix: every flow created, claimed once
 // and finished, the counters read, the keys deleted.
 func TestJobsTaskflowPass(t *testing.T) {
+	for _, ap := range []bool{false, true} {
+		name := "plain"
+		if ap {
+			name = "autopipelined" // --autopipeline
+		}
+		t.Run(name, func(t *testing.T) { testJobsTaskflowPass(t, ap) })
+	}
+}
+
+func testJobsTaskflowPass(t *testing.T, autoPipeline bool) {
 	c := requireRedis(t)
 	opt, err := redis.ParseURL(testbackend.RedisURL())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if autoPipeline {
+		opt.AutoPipelineOptions = &redis.AutoPipelineOptions{}
 	}
 	newClient := func() *redis.Client { o := *opt; return redis.NewClient(&o) }
 	prefix := "tfbench-test-jobs-" + randHex(3)

@@ -143,7 +143,19 @@ func (s *server) kill() {
 
 // newClient opens another client on the private server.
 func (s *server) newClient() *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: s.addr, PoolSize: clientPoolSize, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
+	return redis.NewClient(s.clientOptions())
+}
+
+// newAutoPipelinedClient is newClient built with go-redis's
+// AutoPipelineOptions (the defaults).
+func (s *server) newAutoPipelinedClient() *redis.Client {
+	o := s.clientOptions()
+	o.AutoPipelineOptions = &redis.AutoPipelineOptions{}
+	return redis.NewClient(o)
+}
+
+func (s *server) clientOptions() *redis.Options {
+	return &redis.Options{Addr: s.addr, PoolSize: clientPoolSize, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 }
 
 // memUsage is the server's memory for dataset comparisons.
