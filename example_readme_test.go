@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskflow-dev/taskflow"
 	"github.com/taskflow-dev/taskflow/fsck"
@@ -22,6 +23,7 @@ import (
 
 var (
 	ctx      = context.Background()
+	addr     string
 	m        *taskflow.Manager
 	id       uuid.UUID
 	msgID    string
@@ -83,6 +85,16 @@ func Example_readmeHandOff() {
 				taskflow.WithNext(&f, &lease, 2*time.Minute)) // f, lease: the next flow, or nil
 		}
 	}
+}
+
+func Example_readmeAutoPipeline() {
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true,
+		AutoPipelineOptions: &redis.AutoPipelineOptions{}}) // go-redis's defaults
+	store, err := taskflow.NewRedisStore(rdb)
+	if err != nil {
+		log.Fatal(err)
+	}
+	m = taskflow.NewManager(store) // its scripts go through rdb's AutoPipeliner
 }
 
 func Example_readmeIdempotentCreate() {
