@@ -765,3 +765,61 @@ func BenchmarkUpdateState(b *testing.B) {
 		})
 	}
 }
+
+// TestMirroredCreateLog: a mirrored create pushes its two events (created
+// at revision 0, started at revision 1) in one step and trims the log
+// after both, as appending them one by one would: with room for both it
+// keeps both, with a cap of one event or a byte budget below both it
+// keeps the started one alone; 'eb' is the log's size, 'seq' 2, and a
+// watcher gets both events, numbered 1 and 2, in order.
+func TestMirroredCreateLog(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		limits Limits
+		kept   int
+	}{
+		{"default", Limits{}, 2},
+		{"one event", Limits{EventsPerFlow: 1}, 1},
+		{"small budget", Limits{EventBytes: 100}, 1},
+		{"budget for both", Limits{EventBytes: 160}, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			forEachBackend(t, func(t *testing.T, e *env) {
+				ctx, cancel := context.WithCancel(e.ctx)
+				defer cancel()
+				all := must(t, try(e.m.WatchAll(ctx)))
+				f := must(t, try(e.m.CreateMirrored(e.ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o", CurrentStep: "s"})))
+				entries, size, eb := auditLog(t, e, f.ID)
+				if len(entries) != c.kept || eb != size {
+					t.Fatalf("the log holds %d entries of %d bytes, 'eb' says %d; want %d entries", len(entries), size, eb, c.kept)
+				}
+				evs := must(t, try(e.m.ListEvents(e.ctx, f.ID, 10)))
+				want := []struct {
+					id   string
+					kind EventKind
+					rev  int64
+				}{{"2", EventStarted, 1}, {"1", EventCreated, 0}}[:c.kept]
+				for i, w := range want {
+					if ev := evs[i]; ev.ID != w.id || ev.Kind != w.kind || ev.Revision != w.rev {
+						t.Fatalf("event %d: %+v, want %+v", i, ev, w)
+					}
+				}
+				fields := e.client.HGetAll(e.ctx, e.store.keys.flow(f.ID)).Val()
+				if fields["seq"] != "2" || fields["rev"] != "1" || strings.Count(fields["calls"], ":") != 1 {
+					t.Fatalf("seq %q, rev %q, call memory %q", fields["seq"], fields["rev"], fields["calls"])
+				}
+				for i, w := range []EventKind{EventCreated, EventStarted} {
+					select {
+					case ev := <-all:
+						if ev.FlowID != f.ID || ev.Kind != w || ev.ID != itoa(i+1) || ev.Revision != int64(i) {
+							t.Fatalf("announcement %d: %+v, want %s", i, ev, w)
+						}
+					case <-time.After(3 * time.Second):
+						t.Fatalf("no announcement %d", i)
+					}
+				}
+				mustVerify(t, e)
+			}, WithLimits(c.limits))
+		})
+	}
+}

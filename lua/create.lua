@@ -63,9 +63,19 @@ local e = apply_state(c, f, 25 + 2 * nattrs)
 if e then
   return e
 end
+local mirrored = ARGV[15] == '1'
+-- A mirrored flow passes through created within this script: its record
+-- is written once, at revision 1 and status running, with the started
+-- event; its created event (revision 0) is staged and pushed with it (one
+-- LPUSH, one HSET); only the running index gets it (set_status from no
+-- status).
+local rev = '0'
+if mirrored then
+  rev = '1'
+end
 local extra = {}
 local fields = {'controller', ARGV[10], 'goal', ARGV[11], 'owner', ARGV[12],
-  'origin', ARGV[13], 'step', ARGV[14], 'rev', '0', 'ep', epoch_of(c), 'created', c.now,
+  'origin', ARGV[13], 'step', ARGV[14], 'rev', rev, 'ep', epoch_of(c), 'created', c.now,
   'updated', c.now, 'idem', ARGV[17], 'tp', ARGV[18],
   'parent', ARGV[19], 'ckey', ARGV[20], 'pclose', ARGV[21], 'depth', ARGV[22], 'gk', ARGV[23]}
 for i = 1, #fields, 2 do
@@ -74,18 +84,16 @@ for i = 1, #fields, 2 do
     extra[#extra + 1] = fields[i + 1]
   end
 end
--- A mirrored flow passes through created within this script: only the
--- running index gets it (set_status from no status), and the status
--- field is written once, with the started event.
-if ARGV[15] ~= '1' then
-  set_status(c, f, S_CREATED)
-end
 redis.call('ZADD', owner_index, c.now, c.id)
 redis.call('ZADD', ctl_key(c, ARGV[10]), c.now, c.id)
 index_attrs(c, c.now, ARGV, 25, nattrs, extra)
-append_event(c, f, '"created"', ARGV[16], extra)
-if ARGV[15] == '1' then
+if mirrored then
+  stage_event(c, f, '"created"', ARGV[16])
+  f.rev = rev
   set_status(c, f, S_RUNNING)
-  commit(c, f, '"started"', '{}')
+  append_event(c, f, '"started"', '{}', extra)
+else
+  set_status(c, f, S_CREATED)
+  append_event(c, f, '"created"', ARGV[16], extra)
 end
 return reply(c)
