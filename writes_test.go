@@ -16,6 +16,7 @@ import (
 
 	"github.com/taskflow-dev/taskflow/fsck"
 	"github.com/taskflow-dev/taskflow/internal/testbackend"
+	"github.com/taskflow-dev/taskflow/observe"
 )
 
 // TestShallowMergeExactBytes: values come back byte for byte; the state
@@ -763,6 +764,102 @@ func BenchmarkUpdateState(b *testing.B) {
 			}
 			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(n), "cpu-us/op")
 		})
+	}
+}
+
+// TestCreateReplyIsTheStoredFlow: a create answers with the flow as it
+// stored it. create.lua builds its full reply from what it wrote instead
+// of reading the hash back; the reply's field/value pairs are exactly the
+// hash's (HGETALL), and the Flow it decodes to is what Get reads, for
+// managed and mirrored creates of every shape of input: object and
+// non-object state, optional fields set or not, attributes, concurrency
+// keys and priority, an idempotency key (its repeat too), a trace parent,
+// a parent, and a state past one HSET's chunk of pairs.
+func TestCreateReplyIsTheStoredFlow(t *testing.T) {
+	tp := &observe.Observer{TraceParent: func(context.Context) string { return testTraceParent }}
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		big := map[string]int{}
+		for i := 0; i < 1000; i++ {
+			big[fmt.Sprintf("k%04d", i)] = i
+		}
+		full := seedInput()
+		full.Attributes = map[string]string{"region": "eu", "tier": "gold", "empty.ok": "x"}
+		full.Concurrency = []string{"tenant:a", "db"}
+		full.Priority = 3
+		cases := map[string]CreateManagedInput{
+			"seed":        seedInput(),
+			"minimal":     {ControllerID: "c", Goal: "g", OwnerSessionKey: "o"},
+			"empty":       {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: map[string]any{}},
+			"array":       {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: json.RawMessage(`[1,"a",{"b":null}]`)},
+			"string":      {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: "just text"},
+			"null":        {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: json.RawMessage(`null`)},
+			"escapes":     {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: map[string]any{"a\"b": 1, "tab\there": []int{1}, "☃": "x"}},
+			"big":         {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: big},
+			"attrs+gate":  full,
+			"priority":    {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", Priority: 9},
+			"idempotency": {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", IdempotencyKey: "order-17", State: map[string]int{"n": 1}},
+		}
+		for name, in := range cases {
+			for _, mirrored := range []bool{false, true} {
+				what := fmt.Sprintf("%s (mirrored %v)", name, mirrored)
+				if in.IdempotencyKey != "" {
+					in.IdempotencyKey += fmt.Sprint(mirrored)
+				}
+				// The public call: its Flow, then a repeat's, against Get.
+				create := e.m.CreateManaged
+				if mirrored {
+					create = e.m.CreateMirrored
+				}
+				f := must(t, try(create(ctx, in)))
+				sameAsGet(t, e, f, what)
+				if in.IdempotencyKey != "" {
+					again := must(t, try(create(ctx, in)))
+					if !reflect.DeepEqual(again, f) {
+						t.Fatalf("%s: the repeat answered %+v, the create %+v", what, again, f)
+					}
+				}
+				// The script's reply itself against the hash.
+				in.IdempotencyKey = ""
+				call, err := e.store.createCall(ctx, uuid.New(), in, mirrored, childLink{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, arr, err := e.store.runFlowScript(ctx, call.script, call.id, call.keys, call.args)
+				if err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				got, stored := pairsToMap(arr[0]), e.client.HGetAll(ctx, call.keys[0]).Val()
+				if n := len(arr[0].([]any)); n != 2*len(stored) {
+					t.Errorf("%s: the reply has %d values for the hash's %d fields", what, n, len(stored))
+				}
+				if !reflect.DeepEqual(got, stored) {
+					t.Fatalf("%s: the reply's fields differ from the hash's:\nreply %v\nhash  %v", what, got, stored)
+				}
+			}
+		}
+		// Children: mirrored creates with a parent, its key and policy.
+		parent := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+		kids := must(t, try(e.m.StartChildren(ctx, parent.ID, []ChildInput{
+			{Key: "a", Flow: seedInput()},
+			{Key: "b", Flow: CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: []int{1}}, OnParentClose: ParentCloseAbandon},
+		})))
+		for _, k := range kids {
+			if k.ParentID != parent.ID {
+				t.Fatalf("child %s: parent %s", k.ID, k.ParentID)
+			}
+			sameAsGet(t, e, k, "child "+k.ChildKey)
+		}
+		mustVerify(t, e)
+	}, WithObserver(tp))
+}
+
+// sameAsGet fails the test when Get reads flow f otherwise.
+func sameAsGet(t *testing.T, e *env, f *Flow, what string) {
+	t.Helper()
+	got := must(t, try(e.m.Get(e.ctx, f.ID)))
+	if !reflect.DeepEqual(got, f) {
+		t.Fatalf("%s: the create answered\n%+v\nGet reads\n%+v", what, f, got)
 	}
 }
 

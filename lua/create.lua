@@ -19,7 +19,8 @@
 --      (include/attrs.lua; Go checked them)
 --   25 + 2N.. the initial state (include/state.lua apply_state: 'object'
 --      or 'replace')
--- Returns: {flow hash (record and state, or record only), ''}, or
+-- Returns: {flow hash (record and state, or record only), ''} (the full
+--   one built from what it wrote, as HGETALL would give it), or
 --   {the existing flow, 'existing'} when a flow with this id was made
 --   with the same fingerprint (nothing written).
 -- Errors: EXISTS (id already used), IDEMCONFLICT (the id's flow was made
@@ -59,7 +60,8 @@ if ARGV[23] ~= '' then
   f.gk = ARGV[23]
 end
 local nattrs = tonumber(ARGV[24])
-local e = apply_state(c, f, 25 + 2 * nattrs)
+local state_at = 25 + 2 * nattrs
+local e = apply_state(c, f, state_at)
 if e then
   return e
 end
@@ -96,4 +98,25 @@ else
   set_status(c, f, S_CREATED)
   append_event(c, f, '"created"', ARGV[16], extra)
 end
-return reply(c)
+if c.reply == 'lean' then
+  return reply(c)
+end
+-- The full reply, without reading the hash back: it was empty (EXISTS
+-- above) and holds exactly what this script wrote, later pairs winning
+-- as in HSET: the state (apply_state: 'state', 'raw', 'size' for a
+-- non-object one, written at once; else its '$' pairs, written by flush)
+-- then extra, every record field flush wrote with them (the record, the
+-- attributes, and what append_event and flush added to it).
+local out
+if ARGV[state_at] == 'replace' then
+  out = {'state', ARGV[state_at + 1], 'raw', '1', 'size', f.size}
+else
+  out = {}
+  for i = state_at + 1, #ARGV do -- no unpack: a large state would pass its limit
+    out[#out + 1] = ARGV[i]
+  end
+end
+for i = 1, #extra do
+  out[#out + 1] = extra[i]
+end
+return {out, ''}
