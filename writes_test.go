@@ -920,3 +920,33 @@ func TestMirroredCreateLog(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateOverAHashWithoutStatus: a create refuses an id whose hash
+// exists but holds no 'status' (no flow the library wrote: a hand edit)
+// as it refuses a taken id, writing nothing: ErrAlreadyExists, or with an
+// idempotency key naming that id, ErrIdempotencyConflict.
+func TestCreateOverAHashWithoutStatus(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		in := CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o", IdempotencyKey: "k"}
+		keyed, err := e.store.createCall(ctx, uuid.Nil, in, true, childLink{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain := uuid.New()
+		must(t, try(e.m.CreateMirrored(ctx, seedInput()))) // the layout, and a flow besides
+		for _, id := range []uuid.UUID{keyed.id, plain} {
+			if err := e.client.HSet(ctx, e.store.keys.flow(id), "note", "by hand").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := e.dump()
+		for _, mirrored := range []bool{false, true} {
+			_, err := e.store.createWithID(ctx, plain, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"}, mirrored)
+			wantErr(t, err, ErrAlreadyExists)
+			_, err = e.store.create(ctx, in, mirrored)
+			wantErr(t, err, ErrIdempotencyConflict)
+		}
+		e.sameDump(t, before, "a create over a hash without status")
+	})
+}

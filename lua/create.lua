@@ -40,11 +40,15 @@
 
 local c = mutation_context(KEYS, ARGV)
 local owner_index = KEYS[16]
-local old = load_flow(c, REPEAT_FIELDS)
-if repeated(c, old) then
-  return reply(c)
-end
-if redis.call('EXISTS', c.flow) == 1 then
+-- HLEN answers for a new flow, the common case, alone: a hash has a
+-- field or does not exist (a key that is not a hash is a WRONGTYPE error,
+-- as HMGET's would be). Only a hash that exists is read: is this call a
+-- repeat of the one that made it? A hash without 'status' (no flow the
+-- library wrote) still makes the id a taken one.
+if redis.call('HLEN', c.flow) > 0 then
+  if repeated(c, load_flow(c, REPEAT_FIELDS)) then
+    return reply(c)
+  end
   if ARGV[17] == '' then
     return err(ERR.EXISTS)
   end
@@ -101,7 +105,7 @@ end
 if c.reply == 'lean' then
   return reply(c)
 end
--- The full reply, without reading the hash back: it was empty (EXISTS
+-- The full reply, without reading the hash back: it was empty (HLEN
 -- above) and holds exactly what this script wrote, later pairs winning
 -- as in HSET: the state (apply_state: 'state', 'raw', 'size' for a
 -- non-object one, written at once; else its '$' pairs, written by flush)
