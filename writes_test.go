@@ -16,6 +16,7 @@ import (
 
 	"github.com/taskflow-dev/taskflow/fsck"
 	"github.com/taskflow-dev/taskflow/internal/testbackend"
+	"github.com/taskflow-dev/taskflow/observe"
 )
 
 // TestShallowMergeExactBytes: values come back byte for byte; the state
@@ -812,4 +813,188 @@ func BenchmarkUpdateState(b *testing.B) {
 			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(n), "cpu-us/op")
 		})
 	}
+}
+
+// TestCreateReplyIsTheStoredFlow: a create answers with the flow as it
+// stored it. create.lua builds its full reply from what it wrote instead
+// of reading the hash back; the reply's field/value pairs are exactly the
+// hash's (HGETALL), and the Flow it decodes to is what Get reads, for
+// managed and mirrored creates of every shape of input: object and
+// non-object state, optional fields set or not, attributes, concurrency
+// keys and priority, an idempotency key (its repeat too), a trace parent,
+// a parent, and a state past one HSET's chunk of pairs.
+func TestCreateReplyIsTheStoredFlow(t *testing.T) {
+	tp := &observe.Observer{TraceParent: func(context.Context) string { return testTraceParent }}
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		big := map[string]int{}
+		for i := 0; i < 1000; i++ {
+			big[fmt.Sprintf("k%04d", i)] = i
+		}
+		full := seedInput()
+		full.Attributes = map[string]string{"region": "eu", "tier": "gold", "empty.ok": "x"}
+		full.Concurrency = []string{"tenant:a", "db"}
+		full.Priority = 3
+		cases := map[string]CreateManagedInput{
+			"seed":        seedInput(),
+			"minimal":     {ControllerID: "c", Goal: "g", OwnerSessionKey: "o"},
+			"empty":       {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: map[string]any{}},
+			"array":       {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: json.RawMessage(`[1,"a",{"b":null}]`)},
+			"string":      {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: "just text"},
+			"null":        {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: json.RawMessage(`null`)},
+			"escapes":     {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: map[string]any{"a\"b": 1, "tab\there": []int{1}, "☃": "x"}},
+			"big":         {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: big},
+			"attrs+gate":  full,
+			"priority":    {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", Priority: 9},
+			"idempotency": {ControllerID: "c", Goal: "g", OwnerSessionKey: "o", IdempotencyKey: "order-17", State: map[string]int{"n": 1}},
+		}
+		for name, in := range cases {
+			for _, mirrored := range []bool{false, true} {
+				what := fmt.Sprintf("%s (mirrored %v)", name, mirrored)
+				if in.IdempotencyKey != "" {
+					in.IdempotencyKey += fmt.Sprint(mirrored)
+				}
+				// The public call: its Flow, then a repeat's, against Get.
+				create := e.m.CreateManaged
+				if mirrored {
+					create = e.m.CreateMirrored
+				}
+				f := must(t, try(create(ctx, in)))
+				sameAsGet(t, e, f, what)
+				if in.IdempotencyKey != "" {
+					again := must(t, try(create(ctx, in)))
+					if !reflect.DeepEqual(again, f) {
+						t.Fatalf("%s: the repeat answered %+v, the create %+v", what, again, f)
+					}
+				}
+				// The script's reply itself against the hash.
+				in.IdempotencyKey = ""
+				call, err := e.store.createCall(ctx, uuid.New(), in, mirrored, childLink{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, arr, err := e.store.runFlowScript(ctx, call.script, call.id, call.keys, call.args)
+				if err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				got, stored := pairsToMap(arr[0]), e.client.HGetAll(ctx, call.keys[0]).Val()
+				if n := len(arr[0].([]any)); n != 2*len(stored) {
+					t.Errorf("%s: the reply has %d values for the hash's %d fields", what, n, len(stored))
+				}
+				if !reflect.DeepEqual(got, stored) {
+					t.Fatalf("%s: the reply's fields differ from the hash's:\nreply %v\nhash  %v", what, got, stored)
+				}
+			}
+		}
+		// Children: mirrored creates with a parent, its key and policy.
+		parent := must(t, try(e.m.CreateMirrored(ctx, seedInput())))
+		kids := must(t, try(e.m.StartChildren(ctx, parent.ID, []ChildInput{
+			{Key: "a", Flow: seedInput()},
+			{Key: "b", Flow: CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o", State: []int{1}}, OnParentClose: ParentCloseAbandon},
+		})))
+		for _, k := range kids {
+			if k.ParentID != parent.ID {
+				t.Fatalf("child %s: parent %s", k.ID, k.ParentID)
+			}
+			sameAsGet(t, e, k, "child "+k.ChildKey)
+		}
+		mustVerify(t, e)
+	}, WithObserver(tp))
+}
+
+// sameAsGet fails the test when Get reads flow f otherwise.
+func sameAsGet(t *testing.T, e *env, f *Flow, what string) {
+	t.Helper()
+	got := must(t, try(e.m.Get(e.ctx, f.ID)))
+	if !reflect.DeepEqual(got, f) {
+		t.Fatalf("%s: the create answered\n%+v\nGet reads\n%+v", what, f, got)
+	}
+}
+
+// TestMirroredCreateLog: a mirrored create pushes its two events (created
+// at revision 0, started at revision 1) in one step and trims the log
+// after both, as appending them one by one would: with room for both it
+// keeps both, with a cap of one event or a byte budget below both it
+// keeps the started one alone; 'eb' is the log's size, 'seq' 2, and a
+// watcher gets both events, numbered 1 and 2, in order.
+func TestMirroredCreateLog(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		limits Limits
+		kept   int
+	}{
+		{"default", Limits{}, 2},
+		{"one event", Limits{EventsPerFlow: 1}, 1},
+		{"small budget", Limits{EventBytes: 100}, 1},
+		{"budget for both", Limits{EventBytes: 160}, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			forEachBackend(t, func(t *testing.T, e *env) {
+				ctx, cancel := context.WithCancel(e.ctx)
+				defer cancel()
+				all := must(t, try(e.m.WatchAll(ctx)))
+				f := must(t, try(e.m.CreateMirrored(e.ctx, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o", CurrentStep: "s"})))
+				entries, size, eb := auditLog(t, e, f.ID)
+				if len(entries) != c.kept || eb != size {
+					t.Fatalf("the log holds %d entries of %d bytes, 'eb' says %d; want %d entries", len(entries), size, eb, c.kept)
+				}
+				evs := must(t, try(e.m.ListEvents(e.ctx, f.ID, 10)))
+				want := []struct {
+					id   string
+					kind EventKind
+					rev  int64
+				}{{"2", EventStarted, 1}, {"1", EventCreated, 0}}[:c.kept]
+				for i, w := range want {
+					if ev := evs[i]; ev.ID != w.id || ev.Kind != w.kind || ev.Revision != w.rev {
+						t.Fatalf("event %d: %+v, want %+v", i, ev, w)
+					}
+				}
+				fields := e.client.HGetAll(e.ctx, e.store.keys.flow(f.ID)).Val()
+				if fields["seq"] != "2" || fields["rev"] != "1" || strings.Count(fields["calls"], ":") != 1 {
+					t.Fatalf("seq %q, rev %q, call memory %q", fields["seq"], fields["rev"], fields["calls"])
+				}
+				for i, w := range []EventKind{EventCreated, EventStarted} {
+					select {
+					case ev := <-all:
+						if ev.FlowID != f.ID || ev.Kind != w || ev.ID != itoa(i+1) || ev.Revision != int64(i) {
+							t.Fatalf("announcement %d: %+v, want %s", i, ev, w)
+						}
+					case <-time.After(3 * time.Second):
+						t.Fatalf("no announcement %d", i)
+					}
+				}
+				mustVerify(t, e)
+			}, WithLimits(c.limits))
+		})
+	}
+}
+
+// TestCreateOverAHashWithoutStatus: a create refuses an id whose hash
+// exists but holds no 'status' (no flow the library wrote: a hand edit)
+// as it refuses a taken id, writing nothing: ErrAlreadyExists, or with an
+// idempotency key naming that id, ErrIdempotencyConflict.
+func TestCreateOverAHashWithoutStatus(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		in := CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o", IdempotencyKey: "k"}
+		keyed, err := e.store.createCall(ctx, uuid.Nil, in, true, childLink{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain := uuid.New()
+		must(t, try(e.m.CreateMirrored(ctx, seedInput()))) // the layout, and a flow besides
+		for _, id := range []uuid.UUID{keyed.id, plain} {
+			if err := e.client.HSet(ctx, e.store.keys.flow(id), "note", "by hand").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := e.dump()
+		for _, mirrored := range []bool{false, true} {
+			_, err := e.store.createWithID(ctx, plain, CreateManagedInput{ControllerID: "c", Goal: "g", OwnerSessionKey: "o"}, mirrored)
+			wantErr(t, err, ErrAlreadyExists)
+			_, err = e.store.create(ctx, in, mirrored)
+			wantErr(t, err, ErrIdempotencyConflict)
+		}
+		e.sameDump(t, before, "a create over a hash without status")
+	})
 }

@@ -19,7 +19,8 @@
 --      (include/attrs.lua; Go checked them)
 --   25 + 2N.. the initial state (include/state.lua apply_state: 'object'
 --      or 'replace')
--- Returns: {flow hash (record and state, or record only), ''}, or
+-- Returns: {flow hash (record and state, or record only), ''} (the full
+--   one built from what it wrote, as HGETALL would give it), or
 --   {the existing flow, 'existing'} when a flow with this id was made
 --   with the same fingerprint (nothing written).
 -- Errors: EXISTS (id already used), IDEMCONFLICT (the id's flow was made
@@ -39,11 +40,15 @@
 
 local c = mutation_context(KEYS, ARGV)
 local owner_index = KEYS[16]
-local old = load_flow(c, REPEAT_FIELDS)
-if repeated(c, old) then
-  return reply(c)
-end
-if redis.call('EXISTS', c.flow) == 1 then
+-- HLEN answers for a new flow, the common case, alone: a hash has a
+-- field or does not exist (a key that is not a hash is a WRONGTYPE error,
+-- as HMGET's would be). Only a hash that exists is read: is this call a
+-- repeat of the one that made it? A hash without 'status' (no flow the
+-- library wrote) still makes the id a taken one.
+if redis.call('HLEN', c.flow) > 0 then
+  if repeated(c, load_flow(c, REPEAT_FIELDS)) then
+    return reply(c)
+  end
   if ARGV[17] == '' then
     return err(ERR.EXISTS)
   end
@@ -59,13 +64,24 @@ if ARGV[23] ~= '' then
   f.gk = ARGV[23]
 end
 local nattrs = tonumber(ARGV[24])
-local e = apply_state(c, f, 25 + 2 * nattrs)
+local state_at = 25 + 2 * nattrs
+local e = apply_state(c, f, state_at)
 if e then
   return e
 end
+local mirrored = ARGV[15] == '1'
+-- A mirrored flow passes through created within this script: its record
+-- is written once, at revision 1 and status running, with the started
+-- event; its created event (revision 0) is staged and pushed with it (one
+-- LPUSH, one HSET); only the running index gets it (set_status from no
+-- status).
+local rev = '0'
+if mirrored then
+  rev = '1'
+end
 local extra = {}
 local fields = {'controller', ARGV[10], 'goal', ARGV[11], 'owner', ARGV[12],
-  'origin', ARGV[13], 'step', ARGV[14], 'rev', '0', 'ep', epoch_of(c), 'created', c.now,
+  'origin', ARGV[13], 'step', ARGV[14], 'rev', rev, 'ep', epoch_of(c), 'created', c.now,
   'updated', c.now, 'idem', ARGV[17], 'tp', ARGV[18],
   'parent', ARGV[19], 'ckey', ARGV[20], 'pclose', ARGV[21], 'depth', ARGV[22], 'gk', ARGV[23]}
 for i = 1, #fields, 2 do
@@ -74,18 +90,37 @@ for i = 1, #fields, 2 do
     extra[#extra + 1] = fields[i + 1]
   end
 end
--- A mirrored flow passes through created within this script: only the
--- running index gets it (set_status from no status), and the status
--- field is written once, with the started event.
-if ARGV[15] ~= '1' then
-  set_status(c, f, S_CREATED)
-end
 redis.call('ZADD', owner_index, c.now, c.id)
 redis.call('ZADD', ctl_key(c, ARGV[10]), c.now, c.id)
 index_attrs(c, c.now, ARGV, 25, nattrs, extra)
-append_event(c, f, '"created"', ARGV[16], extra)
-if ARGV[15] == '1' then
+if mirrored then
+  stage_event(c, f, '"created"', ARGV[16])
+  f.rev = rev
   set_status(c, f, S_RUNNING)
-  commit(c, f, '"started"', '{}')
+  append_event(c, f, '"started"', '{}', extra)
+else
+  set_status(c, f, S_CREATED)
+  append_event(c, f, '"created"', ARGV[16], extra)
 end
-return reply(c)
+if c.reply == 'lean' then
+  return reply(c)
+end
+-- The full reply, without reading the hash back: it was empty (HLEN
+-- above) and holds exactly what this script wrote, later pairs winning
+-- as in HSET: the state (apply_state: 'state', 'raw', 'size' for a
+-- non-object one, written at once; else its '$' pairs, written by flush)
+-- then extra, every record field flush wrote with them (the record, the
+-- attributes, and what append_event and flush added to it).
+local out
+if ARGV[state_at] == 'replace' then
+  out = {'state', ARGV[state_at + 1], 'raw', '1', 'size', f.size}
+else
+  out = {}
+  for i = state_at + 1, #ARGV do -- no unpack: a large state would pass its limit
+    out[#out + 1] = ARGV[i]
+  end
+end
+for i = 1, #extra do
+  out[#out + 1] = extra[i]
+end
+return {out, ''}

@@ -37,10 +37,13 @@ end
 -- reads an unbounded list.
 local LOG_RECOUNT = 1000
 
--- push_entry pushes entry, trims the log to its bounds and returns the
--- log's new size in bytes (nil while the log has no size and no byte
--- bound needs one).
-local function push_entry(c, f, entry)
+-- push_entries pushes entry, the newest, after the entries of staged (a
+-- list, oldest first, that it takes; nil for none) with one LPUSH, trims
+-- the log to its bounds and returns the log's new size in bytes (nil
+-- while the log has no size and no byte bound needs one). Trimming once
+-- after the push keeps what trimming after each entry would: the newest
+-- entries that fit (always the newest one).
+local function push_entries(c, f, staged, entry)
   local cap, budget = c.event_cap, c.event_bytes
   local eb = tonumber(f.eb)
   if eb == nil and budget > 0 then
@@ -50,7 +53,18 @@ local function push_entry(c, f, entry)
       eb = eb + #e
     end
   end
-  local n = redis.call('LPUSH', c.events, entry)
+  local n
+  if staged then
+    staged[#staged + 1] = entry
+    n = redis.call('LPUSH', c.events, unpack(staged))
+    if eb then
+      for i = 1, #staged - 1 do
+        eb = eb + #staged[i]
+      end
+    end
+  else
+    n = redis.call('LPUSH', c.events, entry)
+  end
   if eb then
     eb = eb + #entry
   end
@@ -111,14 +125,31 @@ local function check_counts(f)
   return nil
 end
 
--- append_event appends an event that does not change the revision, with
--- the record fields in extra (optional). Returns '<event id> <entry>'.
+-- stage_event numbers an event at the flow's current revision and keeps
+-- its entry (f.staged) for the script's next append_event or commit,
+-- which pushes it ahead of its own in one LPUSH, writes the record once
+-- and announces each: a script that appends several events stages all
+-- but the last. Nothing is written until then.
+local function stage_event(c, f, kind_json, payload)
+  f.seq = tostring(tonumber(f.seq or '0') + 1)
+  local staged = f.staged or {}
+  staged[#staged + 1] = entry_of(kind_json, f.rev, c.now, payload, c.lease)
+  f.staged = staged
+end
+
+-- append_event appends an event that does not change the revision, after
+-- those staged (stage_event), with the record fields in extra (optional).
+-- Returns '<event id> <entry>' of its own event.
 local function append_event(c, f, kind_json, payload, extra)
   extra = extra or {}
   local seq = tonumber(f.seq or '0') + 1
   f.seq = tostring(seq)
   local entry = entry_of(kind_json, f.rev, c.now, payload, c.lease)
-  local eb = push_entry(c, f, entry)
+  local staged = f.staged
+  if staged then
+    f.staged = nil -- (assigning an absent key would grow f's table)
+  end
+  local eb = push_entries(c, f, staged, entry)
   if eb then
     extra[#extra + 1] = 'eb'
     extra[#extra + 1] = eb
@@ -127,6 +158,11 @@ local function append_event(c, f, kind_json, payload, extra)
   extra[#extra + 1] = f.seq
   remember_pairs(c, f, extra)
   flush(c, f, extra)
+  if staged then -- numbered up to seq - 1 (staged now ends with entry)
+    for i = 1, #staged - 1 do
+      announce(c, tostring(seq - #staged + i) .. ' ' .. staged[i])
+    end
+  end
   local numbered = f.seq .. ' ' .. entry
   announce(c, numbered)
   return numbered
