@@ -107,20 +107,21 @@ if c.reply == 'lean' then
 end
 -- The full reply, without reading the hash back: it was empty (HLEN
 -- above) and holds exactly what this script wrote, later pairs winning
--- as in HSET: the state (apply_state: 'state', 'raw', 'size' for a
--- non-object one, written at once; else its '$' pairs, written by flush)
--- then extra, every record field flush wrote with them (the record, the
--- attributes, and what append_event and flush added to it).
-local out
+-- as in HSET, in the order it wrote them: a non-object state (apply_state
+-- writes 'state', 'raw', 'size' at once), then extra, every record field
+-- flush wrote (the record, the attributes, and what append_event and
+-- flush added to it), then an object state's '$' pairs (flush writes
+-- them after the record).
+local out = {}
 if ARGV[state_at] == 'replace' then
   out = {'state', ARGV[state_at + 1], 'raw', '1', 'size', f.size}
-else
-  out = {}
-  for i = state_at + 1, #ARGV do -- no unpack: a large state would pass its limit
-    out[#out + 1] = ARGV[i]
-  end
 end
 for i = 1, #extra do
   out[#out + 1] = extra[i]
+end
+if ARGV[state_at] ~= 'replace' then
+  for i = state_at + 1, #ARGV do -- no unpack: a large state would pass its limit
+    out[#out + 1] = ARGV[i]
+  end
 end
 return {out, ''}

@@ -37,7 +37,10 @@ end
 -- left pending (c.argv[f.pending..]), the status and the state size when
 -- they changed, and the record fields in extra (name, value, ...). Pairs
 -- go in chunks of 400 so a large patch never overflows Lua's unpack
--- limit; extra rides with the last chunk.
+-- limit; extra rides with the first chunk, ahead of it: a field new to
+-- the hash goes at its end, and HMGET reads a small hash's fields by
+-- scanning from its start, so record fields written before the state are
+-- found without stepping over it.
 local function flush(c, f, extra)
   if f.size_dirty then
     extra[#extra + 1] = 'size'
@@ -52,22 +55,20 @@ local function flush(c, f, extra)
   local argv = c.argv or {}
   local i, to = f.pending or (#argv + 1), #argv
   f.pending = nil
-  while i <= to do
-    local last = math.min(i + 799, to)
-    if last < to then
-      redis.call('HSET', c.flow, unpack(argv, i, last))
-    else
-      local args = {unpack(argv, i, last)}
-      for j = 1, #extra do
-        args[#args + 1] = extra[j]
-      end
-      redis.call('HSET', c.flow, unpack(args))
-      return
+  if i > to then
+    if #extra > 0 then
+      redis.call('HSET', c.flow, unpack(extra))
     end
-    i = last + 1
+    return
   end
-  if #extra > 0 then
-    redis.call('HSET', c.flow, unpack(extra))
+  local last = math.min(i + 799, to)
+  local args = {unpack(extra)}
+  for j = i, last do
+    args[#args + 1] = argv[j]
+  end
+  redis.call('HSET', c.flow, unpack(args))
+  for from = last + 1, to, 800 do
+    redis.call('HSET', c.flow, unpack(argv, from, math.min(from + 799, to)))
   end
 end
 
