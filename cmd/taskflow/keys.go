@@ -80,7 +80,7 @@ func cmdKeys(ctx context.Context, c *cli, args []string) error {
 		// "$RUN_ID", not a <run-id> placeholder that bash reads as a
 		// redirection: the command pastes as it is.
 		{tag + ":step:" + ids + ":<run-id>", "hash", "one step (set RUN_ID to a run id from the steps key)", cli + " HGETALL " + q(tag+":step:"+ids+":") + `"$RUN_ID"`},
-		{tag + ":leases", "hash", "the flow's lease: field <id>, token|expiry ms|worker", cli + " HGET " + q(tag+":leases") + " " + ids},
+		{tag + ":leases", "hash", "the flow's lease: field <id>, token|expiry ms|worker (and t:<token>, <id>, while it lives)", cli + " HGET " + q(tag+":leases") + " " + ids},
 		{tag + ":timers", "zset", "a timer wait's deadline (unix ms): member <id>", cli + " ZSCORE " + q(tag+":timers") + " " + ids},
 	}}
 	if c.json {
