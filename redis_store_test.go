@@ -384,6 +384,12 @@ func TestAutoPipelinedClient(t *testing.T) {
 		if plain := e.reopenStore(e.b.client(t)); plain.calls != plain.client {
 			t.Fatalf("a client without AutoPipelineOptions: scripts sent on a %T", plain.calls)
 		}
+		bad := redis.NewClient(&redis.Options{Addr: "127.0.0.1:0",
+			AutoPipelineOptions: &redis.AutoPipelineOptions{MaxConcurrentBatches: 2}}) // needs Unordered
+		defer bad.Close()
+		if _, err := NewRedisStore(bad, e.options...); !errors.Is(err, ErrInvalidData) {
+			t.Fatalf("a client with invalid AutoPipelineOptions: %v, want ErrInvalidData", err)
+		}
 		m := NewManager(store)
 		defer m.Close()
 		const ctl, n = "ctl/autopipe", 120
