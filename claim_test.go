@@ -915,3 +915,46 @@ func TestClaimMemoryEndsWithTheLease(t *testing.T) {
 		requireVerifyClean(t, e.m)
 	})
 }
+
+// TestHandOffComesWithItsState: WithoutState trims the reply's own flow
+// only; the flow WithNext hands over comes whole, state included, as
+// Claim's does, and so does the one a repeat of the call is handed.
+func TestHandOffComesWithItsState(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		defer e.m.Close()
+		const ctl = "ctl/handstate"
+		// Two flows in one shard (ids picked so): one to finish, one to hand.
+		var ids []uuid.UUID
+		for len(ids) < 2 {
+			in := fleetInput(ctl)
+			in.State = map[string]any{"job": len(ids)}
+			f := must(t, try(e.m.CreateMirrored(ctx, in)))
+			if e.m.store.keys.shardOf(f.ID) == 3 {
+				ids = append(ids, f.ID)
+				continue
+			}
+			must(t, try(e.m.Cancel(ctx, f.ID)))
+		}
+		f, l, err := e.m.Claim(ctx, ctl, "w1", time.Minute, WithClaimWait(0))
+		if err != nil || f == nil || f.State == nil {
+			t.Fatalf("claim: %+v %v", f, err)
+		}
+		first := f.ID
+		done := must(t, try(e.m.Finish(ctx, first, nil, WithLease(l), WithoutState(), WithCallID("hs-1"), WithNext(&f, &l, time.Minute))))
+		if done.State != nil || done.Status != StatusFinished {
+			t.Fatalf("the finished flow: status %s, state %s; want finished without state", done.Status, done.State)
+		}
+		want := must(t, try(e.m.Get(ctx, f.ID)))
+		if f == nil || f.ID == first || string(f.State) != string(want.State) || len(f.State) == 0 {
+			t.Fatalf("handed %+v, want the other flow with its state %s", f, want.State)
+		}
+		var again *Flow
+		var againL *Lease
+		must(t, try(e.m.Finish(ctx, first, nil, WithLease(&Lease{FlowID: first, Token: "x", WorkerID: "w1"}),
+			WithoutState(), WithCallID("hs-1"), WithNext(&again, &againL, time.Minute))))
+		if again == nil || again.ID != f.ID || string(again.State) != string(want.State) {
+			t.Fatalf("the repeat was handed %+v, want %s with its state", again, f.ID)
+		}
+	})
+}

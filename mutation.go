@@ -84,16 +84,20 @@ func IfRevisionOf(f *Flow) MutationOption {
 //
 // A call re-sent after its reply was lost (by go-redis, or by the caller
 // with the same WithCallID) is handed the same flow; a flow handed in a
-// reply nobody read is claimed again once its lease expires. Other
-// mutations refuse WithNext (ErrInvalidData), as does a call without
-// WithLease.
+// reply nobody read is claimed again once its lease expires. The next
+// flow comes with its state, as Claim's does, also when the call is made
+// WithoutState (which then trims only the reply's own flow: a worker
+// that does not read the flow it finished saves its state's bytes).
+// Other mutations refuse WithNext (ErrInvalidData), as does a call
+// without WithLease.
 func WithNext(next **Flow, lease **Lease, d time.Duration) MutationOption {
 	return func(m *mutation) { m.next = &nextClaim{flow: next, lease: lease, d: d} }
 }
 
 // WithoutState makes a mutation return the flow without its state
 // (Flow.State is nil): the reply then costs the same whatever the state's
-// size. By default a mutation returns the whole flow as persisted.
+// size. By default a mutation returns the whole flow as persisted. A flow
+// handed over by WithNext still comes whole.
 func WithoutState() MutationOption {
 	return func(m *mutation) { m.lean = true }
 }

@@ -262,7 +262,7 @@ func handedOff(l *Lease, arr []any) (*Flow, *Lease, error) {
 	if len(arr) < 5 {
 		return nil, nil, nil
 	}
-	f, err := decodeTaken(arr[4], arr[3], arr[2])
+	f, err := decodeTaken(arr[4], arr[3], "full") // a handed flow always comes whole
 	if err != nil {
 		return nil, nil, err
 	}

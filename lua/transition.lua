@@ -22,9 +22,9 @@
 --   21.. the state change (include/state.lua apply_state)
 -- Returns: {flow hash (record and state, or record only), '', and
 --   'record' for the record only}; with a hand-off asked for,
---   {flow, '', 'full' or 'record', the next flow's hash or record, its
---   id}, the last two only when one was ready. A repeated call answers
---   with the same next flow.
+--   {flow, '', 'full' or 'record', the next flow's hash (always record
+--   and state), its id}, the last two only when one was ready. A
+--   repeated call answers with the same next flow.
 -- Errors: NOTFOUND, REVISION <exp> <act>, LEASELOST, TERMINAL <status>,
 --   CANCELPENDING <status>, ILLEGAL <from>, TOOLARGE <size>,
 --   NOMATCH (the guard did not hold; nothing written), STALE (a timer

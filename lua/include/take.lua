@@ -25,18 +25,20 @@ local TAKE_TRIES = 16
 
 -- taken_context is the context of flow id, a flow of c's shard, as the
 -- take leased it under token: a mutation of it made under that lease,
--- answering in c's reply mode, with c's bounds.
+-- with c's bounds, answering with the whole flow whatever c's reply mode
+-- (a worker needs the state of the flow it is handed: WithoutState on
+-- the call that ends a lease applies to that call's own flow).
 local function taken_context(c, id, token)
   local t = flow_context(flow_keys_in(c.keys, id), id, c.now)
-  t.lease, t.reply = token, c.reply
+  t.lease = token
   t.event_cap, t.event_bytes, t.state_limit = c.event_cap, c.event_bytes, c.state_limit
   t.watched = c.watched -- one shard: whether it is watched (events.lua)
   return t
 end
 
 -- remembered_take returns the context of the flow a call with this lease
--- token already leased, or nil when it leased none (or so long ago that
--- that lease has ended).
+-- token already leased, or nil when it leased none (or its lease has
+-- ended since).
 local function remembered_take(c, token)
   local id = redis.call('HGET', c.leases, lease_token_field(token))
   if not id then
