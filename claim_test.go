@@ -187,51 +187,71 @@ func TestClaimBlocksUntilReady(t *testing.T) {
 	})
 }
 
+// idleFleet is workers blocked in Claim, each with its own client, store
+// and manager, and the commands their clients send.
+type idleFleet struct {
+	counters []*commandCounter
+	wg       sync.WaitGroup
+}
+
+// startIdleFleet starts n workers looping in Claim(controller, wait 1
+// min) until ctx ends, and waits until they have subscribed, looked and
+// settled (no command for 300 ms; at most 20 s). Wait for them with
+// f.wg once ctx is cancelled.
+func startIdleFleet(ctx context.Context, t *testing.T, e *env, n int, controller string) *idleFleet {
+	f := &idleFleet{counters: make([]*commandCounter, n)}
+	for i := range f.counters {
+		c := e.b.client(t)
+		f.counters[i] = &commandCounter{}
+		c.AddHook(f.counters[i])
+		m := NewManager(e.reopenStore(c))
+		f.wg.Add(1)
+		go func(i int) {
+			defer f.wg.Done()
+			defer m.Close()
+			for ctx.Err() == nil {
+				_, _, _ = m.Claim(ctx, controller, fmt.Sprintf("w%d", i), time.Minute, WithClaimWait(time.Minute))
+			}
+		}(i)
+	}
+	for settle := time.Now(); time.Since(settle) < 20*time.Second; {
+		f.reset()
+		time.Sleep(300 * time.Millisecond)
+		if f.sent() == 0 {
+			break
+		}
+	}
+	return f
+}
+
+// sent is how many commands the fleet sent since the last reset.
+func (f *idleFleet) sent() int {
+	n := 0
+	for _, c := range f.counters {
+		n += c.count()
+	}
+	return n
+}
+
+func (f *idleFleet) reset() {
+	for _, c := range f.counters {
+		c.reset()
+	}
+}
+
 // TestIdleFleetSendsNothing: 16 workers blocked in Claim send no command.
 func TestIdleFleetSendsNothing(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx, cancel := context.WithCancel(e.ctx)
 		defer cancel()
-		counters := make([]*commandCounter, 16)
-		var wg sync.WaitGroup
-		for i := range counters {
-			c := e.b.client(t)
-			counters[i] = &commandCounter{}
-			c.AddHook(counters[i])
-			m := NewManager(e.reopenStore(c))
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				defer m.Close()
-				for ctx.Err() == nil {
-					_, _, _ = m.Claim(ctx, "ctl/idle", fmt.Sprintf("w%d", i), time.Minute, WithClaimWait(time.Minute))
-				}
-			}(i)
-		}
-		sum := func() int {
-			n := 0
-			for _, c := range counters {
-				n += c.count()
-			}
-			return n
-		}
-		// Wait until every worker has subscribed, looked, and settled.
-		for settle := time.Now(); time.Since(settle) < 20*time.Second; {
-			for _, c := range counters {
-				c.reset()
-			}
-			time.Sleep(300 * time.Millisecond)
-			if sum() == 0 {
-				break
-			}
-		}
+		fleet := startIdleFleet(ctx, t, e, 16, "ctl/idle")
 		time.Sleep(2 * time.Second)
-		total := sum()
+		total := fleet.sent()
 		if total != 0 {
 			t.Fatalf("an idle fleet sent %d commands in 2s", total)
 		}
 		cancel()
-		wg.Wait()
+		fleet.wg.Wait()
 	})
 }
 

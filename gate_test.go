@@ -813,48 +813,15 @@ func TestIdleFleetIgnoresFreedSlots(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx, cancel := context.WithCancel(e.ctx)
 		defer cancel()
-		counters := make([]*commandCounter, 4)
-		var wg sync.WaitGroup
-		defer wg.Wait()
+		fleet := startIdleFleet(ctx, t, e, 4, "ctl/idle")
+		defer fleet.wg.Wait()
 		defer cancel()
-		for i := range counters {
-			c := e.b.client(t)
-			counters[i] = &commandCounter{}
-			c.AddHook(counters[i])
-			m := NewManager(e.reopenStore(c))
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				defer m.Close()
-				for ctx.Err() == nil {
-					_, _, _ = m.Claim(ctx, "ctl/idle", fmt.Sprint("w", i), time.Minute, WithClaimWait(time.Minute))
-				}
-			}(i)
-		}
-		sum := func() int {
-			n := 0
-			for _, c := range counters {
-				n += c.count()
-			}
-			return n
-		}
-		for settle := time.Now(); time.Since(settle) < 20*time.Second; {
-			for _, c := range counters {
-				c.reset()
-			}
-			time.Sleep(300 * time.Millisecond)
-			if sum() == 0 {
-				break
-			}
-		}
 		// A full key of another controller frees its slot, twice.
 		if err := e.m.SetKeyLimit(e.ctx, KeyLimit{Key: "tenant:full", Concurrency: 1}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(300 * time.Millisecond) // the limit's own announcement
-		for _, c := range counters {
-			c.reset()
-		}
+		fleet.reset()
 		for range 2 {
 			must(t, try(e.m.CreateMirrored(e.ctx, gatedInput("full", 0, "tenant:full"))))
 			f, l := claimNow(t, e, "w")
@@ -864,7 +831,7 @@ func TestIdleFleetIgnoresFreedSlots(t *testing.T) {
 			must(t, try(e.m.Finish(e.ctx, f.ID, nil, WithLease(l))))
 		}
 		time.Sleep(time.Second)
-		if n := sum(); n != 0 {
+		if n := fleet.sent(); n != 0 {
 			t.Fatalf("an idle fleet sent %d commands when another controller's key freed a slot", n)
 		}
 	})
