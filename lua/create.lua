@@ -112,9 +112,11 @@ end
 -- flush wrote (the record, the attributes, and what append_event and
 -- flush added to it), then an object state's '$' pairs (flush writes
 -- them after the record).
-local out = {}
+local out
 if ARGV[state_at] == 'replace' then
   out = {'state', ARGV[state_at + 1], 'raw', '1', 'size', f.size}
+else
+  out = {}
 end
 for i = 1, #extra do
   out[#out + 1] = extra[i]
